@@ -1,0 +1,56 @@
+#!/usr/bin/env node
+// Builds the package in the current directory: one ESM file per `exports` entry and per `bin`,
+// bundled by esbuild from the TypeScript sources, then declarations from tsc.
+// Library entries keep every bare import external (workspace packages resolve to their own dist);
+// bins inline workspace packages so an installed CLI is one runnable file plus its npm deps.
+import { execFileSync } from "node:child_process";
+import { chmodSync, existsSync, readFileSync, rmSync } from "node:fs";
+import { createRequire } from "node:module";
+import { join } from "node:path";
+import * as esbuild from "esbuild";
+
+const require = createRequire(join(process.cwd(), "package.json"));
+const pkg = JSON.parse(readFileSync("package.json", "utf8"));
+const SOURCE = "@clustermatic/source";
+rmSync("dist", { recursive: true, force: true });
+
+const libEntries = [];
+for (const [key, value] of Object.entries(pkg.exports ?? {})) {
+  if (typeof value !== "object" || !value[SOURCE]) continue;
+  libEntries.push({ in: value[SOURCE], out: value.default.replace(/^\.\/dist\//, "").replace(/\.js$/, "") });
+  void key;
+}
+const shared = { bundle: true, platform: "node", target: "node20", format: "esm", logLevel: "warning" };
+if (libEntries.length) {
+  await esbuild.build({ ...shared, entryPoints: libEntries, outdir: "dist", packages: "external" });
+}
+
+const workspaceDeps = Object.keys({ ...pkg.dependencies }).filter((d) => d.startsWith("@clustermatic/"));
+const binFiles = Object.values(typeof pkg.bin === "string" ? { [pkg.name]: pkg.bin } : (pkg.bin ?? {}));
+const keepExternal = {
+  name: "external-npm-deps",
+  setup(build) {
+    build.onResolve({ filter: /^[^./]/ }, (args) => {
+      if (workspaceDeps.some((d) => args.path === d || args.path.startsWith(`${d}/`))) return undefined;
+      return { path: args.path, external: true };
+    });
+  },
+};
+for (const out of binFiles) {
+  const src = out.replace(/^\.\/dist\//, "src/").replace(/\.js$/, ".ts");
+  if (!existsSync(src)) throw new Error(`bin source ${src} missing for ${out}`);
+  await esbuild.build({
+    ...shared,
+    entryPoints: [src],
+    outfile: out,
+    conditions: [SOURCE],
+    plugins: [keepExternal],
+    banner: { js: "#!/usr/bin/env node" },
+  });
+  chmodSync(out, 0o755);
+}
+
+if (existsSync("tsconfig.build.json")) {
+  const tsc = require.resolve("typescript/bin/tsc");
+  execFileSync(process.execPath, [tsc, "-p", "tsconfig.build.json"], { stdio: "inherit" });
+}
