@@ -1,1 +1,9 @@
-export {};
+export {
+  compressNodeList,
+  expandNodeList,
+  NodeListError,
+  type NodeListOptions,
+  type NodeSpec,
+  parseNodeList,
+  splitNodeName,
+} from "./nodeset.js";
