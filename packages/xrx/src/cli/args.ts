@@ -1,0 +1,111 @@
+// Command-line parsing in the original tools' POSIX style: options first, parsing stops at the
+// first non-option (so `xrx n1 ls -l` passes `-l` to ls), short options may be clustered (`-pL`),
+// values may be attached (`-n8`) or separate (`-n 8`). Long options are parsed by node:util.
+import { parseArgs } from "node:util";
+
+/** A usage error: the CLI prints it with the usage line and exits 2. */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+export type OptionSpec = Record<string, { type: "string" | "boolean"; short?: string; multiple?: boolean }>;
+
+/**
+ * Splits argv into the option part and the rest at the first non-option (or after `--`), then
+ * parses the option part strictly. Returns the parsed values and the positionals.
+ */
+export function parseCommandLine(
+  argv: readonly string[],
+  options: OptionSpec,
+): { values: Record<string, string | boolean | string[] | undefined>; positionals: string[] } {
+  const takesValue = new Set<string>();
+  const longTakesValue = new Set<string>();
+  for (const [name, o] of Object.entries(options)) {
+    if (o.type === "string") {
+      longTakesValue.add(name);
+      if (o.short) takesValue.add(o.short);
+    }
+  }
+  let i = 0;
+  for (; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === "--") {
+      break;
+    }
+    if (a.startsWith("--")) {
+      const name = a.slice(2).split("=")[0]!;
+      if (longTakesValue.has(name) && !a.includes("=")) i++;
+      continue;
+    }
+    if (a.startsWith("-") && a.length > 1) {
+      // A cluster: a value-taking letter consumes the rest, or the next argument.
+      for (let j = 1; j < a.length; j++) {
+        if (takesValue.has(a[j]!)) {
+          if (j === a.length - 1) i++;
+          break;
+        }
+      }
+      continue;
+    }
+    break;
+  }
+  const optionPart = argv.slice(0, Math.min(i, argv.length));
+  let rest = argv.slice(Math.min(i, argv.length));
+  if (rest[0] === "--") rest = rest.slice(1);
+  let parsed: ReturnType<typeof parseArgs>;
+  try {
+    parsed = parseArgs({ args: [...optionPart], options, strict: true, allowPositionals: false });
+  } catch (err) {
+    const msg = (err as Error).message.replace(/\. To specify a positional argument.*$/s, "");
+    throw new UsageError(msg);
+  }
+  return {
+    values: parsed.values as Record<string, string | boolean | string[] | undefined>,
+    positionals: rest,
+  };
+}
+
+/** The I/O a CLI main() works with; the bin files pass the process's own. */
+export interface CliIo {
+  stdin: NodeJS.ReadableStream & { isTTY?: boolean };
+  stdout: NodeJS.WritableStream & { isTTY?: boolean };
+  stderr: NodeJS.WritableStream & { isTTY?: boolean };
+  env: NodeJS.ProcessEnv;
+  cwd: string;
+  /** Where signals come from (process by default); tests pass an EventEmitter. */
+  signals?: NodeJS.EventEmitter;
+}
+
+/** The process's own I/O. */
+export function processIo(): CliIo {
+  return {
+    stdin: process.stdin,
+    stdout: process.stdout,
+    stderr: process.stderr,
+    env: process.env,
+    cwd: process.cwd(),
+    signals: process,
+  };
+}
+
+/** Parses a positive integer option. */
+export function intOption(value: string | undefined, name: string, min = 0): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^\d+$/.test(value) || Number(value) < min) {
+    throw new UsageError(`bad ${name} value "${value}": expected an integer >= ${min}`);
+  }
+  return Number(value);
+}
+
+/** Parses a duration in seconds (fractions allowed) into milliseconds. */
+export function secondsOption(value: string | undefined, name: string): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0 || value.trim() === "") {
+    throw new UsageError(`bad ${name} value "${value}": expected seconds > 0`);
+  }
+  return Math.round(n * 1000);
+}

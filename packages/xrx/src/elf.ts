@@ -1,0 +1,162 @@
+// A small ELF reader: enough to find what a program needs to run on another machine
+// (its interpreter, the libraries it names and where it asks for them to be searched).
+// Handles 32- and 64-bit files of either byte order. Never throws on a malformed file
+// without saying which file and why.
+
+/** What xrx needs to know about an ELF file. */
+export interface ElfInfo {
+  /** 32 or 64. */
+  bits: 32 | 64;
+  /** Byte order of the file. */
+  littleEndian: boolean;
+  /** e_machine (62 = x86-64, 183 = AArch64, 40 = ARM, 3 = i386, 20 = PPC, 21 = PPC64...). */
+  machine: number;
+  /** e_type (2 = executable, 3 = shared object / PIE). */
+  type: number;
+  /** PT_INTERP contents without the trailing NUL, when present. */
+  interpreter?: string;
+  /** DT_NEEDED entries, in file order. */
+  needed: string[];
+  /** DT_RPATH split on ':' (empty when absent). */
+  rpath: string[];
+  /** DT_RUNPATH split on ':' (empty when absent). */
+  runpath: string[];
+  /** DT_SONAME when present. */
+  soname?: string;
+}
+
+/** Raised for a file that is not a well-formed ELF object. */
+export class ElfError extends Error {
+  constructor(
+    readonly file: string,
+    reason: string,
+  ) {
+    super(`cannot parse file ${file}: ${reason}`);
+    this.name = "ElfError";
+  }
+}
+
+const PT_LOAD = 1;
+const PT_DYNAMIC = 2;
+const PT_INTERP = 3;
+const DT_NULL = 0;
+const DT_NEEDED = 1;
+const DT_STRTAB = 5;
+const DT_SONAME = 14;
+const DT_RPATH = 15;
+const DT_RUNPATH = 29;
+
+/** True when the buffer starts with the ELF magic. */
+export function isElf(buf: Uint8Array): boolean {
+  return buf.length >= 4 && buf[0] === 0x7f && buf[1] === 0x45 && buf[2] === 0x4c && buf[3] === 0x46;
+}
+
+/** Parses the headers and dynamic section of an ELF image held in memory. */
+export function parseElf(data: Uint8Array, name = "<buffer>"): ElfInfo {
+  if (!isElf(data)) throw new ElfError(name, "not an ELF file");
+  if (data.length < 52) throw new ElfError(name, "truncated header");
+  const cls = data[4];
+  const enc = data[5];
+  if (cls !== 1 && cls !== 2) throw new ElfError(name, `unknown ELF class ${cls}`);
+  if (enc !== 1 && enc !== 2) throw new ElfError(name, `unknown ELF data encoding ${enc}`);
+  const bits = cls === 1 ? 32 : 64;
+  const le = enc === 1;
+  const dv = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  const need = (off: number, len: number, what: string) => {
+    if (off < 0 || off + len > data.length) throw new ElfError(name, `${what} lies outside the file`);
+  };
+  const u16 = (off: number) => (need(off, 2, "field"), dv.getUint16(off, le));
+  const u32 = (off: number) => (need(off, 4, "field"), dv.getUint32(off, le));
+  const word = (off: number): number => {
+    if (bits === 32) return u32(off);
+    need(off, 8, "field");
+    const v = dv.getBigUint64(off, le);
+    if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new ElfError(name, "64-bit value out of range");
+    return Number(v);
+  };
+  if (bits === 64 && data.length < 64) throw new ElfError(name, "truncated header");
+  const type = u16(16);
+  const machine = u16(18);
+  const phoff = bits === 32 ? u32(28) : word(32);
+  const phentsize = u16(bits === 32 ? 42 : 54);
+  const phnum = u16(bits === 32 ? 44 : 56);
+  const minEnt = bits === 32 ? 32 : 56;
+  if (phnum > 0 && phentsize < minEnt) throw new ElfError(name, `bad program header size ${phentsize}`);
+  need(phoff, phnum * phentsize, "program header table");
+
+  interface Seg {
+    type: number;
+    offset: number;
+    vaddr: number;
+    filesz: number;
+  }
+  const segs: Seg[] = [];
+  for (let i = 0; i < phnum; i++) {
+    const p = phoff + i * phentsize;
+    if (bits === 32) {
+      segs.push({ type: u32(p), offset: u32(p + 4), vaddr: u32(p + 8), filesz: u32(p + 16) });
+    } else {
+      segs.push({ type: u32(p), offset: word(p + 8), vaddr: word(p + 16), filesz: word(p + 32) });
+    }
+  }
+  const info: ElfInfo = { bits, littleEndian: le, machine, type, needed: [], rpath: [], runpath: [] };
+  const cstr = (off: number, limit: number): string => {
+    if (off < 0 || off >= limit) throw new ElfError(name, "string offset out of range");
+    let end = off;
+    while (end < limit && data[end] !== 0) end++;
+    if (end >= limit) throw new ElfError(name, "unterminated string");
+    return Buffer.from(data.subarray(off, end)).toString("utf8");
+  };
+  const interp = segs.find((s) => s.type === PT_INTERP);
+  if (interp) {
+    need(interp.offset, interp.filesz, "PT_INTERP");
+    info.interpreter = cstr(interp.offset, interp.offset + interp.filesz);
+  }
+  const dyn = segs.find((s) => s.type === PT_DYNAMIC);
+  if (!dyn) return info;
+  need(dyn.offset, dyn.filesz, "PT_DYNAMIC");
+  const entSize = bits === 32 ? 8 : 16;
+  const entries: Array<[number, number]> = [];
+  for (let off = dyn.offset; off + entSize <= dyn.offset + dyn.filesz; off += entSize) {
+    const tag = bits === 32 ? u32(off) : word(off);
+    const val = bits === 32 ? u32(off + 4) : word(off + 8);
+    if (tag === DT_NULL) break;
+    entries.push([tag, val]);
+  }
+  const strtabAddr = entries.find(([t]) => t === DT_STRTAB)?.[1];
+  if (strtabAddr === undefined) return info;
+  // DT_STRTAB holds a virtual address: map it back to a file offset through the PT_LOAD segments.
+  const load = segs.find(
+    (s) => s.type === PT_LOAD && strtabAddr >= s.vaddr && strtabAddr < s.vaddr + s.filesz,
+  );
+  if (!load) throw new ElfError(name, "DT_STRTAB is not inside a loaded segment");
+  const strOff = load.offset + (strtabAddr - load.vaddr);
+  const strLimit = Math.min(data.length, load.offset + load.filesz);
+  for (const [tag, val] of entries) {
+    if (tag === DT_NEEDED) info.needed.push(cstr(strOff + val, strLimit));
+    else if (tag === DT_RPATH) info.rpath = splitPath(cstr(strOff + val, strLimit));
+    else if (tag === DT_RUNPATH) info.runpath = splitPath(cstr(strOff + val, strLimit));
+    else if (tag === DT_SONAME) info.soname = cstr(strOff + val, strLimit);
+  }
+  return info;
+}
+
+function splitPath(s: string): string[] {
+  return s.split(":").filter((p) => p.length > 0);
+}
+
+/** Names for the common e_machine values, for messages. */
+export function machineName(machine: number): string {
+  const names: Record<number, string> = {
+    3: "i386",
+    8: "mips",
+    20: "powerpc",
+    21: "ppc64",
+    22: "s390",
+    40: "arm",
+    62: "x86_64",
+    183: "aarch64",
+    243: "riscv",
+  };
+  return names[machine] ?? `machine ${machine}`;
+}

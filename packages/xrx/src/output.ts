@@ -1,0 +1,131 @@
+// Output multiplexing: many nodes' stdout/stderr onto one stdout/stderr. In line mode every
+// write carries whole lines only (optionally prefixed with the node name), so lines from different
+// nodes never interleave mid-line; a partial last line is delivered at end of stream.
+
+export interface Sink {
+  write(chunk: string | Uint8Array): unknown;
+}
+
+export interface MuxOptions {
+  /** Prefix each line with `<node>: ` (implies lines). */
+  prefix?: boolean;
+  /** Deliver whole lines only. */
+  lines?: boolean;
+  /** A partial line longer than this is delivered as is (default 64 KiB). */
+  maxLine?: number;
+}
+
+const NL = 0x0a;
+
+/** One stream of one node. */
+export class StreamMux {
+  private pending: Buffer[] = [];
+  private pendingLen = 0;
+  constructor(
+    private readonly sink: Sink,
+    private readonly prefixText: Buffer | undefined,
+    private readonly lines: boolean,
+    private readonly maxLine: number,
+  ) {}
+
+  write(data: Uint8Array): void {
+    if (data.length === 0) return;
+    const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    if (!this.lines) {
+      this.sink.write(Buffer.from(buf));
+      return;
+    }
+    const out: Buffer[] = [];
+    let start = 0;
+    for (;;) {
+      const nl = buf.indexOf(NL, start);
+      if (nl < 0) break;
+      const piece = buf.subarray(start, nl + 1);
+      if (this.prefixText) out.push(this.prefixText);
+      if (this.pendingLen > 0) {
+        out.push(...this.pending);
+        this.pending = [];
+        this.pendingLen = 0;
+      }
+      out.push(piece);
+      start = nl + 1;
+    }
+    if (start < buf.length) {
+      this.pending.push(Buffer.from(buf.subarray(start)));
+      this.pendingLen += buf.length - start;
+      if (this.pendingLen >= this.maxLine) {
+        if (this.prefixText) out.push(this.prefixText);
+        out.push(...this.pending, Buffer.from("\n"));
+        this.pending = [];
+        this.pendingLen = 0;
+      }
+    }
+    if (out.length > 0) this.sink.write(Buffer.concat(out));
+  }
+
+  /** End of stream: deliver a buffered partial line (terminated, so the next line starts clean). */
+  end(): void {
+    if (this.pendingLen === 0) return;
+    const out = this.prefixText ? [this.prefixText, ...this.pending] : [...this.pending];
+    this.pending = [];
+    this.pendingLen = 0;
+    out.push(Buffer.from("\n"));
+    this.sink.write(Buffer.concat(out));
+  }
+}
+
+/** Creates the per-node stdout/stderr multiplexers. */
+export class OutputMux {
+  private readonly lines: boolean;
+  private readonly maxLine: number;
+  constructor(
+    private readonly stdout: Sink,
+    private readonly stderr: Sink,
+    private readonly opts: MuxOptions = {},
+  ) {
+    this.lines = !!(opts.lines || opts.prefix);
+    this.maxLine = opts.maxLine ?? 64 * 1024;
+  }
+
+  streams(node: string): { stdout: StreamMux; stderr: StreamMux } {
+    const prefix = this.opts.prefix ? Buffer.from(`${node}: `) : undefined;
+    return {
+      stdout: new StreamMux(this.stdout, prefix, this.lines, this.maxLine),
+      stderr: new StreamMux(this.stderr, prefix, this.lines, this.maxLine),
+    };
+  }
+}
+
+/** A progress line on a terminal: `staging 3/16 nodes, 1.2 MiB`; silent when not a TTY. */
+export class Progress {
+  private last = 0;
+  private shown = false;
+  constructor(
+    private readonly out: Sink & { isTTY?: boolean },
+    private readonly enabled = !!out.isTTY,
+    private readonly intervalMs = 100,
+  ) {}
+
+  update(text: string, force = false): void {
+    if (!this.enabled) return;
+    const now = Date.now();
+    if (!force && now - this.last < this.intervalMs) return;
+    this.last = now;
+    this.shown = true;
+    this.out.write(`\r\x1b[K${text}`);
+  }
+
+  clear(): void {
+    if (!this.enabled || !this.shown) return;
+    this.shown = false;
+    this.out.write("\r\x1b[K");
+  }
+}
+
+/** Human size: 1.5 MiB. */
+export function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
+  if (n < 1024 * 1024 * 1024) return `${(n / 1024 / 1024).toFixed(1)} MiB`;
+  return `${(n / 1024 / 1024 / 1024).toFixed(2)} GiB`;
+}
