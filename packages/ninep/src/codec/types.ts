@@ -46,7 +46,10 @@ export type Rversion = M<"Rversion", { msize: number; version: string }>;
 /** n_uname is on the wire for 9P2000.u and .L only (NONUNAME when absent). */
 export type Tauth = M<"Tauth", { afid: number; uname: string; aname: string; n_uname?: number }>;
 export type Rauth = M<"Rauth", { aqid: Qid }>;
-export type Tattach = M<"Tattach", { fid: number; afid: number; uname: string; aname: string; n_uname?: number }>;
+export type Tattach = M<
+  "Tattach",
+  { fid: number; afid: number; uname: string; aname: string; n_uname?: number }
+>;
 export type Rattach = M<"Rattach", { qid: Qid }>;
 /** errno is on the wire for 9P2000.u only. */
 export type Rerror = M<"Rerror", { ename: string; errno?: number }>;
@@ -57,7 +60,10 @@ export type Rwalk = M<"Rwalk", { wqid: Qid[] }>;
 export type Topen = M<"Topen", { fid: number; mode: number }>;
 export type Ropen = M<"Ropen", { qid: Qid; iounit: number }>;
 /** extension is on the wire for 9P2000.u only. */
-export type Tcreate = M<"Tcreate", { fid: number; name: string; perm: number; mode: number; extension?: string }>;
+export type Tcreate = M<
+  "Tcreate",
+  { fid: number; name: string; perm: number; mode: number; extension?: string }
+>;
 export type Rcreate = M<"Rcreate", { qid: Qid; iounit: number }>;
 export type Tread = M<"Tread", { fid: number; offset: bigint; count: number }>;
 export type Rread = M<"Rread", { data: Uint8Array }>;
@@ -179,7 +185,10 @@ export type Tlink = M<"Tlink", { dfid: number; fid: number; name: string }>;
 export type Rlink = M<"Rlink">;
 export type Tmkdir = M<"Tmkdir", { dfid: number; name: string; mode: number; gid: number }>;
 export type Rmkdir = M<"Rmkdir", { qid: Qid }>;
-export type Trenameat = M<"Trenameat", { olddirfid: number; oldname: string; newdirfid: number; newname: string }>;
+export type Trenameat = M<
+  "Trenameat",
+  { olddirfid: number; oldname: string; newdirfid: number; newname: string }
+>;
 export type Rrenameat = M<"Rrenameat">;
 export type Tunlinkat = M<"Tunlinkat", { dirfd: number; name: string; flags: number }>;
 export type Runlinkat = M<"Runlinkat">;

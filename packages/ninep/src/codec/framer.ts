@@ -1,0 +1,115 @@
+// Turns a byte stream cut into arbitrary chunks into whole 9P frames, checking each size field as soon as it is read.
+
+import { ProtocolError } from "../errors.js";
+import { asBuffer } from "./reader.js";
+
+/** Default bound on a frame before version negotiation: 8 MiB. */
+export const FRAMER_DEFAULT_MAX = 8 * 1024 * 1024;
+
+/** Options of Framer. */
+export interface FramerOptions {
+  /** Largest acceptable frame, size field included (the msize once negotiated). */
+  maxSize?: number;
+}
+
+/**
+ * Accumulates chunks of a 9P byte stream and returns whole frames. A frame lying inside one chunk
+ * is returned as a view of that chunk (no copy); a frame spanning chunks is copied once, when its
+ * last byte arrives (its pieces are kept as views until then, so nothing is allocated from an
+ * untrusted size field).
+ *
+ * As soon as 4 bytes of a size field are there it is checked: size < 7 throws
+ * ProtocolError("bad-size"), size > maxSize throws ProtocolError("too-large"), before any of the
+ * body is waited for. A byte stream cannot be resynchronised, so after a throw the framer is
+ * unusable: every later push throws the same error (close the connection). Frames completed
+ * earlier in the same push as the bad size field are lost with the throw.
+ *
+ * @example
+ * const framer = new Framer({ maxSize: 8216 });
+ * socket.on("data", (chunk) => { for (const frame of framer.push(chunk)) handle(decode(frame, dialect)); });
+ */
+export class Framer {
+  /** Largest acceptable frame; set it to the msize after version negotiation. */
+  maxSize: number;
+  /** Pieces of the incomplete frame (views of earlier chunks). */
+  private pieces: Buffer[] = [];
+  private pending = 0;
+  /** Size of the incomplete frame, or -1 while fewer than 4 bytes of it are there. */
+  private expect = -1;
+  private failed: ProtocolError | undefined;
+
+  constructor(opts?: FramerOptions) {
+    this.maxSize = opts?.maxSize ?? FRAMER_DEFAULT_MAX;
+  }
+
+  /** Bytes held back: the start of a frame whose end has not arrived yet. */
+  get buffered(): number {
+    return this.pending;
+  }
+
+  /** Feeds a chunk; returns the frames it completes, in order. */
+  push(chunk: Uint8Array): Buffer[] {
+    if (this.failed !== undefined) throw this.failed;
+    const c = asBuffer(chunk);
+    const n = c.length;
+    const out: Buffer[] = [];
+    let pos = 0;
+    if (this.pending > 0) {
+      if (this.expect < 0) {
+        // Fewer than 4 bytes of a size field so far: complete it into one small buffer.
+        const k = Math.min(4 - this.pending, n);
+        const head = Buffer.concat([...this.pieces, c.subarray(0, k)]);
+        pos = k;
+        this.pieces = [head];
+        this.pending = head.length;
+        if (head.length < 4) return out;
+        this.expect = this.check(head.readUInt32LE(0));
+      }
+      const need = this.expect - this.pending;
+      if (n - pos < need) {
+        if (n > pos) {
+          this.pieces.push(c.subarray(pos));
+          this.pending += n - pos;
+        }
+        return out;
+      }
+      this.pieces.push(c.subarray(pos, pos + need));
+      out.push(Buffer.concat(this.pieces, this.expect));
+      pos += need;
+      this.pieces = [];
+      this.pending = 0;
+      this.expect = -1;
+    }
+    while (n - pos >= 4) {
+      const size = this.check(c.readUInt32LE(pos));
+      if (n - pos < size) {
+        this.pieces.push(c.subarray(pos));
+        this.pending = n - pos;
+        this.expect = size;
+        return out;
+      }
+      out.push(c.subarray(pos, pos + size));
+      pos += size;
+    }
+    if (pos < n) {
+      this.pieces.push(c.subarray(pos));
+      this.pending = n - pos;
+    }
+    return out;
+  }
+
+  private check(size: number): number {
+    if (size < 7) this.fail(new ProtocolError("bad-size", `size field ${size} is smaller than 7`));
+    if (size > this.maxSize) {
+      this.fail(
+        new ProtocolError("too-large", `message of ${size} bytes exceeds the limit of ${this.maxSize}`),
+      );
+    }
+    return size;
+  }
+
+  private fail(err: ProtocolError): never {
+    this.failed = err;
+    throw err;
+  }
+}
