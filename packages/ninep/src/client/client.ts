@@ -1,0 +1,653 @@
+// One 9P connection seen from the client: version negotiation, tag multiplexing with many
+// requests in flight, Tflush on abort/timeout, and the close()/destroy() lifecycle.
+
+import type { Duplex } from "node:stream";
+import {
+  Dialect,
+  decode,
+  decodeHeader,
+  encode,
+  formatMessage,
+  IOHDRSZ,
+  MsgType,
+  NOFID,
+  NONUNAME,
+  NOTAG,
+} from "../codec/index.js";
+import type * as T from "../codec/types.js";
+import { ClosedError, ConnectionError, ProtocolError, RemoteError, TimeoutError } from "../errors.js";
+import { type Address, dial, FrameTransport, formatAddress, parseAddress } from "../transport/index.js";
+import { VersionError } from "./errors.js";
+import { Fid } from "./fid.js";
+import { lerrorText } from "./lerror.js";
+import { FidPool, TagPool } from "./pools.js";
+
+/** Default msize: 64 KiB of data per read or write plus the 24-byte I/O header (Linux uses the same). */
+export const DEFAULT_CLIENT_MSIZE = 65536 + IOHDRSZ;
+
+export interface ClientOptions {
+  /** Largest message we offer; the server may lower it. Default 65560 (64 KiB payloads). */
+  msize?: number;
+  /** Dialect to ask for. Default "9P2000.u"; a server may answer a plainer one (V4). */
+  version?: Dialect;
+  /** Default per-call timeout in ms (a timed-out call is flushed). Default: none. */
+  timeoutMs?: number;
+  /** Connect + version negotiation timeout in ms. Default 10000. */
+  connectTimeoutMs?: number;
+  /** Called with one line per message sent (`->`) and received (`<-`). */
+  trace?: (line: string) => void;
+  /** Port used when a TCP address has none. Default 564. */
+  defaultPort?: number;
+  /** Aborts connecting. */
+  signal?: AbortSignal;
+  /** Name for the peer in error messages when `address` is a Duplex. */
+  label?: string;
+}
+
+export interface CallOptions {
+  /** Abort the call: Tflush is sent and the promise rejects with `signal.reason`. */
+  signal?: AbortSignal;
+  /** Per-call timeout in ms (overrides the client default; 0 = none). Flushes and rejects with TimeoutError. */
+  timeoutMs?: number;
+}
+
+/** Internal: called when a reply (or, with `undefined`, the Rflush) arrives for an abandoned call. */
+export interface LateHandler {
+  onLate?: (reply: T.RMessage | undefined) => void;
+}
+
+/** Any T-message without its tag (the client picks tags). */
+export type Request = T.TMessage extends infer M ? (M extends T.TMessage ? Omit<M, "tag"> : never) : never;
+
+interface ReplyMap {
+  [MsgType.Tversion]: T.Rversion;
+  [MsgType.Tauth]: T.Rauth;
+  [MsgType.Tattach]: T.Rattach;
+  [MsgType.Tflush]: T.Rflush;
+  [MsgType.Twalk]: T.Rwalk;
+  [MsgType.Topen]: T.Ropen;
+  [MsgType.Tcreate]: T.Rcreate;
+  [MsgType.Tread]: T.Rread;
+  [MsgType.Twrite]: T.Rwrite;
+  [MsgType.Tclunk]: T.Rclunk;
+  [MsgType.Tremove]: T.Rremove;
+  [MsgType.Tstat]: T.Rstat;
+  [MsgType.Twstat]: T.Rwstat;
+  [MsgType.Tstatfs]: T.Rstatfs;
+  [MsgType.Tlopen]: T.Rlopen;
+  [MsgType.Tlcreate]: T.Rlcreate;
+  [MsgType.Tsymlink]: T.Rsymlink;
+  [MsgType.Tmknod]: T.Rmknod;
+  [MsgType.Trename]: T.Rrename;
+  [MsgType.Treadlink]: T.Rreadlink;
+  [MsgType.Tgetattr]: T.Rgetattr;
+  [MsgType.Tsetattr]: T.Rsetattr;
+  [MsgType.Txattrwalk]: T.Rxattrwalk;
+  [MsgType.Txattrcreate]: T.Rxattrcreate;
+  [MsgType.Treaddir]: T.Rreaddir;
+  [MsgType.Tfsync]: T.Rfsync;
+  [MsgType.Tlock]: T.Rlock;
+  [MsgType.Tgetlock]: T.Rgetlock;
+  [MsgType.Tlink]: T.Rlink;
+  [MsgType.Tmkdir]: T.Rmkdir;
+  [MsgType.Trenameat]: T.Rrenameat;
+  [MsgType.Tunlinkat]: T.Runlinkat;
+}
+
+/** The reply type for a request type. */
+export type ReplyFor<R extends { type: number }> = R["type"] extends keyof ReplyMap
+  ? ReplyMap[R["type"]]
+  : never;
+
+interface Pending {
+  tag: number;
+  /** T-message type; the expected reply is type + 1. */
+  type: number;
+  resolve(reply: T.RMessage): void;
+  reject(err: unknown): void;
+  /** The caller has been answered (abort/timeout); we only wait for the Rflush now. */
+  abandoned: boolean;
+  /** The reply for an abandoned call came in before the Rflush. */
+  replied: boolean;
+  /** A Tflush for this call is in flight. */
+  flushing?: boolean;
+  onLate?: (reply: T.RMessage | undefined) => void;
+  cleanup?: () => void;
+  /** For a Tflush: the tag it flushes. */
+  oldtag?: number;
+}
+
+function abortReason(signal: AbortSignal): unknown {
+  return signal.reason ?? new DOMException("The operation was aborted", "AbortError");
+}
+
+/**
+ * A 9P client connection.
+ *
+ * @example
+ * const client = await Client.connect("tcp!127.0.0.1!564", { version: "9P2000.L" });
+ * const root = await client.attach("nobody", "/srv");
+ * const fid = await root.walk("etc/hostname");
+ * await fid.open(OREAD);
+ * console.log((await fid.read(0, 8192)).toString());
+ * await fid.clunk();
+ * await client.close();
+ */
+export class Client {
+  /** Negotiated maximum message size. */
+  msize: number;
+  /** Negotiated dialect. */
+  dialect: Dialect;
+  /** How the peer is named in errors ("tcp!host!port", "unix!/path", or the label given). */
+  readonly label: string;
+  readonly #transport: FrameTransport;
+  readonly #tags = new TagPool();
+  /** @internal */
+  readonly fids = new FidPool();
+  readonly #pending = new Map<number, Pending>();
+  readonly #trace: ((line: string) => void) | undefined;
+  readonly #defaultTimeout: number;
+  #closing = false;
+  #closedErr: Error | undefined;
+  #idleWaiters: Array<() => void> = [];
+
+  private constructor(stream: Duplex, label: string, opts: ClientOptions) {
+    this.msize = opts.msize ?? DEFAULT_CLIENT_MSIZE;
+    this.dialect = opts.version ?? Dialect.P2000u;
+    this.label = label;
+    this.#trace = opts.trace;
+    this.#defaultTimeout = opts.timeoutMs ?? 0;
+    this.#transport = new FrameTransport(
+      stream,
+      { onFrame: (f) => this.#onFrame(f), onClose: (err) => this.#onClose(err) },
+      { maxSize: this.msize, label },
+    );
+  }
+
+  /** Largest read/write payload: msize − IOHDRSZ. */
+  get iounit(): number {
+    return this.msize - IOHDRSZ;
+  }
+
+  /** Requests in flight (including flushes awaiting Rflush). */
+  get inFlight(): number {
+    return this.#pending.size;
+  }
+
+  /** True after close()/destroy() or connection loss. */
+  get closed(): boolean {
+    return this.#closing || this.#closedErr !== undefined;
+  }
+
+  /**
+   * Connects (address string, parsed Address, or an already-open Duplex) and negotiates the version.
+   * Rejects with ConnectionError/TimeoutError (connect) or VersionError (negotiation).
+   */
+  static async connect(address: string | Address | Duplex, opts: ClientOptions = {}): Promise<Client> {
+    const connectTimeoutMs = opts.connectTimeoutMs ?? 10_000;
+    const msize = opts.msize ?? DEFAULT_CLIENT_MSIZE;
+    if (!Number.isInteger(msize) || msize <= IOHDRSZ || msize > 0xffffffff) {
+      throw new RangeError(`msize ${msize} is not usable: it must be an integer above ${IOHDRSZ}`);
+    }
+    let stream: Duplex;
+    let label: string;
+    if (typeof address === "string" || (typeof address === "object" && "network" in address)) {
+      const parsed = typeof address === "string" ? parseAddress(address, opts.defaultPort) : address;
+      label = opts.label ?? formatAddress(parsed);
+      stream = await dial(parsed, { timeoutMs: connectTimeoutMs, signal: opts.signal });
+    } else {
+      stream = address;
+      label = opts.label ?? "peer";
+    }
+    const client = new Client(stream, label, opts);
+    try {
+      await client.#negotiate(msize, client.dialect, connectTimeoutMs, opts.signal);
+    } catch (err) {
+      client.destroy();
+      throw err;
+    }
+    return client;
+  }
+
+  async #negotiate(msize: number, version: Dialect, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    const reply = await new Promise<T.RMessage>((resolve, reject) => {
+      const entry: Pending = {
+        tag: NOTAG,
+        type: MsgType.Tversion,
+        resolve,
+        reject,
+        abandoned: false,
+        replied: false,
+      };
+      let timer: NodeJS.Timeout | undefined;
+      const onAbort = () => this.#settle(entry, undefined, abortReason(signal as AbortSignal));
+      entry.cleanup = () => {
+        if (timer) clearTimeout(timer);
+        signal?.removeEventListener("abort", onAbort);
+      };
+      if (timeoutMs > 0) {
+        timer = setTimeout(
+          () =>
+            this.#settle(
+              entry,
+              undefined,
+              new TimeoutError(`version negotiation with ${this.label} timed out after ${timeoutMs} ms`),
+            ),
+          timeoutMs,
+        );
+      }
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.#pending.set(NOTAG, entry);
+      this.#sendMessage({ type: MsgType.Tversion, tag: NOTAG, msize, version });
+    });
+    if (reply.type === MsgType.Rerror || reply.type === MsgType.Rlerror) {
+      const text = reply.type === MsgType.Rerror ? reply.ename : lerrorText(reply.ecode);
+      throw new VersionError(`${this.label} refused version ${version}: ${text}`, text);
+    }
+    if (reply.type !== MsgType.Rversion) {
+      throw new ProtocolError(
+        "unexpected",
+        `${this.label} answered Tversion with message type ${reply.type}`,
+        reply.type,
+      );
+    }
+    if (reply.version === "unknown") {
+      throw new VersionError(`${this.label} does not speak ${version} (Rversion "unknown")`, reply.version);
+    }
+    const known = Object.values(Dialect) as string[];
+    if (
+      !known.includes(reply.version) ||
+      !(reply.version === version || version.startsWith(`${reply.version}.`))
+    ) {
+      throw new VersionError(
+        `${this.label} answered version "${reply.version}" to our ${version}`,
+        reply.version,
+      );
+    }
+    if (reply.msize > msize) {
+      throw new VersionError(
+        `${this.label} answered msize ${reply.msize}, larger than our ${msize}`,
+        reply.version,
+      );
+    }
+    if (reply.msize <= IOHDRSZ) {
+      throw new VersionError(
+        `${this.label} answered msize ${reply.msize}, too small for any I/O`,
+        reply.version,
+      );
+    }
+    this.msize = reply.msize;
+    this.dialect = reply.version as Dialect;
+    this.#transport.maxSize = reply.msize;
+  }
+
+  #sendMessage(msg: T.TMessage): void {
+    const frame = encode(msg, this.dialect);
+    this.#transport.send(frame);
+    if (this.#trace) this.#trace(`-> ${formatMessage(msg)}`);
+  }
+
+  /**
+   * Sends one request and resolves with its reply. Rerror/Rlerror rejects with RemoteError (exact
+   * ename; errno for .u, ecode for .L); a reply of the wrong type with ProtocolError; an abort or
+   * timeout sends Tflush and rejects at once, keeping the tag reserved until Rflush (FL5).
+   */
+  async rpc<R extends Request>(msg: R, opts: CallOptions & LateHandler = {}): Promise<ReplyFor<R>> {
+    if (this.#closedErr) throw this.#closedError();
+    if (this.#closing) throw new ClosedError(`client for ${this.label} is closing`);
+    const { signal } = opts;
+    if (signal?.aborted) throw abortReason(signal);
+    const tag = await this.#tags.alloc();
+    if (this.#closedErr) {
+      this.#tags.free(tag);
+      throw this.#closedError();
+    }
+    if (signal?.aborted) {
+      this.#tags.free(tag);
+      throw abortReason(signal);
+    }
+    return new Promise<ReplyFor<R>>((resolve, reject) => {
+      const entry: Pending = {
+        tag,
+        type: msg.type,
+        resolve: resolve as (r: T.RMessage) => void,
+        reject,
+        abandoned: false,
+        replied: false,
+        onLate: opts.onLate,
+      };
+      const full = { ...msg, tag } as T.TMessage;
+      try {
+        this.#pending.set(tag, entry);
+        this.#sendMessage(full);
+      } catch (err) {
+        this.#pending.delete(tag);
+        this.#tags.free(tag);
+        this.#checkIdle();
+        reject(err);
+        return;
+      }
+      const timeoutMs = opts.timeoutMs ?? this.#defaultTimeout;
+      let timer: NodeJS.Timeout | undefined;
+      const onAbort = () => this.#abandon(entry, abortReason(signal as AbortSignal));
+      if (timeoutMs > 0) {
+        timer = setTimeout(() => {
+          const name = Object.entries(MsgType).find(([, v]) => v === msg.type)?.[0] ?? `type ${msg.type}`;
+          this.#abandon(entry, new TimeoutError(`${name} to ${this.label} timed out after ${timeoutMs} ms`));
+        }, timeoutMs);
+      }
+      signal?.addEventListener("abort", onAbort, { once: true });
+      entry.cleanup = () => {
+        if (timer) clearTimeout(timer);
+        signal?.removeEventListener("abort", onAbort);
+      };
+    });
+  }
+
+  /** Answer the caller now with `err`, then flush the tag; it stays reserved until Rflush. */
+  #abandon(entry: Pending, err: unknown): void {
+    if (entry.abandoned || this.#pending.get(entry.tag) !== entry) return;
+    entry.cleanup?.();
+    entry.abandoned = true;
+    entry.reject(err);
+    const flushTag = this.#tags.tryAlloc();
+    if (flushTag === undefined || this.#closedErr) {
+      // No tag to flush with (65535 requests in flight): the tag stays reserved until its reply.
+      return;
+    }
+    const flush: Pending = {
+      tag: flushTag,
+      type: MsgType.Tflush,
+      oldtag: entry.tag,
+      resolve: () => {},
+      reject: () => {},
+      abandoned: false,
+      replied: false,
+    };
+    this.#pending.set(flushTag, flush);
+    entry.flushing = true;
+    try {
+      this.#sendMessage({ type: MsgType.Tflush, tag: flushTag, oldtag: entry.tag });
+    } catch {
+      entry.flushing = false;
+      this.#pending.delete(flushTag);
+      this.#tags.free(flushTag);
+    }
+  }
+
+  #settle(entry: Pending, reply: T.RMessage | undefined, err?: unknown): void {
+    if (this.#pending.get(entry.tag) !== entry) return;
+    this.#pending.delete(entry.tag);
+    entry.cleanup?.();
+    if (entry.tag !== NOTAG) this.#tags.free(entry.tag);
+    if (err !== undefined) entry.reject(err);
+    else if (reply) entry.resolve(reply);
+    this.#checkIdle();
+  }
+
+  #onFrame(frame: Buffer): void {
+    let msg: T.Message;
+    try {
+      msg = decode(frame, this.dialect, { msize: this.msize });
+    } catch (err) {
+      let tag: number | undefined;
+      try {
+        tag = decodeHeader(frame).tag;
+      } catch {
+        tag = undefined;
+      }
+      // A server that does not know .u answers Tversion with a plain Rerror: retry in 9P2000.
+      if (tag === NOTAG) {
+        try {
+          msg = decode(frame, Dialect.P2000, { msize: this.msize });
+        } catch {
+          this.#failReply(tag, err);
+          return;
+        }
+      } else {
+        this.#failReply(tag, err);
+        return;
+      }
+    }
+    if (this.#trace) this.#trace(`<- ${formatMessage(msg)}`);
+    const entry = this.#pending.get(msg.tag);
+    if (!entry) return; // a reply for nothing we sent: ignore
+    const reply = msg as T.RMessage;
+    if (entry.oldtag !== undefined) {
+      // Rflush (or anything) for a Tflush: the flushed tag is free now.
+      this.#settle(entry, reply);
+      const old = this.#pending.get(entry.oldtag);
+      if (old?.abandoned) {
+        this.#pending.delete(old.tag);
+        this.#tags.free(old.tag);
+        if (!old.replied) old.onLate?.(undefined);
+        this.#checkIdle();
+      }
+      return;
+    }
+    if (entry.abandoned) {
+      // The reply beat the Rflush: the request happened (FL5).
+      if (!entry.replied) {
+        entry.replied = true;
+        entry.onLate?.(reply);
+      }
+      if (!entry.flushing) {
+        // No Tflush went out for it: the tag is free once the reply is in.
+        this.#pending.delete(entry.tag);
+        this.#tags.free(entry.tag);
+        this.#checkIdle();
+      }
+      return;
+    }
+    if (reply.type === MsgType.Rerror) {
+      this.#settle(entry, undefined, new RemoteError(reply.ename, reply.errno));
+    } else if (reply.type === MsgType.Rlerror) {
+      this.#settle(entry, undefined, new RemoteError(lerrorText(reply.ecode), reply.ecode));
+    } else if (reply.type !== entry.type + 1) {
+      this.#settle(
+        entry,
+        undefined,
+        new ProtocolError(
+          "unexpected",
+          `${this.label} answered message type ${entry.type} with type ${reply.type}`,
+          reply.type,
+        ),
+      );
+    } else {
+      this.#settle(entry, reply);
+    }
+  }
+
+  #failReply(tag: number | undefined, err: unknown): void {
+    const entry = tag === undefined ? undefined : this.#pending.get(tag);
+    if (!entry) {
+      // Undecodable and unattributable: the stream can no longer be trusted.
+      this.destroy(err instanceof Error ? err : new ProtocolError("unexpected", String(err)));
+      return;
+    }
+    if (entry.abandoned) {
+      entry.replied = true;
+      return;
+    }
+    this.#settle(entry, undefined, err);
+  }
+
+  #closedError(): Error {
+    const cause = this.#closedErr;
+    if (cause instanceof ClosedError) return new ClosedError(`client for ${this.label} is closed`);
+    return new ConnectionError(`connection to ${this.label} is closed`, { cause });
+  }
+
+  #onClose(err: Error | undefined): void {
+    const reason = err ?? new ClosedError(`client for ${this.label} is closed`);
+    this.#failAll(reason);
+  }
+
+  #failAll(reason: Error): void {
+    if (!this.#closedErr) this.#closedErr = reason;
+    const entries = [...this.#pending.values()];
+    this.#pending.clear();
+    for (const e of entries) {
+      e.cleanup?.();
+      if (!e.abandoned && e.oldtag === undefined) e.reject(reason);
+    }
+    this.#checkIdle();
+  }
+
+  #checkIdle(): void {
+    if (this.#pending.size > 0) return;
+    const waiters = this.#idleWaiters;
+    this.#idleWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  /**
+   * Stops new work (later calls reject with ClosedError), waits for every call in flight to finish,
+   * then closes the connection. Fids are not clunked one by one: the server forgets them on close.
+   */
+  async close(): Promise<void> {
+    this.#closing = true;
+    if (this.#pending.size > 0 && !this.#closedErr) {
+      await new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
+    }
+    if (!this.#closedErr) this.#closedErr = new ClosedError(`client for ${this.label} is closed`);
+    await this.#transport.end();
+  }
+
+  /** Rejects every call in flight with `err` (default ClosedError) and drops the connection now. */
+  destroy(err?: Error): void {
+    this.#closing = true;
+    this.#failAll(err ?? new ClosedError(`client for ${this.label} was destroyed`));
+    this.#transport.destroy();
+  }
+
+  /** @internal waits until the socket can take more bulk data. */
+  drain(): Promise<void> {
+    return this.#transport.drain();
+  }
+
+  /**
+   * Starts authentication: Tauth with a fresh afid. Resolves with an AuthFid to run the server's
+   * protocol over (read/write), or null when the server says no authentication is needed.
+   */
+  async auth(
+    uname: string,
+    aname = "",
+    opts: { n_uname?: number } & CallOptions = {},
+  ): Promise<AuthFid | null> {
+    const afid = this.fids.alloc();
+    let reply: T.Rauth;
+    try {
+      reply = await this.rpc(
+        { type: MsgType.Tauth, afid, uname, aname, n_uname: opts.n_uname ?? NONUNAME },
+        {
+          ...opts,
+          onLate: (r) => (r?.type === MsgType.Rauth ? this.#clunkLater(afid) : this.fids.free(afid)),
+        },
+      );
+    } catch (err) {
+      // Aborted or timed-out calls settle the afid through onLate once the Rflush arrives.
+      if (err instanceof RemoteError || err instanceof ProtocolError) this.fids.free(afid);
+      if (err instanceof RemoteError && /not required|no auth/i.test(err.ename)) return null;
+      throw err;
+    }
+    return new AuthFid(this, afid, reply.aqid);
+  }
+
+  /** Attaches to the tree `aname` as `uname`; resolves with the root Fid. */
+  async attach(
+    uname: string,
+    aname = "",
+    opts: { afid?: AuthFid | number; n_uname?: number } & CallOptions = {},
+  ): Promise<Fid> {
+    const fid = this.fids.alloc();
+    const afid = opts.afid === undefined ? NOFID : typeof opts.afid === "number" ? opts.afid : opts.afid.num;
+    let reply: T.Rattach;
+    try {
+      reply = await this.rpc(
+        { type: MsgType.Tattach, fid, afid, uname, aname, n_uname: opts.n_uname ?? NONUNAME },
+        {
+          ...opts,
+          onLate: (r) => (r?.type === MsgType.Rattach ? this.#clunkLater(fid) : this.fids.free(fid)),
+        },
+      );
+    } catch (err) {
+      if (err instanceof RemoteError || err instanceof ProtocolError) this.fids.free(fid);
+      throw err;
+    }
+    return new Fid(this, fid, reply.qid, "/");
+  }
+
+  /** @internal clunk a fid nobody holds any more (an abandoned walk/attach that happened after all). */
+  #clunkLater(fid: number): void {
+    if (this.closed) return;
+    this.rpc({ type: MsgType.Tclunk, fid }, { timeoutMs: 0 }).then(
+      () => this.fids.free(fid),
+      (err) => (err instanceof RemoteError ? this.fids.free(fid) : undefined),
+    );
+  }
+
+  /** @internal */
+  clunkLater(fid: number): void {
+    this.#clunkLater(fid);
+  }
+}
+
+/**
+ * The afid of a Tauth: the authentication protocol (which 9P does not define) runs by reading and
+ * writing it; each direction keeps its own offset. Pass it as `afid` to `attach`.
+ */
+export class AuthFid {
+  readonly client: Client;
+  readonly num: number;
+  readonly aqid: T.Qid;
+  #readOffset = 0n;
+  #writeOffset = 0n;
+  #clunked = false;
+
+  /** @internal */
+  constructor(client: Client, num: number, aqid: T.Qid) {
+    this.client = client;
+    this.num = num;
+    this.aqid = aqid;
+  }
+
+  /** Reads up to `count` bytes at the current read offset (an empty buffer at the end). */
+  async read(count: number, opts?: CallOptions): Promise<Buffer> {
+    const r = await this.client.rpc(
+      {
+        type: MsgType.Tread,
+        fid: this.num,
+        offset: this.#readOffset,
+        count: Math.min(count, this.client.iounit),
+      },
+      opts,
+    );
+    this.#readOffset += BigInt(r.data.length);
+    return Buffer.from(r.data.buffer, r.data.byteOffset, r.data.length);
+  }
+
+  /** Writes `data` at the current write offset; resolves with the count the server took. */
+  async write(data: Uint8Array | string, opts?: CallOptions): Promise<number> {
+    const buf = typeof data === "string" ? Buffer.from(data) : data;
+    const r = await this.client.rpc(
+      { type: MsgType.Twrite, fid: this.num, offset: this.#writeOffset, data: buf },
+      opts,
+    );
+    this.#writeOffset += BigInt(r.count);
+    return r.count;
+  }
+
+  /** Forgets the afid (after the attach that used it). Its number is not reused: some servers keep it. */
+  async clunk(): Promise<void> {
+    if (this.#clunked) return;
+    this.#clunked = true;
+    try {
+      await this.client.rpc({ type: MsgType.Tclunk, fid: this.num }, { timeoutMs: 0 });
+    } catch (err) {
+      if (!(err instanceof RemoteError)) throw err;
+    } finally {
+      this.client.fids.quarantine(this.num);
+    }
+  }
+}

@@ -1,0 +1,153 @@
+// Moves whole 9P frames over any Duplex: splits the byte stream with the codec's Framer, writes
+// each message in one write, enforces msize both ways and reports socket failures as ConnectionError.
+
+import type { Duplex } from "node:stream";
+import { Framer } from "../codec/index.js";
+import { ConnectionError, MessageTooLargeError, NinepError } from "../errors.js";
+
+export interface FrameTransportHandlers {
+  /** Called with each complete frame, in arrival order. */
+  onFrame(frame: Buffer): void;
+  /**
+   * Called once when the stream ends for any reason: `undefined` after our own `end()`/`destroy()`,
+   * a ConnectionError when the peer closed or the socket failed, a ProtocolError/MessageTooLargeError
+   * when the peer sent something that cannot be framed.
+   */
+  onClose(err: Error | undefined): void;
+}
+
+export interface FrameTransportOptions {
+  /** Largest frame accepted or sent (the msize). */
+  maxSize: number;
+  /** How the peer is named in error messages, e.g. "tcp!127.0.0.1!564". */
+  label?: string;
+}
+
+/** Frames over a Duplex. Knows nothing about tags or fids. */
+export class FrameTransport {
+  readonly stream: Duplex;
+  readonly label: string;
+  #framer: Framer;
+  #maxSize: number;
+  #handlers: FrameTransportHandlers;
+  #closed = false;
+  #ending = false;
+
+  constructor(stream: Duplex, handlers: FrameTransportHandlers, opts: FrameTransportOptions) {
+    this.stream = stream;
+    this.label = opts.label ?? "peer";
+    this.#handlers = handlers;
+    this.#maxSize = opts.maxSize;
+    this.#framer = new Framer({ maxSize: opts.maxSize });
+    stream.on("data", this.#onData);
+    stream.on("error", this.#onError);
+    stream.on("end", this.#onEnd);
+    stream.on("close", this.#onStreamClose);
+  }
+
+  /** The msize in force; lowering it after version negotiation applies to the next frame. */
+  get maxSize(): number {
+    return this.#maxSize;
+  }
+  set maxSize(n: number) {
+    this.#maxSize = n;
+    this.#framer.maxSize = n;
+  }
+
+  /** True once the stream has ended or failed. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** True when the socket's write buffer is full; wait for `drain()` before sending more bulk data. */
+  get needDrain(): boolean {
+    return this.stream.writableNeedDrain;
+  }
+
+  /** Resolves when the write buffer has drained (or the stream closed). */
+  drain(): Promise<void> {
+    if (!this.stream.writableNeedDrain || this.#closed) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        this.stream.off("drain", done);
+        this.stream.off("close", done);
+        resolve();
+      };
+      this.stream.on("drain", done);
+      this.stream.on("close", done);
+    });
+  }
+
+  /** Writes one whole message. Throws MessageTooLargeError past msize, ConnectionError when closed. */
+  send(frame: Buffer): void {
+    if (this.#closed || this.#ending) throw new ConnectionError(`connection to ${this.label} is closed`);
+    if (frame.length > this.#maxSize) throw new MessageTooLargeError(frame.length, this.#maxSize);
+    this.stream.write(frame);
+  }
+
+  /** Half-closes our side after pending writes; resolves when the stream has closed. */
+  end(): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    this.#ending = true;
+    return new Promise((resolve) => {
+      this.stream.once("close", () => resolve());
+      this.stream.end();
+      // Some Duplexes never emit "close" after end() unless the peer ends too; don't wait forever.
+      const t = setTimeout(() => this.destroy(), 2000);
+      t.unref();
+      this.stream.once("close", () => clearTimeout(t));
+    });
+  }
+
+  /** Tears the stream down now. */
+  destroy(): void {
+    this.#ending = true;
+    this.#finish(undefined);
+    this.stream.destroy();
+  }
+
+  #finish(err: Error | undefined): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.stream.off("data", this.#onData);
+    this.#handlers.onClose(err);
+  }
+
+  #onData = (chunk: Buffer): void => {
+    if (this.#closed) return;
+    let frames: Buffer[];
+    try {
+      frames = this.#framer.push(chunk);
+    } catch (err) {
+      // No way to resynchronise a byte stream: give up on the connection.
+      this.#finish(
+        err instanceof NinepError ? err : new ConnectionError(`bad data from ${this.label}`, { cause: err }),
+      );
+      this.stream.destroy();
+      return;
+    }
+    for (const frame of frames) {
+      if (this.#closed) return;
+      this.#handlers.onFrame(frame);
+    }
+  };
+
+  #onError = (err: Error): void => {
+    const code = (err as NodeJS.ErrnoException).code;
+    this.#finish(
+      new ConnectionError(`connection to ${this.label} failed: ${code ?? err.message}`, { cause: err }),
+    );
+  };
+
+  #onEnd = (): void => {
+    if (this.#ending) this.#finish(undefined);
+    else this.#finish(new ConnectionError(`connection closed by ${this.label}`));
+    // Make sure our side goes away too.
+    if (!this.stream.writableEnded) this.stream.end();
+  };
+
+  #onStreamClose = (): void => {
+    if (this.#ending) this.#finish(undefined);
+    else this.#finish(new ConnectionError(`connection to ${this.label} closed`));
+  };
+}
