@@ -117,6 +117,15 @@ interface Pending {
   oldtag?: number;
 }
 
+function tryDecode(frame: Buffer, msize: number): T.Message | undefined {
+  for (const d of [Dialect.P2000, Dialect.P2000L]) {
+    try {
+      return decode(frame, d, { msize });
+    } catch {}
+  }
+  return undefined;
+}
+
 function abortReason(signal: AbortSignal): unknown {
   return signal.reason ?? new DOMException("The operation was aborted", "AbortError");
 }
@@ -396,18 +405,14 @@ export class Client {
       } catch {
         tag = undefined;
       }
-      // A server that does not know .u answers Tversion with a plain Rerror: retry in 9P2000.
-      if (tag === NOTAG) {
-        try {
-          msg = decode(frame, Dialect.P2000, { msize: this.msize });
-        } catch {
-          this.#failReply(tag, err);
-          return;
-        }
-      } else {
+      // A server that does not know our dialect may answer Tversion with the error reply of
+      // another one (plain Rerror, or diod's Rlerror): accept either for the version reply.
+      const retry = tag === NOTAG ? tryDecode(frame, this.msize) : undefined;
+      if (!retry) {
         this.#failReply(tag, err);
         return;
       }
+      msg = retry;
     }
     if (this.#trace) this.#trace(`<- ${formatMessage(msg)}`);
     const entry = this.#pending.get(msg.tag);
@@ -439,7 +444,9 @@ export class Client {
       }
       return;
     }
-    if (reply.type === MsgType.Rerror) {
+    if (entry.type === MsgType.Tversion) {
+      this.#settle(entry, reply); // #negotiate judges every kind of answer itself
+    } else if (reply.type === MsgType.Rerror) {
       this.#settle(entry, undefined, new RemoteError(reply.ename, reply.errno));
     } else if (reply.type === MsgType.Rlerror) {
       this.#settle(entry, undefined, new RemoteError(lerrorText(reply.ecode), reply.ecode));

@@ -1,0 +1,76 @@
+// Starts a real diod (9P2000.L server) exporting a temp directory on 127.0.0.1, for interop tests.
+
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import net from "node:net";
+
+export const DIOD = process.env.DIOD_PATH ?? "/usr/sbin/diod";
+
+/** Why diod tests cannot run here, or undefined when they can. */
+export function diodUnavailable(): string | undefined {
+  if (!existsSync(DIOD)) return `diod not found at ${DIOD} (apt-get install diod)`;
+  return undefined;
+}
+
+/** A free TCP port on 127.0.0.1 (bound then released). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const a = s.address();
+      s.close(() => resolve(typeof a === "object" && a ? a.port : 0));
+    });
+  });
+}
+
+function canConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host: "127.0.0.1", port });
+    s.once("connect", () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once("error", () => resolve(false));
+  });
+}
+
+export interface DiodHandle {
+  port: number;
+  address: string;
+  child: ChildProcess;
+  stop(): Promise<void>;
+}
+
+/** Runs `diod -f -n -S -l 127.0.0.1:PORT -e DIR` and waits until it accepts connections. */
+export async function startDiod(dir: string): Promise<DiodHandle> {
+  for (let attempt = 0; ; attempt++) {
+    const port = await freePort();
+    const child = spawn(DIOD, ["-f", "-n", "-S", "-c", "/dev/null", "-l", `127.0.0.1:${port}`, "-e", dir], {
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    let stderr = "";
+    child.stderr?.on("data", (d) => {
+      stderr += d;
+    });
+    let exited = false;
+    child.once("exit", () => {
+      exited = true;
+    });
+    const deadline = Date.now() + 5000;
+    while (!exited && Date.now() < deadline) {
+      if (await canConnect(port)) {
+        const stop = () =>
+          new Promise<void>((resolve) => {
+            if (child.exitCode !== null || child.signalCode !== null) return resolve();
+            child.once("exit", () => resolve());
+            child.kill("SIGTERM");
+          });
+        return { port, address: `tcp!127.0.0.1!${port}`, child, stop };
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    if (!exited) child.kill("SIGKILL");
+    if (attempt >= 2) throw new Error(`diod did not start: ${stderr.trim()}`);
+  }
+}
