@@ -69,6 +69,20 @@ export function decode(frame: Uint8Array, dialect: Dialect, opts?: DecodeOptions
   const table = tableOf(dialect);
   const b = asBuffer(frame);
   const h = decodeHeader(b);
+  if (b.length < h.size) {
+    throw new ProtocolError(
+      "truncated",
+      `frame of ${b.length} bytes is shorter than its size ${h.size}`,
+      h.type,
+    );
+  }
+  if (b.length > h.size) {
+    throw new ProtocolError(
+      "bad-size",
+      `frame of ${b.length} bytes is longer than its size ${h.size}`,
+      h.type,
+    );
+  }
   if (opts?.msize !== undefined && h.size > opts.msize) {
     throw new ProtocolError("too-large", `message of ${h.size} bytes exceeds msize ${opts.msize}`, h.type);
   }
@@ -104,9 +118,9 @@ export interface Header {
 }
 
 /**
- * Reads size, type and tag of a frame, checking only that the frame holds exactly `size` bytes
- * ("truncated" if fewer, "bad-size" if size < 7 or the frame is longer). Lets a server answer a
- * malformed message with its tag.
+ * Reads size, type and tag from the first 7 bytes of a frame (or of a frame's beginning): "truncated"
+ * if fewer than 7 bytes, "bad-size" if size < 7. It does not compare size with the bytes given,
+ * so a server can answer a malformed or oversized message with its tag.
  */
 export function decodeHeader(frame: Uint8Array): Header {
   const b = asBuffer(frame);
@@ -115,14 +129,7 @@ export function decodeHeader(frame: Uint8Array): Header {
   if (size < HEADER_SIZE) throw new ProtocolError("bad-size", `size field ${size} is smaller than 7`);
   if (b.length < HEADER_SIZE)
     throw new ProtocolError("truncated", `frame of ${b.length} bytes has no header`);
-  const type = b[4] as number;
-  if (b.length < size) {
-    throw new ProtocolError("truncated", `frame of ${b.length} bytes is shorter than its size ${size}`, type);
-  }
-  if (b.length > size) {
-    throw new ProtocolError("bad-size", `frame of ${b.length} bytes is longer than its size ${size}`, type);
-  }
-  return { size, type, tag: b.readUInt16LE(5) };
+  return { size, type: b[4] as number, tag: b.readUInt16LE(5) };
 }
 
 const NAMES: (MsgTypeName | undefined)[] = new Array(256).fill(undefined);
