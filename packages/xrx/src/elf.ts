@@ -65,8 +65,14 @@ export function parseElf(data: Uint8Array, name = "<buffer>"): ElfInfo {
   const need = (off: number, len: number, what: string) => {
     if (off < 0 || off + len > data.length) throw new ElfError(name, `${what} lies outside the file`);
   };
-  const u16 = (off: number) => (need(off, 2, "field"), dv.getUint16(off, le));
-  const u32 = (off: number) => (need(off, 4, "field"), dv.getUint32(off, le));
+  const u16 = (off: number) => {
+    need(off, 2, "field");
+    return dv.getUint16(off, le);
+  };
+  const u32 = (off: number) => {
+    need(off, 4, "field");
+    return dv.getUint32(off, le);
+  };
   const word = (off: number): number => {
     if (bits === 32) return u32(off);
     need(off, 8, "field");

@@ -1,0 +1,113 @@
+// Pieces shared by the xrx, xk and xps command lines: identity selection, node lists (with -a and
+// $NODES), statfs lookups, error reporting.
+import { existsSync, readFileSync } from "node:fs";
+import { Client } from "@clustermatic/ninep/client";
+import { OREAD } from "@clustermatic/ninep/codec";
+import { ADMIN_KEY, defaultKeyFile, KeyError, loadPrivateKey } from "../keys.js";
+import {
+  type NodeSpec,
+  nodesFromStatfs,
+  parseStatfsState,
+  STAT_PORT,
+  STATFS_STATE_FILE,
+  xcpuNodes,
+} from "../nodes.js";
+import { adminIdentity, type Identity, userIdentity } from "../xcpu.js";
+import { UsageError } from "./args.js";
+
+/**
+ * The identity a launch uses: `-k file` or the user's default key; with `--no-key` (or when the
+ * user has no key at all) none, which works for key-less pool users and --no-auth nodes.
+ */
+export function launchIdentity(keyFile: string | undefined, env: NodeJS.ProcessEnv, noKey = false): Identity {
+  if (noKey) return userIdentity(null);
+  const file = keyFile ?? defaultKeyFile(env);
+  if (!file) return userIdentity(null);
+  return userIdentity(loadPrivateKey(file));
+}
+
+/**
+ * The identity of the admin tools (xk, xps): `-A file`, else /etc/xcpu/admin_key when readable
+ * (as xcpu-admin), else the user's own key. Returns the list to try in order.
+ */
+export function toolIdentities(
+  adminKey: string | undefined,
+  env: NodeJS.ProcessEnv,
+  keyFile?: string,
+): Identity[] {
+  const out: Identity[] = [];
+  const adminFile = adminKey ?? (readable(ADMIN_KEY) ? ADMIN_KEY : undefined);
+  if (adminFile) out.push(adminIdentity(loadPrivateKey(adminFile)));
+  try {
+    out.push(launchIdentity(keyFile, env));
+  } catch (err) {
+    if (out.length === 0 || !(err instanceof KeyError)) throw err;
+  }
+  return out;
+}
+
+function readable(file: string): boolean {
+  try {
+    readFileSync(file);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Reads a statfs table from a file path or a statfs address (`host[!port]`). */
+export async function readStatfs(source: string | undefined, timeoutMs = 5000): Promise<string> {
+  if (source === undefined) {
+    if (existsSync(STATFS_STATE_FILE)) return readFileSync(STATFS_STATE_FILE, "utf8");
+    source = `localhost!${STAT_PORT}`;
+  }
+  if (source.startsWith("/") || source.startsWith(".")) return readFileSync(source, "utf8");
+  const client = await Client.connect(
+    source.includes("!") || source.includes(":") ? source : `${source}!${STAT_PORT}`,
+    {
+      defaultPort: STAT_PORT,
+      connectTimeoutMs: timeoutMs,
+      timeoutMs,
+      version: "9P2000.u",
+    },
+  );
+  try {
+    const root = await client.attach("none", "", {});
+    const f = await root.walk("state");
+    await f.open(OREAD);
+    const parts: Buffer[] = [];
+    let off = 0;
+    for (;;) {
+      const b = await f.read(off);
+      if (b.length === 0) break;
+      parts.push(Buffer.from(b));
+      off += b.length;
+    }
+    return Buffer.concat(parts).toString("utf8");
+  } finally {
+    client.destroy();
+  }
+}
+
+/** Nodes from -a (statfs, up only). */
+export async function statfsNodes(source: string | undefined, all = false): Promise<NodeSpec[]> {
+  let text: string;
+  try {
+    text = await readStatfs(source);
+  } catch (err) {
+    throw new Error(`cannot obtain node list from statfs: ${(err as Error).message}`);
+  }
+  return nodesFromStatfs(parseStatfsState(text), all);
+}
+
+/** Parses a node list argument, turning syntax errors into usage errors. */
+export function nodeList(spec: string): NodeSpec[] {
+  try {
+    const nodes = xcpuNodes(spec);
+    if (nodes.length === 0) throw new UsageError(`empty node list "${spec}"`);
+    return nodes;
+  } catch (err) {
+    if (err instanceof UsageError) throw err;
+    throw new UsageError((err as Error).message);
+  }
+}

@@ -1,0 +1,192 @@
+// xk: send a signal to processes or jobs on nodes.
+import { mapLimit } from "../job.js";
+import type { NodeSpec } from "../nodes.js";
+import type { ProcRecord } from "../procs.js";
+import { reasonOf } from "../xcpu.js";
+import { type CliIo, parseCommandLine, secondsOption, UsageError } from "./args.js";
+import { nodeList, statfsNodes, toolIdentities } from "./common.js";
+import { connectTool } from "./xps.js";
+
+export const XK_USAGE = "usage: xk [-dhjm] [-A adminkey] [-k key] sig host:<pid|jid> [host:<pid|jid> ...]";
+
+const HELP = `${XK_USAGE}
+
+Send a signal to processes on xcpufs nodes.
+
+  sig           a number (9) or a name (KILL, SIGKILL)
+  host:pid      a process id; every process with that pid on the listed nodes
+  host:job/rank every process of that job rank (children inherit the job id)
+  host:/job     every process of job "job" (any rank); /N with N numeric is rank N of the empty job
+  -m            the id is a job name: match every process whose job part equals it
+  nodes may be a node list (n[1-4]:123); without "host:" every node statfs knows is used
+  -A FILE       admin private key (default /etc/xcpu/admin_key when readable); as admin the
+                exact pid is signalled (root ctl "kill"), otherwise the session's main process
+  -k FILE       user key; --no-key to connect without one
+  -t SECONDS    connect timeout (default 5)
+
+Exit status: 0 when every target was signalled, 1 when one was not found or failed, 2 usage.
+`;
+
+const OPTIONS = {
+  d: { type: "boolean", short: "d" },
+  j: { type: "boolean", short: "j" },
+  m: { type: "boolean", short: "m" },
+  A: { type: "string", short: "A" },
+  a: { type: "string", short: "a" },
+  k: { type: "string", short: "k" },
+  "no-key": { type: "boolean" },
+  statfs: { type: "string" },
+  timeout: { type: "string", short: "t" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+const NAMES: Record<string, number> = {
+  HUP: 1,
+  INT: 2,
+  QUIT: 3,
+  ILL: 4,
+  TRAP: 5,
+  ABRT: 6,
+  IOT: 6,
+  BUS: 7,
+  FPE: 8,
+  KILL: 9,
+  USR1: 10,
+  SEGV: 11,
+  USR2: 12,
+  PIPE: 13,
+  ALRM: 14,
+  TERM: 15,
+  STKFLT: 16,
+  CHLD: 17,
+  CONT: 18,
+  STOP: 19,
+  TSTP: 20,
+  TTIN: 21,
+  TTOU: 22,
+  URG: 23,
+  XCPU: 24,
+  XFSZ: 25,
+  VTALRM: 26,
+  PROF: 27,
+  WINCH: 28,
+  IO: 29,
+  PWR: 30,
+  SYS: 31,
+};
+
+/** Parses a signal given as a number or a name (with or without SIG). */
+export function parseSignal(text: string): number {
+  if (/^\d+$/.test(text) && Number(text) >= 0 && Number(text) <= 64) return Number(text);
+  const n = NAMES[text.toUpperCase().replace(/^SIG/, "")];
+  if (n === undefined) throw new UsageError(`bad signal argument ${text}: expected a number or a name`);
+  return n;
+}
+
+interface Target {
+  nodes?: string;
+  id: string;
+}
+
+function matches(p: ProcRecord, id: string, jobPart: boolean): boolean {
+  if (jobPart) return p.jobid.split("/")[0] === id.replace(/\//g, "");
+  if (id.includes("/")) {
+    // "/name" (non-numeric) names a whole job; "job/rank" and "/N" are exact.
+    const m = /^\/(.*[^0-9].*)$/.exec(id);
+    if (m) return p.jobid.startsWith(`${m[1]}/`);
+    return p.jobid === id;
+  }
+  return String(p.pid) === id;
+}
+
+export async function main(argv: readonly string[], io: CliIo): Promise<number> {
+  try {
+    const { values: v, positionals } = parseCommandLine(argv, OPTIONS);
+    if (v.help) {
+      io.stdout.write(HELP);
+      return 0;
+    }
+    if (positionals.length < 2) throw new UsageError("need a signal and at least one target");
+    const sig = parseSignal(positionals[0]!);
+    const targets: Target[] = positionals.slice(1).map((t) => {
+      const i = t.lastIndexOf(":");
+      const id = i >= 0 ? t.slice(i + 1) : t;
+      if (!id) throw new UsageError(`bad target "${t}"`);
+      if (!id.includes("/") && !v.m && !/^\d+$/.test(id)) throw new UsageError(`bad process id: ${id}`);
+      return i >= 0 ? { nodes: t.slice(0, i), id } : { id };
+    });
+    const identities = v["no-key"]
+      ? toolIdentities(undefined, io.env)
+          .slice(-1)
+          .map((x) => ({ ...x, key: null }))
+      : toolIdentities((v.A ?? v.a) as string | undefined, io.env, v.k as string | undefined);
+    const timeoutMs = secondsOption(v.timeout as string | undefined, "--timeout") ?? 5000;
+    const trace = v.d ? (l: string) => io.stderr.write(`${l}\n`) : undefined;
+    // Group ids by node.
+    const byNode = new Map<string, { spec: NodeSpec; ids: string[] }>();
+    for (const t of targets) {
+      const specs = t.nodes ? nodeList(t.nodes) : await statfsNodes(v.statfs as string | undefined, true);
+      for (const s of specs) {
+        const e = byNode.get(s.name) ?? { spec: s, ids: [] };
+        e.ids.push(t.id);
+        byNode.set(s.name, e);
+      }
+    }
+    let failures = 0;
+    const entries = [...byNode.values()];
+    const results = await mapLimit(entries, 32, async ({ spec, ids }) => {
+      const node = await connectTool(spec, identities, timeoutMs, trace);
+      const msgs: string[] = [];
+      let bad = 0;
+      try {
+        const procs = await node.procs();
+        for (const id of ids) {
+          const hit = procs.filter((p) => matches(p, id, !!v.m));
+          if (hit.length === 0) {
+            msgs.push(`xk: ${spec.name}: no process ${id}`);
+            bad++;
+            continue;
+          }
+          for (const p of hit) {
+            try {
+              await node.rootCtl(`kill ${sig} ${p.pid}`);
+            } catch (err) {
+              // Not admin: signal the session's main process instead.
+              if (!p.sid) {
+                msgs.push(`xk: ${spec.name}: error killing process ${p.pid}: ${reasonOf(err)}`);
+                bad++;
+                continue;
+              }
+              try {
+                await node.writeFile(`${p.sid}/ctl`, `signal ${sig}\n`);
+              } catch (err2) {
+                msgs.push(`xk: ${spec.name}: error killing process ${p.pid}: ${reasonOf(err2)}`);
+                bad++;
+              }
+            }
+          }
+        }
+      } finally {
+        node.close();
+      }
+      return { msgs, bad };
+    });
+    results.forEach((r, i) => {
+      if (r.status === "rejected") {
+        failures++;
+        io.stderr.write(`xk: ${entries[i]!.spec.name}: ${reasonOf(r.reason)}\n`);
+      } else {
+        failures += r.value.bad;
+        for (const m of r.value.msgs) io.stderr.write(`${m}\n`);
+      }
+    });
+    return failures > 0 ? 1 : 0;
+  } catch (e) {
+    if (e instanceof UsageError) {
+      io.stderr.write(`xk: ${e.message}\n${XK_USAGE}\n`);
+      return 2;
+    }
+    io.stderr.write(`Error: ${(e as Error).message}\n`);
+    return 1;
+  }
+}

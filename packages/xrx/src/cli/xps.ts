@@ -1,0 +1,153 @@
+// xps: list processes on nodes, in the original's columns or as JSON.
+
+import { mapLimit } from "../job.js";
+import type { NodeSpec } from "../nodes.js";
+import { type ProcRecord, statColumn, timeColumn } from "../procs.js";
+import { type Identity, reasonOf, XcpuNode } from "../xcpu.js";
+import { type CliIo, parseCommandLine, secondsOption, UsageError } from "./args.js";
+import { nodeList, statfsNodes, toolIdentities } from "./common.js";
+
+export const XPS_USAGE =
+  "usage: xps [-dax] [--json] [-A adminkey] [-k key] [-J JobId] [--statfs src] host,...";
+
+const HELP = `${XPS_USAGE}
+
+List processes on xcpufs nodes. Columns (tab-separated): NODE PID TTY STAT TIME JOBID COMMAND.
+
+  -a            all nodes statfs reports up (--statfs SRC: table file or statfs address)
+  -x            only processes that belong to a job (have a job id)
+  -J JOB        only processes of job JOB (job ids starting with "JOB/")
+  --json        one JSON array of process objects instead of the table
+  -A FILE       admin private key (default /etc/xcpu/admin_key when readable)
+  -k FILE       user key when not acting as admin
+  --no-key      connect without a key
+  -t SECONDS    connect timeout (default 5)
+  -d            print 9P traffic
+`;
+
+const OPTIONS = {
+  d: { type: "boolean", short: "d" },
+  a: { type: "boolean", short: "a" },
+  x: { type: "boolean", short: "x" },
+  J: { type: "string", short: "J" },
+  A: { type: "string", short: "A" },
+  k: { type: "string", short: "k" },
+  "no-key": { type: "boolean" },
+  statfs: { type: "string" },
+  p: { type: "string", short: "p" },
+  json: { type: "boolean" },
+  timeout: { type: "string", short: "t" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+/** Connects with the first identity that works. */
+export async function connectTool(
+  spec: NodeSpec,
+  identities: Identity[],
+  timeoutMs: number,
+  trace?: (l: string) => void,
+): Promise<XcpuNode> {
+  let last: unknown;
+  for (const identity of identities) {
+    try {
+      return await XcpuNode.connect(spec, { identity, timeoutMs, trace });
+    } catch (err) {
+      last = err;
+    }
+  }
+  throw last;
+}
+
+export async function main(argv: readonly string[], io: CliIo): Promise<number> {
+  try {
+    const { values: v, positionals } = parseCommandLine(argv, OPTIONS);
+    if (v.help) {
+      io.stdout.write(HELP);
+      return 0;
+    }
+    let nodes: NodeSpec[];
+    if (v.a || v.statfs) {
+      const src = (v.statfs as string | undefined) ?? (v.p ? `localhost!${v.p}` : undefined);
+      nodes = await statfsNodes(src);
+      if (positionals.length > 0) throw new UsageError("-a takes no node list");
+    } else {
+      if (positionals.length !== 1)
+        throw new UsageError(positionals.length ? "too many arguments" : "missing node list");
+      nodes = nodeList(positionals[0]!);
+    }
+    const identities = v["no-key"]
+      ? toolIdentities(undefined, io.env)
+          .slice(-1)
+          .map((i) => ({ ...i, key: null }))
+      : toolIdentities(v.A as string | undefined, io.env, v.k as string | undefined);
+    const timeoutMs = secondsOption(v.timeout as string | undefined, "--timeout") ?? 5000;
+    const trace = v.d ? (l: string) => io.stderr.write(`${l}\n`) : undefined;
+    const job = v.J as string | undefined;
+    let failed = 0;
+    const results = await mapLimit(nodes, 32, async (spec) => {
+      const node = await connectTool(spec, identities, timeoutMs, trace);
+      try {
+        return await node.procs();
+      } finally {
+        node.close();
+      }
+    });
+    const rows: Array<{ node: string; proc: ProcRecord }> = [];
+    results.forEach((r, i) => {
+      const name = nodes[i]!.name;
+      if (r.status === "rejected") {
+        failed++;
+        io.stderr.write(`xps: ${name}: ${reasonOf(r.reason)}\n`);
+        return;
+      }
+      for (const p of r.value) {
+        if (v.x && !p.jobid) continue;
+        if (job !== undefined && !p.jobid.startsWith(job.includes("/") ? job : `${job}/`)) continue;
+        rows.push({ node: name, proc: p });
+      }
+    });
+    if (v.json) {
+      const out = rows.map(({ node, proc }) => ({
+        node,
+        pid: proc.pid,
+        ppid: proc.ppid,
+        tty: proc.tty,
+        stat: statColumn(proc),
+        state: proc.state,
+        time: timeColumn(proc),
+        cpuMs: (proc.utime ?? 0) + (proc.stime ?? 0),
+        jobid: proc.jobid,
+        session: proc.sid,
+        uid: proc.euid,
+        vmsize: proc.vmsize,
+        rssize: proc.rssize,
+        command: proc.cmdline,
+      }));
+      io.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+    } else {
+      const lines = ["NODE\tPID\tTTY\tSTAT\tTIME\tJOBID\tCOMMAND"];
+      for (const { node, proc } of rows) {
+        lines.push(
+          [
+            node,
+            proc.pid,
+            proc.tty,
+            statColumn(proc),
+            timeColumn(proc),
+            proc.jobid,
+            proc.cmdline.join(" "),
+          ].join("\t"),
+        );
+      }
+      io.stdout.write(`${lines.join("\n")}\n`);
+    }
+    return failed > 0 ? 1 : 0;
+  } catch (e) {
+    if (e instanceof UsageError) {
+      io.stderr.write(`xps: ${e.message}\n${XPS_USAGE}\n`);
+      return 2;
+    }
+    io.stderr.write(`Error: ${(e as Error).message}\n`);
+    return 1;
+  }
+}

@@ -1,0 +1,143 @@
+// xrx: run a program on nodes. Keeps the original command line; see README for what changed.
+import { runJob } from "../job.js";
+import { decodeXcpuEnv } from "../quote.js";
+import { type CliIo, intOption, parseCommandLine, secondsOption, UsageError } from "./args.js";
+import { launchIdentity, nodeList, statfsNodes } from "./common.js";
+
+export const XRX_USAGE =
+  "usage: xrx [-dlsSLp] [-a [statfs]] [-e exec] [-n N|.] [-j jobid] [-J jobid] [-c cwd] [-m msize] [-k privkey] nodes program [args...]";
+
+const HELP = `${XRX_USAGE}
+
+Run a program on xcpufs nodes: copy it (and its shared libraries) into a fresh session on every
+node, start it everywhere, stream stdin/stdout/stderr, and exit with the program's status.
+
+Nodes: n[1-16],n20,host!port ... or $NODES (then the first argument is the program).
+
+Options:
+  -a            all nodes statfs reports up (${"/mnt/statfs/state"}, else localhost!20003);
+                --statfs SRC takes another table file or statfs address
+  -l            the program is already on the nodes (absolute path); nothing is copied
+  -s / -S       copy shared libraries (default) / do not
+  -e NAME       the program is a directory: copy all of it and run NAME inside it
+  -n N|.        tree spawn: at most N direct copies from here, nodes copy to the rest
+                (. = about sqrt(nodes)); 0 = flat
+  -L            line-buffered output; -p prefixes each line with "node: " (implies -L)
+  -j JOB        job id (default $JOBID); ranks are 1..N
+  -J JOB        attach to the running job JOB's output instead of launching
+  -c DIR        working directory on the nodes
+  -m MSIZE      9P message size (default 32792)
+  -k FILE       private key (RSA PEM or OpenSSH RSA/Ed25519; default ~/.ssh/id_ed25519 or id_rsa)
+  --no-key      do not authenticate with a key (key-less users, --no-auth nodes)
+  -t, --timeout SECONDS   connect timeout per node (default 5)
+  --max-connecting N      connection attempts in flight (default 32)
+  -d            print 9P traffic on stderr
+  -h, --help    this text
+
+Environment: NODES, XCPUENV (extra environment, "\\n" separates entries), XCPU_SYSROOT
+(<root>/<arch> trees for other architectures), XCPU_LD_LIBRARY_PATH, JOBID, PATH.
+
+Exit status: the program's when every node agrees; otherwise non-zero (largest program code, or 1
+when a node failed), with a per-node summary on stderr. 2 = usage error.
+`;
+
+const OPTIONS = {
+  d: { type: "boolean", short: "d" },
+  l: { type: "boolean", short: "l" },
+  s: { type: "boolean", short: "s" },
+  S: { type: "boolean", short: "S" },
+  a: { type: "boolean", short: "a" },
+  statfs: { type: "string" },
+  L: { type: "boolean", short: "L" },
+  p: { type: "boolean", short: "p" },
+  e: { type: "string", short: "e" },
+  n: { type: "string", short: "n" },
+  j: { type: "string", short: "j" },
+  J: { type: "string", short: "J" },
+  c: { type: "string", short: "c" },
+  m: { type: "string", short: "m" },
+  k: { type: "string", short: "k" },
+  "no-key": { type: "boolean" },
+  timeout: { type: "string", short: "t" },
+  "max-connecting": { type: "string" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+/** Runs xrx with `argv` (without the node and script names); resolves with the exit code. */
+export async function main(argv: readonly string[], io: CliIo): Promise<number> {
+  const err = (msg: string) => io.stderr.write(`${msg}\n`);
+  try {
+    const { values: v, positionals } = parseCommandLine(argv, OPTIONS);
+    if (v.help) {
+      io.stdout.write(HELP);
+      return 0;
+    }
+    if (v.l && v.e) throw new UsageError("can not have both -l and -e");
+    if (v.J && (v.l || v.e)) throw new UsageError("-J attaches to a running job and takes no program");
+    const rest = [...positionals];
+    let nodes: ReturnType<typeof nodeList>;
+    if (v.a || v.statfs) {
+      nodes = await statfsNodes(v.statfs as string | undefined);
+      if (nodes.length === 0) {
+        err("Error: attempt to execute command to zero nodes (statfs reports none up)");
+        return 1;
+      }
+    } else if (io.env.NODES) {
+      nodes = nodeList(io.env.NODES);
+    } else {
+      const spec = rest.shift();
+      if (spec === undefined) throw new UsageError("missing node list");
+      nodes = nodeList(spec);
+    }
+    const attach = v.J as string | undefined;
+    const program = rest.shift();
+    if (attach === undefined && program === undefined) throw new UsageError("missing program");
+    if (attach !== undefined && program !== undefined) throw new UsageError("-J takes no program");
+    const msize = intOption(v.m as string | undefined, "-m", 256);
+    const tree = v.n as string | undefined;
+    let treeWidth: number | "sqrt" = 0;
+    if (tree === ".") treeWidth = "sqrt";
+    else if (tree !== undefined) {
+      const n = intOption(tree, "-n", 0)!;
+      treeWidth = n > nodes.length ? "sqrt" : n;
+    }
+    const identity = launchIdentity(v.k as string | undefined, io.env, !!v["no-key"]);
+    const result = await runJob({
+      nodes,
+      identity,
+      program,
+      args: rest,
+      execName: v.e as string | undefined,
+      noLibraries: !!v.S,
+      localProgram: !!v.l,
+      treeWidth,
+      jobId: (v.j as string | undefined) ?? io.env.JOBID ?? "",
+      cwd: v.c as string | undefined,
+      env: io.env.XCPUENV ? decodeXcpuEnv(io.env.XCPUENV) : undefined,
+      msize,
+      connectTimeoutMs: secondsOption(v.timeout as string | undefined, "--timeout") ?? 5000,
+      maxConnecting: intOption(v["max-connecting"] as string | undefined, "--max-connecting", 1),
+      lines: !!v.L,
+      prefix: !!v.p,
+      stdin: attach === undefined ? io.stdin : null,
+      stdout: io.stdout,
+      stderr: io.stderr,
+      sysrootBase: io.env.XCPU_SYSROOT,
+      path: io.env.PATH,
+      extraLibPath: io.env.XCPU_LD_LIBRARY_PATH?.split(":").filter(Boolean),
+      localCwd: io.cwd,
+      signals: io.signals,
+      attach,
+      trace: v.d ? (line) => io.stderr.write(`${line}\n`) : undefined,
+    });
+    return result.exitCode;
+  } catch (e) {
+    if (e instanceof UsageError) {
+      err(`xrx: ${e.message}`);
+      err(XRX_USAGE);
+      return 2;
+    }
+    err(`Error: ${(e as Error).message}`);
+    return 1;
+  }
+}

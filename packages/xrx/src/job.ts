@@ -1,0 +1,466 @@
+// The launch engine behind xrx: connect to many nodes with a bounded number of attempts in
+// flight, create one session per node, stage the program per architecture (flat, or by tree
+// spawn with verification and a direct-copy retry), start it everywhere, multiplex stdio, forward
+// signals, and collect one outcome per node. A node that fails is reported and never stalls the
+// others.
+import { readFileSync } from "node:fs";
+import type { NodeSpec } from "@clustermatic/ninep/nodes";
+import { formatBytes, OutputMux, Progress, type Sink } from "./output.js";
+import { jobMainProcesses } from "./procs.js";
+import { fanout, planLocal, planStaging, type StagePlan, sysrootFor } from "./staging.js";
+import { aggregateExit, type NodeOutcome, summarize } from "./status.js";
+import { type Identity, reasonOf, type Session, XcpuError, XcpuNode } from "./xcpu.js";
+
+/** Runs `fn` over items with at most `limit` running at once. */
+export async function mapLimit<T, R>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T, i: number) => Promise<R>,
+) {
+  const results = new Array<PromiseSettledResult<R>>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      try {
+        results[i] = { status: "fulfilled", value: await fn(items[i]!, i) };
+      } catch (reason) {
+        results[i] = { status: "rejected", reason };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
+  return results;
+}
+
+export interface JobOptions {
+  nodes: NodeSpec[];
+  identity: Identity;
+  /** The program as typed (ignored with `attach`). */
+  program?: string;
+  args?: string[];
+  /** -e */
+  execName?: string;
+  /** -S */
+  noLibraries?: boolean;
+  /** -l: the program is already on the nodes. */
+  localProgram?: boolean;
+  /** Tree-spawn width (0 = flat). */
+  treeWidth?: number | "sqrt";
+  /** -j */
+  jobId?: string;
+  /** -c */
+  cwd?: string;
+  /** Extra env-file text (XCPUENV, already decoded). */
+  env?: string;
+  msize?: number;
+  connectTimeoutMs?: number;
+  /** Connection attempts in flight at once (default 32). */
+  maxConnecting?: number;
+  /** -L / -p */
+  lines?: boolean;
+  prefix?: boolean;
+  stdin?: NodeJS.ReadableStream | null;
+  stdout: Sink;
+  stderr: Sink & { isTTY?: boolean };
+  /** Progress display (defaults to stderr when it is a TTY). */
+  progress?: boolean;
+  /** $XCPU_SYSROOT */
+  sysrootBase?: string;
+  /** $PATH for the program lookup. */
+  path?: string;
+  extraLibPath?: string[];
+  /** Local working directory (lookups; -l default remote cwd). */
+  localCwd?: string;
+  /** Source of INT/TERM/HUP/QUIT. */
+  signals?: NodeJS.EventEmitter;
+  /** -J: attach to this running job instead of launching. */
+  attach?: string;
+  /** -d */
+  trace?: (line: string) => void;
+  /** Program name for messages (default "xrx"). */
+  prog?: string;
+}
+
+export interface JobResult {
+  outcomes: NodeOutcome[];
+  exitCode: number;
+}
+
+const SIGNALS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGTERM: 15 };
+
+interface Slot {
+  spec: NodeSpec;
+  rank: number;
+  node?: XcpuNode;
+  session?: Session;
+  arch?: string;
+  outcome?: NodeOutcome;
+}
+
+/** Runs a job on every node and returns per-node outcomes and the exit code. */
+export async function runJob(opts: JobOptions): Promise<JobResult> {
+  const prog = opts.prog ?? "xrx";
+  const note = (msg: string) => opts.stderr.write(`${prog}: ${msg}\n`);
+  const progress = new Progress(opts.stderr, opts.progress ?? !!opts.stderr.isTTY);
+  const slots: Slot[] = opts.nodes.map((spec, i) => ({ spec, rank: i + 1 }));
+  const fail = (slot: Slot, err: unknown) => {
+    if (!slot.outcome) slot.outcome = { node: slot.spec.name, error: reasonOf(err) };
+  };
+  const plansByArch = new Map<string, StagePlan>();
+  let stopStdin: (() => void) | undefined;
+  const live = () => slots.filter((s) => !s.outcome && s.session);
+
+  // Signals: before the programs start, a signal aborts the launch; afterwards it is forwarded,
+  // and a second interrupt wipes the sessions.
+  let started = false;
+  let interrupts = 0;
+  let abort: ((sig: string) => void) | undefined;
+  const aborted = new Promise<string>((resolve) => {
+    abort = resolve;
+  });
+  let abortedBy: string | undefined;
+  const onSignal = (name: string) => {
+    if (!started) {
+      abortedBy ??= name;
+      abort?.(name);
+      return;
+    }
+    if (name === "SIGINT") interrupts++;
+    if (interrupts >= 2) {
+      note("wiping sessions");
+      for (const s of live()) void s.session!.wipe().catch(() => {});
+      return;
+    }
+    for (const s of live()) void s.session!.signal(SIGNALS[name] ?? 15).catch(() => {});
+  };
+  const handlers = Object.keys(SIGNALS).map((name) => [name, () => onSignal(name)] as const);
+  for (const [name, h] of handlers) opts.signals?.on(name, h);
+
+  const cleanup = () => {
+    for (const [name, h] of handlers) opts.signals?.off(name, h);
+    progress.clear();
+    for (const s of slots) s.node?.close();
+  };
+
+  try {
+    // 1. Connect and create sessions (or find the job's sessions with -J).
+    const connectAll = mapLimit(slots, opts.maxConnecting ?? 32, async (slot) => {
+      try {
+        slot.node = await XcpuNode.connect(slot.spec, {
+          identity: opts.identity,
+          msize: opts.msize,
+          timeoutMs: opts.connectTimeoutMs,
+          trace: opts.trace,
+        });
+        if (abortedBy) return;
+        if (opts.attach !== undefined) {
+          const mains = jobMainProcesses(await slot.node.procs(), opts.attach);
+          if (mains.length === 0) {
+            slot.outcome = { node: slot.spec.name, error: `no sessions of job ${opts.attach}` };
+            return;
+          }
+          slot.session = await slot.node.attachSession(mains[0]!.sid);
+        } else {
+          const [arch, session] = await Promise.all([slot.node.arch(), slot.node.createSession()]);
+          slot.arch = arch;
+          slot.session = session;
+        }
+        progress.update(`${prog}: connected ${slots.filter((s) => s.session).length}/${slots.length} nodes`);
+      } catch (err) {
+        fail(slot, err);
+      }
+    });
+    await Promise.race([connectAll, aborted]);
+    if (abortedBy) return finishAborted();
+
+    if (opts.attach !== undefined) {
+      if (!slots.some((s) => s.session)) {
+        for (const s of slots) fail(s, new Error("no sessions found"));
+      }
+    } else {
+      // 2. Plan per architecture and stage.
+      const groups = new Map<string, Slot[]>();
+      for (const s of slots) {
+        if (s.outcome || !s.session) continue;
+        const a = s.arch ?? "";
+        groups.set(a, [...(groups.get(a) ?? []), s]);
+      }
+      const plans = new Map<string, StagePlan>();
+      const contents = new Map<string, Buffer>();
+      for (const [arch, members] of groups) {
+        try {
+          let plan: StagePlan;
+          if (opts.localProgram) {
+            plan = planLocal(opts.program!, opts.args ?? []);
+          } else {
+            const sysroot = sysrootFor(arch, opts.sysrootBase);
+            plan = planStaging({
+              program: opts.program!,
+              args: opts.args ?? [],
+              execName: opts.execName,
+              noLibraries: opts.noLibraries,
+              sysroot,
+              path: opts.path,
+              extraLibPath: opts.extraLibPath,
+              cwd: opts.localCwd,
+            });
+          }
+          for (const f of plan.files)
+            if (!contents.has(f.local)) contents.set(f.local, readFileSync(f.local));
+          plans.set(arch, plan);
+        } catch (err) {
+          // A plan error for every architecture is a plain error; for one of several, those nodes fail.
+          if (groups.size === 1) throw err;
+          for (const m of members) fail(m, err);
+        }
+      }
+      const staging = stageAll(groups, plans, contents);
+      await Promise.race([staging, aborted]);
+      if (abortedBy) return finishAborted();
+    }
+
+    // 3. Start, stream, wait.
+    const running = slots.filter((s) => !s.outcome && s.session);
+    const mux = new OutputMux(opts.stdout, opts.stderr, { lines: opts.lines, prefix: opts.prefix });
+    started = true;
+    progress.clear();
+    const localCwd = opts.localCwd ?? process.cwd();
+    const done = running.map(async (slot) => {
+      const session = slot.session!;
+      const streams = mux.streams(slot.spec.name);
+      const out = session.pump("stdout", (b) => streams.stdout.write(b));
+      const err = session.pump("stderr", (b) => streams.stderr.write(b));
+      const status = session.wait();
+      // Reads are parked on the node before the program starts, so nothing is missed.
+      try {
+        if (opts.attach === undefined) {
+          const plan = plansByArch.get(slot.arch ?? "");
+          if (!plan) throw new Error("nothing staged");
+          await session.exec(plan.command, {
+            job: opts.jobId ?? "",
+            rank: slot.rank,
+            cwd: opts.cwd ?? (opts.localProgram ? localCwd : undefined),
+          });
+        }
+        const [, , st] = await Promise.all([out, err, status]);
+        streams.stdout.end();
+        streams.stderr.end();
+        slot.outcome = { node: slot.spec.name, status: st };
+      } catch (e) {
+        streams.stdout.end();
+        streams.stderr.end();
+        fail(slot, e);
+        // Settle the other reads so nothing dangles.
+        await Promise.allSettled([out, err, status]);
+      }
+    });
+    const stdinDone = opts.attach === undefined ? feedStdin(running) : Promise.resolve();
+    await Promise.all(done);
+    stopStdin?.();
+    await stdinDone;
+    const outcomes = slots.map((s) => s.outcome ?? { node: s.spec.name, error: "no status" });
+    for (const line of summarize(outcomes, prog)) opts.stderr.write(`${line}\n`);
+    return { outcomes, exitCode: aggregateExit(outcomes) };
+  } finally {
+    cleanup();
+  }
+
+  // ---- helpers (hoisted) ----
+
+  function finishAborted(): JobResult {
+    const sig = abortedBy ?? "SIGINT";
+    note(`interrupted by ${sig} before the program started; sessions removed`);
+    for (const s of slots) {
+      void s.session?.wipe().catch(() => {});
+      fail(s, new Error(`interrupted by ${sig}`));
+    }
+    const outcomes = slots.map((s) => s.outcome!);
+    return { outcomes, exitCode: 128 + (SIGNALS[sig] ?? 2) };
+  }
+
+  async function stageAll(
+    groups: Map<string, Slot[]>,
+    plans: Map<string, StagePlan>,
+    contents: Map<string, Buffer>,
+  ) {
+    let totalBytes = 0;
+    let sent = 0;
+    let nodesDone = 0;
+    let nodesTotal = 0;
+    for (const [arch, members] of groups) {
+      const plan = plans.get(arch);
+      if (plan) nodesTotal += members.filter((m) => !m.outcome).length;
+      if (plan) totalBytes += plan.bytes * members.filter((m) => !m.outcome).length;
+    }
+    const show = (force = false) =>
+      progress.update(
+        `${prog}: staging ${nodesDone}/${nodesTotal} nodes, ${formatBytes(sent)} of ${formatBytes(totalBytes)}`,
+        force,
+      );
+    const onBytes = (n: number) => {
+      sent += n;
+      show();
+    };
+    const direct = async (slot: Slot, plan: StagePlan) => {
+      await slot.session!.stage(plan, contents, onBytes);
+    };
+    const prepare = async (slot: Slot, plan: StagePlan) => {
+      const s = slot.session!;
+      await Promise.all([s.setArgv(plan.argv), opts.env ? s.appendEnv(opts.env) : Promise.resolve()]);
+    };
+    await Promise.all(
+      [...groups].map(async ([arch, members0]) => {
+        const plan = plans.get(arch);
+        if (!plan) return;
+        plansByArch.set(arch, plan);
+        const members = members0.filter((m) => !m.outcome);
+        await Promise.all(members.map((m) => prepare(m, plan).catch((e) => fail(m, e))));
+        const ready = members.filter((m) => !m.outcome);
+        const width =
+          opts.treeWidth === "sqrt"
+            ? Math.ceil(Math.sqrt(ready.length))
+            : Math.min(opts.treeWidth ?? 0, ready.length);
+        if (plan.files.length === 0 || width <= 0 || width >= ready.length) {
+          await mapLimit(ready, 64, async (m) => {
+            await direct(m, plan).catch((e) => fail(m, e));
+            nodesDone++;
+            show();
+          });
+          return;
+        }
+        await treeStage(ready, plan, width);
+      }),
+    );
+    show(true);
+
+    async function treeStage(members: Slot[], plan: StagePlan, width: number) {
+      // Passkeys for every delegated node: without them (Ed25519 users) copy directly.
+      const tree = fanout(members, width);
+      const keys = new Map<Slot, string>();
+      const delegatedAll = tree.flatMap((t) => t.delegated);
+      const keyResults = await Promise.allSettled(delegatedAll.map((m) => m.node!.passkey()));
+      const noKey = keyResults.find((r) => r.status === "rejected");
+      if (noKey) {
+        note(
+          `tree spawn unavailable (${reasonOf((noKey as PromiseRejectedResult).reason)}); copying directly`,
+        );
+        await mapLimit(members, 64, async (m) => {
+          await direct(m, plan).catch((e) => fail(m, e));
+          nodesDone++;
+          show();
+        });
+        return;
+      }
+      delegatedAll.forEach((m, i) => {
+        keys.set(m, (keyResults[i] as PromiseFulfilledResult<string>).value);
+      });
+      const width0 = width;
+      await Promise.all(
+        tree.map(async ({ child, delegated }) => {
+          try {
+            await direct(child, plan);
+          } catch (e) {
+            fail(child, e);
+          }
+          nodesDone++;
+          show();
+          if (delegated.length === 0) return;
+          if (!child.outcome) {
+            const list = delegated.map((d) => `${d.spec.address}/${d.session!.id}/${keys.get(d)}`).join(",");
+            try {
+              await child.session!.ctl(`clone ${width0} ${list},`);
+            } catch (e) {
+              if (opts.trace) note(`${child.spec.name}: clone failed (${reasonOf(e)}); copying directly`);
+            }
+          }
+          // Verify every delegated node and copy directly to any the tree did not reach.
+          await Promise.all(
+            delegated.map(async (d) => {
+              try {
+                const missing = await d.session!.verify(plan);
+                if (missing.length > 0) {
+                  if (opts.trace)
+                    note(
+                      `${d.spec.name}: ${missing.length} files missing after tree spawn; copying directly`,
+                    );
+                  await direct(d, plan);
+                  const still = await d.session!.verify(plan);
+                  if (still.length > 0)
+                    throw new XcpuError(d.spec.name, `staging incomplete: ${still.join(", ")}`);
+                }
+                // The clone replaced env and argv with the parent's copy: the same content.
+              } catch (e) {
+                fail(d, e);
+              }
+              nodesDone++;
+              show();
+            }),
+          );
+        }),
+      );
+    }
+  }
+
+  function feedStdin(running: Slot[]): Promise<void> {
+    const input = opts.stdin;
+    const targets = running.filter((s) => s.session?.stdinFid);
+    if (!input) {
+      return Promise.all(targets.map((s) => s.session!.closeStdin().catch(() => {}))).then(() => {});
+    }
+    const queues = new Map<Slot, Promise<void>>(targets.map((s) => [s, Promise.resolve()]));
+    let pendingBytes = 0;
+    return new Promise<void>((resolve) => {
+      let ended = false;
+      const finish = () => {
+        if (ended) return;
+        ended = true;
+        input.off("data", onData);
+        input.off("end", onEnd);
+        input.off("error", onEnd);
+        input.pause?.();
+        Promise.all(
+          [...queues].map(([s, q]) =>
+            q.then(() => (s.outcome ? undefined : s.session!.closeStdin())).catch(() => {}),
+          ),
+        ).then(() => resolve());
+      };
+      const onData = (chunk: Buffer | string) => {
+        const b = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
+        pendingBytes += b.length * queues.size;
+        if (pendingBytes > 4 * 1024 * 1024) input.pause?.();
+        for (const [s, q] of queues) {
+          queues.set(
+            s,
+            q.then(async () => {
+              try {
+                if (!s.outcome) await s.session!.writeStdin(b);
+              } catch {
+                // The program closed its stdin or the node went away: drop the data for it.
+              } finally {
+                pendingBytes -= b.length;
+                if (pendingBytes < 1024 * 1024) input.resume?.();
+              }
+            }),
+          );
+        }
+      };
+      const onEnd = () => finish();
+      input.on("data", onData);
+      input.once("end", onEnd);
+      input.once("error", onEnd);
+      stopStdin = () => {
+        // Every program ended: stop reading our stdin.
+        if (!ended) {
+          ended = true;
+          input.off("data", onData);
+          input.off("end", onEnd);
+          input.off("error", onEnd);
+          input.pause?.();
+          resolve();
+        }
+      };
+      input.resume?.();
+    });
+  }
+}

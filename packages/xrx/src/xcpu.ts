@@ -1,0 +1,485 @@
+// The client side of xcpufs: connect and authenticate to a node, create or attach to sessions,
+// stage files into a session's fs/, set argv/env, exec, stream stdio, wait, signal, wipe, list
+// processes, kill. Every error raised here names the node (XcpuError).
+import { sign } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { userInfo } from "node:os";
+import { Client, type Fid } from "@clustermatic/ninep/client";
+import { DMDIR, ORDWR, OREAD, OTRUNC, OWRITE } from "@clustermatic/ninep/codec";
+import { RemoteError } from "@clustermatic/ninep/errors";
+import type { NodeSpec } from "@clustermatic/ninep/nodes";
+import { type PrivateKey, rsaPkcs1Decrypt } from "./keys.js";
+import { type ProcRecord, parseProcs } from "./procs.js";
+import { quoteArgs } from "./quote.js";
+import type { StagePlan } from "./staging.js";
+import { decodeWaitStatus, type ExitStatus } from "./status.js";
+
+/** An error on one node; `node` is its display name, the message starts with it. */
+export class XcpuError extends Error {
+  constructor(
+    readonly node: string,
+    readonly reason: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`${node}: ${reason}`, options);
+    this.name = "XcpuError";
+  }
+}
+
+/** The message of any error, without a node prefix. */
+export function reasonOf(err: unknown): string {
+  if (err instanceof XcpuError) return err.reason;
+  if (err instanceof RemoteError) return err.ename;
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** Wraps an error so that it names the node. */
+export function onNode(node: string, err: unknown): XcpuError {
+  return err instanceof XcpuError ? err : new XcpuError(node, reasonOf(err), { cause: err });
+}
+
+/** The admin identity of the tools. */
+export const ADMIN_USER = "xcpu-admin";
+export const ADMIN_UID = 65530;
+
+/** Who we are on the nodes. */
+export interface Identity {
+  user: string;
+  uid: number;
+  /** Signs the challenge; null = answer nothing (key-less pool users, --no-auth servers). */
+  key: PrivateKey | null;
+}
+
+/** The invoking Unix user with a key. */
+export function userIdentity(key: PrivateKey | null): Identity {
+  const info = userInfo();
+  return { user: info.username, uid: info.uid, key };
+}
+
+/** The admin identity (uid of a local xcpu-admin account, else 65530). */
+export function adminIdentity(key: PrivateKey): Identity {
+  let uid = ADMIN_UID;
+  try {
+    const line = readFileSync("/etc/passwd", "utf8")
+      .split("\n")
+      .find((l) => l.startsWith(`${ADMIN_USER}:`));
+    if (line) uid = Number(line.split(":")[2]) || ADMIN_UID;
+  } catch {
+    // keep the default
+  }
+  return { user: ADMIN_USER, uid, key };
+}
+
+export interface ConnectOptions {
+  identity: Identity;
+  /** 9P msize (default 32792 as the original). */
+  msize?: number;
+  /** Connect + handshake + attach time limit in ms (default 5000). */
+  timeoutMs?: number;
+  /** Prints 9P traffic (-d). */
+  trace?: (line: string) => void;
+}
+
+/** The challenge response for a key (see the xcpufs README). */
+export function answerChallenge(key: PrivateKey, challenge: Uint8Array): Buffer {
+  return key.type === "rsa" ? sign("sha1", challenge, key.key) : sign(null, challenge, key.key);
+}
+
+async function readAll(fid: Fid, limit = 64 * 1024 * 1024): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  let off = 0;
+  for (;;) {
+    const b = await fid.read(off);
+    if (b.length === 0) break;
+    parts.push(Buffer.from(b));
+    off += b.length;
+    if (off > limit) throw new Error("file too large");
+  }
+  return Buffer.concat(parts);
+}
+
+/** Writes a buffer with several writes in flight (pipelined), in iounit pieces. */
+export async function writePipelined(
+  fid: Fid,
+  data: Uint8Array,
+  window = 16,
+  onBytes?: (n: number) => void,
+): Promise<void> {
+  const unit = fid.iounit;
+  let next = 0;
+  let failed: unknown;
+  const worker = async () => {
+    while (next < data.length && failed === undefined) {
+      const off = next;
+      const chunk = data.subarray(off, Math.min(off + unit, data.length));
+      next += chunk.length;
+      const n = await fid.write(off, chunk);
+      if (n !== chunk.length) throw new Error(`short write at offset ${off}`);
+      onBytes?.(n);
+    }
+  };
+  const workers = Math.max(1, Math.min(window, Math.ceil(data.length / unit)));
+  await Promise.all(
+    Array.from({ length: workers }, () =>
+      worker().catch((e) => {
+        failed ??= e;
+      }),
+    ),
+  );
+  if (failed !== undefined) throw failed;
+}
+
+/** One authenticated connection to one node. */
+export class XcpuNode {
+  private constructor(
+    readonly spec: NodeSpec,
+    readonly client: Client,
+    readonly root: Fid,
+    readonly identity: Identity,
+  ) {}
+
+  get name(): string {
+    return this.spec.name;
+  }
+
+  /** Connects, negotiates 9P2000.u, authenticates and attaches. */
+  static async connect(spec: NodeSpec, opts: ConnectOptions): Promise<XcpuNode> {
+    const timeoutMs = opts.timeoutMs ?? 5000;
+    const ac = new AbortController();
+    const timer = setTimeout(
+      () => ac.abort(new XcpuError(spec.name, `no answer from ${spec.address} within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+    let client: Client | undefined;
+    try {
+      client = await Client.connect(spec.address, {
+        msize: opts.msize ?? 32792,
+        version: "9P2000.u",
+        connectTimeoutMs: timeoutMs,
+        signal: ac.signal,
+        trace: opts.trace,
+        label: spec.name,
+      });
+      const { user, uid, key } = opts.identity;
+      const call = { signal: ac.signal };
+      const afid = await client.auth(user, "", { n_uname: uid, ...call });
+      if (afid) {
+        const challenge = await afid.read(64, call);
+        if (key) {
+          if (challenge.length === 0) throw new Error("authentication failed (empty challenge)");
+          await afid.write(answerChallenge(key, challenge), call);
+        }
+      }
+      const root = await client.attach(user, "", { afid: afid ?? undefined, n_uname: uid, ...call });
+      if (afid) void afid.clunk().catch(() => {});
+      return new XcpuNode(spec, client, root, opts.identity);
+    } catch (err) {
+      client?.destroy();
+      if (ac.signal.aborted && ac.signal.reason instanceof XcpuError) throw ac.signal.reason;
+      throw onNode(spec.name, err);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Runs `fn`, turning any error into an XcpuError that names this node. */
+  async guard<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw onNode(this.name, err);
+    }
+  }
+
+  /** Reads a whole file at `path` (relative to the root). */
+  readFile(path: string): Promise<Buffer> {
+    return this.guard(async () => {
+      const f = await this.root.walk(path);
+      try {
+        await f.open(OREAD);
+        return await readAll(f);
+      } finally {
+        void f.clunk().catch(() => {});
+      }
+    });
+  }
+
+  /** Writes text to a file (ctl lines and the like); `truncate` opens with OTRUNC. */
+  writeFile(path: string, data: string | Uint8Array, truncate = false): Promise<void> {
+    return this.guard(async () => {
+      const f = await this.root.walk(path);
+      try {
+        await f.open(OWRITE | (truncate ? OTRUNC : 0));
+        const buf = typeof data === "string" ? Buffer.from(data) : data;
+        const n = await f.write(0, buf);
+        if (n !== buf.length) throw new Error(`short write to ${path}`);
+      } finally {
+        void f.clunk().catch(() => {});
+      }
+    });
+  }
+
+  /** The node's architecture, newline trimmed (`/Linux/x86_64`). */
+  async arch(): Promise<string> {
+    return (await this.readFile("arch")).toString().trim();
+  }
+
+  /** The node's process table. */
+  async procs(): Promise<ProcRecord[]> {
+    return parseProcs((await this.readFile("procs")).toString());
+  }
+
+  /** Mints a passkey for our user on this node (decrypted when it comes RSA-encrypted). */
+  async passkey(): Promise<string> {
+    const raw = await this.readFile("passkey");
+    const text = raw.toString("latin1");
+    if (/^[0-9a-f]{32}$/.test(text)) return text;
+    const key = this.identity.key;
+    if (key?.type !== "rsa") throw new XcpuError(this.name, "passkey needs an RSA key");
+    return this.guard(async () => rsaPkcs1Decrypt(key.key, raw).toString("latin1").slice(0, 32));
+  }
+
+  /** Writes one command line to the root ctl. */
+  rootCtl(cmd: string): Promise<void> {
+    return this.writeFile("ctl", cmd.endsWith("\n") ? cmd : `${cmd}\n`);
+  }
+
+  /** Creates a session (opening clone) with ctl, wait and stdio open. */
+  createSession(): Promise<Session> {
+    return this.guard(async () => {
+      const clone = await this.root.walk("clone");
+      try {
+        await clone.open(OREAD);
+        const sid = (await clone.read(0, 64)).toString().trim();
+        if (!/^\d+$/.test(sid)) throw new Error(`bad session id "${sid}" from clone`);
+        return await Session.open(this, sid, true);
+      } finally {
+        await clone.clunk().catch(() => {});
+      }
+    });
+  }
+
+  /** Attaches to an existing session by id. */
+  attachSession(sid: string, withStdin = false): Promise<Session> {
+    return this.guard(() => Session.open(this, sid, withStdin));
+  }
+
+  /** Ends the connection; sessions whose files are no longer referenced go away on the node. */
+  close(): void {
+    this.client.destroy();
+  }
+}
+
+/** One session on one node, with its control and stream files open. */
+export class Session {
+  private stdinOffset = 0;
+  private constructor(
+    readonly node: XcpuNode,
+    readonly id: string,
+    readonly dir: Fid,
+    readonly ctlFid: Fid,
+    readonly waitFid: Fid,
+    readonly stdoutFid: Fid,
+    readonly stderrFid: Fid,
+    readonly stdinFid: Fid | undefined,
+  ) {}
+
+  /** @internal opens ctl, wait, stdout, stderr (and stdin) of session `sid`, all at once. */
+  static async open(node: XcpuNode, sid: string, withStdin: boolean): Promise<Session> {
+    const dir = await node.root.walk(sid);
+    const openOne = async (name: string, mode: number) => {
+      const f = await dir.walk(name);
+      try {
+        await f.open(mode);
+      } catch (err) {
+        void f.clunk().catch(() => {});
+        throw err;
+      }
+      return f;
+    };
+    const opened = await Promise.allSettled([
+      openOne("ctl", ORDWR),
+      openOne("wait", OREAD),
+      openOne("stdout", OREAD),
+      openOne("stderr", OREAD),
+      withStdin ? openOne("stdin", OWRITE) : Promise.resolve(undefined),
+    ]);
+    const failed = opened.find((r) => r.status === "rejected");
+    if (failed) {
+      for (const r of opened) if (r.status === "fulfilled" && r.value) void r.value.clunk().catch(() => {});
+      void dir.clunk().catch(() => {});
+      throw (failed as PromiseRejectedResult).reason;
+    }
+    const [ctl, wait, out, err, stdin] = opened.map(
+      (r) => (r as PromiseFulfilledResult<Fid | undefined>).value,
+    );
+    return new Session(node, sid, dir, ctl!, wait!, out!, err!, stdin);
+  }
+
+  get nodeName(): string {
+    return this.node.name;
+  }
+
+  /** Writes one or more command lines to the session ctl. */
+  ctl(cmd: string): Promise<void> {
+    return this.node.guard(async () => {
+      const text = cmd.endsWith("\n") ? cmd : `${cmd}\n`;
+      const n = await this.ctlFid.write(0, text);
+      if (n !== Buffer.byteLength(text))
+        throw new Error(`ctl accepted ${n} of ${Buffer.byteLength(text)} bytes`);
+    });
+  }
+
+  /** Replaces the argument list. */
+  setArgv(argv: readonly string[]): Promise<void> {
+    return this.node.writeFile(`${this.id}/argv`, quoteArgs(argv), true);
+  }
+
+  /** Appends env-file text to the session environment (the node default stays). */
+  appendEnv(text: string): Promise<void> {
+    return this.node.guard(async () => {
+      const f = await this.dir.walk("env");
+      try {
+        await f.open(OWRITE);
+        const st = await f.stat();
+        const prefix = st.length > 0n ? "\n" : "";
+        await f.write(st.length, prefix + text);
+      } finally {
+        void f.clunk().catch(() => {});
+      }
+    });
+  }
+
+  /**
+   * Copies a staging plan into fs/: directories first, then every file, data pipelined.
+   * `contents` maps host path → bytes (read once per job and shared by all sessions).
+   */
+  stage(plan: StagePlan, contents: Map<string, Buffer>, onBytes?: (n: number) => void): Promise<void> {
+    return this.node.guard(async () => {
+      const fs = await this.dir.walk("fs");
+      try {
+        for (const d of plan.dirs) {
+          const parts = d.remote.split("/");
+          const parent = await fs.walk(parts.slice(0, -1));
+          try {
+            await parent.create(parts.at(-1)!, (DMDIR | (d.mode & 0o777) | 0o700) >>> 0, OREAD);
+          } catch (err) {
+            if (!(err instanceof RemoteError && /exist/i.test(err.ename))) throw err;
+          } finally {
+            void parent.clunk().catch(() => {});
+          }
+        }
+        await Promise.all(
+          plan.files.map(async (file) => {
+            const parts = file.remote.split("/");
+            const f = await fs.walk(parts.slice(0, -1));
+            try {
+              await f.create(parts.at(-1)!, (file.mode & 0o777) | 0o600, OWRITE);
+              const data = contents.get(file.local);
+              if (!data) throw new Error(`no data for ${file.local}`);
+              if (data.length > 0) await writePipelined(f, data, 8, onBytes);
+            } finally {
+              await f.clunk().catch(() => {});
+            }
+          }),
+        );
+      } finally {
+        void fs.clunk().catch(() => {});
+      }
+    });
+  }
+
+  /** Checks that every planned file is in fs/ with its full size. Returns the missing ones. */
+  async verify(plan: StagePlan): Promise<string[]> {
+    return this.node.guard(async () => {
+      const bad: string[] = [];
+      await Promise.all(
+        plan.files.map(async (file) => {
+          try {
+            const f = await this.dir.walk(["fs", ...file.remote.split("/")]);
+            try {
+              const st = await f.stat();
+              if (Number(st.length) !== file.size) bad.push(file.remote);
+            } finally {
+              void f.clunk().catch(() => {});
+            }
+          } catch (err) {
+            if (err instanceof RemoteError) bad.push(file.remote);
+            else throw err;
+          }
+        }),
+      );
+      return bad;
+    });
+  }
+
+  /** Sets `id job/rank` and starts the program. */
+  exec(command: string, opts: { job?: string; rank?: number; cwd?: string } = {}): Promise<void> {
+    const lines: string[] = [];
+    if (opts.job !== undefined || opts.rank !== undefined) {
+      lines.push(`id ${quoteArgs([`${opts.job ?? ""}/${opts.rank ?? 0}`])}`);
+    }
+    lines.push(`exec ${quoteArgs(opts.cwd ? [command, opts.cwd] : [command])}`);
+    return this.ctl(`${lines.join("\n")}\n`);
+  }
+
+  /** Sends a signal (number or SIG name) to the session's main process. */
+  signal(sig: number | string): Promise<void> {
+    return this.ctl(`signal ${sig}`);
+  }
+
+  /** Wipes the session: its process is terminated and its directory removed. */
+  wipe(): Promise<void> {
+    return this.ctl("wipe");
+  }
+
+  /** Writes to the program's standard input. */
+  writeStdin(data: Uint8Array): Promise<void> {
+    const fid = this.stdinFid;
+    if (!fid) return Promise.reject(new XcpuError(this.nodeName, "stdin is not open"));
+    return this.node.guard(async () => {
+      const off = this.stdinOffset;
+      this.stdinOffset += data.length;
+      const n = await fid.write(off, data);
+      if (n !== data.length) throw new Error("stdin closed by the program");
+    });
+  }
+
+  /** Ends the program's standard input. */
+  closeStdin(): Promise<void> {
+    return this.ctl("close stdin");
+  }
+
+  /** Streams stdout or stderr to `onData` until EOF. */
+  pump(which: "stdout" | "stderr", onData: (b: Buffer) => void): Promise<void> {
+    const fid = which === "stdout" ? this.stdoutFid : this.stderrFid;
+    return this.node.guard(async () => {
+      let off = 0;
+      for (;;) {
+        const b = await fid.read(off);
+        if (b.length === 0) return;
+        off += b.length;
+        onData(b);
+      }
+    });
+  }
+
+  /** Waits for the program to end; resolves with its decoded status. */
+  wait(): Promise<ExitStatus> {
+    return this.node.guard(async () => {
+      const text = (await readAll(this.waitFid, 1024)).toString().trim();
+      if (!/^-?\d+$/.test(text))
+        throw new Error(text ? `bad exit status "${text}"` : "session ended without a status");
+      return decodeWaitStatus(Number(text));
+    });
+  }
+
+  /** Clunks the session's fids (the session then ends once its program has). */
+  async release(): Promise<void> {
+    await Promise.all(
+      [this.ctlFid, this.waitFid, this.stdoutFid, this.stderrFid, this.stdinFid, this.dir].map((f) =>
+        f?.clunk().catch(() => {}),
+      ),
+    );
+  }
+}
