@@ -134,6 +134,7 @@ export const Errno = {
   ENOENT: 2,
   EINTR: 4,
   EIO: 5,
+  ENXIO: 6,
   EBADF: 9,
   EAGAIN: 11,
   ENOMEM: 12,
@@ -231,6 +232,11 @@ const NODE_CODE: Record<string, [string, number]> = {
   EOPNOTSUPP: [Ename.NotSupported, Errno.EOPNOTSUPP],
   ENOSYS: [Ename.NotSupported, Errno.ENOSYS],
   EIO: [Ename.Io, Errno.EIO],
+  ENXIO: ["no such device or address", Errno.ENXIO],
+  EBADF: ["bad file descriptor", Errno.EBADF],
+  EAGAIN: ["resource temporarily unavailable", Errno.EAGAIN],
+  EINTR: [Ename.Interrupted, Errno.EINTR],
+  ESPIPE: ["illegal seek", Errno.ESPIPE],
 };
 
 /**

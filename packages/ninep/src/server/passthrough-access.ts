@@ -1,0 +1,100 @@
+// Who a 9P user is on this host, and Unix-style permission checks for the passthrough backend.
+//
+// In "user" mode (the default when the server runs as root) every request is checked against the
+// file's owner/group/other bits for the attached user, who must be named by n_uname or by a user
+// name in /etc/passwd; unknown users get the "other" bits. A check passes only when EVERY
+// requested bit is granted. uid 0 passes everything except execute on a file without any x bit.
+// In "process" mode no check is made here: the operating system checks the server process.
+
+import type { BigIntStats } from "node:fs";
+import { NONUNAME } from "../codec/constants.js";
+import { Ename, Errno, FsError } from "../errors.js";
+import type { Identity } from "./backend.js";
+import type { IdNames } from "./passthrough-stat.js";
+import { S_IFDIR, S_IFMT } from "./passthrough-stat.js";
+
+export const R_OK = 4;
+export const W_OK = 2;
+export const X_OK = 1;
+
+/** A resolved user: uid (undefined when unknown on this host) and group set. */
+export interface Who {
+  readonly uid: number | undefined;
+  readonly gids: ReadonlySet<number>;
+}
+
+export type PermissionMode = "user" | "process";
+
+export class Access {
+  private readonly cache = new Map<string, { who: Who; at: number }>();
+
+  constructor(
+    readonly mode: PermissionMode,
+    private readonly ids: IdNames,
+  ) {}
+
+  /** The host user behind a 9P identity (cached briefly). */
+  who(user: Identity): Who {
+    const key = `${user.n_uname}\0${user.uname}`;
+    const now = Date.now();
+    const hit = this.cache.get(key);
+    if (hit && now - hit.at < 2000) return hit.who;
+    const uid = user.n_uname !== NONUNAME ? user.n_uname : this.ids.uidOf(user.uname);
+    const who: Who = { uid, gids: uid === undefined ? new Set() : this.ids.groupsOf(uid) };
+    if (this.cache.size > 1000) this.cache.clear();
+    this.cache.set(key, { who, at: now });
+    return who;
+  }
+
+  /** Does `user` get every bit of `want` (R_OK|W_OK|X_OK) on a file with stat `st`? */
+  permits(st: BigIntStats, user: Identity, want: number): boolean {
+    if (this.mode === "process" || want === 0) return true;
+    const who = this.who(user);
+    const mode = Number(st.mode);
+    if (who.uid === 0) {
+      // root: everything, but executing a plain file still needs some execute bit
+      if (want & X_OK && (mode & S_IFMT) !== S_IFDIR && (mode & 0o111) === 0) return false;
+      return true;
+    }
+    let bits: number;
+    if (who.uid !== undefined && BigInt(who.uid) === st.uid) bits = (mode >> 6) & 7;
+    else if (who.gids.has(Number(st.gid))) bits = (mode >> 3) & 7;
+    else bits = mode & 7;
+    return (bits & want) === want;
+  }
+
+  /** Throws "permission denied" (EACCES) unless permits(). */
+  check(st: BigIntStats, user: Identity, want: number): void {
+    if (!this.permits(st, user, want)) throw new FsError(Ename.Perm, Errno.EACCES);
+  }
+
+  /** Is `user` the file's owner (or root)? Always true in process mode (the OS decides). */
+  isOwner(st: BigIntStats, user: Identity): boolean {
+    if (this.mode === "process") return true;
+    const { uid } = this.who(user);
+    return uid === 0 || (uid !== undefined && BigInt(uid) === st.uid);
+  }
+
+  /** Is `user` root? (In process mode: is the server process root.) */
+  isRoot(user: Identity): boolean {
+    if (this.mode === "process") return process.getuid?.() === 0;
+    return this.who(user).uid === 0;
+  }
+
+  /** May `user` give a file the group `gid`? Root always; an owner only for its own groups. */
+  mayChgrp(st: BigIntStats, user: Identity, gid: number): boolean {
+    if (this.mode === "process") return true;
+    const who = this.who(user);
+    if (who.uid === 0) return true;
+    return who.uid !== undefined && BigInt(who.uid) === st.uid && who.gids.has(gid);
+  }
+
+  /**
+   * The owner new files should get, when the server runs as root in user mode and the user is
+   * known on this host; undefined means "leave it to the OS" (the server process's uid).
+   */
+  ownerForNew(user: Identity): number | undefined {
+    if (this.mode === "process" || process.getuid?.() !== 0) return undefined;
+    return this.who(user).uid;
+  }
+}

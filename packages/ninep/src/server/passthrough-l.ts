@@ -1,0 +1,331 @@
+// 9P2000.L operations of the passthrough backend (getattr, setattr, lopen, lcreate, mkdir, symlink,
+// mknod, link, rename, renameat, unlinkat, readlink, statfs). Errors are Linux errnos taken from
+// the Node error codes (errors.ts toFsError) or raised here with the errno Linux itself would give.
+
+import { constants } from "node:fs";
+import * as fsp from "node:fs/promises";
+import * as path from "node:path";
+import { AT_REMOVEDIR, L_O, NONUNAME, SETATTR } from "../codec/constants.js";
+import { Ename, Errno, FsError } from "../errors.js";
+import type { Attr, Created, Node, OpenFile, RequestContext, SetAttr, StatFs } from "./backend.js";
+import { R_OK, W_OK, X_OK } from "./passthrough-access.js";
+import { chownNew, PtFile, runTool } from "./passthrough-node.js";
+import { FileIo } from "./passthrough-open.js";
+import { checkName } from "./passthrough-path.js";
+import {
+  S_IFBLK,
+  S_IFCHR,
+  S_IFDIR,
+  S_IFIFO,
+  S_IFLNK,
+  S_IFMT,
+  S_IFREG,
+  S_IFSOCK,
+  toGetattr,
+} from "./passthrough-stat.js";
+
+const fmtOf = (mode: bigint | number) => Number(mode) & S_IFMT;
+
+function sameTree(a: PtFile, b: Node): PtFile {
+  if (!(b instanceof PtFile) || b.sh !== a.sh) throw new FsError("not a file of this tree", Errno.EXDEV);
+  return b;
+}
+
+/** Validates a name for a directory operation (".", ".." and bad names → EINVAL/EEXIST). */
+function newName(name: string): void {
+  checkName(name);
+}
+
+/** The directory, checked for write+search permission; returns its host path. */
+async function writableDir(dir: PtFile, ctx: RequestContext): Promise<string> {
+  dir.ro();
+  const p = await dir.requireDir(Ename.NotDir);
+  dir.sh.access.check(dir.st, ctx.user, W_OK | X_OK);
+  return p;
+}
+
+/** Group for a new file: the one the client asked for, else the directory's (O6). */
+const groupFor = (dir: PtFile, gid: number) => (gid === NONUNAME ? Number(dir.st.gid) : gid);
+
+export async function getattr(f: PtFile, mask: bigint): Promise<Attr> {
+  const st = await f.refresh();
+  return toGetattr(st, f.sh.qids, mask);
+}
+
+export async function setattr(f: PtFile, a: SetAttr, ctx: RequestContext): Promise<void> {
+  const v = a.valid;
+  const touches =
+    SETATTR.MODE | SETATTR.UID | SETATTR.GID | SETATTR.SIZE | SETATTR.ATIME | SETATTR.MTIME | SETATTR.CTIME;
+  if ((v & touches) === 0) return;
+  f.ro();
+  const st = await f.refresh();
+  const acc = f.sh.access;
+  const fmt = fmtOf(st.mode);
+
+  // Validate every requested change before making any.
+  if (v & SETATTR.MODE && !acc.isOwner(st, ctx.user))
+    throw new FsError("operation not permitted", Errno.EPERM);
+  if (v & SETATTR.MODE && fmt === S_IFLNK) throw new FsError(Ename.NotSupported, Errno.EOPNOTSUPP);
+  const newUid = v & SETATTR.UID && a.uid !== NONUNAME && BigInt(a.uid) !== st.uid ? a.uid : undefined;
+  const newGid = v & SETATTR.GID && a.gid !== NONUNAME && BigInt(a.gid) !== st.gid ? a.gid : undefined;
+  if (newUid !== undefined && !acc.isRoot(ctx.user))
+    throw new FsError("operation not permitted", Errno.EPERM);
+  if (newGid !== undefined && !acc.mayChgrp(st, ctx.user, newGid)) {
+    throw new FsError("operation not permitted", Errno.EPERM);
+  }
+  if (v & SETATTR.SIZE) {
+    if (fmt === S_IFDIR) throw new FsError(Ename.IsDir, Errno.EISDIR);
+    if (fmt !== S_IFREG) throw new FsError("invalid argument", Errno.EINVAL);
+    if (a.size > BigInt(Number.MAX_SAFE_INTEGER)) throw new FsError("file too large", Errno.EFBIG);
+    acc.check(st, ctx.user, W_OK);
+  }
+  const explicitTime =
+    (v & SETATTR.ATIME && v & SETATTR.ATIME_SET) || (v & SETATTR.MTIME && v & SETATTR.MTIME_SET);
+  const nowTime =
+    (v & SETATTR.ATIME && !(v & SETATTR.ATIME_SET)) || (v & SETATTR.MTIME && !(v & SETATTR.MTIME_SET));
+  if (explicitTime && !acc.isOwner(st, ctx.user)) throw new FsError("operation not permitted", Errno.EPERM);
+  if (nowTime && !acc.isOwner(st, ctx.user)) acc.check(st, ctx.user, W_OK);
+
+  const p = await f.hostPath();
+  if (v & SETATTR.SIZE) await fsp.truncate(p, Number(a.size));
+  if (newUid !== undefined || newGid !== undefined) await fsp.lchown(p, newUid ?? -1, newGid ?? -1);
+  if (v & SETATTR.MODE) await fsp.chmod(p, a.mode & 0o7777);
+  if (v & (SETATTR.ATIME | SETATTR.MTIME)) {
+    const cur = await fsp.lstat(p, { bigint: true });
+    const now = Date.now() / 1000;
+    const secs = (sec: bigint, nsec: bigint) => Number(sec) + Number(nsec) / 1e9;
+    const at = !(v & SETATTR.ATIME)
+      ? Number(cur.atimeNs) / 1e9
+      : v & SETATTR.ATIME_SET
+        ? secs(a.atime_sec, a.atime_nsec)
+        : now;
+    const mt = !(v & SETATTR.MTIME)
+      ? Number(cur.mtimeNs) / 1e9
+      : v & SETATTR.MTIME_SET
+        ? secs(a.mtime_sec, a.mtime_nsec)
+        : now;
+    await fsp.lutimes(p, at, mt);
+  }
+  await f.refresh().catch(() => {});
+}
+
+export async function lopen(f: PtFile, flags: number, ctx: RequestContext): Promise<OpenFile> {
+  const acc = flags & L_O.ACCMODE;
+  if (acc === 3) throw new FsError("invalid argument", Errno.EINVAL);
+  let want = acc === L_O.RDONLY ? R_OK : acc === L_O.WRONLY ? W_OK : R_OK | W_OK;
+  if (flags & L_O.TRUNC) want |= W_OK;
+  if (want & W_OK) f.ro();
+  const target = await f.ioTarget();
+  const isDir = fmtOf(target.st.mode) === S_IFDIR;
+  if (flags & L_O.DIRECTORY && !isDir) throw new FsError(Ename.NotDir, Errno.ENOTDIR);
+  if (isDir && (acc !== L_O.RDONLY || flags & L_O.TRUNC)) throw new FsError(Ename.IsDir, Errno.EISDIR);
+  f.sh.access.check(target.st, ctx.user, want);
+  let os = acc;
+  if (flags & L_O.TRUNC) os |= constants.O_TRUNC;
+  if (flags & L_O.APPEND) os |= constants.O_APPEND;
+  const file = await target.openIo(os);
+  if (target !== f) f.refresh().catch(() => {});
+  return file;
+}
+
+export async function lcreate(
+  dir: PtFile,
+  name: string,
+  flags: number,
+  mode: number,
+  gid: number,
+  ctx: RequestContext,
+): Promise<Created> {
+  const dirPath = await writableDir(dir, ctx);
+  newName(name);
+  const acc = flags & L_O.ACCMODE;
+  if (acc === 3) throw new FsError("invalid argument", Errno.EINVAL);
+  const p = path.join(dirPath, name);
+  const rel = [...dir.node.rel, name];
+  let os = acc | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
+  if (flags & L_O.APPEND) os |= constants.O_APPEND;
+  let fh: fsp.FileHandle;
+  try {
+    fh = await fsp.open(p, os, 0o600);
+  } catch (err) {
+    if ((err as { code?: string }).code !== "EEXIST" || flags & L_O.EXCL) throw err;
+    // open(2) with O_CREAT and no O_EXCL opens an existing file.
+    const existing = await dir.child({ rel, name });
+    const file = await lopen(existing, flags & ~(constants.O_CREAT | L_O.EXCL), ctx);
+    return { node: existing, file };
+  }
+  try {
+    await dir.sh.root.verifyFd(fh.fd, p);
+    await fh.chmod(mode & 0o7777);
+    const owner = dir.sh.access.ownerForNew(ctx.user);
+    if (process.getuid?.() === 0) await fh.chown(owner ?? -1, groupFor(dir, gid));
+    const created = new PtFile(dir.sh, { rel, name }, await fh.stat({ bigint: true }), true);
+    const file = new FileIo({
+      fh,
+      qid: created.qid,
+      stream: false,
+      canRead: acc === L_O.RDONLY || acc === L_O.RDWR,
+      canWrite: acc === L_O.WRONLY || acc === L_O.RDWR,
+      locks: dir.sh.locks,
+      onWrite: () => {
+        created.refresh().catch(() => {});
+      },
+    });
+    return { node: created, file };
+  } catch (err) {
+    await fh.close().catch(() => {});
+    await fsp.unlink(p).catch(() => {});
+    throw err;
+  }
+}
+
+export async function mkdir(
+  dir: PtFile,
+  name: string,
+  mode: number,
+  gid: number,
+  ctx: RequestContext,
+): Promise<Node> {
+  const dirPath = await writableDir(dir, ctx);
+  newName(name);
+  const p = path.join(dirPath, name);
+  await fsp.mkdir(p, 0o700);
+  await dir.finishNew(p, mode & 0o7777, dir.sh.access.ownerForNew(ctx.user), groupFor(dir, gid));
+  return dir.child({ rel: [...dir.node.rel, name], name });
+}
+
+export async function symlink(
+  dir: PtFile,
+  name: string,
+  target: string,
+  gid: number,
+  ctx: RequestContext,
+): Promise<Node> {
+  const dirPath = await writableDir(dir, ctx);
+  newName(name);
+  if (target === "" || target.includes("\0")) throw new FsError("bad symbolic link target", Errno.EINVAL);
+  const p = path.join(dirPath, name);
+  await fsp.symlink(target, p);
+  await chownNew(p, dir.sh.access.ownerForNew(ctx.user), groupFor(dir, gid)).catch(() => {});
+  return dir.child({ rel: [...dir.node.rel, name], name });
+}
+
+/** mknod for block/character devices: only a root server can, through the host's mknod(1). */
+export async function makeDevice(p: string, type: number, major: number, minor: number): Promise<void> {
+  if (process.getuid?.() !== 0)
+    throw new FsError("creating device files needs a server running as root", Errno.EPERM);
+  await runTool("mknod", ["--", p, type === S_IFBLK ? "b" : "c", String(major), String(minor)]);
+}
+
+export async function mknod(
+  dir: PtFile,
+  name: string,
+  mode: number,
+  major: number,
+  minor: number,
+  gid: number,
+  ctx: RequestContext,
+): Promise<Node> {
+  const dirPath = await writableDir(dir, ctx);
+  newName(name);
+  const p = path.join(dirPath, name);
+  const fmt = mode & S_IFMT;
+  const perm = mode & 0o7777;
+  if (fmt === S_IFIFO) {
+    await runTool("mkfifo", ["-m", (perm & 0o777).toString(8), "--", p]);
+  } else if (fmt === S_IFREG || fmt === 0) {
+    const fh = await fsp.open(
+      p,
+      constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY | constants.O_NOFOLLOW,
+      0o600,
+    );
+    await fh.close();
+  } else if (fmt === S_IFCHR || fmt === S_IFBLK) {
+    if (!dir.sh.access.isRoot(ctx.user)) throw new FsError("operation not permitted", Errno.EPERM);
+    await makeDevice(p, fmt, major, minor);
+  } else if (fmt === S_IFSOCK) {
+    throw new FsError("cannot create sockets", Errno.EOPNOTSUPP);
+  } else {
+    throw new FsError("invalid argument", Errno.EINVAL);
+  }
+  await dir.finishNew(p, perm, dir.sh.access.ownerForNew(ctx.user), groupFor(dir, gid));
+  return dir.child({ rel: [...dir.node.rel, name], name });
+}
+
+/** Hard link `name` in `dir` to `target` (not a directory). Shared by Tlink and .u DMLINK. */
+export async function linkInto(dir: PtFile, target: PtFile, name: string): Promise<void> {
+  const dirPath = await dir.requireDir(Ename.NotDir);
+  newName(name);
+  const st = await target.refresh();
+  if (fmtOf(st.mode) === S_IFDIR) throw new FsError("cannot hard-link a directory", Errno.EPERM);
+  await fsp.link(await target.hostPath(), path.join(dirPath, name));
+}
+
+export async function link(dir: PtFile, target: Node, name: string, ctx: RequestContext): Promise<void> {
+  await writableDir(dir, ctx);
+  await linkInto(dir, sameTree(dir, target), name);
+}
+
+export async function rename(f: PtFile, dirNode: Node, name: string, ctx: RequestContext): Promise<void> {
+  f.ro();
+  const dir = sameTree(f, dirNode);
+  if (f.node.rel.length === 0) throw new FsError("cannot rename the root of the tree", Errno.EBUSY);
+  newName(name);
+  const parent = await f.parent();
+  f.sh.access.check(parent.st, ctx.user, W_OK | X_OK);
+  const to = await writableDir(dir, ctx);
+  await fsp.rename(await f.hostPath(), path.join(to, name));
+  f.node = { rel: [...dir.node.rel, name], name };
+}
+
+export async function renameat(
+  dir: PtFile,
+  oldname: string,
+  newDirNode: Node,
+  newname: string,
+  ctx: RequestContext,
+): Promise<void> {
+  const newDir = sameTree(dir, newDirNode);
+  checkName(oldname);
+  newName(newname);
+  const from = await writableDir(dir, ctx);
+  const to = await writableDir(newDir, ctx);
+  await fsp.rename(path.join(from, oldname), path.join(to, newname));
+}
+
+export async function unlinkat(dir: PtFile, name: string, flags: number, ctx: RequestContext): Promise<void> {
+  if (name === "." || name === "..") throw new FsError("invalid argument", Errno.EINVAL);
+  checkName(name);
+  const from = await writableDir(dir, ctx);
+  const p = path.join(from, name);
+  const st = await fsp.lstat(p);
+  if (flags & AT_REMOVEDIR) {
+    if (!st.isDirectory()) throw new FsError(Ename.NotDir, Errno.ENOTDIR);
+    await fsp.rmdir(p);
+  } else {
+    if (st.isDirectory()) throw new FsError(Ename.IsDir, Errno.EISDIR);
+    await fsp.unlink(p);
+  }
+}
+
+export async function readlink(f: PtFile): Promise<string> {
+  const st = await f.refresh();
+  if (fmtOf(st.mode) !== S_IFLNK) throw new FsError("invalid argument", Errno.EINVAL);
+  return fsp.readlink(await f.hostPath());
+}
+
+export async function statfs(f: PtFile): Promise<StatFs> {
+  const p = await f.hostPath();
+  const s = await fsp.statfs(p, { bigint: true });
+  return {
+    fstype: Number(s.type & 0xffffffffn),
+    bsize: Number(s.bsize),
+    blocks: s.blocks,
+    bfree: s.bfree,
+    bavail: s.bavail,
+    files: s.files,
+    ffree: s.ffree,
+    fsid: f.st.dev,
+    namelen: 255,
+  };
+}

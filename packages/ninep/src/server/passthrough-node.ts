@@ -1,0 +1,578 @@
+// The passthrough backend's Node: one file of the exported tree, with the 9P2000 and 9P2000.u
+// operations (walk, open, create, remove, stat, wstat). The 9P2000.L operations live in
+// passthrough-l.ts and are reached through the methods at the end of the class.
+
+import { execFile } from "node:child_process";
+import type { BigIntStats } from "node:fs";
+import { constants } from "node:fs";
+import * as fsp from "node:fs/promises";
+import * as path from "node:path";
+import {
+  Dialect,
+  DMDEVICE,
+  DMDIR,
+  DMLINK,
+  DMNAMEDPIPE,
+  DMSOCKET,
+  DMSYMLINK,
+  OEXEC,
+  ORCLOSE,
+  ORDWR,
+  OREAD,
+  OTRUNC,
+  OWRITE,
+} from "../codec/constants.js";
+import type { Dirent, Qid, Stat } from "../codec/types.js";
+import { Ename, Errno, FsError } from "../errors.js";
+import type {
+  Attr,
+  Created,
+  CreateRequest,
+  Node,
+  OpenFile,
+  RequestContext,
+  SetAttr,
+  StatChanges,
+  StatFs,
+} from "./backend.js";
+import type { Access } from "./passthrough-access.js";
+import { R_OK, W_OK, X_OK } from "./passthrough-access.js";
+import * as L from "./passthrough-l.js";
+import { DirIo, type DirSource, FileIo, type LockTable, NoIo } from "./passthrough-open.js";
+import { checkName, type ExportRoot, type PtNode, walkOne } from "./passthrough-path.js";
+import {
+  dmToUnixPerm,
+  dtypeOf,
+  type IdNames,
+  type QidMapper,
+  S_IFBLK,
+  S_IFCHR,
+  S_IFDIR,
+  S_IFIFO,
+  S_IFLNK,
+  S_IFMT,
+  S_IFREG,
+  S_IFSOCK,
+  toStat,
+} from "./passthrough-stat.js";
+
+/** State shared by every node of one passthrough backend. */
+export interface PtShared {
+  readonly root: ExportRoot;
+  readonly qids: QidMapper;
+  readonly ids: IdNames;
+  readonly access: Access;
+  readonly readOnly: boolean;
+  readonly locks: LockTable;
+  /** Follow symbolic links inside the root during 9P2000 (not .u/.L) walks. */
+  readonly followLinks9P: boolean;
+}
+
+/** Linux/Plan 9 "append" bit some 9P2000.u clients put in Topen modes (P9_OAPPEND). */
+const P9_OAPPEND = 0x80;
+
+export function readOnlyError(): FsError {
+  return new FsError(Ename.ReadOnly, Errno.EROFS);
+}
+
+export function isUnix(ctx: RequestContext): boolean {
+  return ctx.dialect !== Dialect.P2000;
+}
+
+const fmtOf = (st: BigIntStats) => Number(st.mode) & S_IFMT;
+
+/** Runs a host tool (mkfifo, mknod) without a shell; rejects with an FsError on failure. */
+export function runTool(cmd: string, args: string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    execFile(cmd, args, { timeout: 10_000 }, (err, _out, stderr) => {
+      if (!err) return resolve();
+      const text = String(stderr);
+      if (/Operation not permitted/i.test(text)) reject(new FsError("operation not permitted", Errno.EPERM));
+      else if (/File exists/i.test(text)) reject(new FsError(Ename.Exists, Errno.EEXIST));
+      else if (/Permission denied/i.test(text)) reject(new FsError(Ename.Perm, Errno.EACCES));
+      else reject(new FsError(`${cmd} failed: ${text.trim() || err.message}`, Errno.EIO));
+    });
+  });
+}
+
+/** Owner/group changes for a file just made (only when the server may give files away). */
+export async function chownNew(p: string, uid: number | undefined, gid: number | undefined): Promise<void> {
+  if (process.getuid?.() !== 0) return;
+  if (uid === undefined && gid === undefined) return;
+  await fsp.lchown(p, uid ?? -1, gid ?? -1);
+}
+
+export class PtFile implements Node, DirSource {
+  constructor(
+    readonly sh: PtShared,
+    public node: PtNode,
+    public st: BigIntStats,
+    /** 9P2000.u or .L connection (symlink qid bits, .u stat fields). */
+    readonly unix: boolean,
+  ) {}
+
+  get qid(): Qid {
+    return this.sh.qids.qid(this.st, this.unix);
+  }
+
+  get isDir(): boolean {
+    return fmtOf(this.st) === S_IFDIR;
+  }
+
+  /** Re-reads the file's metadata (lstat) and returns it. */
+  async refresh(): Promise<BigIntStats> {
+    const p = await this.sh.root.checkedPath(this.node.rel);
+    this.st = await fsp.lstat(p, { bigint: true });
+    return this.st;
+  }
+
+  /** Host path (parent re-checked). */
+  hostPath(): Promise<string> {
+    return this.sh.root.checkedPath(this.node.rel);
+  }
+
+  /** A sibling object for another path of the same tree (lstat'ed). */
+  async child(node: PtNode): Promise<PtFile> {
+    const p = await this.sh.root.checkedPath(node.rel);
+    const st = await fsp.lstat(p, { bigint: true });
+    return new PtFile(this.sh, node, st, this.unix);
+  }
+
+  /** The parent directory's node and its stat (the root is its own parent). */
+  async parent(): Promise<PtFile> {
+    const rel = this.node.rel.slice(0, -1);
+    return this.child({ rel, name: rel.length === 0 ? "/" : rel[rel.length - 1]! });
+  }
+
+  ro(): void {
+    if (this.sh.readOnly) throw readOnlyError();
+  }
+
+  /** Refreshes and requires a directory (for create, mkdir, …). Returns the directory's host path. */
+  async requireDir(what: string): Promise<string> {
+    const st = await this.refresh();
+    if (fmtOf(st) !== S_IFDIR) throw new FsError(what, Errno.ENOTDIR);
+    return this.sh.root.checkedDir(this.node.rel);
+  }
+
+  // ---- stat -----------------------------------------------------------------------------------
+
+  /** Stat entry as this dialect sees it; `unix` from the request's dialect. */
+  async statAs(unix: boolean): Promise<Stat> {
+    const st = await this.refresh();
+    let linkTarget: string | undefined;
+    if (unix && fmtOf(st) === S_IFLNK) {
+      linkTarget = await fsp.readlink(await this.hostPath()).catch(() => "");
+    }
+    return toStat(st, this.node.name, { unix, qids: this.sh.qids, ids: this.sh.ids, linkTarget });
+  }
+
+  stat(ctx: RequestContext): Promise<Stat> {
+    return this.statAs(isUnix(ctx));
+  }
+
+  // ---- walk -----------------------------------------------------------------------------------
+
+  async walk1(name: string, ctx: RequestContext): Promise<Node> {
+    const st = await this.refresh();
+    if (fmtOf(st) !== S_IFDIR) throw new FsError(Ename.WalkNoDir, Errno.ENOTDIR);
+    this.sh.access.check(st, ctx.user, X_OK);
+    const follow = !isUnix(ctx) && this.sh.followLinks9P;
+    const next = await walkOne(this.sh.root, this.node, name, follow);
+    return this.child(next);
+  }
+
+  // ---- open -----------------------------------------------------------------------------------
+
+  /**
+   * The file I/O should go to: this node, or for a symbolic link its target when the target stays
+   * inside the root (otherwise EACCES: a link out of the tree is visible but cannot be opened).
+   */
+  async ioTarget(): Promise<PtFile> {
+    const st = await this.refresh();
+    if (fmtOf(st) !== S_IFLNK) return this;
+    const rel = await this.sh.root.resolveLink(this.node.rel);
+    return this.child({ rel, name: this.node.name });
+  }
+
+  /**
+   * Opens this node (already resolved by ioTarget) for I/O with Linux open flags `flags`
+   * (access mode, O_TRUNC, O_APPEND). Directories must be read-only opens.
+   */
+  async openIo(flags: number): Promise<OpenFile> {
+    const st = this.st;
+    const fmt = fmtOf(st);
+    const acc = flags & 3;
+    if (fmt === S_IFDIR) {
+      if (acc !== constants.O_RDONLY || flags & constants.O_TRUNC)
+        throw new FsError(Ename.IsDir, Errno.EISDIR);
+      await this.sh.root.checkedDir(this.node.rel);
+      return new DirIo(this);
+    }
+    if (fmt === S_IFSOCK) throw new FsError("cannot open a socket", Errno.ENXIO);
+    if (fmt === S_IFLNK) throw new FsError("too many levels of symbolic links", Errno.ELOOP);
+    const stream = fmt === S_IFIFO || fmt === S_IFCHR || fmt === S_IFBLK;
+    let osFlags = acc | (flags & (constants.O_TRUNC | constants.O_APPEND));
+    if (stream) osFlags = (osFlags & ~constants.O_TRUNC) | constants.O_NONBLOCK;
+    const fh = await this.sh.root.openChecked(this.node.rel, osFlags);
+    try {
+      const fst = await fh.stat({ bigint: true });
+      this.st = fst;
+    } catch (err) {
+      await fh.close().catch(() => {});
+      throw err;
+    }
+    return new FileIo({
+      fh,
+      qid: this.qid,
+      stream,
+      canRead: acc === constants.O_RDONLY || acc === constants.O_RDWR,
+      canWrite: acc === constants.O_WRONLY || acc === constants.O_RDWR,
+      locks: this.sh.locks,
+      onWrite: () => {
+        this.refresh().catch(() => {});
+      },
+    });
+  }
+
+  async open(mode: number, ctx: RequestContext): Promise<OpenFile> {
+    const acc = mode & 3;
+    let want = acc === OREAD ? R_OK : acc === OWRITE ? W_OK : acc === ORDWR ? R_OK | W_OK : X_OK;
+    if (mode & OTRUNC) want |= W_OK;
+    if (want & W_OK || mode & ORCLOSE) this.ro();
+    const target = await this.ioTarget();
+    this.sh.access.check(target.st, ctx.user, want);
+    if (mode & ORCLOSE) {
+      if (this.node.rel.length === 0) throw new FsError(Ename.Perm, Errno.EACCES);
+      const parent = await this.parent();
+      this.sh.access.check(parent.st, ctx.user, W_OK | X_OK);
+    }
+    let flags = acc === OEXEC ? constants.O_RDONLY : acc;
+    if (mode & OTRUNC) flags |= constants.O_TRUNC;
+    if (isUnix(ctx) && mode & P9_OAPPEND) flags |= constants.O_APPEND;
+    const file = await target.openIo(flags);
+    if (target !== this) this.refresh().catch(() => {});
+    return file;
+  }
+
+  // ---- create ---------------------------------------------------------------------------------
+
+  async create(req: CreateRequest, ctx: RequestContext): Promise<Created> {
+    this.ro();
+    const dirPath = await this.requireDir(Ename.CreateNoDir);
+    const dst = this.st;
+    this.sh.access.check(dst, ctx.user, W_OK | X_OK);
+    checkName(req.name);
+    const unix = isUnix(ctx);
+    const p = path.join(dirPath, req.name);
+    const node: PtNode = { rel: [...this.node.rel, req.name], name: req.name };
+    const owner = this.sh.access.ownerForNew(ctx.user);
+    const group = Number(dst.gid); // O6: the new file's group is the directory's
+    const dirPerm = Number(dst.mode) & 0o777;
+
+    if (req.perm & DMDIR) {
+      const perm = dmToUnixPerm(req.perm & (~0o777 | dirPerm), unix);
+      await fsp.mkdir(p, 0o700);
+      await this.finishNew(p, perm, owner, group);
+      const created = await this.child(node);
+      return { node: created, file: new DirIo(created) };
+    }
+    if (unix && req.perm & (DMSYMLINK | DMLINK | DMDEVICE | DMNAMEDPIPE | DMSOCKET)) {
+      return this.createSpecial(req, p, node, owner, group, dirPerm, ctx);
+    }
+    const perm = dmToUnixPerm(req.perm & (~0o666 | dirPerm), unix);
+    const acc = req.mode & 3;
+    let flags = (acc === OEXEC ? constants.O_RDONLY : acc) | constants.O_CREAT | constants.O_EXCL;
+    if (unix && req.mode & P9_OAPPEND) flags |= constants.O_APPEND;
+    const fh = await fsp.open(p, flags | constants.O_NOFOLLOW, 0o600);
+    let file: FileIo;
+    let created: PtFile;
+    try {
+      await this.sh.root.verifyFd(fh.fd, p);
+      await fh.chmod(perm);
+      if (process.getuid?.() === 0 && (owner !== undefined || group !== undefined)) {
+        await fh.chown(owner ?? -1, group);
+      }
+      created = new PtFile(this.sh, node, await fh.stat({ bigint: true }), this.unix);
+      file = new FileIo({
+        fh,
+        qid: created.qid,
+        stream: false,
+        canRead: acc === OREAD || acc === ORDWR || acc === OEXEC,
+        canWrite: acc === OWRITE || acc === ORDWR,
+        locks: this.sh.locks,
+        onWrite: () => {
+          created.refresh().catch(() => {});
+        },
+      });
+    } catch (err) {
+      await fh.close().catch(() => {});
+      await fsp.unlink(p).catch(() => {});
+      throw err;
+    }
+    return { node: created, file };
+  }
+
+  /** chmod (exact bits, ignoring the umask) and chown of a file just made. */
+  async finishNew(p: string, perm: number, owner: number | undefined, group: number | undefined) {
+    try {
+      await fsp.chmod(p, perm);
+      await chownNew(p, owner, group);
+    } catch (err) {
+      await fsp.rm(p, { recursive: false, force: true }).catch(() => fsp.rmdir(p).catch(() => {}));
+      throw err;
+    }
+  }
+
+  private async createSpecial(
+    req: CreateRequest,
+    p: string,
+    node: PtNode,
+    owner: number | undefined,
+    group: number,
+    dirPerm: number,
+    ctx: RequestContext,
+  ): Promise<Created> {
+    const perm = dmToUnixPerm(req.perm & (~0o666 | dirPerm), true);
+    if (req.perm & DMSYMLINK) {
+      if (req.extension.includes("\0") || req.extension === "") {
+        throw new FsError("bad symbolic link target", Errno.EINVAL);
+      }
+      await fsp.symlink(req.extension, p);
+      await chownNew(p, owner, group).catch(() => {});
+      const created = await this.child(node);
+      return { node: created, file: new NoIo(created.qid) };
+    }
+    if (req.perm & DMLINK) {
+      const target = req.linkTarget;
+      if (!(target instanceof PtFile) || target.sh !== this.sh) {
+        throw new FsError("hard link target is not a file of this tree", Errno.EXDEV);
+      }
+      await L.linkInto(this, target, req.name);
+      const created = await this.child(node);
+      const io = await created.ioTarget();
+      const acc = req.mode & 3;
+      return { node: created, file: await io.openIo(acc === OEXEC ? constants.O_RDONLY : acc) };
+    }
+    if (req.perm & DMNAMEDPIPE) {
+      await runTool("mkfifo", ["-m", (perm & 0o777).toString(8), "--", p]);
+    } else if (req.perm & DMDEVICE) {
+      const m = /^\s*([bc])\s+(\d+)\s+(\d+)\s*$/.exec(req.extension);
+      if (!m) throw new FsError("bad device specification (want 'b|c MAJOR MINOR')", Errno.EINVAL);
+      if (!this.sh.access.isRoot(ctx.user)) throw new FsError("operation not permitted", Errno.EPERM);
+      await L.makeDevice(p, m[1] === "b" ? S_IFBLK : S_IFCHR, Number(m[2]), Number(m[3]));
+    } else {
+      throw new FsError("cannot create sockets", Errno.EOPNOTSUPP);
+    }
+    await this.finishNew(p, perm, owner, group);
+    const created = await this.child(node);
+    return { node: created, file: new NoIo(created.qid) };
+  }
+
+  // ---- remove ---------------------------------------------------------------------------------
+
+  async remove(ctx: RequestContext): Promise<void> {
+    this.ro();
+    if (this.node.rel.length === 0) throw new FsError("cannot remove the root of the tree", Errno.EBUSY);
+    const parent = await this.parent();
+    this.sh.access.check(parent.st, ctx.user, W_OK | X_OK);
+    const st = await this.refresh();
+    const p = await this.hostPath();
+    if (fmtOf(st) === S_IFDIR) await fsp.rmdir(p);
+    else await fsp.unlink(p);
+  }
+
+  // ---- wstat ----------------------------------------------------------------------------------
+
+  async wstat(ch: StatChanges, ctx: RequestContext): Promise<void> {
+    this.ro();
+    const st = await this.refresh();
+    const unix = isUnix(ctx);
+    const acc = this.sh.access;
+    const fmt = fmtOf(st);
+    const ownerName = this.sh.ids.userName(Number(st.uid));
+    const prohibited = (what: string) => new FsError(`wstat prohibited: ${what}`, Errno.EPERM);
+
+    // Validate everything first (S4).
+    if (ch.uid !== undefined && ch.uid !== ownerName && this.sh.ids.uidOf(ch.uid) !== Number(st.uid)) {
+      throw prohibited("owner cannot change");
+    }
+    if (ch.n_uid !== undefined && ch.n_uid !== 0xffffffff && ch.n_uid !== Number(st.uid)) {
+      throw prohibited("owner cannot change");
+    }
+    if (ch.muid !== undefined && ch.muid !== ownerName) throw prohibited("muid cannot change");
+    if (ch.n_muid !== undefined && ch.n_muid !== 0xffffffff && ch.n_muid !== Number(st.uid)) {
+      throw prohibited("muid cannot change");
+    }
+    if (ch.extension !== undefined && ch.extension !== "") {
+      const cur = fmt === S_IFLNK ? await fsp.readlink(await this.hostPath()) : "";
+      if (ch.extension !== cur) throw prohibited("extension cannot change");
+    }
+    let newGid: number | undefined;
+    if (ch.gid !== undefined) {
+      newGid = this.sh.ids.gidOf(ch.gid);
+      if (newGid === undefined) throw new FsError(`unknown group ${ch.gid}`, Errno.EINVAL);
+    }
+    if (ch.n_gid !== undefined && ch.n_gid !== 0xffffffff) {
+      if (newGid !== undefined && newGid !== ch.n_gid) throw new FsError(Ename.BadWstat, Errno.EINVAL);
+      newGid = ch.n_gid;
+    }
+    if (newGid === Number(st.gid)) newGid = undefined;
+    if (newGid !== undefined && !acc.mayChgrp(st, ctx.user, newGid))
+      throw new FsError(Ename.Perm, Errno.EPERM);
+    let newMode: number | undefined;
+    if (ch.mode !== undefined) {
+      if (!!(ch.mode & DMDIR) !== (fmt === S_IFDIR)) throw new FsError(Ename.BadWstat, Errno.EINVAL);
+      const cur = Number(st.mode) & 0o7777;
+      newMode = dmToUnixPerm(ch.mode, unix) | (unix ? 0 : cur & 0o7000);
+      if (newMode === cur) newMode = undefined;
+      else {
+        if (fmt === S_IFLNK) throw new FsError("cannot change the mode of a symbolic link", Errno.EOPNOTSUPP);
+        if (!acc.isOwner(st, ctx.user)) throw new FsError(Ename.Perm, Errno.EPERM);
+      }
+    }
+    if ((ch.mtime !== undefined || ch.atime !== undefined) && !acc.isOwner(st, ctx.user)) {
+      throw new FsError(Ename.Perm, Errno.EPERM);
+    }
+    let newLength: bigint | undefined;
+    if (ch.length !== undefined) {
+      if (fmt === S_IFDIR) {
+        if (ch.length !== 0n) throw new FsError("cannot set the length of a directory", Errno.EISDIR);
+      } else if (fmt !== S_IFREG) {
+        throw new FsError("cannot set the length of a special file", Errno.EINVAL);
+      } else if (ch.length !== st.size) {
+        acc.check(st, ctx.user, W_OK);
+        if (ch.length > BigInt(Number.MAX_SAFE_INTEGER)) throw new FsError("file too large", Errno.EFBIG);
+        newLength = ch.length;
+      }
+    }
+    let newPath: string | undefined;
+    if (ch.name !== undefined && ch.name !== this.node.name) {
+      if (this.node.rel.length === 0) throw prohibited("cannot rename the root");
+      checkName(ch.name);
+      const parent = await this.parent();
+      acc.check(parent.st, ctx.user, W_OK | X_OK);
+      const dir = await this.sh.root.checkedDir(parent.node.rel);
+      newPath = path.join(dir, ch.name);
+      const exists = await fsp.lstat(newPath).then(
+        () => true,
+        () => false,
+      );
+      if (exists) throw new FsError(Ename.Exists, Errno.EEXIST);
+    }
+
+    // Apply.
+    const p = await this.hostPath();
+    if (newLength !== undefined) await fsp.truncate(p, Number(newLength));
+    if (newGid !== undefined) await fsp.lchown(p, -1, newGid);
+    if (newMode !== undefined) await fsp.chmod(p, newMode);
+    if (ch.mtime !== undefined || ch.atime !== undefined) {
+      const cur = await fsp.lstat(p, { bigint: true });
+      const at = ch.atime !== undefined ? ch.atime : Number(cur.atimeNs / 1_000_000n) / 1000;
+      const mt = ch.mtime !== undefined ? ch.mtime : Number(cur.mtimeNs / 1_000_000n) / 1000;
+      await fsp.lutimes(p, at, mt);
+    }
+    if (newPath !== undefined && ch.name !== undefined) {
+      await fsp.rename(p, newPath);
+      this.node = { rel: [...this.node.rel.slice(0, -1), ch.name], name: ch.name };
+    }
+    await this.refresh().catch(() => {});
+  }
+
+  async sync(): Promise<void> {
+    const target = await this.ioTarget().catch(() => this);
+    const fmt = fmtOf(target.st);
+    if (fmt !== S_IFREG && fmt !== S_IFDIR) return;
+    const fh = await this.sh.root.openChecked(target.node.rel, constants.O_RDONLY);
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+  }
+
+  // ---- directory listing (DirSource) ----------------------------------------------------------
+
+  async names(): Promise<string[]> {
+    const dir = await this.sh.root.checkedDir(this.node.rel);
+    return fsp.readdir(dir);
+  }
+
+  async memberStat(name: string, ctx: RequestContext): Promise<Stat | undefined> {
+    try {
+      const unix = isUnix(ctx);
+      const follow = !unix && this.sh.followLinks9P;
+      const node = await walkOne(this.sh.root, this.node, name, follow);
+      const f = await this.child(node);
+      return await f.statAs(unix);
+    } catch (err) {
+      if ((err as { code?: string }).code === "ENOENT") return undefined;
+      throw err;
+    }
+  }
+
+  async memberDirent(name: string, offset: bigint, _ctx: RequestContext): Promise<Dirent | undefined> {
+    try {
+      let st: BigIntStats;
+      if (name === ".") st = await this.refresh();
+      else if (name === "..") st = (await this.parent()).st;
+      else {
+        checkName(name);
+        st = (await this.child({ rel: [...this.node.rel, name], name })).st;
+      }
+      return { qid: this.sh.qids.qid(st, true), offset, type: dtypeOf(Number(st.mode)), name };
+    } catch (err) {
+      if ((err as { code?: string }).code === "ENOENT") return undefined;
+      throw err;
+    }
+  }
+
+  // ---- 9P2000.L -------------------------------------------------------------------------------
+
+  getattr(mask: bigint, _ctx: RequestContext): Promise<Attr> {
+    return L.getattr(this, mask);
+  }
+  setattr(attr: SetAttr, ctx: RequestContext): Promise<void> {
+    return L.setattr(this, attr, ctx);
+  }
+  lopen(flags: number, ctx: RequestContext): Promise<OpenFile> {
+    return L.lopen(this, flags, ctx);
+  }
+  lcreate(name: string, flags: number, mode: number, gid: number, ctx: RequestContext): Promise<Created> {
+    return L.lcreate(this, name, flags, mode, gid, ctx);
+  }
+  symlink(name: string, target: string, gid: number, ctx: RequestContext): Promise<Node> {
+    return L.symlink(this, name, target, gid, ctx);
+  }
+  mknod(
+    name: string,
+    mode: number,
+    major: number,
+    minor: number,
+    gid: number,
+    ctx: RequestContext,
+  ): Promise<Node> {
+    return L.mknod(this, name, mode, major, minor, gid, ctx);
+  }
+  mkdir(name: string, mode: number, gid: number, ctx: RequestContext): Promise<Node> {
+    return L.mkdir(this, name, mode, gid, ctx);
+  }
+  link(target: Node, name: string, ctx: RequestContext): Promise<void> {
+    return L.link(this, target, name, ctx);
+  }
+  rename(dir: Node, name: string, ctx: RequestContext): Promise<void> {
+    return L.rename(this, dir, name, ctx);
+  }
+  renameat(oldname: string, newDir: Node, newname: string, ctx: RequestContext): Promise<void> {
+    return L.renameat(this, oldname, newDir, newname, ctx);
+  }
+  unlinkat(name: string, flags: number, ctx: RequestContext): Promise<void> {
+    return L.unlinkat(this, name, flags, ctx);
+  }
+  readlink(_ctx: RequestContext): Promise<string> {
+    return L.readlink(this);
+  }
+  statfs(_ctx: RequestContext): Promise<StatFs> {
+    return L.statfs(this);
+  }
+}

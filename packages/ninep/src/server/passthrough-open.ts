@@ -1,0 +1,305 @@
+// Open files of the passthrough backend: regular files and devices (positional I/O on a kept
+// descriptor), directories (9P2000 stat listings and 9P2000.L cookie readdir), and the byte-range
+// lock table behind Tlock/Tgetlock.
+
+import type { FileHandle } from "node:fs/promises";
+import type { Dirent, Qid, Stat } from "../codec/types.js";
+import { Errno, FsError } from "../errors.js";
+import type { GetLockRequest, GetLockResult, LockRequest, OpenFile, RequestContext } from "./backend.js";
+
+/** Largest file offset we pass to the OS (beyond it reads are EOF and writes EFBIG). */
+const MAX_OFFSET = BigInt(Number.MAX_SAFE_INTEGER);
+
+function aborted(_signal: AbortSignal): FsError {
+  return new FsError("interrupted", Errno.EINTR);
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(aborted(signal));
+    const t = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(t);
+      reject(aborted(signal));
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+// ---- locks ------------------------------------------------------------------------------------
+
+export const LOCK_RDLCK = 0;
+export const LOCK_WRLCK = 1;
+export const LOCK_UNLCK = 2;
+export const LOCK_SUCCESS = 0;
+export const LOCK_BLOCKED = 1;
+export const LOCK_ERROR = 2;
+
+interface HeldLock {
+  owner: string;
+  holder: object;
+  type: number;
+  start: bigint;
+  /** exclusive end; -1n = to end of file */
+  end: bigint;
+  proc_id: number;
+  client_id: string;
+}
+
+const overlaps = (a: { start: bigint; end: bigint }, b: { start: bigint; end: bigint }) =>
+  (a.end === -1n || b.start < a.end) && (b.end === -1n || a.start < b.end);
+
+/**
+ * POSIX-style advisory byte-range locks kept by this server (per backend, keyed by qid path).
+ * They exclude other 9P clients of the same server; local processes do not see them.
+ */
+export class LockTable {
+  private readonly files = new Map<bigint, HeldLock[]>();
+
+  private range(start: bigint, length: bigint) {
+    return { start, end: length === 0n ? -1n : start + length };
+  }
+
+  /** Remove [start,end) of `owner`'s locks, splitting where needed. */
+  private cut(list: HeldLock[], owner: string, r: { start: bigint; end: bigint }): HeldLock[] {
+    const out: HeldLock[] = [];
+    for (const l of list) {
+      if (l.owner !== owner || !overlaps(l, r)) {
+        out.push(l);
+        continue;
+      }
+      if (l.start < r.start) out.push({ ...l, end: r.start });
+      if (r.end !== -1n && (l.end === -1n || l.end > r.end)) out.push({ ...l, start: r.end });
+    }
+    return out;
+  }
+
+  lock(file: bigint, owner: string, holder: object, req: LockRequest): number {
+    if (req.locktype !== LOCK_RDLCK && req.locktype !== LOCK_WRLCK && req.locktype !== LOCK_UNLCK) {
+      return LOCK_ERROR;
+    }
+    const r = this.range(req.start, req.length);
+    let list = this.files.get(file) ?? [];
+    if (req.locktype !== LOCK_UNLCK) {
+      const conflict = list.some(
+        (l) => l.owner !== owner && overlaps(l, r) && (l.type === LOCK_WRLCK || req.locktype === LOCK_WRLCK),
+      );
+      // A blocking request is answered BLOCKED too: the client polls (spec 7, lock).
+      if (conflict) return LOCK_BLOCKED;
+    }
+    list = this.cut(list, owner, r);
+    if (req.locktype !== LOCK_UNLCK) {
+      list.push({
+        owner,
+        holder,
+        type: req.locktype,
+        ...r,
+        proc_id: req.proc_id,
+        client_id: req.client_id,
+      });
+    }
+    if (list.length === 0) this.files.delete(file);
+    else this.files.set(file, list);
+    return LOCK_SUCCESS;
+  }
+
+  getlock(file: bigint, owner: string, req: GetLockRequest): GetLockResult {
+    const r = this.range(req.start, req.length);
+    const hit = (this.files.get(file) ?? []).find(
+      (l) => l.owner !== owner && overlaps(l, r) && (l.type === LOCK_WRLCK || req.locktype === LOCK_WRLCK),
+    );
+    if (!hit) return { ...req, locktype: LOCK_UNLCK };
+    return {
+      locktype: hit.type,
+      start: hit.start,
+      length: hit.end === -1n ? 0n : hit.end - hit.start,
+      proc_id: hit.proc_id,
+      client_id: hit.client_id,
+    };
+  }
+
+  /** Drop every lock taken through `holder` (an open file being clunked). */
+  release(holder: object): void {
+    for (const [file, list] of this.files) {
+      const keep = list.filter((l) => l.holder !== holder);
+      if (keep.length === 0) this.files.delete(file);
+      else if (keep.length !== list.length) this.files.set(file, keep);
+    }
+  }
+}
+
+// ---- files ------------------------------------------------------------------------------------
+
+export interface FileIoOptions {
+  fh: FileHandle;
+  qid: Qid;
+  /** FIFO or character/block device: no positions, non-blocking descriptor polled on EAGAIN. */
+  stream: boolean;
+  canRead: boolean;
+  canWrite: boolean;
+  locks: LockTable;
+  /** Called after a successful write (the node refreshes its cached qid). */
+  onWrite?: () => void;
+}
+
+/** An open regular file or device. */
+export class FileIo implements OpenFile {
+  readonly qid: Qid;
+  readonly iounit = 0;
+  private readonly fh: FileHandle;
+  private readonly stream: boolean;
+  private readonly locks: LockTable;
+  private readonly onWrite: (() => void) | undefined;
+  private closed = false;
+  read?: OpenFile["read"];
+  write?: OpenFile["write"];
+
+  constructor(o: FileIoOptions) {
+    this.fh = o.fh;
+    this.qid = o.qid;
+    this.stream = o.stream;
+    this.locks = o.locks;
+    this.onWrite = o.onWrite;
+    if (o.canRead) this.read = (offset, count, ctx) => this.doRead(offset, count, ctx);
+    if (o.canWrite) this.write = (offset, data, ctx) => this.doWrite(offset, data, ctx);
+  }
+
+  private async doRead(offset: bigint, count: number, ctx: RequestContext): Promise<Uint8Array> {
+    if (count <= 0) return new Uint8Array(0);
+    if (!this.stream && offset > MAX_OFFSET) return new Uint8Array(0);
+    // One buffer of the requested size; the result is a view of what was filled.
+    const buf = Buffer.allocUnsafe(count);
+    for (let delay = 5; ; delay = Math.min(delay * 2, 100)) {
+      try {
+        const { bytesRead } = await this.fh.read(buf, 0, count, this.stream ? null : Number(offset));
+        return buf.subarray(0, bytesRead);
+      } catch (err) {
+        if (!this.stream || (err as { code?: string }).code !== "EAGAIN") throw err;
+      }
+      await sleep(delay, ctx.signal);
+    }
+  }
+
+  private async doWrite(offset: bigint, data: Uint8Array, ctx: RequestContext): Promise<number> {
+    if (!this.stream && offset + BigInt(data.length) > MAX_OFFSET) {
+      throw new FsError("file too large", Errno.EFBIG);
+    }
+    let done = 0;
+    let delay = 5;
+    while (done < data.length) {
+      try {
+        const pos = this.stream ? null : Number(offset) + done;
+        const { bytesWritten } = await this.fh.write(data, done, data.length - done, pos);
+        done += bytesWritten;
+        if (bytesWritten > 0) delay = 5;
+      } catch (err) {
+        if (!this.stream || (err as { code?: string }).code !== "EAGAIN") {
+          if (done > 0) break; // report the short write; the client treats it as an error
+          throw err;
+        }
+        await sleep(delay, ctx.signal);
+        delay = Math.min(delay * 2, 100);
+      }
+    }
+    this.onWrite?.();
+    return done;
+  }
+
+  async fsync(datasync: boolean): Promise<void> {
+    if (this.stream) return;
+    if (datasync) await this.fh.datasync();
+    else await this.fh.sync();
+  }
+
+  lock(req: LockRequest, ctx: RequestContext): Promise<number> {
+    const owner = `${ctx.connection.id}/${req.client_id}/${req.proc_id}`;
+    return Promise.resolve(this.locks.lock(this.qid.path, owner, this, req));
+  }
+
+  getlock(req: GetLockRequest, ctx: RequestContext): Promise<GetLockResult> {
+    const owner = `${ctx.connection.id}/${req.client_id}/${req.proc_id}`;
+    return Promise.resolve(this.locks.getlock(this.qid.path, owner, req));
+  }
+
+  async clunk(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.locks.release(this);
+    await this.fh.close();
+  }
+}
+
+/** What a directory listing needs from its node. */
+export interface DirSource {
+  readonly qid: Qid;
+  /** Names of the members (no "." or ".."), in the order the OS returns them. */
+  names(): Promise<string[]>;
+  /** The stat of member `name` as a Tstat after a walk would return it; undefined if it vanished. */
+  memberStat(name: string, ctx: RequestContext): Promise<Stat | undefined>;
+  /** A 9P2000.L dirent for `name` ("." and ".." included); undefined if it vanished. */
+  memberDirent(name: string, offset: bigint, ctx: RequestContext): Promise<Dirent | undefined>;
+}
+
+/** An open directory. */
+export class DirIo implements OpenFile {
+  readonly qid: Qid;
+  readonly iounit = 0;
+  private snapshot: string[] | undefined;
+
+  constructor(private readonly src: DirSource) {
+    this.qid = src.qid;
+  }
+
+  async list(ctx: RequestContext): Promise<Stat[]> {
+    const out: Stat[] = [];
+    for (const name of await this.src.names()) {
+      if (ctx.signal.aborted) throw aborted(ctx.signal);
+      const st = await this.src.memberStat(name, ctx);
+      if (st) out.push(st);
+    }
+    return out;
+  }
+
+  /**
+   * Cookies are snapshot index + 1: ".", "..", then the members. Offset 0 takes a new snapshot.
+   * Returns entries until their encoded size (24 + name bytes each) would exceed `count`.
+   */
+  async readdir(offset: bigint, count: number, ctx: RequestContext): Promise<Dirent[]> {
+    if (offset === 0n || this.snapshot === undefined) {
+      this.snapshot = [".", "..", ...(await this.src.names())];
+    }
+    const snap = this.snapshot;
+    const out: Dirent[] = [];
+    let used = 0;
+    for (
+      let i = offset < 0n ? 0 : Number(offset > BigInt(snap.length) ? BigInt(snap.length) : offset);
+      i < snap.length;
+      i++
+    ) {
+      const name = snap[i]!;
+      const size = 24 + Buffer.byteLength(name);
+      if (used + size > count) break;
+      if (ctx.signal.aborted) throw aborted(ctx.signal);
+      const d = await this.src.memberDirent(name, BigInt(i + 1), ctx);
+      if (!d) continue;
+      out.push(d);
+      used += size;
+    }
+    return out;
+  }
+
+  async fsync(): Promise<void> {}
+
+  clunk(): void {
+    this.snapshot = undefined;
+  }
+}
+
+/** An "open" file that carries no I/O: a symbolic link or socket made by Tcreate. */
+export class NoIo implements OpenFile {
+  readonly iounit = 0;
+  constructor(readonly qid: Qid) {}
+}

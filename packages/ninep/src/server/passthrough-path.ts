@@ -1,0 +1,186 @@
+// Path safety for the passthrough backend: every file it touches lies inside the exported root.
+//
+// A node is named by its canonical path relative to the root, as a list of components that are
+// real directories (never symbolic links), except possibly the last one. Components are produced
+// only by walk steps that lstat what they add, so `..` is a pop (and stays at the root), names
+// with `/` or NUL never enter a path, and a symbolic link is followed only through `realpath`
+// whose result must stay under the root. Because a local user could swap a directory for a link
+// after the walk, every operation re-checks its directory with `realpath` before acting, and
+// every open is verified afterwards through /proc/self/fd.
+
+import { constants } from "node:fs";
+import * as fsp from "node:fs/promises";
+import * as path from "node:path";
+import { Errno, FsError } from "../errors.js";
+
+/** A file inside the export: canonical components from the root, and the name clients see. */
+export interface PtNode {
+  /** Canonical path components below the root; `[]` is the root itself. */
+  readonly rel: readonly string[];
+  /** The name reported in stat: the walked name, `/` for the root. */
+  readonly name: string;
+}
+
+export const ROOT_NODE: PtNode = Object.freeze({ rel: Object.freeze([]) as readonly string[], name: "/" });
+
+/** The error for any attempt to reach a file outside the exported tree. */
+export function escapeError(): FsError {
+  return new FsError("path leads outside the exported tree", Errno.EACCES);
+}
+
+/** Longest single name accepted (Linux NAME_MAX, in bytes). */
+export const NAME_MAX = 255;
+
+/**
+ * Checks one path element supplied by a client. `..` and `.` are refused unless `allowDots`
+ * (walk handles them itself). Throws FsError (EINVAL / ENAMETOOLONG / EEXIST).
+ */
+export function checkName(name: string, allowDots = false): void {
+  if (name.length === 0) throw new FsError("empty file name", Errno.EINVAL);
+  if (name.includes("/")) throw new FsError("file name contains '/'", Errno.EINVAL);
+  if (name.includes("\0")) throw new FsError("file name contains NUL", Errno.EINVAL);
+  if (!allowDots && (name === "." || name === "..")) {
+    throw new FsError("file exists", Errno.EEXIST);
+  }
+  if (Buffer.byteLength(name) > NAME_MAX) throw new FsError("file name too long", Errno.ENAMETOOLONG);
+}
+
+/** The canonical root of an export plus the path arithmetic that keeps everything inside it. */
+export class ExportRoot {
+  /** realpath of the exported directory. */
+  readonly real: string;
+
+  private constructor(real: string) {
+    this.real = real;
+  }
+
+  /** Resolves `dir` (must exist and be a directory) into an ExportRoot. */
+  static async open(dir: string): Promise<ExportRoot> {
+    const real = await fsp.realpath(path.resolve(dir));
+    const st = await fsp.stat(real);
+    if (!st.isDirectory()) throw new Error(`passthrough root is not a directory: ${dir}`);
+    return new ExportRoot(real);
+  }
+
+  /** Host path of a node (no checks). */
+  hostPath(rel: readonly string[]): string {
+    return rel.length === 0 ? this.real : path.join(this.real, ...rel);
+  }
+
+  /** Is the absolute host path `p` the root or below it? */
+  contains(p: string): boolean {
+    return p === this.real || p.startsWith(this.real === "/" ? "/" : `${this.real}/`);
+  }
+
+  /** Components of `p` (an absolute path inside the root) relative to the root. */
+  relOf(p: string): string[] {
+    if (!this.contains(p)) throw escapeError();
+    const r = path.relative(this.real, p);
+    return r === "" ? [] : r.split(path.sep);
+  }
+
+  /**
+   * Re-checks that the directory `rel` still resolves to itself (no component was replaced by a
+   * symbolic link since the walk) and returns its host path.
+   */
+  async checkedDir(rel: readonly string[]): Promise<string> {
+    const expected = this.hostPath(rel);
+    if (rel.length === 0) return expected;
+    const real = await fsp.realpath(expected);
+    if (real !== expected) {
+      // The last component itself being a link (a walk from a symlink fid) is "not a directory";
+      // anything else means a directory above was swapped for a link after the walk.
+      const parent = path.dirname(expected);
+      if ((await fsp.realpath(parent)) === parent && (await fsp.lstat(expected)).isSymbolicLink()) {
+        throw new FsError("not a directory", Errno.ENOTDIR);
+      }
+      throw escapeError();
+    }
+    return expected;
+  }
+
+  /** Host path of `rel` whose parent directory was re-checked; the last component may be a link. */
+  async checkedPath(rel: readonly string[]): Promise<string> {
+    if (rel.length === 0) return this.real;
+    const dir = await this.checkedDir(rel.slice(0, -1));
+    return path.join(dir, rel[rel.length - 1]!);
+  }
+
+  /**
+   * Follows the symbolic link at `rel` the way the kernel would and returns the canonical
+   * components of its final target, or throws if it leaves the root (or dangles / loops).
+   * Absolute targets are host paths: they are accepted only when they land inside the root.
+   */
+  async resolveLink(rel: readonly string[]): Promise<string[]> {
+    const p = await this.checkedPath(rel);
+    const real = await fsp.realpath(p);
+    if (!this.contains(real)) throw escapeError();
+    return this.relOf(real);
+  }
+
+  /**
+   * Opens the file at canonical `rel` with `flags` (O_NOFOLLOW is added), then verifies through
+   * /proc/self/fd that the descriptor really is that file. Returns the FileHandle.
+   */
+  async openChecked(rel: readonly string[], flags: number, mode?: number): Promise<fsp.FileHandle> {
+    const p = await this.checkedPath(rel);
+    const fh = await fsp.open(p, flags | constants.O_NOFOLLOW, mode);
+    try {
+      await this.verifyFd(fh.fd, p);
+    } catch (err) {
+      await fh.close().catch(() => {});
+      throw err;
+    }
+    return fh;
+  }
+
+  /** Throws unless descriptor `fd` names host path `expected` (skipped where /proc is absent). */
+  async verifyFd(fd: number, expected: string): Promise<void> {
+    let actual: string;
+    try {
+      actual = await fsp.readlink(`/proc/self/fd/${fd}`);
+    } catch {
+      return; // no /proc: the realpath check in checkedPath is all we have
+    }
+    if (actual !== expected) {
+      // A file removed meanwhile shows " (deleted)"; anything else is a swapped path.
+      if (actual === `${expected} (deleted)`) return;
+      throw escapeError();
+    }
+  }
+}
+
+/** Walks one element from directory node `dir`. Never leaves the root; see module comment. */
+export async function walkOne(
+  root: ExportRoot,
+  dir: PtNode,
+  name: string,
+  followLinks: boolean,
+): Promise<PtNode> {
+  if (name === "..") {
+    if (dir.rel.length === 0) return ROOT_NODE;
+    const rel = dir.rel.slice(0, -1);
+    return { rel, name: rel.length === 0 ? "/" : rel[rel.length - 1]! };
+  }
+  if (name === ".") return dir;
+  checkName(name);
+  const dirPath = await root.checkedDir(dir.rel);
+  const rel = [...dir.rel, name];
+  const st = await fsp.lstat(path.join(dirPath, name));
+  if (st.isSymbolicLink() && followLinks) {
+    try {
+      const target = await root.resolveLink(rel);
+      return { rel: target, name };
+    } catch {
+      // Escaping, dangling or looping: the node stays the link itself, which cannot be opened.
+      return { rel, name };
+    }
+  }
+  return { rel, name };
+}
+
+/** The qid-relevant identity of a node: is its last component a symbolic link? */
+export async function lstatNode(root: ExportRoot, node: PtNode) {
+  const p = await root.checkedPath(node.rel);
+  return fsp.lstat(p, { bigint: true });
+}

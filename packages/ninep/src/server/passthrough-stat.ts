@@ -1,0 +1,314 @@
+// Conversions between Unix file metadata and 9P: qids, 9P2000/.u stat entries, 9P2000.L getattr,
+// mode bits, and user/group names from /etc/passwd and /etc/group.
+
+import type { BigIntStats } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
+import {
+  DMDEVICE,
+  DMDIR,
+  DMNAMEDPIPE,
+  DMSETGID,
+  DMSETUID,
+  DMSETVTX,
+  DMSOCKET,
+  DMSYMLINK,
+  GETATTR,
+  QTDIR,
+  QTFILE,
+  QTSYMLINK,
+} from "../codec/constants.js";
+import type { Qid, Rgetattr, Stat } from "../codec/types.js";
+
+// Linux stat(2) file type bits.
+export const S_IFMT = 0o170000;
+export const S_IFSOCK = 0o140000;
+export const S_IFLNK = 0o120000;
+export const S_IFREG = 0o100000;
+export const S_IFBLK = 0o060000;
+export const S_IFDIR = 0o040000;
+export const S_IFCHR = 0o020000;
+export const S_IFIFO = 0o010000;
+export const S_ISUID = 0o4000;
+export const S_ISGID = 0o2000;
+export const S_ISVTX = 0o1000;
+
+/** Linux d_type values for 9P2000.L readdir entries. */
+export const DT = { UNKNOWN: 0, FIFO: 1, CHR: 2, DIR: 4, BLK: 6, REG: 8, LNK: 10, SOCK: 12 } as const;
+
+export function dtypeOf(mode: number): number {
+  switch (mode & S_IFMT) {
+    case S_IFDIR:
+      return DT.DIR;
+    case S_IFREG:
+      return DT.REG;
+    case S_IFLNK:
+      return DT.LNK;
+    case S_IFIFO:
+      return DT.FIFO;
+    case S_IFCHR:
+      return DT.CHR;
+    case S_IFBLK:
+      return DT.BLK;
+    case S_IFSOCK:
+      return DT.SOCK;
+    default:
+      return DT.UNKNOWN;
+  }
+}
+
+/** Linux major/minor from a dev_t (glibc encoding). */
+export function majorOf(rdev: bigint): number {
+  return Number(((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn & 0xffffffffn));
+}
+export function minorOf(rdev: bigint): number {
+  return Number((rdev & 0xffn) | ((rdev >> 12n) & ~0xffn & 0xffffffffn));
+}
+
+/**
+ * Maps (st_dev, st_ino) to qid paths. Files on the root's device get their inode number (as diod
+ * does, so the Linux client's inode numbers are the real ones); other devices mounted below the
+ * root get a small device index in the top byte so paths never collide.
+ */
+export class QidMapper {
+  private readonly devs = new Map<bigint, bigint>();
+
+  constructor(rootDev: bigint) {
+    this.devs.set(rootDev, 0n);
+  }
+
+  path(dev: bigint, ino: bigint): bigint {
+    let idx = this.devs.get(dev);
+    if (idx === undefined) {
+      idx = BigInt(this.devs.size);
+      this.devs.set(dev, idx);
+    }
+    return idx === 0n ? ino : ((idx & 0xffn) << 56n) ^ ino;
+  }
+
+  /**
+   * The qid of a file. `vers` is derived from mtime (ns) and size so any content change made
+   * through us or locally changes it; type from the file type (symlink bit only when `unix`).
+   */
+  qid(st: BigIntStats, unix: boolean): Qid {
+    const fmt = Number(st.mode) & S_IFMT;
+    let type = QTFILE;
+    if (fmt === S_IFDIR) type = QTDIR;
+    else if (fmt === S_IFLNK && unix) type = QTSYMLINK;
+    const v = (st.mtimeNs ^ (st.size << 20n) ^ (st.size >> 12n)) & 0xffffffffn;
+    return { type, version: Number(v), path: this.path(st.dev, st.ino) };
+  }
+}
+
+/** Unix st_mode → 9P mode. `unix` adds the 9P2000.u bits (links, devices, pipes, set-id). */
+export function unixToDmMode(mode: number, unix: boolean): number {
+  let m = mode & 0o777;
+  const fmt = mode & S_IFMT;
+  if (fmt === S_IFDIR) m |= DMDIR;
+  if (unix) {
+    if (fmt === S_IFLNK) m |= DMSYMLINK;
+    else if (fmt === S_IFCHR || fmt === S_IFBLK) m |= DMDEVICE;
+    else if (fmt === S_IFIFO) m |= DMNAMEDPIPE;
+    else if (fmt === S_IFSOCK) m |= DMSOCKET;
+    if (mode & S_ISUID) m |= DMSETUID;
+    if (mode & S_ISGID) m |= DMSETGID;
+    if (mode & S_ISVTX) m |= DMSETVTX;
+  }
+  return m >>> 0;
+}
+
+/** 9P mode → the Unix permission bits chmod takes (set-id/sticky only from the .u bits). */
+export function dmToUnixPerm(dm: number, unix: boolean): number {
+  let m = dm & 0o777;
+  if (unix) {
+    if (dm & DMSETUID) m |= S_ISUID;
+    if (dm & DMSETGID) m |= S_ISGID;
+    if (dm & DMSETVTX) m |= S_ISVTX;
+  }
+  return m;
+}
+
+/** The 9P2000.u extension string of a device: `c MAJOR MINOR` / `b MAJOR MINOR`. */
+export function deviceString(st: BigIntStats): string {
+  const fmt = Number(st.mode) & S_IFMT;
+  if (fmt !== S_IFCHR && fmt !== S_IFBLK) return "";
+  return `${fmt === S_IFCHR ? "c" : "b"} ${majorOf(st.rdev)} ${minorOf(st.rdev)}`;
+}
+
+interface IdTable {
+  byId: Map<number, string>;
+  byName: Map<string, number>;
+  /** passwd: primary gid by user name; group: member names by gid. */
+  extra: Map<string, number>;
+  members: Map<number, string[]>;
+}
+
+/**
+ * User and group names from /etc/passwd and /etc/group (re-read when the file changes, checked at
+ * most every `recheckMs`). Unknown ids are shown as decimal numbers; decimal strings are accepted
+ * as ids in the other direction.
+ */
+export class IdNames {
+  private readonly tables = new Map<string, { table: IdTable; mtimeMs: number; checked: number }>();
+
+  constructor(
+    private readonly passwdFile = "/etc/passwd",
+    private readonly groupFile = "/etc/group",
+    private readonly recheckMs = 2000,
+  ) {}
+
+  private table(file: string): IdTable {
+    const now = Date.now();
+    const cached = this.tables.get(file);
+    if (cached && now - cached.checked < this.recheckMs) return cached.table;
+    let mtimeMs = -1;
+    try {
+      mtimeMs = statSync(file).mtimeMs;
+    } catch {
+      // missing file: empty table
+    }
+    if (cached && cached.mtimeMs === mtimeMs) {
+      cached.checked = now;
+      return cached.table;
+    }
+    const table: IdTable = { byId: new Map(), byName: new Map(), extra: new Map(), members: new Map() };
+    if (mtimeMs >= 0) {
+      let text = "";
+      try {
+        text = readFileSync(file, "utf8");
+      } catch {
+        text = "";
+      }
+      for (const line of text.split("\n")) {
+        if (line === "" || line.startsWith("#")) continue;
+        const f = line.split(":");
+        const name = f[0];
+        const id = Number(f[2]);
+        if (!name || f.length < 3 || !Number.isInteger(id) || id < 0) continue;
+        if (!table.byId.has(id)) table.byId.set(id, name);
+        if (!table.byName.has(name)) table.byName.set(name, id);
+        const g = Number(f[3]);
+        if (Number.isInteger(g) && f[3] !== "" && !table.extra.has(name)) table.extra.set(name, g);
+        if (f[3] && !/^\d+$/.test(f[3]))
+          table.members.set(
+            id,
+            f[3].split(",").filter((m) => m !== ""),
+          );
+      }
+    }
+    this.tables.set(file, { table, mtimeMs, checked: now });
+    return table;
+  }
+
+  userName(uid: number): string {
+    return this.table(this.passwdFile).byId.get(uid) ?? String(uid);
+  }
+  groupName(gid: number): string {
+    return this.table(this.groupFile).byId.get(gid) ?? String(gid);
+  }
+  /** uid for a user name or decimal string; undefined if unknown. */
+  uidOf(name: string): number | undefined {
+    return this.table(this.passwdFile).byName.get(name) ?? parseId(name);
+  }
+  /** Every group `uid` belongs to: its passwd primary group plus /etc/group memberships. */
+  groupsOf(uid: number): Set<number> {
+    const out = new Set<number>();
+    const pw = this.table(this.passwdFile);
+    const name = pw.byId.get(uid);
+    if (name === undefined) return out;
+    const primary = pw.extra.get(name);
+    if (primary !== undefined) out.add(primary);
+    for (const [gid, members] of this.table(this.groupFile).members) {
+      if (members.includes(name)) out.add(gid);
+    }
+    return out;
+  }
+  /** gid for a group name or decimal string; undefined if unknown. */
+  gidOf(name: string): number | undefined {
+    return this.table(this.groupFile).byName.get(name) ?? parseId(name);
+  }
+}
+
+function parseId(s: string): number | undefined {
+  if (!/^\d{1,10}$/.test(s)) return undefined;
+  const n = Number(s);
+  return n <= 0xfffffffe ? n : undefined;
+}
+
+/** Seconds as the 4-byte 9P time field (clamped). */
+function sec32(ns: bigint): number {
+  const s = ns / 1_000_000_000n;
+  if (s < 0n) return 0;
+  return s > 0xffffffffn ? 0xffffffff : Number(s);
+}
+
+/**
+ * A 9P2000 / 9P2000.u stat entry for a file. `name` is what the client walked ("/" for the root),
+ * `extension` the symlink target (or "" if it could not be read); device strings are computed here.
+ */
+export function toStat(
+  st: BigIntStats,
+  name: string,
+  opts: { unix: boolean; qids: QidMapper; ids: IdNames; linkTarget?: string },
+): Stat {
+  const mode = Number(st.mode);
+  const fmt = mode & S_IFMT;
+  const uid = Number(st.uid);
+  const gid = Number(st.gid);
+  const uname = opts.ids.userName(uid);
+  const stat: Stat = {
+    type: 0,
+    dev: 0,
+    qid: opts.qids.qid(st, opts.unix),
+    mode: unixToDmMode(mode, opts.unix),
+    atime: sec32(st.atimeNs),
+    mtime: sec32(st.mtimeNs),
+    length: fmt === S_IFDIR ? 0n : st.size,
+    name,
+    uid: uname,
+    gid: opts.ids.groupName(gid),
+    muid: uname, // Unix keeps no "last modifier"; the owner is the honest approximation
+  };
+  if (opts.unix) {
+    stat.extension = fmt === S_IFLNK ? (opts.linkTarget ?? "") : deviceString(st);
+    stat.n_uid = uid;
+    stat.n_gid = gid;
+    stat.n_muid = uid;
+  }
+  return stat;
+}
+
+type GetattrBody = Omit<Rgetattr, "type" | "tag">;
+
+/**
+ * The 9P2000.L Rgetattr body: every BASIC field (as diod answers), plus BTIME when requested and
+ * the platform reports a birth time. GEN and DATA_VERSION are never valid.
+ */
+export function toGetattr(st: BigIntStats, qids: QidMapper, request: bigint = GETATTR.BASIC): GetattrBody {
+  const sec = (ns: bigint) => ns / 1_000_000_000n;
+  const nsec = (ns: bigint) => ns % 1_000_000_000n;
+  let valid = GETATTR.BASIC;
+  const hasBirth = (request & GETATTR.BTIME) !== 0n && st.birthtimeNs > 0n;
+  if (hasBirth) valid |= GETATTR.BTIME;
+  return {
+    valid,
+    qid: qids.qid(st, true),
+    mode: Number(st.mode),
+    uid: Number(st.uid),
+    gid: Number(st.gid),
+    nlink: st.nlink,
+    rdev: st.rdev,
+    size: st.size,
+    blksize: st.blksize,
+    blocks: st.blocks,
+    atime_sec: sec(st.atimeNs),
+    atime_nsec: nsec(st.atimeNs),
+    mtime_sec: sec(st.mtimeNs),
+    mtime_nsec: nsec(st.mtimeNs),
+    ctime_sec: sec(st.ctimeNs),
+    ctime_nsec: nsec(st.ctimeNs),
+    btime_sec: hasBirth ? sec(st.birthtimeNs) : 0n,
+    btime_nsec: hasBirth ? nsec(st.birthtimeNs) : 0n,
+    gen: 0n,
+    data_version: 0n,
+  };
+}

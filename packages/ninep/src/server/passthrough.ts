@@ -1,0 +1,107 @@
+// passthrough(root, opts): a Backend that exports a real local directory over 9P2000, 9P2000.u and
+// 9P2000.L, read-write or read-only, without ever giving access outside `root`.
+// See passthrough-path.ts for the containment rules and README.md ("Passthrough") for behaviour.
+
+import * as fsp from "node:fs/promises";
+import { Dialect } from "../codec/constants.js";
+import { Errno, FsError } from "../errors.js";
+import type { AttachRequest, Backend, Node, RequestContext } from "./backend.js";
+import { Access, type PermissionMode } from "./passthrough-access.js";
+import { isUnix, PtFile, type PtShared } from "./passthrough-node.js";
+import { LockTable } from "./passthrough-open.js";
+import { ExportRoot, ROOT_NODE, walkOne } from "./passthrough-path.js";
+import { IdNames, QidMapper } from "./passthrough-stat.js";
+
+export interface PassthroughOptions {
+  /** Refuse every change with EROFS / "read-only file system". Default false. */
+  readOnly?: boolean;
+  /**
+   * Who is checked against file permissions: "user" = the attached user (n_uname, or the uname
+   * looked up in /etc/passwd; unknown users get the "other" bits), "process" = nobody here, the
+   * OS checks the server process. Default: "user" when the server runs as root, else "process".
+   */
+  permissions?: PermissionMode;
+  /**
+   * 9P2000 (plain) has no symbolic links: follow links whose target stays inside the root during
+   * walks and directory reads, so they look like the files they point to. Default true.
+   * 9P2000.u and .L clients always see links as links.
+   */
+  followSymlinks?: boolean;
+  /** Alternative passwd/group files for names (tests). */
+  passwdFile?: string;
+  groupFile?: string;
+  /** Dialects offered. Default all three. */
+  dialects?: readonly Dialect[];
+}
+
+export interface PassthroughBackend extends Backend {
+  /** Canonical host path of the exported root. */
+  readonly rootPath: string;
+  readonly readOnly: boolean;
+}
+
+/**
+ * Exports the directory `root`. The directory is resolved once (realpath) when the first attach
+ * arrives; the promise returned by `ready()` rejects early if it does not exist.
+ *
+ * @example
+ * const server = new Server(passthrough("/srv/export", { readOnly: true }));
+ */
+export function passthrough(
+  root: string,
+  opts: PassthroughOptions = {},
+): PassthroughBackend & {
+  ready(): Promise<void>;
+} {
+  let shared: Promise<PtShared> | undefined;
+  let rootPath = root;
+  const getShared = () => {
+    shared ??= (async () => {
+      const er = await ExportRoot.open(root);
+      rootPath = er.real;
+      const st = await fsp.stat(er.real, { bigint: true });
+      const ids = new IdNames(opts.passwdFile, opts.groupFile);
+      const mode: PermissionMode = opts.permissions ?? (process.getuid?.() === 0 ? "user" : "process");
+      return {
+        root: er,
+        qids: new QidMapper(st.dev),
+        ids,
+        access: new Access(mode, ids),
+        readOnly: opts.readOnly ?? false,
+        locks: new LockTable(),
+        followLinks9P: opts.followSymlinks ?? true,
+      };
+    })();
+    return shared;
+  };
+
+  return {
+    dialects: opts.dialects ?? [Dialect.P2000, Dialect.P2000u, Dialect.P2000L],
+    get rootPath() {
+      return rootPath;
+    },
+    readOnly: opts.readOnly ?? false,
+    async ready() {
+      await getShared();
+    },
+    async attach(req: AttachRequest, ctx: RequestContext): Promise<Node> {
+      const sh = await getShared();
+      const unix = isUnix(ctx);
+      const st = await fsp.lstat(sh.root.real, { bigint: true });
+      let node = new PtFile(sh, ROOT_NODE, st, unix);
+      // aname selects a directory inside the export: "" and "/" (and the export's own host path,
+      // as diod clients send it) mean the root; other names are walked without following links.
+      let aname = req.aname;
+      if (aname === sh.root.real || aname === root) aname = "";
+      for (const part of aname.split("/")) {
+        if (part === "" || part === ".") continue;
+        if (part === "..") throw new FsError("aname may not contain '..'", Errno.EACCES);
+        const next = await walkOne(sh.root, node.node, part, false);
+        node = await node.child(next);
+        if (!node.isDir) throw new FsError("aname is not a directory", Errno.ENOTDIR);
+        sh.access.check(node.st, req, 1);
+      }
+      return node;
+    },
+  };
+}

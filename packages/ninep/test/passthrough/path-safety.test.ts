@@ -1,0 +1,290 @@
+// The passthrough backend never reaches outside its root: `..` chains, symlinks out of the tree
+// (absolute and relative), loops, absolute names, NUL, and directories swapped for links after a
+// walk. Runs the backend directly against a temp tree.
+
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Dialect, DMSYMLINK, OREAD, QTDIR, QTSYMLINK } from "../../src/codec/constants.js";
+import { FsError } from "../../src/errors.js";
+import type { Node } from "../../src/server/backend.js";
+import { checkName, ExportRoot } from "../../src/server/passthrough-path.js";
+import { attach, ctx, readAll, tempDir, walk } from "./helpers.js";
+
+let tmp: ReturnType<typeof tempDir>;
+let root: string;
+
+beforeAll(() => {
+  tmp = tempDir("pt-safety-");
+  root = path.join(tmp.dir, "root");
+  fs.mkdirSync(path.join(root, "sub", "deeper"), { recursive: true });
+  fs.writeFileSync(path.join(root, "sub", "file"), "hello");
+  fs.writeFileSync(path.join(tmp.dir, "secret.txt"), "secret");
+  fs.symlinkSync("sub/file", path.join(root, "in-link"));
+  fs.symlinkSync(path.join(root, "sub", "file"), path.join(root, "in-abs"));
+  fs.symlinkSync("sub", path.join(root, "dir-link"));
+  fs.symlinkSync("/etc", path.join(root, "etc-link"));
+  fs.symlinkSync("/etc/passwd", path.join(root, "passwd-link"));
+  fs.symlinkSync("../..", path.join(root, "up-link"));
+  fs.symlinkSync("../secret.txt", path.join(root, "up-file"));
+  fs.symlinkSync("../../secret.txt", path.join(root, "sub", "deep-up-file"));
+  fs.symlinkSync("loop-b", path.join(root, "loop-a"));
+  fs.symlinkSync("loop-a", path.join(root, "loop-b"));
+  fs.symlinkSync("nowhere", path.join(root, "dangling"));
+});
+afterAll(() => tmp.cleanup());
+
+async function errnoOf(p: Promise<unknown>): Promise<number> {
+  try {
+    await p;
+  } catch (e) {
+    if (e instanceof FsError) return e.errno;
+    const code = (e as { code?: string }).code;
+    throw new Error(`expected FsError, got ${code ?? e}`);
+  }
+  throw new Error("expected an error");
+}
+
+/** Node errors are mapped by the server; tests accept FsError or a Node error code. */
+async function failure(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+  } catch (e) {
+    if (e instanceof FsError) return `errno:${e.errno}`;
+    return String((e as { code?: string }).code);
+  }
+  throw new Error("expected an error");
+}
+
+describe("checkName", () => {
+  it.each([
+    ["", 22],
+    ["a/b", 22],
+    ["/etc", 22],
+    ["a\0b", 22],
+    [".", 17],
+    ["..", 17],
+    ["x".repeat(256), 36],
+  ])("refuses %j", (name, errno) => {
+    expect(() => checkName(name)).toThrowError(FsError);
+    try {
+      checkName(name);
+    } catch (e) {
+      expect((e as FsError).errno).toBe(errno);
+    }
+  });
+  it("accepts ordinary names and dots when walking", () => {
+    expect(() => checkName("a b.c")).not.toThrow();
+    expect(() => checkName("..", true)).not.toThrow();
+  });
+});
+
+describe("ExportRoot", () => {
+  it("contains only the root and below", async () => {
+    const er = await ExportRoot.open(root);
+    expect(er.contains(er.real)).toBe(true);
+    expect(er.contains(`${er.real}/x`)).toBe(true);
+    expect(er.contains(`${er.real}x`)).toBe(false);
+    expect(er.contains(path.dirname(er.real))).toBe(false);
+    expect(() => er.relOf("/etc")).toThrowError(FsError);
+  });
+  it("refuses a root that is not a directory", async () => {
+    await expect(ExportRoot.open(path.join(root, "sub", "file"))).rejects.toThrow(/not a directory/);
+  });
+});
+
+for (const dialect of [Dialect.P2000, Dialect.P2000u, Dialect.P2000L]) {
+  describe(`walks stay inside the root (${dialect})`, () => {
+    const c = ctx(dialect);
+    let r: Node;
+    beforeAll(async () => {
+      r = await attach(root, c);
+    });
+
+    it("`..` below the root climbs one level, never above", async () => {
+      const deeper = await walk(r, "sub/deeper", c);
+      const up = await walk(deeper, "..", c);
+      expect(up.qid.path).toBe((await walk(r, "sub", c)).qid.path);
+      const top = await walk(up, "..", c);
+      expect(top.qid.path).toBe(r.qid.path);
+      // The backend's own `..` of the root is the root (the server normally answers it itself).
+      let cur = r;
+      for (let i = 0; i < 20; i++) cur = await cur.walk1!("..", c);
+      expect(cur.qid.path).toBe(r.qid.path);
+      expect((await cur.stat(c)).name).toBe("/");
+      const chain = await walk(r, "sub/deeper/../../../../..", c);
+      expect(chain.qid.path).toBe(r.qid.path);
+    });
+
+    it("refuses absolute and NUL names", async () => {
+      expect(await errnoOf(r.walk1!("/etc", c))).toBe(22);
+      expect(await errnoOf(r.walk1!("sub/../..", c))).toBe(22);
+      expect(await errnoOf(r.walk1!("a\0b", c))).toBe(22);
+      expect(await failure(r.walk1!("missing", c))).toBe("ENOENT");
+    });
+
+    it("a link to /etc is visible but cannot be opened or walked through", async () => {
+      const l = await walk(r, "etc-link", c);
+      expect(l.qid.type & QTDIR).toBe(0);
+      if (dialect !== Dialect.P2000) {
+        expect(l.qid.type).toBe(QTSYMLINK);
+        const st = await l.stat(c);
+        expect(st.mode & DMSYMLINK).toBeTruthy();
+        expect(st.extension).toBe("/etc");
+      }
+      expect(await errnoOf(l.open!(OREAD, c))).toBe(13);
+      expect(await errnoOf(l.lopen!(0, c))).toBe(13);
+      expect(await failure(l.walk1!("passwd", c))).toBe("errno:20");
+      const pw = await walk(r, "passwd-link", c);
+      expect(await errnoOf(pw.open!(OREAD, c))).toBe(13);
+    });
+
+    it("relative links out of the tree (../.., ../secret) cannot be opened", async () => {
+      for (const name of ["up-link", "up-file", "sub/deep-up-file"]) {
+        const l = await walk(r, name, c);
+        expect(l.qid.type & QTDIR).toBe(0);
+        expect(await errnoOf(l.open!(OREAD, c))).toBe(13);
+      }
+      const upLink = await walk(r, "up-link", c);
+      expect(await failure(upLink.walk1!("secret.txt", c))).toBe("errno:20");
+    });
+
+    it("link loops and dangling links fail cleanly", async () => {
+      const a = await walk(r, "loop-a", c);
+      expect(await failure(a.open!(OREAD, c))).toBe("ELOOP");
+      const d = await walk(r, "dangling", c);
+      expect(await failure(d.open!(OREAD, c))).toBe("ENOENT");
+    });
+
+    it("links inside the tree (relative and absolute) open their target", async () => {
+      for (const name of ["in-link", "in-abs"]) {
+        const l = await walk(r, name, c);
+        const f = await l.open!(OREAD, c);
+        expect((await readAll(f, c)).toString()).toBe("hello");
+        await f.clunk?.(c);
+      }
+    });
+
+    if (dialect === Dialect.P2000) {
+      it("plain 9P2000 walks through links inside the tree", async () => {
+        const f = await walk(r, "dir-link/file", c);
+        expect((await f.stat(c)).length).toBe(5n);
+        const l = await walk(r, "in-link", c);
+        const st = await l.stat(c);
+        expect(st.name).toBe("in-link");
+        expect(st.qid.path).toBe((await walk(r, "sub/file", c)).qid.path);
+      });
+    } else {
+      it("9P2000.u/.L do not walk through links", async () => {
+        expect(await failure(walk(r, "dir-link/file", c))).toBe("errno:20");
+      });
+    }
+  });
+}
+
+/** EACCES (a swapped directory above) or ENOTDIR (the directory itself is now a link). */
+const refused = (errno: number) => errno === 13 || errno === 20;
+
+describe("a directory swapped for a link after the walk", () => {
+  it("is refused instead of followed (the swapped directory itself)", async () => {
+    const t = tempDir("pt-swap-");
+    try {
+      const rt = path.join(t.dir, "root");
+      fs.mkdirSync(path.join(rt, "d"), { recursive: true });
+      fs.writeFileSync(path.join(rt, "d", "passwd"), "inside");
+      const c = ctx(Dialect.P2000u);
+      const r = await attach(rt, c);
+      const d = await walk(r, "d", c);
+      const f = await walk(d, "passwd", c);
+      // Swap d for a link to /etc: the walked fids must not reach /etc/passwd.
+      fs.renameSync(path.join(rt, "d"), path.join(rt, "d.old"));
+      fs.symlinkSync("/etc", path.join(rt, "d"));
+      expect(await errnoOf(f.open!(OREAD, c))).toBe(20);
+      expect(await errnoOf(f.stat(c))).toBe(20);
+      expect(await errnoOf(d.walk1!("passwd", c))).toBe(20);
+      expect(await errnoOf(f.remove!(c))).toBe(20);
+      expect(fs.existsSync("/etc/passwd")).toBe(true);
+    } finally {
+      t.cleanup();
+    }
+  });
+
+  it("is refused instead of followed (a directory further up)", async () => {
+    const t = tempDir("pt-swap2-");
+    try {
+      const rt = path.join(t.dir, "root");
+      fs.mkdirSync(path.join(rt, "a", "d"), { recursive: true });
+      fs.writeFileSync(path.join(rt, "a", "d", "f"), "inside");
+      fs.mkdirSync(path.join(t.dir, "outside", "d"), { recursive: true });
+      fs.writeFileSync(path.join(t.dir, "outside", "d", "f"), "outside secret");
+      const c = ctx(Dialect.P2000L);
+      const r = await attach(rt, c);
+      const d = await walk(r, "a/d", c);
+      const f = await walk(d, "f", c);
+      fs.renameSync(path.join(rt, "a"), path.join(rt, "a.old"));
+      fs.symlinkSync(path.join(t.dir, "outside"), path.join(rt, "a"));
+      expect(await errnoOf(f.lopen!(0, c))).toSatisfy(refused);
+      expect(await errnoOf(f.getattr!(0x7ffn, c))).toSatisfy(refused);
+      expect(await errnoOf(d.walk1!("f", c))).toSatisfy(refused);
+      expect(await errnoOf(d.unlinkat!("f", 0, c))).toSatisfy(refused);
+      expect(await errnoOf(d.lcreate!("new", 0o102, 0o644, 0xffffffff, c))).toSatisfy(refused);
+      expect(
+        await errnoOf(
+          f.setattr!(
+            {
+              valid: 8,
+              mode: 0,
+              uid: 0,
+              gid: 0,
+              size: 0n,
+              atime_sec: 0n,
+              atime_nsec: 0n,
+              mtime_sec: 0n,
+              mtime_nsec: 0n,
+            },
+            c,
+          ),
+        ),
+      ).toSatisfy(refused);
+      expect(fs.readFileSync(path.join(t.dir, "outside", "d", "f"), "utf8")).toBe("outside secret");
+      expect(fs.readdirSync(path.join(t.dir, "outside", "d"))).toEqual(["f"]);
+    } finally {
+      t.cleanup();
+    }
+  });
+});
+
+describe("create refuses names that would escape", () => {
+  it("refuses ., .., slashes and NUL", async () => {
+    const t = tempDir("pt-create-");
+    try {
+      const c = ctx(Dialect.P2000u);
+      const r = await attach(t.dir, c);
+      for (const name of ["..", "."]) {
+        expect(await errnoOf(r.create!({ name, perm: 0o644, mode: OREAD, extension: "" }, c))).toBe(17);
+        expect(await errnoOf(r.mkdir!(name, 0o755, 0xffffffff, c))).toBe(17);
+      }
+      for (const name of ["../x", "/tmp/x", "a\0b"]) {
+        expect(await errnoOf(r.create!({ name, perm: 0o644, mode: OREAD, extension: "" }, c))).toBe(22);
+        expect(await errnoOf(r.lcreate!(name, 0o102, 0o644, 0xffffffff, c))).toBe(22);
+        expect(await errnoOf(r.symlink!(name, "x", 0xffffffff, c))).toBe(22);
+        expect(await errnoOf(r.renameat!("nothing", r, name, c))).toBe(22);
+      }
+      expect(fs.readdirSync(t.dir)).toEqual([]);
+    } finally {
+      t.cleanup();
+    }
+  });
+
+  it("aname cannot climb out", async () => {
+    const c = ctx(Dialect.P2000L);
+    const { passthrough } = await import("../../src/server/passthrough.js");
+    const be = passthrough(root);
+    await expect(be.attach({ ...c.user, aname: "../" }, c)).rejects.toThrowError(FsError);
+    await expect(be.attach({ ...c.user, aname: "etc-link" }, c)).rejects.toThrowError(FsError);
+    const sub = await be.attach({ ...c.user, aname: "/sub" }, c);
+    expect((await sub.stat(c)).qid.path).toBe(
+      (await walk(await be.attach({ ...c.user }, c), "sub", c)).qid.path,
+    );
+  });
+});
