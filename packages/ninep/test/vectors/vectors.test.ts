@@ -19,7 +19,7 @@ describe("golden vectors 9P2000.L", () => {
 describe("golden vector coverage", () => {
   for (const d of [Dialect.P2000, Dialect.P2000u, Dialect.P2000L]) {
     it(`every message type of ${d} has a vector`, () => {
-      const have = new Set(all.filter((v) => v.dialects.includes(d)).map((v) => v.message.type));
+      const have = new Set<number>(all.filter((v) => v.dialects.includes(d)).map((v) => v.message.type));
       const missing = (Object.keys(MsgType) as MsgTypeName[]).filter(
         (n) => isDialectType(MsgType[n], d) && !have.has(MsgType[n]),
       );
