@@ -1,0 +1,1545 @@
+// One 9P connection on the server side: version negotiation, tags and Tflush, the fid table, every
+// protocol check made before a backend call, and fid state committed only after the call succeeds
+// (the s<op>/r<op> split of lib9p's srv.c). Rule numbers refer to spec/9p.md.
+
+import type { Duplex } from "node:stream";
+import {
+  Dialect,
+  DMAUTH,
+  DMDIR,
+  DMLINK,
+  IOHDRSZ,
+  L_O,
+  MAXWELEM,
+  MsgType,
+  NOFID,
+  NONUNAME,
+  OCEXEC,
+  OEXEC,
+  ORCLOSE,
+  ORDWR,
+  OREAD,
+  OTRUNC,
+  OWRITE,
+  QTDIR,
+  QTEXCL,
+  QTSYMLINK,
+} from "../codec/constants.js";
+import { decode, decodeHeader, encode, encodeDirent, encodeStat, formatMessage } from "../codec/index.js";
+import type { Dirent, Message, Qid, RMessage, Stat, TMessage } from "../codec/types.js";
+import { Ename, Errno, FsError, NinepError, ProtocolError } from "../errors.js";
+import { FrameTransport } from "../transport/frames.js";
+import type {
+  Attr,
+  AuthFile,
+  ConnectionInfo,
+  Identity,
+  Node,
+  OpenFile,
+  RequestContext,
+  StatChanges,
+} from "./backend.js";
+import type { ServerCore } from "./server.js";
+
+/** 9P2000.u open-mode bits accepted besides Plan 9's: Linux P9_OAPPEND and spfs's exclusive bit. */
+const OAPPEND_U = 0x80;
+const OEXCL_SPFS = 0x04;
+
+/** Smallest msize accepted in Tversion (lib9p uses the same bound). */
+export const MIN_MSIZE = 256;
+
+/** What a fid names: a file of the tree, or the auth file of a Tauth. */
+interface Fid {
+  readonly num: number;
+  node: Node | undefined;
+  readonly auth: AuthFile | undefined;
+  /** qid.path of the attach root: `..` from here stays here (W7), and Tstat reports "/" (S1). */
+  readonly rootPath: bigint;
+  readonly user: Identity;
+  open: OpenState | undefined;
+  /** An open/create is in progress: a second one must not race it. */
+  opening: boolean;
+}
+
+interface OpenState {
+  readonly file: OpenFile;
+  readonly readable: boolean;
+  readonly writable: boolean;
+  readonly rclose: boolean;
+  readonly isDir: boolean;
+  exclKey: bigint | undefined;
+  /** 9P2000/.u directory read cursor (D2–D4): the snapshot, next entry and byte offset. */
+  cursor?: { entries: Buffer[]; index: number; offset: bigint };
+  /** 9P2000.L Treaddir fallback snapshot (built from list()). */
+  lsnap?: Dirent[];
+}
+
+/** One in-flight request. */
+interface Req {
+  readonly tag: number;
+  readonly type: number;
+  readonly controller: AbortController;
+  /** A Tflush named this request: drop an error reply (the client gets Rflush instead). */
+  flushRequested: boolean;
+  /** No reply may be sent any more (flushed and given up on, Tversion, disconnect). */
+  dead: boolean;
+  readonly done: Promise<void>;
+  settle: () => void;
+}
+
+/** What a request handler produces: a reply plus effects applied only if the reply is sent. */
+interface Outcome {
+  reply: DistributiveOmit<RMessage, "tag">;
+  /** Applied right before the reply is written; may throw FsError to answer with an error instead. */
+  commit?: () => void;
+  /** Undo backend effects when the reply will not be sent (flushed, reset, commit failed). */
+  discard?: () => void;
+}
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+type Handler = (msg: TMessage, req: Req) => Promise<Outcome>;
+
+const EIO_GENERIC = Ename.Io;
+
+/** A live server-side connection. Created by Server.serveDuplex / listen. */
+export class ServerConnection {
+  readonly info: ConnectionInfo;
+  /** Resolves once the connection is closed and every fid has been clunked. */
+  readonly closed: Promise<void>;
+
+  #core: ServerCore;
+  #transport: FrameTransport;
+  #dialect: Dialect | undefined;
+  #msize: number;
+  #fids = new Map<number, Fid>();
+  #inflight = new Map<number, Req>();
+  /** Frames held back while a Tversion resets the session. */
+  #held: Buffer[] | undefined;
+  #isClosed = false;
+  #shuttingDown = false;
+  #resolveClosed!: () => void;
+  #handshakeTimer: NodeJS.Timeout | undefined;
+  #idleTimer: NodeJS.Timeout | undefined;
+  #paused = false;
+
+  constructor(core: ServerCore, stream: Duplex, info: ConnectionInfo) {
+    this.#core = core;
+    this.info = info;
+    this.#msize = core.maxMsize;
+    this.closed = new Promise((r) => {
+      this.#resolveClosed = r;
+    });
+    this.#transport = new FrameTransport(
+      stream,
+      { onFrame: (f) => this.#onFrame(f), onClose: (err) => void this.#onClose(err) },
+      { maxSize: core.maxMsize, label: info.remote },
+    );
+    const hs = core.opts.handshakeTimeoutMs;
+    if (hs > 0) {
+      this.#handshakeTimer = setTimeout(() => {
+        if (this.#dialect === undefined) {
+          core.logger.info({ conn: info.id }, "9p: no Tversion before handshake timeout; closing");
+          this.destroy();
+        }
+      }, hs);
+      this.#handshakeTimer.unref();
+    }
+    this.#armIdle();
+  }
+
+  /** Negotiated dialect, or undefined before a successful Tversion. */
+  get dialect(): Dialect | undefined {
+    return this.#dialect;
+  }
+  /** Negotiated msize (the server maximum before Tversion). */
+  get msize(): number {
+    return this.#msize;
+  }
+  /** Number of fids in use. */
+  get fidCount(): number {
+    return this.#fids.size;
+  }
+  /** Number of requests being processed. */
+  get outstanding(): number {
+    return this.#inflight.size;
+  }
+
+  /**
+   * Graceful close: stop reading requests, let in-flight ones finish for up to `graceMs`, then
+   * abort the rest (no reply), clunk every fid and close the stream.
+   */
+  async shutdown(graceMs: number): Promise<void> {
+    if (this.#isClosed) return this.closed;
+    this.#shuttingDown = true;
+    this.#transport.stream.pause();
+    if (this.#inflight.size > 0) {
+      const all = Promise.all([...this.#inflight.values()].map((r) => r.done));
+      await Promise.race([all, delay(graceMs)]);
+    }
+    await this.#transport.end();
+    await this.closed;
+  }
+
+  /** Closes the connection now: in-flight requests are aborted without replies. */
+  destroy(): void {
+    this.#transport.destroy();
+  }
+
+  // ---- input --------------------------------------------------------------------------------
+
+  #onFrame(frame: Buffer): void {
+    this.#armIdle();
+    if (this.#held) {
+      this.#held.push(frame);
+      return;
+    }
+    this.#dispatch(frame);
+  }
+
+  #dispatch(frame: Buffer): void {
+    if (this.#isClosed || this.#shuttingDown) return;
+    let hdr: { size: number; type: number; tag: number };
+    try {
+      hdr = decodeHeader(frame);
+    } catch (err) {
+      this.#core.logger.warn({ conn: this.info.id, err: String(err) }, "9p: unreadable frame; closing");
+      this.destroy();
+      return;
+    }
+    let msg: Message;
+    try {
+      msg = decode(frame, this.#dialect ?? Dialect.P2000, { msize: this.#msize });
+    } catch (err) {
+      if (!(err instanceof ProtocolError)) {
+        this.#core.logger.error({ conn: this.info.id, err }, "9p: decoder failed unexpectedly");
+      }
+      const reason = err instanceof ProtocolError ? err.reason : "unexpected";
+      this.#trace(`<- malformed type=${hdr.type} tag=${hdr.tag}: ${(err as Error).message}`);
+      let e: FsError;
+      if (reason === "unknown-type" || reason === "bad-type")
+        e = new FsError(Ename.UnknownMessage, Errno.ENOSYS);
+      else if (hdr.type === MsgType.Twstat && reason === "bad-stat")
+        e = new FsError(Ename.BadWstat, Errno.EINVAL);
+      else e = new FsError(Ename.Botch, Errno.EPROTO);
+      this.#sendError(hdr.tag, e);
+      return;
+    }
+    this.#trace(`<- ${formatMessage(msg)}`);
+    // R-messages, Terror and Tlerror are not requests (3.5).
+    if (
+      msg.type % 2 === 1 ||
+      (msg.type as number) === MsgType.Terror ||
+      (msg.type as number) === MsgType.Tlerror
+    ) {
+      this.#sendError(msg.tag, new FsError(Ename.UnknownMessage, Errno.ENOSYS));
+      return;
+    }
+    const t = msg as TMessage;
+    if (t.type === MsgType.Tversion) {
+      void this.#version(t);
+      return;
+    }
+    if (this.#dialect === undefined) {
+      // V1: nothing but Tversion before a session exists.
+      this.#sendError(t.tag, new FsError(Ename.Botch, Errno.EPROTO));
+      return;
+    }
+    // T3: a tag already in flight is a client bug; answer the second request, keep the first.
+    if (this.#inflight.has(t.tag)) {
+      this.#sendError(t.tag, new FsError(Ename.DuplicateTag, Errno.EINVAL));
+      return;
+    }
+    if (t.type !== MsgType.Tflush && this.#inflight.size >= this.#core.opts.maxOutstandingPerConnection) {
+      this.#sendError(t.tag, new FsError(Ename.TooManyRequests, Errno.EAGAIN));
+      return;
+    }
+    const handler = this.#handlers[t.type];
+    if (!handler) {
+      this.#sendError(t.tag, new FsError(Ename.UnknownMessage, Errno.ENOSYS));
+      return;
+    }
+    let settle!: () => void;
+    const done = new Promise<void>((r) => {
+      settle = r;
+    });
+    const req: Req = {
+      tag: t.tag,
+      type: t.type,
+      controller: new AbortController(),
+      flushRequested: false,
+      dead: false,
+      done,
+      settle,
+    };
+    this.#inflight.set(t.tag, req);
+    let p: Promise<Outcome>;
+    try {
+      p = handler(t, req);
+    } catch (err) {
+      p = Promise.reject(err);
+    }
+    p.then(
+      (out) => this.#finish(req, out, undefined),
+      (err: unknown) => this.#finish(req, undefined, err),
+    );
+  }
+
+  #finish(req: Req, out: Outcome | undefined, err: unknown): void {
+    if (this.#inflight.get(req.tag) === req) this.#inflight.delete(req.tag);
+    try {
+      if (req.dead || this.#isClosed) {
+        runQuietly(() => out?.discard?.(), this.#core.logger);
+        return;
+      }
+      if (out) {
+        const o = out;
+        try {
+          o.commit?.();
+        } catch (e) {
+          runQuietly(() => o.discard?.(), this.#core.logger);
+          err = e;
+          out = undefined;
+        }
+      }
+      if (out) {
+        this.#send({ ...out.reply, tag: req.tag } as RMessage);
+        return;
+      }
+      // FL3: a flushed request that failed (typically because it was aborted) gets no reply.
+      if (req.flushRequested) return;
+      this.#sendError(req.tag, this.#toFsError(err, req.type));
+    } finally {
+      req.settle();
+      this.#maybeResume();
+    }
+  }
+
+  #toFsError(err: unknown, type: number): FsError {
+    if (err instanceof FsError) return err;
+    const code = (err as { code?: unknown } | null)?.code;
+    if (err instanceof NinepError || typeof code !== "string") {
+      if ((err as Error | null)?.name === "AbortError") return new FsError(Ename.Interrupted, Errno.EINTR);
+      this.#core.logger.error(
+        { conn: this.info.id, type, err },
+        `9p: handler for message ${type} failed: ${(err as Error)?.stack ?? String(err)}`,
+      );
+      return new FsError(EIO_GENERIC, Errno.EIO);
+    }
+    return toFsErrorByCode(err, code);
+  }
+
+  // ---- output -------------------------------------------------------------------------------
+
+  #sendError(tag: number, e: FsError): void {
+    if (this.#dialect === Dialect.P2000L) {
+      this.#send({ type: MsgType.Rlerror, tag, ecode: e.errno || Errno.EIO });
+    } else if (this.#dialect === Dialect.P2000u) {
+      this.#send({ type: MsgType.Rerror, tag, ename: e.ename || "error", errno: e.errno });
+    } else {
+      this.#send({ type: MsgType.Rerror, tag, ename: e.ename || "error" });
+    }
+  }
+
+  #send(msg: RMessage): void {
+    if (this.#isClosed || this.#transport.closed) return;
+    const dialect = this.#dialect ?? Dialect.P2000;
+    let frame: Buffer;
+    try {
+      frame = encode(msg, dialect);
+    } catch (err) {
+      // A backend produced something unencodable (a NUL in a name, a number out of range...).
+      this.#core.logger.error({ conn: this.info.id, err }, "9p: reply could not be encoded");
+      if (msg.type === MsgType.Rerror || msg.type === MsgType.Rlerror) return;
+      this.#sendError(msg.tag, new FsError(EIO_GENERIC, Errno.EIO));
+      return;
+    }
+    if (frame.length > this.#msize) {
+      if (msg.type === MsgType.Rerror) {
+        // Only error strings may be truncated (E3).
+        const ename = Buffer.from(msg.ename)
+          .subarray(0, 100)
+          .toString("utf8")
+          .replace(/\uFFFD+$/, "");
+        this.#send({ ...msg, ename });
+        return;
+      }
+      // V7/E3: never send more than msize; answer an error instead of truncating data.
+      this.#sendError(msg.tag, new FsError("reply too large for msize", Errno.EIO));
+      return;
+    }
+    this.#trace(`-> ${formatMessage(msg)}`);
+    try {
+      this.#transport.send(frame);
+    } catch {
+      return;
+    }
+    if (!this.#paused && this.#transport.needDrain) {
+      // The peer is not reading its replies: stop reading its requests until it does.
+      this.#paused = true;
+      this.#transport.stream.pause();
+      void this.#transport.drain().then(() => {
+        this.#paused = false;
+        this.#maybeResume();
+      });
+    }
+  }
+
+  #maybeResume(): void {
+    if (!this.#paused && !this.#shuttingDown && !this.#isClosed && this.#transport.stream.isPaused()) {
+      this.#transport.stream.resume();
+    }
+  }
+
+  #trace(line: string): void {
+    const t = this.#core.opts.trace;
+    if (t) {
+      try {
+        t(`${this.info.id} ${line}`);
+      } catch {
+        // tracing must never break serving
+      }
+    }
+  }
+
+  #armIdle(): void {
+    const ms = this.#core.opts.idleTimeoutMs;
+    if (ms <= 0 || this.#isClosed) return;
+    if (this.#idleTimer) {
+      this.#idleTimer.refresh();
+      return;
+    }
+    this.#idleTimer = setTimeout(() => {
+      if (this.#inflight.size > 0) {
+        this.#idleTimer?.refresh();
+        return;
+      }
+      this.#core.logger.info({ conn: this.info.id }, "9p: idle timeout; closing");
+      this.destroy();
+    }, ms);
+    this.#idleTimer.unref();
+  }
+
+  // ---- session lifecycle --------------------------------------------------------------------
+
+  /** Aborts every in-flight request (no replies) and clunks every fid (V6, disconnect). */
+  async #resetSession(why: string): Promise<void> {
+    for (const req of this.#inflight.values()) {
+      req.dead = true;
+      req.controller.abort(new FsError(Ename.Interrupted, Errno.EINTR));
+    }
+    this.#inflight.clear();
+    const fids = [...this.#fids.values()];
+    this.#fids.clear();
+    if (fids.length === 0) return;
+    const ctlr = new AbortController();
+    const closing = Promise.allSettled(
+      fids.map(async (fid) => {
+        const err = await this.#closeFid(fid, this.#ctx(fid.user, ctlr.signal));
+        if (err)
+          this.#core.logger.debug(
+            { conn: this.info.id, fid: fid.num, err: err.ename },
+            `9p: clunk on ${why}`,
+          );
+      }),
+    );
+    // Clunk hooks should be quick; never let one stall the reset for long.
+    const t = await Promise.race([
+      closing.then(() => "ok"),
+      delay(this.#core.opts.flushTimeoutMs).then(() => "late"),
+    ]);
+    if (t === "late") {
+      ctlr.abort(new FsError(Ename.Interrupted, Errno.EINTR));
+      this.#core.logger.warn({ conn: this.info.id }, `9p: clunk hooks still running after ${why}`);
+    }
+  }
+
+  async #onClose(err: Error | undefined): Promise<void> {
+    if (this.#isClosed) return;
+    this.#isClosed = true;
+    clearTimeout(this.#handshakeTimer);
+    clearTimeout(this.#idleTimer);
+    if (err && !(err.name === "ConnectionError")) {
+      this.#core.logger.info({ conn: this.info.id, err: err.message }, "9p: connection dropped");
+    }
+    try {
+      await this.#resetSession("disconnect");
+    } catch (e) {
+      this.#core.logger.error({ conn: this.info.id, err: e }, "9p: cleanup failed");
+    }
+    try {
+      this.#core.backend.disconnect?.(this.info);
+    } catch (e) {
+      this.#core.logger.error({ conn: this.info.id, err: e }, "9p: backend disconnect hook failed");
+    }
+    this.#core.forget(this);
+    this.#resolveClosed();
+  }
+
+  /**
+   * Tversion (V1–V6): hold back later frames, abort everything and clunk every fid without
+   * waiting for blocked handlers, then answer.
+   */
+  async #version(msg: Extract<TMessage, { type: 100 }>): Promise<void> {
+    this.#held = [];
+    try {
+      await this.#resetSession("Tversion");
+      this.#dialect = undefined;
+      if (this.#isClosed) return;
+      if (msg.msize < MIN_MSIZE) {
+        this.#sendError(
+          msg.tag,
+          new FsError(`msize ${msg.msize} too small (minimum ${MIN_MSIZE})`, Errno.EINVAL),
+        );
+        return;
+      }
+      const chosen = this.#core.chooseDialect(msg.version);
+      if (chosen === undefined) {
+        // V3: "unknown", and no session exists.
+        this.#send({
+          type: MsgType.Rversion,
+          tag: msg.tag,
+          msize: Math.min(msg.msize, this.#core.maxMsize),
+          version: "unknown",
+        });
+        return;
+      }
+      const msize = Math.min(msg.msize, this.#core.maxMsize);
+      this.#msize = msize;
+      this.#send({ type: MsgType.Rversion, tag: msg.tag, msize, version: chosen });
+      this.#dialect = chosen;
+      this.#transport.maxSize = msize;
+      clearTimeout(this.#handshakeTimer);
+    } finally {
+      const held: Buffer[] = this.#held ?? [];
+      this.#held = undefined;
+      for (const f of held) {
+        const again = this.#held as Buffer[] | undefined;
+        if (again) {
+          // another Tversion started while replaying: keep holding the rest in order
+          again.push(f);
+        } else {
+          this.#dispatch(f);
+        }
+      }
+    }
+  }
+
+  // ---- helpers ------------------------------------------------------------------------------
+
+  #ctx(user: Identity, signal: AbortSignal): RequestContext {
+    return {
+      signal,
+      user,
+      dialect: this.#dialect ?? Dialect.P2000,
+      msize: this.#msize,
+      iounit: this.#msize - IOHDRSZ,
+      connection: this.info,
+    };
+  }
+
+  #fid(num: number): Fid {
+    const f = this.#fids.get(num);
+    if (!f) throw new FsError(Ename.UnknownFid, Errno.EBADF);
+    return f;
+  }
+
+  /** A fid that names a file of the tree (not an auth fid). */
+  #fileFid(num: number): Fid & { node: Node } {
+    const f = this.#fid(num);
+    if (!f.node) throw new FsError("operation not allowed on an auth fid", Errno.EINVAL);
+    return f as Fid & { node: Node };
+  }
+
+  #checkNewFid(num: number, except?: number): void {
+    if (num === NOFID) throw new FsError("bad fid", Errno.EBADF);
+    if (num !== except && this.#fids.has(num)) throw new FsError(Ename.DuplicateFid, Errno.EBADF);
+    if (this.#fids.size >= this.#core.opts.maxFidsPerConnection)
+      throw new FsError(Ename.TooManyFids, Errno.EMFILE);
+  }
+
+  /** Commit-time check that `fid` is still the same live fid (it may have been clunked meanwhile). */
+  #stillThere(fid: Fid): void {
+    if (this.#fids.get(fid.num) !== fid) throw new FsError(Ename.UnknownFid, Errno.EBADF);
+  }
+
+  #iounit(file: OpenFile): number {
+    const max = this.#msize - IOHDRSZ;
+    const want = file.iounit ?? 0;
+    return want > 0 && want < max ? want : max;
+  }
+
+  /** Releases everything a fid holds; returns the first error worth reporting (C1, C2). */
+  async #closeFid(fid: Fid, ctx: RequestContext, skipRclose = false): Promise<FsError | undefined> {
+    let first: FsError | undefined;
+    const note = (e: unknown) => {
+      const fe = this.#toFsError(e, MsgType.Tclunk);
+      first ??= fe;
+    };
+    if (fid.auth) {
+      try {
+        await fid.auth.clunk?.(ctx);
+      } catch (e) {
+        note(e);
+      }
+      return first;
+    }
+    const open = fid.open;
+    fid.open = undefined;
+    if (open) {
+      try {
+        await open.file.clunk?.(ctx);
+      } catch (e) {
+        note(e);
+      }
+      if (open.exclKey !== undefined) this.#core.exclRelease(open.exclKey);
+      if (open.rclose && !skipRclose && fid.node) {
+        try {
+          if (!fid.node.remove) throw new FsError(Ename.RemoveProhibited, Errno.EPERM);
+          await fid.node.remove(ctx);
+        } catch (e) {
+          note(e);
+        }
+      }
+    }
+    try {
+      await fid.node?.release?.(ctx);
+    } catch (e) {
+      this.#core.logger.warn({ conn: this.info.id, err: e }, "9p: release hook failed");
+    }
+    return first;
+  }
+
+  /** Closes an OpenFile that was produced but will not be committed. */
+  #dropFile(file: OpenFile, exclKey: bigint | undefined, user: Identity): void {
+    if (exclKey !== undefined) this.#core.exclRelease(exclKey);
+    const ctx = this.#ctx(user, new AbortController().signal);
+    Promise.resolve()
+      .then(() => file.clunk?.(ctx))
+      .catch((e) =>
+        this.#core.logger.warn({ conn: this.info.id, err: e }, "9p: clunk of discarded file failed"),
+      );
+  }
+
+  #dropNode(node: Node, user: Identity): void {
+    const ctx = this.#ctx(user, new AbortController().signal);
+    Promise.resolve()
+      .then(() => node.release?.(ctx))
+      .catch((e) =>
+        this.#core.logger.warn({ conn: this.info.id, err: e }, "9p: release of discarded node failed"),
+      );
+  }
+
+  /** Shared by Topen and Tlopen: checks, DMEXCL reservation and the commit. */
+  async #openCommon(
+    fid: Fid & { node: Node },
+    access: number,
+    flags: { trunc: boolean; rclose: boolean },
+    req: Req,
+    doOpen: (ctx: RequestContext) => Promise<OpenFile>,
+    reply: (qid: Qid, iounit: number) => DistributiveOmit<RMessage, "tag">,
+  ): Promise<Outcome> {
+    if (fid.open || fid.opening) throw new FsError(Ename.AlreadyOpen, Errno.EBADF);
+    const node = fid.node;
+    const isDir = (node.qid.type & QTDIR) !== 0;
+    // O2: directories are read-only: no write access, truncation or remove-on-close.
+    if (isDir && (access !== OREAD || flags.trunc || flags.rclose))
+      throw new FsError(Ename.IsDir, Errno.EISDIR);
+    let exclKey: bigint | undefined;
+    if ((node.qid.type & QTEXCL) !== 0) {
+      // O4: exclusive use, server-wide; reserved now so concurrent opens cannot both win.
+      if (!this.#core.exclAcquire(node.qid.path)) throw new FsError(Ename.ExclInUse, Errno.EBUSY);
+      exclKey = node.qid.path;
+    }
+    fid.opening = true;
+    let file: OpenFile;
+    try {
+      file = await doOpen(this.#ctx(fid.user, req.controller.signal));
+    } catch (e) {
+      if (exclKey !== undefined) this.#core.exclRelease(exclKey);
+      throw e;
+    } finally {
+      fid.opening = false;
+    }
+    const state: OpenState = {
+      file,
+      readable: access === OREAD || access === ORDWR || access === OEXEC,
+      writable: access === OWRITE || access === ORDWR,
+      rclose: flags.rclose,
+      isDir,
+      exclKey,
+    };
+    return {
+      reply: reply(file.qid ?? node.qid, this.#iounit(file)),
+      commit: () => {
+        this.#stillThere(fid);
+        if (fid.open) throw new FsError(Ename.AlreadyOpen, Errno.EBADF);
+        fid.open = state;
+      },
+      discard: () => this.#dropFile(file, exclKey, fid.user),
+    };
+  }
+
+  /** Shared by Tcreate and Tlcreate: the fid moves to the new, open file (O6). */
+  #createOutcome(
+    fid: Fid & { node: Node },
+    created: { node: Node; file: OpenFile },
+    access: number,
+    rclose: boolean,
+    reply: (qid: Qid, iounit: number) => DistributiveOmit<RMessage, "tag">,
+  ): Outcome {
+    const { node, file } = created;
+    const isDir = (node.qid.type & QTDIR) !== 0;
+    let exclKey: bigint | undefined;
+    if ((node.qid.type & QTEXCL) !== 0 && this.#core.exclAcquire(node.qid.path)) exclKey = node.qid.path;
+    const state: OpenState = {
+      file,
+      readable: access === OREAD || access === ORDWR || access === OEXEC,
+      writable: access === OWRITE || access === ORDWR,
+      rclose,
+      isDir,
+      exclKey,
+    };
+    const dirNode = fid.node;
+    return {
+      reply: reply(file.qid ?? node.qid, this.#iounit(file)),
+      commit: () => {
+        this.#stillThere(fid);
+        if (fid.open) throw new FsError(Ename.AlreadyOpen, Errno.EBADF);
+        fid.node = node;
+        fid.open = state;
+        this.#dropNode(dirNode, fid.user);
+      },
+      discard: () => {
+        this.#dropFile(file, exclKey, fid.user);
+        this.#dropNode(node, fid.user);
+      },
+    };
+  }
+
+  /**
+   * Validates a Topen/Tcreate mode and returns what the backend gets (OCEXEC dropped). On
+   * 9P2000.u the Linux/spfs append bit 0x80 and the spfs exclusive bit 0x04 pass through to the
+   * backend (XCPU clients send OWRITE|0x80); on 9P2000 they are ignored, never misinterpreted.
+   * Any other unknown bit → "bad open mode".
+   */
+  #checkMode(mode: number): number {
+    const extra = OAPPEND_U | OEXCL_SPFS;
+    if ((mode & ~(3 | OTRUNC | OCEXEC | ORCLOSE | extra)) !== 0)
+      throw new FsError(Ename.BadOpenMode, Errno.EINVAL);
+    mode &= ~OCEXEC;
+    if (this.#dialect !== Dialect.P2000u) mode &= ~extra;
+    return mode;
+  }
+
+  #checkName(name: string): void {
+    if (name === "." || name === "..") throw new FsError(Ename.Exists, Errno.EEXIST);
+    if (name === "" || name.includes("/")) throw new FsError("illegal file name", Errno.EINVAL);
+  }
+
+  // ---- request handlers ---------------------------------------------------------------------
+
+  #handlers: Partial<Record<number, Handler>> = {
+    [MsgType.Tauth]: async (m, req) => {
+      const msg = m as Extract<TMessage, { type: 102 }>;
+      const user: Identity = { uname: msg.uname, aname: msg.aname, n_uname: msg.n_uname ?? NONUNAME };
+      const backend = this.#core.backend;
+      if (!backend.auth) throw new FsError(`${this.#core.name}: ${Ename.NoAuth}`, Errno.EOPNOTSUPP);
+      this.#checkNewFid(msg.afid);
+      const auth = await backend.auth(user, this.#ctx(user, req.controller.signal));
+      const fid: Fid = {
+        num: msg.afid,
+        node: undefined,
+        auth,
+        rootPath: -1n,
+        user,
+        open: undefined,
+        opening: false,
+      };
+      return {
+        reply: { type: MsgType.Rauth, aqid: auth.qid },
+        commit: () => {
+          this.#checkNewFid(msg.afid);
+          this.#fids.set(msg.afid, fid);
+        },
+        discard: () => {
+          const ctx = this.#ctx(user, new AbortController().signal);
+          Promise.resolve()
+            .then(() => auth.clunk?.(ctx))
+            .catch(() => {});
+        },
+      };
+    },
+
+    [MsgType.Tattach]: async (m, req) => {
+      const msg = m as Extract<TMessage, { type: 104 }>;
+      const user: Identity = { uname: msg.uname, aname: msg.aname, n_uname: msg.n_uname ?? NONUNAME };
+      this.#checkNewFid(msg.fid);
+      let auth: AuthFile | undefined;
+      if (msg.afid !== NOFID) {
+        // A3: the afid must be an auth fid whose protocol has completed for this user.
+        const af = this.#fids.get(msg.afid);
+        if (!af) throw new FsError(Ename.UnknownFid, Errno.EBADF);
+        if (!af.auth) throw new FsError("not an auth fid", Errno.EINVAL);
+        if (!af.auth.authenticated(user)) throw new FsError(Ename.AuthFailed, Errno.EACCES);
+        auth = af.auth;
+      }
+      const root = await this.#core.backend.attach({ ...user, auth }, this.#ctx(user, req.controller.signal));
+      const fid: Fid = {
+        num: msg.fid,
+        node: root,
+        auth: undefined,
+        rootPath: root.qid.path,
+        user,
+        open: undefined,
+        opening: false,
+      };
+      return {
+        reply: { type: MsgType.Rattach, qid: root.qid },
+        commit: () => {
+          this.#checkNewFid(msg.fid);
+          this.#fids.set(msg.fid, fid);
+        },
+        discard: () => this.#dropNode(root, user),
+      };
+    },
+
+    [MsgType.Tflush]: async (m, req) => {
+      const msg = m as Extract<TMessage, { type: 108 }>;
+      const old = this.#inflight.get(msg.oldtag);
+      // FL2: not pending → Rflush at once.
+      if (old && old !== req) {
+        old.flushRequested = true;
+        old.controller.abort(new FsError(Ename.Interrupted, Errno.EINTR));
+        // FL3: the aborted request answers (success) or goes silent before our Rflush. A handler
+        // that ignores its signal is given up on after flushTimeoutMs: its reply is then dropped.
+        const late = await Promise.race([
+          old.done.then(() => false),
+          delay(this.#core.opts.flushTimeoutMs).then(() => true),
+        ]);
+        if (late) {
+          old.dead = true;
+          if (this.#inflight.get(old.tag) === old) this.#inflight.delete(old.tag);
+          this.#core.logger.warn(
+            { conn: this.info.id, tag: old.tag, type: old.type },
+            "9p: flushed request ignored its abort signal; reply dropped",
+          );
+        }
+      }
+      return { reply: { type: MsgType.Rflush } };
+    },
+
+    [MsgType.Twalk]: async (m, req) => {
+      const msg = m as Extract<TMessage, { type: 110 }>;
+      const fid = this.#fileFid(msg.fid);
+      // W2: even a clone needs a fid that is not open.
+      if (fid.open || fid.opening) throw new FsError(Ename.AlreadyOpen, Errno.EBADF);
+      if (msg.newfid !== msg.fid) this.#checkNewFid(msg.newfid);
+      if (msg.wname.length > MAXWELEM) throw new FsError("too many names in walk", Errno.EINVAL); // W5
+      const ctx = this.#ctx(fid.user, req.controller.signal);
+      let cur = fid.node;
+      const wqid: Qid[] = [];
+      let failure: unknown;
+      for (const name of msg.wname) {
+        try {
+          if ((cur.qid.type & QTDIR) === 0) throw new FsError(Ename.WalkNoDir, Errno.ENOTDIR); // W4
+          if (name === ".." && cur.qid.path === fid.rootPath) {
+            // W7: the parent of the root is the root.
+          } else {
+            if (name === "" || name.includes("/")) throw new FsError(Ename.NotFound, Errno.ENOENT);
+            if (!cur.walk1) throw new FsError(Ename.NotFound, Errno.ENOENT);
+            if (req.controller.signal.aborted) throw req.controller.signal.reason;
+            cur = await cur.walk1(name, ctx);
+          }
+          wqid.push(cur.qid);
+        } catch (e) {
+          failure = e;
+          break;
+        }
+      }
+      // W6: first element failed → error, nothing changes.
+      if (failure !== undefined && wqid.length === 0) throw failure;
+      if (wqid.length < msg.wname.length) {
+        // W6: partial walk: the qids that worked; newfid is not created, fid does not move.
+        return { reply: { type: MsgType.Rwalk, wqid } };
+      }
+      const target = cur;
+      return {
+        reply: { type: MsgType.Rwalk, wqid },
+        commit: () => {
+          this.#stillThere(fid);
+          if (fid.open) throw new FsError(Ename.AlreadyOpen, Errno.EBADF);
+          if (msg.newfid === msg.fid) {
+            if (target !== fid.node) {
+              const old = fid.node;
+              fid.node = target;
+              this.#dropNode(old, fid.user);
+            }
+          } else {
+            this.#checkNewFid(msg.newfid);
+            this.#fids.set(msg.newfid, {
+              num: msg.newfid,
+              node: target,
+              auth: undefined,
+              rootPath: fid.rootPath,
+              user: fid.user,
+              open: undefined,
+              opening: false,
+            });
+          }
+        },
+      };
+    },
+
+    [MsgType.Topen]: async (m, req) => {
+      const msg = m as Extract<TMessage, { type: 112 }>;
+      const fid = this.#fileFid(msg.fid);
+      const mode = this.#checkMode(msg.mode);
+      const node = fid.node;
+      if (!node.open) throw new FsError(Ename.Perm, Errno.EACCES);
+      const open = node.open.bind(node);
+      return this.#openCommon(
+        fid,
+        msg.mode & 3,
+        { trunc: (msg.mode & OTRUNC) !== 0, rclose: (msg.mode & ORCLOSE) !== 0 },
+        req,
+        (ctx) => open(mode, ctx),
+        (qid, iounit) => ({ type: MsgType.Ropen, qid, iounit }),
+      );
+    },
+
+    [MsgType.Tcreate]: async (m, req) => {
+      const msg = m as Extract<TMessage, { type: 114 }>;
+      const fid = this.#fileFid(msg.fid);
+      if (fid.open || fid.opening) throw new FsError(Ename.AlreadyOpen, Errno.EBADF);
+      if ((fid.node.qid.type & QTDIR) === 0) throw new FsError(Ename.CreateNoDir, Errno.ENOTDIR);
+      this.#checkName(msg.name);
+      const mode = this.#checkMode(msg.mode);
+      const access = msg.mode & 3;
+      if ((msg.perm & DMDIR) !== 0 && (access !== OREAD || (msg.mode & (OTRUNC | ORCLOSE)) !== 0)) {
+        throw new FsError(Ename.IsDir, Errno.EISDIR);
+      }
+      const extension = msg.extension ?? "";
+      let linkTarget: Node | undefined;
+      if ((msg.perm & DMLINK) !== 0 && this.#dialect === Dialect.P2000u) {
+        const n = Number.parseInt(extension.trim(), 10);
+        const target = Number.isFinite(n) ? this.#fids.get(n) : undefined;
+        if (!target?.node) throw new FsError(Ename.UnknownFid, Errno.EBADF);
+        linkTarget = target.node;
+      }
+      const node = fid.node;
+      if (!node.create) throw new FsError(Ename.CreateProhibited, Errno.EPERM);
+      fid.opening = true;
+      let created: { node: Node; file: OpenFile };
+      try {
+        created = await node.create(
+          { name: msg.name, perm: msg.perm, mode, extension, linkTarget },
+          this.#ctx(fid.user, req.controller.signal),
+        );
+      } finally {
+        fid.opening = false;
+      }
+      return this.#createOutcome(fid, created, access, (msg.mode & ORCLOSE) !== 0, (qid, iounit) => ({
+        type: MsgType.Rcreate,
+        qid,
+        iounit,
+      }));
+    },
+
+    [MsgType.Tread]: async (m, req) => {
+      const msg = m as Extract<TMessage, { type: 116 }>;
+      const fid = this.#fid(msg.fid);
+      const count = Math.min(msg.count, this.#msize - IOHDRSZ); // R4
+      const ctx = this.#ctx(fid.user, req.controller.signal);
+      if (fid.auth) {
+        const data = await fid.auth.read(msg.offset, count, ctx);
+        return { reply: { type: MsgType.Rread, data: clip(data, count) } };
+      }
+      const open = fid.open;
+      if (!open) throw new FsError(Ename.NotOpen, Errno.EBADF);
+      if (!open.readable) throw new FsError(Ename.Perm, Errno.EBADF); // R1
+      if (open.isDir) {
+        if (this.#dialect === Dialect.P2000L) throw new FsError(Ename.IsDir, Errno.EISDIR);
+        return this.#readDir(fid, open, msg.offset, count, ctx);
+      }
+      if (!open.file.read) throw new FsError(Ename.Perm, Errno.EACCES);
+      const data = await open.file.read(msg.offset, count, ctx);
+      return { reply: { type: MsgType.Rread, data: clip(data, count) } };
+    },
+
+    [MsgType.Twrite]: async (m, req) => {
+      const msg = m as Extract<TMessage, { type: 118 }>;
+      const fid = this.#fid(msg.fid);
+      const ctx = this.#ctx(fid.user, req.controller.signal);
+      if (fid.auth) {
+        const n = await fid.auth.write(msg.offset, msg.data, ctx);
+        return { reply: { type: MsgType.Rwrite, count: Math.min(n, msg.data.length) } };
+      }
+      const open = fid.open;
+      if (!open) throw new FsError(Ename.NotOpen, Errno.EBADF);
+      if (open.isDir) throw new FsError(Ename.IsDir, Errno.EISDIR); // R3
+      if (!open.writable) throw new FsError(Ename.Perm, Errno.EBADF); // R1
+      if (!open.file.write) throw new FsError(Ename.Perm, Errno.EACCES);
+      const n = await open.file.write(msg.offset, msg.data, ctx);
+      return { reply: { type: MsgType.Rwrite, count: Math.max(0, Math.min(n, msg.data.length)) } };
+    },
+
+    [MsgType.Tclunk]: async (m, _req) => {
+      const msg = m as Extract<TMessage, { type: 120 }>;
+      const fid = this.#fid(msg.fid);
+      // C1/F3: the fid is gone whatever the hooks say.
+      this.#fids.delete(msg.fid);
+      const err = await this.#closeFid(fid, this.#ctx(fid.user, new AbortController().signal));
+      if (err) throw err;
+      return { reply: { type: MsgType.Rclunk } };
+    },
+
+    [MsgType.Tremove]: async (m, req) => {
+      const msg = m as Extract<TMessage, { type: 122 }>;
+      const fid = this.#fid(msg.fid);
+      // C2: Tremove clunks the fid even if the removal fails.
+      this.#fids.delete(msg.fid);
+      const ctx = this.#ctx(fid.user, req.controller.signal);
+      let failure: unknown;
+      if (!fid.node) failure = new FsError(Ename.RemoveProhibited, Errno.EPERM);
+      const open = fid.open;
+      if (open) {
+        // Close the open file first (like Tclunk), then try the removal once.
+        fid.open = undefined;
+        try {
+          await open.file.clunk?.(ctx);
+        } catch (e) {
+          this.#core.logger.debug({ conn: this.info.id, err: e }, "9p: clunk before remove failed");
+        }
+        if (open.exclKey !== undefined) this.#core.exclRelease(open.exclKey);
+      }
+      if (fid.node && failure === undefined) {
+        try {
+          if (!fid.node.remove) throw new FsError(Ename.RemoveProhibited, Errno.EPERM);
+          await fid.node.remove(ctx);
+        } catch (e) {
+          failure = e;
+        }
+      }
+      await this.#closeFid(fid, this.#ctx(fid.user, new AbortController().signal), true);
+      if (failure !== undefined) throw failure;
+      return { reply: { type: MsgType.Rremove } };
+    },
+
+    [MsgType.Tstat]: async (m, req) => {
+      const msg = m as Extract<TMessage, { type: 124 }>;
+      const fid = this.#fid(msg.fid);
+      if (fid.auth) {
+        const stat: Stat = {
+          type: 0,
+          dev: 0,
+          qid: fid.auth.qid,
+          mode: (DMAUTH | 0o600) >>> 0,
+          atime: 0,
+          mtime: 0,
+          length: 0n,
+          name: "#a",
+          uid: fid.user.uname,
+          gid: fid.user.uname,
+          muid: "",
+        };
+        return { reply: { type: MsgType.Rstat, stat } };
+      }
+      const node = fid.node!;
+      const stat = { ...(await node.stat(this.#ctx(fid.user, req.controller.signal))) };
+      if (node.qid.path === fid.rootPath) stat.name = "/"; // S1
+      return { reply: { type: MsgType.Rstat, stat } };
+    },
+
+    [MsgType.Twstat]: async (m, req) => {
+      const msg = m as Extract<TMessage, { type: 126 }>;
+      const fid = this.#fileFid(msg.fid);
+      const node = fid.node;
+      const changes = wstatChanges(msg.stat, (node.qid.type & QTDIR) !== 0);
+      const ctx = this.#ctx(fid.user, req.controller.signal);
+      if (Object.keys(changes).length === 0) {
+        // S3: all "don't touch" = commit to stable storage.
+        await node.sync?.(ctx);
+      } else {
+        if (!node.wstat) throw new FsError(Ename.WstatProhibited, Errno.EPERM);
+        await node.wstat(changes, ctx);
+      }
+      return { reply: { type: MsgType.Rwstat } };
+    },
+
+    // ---- 9P2000.L ---------------------------------------------------------------------------
+
+    [MsgType.Tstatfs]: async (m, req) => {
+      const msg = m as Extract<TMessage, { type: 8 }>;
+      const fid = this.#fileFid(msg.fid);
+      if (!fid.node.statfs) throw notSupported();
+      const r = await fid.node.statfs(this.#ctx(fid.user, req.controller.signal));
+      return { reply: { type: MsgType.Rstatfs, ...r } };
+    },
+
+    [MsgType.Tlopen]: async (m, req) => {
+      const msg = m as Extract<TMessage, { type: 12 }>;
+      const fid = this.#fileFid(msg.fid);
+      const node = fid.node;
+      const access = msg.flags & L_O.ACCMODE;
+      if (access === 3) throw new FsError("invalid argument", Errno.EINVAL);
+      const trunc = (msg.flags & L_O.TRUNC) !== 0;
+      let doOpen: (ctx: RequestContext) => Promise<OpenFile>;
+      if (node.lopen) {
+        const lopen = node.lopen.bind(node);
+        doOpen = (ctx) => lopen(msg.flags, ctx);
+      } else if (node.open) {
+        const open = node.open.bind(node);
+        doOpen = (ctx) => open(access | (trunc ? OTRUNC : 0), ctx);
+      } else throw notSupported();
+      return this.#openCommon(fid, access, { trunc, rclose: false }, req, doOpen, (qid, iounit) => ({
+        type: MsgType.Rlopen,
+        qid,
+        iounit,
+      }));
+    },
+
+    [MsgType.Tlcreate]: async (m, req) => {
+      const msg = m as Extract<TMessage, { type: 14 }>;
+      const fid = this.#fileFid(msg.fid);
+      if (fid.open || fid.opening) throw new FsError(Ename.AlreadyOpen, Errno.EBADF);
+      if ((fid.node.qid.type & QTDIR) === 0) throw new FsError(Ename.NotDir, Errno.ENOTDIR);
+      this.#checkName(msg.name);
+      const node = fid.node;
+      const access = msg.flags & L_O.ACCMODE;
+      const ctx = this.#ctx(fid.user, req.controller.signal);
+      fid.opening = true;
+      let created: { node: Node; file: OpenFile };
+      try {
+        if (node.lcreate) created = await node.lcreate(msg.name, msg.flags, msg.mode, msg.gid, ctx);
+        else if (node.create) {
+          created = await node.create(
+            {
+              name: msg.name,
+              perm: msg.mode & 0o777,
+              mode: (access === 3 ? ORDWR : access) | ((msg.flags & L_O.TRUNC) !== 0 ? OTRUNC : 0),
+              extension: "",
+            },
+            ctx,
+          );
+        } else throw notSupported();
+      } finally {
+        fid.opening = false;
+      }
+      return this.#createOutcome(fid, created, access, false, (qid, iounit) => ({
+        type: MsgType.Rlcreate,
+        qid,
+        iounit,
+      }));
+    },
+
+    [MsgType.Tsymlink]: async (m, req) => {
+      const msg = m as Extract<TMessage, { type: 16 }>;
+      const fid = this.#fileFid(msg.fid);
+      this.#checkName(msg.name);
+      if (!fid.node.symlink) throw notSupported();
+      const n = await fid.node.symlink(
+        msg.name,
+        msg.symtgt,
+        msg.gid,
+        this.#ctx(fid.user, req.controller.signal),
+      );
+      return { reply: { type: MsgType.Rsymlink, qid: n.qid } };
+    },
+
+    [MsgType.Tmknod]: async (m, req) => {
+      const msg = m as Extract<TMessage, { type: 18 }>;
+      const fid = this.#fileFid(msg.dfid);
+      this.#checkName(msg.name);
+      if (!fid.node.mknod) throw notSupported();
+      const n = await fid.node.mknod(
+        msg.name,
+        msg.mode,
+        msg.major,
+        msg.minor,
+        msg.gid,
+        this.#ctx(fid.user, req.controller.signal),
+      );
+      return { reply: { type: MsgType.Rmknod, qid: n.qid } };
+    },
+
+    [MsgType.Trename]: async (m, req) => {
+      const msg = m as Extract<TMessage, { type: 20 }>;
+      const fid = this.#fileFid(msg.fid);
+      const dir = this.#fileFid(msg.dfid);
+      this.#checkName(msg.name);
+      if (!fid.node.rename) throw notSupported();
+      await fid.node.rename(dir.node, msg.name, this.#ctx(fid.user, req.controller.signal));
+      return { reply: { type: MsgType.Rrename } };
+    },
+
+    [MsgType.Treadlink]: async (m, req) => {
+      const msg = m as Extract<TMessage, { type: 22 }>;
+      const fid = this.#fileFid(msg.fid);
+      if (!fid.node.readlink) throw notSupported();
+      const target = await fid.node.readlink(this.#ctx(fid.user, req.controller.signal));
+      return { reply: { type: MsgType.Rreadlink, target } };
+    },
+
+    [MsgType.Tgetattr]: async (m, req) => {
+      const msg = m as Extract<TMessage, { type: 24 }>;
+      const fid = this.#fileFid(msg.fid);
+      const ctx = this.#ctx(fid.user, req.controller.signal);
+      const attr = fid.node.getattr
+        ? await fid.node.getattr(msg.request_mask, ctx)
+        : attrFromStat(await fid.node.stat(ctx));
+      return { reply: { type: MsgType.Rgetattr, ...attr } };
+    },
+
+    [MsgType.Tsetattr]: async (m, req) => {
+      const msg = m as Extract<TMessage, { type: 26 }>;
+      const fid = this.#fileFid(msg.fid);
+      if (!fid.node.setattr) throw notSupported();
+      const { type: _t, tag: _g, fid: _f, ...attr } = msg;
+      await fid.node.setattr(attr, this.#ctx(fid.user, req.controller.signal));
+      return { reply: { type: MsgType.Rsetattr } };
+    },
+
+    [MsgType.Txattrwalk]: async (m, req) => {
+      const msg = m as Extract<TMessage, { type: 30 }>;
+      const fid = this.#fileFid(msg.fid);
+      if (msg.newfid !== msg.fid) this.#checkNewFid(msg.newfid);
+      if (!fid.node.xattrwalk) throw notSupported();
+      const { size, file } = await fid.node.xattrwalk(msg.name, this.#ctx(fid.user, req.controller.signal));
+      const node = fid.node;
+      return {
+        reply: { type: MsgType.Rxattrwalk, size },
+        commit: () => {
+          this.#stillThere(fid);
+          const state: OpenState = {
+            file,
+            readable: true,
+            writable: false,
+            rclose: false,
+            isDir: false,
+            exclKey: undefined,
+          };
+          if (msg.newfid === msg.fid) {
+            if (fid.open) throw new FsError(Ename.AlreadyOpen, Errno.EBADF);
+            fid.open = state;
+          } else {
+            this.#checkNewFid(msg.newfid);
+            this.#fids.set(msg.newfid, { ...fid, num: msg.newfid, node, open: state, opening: false });
+          }
+        },
+        discard: () => this.#dropFile(file, undefined, fid.user),
+      };
+    },
+
+    [MsgType.Txattrcreate]: async (m, req) => {
+      const msg = m as Extract<TMessage, { type: 32 }>;
+      const fid = this.#fileFid(msg.fid);
+      if (fid.open || fid.opening) throw new FsError(Ename.AlreadyOpen, Errno.EBADF);
+      if (!fid.node.xattrcreate) throw notSupported();
+      const file = await fid.node.xattrcreate(
+        msg.name,
+        msg.attr_size,
+        msg.flags,
+        this.#ctx(fid.user, req.controller.signal),
+      );
+      return {
+        reply: { type: MsgType.Rxattrcreate },
+        commit: () => {
+          this.#stillThere(fid);
+          if (fid.open) throw new FsError(Ename.AlreadyOpen, Errno.EBADF);
+          fid.open = {
+            file,
+            readable: false,
+            writable: true,
+            rclose: false,
+            isDir: false,
+            exclKey: undefined,
+          };
+        },
+        discard: () => this.#dropFile(file, undefined, fid.user),
+      };
+    },
+
+    [MsgType.Treaddir]: async (m, req) => {
+      const msg = m as Extract<TMessage, { type: 40 }>;
+      const fid = this.#fileFid(msg.fid);
+      const open = fid.open;
+      if (!open) throw new FsError(Ename.NotOpen, Errno.EBADF);
+      if (!open.isDir) throw new FsError(Ename.NotDir, Errno.ENOTDIR);
+      const count = Math.min(msg.count, this.#msize - IOHDRSZ);
+      const ctx = this.#ctx(fid.user, req.controller.signal);
+      let entries: Dirent[];
+      if (open.file.readdir) {
+        entries = await open.file.readdir(msg.offset, count, ctx);
+      } else if (open.file.list) {
+        if (msg.offset === 0n || !open.lsnap) {
+          const stats = await open.file.list(ctx);
+          open.lsnap = stats.map((s, i) => ({
+            qid: s.qid,
+            offset: BigInt(i + 1),
+            type: direntType(s.mode),
+            name: s.name,
+          }));
+        }
+        entries = msg.offset < BigInt(open.lsnap.length) ? open.lsnap.slice(Number(msg.offset)) : [];
+      } else throw notSupported();
+      const parts: Buffer[] = [];
+      let size = 0;
+      for (const d of entries) {
+        const b = encodeDirent(d);
+        if (size + b.length > count) break;
+        parts.push(b);
+        size += b.length;
+      }
+      if (parts.length === 0 && entries.length > 0) throw new FsError(Ename.Short, Errno.EINVAL);
+      return { reply: { type: MsgType.Rreaddir, data: Buffer.concat(parts, size) } };
+    },
+
+    [MsgType.Tfsync]: async (m, req) => {
+      const msg = m as Extract<TMessage, { type: 50 }>;
+      const fid = this.#fileFid(msg.fid);
+      await fid.open?.file.fsync?.(msg.datasync !== 0, this.#ctx(fid.user, req.controller.signal));
+      return { reply: { type: MsgType.Rfsync } };
+    },
+
+    [MsgType.Tlock]: async (m, req) => {
+      const msg = m as Extract<TMessage, { type: 52 }>;
+      const fid = this.#fileFid(msg.fid);
+      const file = fid.open?.file;
+      if (!file?.lock) throw notSupported();
+      const { type: _t, tag: _g, fid: _f, ...lk } = msg;
+      const status = await file.lock(lk, this.#ctx(fid.user, req.controller.signal));
+      return { reply: { type: MsgType.Rlock, status } };
+    },
+
+    [MsgType.Tgetlock]: async (m, req) => {
+      const msg = m as Extract<TMessage, { type: 54 }>;
+      const fid = this.#fileFid(msg.fid);
+      const file = fid.open?.file;
+      if (!file?.getlock) throw notSupported();
+      const { type: _t, tag: _g, fid: _f, ...lk } = msg;
+      const r = await file.getlock(lk, this.#ctx(fid.user, req.controller.signal));
+      return { reply: { type: MsgType.Rgetlock, ...r } };
+    },
+
+    [MsgType.Tlink]: async (m, req) => {
+      const msg = m as Extract<TMessage, { type: 70 }>;
+      const dir = this.#fileFid(msg.dfid);
+      const target = this.#fileFid(msg.fid);
+      this.#checkName(msg.name);
+      if (!dir.node.link) throw notSupported();
+      await dir.node.link(target.node, msg.name, this.#ctx(dir.user, req.controller.signal));
+      return { reply: { type: MsgType.Rlink } };
+    },
+
+    [MsgType.Tmkdir]: async (m, req) => {
+      const msg = m as Extract<TMessage, { type: 72 }>;
+      const dir = this.#fileFid(msg.dfid);
+      this.#checkName(msg.name);
+      const ctx = this.#ctx(dir.user, req.controller.signal);
+      const node = dir.node;
+      let qid: Qid;
+      if (node.mkdir) qid = (await node.mkdir(msg.name, msg.mode, msg.gid, ctx)).qid;
+      else if (node.create) {
+        const c = await node.create(
+          { name: msg.name, perm: (DMDIR | (msg.mode & 0o777)) >>> 0, mode: OREAD, extension: "" },
+          ctx,
+        );
+        qid = c.file.qid ?? c.node.qid;
+        await c.file.clunk?.(ctx);
+        await c.node.release?.(ctx);
+      } else throw notSupported();
+      return { reply: { type: MsgType.Rmkdir, qid } };
+    },
+
+    [MsgType.Trenameat]: async (m, req) => {
+      const msg = m as Extract<TMessage, { type: 74 }>;
+      const olddir = this.#fileFid(msg.olddirfid);
+      const newdir = this.#fileFid(msg.newdirfid);
+      this.#checkName(msg.oldname);
+      this.#checkName(msg.newname);
+      if (!olddir.node.renameat) throw notSupported();
+      await olddir.node.renameat(
+        msg.oldname,
+        newdir.node,
+        msg.newname,
+        this.#ctx(olddir.user, req.controller.signal),
+      );
+      return { reply: { type: MsgType.Rrenameat } };
+    },
+
+    [MsgType.Tunlinkat]: async (m, req) => {
+      const msg = m as Extract<TMessage, { type: 76 }>;
+      const dir = this.#fileFid(msg.dirfd);
+      this.#checkName(msg.name);
+      const ctx = this.#ctx(dir.user, req.controller.signal);
+      const node = dir.node;
+      if (node.unlinkat) await node.unlinkat(msg.name, msg.flags, ctx);
+      else if (node.walk1) {
+        const child = await node.walk1(msg.name, ctx);
+        if (!child.remove) throw notSupported();
+        await child.remove(ctx);
+      } else throw notSupported();
+      return { reply: { type: MsgType.Runlinkat } };
+    },
+  };
+
+  /** 9P2000/.u directory read with a per-fid cursor (D1–D5). */
+  async #readDir(
+    fid: Fid,
+    open: OpenState,
+    offset: bigint,
+    count: number,
+    ctx: RequestContext,
+  ): Promise<Outcome> {
+    let cursor = open.cursor;
+    if (offset === 0n) {
+      // Offset 0 (re)starts the listing from a fresh snapshot.
+      if (!open.file.list) throw new FsError(Ename.Perm, Errno.EACCES);
+      const stats = await open.file.list(ctx);
+      const dialect = this.#dialect ?? Dialect.P2000;
+      cursor = { entries: stats.map((s) => encodeStat(s, dialect)), index: 0, offset: 0n };
+    } else if (!cursor || cursor.offset !== offset) {
+      // D2: only 0 or where the previous read ended.
+      throw new FsError(Ename.BadOffset, Errno.EINVAL);
+    }
+    const snap = cursor;
+    let i = snap.index;
+    let size = 0;
+    const parts: Buffer[] = [];
+    while (i < snap.entries.length) {
+      const e = snap.entries[i]!;
+      if (size + e.length > count) break; // D3: never split an entry
+      parts.push(e);
+      size += e.length;
+      i++;
+    }
+    // D3: not even one entry fits → error, and the entry stays first for the next read.
+    if (parts.length === 0 && i < snap.entries.length) throw new FsError(Ename.Short, Errno.EINVAL);
+    const startOffset = snap.offset;
+    return {
+      reply: { type: MsgType.Rread, data: Buffer.concat(parts, size) },
+      commit: () => {
+        this.#stillThere(fid);
+        // A concurrent read moved the cursor meanwhile: this offset is no longer valid (D2).
+        if (offset !== 0n && open.cursor !== snap) throw new FsError(Ename.BadOffset, Errno.EINVAL);
+        open.cursor = { entries: snap.entries, index: i, offset: startOffset + BigInt(size) };
+      },
+    };
+  }
+}
+
+// ---- free helpers -----------------------------------------------------------------------------
+
+function notSupported(): FsError {
+  return new FsError(Ename.NotSupported, Errno.EOPNOTSUPP);
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((r) => {
+    const t = setTimeout(r, ms);
+    t.unref?.();
+  });
+}
+
+function clip(data: Uint8Array, count: number): Uint8Array {
+  return data.length > count ? data.subarray(0, count) : data;
+}
+
+function runQuietly(fn: () => void, logger: { warn(o: unknown, m?: string): void }): void {
+  try {
+    fn();
+  } catch (e) {
+    logger.warn({ err: e }, "9p: discard hook failed");
+  }
+}
+
+function toFsErrorByCode(err: unknown, code: string): FsError {
+  const map: Record<string, [string, number]> = {
+    ENOENT: [Ename.NotFound, Errno.ENOENT],
+    EACCES: [Ename.Perm, Errno.EACCES],
+    EPERM: [Ename.Perm, Errno.EPERM],
+    EEXIST: [Ename.Exists, Errno.EEXIST],
+    ENOTDIR: [Ename.NotDir, Errno.ENOTDIR],
+    EISDIR: [Ename.IsDir, Errno.EISDIR],
+    ENOTEMPTY: [Ename.NotEmpty, Errno.ENOTEMPTY],
+    ENOSPC: [Ename.NoSpace, Errno.ENOSPC],
+    EROFS: [Ename.ReadOnly, Errno.EROFS],
+  };
+  const hit = map[code];
+  if (hit) return new FsError(hit[0], hit[1]);
+  const errno = (Errno as Record<string, number>)[code];
+  const msg = (err as Error).message ?? code;
+  // Node's messages look like "EINVAL: invalid argument, open '/x'": keep the short middle part.
+  const short = /^[A-Z]+: ([^,]+)/.exec(msg)?.[1] ?? code.toLowerCase();
+  return new FsError(short, errno ?? Errno.EIO);
+}
+
+/** S2/S3: turn a Twstat stat into the fields to change, rejecting the ones that never change. */
+export function wstatChanges(s: Stat, isDir: boolean): StatChanges {
+  const c: StatChanges = {};
+  if (s.type !== 0xffff) throw new FsError(Ename.WstatProhibited, Errno.EPERM);
+  if (s.dev !== 0xffffffff) throw new FsError(Ename.WstatProhibited, Errno.EPERM);
+  if (s.qid.type !== 0xff || s.qid.version !== 0xffffffff || s.qid.path !== 0xffffffffffffffffn) {
+    throw new FsError(Ename.WstatProhibited, Errno.EPERM);
+  }
+  if (s.mode !== 0xffffffff) {
+    if (((s.mode & DMDIR) !== 0) !== isDir) throw new FsError("can't change directory bit", Errno.EPERM);
+    c.mode = s.mode >>> 0;
+  }
+  if (s.name !== "") {
+    if (s.name === "." || s.name === ".." || s.name.includes("/"))
+      throw new FsError("illegal file name", Errno.EINVAL);
+    c.name = s.name;
+  }
+  if (s.length !== 0xffffffffffffffffn) {
+    if (isDir && s.length !== 0n) throw new FsError(Ename.IsDir, Errno.EISDIR);
+    c.length = s.length;
+  }
+  if (s.atime !== 0xffffffff) c.atime = s.atime;
+  if (s.mtime !== 0xffffffff) c.mtime = s.mtime;
+  if (s.uid !== "") c.uid = s.uid;
+  if (s.gid !== "") c.gid = s.gid;
+  if (s.muid !== "") c.muid = s.muid;
+  if (s.extension !== undefined && s.extension !== "") c.extension = s.extension;
+  if (s.n_uid !== undefined && s.n_uid !== 0xffffffff) c.n_uid = s.n_uid;
+  if (s.n_gid !== undefined && s.n_gid !== 0xffffffff) c.n_gid = s.n_gid;
+  if (s.n_muid !== undefined && s.n_muid !== 0xffffffff) c.n_muid = s.n_muid;
+  return c;
+}
+
+/** Linux d_type of a 9P mode. */
+function direntType(mode: number): number {
+  if ((mode & DMDIR) !== 0) return 4; // DT_DIR
+  if (((mode >>> 24) & QTSYMLINK) !== 0) return 10; // DT_LNK
+  return 8; // DT_REG
+}
+
+/** Fallback Rgetattr built from a 9P stat, for backends without getattr. */
+export function attrFromStat(s: Stat): Attr {
+  let fmt = 0o100000; // S_IFREG
+  if ((s.mode & DMDIR) !== 0) fmt = 0o040000;
+  else if (((s.mode >>> 24) & QTSYMLINK) !== 0) fmt = 0o120000;
+  const size = s.length;
+  return {
+    valid: 0x7ffn,
+    qid: s.qid,
+    mode: fmt | (s.mode & 0o777),
+    uid: s.n_uid !== undefined && s.n_uid !== NONUNAME ? s.n_uid : 0,
+    gid: s.n_gid !== undefined && s.n_gid !== NONUNAME ? s.n_gid : 0,
+    nlink: 1n,
+    rdev: 0n,
+    size,
+    blksize: 4096n,
+    blocks: (size + 511n) / 512n,
+    atime_sec: BigInt(s.atime),
+    atime_nsec: 0n,
+    mtime_sec: BigInt(s.mtime),
+    mtime_nsec: 0n,
+    ctime_sec: BigInt(s.mtime),
+    ctime_nsec: 0n,
+    btime_sec: 0n,
+    btime_nsec: 0n,
+    gen: 0n,
+    data_version: 0n,
+  };
+}
