@@ -1,0 +1,180 @@
+// statfs: polls every configured xcpufs node and serves the cluster status over 9P and HTTP.
+
+import { parseArgs } from "node:util";
+import { KeyError, loadPrivateKey } from "../auth.js";
+import { ConfigError, type PollSettings, parseDuration } from "../config.js";
+import { DEFAULT_HTTP, STATFS_PORT, type Statfs, startStatfs } from "../daemon.js";
+import { type CliIo, EXIT_FAIL, EXIT_OK, EXIT_USAGE, processIo } from "./io.js";
+
+export const STATFS_USAGE = `usage: statfs [options]
+
+Polls the xcpufs nodes of a cluster and serves their status: the original \`state\`
+table and per-node files over 9P, Prometheus metrics and JSON over HTTP.
+
+options:
+  -c, --config FILE         node list: statfs.conf (name=address lines) or .yaml/.yml/.json
+                            (default /etc/xcpu/statfs.conf)
+  -a, --admin-key FILE      admin private key (PEM, RSA or Ed25519) used to log in to the
+                            nodes as xcpu-admin (default /etc/xcpu/admin_key)
+      --no-auth             log in without a key (nodes run xcpufs --no-auth)
+  -p, --port PORT           9P port on all IPv4 addresses (default ${STATFS_PORT})
+  -l, --listen ADDR         9P listen address instead (tcp!host!port, host:port,
+                            unix!/path); repeatable
+      --http ADDR           HTTP listen address host:port (default ${DEFAULT_HTTP}), or "off"
+  -i, --interval DUR        poll interval (default 5s; the config file's poll.interval wins)
+      --concurrency N       polls in flight at once (default 128)
+      --connect-timeout DUR connect timeout (default 2s)
+      --read-timeout DUR    read timeout per poll (default 2s)
+      --hold-file FILE      keep admin holds (ctl "down") in FILE across restarts
+      --ctl-noauth          let unauthenticated 9P clients write ctl files (development)
+  -d, --debug               trace the 9P server on stderr
+  -D, --debug-client        trace the 9P traffic to the nodes on stderr
+  -h, --help                show this help
+
+Signals: SIGHUP re-reads the configuration (a broken file is reported and the old
+configuration stays in force); SIGTERM and SIGINT stop.
+`;
+
+/** Runs statfs until a signal (or io.signal) stops it. Resolves with the exit code. */
+export async function main(argv: string[], io: CliIo = processIo): Promise<number> {
+  let values: ReturnType<typeof parse>["values"];
+  function parse(args: string[]) {
+    return parseArgs({
+      args,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        config: { type: "string", short: "c" },
+        "admin-key": { type: "string", short: "a" },
+        "no-auth": { type: "boolean" },
+        port: { type: "string", short: "p" },
+        listen: { type: "string", short: "l", multiple: true },
+        http: { type: "string" },
+        interval: { type: "string", short: "i" },
+        concurrency: { type: "string" },
+        "connect-timeout": { type: "string" },
+        "read-timeout": { type: "string" },
+        "hold-file": { type: "string" },
+        "ctl-noauth": { type: "boolean" },
+        debug: { type: "boolean", short: "d" },
+        "debug-client": { type: "boolean", short: "D" },
+        help: { type: "boolean", short: "h" },
+      },
+    });
+  }
+  const usage = (msg: string) => {
+    io.stderr.write(`statfs: ${msg}\n${STATFS_USAGE.split("\n")[0]}\n(statfs --help for the options)\n`);
+    return EXIT_USAGE;
+  };
+  try {
+    values = parse(argv).values;
+  } catch (err) {
+    return usage((err as Error).message);
+  }
+  if (values.help) {
+    io.stdout.write(STATFS_USAGE);
+    return EXIT_OK;
+  }
+  const overrides: Partial<PollSettings> = {};
+  try {
+    if (values.interval !== undefined) overrides.intervalMs = positiveDuration(values.interval, "--interval");
+    if (values["connect-timeout"] !== undefined) {
+      overrides.connectTimeoutMs = positiveDuration(values["connect-timeout"], "--connect-timeout");
+    }
+    if (values["read-timeout"] !== undefined)
+      overrides.readTimeoutMs = positiveDuration(values["read-timeout"], "--read-timeout");
+    if (values.concurrency !== undefined) {
+      if (!/^\d+$/.test(values.concurrency) || Number(values.concurrency) < 1)
+        throw new Error("--concurrency: expected a positive integer");
+      overrides.concurrency = Number(values.concurrency);
+    }
+  } catch (err) {
+    return usage((err as Error).message);
+  }
+  let listen: string[] | undefined = values.listen;
+  if (values.port !== undefined) {
+    if (!/^\d{1,5}$/.test(values.port) || Number(values.port) > 65535)
+      return usage(`bad port "${values.port}"`);
+    if (listen) return usage("use either --port or --listen");
+    listen = [`tcp!0.0.0.0!${values.port}`];
+  }
+  if (values["no-auth"] && values["admin-key"]) return usage("--no-auth and --admin-key exclude each other");
+  const log = (line: string) => io.stderr.write(`statfs: ${line}\n`);
+
+  let key: Awaited<ReturnType<typeof loadPrivateKey>> | undefined;
+  if (!values["no-auth"]) {
+    const path = values["admin-key"] ?? "/etc/xcpu/admin_key";
+    try {
+      key = await loadPrivateKey(path);
+    } catch (err) {
+      log(
+        `${(err as Error).message}${err instanceof KeyError && !values["admin-key"] ? " (use -a FILE, or --no-auth for nodes without authentication)" : ""}`,
+      );
+      return EXIT_FAIL;
+    }
+  }
+
+  let statfs: Statfs;
+  try {
+    statfs = await startStatfs({
+      configFile: values.config ?? "/etc/xcpu/statfs.conf",
+      adminKey: key,
+      listen,
+      http: values.http === "off" ? null : values.http,
+      pollOverrides: overrides,
+      ctlWithoutAuth: values["ctl-noauth"],
+      holdFile: values["hold-file"],
+      log,
+      traceServer: values.debug ? (l) => io.stderr.write(`9p ${l}\n`) : undefined,
+      traceClient: values["debug-client"] ? (node, l) => io.stderr.write(`${node} ${l}\n`) : undefined,
+    });
+  } catch (err) {
+    if (err instanceof ConfigError) log(`configuration rejected:\n${err.message}`);
+    else log((err as Error).message);
+    return EXIT_FAIL;
+  }
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = async () => {
+      if (stopping) return;
+      stopping = true;
+      cleanup();
+      await statfs.close();
+      log("stopped");
+      resolve(EXIT_OK);
+    };
+    const hup = () => {
+      statfs.reload().catch((err) => {
+        log(`reload rejected, keeping the running configuration:\n${(err as Error).message}`);
+      });
+    };
+    const handle = io.handleSignals !== false;
+    const cleanup = () => {
+      if (handle) {
+        process.off("SIGHUP", hup);
+        process.off("SIGTERM", stop);
+        process.off("SIGINT", stop);
+      }
+      io.signal?.removeEventListener("abort", stop);
+    };
+    if (handle) {
+      process.on("SIGHUP", hup);
+      process.on("SIGTERM", stop);
+      process.on("SIGINT", stop);
+    }
+    if (io.signal?.aborted) void stop();
+    io.signal?.addEventListener("abort", stop);
+  });
+}
+
+function positiveDuration(text: string, flag: string): number {
+  let ms: number;
+  try {
+    ms = parseDuration(text);
+  } catch (err) {
+    throw new Error(`${flag}: ${(err as Error).message}`);
+  }
+  if (ms <= 0) throw new Error(`${flag}: must be greater than zero`);
+  return ms;
+}

@@ -1,0 +1,200 @@
+// Puts statfs together: configuration, the poll engine, the 9P server, the HTTP server, reload,
+// and the optional hold file that keeps admin holds across restarts.
+
+import type { KeyObject } from "node:crypto";
+import { readFile, rename, writeFile } from "node:fs/promises";
+import { type Address, formatAddress, parseAddress } from "@clustermatic/ninep/client";
+import { Server } from "@clustermatic/ninep/server";
+import { adminUid } from "./auth.js";
+import { type Config, loadConfig, type PollSettings } from "./config.js";
+import { statfsBackend } from "./fs.js";
+import { type HttpServer, startHttp } from "./http.js";
+import { type Connector, Monitor } from "./monitor.js";
+import type { Exposition } from "./prom.js";
+import { XcpufsConnector } from "./xcpufs-session.js";
+
+/** Default 9P port of statfs (the original's STAT_PORT). */
+export const STATFS_PORT = 20003;
+/** Default HTTP listen address. */
+export const DEFAULT_HTTP = "127.0.0.1:20080";
+
+export interface StatfsOptions {
+  /** Configuration file (statfs.conf, .yaml/.yml or .json). */
+  configFile: string;
+  /** Admin private key used to log in to nodes and to check ctl writers. */
+  adminKey?: KeyObject;
+  /** 9P listen addresses (dial strings). Default: tcp!0.0.0.0!20003. */
+  listen?: string[];
+  /** HTTP listen address `host:port`, or null for none. Default 127.0.0.1:20080. */
+  http?: string | null;
+  /** Settings from the command line; the file's own poll settings win over these. */
+  pollOverrides?: Partial<PollSettings>;
+  /** Let unauthenticated 9P clients write ctl files. */
+  ctlWithoutAuth?: boolean;
+  /** JSON file where admin holds are saved and restored. */
+  holdFile?: string;
+  /** Replace the xcpufs connector (benchmarks). */
+  connector?: Connector;
+  /** Diagnostics (one line each). */
+  log?: (line: string) => void;
+  /** 9P server trace and node client trace. */
+  traceServer?: (line: string) => void;
+  traceClient?: (node: string, line: string) => void;
+}
+
+export interface Statfs {
+  monitor: Monitor;
+  /** Bound 9P addresses as dial strings. */
+  addresses: string[];
+  http: HttpServer | undefined;
+  /** Re-reads the configuration; on error the old one stays and the error is thrown. */
+  reload(): Promise<Config>;
+  close(): Promise<void>;
+}
+
+function applyOverrides(config: Config, o: Partial<PollSettings> | undefined): Config {
+  if (!o) return config;
+  const poll = { ...config.poll };
+  for (const [k, v] of Object.entries(o) as [keyof PollSettings, never][]) {
+    if (v !== undefined && !config.pollSet.has(k)) poll[k] = v;
+  }
+  // Derived defaults follow an interval given on the command line.
+  if (o.intervalMs !== undefined && !config.pollSet.has("intervalMs")) {
+    if (o.backoffMaxMs === undefined && !config.pollSet.has("backoffMaxMs"))
+      poll.backoffMaxMs = poll.intervalMs;
+    if (o.connectTimeoutMs === undefined && !config.pollSet.has("connectTimeoutMs")) {
+      poll.connectTimeoutMs = Math.min(poll.connectTimeoutMs, poll.intervalMs);
+    }
+    if (o.readTimeoutMs === undefined && !config.pollSet.has("readTimeoutMs")) {
+      poll.readTimeoutMs = Math.min(poll.readTimeoutMs, poll.intervalMs);
+    }
+    if (o.backoffInitialMs === undefined && !config.pollSet.has("backoffInitialMs")) {
+      poll.backoffInitialMs = Math.min(poll.backoffInitialMs, poll.intervalMs);
+    }
+  }
+  return { ...config, poll };
+}
+
+function splitHostPort(text: string): { host: string; port: number } {
+  const a: Address = parseAddress(text, 0);
+  if (a.network !== "tcp") throw new Error(`HTTP needs a TCP address, got "${text}"`);
+  return { host: a.host, port: a.port };
+}
+
+/** Starts statfs. Rejects (and leaves nothing running) when the config, key or a listen fails. */
+export async function startStatfs(opts: StatfsOptions): Promise<Statfs> {
+  const log = opts.log ?? (() => {});
+  let config = applyOverrides(await loadConfig(opts.configFile), opts.pollOverrides);
+  const uid = await adminUid();
+  const connector: Connector =
+    opts.connector ??
+    new XcpufsConnector(
+      { key: opts.adminKey, uid, trace: opts.traceClient },
+      (): boolean => monitor.poll.procs,
+    );
+  const monitor: Monitor = new Monitor(config, { connector });
+
+  if (opts.holdFile) {
+    try {
+      const saved = JSON.parse(await readFile(opts.holdFile, "utf8")) as { holds?: Record<string, string> };
+      for (const [name, reason] of Object.entries(saved.holds ?? {})) {
+        if (monitor.node(name)) monitor.setHold(name, reason);
+      }
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT")
+        log(`cannot read hold file ${opts.holdFile}: ${(err as Error).message}`);
+    }
+    let saving = Promise.resolve();
+    monitor.on("change", () => {
+      const holds: Record<string, string> = {};
+      for (const n of monitor.nodes()) if (n.hold !== undefined) holds[n.config.name] = n.hold;
+      const text = `${JSON.stringify({ holds }, null, 1)}\n`;
+      const file = opts.holdFile!;
+      saving = saving.then(async () => {
+        try {
+          await writeFile(`${file}.tmp`, text);
+          await rename(`${file}.tmp`, file);
+        } catch (err) {
+          log(`cannot write hold file ${file}: ${(err as Error).message}`);
+        }
+      });
+    });
+  }
+
+  let lastReloadOk = 1;
+  let reloadFailures = 0;
+  const extraMetrics = (e: Exposition) => {
+    e.family("statfs_config_reloads_total", "counter", "Configuration reloads that took effect.");
+    e.sample(undefined, monitor.reloads);
+    e.family("statfs_config_reload_failures_total", "counter", "Configuration reloads rejected.");
+    e.sample(undefined, reloadFailures);
+    e.family("statfs_config_last_reload_successful", "gauge", "1 if the last reload attempt succeeded.");
+    e.sample(undefined, lastReloadOk);
+  };
+
+  const server = new Server({
+    backend: statfsBackend(monitor, { adminKey: opts.adminKey, ctlWithoutAuth: opts.ctlWithoutAuth }),
+    name: "statfs",
+    trace: opts.traceServer,
+    maxMsize: 65536 + 24,
+  });
+  let http: HttpServer | undefined;
+  const addresses: string[] = [];
+  try {
+    for (const a of opts.listen ?? [`tcp!0.0.0.0!${STATFS_PORT}`]) {
+      addresses.push(formatAddress(await server.listen(parseAddress(a, STATFS_PORT))));
+    }
+    const httpAddr = opts.http === undefined ? DEFAULT_HTTP : opts.http;
+    if (httpAddr !== null) http = await startHttp(monitor, { ...splitHostPort(httpAddr), extraMetrics });
+  } catch (err) {
+    await server.close(0);
+    await http?.close();
+    throw err;
+  }
+  monitor.start();
+  log(
+    `serving ${config.nodes.length} nodes on ${addresses.join(", ")}${http ? ` and http://${hostPort(http)}` : ""}, polling every ${config.poll.intervalMs / 1000} s`,
+  );
+
+  let reloading: Promise<Config> | undefined;
+  const reload = async (): Promise<Config> => {
+    // One reload at a time; a SIGHUP during a reload waits for it and reloads again.
+    while (reloading) await reloading.catch(() => {});
+    reloading = (async () => {
+      try {
+        const next = applyOverrides(await loadConfig(opts.configFile), opts.pollOverrides);
+        monitor.reload(next);
+        config = next;
+        lastReloadOk = 1;
+        log(`reloaded ${opts.configFile}: ${next.nodes.length} nodes`);
+        return next;
+      } catch (err) {
+        lastReloadOk = 0;
+        reloadFailures++;
+        throw err;
+      }
+    })();
+    try {
+      return await reloading;
+    } finally {
+      reloading = undefined;
+    }
+  };
+
+  return {
+    monitor,
+    addresses,
+    http,
+    reload,
+    close: async () => {
+      await monitor.stop();
+      await http?.close();
+      await server.close(500);
+    },
+  };
+}
+
+function hostPort(h: HttpServer): string {
+  const a = h.address;
+  return a.family === "IPv6" ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
+}

@@ -1,0 +1,276 @@
+// Talks to one xcpufs node the way statfs needs: connect with a deadline, authenticate as the admin
+// user, read `arch` once, and on every poll read `state`, count the session directories in the
+// root and, when the node offers them, read load/memory/uptime and the process table.
+//
+// Works against an original xcpufs (arch, state, clone, procs only) and uses our xcpufs' `sysinfo`
+// file when the root directory lists it.
+
+import type { KeyObject } from "node:crypto";
+import net from "node:net";
+import { Client, type Fid } from "@clustermatic/ninep/client";
+import { OREAD, OTRUNC, OWRITE } from "@clustermatic/ninep/codec";
+import { TimeoutError } from "@clustermatic/ninep/errors";
+import { ADMIN_UID_DEFAULT, ADMIN_USER, signChallenge } from "./auth.js";
+import type { NodeConfig } from "./config.js";
+import type { ConnectOptions, Connector, NodeSession, PollResult } from "./monitor.js";
+import { FIELD_MAX } from "./table.js";
+
+export interface XcpufsConnectorOptions {
+  /** Admin private key; without one statfs attaches without authentication (xcpufs --no-auth). */
+  key?: KeyObject;
+  uname?: string;
+  uid?: number;
+  /** 9P msize offered (the original statfs uses 8216). */
+  msize?: number;
+  /** Called with one line per 9P message (debugging). */
+  trace?: (node: string, line: string) => void;
+}
+
+/** Names in a node's root that are session directories. */
+const SESSION_RE = /^\d+$/;
+/** Our xcpufs' extension file with load, memory and uptime. */
+export const SYSINFO_FILE = "sysinfo";
+
+function dialTcp(host: string, port: number, timeoutMs: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect({ host, port });
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(new TimeoutError(`connect to ${host}!${port} timed out after ${timeoutMs} ms`));
+    }, timeoutMs);
+    sock.once("connect", () => {
+      clearTimeout(timer);
+      sock.off("error", onError);
+      sock.setNoDelay(true);
+      resolve(sock);
+    });
+    const onError = (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      sock.destroy();
+      reject(
+        new Error(`${err.code === "ECONNREFUSED" ? "connection refused" : err.message}: ${host}!${port}`),
+      );
+    };
+    sock.once("error", onError);
+  });
+}
+
+/** Races `p` against a deadline; on expiry runs `onTimeout` (which should tear the connection down). */
+async function deadline<T>(p: Promise<T>, ms: number, what: string, onTimeout: () => void): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const t = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      onTimeout();
+      reject(new TimeoutError(`${what} timed out after ${ms} ms`));
+    }, ms);
+  });
+  try {
+    return await Promise.race([p, t]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Reads a whole (small) file through an open fid, up to `max` bytes. */
+async function readAll(fid: Fid, max: number): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  let total = 0;
+  while (total < max) {
+    const chunk = await fid.read(total, Math.min(fid.iounit, max - total));
+    if (chunk.length === 0) break;
+    parts.push(Buffer.from(chunk));
+    total += chunk.length;
+  }
+  return Buffer.concat(parts);
+}
+
+async function readFile(root: Fid, name: string, max: number): Promise<Buffer> {
+  const f = await root.walk([name]);
+  try {
+    await f.open(OREAD);
+    return await readAll(f, max);
+  } finally {
+    await f.clunk();
+  }
+}
+
+/** Parses the `sysinfo` extension: `key value…` lines (load, mem, uptime). Unknown keys are ignored. */
+export function parseSysinfo(text: string): Partial<PollResult> {
+  const out: Partial<PollResult> = {};
+  for (const line of text.split("\n")) {
+    const [key, ...vals] = line.trim().split(/\s+/);
+    const nums = vals.map(Number);
+    if (key === "load" && nums.length >= 3 && nums.slice(0, 3).every(Number.isFinite)) {
+      out.load = [nums[0]!, nums[1]!, nums[2]!];
+    } else if ((key === "memtotal" || key === "mem_total") && Number.isFinite(nums[0])) {
+      out.memTotalBytes = nums[0];
+    } else if (
+      (key === "memavail" || key === "mem_available" || key === "memavailable") &&
+      Number.isFinite(nums[0])
+    ) {
+      out.memAvailableBytes = nums[0];
+    } else if (key === "uptime" && Number.isFinite(nums[0])) {
+      out.uptimeSeconds = nums[0];
+    }
+  }
+  return out;
+}
+
+/** Counts processes and distinct job ids in a `procs` table (8.4 format: last field is xcpujid). */
+export function countJobs(procs: string): { processes: number; jobs: number } {
+  const jobs = new Set<string>();
+  let processes = 0;
+  const lines = procs.split("\n");
+  for (let i = 1; i < lines.length; i++) {
+    const line = lines[i]!.trim();
+    if (!line.startsWith("(")) continue;
+    processes++;
+    const m = /\s(\S+)\s\)\s*$/.exec(line);
+    const jid = m?.[1];
+    if (jid && jid !== "''" && jid.includes("/")) jobs.add(jid.slice(0, jid.indexOf("/")));
+  }
+  return { processes, jobs: jobs.size };
+}
+
+class XcpufsSession implements NodeSession {
+  readonly arch: Uint8Array;
+  private closeCbs: ((err?: Error) => void)[] = [];
+  private closed = false;
+  private hasSysinfo: boolean | undefined;
+
+  constructor(
+    private readonly client: Client,
+    private readonly socket: net.Socket,
+    private readonly root: Fid,
+    arch: Uint8Array,
+    private readonly readTimeoutMs: number,
+    private readonly procs: () => boolean,
+  ) {
+    this.arch = arch;
+    socket.once("close", () => this.fireClose());
+  }
+
+  private fireClose(err?: Error): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const cb of this.closeCbs.splice(0)) cb(err);
+  }
+
+  onClose(cb: (err?: Error) => void): void {
+    if (this.closed) cb();
+    else this.closeCbs.push(cb);
+  }
+
+  close(): void {
+    this.client.destroy();
+    this.socket.destroy();
+    this.fireClose();
+  }
+
+  async poll(): Promise<PollResult> {
+    return deadline(this.pollInner(), this.readTimeoutMs, `poll of ${this.client.label}`, () => this.close());
+  }
+
+  private async pollInner(): Promise<PollResult> {
+    const [state, entries] = await Promise.all([readFile(this.root, "state", 128), this.root.readdir()]);
+    let sessions = 0;
+    let sysinfo = false;
+    let procs = false;
+    for (const e of entries) {
+      if (SESSION_RE.test(e.name)) sessions++;
+      else if (e.name === SYSINFO_FILE) sysinfo = true;
+      else if (e.name === "procs") procs = true;
+    }
+    this.hasSysinfo = sysinfo;
+    const result: PollResult = { state, sessions };
+    const extra: Promise<void>[] = [];
+    if (this.hasSysinfo) {
+      extra.push(
+        readFile(this.root, SYSINFO_FILE, 4096).then(
+          (b) => void Object.assign(result, parseSysinfo(b.toString())),
+        ),
+      );
+    }
+    if (procs && this.procs()) {
+      extra.push(
+        readFile(this.root, "procs", 16 << 20).then(
+          (b) => void Object.assign(result, countJobs(b.toString())),
+        ),
+      );
+    }
+    await Promise.all(extra);
+    return result;
+  }
+
+  async writeState(text: string): Promise<void> {
+    const f = await this.root.walk(["state"]);
+    try {
+      await f.open(OWRITE | OTRUNC);
+      if (text.length) await f.write(0, text);
+    } finally {
+      await f.clunk();
+    }
+  }
+}
+
+/** Opens admin sessions to xcpufs nodes. */
+export class XcpufsConnector implements Connector {
+  constructor(
+    private readonly opts: XcpufsConnectorOptions = {},
+    private readonly procs: () => boolean = () => false,
+  ) {}
+
+  async connect(node: NodeConfig, t: ConnectOptions): Promise<NodeSession> {
+    const socket = await dialTcp(node.host, node.port, t.connectTimeoutMs);
+    let client: Client | undefined;
+    const setup = async (): Promise<NodeSession> => {
+      client = await Client.connect(socket, {
+        msize: this.opts.msize ?? 8216,
+        version: "9P2000.u",
+        connectTimeoutMs: t.readTimeoutMs,
+        timeoutMs: t.readTimeoutMs,
+        label: node.address,
+        trace: this.opts.trace ? (line) => this.opts.trace!(node.name, line) : undefined,
+      });
+      const uname = this.opts.uname ?? ADMIN_USER;
+      const n_uname = this.opts.uid ?? ADMIN_UID_DEFAULT;
+      let root: Fid;
+      if (this.opts.key) {
+        const afid = await client.auth(uname, "", { n_uname });
+        if (afid) {
+          const challenge = await readChallenge(afid);
+          if (challenge.length === 0) throw new Error("authentication failed: empty challenge");
+          await afid.write(signChallenge(challenge, this.opts.key));
+          root = await client.attach(uname, "", { afid, n_uname });
+          afid.clunk().catch(() => {});
+        } else root = await client.attach(uname, "", { n_uname });
+      } else {
+        root = await client.attach(uname, "", { n_uname });
+      }
+      const arch = await readFile(root, "arch", FIELD_MAX);
+      return new XcpufsSession(client, socket, root, arch, t.readTimeoutMs, this.procs);
+    };
+    try {
+      return await deadline(setup(), t.connectTimeoutMs + t.readTimeoutMs, `login to ${node.address}`, () => {
+        client?.destroy();
+        socket.destroy();
+      });
+    } catch (err) {
+      client?.destroy();
+      socket.destroy();
+      throw err;
+    }
+  }
+}
+
+async function readChallenge(afid: { read(n: number): Promise<Buffer> }): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  let total = 0;
+  while (total < 4096) {
+    const b = await afid.read(4096 - total);
+    if (b.length === 0) break;
+    parts.push(Buffer.from(b));
+    total += b.length;
+  }
+  return Buffer.concat(parts);
+}
