@@ -162,7 +162,9 @@ export class Client {
 
   private constructor(stream: Duplex, label: string, opts: ClientOptions) {
     this.msize = opts.msize ?? DEFAULT_CLIENT_MSIZE;
-    this.dialect = opts.version ?? Dialect.P2000u;
+    // Until Rversion, decode in the dialect asked for (Tversion itself is the same in all three).
+    const asked = opts.version ?? Dialect.P2000u;
+    this.dialect = (Object.values(Dialect) as string[]).includes(asked) ? asked : Dialect.P2000;
     this.label = label;
     this.#trace = opts.trace;
     this.#defaultTimeout = opts.timeoutMs ?? 0;
@@ -210,7 +212,7 @@ export class Client {
     }
     const client = new Client(stream, label, opts);
     try {
-      await client.#negotiate(msize, client.dialect, connectTimeoutMs, opts.signal);
+      await client.#negotiate(msize, opts.version ?? Dialect.P2000u, connectTimeoutMs, opts.signal);
     } catch (err) {
       client.destroy();
       throw err;

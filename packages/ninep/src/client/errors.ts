@@ -23,8 +23,11 @@ export class WalkError extends RemoteError {
     super(ename, errno);
     this.walked = walked;
     this.names = names;
-    const missing = names[walked] ?? "";
-    this.message = `${names.join("/")}: ${ename}${missing ? ` (at "${missing}")` : ""}`;
+    const missing = names[walked];
+    this.message =
+      names.length > 1 && missing !== undefined
+        ? `${ename} (walked ${walked} of ${names.length} names, stopped at "${missing}")`
+        : ename;
   }
 }
 
