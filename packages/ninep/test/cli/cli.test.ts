@@ -1,0 +1,156 @@
+// The ninep CLI through main(argv, io): real server, captured output, exit statuses.
+
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Readable, Writable } from "node:stream";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type CliIO, main } from "../../src/cli/main.js";
+
+class Capture extends Writable {
+  chunks: Buffer[] = [];
+  override _write(chunk: Buffer, _enc: string, cb: () => void): void {
+    this.chunks.push(Buffer.from(chunk));
+    cb();
+  }
+  get text(): string {
+    return Buffer.concat(this.chunks).toString();
+  }
+}
+
+async function run(
+  argv: string[],
+  stdin = "",
+): Promise<{ status: number; out: string; err: string; raw: Buffer }> {
+  const stdout = new Capture();
+  const stderr = new Capture();
+  const io: CliIO = { stdout, stderr, stdin: Readable.from([Buffer.from(stdin)]), env: { USER: "root" } };
+  const status = await main(argv, io);
+  return { status, out: stdout.text, err: stderr.text, raw: Buffer.concat(stdout.chunks) };
+}
+
+describe("ninep CLI", () => {
+  let dir: string;
+  let addr: string;
+  const stop = new AbortController();
+  let serving: Promise<number>;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "ninep-cli-"));
+    await writeFile(join(dir, "hello.txt"), "hello\n");
+    const out = new Capture();
+    const err = new Capture();
+    serving = main(["serve", dir, "--listen", "tcp!127.0.0.1!0"], {
+      stdout: out,
+      stderr: err,
+      stdin: Readable.from([]),
+      env: {},
+      signal: stop.signal,
+    });
+    for (let i = 0; i < 200 && !out.text.includes("serving"); i++)
+      await new Promise((r) => setTimeout(r, 10));
+    const m = /on (tcp!127\.0\.0\.1!\d+)/.exec(out.text);
+    if (!m) throw new Error(`serve did not start: ${out.text} ${err.text}`);
+    addr = m[1] as string;
+  });
+
+  afterAll(async () => {
+    stop.abort();
+    expect(await serving).toBe(0);
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  for (const version of ["9P2000", "9P2000.u", "9P2000.L"]) {
+    it(`write, cat, ls, stat, mkdir and rm in ${version}`, async () => {
+      const v = ["--version", version];
+      const w = await run(["write", addr, `/w-${version}.txt`, ...v], "some data\n");
+      expect(w.err).toBe("");
+      expect(w.status).toBe(0);
+      expect(await readFile(join(dir, `w-${version}.txt`), "utf8")).toBe("some data\n");
+      const cat = await run(["cat", addr, `/w-${version}.txt`, ...v, "--msize", "4096"]);
+      expect(cat).toMatchObject({ status: 0, out: "some data\n" });
+      expect((await run(["mkdir", addr, `sub-${version}`, ...v])).status).toBe(0);
+      const ls = await run(["ls", addr, "/", ...v]);
+      expect(ls.status).toBe(0);
+      expect(ls.out.split("\n")).toEqual(
+        expect.arrayContaining(["hello.txt", `sub-${version}/`, `w-${version}.txt`]),
+      );
+      const ll = await run(["ls", "-l", addr, "/hello.txt", ...v]);
+      expect(ll.out).toMatch(/^-rw-r--r-- .* 6 .* hello\.txt\n$/);
+      const st = await run(["stat", addr, "hello.txt", ...v]);
+      expect(st.out).toMatch(/^name +hello\.txt$/m);
+      expect(st.out).toMatch(/^length +6$/m);
+      expect((await run(["rm", addr, `sub-${version}`, ...v])).status).toBe(0);
+      expect((await run(["rm", addr, `w-${version}.txt`, ...v])).status).toBe(0);
+    });
+  }
+
+  it("cat of a large file streams every byte", async () => {
+    const big = Buffer.alloc(300_000, 7);
+    big.write("start");
+    await writeFile(join(dir, "big"), big);
+    const r = await run(["cat", addr, "big", "--msize", "8216"]);
+    expect(r.status).toBe(0);
+    expect(r.raw.equals(big)).toBe(true);
+  });
+
+  it("names the address and the path when a file is missing (exit 1)", async () => {
+    const r = await run(["cat", addr, "/nope"]);
+    expect(r.status).toBe(1);
+    expect(r.err).toBe(`ninep cat ${addr} /nope: file not found\n`);
+  });
+
+  it("names the address when the connection is refused (exit 1)", async () => {
+    const r = await run(["ls", "127.0.0.1:1", "/"]);
+    expect(r.status).toBe(1);
+    expect(r.err).toMatch(/^ninep ls 127\.0\.0\.1:1 \/: cannot connect to tcp!127\.0\.0\.1!1: ECONNREFUSED/);
+  });
+
+  it("usage errors exit 2 and print usage", async () => {
+    for (const argv of [
+      [],
+      ["frob"],
+      ["cat", addr],
+      ["cat", addr, "/x", "--bogus"],
+      ["cat", addr, "/x", "--msize", "big"],
+      ["cat", addr, "/x", "--version", "9P1999"],
+      ["serve", dir],
+    ]) {
+      const r = await run(argv);
+      expect(r.status, argv.join(" ")).toBe(2);
+      expect(r.err, argv.join(" ")).toMatch(/usage: ninep/);
+    }
+    expect((await run(["cat", "host:99999", "/x"])).status).toBe(1);
+  });
+
+  it("--help prints usage for every verb and exits 0", async () => {
+    for (const verb of ["serve", "ls", "cat", "write", "stat", "rm", "mkdir"]) {
+      const r = await run([verb, "--help"]);
+      expect(r.status).toBe(0);
+      expect(r.out).toContain(`usage: ninep ${verb}`);
+    }
+    expect((await run(["--help"])).status).toBe(0);
+  });
+
+  it("serve --ro refuses writes", async () => {
+    const out = new Capture();
+    const ac = new AbortController();
+    const p = main(["serve", dir, "--ro", "--listen", "127.0.0.1:0"], {
+      stdout: out,
+      stderr: new Capture(),
+      stdin: Readable.from([]),
+      env: {},
+      signal: ac.signal,
+    });
+    for (let i = 0; i < 200 && !out.text.includes("serving"); i++)
+      await new Promise((r) => setTimeout(r, 10));
+    const ro = /on (tcp!127\.0\.0\.1!\d+)/.exec(out.text)?.[1] as string;
+    expect(out.text).toContain("(read-only)");
+    const w = await run(["write", ro, "/x.txt"], "nope");
+    expect(w.status).toBe(1);
+    expect(w.err).toMatch(/read-only file system|permission denied/);
+    expect((await run(["cat", ro, "hello.txt"])).out).toBe("hello\n");
+    ac.abort();
+    expect(await p).toBe(0);
+  });
+});
