@@ -140,6 +140,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
       let bad = 0;
       try {
         const procs = await node.procs();
+        const signalledSessions = new Set<string>();
         for (const id of ids) {
           const hit = procs.filter((p) => matches(p, id, !!v.m));
           if (hit.length === 0) {
@@ -157,6 +158,8 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
                 bad++;
                 continue;
               }
+              if (signalledSessions.has(p.sid)) continue;
+              signalledSessions.add(p.sid);
               try {
                 await node.writeFile(`${p.sid}/ctl`, `signal ${sig}\n`);
               } catch (err2) {

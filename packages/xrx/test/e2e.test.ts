@@ -1,0 +1,182 @@
+// End to end: the xrx CLI (its main(), in this process) against real xcpufs servers on loopback.
+import { execFileSync } from "node:child_process";
+import { chmodSync, existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { main as xrx } from "../src/cli/xrx.js";
+import {
+  cleanupAll,
+  runCli,
+  startChildNode,
+  startCluster,
+  type TestNode,
+  tempDir,
+  until,
+} from "./harness.js";
+
+afterAll(cleanupAll);
+
+const sessionsLeft = (nodes: TestNode[]) => nodes.reduce((n, x) => n + readdirSync(x.tmp).length, 0);
+
+describe("xrx on 1, 4 and 16 nodes", () => {
+  let one: { nodes: TestNode[]; list: string };
+  let four: { nodes: TestNode[]; list: string };
+  let sixteen: { nodes: TestNode[]; list: string };
+  beforeAll(async () => {
+    one = await startCluster(1);
+    four = await startCluster(4);
+    sixteen = await startCluster(16);
+  });
+
+  it("runs a dynamically linked program staged with its libraries on 1 node", async () => {
+    const r = await runCli(xrx, ["--no-key", one.list, "echo", "hello", "world"]);
+    expect(r.stderr).toBe("");
+    expect(r.stdout).toBe("hello world\n");
+    expect(r.code).toBe(0);
+    await until(() => sessionsLeft(one.nodes) === 0, 5000, "session cleanup");
+  });
+
+  it("runs on 4 and 16 nodes with -p prefixes, one line per node", async () => {
+    for (const c of [four, sixteen]) {
+      const r = await runCli(xrx, ["--no-key", "-p", c.list, "sh", "-c", "echo $XCPUID"]);
+      expect(r.code).toBe(0);
+      const lines = r.stdout.trim().split("\n").sort();
+      expect(lines).toHaveLength(c.nodes.length);
+      const expected = c.nodes.map((n, i) => `${n.spec}: /${i + 1}`).sort();
+      expect(lines).toEqual(expected);
+    }
+  });
+
+  it("sends stdin to every node and closes it at the end", async () => {
+    const r = await runCli(xrx, ["--no-key", "-p", four.list, "wc", "-c"], { stdin: "x".repeat(100_000) });
+    expect(r.code).toBe(0);
+    expect(
+      r.stdout
+        .trim()
+        .split("\n")
+        .map((l) => l.split(": ")[1]),
+    ).toEqual(["100000", "100000", "100000", "100000"]);
+  });
+
+  it("-L keeps lines whole when nodes write partial lines concurrently", async () => {
+    const script = "for i in 1 2 3 4 5 6 7 8 9 10; do printf 'part-a-'; sleep 0.01; printf 'part-b\\n'; done";
+    const r = await runCli(xrx, ["--no-key", "-L", four.list, "sh", "-c", script]);
+    expect(r.code).toBe(0);
+    const lines = r.stdout.split("\n").filter(Boolean);
+    expect(lines).toHaveLength(40);
+    for (const l of lines) expect(l).toBe("part-a-part-b");
+  });
+
+  it("exits with the program's status when nodes agree, non-zero with a summary when not", async () => {
+    const same = await runCli(xrx, ["--no-key", four.list, "sh", "-c", "exit 3"]);
+    expect(same.code).toBe(3);
+    const mixed = await runCli(xrx, [
+      "--no-key",
+      four.list,
+      "sh",
+      "-c",
+      'test "$XCPUID" = /2 && exit 5; exit 0',
+    ]);
+    expect(mixed.code).toBe(5);
+    expect(mixed.stderr).toContain(`${four.nodes[1]!.spec}: exit 5`);
+    expect(mixed.stderr).toContain("3 of 4 nodes exited 0");
+    const sig = await runCli(xrx, ["--no-key", one.list, "sh", "-c", "kill -9 $$"]);
+    expect(sig.code).toBe(137);
+    expect(sig.stderr).toContain("killed by signal 9");
+  });
+
+  it("passes -j, -c and XCPUENV", async () => {
+    const dir = tempDir("xrx-cwd-");
+    const r = await runCli(
+      xrx,
+      ["--no-key", "-j", "myjob", "-c", dir, one.list, "sh", "-c", 'echo "$XCPUID $(pwd) $A $B"'],
+      {
+        env: { XCPUENV: "A=1\\n'B=two words'" },
+      },
+    );
+    expect(r.stdout).toBe(`myjob/1 ${dir} 1 two words\n`);
+  });
+
+  it("stages a whole directory with -e", async () => {
+    const d = tempDir("xrx-edir-");
+    mkdirSync(join(d, "app/data"), { recursive: true });
+    writeFileSync(join(d, "app/run.sh"), '#!/bin/sh\ncat "$XCPUPATH/data/msg" && echo "args: $*"\n');
+    chmodSync(join(d, "app/run.sh"), 0o755);
+    writeFileSync(join(d, "app/data/msg"), "from the directory\n");
+    const r = await runCli(xrx, ["--no-key", "-e", "run.sh", four.list, join(d, "app"), "a", "b"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe("from the directory\nargs: a b\n".repeat(4));
+  });
+
+  it("runs a program that is already on the nodes with -l", async () => {
+    const r = await runCli(xrx, ["--no-key", "-l", one.list, "/bin/sh", "-c", "echo $0"]);
+    expect(r.stdout).toBe("/bin/sh\n");
+  });
+
+  it("copies a library the node cannot find by itself, and fails without it under -S", async (ctx) => {
+    if (!existsSync("/usr/bin/gcc")) {
+      ctx.skip();
+      console.log("skipped: gcc is not installed (needed to build a test library)");
+      return;
+    }
+    const d = tempDir("xrx-lib-");
+    mkdirSync(join(d, "lib"));
+    writeFileSync(join(d, "greet.c"), 'const char *greet(void) { return "hello from a staged library"; }\n');
+    writeFileSync(
+      join(d, "main.c"),
+      "#include <stdio.h>\nconst char *greet(void);\nint main(void) { puts(greet()); return 0; }\n",
+    );
+    execFileSync("gcc", ["-shared", "-fPIC", "-o", join(d, "lib/libxrxgreet.so"), join(d, "greet.c")]);
+    execFileSync("gcc", ["-o", join(d, "greet"), join(d, "main.c"), `-L${join(d, "lib")}`, "-lxrxgreet"]);
+    const env = { XCPU_LD_LIBRARY_PATH: join(d, "lib") };
+    const r = await runCli(xrx, ["--no-key", four.list, join(d, "greet")], { env });
+    expect(r.stderr).toBe("");
+    expect(r.stdout).toBe("hello from a staged library\n".repeat(4));
+    const s = await runCli(xrx, ["--no-key", "-S", one.list, join(d, "greet")], { env });
+    expect(s.code).not.toBe(0);
+    expect(s.stderr).toMatch(/libxrxgreet/);
+  });
+
+  it("tree spawn over 16 nodes, 50 times, never loses a node", async () => {
+    const d = tempDir("xrx-tree-");
+    mkdirSync(join(d, "tree/sub"), { recursive: true });
+    writeFileSync(join(d, "tree/sub/payload"), Buffer.alloc(64 * 1024, 7));
+    writeFileSync(
+      join(d, "tree/run"),
+      '#!/bin/sh\ntest "$(wc -c < sub/payload)" -eq 65536 && echo "ok $XCPUID"\n',
+    );
+    chmodSync(join(d, "tree/run"), 0o755);
+    const prog = join(d, "tree");
+    for (let i = 0; i < 50; i++) {
+      const width = i % 2 === 0 ? "4" : ".";
+      const r = await runCli(xrx, ["--no-key", "-n", width, "-e", "run", "-j", `t${i}`, sixteen.list, prog]);
+      const lines = r.stdout.trim().split("\n").sort();
+      expect(r.stderr).toBe("");
+      expect(r.code).toBe(0);
+      expect(lines).toEqual(Array.from({ length: 16 }, (_, k) => `ok t${i}/${k + 1}`).sort());
+    }
+    await until(() => sessionsLeft(sixteen.nodes) === 0, 10_000, "session cleanup");
+  }, 120_000);
+
+  it("reports a node killed mid-run, lets the others finish and leaves nothing behind", async () => {
+    const victim = await startChildNode();
+    const list = `${four.list},${victim.spec}`;
+    const run = runCli(xrx, ["--no-key", "-p", list, "sh", "-c", "sleep 1.5; echo finished"]);
+    await new Promise((r) => setTimeout(r, 700));
+    victim.kill();
+    const r = await run;
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain(`xrx: ${victim.spec}: error`);
+    expect(r.stdout.trim().split("\n").sort()).toEqual(four.nodes.map((n) => `${n.spec}: finished`).sort());
+    await until(() => sessionsLeft(four.nodes) === 0, 5000, "session cleanup on live nodes");
+  });
+
+  it("fails fast on a dead node without stalling the others", async () => {
+    const t0 = Date.now();
+    const r = await runCli(xrx, ["--no-key", "-t", "1", `${one.list},127.0.0.1!1`, "echo", "alive"]);
+    expect(Date.now() - t0).toBeLessThan(5000);
+    expect(r.stdout).toBe("alive\n");
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/127\.0\.0\.1!1: error: .*(refused|ECONNREFUSED)/);
+  });
+});

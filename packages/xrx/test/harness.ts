@@ -1,0 +1,240 @@
+// Test harness: real xcpufs servers on loopback ports (in this process, or as child processes when
+// a test must kill one), and xrx/xk/xps runs with captured output.
+import { type ChildProcess, spawn } from "node:child_process";
+import { EventEmitter } from "node:events";
+import { mkdtempSync, rmSync } from "node:fs";
+import { connect, createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { PassThrough, Readable } from "node:stream";
+import { fileURLToPath } from "node:url";
+import { startXcpufs } from "@clustermatic/xcpufs";
+import type { CliIo } from "../src/cli/args.js";
+
+export const PKG = join(dirname(fileURLToPath(import.meta.url)), "..");
+export const ROOT = join(PKG, "../..");
+
+export interface TestNode {
+  port: number;
+  /** Node-list element for it. */
+  spec: string;
+  tmp: string;
+  stop(): Promise<void>;
+}
+
+export interface NodeOptions {
+  arch?: string;
+  noAuth?: boolean;
+  adminKeyFile?: string;
+}
+
+const cleanups: Array<() => Promise<void> | void> = [];
+
+/** Registers something to undo in afterAll. */
+export function onCleanup(fn: () => Promise<void> | void): void {
+  cleanups.push(fn);
+}
+
+/** Runs every registered cleanup (call from afterAll). */
+export async function cleanupAll(): Promise<void> {
+  while (cleanups.length > 0) {
+    const fn = cleanups.pop()!;
+    try {
+      await fn();
+    } catch {
+      // keep cleaning
+    }
+  }
+}
+
+/** A temporary directory removed at cleanup. */
+export function tempDir(prefix: string): string {
+  const d = mkdtempSync(join(tmpdir(), prefix));
+  onCleanup(() => rmSync(d, { recursive: true, force: true }));
+  return d;
+}
+
+/** Starts one xcpufs in this process on 127.0.0.1, port 0. */
+export async function startNode(opts: NodeOptions = {}): Promise<TestNode> {
+  const tmp = tempDir("xrx-node-");
+  const server = await startXcpufs({
+    listen: "127.0.0.1",
+    port: 0,
+    tmpdir: tmp,
+    noAuth: opts.noAuth ?? true,
+    arch: opts.arch,
+    adminKeyFile: opts.adminKeyFile,
+  });
+  const port = server.port;
+  let stopped = false;
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    await server.close();
+  };
+  onCleanup(stop);
+  return { port, spec: `127.0.0.1!${port}`, tmp, stop };
+}
+
+/** Starts `n` nodes; returns them and their node list. */
+export async function startCluster(
+  n: number,
+  opts: NodeOptions = {},
+): Promise<{ nodes: TestNode[]; list: string }> {
+  const nodes: TestNode[] = [];
+  for (let i = 0; i < n; i++) nodes.push(await startNode(opts));
+  return { nodes, list: nodes.map((x) => x.spec).join(",") };
+}
+
+export interface ChildNode extends TestNode {
+  child: ChildProcess;
+  kill(): void;
+}
+
+/** Starts xcpufs as a child process (its own process group) so that a test can kill it. */
+export async function startChildNode(extra: string[] = []): Promise<ChildNode> {
+  const tmp = tempDir("xrx-cnode-");
+  const bin = join(ROOT, "packages/xcpufs/src/bin/xcpufs.ts");
+  const port = await freePort();
+  const child = spawn(
+    process.execPath,
+    [
+      "--conditions=@clustermatic/source",
+      "--import",
+      "tsx",
+      bin,
+      "--no-auth",
+      "--listen",
+      "127.0.0.1",
+      "-p",
+      String(port),
+      "-t",
+      tmp,
+      "--state-dir",
+      tmp,
+      ...extra,
+    ],
+    { cwd: PKG, stdio: ["ignore", "pipe", "pipe"], detached: true },
+  );
+  let exited = false;
+  child.once("exit", () => {
+    exited = true;
+  });
+  await until(
+    () =>
+      exited ||
+      new Promise<boolean>((resolve) => {
+        const s = connect(port, "127.0.0.1");
+        s.once("connect", () => {
+          s.destroy();
+          resolve(true);
+        });
+        s.once("error", () => resolve(false));
+      }),
+    20_000,
+    "xcpufs child to listen",
+  );
+  if (exited) throw new Error("xcpufs child exited at start");
+  child.stdout!.resume();
+  child.stderr!.resume();
+  const kill = () => {
+    try {
+      process.kill(-child.pid!, "SIGKILL");
+    } catch {
+      // already gone
+    }
+  };
+  onCleanup(kill);
+  return { port, spec: `127.0.0.1!${port}`, tmp, child, kill, stop: async () => kill() };
+}
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a CLI main() in this process with captured stdio. */
+export async function runCli(
+  main: (argv: readonly string[], io: CliIo) => Promise<number>,
+  argv: string[],
+  opts: { stdin?: string | Readable; env?: NodeJS.ProcessEnv; signals?: EventEmitter; cwd?: string } = {},
+): Promise<RunResult> {
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  stdout.on("data", (d) => out.push(d));
+  stderr.on("data", (d) => err.push(d));
+  const stdin =
+    opts.stdin instanceof Readable
+      ? opts.stdin
+      : Readable.from(opts.stdin === undefined ? [] : [Buffer.from(opts.stdin)]);
+  const io: CliIo = {
+    stdin,
+    stdout,
+    stderr,
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, ...opts.env },
+    cwd: opts.cwd ?? process.cwd(),
+    signals: opts.signals ?? new EventEmitter(),
+  };
+  const code = await main(argv, io);
+  return { code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() };
+}
+
+/** Runs a CLI as a real process (tsx), for behaviour that needs one (signals, exit). */
+export function spawnCli(
+  name: "xrx" | "xk" | "xps",
+  argv: string[],
+  opts: { env?: NodeJS.ProcessEnv; stdin?: string } = {},
+): { child: ChildProcess; done: Promise<RunResult> } {
+  const child = spawn(
+    process.execPath,
+    ["--conditions=@clustermatic/source", "--import", "tsx", join(PKG, `src/bin/${name}.ts`), ...argv],
+    {
+      cwd: PKG,
+      env: { ...process.env, ...opts.env },
+      stdio: ["pipe", "pipe", "pipe"],
+    },
+  );
+  onCleanup(() => {
+    if (child.exitCode === null) child.kill("SIGKILL");
+  });
+  let stdout = "";
+  let stderr = "";
+  child.stdout!.on("data", (d) => (stdout += d));
+  child.stderr!.on("data", (d) => (stderr += d));
+  if (opts.stdin !== undefined) child.stdin!.end(opts.stdin);
+  const done = new Promise<RunResult>((resolve) => {
+    child.on("close", (code, sig) =>
+      resolve({ code: code ?? 128 + (sig === "SIGKILL" ? 9 : 15), stdout, stderr }),
+    );
+  });
+  return { child, done };
+}
+
+/** Waits until `fn` returns true (polling), or fails after `ms`. */
+export async function until(
+  fn: () => boolean | Promise<boolean>,
+  ms = 10_000,
+  what = "condition",
+): Promise<void> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (await fn()) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+/** A TCP port free on 127.0.0.1 right now. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const a = srv.address();
+      srv.close(() => resolve(typeof a === "object" && a ? a.port : 0));
+    });
+  });
+}

@@ -1,0 +1,224 @@
+// xk, xps, xrx -J, signal forwarding, authentication with real keys, and the CLI's error paths.
+import { execFileSync } from "node:child_process";
+import { EventEmitter } from "node:events";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { main as xk } from "../src/cli/xk.js";
+import { main as xps } from "../src/cli/xps.js";
+import { main as xrx } from "../src/cli/xrx.js";
+import { loadPrivateKey } from "../src/keys.js";
+import { xcpuNodes } from "../src/nodes.js";
+import { adminIdentity, XcpuNode } from "../src/xcpu.js";
+import {
+  cleanupAll,
+  runCli,
+  spawnCli,
+  startCluster,
+  startNode,
+  type TestNode,
+  tempDir,
+  until,
+} from "./harness.js";
+
+afterAll(cleanupAll);
+
+let four: { nodes: TestNode[]; list: string };
+beforeAll(async () => {
+  four = await startCluster(4);
+});
+
+describe("jobs: -J attach, xps, xk", () => {
+  it("lists a running job with xps, attaches with -J, kills it with xk", async () => {
+    const signals = new EventEmitter();
+    const job = runCli(
+      xrx,
+      ["--no-key", "-j", "pjob", four.list, "sh", "-c", "echo started; exec sleep 30"],
+      {
+        signals,
+      },
+    );
+    // xps sees the job's main processes (and their children) on every node.
+    let table = "";
+    await until(
+      async () => {
+        const r = await runCli(xps, ["--no-key", "-x", four.list]);
+        table = r.stdout;
+        return (table.match(/\tpjob\/\d+\t/g) ?? []).length >= 4;
+      },
+      10_000,
+      "job visible in xps",
+    );
+    const lines = table.trim().split("\n");
+    expect(lines[0]).toBe("NODE\tPID\tTTY\tSTAT\tTIME\tJOBID\tCOMMAND");
+    const sleepers = lines.filter((l) => l.endsWith("\tsleep 30"));
+    expect(sleepers).toHaveLength(4);
+    for (const l of sleepers) expect(l.split("\t")).toHaveLength(7);
+    const json = JSON.parse((await runCli(xps, ["--no-key", "--json", "-J", "pjob", four.list])).stdout);
+    expect(json.filter((p: { command: string[] }) => p.command[0] === "sleep")).toHaveLength(4);
+
+    // -J attaches to the running job and waits for its end.
+    const attached = runCli(xrx, ["--no-key", "-J", "pjob", four.list]);
+    await new Promise((r) => setTimeout(r, 300));
+    // xk the main processes (the shells): both xrx runs see them die of SIGTERM.
+    const k = await runCli(xk, ["--no-key", "TERM", `${four.list}:/pjob`]);
+    expect(k.stderr).toBe("");
+    expect(k.code).toBe(0);
+    const [a, j] = await Promise.all([attached, job]);
+    expect(j.stdout).toBe("started\n".repeat(4));
+    expect(j.code).toBe(143);
+    expect(a.code).toBe(143);
+    expect(a.stderr).toContain("killed by signal 15");
+  }, 40_000);
+
+  it("xk by pid, and errors for missing targets and bad signals", async () => {
+    const job = runCli(xrx, ["--no-key", "-j", "kjob", four.nodes[0]!.spec, "sleep", "30"]);
+    let pid = "";
+    await until(
+      async () => {
+        const r = await runCli(xps, ["--no-key", "-J", "kjob", four.nodes[0]!.spec]);
+        pid = r.stdout.split("\n")[1]?.split("\t")[1] ?? "";
+        return pid !== "";
+      },
+      10_000,
+      "kjob",
+    );
+    expect((await runCli(xk, ["--no-key", "KILL", `${four.nodes[0]!.spec}:${pid}`])).code).toBe(0);
+    expect((await job).code).toBe(137);
+    const missing = await runCli(xk, ["--no-key", "9", `${four.nodes[0]!.spec}:999999`]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain("no process 999999");
+    expect((await runCli(xk, ["--no-key", "BOGUS", `${four.nodes[0]!.spec}:1`])).code).toBe(2);
+  }, 30_000);
+
+  it("-J with no such job fails", async () => {
+    const r = await runCli(xrx, ["--no-key", "-J", "nosuchjob", four.list]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("no sessions of job nosuchjob");
+  });
+});
+
+describe("signals", () => {
+  it("forwards SIGINT to the sessions; the program's death is the exit status", async () => {
+    const { child, done } = spawnCli("xrx", [
+      "--no-key",
+      "-p",
+      four.list,
+      "sh",
+      "-c",
+      "trap 'echo got INT; exit 7' INT; echo ready; while :; do sleep 0.1; done",
+    ]);
+    let out = "";
+    child.stdout!.on("data", (d) => (out += d));
+    await until(() => (out.match(/ready/g) ?? []).length === 4, 20_000, "programs ready");
+    child.kill("SIGINT");
+    const r = await done;
+    expect(r.stdout.match(/got INT/g)).toHaveLength(4);
+    expect(r.code).toBe(7);
+  }, 30_000);
+
+  it("a second Ctrl-C wipes the sessions", async () => {
+    const { child, done } = spawnCli("xrx", [
+      "--no-key",
+      four.list,
+      "sh",
+      "-c",
+      "trap '' INT; echo ready; sleep 30",
+    ]);
+    let out = "";
+    child.stdout!.on("data", (d) => (out += d));
+    await until(() => (out.match(/ready/g) ?? []).length === 4, 20_000, "programs ready");
+    child.kill("SIGINT");
+    await new Promise((r) => setTimeout(r, 200));
+    child.kill("SIGINT");
+    const r = await done;
+    expect(r.stderr).toContain("wiping sessions");
+    expect(r.code).not.toBe(0);
+  }, 30_000);
+});
+
+describe("authentication", () => {
+  it("authenticates with RSA PEM and Ed25519 OpenSSH keys; a wrong key is refused", async () => {
+    const dir = tempDir("xrx-auth-");
+    const keygen = (name: string, type: string, format: string[] = []) => {
+      execFileSync("ssh-keygen", [
+        "-q",
+        "-t",
+        type,
+        ...(type === "rsa" ? ["-b", "2048"] : []),
+        ...format,
+        "-N",
+        "",
+        "-f",
+        join(dir, name),
+      ]);
+      return join(dir, name);
+    };
+    const admin = keygen("admin", "rsa", ["-m", "PEM"]);
+    const user = keygen("user", "ed25519");
+    const stranger = keygen("stranger", "ed25519");
+    const node = await startNode({ noAuth: false, adminKeyFile: `${admin}.pub` });
+    const uid = process.getuid!();
+    const adm = await XcpuNode.connect(xcpuNodes(node.spec)[0]!, {
+      identity: adminIdentity(loadPrivateKey(admin)),
+    });
+    const name = execFileSync("id", ["-un"], { encoding: "utf8" }).trim();
+    await adm.rootCtl("group-add xrxusers 4242");
+    await adm.rootCtl(`user-add ${name} ${uid} xrxusers '${readFileSync(`${user}.pub`, "utf8").trim()}'`);
+    adm.close();
+    expect(readFileSync(admin, "utf8")).toContain("BEGIN RSA PRIVATE KEY");
+    const ok = await runCli(xrx, ["-k", user, node.spec, "echo", "authenticated"]);
+    expect(ok.stdout).toBe("authenticated\n");
+    expect(ok.code).toBe(0);
+    const bad = await runCli(xrx, ["-k", stranger, node.spec, "echo", "no"]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain(`${node.spec}: error: authentication failed`);
+    const junk = await runCli(xrx, ["-k", join(dir, "user.pub"), node.spec, "echo", "no"]);
+    expect(junk.code).toBe(1);
+    expect(junk.stderr).toMatch(/user\.pub: not a private key/);
+  }, 30_000);
+});
+
+describe("command line", () => {
+  it("--help", async () => {
+    for (const m of [xrx, xk, xps]) {
+      const r = await runCli(m, ["--help"]);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toMatch(/^usage: x(rx|k|ps)/);
+    }
+  });
+  it("usage errors exit 2", async () => {
+    for (const [m, argv] of [
+      [xrx, []],
+      [xrx, ["n1"]],
+      [xrx, ["-Z", "n1", "true"]],
+      [xrx, ["-l", "-e", "x", "n1", "d"]],
+      [xrx, ["n[1-", "true"]],
+      [xrx, ["-n", "x", "n1", "true"]],
+      [xk, ["9"]],
+      [xps, []],
+    ] as const) {
+      const r = await runCli(m, [...argv]);
+      expect(r.code, argv.join(" ")).toBe(2);
+      expect(r.stderr).toMatch(/usage:/);
+    }
+  });
+  it("an unknown node is reported by name", async () => {
+    const r = await runCli(xrx, ["--no-key", "-t", "2", "no-such-node.invalid", "true"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/no-such-node\.invalid: error: /);
+  });
+  it("a program that is not on PATH", async () => {
+    const r = await runCli(xrx, ["--no-key", four.list, "no-such-program-xyz"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('bad command name: no file "no-such-program-xyz" in $PATH');
+  });
+  it("runs as a real process through the bin entry", async () => {
+    const { done } = spawnCli("xrx", ["--no-key", "-p", four.nodes[0]!.spec, "cat"], {
+      stdin: "via stdin\n",
+    });
+    const r = await done;
+    expect(r.stdout).toBe(`${four.nodes[0]!.spec}: via stdin\n`);
+    expect(r.code).toBe(0);
+  }, 20_000);
+});
