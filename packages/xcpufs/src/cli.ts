@@ -1,0 +1,141 @@
+// The xcpufs command line.
+
+import { homedir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { pino } from "pino";
+import { DEFAULT_ADMIN_KEY, DEFAULT_PORT, startXcpufs } from "./server.js";
+
+export interface CliIo {
+  stdout: { write(s: string): unknown };
+  stderr: { write(s: string): unknown };
+  /** Resolves when the server should stop (default: SIGTERM or SIGINT). */
+  stop?: Promise<unknown>;
+  /** Called once the server listens, with its address. */
+  ready?: (address: string) => void;
+}
+
+export const USAGE = `usage: xcpufs [-p port] [--listen ADDR] [-t tmpdir] [-a adminkey] [-s] [-r] [-d] [-D]
+              [--state-dir DIR] [--no-auth] [--arch STRING] [--log-level LEVEL]
+
+XCPU node server: a 9P file server (9P2000.u, 9P2000) whose files start and control processes.
+
+  -p, --port PORT       TCP port (default ${DEFAULT_PORT})
+      --listen ADDR     listen address: host, tcp!host!port, or a Unix socket path
+                        (default 0.0.0.0; 127.0.0.1 with --no-auth)
+  -t, --tmpdir DIR      where session directories are created (default: system temp dir)
+  -a, --admin-key FILE  admin public key (default ${DEFAULT_ADMIN_KEY})
+  -s, --same-user       run every program as the server's user (implied when not root)
+  -r, --retain          keep session directories after sessions end
+  -d, --debug           print every 9P message, one line each, on stderr
+  -D, --client-debug    print the 9P messages of this node's own connections (tree spawn)
+      --state-dir DIR   keep the user/group pool in DIR/users.json
+                        (default /var/lib/xcpufs as root, else ~/.local/state/xcpufs)
+      --no-auth         accept attaches without authentication (loopback only; development)
+      --arch STRING     report this architecture, e.g. /Linux/aarch64 (foreign binaries run
+                        through qemu-user-static and binfmt_misc)
+      --log-level LVL   fatal, error, warn, info, debug (default warn; XCPUFS_LOG also works)
+  -h, --help            show this help
+
+On SIGTERM or SIGINT every session is wiped (process groups killed, directories removed) and
+xcpufs exits with status 0.
+`;
+
+function defaultStateDir(): string {
+  if (process.getuid?.() === 0) return "/var/lib/xcpufs";
+  const base = process.env.XDG_STATE_HOME || join(homedir(), ".local", "state");
+  return join(base, "xcpufs");
+}
+
+/** Run xcpufs with `argv` (without node and script); resolves with the exit status. */
+export async function main(
+  argv: string[],
+  io: CliIo = { stdout: process.stdout, stderr: process.stderr },
+): Promise<number> {
+  let values: ReturnType<typeof parse>["values"];
+  function parse(args: string[]) {
+    return parseArgs({
+      args,
+      allowPositionals: false,
+      options: {
+        port: { type: "string", short: "p" },
+        listen: { type: "string" },
+        tmpdir: { type: "string", short: "t" },
+        "admin-key": { type: "string", short: "a" },
+        "same-user": { type: "boolean", short: "s" },
+        retain: { type: "boolean", short: "r" },
+        debug: { type: "boolean", short: "d" },
+        "client-debug": { type: "boolean", short: "D" },
+        "state-dir": { type: "string" },
+        "no-auth": { type: "boolean" },
+        arch: { type: "string" },
+        "log-level": { type: "string" },
+        help: { type: "boolean", short: "h" },
+        n: { type: "boolean", short: "n" },
+      },
+    });
+  }
+  try {
+    values = parse(argv).values;
+  } catch (err) {
+    io.stderr.write(`xcpufs: ${(err as Error).message}\n${USAGE}`);
+    return 2;
+  }
+  if (values.help) {
+    io.stdout.write(USAGE);
+    return 0;
+  }
+  let port = DEFAULT_PORT;
+  if (values.port !== undefined) {
+    if (!/^\d+$/.test(values.port) || Number(values.port) > 65535) {
+      io.stderr.write(`xcpufs: invalid port: ${values.port}\n`);
+      return 2;
+    }
+    port = Number(values.port);
+  }
+  const level = values["log-level"] ?? process.env.XCPUFS_LOG ?? "warn";
+  if (!["fatal", "error", "warn", "info", "debug", "trace", "silent"].includes(level)) {
+    io.stderr.write(`xcpufs: invalid log level: ${level}\n`);
+    return 2;
+  }
+  const logger = pino({ name: "xcpufs", level }, pino.destination(2));
+  const trace = values.debug ? (line: string) => io.stderr.write(`${line}\n`) : undefined;
+  let handle: Awaited<ReturnType<typeof startXcpufs>>;
+  try {
+    handle = await startXcpufs({
+      port,
+      listen: values.listen,
+      tmpdir: values.tmpdir,
+      adminKeyFile: values["admin-key"],
+      sameUser: values["same-user"] ?? false,
+      retain: values.retain ?? false,
+      stateDir: values["state-dir"] ?? defaultStateDir(),
+      noAuth: values["no-auth"] ?? false,
+      arch: values.arch,
+      trace:
+        trace || values["client-debug"]
+          ? (line) => {
+              if (line.startsWith("client ") ? values["client-debug"] : trace) io.stderr.write(`${line}\n`);
+            }
+          : undefined,
+      logger,
+    });
+  } catch (err) {
+    io.stderr.write(`Error: ${(err as Error).message}\n`);
+    return 1;
+  }
+  io.ready?.(handle.address);
+  // With an ephemeral port nobody could find the server otherwise.
+  if (handle.port !== port && port === 0) io.stderr.write(`xcpufs: listening on ${handle.address}\n`);
+  const stop =
+    io.stop ??
+    new Promise<string>((resolve) => {
+      process.once("SIGTERM", () => resolve("SIGTERM"));
+      process.once("SIGINT", () => resolve("SIGINT"));
+    });
+  process.on("SIGPIPE", () => {});
+  const why = await stop;
+  logger.info({ why }, "shutting down");
+  await handle.close();
+  return 0;
+}

@@ -1,0 +1,760 @@
+// The xcpufs file tree as a 9P backend: root files, session directories and their files.
+
+import { randomBytes } from "node:crypto";
+import { chown, type FileHandle, open as fsOpen } from "node:fs/promises";
+import { join } from "node:path";
+import type { Qid, Stat } from "@clustermatic/ninep/codec";
+import {
+  Dialect,
+  DMDIR,
+  NONUNAME,
+  OEXEC,
+  ORCLOSE,
+  ORDWR,
+  OREAD,
+  OTRUNC,
+  OWRITE,
+  QTAUTH,
+  QTDIR,
+  QTFILE,
+} from "@clustermatic/ninep/codec";
+import { Ename, Errno, FsError } from "@clustermatic/ninep/errors";
+import type {
+  AttachRequest,
+  AuthFile,
+  Backend,
+  Identity,
+  Node,
+  OpenFile,
+  RequestContext,
+  StatChanges,
+} from "@clustermatic/ninep/server";
+import { XcpuError } from "./errors.js";
+import { CHALLENGE_SIZE, encryptPasskey, MAX_RESPONSE, verifyPasskey, verifyResponse } from "./keys.js";
+import { procsText } from "./procs.js";
+import { type Session, State } from "./session.js";
+import type { User } from "./users.js";
+import type { Xcpufs } from "./xcpufs.js";
+
+const R = 4;
+const W = 2;
+const X = 1;
+
+/** Convert anything thrown by the xcpufs modules to the error the client sees. */
+export function toWire(err: unknown): unknown {
+  if (err instanceof XcpuError) return new FsError(err.message, Errno.EIO);
+  return err;
+}
+
+async function wire<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw toWire(err);
+  }
+}
+
+function slice(buf: Buffer, offset: bigint, count: number): Buffer {
+  if (offset >= BigInt(buf.length)) return Buffer.alloc(0);
+  const o = Number(offset);
+  return buf.subarray(o, Math.min(buf.length, o + count));
+}
+
+/** Bits wanted by a 9P open mode. */
+function wanted(mode: number): number {
+  let w = 0;
+  switch (mode & 3) {
+    case OREAD:
+      w = R;
+      break;
+    case OWRITE:
+      w = W;
+      break;
+    case ORDWR:
+      w = R | W;
+      break;
+    case OEXEC:
+      w = X;
+      break;
+  }
+  if (mode & OTRUNC) w |= W;
+  return w;
+}
+
+interface Owner {
+  uname: string;
+  uid: number;
+  gname: string;
+  gid: number;
+}
+
+/** A growable byte buffer with positional reads and writes. */
+class ByteBuf {
+  data: Buffer;
+  constructor(init: Buffer = Buffer.alloc(0)) {
+    this.data = init;
+  }
+  read(offset: bigint, count: number): Buffer {
+    return slice(this.data, offset, count);
+  }
+  write(offset: bigint, chunk: Uint8Array, limit = 1 << 20): number {
+    const end = Number(offset) + chunk.length;
+    if (offset > BigInt(limit) || end > limit) throw new FsError("file too large", Errno.EFBIG);
+    const o = Number(offset);
+    if (end > this.data.length) {
+      const grown = Buffer.alloc(end);
+      this.data.copy(grown);
+      this.data = grown;
+    }
+    Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length).copy(this.data, o);
+    return chunk.length;
+  }
+}
+
+/** Base of every synthetic file: qid, permission bits, ownership, stat and the permission check. */
+abstract class Synth implements Node {
+  abstract readonly qid: Qid;
+  abstract readonly name: string;
+  abstract perm: number;
+  constructor(protected readonly fs: Xcpufs) {}
+  abstract owner(): Owner;
+  length(): number {
+    return 0;
+  }
+
+  async stat(_ctx: RequestContext): Promise<Stat> {
+    const o = this.owner();
+    const isDir = (this.qid.type & QTDIR) !== 0;
+    return {
+      type: 0,
+      dev: 0,
+      qid: { ...this.qid },
+      mode: (isDir ? DMDIR : 0) | this.perm,
+      atime: this.fs.started,
+      mtime: this.fs.started,
+      length: BigInt(isDir ? 0 : this.length()),
+      name: this.name,
+      uid: o.uname,
+      gid: o.gname,
+      muid: o.uname,
+      extension: "",
+      n_uid: o.uid,
+      n_gid: o.gid,
+      n_muid: o.uid,
+    };
+  }
+
+  /** The pool user of a request; permission denied when it left the pool meanwhile. */
+  protected user(ctx: RequestContext): User {
+    return this.fs.userOf(ctx.user);
+  }
+
+  /** Every requested bit must be granted (the original granted access when any bit was). */
+  protected check(user: User, want: number): void {
+    const o = this.owner();
+    let bits: number;
+    if (user.name === o.uname) bits = (this.perm >> 6) & 7;
+    else if (this.fs.users.inGroup(user, o.gid)) bits = (this.perm >> 3) & 7;
+    else bits = this.perm & 7;
+    if ((bits & want) !== want) throw new FsError(Ename.Perm, Errno.EACCES);
+  }
+
+  protected checkOpen(mode: number, ctx: RequestContext): User {
+    const user = this.user(ctx);
+    if (mode & ORCLOSE) throw new FsError(Ename.Perm, Errno.EACCES);
+    this.check(user, wanted(mode));
+    return user;
+  }
+
+  protected adminOwner(): Owner {
+    const a = this.fs.users.admin;
+    return { uname: a.name, uid: a.uid, gname: a.name, gid: a.gid };
+  }
+}
+
+/** A root file whose content is computed from the server state. */
+class RootFile extends Synth {
+  readonly qid: Qid;
+  constructor(
+    fs: Xcpufs,
+    readonly name: string,
+    path: number,
+    public perm: number,
+    private readonly impl: {
+      open(user: User, mode: number, ctx: RequestContext): Promise<OpenFile>;
+      length?(): number;
+      wstat?(changes: StatChanges, user: User): void;
+    },
+  ) {
+    super(fs);
+    this.qid = { type: QTFILE, version: 0, path: BigInt(path) };
+  }
+  owner(): Owner {
+    return this.fs.cloneOwner && this.name === "clone" ? this.fs.cloneOwner : this.adminOwner();
+  }
+  override length(): number {
+    return this.impl.length?.() ?? 0;
+  }
+  async open(mode: number, ctx: RequestContext): Promise<OpenFile> {
+    return wire(async () => {
+      const user = this.checkOpen(mode, ctx);
+      return this.impl.open(user, mode, ctx);
+    });
+  }
+  async wstat(changes: StatChanges, ctx: RequestContext): Promise<void> {
+    const user = this.user(ctx);
+    if (!this.impl.wstat) throw new FsError(Ename.Perm, Errno.EACCES);
+    this.impl.wstat(changes, user);
+  }
+}
+
+/** The root directory. */
+export class RootDir extends Synth {
+  readonly qid: Qid = { type: QTDIR, version: 0, path: 1n };
+  readonly name = "/";
+  perm = 0o555;
+  readonly files: RootFile[];
+
+  constructor(fs: Xcpufs) {
+    super(fs);
+    this.files = makeRootFiles(fs);
+  }
+  owner(): Owner {
+    return this.adminOwner();
+  }
+  async walk1(name: string, ctx: RequestContext): Promise<Node> {
+    this.check(this.user(ctx), X);
+    if (name === "..") return this;
+    const f = this.files.find((x) => x.name === name);
+    if (f) return f;
+    if (/^\d+$/.test(name)) {
+      const s = this.fs.sessions.get(Number(name));
+      if (s && s.state !== State.Wiped) return this.fs.sessionDir(s);
+    }
+    throw new FsError(Ename.NotFound, Errno.ENOENT);
+  }
+  async open(mode: number, ctx: RequestContext): Promise<OpenFile> {
+    this.checkOpen(mode, ctx);
+    return {
+      list: async (c) => {
+        const out: Stat[] = [];
+        for (const f of this.files) out.push(await f.stat(c));
+        for (const s of this.fs.sessions.values()) {
+          if (s.state !== State.Wiped) out.push(await this.fs.sessionDir(s).stat(c));
+        }
+        return out;
+      },
+    };
+  }
+}
+
+function textFile(text: () => Buffer | string): (user: User, mode: number) => Promise<OpenFile> {
+  return async () => {
+    const snap = Buffer.from(text());
+    return { read: async (offset, count) => slice(snap, offset, count) };
+  };
+}
+
+/** Per-fid command buffer of a ctl file: complete lines run in order, a partial tail waits. */
+class LineBuffer {
+  private pending = "";
+  /** Append data; return the complete lines (without newlines). */
+  push(data: Uint8Array): string[] {
+    this.pending += Buffer.from(data).toString("utf8");
+    const lines: string[] = [];
+    let nl = this.pending.indexOf("\n");
+    while (nl >= 0) {
+      lines.push(this.pending.slice(0, nl));
+      this.pending = this.pending.slice(nl + 1);
+      nl = this.pending.indexOf("\n");
+    }
+    if (this.pending.length > 65536) {
+      this.pending = "";
+      throw new XcpuError("command too long");
+    }
+    return lines;
+  }
+  clear(): void {
+    this.pending = "";
+  }
+}
+
+function makeRootFiles(fs: Xcpufs): RootFile[] {
+  const bufFile = (get: () => ByteBuf) => ({
+    length: () => get().data.length,
+    open: async (_u: User, mode: number): Promise<OpenFile> => {
+      if (mode & OTRUNC) get().data = Buffer.alloc(0);
+      return {
+        read: async (offset: bigint, count: number) => get().read(offset, count),
+        write: async (offset: bigint, data: Uint8Array) => wire(async () => get().write(offset, data)),
+      };
+    },
+    wstat: (changes: StatChanges, user: User) => {
+      const keys = Object.keys(changes).filter((k) => k !== "length");
+      if (keys.length > 0 || changes.length === undefined) throw new FsError(Ename.Perm, Errno.EACCES);
+      if (!fs.users.isAdmin(user) && !fs.users.inGroup(user, fs.users.admin.gid)) {
+        throw new FsError(Ename.Perm, Errno.EACCES);
+      }
+      const n = Number(changes.length);
+      const b = get();
+      b.data =
+        n <= b.data.length ? b.data.subarray(0, n) : Buffer.concat([b.data, Buffer.alloc(n - b.data.length)]);
+    },
+  });
+  return [
+    new RootFile(fs, "clone", 2, 0o444, {
+      open: async (user, _mode, ctx) => {
+        const s = await fs.newSession(user, ctx);
+        const text = Buffer.from(String(s.id));
+        let closed = false;
+        return {
+          read: async (offset, count) => slice(text, offset, count),
+          clunk: () => {
+            if (closed) return;
+            closed = true;
+            s.decref();
+          },
+        };
+      },
+      wstat: (changes, user) => fs.wstatClone(changes, user),
+    }),
+    new RootFile(fs, "ctl", 10, 0o660, {
+      open: async (user) => {
+        const lines = new LineBuffer();
+        return {
+          read: async () => {
+            throw new FsError(Ename.Perm, Errno.EACCES);
+          },
+          write: async (_offset, data) =>
+            wire(async () => {
+              const cmds = lines.push(data);
+              try {
+                for (const line of cmds) await fs.rootCommand(line, user);
+              } catch (err) {
+                lines.clear();
+                throw err;
+              }
+              return data.length;
+            }),
+        };
+      },
+      wstat: (changes) => {
+        // A truncating open through a shell redirection: nothing to discard server-wide.
+        if (Object.keys(changes).some((k) => k !== "length")) throw new FsError(Ename.Perm, Errno.EACCES);
+      },
+    }),
+    new RootFile(fs, "arch", 4, 0o444, { open: textFile(() => fs.arch), length: () => fs.arch.length }),
+    new RootFile(
+      fs,
+      "env",
+      5,
+      0o664,
+      bufFile(() => fs.rootEnv),
+    ),
+    new RootFile(fs, "procs", 6, 0o444, {
+      open: async () => {
+        const snap = Buffer.from(await procsText(fs.procTags()));
+        return { read: async (offset, count) => slice(snap, offset, count) };
+      },
+    }),
+    new RootFile(
+      fs,
+      "state",
+      7,
+      0o664,
+      bufFile(() => fs.rootState),
+    ),
+    new RootFile(fs, "passkey", 8, 0o444, {
+      open: async (user) => {
+        let snap: Buffer | undefined;
+        return {
+          read: async (offset, count) =>
+            wire(async () => {
+              if (!snap) {
+                const pk = fs.users.mintPasskey(user);
+                snap = user.key ? encryptPasskey(user.key, pk) : Buffer.from(pk);
+              }
+              return slice(snap, offset, count);
+            }),
+        };
+      },
+    }),
+    new RootFile(fs, "pwent", 9, 0o440, { open: textFile(() => fs.users.pwent()) }),
+    new RootFile(fs, "grent", 11, 0o440, { open: textFile(() => fs.users.grent()) }),
+  ];
+}
+
+const SESSION_FILES = [
+  "ctl",
+  "exec",
+  "argv",
+  "env",
+  "stdin",
+  "stdout",
+  "stderr",
+  "stdio",
+  "wait",
+  "id",
+] as const;
+type SessionFileName = (typeof SESSION_FILES)[number];
+const SESSION_PERMS: Record<SessionFileName, number> = {
+  ctl: 0o660,
+  exec: 0o660,
+  argv: 0o660,
+  env: 0o660,
+  stdin: 0o660,
+  stdout: 0o440,
+  stderr: 0o440,
+  stdio: 0o660,
+  wait: 0o440,
+  id: 0o440,
+};
+
+function sessionOwner(fs: Xcpufs, s: Session): Owner {
+  const g = fs.users.groupByGid(s.owner.gid);
+  return { uname: s.owner.name, uid: s.owner.uid, gname: g?.name ?? String(s.owner.gid), gid: s.owner.gid };
+}
+
+/** A session directory `N/`. */
+export class SessionDir extends Synth {
+  readonly qid: Qid;
+  readonly name: string;
+  perm = 0o555;
+  readonly files: SessionFile[];
+
+  constructor(
+    fs: Xcpufs,
+    readonly session: Session,
+  ) {
+    super(fs);
+    this.name = String(session.id);
+    this.qid = { type: QTDIR, version: 0, path: BigInt(session.id + 1) << 24n };
+    this.files = SESSION_FILES.map((n, i) => new SessionFile(fs, this, n, i + 1));
+  }
+  owner(): Owner {
+    return sessionOwner(this.fs, this.session);
+  }
+  /** Only the owner may go further than the directory itself. */
+  ownerOnly(ctx: RequestContext): User {
+    const user = this.user(ctx);
+    if (user.name !== this.session.owner.name) throw new FsError(Ename.Perm, Errno.EACCES);
+    return user;
+  }
+  alive(): void {
+    if (this.session.state === State.Wiped) throw new FsError("session wiped", Errno.ENOENT);
+  }
+  async walk1(name: string, ctx: RequestContext): Promise<Node> {
+    if (name === "..") return this.fs.root;
+    this.check(this.user(ctx), X);
+    this.alive();
+    this.ownerOnly(ctx);
+    if (name === "fs") return this.fs.fsRoot(this, ctx);
+    const f = this.files.find((x) => x.name === name);
+    if (!f) throw new FsError(Ename.NotFound, Errno.ENOENT);
+    return f;
+  }
+  async open(mode: number, ctx: RequestContext): Promise<OpenFile> {
+    this.checkOpen(mode, ctx);
+    return {
+      list: async (c) => {
+        const out: Stat[] = [];
+        for (const f of this.files) out.push(await f.stat(c));
+        out.push(await this.fs.fsStat(this, c));
+        return out;
+      },
+    };
+  }
+  /** Change the owner: only the owner or the admin, to a pool user named by name or numeric id. */
+  async wstat(changes: StatChanges, ctx: RequestContext): Promise<void> {
+    return wire(async () => {
+      const user = this.user(ctx);
+      const keys = Object.keys(changes).filter(
+        (k) => !["uid", "n_uid", "gid", "n_gid", "muid", "n_muid"].includes(k),
+      );
+      if (keys.length > 0) throw new FsError("unsupported operation", Errno.EPERM);
+      if (user.name !== this.session.owner.name && !this.fs.users.isAdmin(user)) {
+        throw new FsError(Ename.Perm, Errno.EACCES);
+      }
+      let target: User | undefined;
+      if (changes.uid !== undefined && changes.uid !== "") target = this.fs.users.byName(changes.uid);
+      else if (changes.n_uid !== undefined && changes.n_uid !== NONUNAME)
+        target = this.fs.users.byUid(changes.n_uid);
+      else return;
+      if (!target) throw new XcpuError("invalid user");
+      await this.fs.chownSession(this.session, target);
+    });
+  }
+}
+
+/** One file of a session directory. */
+class SessionFile extends Synth {
+  readonly qid: Qid;
+  perm: number;
+  constructor(
+    fs: Xcpufs,
+    readonly dir: SessionDir,
+    readonly name: SessionFileName,
+    index: number,
+  ) {
+    super(fs);
+    this.perm = SESSION_PERMS[name];
+    this.qid = { type: QTFILE, version: 0, path: dir.qid.path + BigInt(index) };
+  }
+  owner(): Owner {
+    return sessionOwner(this.fs, this.dir.session);
+  }
+  override length(): number {
+    const s = this.dir.session;
+    switch (this.name) {
+      case "argv":
+        return s.argv.length;
+      case "env":
+        return s.env.length;
+      case "wait":
+        return s.waitText.length;
+      case "id":
+        return s.idText.length;
+      default:
+        return 0;
+    }
+  }
+
+  async wstat(changes: StatChanges, ctx: RequestContext): Promise<void> {
+    const s = this.dir.session;
+    this.dir.ownerOnly(ctx);
+    const keys = Object.keys(changes);
+    if (keys.some((k) => k !== "length") || changes.length === undefined) {
+      throw new FsError("unsupported operation", Errno.EPERM);
+    }
+    const n = Number(changes.length);
+    switch (this.name) {
+      case "argv":
+        s.argv =
+          n <= s.argv.length
+            ? s.argv.subarray(0, n)
+            : Buffer.concat([s.argv, Buffer.alloc(n - s.argv.length)]);
+        return;
+      case "env":
+        s.env =
+          n <= s.env.length ? s.env.subarray(0, n) : Buffer.concat([s.env, Buffer.alloc(n - s.env.length)]);
+        return;
+      case "ctl":
+      case "stdin":
+      case "stdout":
+      case "stderr":
+        return;
+      default:
+        throw new FsError(Ename.Perm, Errno.EACCES);
+    }
+  }
+
+  async open(mode: number, ctx: RequestContext): Promise<OpenFile> {
+    return wire(async () => {
+      const s = this.dir.session;
+      this.dir.alive();
+      const user = this.dir.ownerOnly(ctx);
+      this.checkOpen(mode, ctx);
+      if (mode & OTRUNC) {
+        if (this.name === "argv") s.argv = Buffer.alloc(0);
+        else if (this.name === "env") s.env = Buffer.alloc(0);
+        else if (this.name === "stdio" || this.name === "wait" || this.name === "id") {
+          throw new FsError(Ename.Perm, Errno.EACCES);
+        }
+      }
+      const file = await this.openImpl(s, user, mode, ctx);
+      s.incref();
+      let closed = false;
+      const inner = file.clunk;
+      file.clunk = async (c) => {
+        if (closed) return;
+        closed = true;
+        try {
+          await inner?.(c);
+        } finally {
+          s.decref();
+        }
+      };
+      return file;
+    });
+  }
+
+  private async openImpl(
+    s: Session,
+    user: User,
+    mode: number,
+    _ctx: RequestContext,
+  ): Promise<OpenFile & { clunk?: OpenFile["clunk"] }> {
+    const fs = this.fs;
+    const key = {};
+    switch (this.name) {
+      case "ctl": {
+        const lines = new LineBuffer();
+        return {
+          read: async (offset, count) => slice(Buffer.from(String(s.pid)), offset, count),
+          write: async (_offset, data, c) =>
+            wire(async () => {
+              if (s.cloning) throw new XcpuError("cannot write while the session is cloning");
+              const cmds = lines.push(data);
+              try {
+                for (const line of cmds) await fs.sessionCommand(s, line, user, c);
+              } catch (err) {
+                lines.clear();
+                throw err;
+              }
+              return data.length;
+            }),
+        };
+      }
+      case "exec":
+        return this.openExec(s, user, mode);
+      case "argv":
+      case "env": {
+        const field = this.name;
+        return {
+          read: async (offset, count) => slice(s[field], offset, count),
+          write: async (offset, data) => {
+            const b = new ByteBuf(s[field]);
+            const n = b.write(offset, data);
+            s[field] = b.data;
+            return n;
+          },
+        };
+      }
+      case "stdin":
+        return {
+          read: async () => {
+            throw new FsError("Cannot read", Errno.EINVAL);
+          },
+          write: async (_o, data, c) => wire(() => s.stdin.write(Buffer.from(data), c.signal)),
+        };
+      case "stdout":
+      case "stderr": {
+        const stream = s[this.name];
+        return { read: async (_o, count, c) => stream.read(key, count, c.signal) };
+      }
+      case "stdio":
+        return {
+          read: async (_o, count, c) => s.stdout.read(key, count, c.signal),
+          write: async (_o, data, c) => wire(() => s.stdin.write(Buffer.from(data), c.signal)),
+        };
+      case "wait":
+        return {
+          read: async (offset, count, c) => {
+            if (s.state === State.Initializing || s.state === State.Running) await s.waitExit(c.signal);
+            return slice(Buffer.from(s.waitText), offset, count);
+          },
+        };
+      case "id":
+        return { read: async (offset, count) => slice(Buffer.from(s.idText), offset, count) };
+    }
+  }
+
+  /** The legacy `exec` file: a real file `<session dir>/exec`, one writer ever. */
+  private async openExec(s: Session, user: User, mode: number): Promise<OpenFile> {
+    const path = join(s.dir, "exec");
+    const writing = (mode & 3) === OWRITE || (mode & 3) === ORDWR;
+    let fh: FileHandle;
+    if (writing) {
+      if (s.execWriter) throw new XcpuError("Text file busy");
+      s.execWriter = true;
+      try {
+        fh = await fsOpen(path, (mode & 3) === ORDWR ? "w+" : "w", 0o700);
+        if (this.fs.switchUsers) await chown(path, user.uid, user.gid);
+      } catch (err) {
+        s.execWriter = false;
+        throw err;
+      }
+    } else {
+      try {
+        fh = await fsOpen(path, "r");
+      } catch {
+        throw new XcpuError("No such file or directory");
+      }
+    }
+    return {
+      read: async (offset, count) => {
+        const buf = Buffer.alloc(count);
+        const { bytesRead } = await fh.read(buf, 0, count, Number(offset));
+        return buf.subarray(0, bytesRead);
+      },
+      write: async (offset, data) => {
+        const { bytesWritten } = await fh.write(data, 0, data.length, Number(offset));
+        return bytesWritten;
+      },
+      clunk: async () => {
+        await fh.close();
+      },
+    };
+  }
+}
+
+/** The file behind an auth fid: the challenge to read, the response to write. */
+export class XcpuAuth implements AuthFile {
+  readonly qid: Qid = { type: QTAUTH, version: 0, path: 0n };
+  private readonly challenge = randomBytes(CHALLENGE_SIZE);
+  private response = Buffer.alloc(0);
+  private verdict: boolean | undefined;
+
+  constructor(
+    private readonly fs: Xcpufs,
+    private readonly user: User,
+  ) {}
+
+  async read(offset: bigint, count: number): Promise<Uint8Array> {
+    return slice(this.challenge, offset, count);
+  }
+
+  async write(offset: bigint, data: Uint8Array): Promise<number> {
+    const end = Number(offset) + data.length;
+    if (offset > BigInt(MAX_RESPONSE) || end > MAX_RESPONSE) throw new FsError("invalid size", Errno.EINVAL);
+    if (end > this.response.length) {
+      const grown = Buffer.alloc(end);
+      this.response.copy(grown);
+      this.response = grown;
+    }
+    Buffer.from(data).copy(this.response, Number(offset));
+    this.verdict = undefined;
+    return data.length;
+  }
+
+  authenticated(who: Identity): boolean {
+    let user: User;
+    try {
+      user = this.fs.userOf(who);
+    } catch {
+      return false;
+    }
+    if (user !== this.user) return false;
+    if (this.fs.noAuth) return true;
+    this.verdict ??= this.check();
+    return this.verdict;
+  }
+
+  private check(): boolean {
+    const u = this.user;
+    const db = this.fs.users;
+    if (!u.key && !u.alwaysFail) return true;
+    if (u.key && !u.alwaysFail && verifyResponse(u.key, this.challenge, this.response)) return true;
+    if (db.consumePasskey(u, (pk) => verifyPasskey(this.challenge, pk, this.response))) return true;
+    const admin = db.admin;
+    if (admin.key && !admin.alwaysFail && verifyResponse(admin.key, this.challenge, this.response))
+      return true;
+    this.fs.log.info({ user: u.name }, "authentication failed");
+    return false;
+  }
+}
+
+/** The backend the 9P server serves. */
+export function xcpuBackend(fs: Xcpufs): Backend {
+  return {
+    dialects: [Dialect.P2000, Dialect.P2000u],
+    async auth(req: Identity): Promise<AuthFile> {
+      return new XcpuAuth(fs, fs.userOf(req));
+    },
+    async attach(req: AttachRequest): Promise<Node> {
+      fs.userOf(req);
+      if (!req.auth && !fs.noAuth) throw new FsError(Ename.AuthFailed, Errno.EACCES);
+      return fs.root;
+    },
+  };
+}

@@ -1,0 +1,137 @@
+// The root `procs` file: the node's process table from /proc, as s-expression records.
+
+import { readdir, readFile } from "node:fs/promises";
+import { quote } from "./quote.js";
+
+export const PROCS_HEADER =
+  "(pid (cmdline) state ppid pgrp psid tty tpgid utime stime etime priority nice wchan euid suid fsuid egid sgid fsgid vmsize rssize shsize txtsize datsize xcpusid xcpujid ) \n";
+
+const CLK_TCK = 100;
+const PAGE = 4096;
+
+/** Session and job ids of a session's main process. */
+export interface ProcTag {
+  sid: number;
+  jid: string;
+}
+
+async function read(path: string): Promise<string | undefined> {
+  try {
+    return await readFile(path, "latin1");
+  } catch {
+    return undefined;
+  }
+}
+
+/** Name of a terminal from the `tty_nr` field of /proc/<pid>/stat. */
+export function ttyName(ttyNr: number): string {
+  if (ttyNr === 0) return "??";
+  const major = (ttyNr >> 8) & 0xfff;
+  const minor = (ttyNr & 0xff) | ((ttyNr >> 12) & 0xfff00);
+  if (major === 4) return minor < 64 ? `tty${minor}` : `ttyS${minor - 64}`;
+  if (major >= 136 && major <= 143) return `pts/${(major - 136) * 256 + minor}`;
+  if (major === 2) return `ptyp${minor}`;
+  if (major === 3) return `ttyp${minor}`;
+  if (major === 5 && minor >= 64) return `cua${minor - 64}`;
+  return "??";
+}
+
+interface Raw {
+  pid: number;
+  ppid: number;
+  fields: string[];
+}
+
+async function readProc(pid: number, uptimeMs: number): Promise<Raw | undefined> {
+  const base = `/proc/${pid}`;
+  const [stat, cmdline, status, statm, wchan] = await Promise.all([
+    read(`${base}/stat`),
+    read(`${base}/cmdline`),
+    read(`${base}/status`),
+    read(`${base}/statm`),
+    read(`${base}/wchan`),
+  ]);
+  if (stat === undefined) return undefined;
+  const open = stat.indexOf("(");
+  const close = stat.lastIndexOf(")");
+  if (open < 0 || close < 0) return undefined;
+  const comm = stat.slice(open + 1, close);
+  // s[0] is field 3 (state) of proc(5).
+  const s = stat
+    .slice(close + 2)
+    .trim()
+    .split(" ");
+  const f = (n: number) => s[n - 3] ?? "";
+  const num = (n: number) => Number(f(n));
+  const args = (cmdline ?? "").split("\0");
+  if (args.length > 0 && args[args.length - 1] === "") args.pop();
+  const cmd = args.length > 0 ? args.map(quote).join(" ") : quote(comm);
+  const idLine = (name: string) => {
+    const m = new RegExp(`^${name}:\\s+(\\d+)\\s+(\\d+)\\s+(\\d+)\\s+(\\d+)`, "m").exec(status ?? "");
+    return m ? [m[2] as string, m[3] as string, m[4] as string] : ["''", "''", "''"];
+  };
+  const m = (statm ?? "").trim().split(/\s+/).map(Number);
+  const pages = (i: number) =>
+    m[i] === undefined || Number.isNaN(m[i]) ? "''" : String((m[i] as number) * PAGE);
+  const ticksMs = (n: number) => String(Math.round((num(n) * 1000) / CLK_TCK));
+  const etime = Math.max(0, Math.round(uptimeMs - (num(22) * 1000) / CLK_TCK));
+  const fields = [
+    String(pid),
+    `(${cmd})`,
+    f(3) || "''",
+    f(4) || "''",
+    f(5) || "''",
+    f(6) || "''",
+    ttyName(num(7)),
+    f(8) || "''",
+    ticksMs(14),
+    ticksMs(15),
+    String(etime),
+    String(num(18) - 15),
+    f(19) || "''",
+    wchan === undefined || wchan === "" ? "0" : quote(wchan.trim()),
+    ...idLine("Uid"),
+    ...idLine("Gid"),
+    f(23) || "''",
+    String(num(24) * PAGE),
+    pages(2),
+    pages(3),
+    pages(5),
+  ];
+  return { pid, ppid: num(4), fields };
+}
+
+/**
+ * Build the `procs` text. `tags` maps the pid of each session's main process to its session and job
+ * ids; descendants inherit them through the ppid chain.
+ */
+export async function procsText(tags: ReadonlyMap<number, ProcTag>): Promise<string> {
+  const uptime = await read("/proc/uptime");
+  const uptimeMs = Number((uptime ?? "0").split(" ")[0]) * 1000;
+  const pids = (await readdir("/proc"))
+    .filter((n) => /^\d+$/.test(n))
+    .map(Number)
+    .sort((a, b) => a - b);
+  const raws = (await Promise.all(pids.map((p) => readProc(p, uptimeMs)))).filter(
+    (r): r is Raw => r !== undefined,
+  );
+  const parent = new Map<number, number>();
+  for (const r of raws) parent.set(r.pid, r.ppid);
+  const tagOf = (pid: number): ProcTag | undefined => {
+    let p: number | undefined = pid;
+    for (let depth = 0; p !== undefined && p > 0 && depth < 4096; depth++) {
+      const t = tags.get(p);
+      if (t) return t;
+      p = parent.get(p);
+    }
+    return undefined;
+  };
+  let out = PROCS_HEADER;
+  for (const r of raws) {
+    const t = tagOf(r.pid);
+    const sid = t ? String(t.sid) : "''";
+    const jid = t ? quote(t.jid) : "''";
+    out += `(${r.fields.join(" ")} ${sid} ${jid} ) \n`;
+  }
+  return out;
+}

@@ -1,0 +1,121 @@
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { liveInGroup } from "../test/helpers.js";
+import { makeSessionDir, Session, type SessionHost, State } from "./session.js";
+import type { User } from "./users.js";
+
+const base = mkdtempSync(join(tmpdir(), "xcpufs-session-"));
+afterAll(() => rmSync(base, { recursive: true, force: true }));
+const user: User = { name: "u", uid: process.getuid?.() ?? 0, gid: 0, groups: new Set(), key: undefined };
+const host: SessionHost = {
+  setpriv: undefined,
+  retain: false,
+  destroyed: () => {},
+  changed: () => {},
+  log: { debug: () => {}, warn: () => {} },
+};
+let next = 0;
+async function session(argv: string, env = "PATH=/usr/bin:/bin\n"): Promise<Session> {
+  const dir = await makeSessionDir(base, undefined);
+  const s = new Session(next++, user, dir, Buffer.from(env), host);
+  s.incref();
+  s.argv = Buffer.from(argv);
+  return s;
+}
+async function readAll(s: Session, which: "stdout" | "stderr", key: object = {}): Promise<string> {
+  let out = "";
+  for (;;) {
+    const b = await s[which].read(key, 8192);
+    if (b.length === 0) return out;
+    out += b.toString();
+  }
+}
+
+describe("Session", () => {
+  it("runs a program and reports output and status", async () => {
+    const s = await session("echo hello 'big world'");
+    await s.exec("/bin/echo", undefined, {}, "127.0.0.1!1");
+    expect(s.state).toBe(State.Running);
+    expect(await readAll(s, "stdout")).toBe("hello big world\n");
+    await s.waitExit();
+    expect(s.waitText).toBe("0");
+    expect(s.state).toBe(State.Finished);
+    expect(s.env.toString()).toContain(`XCPUSID=${s.id}`);
+  });
+  it("feeds stdin written before the start, then EOF on close", async () => {
+    const s = await session("cat");
+    await s.stdin.write(Buffer.from("early "));
+    await s.exec("/bin/cat", undefined, {}, "x");
+    await s.stdin.write(Buffer.from("late\n"));
+    s.stdin.close();
+    expect(await readAll(s, "stdout")).toBe("early late\n");
+    await s.waitExit();
+    await expect(s.stdin.write(Buffer.from("x"))).rejects.toThrow("stdin closed");
+  });
+  it("reports exit codes and signals as wait statuses", async () => {
+    const a = await session("sh -c 'exit 3'");
+    await a.exec("/bin/sh", undefined, {}, "x");
+    await a.waitExit();
+    expect(a.waitText).toBe("768");
+    const b = await session("sleep 30");
+    await b.exec("/bin/sleep", undefined, {}, "x");
+    b.signal(9);
+    await b.waitExit();
+    expect(b.waitText).toBe("9");
+  });
+  it("reports a program that cannot be started like a failed execve", async () => {
+    const s = await session("nothere");
+    await s.exec("nothere", undefined, {}, "x");
+    await s.waitExit();
+    expect(s.waitText).toBe("512");
+    expect(await readAll(s, "stderr")).toContain("nothere");
+    expect(await readAll(s, "stdout")).toBe("");
+  });
+  it("passes env and argv exactly", async () => {
+    const s = await session(
+      "sh -c 'printf \"%s|\" \"$@\"; printf \"%s\" \"$MSG\"' zero '' 'a b' 'it''s'",
+      "'MSG=hello world'\n",
+    );
+    await s.exec("/bin/sh", undefined, {}, "x");
+    expect(await readAll(s, "stdout")).toBe("|a b|it's|hello world");
+  });
+  it("gives each waiting reader the same data; later readers do not see it", async () => {
+    const s = await session("sh -c 'read x; echo $x; read y; echo $y'");
+    await s.exec("/bin/sh", undefined, {}, "x");
+    const r1 = {};
+    const r2 = {};
+    const p1 = s.stdout.read(r1, 100);
+    const p2 = s.stdout.read(r2, 100);
+    await s.stdin.write(Buffer.from("one\n"));
+    expect((await p1).toString()).toBe("one\n");
+    expect((await p2).toString()).toBe("one\n");
+    const p3 = s.stdout.read(r1, 100);
+    await s.stdin.write(Buffer.from("two\n"));
+    expect((await p3).toString()).toBe("two\n");
+    s.stdin.close();
+    await s.waitExit();
+  });
+  it("blocks a program whose output nobody reads", async () => {
+    const s = await session("sh -c 'head -c 4000000 /dev/zero; echo done >&2'");
+    await s.exec("/bin/sh", undefined, {}, "x");
+    await new Promise((r) => setTimeout(r, 300));
+    expect(s.state).toBe(State.Running);
+    const n = (await readAll(s, "stdout")).length;
+    expect(n).toBe(4000000);
+    await s.waitExit();
+    expect(await readAll(s, "stderr")).toBe("done\n");
+  });
+  it("wipe kills the process group and removes the directory", async () => {
+    const s = await session("sh -c 'sleep 60 & sleep 60'");
+    await s.exec("/bin/sh", undefined, {}, "x");
+    const pid = s.pid;
+    await new Promise((r) => setTimeout(r, 100));
+    s.wipe();
+    await s.gone;
+    expect(existsSync(s.dir)).toBe(false);
+    expect(liveInGroup(pid)).toEqual([]);
+    await expect(s.exec("/bin/true", undefined, {}, "x")).rejects.toThrow("session wiped");
+  });
+});

@@ -1,0 +1,383 @@
+// Sessions: one program, its standard streams, argv/env buffers, job id and private directory.
+
+import { type SpawnOptions, spawn } from "node:child_process";
+import { chown, mkdtemp, rm, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { Readable } from "node:stream";
+import { XcpuError } from "./errors.js";
+import { QuoteError, quote, tokenize } from "./quote.js";
+import { waitStatus } from "./signals.js";
+import { InputStream, OutputStream } from "./streams.js";
+import type { User } from "./users.js";
+
+export const State = { Initializing: 0, Running: 1, Finished: 2, Wiped: 16 } as const;
+export type State = (typeof State)[keyof typeof State];
+
+/** How a session's program is started: as which Unix identity, from which server settings. */
+export interface ExecIdentity {
+  /** Switch to this uid/gid (server runs as root and not in same-user mode). */
+  uid?: number;
+  gid?: number;
+  /** Supplementary group ids (applied through setpriv when not empty). */
+  groups?: number[];
+}
+
+export interface SessionHost {
+  /** Path of the setpriv binary used to set supplementary groups, or undefined when absent. */
+  setpriv: string | undefined;
+  /** Keep session directories after the session ends (`-r`). */
+  retain: boolean;
+  /** Called once when the session is wiped and fully released. */
+  destroyed(s: Session): void;
+  /** Called when the main process starts or ends (for the procs tags). */
+  changed(s: Session): void;
+  log: { debug(o: object, msg?: string): void; warn(o: object, msg?: string): void };
+}
+
+const ENOENT_STATUS = 2 << 8;
+
+/** Grace period between SIGTERM and SIGKILL when a session's process group is ended. */
+export const KILL_GRACE_MS = 1000;
+
+export class Session {
+  state: State = State.Initializing;
+  type: "normal" | "persistent" = "normal";
+  argv: Buffer = Buffer.alloc(0);
+  env: Buffer;
+  jobId = "";
+  rank = 0;
+  pid = -1;
+  /** Raw wait status once the main process ended. */
+  status: number | undefined;
+  readonly stdin = new InputStream();
+  readonly stdout = new OutputStream();
+  readonly stderr = new OutputStream();
+  /** References: opening fid of `clone`, every open file of the session, the running program. */
+  refs = 0;
+  /** A `clone` command is running (other ctl writes are refused). */
+  cloning = false;
+  /** The staged legacy `exec` file has a writer. */
+  execWriter = false;
+  private readonly waiters: { resolve(): void }[] = [];
+  private killTimer: NodeJS.Timeout | undefined;
+  private released = false;
+  /** Process group of the program (kept after it exits, to end its leftover children). */
+  private pgid = -1;
+  private resolveGone!: () => void;
+  /** Resolves once the session is wiped, its program gone and its directory removed. */
+  readonly gone: Promise<void> = new Promise((r) => {
+    this.resolveGone = r;
+  });
+
+  constructor(
+    readonly id: number,
+    public owner: User,
+    /** The session's private directory (served as `fs/`). */
+    readonly dir: string,
+    env: Buffer,
+    private readonly host: SessionHost,
+  ) {
+    this.env = Buffer.from(env);
+  }
+
+  /** `<jobid>/<rank>` */
+  get idText(): string {
+    return `${this.jobId}/${this.rank}`;
+  }
+
+  get running(): boolean {
+    return this.state === State.Running;
+  }
+
+  incref(): void {
+    this.refs++;
+  }
+
+  decref(): void {
+    this.refs--;
+    this.maybeWipe();
+  }
+
+  /** Wipe a normal session that nobody references and that runs nothing. */
+  maybeWipe(): void {
+    if (this.refs <= 0 && this.type === "normal" && this.state !== State.Running) this.wipe();
+  }
+
+  /** Resolves when the program has ended (immediately if it never ran or was wiped). */
+  waitExit(signal?: AbortSignal): Promise<void> {
+    if (this.state === State.Finished || this.state === State.Wiped) return Promise.resolve();
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    return new Promise<void>((resolve, reject) => {
+      const w = {
+        resolve: () => {
+          signal?.removeEventListener("abort", onAbort);
+          resolve();
+        },
+      };
+      const onAbort = () => {
+        const i = this.waiters.indexOf(w);
+        if (i >= 0) this.waiters.splice(i, 1);
+        reject(signal?.reason);
+      };
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.waiters.push(w);
+    });
+  }
+
+  /** `wait` file content: the raw status, or empty when unknown. */
+  get waitText(): string {
+    return this.status === undefined ? "" : String(this.status);
+  }
+
+  /**
+   * `exec [program [cwd]]`: start the main process in its own process group (and session), with
+   * stdio connected to the session streams.
+   */
+  async exec(
+    program: string | undefined,
+    cwd: string | undefined,
+    ident: ExecIdentity,
+    parent: string,
+  ): Promise<void> {
+    if (this.state === State.Wiped) throw new XcpuError("session wiped");
+    if (this.state !== State.Initializing) throw new XcpuError("session already running");
+    let path: string;
+    if (program === undefined || program === "") {
+      path = join(this.dir, "exec");
+      if (!(await exists(path))) throw new XcpuError("executable not found");
+    } else if (program.startsWith("/")) {
+      path = program;
+    } else {
+      path = join(this.dir, program);
+    }
+    let dir = this.dir;
+    if (cwd && (await isDir(cwd))) dir = cwd;
+    // Re-check after the awaits: a wipe or another exec may have happened meanwhile.
+    const now = this.state as State;
+    if (now === State.Wiped) throw new XcpuError("session wiped");
+    if (now !== State.Initializing) throw new XcpuError("session already running");
+
+    let extra = "";
+    for (const [k, v] of [
+      ["XCPUPATH", this.dir],
+      ["XCPUSID", String(this.id)],
+      ["XCPUID", this.idText],
+      ["LD_LIBRARY_PATH", this.dir],
+      ["XCPU_PARENT", parent],
+    ] as const) {
+      extra += `\n${quote(`${k}=${v}`)}`;
+    }
+    this.env = Buffer.concat([this.env, Buffer.from(extra)]);
+    let envTokens: string[];
+    let argTokens: string[];
+    try {
+      envTokens = tokenize(this.env.toString("utf8"));
+    } catch (err) {
+      if (err instanceof QuoteError) throw new XcpuError("environment bad format");
+      throw err;
+    }
+    try {
+      argTokens = tokenize(this.argv.toString("utf8"));
+    } catch (err) {
+      if (err instanceof QuoteError) throw new XcpuError("arguments bad format");
+      throw err;
+    }
+    const env: Record<string, string> = {};
+    for (const t of envTokens) {
+      const eq = t.indexOf("=");
+      if (eq > 0) env[t.slice(0, eq)] = t.slice(eq + 1);
+    }
+    const argv0 = argTokens[0] ?? path;
+    const args = argTokens.slice(1);
+    const opts: SpawnOptions = {
+      cwd: dir,
+      env,
+      detached: true,
+      stdio: ["pipe", "pipe", "pipe"],
+      argv0,
+    };
+    let file = path;
+    let fileArgs = args;
+    const groups = ident.groups ?? [];
+    if (ident.uid !== undefined && groups.length > 0 && this.host.setpriv) {
+      // Node cannot set supplementary groups for a child; setpriv (util-linux) sets uid, gid and
+      // groups and then executes the program (argv[0] becomes the program path).
+      file = this.host.setpriv;
+      fileArgs = [
+        `--reuid=${ident.uid}`,
+        `--regid=${ident.gid ?? ident.uid}`,
+        `--groups=${groups.join(",")}`,
+        "--",
+        path,
+        ...args,
+      ];
+      opts.argv0 = undefined;
+    } else if (ident.uid !== undefined) {
+      opts.uid = ident.uid;
+      opts.gid = ident.gid ?? ident.uid;
+    }
+    this.state = State.Running;
+    this.incref();
+    const child = spawn(file, fileArgs, opts);
+    {
+      let done = false;
+      child.once("error", (err: NodeJS.ErrnoException) => {
+        if (done || child.pid !== undefined) return;
+        done = true;
+        // The program could not be started: report like a child whose execve failed.
+        const errno = errnoOf(err.code);
+        this.stdout.attach(Readable.from([]));
+        this.stderr.attach(Readable.from([Buffer.from(`${path}: ${err.message}\n`)]));
+        this.stdin.detach();
+        this.ended(errno << 8 || ENOENT_STATUS);
+      });
+      child.once("exit", (code, sig) => {
+        if (done) return;
+        done = true;
+        this.ended(waitStatus(code, sig));
+      });
+    }
+    if (child.pid !== undefined) {
+      this.pid = child.pid;
+      this.pgid = child.pid;
+      this.stdin.attach(child.stdin as NonNullable<typeof child.stdin>);
+      this.stdout.attach(child.stdout as NonNullable<typeof child.stdout>);
+      this.stderr.attach(child.stderr as NonNullable<typeof child.stderr>);
+      this.host.changed(this);
+    }
+    this.host.log.debug({ sid: this.id, pid: child.pid, path }, "exec");
+  }
+
+  private ended(status: number): void {
+    this.status = status;
+    const pgid = this.pid;
+    this.pid = -1;
+    if (this.state === State.Running) this.state = State.Finished;
+    this.stdin.detach();
+    this.host.changed(this);
+    // Output may still be in flight in the pipes; they end on their own (EOF). A wiped session has
+    // already closed them.
+    for (const w of this.waiters.splice(0)) w.resolve();
+    if (this.state === State.Wiped && pgid > 0) this.killGroup(pgid, "SIGKILL");
+    this.decref();
+    if (this.state === State.Wiped) this.release();
+  }
+
+  /** Send a signal to the main process (no-op when nothing runs). */
+  signal(sig: number): void {
+    if (this.pid > 0) {
+      try {
+        process.kill(this.pid, sig);
+      } catch {
+        // already gone
+      }
+    }
+  }
+
+  /** `kill`: signal the whole process group of the session. */
+  killGroup(pgid = this.pid, sig: NodeJS.Signals | number = "SIGTERM"): void {
+    if (pgid <= 0) return;
+    try {
+      process.kill(-pgid, sig);
+    } catch {
+      // no such group
+    }
+  }
+
+  /**
+   * Wipe: remove the session from the tree, end its process group (SIGTERM, then SIGKILL after a
+   * grace period), answer waiting reads, and release its directory once the program is gone.
+   */
+  wipe(): void {
+    if (this.state === State.Wiped) return;
+    const wasRunning = this.state === State.Running;
+    this.state = State.Wiped;
+    this.host.log.debug({ sid: this.id }, "wipe");
+    for (const w of this.waiters.splice(0)) w.resolve();
+    this.stdin.close();
+    this.stdout.close();
+    this.stderr.close();
+    if (wasRunning && this.pid > 0) {
+      const pgid = this.pid;
+      this.killGroup(pgid, "SIGTERM");
+      this.killTimer = setTimeout(() => this.killGroup(pgid, "SIGKILL"), KILL_GRACE_MS);
+      this.killTimer.unref();
+    } else {
+      // Children left behind by a program that already exited.
+      this.killGroup(this.pgid, "SIGKILL");
+      this.release();
+    }
+  }
+
+  /** The program (if any) is gone: remove the directory and forget the session. */
+  private release(): void {
+    if (this.released) return;
+    this.released = true;
+    if (this.killTimer) clearTimeout(this.killTimer);
+    const done = () => {
+      this.host.destroyed(this);
+      this.resolveGone();
+    };
+    if (this.host.retain) done();
+    else
+      rm(this.dir, { recursive: true, force: true })
+        .catch((err) => this.host.log.warn({ err, dir: this.dir }, "cannot remove session directory"))
+        .finally(done);
+  }
+
+  /** Wipe and wait until the program has exited and the directory is gone (for shutdown). */
+  async shutdown(): Promise<void> {
+    const pgid = this.pid;
+    this.wipe();
+    if (pgid > 0) this.killGroup(pgid, "SIGKILL");
+    await this.gone;
+  }
+}
+
+function errnoOf(code: string | undefined): number {
+  switch (code) {
+    case "ENOENT":
+      return 2;
+    case "EACCES":
+      return 13;
+    case "ENOEXEC":
+      return 8;
+    case "ENOTDIR":
+      return 20;
+    case "E2BIG":
+      return 7;
+    case "ENOMEM":
+      return 12;
+    case "EPERM":
+      return 1;
+    default:
+      return 2;
+  }
+}
+
+async function exists(p: string): Promise<boolean> {
+  try {
+    await stat(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function isDir(p: string): Promise<boolean> {
+  try {
+    return (await stat(p)).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+/** Create a session directory `<tmpdir>/xcpu-XXXXXX`, owned by the user when running as root. */
+export async function makeSessionDir(
+  tmpdir: string,
+  owner: { uid: number; gid: number } | undefined,
+): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir, "xcpu-"));
+  if (owner) await chown(dir, owner.uid, owner.gid);
+  return dir;
+}

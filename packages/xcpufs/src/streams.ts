@@ -1,0 +1,213 @@
+// Standard streams of a session: output fan-out with backpressure, and input with bounded buffering.
+
+import type { Readable, Writable } from "node:stream";
+import { XcpuError } from "./errors.js";
+
+interface PendingRead {
+  key: object;
+  count: number;
+  resolve(data: Buffer): void;
+  reject(err: unknown): void;
+  signal: AbortSignal | undefined;
+  onAbort: (() => void) | undefined;
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * One output stream (stdout or stderr) of a session.
+ *
+ * Data is pulled from the process's pipe only while somebody is reading: if nobody reads, the pipe
+ * fills and the program blocks on write (memory stays bounded by the pipe and the stream's small
+ * read buffer). When data is available it goes to every pending read, grouped by reader (`key`,
+ * the open fid): each reader's oldest pending read receives the same piece; the piece leaves the
+ * buffer once every waiting reader took it. A reader that arrives later does not see data already
+ * delivered. After the program closes the stream every read returns 0 bytes (end of file).
+ */
+export class OutputStream {
+  private src: Readable | undefined;
+  private buf: Buffer = EMPTY;
+  private eof = false;
+  private readonly pending: PendingRead[] = [];
+
+  /** Connect the process's pipe. */
+  attach(src: Readable): void {
+    this.src = src;
+    src.on("readable", () => this.pump());
+    src.on("end", () => this.finish());
+    src.on("close", () => this.finish());
+    src.on("error", () => this.finish());
+    this.pump();
+  }
+
+  /** True once the stream reached end of file. */
+  get ended(): boolean {
+    return this.eof && this.buf.length === 0;
+  }
+
+  /** Number of reads waiting for data. */
+  get waiting(): number {
+    return this.pending.length;
+  }
+
+  /** Read at most `count` bytes for reader `key`; resolves with an empty buffer at end of file. */
+  read(key: object, count: number, signal?: AbortSignal): Promise<Buffer> {
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    if (count <= 0) return Promise.resolve(EMPTY);
+    return new Promise<Buffer>((resolve, reject) => {
+      const p: PendingRead = { key, count, resolve, reject, signal, onAbort: undefined };
+      if (signal) {
+        p.onAbort = () => {
+          const i = this.pending.indexOf(p);
+          if (i >= 0) this.pending.splice(i, 1);
+          reject(signal.reason);
+        };
+        signal.addEventListener("abort", p.onAbort, { once: true });
+      }
+      this.pending.push(p);
+      this.pump();
+    });
+  }
+
+  /** Stop reading from the process (its writes then fail with EPIPE) and end the stream. */
+  close(): void {
+    const src = this.src;
+    this.src = undefined;
+    src?.destroy();
+    this.buf = EMPTY;
+    this.finish();
+  }
+
+  /** End of file: called when the pipe ends, on `close`, or when the session goes away. */
+  finish(): void {
+    this.eof = true;
+    this.pump();
+  }
+
+  private settle(p: PendingRead, data: Buffer): void {
+    if (p.onAbort) p.signal?.removeEventListener("abort", p.onAbort);
+    p.resolve(data);
+  }
+
+  private pump(): void {
+    while (this.pending.length > 0) {
+      if (this.buf.length === 0 && this.src && !this.eof) {
+        const chunk = this.src.read() as Buffer | null;
+        if (chunk && chunk.length > 0) this.buf = chunk;
+      }
+      if (this.buf.length === 0) {
+        if (!this.eof) return;
+        for (const p of this.pending.splice(0)) this.settle(p, EMPTY);
+        return;
+      }
+      // The oldest pending read of each distinct reader.
+      const firsts: PendingRead[] = [];
+      const seen = new Set<object>();
+      for (const p of this.pending) {
+        if (!seen.has(p.key)) {
+          seen.add(p.key);
+          firsts.push(p);
+        }
+      }
+      let n = this.buf.length;
+      for (const p of firsts) n = Math.min(n, p.count);
+      const piece = Buffer.from(this.buf.subarray(0, n));
+      this.buf = n === this.buf.length ? EMPTY : this.buf.subarray(n);
+      for (const p of firsts) {
+        this.pending.splice(this.pending.indexOf(p), 1);
+        this.settle(p, piece);
+      }
+    }
+  }
+}
+
+interface PendingWrite {
+  data: Buffer;
+  resolve(n: number): void;
+  reject(err: unknown): void;
+}
+
+/** Bytes accepted for stdin before the program starts (the capacity of a pipe). */
+export const PRESTART_CAPACITY = 65536;
+
+/**
+ * The stdin of a session. Before the program starts, writes are kept (up to a pipe's capacity; a
+ * write beyond that waits for the start). Afterwards a write is answered once all its bytes went
+ * into the pipe, so a program that does not read its input stops the writer.
+ */
+export class InputStream {
+  private sink: Writable | undefined;
+  private held: PendingWrite[] = [];
+  private heldBytes = 0;
+  private closed = false;
+  private gone = false;
+
+  /** Connect the process's stdin pipe and hand it everything written so far. */
+  attach(sink: Writable): void {
+    this.sink = sink;
+    sink.on("error", () => this.detach());
+    const held = this.held;
+    this.held = [];
+    this.heldBytes = 0;
+    for (const w of held) this.toSink(w);
+    if (this.closed) sink.end();
+  }
+
+  /** The program has exited (or never started): further writes are discarded. */
+  detach(): void {
+    this.gone = true;
+    const held = this.held;
+    this.held = [];
+    for (const w of held) w.resolve(w.data.length);
+  }
+
+  write(data: Buffer, signal?: AbortSignal): Promise<number> {
+    if (this.closed) return Promise.reject(new XcpuError("stdin closed"));
+    if (this.gone || data.length === 0) return Promise.resolve(data.length);
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    return new Promise<number>((resolve, reject) => {
+      const w: PendingWrite = { data: Buffer.from(data), resolve, reject };
+      if (this.sink) {
+        this.toSink(w);
+        return;
+      }
+      if (this.heldBytes + data.length <= PRESTART_CAPACITY) {
+        this.held.push(w);
+        this.heldBytes += data.length;
+        resolve(data.length);
+        w.resolve = () => {};
+        return;
+      }
+      this.held.push(w);
+      this.heldBytes += data.length;
+      signal?.addEventListener(
+        "abort",
+        () => {
+          const i = this.held.indexOf(w);
+          if (i >= 0) {
+            this.held.splice(i, 1);
+            this.heldBytes -= w.data.length;
+            reject(signal.reason);
+          }
+        },
+        { once: true },
+      );
+    });
+  }
+
+  /** `close stdin`: the program sees end of file once it has read what was written. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.sink && !this.gone) this.sink.end();
+  }
+
+  private toSink(w: PendingWrite): void {
+    const sink = this.sink as Writable;
+    if (this.gone || sink.destroyed || sink.writableEnded) {
+      w.resolve(w.data.length);
+      return;
+    }
+    sink.write(w.data, () => w.resolve(w.data.length));
+  }
+}

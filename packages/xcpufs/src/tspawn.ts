@@ -1,0 +1,199 @@
+// Tree spawn: `clone K addr/sid[/passkey],…` copies a session to sessions on other nodes, delegating
+// part of the list to the first children so that copies fan out as a tree.
+
+import { createHash } from "node:crypto";
+import { open, readdir, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { type Fid, type Fsys, mount } from "@clustermatic/ninep/client";
+import { OTRUNC, OWRITE } from "@clustermatic/ninep/codec";
+import { XcpuError } from "./errors.js";
+import type { Session } from "./session.js";
+import type { User } from "./users.js";
+import type { Xcpufs } from "./xcpufs.js";
+
+/** Default xcpufs port (XCPU_PORT). */
+export const XCPU_PORT = 6667;
+/** Size of the copies' writes. */
+const CHUNK = 32 * 1024;
+
+export interface Target {
+  /** Dial string (`[tcp!]host[!port]`, `host:port`). */
+  addr: string;
+  sid: number;
+  passkey: string | undefined;
+}
+
+export interface Child {
+  target: Target;
+  delegated: Target[];
+}
+
+/** Parse an address list `addr/sid[/passkey],…` (empty elements ignored). */
+export function parseTargets(list: string): Target[] {
+  const out: Target[] = [];
+  for (const el of list.split(",")) {
+    if (el === "") continue;
+    const parts = el.split("/");
+    if (parts.length < 2 || parts.length > 3) throw new XcpuError("invalid address format");
+    const [addr, sidText, passkey] = parts as [string, string, string | undefined];
+    if (addr === "" || !/^\d+$/.test(sidText)) throw new XcpuError("invalid address format");
+    if (passkey !== undefined && !/^[0-9a-f]{32}$/.test(passkey))
+      throw new XcpuError("invalid address format");
+    out.push({ addr, sid: Number(sidText), passkey });
+  }
+  return out;
+}
+
+export function formatTargets(ts: readonly Target[]): string {
+  return ts.map((t) => `${t.addr}/${t.sid}${t.passkey ? `/${t.passkey}` : ""},`).join("");
+}
+
+/**
+ * The fan-out rule: with K ≤ 0 every target is a direct child; otherwise exactly min(K, S) direct
+ * children, each delegated at most m − 1 targets where m = ceil(S / k).
+ */
+export function fanout<T>(targets: readonly T[], K: number): { target: T; delegated: T[] }[] {
+  const S = targets.length;
+  if (K <= 0 || S === 0) return targets.map((t) => ({ target: t, delegated: [] }));
+  const k = Math.min(K, S);
+  const m = Math.ceil(S / k);
+  const g = m > 1 ? Math.ceil((S - k) / (m - 1)) : 0;
+  const cut = S - k + g;
+  const out: { target: T; delegated: T[] }[] = [];
+  for (let i = 0; i < cut; i += m) {
+    const group = targets.slice(i, Math.min(i + m, cut));
+    out.push({ target: group[0] as T, delegated: group.slice(1) });
+  }
+  for (let i = cut; i < S; i++) out.push({ target: targets[i] as T, delegated: [] });
+  return out;
+}
+
+/** Run a session's `clone` command: copy to every direct child (in parallel), then answer. */
+export async function cloneSession(
+  fs: Xcpufs,
+  s: Session,
+  user: User,
+  maxText: string,
+  list: string,
+  signal: AbortSignal,
+): Promise<void> {
+  if (!/^-?\d+$/.test(maxText)) throw new XcpuError("invalid maxsession format");
+  const K = Number(maxText);
+  const targets = parseTargets(list);
+  const children = fanout(targets, K);
+  const results = await Promise.allSettled(children.map((c) => copyTo(fs, s, user, c, K, signal)));
+  let err = "";
+  results.forEach((r, i) => {
+    if (r.status === "rejected") {
+      const reason = r.reason instanceof Error ? r.reason.message : String(r.reason);
+      err += `${children[i]?.target.addr}: ${reason},`;
+    }
+  });
+  if (err) throw new XcpuError(err);
+}
+
+/** Connect to a child node as `user`, answering the challenge with the passkey. */
+async function connect(fs: Xcpufs, user: User, t: Target, signal: AbortSignal): Promise<Fsys> {
+  return mount(t.addr, {
+    uname: user.name,
+    n_uname: user.uid,
+    defaultPort: XCPU_PORT,
+    msize: 32792,
+    signal,
+    connectTimeoutMs: 10_000,
+    timeoutMs: 60_000,
+    trace: fs.clientTrace,
+    authenticate: async (afid) => {
+      const challenge = await afid.read(4096);
+      if (t.passkey) {
+        const resp = createHash("sha1").update(challenge).update(t.passkey, "latin1").digest();
+        await afid.write(resp);
+      }
+    },
+  });
+}
+
+async function writeAll(fid: Fid, data: Buffer, signal: AbortSignal): Promise<void> {
+  for (let off = 0; off < data.length; off += CHUNK) {
+    const n = await fid.write(off, data.subarray(off, off + CHUNK), { signal });
+    if (n <= 0) throw new XcpuError("short write");
+  }
+}
+
+async function copyTo(
+  fs: Xcpufs,
+  s: Session,
+  user: User,
+  c: Child,
+  K: number,
+  signal: AbortSignal,
+): Promise<void> {
+  const remote = await connect(fs, user, c.target, signal);
+  const base = String(c.target.sid);
+  try {
+    for (const name of ["env", "argv"] as const) {
+      const data = s[name];
+      if (data.length === 0) continue;
+      const fid = await remote.open(`${base}/${name}`, OWRITE | OTRUNC, { signal });
+      try {
+        await writeAll(fid, data, signal);
+      } finally {
+        await fid.clunk().catch(() => {});
+      }
+    }
+    await copyDir(remote, s.dir, `${base}/fs`, signal);
+    if (c.delegated.length > 0) {
+      const fid = await remote.open(`${base}/ctl`, OWRITE, { signal });
+      try {
+        await fid.write(0, Buffer.from(`clone ${K} ${formatTargets(c.delegated)}\n`), {
+          signal,
+          timeoutMs: 0,
+        });
+      } finally {
+        await fid.clunk().catch(() => {});
+      }
+    }
+  } finally {
+    await remote.close().catch(() => {});
+  }
+}
+
+/** Copy a local directory's content into a remote directory (created or reused), recursively. */
+async function copyDir(remote: Fsys, local: string, rpath: string, signal: AbortSignal): Promise<void> {
+  const entries = await readdir(local, { withFileTypes: true });
+  for (const e of entries) {
+    const lp = join(local, e.name);
+    const rp = `${rpath}/${e.name}`;
+    const st = await stat(lp);
+    if (st.isDirectory()) {
+      try {
+        await remote.mkdir(rp, st.mode & 0o777, { signal });
+      } catch (err) {
+        if (!/exist/i.test((err as Error).message)) throw err;
+      }
+      await copyDir(remote, lp, rp, signal);
+    } else if (st.isFile()) {
+      let fid: Fid;
+      try {
+        fid = await remote.create(rp, st.mode & 0o777, OWRITE, { signal });
+      } catch (err) {
+        if (!/exist/i.test((err as Error).message)) throw err;
+        fid = await remote.open(rp, OWRITE | OTRUNC, { signal });
+      }
+      const fh = await open(lp, "r");
+      try {
+        const buf = Buffer.alloc(CHUNK);
+        let off = 0;
+        for (;;) {
+          const { bytesRead } = await fh.read(buf, 0, CHUNK, off);
+          if (bytesRead === 0) break;
+          await fid.write(off, buf.subarray(0, bytesRead), { signal });
+          off += bytesRead;
+        }
+      } finally {
+        await fh.close();
+        await fid.clunk().catch(() => {});
+      }
+    }
+  }
+}

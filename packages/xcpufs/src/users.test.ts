@@ -1,0 +1,77 @@
+import { generateKeyPairSync } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { toOpenSshLine } from "./keys.js";
+import { tokenize } from "./quote.js";
+import { UserDb } from "./users.js";
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+const key = toOpenSshLine(generateKeyPairSync("rsa", { modulusLength: 1024 }).publicKey, "a@b");
+const run = (db: UserDb, line: string) => db.command(tokenize(line));
+
+describe("UserDb", () => {
+  it("starts with xcpu-admin", () => {
+    const db = new UserDb({});
+    expect(db.pwent()).toBe("xcpu-admin:65530:65530:xcpu-admin\n");
+    expect(db.grent()).toBe("xcpu-admin:65530\n");
+    expect(db.admin.alwaysFail).toBe(true);
+  });
+  it("adds and removes users and groups with the original errors", () => {
+    const db = new UserDb({});
+    expect(() => run(db, `user-add glenda 500 mammals '${key}'`)).toThrow("mammals:group not found");
+    run(db, "group-add mammals 100");
+    run(db, "group-add users 101");
+    expect(() => run(db, "group-add users 102")).toThrow("users:group exists");
+    expect(() => run(db, "group-add other 101")).toThrow("101:group exists");
+    expect(() => run(db, "group-add x -1")).toThrow("invalid group id -1");
+    expect(() => run(db, "group-add x")).toThrow("Usage: group-add groupname gid");
+    run(db, `user-add glenda 500 mammals '${key}'`);
+    expect(() => run(db, "user-add glenda 501 mammals ''")).toThrow("glenda:user exists");
+    expect(() => run(db, "user-add other 500 mammals ''")).toThrow("500:user exists");
+    expect(() => run(db, "user-add x 1x mammals ''")).toThrow("invalid user id");
+    expect(() => run(db, "user-add x 7 mammals 'ssh-dss AAAA'")).toThrow("invalid key type");
+    expect(() => run(db, "user-del")).toThrow("Usage: user-del uname");
+    run(db, "user-add-group glenda users");
+    expect(db.pwent()).toContain("glenda:500:100:mammals,users\n");
+    expect(db.supplementaryGids(db.byUid(500)!)).toEqual([101]);
+    expect(() => run(db, "group-del users")).toThrow("users:group not empty");
+    expect(() => run(db, "user-del-group glenda nope")).toThrow("nope: no such group in userpool");
+    run(db, "user-del-group glenda users");
+    expect(() => run(db, "user-del-group glenda users")).toThrow("user glenda not a member of group users");
+    run(db, "group-del users");
+    expect(() => run(db, "user-del nobody")).toThrow("nobody: no such user in userpool");
+    expect(run(db, "frobnicate")).toBe(false);
+    run(db, "group-flush");
+    expect(db.pwent()).toBe("xcpu-admin:65530:65530:xcpu-admin\n");
+  });
+  it("persists atomically and reloads", () => {
+    const dir = mkdtempSync(join(tmpdir(), "xcpufs-users-"));
+    dirs.push(dir);
+    const db = new UserDb({ stateDir: dir });
+    run(db, "group-add mammals 100");
+    run(db, `user-add glenda 500 mammals '${key}'`);
+    run(db, "user-add nokey 501 mammals ''");
+    const st = JSON.parse(readFileSync(join(dir, "users.json"), "utf8"));
+    expect(st.users.map((u: { name: string }) => u.name)).toEqual(["xcpu-admin", "glenda", "nokey"]);
+    const again = new UserDb({ stateDir: dir });
+    expect(again.pwent()).toBe(db.pwent());
+    expect(again.byUid(500)?.key?.kind).toBe("rsa");
+    expect(again.byUid(501)?.key).toBeUndefined();
+  });
+  it("passkeys are one-shot and bound to their user", () => {
+    const db = new UserDb({});
+    run(db, "group-add g 1");
+    run(db, "user-add a 10 g ''");
+    run(db, "user-add b 11 g ''");
+    const pk = db.mintPasskey(db.byName("a")!);
+    expect(pk).toMatch(/^[0-9a-f]{32}$/);
+    expect(db.consumePasskey(db.byName("b")!, (p) => p === pk)).toBe(false);
+    expect(db.consumePasskey(db.byName("a")!, (p) => p === pk)).toBe(true);
+    expect(db.consumePasskey(db.byName("a")!, (p) => p === pk)).toBe(false);
+  });
+});

@@ -1,0 +1,311 @@
+// The node's user and group pool, managed through the root ctl file and kept in a state file.
+
+import { randomBytes } from "node:crypto";
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from "node:fs";
+import { join } from "node:path";
+import { XcpuError } from "./errors.js";
+import { type PublicKey, parsePublicKey } from "./keys.js";
+
+export const ADMIN_NAME = "xcpu-admin";
+export const DEFAULT_ADMIN_ID = 65530;
+
+export interface User {
+  name: string;
+  uid: number;
+  /** gid of the default group. */
+  gid: number;
+  /** Names of the groups the user belongs to (the default group included). */
+  groups: Set<string>;
+  /** The user's key; undefined = no key (attach accepted without a response). */
+  key: PublicKey | undefined;
+  /** True for the admin user when no admin key could be loaded: every response is refused. */
+  alwaysFail?: boolean;
+  /** Users admitted by `--no-auth` without being in the pool; never persisted. */
+  transient?: boolean;
+}
+
+export interface Group {
+  name: string;
+  gid: number;
+  members: Set<string>;
+}
+
+interface StateFile {
+  version: 1;
+  users: { name: string; uid: number; gid: number; groups: string[]; key?: string }[];
+  groups: { name: string; gid: number }[];
+}
+
+const ID_RE = /^\d+$/;
+
+/** The user pool: the admin user and group always exist; changes persist atomically when a state file is set. */
+export class UserDb {
+  readonly users = new Map<string, User>();
+  readonly groups = new Map<string, Group>();
+  readonly adminId: number;
+  private readonly file: string | undefined;
+  /** Outstanding passkeys per user name (one-shot). */
+  private readonly passkeys = new Map<string, Set<string>>();
+
+  constructor(opts: { adminId?: number; adminKey?: PublicKey; stateDir?: string }) {
+    this.adminId = opts.adminId ?? DEFAULT_ADMIN_ID;
+    this.groups.set(ADMIN_NAME, { name: ADMIN_NAME, gid: this.adminId, members: new Set([ADMIN_NAME]) });
+    this.users.set(ADMIN_NAME, {
+      name: ADMIN_NAME,
+      uid: this.adminId,
+      gid: this.adminId,
+      groups: new Set([ADMIN_NAME]),
+      key: opts.adminKey,
+      alwaysFail: opts.adminKey === undefined,
+    });
+    if (opts.stateDir) {
+      mkdirSync(opts.stateDir, { recursive: true, mode: 0o700 });
+      this.file = join(opts.stateDir, "users.json");
+      this.load();
+    }
+  }
+
+  get admin(): User {
+    return this.users.get(ADMIN_NAME) as User;
+  }
+
+  byName(name: string): User | undefined {
+    return this.users.get(name);
+  }
+
+  byUid(uid: number): User | undefined {
+    for (const u of this.users.values()) if (u.uid === uid) return u;
+    return undefined;
+  }
+
+  groupByGid(gid: number): Group | undefined {
+    for (const g of this.groups.values()) if (g.gid === gid) return g;
+    return undefined;
+  }
+
+  /** True when the user is a member of the group with this gid (default group included). */
+  inGroup(user: User, gid: number): boolean {
+    if (user.gid === gid) return true;
+    for (const name of user.groups) if (this.groups.get(name)?.gid === gid) return true;
+    return false;
+  }
+
+  /** gids of every group of the user other than the default one. */
+  supplementaryGids(user: User): number[] {
+    const out: number[] = [];
+    for (const name of user.groups) {
+      const g = this.groups.get(name);
+      if (g && g.gid !== user.gid && !out.includes(g.gid)) out.push(g.gid);
+    }
+    return out;
+  }
+
+  isAdmin(user: User): boolean {
+    return user.name === ADMIN_NAME && !user.transient;
+  }
+
+  /** Run one tokenised root ctl command that concerns users or groups. Returns false if not one. */
+  command(tokens: string[]): boolean {
+    const [cmd, ...a] = tokens;
+    switch (cmd) {
+      case "user-add":
+        if (a.length !== 4) throw new XcpuError("Usage: user-add uname uid groupname key");
+        this.userAdd(a[0] as string, a[1] as string, a[2] as string, a[3] as string);
+        break;
+      case "user-del":
+        this.need(a, 1, "Usage: user-del uname");
+        this.userDel(a[0] as string);
+        break;
+      case "user-flush":
+        for (const name of [...this.users.keys()]) if (name !== ADMIN_NAME) this.userDel(name, false);
+        break;
+      case "user-add-group": {
+        this.need(a, 2, "Usage: user-add-group uname gname");
+        const [u, g] = this.userGroup(a[0] as string, a[1] as string);
+        u.groups.add(g.name);
+        g.members.add(u.name);
+        break;
+      }
+      case "user-del-group": {
+        this.need(a, 2, "Usage: user-del-group uname gname");
+        const [u, g] = this.userGroup(a[0] as string, a[1] as string);
+        if (!u.groups.has(g.name)) throw new XcpuError(`user ${u.name} not a member of group ${g.name}`);
+        if (g.gid === u.gid) throw new XcpuError(`${g.name}: default group of user ${u.name}`);
+        u.groups.delete(g.name);
+        g.members.delete(u.name);
+        break;
+      }
+      case "group-add": {
+        if (a.length !== 2) throw new XcpuError("Usage: group-add groupname gid");
+        const [name, gidText] = a as [string, string];
+        if (!ID_RE.test(gidText) || Number(gidText) > 0xfffffffe)
+          throw new XcpuError(`invalid group id ${gidText}`);
+        const gid = Number(gidText);
+        if (this.groups.has(name)) throw new XcpuError(`${name}:group exists`);
+        if (this.groupByGid(gid)) throw new XcpuError(`${gid}:group exists`);
+        this.groups.set(name, { name, gid, members: new Set() });
+        break;
+      }
+      case "group-del": {
+        this.need(a, 1, "Usage: group-del groupname");
+        const g = this.groups.get(a[0] as string);
+        if (!g) throw new XcpuError(`${a[0]}: no such group in userpool`);
+        if (g.name === ADMIN_NAME) throw new XcpuError(`${g.name}: cannot delete the admin group`);
+        const others = [...g.members].filter((m) => m !== ADMIN_NAME);
+        if (others.length > 0) throw new XcpuError(`${g.name}:group not empty`);
+        this.admin.groups.delete(g.name);
+        this.groups.delete(g.name);
+        break;
+      }
+      case "group-flush":
+        for (const name of [...this.users.keys()]) if (name !== ADMIN_NAME) this.userDel(name, false);
+        for (const name of [...this.groups.keys()]) if (name !== ADMIN_NAME) this.groups.delete(name);
+        for (const g of [...this.admin.groups]) if (!this.groups.has(g)) this.admin.groups.delete(g);
+        break;
+      default:
+        return false;
+    }
+    this.save();
+    return true;
+  }
+
+  private need(a: string[], n: number, usage: string): void {
+    if (a.length !== n) throw new XcpuError(usage);
+  }
+
+  private userGroup(uname: string, gname: string): [User, Group] {
+    const u = this.users.get(uname);
+    if (!u) throw new XcpuError(`${uname}: no such user in userpool`);
+    const g = this.groups.get(gname);
+    if (!g) throw new XcpuError(`${gname}: no such group in userpool`);
+    return [u, g];
+  }
+
+  private userAdd(name: string, uidText: string, gname: string, keyText: string): void {
+    if (!ID_RE.test(uidText) || Number(uidText) > 0xfffffffe) throw new XcpuError("invalid user id");
+    if (!/^[^\s:/,]+$/.test(name)) throw new XcpuError("invalid user name");
+    const uid = Number(uidText);
+    const g = this.groups.get(gname);
+    if (!g) throw new XcpuError(`${gname}:group not found`);
+    if (this.users.has(name)) throw new XcpuError(`${name}:user exists`);
+    if (this.byUid(uid)) throw new XcpuError(`${uid}:user exists`);
+    const key = keyText === "" ? undefined : parsePublicKey(keyText);
+    this.users.set(name, { name, uid, gid: g.gid, groups: new Set([g.name]), key });
+    g.members.add(name);
+  }
+
+  private userDel(name: string, check = true): void {
+    const u = this.users.get(name);
+    if (!u) throw new XcpuError(`${name}: no such user in userpool`);
+    if (check && name === ADMIN_NAME) throw new XcpuError(`${name}: cannot delete the admin user`);
+    for (const g of this.groups.values()) g.members.delete(name);
+    this.users.delete(name);
+    this.passkeys.delete(name);
+  }
+
+  /** `pwent`: `uname:uid:gid[:g1,g2]` per user. */
+  pwent(): string {
+    if (this.users.size === 0) throw new XcpuError("userpool empty: no users");
+    let s = "";
+    for (const u of this.users.values()) {
+      s += `${u.name}:${u.uid}:${u.gid}`;
+      if (u.groups.size > 0) s += `:${[...u.groups].join(",")}`;
+      s += "\n";
+    }
+    return s;
+  }
+
+  /** `grent`: `gname:gid` per group. */
+  grent(): string {
+    if (this.groups.size === 0) throw new XcpuError("userpool empty: no groups");
+    let s = "";
+    for (const g of this.groups.values()) s += `${g.name}:${g.gid}\n`;
+    return s;
+  }
+
+  /** Mint a one-shot passkey for a user: 32 lowercase hex characters. */
+  mintPasskey(user: User): string {
+    const pk = randomBytes(16).toString("hex");
+    let set = this.passkeys.get(user.name);
+    if (!set) {
+      set = new Set();
+      this.passkeys.set(user.name, set);
+    }
+    // Bound the number of outstanding passkeys per user so that repeated reads cannot grow memory.
+    if (set.size >= 4096) set.delete(set.values().next().value as string);
+    set.add(pk);
+    return pk;
+  }
+
+  /** Find and consume the outstanding passkey of `user` that `match` accepts. */
+  consumePasskey(user: User, match: (pk: string) => boolean): boolean {
+    const set = this.passkeys.get(user.name);
+    if (!set) return false;
+    for (const pk of set) {
+      if (match(pk)) {
+        set.delete(pk);
+        return true;
+      }
+    }
+    return false;
+  }
+
+  private load(): void {
+    if (!this.file) return;
+    let text: string;
+    try {
+      text = readFileSync(this.file, "utf8");
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
+      throw err;
+    }
+    const st = JSON.parse(text) as StateFile;
+    if (st.version !== 1) throw new Error(`${this.file}: unknown state file version`);
+    for (const g of st.groups) {
+      if (g.name === ADMIN_NAME) continue;
+      this.groups.set(g.name, { name: g.name, gid: g.gid, members: new Set() });
+    }
+    for (const u of st.users) {
+      const groups = new Set(u.groups.filter((n) => this.groups.has(n)));
+      if (u.name === ADMIN_NAME) {
+        for (const n of groups) this.admin.groups.add(n);
+      } else {
+        this.users.set(u.name, {
+          name: u.name,
+          uid: u.uid,
+          gid: u.gid,
+          groups,
+          key: u.key ? parsePublicKey(u.key) : undefined,
+        });
+      }
+      for (const n of groups) this.groups.get(n)?.members.add(u.name);
+    }
+  }
+
+  /** Write the pool to the state file: a temporary file, fsync, then rename over the old one. */
+  save(): void {
+    if (!this.file) return;
+    const st: StateFile = {
+      version: 1,
+      groups: [...this.groups.values()].map((g) => ({ name: g.name, gid: g.gid })),
+      users: [...this.users.values()]
+        .filter((u) => !u.transient)
+        .map((u) => ({
+          name: u.name,
+          uid: u.uid,
+          gid: u.gid,
+          groups: [...u.groups],
+          ...(u.key && u.name !== ADMIN_NAME ? { key: u.key.text } : {}),
+        })),
+    };
+    const tmp = `${this.file}.${process.pid}.tmp`;
+    const fd = openSync(tmp, "w", 0o600);
+    try {
+      writeSync(fd, `${JSON.stringify(st, null, 1)}\n`);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, this.file);
+  }
+}

@@ -1,0 +1,481 @@
+// The node server's state: user pool, sessions, root buffers, and the ctl command interpreters.
+
+import { existsSync } from "node:fs";
+import { lchown, readdir } from "node:fs/promises";
+import { machine as machineName, type as osType } from "node:os";
+import { join } from "node:path";
+import type { Stat } from "@clustermatic/ninep/codec";
+import { NONUNAME } from "@clustermatic/ninep/codec";
+import { Ename, Errno, FsError } from "@clustermatic/ninep/errors";
+import type { Identity, Node, RequestContext, StatChanges } from "@clustermatic/ninep/server";
+import { type PassthroughBackend, passthrough } from "@clustermatic/ninep/server";
+import { XcpuError } from "./errors.js";
+import { RootDir, SessionDir } from "./fsys.js";
+import type { ProcTag } from "./procs.js";
+import { QuoteError, quote, tokenize } from "./quote.js";
+import { makeSessionDir, Session, type SessionHost, State } from "./session.js";
+import { parseSignal } from "./signals.js";
+import { cloneSession } from "./tspawn.js";
+import type { User, UserDb } from "./users.js";
+
+export interface Log {
+  debug(o: object, msg?: string): void;
+  info(o: object, msg?: string): void;
+  warn(o: object, msg?: string): void;
+  error(o: object, msg?: string): void;
+}
+
+export interface XcpufsConfig {
+  users: UserDb;
+  /** Where session directories are made. */
+  tmpdir: string;
+  /** Text of the `arch` file, with its trailing newline. */
+  arch: string;
+  /** Accept attaches without authentication (loopback only). */
+  noAuth: boolean;
+  /** Run programs as the server's user (`-s`); forced when the server is not root. */
+  sameUser: boolean;
+  /** Keep session directories (`-r`). */
+  retain: boolean;
+  /** Initial root `env` content. */
+  env: string;
+  log: Log;
+  /** Trace of this node's own client connections (tree spawn), one line per message. */
+  clientTrace?: (line: string) => void;
+}
+
+const MAX_SID = 0x7fffffff;
+
+export class Xcpufs {
+  readonly users: UserDb;
+  readonly sessions = new Map<number, Session>();
+  readonly root: RootDir;
+  readonly started = Math.floor(Date.now() / 1000);
+  readonly arch: Buffer;
+  readonly noAuth: boolean;
+  /** Programs run as the session owner's uid/gid (root server, not same-user mode). */
+  readonly switchUsers: boolean;
+  readonly log: Log;
+  rootEnv: { data: Buffer; read(o: bigint, c: number): Buffer; write(o: bigint, d: Uint8Array): number };
+  rootState: { data: Buffer; read(o: bigint, c: number): Buffer; write(o: bigint, d: Uint8Array): number };
+  /** Owner and mode of `clone` after a wstat (restricting who may create sessions). */
+  cloneOwner: { uname: string; uid: number; gname: string; gid: number } | undefined;
+  private nextSid = 0;
+  private readonly dirs = new WeakMap<Session, SessionDir>();
+  private readonly exports = new WeakMap<Session, PassthroughBackend>();
+  private readonly transient = new Map<string, User>();
+  private readonly host: SessionHost;
+  private readonly tmpdir: string;
+  readonly clientTrace: ((line: string) => void) | undefined;
+  private closing = false;
+
+  constructor(cfg: XcpufsConfig) {
+    this.users = cfg.users;
+    this.tmpdir = cfg.tmpdir;
+    this.arch = Buffer.from(cfg.arch);
+    this.noAuth = cfg.noAuth;
+    this.switchUsers = process.getuid?.() === 0 && !cfg.sameUser;
+    this.log = cfg.log;
+    this.clientTrace = cfg.clientTrace;
+    this.rootEnv = growable(Buffer.from(cfg.env));
+    this.rootState = growable(Buffer.alloc(0));
+    const setpriv = ["/usr/bin/setpriv", "/bin/setpriv"].find((p) => existsSync(p));
+    this.host = {
+      setpriv,
+      retain: cfg.retain,
+      destroyed: (s) => {
+        this.sessions.delete(s.id);
+        this.dirs.delete(s);
+        this.exports.delete(s);
+      },
+      changed: () => {},
+      log: this.log,
+    };
+    this.root = new RootDir(this);
+  }
+
+  /** The pool user behind a 9P identity: by numeric uid when present, else by name. */
+  userOf(id: Identity): User {
+    const byNum = id.n_uname !== NONUNAME && id.n_uname !== undefined;
+    const u = byNum ? this.users.byUid(id.n_uname) : this.users.byName(id.uname);
+    if (u) return u;
+    if (this.noAuth) {
+      const uid = byNum ? id.n_uname : (process.getuid?.() ?? 0);
+      const key = `${id.uname}\0${uid}`;
+      let t = this.transient.get(key);
+      if (!t) {
+        const gid = byNum ? uid : (process.getgid?.() ?? 0);
+        t = { name: id.uname || String(uid), uid, gid, groups: new Set(), key: undefined, transient: true };
+        if (this.transient.size > 10000) this.transient.clear();
+        this.transient.set(key, t);
+      }
+      return t;
+    }
+    throw new FsError("unknown user", Errno.EIO);
+  }
+
+  sessionDir(s: Session): SessionDir {
+    let d = this.dirs.get(s);
+    if (!d) {
+      d = new SessionDir(this, s);
+      this.dirs.set(s, d);
+    }
+    return d;
+  }
+
+  /** Open of `clone`: a new session owned by the opener. */
+  async newSession(user: User, _ctx: RequestContext): Promise<Session> {
+    if (this.closing) throw new FsError("server shutting down", Errno.EIO);
+    let id = this.nextSid;
+    for (let tries = 0; this.sessions.has(id); tries++) {
+      if (tries > MAX_SID) throw new FsError("too many sessions", Errno.EAGAIN);
+      id = id >= MAX_SID ? 0 : id + 1;
+    }
+    this.nextSid = id >= MAX_SID ? 0 : id + 1;
+    let dir: string;
+    try {
+      dir = await makeSessionDir(
+        this.tmpdir,
+        this.switchUsers ? { uid: user.uid, gid: user.gid } : undefined,
+      );
+    } catch (err) {
+      this.log.warn({ err }, "cannot create session directory");
+      throw new FsError(`cannot create session directory: ${(err as Error).message}`, Errno.EIO);
+    }
+    const s = new Session(id, user, dir, this.rootEnv.data, this.host);
+    s.incref();
+    this.sessions.set(id, s);
+    this.log.debug({ sid: id, user: user.name, dir }, "session created");
+    return s;
+  }
+
+  /** Pids of running session programs with their session and job ids. */
+  procTags(): Map<number, ProcTag> {
+    const m = new Map<number, ProcTag>();
+    for (const s of this.sessions.values()) if (s.pid > 0) m.set(s.pid, { sid: s.id, jid: s.idText });
+    return m;
+  }
+
+  /** Who may change `clone`: the admin only; chmod keeps the permission bits, chown needs a pool user. */
+  wstatClone(changes: StatChanges, user: User): void {
+    if (!this.users.isAdmin(user)) throw new FsError(Ename.Perm, Errno.EACCES);
+    const clone = this.root.files[0];
+    if (!clone) return;
+    const other = Object.keys(changes).filter(
+      (k) => !["mode", "uid", "gid", "n_uid", "n_gid", "muid", "n_muid"].includes(k),
+    );
+    if (other.length > 0) throw new FsError("unsupported operation", Errno.EPERM);
+    const cur = clone.owner();
+    let next = { ...cur };
+    if (changes.uid !== undefined && changes.uid !== "") {
+      const u = this.users.byName(changes.uid);
+      if (!u) throw new FsError("invalid user", Errno.EINVAL);
+      next = { ...next, uname: u.name, uid: u.uid };
+    } else if (changes.n_uid !== undefined && changes.n_uid !== NONUNAME) {
+      const u = this.users.byUid(changes.n_uid);
+      if (!u) throw new FsError("invalid user", Errno.EINVAL);
+      next = { ...next, uname: u.name, uid: u.uid };
+    }
+    if (changes.gid !== undefined && changes.gid !== "") {
+      const g = this.users.groups.get(changes.gid);
+      if (!g) throw new FsError("invalid group", Errno.EINVAL);
+      next = { ...next, gname: g.name, gid: g.gid };
+    } else if (changes.n_gid !== undefined && changes.n_gid !== NONUNAME) {
+      const g = this.users.groupByGid(changes.n_gid);
+      if (!g) throw new FsError("invalid group", Errno.EINVAL);
+      next = { ...next, gname: g.name, gid: g.gid };
+    }
+    if (changes.mode !== undefined) clone.perm = changes.mode & 0o777;
+    this.cloneOwner = next;
+  }
+
+  /** Give a session (files and private directory) to another pool user. */
+  async chownSession(s: Session, target: User): Promise<void> {
+    s.owner = target;
+    if (this.switchUsers) await chownTree(s.dir, target.uid, target.gid);
+  }
+
+  /** The `fs/` directory of a session: the session's private directory, served as is. */
+  async fsRoot(dir: SessionDir, ctx: RequestContext): Promise<Node> {
+    const s = dir.session;
+    const user = this.userOf(ctx.user);
+    let pt = this.exports.get(s);
+    if (!pt) {
+      pt = passthrough(s.dir, { permissions: this.switchUsers ? "user" : "process" });
+      this.exports.set(s, pt);
+    }
+    const inner = await pt.attach({ uname: user.name, n_uname: user.uid, aname: "" }, this.asUser(ctx, user));
+    return this.wrapFs(inner, dir, true);
+  }
+
+  /** Stat of `fs` for a session directory listing. */
+  async fsStat(dir: SessionDir, ctx: RequestContext): Promise<Stat> {
+    const node = await this.fsRoot(dir, ctx);
+    return node.stat(ctx);
+  }
+
+  private asUser(ctx: RequestContext, user: User): RequestContext {
+    return { ...ctx, user: { uname: user.name, n_uname: user.uid, aname: "" } };
+  }
+
+  /**
+   * Wrap a node of a session's `fs/` tree: `..` at the top returns to the session directory,
+   * every open file holds a reference on the session, requests run as the pool user.
+   */
+  private wrapFs(node: Node, dir: SessionDir, top: boolean): Node {
+    const s = dir.session;
+    const fs = this;
+    const userCtx = (ctx: RequestContext) => fs.asUser(ctx, fs.userOf(ctx.user));
+    const holdOpen = <T extends { clunk?: (c: RequestContext) => void | Promise<void> }>(f: T): T => {
+      s.incref();
+      let closed = false;
+      const inner = f.clunk?.bind(f);
+      const wrapped = Object.create(f) as T;
+      wrapped.clunk = async (c: RequestContext) => {
+        if (closed) return;
+        closed = true;
+        try {
+          await inner?.(userCtx(c));
+        } finally {
+          s.decref();
+        }
+      };
+      return wrapped;
+    };
+    const alive = () => {
+      if (s.state === State.Wiped) throw new FsError("session wiped", Errno.ENOENT);
+    };
+    const proxy = new Proxy(node, {
+      get(target, prop) {
+        const v = Reflect.get(target, prop, target) as unknown;
+        if (typeof v !== "function") return v;
+        const fn = v as (...a: unknown[]) => unknown;
+        switch (prop) {
+          case "walk1":
+            return async (name: string, ctx: RequestContext) => {
+              if (top && name === "..") return dir;
+              alive();
+              return fs.wrapFs((await fn.call(target, name, userCtx(ctx))) as Node, dir, false);
+            };
+          case "stat":
+            return async (ctx: RequestContext) => {
+              const st = (await fn.call(target, userCtx(ctx))) as Stat;
+              return top ? { ...st, name: "fs" } : st;
+            };
+          case "open":
+          case "lopen":
+            return async (mode: number, ctx: RequestContext) => {
+              alive();
+              return holdOpen((await fn.call(target, mode, userCtx(ctx))) as { clunk?: () => void });
+            };
+          case "create":
+            return async (req: unknown, ctx: RequestContext) => {
+              alive();
+              const c = (await fn.call(target, req, userCtx(ctx))) as {
+                node: Node;
+                file: { clunk?: () => void };
+              };
+              return { node: fs.wrapFs(c.node, dir, false), file: holdOpen(c.file) };
+            };
+          case "lcreate":
+            return async (...a: unknown[]) => {
+              alive();
+              const ctx = a[a.length - 1] as RequestContext;
+              const c = (await fn.call(target, ...a.slice(0, -1), userCtx(ctx))) as {
+                node: Node;
+                file: { clunk?: () => void };
+              };
+              return { node: fs.wrapFs(c.node, dir, false), file: holdOpen(c.file) };
+            };
+          case "release":
+            return fn.bind(target);
+          default:
+            return (...a: unknown[]) => {
+              const last = a[a.length - 1] as RequestContext | undefined;
+              if (last && typeof last === "object" && "signal" in last && "user" in last) {
+                a[a.length - 1] = userCtx(last);
+              }
+              // Link/rename targets may be wrapped nodes: hand over the real ones.
+              return fn.apply(
+                target,
+                a.map((x) => (x && typeof x === "object" && unwrap.has(x) ? unwrap.get(x) : x)),
+              );
+            };
+        }
+      },
+    });
+    unwrap.set(proxy, node);
+    return proxy;
+  }
+
+  /** One line written to the root `ctl`. */
+  async rootCommand(line: string, user: User): Promise<void> {
+    const tokens = tokens_(line, "invalid format");
+    if (tokens.length === 0) return;
+    if (this.users.command(tokens)) {
+      this.log.info({ user: user.name, cmd: tokens[0] }, "user pool changed");
+      return;
+    }
+    if (tokens[0] === "kill") {
+      if (tokens.length !== 3) throw new XcpuError("Usage: kill signal pid");
+      const sig = parseSignal(tokens[1] as string);
+      if (sig === undefined) throw new XcpuError("unsupported signal");
+      const pidText = tokens[2] as string;
+      if (!/^-?\d+$/.test(pidText) || Number(pidText) <= 1) throw new XcpuError("invalid pid");
+      try {
+        process.kill(Number(pidText), sig);
+      } catch (err) {
+        throw new XcpuError(
+          (err as NodeJS.ErrnoException).code === "ESRCH" ? "No such process" : (err as Error).message,
+        );
+      }
+      return;
+    }
+    throw new XcpuError("unknown command");
+  }
+
+  /** One line written to a session's `ctl`. */
+  async sessionCommand(s: Session, line: string, user: User, ctx: RequestContext): Promise<void> {
+    const tokens = tokens_(line, "invalid format");
+    if (tokens.length === 0) return;
+    const [cmd, ...a] = tokens as [string, ...string[]];
+    switch (cmd) {
+      case "exec": {
+        const ident = this.switchUsers
+          ? { uid: user.uid, gid: user.gid, groups: this.users.supplementaryGids(user) }
+          : {};
+        const remote = ctx.connection.remote;
+        const colon = remote.lastIndexOf(":");
+        const parent = colon > 0 ? `${remote.slice(0, colon)}!${remote.slice(colon + 1)}` : remote;
+        await s.exec(a[0], a[1], ident, parent);
+        return;
+      }
+      case "clone":
+        if (a.length < 2) throw new XcpuError("too few arguments");
+        if (s.state === State.Wiped) throw new XcpuError("session wiped");
+        s.cloning = true;
+        try {
+          await cloneSession(this, s, user, a[0] as string, a[1] as string, ctx.signal);
+        } finally {
+          s.cloning = false;
+        }
+        return;
+      case "wipe":
+        s.wipe();
+        return;
+      case "signal": {
+        if (a.length < 1) throw new XcpuError("argument expected");
+        const sig = parseSignal(a[0] as string);
+        if (sig === undefined) throw new XcpuError("unsupported signal");
+        s.signal(sig);
+        return;
+      }
+      case "kill":
+        s.killGroup(s.pid, "SIGKILL");
+        return;
+      case "type":
+        if (a[0] === "normal" || a[0] === "persistent") {
+          s.type = a[0];
+          return;
+        }
+        throw new XcpuError("invalid session type");
+      case "close":
+        if (a[0] === "stdin") s.stdin.close();
+        else if (a[0] === "stdout") s.stdout.close();
+        else if (a[0] === "stderr") s.stderr.close();
+        else throw new XcpuError("invalid argument");
+        return;
+      case "id": {
+        if (a.length < 1) throw new XcpuError("argument expected");
+        const v = a[0] as string;
+        const slash = v.indexOf("/");
+        const job = slash < 0 ? v : v.slice(0, slash);
+        const rankText = slash < 0 ? undefined : v.slice(slash + 1);
+        let rank: number | undefined;
+        if (rankText !== undefined && rankText !== "") {
+          if (/^-\d+$/.test(rankText)) throw new XcpuError("negative id not permitted");
+          if (!/^\d+$/.test(rankText) || Number(rankText) > MAX_SID) throw new XcpuError("syntax error");
+          rank = Number(rankText);
+        }
+        if (slash !== 0 || job !== "") s.jobId = job;
+        if (rank !== undefined) s.rank = rank;
+        return;
+      }
+      case "redirect":
+        throw new XcpuError("redirect not supported");
+      case "add":
+      case "del":
+        return;
+      default:
+        throw new XcpuError("unknown command");
+    }
+  }
+
+  /** Wipe every session and wait until their programs and directories are gone. */
+  async shutdown(): Promise<void> {
+    this.closing = true;
+    await Promise.all([...this.sessions.values()].map((s) => s.shutdown()));
+  }
+}
+
+const unwrap = new WeakMap<object, object>();
+
+function tokens_(line: string, msg: string): string[] {
+  try {
+    return tokenize(line);
+  } catch (err) {
+    if (err instanceof QuoteError) throw new XcpuError(msg);
+    throw err;
+  }
+}
+
+function growable(init: Buffer) {
+  return {
+    data: init,
+    read(offset: bigint, count: number): Buffer {
+      if (offset >= BigInt(this.data.length)) return Buffer.alloc(0);
+      return this.data.subarray(Number(offset), Number(offset) + count);
+    },
+    write(offset: bigint, d: Uint8Array): number {
+      const end = Number(offset) + d.length;
+      if (end > 1 << 20) throw new FsError("file too large", Errno.EFBIG);
+      if (end > this.data.length) {
+        const g = Buffer.alloc(end);
+        this.data.copy(g);
+        this.data = g;
+      }
+      Buffer.from(d).copy(this.data, Number(offset));
+      return d.length;
+    },
+  };
+}
+
+async function chownTree(path: string, uid: number, gid: number): Promise<void> {
+  await lchown(path, uid, gid);
+  let entries: import("node:fs").Dirent[];
+  try {
+    entries = await readdir(path, { withFileTypes: true });
+  } catch {
+    return;
+  }
+  for (const e of entries) {
+    const p = join(path, e.name);
+    if (e.isDirectory()) await chownTree(p, uid, gid);
+    else await lchown(p, uid, gid);
+  }
+}
+
+/** Render the server's own environment as the initial root `env` (one quoted entry per line). */
+export function environmentText(env: NodeJS.ProcessEnv = process.env): string {
+  let s = "";
+  for (const [k, v] of Object.entries(env)) if (v !== undefined) s += `${quote(`${k}=${v}`)}\n`;
+  return s;
+}
+
+/** `/<OS>/<cpu>\n` of this machine (uname sysname and machine). */
+export function localArch(): string {
+  let machine = machineName();
+  if (machine.startsWith("Power")) machine = "powerpc";
+  const sys = osType();
+  return `/${sys}/${machine}\n`;
+}

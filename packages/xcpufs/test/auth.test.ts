@@ -1,0 +1,131 @@
+// Authentication and access control over real sockets.
+
+import { randomBytes } from "node:crypto";
+import { OREAD, OWRITE } from "@clustermatic/ninep/codec";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startXcpufs, type XcpufsHandle } from "../src/index.js";
+import { cmd, decryptPasskey, edKey, login, rsaKey, run } from "./helpers.js";
+
+const admin = rsaKey();
+const alice = rsaKey();
+const bob = rsaKey();
+const carol = edKey();
+const adminLogin = { uname: "xcpu-admin", uid: 65530, key: admin.privateKey };
+let h: XcpufsHandle;
+
+beforeAll(async () => {
+  h = await startXcpufs({ port: 0, listen: "127.0.0.1", adminKey: admin.line, sameUser: true });
+  const fs = await login(h.address, adminLogin);
+  await cmd(
+    fs,
+    "ctl",
+    `group-add users 5000\nuser-add alice 5001 users '${alice.line}'\nuser-add bob 5002 users '${bob.line}'\n` +
+      `user-add carol 5003 users '${carol.line}'\nuser-add dave 5004 users ''\n`,
+  );
+  await fs.close();
+});
+afterAll(() => h?.close());
+
+describe("authentication", () => {
+  it("accepts a user's RSA signature and runs a job", async () => {
+    const fs = await login(h.address, { uname: "alice", uid: 5001, key: alice.privateKey });
+    const r = await run(fs, "/bin/echo", "echo hi");
+    expect(r.out).toBe("hi\n");
+    await fs.close();
+  });
+  it("accepts an Ed25519 signature", async () => {
+    const fs = await login(h.address, { uname: "carol", uid: 5003, key: carol.privateKey });
+    expect((await fs.readFile("arch")).toString()).toMatch(/^\/Linux\/.+\n$/);
+    await fs.close();
+  });
+  it("refuses a wrong key, a garbage response and no response", async () => {
+    await expect(login(h.address, { uname: "alice", uid: 5001, key: bob.privateKey })).rejects.toThrow(
+      "authentication failed",
+    );
+    await expect(login(h.address, { uname: "alice", uid: 5001, raw: randomBytes(20) })).rejects.toThrow(
+      "authentication failed",
+    );
+    await expect(login(h.address, { uname: "alice", uid: 5001 })).rejects.toThrow("authentication failed");
+  });
+  it("refuses an unknown uid and an attach without auth", async () => {
+    await expect(login(h.address, { uname: "alice", uid: 4242, key: alice.privateKey })).rejects.toThrow(
+      "unknown user",
+    );
+    const { mount } = await import("@clustermatic/ninep/client");
+    await expect(mount(h.address, { uname: "alice", n_uname: 5001 })).rejects.toThrow(
+      "authentication failed",
+    );
+  });
+  it("lets the admin key act as any user, and a keyless user in without a response", async () => {
+    const fs = await login(h.address, { uname: "bob", uid: 5002, key: admin.privateKey });
+    const st = await fs.stat("clone");
+    expect(st.uid).toBe("xcpu-admin");
+    const r = await run(fs, "/bin/echo", "echo as bob");
+    expect(r.out).toBe("as bob\n");
+    await fs.close();
+    const d = await login(h.address, { uname: "dave", uid: 5004 });
+    await d.close();
+  });
+  it("passkeys are one-shot and encrypted for their user", async () => {
+    const fs = await login(h.address, { uname: "alice", uid: 5001, key: alice.privateKey });
+    const enc = await fs.readFile("passkey");
+    expect(enc.length).toBe(256);
+    const pk = decryptPasskey(alice.privateKey, enc);
+    expect(pk).toMatch(/^[0-9a-f]{32}$/);
+    await fs.close();
+    // bob cannot use alice's passkey
+    await expect(login(h.address, { uname: "bob", uid: 5002, passkey: pk })).rejects.toThrow(
+      "authentication failed",
+    );
+    const once = await login(h.address, { uname: "alice", uid: 5001, passkey: pk });
+    await once.close();
+    await expect(login(h.address, { uname: "alice", uid: 5001, passkey: pk })).rejects.toThrow(
+      "authentication failed",
+    );
+    // any 20-byte answer was accepted by the original while a passkey was outstanding
+    const fs2 = await login(h.address, { uname: "alice", uid: 5001, key: alice.privateKey });
+    await fs2.readFile("passkey");
+    await fs2.close();
+    await expect(login(h.address, { uname: "alice", uid: 5001, raw: Buffer.alloc(20, 7) })).rejects.toThrow(
+      "authentication failed",
+    );
+    // Ed25519 users cannot receive an encrypted passkey
+    const c = await login(h.address, { uname: "carol", uid: 5003, key: carol.privateKey });
+    await expect(c.readFile("passkey")).rejects.toThrow("passkey needs an RSA key");
+    await c.close();
+  });
+  it("keeps users out of each other's sessions", async () => {
+    const a = await login(h.address, { uname: "alice", uid: 5001, key: alice.privateKey });
+    const b = await login(h.address, { uname: "bob", uid: 5002, key: bob.privateKey });
+    const clone = await a.open("clone", OREAD);
+    const sid = (await clone.read(0, 64)).toString();
+    const ctl = await a.open(`${sid}/ctl`, OWRITE);
+    await clone.clunk();
+    // bob is in alice's default group, yet may not read, write, signal, wipe or re-own her session
+    // (the walk into the session stops at the directory: Rwalk with one qid of two)
+    for (const f of ["ctl", "stdout", "wait", "env", "argv", "id", "fs"]) {
+      await expect(b.open(`${sid}/${f}`, OREAD)).rejects.toThrow(/walked 1 of 2/);
+    }
+    await expect(b.open(`${sid}/ctl`, OWRITE)).rejects.toThrow(/walked 1 of 2/);
+    const bdir = await b.walk(sid);
+    await expect(bdir.walk("ctl")).rejects.toThrow("permission denied");
+    await bdir.clunk();
+    const dir = await b.walk(sid);
+    await expect(dir.wstat({ uid: "bob" })).rejects.toThrow("permission denied");
+    await dir.clunk();
+    // a user may not take over the clone file or root ctl
+    await expect(b.open("ctl", OWRITE)).rejects.toThrow("permission denied");
+    const cl = await b.walk("clone");
+    await expect(cl.wstat({ mode: 0o400 })).rejects.toThrow("permission denied");
+    await cl.clunk();
+    // every requested bit is needed: read-write open of a read-only file fails
+    await expect(a.open(`${sid}/stdout`, 2)).rejects.toThrow("permission denied");
+    await expect(a.open("arch", 2)).rejects.toThrow("permission denied");
+    await ctl.clunk();
+    await a.close();
+    await b.close();
+  });
+  it("refuses --no-auth on non-loopback addresses", async () => {
+    await expect(startXcpufs({ port: 0, listen: "0.0.0.0", noAuth: true })).rejects.toThrow("loopback");
+  });
+});

@@ -1,0 +1,185 @@
+// Test helpers: keys, authenticated mounts, running a job through the session files.
+
+import { constants, generateKeyPairSync, type KeyObject, privateDecrypt, sign } from "node:crypto";
+import { readdirSync, readFileSync } from "node:fs";
+import { type Fid, type Fsys, mount } from "@clustermatic/ninep/client";
+import { OREAD, OTRUNC, OWRITE } from "@clustermatic/ninep/codec";
+import { passkeyResponse, toOpenSshLine } from "../src/keys.js";
+
+export interface KeyPair {
+  privateKey: KeyObject;
+  publicKey: KeyObject;
+  line: string;
+}
+
+export function rsaKey(bits = 2048): KeyPair {
+  const k = generateKeyPairSync("rsa", { modulusLength: bits });
+  return { ...k, line: toOpenSshLine(k.publicKey, "test@xcpufs") };
+}
+
+export function edKey(): KeyPair {
+  const k = generateKeyPairSync("ed25519");
+  return { ...k, line: toOpenSshLine(k.publicKey, "test@xcpufs") };
+}
+
+export interface Login {
+  uname: string;
+  uid: number;
+  /** Sign with this key (RSA SHA-1 or Ed25519). */
+  key?: KeyObject;
+  /** Answer with a passkey. */
+  passkey?: string;
+  /** Write these bytes as the response. */
+  raw?: Buffer;
+}
+
+/** Mount an xcpufs as a user, running the challenge–response. */
+export function login(address: string, who: Login): Promise<Fsys> {
+  return mount(address, {
+    uname: who.uname,
+    n_uname: who.uid,
+    msize: 32792,
+    authenticate: async (afid) => {
+      const ch = await afid.read(4096);
+      let resp: Buffer | undefined = who.raw;
+      if (who.key) resp = sign(who.key.asymmetricKeyType === "rsa" ? "sha1" : null, ch, who.key);
+      if (who.passkey) resp = passkeyResponse(ch, who.passkey);
+      if (resp && resp.length > 0) await afid.write(resp);
+    },
+  });
+}
+
+/** Decrypt a passkey read from the `passkey` file (RSA PKCS#1 v1.5, no library padding support needed). */
+export function decryptPasskey(key: KeyObject, data: Buffer): string {
+  const k = (key.asymmetricKeyDetails?.modulusLength ?? 2048) / 8;
+  let out = "";
+  for (let i = 0; i < data.length; i += k) {
+    const raw = privateDecrypt({ key, padding: constants.RSA_NO_PADDING }, data.subarray(i, i + k));
+    if (raw[0] !== 0 || raw[1] !== 2) throw new Error("bad padding");
+    out += raw.subarray(raw.indexOf(0, 2) + 1).toString("latin1");
+  }
+  return out;
+}
+
+export async function readAll(fid: Fid, count = 8192): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  let off = 0n;
+  for (;;) {
+    const b = await fid.read(off, count);
+    if (b.length === 0) return Buffer.concat(parts);
+    parts.push(b);
+    off += BigInt(b.length);
+  }
+}
+
+export async function write(fs: Fsys, path: string, text: string, mode = OWRITE | OTRUNC): Promise<void> {
+  const fid = await fs.open(path, mode);
+  try {
+    await fid.write(0, text);
+  } finally {
+    await fid.clunk();
+  }
+}
+
+export async function cmd(fs: Fsys, path: string, text: string): Promise<void> {
+  const fid = await fs.open(path, OWRITE);
+  try {
+    await fid.write(0, text);
+  } finally {
+    await fid.clunk();
+  }
+}
+
+export interface Job {
+  sid: string;
+  ctl: Fid;
+  wait: Fid;
+  stdin: Fid;
+  stdout: Fid;
+  stderr: Fid;
+  close(): Promise<void>;
+}
+
+/** Open a session the way the original clients do: clone, then ctl/wait/stdin/stdout/stderr, then close clone. */
+export async function openJob(fs: Fsys): Promise<Job> {
+  const clone = await fs.open("clone", OREAD);
+  const sid = (await clone.read(0, 64)).toString();
+  const ctl = await fs.open(`${sid}/ctl`, OWRITE);
+  const wait = await fs.open(`${sid}/wait`, OREAD);
+  const stdin = await fs.open(`${sid}/stdin`, OWRITE);
+  const stdout = await fs.open(`${sid}/stdout`, OREAD);
+  const stderr = await fs.open(`${sid}/stderr`, OREAD);
+  await clone.clunk();
+  return {
+    sid,
+    ctl,
+    wait,
+    stdin,
+    stdout,
+    stderr,
+    async close() {
+      await Promise.all([ctl, wait, stdin, stdout, stderr].map((f) => f.clunk().catch(() => {})));
+    },
+  };
+}
+
+/** Run `argv` with program `prog` and return stdout, stderr and the wait status. */
+export async function run(
+  fs: Fsys,
+  prog: string,
+  argv: string,
+  opts: { stdin?: string; env?: string; keep?: boolean } = {},
+): Promise<{ sid: string; out: string; err: string; status: string; job: Job }> {
+  const job = await openJob(fs);
+  if (opts.env !== undefined) await write(fs, `${job.sid}/env`, opts.env, OWRITE);
+  await write(fs, `${job.sid}/argv`, argv);
+  await job.ctl.write(0, `id /1\nexec ${prog}\n`);
+  if (opts.stdin !== undefined) {
+    if (opts.stdin.length > 0) await job.stdin.write(0, opts.stdin);
+    await job.ctl.write(0, "close stdin\n");
+  }
+  const [out, err, status] = await Promise.all([readAll(job.stdout), readAll(job.stderr), readAll(job.wait)]);
+  if (!opts.keep) await job.close();
+  return { sid: job.sid, out: out.toString(), err: err.toString(), status: status.toString(), job };
+}
+
+/** Pids of the live (non-zombie) processes whose process group is `pgid`. */
+export function liveInGroup(pgid: number): number[] {
+  const out: number[] = [];
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const st = readFileSync(`/proc/${name}/stat`, "latin1");
+      const f = st.slice(st.lastIndexOf(")") + 2).split(" ");
+      if (Number(f[2]) === pgid && f[0] !== "Z") out.push(Number(name));
+    } catch {
+      // gone
+    }
+  }
+  return out;
+}
+
+/** Live processes whose command line contains `marker`. */
+export function liveWithMarker(marker: string): number[] {
+  const out: number[] = [];
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const cmd = readFileSync(`/proc/${name}/cmdline`, "latin1");
+      const st = readFileSync(`/proc/${name}/stat`, "latin1");
+      const state = st.slice(st.lastIndexOf(")") + 2).split(" ")[0];
+      if (cmd.includes(marker) && state !== "Z") out.push(Number(name));
+    } catch {
+      // gone
+    }
+  }
+  return out;
+}
+
+export async function until(cond: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error("condition not reached in time");
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
