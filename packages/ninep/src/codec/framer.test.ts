@@ -1,0 +1,61 @@
+import { describe, expect, it } from "vitest";
+import { ProtocolError } from "../errors.js";
+import { FRAMER_DEFAULT_MAX, Framer } from "./framer.js";
+
+const tclunk = Buffer.from("0b000000780300" + "01000000", "hex");
+const rclunk = Buffer.from("07000000790300", "hex");
+
+describe("Framer", () => {
+  it("returns frames inside one chunk as views of it, without copying", () => {
+    const chunk = Buffer.concat([tclunk, rclunk, tclunk]);
+    const out = new Framer().push(chunk);
+    expect(out).toHaveLength(3);
+    expect(out[1]?.buffer).toBe(chunk.buffer);
+    expect(out[1]?.byteOffset).toBe(chunk.byteOffset + 11);
+  });
+
+  it("copies a frame that spans chunks once, when its last byte arrives", () => {
+    const f = new Framer();
+    expect(f.push(tclunk.subarray(0, 2))).toEqual([]);
+    expect(f.buffered).toBe(2);
+    expect(f.push(tclunk.subarray(2, 9))).toEqual([]);
+    expect(f.buffered).toBe(9);
+    const out = f.push(Buffer.concat([tclunk.subarray(9), rclunk]));
+    expect(out.map((b) => b.toString("hex"))).toEqual([tclunk.toString("hex"), rclunk.toString("hex")]);
+    expect(f.buffered).toBe(0);
+  });
+
+  it("handles one byte at a time and empty chunks", () => {
+    const f = new Framer();
+    const got: Buffer[] = [];
+    for (const byte of Buffer.concat([rclunk, tclunk])) {
+      got.push(...f.push(new Uint8Array(0)));
+      got.push(...f.push(Uint8Array.of(byte)));
+    }
+    expect(got.map((b) => b.toString("hex"))).toEqual([rclunk.toString("hex"), tclunk.toString("hex")]);
+  });
+
+  it("rejects size < 7 and size > maxSize before the body arrives, and stays failed", () => {
+    const small = new Framer();
+    expect(() => small.push(Buffer.from("06000000", "hex"))).toThrow(
+      expect.objectContaining({ reason: "bad-size" }),
+    );
+    expect(() => small.push(rclunk)).toThrow(ProtocolError);
+
+    const big = new Framer({ maxSize: 100 });
+    expect(big.push(Buffer.from("65", "hex"))).toEqual([]);
+    expect(() => big.push(Buffer.from("000000", "hex"))).toThrow(
+      expect.objectContaining({ reason: "too-large" }),
+    );
+    expect(() => big.push(rclunk)).toThrow(expect.objectContaining({ reason: "too-large" }));
+  });
+
+  it("maxSize can be changed after version negotiation", () => {
+    const f = new Framer();
+    expect(f.maxSize).toBe(FRAMER_DEFAULT_MAX);
+    f.maxSize = 10;
+    expect(() => f.push(tclunk)).toThrow(expect.objectContaining({ reason: "too-large" }));
+    const g = new Framer({ maxSize: 11 });
+    expect(g.push(tclunk)).toHaveLength(1);
+  });
+});
