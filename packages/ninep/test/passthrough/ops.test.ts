@@ -1,0 +1,532 @@
+// Passthrough operations called directly (no socket): conversions, user permission checks,
+// wstat atomicity, special files, setattr time semantics, readdir cookies, locks.
+
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import {
+  Dialect,
+  DMAPPEND,
+  DMDEVICE,
+  DMDIR,
+  DMLINK,
+  DMNAMEDPIPE,
+  DMSETUID,
+  DMSOCKET,
+  DMSYMLINK,
+  GETATTR,
+  OEXEC,
+  ORCLOSE,
+  ORDWR,
+  OREAD,
+  OTRUNC,
+  OWRITE,
+  QTAPPEND,
+  QTDIR,
+  QTFILE,
+  QTSYMLINK,
+  SETATTR,
+} from "../../src/codec/constants.js";
+import { FsError } from "../../src/errors.js";
+import type { SetAttr } from "../../src/server/backend.js";
+import { LockTable } from "../../src/server/passthrough-open.js";
+import {
+  dmToUnixPerm,
+  IdNames,
+  majorOf,
+  minorOf,
+  QidMapper,
+  S_IFCHR,
+  S_IFDIR,
+  S_IFIFO,
+  S_IFLNK,
+  S_IFREG,
+  S_IFSOCK,
+  unixToDmMode,
+} from "../../src/server/passthrough-stat.js";
+import { attach, ctx, readAll, tempDir, walk } from "./helpers.js";
+
+let tmp: ReturnType<typeof tempDir>;
+beforeEach(() => {
+  tmp = tempDir("pt-ops-");
+});
+afterEach(() => tmp.cleanup());
+
+async function errnoOf(p: Promise<unknown>): Promise<number> {
+  try {
+    await p;
+  } catch (e) {
+    if (e instanceof FsError) return e.errno;
+    const code = (e as { code?: string }).code;
+    const map: Record<string, number> = {
+      ENOENT: 2,
+      EEXIST: 17,
+      ENOTEMPTY: 39,
+      EACCES: 13,
+      EPERM: 1,
+      EINVAL: 22,
+    };
+    if (code && map[code]) return map[code];
+    throw e;
+  }
+  throw new Error("expected an error");
+}
+
+const NOID = 0xffffffff;
+const setattr = (a: Partial<SetAttr>): SetAttr => ({
+  valid: 0,
+  mode: 0,
+  uid: 0,
+  gid: 0,
+  size: 0n,
+  atime_sec: 0n,
+  atime_nsec: 0n,
+  mtime_sec: 0n,
+  mtime_nsec: 0n,
+  ...a,
+});
+
+describe("conversions", () => {
+  it("maps Unix modes to 9P modes per dialect", () => {
+    expect(unixToDmMode(S_IFDIR | 0o755, false)).toBe((DMDIR | 0o755) >>> 0);
+    expect(unixToDmMode(S_IFREG | 0o4755, false)).toBe(0o755);
+    expect(unixToDmMode(S_IFREG | 0o4755, true)).toBe((DMSETUID | 0o755) >>> 0);
+    expect(unixToDmMode(S_IFLNK | 0o777, true)).toBe((DMSYMLINK | 0o777) >>> 0);
+    expect(unixToDmMode(S_IFLNK | 0o777, false)).toBe(0o777);
+    expect(unixToDmMode(S_IFCHR | 0o666, true)).toBe((DMDEVICE | 0o666) >>> 0);
+    expect(unixToDmMode(S_IFIFO | 0o644, true)).toBe((DMNAMEDPIPE | 0o644) >>> 0);
+    expect(unixToDmMode(S_IFSOCK | 0o755, true)).toBe((DMSOCKET | 0o755) >>> 0);
+    expect(dmToUnixPerm((DMSETUID | DMDIR | 0o750) >>> 0, true)).toBe(0o4750);
+    expect(dmToUnixPerm((DMSETUID | 0o750) >>> 0, false)).toBe(0o750);
+  });
+
+  it("splits device numbers", () => {
+    // makedev(8, 1) and a large one, glibc encoding
+    expect([majorOf(0x801n), minorOf(0x801n)]).toEqual([8, 1]);
+    // major 0x12345 (low 12 bits at 8, rest at 32), minor 0x6789a (low 8 bits at 0, rest at 12)
+    const big = (0x345n << 8n) | 0x9an | ((0x6789an & ~0xffn) << 12n) | ((0x12345n & ~0xfffn) << 32n);
+    expect(minorOf(big)).toBe(0x6789a);
+    expect(majorOf(big)).toBe(0x12345);
+  });
+
+  it("qid paths: inode on the root device, tagged on others", () => {
+    const q = new QidMapper(5n);
+    expect(q.path(5n, 1234n)).toBe(1234n);
+    expect(q.path(9n, 1234n)).toBe((1n << 56n) ^ 1234n);
+    expect(q.path(9n, 1234n)).not.toBe(q.path(5n, 1234n));
+  });
+
+  it("names from passwd/group with numeric fallback, re-read on change", () => {
+    const pw = path.join(tmp.dir, "passwd");
+    const gr = path.join(tmp.dir, "group");
+    fs.writeFileSync(
+      pw,
+      "root:x:0:0::/root:/bin/sh\nglenda:x:1000:100::/usr/glenda:/bin/rc\n# comment\nbad line\n",
+    );
+    fs.writeFileSync(gr, "root:x:0:\nusers:x:100:\nsys:x:3:glenda,other\n");
+    const ids = new IdNames(pw, gr, 0);
+    expect(ids.userName(1000)).toBe("glenda");
+    expect(ids.userName(4242)).toBe("4242");
+    expect(ids.groupName(100)).toBe("users");
+    expect(ids.uidOf("glenda")).toBe(1000);
+    expect(ids.uidOf("77")).toBe(77);
+    expect(ids.uidOf("nobody-here")).toBeUndefined();
+    expect(ids.gidOf("sys")).toBe(3);
+    expect([...ids.groupsOf(1000)].sort()).toEqual([100, 3]);
+    fs.writeFileSync(pw, "root:x:0:0::/root:/bin/sh\nglenda:x:1001:100::/usr/glenda:/bin/rc\n");
+    const later = new Date(Date.now() + 5000);
+    fs.utimesSync(pw, later, later);
+    expect(ids.uidOf("glenda")).toBe(1001);
+  });
+});
+
+describe("9P2000 / 9P2000.u operations", () => {
+  it("stat of the root is '/', qid matches, .u fields present", async () => {
+    const c = ctx(Dialect.P2000u);
+    const r = await attach(tmp.dir, c);
+    const st = await r.stat(c);
+    expect(st.name).toBe("/");
+    expect(st.qid.type).toBe(QTDIR);
+    expect(st.qid.path).toBe(BigInt(fs.statSync(tmp.dir).ino));
+    expect(st.length).toBe(0n);
+    expect(st.n_uid).toBe(fs.statSync(tmp.dir).uid);
+    expect(st.uid).toBe("root");
+    expect(st.extension).toBe("");
+    const plain = await attach(tmp.dir, ctx(Dialect.P2000));
+    expect((await plain.stat(ctx(Dialect.P2000))).n_uid).toBeUndefined();
+  });
+
+  it("qid version changes when the file changes", async () => {
+    const c = ctx(Dialect.P2000u);
+    fs.writeFileSync(path.join(tmp.dir, "f"), "a");
+    const r = await attach(tmp.dir, c);
+    const f = await walk(r, "f", c);
+    const v1 = (await f.stat(c)).qid.version;
+    const io = await f.open!(OWRITE, c);
+    await io.write!(1n, Buffer.from("bcd"), c);
+    await io.clunk?.(c);
+    expect((await f.stat(c)).qid.version).not.toBe(v1);
+  });
+
+  it("create applies the directory's permission mask (O6) and ignores the umask", async () => {
+    const c = ctx(Dialect.P2000u);
+    fs.mkdirSync(path.join(tmp.dir, "d"));
+    fs.chmodSync(path.join(tmp.dir, "d"), 0o750);
+    const r = await attach(tmp.dir, c);
+    const d = await walk(r, "d", c);
+    const made = await d.create!({ name: "f", perm: 0o666, mode: OWRITE, extension: "" }, c);
+    await made.file.clunk?.(c);
+    expect(fs.statSync(path.join(tmp.dir, "d", "f")).mode & 0o777).toBe(0o640);
+    const dir = await d.create!({ name: "sd", perm: (DMDIR | 0o777) >>> 0, mode: OREAD, extension: "" }, c);
+    expect(dir.node.qid.type).toBe(QTDIR);
+    expect(fs.statSync(path.join(tmp.dir, "d", "sd")).mode & 0o777).toBe(0o750);
+    // DMAPPEND cannot be kept by a Unix file: the qid says so (no QTAPPEND).
+    const ap = await d.create!(
+      { name: "log", perm: (DMAPPEND | 0o644) >>> 0, mode: OWRITE, extension: "" },
+      c,
+    );
+    expect(ap.node.qid.type & QTAPPEND).toBe(0);
+    expect((await ap.node.stat(c)).mode & DMAPPEND).toBe(0);
+    await ap.file.clunk?.(c);
+  });
+
+  it("OTRUNC truncates; ORCLOSE needs a removable file; the root cannot be removed", async () => {
+    const c = ctx(Dialect.P2000);
+    fs.writeFileSync(path.join(tmp.dir, "f"), "0123456789");
+    const r = await attach(tmp.dir, c);
+    const f = await walk(r, "f", c);
+    const io = await f.open!(OWRITE | OTRUNC, c);
+    expect(fs.statSync(path.join(tmp.dir, "f")).size).toBe(0);
+    await io.clunk?.(c);
+    expect(await errnoOf(r.open!(OREAD | ORCLOSE, c))).toBe(13);
+    expect(await errnoOf(r.remove!(c))).toBe(16);
+  });
+
+  it(".u special files: symlink, FIFO, hard link; sockets refused", async () => {
+    const c = ctx(Dialect.P2000u);
+    fs.chmodSync(tmp.dir, 0o777);
+    fs.writeFileSync(path.join(tmp.dir, "target"), "data");
+    const r = await attach(tmp.dir, c);
+    const s = await r.create!(
+      { name: "sl", perm: (DMSYMLINK | 0o777) >>> 0, mode: OREAD, extension: "target" },
+      c,
+    );
+    expect(s.node.qid.type).toBe(QTSYMLINK);
+    expect(s.file.read).toBeUndefined();
+    expect(fs.readlinkSync(path.join(tmp.dir, "sl"))).toBe("target");
+    const p = await r.create!(
+      { name: "fifo", perm: (DMNAMEDPIPE | 0o640) >>> 0, mode: OREAD, extension: "" },
+      c,
+    );
+    expect(fs.statSync(path.join(tmp.dir, "fifo")).isFIFO()).toBe(true);
+    expect(fs.statSync(path.join(tmp.dir, "fifo")).mode & 0o777).toBe(0o640);
+    expect((await p.node.stat(c)).mode & DMNAMEDPIPE).toBeTruthy();
+    const target = await walk(r, "target", c);
+    const h = await r.create!(
+      { name: "hard", perm: (DMLINK | 0o644) >>> 0, mode: OREAD, extension: "1\n", linkTarget: target },
+      c,
+    );
+    expect(fs.statSync(path.join(tmp.dir, "hard")).ino).toBe(fs.statSync(path.join(tmp.dir, "target")).ino);
+    expect((await readAll(h.file, c)).toString()).toBe("data");
+    await h.file.clunk?.(c);
+    expect(
+      await errnoOf(
+        r.create!({ name: "sock", perm: (DMSOCKET | 0o644) >>> 0, mode: OREAD, extension: "" }, c),
+      ),
+    ).toBe(95);
+    expect(
+      await errnoOf(
+        r.create!({ name: "dev", perm: (DMDEVICE | 0o644) >>> 0, mode: OREAD, extension: "x 1" }, c),
+      ),
+    ).toBe(22);
+  });
+
+  it("wstat is atomic: one bad field changes nothing", async () => {
+    const c = ctx(Dialect.P2000u);
+    fs.writeFileSync(path.join(tmp.dir, "f"), "0123456789");
+    fs.chmodSync(path.join(tmp.dir, "f"), 0o644);
+    const r = await attach(tmp.dir, c);
+    const f = await walk(r, "f", c);
+    // rename + truncate + chmod, with an owner change (never allowed) → nothing happens
+    expect(await errnoOf(f.wstat!({ name: "g", length: 2n, mode: 0o600, uid: "nobody-at-all" }, c))).toBe(1);
+    // ... with an unknown group
+    expect(await errnoOf(f.wstat!({ name: "g", length: 2n, gid: "no-such-group-xyz" }, c))).toBe(22);
+    // ... with a DMDIR flip
+    expect(await errnoOf(f.wstat!({ name: "g", length: 2n, mode: (DMDIR | 0o755) >>> 0 }, c))).toBe(22);
+    // ... onto an existing name
+    fs.writeFileSync(path.join(tmp.dir, "taken"), "");
+    expect(await errnoOf(f.wstat!({ name: "taken", length: 2n }, c))).toBe(17);
+    expect(fs.readFileSync(path.join(tmp.dir, "f"), "utf8")).toBe("0123456789");
+    expect(fs.statSync(path.join(tmp.dir, "f")).mode & 0o777).toBe(0o644);
+    // all valid → all applied
+    await f.wstat!({ name: "g", length: 2n, mode: 0o600, mtime: 12345, gid: "0", uid: "root" }, c);
+    expect(fs.readFileSync(path.join(tmp.dir, "g"), "utf8")).toBe("01");
+    const st = fs.statSync(path.join(tmp.dir, "g"));
+    expect(st.mode & 0o777).toBe(0o600);
+    expect(st.mtimeMs).toBe(12345000);
+    expect((await f.stat(c)).name).toBe("g");
+    // directories: length 0 only
+    fs.mkdirSync(path.join(tmp.dir, "d"));
+    const d = await walk(r, "d", c);
+    await d.wstat!({ length: 0n }, c);
+    expect(await errnoOf(d.wstat!({ length: 5n }, c))).toBe(21);
+  });
+});
+
+const asRoot = process.getuid?.() === 0;
+if (!asRoot) console.warn("skipping user permission tests: they need a server running as root");
+
+describe("permissions for the attached user", () => {
+  // The server runs as root in these tests; "user" mode checks the 9P user (nobody = 65534).
+  const nobody = () => ctx(Dialect.P2000u, "nobody", 65534);
+
+  it.skipIf(!asRoot)("every requested bit is required", async () => {
+    fs.chmodSync(tmp.dir, 0o755);
+    fs.writeFileSync(path.join(tmp.dir, "ro"), "x");
+    fs.chmodSync(path.join(tmp.dir, "ro"), 0o644);
+    fs.writeFileSync(path.join(tmp.dir, "wo"), "x");
+    fs.chmodSync(path.join(tmp.dir, "wo"), 0o622);
+    fs.writeFileSync(path.join(tmp.dir, "noexec"), "x");
+    fs.chmodSync(path.join(tmp.dir, "noexec"), 0o644);
+    const c = nobody();
+    const r = await attach(tmp.dir, c, { permissions: "user" });
+    const ro = await walk(r, "ro", c);
+    await (await ro.open!(OREAD, c)).clunk?.(c);
+    expect(await errnoOf(ro.open!(ORDWR, c))).toBe(13);
+    expect(await errnoOf(ro.open!(OWRITE, c))).toBe(13);
+    expect(await errnoOf(ro.open!(OREAD | OTRUNC, c))).toBe(13);
+    expect(await errnoOf(ro.lopen!(2, c))).toBe(13);
+    const wo = await walk(r, "wo", c);
+    await (await wo.open!(OWRITE, c)).clunk?.(c);
+    expect(await errnoOf(wo.open!(ORDWR, c))).toBe(13);
+    const ne = await walk(r, "noexec", c);
+    expect(await errnoOf(ne.open!(OEXEC, c))).toBe(13);
+    // root may do all of it, but execute still needs an x bit
+    const rc = ctx(Dialect.P2000u, "root", 0);
+    const rne = await walk(await attach(tmp.dir, rc, { permissions: "user" }), "noexec", rc);
+    expect(await errnoOf(rne.open!(OEXEC, rc))).toBe(13);
+    await (await rne.open!(ORDWR, rc)).clunk?.(rc);
+  });
+
+  it.skipIf(!asRoot)(
+    "create, remove and walk need the directory's bits; files made are owned by the user",
+    async () => {
+      fs.chmodSync(tmp.dir, 0o755);
+      fs.mkdirSync(path.join(tmp.dir, "closed"));
+      fs.chmodSync(path.join(tmp.dir, "closed"), 0o755);
+      fs.mkdirSync(path.join(tmp.dir, "open"));
+      fs.chmodSync(path.join(tmp.dir, "open"), 0o777);
+      fs.mkdirSync(path.join(tmp.dir, "nosearch"));
+      fs.chmodSync(path.join(tmp.dir, "nosearch"), 0o700);
+      fs.writeFileSync(path.join(tmp.dir, "closed", "f"), "");
+      const c = nobody();
+      const r = await attach(tmp.dir, c, { permissions: "user" });
+      const closed = await walk(r, "closed", c);
+      expect(await errnoOf(closed.create!({ name: "x", perm: 0o644, mode: OWRITE, extension: "" }, c))).toBe(
+        13,
+      );
+      expect(await errnoOf(closed.mkdir!("x", 0o755, NOID, c))).toBe(13);
+      expect(await errnoOf((await walk(closed, "f", c)).remove!(c))).toBe(13);
+      expect(await errnoOf((await walk(r, "nosearch", c)).walk1!("anything", c))).toBe(13);
+      const open = await walk(r, "open", c);
+      const made = await open.lcreate!("mine", 0o102, 0o644, NOID, c);
+      await made.file.clunk?.(c);
+      expect(fs.statSync(path.join(tmp.dir, "open", "mine")).uid).toBe(65534);
+      // chmod of someone else's file: EPERM
+      expect(
+        await errnoOf(
+          (await walk(closed, "f", c)).setattr!(setattr({ valid: SETATTR.MODE, mode: 0o777 }), c),
+        ),
+      ).toBe(1);
+      // devices need root
+      expect(await errnoOf(open.mknod!("dev", S_IFCHR | 0o644, 1, 3, NOID, c))).toBe(1);
+    },
+  );
+});
+
+describe("9P2000.L operations", () => {
+  it("getattr: BASIC fields, nanosecond times, qid.path = inode", async () => {
+    const c = ctx(Dialect.P2000L);
+    fs.writeFileSync(path.join(tmp.dir, "f"), "12345");
+    const r = await attach(tmp.dir, c);
+    const f = await walk(r, "f", c);
+    const a = await f.getattr!(GETATTR.BASIC, c);
+    const st = fs.statSync(path.join(tmp.dir, "f"), { bigint: true });
+    expect(a.valid).toBe(GETATTR.BASIC);
+    expect(a.qid.path).toBe(st.ino);
+    expect(a.qid.type).toBe(QTFILE);
+    expect(a.mode).toBe(Number(st.mode));
+    expect(a.size).toBe(5n);
+    expect(a.nlink).toBe(1n);
+    expect(a.mtime_sec * 1_000_000_000n + a.mtime_nsec).toBe(st.mtimeNs);
+    expect(a.blksize).toBe(st.blksize);
+  });
+
+  it("setattr: explicit times with nanoseconds, 'now' without _SET, size, mode", async () => {
+    const c = ctx(Dialect.P2000L);
+    fs.writeFileSync(path.join(tmp.dir, "f"), "0123456789");
+    const r = await attach(tmp.dir, c);
+    const f = await walk(r, "f", c);
+    await f.setattr!(
+      setattr({
+        valid: SETATTR.ATIME | SETATTR.ATIME_SET | SETATTR.MTIME | SETATTR.MTIME_SET,
+        atime_sec: 1000n,
+        atime_nsec: 500_000_000n,
+        mtime_sec: 2000n,
+        mtime_nsec: 250_000_000n,
+      }),
+      c,
+    );
+    let st = fs.statSync(path.join(tmp.dir, "f"));
+    expect(st.atimeMs).toBe(1_000_500);
+    expect(st.mtimeMs).toBe(2_000_250);
+    // mtime "now", atime untouched
+    await f.setattr!(setattr({ valid: SETATTR.MTIME }), c);
+    st = fs.statSync(path.join(tmp.dir, "f"));
+    expect(Math.abs(st.mtimeMs - Date.now())).toBeLessThan(5000);
+    expect(st.atimeMs).toBe(1_000_500);
+    await f.setattr!(setattr({ valid: SETATTR.SIZE | SETATTR.MODE, size: 3n, mode: 0o600 }), c);
+    st = fs.statSync(path.join(tmp.dir, "f"));
+    expect(st.size).toBe(3);
+    expect(st.mode & 0o7777).toBe(0o600);
+    // nothing requested: success, nothing changes
+    await f.setattr!(setattr({ valid: 0 }), c);
+    // size on a directory
+    expect(await errnoOf(r.setattr!(setattr({ valid: SETATTR.SIZE }), c))).toBe(21);
+  });
+
+  it("lopen: O_DIRECTORY, directories read-only, O_APPEND, O_TRUNC", async () => {
+    const c = ctx(Dialect.P2000L);
+    fs.writeFileSync(path.join(tmp.dir, "f"), "abc");
+    const r = await attach(tmp.dir, c);
+    const f = await walk(r, "f", c);
+    expect(await errnoOf(f.lopen!(0o200000, c))).toBe(20);
+    expect(await errnoOf(r.lopen!(1, c))).toBe(21);
+    expect(await errnoOf(r.lopen!(3, c))).toBe(22);
+    const ap = await f.lopen!(1 | 0o2000, c);
+    await ap.write!(0n, Buffer.from("def"), c);
+    await ap.clunk?.(c);
+    expect(fs.readFileSync(path.join(tmp.dir, "f"), "utf8")).toBe("abcdef");
+    const tr = await f.lopen!(1 | 0o1000, c);
+    await tr.clunk?.(c);
+    expect(fs.readFileSync(path.join(tmp.dir, "f"), "utf8")).toBe("");
+  });
+
+  it("lcreate without O_EXCL opens an existing file; mode is exact", async () => {
+    const c = ctx(Dialect.P2000L);
+    fs.writeFileSync(path.join(tmp.dir, "f"), "keep");
+    const r = await attach(tmp.dir, c);
+    const d = await walk(r, ".", c);
+    const e = await d.lcreate!("f", 0o102, 0o600, NOID, c);
+    expect((await readAll(e.file, c)).toString()).toBe("keep");
+    await e.file.clunk?.(c);
+    expect(await errnoOf(d.lcreate!("f", 0o302, 0o600, NOID, c))).toBe(17);
+    const n = await d.lcreate!("n", 0o102, 0o751, NOID, c);
+    await n.file.clunk?.(c);
+    expect(fs.statSync(path.join(tmp.dir, "n")).mode & 0o7777).toBe(0o751);
+  });
+
+  it("readdir cookies: '.', '..', every member once, resumable from any cookie", async () => {
+    const c = ctx(Dialect.P2000L);
+    for (let i = 0; i < 30; i++) fs.writeFileSync(path.join(tmp.dir, `f${i}`), "");
+    fs.mkdirSync(path.join(tmp.dir, "sub"));
+    const r = await attach(tmp.dir, c);
+    const io = await r.lopen!(0, c);
+    const all = await io.readdir!(0n, 1 << 20, c);
+    expect(all.length).toBe(33);
+    expect(all[0]!.name).toBe(".");
+    expect(all[0]!.qid.path).toBe(r.qid.path);
+    expect(all[1]!.name).toBe("..");
+    expect(all.find((e) => e.name === "sub")!.type).toBe(4);
+    expect(all.find((e) => e.name === "f0")!.type).toBe(8);
+    // small counts: one entry at a time, continuing from the last cookie
+    const names: string[] = [];
+    let off = 0n;
+    for (;;) {
+      const batch = await io.readdir!(off, 30, c);
+      if (batch.length === 0) break;
+      expect(batch.length).toBe(1);
+      names.push(batch[0]!.name);
+      off = batch[0]!.offset;
+    }
+    expect(names).toEqual(all.map((e) => e.name));
+    const tail = await io.readdir!(all[10]!.offset, 1 << 20, c);
+    expect(tail.map((e) => e.name)).toEqual(all.slice(11).map((e) => e.name));
+    expect(await io.readdir!(1000n, 1 << 20, c)).toEqual([]);
+    // `..` of a subdirectory is its parent
+    const sub = await walk(r, "sub", c);
+    const sio = await sub.lopen!(0, c);
+    const se = await sio.readdir!(0n, 4096, c);
+    expect(se.map((e) => e.name)).toEqual([".", ".."]);
+    expect(se[1]!.qid.path).toBe(r.qid.path);
+  });
+
+  it("unlinkat and rename errors follow Linux", async () => {
+    const c = ctx(Dialect.P2000L);
+    fs.mkdirSync(path.join(tmp.dir, "d"));
+    fs.writeFileSync(path.join(tmp.dir, "d", "x"), "");
+    fs.writeFileSync(path.join(tmp.dir, "f"), "");
+    const r = await attach(tmp.dir, c);
+    expect(await errnoOf(r.unlinkat!("d", 0x200, c))).toBe(39);
+    expect(await errnoOf(r.unlinkat!("f", 0x200, c))).toBe(20);
+    expect(await errnoOf(r.unlinkat!("..", 0, c))).toBe(22);
+    const d = await walk(r, "d", c);
+    expect(await errnoOf(d.rename!(d, "inside", c))).toBe(22); // into itself
+    expect(await errnoOf(r.link!(d, "dirlink", c))).toBe(1);
+    expect(await errnoOf(r.readlink!(c))).toBe(22);
+  });
+
+  it("read-only: every change is EROFS", async () => {
+    const c = ctx(Dialect.P2000L);
+    fs.writeFileSync(path.join(tmp.dir, "f"), "x");
+    const r = await attach(tmp.dir, c, { readOnly: true });
+    const f = await walk(r, "f", c);
+    const calls: Promise<unknown>[] = [
+      f.lopen!(1, c),
+      f.lopen!(0o1000, c),
+      f.setattr!(setattr({ valid: SETATTR.SIZE }), c),
+      r.lcreate!("n", 0o102, 0o644, NOID, c),
+      r.mkdir!("n", 0o755, NOID, c),
+      r.symlink!("n", "f", NOID, c),
+      r.mknod!("n", S_IFIFO | 0o644, 0, 0, NOID, c),
+      r.link!(f, "n", c),
+      f.rename!(r, "n", c),
+      r.renameat!("f", r, "n", c),
+      r.unlinkat!("f", 0, c),
+      f.remove!(c),
+      f.open!(OWRITE, c),
+      f.open!(OREAD | ORCLOSE, c),
+      f.wstat!({ mode: 0o600 }, c),
+      r.create!({ name: "n", perm: 0o644, mode: OREAD, extension: "" }, c),
+    ];
+    for (const p of calls) expect(await errnoOf(p)).toBe(30);
+    await (await f.lopen!(0, c)).clunk?.(c);
+    expect(fs.readdirSync(tmp.dir)).toEqual(["f"]);
+  });
+});
+
+describe("locks", () => {
+  it("conflicts between owners, splitting, release on clunk", () => {
+    const t = new LockTable();
+    const h1 = {};
+    const h2 = {};
+    const req = (locktype: number, start: bigint, length: bigint) => ({
+      locktype,
+      flags: 0,
+      start,
+      length,
+      proc_id: 1,
+      client_id: "c",
+    });
+    expect(t.lock(1n, "a", h1, req(1, 0n, 100n))).toBe(0);
+    expect(t.lock(1n, "b", h2, req(0, 50n, 10n))).toBe(1);
+    expect(t.lock(1n, "b", h2, req(0, 100n, 10n))).toBe(0);
+    expect(t.lock(1n, "a", h1, req(2, 40n, 20n))).toBe(0); // unlock the middle
+    expect(t.lock(1n, "b", h2, req(1, 45n, 10n))).toBe(0);
+    expect(t.getlock(1n, "b", req(1, 0n, 0n)).locktype).toBe(1);
+    expect(t.getlock(1n, "b", req(1, 60n, 20n))).toMatchObject({ locktype: 1, start: 60n, length: 40n });
+    t.release(h1);
+    expect(t.getlock(1n, "b", req(1, 0n, 0n)).locktype).toBe(2);
+    expect(t.lock(1n, "a", h1, req(7, 0n, 0n))).toBe(2);
+  });
+});
