@@ -1,0 +1,205 @@
+// `bootcfg check`: proves, before a node reboots, that its kernel, initrds, command line and
+// delivery path fit together.
+import type { Cluster, ResolvedNode } from "./cluster/resolve.js";
+import { BootcfgError } from "./errors.js";
+import { type FileCache, type FileFacts } from "./files.js";
+import { type Inspection, kernelFormatOf } from "./inspect.js";
+import { buildOverlay } from "./initrd.js";
+import { formatBytes, hex } from "./util.js";
+
+export interface CheckResult {
+  node: string;
+  ok: boolean;
+  errors: string[];
+  warnings: string[];
+  kernel?: FileFacts & { format: string; release?: string };
+  initrds: FileFacts[];
+  cmdline: string;
+  cmdlineBytes: number;
+  cmdlineLimit?: number;
+}
+
+const ELF_MACHINE: Record<string, number[]> = { x86_64: [0x3e], i386: [3], arm64: [0xb7], riscv64: [0xf3], ppc64le: [0x15] };
+const UIMAGE_ARCH: Record<string, string[]> = { x86_64: ["x86_64"], i386: ["i386"], arm64: ["arm64"], riscv64: ["riscv"], ppc64le: ["ppc"] };
+/** COMMAND_LINE_SIZE - 1 for architectures whose limit is not in the image header. */
+const CMDLINE_LIMIT: Record<string, number> = { arm64: 2047, riscv64: 1023, ppc64le: 2047 };
+
+/** Human name of a kernel for messages. */
+export function describeKernel(i: Inspection): string {
+  switch (i.format) {
+    case "bzImage":
+      return `bzImage (boot protocol ${i.protocol}${i.is64 ? ", 64-bit" : ", 32-bit"})`;
+    case "elf":
+      return `ELF${i.class} ${i.machineName}`;
+    case "arm64-image":
+      return "arm64 Image";
+    case "riscv-image":
+      return "RISC-V Image";
+    case "uimage":
+      return `uImage (${i.arch})`;
+    default:
+      return i.format;
+  }
+}
+
+function archMatches(arch: string, k: Inspection): string | undefined {
+  const name = describeKernel(k);
+  switch (k.format) {
+    case "bzImage":
+      if (arch === "x86_64" && !k.is64 && k.header.version >= 0x20c) return `${name} is not 64-bit capable (xloadflags bit 0 clear) but the node is x86_64`;
+      if (arch === "i386" && k.is64) return `${name} is a 64-bit kernel but the node is i386`;
+      if (arch !== "x86_64" && arch !== "i386") return `${name} is an x86 kernel but the node is ${arch}`;
+      return undefined;
+    case "elf":
+      return ELF_MACHINE[arch]?.includes(k.machine) ? undefined : `${name} kernel but the node is ${arch}`;
+    case "arm64-image":
+      return arch === "arm64" ? undefined : `${name} but the node is ${arch}`;
+    case "riscv-image":
+      return arch === "riscv64" ? undefined : `${name} but the node is ${arch}`;
+    case "uimage":
+      return UIMAGE_ARCH[arch]?.includes(k.arch) ? undefined : `${name} but the node is ${arch}`;
+    default:
+      return `${k.format} file is not a kernel`;
+  }
+}
+
+/** Checks one node; never throws for problems in the node's files (they become errors). */
+export function checkNode(cluster: Cluster, node: ResolvedNode, files: FileCache): CheckResult {
+  const errors: string[] = [];
+  const warnings: string[] = [];
+  const cmdline = node.cmdline.join(" ");
+  const cmdlineBytes = Buffer.byteLength(cmdline);
+  const res: CheckResult = { node: node.name, ok: false, errors, warnings, initrds: [], cmdline, cmdlineBytes };
+  const n = node.name;
+  let kernel: Inspection | undefined;
+  const kpath = cluster.path(node.kernel.path);
+  try {
+    kernel = files.inspect(kpath);
+  } catch (err) {
+    if (err instanceof BootcfgError) errors.push(`${n}: kernel ${err.message}`);
+    else throw err;
+  }
+  let initrdTotal = 0;
+  for (const p of node.initrds) {
+    try {
+      const f = files.stat(cluster.path(p));
+      res.initrds.push(f);
+      initrdTotal += f.size;
+    } catch (err) {
+      if (err instanceof BootcfgError) errors.push(`${n}: initrd ${err.message}`);
+      else throw err;
+    }
+  }
+  if (Object.keys(node.overlay).length) initrdTotal += buildOverlay(node).length;
+  if (kernel) {
+    const format = kernelFormatOf(kernel);
+    res.kernel = { path: kpath, size: kernel.size, sha256: kernel.sha256, format: kernel.format };
+    if (kernel.format === "bzImage") res.kernel.release = kernel.release;
+    if (!format) errors.push(`${n}: ${kpath} is a ${kernel.format} file, not a kernel`);
+    else {
+      if (node.kernel.format && node.kernel.format !== format)
+        errors.push(`${n}: kernel.format says ${node.kernel.format} but ${kpath} is ${describeKernel(kernel)}`);
+      const mismatch = archMatches(node.arch, kernel);
+      if (mismatch) errors.push(`${n}: ${mismatch} (${kpath})`);
+      // command line limit
+      let limit: number | undefined = CMDLINE_LIMIT[node.arch];
+      if (kernel.format === "bzImage") limit = kernel.header.cmdlineSize;
+      if (limit !== undefined) {
+        res.cmdlineLimit = limit;
+        if (cmdlineBytes > limit) errors.push(`${n}: command line is ${cmdlineBytes} bytes, kernel accepts ${limit}`);
+      }
+      if (kernel.format === "uimage" && (!kernel.headerCrcOk || !kernel.dataCrcOk))
+        errors.push(`${n}: ${kpath}: uImage ${kernel.headerCrcOk ? "data" : "header"} CRC mismatch (file damaged?)`);
+      // initrd placement and memory
+      if (kernel.format === "bzImage") {
+        const h = kernel.header;
+        const footprint = Number(h.prefAddress || 0x100000n) + h.initSize;
+        const room = h.initrdAddrMax + 1 - footprint;
+        if (initrdTotal > room)
+          errors.push(
+            `${n}: initrds total ${formatBytes(initrdTotal)}, but only ${formatBytes(room)} fit below initrd_addr_max ${hex(h.initrdAddrMax)} after the kernel`,
+          );
+        if (node.memory !== undefined) {
+          const need = footprint + initrdTotal;
+          if (need > node.memory)
+            errors.push(
+              `${n}: needs ${formatBytes(need)} (kernel at ${hex(Number(h.prefAddress))} + init_size ${formatBytes(h.initSize)} + initrds ${formatBytes(initrdTotal)}) but memory is ${formatBytes(node.memory)}`,
+            );
+        }
+      } else if (kernel.format === "arm64-image" && node.memory !== undefined) {
+        const need = Number(kernel.imageSize) + initrdTotal * 2;
+        if (need > node.memory)
+          errors.push(`${n}: needs about ${formatBytes(need)} (image_size + initrds, unpacked) but memory is ${formatBytes(node.memory)}`);
+      }
+      // delivery path
+      const d = node.delivery;
+      if (d === "kexec" && node.kexec.syscall === "kexec_file_load") {
+        const ok =
+          (format === "bzImage" && kernel.format === "bzImage" && kernel.is64) ||
+          format === "arm64-image" ||
+          format === "riscv-image" ||
+          (format === "elf" && node.arch === "ppc64le");
+        if (!ok) errors.push(`${n}: kexec_file_load cannot load ${describeKernel(kernel)}; use kexec.syscall: kexec_load`);
+      }
+      if (d === "kexec" && format === "elf" && kernel.format === "elf" && node.arch === "x86_64" && kernel.pvhEntry === undefined && node.initrds.length)
+        warnings.push(`${n}: ELF kernel without a PVH note: kexec needs --args-linux (bootcfg plans add it)`);
+      if (d === "payload") {
+        if (node.firmware !== "coreboot") errors.push(`${n}: delivery "payload" needs firmware: coreboot (node has ${node.firmware})`);
+        if ((node.arch === "x86_64" || node.arch === "i386") && format !== "bzImage" && format !== "elf")
+          errors.push(`${n}: coreboot Linux payloads on x86 take a bzImage or ELF, not ${describeKernel(kernel)}`);
+        if ((node.arch === "arm64" || node.arch === "riscv64") && format !== "uimage")
+          errors.push(`${n}: coreboot on ${node.arch} loads a uImage/FIT payload, not ${describeKernel(kernel)} (wrap it with \`bootcfg uimage\`)`);
+      }
+      if (d === "pxe" && node.arch !== "x86_64" && node.arch !== "i386")
+        errors.push(`${n}: pxelinux is x86 BIOS only; use delivery: ipxe for ${node.arch}`);
+      if (d === "pxe" && format !== "bzImage")
+        errors.push(`${n}: pxelinux boots a bzImage, not ${describeKernel(kernel)}`);
+      if (d === "ipxe" && node.arch !== "x86_64" && node.arch !== "i386" && node.initrds.length + (Object.keys(node.overlay).length ? 1 : 0) > 1)
+        warnings.push(`${n}: iPXE on ${node.arch} takes one initrd: bootcfg concatenates ${node.initrds.length} initrds and the overlay into one`);
+      if ((d === "pxe" || d === "ipxe") && !node.mac) errors.push(`${n}: delivery "${d}" needs a mac address to name the node's config file`);
+      if (d === "ipxe" && !node.baseUrl) warnings.push(`${n}: no baseUrl: iPXE scripts will use relative file names`);
+    }
+  }
+  res.ok = errors.length === 0;
+  return res;
+}
+
+export interface ClusterCheck {
+  ok: boolean;
+  nodes: CheckResult[];
+  errors: string[];
+}
+
+/** Checks every node plus cluster-wide rules (duplicate MACs and IPs). */
+export function checkCluster(cluster: Cluster, files: FileCache, only?: readonly string[]): ClusterCheck {
+  const names = only ?? cluster.nodes();
+  const nodes: CheckResult[] = [];
+  const errors: string[] = [];
+  const macs = new Map<string, string>();
+  const ips = new Map<string, string>();
+  for (const name of names) {
+    let r: ResolvedNode;
+    try {
+      r = cluster.resolve(name);
+    } catch (err) {
+      if (!(err instanceof BootcfgError)) throw err;
+      nodes.push({ node: name, ok: false, errors: [err.message], warnings: [], initrds: [], cmdline: "", cmdlineBytes: 0 });
+      continue;
+    }
+    const res = checkNode(cluster, r, files);
+    if (r.mac) {
+      const other = macs.get(r.mac);
+      if (other) res.errors.push(`${name}: MAC ${r.mac} is also used by ${other}`);
+      else macs.set(r.mac, name);
+    }
+    if (r.ip) {
+      const other = ips.get(r.ip);
+      if (other) res.errors.push(`${name}: IP ${r.ip} is also used by ${other}`);
+      else ips.set(r.ip, name);
+    }
+    res.ok = res.errors.length === 0;
+    nodes.push(res);
+    errors.push(...res.errors);
+  }
+  return { ok: errors.length === 0, nodes, errors };
+}

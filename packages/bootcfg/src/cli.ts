@@ -1,0 +1,514 @@
+// The `bootcfg` command: main(argv, io) so tests run it in-process; src/bin/bootcfg.ts calls it.
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { parseArgs, type ParseArgsConfig } from "node:util";
+import { Cluster } from "./cluster/resolve.js";
+import { checkCluster } from "./check.js";
+import { cbfstoolCommandLine, corebootConfig } from "./coreboot.js";
+import { BootcfgError } from "./errors.js";
+import { FileCache } from "./files.js";
+import { extractVmlinux, parseBzImage } from "./formats/bzimage.js";
+import { cbfsAddFile, CBFS_TYPE_SELF, createCbfs, elfToSelf } from "./formats/cbfs.js";
+import { writeBeoboot } from "./formats/beoboot.js";
+import { parseElf } from "./formats/elf.js";
+import { writeUImage } from "./formats/uimage.js";
+import { buildOverlay, parseDeviceSpec, writeInitramfs } from "./initrd.js";
+import type { CpioEntry } from "./formats/cpio.js";
+import { inspectFile } from "./inspect.js";
+import {
+  combinedInitrd,
+  diffManifests,
+  manifest,
+  PlanCache,
+  planNode,
+  renderKexecSh,
+  renderPlanJson,
+  renderXbootfs,
+  TOOL,
+} from "./plan.js";
+import { publishedNames, pxeIpName, pxeMacName, renderIpxe, renderIpxeDispatch, renderPxelinux } from "./pxe.js";
+import { consoleFor, qemuArgs, runUntil } from "./qemu.js";
+import { renderInspection, renderShow, toJson } from "./report.js";
+import { parseSize } from "./util.js";
+
+export interface Io {
+  stdout(text: string): void;
+  stderr(text: string): void;
+  /** Working directory for relative paths (default process.cwd()). */
+  cwd?: string;
+  env?: Record<string, string | undefined>;
+  /** For `serve`: resolves when the server should stop (default: SIGINT/SIGTERM). */
+  until?: Promise<void>;
+  /** For `serve`: called with the bound address once listening. */
+  onListen?(address: string): void;
+}
+
+const USAGE = `usage: bootcfg COMMAND [options]
+
+Describe, check, build and hand over the boot artifacts of every node of a cluster.
+
+Image files:
+  inspect FILE [--json]                     decode a kernel, initrd, CBFS, uImage, beoboot file
+  extract-vmlinux BZIMAGE -o OUT            decompress the ELF vmlinux inside a bzImage
+  initrd build -o OUT [--tree DIR]... [--dev PATH:c:MAJ:MIN[:MODE]]... [--file DEST=SRC]...
+                                            write a reproducible newc initramfs (gzip unless --no-gzip)
+  payload build ELF -o OUT [--rom ROM | --create-rom SIZE] [--name NAME]
+                                            convert an ELF to a coreboot SELF payload (optionally into a CBFS)
+  uimage KERNEL -o OUT --arch ARCH --load ADDR [--entry ADDR] [--name NAME]
+                                            wrap a kernel in a legacy U-Boot header
+
+Cluster file (-c FILE, $BOOTCFG_CLUSTER, or ./cluster.yaml|cluster.json):
+  nodes [--json]                            list nodes
+  show NODE [--json]                        merged settings of a node and where each came from
+  check [CLUSTERFILE] [--node LIST] [--json]  prove every node's kernel, initrds, cmdline and delivery fit
+  initrd overlay NODE -o OUT                the node's overlay archive (uncompressed newc)
+  initrd combine NODE -o OUT                base initrds + overlay, as the node receives them
+  kexec-plan NODE [--format json|sh|xbootfs|beoboot] [-o OUT]
+  coreboot NODE [--format kconfig|cbfstool|config.lb|json] [-o DIR] [--rom ROM] [--linuxboot]
+  pxe -o DIR [--by-ip]                      pxelinux.cfg/01-<mac> (and hex-IP) files for pxe nodes
+  ipxe -o DIR                               ipxe/<mac>.ipxe per ipxe node, and boot.ipxe
+  qemu NODE [--run] [--marker RE] [--timeout SEC] [--accel tcg|kvm|auto] [--initrd-out FILE] [--json]
+  manifest (NODE | --all) [--json]          inputs by hash, tool, profile chain
+  render -o DIR                             every node's plan, manifest, overlay and loader files
+  diff OLD NEW [--json]                     which nodes boot differently (cluster files or manifest sets)
+  serve CLUSTERFILE --listen ADDR           export each node's kernel/initrd/cmdline/kexec.sh/manifest.json over 9P
+
+Exit status: 0 ok, 1 failure (check failed, bad file), 2 usage error. Run "bootcfg COMMAND --help" for details.
+`;
+
+class UsageError extends BootcfgError {
+  constructor(message: string) {
+    super("EUSAGE", message);
+  }
+}
+
+type Opts = NonNullable<ParseArgsConfig["options"]>;
+const common: Opts = {
+  help: { type: "boolean", short: "h" },
+  json: { type: "boolean" },
+  cluster: { type: "string", short: "c" },
+  output: { type: "string", short: "o" },
+};
+
+function parse(args: string[], options: Opts) {
+  try {
+    return parseArgs({ args, options: { ...common, ...options }, allowPositionals: true, strict: true });
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
+export async function main(argv: string[], io: Io): Promise<number> {
+  const cwd = io.cwd ?? process.cwd();
+  const env = io.env ?? process.env;
+  const abs = (p: string) => resolve(cwd, p);
+  const [cmd, ...rest] = argv;
+  if (!cmd || cmd === "--help" || cmd === "-h" || cmd === "help") {
+    io.stdout(USAGE);
+    return cmd ? 0 : 2;
+  }
+  if (cmd === "--version") {
+    io.stdout(`${TOOL}\n`);
+    return 0;
+  }
+  const loadCluster = (explicit?: string): Cluster => {
+    const file =
+      explicit ??
+      env.BOOTCFG_CLUSTER ??
+      ["cluster.yaml", "cluster.yml", "cluster.json"].map((f) => join(cwd, f)).find((f) => existsSync(f));
+    if (!file) throw new UsageError("no cluster file: pass -c FILE, set BOOTCFG_CLUSTER, or create ./cluster.yaml");
+    return Cluster.load(abs(file));
+  };
+  const out = (text: string, file?: string) => {
+    if (file) writeFileSync(abs(file), text);
+    else io.stdout(text);
+  };
+  const need = (v: unknown, what: string): string => {
+    if (typeof v !== "string" || v === "") throw new UsageError(`${cmd}: ${what} is required`);
+    return v;
+  };
+  const helpFor = (line: string) => {
+    io.stdout(`${USAGE.split("\n").filter((l) => l.includes(` ${line}`) || l.startsWith("Exit"))[0] ?? ""}\nSee "bootcfg --help" for all commands.\n`);
+    return 0;
+  };
+
+  try {
+    switch (cmd) {
+      case "inspect": {
+        const a = parse(rest, {});
+        if (a.values.help) return helpFor("inspect");
+        const file = need(a.positionals[0], "FILE");
+        const info = inspectFile(abs(file));
+        out(a.values.json ? `${toJson(info)}\n` : renderInspection(info));
+        return 0;
+      }
+      case "extract-vmlinux": {
+        const a = parse(rest, {});
+        if (a.values.help) return helpFor("extract-vmlinux");
+        const file = abs(need(a.positionals[0], "BZIMAGE"));
+        const output = need(a.values.output, "-o OUT");
+        const buf = readFileSync(file);
+        const info = parseBzImage(buf, file);
+        const elf = extractVmlinux(buf, file);
+        const e = parseElf(elf, "extracted vmlinux");
+        writeFileSync(abs(output), elf);
+        const summary = { output: abs(output), size: elf.length, compression: info.payload.compression, machine: e.machineName, entry: e.entry, pvhEntry: e.pvhEntry };
+        out(a.values.json ? `${toJson(summary)}\n` : `${output}: ${elf.length} bytes, ELF${e.class} ${e.machineName}, entry ${e.entry.toString(16)} (from ${info.payload.compression} payload)\n`);
+        return 0;
+      }
+      case "initrd":
+        return await initrdCmd(rest);
+      case "payload": {
+        const [sub, ...r] = rest;
+        const a = parse(r, { rom: { type: "string" }, "create-rom": { type: "string" }, name: { type: "string" } });
+        if (a.values.help || sub !== "build") return sub === "build" || a.values.help ? helpFor("payload build") : usage(`payload: unknown subcommand ${sub ?? "(none)"}; use "payload build"`);
+        const elfPath = abs(need(a.positionals[0], "ELF"));
+        const output = need(a.values.output, "-o OUT");
+        const self = elfToSelf(readFileSync(elfPath), {}, elfPath);
+        const name = (a.values.name as string | undefined) ?? "fallback/payload";
+        if (a.values.rom || a.values["create-rom"]) {
+          let rom: Buffer;
+          if (a.values.rom) rom = readFileSync(abs(a.values.rom as string));
+          else {
+            const size = parseSize(a.values["create-rom"] as string);
+            if (!size) throw new UsageError(`--create-rom: "${a.values["create-rom"]}" is not a size (write 1M, 32M)`);
+            rom = createCbfs(size);
+          }
+          writeFileSync(abs(output), cbfsAddFile(rom, name, CBFS_TYPE_SELF, self));
+        } else writeFileSync(abs(output), self);
+        out(a.values.json ? `${toJson({ output: abs(output), selfSize: self.length })}\n` : `${output}: SELF payload of ${self.length} bytes${a.values.rom || a.values["create-rom"] ? ` as ${name}` : ""}\n`);
+        return 0;
+      }
+      case "uimage": {
+        const a = parse(rest, { arch: { type: "string" }, load: { type: "string" }, entry: { type: "string" }, name: { type: "string" } });
+        if (a.values.help) return helpFor("uimage");
+        const k = abs(need(a.positionals[0], "KERNEL"));
+        const arch = need(a.values.arch, "--arch") as "arm64";
+        if (!["arm", "arm64", "riscv", "x86_64", "i386", "ppc"].includes(arch)) throw new UsageError(`--arch ${arch}: use arm, arm64, riscv, x86_64, i386 or ppc`);
+        const load = Number(need(a.values.load, "--load ADDR"));
+        const entry = a.values.entry ? Number(a.values.entry) : load;
+        if (!Number.isInteger(load) || !Number.isInteger(entry)) throw new UsageError("--load/--entry must be numbers (0x80080000)");
+        const img = writeUImage(readFileSync(k), { arch, load, entry, name: (a.values.name as string | undefined) ?? "Linux" });
+        writeFileSync(abs(need(a.values.output, "-o OUT")), img);
+        return 0;
+      }
+      case "nodes": {
+        const a = parse(rest, {});
+        if (a.values.help) return helpFor("nodes");
+        const c = loadCluster(a.values.cluster as string | undefined);
+        out(a.values.json ? `${toJson(c.nodes())}\n` : `${c.nodes().join("\n")}\n`);
+        return 0;
+      }
+      case "show": {
+        const a = parse(rest, {});
+        if (a.values.help) return helpFor("show");
+        const c = loadCluster(a.values.cluster as string | undefined);
+        const n = c.resolve(need(a.positionals[0], "NODE"));
+        out(a.values.json ? `${toJson(n)}\n` : renderShow(n));
+        return 0;
+      }
+      case "check": {
+        const a = parse(rest, { node: { type: "string" } });
+        if (a.values.help) return helpFor("check");
+        const c = loadCluster((a.positionals[0] as string | undefined) ?? (a.values.cluster as string | undefined));
+        let only: string[] | undefined;
+        if (a.values.node) {
+          const { expandNodeList } = await import("@clustermatic/ninep/nodes");
+          only = expandNodeList(a.values.node as string);
+          for (const n of only) if (!c.has(n)) throw new BootcfgError("ENODE", `${n}: no such node in ${c.file}`);
+        }
+        const r = checkCluster(c, new FileCache(), only);
+        if (a.values.json) out(`${toJson(r)}\n`);
+        else {
+          for (const n of r.nodes) {
+            for (const w of n.warnings) io.stdout(`warning: ${w}\n`);
+            for (const e of n.errors) io.stdout(`error: ${e}\n`);
+          }
+          const bad = r.nodes.filter((n) => !n.ok).length;
+          io.stdout(`${r.nodes.length} nodes checked: ${r.nodes.length - bad} ok, ${bad} failed\n`);
+        }
+        return r.ok ? 0 : 1;
+      }
+      case "kexec-plan": {
+        const a = parse(rest, { format: { type: "string" }, baseport: { type: "string" } });
+        if (a.values.help) return helpFor("kexec-plan");
+        const c = loadCluster(a.values.cluster as string | undefined);
+        const files = new FileCache();
+        const p = planNode(c, c.resolve(need(a.positionals[0], "NODE")), new PlanCache(files));
+        const fmt = (a.values.format as string | undefined) ?? (a.values.json ? "json" : "sh");
+        if (fmt === "json") out(`${toJson(renderPlanJson(c, p))}\n`, a.values.output as string | undefined);
+        else if (fmt === "sh") out(renderKexecSh(p), a.values.output as string | undefined);
+        else if (fmt === "xbootfs") {
+          const idx = c.nodes().indexOf(p.node.name);
+          const base = a.values.baseport ? Number(a.values.baseport) : 20002 + 2 * idx;
+          out(renderXbootfs(p, base), a.values.output as string | undefined);
+        } else if (fmt === "beoboot") {
+          if (p.kernelFormat !== "bzImage") throw new BootcfgError("ECHECK", `${p.node.name}: beoboot images carry a bzImage, not ${p.kernelFormat}`);
+          const o = need(a.values.output, "-o OUT (beoboot images are binary)");
+          writeFileSync(abs(o), writeBeoboot(files.read(p.kernelPath), combinedInitrd(p, files), p.cmdline));
+        } else throw new UsageError(`--format ${fmt}: use json, sh, xbootfs or beoboot`);
+        return 0;
+      }
+      case "coreboot": {
+        const a = parse(rest, { format: { type: "string" }, rom: { type: "string" }, linuxboot: { type: "boolean" } });
+        if (a.values.help) return helpFor("coreboot");
+        const c = loadCluster(a.values.cluster as string | undefined);
+        const files = new FileCache();
+        const p = planNode(c, c.resolve(need(a.positionals[0], "NODE")), new PlanCache(files));
+        const dir = a.values.output ? abs(a.values.output as string) : join(tmpdir(), "bootcfg");
+        mkdirSync(dir, { recursive: true });
+        const initrdPath = join(dir, `${p.node.name}.initrd`);
+        writeFileSync(initrdPath, combinedInitrd(p, files));
+        const cfg = corebootConfig(p, initrdPath, {
+          ...(a.values.rom ? { rom: abs(a.values.rom as string) } : {}),
+          ...(a.values.linuxboot ? { linuxboot: true } : {}),
+        });
+        for (const w of cfg.warnings) io.stderr(`warning: ${w}\n`);
+        const fmt = (a.values.format as string | undefined) ?? (a.values.json ? "json" : "kconfig");
+        if (a.values.output) writeFileSync(join(dir, `${p.node.name}.config`), cfg.kconfig);
+        if (fmt === "json") io.stdout(`${toJson({ ...cfg, initrd: initrdPath })}\n`);
+        else if (fmt === "kconfig") io.stdout(cfg.kconfig);
+        else if (fmt === "cbfstool") io.stdout(`${cbfstoolCommandLine(cfg)}\n`);
+        else if (fmt === "config.lb") io.stdout(cfg.configLb);
+        else throw new UsageError(`--format ${fmt}: use kconfig, cbfstool, config.lb or json`);
+        return 0;
+      }
+      case "pxe":
+      case "ipxe": {
+        const a = parse(rest, { "by-ip": { type: "boolean" } });
+        if (a.values.help) return helpFor(cmd);
+        const c = loadCluster(a.values.cluster as string | undefined);
+        const dir = abs(need(a.values.output, "-o DIR"));
+        const cache = new PlanCache(new FileCache());
+        const index: Record<string, string[]> = {};
+        for (const name of c.nodes()) {
+          const r = c.resolve(name);
+          if (r.delivery !== cmd) continue;
+          if (!r.mac) throw new BootcfgError("ECHECK", `${name}: delivery "${cmd}" needs a mac address`);
+          const p = planNode(c, r, cache);
+          const written: string[] = [];
+          if (cmd === "pxe") {
+            mkdirSync(join(dir, "pxelinux.cfg"), { recursive: true });
+            const text = renderPxelinux(p);
+            const f = `pxelinux.cfg/${pxeMacName(r.mac)}`;
+            writeFileSync(join(dir, f), text);
+            written.push(f);
+            if (a.values["by-ip"] && r.ip) {
+              const g = `pxelinux.cfg/${pxeIpName(r.ip)}`;
+              writeFileSync(join(dir, g), text);
+              written.push(g);
+            }
+          } else {
+            mkdirSync(join(dir, "ipxe"), { recursive: true });
+            const f = `ipxe/${r.mac.replaceAll(":", "-")}.ipxe`;
+            writeFileSync(join(dir, f), renderIpxe(p));
+            written.push(f);
+          }
+          writeFileSync(join(dir, publishedNames(p).initrds.at(-1)!), p.overlay);
+          index[name] = written;
+        }
+        if (cmd === "pxe") {
+          mkdirSync(join(dir, "pxelinux.cfg"), { recursive: true });
+          writeFileSync(join(dir, "pxelinux.cfg/default"), `# written by ${TOOL}: nodes without their own file boot from disk\nDEFAULT local\nPROMPT 0\nLABEL local\n  LOCALBOOT 0\n`);
+        } else {
+          const first = c.nodes().map((n) => c.resolve(n)).find((r) => r.delivery === "ipxe");
+          writeFileSync(join(dir, "boot.ipxe"), renderIpxeDispatch(first?.baseUrl));
+        }
+        writeFileSync(join(dir, `${cmd}-index.json`), `${toJson(index)}\n`);
+        out(a.values.json ? `${toJson(index)}\n` : `${Object.keys(index).length} ${cmd} node configs written to ${dir}\n`);
+        return 0;
+      }
+      case "qemu": {
+        const a = parse(rest, {
+          run: { type: "boolean" },
+          marker: { type: "string" },
+          timeout: { type: "string" },
+          accel: { type: "string" },
+          "initrd-out": { type: "string" },
+          memory: { type: "string" },
+        });
+        if (a.values.help) return helpFor("qemu");
+        const c = loadCluster(a.values.cluster as string | undefined);
+        const files = new FileCache();
+        const p = planNode(c, c.resolve(need(a.positionals[0], "NODE")), new PlanCache(files));
+        const initrdOut = abs((a.values["initrd-out"] as string | undefined) ?? join(tmpdir(), `bootcfg-${p.node.name}.initrd`));
+        writeFileSync(initrdOut, combinedInitrd(p, files));
+        const mem = a.values.memory ? parseSize(a.values.memory as string) : p.node.memory;
+        const argv = qemuArgs({
+          arch: p.node.arch,
+          kernel: p.kernelPath,
+          initrd: initrdOut,
+          append: p.cmdline,
+          memory: mem ? Math.max(64, Math.round(mem / 1024 ** 2)) : 512,
+          accel: (a.values.accel as string | undefined) ?? "tcg",
+        });
+        if (!p.cmdline.includes(`console=${consoleFor(p.node.arch)}`))
+          io.stderr(`warning: ${p.node.name}: command line has no console=${consoleFor(p.node.arch)}; serial output may be empty\n`);
+        if (!a.values.run) {
+          out(a.values.json ? `${toJson(argv)}\n` : `${argv.map((s) => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replaceAll("'", "'\\''")}'`)).join(" ")}\n`);
+          return 0;
+        }
+        const marker = new RegExp((a.values.marker as string | undefined) ?? "reboot: Power down");
+        const timeout = Number((a.values.timeout as string | undefined) ?? "60") * 1000;
+        const r = await runUntil(argv, marker, timeout, a.values.json ? undefined : (l) => io.stdout(`${l}\n`));
+        if (a.values.json) out(`${toJson({ ok: r.ok, reason: r.reason, ms: r.ms, match: r.match, argv })}\n`);
+        else io.stderr(`bootcfg: ${r.ok ? "marker seen" : r.reason === "timeout" ? "timed out" : "QEMU exited"} after ${(r.ms / 1000).toFixed(1)} s\n`);
+        return r.ok ? 0 : 1;
+      }
+      case "manifest": {
+        const a = parse(rest, { all: { type: "boolean" } });
+        if (a.values.help) return helpFor("manifest");
+        const c = loadCluster(a.values.cluster as string | undefined);
+        const cache = new PlanCache(new FileCache());
+        if (a.values.all) {
+          const set = Object.fromEntries(c.nodes().map((n) => [n, manifest(c, planNode(c, c.resolve(n), cache))]));
+          out(`${toJson({ manifests: set })}\n`, a.values.output as string | undefined);
+        } else out(`${toJson(manifest(c, planNode(c, c.resolve(need(a.positionals[0], "NODE or --all")), cache)))}\n`, a.values.output as string | undefined);
+        return 0;
+      }
+      case "render": {
+        const a = parse(rest, {});
+        if (a.values.help) return helpFor("render");
+        const c = loadCluster(a.values.cluster as string | undefined);
+        const dir = abs(need(a.values.output, "-o DIR"));
+        const n = renderCluster(c, dir);
+        out(`${n} nodes rendered to ${dir}\n`);
+        return 0;
+      }
+      case "diff": {
+        const a = parse(rest, {});
+        if (a.values.help) return helpFor("diff");
+        const load = (f: string) => manifestSet(abs(f));
+        const changes = diffManifests(load(need(a.positionals[0], "OLD")), load(need(a.positionals[1], "NEW")));
+        if (a.values.json) out(`${toJson(changes)}\n`);
+        else if (changes.length === 0) out("no node boots differently\n");
+        else out(changes.map((ch) => `${ch.change.padEnd(8)} ${ch.node}${ch.fields.length ? `: ${ch.fields.join(", ")}` : ""}`).join("\n") + "\n");
+        return changes.length ? 1 : 0;
+      }
+      case "serve": {
+        const a = parse(rest, { listen: { type: "string" }, msize: { type: "string" } });
+        if (a.values.help) return helpFor("serve");
+        const c = loadCluster((a.positionals[0] as string | undefined) ?? (a.values.cluster as string | undefined));
+        const { serveCluster } = await import("./serve.js");
+        const srv = await serveCluster(c, need(a.values.listen, "--listen ADDR"));
+        io.onListen?.(srv.address);
+        io.stderr(`bootcfg: serving ${c.nodes().length} nodes of ${c.file} on ${srv.address}\n`);
+        await (io.until ??
+          new Promise<void>((res) => {
+            process.once("SIGINT", () => res());
+            process.once("SIGTERM", () => res());
+          }));
+        await srv.close();
+        return 0;
+      }
+      default:
+        return usage(`unknown command "${cmd}"`);
+    }
+  } catch (err) {
+    if (err instanceof BootcfgError) {
+      io.stderr(`bootcfg: ${err.message}\n`);
+      return err.code === "EUSAGE" ? 2 : 1;
+    }
+    if (err && typeof err === "object" && "code" in err && (err as { code: string }).code === "E9P_NODELIST") {
+      io.stderr(`bootcfg: ${(err as unknown as Error).message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+
+  function usage(msg: string): number {
+    io.stderr(`bootcfg: ${msg}\n${USAGE}`);
+    return 2;
+  }
+
+  async function initrdCmd(args: string[]): Promise<number> {
+    const [sub, ...r] = args;
+    const a = parse(r, {
+      tree: { type: "string", multiple: true },
+      dev: { type: "string", multiple: true },
+      file: { type: "string", multiple: true },
+      "no-gzip": { type: "boolean" },
+      level: { type: "string" },
+      "keep-mtime": { type: "boolean" },
+      mtime: { type: "string" },
+    });
+    if (a.values.help) return helpFor(`initrd ${sub ?? "build"}`);
+    const output = abs(need(a.values.output, "-o OUT"));
+    if (sub === "build") {
+      const entries: CpioEntry[] = [];
+      for (const d of (a.values.dev as string[] | undefined) ?? []) entries.push(parseDeviceSpec(d));
+      for (const f of (a.values.file as string[] | undefined) ?? []) {
+        const eq = f.indexOf("=");
+        if (eq <= 0) throw new UsageError(`--file ${f}: write DEST=SRC (e.g. bin/busybox=/bin/busybox)`);
+        const src = abs(f.slice(eq + 1));
+        if (!existsSync(src)) throw new BootcfgError("EIO", `--file ${f}: ${src}: no such file`);
+        entries.push({ name: f.slice(0, eq), type: "file", perm: 0o755, source: src });
+      }
+      const trees = ((a.values.tree as string[] | undefined) ?? []).map(abs);
+      for (const t of trees) if (!existsSync(t)) throw new BootcfgError("EIO", `--tree ${t}: no such directory`);
+      if (!trees.length && !entries.length) throw new UsageError("initrd build: give at least one --tree, --file or --dev");
+      const level = a.values.level ? Number(a.values.level) : undefined;
+      if (level !== undefined && !(level >= 0 && level <= 9)) throw new UsageError("--level must be 0..9");
+      const r2 = await writeInitramfs(
+        {
+          trees,
+          entries,
+          tree: {
+            ...(a.values["keep-mtime"] ? { keepMtime: true } : {}),
+            ...(a.values.mtime ? { mtime: Number(a.values.mtime) } : {}),
+          },
+        },
+        output,
+        { compress: !a.values["no-gzip"], ...(level !== undefined ? { level } : {}) },
+      );
+      if (a.values.json) io.stdout(`${toJson({ output, cpioBytes: r2.cpioBytes })}\n`);
+      return 0;
+    }
+    if (sub === "overlay" || sub === "combine") {
+      const c = loadCluster(a.values.cluster as string | undefined);
+      const node = c.resolve(need(a.positionals[0], "NODE"));
+      if (sub === "overlay") writeFileSync(output, buildOverlay(node));
+      else {
+        const files = new FileCache();
+        writeFileSync(output, combinedInitrd(planNode(c, node, new PlanCache(files)), files));
+      }
+      return 0;
+    }
+    return usage(`initrd: unknown subcommand ${sub ?? "(none)"}; use build, overlay or combine`);
+  }
+}
+
+/** Reads a manifest set: a cluster file (manifests computed now) or `manifest --all` JSON output. */
+export function manifestSet(file: string): Record<string, Record<string, unknown>> {
+  const text = readFileSync(file, "utf8");
+  if (file.endsWith(".json")) {
+    try {
+      const j = JSON.parse(text) as { manifests?: Record<string, Record<string, unknown>> };
+      if (j && typeof j === "object" && j.manifests) return j.manifests;
+    } catch {}
+  }
+  const c = Cluster.parse(text, file);
+  const cache = new PlanCache(new FileCache());
+  return Object.fromEntries(c.nodes().map((n) => [n, manifest(c, planNode(c, c.resolve(n), cache))]));
+}
+
+/** Writes every node's plan, manifest, cmdline and overlay under DIR/<node>/. */
+export function renderCluster(c: Cluster, dir: string): number {
+  const cache = new PlanCache(new FileCache());
+  let count = 0;
+  for (const name of c.nodes()) {
+    const p = planNode(c, c.resolve(name), cache);
+    const d = join(dir, name);
+    mkdirSync(d, { recursive: true });
+    writeFileSync(join(d, "kexec.sh"), renderKexecSh(p), { mode: 0o755 });
+    writeFileSync(join(d, "plan.json"), `${toJson(renderPlanJson(c, p))}\n`);
+    writeFileSync(join(d, "manifest.json"), `${toJson(manifest(c, p))}\n`);
+    writeFileSync(join(d, "cmdline"), `${p.cmdline}\n`);
+    writeFileSync(join(d, "overlay.cpio"), p.overlay);
+    if (p.node.delivery === "pxe") writeFileSync(join(d, "pxelinux.cfg"), renderPxelinux(p));
+    if (p.node.delivery === "ipxe") writeFileSync(join(d, "boot.ipxe"), renderIpxe(p));
+    count++;
+  }
+  return count;
+}

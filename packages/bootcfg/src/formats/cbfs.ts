@@ -1,0 +1,231 @@
+// coreboot CBFS files and SELF payloads (coreboot commonlib cbfs_serialized.h). Big-endian.
+import { formatError } from "../errors.js";
+import { align, cstring, view } from "../util.js";
+import { type ElfInfo, loadSegments, PF_X, parseElf } from "./elf.js";
+
+export const CBFS_MAGIC = "LARCHIVE";
+export const CBFS_ALIGN = 64;
+export const CBFS_TYPE: Record<number, string> = {
+  0x20: "simple elf",
+  0x21: "fit",
+  0x10: "stage",
+  0x11: "stage",
+  0x50: "raw",
+  0x30: "optionrom",
+  0x40: "bootsplash",
+  0xaa: "cmos_default",
+  0x1aa: "cmos_layout",
+  0xffffffff: "null",
+  0: "deleted",
+};
+export const CBFS_TYPE_SELF = 0x20;
+export const CBFS_TYPE_NULL = 0xffffffff;
+const COMPRESSION = ["none", "LZMA", "LZ4"];
+
+export const SEG = {
+  CODE: 0x434f4445,
+  DATA: 0x44415441,
+  BSS: 0x42535320,
+  PARA: 0x50415241,
+  ENTR: 0x454e5452,
+} as const;
+const SEG_NAME: Record<number, SelfSegment["type"]> = {
+  [SEG.CODE]: "code",
+  [SEG.DATA]: "data",
+  [SEG.BSS]: "bss",
+  [SEG.PARA]: "params",
+  [SEG.ENTR]: "entry",
+};
+
+export interface SelfSegment {
+  type: "code" | "data" | "bss" | "params" | "entry";
+  compression: string;
+  /** Offset of the segment data from the start of the payload. */
+  offset: number;
+  load: bigint;
+  len: number;
+  memLen: number;
+}
+
+export interface CbfsFile {
+  /** Offset of the file header in the image. */
+  offset: number;
+  name: string;
+  type: number;
+  typeName: string;
+  /** Offset of the data from the file header. */
+  dataOffset: number;
+  len: number;
+  compression: string;
+  segments?: SelfSegment[];
+}
+
+export interface CbfsInfo {
+  format: "cbfs";
+  size: number;
+  files: CbfsFile[];
+}
+
+/** Parses a SELF payload's segment table (up to and including ENTR). */
+export function parseSelf(buf: Uint8Array, what = "SELF payload"): SelfSegment[] {
+  const dv = view(buf);
+  const segs: SelfSegment[] = [];
+  for (let o = 0; o + 28 <= buf.length; o += 28) {
+    const type = SEG_NAME[dv.getUint32(o, false)];
+    if (!type) throw formatError(what, `unknown segment type 0x${dv.getUint32(o, false).toString(16)} at offset ${o}`);
+    segs.push({
+      type,
+      compression: COMPRESSION[dv.getUint32(o + 4, false)] ?? `comp ${dv.getUint32(o + 4, false)}`,
+      offset: dv.getUint32(o + 8, false),
+      load: dv.getBigUint64(o + 12, false),
+      len: dv.getUint32(o + 20, false),
+      memLen: dv.getUint32(o + 24, false),
+    });
+    if (type === "entry") return segs;
+  }
+  throw formatError(what, "no ENTR segment");
+}
+
+export function isCbfs(buf: Uint8Array): boolean {
+  return Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength).indexOf(CBFS_MAGIC, 0, "latin1") >= 0;
+}
+
+/** Finds every CBFS file in an image (a flat CBFS or a ROM with CBFS regions). */
+export function parseCbfs(buf: Uint8Array, what = "CBFS image"): CbfsInfo {
+  const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+  const dv = view(buf);
+  const files: CbfsFile[] = [];
+  let pos = b.indexOf(CBFS_MAGIC, 0, "latin1");
+  while (pos >= 0 && pos + 24 <= buf.length) {
+    const len = dv.getUint32(pos + 8, false);
+    const type = dv.getUint32(pos + 12, false);
+    const attrOff = dv.getUint32(pos + 16, false);
+    const dataOffset = dv.getUint32(pos + 20, false);
+    if (dataOffset < 24 || pos + dataOffset + len > buf.length) {
+      pos = b.indexOf(CBFS_MAGIC, pos + 8, "latin1");
+      continue;
+    }
+    const nameEnd = attrOff ? attrOff : dataOffset;
+    let compression = "none";
+    if (attrOff) {
+      for (let a = pos + attrOff; a + 8 <= pos + dataOffset; ) {
+        const tag = dv.getUint32(a, false);
+        const alen = dv.getUint32(a + 4, false);
+        if (tag === 0x42435a4c && alen >= 16) compression = COMPRESSION[dv.getUint32(a + 8, false)] ?? "unknown";
+        if (alen < 8) break;
+        a += alen;
+      }
+    }
+    const f: CbfsFile = {
+      offset: pos,
+      name: cstring(buf, pos + 24, nameEnd - 24),
+      type,
+      typeName: CBFS_TYPE[type] ?? `0x${type.toString(16)}`,
+      dataOffset,
+      len,
+      compression,
+    };
+    if (type === CBFS_TYPE_SELF) f.segments = parseSelf(buf.subarray(pos + dataOffset, pos + dataOffset + len), `${what}: ${f.name}`);
+    files.push(f);
+    pos = b.indexOf(CBFS_MAGIC, pos + dataOffset + len, "latin1");
+  }
+  if (files.length === 0) throw formatError(what, 'no "LARCHIVE" file headers');
+  return { format: "cbfs", size: buf.length, files };
+}
+
+/** The bytes of one CBFS file's data. */
+export function cbfsFileData(buf: Uint8Array, f: CbfsFile): Uint8Array {
+  return buf.subarray(f.offset + f.dataOffset, f.offset + f.dataOffset + f.len);
+}
+
+export interface SelfOptions {
+  /** Extra data segments (e.g. a command line) placed at fixed load addresses. */
+  extra?: Array<{ type: "data" | "params"; load: bigint; data: Uint8Array }>;
+}
+
+/**
+ * Converts an ELF into a SELF payload: one CODE (executable) or DATA segment per PT_LOAD, loaded
+ * at p_paddr, in program-header order; then the extra segments; then ENTR at e_entry. Segments
+ * with no file bytes become BSS. No compression (coreboot forces none for Linux payloads).
+ */
+export function elfToSelf(elf: Uint8Array, opts: SelfOptions = {}, what = "ELF"): Buffer {
+  const info: ElfInfo = parseElf(elf, what);
+  const loads = loadSegments(info);
+  if (loads.length === 0) throw formatError(what, "no PT_LOAD segments");
+  const extra = opts.extra ?? [];
+  const count = loads.length + extra.length + 1;
+  const table = Buffer.alloc(count * 28);
+  const datas: Uint8Array[] = [];
+  let dataPos = table.length;
+  let i = 0;
+  const put = (type: number, load: bigint, data: Uint8Array, memLen: number) => {
+    const o = i++ * 28;
+    table.writeUInt32BE(type, o);
+    table.writeUInt32BE(0, o + 4);
+    table.writeUInt32BE(data.length ? dataPos : 0, o + 8);
+    table.writeBigUInt64BE(load, o + 12);
+    table.writeUInt32BE(data.length, o + 20);
+    table.writeUInt32BE(memLen, o + 24);
+    datas.push(data);
+    dataPos += data.length;
+  };
+  for (const ph of loads) {
+    if (ph.offset + ph.filesz > elf.length) throw formatError(what, "PT_LOAD past the end of the file");
+    const type = ph.filesz === 0 ? SEG.BSS : ph.flags & PF_X ? SEG.CODE : SEG.DATA;
+    put(type, ph.paddr, elf.subarray(ph.offset, ph.offset + ph.filesz), ph.memsz);
+  }
+  for (const e of extra) put(e.type === "params" ? SEG.PARA : SEG.DATA, e.load, e.data, e.data.length);
+  const o = i * 28;
+  table.writeUInt32BE(SEG.ENTR, o);
+  table.writeBigUInt64BE(info.entry, o + 12);
+  return Buffer.concat([table, ...datas]);
+}
+
+function fileHeader(name: string, type: number, len: number): Buffer {
+  const nameLen = align(Buffer.byteLength(name) + 1, 4);
+  const h = Buffer.alloc(24 + nameLen);
+  h.write(CBFS_MAGIC, 0, "latin1");
+  h.writeUInt32BE(len, 8);
+  h.writeUInt32BE(type, 12);
+  h.writeUInt32BE(0, 16);
+  h.writeUInt32BE(24 + nameLen, 20);
+  h.write(name, 24, "utf8");
+  return h;
+}
+
+/**
+ * Creates an empty flat CBFS image of `size` bytes (0xff filled, one null file spanning the
+ * space), laid out as `cbfstool create -m x86 -s SIZE` lays out an image without FMAP.
+ */
+export function createCbfs(size: number): Buffer {
+  if (size < 4096) throw formatError("CBFS image", "size must be at least 4 KiB");
+  const img = Buffer.alloc(size, 0xff);
+  const h = fileHeader("", CBFS_TYPE_NULL, 0);
+  h.writeUInt32BE(size - CBFS_ALIGN - h.length, 8);
+  h.copy(img, 0);
+  return img;
+}
+
+/** Adds a file into the first null (free) entry large enough, splitting off the rest as free space. */
+export function cbfsAddFile(image: Uint8Array, name: string, type: number, data: Uint8Array): Buffer {
+  const img = Buffer.from(image);
+  const info = parseCbfs(img);
+  if (info.files.some((f) => f.name === name && f.type !== CBFS_TYPE_NULL))
+    throw formatError("CBFS image", `a file named "${name}" already exists`);
+  const header = fileHeader(name, type, data.length);
+  for (const free of info.files) {
+    if (free.type !== CBFS_TYPE_NULL) continue;
+    const start = free.offset;
+    const end = free.offset + free.dataOffset + free.len;
+    const next = align(start + header.length + data.length, CBFS_ALIGN);
+    const nullHead = fileHeader("", CBFS_TYPE_NULL, 0);
+    if (next + nullHead.length > end) continue;
+    img.fill(0xff, start, end);
+    header.copy(img, start);
+    img.set(data, start + header.length);
+    nullHead.writeUInt32BE(end - next - nullHead.length, 8);
+    nullHead.copy(img, next);
+    return img;
+  }
+  throw formatError("CBFS image", `no free space for ${data.length + header.length} bytes of "${name}"`);
+}

@@ -1,0 +1,147 @@
+// ELF32/ELF64 headers, program headers and notes (System V ABI). Both byte orders.
+import { formatError } from "../errors.js";
+import { cstring, view } from "../util.js";
+
+export const PT_LOAD = 1;
+export const PT_NOTE = 4;
+export const PF_X = 1;
+export const PF_W = 2;
+export const PF_R = 4;
+
+export const EM: Record<number, string> = {
+  3: "i386",
+  0x14: "ppc",
+  0x15: "ppc64",
+  0x28: "arm",
+  0x3e: "x86_64",
+  0xb7: "aarch64",
+  0xf3: "riscv",
+  0x16: "s390",
+};
+
+export interface ElfProgramHeader {
+  type: number;
+  flags: number;
+  offset: number;
+  vaddr: bigint;
+  paddr: bigint;
+  filesz: number;
+  memsz: number;
+  align: bigint;
+}
+
+export interface ElfNote {
+  name: string;
+  type: number;
+  desc: Uint8Array;
+}
+
+export interface ElfInfo {
+  format: "elf";
+  class: 32 | 64;
+  littleEndian: boolean;
+  type: number;
+  machine: number;
+  machineName: string;
+  entry: bigint;
+  phoff: number;
+  phnum: number;
+  phentsize: number;
+  programHeaders: ElfProgramHeader[];
+  notes: ElfNote[];
+  /** XEN_ELFNOTE_PHYS32_ENTRY (type 18 in a "Xen" note): the PVH entry point, if present. */
+  pvhEntry?: number;
+}
+
+export function isElf(buf: Uint8Array): boolean {
+  return buf.length >= 16 && buf[0] === 0x7f && buf[1] === 0x45 && buf[2] === 0x4c && buf[3] === 0x46;
+}
+
+export function parseElf(buf: Uint8Array, what = "ELF"): ElfInfo {
+  if (!isElf(buf)) throw formatError(what, "no ELF magic");
+  const cls = buf[4];
+  if (cls !== 1 && cls !== 2) throw formatError(what, `bad ELF class ${cls}`);
+  const le = buf[5] !== 2;
+  const is64 = cls === 2;
+  if (buf.length < (is64 ? 64 : 52)) throw formatError(what, "truncated ELF header");
+  const dv = view(buf);
+  const u16 = (o: number) => dv.getUint16(o, le);
+  const u32 = (o: number) => dv.getUint32(o, le);
+  const u64 = (o: number) => dv.getBigUint64(o, le);
+  const word = (o: number) => (is64 ? u64(o) : BigInt(u32(o)));
+  const machine = u16(18);
+  const phoff = Number(word(is64 ? 32 : 28));
+  const phentsize = u16(is64 ? 54 : 42);
+  const phnum = u16(is64 ? 56 : 44);
+  if (phnum > 0 && phoff + phnum * phentsize > buf.length) throw formatError(what, "program headers past the end of the file");
+  const programHeaders: ElfProgramHeader[] = [];
+  for (let i = 0; i < phnum; i++) {
+    const p = phoff + i * phentsize;
+    programHeaders.push(
+      is64
+        ? {
+            type: u32(p),
+            flags: u32(p + 4),
+            offset: Number(u64(p + 8)),
+            vaddr: u64(p + 16),
+            paddr: u64(p + 24),
+            filesz: Number(u64(p + 32)),
+            memsz: Number(u64(p + 40)),
+            align: u64(p + 48),
+          }
+        : {
+            type: u32(p),
+            offset: u32(p + 4),
+            vaddr: BigInt(u32(p + 8)),
+            paddr: BigInt(u32(p + 12)),
+            filesz: u32(p + 16),
+            memsz: u32(p + 20),
+            flags: u32(p + 24),
+            align: BigInt(u32(p + 28)),
+          },
+    );
+  }
+  const notes: ElfNote[] = [];
+  for (const ph of programHeaders) {
+    if (ph.type !== PT_NOTE) continue;
+    let o = ph.offset;
+    const end = Math.min(buf.length, ph.offset + ph.filesz);
+    while (o + 12 <= end) {
+      const namesz = u32(o);
+      const descsz = u32(o + 4);
+      const type = u32(o + 8);
+      const nameOff = o + 12;
+      const descOff = nameOff + ((namesz + 3) & ~3);
+      const next = descOff + ((descsz + 3) & ~3);
+      if (next > end) break;
+      notes.push({ name: cstring(buf, nameOff, namesz), type, desc: buf.subarray(descOff, descOff + descsz) });
+      o = next;
+    }
+  }
+  const pvh = notes.find((n) => n.name === "Xen" && n.type === 18);
+  let pvhEntry: number | undefined;
+  if (pvh && pvh.desc.length >= 4) {
+    const d = view(pvh.desc);
+    pvhEntry = pvh.desc.length >= 8 ? Number(d.getBigUint64(0, le)) : d.getUint32(0, le);
+  }
+  return {
+    format: "elf",
+    class: is64 ? 64 : 32,
+    littleEndian: le,
+    type: u16(16),
+    machine,
+    machineName: EM[machine] ?? `machine ${machine}`,
+    entry: word(24),
+    phoff,
+    phnum,
+    phentsize,
+    programHeaders,
+    notes,
+    ...(pvhEntry !== undefined ? { pvhEntry } : {}),
+  };
+}
+
+/** Loadable segments, as boot loaders see them (by physical address). */
+export function loadSegments(info: ElfInfo): ElfProgramHeader[] {
+  return info.programHeaders.filter((p) => p.type === PT_LOAD);
+}

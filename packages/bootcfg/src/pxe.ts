@@ -1,0 +1,79 @@
+// pxelinux configuration files and iPXE scripts per node.
+import { basename } from "node:path";
+import type { NodePlan } from "./plan.js";
+import { TOOL } from "./plan.js";
+
+/** pxelinux's name for a MAC: "01-" + lower-case, dash-separated. */
+export function pxeMacName(mac: string): string {
+  return `01-${mac.toLowerCase().replaceAll(":", "-")}`;
+}
+
+/** pxelinux's name for an IPv4 address: upper-case hex ("192.0.2.91" → "C000025B"). */
+export function pxeIpName(ip: string): string {
+  return ip
+    .split(".")
+    .map((p) => Number(p).toString(16).toUpperCase().padStart(2, "0"))
+    .join("");
+}
+
+/** File names a node's boot files are published under (relative to the TFTP/HTTP root). */
+export interface PublishedNames {
+  kernel: string;
+  initrds: string[];
+  /** The concatenated initrd (one file), for loaders that take only one. */
+  combined: string;
+}
+
+export function publishedNames(plan: NodePlan): PublishedNames {
+  const parts = plan.initrdParts.map((p) => (p.kind === "overlay" ? `${plan.node.name}.cpio` : basename(p.path!)));
+  return { kernel: basename(plan.kernelPath), initrds: parts, combined: `${plan.node.name}.initrd` };
+}
+
+export function renderPxelinux(plan: NodePlan, names = publishedNames(plan)): string {
+  const n = plan.node;
+  const serial = /(^| )console=ttyS0/.test(plan.cmdline) ? ["SERIAL 0 115200"] : [];
+  return [
+    `# pxelinux config for ${n.name} (${n.arch}), written by ${TOOL}`,
+    `DEFAULT ${n.name}`,
+    "PROMPT 0",
+    "TIMEOUT 0",
+    ...serial,
+    `LABEL ${n.name}`,
+    `  KERNEL ${names.kernel}`,
+    `  INITRD ${names.initrds.join(",")}`,
+    `  APPEND ${plan.cmdline}`,
+    "",
+  ].join("\n");
+}
+
+export function renderIpxe(plan: NodePlan, names = publishedNames(plan)): string {
+  const n = plan.node;
+  const base = n.baseUrl ? `${n.baseUrl}/` : "";
+  const x86 = n.arch === "x86_64" || n.arch === "i386";
+  // iPXE composes several initrds into one initramfs on x86 only; elsewhere send the concatenation
+  const initrds = x86 ? names.initrds : [names.combined];
+  return [
+    "#!ipxe",
+    `# iPXE script for ${n.name} (${n.arch}), written by ${TOOL}`,
+    `echo bootcfg: ${n.name} ${n.arch} on \${platform}/\${buildarch}`,
+    `kernel ${base}${names.kernel} ${plan.cmdline} || goto failed`,
+    ...initrds.map((i) => `initrd ${base}${i} || goto failed`),
+    "boot || goto failed",
+    ":failed",
+    `echo bootcfg: ${n.name} boot failed`,
+    "",
+  ].join("\n");
+}
+
+/** A dispatcher every node can chain: picks the per-node script by MAC. */
+export function renderIpxeDispatch(baseUrl: string | undefined): string {
+  const base = baseUrl ? `${baseUrl}/` : "";
+  return [
+    "#!ipxe",
+    `# node dispatcher, written by ${TOOL}`,
+    `chain ${base}ipxe/\${mac:hexhyp}.ipxe || goto unknown`,
+    ":unknown",
+    "echo bootcfg: no boot script for ${mac}",
+    "",
+  ].join("\n");
+}
