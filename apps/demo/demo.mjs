@@ -1,0 +1,202 @@
+// The local demo cluster: starts four xcpufs nodes on loopback ports (one of them an arm64 node
+// when qemu-user-static and binfmt_misc can run an arm64 busybox), runs programs across them with
+// the built xrx, prints each node's output, and removes everything it made — also on Ctrl-C.
+//
+//   pnpm install && pnpm build && pnpm demo
+import { spawn } from "node:child_process";
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
+import { connect, createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), "../..");
+const XRX = join(ROOT, "packages/xrx/dist/bin/xrx.js");
+const XCPUFS = join(ROOT, "packages/xcpufs/dist/bin/xcpufs.js");
+const NODES = 4;
+
+const children = new Set();
+const dirs = [];
+let cleaning;
+
+function say(msg) {
+  process.stdout.write(`demo: ${msg}\n`);
+}
+
+/** Stops every child (by pid) and removes the temporary tree; safe to call more than once. */
+function cleanup() {
+  cleaning ??= doCleanup();
+  return cleaning;
+}
+
+async function doCleanup() {
+  const waits = [];
+  for (const child of children) {
+    if (child.exitCode !== null || child.signalCode !== null) continue;
+    waits.push(
+      new Promise((resolve) => {
+        const t = setTimeout(() => {
+          try {
+            process.kill(child.pid, "SIGKILL");
+          } catch {}
+          resolve();
+        }, 3000);
+        child.once("exit", () => {
+          clearTimeout(t);
+          resolve();
+        });
+        try {
+          process.kill(child.pid, "SIGTERM");
+        } catch {
+          clearTimeout(t);
+          resolve();
+        }
+      }),
+    );
+  }
+  await Promise.all(waits);
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+}
+
+for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"]) {
+  process.on(sig, () => {
+    say(`${sig}: stopping the nodes and removing temporary files`);
+    cleanup().then(() => process.exit(130));
+  });
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+function listening(port) {
+  return new Promise((resolve) => {
+    const s = connect(port, "127.0.0.1");
+    s.once("connect", () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once("error", () => resolve(false));
+  });
+}
+
+/** The arm64 busybox, when this machine can run it (qemu-user-static registered in binfmt_misc). */
+function arm64Busybox() {
+  const binfmt = "/proc/sys/fs/binfmt_misc";
+  if (!existsSync(join(binfmt, "qemu-aarch64"))) {
+    return {
+      why: "qemu-user-static is not registered in binfmt_misc (apt-get install qemu-user-static binfmt-support)",
+    };
+  }
+  for (const p of [
+    join(ROOT, ".cache/busybox-arm64/root/bin/busybox"),
+    "/usr/aarch64-linux-gnu/bin/busybox",
+  ]) {
+    if (existsSync(p)) return { path: p };
+  }
+  return {
+    why: "no arm64 busybox (dpkg --add-architecture arm64 && apt-get update && apt-get download busybox-static:arm64, then dpkg-deb -x it into .cache/busybox-arm64/root)",
+  };
+}
+
+function run(cmd, args, env) {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [cmd, ...args], { stdio: ["ignore", "inherit", "inherit"], env });
+    children.add(child);
+    child.on("exit", (code, sig) => {
+      children.delete(child);
+      resolve(code ?? (sig ? 128 : 1));
+    });
+  });
+}
+
+async function main() {
+  for (const [what, file] of [
+    ["xrx", XRX],
+    ["xcpufs", XCPUFS],
+  ]) {
+    if (!existsSync(file)) {
+      process.stderr.write(`demo: ${what} is not built (${file} missing): run "pnpm build" first\n`);
+      return 1;
+    }
+  }
+  const base = mkdtempSync(join(tmpdir(), "clustermatic-demo-"));
+  dirs.push(base);
+  const arm = arm64Busybox();
+  let sysroot;
+  if (arm.path) {
+    sysroot = join(base, "sysroot");
+    const bin = join(sysroot, "Linux/aarch64/bin");
+    mkdirSync(bin, { recursive: true });
+    copyFileSync(arm.path, join(bin, "busybox"));
+    chmodSync(join(bin, "busybox"), 0o755);
+    for (const applet of ["uname", "sh", "echo", "cat"]) symlinkSync("busybox", join(bin, applet));
+    say("node 4 reports /Linux/aarch64 and runs an arm64 busybox through qemu-user-static");
+  } else {
+    say(`all nodes are x86_64: ${arm.why}`);
+  }
+
+  const nodes = [];
+  for (let i = 1; i <= NODES; i++) {
+    if (cleaning) return 130;
+    const port = await freePort();
+    const dir = join(base, `node${i}`);
+    mkdirSync(dir);
+    const args = ["--no-auth", "--listen", "127.0.0.1", "-p", String(port), "-t", dir, "--state-dir", dir];
+    args.push("--log-level", "error");
+    if (i === NODES && sysroot) args.push("--arch", "/Linux/aarch64");
+    const child = spawn(process.execPath, [XCPUFS, ...args], { stdio: ["ignore", "ignore", "inherit"] });
+    children.add(child);
+    child.on("exit", () => children.delete(child));
+    nodes.push({ port, child });
+  }
+  const deadline = Date.now() + 15_000;
+  for (const n of nodes) {
+    while (!(await listening(n.port))) {
+      if (n.child.exitCode !== null)
+        throw new Error(`xcpufs on port ${n.port} exited with ${n.child.exitCode}`);
+      if (Date.now() > deadline) throw new Error(`xcpufs on port ${n.port} did not start`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  const list = nodes.map((n) => `127.0.0.1!${n.port}`).join(",");
+  say(`${NODES} xcpufs nodes listening: ${list}`);
+  const env = { ...process.env, ...(sysroot ? { XCPU_SYSROOT: sysroot } : {}) };
+
+  const cmds = [
+    ["-p", list, "uname", "-m"],
+    ["-p", "-j", "demo", list, "sh", "-c", 'echo "hello from session $XCPUSID, job/rank $XCPUID"'],
+  ];
+  let status = 0;
+  for (const args of cmds) {
+    if (cleaning) break;
+    say(`xrx --no-key ${args.map((a) => (/[\s$"]/.test(a) ? `'${a}'` : a)).join(" ")}`);
+    const code = await run(XRX, ["--no-key", ...args], env);
+    say(`xrx exited ${code}`);
+    if (code !== 0) status = code;
+  }
+  return status;
+}
+
+main()
+  .then(async (code) => {
+    if (cleaning) return; // a signal handler is finishing up
+    await cleanup();
+    const left = dirs.filter((d) => existsSync(d));
+    say(
+      left.length === 0 ? "stopped the nodes, removed temporary files" : `could not remove ${left.join(" ")}`,
+    );
+    process.exit(code);
+  })
+  .catch(async (err) => {
+    process.stderr.write(`demo: ${err.message}\n`);
+    await cleanup();
+    process.exit(1);
+  });
