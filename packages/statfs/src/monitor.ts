@@ -201,7 +201,10 @@ export class Monitor extends EventEmitter<MonitorEvents> {
   private config: Config;
   private records = new Map<string, NodeRecord>();
   private order: NodeRecord[] = [];
+  /** Polls of connected nodes. */
   private readonly sem: Semaphore;
+  /** Connection attempts (a separate budget, so nodes that hang on connect never hold up polls). */
+  private readonly connectSem: Semaphore;
   private readonly connector: Connector;
   private readonly now: () => number;
   private running = false;
@@ -223,6 +226,7 @@ export class Monitor extends EventEmitter<MonitorEvents> {
     this.connector = opts.connector;
     this.now = opts.now ?? Date.now;
     this.sem = new Semaphore(config.poll.concurrency);
+    this.connectSem = new Semaphore(config.poll.concurrency);
     this.setNodes(config.nodes);
   }
 
@@ -244,11 +248,11 @@ export class Monitor extends EventEmitter<MonitorEvents> {
   }
 
   get inFlight(): number {
-    return this.sem.inFlight;
+    return this.sem.inFlight + this.connectSem.inFlight;
   }
 
   get queued(): number {
-    return this.sem.waiting;
+    return this.sem.waiting + this.connectSem.waiting;
   }
 
   /** The `state` table (cached until something in it changes). */
@@ -289,6 +293,7 @@ export class Monitor extends EventEmitter<MonitorEvents> {
   reload(config: Config): void {
     this.config = config;
     this.sem.resize(config.poll.concurrency);
+    this.connectSem.resize(config.poll.concurrency);
     const old = this.records;
     this.setNodes(config.nodes, old);
     for (const [name, rec] of old) if (this.records.get(name) !== rec) this.retire(rec);
@@ -435,7 +440,8 @@ export class Monitor extends EventEmitter<MonitorEvents> {
     n.looping = true;
     while (this.running && n.active) {
       const queuedAt = performance.now();
-      await this.sem.acquire();
+      const sem = n.session ? this.sem : this.connectSem;
+      await sem.acquire();
       const started = performance.now();
       this.queueWait.observe((started - queuedAt) / 1000);
       const wall = this.now();
@@ -444,7 +450,7 @@ export class Monitor extends EventEmitter<MonitorEvents> {
       } catch {
         // pollOnce records every failure itself.
       } finally {
-        this.sem.release();
+        sem.release();
       }
       const took = performance.now() - started;
       n.lastPollMs = took;

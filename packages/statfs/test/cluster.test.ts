@@ -1,0 +1,358 @@
+// statfs against 8 real xcpufs nodes on loopback (admin-key authentication), plus a node that
+// answers garbage and one that never answers.
+
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import http from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { mount } from "@clustermatic/ninep/client";
+import { OREAD, OWRITE } from "@clustermatic/ninep/codec";
+import type { XcpufsHandle } from "@clustermatic/xcpufs";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { signChallenge } from "../src/auth.js";
+import { main as xstat } from "../src/cli/xstat.js";
+import { type Statfs, startStatfs } from "../src/daemon.js";
+import { statusOf } from "../src/monitor.js";
+import { parseTable } from "../src/table.js";
+import { type AdminKeys, makeAdminKey, startNode } from "./helpers/cluster.js";
+import { garbageServer, type RawServer, silentServer, waitFor } from "./helpers/net.js";
+import { parsePrometheusText } from "./helpers/prom-parse.js";
+
+const INTERVAL = 1000;
+
+function capture() {
+  let out = "";
+  let err = "";
+  return {
+    io: {
+      stdout: { write: (s: string) => (out += s) },
+      stderr: { write: (s: string) => (err += s) },
+      handleSignals: false,
+    },
+    get out() {
+      return out;
+    },
+    get err() {
+      return err;
+    },
+  };
+}
+
+describe("statfs with 8 xcpufs nodes", () => {
+  let dir: string;
+  let keys: AdminKeys;
+  const nodes: XcpufsHandle[] = [];
+  let garbage: RawServer;
+  let silent: RawServer;
+  let statfs: Statfs;
+  let conf: string;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "statfs-cluster-"));
+    keys = await makeAdminKey(dir);
+    for (let i = 0; i < 8; i++) nodes.push(await startNode(keys, dir));
+    garbage = await garbageServer();
+    silent = await silentServer();
+    conf = join(dir, "cluster.yaml");
+    await writeFile(
+      conf,
+      [
+        "nodes:",
+        ...nodes.map(
+          (n, i) =>
+            `  - { name: n${i + 1}, address: "tcp!127.0.0.1!${n.port}", labels: { rack: r${i < 4 ? 1 : 2} } }`,
+        ),
+        `  - { name: junk, address: "tcp!127.0.0.1!${garbage.port}" }`,
+        `  - { name: mute, address: "tcp!127.0.0.1!${silent.port}" }`,
+        "",
+      ].join("\n"),
+    );
+    statfs = await startStatfs({
+      configFile: conf,
+      adminKey: keys.privateKey,
+      listen: ["tcp!127.0.0.1!0"],
+      http: "127.0.0.1:0",
+      pollOverrides: { intervalMs: INTERVAL, connectTimeoutMs: INTERVAL, readTimeoutMs: INTERVAL },
+    });
+  });
+
+  afterAll(async () => {
+    await statfs?.close();
+    for (const n of nodes) await n.close();
+    await garbage?.close();
+    await silent?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const status = (name: string) => statusOf(statfs.monitor.node(name)!).toString();
+
+  it("sees all 8 nodes up while the broken ones are down", async () => {
+    await waitFor(() => nodes.every((_, i) => status(`n${i + 1}`) === "up"), 10_000, "all nodes up");
+    await waitFor(
+      () => status("junk").startsWith("down(") && status("mute") !== "down(initializing)",
+      10_000,
+      "broken nodes polled",
+    );
+    expect(status("junk")).toBe("down(connect_failed)");
+    expect(status("mute")).toBe("down(connect_failed)");
+    const rows = parseTable(statfs.monitor.table().toString());
+    expect(rows).toHaveLength(10);
+    for (const r of rows.slice(0, 8)) {
+      expect(r.arch).toMatch(/^\/Linux\/\S+\n$/); // our xcpufs' arch, newline included, as the original copies it
+      expect(r.status).toBe("up");
+    }
+  });
+
+  it("does not let nodes that hang or answer garbage delay the others", async () => {
+    // Three silent nodes and a garbage node come first, and only 4 polls may run at once.
+    const mutes = [silent, await silentServer(), await silentServer()];
+    const conf2 = join(dir, "hang-first.conf");
+    await writeFile(
+      conf2,
+      [
+        ...mutes.map((m, i) => `mute${i}=tcp!127.0.0.1!${m.port}`),
+        `junk=tcp!127.0.0.1!${garbage.port}`,
+        ...nodes.map((n, i) => `n${i + 1}=tcp!127.0.0.1!${n.port}`),
+        "",
+      ].join("\n"),
+    );
+    const s2 = await startStatfs({
+      configFile: conf2,
+      adminKey: keys.privateKey,
+      listen: ["tcp!127.0.0.1!0"],
+      http: null,
+      pollOverrides: { intervalMs: 5000, connectTimeoutMs: 5000, readTimeoutMs: 5000, concurrency: 4 },
+    });
+    try {
+      const st = (name: string) => statusOf(s2.monitor.node(name)!).toString();
+      await waitFor(() => nodes.every((_, i) => st(`n${i + 1}`) === "up"), 9000, "all real nodes up");
+      // The silent nodes are still in their first attempt (it can last 10 s): nobody waited for them.
+      for (let i = 0; i < 3; i++) expect(st(`mute${i}`)).toBe("down(initializing)");
+      expect(st("junk")).toBe("down(connect_failed)");
+    } finally {
+      await s2.close();
+      await mutes[1]!.close();
+      await mutes[2]!.close();
+    }
+  });
+
+  it("reports a killed node down within two intervals and up again after a restart", async () => {
+    const events: string[] = [];
+    const sse = await openEvents(statfs.http!.address.port, (ev, data) =>
+      events.push(`${ev} ${data.name ?? ""} ${data.status ?? ""}`),
+    );
+    try {
+      const victim = nodes[2]!;
+      const port = victim.port;
+      const killedAt = Date.now();
+      await victim.close();
+      await waitFor(() => status("n3").startsWith("down("), 2 * INTERVAL + 500, "n3 down");
+      const downAt = statfs.monitor.node("n3")!.since;
+      expect(downAt - killedAt).toBeLessThanOrEqual(2 * INTERVAL);
+      // The others are unaffected.
+      for (const n of ["n1", "n2", "n4", "n5", "n6", "n7", "n8"]) expect(status(n)).toBe("up");
+
+      await new Promise((r) => setTimeout(r, INTERVAL)); // let backoff grow
+      const restartedAt = Date.now();
+      nodes[2] = await startNode(keys, dir, port);
+      await waitFor(() => status("n3") === "up", 2 * INTERVAL + 500, "n3 up again");
+      expect(statfs.monitor.node("n3")!.since - restartedAt).toBeLessThanOrEqual(2 * INTERVAL);
+      await waitFor(() => events.some((e) => e.startsWith("node n3 up")), 2000, "SSE up event");
+      expect(events[0]).toMatch(/^snapshot/);
+      expect(events.some((e) => /^node n3 down\(/.test(e))).toBe(true);
+    } finally {
+      sse.close();
+    }
+  });
+
+  it("counts sessions, and serves per-node files and JSON", async () => {
+    // Open a session on n1 as the admin: its directory appears in the node's root.
+    const fs = await mount(nodes[0]!.address, {
+      uname: "xcpu-admin",
+      n_uname: 65530,
+      authenticate: async (afid) => {
+        const ch = await afid.read(16);
+        await afid.write(signChallenge(ch, keys.privateKey));
+      },
+    });
+    try {
+      const clone = await fs.open("clone", OREAD);
+      statfs.monitor.pollNow("n1");
+      await waitFor(() => statfs.monitor.node("n1")!.numjobs === 1, 3000, "one session on n1");
+      await clone.clunk();
+    } finally {
+      await fs.close();
+    }
+    const view = (await (
+      await fetch(`http://127.0.0.1:${statfs.http!.address.port}/api/nodes/n1`)
+    ).json()) as { arch: string };
+    expect(view).toMatchObject({ name: "n1", status: "up", up: true, labels: { rack: "r1" } });
+    expect(view.arch).toMatch(/^\/Linux\/\S+$/);
+    const all = (await (
+      await fetch(`http://127.0.0.1:${statfs.http!.address.port}/api/nodes?status=up`)
+    ).json()) as { nodes: { name: string }[] };
+    expect(all.nodes.map((n: { name: string }) => n.name)).toEqual([
+      "n1",
+      "n2",
+      "n3",
+      "n4",
+      "n5",
+      "n6",
+      "n7",
+      "n8",
+    ]);
+
+    const sfs = await mount(statfs.addresses[0]!, { uname: "nobody" });
+    try {
+      const names = (await sfs.readdir("/")).map((s) => s.name);
+      expect(names).toEqual(["state", "json", "ctl", "nodes"]);
+      expect((await sfs.readdir("nodes")).map((s) => s.name)).toEqual([
+        ...nodes.map((_, i) => `n${i + 1}`),
+        "junk",
+        "mute",
+      ]);
+      const read = async (p: string) => {
+        const f = await sfs.open(p, OREAD);
+        try {
+          return (await f.read(0, 8192)).toString();
+        } finally {
+          await f.clunk();
+        }
+      };
+      expect(await read("nodes/n2/status")).toBe("up\n");
+      expect(await read("nodes/mute/status")).toBe("down(connect_failed)\n");
+      expect(await read("nodes/n2/info")).toMatch(
+        /^name n2\naddress tcp!127\.0\.0\.1!\d+\narch \/Linux\/\S+\nstatus up\nsessions 0\n/,
+      );
+      expect(JSON.parse(await read("nodes/n2/json")).name).toBe("n2");
+      expect(await read("state")).toBe(statfs.monitor.table().toString());
+    } finally {
+      await sfs.close();
+    }
+  });
+
+  it("lets only the admin set a node's state through ctl", async () => {
+    const anon = await mount(statfs.addresses[0]!, { uname: "nobody" });
+    try {
+      await expect(anon.open("ctl", OWRITE)).rejects.toThrow(/permission denied/);
+      await expect(anon.open("nodes/n2/ctl", OWRITE)).rejects.toThrow(/permission denied/);
+    } finally {
+      await anon.close();
+    }
+    const other = await makeAdminKey(dir, "not_admin");
+    await expect(
+      mount(statfs.addresses[0]!, {
+        uname: "xcpu-admin",
+        authenticate: async (afid) => {
+          await afid.write(signChallenge(await afid.read(16), other.privateKey));
+        },
+      }),
+    ).rejects.toThrow(/authentication failed/);
+
+    const admin = await mount(statfs.addresses[0]!, {
+      uname: "xcpu-admin",
+      authenticate: async (afid) => {
+        await afid.write(signChallenge(await afid.read(16), keys.privateKey));
+      },
+    });
+    try {
+      const ctl = await admin.open("ctl", OWRITE);
+      await ctl.write(0, "down n2 maintenance\n");
+      await expect(ctl.write(0, "down nosuch\n")).rejects.toThrow(/unknown node "nosuch"/);
+      await expect(ctl.write(0, "reboot n2\n")).rejects.toThrow(/unknown command "reboot"/);
+      await ctl.clunk();
+      expect(status("n2")).toBe("down(maintenance)");
+      const fams = parsePrometheusText(
+        await (await fetch(`http://127.0.0.1:${statfs.http!.address.port}/metrics`)).text(),
+      );
+      expect(fams.get("statfs_node_held")!.samples.find((s) => s.labels.node === "n2")!.value).toBe(1);
+      expect(fams.get("statfs_node_up")!.samples.find((s) => s.labels.node === "n2")!.value).toBe(0);
+
+      const n2 = await admin.open("nodes/n2/ctl", OWRITE);
+      await n2.write(0, "up\n");
+      await n2.clunk();
+      await waitFor(() => status("n2") === "up", 3000, "n2 up after the hold");
+
+      // `state` writes the node's own state file, as an operator would on the node.
+      const n4 = await admin.open("nodes/n4/ctl", OWRITE);
+      await n4.write(0, "state draining\n");
+      await n4.clunk();
+      await waitFor(() => status("n4") === "draining", 3000, "n4 draining");
+      expect(nodes[3]!.xcpufs.rootState.data.toString()).toBe("draining");
+      const again = await admin.open("nodes/n4/ctl", OWRITE);
+      await again.write(0, "state\n");
+      await again.clunk();
+      await waitFor(() => status("n4") === "up", 3000, "n4 up");
+    } finally {
+      await admin.close();
+    }
+  });
+
+  it("xstat prints the original table, filters, and JSON", async () => {
+    const all = capture();
+    expect(await xstat(["-a", statfs.addresses[0]!], all.io)).toBe(0);
+    expect(all.out).toBe(statfs.monitor.table().toString());
+
+    const some = capture();
+    expect(await xstat(["-a", statfs.addresses[0]!, "n[1-2],mute"], some.io)).toBe(0);
+    expect(parseTable(some.out).map((r) => r.name)).toEqual(["n1", "n2", "mute"]);
+
+    const up = capture();
+    expect(await xstat(["-a", statfs.addresses[0]!, "--json", "status=up", "n[1-3],junk"], up.io)).toBe(0);
+    const j = JSON.parse(up.out);
+    expect(j.map((n: { name: string }) => n.name)).toEqual(["n1", "n2", "n3"]);
+    expect(j[0]).toMatchObject({
+      status: "up",
+      up: true,
+      sessions: expect.any(Number),
+      labels: { rack: "r1" },
+    });
+  });
+
+  it("serves metrics with per-node gauges that parse", async () => {
+    const res = await fetch(`http://127.0.0.1:${statfs.http!.address.port}/metrics`);
+    const fams = parsePrometheusText(await res.text());
+    const info = fams.get("statfs_node_info")!;
+    expect(info.samples.find((s) => s.labels.node === "n5")!.labels).toMatchObject({
+      rack: "r2",
+      address: expect.stringMatching(/^tcp!127/),
+    });
+    expect(fams.get("statfs_node_up")!.samples.filter((s) => s.value === 1)).toHaveLength(8);
+    expect(fams.get("statfs_node_sessions")!.samples).toHaveLength(10);
+    expect(fams.get("statfs_node_poll_duration_seconds")!.samples).toHaveLength(10);
+    expect(
+      fams.get("statfs_node_poll_errors_total")!.samples.find((s) => s.labels.node === "junk")!.value,
+    ).toBeGreaterThan(0);
+    expect(fams.get("statfs_nodes_up")!.samples[0]!.value).toBe(8);
+  });
+});
+
+function openEvents(
+  port: number,
+  on: (event: string, data: Record<string, string>) => void,
+): Promise<{ close(): void }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host: "127.0.0.1", port, path: "/api/events" }, (res) => {
+      if (res.statusCode !== 200) reject(new Error(`status ${res.statusCode}`));
+      res.setEncoding("utf8");
+      let buf = "";
+      res.on("data", (chunk: string) => {
+        buf += chunk;
+        let i: number;
+        while ((i = buf.indexOf("\n\n")) >= 0) {
+          const block = buf.slice(0, i);
+          buf = buf.slice(i + 2);
+          let event = "message";
+          let data = "";
+          for (const line of block.split("\n")) {
+            if (line.startsWith("event: ")) event = line.slice(7);
+            else if (line.startsWith("data: ")) data += line.slice(6);
+          }
+          if (data) on(event, JSON.parse(data));
+        }
+      });
+      resolve({ close: () => req.destroy() });
+    });
+    req.on("error", () => {});
+  });
+}

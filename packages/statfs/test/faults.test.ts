@@ -1,0 +1,116 @@
+// statfs against nodes that refuse, hang or answer garbage: they go down(...) and statfs keeps
+// serving its 9P table, JSON and metrics.
+
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { main as xstat } from "../src/cli/xstat.js";
+import { type Statfs, startStatfs } from "../src/daemon.js";
+import { deadPort, garbageServer, type RawServer, silentServer, waitFor } from "./helpers/net.js";
+import { parsePrometheusText } from "./helpers/prom-parse.js";
+
+function capture() {
+  let out = "";
+  let err = "";
+  return {
+    io: {
+      stdout: { write: (s: string) => (out += s) },
+      stderr: { write: (s: string) => (err += s) },
+      handleSignals: false,
+    },
+    get out() {
+      return out;
+    },
+    get err() {
+      return err;
+    },
+  };
+}
+
+describe("broken nodes", () => {
+  let dir: string;
+  let garbage: RawServer;
+  let silent: RawServer;
+  let dead: number;
+  let statfs: Statfs;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "statfs-faults-"));
+    garbage = await garbageServer();
+    silent = await silentServer();
+    dead = await deadPort();
+    const conf = join(dir, "statfs.conf");
+    await writeFile(
+      conf,
+      `# broken nodes\ng1=tcp!127.0.0.1!${garbage.port}\nh1=tcp!127.0.0.1!${silent.port}\nd1=127.0.0.1!${dead}\n`,
+    );
+    statfs = await startStatfs({
+      configFile: conf,
+      listen: ["tcp!127.0.0.1!0"],
+      http: "127.0.0.1:0",
+      pollOverrides: { intervalMs: 400, connectTimeoutMs: 200, readTimeoutMs: 200 },
+    });
+  });
+  afterAll(async () => {
+    await statfs?.close();
+    await garbage?.close();
+    await silent?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("marks each down with the original vocabulary and keeps polling", async () => {
+    const mon = statfs.monitor;
+    await waitFor(() => mon.nodes().every((n) => n.polls >= 2), 5000, "two polls of every node");
+    const status = Object.fromEntries(mon.nodes().map((n) => [n.config.name, n.polled.toString()]));
+    expect(status).toEqual({
+      g1: "down(connect_failed)",
+      h1: "down(connect_failed)",
+      d1: "down(connect_failed)",
+    });
+    const err = Object.fromEntries(mon.nodes().map((n) => [n.config.name, n.error]));
+    expect(err.d1).toMatch(/connection refused/);
+    expect(err.h1).toMatch(/timed out/);
+    expect(err.g1).toBeTruthy();
+    expect(silent.connections).toBeGreaterThanOrEqual(2);
+  });
+
+  it("serves the table over 9P to xstat", async () => {
+    const c = capture();
+    const code = await xstat(["-a", statfs.addresses[0]!], c.io);
+    expect(c.err).toBe("");
+    expect(code).toBe(0);
+    expect(c.out).toBe(statfs.monitor.table().toString());
+    expect(c.out.split("\n")[0]).toBe(
+      `g1\ttcp!127.0.0.1!${garbage.port}\tunknown (not read yet)\tdown(connect_failed)\t0`,
+    );
+  });
+
+  it("exports metrics a strict parser accepts", async () => {
+    const res = await fetch(`http://127.0.0.1:${statfs.http!.address.port}/metrics`);
+    expect(res.headers.get("content-type")).toMatch(/^text\/plain; version=0\.0\.4/);
+    const fams = parsePrometheusText(await res.text());
+    const up = fams.get("statfs_node_up")!;
+    expect(up.type).toBe("gauge");
+    expect(up.samples.map((s) => [s.labels.node, s.value])).toEqual([
+      ["g1", 0],
+      ["h1", 0],
+      ["d1", 0],
+    ]);
+    const errors = fams.get("statfs_node_poll_errors_total")!;
+    expect(errors.type).toBe("counter");
+    for (const s of errors.samples) expect(s.value).toBeGreaterThanOrEqual(1);
+    expect(fams.get("statfs_poll_duration_seconds")!.type).toBe("histogram");
+    expect(fams.get("statfs_nodes_configured")!.samples[0]!.value).toBe(3);
+  });
+
+  it("answers xstat with exit 1 and a clear message when statfs is unreachable", async () => {
+    const c = capture();
+    const code = await xstat(["-a", `tcp!127.0.0.1!${dead}`], c.io);
+    expect(code).toBe(1);
+    expect(c.out).toBe("");
+    expect(c.err).toMatch(
+      new RegExp(`^xstat: cannot reach statfs at tcp!127\\.0\\.0\\.1!${dead}: .*refused`, "i"),
+    );
+  });
+});
