@@ -58,7 +58,7 @@ async function rssKiB(pid: number): Promise<number> {
 
 async function mount(address: string, msize: number, root: string): Promise<Fsys> {
   const client = await Client.connect(address, { version: "9P2000.L", msize });
-  return new Fsys(client, await client.attach("root", root));
+  return new Fsys(client, await client.attach("root", root), { ownsClient: true });
 }
 
 function mbps(bytes: number, ms: number): number {
