@@ -167,8 +167,8 @@ export async function lcreate(
       canRead: acc === L_O.RDONLY || acc === L_O.RDWR,
       canWrite: acc === L_O.WRONLY || acc === L_O.RDWR,
       locks: dir.sh.locks,
-      onWrite: () => {
-        created.refresh().catch(() => {});
+      onStat: (st) => {
+        created.st = st;
       },
     });
     return { node: created, file };

@@ -229,8 +229,8 @@ export class PtFile implements Node, DirSource {
       canRead: acc === constants.O_RDONLY || acc === constants.O_RDWR,
       canWrite: acc === constants.O_WRONLY || acc === constants.O_RDWR,
       locks: this.sh.locks,
-      onWrite: () => {
-        this.refresh().catch(() => {});
+      onStat: (st) => {
+        this.st = st;
       },
     });
   }
@@ -301,8 +301,8 @@ export class PtFile implements Node, DirSource {
         canRead: acc === OREAD || acc === ORDWR || acc === OEXEC,
         canWrite: acc === OWRITE || acc === ORDWR,
         locks: this.sh.locks,
-        onWrite: () => {
-          created.refresh().catch(() => {});
+        onStat: (st) => {
+          created.st = st;
         },
       });
     } catch (err) {

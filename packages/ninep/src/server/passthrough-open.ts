@@ -2,6 +2,8 @@
 // descriptor), directories (9P2000 stat listings and 9P2000.L cookie readdir), and the byte-range
 // lock table behind Tlock/Tgetlock.
 
+import type { BigIntStats } from "node:fs";
+import { read as fsRead, write as fsWrite } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
 import type { Dirent, Qid, Stat } from "../codec/types.js";
 import { Errno, FsError } from "../errors.js";
@@ -141,8 +143,29 @@ export interface FileIoOptions {
   canRead: boolean;
   canWrite: boolean;
   locks: LockTable;
-  /** Called after a successful write (the node refreshes its cached qid). */
-  onWrite?: () => void;
+  /** Receives fresh metadata after writes (at most every STAT_EVERY_MS), so the node's qid follows. */
+  onStat?: (st: BigIntStats) => void;
+}
+
+/** Minimum time between the fstat calls that keep a written file's qid version current. */
+const STAT_EVERY_MS = 20;
+
+/** pread/pwrite on a raw descriptor through the callback API (cheaper than FileHandle methods). */
+function preadAsync(fd: number, buf: Buffer, count: number, pos: number | null): Promise<number> {
+  return new Promise((resolve, reject) =>
+    fsRead(fd, buf, 0, count, pos, (err, n) => (err ? reject(err) : resolve(n))),
+  );
+}
+function pwriteAsync(
+  fd: number,
+  data: Uint8Array,
+  off: number,
+  len: number,
+  pos: number | null,
+): Promise<number> {
+  return new Promise((resolve, reject) =>
+    fsWrite(fd, data, off, len, pos, (err, n) => (err ? reject(err) : resolve(n))),
+  );
 }
 
 /** An open regular file or device. */
@@ -152,8 +175,13 @@ export class FileIo implements OpenFile {
   private readonly fh: FileHandle;
   private readonly stream: boolean;
   private readonly locks: LockTable;
-  private readonly onWrite: (() => void) | undefined;
+  private readonly onStat: ((st: BigIntStats) => void) | undefined;
   private closed = false;
+  /** I/O calls in progress on the raw descriptor: clunk waits for them before closing it. */
+  private inflight = 0;
+  private drained: (() => void) | undefined;
+  private lastStat = 0;
+  private statPending = false;
   read?: OpenFile["read"];
   write?: OpenFile["write"];
 
@@ -162,7 +190,7 @@ export class FileIo implements OpenFile {
     this.qid = o.qid;
     this.stream = o.stream;
     this.locks = o.locks;
-    this.onWrite = o.onWrite;
+    this.onStat = o.onStat;
     if (o.canRead) this.read = (offset, count, ctx) => this.doRead(offset, count, ctx);
     if (o.canWrite) this.write = (offset, data, ctx) => this.doWrite(offset, data, ctx);
   }
@@ -174,13 +202,51 @@ export class FileIo implements OpenFile {
     const buf = Buffer.allocUnsafe(count);
     for (let delay = 5; ; delay = Math.min(delay * 2, 100)) {
       try {
-        const { bytesRead } = await this.fh.read(buf, 0, count, this.stream ? null : Number(offset));
-        return buf.subarray(0, bytesRead);
+        const n = await this.io(() =>
+          preadAsync(this.fh.fd, buf, count, this.stream ? null : Number(offset)),
+        );
+        return buf.subarray(0, n);
       } catch (err) {
         if (!this.stream || (err as { code?: string }).code !== "EAGAIN") throw err;
       }
       await sleep(delay, ctx.signal);
     }
+  }
+
+  /** Runs one operation on the raw descriptor, refusing after clunk and counting it for clunk. */
+  private async io<T>(op: () => Promise<T>): Promise<T> {
+    if (this.closed) throw new FsError("file closed", Errno.EBADF);
+    this.inflight++;
+    try {
+      return await op();
+    } finally {
+      if (--this.inflight === 0) this.drained?.();
+    }
+  }
+
+  private noteWrite(): void {
+    if (!this.onStat || this.statPending || this.closed) return;
+    const now = Date.now();
+    if (now - this.lastStat < STAT_EVERY_MS) {
+      // A burst of writes: refresh once when it is over.
+      this.statPending = true;
+      setTimeout(() => {
+        this.statPending = false;
+        this.noteWrite();
+      }, STAT_EVERY_MS).unref();
+      return;
+    }
+    this.lastStat = now;
+    this.statPending = true;
+    this.io(() => this.fh.stat({ bigint: true })).then(
+      (st) => {
+        this.statPending = false;
+        this.onStat?.(st);
+      },
+      () => {
+        this.statPending = false;
+      },
+    );
   }
 
   private async doWrite(offset: bigint, data: Uint8Array, ctx: RequestContext): Promise<number> {
@@ -192,7 +258,9 @@ export class FileIo implements OpenFile {
     while (done < data.length) {
       try {
         const pos = this.stream ? null : Number(offset) + done;
-        const { bytesWritten } = await this.fh.write(data, done, data.length - done, pos);
+        const bytesWritten = await this.io(() =>
+          pwriteAsync(this.fh.fd, data, done, data.length - done, pos),
+        );
         done += bytesWritten;
         if (bytesWritten > 0) delay = 5;
       } catch (err) {
@@ -204,14 +272,13 @@ export class FileIo implements OpenFile {
         delay = Math.min(delay * 2, 100);
       }
     }
-    this.onWrite?.();
+    this.noteWrite();
     return done;
   }
 
   async fsync(datasync: boolean): Promise<void> {
     if (this.stream) return;
-    if (datasync) await this.fh.datasync();
-    else await this.fh.sync();
+    await this.io(() => (datasync ? this.fh.datasync() : this.fh.sync()));
   }
 
   lock(req: LockRequest, ctx: RequestContext): Promise<number> {
@@ -228,6 +295,7 @@ export class FileIo implements OpenFile {
     if (this.closed) return;
     this.closed = true;
     this.locks.release(this);
+    if (this.inflight > 0) await new Promise<void>((resolve) => (this.drained = resolve));
     await this.fh.close();
   }
 }
