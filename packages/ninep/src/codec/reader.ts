@@ -3,6 +3,7 @@
 import { isUtf8 } from "node:buffer";
 import { ProtocolError, type ProtocolErrorReason } from "../errors.js";
 import type { Qid } from "./types.js";
+import { readU64 } from "./u64.js";
 
 /**
  * Reads 9P fields from `buf` between `pos` and `end`. A read past `end` throws
@@ -58,21 +59,26 @@ export class Reader {
     const p = this.pos;
     if (p + 2 > this.end) this.overrun(2);
     this.pos = p + 2;
-    return this.buf.readUInt16LE(p);
+    const b = this.buf;
+    return (b[p] as number) | ((b[p + 1] as number) << 8);
   }
 
   u32(): number {
     const p = this.pos;
     if (p + 4 > this.end) this.overrun(4);
     this.pos = p + 4;
-    return this.buf.readUInt32LE(p);
+    const b = this.buf;
+    return (
+      ((b[p] as number) | ((b[p + 1] as number) << 8) | ((b[p + 2] as number) << 16)) +
+      (b[p + 3] as number) * 0x1000000
+    );
   }
 
   u64(): bigint {
     const p = this.pos;
     if (p + 8 > this.end) this.overrun(8);
     this.pos = p + 8;
-    return this.buf.readBigUInt64LE(p);
+    return readU64(this.buf, p);
   }
 
   /** A `[s]` string: u16 byte count then UTF-8 without NUL. */
@@ -87,16 +93,33 @@ export class Reader {
     }
     const b = this.buf;
     let ascii = true;
+    let h = n;
     for (let i = p; i < e; i++) {
       const c = b[i] as number;
       if (c === 0) this.fail("bad-string", `NUL byte inside a string at offset ${i}`);
       if (c > 0x7f) ascii = false;
-    }
-    if (!ascii && !isUtf8(b.subarray(p, e))) {
-      this.fail("bad-string", `string at offset ${p - 2} is not valid UTF-8`);
+      h = (Math.imul(h, 31) + c) | 0;
     }
     this.pos = e;
-    return b.toString(ascii ? "latin1" : "utf8", p, e);
+    if (ascii) {
+      if (n > CACHE_MAX_LEN) return b.toString("latin1", p, e);
+      // Short ASCII strings (names, uids) repeat a lot: reuse the string made last time.
+      const slot = h & (CACHE_SIZE - 1);
+      const hit = cache[slot];
+      if (hit !== undefined && hit.length === n) {
+        let i = 0;
+        while (i < n && hit.charCodeAt(i) === b[p + i]) i++;
+        if (i === n) return hit;
+      }
+      const made = b.toString("latin1", p, e);
+      cache[slot] = made;
+      return made;
+    }
+    if (!isUtf8(b.subarray(p, e))) {
+      this.pos = p - 2;
+      this.fail("bad-string", `string at offset ${p - 2} is not valid UTF-8`);
+    }
+    return b.toString("utf8", p, e);
   }
 
   qid(): Qid {
@@ -104,7 +127,13 @@ export class Reader {
     if (p + 13 > this.end) this.overrun(13);
     this.pos = p + 13;
     const b = this.buf;
-    return { type: b[p] as number, version: b.readUInt32LE(p + 1), path: b.readBigUInt64LE(p + 5) };
+    return {
+      type: b[p] as number,
+      version:
+        ((b[p + 1] as number) | ((b[p + 2] as number) << 8) | ((b[p + 3] as number) << 16)) +
+        (b[p + 4] as number) * 0x1000000,
+      path: readU64(b, p + 5),
+    };
   }
 
   /** `n` bytes as a view into the frame (no copy). */
@@ -115,6 +144,10 @@ export class Reader {
     return this.buf.subarray(p, p + n);
   }
 }
+
+const CACHE_SIZE = 1024;
+const CACHE_MAX_LEN = 32;
+const cache: (string | undefined)[] = new Array(CACHE_SIZE).fill(undefined);
 
 function typeName(t: number | undefined): string {
   return t === undefined ? "" : `type ${t}: `;

@@ -2,6 +2,7 @@
 
 import { ProtocolError } from "../errors.js";
 import type { Qid } from "./types.js";
+import { writeU64 } from "./u64.js";
 
 const MAX_U64 = 0xffffffffffffffffn;
 
@@ -45,7 +46,10 @@ export function putU16(b: Buffer, p: number, v: number, what = "u16"): number {
 
 export function putU32(b: Buffer, p: number, v: number, what = "u32"): number {
   if (v >>> 0 !== v) badValue(what, v);
-  b.writeUInt32LE(v, p);
+  b[p] = v;
+  b[p + 1] = v >>> 8;
+  b[p + 2] = v >>> 16;
+  b[p + 3] = v >>> 24;
   return p + 4;
 }
 
@@ -56,13 +60,16 @@ export function putU32(b: Buffer, p: number, v: number, what = "u32"): number {
  */
 export function putBits32(b: Buffer, p: number, v: number, what = "u32"): number {
   if (v >>> 0 !== v && (v | 0) !== v) badValue(what, v);
-  b.writeUInt32LE(v >>> 0, p);
+  b[p] = v;
+  b[p + 1] = v >>> 8;
+  b[p + 2] = v >>> 16;
+  b[p + 3] = v >>> 24;
   return p + 4;
 }
 
 export function putU64(b: Buffer, p: number, v: bigint, what = "u64"): number {
   if (typeof v !== "bigint" || v < 0n || v > MAX_U64) badValue(what, v);
-  b.writeBigUInt64LE(v, p);
+  writeU64(b, p, v);
   return p + 8;
 }
 
