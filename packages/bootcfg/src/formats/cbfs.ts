@@ -194,8 +194,10 @@ function fileHeader(name: string, type: number, len: number): Buffer {
 }
 
 /**
- * Creates an empty flat CBFS image of `size` bytes (0xff filled, one null file spanning the
- * space), laid out as `cbfstool create -m x86 -s SIZE` lays out an image without FMAP.
+ * Creates an empty x86 CBFS image of `size` bytes laid out as `cbfstool create -m x86 -s SIZE`
+ * lays out an image without FMAP: 0xff fill, one null file spanning the space, the legacy master
+ * header ("ORBC") 36 bytes from the end and, in the last 4 bytes, its offset relative to the end
+ * (-36, little-endian) where x86 looks for it.
  */
 export function createCbfs(size: number): Buffer {
   if (size < 4096) throw formatError("CBFS image", "size must be at least 4 KiB");
@@ -203,6 +205,15 @@ export function createCbfs(size: number): Buffer {
   const h = fileHeader("", CBFS_TYPE_NULL, 0);
   h.writeUInt32BE(size - CBFS_ALIGN - h.length, 8);
   h.copy(img, 0);
+  const m = size - 36;
+  img.write("ORBC", m, "latin1");
+  img.writeUInt32BE(0x31313132, m + 4); // header version 2
+  img.writeUInt32BE(size, m + 8);
+  img.writeUInt32BE(0, m + 12); // boot block size
+  img.writeUInt32BE(CBFS_ALIGN, m + 16);
+  img.writeUInt32BE(0, m + 20); // offset of the first file
+  img.writeUInt32BE(1, m + 24); // architecture x86
+  img.writeInt32LE(-36, size - 4);
   return img;
 }
 
