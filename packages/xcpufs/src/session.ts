@@ -52,7 +52,7 @@ export class Session {
   readonly stdin = new InputStream();
   readonly stdout = new OutputStream();
   readonly stderr = new OutputStream();
-  /** References: opening fid of `clone`, every open file of the session, the running program. */
+  /** References: the opening fid of `clone` and every open file of the session (fs/ included). */
   refs = 0;
   /** A `clone` command is running (other ctl writes are refused). */
   cloning = false;
@@ -98,9 +98,12 @@ export class Session {
     this.maybeWipe();
   }
 
-  /** Wipe a normal session that nobody references and that runs nothing. */
+  /**
+   * Wipe a normal session that no fid references any more — even when its program still runs:
+   * a client that goes away leaves nothing behind. Persistent sessions wait for `wipe`.
+   */
   maybeWipe(): void {
-    if (this.refs <= 0 && this.type === "normal" && this.state !== State.Running) this.wipe();
+    if (this.refs <= 0 && this.type === "normal") this.wipe();
   }
 
   /** Resolves when the program has ended (immediately if it never ran or was wiped). */
@@ -217,7 +220,6 @@ export class Session {
       opts.gid = ident.gid ?? ident.uid;
     }
     this.state = State.Running;
-    this.incref();
     const child = spawn(file, fileArgs, opts);
     {
       let done = false;
@@ -258,9 +260,10 @@ export class Session {
     // Output may still be in flight in the pipes; they end on their own (EOF). A wiped session has
     // already closed them.
     for (const w of this.waiters.splice(0)) w.resolve();
-    if (this.state === State.Wiped && pgid > 0) this.killGroup(pgid, "SIGKILL");
-    this.decref();
-    if (this.state === State.Wiped) this.release();
+    if (this.state === State.Wiped) {
+      if (pgid > 0) this.killGroup(pgid, "SIGKILL");
+      this.release();
+    }
   }
 
   /** Send a signal to the main process (no-op when nothing runs). */

@@ -1,0 +1,239 @@
+// Running programs through the session files, over real sockets, with real child processes.
+
+import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Fsys } from "@clustermatic/ninep/client";
+import { mount } from "@clustermatic/ninep/client";
+import { OREAD, OWRITE } from "@clustermatic/ninep/codec";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { PROCS_HEADER, startXcpufs, type XcpufsHandle } from "../src/index.js";
+import { liveInGroup, liveWithMarker, openJob, readAll, run, until, write } from "./helpers.js";
+
+const tmp = mkdtempSync(join(tmpdir(), "xcpufs-jobs-"));
+let h: XcpufsHandle;
+let fs: Fsys;
+const uid = process.getuid?.() ?? 0;
+const open = (f: Fsys) => f;
+
+beforeAll(async () => {
+  h = await startXcpufs({ port: 0, noAuth: true, tmpdir: tmp, env: { PATH: "/usr/bin:/bin" } });
+  fs = await mount(h.address, { uname: "tester", n_uname: uid, authenticate: async () => {} });
+});
+afterAll(async () => {
+  await fs?.close();
+  await h?.close();
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+const sessionDirs = () => readdirSync(tmp).filter((n) => n.startsWith("xcpu-"));
+
+describe("jobs", () => {
+  it("echo: output, status, and the session disappears afterwards", async () => {
+    const r = await run(fs, "/bin/echo", "echo hello world");
+    expect(r).toMatchObject({ out: "hello world\n", err: "", status: "0" });
+    await until(() => !h.xcpufs.sessions.has(Number(r.sid)));
+    expect((await fs.readdir("/")).map((s) => s.name)).not.toContain(r.sid);
+  });
+  it("cat with stdin", async () => {
+    const r = await run(fs, "/bin/cat", "cat", { stdin: "line one\nline two\n" });
+    expect(r.out).toBe("line one\nline two\n");
+    expect(r.status).toBe("0");
+  });
+  it("exit codes and signals in wait", async () => {
+    expect((await run(fs, "/bin/sh", "sh -c 'exit 3'")).status).toBe("768");
+    expect((await run(fs, "/bin/false", "false")).status).toBe("256");
+    expect((await run(fs, "/bin/sh", "sh -c 'kill -USR1 $$'")).status).toBe("10");
+    const job = await openJob(fs);
+    await write(fs, `${job.sid}/argv`, "sleep 30");
+    await job.ctl.write(0, "exec /bin/sleep\n");
+    await job.ctl.write(0, "signal SIGKILL\n");
+    expect((await readAll(job.wait)).toString()).toBe("9");
+    await job.close();
+    const r = await run(fs, "/nonexistent/prog", "prog");
+    expect(r.status).toBe("512");
+    expect(r.err).toContain("/nonexistent/prog");
+  });
+  it("argv and env quoting, injected variables, cwd", async () => {
+    const r = await run(
+      fs,
+      "/bin/sh",
+      `sh -c 'printf "[%s]" "$@"; printf "{%s}{%s}{%s}" "$MSG" "$XCPUID" "$(pwd)"' zero 'a b' 'it''s' ''`,
+      { env: "'MSG=hello world'\n" },
+    );
+    expect(r.out).toBe(
+      "[a b][it's][]{hello world}{/1}{/tmp}".replace(
+        "/tmp",
+        join(
+          tmp,
+          r.out
+            .split("{")
+            .at(-1)
+            ?.slice(tmp.length + 1, -1) ?? "",
+        ),
+      ),
+    );
+    expect(r.out).toMatch(new RegExp(`\\{${tmp}/xcpu-[^}]+\\}$`));
+    const job = await openJob(fs);
+    await write(fs, `${job.sid}/argv`, "sh -c 'echo $XCPUSID $XCPUPATH $XCPU_PARENT; pwd'");
+    await job.ctl.write(0, "id job7/3\nexec /bin/sh /\n");
+    const out = (await readAll(job.stdout)).toString();
+    expect(out).toMatch(new RegExp(`^${job.sid} ${tmp}/xcpu-\\S+ 127\\.0\\.0\\.1!\\d+\n/\n$`));
+    expect((await fs.readFile(`${job.sid}/id`)).toString()).toBe("job7/3");
+    expect((await fs.readFile(`${job.sid}/env`)).toString()).toContain("XCPUID=job7/3");
+    await job.close();
+  });
+  it("runs a program copied into fs/ by relative name", async () => {
+    const job = await openJob(fs);
+    const f = await fs.create(`${job.sid}/fs/hello.sh`, 0o755, OWRITE);
+    await f.write(0, "#!/bin/sh\necho copied $1\n");
+    await f.clunk();
+    await write(fs, `${job.sid}/argv`, "hello.sh arg");
+    await job.ctl.write(0, "exec hello.sh\n");
+    expect((await readAll(job.stdout)).toString()).toBe("copied arg\n");
+    expect((await readAll(job.wait)).toString()).toBe("0");
+    await job.close();
+  });
+  it("ctl: errors are clear and leave the buffer usable", async () => {
+    const job = await openJob(fs);
+    await expect(job.ctl.write(0, "frob\n")).rejects.toThrow("unknown command");
+    await expect(job.ctl.write(0, "signal SIGNOPE\n")).rejects.toThrow("unsupported signal");
+    await expect(job.ctl.write(0, "type odd\n")).rejects.toThrow("invalid session type");
+    await expect(job.ctl.write(0, "close stdfoo\n")).rejects.toThrow("invalid argument");
+    await expect(job.ctl.write(0, "id a/-1\n")).rejects.toThrow("negative id not permitted");
+    await expect(job.ctl.write(0, "id a/x\n")).rejects.toThrow("syntax error");
+    await expect(job.ctl.write(0, "signal\n")).rejects.toThrow("argument expected");
+    await expect(job.ctl.write(0, "exec 'unterminated\n")).rejects.toThrow("invalid format");
+    await expect(job.ctl.write(0, "clone 2\n")).rejects.toThrow("too few arguments");
+    await expect(job.ctl.write(0, "clone x a/1\n")).rejects.toThrow("invalid maxsession format");
+    await expect(job.ctl.write(0, "clone 2 nosid\n")).rejects.toThrow("invalid address format");
+    // a partial line waits for the rest
+    expect(await job.ctl.write(0, "id j")).toBe(4);
+    expect(await job.ctl.write(0, "ob/2\n")).toBe(5);
+    expect((await fs.readFile(`${job.sid}/id`)).toString()).toBe("job/2");
+    expect((await fs.readFile(`${job.sid}/ctl`)).toString()).toBe("-1");
+    await job.ctl.write(0, "id /5\nadd x\ndel y\n");
+    expect((await fs.readFile(`${job.sid}/id`)).toString()).toBe("job/5");
+    await job.ctl.write(0, "wipe\n");
+    await expect(job.ctl.write(0, "exec /bin/true\n")).rejects.toThrow("session wiped");
+    await job.close();
+    // the root ctl belongs to xcpu-admin
+    await expect(fs.open("ctl", OWRITE)).rejects.toThrow("permission denied");
+  });
+  it("a second exec on a running session is refused", async () => {
+    const job = await openJob(fs);
+    await write(fs, `${job.sid}/argv`, "sleep 30");
+    await job.ctl.write(0, "exec /bin/sleep\n");
+    await expect(job.ctl.write(0, "exec /bin/sleep\n")).rejects.toThrow("session already running");
+    const pid = Number((await fs.readFile(`${job.sid}/ctl`)).toString());
+    expect(pid).toBeGreaterThan(0);
+    await job.ctl.write(0, "kill\n");
+    expect((await readAll(job.wait)).toString()).toBe("9");
+    await job.close();
+  });
+  it("every waiting reader of stdout gets the data", async () => {
+    const job = await openJob(fs);
+    const second = await fs.open(`${job.sid}/stdout`, OREAD);
+    await write(fs, `${job.sid}/argv`, "cat");
+    await job.ctl.write(0, "exec /bin/cat\n");
+    const p1 = job.stdout.read(0, 100);
+    const p2 = second.read(0, 100);
+    await new Promise((r) => setTimeout(r, 50));
+    await job.stdin.write(0, "shared\n");
+    expect((await p1).toString()).toBe("shared\n");
+    expect((await p2).toString()).toBe("shared\n");
+    await job.ctl.write(0, "close stdin\n");
+    expect((await readAll(job.wait)).toString()).toBe("0");
+    expect((await job.stdout.read(0, 100)).length).toBe(0);
+    await second.clunk();
+    await job.close();
+  });
+  it("persistent sessions outlive their clients until wiped", async () => {
+    const other = await mount(h.address, { uname: "tester", n_uname: uid, authenticate: async () => {} });
+    const job = await openJob(other);
+    await job.ctl.write(0, "type persistent\n");
+    await write(other, `${job.sid}/argv`, "sh -c 'echo kept'");
+    await job.ctl.write(0, "exec /bin/sh\n");
+    expect((await readAll(job.wait)).toString()).toBe("0");
+    await other.close();
+    await new Promise((r) => setTimeout(r, 100));
+    const s = h.xcpufs.sessions.get(Number(job.sid));
+    expect(s).toBeDefined();
+    expect((await fs.readFile(`${job.sid}/wait`)).toString()).toBe("0");
+    expect(existsSync(s?.dir ?? "")).toBe(true);
+    const ctl = await fs.open(`${job.sid}/ctl`, OWRITE);
+    await ctl.write(0, "wipe\n");
+    await ctl.clunk();
+    await s?.gone;
+    expect(existsSync(s?.dir ?? "x")).toBe(false);
+    expect(h.xcpufs.sessions.has(Number(job.sid))).toBe(false);
+  });
+  it("procs lists session processes and their children with session and job ids", async () => {
+    const marker = `procs-${process.pid}`;
+    const job = await openJob(fs);
+    await write(fs, `${job.sid}/argv`, `sh -c 'sleep 30 & exec sleep 31' ${marker}`);
+    await job.ctl.write(0, "id pj/4\nexec /bin/sh\n");
+    const pid = Number((await fs.readFile(`${job.sid}/ctl`)).toString());
+    await until(() => liveInGroup(pid).length >= 2);
+    const text = (await fs.readFile("procs")).toString();
+    expect(text.startsWith(PROCS_HEADER)).toBe(true);
+    const lines = text.split("\n").filter((l) => l.includes(" pj/4 ) "));
+    expect(lines.length).toBeGreaterThanOrEqual(2);
+    for (const l of lines) {
+      expect(l).toMatch(
+        new RegExp(
+          `^\\(\\d+ \\(.*\\) [RSDZT] \\d+ ${pid} ${pid} \\?\\? -?\\d+( \\S+){17} ${job.sid} pj/4 \\) $`,
+        ),
+      );
+    }
+    expect(text).toMatch(new RegExp(`\\n\\(${process.pid} \\(.*\\) \\S .* '' '' \\) \\n`));
+    await job.close();
+    await until(() => liveInGroup(pid).length === 0);
+  });
+  it("a client that disconnects mid-run leaves no process and no directory", async () => {
+    const marker = `disc-${process.pid}`;
+    const c = await mount(h.address, { uname: "tester", n_uname: uid, authenticate: async () => {} });
+    const job = await openJob(c);
+    await write(c, `${job.sid}/argv`, `sh -c 'sleep 300 & sleep 301; echo' ${marker}`);
+    await job.ctl.write(0, "exec /bin/sh\n");
+    const pid = Number((await c.readFile(`${job.sid}/ctl`)).toString());
+    const dir = h.xcpufs.sessions.get(Number(job.sid))?.dir ?? "";
+    await until(() => liveInGroup(pid).length >= 3);
+    expect(existsSync(dir)).toBe(true);
+    c.client.destroy();
+    await until(() => liveInGroup(pid).length === 0 && !existsSync(dir));
+    expect(liveWithMarker(marker)).toEqual([]);
+    expect(h.xcpufs.sessions.has(Number(job.sid))).toBe(false);
+  });
+  it("200 concurrent sessions", async () => {
+    const conns = await Promise.all(
+      Array.from({ length: 8 }, () =>
+        mount(h.address, { uname: "tester", n_uname: uid, authenticate: async () => {} }),
+      ),
+    );
+    const before = sessionDirs().length;
+    const results = await Promise.all(
+      Array.from({ length: 200 }, (_, i) => run(conns[i % 8] as Fsys, "/bin/echo", `echo n${i}`)),
+    );
+    results.forEach((r, i) => {
+      expect(r.out).toBe(`n${i}\n`);
+      expect(r.status).toBe("0");
+    });
+    expect(new Set(results.map((r) => r.sid)).size).toBe(200);
+    await Promise.all(conns.map((c) => c.close()));
+    await until(() => sessionDirs().length <= before && h.xcpufs.sessions.size === 0);
+  });
+  it("legacy exec file: stage, run, one writer only", async () => {
+    const job = await openJob(fs);
+    const ex = await fs.open(`${job.sid}/exec`, OWRITE);
+    await expect(fs.open(`${job.sid}/exec`, OWRITE)).rejects.toThrow("Text file busy");
+    await ex.write(0, "#!/bin/sh\necho staged\n");
+    await ex.clunk();
+    expect((await fs.readFile(`${job.sid}/fs/exec`)).toString()).toContain("staged");
+    await write(fs, `${job.sid}/argv`, "exec");
+    await job.ctl.write(0, "exec\n");
+    expect((await readAll(job.stdout)).toString()).toBe("staged\n");
+    await job.close();
+  });
+});
+void open;
