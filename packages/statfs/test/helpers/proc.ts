@@ -1,0 +1,61 @@
+// Runs the statfs and xstat command-line programs as real child processes (TypeScript sources
+// through tsx, resolving workspace packages to their sources).
+
+import { type ChildProcess, spawn } from "node:child_process";
+import { join } from "node:path";
+
+const bin = (name: string) => join(import.meta.dirname, "..", "..", "src", "bin", `${name}.ts`);
+
+export interface Child {
+  proc: ChildProcess;
+  stderr(): string;
+  stdout(): string;
+  exited: Promise<number | null>;
+  /** Waits until stderr matches `re` (or the process exits). */
+  waitStderr(re: RegExp, ms?: number): Promise<void>;
+  kill(signal?: NodeJS.Signals): void;
+}
+
+export function run(name: "statfs" | "xstat", args: string[]): Child {
+  const proc = spawn(
+    process.execPath,
+    ["--conditions=@clustermatic/source", "--import", "tsx", bin(name), ...args],
+    {
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
+  let out = "";
+  let err = "";
+  const waiters: (() => void)[] = [];
+  proc.stdout!.setEncoding("utf8").on("data", (d: string) => (out += d));
+  proc.stderr!.setEncoding("utf8").on("data", (d: string) => {
+    err += d;
+    for (const w of waiters.splice(0)) w();
+  });
+  const exited = new Promise<number | null>((resolve) => proc.on("exit", (code) => resolve(code)));
+  exited.then(() => {
+    for (const w of waiters.splice(0)) w();
+  });
+  let done = false;
+  exited.then(() => (done = true));
+  return {
+    proc,
+    stderr: () => err,
+    stdout: () => out,
+    exited,
+    kill: (signal = "SIGTERM") => {
+      if (!done) proc.kill(signal);
+    },
+    waitStderr: async (re, ms = 20_000) => {
+      const end = Date.now() + ms;
+      while (!re.test(err)) {
+        if (done) throw new Error(`process exited before printing ${re}; stderr:\n${err}`);
+        if (Date.now() > end) throw new Error(`timed out waiting for ${re}; stderr:\n${err}`);
+        await new Promise<void>((resolve) => {
+          waiters.push(resolve);
+          setTimeout(resolve, 200);
+        });
+      }
+    },
+  };
+}

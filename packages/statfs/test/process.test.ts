@@ -1,0 +1,139 @@
+// The statfs program as a process: start-up errors, SIGHUP reload (a broken file keeps the old
+// configuration), and a restart that serves again and keeps admin holds.
+
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { mount } from "@clustermatic/ninep/client";
+import { OWRITE } from "@clustermatic/ninep/codec";
+import type { XcpufsHandle } from "@clustermatic/xcpufs";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { signChallenge } from "../src/auth.js";
+import { main as xstat } from "../src/cli/xstat.js";
+import { type ParsedRow, parseTable } from "../src/table.js";
+import { type AdminKeys, makeAdminKey, startNode } from "./helpers/cluster.js";
+import { deadPort, waitFor } from "./helpers/net.js";
+import { type Child, run } from "./helpers/proc.js";
+
+async function table(addr: string): Promise<ParsedRow[] | undefined> {
+  let out = "";
+  const code = await xstat(["-a", addr, "-t", "2s"], {
+    stdout: { write: (s: string) => (out += s) },
+    stderr: { write: () => {} },
+    handleSignals: false,
+  });
+  return code === 0 ? parseTable(out) : undefined;
+}
+
+describe("statfs process", () => {
+  let dir: string;
+  let keys: AdminKeys;
+  const nodes: XcpufsHandle[] = [];
+  const children: Child[] = [];
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "statfs-proc-"));
+    keys = await makeAdminKey(dir);
+    nodes.push(await startNode(keys, dir), await startNode(keys, dir));
+  });
+  afterAll(async () => {
+    for (const c of children) {
+      c.kill("SIGKILL");
+      await c.exited;
+    }
+    for (const n of nodes) await n.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const spawnStatfs = (args: string[]) => {
+    const c = run("statfs", args);
+    children.push(c);
+    return c;
+  };
+
+  it("refuses a broken configuration at start-up with file and line, and bad usage with 2", async () => {
+    const conf = join(dir, "bad.conf");
+    await writeFile(conf, "n1=127.0.0.1!1\nthis line is wrong\n");
+    const bad = spawnStatfs(["-c", conf, "--no-auth", "-l", "tcp!127.0.0.1!0", "--http", "off"]);
+    expect(await bad.exited).toBe(1);
+    expect(bad.stderr()).toContain(`${conf}:2: invalid format: this line is wrong`);
+
+    const usage = spawnStatfs(["--bogus"]);
+    expect(await usage.exited).toBe(2);
+    expect(usage.stderr()).toMatch(/^statfs: Unknown option '--bogus'/);
+
+    const nokey = spawnStatfs(["-c", conf, "-a", join(dir, "missing_key")]);
+    expect(await nokey.exited).toBe(1);
+    expect(nokey.stderr()).toMatch(/cannot read admin key .*missing_key: ENOENT/);
+  });
+
+  it("reloads on SIGHUP, keeps the old configuration on error, and keeps serving across a restart", async () => {
+    const port = await deadPort();
+    const addr = `tcp!127.0.0.1!${port}`;
+    const conf = join(dir, "statfs.conf");
+    const holds = join(dir, "holds.json");
+    const two = `n1=tcp!127.0.0.1!${nodes[0]!.port}\nn2=tcp!127.0.0.1!${nodes[1]!.port}\n`;
+    await writeFile(conf, two);
+    const args = [
+      "-c",
+      conf,
+      "-a",
+      keys.privateFile,
+      "-l",
+      addr,
+      "--http",
+      "off",
+      "-i",
+      "1s",
+      "--hold-file",
+      holds,
+    ];
+    const s1 = spawnStatfs(args);
+    await s1.waitStderr(/serving 2 nodes/);
+    await waitFor(async () => (await table(addr))?.every((r) => r.status === "up"), 10_000, "both nodes up");
+
+    await writeFile(conf, `${two}oops\n`);
+    s1.kill("SIGHUP");
+    await s1.waitStderr(/reload rejected/);
+    expect(s1.stderr()).toContain(`${conf}:3: invalid format: oops`);
+    expect((await table(addr))!.map((r) => [r.name, r.status])).toEqual([
+      ["n1", "up"],
+      ["n2", "up"],
+    ]);
+
+    const dead = await deadPort();
+    await writeFile(conf, `${two}n3=127.0.0.1!${dead}\n`);
+    s1.kill("SIGHUP");
+    await s1.waitStderr(/reloaded .*: 3 nodes/);
+    await waitFor(async () => (await table(addr))?.[2]?.status === "down(connect_failed)", 5000, "n3 polled");
+    expect((await table(addr))!.map((r) => r.name)).toEqual(["n1", "n2", "n3"]);
+
+    // An admin hold, then a restart: the new process serves the same address and the hold.
+    const admin = await mount(addr, {
+      uname: "xcpu-admin",
+      authenticate: async (afid) => {
+        await afid.write(signChallenge(await afid.read(16), keys.privateKey));
+      },
+    });
+    const ctl = await admin.open("ctl", OWRITE);
+    await ctl.write(0, "down n2 repair\n");
+    await admin.close();
+    expect((await table(addr))![1]!.status).toBe("down(repair)");
+
+    s1.kill("SIGTERM");
+    expect(await s1.exited).toBe(0);
+    expect(await table(addr)).toBeUndefined();
+
+    const s2 = spawnStatfs(args);
+    await s2.waitStderr(/serving 3 nodes/);
+    await waitFor(async () => (await table(addr))?.[0]?.status === "up", 10_000, "n1 up after restart");
+    const rows = (await table(addr))!;
+    expect(rows.map((r) => [r.name, r.status])).toEqual([
+      ["n1", "up"],
+      ["n2", "down(repair)"],
+      ["n3", "down(connect_failed)"],
+    ]);
+    s2.kill("SIGTERM");
+    expect(await s2.exited).toBe(0);
+  });
+});
