@@ -537,7 +537,8 @@ export class Client {
 
   /**
    * Starts authentication: Tauth with a fresh afid. Resolves with an AuthFid to run the server's
-   * protocol over (read/write), or null when the server says no authentication is needed.
+   * protocol over (read/write), or null when the server says no authentication is needed (an
+   * Rerror containing "not required" in 9P2000/.u; any Rlerror in 9P2000.L). Other errors reject.
    */
   async auth(
     uname: string,
@@ -557,7 +558,15 @@ export class Client {
     } catch (err) {
       // Aborted or timed-out calls settle the afid through onLate once the Rflush arrives.
       if (err instanceof RemoteError || err instanceof ProtocolError) this.fids.free(afid);
-      if (err instanceof RemoteError && /not required|no auth/i.test(err.ename)) return null;
+      // 9P2000/.u servers say so in words (lib9p: "...: authentication not required"). An .L
+      // Rlerror carries only an errno, and servers differ (diod -n answers ENOENT): treat any
+      // refusal of Tauth in .L as "not required"; an attach that does need it will say so.
+      if (
+        err instanceof RemoteError &&
+        (this.dialect === Dialect.P2000L || /not required|no auth/i.test(err.ename))
+      ) {
+        return null;
+      }
       throw err;
     }
     return new AuthFid(this, afid, reply.aqid);

@@ -329,6 +329,21 @@ describe("client against the ninep server", () => {
     }
   });
 
+  it("times out a version negotiation the server never answers", async () => {
+    const mute = net.createServer(() => {});
+    await new Promise<void>((r) => mute.listen(0, "127.0.0.1", () => r()));
+    try {
+      const port = (mute.address() as net.AddressInfo).port;
+      const err = await Client.connect(`127.0.0.1:${port}`, { connectTimeoutMs: 100 }).catch((e) => e);
+      expect(err).toBeInstanceOf(TimeoutError);
+      expect((err as Error).message).toBe(
+        `version negotiation with tcp!127.0.0.1!${port} timed out after 100 ms`,
+      );
+    } finally {
+      mute.close();
+    }
+  });
+
   it("refuses to dial a closed port with ConnectionError naming the address", async () => {
     const err = await Client.connect("tcp!127.0.0.1!1").catch((e) => e);
     expect(err).toBeInstanceOf(ConnectionError);

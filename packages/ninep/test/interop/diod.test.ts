@@ -56,6 +56,15 @@ describe.skipIf(missing !== undefined)("client against diod (9P2000.L)", () => {
     expect(client.iounit).toBe(client.msize - 24);
   });
 
+  it("auth() reports that diod -n needs no authentication", async () => {
+    const c = await Client.connect(diod.address, { version: "9P2000.L" });
+    try {
+      expect(await c.auth("nobody", dir)).toBeNull();
+    } finally {
+      await c.close();
+    }
+  });
+
   it("refuses to fall back when diod rejects 9P2000.u", async () => {
     await expect(Client.connect(diod.address, { version: "9P2000.u" })).rejects.toBeInstanceOf(VersionError);
   });

@@ -1,0 +1,125 @@
+// dial/listen and the frame transport over real sockets.
+
+import { mkdtemp, rm } from "node:fs/promises";
+import net from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { Dialect, MsgType } from "../codec/constants.js";
+import { encode } from "../codec/index.js";
+import { ConnectionError, MessageTooLargeError, ProtocolError } from "../errors.js";
+import { dial, type Listener, listen } from "./dial.js";
+import { FrameTransport } from "./frames.js";
+
+const cleanup: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  for (const f of cleanup.splice(0).reverse()) await f();
+});
+
+async function pair(): Promise<{ client: net.Socket; server: net.Socket; listener: Listener }> {
+  let accepted: (s: net.Socket) => void = () => {};
+  const got = new Promise<net.Socket>((r) => {
+    accepted = r;
+  });
+  const listener = await listen("tcp!127.0.0.1!0", (s) => accepted(s));
+  const a = listener.address();
+  const client = await dial(a);
+  const server = await got;
+  cleanup.push(() => {
+    client.destroy();
+    server.destroy();
+    return listener.close();
+  });
+  return { client, server, listener };
+}
+
+describe("dial and listen", () => {
+  it("connects over TCP with Nagle off and reports the bound port", async () => {
+    const { client, listener } = await pair();
+    const a = listener.address();
+    expect(a.network).toBe("tcp");
+    expect(a.network === "tcp" && a.port).toBeGreaterThan(0);
+    expect(client.remotePort).toBe(a.network === "tcp" ? a.port : -1);
+  });
+
+  it("connects over a Unix socket and replaces a stale socket file", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "ninep-tr-"));
+    cleanup.push(() => rm(dir, { recursive: true, force: true }));
+    const path = join(dir, "s");
+    // A stale socket file: bound once, then the process "died" without unlinking (simulated).
+    const stale = net.createServer();
+    await new Promise<void>((r) => stale.listen(path, () => r()));
+    (stale as unknown as { _handle: { close(): void } | null })._handle?.close();
+    const l = await listen(`unix!${path}`, (s) => s.end("hi"));
+    cleanup.push(() => l.close());
+    const s = await dial(path);
+    const data = await new Promise<string>((r) => s.once("data", (d) => r(String(d))));
+    expect(data).toBe("hi");
+    s.destroy();
+  });
+
+  it("names the address when the connection is refused", async () => {
+    const err = await dial("tcp!127.0.0.1!1").catch((e) => e);
+    expect(err).toBeInstanceOf(ConnectionError);
+    expect(err.message).toBe("cannot connect to tcp!127.0.0.1!1: ECONNREFUSED");
+    expect((err.cause as NodeJS.ErrnoException).code).toBe("ECONNREFUSED");
+  });
+
+  it("rejects with the signal's reason when aborted", async () => {
+    await expect(dial("tcp!127.0.0.1!1", { signal: AbortSignal.abort() })).rejects.toMatchObject({
+      name: "AbortError",
+    });
+  });
+
+  it("fails to listen on a port in use with ConnectionError", async () => {
+    const { listener } = await pair();
+    const a = listener.address();
+    await expect(listen(a, () => {})).rejects.toThrow(/cannot listen on tcp!127\.0\.0\.1!\d+: EADDRINUSE/);
+  });
+});
+
+describe("FrameTransport", () => {
+  it("delivers frames split across chunks and several frames in one chunk", async () => {
+    const { client, server } = await pair();
+    const frames: Buffer[] = [];
+    new FrameTransport(client, { onFrame: (f) => frames.push(f), onClose: () => {} }, { maxSize: 8192 });
+    const a = encode({ type: MsgType.Rclunk, tag: 1 }, Dialect.P2000);
+    const b = encode({ type: MsgType.Rerror, tag: 2, ename: "file not found" }, Dialect.P2000);
+    const all = Buffer.concat([a, b, a]);
+    server.write(all.subarray(0, 3));
+    await new Promise((r) => setTimeout(r, 20));
+    server.write(all.subarray(3));
+    for (let i = 0; i < 100 && frames.length < 3; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(frames.map((f) => f.toString("hex"))).toEqual([a, b, a].map((f) => f.toString("hex")));
+  });
+
+  it("refuses to send more than msize", async () => {
+    const { client } = await pair();
+    const t = new FrameTransport(client, { onFrame: () => {}, onClose: () => {} }, { maxSize: 64 });
+    expect(() => t.send(Buffer.alloc(65))).toThrow(MessageTooLargeError);
+  });
+
+  it("closes with an error when the peer sends a frame larger than msize", async () => {
+    const { client, server } = await pair();
+    const closed = new Promise<Error | undefined>((resolve) => {
+      new FrameTransport(client, { onFrame: () => {}, onClose: resolve }, { maxSize: 100 });
+    });
+    const big = Buffer.alloc(200);
+    big.writeUInt32LE(200, 0);
+    server.write(big);
+    const err = await closed;
+    expect(err).toBeInstanceOf(Error);
+    expect(err instanceof ProtocolError || err instanceof MessageTooLargeError).toBe(true);
+  });
+
+  it("reports a peer that hangs up as ConnectionError", async () => {
+    const { client, server } = await pair();
+    const closed = new Promise<Error | undefined>((resolve) => {
+      new FrameTransport(client, { onFrame: () => {}, onClose: resolve }, { maxSize: 100, label: "tcp!x!1" });
+    });
+    server.end();
+    const err = await closed;
+    expect(err).toBeInstanceOf(ConnectionError);
+    expect(err?.message).toBe("connection closed by tcp!x!1");
+  });
+});
