@@ -68,44 +68,36 @@ export interface DecodeOptions {
 export function decode(frame: Uint8Array, dialect: Dialect, opts?: DecodeOptions): Message {
   const table = tableOf(dialect);
   const b = asBuffer(frame);
-  const h = decodeHeader(b);
-  if (b.length < h.size) {
-    throw new ProtocolError(
-      "truncated",
-      `frame of ${b.length} bytes is shorter than its size ${h.size}`,
-      h.type,
-    );
+  const n = b.length;
+  if (n < 7) decodeHeader(b); // throws the precise reason
+  const size =
+    ((b[0] as number) | ((b[1] as number) << 8) | ((b[2] as number) << 16)) + (b[3] as number) * 0x1000000;
+  const type = b[4] as number;
+  const tag = (b[5] as number) | ((b[6] as number) << 8);
+  if (size < HEADER_SIZE) throw new ProtocolError("bad-size", `size field ${size} is smaller than 7`, type);
+  if (n < size)
+    throw new ProtocolError("truncated", `frame of ${n} bytes is shorter than its size ${size}`, type);
+  if (n > size)
+    throw new ProtocolError("bad-size", `frame of ${n} bytes is longer than its size ${size}`, type);
+  if (opts?.msize !== undefined && size > opts.msize) {
+    throw new ProtocolError("too-large", `message of ${size} bytes exceeds msize ${opts.msize}`, type);
   }
-  if (b.length > h.size) {
-    throw new ProtocolError(
-      "bad-size",
-      `frame of ${b.length} bytes is longer than its size ${h.size}`,
-      h.type,
-    );
-  }
-  if (opts?.msize !== undefined && h.size > opts.msize) {
-    throw new ProtocolError("too-large", `message of ${h.size} bytes exceeds msize ${opts.msize}`, h.type);
-  }
-  const e = table[h.type];
+  const e = table[type];
   if (e === undefined) {
-    if (h.type === MsgType.Terror || h.type === MsgType.Tlerror) {
-      throw new ProtocolError("bad-type", `${messageName(h.type)} is not a valid message`, h.type);
+    if (type === MsgType.Terror || type === MsgType.Tlerror) {
+      throw new ProtocolError("bad-type", `${messageName(type)} is not a valid message`, type);
     }
-    const name = messageName(h.type);
+    const name = messageName(type);
     throw new ProtocolError(
       "unknown-type",
-      name === undefined ? `unknown message type ${h.type}` : `${name} is not a ${dialect} message`,
-      h.type,
+      name === undefined ? `unknown message type ${type}` : `${name} is not a ${dialect} message`,
+      type,
     );
   }
-  const r = new Reader(b, HEADER_SIZE, h.size, h.type);
-  const msg = e.decode(r, h.tag, dialect);
-  if (r.pos !== h.size) {
-    throw new ProtocolError(
-      "trailing-bytes",
-      `${e.name}: ${h.size - r.pos} bytes after the last field`,
-      h.type,
-    );
+  const r = new Reader(b, HEADER_SIZE, size, type);
+  const msg = e.decode(r, tag, dialect);
+  if (r.pos !== size) {
+    throw new ProtocolError("trailing-bytes", `${e.name}: ${size - r.pos} bytes after the last field`, type);
   }
   return msg;
 }
