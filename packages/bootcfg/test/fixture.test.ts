@@ -17,8 +17,8 @@ const have = existsSync(KERNEL_AMD64);
 let vmlinux = "";
 
 beforeAll(async () => {
-  writeBaseInitrd(join(t.dir, "base.cpio.gz"));
-  writeFileSync(join(t.dir, "base-arm64.cpio.gz"), readFileSync(join(t.dir, "base.cpio.gz")));
+  writeBaseInitrd(join(t.dir, "base.gz"));
+  writeFileSync(join(t.dir, "basea64.gz"), readFileSync(join(t.dir, "base.gz")));
   writeFileSync(join(t.dir, "cluster.yaml"), clusterYaml());
   if (have) {
     vmlinux = join(t.dir, "vmlinux");
@@ -147,7 +147,7 @@ describe("F2 checks against the fixture kernel", () => {
 describe("F4 initramfs", () => {
   it("cpio -itv lists exactly what we wrote, incl. the device node", (ctx) => {
     need(ctx, { tools: ["cpio", "gzip"] });
-    const raw = sh("gzip", ["-dc", join(t.dir, "base.cpio.gz")]);
+    const raw = sh("gzip", ["-dc", join(t.dir, "base.gz")]);
     const list = sh("cpio", ["-itv"], { input: Buffer.from(raw.stdout, "latin1") });
     const lines = list.stdout.trim().split("\n");
     expect(lines.map((l) => l.split(/\s+/).at(-1))).toEqual(["bin", "bin/busybox", "dev", "dev/console", "etc", "init", "proc", "sbin"].sort((a, b) => ["bin", "bin/busybox", "dev", "dev/console", "etc", "proc", "sbin", "init"].indexOf(a) - ["bin", "bin/busybox", "dev", "dev/console", "etc", "proc", "sbin", "init"].indexOf(b)));

@@ -112,11 +112,11 @@ profiles:
   x86:
     arch: x86_64
     kernel: ${opts.kernel ?? KERNEL_AMD64}
-    initrds: [base.cpio.gz]
+    initrds: [base.gz]
   arm:
     arch: arm64
     kernel: ${opts.armKernel ?? KERNEL_ARM64}
-    initrds: [base-arm64.cpio.gz]
+    initrds: [basea64.gz]
     cmdline: [console=ttyAMA0]
   compute:
     include: [x86]
