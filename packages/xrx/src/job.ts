@@ -78,6 +78,13 @@ export interface JobOptions {
   attach?: string;
   /** -d */
   trace?: (line: string) => void;
+  /**
+   * The dial string other nodes use to reach a node during tree spawn (default: the address
+   * xrx itself dials). Useful when nodes see each other under other names than the head does.
+   */
+  peerAddress?: (node: NodeSpec) => string;
+  /** -v: phase timings and staging statistics on stderr. */
+  verbose?: boolean;
   /** Program name for messages (default "xrx"). */
   prog?: string;
 }
@@ -85,6 +92,19 @@ export interface JobOptions {
 export interface JobResult {
   outcomes: NodeOutcome[];
   exitCode: number;
+  stats: StageStats;
+}
+
+/** How the files reached the nodes. */
+export interface StageStats {
+  /** Nodes copied to from here. */
+  direct: number;
+  /** Nodes reached by tree spawn (verified). */
+  byTree: number;
+  /** Nodes the tree did not reach completely, copied to directly afterwards. */
+  retried: number;
+  /** clone commands that failed. */
+  cloneFailed: number;
 }
 
 const SIGNALS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGTERM: 15 };
@@ -108,6 +128,7 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
     if (!slot.outcome) slot.outcome = { node: slot.spec.name, error: reasonOf(err) };
   };
   const plansByArch = new Map<string, StagePlan>();
+  const stats: StageStats = { direct: 0, byTree: 0, retried: 0, cloneFailed: 0 };
   let stopStdin: (() => void) | undefined;
   const live = () => slots.filter((s) => !s.outcome && s.session);
 
@@ -143,6 +164,10 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
     for (const s of slots) s.node?.close();
   };
 
+  const t0 = performance.now();
+  const phase = (what: string) => {
+    if (opts.verbose) opts.stderr.write(`${prog}: ${what} at ${Math.round(performance.now() - t0)} ms\n`);
+  };
   try {
     // 1. Connect and create sessions (or find the job's sessions with -J).
     const connectAll = mapLimit(slots, opts.maxConnecting ?? 32, async (slot) => {
@@ -173,6 +198,7 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
     });
     await Promise.race([connectAll, aborted]);
     if (abortedBy) return finishAborted();
+    phase("sessions ready");
 
     if (opts.attach !== undefined) {
       if (!slots.some((s) => s.session)) {
@@ -215,9 +241,11 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
           for (const m of members) fail(m, err);
         }
       }
+      phase("planned");
       const staging = stageAll(groups, plans, contents);
       await Promise.race([staging, aborted]);
       if (abortedBy) return finishAborted();
+      phase("staged");
     }
 
     // 3. Start, stream, wait.
@@ -257,11 +285,17 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
     });
     const stdinDone = opts.attach === undefined ? feedStdin(running) : Promise.resolve();
     await Promise.all(done);
+    phase("all ended");
     stopStdin?.();
     await stdinDone;
     const outcomes = slots.map((s) => s.outcome ?? { node: s.spec.name, error: "no status" });
     for (const line of summarize(outcomes, prog)) opts.stderr.write(`${line}\n`);
-    return { outcomes, exitCode: aggregateExit(outcomes) };
+    if (opts.verbose) {
+      note(
+        `staging: ${stats.direct} direct, ${stats.byTree} by tree spawn, ${stats.retried} retried directly, ${stats.cloneFailed} clone failures`,
+      );
+    }
+    return { outcomes, exitCode: aggregateExit(outcomes), stats };
   } finally {
     cleanup();
   }
@@ -276,7 +310,7 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
       fail(s, new Error(`interrupted by ${sig}`));
     }
     const outcomes = slots.map((s) => s.outcome!);
-    return { outcomes, exitCode: 128 + (SIGNALS[sig] ?? 2) };
+    return { outcomes, exitCode: 128 + (SIGNALS[sig] ?? 2), stats };
   }
 
   async function stageAll(
@@ -303,6 +337,7 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
       show();
     };
     const direct = async (slot: Slot, plan: StagePlan) => {
+      stats.direct++;
       await slot.session!.stage(plan, contents, onBytes);
     };
     const prepare = async (slot: Slot, plan: StagePlan) => {
@@ -367,11 +402,13 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
           show();
           if (delegated.length === 0) return;
           if (!child.outcome) {
-            const list = delegated.map((d) => `${d.spec.address}/${d.session!.id}/${keys.get(d)}`).join(",");
+            const peer = opts.peerAddress ?? ((n: NodeSpec) => n.address);
+            const list = delegated.map((d) => `${peer(d.spec)}/${d.session!.id}/${keys.get(d)}`).join(",");
             try {
               await child.session!.ctl(`clone ${width0} ${list},`);
             } catch (e) {
-              if (opts.trace) note(`${child.spec.name}: clone failed (${reasonOf(e)}); copying directly`);
+              stats.cloneFailed++;
+              if (opts.verbose) note(`${child.spec.name}: clone failed (${reasonOf(e)}); copying directly`);
             }
           }
           // Verify every delegated node and copy directly to any the tree did not reach.
@@ -380,7 +417,8 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
               try {
                 const missing = await d.session!.verify(plan);
                 if (missing.length > 0) {
-                  if (opts.trace)
+                  stats.retried++;
+                  if (opts.verbose)
                     note(
                       `${d.spec.name}: ${missing.length} files missing after tree spawn; copying directly`,
                     );
@@ -388,6 +426,8 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
                   const still = await d.session!.verify(plan);
                   if (still.length > 0)
                     throw new XcpuError(d.spec.name, `staging incomplete: ${still.join(", ")}`);
+                } else {
+                  stats.byTree++;
                 }
                 // The clone replaced env and argv with the parent's copy: the same content.
               } catch (e) {

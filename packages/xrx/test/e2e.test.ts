@@ -147,14 +147,40 @@ describe("xrx on 1, 4 and 16 nodes", () => {
     );
     chmodSync(join(d, "tree/run"), 0o755);
     const prog = join(d, "tree");
+    let byTree = 0;
+    let retried = 0;
     for (let i = 0; i < 50; i++) {
       const width = i % 2 === 0 ? "4" : ".";
-      const r = await runCli(xrx, ["--no-key", "-n", width, "-e", "run", "-j", `t${i}`, sixteen.list, prog]);
+      const r = await runCli(xrx, [
+        "--no-key",
+        "-v",
+        "-n",
+        width,
+        "-e",
+        "run",
+        "-j",
+        `t${i}`,
+        sixteen.list,
+        prog,
+      ]);
       const lines = r.stdout.trim().split("\n").sort();
-      expect(r.stderr).toBe("");
+      const m = /staging: (\d+) direct, (\d+) by tree spawn, (\d+) retried directly/.exec(r.stderr);
+      expect(m, r.stderr).not.toBeNull();
+      const [direct, tree, again] = [Number(m![1]), Number(m![2]), Number(m![3])];
+      // Every node got its files exactly one way: 4 direct children, the rest by tree or by retry.
+      expect(direct - again + tree).toBe(16);
+      byTree += tree;
+      retried += again;
+      expect(
+        r.stderr
+          .split("\n")
+          .filter((l) => l && !/^xrx: (sessions ready|planned|staged|all ended) at|^xrx: staging:/.test(l)),
+      ).toEqual([]);
       expect(r.code).toBe(0);
       expect(lines).toEqual(Array.from({ length: 16 }, (_, k) => `ok t${i}/${k + 1}`).sort());
     }
+    console.log(`tree spawn x50: ${byTree} nodes reached by the tree, ${retried} copied again directly`);
+    expect(byTree).toBeGreaterThan(0);
     await until(() => sessionsLeft(sixteen.nodes) === 0, 10_000, "session cleanup");
   }, 120_000);
 

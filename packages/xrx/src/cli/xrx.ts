@@ -5,7 +5,7 @@ import { type CliIo, intOption, parseCommandLine, secondsOption, UsageError } fr
 import { launchIdentity, nodeList, statfsNodes } from "./common.js";
 
 export const XRX_USAGE =
-  "usage: xrx [-dlsSLp] [-a [statfs]] [-e exec] [-n N|.] [-j jobid] [-J jobid] [-c cwd] [-m msize] [-k privkey] nodes program [args...]";
+  "usage: xrx [-dvlsSLp] [-a [statfs]] [-e exec] [-n N|.] [-j jobid] [-J jobid] [-c cwd] [-m msize] [-k privkey] nodes program [args...]";
 
 const HELP = `${XRX_USAGE}
 
@@ -31,6 +31,7 @@ Options:
   --no-key      do not authenticate with a key (key-less users, --no-auth nodes)
   -t, --timeout SECONDS   connect timeout per node (default 5)
   --max-connecting N      connection attempts in flight (default 32)
+  -v            phase timings and how files reached the nodes, on stderr
   -d            print 9P traffic on stderr
   -h, --help    this text
 
@@ -43,6 +44,7 @@ when a node failed), with a per-node summary on stderr. 2 = usage error.
 
 const OPTIONS = {
   d: { type: "boolean", short: "d" },
+  v: { type: "boolean", short: "v" },
   l: { type: "boolean", short: "l" },
   s: { type: "boolean", short: "s" },
   S: { type: "boolean", short: "S" },
@@ -128,6 +130,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
       localCwd: io.cwd,
       signals: io.signals,
       attach,
+      verbose: !!v.v,
       trace: v.d ? (line) => io.stderr.write(`${line}\n`) : undefined,
     });
     return result.exitCode;
