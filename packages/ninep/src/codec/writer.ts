@@ -22,6 +22,16 @@ export function badValue(what: string, value: unknown): never {
  */
 export function strSize(s: string, what = "string"): number {
   if (typeof s !== "string") badValue(what, s);
+  const len = s.length;
+  if (len < 32) {
+    // Short ASCII strings: one pass in JS checks for NUL and gives the byte count.
+    let i = 0;
+    for (; i < len; i++) {
+      const c = s.charCodeAt(i);
+      if (c === 0 || c > 0x7f) break;
+    }
+    if (i === len) return 2 + len;
+  }
   const n = Buffer.byteLength(s, "utf8");
   if (n > 0xffff) badValue(`${what} longer than 65535 bytes`, `${n} bytes`);
   if (s.indexOf("\0") !== -1) badValue(`${what} contains NUL`, s);
