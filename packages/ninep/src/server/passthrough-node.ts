@@ -102,6 +102,20 @@ export async function chownNew(p: string, uid: number | undefined, gid: number |
   await fsp.lchown(p, uid ?? -1, gid ?? -1);
 }
 
+/** Maps `items` through `fn` with at most `limit` calls in flight, keeping the order. */
+async function mapLimit<A, B>(items: readonly A[], limit: number, fn: (a: A) => Promise<B>): Promise<B[]> {
+  const out = new Array<B>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i] as A);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}
+
 export class PtFile implements Node, DirSource {
   constructor(
     readonly sh: PtShared,
@@ -498,33 +512,64 @@ export class PtFile implements Node, DirSource {
     return fsp.readdir(dir);
   }
 
-  async memberStat(name: string, ctx: RequestContext): Promise<Stat | undefined> {
-    try {
-      const unix = isUnix(ctx);
-      const follow = !unix && this.sh.followLinks9P;
-      const node = await walkOne(this.sh.root, this.node, name, follow);
-      const f = await this.child(node);
-      return await f.statAs(unix);
-    } catch (err) {
-      if ((err as { code?: string }).code === "ENOENT") return undefined;
-      throw err;
-    }
+  /**
+   * Stats of members `names` as a Tstat after a walk would give them (9P2000 follows links that
+   * stay inside the root). The directory is checked once; members are lstat'ed a few at a time;
+   * members that vanished meanwhile are left out.
+   */
+  async memberStats(names: readonly string[], ctx: RequestContext): Promise<Stat[]> {
+    const unix = isUnix(ctx);
+    const follow = !unix && this.sh.followLinks9P;
+    const dirPath = await this.sh.root.checkedDir(this.node.rel);
+    const opts = { unix, qids: this.sh.qids, ids: this.sh.ids };
+    const out = await mapLimit(names, 32, async (name): Promise<Stat | undefined> => {
+      if (ctx.signal.aborted) throw new FsError(Ename.Interrupted, Errno.EINTR);
+      try {
+        checkName(name);
+        const p = path.join(dirPath, name);
+        let st = await fsp.lstat(p, { bigint: true });
+        if (fmtOf(st) === S_IFLNK) {
+          if (unix) return toStat(st, name, { ...opts, linkTarget: await fsp.readlink(p).catch(() => "") });
+          if (follow) {
+            // Same rule as walkOne: follow only to a target inside the root.
+            const target = await this.sh.root.resolveLink([...this.node.rel, name]).catch(() => undefined);
+            if (target) st = await fsp.lstat(this.sh.root.hostPath(target), { bigint: true });
+          }
+        }
+        return toStat(st, name, opts);
+      } catch (err) {
+        const code = (err as { code?: string }).code;
+        if (code === "ENOENT" || err instanceof FsError) return undefined;
+        throw err;
+      }
+    });
+    return out.filter((x): x is Stat => x !== undefined);
   }
 
-  async memberDirent(name: string, offset: bigint, _ctx: RequestContext): Promise<Dirent | undefined> {
-    try {
-      let st: BigIntStats;
-      if (name === ".") st = await this.refresh();
-      else if (name === "..") st = (await this.parent()).st;
-      else {
-        checkName(name);
-        st = (await this.child({ rel: [...this.node.rel, name], name })).st;
+  /** 9P2000.L dirents for snapshot entries ("." and ".." included), in order; vanished ones dropped. */
+  async memberDirents(
+    entries: readonly { name: string; offset: bigint }[],
+    ctx: RequestContext,
+  ): Promise<Dirent[]> {
+    const dirPath = await this.sh.root.checkedDir(this.node.rel);
+    const out = await mapLimit(entries, 32, async ({ name, offset }): Promise<Dirent | undefined> => {
+      if (ctx.signal.aborted) throw new FsError(Ename.Interrupted, Errno.EINTR);
+      try {
+        let st: BigIntStats;
+        if (name === ".") st = await fsp.lstat(dirPath, { bigint: true });
+        else if (name === "..") st = (await this.parent()).st;
+        else {
+          checkName(name);
+          st = await fsp.lstat(path.join(dirPath, name), { bigint: true });
+        }
+        return { qid: this.sh.qids.qid(st, true), offset, type: dtypeOf(Number(st.mode)), name };
+      } catch (err) {
+        const code = (err as { code?: string }).code;
+        if (code === "ENOENT" || err instanceof FsError) return undefined;
+        throw err;
       }
-      return { qid: this.sh.qids.qid(st, true), offset, type: dtypeOf(Number(st.mode)), name };
-    } catch (err) {
-      if ((err as { code?: string }).code === "ENOENT") return undefined;
-      throw err;
-    }
+    });
+    return out.filter((x): x is Dirent => x !== undefined);
   }
 
   // ---- 9P2000.L -------------------------------------------------------------------------------

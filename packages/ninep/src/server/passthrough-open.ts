@@ -305,10 +305,10 @@ export interface DirSource {
   readonly qid: Qid;
   /** Names of the members (no "." or ".."), in the order the OS returns them. */
   names(): Promise<string[]>;
-  /** The stat of member `name` as a Tstat after a walk would return it; undefined if it vanished. */
-  memberStat(name: string, ctx: RequestContext): Promise<Stat | undefined>;
-  /** A 9P2000.L dirent for `name` ("." and ".." included); undefined if it vanished. */
-  memberDirent(name: string, offset: bigint, ctx: RequestContext): Promise<Dirent | undefined>;
+  /** Stats of the members as Tstat after a walk would return them, in order; vanished ones left out. */
+  memberStats(names: readonly string[], ctx: RequestContext): Promise<Stat[]>;
+  /** 9P2000.L dirents ("." and ".." included), in order; vanished ones left out. */
+  memberDirents(entries: readonly { name: string; offset: bigint }[], ctx: RequestContext): Promise<Dirent[]>;
 }
 
 /** An open directory. */
@@ -321,14 +321,8 @@ export class DirIo implements OpenFile {
     this.qid = src.qid;
   }
 
-  async list(ctx: RequestContext): Promise<Stat[]> {
-    const out: Stat[] = [];
-    for (const name of await this.src.names()) {
-      if (ctx.signal.aborted) throw aborted(ctx.signal);
-      const st = await this.src.memberStat(name, ctx);
-      if (st) out.push(st);
-    }
-    return out;
+  list(ctx: RequestContext): Promise<Stat[]> {
+    return this.src.names().then((names) => this.src.memberStats(names, ctx));
   }
 
   /**
@@ -340,23 +334,18 @@ export class DirIo implements OpenFile {
       this.snapshot = [".", "..", ...(await this.src.names())];
     }
     const snap = this.snapshot;
-    const out: Dirent[] = [];
+    const start = offset <= 0n ? 0 : offset >= BigInt(snap.length) ? snap.length : Number(offset);
+    const want: { name: string; offset: bigint }[] = [];
     let used = 0;
-    for (
-      let i = offset < 0n ? 0 : Number(offset > BigInt(snap.length) ? BigInt(snap.length) : offset);
-      i < snap.length;
-      i++
-    ) {
+    for (let i = start; i < snap.length; i++) {
       const name = snap[i]!;
       const size = 24 + Buffer.byteLength(name);
       if (used + size > count) break;
-      if (ctx.signal.aborted) throw aborted(ctx.signal);
-      const d = await this.src.memberDirent(name, BigInt(i + 1), ctx);
-      if (!d) continue;
-      out.push(d);
+      want.push({ name, offset: BigInt(i + 1) });
       used += size;
     }
-    return out;
+    if (want.length === 0) return [];
+    return this.src.memberDirents(want, ctx);
   }
 
   async fsync(): Promise<void> {}
