@@ -302,10 +302,7 @@ async function serve(c: VerbContext): Promise<number> {
     return hit as Dialect;
   });
   const maxMsize = parseNumber(v.msize as string | undefined, "msize", "serve");
-  const [{ Server }, { passthrough }] = await Promise.all([
-    import("../server/index.js"),
-    import("../server/passthrough.js"),
-  ]);
+  const { Server, passthrough } = await import("../server/index.js");
   const backend = passthrough(dir, { readOnly: Boolean(v.ro), dialects });
   try {
     await backend.ready();
