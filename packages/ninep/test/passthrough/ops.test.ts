@@ -27,7 +27,7 @@ import {
   QTSYMLINK,
   SETATTR,
 } from "../../src/codec/constants.js";
-import { FsError } from "../../src/errors.js";
+import { FsError, toFsError } from "../../src/errors.js";
 import type { SetAttr } from "../../src/server/backend.js";
 import { LockTable } from "../../src/server/passthrough-open.js";
 import {
@@ -56,18 +56,11 @@ async function errnoOf(p: Promise<unknown>): Promise<number> {
   try {
     await p;
   } catch (e) {
+    // Node errors are answered the way the server does it (errors.ts toFsError).
     if (e instanceof FsError) return e.errno;
     const code = (e as { code?: string }).code;
-    const map: Record<string, number> = {
-      ENOENT: 2,
-      EEXIST: 17,
-      ENOTEMPTY: 39,
-      EACCES: 13,
-      EPERM: 1,
-      EINVAL: 22,
-    };
-    if (code && map[code]) return map[code];
-    throw e;
+    if (code === undefined) throw e;
+    return toFsError(e).errno;
   }
   throw new Error("expected an error");
 }
@@ -502,6 +495,43 @@ describe("9P2000.L operations", () => {
     for (const p of calls) expect(await errnoOf(p)).toBe(30);
     await (await f.lopen!(0, c)).clunk?.(c);
     expect(fs.readdirSync(tmp.dir)).toEqual(["f"]);
+  });
+});
+
+describe("special files and odd offsets", () => {
+  it("a FIFO read waits for data without holding a thread, and an abort ends it", async () => {
+    const c = ctx(Dialect.P2000L);
+    const r = await attach(tmp.dir, c);
+    await r.mknod!("p", S_IFIFO | 0o600, 0, 0, NOID, c);
+    const fifo = await walk(r, "p", c);
+    const rd = await fifo.lopen!(0, c);
+    const wr = await fifo.lopen!(1, c);
+    const ac = new AbortController();
+    const waiting = rd.read!(0n, 100, { ...c, signal: ac.signal });
+    // Meanwhile other file system work proceeds.
+    fs.writeFileSync(path.join(tmp.dir, "other"), "x");
+    expect((await walk(r, "other", c)).qid.type).toBe(QTFILE);
+    setTimeout(() => ac.abort(), 50);
+    expect(await errnoOf(waiting)).toBe(4);
+    expect(await wr.write!(0n, Buffer.from("ping"), c)).toBe(4);
+    expect(Buffer.from(await rd.read!(0n, 100, c)).toString()).toBe("ping");
+    await wr.clunk?.(c);
+    await rd.clunk?.(c);
+    // Writing with no reader fails cleanly (ENXIO) instead of blocking.
+    expect(await errnoOf(fifo.lopen!(1, c).then(() => undefined))).toBe(6);
+  });
+
+  it("offsets past 2^53 read as end of file and refuse writes", async () => {
+    const c = ctx(Dialect.P2000u);
+    fs.writeFileSync(path.join(tmp.dir, "f"), "data");
+    const r = await attach(tmp.dir, c);
+    const io = await (await walk(r, "f", c)).open!(ORDWR, c);
+    expect((await io.read!(2n ** 63n - 1n, 100, c)).length).toBe(0);
+    expect((await io.read!(2n ** 40n, 100, c)).length).toBe(0);
+    expect(await errnoOf(io.write!(2n ** 60n, Buffer.from("x"), c))).toBe(27);
+    await io.clunk?.(c);
+    // I/O after clunk is refused, not run on a recycled descriptor.
+    expect(await errnoOf(io.read!(0n, 10, c))).toBe(9);
   });
 });
 
