@@ -32,7 +32,7 @@ function tableOf(dialect: Dialect): readonly (Entry | undefined)[] {
  */
 export function encode(msg: Message, dialect: Dialect): Buffer {
   if (msg === null || typeof msg !== "object") badValue("message", msg);
-  const e = tableOf(dialect)[msg.type];
+  const e = typeof msg.type === "number" ? tableOf(dialect)[msg.type] : undefined;
   if (e === undefined) badValue(`message type for ${dialect}`, msg.type);
   const size = HEADER_SIZE + e.size(msg, dialect);
   if (size > 0xffffffff) badValue("message size", size);

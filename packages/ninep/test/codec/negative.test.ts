@@ -320,6 +320,7 @@ describe("encode rejects values the wire cannot carry (bad-value)", () => {
     ["missing qid", { type: MsgType.Rattach, tag: 1 }],
     ["qid.type 256", { type: MsgType.Rattach, tag: 1, qid: { type: 256, version: 0, path: 0n } }],
     ["unknown type", { type: 200, tag: 1 }],
+    ["type as a string", { type: "120", tag: 1, fid: 1 }],
     ["Terror", { type: MsgType.Terror, tag: 1 }],
     ["Tlopen on 9P2000", { type: MsgType.Tlopen, tag: 1, fid: 1, flags: 0 }],
   ];
