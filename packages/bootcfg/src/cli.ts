@@ -128,8 +128,11 @@ export async function main(argv: string[], io: Io): Promise<number> {
     if (typeof v !== "string" || v === "") throw new UsageError(`${cmd}: ${what} is required`);
     return v;
   };
-  const helpFor = (line: string) => {
-    io.stdout(`${USAGE.split("\n").filter((l) => l.includes(` ${line}`) || l.startsWith("Exit"))[0] ?? ""}\nSee "bootcfg --help" for all commands.\n`);
+  const helpFor = (what: string) => {
+    const lines = USAGE.split("\n");
+    const at = lines.findIndex((l) => l.startsWith(`  ${what}`));
+    const block = at < 0 ? [] : [lines[at]!, ...lines.slice(at + 1).filter((_, i, a) => a.slice(0, i + 1).every((l) => /^ {20,}/.test(l)))];
+    io.stdout(`usage: bootcfg${block.join("\n").replace(/^ /, "")}\n\nExit status: 0 ok, 1 failure, 2 usage error. See "bootcfg --help" for all commands.\n`);
     return 0;
   };
 
@@ -161,6 +164,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
         return await initrdCmd(rest);
       case "payload": {
         const [sub, ...r] = rest;
+        if (sub === "--help" || sub === "-h") return helpFor("payload build");
         const a = parse(r, { rom: { type: "string" }, "create-rom": { type: "string" }, name: { type: "string" } });
         if (a.values.help || sub !== "build") return sub === "build" || a.values.help ? helpFor("payload build") : usage(`payload: unknown subcommand ${sub ?? "(none)"}; use "payload build"`);
         const elfPath = abs(need(a.positionals[0], "ELF"));
@@ -424,6 +428,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
 
   async function initrdCmd(args: string[]): Promise<number> {
     const [sub, ...r] = args;
+    if (sub === "--help" || sub === "-h") return helpFor("initrd");
     const a = parse(r, {
       tree: { type: "string", multiple: true },
       dev: { type: "string", multiple: true },
