@@ -1,0 +1,57 @@
+// End to end: the built `ninep` binary serving a directory in one process and reading it in another.
+
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { afterAll, describe, expect, it } from "vitest";
+
+const BIN = join(dirname(fileURLToPath(import.meta.url)), "../../dist/bin/ninep.js");
+const missing = existsSync(BIN) ? undefined : `${BIN} not built (pnpm run build)`;
+if (missing) {
+  if (process.env.CI) throw new Error(missing);
+  console.warn(`skipping ninep binary tests: ${missing}`);
+}
+const run = promisify(execFile);
+
+describe.skipIf(missing !== undefined)("the ninep binary", () => {
+  let server: ChildProcess | undefined;
+  let dir: string | undefined;
+
+  afterAll(async () => {
+    if (server && server.exitCode === null) server.kill("SIGKILL");
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it("serves a directory until SIGTERM and exits 0; cat and ls read it", async () => {
+    dir = await mkdtemp(join(tmpdir(), "ninep-bin-"));
+    await chmod(dir, 0o755); // readable by whoever $USER is (nobody when unset)
+    await writeFile(join(dir, "greeting"), "hello from a child\n");
+    const child = spawn(process.execPath, [BIN, "serve", dir, "--listen", "tcp!127.0.0.1!0"], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    server = child;
+    const addr = await new Promise<string>((resolve, reject) => {
+      let out = "";
+      child.stdout?.on("data", (d) => {
+        out += d;
+        const m = /on (tcp!\S+)/.exec(out);
+        if (m) resolve(m[1] as string);
+      });
+      child.once("exit", (code) => reject(new Error(`serve exited ${code}`)));
+    });
+    const cat = await run(process.execPath, [BIN, "cat", addr, "/greeting", "--version", "9P2000.L"]);
+    expect(cat.stdout).toBe("hello from a child\n");
+    const ls = await run(process.execPath, [BIN, "ls", addr, "/"]);
+    expect(ls.stdout).toBe("greeting\n");
+    const bad = await run(process.execPath, [BIN, "cat", addr, "/missing"]).catch((e) => e);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toBe(`ninep cat ${addr} /missing: file not found\n`);
+    const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+    child.kill("SIGTERM");
+    expect(await exited).toBe(0);
+  });
+});
