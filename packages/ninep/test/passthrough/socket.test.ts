@@ -11,10 +11,12 @@ import {
   AT_REMOVEDIR,
   Dialect,
   DMDIR,
+  DMLINK,
   DMSYMLINK,
   GETATTR,
   L_O,
   MsgType,
+  ORCLOSE,
   ORDWR,
   OREAD,
   OTRUNC,
@@ -265,6 +267,29 @@ for (const dialect of [Dialect.P2000, Dialect.P2000u, Dialect.P2000L]) {
       expect(fs.existsSync(path.join(top, "ln"))).toBe(false);
       await d.clunk();
     });
+
+    if (!dotL) {
+      it("ORCLOSE removes on clunk; .u hard links name an existing fid", async () => {
+        const d = await attach();
+        const c = await d.clone();
+        await c.create("tmpfile", 0o644, ORDWR | ORCLOSE);
+        await c.write(0, "temporary");
+        expect(fs.existsSync(path.join(top, "tmpfile"))).toBe(true);
+        await c.clunk();
+        expect(fs.existsSync(path.join(top, "tmpfile"))).toBe(false);
+        if (dialect === Dialect.P2000u) {
+          const target = await d.walk("b.txt");
+          const h = await d.clone();
+          await h.create("hard", (DMLINK | 0o644) >>> 0, OREAD, `${target.num}\n`);
+          expect((await h.read(0, 100)).toString()).toBe("xyz");
+          await h.clunk();
+          expect(fs.statSync(path.join(top, "hard")).ino).toBe(fs.statSync(path.join(top, "b.txt")).ino);
+          fs.unlinkSync(path.join(top, "hard"));
+          await target.clunk();
+        }
+        await d.clunk();
+      });
+    }
 
     if (dotL) {
       it(".L extras: renameat, unlinkat, link, mknod FIFO, statfs, fsync, lock", async () => {
