@@ -260,7 +260,10 @@ class LineBuffer {
   private pending = "";
   /** Append data; return the complete lines (without newlines). */
   push(data: Uint8Array): string[] {
-    this.pending += Buffer.from(data).toString("utf8");
+    // C clients may send a fixed-size buffer: the command ends at the first NUL byte.
+    const buf = Buffer.from(data);
+    const nul = buf.indexOf(0);
+    this.pending += (nul >= 0 ? buf.subarray(0, nul) : buf).toString("utf8");
     const lines: string[] = [];
     let nl = this.pending.indexOf("\n");
     while (nl >= 0) {

@@ -142,7 +142,6 @@ export async function startXcpufs(opts: XcpufsOptions = {}): Promise<XcpufsHandl
   const users = new UserDb({ adminId: adminId(), adminKey, stateDir: opts.stateDir });
   let arch = opts.arch ? opts.arch.trim() : localArch().trim();
   if (!arch.startsWith("/")) arch = `/${arch}`;
-  arch = `${arch}\n`;
   if (opts.arch) await prepareForeignArch(arch, log);
   const env = opts.env
     ? Object.entries(opts.env)

@@ -29,7 +29,7 @@ export interface XcpufsConfig {
   users: UserDb;
   /** Where session directories are made. */
   tmpdir: string;
-  /** Text of the `arch` file, with its trailing newline. */
+  /** Text of the `arch` file, e.g. `/Linux/x86_64` (the original sends no newline). */
   arch: string;
   /** Accept attaches without authentication (loopback only). */
   noAuth: boolean;
@@ -472,10 +472,10 @@ export function environmentText(env: NodeJS.ProcessEnv = process.env): string {
   return s;
 }
 
-/** `/<OS>/<cpu>\n` of this machine (uname sysname and machine). */
+/** `/<OS>/<cpu>` of this machine (uname sysname and machine). */
 export function localArch(): string {
   let machine = machineName();
   if (machine.startsWith("Power")) machine = "powerpc";
   const sys = osType();
-  return `/${sys}/${machine}\n`;
+  return `/${sys}/${machine}`;
 }

@@ -35,7 +35,7 @@ describe("authentication", () => {
   });
   it("accepts an Ed25519 signature", async () => {
     const fs = await login(h.address, { uname: "carol", uid: 5003, key: carol.privateKey });
-    expect((await fs.readFile("arch")).toString()).toMatch(/^\/Linux\/.+\n$/);
+    expect((await fs.readFile("arch")).toString()).toMatch(/^\/Linux\/[^\n]+$/);
     await fs.close();
   });
   it("refuses a wrong key, a garbage response and no response", async () => {

@@ -1,0 +1,166 @@
+// The xcpufs command run as a child process: SIGTERM cleanup, bounded memory, restarts.
+
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { type Fsys, mount } from "@clustermatic/ninep/client";
+import { afterAll, describe, expect, it } from "vitest";
+import { cmd, liveWithMarker, login, openJob, readAll, rsaKey, until, write } from "./helpers.js";
+
+const pkg = dirname(dirname(fileURLToPath(import.meta.url)));
+const tmp = mkdtempSync(join(tmpdir(), "xcpufs-cli-"));
+const children: ChildProcess[] = [];
+afterAll(() => {
+  for (const c of children) if (c.exitCode === null) c.kill("SIGKILL");
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+/** Start the CLI from source; resolves with its address once it listens. */
+async function startCli(
+  args: string[],
+): Promise<{ child: ChildProcess; address: string; stderr: () => string }> {
+  const child = spawn(
+    process.execPath,
+    [
+      "--conditions=@clustermatic/source",
+      "--import",
+      "tsx",
+      join(pkg, "src/bin/xcpufs.ts"),
+      "-p",
+      "0",
+      ...args,
+    ],
+    { cwd: pkg, stdio: ["ignore", "pipe", "pipe"] },
+  );
+  children.push(child);
+  let err = "";
+  child.stderr?.on("data", (d) => {
+    err += d;
+  });
+  await until(() => /listening on (\S+)/.test(err) || child.exitCode !== null, 20_000);
+  const m = /listening on (\S+)/.exec(err);
+  if (!m) throw new Error(`xcpufs did not start: ${err}`);
+  return { child, address: m[1] as string, stderr: () => err };
+}
+
+function exited(child: ChildProcess): Promise<number | null> {
+  if (child.exitCode !== null) return Promise.resolve(child.exitCode);
+  return new Promise((r) => child.once("exit", (code) => r(code)));
+}
+
+function rssKiB(pid: number): number {
+  const m = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return Number(m?.[1] ?? 0);
+}
+
+const uid = process.getuid?.() ?? 0;
+const anon = (address: string) => mount(address, { uname: "t", n_uname: uid, authenticate: async () => {} });
+
+describe("xcpufs command", () => {
+  it("prints usage and rejects bad options", async () => {
+    const c = spawn(
+      process.execPath,
+      ["--conditions=@clustermatic/source", "--import", "tsx", join(pkg, "src/bin/xcpufs.ts"), "-p", "x"],
+      { cwd: pkg },
+    );
+    let err = "";
+    c.stderr.on("data", (d) => {
+      err += d;
+    });
+    expect(await exited(c)).toBe(2);
+    expect(err).toContain("invalid port");
+  });
+
+  it("on SIGTERM wipes every session, leaves no orphan, exits 0", async () => {
+    const work = mkdtempSync(join(tmp, "term-"));
+    const { child, address } = await startCli(["--no-auth", "-t", work, "--state-dir", join(work, "state")]);
+    const marker = `term-${process.pid}`;
+    const fs = await anon(address);
+    for (let i = 0; i < 3; i++) {
+      const job = await openJob(fs);
+      await write(fs, `${job.sid}/argv`, `sh -c 'sleep 300 & sleep 300 & wait' ${marker}`);
+      await job.ctl.write(0, "type persistent\nexec /bin/sh\n");
+    }
+    await until(() => liveWithMarker(marker).length >= 3);
+    await until(() => readdirSync(work).filter((n) => n.startsWith("xcpu-")).length === 3);
+    child.kill("SIGTERM");
+    expect(await exited(child)).toBe(0);
+    await fs.close().catch(() => {});
+    // the sleeps run in the sessions' process groups: all gone, and so are the directories
+    await until(
+      () => liveWithMarker(marker).length === 0 && liveWithMarker("sleep 300").length === 0,
+      5000,
+    ).catch(() => {});
+    expect(liveWithMarker(marker)).toEqual([]);
+    expect(readdirSync(work).filter((n) => n.startsWith("xcpu-"))).toEqual([]);
+  }, 60_000);
+
+  it("streams 256 MiB to a slow reader with bounded server memory", async () => {
+    const work = mkdtempSync(join(tmp, "big-"));
+    const { child, address } = await startCli(["--no-auth", "-t", work, "--state-dir", join(work, "state")]);
+    const pid = child.pid as number;
+    const fs: Fsys = await anon(address);
+    const job = await openJob(fs);
+    await write(fs, `${job.sid}/argv`, "head -c 268435456 /dev/zero");
+    await job.ctl.write(0, "exec /usr/bin/head\n");
+    await new Promise((r) => setTimeout(r, 500)); // nobody reads: the program must block, not be buffered
+    const start = rssKiB(pid);
+    let max = start;
+    let total = 0;
+    let reads = 0;
+    for (;;) {
+      const b = await job.stdout.read(BigInt(total), 32768);
+      if (b.length === 0) break;
+      total += b.length;
+      if (++reads % 512 === 0) {
+        max = Math.max(max, rssKiB(pid));
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    }
+    expect(total).toBe(268435456);
+    expect((await readAll(job.wait)).toString()).toBe("0");
+    await job.close();
+    await fs.close();
+    // 256 MiB went through; the server grew by far less than that
+    expect(max - start).toBeLessThan(64 * 1024);
+    child.kill("SIGTERM");
+    expect(await exited(child)).toBe(0);
+  }, 120_000);
+
+  it("keeps the user pool across a restart", async () => {
+    const work = mkdtempSync(join(tmp, "state-"));
+    const admin = rsaKey();
+    const keyFile = join(work, "admin_key.pub");
+    writeFileSync(keyFile, `${admin.line}\n`);
+    const args = [
+      "--listen",
+      "127.0.0.1",
+      "-a",
+      keyFile,
+      "-s",
+      "-t",
+      work,
+      "--state-dir",
+      join(work, "state"),
+    ];
+    const a = await startCli(args);
+    const fs = await login(a.address, { uname: "xcpu-admin", uid: 65530, key: admin.privateKey });
+    await cmd(fs, "ctl", "group-add crew 700\nuser-add ann 701 crew ''\n");
+    const pw = (await fs.readFile("pwent")).toString();
+    await fs.close();
+    a.child.kill("SIGTERM");
+    expect(await exited(a.child)).toBe(0);
+    expect(existsSync(join(work, "state", "users.json"))).toBe(true);
+    const b = await startCli(args);
+    const fs2 = await login(b.address, { uname: "ann", uid: 701 });
+    const fs3 = await login(b.address, { uname: "xcpu-admin", uid: 65530, key: admin.privateKey });
+    expect((await fs3.readFile("pwent")).toString()).toBe(pw);
+    expect(pw).toContain("ann:701:700:crew\n");
+    await fs2.close();
+    await fs3.close();
+    b.child.kill("SIGTERM");
+    expect(await exited(b.child)).toBe(0);
+  }, 60_000);
+});
