@@ -206,6 +206,12 @@ export class ServerConnection {
       this.destroy();
       return;
     }
+    // R-messages (odd types) are never requests (3.5): no need to look at the body.
+    if (hdr.type % 2 === 1) {
+      this.#trace(`<- unexpected reply type=${hdr.type} tag=${hdr.tag}`);
+      this.#sendError(hdr.tag, new FsError(Ename.UnknownMessage, Errno.ENOSYS));
+      return;
+    }
     let msg: Message;
     try {
       msg = decode(frame, this.#dialect ?? Dialect.P2000, { msize: this.#msize });
