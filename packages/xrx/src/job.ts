@@ -403,9 +403,13 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
           if (delegated.length === 0) return;
           if (!child.outcome) {
             const peer = opts.peerAddress ?? ((n: NodeSpec) => n.address);
-            const list = delegated.map((d) => `${peer(d.spec)}/${d.session!.id}/${keys.get(d)}`).join(",");
+            const targets = delegated.map((d) => ({
+              address: peer(d.spec),
+              sid: d.session!.id,
+              passkey: keys.get(d),
+            }));
             try {
-              await child.session!.ctl(`clone ${width0} ${list},`);
+              await child.session!.cloneTo(width0, targets);
             } catch (e) {
               stats.cloneFailed++;
               if (opts.verbose) note(`${child.spec.name}: clone failed (${reasonOf(e)}); copying directly`);

@@ -244,6 +244,16 @@ export class XcpuNode {
     return this.writeFile("ctl", cmd.endsWith("\n") ? cmd : `${cmd}\n`);
   }
 
+  /** Sends `sig` to any process on the node (root ctl `kill`; needs the admin identity). */
+  kill(sig: number | string, pid: number): Promise<void> {
+    return this.rootCtl(`kill ${sig} ${pid}`);
+  }
+
+  /** Sends `sig` to the main process of session `sid` (any user who may write its ctl). */
+  signalSession(sid: string, sig: number | string): Promise<void> {
+    return this.writeFile(`${sid}/ctl`, `signal ${sig}\n`);
+  }
+
   /** Creates a session (opening clone) with ctl, wait and stdio open. */
   createSession(): Promise<Session> {
     return this.guard(async () => {
@@ -411,6 +421,20 @@ export class Session {
       );
       return bad;
     });
+  }
+
+  /**
+   * Tree spawn: asks this session's node to copy the session (env, argv, fs/) to the target
+   * sessions, delegating onwards with at most `width` direct children per level. Resolves when
+   * the whole subtree is done. Targets are `{ address, sid, passkey }` (passkey from
+   * `XcpuNode.passkey()` on the target's node).
+   */
+  cloneTo(
+    width: number,
+    targets: ReadonlyArray<{ address: string; sid: string; passkey?: string }>,
+  ): Promise<void> {
+    const list = targets.map((t) => `${t.address}/${t.sid}${t.passkey ? `/${t.passkey}` : ""},`).join("");
+    return this.ctl(`clone ${width} ${list}`);
   }
 
   /** Sets `id job/rank` and starts the program. */

@@ -158,7 +158,13 @@ export interface RunResult {
 export async function runCli(
   main: (argv: readonly string[], io: CliIo) => Promise<number>,
   argv: string[],
-  opts: { stdin?: string | Readable; env?: NodeJS.ProcessEnv; signals?: EventEmitter; cwd?: string } = {},
+  opts: {
+    stdin?: string | Readable;
+    env?: NodeJS.ProcessEnv;
+    signals?: EventEmitter;
+    cwd?: string;
+    ttyStderr?: boolean;
+  } = {},
 ): Promise<RunResult> {
   const out: Buffer[] = [];
   const err: Buffer[] = [];
@@ -166,6 +172,7 @@ export async function runCli(
   const stderr = new PassThrough();
   stdout.on("data", (d) => out.push(d));
   stderr.on("data", (d) => err.push(d));
+  if (opts.ttyStderr) (stderr as PassThrough & { isTTY?: boolean }).isTTY = true;
   const stdin =
     opts.stdin instanceof Readable
       ? opts.stdin

@@ -1,7 +1,7 @@
 // xk, xps, xrx -J, signal forwarding, authentication with real keys, and the CLI's error paths.
 import { execFileSync } from "node:child_process";
 import { EventEmitter } from "node:events";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { main as xk } from "../src/cli/xk.js";
@@ -177,6 +177,34 @@ describe("authentication", () => {
     expect(junk.code).toBe(1);
     expect(junk.stderr).toMatch(/user\.pub: not a private key/);
   }, 30_000);
+});
+
+describe("node sources and options", () => {
+  it("-a/--statfs takes the up nodes of a statfs table; NODES names the nodes", async () => {
+    const dir = tempDir("xrx-statfs-");
+    const [a, b, c] = four.nodes;
+    const table = [
+      `alpha\ttcp!127.0.0.1!${a!.port}\t/Linux/x86_64\n\tup\t0`,
+      `beta\ttcp!127.0.0.1!${b!.port}\t/Linux/x86_64\tdown\t0`,
+      `gamma\ttcp!127.0.0.1!${c!.port}\t/Linux/x86_64\tup\t1`,
+    ].join("\n");
+    writeFileSync(join(dir, "state"), `${table}\n`);
+    const r = await runCli(xrx, ["--no-key", "-p", "--statfs", join(dir, "state"), "echo", "up"]);
+    expect(r.stdout.trim().split("\n").sort()).toEqual(["alpha: up", "gamma: up"]);
+    const n = await runCli(xrx, ["--no-key", "echo", "from", "NODES"], {
+      env: { NODES: `${a!.spec},${b!.spec}` },
+    });
+    expect(n.stdout).toBe("from NODES\n".repeat(2));
+  });
+  it("-m sets the message size; a TTY gets a progress line", async () => {
+    const r = await runCli(xrx, ["--no-key", "-m", "4096", four.list, "wc", "-c"], {
+      stdin: "y".repeat(50_000),
+    });
+    expect(r.stdout).toBe("50000\n".repeat(4));
+    const tty = await runCli(xrx, ["--no-key", four.list, "true"], { ttyStderr: true });
+    expect(tty.stderr).toMatch(/\r\x1b\[Kxrx: staging \d+\/4 nodes/);
+    expect(tty.stderr.endsWith("\r\x1b[K")).toBe(true);
+  });
 });
 
 describe("command line", () => {

@@ -150,7 +150,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
           }
           for (const p of hit) {
             try {
-              await node.rootCtl(`kill ${sig} ${p.pid}`);
+              await node.kill(sig, p.pid);
             } catch (err) {
               // Not admin: signal the session's main process instead.
               if (!p.sid) {
@@ -161,7 +161,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
               if (signalledSessions.has(p.sid)) continue;
               signalledSessions.add(p.sid);
               try {
-                await node.writeFile(`${p.sid}/ctl`, `signal ${sig}\n`);
+                await node.signalSession(p.sid, sig);
               } catch (err2) {
                 msgs.push(`xk: ${spec.name}: error killing process ${p.pid}: ${reasonOf(err2)}`);
                 bad++;
