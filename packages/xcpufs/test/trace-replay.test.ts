@@ -1,5 +1,5 @@
 // Replays the message sequence of a real session of the original tools against the original server
-// (shared/data/xcpu-1.2.3-session-trace.log) and checks that each of our replies has the same
+// (test/fixtures/xcpu-1.2.3-session-trace.log) and checks that each of our replies has the same
 // shape: message type, error text, qid types, number of qids, iounit and counts.
 
 import { sign } from "node:crypto";
@@ -14,8 +14,7 @@ import { startXcpufs, type XcpufsHandle } from "../src/index.js";
 import { rsaKey } from "./helpers.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
-const TRACE = join(here, "../../../../shared/data/xcpu-1.2.3-session-trace.log");
-const tracePath = existsSync(TRACE) ? TRACE : "/work/shared/data/xcpu-1.2.3-session-trace.log";
+const tracePath = join(here, "fixtures/xcpu-1.2.3-session-trace.log");
 
 interface Msg {
   dir: "T" | "R";

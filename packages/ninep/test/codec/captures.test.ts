@@ -37,7 +37,7 @@ interface Rec {
   head_hex?: string;
 }
 
-const DATA = "/work/shared/data";
+const DATA = new URL("../fixtures/captures", import.meta.url).pathname;
 function load(name: string): Rec[] {
   return readFileSync(`${DATA}/${name}`, "utf8")
     .split("\n")

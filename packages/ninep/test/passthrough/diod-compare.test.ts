@@ -17,7 +17,7 @@ import { Server } from "../../src/server/server.js";
 import { diodUnavailable, startDiod } from "../helpers/diod.js";
 import { tempDir } from "./helpers.js";
 
-const CAPTURE = "/work/shared/data/diod-9p2000L-wire.jsonl";
+const CAPTURE = new URL("../fixtures/captures/diod-9p2000L-wire.jsonl", import.meta.url).pathname;
 
 interface Frame {
   conn: number;
