@@ -317,7 +317,7 @@ export class Client {
       this.#tags.free(tag);
       throw abortReason(signal);
     }
-    return new Promise<ReplyFor<R>>((resolve, reject) => {
+    const reply = new Promise<ReplyFor<R>>((resolve, reject) => {
       const entry: Pending = {
         tag,
         type: msg.type,
@@ -353,6 +353,16 @@ export class Client {
         signal?.removeEventListener("abort", onAbort);
       };
     });
+    try {
+      return await reply;
+    } catch (err) {
+      // Errors made for this call were created in the socket's data handler: give them the
+      // caller's (async) stack instead, which is what someone debugging wants to see.
+      if (err instanceof RemoteError || err instanceof ProtocolError || err instanceof TimeoutError) {
+        Error.captureStackTrace(err);
+      }
+      throw err;
+    }
   }
 
   /** Answer the caller now with `err`, then flush the tag; it stays reserved until Rflush. */

@@ -351,3 +351,46 @@ describe("client against the ninep server", () => {
     expect((err as Error).message).toContain("ECONNREFUSED");
   });
 });
+
+describe("flush races (FL5) with a scripted peer", () => {
+  it("clunks the new fid of a walk whose Rwalk beat the Rflush", async () => {
+    // The peer holds the Twalk, and on Tflush sends the Rwalk first, then the Rflush: the walk
+    // happened, so the client must clunk newfid itself.
+    const seen: string[] = [];
+    const peer = net.createServer((sock) => {
+      const framer = new Framer({ maxSize: 1 << 20 });
+      let held: { tag: number } | undefined;
+      sock.on("data", (chunk) => {
+        for (const frame of framer.push(chunk)) {
+          const m = decode(frame, Dialect.P2000u, { msize: 1 << 20 });
+          seen.push(m.type === MsgType.Tclunk ? `Tclunk ${m.fid}` : String(m.type));
+          const reply = (r: Parameters<typeof encode>[0]) => sock.write(encode(r, Dialect.P2000u));
+          if (m.type === MsgType.Tversion)
+            reply({ type: MsgType.Rversion, tag: m.tag, msize: 8192, version: "9P2000.u" });
+          else if (m.type === MsgType.Tattach)
+            reply({ type: MsgType.Rattach, tag: m.tag, qid: { type: 0x80, version: 0, path: 1n } });
+          else if (m.type === MsgType.Twalk) held = { tag: m.tag };
+          else if (m.type === MsgType.Tflush && held) {
+            reply({ type: MsgType.Rwalk, tag: held.tag, wqid: [{ type: 0, version: 0, path: 2n }] });
+            reply({ type: MsgType.Rflush, tag: m.tag });
+          } else if (m.type === MsgType.Tclunk) reply({ type: MsgType.Rclunk, tag: m.tag });
+        }
+      });
+    });
+    await new Promise<void>((r) => peer.listen(0, "127.0.0.1", () => r()));
+    const c = await Client.connect(`127.0.0.1:${(peer.address() as net.AddressInfo).port}`);
+    try {
+      const root = await c.attach("glenda", "");
+      const ac = new AbortController();
+      const walking = root.walk("x", { signal: ac.signal });
+      await until(() => seen.includes(String(MsgType.Twalk)), "Twalk at the peer");
+      ac.abort();
+      await expect(walking).rejects.toMatchObject({ name: "AbortError" });
+      await until(() => seen.includes("Tclunk 1"), "the background Tclunk of newfid 1");
+      await until(() => c.inFlight === 0, "everything answered");
+    } finally {
+      c.destroy();
+      await new Promise((r) => peer.close(r));
+    }
+  });
+});
