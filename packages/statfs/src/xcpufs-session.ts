@@ -9,7 +9,7 @@ import type { KeyObject } from "node:crypto";
 import net from "node:net";
 import { Client, type Fid } from "@clustermatic/ninep/client";
 import { OREAD, OTRUNC, OWRITE } from "@clustermatic/ninep/codec";
-import { TimeoutError } from "@clustermatic/ninep/errors";
+import { RemoteError, TimeoutError } from "@clustermatic/ninep/errors";
 import { ADMIN_UID_DEFAULT, ADMIN_USER, signChallenge } from "./auth.js";
 import type { NodeConfig } from "./config.js";
 import type { ConnectOptions, Connector, NodeSession, PollResult } from "./monitor.js";
@@ -137,11 +137,17 @@ class XcpufsSession implements NodeSession {
   private closeCbs: ((err?: Error) => void)[] = [];
   private closed = false;
   private hasSysinfo: boolean | undefined;
+  /** Re-open the root for every listing (if re-reading an open directory fails on this server). */
+  private reopenDir = false;
 
   constructor(
     private readonly client: Client,
     private readonly socket: net.Socket,
     private readonly root: Fid,
+    /** `state`, open for reading: re-read at offset 0 on every poll, as the original does. */
+    private readonly stateFid: Fid,
+    /** The root directory, open for reading: re-read from offset 0 on every poll. */
+    private readonly dirFid: Fid,
     arch: Uint8Array,
     private readonly readTimeoutMs: number,
     private readonly procs: () => boolean,
@@ -172,7 +178,7 @@ class XcpufsSession implements NodeSession {
   }
 
   private async pollInner(): Promise<PollResult> {
-    const [state, entries] = await Promise.all([readFile(this.root, "state", 128), this.root.readdir()]);
+    const [state, entries] = await Promise.all([this.stateFid.read(0, 128), this.listRoot()]);
     let sessions = 0;
     let sysinfo = false;
     let procs = false;
@@ -200,6 +206,18 @@ class XcpufsSession implements NodeSession {
     }
     await Promise.all(extra);
     return result;
+  }
+
+  private async listRoot() {
+    if (!this.reopenDir) {
+      try {
+        return await this.dirFid.readdir();
+      } catch (err) {
+        if (!(err instanceof RemoteError)) throw err;
+        this.reopenDir = true;
+      }
+    }
+    return this.root.readdir();
   }
 
   async writeState(text: string): Promise<void> {
@@ -248,7 +266,11 @@ export class XcpufsConnector implements Connector {
         root = await client.attach(uname, "", { n_uname });
       }
       const arch = await readFile(root, "arch", FIELD_MAX);
-      return new XcpufsSession(client, socket, root, arch, t.readTimeoutMs, this.procs);
+      const stateFid = await root.walk(["state"]);
+      await stateFid.open(OREAD);
+      const dirFid = await root.clone();
+      await dirFid.open(OREAD);
+      return new XcpufsSession(client, socket, root, stateFid, dirFid, arch, t.readTimeoutMs, this.procs);
     };
     try {
       return await deadline(setup(), t.connectTimeoutMs + t.readTimeoutMs, `login to ${node.address}`, () => {
