@@ -188,12 +188,21 @@ export class PtFile implements Node, DirSource {
   // ---- walk -----------------------------------------------------------------------------------
 
   async walk1(name: string, ctx: RequestContext): Promise<Node> {
-    const st = await this.refresh();
+    // One realpath check of this directory and one lstat per name (walks are the hot path of a
+    // kernel mount); `..` and links followed in 9P2000 go through walkOne's rules.
+    const dirPath = await this.sh.root.checkedDir(this.node.rel);
+    const st = await fsp.lstat(dirPath, { bigint: true });
+    this.st = st;
     if (fmtOf(st) !== S_IFDIR) throw new FsError(Ename.WalkNoDir, Errno.ENOTDIR);
     this.sh.access.check(st, ctx.user, X_OK);
     const follow = !isUnix(ctx) && this.sh.followLinks9P;
-    const next = await walkOne(this.sh.root, this.node, name, follow);
-    return this.child(next);
+    if (name === "." || name === "..")
+      return this.child(await walkOne(this.sh.root, this.node, name, follow));
+    checkName(name);
+    const cst = await fsp.lstat(path.join(dirPath, name), { bigint: true });
+    if (follow && fmtOf(cst) === S_IFLNK)
+      return this.child(await walkOne(this.sh.root, this.node, name, follow));
+    return new PtFile(this.sh, { rel: [...this.node.rel, name], name }, cst, this.unix);
   }
 
   // ---- open -----------------------------------------------------------------------------------
