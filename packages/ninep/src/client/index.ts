@@ -16,6 +16,7 @@ export {
   type Listener,
   type ListenOptions,
   listen,
+  memoryPair,
   parseAddress,
 } from "../transport/index.js";
 export { dmFromLinuxMode, linuxFlagsFromOpenMode, linuxPermFromDm, S_IF, statFromAttr } from "./attr.js";

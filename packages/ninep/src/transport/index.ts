@@ -2,3 +2,4 @@
 export { type Address, AddressError, DEFAULT_9P_PORT, formatAddress, parseAddress } from "./address.js";
 export { type DialOptions, dial, type Listener, type ListenOptions, listen } from "./dial.js";
 export { FrameTransport, type FrameTransportHandlers, type FrameTransportOptions } from "./frames.js";
+export { memoryPair } from "./memory.js";

@@ -7,7 +7,14 @@ import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { Client, type ClientOptions, Fsys, VersionError, WalkError } from "../../src/client/index.js";
+import {
+  Client,
+  type ClientOptions,
+  Fsys,
+  memoryPair,
+  VersionError,
+  WalkError,
+} from "../../src/client/index.js";
 import { Dialect, decode, encode, Framer, MsgType, OREAD } from "../../src/codec/index.js";
 import { ClosedError, ConnectionError, ProtocolError, RemoteError, TimeoutError } from "../../src/errors.js";
 import {
@@ -126,6 +133,18 @@ describe("client against the ninep server", () => {
       });
     }
   }
+
+  it("works over an in-memory Duplex pair and closes cleanly", async () => {
+    const [near, far] = memoryPair();
+    server.serveDuplex(far, "memory");
+    const c = await Client.connect(near, { version: Dialect.P2000L, label: "memory" });
+    const fs = new Fsys(c, await c.attach("glenda", ""), { ownsClient: true });
+    expect((await fs.readFile("hello")).toString()).toBe("hello, world\n");
+    await fs.close();
+    expect(c.closed).toBe(true);
+    await expect(c.attach("glenda", "")).rejects.toBeInstanceOf(ClosedError);
+    await until(() => far.destroyed || far.writableEnded, "the server side to end");
+  });
 
   it("keeps 64 requests in flight and matches every reply to its caller", async () => {
     const c = await connect();
