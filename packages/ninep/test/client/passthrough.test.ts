@@ -86,6 +86,41 @@ describe("client against the passthrough server", () => {
     }
   });
 
+  it("9P2000.L: create() with DMDIR and plain files, wstat as setattr, hard links, unlinkat", async () => {
+    const fs = await fsys(Dialect.P2000L);
+    try {
+      const d = await fs.walk("");
+      await d.create("ldir", DMDIR | 0o750, OREAD);
+      expect(d.opened).toBe(true);
+      expect(d.name).toBe("ldir");
+      await d.clunk();
+      expect((await stat(join(dir, "ldir"))).mode & 0o777).toBe(0o750);
+      const f = await fs.create("ldir/file", 0o640, ORDWR);
+      await f.write(0, "0123456789");
+      await f.wstat({ length: 4n, mode: 0o600, mtime: 1_000_000_000 });
+      const st = await f.stat();
+      expect(st.length).toBe(4n);
+      expect(st.mode & 0o777).toBe(0o600);
+      expect(st.mtime).toBe(1_000_000_000);
+      await expect(f.wstat({ name: "other" })).rejects.toMatchObject({ errno: 95 });
+      await f.clunk();
+      const ldir = await fs.walk("ldir");
+      const target = await fs.walk("ldir/file");
+      await ldir.link(target, "hard");
+      expect((await stat(join(dir, "ldir", "hard"))).nlink).toBe(2);
+      await target.clunk();
+      await ldir.unlinkat("hard");
+      await ldir.unlinkat("file");
+      await ldir.clunk();
+      const root = await fs.walk("");
+      await root.unlinkat("ldir", 0x200);
+      await root.clunk();
+      await expect(lstat(join(dir, "ldir"))).rejects.toThrow();
+    } finally {
+      await fs.close();
+    }
+  });
+
   for (const version of [Dialect.P2000, Dialect.P2000u, Dialect.P2000L]) {
     it(`streams 8 MiB through 8 KiB messages with a window of 16 (${version})`, async () => {
       const fs = await fsys(version, 8192 + 24);
