@@ -5,7 +5,7 @@ import { lchown, readdir } from "node:fs/promises";
 import { machine as machineName, type as osType } from "node:os";
 import { join } from "node:path";
 import type { Stat } from "@clustermatic/ninep/codec";
-import { NONUNAME } from "@clustermatic/ninep/codec";
+import { DMSYMLINK, NONUNAME } from "@clustermatic/ninep/codec";
 import { Ename, Errno, FsError } from "@clustermatic/ninep/errors";
 import type { Identity, Node, RequestContext, StatChanges } from "@clustermatic/ninep/server";
 import { type PassthroughBackend, passthrough } from "@clustermatic/ninep/server";
@@ -269,12 +269,18 @@ export class Xcpufs {
               return holdOpen((await fn.call(target, mode, userCtx(ctx))) as { clunk?: () => void });
             };
           case "create":
-            return async (req: unknown, ctx: RequestContext) => {
+            return async (req: { perm: number }, ctx: RequestContext) => {
               alive();
-              const c = (await fn.call(target, req, userCtx(ctx))) as {
-                node: Node;
-                file: { clunk?: () => void };
-              };
+              const uctx = userCtx(ctx);
+              const c = (await fn.call(target, req, uctx)) as { node: Node; file: { clunk?: () => void } };
+              // Files get the permission bits asked for, as the original's open(2) gave them,
+              // not the 9P mask of the session directory (0700).
+              const st = await c.node.stat(uctx);
+              if ((st.mode & DMSYMLINK) === 0 && (st.mode & 0o777) !== (req.perm & 0o777) && c.node.wstat) {
+                await c.node
+                  .wstat({ mode: ((st.mode & ~0o777) | (req.perm & 0o777)) >>> 0 }, uctx)
+                  .catch(() => {});
+              }
               return { node: fs.wrapFs(c.node, dir, false), file: holdOpen(c.file) };
             };
           case "lcreate":

@@ -1,0 +1,287 @@
+// Tree spawn: `clone K addr/sid/passkey,…` fans a session out over several xcpufs nodes.
+
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { Fsys } from "@clustermatic/ninep/client";
+import { DMDIR, OREAD, OWRITE } from "@clustermatic/ninep/codec";
+import { afterAll, describe, expect, it } from "vitest";
+import { fanout, startXcpufs, type XcpufsHandle } from "../src/index.js";
+import {
+  cmd,
+  decryptPasskey,
+  type KeyPair,
+  login,
+  openJob,
+  readAll,
+  rsaKey,
+  until,
+  write,
+} from "./helpers.js";
+
+const pkg = dirname(dirname(fileURLToPath(import.meta.url)));
+const tmp = mkdtempSync(join(tmpdir(), "xcpufs-tspawn-"));
+const admin = rsaKey();
+const alice = rsaKey();
+const handles: XcpufsHandle[] = [];
+const children: ChildProcess[] = [];
+afterAll(async () => {
+  await Promise.all(handles.map((h) => h.close()));
+  for (const c of children) if (c.exitCode === null) c.kill("SIGKILL");
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+describe("fanout rule", () => {
+  it("matches the spec examples", () => {
+    const ten = Array.from({ length: 10 }, (_, i) => i);
+    expect(fanout(ten, 3)).toEqual([
+      { target: 0, delegated: [1, 2, 3] },
+      { target: 4, delegated: [5, 6, 7] },
+      { target: 8, delegated: [9] },
+    ]);
+    const n91 = fanout(
+      Array.from({ length: 91 }, (_, i) => i),
+      8,
+    );
+    expect(n91.map((c) => c.target)).toEqual([0, 12, 24, 36, 48, 60, 72, 84]);
+    expect(n91.map((c) => c.delegated.length)).toEqual([11, 11, 11, 11, 11, 11, 11, 6]);
+    expect(fanout(ten, 0).every((c) => c.delegated.length === 0)).toBe(true);
+    expect(fanout([1, 2], 5)).toEqual([
+      { target: 1, delegated: [] },
+      { target: 2, delegated: [] },
+    ]);
+  });
+});
+
+interface Node {
+  address: string;
+  fs: Fsys;
+  sid: string;
+  job: Awaited<ReturnType<typeof openJob>>;
+}
+
+/** The client side of a tree-spawned job: sessions everywhere, files on node 0 only, clone, run. */
+async function treeJob(
+  addresses: string[],
+  who: { uname: string; uid: number; key: KeyPair },
+  K: number,
+): Promise<void> {
+  const nodes: Node[] = [];
+  for (const address of addresses) {
+    const fs = await login(address, { uname: who.uname, uid: who.uid, key: who.key.privateKey });
+    const job = await openJob(fs);
+    nodes.push({ address, fs, sid: job.sid, job });
+  }
+  const [first, ...rest] = nodes as [Node, ...Node[]];
+  await write(first.fs, `${first.sid}/env`, "'GREETING=hello tree'\nPATH=/usr/bin:/bin\n");
+  await write(first.fs, `${first.sid}/argv`, "prog.sh one 'two words'");
+  const prog = await first.fs.create(`${first.sid}/fs/prog.sh`, 0o755, OWRITE);
+  await prog.write(
+    0,
+    '#!/bin/sh\necho "$GREETING $XCPUID $1|$2"; cat sub/deeper/data.txt; wc -c < big.bin\n',
+  );
+  await prog.clunk();
+  await first.fs.mkdir(`${first.sid}/fs/sub`, 0o755);
+  await first.fs.mkdir(`${first.sid}/fs/sub/deeper`, 0o700);
+  const data = await first.fs.create(`${first.sid}/fs/sub/deeper/data.txt`, 0o644, OWRITE);
+  await data.write(0, "nested file\n");
+  await data.clunk();
+  const big = await first.fs.create(`${first.sid}/fs/big.bin`, 0o600, OWRITE);
+  const chunk = Buffer.alloc(32768, 7);
+  for (let off = 0; off < 200_000; off += chunk.length)
+    await big.write(off, chunk.subarray(0, Math.min(chunk.length, 200_000 - off)));
+  await big.clunk();
+  // passkeys of every other node, decrypted with the user's key
+  const list: string[] = [];
+  for (const n of rest) {
+    const pk = decryptPasskey(who.key.privateKey, await n.fs.readFile("passkey"));
+    list.push(`${n.address}/${n.sid}/${pk}`);
+  }
+  await first.job.ctl.write(0, `clone ${K} ${list.join(",")},\n`);
+  // every session is now identical: argv, env, and the files
+  for (const n of nodes) {
+    expect((await n.fs.readFile(`${n.sid}/argv`)).toString()).toBe("prog.sh one 'two words'");
+    expect((await n.fs.readFile(`${n.sid}/env`)).toString()).toContain("'GREETING=hello tree'\n");
+    expect((await n.fs.readFile(`${n.sid}/fs/sub/deeper/data.txt`)).toString()).toBe("nested file\n");
+    expect((await n.fs.readFile(`${n.sid}/fs/big.bin`)).length).toBe(200_000);
+    const st = await n.fs.stat(`${n.sid}/fs/prog.sh`);
+    expect(st.mode & 0o777).toBe(0o755);
+    const dst = await n.fs.stat(`${n.sid}/fs/sub/deeper`);
+    expect((dst.mode & DMDIR) !== 0 && (dst.mode & 0o777) === 0o700).toBe(true);
+  }
+  // start everywhere, as the original client does
+  await Promise.all(nodes.map((n, i) => n.job.ctl.write(0, `id tj/${i + 1}\nexec prog.sh\n`)));
+  const outs = await Promise.all(nodes.map((n) => readAll(n.job.stdout)));
+  const waits = await Promise.all(nodes.map((n) => readAll(n.job.wait)));
+  outs.forEach((o, i) => {
+    expect(o.toString()).toBe(`hello tree tj/${i + 1} one|two words\nnested file\n200000\n`);
+    expect(waits[i]?.toString()).toBe("0");
+  });
+  for (const n of nodes) {
+    await n.job.close();
+    await n.fs.close();
+  }
+}
+
+async function addAlice(address: string): Promise<void> {
+  const fs = await login(address, { uname: "xcpu-admin", uid: 65530, key: admin.privateKey });
+  await cmd(fs, "ctl", `group-add users 6000\nuser-add alice 6001 users '${alice.line}'\n`);
+  await fs.close();
+}
+
+describe("tree spawn", () => {
+  it("clones a session across 8 xcpufs instances on loopback", async () => {
+    for (let i = 0; i < 8; i++) {
+      const dir = join(tmp, `n${i}`);
+      mkdirSync(dir);
+      handles.push(
+        await startXcpufs({
+          port: 0,
+          listen: "127.0.0.1",
+          adminKey: admin.line,
+          sameUser: true,
+          tmpdir: dir,
+        }),
+      );
+    }
+    for (const h of handles) await addAlice(h.address);
+    await treeJob(
+      handles.map((h) => h.address),
+      { uname: "alice", uid: 6001, key: alice },
+      2,
+    );
+    // the copies used the passkeys once: the nodes' connections are gone and no session remains
+    await until(() => handles.every((h) => h.xcpufs.sessions.size === 0));
+  }, 120_000);
+
+  it("reports a child that cannot be reached", async () => {
+    const h = handles[0] as XcpufsHandle;
+    const fs = await login(h.address, { uname: "alice", uid: 6001, key: alice.privateKey });
+    const job = await openJob(fs);
+    await expect(
+      job.ctl.write(0, "clone 2 127.0.0.1!1/0/00000000000000000000000000000000\n"),
+    ).rejects.toThrow(/127\.0\.0\.1!1: .*refused/i);
+    await job.close();
+    await fs.close();
+  });
+
+  const root = process.getuid?.() === 0;
+  let ip = "";
+  try {
+    ip = execFileSync("sh", ["-c", "command -v ip"], { encoding: "utf8" }).trim();
+  } catch {
+    ip = "";
+  }
+  const why = !root ? "not root" : !ip ? "ip (iproute2) missing" : "";
+  if (why) console.log(`skipping the network-namespace tree spawn: ${why}`);
+
+  it.skipIf(why !== "")(
+    "clones a session across 4 network-namespace hosts",
+    async () => {
+      const tag = String(process.pid % 10000);
+      const br = `xcbr${tag}`;
+      const names = [0, 1, 2, 3].map((i) => `xcns${tag}-${i}`);
+      const sh = (args: string[]) => execFileSync("ip", args, { stdio: "pipe" });
+      const cleanup = () => {
+        for (const n of names) {
+          try {
+            sh(["netns", "del", n]);
+          } catch {
+            // not there
+          }
+        }
+        try {
+          sh(["link", "del", br]);
+        } catch {
+          // not there
+        }
+      };
+      const nodeProcs: ChildProcess[] = [];
+      try {
+        sh(["link", "add", br, "type", "bridge"]);
+        sh(["addr", "add", "198.18.0.254/24", "dev", br]);
+        sh(["link", "set", br, "up"]);
+        const addresses: string[] = [];
+        for (let i = 0; i < 4; i++) {
+          const ns = names[i] as string;
+          const host = `xcv${tag}h${i}`;
+          sh(["netns", "add", ns]);
+          sh(["link", "add", host, "type", "veth", "peer", "name", "eth0", "netns", ns]);
+          sh(["link", "set", host, "master", br]);
+          sh(["link", "set", host, "up"]);
+          sh(["-n", ns, "addr", "add", `198.18.0.${i + 1}/24`, "dev", "eth0"]);
+          sh(["-n", ns, "link", "set", "eth0", "up"]);
+          sh(["-n", ns, "link", "set", "lo", "up"]);
+          // each host starts with alice already in its pool (state directory)
+          const dir = join(tmp, `ns${i}`);
+          mkdirSync(join(dir, "state"), { recursive: true });
+          writeFileSync(
+            join(dir, "state", "users.json"),
+            JSON.stringify({
+              version: 1,
+              groups: [
+                { name: "xcpu-admin", gid: 65530 },
+                { name: "users", gid: 6000 },
+              ],
+              users: [{ name: "alice", uid: 6001, gid: 6000, groups: ["users"], key: alice.line }],
+            }),
+          );
+          writeFileSync(join(dir, "admin.pub"), admin.line);
+          const child = spawn(
+            "ip",
+            [
+              "netns",
+              "exec",
+              ns,
+              process.execPath,
+              "--conditions=@clustermatic/source",
+              "--import",
+              "tsx",
+              join(pkg, "src/bin/xcpufs.ts"),
+              "--listen",
+              `198.18.0.${i + 1}`,
+              "-p",
+              "6667",
+              "-s",
+              "-a",
+              join(dir, "admin.pub"),
+              "-t",
+              dir,
+              "--state-dir",
+              join(dir, "state"),
+            ],
+            { cwd: pkg, stdio: ["ignore", "ignore", "pipe"] },
+          );
+          nodeProcs.push(child);
+          children.push(child);
+          addresses.push(`tcp!198.18.0.${i + 1}!6667`);
+        }
+        // wait until every node answers
+        for (const a of addresses) {
+          await until(async () => {
+            try {
+              const fs = await login(a, { uname: "alice", uid: 6001, key: alice.privateKey });
+              await fs.close();
+              return true;
+            } catch {
+              return false;
+            }
+          }, 30_000);
+        }
+        await treeJob(addresses, { uname: "alice", uid: 6001, key: alice }, 1);
+      } finally {
+        for (const c of nodeProcs) c.kill("SIGTERM");
+        await Promise.all(
+          nodeProcs.map((c) => (c.exitCode !== null ? null : new Promise((r) => c.once("exit", r)))),
+        );
+        cleanup();
+      }
+      const left = execFileSync("ip", ["netns", "list"], { encoding: "utf8" });
+      for (const n of names) expect(left).not.toContain(n);
+    },
+    180_000,
+  );
+});
+void OREAD;
