@@ -106,7 +106,10 @@ export async function loadConfig(file: string, opts: LoadOptions = {}): Promise<
     text = await readFile(file, "utf8");
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
-    throw new ConfigError([{ file, line: 0, message: `cannot read: ${e.code ?? ""} ${e.message}`.trim() }]);
+    const why = e.code
+      ? `${e.code} (${e.message.replace(/^\w+: /, "").replace(/, \w+ '.*'$/, "")})`
+      : e.message;
+    throw new ConfigError([{ file, line: 0, message: `cannot read: ${why}` }]);
   }
   const config = parseConfig(text, file);
   if (opts.resolve !== false) await checkResolvable(config);

@@ -182,6 +182,8 @@ describe("loadConfig", () => {
     expect((await loadConfig(f)).nodes).toHaveLength(2);
   });
   it("reports a missing file", async () => {
-    await expect(loadConfig(join(dir, "nope.conf"))).rejects.toThrow(/nope\.conf: cannot read: ENOENT/);
+    await expect(loadConfig(join(dir, "nope.conf"))).rejects.toThrow(
+      /nope\.conf: cannot read: ENOENT \(no such file or directory\)$/,
+    );
   });
 });
