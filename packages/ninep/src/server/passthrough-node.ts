@@ -158,6 +158,17 @@ export class PtFile implements Node, DirSource {
     return this.child({ rel, name: rel.length === 0 ? "/" : rel[rel.length - 1]! });
   }
 
+  /** The directory entry clients see: the link walked through (9P2000) or the file itself. */
+  get entryRel(): readonly string[] {
+    return this.node.via ?? this.node.rel;
+  }
+
+  /** The directory holding entryRel (for remove/rename permission checks). */
+  async entryParent(): Promise<PtFile> {
+    const rel = this.entryRel.slice(0, -1);
+    return this.child({ rel, name: rel.length === 0 ? "/" : rel[rel.length - 1]! });
+  }
+
   ro(): void {
     if (this.sh.readOnly) throw readOnlyError();
   }
@@ -266,8 +277,8 @@ export class PtFile implements Node, DirSource {
     const target = await this.ioTarget();
     this.sh.access.check(target.st, ctx.user, want);
     if (mode & ORCLOSE) {
-      if (this.node.rel.length === 0) throw new FsError(Ename.Perm, Errno.EACCES);
-      const parent = await this.parent();
+      if (this.entryRel.length === 0) throw new FsError(Ename.Perm, Errno.EACCES);
+      const parent = await this.entryParent();
       this.sh.access.check(parent.st, ctx.user, W_OK | X_OK);
     }
     let flags = acc === OEXEC ? constants.O_RDONLY : acc;
@@ -396,12 +407,13 @@ export class PtFile implements Node, DirSource {
 
   async remove(ctx: RequestContext): Promise<void> {
     this.ro();
-    if (this.node.rel.length === 0) throw new FsError("cannot remove the root of the tree", Errno.EBUSY);
-    const parent = await this.parent();
+    const entry = this.entryRel;
+    if (entry.length === 0) throw new FsError("cannot remove the root of the tree", Errno.EBUSY);
+    const parent = await this.entryParent();
     this.sh.access.check(parent.st, ctx.user, W_OK | X_OK);
-    const st = await this.refresh();
-    const p = await this.hostPath();
-    if (fmtOf(st) === S_IFDIR) await fsp.rmdir(p);
+    const p = await this.sh.root.checkedPath(entry);
+    const st = await fsp.lstat(p);
+    if (st.isDirectory()) await fsp.rmdir(p);
     else await fsp.unlink(p);
   }
 
@@ -471,9 +483,9 @@ export class PtFile implements Node, DirSource {
     }
     let newPath: string | undefined;
     if (ch.name !== undefined && ch.name !== this.node.name) {
-      if (this.node.rel.length === 0) throw prohibited("cannot rename the root");
+      if (this.entryRel.length === 0) throw prohibited("cannot rename the root");
       checkName(ch.name);
-      const parent = await this.parent();
+      const parent = await this.entryParent();
       acc.check(parent.st, ctx.user, W_OK | X_OK);
       const dir = await this.sh.root.checkedDir(parent.node.rel);
       newPath = path.join(dir, ch.name);
@@ -496,8 +508,15 @@ export class PtFile implements Node, DirSource {
       await fsp.lutimes(p, at, mt);
     }
     if (newPath !== undefined && ch.name !== undefined) {
-      await fsp.rename(p, newPath);
-      this.node = { rel: [...this.node.rel.slice(0, -1), ch.name], name: ch.name };
+      const via = this.node.via;
+      if (via) {
+        // A followed link: rename the link, keep pointing at the same target.
+        await fsp.rename(await this.sh.root.checkedPath(via), newPath);
+        this.node = { rel: this.node.rel, name: ch.name, via: [...via.slice(0, -1), ch.name] };
+      } else {
+        await fsp.rename(p, newPath);
+        this.node = { rel: [...this.node.rel.slice(0, -1), ch.name], name: ch.name };
+      }
     }
     await this.refresh().catch(() => {});
   }

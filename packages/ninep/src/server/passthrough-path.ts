@@ -19,6 +19,11 @@ export interface PtNode {
   readonly rel: readonly string[];
   /** The name reported in stat: the walked name, `/` for the root. */
   readonly name: string;
+  /**
+   * When a 9P2000 walk followed a symbolic link: the link's own components. Removing or renaming
+   * the file acts on this directory entry (the link), everything else on the target.
+   */
+  readonly via?: readonly string[];
 }
 
 export const ROOT_NODE: PtNode = Object.freeze({ rel: Object.freeze([]) as readonly string[], name: "/" });
@@ -170,7 +175,7 @@ export async function walkOne(
   if (st.isSymbolicLink() && followLinks) {
     try {
       const target = await root.resolveLink(rel);
-      return { rel: target, name };
+      return { rel: target, name, via: rel };
     } catch {
       // Escaping, dangling or looping: the node stays the link itself, which cannot be opened.
       return { rel, name };

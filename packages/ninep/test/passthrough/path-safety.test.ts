@@ -166,6 +166,30 @@ for (const dialect of [Dialect.P2000, Dialect.P2000u, Dialect.P2000L]) {
     });
 
     if (dialect === Dialect.P2000) {
+      it("plain 9P2000: removing or renaming a followed link acts on the link, not its target", async () => {
+        const t = tempDir("pt-via-");
+        try {
+          fs.writeFileSync(path.join(t.dir, "target"), "keep me");
+          fs.symlinkSync("target", path.join(t.dir, "l1"));
+          fs.symlinkSync("target", path.join(t.dir, "l2"));
+          const tr = await attach(t.dir, c);
+          const l1 = await walk(tr, "l1", c);
+          expect((await l1.stat(c)).length).toBe(7n);
+          await l1.wstat!({ name: "renamed" }, c);
+          expect(fs.readlinkSync(path.join(t.dir, "renamed"))).toBe("target");
+          expect((await l1.stat(c)).name).toBe("renamed");
+          await l1.remove!(c);
+          expect(fs.existsSync(path.join(t.dir, "renamed"))).toBe(false);
+          await (await walk(tr, "l2", c)).remove!(c);
+          expect(fs.readdirSync(t.dir)).toEqual(["target"]);
+          expect(fs.readFileSync(path.join(t.dir, "target"), "utf8")).toBe("keep me");
+        } finally {
+          t.cleanup();
+        }
+      });
+    }
+
+    if (dialect === Dialect.P2000) {
       it("plain 9P2000 walks through links inside the tree", async () => {
         const f = await walk(r, "dir-link/file", c);
         expect((await f.stat(c)).length).toBe(5n);
