@@ -230,7 +230,7 @@ export class ServerConnection {
       this.#sendError(hdr.tag, e);
       return;
     }
-    this.#trace(`<- ${formatMessage(msg)}`);
+    if (this.#core.opts.trace) this.#trace(`<- ${formatMessage(msg)}`);
     // R-messages, Terror and Tlerror are not requests (3.5).
     if (
       msg.type % 2 === 1 ||
@@ -373,7 +373,7 @@ export class ServerConnection {
       this.#sendError(msg.tag, new FsError("reply too large for msize", Errno.EIO));
       return;
     }
-    this.#trace(`-> ${formatMessage(msg)}`);
+    if (this.#core.opts.trace) this.#trace(`-> ${formatMessage(msg)}`);
     try {
       this.#transport.send(frame);
     } catch {

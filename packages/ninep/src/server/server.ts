@@ -236,6 +236,8 @@ export class Server {
       sock.destroy();
       return;
     }
+    // Small RPC replies must not wait for Nagle's algorithm (spec section 8).
+    if (sock.remoteAddress) sock.setNoDelay(true);
     const remote = sock.remoteAddress ? `${sock.remoteAddress}:${sock.remotePort}` : "unix";
     this.serveDuplex(sock, remote);
   }
