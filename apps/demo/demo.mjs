@@ -87,22 +87,20 @@ function listening(port) {
   });
 }
 
-/** The arm64 busybox, when this machine can run it (qemu-user-static registered in binfmt_misc). */
-function arm64Busybox() {
-  const binfmt = "/proc/sys/fs/binfmt_misc";
-  if (!existsSync(join(binfmt, "qemu-aarch64"))) {
+/**
+ * A foreign busybox this machine can run (qemu-user-static registered in binfmt_misc), for one
+ * architecture: { path } or { why } it cannot be used.
+ */
+function foreignBusybox(debArch, qemu) {
+  if (!existsSync(join("/proc/sys/fs/binfmt_misc", qemu))) {
     return {
-      why: "qemu-user-static is not registered in binfmt_misc (apt-get install qemu-user-static binfmt-support)",
+      why: `${qemu} is not registered in binfmt_misc (apt-get install qemu-user-static binfmt-support)`,
     };
   }
-  for (const p of [
-    join(ROOT, ".cache/busybox-arm64/root/bin/busybox"),
-    "/usr/aarch64-linux-gnu/bin/busybox",
-  ]) {
-    if (existsSync(p)) return { path: p };
-  }
+  const p = join(ROOT, `.cache/busybox-${debArch}/root/bin/busybox`);
+  if (existsSync(p)) return { path: p };
   return {
-    why: "no arm64 busybox (dpkg --add-architecture arm64 && apt-get update && apt-get download busybox-static:arm64, then dpkg-deb -x it into .cache/busybox-arm64/root)",
+    why: `no ${debArch} busybox (apps/demo/fetch-busybox.sh ${debArch} fetches Debian's busybox-static:${debArch})`,
   };
 }
 
@@ -129,18 +127,26 @@ async function main() {
   }
   const base = mkdtempSync(join(tmpdir(), "clustermatic-demo-"));
   dirs.push(base);
-  const arm = arm64Busybox();
-  let sysroot;
-  if (arm.path) {
-    sysroot = join(base, "sysroot");
-    const bin = join(sysroot, "Linux/aarch64/bin");
+  // Nodes 1 and 2 are this machine; node 4 an arm64 node and node 3 a 32-bit ARM node when
+  // qemu-user can run their busybox.
+  const archOf = new Map();
+  const sysroot = join(base, "sysroot");
+  for (const [node, arch, debArch, qemu] of [
+    [4, "/Linux/aarch64", "arm64", "qemu-aarch64"],
+    [3, "/Linux/armv7l", "armhf", "qemu-arm"],
+  ]) {
+    const bb = foreignBusybox(debArch, qemu);
+    if (!bb.path) {
+      say(`node ${node} is x86_64: ${bb.why}`);
+      continue;
+    }
+    const bin = join(sysroot, arch, "bin");
     mkdirSync(bin, { recursive: true });
-    copyFileSync(arm.path, join(bin, "busybox"));
+    copyFileSync(bb.path, join(bin, "busybox"));
     chmodSync(join(bin, "busybox"), 0o755);
     for (const applet of ["uname", "sh", "echo", "cat"]) symlinkSync("busybox", join(bin, applet));
-    say("node 4 reports /Linux/aarch64 and runs an arm64 busybox through qemu-user-static");
-  } else {
-    say(`all nodes are x86_64: ${arm.why}`);
+    archOf.set(node, arch);
+    say(`node ${node} reports ${arch} and runs the ${debArch} busybox through qemu-user-static`);
   }
 
   const nodes = [];
@@ -151,7 +157,7 @@ async function main() {
     mkdirSync(dir);
     const args = ["--no-auth", "--listen", "127.0.0.1", "-p", String(port), "-t", dir, "--state-dir", dir];
     args.push("--log-level", "error");
-    if (i === NODES && sysroot) args.push("--arch", "/Linux/aarch64");
+    if (archOf.has(i)) args.push("--arch", archOf.get(i));
     const child = spawn(process.execPath, [XCPUFS, ...args], { stdio: ["ignore", "ignore", "inherit"] });
     children.add(child);
     child.on("exit", () => children.delete(child));
@@ -168,7 +174,7 @@ async function main() {
   }
   const list = nodes.map((n) => `127.0.0.1!${n.port}`).join(",");
   say(`${NODES} xcpufs nodes listening: ${list}`);
-  const env = { ...process.env, ...(sysroot ? { XCPU_SYSROOT: sysroot } : {}) };
+  const env = { ...process.env, ...(archOf.size > 0 ? { XCPU_SYSROOT: sysroot } : {}) };
 
   const cmds = [
     ["-p", list, "uname", "-m"],

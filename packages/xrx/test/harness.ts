@@ -92,7 +92,17 @@ export interface ChildNode extends TestNode {
 }
 
 /** Starts xcpufs as a child process (its own process group) so that a test can kill it. */
-export async function startChildNode(extra: string[] = []): Promise<ChildNode> {
+export async function startChildNode(extra: string[] = [], attempts = 3): Promise<ChildNode> {
+  try {
+    return await startChildNodeOnce(extra);
+  } catch (err) {
+    // The free port may have been taken between the probe and the start: try another.
+    if (attempts <= 1) throw err;
+    return startChildNode(extra, attempts - 1);
+  }
+}
+
+async function startChildNodeOnce(extra: string[]): Promise<ChildNode> {
   const tmp = tempDir("xrx-cnode-");
   const bin = join(ROOT, "packages/xcpufs/src/bin/xcpufs.ts");
   const port = await freePort();
@@ -117,6 +127,8 @@ export async function startChildNode(extra: string[] = []): Promise<ChildNode> {
     { cwd: PKG, stdio: ["ignore", "pipe", "pipe"], detached: true },
   );
   let exited = false;
+  let errText = "";
+  child.stderr!.on("data", (d) => (errText += d));
   child.once("exit", () => {
     exited = true;
   });
@@ -134,7 +146,7 @@ export async function startChildNode(extra: string[] = []): Promise<ChildNode> {
     20_000,
     "xcpufs child to listen",
   );
-  if (exited) throw new Error("xcpufs child exited at start");
+  if (exited) throw new Error(`xcpufs child exited at start: ${errText}`);
   child.stdout!.resume();
   child.stderr!.resume();
   const kill = () => {

@@ -148,13 +148,27 @@ describe("architectures", () => {
     chmodSync(join(root, "Linux/aarch64/bin/uname"), 0o755);
     const x86 = await startNode();
     const arm = await startNode({ arch: "/Linux/aarch64" });
-    const r = await runCli(xrx, ["--no-key", "-p", `${x86.spec},${arm.spec}`, "uname", "-m"], {
+    const nodes = [x86.spec, arm.spec];
+    const expected = [`${arm.spec}: aarch64`, `${x86.spec}: x86_64`];
+    // A 32-bit ARM node too, the same way, when its busybox and qemu-arm are there.
+    const armhf = [process.env.XRX_ARMHF_BUSYBOX, join(ROOT, ".cache/busybox-armhf/root/bin/busybox")].find(
+      (p) => p && existsSync(p),
+    );
+    if (armhf && existsSync("/proc/sys/fs/binfmt_misc/qemu-arm")) {
+      mkdirSync(join(root, "Linux/armv7l/bin"), { recursive: true });
+      copyFileSync(armhf, join(root, "Linux/armv7l/bin/uname"));
+      chmodSync(join(root, "Linux/armv7l/bin/uname"), 0o755);
+      const a32 = await startNode({ arch: "/Linux/armv7l" });
+      nodes.push(a32.spec);
+      expected.push(`${a32.spec}: armv7l`);
+    } else {
+      console.log("no 32-bit ARM node: busybox-static:armhf or qemu-arm missing");
+    }
+    const r = await runCli(xrx, ["--no-key", "-p", nodes.join(","), "uname", "-m"], {
       env: { XCPU_SYSROOT: root },
     });
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
-    expect(r.stdout.trim().split("\n").sort()).toEqual(
-      [`${arm.spec}: aarch64`, `${x86.spec}: x86_64`].sort(),
-    );
+    expect(r.stdout.trim().split("\n").sort()).toEqual(expected.sort());
   });
 });
