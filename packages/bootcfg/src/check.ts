@@ -2,9 +2,9 @@
 // delivery path fit together.
 import type { Cluster, ResolvedNode } from "./cluster/resolve.js";
 import { BootcfgError } from "./errors.js";
-import { type FileCache, type FileFacts } from "./files.js";
-import { type Inspection, kernelFormatOf } from "./inspect.js";
+import type { FileCache, FileFacts } from "./files.js";
 import { buildOverlay } from "./initrd.js";
+import { type Inspection, kernelFormatOf } from "./inspect.js";
 import { formatBytes, hex } from "./util.js";
 
 export interface CheckResult {
@@ -19,8 +19,20 @@ export interface CheckResult {
   cmdlineLimit?: number;
 }
 
-const ELF_MACHINE: Record<string, number[]> = { x86_64: [0x3e], i386: [3], arm64: [0xb7], riscv64: [0xf3], ppc64le: [0x15] };
-const UIMAGE_ARCH: Record<string, string[]> = { x86_64: ["x86_64"], i386: ["i386"], arm64: ["arm64"], riscv64: ["riscv"], ppc64le: ["ppc"] };
+const ELF_MACHINE: Record<string, number[]> = {
+  x86_64: [0x3e],
+  i386: [3],
+  arm64: [0xb7],
+  riscv64: [0xf3],
+  ppc64le: [0x15],
+};
+const UIMAGE_ARCH: Record<string, string[]> = {
+  x86_64: ["x86_64"],
+  i386: ["i386"],
+  arm64: ["arm64"],
+  riscv64: ["riscv"],
+  ppc64le: ["ppc"],
+};
 /** COMMAND_LINE_SIZE - 1 for architectures whose limit is not in the image header. */
 const CMDLINE_LIMIT: Record<string, number> = { arm64: 2047, riscv64: 1023, ppc64le: 2047 };
 
@@ -46,7 +58,8 @@ function archMatches(arch: string, k: Inspection): string | undefined {
   const name = describeKernel(k);
   switch (k.format) {
     case "bzImage":
-      if (arch === "x86_64" && !k.is64 && k.header.version >= 0x20c) return `${name} is not 64-bit capable (xloadflags bit 0 clear) but the node is x86_64`;
+      if (arch === "x86_64" && !k.is64 && k.header.version >= 0x20c)
+        return `${name} is not 64-bit capable (xloadflags bit 0 clear) but the node is x86_64`;
       if (arch === "i386" && k.is64) return `${name} is a 64-bit kernel but the node is i386`;
       if (arch !== "x86_64" && arch !== "i386") return `${name} is an x86 kernel but the node is ${arch}`;
       return undefined;
@@ -69,7 +82,15 @@ export function checkNode(cluster: Cluster, node: ResolvedNode, files: FileCache
   const warnings: string[] = [];
   const cmdline = node.cmdline.join(" ");
   const cmdlineBytes = Buffer.byteLength(cmdline);
-  const res: CheckResult = { node: node.name, ok: false, errors, warnings, initrds: [], cmdline, cmdlineBytes };
+  const res: CheckResult = {
+    node: node.name,
+    ok: false,
+    errors,
+    warnings,
+    initrds: [],
+    cmdline,
+    cmdlineBytes,
+  };
   const n = node.name;
   let kernel: Inspection | undefined;
   const kpath = cluster.path(node.kernel.path);
@@ -98,7 +119,9 @@ export function checkNode(cluster: Cluster, node: ResolvedNode, files: FileCache
     if (!format) errors.push(`${n}: ${kpath} is a ${kernel.format} file, not a kernel`);
     else {
       if (node.kernel.format && node.kernel.format !== format)
-        errors.push(`${n}: kernel.format says ${node.kernel.format} but ${kpath} is ${describeKernel(kernel)}`);
+        errors.push(
+          `${n}: kernel.format says ${node.kernel.format} but ${kpath} is ${describeKernel(kernel)}`,
+        );
       const mismatch = archMatches(node.arch, kernel);
       if (mismatch) errors.push(`${n}: ${mismatch} (${kpath})`);
       // command line limit
@@ -106,10 +129,13 @@ export function checkNode(cluster: Cluster, node: ResolvedNode, files: FileCache
       if (kernel.format === "bzImage") limit = kernel.header.cmdlineSize;
       if (limit !== undefined) {
         res.cmdlineLimit = limit;
-        if (cmdlineBytes > limit) errors.push(`${n}: command line is ${cmdlineBytes} bytes, kernel accepts ${limit}`);
+        if (cmdlineBytes > limit)
+          errors.push(`${n}: command line is ${cmdlineBytes} bytes, kernel accepts ${limit}`);
       }
       if (kernel.format === "uimage" && (!kernel.headerCrcOk || !kernel.dataCrcOk))
-        errors.push(`${n}: ${kpath}: uImage ${kernel.headerCrcOk ? "data" : "header"} CRC mismatch (file damaged?)`);
+        errors.push(
+          `${n}: ${kpath}: uImage ${kernel.headerCrcOk ? "data" : "header"} CRC mismatch (file damaged?)`,
+        );
       // initrd placement and memory
       if (kernel.format === "bzImage") {
         const h = kernel.header;
@@ -129,7 +155,9 @@ export function checkNode(cluster: Cluster, node: ResolvedNode, files: FileCache
       } else if (kernel.format === "arm64-image" && node.memory !== undefined) {
         const need = Number(kernel.imageSize) + initrdTotal * 2;
         if (need > node.memory)
-          errors.push(`${n}: needs about ${formatBytes(need)} (image_size + initrds, unpacked) but memory is ${formatBytes(node.memory)}`);
+          errors.push(
+            `${n}: needs about ${formatBytes(need)} (image_size + initrds, unpacked) but memory is ${formatBytes(node.memory)}`,
+          );
       }
       // delivery path
       const d = node.delivery;
@@ -139,25 +167,49 @@ export function checkNode(cluster: Cluster, node: ResolvedNode, files: FileCache
           format === "arm64-image" ||
           format === "riscv-image" ||
           (format === "elf" && node.arch === "ppc64le");
-        if (!ok) errors.push(`${n}: kexec_file_load cannot load ${describeKernel(kernel)}; use kexec.syscall: kexec_load`);
+        if (!ok)
+          errors.push(
+            `${n}: kexec_file_load cannot load ${describeKernel(kernel)}; use kexec.syscall: kexec_load`,
+          );
       }
-      if (d === "kexec" && format === "elf" && kernel.format === "elf" && node.arch === "x86_64" && kernel.pvhEntry === undefined && node.initrds.length)
+      if (
+        d === "kexec" &&
+        format === "elf" &&
+        kernel.format === "elf" &&
+        node.arch === "x86_64" &&
+        kernel.pvhEntry === undefined &&
+        node.initrds.length
+      )
         warnings.push(`${n}: ELF kernel without a PVH note: kexec needs --args-linux (bootcfg plans add it)`);
       if (d === "payload") {
-        if (node.firmware !== "coreboot") errors.push(`${n}: delivery "payload" needs firmware: coreboot (node has ${node.firmware})`);
+        if (node.firmware !== "coreboot")
+          errors.push(`${n}: delivery "payload" needs firmware: coreboot (node has ${node.firmware})`);
         if ((node.arch === "x86_64" || node.arch === "i386") && format !== "bzImage" && format !== "elf")
-          errors.push(`${n}: coreboot Linux payloads on x86 take a bzImage or ELF, not ${describeKernel(kernel)}`);
+          errors.push(
+            `${n}: coreboot Linux payloads on x86 take a bzImage or ELF, not ${describeKernel(kernel)}`,
+          );
         if ((node.arch === "arm64" || node.arch === "riscv64") && format !== "uimage")
-          errors.push(`${n}: coreboot on ${node.arch} loads a uImage/FIT payload, not ${describeKernel(kernel)} (wrap it with \`bootcfg uimage\`)`);
+          errors.push(
+            `${n}: coreboot on ${node.arch} loads a uImage/FIT payload, not ${describeKernel(kernel)} (wrap it with \`bootcfg uimage\`)`,
+          );
       }
       if (d === "pxe" && node.arch !== "x86_64" && node.arch !== "i386")
         errors.push(`${n}: pxelinux is x86 BIOS only; use delivery: ipxe for ${node.arch}`);
       if (d === "pxe" && format !== "bzImage")
         errors.push(`${n}: pxelinux boots a bzImage, not ${describeKernel(kernel)}`);
-      if (d === "ipxe" && node.arch !== "x86_64" && node.arch !== "i386" && node.initrds.length + (Object.keys(node.overlay).length ? 1 : 0) > 1)
-        warnings.push(`${n}: iPXE on ${node.arch} takes one initrd: bootcfg concatenates ${node.initrds.length} initrds and the overlay into one`);
-      if ((d === "pxe" || d === "ipxe") && !node.mac) errors.push(`${n}: delivery "${d}" needs a mac address to name the node's config file`);
-      if (d === "ipxe" && !node.baseUrl) warnings.push(`${n}: no baseUrl: iPXE scripts will use relative file names`);
+      if (
+        d === "ipxe" &&
+        node.arch !== "x86_64" &&
+        node.arch !== "i386" &&
+        node.initrds.length + (Object.keys(node.overlay).length ? 1 : 0) > 1
+      )
+        warnings.push(
+          `${n}: iPXE on ${node.arch} takes one initrd: bootcfg concatenates ${node.initrds.length} initrds and the overlay into one`,
+        );
+      if ((d === "pxe" || d === "ipxe") && !node.mac)
+        errors.push(`${n}: delivery "${d}" needs a mac address to name the node's config file`);
+      if (d === "ipxe" && !node.baseUrl)
+        warnings.push(`${n}: no baseUrl: iPXE scripts will use relative file names`);
     }
   }
   res.ok = errors.length === 0;
@@ -183,7 +235,15 @@ export function checkCluster(cluster: Cluster, files: FileCache, only?: readonly
       r = cluster.resolve(name);
     } catch (err) {
       if (!(err instanceof BootcfgError)) throw err;
-      nodes.push({ node: name, ok: false, errors: [err.message], warnings: [], initrds: [], cmdline: "", cmdlineBytes: 0 });
+      nodes.push({
+        node: name,
+        ok: false,
+        errors: [err.message],
+        warnings: [],
+        initrds: [],
+        cmdline: "",
+        cmdlineBytes: 0,
+      });
       continue;
     }
     const res = checkNode(cluster, r, files);

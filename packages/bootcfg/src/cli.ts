@@ -2,19 +2,19 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { parseArgs, type ParseArgsConfig } from "node:util";
-import { Cluster } from "./cluster/resolve.js";
+import { type ParseArgsConfig, parseArgs } from "node:util";
 import { checkCluster } from "./check.js";
+import { Cluster } from "./cluster/resolve.js";
 import { cbfstoolCommandLine, corebootConfig } from "./coreboot.js";
 import { BootcfgError } from "./errors.js";
 import { FileCache } from "./files.js";
-import { extractVmlinux, parseBzImage } from "./formats/bzimage.js";
-import { cbfsAddFile, CBFS_TYPE_SELF, createCbfs, elfToSelf } from "./formats/cbfs.js";
 import { writeBeoboot } from "./formats/beoboot.js";
+import { extractVmlinux, parseBzImage } from "./formats/bzimage.js";
+import { CBFS_TYPE_SELF, cbfsAddFile, createCbfs, elfToSelf } from "./formats/cbfs.js";
+import type { CpioEntry } from "./formats/cpio.js";
 import { parseElf } from "./formats/elf.js";
 import { writeUImage } from "./formats/uimage.js";
 import { buildOverlay, parseDeviceSpec, writeInitramfs } from "./initrd.js";
-import type { CpioEntry } from "./formats/cpio.js";
 import { inspectFile } from "./inspect.js";
 import {
   combinedInitrd,
@@ -27,7 +27,14 @@ import {
   renderXbootfs,
   TOOL,
 } from "./plan.js";
-import { publishedNames, pxeIpName, pxeMacName, renderIpxe, renderIpxeDispatch, renderPxelinux } from "./pxe.js";
+import {
+  publishedNames,
+  pxeIpName,
+  pxeMacName,
+  renderIpxe,
+  renderIpxeDispatch,
+  renderPxelinux,
+} from "./pxe.js";
 import { consoleFor, qemuArgs, runUntil } from "./qemu.js";
 import { renderInspection, renderShow, toJson } from "./report.js";
 import { parseSize } from "./util.js";
@@ -117,7 +124,8 @@ export async function main(argv: string[], io: Io): Promise<number> {
       explicit ??
       env.BOOTCFG_CLUSTER ??
       ["cluster.yaml", "cluster.yml", "cluster.json"].map((f) => join(cwd, f)).find((f) => existsSync(f));
-    if (!file) throw new UsageError("no cluster file: pass -c FILE, set BOOTCFG_CLUSTER, or create ./cluster.yaml");
+    if (!file)
+      throw new UsageError("no cluster file: pass -c FILE, set BOOTCFG_CLUSTER, or create ./cluster.yaml");
     return Cluster.load(abs(file));
   };
   const out = (text: string, file?: string) => {
@@ -131,8 +139,16 @@ export async function main(argv: string[], io: Io): Promise<number> {
   const helpFor = (what: string) => {
     const lines = USAGE.split("\n");
     const at = lines.findIndex((l) => l.startsWith(`  ${what}`));
-    const block = at < 0 ? [] : [lines[at]!, ...lines.slice(at + 1).filter((_, i, a) => a.slice(0, i + 1).every((l) => /^ {20,}/.test(l)))];
-    io.stdout(`usage: bootcfg${block.join("\n").replace(/^ /, "")}\n\nExit status: 0 ok, 1 failure, 2 usage error. See "bootcfg --help" for all commands.\n`);
+    const block =
+      at < 0
+        ? []
+        : [
+            lines[at]!,
+            ...lines.slice(at + 1).filter((_, i, a) => a.slice(0, i + 1).every((l) => /^ {20,}/.test(l))),
+          ];
+    io.stdout(
+      `usage: bootcfg${block.join("\n").replace(/^ /, "")}\n\nExit status: 0 ok, 1 failure, 2 usage error. See "bootcfg --help" for all commands.\n`,
+    );
     return 0;
   };
 
@@ -156,8 +172,19 @@ export async function main(argv: string[], io: Io): Promise<number> {
         const elf = extractVmlinux(buf, file);
         const e = parseElf(elf, "extracted vmlinux");
         writeFileSync(abs(output), elf);
-        const summary = { output: abs(output), size: elf.length, compression: info.payload.compression, machine: e.machineName, entry: e.entry, pvhEntry: e.pvhEntry };
-        out(a.values.json ? `${toJson(summary)}\n` : `${output}: ${elf.length} bytes, ELF${e.class} ${e.machineName}, entry ${e.entry.toString(16)} (from ${info.payload.compression} payload)\n`);
+        const summary = {
+          output: abs(output),
+          size: elf.length,
+          compression: info.payload.compression,
+          machine: e.machineName,
+          entry: e.entry,
+          pvhEntry: e.pvhEntry,
+        };
+        out(
+          a.values.json
+            ? `${toJson(summary)}\n`
+            : `${output}: ${elf.length} bytes, ELF${e.class} ${e.machineName}, entry ${e.entry.toString(16)} (from ${info.payload.compression} payload)\n`,
+        );
         return 0;
       }
       case "initrd":
@@ -165,8 +192,15 @@ export async function main(argv: string[], io: Io): Promise<number> {
       case "payload": {
         const [sub, ...r] = rest;
         if (sub === "--help" || sub === "-h") return helpFor("payload build");
-        const a = parse(r, { rom: { type: "string" }, "create-rom": { type: "string" }, name: { type: "string" } });
-        if (a.values.help || sub !== "build") return sub === "build" || a.values.help ? helpFor("payload build") : usage(`payload: unknown subcommand ${sub ?? "(none)"}; use "payload build"`);
+        const a = parse(r, {
+          rom: { type: "string" },
+          "create-rom": { type: "string" },
+          name: { type: "string" },
+        });
+        if (a.values.help || sub !== "build")
+          return sub === "build" || a.values.help
+            ? helpFor("payload build")
+            : usage(`payload: unknown subcommand ${sub ?? "(none)"}; use "payload build"`);
         const elfPath = abs(need(a.positionals[0], "ELF"));
         const output = need(a.values.output, "-o OUT");
         const self = elfToSelf(readFileSync(elfPath), {}, elfPath);
@@ -176,24 +210,41 @@ export async function main(argv: string[], io: Io): Promise<number> {
           if (a.values.rom) rom = readFileSync(abs(a.values.rom as string));
           else {
             const size = parseSize(a.values["create-rom"] as string);
-            if (!size) throw new UsageError(`--create-rom: "${a.values["create-rom"]}" is not a size (write 1M, 32M)`);
+            if (!size)
+              throw new UsageError(`--create-rom: "${a.values["create-rom"]}" is not a size (write 1M, 32M)`);
             rom = createCbfs(size);
           }
           writeFileSync(abs(output), cbfsAddFile(rom, name, CBFS_TYPE_SELF, self));
         } else writeFileSync(abs(output), self);
-        out(a.values.json ? `${toJson({ output: abs(output), selfSize: self.length })}\n` : `${output}: SELF payload of ${self.length} bytes${a.values.rom || a.values["create-rom"] ? ` as ${name}` : ""}\n`);
+        out(
+          a.values.json
+            ? `${toJson({ output: abs(output), selfSize: self.length })}\n`
+            : `${output}: SELF payload of ${self.length} bytes${a.values.rom || a.values["create-rom"] ? ` as ${name}` : ""}\n`,
+        );
         return 0;
       }
       case "uimage": {
-        const a = parse(rest, { arch: { type: "string" }, load: { type: "string" }, entry: { type: "string" }, name: { type: "string" } });
+        const a = parse(rest, {
+          arch: { type: "string" },
+          load: { type: "string" },
+          entry: { type: "string" },
+          name: { type: "string" },
+        });
         if (a.values.help) return helpFor("uimage");
         const k = abs(need(a.positionals[0], "KERNEL"));
         const arch = need(a.values.arch, "--arch") as "arm64";
-        if (!["arm", "arm64", "riscv", "x86_64", "i386", "ppc"].includes(arch)) throw new UsageError(`--arch ${arch}: use arm, arm64, riscv, x86_64, i386 or ppc`);
+        if (!["arm", "arm64", "riscv", "x86_64", "i386", "ppc"].includes(arch))
+          throw new UsageError(`--arch ${arch}: use arm, arm64, riscv, x86_64, i386 or ppc`);
         const load = Number(need(a.values.load, "--load ADDR"));
         const entry = a.values.entry ? Number(a.values.entry) : load;
-        if (!Number.isInteger(load) || !Number.isInteger(entry)) throw new UsageError("--load/--entry must be numbers (0x80080000)");
-        const img = writeUImage(readFileSync(k), { arch, load, entry, name: (a.values.name as string | undefined) ?? "Linux" });
+        if (!Number.isInteger(load) || !Number.isInteger(entry))
+          throw new UsageError("--load/--entry must be numbers (0x80080000)");
+        const img = writeUImage(readFileSync(k), {
+          arch,
+          load,
+          entry,
+          name: (a.values.name as string | undefined) ?? "Linux",
+        });
         writeFileSync(abs(need(a.values.output, "-o OUT")), img);
         return 0;
       }
@@ -215,12 +266,15 @@ export async function main(argv: string[], io: Io): Promise<number> {
       case "check": {
         const a = parse(rest, { node: { type: "string" } });
         if (a.values.help) return helpFor("check");
-        const c = loadCluster((a.positionals[0] as string | undefined) ?? (a.values.cluster as string | undefined));
+        const c = loadCluster(
+          (a.positionals[0] as string | undefined) ?? (a.values.cluster as string | undefined),
+        );
         let only: string[] | undefined;
         if (a.values.node) {
           const { expandNodeList } = await import("@clustermatic/ninep/nodes");
           only = expandNodeList(a.values.node as string);
-          for (const n of only) if (!c.has(n)) throw new BootcfgError("ENODE", `${n}: no such node in ${c.file}`);
+          for (const n of only)
+            if (!c.has(n)) throw new BootcfgError("ENODE", `${n}: no such node in ${c.file}`);
         }
         const r = checkCluster(c, new FileCache(), only);
         if (a.values.json) out(`${toJson(r)}\n`);
@@ -248,14 +302,22 @@ export async function main(argv: string[], io: Io): Promise<number> {
           const base = a.values.baseport ? Number(a.values.baseport) : 20002 + 2 * idx;
           out(renderXbootfs(p, base), a.values.output as string | undefined);
         } else if (fmt === "beoboot") {
-          if (p.kernelFormat !== "bzImage") throw new BootcfgError("ECHECK", `${p.node.name}: beoboot images carry a bzImage, not ${p.kernelFormat}`);
+          if (p.kernelFormat !== "bzImage")
+            throw new BootcfgError(
+              "ECHECK",
+              `${p.node.name}: beoboot images carry a bzImage, not ${p.kernelFormat}`,
+            );
           const o = need(a.values.output, "-o OUT (beoboot images are binary)");
           writeFileSync(abs(o), writeBeoboot(files.read(p.kernelPath), combinedInitrd(p, files), p.cmdline));
         } else throw new UsageError(`--format ${fmt}: use json, sh, xbootfs or beoboot`);
         return 0;
       }
       case "coreboot": {
-        const a = parse(rest, { format: { type: "string" }, rom: { type: "string" }, linuxboot: { type: "boolean" } });
+        const a = parse(rest, {
+          format: { type: "string" },
+          rom: { type: "string" },
+          linuxboot: { type: "boolean" },
+        });
         if (a.values.help) return helpFor("coreboot");
         const c = loadCluster(a.values.cluster as string | undefined);
         const files = new FileCache();
@@ -314,13 +376,23 @@ export async function main(argv: string[], io: Io): Promise<number> {
         }
         if (cmd === "pxe") {
           mkdirSync(join(dir, "pxelinux.cfg"), { recursive: true });
-          writeFileSync(join(dir, "pxelinux.cfg/default"), `# written by ${TOOL}: nodes without their own file boot from disk\nDEFAULT local\nPROMPT 0\nLABEL local\n  LOCALBOOT 0\n`);
+          writeFileSync(
+            join(dir, "pxelinux.cfg/default"),
+            `# written by ${TOOL}: nodes without their own file boot from disk\nDEFAULT local\nPROMPT 0\nLABEL local\n  LOCALBOOT 0\n`,
+          );
         } else {
-          const first = c.nodes().map((n) => c.resolve(n)).find((r) => r.delivery === "ipxe");
+          const first = c
+            .nodes()
+            .map((n) => c.resolve(n))
+            .find((r) => r.delivery === "ipxe");
           writeFileSync(join(dir, "boot.ipxe"), renderIpxeDispatch(first?.baseUrl));
         }
         writeFileSync(join(dir, `${cmd}-index.json`), `${toJson(index)}\n`);
-        out(a.values.json ? `${toJson(index)}\n` : `${Object.keys(index).length} ${cmd} node configs written to ${dir}\n`);
+        out(
+          a.values.json
+            ? `${toJson(index)}\n`
+            : `${Object.keys(index).length} ${cmd} node configs written to ${dir}\n`,
+        );
         return 0;
       }
       case "qemu": {
@@ -336,7 +408,9 @@ export async function main(argv: string[], io: Io): Promise<number> {
         const c = loadCluster(a.values.cluster as string | undefined);
         const files = new FileCache();
         const p = planNode(c, c.resolve(need(a.positionals[0], "NODE")), new PlanCache(files));
-        const initrdOut = abs((a.values["initrd-out"] as string | undefined) ?? join(tmpdir(), `bootcfg-${p.node.name}.initrd`));
+        const initrdOut = abs(
+          (a.values["initrd-out"] as string | undefined) ?? join(tmpdir(), `bootcfg-${p.node.name}.initrd`),
+        );
         writeFileSync(initrdOut, combinedInitrd(p, files));
         const mem = a.values.memory ? parseSize(a.values.memory as string) : p.node.memory;
         const argv = qemuArgs({
@@ -348,16 +422,30 @@ export async function main(argv: string[], io: Io): Promise<number> {
           accel: (a.values.accel as string | undefined) ?? "tcg",
         });
         if (!p.cmdline.includes(`console=${consoleFor(p.node.arch)}`))
-          io.stderr(`warning: ${p.node.name}: command line has no console=${consoleFor(p.node.arch)}; serial output may be empty\n`);
+          io.stderr(
+            `warning: ${p.node.name}: command line has no console=${consoleFor(p.node.arch)}; serial output may be empty\n`,
+          );
         if (!a.values.run) {
-          out(a.values.json ? `${toJson(argv)}\n` : `${argv.map((s) => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replaceAll("'", "'\\''")}'`)).join(" ")}\n`);
+          out(
+            a.values.json
+              ? `${toJson(argv)}\n`
+              : `${argv.map((s) => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replaceAll("'", "'\\''")}'`)).join(" ")}\n`,
+          );
           return 0;
         }
         const marker = new RegExp((a.values.marker as string | undefined) ?? "reboot: Power down");
         const timeout = Number((a.values.timeout as string | undefined) ?? "60") * 1000;
-        const r = await runUntil(argv, marker, timeout, a.values.json ? undefined : (l) => io.stdout(`${l}\n`));
+        const r = await runUntil(
+          argv,
+          marker,
+          timeout,
+          a.values.json ? undefined : (l) => io.stdout(`${l}\n`),
+        );
         if (a.values.json) out(`${toJson({ ok: r.ok, reason: r.reason, ms: r.ms, match: r.match, argv })}\n`);
-        else io.stderr(`bootcfg: ${r.ok ? "marker seen" : r.reason === "timeout" ? "timed out" : "QEMU exited"} after ${(r.ms / 1000).toFixed(1)} s\n`);
+        else
+          io.stderr(
+            `bootcfg: ${r.ok ? "marker seen" : r.reason === "timeout" ? "timed out" : "QEMU exited"} after ${(r.ms / 1000).toFixed(1)} s\n`,
+          );
         return r.ok ? 0 : 1;
       }
       case "manifest": {
@@ -366,9 +454,15 @@ export async function main(argv: string[], io: Io): Promise<number> {
         const c = loadCluster(a.values.cluster as string | undefined);
         const cache = new PlanCache(new FileCache());
         if (a.values.all) {
-          const set = Object.fromEntries(c.nodes().map((n) => [n, manifest(c, planNode(c, c.resolve(n), cache))]));
+          const set = Object.fromEntries(
+            c.nodes().map((n) => [n, manifest(c, planNode(c, c.resolve(n), cache))]),
+          );
           out(`${toJson({ manifests: set })}\n`, a.values.output as string | undefined);
-        } else out(`${toJson(manifest(c, planNode(c, c.resolve(need(a.positionals[0], "NODE or --all")), cache)))}\n`, a.values.output as string | undefined);
+        } else
+          out(
+            `${toJson(manifest(c, planNode(c, c.resolve(need(a.positionals[0], "NODE or --all")), cache)))}\n`,
+            a.values.output as string | undefined,
+          );
         return 0;
       }
       case "render": {
@@ -384,16 +478,29 @@ export async function main(argv: string[], io: Io): Promise<number> {
         const a = parse(rest, {});
         if (a.values.help) return helpFor("diff");
         const load = (f: string) => manifestSet(abs(f));
-        const changes = diffManifests(load(need(a.positionals[0], "OLD")), load(need(a.positionals[1], "NEW")));
+        const changes = diffManifests(
+          load(need(a.positionals[0], "OLD")),
+          load(need(a.positionals[1], "NEW")),
+        );
         if (a.values.json) out(`${toJson(changes)}\n`);
         else if (changes.length === 0) out("no node boots differently\n");
-        else out(changes.map((ch) => `${ch.change.padEnd(8)} ${ch.node}${ch.fields.length ? `: ${ch.fields.join(", ")}` : ""}`).join("\n") + "\n");
+        else
+          out(
+            changes
+              .map(
+                (ch) =>
+                  `${ch.change.padEnd(8)} ${ch.node}${ch.fields.length ? `: ${ch.fields.join(", ")}` : ""}`,
+              )
+              .join("\n") + "\n",
+          );
         return changes.length ? 1 : 0;
       }
       case "serve": {
         const a = parse(rest, { listen: { type: "string" }, msize: { type: "string" } });
         if (a.values.help) return helpFor("serve");
-        const c = loadCluster((a.positionals[0] as string | undefined) ?? (a.values.cluster as string | undefined));
+        const c = loadCluster(
+          (a.positionals[0] as string | undefined) ?? (a.values.cluster as string | undefined),
+        );
         const { serveCluster } = await import("./serve.js");
         const srv = await serveCluster(c, need(a.values.listen, "--listen ADDR"));
         io.onListen?.(srv.address);
@@ -414,7 +521,12 @@ export async function main(argv: string[], io: Io): Promise<number> {
       io.stderr(`bootcfg: ${err.message}\n`);
       return err.code === "EUSAGE" ? 2 : 1;
     }
-    if (err && typeof err === "object" && "code" in err && (err as { code: string }).code === "E9P_NODELIST") {
+    if (
+      err &&
+      typeof err === "object" &&
+      "code" in err &&
+      (err as { code: string }).code === "E9P_NODELIST"
+    ) {
       io.stderr(`bootcfg: ${(err as unknown as Error).message}\n`);
       return 2;
     }
@@ -451,8 +563,10 @@ export async function main(argv: string[], io: Io): Promise<number> {
         entries.push({ name: f.slice(0, eq), type: "file", perm: 0o755, source: src });
       }
       const trees = ((a.values.tree as string[] | undefined) ?? []).map(abs);
-      for (const t of trees) if (!existsSync(t)) throw new BootcfgError("EIO", `--tree ${t}: no such directory`);
-      if (!trees.length && !entries.length) throw new UsageError("initrd build: give at least one --tree, --file or --dev");
+      for (const t of trees)
+        if (!existsSync(t)) throw new BootcfgError("EIO", `--tree ${t}: no such directory`);
+      if (!trees.length && !entries.length)
+        throw new UsageError("initrd build: give at least one --tree, --file or --dev");
       const level = a.values.level ? Number(a.values.level) : undefined;
       if (level !== undefined && !(level >= 0 && level <= 9)) throw new UsageError("--level must be 0..9");
       const r2 = await writeInitramfs(

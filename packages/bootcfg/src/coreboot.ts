@@ -20,20 +20,31 @@ function kq(s: string): string {
  * `initrdPath` is where the node's concatenated initrd was written; `rom` the image to add to.
  * `linuxboot` emits the LinuxBoot Kconfig set instead of plain Linux-as-payload.
  */
-export function corebootConfig(plan: NodePlan, initrdPath: string, opts: { rom?: string; linuxboot?: boolean; compression?: string } = {}): CorebootConfig {
+export function corebootConfig(
+  plan: NodePlan,
+  initrdPath: string,
+  opts: { rom?: string; linuxboot?: boolean; compression?: string } = {},
+): CorebootConfig {
   const n = plan.node;
   const warnings: string[] = [];
   const x86 = n.arch === "x86_64" || n.arch === "i386";
   if (n.firmware !== "coreboot") warnings.push(`${n.name}: firmware is ${n.firmware}, not coreboot`);
   if (x86 && plan.kernelFormat !== "bzImage")
-    warnings.push(`${n.name}: coreboot's Linux payload conversion takes a bzImage; ${plan.kernelFormat} needs \`bootcfg payload build\` (SELF from ELF)`);
+    warnings.push(
+      `${n.name}: coreboot's Linux payload conversion takes a bzImage; ${plan.kernelFormat} needs \`bootcfg payload build\` (SELF from ELF)`,
+    );
   if (!x86 && plan.kernelFormat !== "uimage")
-    warnings.push(`${n.name}: coreboot on ${n.arch} boots a uImage/FIT payload (CONFIG_PAYLOAD_FIT); wrap the kernel with \`bootcfg uimage\``);
+    warnings.push(
+      `${n.name}: coreboot on ${n.arch} boots a uImage/FIT payload (CONFIG_PAYLOAD_FIT); wrap the kernel with \`bootcfg uimage\``,
+    );
   if (opts.compression && opts.compression !== "none")
-    warnings.push(`${n.name}: ${opts.compression} compression requested, but coreboot forces none for Linux payloads (cbfstool's LZMA path fails on large kernels)`);
+    warnings.push(
+      `${n.name}: ${opts.compression} compression requested, but coreboot forces none for Linux payloads (cbfstool's LZMA path fails on large kernels)`,
+    );
   const lines = [`# coreboot payload for ${n.name} (${n.arch}), written by ${TOOL}`];
   if (opts.linuxboot) {
-    const a = { x86_64: "X86_64", i386: "X86", arm64: "ARM64", riscv64: "RISCV" }[n.arch as string] ?? "X86_64";
+    const a =
+      { x86_64: "X86_64", i386: "X86", arm64: "ARM64", riscv64: "RISCV" }[n.arch as string] ?? "X86_64";
     lines.push(
       "CONFIG_PAYLOAD_LINUXBOOT=y",
       `CONFIG_LINUXBOOT_${a}=y`,
@@ -53,7 +64,19 @@ export function corebootConfig(plan: NodePlan, initrdPath: string, opts: { rom?:
   }
   lines.push("CONFIG_COMPRESSED_PAYLOAD_NONE=y");
   const rom = opts.rom ?? n.payload.rom ?? "coreboot.rom";
-  const cbfstool = ["cbfstool", rom, "add-payload", "-f", plan.kernelPath, "-n", n.payload.name, "-C", plan.cmdline, "-I", initrdPath];
+  const cbfstool = [
+    "cbfstool",
+    rom,
+    "add-payload",
+    "-f",
+    plan.kernelPath,
+    "-n",
+    n.payload.name,
+    "-C",
+    plan.cmdline,
+    "-I",
+    initrdPath,
+  ];
   const configLb = [
     `# LinuxBIOS v2 target lines for ${n.name}; payload.elf from \`cbfstool extract -m x86\` or \`bootcfg payload build\``,
     'romimage "normal"',

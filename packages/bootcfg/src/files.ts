@@ -75,7 +75,8 @@ export class FileCache {
     if (!i) {
       const parsed: Inspection = { file: path, ...inspectBuffer(this.read(path), path) };
       // keep only small decoded values: ELF note payloads are copied out of the file buffer
-      if (parsed.format === "elf") parsed.notes = parsed.notes.map((n) => ({ ...n, desc: Uint8Array.from(n.desc) }));
+      if (parsed.format === "elf")
+        parsed.notes = parsed.notes.map((n) => ({ ...n, desc: Uint8Array.from(n.desc) }));
       i = parsed;
       this.kernels.set(path, i);
       this.facts.set(path, { path, size: i.size, sha256: i.sha256 });

@@ -2,9 +2,9 @@
 // written as newc and optionally gzip-compressed, reproducibly (fixed mtime, uid, gid, order).
 import { createWriteStream, lstatSync, readdirSync, readlinkSync } from "node:fs";
 import { join, posix } from "node:path";
-import { pipeline } from "node:stream/promises";
 import { Readable } from "node:stream";
-import { constants as zc, createGzip, gzipSync } from "node:zlib";
+import { pipeline } from "node:stream/promises";
+import { createGzip, gzipSync, constants as zc } from "node:zlib";
 import type { ResolvedNode } from "./cluster/resolve.js";
 import { BootcfgError } from "./errors.js";
 import { type CpioEntry, CpioWriter, writeCpio } from "./formats/cpio.js";
@@ -21,7 +21,10 @@ export interface TreeOptions {
 export function parseDeviceSpec(spec: string): CpioEntry {
   const m = /^([^:]+):([cbp])(?::(\d+):(\d+))?(?::([0-7]{3,4}))?$/.exec(spec);
   if (!m || (m[2] !== "p" && m[3] === undefined))
-    throw new BootcfgError("EUSAGE", `bad device "${spec}": write PATH:c:MAJOR:MINOR[:MODE], PATH:b:MAJOR:MINOR or PATH:p`);
+    throw new BootcfgError(
+      "EUSAGE",
+      `bad device "${spec}": write PATH:c:MAJOR:MINOR[:MODE], PATH:b:MAJOR:MINOR or PATH:p`,
+    );
   return {
     name: m[1]!.replace(/^\/+/, ""),
     type: m[2] === "c" ? "char" : m[2] === "b" ? "block" : "fifo",
@@ -57,13 +60,18 @@ export function* walkTree(root: string, opts: TreeOptions = {}, prefix = ""): Ge
       const p = join(dir, name);
       const st = lstatSync(p);
       if (st.isDirectory()) countLinks(p);
-      else if (st.isFile() && st.nlink > 1) links.set(`${st.dev}:${st.ino}`, (links.get(`${st.dev}:${st.ino}`) ?? 0) + 1);
+      else if (st.isFile() && st.nlink > 1)
+        links.set(`${st.dev}:${st.ino}`, (links.get(`${st.dev}:${st.ino}`) ?? 0) + 1);
     }
   };
   countLinks(root);
   const meta = (st: ReturnType<typeof lstatSync>) => ({
     perm: Number(st!.mode) & 0o7777,
-    ...(opts.keepMtime ? { mtime: Math.floor(Number(st!.mtimeMs) / 1000) } : opts.mtime !== undefined ? { mtime: opts.mtime } : {}),
+    ...(opts.keepMtime
+      ? { mtime: Math.floor(Number(st!.mtimeMs) / 1000) }
+      : opts.mtime !== undefined
+        ? { mtime: opts.mtime }
+        : {}),
     ...(opts.keepOwner ? { uid: Number(st!.uid), gid: Number(st!.gid) } : {}),
   });
   function* walk(dir: string, rel: string): Generator<CpioEntry> {
@@ -75,14 +83,21 @@ export function* walkTree(root: string, opts: TreeOptions = {}, prefix = ""): Ge
       if (st.isDirectory()) {
         yield { name: r, type: "dir", ...m };
         yield* walk(p, r);
-      } else if (st.isSymbolicLink()) yield { name: r, type: "symlink", ...m, perm: 0o777, data: readlinkSync(p) };
+      } else if (st.isSymbolicLink())
+        yield { name: r, type: "symlink", ...m, perm: 0o777, data: readlinkSync(p) };
       else if (st.isFile()) {
         const key = `${st.dev}:${st.ino}`;
         const e: CpioEntry = { name: r, type: "file", ...m, source: p };
         if (links.has(key)) e.linkGroup = key;
         yield e;
       } else if (st.isCharacterDevice() || st.isBlockDevice())
-        yield { name: r, type: st.isCharacterDevice() ? "char" : "block", ...m, rdevMajor: Math.floor(st.rdev / 256) & 0xfff, rdevMinor: (st.rdev & 0xff) | ((st.rdev >> 12) & 0xfff00) };
+        yield {
+          name: r,
+          type: st.isCharacterDevice() ? "char" : "block",
+          ...m,
+          rdevMajor: Math.floor(st.rdev / 256) & 0xfff,
+          rdevMinor: (st.rdev & 0xff) | ((st.rdev >> 12) & 0xfff00),
+        };
       else if (st.isFIFO()) yield { name: r, type: "fifo", ...m };
       else if (st.isSocket()) yield { name: r, type: "socket", ...m };
     }
@@ -136,12 +151,20 @@ export async function writeInitramfs(
   const source = Readable.from(chunks(), { objectMode: false });
   const sink = createWriteStream(out);
   if (opts.compress === false) await pipeline(source, sink);
-  else await pipeline(source, createGzip({ level: opts.level ?? 6, memLevel: 9, strategy: zc.Z_DEFAULT_STRATEGY }), sink);
+  else
+    await pipeline(
+      source,
+      createGzip({ level: opts.level ?? 6, memLevel: 9, strategy: zc.Z_DEFAULT_STRATEGY }),
+      sink,
+    );
   return { cpioBytes: w.size };
 }
 
 /** Builds an initramfs in memory. */
-export function buildInitramfs(spec: InitramfsSpec, opts: { compress?: boolean; level?: number } = {}): Buffer {
+export function buildInitramfs(
+  spec: InitramfsSpec,
+  opts: { compress?: boolean; level?: number } = {},
+): Buffer {
   const all = [...specEntries(spec)];
   const cpio = writeCpio(all, { mtime: spec.tree?.mtime ?? 0 });
   return opts.compress === false ? cpio : gzipSync(cpio, { level: opts.level ?? 6 });

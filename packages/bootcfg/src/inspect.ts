@@ -21,7 +21,16 @@ export interface CompressedInfo {
   compression: Compression;
 }
 
-export type Inspection = (BzImageInfo | ElfInfo | ImageInfo | UImageInfo | BeobootInfo | CbfsInfo | InitramfsInfo | CompressedInfo) & {
+export type Inspection = (
+  | BzImageInfo
+  | ElfInfo
+  | ImageInfo
+  | UImageInfo
+  | BeobootInfo
+  | CbfsInfo
+  | InitramfsInfo
+  | CompressedInfo
+) & {
   file?: string;
   size: number;
   sha256: string;
@@ -49,7 +58,10 @@ export function inspectBuffer(buf: Uint8Array, what = "input"): Inspection {
   }
   if (comp) return { format: "compressed", compression: comp, ...base };
   if (isCbfs(buf)) return { ...parseCbfs(buf, what), ...base };
-  throw new BootcfgError("EUNKNOWN", `${what}: unknown format (not a bzImage, ELF, arm64/RISC-V Image, uImage, beoboot, CBFS, cpio or compressed file)`);
+  throw new BootcfgError(
+    "EUNKNOWN",
+    `${what}: unknown format (not a bzImage, ELF, arm64/RISC-V Image, uImage, beoboot, CBFS, cpio or compressed file)`,
+  );
 }
 
 export function inspectFile(path: string): Inspection {

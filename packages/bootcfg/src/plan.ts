@@ -91,7 +91,8 @@ export function planNode(cluster: Cluster, node: ResolvedNode, cache: PlanCache)
   const kernelPath = cluster.path(node.kernel.path);
   const kernel = cache.files.inspect(kernelPath);
   const kernelFormat = kernelFormatOf(kernel);
-  if (!kernelFormat) throw new BootcfgError("ECHECK", `${node.name}: ${kernelPath} is a ${kernel.format} file, not a kernel`);
+  if (!kernelFormat)
+    throw new BootcfgError("ECHECK", `${node.name}: ${kernelPath} is a ${kernel.format} file, not a kernel`);
   const paths = node.initrds.map((p) => cluster.path(p));
   const parts: InitrdPart[] = paths.map((path) => {
     const f = cache.files.stat(path);
@@ -106,7 +107,11 @@ export function planNode(cluster: Cluster, node: ResolvedNode, cache: PlanCache)
   const dir = node.kexec.dir;
   const type = kexecType(node.arch, kernel);
   const fileLoad = node.kexec.syscall === "kexec_file_load";
-  if (!type && !fileLoad) throw new BootcfgError("ECHECK", `${node.name}: kexec has no loader for ${kernel.format} on ${node.arch}`);
+  if (!type && !fileLoad)
+    throw new BootcfgError(
+      "ECHECK",
+      `${node.name}: kexec has no loader for ${kernel.format} on ${node.arch}`,
+    );
   const kexecArgs = [
     "kexec",
     ...(fileLoad ? ["-s"] : []),
@@ -118,7 +123,18 @@ export function planNode(cluster: Cluster, node: ResolvedNode, cache: PlanCache)
     `--command-line=${cmdline}`,
   ];
   const urootArgs = ["kexec", "-l", "--initrd", `${dir}/initrd`, "--cmdline", cmdline, `${dir}/kernel`];
-  return { node, kernel, kernelPath, kernelFormat, initrdParts: parts, overlay, initrd, cmdline, kexecArgs, urootArgs };
+  return {
+    node,
+    kernel,
+    kernelPath,
+    kernelFormat,
+    initrdParts: parts,
+    overlay,
+    initrd,
+    cmdline,
+    kexecArgs,
+    urootArgs,
+  };
 }
 
 /** The shell plan a boot kernel runs: verify what it fetched, load, execute. */
@@ -155,7 +171,13 @@ export function renderPlanJson(cluster: Cluster, plan: NodePlan): Record<string,
       target: `${plan.node.kexec.dir}/initrd`,
       size: plan.initrd.size,
       sha256: plan.initrd.sha256,
-      parts: plan.initrdParts.map((p) => ({ kind: p.kind, ...(p.path ? { path: rel(p.path) } : {}), size: p.size, sha256: p.sha256, pad: p.pad })),
+      parts: plan.initrdParts.map((p) => ({
+        kind: p.kind,
+        ...(p.path ? { path: rel(p.path) } : {}),
+        size: p.size,
+        sha256: p.sha256,
+        pad: p.pad,
+      })),
     },
     cmdline: plan.cmdline,
     kexec: { syscall: plan.node.kexec.syscall, argv: plan.kexecArgs },
@@ -190,7 +212,12 @@ export function manifest(cluster: Cluster, plan: NodePlan): Record<string, unkno
       size: plan.kernel.size,
       sha256: plan.kernel.sha256,
     },
-    initrds: plan.initrdParts.map((p) => ({ kind: p.kind, ...(p.path ? { path: rel(p.path) } : {}), size: p.size, sha256: p.sha256 })),
+    initrds: plan.initrdParts.map((p) => ({
+      kind: p.kind,
+      ...(p.path ? { path: rel(p.path) } : {}),
+      size: p.size,
+      sha256: p.sha256,
+    })),
     initrd: plan.initrd,
     cmdline: plan.cmdline,
     kexec: plan.kexecArgs,
@@ -220,7 +247,8 @@ export function diffManifests(
 ): ManifestChange[] {
   const out: ManifestChange[] = [];
   const ignore = new Set(["tool", "cluster"]);
-  for (const node of Object.keys(oldSet)) if (!(node in newSet)) out.push({ node, change: "removed", fields: [] });
+  for (const node of Object.keys(oldSet))
+    if (!(node in newSet)) out.push({ node, change: "removed", fields: [] });
   for (const [node, m] of Object.entries(newSet)) {
     const o = oldSet[node];
     if (!o) {

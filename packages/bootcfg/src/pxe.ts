@@ -25,7 +25,9 @@ export interface PublishedNames {
 }
 
 export function publishedNames(plan: NodePlan): PublishedNames {
-  const parts = plan.initrdParts.map((p) => (p.kind === "overlay" ? `${plan.node.name}.cpio` : basename(p.path!)));
+  const parts = plan.initrdParts.map((p) =>
+    p.kind === "overlay" ? `${plan.node.name}.cpio` : basename(p.path!),
+  );
   return { kernel: basename(plan.kernelPath), initrds: parts, combined: `${plan.node.name}.initrd` };
 }
 
@@ -73,6 +75,7 @@ export function renderIpxeDispatch(baseUrl: string | undefined): string {
     `# node dispatcher, written by ${TOOL}`,
     `chain ${base}ipxe/\${mac:hexhyp}.ipxe || goto unknown`,
     ":unknown",
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: an iPXE variable, expanded by iPXE
     "echo bootcfg: no boot script for ${mac}",
     "",
   ].join("\n");

@@ -48,7 +48,12 @@ function kvmUsable(arch: string): boolean {
 
 /** argv (program first) for booting a node under QEMU. */
 export function qemuArgs(o: QemuOptions): string[] {
-  const accel = o.accel === "auto" || o.accel === undefined ? (o.accel === "auto" && kvmUsable(o.arch) ? "kvm" : "tcg") : o.accel;
+  const accel =
+    o.accel === "auto" || o.accel === undefined
+      ? o.accel === "auto" && kvmUsable(o.arch)
+        ? "kvm"
+        : "tcg"
+      : o.accel;
   const machine =
     o.arch === "arm64"
       ? ["-machine", "virt", "-cpu", "cortex-a57"]
@@ -95,7 +100,12 @@ export interface RunResult {
  * Spawns `argv`, reads stdout+stderr line by line, resolves when a line matches `marker`
  * (then kills the process by its pid), when it exits, or after `timeoutMs` (killed too).
  */
-export function runUntil(argv: string[], marker: RegExp, timeoutMs: number, onLine?: (l: string) => void): Promise<RunResult> {
+export function runUntil(
+  argv: string[],
+  marker: RegExp,
+  timeoutMs: number,
+  onLine?: (l: string) => void,
+): Promise<RunResult> {
   const start = Date.now();
   return new Promise((resolve, reject) => {
     const child = spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", "pipe", "pipe"] });
@@ -125,7 +135,8 @@ export function runUntil(argv: string[], marker: RegExp, timeoutMs: number, onLi
         nl = partial.indexOf("\n");
       }
       // markers printed without a newline yet (e.g. iPXE prompts)
-      if (!done && partial && marker.test(partial)) finish({ ok: true, match: partial, reason: "marker" }, null);
+      if (!done && partial && marker.test(partial))
+        finish({ ok: true, match: partial, reason: "marker" }, null);
     };
     child.stdout.on("data", feed);
     child.stderr.on("data", feed);

@@ -8,7 +8,8 @@ export function toJson(value: unknown, indent = 2): string {
   return JSON.stringify(
     value,
     (_k, v) => {
-      if (typeof v === "bigint") return v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : `0x${v.toString(16)}`;
+      if (typeof v === "bigint")
+        return v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : `0x${v.toString(16)}`;
       if (v instanceof Uint8Array) return Buffer.from(v).toString("hex");
       return v;
     },
@@ -41,11 +42,17 @@ export function renderInspection(i: Inspection): string {
       kv("init_size", `${hex(h.initSize)} (${formatBytes(h.initSize)})`);
       kv("handover_offset", hex(h.handoverOffset));
       kv("kernel_info_offset", hex(h.kernelInfoOffset));
-      kv("payload", `${i.payload.compression} at ${hex(i.payload.offset)}, ${i.payload.length} bytes → ${i.payload.decompressedSize} bytes`);
+      kv(
+        "payload",
+        `${i.payload.compression} at ${hex(i.payload.offset)}, ${i.payload.length} bytes → ${i.payload.decompressedSize} bytes`,
+      );
       break;
     }
     case "elf":
-      kv("format", `ELF${i.class} ${i.littleEndian ? "LSB" : "MSB"} ${i.type === 2 ? "EXEC" : i.type === 3 ? "DYN" : `type ${i.type}`}, ${i.machineName}`);
+      kv(
+        "format",
+        `ELF${i.class} ${i.littleEndian ? "LSB" : "MSB"} ${i.type === 2 ? "EXEC" : i.type === 3 ? "DYN" : `type ${i.type}`}, ${i.machineName}`,
+      );
       kv("entry", hex(i.entry));
       if (i.pvhEntry !== undefined) kv("pvh entry", hex(i.pvhEntry));
       out.push("program headers:      type     offset     paddr              filesz     memsz      flags");
@@ -57,7 +64,10 @@ export function renderInspection(i: Inspection): string {
       break;
     case "arm64-image":
     case "riscv-image":
-      kv("format", `${i.arch} Image, ${i.bigEndian ? "big" : "little"}-endian, ${i.pageSize} pages${i.efiStub ? ", EFI stub" : ""}`);
+      kv(
+        "format",
+        `${i.arch} Image, ${i.bigEndian ? "big" : "little"}-endian, ${i.pageSize} pages${i.efiStub ? ", EFI stub" : ""}`,
+      );
       kv("text_offset", hex(i.textOffset));
       kv("image_size", `${hex(i.imageSize)} (${formatBytes(Number(i.imageSize))})`);
       kv("flags", `${hex(i.flags)}${i.physicalPlacementAnywhere ? " (placed anywhere)" : ""}`);
@@ -90,11 +100,15 @@ export function renderInspection(i: Inspection): string {
     case "initramfs":
       kv("format", `initramfs, ${i.members.length} member${i.members.length === 1 ? "" : "s"}`);
       for (const m of i.members) {
-        out.push(`  member at ${hex(m.offset)}: ${m.compression}, ${m.length} bytes${m.entries ? `, ${m.entries.length} entries` : ""}`);
+        out.push(
+          `  member at ${hex(m.offset)}: ${m.compression}, ${m.length} bytes${m.entries ? `, ${m.entries.length} entries` : ""}`,
+        );
         for (const e of m.entries ?? [])
           out.push(
             `    ${e.type.padEnd(7)} ${e.perm.toString(8).padStart(4, "0")} ${String(e.uid).padStart(4)}:${String(e.gid).padEnd(4)} ${
-              e.type === "char" || e.type === "block" ? `${e.rdevMajor},${e.rdevMinor}`.padStart(9) : String(e.size).padStart(9)
+              e.type === "char" || e.type === "block"
+                ? `${e.rdevMajor},${e.rdevMinor}`.padStart(9)
+                : String(e.size).padStart(9)
             } ${e.name}`,
           );
       }
@@ -114,9 +128,11 @@ export function renderShow(n: ResolvedNode): string {
   rows.push(["profiles", n.profiles.join(", ") || "(none)", ""]);
   rows.push(["arch", n.arch, o.arch ?? ""]);
   rows.push(["kernel", `${n.kernel.path}${n.kernel.format ? ` (${n.kernel.format})` : ""}`, o.kernel ?? ""]);
-  n.initrds.forEach((p, i) => rows.push([i === 0 ? "initrds" : "", p, i === 0 ? (o.initrds ?? "") : ""]));
+  for (const [i, p] of n.initrds.entries())
+    rows.push([i === 0 ? "initrds" : "", p, i === 0 ? (o.initrds ?? "") : ""]);
   if (n.initrds.length === 0) rows.push(["initrds", "(none)", ""]);
-  n.cmdline.forEach((t, i) => rows.push([i === 0 ? "cmdline" : "", t, n.cmdlineOrigins[i] ?? ""]));
+  for (const [i, t] of n.cmdline.entries())
+    rows.push([i === 0 ? "cmdline" : "", t, n.cmdlineOrigins[i] ?? ""]);
   rows.push(["firmware", n.firmware, o.firmware ?? ""]);
   rows.push(["delivery", n.delivery, o.delivery ?? ""]);
   if (n.memory !== undefined) rows.push(["memory", formatBytes(n.memory), o.memory ?? ""]);

@@ -8,9 +8,16 @@
 // the successor of the original suite's xbootfs/xget. Large files are read where they lie, one
 // Tread at a time, so memory does not grow with their size.
 import { type FileHandle, open } from "node:fs/promises";
+import { type Address, formatAddress } from "@clustermatic/ninep/client";
 import { Errno, FsError } from "@clustermatic/ninep/errors";
-import { formatAddress, type Address } from "@clustermatic/ninep/client";
-import { Server, staticFile, SynthDir, SynthFile, type SynthNode, treeBackend } from "@clustermatic/ninep/server";
+import {
+  Server,
+  SynthDir,
+  SynthFile,
+  type SynthNode,
+  staticFile,
+  treeBackend,
+} from "@clustermatic/ninep/server";
 import type { Cluster } from "./cluster/resolve.js";
 import { BootcfgError } from "./errors.js";
 import { FileCache } from "./files.js";
@@ -37,8 +44,12 @@ function initrdPieces(plan: NodePlan): Piece[] {
 }
 
 /** A read-only file assembled from pieces; opened file handles live as long as the fid. */
-function piecedFile(name: string, pieces: Piece[], size: number): SynthFile<Map<string, FileHandle>> {
-  return new SynthFile<Map<string, FileHandle>>(name, {
+function piecedFile(
+  name: string,
+  pieces: Piece[],
+  size: number,
+): SynthFile<Map<string, Promise<FileHandle>>> {
+  return new SynthFile<Map<string, Promise<FileHandle>>>(name, {
     mode: 0o444,
     length: () => size,
     open: () => new Map(),
@@ -54,14 +65,21 @@ function piecedFile(name: string, pieces: Piece[], size: number): SynthFile<Map<
         const to = Math.min(end, p.offset + p.size);
         if ("bytes" in p) out.set(p.bytes.subarray(from - p.offset, to - p.offset), from - start);
         else {
-          let fh = h.state.get(p.path);
-          if (!fh) {
-            fh = await open(p.path, "r");
-            h.state.set(p.path, fh);
+          // several reads of one fid run at once: share one open per piece
+          let pending = h.state.get(p.path);
+          if (!pending) {
+            pending = open(p.path, "r");
+            h.state.set(p.path, pending);
           }
+          const fh = await pending;
           let done = 0;
           while (done < to - from) {
-            const { bytesRead } = await fh.read(out, from - start + done, to - from - done, from - p.offset + done);
+            const { bytesRead } = await fh.read(
+              out,
+              from - start + done,
+              to - from - done,
+              from - p.offset + done,
+            );
             if (bytesRead === 0) throw new FsError(`${p.path} shrank while being served`, Errno.EIO);
             done += bytesRead;
           }
@@ -71,8 +89,9 @@ function piecedFile(name: string, pieces: Piece[], size: number): SynthFile<Map<
       return out.subarray(0, filled);
     },
     async clunk(h) {
-      for (const fh of h.state.values()) await fh.close();
+      const all = [...h.state.values()];
       h.state.clear();
+      for (const pending of all) await (await pending.catch(() => undefined))?.close();
     },
   });
 }
@@ -100,7 +119,9 @@ export function clusterTree(cluster: Cluster): SynthDir {
       throw new FsError(msg, Errno.EIO);
     }
     d = new SynthDir(name, { mode: 0o555 });
-    d.add(piecedFile("kernel", [{ offset: 0, size: plan.kernel.size, path: plan.kernelPath }], plan.kernel.size));
+    d.add(
+      piecedFile("kernel", [{ offset: 0, size: plan.kernel.size, path: plan.kernelPath }], plan.kernel.size),
+    );
     d.add(piecedFile("initrd", initrdPieces(plan), plan.initrd.size));
     d.add(staticFile("cmdline", `${plan.cmdline}\n`));
     d.add(staticFile("kexec.sh", renderKexecSh(plan), { mode: 0o555 }));

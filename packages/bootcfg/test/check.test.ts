@@ -2,8 +2,8 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { Cluster } from "../src/cluster/resolve.js";
 import { checkCluster } from "../src/check.js";
+import { Cluster } from "../src/cluster/resolve.js";
 import { FileCache } from "../src/files.js";
 import { writeUImage } from "../src/formats/uimage.js";
 import { tempDir } from "./helpers.js";
@@ -22,10 +22,15 @@ f("bzhuge", synthBzImage({ xloadflags: 1, initSize: 0x40000000 }));
 f("Image", synthArm64Image());
 f("elf64", synthElf({ machine: 0x3e }));
 f("elfa64", synthElf({ machine: 0xb7 }));
-const uimg = writeUImage(Buffer.from("kernel"), { arch: "arm64", load: 0x80080000, entry: 0x80080000, name: "L" });
+const uimg = writeUImage(Buffer.from("kernel"), {
+  arch: "arm64",
+  load: 0x80080000,
+  entry: 0x80080000,
+  name: "L",
+});
 f("uImage", uimg);
 const bad = Buffer.from(uimg);
-bad[66] ^= 0xff;
+bad[66] = (bad[66] ?? 0) ^ 0xff;
 f("uImage.bad", bad);
 f("initrd", Buffer.alloc(4096));
 const small = synthBzImage({ xloadflags: 1 });
@@ -41,24 +46,77 @@ function check(node: string, opts: { extra?: string; cmdline?: string[] } = {}) 
 
 const cases: Array<[string, string, RegExp | null, string[]?]> = [
   ["64-bit bzImage on x86_64", "    arch: x86_64\n    kernel: bz64\n", null],
-  ["32-bit bzImage on x86_64", "    arch: x86_64\n    kernel: bz32\n", /n1: bzImage \(boot protocol 2\.15, 32-bit\) is not 64-bit capable .* but the node is x86_64/],
-  ["64-bit bzImage on i386", "    arch: i386\n    kernel: bz64\n", /n1: bzImage .* is a 64-bit kernel but the node is i386/],
+  [
+    "32-bit bzImage on x86_64",
+    "    arch: x86_64\n    kernel: bz32\n",
+    /n1: bzImage \(boot protocol 2\.15, 32-bit\) is not 64-bit capable .* but the node is x86_64/,
+  ],
+  [
+    "64-bit bzImage on i386",
+    "    arch: i386\n    kernel: bz64\n",
+    /n1: bzImage .* is a 64-bit kernel but the node is i386/,
+  ],
   ["32-bit bzImage on i386", "    arch: i386\n    kernel: bz32\n", null],
   ["bzImage on arm64", "    arch: arm64\n    kernel: bz64\n", /is an x86 kernel but the node is arm64/],
   ["arm64 Image on arm64", "    arch: arm64\n    kernel: Image\n", null],
-  ["arm64 Image on x86_64", "    arch: x86_64\n    kernel: Image\n", /n1: arm64 Image but the node is x86_64/],
+  [
+    "arm64 Image on x86_64",
+    "    arch: x86_64\n    kernel: Image\n",
+    /n1: arm64 Image but the node is x86_64/,
+  ],
   ["x86-64 ELF on x86_64", "    arch: x86_64\n    kernel: elf64\n", null],
-  ["aarch64 ELF on x86_64", "    arch: x86_64\n    kernel: elfa64\n", /n1: ELF64 aarch64 kernel but the node is x86_64/],
-  ["declared format differs", "    kernel: {path: bz64, format: elf}\n", /kernel\.format says elf but .* is bzImage/],
-  ["cmdline over a 2.05 kernel's 255", "    arch: i386\n    kernel: bz205\n", /n1: command line is 300 bytes, kernel accepts 255/, [`x=${"a".repeat(298)}`]],
-  ["memory too small for init_size", "    kernel: bzhuge\n    memory: 512M\n", /n1: needs .* init_size 1\.0 GiB .* but memory is 512\.0 MiB/],
-  ["initrd above initrd_addr_max", "    kernel: bzlow\n    initrds: [initrd2m]\n", /initrds total 2\.0 MiB, but only 1\.0 MiB fit below initrd_addr_max 0x11fffff/],
-  ["kexec_file_load of an ELF", "    kernel: elf64\n    kexec: {syscall: kexec_file_load}\n", /kexec_file_load cannot load ELF64 x86_64; use kexec\.syscall: kexec_load/],
-  ["payload without coreboot", "    kernel: bz64\n    delivery: payload\n", /delivery "payload" needs firmware: coreboot/],
-  ["arm64 coreboot payload must be a uImage", "    arch: arm64\n    kernel: Image\n    delivery: payload\n    firmware: coreboot\n", /coreboot on arm64 loads a uImage\/FIT payload/],
-  ["arm64 uImage payload", "    arch: arm64\n    kernel: uImage\n    delivery: payload\n    firmware: coreboot\n", null],
+  [
+    "aarch64 ELF on x86_64",
+    "    arch: x86_64\n    kernel: elfa64\n",
+    /n1: ELF64 aarch64 kernel but the node is x86_64/,
+  ],
+  [
+    "declared format differs",
+    "    kernel: {path: bz64, format: elf}\n",
+    /kernel\.format says elf but .* is bzImage/,
+  ],
+  [
+    "cmdline over a 2.05 kernel's 255",
+    "    arch: i386\n    kernel: bz205\n",
+    /n1: command line is 300 bytes, kernel accepts 255/,
+    [`x=${"a".repeat(298)}`],
+  ],
+  [
+    "memory too small for init_size",
+    "    kernel: bzhuge\n    memory: 512M\n",
+    /n1: needs .* init_size 1\.0 GiB .* but memory is 512\.0 MiB/,
+  ],
+  [
+    "initrd above initrd_addr_max",
+    "    kernel: bzlow\n    initrds: [initrd2m]\n",
+    /initrds total 2\.0 MiB, but only 1\.0 MiB fit below initrd_addr_max 0x11fffff/,
+  ],
+  [
+    "kexec_file_load of an ELF",
+    "    kernel: elf64\n    kexec: {syscall: kexec_file_load}\n",
+    /kexec_file_load cannot load ELF64 x86_64; use kexec\.syscall: kexec_load/,
+  ],
+  [
+    "payload without coreboot",
+    "    kernel: bz64\n    delivery: payload\n",
+    /delivery "payload" needs firmware: coreboot/,
+  ],
+  [
+    "arm64 coreboot payload must be a uImage",
+    "    arch: arm64\n    kernel: Image\n    delivery: payload\n    firmware: coreboot\n",
+    /coreboot on arm64 loads a uImage\/FIT payload/,
+  ],
+  [
+    "arm64 uImage payload",
+    "    arch: arm64\n    kernel: uImage\n    delivery: payload\n    firmware: coreboot\n",
+    null,
+  ],
   ["damaged uImage", "    arch: arm64\n    kernel: uImage.bad\n", /uImage data CRC mismatch/],
-  ["pxelinux on arm64", "    arch: arm64\n    kernel: Image\n    delivery: pxe\n    mac: 52:54:00:00:00:01\n", /pxelinux is x86 BIOS only; use delivery: ipxe for arm64/],
+  [
+    "pxelinux on arm64",
+    "    arch: arm64\n    kernel: Image\n    delivery: pxe\n    mac: 52:54:00:00:00:01\n",
+    /pxelinux is x86 BIOS only; use delivery: ipxe for arm64/,
+  ],
   ["pxe without a MAC", "    kernel: bz64\n    delivery: pxe\n", /delivery "pxe" needs a mac address/],
   ["missing kernel file", "    kernel: nope\n", /n1: kernel .*\/nope: no such file/],
   ["a directory as initrd", "    kernel: bz64\n    initrds: [.]\n", /n1: initrd .*: is a directory/],
@@ -75,12 +133,24 @@ describe("check", () => {
       }
     });
   it("duplicate MACs and IPs across nodes", () => {
-    const r = check("n1", { extra: "    kernel: bz64\n    mac: 52:54:00:00:00:01\n    ip: 10.0.0.1\n  - name: n2\n    kernel: bz64\n    mac: 52:54:00:00:00:01\n    ip: 10.0.0.1\n" });
-    expect(r.errors).toEqual(["n2: MAC 52:54:00:00:00:01 is also used by n1", "n2: IP 10.0.0.1 is also used by n1"]);
+    const r = check("n1", {
+      extra:
+        "    kernel: bz64\n    mac: 52:54:00:00:00:01\n    ip: 10.0.0.1\n  - name: n2\n    kernel: bz64\n    mac: 52:54:00:00:00:01\n    ip: 10.0.0.1\n",
+    });
+    expect(r.errors).toEqual([
+      "n2: MAC 52:54:00:00:00:01 is also used by n1",
+      "n2: IP 10.0.0.1 is also used by n1",
+    ]);
   });
   it("records each file's size and hash", () => {
     const r = check("n1", { extra: "    kernel: bz64\n" });
-    expect(r.nodes[0]!.kernel).toMatchObject({ format: "bzImage", sha256: expect.stringMatching(/^[0-9a-f]{64}$/) });
-    expect(r.nodes[0]!.initrds[0]).toMatchObject({ size: 4096, sha256: "ad7facb2586fc6e966c004d7d1d16b024f5805ff7cb47c7a85dabd8b48892ca7" });
+    expect(r.nodes[0]!.kernel).toMatchObject({
+      format: "bzImage",
+      sha256: expect.stringMatching(/^[0-9a-f]{64}$/),
+    });
+    expect(r.nodes[0]!.initrds[0]).toMatchObject({
+      size: 4096,
+      sha256: "ad7facb2586fc6e966c004d7d1d16b024f5805ff7cb47c7a85dabd8b48892ca7",
+    });
   });
 });

@@ -18,20 +18,47 @@ writeFileSync(
 
 describe("bootcfg CLI", () => {
   it("--help exits 0, no command exits 2 with usage", async () => {
-    expect(await run(["--help"])).toMatchObject({ code: 0, stdout: expect.stringMatching(/^usage: bootcfg COMMAND/) });
+    expect(await run(["--help"])).toMatchObject({
+      code: 0,
+      stdout: expect.stringMatching(/^usage: bootcfg COMMAND/),
+    });
     expect((await run([])).code).toBe(2);
-    for (const cmd of ["inspect", "check", "show", "kexec-plan", "coreboot", "serve", "initrd", "qemu", "diff"])
+    for (const cmd of [
+      "inspect",
+      "check",
+      "show",
+      "kexec-plan",
+      "coreboot",
+      "serve",
+      "initrd",
+      "qemu",
+      "diff",
+    ])
       expect((await run([cmd, "--help"])).code, cmd).toBe(0);
   });
   it("unknown commands and options are usage errors (2)", async () => {
-    expect(await run(["frobnicate"])).toMatchObject({ code: 2, stderr: expect.stringMatching(/unknown command "frobnicate"/) });
-    expect(await run(["inspect", "--bogus", "x"])).toMatchObject({ code: 2, stderr: expect.stringMatching(/--bogus/) });
-    expect(await run(["show"], t.dir)).toMatchObject({ code: 2, stderr: expect.stringMatching(/NODE is required/) });
+    expect(await run(["frobnicate"])).toMatchObject({
+      code: 2,
+      stderr: expect.stringMatching(/unknown command "frobnicate"/),
+    });
+    expect(await run(["inspect", "--bogus", "x"])).toMatchObject({
+      code: 2,
+      stderr: expect.stringMatching(/--bogus/),
+    });
+    expect(await run(["show"], t.dir)).toMatchObject({
+      code: 2,
+      stderr: expect.stringMatching(/NODE is required/),
+    });
   });
   it("finds ./cluster.yaml, lists nodes, shows a node as JSON", async () => {
     expect((await run(["nodes"], t.dir)).stdout).toBe("n1\nn2\nn3\na1\n");
     const j = JSON.parse((await run(["show", "a1", "--json"], t.dir)).stdout);
-    expect(j).toMatchObject({ name: "a1", arch: "arm64", cmdline: ["console=ttyAMA0"], overlay: { "/etc/motd": "hi a1" } });
+    expect(j).toMatchObject({
+      name: "a1",
+      arch: "arm64",
+      cmdline: ["console=ttyAMA0"],
+      overlay: { "/etc/motd": "hi a1" },
+    });
   });
   it("an unknown node is exit 1 with the cluster file named", async () => {
     const r = await run(["show", "n9"], t.dir);
@@ -46,10 +73,28 @@ describe("bootcfg CLI", () => {
   it("kexec-plan: sh and json forms agree, arm64 gets -t Image", async () => {
     const sh = (await run(["kexec-plan", "a1"], t.dir)).stdout;
     expect(sh).toMatch(/^#!\/bin\/sh\n/);
-    expect(sh).toContain("kexec -l -t Image /boot/bootcfg/kernel --initrd=/boot/bootcfg/initrd --command-line=console=ttyAMA0\n");
+    expect(sh).toContain(
+      "kexec -l -t Image /boot/bootcfg/kernel --initrd=/boot/bootcfg/initrd --command-line=console=ttyAMA0\n",
+    );
     const j = JSON.parse((await run(["kexec-plan", "n2", "--json"], t.dir)).stdout);
-    expect(j.kexec.argv).toEqual(["kexec", "-l", "-t", "bzImage64", "/boot/bootcfg/kernel", "--initrd=/boot/bootcfg/initrd", "--command-line=console=ttyS0"]);
-    expect(j.uroot.argv).toEqual(["kexec", "-l", "--initrd", "/boot/bootcfg/initrd", "--cmdline", "console=ttyS0", "/boot/bootcfg/kernel"]);
+    expect(j.kexec.argv).toEqual([
+      "kexec",
+      "-l",
+      "-t",
+      "bzImage64",
+      "/boot/bootcfg/kernel",
+      "--initrd=/boot/bootcfg/initrd",
+      "--command-line=console=ttyS0",
+    ]);
+    expect(j.uroot.argv).toEqual([
+      "kexec",
+      "-l",
+      "--initrd",
+      "/boot/bootcfg/initrd",
+      "--cmdline",
+      "console=ttyS0",
+      "/boot/bootcfg/kernel",
+    ]);
     const xb = (await run(["kexec-plan", "n2", "--format", "xbootfs"], t.dir)).stdout;
     expect(xb).toMatch(/^KERNEL=\/boot\/bootcfg\/kernel\nINITRD=\/boot\/bootcfg\/initrd\nBASEPORT=20004$/m);
   });
@@ -57,7 +102,11 @@ describe("bootcfg CLI", () => {
     const out = join(t.dir, "n1.beo");
     expect((await run(["kexec-plan", "n1", "--format", "beoboot", "-o", out], t.dir)).code).toBe(0);
     const j = JSON.parse((await run(["inspect", out, "--json"])).stdout);
-    expect(j).toMatchObject({ format: "beoboot", cmdline: "console=ttyS0", kernelSize: readFileSync(join(t.dir, "bz")).length });
+    expect(j).toMatchObject({
+      format: "beoboot",
+      cmdline: "console=ttyS0",
+      kernelSize: readFileSync(join(t.dir, "bz")).length,
+    });
   });
   it("initrd overlay holds node.json and the rendered overlay files", async () => {
     const out = join(t.dir, "a1.cpio");
@@ -70,13 +119,23 @@ describe("bootcfg CLI", () => {
   });
   it("ipxe writes per-MAC scripts and a dispatcher", async () => {
     const r = await run(["ipxe", "-o", join(t.dir, "ipxe"), "--json"], t.dir);
-    expect(JSON.parse(r.stdout)).toEqual({ n1: ["ipxe/52-54-00-00-00-01.ipxe"], n2: ["ipxe/52-54-00-00-00-02.ipxe"], n3: ["ipxe/52-54-00-00-00-03.ipxe"] });
+    expect(JSON.parse(r.stdout)).toEqual({
+      n1: ["ipxe/52-54-00-00-00-01.ipxe"],
+      n2: ["ipxe/52-54-00-00-00-02.ipxe"],
+      n3: ["ipxe/52-54-00-00-00-03.ipxe"],
+    });
     const s = readFileSync(join(t.dir, "ipxe/ipxe/52-54-00-00-00-02.ipxe"), "utf8");
-    expect(s).toContain("kernel bz console=ttyS0 || goto failed\ninitrd base.gz || goto failed\ninitrd n2.cpio || goto failed\nboot");
-    expect(readFileSync(join(t.dir, "ipxe/boot.ipxe"), "utf8")).toContain("chain ipxe/${mac:hexhyp}.ipxe || goto unknown");
+    expect(s).toContain(
+      "kernel bz console=ttyS0 || goto failed\ninitrd base.gz || goto failed\ninitrd n2.cpio || goto failed\nboot",
+    );
+    expect(readFileSync(join(t.dir, "ipxe/boot.ipxe"), "utf8")).toContain(
+      `chain ipxe/$\{mac:hexhyp}.ipxe || goto unknown`,
+    );
   });
   it("qemu prints a command with no network and no display", async () => {
-    const j = JSON.parse((await run(["qemu", "a1", "--json", "--initrd-out", join(t.dir, "a1.img")], t.dir)).stdout) as string[];
+    const j = JSON.parse(
+      (await run(["qemu", "a1", "--json", "--initrd-out", join(t.dir, "a1.img")], t.dir)).stdout,
+    ) as string[];
     expect(j.slice(0, 5)).toEqual(["qemu-system-aarch64", "-machine", "virt", "-cpu", "cortex-a57"]);
     expect(j.join(" ")).toContain("-display none -no-reboot -nic none -serial stdio");
   });

@@ -46,7 +46,22 @@ function errorOf(fn: () => unknown): BootcfgError {
 describe("node ranges", () => {
   const c = Cluster.parse(YAML, "cluster.yaml");
   it("expands with zero padding and exclusions, in file order", () => {
-    expect(c.nodes()).toEqual(["n01", "n02", "n03", "n04", "n06", "n08", "n09", "n10", "n11", "n12", "n13", "n14", "n15", "n16"]);
+    expect(c.nodes()).toEqual([
+      "n01",
+      "n02",
+      "n03",
+      "n04",
+      "n06",
+      "n08",
+      "n09",
+      "n10",
+      "n11",
+      "n12",
+      "n13",
+      "n14",
+      "n15",
+      "n16",
+    ]);
   });
   it("increments IP and MAC along the range, carrying into the next octet", () => {
     expect(c.resolve("n01").ip).toBe("10.0.0.250");
@@ -57,7 +72,10 @@ describe("node ranges", () => {
     expect(c.resolve("n03").mac).toBe("52:54:00:00:01:00");
   });
   it("accepts lists and a map of ranges", () => {
-    const m = Cluster.parse("defaults: {kernel: k}\nnodes:\n  'r[1-2]n[1,3]': {}\n  io1: {arch: arm64}\n", "c.yaml");
+    const m = Cluster.parse(
+      "defaults: {kernel: k}\nnodes:\n  'r[1-2]n[1,3]': {}\n  io1: {arch: arm64}\n",
+      "c.yaml",
+    );
     expect(m.nodes()).toEqual(["r1n1", "r1n3", "r2n1", "r2n3", "io1"]);
     expect(m.resolve("io1").arch).toBe("arm64");
   });
@@ -102,12 +120,17 @@ overlay        /etc/hostname       ← cluster.yaml:14 profiles.compute.overlay.
   });
   it("command lines: replace by key, +append duplicates, -remove", () => {
     const base = applyCmdline([], ["console=tty0", "quiet", "ro"], "a");
-    const out = applyCmdline(base, ["console=ttyS0", "+console=tty1", "-quiet", "ro"], "b").map((t) => `${t.token}@${t.origin}`);
+    const out = applyCmdline(base, ["console=ttyS0", "+console=tty1", "-quiet", "ro"], "b").map(
+      (t) => `${t.token}@${t.origin}`,
+    );
     expect(out).toEqual(["console=ttyS0@b", "ro@b", "console=tty1@b"]);
   });
   it("reads the same cluster from JSON", () => {
     const j = Cluster.parse(
-      JSON.stringify({ defaults: { kernel: "k", cmdline: "console=ttyS0 quiet" }, nodes: [{ name: "n[1-2]", arch: "arm64" }] }),
+      JSON.stringify({
+        defaults: { kernel: "k", cmdline: "console=ttyS0 quiet" },
+        nodes: [{ name: "n[1-2]", arch: "arm64" }],
+      }),
       "cluster.json",
     );
     expect(j.resolve("n2")).toMatchObject({ arch: "arm64", cmdline: ["console=ttyS0", "quiet"] });
@@ -116,16 +139,48 @@ overlay        /etc/hostname       ← cluster.yaml:14 profiles.compute.overlay.
 
 describe("validation errors name file, line and key", () => {
   const cases: Array<[string, string, RegExp]> = [
-    ["unknown key with suggestion", "profiles:\n  p:\n    arhc: x86_64\nnodes: [{name: n1}]\n", /^c\.yaml:3: profiles\.p\.arhc: unknown key \(did you mean "arch"\?\)$/m],
-    ["bad enum", "defaults:\n  kernel: k\n  arch: sparc\nnodes: [{name: n1}]\n", /^c\.yaml:3: defaults\.arch: must be one of x86_64, i386, arm64, riscv64, ppc64le; got "sparc"$/m],
-    ["bad size", "defaults:\n  memory: lots\nnodes: [{name: n1}]\n", /^c\.yaml:2: defaults\.memory: expected a size such as 512M or 2G, got "lots"$/m],
-    ["unknown profile", "profiles:\n  compute: {}\nnodes:\n  - name: n1\n    profiles: [comptue]\n", /^c\.yaml:5: nodes\.0\.profiles\.0: unknown profile "comptue" \(did you mean "compute"\?\)$/m],
-    ["bad mac", "nodes:\n  - name: n1\n    mac: 52:54:00\n", /^c\.yaml:3: nodes\.0\.mac: "52:54:00" is not a MAC address/m],
-    ["relative overlay path", "defaults:\n  overlay:\n    etc/x: y\nnodes: [{name: n1}]\n", /^c\.yaml:3: defaults\.overlay\.etc\/x: overlay paths must be absolute \(write "\/etc\/x"\)$/m],
+    [
+      "unknown key with suggestion",
+      "profiles:\n  p:\n    arhc: x86_64\nnodes: [{name: n1}]\n",
+      /^c\.yaml:3: profiles\.p\.arhc: unknown key \(did you mean "arch"\?\)$/m,
+    ],
+    [
+      "bad enum",
+      "defaults:\n  kernel: k\n  arch: sparc\nnodes: [{name: n1}]\n",
+      /^c\.yaml:3: defaults\.arch: must be one of x86_64, i386, arm64, riscv64, ppc64le; got "sparc"$/m,
+    ],
+    [
+      "bad size",
+      "defaults:\n  memory: lots\nnodes: [{name: n1}]\n",
+      /^c\.yaml:2: defaults\.memory: expected a size such as 512M or 2G, got "lots"$/m,
+    ],
+    [
+      "unknown profile",
+      "profiles:\n  compute: {}\nnodes:\n  - name: n1\n    profiles: [comptue]\n",
+      /^c\.yaml:5: nodes\.0\.profiles\.0: unknown profile "comptue" \(did you mean "compute"\?\)$/m,
+    ],
+    [
+      "bad mac",
+      "nodes:\n  - name: n1\n    mac: 52:54:00\n",
+      /^c\.yaml:3: nodes\.0\.mac: "52:54:00" is not a MAC address/m,
+    ],
+    [
+      "relative overlay path",
+      "defaults:\n  overlay:\n    etc/x: y\nnodes: [{name: n1}]\n",
+      /^c\.yaml:3: defaults\.overlay\.etc\/x: overlay paths must be absolute \(write "\/etc\/x"\)$/m,
+    ],
     ["no nodes", "defaults: {}\n", /^c\.yaml:1: \(top level\): no "nodes" key/m],
     ["YAML syntax", "nodes:\n  - name: [n1\n", /^c\.yaml:\d+: /m],
-    ["bad node range", "defaults: {kernel: k}\nnodes:\n  - name: n[1-\n", /^c\.yaml:3: nodes\.0: syntax error/m],
-    ["include cycle", "profiles:\n  a: {include: [b]}\n  b: {include: [a]}\ndefaults: {kernel: k}\nnodes: [{name: n1, profiles: [a]}]\n", /include cycle/],
+    [
+      "bad node range",
+      "defaults: {kernel: k}\nnodes:\n  - name: n[1-\n",
+      /^c\.yaml:3: nodes\.0: syntax error/m,
+    ],
+    [
+      "include cycle",
+      "profiles:\n  a: {include: [b]}\n  b: {include: [a]}\ndefaults: {kernel: k}\nnodes: [{name: n1, profiles: [a]}]\n",
+      /include cycle/,
+    ],
     ["no kernel", "nodes:\n  - name: n1\n", /^c\.yaml:2: n1: no kernel set/m],
   ];
   for (const [name, text, re] of cases)
@@ -138,7 +193,9 @@ describe("validation errors name file, line and key", () => {
       expect(e.message).toMatch(re);
     });
   it("reports every problem at once", () => {
-    const e = errorOf(() => Cluster.parse("defaults:\n  arch: sparc\n  firmware: efi\nnodes: [{name: n1}]\n", "c.yaml"));
+    const e = errorOf(() =>
+      Cluster.parse("defaults:\n  arch: sparc\n  firmware: efi\nnodes: [{name: n1}]\n", "c.yaml"),
+    );
     expect(e.message.split("\n")).toHaveLength(2);
   });
 });

@@ -2,14 +2,23 @@
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Cluster } from "../src/cluster/resolve.js";
 import { checkCluster } from "../src/check.js";
+import { Cluster } from "../src/cluster/resolve.js";
 import { FileCache } from "../src/files.js";
 import { parseBzImage } from "../src/formats/bzimage.js";
 import { parseCbfs } from "../src/formats/cbfs.js";
 import { inspectFile } from "../src/inspect.js";
 import { combinedInitrd, manifest, PlanCache, planNode } from "../src/plan.js";
-import { clusterYaml, KERNEL_AMD64, KERNEL_ARM64, need, run, sh, tempDir, writeBaseInitrd } from "./helpers.js";
+import {
+  clusterYaml,
+  KERNEL_AMD64,
+  KERNEL_ARM64,
+  need,
+  run,
+  sh,
+  tempDir,
+  writeBaseInitrd,
+} from "./helpers.js";
 
 const t = tempDir();
 afterAll(() => t.cleanup());
@@ -84,16 +93,19 @@ describe("F1 inspection of the fixture kernels", () => {
     expect(Buffer.from(ref.stdout, "latin1").equals(ours)).toBe(true);
     const re = sh("readelf", ["-lW", vmlinux]).stdout;
     const entry = /Entry point (0x[0-9a-f]+)/.exec(re)![1]!;
-    const loads = [...re.matchAll(/^\s+LOAD\s+(0x[0-9a-f]+)\s+(0x[0-9a-f]+)\s+(0x[0-9a-f]+)\s+(0x[0-9a-f]+)\s+(0x[0-9a-f]+)/gm)].map((m) => [
-      BigInt(m[1]!),
-      BigInt(m[3]!),
-      BigInt(m[4]!),
-      BigInt(m[5]!),
-    ]);
+    const loads = [
+      ...re.matchAll(
+        /^\s+LOAD\s+(0x[0-9a-f]+)\s+(0x[0-9a-f]+)\s+(0x[0-9a-f]+)\s+(0x[0-9a-f]+)\s+(0x[0-9a-f]+)/gm,
+      ),
+    ].map((m) => [BigInt(m[1]!), BigInt(m[3]!), BigInt(m[4]!), BigInt(m[5]!)]);
     const info = inspectFile(vmlinux);
     if (info.format !== "elf") throw new Error("not ELF");
     expect(info.entry).toBe(BigInt(entry));
-    expect(info.programHeaders.filter((x) => x.type === 1).map((x) => [BigInt(x.offset), x.paddr, BigInt(x.filesz), BigInt(x.memsz)])).toEqual(loads);
+    expect(
+      info.programHeaders
+        .filter((x) => x.type === 1)
+        .map((x) => [BigInt(x.offset), x.paddr, BigInt(x.filesz), BigInt(x.memsz)]),
+    ).toEqual(loads);
     const notes = sh("readelf", ["-n", vmlinux]).stdout;
     expect(notes).toMatch(/Xen\s+0x00000008\s+Unknown note type: \(0x00000012\)/);
     const desc = /Unknown note type: \(0x00000012\)\s+description data: ((?:[0-9a-f]{2} ?)+)/.exec(notes);
@@ -104,7 +116,15 @@ describe("F1 inspection of the fixture kernels", () => {
   it("arm64 Image: the spec's header values", (ctx) => {
     need(ctx, { files: [KERNEL_ARM64] });
     const i = inspectFile(KERNEL_ARM64);
-    expect(i).toMatchObject({ format: "arm64-image", textOffset: 0n, imageSize: 0x1ab0000n, flags: 0xan, pageSize: "4K", efiStub: true, peOffset: 0x40 });
+    expect(i).toMatchObject({
+      format: "arm64-image",
+      textOffset: 0n,
+      imageSize: 0x1ab0000n,
+      flags: 0xan,
+      pageSize: "4K",
+      efiStub: true,
+      peOffset: 0x40,
+    });
   });
   it("CLI: random bytes are an unknown format, exit 1", async () => {
     const f = join(t.dir, "random.bin");
@@ -137,10 +157,15 @@ describe("F2 checks against the fixture kernel", () => {
   });
   it("F11: an arm64 node given the x86 kernel is refused", async (ctx) => {
     need(ctx, { files: [KERNEL_AMD64] });
-    writeFileSync(join(t.dir, "mix.yaml"), `${clusterYaml()}  - name: bad1\n    profiles: [arm]\n    kernel: ${KERNEL_AMD64}\n`);
+    writeFileSync(
+      join(t.dir, "mix.yaml"),
+      `${clusterYaml()}  - name: bad1\n    profiles: [arm]\n    kernel: ${KERNEL_AMD64}\n`,
+    );
     const r = await run(["check", join(t.dir, "mix.yaml"), "--node", "bad1"]);
     expect(r.code).toBe(1);
-    expect(r.stdout).toMatch(/error: bad1: bzImage \(boot protocol 2\.15, 64-bit\) is an x86 kernel but the node is arm64/);
+    expect(r.stdout).toMatch(
+      /error: bad1: bzImage \(boot protocol 2\.15, 64-bit\) is an x86 kernel but the node is arm64/,
+    );
   });
 });
 
@@ -150,7 +175,13 @@ describe("F4 initramfs", () => {
     const raw = sh("gzip", ["-dc", join(t.dir, "base.gz")]);
     const list = sh("cpio", ["-itv"], { input: Buffer.from(raw.stdout, "latin1") });
     const lines = list.stdout.trim().split("\n");
-    expect(lines.map((l) => l.split(/\s+/).at(-1))).toEqual(["bin", "bin/busybox", "dev", "dev/console", "etc", "init", "proc", "sbin"].sort((a, b) => ["bin", "bin/busybox", "dev", "dev/console", "etc", "proc", "sbin", "init"].indexOf(a) - ["bin", "bin/busybox", "dev", "dev/console", "etc", "proc", "sbin", "init"].indexOf(b)));
+    expect(lines.map((l) => l.split(/\s+/).at(-1))).toEqual(
+      ["bin", "bin/busybox", "dev", "dev/console", "etc", "init", "proc", "sbin"].sort(
+        (a, b) =>
+          ["bin", "bin/busybox", "dev", "dev/console", "etc", "proc", "sbin", "init"].indexOf(a) -
+          ["bin", "bin/busybox", "dev", "dev/console", "etc", "proc", "sbin", "init"].indexOf(b),
+      ),
+    );
     expect(list.stdout).toMatch(/crw-------\s+1 root\s+root\s+5,\s+1 .* dev\/console/);
   });
   it("CLI build from a tree is byte-identical on two runs", async () => {
@@ -158,9 +189,27 @@ describe("F4 initramfs", () => {
     sh("mkdir", ["-p", join(tree, "etc"), join(tree, "bin")]);
     writeFileSync(join(tree, "etc/motd"), "hello\n");
     sh("ln", ["-sf", "busybox", join(tree, "bin/sh")]);
-    const a = await run(["initrd", "build", "--tree", tree, "--dev", "dev/console:c:5:1", "-o", join(t.dir, "a.gz")]);
+    const a = await run([
+      "initrd",
+      "build",
+      "--tree",
+      tree,
+      "--dev",
+      "dev/console:c:5:1",
+      "-o",
+      join(t.dir, "a.gz"),
+    ]);
     sh("touch", [join(tree, "etc/motd")]);
-    const b = await run(["initrd", "build", "--tree", tree, "--dev", "dev/console:c:5:1", "-o", join(t.dir, "b.gz")]);
+    const b = await run([
+      "initrd",
+      "build",
+      "--tree",
+      tree,
+      "--dev",
+      "dev/console:c:5:1",
+      "-o",
+      join(t.dir, "b.gz"),
+    ]);
     expect([a.code, b.code]).toEqual([0, 0]);
     expect(readFileSync(join(t.dir, "a.gz")).equals(readFileSync(join(t.dir, "b.gz")))).toBe(true);
   });
@@ -173,9 +222,13 @@ describe("F6 kexec plans judged by the real kexec (parse only: no kexec on the h
     const files = new FileCache();
     const p = planNode(c, c.resolve("n01"), new PlanCache(files));
     writeFileSync(join(t.dir, "n01.initrd"), combinedInitrd(p, files));
-    const args = p.kexecArgs.slice(1).map((a) =>
-      a === "/boot/bootcfg/kernel" ? KERNEL_AMD64 : a.replace("/boot/bootcfg/initrd", join(t.dir, "n01.initrd")),
-    );
+    const args = p.kexecArgs
+      .slice(1)
+      .map((a) =>
+        a === "/boot/bootcfg/kernel"
+          ? KERNEL_AMD64
+          : a.replace("/boot/bootcfg/initrd", join(t.dir, "n01.initrd")),
+      );
     expect(p.kexecArgs).toContain("bzImage64");
     const r = sh("kexec", ["-d", ...args]);
     expect(r.stdout + r.stderr).toMatch(/nr_segments = \d+/);
@@ -188,11 +241,18 @@ describe("F6 kexec plans judged by the real kexec (parse only: no kexec on the h
   });
   it("the ELF vmlinux plan (elf-x86_64 --args-linux) parses too", async (ctx) => {
     need(ctx, { tools: ["kexec"], files: [KERNEL_AMD64] });
-    writeFileSync(join(t.dir, "elf.yaml"), `${clusterYaml()}  - name: e1\n    profiles: [compute]\n    kernel: ${vmlinux}\n`);
+    writeFileSync(
+      join(t.dir, "elf.yaml"),
+      `${clusterYaml()}  - name: e1\n    profiles: [compute]\n    kernel: ${vmlinux}\n`,
+    );
     const r = await run(["kexec-plan", "e1", "-c", join(t.dir, "elf.yaml"), "--format", "json"]);
     const plan = JSON.parse(r.stdout);
     expect(plan.kexec.argv.slice(0, 5)).toEqual(["kexec", "-l", "-t", "elf-x86_64", "--args-linux"]);
-    const args = (plan.kexec.argv as string[]).slice(1).map((a) => (a === "/boot/bootcfg/kernel" ? vmlinux : a.replace("/boot/bootcfg/initrd", join(t.dir, "n01.initrd"))));
+    const args = (plan.kexec.argv as string[])
+      .slice(1)
+      .map((a) =>
+        a === "/boot/bootcfg/kernel" ? vmlinux : a.replace("/boot/bootcfg/initrd", join(t.dir, "n01.initrd")),
+      );
     const k = sh("kexec", ["-d", ...args]);
     expect(k.stdout + k.stderr).toMatch(/nr_segments = \d+/);
   });
@@ -203,11 +263,24 @@ describe("F7/F8 coreboot payloads judged by cbfstool", () => {
     need(ctx, { tools: ["cbfstool", "readelf"], files: [KERNEL_AMD64] });
     const rom = join(t.dir, "rom.bin");
     expect(sh("cbfstool", [rom, "create", "-m", "x86", "-s", "32M"]).status).toBe(0);
-    const r = await run(["coreboot", "n01", "-c", join(t.dir, "cluster.yaml"), "--rom", rom, "--format", "json", "-o", join(t.dir, "cb")]);
+    const r = await run([
+      "coreboot",
+      "n01",
+      "-c",
+      join(t.dir, "cluster.yaml"),
+      "--rom",
+      rom,
+      "--format",
+      "json",
+      "-o",
+      join(t.dir, "cb"),
+    ]);
     expect(r.code).toBe(0);
     const cfg = JSON.parse(r.stdout);
     expect(cfg.kconfig).toMatch(/^CONFIG_PAYLOAD_LINUX=y$/m);
-    expect(cfg.kconfig).toContain(`CONFIG_LINUX_COMMAND_LINE="console=ttyS0 panic=-1 quiet bootcfg.profile=compute bootcfg.node=n01"`);
+    expect(cfg.kconfig).toContain(
+      `CONFIG_LINUX_COMMAND_LINE="console=ttyS0 panic=-1 quiet bootcfg.profile=compute bootcfg.node=n01"`,
+    );
     const add = sh(cfg.cbfstool[0], cfg.cbfstool.slice(1));
     expect(add.status, add.stderr).toBe(0);
     const theirs = cbfstoolSegments(rom);
@@ -215,7 +288,13 @@ describe("F7/F8 coreboot payloads judged by cbfstool", () => {
     expect(ourSegments(rom)).toEqual(theirs);
     const f = parseCbfs(readFileSync(rom)).files.find((x) => x.name === "fallback/payload")!;
     const img = readFileSync(rom);
-    const cmd = f.segments!.filter((s) => s.type === "data").map((s) => img.subarray(f.offset + f.dataOffset + s.offset, f.offset + f.dataOffset + s.offset + s.len).toString("latin1"));
+    const cmd = f
+      .segments!.filter((s) => s.type === "data")
+      .map((s) =>
+        img
+          .subarray(f.offset + f.dataOffset + s.offset, f.offset + f.dataOffset + s.offset + s.len)
+          .toString("latin1"),
+      );
     expect(cmd).toContain("console=ttyS0 panic=-1 quiet bootcfg.profile=compute bootcfg.node=n01\0");
     const elf = join(t.dir, "payload.elf");
     expect(sh("cbfstool", [rom, "extract", "-n", "fallback/payload", "-f", elf, "-m", "x86"]).status).toBe(0);
@@ -241,7 +320,10 @@ describe("F7/F8 coreboot payloads judged by cbfstool", () => {
     const ours = join(t.dir, "ours.rom");
     expect((await run(["payload", "build", elf, "--create-rom", "32M", "-o", ours])).code).toBe(0);
     expect(readFileSync(ours).equals(readFileSync(theirs))).toBe(true);
-    expect(sh("cbfstool", [ours, "extract", "-n", "fallback/payload", "-f", join(t.dir, "back.elf"), "-m", "x86"]).status).toBe(0);
+    expect(
+      sh("cbfstool", [ours, "extract", "-n", "fallback/payload", "-f", join(t.dir, "back.elf"), "-m", "x86"])
+        .status,
+    ).toBe(0);
   });
 });
 
@@ -250,14 +332,39 @@ describe("F12 reproducibility", () => {
     need(ctx, { files: [KERNEL_AMD64, KERNEL_ARM64] });
     const c = Cluster.load(join(t.dir, "cluster.yaml"));
     const m = manifest(c, planNode(c, c.resolve("n02"), new PlanCache(new FileCache())));
-    expect(Object.keys(m)).toEqual(["tool", "node", "cluster", "profiles", "arch", "firmware", "delivery", "ip", "mac", "kernel", "initrds", "initrd", "cmdline", "kexec"]);
-    expect(m).toMatchObject({ node: "n02", ip: "10.0.0.2", mac: "52:54:00:00:00:02", profiles: ["x86", "compute"], cmdline: "console=ttyS0 panic=-1 quiet bootcfg.profile=compute bootcfg.node=n02" });
-    for (const d of ["r1", "r2"]) expect((await run(["render", "-c", join(t.dir, "cluster.yaml"), "-o", join(t.dir, d)])).code).toBe(0);
+    expect(Object.keys(m)).toEqual([
+      "tool",
+      "node",
+      "cluster",
+      "profiles",
+      "arch",
+      "firmware",
+      "delivery",
+      "ip",
+      "mac",
+      "kernel",
+      "initrds",
+      "initrd",
+      "cmdline",
+      "kexec",
+    ]);
+    expect(m).toMatchObject({
+      node: "n02",
+      ip: "10.0.0.2",
+      mac: "52:54:00:00:00:02",
+      profiles: ["x86", "compute"],
+      cmdline: "console=ttyS0 panic=-1 quiet bootcfg.profile=compute bootcfg.node=n02",
+    });
+    for (const d of ["r1", "r2"])
+      expect((await run(["render", "-c", join(t.dir, "cluster.yaml"), "-o", join(t.dir, d)])).code).toBe(0);
     const a = sh("sh", ["-c", `cd ${t.dir}/r1 && find . -type f | sort | xargs sha256sum`]).stdout;
     const b = sh("sh", ["-c", `cd ${t.dir}/r2 && find . -type f | sort | xargs sha256sum`]).stdout;
     expect(a.split("\n").length).toBeGreaterThan(30);
     expect(a).toBe(b);
-    const changed = clusterYaml().replace('cmdline: [bootcfg.stage=2, via=kexec-bzImage]', 'cmdline: [bootcfg.stage=2, via=kexec-other]');
+    const changed = clusterYaml().replace(
+      "cmdline: [bootcfg.stage=2, via=kexec-bzImage]",
+      "cmdline: [bootcfg.stage=2, via=kexec-other]",
+    );
     writeFileSync(join(t.dir, "new.yaml"), changed);
     const d = await run(["diff", join(t.dir, "cluster.yaml"), join(t.dir, "new.yaml")]);
     expect(d.code).toBe(1);

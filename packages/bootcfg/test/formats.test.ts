@@ -5,7 +5,15 @@ import { BootcfgError } from "../src/errors.js";
 import { parseKernelImage } from "../src/formats/arm64.js";
 import { parseBeoboot, writeBeoboot } from "../src/formats/beoboot.js";
 import { extractVmlinux, parseBzImage } from "../src/formats/bzimage.js";
-import { cbfsAddFile, cbfsFileData, CBFS_TYPE_SELF, createCbfs, elfToSelf, parseCbfs, parseSelf } from "../src/formats/cbfs.js";
+import {
+  CBFS_TYPE_SELF,
+  cbfsAddFile,
+  cbfsFileData,
+  createCbfs,
+  elfToSelf,
+  parseCbfs,
+  parseSelf,
+} from "../src/formats/cbfs.js";
 import { detectCompression, lz4BlockDecode, lz4LegacyDecode } from "../src/formats/compress.js";
 import { readCpio, writeCpio } from "../src/formats/cpio.js";
 import { parseElf } from "../src/formats/elf.js";
@@ -56,7 +64,9 @@ describe("LZ4 legacy", () => {
     // overlap: "a" then match offset 1 length 7 -> "aaaaaaaa"
     const rle = Buffer.from([0x13, 0x61, 1, 0, 0x10, 0x62]);
     const o2 = new Uint8Array(16);
-    expect(Buffer.from(o2.subarray(0, lz4BlockDecode(rle, 0, rle.length, o2, 0))).toString()).toBe("aaaaaaaab");
+    expect(Buffer.from(o2.subarray(0, lz4BlockDecode(rle, 0, rle.length, o2, 0))).toString()).toBe(
+      "aaaaaaaab",
+    );
   });
   it("reads the legacy frame and stops at the kernel's size trailer", () => {
     const block = Buffer.from([0x52, ...Buffer.from("abcde"), 5, 0, 0x10, 0x21]);
@@ -75,10 +85,21 @@ describe("LZ4 legacy", () => {
 
 describe("ELF", () => {
   it("reads PT_LOADs by physical address and the PVH note", () => {
-    const e = parseElf(synthElf({ pvh: 0x1000850, loads: [{ paddr: 0x1000000, data: Buffer.alloc(16, 1) }, { paddr: 0x2000000, data: Buffer.alloc(8), memsz: 64, flags: 6 }] }));
+    const e = parseElf(
+      synthElf({
+        pvh: 0x1000850,
+        loads: [
+          { paddr: 0x1000000, data: Buffer.alloc(16, 1) },
+          { paddr: 0x2000000, data: Buffer.alloc(8), memsz: 64, flags: 6 },
+        ],
+      }),
+    );
     expect(e.class).toBe(64);
     expect(e.machineName).toBe("x86_64");
-    expect(e.programHeaders.filter((p) => p.type === 1).map((p) => p.paddr)).toEqual([0x1000000n, 0x2000000n]);
+    expect(e.programHeaders.filter((p) => p.type === 1).map((p) => p.paddr)).toEqual([
+      0x1000000n,
+      0x2000000n,
+    ]);
     expect(e.pvhEntry).toBe(0x1000850);
   });
   it("reads ELF32", () => {
@@ -105,9 +126,17 @@ describe("uImage", () => {
     const data = Buffer.from("kernel bytes");
     const img = writeUImage(data, { arch: "arm64", load: 0x80080000, entry: 0x80080000, name: "Linux test" });
     const u = parseUImage(img);
-    expect(u).toMatchObject({ arch: "arm64", os: "linux", type: "kernel", name: "Linux test", size: data.length, headerCrcOk: true, dataCrcOk: true });
+    expect(u).toMatchObject({
+      arch: "arm64",
+      os: "linux",
+      type: "kernel",
+      name: "Linux test",
+      size: data.length,
+      headerCrcOk: true,
+      dataCrcOk: true,
+    });
     expect(u.dataCrc).toBe(crc32(data));
-    img[70] ^= 1;
+    img[70] = (img[70] ?? 0) ^ 1;
     expect(parseUImage(img).dataCrcOk).toBe(false);
   });
 });
@@ -116,7 +145,12 @@ describe("beoboot", () => {
   it("round-trips, and reads the big-endian cmdline size of the original writer", () => {
     const b = writeBeoboot(Buffer.from("KERNEL"), Buffer.from("INITRD!"), "console=ttyS0");
     const i = parseBeoboot(b);
-    expect(i).toMatchObject({ cmdline: "console=ttyS0", kernelSize: 6, initrdSize: 7, cmdlineSizeByteOrder: "little" });
+    expect(i).toMatchObject({
+      cmdline: "console=ttyS0",
+      kernelSize: 6,
+      initrdSize: 7,
+      cmdlineSizeByteOrder: "little",
+    });
     expect(b.subarray(i.kernelOffset, i.kernelOffset + 6).toString()).toBe("KERNEL");
     const be = Buffer.from(b);
     be.writeUInt16BE(14, 6);
@@ -152,7 +186,9 @@ describe("cpio newc", () => {
   });
   it("splits a gzip base followed by a plain overlay, as the kernel reads it", () => {
     const base = gzipSync(writeCpio(entries.slice(0, 3)));
-    const overlay = writeCpio([{ name: "etc/bootcfg/node.conf", type: "file", perm: 0o644, data: "node=n1" }]);
+    const overlay = writeCpio([
+      { name: "etc/bootcfg/node.conf", type: "file", perm: 0o644, data: "node=n1" },
+    ]);
     const members = splitInitramfs(Buffer.concat([base, Buffer.alloc(3), overlay]));
     expect(members.map((m) => m.compression)).toEqual(["gzip", "none"]);
     expect(members[1]!.entries!.map((e) => e.name)).toEqual(["etc/bootcfg/node.conf"]);
@@ -161,7 +197,14 @@ describe("cpio newc", () => {
 
 describe("SELF and CBFS", () => {
   it("turns PT_LOADs into CODE/DATA/BSS segments and ENTR", () => {
-    const elf = synthElf({ entry: 0x401000, loads: [{ paddr: 0x400000, data: Buffer.alloc(100, 7), flags: 4 }, { paddr: 0x401000, data: Buffer.from("code"), flags: 5 }, { paddr: 0x500000, data: Buffer.alloc(0), memsz: 4096, flags: 6 }] });
+    const elf = synthElf({
+      entry: 0x401000,
+      loads: [
+        { paddr: 0x400000, data: Buffer.alloc(100, 7), flags: 4 },
+        { paddr: 0x401000, data: Buffer.from("code"), flags: 5 },
+        { paddr: 0x500000, data: Buffer.alloc(0), memsz: 4096, flags: 6 },
+      ],
+    });
     const segs = parseSelf(elfToSelf(elf));
     expect(segs.map((s) => s.type)).toEqual(["data", "code", "bss", "entry"]);
     expect(segs[0]).toMatchObject({ offset: 4 * 28, load: 0x400000n, len: 100, memLen: 100 });
@@ -187,7 +230,10 @@ describe("inspect", () => {
   it("names compressed wrappers by magic", () => {
     expect(detectCompression(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]))).toBe("xz");
     expect(detectCompression(Buffer.from([0x28, 0xb5, 0x2f, 0xfd]))).toBe("zstd");
-    expect(inspectBuffer(Buffer.from([0x42, 0x5a, 0x68, 0x39, 1, 2, 3]))).toMatchObject({ format: "compressed", compression: "bzip2" });
+    expect(inspectBuffer(Buffer.from([0x42, 0x5a, 0x68, 0x39, 1, 2, 3]))).toMatchObject({
+      format: "compressed",
+      compression: "bzip2",
+    });
   });
   it("refuses random bytes as an unknown format", () => {
     let seed = 1;

@@ -6,9 +6,9 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { buildInitramfs } from "../src/initrd.js";
-import type { CpioEntry } from "../src/formats/cpio.js";
 import { main } from "../src/cli.js";
+import type { CpioEntry } from "../src/formats/cpio.js";
+import { buildInitramfs } from "../src/initrd.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const REPO = resolve(here, "../../..");
@@ -53,7 +53,10 @@ export function need(ctx: SkipCtx, what: { tools?: string[]; files?: string[] })
   const missing: string[] = [];
   for (const t of what.tools ?? []) if (!which(t)) missing.push(`${t} (Debian package ${PKG[t] ?? t})`);
   for (const f of what.files ?? [])
-    if (!existsSync(f)) missing.push(`${f} (run packages/bootcfg/scripts/fetch-fixtures.sh${f.includes("arm64") ? " --arm64" : ""})`);
+    if (!existsSync(f))
+      missing.push(
+        `${f} (run packages/bootcfg/scripts/fetch-fixtures.sh${f.includes("arm64") ? " --arm64" : ""})`,
+      );
   if (!missing.length) return;
   const msg = `missing: ${missing.join(", ")}`;
   if (process.env.CI) throw new Error(`${msg} — CI must provide it`);
@@ -143,16 +146,32 @@ nodes:
 }
 
 /** Runs the CLI in-process and captures its output. */
-export async function run(argv: string[], cwd?: string): Promise<{ code: number; stdout: string; stderr: string }> {
+export async function run(
+  argv: string[],
+  cwd?: string,
+): Promise<{ code: number; stdout: string; stderr: string }> {
   let stdout = "";
   let stderr = "";
-  const code = await main(argv, { stdout: (s) => (stdout += s), stderr: (s) => (stderr += s), ...(cwd ? { cwd } : {}), env: {} });
+  const code = await main(argv, {
+    stdout: (s) => (stdout += s),
+    stderr: (s) => (stderr += s),
+    ...(cwd ? { cwd } : {}),
+    env: {},
+  });
   return { code, stdout, stderr };
 }
 
-export function sh(cmd: string, args: string[], opts: { input?: Buffer; cwd?: string } = {}): { stdout: string; stderr: string; status: number | null } {
+export function sh(
+  cmd: string,
+  args: string[],
+  opts: { input?: Buffer; cwd?: string } = {},
+): { stdout: string; stderr: string; status: number | null } {
   const r = spawnSync(cmd, args, { input: opts.input, cwd: opts.cwd, maxBuffer: 256 << 20 });
-  return { stdout: r.stdout?.toString("latin1") ?? "", stderr: r.stderr?.toString("latin1") ?? "", status: r.status };
+  return {
+    stdout: r.stdout?.toString("latin1") ?? "",
+    stderr: r.stderr?.toString("latin1") ?? "",
+    status: r.status,
+  };
 }
 
 export { execFileSync };

@@ -8,7 +8,17 @@ import { FileCache } from "../src/files.js";
 import type { CpioEntry } from "../src/formats/cpio.js";
 import { combinedInitrd, PlanCache, planNode, renderKexecSh } from "../src/plan.js";
 import { qemuArgs, runUntil } from "../src/qemu.js";
-import { BUSYBOX_ARM64, clusterYaml, KERNEL_AMD64, KERNEL_ARM64, need, run, sh, tempDir, writeBaseInitrd } from "./helpers.js";
+import {
+  BUSYBOX_ARM64,
+  clusterYaml,
+  KERNEL_AMD64,
+  KERNEL_ARM64,
+  need,
+  run,
+  sh,
+  tempDir,
+  writeBaseInitrd,
+} from "./helpers.js";
 
 const t = tempDir("bootcfg-qemu-");
 const cluster = () => join(t.dir, "cluster.yaml");
@@ -22,7 +32,11 @@ beforeAll(() => {
   writeFileSync(cluster(), clusterYaml());
 });
 afterAll(() => {
-  console.log(`QEMU boot wall times (s): ${Object.entries(timings).map(([k, v]) => `${k} ${(v / 1000).toFixed(1)}`).join(", ")}`);
+  console.log(
+    `QEMU boot wall times (s): ${Object.entries(timings)
+      .map(([k, v]) => `${k} ${(v / 1000).toFixed(1)}`)
+      .join(", ")}`,
+  );
   t.cleanup();
 });
 
@@ -38,10 +52,24 @@ function lineWith(lines: string[], prefix: string): string | undefined {
 }
 
 describe.sequential("QEMU boots of the fixture kernel", () => {
-  it("direct bzImage with base initrd + per-node overlay (bootcfg qemu --run)", { timeout: BOOT_TIMEOUT }, async (ctx) => {
+  it("direct bzImage with base initrd + per-node overlay (bootcfg qemu --run)", {
+    timeout: BOOT_TIMEOUT,
+  }, async (ctx) => {
     need(ctx, { tools: ["qemu-system-x86_64"], files: [KERNEL_AMD64] });
     const start = Date.now();
-    const r = await run(["qemu", "n01", "-c", cluster(), "--run", "--marker", "^BOOTCFG-DONE", "--timeout", "120", "--initrd-out", join(t.dir, "n01.initrd")]);
+    const r = await run([
+      "qemu",
+      "n01",
+      "-c",
+      cluster(),
+      "--run",
+      "--marker",
+      "^BOOTCFG-DONE",
+      "--timeout",
+      "120",
+      "--initrd-out",
+      join(t.dir, "n01.initrd"),
+    ]);
     timings.bzImage = Date.now() - start;
     const lines = r.stdout.split("\n");
     expect(r.code, r.stdout + r.stderr).toBe(0);
@@ -50,20 +78,30 @@ describe.sequential("QEMU boots of the fixture kernel", () => {
     expect(lineWith(lines, "BOOTCFG-UNAME:")).toMatch(/^BOOTCFG-UNAME: \S+-cloud-amd64 x86_64$/);
   });
 
-  it("ELF vmlinux extracted by bootcfg boots through its PVH note", { timeout: BOOT_TIMEOUT }, async (ctx) => {
+  it("ELF vmlinux extracted by bootcfg boots through its PVH note", {
+    timeout: BOOT_TIMEOUT,
+  }, async (ctx) => {
     need(ctx, { tools: ["qemu-system-x86_64"], files: [KERNEL_AMD64] });
     const vmlinux = join(t.dir, "vmlinux");
     expect((await run(["extract-vmlinux", KERNEL_AMD64, "-o", vmlinux])).code).toBe(0);
     const { p, initrd } = plan("n02");
     writeFileSync(join(t.dir, "n02.initrd"), initrd);
-    const argv = qemuArgs({ arch: "x86_64", kernel: vmlinux, initrd: join(t.dir, "n02.initrd"), append: `${p.cmdline} via=elf-pvh`, memory: 512 });
+    const argv = qemuArgs({
+      arch: "x86_64",
+      kernel: vmlinux,
+      initrd: join(t.dir, "n02.initrd"),
+      append: `${p.cmdline} via=elf-pvh`,
+      memory: 512,
+    });
     const r = await runUntil(argv, /^BOOTCFG-DONE/, 120_000);
     timings["elf-pvh"] = r.ms;
     expect(r.ok, r.lines.slice(-20).join("\n")).toBe(true);
     expect(lineWith(r.lines, "BOOTCFG-CMDLINE:")).toBe(`BOOTCFG-CMDLINE: ${p.cmdline} via=elf-pvh`);
   });
 
-  it("pxelinux config via syslinux on a FAT image (no root, no loop mount)", { timeout: BOOT_TIMEOUT }, async (ctx) => {
+  it("pxelinux config via syslinux on a FAT image (no root, no loop mount)", {
+    timeout: BOOT_TIMEOUT,
+  }, async (ctx) => {
     need(ctx, { tools: ["qemu-system-x86_64", "syslinux", "mcopy", "mkfs.vfat"], files: [KERNEL_AMD64] });
     const out = join(t.dir, "pxe");
     const r = await run(["pxe", "-c", cluster(), "-o", out]);
@@ -83,7 +121,11 @@ describe.sequential("QEMU boots of the fixture kernel", () => {
       const x = sh(cmd, [...args]);
       expect(x.status, `${cmd}: ${x.stderr}`).toBe(0);
     }
-    const argv = qemuArgs({ arch: "x86_64", memory: 256, extra: ["-drive", `file=${disk},format=raw,if=ide`] });
+    const argv = qemuArgs({
+      arch: "x86_64",
+      memory: 256,
+      extra: ["-drive", `file=${disk},format=raw,if=ide`],
+    });
     argv[argv.indexOf("q35")] = "pc";
     const res = await runUntil(argv, /^BOOTCFG-DONE/, 120_000);
     timings.syslinux = res.ms;
@@ -91,10 +133,14 @@ describe.sequential("QEMU boots of the fixture kernel", () => {
     const line = lineWith(res.lines, "BOOTCFG-CMDLINE:")!;
     expect(line).toContain(plan("n03").p.cmdline);
     expect(line).toMatch(/BOOT_IMAGE=vmlinuz/);
-    expect(lineWith(res.lines, "BOOTCFG-OVERLAY:")).toBe("BOOTCFG-OVERLAY: node=n03 profile=compute arch=x86_64");
+    expect(lineWith(res.lines, "BOOTCFG-OVERLAY:")).toBe(
+      "BOOTCFG-OVERLAY: node=n03 profile=compute arch=x86_64",
+    );
   });
 
-  it("iPXE runs the generated script (echo markers; fetching fails without network)", { timeout: BOOT_TIMEOUT }, async (ctx) => {
+  it("iPXE runs the generated script (echo markers; fetching fails without network)", {
+    timeout: BOOT_TIMEOUT,
+  }, async (ctx) => {
     need(ctx, { tools: ["qemu-system-x86_64"], files: ["/usr/lib/ipxe/ipxe.lkrn"] });
     const out = join(t.dir, "ipxe");
     expect((await run(["ipxe", "-c", cluster(), "-o", out])).code).toBe(0);
@@ -115,7 +161,9 @@ describe.sequential("QEMU boots of the fixture kernel", () => {
     expect(r.lines.join("\n")).toMatch(/bootcfg: n04 x86_64 on pcbios\/i386/);
   });
 
-  it("kexec chain: a stage-1 kernel runs the generated plan, the second kernel prints the planned cmdline", { timeout: BOOT_TIMEOUT }, async (ctx) => {
+  it("kexec chain: a stage-1 kernel runs the generated plan, the second kernel prints the planned cmdline", {
+    timeout: BOOT_TIMEOUT,
+  }, async (ctx) => {
     need(ctx, { tools: ["qemu-system-x86_64", "kexec"], files: [KERNEL_AMD64] });
     const { p, initrd } = plan("s1");
     const kexec = sh("sh", ["-c", "command -v kexec"]).stdout.trim();
@@ -132,7 +180,13 @@ describe.sequential("QEMU boots of the fixture kernel", () => {
     ];
     const stage1 = join(t.dir, "stage1.gz");
     writeBaseInitrd(stage1, undefined, extra);
-    const argv = qemuArgs({ arch: "x86_64", kernel: KERNEL_AMD64, initrd: stage1, append: "console=ttyS0 panic=-1 quiet bootcfg.stage=1", memory: 1024 });
+    const argv = qemuArgs({
+      arch: "x86_64",
+      kernel: KERNEL_AMD64,
+      initrd: stage1,
+      append: "console=ttyS0 panic=-1 quiet bootcfg.stage=1",
+      memory: 1024,
+    });
     const want = `BOOTCFG-CMDLINE: ${p.cmdline}`;
     const r = await runUntil(argv, new RegExp(`^${want.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$`), 140_000);
     timings.kexec = r.ms;
@@ -141,7 +195,9 @@ describe.sequential("QEMU boots of the fixture kernel", () => {
     expect(p.cmdline).toContain("bootcfg.stage=2 via=kexec-bzImage");
   });
 
-  it("F11: the arm64 node boots under qemu-system-aarch64 with its own kernel and busybox", { timeout: BOOT_TIMEOUT }, async (ctx) => {
+  it("F11: the arm64 node boots under qemu-system-aarch64 with its own kernel and busybox", {
+    timeout: BOOT_TIMEOUT,
+  }, async (ctx) => {
     need(ctx, { tools: ["qemu-system-aarch64"], files: [KERNEL_ARM64, BUSYBOX_ARM64] });
     const q = await run(["qemu", "a1", "-c", cluster(), "--json", "--initrd-out", join(t.dir, "a1.initrd")]);
     const argv = JSON.parse(q.stdout) as string[];

@@ -37,11 +37,27 @@ beforeAll(async () => {
     writeSync(fd, chunk);
   }
   closeSync(fd);
-  writeFileSync(join(t.dir, "cluster.yaml"), `${clusterYaml()}  - name: big1\n    profiles: [compute]\n    initrds: [big.img]\n`);
-  child = spawn(process.execPath, ["--conditions=@clustermatic/source", "--import", "tsx", "src/bin/bootcfg.ts", "serve", join(t.dir, "cluster.yaml"), "--listen", "tcp!127.0.0.1!0"], {
-    cwd: PKG,
-    stdio: ["ignore", "ignore", "pipe"],
-  });
+  writeFileSync(
+    join(t.dir, "cluster.yaml"),
+    `${clusterYaml()}  - name: big1\n    profiles: [compute]\n    initrds: [big.img]\n`,
+  );
+  child = spawn(
+    process.execPath,
+    [
+      "--conditions=@clustermatic/source",
+      "--import",
+      "tsx",
+      "src/bin/bootcfg.ts",
+      "serve",
+      join(t.dir, "cluster.yaml"),
+      "--listen",
+      "tcp!127.0.0.1!0",
+    ],
+    {
+      cwd: PKG,
+      stdio: ["ignore", "ignore", "pipe"],
+    },
+  );
   address = await new Promise<string>((resolve, reject) => {
     let err = "";
     const timer = setTimeout(() => reject(new Error(`serve did not start: ${err}`)), 30_000);
@@ -108,7 +124,9 @@ describe("bootcfg serve", () => {
     await expect(fs!.open("/n01/kernel", 1)).rejects.toThrow(/permission denied/);
   });
 
-  it("streams a 100 MiB initrd in msize chunks with bounded server memory", { timeout: 120_000 }, async (ctx) => {
+  it("streams a 100 MiB initrd in msize chunks with bounded server memory", {
+    timeout: 120_000,
+  }, async (ctx) => {
     need(ctx, { files: [KERNEL_AMD64, KERNEL_ARM64] });
     // warm the node (plan, hashes) before measuring the peak
     const cmd = (await fs!.readFile("/big1/cmdline")).toString();
@@ -122,7 +140,9 @@ describe("bootcfg serve", () => {
       n += (chunk as Buffer).length;
     }
     const after = vmHwmKiB(child!.pid!);
-    console.log(`served ${n} bytes in ${Date.now() - t0} ms; server peak RSS ${before >> 10} MiB before, ${after >> 10} MiB after`);
+    console.log(
+      `served ${n} bytes in ${Date.now() - t0} ms; server peak RSS ${before >> 10} MiB before, ${after >> 10} MiB after`,
+    );
     const c = Cluster.load(join(t.dir, "cluster.yaml"));
     const p = planNode(c, c.resolve("big1"), new PlanCache(new FileCache()));
     expect(n).toBe(p.initrd.size);

@@ -2,7 +2,15 @@
 import { gzipSync } from "node:zlib";
 
 /** A bzImage-shaped buffer: boot sector + setup header fields, with a gzip payload. */
-export function synthBzImage(o: { version?: number; xloadflags?: number; cmdlineSize?: number; payload?: Buffer; initSize?: number } = {}): Buffer {
+export function synthBzImage(
+  o: {
+    version?: number;
+    xloadflags?: number;
+    cmdlineSize?: number;
+    payload?: Buffer;
+    initSize?: number;
+  } = {},
+): Buffer {
   const payload = o.payload ?? gzipSync(Buffer.from("not really a kernel"));
   const setupSects = 1;
   const setup = (setupSects + 1) * 512;
@@ -27,7 +35,15 @@ export function synthBzImage(o: { version?: number; xloadflags?: number; cmdline
 }
 
 /** A minimal ELF64 (or ELF32) with the given PT_LOADs and an optional PVH note. */
-export function synthElf(o: { machine?: number; class?: 32 | 64; entry?: number; loads?: Array<{ paddr: number; data: Buffer; memsz?: number; flags?: number }>; pvh?: number } = {}): Buffer {
+export function synthElf(
+  o: {
+    machine?: number;
+    class?: 32 | 64;
+    entry?: number;
+    loads?: Array<{ paddr: number; data: Buffer; memsz?: number; flags?: number }>;
+    pvh?: number;
+  } = {},
+): Buffer {
   const is64 = (o.class ?? 64) === 64;
   const loads = o.loads ?? [{ paddr: 0x100000, data: Buffer.from("CODECODE"), flags: 5 }];
   const ehsize = is64 ? 64 : 52;
@@ -114,4 +130,3 @@ export function synthArm64Image(o: { imageSize?: bigint; flags?: bigint; magic?:
   b.writeUInt32LE(0x40, 60);
   return b;
 }
-

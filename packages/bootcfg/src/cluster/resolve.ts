@@ -59,11 +59,11 @@ function ipAdd(ip: string, n: number): string {
 }
 
 function macAdd(mac: string, n: number): string {
-  let v = BigInt(`0x${mac.replaceAll(":", "")}`) + BigInt(n);
+  let v = Number.parseInt(mac.replaceAll(":", ""), 16) + n; // 48 bits: exact in a double
   const out: string[] = [];
   for (let i = 0; i < 6; i++) {
-    out.unshift((v & 255n).toString(16).padStart(2, "0"));
-    v >>= 8n;
+    out.unshift((v % 256).toString(16).padStart(2, "0"));
+    v = Math.floor(v / 256);
   }
   return out.join(":");
 }
@@ -172,7 +172,10 @@ export class Cluster {
     const out: string[] = [];
     for (const n of names) {
       if (seen.includes(n))
-        throw new BootcfgError("ECLUSTER", `${this.file}:${this.src.lines.get(`profiles.${n}`) ?? 1}: profiles.${n}: include cycle ${[...seen, n].join(" → ")}`);
+        throw new BootcfgError(
+          "ECLUSTER",
+          `${this.file}:${this.src.lines.get(`profiles.${n}`) ?? 1}: profiles.${n}: include cycle ${[...seen, n].join(" → ")}`,
+        );
       const p = this.def.profiles.get(n);
       if (!p) continue;
       for (const inc of this.profileChain(p.include, [...seen, n])) if (!out.includes(inc)) out.push(inc);
@@ -204,22 +207,59 @@ export class Cluster {
       payload: { ...DEFAULTS.payload } as ResolvedNode["payload"],
       baseUrl: undefined as string | undefined,
     };
-    for (const k of ["arch", "firmware", "delivery", "kexec.syscall", "kexec.dir", "payload.name"]) origins[k] = BUILTIN;
+    for (const k of ["arch", "firmware", "delivery", "kexec.syscall", "kexec.dir", "payload.name"])
+      origins[k] = BUILTIN;
     let cmdline: CmdlineToken[] = [];
     const apply = (s: Settings, path: string) => {
       const at = (k: string) => this.origin(path ? `${path}.${k}` : k);
-      if (s.arch) (out.arch = s.arch), (origins.arch = at("arch"));
-      if (s.kernel) (out.kernel = { ...s.kernel }), (origins.kernel = at("kernel"));
-      if (s.initrds) (out.initrds = [...s.initrds]), (origins.initrds = at("initrds"));
-      if (s.firmware) (out.firmware = s.firmware), (origins.firmware = at("firmware"));
-      if (s.delivery) (out.delivery = s.delivery), (origins.delivery = at("delivery"));
-      if (s.memory !== undefined) (out.memory = s.memory), (origins.memory = at("memory"));
-      if (s.baseUrl) (out.baseUrl = s.baseUrl), (origins.baseUrl = at("baseUrl"));
-      if (s.kexec?.syscall) (out.kexec.syscall = s.kexec.syscall), (origins["kexec.syscall"] = at("kexec.syscall"));
-      if (s.kexec?.dir) (out.kexec.dir = s.kexec.dir), (origins["kexec.dir"] = at("kexec.dir"));
-      if (s.payload?.name) (out.payload.name = s.payload.name), (origins["payload.name"] = at("payload.name"));
-      if (s.payload?.rom) (out.payload.rom = s.payload.rom), (origins["payload.rom"] = at("payload.rom"));
-      for (const [f, c] of Object.entries(s.overlay ?? {})) (out.overlay[f] = c), (origins[`overlay.${f}`] = at(`overlay.${f}`));
+      if (s.arch) {
+        out.arch = s.arch;
+        origins.arch = at("arch");
+      }
+      if (s.kernel) {
+        out.kernel = { ...s.kernel };
+        origins.kernel = at("kernel");
+      }
+      if (s.initrds) {
+        out.initrds = [...s.initrds];
+        origins.initrds = at("initrds");
+      }
+      if (s.firmware) {
+        out.firmware = s.firmware;
+        origins.firmware = at("firmware");
+      }
+      if (s.delivery) {
+        out.delivery = s.delivery;
+        origins.delivery = at("delivery");
+      }
+      if (s.memory !== undefined) {
+        out.memory = s.memory;
+        origins.memory = at("memory");
+      }
+      if (s.baseUrl) {
+        out.baseUrl = s.baseUrl;
+        origins.baseUrl = at("baseUrl");
+      }
+      if (s.kexec?.syscall) {
+        out.kexec.syscall = s.kexec.syscall;
+        origins["kexec.syscall"] = at("kexec.syscall");
+      }
+      if (s.kexec?.dir) {
+        out.kexec.dir = s.kexec.dir;
+        origins["kexec.dir"] = at("kexec.dir");
+      }
+      if (s.payload?.name) {
+        out.payload.name = s.payload.name;
+        origins["payload.name"] = at("payload.name");
+      }
+      if (s.payload?.rom) {
+        out.payload.rom = s.payload.rom;
+        origins["payload.rom"] = at("payload.rom");
+      }
+      for (const [f, c] of Object.entries(s.overlay ?? {})) {
+        out.overlay[f] = c;
+        origins[`overlay.${f}`] = at(`overlay.${f}`);
+      }
       if (s.cmdline) cmdline = applyCmdline(cmdline, s.cmdline, at("cmdline"));
     };
     apply(this.def.defaults, "defaults");
@@ -229,8 +269,15 @@ export class Cluster {
     let mac: string | undefined;
     for (const { entry, position } of entries) {
       apply(entry, entry.path);
-      if (entry.ip) (ip = ipAdd(entry.ip, position)), (origins.ip = `${this.origin(`${entry.path}.ip`)}${position ? ` +${position}` : ""}`);
-      if (entry.mac) (mac = macAdd(entry.mac, position)), (origins.mac = `${this.origin(`${entry.path}.mac`)}${position ? ` +${position}` : ""}`);
+      const step = position ? ` +${position}` : "";
+      if (entry.ip) {
+        ip = ipAdd(entry.ip, position);
+        origins.ip = `${this.origin(`${entry.path}.ip`)}${step}`;
+      }
+      if (entry.mac) {
+        mac = macAdd(entry.mac, position);
+        origins.mac = `${this.origin(`${entry.path}.mac`)}${step}`;
+      }
     }
     if (!out.kernel) {
       const first = entries[0]!.entry;
@@ -239,7 +286,13 @@ export class Cluster {
         `${this.file}:${this.src.lines.get(first.path) ?? 1}: ${node}: no kernel set (add "kernel:" to the node, one of its profiles or defaults)`,
       );
     }
-    const vars: Record<string, string> = { node, arch: out.arch, ip: ip ?? "", mac: mac ?? "", profile: profiles.at(-1) ?? "" };
+    const vars: Record<string, string> = {
+      node,
+      arch: out.arch,
+      ip: ip ?? "",
+      mac: mac ?? "",
+      profile: profiles.at(-1) ?? "",
+    };
     const resolved: ResolvedNode = {
       ...out,
       kernel: out.kernel,

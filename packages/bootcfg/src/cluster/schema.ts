@@ -51,7 +51,19 @@ export interface ClusterDef {
   nodes: NodeEntry[];
 }
 
-const SETTING_KEYS = ["arch", "kernel", "initrds", "cmdline", "firmware", "delivery", "memory", "kexec", "overlay", "payload", "baseUrl"];
+const SETTING_KEYS = [
+  "arch",
+  "kernel",
+  "initrds",
+  "cmdline",
+  "firmware",
+  "delivery",
+  "memory",
+  "kexec",
+  "overlay",
+  "payload",
+  "baseUrl",
+];
 const TOP_KEYS = ["version", "name", "defaults", "profiles", "nodes"];
 const NODE_KEYS = [...SETTING_KEYS, "name", "names", "exclude", "profiles", "ip", "mac"];
 
@@ -60,12 +72,18 @@ function distance(a: string, b: string): number {
   for (let j = 1; j <= b.length; j++) d[0]![j] = j;
   for (let i = 1; i <= a.length; i++)
     for (let j = 1; j <= b.length; j++)
-      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+      d[i]![j] = Math.min(
+        d[i - 1]![j]! + 1,
+        d[i]![j - 1]! + 1,
+        d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
   return d[a.length]![b.length]!;
 }
 
 function suggest(key: string, known: readonly string[]): string {
-  const best = known.map((k) => [k, distance(key.toLowerCase(), k.toLowerCase())] as const).sort((x, y) => x[1] - y[1])[0];
+  const best = known
+    .map((k) => [k, distance(key.toLowerCase(), k.toLowerCase())] as const)
+    .sort((x, y) => x[1] - y[1])[0];
   return best && best[1] <= 2 ? ` (did you mean "${best[0]}"?)` : ` (known keys: ${known.join(", ")})`;
 }
 
@@ -92,7 +110,8 @@ class Validator {
   }
 
   keys(obj: Record<string, unknown>, path: string, known: readonly string[]): void {
-    for (const k of Object.keys(obj)) if (!known.includes(k)) this.err(path ? `${path}.${k}` : k, `unknown key${suggest(k, known)}`);
+    for (const k of Object.keys(obj))
+      if (!known.includes(k)) this.err(path ? `${path}.${k}` : k, `unknown key${suggest(k, known)}`);
   }
 
   str(v: unknown, path: string): string | undefined {
@@ -117,7 +136,8 @@ class Validator {
     const out: string[] = [];
     v.forEach((x, i) => {
       const s = typeof x === "number" || typeof x === "boolean" ? String(x) : x;
-      if (typeof s !== "string" || s === "") this.err(`${path}.${i}`, `expected a non-empty string, got ${JSON.stringify(x)}`);
+      if (typeof s !== "string" || s === "")
+        this.err(`${path}.${i}`, `expected a non-empty string, got ${JSON.stringify(x)}`);
       else out.push(s);
     });
     return out;
@@ -163,7 +183,8 @@ class Validator {
     }
     if ("memory" in obj) {
       const m = parseSize(obj.memory as string | number);
-      if (m === undefined || m === 0) this.err(p("memory"), `expected a size such as 512M or 2G, got ${JSON.stringify(obj.memory)}`);
+      if (m === undefined || m === 0)
+        this.err(p("memory"), `expected a size such as 512M or 2G, got ${JSON.stringify(obj.memory)}`);
       else s.memory = m;
     }
     if ("kexec" in obj) {
@@ -178,7 +199,8 @@ class Validator {
         }
         if ("dir" in k) {
           const d = this.str(k.dir, p("kexec.dir"));
-          if (d && !d.startsWith("/")) this.err(p("kexec.dir"), `must be an absolute path on the node, got "${d}"`);
+          if (d && !d.startsWith("/"))
+            this.err(p("kexec.dir"), `must be an absolute path on the node, got "${d}"`);
           else if (d) s.kexec.dir = d;
         }
       }
@@ -189,8 +211,10 @@ class Validator {
       else {
         s.overlay = {};
         for (const [file, content] of Object.entries(o)) {
-          if (!file.startsWith("/")) this.err(`${p("overlay")}.${file}`, `overlay paths must be absolute (write "/${file}")`);
-          else if (typeof content !== "string") this.err(`${p("overlay")}.${file}`, "file content must be a string");
+          if (!file.startsWith("/"))
+            this.err(`${p("overlay")}.${file}`, `overlay paths must be absolute (write "/${file}")`);
+          else if (typeof content !== "string")
+            this.err(`${p("overlay")}.${file}`, "file content must be a string");
           else s.overlay[file] = content;
         }
       }
@@ -223,9 +247,11 @@ class Validator {
 export function validateCluster(src: SourceDoc): ClusterDef {
   const v = new Validator(src);
   const top = src.value;
-  if (!v.isObj(top)) throw new BootcfgError("ECLUSTER", `${src.file}:1: expected a map with defaults, profiles and nodes`);
+  if (!v.isObj(top))
+    throw new BootcfgError("ECLUSTER", `${src.file}:1: expected a map with defaults, profiles and nodes`);
   v.keys(top, "", TOP_KEYS);
-  if ("version" in top && top.version !== 1) v.err("version", `only version 1 is understood, got ${JSON.stringify(top.version)}`);
+  if ("version" in top && top.version !== 1)
+    v.err("version", `only version 1 is understood, got ${JSON.stringify(top.version)}`);
   const def: ClusterDef = { defaults: {}, profiles: new Map(), nodes: [] };
   if (typeof top.name === "string") def.name = top.name;
   if ("defaults" in top) {
@@ -266,29 +292,38 @@ export function validateCluster(src: SourceDoc): ClusterDef {
     }
     if ("ip" in body) {
       const ip = v.str(body.ip, `${path}.ip`);
-      if (ip && !/^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.test(ip)) v.err(`${path}.ip`, `"${ip}" is not an IPv4 address`);
+      if (ip && !/^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.test(ip))
+        v.err(`${path}.ip`, `"${ip}" is not an IPv4 address`);
       else if (ip) entry.ip = ip;
     }
     if ("mac" in body) {
       const mac = v.str(body.mac, `${path}.mac`);
-      if (mac && !/^([0-9a-fA-F]{2}[:-]){5}[0-9a-fA-F]{2}$/.test(mac)) v.err(`${path}.mac`, `"${mac}" is not a MAC address (write 52:54:00:12:34:56)`);
+      if (mac && !/^([0-9a-fA-F]{2}[:-]){5}[0-9a-fA-F]{2}$/.test(mac))
+        v.err(`${path}.mac`, `"${mac}" is not a MAC address (write 52:54:00:12:34:56)`);
       else if (mac) entry.mac = mac.toLowerCase().replaceAll("-", ":");
     }
     def.nodes.push(entry);
   };
   if ("nodes" in top) {
     const n = top.nodes;
-    if (Array.isArray(n)) n.forEach((body, i) => addNode(body, `nodes.${i}`, i));
-    else if (v.isObj(n)) Object.entries(n).forEach(([k, body], i) => addNode(body ?? {}, `nodes.${k}`, i, k));
-    else v.err("nodes", "expected a list of node entries or a map of node range → settings");
+    if (Array.isArray(n)) {
+      for (const [i, body] of n.entries()) addNode(body, `nodes.${i}`, i);
+    } else if (v.isObj(n)) {
+      for (const [i, [k, body]] of Object.entries(n).entries()) addNode(body ?? {}, `nodes.${k}`, i, k);
+    } else v.err("nodes", "expected a list of node entries or a map of node range → settings");
   } else v.err("", 'no "nodes" key: a cluster file must list its nodes');
   for (const [name, p] of def.profiles)
     p.include.forEach((inc, i) => {
-      if (!def.profiles.has(inc)) v.err(`profiles.${name}.include.${i}`, `unknown profile "${inc}"${suggest(inc, [...def.profiles.keys()])}`);
+      if (!def.profiles.has(inc))
+        v.err(
+          `profiles.${name}.include.${i}`,
+          `unknown profile "${inc}"${suggest(inc, [...def.profiles.keys()])}`,
+        );
     });
   for (const e of def.nodes)
     e.profiles.forEach((p, i) => {
-      if (!def.profiles.has(p)) v.err(`${e.path}.profiles.${i}`, `unknown profile "${p}"${suggest(p, [...def.profiles.keys()])}`);
+      if (!def.profiles.has(p))
+        v.err(`${e.path}.profiles.${i}`, `unknown profile "${p}"${suggest(p, [...def.profiles.keys()])}`);
     });
   if (v.errors.length) throw new BootcfgError("ECLUSTER", v.errors.join("\n"));
   return def;

@@ -49,13 +49,33 @@ export interface BzImageInfo {
   canLoadAbove4G: boolean;
   efiStub: boolean;
   /** File offset and length of the compressed kernel. */
-  payload: { offset: number; length: number; compression: Compression | "none" | "unknown"; decompressedSize: number };
+  payload: {
+    offset: number;
+    length: number;
+    compression: Compression | "none" | "unknown";
+    decompressedSize: number;
+  };
   loadflagsNames: string[];
   xloadflagsNames: string[];
 }
 
-const XLF = ["KERNEL_64", "CAN_BE_LOADED_ABOVE_4G", "EFI_HANDOVER_32", "EFI_HANDOVER_64", "EFI_KEXEC", "5LEVEL", "5LEVEL_ENABLED", "MEM_ENCRYPTION"];
-const LF: Record<number, string> = { 0: "LOADED_HIGH", 1: "KASLR_FLAG", 5: "QUIET_FLAG", 6: "KEEP_SEGMENTS", 7: "CAN_USE_HEAP" };
+const XLF = [
+  "KERNEL_64",
+  "CAN_BE_LOADED_ABOVE_4G",
+  "EFI_HANDOVER_32",
+  "EFI_HANDOVER_64",
+  "EFI_KEXEC",
+  "5LEVEL",
+  "5LEVEL_ENABLED",
+  "MEM_ENCRYPTION",
+];
+const LF: Record<number, string> = {
+  0: "LOADED_HIGH",
+  1: "KASLR_FLAG",
+  5: "QUIET_FLAG",
+  6: "KEEP_SEGMENTS",
+  7: "CAN_USE_HEAP",
+};
 
 export function isBzImage(buf: Uint8Array): boolean {
   if (buf.length < 0x250) return false;
@@ -64,7 +84,8 @@ export function isBzImage(buf: Uint8Array): boolean {
 }
 
 export function parseSetupHeader(buf: Uint8Array, what = "bzImage"): SetupHeader {
-  if (buf.length < 0x250) throw formatError(what, `${buf.length} bytes is too short for a bzImage setup header`);
+  if (buf.length < 0x250)
+    throw formatError(what, `${buf.length} bytes is too short for a bzImage setup header`);
   const dv = view(buf);
   if (dv.getUint16(0x1fe, true) !== 0xaa55) throw formatError(what, "no boot flag 0xAA55 at 0x1fe");
   if (dv.getUint32(0x202, true) !== 0x53726448) throw formatError(what, 'no "HdrS" signature at 0x202');
@@ -139,8 +160,10 @@ export function parseBzImage(buf: Uint8Array, what = "bzImage"): BzImageInfo {
 export function extractVmlinux(buf: Uint8Array, what = "bzImage"): Uint8Array {
   const info = parseBzImage(buf, what);
   const { offset, length, compression, decompressedSize } = info.payload;
-  if (length === 0) throw formatError(what, `boot protocol ${info.protocol} has no payload fields (needs 2.08)`);
-  if (offset + length > buf.length) throw formatError(what, "payload extends past the end of the file (truncated?)");
+  if (length === 0)
+    throw formatError(what, `boot protocol ${info.protocol} has no payload fields (needs 2.08)`);
+  if (offset + length > buf.length)
+    throw formatError(what, "payload extends past the end of the file (truncated?)");
   const payload = buf.subarray(offset, offset + length);
   const out =
     compression === "lz4-legacy"

@@ -6,16 +6,16 @@ import { type ElfInfo, loadSegments, PF_X, parseElf } from "./elf.js";
 export const CBFS_MAGIC = "LARCHIVE";
 export const CBFS_ALIGN = 64;
 export const CBFS_TYPE: Record<number, string> = {
-  0x20: "simple elf",
-  0x21: "fit",
-  0x10: "stage",
-  0x11: "stage",
-  0x50: "raw",
-  0x30: "optionrom",
-  0x40: "bootsplash",
-  0xaa: "cmos_default",
-  0x1aa: "cmos_layout",
-  0xffffffff: "null",
+  32: "simple elf",
+  33: "fit",
+  16: "stage",
+  17: "stage",
+  80: "raw",
+  48: "optionrom",
+  64: "bootsplash",
+  170: "cmos_default",
+  426: "cmos_layout",
+  4294967295: "null",
   0: "deleted",
 };
 export const CBFS_TYPE_SELF = 0x20;
@@ -72,7 +72,8 @@ export function parseSelf(buf: Uint8Array, what = "SELF payload"): SelfSegment[]
   const segs: SelfSegment[] = [];
   for (let o = 0; o + 28 <= buf.length; o += 28) {
     const type = SEG_NAME[dv.getUint32(o, false)];
-    if (!type) throw formatError(what, `unknown segment type 0x${dv.getUint32(o, false).toString(16)} at offset ${o}`);
+    if (!type)
+      throw formatError(what, `unknown segment type 0x${dv.getUint32(o, false).toString(16)} at offset ${o}`);
     segs.push({
       type,
       compression: COMPRESSION[dv.getUint32(o + 4, false)] ?? `comp ${dv.getUint32(o + 4, false)}`,
@@ -111,7 +112,8 @@ export function parseCbfs(buf: Uint8Array, what = "CBFS image"): CbfsInfo {
       for (let a = pos + attrOff; a + 8 <= pos + dataOffset; ) {
         const tag = dv.getUint32(a, false);
         const alen = dv.getUint32(a + 4, false);
-        if (tag === 0x42435a4c && alen >= 16) compression = COMPRESSION[dv.getUint32(a + 8, false)] ?? "unknown";
+        if (tag === 0x42435a4c && alen >= 16)
+          compression = COMPRESSION[dv.getUint32(a + 8, false)] ?? "unknown";
         if (alen < 8) break;
         a += alen;
       }
@@ -125,7 +127,8 @@ export function parseCbfs(buf: Uint8Array, what = "CBFS image"): CbfsInfo {
       len,
       compression,
     };
-    if (type === CBFS_TYPE_SELF) f.segments = parseSelf(buf.subarray(pos + dataOffset, pos + dataOffset + len), `${what}: ${f.name}`);
+    if (type === CBFS_TYPE_SELF)
+      f.segments = parseSelf(buf.subarray(pos + dataOffset, pos + dataOffset + len), `${what}: ${f.name}`);
     files.push(f);
     pos = b.indexOf(CBFS_MAGIC, pos + dataOffset + len, "latin1");
   }

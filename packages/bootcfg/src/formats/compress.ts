@@ -56,7 +56,8 @@ const LZ4_LEGACY_BLOCK = 8 << 20;
  */
 export function lz4LegacyDecode(src: Uint8Array, what = "lz4 stream", expectedSize?: number): Uint8Array {
   const dv = new DataView(src.buffer, src.byteOffset, src.byteLength);
-  if (src.length < 4 || dv.getUint32(0, true) !== LZ4_LEGACY_MAGIC) throw formatError(what, "no LZ4 legacy magic");
+  if (src.length < 4 || dv.getUint32(0, true) !== LZ4_LEGACY_MAGIC)
+    throw formatError(what, "no LZ4 legacy magic");
   let out = new Uint8Array(expectedSize ?? Math.max(src.length * 4, 1 << 20));
   let op = 0;
   let ip = 4;

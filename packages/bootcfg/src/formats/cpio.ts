@@ -51,8 +51,15 @@ export interface CpioWriteOptions {
   firstInode?: number;
 }
 
-function hex8(n: number): string {
-  return (n >>> 0).toString(16).padStart(8, "0");
+const HEX = Buffer.from("0123456789abcdef", "latin1");
+
+/** Writes `n` as 8 lower-case hex digits at `at` (no string allocation: headers are hot). */
+function putHex8(out: Buffer, at: number, n: number): void {
+  let v = n >>> 0;
+  for (let i = 7; i >= 0; i--) {
+    out[at + i] = HEX[v & 15]!;
+    v >>>= 4;
+  }
 }
 
 const ZEROS = new Uint8Array(4);
@@ -64,15 +71,39 @@ const ZEROS = new Uint8Array(4);
 export function newcHeader(
   name: string,
   mode: number,
-  f: { ino: number; uid: number; gid: number; nlink: number; mtime: number; size: number; rdevMajor: number; rdevMinor: number },
+  f: {
+    ino: number;
+    uid: number;
+    gid: number;
+    nlink: number;
+    mtime: number;
+    size: number;
+    rdevMajor: number;
+    rdevMinor: number;
+  },
 ): Buffer {
   const nameBytes = Buffer.from(name, "utf8");
   const namesize = nameBytes.length + 1;
   const headLen = 110 + namesize;
   const padded = (headLen + 3) & ~3;
   const out = Buffer.alloc(padded);
-  const fields = [f.ino, mode, f.uid, f.gid, f.nlink, f.mtime, f.size, 0, 0, f.rdevMajor, f.rdevMinor, namesize, 0];
-  out.write(`070701${fields.map(hex8).join("")}`, 0, "latin1");
+  out.write("070701", 0, "latin1");
+  const fields = [
+    f.ino,
+    mode,
+    f.uid,
+    f.gid,
+    f.nlink,
+    f.mtime,
+    f.size,
+    0,
+    0,
+    f.rdevMajor,
+    f.rdevMinor,
+    namesize,
+    0,
+  ];
+  for (let i = 0; i < 13; i++) putHex8(out, 6 + i * 8, fields[i]!);
   nameBytes.copy(out, 110);
   return out;
 }
@@ -145,7 +176,18 @@ export class CpioWriter {
 
   /** Writes the trailer and returns everything not yet drained. */
   end(): Uint8Array[] {
-    this.push(newcHeader("TRAILER!!!", 0, { ino: 0, uid: 0, gid: 0, nlink: 1, mtime: 0, size: 0, rdevMajor: 0, rdevMinor: 0 }));
+    this.push(
+      newcHeader("TRAILER!!!", 0, {
+        ino: 0,
+        uid: 0,
+        gid: 0,
+        nlink: 1,
+        mtime: 0,
+        size: 0,
+        rdevMajor: 0,
+        rdevMinor: 0,
+      }),
+    );
     return this.drain();
   }
 
@@ -163,7 +205,8 @@ export class CpioWriter {
 export function writeCpio(entries: readonly CpioEntry[], opts: CpioWriteOptions = {}): Buffer {
   const w = new CpioWriter(opts);
   const counts = new Map<string, number>();
-  for (const e of entries) if (e.linkGroup !== undefined) counts.set(e.linkGroup, (counts.get(e.linkGroup) ?? 0) + 1);
+  for (const e of entries)
+    if (e.linkGroup !== undefined) counts.set(e.linkGroup, (counts.get(e.linkGroup) ?? 0) + 1);
   for (const [g, n] of counts) w.declareLinks(g, n);
   for (const e of entries) w.entry(e);
   return Buffer.concat(w.end());
@@ -217,7 +260,8 @@ export function readCpio(buf: Uint8Array, what = "cpio archive"): { entries: Cpi
     const size = field(6);
     const namesize = field(11);
     const nameStart = pos + 110;
-    if (namesize === 0 || nameStart + namesize > buf.length) throw formatError(what, `truncated name at offset ${pos}`);
+    if (namesize === 0 || nameStart + namesize > buf.length)
+      throw formatError(what, `truncated name at offset ${pos}`);
     const name = text.toString("utf8", nameStart, nameStart + namesize - 1);
     const dataOffset = (nameStart + namesize + 3) & ~3;
     const next = (dataOffset + size + 3) & ~3;

@@ -10,13 +10,13 @@ export const PF_R = 4;
 
 export const EM: Record<number, string> = {
   3: "i386",
-  0x14: "ppc",
-  0x15: "ppc64",
-  0x28: "arm",
-  0x3e: "x86_64",
-  0xb7: "aarch64",
-  0xf3: "riscv",
-  0x16: "s390",
+  20: "ppc",
+  21: "ppc64",
+  40: "arm",
+  62: "x86_64",
+  183: "aarch64",
+  243: "riscv",
+  22: "s390",
 };
 
 export interface ElfProgramHeader {
@@ -73,7 +73,8 @@ export function parseElf(buf: Uint8Array, what = "ELF"): ElfInfo {
   const phoff = Number(word(is64 ? 32 : 28));
   const phentsize = u16(is64 ? 54 : 42);
   const phnum = u16(is64 ? 56 : 44);
-  if (phnum > 0 && phoff + phnum * phentsize > buf.length) throw formatError(what, "program headers past the end of the file");
+  if (phnum > 0 && phoff + phnum * phentsize > buf.length)
+    throw formatError(what, "program headers past the end of the file");
   const programHeaders: ElfProgramHeader[] = [];
   for (let i = 0; i < phnum; i++) {
     const p = phoff + i * phentsize;
@@ -114,7 +115,11 @@ export function parseElf(buf: Uint8Array, what = "ELF"): ElfInfo {
       const descOff = nameOff + ((namesz + 3) & ~3);
       const next = descOff + ((descsz + 3) & ~3);
       if (next > end) break;
-      notes.push({ name: cstring(buf, nameOff, namesz), type, desc: buf.subarray(descOff, descOff + descsz) });
+      notes.push({
+        name: cstring(buf, nameOff, namesz),
+        type,
+        desc: buf.subarray(descOff, descOff + descsz),
+      });
       o = next;
     }
   }

@@ -18,14 +18,18 @@ export interface InitramfsMember {
 
 /** Decodes one gzip member at the start of `buf`; returns its data and its compressed length. */
 export function gunzipMember(buf: Uint8Array, what = "gzip member"): { data: Buffer; length: number } {
-  if (buf.length < 18 || buf[0] !== 0x1f || buf[1] !== 0x8b || buf[2] !== 8) throw formatError(what, "not a gzip member");
+  if (buf.length < 18 || buf[0] !== 0x1f || buf[1] !== 0x8b || buf[2] !== 8)
+    throw formatError(what, "not a gzip member");
   const flg = buf[3]!;
   let p = 10;
   if (flg & 4) p += 2 + (buf[p]! | (buf[p + 1]! << 8));
   if (flg & 8) while (p < buf.length && buf[p++] !== 0);
   if (flg & 16) while (p < buf.length && buf[p++] !== 0);
   if (flg & 2) p += 2;
-  const r = inflateRawSync(buf.subarray(p), { info: true }) as unknown as { buffer: Buffer; engine: { bytesWritten: number } };
+  const r = inflateRawSync(buf.subarray(p), { info: true }) as unknown as {
+    buffer: Buffer;
+    engine: { bytesWritten: number };
+  };
   return { data: r.buffer, length: p + r.engine.bytesWritten + 8 };
 }
 

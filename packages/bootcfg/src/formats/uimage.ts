@@ -4,9 +4,33 @@ import { formatError } from "../errors.js";
 import { cstring, view } from "../util.js";
 
 export const UIMAGE_MAGIC = 0x27051956;
-const ARCH: Record<number, string> = { 2: "arm", 3: "i386", 7: "ppc", 15: "sh", 22: "arm64", 26: "riscv", 31: "x86_64" };
-const TYPE: Record<number, string> = { 1: "standalone", 2: "kernel", 3: "ramdisk", 4: "multi", 5: "firmware", 6: "script", 8: "flat_dt" };
-const COMP: Record<number, string> = { 0: "none", 1: "gzip", 2: "bzip2", 3: "lzma", 4: "lzo", 5: "lz4", 6: "zstd" };
+const ARCH: Record<number, string> = {
+  2: "arm",
+  3: "i386",
+  7: "ppc",
+  15: "sh",
+  22: "arm64",
+  26: "riscv",
+  31: "x86_64",
+};
+const TYPE: Record<number, string> = {
+  1: "standalone",
+  2: "kernel",
+  3: "ramdisk",
+  4: "multi",
+  5: "firmware",
+  6: "script",
+  8: "flat_dt",
+};
+const COMP: Record<number, string> = {
+  0: "none",
+  1: "gzip",
+  2: "bzip2",
+  3: "lzma",
+  4: "lzo",
+  5: "lz4",
+  6: "zstd",
+};
 const OS: Record<number, string> = { 5: "linux", 17: "u-boot" };
 
 export interface UImageInfo {
@@ -68,7 +92,8 @@ export interface UImageOptions {
 /** Wraps `data` (uncompressed) in a legacy uImage header. */
 export function writeUImage(data: Uint8Array, opts: UImageOptions): Buffer {
   const out = Buffer.alloc(64 + data.length);
-  const code = (table: Record<number, string>, name: string) => Number(Object.entries(table).find(([, v]) => v === name)![0]);
+  const code = (table: Record<number, string>, name: string) =>
+    Number(Object.entries(table).find(([, v]) => v === name)![0]);
   out.writeUInt32BE(UIMAGE_MAGIC, 0);
   out.writeUInt32BE(opts.time ?? 0, 8);
   out.writeUInt32BE(data.length, 12);
