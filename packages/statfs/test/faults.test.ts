@@ -104,6 +104,24 @@ describe("broken nodes", () => {
     expect(fams.get("statfs_nodes_configured")!.samples[0]!.value).toBe(3);
   });
 
+  it("xstat --watch prints the table again when it changes, until stopped", async () => {
+    const c = capture();
+    const stop = new AbortController();
+    const done = xstat(["-a", statfs.addresses[0]!, "--watch", "--every", "50ms", "d1"], {
+      ...c.io,
+      signal: stop.signal,
+    });
+    await waitFor(() => c.out.includes("down(connect_failed)"), 5000, "first table");
+    statfs.monitor.setHold("d1", "repair");
+    await waitFor(() => c.out.includes("down(repair)"), 5000, "redrawn table");
+    statfs.monitor.setHold("d1", undefined);
+    stop.abort();
+    expect(await done).toBe(0);
+    const tables = c.out.split("\n\n").filter(Boolean);
+    expect(tables[0]).toMatch(/^d1\t127\.0\.0\.1!\d+\tunknown \(not read yet\)\tdown\(connect_failed\)\t0$/);
+    expect(tables[1]).toMatch(/\tdown\(repair\)\t0$/);
+  });
+
   it("answers xstat with exit 1 and a clear message when statfs is unreachable", async () => {
     const c = capture();
     const code = await xstat(["-a", `tcp!127.0.0.1!${dead}`], c.io);
