@@ -20,3 +20,4 @@ export * from "./plan.js";
 export * from "./pxe.js";
 export * from "./qemu.js";
 export { renderInspection, renderShow, toJson } from "./report.js";
+export { clusterTree, type ServeHandle, serveCluster } from "./serve.js";
