@@ -350,21 +350,26 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
         if (!plan) return;
         plansByArch.set(arch, plan);
         const members = members0.filter((m) => !m.outcome);
-        await Promise.all(members.map((m) => prepare(m, plan).catch((e) => fail(m, e))));
-        const ready = members.filter((m) => !m.outcome);
         const width =
           opts.treeWidth === "sqrt"
-            ? Math.ceil(Math.sqrt(ready.length))
-            : Math.min(opts.treeWidth ?? 0, ready.length);
-        if (plan.files.length === 0 || width <= 0 || width >= ready.length) {
-          await mapLimit(ready, 64, async (m) => {
-            await direct(m, plan).catch((e) => fail(m, e));
+            ? Math.ceil(Math.sqrt(members.length))
+            : Math.min(opts.treeWidth ?? 0, members.length);
+        if (plan.files.length === 0 || width <= 0 || width >= members.length) {
+          // Flat: argv/env and files go in parallel.
+          await mapLimit(members, 64, async (m) => {
+            await Promise.all([prepare(m, plan), direct(m, plan)]).catch((e) => fail(m, e));
             nodesDone++;
             show();
           });
           return;
         }
-        await treeStage(ready, plan, width);
+        // Tree: a node copies its argv/env on to its subtree, so they must be in place first.
+        await Promise.all(members.map((m) => prepare(m, plan).catch((e) => fail(m, e))));
+        await treeStage(
+          members.filter((m) => !m.outcome),
+          plan,
+          width,
+        );
       }),
     );
     show(true);
