@@ -262,7 +262,8 @@ export interface OpenFile {
 
   /**
    * The fid is going away (Tclunk, Tremove, Tversion, disconnect). Called exactly once, before
-   * any ORCLOSE removal and before Node.release. A thrown FsError is reported in the Rclunk's
+   * any ORCLOSE removal and before Node.release. A client may clunk a fid while one of its reads is still
+   * pending (it did not flush it first): end such a read here if it would block forever. A thrown FsError is reported in the Rclunk's
    * place (the fid is freed anyway, C1); during Tversion/disconnect errors are only logged.
    */
   clunk?(ctx: RequestContext): void | Promise<void>;

@@ -113,6 +113,8 @@ export class ServerConnection {
   #msize: number;
   #fids = new Map<number, Fid>();
   #inflight = new Map<number, Req>();
+  /** fid number → settles when the latest request creating or changing that fid has finished. */
+  #fidGates = new Map<number, Promise<void>>();
   /** Frames held back while a Tversion resets the session. */
   #held: Buffer[] | undefined;
   #isClosed = false;
@@ -188,12 +190,25 @@ export class ServerConnection {
   // ---- input --------------------------------------------------------------------------------
 
   #onFrame(frame: Buffer): void {
-    this.#armIdle();
-    if (this.#held) {
-      this.#held.push(frame);
-      return;
+    try {
+      this.#armIdle();
+      if (this.#held) {
+        this.#held.push(frame);
+        return;
+      }
+      this.#dispatch(frame);
+    } catch (err) {
+      // A bug here must cost this connection at most, never the process.
+      this.#internalError(err);
     }
-    this.#dispatch(frame);
+  }
+
+  #internalError(err: unknown): void {
+    this.#core.logger.error(
+      { conn: this.info.id, err },
+      `9p: internal error: ${(err as Error)?.stack ?? String(err)}`,
+    );
+    this.destroy();
   }
 
   #dispatch(frame: Buffer): void {
@@ -242,7 +257,7 @@ export class ServerConnection {
     }
     const t = msg as TMessage;
     if (t.type === MsgType.Tversion) {
-      void this.#version(t);
+      this.#version(t).catch((err) => this.#internalError(err));
       return;
     }
     if (this.#dialect === undefined) {
@@ -278,16 +293,39 @@ export class ServerConnection {
       settle,
     };
     this.#inflight.set(t.tag, req);
-    let p: Promise<Outcome>;
-    try {
-      p = handler(t, req);
-    } catch (err) {
-      p = Promise.reject(err);
+    // Per-fid ordering: a request naming a fid waits for earlier requests that create or change
+    // that fid (attach, walk to newfid, open, create, clunk…), so a client may pipeline
+    // "walk; open; read" without waiting for each reply. Reads, writes and stats of the same fid
+    // still run concurrently with each other.
+    const { uses, changes } = fidsOf(t);
+    let waitFor: Promise<void>[] | undefined;
+    for (const f of uses) {
+      const g = this.#fidGates.get(f);
+      if (g) (waitFor ??= []).push(g);
     }
+    for (const f of changes) {
+      const g = this.#fidGates.get(f);
+      if (g) (waitFor ??= []).push(g);
+      this.#fidGates.set(f, done);
+    }
+    if (changes.length > 0) {
+      void done.then(() => {
+        for (const f of changes) if (this.#fidGates.get(f) === done) this.#fidGates.delete(f);
+      });
+    }
+    const run = (): Promise<Outcome> => {
+      if (req.controller.signal.aborted) return Promise.reject(req.controller.signal.reason);
+      try {
+        return handler(t, req);
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    };
+    const p = waitFor ? Promise.all(waitFor).then(run) : run();
     p.then(
       (out) => this.#finish(req, out, undefined),
       (err: unknown) => this.#finish(req, undefined, err),
-    );
+    ).catch((err) => this.#internalError(err));
   }
 
   #finish(req: Req, out: Outcome | undefined, err: unknown): void {
@@ -391,7 +429,13 @@ export class ServerConnection {
   }
 
   #maybeResume(): void {
-    if (!this.#paused && !this.#shuttingDown && !this.#isClosed && this.#transport.stream.isPaused()) {
+    if (
+      !this.#paused &&
+      !this.#held &&
+      !this.#shuttingDown &&
+      !this.#isClosed &&
+      this.#transport.stream.isPaused()
+    ) {
       this.#transport.stream.resume();
     }
   }
@@ -434,6 +478,7 @@ export class ServerConnection {
       req.controller.abort(new FsError(Ename.Interrupted, Errno.EINTR));
     }
     this.#inflight.clear();
+    this.#fidGates.clear();
     const fids = [...this.#fids.values()];
     this.#fids.clear();
     if (fids.length === 0) return;
@@ -487,6 +532,8 @@ export class ServerConnection {
    */
   async #version(msg: Extract<TMessage, { type: 100 }>): Promise<void> {
     this.#held = [];
+    // Hold back the client while the session resets (it should not send anything meanwhile).
+    this.#transport.stream.pause();
     try {
       await this.#resetSession("Tversion");
       this.#dialect = undefined;
@@ -527,6 +574,7 @@ export class ServerConnection {
           this.#dispatch(f);
         }
       }
+      this.#maybeResume();
     }
   }
 
@@ -1435,6 +1483,56 @@ export class ServerConnection {
 }
 
 // ---- free helpers -----------------------------------------------------------------------------
+
+const NONE: readonly number[] = [];
+
+/** The fids a request reads (`uses`) and the fids it creates, moves, opens or frees (`changes`). */
+function fidsOf(m: TMessage): { uses: readonly number[]; changes: readonly number[] } {
+  switch (m.type) {
+    case MsgType.Tattach:
+      return { uses: m.afid === NOFID ? NONE : [m.afid], changes: [m.fid] };
+    case MsgType.Tauth:
+      return { uses: NONE, changes: [m.afid] };
+    case MsgType.Twalk:
+    case MsgType.Txattrwalk:
+      return m.newfid === m.fid ? { uses: NONE, changes: [m.fid] } : { uses: [m.fid], changes: [m.newfid] };
+    case MsgType.Topen:
+    case MsgType.Tcreate:
+    case MsgType.Tlopen:
+    case MsgType.Tlcreate:
+    case MsgType.Txattrcreate:
+    case MsgType.Tclunk:
+    case MsgType.Tremove:
+      return { uses: NONE, changes: [m.fid] };
+    case MsgType.Tread:
+    case MsgType.Twrite:
+    case MsgType.Tstat:
+    case MsgType.Twstat:
+    case MsgType.Tstatfs:
+    case MsgType.Treadlink:
+    case MsgType.Tgetattr:
+    case MsgType.Tsetattr:
+    case MsgType.Treaddir:
+    case MsgType.Tfsync:
+    case MsgType.Tlock:
+    case MsgType.Tgetlock:
+    case MsgType.Tsymlink:
+      return { uses: [m.fid], changes: NONE };
+    case MsgType.Trename:
+      return { uses: [m.fid, m.dfid], changes: NONE };
+    case MsgType.Tmknod:
+    case MsgType.Tmkdir:
+      return { uses: [m.dfid], changes: NONE };
+    case MsgType.Tlink:
+      return { uses: [m.dfid, m.fid], changes: NONE };
+    case MsgType.Trenameat:
+      return { uses: [m.olddirfid, m.newdirfid], changes: NONE };
+    case MsgType.Tunlinkat:
+      return { uses: [m.dirfd], changes: NONE };
+    default:
+      return { uses: NONE, changes: NONE };
+  }
+}
 
 function notSupported(): FsError {
   return new FsError(Ename.NotSupported, Errno.EOPNOTSUPP);

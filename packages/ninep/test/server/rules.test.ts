@@ -645,6 +645,44 @@ describe("version negotiation edge cases", () => {
   });
 });
 
+describe("version pipelining", () => {
+  it("processes requests pipelined behind a Tversion after the Rversion, each fid in order", async () => {
+    fx = await startFixture();
+    const c = await RawClient.connect(fx.addr);
+    clients.push(c);
+    c.sendRaw(
+      Buffer.concat([
+        encode({ type: MsgType.Tversion, tag: NOTAG, msize: 8216, version: "9P2000" }, "9P2000"),
+        encode({ type: MsgType.Tattach, tag: 1, fid: 0, afid: NOFID, uname: "glenda", aname: "" }, "9P2000"),
+        encode({ type: MsgType.Twalk, tag: 2, fid: 0, newfid: 1, wname: ["hello"] }, "9P2000"),
+        encode({ type: MsgType.Tstat, tag: 3, fid: 1 }, "9P2000"),
+        encode({ type: MsgType.Topen, tag: 4, fid: 1, mode: OREAD }, "9P2000"),
+        encode({ type: MsgType.Tread, tag: 5, fid: 1, offset: 0n, count: 100 }, "9P2000"),
+        encode({ type: MsgType.Tclunk, tag: 6, fid: 1 }, "9P2000"),
+        encode({ type: MsgType.Tstat, tag: 7, fid: 1 }, "9P2000"),
+      ]),
+    );
+    // Requests naming a fid wait for the earlier requests that create or change it.
+    expect((await c.reply(3)).type).toBe(MsgType.Rstat);
+    const rd = await c.reply(5);
+    expect(rd.type === MsgType.Rread && Buffer.from(rd.data).toString()).toBe("hello, world\n");
+    expect((await c.reply(6)).type).toBe(MsgType.Rclunk);
+    expect(ename(await c.reply(7))).toBe(Ename.UnknownFid);
+    expect(c.log.slice(0, 3).map((m) => m.type)).toEqual([MsgType.Rversion, MsgType.Rattach, MsgType.Rwalk]);
+  });
+
+  it("answers Tversion without waiting for a handler that ignores its abort signal", async () => {
+    const c = await setup("9P2000", "glenda", { flushTimeoutMs: 5000 });
+    await openPath(c, 1, ["stubborn"], OREAD);
+    c.send({ type: MsgType.Tread, tag: 9, fid: 1, offset: 0n, count: 10 });
+    const t0 = Date.now();
+    await c.version(8216, "9P2000");
+    expect(Date.now() - t0).toBeLessThan(390); // the stubborn read takes 400 ms
+    await new Promise((r) => setTimeout(r, 500));
+    expect(c.log.some((m) => m.tag === 9)).toBe(false);
+  });
+});
+
 describe("lifecycle", () => {
   it("close() lets finished work through, aborts blocked requests after the grace period and closes connections", async () => {
     fx = await startFixture();
