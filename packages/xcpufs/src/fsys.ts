@@ -564,6 +564,16 @@ class SessionFile extends Synth {
           throw new FsError(Ename.Perm, Errno.EACCES);
         }
       }
+      if (
+        ["stdin", "stdout", "stderr", "stdio"].some(
+          (n) =>
+            n === this.name &&
+            (s.redirected.has(n) ||
+              (n === "stdio" && (s.redirected.has("stdin") || s.redirected.has("stdout")))),
+        )
+      ) {
+        throw new XcpuError("redirected to local file");
+      }
       const file = await this.openImpl(s, user, mode, ctx);
       s.incref();
       let closed = false;

@@ -1,7 +1,7 @@
 // Sessions: one program, its standard streams, argv/env buffers, job id and private directory.
 
 import { type SpawnOptions, spawn } from "node:child_process";
-import { chown, mkdtemp, rm, stat } from "node:fs/promises";
+import { chown, type FileHandle, mkdtemp, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { XcpuError } from "./errors.js";
@@ -56,6 +56,10 @@ export class Session {
   refs = 0;
   /** A `clone` command is running (other ctl writes are refused). */
   cloning = false;
+  /** Streams taken from or sent to node-local files (`redirect`), until the program starts. */
+  redirects: Partial<Record<"stdin" | "stdout" | "stderr", FileHandle>> = {};
+  /** Streams that were redirected when the program started: their files answer an error. */
+  readonly redirected = new Set<string>();
   /** The staged legacy `exec` file has a writer. */
   execWriter = false;
   private readonly waiters: { resolve(): void }[] = [];
@@ -196,7 +200,11 @@ export class Session {
       cwd: dir,
       env,
       detached: true,
-      stdio: ["pipe", "pipe", "pipe"],
+      stdio: [
+        this.redirects.stdin?.fd ?? "pipe",
+        this.redirects.stdout?.fd ?? "pipe",
+        this.redirects.stderr?.fd ?? "pipe",
+      ],
       argv0,
     };
     let file = path;
@@ -242,11 +250,13 @@ export class Session {
     if (child.pid !== undefined) {
       this.pid = child.pid;
       this.pgid = child.pid;
-      this.stdin.attach(child.stdin as NonNullable<typeof child.stdin>);
-      this.stdout.attach(child.stdout as NonNullable<typeof child.stdout>);
-      this.stderr.attach(child.stderr as NonNullable<typeof child.stderr>);
+      if (child.stdin) this.stdin.attach(child.stdin);
+      else this.stdin.detach();
+      this.stdout.attach(child.stdout ?? Readable.from([]));
+      this.stderr.attach(child.stderr ?? Readable.from([]));
       this.host.changed(this);
     }
+    this.closeRedirects();
     this.host.log.debug({ sid: this.id, pid: child.pid, path }, "exec");
   }
 
@@ -312,9 +322,19 @@ export class Session {
     }
   }
 
+  /** Close the files opened by `redirect` (the child has its own copies once started). */
+  closeRedirects(): void {
+    for (const [name, fh] of Object.entries(this.redirects)) {
+      if (this.state !== State.Wiped) this.redirected.add(name);
+      void fh?.close().catch(() => {});
+    }
+    this.redirects = {};
+  }
+
   /** The program (if any) is gone: remove the directory and forget the session. */
   private release(): void {
     if (this.released) return;
+    this.closeRedirects();
     this.released = true;
     if (this.killTimer) clearTimeout(this.killTimer);
     const done = () => {

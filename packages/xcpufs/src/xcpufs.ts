@@ -1,9 +1,9 @@
 // The node server's state: user pool, sessions, root buffers, and the ctl command interpreters.
 
-import { existsSync } from "node:fs";
-import { lchown, readdir } from "node:fs/promises";
+import { existsSync, constants as fsConstants } from "node:fs";
+import { lchown, open as openFile, readdir, stat } from "node:fs/promises";
 import { machine as machineName, type as osType } from "node:os";
-import { join } from "node:path";
+import { isAbsolute, join } from "node:path";
 import type { Stat } from "@clustermatic/ninep/codec";
 import { DMSYMLINK, NONUNAME } from "@clustermatic/ninep/codec";
 import { Ename, Errno, FsError } from "@clustermatic/ninep/errors";
@@ -407,8 +407,34 @@ export class Xcpufs {
         if (rank !== undefined) s.rank = rank;
         return;
       }
-      case "redirect":
-        throw new XcpuError("redirect not supported");
+      case "redirect": {
+        if (a.length < 2) throw new XcpuError("too few arguments");
+        const stream = a[0] as string;
+        if (stream !== "stdin" && stream !== "stdout" && stream !== "stderr")
+          throw new XcpuError("invalid stream");
+        if (s.state !== State.Initializing) throw new XcpuError("session already running");
+        const path = isAbsolute(a[1] as string) ? (a[1] as string) : join(s.dir, a[1] as string);
+        const reading = stream === "stdin";
+        let st: import("node:fs").Stats;
+        try {
+          st = await stat(path);
+        } catch {
+          throw new XcpuError(`${a[1]}: No such file or directory`);
+        }
+        if (!st.isFile() && !st.isCharacterDevice() && !st.isFIFO())
+          throw new XcpuError(`${a[1]}: not a file`);
+        // The file is opened by the server: check it as the user would be checked.
+        if (
+          this.switchUsers &&
+          !unixAllows(st, user.uid, [user.gid, ...this.users.supplementaryGids(user)], reading ? 4 : 2)
+        ) {
+          throw new XcpuError(`${a[1]}: Permission denied`);
+        }
+        const fh = await openFile(path, reading ? fsConstants.O_RDONLY : fsConstants.O_WRONLY);
+        await s.redirects[stream]?.close();
+        s.redirects[stream] = fh;
+        return;
+      }
       case "add":
       case "del":
         return;
@@ -425,6 +451,15 @@ export class Xcpufs {
 }
 
 const unwrap = new WeakMap<object, object>();
+
+/** Unix permission check of `want` (4 read, 2 write) for a uid and its groups; uid 0 passes. */
+function unixAllows(st: import("node:fs").Stats, uid: number, gids: number[], want: number): boolean {
+  if (uid === 0) return true;
+  let bits = st.mode & 7;
+  if (st.uid === uid) bits = (st.mode >> 6) & 7;
+  else if (gids.includes(st.gid)) bits = (st.mode >> 3) & 7;
+  return (bits & want) === want;
+}
 
 function tokens_(line: string, msg: string): string[] {
   try {

@@ -223,6 +223,31 @@ describe("jobs", () => {
     await Promise.all(conns.map((c) => c.close()));
     await until(() => sessionDirs().length <= before && h.xcpufs.sessions.size === 0);
   });
+  it("redirect takes stdin from and sends stdout to node-local files", async () => {
+    const job = await openJob(fs);
+    for (const [name, text] of [
+      ["in.txt", "from a file\n"],
+      ["out.txt", ""],
+    ] as const) {
+      const f = await fs.create(`${job.sid}/fs/${name}`, 0o644, OWRITE);
+      if (text) await f.write(0, text);
+      await f.clunk();
+    }
+    await expect(job.ctl.write(0, "redirect stdin\n")).rejects.toThrow("too few arguments");
+    await expect(job.ctl.write(0, "redirect stdfoo in.txt\n")).rejects.toThrow("invalid stream");
+    await expect(job.ctl.write(0, "redirect stdout missing.txt\n")).rejects.toThrow(
+      "No such file or directory",
+    );
+    await job.ctl.write(0, "redirect stdin in.txt\nredirect stdout out.txt\n");
+    await write(fs, `${job.sid}/argv`, "cat");
+    await job.ctl.write(0, "exec /bin/cat\n");
+    expect((await readAll(job.wait)).toString()).toBe("0");
+    expect((await readAll(job.stdout)).toString()).toBe("");
+    expect((await fs.readFile(`${job.sid}/fs/out.txt`)).toString()).toBe("from a file\n");
+    await expect(fs.open(`${job.sid}/stdout`, OREAD)).rejects.toThrow("redirected to local file");
+    await expect(job.ctl.write(0, "redirect stderr out.txt\n")).rejects.toThrow("session already running");
+    await job.close();
+  });
   it("legacy exec file: stage, run, one writer only", async () => {
     const job = await openJob(fs);
     const ex = await fs.open(`${job.sid}/exec`, OWRITE);
