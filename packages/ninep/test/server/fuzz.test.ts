@@ -54,7 +54,8 @@ let server: Server;
 let addr: Address;
 
 beforeAll(async () => {
-  const root = new SynthDir("/", { mode: 0o777 });
+  // Owned by someone else: the fuzz user ("fuzz") may read everything but rename or remove nothing.
+  const root = new SynthDir("/", { mode: 0o755, uid: "glenda" });
   root.add(staticFile("hello", "hello, world\n"));
   root.add(generatedFile("gen", () => "generated\n".repeat(100)));
   const dir = root.add(new SynthDir("dir", { mode: 0o755 }));
