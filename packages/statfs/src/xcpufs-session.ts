@@ -116,20 +116,65 @@ export function parseSysinfo(text: string): Partial<PollResult> {
   return out;
 }
 
-/** Counts processes and distinct job ids in a `procs` table (8.4 format: last field is xcpujid). */
-export function countJobs(procs: string): { processes: number; jobs: number } {
+/** One record of a `procs` table, split into fields (the cmdline list kept as one field). */
+export function splitProcsRecord(line: string): string[] | undefined {
+  const t = line.trim();
+  if (!t.startsWith("(") || !t.endsWith(")")) return undefined;
+  const body = t.slice(1, -1);
+  const fields: string[] = [];
+  let i = 0;
+  while (i < body.length) {
+    while (body[i] === " ") i++;
+    if (i >= body.length) break;
+    const start = i;
+    if (body[i] === "(") {
+      // The command line: a parenthesised list whose elements may be quoted with '…' ('' = ').
+      let depth = 0;
+      let quoted = false;
+      for (; i < body.length; i++) {
+        const c = body[i];
+        if (quoted) {
+          if (c === "'") {
+            if (body[i + 1] === "'") i++;
+            else quoted = false;
+          }
+        } else if (c === "'") quoted = true;
+        else if (c === "(") depth++;
+        else if (c === ")" && --depth === 0) {
+          i++;
+          break;
+        }
+      }
+    } else {
+      while (i < body.length && body[i] !== " ") i++;
+    }
+    fields.push(body.slice(start, i));
+  }
+  return fields;
+}
+
+/**
+ * Reads a `procs` table (8.4 format): processes, distinct job ids (the part of xcpujid before `/`),
+ * runnable processes, and the node's uptime taken from the elapsed time of process 1.
+ */
+export function countJobs(
+  procs: string,
+): Pick<PollResult, "processes" | "jobs" | "uptimeSeconds"> & { running: number } {
   const jobs = new Set<string>();
   let processes = 0;
+  let running = 0;
+  let uptimeSeconds: number | undefined;
   const lines = procs.split("\n");
   for (let i = 1; i < lines.length; i++) {
-    const line = lines[i]!.trim();
-    if (!line.startsWith("(")) continue;
+    const f = splitProcsRecord(lines[i]!);
+    if (!f || f.length < 11 || !/^\d+$/.test(f[0]!)) continue;
     processes++;
-    const m = /\s(\S+)\s\)\s*$/.exec(line);
-    const jid = m?.[1];
-    if (jid && jid !== "''" && jid.includes("/")) jobs.add(jid.slice(0, jid.indexOf("/")));
+    if (f[2] === "R") running++;
+    if (f[0] === "1" && /^\d+$/.test(f[10]!)) uptimeSeconds = Number(f[10]) / 1000;
+    const jid = f[f.length - 1];
+    if (f.length >= 27 && jid && jid !== "''" && jid.includes("/")) jobs.add(jid.slice(0, jid.indexOf("/")));
   }
-  return { processes, jobs: jobs.size };
+  return { processes, jobs: jobs.size, running, ...(uptimeSeconds !== undefined ? { uptimeSeconds } : {}) };
 }
 
 class XcpufsSession implements NodeSession {
@@ -197,14 +242,17 @@ class XcpufsSession implements NodeSession {
         ),
       );
     }
+    let table: ReturnType<typeof countJobs> | undefined;
     if (procs && this.procs()) {
-      extra.push(
-        readFile(this.root, "procs", 16 << 20).then(
-          (b) => void Object.assign(result, countJobs(b.toString())),
-        ),
-      );
+      extra.push(readFile(this.root, "procs", 16 << 20).then((b) => void (table = countJobs(b.toString()))));
     }
     await Promise.all(extra);
+    if (table) {
+      result.processes = table.processes;
+      result.jobs = table.jobs;
+      // sysinfo's uptime is exact; the elapsed time of process 1 is the fallback.
+      result.uptimeSeconds ??= table.uptimeSeconds;
+    }
     return result;
   }
 

@@ -13,9 +13,9 @@ import { waitFor } from "./helpers/net.js";
 
 const PROCS = [
   "(pid (cmdline) state ppid pgrp psid tty tpgid utime stime etime priority nice wchan euid suid fsuid egid sgid fsgid vmsize rssize shsize txtsize datsize xcpusid xcpujid ) ",
-  "(1 (/sbin/init) S 0 1 1 ?? -1 10 0 5230 5 0 0 0 0 0 0 0 0 5476352 1048576 856064 4096 135168 '' '' ) ",
+  "(1 (/sbin/init) S 0 1 1 ?? -1 10 0 86400500 5 0 0 0 0 0 0 0 0 5476352 1048576 856064 4096 135168 '' '' ) ",
   "(4711 (/var/xcpu/xcpu-Ab12Cd/a.out -n 3) S 4100 4711 4711 ?? -1 10 0 5230 5 0 0 1000 1000 1000 100 100 100 5476352 1048576 856064 4096 135168 3 job7/2 ) ",
-  "(4712 (sh -c 'x y') S 4711 4711 4711 ?? -1 10 0 5230 5 0 0 1000 1000 1000 100 100 100 5476352 1048576 856064 4096 135168 3 job7/2 ) ",
+  "(4712 (sh -c 'x (y'' )') R 4711 4711 4711 ?? -1 10 0 5230 5 0 0 1000 1000 1000 100 100 100 5476352 1048576 856064 4096 135168 3 job7/2 ) ",
   "(4800 (sleep 3) S 4100 4800 4800 ?? -1 10 0 5230 5 0 0 1000 1000 1000 100 100 100 5476352 1048576 856064 4096 135168 4 /1 ) ",
   "",
 ].join("\n");
@@ -62,7 +62,7 @@ describe("a node like the original xcpufs", () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it("reads arch, state, sessions and jobs; has no load or memory", async () => {
+  it("reads arch, state, sessions, jobs and uptime (from procs); has no load or memory", async () => {
     await waitFor(() => statfs.monitor.node("old1")!.polled.toString() === "up", 5000, "old1 up");
     expect(statfs.monitor.table().toString()).toBe(
       `old1\ttcp!127.0.0.1!${statfs.monitor.node("old1")!.config.port}\t/Linux/x86_64\tup\t2\n`,
@@ -74,7 +74,7 @@ describe("a node like the original xcpufs", () => {
       processes: 4,
       load: null,
       memTotalBytes: null,
-      uptimeSeconds: null,
+      uptimeSeconds: 86400.5,
     });
   });
 
