@@ -16,6 +16,8 @@ export const MOUNTED_STATE = "/mnt/statfs/state";
 export interface StatfsClientOptions {
   /** Timeout for connect and each request, ms. Default 5000. */
   timeoutMs?: number;
+  /** One line per 9P message. */
+  trace?: (line: string) => void;
 }
 
 export class StatfsUnreachableError extends Error {
@@ -67,6 +69,7 @@ export class StatfsClient {
         connectTimeoutMs: timeoutMs,
         timeoutMs,
         msize: 65536 + 24,
+        trace: opts.trace,
       });
       return new StatfsClient(fs, address, timeoutMs);
     } catch (err) {

@@ -20,6 +20,7 @@ options:
   -w, --watch           redraw whenever the status changes (Ctrl-C stops)
       --every DUR       how often --watch asks statfs (default 1s)
   -t, --timeout DUR     give up on statfs after this long (default 5s)
+  -d, --debug           print the 9P messages on stderr
   -h, --help            show this help
 
 filters (a node must match all given kinds; several of one kind are alternatives):
@@ -127,7 +128,10 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
       const mounted = await readMountedState();
       if (mounted !== null) return render(parseTable(mounted), null);
     }
-    client ??= await StatfsClient.connect(address, { timeoutMs });
+    client ??= await StatfsClient.connect(address, {
+      timeoutMs,
+      trace: v.debug ? (line) => io.stderr.write(`${line}\n`) : undefined,
+    });
     try {
       const rows = await client.state();
       const nodes = v.json ? await client.nodes() : null;
