@@ -1,6 +1,7 @@
 // End to end: the xrx CLI (its main(), in this process) against real xcpufs servers on loopback.
 import { execFileSync } from "node:child_process";
 import { chmodSync, existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { type AddressInfo, createServer } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { main as xrx } from "../src/cli/xrx.js";
@@ -199,6 +200,24 @@ describe("xrx on 1, 4 and 16 nodes", () => {
     expect(r.stderr).toContain(`xrx: ${victim.spec}: error`);
     expect(r.stdout.trim().split("\n").sort()).toEqual(four.nodes.map((n) => `${n.spec}: finished`).sort());
     await until(() => sessionsLeft(four.nodes) === 0, 5000, "session cleanup on live nodes");
+  });
+
+  it("gives up on a node that accepts but never answers, after the timeout", async () => {
+    const silent = createServer(() => {});
+    await new Promise<void>((r) => silent.listen(0, "127.0.0.1", () => r()));
+    const port = (silent.address() as AddressInfo).port;
+    try {
+      const t0 = Date.now();
+      const r = await runCli(xrx, ["--no-key", "-t", "1", `${one.list},127.0.0.1!${port}`, "echo", "alive"]);
+      expect(Date.now() - t0).toBeLessThan(6000);
+      expect(r.stdout).toBe("alive\n");
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(
+        `127.0.0.1!${port}: error: no answer from tcp!127.0.0.1!${port} within 1000 ms`,
+      );
+    } finally {
+      silent.close();
+    }
   });
 
   it("fails fast on a dead node without stalling the others", async () => {

@@ -176,7 +176,36 @@ describe("authentication", () => {
     const junk = await runCli(xrx, ["-k", join(dir, "user.pub"), node.spec, "echo", "no"]);
     expect(junk.code).toBe(1);
     expect(junk.stderr).toMatch(/user\.pub: not a private key/);
-  }, 30_000);
+
+    // Ed25519 keys cannot receive passkeys: -n falls back to direct copies, saying so.
+    const node2 = await startNode({ noAuth: false, adminKeyFile: `${admin}.pub` });
+    const adm2 = await XcpuNode.connect(xcpuNodes(node2.spec)[0]!, {
+      identity: adminIdentity(loadPrivateKey(admin)),
+    });
+    await adm2.rootCtl("group-add xrxusers 4242");
+    await adm2.rootCtl(`user-add ${name} ${uid} xrxusers '${readFileSync(`${user}.pub`, "utf8").trim()}'`);
+    adm2.close();
+    const both = `${node.spec},${node2.spec}`;
+    const tree = await runCli(xrx, ["-k", user, "-n", "1", both, "echo", "tree"]);
+    expect(tree.stdout).toBe("tree\ntree\n");
+    expect(tree.stderr).toContain("tree spawn unavailable (passkey needs an RSA key); copying directly");
+    expect(tree.code).toBe(0);
+
+    // xk -A: the admin key signals any process through the root ctl.
+    const job = runCli(xrx, ["-k", user, "-j", "adm", both, "sleep", "30"]);
+    await until(
+      async () => {
+        const r = await runCli(xps, ["-A", admin, "-J", "adm", both]);
+        return r.stdout.trim().split("\n").length === 3;
+      },
+      10_000,
+      "adm job",
+    );
+    const k = await runCli(xk, ["-A", admin, "KILL", `${both}:/adm`]);
+    expect(k.stderr).toBe("");
+    expect(k.code).toBe(0);
+    expect((await job).code).toBe(137);
+  }, 60_000);
 });
 
 describe("node sources and options", () => {
