@@ -306,8 +306,9 @@ export interface SynthDirOptions extends SynthNodeOptions {
   dynamic?(ctx: RequestContext): Iterable<SynthNode> | Promise<Iterable<SynthNode>>;
   /**
    * Tcreate in this directory (after the server and tree checked: a directory, write permission,
-   * name not present). Return the new node; the tree adds it as a static child and opens it.
-   * Absent = "create prohibited".
+   * name not present). `req.perm` already has the directory mask of O6 applied; the new file
+   * should be owned by ctx.user.uname with this directory's gid. Return the new node; the tree
+   * adds it as a static child and opens it with `req.mode`. Absent = "create prohibited".
    */
   create?(req: CreateRequest, ctx: RequestContext): SynthNode | Promise<SynthNode>;
 }
@@ -409,7 +410,12 @@ export class SynthDir extends SynthNode {
         if (n.name === req.name) throw new FsError(Ename.Exists, Errno.EEXIST);
       }
     }
-    const node = await this.dirOpts.create(req, ctx);
+    // O6: the new file's permissions are limited by the directory's.
+    const perm =
+      (req.perm & DMDIR) !== 0
+        ? req.perm & (~0o777 | (this.mode & 0o777))
+        : req.perm & (~0o666 | (this.mode & 0o666));
+    const node = await this.dirOpts.create({ ...req, perm: perm >>> 0 }, ctx);
     if (node.name !== req.name) throw new Error(`create hook returned ${node.name} for ${req.name}`);
     if (!node.parent) this.add(node);
     this.touch(ctx.user);

@@ -20,7 +20,7 @@ import type { Message, Stat } from "../../src/codec/types.js";
 import { encode } from "../../src/codec/wire.js";
 import { Ename, FsError } from "../../src/errors.js";
 import type { AuthFile, Backend } from "../../src/server/backend.js";
-import { Server, SynthDir, staticFile, treeBackend } from "../../src/server/index.js";
+import { BytesFile, Server, SynthDir, staticFile, treeBackend } from "../../src/server/index.js";
 import { RawClient } from "../../src/testing/raw.js";
 import { type Fixture, startFixture } from "./fixture.js";
 
@@ -306,6 +306,33 @@ describe("open and create", () => {
     });
     expect(d.type).toBe(MsgType.Rcreate);
     if (d.type === MsgType.Rcreate) expect(d.qid.type).toBe(0x80);
+  });
+});
+
+describe("create permissions", () => {
+  it("limits a new file's permissions by its directory's (O6)", async () => {
+    const root = new SynthDir("/", {
+      mode: 0o750,
+      uid: "glenda",
+      create: (req, ctx) =>
+        (req.perm & DMDIR) !== 0
+          ? new SynthDir(req.name, { mode: req.perm & 0o777, uid: ctx.user.uname })
+          : new BytesFile(req.name, "", { mode: req.perm & 0o777, uid: ctx.user.uname }),
+    });
+    const server = new Server({ backend: treeBackend(root) });
+    servers.push(server);
+    const c = await RawClient.connect(await server.listen("tcp!127.0.0.1!0"));
+    clients.push(c);
+    await c.version(8216, "9P2000");
+    await c.attach(0);
+    await c.walk(0, 1);
+    expect((await c.call({ type: MsgType.Tcreate, fid: 1, name: "f", perm: 0o666, mode: OWRITE })).type).toBe(
+      MsgType.Rcreate,
+    );
+    expect((await c.stat(1)).mode).toBe(0o640);
+    await c.walk(0, 2);
+    await c.call({ type: MsgType.Tcreate, fid: 2, name: "d", perm: (DMDIR | 0o777) >>> 0, mode: OREAD });
+    expect((await c.stat(2)).mode).toBe((DMDIR | 0o750) >>> 0);
   });
 });
 
@@ -606,6 +633,11 @@ describe("auth (A3, A4)", () => {
     expect((await att(5, "glenda", 1)).type).toBe(MsgType.Rattach); // one afid, several attaches
     const st = await c.stat(5);
     expect(st.mode & DMAUTH).toBe(DMAUTH);
+    // Clunking the auth fid frees its number (section 10: xcpufs 1.2.3 kept it taken).
+    expect((await c.call({ type: MsgType.Tclunk, fid: 5 })).type).toBe(MsgType.Rclunk);
+    expect((await c.call({ type: MsgType.Tauth, afid: 5, uname: "glenda", aname: "" })).type).toBe(
+      MsgType.Rauth,
+    );
     // An attach fid is not an auth fid.
     expect(ename(await att(0, "glenda", 2))).toBe("not an auth fid");
     expect(ename(await c.walk(5, 6))).toBe("operation not allowed on an auth fid");
