@@ -627,7 +627,8 @@ class SessionFile extends Synth {
           read: async (offset, count) => slice(s[field], offset, count),
           write: async (offset, data) => {
             const b = new ByteBuf(s[field]);
-            const n = b.write(offset, data);
+            // spfs append bit (0x80), as the original clients open `env`: writes go to the end.
+            const n = b.write(mode & 0x80 ? BigInt(b.data.length) : offset, data);
             s[field] = b.data;
             return n;
           },

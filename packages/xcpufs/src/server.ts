@@ -128,7 +128,7 @@ export async function startXcpufs(opts: XcpufsOptions = {}): Promise<XcpufsHandl
       text = readFileSync(file, "utf8");
     } catch (err) {
       if (opts.adminKeyFile) throw new Error(`cannot read admin key ${file}: ${(err as Error).message}`);
-      log.warn({ file }, "no admin key: admin logins will fail");
+      (opts.noAuth ? log.info : log.warn).call(log, { file }, "no admin key: admin logins will fail");
     }
     if (text !== undefined) {
       try {

@@ -203,7 +203,7 @@ describe("jobs", () => {
     c.client.destroy();
     await until(() => liveInGroup(pid).length === 0 && !existsSync(dir));
     expect(liveWithMarker(marker)).toEqual([]);
-    expect(h.xcpufs.sessions.has(Number(job.sid))).toBe(false);
+    await until(() => !h.xcpufs.sessions.has(Number(job.sid)));
   });
   it("200 concurrent sessions", async () => {
     const conns = await Promise.all(
