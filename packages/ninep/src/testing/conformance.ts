@@ -17,7 +17,11 @@ export interface ConformanceTarget {
   aname?: string;
   /** Path (names from the root) of a readable regular file. */
   file: string[];
-  /** Path of a directory with at least two members (default: the root). */
+  /**
+   * Path of a directory with at least two members (default: the root). One check sends Tremove
+   * for it (expecting the server to refuse because it is not empty): do not point it at data you
+   * cannot lose on a server that removes non-empty directories.
+   */
   dir?: string[];
   /**
    * Path of a file whose first read blocks until flushed (xcpufs `wait`, a FIFO…). Enables the
@@ -571,7 +575,8 @@ export function conformanceChecks(target: ConformanceTarget): Check[] {
       rules: ["C2"],
       run: () =>
         session(async (c) => {
-          expectType(await c.walk(0, 1), MsgType.Rwalk, "clone root");
+          // The target directory is not empty, so a Unix-like or Plan 9 server refuses to remove it.
+          await walkTo(c, 1, dirPath);
           await c.call({ type: MsgType.Tremove, fid: 1 });
           expectError(await c.call({ type: MsgType.Tstat, fid: 1 }), "stat after Tremove");
         }),
