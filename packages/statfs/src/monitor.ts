@@ -494,6 +494,7 @@ export class Monitor extends EventEmitter<MonitorEvents> {
         if (!n.active || !this.running) return;
         // The connection broke between polls (node died or restarted): say so now, retry at once.
         n.failures = Math.max(1, n.failures);
+        n.pollErrors++;
         this.setPolled(n, Status.disconnected, "connection closed by the node");
         n.wake?.();
       });
@@ -508,13 +509,15 @@ export class Monitor extends EventEmitter<MonitorEvents> {
     try {
       r = await s.poll();
     } catch (err) {
+      if (n.session !== s) return; // the watchdog or a reload dropped this session meanwhile
       n.failures++;
       n.pollErrors++;
-      if (n.session === s) n.session = undefined;
+      n.session = undefined;
       s.close();
       this.setPolled(n, Status.readFailed, errorText(err));
       return;
     }
+    if (n.session !== s) return;
     n.failures = 0;
     n.lastContact = this.now();
     const state = clampField(r.state);

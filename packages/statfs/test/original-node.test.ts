@@ -7,8 +7,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BytesFile, Server, SynthDir, staticFile, treeBackend } from "@clustermatic/ninep/server";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseConfig } from "../src/config.js";
 import { type Statfs, startStatfs } from "../src/daemon.js";
-import { viewOf } from "../src/monitor.js";
+import { Monitor, viewOf } from "../src/monitor.js";
+import { XcpufsConnector } from "../src/xcpufs-session.js";
 import { waitFor } from "./helpers/net.js";
 
 const PROCS = [
@@ -90,5 +92,28 @@ describe("a node like the original xcpufs", () => {
     );
     state.content = Buffer.alloc(0);
     await waitFor(() => statfs.monitor.node("old1")!.polled.toString() === "up", 3000, "up again");
+  });
+  it("marks a node that has not answered for two intervals down(no_contact), then reconnects", async () => {
+    // The watchdog is driven by the monitor's clock: jump it forward three intervals.
+    let offset = 0;
+    const addr = statfs.monitor.node("old1")!.config.address;
+    const config = parseConfig(
+      `poll: { interval: 300ms }\nnodes:\n  - { name: w, address: "${addr}" }\n`,
+      "w.yaml",
+    );
+    const mon = new Monitor(config, { connector: new XcpufsConnector(), now: () => Date.now() + offset });
+    const seen: string[] = [];
+    mon.on("change", (v) => seen.push(v.status));
+    mon.start();
+    try {
+      await waitFor(() => mon.node("w")!.polled.toString() === "up", 5000, "w up");
+      offset = 900;
+      await waitFor(() => seen.includes("down(no_contact)"), 3000, "down(no_contact)");
+      expect(mon.node("w")!.error).toMatch(/^no answer for \d+ s$/);
+      await waitFor(() => mon.node("w")!.polled.toString() === "up", 3000, "w up again");
+      expect(seen.slice(-2)).toEqual(["down(no_contact)", "up"]);
+    } finally {
+      await mon.stop();
+    }
   });
 });
