@@ -145,10 +145,13 @@ export function renderKexecSh(plan: NodePlan): string {
 # kexec plan for ${node.name} (${node.arch}), written by ${TOOL}; profiles: ${node.profiles.join(", ") || "(none)"}
 # Expects ${dir}/kernel and ${dir}/initrd (as served by \`bootcfg serve\`). Set BOOTCFG_LOAD_ONLY=1 to load without executing.
 set -e
-if command -v sha256sum >/dev/null 2>&1; then
-  echo "${plan.kernel.sha256}  ${dir}/kernel" | sha256sum -c -s || { echo "bootcfg: ${dir}/kernel does not match the plan" >&2; exit 1; }
-  echo "${plan.initrd.sha256}  ${dir}/initrd" | sha256sum -c -s || { echo "bootcfg: ${dir}/initrd does not match the plan" >&2; exit 1; }
-fi
+verify() { # FILE SHA256: refuse to boot what the plan does not name (skipped without sha256sum)
+  command -v sha256sum >/dev/null 2>&1 || return 0
+  set -- "$1" "$2" $(sha256sum "$1")
+  [ "$3" = "$2" ] || { echo "bootcfg: $1 does not match the plan (sha256 $3, want $2)" >&2; exit 1; }
+}
+verify ${dir}/kernel ${plan.kernel.sha256}
+verify ${dir}/initrd ${plan.initrd.sha256}
 ${plan.kexecArgs.map(shQuote).join(" ")}
 [ -n "\${BOOTCFG_LOAD_ONLY:-}" ] || kexec -e
 `;

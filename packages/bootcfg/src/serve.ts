@@ -115,8 +115,21 @@ export function clusterTree(cluster: Cluster): SynthDir {
     try {
       plan = planNode(cluster, cluster.resolve(name), cache);
     } catch (err) {
+      // a node whose files are broken still lists; looking inside says what is wrong
       const msg = err instanceof BootcfgError ? err.message : String(err);
-      throw new FsError(msg, Errno.EIO);
+      d = new SynthDir(name, { mode: 0o555 });
+      for (const f of ["kernel", "initrd", "cmdline", "kexec.sh", "manifest.json"])
+        d.add(
+          new SynthFile(f, {
+            mode: 0o444,
+            open: () => {
+              throw new FsError(msg, Errno.EIO);
+            },
+          }),
+        );
+      d.add(staticFile("error", `${msg}\n`));
+      dirs.set(name, d);
+      return d;
     }
     d = new SynthDir(name, { mode: 0o555 });
     d.add(

@@ -1,5 +1,6 @@
 // The CLI contract: --help, exit codes 0/1/2, --json, errors that say what to fix.
-import { readFileSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { readCpio } from "../src/formats/cpio.js";
@@ -97,6 +98,46 @@ describe("bootcfg CLI", () => {
     ]);
     const xb = (await run(["kexec-plan", "n2", "--format", "xbootfs"], t.dir)).stdout;
     expect(xb).toMatch(/^KERNEL=\/boot\/bootcfg\/kernel\nINITRD=\/boot\/bootcfg\/initrd\nBASEPORT=20004$/m);
+  });
+  it("the sh plan verifies what it fetched, then runs kexec with the planned arguments", async () => {
+    const dir = join(t.dir, "node-n3");
+    const bin = join(t.dir, "fakebin");
+    mkdirSync(dir, { recursive: true });
+    mkdirSync(bin, { recursive: true });
+    writeFileSync(
+      join(t.dir, "plan.yaml"),
+      `${readFileSync(join(t.dir, "cluster.yaml"), "utf8")}  - {name: n3, kexec: {dir: "${dir}"}}\n`,
+    );
+    copyFileSync(join(t.dir, "bz"), join(dir, "kernel"));
+    expect(
+      (await run(["initrd", "combine", "n3", "-c", join(t.dir, "plan.yaml"), "-o", join(dir, "initrd")]))
+        .code,
+    ).toBe(0);
+    const plan = join(t.dir, "n3.sh");
+    expect((await run(["kexec-plan", "n3", "-c", join(t.dir, "plan.yaml"), "-o", plan])).code).toBe(0);
+    // a stand-in kexec that records its arguments, one per line
+    writeFileSync(
+      join(bin, "kexec"),
+      `#!/bin/sh\nfor a in "$@"; do echo "$a"; done >> ${join(t.dir, "kexec.log")}\n`,
+      { mode: 0o755 },
+    );
+    const env = { ...process.env, PATH: `${bin}:${process.env.PATH}` };
+    const ok = spawnSync("sh", [plan], { env });
+    expect(ok.status, ok.stderr.toString()).toBe(0);
+    expect(readFileSync(join(t.dir, "kexec.log"), "utf8").split("\n")).toEqual([
+      "-l",
+      "-t",
+      "bzImage64",
+      join(dir, "kernel"),
+      `--initrd=${join(dir, "initrd")}`,
+      "--command-line=console=ttyS0",
+      "-e",
+      "",
+    ]);
+    writeFileSync(join(dir, "initrd"), "tampered");
+    const bad = spawnSync("sh", [plan], { env });
+    expect(bad.status).toBe(1);
+    expect(bad.stderr.toString()).toMatch(/initrd does not match the plan/);
   });
   it("beoboot image from a plan reads back with the plan's cmdline", async () => {
     const out = join(t.dir, "n1.beo");

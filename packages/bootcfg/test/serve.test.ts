@@ -39,7 +39,7 @@ beforeAll(async () => {
   closeSync(fd);
   writeFileSync(
     join(t.dir, "cluster.yaml"),
-    `${clusterYaml()}  - name: big1\n    profiles: [compute]\n    initrds: [big.img]\n`,
+    `${clusterYaml()}  - name: big1\n    profiles: [compute]\n    initrds: [big.img]\n  - name: broken1\n    profiles: [compute]\n    kernel: missing.bin\n`,
   );
   child = spawn(
     process.execPath,
@@ -90,8 +90,8 @@ describe("bootcfg serve", () => {
   it("lists one directory per node plus /nodes", async (ctx) => {
     need(ctx, { files: [KERNEL_AMD64, KERNEL_ARM64] });
     const names = (await fs!.readdir("/")).map((s) => s.name);
-    expect(names).toEqual(["nodes", "n01", "n02", "n03", "n04", "s1", "a1", "a2", "big1"]);
-    expect((await fs!.readFile("/nodes")).toString()).toBe("n01\nn02\nn03\nn04\ns1\na1\na2\nbig1\n");
+    expect(names).toEqual(["nodes", "n01", "n02", "n03", "n04", "s1", "a1", "a2", "big1", "broken1"]);
+    expect((await fs!.readFile("/nodes")).toString()).toBe("n01\nn02\nn03\nn04\ns1\na1\na2\nbig1\nbroken1\n");
   });
 
   it("every file of two nodes (x86_64 and arm64) matches its source by checksum", async (ctx) => {
@@ -122,6 +122,7 @@ describe("bootcfg serve", () => {
     need(ctx, { files: [KERNEL_AMD64, KERNEL_ARM64] });
     await expect(fs!.stat("/n99/kernel")).rejects.toThrow(/n99: no such node in .*cluster\.yaml/);
     await expect(fs!.open("/n01/kernel", 1)).rejects.toThrow(/permission denied/);
+    await expect(fs!.readFile("/broken1/kernel")).rejects.toThrow(/missing\.bin: no such file/);
   });
 
   it("streams a 100 MiB initrd in msize chunks with bounded server memory", {
