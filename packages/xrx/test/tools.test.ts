@@ -3,6 +3,7 @@ import { execFileSync } from "node:child_process";
 import { EventEmitter } from "node:events";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { startStatfs } from "@clustermatic/statfs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { main as xk } from "../src/cli/xk.js";
 import { main as xps } from "../src/cli/xps.js";
@@ -12,6 +13,7 @@ import { xcpuNodes } from "../src/nodes.js";
 import { adminIdentity, XcpuNode } from "../src/xcpu.js";
 import {
   cleanupAll,
+  onCleanup,
   runCli,
   spawnCli,
   startCluster,
@@ -225,6 +227,40 @@ describe("node sources and options", () => {
     });
     expect(n.stdout).toBe("from NODES\n".repeat(2));
   });
+  it("-a --statfs ADDRESS asks a running statfs which nodes are up", async () => {
+    const dir = tempDir("xrx-statfs-srv-");
+    const [a, b] = four.nodes;
+    const conf = join(dir, "cluster.yaml");
+    writeFileSync(
+      conf,
+      [
+        "nodes:",
+        `  - { name: alpha, address: "tcp!127.0.0.1!${a!.port}" }`,
+        `  - { name: beta, address: "tcp!127.0.0.1!${b!.port}" }`,
+        `  - { name: gone, address: "tcp!127.0.0.1!1" }`,
+        "",
+      ].join("\n"),
+    );
+    const statfs = await startStatfs({
+      configFile: conf,
+      listen: ["tcp!127.0.0.1!0"],
+      http: null,
+      pollOverrides: { intervalMs: 200, connectTimeoutMs: 500, readTimeoutMs: 500 },
+    });
+    onCleanup(() => statfs.close());
+    const addr = statfs.addresses[0]!;
+    await until(
+      async () => {
+        const r = await runCli(xrx, ["--no-key", "-a", "--statfs", addr, "true"]);
+        return r.code === 0 && !r.stderr;
+      },
+      15_000,
+      "statfs to see the nodes up",
+    );
+    const r = await runCli(xrx, ["--no-key", "-p", "-a", "--statfs", addr, "echo", "up"]);
+    expect(r.stdout.trim().split("\n").sort()).toEqual(["alpha: up", "beta: up"]);
+  }, 30_000);
+
   it("-m sets the message size; a TTY gets a progress line", async () => {
     const r = await runCli(xrx, ["--no-key", "-m", "4096", four.list, "wc", "-c"], {
       stdin: "y".repeat(50_000),

@@ -72,7 +72,8 @@ export async function readStatfs(source: string | undefined, timeoutMs = 5000): 
     },
   );
   try {
-    const root = await client.attach("none", "", {});
+    const me = userIdentity(null);
+    const root = await client.attach(me.user, "", { n_uname: me.uid });
     const f = await root.walk("state");
     await f.open(OREAD);
     const parts: Buffer[] = [];
