@@ -1,7 +1,8 @@
 // The xcpufs file tree as a 9P backend: root files, session directories and their files.
 
 import { randomBytes } from "node:crypto";
-import { chown, type FileHandle, open as fsOpen } from "node:fs/promises";
+import { chown, type FileHandle, open as fsOpen, readFile } from "node:fs/promises";
+import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import type { Qid, Stat } from "@clustermatic/ninep/codec";
 import {
@@ -384,7 +385,30 @@ function makeRootFiles(fs: Xcpufs): RootFile[] {
     }),
     new RootFile(fs, "pwent", 9, 0o440, { open: textFile(() => fs.users.pwent()) }),
     new RootFile(fs, "grent", 11, 0o440, { open: textFile(() => fs.users.grent()) }),
+    new RootFile(fs, "sysinfo", 12, 0o444, {
+      open: async () => {
+        const snap = Buffer.from(await sysinfoText(fs.sessions.size));
+        return { read: async (offset, count) => slice(snap, offset, count) };
+      },
+    }),
   ];
+}
+
+/** Extension file `sysinfo`: load, memory and uptime of the node, one `key value…` per line. */
+export async function sysinfoText(sessions: number): Promise<string> {
+  const read = (p: string) => readFile(p, "utf8").catch(() => "");
+  const [load, mem, up] = await Promise.all([
+    read("/proc/loadavg"),
+    read("/proc/meminfo"),
+    read("/proc/uptime"),
+  ]);
+  const kib = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+)`, "m").exec(mem)?.[1] ?? 0) * 1024;
+  const l = load.split(" ");
+  return (
+    `load ${l[0] ?? 0} ${l[1] ?? 0} ${l[2] ?? 0}\n` +
+    `memtotal ${kib("MemTotal")}\nmemavail ${kib("MemAvailable")}\n` +
+    `uptime ${up.split(" ")[0] || 0}\nncpu ${availableParallelism()}\nsessions ${sessions}\n`
+  );
 }
 
 const SESSION_FILES = [

@@ -35,6 +35,12 @@ describe("jobs", () => {
     await until(() => !h.xcpufs.sessions.has(Number(r.sid)));
     expect((await fs.readdir("/")).map((s) => s.name)).not.toContain(r.sid);
   });
+  it("sysinfo: load, memory, uptime", async () => {
+    const text = (await fs.readFile("sysinfo")).toString();
+    expect(text).toMatch(
+      /^load [\d.]+ [\d.]+ [\d.]+\nmemtotal [1-9]\d*\nmemavail \d+\nuptime [\d.]+\nncpu \d+\nsessions \d+\n$/,
+    );
+  });
   it("cat with stdin", async () => {
     const r = await run(fs, "/bin/cat", "cat", { stdin: "line one\nline two\n" });
     expect(r.out).toBe("line one\nline two\n");
