@@ -740,6 +740,38 @@ describe("lifecycle", () => {
     await idle.waitClosed(3000);
   });
 
+  it("keeps an idle-timed connection open while a request is outstanding", async () => {
+    fx = await startFixture({ idleTimeoutMs: 150 });
+    const c = await connect();
+    await openPath(c, 1, ["block"], OREAD);
+    c.send({ type: MsgType.Tread, tag: 77, fid: 1, offset: 0n, count: 10 });
+    await new Promise((r) => setTimeout(r, 500));
+    expect(c.closed).toBe(false);
+    fx.release("done");
+    expect((await c.reply(77)).type).toBe(MsgType.Rread);
+    await c.waitClosed(3000);
+  });
+
+  it("validates its options and parses listen addresses", async () => {
+    const backend = treeBackend(new SynthDir("/"));
+    expect(() => new Server({ backend, maxMsize: 100 })).toThrow(RangeError);
+    expect(() => new Server({ backend, maxFidsPerConnection: 0 })).toThrow(RangeError);
+    expect(() => new Server({ backend, dialects: ["9P2000.L"] })).toThrow(RangeError);
+    expect(() => new Server({} as never)).toThrow(TypeError);
+    const server = new Server({ backend });
+    servers.push(server);
+    await expect(server.listen("tcp!127.0.0.1!notaport")).rejects.toThrow("bad port");
+    const a = await server.listen("127.0.0.1:0");
+    expect(a).toMatchObject({ network: "tcp", host: "127.0.0.1" });
+    const b = await server.listen("[::1]:0").catch(() => undefined); // no IPv6 here: skip
+    if (b) {
+      const c = await RawClient.connect(b);
+      clients.push(c);
+      expect((await c.version(8216, "9P2000")).version).toBe("9P2000");
+    }
+    expect(server.addresses().length).toBe(b ? 2 : 1);
+  });
+
   it("traces one line per message in and out", async () => {
     const lines: string[] = [];
     const c = await setup("9P2000", "glenda", { trace: (l: string) => lines.push(l) });
