@@ -1,0 +1,44 @@
+// The console runner behind `bootcfg qemu --run` and the boot tests, on plain shell children.
+import { describe, expect, it } from "vitest";
+import { qemuArgs, runUntil } from "../src/qemu.js";
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+describe("runUntil", () => {
+  it("resolves on the marker line and kills the child by its pid", async () => {
+    const r = await runUntil(["sh", "-c", "echo $$; echo 'MARK here'; exec sleep 30"], /^MARK/, 10_000);
+    expect(r).toMatchObject({ ok: true, reason: "marker", match: "MARK here" });
+    const pid = Number(r.lines[0]);
+    expect(pid).toBeGreaterThan(1);
+    for (let i = 0; i < 50 && alive(pid); i++) await new Promise((res) => setTimeout(res, 20));
+    expect(alive(pid)).toBe(false);
+  });
+  it("times out, killing the child", async () => {
+    const r = await runUntil(["sh", "-c", "echo start; exec sleep 30"], /never/, 300);
+    expect(r).toMatchObject({ ok: false, reason: "timeout", lines: ["start"] });
+  });
+  it("reports an exit before the marker with the exit code", async () => {
+    const r = await runUntil(["sh", "-c", "echo partial; exit 3"], /never/, 5_000);
+    expect(r).toMatchObject({ ok: false, reason: "exit", exitCode: 3 });
+  });
+  it("rejects when the program does not exist", async () => {
+    await expect(runUntil(["/nonexistent/qemu"], /x/, 1000)).rejects.toThrow(/\/nonexistent\/qemu/);
+  });
+});
+
+describe("qemuArgs", () => {
+  it("never configures a network or a display, picks the emulator by arch", () => {
+    const x = qemuArgs({ arch: "x86_64", kernel: "k", initrd: "i", append: "console=ttyS0" });
+    expect(x.join(" ")).toBe(
+      "qemu-system-x86_64 -machine q35 -accel tcg -m 512 -smp 1 -display none -no-reboot -nic none -serial stdio -kernel k -initrd i -append console=ttyS0",
+    );
+    expect(qemuArgs({ arch: "arm64" }).slice(0, 5)).toEqual(["qemu-system-aarch64", "-machine", "virt", "-cpu", "cortex-a57"]);
+  });
+});
