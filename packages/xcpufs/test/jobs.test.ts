@@ -41,6 +41,16 @@ describe("jobs", () => {
       /^load [\d.]+ [\d.]+ [\d.]+\nmemtotal [1-9]\d*\nmemavail \d+\nuptime [\d.]+\nncpu \d+\nsessions \d+\n$/,
     );
   });
+  it("env opened with the append bit (OWRITE|0x80, as libxcpu does) appends to the node default", async () => {
+    const job = await openJob(fs);
+    const before = (await fs.readFile(`${job.sid}/env`)).toString();
+    expect(before).toBe("PATH=/usr/bin:/bin\n");
+    const env = await fs.open(`${job.sid}/env`, OWRITE | 0x80);
+    await env.write(0, "'EXTRA=a b'\n");
+    await env.clunk();
+    expect((await fs.readFile(`${job.sid}/env`)).toString()).toBe("PATH=/usr/bin:/bin\n'EXTRA=a b'\n");
+    await job.close();
+  });
   it("cat with stdin", async () => {
     const r = await run(fs, "/bin/cat", "cat", { stdin: "line one\nline two\n" });
     expect(r.out).toBe("line one\nline two\n");
