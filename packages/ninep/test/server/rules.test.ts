@@ -235,6 +235,25 @@ describe("open and create", () => {
     expect(ename(await c.walk(3, 4, "tmp"))).toBe(Ename.NotFound);
   });
 
+  it("removes ORCLOSE files when Tversion resets the session and when the connection drops (V6)", async () => {
+    const c = await setup();
+    for (const name of ["gone-on-version", "gone-on-drop"]) {
+      await c.walk(0, 1, "dir");
+      expect(
+        (await c.call({ type: MsgType.Tcreate, fid: 1, name, perm: 0o644, mode: OWRITE | ORCLOSE })).type,
+      ).toBe(MsgType.Rcreate);
+      if (name === "gone-on-version") {
+        await c.version(8216, "9P2000");
+        await c.attach(0);
+      }
+    }
+    c.destroy();
+    const d = await connect();
+    await d.walk(0, 1, "dir");
+    await expect.poll(async () => ename(await d.walk(1, 2, "gone-on-drop"))).toBe(Ename.NotFound);
+    expect(ename(await d.walk(1, 3, "gone-on-version"))).toBe(Ename.NotFound);
+  });
+
   it("refuses ORCLOSE without write permission in the parent (O3)", async () => {
     const c = await setup("9P2000", "bob"); // dir/sub is 0755 glenda
     expect(ename(await openPath(c, 1, ["dir", "sub", "leaf"], OREAD | ORCLOSE))).toBe(Ename.Perm);
