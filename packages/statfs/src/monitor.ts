@@ -30,7 +30,7 @@ export interface NodeSession {
   poll(): Promise<PollResult>;
   /** Writes the node's own `state` file (empty text clears it). */
   writeState(text: string): Promise<void>;
-  /** Called once when the connection ends for any reason. */
+  /** Called once when the node ends the connection (not after our own close()). */
   onClose(cb: (err?: Error) => void): void;
   close(): void;
 }

@@ -212,10 +212,12 @@ class XcpufsSession implements NodeSession {
     else this.closeCbs.push(cb);
   }
 
+  /** Closes from our side: the onClose callbacks are for connections the node ended. */
   close(): void {
+    this.closed = true;
+    this.closeCbs = [];
     this.client.destroy();
     this.socket.destroy();
-    this.fireClose();
   }
 
   async poll(): Promise<PollResult> {
