@@ -327,7 +327,7 @@ export class DirIo implements OpenFile {
 
   /**
    * Cookies are snapshot index + 1: ".", "..", then the members. Offset 0 takes a new snapshot.
-   * Returns entries until their encoded size (24 + name bytes each) would exceed `count`.
+   * Returns entries until their encoded size (24 + name bytes each) would exceed `count` (at least one).
    */
   async readdir(offset: bigint, count: number, ctx: RequestContext): Promise<Dirent[]> {
     if (offset === 0n || this.snapshot === undefined) {
@@ -340,7 +340,9 @@ export class DirIo implements OpenFile {
     for (let i = start; i < snap.length; i++) {
       const name = snap[i]!;
       const size = 24 + Buffer.byteLength(name);
-      if (used + size > count) break;
+      // The first entry is returned even when it does not fit: the server then answers "count too
+      // small" instead of an empty reply that would read as the end of the directory (D3).
+      if (used + size > count && want.length > 0) break;
       want.push({ name, offset: BigInt(i + 1) });
       used += size;
     }

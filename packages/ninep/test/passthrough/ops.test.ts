@@ -446,6 +446,8 @@ describe("9P2000.L operations", () => {
     const tail = await io.readdir!(all[10]!.offset, 1 << 20, c);
     expect(tail.map((e) => e.name)).toEqual(all.slice(11).map((e) => e.name));
     expect(await io.readdir!(1000n, 1 << 20, c)).toEqual([]);
+    // A count too small for the next entry still yields it (the server turns that into an error).
+    expect((await io.readdir!(0n, 10, c)).map((e) => e.name)).toEqual(["."]);
     // `..` of a subdirectory is its parent
     const sub = await walk(r, "sub", c);
     const sio = await sub.lopen!(0, c);

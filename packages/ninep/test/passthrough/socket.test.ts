@@ -203,6 +203,11 @@ for (const dialect of [Dialect.P2000, Dialect.P2000u, Dialect.P2000L]) {
           offset = ents[ents.length - 1]!.offset;
         }
         expect(seen.slice(0, 2).sort()).toEqual([".", ".."]);
+        // A count that cannot hold the next entry is an error, not an empty (= end) reply.
+        const tooSmall = await remoteErr(
+          client.rpc({ type: MsgType.Treaddir, fid: dir.num, offset: 0n, count: 10 }),
+        );
+        expect(tooSmall.errno).toBe(22);
         expect(seen.slice(2).sort()).toEqual(names);
       } else {
         let offset = 0n;
