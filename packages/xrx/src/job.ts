@@ -109,6 +109,9 @@ export interface StageStats {
 
 const SIGNALS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGTERM: 15 };
 
+/** Event on JobOptions.signals meaning "our standard output is gone (EPIPE)". */
+export const OUTPUT_CLOSED = "xrx:output-closed";
+
 interface Slot {
   spec: NodeSpec;
   rank: number;
@@ -155,7 +158,22 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
     }
     for (const s of live()) void s.session!.signal(SIGNALS[name] ?? 15).catch(() => {});
   };
-  const handlers = Object.keys(SIGNALS).map((name) => [name, () => onSignal(name)] as const);
+  // Our stdout went away (`xrx … | head -1`): nobody reads the output any more, end the job.
+  let outputClosed = false;
+  const onOutputClosed = () => {
+    if (outputClosed) return;
+    outputClosed = true;
+    if (!started) {
+      abortedBy ??= "SIGPIPE";
+      abort?.("SIGPIPE");
+      return;
+    }
+    for (const s of live()) void s.session!.wipe().catch(() => {});
+  };
+  const handlers = [
+    ...Object.keys(SIGNALS).map((name) => [name, () => onSignal(name)] as const),
+    [OUTPUT_CLOSED, onOutputClosed] as const,
+  ];
   for (const [name, h] of handlers) opts.signals?.on(name, h);
 
   const cleanup = () => {
@@ -289,6 +307,7 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
     stopStdin?.();
     await stdinDone;
     const outcomes = slots.map((s) => s.outcome ?? { node: s.spec.name, error: "no status" });
+    if (outputClosed) return { outcomes, exitCode: 128 + 13, stats };
     for (const line of summarize(outcomes, prog)) opts.stderr.write(`${line}\n`);
     if (opts.verbose) {
       note(
@@ -310,7 +329,7 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
       fail(s, new Error(`interrupted by ${sig}`));
     }
     const outcomes = slots.map((s) => s.outcome!);
-    return { outcomes, exitCode: 128 + (SIGNALS[sig] ?? 2), stats };
+    return { outcomes, exitCode: 128 + (SIGNALS[sig] ?? (sig === "SIGPIPE" ? 13 : 2)), stats };
   }
 
   async function stageAll(

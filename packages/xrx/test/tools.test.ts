@@ -1,7 +1,7 @@
 // xk, xps, xrx -J, signal forwarding, authentication with real keys, and the CLI's error paths.
 import { execFileSync } from "node:child_process";
 import { EventEmitter } from "node:events";
-import { readFileSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { startStatfs } from "@clustermatic/statfs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -136,6 +136,23 @@ describe("signals", () => {
     const r = await done;
     expect(r.stderr).toContain("wiping sessions");
     expect(r.code).not.toBe(0);
+  }, 30_000);
+});
+
+describe("output closed", () => {
+  it("ends the job when xrx's stdout goes away (xrx … | head -1)", async () => {
+    const { child, done } = spawnCli("xrx", [
+      "--no-key",
+      four.list,
+      "sh",
+      "-c",
+      "while :; do echo y; sleep 0.05; done",
+    ]);
+    await new Promise<void>((resolve) => child.stdout!.once("data", () => resolve()));
+    child.stdout!.destroy();
+    const r = await done;
+    expect(r.code).toBe(141);
+    await until(() => four.nodes.every((n) => readdirSync(n.tmp).length === 0), 10_000, "sessions removed");
   }, 30_000);
 });
 

@@ -1,5 +1,5 @@
 // xrx: run a program on nodes. Keeps the original command line; see README for what changed.
-import { runJob } from "../job.js";
+import { OUTPUT_CLOSED, runJob } from "../job.js";
 import { decodeXcpuEnv } from "../quote.js";
 import { type CliIo, intOption, parseCommandLine, secondsOption, UsageError } from "./args.js";
 import { launchIdentity, nodeList, statfsNodes } from "./common.js";
@@ -103,6 +103,10 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
       const n = intOption(tree, "-n", 0)!;
       treeWidth = n > nodes.length ? "sqrt" : n;
     }
+    const signals = io.signals;
+    io.stdout.on?.("error", (e: NodeJS.ErrnoException) => {
+      if (e.code === "EPIPE" || e.code === "ERR_STREAM_DESTROYED") signals?.emit(OUTPUT_CLOSED);
+    });
     const identity = launchIdentity(v.k as string | undefined, io.env, !!v["no-key"]);
     const result = await runJob({
       nodes,
