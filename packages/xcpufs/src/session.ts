@@ -174,11 +174,11 @@ export class Session {
     ] as const) {
       extra += `\n${quote(`${k}=${v}`)}`;
     }
-    this.env = Buffer.concat([this.env, Buffer.from(extra)]);
+    const fullEnv = Buffer.concat([this.env, Buffer.from(extra)]);
     let envTokens: string[];
     let argTokens: string[];
     try {
-      envTokens = tokenize(this.env.toString("utf8"));
+      envTokens = tokenize(fullEnv.toString("utf8"));
     } catch (err) {
       if (err instanceof QuoteError) throw new XcpuError("environment bad format");
       throw err;
@@ -227,11 +227,19 @@ export class Session {
       opts.uid = ident.uid;
       opts.gid = ident.gid ?? ident.uid;
     }
+    let child: ReturnType<typeof spawn>;
+    try {
+      child = spawn(file, fileArgs, opts);
+    } catch (err) {
+      // Arguments Node refuses before forking (a NUL byte in a token, an out-of-range id).
+      this.host.log.warn({ err, sid: this.id }, "cannot start program");
+      throw new XcpuError(`cannot fork: ${(err as Error).message}`);
+    }
     this.state = State.Running;
-    const child = spawn(file, fileArgs, opts);
+    this.env = fullEnv;
     {
       let done = false;
-      child.once("error", (err: NodeJS.ErrnoException) => {
+      child.on("error", (err: NodeJS.ErrnoException) => {
         if (done || child.pid !== undefined) return;
         done = true;
         // The program could not be started: report like a child whose execve failed.

@@ -136,6 +136,15 @@ describe("jobs", () => {
     // the root ctl belongs to xcpu-admin
     await expect(fs.open("ctl", OWRITE)).rejects.toThrow("permission denied");
   });
+  it("arguments Node cannot pass are an error, and the session stays usable", async () => {
+    const job = await openJob(fs);
+    await write(fs, `${job.sid}/argv`, "echo a\0b");
+    await expect(job.ctl.write(0, "exec /bin/echo\n")).rejects.toThrow(/cannot fork/);
+    await write(fs, `${job.sid}/argv`, "echo fine");
+    await job.ctl.write(0, "exec /bin/echo\n");
+    expect((await readAll(job.stdout)).toString()).toBe("fine\n");
+    await job.close();
+  });
   it("a second exec on a running session is refused", async () => {
     const job = await openJob(fs);
     await write(fs, `${job.sid}/argv`, "sleep 30");
