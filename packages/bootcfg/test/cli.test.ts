@@ -139,6 +139,24 @@ describe("bootcfg CLI", () => {
     expect(bad.status).toBe(1);
     expect(bad.stderr.toString()).toMatch(/initrd does not match the plan/);
   });
+  it("kexec_file_load plans use -s and leave the type to the kernel", async () => {
+    writeFileSync(
+      join(t.dir, "file.yaml"),
+      `${readFileSync(join(t.dir, "cluster.yaml"), "utf8")}  - {name: n2, kexec: {syscall: kexec_file_load}}\n`,
+    );
+    const j = JSON.parse((await run(["kexec-plan", "n2", "-c", join(t.dir, "file.yaml"), "--json"])).stdout);
+    expect(j.kexec).toEqual({
+      syscall: "kexec_file_load",
+      argv: [
+        "kexec",
+        "-s",
+        "-l",
+        "/boot/bootcfg/kernel",
+        "--initrd=/boot/bootcfg/initrd",
+        "--command-line=console=ttyS0",
+      ],
+    });
+  });
   it("beoboot image from a plan reads back with the plan's cmdline", async () => {
     const out = join(t.dir, "n1.beo");
     expect((await run(["kexec-plan", "n1", "--format", "beoboot", "-o", out], t.dir)).code).toBe(0);

@@ -239,6 +239,27 @@ describe("F6 kexec plans judged by the real kexec (parse only: no kexec on the h
     const r2 = sh("kexec", ["-d", "-l", bad, `--initrd=${join(t.dir, "n01.initrd")}`]);
     expect(r2.stdout + r2.stderr).toMatch(/Cannot determine the file type/);
   });
+  it("a beoboot image of the plan is accepted by kexec's beoboot-x86 loader with the plan's initrd", async (ctx) => {
+    need(ctx, { tools: ["kexec"], files: [KERNEL_AMD64] });
+    const beo = join(t.dir, "n01.beo");
+    const r = await run([
+      "kexec-plan",
+      "n01",
+      "-c",
+      join(t.dir, "cluster.yaml"),
+      "--format",
+      "beoboot",
+      "-o",
+      beo,
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    const c = Cluster.load(join(t.dir, "cluster.yaml"));
+    const p = planNode(c, c.resolve("n01"), new PlanCache(new FileCache()));
+    const k = sh("kexec", ["-d", "-l", "-t", "beoboot-x86", beo]);
+    const out = k.stdout + k.stderr;
+    expect(out).toMatch(/nr_segments = \d+/);
+    expect(out).toContain(`size 0x${p.initrd.size.toString(16)}`);
+  });
   it("the ELF vmlinux plan (elf-x86_64 --args-linux) parses too", async (ctx) => {
     need(ctx, { tools: ["kexec"], files: [KERNEL_AMD64] });
     writeFileSync(

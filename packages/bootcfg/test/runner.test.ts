@@ -39,6 +39,12 @@ describe("qemuArgs", () => {
     expect(x.join(" ")).toBe(
       "qemu-system-x86_64 -machine q35 -accel tcg -m 512 -smp 1 -display none -no-reboot -nic none -serial stdio -kernel k -initrd i -append console=ttyS0",
     );
-    expect(qemuArgs({ arch: "arm64" }).slice(0, 5)).toEqual(["qemu-system-aarch64", "-machine", "virt", "-cpu", "cortex-a57"]);
+    expect(qemuArgs({ arch: "arm64" }).slice(0, 5)).toEqual([
+      "qemu-system-aarch64",
+      "-machine",
+      "virt",
+      "-cpu",
+      "cortex-a57",
+    ]);
   });
 });
