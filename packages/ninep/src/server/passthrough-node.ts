@@ -276,6 +276,12 @@ export class PtFile implements Node, DirSource {
     if (want & W_OK || mode & ORCLOSE) this.ro();
     const target = await this.ioTarget();
     this.sh.access.check(target.st, ctx.user, want);
+    if (acc === OEXEC && this.sh.access.mode === "process") {
+      // open(2) never checks the execute bit: ask the OS about the server process directly.
+      await fsp.access(await target.hostPath(), constants.X_OK).catch(() => {
+        throw new FsError(Ename.Perm, Errno.EACCES);
+      });
+    }
     if (mode & ORCLOSE) {
       if (this.entryRel.length === 0) throw new FsError(Ename.Perm, Errno.EACCES);
       const parent = await this.entryParent();

@@ -562,3 +562,18 @@ describe("locks", () => {
     expect(t.lock(1n, "a", h1, req(7, 0n, 0n))).toBe(2);
   });
 });
+
+describe("process permission mode", () => {
+  it("OEXEC still needs an execute bit; other checks are left to the OS", async () => {
+    const c = ctx(Dialect.P2000, "nobody-at-all");
+    fs.writeFileSync(path.join(tmp.dir, "script"), "#!/bin/sh\n");
+    fs.chmodSync(path.join(tmp.dir, "script"), 0o644);
+    const r = await attach(tmp.dir, c, { permissions: "process" });
+    const f = await walk(r, "script", c);
+    expect(await errnoOf(f.open!(OEXEC, c))).toBe(13);
+    fs.chmodSync(path.join(tmp.dir, "script"), 0o744);
+    await (await f.open!(OEXEC, c)).clunk?.(c);
+    // An unknown user may write a 0644 file: the server process (root here, or its owner) can.
+    await (await f.open!(ORDWR, c)).clunk?.(c);
+  });
+});
