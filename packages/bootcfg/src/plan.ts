@@ -37,6 +37,19 @@ export interface NodePlan {
   urootArgs: string[];
 }
 
+const relCache = new Map<string, string>();
+/** `path.relative`, memoised: plans for 1,000 nodes name the same few files. */
+function relPath(from: string, to: string): string {
+  const key = `${from}\0${to}`;
+  let r = relCache.get(key);
+  if (r === undefined) {
+    r = relative(from, to) || to;
+    if (relCache.size > 10_000) relCache.clear();
+    relCache.set(key, r);
+  }
+  return r;
+}
+
 function pad4(n: number): number {
   return (4 - (n & 3)) & 3;
 }
@@ -158,7 +171,7 @@ ${plan.kexecArgs.map(shQuote).join(" ")}
 }
 
 export function renderPlanJson(cluster: Cluster, plan: NodePlan): Record<string, unknown> {
-  const rel = (p: string) => relative(cluster.dir, p) || p;
+  const rel = (p: string) => relPath(cluster.dir, p);
   return {
     node: plan.node.name,
     arch: plan.node.arch,
@@ -196,7 +209,7 @@ export function renderXbootfs(plan: NodePlan, basePort: number): string {
 
 /** Reproducibility manifest: every input by hash, the tool, the profile chain. No timestamps. */
 export function manifest(cluster: Cluster, plan: NodePlan): Record<string, unknown> {
-  const rel = (p: string) => relative(cluster.dir, p) || p;
+  const rel = (p: string) => relPath(cluster.dir, p);
   const n = plan.node;
   return {
     tool: TOOL,

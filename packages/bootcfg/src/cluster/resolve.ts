@@ -110,6 +110,7 @@ export class Cluster {
   readonly sha256: string;
   private readonly entriesByNode = new Map<string, Array<{ entry: NodeEntry; position: number }>>();
   private readonly order: string[] = [];
+  private readonly chains = new Map<string, string[]>();
 
   private constructor(src: SourceDoc) {
     this.src = src;
@@ -263,7 +264,13 @@ export class Cluster {
       if (s.cmdline) cmdline = applyCmdline(cmdline, s.cmdline, at("cmdline"));
     };
     apply(this.def.defaults, "defaults");
-    const profiles = this.profileChain(entries.flatMap((e) => e.entry.profiles));
+    const named = entries.flatMap((e) => e.entry.profiles);
+    const chainKey = named.join("\0");
+    let profiles = this.chains.get(chainKey);
+    if (!profiles) {
+      profiles = this.profileChain(named);
+      this.chains.set(chainKey, profiles);
+    }
     for (const p of profiles) apply(this.def.profiles.get(p)!, `profiles.${p}`);
     let ip: string | undefined;
     let mac: string | undefined;
