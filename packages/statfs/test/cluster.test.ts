@@ -204,6 +204,10 @@ describe("statfs with 8 xcpufs nodes", () => {
       "n8",
     ]);
 
+    const base = `http://127.0.0.1:${statfs.http!.address.port}`;
+    expect((await fetch(`${base}/api/nodes/nosuch`)).status).toBe(404);
+    expect((await fetch(`${base}/nothing`)).status).toBe(404);
+    expect((await fetch(`${base}/metrics`, { method: "POST" })).status).toBe(405);
     const sfs = await mount(statfs.addresses[0]!, { uname: "nobody" });
     try {
       const names = (await sfs.readdir("/")).map((s) => s.name);
@@ -228,6 +232,11 @@ describe("statfs with 8 xcpufs nodes", () => {
       );
       expect(JSON.parse(await read("nodes/n2/json")).name).toBe("n2");
       expect(await read("state")).toBe(statfs.monitor.table().toString());
+      await expect(sfs.open("ctl", OREAD)).rejects.toThrow(/permission denied/);
+      await expect(sfs.open("state", OWRITE)).rejects.toThrow(/permission denied/);
+      await expect(sfs.open("nodes/nosuch/status", OREAD)).rejects.toThrow(/not found/);
+      await expect(sfs.open("nodes", OWRITE)).rejects.toThrow();
+      expect(await read("nodes/n2/../n3/address")).toBe(`${statfs.monitor.node("n3")!.config.address}\n`);
     } finally {
       await sfs.close();
     }
