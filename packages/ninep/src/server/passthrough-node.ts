@@ -541,9 +541,18 @@ export class PtFile implements Node, DirSource {
 
   // ---- directory listing (DirSource) ----------------------------------------------------------
 
+  /**
+   * Member names in directory order. Names that are not valid UTF-8 cannot be carried by 9P
+   * strings (and could not be walked back), so they are left out.
+   */
   async names(): Promise<string[]> {
     const dir = await this.sh.root.checkedDir(this.node.rel);
-    return fsp.readdir(dir);
+    const out: string[] = [];
+    for (const raw of await fsp.readdir(dir, { encoding: "buffer" })) {
+      const name = raw.toString("utf8");
+      if (Buffer.byteLength(name) === raw.length && Buffer.from(name).equals(raw)) out.push(name);
+    }
+    return out;
   }
 
   /**

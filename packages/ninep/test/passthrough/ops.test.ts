@@ -577,3 +577,21 @@ describe("process permission mode", () => {
     await (await f.open!(ORDWR, c)).clunk?.(c);
   });
 });
+
+describe("names that are not UTF-8", () => {
+  it("are left out of listings (9P strings are UTF-8)", async () => {
+    const bad = Buffer.concat([Buffer.from(tmp.dir), Buffer.from("/bad-\xff\xfe-name", "latin1")]);
+    fs.writeFileSync(bad, "x");
+    fs.writeFileSync(path.join(tmp.dir, "good-ünïcödé"), "y");
+    for (const d of [Dialect.P2000u, Dialect.P2000L]) {
+      const c = ctx(d);
+      const r = await attach(tmp.dir, c);
+      const io = await r.open!(OREAD, c);
+      const names =
+        d === Dialect.P2000L
+          ? (await io.readdir!(0n, 1 << 16, c)).map((e) => e.name)
+          : (await io.list!(c)).map((s) => s.name);
+      expect(names.filter((n) => n !== "." && n !== "..")).toEqual(["good-ünïcödé"]);
+    }
+  });
+});
