@@ -11,7 +11,7 @@ import { statusOf } from "../src/monitor.js";
 import { deadPort, waitFor } from "./helpers/net.js";
 
 const INTERVAL = 1000;
-const xcpufsBin = join(import.meta.dirname, "..", "..", "xcpufs", "src", "bin", "xcpufs.ts");
+const xcpufsBin = join(import.meta.dirname, "helpers", "xcpufs-process.ts");
 
 describe("a node process that stops answering", () => {
   let dir: string;
