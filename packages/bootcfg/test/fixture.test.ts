@@ -184,7 +184,8 @@ describe("F4 initramfs", () => {
     );
     expect(list.stdout).toMatch(/crw-------\s+1 root\s+root\s+5,\s+1 .* dev\/console/);
   });
-  it("CLI build from a tree is byte-identical on two runs", async () => {
+  it("CLI build from a tree is byte-identical on two runs; hard links and symlinks as cpio lists them", async (ctx) => {
+    need(ctx, { tools: ["cpio"] });
     const tree = join(t.dir, "tree");
     sh("mkdir", ["-p", join(tree, "etc"), join(tree, "bin")]);
     writeFileSync(join(tree, "etc/motd"), "hello\n");
@@ -212,6 +213,15 @@ describe("F4 initramfs", () => {
     ]);
     expect([a.code, b.code]).toEqual([0, 0]);
     expect(readFileSync(join(t.dir, "a.gz")).equals(readFileSync(join(t.dir, "b.gz")))).toBe(true);
+    // hard links inside the tree share an inode; the data is stored once, on the last name
+    sh("ln", [join(tree, "etc/motd"), join(tree, "etc/motd2")]);
+    expect(
+      (await run(["initrd", "build", "--tree", tree, "--no-gzip", "-o", join(t.dir, "c.cpio")])).code,
+    ).toBe(0);
+    const list = sh("cpio", ["-itv"], { input: readFileSync(join(t.dir, "c.cpio")) }).stdout;
+    expect(list).toMatch(/-rw-r--r--\s+2 root\s+root\s+0 .* etc\/motd\n/);
+    expect(list).toMatch(/-rw-r--r--\s+2 root\s+root\s+6 .* etc\/motd2\n/);
+    expect(list).toMatch(/lrwxrwxrwx .* bin\/sh -> busybox/);
   });
 });
 
