@@ -297,7 +297,10 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
         streams.stdout.end();
         streams.stderr.end();
         fail(slot, e);
-        // Settle the other reads so nothing dangles.
+        // The session cannot be followed any more (exec refused, a read failed, the node went
+        // away): end it and the connection, so that the parked reads settle.
+        await Promise.race([session.wipe().catch(() => {}), new Promise((r) => setTimeout(r, 2000).unref())]);
+        slot.node?.close();
         await Promise.allSettled([out, err, status]);
       }
     });

@@ -318,6 +318,12 @@ describe("command line", () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/no-such-node\.invalid: error: /);
   });
+  it("a -l program missing on the node: its error and status come back", async () => {
+    const r = await runCli(xrx, ["--no-key", "-l", four.nodes[0]!.spec, "/no/such/program"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("/no/such/program");
+    expect(r.stderr).toContain(`xrx: ${four.nodes[0]!.spec}: exit 2`);
+  });
   it("a program that is not on PATH", async () => {
     const r = await runCli(xrx, ["--no-key", four.list, "no-such-program-xyz"]);
     expect(r.code).toBe(1);
