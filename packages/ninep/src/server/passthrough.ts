@@ -72,6 +72,10 @@ export function passthrough(
         followLinks9P: opts.followSymlinks ?? true,
       };
     })();
+    // A root that is missing now may appear later: do not keep the failure.
+    shared.catch(() => {
+      shared = undefined;
+    });
     return shared;
   };
 

@@ -595,3 +595,19 @@ describe("names that are not UTF-8", () => {
     }
   });
 });
+
+describe("the export root", () => {
+  it("ready() rejects for a missing root, and a root created later is served", async () => {
+    const { passthrough } = await import("../../src/server/passthrough.js");
+    const later = path.join(tmp.dir, "later");
+    const be = passthrough(later);
+    await expect(be.ready()).rejects.toThrow(/ENOENT|no such file/);
+    fs.mkdirSync(later);
+    fs.writeFileSync(path.join(later, "f"), "x");
+    await be.ready();
+    expect(be.rootPath).toBe(fs.realpathSync(later));
+    const c = ctx(Dialect.P2000L);
+    const r = await be.attach({ ...c.user }, c);
+    expect((await walk(r, "f", c)).qid.type).toBe(QTFILE);
+  });
+});
