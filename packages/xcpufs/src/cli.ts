@@ -134,6 +134,13 @@ export async function main(
       process.once("SIGINT", () => resolve("SIGINT"));
     });
   process.on("SIGPIPE", () => {});
+  // A bug must not leave programs running without their server: wipe everything, then exit 1.
+  const fatal = (err: unknown) => {
+    logger.fatal({ err }, "internal error, wiping every session");
+    handle.close().finally(() => process.exit(1));
+  };
+  process.once("uncaughtException", fatal);
+  process.once("unhandledRejection", fatal);
   const why = await stop;
   logger.info({ why }, "shutting down");
   await handle.close();
