@@ -156,6 +156,21 @@ describe("jobs", () => {
     expect((await readAll(job.wait)).toString()).toBe("9");
     await job.close();
   });
+  it("a flushed read of stdout goes away without taking data", async () => {
+    const job = await openJob(fs);
+    await write(fs, `${job.sid}/argv`, "cat");
+    await job.ctl.write(0, "exec /bin/cat\n");
+    const ac = new AbortController();
+    const flushed = job.stdout.read(0, 100, { signal: ac.signal });
+    await new Promise((r) => setTimeout(r, 50));
+    ac.abort(new Error("flushed"));
+    await expect(flushed).rejects.toThrow("flushed");
+    await job.stdin.write(0, "after flush\n");
+    expect((await job.stdout.read(0, 100)).toString()).toBe("after flush\n");
+    await job.ctl.write(0, "close stdin\n");
+    expect((await readAll(job.wait)).toString()).toBe("0");
+    await job.close();
+  });
   it("every waiting reader of stdout gets the data", async () => {
     const job = await openJob(fs);
     const second = await fs.open(`${job.sid}/stdout`, OREAD);
