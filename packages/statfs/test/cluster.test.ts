@@ -320,6 +320,38 @@ describe("statfs with 8 xcpufs nodes", () => {
     });
   });
 
+  it("reports load, memory and uptime when the node has the sysinfo extension", async () => {
+    const fs = await mount(nodes[4]!.address, {
+      uname: "xcpu-admin",
+      n_uname: 65530,
+      authenticate: async (afid) => {
+        await afid.write(signChallenge(await afid.read(16), keys.privateKey));
+      },
+    });
+    const hasSysinfo = (await fs.readdir("/")).some((e) => e.name === "sysinfo");
+    await fs.close();
+    if (!hasSysinfo) {
+      console.log("sysinfo check skipped: this xcpufs has no sysinfo file");
+      return;
+    }
+    statfs.monitor.pollNow("n5");
+    await waitFor(() => statfs.monitor.node("n5")!.details.load !== undefined, 3000, "n5 details");
+    const v = (await (
+      await fetch(`http://127.0.0.1:${statfs.http!.address.port}/api/nodes/n5`)
+    ).json()) as Record<string, unknown>;
+    expect(v.load).toEqual([expect.any(Number), expect.any(Number), expect.any(Number)]);
+    expect(v.memTotalBytes as number).toBeGreaterThan(1 << 20);
+    expect(v.memAvailableBytes as number).toBeGreaterThan(0);
+    expect(v.uptimeSeconds as number).toBeGreaterThan(0);
+    const fams = parsePrometheusText(
+      await (await fetch(`http://127.0.0.1:${statfs.http!.address.port}/metrics`)).text(),
+    );
+    expect(fams.get("statfs_node_load1")!.samples.some((x) => x.labels.node === "n5")).toBe(true);
+    expect(
+      fams.get("statfs_node_memory_total_bytes")!.samples.find((x) => x.labels.node === "n5")!.value,
+    ).toBe(v.memTotalBytes);
+  });
+
   it("serves metrics with per-node gauges that parse", async () => {
     const res = await fetch(`http://127.0.0.1:${statfs.http!.address.port}/metrics`);
     const fams = parsePrometheusText(await res.text());
