@@ -31,11 +31,6 @@ function sameTree(a: PtFile, b: Node): PtFile {
   return b;
 }
 
-/** Validates a name for a directory operation (".", ".." and bad names → EINVAL/EEXIST). */
-function newName(name: string): void {
-  checkName(name);
-}
-
 /** The directory, checked for write+search permission; returns its host path. */
 async function writableDir(dir: PtFile, ctx: RequestContext): Promise<string> {
   dir.ro();
@@ -137,7 +132,7 @@ export async function lcreate(
   ctx: RequestContext,
 ): Promise<Created> {
   const dirPath = await writableDir(dir, ctx);
-  newName(name);
+  checkName(name);
   const acc = flags & L_O.ACCMODE;
   if (acc === 3) throw new FsError("invalid argument", Errno.EINVAL);
   const p = path.join(dirPath, name);
@@ -187,7 +182,7 @@ export async function mkdir(
   ctx: RequestContext,
 ): Promise<Node> {
   const dirPath = await writableDir(dir, ctx);
-  newName(name);
+  checkName(name);
   const p = path.join(dirPath, name);
   await fsp.mkdir(p, 0o700);
   await dir.finishNew(p, mode & 0o7777, dir.sh.access.ownerForNew(ctx.user), groupFor(dir, gid));
@@ -202,7 +197,7 @@ export async function symlink(
   ctx: RequestContext,
 ): Promise<Node> {
   const dirPath = await writableDir(dir, ctx);
-  newName(name);
+  checkName(name);
   if (target === "" || target.includes("\0")) throw new FsError("bad symbolic link target", Errno.EINVAL);
   const p = path.join(dirPath, name);
   await fsp.symlink(target, p);
@@ -227,7 +222,7 @@ export async function mknod(
   ctx: RequestContext,
 ): Promise<Node> {
   const dirPath = await writableDir(dir, ctx);
-  newName(name);
+  checkName(name);
   const p = path.join(dirPath, name);
   const fmt = mode & S_IFMT;
   const perm = mode & 0o7777;
@@ -255,7 +250,7 @@ export async function mknod(
 /** Hard link `name` in `dir` to `target` (not a directory). Shared by Tlink and .u DMLINK. */
 export async function linkInto(dir: PtFile, target: PtFile, name: string): Promise<void> {
   const dirPath = await dir.requireDir(Ename.NotDir);
-  newName(name);
+  checkName(name);
   const st = await target.refresh();
   if (fmtOf(st.mode) === S_IFDIR) throw new FsError("cannot hard-link a directory", Errno.EPERM);
   await fsp.link(await target.hostPath(), path.join(dirPath, name));
@@ -270,7 +265,7 @@ export async function rename(f: PtFile, dirNode: Node, name: string, ctx: Reques
   f.ro();
   const dir = sameTree(f, dirNode);
   if (f.node.rel.length === 0) throw new FsError("cannot rename the root of the tree", Errno.EBUSY);
-  newName(name);
+  checkName(name);
   const parent = await f.parent();
   f.sh.access.check(parent.st, ctx.user, W_OK | X_OK);
   const to = await writableDir(dir, ctx);
@@ -287,7 +282,7 @@ export async function renameat(
 ): Promise<void> {
   const newDir = sameTree(dir, newDirNode);
   checkName(oldname);
-  newName(newname);
+  checkName(newname);
   const from = await writableDir(dir, ctx);
   const to = await writableDir(newDir, ctx);
   await fsp.rename(path.join(from, oldname), path.join(to, newname));
