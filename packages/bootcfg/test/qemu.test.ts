@@ -9,6 +9,7 @@ import type { CpioEntry } from "../src/formats/cpio.js";
 import { combinedInitrd, PlanCache, planNode, renderKexecSh } from "../src/plan.js";
 import { qemuArgs, runUntil } from "../src/qemu.js";
 import {
+  BUSYBOX,
   BUSYBOX_ARM64,
   clusterYaml,
   KERNEL_AMD64,
@@ -55,7 +56,7 @@ describe.sequential("QEMU boots of the fixture kernel", () => {
   it("direct bzImage with base initrd + per-node overlay (bootcfg qemu --run)", {
     timeout: BOOT_TIMEOUT,
   }, async (ctx) => {
-    need(ctx, { tools: ["qemu-system-x86_64"], files: [KERNEL_AMD64] });
+    need(ctx, { tools: ["qemu-system-x86_64"], files: [KERNEL_AMD64, BUSYBOX] });
     const start = Date.now();
     const r = await run([
       "qemu",
@@ -81,7 +82,7 @@ describe.sequential("QEMU boots of the fixture kernel", () => {
   it("ELF vmlinux extracted by bootcfg boots through its PVH note", {
     timeout: BOOT_TIMEOUT,
   }, async (ctx) => {
-    need(ctx, { tools: ["qemu-system-x86_64"], files: [KERNEL_AMD64] });
+    need(ctx, { tools: ["qemu-system-x86_64"], files: [KERNEL_AMD64, BUSYBOX] });
     const vmlinux = join(t.dir, "vmlinux");
     expect((await run(["extract-vmlinux", KERNEL_AMD64, "-o", vmlinux])).code).toBe(0);
     const { p, initrd } = plan("n02");
@@ -102,7 +103,10 @@ describe.sequential("QEMU boots of the fixture kernel", () => {
   it("pxelinux config via syslinux on a FAT image (no root, no loop mount)", {
     timeout: BOOT_TIMEOUT,
   }, async (ctx) => {
-    need(ctx, { tools: ["qemu-system-x86_64", "syslinux", "mcopy", "mkfs.vfat"], files: [KERNEL_AMD64] });
+    need(ctx, {
+      tools: ["qemu-system-x86_64", "syslinux", "mcopy", "mkfs.vfat"],
+      files: [KERNEL_AMD64, BUSYBOX],
+    });
     const out = join(t.dir, "pxe");
     const r = await run(["pxe", "-c", cluster(), "-o", out]);
     expect(r.code, r.stderr).toBe(0);
@@ -164,7 +168,7 @@ describe.sequential("QEMU boots of the fixture kernel", () => {
   it("kexec chain: a stage-1 kernel runs the generated plan, the second kernel prints the planned cmdline", {
     timeout: BOOT_TIMEOUT,
   }, async (ctx) => {
-    need(ctx, { tools: ["qemu-system-x86_64", "kexec"], files: [KERNEL_AMD64] });
+    need(ctx, { tools: ["qemu-system-x86_64", "kexec"], files: [KERNEL_AMD64, BUSYBOX] });
     const { p, initrd } = plan("s1");
     const kexec = sh("sh", ["-c", "command -v kexec"]).stdout.trim();
     const libs = sh("ldd", [kexec])
