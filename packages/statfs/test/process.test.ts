@@ -5,7 +5,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { mount } from "@clustermatic/ninep/client";
-import { OWRITE } from "@clustermatic/ninep/codec";
+import { OREAD, OWRITE } from "@clustermatic/ninep/codec";
 import type { XcpufsHandle } from "@clustermatic/xcpufs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { signChallenge } from "../src/auth.js";
@@ -101,12 +101,18 @@ describe("statfs process", () => {
       ["n2", "up"],
     ]);
 
+    // A 9P client connected before the reload keeps its connection.
+    const held = await mount(addr, { uname: "nobody" });
     const dead = await deadPort();
     await writeFile(conf, `${two}n3=127.0.0.1!${dead}\n`);
     s1.kill("SIGHUP");
     await s1.waitStderr(/reloaded .*: 3 nodes/);
     await waitFor(async () => (await table(addr))?.[2]?.status === "down(connect_failed)", 5000, "n3 polled");
     expect((await table(addr))!.map((r) => r.name)).toEqual(["n1", "n2", "n3"]);
+    const f = await held.open("state", OREAD);
+    expect(parseTable((await f.read(0, 8192)).toString()).map((r) => r.name)).toEqual(["n1", "n2", "n3"]);
+    await f.clunk();
+    await held.close();
 
     // An admin hold, then a restart: the new process serves the same address and the hold.
     const admin = await mount(addr, {
