@@ -371,7 +371,13 @@ export async function main(argv: string[], io: Io): Promise<number> {
             writeFileSync(join(dir, f), renderIpxe(p));
             written.push(f);
           }
-          writeFileSync(join(dir, publishedNames(p).initrds.at(-1)!), p.overlay);
+          const names = publishedNames(p);
+          writeFileSync(join(dir, names.initrds.at(-1)!), p.overlay);
+          // iPXE outside x86 takes one initrd: publish the concatenation the script names
+          if (cmd === "ipxe" && r.arch !== "x86_64" && r.arch !== "i386") {
+            writeFileSync(join(dir, names.combined), combinedInitrd(p, cache.files));
+            written.push(names.combined);
+          }
           index[name] = written;
         }
         if (cmd === "pxe") {

@@ -191,6 +191,19 @@ describe("bootcfg CLI", () => {
       `chain ipxe/$\{mac:hexhyp}.ipxe || goto unknown`,
     );
   });
+  it("ipxe on arm64: one concatenated initrd, written next to the script", async () => {
+    writeFileSync(
+      join(t.dir, "armipxe.yaml"),
+      `${readFileSync(join(t.dir, "cluster.yaml"), "utf8")}  - {name: a1, delivery: ipxe, mac: "52:54:00:00:0a:01", baseUrl: "http://10.0.0.1/boot"}\n`,
+    );
+    const out = join(t.dir, "armipxe");
+    const r = await run(["ipxe", "-c", join(t.dir, "armipxe.yaml"), "-o", out, "--json"]);
+    expect(JSON.parse(r.stdout).a1).toEqual(["ipxe/52-54-00-00-0a-01.ipxe", "a1.initrd"]);
+    const s = readFileSync(join(out, "ipxe/52-54-00-00-0a-01.ipxe"), "utf8");
+    expect(s.match(/^initrd .*/gm)).toEqual(["initrd http://10.0.0.1/boot/a1.initrd || goto failed"]);
+    const combined = readFileSync(join(out, "a1.initrd"));
+    expect(readCpio(combined).entries.map((e) => e.name)).toContain("etc/motd");
+  });
   it("qemu prints a command with no network and no display", async () => {
     const j = JSON.parse(
       (await run(["qemu", "a1", "--json", "--initrd-out", join(t.dir, "a1.img")], t.dir)).stdout,
