@@ -14,7 +14,13 @@ import { cleanupAll, onCleanup, ROOT, runCli, tempDir, until } from "./harness.j
 
 const ipBin = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip"].find((p) => existsSync(p));
 const why =
-  process.getuid?.() !== 0 ? "not root" : ipBin === undefined ? "iproute2 (ip) is not installed" : undefined;
+  process.getuid?.() !== 0
+    ? "not root"
+    : ipBin === undefined
+      ? "iproute2 (ip) is not installed"
+      : !existsSync("/usr/bin/ssh-keygen")
+        ? "ssh-keygen (openssh-client) is not installed"
+        : undefined;
 if (why) console.log(`netns tests skipped: ${why}`);
 
 const HOSTS = 4;

@@ -1,7 +1,7 @@
 // xk, xps, xrx -J, signal forwarding, authentication with real keys, and the CLI's error paths.
 import { execFileSync } from "node:child_process";
 import { EventEmitter } from "node:events";
-import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { startStatfs } from "@clustermatic/statfs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -22,6 +22,9 @@ import {
   tempDir,
   until,
 } from "./harness.js";
+
+const sshKeygen = ["/usr/bin/ssh-keygen", "/bin/ssh-keygen"].some((p) => existsSync(p));
+if (!sshKeygen) console.log("key tests skipped: ssh-keygen (openssh-client) is not installed");
 
 afterAll(cleanupAll);
 
@@ -157,74 +160,78 @@ describe("output closed", () => {
 });
 
 describe("authentication", () => {
-  it("authenticates with RSA PEM and Ed25519 OpenSSH keys; a wrong key is refused", async () => {
-    const dir = tempDir("xrx-auth-");
-    const keygen = (name: string, type: string, format: string[] = []) => {
-      execFileSync("ssh-keygen", [
-        "-q",
-        "-t",
-        type,
-        ...(type === "rsa" ? ["-b", "2048"] : []),
-        ...format,
-        "-N",
-        "",
-        "-f",
-        join(dir, name),
-      ]);
-      return join(dir, name);
-    };
-    const admin = keygen("admin", "rsa", ["-m", "PEM"]);
-    const user = keygen("user", "ed25519");
-    const stranger = keygen("stranger", "ed25519");
-    const node = await startNode({ noAuth: false, adminKeyFile: `${admin}.pub` });
-    const uid = process.getuid!();
-    const adm = await XcpuNode.connect(xcpuNodes(node.spec)[0]!, {
-      identity: adminIdentity(loadPrivateKey(admin)),
-    });
-    const name = execFileSync("id", ["-un"], { encoding: "utf8" }).trim();
-    await adm.rootCtl("group-add xrxusers 4242");
-    await adm.rootCtl(`user-add ${name} ${uid} xrxusers '${readFileSync(`${user}.pub`, "utf8").trim()}'`);
-    adm.close();
-    expect(readFileSync(admin, "utf8")).toContain("BEGIN RSA PRIVATE KEY");
-    const ok = await runCli(xrx, ["-k", user, node.spec, "echo", "authenticated"]);
-    expect(ok.stdout).toBe("authenticated\n");
-    expect(ok.code).toBe(0);
-    const bad = await runCli(xrx, ["-k", stranger, node.spec, "echo", "no"]);
-    expect(bad.code).toBe(1);
-    expect(bad.stderr).toContain(`${node.spec}: error: authentication failed`);
-    const junk = await runCli(xrx, ["-k", join(dir, "user.pub"), node.spec, "echo", "no"]);
-    expect(junk.code).toBe(1);
-    expect(junk.stderr).toMatch(/user\.pub: not a private key/);
+  it.skipIf(!sshKeygen)(
+    "authenticates with RSA PEM and Ed25519 OpenSSH keys; a wrong key is refused",
+    async () => {
+      const dir = tempDir("xrx-auth-");
+      const keygen = (name: string, type: string, format: string[] = []) => {
+        execFileSync("ssh-keygen", [
+          "-q",
+          "-t",
+          type,
+          ...(type === "rsa" ? ["-b", "2048"] : []),
+          ...format,
+          "-N",
+          "",
+          "-f",
+          join(dir, name),
+        ]);
+        return join(dir, name);
+      };
+      const admin = keygen("admin", "rsa", ["-m", "PEM"]);
+      const user = keygen("user", "ed25519");
+      const stranger = keygen("stranger", "ed25519");
+      const node = await startNode({ noAuth: false, adminKeyFile: `${admin}.pub` });
+      const uid = process.getuid!();
+      const adm = await XcpuNode.connect(xcpuNodes(node.spec)[0]!, {
+        identity: adminIdentity(loadPrivateKey(admin)),
+      });
+      const name = execFileSync("id", ["-un"], { encoding: "utf8" }).trim();
+      await adm.rootCtl("group-add xrxusers 4242");
+      await adm.rootCtl(`user-add ${name} ${uid} xrxusers '${readFileSync(`${user}.pub`, "utf8").trim()}'`);
+      adm.close();
+      expect(readFileSync(admin, "utf8")).toContain("BEGIN RSA PRIVATE KEY");
+      const ok = await runCli(xrx, ["-k", user, node.spec, "echo", "authenticated"]);
+      expect(ok.stdout).toBe("authenticated\n");
+      expect(ok.code).toBe(0);
+      const bad = await runCli(xrx, ["-k", stranger, node.spec, "echo", "no"]);
+      expect(bad.code).toBe(1);
+      expect(bad.stderr).toContain(`${node.spec}: error: authentication failed`);
+      const junk = await runCli(xrx, ["-k", join(dir, "user.pub"), node.spec, "echo", "no"]);
+      expect(junk.code).toBe(1);
+      expect(junk.stderr).toMatch(/user\.pub: not a private key/);
 
-    // Ed25519 keys cannot receive passkeys: -n falls back to direct copies, saying so.
-    const node2 = await startNode({ noAuth: false, adminKeyFile: `${admin}.pub` });
-    const adm2 = await XcpuNode.connect(xcpuNodes(node2.spec)[0]!, {
-      identity: adminIdentity(loadPrivateKey(admin)),
-    });
-    await adm2.rootCtl("group-add xrxusers 4242");
-    await adm2.rootCtl(`user-add ${name} ${uid} xrxusers '${readFileSync(`${user}.pub`, "utf8").trim()}'`);
-    adm2.close();
-    const both = `${node.spec},${node2.spec}`;
-    const tree = await runCli(xrx, ["-k", user, "-n", "1", both, "echo", "tree"]);
-    expect(tree.stdout).toBe("tree\ntree\n");
-    expect(tree.stderr).toContain("tree spawn unavailable (passkey needs an RSA key); copying directly");
-    expect(tree.code).toBe(0);
+      // Ed25519 keys cannot receive passkeys: -n falls back to direct copies, saying so.
+      const node2 = await startNode({ noAuth: false, adminKeyFile: `${admin}.pub` });
+      const adm2 = await XcpuNode.connect(xcpuNodes(node2.spec)[0]!, {
+        identity: adminIdentity(loadPrivateKey(admin)),
+      });
+      await adm2.rootCtl("group-add xrxusers 4242");
+      await adm2.rootCtl(`user-add ${name} ${uid} xrxusers '${readFileSync(`${user}.pub`, "utf8").trim()}'`);
+      adm2.close();
+      const both = `${node.spec},${node2.spec}`;
+      const tree = await runCli(xrx, ["-k", user, "-n", "1", both, "echo", "tree"]);
+      expect(tree.stdout).toBe("tree\ntree\n");
+      expect(tree.stderr).toContain("tree spawn unavailable (passkey needs an RSA key); copying directly");
+      expect(tree.code).toBe(0);
 
-    // xk -A: the admin key signals any process through the root ctl.
-    const job = runCli(xrx, ["-k", user, "-j", "adm", both, "sleep", "30"]);
-    await until(
-      async () => {
-        const r = await runCli(xps, ["-A", admin, "-J", "adm", both]);
-        return r.stdout.trim().split("\n").length === 3;
-      },
-      10_000,
-      "adm job",
-    );
-    const k = await runCli(xk, ["-A", admin, "KILL", `${both}:/adm`]);
-    expect(k.stderr).toBe("");
-    expect(k.code).toBe(0);
-    expect((await job).code).toBe(137);
-  }, 60_000);
+      // xk -A: the admin key signals any process through the root ctl.
+      const job = runCli(xrx, ["-k", user, "-j", "adm", both, "sleep", "30"]);
+      await until(
+        async () => {
+          const r = await runCli(xps, ["-A", admin, "-J", "adm", both]);
+          return r.stdout.trim().split("\n").length === 3;
+        },
+        10_000,
+        "adm job",
+      );
+      const k = await runCli(xk, ["-A", admin, "KILL", `${both}:/adm`]);
+      expect(k.stderr).toBe("");
+      expect(k.code).toBe(0);
+      expect((await job).code).toBe(137);
+    },
+    60_000,
+  );
 });
 
 describe("node sources and options", () => {
