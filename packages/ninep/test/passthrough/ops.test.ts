@@ -611,3 +611,31 @@ describe("the export root", () => {
     expect((await walk(r, "f", c)).qid.type).toBe(QTFILE);
   });
 });
+
+describe("device files", () => {
+  it.skipIf(!asRoot)(
+    "root may make a character device (.u DMDEVICE and .L mknod); stat shows it",
+    async () => {
+      const cu = ctx(Dialect.P2000u, "root", 0);
+      const r = await attach(tmp.dir, cu, { permissions: "user" });
+      const made = await r.create!(
+        { name: "null1", perm: (DMDEVICE | 0o666) >>> 0, mode: OREAD, extension: "c 1 3" },
+        cu,
+      );
+      const st = await made.node.stat(cu);
+      expect(st.mode & DMDEVICE).toBeTruthy();
+      expect(st.extension).toBe("c 1 3");
+      expect(fs.statSync(path.join(tmp.dir, "null1")).isCharacterDevice()).toBe(true);
+      const cl = ctx(Dialect.P2000L, "root", 0);
+      const rl = await attach(tmp.dir, cl, { permissions: "user" });
+      const n2 = await rl.mknod!("null2", S_IFCHR | 0o600, 1, 3, NOID, cl);
+      const a = await n2.getattr!(GETATTR.BASIC, cl);
+      expect(a.mode & 0o170000).toBe(S_IFCHR);
+      expect([majorOf(a.rdev), minorOf(a.rdev)]).toEqual([1, 3]);
+      // Reading a device goes through the non-blocking stream path: /dev/null reads as EOF.
+      const io = await n2.lopen!(0, cl);
+      expect((await io.read!(0n, 10, cl)).length).toBe(0);
+      await io.clunk?.(cl);
+    },
+  );
+});
