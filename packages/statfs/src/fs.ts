@@ -105,6 +105,10 @@ class FileNode implements Node {
     this.qid = { type: QTFILE, version: 0, path };
   }
 
+  get name(): string {
+    return this.spec.name;
+  }
+
   async stat(): Promise<Stat> {
     return mkStat(this.spec.name, this.qid, this.spec.mode);
   }
@@ -305,8 +309,7 @@ class View {
 }
 
 function nameOf(n: Node): string {
-  if (n instanceof DirNode) return n.name;
-  return (n as unknown as { spec: FileSpec }).spec.name;
+  return n instanceof DirNode || n instanceof FileNode ? n.name : "";
 }
 
 /** `key value` lines with everything known about a node. */
