@@ -327,7 +327,10 @@ export class Xcpufs {
       const sig = parseSignal(tokens[1] as string);
       if (sig === undefined) throw new XcpuError("unsupported signal");
       const pidText = tokens[2] as string;
-      if (!/^-?\d+$/.test(pidText) || Number(pidText) <= 1) throw new XcpuError("invalid pid");
+      // Not process groups, not init, not this server.
+      if (!/^-?\d+$/.test(pidText) || Number(pidText) <= 1 || Number(pidText) === process.pid) {
+        throw new XcpuError("invalid pid");
+      }
       try {
         process.kill(Number(pidText), sig);
       } catch (err) {

@@ -1,5 +1,6 @@
 // Authentication and access control over real sockets.
 
+import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { OREAD, OWRITE } from "@clustermatic/ninep/codec";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -124,6 +125,20 @@ describe("authentication", () => {
     await ctl.clunk();
     await a.close();
     await b.close();
+  });
+  it("root ctl kill: admin only, never init or the server itself", async () => {
+    const victim = spawn("/bin/sleep", ["30"]);
+    const gone = new Promise((r) => victim.once("exit", (_c, sig) => r(sig)));
+    const fs = await login(h.address, adminLogin);
+    const ctl = await fs.open("ctl", OWRITE);
+    await expect(ctl.write(0, `kill SIGFOO ${victim.pid}\n`)).rejects.toThrow("unsupported signal");
+    await expect(ctl.write(0, "kill 9 1\n")).rejects.toThrow("invalid pid");
+    await expect(ctl.write(0, `kill 9 ${process.pid}\n`)).rejects.toThrow("invalid pid");
+    await expect(ctl.write(0, "kill 9\n")).rejects.toThrow("Usage: kill signal pid");
+    await ctl.write(0, `kill SIGUSR1 ${victim.pid}\n`);
+    expect(await gone).toBe("SIGUSR1");
+    await ctl.clunk();
+    await fs.close();
   });
   it("refuses --no-auth on non-loopback addresses", async () => {
     await expect(startXcpufs({ port: 0, listen: "0.0.0.0", noAuth: true })).rejects.toThrow("loopback");
