@@ -4,7 +4,7 @@
 import { sign } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { userInfo } from "node:os";
-import { Client, type Fid } from "@clustermatic/ninep/client";
+import { type CallOptions, Client, type Fid } from "@clustermatic/ninep/client";
 import { DMDIR, ORDWR, OREAD, OTRUNC, OWRITE } from "@clustermatic/ninep/codec";
 import { RemoteError } from "@clustermatic/ninep/errors";
 import type { NodeSpec } from "@clustermatic/ninep/nodes";
@@ -37,6 +37,9 @@ export function reasonOf(err: unknown): string {
 export function onNode(node: string, err: unknown): XcpuError {
   return err instanceof XcpuError ? err : new XcpuError(node, reasonOf(err), { cause: err });
 }
+
+/** For calls that legitimately block as long as the program runs (stdio, wait, clone). */
+const NO_TIMEOUT: CallOptions = { timeoutMs: 0 };
 
 /** The admin identity of the tools. */
 export const ADMIN_USER = "xcpu-admin";
@@ -76,6 +79,12 @@ export interface ConnectOptions {
   msize?: number;
   /** Connect + handshake + attach time limit in ms (default 5000). */
   timeoutMs?: number;
+  /**
+   * Time limit for each control and staging request once connected, in ms (default 60000): a
+   * node that stops answering fails instead of stalling the job. Reads of the program's output
+   * and status, stdin writes and tree-spawn clones have no limit.
+   */
+  callTimeoutMs?: number;
   /** Prints 9P traffic (-d). */
   trace?: (line: string) => void;
 }
@@ -85,11 +94,11 @@ export function answerChallenge(key: PrivateKey, challenge: Uint8Array): Buffer 
   return key.type === "rsa" ? sign("sha1", challenge, key.key) : sign(null, challenge, key.key);
 }
 
-async function readAll(fid: Fid, limit = 64 * 1024 * 1024): Promise<Buffer> {
+async function readAll(fid: Fid, limit = 64 * 1024 * 1024, opts?: CallOptions): Promise<Buffer> {
   const parts: Buffer[] = [];
   let off = 0;
   for (;;) {
-    const b = await fid.read(off);
+    const b = await fid.read(off, fid.iounit, opts);
     if (b.length === 0) break;
     parts.push(Buffer.from(b));
     off += b.length;
@@ -156,6 +165,7 @@ export class XcpuNode {
         msize: opts.msize ?? 32792,
         version: "9P2000.u",
         connectTimeoutMs: timeoutMs,
+        timeoutMs: opts.callTimeoutMs ?? 60_000,
         signal: ac.signal,
         trace: opts.trace,
         label: spec.name,
@@ -331,10 +341,10 @@ export class Session {
   }
 
   /** Writes one or more command lines to the session ctl. */
-  ctl(cmd: string): Promise<void> {
+  ctl(cmd: string, opts?: CallOptions): Promise<void> {
     return this.node.guard(async () => {
       const text = cmd.endsWith("\n") ? cmd : `${cmd}\n`;
-      const n = await this.ctlFid.write(0, text);
+      const n = await this.ctlFid.write(0, text, opts);
       if (n !== Buffer.byteLength(text))
         throw new Error(`ctl accepted ${n} of ${Buffer.byteLength(text)} bytes`);
     });
@@ -434,7 +444,8 @@ export class Session {
     targets: ReadonlyArray<{ address: string; sid: string; passkey?: string }>,
   ): Promise<void> {
     const list = targets.map((t) => `${t.address}/${t.sid}${t.passkey ? `/${t.passkey}` : ""},`).join("");
-    return this.ctl(`clone ${width} ${list}`);
+    // The reply comes when the whole subtree is copied: no call timeout.
+    return this.ctl(`clone ${width} ${list}`, NO_TIMEOUT);
   }
 
   /** Sets `id job/rank` and starts the program. */
@@ -464,7 +475,7 @@ export class Session {
     return this.node.guard(async () => {
       const off = this.stdinOffset;
       this.stdinOffset += data.length;
-      const n = await fid.write(off, data);
+      const n = await fid.write(off, data, NO_TIMEOUT);
       if (n !== data.length) throw new Error("stdin closed by the program");
     });
   }
@@ -480,7 +491,7 @@ export class Session {
     return this.node.guard(async () => {
       let off = 0;
       for (;;) {
-        const b = await fid.read(off);
+        const b = await fid.read(off, fid.iounit, NO_TIMEOUT);
         if (b.length === 0) return;
         off += b.length;
         onData(b);
@@ -491,7 +502,7 @@ export class Session {
   /** Waits for the program to end; resolves with its decoded status. */
   wait(): Promise<ExitStatus> {
     return this.node.guard(async () => {
-      const text = (await readAll(this.waitFid, 1024)).toString().trim();
+      const text = (await readAll(this.waitFid, 1024, NO_TIMEOUT)).toString().trim();
       if (!/^-?\d+$/.test(text))
         throw new Error(text ? `bad exit status "${text}"` : "session ended without a status");
       return decodeWaitStatus(Number(text));
