@@ -81,7 +81,10 @@ const LOCAL: Record<string, string> = {
   "libc.so.6": "/lib/x86_64-linux-gnu/libc.so.6",
   "ld-linux-x86-64.so.2": "/lib64/ld-linux-x86-64.so.2",
 };
-const canRun = process.arch === "x64" && Object.values(LOCAL).every((p) => existsSync(p));
+const canRun =
+  process.arch === "x64" && existsSync(tracePath) && Object.values(LOCAL).every((p) => existsSync(p));
+if (!canRun)
+  console.log("skipping the trace replay: needs x86_64, the trace file and the local binaries it stages");
 
 const admin = rsaKey();
 const root = rsaKey();
