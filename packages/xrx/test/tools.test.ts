@@ -51,7 +51,7 @@ describe("jobs: -J attach, xps, xk", () => {
         table = r.stdout;
         return (table.match(/\tpjob\/\d+\t/g) ?? []).length >= 4;
       },
-      10_000,
+      30_000,
       "job visible in xps",
     );
     const lines = table.trim().split("\n");
@@ -74,7 +74,7 @@ describe("jobs: -J attach, xps, xk", () => {
     expect(j.code).toBe(143);
     expect(a.code).toBe(143);
     expect(a.stderr).toContain("killed by signal 15");
-  }, 40_000);
+  }, 120_000);
 
   it("xk by pid, and errors for missing targets and bad signals", async () => {
     const job = runCli(xrx, ["--no-key", "-j", "kjob", four.nodes[0]!.spec, "sleep", "30"]);
@@ -85,7 +85,7 @@ describe("jobs: -J attach, xps, xk", () => {
         pid = r.stdout.split("\n")[1]?.split("\t")[1] ?? "";
         return pid !== "";
       },
-      10_000,
+      30_000,
       "kjob",
     );
     expect((await runCli(xk, ["--no-key", "KILL", `${four.nodes[0]!.spec}:${pid}`])).code).toBe(0);
@@ -94,7 +94,7 @@ describe("jobs: -J attach, xps, xk", () => {
     expect(missing.code).toBe(1);
     expect(missing.stderr).toContain("no process 999999");
     expect((await runCli(xk, ["--no-key", "BOGUS", `${four.nodes[0]!.spec}:1`])).code).toBe(2);
-  }, 30_000);
+  }, 60_000);
 
   it("-J with no such job fails", async () => {
     const r = await runCli(xrx, ["--no-key", "-J", "nosuchjob", four.list]);
@@ -115,12 +115,12 @@ describe("signals", () => {
     ]);
     let out = "";
     child.stdout!.on("data", (d) => (out += d));
-    await until(() => (out.match(/ready/g) ?? []).length === 4, 20_000, "programs ready");
+    await until(() => (out.match(/ready/g) ?? []).length === 4, 40_000, "programs ready");
     child.kill("SIGINT");
     const r = await done;
     expect(r.stdout.match(/got INT/g)).toHaveLength(4);
     expect(r.code).toBe(7);
-  }, 30_000);
+  }, 60_000);
 
   it("a second Ctrl-C wipes the sessions", async () => {
     const { child, done } = spawnCli("xrx", [
@@ -132,14 +132,14 @@ describe("signals", () => {
     ]);
     let out = "";
     child.stdout!.on("data", (d) => (out += d));
-    await until(() => (out.match(/ready/g) ?? []).length === 4, 20_000, "programs ready");
+    await until(() => (out.match(/ready/g) ?? []).length === 4, 40_000, "programs ready");
     child.kill("SIGINT");
     await new Promise((r) => setTimeout(r, 200));
     child.kill("SIGINT");
     const r = await done;
     expect(r.stderr).toContain("wiping sessions");
     expect(r.code).not.toBe(0);
-  }, 30_000);
+  }, 60_000);
 });
 
 describe("output closed", () => {
@@ -155,8 +155,8 @@ describe("output closed", () => {
     child.stdout!.destroy();
     const r = await done;
     expect(r.code).toBe(141);
-    await until(() => four.nodes.every((n) => readdirSync(n.tmp).length === 0), 10_000, "sessions removed");
-  }, 30_000);
+    await until(() => four.nodes.every((n) => readdirSync(n.tmp).length === 0), 30_000, "sessions removed");
+  }, 60_000);
 });
 
 describe("authentication", () => {
@@ -222,7 +222,7 @@ describe("authentication", () => {
           const r = await runCli(xps, ["-A", admin, "-J", "adm", both]);
           return r.stdout.trim().split("\n").length === 3;
         },
-        10_000,
+        30_000,
         "adm job",
       );
       const k = await runCli(xk, ["-A", admin, "KILL", `${both}:/adm`]);
@@ -278,12 +278,12 @@ describe("node sources and options", () => {
         const r = await runCli(xrx, ["--no-key", "-a", "--statfs", addr, "true"]);
         return r.code === 0 && !r.stderr;
       },
-      15_000,
+      30_000,
       "statfs to see the nodes up",
     );
     const r = await runCli(xrx, ["--no-key", "-p", "-a", "--statfs", addr, "echo", "up"]);
     expect(r.stdout.trim().split("\n").sort()).toEqual(["alpha: up", "beta: up"]);
-  }, 30_000);
+  }, 60_000);
 
   it("-m sets the message size; a TTY gets a progress line", async () => {
     const r = await runCli(xrx, ["--no-key", "-m", "4096", four.list, "wc", "-c"], {
@@ -343,5 +343,5 @@ describe("command line", () => {
     const r = await done;
     expect(r.stdout).toBe(`${four.nodes[0]!.spec}: via stdin\n`);
     expect(r.code).toBe(0);
-  }, 20_000);
+  }, 60_000);
 });
