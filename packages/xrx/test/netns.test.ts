@@ -1,4 +1,4 @@
-// Four hosts in network namespaces (198.18.0.0/15) on one bridge, each running xcpufs with real
+// Four hosts in network namespaces (a /24 of 198.18.0.0/15) on one bridge, each running xcpufs with real
 // authentication: xrx reaches them over the bridge, flat and by tree spawn (nodes dial each other
 // with passkeys). Needs root and iproute2; skipped with the reason otherwise. Every namespace,
 // link and process is removed afterwards.
@@ -27,7 +27,9 @@ const HOSTS = 4;
 const tag = `x${process.pid % 100000}`;
 const bridge = `${tag}br`;
 const ns = (i: number) => `${tag}n${i}`;
-const addr = (i: number) => `198.18.0.${10 + i}`;
+// A /24 of its own inside 198.18.0.0/15 (other packages' tests use 198.18.0.0/24 at the same time).
+const net = `198.19.${(process.pid % 250) + 1}`;
+const addr = (i: number) => `${net}.${10 + i}`;
 
 function ip(...args: string[]) {
   execFileSync(ipBin!, args, { stdio: ["ignore", "ignore", "pipe"] });
@@ -48,7 +50,7 @@ describe.skipIf(why !== undefined)("xrx across network namespaces", () => {
       } catch {}
     });
     ip("link", "add", bridge, "type", "bridge");
-    ip("addr", "add", "198.18.0.1/24", "dev", bridge);
+    ip("addr", "add", `${net}.1/24`, "dev", bridge);
     ip("link", "set", bridge, "up");
     for (let i = 1; i <= HOSTS; i++) {
       ip("netns", "add", ns(i));
@@ -142,7 +144,10 @@ describe.skipIf(why !== undefined)("xrx across network namespaces", () => {
     expect(flat.code).toBe(0);
     const lines = flat.stdout.trim().split("\n").sort();
     expect(lines).toHaveLength(HOSTS);
-    for (const l of lines) expect(l).toMatch(/^198\.18\.0\.1\d: 198\.18\.0\.1!\d+$/);
+    for (const l of lines)
+      expect(l).toMatch(
+        new RegExp(`^${net.replaceAll(".", "\\.")}\\.1\\d: ${net.replaceAll(".", "\\.")}\\.1!\\d+$`),
+      );
     for (let round = 0; round < 3; round++) {
       const tree = await runCli(xrx, ["-k", userKey, "-n", "1", list, "sh", "-c", "echo $XCPUID"]);
       expect(tree.stderr).toBe("");
