@@ -668,12 +668,16 @@ class SessionFile extends Synth {
       case "stdout":
       case "stderr": {
         const stream = s[this.name];
-        return { read: async (_o, count, c) => stream.read(key, count, c.signal) };
+        return {
+          read: async (_o, count, c) => stream.read(key, count, c.signal),
+          clunk: () => stream.cancel(key),
+        };
       }
       case "stdio":
         return {
           read: async (_o, count, c) => s.stdout.read(key, count, c.signal),
           write: async (_o, data, c) => wire(() => s.stdin.write(Buffer.from(data), c.signal)),
+          clunk: () => s.stdout.cancel(key),
         };
       case "wait":
         return {

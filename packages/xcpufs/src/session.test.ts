@@ -91,6 +91,14 @@ describe("Session", () => {
     await s.stdin.write(Buffer.from("one\n"));
     expect((await p1).toString()).toBe("one\n");
     expect((await p2).toString()).toBe("one\n");
+    // a reader that goes away does not swallow the next piece
+    const gone = s.stdout.read({ gone: true }, 100);
+    s.stdout.cancel({});
+    const dead = {};
+    const pDead = s.stdout.read(dead, 100);
+    s.stdout.cancel(dead);
+    expect((await pDead).length).toBe(0);
+    void gone;
     const p3 = s.stdout.read(r1, 100);
     await s.stdin.write(Buffer.from("two\n"));
     expect((await p3).toString()).toBe("two\n");

@@ -69,6 +69,17 @@ export class OutputStream {
     });
   }
 
+  /** A reader went away (its fid was clunked): its pending reads end with no data. */
+  cancel(key: object): void {
+    for (let i = this.pending.length - 1; i >= 0; i--) {
+      const p = this.pending[i] as PendingRead;
+      if (p.key === key) {
+        this.pending.splice(i, 1);
+        this.settle(p, EMPTY);
+      }
+    }
+  }
+
   /** Stop reading from the process (its writes then fail with EPIPE) and end the stream. */
   close(): void {
     const src = this.src;
