@@ -15,7 +15,7 @@ export interface CliIo {
   ready?: (address: string) => void;
 }
 
-export const USAGE = `usage: xcpufs [-p port] [--listen ADDR] [-t tmpdir] [-a adminkey] [-s] [-r] [-d] [-D]
+export const USAGE = `usage: xcpufs [-p port] [--listen ADDR] [-t tmpdir] [-a adminkey] [-s] [-r] [-m msize] [-d] [-D]
               [--state-dir DIR] [--no-auth] [--arch STRING] [--log-level LEVEL]
 
 XCPU node server: a 9P file server (9P2000.u, 9P2000) whose files start and control processes.
@@ -27,6 +27,7 @@ XCPU node server: a 9P file server (9P2000.u, 9P2000) whose files start and cont
   -a, --admin-key FILE  admin public key (default ${DEFAULT_ADMIN_KEY})
   -s, --same-user       run every program as the server's user (implied when not root)
   -r, --retain          keep session directories after sessions end
+  -m, --msize N         largest 9P message (default 32792, the original's)
   -d, --debug           print every 9P message, one line each, on stderr
   -D, --client-debug    print the 9P messages of this node's own connections (tree spawn)
       --state-dir DIR   keep the user/group pool in DIR/users.json
@@ -70,6 +71,7 @@ export async function main(
         "no-auth": { type: "boolean" },
         arch: { type: "string" },
         "log-level": { type: "string" },
+        msize: { type: "string", short: "m" },
         help: { type: "boolean", short: "h" },
         n: { type: "boolean", short: "n" },
       },
@@ -93,6 +95,18 @@ export async function main(
     }
     port = Number(values.port);
   }
+  let msize: number | undefined;
+  if (values.msize !== undefined) {
+    if (
+      !/^\d+$/.test(values.msize) ||
+      Number(values.msize) < 256 ||
+      Number(values.msize) > 16 * 1024 * 1024
+    ) {
+      io.stderr.write(`xcpufs: invalid msize: ${values.msize} (256 to 16777216)\n`);
+      return 2;
+    }
+    msize = Number(values.msize);
+  }
   const level = values["log-level"] ?? process.env.XCPUFS_LOG ?? "warn";
   if (!["fatal", "error", "warn", "info", "debug", "trace", "silent"].includes(level)) {
     io.stderr.write(`xcpufs: invalid log level: ${level}\n`);
@@ -112,6 +126,7 @@ export async function main(
       stateDir: values["state-dir"] ?? defaultStateDir(),
       noAuth: values["no-auth"] ?? false,
       arch: values.arch,
+      msize,
       trace:
         trace || values["client-debug"]
           ? (line) => {

@@ -41,6 +41,8 @@ export interface XcpufsOptions {
   trace?: (line: string) => void;
   /** Structured logger (pino or compatible). Default: silent. */
   logger?: Log;
+  /** Largest 9P message (default 32792, the original's; the client may ask for less). */
+  msize?: number;
   /** Initial root `env` (default: the server's own environment). */
   env?: Record<string, string>;
 }
@@ -165,7 +167,7 @@ export async function startXcpufs(opts: XcpufsOptions = {}): Promise<XcpufsHandl
   });
   const server = new Server({
     backend: xcpuBackend(xcpufs),
-    maxMsize: XCPU_MSIZE,
+    maxMsize: opts.msize ?? XCPU_MSIZE,
     trace: opts.trace,
     logger: log as unknown as ConstructorParameters<typeof Server>[0]["logger"],
     name: "xcpufs",

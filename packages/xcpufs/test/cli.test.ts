@@ -71,6 +71,17 @@ describe("xcpufs command", () => {
     });
     expect(await exited(c)).toBe(2);
     expect(err).toContain("invalid port");
+    const m = spawn(
+      process.execPath,
+      ["--conditions=@clustermatic/source", "--import", "tsx", join(pkg, "src/bin/xcpufs.ts"), "-m", "100"],
+      { cwd: pkg },
+    );
+    let merr = "";
+    m.stderr.on("data", (d) => {
+      merr += d;
+    });
+    expect(await exited(m)).toBe(2);
+    expect(merr).toContain("invalid msize");
   });
 
   it("on SIGTERM wipes every session, leaves no orphan, exits 0", async () => {
