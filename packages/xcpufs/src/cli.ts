@@ -15,7 +15,7 @@ export interface CliIo {
   ready?: (address: string) => void;
 }
 
-export const USAGE = `usage: xcpufs [-p port] [--listen ADDR] [-t tmpdir] [-a adminkey] [-s] [-r] [-m msize] [-d] [-D]
+export const USAGE = `usage: xcpufs [-p port] [--listen ADDR] [-t tmpdir] [-a adminkey] [-s] [-r] [-u] [-m msize] [-d] [-D]
               [--state-dir DIR] [--no-auth] [--arch STRING] [--log-level LEVEL]
 
 XCPU node server: a 9P file server (9P2000.u, 9P2000) whose files start and control processes.
@@ -28,6 +28,7 @@ XCPU node server: a 9P file server (9P2000.u, 9P2000) whose files start and cont
   -s, --same-user       run every program as the server's user (implied when not root)
   -r, --retain          keep session directories after sessions end
   -m, --msize N         largest 9P message (default 32792, the original's)
+  -u, --unix-users      add the node's groups and the users with ~/.ssh/id_rsa.pub to the pool
   -d, --debug           print every 9P message, one line each, on stderr
   -D, --client-debug    print the 9P messages of this node's own connections (tree spawn)
       --state-dir DIR   keep the user/group pool in DIR/users.json
@@ -72,6 +73,7 @@ export async function main(
         arch: { type: "string" },
         "log-level": { type: "string" },
         msize: { type: "string", short: "m" },
+        "unix-users": { type: "boolean", short: "u" },
         help: { type: "boolean", short: "h" },
         n: { type: "boolean", short: "n" },
       },
@@ -127,6 +129,7 @@ export async function main(
       noAuth: values["no-auth"] ?? false,
       arch: values.arch,
       msize,
+      importUnixUsers: values["unix-users"] ?? false,
       trace:
         trace || values["client-debug"]
           ? (line) => {

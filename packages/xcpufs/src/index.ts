@@ -26,4 +26,4 @@ export {
 export { State } from "./session.js";
 export { parseSignal, SIGNALS, waitStatus } from "./signals.js";
 export { fanout, formatTargets, parseTargets, type Target, XCPU_PORT } from "./tspawn.js";
-export { ADMIN_NAME, DEFAULT_ADMIN_ID, UserDb } from "./users.js";
+export { ADMIN_NAME, DEFAULT_ADMIN_ID, importUnixUsers, UserDb } from "./users.js";

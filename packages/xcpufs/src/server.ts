@@ -8,7 +8,7 @@ import { parseAddress } from "@clustermatic/ninep/client";
 import { Server } from "@clustermatic/ninep/server";
 import { xcpuBackend } from "./fsys.js";
 import { type PublicKey, parsePublicKey } from "./keys.js";
-import { ADMIN_NAME, DEFAULT_ADMIN_ID, UserDb } from "./users.js";
+import { ADMIN_NAME, DEFAULT_ADMIN_ID, importUnixUsers, UserDb } from "./users.js";
 import { environmentText, type Log, localArch, Xcpufs } from "./xcpufs.js";
 
 export const DEFAULT_PORT = 6667;
@@ -41,6 +41,8 @@ export interface XcpufsOptions {
   trace?: (line: string) => void;
   /** Structured logger (pino or compatible). Default: silent. */
   logger?: Log;
+  /** Import Unix groups and the users that have an `~/.ssh/id_rsa.pub` (`-u`). */
+  importUnixUsers?: boolean;
   /** Largest 9P message (default 32792, the original's; the client may ask for less). */
   msize?: number;
   /** Initial root `env` (default: the server's own environment). */
@@ -142,6 +144,10 @@ export async function startXcpufs(opts: XcpufsOptions = {}): Promise<XcpufsHandl
     }
   }
   const users = new UserDb({ adminId: adminId(), adminKey, stateDir: opts.stateDir });
+  if (opts.importUnixUsers) {
+    const added = importUnixUsers(users, {}, log);
+    log.info({ users: added }, "imported Unix users");
+  }
   let arch = opts.arch ? opts.arch.trim() : localArch().trim();
   if (!arch.startsWith("/")) arch = `/${arch}`;
   if (opts.arch) await prepareForeignArch(arch, log);

@@ -1,11 +1,11 @@
 import { generateKeyPairSync } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { toOpenSshLine } from "./keys.js";
 import { tokenize } from "./quote.js";
-import { UserDb } from "./users.js";
+import { importUnixUsers, UserDb } from "./users.js";
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -73,5 +73,22 @@ describe("UserDb", () => {
     expect(db.consumePasskey(db.byName("b")!, (p) => p === pk)).toBe(false);
     expect(db.consumePasskey(db.byName("a")!, (p) => p === pk)).toBe(true);
     expect(db.consumePasskey(db.byName("a")!, (p) => p === pk)).toBe(false);
+  });
+  it("imports Unix groups and the users that have a public key (-u)", () => {
+    const dir = mkdtempSync(join(tmpdir(), "xcpufs-unix-"));
+    dirs.push(dir);
+    mkdirSync(join(dir, "ann", ".ssh"), { recursive: true });
+    writeFileSync(join(dir, "ann", ".ssh", "id_rsa.pub"), `${key}\n`);
+    mkdirSync(join(dir, "bob"));
+    writeFileSync(join(dir, "group"), "staff:x:50:ann\nann:x:1000:\nclash:x:65530:\n");
+    writeFileSync(
+      join(dir, "passwd"),
+      `ann:x:1000:1000:Ann:${join(dir, "ann")}:/bin/sh\nbob:x:1001:1000:Bob:${join(dir, "bob")}:/bin/sh\n`,
+    );
+    const db = new UserDb({});
+    expect(importUnixUsers(db, { passwd: join(dir, "passwd"), group: join(dir, "group") })).toEqual(["ann"]);
+    expect(db.pwent()).toContain("ann:1000:1000:ann,staff\n");
+    expect(db.grent()).toBe("xcpu-admin:65530\nstaff:50\nann:1000\n");
+    expect(db.byName("bob")).toBeUndefined();
   });
 });

@@ -309,3 +309,64 @@ export class UserDb {
     renameSync(tmp, this.file);
   }
 }
+
+/**
+ * `-u`: add the node's Unix groups, and every Unix user with a readable `~/.ssh/id_rsa.pub` (or
+ * `id_ed25519.pub`), with their uid, primary group and group memberships. Entries that clash with
+ * the pool (same name or id) are skipped. Returns the names of the users added.
+ */
+export function importUnixUsers(
+  db: UserDb,
+  files: { passwd?: string; group?: string } = {},
+  log?: { warn(o: object, msg?: string): void },
+): string[] {
+  const lines = (p: string) => {
+    try {
+      return readFileSync(p, "utf8")
+        .split("\n")
+        .filter((l) => l && !l.startsWith("#"));
+    } catch {
+      return [];
+    }
+  };
+  const tryCmd = (tokens: string[]) => {
+    try {
+      db.command(tokens);
+      return true;
+    } catch (err) {
+      log?.warn({ err: (err as Error).message, cmd: tokens[0], name: tokens[1] }, "unix import: skipped");
+      return false;
+    }
+  };
+  const groups = lines(files.group ?? "/etc/group").map((l) => l.split(":"));
+  for (const g of groups) {
+    if (g[0] && g[2] && /^\d+$/.test(g[2]) && !db.groups.has(g[0]) && !db.groupByGid(Number(g[2]))) {
+      tryCmd(["group-add", g[0], g[2]]);
+    }
+  }
+  const added: string[] = [];
+  for (const l of lines(files.passwd ?? "/etc/passwd")) {
+    const [name, , uid, gid, , home] = l.split(":");
+    if (!name || !uid || !gid || !home || db.users.has(name) || db.byUid(Number(uid))) continue;
+    const group = db.groupByGid(Number(gid));
+    if (!group) continue;
+    let key: string | undefined;
+    for (const f of ["id_rsa.pub", "id_ed25519.pub"]) {
+      try {
+        key = readFileSync(join(home, ".ssh", f), "utf8").split("\n")[0];
+        break;
+      } catch {
+        // next
+      }
+    }
+    if (!key) continue;
+    if (tryCmd(["user-add", name, uid, group.name, key])) added.push(name);
+  }
+  for (const g of groups) {
+    for (const member of (g[3] ?? "").split(",").filter(Boolean)) {
+      const u = db.users.get(member);
+      if (u && g[0] && db.groups.has(g[0]) && !u.groups.has(g[0])) tryCmd(["user-add-group", member, g[0]]);
+    }
+  }
+  return added;
+}
