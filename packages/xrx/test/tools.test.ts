@@ -283,6 +283,17 @@ describe("node sources and options", () => {
     );
     const r = await runCli(xrx, ["--no-key", "-p", "-a", "--statfs", addr, "echo", "up"]);
     expect(r.stdout.trim().split("\n").sort()).toEqual(["alpha: up", "beta: up"]);
+    // xps -a lists the processes of the same up nodes, under their statfs names.
+    const ps = await runCli(xps, ["--no-key", "-a", "--statfs", addr]);
+    expect(ps.code).toBe(0);
+    const names = new Set(
+      ps.stdout
+        .trim()
+        .split("\n")
+        .slice(1)
+        .map((l) => l.split("\t")[0]),
+    );
+    expect([...names].sort()).toEqual(["alpha", "beta"]);
   }, 60_000);
 
   it("-m sets the message size; a TTY gets a progress line", async () => {
