@@ -154,7 +154,7 @@ abstract class Synth implements Node {
   protected check(user: User, want: number): void {
     const o = this.owner();
     let bits: number;
-    if (user.name === o.uname) bits = (this.perm >> 6) & 7;
+    if (user.name === o.uname && user.uid === o.uid) bits = (this.perm >> 6) & 7;
     else if (this.fs.users.inGroup(user, o.gid)) bits = (this.perm >> 3) & 7;
     else bits = this.perm & 7;
     if ((bits & want) !== want) throw new FsError(Ename.Perm, Errno.EACCES);
@@ -442,6 +442,11 @@ function sessionOwner(fs: Xcpufs, s: Session): Owner {
   return { uname: s.owner.name, uid: s.owner.uid, gname: g?.name ?? String(s.owner.gid), gid: s.owner.gid };
 }
 
+/** Same person: name and uid both match (a transient `--no-auth` user may reuse a pool name). */
+function sameUser(a: User, b: User): boolean {
+  return a.name === b.name && a.uid === b.uid;
+}
+
 /** A session directory `N/`. */
 export class SessionDir extends Synth {
   readonly qid: Qid;
@@ -464,7 +469,7 @@ export class SessionDir extends Synth {
   /** Only the owner may go further than the directory itself. */
   ownerOnly(ctx: RequestContext): User {
     const user = this.user(ctx);
-    if (user.name !== this.session.owner.name) throw new FsError(Ename.Perm, Errno.EACCES);
+    if (!sameUser(user, this.session.owner)) throw new FsError(Ename.Perm, Errno.EACCES);
     return user;
   }
   alive(): void {
@@ -499,7 +504,7 @@ export class SessionDir extends Synth {
         (k) => !["uid", "n_uid", "gid", "n_gid", "muid", "n_muid"].includes(k),
       );
       if (keys.length > 0) throw new FsError("unsupported operation", Errno.EPERM);
-      if (user.name !== this.session.owner.name && !this.fs.users.isAdmin(user)) {
+      if (!sameUser(user, this.session.owner) && !this.fs.users.isAdmin(user)) {
         throw new FsError(Ename.Perm, Errno.EACCES);
       }
       let target: User | undefined;

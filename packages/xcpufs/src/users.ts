@@ -101,7 +101,7 @@ export class UserDb {
   }
 
   isAdmin(user: User): boolean {
-    return user.name === ADMIN_NAME && !user.transient;
+    return user === this.admin;
   }
 
   /** Run one tokenised root ctl command that concerns users or groups. Returns false if not one. */

@@ -188,6 +188,19 @@ describe("jobs", () => {
     await second.clunk();
     await job.close();
   });
+  it("without authentication, another uid with the same name still cannot touch a session", async () => {
+    const job = await openJob(fs);
+    const other = await mount(h.address, {
+      uname: "tester",
+      n_uname: uid + 4242,
+      authenticate: async () => {},
+    });
+    const dir = await other.walk(job.sid);
+    await expect(dir.walk("ctl")).rejects.toThrow("permission denied");
+    await dir.clunk();
+    await other.close();
+    await job.close();
+  });
   it("persistent sessions outlive their clients until wiped", async () => {
     const other = await mount(h.address, { uname: "tester", n_uname: uid, authenticate: async () => {} });
     const job = await openJob(other);
