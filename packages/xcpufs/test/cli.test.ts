@@ -39,7 +39,7 @@ async function startCli(
   child.stderr?.on("data", (d) => {
     err += d;
   });
-  await until(() => /listening on (\S+)/.test(err) || child.exitCode !== null, 20_000);
+  await until(() => /listening on (\S+)/.test(err) || child.exitCode !== null, 60_000);
   const m = /listening on (\S+)/.exec(err);
   if (!m) throw new Error(`xcpufs did not start: ${err}`);
   return { child, address: m[1] as string, stderr: () => err };

@@ -176,7 +176,7 @@ export function liveWithMarker(marker: string): number[] {
   return out;
 }
 
-export async function until(cond: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
+export async function until(cond: () => boolean | Promise<boolean>, ms = 20_000): Promise<void> {
   const end = Date.now() + ms;
   while (!(await cond())) {
     if (Date.now() > end) throw new Error("condition not reached in time");
