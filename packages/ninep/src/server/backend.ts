@@ -236,6 +236,14 @@ export interface OpenFile {
    */
   read?(offset: bigint, count: number, ctx: RequestContext): Promise<Uint8Array>;
 
+  /**
+   * Optional zero-copy form of `read`, preferred by the server when present: fill `buf` (its
+   * length is the clamped count) with the bytes at `offset` and return how many were filled
+   * (0 = end of file). `buf` is the data field of the reply frame itself, so nothing is copied.
+   * Same rules as `read`; keep `read` too (the server uses it where the frame cannot be shared).
+   */
+  readInto?(offset: bigint, buf: Buffer, ctx: RequestContext): Promise<number> | number;
+
   /** Twrite: returns the number of bytes written (append-only files ignore offset). */
   write?(offset: bigint, data: Uint8Array, ctx: RequestContext): Promise<number>;
 

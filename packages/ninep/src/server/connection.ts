@@ -2,6 +2,7 @@
 // protocol check made before a backend call, and fid state committed only after the call succeeds
 // (the s<op>/r<op> split of lib9p's srv.c). Rule numbers refer to spec/9p.md.
 
+import { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import {
   Dialect,
@@ -39,6 +40,7 @@ import type {
   RequestContext,
   StatChanges,
 } from "./backend.js";
+import { POOLED_FRAME_MIN, replyFramePool } from "./frame-pool.js";
 import type { ServerCore } from "./server.js";
 
 /** 9P2000.u open-mode bits accepted besides Plan 9's: Linux P9_OAPPEND and spfs's exclusive bit. */
@@ -94,7 +96,14 @@ interface Outcome {
   commit?: () => void;
   /** Undo backend effects when the reply will not be sent (flushed, reset, commit failed). */
   discard?: () => void;
+  /** `reply` already encoded (everything but the tag): sent as is, without encoding again. */
+  frame?: Buffer;
+  /** Called once `frame` has been handed to the OS (its memory may then be reused). */
+  written?: () => void;
 }
+
+/** size[4] type[1] tag[2] count[4] in front of Rread data. */
+const RREAD_HEADER = 11;
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 type Handler = (msg: TMessage, req: Req) => Promise<Outcome>;
@@ -123,17 +132,24 @@ export class ServerConnection {
   #handshakeTimer: NodeJS.Timeout | undefined;
   #idleTimer: NodeJS.Timeout | undefined;
   #paused = false;
+  /** Replies go to a socket, which copies them: large Rread frames can be reused once written. */
+  readonly #poolFrames: boolean;
 
   constructor(core: ServerCore, stream: Duplex, info: ConnectionInfo) {
     this.#core = core;
     this.info = info;
     this.#msize = core.maxMsize;
+    this.#poolFrames = stream instanceof Socket;
     this.closed = new Promise((r) => {
       this.#resolveClosed = r;
     });
     this.#transport = new FrameTransport(
       stream,
-      { onFrame: (f) => this.#onFrame(f), onClose: (err) => void this.#onClose(err) },
+      {
+        onFrame: (f) => this.#onFrame(f),
+        onClose: (err) => void this.#onClose(err),
+        onBacklog: () => this.#onBacklog(),
+      },
       { maxSize: core.maxMsize, label: info.remote },
     );
     const hs = core.opts.handshakeTimeoutMs;
@@ -346,7 +362,8 @@ export class ServerConnection {
         }
       }
       if (out) {
-        this.#send({ ...out.reply, tag: req.tag } as RMessage);
+        if (out.frame) this.#sendFrame(out.frame, req.tag, out.reply, out.written);
+        else this.#send({ ...out.reply, tag: req.tag } as RMessage);
         return;
       }
       // FL3: a flushed request that failed (typically because it was aborted) gets no reply.
@@ -412,13 +429,41 @@ export class ServerConnection {
       return;
     }
     if (this.#core.opts.trace) this.#trace(`-> ${formatMessage(msg)}`);
+    this.#write(frame);
+  }
+
+  /** Sends a reply encoded by its handler (Rread read in place), after setting its tag. */
+  #sendFrame(
+    frame: Buffer,
+    tag: number,
+    reply: DistributiveOmit<RMessage, "tag">,
+    written: (() => void) | undefined,
+  ): void {
+    if (this.#isClosed || this.#transport.closed) return;
+    frame.writeUInt16LE(tag, 5);
+    if (this.#core.opts.trace) this.#trace(`-> ${formatMessage({ ...reply, tag } as RMessage)}`);
+    try {
+      this.#transport.send(frame, written);
+    } catch {
+      // closed meanwhile: nothing to answer
+    }
+  }
+
+  #write(frame: Buffer): void {
     try {
       this.#transport.send(frame);
     } catch {
-      return;
+      // closed meanwhile: nothing to answer
     }
-    if (!this.#paused && this.#transport.needDrain) {
-      // The peer is not reading its replies: stop reading its requests until it does.
+  }
+
+  /**
+   * Replies are piling up in our write buffer (checked after each tick's frames went out, so a
+   * large Rread that the OS takes at once does not count): the peer is not reading its replies,
+   * so stop reading its requests until it does.
+   */
+  #onBacklog(): void {
+    if (!this.#paused) {
       this.#paused = true;
       this.#transport.stream.pause();
       void this.#transport.drain().then(() => {
@@ -1015,8 +1060,30 @@ export class ServerConnection {
         if (this.#dialect === Dialect.P2000L) throw new FsError(Ename.IsDir, Errno.EISDIR);
         return this.#readDir(fid, open, msg.offset, count, ctx);
       }
-      if (!open.file.read) throw new FsError(Ename.Perm, Errno.EACCES);
-      const data = await open.file.read(msg.offset, count, ctx);
+      const file = open.file;
+      if (file.readInto) {
+        // Read straight into the reply frame: no second buffer, no copy. Large frames on sockets
+        // (which copy what they are given into the kernel) come from a pool of this msize's
+        // largest frame and go back to it once written.
+        const pooled = this.#poolFrames && RREAD_HEADER + count >= POOLED_FRAME_MIN;
+        const buf = pooled
+          ? replyFramePool.take(RREAD_HEADER + this.#msize - IOHDRSZ)
+          : Buffer.allocUnsafe(RREAD_HEADER + count);
+        const r = file.readInto(msg.offset, buf.subarray(RREAD_HEADER, RREAD_HEADER + count), ctx);
+        const got = typeof r === "number" ? r : await r;
+        const n = Math.min(count, Math.max(0, got));
+        buf.writeUInt32LE(RREAD_HEADER + n, 0);
+        buf[4] = MsgType.Rread;
+        buf.writeUInt32LE(n, 7);
+        const frame = buf.subarray(0, RREAD_HEADER + n);
+        return {
+          reply: { type: MsgType.Rread, data: frame.subarray(RREAD_HEADER) },
+          frame,
+          written: pooled ? () => replyFramePool.give(buf) : undefined,
+        };
+      }
+      if (!file.read) throw new FsError(Ename.Perm, Errno.EACCES);
+      const data = await file.read(msg.offset, count, ctx);
       return { reply: { type: MsgType.Rread, data: clip(data, count) } };
     },
 

@@ -162,6 +162,7 @@ export async function lcreate(
       canRead: acc === L_O.RDONLY || acc === L_O.RDWR,
       canWrite: acc === L_O.WRONLY || acc === L_O.RDWR,
       locks: dir.sh.locks,
+      syncRead: dir.sh.syncIo,
       onStat: (st) => {
         created.st = st;
       },

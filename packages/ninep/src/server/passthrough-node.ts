@@ -4,7 +4,7 @@
 
 import { execFile } from "node:child_process";
 import type { BigIntStats } from "node:fs";
-import { constants } from "node:fs";
+import { constants, lstatSync } from "node:fs";
 import * as fsp from "node:fs/promises";
 import * as path from "node:path";
 import {
@@ -66,6 +66,8 @@ export interface PtShared {
   readonly locks: LockTable;
   /** Follow symbolic links inside the root during 9P2000 (not .u/.L) walks. */
   readonly followLinks9P: boolean;
+  /** Synchronous regular-file reads and metadata lookups (PassthroughOptions.syncIo). */
+  readonly syncIo: boolean;
 }
 
 /** Linux/Plan 9 "append" bit some 9P2000.u clients put in Topen modes (P9_OAPPEND). */
@@ -135,6 +137,10 @@ export class PtFile implements Node, DirSource {
 
   /** Re-reads the file's metadata (lstat) and returns it. */
   async refresh(): Promise<BigIntStats> {
+    if (this.sh.syncIo) {
+      this.st = lstatSync(this.sh.root.checkedPathSync(this.node.rel), { bigint: true });
+      return this.st;
+    }
     const p = await this.sh.root.checkedPath(this.node.rel);
     this.st = await fsp.lstat(p, { bigint: true });
     return this.st;
@@ -263,6 +269,7 @@ export class PtFile implements Node, DirSource {
       canRead: acc === constants.O_RDONLY || acc === constants.O_RDWR,
       canWrite: acc === constants.O_WRONLY || acc === constants.O_RDWR,
       locks: this.sh.locks,
+      syncRead: this.sh.syncIo,
       onStat: (st) => {
         this.st = st;
       },
@@ -341,6 +348,7 @@ export class PtFile implements Node, DirSource {
         canRead: acc === OREAD || acc === ORDWR || acc === OEXEC,
         canWrite: acc === OWRITE || acc === ORDWR,
         locks: this.sh.locks,
+        syncRead: this.sh.syncIo,
         onStat: (st) => {
           created.st = st;
         },

@@ -3,7 +3,7 @@
 // lock table behind Tlock/Tgetlock.
 
 import type { BigIntStats } from "node:fs";
-import { read as fsRead, write as fsWrite } from "node:fs";
+import { read as fsRead, write as fsWrite, readSync } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
 import type { Dirent, Qid, Stat } from "../codec/types.js";
 import { Errno, FsError } from "../errors.js";
@@ -145,6 +145,11 @@ export interface FileIoOptions {
   locks: LockTable;
   /** Receives fresh metadata after writes (at most every STAT_EVERY_MS), so the node's qid follows. */
   onStat?: (st: BigIntStats) => void;
+  /**
+   * Regular files: pread synchronously on the event loop, straight into the reply frame, instead
+   * of a thread-pool round trip (PassthroughOptions.syncIo). Default false.
+   */
+  syncRead?: boolean;
 }
 
 /** Minimum time between the fstat calls that keep a written file's qid version current. */
@@ -182,7 +187,9 @@ export class FileIo implements OpenFile {
   private drained: (() => void) | undefined;
   private lastStat = 0;
   private statPending = false;
+  private readonly syncRead: boolean;
   read?: OpenFile["read"];
+  readInto?: OpenFile["readInto"];
   write?: OpenFile["write"];
 
   constructor(o: FileIoOptions) {
@@ -191,21 +198,39 @@ export class FileIo implements OpenFile {
     this.stream = o.stream;
     this.locks = o.locks;
     this.onStat = o.onStat;
-    if (o.canRead) this.read = (offset, count, ctx) => this.doRead(offset, count, ctx);
+    this.syncRead = !o.stream && (o.syncRead ?? false);
+    if (o.canRead) {
+      this.read = (offset, count, ctx) => this.doRead(offset, count, ctx);
+      this.readInto = (offset, buf, ctx) => this.doReadInto(offset, buf, ctx);
+    }
     if (o.canWrite) this.write = (offset, data, ctx) => this.doWrite(offset, data, ctx);
   }
 
   private async doRead(offset: bigint, count: number, ctx: RequestContext): Promise<Uint8Array> {
     if (count <= 0) return new Uint8Array(0);
-    if (!this.stream && offset > MAX_OFFSET) return new Uint8Array(0);
     // One buffer of the requested size; the result is a view of what was filled.
     const buf = Buffer.allocUnsafe(count);
+    const n = await this.doReadInto(offset, buf, ctx);
+    return buf.subarray(0, n);
+  }
+
+  /** Fills `buf` from `offset` (one pread); FIFOs and devices wait for data, polling. */
+  private doReadInto(offset: bigint, buf: Buffer, ctx: RequestContext): number | Promise<number> {
+    const count = buf.length;
+    if (count <= 0) return 0;
+    if (!this.stream && offset > MAX_OFFSET) return 0;
+    if (this.syncRead) {
+      if (this.closed) throw new FsError("file closed", Errno.EBADF);
+      return readSync(this.fh.fd, buf, 0, count, Number(offset));
+    }
+    return this.readPolled(offset, buf, ctx);
+  }
+
+  private async readPolled(offset: bigint, buf: Buffer, ctx: RequestContext): Promise<number> {
+    const count = buf.length;
     for (let delay = 5; ; delay = Math.min(delay * 2, 100)) {
       try {
-        const n = await this.io(() =>
-          preadAsync(this.fh.fd, buf, count, this.stream ? null : Number(offset)),
-        );
-        return buf.subarray(0, n);
+        return await this.io(() => preadAsync(this.fh.fd, buf, count, this.stream ? null : Number(offset)));
       } catch (err) {
         if (!this.stream || (err as { code?: string }).code !== "EAGAIN") throw err;
       }

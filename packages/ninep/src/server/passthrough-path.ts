@@ -8,7 +8,7 @@
 // after the walk, every operation re-checks its directory with `realpath` before acting, and
 // every open is verified afterwards through /proc/self/fd.
 
-import { constants } from "node:fs";
+import { constants, lstatSync, realpathSync } from "node:fs";
 import * as fsp from "node:fs/promises";
 import * as path from "node:path";
 import { Errno, FsError } from "../errors.js";
@@ -109,6 +109,27 @@ export class ExportRoot {
     if (rel.length === 0) return this.real;
     const dir = await this.checkedDir(rel.slice(0, -1));
     return path.join(dir, rel[rel.length - 1]!);
+  }
+
+  /** checkedDir with synchronous system calls (no thread-pool round trip). */
+  checkedDirSync(rel: readonly string[]): string {
+    const expected = this.hostPath(rel);
+    if (rel.length === 0) return expected;
+    const real = realpathSync.native(expected);
+    if (real !== expected) {
+      const parent = path.dirname(expected);
+      if (realpathSync.native(parent) === parent && lstatSync(expected).isSymbolicLink()) {
+        throw new FsError("not a directory", Errno.ENOTDIR);
+      }
+      throw escapeError();
+    }
+    return expected;
+  }
+
+  /** checkedPath with synchronous system calls. */
+  checkedPathSync(rel: readonly string[]): string {
+    if (rel.length === 0) return this.real;
+    return path.join(this.checkedDirSync(rel.slice(0, -1)), rel[rel.length - 1]!);
   }
 
   /**

@@ -27,6 +27,15 @@ export interface PassthroughOptions {
    * 9P2000.u and .L clients always see links as links.
    */
   followSymlinks?: boolean;
+  /**
+   * Reads of regular files, and the lstat (below the root also the realpath check) behind stat,
+   * getattr and setattr, run synchronously on the event loop instead of through libuv's thread
+   * pool. On a local file system whose data is cached that takes microseconds, where a thread-pool
+   * round trip per request costs several wake-ups: it is what makes small requests and bulk reads
+   * fast. On a slow or network file system a call that waits would stall every connection: set
+   * false there. Writes always go through the thread pool. Default true.
+   */
+  syncIo?: boolean;
   /** Alternative passwd/group files for names (tests). */
   passwdFile?: string;
   groupFile?: string;
@@ -70,6 +79,7 @@ export function passthrough(
         readOnly: opts.readOnly ?? false,
         locks: new LockTable(),
         followLinks9P: opts.followSymlinks ?? true,
+        syncIo: opts.syncIo ?? true,
       };
     })();
     // A root that is missing now may appear later: do not keep the failure.

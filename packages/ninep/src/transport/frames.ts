@@ -14,6 +14,12 @@ export interface FrameTransportHandlers {
    * when the peer sent something that cannot be framed.
    */
   onClose(err: Error | undefined): void;
+  /**
+   * Called after frames were handed to the stream (a bulk frame, or the small frames of one
+   * tick) when more than its high-water mark is still queued (the peer is not reading): a cue to
+   * stop producing until `drain()` resolves.
+   */
+  onBacklog?(): void;
 }
 
 export interface FrameTransportOptions {
@@ -22,6 +28,9 @@ export interface FrameTransportOptions {
   /** How the peer is named in error messages, e.g. "tcp!127.0.0.1!564". */
   label?: string;
 }
+
+/** Frames at least this large are written at once instead of being corked until the next tick. */
+const UNCORKED_FRAME = 16 * 1024;
 
 /** Frames over a Duplex. Knows nothing about tags or fids. */
 export class FrameTransport {
@@ -36,6 +45,7 @@ export class FrameTransport {
   #uncork = (): void => {
     this.#corked = false;
     this.stream.uncork();
+    if (this.#handlers.onBacklog && this.backlogged && !this.#closed) this.#handlers.onBacklog();
   };
 
   constructor(stream: Duplex, handlers: FrameTransportHandlers, opts: FrameTransportOptions) {
@@ -69,6 +79,16 @@ export class FrameTransport {
     return this.stream.writableNeedDrain;
   }
 
+  /**
+   * True when bytes are waiting in our write buffer because the peer is not taking them: more than
+   * the stream's high-water mark is still queued after the frames of this tick were handed to
+   * the OS. (While frames of the current tick are corked, nothing is counted as backlog.)
+   */
+  get backlogged(): boolean {
+    if (this.#corked) return false;
+    return this.stream.writableLength > this.stream.writableHighWaterMark;
+  }
+
   /** Resolves when the write buffer has drained (or the stream closed). */
   drain(): Promise<void> {
     if (!this.stream.writableNeedDrain || this.#closed) return Promise.resolve();
@@ -84,16 +104,27 @@ export class FrameTransport {
   }
 
   /** Writes one whole message. Throws MessageTooLargeError past msize, ConnectionError when closed. */
-  send(frame: Buffer): void {
+  send(frame: Buffer, written?: () => void): void {
     if (this.#closed || this.#ending) throw new ConnectionError(`connection to ${this.label} is closed`);
     if (frame.length > this.#maxSize) throw new MessageTooLargeError(frame.length, this.#maxSize);
+    if (frame.length >= UNCORKED_FRAME) {
+      // A bulk frame (a large Rread or Twrite) goes out now, with whatever small frames were
+      // corked before it: holding megabytes until the end of the tick only makes the peer wait.
+      if (this.#corked) {
+        this.#corked = false;
+        this.stream.uncork();
+      }
+      this.stream.write(frame, written);
+      if (this.#handlers.onBacklog && this.backlogged) this.#handlers.onBacklog();
+      return;
+    }
     // Messages sent in the same tick (a pipelined window) leave in one writev: fewer syscalls.
     if (!this.#corked) {
       this.#corked = true;
       this.stream.cork();
       process.nextTick(this.#uncork);
     }
-    this.stream.write(frame);
+    this.stream.write(frame, written);
   }
 
   /** Half-closes our side after pending writes; resolves when the stream has closed. */
