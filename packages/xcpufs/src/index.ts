@@ -4,6 +4,9 @@ export { main } from "./cli.js";
 export { XcpuError } from "./errors.js";
 export {
   CHALLENGE_SIZE,
+  decryptPasskey,
+  ed25519ToX25519,
+  encryptPasskey,
   type KeyKind,
   MAX_RESPONSE,
   type PublicKey,

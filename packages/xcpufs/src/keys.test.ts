@@ -1,6 +1,7 @@
 import { constants, generateKeyPairSync, privateDecrypt, randomBytes, sign } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import {
+  decryptPasskey,
   encryptPasskey,
   parsePublicKey,
   passkeyResponse,
@@ -57,8 +58,17 @@ describe("keys", () => {
     expect(raw[0]).toBe(0);
     expect(raw[1]).toBe(2);
     expect(raw.subarray(raw.indexOf(0, 2) + 1).toString()).toBe(pk);
-    expect(() => encryptPasskey(parsePublicKey(toOpenSshLine(ed.publicKey)), pk)).toThrow(
-      "passkey needs an RSA key",
-    );
+    expect(decryptPasskey(rsa.privateKey, enc)).toBe(pk);
+  });
+  it("encrypts passkeys for Ed25519 users through X25519", () => {
+    const pk = "fedcba9876543210fedcba9876543210";
+    const enc = encryptPasskey(parsePublicKey(toOpenSshLine(ed.publicKey)), pk);
+    expect(enc.length).toBe(80);
+    expect(decryptPasskey(ed.privateKey, enc)).toBe(pk);
+    // another key cannot open it, and tampering is detected
+    expect(() => decryptPasskey(generateKeyPairSync("ed25519").privateKey, enc)).toThrow();
+    const bad = Buffer.from(enc);
+    bad[40] = (bad[40] ?? 0) ^ 1;
+    expect(() => decryptPasskey(ed.privateKey, bad)).toThrow();
   });
 });

@@ -2,9 +2,16 @@
 
 import {
   constants,
+  createCipheriv,
+  createDecipheriv,
   createHash,
+  createPrivateKey,
   createPublicKey,
+  diffieHellman,
+  generateKeyPairSync,
+  hkdfSync,
   type KeyObject,
+  privateDecrypt,
   publicEncrypt,
   timingSafeEqual,
   verify,
@@ -142,15 +149,65 @@ export function verifyPasskey(challenge: Buffer, passkey: string, response: Buff
   return response.length === want.length && timingSafeEqual(want, response);
 }
 
+const P25519 = (1n << 255n) - 19n;
+
+function modPow(b: bigint, e: bigint, m: bigint): bigint {
+  let r = 1n;
+  let x = b % m;
+  let k = e;
+  while (k > 0n) {
+    if (k & 1n) r = (r * x) % m;
+    x = (x * x) % m;
+    k >>= 1n;
+  }
+  return r;
+}
+
+function leToBig(b: Buffer): bigint {
+  return BigInt(`0x${Buffer.from(b).reverse().toString("hex") || "0"}`);
+}
+
+function bigToLe(n: bigint): Buffer {
+  return Buffer.from(n.toString(16).padStart(64, "0"), "hex").reverse();
+}
+
+/** The X25519 public key of an Ed25519 public key (the birational map u = (1 + y) / (1 − y)). */
+export function ed25519ToX25519(pub: KeyObject): KeyObject {
+  const x = pub.export({ format: "jwk" }).x;
+  if (!x) throw new XcpuError("invalid key");
+  const raw = Buffer.from(x, "base64url");
+  raw[31] = (raw[31] ?? 0) & 0x7f;
+  const y = leToBig(raw) % P25519;
+  const u = ((1n + y) * modPow((1n - y + P25519) % P25519, P25519 - 2n, P25519)) % P25519;
+  return createPublicKey({
+    key: { kty: "OKP", crv: "X25519", x: bigToLe(u).toString("base64url") },
+    format: "jwk",
+  });
+}
+
+const PASSKEY_INFO = "xcpufs passkey";
+
 /**
- * Encrypt a passkey for its user with RSA PKCS#1 v1.5, block by block (block payload = modulus
- * size − 12 bytes), as the original `passkey` file does. Each block is modulus-size bytes long.
+ * Encrypt a passkey for its user.
+ * - RSA: RSAES-PKCS1-v1_5 block by block (payload ≤ modulus size − 12 bytes per block), as the
+ *   original `passkey` file does; each block is modulus-size bytes long.
+ * - Ed25519 (extension): ephemeral X25519 agreement with the user's key mapped to X25519,
+ *   HKDF-SHA256 (salt = ephemeral public key, info "xcpufs passkey") → AES-256-GCM with a zero
+ *   nonce. Output: ephemeral public key (32) ‖ ciphertext (32) ‖ tag (16) = 80 bytes.
  */
 export function encryptPasskey(pub: PublicKey, passkey: string): Buffer {
-  if (pub.kind !== "rsa") throw new XcpuError("passkey needs an RSA key");
+  const data = Buffer.from(passkey, "latin1");
+  if (pub.kind === "ed25519") {
+    const eph = generateKeyPairSync("x25519");
+    const shared = diffieHellman({ privateKey: eph.privateKey, publicKey: ed25519ToX25519(pub.key) });
+    const ephRaw = Buffer.from(eph.publicKey.export({ format: "jwk" }).x as string, "base64url");
+    const key = Buffer.from(hkdfSync("sha256", shared, ephRaw, PASSKEY_INFO, 32));
+    const c = createCipheriv("aes-256-gcm", key, Buffer.alloc(12));
+    const ct = Buffer.concat([c.update(data), c.final()]);
+    return Buffer.concat([ephRaw, ct, c.getAuthTag()]);
+  }
   const bits = pub.key.asymmetricKeyDetails?.modulusLength ?? 2048;
   const block = Math.ceil(bits / 8) - 12;
-  const data = Buffer.from(passkey, "latin1");
   const out: Buffer[] = [];
   for (let i = 0; i < data.length; i += block) {
     out.push(
@@ -158,4 +215,46 @@ export function encryptPasskey(pub: PublicKey, passkey: string): Buffer {
     );
   }
   return Buffer.concat(out);
+}
+
+/**
+ * The client side: decrypt what the `passkey` file returned, with the user's private key (RSA or
+ * Ed25519). RSA blocks are unpadded by hand because Node refuses PKCS#1 v1.5 private decryption.
+ */
+export function decryptPasskey(privateKey: KeyObject, data: Buffer): string {
+  if (privateKey.asymmetricKeyType === "ed25519") {
+    if (data.length !== 80) throw new XcpuError("invalid passkey data");
+    const d = privateKey.export({ format: "jwk" }).d;
+    if (!d) throw new XcpuError("invalid key");
+    const scalar = createHash("sha512").update(Buffer.from(d, "base64url")).digest().subarray(0, 32);
+    scalar[0] = (scalar[0] ?? 0) & 248;
+    scalar[31] = ((scalar[31] ?? 0) & 127) | 64;
+    const xpriv = createPrivateKey({
+      key: Buffer.concat([Buffer.from("302e020100300506032b656e04220420", "hex"), scalar]),
+      format: "der",
+      type: "pkcs8",
+    });
+    const ephRaw = data.subarray(0, 32);
+    const ephPub = createPublicKey({
+      key: { kty: "OKP", crv: "X25519", x: ephRaw.toString("base64url") },
+      format: "jwk",
+    });
+    const shared = diffieHellman({ privateKey: xpriv, publicKey: ephPub });
+    const key = Buffer.from(hkdfSync("sha256", shared, ephRaw, PASSKEY_INFO, 32));
+    const dc = createDecipheriv("aes-256-gcm", key, Buffer.alloc(12));
+    dc.setAuthTag(data.subarray(64, 80));
+    return Buffer.concat([dc.update(data.subarray(32, 64)), dc.final()]).toString("latin1");
+  }
+  const k = (privateKey.asymmetricKeyDetails?.modulusLength ?? 2048) / 8;
+  let out = "";
+  for (let i = 0; i < data.length; i += k) {
+    const raw = privateDecrypt(
+      { key: privateKey, padding: constants.RSA_NO_PADDING },
+      data.subarray(i, i + k),
+    );
+    const sep = raw.indexOf(0, 2);
+    if (raw[0] !== 0 || raw[1] !== 2 || sep < 10) throw new XcpuError("invalid passkey data");
+    out += raw.subarray(sep + 1).toString("latin1");
+  }
+  return out;
 }

@@ -90,10 +90,15 @@ describe("authentication", () => {
     await expect(login(h.address, { uname: "alice", uid: 5001, raw: Buffer.alloc(20, 7) })).rejects.toThrow(
       "authentication failed",
     );
-    // Ed25519 users cannot receive an encrypted passkey
+    // Ed25519 users get theirs encrypted through X25519 (80 bytes)
     const c = await login(h.address, { uname: "carol", uid: 5003, key: carol.privateKey });
-    await expect(c.readFile("passkey")).rejects.toThrow("passkey needs an RSA key");
+    const edEnc = await c.readFile("passkey");
+    expect(edEnc.length).toBe(80);
+    const edPk = decryptPasskey(carol.privateKey, edEnc);
+    expect(edPk).toMatch(/^[0-9a-f]{32}$/);
     await c.close();
+    const c2 = await login(h.address, { uname: "carol", uid: 5003, passkey: edPk });
+    await c2.close();
   });
   it("keeps users out of each other's sessions", async () => {
     const a = await login(h.address, { uname: "alice", uid: 5001, key: alice.privateKey });

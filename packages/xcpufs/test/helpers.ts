@@ -1,6 +1,6 @@
 // Test helpers: keys, authenticated mounts, running a job through the session files.
 
-import { constants, generateKeyPairSync, type KeyObject, privateDecrypt, sign } from "node:crypto";
+import { generateKeyPairSync, type KeyObject, sign } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
 import { type Fid, type Fsys, mount } from "@clustermatic/ninep/client";
 import { OREAD, OTRUNC, OWRITE } from "@clustermatic/ninep/codec";
@@ -49,17 +49,7 @@ export function login(address: string, who: Login): Promise<Fsys> {
   });
 }
 
-/** Decrypt a passkey read from the `passkey` file (RSA PKCS#1 v1.5, no library padding support needed). */
-export function decryptPasskey(key: KeyObject, data: Buffer): string {
-  const k = (key.asymmetricKeyDetails?.modulusLength ?? 2048) / 8;
-  let out = "";
-  for (let i = 0; i < data.length; i += k) {
-    const raw = privateDecrypt({ key, padding: constants.RSA_NO_PADDING }, data.subarray(i, i + k));
-    if (raw[0] !== 0 || raw[1] !== 2) throw new Error("bad padding");
-    out += raw.subarray(raw.indexOf(0, 2) + 1).toString("latin1");
-  }
-  return out;
-}
+export { decryptPasskey } from "../src/keys.js";
 
 export async function readAll(fid: Fid, count = 8192): Promise<Buffer> {
   const parts: Buffer[] = [];

@@ -12,6 +12,7 @@ import { fanout, startXcpufs, type XcpufsHandle } from "../src/index.js";
 import {
   cmd,
   decryptPasskey,
+  edKey,
   type KeyPair,
   login,
   openJob,
@@ -154,6 +155,21 @@ describe("tree spawn", () => {
     );
     // the copies used the passkeys once: the nodes' connections are gone and no session remains
     await until(() => handles.every((h) => h.xcpufs.sessions.size === 0), 30_000);
+  }, 120_000);
+
+  it("works for an Ed25519 user (passkeys through X25519)", async () => {
+    const erin = edKey();
+    const three = handles.slice(0, 3);
+    for (const h of three) {
+      const fs = await login(h.address, { uname: "xcpu-admin", uid: 65530, key: admin.privateKey });
+      await cmd(fs, "ctl", `user-add erin 6002 users '${erin.line}'\n`);
+      await fs.close();
+    }
+    await treeJob(
+      three.map((h) => h.address),
+      { uname: "erin", uid: 6002, key: erin },
+      1,
+    );
   }, 120_000);
 
   it("reports a child that cannot be reached", async () => {
