@@ -76,17 +76,68 @@ interface OpenState {
   lsnap?: Dirent[];
 }
 
-/** One in-flight request. */
-interface Req {
-  readonly tag: number;
-  readonly type: number;
-  readonly controller: AbortController;
+/**
+ * One in-flight request. Its AbortController and its completion promise are made only when
+ * something asks for them (a handler reading ctx.signal, a Tflush, a fid gate): most requests
+ * never need either.
+ */
+class Req {
   /** A Tflush named this request: drop an error reply (the client gets Rflush instead). */
-  flushRequested: boolean;
+  flushRequested = false;
   /** No reply may be sent any more (flushed and given up on, Tversion, disconnect). */
-  dead: boolean;
-  readonly done: Promise<void>;
-  settle: () => void;
+  dead = false;
+  #ctl: AbortController | undefined;
+  #aborted = false;
+  #reason: unknown;
+  #settled = false;
+  #done: Promise<void> | undefined;
+  #resolve: (() => void) | undefined;
+
+  constructor(
+    readonly tag: number,
+    readonly type: number,
+  ) {}
+
+  /** Aborted by abort(). */
+  get signal(): AbortSignal {
+    if (!this.#ctl) {
+      this.#ctl = new AbortController();
+      if (this.#aborted) this.#ctl.abort(this.#reason);
+    }
+    return this.#ctl.signal;
+  }
+
+  get aborted(): boolean {
+    return this.#aborted;
+  }
+
+  get reason(): unknown {
+    return this.#reason;
+  }
+
+  abort(reason: unknown): void {
+    if (this.#aborted) return;
+    this.#aborted = true;
+    this.#reason = reason;
+    this.#ctl?.abort(reason);
+  }
+
+  /** Settles once the request has finished (replied, failed or dropped). */
+  get done(): Promise<void> {
+    if (!this.#done) {
+      this.#done = this.#settled
+        ? Promise.resolve()
+        : new Promise<void>((r) => {
+            this.#resolve = r;
+          });
+    }
+    return this.#done;
+  }
+
+  settle(): void {
+    this.#settled = true;
+    this.#resolve?.();
+  }
 }
 
 /** What a request handler produces: a reply plus effects applied only if the reply is sent. */
@@ -295,19 +346,7 @@ export class ServerConnection {
       this.#sendError(t.tag, new FsError(Ename.UnknownMessage, Errno.ENOSYS));
       return;
     }
-    let settle!: () => void;
-    const done = new Promise<void>((r) => {
-      settle = r;
-    });
-    const req: Req = {
-      tag: t.tag,
-      type: t.type,
-      controller: new AbortController(),
-      flushRequested: false,
-      dead: false,
-      done,
-      settle,
-    };
+    const req = new Req(t.tag, t.type);
     this.#inflight.set(t.tag, req);
     // Per-fid ordering: a request naming a fid waits for earlier requests that create or change
     // that fid (attach, walk to newfid, open, create, clunk…), so a client may pipeline
@@ -319,18 +358,19 @@ export class ServerConnection {
       const g = this.#fidGates.get(f);
       if (g) (waitFor ??= []).push(g);
     }
-    for (const f of changes) {
-      const g = this.#fidGates.get(f);
-      if (g) (waitFor ??= []).push(g);
-      this.#fidGates.set(f, done);
-    }
     if (changes.length > 0) {
+      const done = req.done;
+      for (const f of changes) {
+        const g = this.#fidGates.get(f);
+        if (g) (waitFor ??= []).push(g);
+        this.#fidGates.set(f, done);
+      }
       void done.then(() => {
         for (const f of changes) if (this.#fidGates.get(f) === done) this.#fidGates.delete(f);
       });
     }
     const run = (): Promise<Outcome> => {
-      if (req.controller.signal.aborted) return Promise.reject(req.controller.signal.reason);
+      if (req.aborted) return Promise.reject(req.reason);
       try {
         return handler(t, req);
       } catch (err) {
@@ -520,7 +560,7 @@ export class ServerConnection {
   async #resetSession(why: string): Promise<void> {
     for (const req of this.#inflight.values()) {
       req.dead = true;
-      req.controller.abort(new FsError(Ename.Interrupted, Errno.EINTR));
+      req.abort(new FsError(Ename.Interrupted, Errno.EINTR));
     }
     this.#inflight.clear();
     this.#fidGates.clear();
@@ -624,6 +664,20 @@ export class ServerConnection {
   }
 
   // ---- helpers ------------------------------------------------------------------------------
+
+  /** The context of a request: its signal (made on first use) follows the request's abort. */
+  #reqCtx(user: Identity, req: Req): RequestContext {
+    return {
+      get signal() {
+        return req.signal;
+      },
+      user,
+      dialect: this.#dialect ?? Dialect.P2000,
+      msize: this.#msize,
+      iounit: this.#msize - IOHDRSZ,
+      connection: this.info,
+    };
+  }
 
   #ctx(user: Identity, signal: AbortSignal): RequestContext {
     return {
@@ -752,7 +806,7 @@ export class ServerConnection {
     fid.opening = true;
     let file: OpenFile;
     try {
-      file = await doOpen(this.#ctx(fid.user, req.controller.signal));
+      file = await doOpen(this.#reqCtx(fid.user, req));
     } catch (e) {
       if (exclKey !== undefined) this.#core.exclRelease(exclKey);
       throw e;
@@ -844,7 +898,7 @@ export class ServerConnection {
       const backend = this.#core.backend;
       if (!backend.auth) throw new FsError(`${this.#core.name}: ${Ename.NoAuth}`, Errno.EOPNOTSUPP);
       this.#checkNewFid(msg.afid);
-      const auth = await backend.auth(user, this.#ctx(user, req.controller.signal));
+      const auth = await backend.auth(user, this.#reqCtx(user, req));
       const fid: Fid = {
         num: msg.afid,
         node: undefined,
@@ -882,7 +936,7 @@ export class ServerConnection {
         if (!af.auth.authenticated(user)) throw new FsError(Ename.AuthFailed, Errno.EACCES);
         auth = af.auth;
       }
-      const root = await this.#core.backend.attach({ ...user, auth }, this.#ctx(user, req.controller.signal));
+      const root = await this.#core.backend.attach({ ...user, auth }, this.#reqCtx(user, req));
       const fid: Fid = {
         num: msg.fid,
         node: root,
@@ -908,7 +962,7 @@ export class ServerConnection {
       // FL2: not pending → Rflush at once.
       if (old && old !== req) {
         old.flushRequested = true;
-        old.controller.abort(new FsError(Ename.Interrupted, Errno.EINTR));
+        old.abort(new FsError(Ename.Interrupted, Errno.EINTR));
         // FL3: the aborted request answers (success) or goes silent before our Rflush. A handler
         // that ignores its signal is given up on after flushTimeoutMs: its reply is then dropped.
         const late = await Promise.race([
@@ -934,7 +988,7 @@ export class ServerConnection {
       if (fid.open || fid.opening) throw new FsError(Ename.AlreadyOpen, Errno.EBADF);
       if (msg.newfid !== msg.fid) this.#checkNewFid(msg.newfid);
       if (msg.wname.length > MAXWELEM) throw new FsError("too many names in walk", Errno.EINVAL); // W5
-      const ctx = this.#ctx(fid.user, req.controller.signal);
+      const ctx = this.#reqCtx(fid.user, req);
       let cur = fid.node;
       const wqid: Qid[] = [];
       let failure: unknown;
@@ -946,7 +1000,7 @@ export class ServerConnection {
           } else {
             if (name === "" || name.includes("/")) throw new FsError(Ename.NotFound, Errno.ENOENT);
             if (!cur.walk1) throw new FsError(Ename.NotFound, Errno.ENOENT);
-            if (req.controller.signal.aborted) throw req.controller.signal.reason;
+            if (req.aborted) throw req.reason;
             cur = await cur.walk1(name, ctx);
           }
           wqid.push(cur.qid);
@@ -1032,7 +1086,7 @@ export class ServerConnection {
       try {
         created = await node.create(
           { name: msg.name, perm: msg.perm, mode, extension, linkTarget },
-          this.#ctx(fid.user, req.controller.signal),
+          this.#reqCtx(fid.user, req),
         );
       } finally {
         fid.opening = false;
@@ -1048,7 +1102,7 @@ export class ServerConnection {
       const msg = m as Extract<TMessage, { type: 116 }>;
       const fid = this.#fid(msg.fid);
       const count = Math.min(msg.count, this.#msize - IOHDRSZ); // R4
-      const ctx = this.#ctx(fid.user, req.controller.signal);
+      const ctx = this.#reqCtx(fid.user, req);
       if (fid.auth) {
         const data = await fid.auth.read(msg.offset, count, ctx);
         return { reply: { type: MsgType.Rread, data: clip(data, count) } };
@@ -1090,7 +1144,7 @@ export class ServerConnection {
     [MsgType.Twrite]: async (m, req) => {
       const msg = m as Extract<TMessage, { type: 118 }>;
       const fid = this.#fid(msg.fid);
-      const ctx = this.#ctx(fid.user, req.controller.signal);
+      const ctx = this.#reqCtx(fid.user, req);
       if (fid.auth) {
         const n = await fid.auth.write(msg.offset, msg.data, ctx);
         return { reply: { type: MsgType.Rwrite, count: Math.min(n, msg.data.length) } };
@@ -1119,7 +1173,7 @@ export class ServerConnection {
       const fid = this.#fid(msg.fid);
       // C2: Tremove clunks the fid even if the removal fails.
       this.#fids.delete(msg.fid);
-      const ctx = this.#ctx(fid.user, req.controller.signal);
+      const ctx = this.#reqCtx(fid.user, req);
       let failure: unknown;
       if (!fid.node) failure = new FsError(Ename.RemoveProhibited, Errno.EPERM);
       const open = fid.open;
@@ -1166,7 +1220,7 @@ export class ServerConnection {
         return { reply: { type: MsgType.Rstat, stat } };
       }
       const node = fid.node!;
-      const stat = { ...(await node.stat(this.#ctx(fid.user, req.controller.signal))) };
+      const stat = { ...(await node.stat(this.#reqCtx(fid.user, req))) };
       if (node.qid.path === fid.rootPath) stat.name = "/"; // S1
       return { reply: { type: MsgType.Rstat, stat } };
     },
@@ -1176,7 +1230,7 @@ export class ServerConnection {
       const fid = this.#fileFid(msg.fid);
       const node = fid.node;
       const changes = wstatChanges(msg.stat, (node.qid.type & QTDIR) !== 0);
-      const ctx = this.#ctx(fid.user, req.controller.signal);
+      const ctx = this.#reqCtx(fid.user, req);
       if (Object.keys(changes).length === 0) {
         // S3: all "don't touch" = commit to stable storage.
         await node.sync?.(ctx);
@@ -1193,7 +1247,7 @@ export class ServerConnection {
       const msg = m as Extract<TMessage, { type: 8 }>;
       const fid = this.#fileFid(msg.fid);
       if (!fid.node.statfs) throw notSupported();
-      const r = await fid.node.statfs(this.#ctx(fid.user, req.controller.signal));
+      const r = await fid.node.statfs(this.#reqCtx(fid.user, req));
       return { reply: { type: MsgType.Rstatfs, ...r } };
     },
 
@@ -1227,7 +1281,7 @@ export class ServerConnection {
       this.#checkName(msg.name);
       const node = fid.node;
       const access = msg.flags & L_O.ACCMODE;
-      const ctx = this.#ctx(fid.user, req.controller.signal);
+      const ctx = this.#reqCtx(fid.user, req);
       fid.opening = true;
       let created: { node: Node; file: OpenFile };
       try {
@@ -1258,12 +1312,7 @@ export class ServerConnection {
       const fid = this.#fileFid(msg.fid);
       this.#checkName(msg.name);
       if (!fid.node.symlink) throw notSupported();
-      const n = await fid.node.symlink(
-        msg.name,
-        msg.symtgt,
-        msg.gid,
-        this.#ctx(fid.user, req.controller.signal),
-      );
+      const n = await fid.node.symlink(msg.name, msg.symtgt, msg.gid, this.#reqCtx(fid.user, req));
       return { reply: { type: MsgType.Rsymlink, qid: n.qid } };
     },
 
@@ -1278,7 +1327,7 @@ export class ServerConnection {
         msg.major,
         msg.minor,
         msg.gid,
-        this.#ctx(fid.user, req.controller.signal),
+        this.#reqCtx(fid.user, req),
       );
       return { reply: { type: MsgType.Rmknod, qid: n.qid } };
     },
@@ -1289,7 +1338,7 @@ export class ServerConnection {
       const dir = this.#fileFid(msg.dfid);
       this.#checkName(msg.name);
       if (!fid.node.rename) throw notSupported();
-      await fid.node.rename(dir.node, msg.name, this.#ctx(fid.user, req.controller.signal));
+      await fid.node.rename(dir.node, msg.name, this.#reqCtx(fid.user, req));
       return { reply: { type: MsgType.Rrename } };
     },
 
@@ -1297,14 +1346,14 @@ export class ServerConnection {
       const msg = m as Extract<TMessage, { type: 22 }>;
       const fid = this.#fileFid(msg.fid);
       if (!fid.node.readlink) throw notSupported();
-      const target = await fid.node.readlink(this.#ctx(fid.user, req.controller.signal));
+      const target = await fid.node.readlink(this.#reqCtx(fid.user, req));
       return { reply: { type: MsgType.Rreadlink, target } };
     },
 
     [MsgType.Tgetattr]: async (m, req) => {
       const msg = m as Extract<TMessage, { type: 24 }>;
       const fid = this.#fileFid(msg.fid);
-      const ctx = this.#ctx(fid.user, req.controller.signal);
+      const ctx = this.#reqCtx(fid.user, req);
       const attr = fid.node.getattr
         ? await fid.node.getattr(msg.request_mask, ctx)
         : attrFromStat(await fid.node.stat(ctx));
@@ -1316,7 +1365,7 @@ export class ServerConnection {
       const fid = this.#fileFid(msg.fid);
       if (!fid.node.setattr) throw notSupported();
       const { type: _t, tag: _g, fid: _f, ...attr } = msg;
-      await fid.node.setattr(attr, this.#ctx(fid.user, req.controller.signal));
+      await fid.node.setattr(attr, this.#reqCtx(fid.user, req));
       return { reply: { type: MsgType.Rsetattr } };
     },
 
@@ -1325,7 +1374,7 @@ export class ServerConnection {
       const fid = this.#fileFid(msg.fid);
       if (msg.newfid !== msg.fid) this.#checkNewFid(msg.newfid);
       if (!fid.node.xattrwalk) throw notSupported();
-      const { size, file } = await fid.node.xattrwalk(msg.name, this.#ctx(fid.user, req.controller.signal));
+      const { size, file } = await fid.node.xattrwalk(msg.name, this.#reqCtx(fid.user, req));
       const node = fid.node;
       return {
         reply: { type: MsgType.Rxattrwalk, size },
@@ -1360,7 +1409,7 @@ export class ServerConnection {
         msg.name,
         msg.attr_size,
         msg.flags,
-        this.#ctx(fid.user, req.controller.signal),
+        this.#reqCtx(fid.user, req),
       );
       return {
         reply: { type: MsgType.Rxattrcreate },
@@ -1387,7 +1436,7 @@ export class ServerConnection {
       if (!open) throw new FsError(Ename.NotOpen, Errno.EBADF);
       if (!open.isDir) throw new FsError(Ename.NotDir, Errno.ENOTDIR);
       const count = Math.min(msg.count, this.#msize - IOHDRSZ);
-      const ctx = this.#ctx(fid.user, req.controller.signal);
+      const ctx = this.#reqCtx(fid.user, req);
       let entries: Dirent[];
       if (open.file.readdir) {
         entries = await open.file.readdir(msg.offset, count, ctx);
@@ -1418,7 +1467,7 @@ export class ServerConnection {
     [MsgType.Tfsync]: async (m, req) => {
       const msg = m as Extract<TMessage, { type: 50 }>;
       const fid = this.#fileFid(msg.fid);
-      await fid.open?.file.fsync?.(msg.datasync !== 0, this.#ctx(fid.user, req.controller.signal));
+      await fid.open?.file.fsync?.(msg.datasync !== 0, this.#reqCtx(fid.user, req));
       return { reply: { type: MsgType.Rfsync } };
     },
 
@@ -1428,7 +1477,7 @@ export class ServerConnection {
       const file = fid.open?.file;
       if (!file?.lock) throw notSupported();
       const { type: _t, tag: _g, fid: _f, ...lk } = msg;
-      const status = await file.lock(lk, this.#ctx(fid.user, req.controller.signal));
+      const status = await file.lock(lk, this.#reqCtx(fid.user, req));
       return { reply: { type: MsgType.Rlock, status } };
     },
 
@@ -1438,7 +1487,7 @@ export class ServerConnection {
       const file = fid.open?.file;
       if (!file?.getlock) throw notSupported();
       const { type: _t, tag: _g, fid: _f, ...lk } = msg;
-      const r = await file.getlock(lk, this.#ctx(fid.user, req.controller.signal));
+      const r = await file.getlock(lk, this.#reqCtx(fid.user, req));
       return { reply: { type: MsgType.Rgetlock, ...r } };
     },
 
@@ -1448,7 +1497,7 @@ export class ServerConnection {
       const target = this.#fileFid(msg.fid);
       this.#checkName(msg.name);
       if (!dir.node.link) throw notSupported();
-      await dir.node.link(target.node, msg.name, this.#ctx(dir.user, req.controller.signal));
+      await dir.node.link(target.node, msg.name, this.#reqCtx(dir.user, req));
       return { reply: { type: MsgType.Rlink } };
     },
 
@@ -1456,7 +1505,7 @@ export class ServerConnection {
       const msg = m as Extract<TMessage, { type: 72 }>;
       const dir = this.#fileFid(msg.dfid);
       this.#checkName(msg.name);
-      const ctx = this.#ctx(dir.user, req.controller.signal);
+      const ctx = this.#reqCtx(dir.user, req);
       const node = dir.node;
       let qid: Qid;
       if (node.mkdir) qid = (await node.mkdir(msg.name, msg.mode, msg.gid, ctx)).qid;
@@ -1479,12 +1528,7 @@ export class ServerConnection {
       this.#checkName(msg.oldname);
       this.#checkName(msg.newname);
       if (!olddir.node.renameat) throw notSupported();
-      await olddir.node.renameat(
-        msg.oldname,
-        newdir.node,
-        msg.newname,
-        this.#ctx(olddir.user, req.controller.signal),
-      );
+      await olddir.node.renameat(msg.oldname, newdir.node, msg.newname, this.#reqCtx(olddir.user, req));
       return { reply: { type: MsgType.Rrenameat } };
     },
 
@@ -1492,7 +1536,7 @@ export class ServerConnection {
       const msg = m as Extract<TMessage, { type: 76 }>;
       const dir = this.#fileFid(msg.dirfd);
       this.#checkName(msg.name);
-      const ctx = this.#ctx(dir.user, req.controller.signal);
+      const ctx = this.#reqCtx(dir.user, req);
       const node = dir.node;
       if (node.unlinkat) await node.unlinkat(msg.name, msg.flags, ctx);
       else if (node.walk1) {
