@@ -1,11 +1,14 @@
 // Throughput and latency of the ninep client against our passthrough server (in a child process,
 // so client and server do not share an event loop) and against diod, on loopback:
 // bulk read and write at msize 8 KiB, 64 KiB and 1 MiB, stat round trips, and server memory per
-// idle connection. BENCH_MB sets the file size (default 256).
+// idle connection. Besides wall-clock rates (noisy on a shared machine) each row gives the CPU
+// time the server process spent per GiB moved (utime + stime from /proc/PID/stat), which depends
+// far less on what else the machine is doing. BENCH_MB sets the file size (default 256),
+// BENCH_WINDOW the reads/writes in flight (16), BENCH_STATS the stat round trips (2000).
 
 import { type ChildProcess, spawn } from "node:child_process";
 import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { cpus, loadavg, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -51,6 +54,13 @@ async function startOurs(dir: string): Promise<Peer> {
   };
 }
 
+/** CPU seconds (user + system) used so far by process `pid`; /proc counts in 1/100 s. */
+async function cpuSeconds(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, "utf8");
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(f[11]) + Number(f[12])) / 100;
+}
+
 async function rssKiB(pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, "utf8");
   return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? Number.NaN);
@@ -93,7 +103,11 @@ async function timeWrite(fs: Fsys, path: string, size: number, window: number): 
   return performance.now() - t0;
 }
 
-async function statLatency(fs: Fsys, path: string, n: number): Promise<{ median: number; p99: number }> {
+async function statLatency(
+  fs: Fsys,
+  path: string,
+  n: number,
+): Promise<{ median: number; p99: number; times: number[] }> {
   const fid = await fs.walk(path);
   const times: number[] = [];
   for (let i = 0; i < n; i++) {
@@ -103,7 +117,11 @@ async function statLatency(fs: Fsys, path: string, n: number): Promise<{ median:
   }
   await fid.clunk();
   times.sort((a, b) => a - b);
-  return { median: (times[Math.floor(n / 2)] ?? 0) * 1000, p99: (times[Math.floor(n * 0.99)] ?? 0) * 1000 };
+  return {
+    median: (times[Math.floor(n / 2)] ?? 0) * 1000,
+    p99: (times[Math.floor(n * 0.99)] ?? 0) * 1000,
+    times,
+  };
 }
 
 async function idleRss(peer: Peer, root: string, count: number): Promise<number> {
@@ -125,9 +143,11 @@ export async function run(): Promise<void> {
   const mb = Number(process.env.BENCH_MB ?? 256);
   const size = mb * 1024 * 1024;
   const window = Number(process.env.BENCH_WINDOW ?? 16);
+  const nstats = Number(process.env.BENCH_STATS ?? 2000);
   const dir = await mkdtemp(join(tmpdir(), "ninep-bench-"));
   await chmod(dir, 0o777);
   const peers: Peer[] = [];
+  const load0 = loadavg()[0] ?? 0;
   try {
     const block = Buffer.alloc(1024 * 1024);
     for (let i = 0; i < block.length; i += 4) block.writeUInt32LE((i * 2654435761) >>> 0, i);
@@ -140,10 +160,25 @@ export async function run(): Promise<void> {
       const d = await startDiod(dir);
       peers.push({ name: "diod", address: d.address, pid: d.child.pid as number, stop: d.stop });
     }
+    const gib = size / 2 ** 30;
+    // Measured first, while both servers are fresh (bulk transfers leave buffers and garbage behind).
+    const idle = new Map<string, number>();
+    for (const p of peers) idle.set(p.name, await idleRss(p, dir, 200));
 
-    console.log(`\nninep client throughput on loopback, ${mb} MiB file, 9P2000.L, window ${window}`);
+    console.log(
+      `\nninep client throughput on loopback, ${mb} MiB file, 9P2000.L, ${window} in flight` +
+        `\n(MB/s = MiB/s wall clock; CPU s/GiB = server process CPU time per GiB moved; the two servers` +
+        `\nalternate row by row in the same run)`,
+    );
     const rows: string[][] = [
-      ["op", "msize asked", ...peers.flatMap((p) => [`${p.name} msize`, `${p.name} MB/s`]), "ours/diod"],
+      [
+        "op",
+        "msize",
+        ...peers.map((p) => `${p.name} MB/s`),
+        "ours/diod",
+        ...peers.map((p) => `${p.name} CPU s/GiB`),
+        "msize used",
+      ],
     ];
     for (const [label, msize] of [
       ["8 KiB", 8192 + 24],
@@ -151,10 +186,12 @@ export async function run(): Promise<void> {
       ["1 MiB", 1048576 + 24],
     ] as const) {
       for (const op of ["read", "write"] as const) {
-        const row: string[] = [op, label];
         const rates: number[] = [];
+        const cpus: string[] = [];
+        const used: string[] = [];
         for (const p of peers) {
           const fs = await mount(p.address, msize, dir);
+          const cpu0 = await cpuSeconds(p.pid);
           let rate: number;
           if (op === "read") {
             const r = await timeRead(fs, "src.bin", window);
@@ -162,33 +199,49 @@ export async function run(): Promise<void> {
             rate = mbps(r.bytes, r.ms);
           } else {
             rate = mbps(size, await timeWrite(fs, `dst-${p.name}.bin`, size, window));
-            await fs.remove(`dst-${p.name}.bin`);
           }
-          row.push(String(fs.client.msize), rate.toFixed(1));
+          cpus.push((((await cpuSeconds(p.pid)) - cpu0) / gib).toFixed(2));
+          if (op === "write") await fs.remove(`dst-${p.name}.bin`);
+          used.push(String(fs.client.msize));
           rates.push(rate);
           await fs.close();
         }
-        row.push(rates.length === 2 ? ((rates[0] as number) / (rates[1] as number)).toFixed(2) : "-");
-        rows.push(row);
+        rows.push([
+          op,
+          label,
+          ...rates.map((r) => r.toFixed(1)),
+          rates.length === 2 ? ((rates[0] as number) / (rates[1] as number)).toFixed(2) : "-",
+          ...cpus,
+          used.join("/"),
+        ]);
       }
     }
     printTable(rows);
 
-    console.log("\nstat round trip (Tgetattr on an open connection, 2000 sequential calls)");
-    const lat: string[][] = [["server", "median µs", "p99 µs"]];
+    console.log(
+      `\nstat round trip (Tgetattr on an open connection, ${nstats} sequential calls after 200 warm-up;` +
+        "\nCPU µs/call = server process CPU time per call)",
+    );
+    const lat: string[][] = [["server", "median µs", "p99 µs", "CPU µs/call"]];
     for (const p of peers) {
       const fs = await mount(p.address, 65536 + 24, dir);
       await statLatency(fs, "src.bin", 200); // warm-up
-      const l = await statLatency(fs, "src.bin", 2000);
-      lat.push([p.name, l.median.toFixed(0), l.p99.toFixed(0)]);
+      const cpu0 = await cpuSeconds(p.pid);
+      const l = await statLatency(fs, "src.bin", nstats);
+      const cpu = (await cpuSeconds(p.pid)) - cpu0;
+      lat.push([p.name, l.median.toFixed(0), l.p99.toFixed(0), ((cpu / nstats) * 1e6).toFixed(0)]);
       await fs.close();
     }
     printTable(lat);
 
-    console.log("\nserver RSS per idle connection (200 connections, each attached)");
+    console.log("\nserver RSS per idle connection (200 connections, each attached; fresh server)");
     const mem: string[][] = [["server", "bytes/connection"]];
-    for (const p of peers) mem.push([p.name, (await idleRss(p, dir, 200)).toFixed(0)]);
+    for (const p of peers) mem.push([p.name, (idle.get(p.name) ?? Number.NaN).toFixed(0)]);
     printTable(mem);
+    console.log(
+      `\nload average (1 min) ${load0.toFixed(1)} at the start, ${(loadavg()[0] ?? 0).toFixed(1)} at the end, ` +
+        `${cpus().length} CPUs`,
+    );
   } finally {
     for (const p of peers) await p.stop();
     await rm(dir, { recursive: true, force: true });
