@@ -124,15 +124,24 @@ async function statLatency(
   };
 }
 
+/**
+ * RSS growth per idle attached connection: one round of `count` connections first (so that code
+ * compiled and memory reserved on first use is not counted), then `count` more kept open.
+ */
 async function idleRss(peer: Peer, root: string, count: number): Promise<number> {
-  await new Promise((r) => setTimeout(r, 300));
+  const open = async (): Promise<Client[]> => {
+    const clients: Client[] = [];
+    for (let i = 0; i < count; i++) {
+      const c = await Client.connect(peer.address, { version: "9P2000.L", msize: 65536 + 24 });
+      await c.attach("root", root);
+      clients.push(c);
+    }
+    return clients;
+  };
+  for (const c of await open()) c.destroy();
+  await new Promise((r) => setTimeout(r, 500));
   const before = await rssKiB(peer.pid);
-  const clients: Client[] = [];
-  for (let i = 0; i < count; i++) {
-    const c = await Client.connect(peer.address, { version: "9P2000.L", msize: 65536 + 24 });
-    await c.attach("root", root);
-    clients.push(c);
-  }
+  const clients = await open();
   await new Promise((r) => setTimeout(r, 500));
   const after = await rssKiB(peer.pid);
   for (const c of clients) c.destroy();
@@ -161,7 +170,7 @@ export async function run(): Promise<void> {
       peers.push({ name: "diod", address: d.address, pid: d.child.pid as number, stop: d.stop });
     }
     const gib = size / 2 ** 30;
-    // Measured first, while both servers are fresh (bulk transfers leave buffers and garbage behind).
+    // Measured first: bulk transfers leave buffers and garbage behind that blur the figure.
     const idle = new Map<string, number>();
     for (const p of peers) idle.set(p.name, await idleRss(p, dir, 200));
 
@@ -234,7 +243,7 @@ export async function run(): Promise<void> {
     }
     printTable(lat);
 
-    console.log("\nserver RSS per idle connection (200 connections, each attached; fresh server)");
+    console.log("\nserver RSS per idle connection (200 attached connections, after a first round of 200)");
     const mem: string[][] = [["server", "bytes/connection"]];
     for (const p of peers) mem.push([p.name, (idle.get(p.name) ?? Number.NaN).toFixed(0)]);
     printTable(mem);
