@@ -10,8 +10,8 @@ import * as path from "node:path";
 import { Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Client, Fsys } from "../../src/client/index.js";
-import { L_O, MsgType } from "../../src/codec/constants.js";
+import { Client, Fsys, memoryPair } from "../../src/client/index.js";
+import { L_O, MsgType, OREAD } from "../../src/codec/constants.js";
 import { Framer } from "../../src/codec/framer.js";
 import { decode, encode } from "../../src/codec/index.js";
 import { Server } from "../../src/server/index.js";
@@ -72,6 +72,31 @@ describe("bulk reads over TCP", () => {
       }
     });
   }
+
+  it("reads over an in-memory pair (frames handed over by reference, never pooled) stay intact", async () => {
+    const server = new Server({ backend: passthrough(dir, { permissions: "process" }) });
+    const [near, far] = memoryPair();
+    server.serveDuplex(far, "memory");
+    const client = await Client.connect(near, { version: L, msize: 65536 + 24 });
+    const fsys = new Fsys(client, await client.attach("u", dir), { ownsClient: true });
+    try {
+      const fid = await fsys.open("big.bin", OREAD);
+      // Many reads in flight, then compare every block once all replies are in.
+      const offsets = Array.from({ length: 64 }, (_, i) => i * 65536);
+      const blocks = await Promise.all(offsets.map((o) => fid.read(BigInt(o), 65536)));
+      // And one at a time, keeping every result until the end.
+      for (const o of offsets) blocks.push(await fid.read(BigInt(o), 65536));
+      offsets.push(...offsets);
+      for (let i = 0; i < offsets.length; i++) {
+        const o = offsets[i] as number;
+        expect(Buffer.from(blocks[i] as Uint8Array).equals(content.subarray(o, o + 65536))).toBe(true);
+      }
+      await fid.clunk();
+    } finally {
+      await fsys.close();
+      await server.close(100);
+    }
+  });
 
   it("a client that does not read its replies stops the server from reading its requests", async () => {
     const server = new Server({ backend: passthrough(dir, { permissions: "process" }) });
