@@ -42,7 +42,11 @@ export class FrameTransport {
   #closed = false;
   #ending = false;
   #corked = false;
-  #uncork = (): void => {
+  /** A message was sent in this tick (later ones in the same tick are corked). */
+  #inTick = false;
+  #endTick = (): void => {
+    this.#inTick = false;
+    if (!this.#corked) return;
     this.#corked = false;
     this.stream.uncork();
     if (this.#handlers.onBacklog && this.backlogged && !this.#closed) this.#handlers.onBacklog();
@@ -118,11 +122,20 @@ export class FrameTransport {
       if (this.#handlers.onBacklog && this.backlogged) this.#handlers.onBacklog();
       return;
     }
-    // Messages sent in the same tick (a pipelined window) leave in one writev: fewer syscalls.
+    if (!this.#inTick) {
+      // The first message of a tick goes out at once: a lone reply (one request in flight) is
+      // not held back or buffered.
+      this.#inTick = true;
+      process.nextTick(this.#endTick);
+      this.stream.write(frame, written);
+      if (this.#handlers.onBacklog && this.backlogged) this.#handlers.onBacklog();
+      return;
+    }
+    // Further messages sent in the same tick (a pipelined window) leave together in one writev
+    // at the end of the tick: fewer syscalls.
     if (!this.#corked) {
       this.#corked = true;
       this.stream.cork();
-      process.nextTick(this.#uncork);
     }
     this.stream.write(frame, written);
   }
