@@ -30,7 +30,9 @@ describe("expandNodeList", () => {
     expect(() => expandNodeList(spec)).toThrow(NodeListError);
   });
   it("names the element in the error", () => {
-    expect(() => expandNodeList("ok,bad/one")).toThrow("syntax error: 'bad/one' not a valid node description");
+    expect(() => expandNodeList("ok,bad/one")).toThrow(
+      "syntax error: 'bad/one' not a valid node description",
+    );
   });
   it("refuses lists that expand beyond the limit", () => {
     expect(() => expandNodeList("n[1-1000000]")).toThrow(/too many/);

@@ -79,7 +79,7 @@ function expandGroup(element: string, inner: string): string[] {
     if (letters) {
       const lo = letters[1]!.charCodeAt(0);
       const hi = letters[2]!.charCodeAt(0);
-      const sameCase = (lo >= 97) === (hi >= 97);
+      const sameCase = lo >= 97 === hi >= 97;
       if (!sameCase) throw new NodeListError(element, `letter range ${item} mixes cases`);
       for (let c = lo; c <= hi; c++) out.push(String.fromCharCode(c));
       continue;
