@@ -379,9 +379,17 @@ export class ServerConnection {
     };
     const p = waitFor ? Promise.all(waitFor).then(run) : run();
     p.then(
-      (out) => this.#finish(req, out, undefined),
-      (err: unknown) => this.#finish(req, undefined, err),
-    ).catch((err) => this.#internalError(err));
+      (out) => this.#finishSafely(req, out, undefined),
+      (err: unknown) => this.#finishSafely(req, undefined, err),
+    );
+  }
+
+  #finishSafely(req: Req, out: Outcome | undefined, err: unknown): void {
+    try {
+      this.#finish(req, out, err);
+    } catch (e) {
+      this.#internalError(e);
+    }
   }
 
   #finish(req: Req, out: Outcome | undefined, err: unknown): void {
@@ -403,7 +411,12 @@ export class ServerConnection {
       }
       if (out) {
         if (out.frame) this.#sendFrame(out.frame, req.tag, out.reply, out.written);
-        else this.#send({ ...out.reply, tag: req.tag } as RMessage);
+        else {
+          // Handlers build a fresh reply object for each request: give it the tag in place.
+          const reply = out.reply as RMessage;
+          reply.tag = req.tag;
+          this.#send(reply);
+        }
         return;
       }
       // FL3: a flushed request that failed (typically because it was aborted) gets no reply.
