@@ -23,7 +23,7 @@ export {
 export * from "./nodes.js";
 export { formatBytes, type MuxOptions, OutputMux, Progress, type Sink, StreamMux } from "./output.js";
 export { jobMainProcesses, type ProcRecord, parseProcs, statColumn, timeColumn } from "./procs.js";
-export { decodeXcpuEnv, encodeEnv, quote, quoteArgs, TokenizeError, tokenize } from "./quote.js";
+export { decodeXcpuEnv, encodeEnv, QuoteError, quote, quoteArgs, TokenizeError, tokenize } from "./quote.js";
 export {
   fanout,
   localArch,

@@ -1,6 +1,7 @@
 // The xcpufs `procs` file: one parenthesised record per process, the first a header of field
 // names; the command line is itself a parenthesised list of quoted tokens. Also the xps view of a
 // record (STAT letters, TIME).
+import { readQuoted } from "@clustermatic/ninep/quote";
 import { TokenizeError } from "./quote.js";
 
 /** One process as reported by a node. Numeric fields that could not be read are undefined. */
@@ -51,22 +52,10 @@ function parseItems(text: string): Item[] {
         continue;
       }
       if (c === "'") {
-        let tok = "";
-        i++;
-        for (;;) {
-          if (i >= n) throw new TokenizeError("unterminated quoted token in procs");
-          if (text[i] === "'") {
-            if (text[i + 1] === "'") {
-              tok += "'";
-              i += 2;
-              continue;
-            }
-            i++;
-            break;
-          }
-          tok += text[i++];
-        }
-        out.push(tok);
+        const q = readQuoted(text, i);
+        if (!q) throw new TokenizeError("unterminated quoted token in procs");
+        out.push(q.token);
+        i = q.end;
         continue;
       }
       const start = i;

@@ -2,6 +2,7 @@
 // matching entry of a command table, answering bad input with "unknown command" / "usage:" errors.
 
 import { Errno, FsError } from "../errors.js";
+import { quote } from "../quote.js";
 import type { RequestContext } from "./backend.js";
 import { commandFile, type SynthFile, type SynthNodeOptions } from "./tree.js";
 
@@ -51,11 +52,12 @@ export function parseFields(line: string): string[] {
   return out;
 }
 
-/** Quotes a field so parseFields gives it back unchanged (no quotes when not needed). */
-export function quoteField(s: string): string {
-  if (s !== "" && !/[\s']/.test(s)) return s;
-  return `'${s.replaceAll("'", "''")}'`;
-}
+/**
+ * Quotes a field so parseFields gives it back unchanged (no quotes when not needed). This is the
+ * XCPU token quoting of quote.ts: its output starts every quoted field with a quote, which both
+ * tokenisers read the same way.
+ */
+export const quoteField: (s: string) => string = quote;
 
 /** One command of a control file. */
 export interface CtlCommand<C = RequestContext> {
