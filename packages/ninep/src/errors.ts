@@ -210,7 +210,8 @@ export function errnoForEname(ename: string): number {
   return ENAME_ERRNO[ename] ?? Errno.EIO;
 }
 
-const NODE_CODE: Record<string, [string, number]> = {
+/** Node error codes that have a canonical ename. */
+const CANONICAL_CODE: Record<string, [string, number]> = {
   ENOENT: [Ename.NotFound, Errno.ENOENT],
   EACCES: [Ename.Perm, Errno.EACCES],
   EPERM: [Ename.Perm, Errno.EPERM],
@@ -220,6 +221,10 @@ const NODE_CODE: Record<string, [string, number]> = {
   ENOTEMPTY: [Ename.NotEmpty, Errno.ENOTEMPTY],
   ENOSPC: [Ename.NoSpace, Errno.ENOSPC],
   EROFS: [Ename.ReadOnly, Errno.EROFS],
+};
+
+const NODE_CODE: Record<string, [string, number]> = {
+  ...CANONICAL_CODE,
   EINVAL: ["invalid argument", Errno.EINVAL],
   ELOOP: ["too many levels of symbolic links", Errno.ELOOP],
   ENAMETOOLONG: ["file name too long", Errno.ENAMETOOLONG],
@@ -251,4 +256,18 @@ export function toFsError(err: unknown, fallback = Ename.Io): FsError {
     if (hit) return new FsError(hit[0], hit[1]);
   }
   return new FsError(fallback, Errno.EIO);
+}
+
+/**
+ * Turns a Node system error with `code` into the FsError a server replies with: a canonical ename
+ * where there is one, else the short part of Node's message (from "EINVAL: invalid argument, open
+ * '/x'" it keeps "invalid argument") with that code's errno (EIO if the code is not in Errno).
+ */
+export function fsErrorFromCode(err: unknown, code: string): FsError {
+  const hit = CANONICAL_CODE[code];
+  if (hit) return new FsError(hit[0], hit[1]);
+  const errno = (Errno as Record<string, number>)[code];
+  const msg = (err as Error).message ?? code;
+  const short = /^[A-Z]+: ([^,]+)/.exec(msg)?.[1] ?? code.toLowerCase();
+  return new FsError(short, errno ?? Errno.EIO);
 }

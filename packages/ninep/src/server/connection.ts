@@ -28,7 +28,7 @@ import {
 } from "../codec/constants.js";
 import { decode, decodeHeader, encode, encodeDirent, encodeStat, formatMessage } from "../codec/index.js";
 import type { Dirent, Message, Qid, RMessage, Stat, TMessage } from "../codec/types.js";
-import { Ename, Errno, FsError, NinepError, ProtocolError } from "../errors.js";
+import { Ename, Errno, FsError, fsErrorFromCode, NinepError, ProtocolError } from "../errors.js";
 import { FrameTransport } from "../transport/frames.js";
 import type {
   Attr,
@@ -439,7 +439,7 @@ export class ServerConnection {
       );
       return new FsError(EIO_GENERIC, Errno.EIO);
     }
-    return toFsErrorByCode(err, code);
+    return fsErrorFromCode(err, code);
   }
 
   // ---- output -------------------------------------------------------------------------------
@@ -1679,27 +1679,6 @@ function runQuietly(fn: () => void, logger: { warn(o: unknown, m?: string): void
   } catch (e) {
     logger.warn({ err: e }, "9p: discard hook failed");
   }
-}
-
-function toFsErrorByCode(err: unknown, code: string): FsError {
-  const map: Record<string, [string, number]> = {
-    ENOENT: [Ename.NotFound, Errno.ENOENT],
-    EACCES: [Ename.Perm, Errno.EACCES],
-    EPERM: [Ename.Perm, Errno.EPERM],
-    EEXIST: [Ename.Exists, Errno.EEXIST],
-    ENOTDIR: [Ename.NotDir, Errno.ENOTDIR],
-    EISDIR: [Ename.IsDir, Errno.EISDIR],
-    ENOTEMPTY: [Ename.NotEmpty, Errno.ENOTEMPTY],
-    ENOSPC: [Ename.NoSpace, Errno.ENOSPC],
-    EROFS: [Ename.ReadOnly, Errno.EROFS],
-  };
-  const hit = map[code];
-  if (hit) return new FsError(hit[0], hit[1]);
-  const errno = (Errno as Record<string, number>)[code];
-  const msg = (err as Error).message ?? code;
-  // Node's messages look like "EINVAL: invalid argument, open '/x'": keep the short middle part.
-  const short = /^[A-Z]+: ([^,]+)/.exec(msg)?.[1] ?? code.toLowerCase();
-  return new FsError(short, errno ?? Errno.EIO);
 }
 
 /** S2/S3: turn a Twstat stat into the fields to change, rejecting the ones that never change. */
