@@ -7,6 +7,7 @@ import v8 from "node:v8";
 import { runInNewContext } from "node:vm";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { Dialect, DMDIR, MsgType, NOFID, NOTAG, ORDWR, OREAD, OWRITE } from "../../src/codec/constants.js";
+import { dontTouchStat } from "../../src/codec/stat.js";
 import type { TMessage } from "../../src/codec/types.js";
 import { encode } from "../../src/codec/wire.js";
 import {
@@ -139,19 +140,7 @@ function validFrame(dialect: Dialect): Buffer {
         type: MsgType.Twstat,
         tag,
         fid,
-        stat: {
-          type: 0xffff,
-          dev: 0xffffffff,
-          qid: { type: 0xff, version: 0xffffffff, path: 0xffffffffffffffffn },
-          mode: 0xffffffff,
-          atime: 0xffffffff,
-          mtime: 0xffffffff,
-          length: 0xffffffffffffffffn,
-          name: pick(["", "renamed"]),
-          uid: "",
-          gid: "",
-          muid: "",
-        },
+        stat: dontTouchStat({ name: pick(["", "renamed"]) }),
       };
       break;
     case 12:

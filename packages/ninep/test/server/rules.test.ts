@@ -15,8 +15,8 @@ import {
   OWRITE,
   QTAUTH,
 } from "../../src/codec/constants.js";
-import { decodeStats } from "../../src/codec/stat.js";
-import type { Message, Stat } from "../../src/codec/types.js";
+import { decodeStats, dontTouchStat } from "../../src/codec/stat.js";
+import type { Message } from "../../src/codec/types.js";
 import { encode } from "../../src/codec/wire.js";
 import { Ename, FsError } from "../../src/errors.js";
 import type { AuthFile, Backend } from "../../src/server/backend.js";
@@ -443,37 +443,22 @@ describe("remove, stat and wstat", () => {
     expect(ename(await c.walk(3, 4, "leaf"))).toBe(Ename.NotFound);
   });
 
-  const dontTouch = (over: Partial<Stat>): Stat => ({
-    type: 0xffff,
-    dev: 0xffffffff,
-    qid: { type: 0xff, version: 0xffffffff, path: 0xffffffffffffffffn },
-    mode: 0xffffffff,
-    atime: 0xffffffff,
-    mtime: 0xffffffff,
-    length: 0xffffffffffffffffn,
-    name: "",
-    uid: "",
-    gid: "",
-    muid: "",
-    ...over,
-  });
-
   it("applies wstat atomically: a rename with an illegal DMDIR flip changes nothing (S4)", async () => {
     const c = await setup();
     await c.walk(0, 1, "data");
     const r = await c.call({
       type: MsgType.Twstat,
       fid: 1,
-      stat: dontTouch({ name: "renamed", mode: DMDIR | 0o666 }),
+      stat: dontTouchStat({ name: "renamed", mode: DMDIR | 0o666 }),
     });
     expect(r.type).toBe(MsgType.Rerror);
     expect((await c.stat(1)).name).toBe("data");
-    const r2 = await c.call({ type: MsgType.Twstat, fid: 1, stat: dontTouch({ name: "hello" }) });
+    const r2 = await c.call({ type: MsgType.Twstat, fid: 1, stat: dontTouchStat({ name: "hello" }) });
     expect(ename(r2)).toBe(Ename.Exists);
     const r3 = await c.call({
       type: MsgType.Twstat,
       fid: 1,
-      stat: dontTouch({ name: "renamed", length: 3n, mode: 0o640 }),
+      stat: dontTouchStat({ name: "renamed", length: 3n, mode: 0o640 }),
     });
     expect(r3.type).toBe(MsgType.Rwstat);
     const s = await c.stat(1);
@@ -484,10 +469,10 @@ describe("remove, stat and wstat", () => {
   it("refuses wstat of uid, of qid/type/dev, and mode changes by non-owners (S2)", async () => {
     const c = await setup();
     await c.walk(0, 1, "data");
-    expect(ename(await c.call({ type: MsgType.Twstat, fid: 1, stat: dontTouch({ uid: "bob" }) }))).toBe(
+    expect(ename(await c.call({ type: MsgType.Twstat, fid: 1, stat: dontTouchStat({ uid: "bob" }) }))).toBe(
       Ename.WstatProhibited,
     );
-    expect(ename(await c.call({ type: MsgType.Twstat, fid: 1, stat: dontTouch({ type: 1 }) }))).toBe(
+    expect(ename(await c.call({ type: MsgType.Twstat, fid: 1, stat: dontTouchStat({ type: 1 }) }))).toBe(
       Ename.WstatProhibited,
     );
     expect(
@@ -495,15 +480,15 @@ describe("remove, stat and wstat", () => {
         await c.call({
           type: MsgType.Twstat,
           fid: 1,
-          stat: dontTouch({ qid: { type: 0, version: 0, path: 1n } }),
+          stat: dontTouchStat({ qid: { type: 0, version: 0, path: 1n } }),
         }),
       ),
     ).toBe(Ename.WstatProhibited);
     const other = await connect("9P2000", "mallory");
     await other.walk(0, 1, "data");
-    expect(ename(await other.call({ type: MsgType.Twstat, fid: 1, stat: dontTouch({ mode: 0o777 }) }))).toBe(
-      Ename.Perm,
-    );
+    expect(
+      ename(await other.call({ type: MsgType.Twstat, fid: 1, stat: dontTouchStat({ mode: 0o777 }) })),
+    ).toBe(Ename.Perm);
   });
 
   it("answers an Rstat that would not fit in msize with an error, and a too-small directory read with 'i/o count too small' (E3, D3)", async () => {
