@@ -5,9 +5,6 @@ import {
   DMDEVICE,
   DMDIR,
   DMNAMEDPIPE,
-  DMSETGID,
-  DMSETUID,
-  DMSETVTX,
   DMSOCKET,
   DMSYMLINK,
   L_O,
@@ -19,53 +16,39 @@ import {
   QTSYMLINK,
 } from "../codec/index.js";
 import type { Dirent, Qid, Rgetattr, Stat } from "../codec/types.js";
+import {
+  dmToUnixPerm,
+  S_IFBLK,
+  S_IFCHR,
+  S_IFDIR,
+  S_IFIFO,
+  S_IFLNK,
+  S_IFMT,
+  S_IFREG,
+  S_IFSOCK,
+  unixToDmMode,
+} from "../mode.js";
 
 /** Linux file type bits (stat(2) S_IF*). */
 export const S_IF = {
-  MT: 0o170000,
-  SOCK: 0o140000,
-  LNK: 0o120000,
-  REG: 0o100000,
-  BLK: 0o060000,
-  DIR: 0o040000,
-  CHR: 0o020000,
-  FIFO: 0o010000,
+  MT: S_IFMT,
+  SOCK: S_IFSOCK,
+  LNK: S_IFLNK,
+  REG: S_IFREG,
+  BLK: S_IFBLK,
+  DIR: S_IFDIR,
+  CHR: S_IFCHR,
+  FIFO: S_IFIFO,
 } as const;
 
 /** Linux mode (S_IF* | permissions) → 9P2000 mode (DM* | permissions). */
 export function dmFromLinuxMode(mode: number): number {
-  let dm = mode & 0o777;
-  if (mode & 0o4000) dm |= DMSETUID;
-  if (mode & 0o2000) dm |= DMSETGID;
-  if (mode & 0o1000) dm |= DMSETVTX;
-  switch (mode & S_IF.MT) {
-    case S_IF.DIR:
-      dm |= DMDIR;
-      break;
-    case S_IF.LNK:
-      dm |= DMSYMLINK;
-      break;
-    case S_IF.SOCK:
-      dm |= DMSOCKET;
-      break;
-    case S_IF.FIFO:
-      dm |= DMNAMEDPIPE;
-      break;
-    case S_IF.BLK:
-    case S_IF.CHR:
-      dm |= DMDEVICE;
-      break;
-  }
-  return dm >>> 0;
+  return unixToDmMode(mode, true);
 }
 
 /** 9P2000 mode bits → Linux permission bits (setuid/setgid/sticky + rwx). */
 export function linuxPermFromDm(dm: number): number {
-  let mode = dm & 0o777;
-  if (dm & DMSETUID) mode |= 0o4000;
-  if (dm & DMSETGID) mode |= 0o2000;
-  if (dm & DMSETVTX) mode |= 0o1000;
-  return mode;
+  return dmToUnixPerm(dm, true);
 }
 
 /** A Plan 9 open mode (OREAD…OEXEC | OTRUNC) as Linux open flags for Tlopen/Tlcreate. */

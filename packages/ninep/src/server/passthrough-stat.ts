@@ -3,34 +3,35 @@
 
 import type { BigIntStats } from "node:fs";
 import { readFileSync, statSync } from "node:fs";
-import {
-  DMDEVICE,
-  DMDIR,
-  DMNAMEDPIPE,
-  DMSETGID,
-  DMSETUID,
-  DMSETVTX,
-  DMSOCKET,
-  DMSYMLINK,
-  GETATTR,
-  QTDIR,
-  QTFILE,
-  QTSYMLINK,
-} from "../codec/constants.js";
+import { GETATTR, QTDIR, QTFILE, QTSYMLINK } from "../codec/constants.js";
 import type { Qid, Rgetattr, Stat } from "../codec/types.js";
+import {
+  S_IFBLK,
+  S_IFCHR,
+  S_IFDIR,
+  S_IFIFO,
+  S_IFLNK,
+  S_IFMT,
+  S_IFREG,
+  S_IFSOCK,
+  unixToDmMode,
+} from "../mode.js";
 
-// Linux stat(2) file type bits.
-export const S_IFMT = 0o170000;
-export const S_IFSOCK = 0o140000;
-export const S_IFLNK = 0o120000;
-export const S_IFREG = 0o100000;
-export const S_IFBLK = 0o060000;
-export const S_IFDIR = 0o040000;
-export const S_IFCHR = 0o020000;
-export const S_IFIFO = 0o010000;
-export const S_ISUID = 0o4000;
-export const S_ISGID = 0o2000;
-export const S_ISVTX = 0o1000;
+export {
+  dmToUnixPerm,
+  S_IFBLK,
+  S_IFCHR,
+  S_IFDIR,
+  S_IFIFO,
+  S_IFLNK,
+  S_IFMT,
+  S_IFREG,
+  S_IFSOCK,
+  S_ISGID,
+  S_ISUID,
+  S_ISVTX,
+  unixToDmMode,
+} from "../mode.js";
 
 /** Linux d_type values for 9P2000.L readdir entries. */
 export const DT = { UNKNOWN: 0, FIFO: 1, CHR: 2, DIR: 4, BLK: 6, REG: 8, LNK: 10, SOCK: 12 } as const;
@@ -97,34 +98,6 @@ export class QidMapper {
     const v = (st.mtimeNs ^ (st.size << 20n) ^ (st.size >> 12n)) & 0xffffffffn;
     return { type, version: Number(v), path: this.path(st.dev, st.ino) };
   }
-}
-
-/** Unix st_mode → 9P mode. `unix` adds the 9P2000.u bits (links, devices, pipes, set-id). */
-export function unixToDmMode(mode: number, unix: boolean): number {
-  let m = mode & 0o777;
-  const fmt = mode & S_IFMT;
-  if (fmt === S_IFDIR) m |= DMDIR;
-  if (unix) {
-    if (fmt === S_IFLNK) m |= DMSYMLINK;
-    else if (fmt === S_IFCHR || fmt === S_IFBLK) m |= DMDEVICE;
-    else if (fmt === S_IFIFO) m |= DMNAMEDPIPE;
-    else if (fmt === S_IFSOCK) m |= DMSOCKET;
-    if (mode & S_ISUID) m |= DMSETUID;
-    if (mode & S_ISGID) m |= DMSETGID;
-    if (mode & S_ISVTX) m |= DMSETVTX;
-  }
-  return m >>> 0;
-}
-
-/** 9P mode → the Unix permission bits chmod takes (set-id/sticky only from the .u bits). */
-export function dmToUnixPerm(dm: number, unix: boolean): number {
-  let m = dm & 0o777;
-  if (unix) {
-    if (dm & DMSETUID) m |= S_ISUID;
-    if (dm & DMSETGID) m |= S_ISGID;
-    if (dm & DMSETVTX) m |= S_ISVTX;
-  }
-  return m;
 }
 
 /** The 9P2000.u extension string of a device: `c MAJOR MINOR` / `b MAJOR MINOR`. */
