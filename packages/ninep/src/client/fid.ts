@@ -17,6 +17,7 @@ import {
 } from "../codec/index.js";
 import type * as T from "../codec/types.js";
 import { ClosedError, Ename, Errno, FsError, RemoteError } from "../errors.js";
+import { mapLimit } from "../map-limit.js";
 import { isDirQid, linuxFlagsFromOpenMode, linuxPermFromDm, statFromAttr, statFromDirent } from "./attr.js";
 import type { CallOptions, Client } from "./client.js";
 import { shortWalkError, WalkError } from "./errors.js";
@@ -548,17 +549,4 @@ export class Fid {
 
 function notDots(d: T.Dirent): boolean {
   return d.name !== "." && d.name !== "..";
-}
-
-async function mapLimit<A, B>(items: readonly A[], limit: number, fn: (a: A) => Promise<B>): Promise<B[]> {
-  const out = new Array<B>(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i] as A);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
 }

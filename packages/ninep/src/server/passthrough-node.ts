@@ -24,6 +24,7 @@ import {
 } from "../codec/constants.js";
 import type { Dirent, Qid, Stat } from "../codec/types.js";
 import { Ename, Errno, FsError } from "../errors.js";
+import { mapLimit } from "../map-limit.js";
 import type {
   Attr,
   Created,
@@ -102,20 +103,6 @@ export async function chownNew(p: string, uid: number | undefined, gid: number |
   if (process.getuid?.() !== 0) return;
   if (uid === undefined && gid === undefined) return;
   await fsp.lchown(p, uid ?? -1, gid ?? -1);
-}
-
-/** Maps `items` through `fn` with at most `limit` calls in flight, keeping the order. */
-async function mapLimit<A, B>(items: readonly A[], limit: number, fn: (a: A) => Promise<B>): Promise<B[]> {
-  const out = new Array<B>(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i] as A);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
 }
 
 export class PtFile implements Node, DirSource {
