@@ -173,12 +173,11 @@ export class XcpuNode {
       const { user, uid, key } = opts.identity;
       const call = { signal: ac.signal };
       const afid = await client.auth(user, "", { n_uname: uid, ...call });
-      if (afid) {
+      if (afid && key) {
+        // Without a key there is nothing to answer: the challenge is not read (one round trip less).
         const challenge = await afid.read(64, call);
-        if (key) {
-          if (challenge.length === 0) throw new Error("authentication failed (empty challenge)");
-          await afid.write(answerChallenge(key, challenge), call);
-        }
+        if (challenge.length === 0) throw new Error("authentication failed (empty challenge)");
+        await afid.write(answerChallenge(key, challenge), call);
       }
       const root = await client.attach(user, "", { afid: afid ?? undefined, n_uname: uid, ...call });
       if (afid) void afid.clunk().catch(() => {});
@@ -274,7 +273,8 @@ export class XcpuNode {
         if (!/^\d+$/.test(sid)) throw new Error(`bad session id "${sid}" from clone`);
         return await Session.open(this, sid, true);
       } finally {
-        await clone.clunk().catch(() => {});
+        // The session's open files hold it from here: no need to wait for this reply.
+        void clone.clunk().catch(() => {});
       }
     });
   }
@@ -306,9 +306,10 @@ export class Session {
 
   /** @internal opens ctl, wait, stdout, stderr (and stdin) of session `sid`, all at once. */
   static async open(node: XcpuNode, sid: string, withStdin: boolean): Promise<Session> {
-    const dir = await node.root.walk(sid);
+    // The directory and every file are walked to from the root at once (one round trip, not two).
+    const dirWalk = node.root.walk(sid);
     const openOne = async (name: string, mode: number) => {
-      const f = await dir.walk(name);
+      const f = await node.root.walk([sid, name]);
       try {
         await f.open(mode);
       } catch (err) {
@@ -318,6 +319,7 @@ export class Session {
       return f;
     };
     const opened = await Promise.allSettled([
+      dirWalk,
       openOne("ctl", ORDWR),
       openOne("wait", OREAD),
       openOne("stdout", OREAD),
@@ -327,13 +329,12 @@ export class Session {
     const failed = opened.find((r) => r.status === "rejected");
     if (failed) {
       for (const r of opened) if (r.status === "fulfilled" && r.value) void r.value.clunk().catch(() => {});
-      void dir.clunk().catch(() => {});
       throw (failed as PromiseRejectedResult).reason;
     }
-    const [ctl, wait, out, err, stdin] = opened.map(
+    const [dir, ctl, wait, out, err, stdin] = opened.map(
       (r) => (r as PromiseFulfilledResult<Fid | undefined>).value,
     );
-    return new Session(node, sid, dir, ctl!, wait!, out!, err!, stdin);
+    return new Session(node, sid, dir!, ctl!, wait!, out!, err!, stdin);
   }
 
   get nodeName(): string {
@@ -376,6 +377,11 @@ export class Session {
    */
   stage(plan: StagePlan, contents: Map<string, Buffer>, onBytes?: (n: number) => void): Promise<void> {
     return this.node.guard(async () => {
+      if (plan.dirs.length === 0 && plan.files.length === 1) {
+        // One file (the usual -S launch): walk to its directory from the session at once.
+        await this.stageFile(this.dir, ["fs"], plan.files[0]!, contents, onBytes);
+        return;
+      }
       const fs = await this.dir.walk("fs");
       try {
         for (const d of plan.dirs) {
@@ -389,24 +395,32 @@ export class Session {
             void parent.clunk().catch(() => {});
           }
         }
-        await Promise.all(
-          plan.files.map(async (file) => {
-            const parts = file.remote.split("/");
-            const f = await fs.walk(parts.slice(0, -1));
-            try {
-              await f.create(parts.at(-1)!, (file.mode & 0o777) | 0o600, OWRITE);
-              const data = contents.get(file.local);
-              if (!data) throw new Error(`no data for ${file.local}`);
-              if (data.length > 0) await writePipelined(f, data, 8, onBytes);
-            } finally {
-              await f.clunk().catch(() => {});
-            }
-          }),
-        );
+        await Promise.all(plan.files.map((file) => this.stageFile(fs, [], file, contents, onBytes)));
       } finally {
         void fs.clunk().catch(() => {});
       }
     });
+  }
+
+  /** Creates one planned file under `from`/`prefix` and writes its data; resolves once it is closed. */
+  private async stageFile(
+    from: Fid,
+    prefix: string[],
+    file: StagePlan["files"][number],
+    contents: Map<string, Buffer>,
+    onBytes?: (n: number) => void,
+  ): Promise<void> {
+    const parts = file.remote.split("/");
+    const f = await from.walk([...prefix, ...parts.slice(0, -1)]);
+    try {
+      await f.create(parts.at(-1)!, (file.mode & 0o777) | 0o600, OWRITE);
+      const data = contents.get(file.local);
+      if (!data) throw new Error(`no data for ${file.local}`);
+      if (data.length > 0) await writePipelined(f, data, 8, onBytes);
+    } finally {
+      // The file must be closed on the node before the program starts.
+      await f.clunk().catch(() => {});
+    }
   }
 
   /** Checks that every planned file is in fs/ with its full size. Returns the missing ones. */
