@@ -15,28 +15,11 @@ import { type Statfs, startStatfs } from "../src/daemon.js";
 import { statusOf } from "../src/monitor.js";
 import { parseTable } from "../src/table.js";
 import { type AdminKeys, makeAdminKey, startNode } from "./helpers/cluster.js";
+import { capture } from "./helpers/io.js";
 import { garbageServer, type RawServer, silentServer, waitFor } from "./helpers/net.js";
 import { parsePrometheusText } from "./helpers/prom-parse.js";
 
 const INTERVAL = 1000;
-
-function capture() {
-  let out = "";
-  let err = "";
-  return {
-    io: {
-      stdout: { write: (s: string) => (out += s) },
-      stderr: { write: (s: string) => (err += s) },
-      handleSignals: false,
-    },
-    get out() {
-      return out;
-    },
-    get err() {
-      return err;
-    },
-  };
-}
 
 describe("statfs with 8 xcpufs nodes", () => {
   let dir: string;

@@ -7,26 +7,9 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { main as xstat } from "../src/cli/xstat.js";
 import { type Statfs, startStatfs } from "../src/daemon.js";
+import { capture } from "./helpers/io.js";
 import { deadPort, garbageServer, type RawServer, silentServer, waitFor } from "./helpers/net.js";
 import { parsePrometheusText } from "./helpers/prom-parse.js";
-
-function capture() {
-  let out = "";
-  let err = "";
-  return {
-    io: {
-      stdout: { write: (s: string) => (out += s) },
-      stderr: { write: (s: string) => (err += s) },
-      handleSignals: false,
-    },
-    get out() {
-      return out;
-    },
-    get err() {
-      return err;
-    },
-  };
-}
 
 describe("broken nodes", () => {
   let dir: string;
