@@ -12,8 +12,8 @@ import {
   STATFS_STATE_FILE,
   xcpuNodes,
 } from "../nodes.js";
-import { adminIdentity, type Identity, userIdentity } from "../xcpu.js";
-import { UsageError } from "./args.js";
+import { adminIdentity, type Identity, userIdentity, XcpuNode } from "../xcpu.js";
+import { type CliIo, secondsOption, UsageError } from "./args.js";
 
 /**
  * The identity a launch uses: `-k file` or the user's default key; with `--no-key` (or when the
@@ -111,4 +111,54 @@ export function nodeList(spec: string): NodeSpec[] {
     if (err instanceof UsageError) throw err;
     throw new UsageError((err as Error).message);
   }
+}
+
+/** The options xk and xps share for reaching nodes (keys, timeout, statfs, tracing, help). */
+export const TOOL_OPTIONS = {
+  d: { type: "boolean", short: "d" },
+  A: { type: "string", short: "A" },
+  k: { type: "string", short: "k" },
+  "no-key": { type: "boolean" },
+  statfs: { type: "string" },
+  timeout: { type: "string", short: "t" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+/** How xk and xps connect: the identities to try in order, the connect timeout and 9P tracing. */
+export interface ToolConnection {
+  identities: Identity[];
+  timeoutMs: number;
+  trace?: (line: string) => void;
+}
+
+/**
+ * Reads the {@link TOOL_OPTIONS} values: `adminKey` (-A) and -k choose the identities (with
+ * --no-key only a key-less user identity), -t the timeout (default 5 s), -d traces to stderr.
+ */
+export function toolConnection(
+  v: Record<string, string | boolean | string[] | undefined>,
+  adminKey: string | undefined,
+  io: Pick<CliIo, "env" | "stderr">,
+): ToolConnection {
+  const identities = v["no-key"]
+    ? toolIdentities(undefined, io.env)
+        .slice(-1)
+        .map((i) => ({ ...i, key: null }))
+    : toolIdentities(adminKey, io.env, v.k as string | undefined);
+  const timeoutMs = secondsOption(v.timeout as string | undefined, "--timeout") ?? 5000;
+  const trace = v.d ? (l: string) => io.stderr.write(`${l}\n`) : undefined;
+  return { identities, timeoutMs, trace };
+}
+
+/** Connects with the first identity that works. */
+export async function connectTool(spec: NodeSpec, conn: ToolConnection): Promise<XcpuNode> {
+  let last: unknown;
+  for (const identity of conn.identities) {
+    try {
+      return await XcpuNode.connect(spec, { identity, timeoutMs: conn.timeoutMs, trace: conn.trace });
+    } catch (err) {
+      last = err;
+    }
+  }
+  throw last;
 }

@@ -3,9 +3,8 @@ import { mapLimit } from "../job.js";
 import type { NodeSpec } from "../nodes.js";
 import type { ProcRecord } from "../procs.js";
 import { reasonOf } from "../xcpu.js";
-import { type CliIo, parseCommandLine, secondsOption, UsageError } from "./args.js";
-import { nodeList, statfsNodes, toolIdentities } from "./common.js";
-import { connectTool } from "./xps.js";
+import { type CliIo, parseCommandLine, UsageError } from "./args.js";
+import { connectTool, nodeList, statfsNodes, TOOL_OPTIONS, toolConnection } from "./common.js";
 
 export const XK_USAGE = "usage: xk [-dhjm] [-A adminkey] [-k key] sig host:<pid|jid> [host:<pid|jid> ...]";
 
@@ -28,16 +27,10 @@ Exit status: 0 when every target was signalled, 1 when one was not found or fail
 `;
 
 const OPTIONS = {
-  d: { type: "boolean", short: "d" },
+  ...TOOL_OPTIONS,
   j: { type: "boolean", short: "j" },
   m: { type: "boolean", short: "m" },
-  A: { type: "string", short: "A" },
   a: { type: "string", short: "a" },
-  k: { type: "string", short: "k" },
-  "no-key": { type: "boolean" },
-  statfs: { type: "string" },
-  timeout: { type: "string", short: "t" },
-  help: { type: "boolean", short: "h" },
 } as const;
 
 const NAMES: Record<string, number> = {
@@ -115,13 +108,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
       if (!id.includes("/") && !v.m && !/^\d+$/.test(id)) throw new UsageError(`bad process id: ${id}`);
       return i >= 0 ? { nodes: t.slice(0, i), id } : { id };
     });
-    const identities = v["no-key"]
-      ? toolIdentities(undefined, io.env)
-          .slice(-1)
-          .map((x) => ({ ...x, key: null }))
-      : toolIdentities((v.A ?? v.a) as string | undefined, io.env, v.k as string | undefined);
-    const timeoutMs = secondsOption(v.timeout as string | undefined, "--timeout") ?? 5000;
-    const trace = v.d ? (l: string) => io.stderr.write(`${l}\n`) : undefined;
+    const conn = toolConnection(v, (v.A ?? v.a) as string | undefined, io);
     // Group ids by node.
     const byNode = new Map<string, { spec: NodeSpec; ids: string[] }>();
     for (const t of targets) {
@@ -135,7 +122,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
     let failures = 0;
     const entries = [...byNode.values()];
     const results = await mapLimit(entries, 32, async ({ spec, ids }) => {
-      const node = await connectTool(spec, identities, timeoutMs, trace);
+      const node = await connectTool(spec, conn);
       const msgs: string[] = [];
       let bad = 0;
       try {

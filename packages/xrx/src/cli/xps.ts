@@ -3,9 +3,9 @@
 import { mapLimit } from "../job.js";
 import type { NodeSpec } from "../nodes.js";
 import { type ProcRecord, statColumn, timeColumn } from "../procs.js";
-import { type Identity, reasonOf, XcpuNode } from "../xcpu.js";
-import { type CliIo, parseCommandLine, secondsOption, UsageError } from "./args.js";
-import { nodeList, statfsNodes, toolIdentities } from "./common.js";
+import { reasonOf } from "../xcpu.js";
+import { type CliIo, parseCommandLine, UsageError } from "./args.js";
+import { connectTool, nodeList, statfsNodes, TOOL_OPTIONS, toolConnection } from "./common.js";
 
 export const XPS_USAGE =
   "usage: xps [-dax] [--json] [-A adminkey] [-k key] [-J JobId] [--statfs src] host,...";
@@ -26,37 +26,13 @@ List processes on xcpufs nodes. Columns (tab-separated): NODE PID TTY STAT TIME 
 `;
 
 const OPTIONS = {
-  d: { type: "boolean", short: "d" },
+  ...TOOL_OPTIONS,
   a: { type: "boolean", short: "a" },
   x: { type: "boolean", short: "x" },
   J: { type: "string", short: "J" },
-  A: { type: "string", short: "A" },
-  k: { type: "string", short: "k" },
-  "no-key": { type: "boolean" },
-  statfs: { type: "string" },
   p: { type: "string", short: "p" },
   json: { type: "boolean" },
-  timeout: { type: "string", short: "t" },
-  help: { type: "boolean", short: "h" },
 } as const;
-
-/** Connects with the first identity that works. */
-export async function connectTool(
-  spec: NodeSpec,
-  identities: Identity[],
-  timeoutMs: number,
-  trace?: (l: string) => void,
-): Promise<XcpuNode> {
-  let last: unknown;
-  for (const identity of identities) {
-    try {
-      return await XcpuNode.connect(spec, { identity, timeoutMs, trace });
-    } catch (err) {
-      last = err;
-    }
-  }
-  throw last;
-}
 
 export async function main(argv: readonly string[], io: CliIo): Promise<number> {
   try {
@@ -75,17 +51,11 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
         throw new UsageError(positionals.length ? "too many arguments" : "missing node list");
       nodes = nodeList(positionals[0]!);
     }
-    const identities = v["no-key"]
-      ? toolIdentities(undefined, io.env)
-          .slice(-1)
-          .map((i) => ({ ...i, key: null }))
-      : toolIdentities(v.A as string | undefined, io.env, v.k as string | undefined);
-    const timeoutMs = secondsOption(v.timeout as string | undefined, "--timeout") ?? 5000;
-    const trace = v.d ? (l: string) => io.stderr.write(`${l}\n`) : undefined;
+    const conn = toolConnection(v, v.A as string | undefined, io);
     const job = v.J as string | undefined;
     let failed = 0;
     const results = await mapLimit(nodes, 32, async (spec) => {
-      const node = await connectTool(spec, identities, timeoutMs, trace);
+      const node = await connectTool(spec, conn);
       try {
         return await node.procs();
       } finally {
