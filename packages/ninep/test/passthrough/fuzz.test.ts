@@ -18,19 +18,8 @@ import {
 } from "../../src/codec/constants.js";
 import { FsError } from "../../src/errors.js";
 import type { Node, OpenFile } from "../../src/server/backend.js";
+import { prng } from "../helpers/prng.js";
 import { attach, ctx, tempDir } from "./helpers.js";
-
-/** Small deterministic PRNG (mulberry32) so a failure can be replayed from its seed. */
-function prng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const NAMES = [
   "a",

@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { type Dialect, NONUNAME } from "../../src/codec/constants.js";
-import type { Node, OpenFile, RequestContext } from "../../src/server/backend.js";
+import type { Node, OpenFile, RequestContext, SetAttr } from "../../src/server/backend.js";
 import { type PassthroughOptions, passthrough } from "../../src/server/passthrough.js";
 
 export function tempDir(prefix = "pt-"): { dir: string; cleanup: () => void } {
@@ -50,3 +50,17 @@ export async function readAll(f: OpenFile, c: RequestContext): Promise<Buffer> {
   }
   return Buffer.concat(parts);
 }
+
+/** A setattr request that changes nothing (valid 0, every value 0), with `a` laid over it. */
+export const setattr = (a: Partial<SetAttr>): SetAttr => ({
+  valid: 0,
+  mode: 0,
+  uid: 0,
+  gid: 0,
+  size: 0n,
+  atime_sec: 0n,
+  atime_nsec: 0n,
+  mtime_sec: 0n,
+  mtime_nsec: 0n,
+  ...a,
+});

@@ -28,7 +28,6 @@ import {
   SETATTR,
 } from "../../src/codec/constants.js";
 import { FsError, toFsError } from "../../src/errors.js";
-import type { SetAttr } from "../../src/server/backend.js";
 import { LockTable } from "../../src/server/passthrough-open.js";
 import {
   dmToUnixPerm,
@@ -44,7 +43,7 @@ import {
   S_IFSOCK,
   unixToDmMode,
 } from "../../src/server/passthrough-stat.js";
-import { attach, ctx, readAll, tempDir, walk } from "./helpers.js";
+import { attach, ctx, readAll, setattr, tempDir, walk } from "./helpers.js";
 
 let tmp: ReturnType<typeof tempDir>;
 beforeEach(() => {
@@ -66,18 +65,6 @@ async function errnoOf(p: Promise<unknown>): Promise<number> {
 }
 
 const NOID = 0xffffffff;
-const setattr = (a: Partial<SetAttr>): SetAttr => ({
-  valid: 0,
-  mode: 0,
-  uid: 0,
-  gid: 0,
-  size: 0n,
-  atime_sec: 0n,
-  atime_nsec: 0n,
-  mtime_sec: 0n,
-  mtime_nsec: 0n,
-  ...a,
-});
 
 describe("conversions", () => {
   it("maps Unix modes to 9P modes per dialect", () => {

@@ -22,23 +22,12 @@ import {
 } from "../../src/server/index.js";
 import { RawClient } from "../../src/testing/raw.js";
 import type { Address } from "../../src/transport/address.js";
+import { prng } from "../helpers/prng.js";
 
 const SEED = Number(process.env.NINEP_FUZZ_SEED ?? Date.now() % 1_000_000);
 const FRAMES_IN_STREAMS = 98_400;
 const FRAMES_PER_STREAM = 2_050;
 const KILLER_CONNECTIONS = 600;
-
-/** mulberry32: small, fast, seedable. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const rnd = prng(SEED);
 const int = (n: number) => Math.floor(rnd() * n);
