@@ -11,6 +11,25 @@ export class UsageError extends Error {
   }
 }
 
+/**
+ * What a CLI main() does with an error it caught: a {@link UsageError} is printed as
+ * `<prog>: <message>` followed by the usage line (exit 2), anything else as `Error: <message>`
+ * (exit 1). Returns the exit status.
+ */
+export function reportError(
+  e: unknown,
+  prog: string,
+  usage: string,
+  stderr: { write(s: string): unknown },
+): number {
+  if (e instanceof UsageError) {
+    stderr.write(`${prog}: ${e.message}\n${usage}\n`);
+    return 2;
+  }
+  stderr.write(`Error: ${(e as Error).message}\n`);
+  return 1;
+}
+
 export type OptionSpec = Record<string, { type: "string" | "boolean"; short?: string; multiple?: boolean }>;
 
 /**

@@ -3,7 +3,7 @@ import { mapLimit } from "../job.js";
 import type { NodeSpec } from "../nodes.js";
 import type { ProcRecord } from "../procs.js";
 import { reasonOf } from "../xcpu.js";
-import { type CliIo, parseCommandLine, UsageError } from "./args.js";
+import { type CliIo, parseCommandLine, reportError, UsageError } from "./args.js";
 import { connectTool, nodeList, statfsNodes, TOOL_OPTIONS, toolConnection } from "./common.js";
 
 export const XK_USAGE = "usage: xk [-dhjm] [-A adminkey] [-k key] sig host:<pid|jid> [host:<pid|jid> ...]";
@@ -172,11 +172,6 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
     });
     return failures > 0 ? 1 : 0;
   } catch (e) {
-    if (e instanceof UsageError) {
-      io.stderr.write(`xk: ${e.message}\n${XK_USAGE}\n`);
-      return 2;
-    }
-    io.stderr.write(`Error: ${(e as Error).message}\n`);
-    return 1;
+    return reportError(e, "xk", XK_USAGE, io.stderr);
   }
 }

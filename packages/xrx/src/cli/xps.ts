@@ -4,7 +4,7 @@ import { mapLimit } from "../job.js";
 import type { NodeSpec } from "../nodes.js";
 import { type ProcRecord, statColumn, timeColumn } from "../procs.js";
 import { reasonOf } from "../xcpu.js";
-import { type CliIo, parseCommandLine, UsageError } from "./args.js";
+import { type CliIo, parseCommandLine, reportError, UsageError } from "./args.js";
 import { connectTool, nodeList, statfsNodes, TOOL_OPTIONS, toolConnection } from "./common.js";
 
 export const XPS_USAGE =
@@ -113,11 +113,6 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
     }
     return failed > 0 ? 1 : 0;
   } catch (e) {
-    if (e instanceof UsageError) {
-      io.stderr.write(`xps: ${e.message}\n${XPS_USAGE}\n`);
-      return 2;
-    }
-    io.stderr.write(`Error: ${(e as Error).message}\n`);
-    return 1;
+    return reportError(e, "xps", XPS_USAGE, io.stderr);
   }
 }

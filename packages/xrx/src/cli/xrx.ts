@@ -1,7 +1,7 @@
 // xrx: run a program on nodes. Keeps the original command line; see README for what changed.
 import { OUTPUT_CLOSED, runJob } from "../job.js";
 import { decodeXcpuEnv } from "../quote.js";
-import { type CliIo, intOption, parseCommandLine, secondsOption, UsageError } from "./args.js";
+import { type CliIo, intOption, parseCommandLine, reportError, secondsOption, UsageError } from "./args.js";
 import { launchIdentity, nodeList, statfsNodes } from "./common.js";
 
 export const XRX_USAGE =
@@ -139,12 +139,6 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
     });
     return result.exitCode;
   } catch (e) {
-    if (e instanceof UsageError) {
-      err(`xrx: ${e.message}`);
-      err(XRX_USAGE);
-      return 2;
-    }
-    err(`Error: ${(e as Error).message}`);
-    return 1;
+    return reportError(e, "xrx", XRX_USAGE, io.stderr);
   }
 }
