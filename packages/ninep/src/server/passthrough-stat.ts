@@ -17,21 +17,8 @@ import {
   unixToDmMode,
 } from "../mode.js";
 
-export {
-  dmToUnixPerm,
-  S_IFBLK,
-  S_IFCHR,
-  S_IFDIR,
-  S_IFIFO,
-  S_IFLNK,
-  S_IFMT,
-  S_IFREG,
-  S_IFSOCK,
-  S_ISGID,
-  S_ISUID,
-  S_ISVTX,
-  unixToDmMode,
-} from "../mode.js";
+// The mode bits and conversions, for the passthrough modules that import them from here.
+export * from "../mode.js";
 
 /** Linux d_type values for 9P2000.L readdir entries. */
 export const DT = { UNKNOWN: 0, FIFO: 1, CHR: 2, DIR: 4, BLK: 6, REG: 8, LNK: 10, SOCK: 12 } as const;
