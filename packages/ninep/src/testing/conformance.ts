@@ -125,6 +125,18 @@ export function conformanceChecks(target: ConformanceTarget): Check[] {
     }
   }
 
+  /** Runs `body` against a fresh server with one connection, before any Tversion. */
+  async function bare(body: (c: RawClient) => Promise<void>): Promise<void> {
+    const srv = await target.start();
+    const c = await RawClient.connect(srv.address);
+    try {
+      await body(c);
+    } finally {
+      c.destroy();
+      await srv.stop();
+    }
+  }
+
   /** A fresh connection: negotiated and attached (root fid 0). */
   async function attached(open: () => Promise<RawClient>): Promise<RawClient> {
     const c = await open();
@@ -174,71 +186,47 @@ export function conformanceChecks(target: ConformanceTarget): Check[] {
     {
       name: "version: the reply msize is at most the client's offer",
       rules: ["V2"],
-      run: async () => {
-        const srv = await target.start();
-        const c = await RawClient.connect(srv.address);
-        try {
+      run: () =>
+        bare(async (c) => {
           const v = await c.version(300, version);
           if (v.msize > 300) fail(`offered msize 300, server answered ${v.msize}`);
           const big = await c.version(0xffffffff, version);
           if (big.msize > 0xffffffff || big.msize <= 24) fail(`offered 2^32-1, server answered ${big.msize}`);
-        } finally {
-          c.destroy();
-          await srv.stop();
-        }
-      },
+        }),
     },
     {
       name: "version: an unknown protocol gets Rversion 'unknown' and the connection stays usable",
       rules: ["V3"],
-      run: async () => {
-        const srv = await target.start();
-        const c = await RawClient.connect(srv.address);
-        try {
+      run: () =>
+        bare(async (c) => {
           c.send({ type: MsgType.Tversion, tag: NOTAG, msize: MSIZE, version: "XYZ-not-9P" });
           const r = await c.reply(NOTAG);
           const v = expectType(r, MsgType.Rversion, "Tversion XYZ-not-9P");
           if (v.version !== "unknown") fail(`expected version "unknown", got "${v.version}"`);
           const again = await c.version(MSIZE, version);
           if (again.version !== version) fail(`second Tversion answered ${again.version}`);
-        } finally {
-          c.destroy();
-          await srv.stop();
-        }
-      },
+        }),
     },
     {
       name: "version: an unknown suffix falls back to 9P2000",
       rules: ["V4"],
-      run: async () => {
-        const srv = await target.start();
-        const c = await RawClient.connect(srv.address);
-        try {
+      run: () =>
+        bare(async (c) => {
           const v = await c.version(MSIZE, "9P2000.conformance");
           if (v.version !== "9P2000") fail(`"9P2000.conformance" answered "${v.version}", expected "9P2000"`);
-        } finally {
-          c.destroy();
-          await srv.stop();
-        }
-      },
+        }),
     },
     {
       name: "version: an msize too small for any read is refused",
       rules: ["V2"],
-      run: async () => {
-        const srv = await target.start();
-        const c = await RawClient.connect(srv.address);
-        try {
+      run: () =>
+        bare(async (c) => {
           c.send({ type: MsgType.Tversion, tag: NOTAG, msize: 16, version });
           const r = await c.reply(NOTAG).catch(() => undefined);
           if (r && r.type === MsgType.Rversion && r.version !== "unknown" && r.msize <= 24) {
             fail(`msize 16 accepted as ${r.msize}`);
           }
-        } finally {
-          c.destroy();
-          await srv.stop();
-        }
-      },
+        }),
     },
     {
       name: "attach: Rattach names a directory; reusing the fid is refused and the first attach survives",
