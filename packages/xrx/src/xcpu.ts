@@ -229,8 +229,19 @@ export class XcpuNode {
   }
 
   /** The node's architecture, newline trimmed (`/Linux/x86_64`). */
-  async arch(): Promise<string> {
-    return (await this.readFile("arch")).toString().trim();
+  arch(): Promise<string> {
+    // A short synthetic file that comes whole in one read: no second read to see the end.
+    return this.guard(async () => {
+      const f = await this.root.walk("arch");
+      try {
+        await f.open(OREAD);
+        return Buffer.from(await f.read(0, f.iounit))
+          .toString()
+          .trim();
+      } finally {
+        void f.clunk().catch(() => {});
+      }
+    });
   }
 
   /** The node's process table. */
@@ -516,7 +527,10 @@ export class Session {
   /** Waits for the program to end; resolves with its decoded status. */
   wait(): Promise<ExitStatus> {
     return this.node.guard(async () => {
-      const text = (await readAll(this.waitFid, 1024, NO_TIMEOUT)).toString().trim();
+      // The status comes whole in one read (the node answers it once the program has ended).
+      const text = Buffer.from(await this.waitFid.read(0, 1024, NO_TIMEOUT))
+        .toString()
+        .trim();
       if (!/^-?\d+$/.test(text))
         throw new Error(text ? `bad exit status "${text}"` : "session ended without a status");
       return decodeWaitStatus(Number(text));
