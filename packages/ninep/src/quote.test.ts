@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { QuoteError, quote, quoteAll, readQuoted, tokenize } from "./quote.js";
+import { envLine, QuoteError, quote, quoteAll, readQuoted, tokenize } from "./quote.js";
 import { parseFields } from "./server/ctl.js";
 
 describe("quote/tokenize (xcpu 8.1)", () => {
@@ -14,6 +14,9 @@ describe("quote/tokenize (xcpu 8.1)", () => {
   it("reads a quoted token and says where it ends", () => {
     expect(readQuoted("x 'a''b' c", 2)).toEqual({ token: "a'b", end: 8 });
     expect(readQuoted("'open", 0)).toBeUndefined();
+  });
+  it("writes env entries as one quoted token a line (the spec example)", () => {
+    expect(envLine("PATH", "/bin") + envLine("MSG", "hello world")).toBe("PATH=/bin\n'MSG=hello world'\n");
   });
   it("throws QuoteError on an unterminated quote", () => {
     expect(() => tokenize("echo 'oops")).toThrow(QuoteError);

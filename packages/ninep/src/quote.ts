@@ -86,3 +86,8 @@ export function tokenize(text: string): string[] {
   }
   return out;
 }
+
+/** One entry of an XCPU `env` file: `NAME=value` quoted as a single token, then a newline. */
+export function envLine(name: string, value: string): string {
+  return `${quote(`${name}=${value}`)}\n`;
+}

@@ -4,7 +4,7 @@
 // newline forces quoting, so every argument survives the trip. Also the XCPUENV and env-file
 // encodings.
 
-import { QuoteError, quote, quoteAll } from "@clustermatic/ninep/quote";
+import { envLine, QuoteError, quoteAll } from "@clustermatic/ninep/quote";
 
 export { QuoteError, quote, tokenize } from "@clustermatic/ninep/quote";
 
@@ -37,5 +37,5 @@ export function decodeXcpuEnv(value: string): string {
 export function encodeEnv(entries: Iterable<[string, string]> | Record<string, string>): string {
   const list =
     Symbol.iterator in entries ? [...(entries as Iterable<[string, string]>)] : Object.entries(entries);
-  return list.map(([k, v]) => `${quote(`${k}=${v}`)}\n`).join("");
+  return list.map(([k, v]) => envLine(k, v)).join("");
 }
