@@ -64,24 +64,23 @@ function putHex8(out: Buffer, at: number, n: number): void {
 
 const ZEROS = new Uint8Array(4);
 
+/** The numeric fields of a newc header besides the mode. */
+export interface NewcFields {
+  ino: number;
+  uid: number;
+  gid: number;
+  nlink: number;
+  mtime: number;
+  size: number;
+  rdevMajor: number;
+  rdevMinor: number;
+}
+
 /**
  * Encodes one newc header + name + padding. `pos` is the archive offset of the header (the
  * padding is relative to the archive start, which is a multiple of 4 for all our writers).
  */
-export function newcHeader(
-  name: string,
-  mode: number,
-  f: {
-    ino: number;
-    uid: number;
-    gid: number;
-    nlink: number;
-    mtime: number;
-    size: number;
-    rdevMajor: number;
-    rdevMinor: number;
-  },
-): Buffer {
+export function newcHeader(name: string, mode: number, f: NewcFields): Buffer {
   const nameBytes = Buffer.from(name, "utf8");
   const namesize = nameBytes.length + 1;
   const headLen = 110 + namesize;
@@ -212,19 +211,11 @@ export function writeCpio(entries: readonly CpioEntry[], opts: CpioWriteOptions 
   return Buffer.concat(w.end());
 }
 
-export interface CpioListEntry {
+export interface CpioListEntry extends NewcFields {
   name: string;
   mode: number;
   type: CpioEntryType;
   perm: number;
-  ino: number;
-  uid: number;
-  gid: number;
-  nlink: number;
-  mtime: number;
-  size: number;
-  rdevMajor: number;
-  rdevMinor: number;
   /** Offset of the data in the (decompressed) archive. */
   dataOffset: number;
   /** Index of the archive in a concatenation (0 for the first). */
