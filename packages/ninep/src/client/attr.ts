@@ -16,39 +16,28 @@ import {
   QTSYMLINK,
 } from "../codec/index.js";
 import type { Dirent, Qid, Rgetattr, Stat } from "../codec/types.js";
-import {
-  dmToUnixPerm,
-  S_IFBLK,
-  S_IFCHR,
-  S_IFDIR,
-  S_IFIFO,
-  S_IFLNK,
-  S_IFMT,
-  S_IFREG,
-  S_IFSOCK,
-  unixToDmMode,
-} from "../mode.js";
+import * as M from "../mode.js";
 
 /** Linux file type bits (stat(2) S_IF*). */
 export const S_IF = {
-  MT: S_IFMT,
-  SOCK: S_IFSOCK,
-  LNK: S_IFLNK,
-  REG: S_IFREG,
-  BLK: S_IFBLK,
-  DIR: S_IFDIR,
-  CHR: S_IFCHR,
-  FIFO: S_IFIFO,
+  MT: M.S_IFMT,
+  SOCK: M.S_IFSOCK,
+  LNK: M.S_IFLNK,
+  REG: M.S_IFREG,
+  BLK: M.S_IFBLK,
+  DIR: M.S_IFDIR,
+  CHR: M.S_IFCHR,
+  FIFO: M.S_IFIFO,
 } as const;
 
 /** Linux mode (S_IF* | permissions) → 9P2000 mode (DM* | permissions). */
 export function dmFromLinuxMode(mode: number): number {
-  return unixToDmMode(mode, true);
+  return M.unixToDmMode(mode, true);
 }
 
 /** 9P2000 mode bits → Linux permission bits (setuid/setgid/sticky + rwx). */
 export function linuxPermFromDm(dm: number): number {
-  return dmToUnixPerm(dm, true);
+  return M.dmToUnixPerm(dm, true);
 }
 
 /** A Plan 9 open mode (OREAD…OEXEC | OTRUNC) as Linux open flags for Tlopen/Tlcreate. */
