@@ -1,17 +1,27 @@
 // Wall time of the built xrx (a fresh process per run, as a user would start it) against xcpufs
-// nodes on loopback ports, hosted in this process. Prints medians per case.
+// nodes on loopback ports, hosted by BENCH_HOSTS child processes (bench/host.ts, default 8; each
+// node forks its programs from its host process, whose size sets the cost of every fork).
+// Prints medians per case and the cost of starting Node itself in the same run.
 //
 //   pnpm bench                 (after pnpm build)
 //   BENCH_REPS=9 pnpm bench    (more runs per case)
-import { execFileSync, spawn } from "node:child_process";
-import { chmodSync, existsSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from "node:fs";
+//   BENCH_XRX=/path/xrx.js     (another build of xrx, e.g. an older one, against the same nodes)
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import {
+  chmodSync,
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  truncateSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { startXcpufs, type XcpufsHandle } from "@clustermatic/xcpufs";
 
 const PKG = join(dirname(fileURLToPath(import.meta.url)), "..");
-const XRX = join(PKG, "dist/bin/xrx.js");
+const XRX = process.env.BENCH_XRX ?? join(PKG, "dist/bin/xrx.js");
 const REPS = Number(process.env.BENCH_REPS ?? 5);
 
 if (!existsSync(XRX)) {
@@ -20,11 +30,41 @@ if (!existsSync(XRX)) {
 }
 
 const work = mkdtempSync(join(tmpdir(), "xrx-bench-"));
-const nodes: XcpufsHandle[] = [];
+const HOSTS = Math.max(1, Number(process.env.BENCH_HOSTS ?? 8));
+const nodes: { port: number }[] = [];
+const hosts: ChildProcess[] = [];
 const cleanup = async () => {
-  await Promise.all(nodes.map((n) => n.close()));
+  await Promise.all(
+    hosts.map(
+      (h) =>
+        new Promise((r) => {
+          h.once("exit", r);
+          h.stdin?.end();
+        }),
+    ),
+  );
   rmSync(work, { recursive: true, force: true });
 };
+
+/** Starts a host process with `count` nodes; resolves with their ports. */
+function startHost(count: number): Promise<number[]> {
+  const child = spawn(
+    process.execPath,
+    [...process.execArgv, join(PKG, "bench/host.ts"), String(count), work],
+    {
+      stdio: ["pipe", "pipe", "inherit"],
+    },
+  );
+  hosts.push(child);
+  return new Promise((resolve, reject) => {
+    let out = "";
+    child.stdout!.on("data", (d) => {
+      out += d;
+      if (out.includes("\n")) resolve(JSON.parse(out) as number[]);
+    });
+    child.once("exit", (code) => reject(new Error(`node host exited (${code})`)));
+  });
+}
 process.on("SIGINT", () => {
   void cleanup().then(() => process.exit(130));
 });
@@ -78,21 +118,28 @@ async function bench(label: string, n: number, args: (list: string) => string[],
 }
 
 async function main() {
-  for (let i = 0; i < 64; i++) {
-    nodes.push(
-      await startXcpufs({ listen: "127.0.0.1", port: 0, tmpdir: mkdtempSync(join(work, "n")), noAuth: true }),
-    );
-  }
+  // 64 nodes spread over the hosts round-robin, so the first n nodes of a case use min(n, HOSTS) hosts.
+  const perHost = await Promise.all(
+    Array.from({ length: HOSTS }, (_, i) => startHost(Math.ceil((64 - i) / HOSTS))),
+  );
+  for (let i = 0; nodes.length < 64; i++) nodes.push({ port: perHost[i % HOSTS]![Math.floor(i / HOSTS)]! });
   const bin = makeBinary();
   // Baseline in the same run: starting node with an empty script (process start cost).
   const empty = join(work, "empty.mjs");
   writeFileSync(empty, "");
-  const base: number[] = [];
-  for (let i = 0; i < REPS; i++) {
-    const t0 = performance.now();
-    execFileSync(process.execPath, [empty]);
-    base.push(performance.now() - t0);
-  }
+  const startTime = (env: NodeJS.ProcessEnv) => {
+    const times: number[] = [];
+    for (let i = 0; i < REPS; i++) {
+      const t0 = performance.now();
+      execFileSync(process.execPath, [empty], { env });
+      times.push(performance.now() - t0);
+    }
+    return median(times);
+  };
+  const base = startTime(process.env);
+  // NODE_EXTRA_CA_CERTS makes every Node process load the certificate file at start.
+  const { NODE_EXTRA_CA_CERTS: extraCa, ...noCa } = process.env;
+  const baseNoCa = extraCa ? startTime(noCa) : undefined;
   const rows = [];
   for (const n of [1, 4, 16, 64]) rows.push(await bench("/bin/true -S", n, (l) => ["-S", l, "/bin/true"]));
   for (const n of [1, 4, 16, 64])
@@ -101,9 +148,14 @@ async function main() {
     rows.push(await bench(bin.what, n, (l) => ["-S", l, bin.path]));
     rows.push(await bench(`${bin.what}, -n 8`, n, (l) => ["-S", "-n", "8", l, bin.path]));
   }
+  const load = readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
   console.log(
-    `\nxrx wall time, nodes on loopback, median of ${REPS} runs (node start alone: ${median(base).toFixed(0)} ms)\n`,
+    `\nxrx wall time, nodes on loopback in ${HOSTS} host processes, median of ${REPS} runs, load average ${load}`,
   );
+  console.log(`node start alone (empty script): ${base.toFixed(0)} ms`);
+  if (baseNoCa !== undefined)
+    console.log(`  (NODE_EXTRA_CA_CERTS is set; without it node starts in ${baseNoCa.toFixed(0)} ms)`);
+  console.log("");
   console.log("| case | nodes | median ms | min ms |");
   console.log("|---|---:|---:|---:|");
   for (const r of rows) console.log(`| ${r.label} | ${r.n} | ${r.median.toFixed(0)} | ${r.min.toFixed(0)} |`);
