@@ -56,9 +56,14 @@ async function drain(fid: Fid): Promise<void> {
   }
 }
 
+/** Per-step times of the timed round trips (ms): where a round trip's time goes. */
+const steps = { clone: [] as number[], exec: [] as number[], wait: [] as number[] };
+
 /** clone → argv → exec /bin/true → wait, the way the original clients do it. */
-async function roundTrip(fs: Fsys): Promise<void> {
+async function roundTrip(fs: Fsys, timed = false): Promise<void> {
+  const t0 = performance.now();
   const clone = await fs.open("clone", OREAD);
+  const t1 = performance.now();
   const sid = (await clone.read(0, 32)).toString();
   const ctl = await fs.open(`${sid}/ctl`, OWRITE);
   const wait = await fs.open(`${sid}/wait`, OREAD);
@@ -66,10 +71,27 @@ async function roundTrip(fs: Fsys): Promise<void> {
   const argv = await fs.open(`${sid}/argv`, OWRITE | OTRUNC);
   await argv.write(0, "true");
   await argv.clunk();
+  const t2 = performance.now();
   await ctl.write(0, "id /1\nexec /bin/true\n");
+  const t3 = performance.now();
   await drain(wait);
+  const t4 = performance.now();
   await ctl.clunk();
   await wait.clunk();
+  if (timed) {
+    steps.clone.push(t1 - t0);
+    steps.exec.push(t3 - t2);
+    steps.wait.push(t4 - t3);
+  }
+}
+
+/** What the server does for `exec`, timed here: spawn() with pipes in a new session, until exit. */
+async function localSpawn(): Promise<{ call: number; exit: number }> {
+  const t0 = performance.now();
+  const c = spawn("/bin/true", [], { stdio: "pipe", detached: true });
+  const t1 = performance.now();
+  await new Promise((r) => c.once("exit", r));
+  return { call: t1 - t0, exit: performance.now() - t0 };
 }
 
 const connect = (address: string) =>
@@ -95,6 +117,13 @@ async function main(): Promise<void> {
       spawnSync("/bin/true");
       spawnMs.push(performance.now() - t);
     }
+    const spawnCall: number[] = [];
+    const spawnExit: number[] = [];
+    for (let i = 0; i < 50; i++) {
+      const r = await localSpawn();
+      spawnCall.push(r.call);
+      spawnExit.push(r.exit);
+    }
     // baseline 2: one 9P round trip
     const arch = await fs.open("arch", OREAD);
     const rpcMs: number[] = [];
@@ -111,7 +140,7 @@ async function main(): Promise<void> {
     const end = Date.now() + SECONDS * 1000;
     while (Date.now() < end) {
       const t = performance.now();
-      await roundTrip(fs);
+      await roundTrip(fs, true);
       rt.push(performance.now() - t);
     }
 
@@ -150,10 +179,26 @@ async function main(): Promise<void> {
     const rows: [string, string, string][] = [
       ["server", how, ""],
       ["baseline: local spawnSync /bin/true, median", `${pct(spawnMs, 50).toFixed(2)} ms`, ""],
+      [
+        "baseline: local spawn() /bin/true as the server does, median",
+        `${pct(spawnExit, 50).toFixed(2)} ms`,
+        `until exit; the spawn() call alone ${pct(spawnCall, 50).toFixed(2)} ms`,
+      ],
       ["baseline: one 9P read round trip, median", `${pct(rpcMs, 50).toFixed(3)} ms`, ""],
       ["job round trip clone→argv→exec /bin/true→wait, median", `${med.toFixed(2)} ms`, "target < 5 ms"],
       ["job round trip, p99", `${pct(rt, 99).toFixed(2)} ms`, `${rt.length} jobs`],
       ["  (in 9P round trips of this run)", `${(med / pct(rpcMs, 50)).toFixed(1)} x`, "12 requests per job"],
+      [
+        "  of which: open clone (new session, its directory), median",
+        `${pct(steps.clone, 50).toFixed(2)} ms`,
+        "",
+      ],
+      [
+        "  of which: exec request (the fork in the server), median",
+        `${pct(steps.exec, 50).toFixed(2)} ms`,
+        "",
+      ],
+      ["  of which: wait until the exit status, median", `${pct(steps.wait, 50).toFixed(2)} ms`, ""],
       ["sessions/s, 16 parallel clients", perSec.toFixed(0), `${done} jobs in ${SECONDS}s`],
       ["idle RSS of the server", `${(idle / 1024).toFixed(1)} MB`, "target < 60 MB"],
       [
