@@ -156,6 +156,20 @@ export function conformanceChecks(target: ConformanceTarget): Check[] {
     return w.wqid;
   }
 
+  /** Opens the blocking file as fid 1 and leaves a Tread on it pending; returns that read's tag. */
+  async function startBlockedRead(c: RawClient, path: string[]): Promise<number> {
+    await walkTo(c, 1, path);
+    expectType(
+      await c.call({ type: MsgType.Topen, fid: 1, mode: OREAD }),
+      MsgType.Ropen,
+      "open blocking file",
+    );
+    const tag = c.tag();
+    c.send({ type: MsgType.Tread, tag, fid: 1, offset: 0n, count: 100 });
+    await c.stat(0); // the connection keeps serving other tags while the read is blocked
+    return tag;
+  }
+
   async function readAllDir(
     c: RawClient,
     fid: number,
@@ -624,15 +638,7 @@ export function conformanceChecks(target: ConformanceTarget): Check[] {
         rules: ["FL1", "FL3", "R5", "T2"],
         run: () =>
           session(async (c) => {
-            await walkTo(c, 1, blocking);
-            expectType(
-              await c.call({ type: MsgType.Topen, fid: 1, mode: OREAD }),
-              MsgType.Ropen,
-              "open blocking file",
-            );
-            const tag = c.tag();
-            c.send({ type: MsgType.Tread, tag, fid: 1, offset: 0n, count: 100 });
-            await c.stat(0); // the connection keeps serving other tags
+            const tag = await startBlockedRead(c, blocking);
             const ftag = c.tag();
             c.send({ type: MsgType.Tflush, tag: ftag, oldtag: tag });
             const rf = await c.reply(ftag, 5000);
@@ -650,15 +656,7 @@ export function conformanceChecks(target: ConformanceTarget): Check[] {
         rules: ["T1", "T3"],
         run: () =>
           session(async (c) => {
-            await walkTo(c, 1, blocking);
-            expectType(
-              await c.call({ type: MsgType.Topen, fid: 1, mode: OREAD }),
-              MsgType.Ropen,
-              "open blocking file",
-            );
-            const tag = c.tag();
-            c.send({ type: MsgType.Tread, tag, fid: 1, offset: 0n, count: 100 });
-            await c.stat(0);
+            const tag = await startBlockedRead(c, blocking);
             c.send({ type: MsgType.Tstat, tag, fid: 0 });
             const dup = await c.reply(tag, 5000);
             expectError(dup, "request reusing an in-flight tag");
@@ -672,15 +670,7 @@ export function conformanceChecks(target: ConformanceTarget): Check[] {
         rules: ["V6"],
         run: () =>
           session(async (c) => {
-            await walkTo(c, 1, blocking);
-            expectType(
-              await c.call({ type: MsgType.Topen, fid: 1, mode: OREAD }),
-              MsgType.Ropen,
-              "open blocking file",
-            );
-            const tag = c.tag();
-            c.send({ type: MsgType.Tread, tag, fid: 1, offset: 0n, count: 100 });
-            await c.stat(0);
+            const tag = await startBlockedRead(c, blocking);
             await c.version(MSIZE, version);
             const i = c.log.findIndex((m) => m.type === MsgType.Rversion);
             expectType(
