@@ -134,6 +134,21 @@ export function timeColumn(p: ProcRecord): string {
   return `${Math.floor(secs / 60)}:${String(secs % 60).padStart(2, "0")}`;
 }
 
+const CONTROL_ESCAPES: Record<string, string> = { "\n": "\\n", "\t": "\\t", "\r": "\\r" };
+
+/**
+ * The COMMAND column: the argv joined by spaces, with control characters made visible (`\n`,
+ * `\t`, `\xNN`) so that every process stays on one tab-separated line whatever its arguments hold.
+ */
+export function commandColumn(p: ProcRecord): string {
+  return p.cmdline
+    .join(" ")
+    .replace(
+      /[\u0000-\u001f\u007f]/g,
+      (c) => CONTROL_ESCAPES[c] ?? `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`,
+    );
+}
+
 /** Main processes of a job: job id `job/…`, parent without that job. */
 export function jobMainProcesses(procs: readonly ProcRecord[], job: string): ProcRecord[] {
   const byPid = new Map(procs.map((p) => [p.pid, p]));

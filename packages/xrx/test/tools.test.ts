@@ -76,6 +76,35 @@ describe("jobs: -J attach, xps, xk", () => {
     expect(a.stderr).toContain("killed by signal 15");
   }, 120_000);
 
+  it("keeps one line per process when an argument holds newlines or tabs", async () => {
+    const job = runCli(xrx, [
+      "--no-key",
+      "-j",
+      "nljob",
+      four.nodes[0]!.spec,
+      "sh",
+      "-c",
+      "sleep 30 </dev/null >/dev/null 2>&1; :",
+      "two\nlines\tand a tab\u0001",
+    ]);
+    let lines: string[] = [];
+    await until(
+      async () => {
+        const r = await runCli(xps, ["--no-key", "-J", "nljob", four.nodes[0]!.spec]);
+        lines = r.stdout.trim().split("\n");
+        return lines.some((l) => l.includes("two"));
+      },
+      30_000,
+      "nljob in xps",
+    );
+    for (const l of lines) expect(l.split("\t")).toHaveLength(7);
+    expect(lines.find((l) => l.includes("two"))).toMatch(
+      /\tsh -c sleep 30 <\/dev\/null >\/dev\/null 2>&1; : two\\nlines\\tand a tab\\x01$/,
+    );
+    await runCli(xk, ["--no-key", "KILL", `${four.nodes[0]!.spec}:/nljob`]);
+    expect((await job).code).toBe(137);
+  }, 60_000);
+
   it("xk by pid, and errors for missing targets and bad signals", async () => {
     const job = runCli(xrx, ["--no-key", "-j", "kjob", four.nodes[0]!.spec, "sleep", "30"]);
     let pid = "";

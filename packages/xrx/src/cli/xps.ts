@@ -2,7 +2,7 @@
 
 import { mapLimit } from "../job.js";
 import type { NodeSpec } from "../nodes.js";
-import { type ProcRecord, statColumn, timeColumn } from "../procs.js";
+import { commandColumn, type ProcRecord, statColumn, timeColumn } from "../procs.js";
 import { reasonOf } from "../xcpu.js";
 import { type CliIo, parseCommandLine, reportError, UsageError } from "./args.js";
 import { connectTool, nodeList, statfsNodes, TOOL_OPTIONS, toolConnection } from "./common.js";
@@ -105,7 +105,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
             statColumn(proc),
             timeColumn(proc),
             proc.jobid,
-            proc.cmdline.join(" "),
+            commandColumn(proc),
           ].join("\t"),
         );
       }
