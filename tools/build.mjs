@@ -4,9 +4,10 @@
 // Library entries keep every bare import external (workspace packages resolve to their own dist);
 // bins inline workspace packages so an installed CLI is one runnable file plus its npm deps.
 import { execFileSync } from "node:child_process";
-import { chmodSync, existsSync, readFileSync, rmSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { chmodSync, existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import * as esbuild from "esbuild";
 
 const require = createRequire(join(process.cwd(), "package.json"));
@@ -36,17 +37,32 @@ const keepExternal = {
     });
   },
 };
+// Each bin is a CommonJS bundle (dist/bin/<name>.cjs) started by a small ESM shim at the bin path
+// that compiles it through a per-user V8 code cache (tools/bin-launcher.mjs).
+const launcher = readFileSync(new URL("./bin-launcher.mjs", import.meta.url), "utf8");
 for (const out of binFiles) {
   const src = out.replace(/^\.\/dist\//, "src/").replace(/\.js$/, ".ts");
   if (!existsSync(src)) throw new Error(`bin source ${src} missing for ${out}`);
+  const bundle = out.replace(/\.js$/, ".cjs");
   await esbuild.build({
     ...shared,
+    format: "cjs",
     entryPoints: [src],
-    outfile: out,
+    outfile: bundle,
     conditions: [SOURCE],
     plugins: [keepExternal],
-    banner: { js: "#!/usr/bin/env node" },
   });
+  const name = basename(out, ".js");
+  const hash = createHash("sha256").update(readFileSync(bundle)).digest("hex").slice(0, 16);
+  const shim = launcher
+    .replace(/^(\/\/.*\n)+/, "")
+    .replaceAll("__BUNDLE__", basename(bundle))
+    .replaceAll("__NAME__", name)
+    .replaceAll("__HASH__", hash);
+  writeFileSync(
+    out,
+    `#!/usr/bin/env node\n// ${name}: starts ${basename(bundle)} through a V8 code cache (CLUSTERMATIC_COMPILE_CACHE=0 turns it off).\n${shim}`,
+  );
   chmodSync(out, 0o755);
 }
 

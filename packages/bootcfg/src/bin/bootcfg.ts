@@ -1,7 +1,8 @@
 import { main } from "../cli.js";
 
-const code = await main(process.argv.slice(2), {
+main(process.argv.slice(2), {
   stdout: (s) => process.stdout.write(s),
   stderr: (s) => process.stderr.write(s),
+}).then((code) => {
+  process.exitCode = code;
 });
-process.exitCode = code;

@@ -7,12 +7,13 @@ process.once("SIGTERM", () => stop.abort());
 process.stdout.on("error", (err: NodeJS.ErrnoException) => {
   if (err.code === "EPIPE") process.exit(0);
 });
-const status = await main(process.argv.slice(2), {
+main(process.argv.slice(2), {
   stdout: process.stdout,
   stderr: process.stderr,
   stdin: process.stdin,
   env: process.env,
   signal: stop.signal,
+}).then((status) => {
+  // Let pending stdout writes flush instead of calling process.exit().
+  process.exitCode = status;
 });
-// Let pending stdout writes flush instead of calling process.exit().
-process.exitCode = status;
