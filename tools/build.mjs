@@ -5,7 +5,7 @@
 // bins inline workspace packages so an installed CLI is one runnable file plus its npm deps.
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { chmodSync, existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { basename, join } from "node:path";
 import * as esbuild from "esbuild";
@@ -37,9 +37,14 @@ const keepExternal = {
     });
   },
 };
-// Each bin is a CommonJS bundle (dist/bin/<name>.cjs) started by a small ESM shim at the bin path
-// that compiles it through a per-user V8 code cache (tools/bin-launcher.mjs).
-const launcher = readFileSync(new URL("./bin-launcher.mjs", import.meta.url), "utf8");
+// Each bin is a CommonJS bundle (dist/bin/<name>.cjs) started by a small shim at the bin path
+// that compiles it through a per-user V8 code cache (tools/bin-launcher.cjs). dist/bin gets its own
+// package.json so that the shims load as CommonJS: Node's ESM loader costs ~10 ms per start.
+const launcher = readFileSync(new URL("./bin-launcher.cjs", import.meta.url), "utf8");
+if (binFiles.length) {
+  mkdirSync("dist/bin", { recursive: true });
+  writeFileSync("dist/bin/package.json", `${JSON.stringify({ type: "commonjs" })}\n`);
+}
 for (const out of binFiles) {
   const src = out.replace(/^\.\/dist\//, "src/").replace(/\.js$/, ".ts");
   if (!existsSync(src)) throw new Error(`bin source ${src} missing for ${out}`);

@@ -1,17 +1,18 @@
 // Start-up shim of a built CLI (written into dist/bin by tools/build.mjs; not run from here).
 // It runs the CommonJS bundle beside it through a V8 code cache kept per user, so that a command
-// started many times (xrx in a loop, statfs polls, scripts) skips most parsing and compilation.
-// The cache is advisory: any problem with it (unwritable, stale, another Node) means a normal start.
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { createRequire } from "node:module";
-import { homedir } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { Script } from "node:vm";
+// started many times (xrx in a loop, scripts, tree spawn) skips most parsing and compilation.
+// It is CommonJS (dist/bin has its own package.json) because loading Node's ESM machinery for the
+// entry point alone costs more than the whole shim. The cache is advisory: any problem with it
+// (unwritable, stale, another Node or V8 flags) means a normal start.
+"use strict";
+const { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } = require("node:fs");
+const { homedir } = require("node:os");
+const { join } = require("node:path");
+const { Script } = require("node:vm");
 
-const bundle = join(dirname(fileURLToPath(import.meta.url)), "__BUNDLE__");
+const bundle = join(__dirname, "__BUNDLE__");
 const source = readFileSync(bundle, "utf8");
-const cacheDir = process.env.CLUSTERMATIC_COMPILE_CACHE === "0" ? undefined : compileCacheDir();
+const cacheDir = compileCacheDir();
 const cacheFile = cacheDir && join(cacheDir, `__NAME__-__HASH__-${process.version}-${process.arch}.v8`);
 let cached;
 try {
@@ -30,18 +31,21 @@ if (cacheFile && (!cached || script.cachedDataRejected)) {
       writeFileSync(tmp, script.createCachedData(), { mode: 0o600 });
       renameSync(tmp, cacheFile);
       // Caches of earlier builds or other Node versions of this command are dead weight.
-      for (const f of readdirSync(cacheDir))
-        if (f.startsWith("__NAME__-") && join(cacheDir, f) !== cacheFile && f.endsWith(".v8"))
-          rmSync(join(cacheDir, f), { force: true });
+      for (const f of readdirSync(cacheDir)) {
+        const path = join(cacheDir, f);
+        if (f.startsWith("__NAME__-") && f.endsWith(".v8") && path !== cacheFile)
+          rmSync(path, { force: true });
+      }
     } catch {}
   });
 }
-const module = { exports: {} };
-script.runInThisContext()(module.exports, createRequire(bundle), module, bundle, dirname(bundle));
+const bundleModule = { exports: {} };
+script.runInThisContext()(bundleModule.exports, require, bundleModule, bundle, __dirname);
 
 function compileCacheDir() {
-  const explicit = process.env.CLUSTERMATIC_COMPILE_CACHE;
-  if (explicit) return explicit;
+  const setting = process.env.CLUSTERMATIC_COMPILE_CACHE;
+  if (setting === "0") return undefined;
+  if (setting) return setting;
   const base = process.env.XDG_CACHE_HOME || (homedir() && join(homedir(), ".cache"));
   return base ? join(base, "clustermatic", "v8") : undefined;
 }
