@@ -9,10 +9,11 @@ import { cbfstoolCommandLine, corebootConfig } from "./coreboot.js";
 import { BootcfgError } from "./errors.js";
 import { FileCache } from "./files.js";
 import { writeBeoboot } from "./formats/beoboot.js";
-import { extractVmlinux, parseBzImage } from "./formats/bzimage.js";
+import { extractVmlinux, isBzImage, parseBzImage } from "./formats/bzimage.js";
 import { CBFS_TYPE_SELF, cbfsAddFile, createCbfs, elfToSelf } from "./formats/cbfs.js";
 import type { CpioEntry } from "./formats/cpio.js";
 import { parseElf } from "./formats/elf.js";
+import { bzImageToSelf, type LinuxPayload } from "./formats/self-linux.js";
 import { writeUImage } from "./formats/uimage.js";
 import { buildOverlay, parseDeviceSpec, writeInitramfs } from "./initrd.js";
 import { inspectFile } from "./inspect.js";
@@ -37,7 +38,7 @@ import {
 } from "./pxe.js";
 import { consoleFor, qemuArgs, runUntil } from "./qemu.js";
 import { renderInspection, renderShow, toJson } from "./report.js";
-import { parseSize } from "./util.js";
+import { formatBytes, hex, parseSize } from "./util.js";
 
 export interface Io {
   stdout(text: string): void;
@@ -60,8 +61,9 @@ Image files:
   extract-vmlinux BZIMAGE -o OUT            decompress the ELF vmlinux inside a bzImage
   initrd build -o OUT [--tree DIR]... [--dev PATH:c:MAJ:MIN[:MODE]]... [--file DEST=SRC]...
                                             write a reproducible newc initramfs (gzip unless --no-gzip)
-  payload build ELF -o OUT [--rom ROM | --create-rom SIZE] [--name NAME]
-                                            convert an ELF to a coreboot SELF payload (optionally into a CBFS)
+  payload build KERNEL -o OUT [--cmdline S] [--initrd FILE] [--rom ROM | --create-rom SIZE] [--name NAME]
+                                            coreboot SELF payload from an x86 bzImage (with our own
+                                            trampoline, cmdline and initrd) or an ELF; optionally into a CBFS
   uimage KERNEL -o OUT --arch ARCH --load ADDR [--entry ADDR] [--name NAME]
                                             wrap a kernel in a legacy U-Boot header
 
@@ -196,16 +198,42 @@ export async function main(argv: string[], io: Io): Promise<number> {
           rom: { type: "string" },
           "create-rom": { type: "string" },
           name: { type: "string" },
+          cmdline: { type: "string" },
+          initrd: { type: "string" },
         });
         if (a.values.help || sub !== "build")
           return sub === "build" || a.values.help
             ? helpFor("payload build")
             : usage(`payload: unknown subcommand ${sub ?? "(none)"}; use "payload build"`);
-        const elfPath = abs(need(a.positionals[0], "ELF"));
+        const kernelPath = abs(need(a.positionals[0], "KERNEL"));
         const output = need(a.values.output, "-o OUT");
-        const self = elfToSelf(readFileSync(elfPath), {}, elfPath);
+        if (a.values.rom && a.values["create-rom"])
+          throw new UsageError("payload build: give --rom or --create-rom, not both");
+        const input = readFileSync(kernelPath);
+        const cmdline = a.values.cmdline as string | undefined;
+        const initrdPath = a.values.initrd ? abs(a.values.initrd as string) : undefined;
+        let self: Buffer;
+        let linux: LinuxPayload | undefined;
+        if (isBzImage(input)) {
+          linux = bzImageToSelf(
+            input,
+            {
+              ...(cmdline !== undefined ? { cmdline } : {}),
+              ...(initrdPath ? { initrd: readFileSync(initrdPath) } : {}),
+            },
+            kernelPath,
+          );
+          self = linux.self;
+        } else {
+          if (cmdline !== undefined || initrdPath)
+            throw new UsageError(
+              "payload build: --cmdline and --initrd need a bzImage; an ELF payload is loaded as it is",
+            );
+          self = elfToSelf(input, {}, kernelPath);
+        }
         const name = (a.values.name as string | undefined) ?? "fallback/payload";
-        if (a.values.rom || a.values["create-rom"]) {
+        const inRom = Boolean(a.values.rom || a.values["create-rom"]);
+        if (inRom) {
           let rom: Buffer;
           if (a.values.rom) rom = readFileSync(abs(a.values.rom as string));
           else {
@@ -216,11 +244,39 @@ export async function main(argv: string[], io: Io): Promise<number> {
           }
           writeFileSync(abs(output), cbfsAddFile(rom, name, CBFS_TYPE_SELF, self));
         } else writeFileSync(abs(output), self);
-        out(
-          a.values.json
-            ? `${toJson({ output: abs(output), selfSize: self.length })}\n`
-            : `${output}: SELF payload of ${self.length} bytes${a.values.rom || a.values["create-rom"] ? ` as ${name}` : ""}\n`,
-        );
+        if (a.values.json)
+          out(
+            `${toJson({
+              output: abs(output),
+              selfSize: self.length,
+              kind: linux ? "bzImage" : "elf",
+              ...(inRom ? { name } : {}),
+              ...(linux
+                ? {
+                    protocol: linux.protocol,
+                    entry: linux.entry,
+                    kernelLoad: linux.kernelLoad,
+                    cmdline: linux.cmdline,
+                    initrd: linux.initrd ?? null,
+                    minMemory: linux.minMemory,
+                    segments: linux.ranges,
+                  }
+                : {}),
+            })}\n`,
+          );
+        else {
+          const where = inRom ? ` as ${name}` : "";
+          io.stdout(`${output}: SELF payload of ${self.length} bytes${where}\n`);
+          if (linux) {
+            for (const g of linux.ranges)
+              io.stdout(
+                `  ${g.type.padEnd(4)} ${g.name.padEnd(12)} load ${hex(g.start, 8)}  length ${g.len}/${g.memLen}\n`,
+              );
+            io.stdout(
+              `  entry ${hex(linux.entry, 8)} (trampoline); needs RAM up to ${hex(linux.minMemory)} (${formatBytes(linux.minMemory)})\n`,
+            );
+          }
+        }
         return 0;
       }
       case "uimage": {

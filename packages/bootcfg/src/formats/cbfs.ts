@@ -146,42 +146,67 @@ export interface SelfOptions {
   extra?: Array<{ type: "data" | "params"; load: bigint; data: Uint8Array }>;
 }
 
+/** One segment to write into a SELF payload: file bytes `data`, `memLen` bytes in memory. */
+export interface SelfInput {
+  type: "code" | "data" | "bss" | "params";
+  load: bigint;
+  data: Uint8Array;
+  memLen: number;
+}
+
+const SEG_CODE: Record<SelfInput["type"], number> = {
+  code: SEG.CODE,
+  data: SEG.DATA,
+  bss: SEG.BSS,
+  params: SEG.PARA,
+};
+
+/**
+ * Writes a SELF payload: the 28-byte segment table (the given segments, then ENTR at `entry`),
+ * then each segment's bytes in table order. No compression (coreboot forces none for Linux
+ * payloads). A segment without file bytes has offset 0.
+ */
+export function writeSelf(segments: SelfInput[], entry: bigint): Buffer {
+  const table = Buffer.alloc((segments.length + 1) * 28);
+  let dataPos = table.length;
+  segments.forEach((s, i) => {
+    const o = i * 28;
+    table.writeUInt32BE(SEG_CODE[s.type], o);
+    table.writeUInt32BE(0, o + 4);
+    table.writeUInt32BE(s.data.length ? dataPos : 0, o + 8);
+    table.writeBigUInt64BE(s.load, o + 12);
+    table.writeUInt32BE(s.data.length, o + 20);
+    table.writeUInt32BE(s.memLen, o + 24);
+    dataPos += s.data.length;
+  });
+  const o = segments.length * 28;
+  table.writeUInt32BE(SEG.ENTR, o);
+  table.writeBigUInt64BE(entry, o + 12);
+  return Buffer.concat([table, ...segments.map((s) => s.data)]);
+}
+
 /**
  * Converts an ELF into a SELF payload: one CODE (executable) or DATA segment per PT_LOAD, loaded
  * at p_paddr, in program-header order; then the extra segments; then ENTR at e_entry. Segments
- * with no file bytes become BSS. No compression (coreboot forces none for Linux payloads).
+ * with no file bytes become BSS.
  */
 export function elfToSelf(elf: Uint8Array, opts: SelfOptions = {}, what = "ELF"): Buffer {
   const info: ElfInfo = parseElf(elf, what);
   const loads = loadSegments(info);
   if (loads.length === 0) throw formatError(what, "no PT_LOAD segments");
-  const extra = opts.extra ?? [];
-  const count = loads.length + extra.length + 1;
-  const table = Buffer.alloc(count * 28);
-  const datas: Uint8Array[] = [];
-  let dataPos = table.length;
-  let i = 0;
-  const put = (type: number, load: bigint, data: Uint8Array, memLen: number) => {
-    const o = i++ * 28;
-    table.writeUInt32BE(type, o);
-    table.writeUInt32BE(0, o + 4);
-    table.writeUInt32BE(data.length ? dataPos : 0, o + 8);
-    table.writeBigUInt64BE(load, o + 12);
-    table.writeUInt32BE(data.length, o + 20);
-    table.writeUInt32BE(memLen, o + 24);
-    datas.push(data);
-    dataPos += data.length;
-  };
+  const segs: SelfInput[] = [];
   for (const ph of loads) {
     if (ph.offset + ph.filesz > elf.length) throw formatError(what, "PT_LOAD past the end of the file");
-    const type = ph.filesz === 0 ? SEG.BSS : ph.flags & PF_X ? SEG.CODE : SEG.DATA;
-    put(type, ph.paddr, elf.subarray(ph.offset, ph.offset + ph.filesz), ph.memsz);
+    segs.push({
+      type: ph.filesz === 0 ? "bss" : ph.flags & PF_X ? "code" : "data",
+      load: ph.paddr,
+      data: elf.subarray(ph.offset, ph.offset + ph.filesz),
+      memLen: ph.memsz,
+    });
   }
-  for (const e of extra) put(e.type === "params" ? SEG.PARA : SEG.DATA, e.load, e.data, e.data.length);
-  const o = i * 28;
-  table.writeUInt32BE(SEG.ENTR, o);
-  table.writeBigUInt64BE(info.entry, o + 12);
-  return Buffer.concat([table, ...datas]);
+  for (const e of opts.extra ?? [])
+    segs.push({ type: e.type, load: e.load, data: e.data, memLen: e.data.length });
+  return writeSelf(segs, info.entry);
 }
 
 function fileHeader(name: string, type: number, len: number): Buffer {
