@@ -1,7 +1,7 @@
 // The node server's state: user pool, sessions, root buffers, and the ctl command interpreters.
 
 import { existsSync, constants as fsConstants } from "node:fs";
-import { lchown, open as openFile, readdir, stat } from "node:fs/promises";
+import { chown, lchown, open as openFile, readdir, rm, stat } from "node:fs/promises";
 import { machine as machineName, type as osType } from "node:os";
 import { isAbsolute, join } from "node:path";
 import type { Stat } from "@clustermatic/ninep/codec";
@@ -68,6 +68,8 @@ export class Xcpufs {
   private readonly tmpdir: string;
   readonly clientTrace: ((line: string) => void) | undefined;
   private closing = false;
+  /** The next session's directory, made ahead of time, and the owner (`uid:gid`, or "") it has. */
+  private spare: { key: string; dir: Promise<string> } | undefined;
 
   constructor(cfg: XcpufsConfig) {
     this.users = cfg.users;
@@ -132,21 +134,59 @@ export class Xcpufs {
       id = id >= MAX_SID ? 0 : id + 1;
     }
     this.nextSid = id >= MAX_SID ? 0 : id + 1;
+    const owner = this.switchUsers ? { uid: user.uid, gid: user.gid } : undefined;
     let dir: string;
     try {
-      dir = await makeSessionDir(
-        this.tmpdir,
-        this.switchUsers ? { uid: user.uid, gid: user.gid } : undefined,
-      );
+      dir = await this.takeSessionDir(owner);
     } catch (err) {
       this.log.warn({ err }, "cannot create session directory");
       throw new FsError(`cannot create session directory: ${(err as Error).message}`, Errno.EIO);
+    }
+    if (this.closing) {
+      void rm(dir, { recursive: true, force: true }).catch(() => {});
+      throw new FsError("server shutting down", Errno.EIO);
+    }
+    // The id may have been taken while the directory was made (another clone on the same tick).
+    if (this.sessions.has(id)) {
+      void rm(dir, { recursive: true, force: true }).catch(() => {});
+      return this.newSession(user, _ctx);
     }
     const s = new Session(id, user, dir, this.rootEnv.data, this.host);
     s.incref();
     this.sessions.set(id, s);
     this.log.debug({ sid: id, user: user.name, dir }, "session created");
     return s;
+  }
+
+  /**
+   * A session directory for `owner`: the one made ahead of time when there is one (re-owned if it
+   * was made for somebody else), else a new one; then the next one is started in the background,
+   * so that opening `clone` does not wait for the file system. A spare that could not be made is
+   * forgotten and the directory made now, so a failure is still reported by the open of `clone`.
+   */
+  private async takeSessionDir(owner: { uid: number; gid: number } | undefined): Promise<string> {
+    const key = owner ? `${owner.uid}:${owner.gid}` : "";
+    const spare = this.spare;
+    this.spare = undefined;
+    let dir: string | undefined;
+    if (spare) {
+      dir = await spare.dir.catch(() => undefined);
+      if (dir !== undefined && owner && spare.key !== key) {
+        try {
+          await chown(dir, owner.uid, owner.gid);
+        } catch {
+          void rm(dir, { recursive: true, force: true }).catch(() => {});
+          dir = undefined;
+        }
+      }
+    }
+    dir ??= await makeSessionDir(this.tmpdir, owner);
+    if (!this.closing && !this.spare) {
+      const next = makeSessionDir(this.tmpdir, owner);
+      next.catch(() => {});
+      this.spare = { key, dir: next };
+    }
+    return dir;
   }
 
   /** Pids of running session programs with their session and job ids. */
@@ -449,7 +489,15 @@ export class Xcpufs {
   /** Wipe every session and wait until their programs and directories are gone. */
   async shutdown(): Promise<void> {
     this.closing = true;
-    await Promise.all([...this.sessions.values()].map((s) => s.shutdown()));
+    const spare = this.spare;
+    this.spare = undefined;
+    await Promise.all([
+      ...[...this.sessions.values()].map((s) => s.shutdown()),
+      spare?.dir.then(
+        (d) => rm(d, { recursive: true, force: true }),
+        () => {},
+      ),
+    ]);
   }
 }
 

@@ -1,0 +1,225 @@
+// What the job round trip relies on: pipelined requests, wait answered at the program's exit,
+// session directories made ahead of time, and the server's small young generation.
+
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { type Fsys, mount, type Request } from "@clustermatic/ninep/client";
+import { MsgType, OREAD, OTRUNC, OWRITE } from "@clustermatic/ninep/codec";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startXcpufs, type XcpufsHandle } from "../src/index.js";
+import { openJob, readAll, until, write } from "./helpers.js";
+
+const tmp = mkdtempSync(join(tmpdir(), "xcpufs-roundtrip-"));
+const uid = process.getuid?.() ?? 0;
+const isRoot = uid === 0;
+let h: XcpufsHandle;
+let fs: Fsys;
+
+const connect = (address: string, as = { uname: "tester", n_uname: uid }) =>
+  mount(address, { ...as, authenticate: async () => {} });
+const dirs = (base: string) => readdirSync(base).filter((n) => n.startsWith("xcpu-"));
+
+beforeAll(async () => {
+  h = await startXcpufs({ port: 0, noAuth: true, tmpdir: tmp, env: { PATH: "/usr/bin:/bin" } });
+  fs = await connect(h.address);
+});
+afterAll(async () => {
+  await fs?.close();
+  await h?.close();
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+/** Send the requests without waiting for replies in between; resolve with every reply. */
+async function batch(f: Fsys, reqs: Request[]): Promise<unknown[]> {
+  const out = await Promise.allSettled(reqs.map((r) => f.client.rpc(r)));
+  const bad = out.find((o) => o.status === "rejected");
+  if (bad) throw (bad as PromiseRejectedResult).reason;
+  return out.map((o) => (o as PromiseFulfilledResult<unknown>).value);
+}
+
+/** A process that exists and is not a zombie. */
+function alive(pid: number): boolean {
+  try {
+    const st = readFileSync(`/proc/${pid}/stat`, "latin1");
+    return st.slice(st.lastIndexOf(")") + 2)[0] !== "Z";
+  } catch {
+    return false;
+  }
+}
+
+const text = (r: unknown) => Buffer.from((r as { data: Uint8Array }).data).toString();
+
+describe("a pipelining client", () => {
+  it("gets the same job as a sequential one: argv, env, output and status", async () => {
+    const c = fs.client;
+    const root = fs.root.num;
+    const [clone, ctl, wait, out, argv, env] = Array.from({ length: 6 }, () => c.fids.alloc()) as number[] &
+      [number, number, number, number, number, number];
+    const r1 = await batch(fs, [
+      { type: MsgType.Twalk, fid: root, newfid: clone, wname: ["clone"] },
+      { type: MsgType.Topen, fid: clone, mode: OREAD },
+      { type: MsgType.Tread, fid: clone, offset: 0n, count: 32 },
+    ]);
+    const sid = text(r1[2]);
+    // argv in two positional writes that the server may run in either order
+    const head = Buffer.from(`sh -c 'echo "$1 $GREETING"' sh `);
+    expect(sid).toMatch(/^\d+$/);
+    await batch(fs, [
+      { type: MsgType.Twalk, fid: root, newfid: ctl, wname: [sid, "ctl"] },
+      { type: MsgType.Topen, fid: ctl, mode: OWRITE },
+      { type: MsgType.Twalk, fid: root, newfid: wait, wname: [sid, "wait"] },
+      { type: MsgType.Topen, fid: wait, mode: OREAD },
+      { type: MsgType.Twalk, fid: root, newfid: out, wname: [sid, "stdout"] },
+      { type: MsgType.Topen, fid: out, mode: OREAD },
+      { type: MsgType.Twalk, fid: root, newfid: argv, wname: [sid, "argv"] },
+      { type: MsgType.Topen, fid: argv, mode: OWRITE | OTRUNC },
+      { type: MsgType.Twrite, fid: argv, offset: 0n, data: head },
+      { type: MsgType.Twrite, fid: argv, offset: BigInt(head.length), data: Buffer.from("'piped job'") },
+      { type: MsgType.Tclunk, fid: argv },
+      { type: MsgType.Twalk, fid: root, newfid: env, wname: [sid, "env"] },
+      { type: MsgType.Topen, fid: env, mode: OWRITE | 0x80 },
+      { type: MsgType.Twrite, fid: env, offset: 0n, data: Buffer.from("'GREETING=done well'\n") },
+      { type: MsgType.Tclunk, fid: env },
+    ]);
+    const r3 = await batch(fs, [
+      { type: MsgType.Twrite, fid: ctl, offset: 0n, data: Buffer.from("id /1\nexec /bin/sh\n") },
+      { type: MsgType.Tclunk, fid: clone },
+      { type: MsgType.Tread, fid: out, offset: 0n, count: 8192 },
+      { type: MsgType.Tread, fid: wait, offset: 0n, count: 32 },
+    ]);
+    expect(text(r3[2])).toBe("piped job done well\n");
+    expect(text(r3[3])).toBe("0");
+    const eof = await batch(fs, [
+      { type: MsgType.Tread, fid: out, offset: 0n, count: 8192 },
+      { type: MsgType.Tread, fid: wait, offset: 1n, count: 32 },
+    ]);
+    expect(eof.map(text)).toEqual(["", ""]);
+    await batch(
+      fs,
+      [ctl, wait, out].map((fid) => ({ type: MsgType.Tclunk, fid }) as Request),
+    );
+    for (const f of [clone, ctl, wait, out, argv, env]) c.fids.free(f);
+    await until(() => !h.xcpufs.sessions.has(Number(sid)));
+  });
+});
+
+describe("wait", () => {
+  it("is answered when the program exits, while a child it left keeps stdout open", async () => {
+    const job = await openJob(fs);
+    await write(fs, `${job.sid}/argv`, `sh -c 'sleep 30 & echo $!'`);
+    await job.ctl.write(0, "exec /bin/sh\n");
+    const sleeper = Number((await job.stdout.read(0, 8192)).toString());
+    expect(sleeper).toBeGreaterThan(1);
+    let stdoutEnded = false;
+    const rest = readAll(job.stdout).then((b) => {
+      stdoutEnded = true;
+      return b.toString();
+    });
+    expect((await readAll(job.wait)).toString()).toBe("0");
+    // the sleep still holds the pipe: no end of file yet
+    expect(stdoutEnded).toBe(false);
+    expect(alive(sleeper)).toBe(true);
+    // wiping the session ends what the program left behind, and the stream with it
+    await job.ctl.write(0, "wipe\n");
+    expect(await rest).toBe("");
+    await job.close();
+    await until(() => !alive(sleeper));
+  });
+});
+
+describe("session directories", () => {
+  it("each session gets its own directory; the one made ahead is removed by close()", async () => {
+    const base = mkdtempSync(join(tmp, "ahead-"));
+    const node = await startXcpufs({ port: 0, noAuth: true, tmpdir: base });
+    const c = await connect(node.address);
+    try {
+      const a = await c.open("clone", OREAD);
+      const b = await c.open("clone", OREAD);
+      const ids = [(await a.read(0, 32)).toString(), (await b.read(0, 32)).toString()];
+      const paths = ids.map((id) => node.xcpufs.sessions.get(Number(id))?.dir);
+      expect(new Set(paths).size).toBe(2);
+      for (const p of paths) expect(statSync(p as string).isDirectory()).toBe(true);
+      await until(() => dirs(base).length === 3); // two sessions and the next one's
+      await a.clunk();
+      await b.clunk();
+      await until(() => dirs(base).length === 1);
+    } finally {
+      await c.close();
+      await node.close();
+    }
+    expect(dirs(base)).toEqual([]);
+  });
+
+  it("with retain, the sessions' directories stay and the one made ahead does not", async () => {
+    const base = mkdtempSync(join(tmp, "retain-"));
+    const node = await startXcpufs({ port: 0, noAuth: true, tmpdir: base, retain: true });
+    const c = await connect(node.address);
+    const clone = await c.open("clone", OREAD);
+    const dir = node.xcpufs.sessions.get(Number((await clone.read(0, 32)).toString()))?.dir as string;
+    await clone.clunk();
+    await c.close();
+    await node.close();
+    expect(dirs(base)).toEqual([dir.slice(base.length + 1)]);
+  });
+
+  it("a directory that cannot be made fails the open of clone", async () => {
+    const node = await startXcpufs({ port: 0, noAuth: true, tmpdir: join(tmp, "missing", "dir") });
+    const c = await connect(node.address);
+    try {
+      await expect(c.open("clone", OREAD)).rejects.toThrow(/^cannot create session directory: ENOENT/);
+      await expect(c.open("clone", OREAD)).rejects.toThrow(/^cannot create session directory/);
+    } finally {
+      await c.close();
+      await node.close();
+    }
+  });
+
+  it.skipIf(!isRoot)("belongs to the session's user even when made ahead for another one", async () => {
+    const base = mkdtempSync(join(tmp, "owners-"));
+    const node = await startXcpufs({ port: 0, noAuth: true, tmpdir: base });
+    const users = [
+      { uname: "ann", n_uname: 4301 },
+      { uname: "bob", n_uname: 4302 },
+    ];
+    const mounts = await Promise.all(users.map((u) => connect(node.address, u)));
+    try {
+      for (const i of [0, 1, 1, 0, 1]) {
+        const clone = await (mounts[i] as Fsys).open("clone", OREAD);
+        const s = node.xcpufs.sessions.get(Number((await clone.read(0, 32)).toString()));
+        const st = statSync(s?.dir as string);
+        expect([st.uid, st.gid, st.mode & 0o777]).toEqual([users[i]?.n_uname, users[i]?.n_uname, 0o700]);
+        await clone.clunk();
+      }
+    } finally {
+      await Promise.all(mounts.map((m) => m.close()));
+      await node.close();
+    }
+    expect(dirs(base)).toEqual([]);
+  });
+  if (!isRoot) console.log("skipped: session directory ownership needs root");
+});
+
+describe("keepYoungGenerationSmall", () => {
+  const probe = (small: boolean) => {
+    const mod = join(dirname(fileURLToPath(import.meta.url)), "../src/memory.ts");
+    const code = `
+      const v8 = await import("node:v8");
+      if (${small}) (await import(${JSON.stringify(mod)})).keepYoungGenerationSmall();
+      let keep = [];
+      for (let i = 0; i < 400000; i++) { keep.push({ i, s: "x" + i, a: [i] }); if (keep.length > 20000) keep = []; }
+      const ns = v8.getHeapSpaceStatistics().find((s) => s.space_name === "new_space");
+      console.log(ns.space_size);`;
+    const r = spawnSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", code], {
+      encoding: "utf8",
+    });
+    expect(r.stderr).toBe("");
+    return Number(r.stdout.trim());
+  };
+  it("keeps V8's new space at its initial size under allocation, where it would grow", () => {
+    expect(probe(true)).toBeLessThanOrEqual(4 << 20);
+    expect(probe(false)).toBeGreaterThan(4 << 20);
+  });
+});
