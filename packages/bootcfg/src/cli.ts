@@ -5,7 +5,7 @@ import { join, resolve } from "node:path";
 import { type ParseArgsConfig, parseArgs } from "node:util";
 import { checkCluster } from "./check.js";
 import { Cluster } from "./cluster/resolve.js";
-import { cbfstoolCommandLine, corebootConfig } from "./coreboot.js";
+import { cbfstoolCommandLine, corebootConfig, payloadBuildCommandLine } from "./coreboot.js";
 import { BootcfgError } from "./errors.js";
 import { FileCache } from "./files.js";
 import { writeBeoboot } from "./formats/beoboot.js";
@@ -74,7 +74,8 @@ Cluster file (-c FILE, $BOOTCFG_CLUSTER, or ./cluster.yaml|cluster.json):
   initrd overlay NODE -o OUT                the node's overlay archive (uncompressed newc)
   initrd combine NODE -o OUT                base initrds + overlay, as the node receives them
   kexec-plan NODE [--format json|sh|xbootfs|beoboot] [-o OUT]
-  coreboot NODE [--format kconfig|cbfstool|config.lb|json] [-o DIR] [--rom ROM] [--linuxboot]
+  coreboot NODE [--format kconfig|payload|cbfstool|config.lb|json] [-o DIR] [--rom ROM] [--linuxboot]
+                                            payload: the recommended \`bootcfg payload build\` command (x86)
   pxe -o DIR [--by-ip]                      pxelinux.cfg/01-<mac> (and hex-IP) files for pxe nodes
   ipxe -o DIR                               ipxe/<mac>.ipxe per ipxe node, and boot.ipxe
   qemu NODE [--run] [--marker RE] [--timeout SEC] [--accel tcg|kvm|auto] [--initrd-out FILE] [--json]
@@ -225,6 +226,11 @@ export async function main(argv: string[], io: Io): Promise<number> {
           );
           self = linux.self;
         } else {
+          if (!(input[0] === 0x7f && input[1] === 0x45 && input[2] === 0x4c && input[3] === 0x46))
+            throw new BootcfgError(
+              "EFORMAT",
+              `${kernelPath}: neither an x86 bzImage (no 0xAA55 boot flag and "HdrS" header) nor an ELF`,
+            );
           if (cmdline !== undefined || initrdPath)
             throw new UsageError(
               "payload build: --cmdline and --initrd need a bzImage; an ELF payload is loaded as it is",
@@ -392,8 +398,16 @@ export async function main(argv: string[], io: Io): Promise<number> {
         if (fmt === "json") io.stdout(`${toJson({ ...cfg, initrd: initrdPath })}\n`);
         else if (fmt === "kconfig") io.stdout(cfg.kconfig);
         else if (fmt === "cbfstool") io.stdout(`${cbfstoolCommandLine(cfg)}\n`);
-        else if (fmt === "config.lb") io.stdout(cfg.configLb);
-        else throw new UsageError(`--format ${fmt}: use kconfig, cbfstool, config.lb or json`);
+        else if (fmt === "payload") {
+          const line = payloadBuildCommandLine(cfg);
+          if (!line)
+            throw new BootcfgError(
+              "ECHECK",
+              `${p.node.name}: \`bootcfg payload build\` makes x86 payloads from a bzImage or ELF; this node has ${p.node.arch} ${p.kernelFormat}`,
+            );
+          io.stdout(`${line}\n`);
+        } else if (fmt === "config.lb") io.stdout(cfg.configLb);
+        else throw new UsageError(`--format ${fmt}: use kconfig, payload, cbfstool, config.lb or json`);
         return 0;
       }
       case "pxe":

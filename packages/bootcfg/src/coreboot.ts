@@ -7,6 +7,13 @@ export interface CorebootConfig {
   node: string;
   arch: string;
   kconfig: string;
+  /**
+   * The recommended route on x86: `bootcfg payload build` (bzImage → SELF with our trampoline,
+   * command line and initrd; ELF → SELF) into the ROM, no cbfstool or coreboot build needed.
+   * Absent on other architectures.
+   */
+  payloadBuild?: string[];
+  /** The equivalent cbfstool command (its own bzImage conversion), the alternative route. */
   cbfstool: string[];
   configLb: string;
   warnings: string[];
@@ -31,7 +38,7 @@ export function corebootConfig(
   if (n.firmware !== "coreboot") warnings.push(`${n.name}: firmware is ${n.firmware}, not coreboot`);
   if (x86 && plan.kernelFormat !== "bzImage")
     warnings.push(
-      `${n.name}: coreboot's Linux payload conversion takes a bzImage; ${plan.kernelFormat} needs \`bootcfg payload build\` (SELF from ELF)`,
+      `${n.name}: coreboot's Linux payload conversion (CONFIG_PAYLOAD_LINUX, cbfstool add-payload) takes a bzImage; ${plan.kernelFormat} goes through \`bootcfg payload build\` (SELF from ELF)`,
     );
   if (!x86 && plan.kernelFormat !== "uimage")
     warnings.push(
@@ -77,6 +84,22 @@ export function corebootConfig(
     "-I",
     initrdPath,
   ];
+  const payloadBuild =
+    x86 && (plan.kernelFormat === "bzImage" || plan.kernelFormat === "elf")
+      ? [
+          "bootcfg",
+          "payload",
+          "build",
+          plan.kernelPath,
+          ...(plan.kernelFormat === "bzImage" ? ["--cmdline", plan.cmdline, "--initrd", initrdPath] : []),
+          "--rom",
+          rom,
+          "--name",
+          n.payload.name,
+          "-o",
+          rom,
+        ]
+      : undefined;
   const configLb = [
     `# LinuxBIOS v2 target lines for ${n.name}; payload.elf from \`cbfstool extract -m x86\` or \`bootcfg payload build\``,
     'romimage "normal"',
@@ -89,9 +112,22 @@ export function corebootConfig(
     "end",
     "",
   ].join("\n");
-  return { node: n.name, arch: n.arch, kconfig: `${lines.join("\n")}\n`, cbfstool, configLb, warnings };
+  return {
+    node: n.name,
+    arch: n.arch,
+    kconfig: `${lines.join("\n")}\n`,
+    ...(payloadBuild ? { payloadBuild } : {}),
+    cbfstool,
+    configLb,
+    warnings,
+  };
 }
 
 export function cbfstoolCommandLine(c: CorebootConfig): string {
   return c.cbfstool.map(shQuote).join(" ");
+}
+
+/** The `bootcfg payload build` command line, or undefined where it does not apply. */
+export function payloadBuildCommandLine(c: CorebootConfig): string | undefined {
+  return c.payloadBuild?.map(shQuote).join(" ");
 }

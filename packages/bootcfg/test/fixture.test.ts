@@ -1,5 +1,5 @@
 // The real Debian kernels, judged by independent tools: file(1), readelf, lz4, kexec, cbfstool, cpio.
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { checkCluster } from "../src/check.js";
@@ -339,6 +339,153 @@ describe("F7/F8 coreboot payloads judged by cbfstool", () => {
       sh("cbfstool", [ours, "extract", "-n", "fallback/payload", "-f", join(t.dir, "back.elf"), "-m", "x86"])
         .status,
     ).toBe(0);
+  });
+});
+
+describe("F8 bzImage → SELF with our trampoline, judged by cbfstool and readelf", () => {
+  const cmdline = "console=ttyS0 panic=-1 bootcfg.node=n1";
+  it("cbfstool print -v lists our segments; extract -m x86 gives an ELF whose PT_LOADs do not overlap; kernel, command line and initrd bytes equal cbfstool's own conversion", async (ctx) => {
+    need(ctx, { tools: ["cbfstool", "readelf"], files: [KERNEL_AMD64] });
+    const initrd = join(t.dir, "base.gz");
+    const rom = join(t.dir, "bz-ours.rom");
+    const r = await run([
+      "payload",
+      "build",
+      KERNEL_AMD64,
+      "--cmdline",
+      cmdline,
+      "--initrd",
+      initrd,
+      "--create-rom",
+      "32M",
+      "-o",
+      rom,
+      "--json",
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    const o = JSON.parse(r.stdout);
+    const h = parseBzImage(readFileSync(KERNEL_AMD64)).header;
+    const kernelLen = statSync(KERNEL_AMD64).size - h.setupSize;
+    const initrdLen = statSync(initrd).size;
+    const tramp = o.segments[2];
+    expect(o.initrd.address).toBe(0x4400000); // 16 MiB + init_size 0x3378000, rounded up to 1 MiB
+    const listed = cbfstoolSegments(rom).map((l) => l.replace(/offset: 0x[0-9a-f]+, /, ""));
+    expect(listed).toEqual([
+      "data (none compression, load: 0x90000, length: 4096/4096)",
+      `code (none compression, load: 0x1000000, length: ${kernelLen}/${h.initSize})`,
+      `code (none compression, load: 0x${tramp.start.toString(16)}, length: ${tramp.len}/${tramp.memLen})`,
+      `data (none compression, load: 0x91000, length: ${cmdline.length + 1}/${cmdline.length + 1})`,
+      `data (none compression, load: 0x4400000, length: ${initrdLen}/${initrdLen})`,
+      `entry (0x${tramp.start.toString(16)})`,
+    ]);
+    expect(ourSegments(rom)).toEqual(cbfstoolSegments(rom));
+    const elf = join(t.dir, "bz-ours.elf");
+    const x = sh("cbfstool", [rom, "extract", "-n", "fallback/payload", "-f", elf, "-m", "x86"]);
+    expect(x.status, x.stderr).toBe(0);
+    const loads = sh("readelf", ["-lW", elf])
+      .stdout.split("\n")
+      .filter((l) => /^\s+LOAD\s/.test(l))
+      .map((l) => {
+        const f = l.trim().split(/\s+/);
+        return { start: Number(f[3]), end: Number(f[3]) + Number(f[5]) };
+      });
+    expect(loads.length).toBe(5);
+    for (const [i, a] of loads.entries())
+      for (const b of loads.slice(i + 1))
+        expect(a.start < b.end && b.start < a.end, `${JSON.stringify([a, b])}`).toBe(false);
+    expect(sh("readelf", ["-hW", elf]).stdout).toMatch(
+      new RegExp(`Entry point address:\\s+0x${tramp.start.toString(16)}\\b`),
+    );
+    // cbfstool's own conversion of the same inputs: same kernel placement and bytes
+    const theirs = join(t.dir, "bz-theirs.rom");
+    expect(sh("cbfstool", [theirs, "create", "-m", "x86", "-s", "32M"]).status).toBe(0);
+    const add = sh("cbfstool", [
+      theirs,
+      "add-payload",
+      "-f",
+      KERNEL_AMD64,
+      "-n",
+      "fallback/payload",
+      "-C",
+      cmdline,
+      "-I",
+      initrd,
+    ]);
+    expect(add.status, add.stderr).toBe(0);
+    const bytesOf = (file: string) => {
+      const img = readFileSync(file);
+      const f = parseCbfs(img).files.find((x) => x.name === "fallback/payload")!;
+      return f
+        .segments!.filter((s) => s.type !== "entry")
+        .map((s) => ({
+          load: s.load,
+          data: img.subarray(f.offset + f.dataOffset + s.offset, f.offset + f.dataOffset + s.offset + s.len),
+        }));
+    };
+    const ours = bytesOf(rom);
+    const cb = bytesOf(theirs);
+    const kernelOf = (segs: typeof ours) => segs.find((s) => s.load === 0x1000000n)!;
+    expect(kernelOf(ours).data.equals(kernelOf(cb).data)).toBe(true);
+    const text = (segs: typeof ours) =>
+      segs.map((s) => s.data.toString("latin1")).find((d) => d === `${cmdline}\0`);
+    expect(text(ours)).toBe(text(cb));
+    const rd = readFileSync(initrd);
+    expect(ours.some((s) => s.data.equals(rd))).toBe(true);
+    expect(cb.some((s) => s.data.equals(rd))).toBe(true);
+    // our zero page carries the image's setup header from 0x1f1 (cbfstool's copies less of it)
+    const zp = ours.find((s) => s.load === 0x90000n)!.data;
+    const image = readFileSync(KERNEL_AMD64);
+    expect(zp.subarray(0x1f1, 0x210).equals(image.subarray(0x1f1, 0x210))).toBe(true);
+    expect(zp.readUInt32LE(0x228)).toBe(0x91000);
+    expect(zp.readUInt32LE(0x218)).toBe(0x4400000);
+    expect(zp.readUInt32LE(0x21c)).toBe(initrdLen);
+  });
+
+  it("coreboot --format payload prints the recommended bootcfg command; run as printed it adds the node's payload to a cbfstool ROM", async (ctx) => {
+    need(ctx, { tools: ["cbfstool"], files: [KERNEL_AMD64] });
+    const rom = join(t.dir, "n02.rom");
+    expect(sh("cbfstool", [rom, "create", "-m", "x86", "-s", "32M"]).status).toBe(0);
+    const c = await run([
+      "coreboot",
+      "n02",
+      "-c",
+      join(t.dir, "cluster.yaml"),
+      "--rom",
+      rom,
+      "--format",
+      "json",
+      "-o",
+      join(t.dir, "cb2"),
+    ]);
+    expect(c.code, c.stderr).toBe(0);
+    const cfg = JSON.parse(c.stdout);
+    expect(cfg.payloadBuild.slice(0, 4)).toEqual(["bootcfg", "payload", "build", KERNEL_AMD64]);
+    expect(cfg.cbfstool[2]).toBe("add-payload"); // still offered as the alternative
+    const line = await run([
+      "coreboot",
+      "n02",
+      "-c",
+      join(t.dir, "cluster.yaml"),
+      "--rom",
+      rom,
+      "--format",
+      "payload",
+      "-o",
+      join(t.dir, "cb2"),
+    ]);
+    expect(line.stdout).toContain("bootcfg payload build");
+    const b = await run(cfg.payloadBuild.slice(1));
+    expect(b.code, b.stderr).toBe(0);
+    const p = sh("cbfstool", [rom, "print", "-v"]);
+    expect(p.stdout).toMatch(/fallback\/payload\s+0x0\s+simple elf/);
+    const f = parseCbfs(readFileSync(rom)).files.find((x) => x.name === "fallback/payload")!;
+    const img = readFileSync(rom);
+    const texts = f.segments!.map((s) =>
+      img
+        .subarray(f.offset + f.dataOffset + s.offset, f.offset + f.dataOffset + s.offset + s.len)
+        .toString("latin1"),
+    );
+    expect(texts).toContain(`${cfg.kconfig.match(/CONFIG_LINUX_COMMAND_LINE="(.*)"/)[1]}\0`);
   });
 });
 

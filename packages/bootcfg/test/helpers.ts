@@ -33,6 +33,7 @@ const PKG: Record<string, string> = {
   kexec: "kexec-tools",
   cbfstool: "coreboot-utils",
   readelf: "binutils",
+  objdump: "binutils",
   cpio: "cpio",
   syslinux: "syslinux",
   mcopy: "mtools",

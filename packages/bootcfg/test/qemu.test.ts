@@ -20,6 +20,7 @@ import {
   tempDir,
   writeBaseInitrd,
 } from "./helpers.js";
+import { highTableAddress, type MemRange, multibootSelf } from "./multiboot.js";
 
 const t = tempDir("bootcfg-qemu-");
 const cluster = () => join(t.dir, "cluster.yaml");
@@ -197,6 +198,68 @@ describe.sequential("QEMU boots of the fixture kernel", () => {
     expect(r.ok, r.lines.slice(-25).join("\n")).toBe(true);
     expect(r.lines).toContain("BOOTCFG-STAGE1: running kexec plan");
     expect(p.cmdline).toContain("bootcfg.stage=2 via=kexec-bzImage");
+  });
+
+  it("F8: our bzImage SELF payload boots — the trampoline fills E820 from a coreboot table, the kernel runs our initramfs with the planned cmdline", {
+    timeout: BOOT_TIMEOUT,
+  }, async (ctx) => {
+    need(ctx, { tools: ["qemu-system-x86_64"], files: [KERNEL_AMD64, BUSYBOX] });
+    const { p, initrd } = plan("n01");
+    // no "quiet": the kernel then prints the E820 map it was handed and where the initrd is
+    const cmdline = `${p.cmdline.replace(/ ?\bquiet\b/, "")} via=self-trampoline`;
+    writeFileSync(join(t.dir, "n01-self.initrd"), initrd);
+    const out = join(t.dir, "n01.self");
+    const b = await run([
+      "payload",
+      "build",
+      KERNEL_AMD64,
+      "--cmdline",
+      cmdline,
+      "--initrd",
+      join(t.dir, "n01-self.initrd"),
+      "-o",
+      out,
+      "--json",
+    ]);
+    expect(b.code, b.stderr).toBe(0);
+    const built = JSON.parse(b.stdout) as { initrd: { address: number; size: number }; minMemory: number };
+    // test scaffolding: the SELF and a fake coreboot table (low forward record at 0x500, memory
+    // table above the payload) in a multiboot ELF that QEMU enters in 32-bit protected mode
+    const BASE = 0x8000000;
+    const mem = 256 * 2 ** 20;
+    expect(built.minMemory).toBeLessThan(BASE);
+    const tbl = highTableAddress(BASE);
+    const ranges: MemRange[] = [
+      { start: 0, size: 0x9f000, type: 1 },
+      { start: 0x9f000, size: 0x1000, type: 2 },
+      { start: 0xf0000, size: 0x10000, type: 2 },
+      { start: 0x100000, size: tbl - 0x100000, type: 1 },
+      { start: tbl, size: 0x1000, type: 16 }, // coreboot's own tables: reserved for Linux
+      { start: tbl + 0x1000, size: mem - 0x100000 - tbl - 0x1000, type: 1 },
+      { start: mem - 0x100000, size: 0x100000, type: 2 },
+      { start: 0xfffc0000, size: 0x40000, type: 2 },
+    ];
+    const elf = join(t.dir, "n01-self.multiboot");
+    writeFileSync(elf, multibootSelf(readFileSync(out), ranges, BASE));
+    const argv = qemuArgs({ arch: "x86_64", kernel: elf, memory: mem / 2 ** 20 });
+    argv[argv.indexOf("q35")] = "pc";
+    const r = await runUntil(argv, /^BOOTCFG-DONE/, 120_000);
+    timings["self-trampoline"] = r.ms;
+    expect(r.ok, r.lines.slice(-25).join("\n")).toBe(true);
+    expect(lineWith(r.lines, "BOOTCFG-CMDLINE:")).toBe(`BOOTCFG-CMDLINE: ${cmdline}`);
+    expect(lineWith(r.lines, "BOOTCFG-OVERLAY:")).toBe(
+      "BOOTCFG-OVERLAY: node=n01 profile=compute arch=x86_64",
+    );
+    const hex16 = (n: number) => `0x${n.toString(16).padStart(16, "0")}`;
+    const e820 = r.lines.map((l) => /BIOS-e820: (\[mem \S+\] \S+)/.exec(l)?.[1]).filter((x) => x);
+    expect(e820).toEqual(
+      ranges.map(
+        (m) =>
+          `[mem ${hex16(m.start)}-${hex16(m.start + m.size - 1)}] ${m.type === 1 ? "usable" : "reserved"}`,
+      ),
+    );
+    const rd = r.lines.map((l) => /RAMDISK: \[mem (0x[0-9a-f]+)-/.exec(l)?.[1]).find((x) => x);
+    expect(Number(rd)).toBe(built.initrd.address);
   });
 
   it("F11: the arm64 node boots under qemu-system-aarch64 with its own kernel and busybox", {
