@@ -181,12 +181,16 @@ export class Xcpufs {
       }
     }
     dir ??= await makeSessionDir(this.tmpdir, owner);
-    if (!this.closing && !this.spare) {
-      const next = makeSessionDir(this.tmpdir, owner);
-      next.catch(() => {});
-      this.spare = { key, dir: next };
-    }
+    // After this tick, when the reply to the open has been written.
+    setImmediate(() => this.makeSpare(key, owner));
     return dir;
+  }
+
+  private makeSpare(key: string, owner: { uid: number; gid: number } | undefined): void {
+    if (this.closing || this.spare) return;
+    const dir = makeSessionDir(this.tmpdir, owner);
+    dir.catch(() => {});
+    this.spare = { key, dir };
   }
 
   /** Pids of running session programs with their session and job ids. */

@@ -1,11 +1,9 @@
 // What the job round trip relies on: pipelined requests, wait answered at the program's exit,
-// session directories made ahead of time, and the server's small young generation.
+// and session directories made ahead of time.
 
-import { spawnSync } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { type Fsys, mount, type Request } from "@clustermatic/ninep/client";
 import { MsgType, OREAD, OTRUNC, OWRITE } from "@clustermatic/ninep/codec";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -200,26 +198,4 @@ describe("session directories", () => {
     expect(dirs(base)).toEqual([]);
   });
   if (!isRoot) console.log("skipped: session directory ownership needs root");
-});
-
-describe("keepYoungGenerationSmall", () => {
-  const probe = (small: boolean) => {
-    const mod = join(dirname(fileURLToPath(import.meta.url)), "../src/memory.ts");
-    const code = `
-      const v8 = await import("node:v8");
-      if (${small}) (await import(${JSON.stringify(mod)})).keepYoungGenerationSmall();
-      let keep = [];
-      for (let i = 0; i < 400000; i++) { keep.push({ i, s: "x" + i, a: [i] }); if (keep.length > 20000) keep = []; }
-      const ns = v8.getHeapSpaceStatistics().find((s) => s.space_name === "new_space");
-      console.log(ns.space_size);`;
-    const r = spawnSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", code], {
-      encoding: "utf8",
-    });
-    expect(r.stderr).toBe("");
-    return Number(r.stdout.trim());
-  };
-  it("keeps V8's new space at its initial size under allocation, where it would grow", () => {
-    expect(probe(true)).toBeLessThanOrEqual(4 << 20);
-    expect(probe(false)).toBeGreaterThan(4 << 20);
-  });
 });

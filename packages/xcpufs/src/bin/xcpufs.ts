@@ -1,7 +1,5 @@
 import { main } from "../cli.js";
-import { keepYoungGenerationSmall } from "../memory.js";
 
-keepYoungGenerationSmall();
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err) => {
