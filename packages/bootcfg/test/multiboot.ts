@@ -124,7 +124,19 @@ function loader(base: number, lowLen: number) {
  * with `ranges`, the SELF payload at base+0x2000.
  */
 export function multibootSelf(self: Uint8Array, ranges: MemRange[], base: number): Buffer {
-  const low = lbTable([lbForward(base + HIGH_AT)]);
+  // decoys the trampoline must pass over: a bad header checksum at 0x500, a good header with a
+  // bad table checksum at 0x520; the real low table (a forward record) at 0x550
+  const badHeader = lbTable([]);
+  badHeader.writeUInt32LE(badHeader.readUInt32LE(8) ^ 0x5555, 8);
+  const badTable = lbTable([lbForward(0x100)]);
+  badTable.writeUInt32LE(0x200, 24 + 8); // forward address changed after the checksum was taken
+  const low = Buffer.concat([
+    badHeader,
+    Buffer.alloc(0x20 - badHeader.length),
+    badTable,
+    Buffer.alloc(0x30 - badTable.length),
+    lbTable([lbForward(base + HIGH_AT)]),
+  ]);
   const high = lbTable([lbString(0x04, "bootcfg test table"), lbMemory(ranges)]);
   const code = loader(base, low.length).code;
   if (12 + code.length > LOW_AT || LOW_AT + low.length > HIGH_AT || HIGH_AT + high.length > SELF_AT)

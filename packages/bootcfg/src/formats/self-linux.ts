@@ -164,7 +164,7 @@ export function bzImageToSelf(
   const kernel = bz.subarray(h.setupSize);
   const kernelLoad = kernelLoadAddress(h);
   const span = kernelSpan(h, kernel.length);
-  const trampBase = alignUp(CMDLINE_ADDR + cmdBytes.length, 0x100);
+  const trampBase = alignUp(CMDLINE_ADDR + cmdBytes.length, 0x1000);
   const trampoline = buildTrampoline(trampBase, ZERO_PAGE_ADDR);
   if (trampBase + trampoline.memLen > LOW_AREA_END)
     throw new BootcfgError(
