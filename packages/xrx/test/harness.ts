@@ -26,6 +26,8 @@ export interface NodeOptions {
   arch?: string;
   noAuth?: boolean;
   adminKeyFile?: string;
+  /** The node's largest 9P message. */
+  msize?: number;
 }
 
 const cleanups: Array<() => Promise<void> | void> = [];
@@ -64,6 +66,7 @@ export async function startNode(opts: NodeOptions = {}): Promise<TestNode> {
     noAuth: opts.noAuth ?? true,
     arch: opts.arch,
     adminKeyFile: opts.adminKeyFile,
+    msize: opts.msize,
   });
   const port = server.port;
   let stopped = false;

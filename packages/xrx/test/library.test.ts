@@ -9,7 +9,7 @@ import { parseElf } from "../src/elf.js";
 import { runJob } from "../src/job.js";
 import { xcpuNodes } from "../src/nodes.js";
 import { planStaging } from "../src/staging.js";
-import { userIdentity, XcpuError, XcpuNode } from "../src/xcpu.js";
+import { DEFAULT_MSIZE, userIdentity, XcpuError, XcpuNode } from "../src/xcpu.js";
 import { cleanupAll, ROOT, runCli, startCluster, startNode, type TestNode, tempDir } from "./harness.js";
 
 afterAll(cleanupAll);
@@ -17,6 +17,36 @@ afterAll(cleanupAll);
 let four: { nodes: TestNode[]; list: string };
 beforeAll(async () => {
   four = await startCluster(4);
+});
+
+describe("message size", () => {
+  it("asks for 1 MiB messages and takes what the node offers; large files use them", async () => {
+    const big = await startNode({ msize: 1024 * 1024 + 24 });
+    const old = await startNode({ msize: 32792 });
+    const id = { identity: userIdentity(null) };
+    const a = await XcpuNode.connect(xcpuNodes(big.spec)[0]!, id);
+    const b = await XcpuNode.connect(xcpuNodes(old.spec)[0]!, id);
+    expect(a.client.msize).toBe(DEFAULT_MSIZE);
+    expect(b.client.msize).toBe(32792);
+    a.close();
+    b.close();
+    // A 3 MiB program goes to both in messages of their size, and arrives whole.
+    const dir = tempDir("xrx-msize-");
+    const prog = join(dir, "big.sh");
+    writeFileSync(prog, `#!/bin/sh\nwc -c < "$0"\nexit 0\n${"#".repeat(3 * 1024 * 1024)}\n`);
+    chmodSync(prog, 0o755);
+    const trace: string[] = [];
+    const r = await runCli(xrx, ["--no-key", "-d", "-S", `${big.spec},${old.spec}`, prog]);
+    trace.push(...r.stderr.split("\n"));
+    expect(r.code).toBe(0);
+    const size = String(readFileSync(prog).length);
+    expect(r.stdout).toBe(`${size}\n${size}\n`);
+    const writes = trace
+      .filter((l) => /-> Twrite .* data \d+/.test(l))
+      .map((l) => Number(/data (\d+)/.exec(l)![1]));
+    expect(Math.max(...writes)).toBe(1024 * 1024);
+    expect(writes.filter((n) => n === 32768).length).toBeGreaterThanOrEqual(96);
+  }, 60_000);
 });
 
 describe("sessions through the library", () => {

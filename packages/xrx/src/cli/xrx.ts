@@ -26,7 +26,7 @@ Options:
   -j JOB        job id (default $JOBID); ranks are 1..N
   -J JOB        attach to the running job JOB's output instead of launching
   -c DIR        working directory on the nodes
-  -m MSIZE      9P message size (default 32792)
+  -m MSIZE      9P message size to ask for (default 1048600; a node may offer less)
   -k FILE       private key (RSA PEM or OpenSSH RSA/Ed25519; default ~/.ssh/id_ed25519 or id_rsa)
   --no-key      do not authenticate with a key (key-less users, --no-auth nodes)
   -t, --timeout SECONDS   connect timeout per node (default 5)
