@@ -1,29 +1,53 @@
-// xcpufs benchmark: job round trip, sessions per second, idle memory and memory per session.
-// Runs the server as a child process (the built bin when present, else the sources through tsx)
-// and compares against baselines measured in the same run: a local spawn of /bin/true, and one
-// 9P round trip on the same connection (read of `arch`).
+// xcpufs benchmark: job round trip (sequential and pipelined client), sessions per second, idle
+// memory and memory per session. The server runs as a child process (the built bin when present,
+// else the sources through tsx). Baselines measured in the same run: a local spawn of /bin/true,
+// one 9P round trip on the same connection (read of `arch`), and optionally another server build
+// (BENCH_BASELINE=path/to/xcpufs.js, e.g. a copy of an earlier dist/bin) whose round trips are
+// interleaved with this build's so that both see the same machine load.
+//
+// Knobs: BENCH_SECONDS (length of each timed phase, default 3), BENCH_SOURCE=1 (run the sources
+// even when a build exists), BENCH_BASELINE (see above), BENCH_PROF=DIR (CPU profile of this
+// build's server written to DIR).
 
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { type Fid, type Fsys, mount } from "@clustermatic/ninep/client";
-import { OREAD, OTRUNC, OWRITE } from "@clustermatic/ninep/codec";
+import { type Fid, type Fsys, mount, type Request } from "@clustermatic/ninep/client";
+import { MsgType, OREAD, OTRUNC, OWRITE } from "@clustermatic/ninep/codec";
 
 const pkg = dirname(dirname(fileURLToPath(import.meta.url)));
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
 const work = mkdtempSync(join(tmpdir(), "xcpufs-bench-"));
 
-function start(): Promise<{ child: ChildProcess; address: string; how: string }> {
+interface Srv {
+  label: string;
+  child: ChildProcess;
+  address: string;
+  how: string;
+  pid: number;
+  idleKiB: number;
+}
+
+function start(label: string, bin: string | undefined, extraNode: string[] = []): Promise<Srv> {
   const built = join(pkg, "dist/bin/xcpufs.js");
-  const useBuilt = existsSync(built) && process.env.BENCH_SOURCE !== "1";
-  const args = useBuilt
-    ? [built]
-    : ["--conditions=@clustermatic/source", "--import", "tsx", join(pkg, "src/bin/xcpufs.ts")];
+  let args: string[];
+  let how: string;
+  if (bin) {
+    args = [bin];
+    how = bin.startsWith(pkg) ? bin.slice(pkg.length + 1) : bin;
+  } else if (existsSync(built) && process.env.BENCH_SOURCE !== "1") {
+    args = [built];
+    how = "dist/bin/xcpufs.js";
+  } else {
+    args = ["--conditions=@clustermatic/source", "--import", "tsx", join(pkg, "src/bin/xcpufs.ts")];
+    how = "src via tsx";
+  }
+  const dir = mkdtempSync(join(work, `${label}-`));
   const child = spawn(
     process.execPath,
-    [...args, "-p", "0", "--no-auth", "-t", work, "--state-dir", join(work, "state")],
+    [...extraNode, ...args, "-p", "0", "--no-auth", "-t", dir, "--state-dir", join(dir, "state")],
     { stdio: ["ignore", "ignore", "pipe"], env: { PATH: "/usr/bin:/bin" } },
   );
   let err = "";
@@ -31,15 +55,37 @@ function start(): Promise<{ child: ChildProcess; address: string; how: string }>
     child.stderr?.on("data", (d) => {
       err += d;
       const m = /listening on (\S+)/.exec(err);
-      if (m)
-        resolve({ child, address: m[1] as string, how: useBuilt ? "dist/bin/xcpufs.js" : "src via tsx" });
+      if (m) {
+        child.stderr?.removeAllListeners("data");
+        child.stderr?.resume();
+        resolve({ label, child, address: m[1] as string, how, pid: child.pid as number, idleKiB: 0 });
+      }
     });
     child.once("exit", () => reject(new Error(`xcpufs exited: ${err}`)));
   });
 }
 
-function rssKiB(pid: number): number {
-  return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0);
+async function stop(s: Srv): Promise<void> {
+  if (s.child.exitCode !== null) return;
+  const gone = new Promise((r) => s.child.once("exit", r));
+  s.child.kill("SIGTERM");
+  await gone;
+}
+
+function memKiB(pid: number): { rss: number; anon: number } {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const rss = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+  let anon = 0;
+  try {
+    anon = Number(/Anonymous:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/smaps_rollup`, "utf8"))?.[1] ?? 0);
+  } catch {}
+  return { rss, anon };
+}
+
+/** CPU time (user + system) the process has used, in ms. */
+function cpuMs(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
+  return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
 }
 
 function pct(xs: number[], p: number): number {
@@ -56,11 +102,15 @@ async function drain(fid: Fid): Promise<void> {
   }
 }
 
-/** Per-step times of the timed round trips (ms): where a round trip's time goes. */
-const steps = { clone: [] as number[], exec: [] as number[], wait: [] as number[] };
+/** Times of the timed round trips (ms): the total and where it goes. */
+type Steps = Record<string, number[]>;
 
-/** clone → argv → exec /bin/true → wait, the way the original clients do it. */
-async function roundTrip(fs: Fsys, timed = false): Promise<void> {
+/**
+ * Sequential: clone → argv → exec /bin/true → wait the way the original clients do it, each
+ * request waiting for the previous reply (12 requests, 17 messages with the walks; `wait` read
+ * until end of file).
+ */
+async function sequential(fs: Fsys, steps?: Steps): Promise<void> {
   const t0 = performance.now();
   const clone = await fs.open("clone", OREAD);
   const t1 = performance.now();
@@ -78,10 +128,74 @@ async function roundTrip(fs: Fsys, timed = false): Promise<void> {
   const t4 = performance.now();
   await ctl.clunk();
   await wait.clunk();
-  if (timed) {
-    steps.clone.push(t1 - t0);
-    steps.exec.push(t3 - t2);
-    steps.wait.push(t4 - t3);
+  if (steps) {
+    steps.total?.push(performance.now() - t0);
+    steps.clone?.push(t1 - t0);
+    steps.exec?.push(t3 - t2);
+    steps.wait?.push(t4 - t3);
+  }
+}
+
+/** Send the requests at once (in this order) and wait for all replies; the first error is thrown. */
+async function batch(fs: Fsys, reqs: Request[]): Promise<unknown[]> {
+  const out = await Promise.allSettled(reqs.map((r) => fs.client.rpc(r)));
+  const bad = out.find((o) => o.status === "rejected");
+  if (bad) throw (bad as PromiseRejectedResult).reason;
+  return out.map((o) => (o as PromiseFulfilledResult<unknown>).value);
+}
+
+/**
+ * Pipelined: the same job by a client that sends every request whose inputs it already has
+ * without waiting for earlier replies (the server orders requests on the same fid). Four waits:
+ * (1) walk+open+read of `clone`; (2) walk+open of ctl and wait, walk+open+write+clunk of argv;
+ * (3) the exec write, the clunk of `clone` and the read of `wait` (complete in one read: the
+ * status text is short); (4) clunk of ctl and wait. Requests on different fids run concurrently
+ * on the server, so a step that depends on another fid's result waits for its reply.
+ */
+async function pipelined(fs: Fsys, steps?: Steps): Promise<void> {
+  const c = fs.client;
+  const root = fs.root.num;
+  const clone = c.fids.alloc();
+  const ctl = c.fids.alloc();
+  const wait = c.fids.alloc();
+  const argv = c.fids.alloc();
+  const t0 = performance.now();
+  const r1 = await batch(fs, [
+    { type: MsgType.Twalk, fid: root, newfid: clone, wname: ["clone"] },
+    { type: MsgType.Topen, fid: clone, mode: OREAD },
+    { type: MsgType.Tread, fid: clone, offset: 0n, count: 32 },
+  ]);
+  const sid = Buffer.from((r1[2] as { data: Uint8Array }).data).toString();
+  const t1 = performance.now();
+  await batch(fs, [
+    { type: MsgType.Twalk, fid: root, newfid: ctl, wname: [sid, "ctl"] },
+    { type: MsgType.Topen, fid: ctl, mode: OWRITE },
+    { type: MsgType.Twalk, fid: root, newfid: wait, wname: [sid, "wait"] },
+    { type: MsgType.Topen, fid: wait, mode: OREAD },
+    { type: MsgType.Twalk, fid: root, newfid: argv, wname: [sid, "argv"] },
+    { type: MsgType.Topen, fid: argv, mode: OWRITE | OTRUNC },
+    { type: MsgType.Twrite, fid: argv, offset: 0n, data: Buffer.from("true") },
+    { type: MsgType.Tclunk, fid: argv },
+  ]);
+  const t2 = performance.now();
+  const r3 = await batch(fs, [
+    { type: MsgType.Twrite, fid: ctl, offset: 0n, data: Buffer.from("id /1\nexec /bin/true\n") },
+    { type: MsgType.Tclunk, fid: clone },
+    { type: MsgType.Tread, fid: wait, offset: 0n, count: 32 },
+  ]);
+  const status = Buffer.from((r3[2] as { data: Uint8Array }).data).toString();
+  if (status !== "0") throw new Error(`pipelined job: wait status ${JSON.stringify(status)}`);
+  const t3 = performance.now();
+  await batch(fs, [
+    { type: MsgType.Tclunk, fid: ctl },
+    { type: MsgType.Tclunk, fid: wait },
+  ]);
+  for (const f of [clone, ctl, wait, argv]) c.fids.free(f);
+  if (steps) {
+    steps.total?.push(performance.now() - t0);
+    steps.clone?.push(t1 - t0);
+    steps.files?.push(t2 - t1);
+    steps.execwait?.push(t3 - t2);
   }
 }
 
@@ -102,15 +216,69 @@ const connect = (address: string) =>
     authenticate: async () => {},
   });
 
+interface Result {
+  seq: Steps;
+  pipe: Steps;
+  perSec: number;
+  jobs: number;
+  anonAfter: number;
+  perSessionKiB: number;
+  /** Server CPU time used during the timed round trips, ms. */
+  cpu: number;
+}
+
+const newSteps = (...names: string[]): Steps => Object.fromEntries(names.map((n) => [n, [] as number[]]));
+
+async function sessionsPerSecond(s: Srv, seconds: number): Promise<{ ms: number; done: number }> {
+  const clients = await Promise.all(Array.from({ length: 16 }, () => connect(s.address)));
+  let done = 0;
+  const t0 = performance.now();
+  const stopAt = Date.now() + seconds * 1000;
+  await Promise.all(
+    clients.map(async (c) => {
+      while (Date.now() < stopAt) {
+        await sequential(c);
+        done++;
+      }
+    }),
+  );
+  const ms = performance.now() - t0;
+  await Promise.all(clients.map((c) => c.close()));
+  return { ms, done };
+}
+
+async function perSession(s: Srv, fs: Fsys): Promise<number> {
+  await new Promise((r) => setTimeout(r, 300));
+  const before = memKiB(s.pid).rss;
+  const N = 500;
+  const held: Fid[] = [];
+  for (let i = 0; i < N; i++) {
+    const clone = await fs.open("clone", OREAD);
+    await clone.read(0, 32);
+    held.push(clone);
+  }
+  await new Promise((r) => setTimeout(r, 300));
+  const after = memKiB(s.pid).rss;
+  for (const f of held) await f.clunk();
+  return (after - before) / N;
+}
+
 async function main(): Promise<void> {
-  const { child, address, how } = await start();
-  const pid = child.pid as number;
+  const prof = process.env.BENCH_PROF
+    ? ["--cpu-prof", "--cpu-prof-dir", resolve(process.env.BENCH_PROF)]
+    : [];
+  const servers: Srv[] = [await start("this", undefined, prof)];
+  const baselineBin = process.env.BENCH_BASELINE ? resolve(process.env.BENCH_BASELINE) : undefined;
+  if (baselineBin) servers.push(await start("baseline", baselineBin));
+  const results = new Map<Srv, Result>();
   try {
     await new Promise((r) => setTimeout(r, 300));
-    const idle = rssKiB(pid);
-    const fs = await connect(address);
+    for (const s of servers) s.idleKiB = memKiB(s.pid).rss;
+    const mounts = new Map<Srv, Fsys>();
+    for (const s of servers) mounts.set(s, await connect(s.address));
+    const fsA = mounts.get(servers[0] as Srv) as Fsys;
 
-    // baseline 1: local spawn of /bin/true
+    // baseline: local spawn of /bin/true
     const spawnMs: number[] = [];
     for (let i = 0; i < 50; i++) {
       const t = performance.now();
@@ -124,8 +292,8 @@ async function main(): Promise<void> {
       spawnCall.push(r.call);
       spawnExit.push(r.exit);
     }
-    // baseline 2: one 9P round trip
-    const arch = await fs.open("arch", OREAD);
+    // baseline: one 9P round trip
+    const arch = await fsA.open("arch", OREAD);
     const rpcMs: number[] = [];
     for (let i = 0; i < 300; i++) {
       const t = performance.now();
@@ -134,87 +302,131 @@ async function main(): Promise<void> {
     }
     await arch.clunk();
 
-    // job round trip, one client
-    for (let i = 0; i < 10; i++) await roundTrip(fs);
-    const rt: number[] = [];
-    const end = Date.now() + SECONDS * 1000;
+    // job round trips, one client per server: sequential and pipelined, interleaved in small
+    // batches across servers and client kinds so that every column sees the same load.
+    for (const s of servers) {
+      results.set(s, {
+        seq: newSteps("total", "clone", "exec", "wait"),
+        pipe: newSteps("total", "clone", "files", "execwait"),
+        perSec: 0,
+        jobs: 0,
+        anonAfter: 0,
+        perSessionKiB: 0,
+        cpu: 0,
+      });
+      const fs = mounts.get(s) as Fsys;
+      for (let i = 0; i < 10; i++) {
+        await sequential(fs);
+        await pipelined(fs);
+      }
+    }
+    const end = Date.now() + SECONDS * 1000 * servers.length;
     while (Date.now() < end) {
-      const t = performance.now();
-      await roundTrip(fs, true);
-      rt.push(performance.now() - t);
+      for (const s of servers) {
+        const fs = mounts.get(s) as Fsys;
+        const r = results.get(s) as Result;
+        const c0 = cpuMs(s.pid);
+        for (let i = 0; i < 4; i++) await sequential(fs, r.seq);
+        for (let i = 0; i < 4; i++) await pipelined(fs, r.pipe);
+        r.cpu += cpuMs(s.pid) - c0;
+      }
     }
+    for (const s of servers) (results.get(s) as Result).anonAfter = memKiB(s.pid).anon;
 
-    // sessions per second, 16 parallel clients
-    const clients = await Promise.all(Array.from({ length: 16 }, () => connect(address)));
-    let done = 0;
-    const t0 = performance.now();
-    const stop = Date.now() + SECONDS * 1000;
-    await Promise.all(
-      clients.map(async (c) => {
-        while (Date.now() < stop) {
-          await roundTrip(c);
-          done++;
-        }
-      }),
-    );
-    const perSec = done / ((performance.now() - t0) / 1000);
-    await Promise.all(clients.map((c) => c.close()));
-
-    // memory per live (idle) session
-    await new Promise((r) => setTimeout(r, 300));
-    const before = rssKiB(pid);
-    const N = 500;
-    const held: Fid[] = [];
-    for (let i = 0; i < N; i++) {
-      const clone = await fs.open("clone", OREAD);
-      await clone.read(0, 32);
-      held.push(clone);
+    // 16 clients at once: in halves, this build first then last, so both see the same load
+    const order = [...servers, ...[...servers].reverse()];
+    const spent = new Map<Srv, number>();
+    for (const s of order) {
+      const r = results.get(s) as Result;
+      const { ms, done } = await sessionsPerSecond(s, SECONDS / 2);
+      r.jobs += done;
+      spent.set(s, (spent.get(s) ?? 0) + ms);
     }
-    await new Promise((r) => setTimeout(r, 300));
-    const after = rssKiB(pid);
-    for (const f of held) await f.clunk();
-    await fs.close();
+    for (const s of servers) {
+      const r = results.get(s) as Result;
+      r.perSec = r.jobs / ((spent.get(s) ?? 1) / 1000);
+      r.perSessionKiB = await perSession(s, mounts.get(s) as Fsys);
+    }
+    for (const fs of mounts.values()) await fs.close();
 
-    const med = pct(rt, 50);
-    const rows: [string, string, string][] = [
-      ["server", how, ""],
-      ["baseline: local spawnSync /bin/true, median", `${pct(spawnMs, 50).toFixed(2)} ms`, ""],
+    const ms = (x: number) => `${x.toFixed(2)} ms`;
+    const col = (f: (r: Result, s: Srv) => string) => servers.map((s) => f(results.get(s) as Result, s));
+    const rows: string[][] = [
+      ["server", ...servers.map((s) => `${s.label}: ${s.how}`), ""],
       [
-        "baseline: local spawn() /bin/true as the server does, median",
-        `${pct(spawnExit, 50).toFixed(2)} ms`,
-        `until exit; the spawn() call alone ${pct(spawnCall, 50).toFixed(2)} ms`,
+        "job round trip, sequential client, median",
+        ...col((r) => ms(pct(r.seq.total ?? [], 50))),
+        "target < 5 ms (this sequential figure)",
       ],
-      ["baseline: one 9P read round trip, median", `${pct(rpcMs, 50).toFixed(3)} ms`, ""],
-      ["job round trip clone→argv→exec /bin/true→wait, median", `${med.toFixed(2)} ms`, "target < 5 ms"],
-      ["job round trip, p99", `${pct(rt, 99).toFixed(2)} ms`, `${rt.length} jobs`],
-      ["  (in 9P round trips of this run)", `${(med / pct(rpcMs, 50)).toFixed(1)} x`, "12 requests per job"],
+      ["  p99", ...col((r) => ms(pct(r.seq.total ?? [], 99))), ""],
+      ["  open clone (new session), median", ...col((r) => ms(pct(r.seq.clone ?? [], 50))), ""],
+      ["  exec request (the fork in the server), median", ...col((r) => ms(pct(r.seq.exec ?? [], 50))), ""],
+      ["  wait until end of file, median", ...col((r) => ms(pct(r.seq.wait ?? [], 50))), "2 reads"],
+      ["  jobs timed", ...col((r) => String(r.seq.total?.length ?? 0)), ""],
       [
-        "  of which: open clone (new session, its directory), median",
-        `${pct(steps.clone, 50).toFixed(2)} ms`,
-        "",
+        "job round trip, pipelined client, median",
+        ...col((r) => ms(pct(r.pipe.total ?? [], 50))),
+        "4 waits for replies; not the target's figure",
       ],
+      ["  p99", ...col((r) => ms(pct(r.pipe.total ?? [], 99))), ""],
+      ["  clone walk+open+read, median", ...col((r) => ms(pct(r.pipe.clone ?? [], 50))), ""],
+      ["  session files and argv, median", ...col((r) => ms(pct(r.pipe.files ?? [], 50))), ""],
+      ["  exec and wait status, median", ...col((r) => ms(pct(r.pipe.execwait ?? [], 50))), ""],
+      ["  jobs timed", ...col((r) => String(r.pipe.total?.length ?? 0)), ""],
       [
-        "  of which: exec request (the fork in the server), median",
-        `${pct(steps.exec, 50).toFixed(2)} ms`,
-        "",
+        "server CPU time per job (user + system)",
+        ...col((r) => ms(r.cpu / ((r.seq.total?.length ?? 0) + (r.pipe.total?.length ?? 0) || 1))),
+        "both clients; 10 ms clock ticks",
       ],
-      ["  of which: wait until the exit status, median", `${pct(steps.wait, 50).toFixed(2)} ms`, ""],
-      ["sessions/s, 16 parallel clients", perSec.toFixed(0), `${done} jobs in ${SECONDS}s`],
-      ["idle RSS of the server", `${(idle / 1024).toFixed(1)} MB`, "target < 60 MB"],
+      ["sessions/s, 16 parallel sequential clients", ...col((r) => r.perSec.toFixed(0)), `${SECONDS}s`],
+      ["idle RSS of the server", ...col((_r, s) => `${(s.idleKiB / 1024).toFixed(1)} MB`), "target < 60 MB"],
+      [
+        "anonymous memory after the round trips",
+        ...col((r) => `${(r.anonAfter / 1024).toFixed(1)} MB`),
+        "what a fork copies",
+      ],
       [
         "RSS per live idle session",
-        `${((after - before) / N).toFixed(1)} KiB`,
-        `${N} sessions; target < 256 KiB`,
+        ...col((r) => `${r.perSessionKiB.toFixed(1)} KiB`),
+        "500 sessions; target < 256 KiB",
+      ],
+      [
+        "baseline: local spawnSync /bin/true, median",
+        ms(pct(spawnMs, 50)),
+        ...servers.slice(1).map(() => ""),
+        "",
+      ],
+      [
+        "baseline: local spawn() /bin/true as the server does",
+        ms(pct(spawnExit, 50)),
+        ...servers.slice(1).map(() => ""),
+        `until exit; the call alone ${ms(pct(spawnCall, 50))}`,
+      ],
+      [
+        "baseline: one 9P read round trip, median",
+        `${pct(rpcMs, 50).toFixed(3)} ms`,
+        ...servers.slice(1).map(() => ""),
+        "",
       ],
     ];
-    const w = Math.max(...rows.map((r) => r[0].length));
+    const widths = (rows[0] as string[]).map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length)));
     console.log(
       `xcpufs bench (${SECONDS}s phases, load average ${readFileSync("/proc/loadavg", "utf8").split(" ")[0]})`,
     );
-    for (const [k, v, note] of rows) console.log(`${k.padEnd(w)}  ${v.padStart(14)}  ${note}`);
+    for (const r of rows) {
+      console.log(
+        r
+          .map((cell, i) =>
+            i === 0 || i === r.length - 1
+              ? cell.padEnd(widths[i] ?? 0)
+              : cell.padStart(Math.max(widths[i] ?? 0, 12)),
+          )
+          .join("  ")
+          .trimEnd(),
+      );
+    }
   } finally {
-    child.kill("SIGTERM");
-    await new Promise((r) => child.once("exit", r));
+    for (const s of servers) await stop(s);
     rmSync(work, { recursive: true, force: true });
   }
 }
