@@ -13,6 +13,8 @@ export * from "./formats/compress.js";
 export * from "./formats/cpio.js";
 export * from "./formats/elf.js";
 export * from "./formats/initramfs.js";
+export * from "./formats/self-linux.js";
+export { buildTrampoline, type ListingLine, type Trampoline } from "./formats/trampoline-x86.js";
 export * from "./formats/uimage.js";
 export { buildInitramfs, buildOverlay, parseDeviceSpec, walkTree, writeInitramfs } from "./initrd.js";
 export { type Inspection, inspectBuffer, inspectFile, type KernelFormat, kernelFormatOf } from "./inspect.js";
