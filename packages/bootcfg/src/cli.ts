@@ -387,15 +387,39 @@ export async function main(argv: string[], io: Io): Promise<number> {
         const dir = a.values.output ? abs(a.values.output as string) : join(tmpdir(), "bootcfg");
         mkdirSync(dir, { recursive: true });
         const initrdPath = join(dir, `${p.node.name}.initrd`);
-        writeFileSync(initrdPath, combinedInitrd(p, files));
+        const initrd = combinedInitrd(p, files);
+        writeFileSync(initrdPath, initrd);
         const cfg = corebootConfig(p, initrdPath, {
           ...(a.values.rom ? { rom: abs(a.values.rom as string) } : {}),
           ...(a.values.linuxboot ? { linuxboot: true } : {}),
         });
+        // the payload bootcfg would build: does its fixed layout fit the node?
+        let payloadLayout: Record<string, unknown> | undefined;
+        if (cfg.payloadBuild && p.kernelFormat === "bzImage") {
+          try {
+            const l = bzImageToSelf(files.read(p.kernelPath), { cmdline: p.cmdline, initrd }, p.kernelPath);
+            payloadLayout = {
+              entry: l.entry,
+              kernelLoad: l.kernelLoad,
+              initrd: l.initrd ?? null,
+              minMemory: l.minMemory,
+            };
+            if (p.node.memory && l.minMemory > p.node.memory)
+              cfg.warnings.push(
+                `${p.node.name}: the payload's layout needs RAM up to ${formatBytes(l.minMemory)}, the node has ${formatBytes(p.node.memory)}`,
+              );
+          } catch (err) {
+            if (!(err instanceof BootcfgError)) throw err;
+            cfg.warnings.push(`${p.node.name}: \`bootcfg payload build\` would fail: ${err.message}`);
+          }
+        }
         for (const w of cfg.warnings) io.stderr(`warning: ${w}\n`);
         const fmt = (a.values.format as string | undefined) ?? (a.values.json ? "json" : "kconfig");
         if (a.values.output) writeFileSync(join(dir, `${p.node.name}.config`), cfg.kconfig);
-        if (fmt === "json") io.stdout(`${toJson({ ...cfg, initrd: initrdPath })}\n`);
+        if (fmt === "json")
+          io.stdout(
+            `${toJson({ ...cfg, initrd: initrdPath, ...(payloadLayout ? { payloadLayout } : {}) })}\n`,
+          );
         else if (fmt === "kconfig") io.stdout(cfg.kconfig);
         else if (fmt === "cbfstool") io.stdout(`${cbfstoolCommandLine(cfg)}\n`);
         else if (fmt === "payload") {

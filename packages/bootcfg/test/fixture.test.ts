@@ -466,6 +466,23 @@ describe("F8 bzImage → SELF with our trampoline, judged by cbfstool and readel
     const cfg = JSON.parse(c.stdout);
     expect(cfg.payloadBuild.slice(0, 4)).toEqual(["bootcfg", "payload", "build", KERNEL_AMD64]);
     expect(cfg.cbfstool[2]).toBe("add-payload"); // still offered as the alternative
+    expect(cfg.payloadLayout).toMatchObject({
+      entry: 0x92000,
+      kernelLoad: 0x1000000,
+      initrd: { address: 0x4400000 },
+    });
+    expect(c.stderr).not.toMatch(/payload/);
+    // a node with less RAM than the fixed layout needs is warned about
+    const small = join(t.dir, "small.yaml");
+    writeFileSync(
+      small,
+      readFileSync(join(t.dir, "cluster.yaml"), "utf8").replace("memory: 512M", "memory: 64M"),
+    );
+    const w = await run(["coreboot", "n02", "-c", small, "--format", "payload", "-o", join(t.dir, "cb3")]);
+    expect(w.code).toBe(0);
+    expect(w.stderr).toMatch(
+      /^warning: n02: the payload's layout needs RAM up to 6\d\.\d MiB, the node has 64\.0 MiB$/m,
+    );
     const line = await run([
       "coreboot",
       "n02",
