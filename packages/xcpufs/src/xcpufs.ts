@@ -68,8 +68,8 @@ export class Xcpufs {
   private readonly tmpdir: string;
   readonly clientTrace: ((line: string) => void) | undefined;
   private closing = false;
-  /** The next session's directory, made ahead of time, and the owner (`uid:gid`, or "") it has. */
-  private spare: { key: string; dir: Promise<string> } | undefined;
+  /** The next session's directory, made ahead of time (owned by the server until handed over). */
+  private spare: Promise<string> | undefined;
 
   constructor(cfg: XcpufsConfig) {
     this.users = cfg.users;
@@ -159,38 +159,34 @@ export class Xcpufs {
   }
 
   /**
-   * A session directory for `owner`: the one made ahead of time when there is one (re-owned if it
-   * was made for somebody else), else a new one; then the next one is started in the background,
-   * so that opening `clone` does not wait for the file system. A spare that could not be made is
-   * forgotten and the directory made now, so a failure is still reported by the open of `clone`.
+   * A session directory for `owner`: the one made ahead of time when there is one, else a new
+   * one; the next one is then started in the background, after the reply to this open, so that
+   * opening `clone` does not wait for mkdtemp. The spare belongs to the server until it is handed
+   * over (mode 0700): nobody can put anything into the directory of a session before it is
+   * theirs. A spare that could not be made or re-owned is dropped and the directory made now, so
+   * a failure is still reported by the open of `clone`.
    */
   private async takeSessionDir(owner: { uid: number; gid: number } | undefined): Promise<string> {
-    const key = owner ? `${owner.uid}:${owner.gid}` : "";
     const spare = this.spare;
     this.spare = undefined;
-    let dir: string | undefined;
-    if (spare) {
-      dir = await spare.dir.catch(() => undefined);
-      if (dir !== undefined && owner && spare.key !== key) {
-        try {
-          await chown(dir, owner.uid, owner.gid);
-        } catch {
-          void rm(dir, { recursive: true, force: true }).catch(() => {});
-          dir = undefined;
-        }
+    let dir = spare && (await spare.catch(() => undefined));
+    if (dir !== undefined && owner) {
+      try {
+        await chown(dir, owner.uid, owner.gid);
+      } catch {
+        void rm(dir, { recursive: true, force: true }).catch(() => {});
+        dir = undefined;
       }
     }
     dir ??= await makeSessionDir(this.tmpdir, owner);
-    // After this tick, when the reply to the open has been written.
-    setImmediate(() => this.makeSpare(key, owner));
+    setImmediate(() => this.makeSpare());
     return dir;
   }
 
-  private makeSpare(key: string, owner: { uid: number; gid: number } | undefined): void {
+  private makeSpare(): void {
     if (this.closing || this.spare) return;
-    const dir = makeSessionDir(this.tmpdir, owner);
-    dir.catch(() => {});
-    this.spare = { key, dir };
+    this.spare = makeSessionDir(this.tmpdir, undefined);
+    this.spare.catch(() => {});
   }
 
   /** Pids of running session programs with their session and job ids. */
@@ -497,7 +493,7 @@ export class Xcpufs {
     this.spare = undefined;
     await Promise.all([
       ...[...this.sessions.values()].map((s) => s.shutdown()),
-      spare?.dir.then(
+      spare?.then(
         (d) => rm(d, { recursive: true, force: true }),
         () => {},
       ),

@@ -175,7 +175,7 @@ describe("session directories", () => {
     }
   });
 
-  it.skipIf(!isRoot)("belongs to the session's user even when made ahead for another one", async () => {
+  it.skipIf(!isRoot)("belongs to the session's user; the one made ahead belongs to the server", async () => {
     const base = mkdtempSync(join(tmp, "owners-"));
     const node = await startXcpufs({ port: 0, noAuth: true, tmpdir: base });
     const users = [
@@ -189,7 +189,15 @@ describe("session directories", () => {
         const s = node.xcpufs.sessions.get(Number((await clone.read(0, 32)).toString()));
         const st = statSync(s?.dir as string);
         expect([st.uid, st.gid, st.mode & 0o777]).toEqual([users[i]?.n_uname, users[i]?.n_uname, 0o700]);
+        // the directory made ahead is the server's until a session takes it: no user can put
+        // anything into another user's future session directory
+        await until(() => dirs(base).length === 2);
+        const ahead = dirs(base).filter((d) => join(base, d) !== s?.dir);
+        expect(ahead.length).toBe(1);
+        const sa = statSync(join(base, ahead[0] as string));
+        expect([sa.uid, sa.gid, sa.mode & 0o777]).toEqual([uid, process.getgid?.(), 0o700]);
         await clone.clunk();
+        await until(() => dirs(base).length === 1);
       }
     } finally {
       await Promise.all(mounts.map((m) => m.close()));
