@@ -61,7 +61,8 @@ Image files:
   extract-vmlinux BZIMAGE -o OUT            decompress the ELF vmlinux inside a bzImage
   initrd build -o OUT [--tree DIR]... [--dev PATH:c:MAJ:MIN[:MODE]]... [--file DEST=SRC]...
                                             write a reproducible newc initramfs (gzip unless --no-gzip)
-  payload build KERNEL -o OUT [--cmdline S] [--initrd FILE] [--rom ROM | --create-rom SIZE] [--name NAME]
+  payload build KERNEL -o OUT [--cmdline S] [--initrd FILE [--initrd-addr ADDR]]
+                      [--rom ROM | --create-rom SIZE] [--name NAME] [--json]
                                             coreboot SELF payload from an x86 bzImage (with our own
                                             trampoline, cmdline and initrd) or an ELF; optionally into a CBFS
   uimage KERNEL -o OUT --arch ARCH --load ADDR [--entry ADDR] [--name NAME]
@@ -201,6 +202,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
           name: { type: "string" },
           cmdline: { type: "string" },
           initrd: { type: "string" },
+          "initrd-addr": { type: "string" },
         });
         if (a.values.help || sub !== "build")
           return sub === "build" || a.values.help
@@ -213,6 +215,12 @@ export async function main(argv: string[], io: Io): Promise<number> {
         const input = readFileSync(kernelPath);
         const cmdline = a.values.cmdline as string | undefined;
         const initrdPath = a.values.initrd ? abs(a.values.initrd as string) : undefined;
+        let initrdAddress: number | undefined;
+        if (a.values["initrd-addr"] !== undefined) {
+          initrdAddress = Number(a.values["initrd-addr"]);
+          if (!initrdPath || !Number.isSafeInteger(initrdAddress) || initrdAddress < 0)
+            throw new UsageError("--initrd-addr takes an address (0x8000000) and needs --initrd");
+        }
         let self: Buffer;
         let linux: LinuxPayload | undefined;
         if (isBzImage(input)) {
@@ -221,6 +229,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
             {
               ...(cmdline !== undefined ? { cmdline } : {}),
               ...(initrdPath ? { initrd: readFileSync(initrdPath) } : {}),
+              ...(initrdAddress !== undefined ? { initrdAddress } : {}),
             },
             kernelPath,
           );

@@ -323,6 +323,46 @@ describe("CLI", () => {
     expect(o.code).toBe(1);
     expect(o.stderr).toMatch(/boot protocol 2\.04 is older than 2\.06/);
     const h = await run(["payload", "build", "--help"]);
-    expect(h.stdout).toMatch(/payload build KERNEL -o OUT \[--cmdline S\] \[--initrd FILE\]/);
+    expect(h.stdout).toMatch(
+      /payload build KERNEL -o OUT \[--cmdline S\] \[--initrd FILE \[--initrd-addr ADDR\]\]\n.*--create-rom SIZE/,
+    );
+    const k = join(t.dir, "bz2");
+    writeFileSync(k, bz({ relocatable: true }));
+    const rd = join(t.dir, "rd2");
+    writeFileSync(rd, Buffer.alloc(100, 1));
+    const at = await run([
+      "payload",
+      "build",
+      k,
+      "--initrd",
+      rd,
+      "--initrd-addr",
+      "0x8000000",
+      "-o",
+      join(t.dir, "y"),
+      "--json",
+    ]);
+    expect(at.code, at.stderr).toBe(0);
+    expect(JSON.parse(at.stdout).initrd).toEqual({ address: 0x8000000, size: 100 });
+    expect(
+      (await run(["payload", "build", k, "--initrd-addr", "0x8000000", "-o", join(t.dir, "y")])).code,
+    ).toBe(2);
+    expect(
+      (await run(["payload", "build", k, "--initrd", rd, "--initrd-addr", "high", "-o", join(t.dir, "y")]))
+        .code,
+    ).toBe(2);
+    const clash = await run([
+      "payload",
+      "build",
+      k,
+      "--initrd",
+      rd,
+      "--initrd-addr",
+      "0x1000000",
+      "-o",
+      join(t.dir, "y"),
+    ]);
+    expect(clash.code).toBe(1);
+    expect(clash.stderr).toMatch(/the kernel \(0x1000000-0x12fffff\) overlaps the initrd/);
   });
 });
