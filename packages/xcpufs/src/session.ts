@@ -306,8 +306,10 @@ export class Session {
   }
 
   /**
-   * Wipe: remove the session from the tree, end its process group (SIGTERM, then SIGKILL after a
-   * grace period), answer waiting reads, and release its directory once the program is gone.
+   * Wipe: remove the session from the tree and answer waiting reads now; then, once the reply to
+   * the request that wiped it has gone out (a clunk, usually), close its streams, end its process
+   * group (SIGTERM, then SIGKILL after a grace period) and release its directory once the program
+   * is gone.
    */
   wipe(): void {
     if (this.state === State.Wiped) return;
@@ -315,6 +317,10 @@ export class Session {
     this.state = State.Wiped;
     this.host.log.debug({ sid: this.id }, "wipe");
     for (const w of this.waiters.splice(0)) w.resolve();
+    setImmediate(() => this.endWiped(wasRunning));
+  }
+
+  private endWiped(wasRunning: boolean): void {
     this.stdin.close();
     this.stdout.close();
     this.stderr.close();

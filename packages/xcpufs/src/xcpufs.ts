@@ -1,7 +1,7 @@
 // The node server's state: user pool, sessions, root buffers, and the ctl command interpreters.
 
 import { existsSync, constants as fsConstants } from "node:fs";
-import { chown, lchown, open as openFile, readdir, rm, stat } from "node:fs/promises";
+import { lchown, open as openFile, readdir, rm, stat } from "node:fs/promises";
 import { machine as machineName, type as osType } from "node:os";
 import { isAbsolute, join } from "node:path";
 import type { Stat } from "@clustermatic/ninep/codec";
@@ -68,8 +68,8 @@ export class Xcpufs {
   private readonly tmpdir: string;
   readonly clientTrace: ((line: string) => void) | undefined;
   private closing = false;
-  /** The next session's directory, made ahead of time (owned by the server until handed over). */
-  private spare: Promise<string> | undefined;
+  /** The next session's directory, made ahead of time, and its owner (`uid:gid`, "" for the server). */
+  private spare: { key: string; dir: Promise<string> } | undefined;
 
   constructor(cfg: XcpufsConfig) {
     this.users = cfg.users;
@@ -159,34 +159,30 @@ export class Xcpufs {
   }
 
   /**
-   * A session directory for `owner`: the one made ahead of time when there is one, else a new
-   * one; the next one is then started in the background, after the reply to this open, so that
-   * opening `clone` does not wait for mkdtemp. The spare belongs to the server until it is handed
-   * over (mode 0700): nobody can put anything into the directory of a session before it is
-   * theirs. A spare that could not be made or re-owned is dropped and the directory made now, so
-   * a failure is still reported by the open of `clone`.
+   * A session directory for `owner`: the one made ahead of time when it was made for the same
+   * owner, else a new one; the next one is then started in the background for the same owner,
+   * after the reply to this open, so that opening `clone` does not wait for the file system.
+   * A spare made for somebody else is removed, never re-owned: its first owner could have put
+   * files into it (libraries on LD_LIBRARY_PATH, say). A spare that could not be made is dropped
+   * and the directory made now, so a failure is still reported by the open of `clone`.
    */
   private async takeSessionDir(owner: { uid: number; gid: number } | undefined): Promise<string> {
+    const key = owner ? `${owner.uid}:${owner.gid}` : "";
     const spare = this.spare;
     this.spare = undefined;
-    let dir = spare && (await spare.catch(() => undefined));
-    if (dir !== undefined && owner) {
-      try {
-        await chown(dir, owner.uid, owner.gid);
-      } catch {
-        void rm(dir, { recursive: true, force: true }).catch(() => {});
-        dir = undefined;
-      }
-    }
+    let dir: string | undefined;
+    if (spare?.key === key) dir = await spare.dir.catch(() => undefined);
+    else if (spare) void spare.dir.then((d) => rm(d, { recursive: true, force: true })).catch(() => {});
     dir ??= await makeSessionDir(this.tmpdir, owner);
-    setImmediate(() => this.makeSpare());
+    setImmediate(() => this.makeSpare(key, owner));
     return dir;
   }
 
-  private makeSpare(): void {
+  private makeSpare(key: string, owner: { uid: number; gid: number } | undefined): void {
     if (this.closing || this.spare) return;
-    this.spare = makeSessionDir(this.tmpdir, undefined);
-    this.spare.catch(() => {});
+    const dir = makeSessionDir(this.tmpdir, owner);
+    dir.catch(() => {});
+    this.spare = { key, dir };
   }
 
   /** Pids of running session programs with their session and job ids. */
@@ -493,7 +489,7 @@ export class Xcpufs {
     this.spare = undefined;
     await Promise.all([
       ...[...this.sessions.values()].map((s) => s.shutdown()),
-      spare?.then(
+      spare?.dir.then(
         (d) => rm(d, { recursive: true, force: true }),
         () => {},
       ),
