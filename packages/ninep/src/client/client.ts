@@ -6,7 +6,6 @@ import {
   Dialect,
   decode,
   decodeHeader,
-  encode,
   formatMessage,
   IOHDRSZ,
   MsgType,
@@ -15,6 +14,7 @@ import {
   NOTAG,
 } from "../codec/index.js";
 import type * as T from "../codec/types.js";
+import { encodeTagged } from "../codec/wire.js";
 import { ClosedError, ConnectionError, ProtocolError, RemoteError, TimeoutError } from "../errors.js";
 import { type Address, dial, FrameTransport, formatAddress, parseAddress } from "../transport/index.js";
 import { VersionError } from "./errors.js";
@@ -293,9 +293,14 @@ export class Client {
   }
 
   #sendMessage(msg: T.TMessage): void {
-    const frame = encode(msg, this.dialect);
+    this.#sendTagged(msg, msg.tag);
+  }
+
+  /** Sends `msg` with `tag` (the caller's message object is neither copied nor changed). */
+  #sendTagged(msg: Request | T.TMessage, tag: number): void {
+    const frame = encodeTagged(msg, tag, this.dialect);
     this.#transport.send(frame);
-    if (this.#trace) this.#trace(`-> ${formatMessage(msg)}`);
+    if (this.#trace) this.#trace(`-> ${formatMessage({ ...msg, tag } as T.TMessage)}`);
   }
 
   /**
@@ -308,14 +313,19 @@ export class Client {
     if (this.#closing) throw new ClosedError(`client for ${this.label} is closing`);
     const { signal } = opts;
     if (signal?.aborted) throw abortReason(signal);
-    const tag = await this.#tags.alloc();
-    if (this.#closedErr) {
-      this.#tags.free(tag);
-      throw this.#closedError();
-    }
-    if (signal?.aborted) {
-      this.#tags.free(tag);
-      throw abortReason(signal);
+    // A free tag is taken at once (the request goes out in this turn, no promise hop); only
+    // when all 65535 are in flight does the call wait for one.
+    let tag = this.#tags.tryAlloc();
+    if (tag === undefined) {
+      tag = await this.#tags.alloc();
+      if (this.#closedErr) {
+        this.#tags.free(tag);
+        throw this.#closedError();
+      }
+      if (signal?.aborted) {
+        this.#tags.free(tag);
+        throw abortReason(signal);
+      }
     }
     const reply = new Promise<ReplyFor<R>>((resolve, reject) => {
       const entry: Pending = {
@@ -327,10 +337,9 @@ export class Client {
         replied: false,
         onLate: opts.onLate,
       };
-      const full = { ...msg, tag } as T.TMessage;
       try {
         this.#pending.set(tag, entry);
-        this.#sendMessage(full);
+        this.#sendTagged(msg, tag);
       } catch (err) {
         this.#pending.delete(tag);
         this.#tags.free(tag);
@@ -339,6 +348,7 @@ export class Client {
         return;
       }
       const timeoutMs = opts.timeoutMs ?? this.#defaultTimeout;
+      if (timeoutMs <= 0 && !signal) return; // nothing to clean up after the reply
       let timer: NodeJS.Timeout | undefined;
       const onAbort = () => this.#abandon(entry, abortReason(signal as AbortSignal));
       if (timeoutMs > 0) {

@@ -397,12 +397,30 @@ export class Fid {
   /** 9P2000.L Tgetattr. */
   async getattr(mask: bigint = GETATTR.ALL, opts?: CallOptions): Promise<GetattrResult> {
     this.#check();
-    const {
-      type: _t,
-      tag: _g,
-      ...attr
-    } = await this.client.rpc({ type: MsgType.Tgetattr, fid: this.num, request_mask: mask }, opts);
-    return attr;
+    const r = await this.client.rpc({ type: MsgType.Tgetattr, fid: this.num, request_mask: mask }, opts);
+    // Every field but type and tag, named one by one (cheaper than a rest copy, same object).
+    return {
+      valid: r.valid,
+      qid: r.qid,
+      mode: r.mode,
+      uid: r.uid,
+      gid: r.gid,
+      nlink: r.nlink,
+      rdev: r.rdev,
+      size: r.size,
+      blksize: r.blksize,
+      blocks: r.blocks,
+      atime_sec: r.atime_sec,
+      atime_nsec: r.atime_nsec,
+      mtime_sec: r.mtime_sec,
+      mtime_nsec: r.mtime_nsec,
+      ctime_sec: r.ctime_sec,
+      ctime_nsec: r.ctime_nsec,
+      btime_sec: r.btime_sec,
+      btime_nsec: r.btime_nsec,
+      gen: r.gen,
+      data_version: r.data_version,
+    };
   }
 
   /** 9P2000.L Tsetattr for the attributes given. */

@@ -7,6 +7,8 @@ import { asBuffer, Reader } from "./reader.js";
 import type { Message } from "./types.js";
 import { badValue, putU16 } from "./writer.js";
 
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+
 /** Bytes before every message body: size[4] type[1] tag[2]. */
 export const HEADER_SIZE = 7;
 
@@ -31,16 +33,24 @@ function tableOf(dialect: Dialect): readonly (Entry | undefined)[] {
  * encode({ type: MsgType.Tclunk, tag: 3, fid: 1 }, "9P2000") // <0b 00 00 00 78 03 00 01 00 00 00>
  */
 export function encode(msg: Message, dialect: Dialect): Buffer {
+  return encodeTagged(msg, msg?.tag, dialect);
+}
+
+/**
+ * encode() with the tag given apart from the message (whose own `tag`, if any, is ignored): a
+ * caller that picks tags need not copy each message just to add one.
+ */
+export function encodeTagged(msg: DistributiveOmit<Message, "tag">, tag: number, dialect: Dialect): Buffer {
   if (msg === null || typeof msg !== "object") badValue("message", msg);
   const e = typeof msg.type === "number" ? tableOf(dialect)[msg.type] : undefined;
   if (e === undefined) badValue(`message type for ${dialect}`, msg.type);
-  const size = HEADER_SIZE + e.size(msg, dialect);
+  const size = HEADER_SIZE + e.size(msg as Message, dialect);
   if (size > 0xffffffff) badValue("message size", size);
   const b = Buffer.allocUnsafe(size);
   b.writeUInt32LE(size, 0);
   b[4] = msg.type;
-  putU16(b, 5, msg.tag, "tag");
-  const end = e.encode(b, HEADER_SIZE, msg, dialect);
+  putU16(b, 5, tag, "tag");
+  const end = e.encode(b, HEADER_SIZE, msg as Message, dialect);
   if (end !== size) throw new Error(`internal: ${e.name} wrote ${end} of ${size} bytes`);
   return b;
 }

@@ -177,8 +177,11 @@ export interface Node {
   // noted: the server derives getattr from stat, lopen from open, lcreate and mkdir from create,
   // and Treaddir from OpenFile.list.
 
-  /** Tgetattr. Fallback: built from stat(). */
-  getattr?(mask: bigint, ctx: RequestContext): Promise<Attr>;
+  /**
+   * Tgetattr. Fallback: built from stat(). A backend that has the answer at once may return it
+   * directly: the reply then goes out without a promise round trip.
+   */
+  getattr?(mask: bigint, ctx: RequestContext): Promise<Attr> | Attr;
   /** Tsetattr. */
   setattr?(attr: SetAttr, ctx: RequestContext): Promise<void>;
   /**

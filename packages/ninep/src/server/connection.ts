@@ -157,7 +157,12 @@ interface Outcome {
 const RREAD_HEADER = 11;
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
-type Handler = (msg: TMessage, req: Req) => Promise<Outcome>;
+/**
+ * Handlers that can finish without waiting (a cached read, a synchronous getattr) return the
+ * Outcome itself, and its reply is written in the same turn of the event loop: no promise, no
+ * microtask hop.
+ */
+type Handler = (msg: TMessage, req: Req) => Outcome | Promise<Outcome>;
 
 const EIO_GENERIC = Ename.Io;
 
@@ -352,7 +357,9 @@ export class ServerConnection {
     // that fid (attach, walk to newfid, open, create, clunk…), so a client may pipeline
     // "walk; open; read" without waiting for each reply. Reads, writes and stats of the same fid
     // still run concurrently with each other.
-    const { uses, changes } = fidsOf(t);
+    // (Nothing to look up when no gate is open and the request changes no fid: most reads,
+    // writes and stats.)
+    const { uses, changes } = this.#fidGates.size > 0 || CHANGES_FIDS.has(t.type) ? fidsOf(t) : NO_FIDS;
     let waitFor: Promise<void>[] | undefined;
     for (const f of uses) {
       const g = this.#fidGates.get(f);
@@ -369,19 +376,31 @@ export class ServerConnection {
         for (const f of changes) if (this.#fidGates.get(f) === done) this.#fidGates.delete(f);
       });
     }
-    const run = (): Promise<Outcome> => {
-      if (req.aborted) return Promise.reject(req.reason);
-      try {
-        return handler(t, req);
-      } catch (err) {
-        return Promise.reject(err);
-      }
-    };
-    const p = waitFor ? Promise.all(waitFor).then(run) : run();
-    p.then(
-      (out) => this.#finishSafely(req, out, undefined),
-      (err: unknown) => this.#finishSafely(req, undefined, err),
-    );
+    if (waitFor) {
+      Promise.all(waitFor)
+        .then(() => {
+          if (req.aborted) throw req.reason;
+          return handler(t, req);
+        })
+        .then(
+          (out) => this.#finishSafely(req, out, undefined),
+          (err: unknown) => this.#finishSafely(req, undefined, err),
+        );
+      return;
+    }
+    let r: Outcome | Promise<Outcome>;
+    try {
+      r = handler(t, req);
+    } catch (err) {
+      this.#finishSafely(req, undefined, err);
+      return;
+    }
+    if (r instanceof Promise) {
+      r.then(
+        (out) => this.#finishSafely(req, out, undefined),
+        (err: unknown) => this.#finishSafely(req, undefined, err),
+      );
+    } else this.#finishSafely(req, r, undefined);
   }
 
   #finishSafely(req: Req, out: Outcome | undefined, err: unknown): void {
@@ -1111,14 +1130,15 @@ export class ServerConnection {
       }));
     },
 
-    [MsgType.Tread]: async (m, req) => {
+    [MsgType.Tread]: (m, req) => {
       const msg = m as Extract<TMessage, { type: 116 }>;
       const fid = this.#fid(msg.fid);
       const count = Math.min(msg.count, this.#msize - IOHDRSZ); // R4
       const ctx = this.#reqCtx(fid.user, req);
       if (fid.auth) {
-        const data = await fid.auth.read(msg.offset, count, ctx);
-        return { reply: { type: MsgType.Rread, data: clip(data, count) } };
+        return fid.auth
+          .read(msg.offset, count, ctx)
+          .then((data) => ({ reply: { type: MsgType.Rread, data: clip(data, count) } }));
       }
       const open = fid.open;
       if (!open) throw new FsError(Ename.NotOpen, Errno.EBADF);
@@ -1131,27 +1151,21 @@ export class ServerConnection {
       if (file.readInto) {
         // Read straight into the reply frame: no second buffer, no copy. Large frames on sockets
         // (which copy what they are given into the kernel) come from a pool of this msize's
-        // largest frame and go back to it once written.
+        // largest frame and go back to it once written. A read that finishes at once (cached
+        // data read synchronously) is answered without a promise.
         const pooled = this.#poolFrames && RREAD_HEADER + count >= POOLED_FRAME_MIN;
         const buf = pooled
           ? replyFramePool.take(RREAD_HEADER + this.#msize - IOHDRSZ)
           : Buffer.allocUnsafe(RREAD_HEADER + count);
+        // (A frame whose read failed is not given back: a read still running could write into it.)
         const r = file.readInto(msg.offset, buf.subarray(RREAD_HEADER, RREAD_HEADER + count), ctx);
-        const got = typeof r === "number" ? r : await r;
-        const n = Math.min(count, Math.max(0, got));
-        buf.writeUInt32LE(RREAD_HEADER + n, 0);
-        buf[4] = MsgType.Rread;
-        buf.writeUInt32LE(n, 7);
-        const frame = buf.subarray(0, RREAD_HEADER + n);
-        return {
-          reply: { type: MsgType.Rread, data: frame.subarray(RREAD_HEADER) },
-          frame,
-          written: pooled ? () => replyFramePool.give(buf) : undefined,
-        };
+        if (typeof r === "number") return rreadOutcome(buf, count, r, pooled);
+        return r.then((got) => rreadOutcome(buf, count, got, pooled));
       }
       if (!file.read) throw new FsError(Ename.Perm, Errno.EACCES);
-      const data = await file.read(msg.offset, count, ctx);
-      return { reply: { type: MsgType.Rread, data: clip(data, count) } };
+      return file
+        .read(msg.offset, count, ctx)
+        .then((data) => ({ reply: { type: MsgType.Rread, data: clip(data, count) } }));
     },
 
     [MsgType.Twrite]: async (m, req) => {
@@ -1363,14 +1377,14 @@ export class ServerConnection {
       return { reply: { type: MsgType.Rreadlink, target } };
     },
 
-    [MsgType.Tgetattr]: async (m, req) => {
+    [MsgType.Tgetattr]: (m, req) => {
       const msg = m as Extract<TMessage, { type: 24 }>;
       const fid = this.#fileFid(msg.fid);
       const ctx = this.#reqCtx(fid.user, req);
-      const attr = fid.node.getattr
-        ? await fid.node.getattr(msg.request_mask, ctx)
-        : attrFromStat(await fid.node.stat(ctx));
-      return { reply: { type: MsgType.Rgetattr, ...attr } };
+      if (!fid.node.getattr) return fid.node.stat(ctx).then((st) => rgetattr(attrFromStat(st)));
+      // A backend that knows the answer at once (a synchronous lstat) returns it directly.
+      const attr = fid.node.getattr(msg.request_mask, ctx);
+      return isThenable(attr) ? attr.then(rgetattr) : rgetattr(attr);
     },
 
     [MsgType.Tsetattr]: async (m, req) => {
@@ -1609,6 +1623,22 @@ export class ServerConnection {
 // ---- free helpers -----------------------------------------------------------------------------
 
 const NONE: readonly number[] = [];
+const NO_FIDS = { uses: NONE, changes: NONE } as const;
+
+/** Request types that create, move, open or free a fid (fidsOf gives them `changes`). */
+const CHANGES_FIDS: ReadonlySet<number> = new Set([
+  MsgType.Tattach,
+  MsgType.Tauth,
+  MsgType.Twalk,
+  MsgType.Txattrwalk,
+  MsgType.Topen,
+  MsgType.Tcreate,
+  MsgType.Tlopen,
+  MsgType.Tlcreate,
+  MsgType.Txattrcreate,
+  MsgType.Tclunk,
+  MsgType.Tremove,
+]);
 
 /** The fids a request reads (`uses`) and the fids it creates, moves, opens or frees (`changes`). */
 function fidsOf(m: TMessage): { uses: readonly number[]; changes: readonly number[] } {
@@ -1656,6 +1686,28 @@ function fidsOf(m: TMessage): { uses: readonly number[]; changes: readonly numbe
     default:
       return { uses: NONE, changes: NONE };
   }
+}
+
+/** The Rread outcome of `got` bytes read into `buf` after its 11-byte header. */
+function rreadOutcome(buf: Buffer, count: number, got: number, pooled: boolean): Outcome {
+  const n = Math.min(count, Math.max(0, got));
+  buf.writeUInt32LE(RREAD_HEADER + n, 0);
+  buf[4] = MsgType.Rread;
+  buf.writeUInt32LE(n, 7);
+  const frame = buf.subarray(0, RREAD_HEADER + n);
+  return {
+    reply: { type: MsgType.Rread, data: frame.subarray(RREAD_HEADER) },
+    frame,
+    written: pooled ? () => replyFramePool.give(buf) : undefined,
+  };
+}
+
+function isThenable<T>(v: T | PromiseLike<T>): v is PromiseLike<T> {
+  return typeof (v as { then?: unknown } | null)?.then === "function";
+}
+
+function rgetattr(attr: Attr): Outcome {
+  return { reply: { type: MsgType.Rgetattr, ...attr } };
 }
 
 function notSupported(): FsError {

@@ -42,9 +42,19 @@ async function writableDir(dir: PtFile, ctx: RequestContext): Promise<string> {
 /** Group for a new file: the one the client asked for, else the directory's (O6). */
 const groupFor = (dir: PtFile, gid: number) => (gid === NONUNAME ? Number(dir.st.gid) : gid);
 
-export async function getattr(f: PtFile, mask: bigint): Promise<Attr> {
-  const st = await f.refresh();
-  return toGetattr(st, f.sh.qids, mask);
+/**
+ * With syncIo the lstat is synchronous and a success is answered at once (no promise per
+ * Tgetattr); failures are still a rejected promise, never a synchronous throw.
+ */
+export function getattr(f: PtFile, mask: bigint): Promise<Attr> | Attr {
+  if (f.sh.syncIo) {
+    try {
+      return toGetattr(f.refreshSync(), f.sh.qids, mask);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+  return f.refresh().then((st) => toGetattr(st, f.sh.qids, mask));
 }
 
 export async function setattr(f: PtFile, a: SetAttr, ctx: RequestContext): Promise<void> {

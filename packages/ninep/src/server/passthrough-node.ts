@@ -124,12 +124,15 @@ export class PtFile implements Node, DirSource {
 
   /** Re-reads the file's metadata (lstat) and returns it. */
   async refresh(): Promise<BigIntStats> {
-    if (this.sh.syncIo) {
-      this.st = lstatSync(this.sh.root.checkedPathSync(this.node.rel), { bigint: true });
-      return this.st;
-    }
+    if (this.sh.syncIo) return this.refreshSync();
     const p = await this.sh.root.checkedPath(this.node.rel);
     this.st = await fsp.lstat(p, { bigint: true });
+    return this.st;
+  }
+
+  /** refresh() with synchronous system calls (PtShared.syncIo). */
+  refreshSync(): BigIntStats {
+    this.st = lstatSync(this.sh.root.checkedPathSync(this.node.rel), { bigint: true });
     return this.st;
   }
 
@@ -612,7 +615,7 @@ export class PtFile implements Node, DirSource {
 
   // ---- 9P2000.L -------------------------------------------------------------------------------
 
-  getattr(mask: bigint, _ctx: RequestContext): Promise<Attr> {
+  getattr(mask: bigint, _ctx: RequestContext): Promise<Attr> | Attr {
     return L.getattr(this, mask);
   }
   setattr(attr: SetAttr, ctx: RequestContext): Promise<void> {

@@ -126,10 +126,21 @@ export class ExportRoot {
     return expected;
   }
 
+  /** Host paths already joined, by component list (lists are never changed once made). */
+  readonly #joined = new WeakMap<readonly string[], string>();
+
   /** checkedPath with synchronous system calls. */
   checkedPathSync(rel: readonly string[]): string {
     if (rel.length === 0) return this.real;
-    return path.join(this.checkedDirSync(rel.slice(0, -1)), rel[rel.length - 1]!);
+    // The parent is re-checked every time (a realpath unless it is the root); only the string
+    // arithmetic is remembered: checkedDirSync returns hostPath(parent) or throws.
+    if (rel.length > 1) this.checkedDirSync(rel.slice(0, -1));
+    let p = this.#joined.get(rel);
+    if (p === undefined) {
+      p = this.hostPath(rel);
+      this.#joined.set(rel, p);
+    }
+    return p;
   }
 
   /**

@@ -115,7 +115,7 @@ for (const dialect of [Dialect.P2000, Dialect.P2000u, Dialect.P2000L]) {
             ]),
             c,
           ),
-        () => pick(nodes).getattr!(0x3fffn, c),
+        async () => pick(nodes).getattr!(0x3fffn, c),
         () =>
           pick(nodes).setattr!(
             {
