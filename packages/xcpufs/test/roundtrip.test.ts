@@ -129,20 +129,43 @@ describe("wait", () => {
 });
 
 describe("session directories", () => {
-  it("each session gets its own directory; the one made ahead is removed by close()", async () => {
+  /** A session that has run /bin/true, still open; its directory and how to end it. */
+  async function ranTrue(node: XcpufsHandle, c: Fsys): Promise<{ dir: string; close(): Promise<void> }> {
+    const clone = await c.open("clone", OREAD);
+    const sid = (await clone.read(0, 32)).toString();
+    const ctl = await c.open(`${sid}/ctl`, OWRITE);
+    const wait = await c.open(`${sid}/wait`, OREAD);
+    await ctl.write(0, "exec /bin/true\n");
+    expect((await readAll(wait)).toString()).toBe("0");
+    const dir = node.xcpufs.sessions.get(Number(sid))?.dir as string;
+    return {
+      dir,
+      close: async () => {
+        for (const f of [clone, ctl, wait]) await f.clunk();
+      },
+    };
+  }
+
+  it("the next one is made once a program started, used by the next clone, removed by close()", async () => {
     const base = mkdtempSync(join(tmp, "ahead-"));
     const node = await startXcpufs({ port: 0, noAuth: true, tmpdir: base });
     const c = await connect(node.address);
     try {
-      const a = await c.open("clone", OREAD);
-      const b = await c.open("clone", OREAD);
-      const ids = [(await a.read(0, 32)).toString(), (await b.read(0, 32)).toString()];
-      const paths = ids.map((id) => node.xcpufs.sessions.get(Number(id))?.dir);
-      expect(new Set(paths).size).toBe(2);
-      for (const p of paths) expect(statSync(p as string).isDirectory()).toBe(true);
-      await until(() => dirs(base).length === 3); // two sessions and the next one's
-      await a.clunk();
-      await b.clunk();
+      // opening clone alone makes no directory ahead
+      const plain = await c.open("clone", OREAD);
+      await plain.read(0, 32);
+      expect(dirs(base).length).toBe(1);
+      await plain.clunk();
+      await until(() => dirs(base).length === 0);
+      const first = await ranTrue(node, c);
+      await until(() => dirs(base).length === 2); // the session's and the next one's
+      const ahead = dirs(base)
+        .map((d) => join(base, d))
+        .filter((d) => d !== first.dir);
+      const second = await ranTrue(node, c);
+      expect([second.dir]).toEqual(ahead);
+      await first.close();
+      await second.close();
       await until(() => dirs(base).length === 1);
     } finally {
       await c.close();
@@ -155,12 +178,12 @@ describe("session directories", () => {
     const base = mkdtempSync(join(tmp, "retain-"));
     const node = await startXcpufs({ port: 0, noAuth: true, tmpdir: base, retain: true });
     const c = await connect(node.address);
-    const clone = await c.open("clone", OREAD);
-    const dir = node.xcpufs.sessions.get(Number((await clone.read(0, 32)).toString()))?.dir as string;
-    await clone.clunk();
+    const job = await ranTrue(node, c);
+    await until(() => dirs(base).length === 2);
+    await job.close();
     await c.close();
     await node.close();
-    expect(dirs(base)).toEqual([dir.slice(base.length + 1)]);
+    expect(dirs(base)).toEqual([job.dir.slice(base.length + 1)]);
   });
 
   it("a directory that cannot be made fails the open of clone", async () => {
@@ -186,24 +209,27 @@ describe("session directories", () => {
       ];
       const mounts = await Promise.all(users.map((u) => connect(node.address, u)));
       try {
+        let last: number | undefined;
         for (const i of [0, 1, 1, 0, 1]) {
-          // what the previous user could have put into the directory made ahead after their clone
+          // what the previous user could have put into the directory made ahead for them
           const ahead = dirs(base).map((d) => join(base, d));
-          for (const d of ahead) writeFileSync(join(d, "planted"), "x");
-          const clone = await (mounts[i] as Fsys).open("clone", OREAD);
-          const s = node.xcpufs.sessions.get(Number((await clone.read(0, 32)).toString()));
-          const dir = s?.dir as string;
-          const st = statSync(dir);
-          expect([st.uid, st.gid, st.mode & 0o777]).toEqual([users[i]?.n_uname, users[i]?.n_uname, 0o700]);
-          const previousOwner = ahead.length
-            ? statSync(ahead[0] as string, { throwIfNoEntry: false })?.uid
-            : undefined;
-          if (ahead.length && previousOwner !== users[i]?.n_uname) {
-            expect(ahead).not.toContain(dir);
-            expect(readdirSync(dir)).toEqual([]);
+          expect(ahead.length).toBe(last === undefined ? 0 : 1);
+          for (const d of ahead) {
+            expect(statSync(d).uid).toBe(users[last as number]?.n_uname);
+            writeFileSync(join(d, "planted"), "x");
           }
-          await clone.clunk();
+          const job = await ranTrue(node, mounts[i] as Fsys);
+          const st = statSync(job.dir);
+          expect([st.uid, st.gid, st.mode & 0o777]).toEqual([users[i]?.n_uname, users[i]?.n_uname, 0o700]);
+          if (last !== undefined && last !== i) {
+            expect(ahead).not.toContain(job.dir);
+            expect(readdirSync(job.dir)).toEqual([]);
+          } else if (last === i) {
+            expect(ahead).toEqual([job.dir]);
+          }
+          await job.close();
           await until(() => dirs(base).length === 1);
+          last = i;
         }
       } finally {
         await Promise.all(mounts.map((m) => m.close()));
