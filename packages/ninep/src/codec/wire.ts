@@ -42,15 +42,25 @@ export function encode(msg: Message, dialect: Dialect): Buffer {
  */
 export function encodeTagged(msg: DistributiveOmit<Message, "tag">, tag: number, dialect: Dialect): Buffer {
   if (msg === null || typeof msg !== "object") badValue("message", msg);
-  const e = typeof msg.type === "number" ? tableOf(dialect)[msg.type] : undefined;
-  if (e === undefined) badValue(`message type for ${dialect}`, msg.type);
-  const size = HEADER_SIZE + e.size(msg as Message, dialect);
+  return encodeTyped(msg.type, msg, tag, dialect);
+}
+
+/**
+ * encode() with type and tag given apart from the fields (`body` needs no `type`): a server can
+ * encode a reply straight from what its backend returned, without building a message from it.
+ */
+export function encodeTyped(type: number, body: object, tag: number, dialect: Dialect): Buffer {
+  if (body === null || typeof body !== "object") badValue("message", body);
+  const e = typeof type === "number" ? tableOf(dialect)[type] : undefined;
+  if (e === undefined) badValue(`message type for ${dialect}`, type);
+  const msg = body as Message;
+  const size = HEADER_SIZE + e.size(msg, dialect);
   if (size > 0xffffffff) badValue("message size", size);
   const b = Buffer.allocUnsafe(size);
   b.writeUInt32LE(size, 0);
-  b[4] = msg.type;
+  b[4] = type;
   putU16(b, 5, tag, "tag");
-  const end = e.encode(b, HEADER_SIZE, msg as Message, dialect);
+  const end = e.encode(b, HEADER_SIZE, msg, dialect);
   if (end !== size) throw new Error(`internal: ${e.name} wrote ${end} of ${size} bytes`);
   return b;
 }

@@ -28,6 +28,7 @@ import {
 } from "../codec/constants.js";
 import { decode, decodeHeader, encode, encodeDirent, encodeStat, formatMessage } from "../codec/index.js";
 import type { Dirent, Message, Qid, RMessage, Stat, TMessage } from "../codec/types.js";
+import { encodeTyped } from "../codec/wire.js";
 import { Ename, Errno, FsError, fsErrorFromCode, NinepError, ProtocolError } from "../errors.js";
 import { FrameTransport } from "../transport/frames.js";
 import type {
@@ -142,7 +143,8 @@ class Req {
 
 /** What a request handler produces: a reply plus effects applied only if the reply is sent. */
 interface Outcome {
-  reply: DistributiveOmit<RMessage, "tag">;
+  /** The reply (may be left out when `frame` holds it already encoded). */
+  reply?: DistributiveOmit<RMessage, "tag">;
   /** Applied right before the reply is written; may throw FsError to answer with an error instead. */
   commit?: () => void;
   /** Undo backend effects when the reply will not be sent (flushed, reset, commit failed). */
@@ -165,6 +167,16 @@ type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K>
 type Handler = (msg: TMessage, req: Req) => Outcome | Promise<Outcome>;
 
 const EIO_GENERIC = Ename.Io;
+
+/** The request behind a RequestContext (see #reqCtx). */
+const CTX_REQ = Symbol("ninep.request");
+const CTX_SIGNAL: PropertyDescriptor = {
+  get(this: { [CTX_REQ]: Req }): AbortSignal {
+    return this[CTX_REQ].signal;
+  },
+  enumerable: true,
+  configurable: true,
+};
 
 /** A live server-side connection. Created by Server.serveDuplex / listen. */
 export class ServerConnection {
@@ -432,7 +444,7 @@ export class ServerConnection {
         if (out.frame) this.#sendFrame(out.frame, req.tag, out.reply, out.written);
         else {
           // Handlers build a fresh reply object for each request: give it the tag in place.
-          const reply = out.reply as RMessage;
+          const reply = out.reply as RMessage; // (always given when there is no frame)
           reply.tag = req.tag;
           this.#send(reply);
         }
@@ -508,12 +520,15 @@ export class ServerConnection {
   #sendFrame(
     frame: Buffer,
     tag: number,
-    reply: DistributiveOmit<RMessage, "tag">,
+    reply: DistributiveOmit<RMessage, "tag"> | undefined,
     written: (() => void) | undefined,
   ): void {
     if (this.#isClosed || this.#transport.closed) return;
     frame.writeUInt16LE(tag, 5);
-    if (this.#core.opts.trace) this.#trace(`-> ${formatMessage({ ...reply, tag } as RMessage)}`);
+    if (this.#core.opts.trace) {
+      const msg = reply ? ({ ...reply, tag } as RMessage) : decode(frame, this.#dialect ?? Dialect.P2000);
+      this.#trace(`-> ${formatMessage(msg)}`);
+    }
     try {
       this.#transport.send(frame, written);
     } catch {
@@ -699,16 +714,19 @@ export class ServerConnection {
 
   /** The context of a request: its signal (made on first use) follows the request's abort. */
   #reqCtx(user: Identity, req: Req): RequestContext {
-    return {
-      get signal() {
-        return req.signal;
-      },
+    const ctx = {
       user,
       dialect: this.#dialect ?? Dialect.P2000,
       msize: this.#msize,
       iounit: this.#msize - IOHDRSZ,
       connection: this.info,
+      [CTX_REQ]: req,
     };
+    // `signal` is an own, enumerable accessor (a spread copy of the context carries the signal)
+    // whose getter is shared by every context: the objects keep one fast shape instead of each
+    // turning into a dictionary, as an object literal with its own getter closure would.
+    Object.defineProperty(ctx, "signal", CTX_SIGNAL);
+    return ctx as typeof ctx & { readonly signal: AbortSignal };
   }
 
   #ctx(user: Identity, signal: AbortSignal): RequestContext {
@@ -1706,8 +1724,9 @@ function isThenable<T>(v: T | PromiseLike<T>): v is PromiseLike<T> {
   return typeof (v as { then?: unknown } | null)?.then === "function";
 }
 
+/** Rgetattr encoded straight from the backend's Attr (no reply object copied from it). */
 function rgetattr(attr: Attr): Outcome {
-  return { reply: { type: MsgType.Rgetattr, ...attr } };
+  return { frame: encodeTyped(MsgType.Rgetattr, attr, 0, Dialect.P2000L) };
 }
 
 function notSupported(): FsError {

@@ -141,3 +141,29 @@ for (const syncIo of [true, false]) {
     });
   });
 }
+
+describe("trace of replies encoded by their handler", () => {
+  it("shows Rgetattr and Rread like any other reply", async () => {
+    const dir = path.join(tmp.dir, "traced");
+    fs.mkdirSync(dir);
+    fs.writeFileSync(path.join(dir, "f"), "traced data");
+    const lines: string[] = [];
+    const server = new Server({ backend: passthrough(dir), trace: (l) => lines.push(l) });
+    servers.push(server);
+    const addr = await server.listen("tcp!127.0.0.1!0");
+    if (addr.network !== "tcp") throw new Error("tcp expected");
+    const client = await Client.connect(`tcp!127.0.0.1!${addr.port}`, { version: "9P2000.L" });
+    try {
+      const f = await (await client.attach("root", "")).walk("f");
+      const a = await f.getattr(GETATTR.BASIC);
+      await f.lopen(L_O.RDONLY);
+      expect((await f.read(0, 100)).toString()).toBe("traced data");
+      const getattr = lines.find((l) => l.includes("-> Rgetattr"));
+      expect(getattr).toMatch(/-> Rgetattr tag \d+ /);
+      expect(getattr).toContain(String(a.size));
+      expect(lines.some((l) => /-> Rread tag \d+ data 11 /.test(l))).toBe(true);
+    } finally {
+      client.destroy();
+    }
+  });
+});
