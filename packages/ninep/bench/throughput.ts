@@ -3,11 +3,21 @@
 // bulk read and write at msize 8 KiB, 64 KiB and 1 MiB, stat round trips, and server memory per
 // idle connection. Besides wall-clock rates (noisy on a shared machine) each row gives the CPU
 // time the server process spent per GiB moved (utime + stime from /proc/PID/stat), which depends
-// far less on what else the machine is doing. BENCH_MB sets the file size (default 256),
-// BENCH_WINDOW the reads/writes in flight (16), BENCH_STATS the stat round trips (2000).
+// far less on what else the machine is doing.
+//
+// Our server runs as it is installed: src/bin/ninep.ts bundled by esbuild (BENCH_SOURCE=1 runs
+// the TypeScript through tsx instead, which adds its own per-closure costs). Every server is
+// warmed up first (untimed 16 MiB reads and writes and 1000 stats at msize 8 and 64 KiB) so that
+// JIT compilation is not counted.
+// Each bulk row runs BENCH_REPEAT times (default 2), the servers in a rotated order each time (the
+// first one after a write pays for the kernel's leftovers), and shows the means.
+// Knobs: BENCH_MB file size (default 256), BENCH_WINDOW reads/writes in flight (16), BENCH_STATS
+// stat round trips per round (2000; 3 rounds, servers alternating), BENCH_ONLY a comma list of
+// idle,bulk,stat (default all), BENCH_BASE a second ninep entry point (.ts or bundled .mjs/.js,
+// e.g. an older checkout) measured as "base" in the same run (BENCH_BASE_FIRST=1: base first).
 
 import { type ChildProcess, spawn } from "node:child_process";
-import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { Writable } from "node:stream";
@@ -26,11 +36,34 @@ interface Peer {
   stop(): Promise<void>;
 }
 
-async function startOurs(dir: string): Promise<Peer> {
+/** src/bin/ninep.ts bundled the way the package build bundles it, in `outDir`. */
+async function bundleOurs(outDir: string): Promise<string> {
+  const esbuild = await import("esbuild");
+  const out = join(outDir, "ninep.mjs");
+  await esbuild.build({
+    entryPoints: [join(here, "../src/bin/ninep.ts")],
+    outfile: out,
+    bundle: true,
+    platform: "node",
+    target: "node20",
+    format: "esm",
+    logLevel: "warning",
+  });
+  return out;
+}
+
+async function startOurs(name: string, bin: string, dir: string): Promise<Peer> {
+  const args = bin.endsWith(".ts") ? ["--import", "tsx", bin] : [bin];
+  const env = { ...process.env };
+  delete env.NODE_EXTRA_CA_CERTS; // adds ~90 ms to a Node start, nothing per request
   const child: ChildProcess = spawn(
     process.execPath,
-    ["--import", "tsx", join(here, "../src/bin/ninep.ts"), "serve", dir, "--listen", "tcp!127.0.0.1!0"],
-    { stdio: ["ignore", "pipe", "inherit"], cwd: join(here, "..") },
+    [...args, "serve", dir, "--listen", "tcp!127.0.0.1!0"],
+    {
+      stdio: ["ignore", "pipe", "inherit"],
+      cwd: join(here, ".."),
+      env,
+    },
   );
   const address = await new Promise<string>((resolve, reject) => {
     let out = "";
@@ -42,7 +75,7 @@ async function startOurs(dir: string): Promise<Peer> {
     child.once("exit", (code) => reject(new Error(`ninep serve exited with ${code}: ${out}`)));
   });
   return {
-    name: "ninep",
+    name,
     address,
     pid: child.pid as number,
     stop: () =>
@@ -148,12 +181,27 @@ async function idleRss(peer: Peer, root: string, count: number): Promise<number>
   return ((after - before) * 1024) / count;
 }
 
+/** Untimed work so that JIT compilation and first-use allocations are not measured. */
+async function warmUp(peer: Peer, dir: string): Promise<void> {
+  for (const msize of [8192 + 24, 65536 + 24]) {
+    const fs = await mount(peer.address, msize, dir);
+    await timeRead(fs, "warm.bin", 16);
+    await timeWrite(fs, "warm-w.bin", 16 * 1024 * 1024, 16);
+    await statLatency(fs, "warm.bin", 1000);
+    await fs.remove("warm-w.bin");
+    await fs.close();
+  }
+}
+
 export async function run(): Promise<void> {
   const mb = Number(process.env.BENCH_MB ?? 256);
   const size = mb * 1024 * 1024;
   const window = Number(process.env.BENCH_WINDOW ?? 16);
   const nstats = Number(process.env.BENCH_STATS ?? 2000);
+  const repeat = Number(process.env.BENCH_REPEAT ?? 2);
+  const only = new Set((process.env.BENCH_ONLY ?? "idle,bulk,stat").split(","));
   const dir = await mkdtemp(join(tmpdir(), "ninep-bench-"));
+  const work = await mkdtemp(join(tmpdir(), "ninep-bench-bin-"));
   await chmod(dir, 0o777);
   const peers: Peer[] = [];
   const load0 = loadavg()[0] ?? 0;
@@ -161,92 +209,167 @@ export async function run(): Promise<void> {
     const block = Buffer.alloc(1024 * 1024);
     for (let i = 0; i < block.length; i += 4) block.writeUInt32LE((i * 2654435761) >>> 0, i);
     await writeFile(join(dir, "src.bin"), Buffer.concat(Array.from({ length: mb }, () => block)));
+    await writeFile(join(dir, "warm.bin"), Buffer.concat(Array.from({ length: 16 }, () => block)));
 
-    peers.push(await startOurs(dir));
+    const ours =
+      process.env.BENCH_SOURCE === "1" ? join(here, "../src/bin/ninep.ts") : await bundleOurs(work);
+    peers.push(await startOurs("ninep", ours, dir));
+    const base = process.env.BENCH_BASE;
+    if (base) {
+      let bin = base;
+      if (base.endsWith(".ts") && process.env.BENCH_SOURCE !== "1") {
+        // Bundle the other tree's entry point the same way.
+        const esbuild = await import("esbuild");
+        await mkdir(join(work, "base"), { recursive: true });
+        bin = join(work, "base", "ninep.mjs");
+        await esbuild.build({
+          entryPoints: [base],
+          outfile: bin,
+          bundle: true,
+          platform: "node",
+          target: "node20",
+          format: "esm",
+          logLevel: "warning",
+        });
+      }
+      const b = await startOurs("base", bin, dir);
+      // BENCH_BASE_FIRST=1: the base goes first in every row (to see what the order costs).
+      if (process.env.BENCH_BASE_FIRST === "1") peers.unshift(b);
+      else peers.push(b);
+    }
     const diodMissing = diodUnavailable();
     if (diodMissing) console.log(`(diod skipped: ${diodMissing})`);
     else {
       const d = await startDiod(dir);
       peers.push({ name: "diod", address: d.address, pid: d.child.pid as number, stop: d.stop });
     }
+    const diodIndex = peers.findIndex((p) => p.name === "diod");
+    const ratio = (values: number[], i: number, higherIsBetter: boolean): string => {
+      if (diodIndex < 0) return "-";
+      const r = (values[i] as number) / (values[diodIndex] as number);
+      return (higherIsBetter ? r : 1 / r).toFixed(2);
+    };
+    const ratioHeads = peers.filter((p) => p.name !== "diod").map((p) => `${p.name}/diod`);
+    const ratioCells = (values: number[], higherIsBetter: boolean) =>
+      peers.flatMap((p, i) => (p.name === "diod" ? [] : [ratio(values, i, higherIsBetter)]));
     const gib = size / 2 ** 30;
     // Measured first: bulk transfers leave buffers and garbage behind that blur the figure.
     const idle = new Map<string, number>();
-    for (const p of peers) idle.set(p.name, await idleRss(p, dir, 200));
+    if (only.has("idle")) for (const p of peers) idle.set(p.name, await idleRss(p, dir, 200));
+    for (const p of peers) await warmUp(p, dir);
 
-    console.log(
-      `\nninep client throughput on loopback, ${mb} MiB file, 9P2000.L, ${window} in flight` +
-        `\n(MB/s = MiB/s wall clock; CPU s/GiB = server process CPU time per GiB moved; the two servers` +
-        `\nalternate row by row in the same run)`,
-    );
-    const rows: string[][] = [
-      [
-        "op",
-        "msize",
-        ...peers.map((p) => `${p.name} MB/s`),
-        "ours/diod",
-        ...peers.map((p) => `${p.name} CPU s/GiB`),
-        "msize used",
-      ],
-    ];
-    for (const [label, msize] of [
-      ["8 KiB", 8192 + 24],
-      ["64 KiB", 65536 + 24],
-      ["1 MiB", 1048576 + 24],
-    ] as const) {
-      for (const op of ["read", "write"] as const) {
-        const rates: number[] = [];
-        const cpus: string[] = [];
-        const used: string[] = [];
-        for (const p of peers) {
-          const fs = await mount(p.address, msize, dir);
-          const cpu0 = await cpuSeconds(p.pid);
-          let rate: number;
-          if (op === "read") {
-            const r = await timeRead(fs, "src.bin", window);
-            if (r.bytes !== size) throw new Error(`${p.name}: read ${r.bytes} of ${size} bytes`);
-            rate = mbps(r.bytes, r.ms);
-          } else {
-            rate = mbps(size, await timeWrite(fs, `dst-${p.name}.bin`, size, window));
+    if (only.has("bulk")) {
+      console.log(
+        `\nninep client throughput on loopback, ${mb} MiB file, 9P2000.L, ${window} in flight` +
+          `\n(MB/s = MiB/s wall clock; CPU s/GiB = server process CPU time per GiB moved; means of ${repeat}` +
+          `\nruns per row, the servers in a different order each time, all in the same run)`,
+      );
+      const rows: string[][] = [
+        [
+          "op",
+          "msize",
+          ...peers.map((p) => `${p.name} MB/s`),
+          ...ratioHeads,
+          ...peers.map((p) => `${p.name} CPU s/GiB`),
+          "msize used",
+        ],
+      ];
+      let rowIndex = 0;
+      for (const [label, msize] of [
+        ["8 KiB", 8192 + 24],
+        ["64 KiB", 65536 + 24],
+        ["1 MiB", 1048576 + 24],
+      ] as const) {
+        for (const op of ["read", "write"] as const) {
+          // Whoever goes first after a write pays for the kernel's leftover work (writeback,
+          // freeing the removed file's pages): each row is run `repeat` times with the servers
+          // in a different order each time, and the figures are the means.
+          const rateSum = peers.map(() => 0);
+          const cpuSum = peers.map(() => 0);
+          const used: string[] = peers.map(() => "");
+          for (let rep = 0; rep < repeat; rep++) {
+            const shift = (rowIndex + rep) % peers.length;
+            for (let k = 0; k < peers.length; k++) {
+              const i = (k + shift) % peers.length;
+              const p = peers[i] as Peer;
+              const fs = await mount(p.address, msize, dir);
+              const cpu0 = await cpuSeconds(p.pid);
+              let rate: number;
+              if (op === "read") {
+                const r = await timeRead(fs, "src.bin", window);
+                if (r.bytes !== size) throw new Error(`${p.name}: read ${r.bytes} of ${size} bytes`);
+                rate = mbps(r.bytes, r.ms);
+              } else {
+                rate = mbps(size, await timeWrite(fs, `dst-${p.name}.bin`, size, window));
+              }
+              cpuSum[i] = (cpuSum[i] ?? 0) + ((await cpuSeconds(p.pid)) - cpu0) / gib;
+              if (op === "write") await fs.remove(`dst-${p.name}.bin`);
+              used[i] = String(fs.client.msize);
+              rateSum[i] = (rateSum[i] ?? 0) + rate;
+              await fs.close();
+            }
           }
-          cpus.push((((await cpuSeconds(p.pid)) - cpu0) / gib).toFixed(2));
-          if (op === "write") await fs.remove(`dst-${p.name}.bin`);
-          used.push(String(fs.client.msize));
-          rates.push(rate);
+          rowIndex++;
+          const rates = rateSum.map((r) => r / repeat);
+          const cpus = cpuSum.map((c) => (c / repeat).toFixed(2));
+          rows.push([
+            op,
+            label,
+            ...rates.map((r) => r.toFixed(1)),
+            ...ratioCells(rates, true),
+            ...cpus,
+            used.join("/"),
+          ]);
+        }
+      }
+      printTable(rows);
+    }
+
+    if (only.has("stat")) {
+      const rounds = 3;
+      console.log(
+        `\nstat round trip (Tgetattr on an open connection; ${rounds} rounds of ${nstats} sequential calls,` +
+          "\nthe servers alternating; CPU µs/call = server process CPU time per call)",
+      );
+      const times = new Map<string, number[]>(peers.map((p) => [p.name, []]));
+      const cpu = new Map<string, number>(peers.map((p) => [p.name, 0]));
+      for (let round = 0; round < rounds; round++) {
+        for (const p of peers) {
+          const fs = await mount(p.address, 65536 + 24, dir);
+          await statLatency(fs, "src.bin", 200); // this connection's first calls
+          const cpu0 = await cpuSeconds(p.pid);
+          const l = await statLatency(fs, "src.bin", nstats);
+          cpu.set(p.name, (cpu.get(p.name) ?? 0) + (await cpuSeconds(p.pid)) - cpu0);
+          times.get(p.name)?.push(...l.times);
           await fs.close();
         }
-        rows.push([
-          op,
-          label,
-          ...rates.map((r) => r.toFixed(1)),
-          rates.length === 2 ? ((rates[0] as number) / (rates[1] as number)).toFixed(2) : "-",
-          ...cpus,
-          used.join("/"),
+      }
+      const lat: string[][] = [["server", "median µs", "p99 µs", "CPU µs/call"]];
+      const medians: number[] = [];
+      for (const p of peers) {
+        const t = (times.get(p.name) ?? []).sort((a, b) => a - b);
+        const median = (t[Math.floor(t.length / 2)] ?? 0) * 1000;
+        medians.push(median);
+        lat.push([
+          p.name,
+          median.toFixed(0),
+          ((t[Math.floor(t.length * 0.99)] ?? 0) * 1000).toFixed(0),
+          (((cpu.get(p.name) ?? 0) / (nstats * rounds)) * 1e6).toFixed(0),
         ]);
       }
+      printTable(lat);
+      if (diodIndex >= 0) {
+        const r = ratioCells(medians, true).join(", ");
+        console.log(`median latency ${ratioHeads.join(", ")} (above 1 = slower): ${r}`);
+      }
     }
-    printTable(rows);
 
-    console.log(
-      `\nstat round trip (Tgetattr on an open connection, ${nstats} sequential calls after 200 warm-up;` +
-        "\nCPU µs/call = server process CPU time per call)",
-    );
-    const lat: string[][] = [["server", "median µs", "p99 µs", "CPU µs/call"]];
-    for (const p of peers) {
-      const fs = await mount(p.address, 65536 + 24, dir);
-      await statLatency(fs, "src.bin", 200); // warm-up
-      const cpu0 = await cpuSeconds(p.pid);
-      const l = await statLatency(fs, "src.bin", nstats);
-      const cpu = (await cpuSeconds(p.pid)) - cpu0;
-      lat.push([p.name, l.median.toFixed(0), l.p99.toFixed(0), ((cpu / nstats) * 1e6).toFixed(0)]);
-      await fs.close();
+    if (only.has("idle")) {
+      console.log("\nserver RSS per idle connection (200 attached connections, after a first round of 200)");
+      const mem: string[][] = [["server", "bytes/connection"]];
+      for (const p of peers) mem.push([p.name, (idle.get(p.name) ?? Number.NaN).toFixed(0)]);
+      printTable(mem);
     }
-    printTable(lat);
-
-    console.log("\nserver RSS per idle connection (200 attached connections, after a first round of 200)");
-    const mem: string[][] = [["server", "bytes/connection"]];
-    for (const p of peers) mem.push([p.name, (idle.get(p.name) ?? Number.NaN).toFixed(0)]);
-    printTable(mem);
     console.log(
       `\nload average (1 min) ${load0.toFixed(1)} at the start, ${(loadavg()[0] ?? 0).toFixed(1)} at the end, ` +
         `${cpus().length} CPUs`,
@@ -254,6 +377,7 @@ export async function run(): Promise<void> {
   } finally {
     for (const p of peers) await p.stop();
     await rm(dir, { recursive: true, force: true });
+    await rm(work, { recursive: true, force: true });
   }
 }
 
