@@ -68,8 +68,6 @@ export class Xcpufs {
   private readonly tmpdir: string;
   readonly clientTrace: ((line: string) => void) | undefined;
   private closing = false;
-  /** The next session's directory, made ahead of time, and its owner (`uid:gid`, "" for the server). */
-  private spare: { key: string; dir: Promise<string> } | undefined;
 
   constructor(cfg: XcpufsConfig) {
     this.users = cfg.users;
@@ -137,7 +135,7 @@ export class Xcpufs {
     const owner = this.switchUsers ? { uid: user.uid, gid: user.gid } : undefined;
     let dir: string;
     try {
-      dir = await this.takeSessionDir(owner);
+      dir = await makeSessionDir(this.tmpdir, owner);
     } catch (err) {
       this.log.warn({ err }, "cannot create session directory");
       throw new FsError(`cannot create session directory: ${(err as Error).message}`, Errno.EIO);
@@ -156,37 +154,6 @@ export class Xcpufs {
     this.sessions.set(id, s);
     this.log.debug({ sid: id, user: user.name, dir }, "session created");
     return s;
-  }
-
-  /**
-   * A session directory for `owner`: the one made ahead of time when it was made for the same
-   * owner, else a new one. A spare made for somebody else is removed, never re-owned: its first
-   * owner could have put files into it (libraries on LD_LIBRARY_PATH, say). A spare that could not
-   * be made is dropped and the directory made now, so a failure is still reported by the open of
-   * `clone`.
-   */
-  private async takeSessionDir(owner: { uid: number; gid: number } | undefined): Promise<string> {
-    const key = ownerKey(owner);
-    const spare = this.spare;
-    this.spare = undefined;
-    let dir: string | undefined;
-    if (spare?.key === key) dir = await spare.dir.catch(() => undefined);
-    else if (spare) void spare.dir.then((d) => rm(d, { recursive: true, force: true })).catch(() => {});
-    return dir ?? (await makeSessionDir(this.tmpdir, owner));
-  }
-
-  /**
-   * Make the next session's directory ahead of time for `user`, so that their next open of `clone`
-   * does not wait for the file system. Called after a program started: the server has nothing
-   * else to do while a client waits for the program, and a client that starts one program is
-   * likely to start another.
-   */
-  private makeSpare(user: User): void {
-    if (this.closing || this.spare) return;
-    const owner = this.switchUsers ? { uid: user.uid, gid: user.gid } : undefined;
-    const dir = makeSessionDir(this.tmpdir, owner);
-    dir.catch(() => {});
-    this.spare = { key: ownerKey(owner), dir };
   }
 
   /** Pids of running session programs with their session and job ids. */
@@ -397,8 +364,6 @@ export class Xcpufs {
         const colon = remote.lastIndexOf(":");
         const parent = colon > 0 ? `${remote.slice(0, colon)}!${remote.slice(colon + 1)}` : remote;
         await s.exec(a[0], a[1], ident, parent);
-        // after the reply to this write has gone out
-        setImmediate(() => this.makeSpare(user));
         return;
       }
       case "clone":
@@ -491,24 +456,11 @@ export class Xcpufs {
   /** Wipe every session and wait until their programs and directories are gone. */
   async shutdown(): Promise<void> {
     this.closing = true;
-    const spare = this.spare;
-    this.spare = undefined;
-    await Promise.all([
-      ...[...this.sessions.values()].map((s) => s.shutdown()),
-      spare?.dir.then(
-        (d) => rm(d, { recursive: true, force: true }),
-        () => {},
-      ),
-    ]);
+    await Promise.all([...this.sessions.values()].map((s) => s.shutdown()));
   }
 }
 
 const unwrap = new WeakMap<object, object>();
-
-/** Who a session directory belongs to: `uid:gid`, or "" for the server's own user. */
-function ownerKey(owner: { uid: number; gid: number } | undefined): string {
-  return owner ? `${owner.uid}:${owner.gid}` : "";
-}
 
 /** Unix permission check of `want` (4 read, 2 write) for a uid and its groups; uid 0 passes. */
 function unixAllows(st: import("node:fs").Stats, uid: number, gids: number[], want: number): boolean {
