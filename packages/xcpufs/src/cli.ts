@@ -27,7 +27,7 @@ XCPU node server: a 9P file server (9P2000.u, 9P2000) whose files start and cont
   -a, --admin-key FILE  admin public key (default ${DEFAULT_ADMIN_KEY})
   -s, --same-user       run every program as the server's user (implied when not root)
   -r, --retain          keep session directories after sessions end
-  -m, --msize N         largest 9P message (default 32792, the original's)
+  -m, --msize N         largest 9P message (default 1048600; the original's was 32792)
   -u, --unix-users      add the node's groups and the users with ~/.ssh/id_rsa.pub to the pool
   -d, --debug           print every 9P message, one line each, on stderr
   -D, --client-debug    print the 9P messages of this node's own connections (tree spawn)

@@ -19,6 +19,7 @@ export { PROCS_HEADER, procsText } from "./procs.js";
 export { QuoteError, quote, quoteAll, tokenize } from "./quote.js";
 export {
   DEFAULT_ADMIN_KEY,
+  DEFAULT_MSIZE,
   DEFAULT_PORT,
   isLoopback,
   startXcpufs,

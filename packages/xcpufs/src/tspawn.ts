@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { type Fid, type Fsys, mount } from "@clustermatic/ninep/client";
 import { OTRUNC, OWRITE } from "@clustermatic/ninep/codec";
 import { XcpuError } from "./errors.js";
+import { DEFAULT_MSIZE } from "./server.js";
 import type { Session } from "./session.js";
 import type { User } from "./users.js";
 import type { Xcpufs } from "./xcpufs.js";
@@ -98,7 +99,7 @@ async function connect(fs: Xcpufs, user: User, t: Target, signal: AbortSignal): 
     uname: user.name,
     n_uname: user.uid,
     defaultPort: XCPU_PORT,
-    msize: 32792,
+    msize: DEFAULT_MSIZE,
     signal,
     connectTimeoutMs: 10_000,
     timeoutMs: 60_000,
