@@ -6,6 +6,7 @@
 //   pnpm bench                 (after pnpm build)
 //   BENCH_REPS=9 pnpm bench    (more runs per case)
 //   BENCH_XRX=/path/xrx.js     (another build of xrx, e.g. an older one, against the same nodes)
+//   BENCH_BASELINE=/path/xrx.js (a second build run in turn with this one, run by run: two columns)
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import {
   chmodSync,
@@ -23,6 +24,7 @@ import { fileURLToPath } from "node:url";
 const PKG = join(dirname(fileURLToPath(import.meta.url)), "..");
 const XRX = process.env.BENCH_XRX ?? join(PKG, "dist/bin/xrx.js");
 const REPS = Number(process.env.BENCH_REPS ?? 5);
+const BASELINE = process.env.BENCH_BASELINE;
 
 if (!existsSync(XRX)) {
   console.error(`bench: ${XRX} is missing: run "pnpm build" first`);
@@ -84,10 +86,10 @@ function makeBinary(): { path: string; what: string } {
   }
 }
 
-function runOnce(args: string[]): Promise<{ ms: number; code: number; err: string }> {
+function runOnce(args: string[], xrx = XRX): Promise<{ ms: number; code: number; err: string }> {
   return new Promise((resolve) => {
     const t0 = performance.now();
-    const child = spawn(process.execPath, [XRX, "--no-key", ...args], {
+    const child = spawn(process.execPath, [xrx, "--no-key", ...args], {
       stdio: ["ignore", "ignore", "pipe"],
     });
     let err = "";
@@ -108,13 +110,21 @@ async function bench(label: string, n: number, args: (list: string) => string[],
     .map((h) => `127.0.0.1!${h.port}`)
     .join(",");
   await runOnce(args(list)); // warm-up
+  if (BASELINE) await runOnce(args(list), BASELINE);
   const times: number[] = [];
+  const baseTimes: number[] = [];
   for (let i = 0; i < reps; i++) {
     const r = await runOnce(args(list));
     if (r.code !== 0) throw new Error(`${label} on ${n} nodes failed (${r.code}): ${r.err}`);
     times.push(r.ms);
+    if (BASELINE) {
+      const b = await runOnce(args(list), BASELINE);
+      if (b.code !== 0) throw new Error(`baseline: ${label} on ${n} nodes failed (${b.code}): ${b.err}`);
+      baseTimes.push(b.ms);
+    }
   }
-  return { label, n, median: median(times), min: Math.min(...times), reps };
+  const baseline = BASELINE ? median(baseTimes) : undefined;
+  return { label, n, median: median(times), min: Math.min(...times), reps, baseline };
 }
 
 async function main() {
@@ -156,9 +166,18 @@ async function main() {
   if (baseNoCa !== undefined)
     console.log(`  (NODE_EXTRA_CA_CERTS is set; without it node starts in ${baseNoCa.toFixed(0)} ms)`);
   console.log("");
-  console.log("| case | nodes | median ms | min ms |");
-  console.log("|---|---:|---:|---:|");
-  for (const r of rows) console.log(`| ${r.label} | ${r.n} | ${r.median.toFixed(0)} | ${r.min.toFixed(0)} |`);
+  if (BASELINE) {
+    console.log(`baseline: ${BASELINE}, run in turn with this build`);
+    console.log("| case | nodes | median ms | min ms | baseline median ms |");
+    console.log("|---|---:|---:|---:|---:|");
+  } else {
+    console.log("| case | nodes | median ms | min ms |");
+    console.log("|---|---:|---:|---:|");
+  }
+  for (const r of rows)
+    console.log(
+      `| ${r.label} | ${r.n} | ${r.median.toFixed(0)} | ${r.min.toFixed(0)} |${r.baseline === undefined ? "" : ` ${r.baseline.toFixed(0)} |`}`,
+    );
   console.log("\nThe original C xrx/xcpufs are not installed here: no side-by-side column.");
 }
 
