@@ -9,8 +9,8 @@
 // the TypeScript through tsx instead, which adds its own per-closure costs). Every server is
 // warmed up first (untimed 16 MiB reads and writes and 1000 stats at msize 8 and 64 KiB) so that
 // JIT compilation is not counted.
-// Each bulk row runs BENCH_REPEAT times (default 2), the servers in a rotated order each time (the
-// first one after a write pays for the kernel's leftovers), and shows the means.
+// Each bulk row runs BENCH_REPEAT times (default: once per server), the servers in a rotated order
+// each time (the first one after a write pays for the kernel's leftovers), and shows the means.
 // Knobs: BENCH_MB file size (default 256), BENCH_WINDOW reads/writes in flight (16), BENCH_STATS
 // stat round trips per round (2000; 3 rounds, servers alternating), BENCH_ONLY a comma list of
 // idle,bulk,stat (default all), BENCH_BASE a second ninep entry point (.ts or bundled .mjs/.js,
@@ -198,7 +198,6 @@ export async function run(): Promise<void> {
   const size = mb * 1024 * 1024;
   const window = Number(process.env.BENCH_WINDOW ?? 16);
   const nstats = Number(process.env.BENCH_STATS ?? 2000);
-  const repeat = Number(process.env.BENCH_REPEAT ?? 2);
   const only = new Set((process.env.BENCH_ONLY ?? "idle,bulk,stat").split(","));
   const dir = await mkdtemp(join(tmpdir(), "ninep-bench-"));
   const work = await mkdtemp(join(tmpdir(), "ninep-bench-bin-"));
@@ -243,6 +242,8 @@ export async function run(): Promise<void> {
       const d = await startDiod(dir);
       peers.push({ name: "diod", address: d.address, pid: d.child.pid as number, stop: d.stop });
     }
+    // As many runs per row as servers: each one goes first once.
+    const repeat = Number(process.env.BENCH_REPEAT ?? peers.length);
     const diodIndex = peers.findIndex((p) => p.name === "diod");
     const ratio = (values: number[], i: number, higherIsBetter: boolean): string => {
       if (diodIndex < 0) return "-";

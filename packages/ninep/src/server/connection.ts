@@ -407,8 +407,8 @@ export class ServerConnection {
       this.#finishSafely(req, undefined, err);
       return;
     }
-    if (r instanceof Promise) {
-      r.then(
+    if (isThenable(r)) {
+      Promise.resolve(r).then(
         (out) => this.#finishSafely(req, out, undefined),
         (err: unknown) => this.#finishSafely(req, undefined, err),
       );
@@ -1154,9 +1154,9 @@ export class ServerConnection {
       const count = Math.min(msg.count, this.#msize - IOHDRSZ); // R4
       const ctx = this.#reqCtx(fid.user, req);
       if (fid.auth) {
-        return fid.auth
-          .read(msg.offset, count, ctx)
-          .then((data) => ({ reply: { type: MsgType.Rread, data: clip(data, count) } }));
+        return Promise.resolve(fid.auth.read(msg.offset, count, ctx)).then((data) => ({
+          reply: { type: MsgType.Rread, data: clip(data, count) },
+        }));
       }
       const open = fid.open;
       if (!open) throw new FsError(Ename.NotOpen, Errno.EBADF);
@@ -1178,12 +1178,12 @@ export class ServerConnection {
         // (A frame whose read failed is not given back: a read still running could write into it.)
         const r = file.readInto(msg.offset, buf.subarray(RREAD_HEADER, RREAD_HEADER + count), ctx);
         if (typeof r === "number") return rreadOutcome(buf, count, r, pooled);
-        return r.then((got) => rreadOutcome(buf, count, got, pooled));
+        return Promise.resolve(r).then((got) => rreadOutcome(buf, count, got, pooled));
       }
       if (!file.read) throw new FsError(Ename.Perm, Errno.EACCES);
-      return file
-        .read(msg.offset, count, ctx)
-        .then((data) => ({ reply: { type: MsgType.Rread, data: clip(data, count) } }));
+      return Promise.resolve(file.read(msg.offset, count, ctx)).then((data) => ({
+        reply: { type: MsgType.Rread, data: clip(data, count) },
+      }));
     },
 
     [MsgType.Twrite]: async (m, req) => {
@@ -1399,10 +1399,11 @@ export class ServerConnection {
       const msg = m as Extract<TMessage, { type: 24 }>;
       const fid = this.#fileFid(msg.fid);
       const ctx = this.#reqCtx(fid.user, req);
-      if (!fid.node.getattr) return fid.node.stat(ctx).then((st) => rgetattr(attrFromStat(st)));
+      if (!fid.node.getattr)
+        return Promise.resolve(fid.node.stat(ctx)).then((st) => rgetattr(attrFromStat(st)));
       // A backend that knows the answer at once (a synchronous lstat) returns it directly.
       const attr = fid.node.getattr(msg.request_mask, ctx);
-      return isThenable(attr) ? attr.then(rgetattr) : rgetattr(attr);
+      return isThenable(attr) ? Promise.resolve(attr).then(rgetattr) : rgetattr(attr);
     },
 
     [MsgType.Tsetattr]: async (m, req) => {
