@@ -46,6 +46,7 @@ function backend(how: { getattr: Answer; read: Answer }, seen: { signals: AbortS
         return Promise.resolve(v);
       case "thenable":
         // A foreign promise-like object, not a native Promise.
+        // biome-ignore lint/suspicious/noThenProperty: a foreign thenable is what this case tests
         return { then: (ok: (x: T) => void) => setTimeout(() => ok(v), 1) } as unknown as Promise<T>;
       case "reject":
         return Promise.reject(new FsError("no such file", Errno.ENOENT));
