@@ -16,7 +16,7 @@
 // idle,bulk,stat (default all), BENCH_BASE a second ninep entry point (.ts or bundled .mjs/.js,
 // e.g. an older checkout) measured as "base" in the same run (BENCH_BASE_FIRST=1: base first).
 
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -304,7 +304,11 @@ export async function run(): Promise<void> {
                 rate = mbps(size, await timeWrite(fs, `dst-${p.name}.bin`, size, window));
               }
               cpuSum[i] = (cpuSum[i] ?? 0) + ((await cpuSeconds(p.pid)) - cpu0) / gib;
-              if (op === "write") await fs.remove(`dst-${p.name}.bin`);
+              if (op === "write") {
+                await fs.remove(`dst-${p.name}.bin`);
+                // Flush what the kernel still owes for that file before the next server runs.
+                execFileSync("sync");
+              }
               used[i] = String(fs.client.msize);
               rateSum[i] = (rateSum[i] ?? 0) + rate;
               await fs.close();
