@@ -5,7 +5,15 @@
 // entry point alone costs more than the whole shim. The cache is advisory: any problem with it
 // (unwritable, stale, another Node or V8 flags) means a normal start.
 "use strict";
-const { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } = require("node:fs");
+const {
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} = require("node:fs");
 const { homedir } = require("node:os");
 const { join } = require("node:path");
 const { Script } = require("node:vm");
@@ -16,7 +24,9 @@ const cacheDir = compileCacheDir();
 const cacheFile = cacheDir && join(cacheDir, `__NAME__-__HASH__-${process.version}-${process.arch}.v8`);
 let cached;
 try {
-  if (cacheFile) cached = readFileSync(cacheFile);
+  // Compiled code is only taken from a file that this user alone could have written: a cache under
+  // somebody else's HOME (sudo keeping HOME, say) could hold anything.
+  if (cacheFile && ownedPrivately(cacheDir) && ownedPrivately(cacheFile)) cached = readFileSync(cacheFile);
 } catch {}
 const script = new Script(`(function (exports, require, module, __filename, __dirname) {${source}\n})`, {
   filename: bundle,
@@ -27,6 +37,7 @@ if (cacheFile && (!cached || script.cachedDataRejected)) {
   process.once("exit", () => {
     try {
       mkdirSync(cacheDir, { recursive: true, mode: 0o700 });
+      if (!ownedPrivately(cacheDir)) return;
       const tmp = `${cacheFile}.${process.pid}`;
       writeFileSync(tmp, script.createCachedData(), { mode: 0o600 });
       renameSync(tmp, cacheFile);
@@ -41,6 +52,11 @@ if (cacheFile && (!cached || script.cachedDataRejected)) {
 }
 const bundleModule = { exports: {} };
 script.runInThisContext()(bundleModule.exports, require, bundleModule, bundle, __dirname);
+
+function ownedPrivately(path) {
+  const st = statSync(path);
+  return st.uid === (process.geteuid?.() ?? st.uid) && (st.mode & 0o022) === 0;
+}
 
 function compileCacheDir() {
   const setting = process.env.CLUSTERMATIC_COMPILE_CACHE;

@@ -1,7 +1,7 @@
 // The built commands (dist/bin): each is a small shim that runs the CommonJS bundle beside it
 // through a per-user V8 code cache. These tests start the real files as an installed user would.
 import { execFile } from "node:child_process";
-import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
@@ -75,6 +75,25 @@ describe.skipIf(missing.length > 0)("the built xrx, xk and xps", () => {
     expect(r).toMatchObject({ code: 0, stdout: "ok\n" });
     expect(readdirSync(cache).sort()).toEqual(["xps-0000000000000000-v0.0.0-x64.v8", file]);
     expect(readFileSync(join(cache, file!)).subarray(0, 16).equals(Buffer.alloc(16, 0x5a))).toBe(false);
+  }, 60_000);
+
+  it("take compiled code only from a cache nobody else could have written", async () => {
+    const cache = tempDir("xrx-cc-perm-");
+    chmodSync(cache, 0o777);
+    const open = await runBin("xrx", ["--no-key", node.spec, "echo", "a"], cache);
+    expect(open).toMatchObject({ code: 0, stdout: "a\n" });
+    expect(readdirSync(cache)).toEqual([]); // a directory others may write to gets no cache
+    chmodSync(cache, 0o700);
+    await runBin("xrx", ["--no-key", node.spec, "echo", "b"], cache);
+    const [file] = readdirSync(cache);
+    const path = join(cache, file!);
+    chmodSync(path, 0o666);
+    const inode = statSync(path).ino;
+    const again = await runBin("xrx", ["--no-key", node.spec, "echo", "c"], cache);
+    expect(again).toMatchObject({ code: 0, stdout: "c\n" });
+    // not taken: replaced by a fresh private file
+    expect(statSync(path).ino).not.toBe(inode);
+    expect(statSync(path).mode & 0o777).toBe(0o600);
   }, 60_000);
 
   it("run normally when the cache cannot be written, or when it is turned off", async () => {
