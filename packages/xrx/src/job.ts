@@ -182,7 +182,8 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
     for (const s of slots) s.node?.close();
   };
 
-  // process.hrtime, not performance.now(): the global `performance` loads perf_hooks (~2 ms at start).
+  // process.hrtime, not performance.now(): the global `performance` loads perf_hooks and ~8 more
+  // built-in modules at start, for a timer that is only printed with -v.
   const t0 = process.hrtime.bigint();
   const phase = (what: string) => {
     if (opts.verbose)
