@@ -12,7 +12,7 @@ import { writeBeoboot } from "./formats/beoboot.js";
 import { extractVmlinux, isBzImage, parseBzImage } from "./formats/bzimage.js";
 import { CBFS_TYPE_SELF, cbfsAddFile, createCbfs, elfToSelf } from "./formats/cbfs.js";
 import type { CpioEntry } from "./formats/cpio.js";
-import { parseElf } from "./formats/elf.js";
+import { isElf, parseElf } from "./formats/elf.js";
 import { bzImageToSelf, type LinuxPayload } from "./formats/self-linux.js";
 import { writeUImage } from "./formats/uimage.js";
 import { buildOverlay, parseDeviceSpec, writeInitramfs } from "./initrd.js";
@@ -235,7 +235,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
           );
           self = linux.self;
         } else {
-          if (!(input[0] === 0x7f && input[1] === 0x45 && input[2] === 0x4c && input[3] === 0x46))
+          if (!isElf(input))
             throw new BootcfgError(
               "EFORMAT",
               `${kernelPath}: neither an x86 bzImage (no 0xAA55 boot flag and "HdrS" header) nor an ELF`,

@@ -12,7 +12,7 @@
 //   ENTR  T
 // The E820 table is left empty here: the trampoline fills it from the coreboot tables at boot.
 import { BootcfgError, formatError } from "../errors.js";
-import { hex } from "../util.js";
+import { align, hex } from "../util.js";
 import { parseSetupHeader, type SetupHeader } from "./bzimage.js";
 import { type SelfInput, writeSelf } from "./cbfs.js";
 import { buildTrampoline, type Trampoline } from "./trampoline-x86.js";
@@ -63,15 +63,13 @@ export interface LinuxPayload {
   protocol: string;
 }
 
-const alignUp = (n: number, a: number) => Math.ceil(n / a) * a;
-
 /** Where the protected-mode kernel goes, per the boot protocol. */
 export function kernelLoadAddress(h: SetupHeader): number {
   if (h.relocatableKernel && h.version >= 0x20a && h.prefAddress >= 0x100000n) {
     if (h.prefAddress >= BigInt(FOUR_GIB)) throw new BootcfgError("ECHECK", "pref_address is above 4 GiB");
     return Number(h.prefAddress);
   }
-  if (h.relocatableKernel && h.kernelAlignment > 0) return alignUp(0x100000, h.kernelAlignment);
+  if (h.relocatableKernel && h.kernelAlignment > 0) return align(0x100000, h.kernelAlignment);
   return 0x100000;
 }
 
@@ -80,7 +78,7 @@ export function kernelSpan(h: SetupHeader, kernelBytes: number): number {
   // init_size exists from protocol 2.10; before it, assume the decompressed kernel and its
   // working space fit in four times the compressed image (documented as a limit).
   const need = h.initSize > 0 ? h.initSize : kernelBytes * 4;
-  return alignUp(Math.max(need, kernelBytes), 0x1000);
+  return align(Math.max(need, kernelBytes), 0x1000);
 }
 
 /**
@@ -164,7 +162,7 @@ export function bzImageToSelf(
   const kernel = bz.subarray(h.setupSize);
   const kernelLoad = kernelLoadAddress(h);
   const span = kernelSpan(h, kernel.length);
-  const trampBase = alignUp(CMDLINE_ADDR + cmdBytes.length, 0x1000);
+  const trampBase = align(CMDLINE_ADDR + cmdBytes.length, 0x1000);
   const trampoline = buildTrampoline(trampBase, ZERO_PAGE_ADDR);
   if (trampBase + trampoline.memLen > LOW_AREA_END)
     throw new BootcfgError(
@@ -175,7 +173,7 @@ export function bzImageToSelf(
   let initrd: { address: number; size: number } | undefined;
   if (opts.initrd && opts.initrd.length > 0) {
     const size = opts.initrd.length;
-    const address = opts.initrdAddress ?? alignUp(kernelLoad + span, INITRD_ALIGN);
+    const address = opts.initrdAddress ?? align(kernelLoad + span, INITRD_ALIGN);
     if (address % 0x1000)
       throw new BootcfgError("EUSAGE", `initrd address ${hex(address)} is not 4 KiB-aligned`);
     const last = address + size - 1;
@@ -242,7 +240,7 @@ export function bzImageToSelf(
     kernelLoad,
     ...(initrd ? { initrd } : {}),
     cmdline,
-    minMemory: alignUp(minMemory, MiB),
+    minMemory: align(minMemory, MiB),
     zeroPage,
     trampoline,
     protocol,

@@ -7,7 +7,8 @@ import { asBuffer, Reader } from "./reader.js";
 import type { Message } from "./types.js";
 import { badValue, putU16 } from "./writer.js";
 
-type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+/** Omit applied to each member of a union (each message type keeps its own fields). */
+export type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 
 /** Bytes before every message body: size[4] type[1] tag[2]. */
 export const HEADER_SIZE = 7;

@@ -28,7 +28,7 @@ import {
 } from "../codec/constants.js";
 import { decode, decodeHeader, encode, encodeDirent, encodeStat, formatMessage } from "../codec/index.js";
 import type { Dirent, Message, Qid, RMessage, Stat, TMessage } from "../codec/types.js";
-import { encodeTyped } from "../codec/wire.js";
+import { type DistributiveOmit, encodeTyped } from "../codec/wire.js";
 import { Ename, Errno, FsError, fsErrorFromCode, NinepError, ProtocolError } from "../errors.js";
 import { FrameTransport } from "../transport/frames.js";
 import type {
@@ -158,7 +158,6 @@ interface Outcome {
 /** size[4] type[1] tag[2] count[4] in front of Rread data. */
 const RREAD_HEADER = 11;
 
-type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 /**
  * Handlers that can finish without waiting (a cached read, a synchronous getattr) return the
  * Outcome itself, and its reply is written in the same turn of the event loop: no promise, no
@@ -369,9 +368,7 @@ export class ServerConnection {
     // that fid (attach, walk to newfid, open, create, clunk…), so a client may pipeline
     // "walk; open; read" without waiting for each reply. Reads, writes and stats of the same fid
     // still run concurrently with each other.
-    // (Nothing to look up when no gate is open and the request changes no fid: most reads,
-    // writes and stats.)
-    const { uses, changes } = this.#fidGates.size > 0 || CHANGES_FIDS.has(t.type) ? fidsOf(t) : NO_FIDS;
+    const { uses, changes } = fidsOf(t);
     let waitFor: Promise<void>[] | undefined;
     for (const f of uses) {
       const g = this.#fidGates.get(f);
@@ -389,30 +386,31 @@ export class ServerConnection {
       });
     }
     if (waitFor) {
-      Promise.all(waitFor)
-        .then(() => {
+      this.#finishLater(
+        req,
+        Promise.all(waitFor).then(() => {
           if (req.aborted) throw req.reason;
           return handler(t, req);
-        })
-        .then(
-          (out) => this.#finishSafely(req, out, undefined),
-          (err: unknown) => this.#finishSafely(req, undefined, err),
-        );
+        }),
+      );
       return;
     }
-    let r: Outcome | Promise<Outcome>;
+    let r: Outcome | PromiseLike<Outcome>;
     try {
       r = handler(t, req);
     } catch (err) {
       this.#finishSafely(req, undefined, err);
       return;
     }
-    if (isThenable(r)) {
-      Promise.resolve(r).then(
-        (out) => this.#finishSafely(req, out, undefined),
-        (err: unknown) => this.#finishSafely(req, undefined, err),
-      );
-    } else this.#finishSafely(req, r, undefined);
+    if (isThenable(r)) this.#finishLater(req, r);
+    else this.#finishSafely(req, r, undefined);
+  }
+
+  #finishLater(req: Req, p: PromiseLike<Outcome>): void {
+    Promise.resolve(p).then(
+      (out) => this.#finishSafely(req, out, undefined),
+      (err: unknown) => this.#finishSafely(req, undefined, err),
+    );
   }
 
   #finishSafely(req: Req, out: Outcome | undefined, err: unknown): void {
@@ -1642,23 +1640,6 @@ export class ServerConnection {
 // ---- free helpers -----------------------------------------------------------------------------
 
 const NONE: readonly number[] = [];
-const NO_FIDS = { uses: NONE, changes: NONE } as const;
-
-/** Request types that create, move, open or free a fid (fidsOf gives them `changes`). */
-const CHANGES_FIDS: ReadonlySet<number> = new Set([
-  MsgType.Tattach,
-  MsgType.Tauth,
-  MsgType.Twalk,
-  MsgType.Txattrwalk,
-  MsgType.Topen,
-  MsgType.Tcreate,
-  MsgType.Tlopen,
-  MsgType.Tlcreate,
-  MsgType.Txattrcreate,
-  MsgType.Tclunk,
-  MsgType.Tremove,
-]);
-
 /** The fids a request reads (`uses`) and the fids it creates, moves, opens or frees (`changes`). */
 function fidsOf(m: TMessage): { uses: readonly number[]; changes: readonly number[] } {
   switch (m.type) {
