@@ -1,10 +1,18 @@
 // Private keys for xcpufs authentication: PEM (PKCS#1 "RSA PRIVATE KEY", PKCS#8) through
 // node:crypto, and OpenSSH's own "OPENSSH PRIVATE KEY" container (RSA and Ed25519, unencrypted),
 // which node:crypto cannot read, parsed here.
-import { createPrivateKey, createPublicKey, type KeyObject } from "node:crypto";
+import type { KeyObject } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
+
+/**
+ * node:crypto, loaded on first use: it costs a command several milliseconds to load, and a launch
+ * on nodes without authentication never needs it.
+ */
+export function crypto(): typeof import("node:crypto") {
+  return process.getBuiltinModule("node:crypto");
+}
 
 /** Raised for a key file that cannot be used. */
 export class KeyError extends Error {
@@ -75,7 +83,7 @@ function mpint(b64url: string): Buffer {
 
 /** The OpenSSH public-key line for a key. */
 export function publicKeyLine(key: KeyObject, comment = ""): string {
-  const pub = key.type === "private" ? createPublicKey(key) : key;
+  const pub = key.type === "private" ? crypto().createPublicKey(key) : key;
   const jwk = pub.export({ format: "jwk" });
   let blob: Buffer;
   let name: string;
@@ -119,7 +127,7 @@ export function parseOpenSshPrivateKey(text: string, file = "<key>"): KeyObject 
     const pub = priv.bytes();
     const both = priv.bytes();
     if (pub.length !== 32 || both.length !== 64) throw new KeyError(file, "bad Ed25519 key length");
-    return createPrivateKey({
+    return crypto().createPrivateKey({
       key: {
         kty: "OKP",
         crv: "Ed25519",
@@ -143,7 +151,7 @@ export function parseOpenSshPrivateKey(text: string, file = "<key>"): KeyObject 
       return Buffer.from(h, "hex").toString("base64url");
     };
     const dv = big(d);
-    return createPrivateKey({
+    return crypto().createPrivateKey({
       key: {
         kty: "RSA",
         n: b64u(n),
@@ -171,7 +179,7 @@ export function parsePrivateKey(text: string, file = "<key>"): PrivateKey {
       throw new KeyError(file, "passphrase-protected keys are not supported");
     }
     try {
-      key = createPrivateKey({ key: text, format: "pem" });
+      key = crypto().createPrivateKey({ key: text, format: "pem" });
     } catch (err) {
       throw new KeyError(file, `not a usable private key (${(err as Error).message})`);
     }

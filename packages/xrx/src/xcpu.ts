@@ -1,14 +1,13 @@
 // The client side of xcpufs: connect and authenticate to a node, create or attach to sessions,
 // stage files into a session's fs/, set argv/env, exec, stream stdio, wait, signal, wipe, list
 // processes, kill. Every error raised here names the node (XcpuError).
-import { sign } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { userInfo } from "node:os";
 import { type CallOptions, Client, type Fid } from "@clustermatic/ninep/client";
 import { DMDIR, ORDWR, OREAD, OTRUNC, OWRITE } from "@clustermatic/ninep/codec";
 import { RemoteError } from "@clustermatic/ninep/errors";
 import type { NodeSpec } from "@clustermatic/ninep/nodes";
-import { type PrivateKey, rsaPkcs1Decrypt } from "./keys.js";
+import { crypto, type PrivateKey, rsaPkcs1Decrypt } from "./keys.js";
 import { type ProcRecord, parseProcs } from "./procs.js";
 import { quoteArgs } from "./quote.js";
 import type { StagePlan } from "./staging.js";
@@ -91,6 +90,7 @@ export interface ConnectOptions {
 
 /** The challenge response for a key (see the xcpufs README). */
 export function answerChallenge(key: PrivateKey, challenge: Uint8Array): Buffer {
+  const { sign } = crypto();
   return key.type === "rsa" ? sign("sha1", challenge, key.key) : sign(null, challenge, key.key);
 }
 
