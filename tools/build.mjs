@@ -21,7 +21,10 @@ for (const [key, value] of Object.entries(pkg.exports ?? {})) {
   libEntries.push({ in: value[SOURCE], out: value.default.replace(/^\.\/dist\//, "").replace(/\.js$/, "") });
   void key;
 }
-const shared = { bundle: true, platform: "node", target: "node20", format: "esm", logLevel: "warning" };
+// Every bundle, library or bin, gets the package's version as a constant (declared for TypeScript in
+// tools/build-defines.d.ts; src/version.ts of each package falls back to package.json from source).
+const define = { __CLUSTERMATIC_VERSION__: JSON.stringify(pkg.version) };
+const shared = { bundle: true, platform: "node", target: "node20", format: "esm", logLevel: "warning", define };
 if (libEntries.length) {
   await esbuild.build({ ...shared, entryPoints: libEntries, outdir: "dist", packages: "external" });
 }
@@ -56,6 +59,9 @@ for (const out of binFiles) {
     outfile: bundle,
     conditions: [SOURCE],
     plugins: [keepExternal],
+    // The one import.meta in a bin is src/version.ts's package.json fallback, which the define
+    // above leaves unreachable; esbuild would still warn that CommonJS has no import.meta.
+    logOverride: { "empty-import-meta": "silent" },
   });
   const name = basename(out, ".js");
   const hash = createHash("sha256").update(readFileSync(bundle)).digest("hex").slice(0, 16);

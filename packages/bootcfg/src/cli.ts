@@ -39,6 +39,7 @@ import {
 import { consoleFor, qemuArgs, runUntil } from "./qemu.js";
 import { renderInspection, renderShow, toJson } from "./report.js";
 import { formatBytes, hex, parseSize } from "./util.js";
+import { PACKAGE_VERSION } from "./version.js";
 
 export interface Io {
   stdout(text: string): void;
@@ -85,6 +86,8 @@ Cluster file (-c FILE, $BOOTCFG_CLUSTER, or ./cluster.yaml|cluster.json):
   diff OLD NEW [--json]                     which nodes boot differently (cluster files or manifest sets)
   serve CLUSTERFILE --listen ADDR           export each node's kernel/initrd/cmdline/kexec.sh/manifest.json over 9P
 
+  --version, -V                             print "bootcfg <version>"
+
 Exit status: 0 ok, 1 failure (check failed, bad file), 2 usage error. Run "bootcfg COMMAND --help" for details.
 `;
 
@@ -119,8 +122,8 @@ export async function main(argv: string[], io: Io): Promise<number> {
     io.stdout(USAGE);
     return cmd ? 0 : 2;
   }
-  if (cmd === "--version") {
-    io.stdout(`${TOOL}\n`);
+  if (cmd === "--version" || cmd === "-V") {
+    io.stdout(`bootcfg ${PACKAGE_VERSION}\n`);
     return 0;
   }
   const loadCluster = (explicit?: string): Cluster => {

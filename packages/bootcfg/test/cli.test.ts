@@ -37,6 +37,12 @@ describe("bootcfg CLI", () => {
     ])
       expect((await run([cmd, "--help"])).code, cmd).toBe(0);
   });
+  it("--version and -V print the package's version and exit 0", async () => {
+    const { version } = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8"));
+    for (const flag of ["--version", "-V"])
+      expect(await run([flag])).toEqual({ code: 0, stdout: `bootcfg ${version}\n`, stderr: "" });
+    expect((await run(["--help"])).stdout).toContain("--version");
+  });
   it("unknown commands and options are usage errors (2)", async () => {
     expect(await run(["frobnicate"])).toMatchObject({
       code: 2,

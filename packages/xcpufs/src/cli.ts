@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { pino } from "pino";
 import { DEFAULT_ADMIN_KEY, DEFAULT_PORT, startXcpufs } from "./server.js";
+import { PACKAGE_VERSION } from "./version.js";
 
 export interface CliIo {
   stdout: { write(s: string): unknown };
@@ -38,6 +39,7 @@ XCPU node server: a 9P file server (9P2000.u, 9P2000) whose files start and cont
                         through qemu-user-static and binfmt_misc)
       --log-level LVL   fatal, error, warn, info, debug (default warn; XCPUFS_LOG also works)
   -h, --help            show this help
+  -V, --version         print "xcpufs <version>"
 
 On SIGTERM or SIGINT every session is wiped (process groups killed, directories removed) and
 xcpufs exits with status 0.
@@ -75,6 +77,7 @@ export async function main(
         msize: { type: "string", short: "m" },
         "unix-users": { type: "boolean", short: "u" },
         help: { type: "boolean", short: "h" },
+        version: { type: "boolean", short: "V" },
         n: { type: "boolean", short: "n" },
       },
     });
@@ -87,6 +90,10 @@ export async function main(
   }
   if (values.help) {
     io.stdout.write(USAGE);
+    return 0;
+  }
+  if (values.version) {
+    io.stdout.write(`xcpufs ${PACKAGE_VERSION}\n`);
     return 0;
   }
   let port = DEFAULT_PORT;

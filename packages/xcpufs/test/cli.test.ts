@@ -7,6 +7,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Fsys, mount } from "@clustermatic/ninep/client";
 import { afterAll, describe, expect, it } from "vitest";
+import { main } from "../src/cli.js";
 import { cmd, liveWithMarker, login, openJob, readAll, rsaKey, until, write } from "./helpers.js";
 
 const pkg = dirname(dirname(fileURLToPath(import.meta.url)));
@@ -82,6 +83,20 @@ describe("xcpufs command", () => {
     });
     expect(await exited(m)).toBe(2);
     expect(merr).toContain("invalid msize");
+  });
+
+  it("--version and -V print the package's version and exit 0", async () => {
+    const { version } = JSON.parse(readFileSync(join(pkg, "package.json"), "utf8"));
+    const run = async (argv: string[]) => {
+      let out = "";
+      let err = "";
+      const stdout = { write: (s: string) => (out += s) };
+      const stderr = { write: (s: string) => (err += s) };
+      return { code: await main(argv, { stdout, stderr }), out, err };
+    };
+    for (const flag of ["--version", "-V"])
+      expect(await run([flag])).toEqual({ code: 0, out: `xcpufs ${version}\n`, err: "" });
+    expect((await run(["--help"])).out).toContain("-V, --version");
   });
 
   it("on SIGTERM wipes every session, leaves no orphan, exits 0", async () => {

@@ -48,6 +48,14 @@ describe.skipIf(missing.length > 0)("the built xrx, xk and xps", () => {
     }
   });
 
+  it("print the package's version", async () => {
+    const { version } = JSON.parse(readFileSync(join(PKG, "package.json"), "utf8"));
+    for (const name of ["xrx", "xk", "xps"]) {
+      const r = await runBin(name, ["--version"], tempDir("xrx-cc-version-"));
+      expect(r).toEqual({ code: 0, stdout: `${name} ${version}\n`, stderr: "" });
+    }
+  });
+
   it("write a code cache on the first run and start from it on the next", async () => {
     const cache = tempDir("xrx-cc-");
     const first = await runBin("xrx", ["--no-key", node.spec, "echo", "one"], cache);

@@ -344,6 +344,20 @@ describe("command line", () => {
       expect(r.stdout).toMatch(/^usage: x(rx|k|ps)/);
     }
   });
+  it("--version and -V print the package's version and exit 0", async () => {
+    const { version } = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8"));
+    for (const [m, name] of [
+      [xrx, "xrx"],
+      [xk, "xk"],
+      [xps, "xps"],
+    ] as const) {
+      for (const flag of ["--version", "-V"]) {
+        const r = await runCli(m, [flag]);
+        expect(r, `${name} ${flag}`).toMatchObject({ code: 0, stdout: `${name} ${version}\n`, stderr: "" });
+      }
+      expect((await runCli(m, ["--help"])).stdout).toContain("-V, --version");
+    }
+  });
   it("usage errors exit 2", async () => {
     for (const [m, argv] of [
       [xrx, []],

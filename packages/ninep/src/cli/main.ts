@@ -8,6 +8,7 @@ import { mount } from "../client/index.js";
 import { Dialect, DMDIR, DMSYMLINK } from "../codec/index.js";
 import type { Stat } from "../codec/types.js";
 import { NinepError } from "../errors.js";
+import { PACKAGE_VERSION } from "../version.js";
 
 /** What main() talks to; tests pass their own. */
 export interface CliIO {
@@ -153,7 +154,7 @@ const VERBS: Record<string, Verb> = {
 function mainUsage(): string {
   const lines = ["usage: ninep VERB ...", "", "Verbs:"];
   for (const [name, v] of Object.entries(VERBS)) lines.push(`  ${name.padEnd(7)}${v.summary}`);
-  lines.push("", "Run 'ninep VERB --help' for a verb's options.");
+  lines.push("", "Run 'ninep VERB --help' for a verb's options; 'ninep --version' (-V) prints the version.");
   return lines.join("\n");
 }
 
@@ -177,6 +178,11 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
   if (name === undefined || name === "--help" || name === "-h" || name === "help") {
     (name === undefined ? io.stderr : io.stdout).write(`${mainUsage()}\n`);
     return name === undefined ? 2 : 0;
+  }
+  // Only before a verb: after one, --version is the 9P version to speak.
+  if (name === "--version" || name === "-V") {
+    io.stdout.write(`ninep ${PACKAGE_VERSION}\n`);
+    return 0;
   }
   const verb = VERBS[name];
   if (!verb) {

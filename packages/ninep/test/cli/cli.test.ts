@@ -132,6 +132,16 @@ describe("ninep CLI", () => {
     expect((await run(["--help"])).status).toBe(0);
   });
 
+  it("--version and -V before a verb print the package's version and exit 0", async () => {
+    const { version } = JSON.parse(await readFile(new URL("../../package.json", import.meta.url), "utf8"));
+    for (const flag of ["--version", "-V"])
+      expect(await run([flag])).toMatchObject({ status: 0, out: `ninep ${version}\n`, err: "" });
+    expect((await run(["--help"])).out).toContain("--version");
+    // After a verb --version still names the 9P version.
+    const r = await run(["ls", addr, "/", "--version", "9P2000.L"]);
+    expect(r).toMatchObject({ status: 0, out: expect.stringContaining("hello.txt") });
+  });
+
   it("serve --ro refuses writes", async () => {
     const out = new Capture();
     const ac = new AbortController();

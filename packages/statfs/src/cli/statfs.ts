@@ -4,6 +4,7 @@ import { parseArgs } from "node:util";
 import { KeyError, loadPrivateKey } from "../auth.js";
 import { ConfigError, type PollSettings, parseDuration } from "../config.js";
 import { DEFAULT_HTTP, STATFS_PORT, type Statfs, startStatfs } from "../daemon.js";
+import { PACKAGE_VERSION } from "../version.js";
 import { type CliIo, EXIT_FAIL, EXIT_OK, EXIT_USAGE, processIo } from "./io.js";
 
 export const STATFS_USAGE = `usage: statfs [options]
@@ -30,6 +31,7 @@ options:
   -d, --debug               trace the 9P server on stderr
   -D, --debug-client        trace the 9P traffic to the nodes on stderr
   -h, --help                show this help
+  -V, --version             print "statfs <version>"
 
 Signals: SIGHUP re-reads the configuration (a broken file is reported and the old
 configuration stays in force); SIGTERM and SIGINT stop.
@@ -59,6 +61,7 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
         debug: { type: "boolean", short: "d" },
         "debug-client": { type: "boolean", short: "D" },
         help: { type: "boolean", short: "h" },
+        version: { type: "boolean", short: "V" },
       },
     });
   }
@@ -73,6 +76,10 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
   }
   if (values.help) {
     io.stdout.write(STATFS_USAGE);
+    return EXIT_OK;
+  }
+  if (values.version) {
+    io.stdout.write(`statfs ${PACKAGE_VERSION}\n`);
     return EXIT_OK;
   }
   const overrides: Partial<PollSettings> = {};

@@ -6,6 +6,7 @@ import { MOUNTED_STATE, readMountedState, StatfsClient } from "../client.js";
 import { parseDuration } from "../config.js";
 import type { NodeView } from "../monitor.js";
 import { formatParsed, type ParsedRow, parseTable } from "../table.js";
+import { PACKAGE_VERSION } from "../version.js";
 import { type CliIo, EXIT_FAIL, EXIT_OK, EXIT_USAGE, processIo } from "./io.js";
 
 export const XSTAT_USAGE = `usage: xstat [-a ADDR] [--json] [--watch] [filter...]
@@ -22,6 +23,7 @@ options:
   -t, --timeout DUR     give up on statfs after this long (default 5s)
   -d, --debug           print the 9P messages on stderr
   -h, --help            show this help
+  -V, --version         print "xstat <version>"
 
 filters (a node must match all given kinds; several of one kind are alternatives):
   NODELIST              node names, ranges allowed: n[01-16],head
@@ -90,6 +92,7 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
         timeout: { type: "string", short: "t" },
         debug: { type: "boolean", short: "d" },
         help: { type: "boolean", short: "h" },
+        version: { type: "boolean", short: "V" },
       },
     });
   }
@@ -105,6 +108,10 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
   const v = parsed.values;
   if (v.help) {
     io.stdout.write(XSTAT_USAGE);
+    return EXIT_OK;
+  }
+  if (v.version) {
+    io.stdout.write(`xstat ${PACKAGE_VERSION}\n`);
     return EXIT_OK;
   }
   if (v.addr && v.server) return usage("give the statfs address once");

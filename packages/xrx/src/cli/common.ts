@@ -113,7 +113,7 @@ export function nodeList(spec: string): NodeSpec[] {
   }
 }
 
-/** The options xk and xps share for reaching nodes (keys, timeout, statfs, tracing, help). */
+/** The options xk and xps share for reaching nodes (keys, timeout, statfs, tracing), help and version. */
 export const TOOL_OPTIONS = {
   d: { type: "boolean", short: "d" },
   A: { type: "string", short: "A" },
@@ -122,6 +122,7 @@ export const TOOL_OPTIONS = {
   statfs: { type: "string" },
   timeout: { type: "string", short: "t" },
   help: { type: "boolean", short: "h" },
+  version: { type: "boolean", short: "V" },
 } as const;
 
 /** How xk and xps connect: the identities to try in order, the connect timeout and 9P tracing. */

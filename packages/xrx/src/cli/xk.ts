@@ -2,6 +2,7 @@
 import { mapLimit } from "../job.js";
 import type { NodeSpec } from "../nodes.js";
 import type { ProcRecord } from "../procs.js";
+import { PACKAGE_VERSION } from "../version.js";
 import { reasonOf } from "../xcpu.js";
 import { type CliIo, parseCommandLine, reportError, UsageError } from "./args.js";
 import { connectTool, nodeList, statfsNodes, TOOL_OPTIONS, toolConnection } from "./common.js";
@@ -22,6 +23,8 @@ Send a signal to processes on xcpufs nodes.
                 exact pid is signalled (root ctl "kill"), otherwise the session's main process
   -k FILE       user key; --no-key to connect without one
   -t SECONDS    connect timeout (default 5)
+  -h, --help    this text
+  -V, --version print "xk <version>"
 
 Exit status: 0 when every target was signalled, 1 when one was not found or failed, 2 usage.
 `;
@@ -97,6 +100,10 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
     const { values: v, positionals } = parseCommandLine(argv, OPTIONS);
     if (v.help) {
       io.stdout.write(HELP);
+      return 0;
+    }
+    if (v.version) {
+      io.stdout.write(`xk ${PACKAGE_VERSION}\n`);
       return 0;
     }
     if (positionals.length < 2) throw new UsageError("need a signal and at least one target");

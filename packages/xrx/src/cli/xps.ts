@@ -3,6 +3,7 @@
 import { mapLimit } from "../job.js";
 import type { NodeSpec } from "../nodes.js";
 import { commandColumn, type ProcRecord, statColumn, timeColumn } from "../procs.js";
+import { PACKAGE_VERSION } from "../version.js";
 import { reasonOf } from "../xcpu.js";
 import { type CliIo, parseCommandLine, reportError, UsageError } from "./args.js";
 import { connectTool, nodeList, statfsNodes, TOOL_OPTIONS, toolConnection } from "./common.js";
@@ -23,6 +24,8 @@ List processes on xcpufs nodes. Columns (tab-separated): NODE PID TTY STAT TIME 
   --no-key      connect without a key
   -t SECONDS    connect timeout (default 5)
   -d            print 9P traffic
+  -h, --help    this text
+  -V, --version print "xps <version>"
 `;
 
 const OPTIONS = {
@@ -39,6 +42,10 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
     const { values: v, positionals } = parseCommandLine(argv, OPTIONS);
     if (v.help) {
       io.stdout.write(HELP);
+      return 0;
+    }
+    if (v.version) {
+      io.stdout.write(`xps ${PACKAGE_VERSION}\n`);
       return 0;
     }
     let nodes: NodeSpec[];

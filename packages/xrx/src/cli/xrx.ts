@@ -1,6 +1,7 @@
 // xrx: run a program on nodes. Keeps the original command line; see README for what changed.
 import { OUTPUT_CLOSED, runJob } from "../job.js";
 import { decodeXcpuEnv } from "../quote.js";
+import { PACKAGE_VERSION } from "../version.js";
 import { type CliIo, intOption, parseCommandLine, reportError, secondsOption, UsageError } from "./args.js";
 import { launchIdentity, nodeList, statfsNodes } from "./common.js";
 
@@ -34,6 +35,7 @@ Options:
   -v            phase timings and how files reached the nodes, on stderr
   -d            print 9P traffic on stderr
   -h, --help    this text
+  -V, --version print "xrx <version>"
 
 Environment: NODES, XCPUENV (extra environment, "\\n" separates entries), XCPU_SYSROOT
 (<root>/<arch> trees for other architectures), XCPU_LD_LIBRARY_PATH, JOBID, PATH.
@@ -63,6 +65,7 @@ const OPTIONS = {
   timeout: { type: "string", short: "t" },
   "max-connecting": { type: "string" },
   help: { type: "boolean", short: "h" },
+  version: { type: "boolean", short: "V" },
 } as const;
 
 /** Runs xrx with `argv` (without the node and script names); resolves with the exit code. */
@@ -72,6 +75,10 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
     const { values: v, positionals } = parseCommandLine(argv, OPTIONS);
     if (v.help) {
       io.stdout.write(HELP);
+      return 0;
+    }
+    if (v.version) {
+      io.stdout.write(`xrx ${PACKAGE_VERSION}\n`);
       return 0;
     }
     if (v.l && v.e) throw new UsageError("can not have both -l and -e");
