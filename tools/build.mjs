@@ -24,7 +24,14 @@ for (const [key, value] of Object.entries(pkg.exports ?? {})) {
 // Every bundle, library or bin, gets the package's version as a constant (declared for TypeScript in
 // tools/build-defines.d.ts; src/version.ts of each package falls back to package.json from source).
 const define = { __CLUSTERMATIC_VERSION__: JSON.stringify(pkg.version) };
-const shared = { bundle: true, platform: "node", target: "node20", format: "esm", logLevel: "warning", define };
+const shared = {
+  bundle: true,
+  platform: "node",
+  target: "node20",
+  format: "esm",
+  logLevel: "warning",
+  define,
+};
 if (libEntries.length) {
   await esbuild.build({ ...shared, entryPoints: libEntries, outdir: "dist", packages: "external" });
 }
