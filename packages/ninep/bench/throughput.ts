@@ -26,6 +26,7 @@ import { fileURLToPath } from "node:url";
 import { Client, Fsys } from "../src/client/index.js";
 import { GETATTR } from "../src/codec/index.js";
 import { diodUnavailable, startDiod } from "../test/helpers/diod.js";
+import { PACKAGE_VERSION } from "../src/version.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -35,6 +36,9 @@ interface Peer {
   pid: number;
   stop(): Promise<void>;
 }
+
+/** The constant tools/build.mjs gives every bundle (src/version.ts reads it). */
+const VERSION_DEFINE = { __CLUSTERMATIC_VERSION__: JSON.stringify(PACKAGE_VERSION) };
 
 /** src/bin/ninep.ts bundled the way the package build bundles it, in `outDir`. */
 async function bundleOurs(outDir: string): Promise<string> {
@@ -48,6 +52,7 @@ async function bundleOurs(outDir: string): Promise<string> {
     target: "node20",
     format: "esm",
     logLevel: "warning",
+    define: VERSION_DEFINE,
   });
   return out;
 }
@@ -229,6 +234,7 @@ export async function run(): Promise<void> {
           target: "node20",
           format: "esm",
           logLevel: "warning",
+          define: VERSION_DEFINE,
         });
       }
       const b = await startOurs("base", bin, dir);
