@@ -7,8 +7,8 @@
 //
 // Our server runs as it is installed: src/bin/ninep.ts bundled by esbuild (BENCH_SOURCE=1 runs
 // the TypeScript through tsx instead, which adds its own per-closure costs). Every server is
-// warmed up first (untimed 16 MiB reads and writes and 1000 stats at msize 8 and 64 KiB) so that
-// JIT compilation is not counted.
+// warmed up first (untimed 16 MiB reads and writes and BENCH_WARM_STATS stats, default 10000, at
+// msize 8 and 64 KiB) so that JIT compilation is not counted.
 // Each bulk row runs BENCH_REPEAT times (default: once per server), the servers in a rotated order
 // each time (the first one after a write pays for the kernel's leftovers), and shows the means.
 // Knobs: BENCH_MB file size (default 256), BENCH_WINDOW reads/writes in flight (16), BENCH_STATS
@@ -25,8 +25,8 @@ import { pipeline } from "node:stream/promises";
 import { fileURLToPath } from "node:url";
 import { Client, Fsys } from "../src/client/index.js";
 import { GETATTR } from "../src/codec/index.js";
-import { diodUnavailable, startDiod } from "../test/helpers/diod.js";
 import { PACKAGE_VERSION } from "../src/version.js";
+import { diodUnavailable, startDiod } from "../test/helpers/diod.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -187,12 +187,15 @@ async function idleRss(peer: Peer, root: string, count: number): Promise<number>
 }
 
 /** Untimed work so that JIT compilation and first-use allocations are not measured. */
+/** Untimed stat calls per warm-up connection: the server's request path is only fully optimised after thousands. */
+const WARM_STATS = Number(process.env.BENCH_WARM_STATS ?? 10000);
+
 async function warmUp(peer: Peer, dir: string): Promise<void> {
   for (const msize of [8192 + 24, 65536 + 24]) {
     const fs = await mount(peer.address, msize, dir);
     await timeRead(fs, "warm.bin", 16);
     await timeWrite(fs, "warm-w.bin", 16 * 1024 * 1024, 16);
-    await statLatency(fs, "warm.bin", 1000);
+    await statLatency(fs, "warm.bin", WARM_STATS);
     await fs.remove("warm-w.bin");
     await fs.close();
   }
