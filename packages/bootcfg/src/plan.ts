@@ -8,8 +8,10 @@ import { type FileCache, hashFileInto } from "./files.js";
 import { buildOverlay } from "./initrd.js";
 import { type Inspection, kernelFormatOf } from "./inspect.js";
 import { sha256 } from "./util.js";
+import { PACKAGE_VERSION } from "./version.js";
 
-export const VERSION = "0.1.0";
+/** Written into plans and manifests: the version of the bootcfg that made them. */
+export const VERSION = PACKAGE_VERSION;
 export const TOOL = `bootcfg ${VERSION}`;
 
 /** One piece of a node's initrd, in boot order. */
