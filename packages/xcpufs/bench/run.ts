@@ -5,9 +5,10 @@
 // (BENCH_BASELINE=path/to/xcpufs.js, e.g. a copy of an earlier dist/bin) whose round trips are
 // interleaved with this build's so that both see the same machine load.
 //
-// Knobs: BENCH_SECONDS (length of each timed phase, default 3), BENCH_SOURCE=1 (run the sources
-// even when a build exists), BENCH_BASELINE (see above), BENCH_PROF=DIR (CPU profile of this
-// build's server written to DIR).
+// Knobs: BENCH_NODE_FLAGS (the server's Node options; default as xcpufs.service starts it,
+// --v8-pool-size=1), BENCH_SECONDS (length of each timed phase, default 3), BENCH_SOURCE=1 (run
+// the sources even when a build exists), BENCH_BASELINE (see above), BENCH_PROF=DIR (CPU profile
+// of this build's server written to DIR).
 
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -19,6 +20,11 @@ import { MsgType, OREAD, OTRUNC, OWRITE } from "@clustermatic/ninep/codec";
 
 const pkg = dirname(dirname(fileURLToPath(import.meta.url)));
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
+/**
+ * Node options of the server: by default those of xcpufs.service (one V8 worker thread: a fork of
+ * the server then copies less and `exec` is faster). BENCH_NODE_FLAGS="" runs plain `node`.
+ */
+const NODE_FLAGS = (process.env.BENCH_NODE_FLAGS ?? "--v8-pool-size=1").split(/\s+/).filter(Boolean);
 const work = mkdtempSync(join(tmpdir(), "xcpufs-bench-"));
 
 interface Srv {
@@ -44,6 +50,8 @@ function start(label: string, bin: string | undefined, extraNode: string[] = [])
     args = ["--conditions=@clustermatic/source", "--import", "tsx", join(pkg, "src/bin/xcpufs.ts")];
     how = "src via tsx";
   }
+  const flags = extraNode.filter((f) => !f.startsWith("--cpu-prof"));
+  if (flags.length > 0) how = `node ${flags.join(" ")} ${how}`;
   const dir = mkdtempSync(join(work, `${label}-`));
   const child = spawn(
     process.execPath,
@@ -267,9 +275,9 @@ async function main(): Promise<void> {
   const prof = process.env.BENCH_PROF
     ? ["--cpu-prof", "--cpu-prof-dir", resolve(process.env.BENCH_PROF)]
     : [];
-  const servers: Srv[] = [await start("this", undefined, prof)];
+  const servers: Srv[] = [await start("this", undefined, [...NODE_FLAGS, ...prof])];
   const baselineBin = process.env.BENCH_BASELINE ? resolve(process.env.BENCH_BASELINE) : undefined;
-  if (baselineBin) servers.push(await start("baseline", baselineBin));
+  if (baselineBin) servers.push(await start("baseline", baselineBin, NODE_FLAGS));
   const results = new Map<Srv, Result>();
   try {
     await new Promise((r) => setTimeout(r, 300));
@@ -352,7 +360,7 @@ async function main(): Promise<void> {
     const ms = (x: number) => `${x.toFixed(2)} ms`;
     const col = (f: (r: Result, s: Srv) => string) => servers.map((s) => f(results.get(s) as Result, s));
     const rows: string[][] = [
-      ["server", ...servers.map((s) => `${s.label}: ${s.how}`), ""],
+      ["server", ...servers.map((s) => s.label), ""],
       [
         "job round trip, sequential client, median",
         ...col((r) => ms(pct(r.seq.total ?? [], 50))),
@@ -413,6 +421,7 @@ async function main(): Promise<void> {
     console.log(
       `xcpufs bench (${SECONDS}s phases, load average ${readFileSync("/proc/loadavg", "utf8").split(" ")[0]})`,
     );
+    for (const s of servers) console.log(`${s.label}: ${s.how}`);
     for (const r of rows) {
       console.log(
         r
