@@ -1,6 +1,7 @@
 // Wall time of the built xrx (a fresh process per run, as a user would start it) against xcpufs
 // nodes on loopback ports, hosted by BENCH_HOSTS child processes (bench/host.ts, default 8; each
-// node forks its programs from its host process, whose size sets the cost of every fork).
+// node forks its programs from its host process, whose size sets the cost of every fork; hosts run
+// with --v8-pool-size=1 as xcpufs.service starts a node).
 // Prints medians per case and the cost of starting Node itself in the same run.
 //
 //   pnpm bench                 (after pnpm build)
@@ -52,7 +53,8 @@ const cleanup = async () => {
 function startHost(count: number): Promise<number[]> {
   const child = spawn(
     process.execPath,
-    [...process.execArgv, join(PKG, "bench/host.ts"), String(count), work],
+    // One V8 worker thread, as xcpufs.service starts a node: its forks copy less.
+    [...process.execArgv, "--v8-pool-size=1", join(PKG, "bench/host.ts"), String(count), work],
     {
       stdio: ["pipe", "pipe", "inherit"],
     },
