@@ -161,9 +161,10 @@ export async function lcreate(
   }
   try {
     await dir.sh.root.verifyFd(fh.fd, p);
-    await fh.chmod(mode & 0o7777);
+    // Owner first: chown clears the set-user/group-ID bits of a file, even for root.
     const owner = dir.sh.access.ownerForNew(ctx.user);
     if (process.getuid?.() === 0) await fh.chown(owner ?? -1, groupFor(dir, gid));
+    await fh.chmod(mode & 0o7777);
     const created = new PtFile(dir.sh, { rel, name }, await fh.stat({ bigint: true }), true);
     const file = new FileIo({
       fh,

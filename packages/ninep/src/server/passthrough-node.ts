@@ -326,10 +326,11 @@ export class PtFile implements Node, DirSource {
     let created: PtFile;
     try {
       await this.sh.root.verifyFd(fh.fd, p);
-      await fh.chmod(perm);
+      // Owner first: chown clears the set-user/group-ID bits of a file, even for root.
       if (process.getuid?.() === 0 && (owner !== undefined || group !== undefined)) {
         await fh.chown(owner ?? -1, group);
       }
+      await fh.chmod(perm);
       created = new PtFile(this.sh, node, await fh.stat({ bigint: true }), this.unix);
       file = new FileIo({
         fh,
@@ -351,11 +352,11 @@ export class PtFile implements Node, DirSource {
     return { node: created, file };
   }
 
-  /** chmod (exact bits, ignoring the umask) and chown of a file just made. */
+  /** chown, then chmod (exact bits, ignoring the umask; after chown, which would clear set-ID bits). */
   async finishNew(p: string, perm: number, owner: number | undefined, group: number | undefined) {
     try {
-      await fsp.chmod(p, perm);
       await chownNew(p, owner, group);
+      await fsp.chmod(p, perm);
     } catch (err) {
       await fsp.rm(p, { recursive: false, force: true }).catch(() => fsp.rmdir(p).catch(() => {}));
       throw err;

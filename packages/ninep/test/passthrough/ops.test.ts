@@ -322,6 +322,29 @@ describe("permissions for the attached user", () => {
       expect(await errnoOf(open.mknod!("dev", S_IFCHR | 0o644, 1, 3, NOID, c))).toBe(1);
     },
   );
+
+  it.skipIf(!asRoot)("set-user/group-ID bits survive giving a new file to its user", async () => {
+    // chown clears set-ID bits of a file even when root does it: the mode must be set after it.
+    fs.chmodSync(tmp.dir, 0o777);
+    const c = nobody();
+    const r = await attach(tmp.dir, c, { permissions: "user" });
+    const u = await r.create!(
+      { name: "suid-u", perm: (DMSETUID | 0o755) >>> 0, mode: OWRITE, extension: "" },
+      c,
+    );
+    await u.file.clunk?.(c);
+    const cl = ctx(Dialect.P2000L, "nobody", 65534);
+    const rl = await attach(tmp.dir, cl, { permissions: "user" });
+    const l = await rl.lcreate!("suid-l", 0o102, 0o6755, NOID, cl);
+    await l.file.clunk?.(cl);
+    for (const [name, mode] of [
+      ["suid-u", 0o4755],
+      ["suid-l", 0o6755],
+    ] as const) {
+      const st = fs.statSync(path.join(tmp.dir, name));
+      expect({ name, mode: st.mode & 0o7777, uid: st.uid }).toEqual({ name, mode, uid: 65534 });
+    }
+  });
 });
 
 describe("9P2000.L operations", () => {
