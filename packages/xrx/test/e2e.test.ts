@@ -7,9 +7,11 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { main as xrx } from "../src/cli/xrx.js";
 import {
   cleanupAll,
+  onCleanup,
   runCli,
   startChildNode,
   startCluster,
+  startNode,
   type TestNode,
   tempDir,
   until,
@@ -228,4 +230,48 @@ describe("xrx on 1, 4 and 16 nodes", () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/127\.0\.0\.1!1: error: .*(refused|ECONNREFUSED)/);
   });
+});
+
+const canMount = process.getuid?.() === 0;
+if (!canMount) console.warn("skipping the full-disk test: mounting a small tmpfs needs root");
+
+describe("a node whose disk is full", () => {
+  it.skipIf(!canMount)(
+    "reports the error for that node, runs on the others, leaves nothing behind and serves the next job",
+    async (ctx) => {
+      const small = tempDir("xrx-full-");
+      try {
+        execFileSync("mount", ["-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs", small], { stdio: "pipe" });
+      } catch (err) {
+        console.warn(`skipping the full-disk test: cannot mount a tmpfs (${(err as Error).message})`);
+        ctx.skip();
+      }
+      onCleanup(() => {
+        execFileSync("umount", ["-l", small]);
+      });
+      const full = await startNode({ tmpdir: small });
+      const roomy = await startCluster(1);
+      // A 3 MiB shell script: more than the full node's disk holds.
+      const work = tempDir("xrx-full-prog-");
+      const prog = join(work, "big.sh");
+      writeFileSync(prog, `#!/bin/sh\necho ran\nexit 0\n#${"x".repeat(3 * 1024 * 1024)}\n`);
+      chmodSync(prog, 0o755);
+      const r = await runCli(xrx, ["--no-key", "-S", "-p", `${full.spec},${roomy.list}`, prog]);
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toContain(`xrx: ${full.spec}: error: no space left on device`);
+      expect(r.stdout).toBe(`${roomy.list}: ran\n`);
+      await until(() => readdirSync(small).length === 0, 5000, "session cleanup on the full node");
+      await until(() => sessionsLeft(roomy.nodes) === 0, 5000, "session cleanup on the other node");
+      // The node still works for a job that fits.
+      const small2 = join(work, "small.sh");
+      writeFileSync(small2, "#!/bin/sh\necho fits\n");
+      chmodSync(small2, 0o755);
+      const again = await runCli(xrx, ["--no-key", "-S", full.spec, small2]);
+      expect({ code: again.code, out: again.stdout, err: again.stderr }).toEqual({
+        code: 0,
+        out: "fits\n",
+        err: "",
+      });
+    },
+  );
 });

@@ -28,6 +28,8 @@ export interface NodeOptions {
   adminKeyFile?: string;
   /** The node's largest 9P message. */
   msize?: number;
+  /** Where the node makes its session directories (default: a fresh temporary directory). */
+  tmpdir?: string;
 }
 
 const cleanups: Array<() => Promise<void> | void> = [];
@@ -58,7 +60,7 @@ export function tempDir(prefix: string): string {
 
 /** Starts one xcpufs in this process on 127.0.0.1, port 0. */
 export async function startNode(opts: NodeOptions = {}): Promise<TestNode> {
-  const tmp = tempDir("xrx-node-");
+  const tmp = opts.tmpdir ?? tempDir("xrx-node-");
   const server = await startXcpufs({
     listen: "127.0.0.1",
     port: 0,
