@@ -1,5 +1,6 @@
+import { execFileSync } from "node:child_process";
 import { generateKeyPairSync } from "node:crypto";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -62,6 +63,63 @@ describe("UserDb", () => {
     expect(again.pwent()).toBe(db.pwent());
     expect(again.byUid(500)?.key?.kind).toBe("rsa");
     expect(again.byUid(501)?.key).toBeUndefined();
+  });
+  it("a change that cannot be saved is not made (full disk, unwritable state file)", () => {
+    const dir = mkdtempSync(join(tmpdir(), "xcpufs-users-"));
+    dirs.push(dir);
+    const db = new UserDb({ stateDir: dir });
+    run(db, "group-add mammals 100");
+    run(db, `user-add glenda 500 mammals '${key}'`);
+    const before = { pw: db.pwent(), members: [...(db.groups.get("mammals")?.members ?? [])] };
+    // The state file's directory full: a 64 KiB tmpfs filled up (needs root to mount).
+    let mounted = false;
+    if (process.getuid?.() === 0) {
+      const full = mkdtempSync(join(tmpdir(), "xcpufs-full-"));
+      dirs.push(full);
+      try {
+        execFileSync("mount", ["-t", "tmpfs", "-o", "size=64k", "tmpfs", full], { stdio: "pipe" });
+        mounted = true;
+      } catch {
+        // no mount here: the other case below still runs
+      }
+      if (mounted) {
+        try {
+          const fdb = new UserDb({ stateDir: full });
+          run(fdb, "group-add mammals 100");
+          const fsaved = readFileSync(join(full, "users.json"), "utf8");
+          try {
+            writeFileSync(join(full, "filler"), Buffer.alloc(128 * 1024));
+          } catch {
+            // ENOSPC once the tmpfs is full, as wanted
+          }
+          const pw = fdb.pwent();
+          expect(() => run(fdb, `user-add glenda 500 mammals '${key}'`)).toThrow(
+            "cannot save the user pool: ENOSPC; nothing changed",
+          );
+          expect(fdb.pwent()).toBe(pw);
+          expect(fdb.byName("glenda")).toBeUndefined();
+          expect(readFileSync(join(full, "users.json"), "utf8")).toBe(fsaved);
+          expect(readdirSync(full).sort()).toEqual(["filler", "users.json"]);
+        } finally {
+          execFileSync("umount", ["-l", full]);
+        }
+      }
+    }
+    // The state file replaced by a directory: the rename fails.
+    rmSync(join(dir, "users.json"));
+    mkdirSync(join(dir, "users.json"));
+    writeFileSync(join(dir, "users.json", "keep"), "");
+    const savedDir = readdirSync(join(dir, "users.json"));
+    expect(() => run(db, "user-add other 501 mammals ''")).toThrow(
+      /cannot save the user pool: E\w+; nothing changed/,
+    );
+    expect(() => run(db, "user-del-group glenda mammals")).toThrow("default group");
+    expect(() => run(db, "user-del glenda")).toThrow(/cannot save the user pool/);
+    expect(db.byName("glenda")?.groups.has("mammals")).toBe(true);
+    expect([...(db.groups.get("mammals")?.members ?? [])]).toEqual(before.members);
+    expect(db.pwent()).toBe(before.pw);
+    expect(readdirSync(join(dir, "users.json"))).toEqual(savedDir);
+    expect(readdirSync(dir)).toEqual(["users.json"]);
   });
   it("passkeys are one-shot and bound to their user", () => {
     const db = new UserDb({});

@@ -1,7 +1,16 @@
 // The node's user and group pool, managed through the root ctl file and kept in a state file.
 
 import { randomBytes } from "node:crypto";
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeSync,
+} from "node:fs";
 import { join } from "node:path";
 import { XcpuError } from "./errors.js";
 import { type PublicKey, parsePublicKey } from "./keys.js";
@@ -106,6 +115,44 @@ export class UserDb {
 
   /** Run one tokenised root ctl command that concerns users or groups. Returns false if not one. */
   command(tokens: string[]): boolean {
+    const undo = this.snapshot();
+    try {
+      if (!this.apply(tokens)) return false;
+      this.save();
+    } catch (err) {
+      // A change that cannot be saved is not made: memory and the state file stay as they were.
+      undo();
+      if (err instanceof XcpuError) throw err;
+      const code = (err as NodeJS.ErrnoException).code;
+      throw new XcpuError(`cannot save the user pool: ${code ?? (err as Error).message}; nothing changed`);
+    }
+    return true;
+  }
+
+  /** Puts users, groups, memberships and passkeys back as they are now (same objects). */
+  private snapshot(): () => void {
+    const users = [...this.users.values()].map((u) => [u, [...u.groups]] as const);
+    const groups = [...this.groups.values()].map((g) => [g, [...g.members]] as const);
+    const passkeys = [...this.passkeys.entries()].map(([k, v]) => [k, new Set(v)] as const);
+    return () => {
+      this.users.clear();
+      for (const [u, names] of users) {
+        u.groups.clear();
+        for (const n of names) u.groups.add(n);
+        this.users.set(u.name, u);
+      }
+      this.groups.clear();
+      for (const [g, members] of groups) {
+        g.members.clear();
+        for (const m of members) g.members.add(m);
+        this.groups.set(g.name, g);
+      }
+      this.passkeys.clear();
+      for (const [k, v] of passkeys) this.passkeys.set(k, v);
+    };
+  }
+
+  private apply(tokens: string[]): boolean {
     const [cmd, ...a] = tokens;
     switch (cmd) {
       case "user-add":
@@ -165,7 +212,6 @@ export class UserDb {
       default:
         return false;
     }
-    this.save();
     return true;
   }
 
@@ -301,12 +347,18 @@ export class UserDb {
     const tmp = `${this.file}.${process.pid}.tmp`;
     const fd = openSync(tmp, "w", 0o600);
     try {
-      writeSync(fd, `${JSON.stringify(st, null, 1)}\n`);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
+      try {
+        const data = Buffer.from(`${JSON.stringify(st, null, 1)}\n`);
+        for (let off = 0; off < data.length; ) off += writeSync(fd, data, off);
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+      renameSync(tmp, this.file);
+    } catch (err) {
+      rmSync(tmp, { force: true });
+      throw err;
     }
-    renameSync(tmp, this.file);
   }
 }
 
