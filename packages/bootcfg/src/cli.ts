@@ -1,5 +1,5 @@
 // The `bootcfg` command: main(argv, io) so tests run it in-process; src/bin/bootcfg.ts calls it.
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { type ParseArgsConfig, parseArgs } from "node:util";
@@ -7,7 +7,7 @@ import { checkCluster } from "./check.js";
 import { Cluster } from "./cluster/resolve.js";
 import { cbfstoolCommandLine, corebootConfig, payloadBuildCommandLine } from "./coreboot.js";
 import { BootcfgError } from "./errors.js";
-import { FileCache } from "./files.js";
+import { FileCache, writeOutput } from "./files.js";
 import { writeBeoboot } from "./formats/beoboot.js";
 import { extractVmlinux, isBzImage, parseBzImage } from "./formats/bzimage.js";
 import { CBFS_TYPE_SELF, cbfsAddFile, createCbfs, elfToSelf } from "./formats/cbfs.js";
@@ -136,7 +136,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
     return Cluster.load(abs(file));
   };
   const out = (text: string, file?: string) => {
-    if (file) writeFileSync(abs(file), text);
+    if (file) writeOutput(abs(file), text);
     else io.stdout(text);
   };
   const need = (v: unknown, what: string): string => {
@@ -178,7 +178,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
         const info = parseBzImage(buf, file);
         const elf = extractVmlinux(buf, file);
         const e = parseElf(elf, "extracted vmlinux");
-        writeFileSync(abs(output), elf);
+        writeOutput(abs(output), elf);
         const summary = {
           output: abs(output),
           size: elf.length,
@@ -260,8 +260,8 @@ export async function main(argv: string[], io: Io): Promise<number> {
               throw new UsageError(`--create-rom: "${a.values["create-rom"]}" is not a size (write 1M, 32M)`);
             rom = createCbfs(size);
           }
-          writeFileSync(abs(output), cbfsAddFile(rom, name, CBFS_TYPE_SELF, self));
-        } else writeFileSync(abs(output), self);
+          writeOutput(abs(output), cbfsAddFile(rom, name, CBFS_TYPE_SELF, self));
+        } else writeOutput(abs(output), self);
         if (a.values.json)
           out(
             `${toJson({
@@ -319,7 +319,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
           entry,
           name: (a.values.name as string | undefined) ?? "Linux",
         });
-        writeFileSync(abs(need(a.values.output, "-o OUT")), img);
+        writeOutput(abs(need(a.values.output, "-o OUT")), img);
         return 0;
       }
       case "nodes": {
@@ -382,7 +382,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
               `${p.node.name}: beoboot images carry a bzImage, not ${p.kernelFormat}`,
             );
           const o = need(a.values.output, "-o OUT (beoboot images are binary)");
-          writeFileSync(abs(o), writeBeoboot(files.read(p.kernelPath), combinedInitrd(p, files), p.cmdline));
+          writeOutput(abs(o), writeBeoboot(files.read(p.kernelPath), combinedInitrd(p, files), p.cmdline));
         } else throw new UsageError(`--format ${fmt}: use json, sh, xbootfs or beoboot`);
         return 0;
       }
@@ -400,7 +400,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
         mkdirSync(dir, { recursive: true });
         const initrdPath = join(dir, `${p.node.name}.initrd`);
         const initrd = combinedInitrd(p, files);
-        writeFileSync(initrdPath, initrd);
+        writeOutput(initrdPath, initrd);
         const cfg = corebootConfig(p, initrdPath, {
           ...(a.values.rom ? { rom: abs(a.values.rom as string) } : {}),
           ...(a.values.linuxboot ? { linuxboot: true } : {}),
@@ -427,7 +427,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
         }
         for (const w of cfg.warnings) io.stderr(`warning: ${w}\n`);
         const fmt = (a.values.format as string | undefined) ?? (a.values.json ? "json" : "kconfig");
-        if (a.values.output) writeFileSync(join(dir, `${p.node.name}.config`), cfg.kconfig);
+        if (a.values.output) writeOutput(join(dir, `${p.node.name}.config`), cfg.kconfig);
         if (fmt === "json")
           io.stdout(
             `${toJson({ ...cfg, initrd: initrdPath, ...(payloadLayout ? { payloadLayout } : {}) })}\n`,
@@ -464,31 +464,31 @@ export async function main(argv: string[], io: Io): Promise<number> {
             mkdirSync(join(dir, "pxelinux.cfg"), { recursive: true });
             const text = renderPxelinux(p);
             const f = `pxelinux.cfg/${pxeMacName(r.mac)}`;
-            writeFileSync(join(dir, f), text);
+            writeOutput(join(dir, f), text);
             written.push(f);
             if (a.values["by-ip"] && r.ip) {
               const g = `pxelinux.cfg/${pxeIpName(r.ip)}`;
-              writeFileSync(join(dir, g), text);
+              writeOutput(join(dir, g), text);
               written.push(g);
             }
           } else {
             mkdirSync(join(dir, "ipxe"), { recursive: true });
             const f = `ipxe/${r.mac.replaceAll(":", "-")}.ipxe`;
-            writeFileSync(join(dir, f), renderIpxe(p));
+            writeOutput(join(dir, f), renderIpxe(p));
             written.push(f);
           }
           const names = publishedNames(p);
-          writeFileSync(join(dir, names.initrds.at(-1)!), p.overlay);
+          writeOutput(join(dir, names.initrds.at(-1)!), p.overlay);
           // iPXE outside x86 takes one initrd: publish the concatenation the script names
           if (cmd === "ipxe" && r.arch !== "x86_64" && r.arch !== "i386") {
-            writeFileSync(join(dir, names.combined), combinedInitrd(p, cache.files));
+            writeOutput(join(dir, names.combined), combinedInitrd(p, cache.files));
             written.push(names.combined);
           }
           index[name] = written;
         }
         if (cmd === "pxe") {
           mkdirSync(join(dir, "pxelinux.cfg"), { recursive: true });
-          writeFileSync(
+          writeOutput(
             join(dir, "pxelinux.cfg/default"),
             `# written by ${TOOL}: nodes without their own file boot from disk\nDEFAULT local\nPROMPT 0\nLABEL local\n  LOCALBOOT 0\n`,
           );
@@ -497,9 +497,9 @@ export async function main(argv: string[], io: Io): Promise<number> {
             .nodes()
             .map((n) => c.resolve(n))
             .find((r) => r.delivery === "ipxe");
-          writeFileSync(join(dir, "boot.ipxe"), renderIpxeDispatch(first?.baseUrl));
+          writeOutput(join(dir, "boot.ipxe"), renderIpxeDispatch(first?.baseUrl));
         }
-        writeFileSync(join(dir, `${cmd}-index.json`), `${toJson(index)}\n`);
+        writeOutput(join(dir, `${cmd}-index.json`), `${toJson(index)}\n`);
         out(
           a.values.json
             ? `${toJson(index)}\n`
@@ -523,7 +523,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
         const initrdOut = abs(
           (a.values["initrd-out"] as string | undefined) ?? join(tmpdir(), `bootcfg-${p.node.name}.initrd`),
         );
-        writeFileSync(initrdOut, combinedInitrd(p, files));
+        writeOutput(initrdOut, combinedInitrd(p, files));
         const mem = a.values.memory ? parseSize(a.values.memory as string) : p.node.memory;
         const argv = qemuArgs({
           arch: p.node.arch,
@@ -633,6 +633,11 @@ export async function main(argv: string[], io: Io): Promise<number> {
       io.stderr(`bootcfg: ${err.message}\n`);
       return err.code === "EUSAGE" ? 2 : 1;
     }
+    if (err instanceof Error && typeof (err as NodeJS.ErrnoException).syscall === "string") {
+      // A system call that failed outside the file helpers (a mkdir on a full disk, say).
+      io.stderr(`bootcfg: ${err.message}\n`);
+      return 1;
+    }
     if (
       err &&
       typeof err === "object" &&
@@ -699,10 +704,10 @@ export async function main(argv: string[], io: Io): Promise<number> {
     if (sub === "overlay" || sub === "combine") {
       const c = loadCluster(a.values.cluster as string | undefined);
       const node = c.resolve(need(a.positionals[0], "NODE"));
-      if (sub === "overlay") writeFileSync(output, buildOverlay(node));
+      if (sub === "overlay") writeOutput(output, buildOverlay(node));
       else {
         const files = new FileCache();
-        writeFileSync(output, combinedInitrd(planNode(c, node, new PlanCache(files)), files));
+        writeOutput(output, combinedInitrd(planNode(c, node, new PlanCache(files)), files));
       }
       return 0;
     }
@@ -732,13 +737,13 @@ export function renderCluster(c: Cluster, dir: string): number {
     const p = planNode(c, c.resolve(name), cache);
     const d = join(dir, name);
     mkdirSync(d, { recursive: true });
-    writeFileSync(join(d, "kexec.sh"), renderKexecSh(p), { mode: 0o755 });
-    writeFileSync(join(d, "plan.json"), `${toJson(renderPlanJson(c, p))}\n`);
-    writeFileSync(join(d, "manifest.json"), `${toJson(manifest(c, p))}\n`);
-    writeFileSync(join(d, "cmdline"), `${p.cmdline}\n`);
-    writeFileSync(join(d, "overlay.cpio"), p.overlay);
-    if (p.node.delivery === "pxe") writeFileSync(join(d, "pxelinux.cfg"), renderPxelinux(p));
-    if (p.node.delivery === "ipxe") writeFileSync(join(d, "boot.ipxe"), renderIpxe(p));
+    writeOutput(join(d, "kexec.sh"), renderKexecSh(p), 0o755);
+    writeOutput(join(d, "plan.json"), `${toJson(renderPlanJson(c, p))}\n`);
+    writeOutput(join(d, "manifest.json"), `${toJson(manifest(c, p))}\n`);
+    writeOutput(join(d, "cmdline"), `${p.cmdline}\n`);
+    writeOutput(join(d, "overlay.cpio"), p.overlay);
+    if (p.node.delivery === "pxe") writeOutput(join(d, "pxelinux.cfg"), renderPxelinux(p));
+    if (p.node.delivery === "ipxe") writeOutput(join(d, "boot.ipxe"), renderIpxe(p));
     count++;
   }
   return count;

@@ -1,7 +1,19 @@
 // Facts about every referenced file, gathered once: size, SHA-256 and (for kernels) the decoded
 // header. Hashes are computed in 1 MiB chunks, so a large initrd is never held in memory.
 import { createHash, type Hash } from "node:crypto";
-import { closeSync, fstatSync, openSync, readFileSync, readSync } from "node:fs";
+import {
+  closeSync,
+  fstatSync,
+  openSync,
+  readFileSync,
+  readSync,
+  realpathSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
+import { basename, dirname, join } from "node:path";
 import { BootcfgError } from "./errors.js";
 import { type Inspection, inspectBuffer } from "./inspect.js";
 
@@ -15,6 +27,50 @@ function ioError(path: string, err: unknown): BootcfgError {
   const e = err as NodeJS.ErrnoException;
   const msg = e.code === "ENOENT" ? "no such file" : e.code === "EISDIR" ? "is a directory" : e.message;
   return new BootcfgError("EIO", `${path}: ${msg}`, { cause: err });
+}
+
+/**
+ * Where an output goes: a temporary file beside the target, renamed over it once complete, so that
+ * a full disk or any other failure leaves the previous file as it was (and no temporary behind).
+ * A symbolic link is followed (its target is replaced); a device or FIFO (`-o /dev/stdout`) is
+ * written directly (no `tmp`).
+ */
+function outputPlan(path: string): { target: string; tmp?: string } {
+  const st = statSync(path, { throwIfNoEntry: false });
+  if (st && !st.isFile()) return { target: path };
+  const target = st ? realpathSync(path) : path;
+  return { target, tmp: join(dirname(target), `.${basename(target)}.${process.pid}.tmp`) };
+}
+
+function outputError(path: string, err: unknown, tmp: string | undefined): BootcfgError {
+  if (tmp) rmSync(tmp, { force: true });
+  const e = err as NodeJS.ErrnoException;
+  const why = e.code === "ENOSPC" ? "no space left on device" : (e.code ?? e.message);
+  return new BootcfgError("EIO", `${path}: cannot write it (${why}); it is left as it was`, { cause: err });
+}
+
+/** Writes an output file whole or not at all (see outputPlan). */
+export function writeOutput(path: string, data: string | Uint8Array, mode?: number): void {
+  let plan: { target: string; tmp?: string } | undefined;
+  try {
+    plan = outputPlan(path);
+    writeFileSync(plan.tmp ?? plan.target, data, mode === undefined ? undefined : { mode });
+    if (plan.tmp) renameSync(plan.tmp, plan.target);
+  } catch (err) {
+    throw outputError(path, err, plan?.tmp);
+  }
+}
+
+/** Like writeOutput, for data that `write` streams into the file it is given. */
+export async function writeOutputWith(path: string, write: (file: string) => Promise<void>): Promise<void> {
+  let plan: { target: string; tmp?: string } | undefined;
+  try {
+    plan = outputPlan(path);
+    await write(plan.tmp ?? plan.target);
+    if (plan.tmp) renameSync(plan.tmp, plan.target);
+  } catch (err) {
+    throw outputError(path, err, plan?.tmp);
+  }
 }
 
 /** Feeds a file into `hash` in chunks; returns its size. */

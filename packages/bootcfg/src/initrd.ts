@@ -7,6 +7,7 @@ import { pipeline } from "node:stream/promises";
 import { createGzip, gzipSync, constants as zc } from "node:zlib";
 import type { ResolvedNode } from "./cluster/resolve.js";
 import { BootcfgError } from "./errors.js";
+import { writeOutputWith } from "./files.js";
 import { type CpioEntry, CpioWriter, writeCpio } from "./formats/cpio.js";
 
 export interface TreeOptions {
@@ -148,15 +149,17 @@ export async function writeInitramfs(
     }
     yield* w.end();
   }
-  const source = Readable.from(chunks(), { objectMode: false });
-  const sink = createWriteStream(out);
-  if (opts.compress === false) await pipeline(source, sink);
-  else
-    await pipeline(
-      source,
-      createGzip({ level: opts.level ?? 6, memLevel: 9, strategy: zc.Z_DEFAULT_STRATEGY }),
-      sink,
-    );
+  await writeOutputWith(out, async (file) => {
+    const source = Readable.from(chunks(), { objectMode: false });
+    const sink = createWriteStream(file);
+    if (opts.compress === false) await pipeline(source, sink);
+    else
+      await pipeline(
+        source,
+        createGzip({ level: opts.level ?? 6, memLevel: 9, strategy: zc.Z_DEFAULT_STRATEGY }),
+        sink,
+      );
+  });
   return { cpioBytes: w.size };
 }
 

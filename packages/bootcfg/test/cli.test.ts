@@ -1,6 +1,16 @@
 // The CLI contract: --help, exit codes 0/1/2, --json, errors that say what to fix.
-import { spawnSync } from "node:child_process";
-import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { execFileSync, spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import {
+  copyFileSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { readCpio } from "../src/formats/cpio.js";
@@ -222,5 +232,47 @@ describe("bootcfg CLI", () => {
     const r = await run(["check", join(t.dir, "bad.yaml")]);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/bad\.yaml:3: nodes\.0\.kernal: unknown key \(did you mean "kernel"\?\)/);
+  });
+});
+
+describe("outputs are written whole or not at all", () => {
+  const tree = join(t.dir, "tree");
+  mkdirSync(join(tree, "etc"), { recursive: true });
+  writeFileSync(join(tree, "etc/motd"), "hello\n");
+
+  it("a full disk leaves the previous output as it was, with a clear error", async (ctx) => {
+    if (process.getuid?.() !== 0) ctx.skip();
+    const small = join(t.dir, "small");
+    mkdirSync(small);
+    try {
+      execFileSync("mount", ["-t", "tmpfs", "-o", "size=64k", "tmpfs", small], { stdio: "pipe" });
+    } catch {
+      ctx.skip();
+    }
+    try {
+      const out = join(small, "initrd.cpio");
+      writeFileSync(out, "the previous initrd\n");
+      writeFileSync(join(tree, "big"), randomBytes(256 * 1024)); // does not compress
+      const r = await run(["initrd", "build", "--tree", tree, "-o", out]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toBe(
+        `bootcfg: ${out}: cannot write it (no space left on device); it is left as it was\n`,
+      );
+      expect(readFileSync(out, "utf8")).toBe("the previous initrd\n");
+      expect(readdirSync(small)).toEqual(["initrd.cpio"]);
+    } finally {
+      execFileSync("umount", ["-l", small]);
+      rmSync(join(tree, "big"), { force: true });
+    }
+  });
+
+  it("an output that is a symbolic link replaces the file it points to", async () => {
+    const real = join(t.dir, "real.cpio");
+    const link = join(t.dir, "link.cpio");
+    writeFileSync(real, "old");
+    symlinkSync(real, link);
+    expect((await run(["initrd", "build", "--tree", tree, "--no-gzip", "-o", link])).code).toBe(0);
+    expect(lstatSync(link).isSymbolicLink()).toBe(true);
+    expect(readCpio(readFileSync(real)).entries.map((e) => e.name)).toContain("etc/motd");
   });
 });
