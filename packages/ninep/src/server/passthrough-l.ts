@@ -9,7 +9,7 @@ import { AT_REMOVEDIR, L_O, NONUNAME, SETATTR } from "../codec/constants.js";
 import { Ename, Errno, FsError } from "../errors.js";
 import type { Attr, Created, Node, OpenFile, RequestContext, SetAttr, StatFs } from "./backend.js";
 import { R_OK, W_OK, X_OK } from "./passthrough-access.js";
-import { chownNew, PtFile, runTool } from "./passthrough-node.js";
+import { chownNew, newDirMode, PtFile, runTool } from "./passthrough-node.js";
 import { FileIo } from "./passthrough-open.js";
 import { checkName } from "./passthrough-path.js";
 import {
@@ -197,7 +197,8 @@ export async function mkdir(
   checkName(name);
   const p = path.join(dirPath, name);
   await fsp.mkdir(p, 0o700);
-  await dir.finishNew(p, mode & 0o7777, dir.sh.access.ownerForNew(ctx.user), groupFor(dir, gid));
+  const perm = newDirMode(dir.st.mode, mode & 0o7777);
+  await dir.finishNew(p, perm, dir.sh.access.ownerForNew(ctx.user), groupFor(dir, gid));
   return dir.child({ rel: [...dir.node.rel, name], name });
 }
 

@@ -99,6 +99,14 @@ export function runTool(cmd: string, args: string[]): Promise<void> {
 }
 
 /** Owner/group changes for a file just made (only when the server may give files away). */
+/**
+ * The mode a new directory gets: the one asked for, plus set-group-ID when its parent has it, as a
+ * local mkdir(2) gives it (the exact chmod that follows creation would otherwise drop it).
+ */
+export function newDirMode(parentMode: bigint | number, perm: number): number {
+  return perm | (Number(parentMode) & 0o2000);
+}
+
 export async function chownNew(p: string, uid: number | undefined, gid: number | undefined): Promise<void> {
   if (process.getuid?.() !== 0) return;
   if (uid === undefined && gid === undefined) return;
@@ -308,7 +316,7 @@ export class PtFile implements Node, DirSource {
     const dirPerm = Number(dst.mode) & 0o777;
 
     if (req.perm & DMDIR) {
-      const perm = dmToUnixPerm(req.perm & (~0o777 | dirPerm), unix);
+      const perm = newDirMode(dst.mode, dmToUnixPerm(req.perm & (~0o777 | dirPerm), unix));
       await fsp.mkdir(p, 0o700);
       await this.finishNew(p, perm, owner, group);
       const created = await this.child(node);

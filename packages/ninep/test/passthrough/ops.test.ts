@@ -510,6 +510,29 @@ describe("9P2000.L operations", () => {
   });
 });
 
+describe("directories made in a set-group-ID directory", () => {
+  it("keep set-group-ID, as a local mkdir does (Tmkdir and Tcreate of a directory)", async () => {
+    fs.mkdirSync(path.join(tmp.dir, "shared"));
+    fs.chmodSync(path.join(tmp.dir, "shared"), 0o2775);
+    fs.mkdirSync(path.join(tmp.dir, "shared", "local"), 0o755);
+    const cl = ctx(Dialect.P2000L);
+    await (await walk(await attach(tmp.dir, cl), "shared", cl)).mkdir!("dotl", 0o755, NOID, cl);
+    const cu = ctx(Dialect.P2000u);
+    const su = await walk(await attach(tmp.dir, cu), "shared", cu);
+    await su.create!({ name: "dotu", perm: (DMDIR | 0o755) >>> 0, mode: OREAD, extension: "" }, cu);
+    fs.mkdirSync(path.join(tmp.dir, "plain"), 0o755);
+    const plain = await walk(await attach(tmp.dir, cl), "plain", cl);
+    await plain.mkdir!("sub", 0o750, NOID, cl);
+    const mode = (...p: string[]) => (fs.statSync(path.join(tmp.dir, ...p)).mode & 0o7777).toString(8);
+    expect([
+      mode("shared", "local"),
+      mode("shared", "dotl"),
+      mode("shared", "dotu"),
+      mode("plain", "sub"),
+    ]).toEqual(["2755", "2755", "2755", "750"]);
+  });
+});
+
 describe("special files and odd offsets", () => {
   it("a FIFO read waits for data without holding a thread, and an abort ends it", async () => {
     const c = ctx(Dialect.P2000L);
