@@ -14,6 +14,7 @@ import type { IdNames } from "./passthrough-stat.js";
 import { S_IFDIR, S_IFMT } from "./passthrough-stat.js";
 
 export const R_OK = 4;
+const S_ISGID = 0o2000;
 export const W_OK = 2;
 export const X_OK = 1;
 
@@ -87,6 +88,29 @@ export class Access {
     const who = this.who(user);
     if (who.uid === 0) return true;
     return who.uid !== undefined && BigInt(who.uid) === st.uid && who.gids.has(gid);
+  }
+
+  /**
+   * The group a new file made for `user` gets when the client asks for `requested` (9P2000.L sends
+   * one): that group if the user is root or in it, else the directory's, as chgrp would allow.
+   */
+  groupForNew(requested: number, dirGid: number, user: Identity): number {
+    if (this.mode === "process") return requested;
+    const who = this.who(user);
+    return who.uid === 0 || who.gids.has(requested) ? requested : dirGid;
+  }
+
+  /**
+   * The mode `user` may give a file whose group is `gid`: without set-group-ID, on anything but a
+   * directory, unless the user is root or in that group. The kernel does the same for a process
+   * without CAP_FSETID; a root server doing the chmod for a user must do it itself, or a user could
+   * make a program that runs with a group they are not in.
+   */
+  allowedMode(mode: number, gid: number, user: Identity, isDir: boolean): number {
+    if (this.mode === "process" || isDir || !(mode & S_ISGID)) return mode;
+    const who = this.who(user);
+    if (who.uid === 0 || who.gids.has(gid)) return mode;
+    return mode & ~S_ISGID;
   }
 
   /**

@@ -40,7 +40,9 @@ async function writableDir(dir: PtFile, ctx: RequestContext): Promise<string> {
 }
 
 /** Group for a new file: the one the client asked for, else the directory's (O6). */
-const groupFor = (dir: PtFile, gid: number) => (gid === NONUNAME ? Number(dir.st.gid) : gid);
+/** The group of a new file: the one the client asks for if the user may use it, else the directory's. */
+const groupFor = (dir: PtFile, gid: number, ctx: RequestContext) =>
+  gid === NONUNAME ? Number(dir.st.gid) : dir.sh.access.groupForNew(gid, Number(dir.st.gid), ctx.user);
 
 /**
  * With syncIo the lstat is synchronous and a success is answered at once (no promise per
@@ -94,7 +96,10 @@ export async function setattr(f: PtFile, a: SetAttr, ctx: RequestContext): Promi
   const p = await f.hostPath();
   if (v & SETATTR.SIZE) await fsp.truncate(p, Number(a.size));
   if (newUid !== undefined || newGid !== undefined) await fsp.lchown(p, newUid ?? -1, newGid ?? -1);
-  if (v & SETATTR.MODE) await fsp.chmod(p, a.mode & 0o7777);
+  if (v & SETATTR.MODE) {
+    const gid = newGid ?? Number(st.gid);
+    await fsp.chmod(p, acc.allowedMode(a.mode & 0o7777, gid, ctx.user, fmt === S_IFDIR));
+  }
   if (v & (SETATTR.ATIME | SETATTR.MTIME)) {
     const cur = await fsp.lstat(p, { bigint: true });
     const now = Date.now() / 1000;
@@ -163,8 +168,9 @@ export async function lcreate(
     await dir.sh.root.verifyFd(fh.fd, p);
     // Owner first: chown clears the set-user/group-ID bits of a file, even for root.
     const owner = dir.sh.access.ownerForNew(ctx.user);
-    if (process.getuid?.() === 0) await fh.chown(owner ?? -1, groupFor(dir, gid));
-    await fh.chmod(mode & 0o7777);
+    const group = groupFor(dir, gid, ctx);
+    if (process.getuid?.() === 0) await fh.chown(owner ?? -1, group);
+    await fh.chmod(dir.sh.access.allowedMode(mode & 0o7777, group, ctx.user, false));
     const created = new PtFile(dir.sh, { rel, name }, await fh.stat({ bigint: true }), true);
     const file = new FileIo({
       fh,
@@ -198,7 +204,7 @@ export async function mkdir(
   const p = path.join(dirPath, name);
   await fsp.mkdir(p, 0o700);
   const perm = newDirMode(dir.st.mode, mode & 0o7777);
-  await dir.finishNew(p, perm, dir.sh.access.ownerForNew(ctx.user), groupFor(dir, gid));
+  await dir.finishNew(p, perm, dir.sh.access.ownerForNew(ctx.user), groupFor(dir, gid, ctx));
   return dir.child({ rel: [...dir.node.rel, name], name });
 }
 
@@ -214,7 +220,7 @@ export async function symlink(
   if (target === "" || target.includes("\0")) throw new FsError("bad symbolic link target", Errno.EINVAL);
   const p = path.join(dirPath, name);
   await fsp.symlink(target, p);
-  await chownNew(p, dir.sh.access.ownerForNew(ctx.user), groupFor(dir, gid)).catch(() => {});
+  await chownNew(p, dir.sh.access.ownerForNew(ctx.user), groupFor(dir, gid, ctx)).catch(() => {});
   return dir.child({ rel: [...dir.node.rel, name], name });
 }
 
@@ -256,7 +262,9 @@ export async function mknod(
   } else {
     throw new FsError("invalid argument", Errno.EINVAL);
   }
-  await dir.finishNew(p, perm, dir.sh.access.ownerForNew(ctx.user), groupFor(dir, gid));
+  const group = groupFor(dir, gid, ctx);
+  const allowed = dir.sh.access.allowedMode(perm, group, ctx.user, false);
+  await dir.finishNew(p, allowed, dir.sh.access.ownerForNew(ctx.user), group);
   return dir.child({ rel: [...dir.node.rel, name], name });
 }
 

@@ -338,7 +338,7 @@ export class PtFile implements Node, DirSource {
       if (process.getuid?.() === 0 && (owner !== undefined || group !== undefined)) {
         await fh.chown(owner ?? -1, group);
       }
-      await fh.chmod(perm);
+      await fh.chmod(this.sh.access.allowedMode(perm, group, ctx.user, false));
       created = new PtFile(this.sh, node, await fh.stat({ bigint: true }), this.unix);
       file = new FileIo({
         fh,
@@ -411,7 +411,7 @@ export class PtFile implements Node, DirSource {
     } else {
       throw new FsError("cannot create sockets", Errno.EOPNOTSUPP);
     }
-    await this.finishNew(p, perm, owner, group);
+    await this.finishNew(p, this.sh.access.allowedMode(perm, group, ctx.user, false), owner, group);
     const created = await this.child(node);
     return { node: created, file: new NoIo(created.qid) };
   }
@@ -513,7 +513,10 @@ export class PtFile implements Node, DirSource {
     const p = await this.hostPath();
     if (newLength !== undefined) await fsp.truncate(p, Number(newLength));
     if (newGid !== undefined) await fsp.lchown(p, -1, newGid);
-    if (newMode !== undefined) await fsp.chmod(p, newMode);
+    if (newMode !== undefined) {
+      const gid = newGid ?? Number(st.gid);
+      await fsp.chmod(p, acc.allowedMode(newMode, gid, ctx.user, fmt === S_IFDIR));
+    }
     if (ch.mtime !== undefined || ch.atime !== undefined) {
       const cur = await fsp.lstat(p, { bigint: true });
       const at = ch.atime !== undefined ? ch.atime : Number(cur.atimeNs / 1_000_000n) / 1000;

@@ -11,6 +11,7 @@ import {
   DMDIR,
   DMLINK,
   DMNAMEDPIPE,
+  DMSETGID,
   DMSETUID,
   DMSOCKET,
   DMSYMLINK,
@@ -325,7 +326,9 @@ describe("permissions for the attached user", () => {
 
   it.skipIf(!asRoot)("set-user/group-ID bits survive giving a new file to its user", async () => {
     // chown clears set-ID bits of a file even when root does it: the mode must be set after it.
+    // The directory's group is nobody's own (65534), so set-group-ID is the user's to give.
     fs.chmodSync(tmp.dir, 0o777);
+    fs.chownSync(tmp.dir, 0, 65534);
     const c = nobody();
     const r = await attach(tmp.dir, c, { permissions: "user" });
     const u = await r.create!(
@@ -342,8 +345,54 @@ describe("permissions for the attached user", () => {
       ["suid-l", 0o6755],
     ] as const) {
       const st = fs.statSync(path.join(tmp.dir, name));
-      expect({ name, mode: st.mode & 0o7777, uid: st.uid }).toEqual({ name, mode, uid: 65534 });
+      expect({ name, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid }).toEqual({
+        name,
+        mode,
+        uid: 65534,
+        gid: 65534,
+      });
     }
+  });
+
+  it.skipIf(!asRoot)("a user cannot give set-group-ID or a group they are not in", async () => {
+    // The directory belongs to group root, which nobody is not in.
+    fs.chmodSync(tmp.dir, 0o777);
+    const cl = ctx(Dialect.P2000L, "nobody", 65534);
+    const rl = await attach(tmp.dir, cl, { permissions: "user" });
+    await (await rl.lcreate!("sgid-l", 0o102, 0o2755, NOID, cl)).file.clunk?.(cl);
+    const cu = nobody();
+    const ru = await attach(tmp.dir, cu, { permissions: "user" });
+    const sgidU = await ru.create!(
+      { name: "sgid-u", perm: (DMSETGID | 0o755) >>> 0, mode: OWRITE, extension: "" },
+      cu,
+    );
+    await sgidU.file.clunk?.(cu);
+    expect((fs.statSync(path.join(tmp.dir, "sgid-u")).mode & 0o7777).toString(8)).toBe("755");
+    // chmod of their own file to set-group-ID: the bit is dropped, like the kernel does
+    await (await walk(rl, "sgid-l", cl)).setattr!(setattr({ valid: SETATTR.MODE, mode: 0o2750 }), cl);
+    await (await walk(ru, "sgid-u", cu)).wstat!({ mode: (DMSETGID | 0o700) >>> 0 }, cu);
+    // asking for group root at creation gives the directory's group instead... which is root
+    // here, so ask in a directory of nobody's group for a group nobody is not in (0).
+    fs.mkdirSync(path.join(tmp.dir, "mine"), 0o777);
+    fs.chownSync(path.join(tmp.dir, "mine"), 65534, 65534);
+    const mine = await walk(rl, "mine", cl);
+    await (await mine.lcreate!("asked-root", 0o102, 0o644, 0, cl)).file.clunk?.(cl);
+    await mine.mkdir!("dir-asked-root", 0o755, 0, cl);
+    const of = (...p: string[]) => {
+      const st = fs.statSync(path.join(tmp.dir, ...p));
+      return [(st.mode & 0o7777).toString(8), st.gid];
+    };
+    expect([of("sgid-l"), of("sgid-u"), of("mine", "asked-root"), of("mine", "dir-asked-root")]).toEqual([
+      ["750", 0],
+      ["700", 0],
+      ["644", 65534],
+      ["755", 65534],
+    ]);
+    // root may do all of it
+    const root = ctx(Dialect.P2000L, "root", 0);
+    const rr = await attach(tmp.dir, root, { permissions: "user" });
+    await (await rr.lcreate!("root-sgid", 0o102, 0o2755, 65534, root)).file.clunk?.(root);
+    expect(of("root-sgid")).toEqual(["2755", 65534]);
   });
 });
 
