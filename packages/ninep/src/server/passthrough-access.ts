@@ -14,6 +14,7 @@ import type { IdNames } from "./passthrough-stat.js";
 import { S_IFDIR, S_IFMT } from "./passthrough-stat.js";
 
 export const R_OK = 4;
+const S_ISUID = 0o4000;
 const S_ISGID = 0o2000;
 export const W_OK = 2;
 export const X_OK = 1;
@@ -101,16 +102,21 @@ export class Access {
   }
 
   /**
-   * The mode `user` may give a file whose group is `gid`: without set-group-ID, on anything but a
-   * directory, unless the user is root or in that group. The kernel does the same for a process
-   * without CAP_FSETID; a root server doing the chmod for a user must do it itself, or a user could
-   * make a program that runs with a group they are not in.
+   * The mode `user` may give a file whose group is `gid` (anything but a directory): set-group-ID
+   * only if the user is root or in that group, set-user-ID only if the file is theirs. The kernel
+   * does the same for a process without CAP_FSETID; a root server doing the chmod for a user must
+   * do it itself, or a user could make a program that runs with a group, or as an owner, that is
+   * not theirs.
    */
   allowedMode(mode: number, gid: number, user: Identity, isDir: boolean): number {
-    if (this.mode === "process" || isDir || !(mode & S_ISGID)) return mode;
+    if (this.mode === "process" || isDir || !(mode & (S_ISUID | S_ISGID))) return mode;
     const who = this.who(user);
-    if (who.uid === 0 || who.gids.has(gid)) return mode;
-    return mode & ~S_ISGID;
+    if (who.uid === 0) return mode;
+    let allowed = mode;
+    // A user unknown on this host cannot own the file (it stays the server's): no set-user-ID.
+    if (who.uid === undefined) allowed &= ~S_ISUID;
+    if (!who.gids.has(gid)) allowed &= ~S_ISGID;
+    return allowed;
   }
 
   /**

@@ -388,6 +388,16 @@ describe("permissions for the attached user", () => {
       ["644", 65534],
       ["755", 65534],
     ]);
+    // a user unknown on this host: the file stays root's, so no set-ID bit at all
+    const stranger = ctx(Dialect.P2000u, "no-such-user-here");
+    const rs = await attach(tmp.dir, stranger, { permissions: "user" });
+    const made = await rs.create!(
+      { name: "strangers", perm: (DMSETUID | DMSETGID | 0o755) >>> 0, mode: OWRITE, extension: "" },
+      stranger,
+    );
+    await made.file.clunk?.(stranger);
+    const st = fs.statSync(path.join(tmp.dir, "strangers"));
+    expect([st.uid, (st.mode & 0o7777).toString(8)]).toEqual([0, "755"]);
     // root may do all of it
     const root = ctx(Dialect.P2000L, "root", 0);
     const rr = await attach(tmp.dir, root, { permissions: "user" });
