@@ -11,7 +11,7 @@ import { NONUNAME } from "../codec/constants.js";
 import { Ename, Errno, FsError } from "../errors.js";
 import type { Identity } from "./backend.js";
 import type { IdNames } from "./passthrough-stat.js";
-import { S_IFDIR, S_IFMT } from "./passthrough-stat.js";
+import { S_IFDIR, S_IFMT, S_IFREG } from "./passthrough-stat.js";
 
 export const R_OK = 4;
 const S_ISUID = 0o4000;
@@ -89,6 +89,20 @@ export class Access {
     const who = this.who(user);
     if (who.uid === 0) return true;
     return who.uid !== undefined && BigInt(who.uid) === st.uid && who.gids.has(gid);
+  }
+
+  /**
+   * May `user` make a hard link to the file with stat `st`? As Linux's protected_hardlinks: root,
+   * the file's owner, or a user who may read and write a plain file that is not set-user-ID or
+   * set-group-ID-executable (else a link in a directory the user controls could keep a privileged
+   * program, or another user's file, alive and reachable).
+   */
+  mayHardLink(st: BigIntStats, user: Identity): boolean {
+    if (this.mode === "process" || this.isOwner(st, user)) return true;
+    const mode = Number(st.mode);
+    if ((mode & S_IFMT) !== S_IFREG) return false;
+    if (mode & S_ISUID || (mode & (S_ISGID | 0o010)) === (S_ISGID | 0o010)) return false;
+    return this.permits(st, user, R_OK | W_OK);
   }
 
   /**

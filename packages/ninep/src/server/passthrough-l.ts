@@ -269,17 +269,23 @@ export async function mknod(
 }
 
 /** Hard link `name` in `dir` to `target` (not a directory). Shared by Tlink and .u DMLINK. */
-export async function linkInto(dir: PtFile, target: PtFile, name: string): Promise<void> {
+export async function linkInto(
+  dir: PtFile,
+  target: PtFile,
+  name: string,
+  ctx: RequestContext,
+): Promise<void> {
   const dirPath = await dir.requireDir(Ename.NotDir);
   checkName(name);
   const st = await target.refresh();
   if (fmtOf(st.mode) === S_IFDIR) throw new FsError("cannot hard-link a directory", Errno.EPERM);
+  if (!dir.sh.access.mayHardLink(st, ctx.user)) throw new FsError("operation not permitted", Errno.EPERM);
   await fsp.link(await target.hostPath(), path.join(dirPath, name));
 }
 
 export async function link(dir: PtFile, target: Node, name: string, ctx: RequestContext): Promise<void> {
   await writableDir(dir, ctx);
-  await linkInto(dir, sameTree(dir, target), name);
+  await linkInto(dir, sameTree(dir, target), name, ctx);
 }
 
 export async function rename(f: PtFile, dirNode: Node, name: string, ctx: RequestContext): Promise<void> {

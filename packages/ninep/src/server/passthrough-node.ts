@@ -395,7 +395,7 @@ export class PtFile implements Node, DirSource {
       if (!(target instanceof PtFile) || target.sh !== this.sh) {
         throw new FsError("hard link target is not a file of this tree", Errno.EXDEV);
       }
-      await L.linkInto(this, target, req.name);
+      await L.linkInto(this, target, req.name, ctx);
       const created = await this.child(node);
       const io = await created.ioTarget();
       const acc = req.mode & 3;

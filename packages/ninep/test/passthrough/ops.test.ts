@@ -354,6 +354,56 @@ describe("permissions for the attached user", () => {
     }
   });
 
+  it.skipIf(!asRoot)(
+    "hard links only to a user's own files or plain files they may read and write",
+    async () => {
+      fs.chmodSync(tmp.dir, 0o777);
+      const w = (name: string, mode: number, uid = 0) => {
+        fs.writeFileSync(path.join(tmp.dir, name), "x");
+        fs.chownSync(path.join(tmp.dir, name), uid, 0);
+        fs.chmodSync(path.join(tmp.dir, name), mode);
+      };
+      w("secret", 0o600);
+      w("shared", 0o666);
+      w("suid-prog", 0o4777);
+      w("own", 0o600, 65534);
+      const cl = ctx(Dialect.P2000L, "nobody", 65534);
+      const r = await attach(tmp.dir, cl, { permissions: "user" });
+      expect(await errnoOf(r.link!(await walk(r, "secret", cl), "l-secret", cl))).toBe(1);
+      expect(await errnoOf(r.link!(await walk(r, "suid-prog", cl), "l-suid", cl))).toBe(1);
+      await r.link!(await walk(r, "shared", cl), "l-shared", cl);
+      await r.link!(await walk(r, "own", cl), "l-own", cl);
+      expect(
+        fs
+          .readdirSync(tmp.dir)
+          .filter((n) => n.startsWith("l-"))
+          .sort(),
+      ).toEqual(["l-own", "l-shared"]);
+      // the same through 9P2000.u's DMLINK create
+      const cu = nobody();
+      const ru = await attach(tmp.dir, cu, { permissions: "user" });
+      const secret = await walk(ru, "secret", cu);
+      expect(
+        await errnoOf(
+          ru.create!(
+            {
+              name: "u-secret",
+              perm: (DMLINK | 0o644) >>> 0,
+              mode: OREAD,
+              extension: "1\n",
+              linkTarget: secret,
+            },
+            cu,
+          ),
+        ),
+      ).toBe(1);
+      // root may link anything
+      const root = ctx(Dialect.P2000L, "root", 0);
+      const rr = await attach(tmp.dir, root, { permissions: "user" });
+      await rr.link!(await walk(rr, "secret", root), "l-root", root);
+    },
+  );
+
   it.skipIf(!asRoot)("a user cannot give set-group-ID or a group they are not in", async () => {
     // The directory belongs to group root, which nobody is not in.
     fs.chmodSync(tmp.dir, 0o777);
