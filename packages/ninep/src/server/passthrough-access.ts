@@ -15,6 +15,7 @@ import { S_IFDIR, S_IFMT, S_IFREG } from "./passthrough-stat.js";
 
 export const R_OK = 4;
 const S_ISUID = 0o4000;
+const S_ISVTX = 0o1000;
 const S_ISGID = 0o2000;
 export const W_OK = 2;
 export const X_OK = 1;
@@ -89,6 +90,22 @@ export class Access {
     const who = this.who(user);
     if (who.uid === 0) return true;
     return who.uid !== undefined && BigInt(who.uid) === st.uid && who.gids.has(gid);
+  }
+
+  /**
+   * May `user` remove or rename away an entry owned by `entryUid` from the directory with stat
+   * `dirSt`? Always, unless the directory is sticky (mode 1000, like /tmp): then only root, the
+   * entry's owner or the directory's owner may.
+   */
+  mayUnlinkFrom(dirSt: BigIntStats, entryUid: bigint, user: Identity): boolean {
+    if (this.mode === "process" || !(Number(dirSt.mode) & S_ISVTX)) return true;
+    const { uid } = this.who(user);
+    return uid === 0 || (uid !== undefined && (BigInt(uid) === entryUid || BigInt(uid) === dirSt.uid));
+  }
+
+  /** Throws "operation not permitted" (EPERM) unless mayUnlinkFrom(). */
+  checkUnlink(dirSt: BigIntStats, entryUid: bigint, user: Identity): void {
+    if (!this.mayUnlinkFrom(dirSt, entryUid, user)) throw new FsError("operation not permitted", Errno.EPERM);
   }
 
   /**

@@ -295,7 +295,9 @@ export async function rename(f: PtFile, dirNode: Node, name: string, ctx: Reques
   checkName(name);
   const parent = await f.parent();
   f.sh.access.check(parent.st, ctx.user, W_OK | X_OK);
+  f.sh.access.checkUnlink(parent.st, (await f.refresh()).uid, ctx.user);
   const to = await writableDir(dir, ctx);
+  await checkReplace(dir, path.join(to, name), ctx);
   await fsp.rename(await f.hostPath(), path.join(to, name));
   f.node = { rel: [...dir.node.rel, name], name };
 }
@@ -312,7 +314,19 @@ export async function renameat(
   checkName(newname);
   const from = await writableDir(dir, ctx);
   const to = await writableDir(newDir, ctx);
+  dir.sh.access.checkUnlink(
+    dir.st,
+    (await fsp.lstat(path.join(from, oldname), { bigint: true })).uid,
+    ctx.user,
+  );
+  await checkReplace(newDir, path.join(to, newname), ctx);
   await fsp.rename(path.join(from, oldname), path.join(to, newname));
+}
+
+/** A rename onto an existing entry removes it: the sticky-directory rule applies to it too. */
+async function checkReplace(dir: PtFile, target: string, ctx: RequestContext): Promise<void> {
+  const st = await fsp.lstat(target, { bigint: true }).catch(() => undefined);
+  if (st) dir.sh.access.checkUnlink(dir.st, st.uid, ctx.user);
 }
 
 export async function unlinkat(dir: PtFile, name: string, flags: number, ctx: RequestContext): Promise<void> {
@@ -320,7 +334,8 @@ export async function unlinkat(dir: PtFile, name: string, flags: number, ctx: Re
   checkName(name);
   const from = await writableDir(dir, ctx);
   const p = path.join(from, name);
-  const st = await fsp.lstat(p);
+  const st = await fsp.lstat(p, { bigint: true });
+  dir.sh.access.checkUnlink(dir.st, st.uid, ctx.user);
   if (flags & AT_REMOVEDIR) {
     if (!st.isDirectory()) throw new FsError(Ename.NotDir, Errno.ENOTDIR);
     await fsp.rmdir(p);

@@ -425,7 +425,8 @@ export class PtFile implements Node, DirSource {
     const parent = await this.entryParent();
     this.sh.access.check(parent.st, ctx.user, W_OK | X_OK);
     const p = await this.sh.root.checkedPath(entry);
-    const st = await fsp.lstat(p);
+    const st = await fsp.lstat(p, { bigint: true });
+    this.sh.access.checkUnlink(parent.st, st.uid, ctx.user);
     if (st.isDirectory()) await fsp.rmdir(p);
     else await fsp.unlink(p);
   }
@@ -500,6 +501,7 @@ export class PtFile implements Node, DirSource {
       checkName(ch.name);
       const parent = await this.entryParent();
       acc.check(parent.st, ctx.user, W_OK | X_OK);
+      acc.checkUnlink(parent.st, st.uid, ctx.user);
       const dir = await this.sh.root.checkedDir(parent.node.rel);
       newPath = path.join(dir, ch.name);
       const exists = await fsp.lstat(newPath).then(

@@ -404,6 +404,45 @@ describe("permissions for the attached user", () => {
     },
   );
 
+  it.skipIf(!asRoot)("in a sticky directory only the owners and root remove or rename an entry", async () => {
+    const sticky = path.join(tmp.dir, "tmp");
+    fs.mkdirSync(sticky);
+    fs.chmodSync(sticky, 0o1777);
+    fs.chmodSync(tmp.dir, 0o755);
+    for (const [name, uid] of [
+      ["theirs-1", 1000],
+      ["theirs-2", 1000],
+      ["theirs-3", 1000],
+      ["theirs-4", 1000],
+      ["mine-1", 65534],
+      ["mine-2", 65534],
+    ] as const) {
+      fs.writeFileSync(path.join(sticky, name), name);
+      fs.chownSync(path.join(sticky, name), uid, uid);
+    }
+    const cl = ctx(Dialect.P2000L, "nobody", 65534);
+    const dl = await walk(await attach(tmp.dir, cl, { permissions: "user" }), "tmp", cl);
+    expect(await errnoOf(dl.unlinkat!("theirs-1", 0, cl))).toBe(1);
+    expect(await errnoOf(dl.renameat!("theirs-2", dl, "stolen", cl))).toBe(1);
+    expect(await errnoOf((await walk(dl, "theirs-3", cl)).rename!(dl, "stolen", cl))).toBe(1);
+    // a rename onto somebody else's entry would remove it
+    expect(await errnoOf(dl.renameat!("mine-1", dl, "theirs-4", cl))).toBe(1);
+    const cu = nobody();
+    const du = await walk(await attach(tmp.dir, cu, { permissions: "user" }), "tmp", cu);
+    expect(await errnoOf((await walk(du, "theirs-1", cu)).remove!(cu))).toBe(1);
+    expect(await errnoOf((await walk(du, "theirs-2", cu)).wstat!({ name: "stolen" }, cu))).toBe(1);
+    // their own entries, and anything for root
+    await dl.renameat!("mine-1", dl, "mine-1b", cl);
+    await (await walk(du, "mine-2", cu)).remove!(cu);
+    const root = ctx(Dialect.P2000L, "root", 0);
+    await (await walk(await attach(tmp.dir, root, { permissions: "user" }), "tmp", root)).unlinkat!(
+      "theirs-4",
+      0,
+      root,
+    );
+    expect(fs.readdirSync(sticky).sort()).toEqual(["mine-1b", "theirs-1", "theirs-2", "theirs-3"]);
+  });
+
   it.skipIf(!asRoot)("a user cannot give set-group-ID or a group they are not in", async () => {
     // The directory belongs to group root, which nobody is not in.
     fs.chmodSync(tmp.dir, 0o777);
