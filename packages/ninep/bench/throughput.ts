@@ -40,12 +40,13 @@ interface Peer {
 /** The constant tools/build.mjs gives every bundle (src/version.ts reads it). */
 const VERSION_DEFINE = { __CLUSTERMATIC_VERSION__: JSON.stringify(PACKAGE_VERSION) };
 
-/** src/bin/ninep.ts bundled the way the package build bundles it, in `outDir`. */
-async function bundleOurs(outDir: string): Promise<string> {
+/** A server entry point (ours: src/bin/ninep.ts) bundled the way the package build bundles it. */
+async function bundleServer(entry: string, outDir: string): Promise<string> {
   const esbuild = await import("esbuild");
+  await mkdir(outDir, { recursive: true });
   const out = join(outDir, "ninep.mjs");
   await esbuild.build({
-    entryPoints: [join(here, "../src/bin/ninep.ts")],
+    entryPoints: [entry],
     outfile: out,
     bundle: true,
     platform: "node",
@@ -219,26 +220,16 @@ export async function run(): Promise<void> {
     await writeFile(join(dir, "warm.bin"), Buffer.concat(Array.from({ length: 16 }, () => block)));
 
     const ours =
-      process.env.BENCH_SOURCE === "1" ? join(here, "../src/bin/ninep.ts") : await bundleOurs(work);
+      process.env.BENCH_SOURCE === "1"
+        ? join(here, "../src/bin/ninep.ts")
+        : await bundleServer(join(here, "../src/bin/ninep.ts"), work);
     peers.push(await startOurs("ninep", ours, dir));
     const base = process.env.BENCH_BASE;
     if (base) {
       let bin = base;
       if (base.endsWith(".ts") && process.env.BENCH_SOURCE !== "1") {
         // Bundle the other tree's entry point the same way.
-        const esbuild = await import("esbuild");
-        await mkdir(join(work, "base"), { recursive: true });
-        bin = join(work, "base", "ninep.mjs");
-        await esbuild.build({
-          entryPoints: [base],
-          outfile: bin,
-          bundle: true,
-          platform: "node",
-          target: "node20",
-          format: "esm",
-          logLevel: "warning",
-          define: VERSION_DEFINE,
-        });
+        bin = await bundleServer(base, join(work, "base"));
       }
       const b = await startOurs("base", bin, dir);
       // BENCH_BASE_FIRST=1: the base goes first in every row (to see what the order costs).

@@ -93,19 +93,15 @@ export class Access {
   }
 
   /**
-   * May `user` remove or rename away an entry owned by `entryUid` from the directory with stat
-   * `dirSt`? Always, unless the directory is sticky (mode 1000, like /tmp): then only root, the
-   * entry's owner or the directory's owner may.
+   * Throws "operation not permitted" (EPERM) unless `user` may remove or rename away an entry
+   * owned by `entryUid` from the directory with stat `dirSt`: always, unless the directory is
+   * sticky (mode 1000, like /tmp); then only root, the entry's owner or the directory's owner.
    */
-  mayUnlinkFrom(dirSt: BigIntStats, entryUid: bigint, user: Identity): boolean {
-    if (this.mode === "process" || !(Number(dirSt.mode) & S_ISVTX)) return true;
-    const { uid } = this.who(user);
-    return uid === 0 || (uid !== undefined && (BigInt(uid) === entryUid || BigInt(uid) === dirSt.uid));
-  }
-
-  /** Throws "operation not permitted" (EPERM) unless mayUnlinkFrom(). */
   checkUnlink(dirSt: BigIntStats, entryUid: bigint, user: Identity): void {
-    if (!this.mayUnlinkFrom(dirSt, entryUid, user)) throw new FsError("operation not permitted", Errno.EPERM);
+    if (this.mode === "process" || !(Number(dirSt.mode) & S_ISVTX)) return;
+    const { uid } = this.who(user);
+    if (uid === 0 || (uid !== undefined && (BigInt(uid) === entryUid || BigInt(uid) === dirSt.uid))) return;
+    throw new FsError("operation not permitted", Errno.EPERM);
   }
 
   /**
