@@ -55,7 +55,9 @@ describe("broken nodes", () => {
     expect(err.d1).toMatch(/connection refused/);
     expect(err.h1).toMatch(/timed out/);
     expect(err.g1).toBeTruthy();
-    expect(silent.connections).toBeGreaterThanOrEqual(2);
+    // A poll counts when statfs gives up on the node; the silent server may see the accept of
+    // that connection a turn later on a loaded machine, so wait for it rather than assert at once.
+    await waitFor(() => silent.connections >= 2, 5000, "a second connection to the silent node");
   });
 
   it("serves the table over 9P to xstat", async () => {
