@@ -79,9 +79,22 @@ for (const out of binFiles) {
     .replaceAll("__HASH__", hash);
   writeFileSync(
     out,
-    `#!/usr/bin/env node\n// ${name}: starts ${basename(bundle)} through a V8 code cache (CLUSTERMATIC_COMPILE_CACHE=0 turns it off).\n${shim}`,
+    `${interpreterLine(name)}// ${name}: starts ${basename(bundle)} through a V8 code cache (CLUSTERMATIC_COMPILE_CACHE=0 turns it off).\n${shim}`,
   );
   chmodSync(out, 0o755);
+}
+
+/**
+ * The first lines of a bin. Node 20 reads and parses the file named by NODE_EXTRA_CA_CERTS at every
+ * start, before any script runs (~50-90 ms for a distribution's CA bundle on a small machine), and
+ * no command of the suite makes TLS connections; so the bin is a file that both sh and Node read:
+ * sh drops the variable and hands the same file to node, which skips the "#!" line and reads the
+ * sh line as a string and a comment. xcpufs keeps its environment: it hands it to the programs it
+ * runs (the root `env` file), so it is started by node directly.
+ */
+function interpreterLine(name) {
+  if (name === "xcpufs") return "#!/usr/bin/env node\n";
+  return '#!/bin/sh\n":" //; unset NODE_EXTRA_CA_CERTS; exec node "$0" "$@"\n';
 }
 
 if (existsSync("tsconfig.build.json")) {

@@ -10,10 +10,15 @@
 //   BENCH_BASELINE=/path/xrx.js (a second build run in turn with this one, run by run: two columns)
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import {
+  accessSync,
   chmodSync,
+  closeSync,
+  constants,
   existsSync,
   mkdtempSync,
+  openSync,
   readFileSync,
+  readSync,
   rmSync,
   truncateSync,
   writeFileSync,
@@ -90,14 +95,29 @@ function makeBinary(): { path: string; what: string } {
 
 function runOnce(args: string[], xrx = XRX): Promise<{ ms: number; code: number; err: string }> {
   return new Promise((resolve) => {
+    // Started as a user's shell starts it (its "#!" line decides), unless it is not executable.
+    const [cmd, argv] = isExecutable(xrx) ? [xrx, []] : [process.execPath, [xrx]];
     const t0 = performance.now();
-    const child = spawn(process.execPath, [xrx, "--no-key", ...args], {
+    const child = spawn(cmd, [...argv, "--no-key", ...args], {
       stdio: ["ignore", "ignore", "pipe"],
     });
     let err = "";
     child.stderr.on("data", (d) => (err += d));
     child.on("close", (code) => resolve({ ms: performance.now() - t0, code: code ?? 1, err }));
   });
+}
+
+function isExecutable(path: string): boolean {
+  try {
+    accessSync(path, constants.X_OK);
+    const fd = openSync(path, "r");
+    const head = Buffer.alloc(2);
+    readSync(fd, head, 0, 2, 0);
+    closeSync(fd);
+    return head.toString("latin1") === "#!";
+  } catch {
+    return false;
+  }
 }
 
 const median = (xs: number[]) => {

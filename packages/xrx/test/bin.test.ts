@@ -115,6 +115,23 @@ describe.skipIf(missing.length > 0)("the built xrx, xk and xps", () => {
     expect(existsSync(join(process.cwd(), "0"))).toBe(false);
   }, 60_000);
 
+  it("start without reading NODE_EXTRA_CA_CERTS and pass every argument through as given", async () => {
+    // Node reads that file before any script runs (and warns when it cannot); the commands make no
+    // TLS connections, so their first line drops the variable before node starts.
+    const cache = tempDir("xrx-cc-ca-");
+    const missingFile = join(cache, "no-such-ca.pem");
+    for (const name of ["xrx", "xk", "xps"]) {
+      const r = await runBin(name, ["--version"], cache, { NODE_EXTRA_CA_CERTS: missingFile });
+      expect(r).toMatchObject({ code: 0, stderr: "" });
+    }
+    const args = ["a b", "", "$HOME", "*", "'quoted'", '"double"', "back\\slash", "-n", "x\ny"];
+    const r = await runBin("xrx", ["--no-key", node.spec, "printf", "[%s]", ...args], cache, {
+      NODE_EXTRA_CA_CERTS: missingFile,
+    });
+    expect(r).toMatchObject({ code: 0, stderr: "" });
+    expect(r.stdout).toBe(args.map((a) => `[${a}]`).join(""));
+  }, 60_000);
+
   it("exit with the program's status and report errors like the source build", async () => {
     const cache = tempDir("xrx-cc-status-");
     const failed = await runBin("xrx", ["--no-key", node.spec, "sh", "-c", "exit 3"], cache);
