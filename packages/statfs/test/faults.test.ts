@@ -32,7 +32,16 @@ describe("broken nodes", () => {
       configFile: conf,
       listen: ["tcp!127.0.0.1!0"],
       http: "127.0.0.1:0",
-      pollOverrides: { intervalMs: 400, connectTimeoutMs: 200, readTimeoutMs: 200 },
+      // The read timeout must fire (the silent node never answers) so it stays short; the connect
+      // timeout must not (d1 must be refused, not time out while the machine is busy), so it is
+      // long, and the interval with it (timeouts never exceed it). Retries come from the backoff.
+      pollOverrides: {
+        intervalMs: 10_000,
+        connectTimeoutMs: 10_000,
+        readTimeoutMs: 200,
+        backoffInitialMs: 300,
+        backoffMaxMs: 400,
+      },
     });
   });
   afterAll(async () => {
@@ -44,7 +53,7 @@ describe("broken nodes", () => {
 
   it("marks each down with the original vocabulary and keeps polling", async () => {
     const mon = statfs.monitor;
-    await waitFor(() => mon.nodes().every((n) => n.polls >= 2), 5000, "two polls of every node");
+    await waitFor(() => mon.nodes().every((n) => n.polls >= 2), 10_000, "two polls of every node");
     const status = Object.fromEntries(mon.nodes().map((n) => [n.config.name, n.polled.toString()]));
     expect(status).toEqual({
       g1: "down(connect_failed)",
@@ -57,7 +66,7 @@ describe("broken nodes", () => {
     expect(err.g1).toBeTruthy();
     // A poll counts when statfs gives up on the node; the silent server may see the accept of
     // that connection a turn later on a loaded machine, so wait for it rather than assert at once.
-    await waitFor(() => silent.connections >= 2, 5000, "a second connection to the silent node");
+    await waitFor(() => silent.connections >= 2, 10_000, "a second connection to the silent node");
   });
 
   it("serves the table over 9P to xstat", async () => {
@@ -96,9 +105,9 @@ describe("broken nodes", () => {
       ...c.io,
       signal: stop.signal,
     });
-    await waitFor(() => c.out.includes("down(connect_failed)"), 5000, "first table");
+    await waitFor(() => c.out.includes("down(connect_failed)"), 10_000, "first table");
     statfs.monitor.setHold("d1", "repair");
-    await waitFor(() => c.out.includes("down(repair)"), 5000, "redrawn table");
+    await waitFor(() => c.out.includes("down(repair)"), 10_000, "redrawn table");
     statfs.monitor.setHold("d1", undefined);
     stop.abort();
     expect(await done).toBe(0);

@@ -1,8 +1,9 @@
-// The `state` file of a fixed cluster, byte for byte: two xcpufs nodes on fixed loopback ports (the
-// ports of the original capture), one with a session open, one whose operator set its state, and
-// one address where nothing listens.
+// The `state` file of a fixed cluster, byte for byte: two xcpufs nodes on loopback, one with a
+// session open, one whose operator set its state, and one address where nothing listens. The
+// fixtures carry the ports of the original capture; the nodes listen on free ports (a fixed port
+// may be taken by another program or test at that moment) and those replace them in both files.
 
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { machine, platform, tmpdir } from "node:os";
 import { join } from "node:path";
 import { mount } from "@clustermatic/ninep/client";
@@ -15,6 +16,7 @@ import { type AdminKeys, makeAdminKey, startNode } from "./helpers/cluster.js";
 import { waitFor } from "./helpers/net.js";
 
 const fixtures = join(import.meta.dirname, "fixtures");
+const CAPTURE_PORTS = ["42135", "45111"] as const;
 const supported = platform() === "linux" && machine() === "x86_64";
 if (!supported)
   console.log(
@@ -26,17 +28,22 @@ describe.skipIf(!supported)("golden state table", () => {
   let keys: AdminKeys;
   const nodes: XcpufsHandle[] = [];
   let statfs: Statfs;
+  const withOurPorts = (text: string) =>
+    CAPTURE_PORTS.reduce((t, p, i) => t.replaceAll(`!${p}`, `!${nodes[i]!.port}`), text);
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), "statfs-golden-"));
     keys = await makeAdminKey(dir);
-    nodes.push(await startNode(keys, dir, 42135), await startNode(keys, dir, 45111));
+    nodes.push(await startNode(keys, dir), await startNode(keys, dir));
+    const conf = join(dir, "golden.conf");
+    await writeFile(conf, withOurPorts(await readFile(join(fixtures, "golden.conf"), "latin1")), "latin1");
     statfs = await startStatfs({
-      configFile: join(fixtures, "golden.conf"),
+      configFile: conf,
       adminKey: keys.privateKey,
       listen: ["tcp!127.0.0.1!0"],
       http: null,
-      pollOverrides: { intervalMs: 1000, connectTimeoutMs: 1000, readTimeoutMs: 1000 },
+      // Seconds-long timeouts: the nodes answer from this process, which a busy machine slows down.
+      pollOverrides: { intervalMs: 10_000, connectTimeoutMs: 5000, readTimeoutMs: 5000 },
     });
   });
   afterAll(async () => {
@@ -57,7 +64,7 @@ describe.skipIf(!supported)("golden state table", () => {
     try {
       const admin = await mount(statfs.addresses[0]!, { uname: "xcpu-admin", authenticate: auth });
       const ctl = await admin.open("ctl", OWRITE);
-      await waitFor(() => statfs.monitor.node("n2")!.polled.toString() === "up", 5000, "n2 up");
+      await waitFor(() => statfs.monitor.node("n2")!.polled.toString() === "up", 20_000, "n2 up");
       await ctl.write(0, "state n2 maintenance\npoll n1\n");
       await ctl.clunk();
       await admin.close();
@@ -68,13 +75,13 @@ describe.skipIf(!supported)("golden state table", () => {
       const arch = (await archFid.read(0, 64)).toString("latin1");
       await archFid.clunk();
       const golden = Buffer.from(
-        (await readFile(join(fixtures, "state.golden"), "latin1")).replaceAll(
+        withOurPorts(await readFile(join(fixtures, "state.golden"), "latin1")).replaceAll(
           "\t/Linux/x86_64\t",
           `\t${arch}\t`,
         ),
         "latin1",
       );
-      await waitFor(() => statfs.monitor.table().equals(golden), 5000, "the golden table");
+      await waitFor(() => statfs.monitor.table().equals(golden), 20_000, "the golden table");
 
       // The same bytes come out of the 9P file.
       const reader = await mount(statfs.addresses[0]!, { uname: "nobody" });

@@ -49,7 +49,7 @@ describe("a node like the original xcpufs", () => {
     const conf = join(dir, "c.yaml");
     await writeFile(
       conf,
-      `poll: { interval: 500ms, procs: true }\nnodes:\n  - { name: old1, address: "tcp!127.0.0.1!${port}" }\n`,
+      `poll: { interval: 2s, procs: true }\nnodes:\n  - { name: old1, address: "tcp!127.0.0.1!${port}" }\n`,
     );
     statfs = await startStatfs({
       configFile: conf,
@@ -65,7 +65,7 @@ describe("a node like the original xcpufs", () => {
   });
 
   it("reads arch, state, sessions, jobs and uptime (from procs); has no load or memory", async () => {
-    await waitFor(() => statfs.monitor.node("old1")!.polled.toString() === "up", 5000, "old1 up");
+    await waitFor(() => statfs.monitor.node("old1")!.polled.toString() === "up", 20_000, "old1 up");
     expect(statfs.monitor.table().toString()).toBe(
       `old1\ttcp!127.0.0.1!${statfs.monitor.node("old1")!.config.port}\t/Linux/x86_64\tup\t2\n`,
     );
@@ -82,23 +82,25 @@ describe("a node like the original xcpufs", () => {
 
   it("shows the node's own state text, cut like the original", async () => {
     state.content = Buffer.from("down");
-    await waitFor(() => statfs.monitor.node("old1")!.polled.toString() === "down", 3000, "state down");
+    await waitFor(() => statfs.monitor.node("old1")!.polled.toString() === "down", 20_000, "state down");
     expect(statfs.monitor.table().toString()).toMatch(/\t\/Linux\/x86_64\tdown\t\d+\n$/);
     state.content = Buffer.from("x".repeat(100));
     await waitFor(
       () => statfs.monitor.node("old1")!.polled.length === 63,
-      3000,
+      20_000,
       "long state cut to 63 bytes",
     );
     state.content = Buffer.alloc(0);
-    await waitFor(() => statfs.monitor.node("old1")!.polled.toString() === "up", 3000, "up again");
+    await waitFor(() => statfs.monitor.node("old1")!.polled.toString() === "up", 20_000, "up again");
   });
   it("marks a node that has not answered for two intervals down(no_contact), then reconnects", async () => {
-    // The watchdog is driven by the monitor's clock: jump it forward three intervals.
+    // The watchdog is driven by the monitor's clock: jump it forward three intervals. The interval
+    // (and the timeouts, half of it) is seconds long so that only the jump, not a busy machine,
+    // makes the node miss its contact.
     let offset = 0;
     const addr = statfs.monitor.node("old1")!.config.address;
     const config = parseConfig(
-      `poll: { interval: 300ms }\nnodes:\n  - { name: w, address: "${addr}" }\n`,
+      `poll: { interval: 4s }\nnodes:\n  - { name: w, address: "${addr}" }\n`,
       "w.yaml",
     );
     const mon = new Monitor(config, { connector: new XcpufsConnector(), now: () => Date.now() + offset });
@@ -106,11 +108,11 @@ describe("a node like the original xcpufs", () => {
     mon.on("change", (v) => seen.push(v.status));
     mon.start();
     try {
-      await waitFor(() => mon.node("w")!.polled.toString() === "up", 5000, "w up");
-      offset = 900;
-      await waitFor(() => seen.includes("down(no_contact)"), 3000, "down(no_contact)");
+      await waitFor(() => mon.node("w")!.polled.toString() === "up", 20_000, "w up");
+      offset = 3 * 4000;
+      await waitFor(() => seen.includes("down(no_contact)"), 20_000, "down(no_contact)");
       expect(mon.node("w")!.error).toMatch(/^no answer for \d+ s$/);
-      await waitFor(() => mon.node("w")!.polled.toString() === "up", 3000, "w up again");
+      await waitFor(() => mon.node("w")!.polled.toString() === "up", 20_000, "w up again");
       expect(seen.slice(-2)).toEqual(["down(no_contact)", "up"]);
     } finally {
       await mon.stop();

@@ -17,7 +17,7 @@ import { type Child, run } from "./helpers/proc.js";
 
 async function table(addr: string): Promise<ParsedRow[] | undefined> {
   let out = "";
-  const code = await xstat(["-a", addr, "-t", "2s"], {
+  const code = await xstat(["-a", addr, "-t", "10s"], {
     stdout: { write: (s: string) => (out += s) },
     stderr: { write: () => {} },
     handleSignals: false,
@@ -65,7 +65,7 @@ describe("statfs process", () => {
     const nokey = spawnStatfs(["-c", conf, "-a", join(dir, "missing_key")]);
     expect(await nokey.exited).toBe(1);
     expect(nokey.stderr()).toMatch(/cannot read admin key .*missing_key: ENOENT/);
-  });
+  }, 120_000);
 
   it("reloads on SIGHUP, keeps the old configuration on error, and keeps serving across a restart", async () => {
     const port = await deadPort();
@@ -83,18 +83,24 @@ describe("statfs process", () => {
       addr,
       "--http",
       "off",
+      // The nodes answer from this process: timeouts of seconds, so that a busy machine does not
+      // make them miss a poll (each node is polled at once when it is configured or statfs starts).
       "-i",
-      "1s",
+      "10s",
+      "--connect-timeout",
+      "5s",
+      "--read-timeout",
+      "5s",
       "--hold-file",
       holds,
     ];
     const s1 = spawnStatfs(args);
-    await s1.waitStderr(/serving 2 nodes/);
-    await waitFor(async () => (await table(addr))?.every((r) => r.status === "up"), 10_000, "both nodes up");
+    await s1.waitStderr(/serving 2 nodes/, 60_000);
+    await waitFor(async () => (await table(addr))?.every((r) => r.status === "up"), 30_000, "both nodes up");
 
     await writeFile(conf, `${two}oops\n`);
     s1.kill("SIGHUP");
-    await s1.waitStderr(/reload rejected/);
+    await s1.waitStderr(/reload rejected/, 60_000);
     expect(s1.stderr()).toContain(`${conf}:3: invalid format: oops`);
     expect((await table(addr))!.map((r) => [r.name, r.status])).toEqual([
       ["n1", "up"],
@@ -106,8 +112,12 @@ describe("statfs process", () => {
     const dead = await deadPort();
     await writeFile(conf, `${two}n3=127.0.0.1!${dead}\n`);
     s1.kill("SIGHUP");
-    await s1.waitStderr(/reloaded .*: 3 nodes/);
-    await waitFor(async () => (await table(addr))?.[2]?.status === "down(connect_failed)", 5000, "n3 polled");
+    await s1.waitStderr(/reloaded .*: 3 nodes/, 60_000);
+    await waitFor(
+      async () => (await table(addr))?.[2]?.status === "down(connect_failed)",
+      30_000,
+      "n3 polled",
+    );
     expect((await table(addr))!.map((r) => r.name)).toEqual(["n1", "n2", "n3"]);
     const f = await held.open("state", OREAD);
     expect(parseTable((await f.read(0, 8192)).toString()).map((r) => r.name)).toEqual(["n1", "n2", "n3"]);
@@ -131,8 +141,8 @@ describe("statfs process", () => {
     expect(await table(addr)).toBeUndefined();
 
     const s2 = spawnStatfs(args);
-    await s2.waitStderr(/serving 3 nodes/);
-    await waitFor(async () => (await table(addr))?.[0]?.status === "up", 10_000, "n1 up after restart");
+    await s2.waitStderr(/serving 3 nodes/, 60_000);
+    await waitFor(async () => (await table(addr))?.[0]?.status === "up", 30_000, "n1 up after restart");
     const rows = (await table(addr))!;
     expect(rows.map((r) => [r.name, r.status])).toEqual([
       ["n1", "up"],
@@ -141,5 +151,5 @@ describe("statfs process", () => {
     ]);
     s2.kill("SIGTERM");
     expect(await s2.exited).toBe(0);
-  });
+  }, 180_000);
 });
