@@ -142,7 +142,7 @@ describe("statfs with 8 xcpufs nodes", () => {
       const polls = statfs.monitor.node("n3")!.polls; // includes a poll in flight
       const seen = changes.length;
       await act();
-      const change = await waitFor(() => changes.slice(seen).find((c) => want(c.status)), 30_000, what);
+      const change = (await waitFor(() => changes.slice(seen).find((c) => want(c.status)), 30_000, what))!;
       expect(change.polls - polls, `polls until ${what}`).toBeLessThanOrEqual(2);
     };
     try {

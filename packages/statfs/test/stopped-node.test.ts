@@ -78,7 +78,7 @@ describe("a node process that stops answering", () => {
       const polls = statfs.monitor.node("frozen")!.polls; // includes a poll in flight
       const seen = changes.length;
       child!.kill(signal);
-      const change = await waitFor(() => changes.slice(seen).find((c) => want(c.status)), 30_000, what);
+      const change = (await waitFor(() => changes.slice(seen).find((c) => want(c.status)), 30_000, what))!;
       expect(change.polls - polls, `polls until ${what}`).toBeLessThanOrEqual(2);
       return change.status;
     };
