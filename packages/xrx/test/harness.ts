@@ -3,7 +3,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { EventEmitter } from "node:events";
 import { mkdtempSync, rmSync } from "node:fs";
-import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { PassThrough, Readable } from "node:stream";
@@ -96,21 +95,14 @@ export interface ChildNode extends TestNode {
   kill(): void;
 }
 
-/** Starts xcpufs as a child process (its own process group) so that a test can kill it. */
-export async function startChildNode(extra: string[] = [], attempts = 3): Promise<ChildNode> {
-  try {
-    return await startChildNodeOnce(extra);
-  } catch (err) {
-    // The free port may have been taken between the probe and the start: try another.
-    if (attempts <= 1) throw err;
-    return startChildNode(extra, attempts - 1);
-  }
-}
-
-async function startChildNodeOnce(extra: string[]): Promise<ChildNode> {
+/**
+ * Starts xcpufs as a child process (its own process group) so that a test can kill it. It listens
+ * on a port the system picks and says which: a port probed free earlier may be taken meanwhile, and
+ * a probe by connecting could then reach someone else's server.
+ */
+export async function startChildNode(extra: string[] = []): Promise<ChildNode> {
   const tmp = tempDir("xrx-cnode-");
   const bin = join(ROOT, "packages/xcpufs/src/bin/xcpufs.ts");
-  const port = await freePort();
   const child = spawn(
     process.execPath,
     [
@@ -122,7 +114,7 @@ async function startChildNodeOnce(extra: string[]): Promise<ChildNode> {
       "--listen",
       "127.0.0.1",
       "-p",
-      String(port),
+      "0",
       "-t",
       tmp,
       "--state-dir",
@@ -134,26 +126,10 @@ async function startChildNodeOnce(extra: string[]): Promise<ChildNode> {
   let exited = false;
   let errText = "";
   child.stderr!.on("data", (d) => (errText += d));
+  child.stdout!.resume();
   child.once("exit", () => {
     exited = true;
   });
-  await until(
-    () =>
-      exited ||
-      new Promise<boolean>((resolve) => {
-        const s = connect(port, "127.0.0.1");
-        s.once("connect", () => {
-          s.destroy();
-          resolve(true);
-        });
-        s.once("error", () => resolve(false));
-      }),
-    20_000,
-    "xcpufs child to listen",
-  );
-  if (exited) throw new Error(`xcpufs child exited at start: ${errText}`);
-  child.stdout!.resume();
-  child.stderr!.resume();
   const kill = () => {
     try {
       process.kill(-child.pid!, "SIGKILL");
@@ -162,6 +138,10 @@ async function startChildNodeOnce(extra: string[]): Promise<ChildNode> {
     }
   };
   onCleanup(kill);
+  const listening = /listening on \S*!(\d+)\n/;
+  await until(() => exited || listening.test(errText), 60_000, "xcpufs child to listen");
+  if (exited) throw new Error(`xcpufs child exited at start: ${errText}`);
+  const port = Number(listening.exec(errText)![1]);
   return { port, spec: `127.0.0.1!${port}`, tmp, child, kill, stop: async () => kill() };
 }
 
@@ -181,6 +161,8 @@ export async function runCli(
     signals?: EventEmitter;
     cwd?: string;
     ttyStderr?: boolean;
+    /** Sees stderr as it is written (runCli's result has all of it only at the end). */
+    onStderr?: (text: string) => void;
   } = {},
 ): Promise<RunResult> {
   const out: Buffer[] = [];
@@ -188,7 +170,10 @@ export async function runCli(
   const stdout = new PassThrough();
   const stderr = new PassThrough();
   stdout.on("data", (d) => out.push(d));
-  stderr.on("data", (d) => err.push(d));
+  stderr.on("data", (d) => {
+    err.push(d);
+    opts.onStderr?.(Buffer.concat(err).toString());
+  });
   if (opts.ttyStderr) (stderr as PassThrough & { isTTY?: boolean }).isTTY = true;
   const stdin =
     opts.stdin instanceof Readable
@@ -249,16 +234,4 @@ export async function until(
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error(`timed out waiting for ${what}`);
-}
-
-/** A TCP port free on 127.0.0.1 right now. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const a = srv.address();
-      srv.close(() => resolve(typeof a === "object" && a ? a.port : 0));
-    });
-  });
 }

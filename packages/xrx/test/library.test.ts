@@ -96,7 +96,7 @@ describe("tree spawn that the nodes cannot finish", () => {
       stderr: new PassThrough(),
       stdin: null,
       peerAddress: (n) => (n === nodes[1] || n === nodes[3] ? "tcp!127.0.0.1!1" : n.address),
-      connectTimeoutMs: 3000,
+      connectTimeoutMs: 10_000,
     });
     expect(res.exitCode).toBe(0);
     expect(text.trim().split("\n").sort()).toEqual(["ran /1", "ran /2", "ran /3", "ran /4"]);

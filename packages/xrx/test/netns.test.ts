@@ -121,13 +121,14 @@ describe.skipIf(why !== undefined)("xrx across network namespaces", () => {
       await until(
         async () => {
           try {
-            node = await XcpuNode.connect(spec, { identity: admin, timeoutMs: 1000 });
+            node = await XcpuNode.connect(spec, { identity: admin, timeoutMs: 10_000 });
             return true;
           } catch {
             return false;
           }
         },
-        30_000,
+        // Four node processes start at once (through tsx): slow on a busy machine.
+        120_000,
         `xcpufs in ${ns(i)}`,
       );
       await node!.rootCtl("group-add xrxusers 4242");
@@ -135,7 +136,7 @@ describe.skipIf(why !== undefined)("xrx across network namespaces", () => {
       node!.close();
     }
     list = Array.from({ length: HOSTS }, (_, i) => addr(i + 1)).join(",");
-  }, 90_000);
+  }, 300_000);
   afterAll(cleanupAll);
 
   it("runs on 4 hosts over the bridge, flat and by tree spawn with passkeys", async () => {
@@ -154,5 +155,5 @@ describe.skipIf(why !== undefined)("xrx across network namespaces", () => {
       expect(tree.code).toBe(0);
       expect(tree.stdout.trim().split("\n").sort()).toEqual(["/1", "/2", "/3", "/4"]);
     }
-  }, 60_000);
+  }, 120_000);
 });

@@ -62,9 +62,14 @@ describe("jobs: -J attach, xps, xk", () => {
     const json = JSON.parse((await runCli(xps, ["--no-key", "--json", "-J", "pjob", four.list])).stdout);
     expect(json.filter((p: { command: string[] }) => p.command[0] === "sleep")).toHaveLength(4);
 
-    // -J attaches to the running job and waits for its end.
-    const attached = runCli(xrx, ["--no-key", "-J", "pjob", four.list]);
-    await new Promise((r) => setTimeout(r, 300));
+    // -J attaches to the running job and waits for its end. The kill comes once it has attached to
+    // every node (-v says when), however long that takes.
+    let ready!: () => void;
+    const attachedAll = new Promise<void>((r) => (ready = r));
+    const attached = runCli(xrx, ["--no-key", "-v", "-J", "pjob", four.list], {
+      onStderr: (text) => /^xrx: sessions ready at/m.test(text) && ready(),
+    });
+    await Promise.race([attachedAll, attached]);
     // xk the main processes (the shells): both xrx runs see them die of SIGTERM.
     const k = await runCli(xk, ["--no-key", "TERM", `${four.list}:/pjob`]);
     expect(k.stderr).toBe("");
@@ -144,31 +149,33 @@ describe("signals", () => {
     ]);
     let out = "";
     child.stdout!.on("data", (d) => (out += d));
-    await until(() => (out.match(/ready/g) ?? []).length === 4, 40_000, "programs ready");
+    await until(() => (out.match(/ready/g) ?? []).length === 4, 60_000, "programs ready");
     child.kill("SIGINT");
     const r = await done;
     expect(r.stdout.match(/got INT/g)).toHaveLength(4);
     expect(r.code).toBe(7);
-  }, 60_000);
+  }, 120_000);
 
   it("a second Ctrl-C wipes the sessions", async () => {
+    // The program survives interrupts and says when one reached it: the second Ctrl-C is sent only
+    // once the first has been forwarded everywhere (two signals sent close together can merge).
     const { child, done } = spawnCli("xrx", [
       "--no-key",
       four.list,
       "sh",
       "-c",
-      "trap '' INT; echo ready; sleep 30",
+      "trap 'echo got INT' INT; echo ready; while :; do sleep 0.1; done",
     ]);
     let out = "";
     child.stdout!.on("data", (d) => (out += d));
-    await until(() => (out.match(/ready/g) ?? []).length === 4, 40_000, "programs ready");
+    await until(() => (out.match(/ready/g) ?? []).length === 4, 60_000, "programs ready");
     child.kill("SIGINT");
-    await new Promise((r) => setTimeout(r, 200));
+    await until(() => (out.match(/got INT/g) ?? []).length === 4, 30_000, "first interrupt forwarded");
     child.kill("SIGINT");
     const r = await done;
     expect(r.stderr).toContain("wiping sessions");
     expect(r.code).not.toBe(0);
-  }, 60_000);
+  }, 120_000);
 });
 
 describe("output closed", () => {
@@ -185,7 +192,7 @@ describe("output closed", () => {
     const r = await done;
     expect(r.code).toBe(141);
     await until(() => four.nodes.every((n) => readdirSync(n.tmp).length === 0), 30_000, "sessions removed");
-  }, 60_000);
+  }, 120_000);
 });
 
 describe("authentication", () => {
@@ -259,7 +266,7 @@ describe("authentication", () => {
       expect(k.code).toBe(0);
       expect((await job).code).toBe(137);
     },
-    60_000,
+    120_000,
   );
 });
 
@@ -298,7 +305,9 @@ describe("node sources and options", () => {
       configFile: conf,
       listen: ["tcp!127.0.0.1!0"],
       http: null,
-      pollOverrides: { intervalMs: 200, connectTimeoutMs: 500, readTimeoutMs: 500 },
+      // Live nodes must not miss a poll while this process is busy: timeouts of seconds. Each
+      // node is polled at once when statfs starts, so nothing waits for the interval.
+      pollOverrides: { intervalMs: 10_000, connectTimeoutMs: 5000, readTimeoutMs: 5000 },
     });
     onCleanup(() => statfs.close());
     const addr = statfs.addresses[0]!;
@@ -397,5 +406,5 @@ describe("command line", () => {
     const r = await done;
     expect(r.stdout).toBe(`${four.nodes[0]!.spec}: via stdin\n`);
     expect(r.code).toBe(0);
-  }, 60_000);
+  }, 120_000);
 });
