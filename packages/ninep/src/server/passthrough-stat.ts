@@ -103,12 +103,52 @@ interface IdTable {
 }
 
 /**
+ * The last parse of each file, shared by every IdNames of the process (a server makes one
+ * passthrough per export, xcpufs one per session): a new instance still checks the file's mtime
+ * before using it, but does not read and parse an unchanged file again.
+ */
+const parsedTables = new Map<string, { version: string; table: IdTable }>();
+
+/** `version` tells file contents apart (mtime, size, inode); "" = the file is missing. */
+function parsedTable(file: string, version: string): IdTable {
+  const known = parsedTables.get(file);
+  if (known && known.version === version && version !== "") return known.table;
+  const table: IdTable = { byId: new Map(), byName: new Map(), extra: new Map(), members: new Map() };
+  if (version !== "") {
+    let text = "";
+    try {
+      text = readFileSync(file, "utf8");
+    } catch {
+      text = "";
+    }
+    for (const line of text.split("\n")) {
+      if (line === "" || line.startsWith("#")) continue;
+      const f = line.split(":");
+      const name = f[0];
+      const id = Number(f[2]);
+      if (!name || f.length < 3 || !Number.isInteger(id) || id < 0) continue;
+      if (!table.byId.has(id)) table.byId.set(id, name);
+      if (!table.byName.has(name)) table.byName.set(name, id);
+      const g = Number(f[3]);
+      if (Number.isInteger(g) && f[3] !== "" && !table.extra.has(name)) table.extra.set(name, g);
+      if (f[3] && !/^\d+$/.test(f[3]))
+        table.members.set(
+          id,
+          f[3].split(",").filter((m) => m !== ""),
+        );
+    }
+  }
+  parsedTables.set(file, { version, table });
+  return table;
+}
+
+/**
  * User and group names from /etc/passwd and /etc/group (re-read when the file changes, checked at
  * most every `recheckMs`). Unknown ids are shown as decimal numbers; decimal strings are accepted
  * as ids in the other direction.
  */
 export class IdNames {
-  private readonly tables = new Map<string, { table: IdTable; mtimeMs: number; checked: number }>();
+  private readonly tables = new Map<string, { table: IdTable; version: string; checked: number }>();
 
   constructor(
     private readonly passwdFile = "/etc/passwd",
@@ -120,42 +160,19 @@ export class IdNames {
     const now = Date.now();
     const cached = this.tables.get(file);
     if (cached && now - cached.checked < this.recheckMs) return cached.table;
-    let mtimeMs = -1;
+    let version = "";
     try {
-      mtimeMs = statSync(file).mtimeMs;
+      const st = statSync(file);
+      version = `${st.mtimeMs}:${st.size}:${st.ino}`;
     } catch {
       // missing file: empty table
     }
-    if (cached && cached.mtimeMs === mtimeMs) {
+    if (cached && cached.version === version) {
       cached.checked = now;
       return cached.table;
     }
-    const table: IdTable = { byId: new Map(), byName: new Map(), extra: new Map(), members: new Map() };
-    if (mtimeMs >= 0) {
-      let text = "";
-      try {
-        text = readFileSync(file, "utf8");
-      } catch {
-        text = "";
-      }
-      for (const line of text.split("\n")) {
-        if (line === "" || line.startsWith("#")) continue;
-        const f = line.split(":");
-        const name = f[0];
-        const id = Number(f[2]);
-        if (!name || f.length < 3 || !Number.isInteger(id) || id < 0) continue;
-        if (!table.byId.has(id)) table.byId.set(id, name);
-        if (!table.byName.has(name)) table.byName.set(name, id);
-        const g = Number(f[3]);
-        if (Number.isInteger(g) && f[3] !== "" && !table.extra.has(name)) table.extra.set(name, g);
-        if (f[3] && !/^\d+$/.test(f[3]))
-          table.members.set(
-            id,
-            f[3].split(",").filter((m) => m !== ""),
-          );
-      }
-    }
-    this.tables.set(file, { table, mtimeMs, checked: now });
+    const table = parsedTable(file, version);
+    this.tables.set(file, { table, version, checked: now });
     return table;
   }
 
