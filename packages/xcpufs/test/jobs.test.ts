@@ -274,8 +274,8 @@ describe("jobs", () => {
     });
     expect(new Set(results.map((r) => r.sid)).size).toBe(200);
     await Promise.all(conns.map((c) => c.close()));
-    await until(() => sessionDirs().length <= before && h.xcpufs.sessions.size === 0);
-  });
+    await until(() => sessionDirs().length <= before && h.xcpufs.sessions.size === 0, 60_000);
+  }, 180_000);
   it("redirect takes stdin from and sends stdout to node-local files", async () => {
     const job = await openJob(fs);
     for (const [name, text] of [

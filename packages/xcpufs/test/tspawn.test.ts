@@ -197,6 +197,9 @@ describe("tree spawn", () => {
     "clones a session across 4 network-namespace hosts",
     async () => {
       const tag = String(process.pid % 10000);
+      // A /24 of 198.18.0.0/15 per process: a bridge left by an earlier run that was killed keeps
+      // its route, and must not catch this run's traffic.
+      const net = `198.18.${(process.pid % 250) + 1}`;
       const br = `xcbr${tag}`;
       const names = [0, 1, 2, 3].map((i) => `xcns${tag}-${i}`);
       const sh = (args: string[]) => execFileSync("ip", args, { stdio: "pipe" });
@@ -216,8 +219,9 @@ describe("tree spawn", () => {
       };
       const nodeProcs: ChildProcess[] = [];
       try {
+        cleanup(); // names left by an earlier process with the same tag
         sh(["link", "add", br, "type", "bridge"]);
-        sh(["addr", "add", "198.18.0.254/24", "dev", br]);
+        sh(["addr", "add", `${net}.254/24`, "dev", br]);
         sh(["link", "set", br, "up"]);
         const addresses: string[] = [];
         for (let i = 0; i < 4; i++) {
@@ -227,7 +231,7 @@ describe("tree spawn", () => {
           sh(["link", "add", host, "type", "veth", "peer", "name", "eth0", "netns", ns]);
           sh(["link", "set", host, "master", br]);
           sh(["link", "set", host, "up"]);
-          sh(["-n", ns, "addr", "add", `198.18.0.${i + 1}/24`, "dev", "eth0"]);
+          sh(["-n", ns, "addr", "add", `${net}.${i + 1}/24`, "dev", "eth0"]);
           sh(["-n", ns, "link", "set", "eth0", "up"]);
           sh(["-n", ns, "link", "set", "lo", "up"]);
           // each host starts with alice already in its pool (state directory)
@@ -257,7 +261,7 @@ describe("tree spawn", () => {
               "tsx",
               join(pkg, "src/bin/xcpufs.ts"),
               "--listen",
-              `198.18.0.${i + 1}`,
+              `${net}.${i + 1}`,
               "-p",
               "6667",
               "-s",
@@ -272,7 +276,7 @@ describe("tree spawn", () => {
           );
           nodeProcs.push(child);
           children.push(child);
-          addresses.push(`tcp!198.18.0.${i + 1}!6667`);
+          addresses.push(`tcp!${net}.${i + 1}!6667`);
         }
         // wait until every node answers
         for (const a of addresses) {

@@ -39,7 +39,7 @@ describe.skipIf(why !== undefined)("xrx across network namespaces", () => {
   let list = "";
   let userKey = "";
   beforeAll(async () => {
-    onCleanup(() => {
+    const removeAll = () => {
       for (let i = 1; i <= HOSTS; i++) {
         try {
           ip("netns", "del", ns(i));
@@ -48,7 +48,9 @@ describe.skipIf(why !== undefined)("xrx across network namespaces", () => {
       try {
         ip("link", "del", bridge);
       } catch {}
-    });
+    };
+    removeAll(); // names left by an earlier process with the same tag
+    onCleanup(removeAll);
     ip("link", "add", bridge, "type", "bridge");
     ip("addr", "add", `${net}.1/24`, "dev", bridge);
     ip("link", "set", bridge, "up");
