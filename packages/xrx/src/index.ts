@@ -5,6 +5,7 @@ export { type JobOptions, type JobResult, mapLimit, runJob } from "./job.js";
 export {
   ADMIN_KEY,
   defaultKeyFile,
+  defaultKeyFiles,
   KeyError,
   loadPrivateKey,
   type PrivateKey,

@@ -213,12 +213,17 @@ export const ADMIN_KEY = "/etc/xcpu/admin_key";
  * exists (the caller then tries without a key, which works only for key-less pool users).
  */
 export function defaultKeyFile(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  return defaultKeyFiles(env)[0];
+}
+
+/**
+ * Every default key that exists, in the order they are tried: $HOME/.ssh/id_ed25519, id_rsa.
+ * A node that refuses the first is asked again with the next (the original xcpufs knows only
+ * RSA keys, and its users are registered with their id_rsa.pub).
+ */
+export function defaultKeyFiles(env: NodeJS.ProcessEnv = process.env): string[] {
   const home = env.HOME || homedir();
-  for (const name of ["id_ed25519", "id_rsa"]) {
-    const p = join(home, ".ssh", name);
-    if (existsSync(p)) return p;
-  }
-  return undefined;
+  return ["id_ed25519", "id_rsa"].map((name) => join(home, ".ssh", name)).filter((p) => existsSync(p));
 }
 
 /**

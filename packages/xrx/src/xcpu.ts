@@ -50,6 +50,11 @@ export interface Identity {
   uid: number;
   /** Signs the challenge; null = answer nothing (key-less pool users, --no-auth servers). */
   key: PrivateKey | null;
+  /**
+   * Keys tried in order, on the same connection, when the node refuses `key` with
+   * "authentication failed" (the user's other default keys).
+   */
+  fallbackKeys?: PrivateKey[];
 }
 
 /** The invoking Unix user with a key. */
@@ -183,16 +188,27 @@ export class XcpuNode {
       });
       const { user, uid, key } = opts.identity;
       const call = { signal: ac.signal };
-      const afid = await client.auth(user, "", { n_uname: uid, ...call });
-      if (afid && key) {
-        // Without a key there is nothing to answer: the challenge is not read (one round trip less).
-        const challenge = await afid.read(64, call);
-        if (challenge.length === 0) throw new Error("authentication failed (empty challenge)");
-        await afid.write(answerChallenge(key, challenge), call);
+      const keys = [key, ...(key ? (opts.identity.fallbackKeys ?? []) : [])];
+      for (let i = 0; ; i++) {
+        const k = keys[i] ?? null;
+        const afid = await client.auth(user, "", { n_uname: uid, ...call });
+        try {
+          if (afid && k) {
+            // Without a key there is nothing to answer: the challenge is not read (one round trip less).
+            const challenge = await afid.read(64, call);
+            if (challenge.length === 0) throw new Error("authentication failed (empty challenge)");
+            await afid.write(answerChallenge(k, challenge), call);
+          }
+          const root = await client.attach(user, "", { afid: afid ?? undefined, n_uname: uid, ...call });
+          const identity = k === key ? opts.identity : { user, uid, key: k };
+          return new XcpuNode(spec, client, root, identity);
+        } catch (err) {
+          const refused = err instanceof RemoteError && /authentication failed/.test(err.ename);
+          if (!afid || !refused || i + 1 >= keys.length) throw err;
+        } finally {
+          if (afid) void afid.clunk().catch(() => {});
+        }
       }
-      const root = await client.attach(user, "", { afid: afid ?? undefined, n_uname: uid, ...call });
-      if (afid) void afid.clunk().catch(() => {});
-      return new XcpuNode(spec, client, root, opts.identity);
     } catch (err) {
       client?.destroy();
       if (ac.signal.aborted && ac.signal.reason instanceof XcpuError) throw ac.signal.reason;

@@ -3,7 +3,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { Client } from "@clustermatic/ninep/client";
 import { OREAD } from "@clustermatic/ninep/codec";
-import { ADMIN_KEY, defaultKeyFile, KeyError, loadPrivateKey } from "../keys.js";
+import { ADMIN_KEY, defaultKeyFiles, KeyError, loadPrivateKey } from "../keys.js";
 import {
   type NodeSpec,
   nodesFromStatfs,
@@ -21,9 +21,19 @@ import { type CliIo, secondsOption, UsageError } from "./args.js";
  */
 export function launchIdentity(keyFile: string | undefined, env: NodeJS.ProcessEnv, noKey = false): Identity {
   if (noKey) return userIdentity(null);
-  const file = keyFile ?? defaultKeyFile(env);
-  if (!file) return userIdentity(null);
-  return userIdentity(loadPrivateKey(file));
+  if (keyFile) return userIdentity(loadPrivateKey(keyFile));
+  const [first, ...others] = defaultKeyFiles(env);
+  if (!first) return userIdentity(null);
+  const identity = userIdentity(loadPrivateKey(first));
+  // The other default keys answer when a node refuses the first (an RSA-only original node).
+  const fallbackKeys = others.flatMap((f) => {
+    try {
+      return [loadPrivateKey(f)];
+    } catch {
+      return [];
+    }
+  });
+  return fallbackKeys.length > 0 ? { ...identity, fallbackKeys } : identity;
 }
 
 /**

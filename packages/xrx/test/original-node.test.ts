@@ -1,0 +1,348 @@
+// xrx, xps and xk against a node that behaves like the ORIGINAL xcpufs 1.2.3 (test/original/):
+// msize capped at 32792 (and 8216), iounit 0 on every open/create, the original's root files and
+// formats, its session-file semantics, its RSA challenge–response and its quirks. A proxy in front
+// of the node checks that no message exceeds the negotiated msize and no read asks for more than
+// msize − 24 (the original refuses those with "i/o count too large").
+import { createHash, generateKeyPairSync } from "node:crypto";
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { userInfo } from "node:os";
+import { join } from "node:path";
+import { PassThrough } from "node:stream";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { main as xk } from "../src/cli/xk.js";
+import { main as xps } from "../src/cli/xps.js";
+import { main as xrx } from "../src/cli/xrx.js";
+import { runJob } from "../src/job.js";
+import { publicKeyLine } from "../src/keys.js";
+import { xcpuNodes } from "../src/nodes.js";
+import { parseProcs } from "../src/procs.js";
+import { XcpuNode } from "../src/xcpu.js";
+import { cleanupAll, onCleanup, runCli, spawnCli, tempDir, until } from "./harness.js";
+import { OriginalNode } from "./original/node.js";
+import { PROCS_HEADER } from "./original/procs.js";
+
+afterAll(cleanupAll);
+
+const me = userInfo();
+
+function rsaKeyFiles(dir: string, name: string): { file: string; line: string } {
+  const { privateKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
+  const file = join(dir, name);
+  writeFileSync(file, privateKey.export({ type: "pkcs1", format: "pem" }) as string, { mode: 0o600 });
+  return { file, line: publicKeyLine(privateKey) };
+}
+
+async function originalNode(opts: Parameters<typeof OriginalNode.start>[0] = {}): Promise<OriginalNode> {
+  const n = await OriginalNode.start(opts);
+  onCleanup(() => n.close());
+  return n;
+}
+
+/** What the original could not have served must never have been sent. */
+function expectWireClean(n: OriginalNode): void {
+  expect(n.wire.violations).toEqual([]);
+}
+
+const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
+
+describe("a node like the original xcpufs 1.2.3, with a key-less pool user (--no-key)", () => {
+  let node: OriginalNode;
+  beforeAll(async () => {
+    node = await originalNode();
+    node.addGroup("users", 100);
+    node.addUser(me.username, me.uid, "users", "");
+  });
+
+  it("negotiates msize 32792, gets iounit 0, runs /bin/echo staged with its libraries", async () => {
+    const r = await runCli(xrx, ["--no-key", node.spec, "/bin/echo", "hello", "world"]);
+    expect(r).toEqual({ code: 0, stdout: "hello world\n", stderr: "" });
+    const opened = node.wire.records.filter((x) => x.dir === "s2c" && (x.type === 113 || x.type === 115));
+    expect(opened.length).toBeGreaterThan(4);
+    expect(node.wire.largest().frame).toBeLessThanOrEqual(32792);
+    expect(node.wire.largest().read).toBeLessThanOrEqual(32768);
+    expectWireClean(node);
+    await until(() => node.sessions.size === 0, 10_000, "session released");
+  });
+
+  it("feeds stdin to cat, with -p and with -L", async () => {
+    const text = Array.from({ length: 2000 }, (_, i) => `line ${i}`).join("\n");
+    const p = await runCli(xrx, ["--no-key", "-p", node.spec, "cat"], { stdin: `${text}\n` });
+    expect(p.code).toBe(0);
+    expect(p.stdout).toBe(
+      text
+        .split("\n")
+        .map((l) => `${node.spec}: ${l}\n`)
+        .join(""),
+    );
+    const l = await runCli(xrx, ["--no-key", "-L", node.spec, "cat"], { stdin: "a\nb\nno newline" });
+    expect(l.code).toBe(0);
+    // (Unlike the original, our -L delivers a last line without newline, ended by one.)
+    expect(l.stdout).toBe("a\nb\nno newline\n");
+    expectWireClean(node);
+  });
+
+  it("reports the exit status 3 (wait reads 768) and keeps stdout and stderr apart", async () => {
+    const r = await runCli(xrx, ["--no-key", node.spec, "sh", "-c", "echo out; echo err 1>&2; exit 3"]);
+    expect(r.code).toBe(3);
+    expect(r.stdout).toBe("out\n");
+    expect(r.stderr).toContain("err\n");
+    expect(r.stderr).toContain("exit 3");
+    expectWireClean(node);
+  });
+
+  it("stages a static binary and a script larger than 32 KiB byte for byte (many 32 KiB writes)", async () => {
+    const d = tempDir("xrx-orig-big-");
+    // A script that hashes itself as the node stores it.
+    const payload = Buffer.alloc(300_000);
+    for (let i = 0; i < payload.length; i++) payload[i] = 0x61 + ((i * 7919) % 26);
+    const script = Buffer.concat([
+      Buffer.from('#!/bin/sh\nsha256sum "$0" | cut -d" " -f1\nexit 0\n#'),
+      payload,
+      Buffer.from("\n"),
+    ]);
+    writeFileSync(join(d, "big.sh"), script);
+    chmodSync(join(d, "big.sh"), 0o755);
+    const r = await runCli(xrx, ["--no-key", "-S", node.spec, join(d, "big.sh")]);
+    expect(r.stderr).toBe("");
+    expect(r.stdout).toBe(`${sha(script)}\n`);
+    // busybox is static (about 2 MB): it runs from fs/ and hashes its own staged copy.
+    const bb = readFileSync("/bin/busybox");
+    const b = await runCli(xrx, ["--no-key", node.spec, "/bin/busybox", "sha256sum", "busybox"]);
+    expect(b.stderr).toBe("");
+    expect(b.stdout).toBe(`${sha(bb)}  busybox\n`);
+    const writes = node.wire.records.filter((x) => x.dir === "c2s" && x.type === 118);
+    expect(Math.max(...writes.map((w) => w.count ?? 0))).toBe(32768);
+    expectWireClean(node);
+  });
+
+  it("passes -j, -c and XCPUENV; ranks are 1..N", async () => {
+    const dir = tempDir("xrx-orig-cwd-");
+    const r = await runCli(
+      xrx,
+      ["--no-key", "-j", "myjob", "-c", dir, node.spec, "sh", "-c", 'echo "$XCPUID $(pwd) $A $B"'],
+      { env: { XCPUENV: "A=1\\n'B=two words'" } },
+    );
+    expect(r.stderr).toBe("");
+    expect(r.stdout).toBe(`myjob/1 ${dir} 1 two words\n`);
+    const j = await runCli(xrx, ["--no-key", node.spec, "sh", "-c", 'echo "[$XCPUID]"'], {
+      env: { JOBID: "fromenv" },
+    });
+    expect(j.stdout).toBe("[fromenv/1]\n");
+    expectWireClean(node);
+  });
+
+  it("runs a program already on the node with -l (absolute path, local cwd)", async () => {
+    const dir = tempDir("xrx-orig-l-");
+    const r = await runCli(xrx, ["--no-key", "-l", node.spec, "/bin/sh", "-c", "echo $0 $(pwd)"], {
+      cwd: dir,
+    });
+    expect(r.stdout).toBe(`/bin/sh ${dir}\n`);
+    // A missing program: the original forks, execve fails in the child, status is errno × 256.
+    const m = await runCli(xrx, ["--no-key", "-l", node.spec, "/nonexistent/prog"]);
+    expect(m.code).toBe(2);
+    expect(m.stderr).toContain("exit 2");
+  });
+
+  it("the library runs the same job and decodes the status", async () => {
+    const out = new PassThrough();
+    const err = new PassThrough();
+    let text = "";
+    out.on("data", (d) => (text += d));
+    err.resume();
+    const res = await runJob({
+      nodes: xcpuNodes(node.spec),
+      identity: { user: me.username, uid: me.uid, key: null },
+      program: "sh",
+      args: ["-c", "echo library; exit 3"],
+      stdout: out,
+      stderr: err,
+    });
+    expect(text).toBe("library\n");
+    expect(res.exitCode).toBe(3);
+    expect(res.outcomes[0]!.status).toMatchObject({ raw: 768, code: 3 });
+    expectWireClean(node);
+  });
+
+  it("refuses a user the pool does not know with the original's 'unknown user'", async () => {
+    const stranger = await originalNode();
+    const r = await runCli(xrx, ["--no-key", stranger.spec, "/bin/true"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("unknown user");
+  });
+});
+
+describe("the original's RSA challenge–response", () => {
+  let node: OriginalNode;
+  let dir: string;
+  let user: { file: string; line: string };
+  let admin: { file: string; line: string };
+  beforeAll(async () => {
+    dir = tempDir("xrx-orig-keys-");
+    user = rsaKeyFiles(dir, "id_rsa");
+    admin = rsaKeyFiles(dir, "admin_key");
+    node = await originalNode({ adminKey: admin.line });
+    node.addGroup("users", 100);
+    node.addUser(me.username, me.uid, "users", user.line);
+  });
+
+  it("signs the challenge with -k (RSA, SHA-1, PKCS#1 v1.5)", async () => {
+    const r = await runCli(xrx, ["-k", user.file, node.spec, "sh", "-c", "echo signed in"]);
+    expect(r).toEqual({ code: 0, stdout: "signed in\n", stderr: "" });
+    expectWireClean(node);
+  });
+
+  it("fails with a wrong key, and without a key, as 'authentication failed'", async () => {
+    const other = rsaKeyFiles(dir, "other");
+    const r = await runCli(xrx, ["-k", other.file, node.spec, "/bin/true"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("authentication failed");
+    const n = await runCli(xrx, ["--no-key", node.spec, "/bin/true"]);
+    expect(n.code).toBe(1);
+    expect(n.stderr).toContain("authentication failed");
+  });
+
+  it("uses ~/.ssh/id_rsa by default, also when an id_ed25519 the node cannot know exists", async () => {
+    const home = tempDir("xrx-orig-home-");
+    mkdirSync(join(home, ".ssh"));
+    writeFileSync(join(home, ".ssh/id_rsa"), readFileSync(user.file), { mode: 0o600 });
+    const only = await runCli(xrx, [node.spec, "sh", "-c", "echo default key"], { env: { HOME: home } });
+    expect(only.stdout).toBe("default key\n");
+    const { privateKey } = generateKeyPairSync("ed25519");
+    writeFileSync(
+      join(home, ".ssh/id_ed25519"),
+      privateKey.export({ type: "pkcs8", format: "pem" }) as string,
+      {
+        mode: 0o600,
+      },
+    );
+    const both = await runCli(xrx, [node.spec, "sh", "-c", "echo still rsa"], { env: { HOME: home } });
+    expect(both.stderr).toBe("");
+    expect(both.stdout).toBe("still rsa\n");
+  });
+
+  it("xps as xcpu-admin (-A) lists the original procs format; xk -A kills a pid (root ctl kill)", async () => {
+    const started = spawnCli("xrx", [
+      "-k",
+      user.file,
+      "-j",
+      "sleepy",
+      node.spec,
+      "sh",
+      "-c",
+      "sleep 600; echo after",
+    ]);
+    let rows: string[][] = [];
+    let header = "";
+    await until(
+      async () => {
+        const r = await runCli(xps, ["-A", admin.file, node.spec]);
+        const lines = r.stdout.split("\n");
+        header = lines[0] ?? "";
+        rows = lines.map((l) => l.split("\t")).filter((f) => f[5] === "sleepy/1");
+        return rows.some((f) => f[6] === "sleep 600");
+      },
+      30_000,
+      "the job's processes in xps",
+    );
+    expect(header).toBe("NODE\tPID\tTTY\tSTAT\tTIME\tJOBID\tCOMMAND");
+    const sleeper = rows.find((f) => f[6] === "sleep 600")!;
+    expect(sleeper[0]).toBe(node.spec);
+    expect(sleeper[3]).toMatch(/^S/);
+    // COMMAND is the argument list joined by spaces (the original prints it still quoted).
+    expect(rows.some((f) => f[6] === "sh -c sleep 600; echo after")).toBe(true);
+    const j = await runCli(xps, ["-A", admin.file, "-x", "-J", "sleepy", node.spec]);
+    expect(j.stdout.split("\n").filter((l) => l.includes("\tsleepy/1\t"))).toHaveLength(2);
+    const k = await runCli(xk, ["-A", admin.file, "9", `${node.spec}:${sleeper[1]}`]);
+    expect(k).toMatchObject({ code: 0, stderr: "" });
+    const done = await started.done;
+    expect(done.stdout).toBe("after\n");
+    expect(done.code).toBe(0);
+    expectWireClean(node);
+  });
+
+  it("xk -A by job id kills every process of the job", async () => {
+    const started = spawnCli("xrx", ["-k", user.file, "-j", "j3", node.spec, "sh", "-c", "sleep 600; :"]);
+    await until(
+      async () => (await runCli(xps, ["-A", admin.file, node.spec])).stdout.includes("\tj3/1\tsleep 600"),
+      30_000,
+      "j3 in xps",
+    );
+    const k = await runCli(xk, ["-A", admin.file, "KILL", `${node.spec}:j3/1`]);
+    expect(k).toMatchObject({ code: 0, stderr: "" });
+    const done = await started.done;
+    expect(done.code).toBe(137);
+    expectWireClean(node);
+  });
+
+  it("xk as the user by job id signals the session (the root ctl is xcpu-admin's)", async () => {
+    const started = spawnCli("xrx", ["-k", user.file, "-j", "job2", "-l", node.spec, "/bin/sleep", "600"]);
+    await until(
+      async () => (await runCli(xps, ["-k", user.file, node.spec])).stdout.includes("\tjob2/1\t"),
+      30_000,
+      "job2 in xps",
+    );
+    const byJob = await runCli(xk, ["-k", user.file, "15", `${node.spec}:job2/1`]);
+    expect(byJob).toMatchObject({ code: 0, stderr: "" });
+    const done = await started.done;
+    expect(done.code).toBe(128 + 15);
+    expect(done.stderr).toContain("killed by signal 15");
+    await until(() => node.sessions.size === 0, 10_000, "sessions released");
+    expectWireClean(node);
+  });
+});
+
+describe("a node that offers msize 8216", () => {
+  it("runs, stages and streams within 8192-byte reads and writes", async () => {
+    const node = await originalNode({ msize: 8216, arch: "/Linux/x86_64\n" });
+    node.addGroup("users", 100);
+    node.addUser(me.username, me.uid, "users", "");
+    const r = await runCli(xrx, ["--no-key", node.spec, "/bin/busybox", "sh", "-c", "cat; exit 4"], {
+      stdin: "x".repeat(100_000),
+    });
+    expect(r.stdout).toBe("x".repeat(100_000));
+    expect(r.code).toBe(4);
+    expect(node.wire.largest().frame).toBeLessThanOrEqual(8216);
+    expect(node.wire.largest().read).toBeLessThanOrEqual(8192);
+    expectWireClean(node);
+    // xrx -m asks for less than the node offers.
+    const m = await runCli(xrx, ["--no-key", "-m", "4120", node.spec, "/bin/echo", "small"]);
+    expect(m.stdout).toBe("small\n");
+    expectWireClean(node);
+  });
+});
+
+describe("procs as the original writes it", () => {
+  it("parses header, quoted command lines and '' fields", async () => {
+    const node = await originalNode();
+    node.addGroup("users", 100);
+    node.addUser(me.username, me.uid, "users", "");
+    // cat waits on its (open) stdin; its argument needs the original's quoting in procs.
+    const started = spawnCli("xrx", ["--no-key", "-j", "q", "-l", node.spec, "/bin/cat", "-", "it's here"]);
+    const conn = await XcpuNode.connect(xcpuNodes(node.spec)[0]!, {
+      identity: { user: me.username, uid: me.uid, key: null },
+    });
+    onCleanup(() => conn.close());
+    let raw = "";
+    await until(
+      async () => {
+        raw = (await conn.readFile("procs")).toString();
+        return /\(\/bin\/cat - 'it''s here'\) S .* q\/1 \) $/m.test(raw);
+      },
+      30_000,
+      "job q in procs",
+    );
+    expect(raw.split("\n")[0]).toBe(PROCS_HEADER);
+    expect(raw).toMatch(/^\(\d+ \(\/bin\/cat - 'it''s here'\) S (\S+ ){22}0 q\/1 \) $/m);
+    const procs = parseProcs(raw);
+    const cat = procs.find((p) => p.jobid === "q/1")!;
+    expect(cat).toMatchObject({ cmdline: ["/bin/cat", "-", "it's here"], sid: "0", state: "S", tty: "??" });
+    expect(procs.filter((p) => p.jobid === "").length).toBeGreaterThan(0);
+    const json = JSON.parse((await runCli(xps, ["--no-key", "--json", "-x", node.spec])).stdout);
+    expect(json).toEqual([
+      expect.objectContaining({ jobid: "q/1", command: ["/bin/cat", "-", "it's here"] }),
+    ]);
+    const k = await runCli(xk, ["--no-key", "9", `${node.spec}:q/1`]);
+    expect(k).toMatchObject({ code: 0, stderr: "" });
+    expect((await started.done).code).toBe(137);
+  });
+});
