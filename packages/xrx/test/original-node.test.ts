@@ -346,3 +346,92 @@ describe("procs as the original writes it", () => {
     expect((await started.done).code).toBe(137);
   });
 });
+
+describe("two original nodes", () => {
+  let a: OriginalNode;
+  let b: OriginalNode;
+  let list: string;
+  beforeAll(async () => {
+    a = await originalNode();
+    b = await originalNode({ arch: "/Linux/x86_64\n" });
+    for (const n of [a, b]) {
+      n.addGroup("users", 100);
+      n.addUser(me.username, me.uid, "users", "");
+    }
+    list = `${a.spec},${b.spec}`;
+  });
+
+  it("-p prefixes each node's lines; stdin goes to both; ranks 1 and 2 (arch with and without newline)", async () => {
+    const r = await runCli(xrx, ["--no-key", "-p", list, "sh", "-c", 'read x; echo "$x $XCPUID"'], {
+      stdin: "hi\n",
+    });
+    expect(r.code).toBe(0);
+    expect(r.stdout.split("\n").filter(Boolean).sort()).toEqual([`${a.spec}: hi /1`, `${b.spec}: hi /2`]);
+    expectWireClean(a);
+    expectWireClean(b);
+  });
+
+  it("-J attaches to a running job; later output and the status reach both runs", async () => {
+    const script = "echo started; read x; echo late; exit 5";
+    const job = spawnCli("xrx", ["--no-key", "-j", "attachme", list, "sh", "-c", script]);
+    let out = "";
+    job.child.stdout!.on("data", (d) => (out += d));
+    await until(() => (out.match(/started/g) ?? []).length === 2, 30_000, "programs started");
+    let ready!: () => void;
+    const attachedAll = new Promise<void>((r) => (ready = r));
+    const attached = runCli(xrx, ["--no-key", "-v", "-J", "attachme", list], {
+      onStderr: (text) => /^xrx: sessions ready at/m.test(text) && ready(),
+    });
+    await Promise.race([attachedAll, attached]);
+    job.child.stdin!.end("go\n");
+    const [j, t] = await Promise.all([job.done, attached]);
+    expect(j.code).toBe(5);
+    expect(t.code).toBe(5);
+    expect(t.stdout).toBe("late\nlate\n");
+    expectWireClean(a);
+    expectWireClean(b);
+  }, 90_000);
+
+  it("forwards Ctrl-C as 'signal 2' on the session ctl", async () => {
+    const { child, done } = spawnCli("xrx", [
+      "--no-key",
+      "-p",
+      list,
+      "sh",
+      "-c",
+      "trap 'echo got INT; exit 7' INT; echo ready; while :; do sleep 0.1; done",
+    ]);
+    let out = "";
+    child.stdout!.on("data", (d) => (out += d));
+    await until(() => (out.match(/ready/g) ?? []).length === 2, 60_000, "programs ready");
+    child.kill("SIGINT");
+    const r = await done;
+    expect(r.stdout.match(/got INT/g)).toHaveLength(2);
+    expect(r.code).toBe(7);
+    await until(() => a.sessions.size + b.sessions.size === 0, 10_000, "sessions released");
+  }, 90_000);
+});
+
+describe("the original's session ctl quirk", () => {
+  it("keeps a failed line at the head of the buffer; xrx still reports the error and leaves nothing", async () => {
+    const node = await originalNode();
+    node.addGroup("users", 100);
+    node.addUser(me.username, me.uid, "users", "");
+    const conn = await XcpuNode.connect(xcpuNodes(node.spec)[0]!, {
+      identity: { user: me.username, uid: me.uid, key: null },
+    });
+    onCleanup(() => conn.close());
+    const s = await conn.createSession();
+    await expect(s.ctl("bogus")).rejects.toThrow("unknown command");
+    // The next command is glued behind the failed one and fails with it (spec 7.1 [BUG]).
+    await expect(s.ctl("type persistent")).rejects.toThrow("unknown command");
+    await s.release();
+    conn.close();
+    await until(() => node.sessions.size === 0, 10_000, "session released");
+    // A job id with a slash: the original reads "a" as the job and "b/1" as a bad rank.
+    const r = await runCli(xrx, ["--no-key", "-j", "a/b", node.spec, "/bin/true"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("syntax error");
+    await until(() => node.sessions.size === 0, 10_000, "failed session released");
+  });
+});
