@@ -1,6 +1,6 @@
 // The built commands (dist/bin): each is a small shim that runs the CommonJS bundle beside it
 // through a per-user V8 code cache. These tests start the real files as an installed user would.
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { chmodSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -130,6 +130,28 @@ describe.skipIf(missing.length > 0)("the built xrx, xk and xps", () => {
     });
     expect(r).toMatchObject({ code: 0, stderr: "" });
     expect(r.stdout).toBe(args.map((a) => `[${a}]`).join(""));
+  }, 60_000);
+
+  it("give a program end of file at once when xrx's input is /dev/null, or closed", async () => {
+    const cache = tempDir("xrx-cc-devnull-");
+    const xrx = `"${join(BIN, "xrx.js")}" --no-key '${node.spec}' sh -c 'wc -c; echo done'`;
+    for (const redirect of ["< /dev/null", "<&-"]) {
+      const child = spawn("sh", ["-c", `exec ${xrx} ${redirect}`], {
+        env: { ...process.env, CLUSTERMATIC_COMPILE_CACHE: cache },
+        stdio: ["pipe", "pipe", "pipe"],
+      });
+      let out = "";
+      let err = "";
+      child.stdout.on("data", (d) => (out += d));
+      child.stderr.on("data", (d) => (err += d));
+      const code = await new Promise((resolve) => child.on("close", resolve));
+      expect({ redirect, code, out: out.trim().split(/\s+/), err }).toEqual({
+        redirect,
+        code: 0,
+        out: ["0", "done"],
+        err: "",
+      });
+    }
   }, 60_000);
 
   it("exit with the program's status and report errors like the source build", async () => {

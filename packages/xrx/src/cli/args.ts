@@ -1,6 +1,8 @@
 // Command-line parsing in the original tools' POSIX style: options first, parsing stops at the
 // first non-option (so `xrx n1 ls -l` passes `-l` to ls), short options may be clustered (`-pL`),
 // values may be attached (`-n8`) or separate (`-n 8`). Long options are parsed by node:util.
+import { fstatSync, statSync } from "node:fs";
+import { Readable } from "node:stream";
 import { parseArgs } from "node:util";
 
 /** A usage error: the CLI prints it with the usage line and exits 2. */
@@ -100,14 +102,29 @@ export interface CliIo {
 
 /** The process's own I/O. */
 export function processIo(): CliIo {
+  let stdin: CliIo["stdin"] | undefined;
   return {
-    stdin: process.stdin,
+    // Made on first use: xps and xk never read it, and xrx started from a script with its input
+    // on /dev/null gets an empty stream instead of Node's file reader (a few ms of start-up).
+    get stdin() {
+      stdin ??= isDevNull(0) ? Readable.from([]) : process.stdin;
+      return stdin;
+    },
     stdout: process.stdout,
     stderr: process.stderr,
     env: process.env,
     cwd: process.cwd(),
     signals: process,
   };
+}
+
+function isDevNull(fd: number): boolean {
+  try {
+    const st = fstatSync(fd);
+    return st.isCharacterDevice() && st.rdev === statSync("/dev/null").rdev;
+  } catch {
+    return false;
+  }
 }
 
 /** Parses a positive integer option. */
