@@ -89,7 +89,8 @@ describe("FrameTransport", () => {
     server.write(all.subarray(0, 3));
     await new Promise((r) => setTimeout(r, 20));
     server.write(all.subarray(3));
-    for (let i = 0; i < 100 && frames.length < 3; i++) await new Promise((r) => setTimeout(r, 10));
+    for (const end = Date.now() + 10_000; frames.length < 3 && Date.now() < end; )
+      await new Promise((r) => setTimeout(r, 10));
     expect(frames.map((f) => f.toString("hex"))).toEqual([a, b, a].map((f) => f.toString("hex")));
   });
 

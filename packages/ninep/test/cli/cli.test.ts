@@ -47,7 +47,7 @@ describe("ninep CLI", () => {
       env: {},
       signal: stop.signal,
     });
-    for (let i = 0; i < 200 && !out.text.includes("serving"); i++)
+    for (const end = Date.now() + 20_000; !out.text.includes("serving") && Date.now() < end; )
       await new Promise((r) => setTimeout(r, 10));
     const m = /on (tcp!127\.0\.0\.1!\d+)/.exec(out.text);
     if (!m) throw new Error(`serve did not start: ${out.text} ${err.text}`);
@@ -152,7 +152,7 @@ describe("ninep CLI", () => {
       env: {},
       signal: ac.signal,
     });
-    for (let i = 0; i < 200 && !out.text.includes("serving"); i++)
+    for (const end = Date.now() + 20_000; !out.text.includes("serving") && Date.now() < end; )
       await new Promise((r) => setTimeout(r, 10));
     const ro = /on (tcp!127\.0\.0\.1!\d+)/.exec(out.text)?.[1] as string;
     expect(out.text).toContain("(read-only)");

@@ -1,7 +1,7 @@
 // Starts a real diod (9P2000.L server) exporting a temp directory on 127.0.0.1, for interop tests.
 
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
 import net from "node:net";
 
 export const DIOD = process.env.DIOD_PATH ?? "/usr/sbin/diod";
@@ -24,15 +24,27 @@ export function freePort(): Promise<number> {
   });
 }
 
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect({ host: "127.0.0.1", port });
-    s.once("connect", () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once("error", () => resolve(false));
-  });
+/**
+ * Whether process `pid` listens on 127.0.0.1:`port`. A port found free a moment earlier may have
+ * been taken by another program since: connecting to it would not tell whose server answers.
+ */
+function listensOn(pid: number, port: number): boolean {
+  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, "0")}`;
+  const inodes = new Set<string>();
+  for (const line of readFileSync("/proc/net/tcp", "latin1").split("\n").slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f[1] === local && f[3] === "0A") inodes.add(f[9] ?? "");
+  }
+  if (inodes.size === 0) return false;
+  try {
+    for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+      if (m && inodes.has(m[1]!)) return true;
+    }
+  } catch {
+    // the process is gone
+  }
+  return false;
 }
 
 export interface DiodHandle {
@@ -57,9 +69,9 @@ export async function startDiod(dir: string): Promise<DiodHandle> {
     child.once("exit", () => {
       exited = true;
     });
-    const deadline = Date.now() + 5000;
+    const deadline = Date.now() + 20_000;
     while (!exited && Date.now() < deadline) {
-      if (await canConnect(port)) {
+      if (child.pid !== undefined && listensOn(child.pid, port)) {
         const stop = () =>
           new Promise<void>((resolve) => {
             if (child.exitCode !== null || child.signalCode !== null) return resolve();

@@ -27,6 +27,10 @@ export interface Fixture {
   release(text: string): void;
   /** Number of /block reads currently waiting. */
   blocked(): number;
+  /** Resolves the pending reads of /stubborn (which ignore their abort signal) with this text. */
+  finishStubborn(text: string): void;
+  /** Number of /stubborn reads not finished yet. */
+  stubborn(): number;
   /** Lines accepted by /ctl. */
   ctlLog: string[];
   /** Clunks seen by /block. */
@@ -37,6 +41,7 @@ export interface Fixture {
 export function buildTree(f: {
   ctlLog: string[];
   waiters: Set<(s: string) => void>;
+  stubborn?: Set<(s: string) => void>;
   onClunk: () => void;
 }): SynthDir {
   const root = new SynthDir("/", { mode: 0o777, uid: "glenda", gid: "glenda" });
@@ -84,11 +89,21 @@ export function buildTree(f: {
       clunk: () => f.onClunk(),
     }),
   );
-  // A read that ignores its abort signal (a misbehaving handler): used to test flush timeouts.
+  // A read that ignores its abort signal (a misbehaving handler): used to test flush timeouts. It
+  // finishes when the test says so (finishStubborn), not after some time: what the server does
+  // before and after that must not depend on how fast the machine is.
+  const stubborn = f.stubborn ?? new Set<(s: string) => void>();
   root.add(
     new SynthFile<undefined>("stubborn", {
       mode: 0o444,
-      read: () => new Promise<string>((r) => setTimeout(() => r("late"), 400)),
+      read: () =>
+        new Promise<string>((resolve) => {
+          const w = (s: string) => {
+            stubborn.delete(w);
+            resolve(s);
+          };
+          stubborn.add(w);
+        }),
     }),
   );
   root.add(
@@ -124,8 +139,9 @@ export async function startFixture(
   where: "tcp" | "unix" = "tcp",
 ): Promise<Fixture> {
   const waiters = new Set<(s: string) => void>();
+  const stubborn = new Set<(s: string) => void>();
   const fx = { ctlLog: [] as string[], clunks: 0 };
-  const root = buildTree({ ctlLog: fx.ctlLog, waiters, onClunk: () => void fx.clunks++ });
+  const root = buildTree({ ctlLog: fx.ctlLog, waiters, stubborn, onClunk: () => void fx.clunks++ });
   const server = new Server({
     backend: treeBackend(root, { dialects: ["9P2000", "9P2000.u", "9P2000.L"] }),
     ...opts,
@@ -150,6 +166,10 @@ export async function startFixture(
       for (const w of [...waiters]) w(text);
     },
     blocked: () => waiters.size,
+    finishStubborn: (text) => {
+      for (const w of [...stubborn]) w(text);
+    },
+    stubborn: () => stubborn.size,
     close: async () => {
       await server.close(200);
       if (dir) rmSync(dir, { recursive: true, force: true });

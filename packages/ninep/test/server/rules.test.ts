@@ -97,8 +97,9 @@ describe("tags and flush", () => {
     const ftag = c.tag();
     c.send({ type: MsgType.Tflush, tag: ftag, oldtag: tag });
     expect(await c.reply(ftag)).toMatchObject({ type: MsgType.Rflush });
-    await new Promise((r) => setTimeout(r, 600)); // the stubborn handler finishes after 400 ms
-    await c.stat(0);
+    expect(fx!.stubborn()).toBe(1); // answered while the handler still runs
+    fx!.finishStubborn("late");
+    await c.stat(0); // a late reply would come before this one
     expect(c.log.some((m) => m.tag === tag)).toBe(false);
   });
 
@@ -708,13 +709,16 @@ describe("version pipelining", () => {
   });
 
   it("answers Tversion without waiting for a handler that ignores its abort signal", async () => {
-    const c = await setup("9P2000", "glenda", { flushTimeoutMs: 5000 });
+    // The handler finishes only when told to, and the flush timeout is far beyond the test's own
+    // timeout: an Rversion that waited for either would never come.
+    const c = await setup("9P2000", "glenda", { flushTimeoutMs: 3_600_000 });
     await openPath(c, 1, ["stubborn"], OREAD);
     c.send({ type: MsgType.Tread, tag: 9, fid: 1, offset: 0n, count: 10 });
-    const t0 = Date.now();
+    await expect.poll(() => fx!.stubborn()).toBe(1);
     await c.version(8216, "9P2000");
-    expect(Date.now() - t0).toBeLessThan(390); // the stubborn read takes 400 ms
-    await new Promise((r) => setTimeout(r, 500));
+    expect(fx!.stubborn()).toBe(1);
+    fx!.finishStubborn("late");
+    await c.version(8216, "9P2000"); // a late reply would come before this one
     expect(c.log.some((m) => m.tag === 9)).toBe(false);
   });
 });
@@ -736,24 +740,30 @@ describe("lifecycle", () => {
   });
 
   it("closes connections that never send Tversion (handshakeTimeoutMs) and idle ones (idleTimeoutMs)", async () => {
-    fx = await startFixture({ handshakeTimeoutMs: 100, idleTimeoutMs: 300 });
+    // Each timeout gets a server of its own: a short handshake or idle timeout could also close a
+    // connection whose client is merely slow between two messages of its handshake.
+    fx = await startFixture({ handshakeTimeoutMs: 100 });
     const silent = await RawClient.connect(fx.addr);
     clients.push(silent);
-    await silent.waitClosed(3000);
+    await silent.waitClosed(10_000);
+    await fx.close();
+    fx = await startFixture({ idleTimeoutMs: 1500 });
     const idle = await connect();
-    await idle.waitClosed(3000);
+    await idle.waitClosed(10_000);
   });
 
   it("keeps an idle-timed connection open while a request is outstanding", async () => {
-    fx = await startFixture({ idleTimeoutMs: 150 });
+    // Seconds, so that a slow client is not closed between the messages of its handshake.
+    fx = await startFixture({ idleTimeoutMs: 1500 });
     const c = await connect();
     await openPath(c, 1, ["block"], OREAD);
     c.send({ type: MsgType.Tread, tag: 77, fid: 1, offset: 0n, count: 10 });
-    await new Promise((r) => setTimeout(r, 500));
+    await expect.poll(() => fx!.blocked()).toBe(1);
+    await new Promise((r) => setTimeout(r, 3500)); // more than two idle timeouts
     expect(c.closed).toBe(false);
     fx.release("done");
     expect((await c.reply(77)).type).toBe(MsgType.Rread);
-    await c.waitClosed(3000);
+    await c.waitClosed(10_000);
   });
 
   it("validates its options and parses listen addresses", async () => {
