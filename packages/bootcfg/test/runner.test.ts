@@ -17,19 +17,21 @@ describe("runUntil", () => {
     expect(r).toMatchObject({ ok: true, reason: "marker", match: "MARK here" });
     const pid = Number(r.lines[0]);
     expect(pid).toBeGreaterThan(1);
-    for (let i = 0; i < 50 && alive(pid); i++) await new Promise((res) => setTimeout(res, 20));
+    for (const end = Date.now() + 10_000; alive(pid) && Date.now() < end; )
+      await new Promise((res) => setTimeout(res, 20));
     expect(alive(pid)).toBe(false);
   });
   it("times out, killing the child", async () => {
-    const r = await runUntil(["sh", "-c", "echo start; exec sleep 30"], /never/, 300);
+    // Long enough for the shell to start and print on a busy machine; far shorter than the sleep.
+    const r = await runUntil(["sh", "-c", "echo start; exec sleep 30"], /never/, 3000);
     expect(r).toMatchObject({ ok: false, reason: "timeout", lines: ["start"] });
   });
   it("reports an exit before the marker with the exit code", async () => {
-    const r = await runUntil(["sh", "-c", "echo partial; exit 3"], /never/, 5_000);
+    const r = await runUntil(["sh", "-c", "echo partial; exit 3"], /never/, 60_000);
     expect(r).toMatchObject({ ok: false, reason: "exit", exitCode: 3 });
   });
   it("rejects when the program does not exist", async () => {
-    await expect(runUntil(["/nonexistent/qemu"], /x/, 1000)).rejects.toThrow(/\/nonexistent\/qemu/);
+    await expect(runUntil(["/nonexistent/qemu"], /x/, 60_000)).rejects.toThrow(/\/nonexistent\/qemu/);
   });
 });
 

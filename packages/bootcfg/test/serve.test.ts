@@ -60,7 +60,7 @@ beforeAll(async () => {
   );
   address = await new Promise<string>((resolve, reject) => {
     let err = "";
-    const timer = setTimeout(() => reject(new Error(`serve did not start: ${err}`)), 30_000);
+    const timer = setTimeout(() => reject(new Error(`serve did not start: ${err}`)), 100_000);
     child!.stderr!.on("data", (d: Buffer) => {
       err += d.toString();
       const m = / on (tcp!\S+)/.exec(err);
