@@ -53,5 +53,5 @@ describe.skipIf(missing !== undefined)("the ninep binary", () => {
     const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
     child.kill("SIGTERM");
     expect(await exited).toBe(0);
-  });
+  }, 120_000); // four node processes, one after the other
 });
