@@ -278,7 +278,17 @@ export class XcpuNode {
 
   /** Mints a passkey for our user on this node (decrypted when it comes RSA-encrypted). */
   async passkey(): Promise<string> {
-    const raw = await this.readFile("passkey");
+    // One read: every read of the file mints a new passkey (the original's too), and a node that
+    // keeps one per user would forget the one we decrypt if we read again to see the end.
+    const raw = await this.guard(async () => {
+      const f = await this.root.walk("passkey");
+      try {
+        await f.open(OREAD);
+        return Buffer.from(await f.read(0, f.iounit));
+      } finally {
+        void f.clunk().catch(() => {});
+      }
+    });
     const text = raw.toString("latin1");
     if (/^[0-9a-f]{32}$/.test(text)) return text;
     const key = this.identity.key;

@@ -435,3 +435,39 @@ describe("the original's session ctl quirk", () => {
     await until(() => node.sessions.size === 0, 10_000, "failed session released");
   });
 });
+
+describe("tree spawn between original nodes (clone, passkey)", () => {
+  it("-n 1 over 4 nodes: one direct copy, the nodes clone on, every node verified", async () => {
+    const dir = tempDir("xrx-orig-tree-");
+    const user = rsaKeyFiles(dir, "id_rsa");
+    const nodes: OriginalNode[] = [];
+    for (let i = 0; i < 4; i++) {
+      const n = await originalNode();
+      n.addGroup("users", 100);
+      n.addUser(me.username, me.uid, "users", user.line);
+      nodes.push(n);
+    }
+    const list = nodes.map((n) => n.spec).join(",");
+    const r = await runCli(xrx, [
+      "-v",
+      "-k",
+      user.file,
+      "-n",
+      "1",
+      "-p",
+      list,
+      "/bin/busybox",
+      "sh",
+      "-c",
+      'echo "$XCPUID"',
+    ]);
+    expect(r.stderr).toContain("staging: 1 direct, 3 by tree spawn, 0 retried directly, 0 clone failures");
+    expect(r.code).toBe(0);
+    expect(r.stdout.split("\n").filter(Boolean).sort()).toEqual(
+      nodes.map((n, i) => `${n.spec}: /${i + 1}`).sort(),
+    );
+    // One passkey per delegated node: every read of the passkey file mints one, so xrx reads once.
+    expect(nodes.map((n) => n.passkeysMinted)).toEqual([0, 1, 1, 1]);
+    for (const n of nodes) expectWireClean(n);
+  }, 90_000);
+});

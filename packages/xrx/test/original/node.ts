@@ -6,11 +6,20 @@
 // The program really runs (child_process.spawn in the session directory, argv/env from the
 // session buffers, stdio piped with the original's read semantics).
 import { type ChildProcess, spawn } from "node:child_process";
-import { createPublicKey, type KeyObject, randomBytes, verify } from "node:crypto";
-import { mkdtempSync, rmSync, statSync } from "node:fs";
+import {
+  constants,
+  createHash,
+  createPublicKey,
+  type KeyObject,
+  publicEncrypt,
+  randomBytes,
+  verify,
+} from "node:crypto";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Dialect, NONUNAME, QTAUTH } from "@clustermatic/ninep/codec";
+import { Client } from "@clustermatic/ninep/client";
+import { Dialect, DMDIR, NONUNAME, OREAD, OTRUNC, OWRITE, QTAUTH } from "@clustermatic/ninep/codec";
 import { Errno, FsError } from "@clustermatic/ninep/errors";
 import {
   type AuthFile,
@@ -213,6 +222,8 @@ class Session {
   removed = false;
   /** The main process has been started and not yet reaped. */
   running = false;
+  /** A clone command is in progress (7.1). */
+  cloning = false;
 
   constructor(
     readonly node: OriginalNode,
@@ -257,7 +268,8 @@ class Session {
   }
 
   /** 7.1: session ctl commands. */
-  run(tokens: string[], ctx: RequestContext): void {
+  /** Runs one command; only `clone` completes later (the original is one event loop: nothing else waits). */
+  run(tokens: string[], ctx: RequestContext): Promise<void> | undefined {
     const [cmd, ...args] = tokens;
     switch (cmd) {
       case "exec":
@@ -314,10 +326,17 @@ class Session {
       case "add":
       case "del":
         return;
-      case "clone":
-        // Tree spawn needs a second original node dialled from here: not emulated (see the report).
+      case "clone": {
         if (args.length < 2) throw new FsError("too few arguments", Errno.EINVAL);
-        throw new FsError("clone: tree spawn is not emulated", Errno.ENOSYS);
+        if (!/^-?\d+$/.test(args[0]!)) throw new FsError("invalid maxsession format", Errno.EINVAL);
+        const writer = this.node.userOf(ctx.user);
+        if (!writer) throw new FsError("unknown user", Errno.EIO);
+        const targets = parseTargets(args[1]!);
+        this.cloning = true;
+        return treeSpawn(this, writer, Number(args[0]), targets).finally(() => {
+          this.cloning = false;
+        });
+      }
       default:
         throw new FsError("unknown command", Errno.EINVAL);
     }
@@ -493,6 +512,14 @@ export class OriginalNode {
     );
     root.add(generatedFile("procs", () => procsText(this.#sessionPids()), { ...own, mode: 0o444 }));
     root.add(new BytesFile("state", "", { ...own, mode: 0o664 }));
+    root.add(
+      new SynthFile<undefined>("passkey", {
+        ...own,
+        mode: 0o444,
+        // 3.4: every read mints a passkey for the reader, RSA-encrypted to the reader's key.
+        read: (h, offset, count) => sliceAt(this.#mintPasskey(h.user), offset, count),
+      }),
+    );
     root.add(generatedFile("pwent", () => this.#pwent(), { ...own, mode: 0o440 }));
     root.add(
       generatedFile("grent", () => [...this.groups].map(([g, id]) => `${g}:${id}\n`).join(""), {
@@ -580,7 +607,21 @@ export class OriginalNode {
       .join("");
   }
 
-  // ---- authentication (3.3) ------------------------------------------------------------------
+  // ---- authentication (3.3) and passkeys (3.4) -----------------------------------------------
+
+  /** Outstanding passkeys by uid (one-shot, no expiry). */
+  readonly passkeys = new Map<number, string[]>();
+  /** How many passkeys were minted (each read of `passkey` mints one). */
+  passkeysMinted = 0;
+
+  #mintPasskey(who: Identity): Buffer {
+    const user = this.userOf(who);
+    if (!user?.key) throw new FsError("no key", Errno.EINVAL);
+    const text = randomBytes(16).toString("hex");
+    this.passkeys.set(user.uid, [...(this.passkeys.get(user.uid) ?? []), text]);
+    this.passkeysMinted++;
+    return publicEncrypt({ key: user.key, padding: constants.RSA_PKCS1_PADDING }, Buffer.from(text));
+  }
 
   async #auth(req: Identity): Promise<AuthFile> {
     const user = this.userOf(req);
@@ -602,6 +643,14 @@ export class OriginalNode {
         if (user.key === null) return true; // a: no key, nothing checked
         if (!response) return false;
         if (verify("sha1", challenge, user.key, response)) return true; // c
+        const pks = this.passkeys.get(user.uid) ?? [];
+        const i = pks.findIndex((pk) =>
+          createHash("sha1").update(challenge).update(pk).digest().equals(response!),
+        );
+        if (i >= 0) {
+          pks.splice(i, 1); // d: consumed
+          return true;
+        }
         return adminKey !== "fail" && verify("sha1", challenge, adminKey, response); // e
       },
     };
@@ -727,7 +776,8 @@ export class OriginalNode {
       );
     file("ctl", 0o660, {
       read: (_h, offset, count) => sliceAt(Buffer.from(String(s.pid)), offset, count),
-      write: (_h, _off, data, ctx) => {
+      write: async (_h, _off, data, ctx) => {
+        if (s.cloning) throw new FsError("cannot write while the session is cloning", Errno.EBUSY);
         // 7.1: appended to the command buffer; complete lines run in order; the tail waits.
         s.ctlBuf += Buffer.from(data).toString("latin1");
         for (;;) {
@@ -741,7 +791,8 @@ export class OriginalNode {
             throw new FsError("invalid format", Errno.EINVAL);
           }
           // [BUG] reproduced: a failing line stays at the head of the buffer.
-          if (tokens.length > 0) s.run(tokens, ctx);
+          const pending = tokens.length > 0 ? s.run(tokens, ctx) : undefined;
+          if (pending) await pending;
           s.ctlBuf = s.ctlBuf.slice(nl + 1);
         }
         return data.length - s.ctlBuf.length;
@@ -843,4 +894,106 @@ export function sshRsaToPem(line: string): string {
     n: Buffer.from(n[0] === 0 ? n.subarray(1) : n).toString("base64url"),
   };
   return createPublicKey({ key: jwk, format: "jwk" }).export({ type: "spki", format: "pem" }) as string;
+}
+
+// ---- tree spawn (7.2) -------------------------------------------------------------------------
+
+interface Target {
+  addr: string;
+  sid: string;
+  passkey?: string;
+}
+
+/** `addr/sid[/passkey],…` (trailing commas ignored). */
+function parseTargets(list: string): Target[] {
+  return list
+    .split(",")
+    .filter(Boolean)
+    .map((e) => {
+      const [addr, sid, passkey] = e.split("/");
+      if (!addr || !sid) throw new FsError("invalid address format", Errno.EINVAL);
+      return { addr, sid, passkey };
+    });
+}
+
+/** The fan-out rule of 7.2, written from the spec. */
+function groupsOf(targets: Target[], k: number): Array<{ child: Target; rest: Target[] }> {
+  const n = targets.length;
+  if (k <= 0) return targets.map((child) => ({ child, rest: [] }));
+  const direct = Math.min(k, n);
+  const m = Math.ceil(n / direct);
+  const g = m > 1 ? Math.ceil((n - direct) / (m - 1)) : 0;
+  const cut = n - direct + g;
+  const out: Array<{ child: Target; rest: Target[] }> = [];
+  for (let i = 0; i < cut; i += m) {
+    const grp = targets.slice(i, Math.min(i + m, cut));
+    out.push({ child: grp[0]!, rest: grp.slice(1) });
+  }
+  for (let i = cut; i < n; i++) out.push({ child: targets[i]!, rest: [] });
+  return out;
+}
+
+/** Copies this session to every direct child as `writer` (passkey auth); errors are dropped ([BUG]). */
+async function treeSpawn(s: Session, writer: PoolUser, k: number, targets: Target[]): Promise<void> {
+  await Promise.all(
+    groupsOf(targets, k).map(async ({ child, rest }) => {
+      try {
+        await copyTo(s, writer, child, k, rest);
+      } catch {
+        // The original never sets the aggregated error code: child failures are silent.
+      }
+    }),
+  );
+}
+
+async function copyTo(s: Session, writer: PoolUser, t: Target, k: number, rest: Target[]): Promise<void> {
+  const address = t.addr.startsWith("tcp!") ? t.addr : `tcp!${t.addr}`;
+  const client = await Client.connect(address, { msize: 32792, version: "9P2000.u", defaultPort: 6667 });
+  try {
+    const afid = await client.auth(writer.name, "", { n_uname: writer.uid });
+    if (afid && t.passkey) {
+      const challenge = await afid.read(4096);
+      await afid.write(createHash("sha1").update(challenge).update(t.passkey).digest());
+    }
+    const root = await client.attach(writer.name, "", { afid: afid ?? undefined, n_uname: writer.uid });
+    const put = async (path: string[], data: Buffer, create?: number) => {
+      const f = await root.walk(create === undefined ? path : path.slice(0, -1));
+      try {
+        if (create === undefined) await f.open(OWRITE | OTRUNC);
+        else await f.create(path.at(-1)!, create, OWRITE);
+        for (let off = 0; off < data.length; off += 32768)
+          await f.write(off, data.subarray(off, off + 32768));
+      } finally {
+        await f.clunk().catch(() => {});
+      }
+    };
+    if (s.env.length > 0) await put([t.sid, "env"], s.env);
+    if (s.argv.length > 0) await put([t.sid, "argv"], s.argv);
+    const walkDir = async (rel: string[]) => {
+      for (const name of readdirSync(join(s.tmp, ...rel))) {
+        const local = join(s.tmp, ...rel, name);
+        const st = statSync(local);
+        if (st.isDirectory()) {
+          const d = await root.walk([t.sid, "fs", ...rel]);
+          try {
+            await d.create(name, (DMDIR | (st.mode & 0o777)) >>> 0, OREAD);
+          } catch {
+            // exists: opened instead
+          } finally {
+            await d.clunk().catch(() => {});
+          }
+          await walkDir([...rel, name]);
+        } else if (st.isFile()) {
+          await put([t.sid, "fs", ...rel, name], readFileSync(local), st.mode & 0o777);
+        }
+      }
+    };
+    await walkDir([]);
+    if (rest.length > 0) {
+      const list = rest.map((r) => `${r.addr}/${r.sid}${r.passkey ? `/${r.passkey}` : ""},`).join("");
+      await put([t.sid, "ctl"], Buffer.from(`clone ${k} ${list}\n`));
+    }
+  } finally {
+    client.destroy();
+  }
 }
