@@ -49,7 +49,10 @@ describe("jobs: -J attach, xps, xk", () => {
       async () => {
         const r = await runCli(xps, ["--no-key", "-x", four.list]);
         table = r.stdout;
-        return (table.match(/\tpjob\/\d+\t/g) ?? []).length >= 4;
+        // The shells exec sleep after echo: until then a node lists its job as sh.
+        return (
+          table.split("\n").filter((l) => /\tpjob\/\d+\t/.test(l) && l.endsWith("\tsleep 30")).length >= 4
+        );
       },
       30_000,
       "job visible in xps",
