@@ -392,10 +392,18 @@ export class Session {
   /** Writes one or more command lines to the session ctl. */
   ctl(cmd: string, opts?: CallOptions): Promise<void> {
     return this.node.guard(async () => {
-      const text = cmd.endsWith("\n") ? cmd : `${cmd}\n`;
-      const n = await this.ctlFid.write(0, text, opts);
-      if (n !== Buffer.byteLength(text))
-        throw new Error(`ctl accepted ${n} of ${Buffer.byteLength(text)} bytes`);
+      const text = Buffer.from(cmd.endsWith("\n") ? cmd : `${cmd}\n`);
+      // A command longer than one message (a clone line for many nodes) goes in message-sized
+      // writes. The original xcpufs keeps a partial line for the next write and answers such a
+      // write with its count minus the bytes it keeps: only the count of the last write says
+      // whether the command went through.
+      const unit = this.ctlFid.iounit;
+      for (let off = 0; off < text.length; off += unit) {
+        const chunk = text.subarray(off, off + unit);
+        const n = await this.ctlFid.write(0, chunk, opts);
+        if (off + unit >= text.length && n !== chunk.length)
+          throw new Error(`ctl accepted ${n} of ${chunk.length} bytes`);
+      }
     });
   }
 

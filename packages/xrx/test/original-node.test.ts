@@ -471,3 +471,28 @@ describe("tree spawn between original nodes (clone, passkey)", () => {
     for (const n of nodes) expectWireClean(n);
   }, 90_000);
 });
+
+describe("a clone command longer than one message", () => {
+  it("goes to the original's ctl in several writes (it buffers a partial line and counts it as unwritten)", async () => {
+    const dir = tempDir("xrx-orig-longclone-");
+    const user = rsaKeyFiles(dir, "id_rsa");
+    writeFileSync(join(dir, "hello.sh"), '#!/bin/sh\necho "hello $XCPUID"\n');
+    chmodSync(join(dir, "hello.sh"), 0o755);
+    const nodes: OriginalNode[] = [];
+    for (let i = 0; i < 10; i++) {
+      // msize 512: 488 bytes per write, less than the clone line for nine targets (~55 bytes each).
+      const n = await originalNode({ msize: 512 });
+      n.addGroup("users", 100);
+      n.addUser(me.username, me.uid, "users", user.line);
+      nodes.push(n);
+    }
+    const list = nodes.map((n) => n.spec).join(",");
+    const r = await runCli(xrx, ["-v", "-k", user.file, "-n", "1", "-S", list, join(dir, "hello.sh")]);
+    expect(r.stderr).toContain("staging: 1 direct, 9 by tree spawn, 0 retried directly, 0 clone failures");
+    expect(r.code).toBe(0);
+    expect(r.stdout.split("\n").filter(Boolean).sort()).toEqual(
+      nodes.map((_, i) => `hello /${i + 1}`).sort(),
+    );
+    for (const n of nodes) expectWireClean(n);
+  }, 90_000);
+});

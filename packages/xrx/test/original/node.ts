@@ -795,7 +795,8 @@ export class OriginalNode {
           if (pending) await pending;
           s.ctlBuf = s.ctlBuf.slice(nl + 1);
         }
-        return data.length - s.ctlBuf.length;
+        // The count minus what stays buffered (never below 0 here; the original's count could wrap).
+        return Math.max(0, data.length - s.ctlBuf.length);
       },
       truncate: () => {
         s.ctlBuf = "";
