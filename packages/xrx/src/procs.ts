@@ -1,8 +1,7 @@
 // The xcpufs `procs` file: one parenthesised record per process, the first a header of field
 // names; the command line is itself a parenthesised list of quoted tokens. Also the xps view of a
 // record (STAT letters, TIME).
-import { readQuoted } from "@clustermatic/ninep/quote";
-import { TokenizeError } from "./quote.js";
+import { tokenize } from "./quote.js";
 
 /** One process as reported by a node. Numeric fields that could not be read are undefined. */
 export interface ProcRecord {
@@ -30,69 +29,83 @@ export interface ProcRecord {
   fields: Record<string, string>;
 }
 
-type Item = string | Item[];
-
-/** Tokenises one record: quoted tokens, bare tokens, and ( … ) lists. */
-function parseItems(text: string): Item[] {
-  let i = 0;
-  const n = text.length;
-  const parseList = (): Item[] => {
-    const out: Item[] = [];
-    for (;;) {
-      while (i < n && /\s/.test(text[i]!)) i++;
-      if (i >= n) return out;
-      const c = text[i]!;
-      if (c === ")") {
-        i++;
-        return out;
-      }
-      if (c === "(") {
-        i++;
-        out.push(parseList());
-        continue;
-      }
-      if (c === "'") {
-        const q = readQuoted(text, i);
-        if (!q) throw new TokenizeError("unterminated quoted token in procs");
-        out.push(q.token);
-        i = q.end;
-        continue;
-      }
-      const start = i;
-      while (i < n && !/[\s()]/.test(text[i]!)) i++;
-      out.push(text.slice(start, i));
+/** The token that ends just before `end` in `text`, read right to left: [token, its start]. */
+function tokenBefore(text: string, end: number): [string, number] | undefined {
+  const sep = (c: string | undefined) => c === undefined || /\s/.test(c);
+  let j = end;
+  while (j > 0 && sep(text[j - 1])) j--;
+  if (j === 0) return undefined;
+  if (text[j - 1] !== "'") {
+    let i = j;
+    while (i > 0 && !sep(text[i - 1])) i--;
+    return [text.slice(i, j), i];
+  }
+  // A quoted token (quotes inside are doubled). Walking left from the closing quote, a run of
+  // quotes right after a separator holds the opening quote (the rest of the run are pairs).
+  let p = j - 2;
+  while (p >= 0) {
+    if (text[p] !== "'") {
+      p--;
+      continue;
     }
-  };
-  return parseList();
+    let run = 0;
+    while (p - run >= 0 && text[p - run] === "'") run++;
+    if (sep(text[p - run])) {
+      const open = run % 2 === 1 ? p - run + 1 : p - run + 2;
+      return [text.slice(open + 1, j - 1).replaceAll("''", "'"), open];
+    }
+    p -= run;
+  }
+  return undefined;
 }
 
-const flat = (x: Item | undefined): string =>
-  x === undefined ? "" : typeof x === "string" ? x : x.map(flat).join(" ");
-
-/** Parses the whole procs file. Records that do not parse are skipped. */
+/**
+ * Parses the whole procs file. One record per process: `(pid (cmdline) field… ) `. The command
+ * line is found from both ends — after `pid (` and before the fields the header names — so
+ * parentheses and newlines inside arguments (which xcpufs writes unquoted) cannot shift the
+ * fields or swallow the records that follow. Records that do not parse are skipped.
+ */
 export function parseProcs(text: string): ProcRecord[] {
-  const items = parseItems(text).filter((x): x is Item[] => Array.isArray(x));
-  if (items.length === 0) return [];
-  const header = items[0]!.map((h) => (Array.isArray(h) ? flat(h[0]) : h));
+  const firstLine = text.slice(0, text.indexOf("\n") < 0 ? text.length : text.indexOf("\n"));
+  if (!/^\(\s*pid\s+\(/.test(firstLine)) return [];
+  const header = firstLine.replace(/[()]/g, " ").trim().split(/\s+/);
+  const tailNames = header.slice(2);
+  const starts = [...text.matchAll(/^\((\d+) \(/gm)].map((m) => m.index!);
   const out: ProcRecord[] = [];
-  for (const rec of items.slice(1)) {
-    const fields: Record<string, string> = {};
-    let cmdline: string[] = [];
-    header.forEach((name, idx) => {
-      const v = rec[idx];
-      if (name === "cmdline") {
-        cmdline = Array.isArray(v) ? v.map(flat) : v ? [v] : [];
-        fields[name] = cmdline.join(" ");
-      } else {
-        fields[name] = flat(v);
-      }
+  starts.forEach((start, k) => {
+    const chunk = text.slice(start, starts[k + 1] ?? text.length).trimEnd();
+    if (!chunk.endsWith(")")) return;
+    const body = chunk.slice(1, -1);
+    const sp = body.indexOf(" (");
+    const pidText = body.slice(0, sp);
+    const rest = body.slice(sp + 2);
+    const tail: string[] = [];
+    let j = rest.length;
+    for (let n = 0; n < tailNames.length; n++) {
+      const t = tokenBefore(rest, j);
+      if (!t) return;
+      tail.unshift(t[0]);
+      j = t[1];
+    }
+    const cmdText = rest.slice(0, j).trimEnd();
+    if (!cmdText.endsWith(")")) return;
+    const inner = cmdText.slice(0, -1);
+    let cmdline: string[];
+    try {
+      cmdline = tokenize(inner);
+    } catch {
+      cmdline = inner.split(/\s+/).filter(Boolean);
+    }
+    const fields: Record<string, string> = { pid: pidText, cmdline: cmdline.join(" ") };
+    tailNames.forEach((name, i) => {
+      fields[name] = tail[i]!;
     });
-    const num = (k: string) => {
-      const v = fields[k];
+    const num = (key: string) => {
+      const v = fields[key];
       return v !== undefined && /^-?\d+$/.test(v) ? Number(v) : undefined;
     };
     const pid = num("pid");
-    if (pid === undefined) continue;
+    if (pid === undefined) return;
     out.push({
       pid,
       cmdline,
@@ -114,7 +127,7 @@ export function parseProcs(text: string): ProcRecord[] {
       jobid: fields.xcpujid ?? "",
       fields,
     });
-  }
+  });
   return out;
 }
 

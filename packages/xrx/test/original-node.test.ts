@@ -317,7 +317,17 @@ describe("procs as the original writes it", () => {
     node.addGroup("users", 100);
     node.addUser(me.username, me.uid, "users", "");
     // cat waits on its (open) stdin; its argument needs the original's quoting in procs.
-    const started = spawnCli("xrx", ["--no-key", "-j", "q", "-l", node.spec, "/bin/cat", "-", "it's here"]);
+    const started = spawnCli("xrx", [
+      "--no-key",
+      "-j",
+      "q",
+      "-l",
+      node.spec,
+      "/bin/cat",
+      "-",
+      "it's here",
+      "x)",
+    ]);
     const conn = await XcpuNode.connect(xcpuNodes(node.spec)[0]!, {
       identity: { user: me.username, uid: me.uid, key: null },
     });
@@ -326,20 +336,27 @@ describe("procs as the original writes it", () => {
     await until(
       async () => {
         raw = (await conn.readFile("procs")).toString();
-        return /\(\/bin\/cat - 'it''s here'\) S .* q\/1 \) $/m.test(raw);
+        return /\(\/bin\/cat - 'it''s here' x\)\) S .* q\/1 \) $/m.test(raw);
       },
       30_000,
       "job q in procs",
     );
     expect(raw.split("\n")[0]).toBe(PROCS_HEADER);
-    expect(raw).toMatch(/^\(\d+ \(\/bin\/cat - 'it''s here'\) S (\S+ ){22}0 q\/1 \) $/m);
+    expect(raw).toMatch(/^\(\d+ \(\/bin\/cat - 'it''s here' x\)\) S (\S+ ){22}0 q\/1 \) $/m);
+    // The unquoted ")" ends no record early: every process is read.
     const procs = parseProcs(raw);
+    expect(procs).toHaveLength((raw.match(/^\(\d+ \(/gm) ?? []).length);
     const cat = procs.find((p) => p.jobid === "q/1")!;
-    expect(cat).toMatchObject({ cmdline: ["/bin/cat", "-", "it's here"], sid: "0", state: "S", tty: "??" });
+    expect(cat).toMatchObject({
+      cmdline: ["/bin/cat", "-", "it's here", "x)"],
+      sid: "0",
+      state: "S",
+      tty: "??",
+    });
     expect(procs.filter((p) => p.jobid === "").length).toBeGreaterThan(0);
     const json = JSON.parse((await runCli(xps, ["--no-key", "--json", "-x", node.spec])).stdout);
     expect(json).toEqual([
-      expect.objectContaining({ jobid: "q/1", command: ["/bin/cat", "-", "it's here"] }),
+      expect.objectContaining({ jobid: "q/1", command: ["/bin/cat", "-", "it's here", "x)"] }),
     ]);
     const k = await runCli(xk, ["--no-key", "9", `${node.spec}:q/1`]);
     expect(k).toMatchObject({ code: 0, stderr: "" });
