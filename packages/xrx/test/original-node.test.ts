@@ -3,7 +3,7 @@
 // formats, its session-file semantics, its RSA challenge–response and its quirks. A proxy in front
 // of the node checks that no message exceeds the negotiated msize and no read asks for more than
 // msize − 24 (the original refuses those with "i/o count too large").
-import { createHash, generateKeyPairSync } from "node:crypto";
+import { createHash, generateKeyPairSync, randomBytes } from "node:crypto";
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { userInfo } from "node:os";
 import { join } from "node:path";
@@ -78,6 +78,27 @@ describe("a node like the original xcpufs 1.2.3, with a key-less pool user (--no
     expect(l.code).toBe(0);
     // (Unlike the original, our -L delivers a last line without newline, ended by one.)
     expect(l.stdout).toBe("a\nb\nno newline\n");
+    expectWireClean(node);
+  });
+
+  it("streams 400 KB through stdin and back out of the 256-byte output window unchanged", async () => {
+    const data = randomBytes(300_000).toString("base64");
+    const r = await runCli(xrx, ["--no-key", node.spec, "cat"], { stdin: data });
+    expect(r.code).toBe(0);
+    expect(r.stdout.length).toBe(data.length);
+    expect(r.stdout === data).toBe(true);
+    expectWireClean(node);
+  });
+
+  it("stages a directory tree with -e (directories created in fs/)", async () => {
+    const d = tempDir("xrx-orig-edir-");
+    mkdirSync(join(d, "app/data/deeper"), { recursive: true });
+    writeFileSync(join(d, "app/run.sh"), '#!/bin/sh\ncat data/msg data/deeper/more && echo "args: $*"\n');
+    chmodSync(join(d, "app/run.sh"), 0o755);
+    writeFileSync(join(d, "app/data/msg"), "from the directory\n");
+    writeFileSync(join(d, "app/data/deeper/more"), "and below\n");
+    const r = await runCli(xrx, ["--no-key", "-e", "run.sh", node.spec, join(d, "app"), "a", "b"]);
+    expect(r).toEqual({ code: 0, stdout: "from the directory\nand below\nargs: a b\n", stderr: "" });
     expectWireClean(node);
   });
 
@@ -383,7 +404,9 @@ describe("two original nodes", () => {
       stdin: "hi\n",
     });
     expect(r.code).toBe(0);
-    expect(r.stdout.split("\n").filter(Boolean).sort()).toEqual([`${a.spec}: hi /1`, `${b.spec}: hi /2`]);
+    expect(r.stdout.split("\n").filter(Boolean).sort()).toEqual(
+      [`${a.spec}: hi /1`, `${b.spec}: hi /2`].sort(),
+    );
     expectWireClean(a);
     expectWireClean(b);
   });
