@@ -61,7 +61,7 @@ describe("a node like the original xcpufs 1.2.3, with a key-less pool user (--no
     expect(node.wire.largest().frame).toBeLessThanOrEqual(32792);
     expect(node.wire.largest().read).toBeLessThanOrEqual(32768);
     expectWireClean(node);
-    await until(() => node.sessions.size === 0, 10_000, "session released");
+    await until(() => node.sessions.size === 0, 20_000, "session released");
   });
 
   it("feeds stdin to cat, with -p and with -L", async () => {
@@ -262,7 +262,7 @@ describe("the original's RSA challenge–response", () => {
         rows = lines.map((l) => l.split("\t")).filter((f) => f[5] === "sleepy/1");
         return rows.some((f) => f[6] === "sleep 600");
       },
-      30_000,
+      60_000,
       "the job's processes in xps",
     );
     expect(header).toBe("NODE\tPID\tTTY\tSTAT\tTIME\tJOBID\tCOMMAND");
@@ -279,13 +279,13 @@ describe("the original's RSA challenge–response", () => {
     expect(done.stdout).toBe("after\n");
     expect(done.code).toBe(0);
     expectWireClean(node);
-  });
+  }, 150_000);
 
   it("xk -A by job id kills every process of the job", async () => {
     const started = spawnCli("xrx", ["-k", user.file, "-j", "j3", node.spec, "sh", "-c", "sleep 600; :"]);
     await until(
       async () => (await runCli(xps, ["-A", admin.file, node.spec])).stdout.includes("\tj3/1\tsleep 600"),
-      30_000,
+      60_000,
       "j3 in xps",
     );
     const k = await runCli(xk, ["-A", admin.file, "KILL", `${node.spec}:j3/1`]);
@@ -293,13 +293,13 @@ describe("the original's RSA challenge–response", () => {
     const done = await started.done;
     expect(done.code).toBe(137);
     expectWireClean(node);
-  });
+  }, 150_000);
 
   it("xk as the user by job id signals the session (the root ctl is xcpu-admin's)", async () => {
     const started = spawnCli("xrx", ["-k", user.file, "-j", "job2", "-l", node.spec, "/bin/sleep", "600"]);
     await until(
       async () => (await runCli(xps, ["-k", user.file, node.spec])).stdout.includes("\tjob2/1\t"),
-      30_000,
+      60_000,
       "job2 in xps",
     );
     const byJob = await runCli(xk, ["-k", user.file, "15", `${node.spec}:job2/1`]);
@@ -307,9 +307,9 @@ describe("the original's RSA challenge–response", () => {
     const done = await started.done;
     expect(done.code).toBe(128 + 15);
     expect(done.stderr).toContain("killed by signal 15");
-    await until(() => node.sessions.size === 0, 10_000, "sessions released");
+    await until(() => node.sessions.size === 0, 20_000, "sessions released");
     expectWireClean(node);
-  });
+  }, 150_000);
 });
 
 describe("a node that offers msize 8216", () => {
@@ -359,7 +359,7 @@ describe("procs as the original writes it", () => {
         raw = (await conn.readFile("procs")).toString();
         return /\(\/bin\/cat - 'it''s here' x\)\) S .* q\/1 \) $/m.test(raw);
       },
-      30_000,
+      60_000,
       "job q in procs",
     );
     expect(raw.split("\n")[0]).toBe(PROCS_HEADER);
@@ -382,7 +382,7 @@ describe("procs as the original writes it", () => {
     const k = await runCli(xk, ["--no-key", "9", `${node.spec}:q/1`]);
     expect(k).toMatchObject({ code: 0, stderr: "" });
     expect((await started.done).code).toBe(137);
-  });
+  }, 150_000);
 });
 
 describe("two original nodes", () => {
@@ -416,7 +416,7 @@ describe("two original nodes", () => {
     const job = spawnCli("xrx", ["--no-key", "-j", "attachme", list, "sh", "-c", script]);
     let out = "";
     job.child.stdout!.on("data", (d) => (out += d));
-    await until(() => (out.match(/started/g) ?? []).length === 2, 30_000, "programs started");
+    await until(() => (out.match(/started/g) ?? []).length === 2, 60_000, "programs started");
     let ready!: () => void;
     const attachedAll = new Promise<void>((r) => (ready = r));
     const attached = runCli(xrx, ["--no-key", "-v", "-J", "attachme", list], {
@@ -430,7 +430,7 @@ describe("two original nodes", () => {
     expect(t.stdout).toBe("late\nlate\n");
     expectWireClean(a);
     expectWireClean(b);
-  }, 90_000);
+  }, 150_000);
 
   it("forwards Ctrl-C as 'signal 2' on the session ctl", async () => {
     const { child, done } = spawnCli("xrx", [
@@ -448,8 +448,8 @@ describe("two original nodes", () => {
     const r = await done;
     expect(r.stdout.match(/got INT/g)).toHaveLength(2);
     expect(r.code).toBe(7);
-    await until(() => a.sessions.size + b.sessions.size === 0, 10_000, "sessions released");
-  }, 90_000);
+    await until(() => a.sessions.size + b.sessions.size === 0, 20_000, "sessions released");
+  }, 150_000);
 });
 
 describe("the original's session ctl quirk", () => {
@@ -467,12 +467,12 @@ describe("the original's session ctl quirk", () => {
     await expect(s.ctl("type persistent")).rejects.toThrow("unknown command");
     await s.release();
     conn.close();
-    await until(() => node.sessions.size === 0, 10_000, "session released");
+    await until(() => node.sessions.size === 0, 20_000, "session released");
     // A job id with a slash: the original reads "a" as the job and "b/1" as a bad rank.
     const r = await runCli(xrx, ["--no-key", "-j", "a/b", node.spec, "/bin/true"]);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("syntax error");
-    await until(() => node.sessions.size === 0, 10_000, "failed session released");
+    await until(() => node.sessions.size === 0, 20_000, "failed session released");
   });
 });
 
@@ -509,7 +509,7 @@ describe("tree spawn between original nodes (clone, passkey)", () => {
     // One passkey per delegated node: every read of the passkey file mints one, so xrx reads once.
     expect(nodes.map((n) => n.passkeysMinted)).toEqual([0, 1, 1, 1]);
     for (const n of nodes) expectWireClean(n);
-  }, 90_000);
+  }, 150_000);
 });
 
 describe("a clone command longer than one message", () => {
@@ -534,5 +534,5 @@ describe("a clone command longer than one message", () => {
       nodes.map((_, i) => `hello /${i + 1}`).sort(),
     );
     for (const n of nodes) expectWireClean(n);
-  }, 90_000);
+  }, 150_000);
 });
