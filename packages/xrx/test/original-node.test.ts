@@ -8,6 +8,7 @@ import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { userInfo } from "node:os";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
+import { BytesFile, Server, SynthDir, treeBackend } from "@clustermatic/ninep/server";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { main as xk } from "../src/cli/xk.js";
 import { main as xps } from "../src/cli/xps.js";
@@ -20,6 +21,7 @@ import { XcpuNode } from "../src/xcpu.js";
 import { cleanupAll, onCleanup, runCli, spawnCli, tempDir, until } from "./harness.js";
 import { OriginalNode } from "./original/node.js";
 import { PROCS_HEADER } from "./original/procs.js";
+import { OriginalWire } from "./original/wire.js";
 
 afterAll(cleanupAll);
 
@@ -39,7 +41,7 @@ async function originalNode(opts: Parameters<typeof OriginalNode.start>[0] = {})
 }
 
 /** What the original could not have served must never have been sent. */
-function expectWireClean(n: OriginalNode): void {
+function expectWireClean(n: { wire: OriginalWire }): void {
   expect(n.wire.violations).toEqual([]);
 }
 
@@ -536,3 +538,57 @@ describe("a clone command longer than one message", () => {
     for (const n of nodes) expectWireClean(n);
   }, 150_000);
 });
+
+describe("node lists from an original statfs (msize 8216, arch with its newline in the table)", () => {
+  it("xrx -a, xps -a and xk without a node list read the table and reach the nodes that are up", async () => {
+    const nodes: OriginalNode[] = [];
+    for (let i = 0; i < 2; i++) {
+      const n = await originalNode({ arch: "/Linux/x86_64\n" });
+      n.addGroup("users", 100);
+      n.addUser(me.username, me.uid, "users", "");
+      nodes.push(n);
+    }
+    // 8.10: name, address, arch (with the newline of the node's arch file), status, jobs.
+    const table =
+      nodes.map((n, i) => `n${i + 1}\ttcp!127.0.0.1!${n.port}\t/Linux/x86_64\n\tup\t0\n`).join("") +
+      "n3\ttcp!127.0.0.1!9\tunknown (not read yet)\tdown(connect_failed)\t0\n";
+    const statfs = await originalStatfs(table);
+    const src = `127.0.0.1!${statfs.port}`;
+    const r = await runCli(xrx, ["--no-key", "--statfs", src, "-p", "sh", "-c", 'echo "$XCPUID"']);
+    expect(r.stderr).toBe("");
+    expect(r.stdout.split("\n").filter(Boolean).sort()).toEqual(["n1: /1", "n2: /2"]);
+    // A job on both nodes, listed by xps -a and killed by xk with a job id and no node list
+    // (xk asks every node statfs knows, the down one too, which it reports).
+    const job = spawnCli("xrx", ["--no-key", "--statfs", src, "-j", "sj", "-l", "/bin/cat", "-"]);
+    await until(
+      async () => {
+        const x = await runCli(xps, ["--no-key", "--statfs", src, "-x"]);
+        return /^n1\t\d+\t.*\tsj\/1\t\/bin\/cat -$/m.test(x.stdout) && /^n2\t.*\tsj\/2\t/m.test(x.stdout);
+      },
+      60_000,
+      "the job in xps -a",
+    );
+    const k = await runCli(xk, ["--no-key", "--statfs", src, "9", "/sj"]);
+    expect(k.stderr).toMatch(/^xk: n3: /m);
+    expect(k.stderr).not.toMatch(/^xk: n[12]: /m);
+    expect((await job.done).code).toBe(137);
+    expectWireClean(statfs);
+    for (const n of nodes) expectWireClean(n);
+  }, 150_000);
+});
+
+/** A statfs like the original's (npfs): no authentication, msize 8216, one `state` file. */
+async function originalStatfs(table: string): Promise<{ port: number; wire: OriginalWire }> {
+  const dir = tempDir("xrx-orig-statfs-");
+  const root = new SynthDir("/", { uid: "root", gid: "root" });
+  root.add(new BytesFile("state", table, { uid: "root", gid: "root", mode: 0o444 }));
+  const server = new Server({ backend: treeBackend(root), maxMsize: 8216 });
+  const sock = join(dir, "statfs.sock");
+  await server.listen(`unix!${sock}`);
+  const wire = await OriginalWire.start(sock, 8216);
+  onCleanup(async () => {
+    await wire.close();
+    await server.close(0);
+  });
+  return { port: wire.port, wire };
+}
