@@ -4,7 +4,13 @@
 // capture of the original tools against original nodes (xcpu-1.2.3-wire.jsonl): msize 32792,
 // iounit 0, arch "/Linux/x86_64" without a newline, clone "0", wait "768", Rerror texts.
 // The program really runs (child_process.spawn in the session directory, argv/env from the
-// session buffers, stdio piped with the original's read semantics).
+// session buffers, stdio piped with the original's read semantics). Tree spawn (`clone`, passkeys)
+// dials the other nodes with our 9P client.
+//
+// Where it is stricter than the original (so a client passing here passes there): a permission
+// needs every requested bit (the original: any), and only open files hold a session (the original
+// also counts walked fids). Not emulated: the legacy `exec` file, `redirect`, the passkey check
+// bugs of 3.3/3.4 (a correct check here), uid switching unless running as root for another uid.
 import { type ChildProcess, spawn } from "node:child_process";
 import {
   constants,
