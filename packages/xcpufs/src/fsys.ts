@@ -368,7 +368,7 @@ function makeRootFiles(fs: Xcpufs): RootFile[] {
       0o664,
       bufFile(() => fs.rootState),
     ),
-    new RootFile(fs, "passkey", 8, 0o444, {
+    new RootFile(fs, "passkey", 9, 0o444, {
       open: async (user) => {
         let snap: Buffer | undefined;
         return {
@@ -383,9 +383,9 @@ function makeRootFiles(fs: Xcpufs): RootFile[] {
         };
       },
     }),
-    new RootFile(fs, "pwent", 9, 0o440, { open: textFile(() => fs.users.pwent()) }),
-    new RootFile(fs, "grent", 11, 0o440, { open: textFile(() => fs.users.grent()) }),
-    new RootFile(fs, "sysinfo", 12, 0o444, {
+    new RootFile(fs, "pwent", 11, 0o440, { open: textFile(() => fs.users.pwent()) }),
+    new RootFile(fs, "grent", 12, 0o440, { open: textFile(() => fs.users.grent()) }),
+    new RootFile(fs, "sysinfo", 13, 0o444, {
       open: async () => {
         const snap = Buffer.from(await sysinfoText(fs.sessions.size));
         return { read: async (offset, count) => slice(snap, offset, count) };

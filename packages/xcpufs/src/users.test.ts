@@ -22,6 +22,15 @@ describe("UserDb", () => {
     expect(db.grent()).toBe("xcpu-admin:65530\n");
     expect(db.admin.alwaysFail).toBe(true);
   });
+  it("lists users and groups the most recently added first, as the original's pool", () => {
+    // What xgetent passwd read from an original node after `xuserset add root 0 xcpu-admin`.
+    const db = new UserDb({});
+    run(db, `user-add root 0 xcpu-admin '${key}'`);
+    expect(db.pwent()).toBe("root:0:65530:xcpu-admin\nxcpu-admin:65530:65530:xcpu-admin\n");
+    run(db, "group-add mammals 100");
+    run(db, "group-add users 101");
+    expect(db.grent()).toBe("users:101\nmammals:100\nxcpu-admin:65530\n");
+  });
   it("adds and removes users and groups with the original errors", () => {
     const db = new UserDb({});
     expect(() => run(db, `user-add glenda 500 mammals '${key}'`)).toThrow("mammals:group not found");
@@ -146,7 +155,7 @@ describe("UserDb", () => {
     const db = new UserDb({});
     expect(importUnixUsers(db, { passwd: join(dir, "passwd"), group: join(dir, "group") })).toEqual(["ann"]);
     expect(db.pwent()).toContain("ann:1000:1000:ann,staff\n");
-    expect(db.grent()).toBe("xcpu-admin:65530\nstaff:50\nann:1000\n");
+    expect(db.grent()).toBe("ann:1000\nstaff:50\nxcpu-admin:65530\n");
     expect(db.byName("bob")).toBeUndefined();
   });
 });

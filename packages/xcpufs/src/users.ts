@@ -249,11 +249,14 @@ export class UserDb {
     this.passkeys.delete(name);
   }
 
-  /** `pwent`: `uname:uid:gid[:g1,g2]` per user. */
+  /**
+   * `pwent`: `uname:uid:gid[:g1,g2]` per user, the most recently added first, as the original's
+   * pool lists them (xgetent prints them in this order).
+   */
   pwent(): string {
     if (this.users.size === 0) throw new XcpuError("userpool empty: no users");
     let s = "";
-    for (const u of this.users.values()) {
+    for (const u of [...this.users.values()].reverse()) {
       s += `${u.name}:${u.uid}:${u.gid}`;
       if (u.groups.size > 0) s += `:${[...u.groups].join(",")}`;
       s += "\n";
@@ -261,11 +264,11 @@ export class UserDb {
     return s;
   }
 
-  /** `grent`: `gname:gid` per group. */
+  /** `grent`: `gname:gid` per group, the most recently added first (as `pwent`). */
   grent(): string {
     if (this.groups.size === 0) throw new XcpuError("userpool empty: no groups");
     let s = "";
-    for (const g of this.groups.values()) s += `${g.name}:${g.gid}\n`;
+    for (const g of [...this.groups.values()].reverse()) s += `${g.name}:${g.gid}\n`;
     return s;
   }
 
