@@ -35,6 +35,7 @@ import {
   Framer,
   type Message,
   MsgType,
+  OREAD,
   type Qid,
   type Stat,
 } from "@clustermatic/ninep/codec";
@@ -42,7 +43,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startXcpufs, type XcpufsHandle } from "../src/index.js";
 import { adminId } from "../src/server.js";
 import { localArch } from "../src/xcpufs.js";
-import { type KeyPair, rsaKey } from "./helpers.js";
+import { type KeyPair, login, rsaKey } from "./helpers.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const capturePath = join(here, "fixtures/xcpu-1.2.3-wire.jsonl");
@@ -209,6 +210,8 @@ afterAll(async () => {
 const notes: string[] = [];
 /** Job ids the xrx sessions were given. */
 const ids: string[] = [];
+/** Session directories in the original's root listings. */
+const origSessionDirs: Stat[] = [];
 
 describe.skipIf(!canRun)("replay of the original tools' wire capture", () => {
   it("answers every request of every original client like the original xcpufs", async () => {
@@ -240,6 +243,33 @@ describe.skipIf(!canRun)("replay of the original tools' wire capture", () => {
     expect(compared).toBe(replayed.reduce((n, c) => n + c.reqs.length, 0));
     // xrx cat, xrx -p (two nodes, ranks 1 and 2), xrx -S -j 7.
     expect(ids).toEqual(["/1", "/1", "/2", "7/1"]);
+
+    // The replayed polls came after the jobs had ended; list a session directory of ours the way
+    // statfs saw the original's: same mode, owner, group and qid shape.
+    expect(origSessionDirs.length).toBeGreaterThan(0);
+    const o = origSessionDirs[0] as Stat;
+    const fs = await login(nodes[0]?.address as string, { uname: "root", uid: 0, key: user.privateKey });
+    try {
+      const clone = await fs.open("clone", OREAD);
+      const sid = (await clone.read(0, 64)).toString();
+      const s = (await fs.readdir("")).find((x) => x.name === sid);
+      expect(s, "our session directory").toBeDefined();
+      const pick = (x: Stat) => ({
+        mode: x.mode,
+        uid: x.uid,
+        gid: x.gid,
+        muid: x.muid,
+        n_uid: x.n_uid,
+        n_gid: x.n_gid,
+        n_muid: x.n_muid,
+        qidType: x.qid.type,
+        qidPath: x.qid.path - ((BigInt(x.name) + 1n) << 24n),
+      });
+      expect(pick(s as Stat)).toEqual({ ...pick(o), n_gid: ADMIN_UID });
+      await clone.clunk();
+    } finally {
+      await fs.close();
+    }
     if (notes.length > 0) console.log(notes.join("\n"));
   }, 240_000);
 });
@@ -610,6 +640,9 @@ async function replay(conv: Conversation, node: XcpufsHandle): Promise<number> {
     // Our one extension file; statfs counts only numerically named entries (session directories).
     const extra = ours.filter((s) => !numeric(s) && !orig.some((o) => o.name === s.name)).map((s) => s.name);
     expect(extra, `${where}: root entries the original does not have`).toEqual(["sysinfo"]);
+    // Session directories the original listed (statfs's first poll came while xrx -j 7 ran):
+    // compared below with one of ours.
+    for (const o of orig.filter(numeric)) origSessionDirs.push(o);
     for (const s of ours.filter(numeric)) {
       expect(s.mode >>> 0, `${where}: session ${s.name}`).toBe((DMDIR | 0o555) >>> 0);
       expect(s.qid.path, `${where}: session ${s.name}`).toBe((BigInt(s.name) + 1n) << 24n);
