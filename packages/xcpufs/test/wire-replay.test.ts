@@ -4,15 +4,17 @@
 // two of our xcpufs nodes, and compares every reply with the original's.
 //
 // The requests are sent with the original tags and fids, in the captured order. A request waits
-// for every earlier request whose original reply came before its own (the client could have
-// seen those replies before sending it) and for nothing else, so requests the original client
-// had in flight together (the xrx I/O loop, the pipelined file copies) are in flight together
-// here too. The frames are the captured bytes except where something must differ:
+// only for the replies the client had certainly seen, or needed, before sending it (see
+// dependencies()), so requests the original client had in flight together (the xrx I/O loop,
+// the pipelined file copies) are in flight together here too; where the capture cannot tell
+// (stdin data and the "close stdin" after it) they go together, the harder case for a server.
+// The frames are the captured bytes except where something must differ:
 //   - the auth response: our server's challenge signed with a key registered in the same role
 //     (the admin key where the capture authenticates as xcpu-admin, the user key for root);
 //   - the user-add line xuserset writes to the root ctl: our user key instead of the original's
-//     (only the frame's first 64 bytes were captured; the rest of its fixed 4096-byte buffer is
-//     sent as NUL bytes, as libxcpu's snprintf into that buffer leaves it);
+//     (only the frame's first 64 bytes were captured). The tool writes its whole 4096-byte
+//     buffer: the line, its terminating NUL and whatever the buffer held after it, sent here as
+//     NUL bytes; the original answered count 4096 and so must we;
 //   - staged binaries (frames captured as head + sha256): rebuilt from this machine's files; on
 //     the machine the capture was made on they are byte-identical (checked with the sha256);
 //   - session ids named in walks, and offsets of reads that continue a previous read (a client
