@@ -48,6 +48,12 @@ import type { ServerCore } from "./server.js";
 const OAPPEND_U = 0x80;
 const OEXCL_SPFS = 0x04;
 
+/** 9P2000.L lock types and Tlock flags (spec 7, lock). */
+const LOCK_RDLCK = 0;
+const LOCK_WRLCK = 1;
+const LOCK_UNLCK = 2;
+const LOCK_FLAGS = 1 | 2; // BLOCK | RECLAIM
+
 /** Smallest msize accepted in Tversion (lib9p uses the same bound). */
 export const MIN_MSIZE = 256;
 
@@ -751,6 +757,14 @@ export class ServerConnection {
     return f as Fid & { node: Node };
   }
 
+  /**
+   * O1/O6: the fid is open already. The errno is left open for 9P2000.L; it is EINVAL there, as
+   * diod answers a second Tlopen or a Tlcreate on an open directory.
+   */
+  #alreadyOpen(): FsError {
+    return new FsError(Ename.AlreadyOpen, this.#dialect === Dialect.P2000L ? Errno.EINVAL : Errno.EBADF);
+  }
+
   #checkNewFid(num: number, except?: number): void {
     if (num === NOFID) throw new FsError("bad fid", Errno.EBADF);
     if (num !== except && this.#fids.has(num)) throw new FsError(Ename.DuplicateFid, Errno.EBADF);
@@ -839,7 +853,7 @@ export class ServerConnection {
     doOpen: (ctx: RequestContext) => Promise<OpenFile>,
     reply: (qid: Qid, iounit: number) => DistributiveOmit<RMessage, "tag">,
   ): Promise<Outcome> {
-    if (fid.open || fid.opening) throw new FsError(Ename.AlreadyOpen, Errno.EBADF);
+    if (fid.open || fid.opening) throw this.#alreadyOpen();
     const node = fid.node;
     const isDir = (node.qid.type & QTDIR) !== 0;
     // O2: directories are read-only: no write access, truncation or remove-on-close.
@@ -1111,7 +1125,7 @@ export class ServerConnection {
     [MsgType.Tcreate]: async (m, req) => {
       const msg = m as Extract<TMessage, { type: 114 }>;
       const fid = this.#fileFid(msg.fid);
-      if (fid.open || fid.opening) throw new FsError(Ename.AlreadyOpen, Errno.EBADF);
+      if (fid.open || fid.opening) throw this.#alreadyOpen();
       if ((fid.node.qid.type & QTDIR) === 0) throw new FsError(Ename.CreateNoDir, Errno.ENOTDIR);
       this.#checkName(msg.name);
       const mode = this.#checkMode(msg.mode);
@@ -1194,7 +1208,11 @@ export class ServerConnection {
       }
       const open = fid.open;
       if (!open) throw new FsError(Ename.NotOpen, Errno.EBADF);
-      if (open.isDir) throw new FsError(Ename.IsDir, Errno.EISDIR); // R3
+      if (open.isDir) {
+        // R3. On 9P2000.L a directory is open read-only, so write(2) (and diod) answer EBADF.
+        if (this.#dialect === Dialect.P2000L) throw new FsError(Ename.Perm, Errno.EBADF);
+        throw new FsError(Ename.IsDir, Errno.EISDIR);
+      }
       if (!open.writable) throw new FsError(Ename.Perm, Errno.EBADF); // R1
       if (!open.file.write) throw new FsError(Ename.Perm, Errno.EACCES);
       const n = await open.file.write(msg.offset, msg.data, ctx);
@@ -1319,7 +1337,7 @@ export class ServerConnection {
     [MsgType.Tlcreate]: async (m, req) => {
       const msg = m as Extract<TMessage, { type: 14 }>;
       const fid = this.#fileFid(msg.fid);
-      if (fid.open || fid.opening) throw new FsError(Ename.AlreadyOpen, Errno.EBADF);
+      if (fid.open || fid.opening) throw this.#alreadyOpen();
       if ((fid.node.qid.type & QTDIR) === 0) throw new FsError(Ename.NotDir, Errno.ENOTDIR);
       this.#checkName(msg.name);
       const node = fid.node;
@@ -1478,7 +1496,8 @@ export class ServerConnection {
       const fid = this.#fileFid(msg.fid);
       const open = fid.open;
       if (!open) throw new FsError(Ename.NotOpen, Errno.EBADF);
-      if (!open.isDir) throw new FsError(Ename.NotDir, Errno.ENOTDIR);
+      // An open file that is not a directory: EINVAL, as diod answers.
+      if (!open.isDir) throw new FsError(Ename.NotDir, Errno.EINVAL);
       const count = Math.min(msg.count, this.#msize - IOHDRSZ);
       const ctx = this.#reqCtx(fid.user, req);
       let entries: Dirent[];
@@ -1518,8 +1537,13 @@ export class ServerConnection {
     [MsgType.Tlock]: async (m, req) => {
       const msg = m as Extract<TMessage, { type: 52 }>;
       const fid = this.#fileFid(msg.fid);
+      // Locks belong to open files (EBADF otherwise); a type or flag Linux does not define is
+      // EINVAL. diod answers both the same way.
       const file = fid.open?.file;
-      if (!file?.lock) throw notSupported();
+      if (!file) throw new FsError(Ename.NotOpen, Errno.EBADF);
+      if (msg.locktype > LOCK_UNLCK || (msg.flags & ~LOCK_FLAGS) !== 0)
+        throw new FsError("invalid lock request", Errno.EINVAL);
+      if (!file.lock) throw notSupported();
       const { type: _t, tag: _g, fid: _f, ...lk } = msg;
       const status = await file.lock(lk, this.#reqCtx(fid.user, req));
       return { reply: { type: MsgType.Rlock, status } };
@@ -1529,7 +1553,11 @@ export class ServerConnection {
       const msg = m as Extract<TMessage, { type: 54 }>;
       const fid = this.#fileFid(msg.fid);
       const file = fid.open?.file;
-      if (!file?.getlock) throw notSupported();
+      if (!file) throw new FsError(Ename.NotOpen, Errno.EBADF);
+      // F_GETLK asks about a read or a write lock; anything else is EINVAL.
+      if (msg.locktype !== LOCK_RDLCK && msg.locktype !== LOCK_WRLCK)
+        throw new FsError("invalid lock request", Errno.EINVAL);
+      if (!file.getlock) throw notSupported();
       const { type: _t, tag: _g, fid: _f, ...lk } = msg;
       const r = await file.getlock(lk, this.#reqCtx(fid.user, req));
       return { reply: { type: MsgType.Rgetlock, ...r } };
