@@ -177,6 +177,7 @@ export const L_O = {
   APPEND: 0o2000,
   NONBLOCK: 0o4000,
   DIRECTORY: 0o200000,
+  NOFOLLOW: 0o400000,
 } as const;
 
 export const AT_REMOVEDIR = 0x200;

@@ -126,6 +126,9 @@ export async function lopen(f: PtFile, flags: number, ctx: RequestContext): Prom
   if (flags & L_O.TRUNC) want |= W_OK;
   if (want & W_OK) f.ro();
   const target = await f.ioTarget();
+  // open(2) with O_NOFOLLOW refuses a symbolic link.
+  if (target !== f && flags & L_O.NOFOLLOW)
+    throw new FsError("too many levels of symbolic links", Errno.ELOOP);
   const isDir = fmtOf(target.st.mode) === S_IFDIR;
   if (flags & L_O.DIRECTORY && !isDir) throw new FsError(Ename.NotDir, Errno.ENOTDIR);
   if (isDir && (acc !== L_O.RDONLY || flags & L_O.TRUNC)) throw new FsError(Ename.IsDir, Errno.EISDIR);

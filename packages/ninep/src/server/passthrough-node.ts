@@ -245,7 +245,7 @@ export class PtFile implements Node, DirSource {
       if (acc !== constants.O_RDONLY || flags & constants.O_TRUNC)
         throw new FsError(Ename.IsDir, Errno.EISDIR);
       await this.sh.root.checkedDir(this.node.rel);
-      return new DirIo(this);
+      return new DirIo(this, this.sh.locks);
     }
     if (fmt === S_IFSOCK) throw new FsError("cannot open a socket", Errno.ENXIO);
     if (fmt === S_IFLNK) throw new FsError("too many levels of symbolic links", Errno.ELOOP);
@@ -320,7 +320,7 @@ export class PtFile implements Node, DirSource {
       await fsp.mkdir(p, 0o700);
       await this.finishNew(p, perm, owner, group);
       const created = await this.child(node);
-      return { node: created, file: new DirIo(created) };
+      return { node: created, file: new DirIo(created, this.sh.locks) };
     }
     if (unix && req.perm & (DMSYMLINK | DMLINK | DMDEVICE | DMNAMEDPIPE | DMSOCKET)) {
       return this.createSpecial(req, p, node, owner, group, dirPerm, ctx);

@@ -342,7 +342,11 @@ export class DirIo implements OpenFile {
   readonly iounit = 0;
   private snapshot: string[] | undefined;
 
-  constructor(private readonly src: DirSource) {
+  /** `locks`: the table Tlock/Tgetlock use (a directory open for reading can be locked, as flock(2) allows). */
+  constructor(
+    private readonly src: DirSource,
+    private readonly locks?: LockTable,
+  ) {
     this.qid = src.qid;
   }
 
@@ -377,8 +381,21 @@ export class DirIo implements OpenFile {
 
   async fsync(): Promise<void> {}
 
+  lock(req: LockRequest, ctx: RequestContext): Promise<number> {
+    if (!this.locks) return Promise.reject(new FsError("operation not supported", Errno.EOPNOTSUPP));
+    const owner = `${ctx.connection.id}/${req.client_id}/${req.proc_id}`;
+    return Promise.resolve(this.locks.lock(this.qid.path, owner, this, req));
+  }
+
+  getlock(req: GetLockRequest, ctx: RequestContext): Promise<GetLockResult> {
+    if (!this.locks) return Promise.reject(new FsError("operation not supported", Errno.EOPNOTSUPP));
+    const owner = `${ctx.connection.id}/${req.client_id}/${req.proc_id}`;
+    return Promise.resolve(this.locks.getlock(this.qid.path, owner, req));
+  }
+
   clunk(): void {
     this.snapshot = undefined;
+    this.locks?.release(this);
   }
 }
 

@@ -1,0 +1,228 @@
+// An audit of the passthrough served over real sockets, with raw frames: rules of spec/9p.md at the
+// export root (remove, rename, `..`, far offsets), and 9P2000.L cases the spec leaves open, where
+// the reply must be the one diod gives. When /usr/sbin/diod is installed every .L case is also run
+// against a live diod exporting an identical tree, and both must give the expected reply.
+
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { L_O, MsgType, NOFID } from "../../src/codec/constants.js";
+import { dontTouchStat } from "../../src/codec/stat.js";
+import type { Message } from "../../src/codec/types.js";
+import { Ename, Errno } from "../../src/errors.js";
+import { passthrough } from "../../src/server/passthrough.js";
+import { Server } from "../../src/server/server.js";
+import { RawClient, type Request } from "../../src/testing/raw.js";
+import type { Address } from "../../src/transport/address.js";
+import { type DiodHandle, diodUnavailable, startDiod } from "../helpers/diod.js";
+import { tempDir } from "./helpers.js";
+
+/** The tree both servers export (diod squashes every user to nobody, so it is open to all). */
+function seed(dir: string): void {
+  fs.chmodSync(dir, 0o777);
+  fs.writeFileSync(path.join(dir, "f"), "hello\n");
+  fs.chmodSync(path.join(dir, "f"), 0o666);
+  fs.mkdirSync(path.join(dir, "d"));
+  fs.chmodSync(path.join(dir, "d"), 0o777);
+  fs.writeFileSync(path.join(dir, "d", "x"), "x");
+  fs.symlinkSync("f", path.join(dir, "lnk"));
+}
+
+const missing = diodUnavailable();
+if (missing) console.warn(`conformance audit: diod cross-checks skipped: ${missing}`);
+
+let ours: { t: ReturnType<typeof tempDir>; server: Server; addr: Address };
+let diod: { t: ReturnType<typeof tempDir>; h: DiodHandle } | undefined;
+const clients: RawClient[] = [];
+
+beforeAll(async () => {
+  const t = tempDir("pt-audit-");
+  seed(t.dir);
+  const server = new Server({ backend: passthrough(t.dir) });
+  ours = { t, server, addr: await server.listen("tcp!127.0.0.1!0") };
+  if (!missing) {
+    const td = tempDir("pt-audit-diod-");
+    seed(td.dir);
+    diod = { t: td, h: await startDiod(td.dir) };
+  }
+}, 60_000);
+
+afterAll(async () => {
+  for (const c of clients.splice(0)) c.destroy();
+  await ours?.server.close(100);
+  ours?.t.cleanup();
+  await diod?.h.stop();
+  diod?.t.cleanup();
+});
+
+async function connect(address: string | Address, version: string, aname: string): Promise<RawClient> {
+  const c = await RawClient.connect(address);
+  clients.push(c);
+  expect((await c.version(8192 + 24, version)).version).toBe(version);
+  const r = await c.call(
+    { type: MsgType.Tattach, fid: 0, afid: NOFID, uname: "nobody", aname, n_uname: 65534 },
+    10_000,
+  );
+  expect(r.type).toBe(MsgType.Rattach);
+  return c;
+}
+
+/** "Rname" for a success, "Rlerror <errno>" / "Rerror <ename>" for an error. */
+function outcome(m: Message): string {
+  if (m.type === MsgType.Rlerror) return `Rlerror ${m.ecode}`;
+  if (m.type === MsgType.Rerror) return `Rerror ${m.ename}`;
+  return Object.entries(MsgType).find(([, v]) => v === m.type)?.[0] ?? String(m.type);
+}
+
+/** Runs `steps` on a fresh connection; returns the outcome of each. */
+async function run(c: RawClient, steps: Request[]): Promise<string[]> {
+  const out: string[] = [];
+  for (const s of steps) out.push(outcome(await c.call(s, 10_000)));
+  return out;
+}
+
+/**
+ * Runs `steps` on a fresh 9P2000.L connection to our server and (when installed) to diod, and
+ * checks that both give `expected`, step by step.
+ */
+async function likeDiod(steps: Request[], expected: string[]): Promise<void> {
+  const c = await connect(ours.addr, "9P2000.L", "");
+  expect(await run(c, steps)).toEqual(expected);
+  c.destroy();
+  if (diod) {
+    const d = await connect(diod.h.address, "9P2000.L", diod.t.dir);
+    expect(await run(d, steps)).toEqual(expected);
+    d.destroy();
+  }
+}
+
+const walk = (fid: number, newfid: number, ...wname: string[]): Request => ({
+  type: MsgType.Twalk,
+  fid,
+  newfid,
+  wname,
+});
+const lopen = (fid: number, flags: number): Request => ({ type: MsgType.Tlopen, fid, flags });
+const lock = (fid: number, locktype: number, flags = 0): Request => ({
+  type: MsgType.Tlock,
+  fid,
+  locktype,
+  flags,
+  start: 0n,
+  length: 0n,
+  proc_id: 7,
+  client_id: "audit",
+});
+const getlock = (fid: number, locktype: number): Request => ({
+  type: MsgType.Tgetlock,
+  fid,
+  locktype,
+  start: 0n,
+  length: 0n,
+  proc_id: 7,
+  client_id: "audit",
+});
+const E = (errno: number) => `Rlerror ${errno}`;
+
+describe("9P2000.L cases the spec leaves open: the passthrough answers as diod does", () => {
+  it("Tlopen with O_NOFOLLOW of a symbolic link is ELOOP (open(2)); without it the target opens", async () => {
+    const NOFOLLOW = 0o400000;
+    await likeDiod(
+      [walk(0, 1, "lnk"), lopen(1, L_O.RDONLY | NOFOLLOW), lopen(1, L_O.RDONLY)],
+      ["Rwalk", E(Errno.ELOOP), "Rlopen"],
+    );
+  });
+
+  it("a directory open for reading can be locked (flock of a directory), and Tgetlock sees no conflict", async () => {
+    await likeDiod(
+      [walk(0, 1, "d"), lopen(1, L_O.RDONLY), lock(1, 0), getlock(1, 1), lock(1, 2)],
+      ["Rwalk", "Rlopen", "Rlock", "Rgetlock", "Rlock"],
+    );
+  });
+
+  it("Tlock and Tgetlock on a fid that is not open are EBADF", async () => {
+    await likeDiod([walk(0, 1, "f"), lock(1, 1), getlock(1, 1)], ["Rwalk", E(Errno.EBADF), E(Errno.EBADF)]);
+  });
+
+  it("a lock type or flag Linux does not define, and Tgetlock of UNLCK, are EINVAL", async () => {
+    await likeDiod(
+      [walk(0, 1, "f"), lopen(1, L_O.RDWR), lock(1, 7), lock(1, 1, 0xff), getlock(1, 7), getlock(1, 2)],
+      ["Rwalk", "Rlopen", E(Errno.EINVAL), E(Errno.EINVAL), E(Errno.EINVAL), E(Errno.EINVAL)],
+    );
+  });
+
+  it("a second Tlopen of an open fid, and Tlcreate on an open directory, are EINVAL", async () => {
+    const lcreate: Request = {
+      type: MsgType.Tlcreate,
+      fid: 2,
+      name: "new",
+      flags: L_O.RDWR,
+      mode: 0o644,
+      gid: NOFID,
+    };
+    await likeDiod(
+      [walk(0, 1, "f"), lopen(1, L_O.RDONLY), lopen(1, L_O.RDONLY), walk(0, 2, "d"), lopen(2, 0), lcreate],
+      ["Rwalk", "Rlopen", E(Errno.EINVAL), "Rwalk", "Rlopen", E(Errno.EINVAL)],
+    );
+  });
+
+  it("Treaddir of an open file is EINVAL; Twrite to an open directory is EBADF, Tread of it EISDIR", async () => {
+    await likeDiod(
+      [
+        walk(0, 1, "f"),
+        lopen(1, L_O.RDONLY),
+        { type: MsgType.Treaddir, fid: 1, offset: 0n, count: 4096 },
+        walk(0, 2, "d"),
+        lopen(2, L_O.RDONLY),
+        { type: MsgType.Twrite, fid: 2, offset: 0n, data: Buffer.from("x") },
+        { type: MsgType.Tread, fid: 2, offset: 0n, count: 100 },
+      ],
+      ["Rwalk", "Rlopen", E(Errno.EINVAL), "Rwalk", "Rlopen", E(Errno.EBADF), E(Errno.EISDIR)],
+    );
+  });
+});
+
+describe("the export root and far offsets (every dialect)", () => {
+  for (const version of ["9P2000", "9P2000.u", "9P2000.L"]) {
+    it(`C2/W7/S2/R2 over ${version}: the root cannot be removed or renamed, '..' stays at it, reads past 2^63 give 0 bytes`, async () => {
+      const c = await connect(ours.addr, version, "");
+      const dotL = version === "9P2000.L";
+      // C2: the removal fails and the fid is clunked; the directory is still exported.
+      expect((await c.call(walk(0, 1))).type).toBe(MsgType.Rwalk);
+      const rm = await c.call({ type: MsgType.Tremove, fid: 1 });
+      expect(rm.type).toBe(dotL ? MsgType.Rlerror : MsgType.Rerror);
+      const clunk = await c.call({ type: MsgType.Tclunk, fid: 1 });
+      expect(outcome(clunk)).toBe(dotL ? E(Errno.EBADF) : `Rerror ${Ename.UnknownFid}`);
+      expect(fs.existsSync(path.join(ours.t.dir, "f"))).toBe(true);
+      // W7: sixteen '..' from the root are the root sixteen times (xcpufs 1.2.3 crashed here).
+      const w = await c.call(walk(0, 2, ...Array<string>(16).fill("..")));
+      const root = await c.call(
+        dotL ? { type: MsgType.Tgetattr, fid: 0, request_mask: 0x7ffn } : { type: MsgType.Tstat, fid: 0 },
+      );
+      const rootQid =
+        root.type === MsgType.Rgetattr ? root.qid : root.type === MsgType.Rstat ? root.stat.qid : undefined;
+      expect(w.type === MsgType.Rwalk && w.wqid).toEqual(Array(16).fill(rootQid));
+      if (!dotL) {
+        // S1/S2: the root stats as "/" and cannot be renamed.
+        expect((await c.stat(2)).name).toBe("/");
+        const ws = await c.call({ type: MsgType.Twstat, fid: 2, stat: dontTouchStat({ name: "gone" }) });
+        expect(ws.type).toBe(MsgType.Rerror);
+        expect((await c.stat(0)).name).toBe("/");
+      } else {
+        expect(outcome(await c.call({ type: MsgType.Trename, fid: 2, dfid: 0, name: "gone" }))).toBe(
+          E(Errno.EBUSY),
+        );
+      }
+      expect(fs.existsSync(ours.t.dir)).toBe(true);
+      // R2: offsets at or past the end, however far, read as end of file.
+      expect((await c.call(walk(0, 3, "f"))).type).toBe(MsgType.Rwalk);
+      const op = await c.call(dotL ? lopen(3, L_O.RDONLY) : { type: MsgType.Topen, fid: 3, mode: 0 });
+      expect(op.type).toBe(dotL ? MsgType.Rlopen : MsgType.Ropen);
+      for (const offset of [6n, 1n << 63n, 0xffffffffffffffffn]) {
+        const r = await c.call({ type: MsgType.Tread, fid: 3, offset, count: 100 });
+        expect(r.type === MsgType.Rread && r.data.length).toBe(0);
+      }
+      c.destroy();
+    });
+  }
+});
