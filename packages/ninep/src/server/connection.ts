@@ -675,6 +675,14 @@ export class ServerConnection {
       this.#dialect = undefined;
       if (this.#isClosed) return;
       if (msg.msize < MIN_MSIZE) {
+        if (this.#core.chooseDialect(msg.version) === Dialect.P2000L) {
+          // A 9P2000.L client parses every error as Rlerror (spec 7); diod answers a refused
+          // Tversion with EIO.
+          const reply: RMessage = { type: MsgType.Rlerror, tag: msg.tag, ecode: Errno.EIO };
+          if (this.#core.opts.trace) this.#trace(`-> ${formatMessage(reply)}`);
+          this.#write(encode(reply, Dialect.P2000L));
+          return;
+        }
         this.#sendError(
           msg.tag,
           new FsError(`msize ${msg.msize} too small (minimum ${MIN_MSIZE})`, Errno.EINVAL),

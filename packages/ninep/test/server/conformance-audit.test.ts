@@ -511,3 +511,59 @@ describe("9P2000.L open state (errnos as diod answers them)", () => {
     expect(await err(c, { type: MsgType.Tclunk, fid: 1 })).toBe(Errno.EBADF);
   });
 });
+
+describe("no fid leaks (F2-F4, C1, C2, W6, V6)", () => {
+  it("failed and partial operations leave exactly the fids that were created, and Tversion leaves none", async () => {
+    const c = await session();
+    const conn = () => fx!.server.connections[0]!;
+    expect(conn().fidCount).toBe(1); // the attach
+    const failing: Request[] = [
+      walk(0, 1, "nope"), // first element fails
+      walk(0, 1, "dir", "nope"), // partial
+      walk(0, 0, "dir", "nope"), // partial onto itself
+      walk(0, 1, ...Array<string>(16).fill("nope")),
+      { type: MsgType.Tattach, fid: 0, afid: NOFID, uname: "glenda", aname: "" }, // fid in use
+      { type: MsgType.Tauth, afid: 2, uname: "glenda", aname: "" }, // no auth here
+      { type: MsgType.Tattach, fid: 3, afid: 4, uname: "glenda", aname: "" }, // unknown afid
+    ];
+    for (const r of failing) await c.call(r, 10_000);
+    expect(conn().fidCount).toBe(1);
+    // Open, create and remove failures keep (or, for Tremove, drop) only their own fid.
+    await ok(c, walk(0, 1, "secret"), MsgType.Rwalk);
+    await ok(c, walk(0, 2, "dir"), MsgType.Rwalk);
+    await c.call({ type: MsgType.Tcreate, fid: 2, name: "sub", perm: 0o644, mode: OWRITE }, 10_000);
+    await c.call(open(1, OWRITE | 0x08), 10_000);
+    expect(conn().fidCount).toBe(3);
+    await ok(c, walk(0, 3, "dir", "sub"), MsgType.Rwalk);
+    expect(await err(c, { type: MsgType.Tremove, fid: 3 })).toBe(Ename.NotEmpty);
+    expect(await err(c, { type: MsgType.Tremove, fid: 0 })).toBe(Ename.RemoveProhibited);
+    expect(conn().fidCount).toBe(2);
+    await c.attach(0);
+    await ok(c, walk(0, 4, "dir"), MsgType.Rwalk);
+    await ok(
+      c,
+      { type: MsgType.Tcreate, fid: 4, name: "t", perm: 0o644, mode: OWRITE | ORCLOSE },
+      MsgType.Rcreate,
+    );
+    expect(conn().fidCount).toBe(4);
+    await c.version(8216, "9P2000");
+    expect(conn().fidCount).toBe(0);
+  });
+});
+
+describe("version errors on 9P2000.L (spec 7: Rlerror for everything)", () => {
+  it("V2: a 9P2000.L Tversion with an msize too small gets Rlerror (diod's EIO), which a .L client can parse", async () => {
+    fx = await startFixture();
+    const c = await RawClient.connect(fx.addr);
+    clients.push(c);
+    c.dialect = "9P2000.L";
+    c.send({ type: MsgType.Tversion, tag: NOTAG, msize: 100, version: "9P2000.L" });
+    expect(await c.reply(NOTAG)).toEqual({ type: MsgType.Rlerror, tag: NOTAG, ecode: Errno.EIO });
+    // The plain dialects still get Rerror, and the connection negotiates normally afterwards.
+    c.dialect = "9P2000";
+    c.send({ type: MsgType.Tversion, tag: NOTAG, msize: 100, version: "9P2000.u" });
+    expect(await c.reply(NOTAG)).toMatchObject({ type: MsgType.Rerror, tag: NOTAG });
+    expect((await c.version(8216, "9P2000.L")).version).toBe("9P2000.L");
+    await c.attach(0);
+  });
+});
