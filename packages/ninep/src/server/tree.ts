@@ -204,9 +204,15 @@ export abstract class SynthNode implements Node {
       parent.checkPerm(user, DMWRITE);
       if (parent.get(changes.name)) throw new FsError(Ename.Exists, Errno.EEXIST);
     }
-    if (changes.length !== undefined) {
+    // Setting the length a file already has changes nothing: Linux v9fs sends length 0 after every
+    // open(O_TRUNC), also of command files that cannot be truncated.
+    const newLength =
+      changes.length !== undefined && !this.isDir && changes.length === this.length()
+        ? undefined
+        : changes.length;
+    if (newLength !== undefined) {
       if (this.isDir) {
-        if (changes.length !== 0n) throw new FsError(Ename.IsDir, Errno.EISDIR);
+        if (newLength !== 0n) throw new FsError(Ename.IsDir, Errno.EISDIR);
       } else {
         this.checkPerm(user, DMWRITE);
         if (!this.canSetLength()) throw new FsError(Ename.WstatProhibited, Errno.EPERM);
@@ -226,7 +232,7 @@ export abstract class SynthNode implements Node {
     // Apply.
     if (changes.name !== undefined && changes.name !== this.name)
       this.parent!.renameChild(this.name, changes.name);
-    if (changes.length !== undefined && !this.isDir) this.setLength(changes.length);
+    if (newLength !== undefined && !this.isDir) this.setLength(newLength);
     if (changes.mode !== undefined) this.mode = changes.mode >>> 0;
     if (changes.gid !== undefined) this.gid = changes.gid;
     if (changes.n_gid !== undefined) this.n_gid = changes.n_gid;

@@ -567,3 +567,25 @@ describe("version errors on 9P2000.L (spec 7: Rlerror for everything)", () => {
     await c.attach(0);
   });
 });
+
+describe("wstat as Linux v9fs sends it (S2, S4)", () => {
+  it("open(O_TRUNC) of a command file: Topen OWRITE|OTRUNC, then Twstat of length 0 (its length already) and mtime, succeeds", async () => {
+    const c = await session("9P2000.u");
+    await ok(c, walk(0, 1, "ctl"), MsgType.Rwalk);
+    await ok(c, open(1, OWRITE | OTRUNC), MsgType.Ropen);
+    const now = Math.floor(Date.now() / 1000);
+    await ok(
+      c,
+      { type: MsgType.Twstat, fid: 1, stat: dontTouchStat({ length: 0n, mtime: now }) },
+      MsgType.Rwstat,
+    );
+    await ok(c, write(1, "ping\n"), MsgType.Rwrite);
+    expect(fx!.ctlLog).toEqual(["ping"]);
+    // A real length change of a file that cannot be truncated is still refused, atomically.
+    const before = (await c.stat(1)).mtime;
+    expect(
+      await err(c, { type: MsgType.Twstat, fid: 1, stat: dontTouchStat({ length: 5n, mtime: 7 }) }),
+    ).toBe(Ename.WstatProhibited);
+    expect((await c.stat(1)).mtime).toBe(before);
+  });
+});
