@@ -230,8 +230,10 @@ export abstract class SynthNode implements Node {
       throw new FsError("can't change directory bit", Errno.EPERM);
     }
     // Apply.
-    if (changes.name !== undefined && changes.name !== this.name)
+    if (changes.name !== undefined && changes.name !== this.name) {
       this.parent!.renameChild(this.name, changes.name);
+      this.parent!.touch(user); // 4.10: renaming a member changes the directory
+    }
     if (newLength !== undefined && !this.isDir) this.setLength(newLength);
     if (changes.mode !== undefined) this.mode = changes.mode >>> 0;
     if (changes.gid !== undefined) this.gid = changes.gid;

@@ -589,3 +589,23 @@ describe("wstat as Linux v9fs sends it (S2, S4)", () => {
     expect((await c.stat(1)).mtime).toBe(before);
   });
 });
+
+describe("times (4.10)", () => {
+  it("creating, renaming and removing a member each change the directory's qid.vers and muid", async () => {
+    const c = await session();
+    const other = await session();
+    await ok(c, walk(0, 1, "dir"), MsgType.Rwalk);
+    const v0 = (await c.stat(1)).qid.version;
+    await ok(c, walk(0, 2, "dir"), MsgType.Rwalk);
+    await ok(c, { type: MsgType.Tcreate, fid: 2, name: "a", perm: 0o666, mode: OWRITE }, MsgType.Rcreate);
+    const v1 = (await c.stat(1)).qid.version;
+    expect(v1).not.toBe(v0);
+    await ok(c, { type: MsgType.Twstat, fid: 2, stat: dontTouchStat({ name: "b" }) }, MsgType.Rwstat);
+    const s2 = await c.stat(1);
+    expect(s2.qid.version).not.toBe(v1);
+    expect(s2.muid).toBe("glenda");
+    await ok(other, walk(0, 1, "dir", "b"), MsgType.Rwalk);
+    await ok(other, { type: MsgType.Tremove, fid: 1 }, MsgType.Rremove);
+    expect((await c.stat(1)).qid.version).not.toBe(s2.qid.version);
+  });
+});
