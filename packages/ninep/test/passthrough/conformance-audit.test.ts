@@ -26,6 +26,18 @@ function seed(dir: string): void {
   fs.chmodSync(path.join(dir, "d"), 0o777);
   fs.writeFileSync(path.join(dir, "d", "x"), "x");
   fs.symlinkSync("f", path.join(dir, "lnk"));
+  // Owned by the server's user (root in CI): "nobody" gets the other bits only.
+  fs.writeFileSync(path.join(dir, "ro"), "ro");
+  fs.chmodSync(path.join(dir, "ro"), 0o644);
+  fs.writeFileSync(path.join(dir, "priv"), "p");
+  fs.chmodSync(path.join(dir, "priv"), 0o600);
+  fs.mkdirSync(path.join(dir, "rodir"));
+  fs.writeFileSync(path.join(dir, "rodir", "y"), "y");
+  fs.chmodSync(path.join(dir, "rodir"), 0o755);
+  fs.mkdirSync(path.join(dir, "sticky"));
+  fs.writeFileSync(path.join(dir, "sticky", "z"), "z");
+  fs.chmodSync(path.join(dir, "sticky", "z"), 0o666);
+  fs.chmodSync(path.join(dir, "sticky"), 0o1777);
 }
 
 const missing = diodUnavailable();
@@ -178,6 +190,92 @@ describe("9P2000.L cases the spec leaves open: the passthrough answers as diod d
         { type: MsgType.Tread, fid: 2, offset: 0n, count: 100 },
       ],
       ["Rwalk", "Rlopen", E(Errno.EINVAL), "Rwalk", "Rlopen", E(Errno.EBADF), E(Errno.EISDIR)],
+    );
+  });
+});
+
+const setattr = (fid: number, valid: number, a: Partial<Record<string, number | bigint>> = {}): Request => ({
+  type: MsgType.Tsetattr,
+  fid,
+  valid,
+  mode: 0,
+  uid: 0,
+  gid: 0,
+  size: 0n,
+  atime_sec: 0n,
+  atime_nsec: 0n,
+  mtime_sec: 0n,
+  mtime_nsec: 0n,
+  ...a,
+});
+
+const runningAsRoot = process.getuid?.() === 0;
+
+describe.skipIf(!runningAsRoot)("permissions of the attached user (nobody), as diod checks them", () => {
+  it("opens need every requested bit; creating in a directory needs write permission in it", async () => {
+    const d = (fid: number, name: string): Request[] => [
+      { type: MsgType.Tlcreate, fid, name, flags: L_O.RDWR, mode: 0o644, gid: NOFID },
+      { type: MsgType.Tmkdir, dfid: fid, name, mode: 0o755, gid: NOFID },
+      { type: MsgType.Tsymlink, fid, name, symtgt: "x", gid: NOFID },
+      { type: MsgType.Tmknod, dfid: fid, name, mode: 0o010644, major: 0, minor: 0, gid: NOFID },
+    ];
+    await likeDiod(
+      [
+        walk(0, 1, "ro"),
+        lopen(1, L_O.WRONLY),
+        lopen(1, L_O.RDONLY | L_O.TRUNC),
+        walk(0, 2, "priv"),
+        lopen(2, L_O.RDONLY),
+        walk(0, 3, "rodir"),
+        ...d(3, "n"),
+      ],
+      [
+        "Rwalk",
+        E(Errno.EACCES),
+        E(Errno.EACCES),
+        "Rwalk",
+        E(Errno.EACCES),
+        "Rwalk",
+        ...Array(4).fill(E(Errno.EACCES)),
+      ],
+    );
+  });
+
+  it("remove and rename need write permission in the parent; a sticky directory protects others' files", async () => {
+    await likeDiod(
+      [
+        walk(0, 1, "rodir", "y"),
+        { type: MsgType.Trename, fid: 1, dfid: 0, name: "moved" },
+        { type: MsgType.Tremove, fid: 1 },
+        walk(0, 2, "sticky", "z"),
+        { type: MsgType.Tremove, fid: 2 },
+      ],
+      ["Rwalk", E(Errno.EACCES), E(Errno.EACCES), "Rwalk", E(Errno.EPERM)],
+    );
+  });
+
+  it("setattr: mode, owner and group only by the owner (EPERM), size needs write (EACCES), explicit times the owner", async () => {
+    await likeDiod(
+      [
+        walk(0, 1, "ro"),
+        setattr(1, 0x1, { mode: 0o666 }),
+        setattr(1, 0x2, { uid: 65534 }),
+        setattr(1, 0x4, { gid: 65534 }),
+        setattr(1, 0x8, { size: 1n }),
+        setattr(1, 0x30),
+        setattr(1, 0x30 | 0x180, { atime_sec: 5n, mtime_sec: 5n }),
+        { type: MsgType.Tgetattr, fid: 1, request_mask: 0x200n },
+      ],
+      [
+        "Rwalk",
+        E(Errno.EPERM),
+        E(Errno.EPERM),
+        E(Errno.EPERM),
+        E(Errno.EACCES),
+        E(Errno.EACCES),
+        E(Errno.EPERM),
+        "Rgetattr",
+      ],
     );
   });
 });
