@@ -209,6 +209,17 @@ class RootFile extends Synth {
   }
 }
 
+/**
+ * A wstat that changes at most the length and the access and modification times (which command
+ * and buffer files ignore): Linux v9fs follows every open(O_TRUNC), as in `echo … > ctl` on a
+ * mount, with length 0 and the current time.
+ */
+function onlyLengthAndTimes(changes: StatChanges): boolean {
+  return Object.keys(changes).every(
+    (k) => changes[k as keyof StatChanges] === undefined || k === "length" || k === "mtime" || k === "atime",
+  );
+}
+
 /** The root directory. */
 export class RootDir extends Synth {
   readonly qid: Qid = { type: QTDIR, version: 0, path: 1n };
@@ -294,8 +305,9 @@ function makeRootFiles(fs: Xcpufs): RootFile[] {
       };
     },
     wstat: (changes: StatChanges, user: User) => {
-      const keys = Object.keys(changes).filter((k) => k !== "length");
-      if (keys.length > 0 || changes.length === undefined) throw new FsError(Ename.Perm, Errno.EACCES);
+      if (!onlyLengthAndTimes(changes) || changes.length === undefined) {
+        throw new FsError(Ename.Perm, Errno.EACCES);
+      }
       if (!fs.users.isAdmin(user) && !fs.users.inGroup(user, fs.users.admin.gid)) {
         throw new FsError(Ename.Perm, Errno.EACCES);
       }
@@ -344,7 +356,7 @@ function makeRootFiles(fs: Xcpufs): RootFile[] {
       },
       wstat: (changes) => {
         // A truncating open through a shell redirection: nothing to discard server-wide.
-        if (Object.keys(changes).some((k) => k !== "length")) throw new FsError(Ename.Perm, Errno.EACCES);
+        if (!onlyLengthAndTimes(changes)) throw new FsError(Ename.Perm, Errno.EACCES);
       },
     }),
     new RootFile(fs, "arch", 4, 0o444, { open: textFile(() => fs.arch), length: () => fs.arch.length }),
@@ -554,8 +566,8 @@ class SessionFile extends Synth {
   async wstat(changes: StatChanges, ctx: RequestContext): Promise<void> {
     const s = this.dir.session;
     this.dir.ownerOnly(ctx);
-    const keys = Object.keys(changes);
-    if (keys.some((k) => k !== "length") || changes.length === undefined) {
+    // A length, as the original takes it (times may come with it: see onlyLengthAndTimes).
+    if (!onlyLengthAndTimes(changes) || changes.length === undefined) {
       throw new FsError("unsupported operation", Errno.EPERM);
     }
     const n = Number(changes.length);

@@ -136,6 +136,33 @@ describe("jobs", () => {
     // the root ctl belongs to xcpu-admin
     await expect(fs.open("ctl", OWRITE)).rejects.toThrow("permission denied");
   });
+  it("session files take a truncation with times (Linux v9fs after open with O_TRUNC), nothing else", async () => {
+    const job = await openJob(fs);
+    const now = Math.floor(Date.now() / 1000);
+    const ctl = await fs.walk(`${job.sid}/ctl`);
+    await ctl.wstat({ length: 0n, mtime: now, atime: now });
+    await expect(ctl.wstat({ mtime: now })).rejects.toThrow("unsupported operation");
+    await expect(ctl.wstat({ length: 0n, mode: 0o600 })).rejects.toThrow("unsupported operation");
+    await ctl.clunk();
+    const argv = await fs.open(`${job.sid}/argv`, OWRITE);
+    await argv.write(0, "prog one two");
+    await argv.clunk();
+    const again = await fs.walk(`${job.sid}/argv`);
+    await again.wstat({ length: 4n, mtime: now });
+    await again.clunk();
+    expect((await fs.readFile(`${job.sid}/argv`)).toString()).toBe("prog");
+    await job.ctl.write(0, "exec /bin/echo\n");
+    expect((await readAll(job.wait)).toString()).toBe("0");
+    await job.close();
+    // The root ctl takes it too (nothing to discard); the root env still only from the admin.
+    const rootCtl = await fs.walk("ctl");
+    await rootCtl.wstat({ length: 0n, mtime: now, atime: now });
+    await expect(rootCtl.wstat({ mode: 0o666 })).rejects.toThrow("permission denied");
+    await rootCtl.clunk();
+    const rootEnv = await fs.walk("env");
+    await expect(rootEnv.wstat({ length: 0n, mtime: now })).rejects.toThrow("permission denied");
+    await rootEnv.clunk();
+  });
   it("arguments Node cannot pass are an error, and the session stays usable", async () => {
     const job = await openJob(fs);
     await write(fs, `${job.sid}/argv`, "echo a\0b");
