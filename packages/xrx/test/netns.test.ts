@@ -27,7 +27,7 @@ const HOSTS = 4;
 const tag = `x${process.pid % 100000}`;
 const bridge = `${tag}br`;
 const ns = (i: number) => `${tag}n${i}`;
-// A /24 of its own inside 198.18.0.0/15 (other packages' tests use 198.18.0.0/24 at the same time).
+// A /24 of its own inside 198.18.0.0/15 (xcpufs' tests take theirs from 198.18.0.0/16 at the same time).
 const net = `198.19.${(process.pid % 250) + 1}`;
 const addr = (i: number) => `${net}.${10 + i}`;
 
