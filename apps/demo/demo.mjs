@@ -5,7 +5,6 @@
 //   pnpm install && pnpm build && pnpm demo
 import { spawn } from "node:child_process";
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
-import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -65,25 +64,31 @@ for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"]) {
   });
 }
 
-function freePort() {
+/**
+ * The port a node started with `-p 0` reports ("xcpufs: listening on tcp!127.0.0.1!PORT" on its
+ * stderr); the rest of its stderr is passed through.
+ */
+function listeningPort(child) {
   return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
+    let buffered = "";
+    let port;
+    const timer = setTimeout(() => reject(new Error("an xcpufs node did not start within 15 s")), 15_000);
+    child.stderr.setEncoding("utf8");
+    child.stderr.on("data", (text) => {
+      if (port !== undefined) return void process.stderr.write(text);
+      buffered += text;
+      const m = /listening on tcp!127\.0\.0\.1!(\d+)\n/.exec(buffered);
+      if (!m) return;
+      port = Number(m[1]);
+      clearTimeout(timer);
+      const rest = buffered.replace(m[0], "");
+      if (rest) process.stderr.write(rest);
+      resolve(port);
     });
-  });
-}
-
-function listening(port) {
-  return new Promise((resolve) => {
-    const s = connect(port, "127.0.0.1");
-    s.once("connect", () => {
-      s.destroy();
-      resolve(true);
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      if (port === undefined) reject(new Error(`an xcpufs node exited with ${code}: ${buffered.trim()}`));
     });
-    s.once("error", () => resolve(false));
   });
 }
 
@@ -152,26 +157,21 @@ async function main() {
   const nodes = [];
   for (let i = 1; i <= NODES; i++) {
     if (cleaning) return 130;
-    const port = await freePort();
     const dir = join(base, `node${i}`);
     mkdirSync(dir);
-    const args = ["--no-auth", "--listen", "127.0.0.1", "-p", String(port), "-t", dir, "--state-dir", dir];
+    // Port 0: each node takes a free port itself and names it on stderr (no probe-then-bind race).
+    const args = ["--no-auth", "--listen", "127.0.0.1", "-p", "0", "-t", dir, "--state-dir", dir];
     args.push("--log-level", "error");
     if (archOf.has(i)) args.push("--arch", archOf.get(i));
-    const child = spawn(process.execPath, [XCPUFS, ...args], { stdio: ["ignore", "ignore", "inherit"] });
+    const child = spawn(process.execPath, [XCPUFS, ...args], { stdio: ["ignore", "ignore", "pipe"] });
     children.add(child);
     child.on("exit", () => children.delete(child));
-    nodes.push({ port, child });
+    nodes.push({ child, port: listeningPort(child) });
   }
-  const deadline = Date.now() + 15_000;
-  for (const n of nodes) {
-    while (!(await listening(n.port))) {
-      if (n.child.exitCode !== null)
-        throw new Error(`xcpufs on port ${n.port} exited with ${n.child.exitCode}`);
-      if (Date.now() > deadline) throw new Error(`xcpufs on port ${n.port} did not start`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
+  const ports = await Promise.all(nodes.map((n) => n.port));
+  nodes.forEach((n, i) => {
+    n.port = ports[i];
+  });
   const list = nodes.map((n) => `127.0.0.1!${n.port}`).join(",");
   say(`${NODES} xcpufs nodes listening: ${list}`);
   const env = { ...process.env, ...(archOf.size > 0 ? { XCPU_SYSROOT: sysroot } : {}) };
