@@ -7,7 +7,7 @@
 
 import type { KeyObject } from "node:crypto";
 import net from "node:net";
-import { Client, type Fid } from "@clustermatic/ninep/client";
+import { afterIoTimeout, Client, type Fid } from "@clustermatic/ninep/client";
 import { OREAD, OTRUNC, OWRITE } from "@clustermatic/ninep/codec";
 import { RemoteError, TimeoutError } from "@clustermatic/ninep/errors";
 import { ADMIN_UID_DEFAULT, ADMIN_USER, signChallenge } from "./auth.js";
@@ -34,18 +34,18 @@ export const SYSINFO_FILE = "sysinfo";
 function dialTcp(host: string, port: number, timeoutMs: number): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const sock = net.connect({ host, port });
-    const timer = setTimeout(() => {
+    const cancelTimeout = afterIoTimeout(timeoutMs, () => {
       sock.destroy();
       reject(new TimeoutError(`connect to ${host}!${port} timed out after ${timeoutMs} ms`));
-    }, timeoutMs);
+    });
     sock.once("connect", () => {
-      clearTimeout(timer);
+      cancelTimeout();
       sock.off("error", onError);
       sock.setNoDelay(true);
       resolve(sock);
     });
     const onError = (err: NodeJS.ErrnoException) => {
-      clearTimeout(timer);
+      cancelTimeout();
       sock.destroy();
       reject(
         new Error(`${err.code === "ECONNREFUSED" ? "connection refused" : err.message}: ${host}!${port}`),
@@ -57,17 +57,17 @@ function dialTcp(host: string, port: number, timeoutMs: number): Promise<net.Soc
 
 /** Races `p` against a deadline; on expiry runs `onTimeout` (which should tear the connection down). */
 async function deadline<T>(p: Promise<T>, ms: number, what: string, onTimeout: () => void): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
+  let cancelTimeout: (() => void) | undefined;
   const t = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
+    cancelTimeout = afterIoTimeout(ms, () => {
       onTimeout();
       reject(new TimeoutError(`${what} timed out after ${ms} ms`));
-    }, ms);
+    });
   });
   try {
     return await Promise.race([p, t]);
   } finally {
-    clearTimeout(timer);
+    cancelTimeout?.();
   }
 }
 

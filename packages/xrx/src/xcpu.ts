@@ -3,7 +3,7 @@
 // processes, kill. Every error raised here names the node (XcpuError).
 import { readFileSync } from "node:fs";
 import { userInfo } from "node:os";
-import { type CallOptions, Client, type Fid } from "@clustermatic/ninep/client";
+import { afterIoTimeout, type CallOptions, Client, type Fid } from "@clustermatic/ninep/client";
 import { DMDIR, ORDWR, OREAD, OTRUNC, OWRITE } from "@clustermatic/ninep/codec";
 import { RemoteError } from "@clustermatic/ninep/errors";
 import type { NodeSpec } from "@clustermatic/ninep/nodes";
@@ -171,9 +171,8 @@ export class XcpuNode {
   static async connect(spec: NodeSpec, opts: ConnectOptions): Promise<XcpuNode> {
     const timeoutMs = opts.timeoutMs ?? 5000;
     const ac = new AbortController();
-    const timer = setTimeout(
-      () => ac.abort(new XcpuError(spec.name, `no answer from ${spec.address} within ${timeoutMs} ms`)),
-      timeoutMs,
+    const cancelTimeout = afterIoTimeout(timeoutMs, () =>
+      ac.abort(new XcpuError(spec.name, `no answer from ${spec.address} within ${timeoutMs} ms`)),
     );
     let client: Client | undefined;
     try {
@@ -214,7 +213,7 @@ export class XcpuNode {
       if (ac.signal.aborted && ac.signal.reason instanceof XcpuError) throw ac.signal.reason;
       throw onNode(spec.name, err);
     } finally {
-      clearTimeout(timer);
+      cancelTimeout();
     }
   }
 

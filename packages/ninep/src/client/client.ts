@@ -16,6 +16,7 @@ import {
 import type * as T from "../codec/types.js";
 import { encodeTagged } from "../codec/wire.js";
 import { ClosedError, ConnectionError, ProtocolError, RemoteError, TimeoutError } from "../errors.js";
+import { afterIoTimeout } from "../io-timeout.js";
 import { type Address, dial, FrameTransport, formatAddress, parseAddress } from "../transport/index.js";
 import { VersionError } from "./errors.js";
 import { Fid } from "./fid.js";
@@ -230,21 +231,19 @@ export class Client {
         abandoned: false,
         replied: false,
       };
-      let timer: NodeJS.Timeout | undefined;
+      let cancelTimeout: (() => void) | undefined;
       const onAbort = () => this.#settle(entry, undefined, abortReason(signal as AbortSignal));
       entry.cleanup = () => {
-        if (timer) clearTimeout(timer);
+        cancelTimeout?.();
         signal?.removeEventListener("abort", onAbort);
       };
       if (timeoutMs > 0) {
-        timer = setTimeout(
-          () =>
-            this.#settle(
-              entry,
-              undefined,
-              new TimeoutError(`version negotiation with ${this.label} timed out after ${timeoutMs} ms`),
-            ),
-          timeoutMs,
+        cancelTimeout = afterIoTimeout(timeoutMs, () =>
+          this.#settle(
+            entry,
+            undefined,
+            new TimeoutError(`version negotiation with ${this.label} timed out after ${timeoutMs} ms`),
+          ),
         );
       }
       signal?.addEventListener("abort", onAbort, { once: true });
@@ -349,17 +348,17 @@ export class Client {
       }
       const timeoutMs = opts.timeoutMs ?? this.#defaultTimeout;
       if (timeoutMs <= 0 && !signal) return; // nothing to clean up after the reply
-      let timer: NodeJS.Timeout | undefined;
+      let cancelTimeout: (() => void) | undefined;
       const onAbort = () => this.#abandon(entry, abortReason(signal as AbortSignal));
       if (timeoutMs > 0) {
-        timer = setTimeout(() => {
+        cancelTimeout = afterIoTimeout(timeoutMs, () => {
           const name = Object.entries(MsgType).find(([, v]) => v === msg.type)?.[0] ?? `type ${msg.type}`;
           this.#abandon(entry, new TimeoutError(`${name} to ${this.label} timed out after ${timeoutMs} ms`));
-        }, timeoutMs);
+        });
       }
       signal?.addEventListener("abort", onAbort, { once: true });
       entry.cleanup = () => {
-        if (timer) clearTimeout(timer);
+        cancelTimeout?.();
         signal?.removeEventListener("abort", onAbort);
       };
     });

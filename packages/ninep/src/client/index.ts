@@ -5,6 +5,7 @@ import type { Address } from "../transport/index.js";
 import { type AuthFid, Client, type ClientOptions } from "./client.js";
 import { Fsys } from "./fs.js";
 
+export { afterIoTimeout } from "../io-timeout.js";
 export {
   type Address,
   AddressError,

@@ -3,6 +3,7 @@
 import { lstat, unlink } from "node:fs/promises";
 import net from "node:net";
 import { ConnectionError, TimeoutError } from "../errors.js";
+import { afterIoTimeout } from "../io-timeout.js";
 import { type Address, DEFAULT_9P_PORT, formatAddress, parseAddress } from "./address.js";
 
 export interface DialOptions {
@@ -38,9 +39,9 @@ export function dial(addr: string | Address, opts: DialOptions = {}): Promise<ne
       address.network === "unix"
         ? net.connect({ path: address.path })
         : net.connect({ host: address.host, port: address.port });
-    let timer: NodeJS.Timeout | undefined;
+    let cancelTimeout: (() => void) | undefined;
     const cleanup = () => {
-      if (timer) clearTimeout(timer);
+      cancelTimeout?.();
       socket.off("connect", onConnect);
       socket.off("error", onError);
       signal?.removeEventListener("abort", onAbort);
@@ -64,9 +65,8 @@ export function dial(addr: string | Address, opts: DialOptions = {}): Promise<ne
     socket.once("error", onError);
     signal?.addEventListener("abort", onAbort, { once: true });
     if (timeoutMs !== undefined && timeoutMs > 0) {
-      timer = setTimeout(
-        () => fail(new TimeoutError(`connect to ${where} timed out after ${timeoutMs} ms`)),
-        timeoutMs,
+      cancelTimeout = afterIoTimeout(timeoutMs, () =>
+        fail(new TimeoutError(`connect to ${where} timed out after ${timeoutMs} ms`)),
       );
     }
   });

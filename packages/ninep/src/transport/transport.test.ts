@@ -65,6 +65,27 @@ describe("dial and listen", () => {
     expect((err.cause as NodeJS.ErrnoException).code).toBe("ECONNREFUSED");
   });
 
+  it("a connect that finished while the event loop was stalled wins over its timeout", async () => {
+    const listener = await listen("tcp!127.0.0.1!0", (s) => s.destroy());
+    cleanup.push(() => listener.close());
+    const refused = await listen("tcp!127.0.0.1!0", () => {});
+    const refusedAddress = refused.address();
+    await refused.close();
+    const stall = () => {
+      const end = Date.now() + 300;
+      while (Date.now() < end) {}
+    };
+    // The dial issues its connect on the next tick; the stall comes right after it, so the
+    // handshake (or the refusal) completes while the 50 ms timer is already due.
+    const ok = dial(listener.address(), { timeoutMs: 50 });
+    process.nextTick(stall);
+    const socket = await ok;
+    socket.destroy();
+    const no = dial(refusedAddress, { timeoutMs: 50 }).catch((e) => e);
+    process.nextTick(stall);
+    expect(await no).toBeInstanceOf(ConnectionError);
+  });
+
   it("rejects with the signal's reason when aborted", async () => {
     await expect(dial("tcp!127.0.0.1!1", { signal: AbortSignal.abort() })).rejects.toMatchObject({
       name: "AbortError",

@@ -1,0 +1,17 @@
+/**
+ * Calls `onTimeout` once `ms` have passed and the I/O that finished in the meantime has been
+ * handled. Node runs due timers before it reads its sockets, so after a stalled event loop (a long
+ * synchronous task, a loaded machine) a connect or a reply that arrived in time would otherwise
+ * lose to its timer: the timer only schedules the verdict for after the next I/O phase
+ * (setImmediate). Returns a function that cancels it.
+ */
+export function afterIoTimeout(ms: number, onTimeout: () => void): () => void {
+  let verdict: NodeJS.Immediate | undefined;
+  const timer = setTimeout(() => {
+    verdict = setImmediate(onTimeout);
+  }, ms);
+  return () => {
+    clearTimeout(timer);
+    if (verdict) clearImmediate(verdict);
+  };
+}
