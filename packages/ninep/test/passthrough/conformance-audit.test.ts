@@ -10,12 +10,14 @@ import { L_O, MsgType, NOFID } from "../../src/codec/constants.js";
 import { dontTouchStat } from "../../src/codec/stat.js";
 import type { Message } from "../../src/codec/types.js";
 import { Ename, Errno } from "../../src/errors.js";
+import type { SetAttr } from "../../src/server/backend.js";
 import { passthrough } from "../../src/server/passthrough.js";
 import { Server } from "../../src/server/server.js";
 import { RawClient, type Request } from "../../src/testing/raw.js";
 import type { Address } from "../../src/transport/address.js";
 import { type DiodHandle, diodUnavailable, startDiod } from "../helpers/diod.js";
-import { tempDir } from "./helpers.js";
+import { getlock, lock, lopen, walk } from "../helpers/requests.js";
+import { setattr, tempDir } from "./helpers.js";
 
 /** The tree both servers export (diod squashes every user to nobody, so it is open to all). */
 function seed(dir: string): void {
@@ -108,32 +110,6 @@ async function likeDiod(steps: Request[], expected: string[]): Promise<void> {
   }
 }
 
-const walk = (fid: number, newfid: number, ...wname: string[]): Request => ({
-  type: MsgType.Twalk,
-  fid,
-  newfid,
-  wname,
-});
-const lopen = (fid: number, flags: number): Request => ({ type: MsgType.Tlopen, fid, flags });
-const lock = (fid: number, locktype: number, flags = 0): Request => ({
-  type: MsgType.Tlock,
-  fid,
-  locktype,
-  flags,
-  start: 0n,
-  length: 0n,
-  proc_id: 7,
-  client_id: "audit",
-});
-const getlock = (fid: number, locktype: number): Request => ({
-  type: MsgType.Tgetlock,
-  fid,
-  locktype,
-  start: 0n,
-  length: 0n,
-  proc_id: 7,
-  client_id: "audit",
-});
 const E = (errno: number) => `Rlerror ${errno}`;
 
 describe("9P2000.L cases the spec leaves open: the passthrough answers as diod does", () => {
@@ -194,19 +170,10 @@ describe("9P2000.L cases the spec leaves open: the passthrough answers as diod d
   });
 });
 
-const setattr = (fid: number, valid: number, a: Partial<Record<string, number | bigint>> = {}): Request => ({
+const tsetattr = (fid: number, valid: number, a: Partial<SetAttr> = {}): Request => ({
   type: MsgType.Tsetattr,
   fid,
-  valid,
-  mode: 0,
-  uid: 0,
-  gid: 0,
-  size: 0n,
-  atime_sec: 0n,
-  atime_nsec: 0n,
-  mtime_sec: 0n,
-  mtime_nsec: 0n,
-  ...a,
+  ...setattr({ valid, ...a }),
 });
 
 const runningAsRoot = process.getuid?.() === 0;
@@ -258,12 +225,12 @@ describe.skipIf(!runningAsRoot)("permissions of the attached user (nobody), as d
     await likeDiod(
       [
         walk(0, 1, "ro"),
-        setattr(1, 0x1, { mode: 0o666 }),
-        setattr(1, 0x2, { uid: 65534 }),
-        setattr(1, 0x4, { gid: 65534 }),
-        setattr(1, 0x8, { size: 1n }),
-        setattr(1, 0x30),
-        setattr(1, 0x30 | 0x180, { atime_sec: 5n, mtime_sec: 5n }),
+        tsetattr(1, 0x1, { mode: 0o666 }),
+        tsetattr(1, 0x2, { uid: 65534 }),
+        tsetattr(1, 0x4, { gid: 65534 }),
+        tsetattr(1, 0x8, { size: 1n }),
+        tsetattr(1, 0x30),
+        tsetattr(1, 0x30 | 0x180, { atime_sec: 5n, mtime_sec: 5n }),
         { type: MsgType.Tgetattr, fid: 1, request_mask: 0x200n },
       ],
       [

@@ -25,6 +25,7 @@ import { encode } from "../../src/codec/wire.js";
 import { Ename, Errno } from "../../src/errors.js";
 import { BytesFile, staticFile } from "../../src/server/index.js";
 import { errorOf, RawClient, type Request } from "../../src/testing/raw.js";
+import { getlock, lock, lopen, walk } from "../helpers/requests.js";
 import { type Fixture, startFixture } from "./fixture.js";
 
 let fx: Fixture | undefined;
@@ -59,14 +60,7 @@ async function err(c: RawClient, req: Request): Promise<string | number | undefi
   return errorOf(await c.call(req, 10_000));
 }
 
-const walk = (fid: number, newfid: number, ...wname: string[]): Request => ({
-  type: MsgType.Twalk,
-  fid,
-  newfid,
-  wname,
-});
 const open = (fid: number, mode: number): Request => ({ type: MsgType.Topen, fid, mode });
-const lopen = (fid: number, flags: number): Request => ({ type: MsgType.Tlopen, fid, flags });
 const read = (fid: number, offset = 0n, count = 4096): Request => ({
   type: MsgType.Tread,
   fid,
@@ -470,25 +464,6 @@ describe("9P2000.L open state (errnos as diod answers them)", () => {
 
   it("Tlock and Tgetlock need an open fid (EBADF), a valid type and flags (EINVAL), then the backend (EOPNOTSUPP here)", async () => {
     const c = await session("9P2000.L");
-    const lock = (fid: number, locktype: number, flags = 0): Request => ({
-      type: MsgType.Tlock,
-      fid,
-      locktype,
-      flags,
-      start: 0n,
-      length: 0n,
-      proc_id: 1,
-      client_id: "audit",
-    });
-    const getlock = (fid: number, locktype: number): Request => ({
-      type: MsgType.Tgetlock,
-      fid,
-      locktype,
-      start: 0n,
-      length: 0n,
-      proc_id: 1,
-      client_id: "audit",
-    });
     await ok(c, walk(0, 1, "data"), MsgType.Rwalk);
     expect(await err(c, lock(1, 1))).toBe(Errno.EBADF);
     expect(await err(c, getlock(1, 1))).toBe(Errno.EBADF);
