@@ -228,10 +228,14 @@ export class ServerConnection {
     const hs = core.opts.handshakeTimeoutMs;
     if (hs > 0) {
       this.#handshakeTimer = setTimeout(() => {
-        if (this.#dialect === undefined) {
-          core.logger.info({ conn: info.id }, "9p: no Tversion before handshake timeout; closing");
-          this.destroy();
-        }
+        // Decided after the pending I/O (see afterIoTimeout): a Tversion that arrived while the
+        // event loop was stalled is read first.
+        setImmediate(() => {
+          if (this.#dialect === undefined && !this.#isClosed) {
+            core.logger.info({ conn: info.id }, "9p: no Tversion before handshake timeout; closing");
+            this.destroy();
+          }
+        });
       }, hs);
       this.#handshakeTimer.unref();
     }

@@ -752,6 +752,20 @@ describe("lifecycle", () => {
     await idle.waitClosed(10_000);
   });
 
+  it("reads a Tversion that came in time before its handshake timeout decides, after a stalled loop", async () => {
+    fx = await startFixture({ handshakeTimeoutMs: 50 });
+    const c = await RawClient.connect(fx.addr);
+    clients.push(c);
+    await expect.poll(() => fx!.server.connectionCount).toBe(1);
+    // The Tversion leaves at once; the stall keeps the server from reading it until its 50 ms
+    // handshake timer is due as well.
+    const reply = c.version(8216, "9P2000");
+    const end = Date.now() + 300;
+    while (Date.now() < end) {}
+    expect((await reply).version).toBe("9P2000");
+    expect(c.closed).toBe(false);
+  });
+
   it("keeps an idle-timed connection open while a request is outstanding", async () => {
     // Seconds, so that a slow client is not closed between the messages of its handshake.
     fx = await startFixture({ idleTimeoutMs: 1500 });
