@@ -53,6 +53,11 @@ export interface XcpufsOptions {
   msize?: number;
   /** Initial root `env` (default: the server's own environment). */
   env?: Record<string, string>;
+  /**
+   * How long a new connection may stay silent before Tversion (ms; 0 = no limit). Default: the
+   * 9P server's default. A VM's port forward connects long before its kernel mounts.
+   */
+  handshakeTimeoutMs?: number;
 }
 
 export interface XcpufsHandle {
@@ -184,6 +189,7 @@ export async function startXcpufs(opts: XcpufsOptions = {}): Promise<XcpufsHandl
     logger: log as unknown as ConstructorParameters<typeof Server>[0]["logger"],
     name: "xcpufs",
     closeGraceMs: 1000,
+    ...(opts.handshakeTimeoutMs !== undefined ? { handshakeTimeoutMs: opts.handshakeTimeoutMs } : {}),
   });
   const bound = await server.listen(listen);
   const address = bound.network === "unix" ? `unix!${bound.path}` : `tcp!${bound.host}!${bound.port}`;
