@@ -50,8 +50,16 @@ export function findVmKernel(): VmKernel | string {
   return { vmlinuz: path.join(boot, vm), modules };
 }
 
-/** Builds the initramfs (busybox, the modules, /init) in `dir`; returns its path. */
-export async function buildInitramfs(k: VmKernel, dir: string): Promise<string> {
+/**
+ * Builds the initramfs (busybox, the modules, /init) in `dir`; returns its path. `/init` is
+ * `initScript` (a busybox sh script printing "STEP <name> rc=<n>" lines, see guest-init.sh),
+ * by default guest-init.sh.
+ */
+export async function buildInitramfs(
+  k: VmKernel,
+  dir: string,
+  initScript = fileURLToPath(new URL("guest-init.sh", import.meta.url)),
+): Promise<string> {
   const tree = path.join(dir, "initramfs");
   for (const d of ["bin", "lib/mod", "proc", "sys", "dev", "mnt", "tmp"]) {
     fs.mkdirSync(path.join(tree, d), { recursive: true });
@@ -61,7 +69,7 @@ export async function buildInitramfs(k: VmKernel, dir: string): Promise<string> 
   for (const [m, p] of Object.entries(k.modules))
     fs.copyFileSync(p, path.join(tree, "lib", "mod", `${m}.ko`));
   const init = path.join(tree, "init");
-  fs.copyFileSync(fileURLToPath(new URL("guest-init.sh", import.meta.url)), init);
+  fs.copyFileSync(initScript, init);
   fs.chmodSync(init, 0o755);
   const out = path.join(dir, "initramfs.cpio");
   await run("sh", ["-c", `cd "${tree}" && find . | cpio -o -H newc --quiet > "${out}"`]);
