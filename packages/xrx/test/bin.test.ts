@@ -10,9 +10,10 @@ import { cleanupAll, startCluster, type TestNode, tempDir } from "./harness.js";
 
 const PKG = join(dirname(fileURLToPath(import.meta.url)), "..");
 const BIN = join(PKG, "dist/bin");
-const missing = ["xrx", "xk", "xps"]
-  .map((n) => join(BIN, `${n}.js`))
-  .filter((f) => !existsSync(f) || !existsSync(f.replace(/\.js$/, ".cjs")));
+const COMMANDS = ["xrx", "xk", "xps", "xuserset", "xgroupset", "xgetent"];
+const missing = COMMANDS.map((n) => join(BIN, `${n}.js`)).filter(
+  (f) => !existsSync(f) || !existsSync(f.replace(/\.js$/, ".cjs")),
+);
 if (missing.length > 0) {
   const msg = `${missing.join(", ")} not built (pnpm run build)`;
   if (process.env.CI) throw new Error(msg);
@@ -33,7 +34,7 @@ async function runBin(name: string, args: string[], cache: string, env: NodeJS.P
   }
 }
 
-describe.skipIf(missing.length > 0)("the built xrx, xk and xps", () => {
+describe.skipIf(missing.length > 0)("the built xrx, xk, xps, xuserset, xgroupset and xgetent", () => {
   let node: TestNode;
   beforeAll(async () => {
     node = (await startCluster(1)).nodes[0]!;
@@ -41,7 +42,7 @@ describe.skipIf(missing.length > 0)("the built xrx, xk and xps", () => {
   afterAll(cleanupAll);
 
   it("are executable files that print their usage", async () => {
-    for (const name of ["xrx", "xk", "xps"]) {
+    for (const name of COMMANDS) {
       const r = await runBin(name, ["--help"], tempDir("xrx-cc-help-"));
       expect(r.code).toBe(0);
       expect(r.stdout).toContain(`usage: ${name}`);
@@ -50,7 +51,7 @@ describe.skipIf(missing.length > 0)("the built xrx, xk and xps", () => {
 
   it("print the package's version", async () => {
     const { version } = JSON.parse(readFileSync(join(PKG, "package.json"), "utf8"));
-    for (const name of ["xrx", "xk", "xps"]) {
+    for (const name of COMMANDS) {
       const r = await runBin(name, ["--version"], tempDir("xrx-cc-version-"));
       expect(r).toEqual({ code: 0, stdout: `${name} ${version}\n`, stderr: "" });
     }
@@ -120,7 +121,7 @@ describe.skipIf(missing.length > 0)("the built xrx, xk and xps", () => {
     // TLS connections, so their first line drops the variable before node starts.
     const cache = tempDir("xrx-cc-ca-");
     const missingFile = join(cache, "no-such-ca.pem");
-    for (const name of ["xrx", "xk", "xps"]) {
+    for (const name of COMMANDS) {
       const r = await runBin(name, ["--version"], cache, { NODE_EXTRA_CA_CERTS: missingFile });
       expect(r).toMatchObject({ code: 0, stderr: "" });
     }

@@ -1,0 +1,61 @@
+// xgetent: print the user or group database of the user pool of nodes (root pwent, grent).
+import { PACKAGE_VERSION } from "../version.js";
+import { onEveryNode, parseWordLine, poolNodes } from "./admin.js";
+import { type CliIo, reportError, UsageError } from "./args.js";
+
+export const XGETENT_USAGE = "usage: xgetent [-d] [-A adminkey] [-p statport] <passwd|group> {-a | nodeset}";
+
+const HELP = `${XGETENT_USAGE}
+
+Print the users (passwd: name:uid:gid[:groups]) or groups (group: name:gid) of the user pool of
+xcpufs nodes, most recently added first, under a heading per node:
+"Password Database From Node: <node>" or "Group Database From Node: <node>".
+
+  nodeset       n[1-16],n20,host!port ...; $NODES when it is left out
+  -a            every node statfs reports up (-p PORT: statfs port; --statfs SRC: table file
+                or statfs address)
+  -A FILE       admin private key (default /etc/xcpu/admin_key when readable, else your own key)
+  -t SECONDS    connect timeout (default 5)
+  -d            print 9P traffic
+  -h, --help    this text
+  -V, --version print "xgetent <version>"
+
+Exit status: 0 when every node answered, 1 when one failed (each failure is printed as
+"xgetent: <node>: <message>"), 2 usage error.
+`;
+
+const DATABASES: Record<string, { file: string; title: string }> = {
+  passwd: { file: "pwent", title: "Password Database From Node" },
+  group: { file: "grent", title: "Group Database From Node" },
+};
+
+export async function main(argv: readonly string[], io: CliIo): Promise<number> {
+  try {
+    const { values: v, word, args } = parseWordLine(argv);
+    if (v.help) {
+      io.stdout.write(HELP);
+      return 0;
+    }
+    if (v.version) {
+      io.stdout.write(`xgetent ${PACKAGE_VERSION}\n`);
+      return 0;
+    }
+    if (word === undefined) throw new UsageError("missing database (passwd or group)");
+    const db = DATABASES[word];
+    if (!db) throw new UsageError(`unknown database "${word}": expected passwd or group`);
+    const { nodes } = await poolNodes(v, args, 0, io);
+    const { results, failed } = await onEveryNode("xgetent", nodes, v, io, async (node) =>
+      (await node.readFile(db.file)).toString("utf8"),
+    );
+    let out = "";
+    results.forEach((text, i) => {
+      if (text === undefined) return;
+      out += `${db.title}: ${nodes[i]!.name}\n`;
+      for (const entry of text.split(/\s+/)) if (entry) out += `${entry}\n`;
+    });
+    io.stdout.write(out);
+    return failed > 0 ? 1 : 0;
+  } catch (e) {
+    return reportError(e, "xgetent", XGETENT_USAGE, io.stderr);
+  }
+}

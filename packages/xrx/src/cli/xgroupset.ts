@@ -1,0 +1,64 @@
+// xgroupset: add, delete and flush groups in the user pool of nodes (root ctl group-add,
+// group-del, group-flush).
+import { quoteArgs } from "../quote.js";
+import { PACKAGE_VERSION } from "../version.js";
+import { onEveryNode, parseWordLine, poolNodes } from "./admin.js";
+import { type CliIo, reportError, UsageError } from "./args.js";
+
+export const XGROUPSET_USAGE = [
+  "usage: xgroupset add    [-A adminkey] {-a | nodeset} gname gid",
+  "       xgroupset delete [-A adminkey] {-a | nodeset} gname",
+  "       xgroupset flush  [-A adminkey] {-a | nodeset}",
+].join("\n");
+
+const HELP = `${XGROUPSET_USAGE}
+
+Manage the groups of the user pool of xcpufs nodes: every node gets the command over its own
+connection, as the admin identity. Groups must exist before users name them (xuserset).
+
+  add           add group gname with numeric gid
+  delete        delete group gname
+  flush         remove every user and group except xcpu-admin
+  nodeset       n[1-16],n20,host!port ...; $NODES when it is left out
+  -a            every node statfs reports up (-p PORT: statfs port; --statfs SRC: table file
+                or statfs address)
+  -A FILE       admin private key (default /etc/xcpu/admin_key when readable, else your own key)
+  -t SECONDS    connect timeout (default 5)
+  -d            print 9P traffic
+  -h, --help    this text
+  -V, --version print "xgroupset <version>"
+
+Exit status: 0 when every node accepted the command, 1 when one failed (each failure is
+printed as "xgroupset: <node>: <message>"), 2 usage error.
+`;
+
+const COMMANDS: Record<string, { ctl: string; args: number }> = {
+  add: { ctl: "group-add", args: 2 },
+  delete: { ctl: "group-del", args: 1 },
+  flush: { ctl: "group-flush", args: 0 },
+};
+
+export async function main(argv: readonly string[], io: CliIo): Promise<number> {
+  try {
+    const { values: v, word, args } = parseWordLine(argv);
+    if (v.help) {
+      io.stdout.write(HELP);
+      return 0;
+    }
+    if (v.version) {
+      io.stdout.write(`xgroupset ${PACKAGE_VERSION}\n`);
+      return 0;
+    }
+    if (word === undefined) throw new UsageError("missing command (add, delete, flush)");
+    const cmd = COMMANDS[word];
+    if (!cmd) throw new UsageError(`unknown command "${word}"`);
+    const { nodes, rest } = await poolNodes(v, args, cmd.args, io);
+    if (word === "add" && !/^\d+$/.test(rest[1]!))
+      throw new UsageError(`bad gid "${rest[1]}": expected a number`);
+    const line = quoteArgs([cmd.ctl, ...rest]);
+    const { failed } = await onEveryNode("xgroupset", nodes, v, io, (node) => node.rootCtl(line));
+    return failed > 0 ? 1 : 0;
+  } catch (e) {
+    return reportError(e, "xgroupset", XGROUPSET_USAGE, io.stderr);
+  }
+}

@@ -1,0 +1,90 @@
+// xuserset: add, delete and flush users, and change their groups, in the user pool of nodes
+// (root ctl user-add, user-del, user-flush, user-add-group, user-del-group).
+import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { quoteArgs } from "../quote.js";
+import { PACKAGE_VERSION } from "../version.js";
+import { onEveryNode, parseWordLine, poolNodes } from "./admin.js";
+import { type CliIo, reportError, UsageError } from "./args.js";
+
+export const XUSERSET_USAGE = [
+  "usage: xuserset add      [-A adminkey] {-a | nodeset} user uid group keyfile",
+  "       xuserset delete   [-A adminkey] {-a | nodeset} user",
+  "       xuserset flush    [-A adminkey] {-a | nodeset}",
+  "       xuserset addgroup [-A adminkey] {-a | nodeset} user group",
+  "       xuserset delgroup [-A adminkey] {-a | nodeset} user group",
+].join("\n");
+
+const HELP = `${XUSERSET_USAGE}
+
+Manage the user pool of xcpufs nodes: every node gets the command over its own connection, as
+the admin identity. Each node keeps its own pool (xcpufs saves it in its --state-dir).
+
+  add           register user with numeric uid, default group (which must exist: xgroupset)
+                and the public key on the first line of keyfile (ssh-rsa or ssh-ed25519)
+  delete        remove the user from the pool and from every group
+  flush         remove every user except xcpu-admin
+  addgroup      make user a member of group; delgroup ends that membership
+  nodeset       n[1-16],n20,host!port ...; $NODES when it is left out
+  -a            every node statfs reports up (-p PORT: statfs port; --statfs SRC: table file
+                or statfs address)
+  -A FILE       admin private key (default /etc/xcpu/admin_key when readable, else your own key)
+  -t SECONDS    connect timeout (default 5)
+  -d            print 9P traffic
+  -h, --help    this text
+  -V, --version print "xuserset <version>"
+
+Exit status: 0 when every node accepted the command, 1 when one failed (each failure is
+printed as "xuserset: <node>: <message>"), 2 usage error.
+`;
+
+/** Sub-command: root ctl command and the names of its arguments. */
+const COMMANDS: Record<string, { ctl: string; args: string[] }> = {
+  add: { ctl: "user-add", args: ["user", "uid", "group", "keyfile"] },
+  delete: { ctl: "user-del", args: ["user"] },
+  flush: { ctl: "user-flush", args: [] },
+  addgroup: { ctl: "user-add-group", args: ["user", "group"] },
+  delgroup: { ctl: "user-del-group", args: ["user", "group"] },
+};
+
+/** The first line of a public key file, as user-add sends it. */
+function keyLine(file: string, cwd: string): string {
+  let text: string;
+  try {
+    text = readFileSync(resolve(cwd, file), "utf8");
+  } catch (err) {
+    throw new Error(
+      `${file}: ${(err as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (err as Error).message}`,
+    );
+  }
+  const line = (text.split("\n")[0] ?? "").trim();
+  if (!line) throw new Error(`${file}: no key on the first line`);
+  return line;
+}
+
+export async function main(argv: readonly string[], io: CliIo): Promise<number> {
+  try {
+    const { values: v, word, args } = parseWordLine(argv);
+    if (v.help) {
+      io.stdout.write(HELP);
+      return 0;
+    }
+    if (v.version) {
+      io.stdout.write(`xuserset ${PACKAGE_VERSION}\n`);
+      return 0;
+    }
+    if (word === undefined) throw new UsageError("missing command (add, delete, flush, addgroup, delgroup)");
+    const cmd = COMMANDS[word];
+    if (!cmd) throw new UsageError(`unknown command "${word}"`);
+    const { nodes, rest } = await poolNodes(v, args, cmd.args.length, io);
+    if (word === "add") {
+      if (!/^\d+$/.test(rest[1]!)) throw new UsageError(`bad uid "${rest[1]}": expected a number`);
+      rest[3] = keyLine(rest[3]!, io.cwd);
+    }
+    const line = quoteArgs([cmd.ctl, ...rest]);
+    const { failed } = await onEveryNode("xuserset", nodes, v, io, (node) => node.rootCtl(line));
+    return failed > 0 ? 1 : 0;
+  } catch (e) {
+    return reportError(e, "xuserset", XUSERSET_USAGE, io.stderr);
+  }
+}

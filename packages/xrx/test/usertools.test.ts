@@ -1,0 +1,208 @@
+// xuserset, xgroupset and xgetent against real xcpufs nodes with authentication on: a user they
+// register runs jobs with its own key; the pool listings, errors per node and usage errors.
+import { execFileSync } from "node:child_process";
+import { existsSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { main as xgetent } from "../src/cli/xgetent.js";
+import { main as xgroupset } from "../src/cli/xgroupset.js";
+import { main as xrx } from "../src/cli/xrx.js";
+import { main as xuserset } from "../src/cli/xuserset.js";
+import { PACKAGE_VERSION } from "../src/version.js";
+import { cleanupAll, runCli, startCluster, type TestNode, tempDir } from "./harness.js";
+
+const sshKeygen = ["/usr/bin/ssh-keygen", "/bin/ssh-keygen"].some((p) => existsSync(p));
+if (!sshKeygen) console.log("user tool tests skipped: ssh-keygen (openssh-client) is not installed");
+
+afterAll(cleanupAll);
+
+let dir: string;
+let home: string;
+let admin: string;
+let rsa: string;
+let ed: string;
+let stranger: string;
+let two: { nodes: TestNode[]; list: string };
+const uid = process.getuid!();
+let name: string;
+
+beforeAll(async () => {
+  if (!sshKeygen) return;
+  dir = tempDir("xrx-pool-");
+  // An empty home: no default keys of whoever runs the tests take part.
+  home = tempDir("xrx-pool-home-");
+  const keygen = (file: string, type: string, extra: string[] = []) => {
+    execFileSync("ssh-keygen", ["-q", "-t", type, ...extra, "-N", "", "-f", join(dir, file)]);
+    return join(dir, file);
+  };
+  admin = keygen("admin", "rsa", ["-b", "2048", "-m", "PEM"]);
+  rsa = keygen("rsa", "rsa", ["-b", "2048"]);
+  ed = keygen("ed", "ed25519");
+  stranger = keygen("stranger", "ed25519");
+  name = execFileSync("id", ["-un"], { encoding: "utf8" }).trim();
+  two = await startCluster(2, { noAuth: false, adminKeyFile: `${admin}.pub` });
+}, 60_000);
+
+/** Runs a tool with an empty home and a connect timeout generous enough for a loaded machine. */
+function run(main: typeof xuserset, argv: string[], env: NodeJS.ProcessEnv = {}) {
+  return runCli(main, ["-t", "60", ...argv], { env: { HOME: home, ...env } });
+}
+
+function passwd(entries: string[]): string {
+  return two.nodes.map((n) => `Password Database From Node: ${n.spec}\n${entries.join("\n")}\n`).join("");
+}
+function group(entries: string[]): string {
+  return two.nodes.map((n) => `Group Database From Node: ${n.spec}\n${entries.join("\n")}\n`).join("");
+}
+
+describe.skipIf(!sshKeygen)("xgroupset, xuserset, xgetent", () => {
+  it("register a user who then runs jobs with an RSA or an Ed25519 key; groups, listings, flush", async () => {
+    const A = ["-A", admin];
+    const ok = { code: 0, stdout: "", stderr: "" };
+    // Before: only the admin, and the user cannot log in.
+    expect(await run(xgetent, [...A, "passwd", two.list])).toEqual({
+      ...ok,
+      stdout: passwd(["xcpu-admin:65530:65530:xcpu-admin"]),
+    });
+    const refused = await runCli(xrx, ["-k", rsa, two.list, "id", "-u"]);
+    expect(refused.code).toBe(1);
+
+    expect(await run(xgroupset, ["add", ...A, two.list, "xrxusers", "4242"])).toEqual(ok);
+    expect(await run(xgroupset, [...A, "add", two.list, "extra", "4343"])).toEqual(ok);
+    expect(await run(xuserset, ["add", ...A, two.list, name, String(uid), "xrxusers", `${rsa}.pub`])).toEqual(
+      ok,
+    );
+    const asUser = await runCli(xrx, ["-k", rsa, two.list, "id", "-u"]);
+    expect(asUser).toEqual({ ...ok, stdout: `${uid}\n${uid}\n` });
+
+    // Memberships.
+    expect(await run(xuserset, ["addgroup", ...A, two.list, name, "extra"])).toEqual(ok);
+    expect(await run(xgetent, [...A, "passwd", two.list])).toEqual({
+      ...ok,
+      stdout: passwd([`${name}:${uid}:4242:xrxusers,extra`, "xcpu-admin:65530:65530:xcpu-admin"]),
+    });
+    expect(await run(xuserset, ["delgroup", ...A, two.list, name, "extra"])).toEqual(ok);
+    expect(await run(xgetent, [...A, "passwd", two.list])).toEqual({
+      ...ok,
+      stdout: passwd([`${name}:${uid}:4242:xrxusers`, "xcpu-admin:65530:65530:xcpu-admin"]),
+    });
+    // $NODES stands for the node list.
+    expect(await run(xgetent, [...A, "group"], { NODES: two.list })).toEqual({
+      ...ok,
+      stdout: group(["extra:4343", "xrxusers:4242", "xcpu-admin:65530"]),
+    });
+
+    // A second add is refused by every node, each named.
+    const again = await run(xuserset, ["add", ...A, two.list, name, String(uid), "xrxusers", `${ed}.pub`]);
+    expect(again.code).toBe(1);
+    expect(again.stdout).toBe("");
+    expect(again.stderr.trim().split("\n").sort()).toEqual(
+      two.nodes.map((n) => `xuserset: ${n.spec}: ${name}:user exists`).sort(),
+    );
+
+    // Delete: the user is gone; registered again with an Ed25519 key, that key works.
+    expect(await run(xuserset, ["delete", ...A, two.list, name])).toEqual(ok);
+    expect((await runCli(xrx, ["-k", rsa, two.list, "true"])).code).toBe(1);
+    expect(await run(xuserset, ["add", ...A, two.list, name, String(uid), "xrxusers", `${ed}.pub`])).toEqual(
+      ok,
+    );
+    expect(await runCli(xrx, ["-k", ed, two.list, "id", "-u"])).toEqual({
+      ...ok,
+      stdout: `${uid}\n${uid}\n`,
+    });
+    expect((await runCli(xrx, ["-k", rsa, two.list, "true"])).code).toBe(1);
+
+    // -a with a statfs table: the up nodes under their statfs names.
+    const state = join(dir, "state");
+    writeFileSync(
+      state,
+      `alpha\ttcp!127.0.0.1!${two.nodes[0]!.port}\t/Linux/x86_64\tup\t0\n` +
+        `beta\ttcp!127.0.0.1!${two.nodes[1]!.port}\t/Linux/x86_64\tdown\t0\n`,
+    );
+    expect(await run(xgetent, [...A, "group", "-a", "--statfs", state])).toEqual({
+      ...ok,
+      stdout: "Group Database From Node: alpha\nextra:4343\nxrxusers:4242\nxcpu-admin:65530\n",
+    });
+
+    // Flushes.
+    expect(await run(xuserset, ["flush", ...A, two.list])).toEqual(ok);
+    expect((await run(xgetent, [...A, "passwd", two.list])).stdout).toBe(
+      passwd(["xcpu-admin:65530:65530:xcpu-admin"]),
+    );
+    expect(await run(xgroupset, ["delete", ...A, two.list, "extra"])).toEqual(ok);
+    expect((await run(xgetent, [...A, "group", two.list])).stdout).toBe(
+      group(["xrxusers:4242", "xcpu-admin:65530"]),
+    );
+    expect(await run(xgroupset, ["flush", ...A, two.list])).toEqual(ok);
+    expect((await run(xgetent, [...A, "group", two.list])).stdout).toBe(group(["xcpu-admin:65530"]));
+    const missing = await run(xgroupset, ["delete", ...A, two.list, "extra"]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain(`xgroupset: ${two.nodes[0]!.spec}: extra: no such group in userpool`);
+  }, 120_000);
+
+  it("report a wrong admin key per node and exit 1", async () => {
+    for (const [main, argv, prog] of [
+      [xgetent, ["-A", stranger, "passwd", two.list], "xgetent"],
+      [xgroupset, ["add", "-A", stranger, two.list, "nope", "777"], "xgroupset"],
+      [xuserset, ["flush", "-A", stranger, two.list], "xuserset"],
+    ] as const) {
+      const r = await run(main, [...argv]);
+      expect(r.code).toBe(1);
+      expect(r.stdout).toBe("");
+      for (const n of two.nodes)
+        expect(r.stderr).toMatch(new RegExp(`^${prog}: ${n.spec.replace(/[.!]/g, "\\$&")}: `, "m"));
+    }
+    // Nothing changed.
+    expect((await run(xgetent, ["-A", admin, "group", two.list])).stdout).not.toContain("nope");
+  }, 60_000);
+
+  it("exit 2 on usage errors; --help and --version", async () => {
+    const bad: Array<[typeof xuserset, string[], RegExp]> = [
+      [xuserset, [], /missing command/],
+      [xuserset, ["rename", two.list, "x"], /unknown command "rename"/],
+      [xuserset, ["add", two.list, "u", "500", "g"], /missing arguments/],
+      [xuserset, ["add", two.list, "u", "x500", "g", `${rsa}.pub`], /bad uid "x500"/],
+      [xuserset, ["delete", two.list, "u", "v"], /too many arguments/],
+      [xuserset, ["flush", "-p"], /argument missing/],
+      [xuserset, ["flush", "-a", two.list], /-a takes no node list/],
+      [xgroupset, ["add", two.list, "g", "-1"], /bad gid "-1"/],
+      [xgroupset, ["delete"], /missing node list/],
+      [xgroupset, ["add", "--bogus", two.list, "g", "1"], /bogus/],
+      [xgetent, [two.list], /unknown database/],
+      [xgetent, ["shadow", two.list], /unknown database "shadow"/],
+      [xgetent, ["passwd"], /missing node list/],
+      [xgetent, ["passwd", "n["], /not a valid node description/],
+    ];
+    for (const [main, argv, msg] of bad) {
+      const r = await run(main, argv);
+      expect({ argv, code: r.code }).toEqual({ argv, code: 2 });
+      expect(r.stderr).toMatch(msg);
+      expect(r.stderr).toMatch(/\nusage: x/);
+    }
+    const noKey = await run(xuserset, [
+      "add",
+      "-A",
+      admin,
+      two.list,
+      "u",
+      "500",
+      "g",
+      join(dir, "absent.pub"),
+    ]);
+    expect(noKey).toMatchObject({ code: 1, stderr: expect.stringContaining("absent.pub: no such file") });
+    for (const [main, prog] of [
+      [xuserset, "xuserset"],
+      [xgroupset, "xgroupset"],
+      [xgetent, "xgetent"],
+    ] as const) {
+      const h = await run(main, ["--help"]);
+      expect(h.code).toBe(0);
+      expect(h.stdout).toContain(`usage: ${prog}`);
+      expect(await run(main, ["-V"])).toEqual({
+        code: 0,
+        stdout: `${prog} ${PACKAGE_VERSION}\n`,
+        stderr: "",
+      });
+    }
+  });
+});
