@@ -1,9 +1,10 @@
 // xuserset, xgroupset and xgetent against real xcpufs nodes with authentication on: a user they
 // register runs jobs with its own key; the pool listings, errors per node and usage errors.
 import { execFileSync } from "node:child_process";
-import { existsSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { localGroups, localRsaKey, localUsers } from "../src/cli/admin.js";
 import { main as xgetent } from "../src/cli/xgetent.js";
 import { main as xgroupset } from "../src/cli/xgroupset.js";
 import { main as xrx } from "../src/cli/xrx.js";
@@ -140,6 +141,63 @@ describe.skipIf(!sshKeygen)("xgroupset, xuserset, xgetent", () => {
     expect(missing.stderr).toContain(`xgroupset: ${two.nodes[0]!.spec}: extra: no such group in userpool`);
   }, 120_000);
 
+  it("-u adds this machine's groups and its accounts that have ~/.ssh/id_rsa.pub; delete -u removes them", async () => {
+    const A = ["-A", admin];
+    const groups = readFileSync("/etc/group", "utf8")
+      .split("\n")
+      .filter((l) => l)
+      .map((l) => l.split(":"))
+      .map((f) => ({ name: f[0]!, gid: f[2]! }));
+    const clash =
+      new Set(groups.map((g) => g.name)).size !== groups.length ||
+      new Set(groups.map((g) => g.gid)).size !== groups.length ||
+      groups.some((g) => g.name === "xcpu-admin" || g.gid === "65530");
+    const added = await run(xgroupset, ["add", ...A, two.list, "-u"]);
+    if (clash) {
+      console.log("/etc/group has a repeated name or gid: only the failure of xgroupset add -u is checked");
+      expect(added.code).toBe(1);
+    } else {
+      expect(added).toEqual({ code: 0, stdout: "", stderr: "" });
+      expect((await run(xgetent, [...A, "group", two.list])).stdout).toBe(
+        group([...groups.map((g) => `${g.name}:${g.gid}`).reverse(), "xcpu-admin:65530"]),
+      );
+    }
+    // The accounts with a readable ~/.ssh/id_rsa.pub and a named primary group (often none).
+    const gname = new Map(groups.map((g) => [g.gid, g.name]));
+    const users = readFileSync("/etc/passwd", "utf8")
+      .split("\n")
+      .filter((l) => l)
+      .map((l) => l.split(":"))
+      .flatMap((f) => {
+        let key = "";
+        try {
+          key = readFileSync(join(f[5]!, ".ssh/id_rsa.pub"), "utf8").split("\n")[0]!.trim();
+        } catch {}
+        const g = gname.get(f[3]!);
+        return key && g ? [`${f[0]}:${f[2]}:${f[3]}:${g}`] : [];
+      });
+    const addedUsers = await run(xuserset, ["add", "-u", ...A, two.list]);
+    if (!clash) expect(addedUsers).toEqual({ code: 0, stdout: "", stderr: "" });
+    expect((await run(xgetent, [...A, "passwd", two.list])).stdout).toBe(
+      passwd([...users.reverse(), "xcpu-admin:65530:65530:xcpu-admin"]),
+    );
+    // delete -u deletes the local accounts and groups each node has, and only those.
+    expect(await run(xuserset, ["delete", ...A, two.list, "-u"])).toEqual({
+      code: 0,
+      stdout: "",
+      stderr: "",
+    });
+    expect((await run(xgetent, [...A, "passwd", two.list])).stdout).toBe(
+      passwd(["xcpu-admin:65530:65530:xcpu-admin"]),
+    );
+    expect(await run(xgroupset, ["delete", "-u", ...A, two.list])).toEqual({
+      code: 0,
+      stdout: "",
+      stderr: "",
+    });
+    expect((await run(xgetent, [...A, "group", two.list])).stdout).toBe(group(["xcpu-admin:65530"]));
+  }, 120_000);
+
   it("report a wrong admin key per node and exit 1", async () => {
     for (const [main, argv, prog] of [
       [xgetent, ["-A", stranger, "passwd", two.list], "xgetent"],
@@ -165,6 +223,9 @@ describe.skipIf(!sshKeygen)("xgroupset, xuserset, xgetent", () => {
       [xuserset, ["delete", two.list, "u", "v"], /too many arguments/],
       [xuserset, ["flush", "-p"], /argument missing/],
       [xuserset, ["flush", "-a", two.list], /-a takes no node list/],
+      [xuserset, ["flush", "-u", two.list], /flush takes no -u/],
+      [xuserset, ["add", two.list, "u", "-u"], /-u stands for the arguments/],
+      [xgroupset, ["flush", two.list, "-u"], /flush takes no -u/],
       [xgroupset, ["add", two.list, "g", "-1"], /bad gid "-1"/],
       [xgroupset, ["delete"], /missing node list/],
       [xgroupset, ["add", "--bogus", two.list, "g", "1"], /bogus/],
@@ -204,5 +265,29 @@ describe.skipIf(!sshKeygen)("xgroupset, xuserset, xgetent", () => {
         stderr: "",
       });
     }
+  });
+});
+
+describe("the local databases -u reads", () => {
+  it("parses passwd and group files and reads the first line of ~/.ssh/id_rsa.pub", () => {
+    const d = tempDir("xrx-localdb-");
+    const home = join(d, "alice");
+    mkdirSync(join(home, ".ssh"), { recursive: true });
+    writeFileSync(join(home, ".ssh/id_rsa.pub"), "ssh-rsa AAAAB3Nza alice@head\nsecond line\n");
+    writeFileSync(
+      join(d, "passwd"),
+      `alice:x:1000:100:Alice:${home}:/bin/sh\nbob:x:1001:100::${join(d, "bob")}:/bin/sh\n#junk\nbad:x:x:1::/:/bin/sh\n`,
+    );
+    writeFileSync(join(d, "group"), "users:x:100:alice\nwheel:x:10:\nbroken:x:\n");
+    const users = localUsers(join(d, "passwd"));
+    expect(users).toEqual([
+      { name: "alice", uid: 1000, gid: 100, home },
+      { name: "bob", uid: 1001, gid: 100, home: join(d, "bob") },
+    ]);
+    expect(users.map(localRsaKey)).toEqual(["ssh-rsa AAAAB3Nza alice@head", undefined]);
+    expect(localGroups(join(d, "group"))).toEqual([
+      { name: "users", gid: 100 },
+      { name: "wheel", gid: 10 },
+    ]);
   });
 });

@@ -1,6 +1,8 @@
 // Pieces shared by the user-pool commands (xuserset, xgroupset, xgetent): a sub-command or
 // database word before or after the options, `{-a | nodeset}` (or $NODES) in front of a fixed
 // number of arguments, and one admin connection per node, all at once, with errors per node.
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { mapLimit } from "../job.js";
 import type { NodeSpec } from "../nodes.js";
 import { reasonOf, type XcpuNode } from "../xcpu.js";
@@ -12,6 +14,7 @@ export const POOL_OPTIONS = {
   ...TOOL_OPTIONS,
   a: { type: "boolean", short: "a" },
   p: { type: "string", short: "p" },
+  u: { type: "boolean", short: "u" },
 } as const;
 
 export type OptionValues = Record<string, string | boolean | string[] | undefined>;
@@ -32,7 +35,14 @@ export function parseWordLine(argv: readonly string[]): {
   const second = parseCommandLine(rest, POOL_OPTIONS);
   const values: OptionValues = { ...first.values };
   for (const [k, val] of Object.entries(second.values)) if (val !== undefined) values[k] = val;
-  return { values, word, args: second.positionals };
+  const args = second.positionals;
+  // `{-a | nodeset} {-u | ...}`: a -u after the node list.
+  if (args.length === 2 && args[1] === "-u") {
+    values.u = true;
+    args.pop();
+  }
+  if (args.includes("-u")) throw new UsageError("-u stands for the arguments after the node list");
+  return { values, word, args };
 }
 
 /**
@@ -89,4 +99,88 @@ export async function onEveryNode<R>(
     return undefined;
   });
   return { results, failed };
+}
+
+/**
+ * Sends root ctl lines to every node, in order, one write each, and reports every line a node
+ * refuses as `<prog>: <node>: <message>`. With `pick`, a node first lists its pool (`pwent` or
+ * `grent`) and gets only the lines whose name (the key) it has. Returns how many lines or nodes
+ * failed.
+ */
+export async function sendLines(
+  prog: string,
+  nodes: readonly NodeSpec[],
+  v: OptionValues,
+  io: Pick<CliIo, "env" | "stderr">,
+  lines: ReadonlyArray<string | { name: string; line: string }>,
+  pick?: "pwent" | "grent",
+): Promise<number> {
+  const { results, failed } = await onEveryNode(prog, nodes, v, io, async (node) => {
+    let todo = lines;
+    if (pick) {
+      const names = new Set(
+        (await node.readFile(pick))
+          .toString("utf8")
+          .split("\n")
+          .map((l) => l.split(":")[0]),
+      );
+      todo = lines.filter((l) => typeof l === "string" || names.has(l.name));
+    }
+    const errors: string[] = [];
+    for (const l of todo) {
+      try {
+        await node.rootCtl(typeof l === "string" ? l : l.line);
+      } catch (err) {
+        errors.push(reasonOf(err));
+      }
+    }
+    return errors;
+  });
+  let bad = failed;
+  results.forEach((errors, i) => {
+    for (const e of errors ?? []) io.stderr.write(`${prog}: ${nodes[i]!.name}: ${e}\n`);
+    bad += errors?.length ?? 0;
+  });
+  return bad;
+}
+
+/** A local account (/etc/passwd). */
+export interface LocalUser {
+  name: string;
+  uid: number;
+  gid: number;
+  home: string;
+}
+
+/** A local group (/etc/group). */
+export interface LocalGroup {
+  name: string;
+  gid: number;
+}
+
+/** The local accounts, in file order. */
+export function localUsers(file = "/etc/passwd"): LocalUser[] {
+  return readFileSync(file, "utf8")
+    .split("\n")
+    .map((l) => l.split(":"))
+    .filter((f) => f.length >= 7 && f[0] && /^\d+$/.test(f[2]!) && /^\d+$/.test(f[3]!))
+    .map((f) => ({ name: f[0]!, uid: Number(f[2]), gid: Number(f[3]), home: f[5]! }));
+}
+
+/** The local groups, in file order. */
+export function localGroups(file = "/etc/group"): LocalGroup[] {
+  return readFileSync(file, "utf8")
+    .split("\n")
+    .map((l) => l.split(":"))
+    .filter((f) => f.length >= 3 && f[0] && /^\d+$/.test(f[2]!))
+    .map((f) => ({ name: f[0]!, gid: Number(f[2]) }));
+}
+
+/** The first line of `~/.ssh/id_rsa.pub` of an account, or undefined when unreadable or empty. */
+export function localRsaKey(user: LocalUser): string | undefined {
+  try {
+    return readFileSync(join(user.home, ".ssh/id_rsa.pub"), "utf8").split("\n")[0]!.trim() || undefined;
+  } catch {
+    return undefined;
+  }
 }

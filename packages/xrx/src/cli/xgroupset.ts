@@ -2,12 +2,12 @@
 // group-del, group-flush).
 import { quoteArgs } from "../quote.js";
 import { PACKAGE_VERSION } from "../version.js";
-import { onEveryNode, parseWordLine, poolNodes } from "./admin.js";
+import { localGroups, parseWordLine, poolNodes, sendLines } from "./admin.js";
 import { type CliIo, reportError, UsageError } from "./args.js";
 
 export const XGROUPSET_USAGE = [
-  "usage: xgroupset add    [-A adminkey] {-a | nodeset} gname gid",
-  "       xgroupset delete [-A adminkey] {-a | nodeset} gname",
+  "usage: xgroupset add    [-A adminkey] {-a | nodeset} {-u | gname gid}",
+  "       xgroupset delete [-A adminkey] {-a | nodeset} {-u | gname}",
   "       xgroupset flush  [-A adminkey] {-a | nodeset}",
 ].join("\n");
 
@@ -19,6 +19,8 @@ connection, as the admin identity. Groups must exist before users name them (xus
   add           add group gname with numeric gid
   delete        delete group gname
   flush         remove every user and group except xcpu-admin
+  -u            add: every group of this machine's /etc/group (name and gid);
+                delete: every such group the node has
   nodeset       n[1-16],n20,host!port ...; $NODES when it is left out
   -a            every node statfs reports up (-p PORT: statfs port; --statfs SRC: table file
                 or statfs address)
@@ -52,12 +54,21 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
     if (word === undefined) throw new UsageError("missing command (add, delete, flush)");
     const cmd = COMMANDS[word];
     if (!cmd) throw new UsageError(`unknown command "${word}"`);
-    const { nodes, rest } = await poolNodes(v, args, cmd.args, io);
+    if (v.u && word === "flush") throw new UsageError("flush takes no -u");
+    const { nodes, rest } = await poolNodes(v, args, v.u ? 0 : cmd.args, io);
+    if (v.u) {
+      const groups = localGroups();
+      const lines =
+        word === "add"
+          ? groups.map((g) => quoteArgs([cmd.ctl, g.name, String(g.gid)]))
+          : groups.map((g) => ({ name: g.name, line: quoteArgs([cmd.ctl, g.name]) }));
+      const bad = await sendLines("xgroupset", nodes, v, io, lines, word === "add" ? undefined : "grent");
+      return bad > 0 ? 1 : 0;
+    }
     if (word === "add" && !/^\d+$/.test(rest[1]!))
       throw new UsageError(`bad gid "${rest[1]}": expected a number`);
-    const line = quoteArgs([cmd.ctl, ...rest]);
-    const { failed } = await onEveryNode("xgroupset", nodes, v, io, (node) => node.rootCtl(line));
-    return failed > 0 ? 1 : 0;
+    const bad = await sendLines("xgroupset", nodes, v, io, [quoteArgs([cmd.ctl, ...rest])]);
+    return bad > 0 ? 1 : 0;
   } catch (e) {
     return reportError(e, "xgroupset", XGROUPSET_USAGE, io.stderr);
   }

@@ -4,12 +4,12 @@ import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { quoteArgs } from "../quote.js";
 import { PACKAGE_VERSION } from "../version.js";
-import { onEveryNode, parseWordLine, poolNodes } from "./admin.js";
+import { localGroups, localRsaKey, localUsers, parseWordLine, poolNodes, sendLines } from "./admin.js";
 import { type CliIo, reportError, UsageError } from "./args.js";
 
 export const XUSERSET_USAGE = [
-  "usage: xuserset add      [-A adminkey] {-a | nodeset} user uid group keyfile",
-  "       xuserset delete   [-A adminkey] {-a | nodeset} user",
+  "usage: xuserset add      [-A adminkey] {-a | nodeset} {-u | user uid group keyfile}",
+  "       xuserset delete   [-A adminkey] {-a | nodeset} {-u | user}",
   "       xuserset flush    [-A adminkey] {-a | nodeset}",
   "       xuserset addgroup [-A adminkey] {-a | nodeset} user group",
   "       xuserset delgroup [-A adminkey] {-a | nodeset} user group",
@@ -25,6 +25,8 @@ the admin identity. Each node keeps its own pool (xcpufs saves it in its --state
   delete        remove the user from the pool and from every group
   flush         remove every user except xcpu-admin
   addgroup      make user a member of group; delgroup ends that membership
+  -u            add: every account of this machine with a readable ~/.ssh/id_rsa.pub (its
+                uid, primary group name and that key); delete: every local account the node has
   nodeset       n[1-16],n20,host!port ...; $NODES when it is left out
   -a            every node statfs reports up (-p PORT: statfs port; --statfs SRC: table file
                 or statfs address)
@@ -76,14 +78,30 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
     if (word === undefined) throw new UsageError("missing command (add, delete, flush, addgroup, delgroup)");
     const cmd = COMMANDS[word];
     if (!cmd) throw new UsageError(`unknown command "${word}"`);
-    const { nodes, rest } = await poolNodes(v, args, cmd.args.length, io);
+    if (v.u && word !== "add" && word !== "delete") throw new UsageError(`${word} takes no -u`);
+    const { nodes, rest } = await poolNodes(v, args, v.u ? 0 : cmd.args.length, io);
+    if (v.u) {
+      let bad: number;
+      if (word === "add") {
+        const groups = new Map(localGroups().map((g) => [g.gid, g.name]));
+        const lines = localUsers().flatMap((u) => {
+          const key = localRsaKey(u);
+          const group = groups.get(u.gid);
+          return key && group ? [quoteArgs([cmd.ctl, u.name, String(u.uid), group, key])] : [];
+        });
+        bad = await sendLines("xuserset", nodes, v, io, lines);
+      } else {
+        const lines = localUsers().map((u) => ({ name: u.name, line: quoteArgs([cmd.ctl, u.name]) }));
+        bad = await sendLines("xuserset", nodes, v, io, lines, "pwent");
+      }
+      return bad > 0 ? 1 : 0;
+    }
     if (word === "add") {
       if (!/^\d+$/.test(rest[1]!)) throw new UsageError(`bad uid "${rest[1]}": expected a number`);
       rest[3] = keyLine(rest[3]!, io.cwd);
     }
-    const line = quoteArgs([cmd.ctl, ...rest]);
-    const { failed } = await onEveryNode("xuserset", nodes, v, io, (node) => node.rootCtl(line));
-    return failed > 0 ? 1 : 0;
+    const bad = await sendLines("xuserset", nodes, v, io, [quoteArgs([cmd.ctl, ...rest])]);
+    return bad > 0 ? 1 : 0;
   } catch (e) {
     return reportError(e, "xuserset", XUSERSET_USAGE, io.stderr);
   }
