@@ -118,6 +118,23 @@ export function processIo(): CliIo {
   };
 }
 
+/**
+ * Runs a CLI main() as this process (the bin files): its status becomes the exit status, and the
+ * process exits once its output is flushed, whatever stdin or leftover handles still hold.
+ */
+export function runAsProcess(main: (argv: readonly string[], io: CliIo) => Promise<number>): void {
+  main(process.argv.slice(2), processIo()).then(
+    (code) => {
+      process.exitCode = code;
+      process.stdout.write("", () => process.exit(code));
+    },
+    (err) => {
+      process.stderr.write(`Error: ${err instanceof Error ? err.message : String(err)}\n`);
+      process.exit(1);
+    },
+  );
+}
+
 function isDevNull(fd: number): boolean {
   try {
     const st = fstatSync(fd);
