@@ -5,8 +5,9 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { mapLimit } from "../job.js";
 import type { NodeSpec } from "../nodes.js";
+import { PACKAGE_VERSION } from "../version.js";
 import { reasonOf, type XcpuNode } from "../xcpu.js";
-import { type CliIo, parseCommandLine, UsageError } from "./args.js";
+import { type CliIo, parseCommandLine, reportError, UsageError } from "./args.js";
 import { connectTool, nodeList, statfsNodes, TOOL_OPTIONS, toolConnection } from "./common.js";
 
 /** TOOL_OPTIONS plus `-a` (every node statfs reports up) and `-p port` (statfs port for -a). */
@@ -43,6 +44,35 @@ export function parseWordLine(argv: readonly string[]): {
   }
   if (args.includes("-u")) throw new UsageError("-u stands for the arguments after the node list");
   return { values, word, args };
+}
+
+/**
+ * The frame of the three commands: options around the first word, --help, --version, a missing
+ * word (`missing` says what it should have been), and errors reported with the usage line.
+ * `run` gets the options, the word and the arguments after it; it returns the exit status.
+ */
+export async function runPoolCommand(
+  prog: string,
+  text: { usage: string; help: string; missing: string },
+  argv: readonly string[],
+  io: CliIo,
+  run: (v: OptionValues, word: string, args: string[]) => Promise<number>,
+): Promise<number> {
+  try {
+    const { values: v, word, args } = parseWordLine(argv);
+    if (v.help) {
+      io.stdout.write(text.help);
+      return 0;
+    }
+    if (v.version) {
+      io.stdout.write(`${prog} ${PACKAGE_VERSION}\n`);
+      return 0;
+    }
+    if (word === undefined) throw new UsageError(text.missing);
+    return await run(v, word, args);
+  } catch (e) {
+    return reportError(e, prog, text.usage, io.stderr);
+  }
 }
 
 /**

@@ -1,7 +1,6 @@
 // xgetent: print the user or group database of the user pool of nodes (root pwent, grent).
-import { PACKAGE_VERSION } from "../version.js";
-import { onEveryNode, parseWordLine, poolNodes } from "./admin.js";
-import { type CliIo, reportError, UsageError } from "./args.js";
+import { onEveryNode, poolNodes, runPoolCommand } from "./admin.js";
+import { type CliIo, UsageError } from "./args.js";
 
 export const XGETENT_USAGE = "usage: xgetent [-d] [-A adminkey] [-p statport] <passwd|group> {-a | nodeset}";
 
@@ -29,33 +28,27 @@ const DATABASES: Record<string, { file: string; title: string }> = {
   group: { file: "grent", title: "Group Database From Node" },
 };
 
-export async function main(argv: readonly string[], io: CliIo): Promise<number> {
-  try {
-    const { values: v, word, args } = parseWordLine(argv);
-    if (v.help) {
-      io.stdout.write(HELP);
-      return 0;
-    }
-    if (v.version) {
-      io.stdout.write(`xgetent ${PACKAGE_VERSION}\n`);
-      return 0;
-    }
-    if (word === undefined) throw new UsageError("missing database (passwd or group)");
-    const db = DATABASES[word];
-    if (!db) throw new UsageError(`unknown database "${word}": expected passwd or group`);
-    const { nodes } = await poolNodes(v, args, 0, io);
-    const { results, failed } = await onEveryNode("xgetent", nodes, v, io, async (node) =>
-      (await node.readFile(db.file)).toString("utf8"),
-    );
-    let out = "";
-    results.forEach((text, i) => {
-      if (text === undefined) return;
-      out += `${db.title}: ${nodes[i]!.name}\n`;
-      for (const entry of text.split(/\s+/)) if (entry) out += `${entry}\n`;
-    });
-    io.stdout.write(out);
-    return failed > 0 ? 1 : 0;
-  } catch (e) {
-    return reportError(e, "xgetent", XGETENT_USAGE, io.stderr);
-  }
+export function main(argv: readonly string[], io: CliIo): Promise<number> {
+  return runPoolCommand(
+    "xgetent",
+    { usage: XGETENT_USAGE, help: HELP, missing: "missing database (passwd or group)" },
+    argv,
+    io,
+    async (v, word, args) => {
+      const db = DATABASES[word];
+      if (!db) throw new UsageError(`unknown database "${word}": expected passwd or group`);
+      const { nodes } = await poolNodes(v, args, 0, io);
+      const { results, failed } = await onEveryNode("xgetent", nodes, v, io, async (node) =>
+        (await node.readFile(db.file)).toString("utf8"),
+      );
+      let out = "";
+      results.forEach((text, i) => {
+        if (text === undefined) return;
+        out += `${db.title}: ${nodes[i]!.name}\n`;
+        for (const entry of text.split(/\s+/)) if (entry) out += `${entry}\n`;
+      });
+      io.stdout.write(out);
+      return failed > 0 ? 1 : 0;
+    },
+  );
 }

@@ -1,9 +1,8 @@
 // xgroupset: add, delete and flush groups in the user pool of nodes (root ctl group-add,
 // group-del, group-flush).
 import { quoteArgs } from "../quote.js";
-import { PACKAGE_VERSION } from "../version.js";
-import { localGroups, parseWordLine, poolNodes, sendLines } from "./admin.js";
-import { type CliIo, reportError, UsageError } from "./args.js";
+import { localGroups, poolNodes, runPoolCommand, sendLines } from "./admin.js";
+import { type CliIo, UsageError } from "./args.js";
 
 export const XGROUPSET_USAGE = [
   "usage: xgroupset add    [-A adminkey] {-a | nodeset} {-u | gname gid}",
@@ -40,36 +39,30 @@ const COMMANDS: Record<string, { ctl: string; args: number }> = {
   flush: { ctl: "group-flush", args: 0 },
 };
 
-export async function main(argv: readonly string[], io: CliIo): Promise<number> {
-  try {
-    const { values: v, word, args } = parseWordLine(argv);
-    if (v.help) {
-      io.stdout.write(HELP);
-      return 0;
-    }
-    if (v.version) {
-      io.stdout.write(`xgroupset ${PACKAGE_VERSION}\n`);
-      return 0;
-    }
-    if (word === undefined) throw new UsageError("missing command (add, delete, flush)");
-    const cmd = COMMANDS[word];
-    if (!cmd) throw new UsageError(`unknown command "${word}"`);
-    if (v.u && word === "flush") throw new UsageError("flush takes no -u");
-    const { nodes, rest } = await poolNodes(v, args, v.u ? 0 : cmd.args, io);
-    if (v.u) {
-      const groups = localGroups();
-      const lines =
-        word === "add"
-          ? groups.map((g) => quoteArgs([cmd.ctl, g.name, String(g.gid)]))
-          : groups.map((g) => ({ name: g.name, line: quoteArgs([cmd.ctl, g.name]) }));
-      const bad = await sendLines("xgroupset", nodes, v, io, lines, word === "add" ? undefined : "grent");
+export function main(argv: readonly string[], io: CliIo): Promise<number> {
+  return runPoolCommand(
+    "xgroupset",
+    { usage: XGROUPSET_USAGE, help: HELP, missing: "missing command (add, delete, flush)" },
+    argv,
+    io,
+    async (v, word, args) => {
+      const cmd = COMMANDS[word];
+      if (!cmd) throw new UsageError(`unknown command "${word}"`);
+      if (v.u && word === "flush") throw new UsageError("flush takes no -u");
+      const { nodes, rest } = await poolNodes(v, args, v.u ? 0 : cmd.args, io);
+      if (v.u) {
+        const groups = localGroups();
+        const lines =
+          word === "add"
+            ? groups.map((g) => quoteArgs([cmd.ctl, g.name, String(g.gid)]))
+            : groups.map((g) => ({ name: g.name, line: quoteArgs([cmd.ctl, g.name]) }));
+        const bad = await sendLines("xgroupset", nodes, v, io, lines, word === "add" ? undefined : "grent");
+        return bad > 0 ? 1 : 0;
+      }
+      if (word === "add" && !/^\d+$/.test(rest[1]!))
+        throw new UsageError(`bad gid "${rest[1]}": expected a number`);
+      const bad = await sendLines("xgroupset", nodes, v, io, [quoteArgs([cmd.ctl, ...rest])]);
       return bad > 0 ? 1 : 0;
-    }
-    if (word === "add" && !/^\d+$/.test(rest[1]!))
-      throw new UsageError(`bad gid "${rest[1]}": expected a number`);
-    const bad = await sendLines("xgroupset", nodes, v, io, [quoteArgs([cmd.ctl, ...rest])]);
-    return bad > 0 ? 1 : 0;
-  } catch (e) {
-    return reportError(e, "xgroupset", XGROUPSET_USAGE, io.stderr);
-  }
+    },
+  );
 }

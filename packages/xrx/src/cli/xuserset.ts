@@ -3,9 +3,8 @@
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { quoteArgs } from "../quote.js";
-import { PACKAGE_VERSION } from "../version.js";
-import { localGroups, localRsaKey, localUsers, parseWordLine, poolNodes, sendLines } from "./admin.js";
-import { type CliIo, reportError, UsageError } from "./args.js";
+import { localGroups, localRsaKey, localUsers, poolNodes, runPoolCommand, sendLines } from "./admin.js";
+import { type CliIo, UsageError } from "./args.js";
 
 export const XUSERSET_USAGE = [
   "usage: xuserset add      [-A adminkey] {-a | nodeset} {-u | user uid group keyfile}",
@@ -64,45 +63,43 @@ function keyLine(file: string, cwd: string): string {
   return line;
 }
 
-export async function main(argv: readonly string[], io: CliIo): Promise<number> {
-  try {
-    const { values: v, word, args } = parseWordLine(argv);
-    if (v.help) {
-      io.stdout.write(HELP);
-      return 0;
-    }
-    if (v.version) {
-      io.stdout.write(`xuserset ${PACKAGE_VERSION}\n`);
-      return 0;
-    }
-    if (word === undefined) throw new UsageError("missing command (add, delete, flush, addgroup, delgroup)");
-    const cmd = COMMANDS[word];
-    if (!cmd) throw new UsageError(`unknown command "${word}"`);
-    if (v.u && word !== "add" && word !== "delete") throw new UsageError(`${word} takes no -u`);
-    const { nodes, rest } = await poolNodes(v, args, v.u ? 0 : cmd.args.length, io);
-    if (v.u) {
-      let bad: number;
-      if (word === "add") {
-        const groups = new Map(localGroups().map((g) => [g.gid, g.name]));
-        const lines = localUsers().flatMap((u) => {
-          const key = localRsaKey(u);
-          const group = groups.get(u.gid);
-          return key && group ? [quoteArgs([cmd.ctl, u.name, String(u.uid), group, key])] : [];
-        });
-        bad = await sendLines("xuserset", nodes, v, io, lines);
-      } else {
-        const lines = localUsers().map((u) => ({ name: u.name, line: quoteArgs([cmd.ctl, u.name]) }));
-        bad = await sendLines("xuserset", nodes, v, io, lines, "pwent");
+export function main(argv: readonly string[], io: CliIo): Promise<number> {
+  return runPoolCommand(
+    "xuserset",
+    {
+      usage: XUSERSET_USAGE,
+      help: HELP,
+      missing: "missing command (add, delete, flush, addgroup, delgroup)",
+    },
+    argv,
+    io,
+    async (v, word, args) => {
+      const cmd = COMMANDS[word];
+      if (!cmd) throw new UsageError(`unknown command "${word}"`);
+      if (v.u && word !== "add" && word !== "delete") throw new UsageError(`${word} takes no -u`);
+      const { nodes, rest } = await poolNodes(v, args, v.u ? 0 : cmd.args.length, io);
+      if (v.u) {
+        let bad: number;
+        if (word === "add") {
+          const groups = new Map(localGroups().map((g) => [g.gid, g.name]));
+          const lines = localUsers().flatMap((u) => {
+            const key = localRsaKey(u);
+            const group = groups.get(u.gid);
+            return key && group ? [quoteArgs([cmd.ctl, u.name, String(u.uid), group, key])] : [];
+          });
+          bad = await sendLines("xuserset", nodes, v, io, lines);
+        } else {
+          const lines = localUsers().map((u) => ({ name: u.name, line: quoteArgs([cmd.ctl, u.name]) }));
+          bad = await sendLines("xuserset", nodes, v, io, lines, "pwent");
+        }
+        return bad > 0 ? 1 : 0;
       }
+      if (word === "add") {
+        if (!/^\d+$/.test(rest[1]!)) throw new UsageError(`bad uid "${rest[1]}": expected a number`);
+        rest[3] = keyLine(rest[3]!, io.cwd);
+      }
+      const bad = await sendLines("xuserset", nodes, v, io, [quoteArgs([cmd.ctl, ...rest])]);
       return bad > 0 ? 1 : 0;
-    }
-    if (word === "add") {
-      if (!/^\d+$/.test(rest[1]!)) throw new UsageError(`bad uid "${rest[1]}": expected a number`);
-      rest[3] = keyLine(rest[3]!, io.cwd);
-    }
-    const bad = await sendLines("xuserset", nodes, v, io, [quoteArgs([cmd.ctl, ...rest])]);
-    return bad > 0 ? 1 : 0;
-  } catch (e) {
-    return reportError(e, "xuserset", XUSERSET_USAGE, io.stderr);
-  }
+    },
+  );
 }
