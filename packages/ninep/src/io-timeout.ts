@@ -5,11 +5,18 @@
  * lose to its timer: the timer only schedules the verdict for after the next I/O phase
  * (setImmediate). Returns a function that cancels it.
  */
-export function afterIoTimeout(ms: number, onTimeout: () => void): () => void {
+export function afterIoTimeout(
+  ms: number,
+  onTimeout: () => void,
+  opts: { unref?: boolean } = {},
+): () => void {
   let verdict: NodeJS.Immediate | undefined;
   const timer = setTimeout(() => {
     verdict = setImmediate(onTimeout);
+    if (opts.unref) verdict.unref();
   }, ms);
+  // unref: the timeout alone does not keep the process alive.
+  if (opts.unref) timer.unref();
   return () => {
     clearTimeout(timer);
     if (verdict) clearImmediate(verdict);

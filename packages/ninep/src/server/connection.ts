@@ -30,6 +30,7 @@ import { decode, decodeHeader, encode, encodeDirent, encodeStat, formatMessage }
 import type { Dirent, Message, Qid, RMessage, Stat, TMessage } from "../codec/types.js";
 import { type DistributiveOmit, encodeTyped } from "../codec/wire.js";
 import { Ename, Errno, FsError, fsErrorFromCode, NinepError, ProtocolError } from "../errors.js";
+import { afterIoTimeout } from "../io-timeout.js";
 import { FrameTransport } from "../transport/frames.js";
 import type {
   Attr,
@@ -202,7 +203,7 @@ export class ServerConnection {
   #isClosed = false;
   #shuttingDown = false;
   #resolveClosed!: () => void;
-  #handshakeTimer: NodeJS.Timeout | undefined;
+  #cancelHandshake: (() => void) | undefined;
   #idleTimer: NodeJS.Timeout | undefined;
   #paused = false;
   /** Replies go to a socket, which copies them: large Rread frames can be reused once written. */
@@ -227,17 +228,17 @@ export class ServerConnection {
     );
     const hs = core.opts.handshakeTimeoutMs;
     if (hs > 0) {
-      this.#handshakeTimer = setTimeout(() => {
-        // Decided after the pending I/O (see afterIoTimeout): a Tversion that arrived while the
-        // event loop was stalled is read first.
-        setImmediate(() => {
+      // Decided after the pending I/O: a Tversion that arrived while the loop was stalled is read first.
+      this.#cancelHandshake = afterIoTimeout(
+        hs,
+        () => {
           if (this.#dialect === undefined && !this.#isClosed) {
             core.logger.info({ conn: info.id }, "9p: no Tversion before handshake timeout; closing");
             this.destroy();
           }
-        });
-      }, hs);
-      this.#handshakeTimer.unref();
+        },
+        { unref: true },
+      );
     }
     this.#armIdle();
   }
@@ -647,7 +648,7 @@ export class ServerConnection {
   async #onClose(err: Error | undefined): Promise<void> {
     if (this.#isClosed) return;
     this.#isClosed = true;
-    clearTimeout(this.#handshakeTimer);
+    this.#cancelHandshake?.();
     clearTimeout(this.#idleTimer);
     if (err && !(err.name === "ConnectionError")) {
       this.#core.logger.info({ conn: this.info.id, err: err.message }, "9p: connection dropped");
@@ -709,7 +710,7 @@ export class ServerConnection {
       this.#send({ type: MsgType.Rversion, tag: msg.tag, msize, version: chosen });
       this.#dialect = chosen;
       this.#transport.maxSize = msize;
-      clearTimeout(this.#handshakeTimer);
+      this.#cancelHandshake?.();
     } finally {
       const held: Buffer[] = this.#held ?? [];
       this.#held = undefined;
