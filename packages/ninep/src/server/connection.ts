@@ -971,7 +971,9 @@ export class ServerConnection {
       const msg = m as Extract<TMessage, { type: 102 }>;
       const user: Identity = { uname: msg.uname, aname: msg.aname, n_uname: msg.n_uname ?? NONUNAME };
       const backend = this.#core.backend;
-      if (!backend.auth) throw new FsError(`${this.#core.name}: ${Ename.NoAuth}`, Errno.EOPNOTSUPP);
+      // ENOENT: diod's client library (diodcat, diodls, diodmount) reads exactly that errno as
+      // "authentication not required" and attaches without an afid; any other errno is fatal there.
+      if (!backend.auth) throw new FsError(`${this.#core.name}: ${Ename.NoAuth}`, Errno.ENOENT);
       this.#checkNewFid(msg.afid);
       const auth = await backend.auth(user, this.#reqCtx(user, req));
       const fid: Fid = {
@@ -1059,8 +1061,11 @@ export class ServerConnection {
     [MsgType.Twalk]: async (m, req) => {
       const msg = m as Extract<TMessage, { type: 110 }>;
       const fid = this.#fileFid(msg.fid);
-      // W2: even a clone needs a fid that is not open.
-      if (fid.open || fid.opening) throw new FsError(Ename.AlreadyOpen, Errno.EBADF);
+      // W2: even a clone needs a fid that is not open. 9P2000.L servers (diod, QEMU) let a client
+      // walk from an open fid to a new one, and diod's tools rely on it (diodls -l walks from the
+      // directory it is reading); the open fid itself still cannot move.
+      const fromOpenAllowed = this.#dialect === Dialect.P2000L && msg.newfid !== msg.fid;
+      if ((fid.open || fid.opening) && !fromOpenAllowed) throw new FsError(Ename.AlreadyOpen, Errno.EBADF);
       if (msg.newfid !== msg.fid) this.#checkNewFid(msg.newfid);
       if (msg.wname.length > MAXWELEM) throw new FsError("too many names in walk", Errno.EINVAL); // W5
       const ctx = this.#reqCtx(fid.user, req);
@@ -1095,7 +1100,7 @@ export class ServerConnection {
         reply: { type: MsgType.Rwalk, wqid },
         commit: () => {
           this.#stillThere(fid);
-          if (fid.open) throw new FsError(Ename.AlreadyOpen, Errno.EBADF);
+          if (fid.open && !fromOpenAllowed) throw new FsError(Ename.AlreadyOpen, Errno.EBADF);
           if (msg.newfid === msg.fid) {
             if (target !== fid.node) {
               const old = fid.node;

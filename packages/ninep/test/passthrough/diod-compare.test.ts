@@ -65,6 +65,13 @@ async function script(c: Client, aname: string) {
   };
   const walk = (fid: number, newfid: number, ...wname: string[]) =>
     ({ type: MsgType.Twalk, fid, newfid, wname }) as const;
+  await step("auth when none is needed", {
+    type: MsgType.Tauth,
+    afid: 99,
+    uname: "nobody",
+    aname,
+    n_uname: 65534,
+  });
   await step("attach", {
     type: MsgType.Tattach,
     fid: 100,
@@ -89,6 +96,14 @@ async function script(c: Client, aname: string) {
   await step("lopen dir for write", { type: MsgType.Tlopen, fid: 103, flags: L_O.WRONLY });
   await step("lopen dir", { type: MsgType.Tlopen, fid: 103, flags: L_O.RDONLY | L_O.DIRECTORY });
   await step("readdir", { type: MsgType.Treaddir, fid: 103, offset: 0n, count: 8192 });
+  await step("walk from open dir", walk(103, 112, "hello.txt"));
+  await step("getattr walked from open dir", {
+    type: MsgType.Tgetattr,
+    fid: 112,
+    request_mask: GETATTR.BASIC,
+  });
+  await step("clone open dir", walk(103, 113));
+  await step("walk open dir itself", walk(103, 103, "sub"));
   await step("walk scratch", walk(100, 104, "scratch"));
   await step("lcreate", {
     type: MsgType.Tlcreate,
@@ -292,6 +307,9 @@ describe.skipIf(missing !== undefined)("the same script against diod and the pas
         // diod 1.0.24 answers EOPNOTSUPP; we implement both (the target names do not exist → ENOENT).
         renameat: ["Rlerror:95", "Rlerror:2"],
         unlinkat: ["Rlerror:95", "Rlerror:2"],
+        // diod lets an open fid walk itself elsewhere while its open file stays the old one; we
+        // refuse (EBADF): a fid whose name and open file disagree serves no client we know of.
+        "walk open dir itself": ["Rwalk", "Rlerror:9"],
       };
       for (let i = 0; i < theirs.out.length; i++) {
         const [label, t] = theirs.out[i]!;

@@ -1,0 +1,116 @@
+// diod's own 9P2000.L client tools (diodcat, diodls from the Debian diod package) against our
+// passthrough server: a client written elsewhere, driving our server over TCP and a Unix socket.
+
+import { execFile } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { chmodSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { passthrough } from "../../src/server/passthrough.js";
+import { Server } from "../../src/server/server.js";
+import { tempDir } from "../passthrough/helpers.js";
+
+const run = promisify(execFile);
+const DIODCAT = "/usr/sbin/diodcat";
+const DIODLS = "/usr/sbin/diodls";
+const missing =
+  existsSync(DIODCAT) && existsSync(DIODLS)
+    ? undefined
+    : "diodcat/diodls not installed (apt-get install diod)";
+if (missing) {
+  if (process.env.CI) throw new Error(`diod tool tests need diod in CI: ${missing}`);
+  console.warn(`skipping diod tool tests: ${missing}`);
+}
+
+const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
+
+describe.skipIf(missing !== undefined)("diod's client tools against the passthrough server", () => {
+  let tmp: ReturnType<typeof tempDir>;
+  let sockDir: ReturnType<typeof tempDir>;
+  let server: Server;
+  let tcp: string;
+  let unix: string;
+  const big = randomBytes(3 * 1024 * 1024 + 123);
+
+  beforeAll(async () => {
+    tmp = tempDir("diod-tools-");
+    sockDir = tempDir("diod-tools-sock-");
+    writeFileSync(join(tmp.dir, "hello.txt"), "hello from ninep\n");
+    writeFileSync(join(tmp.dir, "big.bin"), big);
+    mkdirSync(join(tmp.dir, "sub"));
+    writeFileSync(join(tmp.dir, "sub", "inner.txt"), "inner\n");
+    chmodSync(join(tmp.dir, "hello.txt"), 0o640);
+    server = new Server({ backend: passthrough(tmp.dir) });
+    const a = await server.listen("tcp!127.0.0.1!0");
+    if (a.network !== "tcp") throw new Error("tcp");
+    tcp = `127.0.0.1:${a.port}`;
+    unix = join(sockDir.dir, "9p.sock");
+    await server.listen(`unix!${unix}`);
+  });
+  afterAll(async () => {
+    await server?.close();
+    tmp?.cleanup();
+    sockDir?.cleanup();
+  });
+
+  it("diodcat reads a small file (Tauth answered 'not required', then attach, walk, lopen, read)", async () => {
+    const { stdout, stderr } = await run(DIODCAT, ["-s", tcp, "-a", tmp.dir, "-t", "20", "hello.txt"]);
+    expect(stderr).toBe("");
+    expect(stdout).toBe("hello from ninep\n");
+  });
+
+  it("diodcat reads a 3 MiB file byte for byte at msize 64 KiB and 8 KiB, over TCP and a Unix socket", async () => {
+    for (const [server, msize] of [
+      [tcp, "65536"],
+      [tcp, "8192"],
+      [unix, "65536"],
+    ] as const) {
+      const { stdout } = await run(
+        DIODCAT,
+        ["-s", server, "-m", msize, "-a", tmp.dir, "-t", "30", "big.bin"],
+        {
+          encoding: "buffer",
+          maxBuffer: 16 * 1024 * 1024,
+        },
+      );
+      expect(stdout.length).toBe(big.length);
+      expect(sha(stdout)).toBe(sha(big));
+    }
+  });
+
+  it("diodcat reports a missing file as diod would (ENOENT) and exits 1", async () => {
+    const e = await run(DIODCAT, ["-s", tcp, "-a", tmp.dir, "-t", "20", "no-such-file"]).then(
+      () => undefined,
+      (err: { code: number; stderr: string }) => err,
+    );
+    expect(e?.code).toBe(1);
+    expect(e?.stderr).toMatch(/no-such-file: No such file or directory/);
+  });
+
+  it("diodls lists the root and a subdirectory", async () => {
+    const { stdout, stderr } = await run(DIODLS, ["-s", tcp, "-a", tmp.dir, "-t", "20"]);
+    expect(stderr).toBe("");
+    expect(stdout.split("\n").filter(Boolean).sort()).toEqual(["big.bin", "hello.txt", "sub"]);
+    const sub = await run(DIODLS, ["-s", unix, "-a", tmp.dir, "-t", "20", "sub"]);
+    expect(sub.stdout.split("\n").filter(Boolean)).toEqual(["inner.txt"]);
+  });
+
+  it("diodls -l walks from the directory it is reading and shows each entry's mode and size", async () => {
+    const { stdout, stderr } = await run(DIODLS, ["-s", tcp, "-a", tmp.dir, "-t", "20", "-l"]);
+    expect(stderr).toBe("");
+    const byName = new Map(
+      stdout
+        .split("\n")
+        .filter(Boolean)
+        .map((line) => {
+          const f = line.trim().split(/\s+/);
+          return [f[f.length - 1]!, { mode: f[0]!, size: Number(f[4]) }] as const;
+        }),
+    );
+    expect([...byName.keys()].sort()).toEqual([".", "..", "big.bin", "hello.txt", "sub"]);
+    expect(byName.get("hello.txt")).toEqual({ mode: "-rw-r-----.", size: 17 });
+    expect(byName.get("big.bin")?.size).toBe(big.length);
+    expect(byName.get("sub")?.mode.startsWith("d")).toBe(true);
+  });
+});
