@@ -77,7 +77,7 @@ function listeningPort(child) {
     child.stderr.on("data", (text) => {
       if (port !== undefined) return void process.stderr.write(text);
       buffered += text;
-      const m = /listening on tcp!127\.0\.0\.1!(\d+)\n/.exec(buffered);
+      const m = /^.*listening on tcp!127\.0\.0\.1!(\d+)\n/m.exec(buffered);
       if (!m) return;
       port = Number(m[1]);
       clearTimeout(timer);
