@@ -1357,6 +1357,8 @@ export class ServerConnection {
       const fid = this.#fileFid(msg.fid);
       if (fid.open || fid.opening) throw this.#alreadyOpen();
       if ((fid.node.qid.type & QTDIR) === 0) throw new FsError(Ename.NotDir, Errno.ENOTDIR);
+      // open(2) with O_CREAT of "." or ".." names a directory: EISDIR, as diod answers.
+      if (msg.name === "." || msg.name === "..") throw new FsError(Ename.IsDir, Errno.EISDIR);
       this.#checkName(msg.name);
       const node = fid.node;
       const access = msg.flags & L_O.ACCMODE;
@@ -1548,7 +1550,9 @@ export class ServerConnection {
     [MsgType.Tfsync]: async (m, req) => {
       const msg = m as Extract<TMessage, { type: 50 }>;
       const fid = this.#fileFid(msg.fid);
-      await fid.open?.file.fsync?.(msg.datasync !== 0, this.#reqCtx(fid.user, req));
+      // fsync(2) needs an open file: EBADF otherwise, as diod answers.
+      if (!fid.open) throw new FsError(Ename.NotOpen, Errno.EBADF);
+      await fid.open.file.fsync?.(msg.datasync !== 0, this.#reqCtx(fid.user, req));
       return { reply: { type: MsgType.Rfsync } };
     },
 

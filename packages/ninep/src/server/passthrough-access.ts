@@ -129,6 +129,16 @@ export class Access {
   }
 
   /**
+   * The group a new file made for `user` gets when the client names none: the user's primary group,
+   * as for a local process (undefined in process mode or for a user unknown here).
+   */
+  primaryGroup(user: Identity): number | undefined {
+    if (this.mode === "process") return undefined;
+    const { uid } = this.who(user);
+    return uid === undefined ? undefined : this.ids.primaryGroupOf(uid);
+  }
+
+  /**
    * The mode `user` may give a file whose group is `gid` (anything but a directory): set-group-ID
    * only if the user is root or in that group, set-user-ID only if the file is theirs. The kernel
    * does the same for a process without CAP_FSETID; a root server doing the chmod for a user must

@@ -26,6 +26,9 @@ import {
 
 const fmtOf = (mode: bigint | number) => Number(mode) & S_IFMT;
 
+/** f_type of a Linux 9P mount. */
+export const V9FS_MAGIC = 0x01021997;
+
 function sameTree(a: PtFile, b: Node): PtFile {
   if (!(b instanceof PtFile) || b.sh !== a.sh) throw new FsError("not a file of this tree", Errno.EXDEV);
   return b;
@@ -39,10 +42,17 @@ async function writableDir(dir: PtFile, ctx: RequestContext): Promise<string> {
   return p;
 }
 
-/** Group for a new file: the one the client asked for, else the directory's (O6). */
-/** The group of a new file: the one the client asks for if the user may use it, else the directory's. */
-const groupFor = (dir: PtFile, gid: number, ctx: RequestContext) =>
-  gid === NONUNAME ? Number(dir.st.gid) : dir.sh.access.groupForNew(gid, Number(dir.st.gid), ctx.user);
+/**
+ * The group of a new file: the one the client asks for if the user may use it, else the
+ * directory's. When the client names none (-1): as a local create, the directory's group if it is
+ * set-group-ID, else the user's primary group.
+ */
+function groupFor(dir: PtFile, gid: number, ctx: RequestContext): number {
+  const dirGid = Number(dir.st.gid);
+  if (gid !== NONUNAME) return dir.sh.access.groupForNew(gid, dirGid, ctx.user);
+  if (Number(dir.st.mode) & 0o2000) return dirGid;
+  return dir.sh.access.primaryGroup(ctx.user) ?? dirGid;
+}
 
 /**
  * With syncIo the lstat is synchronous and a success is answered at once (no promise per
@@ -86,12 +96,16 @@ export async function setattr(f: PtFile, a: SetAttr, ctx: RequestContext): Promi
     if (a.size > BigInt(Number.MAX_SAFE_INTEGER)) throw new FsError("file too large", Errno.EFBIG);
     acc.check(st, ctx.user, W_OK);
   }
-  const explicitTime =
-    (v & SETATTR.ATIME && v & SETATTR.ATIME_SET) || (v & SETATTR.MTIME && v & SETATTR.MTIME_SET);
-  const nowTime =
-    (v & SETATTR.ATIME && !(v & SETATTR.ATIME_SET)) || (v & SETATTR.MTIME && !(v & SETATTR.MTIME_SET));
-  if (explicitTime && !acc.isOwner(st, ctx.user)) throw new FsError("operation not permitted", Errno.EPERM);
-  if (nowTime && !acc.isOwner(st, ctx.user)) acc.check(st, ctx.user, W_OK);
+  if ((v & SETATTR.ATIME_SET && a.atime_nsec >= NS) || (v & SETATTR.MTIME_SET && a.mtime_nsec >= NS))
+    throw new FsError("invalid argument", Errno.EINVAL);
+  if (v & (SETATTR.ATIME | SETATTR.MTIME) && !acc.isOwner(st, ctx.user)) {
+    // As utimensat(2): setting both times to "now" needs write permission only; anything else
+    // (an explicit time, or one time alone) needs the owner.
+    const bothNow =
+      v & SETATTR.ATIME && v & SETATTR.MTIME && !(v & SETATTR.ATIME_SET) && !(v & SETATTR.MTIME_SET);
+    if (!bothNow) throw new FsError("operation not permitted", Errno.EPERM);
+    acc.check(st, ctx.user, W_OK);
+  }
 
   const p = await f.hostPath();
   if (v & SETATTR.SIZE) await fsp.truncate(p, Number(a.size));
@@ -101,22 +115,64 @@ export async function setattr(f: PtFile, a: SetAttr, ctx: RequestContext): Promi
     await fsp.chmod(p, acc.allowedMode(a.mode & 0o7777, gid, ctx.user, fmt === S_IFDIR));
   }
   if (v & (SETATTR.ATIME | SETATTR.MTIME)) {
-    const cur = await fsp.lstat(p, { bigint: true });
-    const now = Date.now() / 1000;
-    const secs = (sec: bigint, nsec: bigint) => Number(sec) + Number(nsec) / 1e9;
+    const ms = Date.now();
+    const now: TimeSpec = { sec: BigInt(Math.floor(ms / 1000)), nsec: BigInt(ms % 1000) * 1_000_000n };
     const at = !(v & SETATTR.ATIME)
-      ? Number(cur.atimeNs) / 1e9
+      ? undefined
       : v & SETATTR.ATIME_SET
-        ? secs(a.atime_sec, a.atime_nsec)
+        ? { sec: a.atime_sec, nsec: a.atime_nsec }
         : now;
     const mt = !(v & SETATTR.MTIME)
-      ? Number(cur.mtimeNs) / 1e9
+      ? undefined
       : v & SETATTR.MTIME_SET
-        ? secs(a.mtime_sec, a.mtime_nsec)
+        ? { sec: a.mtime_sec, nsec: a.mtime_nsec }
         : now;
-    await fsp.lutimes(p, at, mt);
+    await setTimes(p, at, mt);
   }
   await f.refresh().catch(() => {});
+}
+
+interface TimeSpec {
+  sec: bigint;
+  nsec: bigint;
+}
+
+const NS = 1_000_000_000n;
+
+/** Seconds as a double that libuv turns back into exactly `t` (it keeps microseconds only). */
+function uvSeconds(t: TimeSpec): number {
+  // Half a microsecond above the target: the rounding of the double cannot cross to a neighbour.
+  return Number(t.sec) + (Number(t.nsec / 1000n) + 0.5) / 1e6;
+}
+
+/** Can lutimes set `t` exactly? */
+const uvExact = (t: TimeSpec) => t.sec >= 0n && t.sec < 2n ** 32n && t.nsec % 1000n === 0n;
+
+/**
+ * Sets the access and/or modification time of `p` (not following a link) to the nanosecond, as
+ * utimensat(2) would; an undefined time is left as it is, to the nanosecond too. Node's lutimes
+ * keeps microseconds only, so a time it cannot carry is set with touch(1).
+ */
+async function setTimes(p: string, at: TimeSpec | undefined, mt: TimeSpec | undefined): Promise<void> {
+  for (const t of [at, mt]) {
+    if (t && t.nsec >= NS) throw new FsError("invalid argument", Errno.EINVAL);
+  }
+  let a = at;
+  let m = mt;
+  if (!a || !m) {
+    const cur = await fsp.lstat(p, { bigint: true });
+    const split = (ns: bigint): TimeSpec => ({ sec: ns / NS, nsec: ns % NS });
+    a ??= split(cur.atimeNs);
+    m ??= split(cur.mtimeNs);
+  }
+  if (uvExact(a) && uvExact(m)) {
+    await fsp.lutimes(p, uvSeconds(a), uvSeconds(m));
+    return;
+  }
+  const touch = (which: string, t: TimeSpec) =>
+    runTool("touch", ["-h", "-c", which, "-d", `@${t.sec}.${String(t.nsec).padStart(9, "0")}`, "--", p]);
+  if (at) await touch("-a", at);
+  if (mt) await touch("-m", mt);
 }
 
 export async function lopen(f: PtFile, flags: number, ctx: RequestContext): Promise<OpenFile> {
@@ -164,6 +220,8 @@ export async function lcreate(
     if ((err as { code?: string }).code !== "EEXIST" || flags & L_O.EXCL) throw err;
     // open(2) with O_CREAT and no O_EXCL opens an existing file.
     const existing = await dir.child({ rel, name });
+    // open(2) with O_CREAT refuses a directory, or a link to one, whatever the access mode.
+    if ((await existing.ioTarget()).isDir) throw new FsError(Ename.IsDir, Errno.EISDIR);
     const file = await lopen(existing, flags & ~(constants.O_CREAT | L_O.EXCL), ctx);
     return { node: existing, file };
   }
@@ -220,7 +278,9 @@ export async function symlink(
 ): Promise<Node> {
   const dirPath = await writableDir(dir, ctx);
   checkName(name);
-  if (target === "" || target.includes("\0")) throw new FsError("bad symbolic link target", Errno.EINVAL);
+  // symlink(2) answers ENOENT for an empty target (diod passes that on).
+  if (target === "") throw new FsError("empty symbolic link target", Errno.ENOENT);
+  if (target.includes("\0")) throw new FsError("bad symbolic link target", Errno.EINVAL);
   const p = path.join(dirPath, name);
   await fsp.symlink(target, p);
   await chownNew(p, dir.sh.access.ownerForNew(ctx.user), groupFor(dir, gid, ctx)).catch(() => {});
@@ -358,7 +418,10 @@ export async function statfs(f: PtFile): Promise<StatFs> {
   const p = await f.hostPath();
   const s = await fsp.statfs(p, { bigint: true });
   return {
-    fstype: Number(s.type & 0xffffffffn),
+    // The type the client's own statfs(2) reports: v9fs, as diod says, not the exported file
+    // system's. Programs judge from it whether a file system is local (tail -f, for one, would
+    // otherwise wait on inotify events that never come for changes made by other clients).
+    fstype: V9FS_MAGIC,
     bsize: Number(s.bsize),
     blocks: s.blocks,
     bfree: s.bfree,

@@ -186,6 +186,13 @@ export class IdNames {
   uidOf(name: string): number | undefined {
     return this.table(this.passwdFile).byName.get(name) ?? parseId(name);
   }
+  /** The primary group of `uid` in the passwd file; undefined if the user is unknown. */
+  primaryGroupOf(uid: number): number | undefined {
+    const pw = this.table(this.passwdFile);
+    const name = pw.byId.get(uid);
+    return name === undefined ? undefined : pw.extra.get(name);
+  }
+
   /** Every group `uid` belongs to: its passwd primary group plus /etc/group memberships. */
   groupsOf(uid: number): Set<number> {
     const out = new Set<number>();

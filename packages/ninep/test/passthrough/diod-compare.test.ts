@@ -187,6 +187,468 @@ async function script(c: Client, aname: string) {
   return { out, replies };
 }
 
+/** Extra files for the probes: a symbolic link to a directory, a file the squashed user cannot write. */
+function seedProbes(dir: string): void {
+  fs.mkdirSync(path.join(dir, "p"));
+  fs.chmodSync(path.join(dir, "p"), 0o777);
+  fs.symlinkSync("../sub", path.join(dir, "p", "lnk"));
+  fs.writeFileSync(path.join(dir, "p", "rootfile"), "owned by root\n");
+  fs.chmodSync(path.join(dir, "p", "rootfile"), 0o644);
+  fs.writeFileSync(path.join(dir, "p", "data"), "0123456789");
+  fs.chmodSync(path.join(dir, "p", "data"), 0o666);
+  fs.writeFileSync(path.join(dir, "sub", "inner"), "inner\n");
+  fs.mkdirSync(path.join(dir, "p", "noexec"), 0o700);
+  fs.writeFileSync(path.join(dir, "p", "secret"), "secret\n", { mode: 0o600 });
+}
+
+const NONE_SET = {
+  mode: 0,
+  uid: 0,
+  gid: 0,
+  size: 0n,
+  atime_sec: 0n,
+  atime_nsec: 0n,
+  mtime_sec: 0n,
+  mtime_nsec: 0n,
+};
+
+/**
+ * What a reply says beyond its type, where a client can tell two servers apart. An iounit of 0
+ * and one of msize - 24 mean the same to a client (the most a request can carry): both show as "max".
+ */
+function detail(r: RMessage | undefined, msize: number): string {
+  if (!r) return "";
+  switch (r.type) {
+    case MsgType.Rgetattr:
+      return ` valid=0x${r.valid.toString(16)} qt=${r.qid.type} mode=0${r.mode.toString(8)} uid=${r.uid} gid=${r.gid} nlink=${r.nlink} size=${r.size}`;
+    case MsgType.Rwalk:
+      return ` [${r.wqid.map((q) => q.type).join(",")}]`;
+    case MsgType.Rlopen:
+    case MsgType.Rlcreate:
+      return ` qt=${r.qid.type} iounit=${r.iounit === 0 || r.iounit === msize - 24 ? "max" : r.iounit}`;
+    case MsgType.Rmkdir:
+    case MsgType.Rsymlink:
+    case MsgType.Rmknod:
+    case MsgType.Rattach:
+      return ` qt=${r.qid.type}`;
+    case MsgType.Rread:
+      return ` ${JSON.stringify(Buffer.from(r.data).toString("latin1"))}`;
+    case MsgType.Rwrite:
+      return ` ${r.count}`;
+    case MsgType.Rreaddir:
+      return ` ${decodeDirents(r.data)
+        .map((e) => `${e.name}:${e.type}:${e.qid.type}`)
+        .sort()
+        .join(" ")}`;
+    case MsgType.Rreadlink:
+      return ` ${r.target}`;
+    case MsgType.Rlock:
+      return ` status=${r.status}`;
+    case MsgType.Rgetlock:
+      return ` type=${r.locktype} start=${r.start} len=${r.length}`;
+    case MsgType.Rxattrwalk:
+      return ` size=${r.size}`;
+    case MsgType.Rstatfs:
+      return ` type=0x${r.fstype.toString(16)} bsize=${r.bsize} namelen=${r.namelen}`;
+    default:
+      return "";
+  }
+}
+
+/**
+ * The second scripted sequence: requests a client may send on purpose or by mistake, at the
+ * edges (unopened fids, wrong open modes, odd names, locks, xattrs, links). Fids from 200.
+ */
+async function probes(c: Client, aname: string) {
+  const out: [string, Outcome][] = [];
+  const replies = new Map<string, RMessage | undefined>();
+  const step = async (label: string, msg: Request) => {
+    const { o, r } = await outcome(c, msg);
+    out.push([label, o + detail(r, c.msize)]);
+    replies.set(label, r);
+    return r;
+  };
+  const walk = (fid: number, newfid: number, ...wname: string[]) =>
+    ({ type: MsgType.Twalk, fid, newfid, wname }) as const;
+  const getattr = (fid: number, request_mask: bigint = GETATTR.BASIC) =>
+    ({ type: MsgType.Tgetattr, fid, request_mask }) as const;
+  const lopen = (fid: number, flags: number) => ({ type: MsgType.Tlopen, fid, flags }) as const;
+  const clunk = (fid: number) => ({ type: MsgType.Tclunk, fid }) as const;
+  const read = (fid: number, offset = 0n, count = 4096) =>
+    ({ type: MsgType.Tread, fid, offset, count }) as const;
+  const write = (fid: number, text: string, offset = 0n) =>
+    ({ type: MsgType.Twrite, fid, offset, data: Buffer.from(text) }) as const;
+  const readdir = (fid: number, offset = 0n, count = 8192) =>
+    ({ type: MsgType.Treaddir, fid, offset, count }) as const;
+  const lcreate = (fid: number, name: string, flags: number, mode = 0o644) =>
+    ({ type: MsgType.Tlcreate, fid, name, flags, mode, gid: NOFID }) as const;
+  const mkdir = (dfid: number, name: string, mode = 0o755) =>
+    ({ type: MsgType.Tmkdir, dfid, name, mode, gid: NOFID }) as const;
+  const lock = (fid: number, locktype: number) =>
+    ({
+      type: MsgType.Tlock,
+      fid,
+      locktype,
+      flags: 0,
+      start: 0n,
+      length: 0n,
+      proc_id: 1,
+      client_id: "c",
+    }) as const;
+  const getlock = (fid: number, locktype: number) =>
+    ({ type: MsgType.Tgetlock, fid, locktype, start: 0n, length: 0n, proc_id: 1, client_id: "c" }) as const;
+  const setattr = (fid: number, valid: number, v: Partial<typeof NONE_SET>) =>
+    ({ type: MsgType.Tsetattr, fid, valid, ...NONE_SET, ...v }) as const;
+
+  await step("attach", {
+    type: MsgType.Tattach,
+    fid: 200,
+    afid: NOFID,
+    uname: "nobody",
+    aname,
+    n_uname: 65534,
+  });
+  await step("attach same fid again", {
+    type: MsgType.Tattach,
+    fid: 200,
+    afid: NOFID,
+    uname: "nobody",
+    aname,
+    n_uname: 65534,
+  });
+  // Unopened fids.
+  await step("walk p/data", walk(200, 201, "p", "data"));
+  await step("read unopened", read(201));
+  await step("write unopened", write(201, "x"));
+  await step("readdir unopened file", readdir(201));
+  await step("fsync unopened", { type: MsgType.Tfsync, fid: 201, datasync: 0 });
+  await step("lock unopened", lock(201, 1));
+  await step("getlock unopened", getlock(201, 1));
+  await step("statfs file", { type: MsgType.Tstatfs, fid: 201 });
+  await step("readlink file", { type: MsgType.Treadlink, fid: 201 });
+  await step("getattr mask 0", getattr(201, 0n));
+  await step("getattr mask mode", getattr(201, GETATTR.MODE));
+  await step("getattr mask all", getattr(201, GETATTR.ALL));
+  // Open modes.
+  await step("lopen rdonly", lopen(201, L_O.RDONLY));
+  await step("lopen twice", lopen(201, L_O.RDONLY));
+  await step("write read-only fid", write(201, "x"));
+  await step("readdir open file", readdir(201));
+  await step("read data", read(201, 2n, 3));
+  await step("read past end", read(201, 1000n));
+  await step("lock rdlck", lock(201, 0));
+  await step("lock wrlck on read-only", lock(201, 1));
+  await step("getlock", getlock(201, 1));
+  await step("lock unlck", lock(201, 2));
+  await step("lock bad type", lock(201, 7));
+  await step("getlock unlck", getlock(201, 2));
+  await step("fsync read-only", { type: MsgType.Tfsync, fid: 201, datasync: 1 });
+  await step("walk from open file", walk(201, 202));
+  await step("clunk", clunk(201));
+  await step("clunk again", clunk(201));
+  await step("clunk clone", clunk(202));
+  await step("walk data wo", walk(200, 203, "p", "data"));
+  await step("lopen wronly", lopen(203, L_O.WRONLY));
+  await step("read write-only fid", read(203));
+  await step("write wronly", write(203, "AB", 1n));
+  await step("write empty", write(203, "", 0n));
+  await step("clunk wo", clunk(203));
+  await step("walk data append", walk(200, 204, "p", "data"));
+  await step("lopen append", lopen(204, L_O.WRONLY | L_O.APPEND));
+  await step("write append at 0", write(204, "Z", 0n));
+  await step("getattr after append", getattr(204));
+  await step("clunk append", clunk(204));
+  await step("walk data excl", walk(200, 205, "p", "data"));
+  await step("lopen excl no creat", lopen(205, L_O.RDWR | L_O.EXCL));
+  await step("read after excl", read(205));
+  await step("clunk excl", clunk(205));
+  await step("walk data creat", walk(200, 205, "p", "data"));
+  await step("lopen creat", lopen(205, L_O.RDWR | L_O.CREAT));
+  await step("clunk creat", clunk(205));
+  await step("walk data dir", walk(200, 206, "p", "data"));
+  await step("lopen O_DIRECTORY on file", lopen(206, L_O.RDONLY | L_O.DIRECTORY));
+  await step("lopen rdonly trunc", lopen(206, L_O.RDONLY | L_O.TRUNC));
+  await step("getattr after rdonly trunc", getattr(206));
+  await step("clunk trunc", clunk(206));
+  await step("walk rootfile", walk(200, 207, "p", "rootfile"));
+  await step("lopen rootfile rdwr", lopen(207, L_O.RDWR));
+  await step("lopen rootfile trunc", lopen(207, L_O.RDONLY | L_O.TRUNC));
+  await step("setattr uid", setattr(207, 0x2, { uid: 65534 }));
+  await step("setattr size rootfile", setattr(207, 0x8, { size: 1n }));
+  await step("lopen rootfile", lopen(207, L_O.RDONLY));
+  await step("clunk rootfile", clunk(207));
+  // Directories.
+  await step("walk sub", walk(200, 210, "sub"));
+  await step("readdir unopened dir", readdir(210));
+  await step("read unopened dir", read(210));
+  await step("lopen dir rdwr", lopen(210, L_O.RDWR));
+  await step("lopen dir trunc", lopen(210, L_O.RDONLY | L_O.TRUNC));
+  await step("lopen dir", lopen(210, L_O.RDONLY));
+  await step("read open dir", read(210));
+  await step("write open dir", write(210, "x"));
+  const rd = await step("readdir sub", readdir(210));
+  const ents = rd?.type === MsgType.Rreaddir ? decodeDirents(rd.data) : [];
+  const sorted = (m: RMessage | undefined) =>
+    m?.type === MsgType.Rreaddir
+      ? decodeDirents(m.data)
+          .map((e) => e.name)
+          .sort()
+          .join(" ")
+      : "-";
+  const r1 = await c.rpc(readdir(210, ents[0]?.offset ?? 0n)).catch(() => undefined);
+  out.push(["readdir after first entry", `names ${sorted(r1 as RMessage)}`]);
+  const last = ents[ents.length - 1]?.offset ?? 0n;
+  await step("readdir after last entry", readdir(210, last));
+  await step("readdir count 10", readdir(210, 0n, 10));
+  await step("readdir count 30", readdir(210, 0n, 30));
+  await step("fsync dir", { type: MsgType.Tfsync, fid: 210, datasync: 0 });
+  await step("lock dir", lock(210, 1));
+  await step("readlink dir", { type: MsgType.Treadlink, fid: 210 });
+  await step("setattr size dir", setattr(210, 0x8, { size: 0n }));
+  await step("statfs dir", { type: MsgType.Tstatfs, fid: 210 });
+  await step("clunk sub", clunk(210));
+  // Walks.
+  await step("walk 16 names", walk(200, 211, ...Array.from({ length: 8 }, () => ["sub", ".."]).flat()));
+  await step("clunk 16", clunk(211));
+  await step("walk .. from root", walk(200, 212, ".."));
+  await step("walk ../.. from root", walk(200, 213, "..", "..", "sub"));
+  await step("walk sub/..", walk(200, 214, "sub", ".."));
+  await step("walk .", walk(200, 215, "."));
+  await step("clunk .", clunk(215));
+  await step("walk empty name", walk(200, 215, ""));
+  await step("clunk empty", clunk(215));
+  await step("walk symlink", walk(200, 215, "p", "lnk"));
+  await step("getattr symlink", getattr(215));
+  await step("readlink symlink", { type: MsgType.Treadlink, fid: 215 });
+  await step("walk through symlink", walk(200, 216, "p", "lnk", "inner"));
+  await step("walk to fid in use", walk(200, 215));
+  await step("walk to NOFID", walk(200, NOFID));
+  await step("walk from unknown fid", walk(299, 216));
+  await step("getattr unknown fid", getattr(299));
+  await step("lopen symlink", lopen(215, L_O.RDONLY));
+  await step("clunk symlink", clunk(215));
+  // Creation.
+  await step("walk p", walk(200, 220, "p"));
+  await step("lcreate dir name", lcreate(220, "..", L_O.RDWR | L_O.CREAT));
+  await step("lcreate dot", lcreate(220, ".", L_O.RDWR | L_O.CREAT));
+  await step("mkdir dot", mkdir(220, "."));
+  await step("mkdir dotdot", mkdir(220, ".."));
+  await step("symlink dot", { type: MsgType.Tsymlink, fid: 220, name: ".", symtgt: "x", gid: NOFID });
+  await step("symlink empty target", {
+    type: MsgType.Tsymlink,
+    fid: 220,
+    name: "el",
+    symtgt: "",
+    gid: NOFID,
+  });
+  await step("mkdir 01777", mkdir(220, "sticky", 0o1777));
+  await step("walk sticky", walk(220, 221, "sticky"));
+  await step("getattr sticky", getattr(221));
+  await step("mkdir 0777 (umask?)", mkdir(220, "open", 0o777));
+  await step("walk open", walk(220, 222, "open"));
+  await step("getattr open", getattr(222));
+  await step("clunk open", clunk(222));
+  await step("walk p again", walk(200, 223, "p"));
+  await step("lcreate over dir rdonly", lcreate(223, "sticky", L_O.RDONLY | L_O.CREAT));
+  await step("lcreate over dir rdwr", lcreate(223, "sticky", L_O.RDWR | L_O.CREAT));
+  await step("lcreate over symlink", lcreate(223, "lnk", L_O.RDONLY | L_O.CREAT));
+  await step("lcreate over fifo-less rootfile", lcreate(223, "rootfile", L_O.RDWR | L_O.CREAT));
+  await step("lcreate setuid", lcreate(223, "suid", L_O.RDWR | L_O.CREAT, 0o4755));
+  await step("getattr setuid", getattr(223));
+  await step("write to new file", write(223, "new"));
+  await step("lcreate on open fid", lcreate(223, "x", L_O.RDWR | L_O.CREAT));
+  await step("clunk setuid", clunk(223));
+  await step("walk p 3", walk(200, 224, "p"));
+  await step("lcreate 0777", lcreate(224, "m777", L_O.WRONLY | L_O.CREAT, 0o777));
+  await step("getattr 0777", getattr(224));
+  await step("read wronly lcreate", read(224));
+  await step("clunk 0777", clunk(224));
+  await step("walk p 4", walk(200, 225, "p"));
+  await step("lcreate trunc existing", lcreate(225, "data", L_O.RDWR | L_O.CREAT | L_O.TRUNC));
+  await step("getattr trunc existing", getattr(225));
+  await step("clunk trunc existing", clunk(225));
+  const n255 = "n".repeat(255);
+  const n256 = "n".repeat(256);
+  await step("mkdir 255", mkdir(220, n255));
+  await step("mkdir 256", mkdir(220, n256));
+  await step("walk 255", walk(220, 226, n255));
+  await step("walk 256", walk(220, 227, n256));
+  await step("walk p 5", walk(200, 228, "p"));
+  await step("lcreate 256", lcreate(228, n256, L_O.RDWR | L_O.CREAT));
+  await step("symlink 256", { type: MsgType.Tsymlink, fid: 220, name: n256, symtgt: "x", gid: NOFID });
+  await step("mknod fifo", {
+    type: MsgType.Tmknod,
+    dfid: 220,
+    name: "fifo",
+    mode: 0o10644,
+    major: 0,
+    minor: 0,
+    gid: NOFID,
+  });
+  await step("mknod reg", {
+    type: MsgType.Tmknod,
+    dfid: 220,
+    name: "reg",
+    mode: 0o100644,
+    major: 0,
+    minor: 0,
+    gid: NOFID,
+  });
+  await step("mknod no type", {
+    type: MsgType.Tmknod,
+    dfid: 220,
+    name: "notype",
+    mode: 0o644,
+    major: 0,
+    minor: 0,
+    gid: NOFID,
+  });
+  await step("mknod chr", {
+    type: MsgType.Tmknod,
+    dfid: 220,
+    name: "chr",
+    mode: 0o20644,
+    major: 1,
+    minor: 3,
+    gid: NOFID,
+  });
+  await step("mknod exists", {
+    type: MsgType.Tmknod,
+    dfid: 220,
+    name: "fifo",
+    mode: 0o10644,
+    major: 0,
+    minor: 0,
+    gid: NOFID,
+  });
+  await step("walk fifo", walk(220, 229, "fifo"));
+  await step("getattr fifo", getattr(229));
+  await step("walk reg", walk(220, 230, "reg"));
+  await step("getattr reg", getattr(230));
+  // Attribute changes (reg is the squashed user's own file, rootfile is root's).
+  await step(
+    "setattr times set",
+    setattr(230, 0x10 | 0x20 | 0x80 | 0x100, {
+      atime_sec: 1000000000n,
+      atime_nsec: 5n,
+      mtime_sec: 1200000000n,
+      mtime_nsec: 7000n,
+    }),
+  );
+  const ga = await c.rpc(getattr(230)).catch(() => undefined);
+  out.push([
+    "times after setattr",
+    ga ? `${ga.atime_sec}.${ga.atime_nsec} ${ga.mtime_sec}.${ga.mtime_nsec}` : "-",
+  ]);
+  await step("setattr atime only set", setattr(230, 0x10 | 0x80, { atime_sec: 1300000000n }));
+  const gb = await c.rpc(getattr(230)).catch(() => undefined);
+  out.push(["times after atime", gb ? `${gb.atime_sec} ${gb.mtime_sec}` : "-"]);
+  await step("setattr gid 0", setattr(230, 0x4, { gid: 0 }));
+  await step("setattr gid own", setattr(230, 0x4, { gid: 65534 }));
+  await step("setattr uid own", setattr(230, 0x2, { uid: 65534 }));
+  await step("setattr ctime only", setattr(230, 0x40, {}));
+  await step("setattr bad nsec", setattr(230, 0x20 | 0x100, { mtime_nsec: 1_000_000_000n }));
+  await step("setattr touch", setattr(230, 0x10 | 0x20 | 0x40, {}));
+  await step("setattr mode 04755", setattr(230, 0x1, { mode: 0o4755 }));
+  await step("getattr after chmod", getattr(230));
+  await step("setattr mode with type bits", setattr(230, 0x1, { mode: 0o100600 }));
+  await step("getattr after typed chmod", getattr(230));
+  await step("setattr size fifo", setattr(229, 0x8, { size: 0n }));
+  await step("walk rootfile 2", walk(220, 238, "rootfile"));
+  await step("setattr mode not owner", setattr(238, 0x1, { mode: 0o600 }));
+  await step("setattr mtime now not owner", setattr(238, 0x20, {}));
+  await step("setattr mtime set not owner", setattr(238, 0x20 | 0x100, { mtime_sec: 5n }));
+  await step("setattr nothing not owner", setattr(238, 0, {}));
+  await step("walk sub 3", walk(200, 244, "sub"));
+  await step("mkdir in root-owned dir", mkdir(244, "nope"));
+  await step("clunk sub 3", clunk(244));
+  await step("walk noexec/x", walk(200, 239, "p", "noexec", "x"));
+  await step("walk noexec", walk(200, 239, "p", "noexec"));
+  await step("lopen noexec", lopen(239, L_O.RDONLY));
+  await step("walk secret", walk(200, 240, "p", "secret"));
+  await step("lopen secret", lopen(240, L_O.RDONLY));
+  await step("getattr secret", getattr(240));
+  await step("walk lnk for nofollow", walk(200, 241, "p", "lnk"));
+  await step("lopen nofollow symlink", lopen(241, L_O.RDONLY | L_O.NOFOLLOW));
+  await step("setattr mode symlink", setattr(241, 0x1, { mode: 0o700 }));
+  await step("mknod bad type", {
+    type: MsgType.Tmknod,
+    dfid: 220,
+    name: "bad",
+    mode: 0o170644,
+    major: 0,
+    minor: 0,
+    gid: NOFID,
+  });
+  // Locks between two open files of one file.
+  await step("walk data lock a", walk(220, 242, "data"));
+  await step("lopen lock a", lopen(242, L_O.RDWR));
+  await step("walk data lock b", walk(220, 243, "data"));
+  await step("lopen lock b", lopen(243, L_O.RDWR));
+  await step("lock a wr proc 1", lock(242, 1));
+  await step("lock b wr proc 2", { ...lock(243, 1), proc_id: 2 });
+  await step("getlock b proc 2", { ...getlock(243, 1), proc_id: 2 });
+  await step("lock b rd proc 2", { ...lock(243, 0), proc_id: 2 });
+  await step("lock b wr same proc", lock(243, 1));
+  await step("lock a range proc 1", { ...lock(242, 1), start: 10n, length: 5n });
+  await step("lock b other range proc 2", { ...lock(243, 1), proc_id: 2, start: 100n, length: 5n });
+  await step("clunk lock a", clunk(242));
+  await step("lock b after a closed", { ...lock(243, 1), proc_id: 2 });
+  await step("clunk lock b", clunk(243));
+  // Links and renames.
+  await step("link same dir", { type: MsgType.Tlink, dfid: 220, fid: 230, name: "reg2" });
+  await step("getattr linked", getattr(230));
+  await step("walk sub 2", walk(200, 231, "sub"));
+  await step("link across dirs", { type: MsgType.Tlink, dfid: 231, fid: 230, name: "reg3" });
+  await step("link existing name", { type: MsgType.Tlink, dfid: 220, fid: 230, name: "data" });
+  await step("link directory", { type: MsgType.Tlink, dfid: 220, fid: 221, name: "dirlink" });
+  await step("link into file", { type: MsgType.Tlink, dfid: 230, fid: 230, name: "x" });
+  await step("rename to existing", { type: MsgType.Trename, fid: 230, dfid: 220, name: "data" });
+  await step("getattr renamed", getattr(230));
+  await step("walk old reg", walk(220, 232, "reg"));
+  await step("rename into file", { type: MsgType.Trename, fid: 230, dfid: 229, name: "y" });
+  await step("rename dir over file", { type: MsgType.Trename, fid: 221, dfid: 220, name: "data" });
+  await step("rename file over dir", { type: MsgType.Trename, fid: 230, dfid: 220, name: "open" });
+  await step("rename root", { type: MsgType.Trename, fid: 200, dfid: 220, name: "r" });
+  await step("rename dir into itself", { type: MsgType.Trename, fid: 221, dfid: 221, name: "in" });
+  // Extended attributes.
+  await step("xattrwalk missing", { type: MsgType.Txattrwalk, fid: 230, newfid: 233, name: "user.nope" });
+  await step("xattrwalk list", { type: MsgType.Txattrwalk, fid: 230, newfid: 234, name: "" });
+  await step("clunk xattr list", clunk(234));
+  await step("walk for xattr", walk(220, 235, "data"));
+  await step("xattrcreate", {
+    type: MsgType.Txattrcreate,
+    fid: 235,
+    name: "user.k",
+    attr_size: 3n,
+    flags: 0,
+  });
+  await step("xattr write", write(235, "val"));
+  await step("xattr clunk", clunk(235));
+  await step("xattrwalk back", { type: MsgType.Txattrwalk, fid: 230, newfid: 236, name: "user.k" });
+  await step("xattr read", read(236));
+  await step("clunk xattr", clunk(236));
+  // Removal, flush, version.
+  await step("remove root", { type: MsgType.Tremove, fid: 200 });
+  await step("getattr removed root fid", getattr(200));
+  await step("attach again", {
+    type: MsgType.Tattach,
+    fid: 200,
+    afid: NOFID,
+    uname: "nobody",
+    aname,
+    n_uname: 65534,
+  });
+  await step("flush finished tag", { type: MsgType.Tflush, oldtag: 1 });
+  await step("walk removed file", walk(220, 237, "fifo"));
+  await step("remove fifo", { type: MsgType.Tremove, fid: 229 });
+  await step("getattr after remove", getattr(229));
+  await step("remove non-empty dir p", { type: MsgType.Tremove, fid: 220 });
+  await step("version", { type: MsgType.Tversion, msize: 8192, version: "9P2000.L" });
+  await step("getattr after version", getattr(200));
+  return { out, replies };
+}
+
 describe("reply shapes match the diod capture", () => {
   let frames: Frame[] = [];
   let tmp: ReturnType<typeof tempDir>;
@@ -337,6 +799,100 @@ describe.skipIf(missing !== undefined)("the same script against diod and the pas
       expect(fs.readdirSync(path.join(tOurs.dir, "scratch"))).toEqual(
         fs.readdirSync(path.join(tDiod.dir, "scratch")),
       );
+    } finally {
+      await cd?.close().catch(() => {});
+      await co?.close().catch(() => {});
+      await server.close();
+      await diod.stop();
+      tDiod.cleanup();
+      tOurs.cleanup();
+    }
+  });
+});
+
+describe.skipIf(missing !== undefined)("edge probes against diod and the passthrough", () => {
+  it("answer the same way, apart from the listed deliberate differences", async () => {
+    const tDiod = tempDir("pt-probe-diod-");
+    const tOurs = tempDir("pt-probe-ours-");
+    for (const d of [tDiod.dir, tOurs.dir]) {
+      seed(d);
+      seedProbes(d);
+    }
+    const diod = await startDiod(tDiod.dir);
+    const server = new Server({ backend: passthrough(tOurs.dir) });
+    let cd: Client | undefined;
+    let co: Client | undefined;
+    try {
+      const a = await server.listen("tcp!127.0.0.1!0");
+      if (a.network !== "tcp") throw new Error("tcp");
+      cd = await Client.connect(diod.address, { version: "9P2000.L" });
+      co = await Client.connect(`tcp!127.0.0.1!${a.port}`, { version: "9P2000.L" });
+      const theirs = await probes(cd, tDiod.dir);
+      const ours = await probes(co, tOurs.dir);
+      const ga = (valid: string) => `Rgetattr valid=${valid} qt=0 mode=0100666 uid=0 gid=0 nlink=1 size=10`;
+      const expectedDiff: Record<string, [string, string]> = {
+        // diod lets a Tattach reuse a fid in use; a fid names one file, so it is EBADF here.
+        "attach same fid again": ["Rattach qt=128", "Rlerror:9"],
+        // diod echoes the request mask in `valid` (claiming gen and data_version it sends as 0);
+        // ours lists the fields it fills, whatever was asked (more than asked is allowed).
+        "getattr mask 0": [ga("0x0"), ga("0x7ff")],
+        "getattr mask mode": [ga("0x1"), ga("0x7ff")],
+        "getattr mask all": [ga("0x3fff"), ga("0xfff")],
+        // An unknown fid: diod says EIO, ours EBADF (no client acts on either).
+        "clunk again": ["Rlerror:5", "Rlerror:9"],
+        "walk from unknown fid": ["Rlerror:5", "Rlerror:9"],
+        "getattr unknown fid": ["Rlerror:5", "Rlerror:9"],
+        "getattr removed root fid": ["Rlerror:5", "Rlerror:9"],
+        "getattr after remove": ["Rlerror:5", "Rlerror:9"],
+        // Not even one entry fits: diod answers an empty Rreaddir, which reads as the end of the
+        // directory; ours says EINVAL, as getdents(2) does for a buffer too small.
+        "readdir count 10": ["Rreaddir ", "Rlerror:22"],
+        // diod walks ".." out of the export (then fails on "sub" up there); ours stays at the root.
+        "walk ../.. from root": ["Rwalk [128,128]", "Rwalk [128,128,128]"],
+        // diod takes an empty name as "stay here"; a name is never empty (ENOENT).
+        "walk empty name": ["Rwalk [128]", "Rlerror:2"],
+        "clunk empty": ["Rclunk", "Rlerror:9"],
+        // diod lets a walk's newfid be a fid in use, or NOFID; ours refuses (the spec's rule).
+        "walk to fid in use": ["Rwalk []", "Rlerror:9"],
+        "walk to NOFID": ["Rwalk []", "Rlerror:9"],
+        // diod's locks are flock(2)s per open file, so one process conflicts with itself through
+        // two fids; ours are POSIX record locks per owner (client_id, proc_id), as Linux's fcntl
+        // locks the client forwards. The lock proc 1 took through b outlives a's clunk.
+        "lock b wr same proc": ["Rlock status=1", "Rlock status=0"],
+        "lock b after a closed": ["Rlock status=0", "Rlock status=1"],
+        // The export root cannot be renamed or removed (EBUSY, as rename(2)/rmdir(2) of a mount
+        // point); diod tries, and fails only on what the host says.
+        "rename root": ["Rlerror:22", "Rlerror:16"],
+        "remove root": ["Rlerror:1", "Rlerror:16"],
+        // No extended attributes here (Node has no xattr calls): EOPNOTSUPP, which Linux takes as
+        // "not supported by this file system".
+        "xattrwalk missing": ["Rlerror:61", "Rlerror:95"],
+        "xattrwalk list": ["Rxattrwalk size=0", "Rlerror:95"],
+        "clunk xattr list": ["Rclunk", "Rlerror:9"],
+        xattrcreate: ["Rxattrcreate", "Rlerror:95"],
+        "xattr write": ["Rwrite 3", "Rlerror:9"],
+        "xattrwalk back": ["Rxattrwalk size=3", "Rlerror:95"],
+        "xattr read": ['Rread "val"', "Rlerror:9"],
+        "clunk xattr": ["Rclunk", "Rlerror:9"],
+        // Tversion mid-session ends the session and clunks every fid (spec); diod keeps them.
+        "getattr after version": [
+          "Rgetattr valid=0x7ff qt=128 mode=040777 uid=0 gid=0 nlink=5 size=4096",
+          "Rlerror:9",
+        ],
+      };
+      const diff: string[] = [];
+      for (let i = 0; i < theirs.out.length; i++) {
+        const [label, t] = theirs.out[i]!;
+        const o = ours.out[i]![1];
+        const exp = expectedDiff[label];
+        if (exp) {
+          expect([t, o]).toEqual(exp);
+          continue;
+        }
+        if (t !== o) diff.push(`${label}: diod ${t} | ours ${o}`);
+      }
+      if (process.env.PROBE_DUMP) for (const [l, t] of theirs.out) console.log(`${l} => ${t}`);
+      expect(diff).toEqual([]);
     } finally {
       await cd?.close().catch(() => {});
       await co?.close().catch(() => {});

@@ -448,7 +448,8 @@ describe("permissions for the attached user", () => {
     fs.chmodSync(tmp.dir, 0o777);
     const cl = ctx(Dialect.P2000L, "nobody", 65534);
     const rl = await attach(tmp.dir, cl, { permissions: "user" });
-    await (await rl.lcreate!("sgid-l", 0o102, 0o2755, NOID, cl)).file.clunk?.(cl);
+    // (asking for group 0, which nobody is not in, gives the directory's group: root)
+    await (await rl.lcreate!("sgid-l", 0o102, 0o2755, 0, cl)).file.clunk?.(cl);
     const cu = nobody();
     const ru = await attach(tmp.dir, cu, { permissions: "user" });
     const sgidU = await ru.create!(
