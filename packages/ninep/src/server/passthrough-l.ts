@@ -2,8 +2,10 @@
 // mknod, link, rename, renameat, unlinkat, readlink, statfs). Errors are Linux errnos taken from
 // the Node error codes (errors.ts toFsError) or raised here with the errno Linux itself would give.
 
+import { randomBytes } from "node:crypto";
 import { constants } from "node:fs";
 import * as fsp from "node:fs/promises";
+import { createServer } from "node:net";
 import * as path from "node:path";
 import { AT_REMOVEDIR, L_O, NONUNAME, SETATTR } from "../codec/constants.js";
 import { Ename, Errno, FsError } from "../errors.js";
@@ -294,6 +296,35 @@ export async function makeDevice(p: string, type: number, major: number, minor: 
   await runTool("mknod", ["--", p, type === S_IFBLK ? "b" : "c", String(major), String(minor)]);
 }
 
+/**
+ * A Unix-domain socket file `name` in the directory `dirPath`, as mknod(2) with S_IFSOCK makes
+ * (a client binds its own sockets to such files; nothing here listens on it). Node can only make
+ * one by listening: the socket is bound under a temporary name, through /proc/self/fd so that a
+ * long directory path does not run into the 108-byte limit of a socket address, hard-linked to
+ * `name` (which fails if the name exists, as mknod does), and the listener closed (which removes
+ * the temporary name).
+ */
+export async function makeSocket(dirPath: string, name: string): Promise<void> {
+  const dh = await fsp.open(dirPath, constants.O_RDONLY | constants.O_DIRECTORY);
+  try {
+    const at = `/proc/self/fd/${dh.fd}`;
+    const tmp = `${at}/.ninep-sock-${randomBytes(6).toString("hex")}`;
+    const server = createServer();
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(tmp, () => resolve());
+    });
+    try {
+      await fsp.link(tmp, `${at}/${name}`);
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await fsp.unlink(tmp).catch(() => {});
+    }
+  } finally {
+    await dh.close();
+  }
+}
+
 export async function mknod(
   dir: PtFile,
   name: string,
@@ -321,7 +352,7 @@ export async function mknod(
     if (!dir.sh.access.isRoot(ctx.user)) throw new FsError("operation not permitted", Errno.EPERM);
     await makeDevice(p, fmt, major, minor);
   } else if (fmt === S_IFSOCK) {
-    throw new FsError("cannot create sockets", Errno.EOPNOTSUPP);
+    await makeSocket(dirPath, name);
   } else {
     throw new FsError("invalid argument", Errno.EINVAL);
   }

@@ -3,6 +3,7 @@
 // See passthrough-path.ts for the containment rules and README.md ("Passthrough") for behaviour.
 
 import * as fsp from "node:fs/promises";
+import * as path from "node:path";
 import { Dialect } from "../codec/constants.js";
 import { Errno, FsError } from "../errors.js";
 import type { AttachRequest, Backend, Node, RequestContext } from "./backend.js";
@@ -107,6 +108,15 @@ export function passthrough(
       // as diod clients send it) mean the root; other names are walked without following links.
       let aname = req.aname;
       if (aname === sh.root.real || aname === root) aname = "";
+      else {
+        // A host path below the export (a diod client mounting a subdirectory) is walked from it.
+        for (const prefix of new Set([sh.root.real, path.resolve(root)])) {
+          if (prefix !== "/" && aname.startsWith(`${prefix}/`)) {
+            aname = aname.slice(prefix.length + 1);
+            break;
+          }
+        }
+      }
       for (const part of aname.split("/")) {
         if (part === "" || part === ".") continue;
         if (part === "..") throw new FsError("aname may not contain '..'", Errno.EACCES);

@@ -96,6 +96,14 @@ describe.skipIf(missing !== undefined)("diod's client tools against the passthro
     expect(sub.stdout.split("\n").filter(Boolean)).toEqual(["inner.txt"]);
   });
 
+  it("diodls and diodcat attach to a subdirectory named by its host path (aname below the export)", async () => {
+    const { stdout, stderr } = await run(DIODLS, ["-s", tcp, "-a", join(tmp.dir, "sub"), "-t", "20"]);
+    expect(stderr).toBe("");
+    expect(stdout.split("\n").filter(Boolean)).toEqual(["inner.txt"]);
+    const cat = await run(DIODCAT, ["-s", tcp, "-a", join(tmp.dir, "sub"), "-t", "20", "inner.txt"]);
+    expect(cat.stdout).toBe("inner\n");
+  });
+
   it("diodls -l walks from the directory it is reading and shows each entry's mode and size", async () => {
     const { stdout, stderr } = await run(DIODLS, ["-s", tcp, "-a", tmp.dir, "-t", "20", "-l"]);
     expect(stderr).toBe("");

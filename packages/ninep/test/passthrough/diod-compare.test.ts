@@ -628,6 +628,78 @@ async function probes(c: Client, aname: string) {
   await step("xattrwalk back", { type: MsgType.Txattrwalk, fid: 230, newfid: 236, name: "user.k" });
   await step("xattr read", read(236));
   await step("clunk xattr", clunk(236));
+  // Open files whose name changes under them, odd names, a full listing.
+  await step("walk data for unlink", walk(220, 245, "data"));
+  await step("lopen data for unlink", lopen(245, L_O.RDONLY));
+  await step("walk data other fid", walk(220, 246, "data"));
+  await step("rename data through 246", { type: MsgType.Trename, fid: 246, dfid: 220, name: "data2" });
+  await step("getattr renamed via other fid", getattr(245));
+  await step("read renamed via other fid", read(245));
+  await step("getattr renamer", getattr(246));
+  await step("remove data2", { type: MsgType.Tremove, fid: 246 });
+  await step("read unlinked open file", read(245));
+  await step("getattr unlinked open file", getattr(245));
+  await step("read count 0", read(245, 0n, 0));
+  await step("clunk unlinked", clunk(245));
+  await step("walk name with slash", walk(200, 247, "p/data"));
+  await step("mknod socket", {
+    type: MsgType.Tmknod,
+    dfid: 220,
+    name: "sock",
+    mode: 0o140644,
+    major: 0,
+    minor: 0,
+    gid: NOFID,
+  });
+  await step("mknod socket again", {
+    type: MsgType.Tmknod,
+    dfid: 220,
+    name: "sock",
+    mode: 0o140644,
+    major: 0,
+    minor: 0,
+    gid: NOFID,
+  });
+  await step("walk sock", walk(220, 253, "sock"));
+  await step("getattr sock", getattr(253));
+  await step("lopen sock", lopen(253, L_O.RDWR));
+  await step("clunk sock", clunk(253));
+  await step("walk p listing", walk(200, 248, "p"));
+  await step("lopen p listing", lopen(248, L_O.RDONLY | L_O.DIRECTORY));
+  await step("readdir p", readdir(248));
+  await step("clunk p listing", clunk(248));
+  await step("attach sub by path", {
+    type: MsgType.Tattach,
+    fid: 249,
+    afid: NOFID,
+    uname: "nobody",
+    aname: `${aname}/sub`,
+    n_uname: 65534,
+  });
+  await step("attach missing path", {
+    type: MsgType.Tattach,
+    fid: 250,
+    afid: NOFID,
+    uname: "nobody",
+    aname: `${aname}/missing`,
+    n_uname: 65534,
+  });
+  await step("attach empty aname", {
+    type: MsgType.Tattach,
+    fid: 251,
+    afid: NOFID,
+    uname: "nobody",
+    aname: "",
+    n_uname: 65534,
+  });
+  await step("attach outside", {
+    type: MsgType.Tattach,
+    fid: 252,
+    afid: NOFID,
+    uname: "nobody",
+    aname: "/etc",
+    n_uname: 65534,
+  });
   // Removal, flush, version.
   await step("remove root", { type: MsgType.Tremove, fid: 200 });
   await step("getattr removed root fid", getattr(200));
@@ -874,6 +946,11 @@ describe.skipIf(missing !== undefined)("edge probes against diod and the passthr
         "xattrwalk back": ["Rxattrwalk size=3", "Rlerror:95"],
         "xattr read": ['Rread "val"', "Rlerror:9"],
         "clunk xattr": ["Rclunk", "Rlerror:9"],
+        // aname "" is the export root here (our own clients send it); diod wants an export's path.
+        "attach empty aname": ["Rlerror:1", "Rattach qt=128"],
+        // An aname that is not a host path below the export is a path inside it ("/etc" would be
+        // <export>/etc): ENOENT here, "not exported" (EPERM) for diod.
+        "attach outside": ["Rlerror:1", "Rlerror:2"],
         // Tversion mid-session ends the session and clunks every fid (spec); diod keeps them.
         "getattr after version": [
           "Rgetattr valid=0x7ff qt=128 mode=040777 uid=0 gid=0 nlink=5 size=4096",

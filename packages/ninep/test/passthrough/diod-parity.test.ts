@@ -1,0 +1,101 @@
+// 9P2000.L behaviours of the passthrough that follow diod (and Linux) exactly, checked against the
+// backend directly so that they hold where diod is not installed (diod-compare.test.ts compares
+// them with a live diod).
+
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { Dialect, L_O, NONUNAME, SETATTR } from "../../src/codec/constants.js";
+import type { Node } from "../../src/server/backend.js";
+import { V9FS_MAGIC } from "../../src/server/passthrough-l.js";
+import { attach, ctx, tempDir } from "./helpers.js";
+
+const c = ctx(Dialect.P2000L, "root", 0);
+const noSet = {
+  mode: 0,
+  uid: 0,
+  gid: 0,
+  size: 0n,
+  atime_sec: 0n,
+  atime_nsec: 0n,
+  mtime_sec: 0n,
+  mtime_nsec: 0n,
+};
+
+describe("passthrough 9P2000.L parity with diod", () => {
+  let tmp: ReturnType<typeof tempDir>;
+  let root: Node;
+  beforeEach(async () => {
+    tmp = tempDir("pt-parity-");
+    root = await attach(tmp.dir, c);
+  });
+  afterEach(() => tmp.cleanup());
+
+  it("mknod makes a socket file, even in a directory whose path is too long for a socket address", async () => {
+    const deep = path.join(tmp.dir, "d".repeat(60), "e".repeat(60));
+    fs.mkdirSync(deep, { recursive: true });
+    let dir = root;
+    for (const part of ["d".repeat(60), "e".repeat(60)]) dir = await dir.walk1!(part, c);
+    await dir.mknod!("s", 0o140640, 0, 0, NONUNAME, c);
+    const st = fs.lstatSync(path.join(deep, "s"));
+    expect(st.isSocket()).toBe(true);
+    expect(st.mode & 0o7777).toBe(0o640);
+    // nothing else is left behind, and a second mknod of the name fails as mknod(2) does
+    expect(fs.readdirSync(deep)).toEqual(["s"]);
+    await expect(dir.mknod!("s", 0o140640, 0, 0, NONUNAME, c)).rejects.toMatchObject({ code: "EEXIST" });
+    expect(fs.readdirSync(deep)).toEqual(["s"]);
+  });
+
+  it("setattr sets explicit times to the nanosecond and leaves the other time exactly as it was", async () => {
+    fs.writeFileSync(path.join(tmp.dir, "f"), "x");
+    const f = await root.walk1!("f", c);
+    const { ATIME, MTIME, ATIME_SET, MTIME_SET } = SETATTR;
+    await f.setattr!(
+      {
+        ...noSet,
+        valid: ATIME | MTIME | ATIME_SET | MTIME_SET,
+        atime_sec: 1_000_000_000n,
+        atime_nsec: 5n,
+        mtime_sec: 1_200_000_000n,
+        mtime_nsec: 7000n,
+      },
+      c,
+    );
+    const ns = () => {
+      const st = fs.lstatSync(path.join(tmp.dir, "f"), { bigint: true });
+      return [st.atimeNs, st.mtimeNs];
+    };
+    expect(ns()).toEqual([1_000_000_000_000_000_005n, 1_200_000_000_000_007_000n]);
+    // microseconds only: the quick path, still exact
+    await f.setattr!(
+      { ...noSet, valid: MTIME | MTIME_SET, mtime_sec: 1_300_000_000n, mtime_nsec: 999_999_000n },
+      c,
+    );
+    expect(ns()).toEqual([1_000_000_000_000_000_005n, 1_300_000_000_999_999_000n]);
+    await f.setattr!({ ...noSet, valid: ATIME | ATIME_SET, atime_sec: 1_400_000_000n, atime_nsec: 3000n }, c);
+    expect(ns()).toEqual([1_400_000_000_000_003_000n, 1_300_000_000_999_999_000n]);
+    await expect(
+      f.setattr!({ ...noSet, valid: MTIME | MTIME_SET, mtime_nsec: 1_000_000_000n }, c),
+    ).rejects.toMatchObject({ errno: 22 });
+  });
+
+  it("statfs reports the v9fs type, as a Linux 9P mount of diod does", async () => {
+    const s = await root.statfs!(c);
+    expect(s.fstype).toBe(V9FS_MAGIC);
+    expect(s.namelen).toBe(255);
+    expect(s.bsize).toBeGreaterThan(0);
+  });
+
+  it("lcreate of an existing directory, or a link to one, is EISDIR; symlink to '' is ENOENT", async () => {
+    fs.mkdirSync(path.join(tmp.dir, "d"));
+    fs.symlinkSync("d", path.join(tmp.dir, "l"));
+    for (const name of ["d", "l"]) {
+      for (const acc of [L_O.RDONLY, L_O.RDWR]) {
+        await expect(root.lcreate!(name, acc | L_O.CREAT, 0o644, NONUNAME, c)).rejects.toMatchObject({
+          errno: 21,
+        });
+      }
+    }
+    await expect(root.symlink!("e", "", NONUNAME, c)).rejects.toMatchObject({ errno: 2 });
+  });
+});
