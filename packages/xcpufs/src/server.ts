@@ -1,8 +1,9 @@
 // startXcpufs: build the user pool and the tree, listen, and shut down cleanly.
 
 import { execFile } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { accessSync, constants, existsSync, readFileSync, statSync } from "node:fs";
 import { tmpdir as osTmpdir } from "node:os";
+import { resolve } from "node:path";
 import { promisify } from "node:util";
 import { parseAddress } from "@clustermatic/ninep/client";
 import { Server } from "@clustermatic/ninep/server";
@@ -27,7 +28,7 @@ export interface XcpufsOptions {
   port?: number;
   /** Listen address: a host (`0.0.0.0`, `127.0.0.1`, `::1`), a dial string `tcp!host!port`, or a Unix socket path. Default all IPv4 addresses (loopback with `noAuth`). */
   listen?: string;
-  /** Where session directories are made (default the system temporary directory). */
+  /** Where session directories are made (default the system temporary directory); it must exist. A relative path is taken from the current directory. */
   tmpdir?: string;
   /** Admin public key file (default /etc/xcpu/admin_key.pub; a missing default is not an error). */
   adminKeyFile?: string;
@@ -127,6 +128,24 @@ async function prepareForeignArch(arch: string, log: Log): Promise<void> {
   }
 }
 
+/** Refuses, at start, a session root every `clone` would fail on. */
+function checkSessionRoot(dir: string): void {
+  let isDir: boolean;
+  try {
+    isDir = statSync(dir).isDirectory();
+  } catch (err) {
+    throw new Error(
+      `cannot make session directories in ${dir}: ${(err as NodeJS.ErrnoException).code === "ENOENT" ? "no such directory" : (err as Error).message}`,
+    );
+  }
+  if (!isDir) throw new Error(`cannot make session directories in ${dir}: not a directory`);
+  try {
+    accessSync(dir, constants.W_OK | constants.X_OK);
+  } catch {
+    throw new Error(`cannot make session directories in ${dir}: not writable`);
+  }
+}
+
 /** Start an xcpufs in this process. */
 export async function startXcpufs(opts: XcpufsOptions = {}): Promise<XcpufsHandle> {
   const log = opts.logger ?? silent;
@@ -154,6 +173,9 @@ export async function startXcpufs(opts: XcpufsOptions = {}): Promise<XcpufsHandl
       }
     }
   }
+  // Absolute: programs start with their session directory as cwd and a path inside it.
+  const tmpdir = resolve(opts.tmpdir ?? osTmpdir());
+  checkSessionRoot(tmpdir);
   const users = new UserDb({ adminId: adminId(), adminKey, stateDir: opts.stateDir });
   if (opts.importUnixUsers) {
     const added = importUnixUsers(users, {}, log);
@@ -173,7 +195,7 @@ export async function startXcpufs(opts: XcpufsOptions = {}): Promise<XcpufsHandl
     : environmentText();
   const xcpufs = new Xcpufs({
     users,
-    tmpdir: opts.tmpdir ?? osTmpdir(),
+    tmpdir,
     arch,
     noAuth: opts.noAuth ?? false,
     sameUser: opts.sameUser ?? false,

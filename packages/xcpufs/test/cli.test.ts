@@ -1,11 +1,20 @@
 // The xcpufs command run as a child process: SIGTERM cleanup, bounded memory, restarts.
 
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Fsys, mount } from "@clustermatic/ninep/client";
+import { OWRITE } from "@clustermatic/ninep/codec";
 import { afterAll, describe, expect, it } from "vitest";
 import { main } from "../src/cli.js";
 import { cmd, liveWithMarker, login, openJob, readAll, rsaKey, until, write } from "./helpers.js";
@@ -13,7 +22,9 @@ import { cmd, liveWithMarker, login, openJob, readAll, rsaKey, until, write } fr
 const pkg = dirname(dirname(fileURLToPath(import.meta.url)));
 const tmp = mkdtempSync(join(tmpdir(), "xcpufs-cli-"));
 const children: ChildProcess[] = [];
+const onExit: (() => void)[] = [];
 afterAll(() => {
+  for (const f of onExit) f();
   for (const c of children) if (c.exitCode === null) c.kill("SIGKILL");
   rmSync(tmp, { recursive: true, force: true });
 });
@@ -98,6 +109,56 @@ describe("xcpufs command", () => {
       expect(await run([flag])).toEqual({ code: 0, out: `xcpufs ${version}\n`, err: "" });
     expect((await run(["--help"])).out).toContain("-V, --version");
   });
+
+  it("refuses at start a -t it could not make session directories in (exit 1, the reason)", async () => {
+    const run = async (argv: string[]) => {
+      let err = "";
+      const stdout = { write: (_s: string) => true };
+      const stderr = { write: (s: string) => (err += s) };
+      return { code: await main(argv, { stdout, stderr }), err };
+    };
+    const file = join(tmp, "not-a-dir");
+    writeFileSync(file, "");
+    const missing = join(tmp, "missing", "dir");
+    expect(await run(["--no-auth", "-p", "0", "-t", missing])).toEqual({
+      code: 1,
+      err: `Error: cannot make session directories in ${missing}: no such directory\n`,
+    });
+    expect(await run(["--no-auth", "-p", "0", "-t", file])).toEqual({
+      code: 1,
+      err: `Error: cannot make session directories in ${file}: not a directory\n`,
+    });
+  });
+
+  it("takes a relative -t against its working directory and runs programs staged there", async () => {
+    // Relative paths as an operator may type them, resolved against the directory xcpufs starts
+    // in (the package directory here; node_modules keeps the scratch files out of the sources).
+    const work = mkdtempSync(join(pkg, "node_modules", ".xcpufs-cli-rel-"));
+    onExit.push(() => rmSync(work, { recursive: true, force: true }));
+    mkdirSync(join(work, "sessions"));
+    const rel = relative(pkg, work);
+    const { child, address } = await startCli([
+      "--no-auth",
+      "-t",
+      join(rel, "sessions"),
+      "--state-dir",
+      join(rel, "st"),
+    ]);
+    const fs = await anon(address);
+    const job = await openJob(fs);
+    const f = await fs.create(`${job.sid}/fs/hello.sh`, 0o755, OWRITE);
+    await f.write(0, "#!/bin/sh\necho staged $1\n");
+    await f.clunk();
+    await write(fs, `${job.sid}/argv`, "hello.sh arg");
+    await job.ctl.write(0, "exec hello.sh\n");
+    expect((await readAll(job.stdout)).toString()).toBe("staged arg\n");
+    expect((await readAll(job.wait)).toString()).toBe("0");
+    expect(readdirSync(join(work, "sessions")).filter((n) => n.startsWith("xcpu-"))).toHaveLength(1);
+    await job.close();
+    await fs.close();
+    child.kill("SIGTERM");
+    expect(await exited(child)).toBe(0);
+  }, 120_000);
 
   it("on SIGTERM wipes every session, leaves no orphan, exits 0", async () => {
     const work = mkdtempSync(join(tmp, "term-"));

@@ -183,7 +183,13 @@ describe("session directories", () => {
   });
 
   it("a directory that cannot be made fails the open of clone", async () => {
-    const node = await startXcpufs({ port: 0, noAuth: true, tmpdir: join(tmp, "missing", "dir") });
+    // A missing root is refused at start; one removed later fails each clone.
+    const root = mkdtempSync(join(tmp, "gone-"));
+    await expect(startXcpufs({ port: 0, noAuth: true, tmpdir: join(root, "missing") })).rejects.toThrow(
+      /cannot make session directories in .*missing: no such directory/,
+    );
+    const node = await startXcpufs({ port: 0, noAuth: true, tmpdir: root });
+    rmSync(root, { recursive: true });
     const c = await connect(node.address);
     try {
       await expect(c.open("clone", OREAD)).rejects.toThrow(/^cannot create session directory: ENOENT/);
