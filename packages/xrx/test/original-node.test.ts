@@ -222,6 +222,15 @@ describe("the original's RSA challenge–response", () => {
     const n = await runCli(xrx, ["--no-key", node.spec, "/bin/true"]);
     expect(n.code).toBe(1);
     expect(n.stderr).toContain("authentication failed");
+    expect(n.stderr).not.toContain("no key was used");
+    // No -k and no default key: the refusal comes with what to do about it.
+    const home = tempDir("xrx-orig-nokey-");
+    const none = await runCli(xrx, [node.spec, "/bin/true"], { env: { HOME: home } });
+    expect(none.code).toBe(1);
+    expect(none.stderr).toContain(`${node.spec}: error: authentication failed`);
+    expect(none.stderr).toContain(
+      "xrx: no key was used: ~/.ssh/id_ed25519 and ~/.ssh/id_rsa do not exist; give one with -k FILE\n",
+    );
   });
 
   it("uses ~/.ssh/id_rsa by default, also when an id_ed25519 the node cannot know exists", async () => {

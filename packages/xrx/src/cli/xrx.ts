@@ -144,6 +144,11 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
       verbose: !!v.v,
       trace: v.d ? (line) => io.stderr.write(`${line}\n`) : undefined,
     });
+    if (!identity.key && !v["no-key"] && result.outcomes.some((o) => o.error === "authentication failed")) {
+      io.stderr.write(
+        "xrx: no key was used: ~/.ssh/id_ed25519 and ~/.ssh/id_rsa do not exist; give one with -k FILE\n",
+      );
+    }
     return result.exitCode;
   } catch (e) {
     return reportError(e, "xrx", XRX_USAGE, io.stderr);
