@@ -9,19 +9,31 @@ import {
   formatMessage,
   IOHDRSZ,
   MsgType,
+  messageName,
   NOFID,
   NONUNAME,
   NOTAG,
 } from "../codec/index.js";
 import type * as T from "../codec/types.js";
 import { encodeTagged } from "../codec/wire.js";
-import { ClosedError, ConnectionError, ProtocolError, RemoteError, TimeoutError } from "../errors.js";
+import {
+  ClosedError,
+  ConnectionError,
+  MessageTooLargeError,
+  ProtocolError,
+  RemoteError,
+  TimeoutError,
+} from "../errors.js";
 import { afterIoTimeout } from "../io-timeout.js";
 import { type Address, dial, FrameTransport, formatAddress, parseAddress } from "../transport/index.js";
 import { VersionError } from "./errors.js";
 import { Fid } from "./fid.js";
 import { lerrorText } from "./lerror.js";
 import { FidPool, TagPool } from "./pools.js";
+
+/** Twrite data of at least this many bytes is written from the caller's buffer, not copied into the frame. */
+const SHARED_WRITE_DATA = 8192;
+const NO_DATA = new Uint8Array(0);
 
 /** Default msize: 64 KiB of data per read or write plus the 24-byte I/O header (Linux uses the same). */
 export const DEFAULT_CLIENT_MSIZE = 65536 + IOHDRSZ;
@@ -116,6 +128,16 @@ interface Pending {
   cleanup?: () => void;
   /** For a Tflush: the tag it flushes. */
   oldtag?: number;
+  /** When the call times out (monotonic ms, see `now`), while it is in the client's timed set. */
+  deadline?: number;
+  /** Its time limit, for the error message. */
+  timeoutMs?: number;
+}
+
+/** Monotonic milliseconds. */
+function now(): number {
+  const [s, ns] = process.hrtime();
+  return s * 1000 + ns / 1e6;
 }
 
 function tryDecode(frame: Buffer, msize: number): T.Message | undefined {
@@ -160,6 +182,32 @@ export class Client {
   #closing = false;
   #closedErr: Error | undefined;
   #idleWaiters: Array<() => void> = [];
+  /**
+   * Calls with a time limit. One timer for the connection, set to the earliest deadline, instead
+   * of a timer per call: most calls are answered long before their limit.
+   */
+  readonly #timed = new Set<Pending>();
+  #timer: NodeJS.Timeout | undefined;
+  #timerAt = Number.POSITIVE_INFINITY;
+  #timerRef = false;
+  #verdict: NodeJS.Immediate | undefined;
+  #onTimer = (): void => {
+    this.#timer = undefined;
+    this.#timerAt = Number.POSITIVE_INFINITY;
+    // As afterIoTimeout does: the verdict waits for the I/O that arrived meanwhile (a reply that
+    // came in time while the event loop was stalled is handled first).
+    const cutoff = now() + 1;
+    this.#verdict = setImmediate(() => {
+      this.#verdict = undefined;
+      this.#expire(cutoff);
+    });
+  };
+  /** The socket is corked until the end of this tick (requests sent in one tick leave in one write). */
+  #corked = false;
+  #uncork = (): void => {
+    this.#corked = false;
+    this.#transport.stream.uncork();
+  };
 
   private constructor(stream: Duplex, label: string, opts: ClientOptions) {
     this.msize = opts.msize ?? DEFAULT_CLIENT_MSIZE;
@@ -297,8 +345,32 @@ export class Client {
 
   /** Sends `msg` with `tag` (the caller's message object is neither copied nor changed). */
   #sendTagged(msg: Request | T.TMessage, tag: number): void {
-    const frame = encodeTagged(msg, tag, this.dialect);
+    let frame: Buffer;
+    let data: Uint8Array | undefined;
+    if (msg.type === MsgType.Twrite && msg.data.length >= SHARED_WRITE_DATA) {
+      // A large Twrite goes out as its header followed by the caller's own bytes: no copy of
+      // them into a frame (a program staged to many nodes is sent from one buffer). The header
+      // is encoded with no data, then given the real size and count.
+      frame = encodeTagged({ ...msg, data: NO_DATA }, tag, this.dialect);
+      data = msg.data;
+      const size = frame.length + data.length;
+      if (size > this.msize) throw new MessageTooLargeError(size, this.msize);
+      frame.writeUInt32LE(size, 0);
+      frame.writeUInt32LE(data.length, frame.length - 4);
+    } else {
+      frame = encodeTagged(msg, tag, this.dialect);
+    }
+    if (!this.#corked && !this.#transport.closed) {
+      // Every request of this tick (a walk and an open answered by the same reply, the opens of a
+      // session's files, a write window) goes out in one write at its end: one syscall, and one
+      // read for the server, instead of one per message. A lone request waits microseconds.
+      this.#corked = true;
+      this.#transport.stream.cork();
+      process.nextTick(this.#uncork);
+    }
     this.#transport.send(frame);
+    // Corked above: the header and the data leave together.
+    if (data) this.#transport.send(data as Buffer);
     if (this.#trace) this.#trace(`-> ${formatMessage({ ...msg, tag } as T.TMessage)}`);
   }
 
@@ -347,20 +419,11 @@ export class Client {
         return;
       }
       const timeoutMs = opts.timeoutMs ?? this.#defaultTimeout;
-      if (timeoutMs <= 0 && !signal) return; // nothing to clean up after the reply
-      let cancelTimeout: (() => void) | undefined;
-      const onAbort = () => this.#abandon(entry, abortReason(signal as AbortSignal));
-      if (timeoutMs > 0) {
-        cancelTimeout = afterIoTimeout(timeoutMs, () => {
-          const name = Object.entries(MsgType).find(([, v]) => v === msg.type)?.[0] ?? `type ${msg.type}`;
-          this.#abandon(entry, new TimeoutError(`${name} to ${this.label} timed out after ${timeoutMs} ms`));
-        });
-      }
-      signal?.addEventListener("abort", onAbort, { once: true });
-      entry.cleanup = () => {
-        cancelTimeout?.();
-        signal?.removeEventListener("abort", onAbort);
-      };
+      if (timeoutMs > 0) this.#time(entry, timeoutMs);
+      if (!signal) return;
+      const onAbort = () => this.#abandon(entry, abortReason(signal));
+      signal.addEventListener("abort", onAbort, { once: true });
+      entry.cleanup = () => signal.removeEventListener("abort", onAbort);
     });
     try {
       return await reply;
@@ -374,10 +437,64 @@ export class Client {
     }
   }
 
+  /** Puts a call in the timed set (deadline `ms` from now) and makes sure the timer runs by then. */
+  #time(entry: Pending, ms: number): void {
+    const deadline = now() + ms;
+    entry.deadline = deadline;
+    entry.timeoutMs = ms;
+    this.#timed.add(entry);
+    if (deadline < this.#timerAt) this.#arm(deadline);
+    else if (!this.#timerRef) {
+      this.#timerRef = true;
+      this.#timer?.ref();
+    }
+  }
+
+  #arm(deadline: number): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timerAt = deadline;
+    this.#timerRef = true;
+    this.#timer = setTimeout(this.#onTimer, Math.max(1, Math.ceil(deadline - now())));
+  }
+
+  /** Takes a call out of the timed set; an idle timer no longer keeps the process alive. */
+  #untime(entry: Pending): void {
+    entry.deadline = undefined;
+    this.#timed.delete(entry);
+    if (this.#timed.size === 0 && this.#timerRef) {
+      this.#timerRef = false;
+      this.#timer?.unref();
+    }
+  }
+
+  /** Times out every call due by `cutoff`, then sets the timer for the next deadline. */
+  #expire(cutoff: number): void {
+    let next = Number.POSITIVE_INFINITY;
+    for (const entry of [...this.#timed]) {
+      const deadline = entry.deadline!;
+      if (deadline > cutoff) {
+        if (deadline < next) next = deadline;
+        continue;
+      }
+      const name = messageName(entry.type) ?? `type ${entry.type}`;
+      this.#abandon(
+        entry,
+        new TimeoutError(`${name} to ${this.label} timed out after ${entry.timeoutMs} ms`),
+      );
+    }
+    if (next < this.#timerAt) this.#arm(next);
+  }
+
+  /** The call no longer needs its timeout or abort listener. */
+  #release(entry: Pending): void {
+    if (entry.deadline !== undefined) this.#untime(entry);
+    entry.cleanup?.();
+  }
+
   /** Answer the caller now with `err`, then flush the tag; it stays reserved until Rflush. */
   #abandon(entry: Pending, err: unknown): void {
     if (entry.abandoned || this.#pending.get(entry.tag) !== entry) return;
-    entry.cleanup?.();
+    this.#release(entry);
     entry.abandoned = true;
     entry.reject(err);
     const flushTag = this.#tags.tryAlloc();
@@ -408,7 +525,7 @@ export class Client {
   #settle(entry: Pending, reply: T.RMessage | undefined, err?: unknown): void {
     if (this.#pending.get(entry.tag) !== entry) return;
     this.#pending.delete(entry.tag);
-    entry.cleanup?.();
+    this.#release(entry);
     if (entry.tag !== NOTAG) this.#tags.free(entry.tag);
     if (err !== undefined) entry.reject(err);
     else if (reply) entry.resolve(reply);
@@ -515,8 +632,12 @@ export class Client {
     if (!this.#closedErr) this.#closedErr = reason;
     const entries = [...this.#pending.values()];
     this.#pending.clear();
+    if (this.#timer) clearTimeout(this.#timer);
+    if (this.#verdict) clearImmediate(this.#verdict);
+    this.#timer = this.#verdict = undefined;
+    this.#timerAt = Number.POSITIVE_INFINITY;
     for (const e of entries) {
-      e.cleanup?.();
+      this.#release(e);
       if (!e.abandoned && e.oldtag === undefined) e.reject(reason);
     }
     this.#checkIdle();

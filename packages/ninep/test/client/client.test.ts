@@ -199,6 +199,46 @@ describe("client against the ninep server", () => {
     expect(lines.some((l) => l.startsWith("-> Tflush"))).toBe(true);
   });
 
+  it("calls with different time limits each time out at their own, and the others go on", async () => {
+    const c = await connect({ timeoutMs: 60_000 });
+    const root = await c.attach("glenda", "");
+    const open = async () => {
+      const f = await root.walk("block");
+      await f.open(OREAD);
+      return f;
+    };
+    const [a, b, d] = await Promise.all([open(), open(), open()]);
+    const short = a.read(0, 10, { timeoutMs: 50 }).catch((e) => e);
+    const longer = b.read(0, 10, { timeoutMs: 300 }).catch((e) => e);
+    const plain = d.read(0, 10); // the client's 60 s limit
+    const first = await Promise.race([short, longer]);
+    expect((first as Error).message).toMatch(/Tread .* timed out after 50 ms/);
+    expect(((await longer) as Error).message).toMatch(/Tread .* timed out after 300 ms/);
+    await until(() => gate.waiting === 1, "the flushed reads to end");
+    gate.releaseAll();
+    expect((await plain).toString()).toBe("released");
+    expect(c.inFlight).toBe(0);
+  });
+
+  it("a large Twrite is sent from the caller's buffer intact, and one over msize is refused", async () => {
+    const lines: string[] = [];
+    const c = await connect({ msize: 65536 + 24, trace: (l) => lines.push(l) });
+    const fs = new Fsys(c, await c.attach("glenda", ""));
+    const blob = randomBytes(300_000); // 64 KiB messages, pipelined, and a short last one
+    await fs.writeFile("data", blob);
+    expect((await fs.readFile("data")).equals(blob)).toBe(true);
+    expect(lines.some((l) => /^-> Twrite .* data 65536 /.test(l))).toBe(true);
+    const f = await fs.root.walk("data");
+    await f.open(OREAD | 1);
+    const tooBig = Buffer.alloc(c.msize - 23 + 1); // a Twrite header is 23 bytes
+    await expect(c.rpc({ type: MsgType.Twrite, fid: f.num, offset: 0n, data: tooBig })).rejects.toMatchObject(
+      { name: "MessageTooLargeError" },
+    );
+    // Nothing went out for it: the connection goes on working.
+    expect(await f.write(0, Buffer.from("abc"))).toBe(3);
+    expect(c.inFlight).toBe(0);
+  });
+
   it("an already-aborted signal sends nothing", async () => {
     const lines: string[] = [];
     const c = await connect({ trace: (l) => lines.push(l) });
