@@ -4,12 +4,13 @@
 // live diod and against our server, both on loopback, comparing reply types and error codes.
 
 import * as fs from "node:fs";
+import net from "node:net";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Request } from "../../src/client/index.js";
 import { Client } from "../../src/client/index.js";
 import { AT_REMOVEDIR, GETATTR, L_O, MsgType, NOFID, QTDIR, QTSYMLINK } from "../../src/codec/constants.js";
-import { decode, decodeDirents } from "../../src/codec/index.js";
+import { decode, decodeDirents, encode } from "../../src/codec/index.js";
 import type { RMessage } from "../../src/codec/types.js";
 import { RemoteError } from "../../src/errors.js";
 import { passthrough } from "../../src/server/passthrough.js";
@@ -721,6 +722,133 @@ async function probes(c: Client, aname: string) {
   return { out, replies };
 }
 
+/**
+ * Frames no well-behaved client library would encode (17 names in a walk, an unknown message type,
+ * a body shorter than its message needs), written on a raw TCP connection. Each outcome is the
+ * reply type and error code, "no reply" (after 10 s) or "closed".
+ */
+async function rawProbe(port: number, aname: string, label: string): Promise<[string, string][]> {
+  const sock = net.connect(port, "127.0.0.1");
+  await new Promise<void>((resolve, reject) => {
+    sock.once("connect", () => resolve());
+    sock.once("error", reject);
+  });
+  let buf = Buffer.alloc(0);
+  let closed = false;
+  let wake: (() => void) | undefined;
+  sock.on("data", (d: Buffer) => {
+    buf = Buffer.concat([buf, d]);
+    wake?.();
+  });
+  sock.on("close", () => {
+    closed = true;
+    wake?.();
+  });
+  sock.on("error", () => {});
+  const next = async (): Promise<string> => {
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      if (buf.length >= 4 && buf.length >= buf.readUInt32LE(0)) {
+        const frame = buf.subarray(0, buf.readUInt32LE(0));
+        buf = buf.subarray(frame.length);
+        const type = frame[4]!;
+        if (type === MsgType.Rlerror) return `Rlerror:${frame.readUInt32LE(7)}`;
+        return Object.entries(MsgType).find(([, v]) => v === type)?.[0] ?? String(type);
+      }
+      if (closed) return "closed";
+      const left = deadline - Date.now();
+      if (left <= 0) return "no reply";
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, left);
+        wake = () => {
+          clearTimeout(t);
+          r();
+        };
+      });
+    }
+  };
+  const out: [string, string][] = [];
+  const send = async (label: string, frame: Buffer) => {
+    if (closed) {
+      out.push([label, "closed"]);
+      return;
+    }
+    sock.write(frame);
+    out.push([label, await next()]);
+  };
+  const frame = (type: number, tag: number, body: Buffer) => {
+    const h = Buffer.alloc(7);
+    h.writeUInt32LE(7 + body.length, 0);
+    h[4] = type;
+    h.writeUInt16LE(tag, 5);
+    return Buffer.concat([h, body]);
+  };
+  const str = (t: string) => {
+    const b = Buffer.from(t);
+    const l = Buffer.alloc(2);
+    l.writeUInt16LE(b.length);
+    return Buffer.concat([l, b]);
+  };
+  const u32 = (n: number) => {
+    const b = Buffer.alloc(4);
+    b.writeUInt32LE(n);
+    return b;
+  };
+  const u16 = (n: number) => {
+    const b = Buffer.alloc(2);
+    b.writeUInt16LE(n);
+    return b;
+  };
+  try {
+    await send(
+      "version",
+      encode({ type: MsgType.Tversion, tag: 0xffff, msize: 8192, version: "9P2000.L" }, "9P2000.L"),
+    );
+    await send(
+      "attach",
+      encode(
+        { type: MsgType.Tattach, tag: 1, fid: 1, afid: NOFID, uname: "nobody", aname, n_uname: 65534 },
+        "9P2000.L",
+      ),
+    );
+    const names = (n: number) => Array.from({ length: n }, (_, i) => str(i % 2 ? ".." : "sub"));
+    const cases: Record<string, Buffer> = {
+      "walk 16": frame(MsgType.Twalk, 2, Buffer.concat([u32(1), u32(2), u16(16), ...names(16)])),
+      "walk 17": frame(MsgType.Twalk, 2, Buffer.concat([u32(1), u32(3), u16(17), ...names(17)])),
+      "unknown type 200": frame(200, 2, Buffer.alloc(0)),
+      "9P2000 Topen on .L": frame(MsgType.Topen, 2, Buffer.concat([u32(1), Buffer.from([0])])),
+      "Rlopen sent as a request": frame(MsgType.Rlopen, 2, Buffer.alloc(17)),
+      "short Tlopen": frame(MsgType.Tlopen, 2, u32(1)),
+      "Tlopen with trailing bytes": frame(MsgType.Tlopen, 2, Buffer.concat([u32(1), u32(0), u32(0)])),
+      "Twrite count beyond frame": frame(
+        MsgType.Twrite,
+        2,
+        Buffer.concat([u32(1), Buffer.alloc(8), u32(100), Buffer.alloc(10)]),
+      ),
+    };
+    await send(label, cases[label]!);
+    await send(
+      `getattr after ${label}`,
+      encode({ type: MsgType.Tgetattr, tag: 3, fid: 1, request_mask: 0x7ffn }, "9P2000.L"),
+    );
+  } finally {
+    sock.destroy();
+  }
+  return out;
+}
+
+const RAW_CASES = [
+  "walk 16",
+  "walk 17",
+  "unknown type 200",
+  "9P2000 Topen on .L",
+  "short Tlopen",
+  "Tlopen with trailing bytes",
+  "Twrite count beyond frame",
+  // Last: diod 1.0.24 aborts (SIGABRT) on it, and serves nobody after.
+  "Rlopen sent as a request",
+];
+
 describe("reply shapes match the diod capture", () => {
   let frames: Frame[] = [];
   let tmp: ReturnType<typeof tempDir>;
@@ -973,6 +1101,74 @@ describe.skipIf(missing !== undefined)("edge probes against diod and the passthr
     } finally {
       await cd?.close().catch(() => {});
       await co?.close().catch(() => {});
+      await server.close();
+      await diod.stop();
+      tDiod.cleanup();
+      tOurs.cleanup();
+    }
+  });
+});
+
+describe.skipIf(missing !== undefined)("raw frames against diod and the passthrough", () => {
+  it("a malformed request: diod drops the connection (or guesses), ours refuses it and serves on", async () => {
+    const tDiod = tempDir("pt-raw-diod-");
+    const tOurs = tempDir("pt-raw-ours-");
+    for (const d of [tDiod.dir, tOurs.dir]) seed(d);
+    const diod = await startDiod(tDiod.dir);
+    const server = new Server({ backend: passthrough(tOurs.dir) });
+    try {
+      const a = await server.listen("tcp!127.0.0.1!0");
+      if (a.network !== "tcp") throw new Error("tcp");
+      // label → [diod, ours]: the reply to the frame, then to a Tgetattr sent after it.
+      const expected: Record<string, [string[], string[]]> = {
+        "walk 16": [
+          ["Rwalk", "Rgetattr"],
+          ["Rwalk", "Rgetattr"],
+        ],
+        // More than 16 names, an unknown type, a 9P2000 message on a .L session, a count beyond
+        // the frame: diod closes the connection; ours answers EPROTO/ENOSYS and serves on.
+        "walk 17": [
+          ["closed", "closed"],
+          ["Rlerror:71", "Rgetattr"],
+        ],
+        "unknown type 200": [
+          ["closed", "closed"],
+          ["Rlerror:38", "Rgetattr"],
+        ],
+        "9P2000 Topen on .L": [
+          ["closed", "closed"],
+          ["Rlerror:38", "Rgetattr"],
+        ],
+        // A body too short or too long for its type: diod opens the file anyway (reading flags it
+        // was not sent); ours refuses what it cannot read exactly.
+        "short Tlopen": [
+          ["Rlopen", "Rgetattr"],
+          ["Rlerror:71", "Rgetattr"],
+        ],
+        "Tlopen with trailing bytes": [
+          ["Rlopen", "Rgetattr"],
+          ["Rlerror:71", "Rgetattr"],
+        ],
+        "Twrite count beyond frame": [
+          ["closed", "closed"],
+          ["Rlerror:71", "Rgetattr"],
+        ],
+        // A reply type sent as a request: diod 1.0.24 aborts; ours answers ENOSYS.
+        "Rlopen sent as a request": [
+          ["closed", "closed"],
+          ["Rlerror:38", "Rgetattr"],
+        ],
+      };
+      const got: Record<string, [string[], string[]]> = {};
+      for (const label of RAW_CASES) {
+        const theirs = await rawProbe(diod.port, tDiod.dir, label);
+        const ours = await rawProbe(a.port, tOurs.dir, label);
+        expect(theirs.slice(0, 2).map((x) => x[1])).toEqual(["Rversion", "Rattach"]);
+        expect(ours.slice(0, 2).map((x) => x[1])).toEqual(["Rversion", "Rattach"]);
+        got[label] = [theirs.slice(2).map((x) => x[1]), ours.slice(2).map((x) => x[1])];
+      }
+      expect(got).toEqual(expected);
+    } finally {
       await server.close();
       await diod.stop();
       tDiod.cleanup();
