@@ -323,7 +323,7 @@ async function serve(c: VerbContext): Promise<number> {
       try {
         addr = await server.listen(l);
       } catch (err) {
-        throw new ExitError(1, `ninep serve: cannot listen on ${l}: ${(err as Error).message}`);
+        throw new ExitError(1, `ninep serve: ${(err as Error).message}`);
       }
       const shown = addr.network === "unix" ? `unix!${addr.path}` : `tcp!${addr.host}!${addr.port}`;
       c.io.stdout.write(`serving ${dir} on ${shown}${v.ro ? " (read-only)" : ""}\n`);

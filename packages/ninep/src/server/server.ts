@@ -5,7 +5,7 @@ import { lstatSync, rmSync } from "node:fs";
 import net from "node:net";
 import type { Duplex } from "node:stream";
 import { Dialect, IOHDRSZ } from "../codec/constants.js";
-import { type Address, parseAddress } from "../transport/address.js";
+import { type Address, formatAddress, parseAddress } from "../transport/address.js";
 import type { Backend } from "./backend.js";
 import { MIN_MSIZE, ServerConnection } from "./connection.js";
 
@@ -193,14 +193,15 @@ export class Server {
     if (this.#closing) throw new Error("Server: listen() after close()");
     const addr = typeof address === "string" ? parseAddress(address) : address;
     const srv = net.createServer({ noDelay: true }, (sock) => this.#accept(sock));
-    srv.on("error", (err) => this.logger.error({ err }, "9p: listener error"));
     if (addr.network === "unix") {
       rmStaleSocket(addr.path);
     }
     await new Promise<void>((resolve, reject) => {
-      const onErr = (e: Error) => reject(e);
+      const onErr = (e: Error) => reject(listenError(addr, e));
       srv.once("error", onErr);
       const done = () => {
+        // Failing to listen is the caller's error (the promise rejects); only later ones are logged.
+        srv.on("error", (err) => this.logger.error({ err }, "9p: listener error"));
         srv.off("error", onErr);
         resolve();
       };
@@ -292,4 +293,20 @@ function rmStaleSocket(path: string): void {
   } catch {
     // not ours to worry about: listen() will report the real problem
   }
+}
+
+const LISTEN_FAILURES: Record<string, string> = {
+  EADDRINUSE: "address already in use",
+  EADDRNOTAVAIL: "no such local address",
+  EACCES: "permission denied",
+  EPERM: "permission denied",
+};
+
+/** "cannot listen on tcp!127.0.0.1!6667: address already in use (EADDRINUSE)", keeping `code`. */
+function listenError(addr: Address, err: NodeJS.ErrnoException): Error {
+  const why =
+    err.code && LISTEN_FAILURES[err.code] ? `${LISTEN_FAILURES[err.code]} (${err.code})` : err.message;
+  return Object.assign(new Error(`cannot listen on ${formatAddress(addr)}: ${why}`, { cause: err }), {
+    code: err.code,
+  });
 }

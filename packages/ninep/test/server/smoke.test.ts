@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { MsgType, OREAD } from "../../src/codec/constants.js";
+import { Server, SynthDir, treeBackend } from "../../src/server/index.js";
 import { RawClient } from "../../src/testing/raw.js";
 import { type Fixture, startFixture } from "./fixture.js";
 
@@ -21,5 +22,33 @@ describe("server smoke", () => {
     expect(r.type).toBe(MsgType.Rread);
     if (r.type === MsgType.Rread) expect(Buffer.from(r.data).toString()).toBe("hello, world\n");
     await c.close();
+  });
+});
+
+describe("listening", () => {
+  it("a port in use fails listen() with the address and reason, and logs nothing", async () => {
+    const logged: string[] = [];
+    const log = (...a: unknown[]) => logged.push(a.map(String).join(" "));
+    const first = new Server({ backend: treeBackend(new SynthDir("/")) });
+    const second = new Server({
+      backend: treeBackend(new SynthDir("/")),
+      logger: { debug: log, info: () => {}, warn: log, error: log },
+    });
+    try {
+      const a = await first.listen("tcp!127.0.0.1!0");
+      if (a.network !== "tcp") throw new Error("tcp");
+      const err = await second.listen(`tcp!127.0.0.1!${a.port}`).then(
+        () => undefined,
+        (e: NodeJS.ErrnoException) => e,
+      );
+      expect(err?.message).toBe(
+        `cannot listen on tcp!127.0.0.1!${a.port}: address already in use (EADDRINUSE)`,
+      );
+      expect(err?.code).toBe("EADDRINUSE");
+      expect(logged).toEqual([]);
+    } finally {
+      await second.close();
+      await first.close();
+    }
   });
 });
