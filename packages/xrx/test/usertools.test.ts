@@ -251,6 +251,16 @@ describe.skipIf(!sshKeygen)("xgroupset, xuserset, xgetent", () => {
       join(dir, "absent.pub"),
     ]);
     expect(noKey).toMatchObject({ code: 1, stderr: expect.stringContaining("absent.pub: no such file") });
+    const priv = join(dir, "id_private");
+    writeFileSync(
+      priv,
+      "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n",
+    );
+    const privKey = await run(xuserset, ["add", "-A", admin, two.list, "u", "500", "g", priv]);
+    expect(privKey).toMatchObject({
+      code: 1,
+      stderr: expect.stringContaining(`${priv}: a private key; give the public key (such as ${priv}.pub)`),
+    });
     for (const [main, prog] of [
       [xuserset, "xuserset"],
       [xgroupset, "xgroupset"],

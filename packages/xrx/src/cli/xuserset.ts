@@ -60,6 +60,9 @@ function keyLine(file: string, cwd: string): string {
   }
   const line = (text.split("\n")[0] ?? "").trim();
   if (!line) throw new Error(`${file}: no key on the first line`);
+  // A private key would be refused by the node as "invalid key"; say what was meant instead.
+  if (/^-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(line))
+    throw new Error(`${file}: a private key; give the public key (such as ${file}.pub)`);
   return line;
 }
 
