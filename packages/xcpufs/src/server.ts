@@ -165,6 +165,11 @@ export async function startXcpufs(opts: XcpufsOptions = {}): Promise<XcpufsHandl
       (opts.noAuth ? log.info : log.warn).call(log, { file }, "no admin key: admin logins will fail");
     }
     if (text !== undefined) {
+      if (/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text))
+        log.warn(
+          { file },
+          "the admin key file holds a private key: only its public half is used; nodes need only the .pub file",
+        );
       try {
         const first = text.split("\n").find((l) => l.trim() !== "" && !l.startsWith("#")) ?? "";
         adminKey = parsePublicKey(text.trimStart().startsWith("-----") ? text : first);

@@ -2,6 +2,9 @@
 
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { OREAD, OWRITE } from "@clustermatic/ninep/codec";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startXcpufs, type XcpufsHandle } from "../src/index.js";
@@ -144,6 +147,30 @@ describe("authentication", () => {
     expect(await gone).toBe("SIGUSR1");
     await ctl.clunk();
     await fs.close();
+  });
+  it("takes the public half of a private admin key file given to -a, with a warning", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "xcpufs-adminpriv-"));
+    const file = join(dir, "admin_key");
+    writeFileSync(file, admin.privateKey.export({ type: "pkcs1", format: "pem" }));
+    const warnings: string[] = [];
+    const note = (obj: unknown, msg?: string) => warnings.push(`${msg} ${JSON.stringify(obj)}`);
+    const node = await startXcpufs({
+      port: 0,
+      listen: "127.0.0.1",
+      adminKeyFile: file,
+      sameUser: true,
+      tmpdir: dir,
+      logger: { debug() {}, info() {}, warn: note, error: note },
+    });
+    try {
+      expect(warnings.join("\n")).toContain("the admin key file holds a private key");
+      const fs = await login(node.address, adminLogin);
+      expect((await fs.stat("clone")).uid).toBe("xcpu-admin");
+      await fs.close();
+    } finally {
+      await node.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
   it("refuses --no-auth on non-loopback addresses", async () => {
     await expect(startXcpufs({ port: 0, listen: "0.0.0.0", noAuth: true })).rejects.toThrow("loopback");
