@@ -6,6 +6,7 @@ export {
   ADMIN_KEY,
   defaultKeyFile,
   defaultKeyFiles,
+  ed25519PasskeyDecrypt,
   KeyError,
   loadPrivateKey,
   type PrivateKey,

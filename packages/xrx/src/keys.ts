@@ -257,3 +257,38 @@ export function rsaPkcs1Decrypt(key: KeyObject, data: Uint8Array): Buffer {
   }
   return Buffer.concat(out);
 }
+
+/** DER prefix of a PKCS#8 X25519 private key; the 32-byte scalar follows. */
+const X25519_PKCS8_PREFIX = "302e020100300506032b656e04220420";
+
+/**
+ * Opens a passkey that xcpufs sealed for an Ed25519 user (80 bytes: the node's ephemeral X25519
+ * public key, the 32-byte ciphertext, the GCM tag). The user's Ed25519 key is used as the X25519
+ * key it maps to (scalar = clamped first half of SHA-512 of the seed); the shared secret goes
+ * through HKDF-SHA256 (salt: the ephemeral key, info "xcpufs passkey") to an AES-256-GCM key used
+ * with a zero nonce, which is safe because every passkey has a fresh ephemeral key.
+ */
+export function ed25519PasskeyDecrypt(key: KeyObject, data: Uint8Array): Buffer {
+  const c = crypto();
+  if (data.length !== 80) throw new Error(`sealed passkey of ${data.length} bytes, expected 80`);
+  const seed = key.export({ format: "jwk" }).d;
+  if (!seed) throw new Error("not a private key");
+  const scalar = c.createHash("sha512").update(Buffer.from(seed, "base64url")).digest().subarray(0, 32);
+  scalar[0] = scalar[0]! & 248;
+  scalar[31] = (scalar[31]! & 127) | 64;
+  const privateKey = c.createPrivateKey({
+    key: Buffer.concat([Buffer.from(X25519_PKCS8_PREFIX, "hex"), scalar]),
+    format: "der",
+    type: "pkcs8",
+  });
+  const eph = Buffer.from(data.subarray(0, 32));
+  const publicKey = c.createPublicKey({
+    key: { kty: "OKP", crv: "X25519", x: eph.toString("base64url") },
+    format: "jwk",
+  });
+  const shared = c.diffieHellman({ privateKey, publicKey });
+  const aesKey = Buffer.from(c.hkdfSync("sha256", shared, eph, "xcpufs passkey", 32));
+  const d = c.createDecipheriv("aes-256-gcm", aesKey, Buffer.alloc(12));
+  d.setAuthTag(data.subarray(64, 80));
+  return Buffer.concat([d.update(data.subarray(32, 64)), d.final()]);
+}

@@ -7,7 +7,7 @@ import { afterIoTimeout, type CallOptions, Client, type Fid } from "@clustermati
 import { DMDIR, ORDWR, OREAD, OTRUNC, OWRITE } from "@clustermatic/ninep/codec";
 import { RemoteError } from "@clustermatic/ninep/errors";
 import type { NodeSpec } from "@clustermatic/ninep/nodes";
-import { crypto, type PrivateKey, rsaPkcs1Decrypt } from "./keys.js";
+import { crypto, ed25519PasskeyDecrypt, type PrivateKey, rsaPkcs1Decrypt } from "./keys.js";
 import { type ProcRecord, parseProcs } from "./procs.js";
 import { quoteArgs } from "./quote.js";
 import type { StagePlan } from "./staging.js";
@@ -242,32 +242,33 @@ export class XcpuNode {
   /** Writes text to a file (ctl lines and the like); `truncate` opens with OTRUNC. */
   writeFile(path: string, data: string | Uint8Array, truncate = false): Promise<void> {
     return this.guard(async () => {
-      const f = await this.root.walk(path);
-      try {
-        await f.open(OWRITE | (truncate ? OTRUNC : 0));
-        const buf = typeof data === "string" ? Buffer.from(data) : data;
-        const n = await f.write(0, buf);
-        if (n !== buf.length) throw new Error(`short write to ${path}`);
-      } finally {
-        void f.clunk().catch(() => {});
-      }
+      const buf = typeof data === "string" ? Buffer.from(data) : data;
+      // Walk, open and write leave together (the node runs a fid's requests in order).
+      const { fid, value: n } = await this.root.walkThen(path, async (f) => {
+        const [, n] = await Promise.all([f.open(OWRITE | (truncate ? OTRUNC : 0)), f.write(0, buf)]);
+        return n;
+      });
+      void fid.clunk().catch(() => {});
+      if (n !== buf.length) throw new Error(`short write to ${path}`);
+    });
+  }
+
+  /** Reads the first `count` bytes of a short file with one round trip (walk, open and read together). */
+  private readShort(path: string, count: number): Promise<Buffer> {
+    return this.guard(async () => {
+      const { fid, value } = await this.root.walkThen(path, async (f) => {
+        const [, b] = await Promise.all([f.open(OREAD), f.read(0, count)]);
+        return b;
+      });
+      void fid.clunk().catch(() => {});
+      return value;
     });
   }
 
   /** The node's architecture, newline trimmed (`/Linux/x86_64`). */
-  arch(): Promise<string> {
+  async arch(): Promise<string> {
     // A short synthetic file that comes whole in one read: no second read to see the end.
-    return this.guard(async () => {
-      const f = await this.root.walk("arch");
-      try {
-        await f.open(OREAD);
-        return Buffer.from(await f.read(0, f.iounit))
-          .toString()
-          .trim();
-      } finally {
-        void f.clunk().catch(() => {});
-      }
-    });
+    return (await this.readShort("arch", this.client.iounit)).toString().trim();
   }
 
   /** The node's process table. */
@@ -279,20 +280,16 @@ export class XcpuNode {
   async passkey(): Promise<string> {
     // One read: every read of the file mints a new passkey (the original's too), and a node that
     // keeps one per user would forget the one we decrypt if we read again to see the end.
-    const raw = await this.guard(async () => {
-      const f = await this.root.walk("passkey");
-      try {
-        await f.open(OREAD);
-        return Buffer.from(await f.read(0, f.iounit));
-      } finally {
-        void f.clunk().catch(() => {});
-      }
-    });
+    const raw = Buffer.from(await this.readShort("passkey", this.client.iounit));
     const text = raw.toString("latin1");
     if (/^[0-9a-f]{32}$/.test(text)) return text;
     const key = this.identity.key;
-    if (key?.type !== "rsa") throw new XcpuError(this.name, "passkey needs an RSA key");
-    return this.guard(async () => rsaPkcs1Decrypt(key.key, raw).toString("latin1").slice(0, 32));
+    if (!key) throw new XcpuError(this.name, "passkey needs a key");
+    return this.guard(async () =>
+      (key.type === "ed25519" ? ed25519PasskeyDecrypt(key.key, raw) : rsaPkcs1Decrypt(key.key, raw))
+        .toString("latin1")
+        .slice(0, 32),
+    );
   }
 
   /** Writes one command line to the root ctl. */
@@ -313,10 +310,12 @@ export class XcpuNode {
   /** Creates a session (opening clone) with ctl, wait and stdio open. */
   createSession(): Promise<Session> {
     return this.guard(async () => {
-      const clone = await this.root.walk("clone");
+      const { fid: clone, value } = await this.root.walkThen("clone", async (f) => {
+        const [, b] = await Promise.all([f.open(OREAD), f.read(0, 64)]);
+        return b;
+      });
       try {
-        await clone.open(OREAD);
-        const sid = (await clone.read(0, 64)).toString().trim();
+        const sid = value.toString().trim();
         if (!/^\d+$/.test(sid)) throw new Error(`bad session id "${sid}" from clone`);
         return await Session.open(this, sid, true);
       } finally {
@@ -355,16 +354,9 @@ export class Session {
   static async open(node: XcpuNode, sid: string, withStdin: boolean): Promise<Session> {
     // The directory and every file are walked to from the root at once (one round trip, not two).
     const dirWalk = node.root.walk(sid);
-    const openOne = async (name: string, mode: number) => {
-      const f = await node.root.walk([sid, name]);
-      try {
-        await f.open(mode);
-      } catch (err) {
-        void f.clunk().catch(() => {});
-        throw err;
-      }
-      return f;
-    };
+    // Each walk and its open leave together; a failed open clunks its fid.
+    const openOne = async (name: string, mode: number) =>
+      (await node.root.walkThen([sid, name], (f) => f.open(mode))).fid;
     const opened = await Promise.allSettled([
       dirWalk,
       openOne("ctl", ORDWR),
@@ -414,10 +406,12 @@ export class Session {
   /** Appends env-file text to the session environment (the node default stays). */
   appendEnv(text: string): Promise<void> {
     return this.node.guard(async () => {
-      const f = await this.dir.walk("env");
+      // Walk, open and stat leave together; the stat sees the length the open set.
+      const { fid: f, value: st } = await this.dir.walkThen("env", async (e) => {
+        const [, st] = await Promise.all([e.open(OWRITE), e.stat()]);
+        return st;
+      });
       try {
-        await f.open(OWRITE);
-        const st = await f.stat();
         const prefix = st.length > 0n ? "\n" : "";
         await f.write(st.length, prefix + text);
       } finally {
@@ -466,11 +460,13 @@ export class Session {
     onBytes?: (n: number) => void,
   ): Promise<void> {
     const parts = file.remote.split("/");
-    const f = await from.walk([...prefix, ...parts.slice(0, -1)]);
+    const data = contents.get(file.local);
+    if (!data) throw new Error(`no data for ${file.local}`);
+    // The walk to the directory and the create leave together.
+    const { fid: f } = await from.walkThen([...prefix, ...parts.slice(0, -1)], (d) =>
+      d.create(parts.at(-1)!, (file.mode & 0o777) | 0o600, OWRITE),
+    );
     try {
-      await f.create(parts.at(-1)!, (file.mode & 0o777) | 0o600, OWRITE);
-      const data = contents.get(file.local);
-      if (!data) throw new Error(`no data for ${file.local}`);
       if (data.length > 0) await writePipelined(f, data, 8, onBytes);
     } finally {
       // The file must be closed on the node before the program starts.

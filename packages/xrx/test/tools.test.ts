@@ -240,7 +240,7 @@ describe("authentication", () => {
       expect(junk.code).toBe(1);
       expect(junk.stderr).toMatch(/user\.pub: not a private key/);
 
-      // Ed25519 keys cannot receive passkeys: -n falls back to direct copies, saying so.
+      // Tree spawn as an Ed25519 user: the passkey comes sealed for the key (X25519, AES-GCM).
       const node2 = await startNode({ noAuth: false, adminKeyFile: `${admin}.pub` });
       const adm2 = await XcpuNode.connect(xcpuNodes(node2.spec)[0]!, {
         identity: adminIdentity(loadPrivateKey(admin)),
@@ -249,9 +249,12 @@ describe("authentication", () => {
       await adm2.rootCtl(`user-add ${name} ${uid} xrxusers '${readFileSync(`${user}.pub`, "utf8").trim()}'`);
       adm2.close();
       const both = `${node.spec},${node2.spec}`;
-      const tree = await runCli(xrx, ["-k", user, "-n", "1", both, "echo", "tree"]);
+      const tree = await runCli(xrx, ["-k", user, "-v", "-n", "1", both, "echo", "tree"]);
       expect(tree.stdout).toBe("tree\ntree\n");
-      expect(tree.stderr).toContain("tree spawn unavailable (passkey needs an RSA key); copying directly");
+      expect(tree.stderr).toContain(
+        "staging: 1 direct, 1 by tree spawn, 0 retried directly, 0 clone failures",
+      );
+      expect(tree.stderr).not.toContain("unavailable");
       expect(tree.code).toBe(0);
 
       // xk -A: the admin key signals any process through the root ctl.

@@ -3,10 +3,17 @@ import { constants, createPublicKey, generateKeyPairSync, publicEncrypt, sign, v
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { encryptPasskey, parsePublicKey, toOpenSshLine } from "@clustermatic/xcpufs";
 import { fc, test as fcTest } from "@fast-check/vitest";
 import { afterAll, describe, expect, it } from "vitest";
 import { parseCommandLine, UsageError } from "../src/cli/args.js";
-import { KeyError, loadPrivateKey, parsePrivateKey, rsaPkcs1Decrypt } from "../src/keys.js";
+import {
+  ed25519PasskeyDecrypt,
+  KeyError,
+  loadPrivateKey,
+  parsePrivateKey,
+  rsaPkcs1Decrypt,
+} from "../src/keys.js";
 import { nodesFromStatfs, parseStatfsState, xcpuNodes } from "../src/nodes.js";
 import { OutputMux } from "../src/output.js";
 import { decodeXcpuEnv, encodeEnv, quote, quoteArgs, tokenize } from "../src/quote.js";
@@ -202,6 +209,17 @@ describe("keys", () => {
       Buffer.from("0123456789abcdef0123456789abcdef"),
     );
     expect(rsaPkcs1Decrypt(k.key, ct).toString()).toBe("0123456789abcdef0123456789abcdef");
+  });
+  it("opens passkeys xcpufs sealed for an Ed25519 key, and refuses a tampered or foreign one", () => {
+    const { privateKey, publicKey } = generateKeyPairSync("ed25519");
+    const passkey = "0123456789abcdef0123456789abcdef";
+    const sealed = encryptPasskey(parsePublicKey(toOpenSshLine(publicKey)), passkey);
+    expect(ed25519PasskeyDecrypt(privateKey, sealed).toString()).toBe(passkey);
+    const tampered = Buffer.from(sealed);
+    tampered[40] = (tampered[40] ?? 0) ^ 1;
+    expect(() => ed25519PasskeyDecrypt(privateKey, tampered)).toThrow();
+    expect(() => ed25519PasskeyDecrypt(generateKeyPairSync("ed25519").privateKey, sealed)).toThrow();
+    expect(() => ed25519PasskeyDecrypt(privateKey, sealed.subarray(0, 79))).toThrow(/expected 80/);
   });
   it.skipIf(!sshKeygen)("refuses encrypted and bogus keys with the file name", () => {
     const f = join(dir, "enc");
