@@ -148,6 +148,80 @@ export class Fid {
     return new Fid(client, newfid, qid, last ?? this.name);
   }
 
+  /**
+   * Walks to `path` and sends what `then` asks of the new fid (open, create, a first read or
+   * write…) in the same write, without waiting for the walk's reply: one round trip where there
+   * were two or three. It relies on the server running the requests that name one fid in the
+   * order they came, as this package's server and xcpufs do (9P lets a server answer requests
+   * in any order: don't use it with a server that runs them out of order). Until the walk's reply
+   * the new fid's qid is this fid's (in 9P2000.L, `then` should `lopen` with explicit flags).
+   *
+   * Resolves with the fid and what `then` resolved to. When the walk fails, its error is thrown
+   * (WalkError, as `walk` throws) and the errors of the requests that followed it, about a fid
+   * that never existed, are dropped; when `then` fails after the walk succeeded, the new fid is
+   * clunked and that error is thrown. More than 16 names are walked first, then `then` runs.
+   */
+  async walkThen<R>(
+    path: string | readonly string[],
+    then: (fid: Fid) => Promise<R>,
+    opts: CallOptions = {},
+  ): Promise<{ fid: Fid; value: R }> {
+    this.#check();
+    const names = splitPath(path);
+    if (names.length > MAXWELEM) {
+      const fid = await this.walk(names, opts);
+      try {
+        return { fid, value: await then(fid) };
+      } catch (err) {
+        void fid.clunk().catch(() => {});
+        throw err;
+      }
+    }
+    const client = this.client;
+    const newfid = client.fids.alloc();
+    const fid = new Fid(client, newfid, this.qid, names[names.length - 1] ?? this.name);
+    const walked = client.rpc(
+      { type: MsgType.Twalk, fid: this.num, newfid, wname: names },
+      {
+        ...opts,
+        onLate: (late) => {
+          // Abandoned: settle what the server did with newfid (as walk does).
+          if (late?.type === MsgType.Rwalk && late.wqid.length === names.length) client.clunkLater(newfid);
+          else if (late === undefined) client.fids.free(newfid);
+          else client.fids.quarantine(newfid);
+        },
+      },
+    );
+    let rest: Promise<R>;
+    try {
+      rest = then(fid);
+    } catch (err) {
+      rest = Promise.reject(err);
+    }
+    const [w, r] = await Promise.allSettled([walked, rest]);
+    if (w.status === "rejected") {
+      fid.#gone = true;
+      const err = w.reason;
+      if (!(err instanceof RemoteError)) throw err; // aborted or timed out: onLate settles newfid
+      // Nothing was made on the server. The number is reused only if the requests sent after
+      // the walk are all answered (an abandoned one may still be on its way).
+      if (r.status === "fulfilled" || r.reason instanceof RemoteError) client.fids.free(newfid);
+      else client.fids.quarantine(newfid);
+      throw new WalkError(err.ename, err.errno, 0, names);
+    }
+    if (w.value.wqid.length < names.length) {
+      fid.#gone = true;
+      client.fids.quarantine(newfid);
+      throw shortWalkError(w.value.wqid.length, names);
+    }
+    if (!fid.opened) fid.qid = w.value.wqid[w.value.wqid.length - 1] ?? fid.qid;
+    if (r.status === "rejected") {
+      void fid.clunk().catch(() => {});
+      throw r.reason;
+    }
+    return { fid, value: r.value };
+  }
+
   /** A new fid for the same file (Twalk with no names). */
   clone(opts?: CallOptions): Promise<Fid> {
     return this.walk([], opts);

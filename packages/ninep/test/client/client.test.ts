@@ -239,6 +239,46 @@ describe("client against the ninep server", () => {
     expect(c.inFlight).toBe(0);
   });
 
+  it("walkThen sends the walk and the requests on the new fid in one round trip", async () => {
+    const lines: string[] = [];
+    const c = await connect({ version: Dialect.P2000u, trace: (l) => lines.push(l) });
+    const root = await c.attach("glenda", "");
+    const { fid, value } = await root.walkThen("hello", async (f) => {
+      const [, data] = await Promise.all([f.open(OREAD), f.read(0, 64)]);
+      return data.toString();
+    });
+    expect(value).toBe("hello, world\n");
+    expect(fid.opened).toBe(true);
+    expect(fid.name).toBe("hello");
+    // Twalk, Topen and Tread all left before the first reply came.
+    const sent = lines.findIndex((l) => l.startsWith("-> Twalk"));
+    const firstReply = lines.findIndex((l, i) => i > sent && l.startsWith("<-"));
+    expect(lines.slice(sent, firstReply).map((l) => l.split(" ")[1])).toEqual(["Twalk", "Topen", "Tread"]);
+    await fid.clunk();
+
+    // A failed walk throws its own error, not the open's about a fid that does not exist, and
+    // leaves nothing behind.
+    const before = lines.length;
+    const err = await root.walkThen("d0/nope", (f) => f.open(OREAD)).catch((e) => e);
+    expect(err).toBeInstanceOf(WalkError);
+    expect((err as WalkError).walked).toBe(1);
+    expect(lines.slice(before).some((l) => l.startsWith("-> Tclunk"))).toBe(false);
+    const missing = await root.walkThen("nope", (f) => f.open(OREAD)).catch((e) => e);
+    expect(missing).toBeInstanceOf(WalkError);
+    expect((missing as WalkError).walked).toBe(0);
+
+    // When what follows the walk fails, the new fid is clunked and that error is thrown.
+    const n = lines.length;
+    const denied = await root.walkThen("d0", (f) => f.open(1 /* OWRITE on a directory */)).catch((e) => e);
+    expect(denied).toBeInstanceOf(RemoteError);
+    await until(() => c.inFlight === 0, "the clunk");
+    expect(lines.slice(n).some((l) => l.startsWith("-> Tclunk"))).toBe(true);
+    // The connection goes on working, with no fid leaked on either side.
+    const again = await root.walkThen("hello", (f) => f.open(OREAD));
+    expect(again.fid.opened).toBe(true);
+    await again.fid.clunk();
+  });
+
   it("an already-aborted signal sends nothing", async () => {
     const lines: string[] = [];
     const c = await connect({ trace: (l) => lines.push(l) });
