@@ -31,6 +31,27 @@ describe("UserDb", () => {
     run(db, "group-add users 101");
     expect(db.grent()).toBe("users:101\nmammals:100\nxcpu-admin:65530\n");
   });
+  it("finds users by uid and groups by gid after every kind of change", () => {
+    const db = new UserDb({});
+    run(db, "group-add mammals 100");
+    run(db, `user-add glenda 500 mammals '${key}'`);
+    expect(db.byUid(500)?.name).toBe("glenda");
+    expect(db.groupByGid(100)?.name).toBe("mammals");
+    expect(db.byUid(65530)?.name).toBe("xcpu-admin");
+    run(db, "user-del glenda");
+    expect(db.byUid(500)).toBeUndefined();
+    run(db, "user-add other 500 mammals ''");
+    expect(db.byUid(500)?.name).toBe("other");
+    run(db, "user-del other");
+    run(db, "group-del mammals");
+    expect(db.groupByGid(100)).toBeUndefined();
+    run(db, "group-add reptiles 100");
+    expect(db.groupByGid(100)?.name).toBe("reptiles");
+    // a change that cannot be saved is undone, lookups included
+    expect(() => run(db, "group-add reptiles 101")).toThrow("reptiles:group exists");
+    expect(db.groupByGid(101)).toBeUndefined();
+    expect(db.groupByGid(100)?.name).toBe("reptiles");
+  });
   it("adds and removes users and groups with the original errors", () => {
     const db = new UserDb({});
     expect(() => run(db, `user-add glenda 500 mammals '${key}'`)).toThrow("mammals:group not found");

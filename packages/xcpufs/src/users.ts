@@ -47,10 +47,48 @@ interface StateFile {
 
 const ID_RE = /^\d+$/;
 
+/** A Map that counts its changes, so that indexes built from it know when to rebuild. */
+class CountedMap<V> extends Map<string, V> {
+  changes = 0;
+  override set(key: string, value: V): this {
+    this.changes++;
+    return super.set(key, value);
+  }
+  override delete(key: string): boolean {
+    this.changes++;
+    return super.delete(key);
+  }
+  override clear(): void {
+    this.changes++;
+    super.clear();
+  }
+}
+
+/** Lookup by a numeric id over a CountedMap: the first entry in map order wins, as a scan would. */
+class IdIndex<V> {
+  private index = new Map<number, V>();
+  private at = -1;
+  constructor(
+    private readonly map: CountedMap<V>,
+    private readonly id: (v: V) => number,
+  ) {}
+  get(id: number): V | undefined {
+    if (this.at !== this.map.changes) {
+      this.index = new Map();
+      for (const v of this.map.values()) if (!this.index.has(this.id(v))) this.index.set(this.id(v), v);
+      this.at = this.map.changes;
+    }
+    return this.index.get(id);
+  }
+}
+
 /** The user pool: the admin user and group always exist; changes persist atomically when a state file is set. */
 export class UserDb {
-  readonly users = new Map<string, User>();
-  readonly groups = new Map<string, Group>();
+  readonly users = new CountedMap<User>();
+  readonly groups = new CountedMap<Group>();
+  /** By uid and by gid: looked up on every request (ownership and permission checks). */
+  private readonly uids = new IdIndex<User>(this.users, (u) => u.uid);
+  private readonly gids = new IdIndex<Group>(this.groups, (g) => g.gid);
   readonly adminId: number;
   private readonly file: string | undefined;
   /** Outstanding passkeys per user name (one-shot). */
@@ -83,13 +121,11 @@ export class UserDb {
   }
 
   byUid(uid: number): User | undefined {
-    for (const u of this.users.values()) if (u.uid === uid) return u;
-    return undefined;
+    return this.uids.get(uid);
   }
 
   groupByGid(gid: number): Group | undefined {
-    for (const g of this.groups.values()) if (g.gid === gid) return g;
-    return undefined;
+    return this.gids.get(gid);
   }
 
   /** True when the user is a member of the group with this gid (default group included). */
