@@ -716,6 +716,7 @@ class SessionFile extends Synth {
     if (writing) {
       if (s.execWriter) throw new XcpuError("Text file busy");
       s.execWriter = true;
+      s.dirUsed = true;
       try {
         fh = await fsOpen(path, (mode & 3) === ORDWR ? "w+" : "w", 0o700);
         if (this.fs.switchUsers) await chown(path, user.uid, user.gid);

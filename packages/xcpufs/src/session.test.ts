@@ -1,9 +1,9 @@
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { liveInGroup, until } from "../test/helpers.js";
-import { makeSessionDir, Session, type SessionHost, State } from "./session.js";
+import { makeSessionDir, removeTree, Session, type SessionHost, State } from "./session.js";
 import type { User } from "./users.js";
 
 const base = mkdtempSync(join(tmpdir(), "xcpufs-session-"));
@@ -126,5 +126,40 @@ describe("Session", () => {
     // The background sleep dies of the group's signal on its own time (it is not our child).
     await until(() => liveInGroup(pid).length === 0);
     await expect(s.exec("/bin/true", undefined, {}, "x")).rejects.toThrow("session wiped");
+  });
+});
+
+describe("removeTree", () => {
+  it("removes an empty or a used directory, files, links and subdirectories, never what a link points to", async () => {
+    const outside = mkdtempSync(join(base, "outside-"));
+    writeFileSync(join(outside, "keep"), "x");
+    for (const used of [false, true]) {
+      const empty = mkdtempSync(join(base, "t-"));
+      await removeTree(empty, used);
+      expect(existsSync(empty)).toBe(false);
+
+      const files = mkdtempSync(join(base, "t-"));
+      writeFileSync(join(files, "a"), "a");
+      writeFileSync(join(files, "b"), "b");
+      symlinkSync(outside, join(files, "link"));
+      await removeTree(files, used);
+      expect(existsSync(files)).toBe(false);
+
+      const deep = mkdtempSync(join(base, "t-"));
+      mkdirSync(join(deep, "sub/subsub"), { recursive: true });
+      writeFileSync(join(deep, "sub/subsub/f"), "f");
+      writeFileSync(join(deep, "top"), "t");
+      await removeTree(deep, used);
+      expect(existsSync(deep)).toBe(false);
+
+      // the session directory replaced by a link: the link goes, its target stays
+      const link = join(base, `link-${used}`);
+      symlinkSync(outside, link);
+      await removeTree(link, used);
+      expect(existsSync(link)).toBe(false);
+      expect(readdirSync(outside)).toEqual(["keep"]);
+
+      await removeTree(join(base, "never-made"), used);
+    }
   });
 });

@@ -2,7 +2,7 @@
 
 import { type SpawnOptions, spawn } from "node:child_process";
 import { chownSync, mkdtempSync } from "node:fs";
-import { type FileHandle, rm, stat } from "node:fs/promises";
+import { type FileHandle, lstat, readdir, rm, rmdir, stat, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { XcpuError } from "./errors.js";
@@ -63,6 +63,12 @@ export class Session {
   readonly redirected = new Set<string>();
   /** The staged legacy `exec` file has a writer. */
   execWriter = false;
+  /**
+   * Something may have been put in the session directory (its `fs/` was used, the `exec` file
+   * written, a program started there): at the end its entries are listed first rather than the
+   * directory being removed outright.
+   */
+  dirUsed = false;
   private readonly waiters: { resolve(): void }[] = [];
   private killTimer: NodeJS.Timeout | undefined;
   private released = false;
@@ -237,6 +243,7 @@ export class Session {
       throw new XcpuError(`cannot fork: ${(err as Error).message}`);
     }
     this.state = State.Running;
+    this.dirUsed = true;
     this.env = fullEnv;
     {
       let done = false;
@@ -358,7 +365,7 @@ export class Session {
     };
     if (this.host.retain) done();
     else
-      rm(this.dir, { recursive: true, force: true })
+      removeTree(this.dir, this.dirUsed)
         .catch((err) => this.host.log.warn({ err, dir: this.dir }, "cannot remove session directory"))
         .finally(done);
   }
@@ -390,6 +397,43 @@ function errnoOf(code: string | undefined): number {
       return 1;
     default:
       return 2;
+  }
+}
+
+/**
+ * Remove a session directory and everything in it, as fs.rm does (recursive, force), in fewer
+ * file system calls, each of which is a round trip through the thread pool: an unused directory
+ * takes one rmdir (fs.rm: lstat and rmdir); one with files takes lstat, readdir, one unlink per
+ * file and rmdir (fs.rm: six calls for one file). Like fs.rm the directory is checked with lstat
+ * (or by rmdir, which does not follow a symbolic link) before it is listed. Anything else (a
+ * subdirectory, a file that turned into one, a new file, an error) leaves the rest to fs.rm.
+ */
+export async function removeTree(dir: string, used: boolean): Promise<void> {
+  try {
+    if (!used) {
+      try {
+        await rmdir(dir);
+        return;
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code !== "ENOTEMPTY" && code !== "EEXIST") throw err;
+      }
+    } else if (!(await lstat(dir)).isDirectory()) {
+      throw new Error("not a directory");
+    }
+    const entries = await readdir(dir, { withFileTypes: true });
+    if (entries.some((e) => e.isDirectory())) throw new Error("subdirectories");
+    for (const e of entries) {
+      try {
+        await unlink(join(dir, e.name));
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+      }
+    }
+    await rmdir(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
+    await rm(dir, { recursive: true, force: true });
   }
 }
 

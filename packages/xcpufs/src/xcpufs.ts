@@ -206,6 +206,7 @@ export class Xcpufs {
   async fsRoot(dir: SessionDir, ctx: RequestContext): Promise<Node> {
     const s = dir.session;
     const user = this.userOf(ctx.user);
+    s.dirUsed = true;
     let pt = this.exports.get(s);
     if (!pt) {
       pt = passthrough(s.dir, { permissions: this.switchUsers ? "user" : "process" });
