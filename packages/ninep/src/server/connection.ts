@@ -55,6 +55,9 @@ const LOCK_WRLCK = 1;
 const LOCK_UNLCK = 2;
 const LOCK_FLAGS = 1 | 2; // BLOCK | RECLAIM
 
+/** First 9P2000.L file offset that is negative as a Linux loff_t. */
+const OFFSET_LIMIT_L = 1n << 63n;
+
 /** Smallest msize accepted in Tversion (lib9p uses the same bound). */
 export const MIN_MSIZE = 256;
 
@@ -959,6 +962,15 @@ export class ServerConnection {
     return mode;
   }
 
+  /**
+   * 9P2000.L offsets are Linux loff_t: one of 2^63 or more is negative there, and pread/pwrite
+   * answer EINVAL (as diod passes on).
+   */
+  #checkOffsetL(offset: bigint): void {
+    if (offset >= OFFSET_LIMIT_L && this.#dialect === Dialect.P2000L)
+      throw new FsError("invalid argument", Errno.EINVAL);
+  }
+
   #checkName(name: string): void {
     if (name === "." || name === "..") throw new FsError(Ename.Exists, Errno.EEXIST);
     if (name === "" || name.includes("/")) throw new FsError("illegal file name", Errno.EINVAL);
@@ -1195,6 +1207,7 @@ export class ServerConnection {
         if (this.#dialect === Dialect.P2000L) throw new FsError(Ename.IsDir, Errno.EISDIR);
         return this.#readDir(fid, open, msg.offset, count, ctx);
       }
+      this.#checkOffsetL(msg.offset);
       const file = open.file;
       if (file.readInto) {
         // Read straight into the reply frame: no second buffer, no copy. Large frames on sockets
@@ -1232,6 +1245,7 @@ export class ServerConnection {
         throw new FsError(Ename.IsDir, Errno.EISDIR);
       }
       if (!open.writable) throw new FsError(Ename.Perm, Errno.EBADF); // R1
+      this.#checkOffsetL(msg.offset);
       if (!open.file.write) throw new FsError(Ename.Perm, Errno.EACCES);
       const n = await open.file.write(msg.offset, msg.data, ctx);
       return { reply: { type: MsgType.Rwrite, count: Math.max(0, Math.min(n, msg.data.length)) } };

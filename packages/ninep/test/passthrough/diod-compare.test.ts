@@ -745,6 +745,31 @@ async function probes(c: Client, aname: string) {
   await step("write open child after parent rename", write(259, "still"));
   await step("getattr moved", getattr(260));
   await step("walk from moved", walk(260, 262, "child"));
+  // Flags Linux adds to opens, huge offsets and sizes, a blocking lock request.
+  const LINUX_EXTRA = 0o100000 | 0o1000000 | 0o4010000 | 0o2000000; // LARGEFILE NOATIME SYNC CLOEXEC
+  await step("walk p for flags", walk(200, 263, "p"));
+  await step("lcreate linux flags", lcreate(263, "flags", L_O.RDWR | L_O.CREAT | LINUX_EXTRA));
+  await step("clunk linux flags", clunk(263));
+  await step("walk flags", walk(200, 264, "p", "flags"));
+  await step("lopen linux flags", lopen(264, L_O.RDWR | LINUX_EXTRA));
+  await step("walk flags direct", walk(200, 266, "p", "flags"));
+  await step("lopen O_DIRECT", lopen(266, L_O.RDWR | 0o40000));
+  await step("clunk direct", clunk(266));
+  await step("write at 2^62", write(264, "x", 2n ** 62n));
+  await step("write at 2^63+", write(264, "x", 2n ** 63n + 5n));
+  await step("read at 2^62", read(264, 2n ** 62n));
+  await step("read at 2^64-1", read(264, 2n ** 64n - 1n));
+  await step("setattr size 2^62", setattr(264, 0x8, { size: 2n ** 62n }));
+  await step("lock wr for block test", lock(264, 1));
+  await step("walk flags 2", walk(200, 265, "p", "flags"));
+  await step("lopen flags 2", lopen(265, L_O.RDWR));
+  await step("lock blocking conflict", { ...lock(265, 1), flags: 1, proc_id: 9 });
+  await step("getlock conflict details", { ...getlock(265, 1), proc_id: 9 });
+  await step("lock reclaim flag", { ...lock(265, 0), flags: 2, proc_id: 9, start: 1000n });
+  await step("lock bad flags", { ...lock(265, 0), flags: 4, proc_id: 9 });
+  await step("clunk flags 2", clunk(265));
+  await step("clunk flags", clunk(264));
+  await step("rename long name", { type: MsgType.Trename, fid: 262, dfid: 258, name: "n".repeat(256) });
   // Removal, flush, version.
   await step("remove root", { type: MsgType.Tremove, fid: 200 });
   await step("getattr removed root fid", getattr(200));
@@ -1127,6 +1152,12 @@ describe.skipIf(missing !== undefined)("edge probes against diod and the passthr
         // qid.version follows the file's content (mtime and size), as QEMU's 9P server does, so a
         // caching client notices changes made elsewhere; diod sends 0 always.
         "qid version across a write": ["first=0 changed=false", "first=n changed=true"],
+        // diod refuses O_DIRECT (EINVAL); ours ignores it (the client's page cache is its own
+        // business, the server's I/O is the same).
+        "lopen O_DIRECT": ["Rlerror:22", "Rlopen qt=0 iounit=max"],
+        // The spec's RECLAIM flag is accepted here (the lock then conflicts as any other);
+        // diod refuses it. Linux never sends it.
+        "lock reclaim flag": ["Rlerror:22", "Rlock status=1"],
         // Tversion mid-session ends the session and clunks every fid (spec); diod keeps them.
         "getattr after version": [
           "Rgetattr valid=0x7ff qt=128 mode=040777 uid=0 gid=0 nlink=5 size=4096 blocks=8 blksize=4096 rdev=0",

@@ -5,9 +5,12 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { Dialect, L_O, NONUNAME, SETATTR } from "../../src/codec/constants.js";
+import { Client } from "../../src/client/index.js";
+import { Dialect, L_O, MsgType, NONUNAME, SETATTR } from "../../src/codec/constants.js";
 import type { Node } from "../../src/server/backend.js";
+import { passthrough } from "../../src/server/passthrough.js";
 import { V9FS_MAGIC } from "../../src/server/passthrough-l.js";
+import { Server } from "../../src/server/server.js";
 import { attach, ctx, tempDir } from "./helpers.js";
 
 const c = ctx(Dialect.P2000L, "root", 0);
@@ -97,5 +100,47 @@ describe("passthrough 9P2000.L parity with diod", () => {
       }
     }
     await expect(root.symlink!("e", "", NONUNAME, c)).rejects.toMatchObject({ errno: 2 });
+  });
+});
+
+describe("passthrough 9P2000.L parity with diod, over a connection", () => {
+  it("offsets of 2^63 and more are EINVAL (negative to Linux); Tfsync needs an open fid", async () => {
+    const tmp = tempDir("pt-parity-conn-");
+    fs.writeFileSync(path.join(tmp.dir, "f"), "data");
+    const server = new Server({ backend: passthrough(tmp.dir) });
+    let client: Client | undefined;
+    try {
+      const a = await server.listen("tcp!127.0.0.1!0");
+      if (a.network !== "tcp") throw new Error("tcp");
+      client = await Client.connect(`tcp!127.0.0.1!${a.port}`, { version: "9P2000.L" });
+      const root = await client.attach("root", "");
+      const f = await root.walk("f");
+      await expect(client.rpc({ type: MsgType.Tfsync, fid: f.num, datasync: 0 })).rejects.toMatchObject({
+        errno: 9,
+      });
+      await f.lopen(L_O.RDWR);
+      const errno = (p: Promise<unknown>) =>
+        p.then(
+          () => "ok",
+          (e: { errno?: number }) => e.errno,
+        );
+      expect(await errno(client.rpc({ type: MsgType.Tread, fid: f.num, offset: 1n << 63n, count: 10 }))).toBe(
+        22,
+      );
+      expect(
+        await errno(
+          client.rpc({ type: MsgType.Twrite, fid: f.num, offset: (1n << 64n) - 1n, data: Buffer.from("x") }),
+        ),
+      ).toBe(22);
+      // just below: past the end of the file, an empty read
+      const r = await client.rpc({ type: MsgType.Tread, fid: f.num, offset: (1n << 63n) - 1n, count: 10 });
+      expect(r.data.length).toBe(0);
+      await f.clunk();
+      await root.clunk();
+    } finally {
+      await client?.close();
+      await server.close();
+      tmp.cleanup();
+    }
   });
 });
