@@ -206,7 +206,17 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
             slot.outcome = { node: slot.spec.name, error: `no sessions of job ${opts.attach}` };
             return;
           }
-          slot.session = await slot.node.attachSession(mains[0]!.sid);
+          try {
+            slot.session = await slot.node.attachSession(mains[0]!.sid);
+          } catch (err) {
+            // A job that ends between the listing and the attach takes its session with it.
+            if (jobMainProcesses(await slot.node.procs(), opts.attach).length > 0) throw err;
+            slot.outcome = {
+              node: slot.spec.name,
+              error: `job ${opts.attach} ended before it could be attached`,
+            };
+            return;
+          }
         } else {
           const [arch, session] = await Promise.all([slot.node.arch(), slot.node.createSession()]);
           slot.arch = arch;
