@@ -462,16 +462,16 @@ export class Session {
     const parts = file.remote.split("/");
     const data = contents.get(file.local);
     if (!data) throw new Error(`no data for ${file.local}`);
-    // The walk to the directory and the create leave together.
-    const { fid: f } = await from.walkThen([...prefix, ...parts.slice(0, -1)], (d) =>
-      d.create(parts.at(-1)!, (file.mode & 0o777) | 0o600, OWRITE),
-    );
-    try {
-      if (data.length > 0) await writePipelined(f, data, 8, onBytes);
-    } finally {
-      // The file must be closed on the node before the program starts.
-      await f.clunk().catch(() => {});
-    }
+    // The walk to the directory, the create and the first window of data leave together (the
+    // node runs a fid's requests in order). The clunk waits for the writes' replies.
+    const { fid: f } = await from.walkThen([...prefix, ...parts.slice(0, -1)], async (d) => {
+      await Promise.all([
+        d.create(parts.at(-1)!, (file.mode & 0o777) | 0o600, OWRITE),
+        data.length > 0 ? writePipelined(d, data, 8, onBytes) : undefined,
+      ]);
+    });
+    // The file must be closed on the node before the program starts.
+    await f.clunk().catch(() => {});
   }
 
   /** Checks that every planned file is in fs/ with its full size. Returns the missing ones. */
