@@ -100,11 +100,24 @@ function runOnce(args: string[], xrx = XRX): Promise<{ ms: number; code: number;
     const t0 = performance.now();
     const child = spawn(cmd, [...argv, "--no-key", ...args], {
       stdio: ["ignore", "ignore", "pipe"],
+      // Two builds run in turn would each delete the other's code cache (a cache keeps one build
+      // of a command): each gets a cache directory of its own, so both start as they do for a user.
+      env: BASELINE ? { ...process.env, CLUSTERMATIC_COMPILE_CACHE: cacheDirFor(xrx) } : process.env,
     });
     let err = "";
     child.stderr.on("data", (d) => (err += d));
     child.on("close", (code) => resolve({ ms: performance.now() - t0, code: code ?? 1, err }));
   });
+}
+
+const cacheDirs = new Map<string, string>();
+function cacheDirFor(xrx: string): string {
+  let dir = cacheDirs.get(xrx);
+  if (!dir) {
+    dir = join(work, `cache-${cacheDirs.size}`);
+    cacheDirs.set(xrx, dir);
+  }
+  return dir;
 }
 
 function isExecutable(path: string): boolean {
