@@ -55,6 +55,15 @@ describe("splitNodeName / parseNodeList", () => {
     expect(splitNodeName("127.0.0.1:9").host).toBe("127.0.0.1");
     expect(splitNodeName("[::1]:10")).toMatchObject({ host: "::1", port: 10 });
   });
+  it("takes a bracketed IPv6 address in a list as an address, not a range", () => {
+    expect(parseNodeList("[::1]:7000,n[1-2],[fe80::1]").map((n) => n.address)).toEqual([
+      "tcp!::1!7000",
+      "tcp!n1!6667",
+      "tcp!n2!6667",
+      "tcp!fe80::1!6667",
+    ]);
+    expect(() => parseNodeList("[1-2]:7000x")).toThrow(NodeListError);
+  });
   it.each(["h!x", "h!70000", "h!0", "a!b!c!d", "[zz]:1"])("rejects %j", (name) => {
     expect(() => splitNodeName(name)).toThrow(NodeListError);
   });

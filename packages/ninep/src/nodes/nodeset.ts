@@ -97,6 +97,8 @@ const NAME_CHARS = /^[A-Za-z0-9._:\-![\]]+$/;
 
 /** Expands one element (no top-level commas) into names. */
 function expandElement(element: string, budget: number): string[] {
+  // `[::1]:6667`: brackets around an IPv6 address (it has colons, which no range has), not a range.
+  if (/^\[[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*\](?::\d+)?$/.test(element)) return [element];
   if (!NAME_CHARS.test(element.replace(/\[[^\]]*\]/g, ""))) throw new NodeListError(element);
   let names = [""];
   let rest = element;
