@@ -244,8 +244,13 @@ export class PtFile implements Node, DirSource {
     if (fmt === S_IFDIR) {
       if (acc !== constants.O_RDONLY || flags & constants.O_TRUNC)
         throw new FsError(Ename.IsDir, Errno.EISDIR);
-      await this.sh.root.checkedDir(this.node.rel);
-      return new DirIo(this, this.sh.locks);
+      // The descriptor held while the directory is open tells a directory removed meanwhile
+      // (read as empty, as getdents(2) does) from one renamed away.
+      const dh = await fsp.open(
+        await this.sh.root.checkedDir(this.node.rel),
+        constants.O_RDONLY | constants.O_DIRECTORY,
+      );
+      return new DirIo(this, this.sh.locks, dh);
     }
     if (fmt === S_IFSOCK) throw new FsError("cannot open a socket", Errno.ENXIO);
     if (fmt === S_IFLNK) throw new FsError("too many levels of symbolic links", Errno.ELOOP);

@@ -342,12 +342,23 @@ export class DirIo implements OpenFile {
   readonly iounit = 0;
   private snapshot: string[] | undefined;
 
-  /** `locks`: the table Tlock/Tgetlock use (a directory open for reading can be locked, as flock(2) allows). */
+  /**
+   * `locks`: the table Tlock/Tgetlock use (a directory open for reading can be locked, as flock(2)
+   * allows). `handle`: the directory opened, kept until clunk, to recognise its removal.
+   */
   constructor(
     private readonly src: DirSource,
     private readonly locks?: LockTable,
+    private readonly handle?: FileHandle,
   ) {
     this.qid = src.qid;
+  }
+
+  /** Was the directory removed since it was opened? (Its name is gone and it has no links left.) */
+  private async removed(err: unknown): Promise<boolean> {
+    if ((err as { code?: string }).code !== "ENOENT" || !this.handle) return false;
+    const st = await this.handle.stat().catch(() => undefined);
+    return st !== undefined && st.nlink === 0;
   }
 
   list(ctx: RequestContext): Promise<Stat[]> {
@@ -360,7 +371,16 @@ export class DirIo implements OpenFile {
    */
   async readdir(offset: bigint, count: number, ctx: RequestContext): Promise<Dirent[]> {
     if (offset === 0n || this.snapshot === undefined) {
-      this.snapshot = [".", "..", ...(await this.src.names())];
+      let names: string[];
+      try {
+        names = await this.src.names();
+      } catch (err) {
+        // A directory removed while open lists nothing, not even "." and "..", as getdents(2).
+        if (!(await this.removed(err))) throw err;
+        this.snapshot = [];
+        return [];
+      }
+      this.snapshot = [".", "..", ...names];
     }
     const snap = this.snapshot;
     const start = offset <= 0n ? 0 : offset >= BigInt(snap.length) ? snap.length : Number(offset);
@@ -393,9 +413,10 @@ export class DirIo implements OpenFile {
     return Promise.resolve(this.locks.getlock(this.qid.path, owner, req));
   }
 
-  clunk(): void {
+  async clunk(): Promise<void> {
     this.snapshot = undefined;
     this.locks?.release(this);
+    await this.handle?.close();
   }
 }
 

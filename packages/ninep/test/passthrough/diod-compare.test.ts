@@ -770,6 +770,59 @@ async function probes(c: Client, aname: string) {
   await step("clunk flags 2", clunk(265));
   await step("clunk flags", clunk(264));
   await step("rename long name", { type: MsgType.Trename, fid: 262, dfid: 258, name: "n".repeat(256) });
+  // Modes with their type bits (Linux sends them), links to links, renames onto directories,
+  // dangling and escaping links, a directory removed while open.
+  await step("walk p typed", walk(200, 270, "p"));
+  await step("mkdir typed mode", mkdir(270, "typed-d", 0o40750));
+  await step("walk typed-d", walk(270, 271, "typed-d"));
+  await step("getattr typed-d", getattr(271));
+  await step("lcreate typed mode", lcreate(271, "typed-f", L_O.RDWR | L_O.CREAT, 0o100640));
+  await step("getattr typed-f", getattr(271));
+  await step("clunk typed-f", clunk(271));
+  await step("symlink dangling", {
+    type: MsgType.Tsymlink,
+    fid: 270,
+    name: "dangling",
+    symtgt: "nowhere",
+    gid: NOFID,
+  });
+  await step("symlink escaping", {
+    type: MsgType.Tsymlink,
+    fid: 270,
+    name: "escaping",
+    symtgt: "/etc/hostname",
+    gid: NOFID,
+  });
+  await step("walk dangling", walk(270, 272, "dangling"));
+  await step("lopen dangling", lopen(272, L_O.RDONLY));
+  await step("link to symlink", { type: MsgType.Tlink, dfid: 270, fid: 272, name: "dangling2" });
+  await step("walk dangling2", walk(270, 273, "dangling2"));
+  await step("getattr dangling2", getattr(273));
+  await step("readlink dangling2", { type: MsgType.Treadlink, fid: 273 });
+  await step("walk escaping", walk(270, 274, "escaping"));
+  await step("lopen escaping", lopen(274, L_O.RDONLY));
+  await step("rename onto itself", { type: MsgType.Trename, fid: 273, dfid: 270, name: "dangling2" });
+  await step("mkdir empty target", mkdir(270, "empty-d"));
+  await step("walk typed-d 2", walk(270, 275, "typed-d"));
+  await step("rename dir onto non-empty dir", { type: MsgType.Trename, fid: 275, dfid: 270, name: "many" });
+  await step("rename dir onto empty dir", { type: MsgType.Trename, fid: 275, dfid: 270, name: "empty-d" });
+  await step("getattr moved onto empty", getattr(275));
+  await step("mkdir doomed", mkdir(270, "doomed"));
+  await step("walk doomed", walk(270, 276, "doomed"));
+  await step("lopen doomed", lopen(276, L_O.RDONLY | L_O.DIRECTORY));
+  await step("walk doomed 2", walk(270, 277, "doomed"));
+  await step("remove doomed", { type: MsgType.Tremove, fid: 277 });
+  await step("readdir removed dir", readdir(276));
+  await step("getattr removed dir", getattr(276));
+  await step("lcreate in removed dir", lcreate(276, "x", L_O.RDWR | L_O.CREAT));
+  await step("clunk doomed", clunk(276));
+  await step("mkdir wandering", mkdir(270, "wandering"));
+  await step("walk wandering", walk(270, 278, "wandering"));
+  await step("lopen wandering", lopen(278, L_O.RDONLY | L_O.DIRECTORY));
+  await step("walk wandering 2", walk(270, 279, "wandering"));
+  await step("rename wandering", { type: MsgType.Trename, fid: 279, dfid: 270, name: "wandered" });
+  await step("readdir renamed-away dir", readdir(278));
+  await step("clunk wandering", clunk(278));
   // Removal, flush, version.
   await step("remove root", { type: MsgType.Tremove, fid: 200 });
   await step("getattr removed root fid", getattr(200));
@@ -1158,6 +1211,12 @@ describe.skipIf(missing !== undefined)("edge probes against diod and the passthr
         // The spec's RECLAIM flag is accepted here (the lock then conflicts as any other);
         // diod refuses it. Linux never sends it.
         "lock reclaim flag": ["Rlerror:22", "Rlock status=1"],
+        // A symbolic link to a file outside the export can be seen and read as a link, never
+        // opened through (EACCES); diod opens /etc/hostname. (Linux resolves links itself.)
+        "lopen escaping": ["Rlopen qt=0 iounit=max", "Rlerror:13"],
+        // Files are addressed by path: an open directory renamed through another fid cannot be
+        // read any more (ENOENT); diod reads it through its descriptor.
+        "readdir renamed-away dir": ["Rreaddir ..:4:128 .:4:128", "Rlerror:2"],
         // Tversion mid-session ends the session and clunks every fid (spec); diod keeps them.
         "getattr after version": [
           "Rgetattr valid=0x7ff qt=128 mode=040777 uid=0 gid=0 nlink=5 size=4096 blocks=8 blksize=4096 rdev=0",

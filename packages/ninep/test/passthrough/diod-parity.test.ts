@@ -82,6 +82,20 @@ describe("passthrough 9P2000.L parity with diod", () => {
     ).rejects.toMatchObject({ errno: 22 });
   });
 
+  it("a directory removed while open reads as empty; one renamed away is ENOENT (files are named by path)", async () => {
+    fs.mkdirSync(path.join(tmp.dir, "gone"));
+    fs.mkdirSync(path.join(tmp.dir, "moved"));
+    fs.writeFileSync(path.join(tmp.dir, "moved", "x"), "");
+    const gone = await (await root.walk1!("gone", c)).lopen!(L_O.RDONLY, c);
+    const moved = await (await root.walk1!("moved", c)).lopen!(L_O.RDONLY, c);
+    fs.rmdirSync(path.join(tmp.dir, "gone"));
+    fs.renameSync(path.join(tmp.dir, "moved"), path.join(tmp.dir, "elsewhere"));
+    expect(await gone.readdir!(0n, 8192, c)).toEqual([]);
+    await expect(moved.readdir!(0n, 8192, c)).rejects.toMatchObject({ code: "ENOENT" });
+    await gone.clunk?.(c);
+    await moved.clunk?.(c);
+  });
+
   it("statfs reports the v9fs type, as a Linux 9P mount of diod does", async () => {
     const s = await root.statfs!(c);
     expect(s.fstype).toBe(V9FS_MAGIC);
