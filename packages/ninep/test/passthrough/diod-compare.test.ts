@@ -823,6 +823,21 @@ async function probes(c: Client, aname: string) {
   await step("rename wandering", { type: MsgType.Trename, fid: 279, dfid: 270, name: "wandered" });
   await step("readdir renamed-away dir", readdir(278));
   await step("clunk wandering", clunk(278));
+  // A FIFO opened through the server (Linux clients open FIFOs locally; 9P2000 clients do this).
+  await step("mknod fifo2", {
+    type: MsgType.Tmknod,
+    dfid: 270,
+    name: "fifo2",
+    mode: 0o10666,
+    major: 0,
+    minor: 0,
+    gid: NOFID,
+  });
+  await step("walk fifo2", walk(270, 280, "fifo2"));
+  await step("lopen fifo2 rdwr", lopen(280, L_O.RDWR));
+  await step("write fifo2", write(280, "through"));
+  await step("read fifo2", read(280, 0n, 100));
+  await step("clunk fifo2", clunk(280));
   // Removal, flush, version.
   await step("remove root", { type: MsgType.Tremove, fid: 200 });
   await step("getattr removed root fid", getattr(200));
@@ -1217,6 +1232,9 @@ describe.skipIf(missing !== undefined)("edge probes against diod and the passthr
         // Files are addressed by path: an open directory renamed through another fid cannot be
         // read any more (ENOENT); diod reads it through its descriptor.
         "readdir renamed-away dir": ["Rreaddir ..:4:128 .:4:128", "Rlerror:2"],
+        // diod does positional I/O on a FIFO (ESPIPE); ours streams through it.
+        "write fifo2": ["Rlerror:29", "Rwrite 7"],
+        "read fifo2": ["Rlerror:29", 'Rread "through"'],
         // Tversion mid-session ends the session and clunks every fid (spec); diod keeps them.
         "getattr after version": [
           "Rgetattr valid=0x7ff qt=128 mode=040777 uid=0 gid=0 nlink=5 size=4096 blocks=8 blksize=4096 rdev=0",
