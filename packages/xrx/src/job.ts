@@ -191,6 +191,7 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
   };
   try {
     // 1. Connect and create sessions (or find the job's sessions with -J).
+    let connected = 0;
     const connectAll = mapLimit(slots, opts.maxConnecting ?? 32, async (slot) => {
       try {
         slot.node = await XcpuNode.connect(slot.spec, {
@@ -222,7 +223,8 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
           slot.arch = arch;
           slot.session = session;
         }
-        progress.update(`${prog}: connected ${slots.filter((s) => s.session).length}/${slots.length} nodes`);
+        connected++;
+        progress.update(`${prog}: connected ${connected}/${slots.length} nodes`);
       } catch (err) {
         fail(slot, err);
       }
@@ -241,7 +243,9 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
       for (const s of slots) {
         if (s.outcome || !s.session) continue;
         const a = s.arch ?? "";
-        groups.set(a, [...(groups.get(a) ?? []), s]);
+        const group = groups.get(a);
+        if (group) group.push(s);
+        else groups.set(a, [s]);
       }
       const plans = new Map<string, StagePlan>();
       const contents = new Map<string, Buffer>();
