@@ -748,10 +748,32 @@ class SessionFile extends Synth {
   }
 }
 
-/** The file behind an auth fid: the challenge to read, the response to write. */
+/**
+ * Challenges are cut from a pool of random bytes drawn 64 challenges at a time. OpenSSL reseeds
+ * its generator on the first draw after the process forks, which a node does for every program it
+ * starts: one draw per Tauth cost 70-90 µs on the launch after another. A used piece is zeroed.
+ */
+const challengePool = { bytes: Buffer.alloc(0), used: 0 };
+
+function newChallenge(): Buffer {
+  const p = challengePool;
+  if (p.used + CHALLENGE_SIZE > p.bytes.length) {
+    p.bytes = randomBytes(CHALLENGE_SIZE * 64);
+    p.used = 0;
+  }
+  const c = Buffer.from(p.bytes.subarray(p.used, p.used + CHALLENGE_SIZE));
+  p.bytes.fill(0, p.used, p.used + CHALLENGE_SIZE);
+  p.used += CHALLENGE_SIZE;
+  return c;
+}
+
+/**
+ * The file behind an auth fid: the challenge to read, the response to write. The challenge is
+ * made when first needed: clients without a key (and --no-auth nodes) never read it.
+ */
 export class XcpuAuth implements AuthFile {
   readonly qid: Qid = { type: QTAUTH, version: 0, path: 0n };
-  private readonly challenge = randomBytes(CHALLENGE_SIZE);
+  private challengeBytes: Buffer | undefined;
   private response = Buffer.alloc(0);
   private verdict: boolean | undefined;
 
@@ -759,6 +781,11 @@ export class XcpuAuth implements AuthFile {
     private readonly fs: Xcpufs,
     private readonly user: User,
   ) {}
+
+  private get challenge(): Buffer {
+    this.challengeBytes ??= newChallenge();
+    return this.challengeBytes;
+  }
 
   async read(offset: bigint, count: number): Promise<Uint8Array> {
     return slice(this.challenge, offset, count);

@@ -1,11 +1,11 @@
 // Authentication and access control over real sockets.
 
 import { spawn } from "node:child_process";
-import { randomBytes } from "node:crypto";
+import { randomBytes, sign } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { OREAD, OWRITE } from "@clustermatic/ninep/codec";
+import { MsgType, OREAD, OWRITE } from "@clustermatic/ninep/codec";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startXcpufs, type XcpufsHandle } from "../src/index.js";
 import { cmd, decryptPasskey, edKey, login, rsaKey, run } from "./helpers.js";
@@ -41,6 +41,49 @@ describe("authentication", () => {
     const fs = await login(h.address, { uname: "carol", uid: 5003, key: carol.privateKey });
     expect((await fs.readFile("arch")).toString()).toMatch(/^\/Linux\/[^\n]+$/);
     await fs.close();
+  });
+  it("gives every auth fid its own challenge, the same on every read of it", async () => {
+    const { Client } = await import("@clustermatic/ninep/client");
+    const c = await Client.connect(h.address, { msize: 8192 });
+    try {
+      const seen = new Set<string>();
+      // more than one refill of the server's pool of random bytes
+      for (let i = 0; i < 150; i++) {
+        const afid = await c.auth("alice", "", { n_uname: 5001 });
+        if (!afid) throw new Error("no auth fid");
+        const a = Buffer.from(await afid.read(64));
+        expect(a.length).toBe(16);
+        expect(a.equals(Buffer.alloc(16))).toBe(false);
+        // read again from the start
+        const again = await c.rpc({ type: MsgType.Tread, fid: afid.num, offset: 0n, count: 64 });
+        expect(Buffer.from(again.data).toString("hex")).toBe(a.toString("hex"));
+        seen.add(a.toString("hex"));
+        await afid.clunk();
+      }
+      expect(seen.size).toBe(150);
+    } finally {
+      await c.close();
+    }
+  });
+  it("refuses a signature of another auth fid's challenge", async () => {
+    const { Client } = await import("@clustermatic/ninep/client");
+    const c = await Client.connect(h.address, { msize: 8192 });
+    try {
+      const first = await c.auth("alice", "", { n_uname: 5001 });
+      const second = await c.auth("alice", "", { n_uname: 5001 });
+      if (!first || !second) throw new Error("no auth fid");
+      const ch = Buffer.from(await first.read(64));
+      await second.read(64);
+      await second.write(sign("sha1", ch, alice.privateKey));
+      await expect(c.attach("alice", "", { afid: second, n_uname: 5001 })).rejects.toThrow(
+        "authentication failed",
+      );
+      await first.write(sign("sha1", ch, alice.privateKey));
+      const root = await c.attach("alice", "", { afid: first, n_uname: 5001 });
+      await root.clunk();
+    } finally {
+      await c.close();
+    }
   });
   it("refuses a wrong key, a garbage response and no response", async () => {
     await expect(login(h.address, { uname: "alice", uid: 5001, key: bob.privateKey })).rejects.toThrow(
