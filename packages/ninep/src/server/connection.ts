@@ -1075,8 +1075,10 @@ export class ServerConnection {
       const fid = this.#fileFid(msg.fid);
       // W2: even a clone needs a fid that is not open. 9P2000.L servers (diod, QEMU) let a client
       // walk from an open fid to a new one, and diod's tools rely on it (diodls -l walks from the
-      // directory it is reading); the open fid itself still cannot move.
-      const fromOpenAllowed = this.#dialect === Dialect.P2000L && msg.newfid !== msg.fid;
+      // directory it is reading); the open fid itself still cannot move (a walk of no names onto
+      // itself, which moves nothing, is answered as diod does).
+      const fromOpenAllowed =
+        this.#dialect === Dialect.P2000L && (msg.newfid !== msg.fid || msg.wname.length === 0);
       if ((fid.open || fid.opening) && !fromOpenAllowed) throw new FsError(Ename.AlreadyOpen, Errno.EBADF);
       if (msg.newfid !== msg.fid) this.#checkNewFid(msg.newfid);
       if (msg.wname.length > MAXWELEM) throw new FsError("too many names in walk", Errno.EINVAL); // W5

@@ -345,6 +345,7 @@ async function probes(c: Client, aname: string) {
   await step("getlock unlck", getlock(201, 2));
   await step("fsync read-only", { type: MsgType.Tfsync, fid: 201, datasync: 1 });
   await step("walk from open file", walk(201, 202));
+  await step("walk open fid onto itself", walk(201, 201));
   await step("clunk", clunk(201));
   await step("clunk again", clunk(201));
   await step("clunk clone", clunk(202));
