@@ -605,6 +605,19 @@ async function probes(c: Client, aname: string) {
   await step("link existing name", { type: MsgType.Tlink, dfid: 220, fid: 230, name: "data" });
   await step("link directory", { type: MsgType.Tlink, dfid: 220, fid: 221, name: "dirlink" });
   await step("link into file", { type: MsgType.Tlink, dfid: 230, fid: 230, name: "x" });
+  await step("symlink in file", { type: MsgType.Tsymlink, fid: 230, name: "x", symtgt: "y", gid: NOFID });
+  await step("mknod in file", {
+    type: MsgType.Tmknod,
+    dfid: 230,
+    name: "x",
+    mode: 0o10644,
+    major: 0,
+    minor: 0,
+    gid: NOFID,
+  });
+  await step("walk reg for lcreate", walk(220, 281, "reg"));
+  await step("lcreate in file", lcreate(281, "x", L_O.RDWR | L_O.CREAT));
+  await step("clunk reg for lcreate", clunk(281));
   await step("rename to existing", { type: MsgType.Trename, fid: 230, dfid: 220, name: "data" });
   await step("getattr renamed", getattr(230));
   await step("walk old reg", walk(220, 232, "reg"));
