@@ -234,21 +234,23 @@ export class Xcpufs {
     const s = dir.session;
     const fs = this;
     const userCtx = (ctx: RequestContext) => fs.asUser(ctx, fs.userOf(ctx.user));
+    // The open file gets its own clunk (not a new object with the file as its prototype: V8 gives
+    // every object used as a prototype a map of its own, and the file's methods then see a new
+    // map on each file).
     const holdOpen = <T extends { clunk?: (c: RequestContext) => void | Promise<void> }>(f: T): T => {
       s.incref();
       let closed = false;
-      const inner = f.clunk?.bind(f);
-      const wrapped = Object.create(f) as T;
-      wrapped.clunk = async (c: RequestContext) => {
+      const inner = f.clunk;
+      f.clunk = async (c: RequestContext) => {
         if (closed) return;
         closed = true;
         try {
-          await inner?.(userCtx(c));
+          await inner?.call(f, userCtx(c));
         } finally {
           s.decref();
         }
       };
-      return wrapped;
+      return f;
     };
     const alive = () => {
       if (s.state === State.Wiped) throw new FsError("session wiped", Errno.ENOENT);
