@@ -3,7 +3,7 @@
 // processes, kill. Every error raised here names the node (XcpuError).
 import { readFileSync } from "node:fs";
 import { userInfo } from "node:os";
-import { afterIoTimeout, type CallOptions, Client, type Fid } from "@clustermatic/ninep/client";
+import { type AuthFid, afterIoTimeout, type CallOptions, Client, type Fid } from "@clustermatic/ninep/client";
 import { DMDIR, ORDWR, OREAD, OTRUNC, OWRITE } from "@clustermatic/ninep/codec";
 import { RemoteError } from "@clustermatic/ninep/errors";
 import type { NodeSpec } from "@clustermatic/ninep/nodes";
@@ -190,15 +190,28 @@ export class XcpuNode {
       const keys = [key, ...(key ? (opts.identity.fallbackKeys ?? []) : [])];
       for (let i = 0; ; i++) {
         const k = keys[i] ?? null;
-        const afid = await client.auth(user, "", { n_uname: uid, ...call });
+        const attach = (afid?: AuthFid) => client!.attach(user, "", { afid, n_uname: uid, ...call });
+        // What follows Tauth leaves with it (the node runs a fid's requests in order): with a key
+        // the read of the challenge; without one, where there is nothing to answer, the attach.
+        const { afid, value: next } = await client.authThen<Buffer | Fid>(
+          user,
+          "",
+          (a) => (k ? a.read(64, call) : attach(a)),
+          { n_uname: uid, ...call },
+        );
         try {
-          if (afid && k) {
-            // Without a key there is nothing to answer: the challenge is not read (one round trip less).
-            const challenge = await afid.read(64, call);
+          let root: Fid;
+          if (!afid) {
+            // No authentication on this node: an attach without an afid (unless it took the other).
+            root = k ? await attach() : await (next as Promise<Fid>).catch(() => attach());
+          } else if (k) {
+            const challenge = (await next) as Buffer;
             if (challenge.length === 0) throw new Error("authentication failed (empty challenge)");
             await afid.write(answerChallenge(k, challenge), call);
+            root = await attach(afid);
+          } else {
+            root = (await next) as Fid;
           }
-          const root = await client.attach(user, "", { afid: afid ?? undefined, n_uname: uid, ...call });
           const identity = k === key ? opts.identity : { user, uid, key: k };
           return new XcpuNode(spec, client, root, identity);
         } catch (err) {

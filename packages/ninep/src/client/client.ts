@@ -685,31 +685,66 @@ export class Client {
     aname = "",
     opts: { n_uname?: number } & CallOptions = {},
   ): Promise<AuthFid | null> {
+    return (await this.authThen(uname, aname, undefined, opts)).afid;
+  }
+
+  /**
+   * `auth`, with the requests `then` makes on the new afid (the read of a challenge, or the attach
+   * of a user with nothing to prove) sent in the same write instead of after Rauth: one round
+   * trip less, for servers that run a fid's requests in order (as `Fid.walkThen`).
+   *
+   * Resolves once Rauth (or the refusal) is in, with the AuthFid (null when the server needs no
+   * authentication, as `auth`) and `value`, the promise of what `then` resolves to. With a null
+   * afid, `value` concerns an afid that does not exist: its rejection is already handled (a
+   * server that ignores afids may still have attached). Any other error of Tauth rejects, after
+   * `then`'s requests are settled.
+   */
+  async authThen<R>(
+    uname: string,
+    aname: string,
+    then: ((afid: AuthFid) => Promise<R>) | undefined,
+    opts: { n_uname?: number } & CallOptions = {},
+  ): Promise<{ afid: AuthFid | null; value: Promise<R> }> {
     const afid = this.fids.alloc();
+    const authed = this.rpc(
+      { type: MsgType.Tauth, afid, uname, aname, n_uname: opts.n_uname ?? NONUNAME },
+      {
+        ...opts,
+        onLate: (r) => (r?.type === MsgType.Rauth ? this.#clunkLater(afid) : this.fids.free(afid)),
+      },
+    );
+    // The AuthFid exists before Rauth so that `then` can send on it; its qid comes with the reply.
+    const fid = new AuthFid(this, afid, { type: 0, version: 0, path: 0n });
+    let value: Promise<R> = Promise.resolve(undefined as R);
+    if (then) {
+      try {
+        value = then(fid);
+      } catch (err) {
+        value = Promise.reject(err);
+      }
+    }
     let reply: T.Rauth;
     try {
-      reply = await this.rpc(
-        { type: MsgType.Tauth, afid, uname, aname, n_uname: opts.n_uname ?? NONUNAME },
-        {
-          ...opts,
-          onLate: (r) => (r?.type === MsgType.Rauth ? this.#clunkLater(afid) : this.fids.free(afid)),
-        },
-      );
+      reply = await authed;
     } catch (err) {
+      value.catch(() => {});
+      const notRequired =
+        err instanceof RemoteError &&
+        (this.dialect === Dialect.P2000L || /not required|no auth/i.test(err.ename));
+      if (err instanceof RemoteError || err instanceof ProtocolError) {
+        // Nothing was made on the server; the number is reused once what `then` sent is answered.
+        await Promise.allSettled([value]);
+        this.fids.free(afid);
+      }
       // Aborted or timed-out calls settle the afid through onLate once the Rflush arrives.
-      if (err instanceof RemoteError || err instanceof ProtocolError) this.fids.free(afid);
       // 9P2000/.u servers say so in words (lib9p: "...: authentication not required"). An .L
       // Rlerror carries only an errno, and servers differ (diod -n answers ENOENT): treat any
       // refusal of Tauth in .L as "not required"; an attach that does need it will say so.
-      if (
-        err instanceof RemoteError &&
-        (this.dialect === Dialect.P2000L || /not required|no auth/i.test(err.ename))
-      ) {
-        return null;
-      }
+      if (notRequired) return { afid: null, value };
       throw err;
     }
-    return new AuthFid(this, afid, reply.aqid);
+    fid.aqid = reply.aqid;
+    return { afid: fid, value };
   }
 
   /** Attaches to the tree `aname` as `uname`; resolves with the root Fid. */
@@ -758,7 +793,8 @@ export class Client {
 export class AuthFid {
   readonly client: Client;
   readonly num: number;
-  readonly aqid: T.Qid;
+  /** The qid of Rauth (set when it comes, for an AuthFid made by `authThen`). */
+  aqid: T.Qid;
   #readOffset = 0n;
   #writeOffset = 0n;
   #clunked = false;

@@ -110,6 +110,49 @@ describe("authentication over an AuthFid", () => {
     await fs.close();
   });
 
+  it("authThen sends the challenge read with the Tauth and the protocol goes on from there", async () => {
+    const lines: string[] = [];
+    const c = await Client.connect(securedAddr, { trace: (l) => lines.push(l) });
+    try {
+      const { afid, value } = await c.authThen("glenda", "", (a) => a.read(64), { n_uname: 1000 });
+      if (!afid) throw new Error("expected an afid");
+      expect((afid.aqid.type & QTAUTH) === QTAUTH).toBe(true);
+      const challenge = await value;
+      expect(challenge.length).toBe(16);
+      // Tauth and Tread left before Rauth came.
+      expect(lines.slice(2, 4).map((l) => l.split(" ")[1])).toEqual(["Tauth", "Tread"]);
+      await afid.write(createHmac("sha256", SECRET).update(challenge).digest());
+      const root = await c.attach("glenda", "", { afid, n_uname: 1000 });
+      expect((await (await root.walk("motd")).stat()).name).toBe("motd");
+      await afid.clunk();
+    } finally {
+      c.destroy();
+    }
+  });
+
+  for (const version of [Dialect.P2000u, Dialect.P2000L]) {
+    it(`authThen with an attach: refused without the protocol, and null with its error handled where no auth is needed (${version})`, async () => {
+      const s = await Client.connect(securedAddr, { version });
+      const o = await Client.connect(openAddr, { version });
+      try {
+        const refused = await s.authThen("glenda", "", (a) => s.attach("glenda", "", { afid: a }));
+        expect(refused.afid).not.toBeNull();
+        // (.L carries only an errno: "permission denied")
+        expect(await refused.value.catch((e) => e)).toBeInstanceOf(RemoteError);
+        await refused.afid?.clunk();
+        // The open server refuses Tauth; the attach that named the afid failed (or was taken):
+        // either way nothing is left unhandled and a plain attach works.
+        const none = await o.authThen("glenda", "", (a) => o.attach("glenda", "", { afid: a }));
+        expect(none.afid).toBeNull();
+        const root = await none.value.catch(() => o.attach("glenda", ""));
+        expect((await (await root.walk("motd")).stat()).name).toBe("motd");
+      } finally {
+        s.destroy();
+        o.destroy();
+      }
+    });
+  }
+
   for (const version of [Dialect.P2000, Dialect.P2000u, Dialect.P2000L]) {
     it(`auth() resolves null when the server needs none (${version})`, async () => {
       const c = await Client.connect(openAddr, { version });
