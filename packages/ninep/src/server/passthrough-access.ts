@@ -28,6 +28,14 @@ export interface Who {
 
 export type PermissionMode = "user" | "process";
 
+/**
+ * The set-ID bits a write or truncation by an unprivileged process clears (Linux
+ * file_remove_privs): set-user-ID, and set-group-ID when the group may execute.
+ */
+export function setIdBits(mode: number): number {
+  return (mode & S_ISUID) | ((mode & (S_ISGID | 0o010)) === (S_ISGID | 0o010) ? S_ISGID : 0);
+}
+
 export class Access {
   private readonly cache = new Map<string, { who: Who; at: number }>();
 
@@ -78,6 +86,16 @@ export class Access {
     return uid === 0 || (uid !== undefined && BigInt(uid) === st.uid);
   }
 
+  /**
+   * Must a write or truncation made for `user` clear the file's set-ID bits (setIdBits)? For
+   * anyone but root, as the kernel does for a process without CAP_FSETID. A root server writes
+   * with that capability, so it must do it itself; in process mode the OS does.
+   */
+  dropsSetId(user: Identity): boolean {
+    if (this.mode === "process") return false;
+    return this.who(user).uid !== 0;
+  }
+
   /** Is `user` root? (In process mode: is the server process root.) */
   isRoot(user: Identity): boolean {
     if (this.mode === "process") return process.getuid?.() === 0;
@@ -119,13 +137,13 @@ export class Access {
   }
 
   /**
-   * The group a new file made for `user` gets when the client asks for `requested` (9P2000.L sends
-   * one): that group if the user is root or in it, else the directory's, as chgrp would allow.
+   * May a new file made for `user` get the group `requested` (9P2000.L sends one)? Root, or a
+   * member of it, as chgrp would allow. Always in process mode (the OS decides).
    */
-  groupForNew(requested: number, dirGid: number, user: Identity): number {
-    if (this.mode === "process") return requested;
+  mayUseGroup(requested: number, user: Identity): boolean {
+    if (this.mode === "process") return true;
     const who = this.who(user);
-    return who.uid === 0 || who.gids.has(requested) ? requested : dirGid;
+    return who.uid === 0 || who.gids.has(requested);
   }
 
   /**

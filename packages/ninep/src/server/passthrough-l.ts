@@ -45,13 +45,14 @@ async function writableDir(dir: PtFile, ctx: RequestContext): Promise<string> {
 }
 
 /**
- * The group of a new file: the one the client asks for if the user may use it, else the
- * directory's. When the client names none (-1): as a local create, the directory's group if it is
- * set-group-ID, else the user's primary group.
+ * The group of a new file: the one the client asks for if the user may use it. Otherwise (none
+ * asked for, -1, or one the user is not in, as a Linux client sends its own process's group),
+ * as a local create by that user: the directory's group if it is set-group-ID, else the user's
+ * primary group (diod, which creates as the user, gives the same).
  */
 function groupFor(dir: PtFile, gid: number, ctx: RequestContext): number {
   const dirGid = Number(dir.st.gid);
-  if (gid !== NONUNAME) return dir.sh.access.groupForNew(gid, dirGid, ctx.user);
+  if (gid !== NONUNAME && dir.sh.access.mayUseGroup(gid, ctx.user)) return gid;
   if (Number(dir.st.mode) & 0o2000) return dirGid;
   return dir.sh.access.primaryGroup(ctx.user) ?? dirGid;
 }
@@ -110,7 +111,11 @@ export async function setattr(f: PtFile, a: SetAttr, ctx: RequestContext): Promi
   }
 
   const p = await f.hostPath();
-  if (v & SETATTR.SIZE) await fsp.truncate(p, Number(a.size));
+  if (v & SETATTR.SIZE) {
+    await fsp.truncate(p, Number(a.size));
+    // An explicit mode in the same request wins over the bits a truncation clears.
+    if (!(v & SETATTR.MODE)) await f.dropSetId(ctx.user);
+  }
   if (newUid !== undefined || newGid !== undefined) await fsp.lchown(p, newUid ?? -1, newGid ?? -1);
   if (v & SETATTR.MODE) {
     const gid = newGid ?? Number(st.gid);
@@ -195,6 +200,7 @@ export async function lopen(f: PtFile, flags: number, ctx: RequestContext): Prom
   if (flags & L_O.TRUNC) os |= constants.O_TRUNC;
   if (flags & L_O.APPEND) os |= constants.O_APPEND;
   const file = await target.openIo(os);
+  if (flags & L_O.TRUNC) await target.dropSetId(ctx.user);
   if (target !== f) f.refresh().catch(() => {});
   return file;
 }
@@ -246,6 +252,8 @@ export async function lcreate(
       onStat: (st) => {
         created.st = st;
       },
+      mode: Number(created.st.mode),
+      dropsSetId: (u) => dir.sh.access.dropsSetId(u),
     });
     return { node: created, file };
   } catch (err) {

@@ -29,6 +29,7 @@ import type {
   Attr,
   Created,
   CreateRequest,
+  Identity,
   Node,
   OpenFile,
   RequestContext,
@@ -37,7 +38,7 @@ import type {
   StatFs,
 } from "./backend.js";
 import type { Access } from "./passthrough-access.js";
-import { R_OK, W_OK, X_OK } from "./passthrough-access.js";
+import { R_OK, setIdBits, W_OK, X_OK } from "./passthrough-access.js";
 import * as L from "./passthrough-l.js";
 import { DirIo, type DirSource, FileIo, type LockTable, NoIo } from "./passthrough-open.js";
 import { checkName, type ExportRoot, type PtNode, walkOne } from "./passthrough-path.js";
@@ -177,6 +178,18 @@ export class PtFile implements Node, DirSource {
     if (this.sh.readOnly) throw readOnlyError();
   }
 
+  /**
+   * After a truncation made for `user` (O_TRUNC, a size change): clear the set-ID bits an
+   * unprivileged process's truncate(2) clears (this.st must be current).
+   */
+  async dropSetId(user: Identity): Promise<void> {
+    const mode = Number(this.st.mode);
+    const kill = setIdBits(mode);
+    if (kill === 0 || !this.sh.access.dropsSetId(user)) return;
+    await fsp.chmod(await this.hostPath(), mode & 0o7777 & ~kill);
+    await this.refresh().catch(() => {});
+  }
+
   /** Refreshes and requires a directory (for create, mkdir, …). Returns the directory's host path. */
   async requireDir(what: string): Promise<string> {
     const st = await this.refresh();
@@ -276,6 +289,8 @@ export class PtFile implements Node, DirSource {
       onStat: (st) => {
         this.st = st;
       },
+      mode: Number(this.st.mode),
+      dropsSetId: (u) => this.sh.access.dropsSetId(u),
     });
   }
 
@@ -301,6 +316,7 @@ export class PtFile implements Node, DirSource {
     if (mode & OTRUNC) flags |= constants.O_TRUNC;
     if (isUnix(ctx) && mode & P9_OAPPEND) flags |= constants.O_APPEND;
     const file = await target.openIo(flags);
+    if (mode & OTRUNC) await target.dropSetId(ctx.user);
     if (target !== this) this.refresh().catch(() => {});
     return file;
   }
@@ -356,6 +372,8 @@ export class PtFile implements Node, DirSource {
         onStat: (st) => {
           created.st = st;
         },
+        mode: Number(created.st.mode),
+        dropsSetId: (u) => this.sh.access.dropsSetId(u),
       });
     } catch (err) {
       await fh.close().catch(() => {});
@@ -518,7 +536,10 @@ export class PtFile implements Node, DirSource {
 
     // Apply.
     const p = await this.hostPath();
-    if (newLength !== undefined) await fsp.truncate(p, Number(newLength));
+    if (newLength !== undefined) {
+      await fsp.truncate(p, Number(newLength));
+      if (newMode === undefined) await this.dropSetId(ctx.user);
+    }
     if (newGid !== undefined) await fsp.lchown(p, -1, newGid);
     if (newMode !== undefined) {
       const gid = newGid ?? Number(st.gid);

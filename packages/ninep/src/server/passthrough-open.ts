@@ -7,7 +7,15 @@ import { read as fsRead, write as fsWrite, readSync } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
 import type { Dirent, Qid, Stat } from "../codec/types.js";
 import { Errno, FsError } from "../errors.js";
-import type { GetLockRequest, GetLockResult, LockRequest, OpenFile, RequestContext } from "./backend.js";
+import type {
+  GetLockRequest,
+  GetLockResult,
+  Identity,
+  LockRequest,
+  OpenFile,
+  RequestContext,
+} from "./backend.js";
+import { setIdBits } from "./passthrough-access.js";
 
 /** Largest file offset we pass to the OS (beyond it reads are EOF and writes EFBIG). */
 const MAX_OFFSET = BigInt(Number.MAX_SAFE_INTEGER);
@@ -150,6 +158,10 @@ export interface FileIoOptions {
    * of a thread-pool round trip (PassthroughOptions.syncIo). Default false.
    */
   syncRead?: boolean;
+  /** The file's mode when opened (for the set-ID bits a write must clear). */
+  mode?: number;
+  /** Must a write made for `user` clear set-ID bits? (Access.dropsSetId) */
+  dropsSetId?: (user: Identity) => boolean;
 }
 
 /** Minimum time between the fstat calls that keep a written file's qid version current. */
@@ -188,6 +200,9 @@ export class FileIo implements OpenFile {
   private lastStat = 0;
   private statPending = false;
   private readonly syncRead: boolean;
+  /** Last known mode (from open, then the fstat after writes). */
+  private mode: number;
+  private readonly dropsSetId: ((user: Identity) => boolean) | undefined;
   read?: OpenFile["read"];
   readInto?: OpenFile["readInto"];
   write?: OpenFile["write"];
@@ -199,6 +214,8 @@ export class FileIo implements OpenFile {
     this.locks = o.locks;
     this.onStat = o.onStat;
     this.syncRead = !o.stream && (o.syncRead ?? false);
+    this.mode = o.mode ?? 0;
+    this.dropsSetId = o.stream ? undefined : o.dropsSetId;
     if (o.canRead) {
       this.read = (offset, count, ctx) => this.doRead(offset, count, ctx);
       this.readInto = (offset, buf, ctx) => this.doReadInto(offset, buf, ctx);
@@ -266,6 +283,7 @@ export class FileIo implements OpenFile {
     this.io(() => this.fh.stat({ bigint: true })).then(
       (st) => {
         this.statPending = false;
+        this.mode = Number(st.mode);
         this.onStat?.(st);
       },
       () => {
@@ -278,6 +296,7 @@ export class FileIo implements OpenFile {
     if (!this.stream && offset + BigInt(data.length) > MAX_OFFSET) {
       throw new FsError("file too large", Errno.EFBIG);
     }
+    if (setIdBits(this.mode) !== 0 && this.dropsSetId?.(ctx.user)) await this.clearSetId();
     let done = 0;
     let delay = 5;
     while (done < data.length) {
@@ -299,6 +318,16 @@ export class FileIo implements OpenFile {
     }
     this.noteWrite();
     return done;
+  }
+
+  /** A write by an unprivileged user: clear the set-ID bits first, as write(2) would. */
+  private async clearSetId(): Promise<void> {
+    await this.io(async () => {
+      const st = await this.fh.stat();
+      const kill = setIdBits(st.mode);
+      if (kill !== 0) await this.fh.chmod(st.mode & 0o7777 & ~kill);
+      this.mode = st.mode & ~kill;
+    });
   }
 
   async fsync(datasync: boolean): Promise<void> {

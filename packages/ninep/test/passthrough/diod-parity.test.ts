@@ -96,6 +96,35 @@ describe("passthrough 9P2000.L parity with diod", () => {
     await moved.clunk?.(c);
   });
 
+  it.skipIf(process.getuid?.() !== 0)(
+    "a write or truncation by a user other than root clears set-user-ID (and group-executable set-group-ID)",
+    async () => {
+      fs.chmodSync(tmp.dir, 0o777);
+      const nb = ctx(Dialect.P2000L, "nobody", 65534);
+      const r = await attach(tmp.dir, nb, { permissions: "user" });
+      const mode = () => fs.statSync(path.join(tmp.dir, "f")).mode & 0o7777;
+      const made = await r.lcreate!("f", L_O.RDWR | L_O.CREAT, 0o6755, 65534, nb);
+      expect(mode()).toBe(0o6755);
+      await made.file.write!(0n, Buffer.from("x"), nb);
+      expect(mode()).toBe(0o755);
+      await made.file.clunk?.(nb);
+      const f = await r.walk1!("f", nb);
+      fs.chmodSync(path.join(tmp.dir, "f"), 0o6745);
+      await f.setattr!({ ...noSet, valid: SETATTR.SIZE }, nb);
+      expect(mode()).toBe(0o2745); // set-group-ID without group execute is a lock mark: kept
+      fs.chmodSync(path.join(tmp.dir, "f"), 0o4755);
+      await (await f.lopen!(L_O.WRONLY | L_O.TRUNC, nb)).clunk?.(nb);
+      expect(mode()).toBe(0o755);
+      // root keeps them, as a process with CAP_FSETID
+      fs.chmodSync(path.join(tmp.dir, "f"), 0o6755);
+      const rf = await (await attach(tmp.dir, c)).walk1!("f", c);
+      const w = await rf.lopen!(L_O.WRONLY | L_O.TRUNC, c);
+      await w.write!(0n, Buffer.from("y"), c);
+      await w.clunk?.(c);
+      expect(mode()).toBe(0o6755);
+    },
+  );
+
   it("statfs reports the v9fs type, as a Linux 9P mount of diod does", async () => {
     const s = await root.statfs!(c);
     expect(s.fstype).toBe(V9FS_MAGIC);

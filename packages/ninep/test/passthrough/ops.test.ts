@@ -446,10 +446,12 @@ describe("permissions for the attached user", () => {
   it.skipIf(!asRoot)("a user cannot give set-group-ID or a group they are not in", async () => {
     // The directory belongs to group root, which nobody is not in.
     fs.chmodSync(tmp.dir, 0o777);
+    // A set-group-ID directory of group root: a file made there by nobody is of group root.
+    fs.mkdirSync(path.join(tmp.dir, "sg"));
+    fs.chmodSync(path.join(tmp.dir, "sg"), 0o2777);
     const cl = ctx(Dialect.P2000L, "nobody", 65534);
     const rl = await attach(tmp.dir, cl, { permissions: "user" });
-    // (asking for group 0, which nobody is not in, gives the directory's group: root)
-    await (await rl.lcreate!("sgid-l", 0o102, 0o2755, 0, cl)).file.clunk?.(cl);
+    await (await (await walk(rl, "sg", cl)).lcreate!("sgid-l", 0o102, 0o2755, 0, cl)).file.clunk?.(cl);
     const cu = nobody();
     const ru = await attach(tmp.dir, cu, { permissions: "user" });
     const sgidU = await ru.create!(
@@ -459,10 +461,9 @@ describe("permissions for the attached user", () => {
     await sgidU.file.clunk?.(cu);
     expect((fs.statSync(path.join(tmp.dir, "sgid-u")).mode & 0o7777).toString(8)).toBe("755");
     // chmod of their own file to set-group-ID: the bit is dropped, like the kernel does
-    await (await walk(rl, "sgid-l", cl)).setattr!(setattr({ valid: SETATTR.MODE, mode: 0o2750 }), cl);
+    await (await walk(rl, "sg/sgid-l", cl)).setattr!(setattr({ valid: SETATTR.MODE, mode: 0o2750 }), cl);
     await (await walk(ru, "sgid-u", cu)).wstat!({ mode: (DMSETGID | 0o700) >>> 0 }, cu);
-    // asking for group root at creation gives the directory's group instead... which is root
-    // here, so ask in a directory of nobody's group for a group nobody is not in (0).
+    // asking for group root at creation, which nobody is not in, gives nobody's own group.
     fs.mkdirSync(path.join(tmp.dir, "mine"), 0o777);
     fs.chownSync(path.join(tmp.dir, "mine"), 65534, 65534);
     const mine = await walk(rl, "mine", cl);
@@ -472,7 +473,12 @@ describe("permissions for the attached user", () => {
       const st = fs.statSync(path.join(tmp.dir, ...p));
       return [(st.mode & 0o7777).toString(8), st.gid];
     };
-    expect([of("sgid-l"), of("sgid-u"), of("mine", "asked-root"), of("mine", "dir-asked-root")]).toEqual([
+    expect([
+      of("sg", "sgid-l"),
+      of("sgid-u"),
+      of("mine", "asked-root"),
+      of("mine", "dir-asked-root"),
+    ]).toEqual([
       ["750", 0],
       ["700", 0],
       ["644", 65534],
