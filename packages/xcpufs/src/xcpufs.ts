@@ -223,7 +223,7 @@ export class Xcpufs {
   }
 
   private asUser(ctx: RequestContext, user: User): RequestContext {
-    return { ...ctx, user: { uname: user.name, n_uname: user.uid, aname: "" } };
+    return new UserContext(ctx, { uname: user.name, n_uname: user.uid, aname: "" });
   }
 
   /**
@@ -464,6 +464,37 @@ export class Xcpufs {
 }
 
 const unwrap = new WeakMap<object, object>();
+
+/**
+ * A request's context with another user. Its `signal` is the request's, read when asked for: the
+ * server makes a request's AbortController on first use, which a spread copy of the context would
+ * do at once. Like the server's contexts it is an own, enumerable accessor with a shared getter.
+ */
+export class UserContext implements RequestContext {
+  declare readonly signal: AbortSignal;
+  readonly dialect: RequestContext["dialect"];
+  readonly msize: number;
+  readonly iounit: number;
+  readonly connection: RequestContext["connection"];
+  constructor(
+    readonly base: RequestContext,
+    readonly user: Identity,
+  ) {
+    this.dialect = base.dialect;
+    this.msize = base.msize;
+    this.iounit = base.iounit;
+    this.connection = base.connection;
+    Object.defineProperty(this, "signal", USER_CTX_SIGNAL);
+  }
+}
+
+const USER_CTX_SIGNAL: PropertyDescriptor = {
+  get(this: UserContext): AbortSignal {
+    return this.base.signal;
+  },
+  enumerable: true,
+  configurable: true,
+};
 
 /** Unix permission check of `want` (4 read, 2 write) for a uid and its groups; uid 0 passes. */
 function unixAllows(st: import("node:fs").Stats, uid: number, gids: number[], want: number): boolean {
