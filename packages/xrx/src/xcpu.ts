@@ -119,7 +119,7 @@ async function readAll(fid: Fid, limit = 64 * 1024 * 1024, opts?: CallOptions): 
  */
 export const DEFAULT_MSIZE = 1024 * 1024 + 24;
 
-/** Bytes of one file in flight to one node at most (window × iounit), whatever the msize. */
+/** Bytes of one file in flight to one node at most (window * iounit), whatever the msize. */
 const MAX_BYTES_IN_FLIGHT = 4 * 1024 * 1024;
 
 /** Writes a buffer with several writes in flight (pipelined), in iounit pieces. */
@@ -435,7 +435,7 @@ export class Session {
 
   /**
    * Copies a staging plan into fs/: directories first, then every file, data pipelined.
-   * `contents` maps host path → bytes (read once per job and shared by all sessions).
+   * `contents` maps host path -> bytes (read once per job and shared by all sessions).
    */
   stage(plan: StagePlan, contents: Map<string, Buffer>, onBytes?: (n: number) => void): Promise<void> {
     return this.node.guard(async () => {

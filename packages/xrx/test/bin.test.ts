@@ -49,6 +49,16 @@ describe.skipIf(missing.length > 0)("the built xrx, xk, xps, xuserset, xgroupset
     }
   });
 
+  it("are pure ASCII bundles (one other character makes V8 keep the whole source as UTF-16)", () => {
+    // Such a character in a comment that survives bundling (a JSDoc line in a class) costs every
+    // start a UTF-8 decode of the whole bundle and slower scanning of each lazily compiled function.
+    for (const name of COMMANDS) {
+      const text = readFileSync(join(BIN, `${name}.cjs`), "latin1");
+      const at = text.search(/[^\x00-\x7f]/);
+      expect(at === -1 ? "" : `${name}.cjs: ${JSON.stringify(text.slice(at - 40, at + 10))}`).toBe("");
+    }
+  });
+
   it("print the package's version", async () => {
     const { version } = JSON.parse(readFileSync(join(PKG, "package.json"), "utf8"));
     for (const name of COMMANDS) {

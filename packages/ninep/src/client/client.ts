@@ -224,7 +224,7 @@ export class Client {
     );
   }
 
-  /** Largest read/write payload: msize − IOHDRSZ. */
+  /** Largest read/write payload: msize - IOHDRSZ. */
   get iounit(): number {
     return this.msize - IOHDRSZ;
   }

@@ -65,7 +65,7 @@ export class Fid {
   name: string;
   /** Open-for-I/O state. */
   opened = false;
-  /** Largest count per read/write for this fid (the server's iounit, else msize − IOHDRSZ). */
+  /** Largest count per read/write for this fid (the server's iounit, else msize - IOHDRSZ). */
   iounit: number;
   #gone = false;
 
@@ -150,7 +150,7 @@ export class Fid {
 
   /**
    * Walks to `path` and sends what `then` asks of the new fid (open, create, a first read or
-   * write…) in the same write, without waiting for the walk's reply: one round trip where there
+   * write...) in the same write, without waiting for the walk's reply: one round trip where there
    * were two or three. It relies on the server running the requests that name one fid in the
    * order they came, as this package's server and xcpufs do (9P lets a server answer requests
    * in any order: don't use it with a server that runs them out of order). Until the walk's reply
