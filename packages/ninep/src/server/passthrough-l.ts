@@ -45,15 +45,15 @@ async function writableDir(dir: PtFile, ctx: RequestContext): Promise<string> {
 }
 
 /**
- * The group of a new file: the one the client asks for if the user may use it. Otherwise (none
- * asked for, -1, or one the user is not in, as a Linux client sends its own process's group),
- * as a local create by that user: the directory's group if it is set-group-ID, else the user's
- * primary group (diod, which creates as the user, gives the same).
+ * The group of a new file, as a local create by the user makes it (and diod, which creates as the
+ * user): the directory's group if it is set-group-ID, whatever was asked; else the group the
+ * client asks for if the user may use it; else (none asked for, -1, or one the user is not in) the
+ * user's primary group. (diod refuses a group the user is not in with EPERM.)
  */
 function groupFor(dir: PtFile, gid: number, ctx: RequestContext): number {
   const dirGid = Number(dir.st.gid);
-  if (gid !== NONUNAME && dir.sh.access.mayUseGroup(gid, ctx.user)) return gid;
   if (Number(dir.st.mode) & 0o2000) return dirGid;
+  if (gid !== NONUNAME && dir.sh.access.mayUseGroup(gid, ctx.user)) return gid;
   return dir.sh.access.primaryGroup(ctx.user) ?? dirGid;
 }
 
@@ -86,13 +86,18 @@ export async function setattr(f: PtFile, a: SetAttr, ctx: RequestContext): Promi
   if (v & SETATTR.MODE && !acc.isOwner(st, ctx.user))
     throw new FsError("operation not permitted", Errno.EPERM);
   if (v & SETATTR.MODE && fmt === S_IFLNK) throw new FsError(Ename.NotSupported, Errno.EOPNOTSUPP);
-  const newUid = v & SETATTR.UID && a.uid !== NONUNAME && BigInt(a.uid) !== st.uid ? a.uid : undefined;
-  const newGid = v & SETATTR.GID && a.gid !== NONUNAME && BigInt(a.gid) !== st.gid ? a.gid : undefined;
+  const askUid = v & SETATTR.UID && a.uid !== NONUNAME;
+  const askGid = v & SETATTR.GID && a.gid !== NONUNAME;
+  const newUid = askUid && BigInt(a.uid) !== st.uid ? a.uid : undefined;
+  const newGid = askGid && BigInt(a.gid) !== st.gid ? a.gid : undefined;
   if (newUid !== undefined && !acc.isRoot(ctx.user))
     throw new FsError("operation not permitted", Errno.EPERM);
   if (newGid !== undefined && !acc.mayChgrp(st, ctx.user, newGid)) {
     throw new FsError("operation not permitted", Errno.EPERM);
   }
+  // chown(2) to the current owner or group still needs the owner (or root), as diod answers.
+  if ((askUid || askGid) && !acc.isOwner(st, ctx.user))
+    throw new FsError("operation not permitted", Errno.EPERM);
   if (v & SETATTR.SIZE) {
     if (fmt === S_IFDIR) throw new FsError(Ename.IsDir, Errno.EISDIR);
     if (fmt !== S_IFREG) throw new FsError("invalid argument", Errno.EINVAL);

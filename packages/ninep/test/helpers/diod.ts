@@ -54,13 +54,21 @@ export interface DiodHandle {
   stop(): Promise<void>;
 }
 
-/** Runs `diod -f -n -S -l 127.0.0.1:PORT -e DIR` and waits until it accepts connections. */
-export async function startDiod(dir: string): Promise<DiodHandle> {
+/**
+ * Runs `diod -f -n -S -l 127.0.0.1:PORT -e DIR` and waits until it accepts connections. With
+ * `squash: false` (no -S; needs root) every attach acts as the user its n_uname names.
+ */
+export async function startDiod(dir: string, opts: { squash?: boolean } = {}): Promise<DiodHandle> {
+  const squash = opts.squash === false ? [] : ["-S"];
   for (let attempt = 0; ; attempt++) {
     const port = await freePort();
-    const child = spawn(DIOD, ["-f", "-n", "-S", "-c", "/dev/null", "-l", `127.0.0.1:${port}`, "-e", dir], {
-      stdio: ["ignore", "ignore", "pipe"],
-    });
+    const child = spawn(
+      DIOD,
+      ["-f", "-n", ...squash, "-c", "/dev/null", "-l", `127.0.0.1:${port}`, "-e", dir],
+      {
+        stdio: ["ignore", "ignore", "pipe"],
+      },
+    );
     let stderr = "";
     child.stderr?.on("data", (d) => {
       stderr += d;

@@ -1019,6 +1019,176 @@ const RAW_CASES = [
   "Rlopen sent as a request",
 ];
 
+/** Files of several owners and modes, for the permission probes (the server must run as root). */
+function seedPerms(dir: string): void {
+  const p = (...n: string[]) => path.join(dir, "perm", ...n);
+  fs.chmodSync(dir, 0o755);
+  fs.mkdirSync(p(), 0o777);
+  fs.chmodSync(p(), 0o777);
+  const file = (name: string, uid: number, gid: number, mode: number) => {
+    fs.writeFileSync(p(name), "content\n");
+    fs.chownSync(p(name), uid, gid);
+    fs.chmodSync(p(name), mode);
+  };
+  const dir_ = (name: string, uid: number, gid: number, mode: number) => {
+    fs.mkdirSync(p(name));
+    fs.writeFileSync(p(name, "inner"), "inner\n");
+    fs.chmodSync(p(name, "inner"), 0o666);
+    fs.chownSync(p(name), uid, gid);
+    fs.chmodSync(p(name), mode);
+  };
+  file("o600", 1, 1, 0o600);
+  file("o640", 0, 1, 0o640);
+  file("o604", 0, 0, 0o604);
+  file("o000", 1, 1, 0o000);
+  file("o066", 1, 1, 0o066);
+  file("o646", 0, 0, 0o646);
+  dir_("d700", 1, 1, 0o700);
+  dir_("d711", 1, 1, 0o711);
+  dir_("d755", 0, 0, 0o755);
+  dir_("g1", 0, 1, 0o770);
+  dir_("sticky", 0, 0, 0o1777);
+  fs.writeFileSync(p("sticky", "s-root"), "");
+  fs.chmodSync(p("sticky", "s-root"), 0o666);
+  fs.writeFileSync(p("sticky", "s-daemon"), "");
+  fs.chownSync(p("sticky", "s-daemon"), 1, 1);
+  fs.chmodSync(p("sticky", "s-daemon"), 0o666);
+  dir_("sg", 0, 1, 0o2777);
+}
+
+/**
+ * Permission probes for one user (uname/uid attached without squashing): opens of files of other
+ * owners and modes, searches and listings of directories, creations, removals in a sticky
+ * directory, attribute changes, set-group-ID directories, protected hard links.
+ */
+async function permProbes(c: Client, aname: string, uname: string, uid: number, gid: number, base: number) {
+  const out: [string, Outcome][] = [];
+  const step = async (label: string, msg: Request) => {
+    const { o, r } = await outcome(c, msg);
+    out.push([`${uname}: ${label}`, o + detail(r, c.msize)]);
+    return r;
+  };
+  const walk = (fid: number, newfid: number, ...wname: string[]) =>
+    ({ type: MsgType.Twalk, fid, newfid, wname }) as const;
+  const clunk = (fid: number) => ({ type: MsgType.Tclunk, fid }) as const;
+  const setattr = (fid: number, valid: number, v: Partial<typeof NONE_SET>) =>
+    ({ type: MsgType.Tsetattr, fid, valid, ...NONE_SET, ...v }) as const;
+  const root = base;
+  const f = base + 1;
+  await step("attach", { type: MsgType.Tattach, fid: root, afid: NOFID, uname, aname, n_uname: uid });
+  for (const name of ["o600", "o640", "o604", "o000", "o066", "o646"]) {
+    for (const [how, flags] of [
+      ["r", L_O.RDONLY],
+      ["w", L_O.WRONLY],
+      ["rw", L_O.RDWR],
+      ["trunc", L_O.RDONLY | L_O.TRUNC],
+    ] as const) {
+      await c.rpc(walk(root, f, "perm", name));
+      await step(`lopen ${name} ${how}`, { type: MsgType.Tlopen, fid: f, flags });
+      await c.rpc(clunk(f));
+    }
+  }
+  for (const d of ["d700", "d711", "d755", "g1", "sticky", "sg"]) {
+    await step(`walk ${d}/inner`, walk(root, f, "perm", d, "inner"));
+    await c.rpc(clunk(f)).catch(() => {});
+    await c.rpc(walk(root, f, "perm", d));
+    await step(`lopen ${d} for listing`, { type: MsgType.Tlopen, fid: f, flags: L_O.RDONLY | L_O.DIRECTORY });
+    await c.rpc(clunk(f));
+    await c.rpc(walk(root, f, "perm", d));
+    // The group a Linux client sends: the caller's own.
+    const made = await step(`lcreate in ${d}`, {
+      type: MsgType.Tlcreate,
+      fid: f,
+      name: `new-${uname}`,
+      flags: L_O.RDWR | L_O.CREAT,
+      mode: 0o2755,
+      gid,
+    });
+    if (made)
+      await step(`getattr new in ${d}`, { type: MsgType.Tgetattr, fid: f, request_mask: GETATTR.BASIC });
+    await c.rpc(clunk(f));
+    await c.rpc(walk(root, f, "perm", d));
+    await step(`mkdir in ${d}`, {
+      type: MsgType.Tmkdir,
+      dfid: f,
+      name: `dir-${uname}`,
+      mode: 0o755,
+      gid: NOFID,
+    });
+    const w = await step(`walk new dir in ${d}`, walk(f, f + 1, `dir-${uname}`));
+    if (w) {
+      await step(`getattr new dir in ${d}`, {
+        type: MsgType.Tgetattr,
+        fid: f + 1,
+        request_mask: GETATTR.BASIC,
+      });
+      await c.rpc(clunk(f + 1));
+    }
+    await c.rpc(clunk(f));
+  }
+  for (const victim of ["s-root", "s-daemon"]) {
+    await c.rpc(walk(root, f, "perm", "sticky"));
+    const found = await step(`walk ${victim} in sticky`, walk(root, f + 1, "perm", "sticky", victim));
+    if (found?.type === MsgType.Rwalk && found.wqid.length === 3) {
+      await step(`rename ${victim} in sticky`, {
+        type: MsgType.Trename,
+        fid: f + 1,
+        dfid: f,
+        name: `${victim}-moved`,
+      });
+      await step(`remove ${victim} in sticky`, { type: MsgType.Tremove, fid: f + 1 });
+    }
+    await c.rpc(clunk(f));
+  }
+  await c.rpc(walk(root, f, "perm"));
+  await step("lcreate asking a group the user is not in", {
+    type: MsgType.Tlcreate,
+    fid: f,
+    name: `foreign-group-${uname}`,
+    flags: L_O.RDWR | L_O.CREAT,
+    mode: 0o644,
+    gid: 0,
+  });
+  await c.rpc(clunk(f));
+  for (const [name, label, valid, v] of [
+    ["o600", "chmod own", 0x1, { mode: 0o600 }],
+    ["o640", "chmod other's", 0x1, { mode: 0o640 }],
+    ["o600", "chgrp own to 1", 0x4, { gid: 1 }],
+    ["o600", "chgrp own to 0", 0x4, { gid: 0 }],
+    ["o646", "touch other's writable", 0x10 | 0x20, {}],
+    ["o604", "touch other's read-only", 0x10 | 0x20, {}],
+    ["o646", "set mtime of other's writable", 0x20 | 0x100, { mtime_sec: 5n }],
+    ["o066", "touch own without owner bits", 0x10 | 0x20, {}],
+    ["o604", "truncate other's read-only", 0x8, { size: 0n }],
+    ["o646", "truncate other's writable", 0x8, { size: 8n }],
+    ["o600", "chown own to self", 0x2, { uid }],
+  ] as const) {
+    await c.rpc(walk(root, f, "perm", name));
+    await step(`setattr ${label}`, setattr(f, valid, v));
+    await c.rpc(clunk(f));
+  }
+  await c.rpc(walk(root, f, "perm", "o604"));
+  await c.rpc(walk(root, f + 1, "perm"));
+  await step("hard link to other's read-only file", {
+    type: MsgType.Tlink,
+    dfid: f + 1,
+    fid: f,
+    name: `hl-${uname}`,
+  });
+  await c.rpc(clunk(f));
+  await c.rpc(walk(root, f, "perm", "o646"));
+  await step("hard link to other's writable file", {
+    type: MsgType.Tlink,
+    dfid: f + 1,
+    fid: f,
+    name: `hl2-${uname}`,
+  });
+  await c.rpc(clunk(f));
+  await c.rpc(clunk(f + 1));
+  await c.rpc(clunk(root));
+  return out;
+}
+
 describe("reply shapes match the diod capture", () => {
   let frames: Frame[] = [];
   let tmp: ReturnType<typeof tempDir>;
@@ -1365,3 +1535,63 @@ describe.skipIf(missing !== undefined)("raw frames against diod and the passthro
     }
   });
 });
+
+const notRoot = process.getuid?.() !== 0 ? "diod acts as each user only when run as root" : undefined;
+
+describe.skipIf(missing !== undefined || notRoot !== undefined)(
+  "permissions for several users against diod (no squashing) and the passthrough",
+  () => {
+    it("give the same answers", async () => {
+      const tDiod = tempDir("pt-perm-diod-");
+      const tOurs = tempDir("pt-perm-ours-");
+      for (const d of [tDiod.dir, tOurs.dir]) seedPerms(d);
+      const diod = await startDiod(tDiod.dir, { squash: false });
+      const server = new Server({ backend: passthrough(tOurs.dir) });
+      let cd: Client | undefined;
+      let co: Client | undefined;
+      try {
+        const a = await server.listen("tcp!127.0.0.1!0");
+        if (a.network !== "tcp") throw new Error("tcp");
+        cd = await Client.connect(diod.address, { version: "9P2000.L" });
+        co = await Client.connect(`tcp!127.0.0.1!${a.port}`, { version: "9P2000.L" });
+        const theirs: [string, string][] = [];
+        const ours: [string, string][] = [];
+        let base = 300;
+        for (const [uname, uid, gid] of [
+          ["nobody", 65534, 65534],
+          ["daemon", 1, 1],
+          ["bin", 2, 2],
+        ] as const) {
+          theirs.push(...(await permProbes(cd, tDiod.dir, uname, uid, gid, base)));
+          ours.push(...(await permProbes(co, tOurs.dir, uname, uid, gid, base)));
+          base += 10;
+        }
+        // Asked for a group the user is not in, diod refuses the creation (EPERM); ours gives the
+        // file the user's primary group, as when no group is asked for (a client whose group
+        // database differs from the server's can still create files).
+        const expectedDiff: Record<string, [string, string]> = {};
+        for (const u of ["nobody", "daemon", "bin"])
+          expectedDiff[`${u}: lcreate asking a group the user is not in`] = [
+            "Rlerror:1",
+            "Rlcreate qt=0 iounit=max",
+          ];
+        const diff: string[] = [];
+        for (let i = 0; i < theirs.length; i++) {
+          const [label, t] = theirs[i]!;
+          const o = ours[i]![1];
+          const exp = expectedDiff[label];
+          if (exp ? t !== exp[0] || o !== exp[1] : t !== o) diff.push(`${label}: diod ${t} | ours ${o}`);
+        }
+        if (process.env.PROBE_DUMP) for (const [l, t] of theirs) console.log(`${l} => ${t}`);
+        expect(diff).toEqual([]);
+      } finally {
+        await cd?.close().catch(() => {});
+        await co?.close().catch(() => {});
+        await server.close();
+        await diod.stop();
+        tDiod.cleanup();
+        tOurs.cleanup();
+      }
+    });
+  },
+);
