@@ -1054,6 +1054,7 @@ function seedPerms(dir: string): void {
   fs.chownSync(p("sticky", "s-daemon"), 1, 1);
   fs.chmodSync(p("sticky", "s-daemon"), 0o666);
   dir_("sg", 0, 1, 0o2777);
+  dir_("d744", 0, 0, 0o744);
 }
 
 /**
@@ -1088,7 +1089,7 @@ async function permProbes(c: Client, aname: string, uname: string, uid: number, 
       await c.rpc(clunk(f));
     }
   }
-  for (const d of ["d700", "d711", "d755", "g1", "sticky", "sg"]) {
+  for (const d of ["d700", "d711", "d755", "d744", "g1", "sticky", "sg"]) {
     await step(`walk ${d}/inner`, walk(root, f, "perm", d, "inner"));
     await c.rpc(clunk(f)).catch(() => {});
     await c.rpc(walk(root, f, "perm", d));
@@ -1137,6 +1138,28 @@ async function permProbes(c: Client, aname: string, uname: string, uid: number, 
         name: `${victim}-moved`,
       });
       await step(`remove ${victim} in sticky`, { type: MsgType.Tremove, fid: f + 1 });
+    }
+    await c.rpc(clunk(f));
+  }
+  for (const d of ["d755", "d711", "g1", "d744"]) {
+    await c.rpc(walk(root, f, "perm", d));
+    await step(`symlink in ${d}`, { type: MsgType.Tsymlink, fid: f, name: `sl-${uname}`, symtgt: "x", gid });
+    await step(`mknod fifo in ${d}`, {
+      type: MsgType.Tmknod,
+      dfid: f,
+      name: `ff-${uname}`,
+      mode: 0o10644,
+      major: 0,
+      minor: 0,
+      gid,
+    });
+    await c.rpc(walk(root, f + 1, "perm", "o646"));
+    await step(`link into ${d}`, { type: MsgType.Tlink, dfid: f, fid: f + 1, name: `ln-${uname}` });
+    await c.rpc(clunk(f + 1));
+    const inner = await step(`walk ${d}/inner again`, walk(root, f + 1, "perm", d, "inner"));
+    if (inner?.type === MsgType.Rwalk && inner.wqid.length === 3) {
+      await step(`rename ${d}/inner to perm`, { type: MsgType.Trename, fid: f + 1, dfid: root, name: "x" });
+      await c.rpc(clunk(f + 1));
     }
     await c.rpc(clunk(f));
   }
