@@ -196,13 +196,29 @@ export class FrameTransport {
 
   #onEnd = (): void => {
     if (this.#ending) this.#finish(undefined);
-    else this.#finish(new ConnectionError(`connection closed by ${this.label}`));
+    else if (!this.#closed)
+      this.#finish(withoutStack(() => new ConnectionError(`connection closed by ${this.label}`)));
     // Make sure our side goes away too.
     if (!this.stream.writableEnded) this.stream.end();
   };
 
   #onStreamClose = (): void => {
+    if (this.#closed) return;
     if (this.#ending) this.#finish(undefined);
-    else this.#finish(new ConnectionError(`connection to ${this.label} closed`));
+    else this.#finish(withoutStack(() => new ConnectionError(`connection to ${this.label} closed`)));
   };
+}
+
+/**
+ * An error made in a socket event has no caller worth a stack trace (only Node's event plumbing),
+ * and every disconnect makes one: capturing the trace was most of what a disconnect cost.
+ */
+function withoutStack<E extends Error>(make: () => E): E {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return make();
+  } finally {
+    Error.stackTraceLimit = limit;
+  }
 }
