@@ -3,12 +3,13 @@
 
 import { execFile } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { passthrough } from "../../src/server/passthrough.js";
 import { Server } from "../../src/server/server.js";
+import { startDiod } from "../helpers/diod.js";
 import { tempDir } from "../passthrough/helpers.js";
 
 const run = promisify(execFile);
@@ -122,3 +123,52 @@ describe.skipIf(missing !== undefined)("diod's client tools against the passthro
     expect(byName.get("sub")?.mode.startsWith("d")).toBe(true);
   });
 });
+
+describe.skipIf(missing !== undefined || !existsSync("/usr/sbin/diod"))(
+  "diodls -l against diod and against the passthrough",
+  () => {
+    it("lists the same entries with the same modes, link counts, owners and sizes", async () => {
+      const tDiod = tempDir("diodls-diod-");
+      const tOurs = tempDir("diodls-ours-");
+      for (const d of [tDiod.dir, tOurs.dir]) {
+        chmodSync(d, 0o755);
+        writeFileSync(join(d, "plain"), "12345");
+        chmodSync(join(d, "plain"), 0o640);
+        writeFileSync(join(d, "setuid"), "");
+        chmodSync(join(d, "setuid"), 0o4755);
+        mkdirSync(join(d, "sticky"));
+        chmodSync(join(d, "sticky"), 0o1777);
+        symlinkSync("plain", join(d, "link"));
+        await run("mkfifo", ["-m", "600", join(d, "fifo")]);
+      }
+      const diod = await startDiod(tDiod.dir);
+      const server = new Server({ backend: passthrough(tOurs.dir) });
+      try {
+        const a = await server.listen("tcp!127.0.0.1!0");
+        if (a.network !== "tcp") throw new Error("tcp");
+        // mode, links, owner, group, size and name: not the times
+        const list = async (addr: string, dir: string) => {
+          const { stdout, stderr } = await run(DIODLS, ["-s", addr, "-a", dir, "-t", "20", "-l"]);
+          expect(stderr).toBe("");
+          return stdout
+            .split("\n")
+            .filter(Boolean)
+            .map((line) => {
+              const f = line.trim().split(/\s+/);
+              return [...f.slice(0, 5), f[f.length - 1]].join(" ");
+            })
+            .sort();
+        };
+        const theirs = await list(`127.0.0.1:${diod.port}`, tDiod.dir);
+        const ours = await list(`127.0.0.1:${a.port}`, tOurs.dir);
+        expect(theirs.length).toBe(7);
+        expect(ours).toEqual(theirs);
+      } finally {
+        await server.close();
+        await diod.stop();
+        tDiod.cleanup();
+        tOurs.cleanup();
+      }
+    });
+  },
+);
