@@ -159,9 +159,11 @@ describe.skipIf(missing !== undefined || !existsSync("/usr/sbin/diod"))(
             })
             .sort();
         };
-        const theirs = await list(`127.0.0.1:${diod.port}`, tDiod.dir);
-        const ours = await list(`127.0.0.1:${a.port}`, tOurs.dir);
-        expect(theirs.length).toBe(7);
+        // ".." of the export is the export itself here; diod shows the host directory above it.
+        const notParent = (l: string) => !l.endsWith(" ..");
+        const theirs = (await list(`127.0.0.1:${diod.port}`, tDiod.dir)).filter(notParent);
+        const ours = (await list(`127.0.0.1:${a.port}`, tOurs.dir)).filter(notParent);
+        expect(theirs.length).toBe(6);
         expect(ours).toEqual(theirs);
       } finally {
         await server.close();
