@@ -213,7 +213,6 @@ export class UserDb {
         this.need(a, 2, "Usage: user-del-group uname gname");
         const [u, g] = this.userGroup(a[0] as string, a[1] as string);
         if (!u.groups.has(g.name)) throw new XcpuError(`user ${u.name} not a member of group ${g.name}`);
-        if (g.gid === u.gid) throw new XcpuError(`${g.name}: default group of user ${u.name}`);
         u.groups.delete(g.name);
         g.members.delete(u.name);
         break;
