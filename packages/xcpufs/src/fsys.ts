@@ -157,12 +157,16 @@ abstract class Synth implements Node {
     if (user.name === o.uname && user.uid === o.uid) bits = (this.perm >> 6) & 7;
     else if (this.fs.users.inGroup(user, o.gid)) bits = (this.perm >> 3) & 7;
     else bits = this.perm & 7;
-    if ((bits & want) !== want) throw new FsError(Ename.Perm, Errno.EACCES);
+    if ((bits & want) !== want) throw new FsError(Ename.Perm, Errno.EPERM);
   }
 
   protected checkOpen(mode: number, ctx: RequestContext): User {
     const user = this.user(ctx);
-    if (mode & ORCLOSE) throw new FsError(Ename.Perm, Errno.EACCES);
+    if (mode & ORCLOSE) {
+      // The staged `exec` file is a real file: the original refused its removal with the OS text.
+      if (this.name === "exec") throw new FsError("Operation not permitted", Errno.EPERM);
+      throw new FsError(Ename.Perm, Errno.EPERM);
+    }
     this.check(user, wanted(mode));
     return user;
   }
@@ -204,7 +208,7 @@ class RootFile extends Synth {
   }
   async wstat(changes: StatChanges, ctx: RequestContext): Promise<void> {
     const user = this.user(ctx);
-    if (!this.impl.wstat) throw new FsError(Ename.Perm, Errno.EACCES);
+    if (!this.impl.wstat) throw new FsError(Ename.Perm, Errno.EPERM);
     this.impl.wstat(changes, user);
   }
 }
@@ -306,10 +310,10 @@ function makeRootFiles(fs: Xcpufs): RootFile[] {
     },
     wstat: (changes: StatChanges, user: User) => {
       if (!onlyLengthAndTimes(changes) || changes.length === undefined) {
-        throw new FsError(Ename.Perm, Errno.EACCES);
+        throw new FsError(Ename.Perm, Errno.EPERM);
       }
       if (!fs.users.isAdmin(user) && !fs.users.inGroup(user, fs.users.admin.gid)) {
-        throw new FsError(Ename.Perm, Errno.EACCES);
+        throw new FsError(Ename.Perm, Errno.EPERM);
       }
       const n = Number(changes.length);
       const b = get();
@@ -339,7 +343,7 @@ function makeRootFiles(fs: Xcpufs): RootFile[] {
         const lines = new LineBuffer();
         return {
           read: async () => {
-            throw new FsError(Ename.Perm, Errno.EACCES);
+            throw new FsError(Ename.Perm, Errno.EPERM);
           },
           write: async (_offset, data) =>
             wire(async () => {
@@ -356,7 +360,7 @@ function makeRootFiles(fs: Xcpufs): RootFile[] {
       },
       wstat: (changes) => {
         // A truncating open through a shell redirection: nothing to discard server-wide.
-        if (!onlyLengthAndTimes(changes)) throw new FsError(Ename.Perm, Errno.EACCES);
+        if (!onlyLengthAndTimes(changes)) throw new FsError(Ename.Perm, Errno.EPERM);
       },
     }),
     new RootFile(fs, "arch", 4, 0o444, { open: textFile(() => fs.arch), length: () => fs.arch.length }),
@@ -481,7 +485,7 @@ export class SessionDir extends Synth {
   /** Only the owner may go further than the directory itself. */
   ownerOnly(ctx: RequestContext): User {
     const user = this.user(ctx);
-    if (!sameUser(user, this.session.owner)) throw new FsError(Ename.Perm, Errno.EACCES);
+    if (!sameUser(user, this.session.owner)) throw new FsError(Ename.Perm, Errno.EPERM);
     return user;
   }
   alive(): void {
@@ -517,7 +521,7 @@ export class SessionDir extends Synth {
       );
       if (keys.length > 0) throw new FsError("unsupported operation", Errno.EPERM);
       if (!sameUser(user, this.session.owner) && !this.fs.users.isAdmin(user)) {
-        throw new FsError(Ename.Perm, Errno.EACCES);
+        throw new FsError(Ename.Perm, Errno.EPERM);
       }
       let target: User | undefined;
       if (changes.uid !== undefined && changes.uid !== "") target = this.fs.users.byName(changes.uid);
@@ -588,7 +592,7 @@ class SessionFile extends Synth {
       case "stderr":
         return;
       default:
-        throw new FsError(Ename.Perm, Errno.EACCES);
+        throw new FsError(Ename.Perm, Errno.EPERM);
     }
   }
 
@@ -602,7 +606,7 @@ class SessionFile extends Synth {
         if (this.name === "argv") s.argv = Buffer.alloc(0);
         else if (this.name === "env") s.env = Buffer.alloc(0);
         else if (this.name === "stdio" || this.name === "wait" || this.name === "id") {
-          throw new FsError(Ename.Perm, Errno.EACCES);
+          throw new FsError(Ename.Perm, Errno.EPERM);
         }
       }
       if (

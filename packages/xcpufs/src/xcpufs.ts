@@ -165,7 +165,7 @@ export class Xcpufs {
 
   /** Who may change `clone`: the admin only; chmod keeps the permission bits, chown needs a pool user. */
   wstatClone(changes: StatChanges, user: User): void {
-    if (!this.users.isAdmin(user)) throw new FsError(Ename.Perm, Errno.EACCES);
+    if (!this.users.isAdmin(user)) throw new FsError(Ename.Perm, Errno.EPERM);
     const clone = this.root.files[0];
     if (!clone) return;
     const other = Object.keys(changes).filter(
