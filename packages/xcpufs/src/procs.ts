@@ -8,6 +8,8 @@ export const PROCS_HEADER =
 
 const CLK_TCK = 100;
 const PAGE = 4096;
+/** Bytes of /proc/<pid>/cmdline shown, as the original. */
+const CMDLINE_MAX = 8190;
 
 /** Session and job ids of a session's main process. */
 export interface ProcTag {
@@ -63,9 +65,13 @@ async function readProc(pid: number, uptimeMs: number): Promise<Raw | undefined>
     .split(" ");
   const f = (n: number) => s[n - 3] ?? "";
   const num = (n: number) => Number(f(n));
-  const args = (cmdline ?? "").split("\0");
+  // The original read at most 8190 bytes of a command line, and its clients depend on that: xps
+  // parses `procs` line by line in a 16 KiB buffer and silently stops at a longer line. A line
+  // break inside an argument would split the record (xps then rejects the whole node's list), so
+  // line breaks show as `?`, as ps(1) shows them.
+  const args = (cmdline ?? "").slice(0, CMDLINE_MAX).split("\0");
   if (args.length > 0 && args[args.length - 1] === "") args.pop();
-  const cmd = args.length > 0 ? args.map(quote).join(" ") : quote(comm);
+  const cmd = (args.length > 0 ? args.map(quote).join(" ") : quote(comm)).replace(/[\n\r]/g, "?");
   const idLine = (name: string) => {
     const m = new RegExp(`^${name}:\\s+(\\d+)\\s+(\\d+)\\s+(\\d+)\\s+(\\d+)`, "m").exec(status ?? "");
     return m ? [m[2] as string, m[3] as string, m[4] as string] : ["''", "''", "''"];
@@ -130,7 +136,7 @@ export async function procsText(tags: ReadonlyMap<number, ProcTag>): Promise<str
   for (const r of raws) {
     const t = tagOf(r.pid);
     const sid = t ? String(t.sid) : "''";
-    const jid = t ? quote(t.jid) : "''";
+    const jid = t ? quote(t.jid).replace(/[\n\r]/g, "?") : "''";
     out += `(${r.fields.join(" ")} ${sid} ${jid} ) \n`;
   }
   return out;

@@ -10,7 +10,7 @@ import { Client, type Fsys } from "@clustermatic/ninep/client";
 import { DMDIR, ORCLOSE, ORDWR, OREAD, OTRUNC, OWRITE, QTDIR, QTFILE } from "@clustermatic/ninep/codec";
 import { RemoteError } from "@clustermatic/ninep/errors";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { PROCS_HEADER, startXcpufs, type XcpufsHandle } from "../src/index.js";
+import { PROCS_HEADER, startXcpufs, tokenize, type XcpufsHandle } from "../src/index.js";
 import { cmd, decryptPasskey, login, openJob, readAll, rsaKey, run, until, write } from "./helpers.js";
 
 const EPERM = 1;
@@ -738,6 +738,44 @@ describe("8 formats", () => {
     expect(rec).toMatch(/^\(\d+ \(sleep 30\) [A-Z] /);
     const pids = lines.slice(1).map((l) => Number(/^\((\d+)/.exec(l)?.[1]));
     expect([...pids].sort((a, b) => a - b)).toEqual(pids);
+    await job.ctl.write(0, "signal 9\n");
+    await readAll(job.wait);
+    await job.close();
+  });
+  it("11.2 xps: every procs record parses the way the original xps parses it (16 KiB line buffer, 25 fields after the command line), even with line breaks and 40 KB of arguments", async () => {
+    const job = await openJob(fs);
+    await write(fs, `${job.sid}/argv`, `sh -c 'sleep 30; : "a\nb"' ${"x".repeat(40000)}`);
+    await job.ctl.write(0, "id 'j k/1'\nexec /bin/sh\n");
+    const pid = (await fs.readFile(`${job.sid}/ctl`)).toString();
+    // xps reads from increasing offsets until a read returns nothing
+    const procs = await fs.open("procs", OREAD);
+    const text = (await readAll(procs, 16384)).toString("latin1");
+    await procs.clunk();
+    const lines = text.split("\n");
+    expect(lines.pop()).toBe("");
+    expect(lines.shift()).toBe(PROCS_HEADER.slice(0, -1));
+    let found = false;
+    for (const line of lines) {
+      expect(line.length + 1).toBeLessThan(16384);
+      const p = line.replace(/[ \t]+$/, "");
+      expect(p.startsWith("(") && p.endsWith(")"), p).toBe(true);
+      const m = /^\((\d+) \(/.exec(p);
+      expect(m, p).not.toBeNull();
+      const body = p.slice(0, -1);
+      const close = body.lastIndexOf(")");
+      const toks = tokenize(body.slice(close + 1));
+      expect(toks.length, p).toBe(25);
+      for (const i of [1, 2, 3, 5, 6, 7, 8, 9, 10, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22]) {
+        expect(toks[i], `${p} field ${i}`).toMatch(/^-?\d*$/);
+      }
+      if (m?.[1] === pid) {
+        found = true;
+        expect(toks[23]).toBe(job.sid);
+        expect(toks[24]).toBe("j k/1");
+        expect(body.slice(body.indexOf("(", 1) + 1, close)).toMatch(/^sh -c 'sleep 30; : "a\?b"' x+$/);
+      }
+    }
+    expect(found).toBe(true);
     await job.ctl.write(0, "signal 9\n");
     await readAll(job.wait);
     await job.close();
