@@ -115,6 +115,40 @@ describe("2 transport and dialect", () => {
     expect(await rerror(fs.open("procs", OWRITE))).toEqual({ ename: "permission denied", errno: EPERM });
     expect(await rerror(fs.walk("nosuchfile"))).toEqual({ ename: "file not found", errno: ENOENT });
   });
+  it("9: libxcpu's staging modes: ctl and argv opened OWRITE|OTRUNC, env OWRITE|0x80, and a file under fs/ whose name contains 'env' created with OWRITE|0x80", async () => {
+    const job = await openJob(fs);
+    const argv = await fs.open(`${job.sid}/argv`, OWRITE | OTRUNC);
+    await argv.write(0, "sh libenv.sh");
+    await argv.clunk();
+    const env = await fs.open(`${job.sid}/env`, OWRITE | 0x80);
+    await env.write(0, "'E=1'\n");
+    await env.clunk();
+    const f = await fs.create(`${job.sid}/fs/libenv.sh`, 0o755, OWRITE | 0x80);
+    await f.write(0, 'echo "$E"\n');
+    await f.write(10, "exit 2\n");
+    await f.clunk();
+    const ctl = await fs.open(`${job.sid}/ctl`, OWRITE | OTRUNC);
+    expect(await ctl.write(0, "id /1\nexec /bin/sh\n")).toBe(19);
+    await ctl.clunk();
+    expect((await readAll(job.stdout)).toString()).toBe("1\n");
+    expect((await readAll(job.wait)).toString()).toBe("512");
+    await job.close();
+  });
+  it("2: Tflush of a parked read (wait, stdout) is answered; the session goes on", async () => {
+    const job = await openJob(fs);
+    const ac = new AbortController();
+    const w = job.wait.read(0, 64, { signal: ac.signal });
+    const o = job.stdout.read(0, 64, { signal: ac.signal });
+    await new Promise((r) => setTimeout(r, 50));
+    ac.abort(new Error("flushed"));
+    await expect(w).rejects.toThrow("flushed");
+    await expect(o).rejects.toThrow("flushed");
+    await write(fs, `${job.sid}/argv`, "echo after");
+    await job.ctl.write(0, "exec /bin/echo\n");
+    expect((await readAll(job.stdout)).toString()).toBe("after\n");
+    expect((await readAll(job.wait)).toString()).toBe("0");
+    await job.close();
+  });
   it("2: the permission check needs every requested bit (deliberate: the original granted read-write on a read-only file)", async () => {
     expect((await rerror(fs.open("arch", ORDWR))).ename).toBe("permission denied");
   });
@@ -149,6 +183,32 @@ describe("3 users and authentication", () => {
     await expect(
       login(h.address, { ...aliceLogin, key: undefined, raw: Buffer.alloc(256, 1) }),
     ).rejects.toThrow("authentication failed");
+  });
+  it("3.3: a response over 4096 bytes is 'invalid size'", async () => {
+    const c = await Client.connect(h.address, { msize: 32792 });
+    try {
+      const afid = await c.auth("alice", "", { n_uname: 5001 });
+      if (!afid) throw new Error("no auth fid");
+      expect((await afid.read(64)).length).toBe(16);
+      expect((await rerror(afid.write(Buffer.alloc(4097)))).ename).toBe("invalid size");
+    } finally {
+      await c.close();
+    }
+  });
+  it("3.3: the attach must name the user of the Tauth", async () => {
+    const c = await Client.connect(h.address, { msize: 32792 });
+    try {
+      const afid = await c.auth("xcpu-admin", "", { n_uname: 65530 });
+      if (!afid) throw new Error("no auth fid");
+      const ch = await afid.read(64);
+      const { sign } = await import("node:crypto");
+      await afid.write(sign("sha1", ch, admin.privateKey));
+      expect((await rerror(c.attach("alice", "", { afid, n_uname: 5001 }))).ename).toBe(
+        "authentication failed",
+      );
+    } finally {
+      await c.close();
+    }
   });
   it("3.3: the admin key authenticates as any user", async () => {
     const f = await login(h.address, { ...aliceLogin, key: admin.privateKey });
@@ -397,6 +457,35 @@ describe("4.3 session directory", () => {
     await second.clunk();
     await job.close();
   });
+  it("4.3 stdin: data written before exec waits for the program; a stream file reopened later still feeds the same pipe", async () => {
+    const job = await openJob(fs);
+    await job.stdin.write(0, "early\n");
+    await job.stdin.clunk();
+    const again = await fs.open(`${job.sid}/stdin`, OWRITE | OTRUNC);
+    await again.write(0, "late\n");
+    await again.clunk();
+    await write(fs, `${job.sid}/argv`, "cat");
+    await job.ctl.write(0, "exec /bin/cat\nclose stdin\n");
+    expect((await readAll(job.stdout)).toString()).toBe("early\nlate\n");
+    await job.ctl.clunk();
+    await job.close();
+  });
+  it("4.3 stdin: writes after the program exited are accepted and dropped (deliberate: the original failed them)", async () => {
+    const job = await openJob(fs);
+    await write(fs, `${job.sid}/argv`, "true");
+    await job.ctl.write(0, "exec /bin/true\n");
+    await readAll(job.wait);
+    expect(await job.stdin.write(0, "ignored\n")).toBe(8);
+    await job.close();
+  });
+  it("4.3 ctl: a wstat other than a truncation is 'unsupported operation'", async () => {
+    const job = await openJob(fs);
+    const c = await fs.walk(`${job.sid}/ctl`);
+    expect((await rerror(c.wstat({ mode: 0o600 }))).ename).toBe("unsupported operation");
+    await c.wstat({ length: 0n });
+    await c.clunk();
+    await job.close();
+  });
   it("4.3 wait: parked until the program ends; the status is offset-sliced", async () => {
     const job = await openJob(fs);
     await write(fs, `${job.sid}/argv`, "sh -c 'exit 3'");
@@ -441,6 +530,25 @@ describe("4.4 clone and 4.5 owner", () => {
     // nothing else referenced them: both are gone
     await until(async () => !(await fs.readdir("")).some((s) => s.name === ida || s.name === idb));
   });
+  it("4.4 clone: ids start at 0 on a fresh node", async () => {
+    const h2 = await startXcpufs({
+      port: 0,
+      listen: "127.0.0.1",
+      adminKey: admin.line,
+      sameUser: true,
+      tmpdir: tmp,
+      stateDir: join(tmp, "ids"),
+    });
+    const a2 = await login(h2.address, adminLogin);
+    const c0 = await a2.open("clone", OREAD);
+    const c1 = await a2.open("clone", OREAD);
+    expect((await c0.read(0, 64)).toString()).toBe("0");
+    expect((await c1.read(0, 64)).toString()).toBe("1");
+    await c0.clunk();
+    await c1.clunk();
+    await a2.close();
+    await h2.close();
+  });
   it("4.4 clone: a new session has argv empty, id /0, and is Initializing (ctl reads -1)", async () => {
     const job = await openJob(fs);
     expect((await fs.readFile(`${job.sid}/argv`)).length).toBe(0);
@@ -456,6 +564,14 @@ describe("4.4 clone and 4.5 owner", () => {
     const st = await adm.stat(job.sid);
     expect([st.uid, st.gid, st.n_uid]).toEqual(["alice", "users", 5001]);
     expect((await fs.stat(`${job.sid}/ctl`)).uid).toBe("alice");
+    await d.clunk();
+    await job.close();
+  });
+  it("4.5 owner: a wstat by name works too (deliberate: the original's name lookup never matched)", async () => {
+    const job = await openJob(adm);
+    const d = await adm.walk(job.sid);
+    await d.wstat({ uid: "alice" });
+    expect((await adm.stat(job.sid)).uid).toBe("alice");
     await d.clunk();
     await job.close();
   });
@@ -707,6 +823,34 @@ describe("7 session ctl", () => {
     await src.close();
     await dst.close();
   });
+  it("7.1/7.2: the clone write is withheld until the children are done; meanwhile other ctl writes get 'cannot write while the session is cloning'", async () => {
+    const { createServer } = await import("node:net");
+    const held: import("node:net").Socket[] = [];
+    const silent = createServer((sock) => held.push(sock));
+    await new Promise<void>((r) => silent.listen(0, "127.0.0.1", r));
+    const port = (silent.address() as import("node:net").AddressInfo).port;
+    try {
+      const src = await openJob(fs);
+      const other = await fs.open(`${src.sid}/ctl`, OWRITE);
+      let settled = false;
+      const p = rerror(src.ctl.write(0, `clone 1 127.0.0.1!${port}/0,\n`)).finally(() => {
+        settled = true;
+      });
+      await until(() => held.length > 0);
+      expect(settled).toBe(false);
+      expect((await rerror(other.write(0, "id a/1\n"))).ename).toBe(
+        "cannot write while the session is cloning",
+      );
+      for (const sock of held) sock.destroy();
+      expect((await p).ename).toMatch(new RegExp(`^127\\.0\\.0\\.1!${port}: .+,$`));
+      await other.write(0, "id a/1\n");
+      await other.clunk();
+      await src.close();
+    } finally {
+      for (const sock of held) sock.destroy();
+      silent.close();
+    }
+  });
   it("7.2: a failing child is reported in the clone write (deliberate: the original dropped child errors)", async () => {
     const src = await openJob(fs);
     const e = await rerror(src.ctl.write(0, `clone 0 127.0.0.1!${h.port}/999999/${"0".repeat(32)},\n`));
@@ -801,6 +945,15 @@ describe("8 formats", () => {
 });
 
 describe("12 statfs's view of a node", () => {
+  it("12.2: statfs keeps state open and rereads it from offset 0: each read shows the current text", async () => {
+    const st = await adm.open("state", OREAD);
+    expect((await st.read(0, 128)).toString()).toBe("");
+    await write(adm, "state", "down");
+    expect((await st.read(0, 128)).toString()).toBe("down");
+    await (await adm.open("state", OWRITE | OTRUNC)).clunk();
+    expect((await st.read(0, 128)).toString()).toBe("");
+    await st.clunk();
+  });
   it("12.2: statfs reads arch, state (empty = up) at offset 0, and counts numeric root entries", async () => {
     const job = await openJob(adm);
     const st = await adm.open("state", OREAD);
