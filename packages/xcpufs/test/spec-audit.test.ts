@@ -802,6 +802,31 @@ describe("7 session ctl", () => {
     const r = await run(fs, "/bin/cat", "cat", { stdin: "" });
     expect(r).toMatchObject({ out: "", status: "0" });
   });
+  it("7.1: close stdout: the program's writes to it fail with SIGPIPE", async () => {
+    const job = await openJob(fs);
+    await write(fs, `${job.sid}/argv`, "sh -c 'sleep 0.3; echo x; echo survived >&2'");
+    await job.ctl.write(0, "exec /bin/sh\nclose stdout\n");
+    expect((await readAll(job.stdout)).length).toBe(0);
+    expect((await readAll(job.wait)).toString()).toBe("13");
+    expect((await readAll(job.stderr)).toString()).toBe("");
+    await job.close();
+  });
+  it("5.3: exec's cwd argument; a directory that does not exist is ignored (the session directory is used)", async () => {
+    const a = await run(fs, "/bin/pwd", "pwd", { keep: true });
+    const dir = a.out.trim();
+    expect(dir.startsWith(tmp)).toBe(true);
+    await a.job.close();
+    const job = await openJob(fs);
+    await write(fs, `${job.sid}/argv`, "pwd");
+    await job.ctl.write(0, "exec /bin/pwd /nonexistent/dir\n");
+    expect((await readAll(job.stdout)).toString()).toMatch(new RegExp(`^${tmp}/xcpu-\\w+\\n$`));
+    await job.close();
+    const job2 = await openJob(fs);
+    await write(fs, `${job2.sid}/argv`, "pwd");
+    await job2.ctl.write(0, "exec /bin/pwd /\n");
+    expect((await readAll(job2.stdout)).toString()).toBe("/\n");
+    await job2.close();
+  });
   it("7.2: clone copies env, argv and fs/ to another session through a passkey (addr!port/sid/passkey, trailing comma)", async () => {
     const src = await openJob(fs);
     const dst = await openJob(fs);
