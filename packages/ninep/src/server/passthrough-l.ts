@@ -3,7 +3,7 @@
 // the Node error codes (errors.ts toFsError) or raised here with the errno Linux itself would give.
 
 import { randomBytes } from "node:crypto";
-import { constants } from "node:fs";
+import { constants, openSync } from "node:fs";
 import * as fsp from "node:fs/promises";
 import { createServer } from "node:net";
 import * as path from "node:path";
@@ -11,7 +11,7 @@ import { AT_REMOVEDIR, L_O, NONUNAME, SETATTR } from "../codec/constants.js";
 import { Ename, Errno, FsError } from "../errors.js";
 import type { Attr, Created, Node, OpenFile, RequestContext, SetAttr, StatFs } from "./backend.js";
 import { R_OK, W_OK, X_OK } from "./passthrough-access.js";
-import { chownNew, newDirMode, PtFile, runTool } from "./passthrough-node.js";
+import { chownNew, discardNew, newDirMode, openFd, PtFile, runTool, setUpNew } from "./passthrough-node.js";
 import { FileIo } from "./passthrough-open.js";
 import { checkName } from "./passthrough-path.js";
 import {
@@ -226,9 +226,10 @@ export async function lcreate(
   const rel = [...dir.node.rel, name];
   let os = acc | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
   if (flags & L_O.APPEND) os |= constants.O_APPEND;
-  let fh: fsp.FileHandle;
+  const sync = dir.sh.syncIo;
+  let fd: number;
   try {
-    fh = await fsp.open(p, os, 0o600);
+    fd = sync ? openSync(p, os, 0o600) : await openFd(p, os, 0o600);
   } catch (err) {
     if ((err as { code?: string }).code !== "EEXIST" || flags & L_O.EXCL) throw err;
     // open(2) with O_CREAT and no O_EXCL opens an existing file.
@@ -239,15 +240,14 @@ export async function lcreate(
     return { node: existing, file };
   }
   try {
-    await dir.sh.root.verifyFd(fh.fd, p);
-    // Owner first: chown clears the set-user/group-ID bits of a file, even for root.
     const owner = dir.sh.access.ownerForNew(ctx.user);
     const group = groupFor(dir, gid, ctx);
-    if (process.getuid?.() === 0) await fh.chown(owner ?? -1, group);
-    await fh.chmod(dir.sh.access.allowedMode(mode & 0o7777, group, ctx.user, false));
-    const created = new PtFile(dir.sh, { rel, name }, await fh.stat({ bigint: true }), true);
+    const perm = dir.sh.access.allowedMode(mode & 0o7777, group, ctx.user, false);
+    const st = await setUpNew(dir.sh, fd, p, owner, group, perm);
+    const created = new PtFile(dir.sh, { rel, name }, st, true);
     const file = new FileIo({
-      fh,
+      fd,
+      syncMeta: sync,
       qid: created.qid,
       stream: false,
       canRead: acc === L_O.RDONLY || acc === L_O.RDWR,
@@ -262,8 +262,7 @@ export async function lcreate(
     });
     return { node: created, file };
   } catch (err) {
-    await fh.close().catch(() => {});
-    await fsp.unlink(p).catch(() => {});
+    await discardNew(fd, p, sync);
     throw err;
   }
 }

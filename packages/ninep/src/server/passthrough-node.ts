@@ -4,7 +4,19 @@
 
 import { execFile } from "node:child_process";
 import type { BigIntStats } from "node:fs";
-import { constants, lstatSync } from "node:fs";
+import {
+  closeSync,
+  constants,
+  fchmod as fchmodCb,
+  fchmodSync,
+  fchown as fchownCb,
+  fchownSync,
+  open as fsOpenCb,
+  fstatSync,
+  lstatSync,
+  openSync,
+  unlinkSync,
+} from "node:fs";
 import * as fsp from "node:fs/promises";
 import * as path from "node:path";
 import {
@@ -40,7 +52,7 @@ import type {
 import type { Access } from "./passthrough-access.js";
 import { R_OK, setIdBits, W_OK, X_OK } from "./passthrough-access.js";
 import * as L from "./passthrough-l.js";
-import { DirIo, type DirSource, FileIo, type LockTable, NoIo } from "./passthrough-open.js";
+import { closeFd, DirIo, type DirSource, FileIo, fstatFd, type LockTable, NoIo } from "./passthrough-open.js";
 import { checkName, type ExportRoot, type PtNode, walkOne } from "./passthrough-path.js";
 import {
   dmToUnixPerm,
@@ -70,6 +82,8 @@ export interface PtShared {
   readonly followLinks9P: boolean;
   /** Synchronous regular-file reads and metadata lookups (PassthroughOptions.syncIo). */
   readonly syncIo: boolean;
+  /** Tcreate keeps the requested permission bits (PassthroughOptions.exactMode). */
+  readonly exactMode: boolean;
 }
 
 /** Linux/Plan 9 "append" bit some 9P2000.u clients put in Topen modes (P9_OAPPEND). */
@@ -114,6 +128,72 @@ export async function chownNew(p: string, uid: number | undefined, gid: number |
   await fsp.lchown(p, uid ?? -1, gid ?? -1);
 }
 
+/** open(2) through the thread pool, giving the raw descriptor. */
+export function openFd(p: string, flags: number, mode: number): Promise<number> {
+  return new Promise((resolve, reject) =>
+    fsOpenCb(p, flags, mode, (err, fd) => (err ? reject(err) : resolve(fd))),
+  );
+}
+
+/**
+ * Sets up a file just created (O_EXCL) on descriptor `fd` at host path `p`: checks the descriptor
+ * names `p`, gives it `owner`/`group` (when the server may give files away), then exactly `mode`;
+ * returns its stat. With syncIo every call is synchronous, and an ownership or mode the file
+ * already has is not set again.
+ */
+export async function setUpNew(
+  sh: PtShared,
+  fd: number,
+  p: string,
+  owner: number | undefined,
+  group: number | undefined,
+  mode: number,
+): Promise<BigIntStats> {
+  const chown = process.getuid?.() === 0 && (owner !== undefined || group !== undefined);
+  if (sh.syncIo) {
+    sh.root.verifyFdSync(fd, p);
+    let st = fstatSync(fd, { bigint: true });
+    let changed = false;
+    // Owner first: chown clears the set-user/group-ID bits of a file, even for root.
+    if (
+      chown &&
+      ((owner !== undefined && owner !== Number(st.uid)) || (group !== undefined && group !== Number(st.gid)))
+    ) {
+      fchownSync(fd, owner ?? -1, group ?? -1);
+      changed = true;
+    }
+    if (changed || (Number(st.mode) & 0o7777) !== mode) {
+      fchmodSync(fd, mode);
+      changed = true;
+    }
+    if (changed) st = fstatSync(fd, { bigint: true });
+    return st;
+  }
+  await sh.root.verifyFd(fd, p);
+  if (chown) {
+    await new Promise<void>((res, rej) =>
+      fchownCb(fd, owner ?? -1, group ?? -1, (e) => (e ? rej(e) : res())),
+    );
+  }
+  await new Promise<void>((res, rej) => fchmodCb(fd, mode, (e) => (e ? rej(e) : res())));
+  return fstatFd(fd, false);
+}
+
+/** Undoes a creation that failed half-way: closes `fd` and removes `p`. */
+export async function discardNew(fd: number, p: string, sync: boolean): Promise<void> {
+  if (sync) {
+    try {
+      closeSync(fd);
+    } catch {}
+    try {
+      unlinkSync(p);
+    } catch {}
+    return;
+  }
+  await Promise.resolve(closeFd(fd, false)).catch(() => {});
+  await fsp.unlink(p).catch(() => {});
+}
+
 export class PtFile implements Node, DirSource {
   constructor(
     readonly sh: PtShared,
@@ -152,6 +232,10 @@ export class PtFile implements Node, DirSource {
 
   /** A sibling object for another path of the same tree (lstat'ed). */
   async child(node: PtNode): Promise<PtFile> {
+    if (this.sh.syncIo) {
+      const st = lstatSync(this.sh.root.checkedPathSync(node.rel), { bigint: true });
+      return new PtFile(this.sh, node, st, this.unix);
+    }
     const p = await this.sh.root.checkedPath(node.rel);
     const st = await fsp.lstat(p, { bigint: true });
     return new PtFile(this.sh, node, st, this.unix);
@@ -194,6 +278,7 @@ export class PtFile implements Node, DirSource {
   async requireDir(what: string): Promise<string> {
     const st = await this.refresh();
     if (fmtOf(st) !== S_IFDIR) throw new FsError(what, Errno.ENOTDIR);
+    if (this.sh.syncIo) return this.sh.root.checkedDirSync(this.node.rel);
     return this.sh.root.checkedDir(this.node.rel);
   }
 
@@ -218,8 +303,11 @@ export class PtFile implements Node, DirSource {
   async walk1(name: string, ctx: RequestContext): Promise<Node> {
     // One realpath check of this directory and one lstat per name (walks are the hot path of a
     // kernel mount); `..` and links followed in 9P2000 go through walkOne's rules.
-    const dirPath = await this.sh.root.checkedDir(this.node.rel);
-    const st = await fsp.lstat(dirPath, { bigint: true });
+    const sync = this.sh.syncIo;
+    const dirPath = sync
+      ? this.sh.root.checkedDirSync(this.node.rel)
+      : await this.sh.root.checkedDir(this.node.rel);
+    const st = sync ? lstatSync(dirPath, { bigint: true }) : await fsp.lstat(dirPath, { bigint: true });
     this.st = st;
     if (fmtOf(st) !== S_IFDIR) throw new FsError(Ename.WalkNoDir, Errno.ENOTDIR);
     this.sh.access.check(st, ctx.user, X_OK);
@@ -227,7 +315,8 @@ export class PtFile implements Node, DirSource {
     if (name === "." || name === "..")
       return this.child(await walkOne(this.sh.root, this.node, name, follow));
     checkName(name);
-    const cst = await fsp.lstat(path.join(dirPath, name), { bigint: true });
+    const cp = path.join(dirPath, name);
+    const cst = sync ? lstatSync(cp, { bigint: true }) : await fsp.lstat(cp, { bigint: true });
     if (follow && fmtOf(cst) === S_IFLNK)
       return this.child(await walkOne(this.sh.root, this.node, name, follow));
     return new PtFile(this.sh, { rel: [...this.node.rel, name], name }, cst, this.unix);
@@ -270,16 +359,17 @@ export class PtFile implements Node, DirSource {
     const stream = fmt === S_IFIFO || fmt === S_IFCHR || fmt === S_IFBLK;
     let osFlags = acc | (flags & (constants.O_TRUNC | constants.O_APPEND));
     if (stream) osFlags = (osFlags & ~constants.O_TRUNC) | constants.O_NONBLOCK;
-    const fh = await this.sh.root.openChecked(this.node.rel, osFlags);
+    const sync = this.sh.syncIo;
+    const fd = await this.sh.root.openCheckedFd(this.node.rel, osFlags, sync);
     try {
-      const fst = await fh.stat({ bigint: true });
-      this.st = fst;
+      this.st = await fstatFd(fd, sync);
     } catch (err) {
-      await fh.close().catch(() => {});
+      await Promise.resolve(closeFd(fd, sync)).catch(() => {});
       throw err;
     }
     return new FileIo({
-      fh,
+      fd,
+      syncMeta: sync,
       qid: this.qid,
       stream,
       canRead: acc === constants.O_RDONLY || acc === constants.O_RDWR,
@@ -336,33 +426,34 @@ export class PtFile implements Node, DirSource {
     const group = Number(dst.gid); // O6: the new file's group is the directory's
     const dirPerm = Number(dst.mode) & 0o777;
 
+    const exact = this.sh.exactMode;
     if (req.perm & DMDIR) {
-      const perm = newDirMode(dst.mode, dmToUnixPerm(req.perm & (~0o777 | dirPerm), unix));
+      const perm = newDirMode(dst.mode, dmToUnixPerm(exact ? req.perm : req.perm & (~0o777 | dirPerm), unix));
       await fsp.mkdir(p, 0o700);
       await this.finishNew(p, perm, owner, group);
       const created = await this.child(node);
       return { node: created, file: new DirIo(created, this.sh.locks) };
     }
     if (unix && req.perm & (DMSYMLINK | DMLINK | DMDEVICE | DMNAMEDPIPE | DMSOCKET)) {
-      return this.createSpecial(req, p, node, owner, group, dirPerm, ctx);
+      return this.createSpecial(req, p, node, owner, group, exact ? 0o777 : dirPerm, ctx);
     }
-    const perm = dmToUnixPerm(req.perm & (~0o666 | dirPerm), unix);
+    const perm = dmToUnixPerm(exact ? req.perm : req.perm & (~0o666 | dirPerm), unix);
     const acc = req.mode & 3;
     let flags = (acc === OEXEC ? constants.O_RDONLY : acc) | constants.O_CREAT | constants.O_EXCL;
     if (unix && req.mode & P9_OAPPEND) flags |= constants.O_APPEND;
-    const fh = await fsp.open(p, flags | constants.O_NOFOLLOW, 0o600);
+    const sync = this.sh.syncIo;
+    const fd = sync
+      ? openSync(p, flags | constants.O_NOFOLLOW, 0o600)
+      : await openFd(p, flags | constants.O_NOFOLLOW, 0o600);
     let file: FileIo;
     let created: PtFile;
     try {
-      await this.sh.root.verifyFd(fh.fd, p);
-      // Owner first: chown clears the set-user/group-ID bits of a file, even for root.
-      if (process.getuid?.() === 0 && (owner !== undefined || group !== undefined)) {
-        await fh.chown(owner ?? -1, group);
-      }
-      await fh.chmod(this.sh.access.allowedMode(perm, group, ctx.user, false));
-      created = new PtFile(this.sh, node, await fh.stat({ bigint: true }), this.unix);
+      const mode = this.sh.access.allowedMode(perm, group, ctx.user, false);
+      const st = await setUpNew(this.sh, fd, p, owner, group, mode);
+      created = new PtFile(this.sh, node, st, this.unix);
       file = new FileIo({
-        fh,
+        fd,
+        syncMeta: sync,
         qid: created.qid,
         stream: false,
         canRead: acc === OREAD || acc === ORDWR || acc === OEXEC,
@@ -376,8 +467,7 @@ export class PtFile implements Node, DirSource {
         dropsSetId: (u) => this.sh.access.dropsSetId(u),
       });
     } catch (err) {
-      await fh.close().catch(() => {});
-      await fsp.unlink(p).catch(() => {});
+      await discardNew(fd, p, sync);
       throw err;
     }
     return { node: created, file };

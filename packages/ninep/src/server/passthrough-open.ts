@@ -3,7 +3,18 @@
 // lock table behind Tlock/Tgetlock.
 
 import type { BigIntStats } from "node:fs";
-import { read as fsRead, write as fsWrite, readSync } from "node:fs";
+import {
+  close,
+  closeSync,
+  fchmod,
+  fdatasync,
+  read as fsRead,
+  fstat,
+  fstatSync,
+  write as fsWrite,
+  fsync,
+  readSync,
+} from "node:fs";
 import type { FileHandle } from "node:fs/promises";
 import type { Dirent, Qid, Stat } from "../codec/types.js";
 import { Errno, FsError } from "../errors.js";
@@ -143,8 +154,28 @@ export class LockTable {
 
 // ---- files ------------------------------------------------------------------------------------
 
+/** fstat of a raw descriptor (bigint), synchronously or through the thread pool. */
+export function fstatFd(fd: number, sync: boolean): BigIntStats | Promise<BigIntStats> {
+  if (sync) return fstatSync(fd, { bigint: true });
+  return new Promise((resolve, reject) =>
+    fstat(fd, { bigint: true }, (err, st) => (err ? reject(err) : resolve(st))),
+  );
+}
+
+/** close of a raw descriptor, synchronously or through the thread pool. */
+export function closeFd(fd: number, sync: boolean): void | Promise<void> {
+  if (sync) return closeSync(fd);
+  return new Promise((resolve, reject) => close(fd, (err) => (err ? reject(err) : resolve())));
+}
+
+const cb =
+  (resolve: () => void, reject: (e: unknown) => void) =>
+  (err: NodeJS.ErrnoException | null): void =>
+    err ? reject(err) : resolve();
+
 export interface FileIoOptions {
-  fh: FileHandle;
+  /** The open descriptor; FileIo owns it and closes it at clunk. */
+  fd: number;
   qid: Qid;
   /** FIFO or character/block device: no positions, non-blocking descriptor polled on EAGAIN. */
   stream: boolean;
@@ -158,6 +189,11 @@ export interface FileIoOptions {
    * of a thread-pool round trip (PassthroughOptions.syncIo). Default false.
    */
   syncRead?: boolean;
+  /**
+   * Metadata calls on the descriptor (the fstat after writes, close) synchronously on the event
+   * loop (PassthroughOptions.syncIo). Data writes always go through the thread pool. Default false.
+   */
+  syncMeta?: boolean;
   /** The file's mode when opened (for the set-ID bits a write must clear). */
   mode?: number;
   /** Must a write made for `user` clear set-ID bits? (Access.dropsSetId) */
@@ -189,7 +225,7 @@ function pwriteAsync(
 export class FileIo implements OpenFile {
   readonly qid: Qid;
   readonly iounit = 0;
-  private readonly fh: FileHandle;
+  private readonly fd: number;
   private readonly stream: boolean;
   private readonly locks: LockTable;
   private readonly onStat: ((st: BigIntStats) => void) | undefined;
@@ -200,6 +236,7 @@ export class FileIo implements OpenFile {
   private lastStat = 0;
   private statPending = false;
   private readonly syncRead: boolean;
+  private readonly syncMeta: boolean;
   /** Last known mode (from open, then the fstat after writes). */
   private mode: number;
   private readonly dropsSetId: ((user: Identity) => boolean) | undefined;
@@ -208,12 +245,13 @@ export class FileIo implements OpenFile {
   write?: OpenFile["write"];
 
   constructor(o: FileIoOptions) {
-    this.fh = o.fh;
+    this.fd = o.fd;
     this.qid = o.qid;
     this.stream = o.stream;
     this.locks = o.locks;
     this.onStat = o.onStat;
     this.syncRead = !o.stream && (o.syncRead ?? false);
+    this.syncMeta = o.syncMeta ?? false;
     this.mode = o.mode ?? 0;
     this.dropsSetId = o.stream ? undefined : o.dropsSetId;
     if (o.canRead) {
@@ -238,7 +276,7 @@ export class FileIo implements OpenFile {
     if (!this.stream && offset > MAX_OFFSET) return 0;
     if (this.syncRead) {
       if (this.closed) throw new FsError("file closed", Errno.EBADF);
-      return readSync(this.fh.fd, buf, 0, count, Number(offset));
+      return readSync(this.fd, buf, 0, count, Number(offset));
     }
     return this.readPolled(offset, buf, ctx);
   }
@@ -247,7 +285,7 @@ export class FileIo implements OpenFile {
     const count = buf.length;
     for (let delay = 5; ; delay = Math.min(delay * 2, 100)) {
       try {
-        return await this.io(() => preadAsync(this.fh.fd, buf, count, this.stream ? null : Number(offset)));
+        return await this.io(() => preadAsync(this.fd, buf, count, this.stream ? null : Number(offset)));
       } catch (err) {
         if (!this.stream || (err as { code?: string }).code !== "EAGAIN") throw err;
       }
@@ -279,8 +317,16 @@ export class FileIo implements OpenFile {
       return;
     }
     this.lastStat = now;
+    if (this.syncMeta) {
+      try {
+        const st = fstatSync(this.fd, { bigint: true });
+        this.mode = Number(st.mode);
+        this.onStat(st);
+      } catch {}
+      return;
+    }
     this.statPending = true;
-    this.io(() => this.fh.stat({ bigint: true })).then(
+    this.io(async () => fstatFd(this.fd, false)).then(
       (st) => {
         this.statPending = false;
         this.mode = Number(st.mode);
@@ -302,9 +348,7 @@ export class FileIo implements OpenFile {
     while (done < data.length) {
       try {
         const pos = this.stream ? null : Number(offset) + done;
-        const bytesWritten = await this.io(() =>
-          pwriteAsync(this.fh.fd, data, done, data.length - done, pos),
-        );
+        const bytesWritten = await this.io(() => pwriteAsync(this.fd, data, done, data.length - done, pos));
         done += bytesWritten;
         if (bytesWritten > 0) delay = 5;
       } catch (err) {
@@ -323,16 +367,23 @@ export class FileIo implements OpenFile {
   /** A write by an unprivileged user: clear the set-ID bits first, as write(2) would. */
   private async clearSetId(): Promise<void> {
     await this.io(async () => {
-      const st = await this.fh.stat();
-      const kill = setIdBits(st.mode);
-      if (kill !== 0) await this.fh.chmod(st.mode & 0o7777 & ~kill);
-      this.mode = st.mode & ~kill;
+      const mode = Number((await fstatFd(this.fd, this.syncMeta)).mode);
+      const kill = setIdBits(mode);
+      if (kill !== 0) {
+        await new Promise<void>((resolve, reject) =>
+          fchmod(this.fd, mode & 0o7777 & ~kill, cb(resolve, reject)),
+        );
+      }
+      this.mode = mode & ~kill;
     });
   }
 
   async fsync(datasync: boolean): Promise<void> {
     if (this.stream) return;
-    await this.io(() => (datasync ? this.fh.datasync() : this.fh.sync()));
+    await this.io(
+      () =>
+        new Promise<void>((resolve, reject) => (datasync ? fdatasync : fsync)(this.fd, cb(resolve, reject))),
+    );
   }
 
   lock(req: LockRequest, ctx: RequestContext): Promise<number> {
@@ -350,7 +401,7 @@ export class FileIo implements OpenFile {
     this.closed = true;
     this.locks.release(this);
     if (this.inflight > 0) await new Promise<void>((resolve) => (this.drained = resolve));
-    await this.fh.close();
+    await closeFd(this.fd, this.syncMeta);
   }
 }
 

@@ -8,7 +8,17 @@
 // after the walk, every operation re-checks its directory with `realpath` before acting, and
 // every open is verified afterwards through /proc/self/fd.
 
-import { constants, lstatSync, realpathSync } from "node:fs";
+import type { BigIntStats } from "node:fs";
+import {
+  closeSync,
+  constants,
+  open as fsOpen,
+  lstatSync,
+  openSync,
+  readlinkSync,
+  realpathSync,
+  statSync,
+} from "node:fs";
 import * as fsp from "node:fs/promises";
 import * as path from "node:path";
 import { Errno, FsError } from "../errors.js";
@@ -55,16 +65,24 @@ export class ExportRoot {
   /** realpath of the exported directory. */
   readonly real: string;
 
-  private constructor(real: string) {
+  /** stat of the root when it was resolved. */
+  readonly st: BigIntStats;
+
+  private constructor(real: string, st: BigIntStats) {
     this.real = real;
+    this.st = st;
   }
 
-  /** Resolves `dir` (must exist and be a directory) into an ExportRoot. */
-  static async open(dir: string): Promise<ExportRoot> {
-    const real = await fsp.realpath(path.resolve(dir));
-    const st = await fsp.stat(real);
+  /**
+   * Resolves `dir` (must exist and be a directory) into an ExportRoot; `sync`: with synchronous
+   * system calls (PassthroughOptions.syncIo).
+   */
+  static async open(dir: string, sync = false): Promise<ExportRoot> {
+    const abs = path.resolve(dir);
+    const real = sync ? realpathSync.native(abs) : await fsp.realpath(abs);
+    const st = sync ? statSync(real, { bigint: true }) : await fsp.stat(real, { bigint: true });
     if (!st.isDirectory()) throw new Error(`passthrough root is not a directory: ${dir}`);
-    return new ExportRoot(real);
+    return new ExportRoot(real, st);
   }
 
   /** Host path of a node (no checks). */
@@ -171,6 +189,39 @@ export class ExportRoot {
     return fh;
   }
 
+  /**
+   * openChecked returning the raw descriptor; `sync`: every call synchronous (no thread-pool round
+   * trip; PassthroughOptions.syncIo).
+   */
+  async openCheckedFd(rel: readonly string[], flags: number, sync: boolean, mode?: number): Promise<number> {
+    if (sync) {
+      const p = this.checkedPathSync(rel);
+      return this.verifiedFdSync(openSync(p, flags | constants.O_NOFOLLOW, mode), p);
+    }
+    const p = await this.checkedPath(rel);
+    const fd = await new Promise<number>((resolve, reject) =>
+      fsOpen(p, flags | constants.O_NOFOLLOW, mode, (err, fd) => (err ? reject(err) : resolve(fd))),
+    );
+    try {
+      await this.verifyFd(fd, p);
+    } catch (err) {
+      closeSync(fd);
+      throw err;
+    }
+    return fd;
+  }
+
+  /** Returns `fd` if it names `expected` (verifyFdSync), else closes it and throws. */
+  verifiedFdSync(fd: number, expected: string): number {
+    try {
+      this.verifyFdSync(fd, expected);
+    } catch (err) {
+      closeSync(fd);
+      throw err;
+    }
+    return fd;
+  }
+
   /** Throws unless descriptor `fd` names host path `expected` (skipped where /proc is absent). */
   async verifyFd(fd: number, expected: string): Promise<void> {
     let actual: string;
@@ -179,11 +230,26 @@ export class ExportRoot {
     } catch {
       return; // no /proc: the realpath check in checkedPath is all we have
     }
-    if (actual !== expected) {
-      // A file removed meanwhile shows " (deleted)"; anything else is a swapped path.
-      if (actual === `${expected} (deleted)`) return;
-      throw escapeError();
+    checkFdLink(actual, expected);
+  }
+
+  /** verifyFd with a synchronous readlink. */
+  verifyFdSync(fd: number, expected: string): void {
+    let actual: string;
+    try {
+      actual = readlinkSync(`/proc/self/fd/${fd}`);
+    } catch {
+      return;
     }
+    checkFdLink(actual, expected);
+  }
+}
+
+function checkFdLink(actual: string, expected: string): void {
+  if (actual !== expected) {
+    // A file removed meanwhile shows " (deleted)"; anything else is a swapped path.
+    if (actual === `${expected} (deleted)`) return;
+    throw escapeError();
   }
 }
 

@@ -2,6 +2,7 @@
 // 9P2000.L, read-write or read-only, without ever giving access outside `root`.
 // See passthrough-path.ts for the containment rules and README.md ("Passthrough") for behaviour.
 
+import { lstatSync } from "node:fs";
 import * as fsp from "node:fs/promises";
 import * as path from "node:path";
 import { Dialect } from "../codec/constants.js";
@@ -33,10 +34,19 @@ export interface PassthroughOptions {
    * getattr and setattr, run synchronously on the event loop instead of through libuv's thread
    * pool. On a local file system whose data is cached that takes microseconds, where a thread-pool
    * round trip per request costs several wake-ups: it is what makes small requests and bulk reads
-   * fast. On a slow or network file system a call that waits would stall every connection: set
-   * false there. Writes always go through the thread pool. Default true.
+   * fast. The walks, opens, creates (with their ownership and mode changes), the fstat after
+   * writes and the close at clunk are synchronous too. On a slow or network file system a call
+   * that waits would stall every connection: set false there. Data writes always go through the
+   * thread pool (a write can wait for the disk when dirty pages are throttled). Default true.
    */
   syncIo?: boolean;
+  /**
+   * Tcreate gives a new file or directory exactly the permission bits asked for (as open(2) and
+   * mkdir(2) without a umask would), instead of masking them with the directory's bits (the 9P
+   * rule: a file gets perm & (~0666 | dir's bits), a directory perm & (~0777 | dir's bits)).
+   * Default false.
+   */
+  exactMode?: boolean;
   /** Alternative passwd/group files for names (tests). */
   passwdFile?: string;
   groupFile?: string;
@@ -67,20 +77,21 @@ export function passthrough(
   let rootPath = root;
   const getShared = () => {
     shared ??= (async () => {
-      const er = await ExportRoot.open(root);
+      const syncIo = opts.syncIo ?? true;
+      const er = await ExportRoot.open(root, syncIo);
       rootPath = er.real;
-      const st = await fsp.stat(er.real, { bigint: true });
       const ids = new IdNames(opts.passwdFile, opts.groupFile);
       const mode: PermissionMode = opts.permissions ?? (process.getuid?.() === 0 ? "user" : "process");
       return {
         root: er,
-        qids: new QidMapper(st.dev),
+        qids: new QidMapper(er.st.dev),
         ids,
         access: new Access(mode, ids),
         readOnly: opts.readOnly ?? false,
         locks: new LockTable(),
         followLinks9P: opts.followSymlinks ?? true,
-        syncIo: opts.syncIo ?? true,
+        syncIo,
+        exactMode: opts.exactMode ?? false,
       };
     })();
     // A root that is missing now may appear later: do not keep the failure.
@@ -102,7 +113,9 @@ export function passthrough(
     async attach(req: AttachRequest, ctx: RequestContext): Promise<Node> {
       const sh = await getShared();
       const unix = isUnix(ctx);
-      const st = await fsp.lstat(sh.root.real, { bigint: true });
+      const st = sh.syncIo
+        ? lstatSync(sh.root.real, { bigint: true })
+        : await fsp.lstat(sh.root.real, { bigint: true });
       let node = new PtFile(sh, ROOT_NODE, st, unix);
       // aname selects a directory inside the export: "" and "/" (and the export's own host path,
       // as diod clients send it) mean the root; other names are walked without following links.
