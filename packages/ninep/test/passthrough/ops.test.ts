@@ -171,6 +171,34 @@ describe("9P2000 / 9P2000.u operations", () => {
     await ap.file.clunk?.(c);
   });
 
+  for (const syncIo of [true, false]) {
+    it(`exactMode: create keeps the requested bits, not the directory's mask (syncIo ${syncIo})`, async () => {
+      const c = ctx(Dialect.P2000u);
+      fs.mkdirSync(path.join(tmp.dir, "d"));
+      fs.chmodSync(path.join(tmp.dir, "d"), 0o700);
+      const r = await attach(tmp.dir, c, { exactMode: true, syncIo });
+      const d = await walk(r, "d", c);
+      const made = await d.create!({ name: "f", perm: 0o755, mode: OWRITE, extension: "" }, c);
+      expect((await made.node.stat(c)).mode & 0o777).toBe(0o755);
+      expect(await made.file.write!(0n, Buffer.from("abc"), c)).toBe(3);
+      await made.file.clunk?.(c);
+      expect(fs.statSync(path.join(tmp.dir, "d", "f")).mode & 0o777).toBe(0o755);
+      expect(fs.readFileSync(path.join(tmp.dir, "d", "f"), "utf8")).toBe("abc");
+      await d.create!({ name: "sd", perm: (DMDIR | 0o775) >>> 0, mode: OREAD, extension: "" }, c);
+      expect(fs.statSync(path.join(tmp.dir, "d", "sd")).mode & 0o777).toBe(0o775);
+      await d.create!({ name: "p", perm: (DMNAMEDPIPE | 0o644) >>> 0, mode: OREAD, extension: "" }, c);
+      expect(fs.statSync(path.join(tmp.dir, "d", "p")).mode & 0o777).toBe(0o644);
+      // Without the option the 9P mask applies (O6).
+      const plain = await walk(await attach(tmp.dir, c, { syncIo }), "d", c);
+      const masked = await plain.create!({ name: "g", perm: 0o755, mode: OWRITE, extension: "" }, c);
+      await masked.file.clunk?.(c);
+      expect(fs.statSync(path.join(tmp.dir, "d", "g")).mode & 0o777).toBe(0o711);
+      // An existing name is EEXIST and leaves the file alone.
+      expect(await errnoOf(d.create!({ name: "f", perm: 0o600, mode: OWRITE, extension: "" }, c))).toBe(17);
+      expect(fs.readFileSync(path.join(tmp.dir, "d", "f"), "utf8")).toBe("abc");
+    });
+  }
+
   it("OTRUNC truncates; ORCLOSE needs a removable file; the root cannot be removed", async () => {
     const c = ctx(Dialect.P2000);
     fs.writeFileSync(path.join(tmp.dir, "f"), "0123456789");
