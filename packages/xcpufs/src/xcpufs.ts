@@ -209,7 +209,7 @@ export class Xcpufs {
     s.dirUsed = true;
     let pt = this.exports.get(s);
     if (!pt) {
-      pt = passthrough(s.dir, { permissions: this.switchUsers ? "user" : "process" });
+      pt = passthrough(s.dir, { permissions: this.switchUsers ? "user" : "process", exactMode: true });
       this.exports.set(s, pt);
     }
     const inner = await pt.attach({ uname: user.name, n_uname: user.uid, aname: "" }, this.asUser(ctx, user));
