@@ -34,7 +34,13 @@ const script = new Script(`(function (exports, require, module, __filename, __di
 });
 if (cacheFile && (!cached || script.cachedDataRejected)) {
   // Taken at exit, the cache also holds the functions this run compiled, not only the top level.
-  process.once("exit", () => {
+  // So it is not taken from a run that only printed help or a version or refused its arguments
+  // (often a command's first run): it would lack the functions real work compiles, for good.
+  const brief = process.argv
+    .slice(2)
+    .some((a) => a === "--help" || a === "-h" || a === "--version" || a === "-V");
+  process.once("exit", (code) => {
+    if (brief || code === 2) return;
     try {
       mkdirSync(cacheDir, { recursive: true, mode: 0o700 });
       if (!ownedPrivately(cacheDir)) return;

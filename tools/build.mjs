@@ -70,6 +70,7 @@ for (const out of binFiles) {
     // above leaves unreachable; esbuild would still warn that CommonJS has no import.meta.
     logOverride: { "empty-import-meta": "silent" },
   });
+  asciiOnly(bundle);
   const name = basename(out, ".js");
   const hash = createHash("sha256").update(readFileSync(bundle)).digest("hex").slice(0, 16);
   const shim = launcher
@@ -82,6 +83,18 @@ for (const out of binFiles) {
     `${interpreterLine(name)}// ${name}: starts ${basename(bundle)} through a V8 code cache (CLUSTERMATIC_COMPILE_CACHE=0 turns it off).\n${shim}`,
   );
   chmodSync(out, 0o755);
+}
+
+/**
+ * Makes a bundle pure ASCII. V8 keeps a script with any other character as UTF-16 (a full decode
+ * at every start, slower lazy compiles); esbuild already escapes strings, regular expressions and
+ * identifiers, so what is left are characters in comments, where an escape is as good.
+ */
+function asciiOnly(file) {
+  const text = readFileSync(file, "utf8");
+  if (!/[^\x00-\x7f]/.test(text)) return;
+  const ascii = text.replace(/[^\x00-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+  writeFileSync(file, ascii);
 }
 
 /**

@@ -83,9 +83,20 @@ describe.skipIf(missing.length > 0)("the built xrx, xk, xps, xuserset, xgroupset
     expect(statSync(path).ino).toBe(inode);
   }, 60_000);
 
+  it("write no code cache from a run that only printed help or a version, or refused its arguments", async () => {
+    const cache = tempDir("xrx-cc-brief-");
+    expect((await runBin("xrx", ["--help"], cache)).code).toBe(0);
+    expect((await runBin("xrx", ["-V"], cache)).code).toBe(0);
+    expect((await runBin("xrx", ["--no-such-option"], cache)).code).toBe(2);
+    expect(readdirSync(cache)).toEqual([]);
+    // The first real run writes it, with the functions a launch compiles.
+    expect(await runBin("xrx", ["--no-key", node.spec, "echo", "real"], cache)).toMatchObject({ code: 0 });
+    expect(readdirSync(cache)).toHaveLength(1);
+  }, 60_000);
+
   it("ignore a corrupt cache and replace it; drop caches of other builds", async () => {
     const cache = tempDir("xrx-cc-bad-");
-    await runBin("xrx", ["--help"], cache);
+    await runBin("xrx", ["--no-key", node.spec, "echo", "first"], cache);
     const [file] = readdirSync(cache);
     writeFileSync(join(cache, file!), Buffer.alloc(5000, 0x5a));
     writeFileSync(join(cache, "xrx-0000000000000000-v0.0.0-x64.v8"), "stale");
