@@ -42,15 +42,39 @@ export class FrameTransport {
   #closed = false;
   #ending = false;
   #corked = false;
-  /** A message was sent in this tick (later ones in the same tick are corked). */
+  /** A message was sent in this tick (it is held; later ones in the same tick are corked). */
   #inTick = false;
+  /** The first small frame of this tick, not yet handed to the stream, and its callback. */
+  #held: Buffer | undefined;
+  #heldDone: (() => void) | undefined;
   #endTick = (): void => {
     this.#inTick = false;
-    if (!this.#corked) return;
-    this.#corked = false;
-    this.stream.uncork();
+    if (this.#held !== undefined) {
+      // The only frame of the tick: one plain write, no cork.
+      const frame = this.#held;
+      const done = this.#heldDone;
+      this.#held = this.#heldDone = undefined;
+      if (this.#closed) return;
+      this.stream.write(frame, done);
+    } else if (this.#corked) {
+      this.#corked = false;
+      this.stream.uncork();
+    } else return;
     if (this.#handlers.onBacklog && this.backlogged && !this.#closed) this.#handlers.onBacklog();
   };
+
+  /** Hands what this tick holds back (a held frame, or corked frames) to the stream now. */
+  #flushTick(): void {
+    if (this.#held !== undefined) {
+      const frame = this.#held;
+      const done = this.#heldDone;
+      this.#held = this.#heldDone = undefined;
+      this.stream.write(frame, done);
+    } else if (this.#corked) {
+      this.#corked = false;
+      this.stream.uncork();
+    }
+  }
 
   constructor(stream: Duplex, handlers: FrameTransportHandlers, opts: FrameTransportOptions) {
     this.stream = stream;
@@ -89,7 +113,7 @@ export class FrameTransport {
    * the OS. (While frames of the current tick are corked, nothing is counted as backlog.)
    */
   get backlogged(): boolean {
-    if (this.#corked) return false;
+    if (this.#corked || this.#held !== undefined) return false;
     return this.stream.writableLength > this.stream.writableHighWaterMark;
   }
 
@@ -114,28 +138,31 @@ export class FrameTransport {
     if (frame.length >= UNCORKED_FRAME) {
       // A bulk frame (a large Rread or Twrite) goes out now, with whatever small frames were
       // corked before it: holding megabytes until the end of the tick only makes the peer wait.
-      if (this.#corked) {
-        this.#corked = false;
-        this.stream.uncork();
-      }
+      this.#flushTick();
       this.stream.write(frame, written);
       if (this.#handlers.onBacklog && this.backlogged) this.#handlers.onBacklog();
       return;
     }
     if (!this.#inTick) {
-      // The first message of a tick goes out at once: a lone reply (one request in flight) is
-      // not held back or buffered.
+      // The first message of a tick is held until the tick ends: alone, it then goes out in one
+      // plain write (no cork, no buffering in the stream).
       this.#inTick = true;
       process.nextTick(this.#endTick);
-      this.stream.write(frame, written);
-      if (this.#handlers.onBacklog && this.backlogged) this.#handlers.onBacklog();
+      this.#held = frame;
+      this.#heldDone = written;
       return;
     }
-    // Further messages sent in the same tick (a pipelined window) leave together in one writev
-    // at the end of the tick: fewer syscalls.
+    // Further messages sent in the same tick (a pipelined window) leave together with the first
+    // in one writev at the end of the tick: one system call for all of them.
     if (!this.#corked) {
       this.#corked = true;
       this.stream.cork();
+      if (this.#held !== undefined) {
+        const held = this.#held;
+        const done = this.#heldDone;
+        this.#held = this.#heldDone = undefined;
+        this.stream.write(held, done);
+      }
     }
     this.stream.write(frame, written);
   }
@@ -143,6 +170,7 @@ export class FrameTransport {
   /** Half-closes our side after pending writes; resolves when the stream has closed. */
   end(): Promise<void> {
     if (this.#closed) return Promise.resolve();
+    this.#flushTick();
     this.#ending = true;
     return new Promise((resolve) => {
       this.stream.once("close", () => resolve());
@@ -157,6 +185,7 @@ export class FrameTransport {
   /** Tears the stream down now. */
   destroy(): void {
     this.#ending = true;
+    this.#held = this.#heldDone = undefined;
     this.#finish(undefined);
     this.stream.destroy();
   }

@@ -145,3 +145,76 @@ describe("FrameTransport", () => {
     expect(err?.message).toBe("connection closed by tcp!x!1");
   });
 });
+
+describe("FrameTransport writes", () => {
+  /** Counts the writes the socket makes: plain writes and writevs (with their frame counts). */
+  function spy(sock: net.Socket): string[] {
+    const calls: string[] = [];
+    const s = sock as unknown as {
+      _write(c: Buffer, e: string, cb: (e?: Error | null) => void): void;
+      _writev(c: { chunk: Buffer }[], cb: (e?: Error | null) => void): void;
+    };
+    const w = s._write.bind(sock);
+    const wv = s._writev.bind(sock);
+    s._write = (c, e, cb) => {
+      calls.push(`write ${c.length}`);
+      w(c, e, cb);
+    };
+    s._writev = (c, cb) => {
+      calls.push(`writev ${c.map((x) => x.chunk.length).join("+")}`);
+      wv(c, cb);
+    };
+    return calls;
+  }
+  const tick = () => new Promise((r) => setImmediate(r));
+  const frame = (n: number) => {
+    const b = Buffer.alloc(n);
+    b.writeUInt32LE(n, 0);
+    return b;
+  };
+
+  it("sends a tick's frames in one writev, a lone frame in one plain write, in order", async () => {
+    const { client, server } = await pair();
+    const calls = spy(server);
+    const t = new FrameTransport(server, { onFrame: () => {}, onClose: () => {} }, { maxSize: 1 << 20 });
+    const got: Buffer[] = [];
+    client.on("data", (d: Buffer) => got.push(d));
+    t.send(frame(11));
+    await tick();
+    expect(calls).toEqual(["write 11"]);
+    t.send(frame(12));
+    t.send(frame(13));
+    await Promise.resolve();
+    t.send(frame(14));
+    expect(calls).toEqual(["write 11"]);
+    await tick();
+    expect(calls).toEqual(["write 11", "writev 12+13+14"]);
+    // A bulk frame goes out at once, after what the tick held.
+    t.send(frame(15));
+    t.send(frame(20_000));
+    t.send(frame(16));
+    expect(calls.slice(2)).toEqual(["write 15", "write 20000"]);
+    await tick();
+    expect(calls.slice(4)).toEqual(["write 16"]);
+    const want = [11, 12, 13, 14, 15, 20_000, 16];
+    const total = want.reduce((a, b) => a + b, 0);
+    for (const end = Date.now() + 10_000; Buffer.concat(got).length < total && Date.now() < end; )
+      await tick();
+    const all = Buffer.concat(got);
+    const sizes: number[] = [];
+    for (let off = 0; off < all.length; off += all.readUInt32LE(off)) sizes.push(all.readUInt32LE(off));
+    expect(sizes).toEqual(want);
+  });
+
+  it("end() sends a frame held in the same tick before closing", async () => {
+    const { client, server } = await pair();
+    const t = new FrameTransport(server, { onFrame: () => {}, onClose: () => {} }, { maxSize: 8192 });
+    const got: Buffer[] = [];
+    client.on("data", (d: Buffer) => got.push(d));
+    const ended = new Promise((r) => client.on("end", r));
+    t.send(frame(10));
+    void t.end();
+    await ended;
+    expect(Buffer.concat(got).length).toBe(10);
+  });
+});
