@@ -304,6 +304,7 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
             job: opts.jobId ?? "",
             rank: slot.rank,
             cwd: opts.cwd ?? (opts.localProgram ? localCwd : undefined),
+            closeStdin: !opts.stdin,
           });
         }
         const [, , st] = await Promise.all([out, err, status]);
@@ -492,10 +493,9 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
 
   function feedStdin(running: Slot[]): Promise<void> {
     const input = opts.stdin;
+    // Without input, the exec write closed every program's stdin already.
+    if (!input) return Promise.resolve();
     const targets = running.filter((s) => s.session?.stdinFid);
-    if (!input) {
-      return Promise.all(targets.map((s) => s.session!.closeStdin().catch(() => {}))).then(() => {});
-    }
     const queues = new Map<Slot, Promise<void>>(targets.map((s) => [s, Promise.resolve()]));
     let pendingBytes = 0;
     return new Promise<void>((resolve) => {

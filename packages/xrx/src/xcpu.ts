@@ -526,13 +526,20 @@ export class Session {
     return this.ctl(`clone ${width} ${list}`, NO_TIMEOUT);
   }
 
-  /** Sets `id job/rank` and starts the program. */
-  exec(command: string, opts: { job?: string; rank?: number; cwd?: string } = {}): Promise<void> {
+  /**
+   * Sets `id job/rank` and starts the program; with `closeStdin` its standard input is closed in
+   * the same write (a program with no input then sees end of file without another message).
+   */
+  exec(
+    command: string,
+    opts: { job?: string; rank?: number; cwd?: string; closeStdin?: boolean } = {},
+  ): Promise<void> {
     const lines: string[] = [];
     if (opts.job !== undefined || opts.rank !== undefined) {
       lines.push(`id ${quoteArgs([`${opts.job ?? ""}/${opts.rank ?? 0}`])}`);
     }
     lines.push(`exec ${quoteArgs(opts.cwd ? [command, opts.cwd] : [command])}`);
+    if (opts.closeStdin) lines.push("close stdin");
     return this.ctl(`${lines.join("\n")}\n`);
   }
 

@@ -4,6 +4,7 @@ import { chmodSync, existsSync, mkdirSync, readdirSync, writeFileSync } from "no
 import { type AddressInfo, createServer } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { emptyInput } from "../src/cli/args.js";
 import { main as xrx } from "../src/cli/xrx.js";
 import {
   cleanupAll,
@@ -48,6 +49,18 @@ describe("xrx on 1, 4 and 16 nodes", () => {
       const expected = c.nodes.map((n, i) => `${n.spec}: /${i + 1}`).sort();
       expect(lines).toEqual(expected);
     }
+  });
+
+  it("closes stdin with the exec when xrx's input is known empty (/dev/null): no message of its own", async () => {
+    const trace: string[] = [];
+    const node = await startNode({ trace: (l) => trace.push(l) });
+    const r = await runCli(xrx, ["--no-key", "-S", node.spec, "/bin/cat"], { stdin: emptyInput() });
+    expect(r).toEqual({ code: 0, stdout: "", stderr: "" });
+    const hex = (t: string) => Buffer.from(t).toString("hex");
+    const ctlText = "id /1\nexec cat\nclose stdin\n";
+    const writes = trace.filter((l) => / Twrite /.test(l));
+    expect(writes.some((l) => l.includes(`data ${ctlText.length} ${hex(ctlText).slice(0, 32)}`))).toBe(true);
+    expect(writes.some((l) => l.includes(`data 12 ${hex("close stdin\n")}`))).toBe(false);
   });
 
   it("sends stdin to every node and closes it at the end", async () => {

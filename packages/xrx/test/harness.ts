@@ -29,6 +29,8 @@ export interface NodeOptions {
   msize?: number;
   /** Where the node makes its session directories (default: a fresh temporary directory). */
   tmpdir?: string;
+  /** Receives the node's one-line trace of every 9P message. */
+  trace?: (line: string) => void;
 }
 
 const cleanups: Array<() => Promise<void> | void> = [];
@@ -68,6 +70,7 @@ export async function startNode(opts: NodeOptions = {}): Promise<TestNode> {
     arch: opts.arch,
     adminKeyFile: opts.adminKeyFile,
     msize: opts.msize,
+    trace: opts.trace,
   });
   const port = server.port;
   let stopped = false;

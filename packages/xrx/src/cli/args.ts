@@ -107,7 +107,7 @@ export function processIo(): CliIo {
     // Made on first use: xps and xk never read it, and xrx started from a script with its input
     // on /dev/null gets an empty stream instead of Node's file reader (a few ms of start-up).
     get stdin() {
-      stdin ??= isDevNull(0) ? Readable.from([]) : process.stdin;
+      stdin ??= isDevNull(0) ? emptyInput() : process.stdin;
       return stdin;
     },
     stdout: process.stdout,
@@ -133,6 +133,17 @@ export function runAsProcess(main: (argv: readonly string[], io: CliIo) => Promi
       process.exit(1);
     },
   );
+}
+
+const EMPTY_INPUT = Symbol("empty input");
+
+/** An input known to be empty (/dev/null): a program given it may have its stdin closed at once. */
+export function emptyInput(): NodeJS.ReadableStream {
+  return Object.assign(Readable.from([]), { [EMPTY_INPUT]: true });
+}
+
+export function isEmptyInput(s: NodeJS.ReadableStream): boolean {
+  return (s as { [EMPTY_INPUT]?: boolean })[EMPTY_INPUT] === true;
 }
 
 function isDevNull(fd: number): boolean {

@@ -2,7 +2,15 @@
 import { OUTPUT_CLOSED, runJob } from "../job.js";
 import { decodeXcpuEnv } from "../quote.js";
 import { PACKAGE_VERSION } from "../version.js";
-import { type CliIo, intOption, parseCommandLine, reportError, secondsOption, UsageError } from "./args.js";
+import {
+  type CliIo,
+  intOption,
+  isEmptyInput,
+  parseCommandLine,
+  reportError,
+  secondsOption,
+  UsageError,
+} from "./args.js";
 import { launchIdentity, nodeList, statfsNodes } from "./common.js";
 
 export const XRX_USAGE =
@@ -132,7 +140,8 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
       maxConnecting: intOption(v["max-connecting"] as string | undefined, "--max-connecting", 1),
       lines: !!v.L,
       prefix: !!v.p,
-      stdin: attach === undefined ? io.stdin : null,
+      // Input from /dev/null: each program's stdin is closed with its exec, not fed.
+      stdin: attach === undefined && !isEmptyInput(io.stdin) ? io.stdin : null,
       stdout: io.stdout,
       stderr: io.stderr,
       sysrootBase: io.env.XCPU_SYSROOT,
