@@ -749,6 +749,14 @@ export class ServerConnection {
     return ctx as typeof ctx & { readonly signal: AbortSignal };
   }
 
+  /**
+   * The context of work that nothing aborts (a clunk, a discarded result): its signal is made only
+   * if something asks for it (an AbortController per clunk was a visible part of a clunk's cost).
+   */
+  #quietCtx(user: Identity): RequestContext {
+    return this.#reqCtx(user, new Req(0xffff, 0));
+  }
+
   #ctx(user: Identity, signal: AbortSignal): RequestContext {
     return {
       signal,
@@ -843,7 +851,7 @@ export class ServerConnection {
   /** Closes an OpenFile that was produced but will not be committed. */
   #dropFile(file: OpenFile, exclKey: bigint | undefined, user: Identity): void {
     if (exclKey !== undefined) this.#core.exclRelease(exclKey);
-    const ctx = this.#ctx(user, new AbortController().signal);
+    const ctx = this.#quietCtx(user);
     Promise.resolve()
       .then(() => file.clunk?.(ctx))
       .catch((e) =>
@@ -852,7 +860,7 @@ export class ServerConnection {
   }
 
   #dropNode(node: Node, user: Identity): void {
-    const ctx = this.#ctx(user, new AbortController().signal);
+    const ctx = this.#quietCtx(user);
     Promise.resolve()
       .then(() => node.release?.(ctx))
       .catch((e) =>
@@ -1004,7 +1012,7 @@ export class ServerConnection {
           this.#fids.set(msg.afid, fid);
         },
         discard: () => {
-          const ctx = this.#ctx(user, new AbortController().signal);
+          const ctx = this.#quietCtx(user);
           Promise.resolve()
             .then(() => auth.clunk?.(ctx))
             .catch(() => {});
@@ -1258,7 +1266,7 @@ export class ServerConnection {
       const fid = this.#fid(msg.fid);
       // C1/F3: the fid is gone whatever the hooks say.
       this.#fids.delete(msg.fid);
-      const err = await this.#closeFid(fid, this.#ctx(fid.user, new AbortController().signal));
+      const err = await this.#closeFid(fid, this.#quietCtx(fid.user));
       if (err) throw err;
       return { reply: { type: MsgType.Rclunk } };
     },
@@ -1290,7 +1298,7 @@ export class ServerConnection {
           failure = e;
         }
       }
-      await this.#closeFid(fid, this.#ctx(fid.user, new AbortController().signal), true);
+      await this.#closeFid(fid, this.#quietCtx(fid.user), true);
       if (failure !== undefined) throw failure;
       return { reply: { type: MsgType.Rremove } };
     },
