@@ -411,6 +411,7 @@ describe("4.3 session directory", () => {
     expect((await rerror(fs.open(`${job.sid}/exec`, OWRITE))).ename).toBe("Text file busy");
     expect((await fs.readFile(`${job.sid}/exec`)).toString()).toBe("#!/bin/sh\necho staged\n");
     expect((await fs.readFile(`${job.sid}/fs/exec`)).toString()).toBe("#!/bin/sh\necho staged\n");
+    expect((await fs.stat(`${job.sid}/fs/exec`)).mode & 0o777).toBe(0o700);
     await write(fs, `${job.sid}/argv`, "exec");
     await job.ctl.write(0, "exec\n");
     expect((await readAll(job.stdout)).toString()).toBe("staged\n");
