@@ -542,7 +542,7 @@ export class ServerConnection {
       this.#trace(`-> ${formatMessage(msg)}`);
     }
     try {
-      this.#transport.send(frame, written);
+      this.#transport.send(frame, written, this.#inflight.size > 0);
     } catch {
       // closed meanwhile: nothing to answer
     }
@@ -550,7 +550,7 @@ export class ServerConnection {
 
   #write(frame: Buffer): void {
     try {
-      this.#transport.send(frame);
+      this.#transport.send(frame, undefined, this.#inflight.size > 0);
     } catch {
       // closed meanwhile: nothing to answer
     }

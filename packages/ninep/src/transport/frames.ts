@@ -46,6 +46,8 @@ export class FrameTransport {
   #inTick = false;
   /** The first small frame of this tick, not yet handed to the stream, and its callback. */
   #held: Buffer | undefined;
+  /** Frames of the chunk being handled that come after the current one. */
+  #chunkLeft = 0;
   #heldDone: (() => void) | undefined;
   #endTick = (): void => {
     this.#inTick = false;
@@ -131,8 +133,12 @@ export class FrameTransport {
     });
   }
 
-  /** Writes one whole message. Throws MessageTooLargeError past msize, ConnectionError when closed. */
-  send(frame: Buffer, written?: () => void): void {
+  /**
+   * Writes one whole message. Throws MessageTooLargeError past msize, ConnectionError when closed.
+   * `more`: further messages are likely in this tick (other requests in flight), so a first
+   * small frame is held until the tick ends and leaves with them in one write.
+   */
+  send(frame: Buffer, written?: () => void, more = false): void {
     if (this.#closed || this.#ending) throw new ConnectionError(`connection to ${this.label} is closed`);
     if (frame.length > this.#maxSize) throw new MessageTooLargeError(frame.length, this.#maxSize);
     if (frame.length >= UNCORKED_FRAME) {
@@ -144,12 +150,19 @@ export class FrameTransport {
       return;
     }
     if (!this.#inTick) {
-      // The first message of a tick is held until the tick ends: alone, it then goes out in one
-      // plain write (no cork, no buffering in the stream).
       this.#inTick = true;
       process.nextTick(this.#endTick);
-      this.#held = frame;
-      this.#heldDone = written;
+      if (more || this.#chunkLeft > 0) {
+        // More is coming (other requests in flight, or frames of the same chunk still to be
+        // handled): hold it until the tick ends, then it goes out alone in one plain write (no
+        // cork) or in one writev with the others.
+        this.#held = frame;
+        this.#heldDone = written;
+        return;
+      }
+      // A lone reply goes out at once.
+      this.stream.write(frame, written);
+      if (this.#handlers.onBacklog && this.backlogged) this.#handlers.onBacklog();
       return;
     }
     // Further messages sent in the same tick (a pipelined window) leave together with the first
@@ -210,10 +223,13 @@ export class FrameTransport {
       this.stream.destroy();
       return;
     }
-    for (const frame of frames) {
-      if (this.#closed) return;
-      this.#handlers.onFrame(frame);
+    const n = frames.length;
+    for (let i = 0; i < n; i++) {
+      if (this.#closed) break;
+      this.#chunkLeft = n - 1 - i;
+      this.#handlers.onFrame(frames[i]!);
     }
+    this.#chunkLeft = 0;
   };
 
   #onError = (err: Error): void => {

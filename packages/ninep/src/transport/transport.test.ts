@@ -173,16 +173,16 @@ describe("FrameTransport writes", () => {
     return b;
   };
 
-  it("sends a tick's frames in one writev, a lone frame in one plain write, in order", async () => {
+  it("sends a tick's frames in one writev when more were announced, a lone frame at once, in order", async () => {
     const { client, server } = await pair();
     const calls = spy(server);
     const t = new FrameTransport(server, { onFrame: () => {}, onClose: () => {} }, { maxSize: 1 << 20 });
     const got: Buffer[] = [];
     client.on("data", (d: Buffer) => got.push(d));
     t.send(frame(11));
-    await tick();
     expect(calls).toEqual(["write 11"]);
-    t.send(frame(12));
+    await tick();
+    t.send(frame(12), undefined, true);
     t.send(frame(13));
     await Promise.resolve();
     t.send(frame(14));
@@ -190,7 +190,7 @@ describe("FrameTransport writes", () => {
     await tick();
     expect(calls).toEqual(["write 11", "writev 12+13+14"]);
     // A bulk frame goes out at once, after what the tick held.
-    t.send(frame(15));
+    t.send(frame(15), undefined, true);
     t.send(frame(20_000));
     t.send(frame(16));
     expect(calls.slice(2)).toEqual(["write 15", "write 20000"]);
@@ -206,13 +206,27 @@ describe("FrameTransport writes", () => {
     expect(sizes).toEqual(want);
   });
 
+  it("answers to the frames of one incoming chunk leave in one writev", async () => {
+    const { client, server } = await pair();
+    const calls = spy(server);
+    const t: FrameTransport = new FrameTransport(
+      server,
+      { onFrame: (f) => t.send(frame(f.length + 100)), onClose: () => {} },
+      { maxSize: 8192 },
+    );
+    client.write(Buffer.concat([frame(7), frame(8), frame(9)]));
+    for (const end = Date.now() + 10_000; calls.length === 0 && Date.now() < end; ) await tick();
+    await tick();
+    expect(calls).toEqual(["writev 107+108+109"]);
+  });
+
   it("end() sends a frame held in the same tick before closing", async () => {
     const { client, server } = await pair();
     const t = new FrameTransport(server, { onFrame: () => {}, onClose: () => {} }, { maxSize: 8192 });
     const got: Buffer[] = [];
     client.on("data", (d: Buffer) => got.push(d));
     const ended = new Promise((r) => client.on("end", r));
-    t.send(frame(10));
+    t.send(frame(10), undefined, true);
     void t.end();
     await ended;
     expect(Buffer.concat(got).length).toBe(10);
