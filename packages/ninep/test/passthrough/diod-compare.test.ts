@@ -13,10 +13,11 @@ import { AT_REMOVEDIR, GETATTR, L_O, MsgType, NOFID, QTDIR, QTSYMLINK } from "..
 import { decode, decodeDirents, encode } from "../../src/codec/index.js";
 import type { RMessage } from "../../src/codec/types.js";
 import { RemoteError } from "../../src/errors.js";
+import type { SetAttr } from "../../src/server/backend.js";
 import { passthrough } from "../../src/server/passthrough.js";
 import { Server } from "../../src/server/server.js";
 import { diodUnavailable, startDiod } from "../helpers/diod.js";
-import { tempDir } from "./helpers.js";
+import { setattr as noChange, tempDir } from "./helpers.js";
 
 const CAPTURE = new URL("../fixtures/captures/diod-9p2000L-wire.jsonl", import.meta.url).pathname;
 
@@ -205,17 +206,6 @@ function seedProbes(dir: string): void {
   fs.writeFileSync(path.join(dir, "p", "secret"), "secret\n", { mode: 0o600 });
 }
 
-const NONE_SET = {
-  mode: 0,
-  uid: 0,
-  gid: 0,
-  size: 0n,
-  atime_sec: 0n,
-  atime_nsec: 0n,
-  mtime_sec: 0n,
-  mtime_nsec: 0n,
-};
-
 /**
  * What a reply says beyond its type, where a client can tell two servers apart. An iounit of 0
  * and one of msize - 24 mean the same to a client (the most a request can carry): both show as "max".
@@ -301,8 +291,8 @@ async function probes(c: Client, aname: string) {
     }) as const;
   const getlock = (fid: number, locktype: number) =>
     ({ type: MsgType.Tgetlock, fid, locktype, start: 0n, length: 0n, proc_id: 1, client_id: "c" }) as const;
-  const setattr = (fid: number, valid: number, v: Partial<typeof NONE_SET>) =>
-    ({ type: MsgType.Tsetattr, fid, valid, ...NONE_SET, ...v }) as const;
+  const setattr = (fid: number, valid: number, v: Partial<SetAttr>) =>
+    ({ type: MsgType.Tsetattr, fid, ...noChange({ ...v, valid }) }) as const;
 
   await step("attach", {
     type: MsgType.Tattach,
@@ -1087,8 +1077,8 @@ async function permProbes(c: Client, aname: string, uname: string, uid: number, 
   const walk = (fid: number, newfid: number, ...wname: string[]) =>
     ({ type: MsgType.Twalk, fid, newfid, wname }) as const;
   const clunk = (fid: number) => ({ type: MsgType.Tclunk, fid }) as const;
-  const setattr = (fid: number, valid: number, v: Partial<typeof NONE_SET>) =>
-    ({ type: MsgType.Tsetattr, fid, valid, ...NONE_SET, ...v }) as const;
+  const setattr = (fid: number, valid: number, v: Partial<SetAttr>) =>
+    ({ type: MsgType.Tsetattr, fid, ...noChange({ ...v, valid }) }) as const;
   const root = base;
   const f = base + 1;
   await step("attach", { type: MsgType.Tattach, fid: root, afid: NOFID, uname, aname, n_uname: uid });

@@ -11,19 +11,9 @@ import type { Node } from "../../src/server/backend.js";
 import { passthrough } from "../../src/server/passthrough.js";
 import { V9FS_MAGIC } from "../../src/server/passthrough-l.js";
 import { Server } from "../../src/server/server.js";
-import { attach, ctx, tempDir } from "./helpers.js";
+import { attach, ctx, setattr, tempDir } from "./helpers.js";
 
 const c = ctx(Dialect.P2000L, "root", 0);
-const noSet = {
-  mode: 0,
-  uid: 0,
-  gid: 0,
-  size: 0n,
-  atime_sec: 0n,
-  atime_nsec: 0n,
-  mtime_sec: 0n,
-  mtime_nsec: 0n,
-};
 
 describe("passthrough 9P2000.L parity with diod", () => {
   let tmp: ReturnType<typeof tempDir>;
@@ -54,14 +44,13 @@ describe("passthrough 9P2000.L parity with diod", () => {
     const f = await root.walk1!("f", c);
     const { ATIME, MTIME, ATIME_SET, MTIME_SET } = SETATTR;
     await f.setattr!(
-      {
-        ...noSet,
+      setattr({
         valid: ATIME | MTIME | ATIME_SET | MTIME_SET,
         atime_sec: 1_000_000_000n,
         atime_nsec: 5n,
         mtime_sec: 1_200_000_000n,
         mtime_nsec: 7000n,
-      },
+      }),
       c,
     );
     const ns = () => {
@@ -71,14 +60,14 @@ describe("passthrough 9P2000.L parity with diod", () => {
     expect(ns()).toEqual([1_000_000_000_000_000_005n, 1_200_000_000_000_007_000n]);
     // microseconds only: the quick path, still exact
     await f.setattr!(
-      { ...noSet, valid: MTIME | MTIME_SET, mtime_sec: 1_300_000_000n, mtime_nsec: 999_999_000n },
+      setattr({ valid: MTIME | MTIME_SET, mtime_sec: 1_300_000_000n, mtime_nsec: 999_999_000n }),
       c,
     );
     expect(ns()).toEqual([1_000_000_000_000_000_005n, 1_300_000_000_999_999_000n]);
-    await f.setattr!({ ...noSet, valid: ATIME | ATIME_SET, atime_sec: 1_400_000_000n, atime_nsec: 3000n }, c);
+    await f.setattr!(setattr({ valid: ATIME | ATIME_SET, atime_sec: 1_400_000_000n, atime_nsec: 3000n }), c);
     expect(ns()).toEqual([1_400_000_000_000_003_000n, 1_300_000_000_999_999_000n]);
     await expect(
-      f.setattr!({ ...noSet, valid: MTIME | MTIME_SET, mtime_nsec: 1_000_000_000n }, c),
+      f.setattr!(setattr({ valid: MTIME | MTIME_SET, mtime_nsec: 1_000_000_000n }), c),
     ).rejects.toMatchObject({ errno: 22 });
   });
 
@@ -110,7 +99,7 @@ describe("passthrough 9P2000.L parity with diod", () => {
       await made.file.clunk?.(nb);
       const f = await r.walk1!("f", nb);
       fs.chmodSync(path.join(tmp.dir, "f"), 0o6745);
-      await f.setattr!({ ...noSet, valid: SETATTR.SIZE }, nb);
+      await f.setattr!(setattr({ valid: SETATTR.SIZE }), nb);
       expect(mode()).toBe(0o2745); // set-group-ID without group execute is a lock mark: kept
       fs.chmodSync(path.join(tmp.dir, "f"), 0o4755);
       await (await f.lopen!(L_O.WRONLY | L_O.TRUNC, nb)).clunk?.(nb);
