@@ -138,7 +138,7 @@ export function runAsProcess(main: (argv: readonly string[], io: CliIo) => Promi
 const EMPTY_INPUT = Symbol("empty input");
 
 /** An input known to be empty (/dev/null): a program given it may have its stdin closed at once. */
-export function emptyInput(): NodeJS.ReadableStream {
+export function emptyInput(): Readable {
   return Object.assign(Readable.from([]), { [EMPTY_INPUT]: true });
 }
 
