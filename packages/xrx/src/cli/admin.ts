@@ -214,3 +214,19 @@ export function localRsaKey(user: LocalUser): string | undefined {
     return undefined;
   }
 }
+
+/** The options every user-pool command shares and its exit statuses: the end of its --help. */
+export function poolHelp(prog: string, ok: string): string {
+  return `  nodeset       n[1-16],n20,host!port ...; $NODES when it is left out
+  -a            every node statfs reports up (-p PORT: statfs port; --statfs SRC: table file
+                or statfs address)
+  -A FILE       admin private key (default /etc/xcpu/admin_key when readable, else your own key)
+  -t SECONDS    connect timeout (default 5)
+  -d            print 9P traffic
+  -h, --help    this text
+  -V, --version print "${prog} <version>"
+
+Exit status: 0 when ${ok}, 1 when one failed
+(each failure is printed as "${prog}: <node>: <message>"), 2 usage error.
+`;
+}

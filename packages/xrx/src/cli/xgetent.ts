@@ -1,5 +1,5 @@
 // xgetent: print the user or group database of the user pool of nodes (root pwent, grent).
-import { onEveryNode, poolNodes, runPoolCommand } from "./admin.js";
+import { onEveryNode, poolHelp, poolNodes, runPoolCommand } from "./admin.js";
 import { type CliIo, UsageError } from "./args.js";
 
 export const XGETENT_USAGE = "usage: xgetent [-d] [-A adminkey] [-p statport] <passwd|group> {-a | nodeset}";
@@ -10,18 +10,7 @@ Print the users (passwd: name:uid:gid[:groups]) or groups (group: name:gid) of t
 xcpufs nodes, most recently added first, under a heading per node:
 "Password Database From Node: <node>" or "Group Database From Node: <node>".
 
-  nodeset       n[1-16],n20,host!port ...; $NODES when it is left out
-  -a            every node statfs reports up (-p PORT: statfs port; --statfs SRC: table file
-                or statfs address)
-  -A FILE       admin private key (default /etc/xcpu/admin_key when readable, else your own key)
-  -t SECONDS    connect timeout (default 5)
-  -d            print 9P traffic
-  -h, --help    this text
-  -V, --version print "xgetent <version>"
-
-Exit status: 0 when every node answered, 1 when one failed (each failure is printed as
-"xgetent: <node>: <message>"), 2 usage error.
-`;
+${poolHelp("xgetent", "every node answered")}`;
 
 const DATABASES: Record<string, { file: string; title: string }> = {
   passwd: { file: "pwent", title: "Password Database From Node" },

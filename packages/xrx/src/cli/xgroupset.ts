@@ -1,7 +1,7 @@
 // xgroupset: add, delete and flush groups in the user pool of nodes (root ctl group-add,
 // group-del, group-flush).
 import { quoteArgs } from "../quote.js";
-import { localGroups, poolNodes, runPoolCommand, sendLines } from "./admin.js";
+import { localGroups, poolHelp, poolNodes, runPoolCommand, sendLines } from "./admin.js";
 import { type CliIo, UsageError } from "./args.js";
 
 export const XGROUPSET_USAGE = [
@@ -20,18 +20,7 @@ connection, as the admin identity. Groups must exist before users name them (xus
   flush         remove every user and group except xcpu-admin
   -u            add: every group of this machine's /etc/group (name and gid);
                 delete: every such group the node has
-  nodeset       n[1-16],n20,host!port ...; $NODES when it is left out
-  -a            every node statfs reports up (-p PORT: statfs port; --statfs SRC: table file
-                or statfs address)
-  -A FILE       admin private key (default /etc/xcpu/admin_key when readable, else your own key)
-  -t SECONDS    connect timeout (default 5)
-  -d            print 9P traffic
-  -h, --help    this text
-  -V, --version print "xgroupset <version>"
-
-Exit status: 0 when every node accepted the command, 1 when one failed (each failure is
-printed as "xgroupset: <node>: <message>"), 2 usage error.
-`;
+${poolHelp("xgroupset", "every node accepted the command")}`;
 
 const COMMANDS: Record<string, { ctl: string; args: number }> = {
   add: { ctl: "group-add", args: 2 },

@@ -3,7 +3,15 @@
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { quoteArgs } from "../quote.js";
-import { localGroups, localRsaKey, localUsers, poolNodes, runPoolCommand, sendLines } from "./admin.js";
+import {
+  localGroups,
+  localRsaKey,
+  localUsers,
+  poolHelp,
+  poolNodes,
+  runPoolCommand,
+  sendLines,
+} from "./admin.js";
 import { type CliIo, UsageError } from "./args.js";
 
 export const XUSERSET_USAGE = [
@@ -26,18 +34,7 @@ the admin identity. Each node keeps its own pool (xcpufs saves it in its --state
   addgroup      make user a member of group; delgroup ends that membership
   -u            add: every account of this machine with a readable ~/.ssh/id_rsa.pub (its
                 uid, primary group name and that key); delete: every local account the node has
-  nodeset       n[1-16],n20,host!port ...; $NODES when it is left out
-  -a            every node statfs reports up (-p PORT: statfs port; --statfs SRC: table file
-                or statfs address)
-  -A FILE       admin private key (default /etc/xcpu/admin_key when readable, else your own key)
-  -t SECONDS    connect timeout (default 5)
-  -d            print 9P traffic
-  -h, --help    this text
-  -V, --version print "xuserset <version>"
-
-Exit status: 0 when every node accepted the command, 1 when one failed (each failure is
-printed as "xuserset: <node>: <message>"), 2 usage error.
-`;
+${poolHelp("xuserset", "every node accepted the command")}`;
 
 /** Sub-command: root ctl command and the names of its arguments. */
 const COMMANDS: Record<string, { ctl: string; args: string[] }> = {
