@@ -5,7 +5,7 @@ import { lchown, open as openFile, readdir, rm, stat } from "node:fs/promises";
 import { machine as machineName, type as osType } from "node:os";
 import { isAbsolute, join } from "node:path";
 import type { Stat } from "@clustermatic/ninep/codec";
-import { DMSYMLINK, NONUNAME } from "@clustermatic/ninep/codec";
+import { NONUNAME } from "@clustermatic/ninep/codec";
 import { Ename, Errno, FsError } from "@clustermatic/ninep/errors";
 import type { Identity, Node, RequestContext, StatChanges } from "@clustermatic/ninep/server";
 import { type PassthroughBackend, passthrough } from "@clustermatic/ninep/server";
@@ -281,16 +281,12 @@ export class Xcpufs {
           case "create":
             return async (req: { perm: number }, ctx: RequestContext) => {
               alive();
-              const uctx = userCtx(ctx);
-              const c = (await fn.call(target, req, uctx)) as { node: Node; file: { clunk?: () => void } };
-              // Files get the permission bits asked for, as the original's open(2) gave them,
-              // not the 9P mask of the session directory (0700).
-              const st = await c.node.stat(uctx);
-              if ((st.mode & DMSYMLINK) === 0 && (st.mode & 0o777) !== (req.perm & 0o777) && c.node.wstat) {
-                await c.node
-                  .wstat({ mode: ((st.mode & ~0o777) | (req.perm & 0o777)) >>> 0 }, uctx)
-                  .catch(() => {});
-              }
+              // Files get the permission bits asked for (the passthrough's exactMode), as the
+              // original's open(2) gave them, not the 9P mask of the session directory (0700).
+              const c = (await fn.call(target, req, userCtx(ctx))) as {
+                node: Node;
+                file: { clunk?: () => void };
+              };
               return { node: fs.wrapFs(c.node, dir, false), file: holdOpen(c.file) };
             };
           case "lcreate":
