@@ -11,8 +11,8 @@ import { AT_REMOVEDIR, L_O, NONUNAME, SETATTR } from "../codec/constants.js";
 import { Ename, Errno, FsError } from "../errors.js";
 import type { Attr, Created, Node, OpenFile, RequestContext, SetAttr, StatFs } from "./backend.js";
 import { R_OK, W_OK, X_OK } from "./passthrough-access.js";
-import { chownNew, discardNew, newDirMode, openFd, PtFile, runTool, setUpNew } from "./passthrough-node.js";
-import { FileIo } from "./passthrough-open.js";
+import { chownNew, discardNew, newDirMode, PtFile, runTool, setUpNew } from "./passthrough-node.js";
+import { FileIo, openFd } from "./passthrough-open.js";
 import { checkName } from "./passthrough-path.js";
 import {
   S_IFBLK,

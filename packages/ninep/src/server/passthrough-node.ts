@@ -11,7 +11,6 @@ import {
   fchmodSync,
   fchown as fchownCb,
   fchownSync,
-  open as fsOpenCb,
   fstatSync,
   lstatSync,
   openSync,
@@ -52,7 +51,16 @@ import type {
 import type { Access } from "./passthrough-access.js";
 import { R_OK, setIdBits, W_OK, X_OK } from "./passthrough-access.js";
 import * as L from "./passthrough-l.js";
-import { closeFd, DirIo, type DirSource, FileIo, fstatFd, type LockTable, NoIo } from "./passthrough-open.js";
+import {
+  closeFd,
+  DirIo,
+  type DirSource,
+  FileIo,
+  fstatFd,
+  type LockTable,
+  NoIo,
+  openFd,
+} from "./passthrough-open.js";
 import { checkName, type ExportRoot, type PtNode, walkOne } from "./passthrough-path.js";
 import {
   dmToUnixPerm,
@@ -126,13 +134,6 @@ export async function chownNew(p: string, uid: number | undefined, gid: number |
   if (process.getuid?.() !== 0) return;
   if (uid === undefined && gid === undefined) return;
   await fsp.lchown(p, uid ?? -1, gid ?? -1);
-}
-
-/** open(2) through the thread pool, giving the raw descriptor. */
-export function openFd(p: string, flags: number, mode: number): Promise<number> {
-  return new Promise((resolve, reject) =>
-    fsOpenCb(p, flags, mode, (err, fd) => (err ? reject(err) : resolve(fd))),
-  );
 }
 
 /**

@@ -8,6 +8,7 @@ import {
   closeSync,
   fchmod,
   fdatasync,
+  open as fsOpen,
   read as fsRead,
   fstat,
   fstatSync,
@@ -153,6 +154,13 @@ export class LockTable {
 }
 
 // ---- files ------------------------------------------------------------------------------------
+
+/** open(2) through the thread pool, giving the raw descriptor. */
+export function openFd(p: string, flags: number, mode?: number): Promise<number> {
+  return new Promise((resolve, reject) =>
+    fsOpen(p, flags, mode, (err, fd) => (err ? reject(err) : resolve(fd))),
+  );
+}
 
 /** fstat of a raw descriptor (bigint), synchronously or through the thread pool. */
 export function fstatFd(fd: number, sync: boolean): BigIntStats | Promise<BigIntStats> {

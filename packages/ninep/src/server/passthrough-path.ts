@@ -9,19 +9,11 @@
 // every open is verified afterwards through /proc/self/fd.
 
 import type { BigIntStats } from "node:fs";
-import {
-  closeSync,
-  constants,
-  open as fsOpen,
-  lstatSync,
-  openSync,
-  readlinkSync,
-  realpathSync,
-  statSync,
-} from "node:fs";
+import { closeSync, constants, lstatSync, openSync, readlinkSync, realpathSync, statSync } from "node:fs";
 import * as fsp from "node:fs/promises";
 import * as path from "node:path";
 import { Errno, FsError } from "../errors.js";
+import { openFd } from "./passthrough-open.js";
 
 /** A file inside the export: canonical components from the root, and the name clients see. */
 export interface PtNode {
@@ -199,9 +191,7 @@ export class ExportRoot {
       return this.verifiedFdSync(openSync(p, flags | constants.O_NOFOLLOW, mode), p);
     }
     const p = await this.checkedPath(rel);
-    const fd = await new Promise<number>((resolve, reject) =>
-      fsOpen(p, flags | constants.O_NOFOLLOW, mode, (err, fd) => (err ? reject(err) : resolve(fd))),
-    );
+    const fd = await openFd(p, flags | constants.O_NOFOLLOW, mode);
     try {
       await this.verifyFd(fd, p);
     } catch (err) {
