@@ -16,7 +16,7 @@ import { RemoteError } from "../../src/errors.js";
 import type { SetAttr } from "../../src/server/backend.js";
 import { passthrough } from "../../src/server/passthrough.js";
 import { Server } from "../../src/server/server.js";
-import { diodUnavailable, startDiod } from "../helpers/diod.js";
+import { type DiodHandle, diodUnavailable, startDiod } from "../helpers/diod.js";
 import { setattr as noChange, tempDir } from "./helpers.js";
 
 const CAPTURE = new URL("../fixtures/captures/diod-9p2000L-wire.jsonl", import.meta.url).pathname;
@@ -1315,21 +1315,56 @@ describe("reply shapes match the diod capture", () => {
 const missing = diodUnavailable();
 if (missing) console.warn(`skipping live diod comparison: ${missing}`);
 
+interface Both {
+  tDiod: { dir: string };
+  tOurs: { dir: string };
+  diod: DiodHandle;
+  /** The passthrough's port on 127.0.0.1. */
+  ourPort: number;
+  /** A 9P2000.L client to diod and one to the passthrough, made on first use, closed at the end. */
+  clients(): Promise<{ cd: Client; co: Client }>;
+}
+
+/**
+ * Two temporary trees seeded alike, diod exporting one and the passthrough the other (both on
+ * loopback): runs `body` with them, then closes and removes everything.
+ */
+async function againstBoth(
+  name: string,
+  seedTree: (dir: string) => void,
+  body: (b: Both) => Promise<void>,
+  diodOpts?: { squash?: boolean },
+): Promise<void> {
+  const tDiod = tempDir(`pt-${name}-diod-`);
+  const tOurs = tempDir(`pt-${name}-ours-`);
+  for (const d of [tDiod.dir, tOurs.dir]) seedTree(d);
+  const diod = await startDiod(tDiod.dir, diodOpts);
+  const server = new Server({ backend: passthrough(tOurs.dir) });
+  let made: Promise<{ cd: Client; co: Client }> | undefined;
+  try {
+    const a = await server.listen("tcp!127.0.0.1!0");
+    if (a.network !== "tcp") throw new Error("tcp");
+    const clients = () =>
+      (made ??= (async () => ({
+        cd: await Client.connect(diod.address, { version: "9P2000.L" }),
+        co: await Client.connect(`tcp!127.0.0.1!${a.port}`, { version: "9P2000.L" }),
+      }))());
+    await body({ tDiod, tOurs, diod, ourPort: a.port, clients });
+  } finally {
+    const c = await made?.catch(() => undefined);
+    await c?.cd.close().catch(() => {});
+    await c?.co.close().catch(() => {});
+    await server.close();
+    await diod.stop();
+    tDiod.cleanup();
+    tOurs.cleanup();
+  }
+}
+
 describe.skipIf(missing !== undefined)("the same script against diod and the passthrough", () => {
   it("gives the same reply types and error codes (except renameat/unlinkat, which diod lacks)", async () => {
-    const tDiod = tempDir("pt-vs-diod-");
-    const tOurs = tempDir("pt-vs-ours-");
-    seed(tDiod.dir);
-    seed(tOurs.dir);
-    const diod = await startDiod(tDiod.dir);
-    const server = new Server({ backend: passthrough(tOurs.dir) });
-    let cd: Client | undefined;
-    let co: Client | undefined;
-    try {
-      const a = await server.listen("tcp!127.0.0.1!0");
-      if (a.network !== "tcp") throw new Error("tcp");
-      cd = await Client.connect(diod.address, { version: "9P2000.L" });
-      co = await Client.connect(`tcp!127.0.0.1!${a.port}`, { version: "9P2000.L" });
+    await againstBoth("vs", seed, async ({ tDiod, tOurs, clients }) => {
+      const { cd, co } = await clients();
       const theirs = await script(cd, tDiod.dir);
       const ours = await script(co, tOurs.dir);
       const diff: string[] = [];
@@ -1367,34 +1402,18 @@ describe.skipIf(missing !== undefined)("the same script against diod and the pas
       expect(fs.readdirSync(path.join(tOurs.dir, "scratch"))).toEqual(
         fs.readdirSync(path.join(tDiod.dir, "scratch")),
       );
-    } finally {
-      await cd?.close().catch(() => {});
-      await co?.close().catch(() => {});
-      await server.close();
-      await diod.stop();
-      tDiod.cleanup();
-      tOurs.cleanup();
-    }
+    });
   });
 });
 
 describe.skipIf(missing !== undefined)("edge probes against diod and the passthrough", () => {
   it("answer the same way, apart from the listed deliberate differences", async () => {
-    const tDiod = tempDir("pt-probe-diod-");
-    const tOurs = tempDir("pt-probe-ours-");
-    for (const d of [tDiod.dir, tOurs.dir]) {
+    const seedBoth = (d: string) => {
       seed(d);
       seedProbes(d);
-    }
-    const diod = await startDiod(tDiod.dir);
-    const server = new Server({ backend: passthrough(tOurs.dir) });
-    let cd: Client | undefined;
-    let co: Client | undefined;
-    try {
-      const a = await server.listen("tcp!127.0.0.1!0");
-      if (a.network !== "tcp") throw new Error("tcp");
-      cd = await Client.connect(diod.address, { version: "9P2000.L" });
-      co = await Client.connect(`tcp!127.0.0.1!${a.port}`, { version: "9P2000.L" });
+    };
+    await againstBoth("probe", seedBoth, async ({ tDiod, tOurs, clients }) => {
+      const { cd, co } = await clients();
       const theirs = await probes(cd, tDiod.dir);
       const ours = await probes(co, tOurs.dir);
       const ga = (valid: string) =>
@@ -1488,27 +1507,13 @@ describe.skipIf(missing !== undefined)("edge probes against diod and the passthr
       }
       if (process.env.PROBE_DUMP) for (const [l, t] of theirs.out) console.log(`${l} => ${t}`);
       expect(diff).toEqual([]);
-    } finally {
-      await cd?.close().catch(() => {});
-      await co?.close().catch(() => {});
-      await server.close();
-      await diod.stop();
-      tDiod.cleanup();
-      tOurs.cleanup();
-    }
+    });
   });
 });
 
 describe.skipIf(missing !== undefined)("raw frames against diod and the passthrough", () => {
   it("a malformed request: diod drops the connection (or guesses), ours refuses it and serves on", async () => {
-    const tDiod = tempDir("pt-raw-diod-");
-    const tOurs = tempDir("pt-raw-ours-");
-    for (const d of [tDiod.dir, tOurs.dir]) seed(d);
-    const diod = await startDiod(tDiod.dir);
-    const server = new Server({ backend: passthrough(tOurs.dir) });
-    try {
-      const a = await server.listen("tcp!127.0.0.1!0");
-      if (a.network !== "tcp") throw new Error("tcp");
+    await againstBoth("raw", seed, async ({ tDiod, tOurs, diod, ourPort }) => {
       // label → [diod, ours]: the reply to the frame, then to a Tgetattr sent after it.
       const expected: Record<string, [string[], string[]]> = {
         "walk 16": [
@@ -1552,18 +1557,13 @@ describe.skipIf(missing !== undefined)("raw frames against diod and the passthro
       const got: Record<string, [string[], string[]]> = {};
       for (const label of RAW_CASES) {
         const theirs = await rawProbe(diod.port, tDiod.dir, label);
-        const ours = await rawProbe(a.port, tOurs.dir, label);
+        const ours = await rawProbe(ourPort, tOurs.dir, label);
         expect(theirs.slice(0, 2).map((x) => x[1])).toEqual(["Rversion", "Rattach"]);
         expect(ours.slice(0, 2).map((x) => x[1])).toEqual(["Rversion", "Rattach"]);
         got[label] = [theirs.slice(2).map((x) => x[1]), ours.slice(2).map((x) => x[1])];
       }
       expect(got).toEqual(expected);
-    } finally {
-      await server.close();
-      await diod.stop();
-      tDiod.cleanup();
-      tOurs.cleanup();
-    }
+    });
   });
 });
 
@@ -1573,18 +1573,8 @@ describe.skipIf(missing !== undefined || notRoot !== undefined)(
   "permissions for several users against diod (no squashing) and the passthrough",
   () => {
     it("give the same answers", async () => {
-      const tDiod = tempDir("pt-perm-diod-");
-      const tOurs = tempDir("pt-perm-ours-");
-      for (const d of [tDiod.dir, tOurs.dir]) seedPerms(d);
-      const diod = await startDiod(tDiod.dir, { squash: false });
-      const server = new Server({ backend: passthrough(tOurs.dir) });
-      let cd: Client | undefined;
-      let co: Client | undefined;
-      try {
-        const a = await server.listen("tcp!127.0.0.1!0");
-        if (a.network !== "tcp") throw new Error("tcp");
-        cd = await Client.connect(diod.address, { version: "9P2000.L" });
-        co = await Client.connect(`tcp!127.0.0.1!${a.port}`, { version: "9P2000.L" });
+      const run = async ({ tDiod, tOurs, clients }: Both) => {
+        const { cd, co } = await clients();
         const theirs: [string, string][] = [];
         const ours: [string, string][] = [];
         let base = 300;
@@ -1615,14 +1605,8 @@ describe.skipIf(missing !== undefined || notRoot !== undefined)(
         }
         if (process.env.PROBE_DUMP) for (const [l, t] of theirs) console.log(`${l} => ${t}`);
         expect(diff).toEqual([]);
-      } finally {
-        await cd?.close().catch(() => {});
-        await co?.close().catch(() => {});
-        await server.close();
-        await diod.stop();
-        tDiod.cleanup();
-        tOurs.cleanup();
-      }
+      };
+      await againstBoth("perm", seedPerms, run, { squash: false });
     });
   },
 );
