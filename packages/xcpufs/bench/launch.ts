@@ -32,6 +32,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Client } from "@clustermatic/ninep/client";
 import { MsgType, OREAD, OTRUNC, OWRITE } from "@clustermatic/ninep/codec";
+import { listening, stop } from "./server.js";
 
 const pkg = dirname(dirname(fileURLToPath(import.meta.url)));
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 6);
@@ -81,26 +82,7 @@ function start(label: string, bin: string, prof: boolean): Promise<Srv> {
       env: { PATH: "/usr/bin:/bin", CLUSTERMATIC_COMPILE_CACHE: join(work, `${label}-v8`) },
     },
   );
-  let err = "";
-  return new Promise((ok, fail) => {
-    child.stderr?.on("data", (d) => {
-      err += d;
-      const m = /listening on (\S+)/.exec(err);
-      if (m) {
-        child.stderr?.removeAllListeners("data");
-        child.stderr?.resume();
-        ok({ label, bin, child, address: m[1] as string, pid: child.pid as number });
-      }
-    });
-    child.once("exit", () => fail(new Error(`xcpufs exited: ${err}`)));
-  });
-}
-
-async function stop(s: Srv): Promise<void> {
-  if (s.child.exitCode !== null) return;
-  const gone = new Promise((r) => s.child.once("exit", r));
-  s.child.kill("SIGTERM");
-  await gone;
+  return listening(child).then((address) => ({ label, bin, child, address, pid: child.pid as number }));
 }
 
 /**
@@ -249,7 +231,7 @@ async function main(): Promise<void> {
         });
       }
     }
-    for (const s of servers) await stop(s);
+    for (const s of servers) await stop(s.child);
     // fresh servers: the first FRESH launches
     const fresh = new Map<string, number[]>();
     for (let round = 0; FRESH > 0 && round < FRESH_ROUNDS; round++) {
@@ -261,7 +243,7 @@ async function main(): Promise<void> {
       fs.forEach((s, i) => {
         fresh.set(s.label, [...(fresh.get(s.label) ?? []), v[i] as number]);
       });
-      for (const s of fs) await stop(s);
+      for (const s of fs) await stop(s.child);
     }
     const f = (x: number) => x.toFixed(2).padStart(7);
     const rng = (xs: number[]) =>
@@ -309,7 +291,7 @@ async function main(): Promise<void> {
       for (const d of DEPTHS) console.log(`  ${d}`.padEnd(34) + rng(diff(d)).padStart(22));
     }
   } finally {
-    for (const s of servers) await stop(s);
+    for (const s of servers) await stop(s.child);
     rmSync(work, { recursive: true, force: true });
   }
 }

@@ -17,6 +17,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Fid, type Fsys, mount, type Request } from "@clustermatic/ninep/client";
 import { MsgType, OREAD, OTRUNC, OWRITE } from "@clustermatic/ninep/codec";
+import { listening, stop } from "./server.js";
 
 const pkg = dirname(dirname(fileURLToPath(import.meta.url)));
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
@@ -58,26 +59,14 @@ function start(label: string, bin: string | undefined, extraNode: string[] = [])
     [...extraNode, ...args, "-p", "0", "--no-auth", "-t", dir, "--state-dir", join(dir, "state")],
     { stdio: ["ignore", "ignore", "pipe"], env: { PATH: "/usr/bin:/bin" } },
   );
-  let err = "";
-  return new Promise((resolve, reject) => {
-    child.stderr?.on("data", (d) => {
-      err += d;
-      const m = /listening on (\S+)/.exec(err);
-      if (m) {
-        child.stderr?.removeAllListeners("data");
-        child.stderr?.resume();
-        resolve({ label, child, address: m[1] as string, how, pid: child.pid as number, idleKiB: 0 });
-      }
-    });
-    child.once("exit", () => reject(new Error(`xcpufs exited: ${err}`)));
-  });
-}
-
-async function stop(s: Srv): Promise<void> {
-  if (s.child.exitCode !== null) return;
-  const gone = new Promise((r) => s.child.once("exit", r));
-  s.child.kill("SIGTERM");
-  await gone;
+  return listening(child).then((address) => ({
+    label,
+    child,
+    address,
+    how,
+    pid: child.pid as number,
+    idleKiB: 0,
+  }));
 }
 
 function memKiB(pid: number): { rss: number; anon: number } {
@@ -435,7 +424,7 @@ async function main(): Promise<void> {
       );
     }
   } finally {
-    for (const s of servers) await stop(s);
+    for (const s of servers) await stop(s.child);
     rmSync(work, { recursive: true, force: true });
   }
 }
