@@ -104,6 +104,19 @@ interface Conversation {
   reqs: Req[];
 }
 
+/** The fields of a stat entry that say who owns a file and how it may be used. */
+function modeAndOwners(x: Stat) {
+  return {
+    mode: x.mode,
+    uid: x.uid,
+    gid: x.gid,
+    muid: x.muid,
+    n_uid: x.n_uid,
+    n_gid: x.n_gid,
+    n_muid: x.n_muid,
+  };
+}
+
 function toolOf(reqs: Req[]): string {
   const names = new Set(reqs.flatMap((r) => (r.msg?.type === MsgType.Twalk ? r.msg.wname : [])));
   if (names.has("clone")) return "xrx";
@@ -257,13 +270,7 @@ describe.skipIf(!canRun)("replay of the original tools' wire capture", () => {
       const s = (await fs.readdir("")).find((x) => x.name === sid);
       expect(s, "our session directory").toBeDefined();
       const pick = (x: Stat) => ({
-        mode: x.mode,
-        uid: x.uid,
-        gid: x.gid,
-        muid: x.muid,
-        n_uid: x.n_uid,
-        n_gid: x.n_gid,
-        n_muid: x.n_muid,
+        ...modeAndOwners(x),
         qidType: x.qid.type,
         qidPath: x.qid.path - ((BigInt(x.name) + 1n) << 24n),
       });
@@ -623,16 +630,7 @@ async function replay(conv: Conversation, node: XcpufsHandle): Promise<number> {
     for (const o of orig.filter((s) => !numeric(s))) {
       const s = ours.find((x) => x.name === o.name);
       expect(s, `${where}: root entry ${o.name}`).toBeDefined();
-      const pick = (x: Stat) => ({
-        mode: x.mode,
-        uid: x.uid,
-        gid: x.gid,
-        muid: x.muid,
-        n_uid: x.n_uid,
-        n_gid: x.n_gid,
-        n_muid: x.n_muid,
-        extension: x.extension,
-      });
+      const pick = (x: Stat) => ({ ...modeAndOwners(x), extension: x.extension });
       const mapped = pick(o);
       for (const k of ["n_uid", "n_gid", "n_muid"] as const) mapped[k] = mapUid(mapped[k]);
       expect(pick(s as Stat), `${where}: root entry ${o.name}`).toEqual(mapped);
