@@ -153,6 +153,11 @@ export class LockTable {
   }
 }
 
+/** The owner of a lock: the client's lock owner (client_id, proc_id) on this connection. */
+function lockOwner(req: LockRequest | GetLockRequest, ctx: RequestContext): string {
+  return `${ctx.connection.id}/${req.client_id}/${req.proc_id}`;
+}
+
 // ---- files ------------------------------------------------------------------------------------
 
 /** open(2) through the thread pool, giving the raw descriptor. */
@@ -395,13 +400,11 @@ export class FileIo implements OpenFile {
   }
 
   lock(req: LockRequest, ctx: RequestContext): Promise<number> {
-    const owner = `${ctx.connection.id}/${req.client_id}/${req.proc_id}`;
-    return Promise.resolve(this.locks.lock(this.qid.path, owner, this, req));
+    return Promise.resolve(this.locks.lock(this.qid.path, lockOwner(req, ctx), this, req));
   }
 
   getlock(req: GetLockRequest, ctx: RequestContext): Promise<GetLockResult> {
-    const owner = `${ctx.connection.id}/${req.client_id}/${req.proc_id}`;
-    return Promise.resolve(this.locks.getlock(this.qid.path, owner, req));
+    return Promise.resolve(this.locks.getlock(this.qid.path, lockOwner(req, ctx), req));
   }
 
   async clunk(): Promise<void> {
@@ -491,14 +494,12 @@ export class DirIo implements OpenFile {
 
   lock(req: LockRequest, ctx: RequestContext): Promise<number> {
     if (!this.locks) return Promise.reject(new FsError("operation not supported", Errno.EOPNOTSUPP));
-    const owner = `${ctx.connection.id}/${req.client_id}/${req.proc_id}`;
-    return Promise.resolve(this.locks.lock(this.qid.path, owner, this, req));
+    return Promise.resolve(this.locks.lock(this.qid.path, lockOwner(req, ctx), this, req));
   }
 
   getlock(req: GetLockRequest, ctx: RequestContext): Promise<GetLockResult> {
     if (!this.locks) return Promise.reject(new FsError("operation not supported", Errno.EOPNOTSUPP));
-    const owner = `${ctx.connection.id}/${req.client_id}/${req.proc_id}`;
-    return Promise.resolve(this.locks.getlock(this.qid.path, owner, req));
+    return Promise.resolve(this.locks.getlock(this.qid.path, lockOwner(req, ctx), req));
   }
 
   async clunk(): Promise<void> {
