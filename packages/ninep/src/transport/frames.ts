@@ -46,36 +46,38 @@ export class FrameTransport {
   #inTick = false;
   /** The first small frame of this tick, not yet handed to the stream, and its callback. */
   #held: Buffer | undefined;
+  #heldDone: (() => void) | undefined;
   /** Frames of the chunk being handled that come after the current one. */
   #chunkLeft = 0;
-  #heldDone: (() => void) | undefined;
   #endTick = (): void => {
     this.#inTick = false;
-    if (this.#held !== undefined) {
-      // The only frame of the tick: one plain write, no cork.
-      const frame = this.#held;
-      const done = this.#heldDone;
+    if (this.#held === undefined && !this.#corked) return;
+    if (this.#closed && this.#held !== undefined) {
       this.#held = this.#heldDone = undefined;
-      if (this.#closed) return;
-      this.stream.write(frame, done);
-    } else if (this.#corked) {
-      this.#corked = false;
-      this.stream.uncork();
-    } else return;
+      return;
+    }
+    // The only frame of the tick leaves in one plain write (no cork), several in one writev.
+    this.#flushTick();
     if (this.#handlers.onBacklog && this.backlogged && !this.#closed) this.#handlers.onBacklog();
   };
 
   /** Hands what this tick holds back (a held frame, or corked frames) to the stream now. */
   #flushTick(): void {
     if (this.#held !== undefined) {
-      const frame = this.#held;
-      const done = this.#heldDone;
-      this.#held = this.#heldDone = undefined;
-      this.stream.write(frame, done);
+      this.#writeHeld();
     } else if (this.#corked) {
       this.#corked = false;
       this.stream.uncork();
     }
+  }
+
+  /** Hands the held frame, if any, to the stream. */
+  #writeHeld(): void {
+    const frame = this.#held;
+    if (frame === undefined) return;
+    const done = this.#heldDone;
+    this.#held = this.#heldDone = undefined;
+    this.stream.write(frame, done);
   }
 
   constructor(stream: Duplex, handlers: FrameTransportHandlers, opts: FrameTransportOptions) {
@@ -170,12 +172,7 @@ export class FrameTransport {
     if (!this.#corked) {
       this.#corked = true;
       this.stream.cork();
-      if (this.#held !== undefined) {
-        const held = this.#held;
-        const done = this.#heldDone;
-        this.#held = this.#heldDone = undefined;
-        this.stream.write(held, done);
-      }
+      this.#writeHeld();
     }
     this.stream.write(frame, written);
   }
