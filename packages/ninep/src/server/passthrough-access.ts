@@ -92,8 +92,7 @@ export class Access {
    * with that capability, so it must do it itself; in process mode the OS does.
    */
   dropsSetId(user: Identity): boolean {
-    if (this.mode === "process") return false;
-    return this.who(user).uid !== 0;
+    return this.mode !== "process" && !this.isRoot(user);
   }
 
   /** Is `user` root? (In process mode: is the server process root.) */
