@@ -52,7 +52,7 @@ import type { Access } from "./passthrough-access.js";
 import { R_OK, setIdBits, W_OK, X_OK } from "./passthrough-access.js";
 import * as L from "./passthrough-l.js";
 import {
-  closeFd,
+  closeFdQuietly,
   DirIo,
   type DirSource,
   FileIo,
@@ -191,7 +191,7 @@ export async function discardNew(fd: number, p: string, sync: boolean): Promise<
     } catch {}
     return;
   }
-  await Promise.resolve(closeFd(fd, false)).catch(() => {});
+  await closeFdQuietly(fd, false);
   await fsp.unlink(p).catch(() => {});
 }
 
@@ -365,7 +365,7 @@ export class PtFile implements Node, DirSource {
     try {
       this.st = await fstatFd(fd, sync);
     } catch (err) {
-      await Promise.resolve(closeFd(fd, sync)).catch(() => {});
+      await closeFdQuietly(fd, sync);
       throw err;
     }
     return new FileIo({

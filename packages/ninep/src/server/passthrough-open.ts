@@ -181,6 +181,13 @@ export function closeFd(fd: number, sync: boolean): void | Promise<void> {
   return new Promise((resolve, reject) => close(fd, (err) => (err ? reject(err) : resolve())));
 }
 
+/** closeFd on an error path: never throws, so the error being handled is the one reported. */
+export async function closeFdQuietly(fd: number, sync: boolean): Promise<void> {
+  try {
+    await closeFd(fd, sync);
+  } catch {}
+}
+
 const cb =
   (resolve: () => void, reject: (e: unknown) => void) =>
   (err: NodeJS.ErrnoException | null): void =>
