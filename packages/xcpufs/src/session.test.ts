@@ -145,6 +145,12 @@ describe("removeTree", () => {
       await removeTree(files, used);
       expect(existsSync(files)).toBe(false);
 
+      // more files than are removed synchronously: the rest goes through fs.rm
+      const many = mkdtempSync(join(base, "t-"));
+      for (let i = 0; i < 100; i++) writeFileSync(join(many, `f${i}`), "x");
+      await removeTree(many, used);
+      expect(existsSync(many)).toBe(false);
+
       const deep = mkdtempSync(join(base, "t-"));
       mkdirSync(join(deep, "sub/subsub"), { recursive: true });
       writeFileSync(join(deep, "sub/subsub/f"), "f");
