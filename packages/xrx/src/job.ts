@@ -219,7 +219,10 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
             return;
           }
         } else {
-          const [arch, session] = await Promise.all([slot.node.arch(), slot.node.createSession()]);
+          const [arch, session] = await Promise.all([
+            slot.node.arch(),
+            slot.node.createSession({ stdin: Boolean(opts.stdin) }),
+          ]);
           slot.arch = arch;
           slot.session = session;
         }

@@ -320,8 +320,11 @@ export class XcpuNode {
     return this.writeFile(`${sid}/ctl`, `signal ${sig}\n`);
   }
 
-  /** Creates a session (opening clone) with ctl, wait and stdio open. */
-  createSession(): Promise<Session> {
+  /**
+   * Creates a session (opening clone) with ctl, wait, stdout and stderr open, and stdin unless
+   * `stdin: false` (a program whose input is closed with its exec needs no stdin file).
+   */
+  createSession(opts: { stdin?: boolean } = {}): Promise<Session> {
     return this.guard(async () => {
       const { fid: clone, value } = await this.root.walkThen("clone", async (f) => {
         const [, b] = await Promise.all([f.open(OREAD), f.read(0, 64)]);
@@ -330,7 +333,7 @@ export class XcpuNode {
       try {
         const sid = value.toString().trim();
         if (!/^\d+$/.test(sid)) throw new Error(`bad session id "${sid}" from clone`);
-        return await Session.open(this, sid, true);
+        return await Session.open(this, sid, opts.stdin ?? true);
       } finally {
         // The session's open files hold it from here: no need to wait for this reply.
         void clone.clunk().catch(() => {});
