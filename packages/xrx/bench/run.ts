@@ -6,6 +6,7 @@
 //
 //   pnpm bench                 (after pnpm build)
 //   BENCH_REPS=9 pnpm bench    (more runs per case)
+//   BENCH_WARMUP=0 pnpm bench  (no warm-up runs over all 64 nodes before the table; default 10)
 //   BENCH_XRX=/path/xrx.js     (another build of xrx, e.g. an older one, against the same nodes)
 //   BENCH_BASELINE=/path/xrx.js (a second build run in turn with this one, run by run: two columns)
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
@@ -31,6 +32,7 @@ const PKG = join(dirname(fileURLToPath(import.meta.url)), "..");
 const XRX = process.env.BENCH_XRX ?? join(PKG, "dist/bin/xrx.js");
 const REPS = Number(process.env.BENCH_REPS ?? 5);
 const BASELINE = process.env.BENCH_BASELINE;
+const WARMUP = Math.max(0, Number(process.env.BENCH_WARMUP ?? 10));
 
 if (!existsSync(XRX)) {
   console.error(`bench: ${XRX} is missing: run "pnpm build" first`);
@@ -139,21 +141,24 @@ const median = (xs: number[]) => {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 };
 
-async function bench(label: string, n: number, args: (list: string) => string[], reps = REPS) {
-  const list = nodes
+/** The node list of the first `n` nodes. */
+const list = (n: number) =>
+  nodes
     .slice(0, n)
     .map((h) => `127.0.0.1!${h.port}`)
     .join(",");
-  await runOnce(args(list)); // warm-up
-  if (BASELINE) await runOnce(args(list), BASELINE);
+
+async function bench(label: string, n: number, args: (nodeList: string) => string[], reps = REPS) {
+  await runOnce(args(list(n))); // warm-up
+  if (BASELINE) await runOnce(args(list(n)), BASELINE);
   const times: number[] = [];
   const baseTimes: number[] = [];
   for (let i = 0; i < reps; i++) {
-    const r = await runOnce(args(list));
+    const r = await runOnce(args(list(n)));
     if (r.code !== 0) throw new Error(`${label} on ${n} nodes failed (${r.code}): ${r.err}`);
     times.push(r.ms);
     if (BASELINE) {
-      const b = await runOnce(args(list), BASELINE);
+      const b = await runOnce(args(list(n)), BASELINE);
       if (b.code !== 0) throw new Error(`baseline: ${label} on ${n} nodes failed (${b.code}): ${b.err}`);
       baseTimes.push(b.ms);
     }
@@ -185,6 +190,14 @@ async function main() {
   // NODE_EXTRA_CA_CERTS makes every Node process load the certificate file at start.
   const { NODE_EXTRA_CA_CERTS: extraCa, ...noCa } = process.env;
   const baseNoCa = extraCa ? startTime(noCa) : undefined;
+  // A node's first launches are its dearest (V8 is still compiling its code); a cluster's nodes
+  // run for days. The first run on fresh nodes is printed on its own, then every node is warmed.
+  const cold = await runOnce(["-S", list(16), "/bin/true"]);
+  if (cold.code !== 0) throw new Error(`first run on 16 fresh nodes failed (${cold.code}): ${cold.err}`);
+  for (let i = 0; i < WARMUP; i++) {
+    const r = await runOnce(["-S", list(64), "/bin/true"]);
+    if (r.code !== 0) throw new Error(`warm-up run failed (${r.code}): ${r.err}`);
+  }
   const rows = [];
   for (const n of [1, 4, 16, 64]) rows.push(await bench("/bin/true -S", n, (l) => ["-S", l, "/bin/true"]));
   for (const n of [1, 4, 16, 64])
@@ -198,6 +211,8 @@ async function main() {
     `\nxrx wall time, nodes on loopback in ${HOSTS} host processes, median of ${REPS} runs, load average ${load}`,
   );
   console.log(`node start alone (empty script): ${base.toFixed(0)} ms`);
+  console.log(`first run on 16 fresh nodes (/bin/true -S): ${cold.ms.toFixed(0)} ms`);
+  console.log(`then ${WARMUP} warm-up runs over all 64 nodes (BENCH_WARMUP) before the table`);
   if (baseNoCa !== undefined)
     console.log(`  (NODE_EXTRA_CA_CERTS is set; without it node starts in ${baseNoCa.toFixed(0)} ms)`);
   console.log("");
