@@ -1147,7 +1147,9 @@ export class ServerConnection {
       };
     },
 
-    [MsgType.Topen]: async (m, req) => {
+    // (Not async: an async function returning #openCommon's promise would take two more turns of
+    // the microtask queue to adopt it. A synchronous throw is answered like a rejection.)
+    [MsgType.Topen]: (m, req) => {
       const msg = m as Extract<TMessage, { type: 112 }>;
       const fid = this.#fileFid(msg.fid);
       const mode = this.#checkMode(msg.mode);
@@ -1357,7 +1359,7 @@ export class ServerConnection {
       return { reply: { type: MsgType.Rstatfs, ...r } };
     },
 
-    [MsgType.Tlopen]: async (m, req) => {
+    [MsgType.Tlopen]: (m, req) => {
       const msg = m as Extract<TMessage, { type: 12 }>;
       const fid = this.#fileFid(msg.fid);
       const node = fid.node;
