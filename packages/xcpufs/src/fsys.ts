@@ -1,7 +1,7 @@
 // The xcpufs file tree as a 9P backend: root files, session directories and their files.
 
 import { randomBytes } from "node:crypto";
-import { chown, type FileHandle, open as fsOpen, readFile } from "node:fs/promises";
+import { type FileHandle, readFile } from "node:fs/promises";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import type { Qid, Stat } from "@clustermatic/ninep/codec";
@@ -32,6 +32,7 @@ import type {
 } from "@clustermatic/ninep/server";
 import { XcpuError } from "./errors.js";
 import { CHALLENGE_SIZE, encryptPasskey, MAX_RESPONSE, verifyPasskey, verifyResponse } from "./keys.js";
+import { openExecFile } from "./local-files.js";
 import { procsText } from "./procs.js";
 import { type Session, State } from "./session.js";
 import type { User } from "./users.js";
@@ -712,26 +713,30 @@ class SessionFile extends Synth {
     }
   }
 
-  /** The legacy `exec` file: a real file `<session dir>/exec`, one writer ever. */
+  /**
+   * The legacy `exec` file: a real file `<session dir>/exec`, one writer ever. The session
+   * directory is the user's (fs/): see local-files.ts for how it is opened.
+   */
   private async openExec(s: Session, user: User, mode: number): Promise<OpenFile> {
     const path = join(s.dir, "exec");
     const writing = (mode & 3) === OWRITE || (mode & 3) === ORDWR;
+    const owner = this.fs.localOwner(user);
     let fh: FileHandle;
     if (writing) {
       if (s.execWriter) throw new XcpuError("Text file busy");
       s.execWriter = true;
       s.dirUsed = true;
       try {
-        fh = await fsOpen(path, (mode & 3) === ORDWR ? "w+" : "w", 0o700);
-        if (this.fs.switchUsers) await chown(path, user.uid, user.gid);
+        fh = await openExecFile(path, { write: true, read: (mode & 3) === ORDWR }, owner);
       } catch (err) {
         s.execWriter = false;
         throw err;
       }
     } else {
       try {
-        fh = await fsOpen(path, "r");
-      } catch {
+        fh = await openExecFile(path, { write: false, read: true }, owner);
+      } catch (err) {
+        if (err instanceof XcpuError) throw err;
         throw new XcpuError("No such file or directory");
       }
     }

@@ -1,7 +1,7 @@
 // The node server's state: user pool, sessions, root buffers, and the ctl command interpreters.
 
-import { existsSync, constants as fsConstants } from "node:fs";
-import { lchown, open as openFile, readdir, rm, stat } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { lchown, readdir, rm } from "node:fs/promises";
 import { machine as machineName, type as osType } from "node:os";
 import { isAbsolute, join } from "node:path";
 import type { Stat } from "@clustermatic/ninep/codec";
@@ -11,6 +11,7 @@ import type { Identity, Node, RequestContext, StatChanges } from "@clustermatic/
 import { type PassthroughBackend, passthrough } from "@clustermatic/ninep/server";
 import { XcpuError } from "./errors.js";
 import { RootDir, SessionDir } from "./fsys.js";
+import { type LocalOwner, openRedirect } from "./local-files.js";
 import type { ProcTag } from "./procs.js";
 import { QuoteError, quote, tokenize } from "./quote.js";
 import { makeSessionDir, Session, type SessionHost, State } from "./session.js";
@@ -226,6 +227,12 @@ export class Xcpufs {
     return new UserContext(ctx, { uname: user.name, n_uname: user.uid, aname: "" });
   }
 
+  /** Whose rights the server checks when it opens a file for `user` (only when running as root). */
+  localOwner(user: User): LocalOwner | undefined {
+    if (!this.switchUsers) return undefined;
+    return { uid: user.uid, gid: user.gid, gids: [user.gid, ...this.users.supplementaryGids(user)] };
+  }
+
   /**
    * Wrap a node of a session's `fs/` tree: `..` at the top returns to the session directory,
    * every open file holds a reference on the session, requests run as the pool user.
@@ -423,23 +430,7 @@ export class Xcpufs {
           throw new XcpuError("invalid stream");
         if (s.state !== State.Initializing) throw new XcpuError("session already running");
         const path = isAbsolute(a[1] as string) ? (a[1] as string) : join(s.dir, a[1] as string);
-        const reading = stream === "stdin";
-        let st: import("node:fs").Stats;
-        try {
-          st = await stat(path);
-        } catch {
-          throw new XcpuError(`${a[1]}: No such file or directory`);
-        }
-        if (!st.isFile() && !st.isCharacterDevice() && !st.isFIFO())
-          throw new XcpuError(`${a[1]}: not a file`);
-        // The file is opened by the server: check it as the user would be checked.
-        if (
-          this.switchUsers &&
-          !unixAllows(st, user.uid, [user.gid, ...this.users.supplementaryGids(user)], reading ? 4 : 2)
-        ) {
-          throw new XcpuError(`${a[1]}: Permission denied`);
-        }
-        const fh = await openFile(path, reading ? fsConstants.O_RDONLY : fsConstants.O_WRONLY);
+        const fh = await openRedirect(path, a[1] as string, stream === "stdin", this.localOwner(user));
         await s.redirects[stream]?.close();
         s.redirects[stream] = fh;
         return;
@@ -491,15 +482,6 @@ const USER_CTX_SIGNAL: PropertyDescriptor = {
   enumerable: true,
   configurable: true,
 };
-
-/** Unix permission check of `want` (4 read, 2 write) for a uid and its groups; uid 0 passes. */
-function unixAllows(st: import("node:fs").Stats, uid: number, gids: number[], want: number): boolean {
-  if (uid === 0) return true;
-  let bits = st.mode & 7;
-  if (st.uid === uid) bits = (st.mode >> 6) & 7;
-  else if (gids.includes(st.gid)) bits = (st.mode >> 3) & 7;
-  return (bits & want) === want;
-}
 
 function tokens_(line: string, msg: string): string[] {
   try {

@@ -1,0 +1,116 @@
+// Files the server itself opens on a user's behalf: a session's legacy `exec` file and the targets
+// of `redirect`. When the server runs as root these opens are made with root's rights, in places
+// the user controls (the session directory is also the user's fs/, and the session's programs run
+// there as the user), so a symbolic link, a hard link or a swapped path must never hand the user a
+// file they could not open themselves.
+
+import type { Stats } from "node:fs";
+import { constants } from "node:fs";
+import { type FileHandle, open, stat } from "node:fs/promises";
+import { XcpuError } from "./errors.js";
+
+/** The session owner's identity, when the server checks permissions for it (running as root). */
+export interface LocalOwner {
+  uid: number;
+  gid: number;
+  /** Every group of the owner: its default group and its supplementary groups. */
+  gids: number[];
+}
+
+const READ = 4;
+const WRITE = 2;
+
+/** Unix permission check of `want` (4 read, 2 write) for a uid and its groups; uid 0 passes. */
+export function unixAllows(st: Stats, uid: number, gids: readonly number[], want: number): boolean {
+  if (uid === 0) return true;
+  let bits = st.mode & 7;
+  if (st.uid === uid) bits = (st.mode >> 6) & 7;
+  else if (gids.includes(st.gid)) bits = (st.mode >> 3) & 7;
+  return (bits & want) === want;
+}
+
+/**
+ * Opens the session's `exec` file. Never through a symbolic link (O_NOFOLLOW), never blocking on a
+ * FIFO put in its place (O_NONBLOCK), only a regular file. Writing creates it (0700, given to the
+ * owner) or, when it exists, checks the owner may write it before truncating it; reading checks
+ * the owner may read it.
+ */
+export async function openExecFile(
+  path: string,
+  how: { write: boolean; read: boolean },
+  owner: LocalOwner | undefined,
+): Promise<FileHandle> {
+  const base = constants.O_NOFOLLOW | constants.O_NONBLOCK;
+  const access = how.write ? (how.read ? constants.O_RDWR : constants.O_WRONLY) : constants.O_RDONLY;
+  let fh: FileHandle;
+  let created = false;
+  try {
+    if (how.write) {
+      try {
+        fh = await open(path, base | access | constants.O_CREAT | constants.O_EXCL, 0o700);
+        created = true;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+        fh = await open(path, base | access);
+      }
+    } else {
+      fh = await open(path, base | access);
+    }
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "ELOOP") throw new XcpuError("exec is a symbolic link");
+    // A FIFO opened for writing without a reader (O_NONBLOCK).
+    if (code === "ENXIO") throw new XcpuError("exec is not a regular file");
+    throw err;
+  }
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) throw new XcpuError("exec is not a regular file");
+    if (owner && !created) {
+      const want = (how.read ? READ : 0) | (how.write ? WRITE : 0);
+      if (!unixAllows(st, owner.uid, owner.gids, want)) throw new XcpuError("permission denied");
+    }
+    if (owner && created) await fh.chown(owner.uid, owner.gid);
+    if (how.write && !created) await fh.truncate(0);
+    return fh;
+  } catch (err) {
+    await fh.close().catch(() => {});
+    throw err;
+  }
+}
+
+/**
+ * Opens the target of `redirect` for reading or writing (never creating it): a regular file, a
+ * character device or a FIFO that the owner may read or write. The file is checked before it is
+ * opened and the open is checked to be that same file, so a path swapped in between is refused.
+ * `shown` is the name as the user wrote it, for error messages.
+ */
+export async function openRedirect(
+  path: string,
+  shown: string,
+  reading: boolean,
+  owner: LocalOwner | undefined,
+): Promise<FileHandle> {
+  let before: Stats;
+  try {
+    before = await stat(path);
+  } catch {
+    throw new XcpuError(`${shown}: No such file or directory`);
+  }
+  const usable = (st: Stats) => st.isFile() || st.isCharacterDevice() || st.isFIFO();
+  if (!usable(before)) throw new XcpuError(`${shown}: not a file`);
+  if (owner && !unixAllows(before, owner.uid, owner.gids, reading ? READ : WRITE)) {
+    throw new XcpuError(`${shown}: Permission denied`);
+  }
+  const fh = await open(path, reading ? constants.O_RDONLY : constants.O_WRONLY);
+  try {
+    const after = await fh.stat();
+    if (after.dev !== before.dev || after.ino !== before.ino) {
+      throw new XcpuError(`${shown}: changed while it was opened`);
+    }
+    return fh;
+  } catch (err) {
+    await fh.close().catch(() => {});
+    throw err;
+  }
+}

@@ -1,0 +1,103 @@
+// Files the server (root) opens for a user: the session's `exec` file, which lives in the session
+// directory (the user's fs/, where the session's programs run as the user and can put a link), and
+// the targets of `redirect`. Neither may hand the user a file they could not open themselves.
+
+import { execFileSync } from "node:child_process";
+import {
+  chmodSync,
+  chownSync,
+  lstatSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { OREAD, OWRITE } from "@clustermatic/ninep/codec";
+import { afterAll, describe, expect, it } from "vitest";
+import { startXcpufs, type XcpufsHandle } from "../src/index.js";
+import { cmd, login, openJob, rsaKey, write } from "./helpers.js";
+
+const root = process.getuid?.() === 0;
+if (!root) console.log("skipping the exec link tests: not root");
+const admin = rsaKey();
+const user = rsaKey();
+let h: XcpufsHandle | undefined;
+const outside = mkdtempSync(join(tmpdir(), "xcpufs-secret-"));
+afterAll(async () => {
+  await h?.close();
+  rmSync(outside, { recursive: true, force: true });
+});
+
+describe.skipIf(!root)("the exec file and symbolic links (server as root)", () => {
+  it("exec is opened only as a regular file the owner may use, never through a link", async () => {
+    const secret = join(outside, "secret");
+    writeFileSync(secret, "root only\n");
+    chmodSync(secret, 0o600);
+    h = await startXcpufs({ port: 0, listen: "127.0.0.1", adminKey: admin.line });
+    const a = await login(h.address, { uname: "xcpu-admin", uid: 65530, key: admin.privateKey });
+    await cmd(a, "ctl", `group-add crew 6200\nuser-add mal 6201 crew '${user.line}'\n`);
+    await a.close();
+    const fs = await login(h.address, { uname: "mal", uid: 6201, key: user.privateKey });
+    const job = await openJob(fs);
+    const dir = h.xcpufs.sessions.get(Number(job.sid))?.dir as string;
+    // The session's own program (running as the user) puts the link in place.
+    await write(fs, `${job.sid}/argv`, `sh -c 'ln -s ${secret} exec; echo ready; sleep 30'`);
+    await job.ctl.write(0, "exec /bin/sh\n");
+    expect((await job.stdout.read(0n, 100)).toString()).toBe("ready\n");
+    expect(lstatSync(join(dir, "exec")).isSymbolicLink()).toBe(true);
+    await expect(fs.open(`${job.sid}/exec`, OREAD)).rejects.toThrow();
+    await expect(fs.open(`${job.sid}/exec`, OWRITE)).rejects.toThrow();
+    expect(readFileSync(secret, "utf8")).toBe("root only\n");
+    expect(statSync(secret).uid).toBe(0);
+    await job.ctl.write(0, "kill\n");
+    await job.close();
+
+    // A file of someone else's at exec (here root's, as a hard link would be), and a FIFO: the
+    // first is refused without being truncated, the second without waiting for a writer.
+    const job2 = await openJob(fs);
+    const dir2 = h.xcpufs.sessions.get(Number(job2.sid))?.dir as string;
+    writeFileSync(join(dir2, "exec"), "root's\n", { mode: 0o600 });
+    await expect(fs.open(`${job2.sid}/exec`, OREAD)).rejects.toThrow(/permission denied/);
+    await expect(fs.open(`${job2.sid}/exec`, OWRITE)).rejects.toThrow(/permission denied/);
+    expect(readFileSync(join(dir2, "exec"), "utf8")).toBe("root's\n");
+    rmSync(join(dir2, "exec"));
+    execFileSync("mkfifo", [join(dir2, "exec")]);
+    await expect(fs.open(`${job2.sid}/exec`, OREAD)).rejects.toThrow(/not a regular file/);
+    await expect(fs.open(`${job2.sid}/exec`, OWRITE)).rejects.toThrow(/not a regular file/);
+    await job2.close();
+
+    // The legacy way still works: the owner writes exec, reads it back and runs it.
+    const job3 = await openJob(fs);
+    const dir3 = h.xcpufs.sessions.get(Number(job3.sid))?.dir as string;
+    const script = "#!/bin/sh\necho from exec\n";
+    const w = await fs.open(`${job3.sid}/exec`, OWRITE);
+    await w.write(0, script);
+    await w.clunk();
+    expect(statSync(join(dir3, "exec")).uid).toBe(6201);
+    const r = await fs.open(`${job3.sid}/exec`, OREAD);
+    expect((await r.read(0n, 100)).toString()).toBe(script);
+    await r.clunk();
+    await job3.ctl.write(0, "exec\n");
+    expect((await job3.stdout.read(0n, 100)).toString()).toBe("from exec\n");
+    await job3.close();
+
+    // redirect: a file the user may not read or write is refused, one they may is taken
+    const job4 = await openJob(fs);
+    await expect(job4.ctl.write(0, `redirect stdin ${secret}\n`)).rejects.toThrow(/Permission denied/);
+    await expect(job4.ctl.write(0, `redirect stdout ${secret}\n`)).rejects.toThrow(/Permission denied/);
+    const theirs = join(outside, "theirs");
+    writeFileSync(theirs, "");
+    chownSync(theirs, 6201, 6200);
+    await job4.ctl.write(0, `redirect stdout ${theirs}\n`);
+    await write(fs, `${job4.sid}/argv`, "echo redirected");
+    await job4.ctl.write(0, "exec /bin/echo\n");
+    await (await fs.open(`${job4.sid}/wait`, OREAD)).read(0n, 100);
+    expect(readFileSync(theirs, "utf8")).toBe("redirected\n");
+    expect(readFileSync(secret, "utf8")).toBe("root only\n");
+    await job4.close();
+    await fs.close();
+  });
+});
