@@ -10,10 +10,12 @@
 // per request before any protocol work.
 //
 // BENCH_BASE=<another checkout>/packages/ninep measures that tree's server as "base" in the same
-// run: the servers take turns, the first of each round alternating, and the table shows the
-// medians over the rounds (CPU) and over all calls (latency), with the per-round differences.
-// Knobs: BENCH_ROUNDS (default 5), BENCH_LAUNCHES per round (300), BENCH_STATS per round (3000),
-// BENCH_SERVER_FLAGS extra node flags for the servers (e.g. "--cpu-prof --cpu-prof-dir=/tmp/p").
+// run. The servers take turns batch by batch (a batch is ~10-20 ms of work), so load from
+// elsewhere on a shared machine falls on all of them alike; the table shows medians over the
+// batches (CPU) and over all calls (latency), then the paired per-batch differences to the base.
+// Knobs: BENCH_BATCHES per workload and server (default 60), BENCH_ONLY a comma list of workloads
+// (mix, mix x8, stat), BENCH_SERVER_FLAGS extra node flags for the servers (e.g. "--cpu-prof
+// --cpu-prof-dir=/tmp/p").
 
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
@@ -28,9 +30,7 @@ import { type DistributiveOmit, decode, encodeTagged } from "../src/codec/wire.j
 import { PACKAGE_VERSION } from "../src/version.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
-const LAUNCHES = Number(process.env.BENCH_LAUNCHES ?? 300);
-const STATS = Number(process.env.BENCH_STATS ?? 3000);
+const BATCHES = Number(process.env.BENCH_BATCHES ?? 60);
 const DIALECT = Dialect.P2000u;
 
 /** bench/tree-server.ts bundled with its `../src/` imports resolved in package root `pkg`. */
@@ -189,41 +189,62 @@ async function launch(c: Conn, base: number, times?: number[]): Promise<void> {
 }
 const PER_LAUNCH = 21;
 
-interface Round {
-  mixTimes: number[];
-  mixCpu: number;
-  parCpu: number;
-  statTimes: number[];
-  statCpu: number;
+/** A measured workload: `unit` makes `reqs` requests (pushing round-trip times, in ms, to `times`). */
+interface Work {
+  name: string;
+  reqs: number;
+  /** Units per batch. */
+  batch: number;
+  unit(c: Conn, times: number[]): Promise<void>;
 }
 
-async function round(p: Peer, launches: number, stats: number): Promise<Round> {
-  const c = await Conn.open(p.address);
-  for (let i = 0; i < 20; i++) await launch(c, 0); // this connection's first calls
-  const mixTimes: number[] = [];
-  let cpu0 = await cpuNs(p.pid);
-  for (let i = 0; i < launches; i++) await launch(c, 0, mixTimes);
-  const mixCpu = ((await cpuNs(p.pid)) - cpu0) / 1000 / (launches * PER_LAUNCH);
+const WORKS: Work[] = [
+  { name: "mix", reqs: PER_LAUNCH, batch: 10, unit: (c, times) => launch(c, 0, times) },
+  {
+    name: "mix x8",
+    reqs: 8 * PER_LAUNCH,
+    batch: 2,
+    unit: async (c) => {
+      await Promise.all(Array.from({ length: 8 }, (_, k) => launch(c, 10 * (k + 1))));
+    },
+  },
+  {
+    name: "stat",
+    reqs: 1,
+    batch: 200,
+    unit: async (c, times) => {
+      const t0 = performance.now();
+      await c.call({ type: MsgType.Tstat, fid: 0 });
+      times.push(performance.now() - t0);
+    },
+  },
+];
 
-  cpu0 = await cpuNs(p.pid);
-  const par = 8;
-  await Promise.all(
-    Array.from({ length: par }, async (_, k) => {
-      for (let i = 0; i < launches / par; i++) await launch(c, 10 * (k + 1));
-    }),
-  );
-  const parCpu = ((await cpuNs(p.pid)) - cpu0) / 1000 / (par * Math.floor(launches / par) * PER_LAUNCH);
+/** Per server and workload: CPU µs per request of each batch, and every round-trip time (ms). */
+type Results = Map<string, Map<string, { cpu: number[]; times: number[] }>>;
 
-  const statTimes: number[] = [];
-  cpu0 = await cpuNs(p.pid);
-  for (let i = 0; i < stats; i++) {
-    const t0 = performance.now();
-    await c.call({ type: MsgType.Tstat, fid: 0 });
-    statTimes.push(performance.now() - t0);
+/**
+ * Runs every workload in batches, the servers taking turns batch by batch (the first one
+ * rotating), so that a burst of load elsewhere on the machine falls on all of them alike.
+ */
+async function measure(peers: Peer[], conns: Conn[], batches: number, out?: Results): Promise<void> {
+  const only = process.env.BENCH_ONLY?.split(",");
+  for (const w of WORKS) {
+    if (only && !only.includes(w.name)) continue;
+    for (let b = 0; b < batches; b++) {
+      for (let k = 0; k < peers.length; k++) {
+        const i = (b + k) % peers.length;
+        const p = peers[i] as Peer;
+        const times: number[] = [];
+        const cpu0 = await cpuNs(p.pid);
+        for (let u = 0; u < w.batch; u++) await w.unit(conns[i] as Conn, times);
+        const cpu = ((await cpuNs(p.pid)) - cpu0) / 1000 / (w.batch * w.reqs);
+        const r = out?.get(p.name)?.get(w.name);
+        r?.cpu.push(cpu);
+        r?.times.push(...times);
+      }
+    }
   }
-  const statCpu = ((await cpuNs(p.pid)) - cpu0) / 1000 / stats;
-  c.close();
-  return { mixTimes, mixCpu, parCpu, statTimes, statCpu };
 }
 
 const quantile = (v: number[], q: number): number => {
@@ -234,6 +255,7 @@ const quantile = (v: number[], q: number): number => {
 export async function run(): Promise<void> {
   const work = await mkdtemp(join(tmpdir(), "ninep-bench-req-"));
   const peers: Peer[] = [];
+  const conns: Conn[] = [];
   const load0 = loadavg()[0] ?? 0;
   try {
     peers.push(await start("ninep", await bundle(join(here, ".."), join(work, "ours.mjs"))));
@@ -241,13 +263,16 @@ export async function run(): Promise<void> {
     if (base) peers.push(await start("base", await bundle(resolve(base), join(work, "base.mjs"))));
     const canned = await bundle(join(here, ".."), join(work, "floor.mjs"), "serveCanned");
     peers.push(await start("floor", canned));
+    for (const p of peers) conns.push(await Conn.open(p.address));
     // Warm-up: the request path is compiled by V8's optimising compiler after thousands of calls.
-    for (const p of peers) await round(p, 300, 3000);
-    const rounds = new Map<string, Round[]>(peers.map((p) => [p.name, []]));
-    for (let r = 0; r < ROUNDS; r++) {
-      const order = r % 2 === 0 ? peers : [...peers].reverse();
-      for (const p of order) rounds.get(p.name)?.push(await round(p, LAUNCHES, STATS));
-    }
+    await measure(peers, conns, 15);
+    const results: Results = new Map(
+      peers.map((p) => [p.name, new Map(WORKS.map((w) => [w.name, { cpu: [], times: [] }]))]),
+    );
+    await measure(peers, conns, BATCHES, results);
+
+    const f1 = (n: number) => n.toFixed(1);
+    const median = (v: number[]) => quantile(v, 0.5);
     const rows: string[][] = [
       [
         "server",
@@ -260,46 +285,42 @@ export async function run(): Promise<void> {
         "stat CPU µs/req",
       ],
     ];
-    const f1 = (n: number) => n.toFixed(1);
-    const median = (v: number[]) => quantile(v, 0.5);
     for (const p of peers) {
-      const rs = rounds.get(p.name) ?? [];
-      const mix = rs.flatMap((x) => x.mixTimes);
-      const stat = rs.flatMap((x) => x.statTimes);
+      const r = (w: string) => results.get(p.name)?.get(w) ?? { cpu: [], times: [] };
       rows.push([
         p.name,
-        f1(median(mix) * 1000),
-        f1(quantile(mix, 0.99) * 1000),
-        f1(median(rs.map((x) => x.mixCpu))),
-        f1(median(rs.map((x) => x.parCpu))),
-        f1(median(stat) * 1000),
-        f1(quantile(stat, 0.99) * 1000),
-        f1(median(rs.map((x) => x.statCpu))),
+        f1(median(r("mix").times) * 1000),
+        f1(quantile(r("mix").times, 0.99) * 1000),
+        f1(median(r("mix").cpu)),
+        f1(median(r("mix x8").cpu)),
+        f1(median(r("stat").times) * 1000),
+        f1(quantile(r("stat").times, 0.99) * 1000),
+        f1(median(r("stat").cpu)),
       ]);
     }
     console.log(
-      `\nserver cost per request, synthetic tree, 9P2000.u, ${ROUNDS} rounds of ${LAUNCHES} launches` +
-        ` (${PER_LAUNCH} requests each) and ${STATS} stats per server, servers taking turns` +
-        "\n(latency: over all calls; CPU: median over rounds of the server process's CPU time per request)",
+      `\nserver cost per request, synthetic tree, 9P2000.u, ${BATCHES} batches per workload and server` +
+        ` (mix: ${WORKS[0]?.batch} launches of ${PER_LAUNCH} requests one at a time; mix x8: 8 launches at` +
+        ` once, twice; stat: 200 Tstats), the servers taking turns batch by batch` +
+        "\n(latency: over all calls; CPU: median over the batches of the server process's CPU time per request)",
     );
     printTable(rows);
-    const b = rounds.get("base");
-    const o = rounds.get("ninep");
-    if (b && o) {
-      console.log("\nserver CPU µs/request, ninep − base, per round (median)");
-      for (const [label, k] of [
-        ["mix", "mixCpu"],
-        ["mix x8", "parCpu"],
-        ["stat", "statCpu"],
-      ] as const) {
-        const d = o.map((x, i) => x[k] - (b[i]?.[k] ?? Number.NaN));
-        console.log(`${label.padStart(6)}: ${d.map(f1).join(" ")} (${f1(median(d))})`);
+    if (base) {
+      console.log("\nserver CPU µs/request, ninep − base, paired batches: median (quartiles)");
+      for (const w of WORKS) {
+        const o = results.get("ninep")?.get(w.name)?.cpu ?? [];
+        const b = results.get("base")?.get(w.name)?.cpu ?? [];
+        const d = o.map((x, i) => x - (b[i] ?? Number.NaN));
+        console.log(
+          `${w.name.padStart(6)}: ${f1(median(d))} (${f1(quantile(d, 0.25))} … ${f1(quantile(d, 0.75))})`,
+        );
       }
     }
     console.log(
       `load average (1 min) ${load0.toFixed(1)} at the start, ${(loadavg()[0] ?? 0).toFixed(1)} at the end`,
     );
   } finally {
+    for (const c of conns) c.close();
     for (const p of peers) await p.stop();
     await rm(work, { recursive: true, force: true });
   }
