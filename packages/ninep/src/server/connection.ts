@@ -383,12 +383,13 @@ export class ServerConnection {
     // "walk; open; read" without waiting for each reply. Reads, writes and stats of the same fid
     // still run concurrently with each other.
     // A gate is the request itself: its completion promise is made only when a later request
-    // has to wait for it, and #finish removes the gate when it settles.
-    const { uses, changes } = fidsOf(t);
+    // has to wait for it, and #finish removes the gate when it settles. Which fids a request only
+    // reads is worked out only while some gate is open.
+    const changes = changedFids(t);
     const gates = this.#fidGates;
     let waitFor: Promise<void>[] | undefined;
     if (gates.size > 0) {
-      for (const f of uses) {
+      for (const f of usedFids(t)) {
         const g = gates.get(f);
         if (g) (waitFor ??= []).push(g.done);
       }
@@ -1719,16 +1720,11 @@ export class ServerConnection {
 // ---- free helpers -----------------------------------------------------------------------------
 
 const NONE: readonly number[] = [];
-/** The fids a request reads (`uses`) and the fids it creates, moves, opens or frees (`changes`). */
-function fidsOf(m: TMessage): { uses: readonly number[]; changes: readonly number[] } {
+
+/** The fids a request creates, moves, opens or frees (it holds their gates until it finishes). */
+function changedFids(m: TMessage): readonly number[] {
   switch (m.type) {
     case MsgType.Tattach:
-      return { uses: m.afid === NOFID ? NONE : [m.afid], changes: [m.fid] };
-    case MsgType.Tauth:
-      return { uses: NONE, changes: [m.afid] };
-    case MsgType.Twalk:
-    case MsgType.Txattrwalk:
-      return m.newfid === m.fid ? { uses: NONE, changes: [m.fid] } : { uses: [m.fid], changes: [m.newfid] };
     case MsgType.Topen:
     case MsgType.Tcreate:
     case MsgType.Tlopen:
@@ -1736,7 +1732,25 @@ function fidsOf(m: TMessage): { uses: readonly number[]; changes: readonly numbe
     case MsgType.Txattrcreate:
     case MsgType.Tclunk:
     case MsgType.Tremove:
-      return { uses: NONE, changes: [m.fid] };
+      return [m.fid];
+    case MsgType.Tauth:
+      return [m.afid];
+    case MsgType.Twalk:
+    case MsgType.Txattrwalk:
+      return [m.newfid];
+    default:
+      return NONE;
+  }
+}
+
+/** The fids a request only reads (it waits for the gates of those, and of the ones it changes). */
+function usedFids(m: TMessage): readonly number[] {
+  switch (m.type) {
+    case MsgType.Tattach:
+      return m.afid === NOFID ? NONE : [m.afid];
+    case MsgType.Twalk:
+    case MsgType.Txattrwalk:
+      return m.newfid === m.fid ? NONE : [m.fid];
     case MsgType.Tread:
     case MsgType.Twrite:
     case MsgType.Tstat:
@@ -1750,20 +1764,20 @@ function fidsOf(m: TMessage): { uses: readonly number[]; changes: readonly numbe
     case MsgType.Tlock:
     case MsgType.Tgetlock:
     case MsgType.Tsymlink:
-      return { uses: [m.fid], changes: NONE };
+      return [m.fid];
     case MsgType.Trename:
-      return { uses: [m.fid, m.dfid], changes: NONE };
+      return [m.fid, m.dfid];
     case MsgType.Tmknod:
     case MsgType.Tmkdir:
-      return { uses: [m.dfid], changes: NONE };
+      return [m.dfid];
     case MsgType.Tlink:
-      return { uses: [m.dfid, m.fid], changes: NONE };
+      return [m.dfid, m.fid];
     case MsgType.Trenameat:
-      return { uses: [m.olddirfid, m.newdirfid], changes: NONE };
+      return [m.olddirfid, m.newdirfid];
     case MsgType.Tunlinkat:
-      return { uses: [m.dirfd], changes: NONE };
+      return [m.dirfd];
     default:
-      return { uses: NONE, changes: NONE };
+      return NONE;
   }
 }
 
