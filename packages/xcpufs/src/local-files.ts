@@ -6,7 +6,7 @@
 
 import type { Stats } from "node:fs";
 import { constants } from "node:fs";
-import { type FileHandle, open, stat } from "node:fs/promises";
+import { type FileHandle, open, readlink, realpath, stat } from "node:fs/promises";
 import { XcpuError } from "./errors.js";
 
 /** The session owner's identity, when the server checks permissions for it (running as root). */
@@ -112,5 +112,38 @@ export async function openRedirect(
   } catch (err) {
     await fh.close().catch(() => {});
     throw err;
+  }
+}
+
+/**
+ * Opens `path` for reading if it is, or names through symbolic links, a regular file inside the
+ * directory `root` (a real path): the file actually opened is checked through /proc/self/fd, so a
+ * link pointing out, or a path component swapped for one meanwhile, is never read. Returns
+ * undefined for anything else (a link out of `root`, a dangling link, a FIFO, a device).
+ */
+export async function openFileInside(root: string, path: string): Promise<FileHandle | undefined> {
+  let fh: FileHandle;
+  try {
+    fh = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch {
+    return undefined;
+  }
+  try {
+    const real = await readlink(`/proc/self/fd/${fh.fd}`);
+    if (real.startsWith(`${root}/`) && (await fh.stat()).isFile()) return fh;
+  } catch {
+    // fall through: not usable
+  }
+  await fh.close().catch(() => {});
+  return undefined;
+}
+
+/** Whether `path` resolves (links followed) to `root` or a place inside it. */
+export async function resolvesInside(root: string, path: string): Promise<boolean> {
+  try {
+    const real = await realpath(path);
+    return real === root || real.startsWith(`${root}/`);
+  } catch {
+    return false;
   }
 }

@@ -2,11 +2,12 @@
 // part of the list to the first children so that copies fan out as a tree.
 
 import { createHash } from "node:crypto";
-import { open, readdir, stat } from "node:fs/promises";
+import { lstat, readdir, realpath } from "node:fs/promises";
 import { join } from "node:path";
 import { type Fid, type Fsys, mount } from "@clustermatic/ninep/client";
 import { OTRUNC, OWRITE } from "@clustermatic/ninep/codec";
 import { XcpuError } from "./errors.js";
+import { openFileInside, resolvesInside } from "./local-files.js";
 import { DEFAULT_MSIZE } from "./server.js";
 import type { Session } from "./session.js";
 import type { User } from "./users.js";
@@ -142,7 +143,7 @@ async function copyTo(
         await fid.clunk().catch(() => {});
       }
     }
-    await copyDir(remote, s.dir, `${base}/fs`, signal);
+    await copyDir(remote, await realpath(s.dir), s.dir, `${base}/fs`, signal);
     if (c.delegated.length > 0) {
       const fid = await remote.open(`${base}/ctl`, OWRITE, { signal });
       try {
@@ -159,30 +160,47 @@ async function copyTo(
   }
 }
 
-/** Copy a local directory's content into a remote directory (created or reused), recursively. */
-async function copyDir(remote: Fsys, local: string, rpath: string, signal: AbortSignal): Promise<void> {
+/**
+ * Copy a session directory's content into a remote directory (created or reused), recursively.
+ * The server reads it with its own (root's) rights in a directory the user's programs write to,
+ * so only real directories are entered, and a symbolic link is copied, as the file it names, only
+ * when that is a regular file inside the session directory (`root`, a real path): links leading
+ * out of it, links to directories (`ln -s . loop` would never end) and dangling links are skipped.
+ */
+async function copyDir(
+  remote: Fsys,
+  root: string,
+  local: string,
+  rpath: string,
+  signal: AbortSignal,
+): Promise<void> {
   const entries = await readdir(local, { withFileTypes: true });
   for (const e of entries) {
     const lp = join(local, e.name);
     const rp = `${rpath}/${e.name}`;
-    const st = await stat(lp);
-    if (st.isDirectory()) {
+    if (e.isDirectory()) {
+      // A directory swapped for a link since the listing is not entered.
+      if (!(await resolvesInside(root, lp))) continue;
+      const st = await lstat(lp);
+      if (!st.isDirectory()) continue;
       try {
         await remote.mkdir(rp, st.mode & 0o777, { signal });
       } catch (err) {
         if (!/exist/i.test((err as Error).message)) throw err;
       }
-      await copyDir(remote, lp, rp, signal);
-    } else if (st.isFile()) {
-      let fid: Fid;
+      await copyDir(remote, root, lp, rp, signal);
+    } else if (e.isFile() || e.isSymbolicLink()) {
+      const fh = await openFileInside(root, lp);
+      if (!fh) continue;
+      let fid: Fid | undefined;
       try {
-        fid = await remote.create(rp, st.mode & 0o777, OWRITE, { signal });
-      } catch (err) {
-        if (!/exist/i.test((err as Error).message)) throw err;
-        fid = await remote.open(rp, OWRITE | OTRUNC, { signal });
-      }
-      const fh = await open(lp, "r");
-      try {
+        const st = await fh.stat();
+        try {
+          fid = await remote.create(rp, st.mode & 0o777, OWRITE, { signal });
+        } catch (err) {
+          if (!/exist/i.test((err as Error).message)) throw err;
+          fid = await remote.open(rp, OWRITE | OTRUNC, { signal });
+        }
         const buf = Buffer.alloc(CHUNK);
         let off = 0;
         for (;;) {
@@ -193,7 +211,7 @@ async function copyDir(remote: Fsys, local: string, rpath: string, signal: Abort
         }
       } finally {
         await fh.close();
-        await fid.clunk().catch(() => {});
+        await fid?.clunk().catch(() => {});
       }
     }
   }

@@ -18,16 +18,18 @@ import { join } from "node:path";
 import { OREAD, OWRITE } from "@clustermatic/ninep/codec";
 import { afterAll, describe, expect, it } from "vitest";
 import { startXcpufs, type XcpufsHandle } from "../src/index.js";
-import { cmd, login, openJob, rsaKey, write } from "./helpers.js";
+import { cmd, decryptPasskey, login, openJob, readAll, rsaKey, write } from "./helpers.js";
 
 const root = process.getuid?.() === 0;
 if (!root) console.log("skipping the exec link tests: not root");
 const admin = rsaKey();
 const user = rsaKey();
 let h: XcpufsHandle | undefined;
+let h2: XcpufsHandle | undefined;
 const outside = mkdtempSync(join(tmpdir(), "xcpufs-secret-"));
 afterAll(async () => {
   await h?.close();
+  await h2?.close();
   rmSync(outside, { recursive: true, force: true });
 });
 
@@ -100,4 +102,33 @@ describe.skipIf(!root)("the exec file and symbolic links (server as root)", () =
     await job4.close();
     await fs.close();
   });
+
+  it("tree spawn copies only what lies in the session directory, never through a link out of it", async () => {
+    const secret = join(outside, "secret");
+    h2 = await startXcpufs({ port: 0, listen: "127.0.0.1", adminKey: admin.line });
+    const a = await login(h2.address, { uname: "xcpu-admin", uid: 65530, key: admin.privateKey });
+    await cmd(a, "ctl", `group-add crew 6200\nuser-add mal 6201 crew '${user.line}'\n`);
+    await a.close();
+    const fsA = await login(h!.address, { uname: "mal", uid: 6201, key: user.privateKey });
+    const fsB = await login(h2.address, { uname: "mal", uid: 6201, key: user.privateKey });
+    const jobA = await openJob(fsA);
+    const jobB = await openJob(fsB);
+    // The program leaves links behind: out to a root-only file and directory, to itself, and in.
+    await write(
+      fsA,
+      `${jobA.sid}/argv`,
+      `sh -c 'echo mine > own.txt; ln -s ${secret} leak; ln -s ${outside} leakdir; ln -s . loop; ln -s own.txt alias'`,
+    );
+    await jobA.ctl.write(0, "exec /bin/sh\n");
+    expect((await readAll(jobA.wait)).toString()).toBe("0");
+    const pk = decryptPasskey(user.privateKey, await fsB.readFile("passkey"));
+    await jobA.ctl.write(0, `clone 1 ${h2.address}/${jobB.sid}/${pk}\n`);
+    const copied = (await fsB.readdir(`${jobB.sid}/fs`)).map((d) => d.name).sort();
+    expect(copied).toEqual(["alias", "own.txt"]);
+    expect((await fsB.readFile(`${jobB.sid}/fs/alias`)).toString()).toBe("mine\n");
+    await jobA.close();
+    await jobB.close();
+    await fsA.close();
+    await fsB.close();
+  }, 60_000);
 });
