@@ -227,8 +227,9 @@ type Results = Map<string, Map<string, { cpu: number[]; times: number[] }>>;
  * Runs every workload in batches, the servers taking turns batch by batch (the first one
  * rotating), so that a burst of load elsewhere on the machine falls on all of them alike.
  */
+const only = process.env.BENCH_ONLY?.split(",");
+
 async function measure(peers: Peer[], conns: Conn[], batches: number, out?: Results): Promise<void> {
-  const only = process.env.BENCH_ONLY?.split(",");
   for (const w of WORKS) {
     if (only && !only.includes(w.name)) continue;
     for (let b = 0; b < batches; b++) {
@@ -271,7 +272,7 @@ export async function run(): Promise<void> {
     );
     await measure(peers, conns, BATCHES, results);
 
-    const f1 = (n: number) => n.toFixed(1);
+    const f1 = (n: number) => (Number.isNaN(n) ? "-" : n.toFixed(1));
     const median = (v: number[]) => quantile(v, 0.5);
     const rows: string[][] = [
       [
@@ -308,6 +309,7 @@ export async function run(): Promise<void> {
     if (base) {
       console.log("\nserver CPU µs/request, ninep − base, paired batches: median (quartiles)");
       for (const w of WORKS) {
+        if (only && !only.includes(w.name)) continue;
         const o = results.get("ninep")?.get(w.name)?.cpu ?? [];
         const b = results.get("base")?.get(w.name)?.cpu ?? [];
         const d = o.map((x, i) => x - (b[i] ?? Number.NaN));
