@@ -473,7 +473,7 @@ async function isDir(p: string): Promise<boolean> {
 }
 
 /**
- * Create a session directory `<tmpdir>/xcpu-XXXXXX`, owned by the user when running as root.
+ * Create a session directory `<root>/xcpu-XXXXXX`, owned by the user when running as root.
  * Synchronous on purpose: two system calls on the path of every clone, which through the thread
  * pool would queue behind the removal of the previous session's directory (measured: clone open
  * 0.45 ms this way, 1.5 ms through fs/promises, in back-to-back jobs on ext4).

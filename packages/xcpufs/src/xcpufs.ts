@@ -1,7 +1,7 @@
 // The node server's state: user pool, sessions, root buffers, and the ctl command interpreters.
 
-import { existsSync } from "node:fs";
-import { lchown, readdir, rm } from "node:fs/promises";
+import { chmodSync, constants, existsSync, mkdtempSync } from "node:fs";
+import { type FileHandle, lchown, open, readdir, rm, rmdir } from "node:fs/promises";
 import { machine as machineName, type as osType } from "node:os";
 import { isAbsolute, join } from "node:path";
 import type { Stat } from "@clustermatic/ninep/codec";
@@ -66,16 +66,29 @@ export class Xcpufs {
   private readonly exports = new WeakMap<Session, PassthroughBackend>();
   private readonly transient = new Map<string, User>();
   private readonly host: SessionHost;
-  private readonly tmpdir: string;
+  /**
+   * Where session directories are made. As root, a directory of the server's own inside the
+   * configured tmpdir (root's, mode 0711): a session directory belongs to its user, and in a
+   * sticky, world-writable tmpdir (/tmp) its owner could rename it and put a link to anywhere in
+   * its place, which the server would then follow as root. Otherwise the tmpdir itself.
+   */
+  private readonly sessionRoot: string;
+  private readonly ownSessionRoot: boolean;
   readonly clientTrace: ((line: string) => void) | undefined;
   private closing = false;
 
   constructor(cfg: XcpufsConfig) {
     this.users = cfg.users;
-    this.tmpdir = cfg.tmpdir;
     this.arch = Buffer.from(cfg.arch);
     this.noAuth = cfg.noAuth;
     this.switchUsers = process.getuid?.() === 0 && !cfg.sameUser;
+    this.ownSessionRoot = this.switchUsers;
+    if (this.ownSessionRoot) {
+      this.sessionRoot = mkdtempSync(join(cfg.tmpdir, "xcpufs-"));
+      chmodSync(this.sessionRoot, 0o711);
+    } else {
+      this.sessionRoot = cfg.tmpdir;
+    }
     this.log = cfg.log;
     this.clientTrace = cfg.clientTrace;
     this.rootEnv = growable(Buffer.from(cfg.env));
@@ -136,7 +149,7 @@ export class Xcpufs {
     const owner = this.switchUsers ? { uid: user.uid, gid: user.gid } : undefined;
     let dir: string;
     try {
-      dir = await makeSessionDir(this.tmpdir, owner);
+      dir = await makeSessionDir(this.sessionRoot, owner);
     } catch (err) {
       this.log.warn({ err }, "cannot create session directory");
       throw new FsError(`cannot create session directory: ${(err as Error).message}`, Errno.EIO);
@@ -447,6 +460,8 @@ export class Xcpufs {
   async shutdown(): Promise<void> {
     this.closing = true;
     await Promise.all([...this.sessions.values()].map((s) => s.shutdown()));
+    // Retained session directories stay, and with them the directory that holds them.
+    if (this.ownSessionRoot && !this.host.retain) await rmdir(this.sessionRoot).catch(() => {});
   }
 }
 
@@ -513,18 +528,32 @@ function growable(init: Buffer) {
   };
 }
 
-async function chownTree(path: string, uid: number, gid: number): Promise<void> {
-  await lchown(path, uid, gid);
-  let entries: import("node:fs").Dirent[];
+/**
+ * Gives a session directory and everything in it to uid:gid without following any link. The
+ * directory is in the user's hands (the session's programs write there) while the server, as root,
+ * walks it: each directory is held open (O_NOFOLLOW) and its entries are reached through
+ * /proc/self/fd, so one swapped for a link to elsewhere after the listing is not entered.
+ */
+async function chownTree(path: string, uid: number, gid: number, top = true): Promise<void> {
+  let dir: FileHandle;
   try {
-    entries = await readdir(path, { withFileTypes: true });
-  } catch {
+    dir = await open(path, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
+  } catch (err) {
+    if (top) throw err;
+    // Not a directory any more (a link, or gone): only the entry itself changes hands.
+    await lchown(path, uid, gid).catch(() => {});
     return;
   }
-  for (const e of entries) {
-    const p = join(path, e.name);
-    if (e.isDirectory()) await chownTree(p, uid, gid);
-    else await lchown(p, uid, gid);
+  try {
+    await dir.chown(uid, gid);
+    const here = `/proc/self/fd/${dir.fd}`;
+    for (const e of await readdir(here, { withFileTypes: true })) {
+      const p = `${here}/${e.name}`;
+      if (e.isDirectory()) await chownTree(p, uid, gid, false);
+      else await lchown(p, uid, gid).catch(() => {});
+    }
+  } finally {
+    await dir.close();
   }
 }
 

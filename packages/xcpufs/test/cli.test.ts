@@ -1,15 +1,7 @@
 // The xcpufs command run as a child process: SIGTERM cleanup, bounded memory, restarts.
 
 import { type ChildProcess, spawn } from "node:child_process";
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -17,7 +9,17 @@ import { type Fsys, mount } from "@clustermatic/ninep/client";
 import { OWRITE } from "@clustermatic/ninep/codec";
 import { afterAll, describe, expect, it } from "vitest";
 import { main } from "../src/cli.js";
-import { cmd, liveWithMarker, login, openJob, readAll, rsaKey, until, write } from "./helpers.js";
+import {
+  cmd,
+  liveWithMarker,
+  login,
+  openJob,
+  readAll,
+  rsaKey,
+  sessionDirsIn,
+  until,
+  write,
+} from "./helpers.js";
 
 const pkg = dirname(dirname(fileURLToPath(import.meta.url)));
 const tmp = mkdtempSync(join(tmpdir(), "xcpufs-cli-"));
@@ -153,7 +155,7 @@ describe("xcpufs command", () => {
     await job.ctl.write(0, "exec hello.sh\n");
     expect((await readAll(job.stdout)).toString()).toBe("staged arg\n");
     expect((await readAll(job.wait)).toString()).toBe("0");
-    expect(readdirSync(join(work, "sessions")).filter((n) => n.startsWith("xcpu-"))).toHaveLength(1);
+    expect(sessionDirsIn(join(work, "sessions"))).toHaveLength(1);
     await job.close();
     await fs.close();
     child.kill("SIGTERM");
@@ -172,7 +174,7 @@ describe("xcpufs command", () => {
     }
     await until(() => liveWithMarker(marker).length >= 3);
     // three session directories
-    await until(() => readdirSync(work).filter((n) => n.startsWith("xcpu-")).length === 3);
+    await until(() => sessionDirsIn(work).length === 3);
     child.kill("SIGTERM");
     expect(await exited(child)).toBe(0);
     await fs.close().catch(() => {});
@@ -182,7 +184,7 @@ describe("xcpufs command", () => {
       30_000,
     ).catch(() => {});
     expect(liveWithMarker(marker)).toEqual([]);
-    expect(readdirSync(work).filter((n) => n.startsWith("xcpu-"))).toEqual([]);
+    expect(sessionDirsIn(work)).toEqual([]);
   }, 120_000);
 
   it("streams 256 MiB to a slow reader with bounded server memory", async () => {

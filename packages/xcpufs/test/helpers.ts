@@ -2,6 +2,7 @@
 
 import { generateKeyPairSync, type KeyObject, sign } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { type Fid, type Fsys, mount } from "@clustermatic/ninep/client";
 import { OREAD, OTRUNC, OWRITE } from "@clustermatic/ninep/codec";
 import { passkeyResponse, toOpenSshLine } from "../src/keys.js";
@@ -172,4 +173,18 @@ export async function until(cond: () => boolean | Promise<boolean>, ms = 20_000)
     if (Date.now() > end) throw new Error("condition not reached in time");
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/**
+ * The session directories (`xcpu-*`) under a node's tmpdir, as paths relative to it: directly in
+ * it, or in the node's own `xcpufs-*` directory there (made when the node runs as root).
+ */
+export function sessionDirsIn(tmpdir: string): string[] {
+  const out: string[] = [];
+  for (const n of readdirSync(tmpdir)) {
+    if (n.startsWith("xcpu-")) out.push(n);
+    else if (n.startsWith("xcpufs-"))
+      for (const m of readdirSync(join(tmpdir, n))) if (m.startsWith("xcpu-")) out.push(`${n}/${m}`);
+  }
+  return out;
 }

@@ -1,6 +1,6 @@
 // Running programs through the session files, over real sockets, with real child processes.
 
-import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Fsys } from "@clustermatic/ninep/client";
@@ -8,7 +8,16 @@ import { mount } from "@clustermatic/ninep/client";
 import { OREAD, OWRITE } from "@clustermatic/ninep/codec";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PROCS_HEADER, startXcpufs, type XcpufsHandle } from "../src/index.js";
-import { liveInGroup, liveWithMarker, openJob, readAll, run, until, write } from "./helpers.js";
+import {
+  liveInGroup,
+  liveWithMarker,
+  openJob,
+  readAll,
+  run,
+  sessionDirsIn,
+  until,
+  write,
+} from "./helpers.js";
 
 const tmp = mkdtempSync(join(tmpdir(), "xcpufs-jobs-"));
 let h: XcpufsHandle;
@@ -26,7 +35,7 @@ afterAll(async () => {
   rmSync(tmp, { recursive: true, force: true });
 });
 
-const sessionDirs = () => readdirSync(tmp).filter((n) => n.startsWith("xcpu-"));
+const sessionDirs = () => sessionDirsIn(tmp);
 
 describe("jobs", () => {
   it("echo: output, status, and the session disappears afterwards", async () => {
@@ -89,12 +98,14 @@ describe("jobs", () => {
         ),
       ),
     );
-    expect(r.out).toMatch(new RegExp(`\\{${tmp}/xcpu-[^}]+\\}$`));
+    expect(r.out).toMatch(new RegExp(`\\{${tmp}/(xcpufs-[^/}]+/)?xcpu-[^}]+\\}$`));
     const job = await openJob(fs);
     await write(fs, `${job.sid}/argv`, "sh -c 'echo $XCPUSID $XCPUPATH $XCPU_PARENT; pwd'");
     await job.ctl.write(0, "id job7/3\nexec /bin/sh /\n");
     const out = (await readAll(job.stdout)).toString();
-    expect(out).toMatch(new RegExp(`^${job.sid} ${tmp}/xcpu-\\S+ 127\\.0\\.0\\.1!\\d+\n/\n$`));
+    expect(out).toMatch(
+      new RegExp(`^${job.sid} ${tmp}/(xcpufs-[^/]+/)?xcpu-\\S+ 127\\.0\\.0\\.1!\\d+\n/\n$`),
+    );
     expect((await fs.readFile(`${job.sid}/id`)).toString()).toBe("job7/3");
     expect((await fs.readFile(`${job.sid}/env`)).toString()).toContain("XCPUID=job7/3");
     await job.close();

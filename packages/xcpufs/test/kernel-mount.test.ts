@@ -16,7 +16,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildInitramfs, findVmKernel, runVm, type VmRun } from "../../ninep/test/passthrough/vm/vm.js";
 import { startXcpufs, type XcpufsHandle } from "../src/index.js";
-import { liveWithMarker, until } from "./helpers.js";
+import { liveWithMarker, sessionDirsIn, until } from "./helpers.js";
 
 const vmKernel = process.env.NINEP_SKIP_VM ? "NINEP_SKIP_VM is set" : findVmKernel();
 if (typeof vmKernel === "string") console.warn(`skipping xcpufs under Linux v9fs in a VM: ${vmKernel}`);
@@ -128,7 +128,7 @@ describe.skipIf(typeof vmKernel === "string")("Linux v9fs (9P2000.u) in a VM dri
 
   it("the host is left clean: no session, no session directory, no process", async () => {
     await until(() => h?.xcpufs.sessions.size === 0, 60_000);
-    await until(() => fs.readdirSync(nodeTmp).length === 0, 60_000);
+    await until(() => sessionDirsIn(nodeTmp).length === 0, 60_000);
     expect(liveWithMarker("kmount-marker")).toEqual([]);
   });
 });

@@ -8,13 +8,14 @@ import {
   chownSync,
   lstatSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   rmSync,
   statSync,
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { OREAD, OWRITE } from "@clustermatic/ninep/codec";
 import { afterAll, describe, expect, it } from "vitest";
 import { startXcpufs, type XcpufsHandle } from "../src/index.js";
@@ -131,4 +132,24 @@ describe.skipIf(!root)("the exec file and symbolic links (server as root)", () =
     await fsA.close();
     await fsB.close();
   }, 60_000);
+
+  it("a session directory cannot be renamed and replaced by a link by its own program", async () => {
+    const fs = await login(h!.address, { uname: "mal", uid: 6201, key: user.privateKey });
+    const job = await openJob(fs);
+    const dir = h!.xcpufs.sessions.get(Number(job.sid))?.dir as string;
+    expect(statSync(dirname(dir)).uid).toBe(0);
+    await write(
+      fs,
+      `${job.sid}/argv`,
+      `sh -c 'cd /; mv "$XCPUPATH" "$XCPUPATH.moved" 2>/dev/null && ln -s ${outside} "$XCPUPATH"; echo $?'`,
+    );
+    await job.ctl.write(0, "exec /bin/sh\n");
+    expect((await readAll(job.stdout)).toString()).not.toBe("0\n");
+    const w = await fs.open(`${job.sid}/exec`, OWRITE);
+    await w.clunk();
+    expect(lstatSync(dir).isDirectory()).toBe(true);
+    expect(readdirSync(outside).sort()).toEqual(["secret", "theirs"]);
+    await job.close();
+    await fs.close();
+  });
 });

@@ -8,7 +8,7 @@ import { type Fsys, mount, type Request } from "@clustermatic/ninep/client";
 import { MsgType, OREAD, OTRUNC, OWRITE } from "@clustermatic/ninep/codec";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startXcpufs, type XcpufsHandle } from "../src/index.js";
-import { openJob, readAll, until, write } from "./helpers.js";
+import { openJob, readAll, sessionDirsIn, until, write } from "./helpers.js";
 
 const tmp = mkdtempSync(join(tmpdir(), "xcpufs-roundtrip-"));
 const uid = process.getuid?.() ?? 0;
@@ -18,7 +18,7 @@ let fs: Fsys;
 
 const connect = (address: string, as = { uname: "tester", n_uname: uid }) =>
   mount(address, { ...as, authenticate: async () => {} });
-const dirs = (base: string) => readdirSync(base).filter((n) => n.startsWith("xcpu-"));
+const dirs = (base: string) => sessionDirsIn(base);
 
 beforeAll(async () => {
   h = await startXcpufs({ port: 0, noAuth: true, tmpdir: tmp, env: { PATH: "/usr/bin:/bin" } });
