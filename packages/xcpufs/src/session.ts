@@ -24,8 +24,11 @@ export interface ExecIdentity {
 }
 
 export interface SessionHost {
-  /** Path of the setpriv binary used to set supplementary groups, or undefined when absent. */
-  setpriv: string | undefined;
+  /**
+   * setpriv (util-linux) and env (coreutils), used to start programs of users with supplementary
+   * groups; undefined when either is missing.
+   */
+  setpriv: { setpriv: string; env: string } | undefined;
   /** Keep session directories after the session ends (`-r`). */
   retain: boolean;
   /** Called once when the session is wiped and fully released. */
@@ -219,16 +222,25 @@ export class Session {
     const groups = ident.groups ?? [];
     if (ident.uid !== undefined && groups.length > 0 && this.host.setpriv) {
       // Node cannot set supplementary groups for a child; setpriv (util-linux) sets uid, gid and
-      // groups and then executes the program (argv[0] becomes the program path).
-      file = this.host.setpriv;
+      // groups and then executes the program. setpriv runs as root, so it gets none of the
+      // session's variables (LD_LIBRARY_PATH names the user's directory, and a user may set
+      // LD_PRELOAD): env(1), started by setpriv as the user, puts them back for the program.
+      if (path.includes("=")) throw new XcpuError("cannot run a program whose path contains '='");
+      const { setpriv, env: envTool } = this.host.setpriv;
+      file = setpriv;
       fileArgs = [
         `--reuid=${ident.uid}`,
         `--regid=${ident.gid ?? ident.uid}`,
         `--groups=${groups.join(",")}`,
         "--",
+        envTool,
+        "-i",
+        "--",
+        ...Object.entries(env).map(([k, v]) => `${k}=${v}`),
         path,
         ...args,
       ];
+      opts.env = { PATH: "/usr/bin:/bin" };
       opts.argv0 = undefined;
     } else if (ident.uid !== undefined) {
       opts.uid = ident.uid;

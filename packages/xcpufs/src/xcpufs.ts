@@ -93,7 +93,9 @@ export class Xcpufs {
     this.clientTrace = cfg.clientTrace;
     this.rootEnv = growable(Buffer.from(cfg.env));
     this.rootState = growable(Buffer.alloc(0));
-    const setpriv = ["/usr/bin/setpriv", "/bin/setpriv"].find((p) => existsSync(p));
+    const setprivPath = ["/usr/bin/setpriv", "/bin/setpriv"].find((p) => existsSync(p));
+    const envPath = ["/usr/bin/env", "/bin/env"].find((p) => existsSync(p));
+    const setpriv = setprivPath && envPath ? { setpriv: setprivPath, env: envPath } : undefined;
     this.host = {
       setpriv,
       retain: cfg.retain,

@@ -152,4 +152,23 @@ describe.skipIf(!root)("the exec file and symbolic links (server as root)", () =
     await job.close();
     await fs.close();
   });
+
+  it("the helper that sets supplementary groups runs as root without the session's loader variables", async () => {
+    const a = await login(h!.address, { uname: "xcpu-admin", uid: 65530, key: admin.privateKey });
+    await cmd(a, "ctl", "group-add extra 6202\nuser-add-group mal extra\n");
+    await a.close();
+    const fs = await login(h!.address, { uname: "mal", uid: 6201, key: user.privateKey });
+    const job = await openJob(fs);
+    // A library of the helper's, broken, where the session's LD_LIBRARY_PATH points.
+    const lib = await fs.create(`${job.sid}/fs/libcap-ng.so.0`, 0o755, OWRITE);
+    await lib.write(0, "not a library");
+    await lib.clunk();
+    await write(fs, `${job.sid}/argv`, "sh -c 'id -G; echo \"$LD_LIBRARY_PATH\"'");
+    await job.ctl.write(0, "exec /bin/sh\n");
+    const dir = h!.xcpufs.sessions.get(Number(job.sid))?.dir as string;
+    expect((await readAll(job.stdout)).toString()).toBe(`6200 6202\n${dir}\n`);
+    expect((await readAll(job.wait)).toString()).toBe("0");
+    await job.close();
+    await fs.close();
+  });
 });
