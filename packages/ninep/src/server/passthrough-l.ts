@@ -115,32 +115,36 @@ export async function setattr(f: PtFile, a: SetAttr, ctx: RequestContext): Promi
     acc.check(st, ctx.user, W_OK);
   }
 
-  const p = await f.hostPath();
-  if (v & SETATTR.SIZE) {
-    await fsp.truncate(p, Number(a.size));
-    // An explicit mode in the same request wins over the bits a truncation clears.
-    if (!(v & SETATTR.MODE)) await f.dropSetId(ctx.user);
-  }
-  if (newUid !== undefined || newGid !== undefined) await fsp.lchown(p, newUid ?? -1, newGid ?? -1);
-  if (v & SETATTR.MODE) {
-    const gid = newGid ?? Number(st.gid);
-    await fsp.chmod(p, acc.allowedMode(a.mode & 0o7777, gid, ctx.user, fmt === S_IFDIR));
-  }
-  if (v & (SETATTR.ATIME | SETATTR.MTIME)) {
-    const ms = Date.now();
-    const now: TimeSpec = { sec: BigInt(Math.floor(ms / 1000)), nsec: BigInt(ms % 1000) * 1_000_000n };
-    const at = !(v & SETATTR.ATIME)
-      ? undefined
-      : v & SETATTR.ATIME_SET
-        ? { sec: a.atime_sec, nsec: a.atime_nsec }
-        : now;
-    const mt = !(v & SETATTR.MTIME)
-      ? undefined
-      : v & SETATTR.MTIME_SET
-        ? { sec: a.mtime_sec, nsec: a.mtime_nsec }
-        : now;
-    await setTimes(p, at, mt);
-  }
+  // Every change goes to the file that was checked, not to whatever the name holds by then.
+  await f.sh.root.withPinned(f.node.rel, st, async (p) => {
+    const link = fmt === S_IFLNK;
+    if (v & SETATTR.SIZE) {
+      await fsp.truncate(p, Number(a.size));
+      // An explicit mode in the same request wins over the bits a truncation clears.
+      if (!(v & SETATTR.MODE)) await f.dropSetId(ctx.user, p);
+    }
+    if (newUid !== undefined || newGid !== undefined)
+      await (link ? fsp.lchown : fsp.chown)(p, newUid ?? -1, newGid ?? -1);
+    if (v & SETATTR.MODE) {
+      const gid = newGid ?? Number(st.gid);
+      await fsp.chmod(p, acc.allowedMode(a.mode & 0o7777, gid, ctx.user, fmt === S_IFDIR));
+    }
+    if (v & (SETATTR.ATIME | SETATTR.MTIME)) {
+      const ms = Date.now();
+      const now: TimeSpec = { sec: BigInt(Math.floor(ms / 1000)), nsec: BigInt(ms % 1000) * 1_000_000n };
+      const at = !(v & SETATTR.ATIME)
+        ? undefined
+        : v & SETATTR.ATIME_SET
+          ? { sec: a.atime_sec, nsec: a.atime_nsec }
+          : now;
+      const mt = !(v & SETATTR.MTIME)
+        ? undefined
+        : v & SETATTR.MTIME_SET
+          ? { sec: a.mtime_sec, nsec: a.mtime_nsec }
+          : now;
+      await setTimes({ p, follow: !link, named: await f.hostPath() }, at, mt);
+    }
+  });
   await f.refresh().catch(() => {});
 }
 
@@ -160,29 +164,45 @@ function uvSeconds(t: TimeSpec): number {
 /** Can lutimes set `t` exactly? */
 const uvExact = (t: TimeSpec) => t.sec >= 0n && t.sec < 2n ** 32n && t.nsec % 1000n === 0n;
 
+/** Where setTimes acts: `p` (followed when `follow`: a pinned /proc/self/fd path), or by `named`. */
+interface TimesTarget {
+  p: string;
+  follow: boolean;
+  /** The file's checked host path, for touch(1), which cannot use this process's descriptors. */
+  named: string;
+}
+
 /**
- * Sets the access and/or modification time of `p` (not following a link) to the nanosecond, as
- * utimensat(2) would; an undefined time is left as it is, to the nanosecond too. Node's lutimes
- * keeps microseconds only, so a time it cannot carry is set with touch(1).
+ * Sets the access and/or modification time of a file to the nanosecond, as utimensat(2) would; an
+ * undefined time is left as it is, to the nanosecond too. Node's utimes keeps microseconds only,
+ * so a time it cannot carry is set with touch(1) (by name, not following a link).
  */
-async function setTimes(p: string, at: TimeSpec | undefined, mt: TimeSpec | undefined): Promise<void> {
-  for (const t of [at, mt]) {
-    if (t && t.nsec >= NS) throw new FsError("invalid argument", Errno.EINVAL);
+async function setTimes(t: TimesTarget, at: TimeSpec | undefined, mt: TimeSpec | undefined): Promise<void> {
+  for (const x of [at, mt]) {
+    if (x && x.nsec >= NS) throw new FsError("invalid argument", Errno.EINVAL);
   }
   let a = at;
   let m = mt;
   if (!a || !m) {
-    const cur = await fsp.lstat(p, { bigint: true });
+    const cur = await (t.follow ? fsp.stat : fsp.lstat)(t.p, { bigint: true });
     const split = (ns: bigint): TimeSpec => ({ sec: ns / NS, nsec: ns % NS });
     a ??= split(cur.atimeNs);
     m ??= split(cur.mtimeNs);
   }
   if (uvExact(a) && uvExact(m)) {
-    await fsp.lutimes(p, uvSeconds(a), uvSeconds(m));
+    await (t.follow ? fsp.utimes : fsp.lutimes)(t.p, uvSeconds(a), uvSeconds(m));
     return;
   }
-  const touch = (which: string, t: TimeSpec) =>
-    runTool("touch", ["-h", "-c", which, "-d", `@${t.sec}.${String(t.nsec).padStart(9, "0")}`, "--", p]);
+  const touch = (which: string, x: TimeSpec) =>
+    runTool("touch", [
+      "-h",
+      "-c",
+      which,
+      "-d",
+      `@${x.sec}.${String(x.nsec).padStart(9, "0")}`,
+      "--",
+      t.named,
+    ]);
   if (at) await touch("-a", at);
   if (mt) await touch("-m", mt);
 }
@@ -404,7 +424,12 @@ export async function rename(f: PtFile, dirNode: Node, name: string, ctx: Reques
   f.sh.access.checkUnlink(parent.st, (await f.refresh()).uid, ctx.user);
   const to = await writableDir(dir, ctx);
   await checkReplace(dir, path.join(to, name), ctx);
-  await fsp.rename(await f.hostPath(), path.join(to, name));
+  const from = f.node.rel;
+  await f.sh.root.withPinnedDir(from.slice(0, -1), (src) =>
+    f.sh.root.withPinnedDir(dir.node.rel, (dst) =>
+      fsp.rename(path.join(src, from[from.length - 1]!), path.join(dst, name)),
+    ),
+  );
   f.node = { rel: [...dir.node.rel, name], name };
 }
 
@@ -426,7 +451,11 @@ export async function renameat(
     ctx.user,
   );
   await checkReplace(newDir, path.join(to, newname), ctx);
-  await fsp.rename(path.join(from, oldname), path.join(to, newname));
+  await dir.sh.root.withPinnedDir(dir.node.rel, (src) =>
+    dir.sh.root.withPinnedDir(newDir.node.rel, (dst) =>
+      fsp.rename(path.join(src, oldname), path.join(dst, newname)),
+    ),
+  );
 }
 
 /** A rename onto an existing entry removes it: the sticky-directory rule applies to it too. */
@@ -438,17 +467,19 @@ async function checkReplace(dir: PtFile, target: string, ctx: RequestContext): P
 export async function unlinkat(dir: PtFile, name: string, flags: number, ctx: RequestContext): Promise<void> {
   if (name === "." || name === "..") throw new FsError("invalid argument", Errno.EINVAL);
   checkName(name);
-  const from = await writableDir(dir, ctx);
-  const p = path.join(from, name);
-  const st = await fsp.lstat(p, { bigint: true });
-  dir.sh.access.checkUnlink(dir.st, st.uid, ctx.user);
-  if (flags & AT_REMOVEDIR) {
-    if (!st.isDirectory()) throw new FsError(Ename.NotDir, Errno.ENOTDIR);
-    await fsp.rmdir(p);
-  } else {
-    if (st.isDirectory()) throw new FsError(Ename.IsDir, Errno.EISDIR);
-    await fsp.unlink(p);
-  }
+  await writableDir(dir, ctx);
+  await dir.sh.root.withPinnedDir(dir.node.rel, async (from) => {
+    const p = path.join(from, name);
+    const st = await fsp.lstat(p, { bigint: true });
+    dir.sh.access.checkUnlink(dir.st, st.uid, ctx.user);
+    if (flags & AT_REMOVEDIR) {
+      if (!st.isDirectory()) throw new FsError(Ename.NotDir, Errno.ENOTDIR);
+      await fsp.rmdir(p);
+    } else {
+      if (st.isDirectory()) throw new FsError(Ename.IsDir, Errno.EISDIR);
+      await fsp.unlink(p);
+    }
+  });
 }
 
 export async function readlink(f: PtFile): Promise<string> {

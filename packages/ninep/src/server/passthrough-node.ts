@@ -267,11 +267,14 @@ export class PtFile implements Node, DirSource {
    * After a truncation made for `user` (O_TRUNC, a size change): clear the set-ID bits an
    * unprivileged process's truncate(2) clears (this.st must be current).
    */
-  async dropSetId(user: Identity): Promise<void> {
+  async dropSetId(user: Identity, pinned?: string): Promise<void> {
     const mode = Number(this.st.mode);
     const kill = setIdBits(mode);
     if (kill === 0 || !this.sh.access.dropsSetId(user)) return;
-    await fsp.chmod(await this.hostPath(), mode & 0o7777 & ~kill);
+    // `pinned`: a path from withPinned (the caller holds the file); else pin it here.
+    const chmod = (p: string) => fsp.chmod(p, mode & 0o7777 & ~kill);
+    if (pinned !== undefined) await chmod(pinned);
+    else await this.sh.root.withPinned(this.node.rel, this.st, chmod);
     await this.refresh().catch(() => {});
   }
 
@@ -478,7 +481,10 @@ export class PtFile implements Node, DirSource {
   async finishNew(p: string, perm: number, owner: number | undefined, group: number | undefined) {
     try {
       await chownNew(p, owner, group);
-      await fsp.chmod(p, perm);
+      // A symbolic link has no mode of its own (chmod would change its target's); anything else is
+      // pinned as it is now, so a name swapped for a link meanwhile sends the chmod nowhere else.
+      const st = await fsp.lstat(p, { bigint: true });
+      if (!st.isSymbolicLink()) await this.sh.root.withPinnedPath(p, st, (pp) => fsp.chmod(pp, perm));
     } catch (err) {
       await fsp.rm(p, { recursive: false, force: true }).catch(() => fsp.rmdir(p).catch(() => {}));
       throw err;
@@ -538,11 +544,13 @@ export class PtFile implements Node, DirSource {
     if (entry.length === 0) throw new FsError("cannot remove the root of the tree", Errno.EBUSY);
     const parent = await this.entryParent();
     this.sh.access.check(parent.st, ctx.user, W_OK | X_OK);
-    const p = await this.sh.root.checkedPath(entry);
-    const st = await fsp.lstat(p, { bigint: true });
-    this.sh.access.checkUnlink(parent.st, st.uid, ctx.user);
-    if (st.isDirectory()) await fsp.rmdir(p);
-    else await fsp.unlink(p);
+    await this.sh.root.withPinnedDir(parent.node.rel, async (dir) => {
+      const p = path.join(dir, entry[entry.length - 1]!);
+      const st = await fsp.lstat(p, { bigint: true });
+      this.sh.access.checkUnlink(parent.st, st.uid, ctx.user);
+      if (st.isDirectory()) await fsp.rmdir(p);
+      else await fsp.unlink(p);
+    });
   }
 
   // ---- wstat ----------------------------------------------------------------------------------
@@ -625,33 +633,35 @@ export class PtFile implements Node, DirSource {
       if (exists) throw new FsError(Ename.Exists, Errno.EEXIST);
     }
 
-    // Apply.
-    const p = await this.hostPath();
-    if (newLength !== undefined) {
-      await fsp.truncate(p, Number(newLength));
-      if (newMode === undefined) await this.dropSetId(ctx.user);
-    }
-    if (newGid !== undefined) await fsp.lchown(p, -1, newGid);
-    if (newMode !== undefined) {
-      const gid = newGid ?? Number(st.gid);
-      await fsp.chmod(p, acc.allowedMode(newMode, gid, ctx.user, fmt === S_IFDIR));
-    }
-    if (ch.mtime !== undefined || ch.atime !== undefined) {
-      const cur = await fsp.lstat(p, { bigint: true });
-      const at = ch.atime !== undefined ? ch.atime : Number(cur.atimeNs / 1_000_000n) / 1000;
-      const mt = ch.mtime !== undefined ? ch.mtime : Number(cur.mtimeNs / 1_000_000n) / 1000;
-      await fsp.lutimes(p, at, mt);
-    }
-    if (newPath !== undefined && ch.name !== undefined) {
-      const via = this.node.via;
-      if (via) {
-        // A followed link: rename the link, keep pointing at the same target.
-        await fsp.rename(await this.sh.root.checkedPath(via), newPath);
-        this.node = { rel: this.node.rel, name: ch.name, via: [...via.slice(0, -1), ch.name] };
-      } else {
-        await fsp.rename(p, newPath);
-        this.node = { rel: [...this.node.rel.slice(0, -1), ch.name], name: ch.name };
+    // Apply, to the file that was checked, not to whatever the name holds by then.
+    await this.sh.root.withPinned(this.node.rel, st, async (pp) => {
+      const link = fmt === S_IFLNK;
+      if (newLength !== undefined) {
+        await fsp.truncate(pp, Number(newLength));
+        if (newMode === undefined) await this.dropSetId(ctx.user, pp);
       }
+      if (newGid !== undefined) await (link ? fsp.lchown : fsp.chown)(pp, -1, newGid);
+      if (newMode !== undefined) {
+        const gid = newGid ?? Number(st.gid);
+        await fsp.chmod(pp, acc.allowedMode(newMode, gid, ctx.user, fmt === S_IFDIR));
+      }
+      if (ch.mtime !== undefined || ch.atime !== undefined) {
+        const cur = await (link ? fsp.lstat : fsp.stat)(pp, { bigint: true });
+        const at = ch.atime !== undefined ? ch.atime : Number(cur.atimeNs / 1_000_000n) / 1000;
+        const mt = ch.mtime !== undefined ? ch.mtime : Number(cur.mtimeNs / 1_000_000n) / 1000;
+        await (link ? fsp.lutimes : fsp.utimes)(pp, at, mt);
+      }
+    });
+    if (newPath !== undefined && ch.name !== undefined) {
+      // Within one directory: the entry (a followed link's own entry, for a link) gets the new name.
+      const entry = this.entryRel;
+      const newName = ch.name;
+      await this.sh.root.withPinnedDir(entry.slice(0, -1), (dir) =>
+        fsp.rename(path.join(dir, entry[entry.length - 1]!), path.join(dir, newName)),
+      );
+      const via = this.node.via;
+      if (via) this.node = { rel: this.node.rel, name: newName, via: [...via.slice(0, -1), newName] };
+      else this.node = { rel: [...this.node.rel.slice(0, -1), newName], name: newName };
     }
     await this.refresh().catch(() => {});
   }

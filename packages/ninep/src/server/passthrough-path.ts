@@ -9,11 +9,20 @@
 // every open is verified afterwards through /proc/self/fd.
 
 import type { BigIntStats } from "node:fs";
-import { closeSync, constants, lstatSync, openSync, readlinkSync, realpathSync, statSync } from "node:fs";
+import {
+  closeSync,
+  constants,
+  existsSync,
+  lstatSync,
+  openSync,
+  readlinkSync,
+  realpathSync,
+  statSync,
+} from "node:fs";
 import * as fsp from "node:fs/promises";
 import * as path from "node:path";
 import { Errno, FsError } from "../errors.js";
-import { openFd } from "./passthrough-open.js";
+import { closeFdQuietly, fstatFd, openFd } from "./passthrough-open.js";
 
 /** A file inside the export: canonical components from the root, and the name clients see. */
 export interface PtNode {
@@ -29,6 +38,21 @@ export interface PtNode {
 }
 
 export const ROOT_NODE: PtNode = Object.freeze({ rel: Object.freeze([]) as readonly string[], name: "/" });
+
+/** O_PATH (Linux; not in Node's constants): a descriptor that names a file without opening it. */
+const O_PATH = 0o10000000;
+
+let procFd: boolean | undefined;
+/** Whether /proc/self/fd resolves descriptors here (Linux with /proc mounted). */
+function procFdAvailable(): boolean {
+  procFd ??= process.platform === "linux" && existsSync("/proc/self/fd");
+  return procFd;
+}
+
+/** The file at a name is not the one that was checked (replaced while the request ran). */
+export function changedError(): FsError {
+  return new FsError("file changed while the request ran", Errno.EAGAIN);
+}
 
 /** The error for any attempt to reach a file outside the exported tree. */
 export function escapeError(): FsError {
@@ -199,6 +223,58 @@ export class ExportRoot {
       throw err;
     }
     return fd;
+  }
+
+  /**
+   * Runs `op` on the file at canonical `rel` through a path that reaches that file and nothing
+   * else. chmod, chown, truncate and utimes follow a final symbolic link, and a local user who can
+   * write in the tree may put one in place of the file between the caller's checks and the call:
+   * the file is pinned by an O_PATH|O_NOFOLLOW descriptor (no I/O, none of the side effects of
+   * opening a device), that descriptor is checked through /proc/self/fd to name `rel`, and it must
+   * be `expect` (same device and inode: the lstat the caller's permission checks used). `op` then
+   * gets /proc/self/fd/N, which the kernel resolves to the pinned file itself. A symbolic link
+   * (`expect` is one) gets the checked path, for the calls that do not follow it (lchown,
+   * lutimes); so does everything where /proc is absent.
+   */
+  async withPinned<T>(
+    rel: readonly string[],
+    expect: BigIntStats,
+    op: (p: string) => Promise<T>,
+  ): Promise<T> {
+    return this.withPinnedPath(await this.checkedPath(rel), expect, op);
+  }
+
+  /**
+   * Runs `op` with a path to the directory `rel` that cannot be redirected: the directory is
+   * pinned by an O_PATH|O_DIRECTORY|O_NOFOLLOW descriptor checked through /proc/self/fd, and `op`
+   * gets /proc/self/fd/N, below which names are looked up in that directory only (a directory of
+   * the path swapped for a link after the check leads nowhere else). For calls on names inside it:
+   * unlink, rmdir, rename. Without /proc, `op` gets the checked path.
+   */
+  async withPinnedDir<T>(rel: readonly string[], op: (dir: string) => Promise<T>): Promise<T> {
+    const p = await this.checkedDir(rel);
+    if (!procFdAvailable()) return op(p);
+    const fd = await openFd(p, O_PATH | constants.O_DIRECTORY | constants.O_NOFOLLOW);
+    try {
+      await this.verifyFd(fd, p);
+      return await op(`/proc/self/fd/${fd}`);
+    } finally {
+      await closeFdQuietly(fd, false);
+    }
+  }
+
+  /** withPinned for a host path already checked (checkedPath). */
+  async withPinnedPath<T>(p: string, expect: BigIntStats, op: (p: string) => Promise<T>): Promise<T> {
+    if (expect.isSymbolicLink() || !procFdAvailable()) return op(p);
+    const fd = await openFd(p, O_PATH | constants.O_NOFOLLOW);
+    try {
+      await this.verifyFd(fd, p);
+      const st = await fstatFd(fd, false);
+      if (st.dev !== expect.dev || st.ino !== expect.ino) throw changedError();
+      return await op(`/proc/self/fd/${fd}`);
+    } finally {
+      await closeFdQuietly(fd, false);
+    }
   }
 
   /** Returns `fd` if it names `expected` (verifyFdSync), else closes it and throws. */

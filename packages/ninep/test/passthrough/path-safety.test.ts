@@ -3,9 +3,10 @@
 // walk. Runs the backend directly against a temp tree.
 
 import * as fs from "node:fs";
+import { createRequire, syncBuiltinESMExports } from "node:module";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Dialect, DMSYMLINK, OREAD, QTDIR, QTSYMLINK } from "../../src/codec/constants.js";
+import { Dialect, DMSYMLINK, OREAD, QTDIR, QTSYMLINK, SETATTR } from "../../src/codec/constants.js";
 import { FsError } from "../../src/errors.js";
 import type { Node } from "../../src/server/backend.js";
 import { checkName, ExportRoot } from "../../src/server/passthrough-path.js";
@@ -295,4 +296,134 @@ describe("create refuses names that would escape", () => {
       (await walk(await be.attach({ ...c.user }, c), "sub", c)).qid.path,
     );
   });
+});
+
+// A local user who may write in the tree swaps their own file for a link to someone else's just
+// as the server (root) changes the file for them: chmod, chown, truncate and utimes follow a final
+// link, so each must reach the file that was checked, or nothing. The swap is made at the worst
+// moment, inside the server's own call, by wrapping that call.
+describe.skipIf(process.getuid?.() !== 0)("a file swapped for a link while it is being changed", () => {
+  const fsPromises = createRequire(import.meta.url)("node:fs/promises") as Record<string, unknown>;
+
+  async function swappedDuring(
+    call: "chmod" | "truncate" | "chown" | "utimes",
+    dialect: Dialect,
+    change: (f: Node, c: ReturnType<typeof ctx>) => Promise<unknown>,
+  ): Promise<void> {
+    const t = tempDir("pt-swapcall-");
+    const real = fsPromises[call] as (...a: unknown[]) => Promise<unknown>;
+    try {
+      const rt = path.join(t.dir, "root");
+      fs.mkdirSync(rt);
+      fs.chownSync(rt, 1000, 1000);
+      const secret = path.join(t.dir, "secret");
+      fs.writeFileSync(secret, "root only");
+      fs.chmodSync(secret, 0o600);
+      const f = path.join(rt, "f");
+      fs.writeFileSync(f, "mine");
+      fs.chownSync(f, 1000, 1000);
+      const c = ctx(dialect, "u", 1000);
+      const node = await walk(await attach(rt, c, { permissions: "user" }), "f", c);
+      const before = fs.statSync(secret);
+      fsPromises[call] = (...a: unknown[]) => {
+        if (fs.lstatSync(f).isFile()) {
+          fs.renameSync(f, path.join(rt, "f.old"));
+          fs.symlinkSync(secret, f);
+        }
+        return real(...a);
+      };
+      syncBuiltinESMExports();
+      await change(node, c).catch(() => {});
+      const after = fs.statSync(secret);
+      expect([after.mode, after.uid, after.gid, after.size, after.mtimeMs]).toEqual([
+        before.mode,
+        before.uid,
+        before.gid,
+        before.size,
+        before.mtimeMs,
+      ]);
+    } finally {
+      fsPromises[call] = real;
+      syncBuiltinESMExports();
+      t.cleanup();
+    }
+  }
+
+  for (const [dialect, name] of [
+    [Dialect.P2000L, "9P2000.L setattr"],
+    [Dialect.P2000u, "9P2000.u wstat"],
+  ] as const) {
+    const L = dialect === Dialect.P2000L;
+    it(`${name}: mode`, () =>
+      swappedDuring("chmod", dialect, (f, c) =>
+        L ? f.setattr!(setattr({ valid: SETATTR.MODE, mode: 0o666 }), c) : f.wstat!({ mode: 0o666 }, c),
+      ));
+    it(`${name}: size`, () =>
+      swappedDuring("truncate", dialect, (f, c) =>
+        L ? f.setattr!(setattr({ valid: SETATTR.SIZE, size: 0n }), c) : f.wstat!({ length: 0n }, c),
+      ));
+    it(`${name}: group`, () =>
+      swappedDuring("chown", dialect, (f, c) =>
+        L ? f.setattr!(setattr({ valid: SETATTR.GID, gid: 1000 }), c) : f.wstat!({ n_gid: 1000 }, c),
+      ));
+    it(`${name}: times`, () =>
+      swappedDuring("utimes", dialect, (f, c) =>
+        L
+          ? f.setattr!(
+              setattr({ valid: SETATTR.MTIME | SETATTR.MTIME_SET, mtime_sec: 1000n, mtime_nsec: 0n }),
+              c,
+            )
+          : f.wstat!({ mtime: 1000 }, c),
+      ));
+  }
+});
+
+// The same for a directory of the path: the server removes or renames a name in a directory it
+// checked, and a local user swaps that directory for a link to another one inside the call.
+describe("a directory swapped for a link during a remove or rename", () => {
+  const fsPromises = createRequire(import.meta.url)("node:fs/promises") as Record<string, unknown>;
+
+  async function swappedDuring(
+    call: "unlink" | "rename",
+    dialect: Dialect,
+    change: (d: Node, f: Node, c: ReturnType<typeof ctx>) => Promise<unknown>,
+  ): Promise<void> {
+    const t = tempDir("pt-swapdir-");
+    const real = fsPromises[call] as (...a: unknown[]) => Promise<unknown>;
+    try {
+      const rt = path.join(t.dir, "root");
+      const outside = path.join(t.dir, "outside");
+      fs.mkdirSync(path.join(rt, "d"), { recursive: true });
+      fs.mkdirSync(outside);
+      fs.writeFileSync(path.join(rt, "d", "f"), "inside");
+      fs.writeFileSync(path.join(outside, "f"), "outside");
+      const c = ctx(dialect);
+      const d = await walk(await attach(rt, c), "d", c);
+      const f = await walk(d, "f", c);
+      fsPromises[call] = (...a: unknown[]) => {
+        if (!fs.lstatSync(path.join(rt, "d")).isSymbolicLink()) {
+          fs.renameSync(path.join(rt, "d"), path.join(rt, "d.old"));
+          fs.symlinkSync(outside, path.join(rt, "d"));
+        }
+        return real(...a);
+      };
+      syncBuiltinESMExports();
+      await change(d, f, c).catch(() => {});
+      expect(fs.readdirSync(outside)).toEqual(["f"]);
+      expect(fs.readFileSync(path.join(outside, "f"), "utf8")).toBe("outside");
+    } finally {
+      fsPromises[call] = real;
+      syncBuiltinESMExports();
+      t.cleanup();
+    }
+  }
+
+  it("9P2000 remove", () => swappedDuring("unlink", Dialect.P2000u, (_d, f, c) => f.remove!(c)));
+  it("9P2000 wstat rename", () =>
+    swappedDuring("rename", Dialect.P2000u, (_d, f, c) => f.wstat!({ name: "g" }, c)));
+  it("9P2000.L unlinkat", () =>
+    swappedDuring("unlink", Dialect.P2000L, (d, _f, c) => d.unlinkat!("f", 0, c)));
+  it("9P2000.L renameat", () =>
+    swappedDuring("rename", Dialect.P2000L, (d, _f, c) => d.renameat!("f", d, "g", c)));
+  it("9P2000.L rename", () => swappedDuring("rename", Dialect.P2000L, (d, f, c) => f.rename!(d, "g", c)));
 });
