@@ -294,12 +294,14 @@ export async function mkdir(
   gid: number,
   ctx: RequestContext,
 ): Promise<Node> {
-  const dirPath = await writableDir(dir, ctx);
+  await writableDir(dir, ctx);
   checkName(name);
-  const p = path.join(dirPath, name);
-  await fsp.mkdir(p, 0o700);
   const perm = newDirMode(dir.st.mode, mode & 0o7777);
-  await dir.finishNew(p, perm, dir.sh.access.ownerForNew(ctx.user), groupFor(dir, gid, ctx));
+  await dir.sh.root.withPinnedDir(dir.node.rel, async (d) => {
+    const p = path.join(d, name);
+    await fsp.mkdir(p, 0o700);
+    await dir.finishNew(p, perm, dir.sh.access.ownerForNew(ctx.user), groupFor(dir, gid, ctx));
+  });
   return dir.child({ rel: [...dir.node.rel, name], name });
 }
 
@@ -310,14 +312,16 @@ export async function symlink(
   gid: number,
   ctx: RequestContext,
 ): Promise<Node> {
-  const dirPath = await writableDir(dir, ctx);
+  await writableDir(dir, ctx);
   checkName(name);
   // symlink(2) answers ENOENT for an empty target (diod passes that on).
   if (target === "") throw new FsError("empty symbolic link target", Errno.ENOENT);
   if (target.includes("\0")) throw new FsError("bad symbolic link target", Errno.EINVAL);
-  const p = path.join(dirPath, name);
-  await fsp.symlink(target, p);
-  await chownNew(p, dir.sh.access.ownerForNew(ctx.user), groupFor(dir, gid, ctx)).catch(() => {});
+  await dir.sh.root.withPinnedDir(dir.node.rel, async (d) => {
+    const p = path.join(d, name);
+    await fsp.symlink(target, p);
+    await chownNew(p, dir.sh.access.ownerForNew(ctx.user), groupFor(dir, gid, ctx)).catch(() => {});
+  });
   return dir.child({ rel: [...dir.node.rel, name], name });
 }
 

@@ -39,6 +39,9 @@ export interface PtNode {
 
 export const ROOT_NODE: PtNode = Object.freeze({ rel: Object.freeze([]) as readonly string[], name: "/" });
 
+/** How a pinned descriptor is named (see ExportRoot.withPinned). */
+const PINNED_PREFIX = "/proc/self/fd/";
+
 /** O_PATH (Linux; not in Node's constants): a descriptor that names a file without opening it. */
 const O_PATH = 0o10000000;
 
@@ -249,7 +252,7 @@ export class ExportRoot {
    * pinned by an O_PATH|O_DIRECTORY|O_NOFOLLOW descriptor checked through /proc/self/fd, and `op`
    * gets /proc/self/fd/N, below which names are looked up in that directory only (a directory of
    * the path swapped for a link after the check leads nowhere else). For calls on names inside it:
-   * unlink, rmdir, rename. Without /proc, `op` gets the checked path.
+   * unlink, rmdir, rename, mkdir, symlink. Without /proc, `op` gets the checked path.
    */
   async withPinnedDir<T>(rel: readonly string[], op: (dir: string) => Promise<T>): Promise<T> {
     const p = await this.checkedDir(rel);
@@ -257,7 +260,7 @@ export class ExportRoot {
     const fd = await openFd(p, O_PATH | constants.O_DIRECTORY | constants.O_NOFOLLOW);
     try {
       await this.verifyFd(fd, p);
-      return await op(`/proc/self/fd/${fd}`);
+      return await op(`${PINNED_PREFIX}${fd}`);
     } finally {
       await closeFdQuietly(fd, false);
     }
@@ -268,10 +271,11 @@ export class ExportRoot {
     if (expect.isSymbolicLink() || !procFdAvailable()) return op(p);
     const fd = await openFd(p, O_PATH | constants.O_NOFOLLOW);
     try {
-      await this.verifyFd(fd, p);
+      // A name below a pinned directory (withPinnedDir) cannot lead elsewhere: nothing to verify.
+      if (!p.startsWith(PINNED_PREFIX)) await this.verifyFd(fd, p);
       const st = await fstatFd(fd, false);
       if (st.dev !== expect.dev || st.ino !== expect.ino) throw changedError();
-      return await op(`/proc/self/fd/${fd}`);
+      return await op(`${PINNED_PREFIX}${fd}`);
     } finally {
       await closeFdQuietly(fd, false);
     }

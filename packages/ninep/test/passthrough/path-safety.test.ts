@@ -378,13 +378,13 @@ describe.skipIf(process.getuid?.() !== 0)("a file swapped for a link while it is
   }
 });
 
-// The same for a directory of the path: the server removes or renames a name in a directory it
-// checked, and a local user swaps that directory for a link to another one inside the call.
-describe("a directory swapped for a link during a remove or rename", () => {
+// The same for a directory of the path: the server removes, renames or makes a name in a directory
+// it checked, and a local user swaps that directory for a link to another one inside the call.
+describe("a directory swapped for a link during a remove, rename or mkdir", () => {
   const fsPromises = createRequire(import.meta.url)("node:fs/promises") as Record<string, unknown>;
 
   async function swappedDuring(
-    call: "unlink" | "rename",
+    call: "unlink" | "rename" | "mkdir" | "symlink",
     dialect: Dialect,
     change: (d: Node, f: Node, c: ReturnType<typeof ctx>) => Promise<unknown>,
   ): Promise<void> {
@@ -426,4 +426,8 @@ describe("a directory swapped for a link during a remove or rename", () => {
   it("9P2000.L renameat", () =>
     swappedDuring("rename", Dialect.P2000L, (d, _f, c) => d.renameat!("f", d, "g", c)));
   it("9P2000.L rename", () => swappedDuring("rename", Dialect.P2000L, (d, f, c) => f.rename!(d, "g", c)));
+  it("9P2000.L mkdir", () =>
+    swappedDuring("mkdir", Dialect.P2000L, (d, _f, c) => d.mkdir!("new", 0o755, 0, c)));
+  it("9P2000.L symlink", () =>
+    swappedDuring("symlink", Dialect.P2000L, (d, _f, c) => d.symlink!("new", "f", 0, c)));
 });
