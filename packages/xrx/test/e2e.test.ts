@@ -1,6 +1,6 @@
 // End to end: the xrx CLI (its main(), in this process) against real xcpufs servers on loopback.
 import { execFileSync } from "node:child_process";
-import { chmodSync, existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { type AddressInfo, createServer } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -10,6 +10,7 @@ import {
   cleanupAll,
   onCleanup,
   runCli,
+  sessionDirCount,
   startChildNode,
   startCluster,
   startNode,
@@ -20,7 +21,7 @@ import {
 
 afterAll(cleanupAll);
 
-const sessionsLeft = (nodes: TestNode[]) => nodes.reduce((n, x) => n + readdirSync(x.tmp).length, 0);
+const sessionsLeft = (nodes: TestNode[]) => nodes.reduce((n, x) => n + sessionDirCount(x.tmp), 0);
 
 describe("xrx on 1, 4 and 16 nodes", () => {
   let one: { nodes: TestNode[]; list: string };
@@ -279,7 +280,7 @@ describe("a node whose disk is full", () => {
       expect(r.code).not.toBe(0);
       expect(r.stderr).toContain(`xrx: ${full.spec}: error: no space left on device`);
       expect(r.stdout).toBe(`${roomy.list}: ran\n`);
-      await until(() => readdirSync(small).length === 0, 20_000, "session cleanup on the full node");
+      await until(() => sessionDirCount(small) === 0, 20_000, "session cleanup on the full node");
       await until(() => sessionsLeft(roomy.nodes) === 0, 20_000, "session cleanup on the other node");
       // The node still works for a job that fits.
       const small2 = join(work, "small.sh");

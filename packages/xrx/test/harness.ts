@@ -2,7 +2,7 @@
 // a test must kill one), and xrx/xk/xps runs with captured output.
 import { type ChildProcess, spawn } from "node:child_process";
 import { EventEmitter } from "node:events";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { PassThrough, Readable } from "node:stream";
@@ -50,6 +50,20 @@ export async function cleanupAll(): Promise<void> {
       // keep cleaning
     }
   }
+}
+
+/**
+ * How many session directories (`xcpu-*`) a node's tmpdir holds: directly, or in the node's own
+ * `xcpufs-*` directory there (an xcpufs running as root makes one).
+ */
+export function sessionDirCount(tmp: string): number {
+  let n = 0;
+  for (const e of readdirSync(tmp)) {
+    if (e.startsWith("xcpu-")) n++;
+    else if (e.startsWith("xcpufs-"))
+      n += readdirSync(join(tmp, e)).filter((m) => m.startsWith("xcpu-")).length;
+  }
+  return n;
 }
 
 /** A temporary directory removed at cleanup. */

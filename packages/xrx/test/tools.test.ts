@@ -1,7 +1,7 @@
 // xk, xps, xrx -J, signal forwarding, authentication with real keys, and the CLI's error paths.
 import { execFileSync } from "node:child_process";
 import { EventEmitter } from "node:events";
-import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { startStatfs } from "@clustermatic/statfs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -15,6 +15,7 @@ import {
   cleanupAll,
   onCleanup,
   runCli,
+  sessionDirCount,
   spawnCli,
   startCluster,
   startNode,
@@ -196,7 +197,7 @@ describe("output closed", () => {
     child.stdout!.destroy();
     const r = await done;
     expect(r.code).toBe(141);
-    await until(() => four.nodes.every((n) => readdirSync(n.tmp).length === 0), 30_000, "sessions removed");
+    await until(() => four.nodes.every((n) => sessionDirCount(n.tmp) === 0), 30_000, "sessions removed");
   }, 120_000);
 });
 
