@@ -13,7 +13,7 @@ import type { Attr, Created, Node, OpenFile, RequestContext, SetAttr, StatFs } f
 import { R_OK, W_OK, X_OK } from "./passthrough-access.js";
 import { chownNew, discardNew, newDirMode, PtFile, runTool, setUpNew } from "./passthrough-node.js";
 import { FileIo, openFd } from "./passthrough-open.js";
-import { checkName } from "./passthrough-path.js";
+import { checkName, pinnedForChild } from "./passthrough-path.js";
 import {
   S_IFBLK,
   S_IFCHR,
@@ -238,53 +238,60 @@ export async function lcreate(
   gid: number,
   ctx: RequestContext,
 ): Promise<Created> {
-  const dirPath = await writableDir(dir, ctx);
+  await writableDir(dir, ctx);
   checkName(name);
   const acc = flags & L_O.ACCMODE;
   if (acc === 3) throw new FsError("invalid argument", Errno.EINVAL);
-  const p = path.join(dirPath, name);
   const rel = [...dir.node.rel, name];
-  let os = acc | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
-  if (flags & L_O.APPEND) os |= constants.O_APPEND;
-  const sync = dir.sh.syncIo;
-  let fd: number;
-  try {
-    fd = sync ? openSync(p, os, 0o600) : await openFd(p, os, 0o600);
-  } catch (err) {
-    if ((err as { code?: string }).code !== "EEXIST" || flags & L_O.EXCL) throw err;
-    // open(2) with O_CREAT and no O_EXCL opens an existing file.
-    const existing = await dir.child({ rel, name });
-    // open(2) with O_CREAT refuses a directory, or a link to one, whatever the access mode.
-    if ((await existing.ioTarget()).isDir) throw new FsError(Ename.IsDir, Errno.EISDIR);
-    const file = await lopen(existing, flags & ~(constants.O_CREAT | L_O.EXCL), ctx);
-    return { node: existing, file };
-  }
-  try {
-    const owner = dir.sh.access.ownerForNew(ctx.user);
-    const group = groupFor(dir, gid, ctx);
-    const perm = dir.sh.access.allowedMode(mode & 0o7777, group, ctx.user, false);
-    const st = await setUpNew(dir.sh, fd, p, owner, group, perm);
-    const created = new PtFile(dir.sh, { rel, name }, st, true);
-    const file = new FileIo({
-      fd,
-      syncMeta: sync,
-      qid: created.qid,
-      stream: false,
-      canRead: acc === L_O.RDONLY || acc === L_O.RDWR,
-      canWrite: acc === L_O.WRONLY || acc === L_O.RDWR,
-      locks: dir.sh.locks,
-      syncRead: dir.sh.syncIo,
-      onStat: (st) => {
-        created.st = st;
-      },
-      mode: Number(created.st.mode),
-      dropsSetId: (u) => dir.sh.access.dropsSetId(u),
-    });
-    return { node: created, file };
-  } catch (err) {
-    await discardNew(fd, p, sync);
-    throw err;
-  }
+  // Made in the directory that was checked (pinned), whatever its name holds by then.
+  return dir.sh.root.withPinnedDir(
+    dir.node.rel,
+    async (dirPath) => {
+      const p = path.join(dirPath, name);
+      let os = acc | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
+      if (flags & L_O.APPEND) os |= constants.O_APPEND;
+      const sync = dir.sh.syncIo;
+      let fd: number;
+      try {
+        fd = sync ? openSync(p, os, 0o600) : await openFd(p, os, 0o600);
+      } catch (err) {
+        if ((err as { code?: string }).code !== "EEXIST" || flags & L_O.EXCL) throw err;
+        // open(2) with O_CREAT and no O_EXCL opens an existing file.
+        const existing = await dir.child({ rel, name });
+        // open(2) with O_CREAT refuses a directory, or a link to one, whatever the access mode.
+        if ((await existing.ioTarget()).isDir) throw new FsError(Ename.IsDir, Errno.EISDIR);
+        const file = await lopen(existing, flags & ~(constants.O_CREAT | L_O.EXCL), ctx);
+        return { node: existing, file };
+      }
+      try {
+        const owner = dir.sh.access.ownerForNew(ctx.user);
+        const group = groupFor(dir, gid, ctx);
+        const perm = dir.sh.access.allowedMode(mode & 0o7777, group, ctx.user, false);
+        const st = await setUpNew(dir.sh, fd, p, owner, group, perm);
+        const created = new PtFile(dir.sh, { rel, name }, st, true);
+        const file = new FileIo({
+          fd,
+          syncMeta: sync,
+          qid: created.qid,
+          stream: false,
+          canRead: acc === L_O.RDONLY || acc === L_O.RDWR,
+          canWrite: acc === L_O.WRONLY || acc === L_O.RDWR,
+          locks: dir.sh.locks,
+          syncRead: dir.sh.syncIo,
+          onStat: (st) => {
+            created.st = st;
+          },
+          mode: Number(created.st.mode),
+          dropsSetId: (u) => dir.sh.access.dropsSetId(u),
+        });
+        return { node: created, file };
+      } catch (err) {
+        await discardNew(fd, p, sync);
+        throw err;
+      }
+    },
+    dir.sh.syncIo,
+  );
 }
 
 export async function mkdir(
@@ -329,7 +336,13 @@ export async function symlink(
 export async function makeDevice(p: string, type: number, major: number, minor: number): Promise<void> {
   if (process.getuid?.() !== 0)
     throw new FsError("creating device files needs a server running as root", Errno.EPERM);
-  await runTool("mknod", ["--", p, type === S_IFBLK ? "b" : "c", String(major), String(minor)]);
+  await runTool("mknod", [
+    "--",
+    pinnedForChild(p),
+    type === S_IFBLK ? "b" : "c",
+    String(major),
+    String(minor),
+  ]);
 }
 
 /**
@@ -370,31 +383,34 @@ export async function mknod(
   gid: number,
   ctx: RequestContext,
 ): Promise<Node> {
-  const dirPath = await writableDir(dir, ctx);
+  await writableDir(dir, ctx);
   checkName(name);
-  const p = path.join(dirPath, name);
   const fmt = mode & S_IFMT;
   const perm = mode & 0o7777;
-  if (fmt === S_IFIFO) {
-    await runTool("mkfifo", ["-m", (perm & 0o777).toString(8), "--", p]);
-  } else if (fmt === S_IFREG || fmt === 0) {
-    const fh = await fsp.open(
-      p,
-      constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY | constants.O_NOFOLLOW,
-      0o600,
-    );
-    await fh.close();
-  } else if (fmt === S_IFCHR || fmt === S_IFBLK) {
-    if (!dir.sh.access.isRoot(ctx.user)) throw new FsError("operation not permitted", Errno.EPERM);
-    await makeDevice(p, fmt, major, minor);
-  } else if (fmt === S_IFSOCK) {
-    await makeSocket(dirPath, name);
-  } else {
-    throw new FsError("invalid argument", Errno.EINVAL);
-  }
-  const group = groupFor(dir, gid, ctx);
-  const allowed = dir.sh.access.allowedMode(perm, group, ctx.user, false);
-  await dir.finishNew(p, allowed, dir.sh.access.ownerForNew(ctx.user), group);
+  // Made in the directory that was checked (pinned), whatever its name holds by then.
+  await dir.sh.root.withPinnedDir(dir.node.rel, async (dirPath) => {
+    const p = path.join(dirPath, name);
+    if (fmt === S_IFIFO) {
+      await runTool("mkfifo", ["-m", (perm & 0o777).toString(8), "--", pinnedForChild(p)]);
+    } else if (fmt === S_IFREG || fmt === 0) {
+      const fh = await fsp.open(
+        p,
+        constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY | constants.O_NOFOLLOW,
+        0o600,
+      );
+      await fh.close();
+    } else if (fmt === S_IFCHR || fmt === S_IFBLK) {
+      if (!dir.sh.access.isRoot(ctx.user)) throw new FsError("operation not permitted", Errno.EPERM);
+      await makeDevice(p, fmt, major, minor);
+    } else if (fmt === S_IFSOCK) {
+      await makeSocket(dirPath, name);
+    } else {
+      throw new FsError("invalid argument", Errno.EINVAL);
+    }
+    const group = groupFor(dir, gid, ctx);
+    const allowed = dir.sh.access.allowedMode(perm, group, ctx.user, false);
+    await dir.finishNew(p, allowed, dir.sh.access.ownerForNew(ctx.user), group);
+  });
   return dir.child({ rel: [...dir.node.rel, name], name });
 }
 

@@ -61,7 +61,7 @@ import {
   NoIo,
   openFd,
 } from "./passthrough-open.js";
-import { checkName, type ExportRoot, type PtNode, walkOne } from "./passthrough-path.js";
+import { checkName, type ExportRoot, type PtNode, pinnedForChild, walkOne } from "./passthrough-path.js";
 import {
   dmToUnixPerm,
   dtypeOf,
@@ -419,62 +419,73 @@ export class PtFile implements Node, DirSource {
 
   async create(req: CreateRequest, ctx: RequestContext): Promise<Created> {
     this.ro();
-    const dirPath = await this.requireDir(Ename.CreateNoDir);
+    await this.requireDir(Ename.CreateNoDir);
     const dst = this.st;
     this.sh.access.check(dst, ctx.user, W_OK | X_OK);
     checkName(req.name);
     const unix = isUnix(ctx);
-    const p = path.join(dirPath, req.name);
     const node: PtNode = { rel: [...this.node.rel, req.name], name: req.name };
-    const owner = this.sh.access.ownerForNew(ctx.user);
-    const group = Number(dst.gid); // O6: the new file's group is the directory's
-    const dirPerm = Number(dst.mode) & 0o777;
+    // The new entry is made in the directory that was checked (pinned), whatever its name holds
+    // by then: a local user may swap it for a link to another directory during the call.
+    return this.sh.root.withPinnedDir(
+      this.node.rel,
+      async (dirPath) => {
+        const p = path.join(dirPath, req.name);
+        const owner = this.sh.access.ownerForNew(ctx.user);
+        const group = Number(dst.gid); // O6: the new file's group is the directory's
+        const dirPerm = Number(dst.mode) & 0o777;
 
-    const exact = this.sh.exactMode;
-    if (req.perm & DMDIR) {
-      const perm = newDirMode(dst.mode, dmToUnixPerm(exact ? req.perm : req.perm & (~0o777 | dirPerm), unix));
-      await fsp.mkdir(p, 0o700);
-      await this.finishNew(p, perm, owner, group);
-      const created = await this.child(node);
-      return { node: created, file: new DirIo(created, this.sh.locks) };
-    }
-    if (unix && req.perm & (DMSYMLINK | DMLINK | DMDEVICE | DMNAMEDPIPE | DMSOCKET)) {
-      return this.createSpecial(req, p, node, owner, group, exact ? 0o777 : dirPerm, ctx);
-    }
-    const perm = dmToUnixPerm(exact ? req.perm : req.perm & (~0o666 | dirPerm), unix);
-    const acc = req.mode & 3;
-    let flags = (acc === OEXEC ? constants.O_RDONLY : acc) | constants.O_CREAT | constants.O_EXCL;
-    if (unix && req.mode & P9_OAPPEND) flags |= constants.O_APPEND;
-    const sync = this.sh.syncIo;
-    const fd = sync
-      ? openSync(p, flags | constants.O_NOFOLLOW, 0o600)
-      : await openFd(p, flags | constants.O_NOFOLLOW, 0o600);
-    let file: FileIo;
-    let created: PtFile;
-    try {
-      const mode = this.sh.access.allowedMode(perm, group, ctx.user, false);
-      const st = await setUpNew(this.sh, fd, p, owner, group, mode);
-      created = new PtFile(this.sh, node, st, this.unix);
-      file = new FileIo({
-        fd,
-        syncMeta: sync,
-        qid: created.qid,
-        stream: false,
-        canRead: acc === OREAD || acc === ORDWR || acc === OEXEC,
-        canWrite: acc === OWRITE || acc === ORDWR,
-        locks: this.sh.locks,
-        syncRead: this.sh.syncIo,
-        onStat: (st) => {
-          created.st = st;
-        },
-        mode: Number(created.st.mode),
-        dropsSetId: (u) => this.sh.access.dropsSetId(u),
-      });
-    } catch (err) {
-      await discardNew(fd, p, sync);
-      throw err;
-    }
-    return { node: created, file };
+        const exact = this.sh.exactMode;
+        if (req.perm & DMDIR) {
+          const perm = newDirMode(
+            dst.mode,
+            dmToUnixPerm(exact ? req.perm : req.perm & (~0o777 | dirPerm), unix),
+          );
+          await fsp.mkdir(p, 0o700);
+          await this.finishNew(p, perm, owner, group);
+          const created = await this.child(node);
+          return { node: created, file: new DirIo(created, this.sh.locks) };
+        }
+        if (unix && req.perm & (DMSYMLINK | DMLINK | DMDEVICE | DMNAMEDPIPE | DMSOCKET)) {
+          return this.createSpecial(req, p, node, owner, group, exact ? 0o777 : dirPerm, ctx);
+        }
+        const perm = dmToUnixPerm(exact ? req.perm : req.perm & (~0o666 | dirPerm), unix);
+        const acc = req.mode & 3;
+        let flags = (acc === OEXEC ? constants.O_RDONLY : acc) | constants.O_CREAT | constants.O_EXCL;
+        if (unix && req.mode & P9_OAPPEND) flags |= constants.O_APPEND;
+        const sync = this.sh.syncIo;
+        const fd = sync
+          ? openSync(p, flags | constants.O_NOFOLLOW, 0o600)
+          : await openFd(p, flags | constants.O_NOFOLLOW, 0o600);
+        let file: FileIo;
+        let created: PtFile;
+        try {
+          const mode = this.sh.access.allowedMode(perm, group, ctx.user, false);
+          const st = await setUpNew(this.sh, fd, p, owner, group, mode);
+          created = new PtFile(this.sh, node, st, this.unix);
+          file = new FileIo({
+            fd,
+            syncMeta: sync,
+            qid: created.qid,
+            stream: false,
+            canRead: acc === OREAD || acc === ORDWR || acc === OEXEC,
+            canWrite: acc === OWRITE || acc === ORDWR,
+            locks: this.sh.locks,
+            syncRead: this.sh.syncIo,
+            onStat: (st) => {
+              created.st = st;
+            },
+            mode: Number(created.st.mode),
+            dropsSetId: (u) => this.sh.access.dropsSetId(u),
+          });
+        } catch (err) {
+          await discardNew(fd, p, sync);
+          throw err;
+        }
+        return { node: created, file };
+      },
+      this.sh.syncIo,
+    );
   }
 
   /** chown, then chmod (exact bits, ignoring the umask; after chown, which would clear set-ID bits). */
@@ -522,7 +533,7 @@ export class PtFile implements Node, DirSource {
       return { node: created, file: await io.openIo(acc === OEXEC ? constants.O_RDONLY : acc) };
     }
     if (req.perm & DMNAMEDPIPE) {
-      await runTool("mkfifo", ["-m", (perm & 0o777).toString(8), "--", p]);
+      await runTool("mkfifo", ["-m", (perm & 0o777).toString(8), "--", pinnedForChild(p)]);
     } else if (req.perm & DMDEVICE) {
       const m = /^\s*([bc])\s+(\d+)\s+(\d+)\s*$/.exec(req.extension);
       if (!m) throw new FsError("bad device specification (want 'b|c MAJOR MINOR')", Errno.EINVAL);

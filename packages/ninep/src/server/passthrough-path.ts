@@ -42,6 +42,11 @@ export const ROOT_NODE: PtNode = Object.freeze({ rel: Object.freeze([]) as reado
 /** How a pinned descriptor is named (see ExportRoot.withPinned). */
 const PINNED_PREFIX = "/proc/self/fd/";
 
+/** A pinned path as another process (a host tool run by this one) reaches it. */
+export function pinnedForChild(p: string): string {
+  return p.startsWith(PINNED_PREFIX) ? `/proc/${process.pid}/fd/${p.slice(PINNED_PREFIX.length)}` : p;
+}
+
 /** O_PATH (Linux; not in Node's constants): a descriptor that names a file without opening it. */
 const O_PATH = 0o10000000;
 
@@ -252,17 +257,29 @@ export class ExportRoot {
    * pinned by an O_PATH|O_DIRECTORY|O_NOFOLLOW descriptor checked through /proc/self/fd, and `op`
    * gets /proc/self/fd/N, below which names are looked up in that directory only (a directory of
    * the path swapped for a link after the check leads nowhere else). For calls on names inside it:
-   * unlink, rmdir, rename, mkdir, symlink. Without /proc, `op` gets the checked path.
+   * unlink, rmdir, rename and every create. `sync`: the pinning with synchronous calls
+   * (PassthroughOptions.syncIo). Without /proc, `op` gets the checked path.
    */
-  async withPinnedDir<T>(rel: readonly string[], op: (dir: string) => Promise<T>): Promise<T> {
-    const p = await this.checkedDir(rel);
+  async withPinnedDir<T>(rel: readonly string[], op: (dir: string) => Promise<T>, sync = false): Promise<T> {
+    const p = sync ? this.checkedDirSync(rel) : await this.checkedDir(rel);
     if (!procFdAvailable()) return op(p);
-    const fd = await openFd(p, O_PATH | constants.O_DIRECTORY | constants.O_NOFOLLOW);
+    const flags = O_PATH | constants.O_DIRECTORY | constants.O_NOFOLLOW;
+    let fd: number;
+    if (sync) {
+      fd = this.verifiedFdSync(openSync(p, flags), p);
+    } else {
+      fd = await openFd(p, flags);
+      try {
+        await this.verifyFd(fd, p);
+      } catch (err) {
+        await closeFdQuietly(fd, false);
+        throw err;
+      }
+    }
     try {
-      await this.verifyFd(fd, p);
       return await op(`${PINNED_PREFIX}${fd}`);
     } finally {
-      await closeFdQuietly(fd, false);
+      await closeFdQuietly(fd, sync);
     }
   }
 
@@ -271,8 +288,7 @@ export class ExportRoot {
     if (expect.isSymbolicLink() || !procFdAvailable()) return op(p);
     const fd = await openFd(p, O_PATH | constants.O_NOFOLLOW);
     try {
-      // A name below a pinned directory (withPinnedDir) cannot lead elsewhere: nothing to verify.
-      if (!p.startsWith(PINNED_PREFIX)) await this.verifyFd(fd, p);
+      await this.verifyFd(fd, p);
       const st = await fstatFd(fd, false);
       if (st.dev !== expect.dev || st.ino !== expect.ino) throw changedError();
       return await op(`${PINNED_PREFIX}${fd}`);
@@ -294,6 +310,8 @@ export class ExportRoot {
 
   /** Throws unless descriptor `fd` names host path `expected` (skipped where /proc is absent). */
   async verifyFd(fd: number, expected: string): Promise<void> {
+    // A name below a pinned directory (withPinnedDir) cannot have led anywhere else.
+    if (expected.startsWith(PINNED_PREFIX)) return;
     let actual: string;
     try {
       actual = await fsp.readlink(`/proc/self/fd/${fd}`);
@@ -305,6 +323,7 @@ export class ExportRoot {
 
   /** verifyFd with a synchronous readlink. */
   verifyFdSync(fd: number, expected: string): void {
+    if (expected.startsWith(PINNED_PREFIX)) return;
     let actual: string;
     try {
       actual = readlinkSync(`/proc/self/fd/${fd}`);

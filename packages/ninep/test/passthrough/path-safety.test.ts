@@ -6,9 +6,19 @@ import * as fs from "node:fs";
 import { createRequire, syncBuiltinESMExports } from "node:module";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Dialect, DMSYMLINK, OREAD, QTDIR, QTSYMLINK, SETATTR } from "../../src/codec/constants.js";
+import {
+  Dialect,
+  DMDIR,
+  DMNAMEDPIPE,
+  DMSYMLINK,
+  OREAD,
+  QTDIR,
+  QTSYMLINK,
+  SETATTR,
+} from "../../src/codec/constants.js";
 import { FsError } from "../../src/errors.js";
 import type { Node } from "../../src/server/backend.js";
+import type { PassthroughOptions } from "../../src/server/passthrough.js";
 import { checkName, ExportRoot } from "../../src/server/passthrough-path.js";
 import { attach, ctx, readAll, setattr, tempDir, walk } from "./helpers.js";
 
@@ -380,16 +390,24 @@ describe.skipIf(process.getuid?.() !== 0)("a file swapped for a link while it is
 
 // The same for a directory of the path: the server removes, renames or makes a name in a directory
 // it checked, and a local user swaps that directory for a link to another one inside the call.
-describe("a directory swapped for a link during a remove, rename or mkdir", () => {
-  const fsPromises = createRequire(import.meta.url)("node:fs/promises") as Record<string, unknown>;
+describe("a directory swapped for a link during a remove, rename or create", () => {
+  const req = createRequire(import.meta.url);
+  const modules = {
+    "fs/promises": req("node:fs/promises") as Record<string, unknown>,
+    fs: req("node:fs") as Record<string, unknown>,
+    child_process: req("node:child_process") as Record<string, unknown>,
+  };
 
   async function swappedDuring(
-    call: "unlink" | "rename" | "mkdir" | "symlink",
+    where: [keyof typeof modules, string],
     dialect: Dialect,
     change: (d: Node, f: Node, c: ReturnType<typeof ctx>) => Promise<unknown>,
+    opts: PassthroughOptions = {},
   ): Promise<void> {
     const t = tempDir("pt-swapdir-");
-    const real = fsPromises[call] as (...a: unknown[]) => Promise<unknown>;
+    const [mod, call] = where;
+    const m = modules[mod];
+    const real = m[call] as (...a: unknown[]) => unknown;
     try {
       const rt = path.join(t.dir, "root");
       const outside = path.join(t.dir, "outside");
@@ -398,36 +416,80 @@ describe("a directory swapped for a link during a remove, rename or mkdir", () =
       fs.writeFileSync(path.join(rt, "d", "f"), "inside");
       fs.writeFileSync(path.join(outside, "f"), "outside");
       const c = ctx(dialect);
-      const d = await walk(await attach(rt, c), "d", c);
+      const d = await walk(await attach(rt, c, opts), "d", c);
       const f = await walk(d, "f", c);
-      fsPromises[call] = (...a: unknown[]) => {
-        if (!fs.lstatSync(path.join(rt, "d")).isSymbolicLink()) {
-          fs.renameSync(path.join(rt, "d"), path.join(rt, "d.old"));
-          fs.symlinkSync(outside, path.join(rt, "d"));
+      const dLink = path.join(rt, "d");
+      // What the outside directory holds right after the server's call (a failure path may tidy
+      // up afterwards: the entry must never have been made there at all).
+      let seen: string[] | undefined;
+      const look = () => {
+        seen = fs.readdirSync(outside).sort();
+      };
+      m[call] = (...a: unknown[]) => {
+        if (!fs.lstatSync(dLink).isSymbolicLink()) {
+          fs.renameSync(dLink, path.join(rt, "d.old"));
+          fs.symlinkSync(outside, dLink);
         }
-        return real(...a);
+        const cb = a.at(-1);
+        if (typeof cb === "function") {
+          a[a.length - 1] = (...r: unknown[]) => {
+            look();
+            return cb(...r);
+          };
+        }
+        const out = real(...a);
+        if (out instanceof Promise) return out.finally(look);
+        look();
+        return out;
       };
       syncBuiltinESMExports();
       await change(d, f, c).catch(() => {});
+      m[call] = real;
+      syncBuiltinESMExports();
+      expect(seen).toEqual(["f"]);
       expect(fs.readdirSync(outside)).toEqual(["f"]);
       expect(fs.readFileSync(path.join(outside, "f"), "utf8")).toBe("outside");
     } finally {
-      fsPromises[call] = real;
+      m[call] = real;
       syncBuiltinESMExports();
       t.cleanup();
     }
   }
 
-  it("9P2000 remove", () => swappedDuring("unlink", Dialect.P2000u, (_d, f, c) => f.remove!(c)));
+  const U = Dialect.P2000u;
+  const L = Dialect.P2000L;
+  it("9P2000 remove", () => swappedDuring(["fs/promises", "unlink"], U, (_d, f, c) => f.remove!(c)));
   it("9P2000 wstat rename", () =>
-    swappedDuring("rename", Dialect.P2000u, (_d, f, c) => f.wstat!({ name: "g" }, c)));
+    swappedDuring(["fs/promises", "rename"], U, (_d, f, c) => f.wstat!({ name: "g" }, c)));
+  // (a file is opened through the thread pool here: fs.open can be wrapped, openSync cannot)
+  it("9P2000 create of a file", () =>
+    swappedDuring(
+      ["fs", "open"],
+      U,
+      (d, _f, c) => d.create!({ name: "new", perm: 0o644, mode: 1, extension: "" } as never, c),
+      { syncIo: false },
+    ));
+  it("9P2000 create of a directory", () =>
+    swappedDuring(["fs/promises", "mkdir"], U, (d, _f, c) =>
+      d.create!({ name: "new", perm: DMDIR | 0o755, mode: 0, extension: "" } as never, c),
+    ));
+  it("9P2000.u create of a FIFO", () =>
+    swappedDuring(["child_process", "execFile"], U, (d, _f, c) =>
+      d.create!({ name: "new", perm: DMNAMEDPIPE | 0o644, mode: 0, extension: "" } as never, c),
+    ));
   it("9P2000.L unlinkat", () =>
-    swappedDuring("unlink", Dialect.P2000L, (d, _f, c) => d.unlinkat!("f", 0, c)));
+    swappedDuring(["fs/promises", "unlink"], L, (d, _f, c) => d.unlinkat!("f", 0, c)));
   it("9P2000.L renameat", () =>
-    swappedDuring("rename", Dialect.P2000L, (d, _f, c) => d.renameat!("f", d, "g", c)));
-  it("9P2000.L rename", () => swappedDuring("rename", Dialect.P2000L, (d, f, c) => f.rename!(d, "g", c)));
+    swappedDuring(["fs/promises", "rename"], L, (d, _f, c) => d.renameat!("f", d, "g", c)));
+  it("9P2000.L rename", () => swappedDuring(["fs/promises", "rename"], L, (d, f, c) => f.rename!(d, "g", c)));
+  it("9P2000.L lcreate", () =>
+    swappedDuring(["fs", "open"], L, (d, _f, c) => d.lcreate!("new", 0o102, 0o644, 0xffffffff, c), {
+      syncIo: false,
+    }));
   it("9P2000.L mkdir", () =>
-    swappedDuring("mkdir", Dialect.P2000L, (d, _f, c) => d.mkdir!("new", 0o755, 0, c)));
+    swappedDuring(["fs/promises", "mkdir"], L, (d, _f, c) => d.mkdir!("new", 0o755, 0, c)));
   it("9P2000.L symlink", () =>
-    swappedDuring("symlink", Dialect.P2000L, (d, _f, c) => d.symlink!("new", "f", 0, c)));
+    swappedDuring(["fs/promises", "symlink"], L, (d, _f, c) => d.symlink!("new", "f", 0, c)));
+  it("9P2000.L mknod of a FIFO", () =>
+    swappedDuring(["child_process", "execFile"], L, (d, _f, c) => d.mknod!("new", 0o10644, 0, 0, 0, c)));
 });
