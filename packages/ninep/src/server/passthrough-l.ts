@@ -13,7 +13,7 @@ import type { Attr, Created, Node, OpenFile, RequestContext, SetAttr, StatFs } f
 import { R_OK, W_OK, X_OK } from "./passthrough-access.js";
 import { chownNew, discardNew, newDirMode, PtFile, runTool, setUpNew } from "./passthrough-node.js";
 import { FileIo, openFd } from "./passthrough-open.js";
-import { checkName, pinnedForChild } from "./passthrough-path.js";
+import { changedError, checkName, pinnedForChild } from "./passthrough-path.js";
 import {
   S_IFBLK,
   S_IFCHR,
@@ -421,12 +421,21 @@ export async function linkInto(
   name: string,
   ctx: RequestContext,
 ): Promise<void> {
-  const dirPath = await dir.requireDir(Ename.NotDir);
+  await dir.requireDir(Ename.NotDir);
   checkName(name);
   const st = await target.refresh();
   if (fmtOf(st.mode) === S_IFDIR) throw new FsError("cannot hard-link a directory", Errno.EPERM);
   if (!dir.sh.access.mayHardLink(st, ctx.user)) throw new FsError("operation not permitted", Errno.EPERM);
-  await fsp.link(await target.hostPath(), path.join(dirPath, name));
+  // Both names are looked up in pinned directories, and the source must still be the file checked.
+  const rel = target.node.rel;
+  await dir.sh.root.withPinnedDir(rel.slice(0, -1), (src) =>
+    dir.sh.root.withPinnedDir(dir.node.rel, async (dst) => {
+      const from = path.join(src, rel[rel.length - 1]!);
+      const now = await fsp.lstat(from, { bigint: true });
+      if (now.dev !== st.dev || now.ino !== st.ino) throw changedError();
+      await fsp.link(from, path.join(dst, name));
+    }),
+  );
 }
 
 export async function link(dir: PtFile, target: Node, name: string, ctx: RequestContext): Promise<void> {

@@ -490,6 +490,7 @@ describe("a directory swapped for a link during a remove, rename or create", () 
     swappedDuring(["fs/promises", "mkdir"], L, (d, _f, c) => d.mkdir!("new", 0o755, 0, c)));
   it("9P2000.L symlink", () =>
     swappedDuring(["fs/promises", "symlink"], L, (d, _f, c) => d.symlink!("new", "f", 0, c)));
+  it("9P2000.L link", () => swappedDuring(["fs/promises", "link"], L, (d, f, c) => d.link!(f, "new", c)));
   it("9P2000.L mknod of a FIFO", () =>
     swappedDuring(["child_process", "execFile"], L, (d, _f, c) => d.mknod!("new", 0o10644, 0, 0, 0, c)));
 });
