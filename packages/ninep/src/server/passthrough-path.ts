@@ -13,11 +13,13 @@ import {
   closeSync,
   constants,
   existsSync,
+  ftruncateSync,
   lstatSync,
   openSync,
   readlinkSync,
   realpathSync,
   statSync,
+  truncateSync,
 } from "node:fs";
 import * as fsp from "node:fs/promises";
 import * as path from "node:path";
@@ -55,6 +57,17 @@ let procFd: boolean | undefined;
 function procFdAvailable(): boolean {
   procFd ??= process.platform === "linux" && existsSync("/proc/self/fd");
   return procFd;
+}
+
+/**
+ * Empties the file open on `fd` as O_TRUNC would have: through /proc/self/fd (the descriptor may
+ * be read-only, as open(2) allows O_RDONLY|O_TRUNC), else with ftruncate.
+ */
+function truncateOpened(fd: number, sync: boolean): void | Promise<void> {
+  // Without /proc (not Linux), a write descriptor is truncated directly (ftruncate is cheap).
+  if (!procFdAvailable()) return ftruncateSync(fd, 0);
+  const p = `${PINNED_PREFIX}${fd}`;
+  return sync ? truncateSync(p, 0) : fsp.truncate(p, 0);
 }
 
 /** The file at a name is not the one that was checked (replaced while the request ran). */
@@ -218,14 +231,28 @@ export class ExportRoot {
    * trip; PassthroughOptions.syncIo).
    */
   async openCheckedFd(rel: readonly string[], flags: number, sync: boolean, mode?: number): Promise<number> {
+    // O_TRUNC would empty whatever the name led to before the check below could refuse it: the
+    // file is truncated once it is known to be the right one.
+    const trunc = (flags & constants.O_TRUNC) !== 0;
+    const open = (flags & ~constants.O_TRUNC) | constants.O_NOFOLLOW;
     if (sync) {
       const p = this.checkedPathSync(rel);
-      return this.verifiedFdSync(openSync(p, flags | constants.O_NOFOLLOW, mode), p);
+      const fd = this.verifiedFdSync(openSync(p, open, mode), p);
+      if (trunc) {
+        try {
+          truncateOpened(fd, true);
+        } catch (err) {
+          closeSync(fd);
+          throw err;
+        }
+      }
+      return fd;
     }
     const p = await this.checkedPath(rel);
-    const fd = await openFd(p, flags | constants.O_NOFOLLOW, mode);
+    const fd = await openFd(p, open, mode);
     try {
       await this.verifyFd(fd, p);
+      if (trunc) await truncateOpened(fd, false);
     } catch (err) {
       closeSync(fd);
       throw err;

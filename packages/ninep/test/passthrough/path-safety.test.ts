@@ -12,6 +12,8 @@ import {
   DMNAMEDPIPE,
   DMSYMLINK,
   OREAD,
+  OTRUNC,
+  OWRITE,
   QTDIR,
   QTSYMLINK,
   SETATTR,
@@ -490,6 +492,10 @@ describe("a directory swapped for a link during a remove, rename or create", () 
     swappedDuring(["fs/promises", "mkdir"], L, (d, _f, c) => d.mkdir!("new", 0o755, 0, c)));
   it("9P2000.L symlink", () =>
     swappedDuring(["fs/promises", "symlink"], L, (d, _f, c) => d.symlink!("new", "f", 0, c)));
+  it("9P2000 open with OTRUNC", () =>
+    swappedDuring(["fs", "open"], U, (_d, f, c) => f.open!(OWRITE | OTRUNC, c), { syncIo: false }));
+  it("9P2000.L lopen with O_TRUNC", () =>
+    swappedDuring(["fs", "open"], L, (_d, f, c) => f.lopen!(0o1001, c), { syncIo: false }));
   it("9P2000.L link", () => swappedDuring(["fs/promises", "link"], L, (d, f, c) => d.link!(f, "new", c)));
   it("9P2000.L mknod of a FIFO", () =>
     swappedDuring(["child_process", "execFile"], L, (d, _f, c) => d.mknod!("new", 0o10644, 0, 0, 0, c)));
