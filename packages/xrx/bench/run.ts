@@ -211,10 +211,10 @@ async function main() {
     `\nxrx wall time, nodes on loopback in ${HOSTS} host processes, median of ${REPS} runs, load average ${load}`,
   );
   console.log(`node start alone (empty script): ${base.toFixed(0)} ms`);
-  console.log(`first run on 16 fresh nodes (/bin/true -S): ${cold.ms.toFixed(0)} ms`);
-  console.log(`then ${WARMUP} warm-up runs over all 64 nodes (BENCH_WARMUP) before the table`);
   if (baseNoCa !== undefined)
     console.log(`  (NODE_EXTRA_CA_CERTS is set; without it node starts in ${baseNoCa.toFixed(0)} ms)`);
+  console.log(`first run on 16 fresh nodes (/bin/true -S): ${cold.ms.toFixed(0)} ms`);
+  console.log(`then ${WARMUP} warm-up runs over all 64 nodes (BENCH_WARMUP) before the table`);
   console.log("");
   if (BASELINE) {
     console.log(`baseline: ${BASELINE}, run in turn with this build`);
