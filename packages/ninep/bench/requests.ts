@@ -28,6 +28,7 @@ import { Framer } from "../src/codec/framer.js";
 import type { TMessage } from "../src/codec/types.js";
 import { type DistributiveOmit, decode, encodeTagged } from "../src/codec/wire.js";
 import { PACKAGE_VERSION } from "../src/version.js";
+import { stopChild } from "./child.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const BATCHES = Number(process.env.BENCH_BATCHES ?? 60);
@@ -94,12 +95,7 @@ async function start(name: string, bundled: string): Promise<Peer> {
     name,
     address: { host: "127.0.0.1", port },
     pid: child.pid as number,
-    stop: () =>
-      new Promise((r) => {
-        if (child.exitCode !== null) return r();
-        child.once("exit", () => r());
-        child.kill("SIGTERM");
-      }),
+    stop: stopChild(child),
   };
 }
 

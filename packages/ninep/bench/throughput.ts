@@ -27,6 +27,7 @@ import { Client, Fsys } from "../src/client/index.js";
 import { GETATTR } from "../src/codec/index.js";
 import { PACKAGE_VERSION } from "../src/version.js";
 import { diodUnavailable, startDiod } from "../test/helpers/diod.js";
+import { stopChild } from "./child.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -84,12 +85,7 @@ async function startOurs(name: string, bin: string, dir: string): Promise<Peer> 
     name,
     address,
     pid: child.pid as number,
-    stop: () =>
-      new Promise((r) => {
-        if (child.exitCode !== null) return r();
-        child.once("exit", () => r());
-        child.kill("SIGTERM");
-      }),
+    stop: stopChild(child),
   };
 }
 
