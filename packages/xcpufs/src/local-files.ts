@@ -5,8 +5,18 @@
 // file they could not open themselves.
 
 import type { Stats } from "node:fs";
-import { constants } from "node:fs";
-import { type FileHandle, open, readlink, realpath, stat } from "node:fs/promises";
+import { constants, existsSync } from "node:fs";
+import {
+  type FileHandle,
+  open,
+  readdir,
+  readlink,
+  realpath,
+  rm,
+  rmdir,
+  stat,
+  unlink,
+} from "node:fs/promises";
 import { XcpuError } from "./errors.js";
 
 /** The session owner's identity, when the server checks permissions for it (running as root). */
@@ -145,5 +155,57 @@ export async function resolvesInside(root: string, path: string): Promise<boolea
     return real === root || real.startsWith(`${root}/`);
   } catch {
     return false;
+  }
+}
+
+const code = (err: unknown) => (err as NodeJS.ErrnoException).code;
+
+/**
+ * Removes the directory `path` and everything below it without following a link anywhere: each
+ * directory is held open (O_NOFOLLOW) while its entries are removed through /proc/self/fd, so a
+ * directory swapped for a link meanwhile (by a program of the session's user still running) is
+ * removed as the link it has become, never followed. fs.rm checks each entry with lstat and then
+ * goes on by name. Where /proc is absent, fs.rm.
+ */
+export async function removeWithin(path: string): Promise<void> {
+  if (!existsSync("/proc/self/fd")) return rm(path, { recursive: true, force: true });
+  await removeDir(path);
+}
+
+async function removeDir(path: string): Promise<void> {
+  let dir: FileHandle;
+  try {
+    dir = await open(path, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
+  } catch (err) {
+    if (code(err) === "ENOENT") return;
+    // Not a directory (any more): a link or a file, removed as such.
+    if (code(err) === "ELOOP" || code(err) === "ENOTDIR") return removeEntry(path);
+    throw err;
+  }
+  try {
+    const here = `/proc/self/fd/${dir.fd}`;
+    for (const e of await readdir(here, { withFileTypes: true })) {
+      const p = `${here}/${e.name}`;
+      if (e.isDirectory()) await removeDir(p);
+      else await removeEntry(p);
+    }
+  } finally {
+    await dir.close();
+  }
+  try {
+    await rmdir(path);
+  } catch (err) {
+    if (code(err) === "ENOTDIR") await removeEntry(path);
+    else if (code(err) !== "ENOENT") throw err;
+  }
+}
+
+async function removeEntry(path: string): Promise<void> {
+  try {
+    await unlink(path);
+  } catch (err) {
+    // A file that became a directory since the listing.
+    if (code(err) === "EISDIR") await removeDir(path);
+    else if (code(err) !== "ENOENT") throw err;
   }
 }

@@ -1,4 +1,14 @@
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
+import { createRequire, syncBuiltinESMExports } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -166,6 +176,51 @@ describe("removeTree", () => {
       expect(readdirSync(outside)).toEqual(["keep"]);
 
       await removeTree(join(base, "never-made"), used);
+
+      // nested directories holding links out: the links go, nothing they point to
+      const nested = mkdtempSync(join(base, "t-"));
+      mkdirSync(join(nested, "a/b"), { recursive: true });
+      writeFileSync(join(nested, "a/b/f"), "f");
+      symlinkSync(outside, join(nested, "a/out"));
+      symlinkSync(outside, join(nested, "a/b/out2"));
+      symlinkSync(join(outside, "keep"), join(nested, "a/keep-link"));
+      await removeTree(nested, used);
+      expect(existsSync(nested)).toBe(false);
+      expect(readdirSync(outside)).toEqual(["keep"]);
     }
+  });
+});
+
+describe("removeTree and a directory swapped for a link while it is being removed", () => {
+  it("removes the link, not what it points to", async () => {
+    const fsp = createRequire(import.meta.url)("node:fs/promises") as Record<string, unknown>;
+    const realReaddir = fsp.readdir as (...a: unknown[]) => Promise<unknown>;
+    const outside = mkdtempSync(join(base, "outside-"));
+    writeFileSync(join(outside, "keep"), "x");
+    const dir = mkdtempSync(join(base, "t-"));
+    mkdirSync(join(dir, "a"));
+    writeFileSync(join(dir, "a", "keep"), "inside");
+    mkdirSync(join(dir, "sub"));
+    let swapped = false;
+    // Right after the session directory is listed, its program swaps `a` for a link out.
+    fsp.readdir = async (...a: unknown[]) => {
+      const out = await realReaddir(...a);
+      if (!swapped) {
+        swapped = true;
+        renameSync(join(dir, "a"), join(dir, "sub", "a.old"));
+        symlinkSync(outside, join(dir, "a"));
+      }
+      return out;
+    };
+    syncBuiltinESMExports();
+    try {
+      await removeTree(dir, true);
+    } finally {
+      fsp.readdir = realReaddir;
+      syncBuiltinESMExports();
+    }
+    expect(swapped).toBe(true);
+    expect(existsSync(dir)).toBe(false);
+    expect(readdirSync(outside)).toEqual(["keep"]);
   });
 });

@@ -2,10 +2,11 @@
 
 import { type SpawnOptions, spawn } from "node:child_process";
 import { chownSync, lstatSync, mkdtempSync, opendirSync, rmdirSync, unlinkSync } from "node:fs";
-import { type FileHandle, rm, stat } from "node:fs/promises";
+import { type FileHandle, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { XcpuError } from "./errors.js";
+import { removeWithin } from "./local-files.js";
 import { QuoteError, quote, tokenize } from "./quote.js";
 import { waitStatus } from "./signals.js";
 import { InputStream, OutputStream } from "./streams.js";
@@ -420,7 +421,8 @@ function errnoOf(code: string | undefined): number {
  * microseconds each on a local disk, against tens of microseconds of CPU for each round trip
  * through the thread pool) while the directory is small and flat, the usual session; a
  * subdirectory, more than SYNC_REMOVE_MAX entries, a file that turned into a directory or any
- * other error leaves the rest to fs.rm, which does not hold up the server's other clients.
+ * other error leaves the rest to removeWithin (asynchronous, and never led out of the directory by
+ * a link the session's programs put there).
  */
 export async function removeTree(dir: string, used: boolean): Promise<void> {
   try {
@@ -445,7 +447,7 @@ export async function removeTree(dir: string, used: boolean): Promise<void> {
     rmdirSync(dir);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
-    await rm(dir, { recursive: true, force: true });
+    await removeWithin(dir);
   }
 }
 
