@@ -1,8 +1,9 @@
-// Files the server itself opens on a user's behalf: a session's legacy `exec` file and the targets
-// of `redirect`. When the server runs as root these opens are made with root's rights, in places
-// the user controls (the session directory is also the user's fs/, and the session's programs run
-// there as the user), so a symbolic link, a hard link or a swapped path must never hand the user a
-// file they could not open themselves.
+// Files the server itself opens, copies or removes on a user's behalf: a session's legacy `exec`
+// file, the targets of `redirect`, the files tree spawn copies and a session directory at its end.
+// When the server runs as root this is done with root's rights, in places the user controls (the
+// session directory is also the user's fs/, and the session's programs run there as the user), so
+// a symbolic link, a hard link or a swapped path must never hand the user a file they could not
+// open themselves, nor lead a removal out of the directory.
 
 import type { Stats } from "node:fs";
 import { constants, existsSync } from "node:fs";
