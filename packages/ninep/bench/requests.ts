@@ -27,8 +27,7 @@ import { Dialect, MsgType, NOFID, OREAD, OTRUNC, OWRITE } from "../src/codec/con
 import { Framer } from "../src/codec/framer.js";
 import type { TMessage } from "../src/codec/types.js";
 import { type DistributiveOmit, decode, encodeTagged } from "../src/codec/wire.js";
-import { PACKAGE_VERSION } from "../src/version.js";
-import { stopChild } from "./child.js";
+import { BUNDLE_OPTIONS, stopChild } from "./child.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const BATCHES = Number(process.env.BENCH_BATCHES ?? 60);
@@ -45,12 +44,7 @@ async function bundle(pkg: string, out: string, entry = "serve"): Promise<string
       loader: "ts",
     },
     outfile: out,
-    bundle: true,
-    platform: "node",
-    target: "node20",
-    format: "esm",
-    logLevel: "warning",
-    define: { __CLUSTERMATIC_VERSION__: JSON.stringify(PACKAGE_VERSION) },
+    ...BUNDLE_OPTIONS,
     plugins: [
       {
         name: "tree-under-test",

@@ -25,9 +25,8 @@ import { pipeline } from "node:stream/promises";
 import { fileURLToPath } from "node:url";
 import { Client, Fsys } from "../src/client/index.js";
 import { GETATTR } from "../src/codec/index.js";
-import { PACKAGE_VERSION } from "../src/version.js";
 import { diodUnavailable, startDiod } from "../test/helpers/diod.js";
-import { stopChild } from "./child.js";
+import { BUNDLE_OPTIONS, stopChild } from "./child.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -38,9 +37,6 @@ interface Peer {
   stop(): Promise<void>;
 }
 
-/** The constant tools/build.mjs gives every bundle (src/version.ts reads it). */
-const VERSION_DEFINE = { __CLUSTERMATIC_VERSION__: JSON.stringify(PACKAGE_VERSION) };
-
 /** A server entry point (ours: src/bin/ninep.ts) bundled the way the package build bundles it. */
 async function bundleServer(entry: string, outDir: string): Promise<string> {
   const esbuild = await import("esbuild");
@@ -49,12 +45,7 @@ async function bundleServer(entry: string, outDir: string): Promise<string> {
   await esbuild.build({
     entryPoints: [entry],
     outfile: out,
-    bundle: true,
-    platform: "node",
-    target: "node20",
-    format: "esm",
-    logLevel: "warning",
-    define: VERSION_DEFINE,
+    ...BUNDLE_OPTIONS,
   });
   return out;
 }

@@ -12,7 +12,7 @@ import { Ename, Errno, FsError } from "../errors.js";
 import type { Attr, Created, Node, OpenFile, RequestContext, SetAttr, StatFs } from "./backend.js";
 import { R_OK, W_OK, X_OK } from "./passthrough-access.js";
 import { chownNew, discardNew, newDirMode, PtFile, runTool, setUpNew } from "./passthrough-node.js";
-import { FileIo, openFd } from "./passthrough-open.js";
+import { openFd } from "./passthrough-open.js";
 import { changedError, checkName, pinnedForChild } from "./passthrough-path.js";
 import {
   S_IFBLK,
@@ -269,21 +269,7 @@ export async function lcreate(
         const perm = dir.sh.access.allowedMode(mode & 0o7777, group, ctx.user, false);
         const st = await setUpNew(dir.sh, fd, p, owner, group, perm);
         const created = new PtFile(dir.sh, { rel, name }, st, true);
-        const file = new FileIo({
-          fd,
-          syncMeta: sync,
-          qid: created.qid,
-          stream: false,
-          canRead: acc === L_O.RDONLY || acc === L_O.RDWR,
-          canWrite: acc === L_O.WRONLY || acc === L_O.RDWR,
-          locks: dir.sh.locks,
-          syncRead: dir.sh.syncIo,
-          onStat: (st) => {
-            created.st = st;
-          },
-          mode: Number(created.st.mode),
-          dropsSetId: (u) => dir.sh.access.dropsSetId(u),
-        });
+        const file = created.fileIo(fd, acc);
         return { node: created, file };
       } catch (err) {
         await discardNew(fd, p, sync);

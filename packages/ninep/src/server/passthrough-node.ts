@@ -371,9 +371,17 @@ export class PtFile implements Node, DirSource {
       await closeFdQuietly(fd, sync);
       throw err;
     }
+    return this.fileIo(fd, acc, stream);
+  }
+
+  /**
+   * The open-file object of this file on descriptor `fd`, opened with access mode `acc` (O_RDONLY,
+   * O_WRONLY or O_RDWR); `stream`: a FIFO or device. Its fstats keep this.st current.
+   */
+  fileIo(fd: number, acc: number, stream = false): FileIo {
     return new FileIo({
       fd,
-      syncMeta: sync,
+      syncMeta: this.sh.syncIo,
       qid: this.qid,
       stream,
       canRead: acc === constants.O_RDONLY || acc === constants.O_RDWR,
@@ -463,21 +471,8 @@ export class PtFile implements Node, DirSource {
           const mode = this.sh.access.allowedMode(perm, group, ctx.user, false);
           const st = await setUpNew(this.sh, fd, p, owner, group, mode);
           created = new PtFile(this.sh, node, st, this.unix);
-          file = new FileIo({
-            fd,
-            syncMeta: sync,
-            qid: created.qid,
-            stream: false,
-            canRead: acc === OREAD || acc === ORDWR || acc === OEXEC,
-            canWrite: acc === OWRITE || acc === ORDWR,
-            locks: this.sh.locks,
-            syncRead: this.sh.syncIo,
-            onStat: (st) => {
-              created.st = st;
-            },
-            mode: Number(created.st.mode),
-            dropsSetId: (u) => this.sh.access.dropsSetId(u),
-          });
+          // 9P access modes: OEXEC reads.
+          file = created.fileIo(fd, acc === OEXEC ? constants.O_RDONLY : acc);
         } catch (err) {
           await discardNew(fd, p, sync);
           throw err;
