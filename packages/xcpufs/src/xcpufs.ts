@@ -73,7 +73,6 @@ export class Xcpufs {
    * its place, which the server would then follow as root. Otherwise the tmpdir itself.
    */
   private readonly sessionRoot: string;
-  private readonly ownSessionRoot: boolean;
   readonly clientTrace: ((line: string) => void) | undefined;
   private closing = false;
 
@@ -82,8 +81,7 @@ export class Xcpufs {
     this.arch = Buffer.from(cfg.arch);
     this.noAuth = cfg.noAuth;
     this.switchUsers = process.getuid?.() === 0 && !cfg.sameUser;
-    this.ownSessionRoot = this.switchUsers;
-    if (this.ownSessionRoot) {
+    if (this.switchUsers) {
       this.sessionRoot = mkdtempSync(join(cfg.tmpdir, "xcpufs-"));
       chmodSync(this.sessionRoot, 0o711);
     } else {
@@ -463,7 +461,7 @@ export class Xcpufs {
     this.closing = true;
     await Promise.all([...this.sessions.values()].map((s) => s.shutdown()));
     // Retained session directories stay, and with them the directory that holds them.
-    if (this.ownSessionRoot && !this.host.retain) await rmdir(this.sessionRoot).catch(() => {});
+    if (this.switchUsers && !this.host.retain) await rmdir(this.sessionRoot).catch(() => {});
   }
 }
 

@@ -249,13 +249,14 @@ export class ExportRoot {
       return fd;
     }
     const p = await this.checkedPath(rel);
-    const fd = await openFd(p, open, mode);
-    try {
-      await this.verifyFd(fd, p);
-      if (trunc) await truncateOpened(fd, false);
-    } catch (err) {
-      closeSync(fd);
-      throw err;
+    const fd = await this.verifiedFd(await openFd(p, open, mode), p);
+    if (trunc) {
+      try {
+        await truncateOpened(fd, false);
+      } catch (err) {
+        await closeFdQuietly(fd, false);
+        throw err;
+      }
     }
     return fd;
   }
@@ -291,18 +292,9 @@ export class ExportRoot {
     const p = sync ? this.checkedDirSync(rel) : await this.checkedDir(rel);
     if (!procFdAvailable()) return op(p);
     const flags = O_PATH | constants.O_DIRECTORY | constants.O_NOFOLLOW;
-    let fd: number;
-    if (sync) {
-      fd = this.verifiedFdSync(openSync(p, flags), p);
-    } else {
-      fd = await openFd(p, flags);
-      try {
-        await this.verifyFd(fd, p);
-      } catch (err) {
-        await closeFdQuietly(fd, false);
-        throw err;
-      }
-    }
+    const fd = sync
+      ? this.verifiedFdSync(openSync(p, flags), p)
+      : await this.verifiedFd(await openFd(p, flags), p);
     try {
       return await op(`${PINNED_PREFIX}${fd}`);
     } finally {
@@ -322,6 +314,17 @@ export class ExportRoot {
     } finally {
       await closeFdQuietly(fd, false);
     }
+  }
+
+  /** Returns `fd` if it names `expected` (verifyFd), else closes it and throws. */
+  async verifiedFd(fd: number, expected: string): Promise<number> {
+    try {
+      await this.verifyFd(fd, expected);
+    } catch (err) {
+      await closeFdQuietly(fd, false);
+      throw err;
+    }
+    return fd;
   }
 
   /** Returns `fd` if it names `expected` (verifyFdSync), else closes it and throws. */
