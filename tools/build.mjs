@@ -7,7 +7,7 @@ import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
-import { basename, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import * as esbuild from "esbuild";
 
 const require = createRequire(join(process.cwd(), "package.json"));
@@ -55,6 +55,10 @@ if (binFiles.length) {
   mkdirSync("dist/bin", { recursive: true });
   writeFileSync("dist/bin/package.json", `${JSON.stringify({ type: "commonjs" })}\n`);
 }
+// Commands that hand their run to a resident process when an environment variable names it: the
+// client module is bundled on its own (dist/bin/<name>-handoff.cjs) so the shim can try it before
+// loading the command's bundle.
+const HANDOFFS = { xrx: { env: "XRXD_SOCK", source: "src/xrxd/client.ts" } };
 for (const out of binFiles) {
   const src = out.replace(/^\.\/dist\//, "src/").replace(/\.js$/, ".ts");
   if (!existsSync(src)) throw new Error(`bin source ${src} missing for ${out}`);
@@ -73,8 +77,24 @@ for (const out of binFiles) {
   asciiOnly(bundle);
   const name = basename(out, ".js");
   const hash = createHash("sha256").update(readFileSync(bundle)).digest("hex").slice(0, 16);
+  const handOff = HANDOFFS[name];
+  const handOffFile = handOff ? `${name}-handoff.cjs` : "";
+  if (handOff) {
+    await esbuild.build({
+      ...shared,
+      format: "cjs",
+      entryPoints: [handOff.source],
+      outfile: join(dirname(out), handOffFile),
+      conditions: [SOURCE],
+      plugins: [keepExternal],
+      logOverride: { "empty-import-meta": "silent" },
+    });
+    asciiOnly(join(dirname(out), handOffFile));
+  }
   const shim = launcher
     .replace(/^(\/\/.*\n)+/, "")
+    .replaceAll("__HANDOFF__", handOffFile)
+    .replaceAll("__HANDOFF_ENV__", handOff?.env ?? "")
     .replaceAll("__BUNDLE__", basename(bundle))
     .replaceAll("__NAME__", name)
     .replaceAll("__HASH__", hash);

@@ -8,8 +8,11 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
 server=""
+xrxd_pid=""
+unset XRXD_SOCK XRXD_PID # an xrxd of the caller's own is not what is checked here
 cleanup() {
   if [ -n "$server" ]; then kill "$server" 2>/dev/null || true; fi
+  if [ -n "$xrxd_pid" ]; then kill "$xrxd_pid" 2>/dev/null || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -52,4 +55,11 @@ done
 hostport=${address#tcp!}
 out=$("$bin/xrx" --no-key "$hostport" /bin/echo packed and installed) || fail "installed xrx failed"
 [ "$out" = "packed and installed" ] || fail "installed xrx printed '$out'"
-echo "pack-check: $commands commands installed from the packed tarballs answer --version; xrx ran a job on xcpufs"
+# The same run handed to an installed xrxd (the start-up shim's hand-off), then xrxd stopped.
+eval "$(XDG_RUNTIME_DIR="$work" "$bin/xrxd" -s)" >/dev/null || fail "installed xrxd did not start"
+xrxd_pid=$XRXD_PID
+out=$("$bin/xrx" --no-key "$hostport" /bin/echo through xrxd) || fail "installed xrx failed through xrxd"
+eval "$("$bin/xrxd" -k -s)" >/dev/null || fail "installed xrxd -k failed"
+xrxd_pid=""
+[ "$out" = "through xrxd" ] || fail "installed xrx printed '$out' through xrxd"
+echo "pack-check: $commands commands installed from the packed tarballs answer --version; xrx ran a job on xcpufs, alone and through xrxd"

@@ -9,6 +9,8 @@
 //   BENCH_WARMUP=0 pnpm bench  (no warm-up runs over all 64 nodes before the table; default 10)
 //   BENCH_XRX=/path/xrx.js     (another build of xrx, e.g. an older one, against the same nodes)
 //   BENCH_BASELINE=/path/xrx.js (a second build run in turn with this one, run by run: two columns)
+//   BENCH_XRXD=0               (no "through xrxd" columns: each case is also run handed to an xrxd
+//                               started for the benchmark, in turn with the plain runs)
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import {
   accessSync,
@@ -33,6 +35,7 @@ const XRX = process.env.BENCH_XRX ?? join(PKG, "dist/bin/xrx.js");
 const REPS = Number(process.env.BENCH_REPS ?? 5);
 const BASELINE = process.env.BENCH_BASELINE;
 const WARMUP = Math.max(0, Number(process.env.BENCH_WARMUP ?? 10));
+const XRXD = process.env.BENCH_XRXD !== "0" ? join(dirname(XRX), "xrxd.js") : undefined;
 
 if (!existsSync(XRX)) {
   console.error(`bench: ${XRX} is missing: run "pnpm build" first`);
@@ -43,7 +46,14 @@ const work = mkdtempSync(join(tmpdir(), "xrx-bench-"));
 const HOSTS = Math.max(1, Number(process.env.BENCH_HOSTS ?? 8));
 const nodes: { port: number }[] = [];
 const hosts: ChildProcess[] = [];
+let xrxd: ChildProcess | undefined;
+let xrxdSock: string | undefined;
 const cleanup = async () => {
+  if (xrxd && xrxd.exitCode === null) {
+    const gone = new Promise((r) => xrxd!.once("exit", r));
+    xrxd.kill("SIGTERM");
+    await gone;
+  }
   await Promise.all(
     hosts.map(
       (h) =>
@@ -95,7 +105,25 @@ function makeBinary(): { path: string; what: string } {
   }
 }
 
-function runOnce(args: string[], xrx = XRX): Promise<{ ms: number; code: number; err: string }> {
+/** Starts xrxd in the foreground on a socket in the work directory; resolves once it listens. */
+function startXrxd(file: string): Promise<string> {
+  const sock = join(work, "xrxd.sock");
+  xrxd = spawn(file, ["-D", "-s", "-a", sock], { stdio: ["ignore", "pipe", "inherit"] });
+  return new Promise((resolve, reject) => {
+    let out = "";
+    xrxd!.stdout!.on("data", (d) => {
+      out += d;
+      if (out.includes("echo xrxd pid")) resolve(sock);
+    });
+    xrxd!.once("exit", (code) => reject(new Error(`xrxd exited (${code})`)));
+  });
+}
+
+function runOnce(
+  args: string[],
+  xrx = XRX,
+  viaXrxd = false,
+): Promise<{ ms: number; code: number; err: string }> {
   return new Promise((resolve) => {
     // Started as a user's shell starts it (its "#!" line decides), unless it is not executable.
     const [cmd, argv] = isExecutable(xrx) ? [xrx, []] : [process.execPath, [xrx]];
@@ -104,7 +132,11 @@ function runOnce(args: string[], xrx = XRX): Promise<{ ms: number; code: number;
       stdio: ["ignore", "ignore", "pipe"],
       // Two builds run in turn would each delete the other's code cache (a cache keeps one build
       // of a command): each gets a cache directory of its own, so both start as they do for a user.
-      env: BASELINE ? { ...process.env, CLUSTERMATIC_COMPILE_CACHE: cacheDirFor(xrx) } : process.env,
+      env: {
+        ...process.env,
+        ...(BASELINE ? { CLUSTERMATIC_COMPILE_CACHE: cacheDirFor(xrx) } : {}),
+        XRXD_SOCK: viaXrxd ? xrxdSock : "",
+      },
     });
     let err = "";
     child.stderr.on("data", (d) => (err += d));
@@ -151,8 +183,10 @@ const list = (n: number) =>
 async function bench(label: string, n: number, args: (nodeList: string) => string[], reps = REPS) {
   await runOnce(args(list(n))); // warm-up
   if (BASELINE) await runOnce(args(list(n)), BASELINE);
+  if (xrxdSock) await runOnce(args(list(n)), XRX, true);
   const times: number[] = [];
   const baseTimes: number[] = [];
+  const xrxdTimes: number[] = [];
   for (let i = 0; i < reps; i++) {
     const r = await runOnce(args(list(n)));
     if (r.code !== 0) throw new Error(`${label} on ${n} nodes failed (${r.code}): ${r.err}`);
@@ -162,9 +196,15 @@ async function bench(label: string, n: number, args: (nodeList: string) => strin
       if (b.code !== 0) throw new Error(`baseline: ${label} on ${n} nodes failed (${b.code}): ${b.err}`);
       baseTimes.push(b.ms);
     }
+    if (xrxdSock) {
+      const x = await runOnce(args(list(n)), XRX, true);
+      if (x.code !== 0) throw new Error(`through xrxd: ${label} on ${n} nodes failed (${x.code}): ${x.err}`);
+      xrxdTimes.push(x.ms);
+    }
   }
   const baseline = BASELINE ? median(baseTimes) : undefined;
-  return { label, n, median: median(times), min: Math.min(...times), reps, baseline };
+  const viaXrxd = xrxdSock ? { median: median(xrxdTimes), min: Math.min(...xrxdTimes) } : undefined;
+  return { label, n, median: median(times), min: Math.min(...times), reps, baseline, viaXrxd };
 }
 
 async function main() {
@@ -198,6 +238,13 @@ async function main() {
     const r = await runOnce(["-S", list(64), "/bin/true"]);
     if (r.code !== 0) throw new Error(`warm-up run failed (${r.code}): ${r.err}`);
   }
+  if (XRXD && existsSync(XRXD)) {
+    xrxdSock = await startXrxd(XRXD);
+    for (let i = 0; i < WARMUP; i++) {
+      const r = await runOnce(["-S", list(64), "/bin/true"], XRX, true);
+      if (r.code !== 0) throw new Error(`warm-up run through xrxd failed (${r.code}): ${r.err}`);
+    }
+  }
   const rows = [];
   for (const n of [1, 4, 16, 64]) rows.push(await bench("/bin/true -S", n, (l) => ["-S", l, "/bin/true"]));
   for (const n of [1, 4, 16, 64])
@@ -216,18 +263,27 @@ async function main() {
   console.log(`first run on 16 fresh nodes (/bin/true -S): ${cold.ms.toFixed(0)} ms`);
   console.log(`then ${WARMUP} warm-up runs over all 64 nodes (BENCH_WARMUP) before the table`);
   console.log("");
-  if (BASELINE) {
-    console.log(`baseline: ${BASELINE}, run in turn with this build`);
-    console.log("| case | nodes | median ms | min ms | baseline median ms |");
-    console.log("|---|---:|---:|---:|---:|");
-  } else {
-    console.log("| case | nodes | median ms | min ms |");
-    console.log("|---|---:|---:|---:|");
-  }
-  for (const r of rows)
+  if (BASELINE) console.log(`baseline: ${BASELINE}, run in turn with this build`);
+  if (xrxdSock)
     console.log(
-      `| ${r.label} | ${r.n} | ${r.median.toFixed(0)} | ${r.min.toFixed(0)} |${r.baseline === undefined ? "" : ` ${r.baseline.toFixed(0)} |`}`,
+      "through xrxd: the same xrx handed to a running xrxd (XRXD_SOCK), run in turn with the plain runs",
     );
+  const head = ["case", "nodes", "median ms", "min ms"];
+  if (BASELINE) head.push("baseline median ms");
+  if (xrxdSock) head.push("through xrxd median ms", "through xrxd min ms");
+  console.log(`| ${head.join(" | ")} |`);
+  console.log(
+    `|---|${head
+      .slice(1)
+      .map(() => "---:")
+      .join("|")}|`,
+  );
+  for (const r of rows) {
+    const cells = [r.label, String(r.n), r.median.toFixed(0), r.min.toFixed(0)];
+    if (r.baseline !== undefined) cells.push(r.baseline.toFixed(0));
+    if (r.viaXrxd) cells.push(r.viaXrxd.median.toFixed(0), r.viaXrxd.min.toFixed(0));
+    console.log(`| ${cells.join(" | ")} |`);
+  }
   console.log("\nThe original C xrx/xcpufs are not installed here: no side-by-side column.");
 }
 

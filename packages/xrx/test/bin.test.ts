@@ -10,7 +10,7 @@ import { cleanupAll, startCluster, type TestNode, tempDir } from "./harness.js";
 
 const PKG = join(dirname(fileURLToPath(import.meta.url)), "..");
 const BIN = join(PKG, "dist/bin");
-const COMMANDS = ["xrx", "xk", "xps", "xuserset", "xgroupset", "xgetent"];
+const COMMANDS = ["xrx", "xk", "xps", "xuserset", "xgroupset", "xgetent", "xrxd"];
 const missing = COMMANDS.map((n) => join(BIN, `${n}.js`)).filter(
   (f) => !existsSync(f) || !existsSync(f.replace(/\.js$/, ".cjs")),
 );
@@ -34,7 +34,7 @@ async function runBin(name: string, args: string[], cache: string, env: NodeJS.P
   }
 }
 
-describe.skipIf(missing.length > 0)("the built xrx, xk, xps, xuserset, xgroupset and xgetent", () => {
+describe.skipIf(missing.length > 0)("the built xrx, xk, xps, xuserset, xgroupset, xgetent and xrxd", () => {
   let node: TestNode;
   beforeAll(async () => {
     node = (await startCluster(1)).nodes[0]!;

@@ -1,4 +1,5 @@
 // xrx: run a program on nodes. Keeps the original command line; see README for what changed.
+import { resolve } from "node:path";
 import { OUTPUT_CLOSED, runJob } from "../job.js";
 import { decodeXcpuEnv } from "../quote.js";
 import { PACKAGE_VERSION } from "../version.js";
@@ -94,7 +95,9 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
     const rest = [...positionals];
     let nodes: ReturnType<typeof nodeList>;
     if (v.a || v.statfs) {
-      nodes = await statfsNodes(v.statfs as string | undefined);
+      const source = v.statfs as string | undefined;
+      // A statfs table file starts with "." or "/"; anything else is a statfs address.
+      nodes = await statfsNodes(source?.startsWith(".") ? resolve(io.cwd, source) : source);
       if (nodes.length === 0) {
         err("Error: attempt to execute command to zero nodes (statfs reports none up)");
         return 1;
@@ -122,7 +125,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
     io.stdout.on?.("error", (e: NodeJS.ErrnoException) => {
       if (e.code === "EPIPE" || e.code === "ERR_STREAM_DESTROYED") signals?.emit(OUTPUT_CLOSED);
     });
-    const identity = launchIdentity(v.k as string | undefined, io.env, !!v["no-key"]);
+    const identity = launchIdentity(localPath(v.k as string | undefined, io.cwd), io.env, !!v["no-key"]);
     const result = await runJob({
       nodes,
       identity,
@@ -144,9 +147,11 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
       stdin: attach === undefined && !isEmptyInput(io.stdin) ? io.stdin : null,
       stdout: io.stdout,
       stderr: io.stderr,
-      sysrootBase: io.env.XCPU_SYSROOT,
+      sysrootBase: localPath(io.env.XCPU_SYSROOT, io.cwd),
       path: io.env.PATH,
-      extraLibPath: io.env.XCPU_LD_LIBRARY_PATH?.split(":").filter(Boolean),
+      extraLibPath: io.env.XCPU_LD_LIBRARY_PATH?.split(":")
+        .filter(Boolean)
+        .map((d) => resolve(io.cwd, d)),
       localCwd: io.cwd,
       signals: io.signals,
       attach,
@@ -162,4 +167,12 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
   } catch (e) {
     return reportError(e, "xrx", XRX_USAGE, io.stderr);
   }
+}
+
+/**
+ * A local file named on the command line or in the environment, against the caller's working
+ * directory (io.cwd: under xrxd, the process's own is not the caller's).
+ */
+function localPath(p: string | undefined, cwd: string): string | undefined {
+  return p === undefined || p === "" ? p : resolve(cwd, p);
 }

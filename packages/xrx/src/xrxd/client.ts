@@ -1,0 +1,143 @@
+// The xrx side of xrxd, loaded by the built xrx before anything else when XRXD_SOCK is set: it hands
+// the run to xrxd and relays standard streams, signals and the exit status. It loads nothing of
+// xrx itself; that is the point (xrxd's copy is already loaded and compiled). When xrxd cannot be
+// reached or declines the run, xrx runs the job itself, with nothing read from its input yet.
+import { fstatSync, statSync } from "node:fs";
+import { connect } from "node:net";
+import { isatty } from "node:tty";
+import { PACKAGE_VERSION } from "../version.js";
+import {
+  encodeFrame,
+  Frame,
+  FrameReader,
+  type StartRequest,
+  XRXD_PROTOCOL,
+  XRXD_SOCK_ENV,
+} from "./protocol.js";
+
+const FORWARDED = ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT"] as const;
+/** How long xrxd may take to accept a run before xrx runs it itself. */
+const ACCEPT_TIMEOUT_MS = 5000;
+
+/** Hands this process's xrx run to xrxd; calls `runHere` instead when xrxd does not take it. */
+export function run(runHere: () => void): void {
+  const path = process.env[XRXD_SOCK_ENV];
+  const stdinKind = inputKind();
+  if (!path || stdinKind === undefined) {
+    runHere();
+    return;
+  }
+
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
+  const request: StartRequest = {
+    protocol: XRXD_PROTOCOL,
+    version: PACKAGE_VERSION,
+    argv: process.argv.slice(2),
+    env,
+    cwd: process.cwd(),
+    stdin: stdinKind,
+    tty: { stdin: isatty(0), stdout: isatty(1), stderr: isatty(2) },
+  };
+
+  const sock = connect(path);
+  let accepted = false;
+  let declined = false;
+  let exitCode: number | undefined;
+  const decline = () => {
+    if (accepted || declined) return;
+    declined = true;
+    clearTimeout(timer);
+    sock.destroy();
+    runHere();
+  };
+  const timer = setTimeout(decline, ACCEPT_TIMEOUT_MS);
+  sock.on("connect", () => sock.write(encodeFrame(Frame.Start, JSON.stringify(request))));
+  sock.on("error", () => {});
+
+  let stdoutGone = false;
+  const send = (frame: Buffer) => {
+    if (!sock.destroyed) sock.write(frame);
+  };
+  const out = (stream: NodeJS.WriteStream, data: Buffer) => {
+    if (!stream.write(data)) {
+      sock.pause();
+      stream.once("drain", () => sock.resume());
+    }
+  };
+  let inputListening = false;
+  const reader = new FrameReader((type, payload) => {
+    if (!accepted) {
+      if (type === Frame.Ready) {
+        accepted = true;
+        clearTimeout(timer);
+        onAccepted();
+      } else decline();
+      return;
+    }
+    switch (type) {
+      case Frame.Stdout:
+        if (!stdoutGone) out(process.stdout, payload);
+        break;
+      case Frame.Stderr:
+        out(process.stderr, payload);
+        break;
+      case Frame.ResumeStdin:
+        if (!inputListening) {
+          inputListening = true;
+          process.stdin.on("data", (d: Buffer) => send(encodeFrame(Frame.Stdin, d)));
+          process.stdin.once("end", () => send(encodeFrame(Frame.StdinEnd)));
+          process.stdin.once("error", () => send(encodeFrame(Frame.StdinEnd)));
+        }
+        process.stdin.resume();
+        break;
+      case Frame.PauseStdin:
+        process.stdin.pause();
+        break;
+      case Frame.Exit:
+        exitCode = payload.length >= 4 ? payload.readUInt32LE(0) : 1;
+        break;
+    }
+  });
+  sock.on("data", (chunk: Buffer) => {
+    try {
+      reader.push(chunk);
+    } catch {
+      sock.destroy();
+    }
+  });
+  sock.on("close", () => {
+    if (!accepted) {
+      decline();
+      return;
+    }
+    if (exitCode === undefined) {
+      process.stderr.write(`xrx: lost xrxd (${XRXD_SOCK_ENV}=${path}) during the run\n`);
+      exitCode = 1;
+    }
+    const code = exitCode;
+    process.exitCode = code;
+    process.stdout.write("", () => process.exit(code));
+  });
+
+  function onAccepted() {
+    for (const sig of FORWARDED) process.on(sig, () => send(encodeFrame(Frame.Signal, sig)));
+    // EPIPE (`xrx ... | head -1`) or any other failure: nobody gets the output any more.
+    process.stdout.on("error", () => {
+      if (stdoutGone) return;
+      stdoutGone = true;
+      send(encodeFrame(Frame.OutputClosed));
+      sock.resume(); // it may wait for a drain that will not come
+    });
+  }
+}
+
+/** "null" for /dev/null, "stream" for anything else readable, undefined when fd 0 is not open. */
+function inputKind(): StartRequest["stdin"] | undefined {
+  try {
+    const st = fstatSync(0);
+    return st.isCharacterDevice() && st.rdev === statSync("/dev/null").rdev ? "null" : "stream";
+  } catch {
+    return undefined;
+  }
+}
