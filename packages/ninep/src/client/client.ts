@@ -132,6 +132,8 @@ interface Pending {
   deadline?: number;
   /** Its time limit, for the error message. */
   timeoutMs?: number;
+  /** The most the reply may carry: bytes for Tread/Treaddir and Twrite, qids for Twalk. */
+  limit?: number;
 }
 
 /** Monotonic milliseconds. */
@@ -147,6 +149,36 @@ function tryDecode(frame: Buffer, msize: number): T.Message | undefined {
     } catch {}
   }
   return undefined;
+}
+
+/** What a reply to `msg` may carry at most (see Pending.limit). */
+function limitOf(msg: Request): number | undefined {
+  switch (msg.type) {
+    case MsgType.Tread:
+    case MsgType.Treaddir:
+      return msg.count;
+    case MsgType.Twrite:
+      return msg.data.length;
+    case MsgType.Twalk:
+      return msg.wname.length;
+    default:
+      return undefined;
+  }
+}
+
+/** What a reply carries, in the unit of Pending.limit, and that unit. */
+function amountOf(reply: T.RMessage): [number, string] | undefined {
+  switch (reply.type) {
+    case MsgType.Rread:
+    case MsgType.Rreaddir:
+      return [reply.data.length, "bytes"];
+    case MsgType.Rwrite:
+      return [reply.count, "bytes"];
+    case MsgType.Rwalk:
+      return [reply.wqid.length, "qids"];
+    default:
+      return undefined;
+  }
 }
 
 function abortReason(signal: AbortSignal): unknown {
@@ -407,6 +439,7 @@ export class Client {
         abandoned: false,
         replied: false,
         onLate: opts.onLate,
+        limit: limitOf(msg),
       };
       try {
         this.#pending.set(tag, entry);
@@ -598,6 +631,19 @@ export class Client {
           reply.type,
         ),
       );
+    } else if (entry.limit !== undefined && (amountOf(reply)?.[0] ?? 0) > entry.limit) {
+      // More data than asked for, a count beyond what was written, more qids than names: taken
+      // as they come they would be read past, counted twice or walked to nowhere.
+      const [n, unit] = amountOf(reply)!;
+      this.#settle(
+        entry,
+        undefined,
+        new ProtocolError(
+          "unexpected",
+          `${this.label} answered with ${n} ${unit} in ${messageName(reply.type)}, more than the ${entry.limit} of the request`,
+          reply.type,
+        ),
+      );
     } else {
       this.#settle(entry, reply);
     }
@@ -643,20 +689,30 @@ export class Client {
     this.#checkIdle();
   }
 
+  /**
+   * True while a call whose caller still waits is in flight. Calls already answered (aborted or
+   * timed out) that wait for an Rflush, and the Tflushes themselves, do not count: a server that
+   * never answers them must not hold close() up.
+   */
+  #busy(): boolean {
+    for (const e of this.#pending.values()) if (!e.abandoned && e.oldtag === undefined) return true;
+    return false;
+  }
+
   #checkIdle(): void {
-    if (this.#pending.size > 0) return;
+    if (this.#idleWaiters.length === 0 || this.#busy()) return;
     const waiters = this.#idleWaiters;
     this.#idleWaiters = [];
     for (const w of waiters) w();
   }
 
   /**
-   * Stops new work (later calls reject with ClosedError), waits for every call in flight to finish,
-   * then closes the connection. Fids are not clunked one by one: the server forgets them on close.
+   * Stops new work (later calls reject with ClosedError), waits for every call in flight to finish
+   * (not for the Rflush of calls already aborted or timed out), then closes the connection. Fids are not clunked one by one: the server forgets them on close.
    */
   async close(): Promise<void> {
     this.#closing = true;
-    if (this.#pending.size > 0 && !this.#closedErr) {
+    if (!this.#closedErr && this.#busy()) {
       await new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
     }
     if (!this.#closedErr) this.#closedErr = new ClosedError(`client for ${this.label} is closed`);
@@ -774,7 +830,7 @@ export class Client {
   /** @internal clunk a fid nobody holds any more (an abandoned walk/attach that happened after all). */
   #clunkLater(fid: number): void {
     if (this.closed) return;
-    this.rpc({ type: MsgType.Tclunk, fid }, { timeoutMs: 0 }).then(
+    this.rpc({ type: MsgType.Tclunk, fid }).then(
       () => this.fids.free(fid),
       (err) => (err instanceof RemoteError ? this.fids.free(fid) : undefined),
     );
@@ -837,7 +893,7 @@ export class AuthFid {
     if (this.#clunked) return;
     this.#clunked = true;
     try {
-      await this.client.rpc({ type: MsgType.Tclunk, fid: this.num }, { timeoutMs: 0 });
+      await this.client.rpc({ type: MsgType.Tclunk, fid: this.num });
     } catch (err) {
       if (!(err instanceof RemoteError)) throw err;
     } finally {

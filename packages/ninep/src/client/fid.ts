@@ -16,7 +16,7 @@ import {
   SETATTR,
 } from "../codec/index.js";
 import type * as T from "../codec/types.js";
-import { ClosedError, Ename, Errno, FsError, RemoteError } from "../errors.js";
+import { ClosedError, Ename, Errno, FsError, ProtocolError, RemoteError } from "../errors.js";
 import { mapLimit } from "../map-limit.js";
 import { isDirQid, linuxFlagsFromOpenMode, linuxPermFromDm, statFromAttr, statFromDirent } from "./attr.js";
 import type { CallOptions, Client } from "./client.js";
@@ -373,7 +373,7 @@ export class Fid {
     this.#check();
     this.#gone = true;
     try {
-      await this.client.rpc({ type: MsgType.Tremove, fid: this.num }, { timeoutMs: opts?.timeoutMs ?? 0 });
+      await this.client.rpc({ type: MsgType.Tremove, fid: this.num }, { timeoutMs: opts?.timeoutMs });
       this.client.fids.free(this.num);
     } catch (err) {
       if (err instanceof RemoteError) this.client.fids.free(this.num);
@@ -387,14 +387,18 @@ export class Fid {
     this.#gone = true;
     if (this.client.closed) return;
     try {
-      await this.client.rpc({ type: MsgType.Tclunk, fid: this.num }, { timeoutMs: 0 });
+      // Under the client's time limit, if it has one: a server that never answers must not
+      // hold the caller forever.
+      await this.client.rpc({ type: MsgType.Tclunk, fid: this.num });
       this.client.fids.free(this.num);
     } catch (err) {
       if (err instanceof RemoteError) {
         this.client.fids.free(this.num);
         throw err;
       }
-      // Connection gone: nothing left to forget.
+      // Connection gone: nothing left to forget. Timed out: the server may or may not have
+      // forgotten the fid, so its number is never reused.
+      if (!this.client.closed) this.client.fids.quarantine(this.num);
     }
   }
 
@@ -447,6 +451,8 @@ export class Fid {
   async #readDirents(opts?: CallOptions): Promise<T.Dirent[]> {
     const out: T.Dirent[] = [];
     let offset = 0n;
+    // Offsets are the server's cookies, in no particular order; one asked for twice is a loop.
+    const asked = new Set<bigint>([offset]);
     for (;;) {
       const r = await this.client.rpc(
         { type: MsgType.Treaddir, fid: this.num, offset, count: this.iounit },
@@ -457,6 +463,10 @@ export class Fid {
       if (batch.length === 0) return out;
       out.push(...batch);
       offset = batch[batch.length - 1]?.offset ?? offset;
+      if (asked.has(offset)) {
+        throw new ProtocolError("unexpected", `${this.client.label} repeated directory offset ${offset}`);
+      }
+      asked.add(offset);
     }
   }
 
