@@ -55,6 +55,8 @@ export interface JobOptions {
   env?: string;
   msize?: number;
   connectTimeoutMs?: number;
+  /** Time limit of each control and staging request once connected (default 60000, see ConnectOptions). */
+  callTimeoutMs?: number;
   /** Connection attempts in flight at once (default 32). */
   maxConnecting?: number;
   /** -L / -p */
@@ -109,6 +111,9 @@ export interface StageStats {
 
 const SIGNALS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGTERM: 15 };
 
+/** How long a wiped session may take to end before its node's connection is dropped. */
+const WIPE_GRACE_MS = 5000;
+
 /** Event on JobOptions.signals meaning "our standard output is gone (EPIPE)". */
 export const OUTPUT_CLOSED = "xrx:output-closed";
 
@@ -134,6 +139,17 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
   const stats: StageStats = { direct: 0, byTree: 0, retried: 0, cloneFailed: 0 };
   let stopStdin: (() => void) | undefined;
   const live = () => slots.filter((s) => !s.outcome && s.session);
+  // Wipes a session. A node that goes on answering its reads afterwards (broken, or not an xcpufs)
+  // would keep the job running for ever: after a grace period its connection is dropped, which
+  // ends the reads.
+  const wipe = (s: Slot) => {
+    void s.session!.wipe().catch(() => {});
+    setTimeout(() => {
+      if (s.outcome) return;
+      fail(s, new XcpuError(s.spec.name, `session did not end within ${WIPE_GRACE_MS} ms of wipe`));
+      s.node?.close();
+    }, WIPE_GRACE_MS).unref();
+  };
 
   // Signals: before the programs start, a signal aborts the launch; afterwards it is forwarded,
   // and a second interrupt wipes the sessions.
@@ -153,7 +169,7 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
     if (name === "SIGINT") interrupts++;
     if (interrupts >= 2) {
       note("wiping sessions");
-      for (const s of live()) void s.session!.wipe().catch(() => {});
+      for (const s of live()) wipe(s);
       return;
     }
     for (const s of live()) void s.session!.signal(SIGNALS[name] ?? 15).catch(() => {});
@@ -168,7 +184,7 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
       abort?.("SIGPIPE");
       return;
     }
-    for (const s of live()) void s.session!.wipe().catch(() => {});
+    for (const s of live()) wipe(s);
   };
   const handlers = [
     ...Object.keys(SIGNALS).map((name) => [name, () => onSignal(name)] as const),
@@ -198,6 +214,7 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
           identity: opts.identity,
           msize: opts.msize,
           timeoutMs: opts.connectTimeoutMs,
+          callTimeoutMs: opts.callTimeoutMs,
           trace: opts.trace,
         });
         if (abortedBy) return;

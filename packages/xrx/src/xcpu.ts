@@ -25,11 +25,28 @@ export class XcpuError extends Error {
   }
 }
 
-/** The message of any error, without a node prefix. */
+/** The message of any error, without a node prefix, fit for one line of a terminal. */
 export function reasonOf(err: unknown): string {
   if (err instanceof XcpuError) return err.reason;
-  if (err instanceof RemoteError) return err.ename;
-  return err instanceof Error ? err.message : String(err);
+  if (err instanceof RemoteError) return printable(err.ename);
+  return printable(err instanceof Error ? err.message : String(err));
+}
+
+/**
+ * `text` with control characters escaped (a node's error text must not drive the terminal) and
+ * cut to `max` characters (nor fill it).
+ */
+export function printable(text: string, max = 512): string {
+  const safe = text.replace(
+    /[\u0000-\u001f\u007f-\u009f]/g,
+    (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`,
+  );
+  return safe.length > max ? `${safe.slice(0, max)}…` : safe;
+}
+
+/** Text a node sent, quoted for a message: escaped and cut short. */
+function quoted(text: string, max = 64): string {
+  return `"${printable(text, max)}"`;
 }
 
 /** Wraps an error so that it names the node. */
@@ -281,7 +298,10 @@ export class XcpuNode {
   /** The node's architecture, newline trimmed (`/Linux/x86_64`). */
   async arch(): Promise<string> {
     // A short synthetic file that comes whole in one read: no second read to see the end.
-    return (await this.readShort("arch", this.client.iounit)).toString().trim();
+    const arch = (await this.readShort("arch", this.client.iounit)).toString().trim();
+    // `/<os>/<machine>`: what a node sends otherwise is no architecture (and may be megabytes).
+    if (!/^\/[!-~]{1,255}$/.test(arch)) throw new XcpuError(this.name, `bad architecture ${quoted(arch)}`);
+    return arch;
   }
 
   /** The node's process table. */
@@ -332,7 +352,7 @@ export class XcpuNode {
       });
       try {
         const sid = value.toString().trim();
-        if (!/^\d+$/.test(sid)) throw new Error(`bad session id "${sid}" from clone`);
+        if (!/^\d+$/.test(sid)) throw new Error(`bad session id ${quoted(sid)} from clone`);
         return await Session.open(this, sid, opts.stdin ?? true);
       } finally {
         // The session's open files hold it from here: no need to wait for this reply.
@@ -594,9 +614,11 @@ export class Session {
       const text = Buffer.from(await this.waitFid.read(0, 1024, NO_TIMEOUT))
         .toString()
         .trim();
-      if (!/^-?\d+$/.test(text))
-        throw new Error(text ? `bad exit status "${text}"` : "session ended without a status");
-      return decodeWaitStatus(Number(text));
+      const raw = Number(text);
+      // A signed decimal wait(2) status: an int.
+      if (!/^-?\d+$/.test(text) || raw < -0x80000000 || raw > 0x7fffffff)
+        throw new Error(text ? `bad exit status ${quoted(text)}` : "session ended without a status");
+      return decodeWaitStatus(raw);
     });
   }
 
