@@ -530,6 +530,7 @@ export class Client {
     this.#release(entry);
     entry.abandoned = true;
     entry.reject(err);
+    this.#checkIdle(); // close() waits for it no longer
     const flushTag = this.#tags.tryAlloc();
     if (flushTag === undefined || this.#closedErr) {
       // No tag to flush with (65535 requests in flight): the tag stays reserved until its reply.

@@ -609,6 +609,20 @@ describe("replies that are wrong after the handshake", () => {
     );
   });
 
+  it("silence: close() called while a call is in flight returns once that call times out", async () => {
+    await against(
+      honestExcept((m) => m.type === MsgType.Tread || m.type === MsgType.Tflush),
+      async (connect) => {
+        const c = await connect();
+        const { f } = await openFile(c);
+        const reading = f.read(0, 10);
+        const closing = c.close();
+        await expectError(reading, TimeoutError);
+        await expectOk(closing);
+      },
+    );
+  });
+
   it("a server that sends every byte on its own still works", async () => {
     await against(
       (m, c) => {
