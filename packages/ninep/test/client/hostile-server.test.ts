@@ -787,7 +787,8 @@ type Op =
   | "readdir"
   | "clunk"
   | "readFile"
-  | "abort";
+  | "abort"
+  | "burst";
 const op: fc.Arbitrary<Op> = fc.constantFrom(
   "walk",
   "clone",
@@ -800,6 +801,7 @@ const op: fc.Arbitrary<Op> = fc.constantFrom(
   "clunk",
   "readFile",
   "abort",
+  "burst",
 );
 
 describe("random mutations of every reply (property)", () => {
@@ -900,6 +902,15 @@ async function runOp(o: Op, c: Client, root: Fid, fid: Fid) {
     case "readFile":
       await new Fsys(c, root).readFile("f");
       return;
+    case "burst": {
+      // Several calls in flight at once: a reply with a wrong tag may reach another of them.
+      const calls = [fid.read(0, 8), root.walk("f"), fid.stat(), fid.read(8, 8), root.clone()];
+      const done = await Promise.allSettled(calls);
+      for (const d of done) if (d.status === "rejected" && !isOurs(d.reason)) throw d.reason;
+      for (const d of done)
+        if (d.status === "fulfilled" && d.value instanceof Object && "clunk" in d.value) void d.value.clunk();
+      return;
+    }
     case "abort": {
       const ac = new AbortController();
       const p = fid.read(0, 10, { signal: ac.signal });
