@@ -62,6 +62,19 @@ describe("parseProcs (the original xcpufs procs format)", () => {
     expect(p[0]).toMatchObject({ sid: "", jobid: "a'" });
   });
 
+  // A broken or hostile node may send a header of a million names and records as long: reading
+  // each record's fields must take one pass over it (it took time quadratic in the field count,
+  // minutes for a few megabytes). The limit below is ~20 times what one pass takes on a busy machine.
+  it("reads a record of 300000 fields in one pass", { timeout: 30_000 }, () => {
+    const n = 300_000;
+    const names = Array.from({ length: n }, (_, i) => `f${i}`).join(" ");
+    const values = Array.from({ length: n }, (_, i) => String(i)).join(" ");
+    const p = parseProcs(`(pid (cmdline) ${names} )\n(1 (x) ${values} )\n`);
+    expect(p).toHaveLength(1);
+    expect(p[0]!.fields.f0).toBe("0");
+    expect(p[0]!.fields[`f${n - 1}`]).toBe(String(n - 1));
+  });
+
   it("gives nothing for the Darwin placeholder or an empty file", () => {
     expect(parseProcs("((Not) (Implemented) (Yet))\n")).toEqual([]);
     expect(parseProcs("")).toEqual([]);

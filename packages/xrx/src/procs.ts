@@ -84,9 +84,10 @@ export function parseProcs(text: string): ProcRecord[] {
     for (let n = 0; n < tailNames.length; n++) {
       const t = tokenBefore(rest, j);
       if (!t) return;
-      tail.unshift(t[0]);
+      tail.push(t[0]); // right to left (push and reverse: unshift made a long record quadratic)
       j = t[1];
     }
+    tail.reverse();
     const cmdText = rest.slice(0, j).trimEnd();
     if (!cmdText.endsWith(")")) return;
     const inner = cmdText.slice(0, -1);
