@@ -68,6 +68,8 @@ interface FakeNode {
   spec: string;
   /** ctl lines written to the session, in order. */
   ctl: string[];
+  /** Connections still open. */
+  connections(): number;
   close(): Promise<void>;
 }
 
@@ -232,6 +234,7 @@ async function startFakeNode(bad: Misbehaviour, realArch: string): Promise<FakeN
   return {
     spec: `127.0.0.1!${port}`,
     ctl,
+    connections: () => sockets.size,
     close: async () => {
       for (const s of sockets) s.destroy();
       await new Promise((r) => server.close(r));
@@ -311,6 +314,7 @@ describe("a hostile node next to a real one", () => {
       expect(line!.length).toBeLessThan(600);
       expect(run.exitCode).not.toBe(0);
       await until(() => sessionDirCount(real.tmp) === 0, 20_000, "the real node's session to go");
+      await until(() => fake.connections() === 0, 10_000, "xrx to drop its connection to the fake node");
       return { run, fake };
     } finally {
       await fake.close();
