@@ -7,8 +7,10 @@
 //
 // Knobs: BENCH_NODE_FLAGS (the server's Node options; default as xcpufs.service starts it,
 // --v8-pool-size=1), BENCH_SECONDS (length of each timed phase, default 3), BENCH_SOURCE=1 (run
-// the sources even when a build exists), BENCH_BASELINE (see above), BENCH_PROF=DIR (CPU profile
-// of this build's server written to DIR).
+// the sources even when a build exists), BENCH_BASELINE (see above), BENCH_BASELINE_ARGS (xcpufs
+// options of the baseline server, e.g. BENCH_BASELINE=dist/bin/xcpufs.js
+// BENCH_BASELINE_ARGS=--no-fork-helper compares the fork helper with spawn()), BENCH_PROF=DIR (CPU
+// profile of this build's server written to DIR).
 
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -37,7 +39,12 @@ interface Srv {
   idleKiB: number;
 }
 
-function start(label: string, bin: string | undefined, extraNode: string[] = []): Promise<Srv> {
+function start(
+  label: string,
+  bin: string | undefined,
+  extraNode: string[] = [],
+  serverArgs: string[] = [],
+): Promise<Srv> {
   const built = join(pkg, "dist/bin/xcpufs.js");
   let args: string[];
   let how: string;
@@ -53,10 +60,22 @@ function start(label: string, bin: string | undefined, extraNode: string[] = [])
   }
   const flags = extraNode.filter((f) => !f.startsWith("--cpu-prof"));
   if (flags.length > 0) how = `node ${flags.join(" ")} ${how}`;
+  if (serverArgs.length > 0) how = `${how} ${serverArgs.join(" ")}`;
   const dir = mkdtempSync(join(work, `${label}-`));
   const child = spawn(
     process.execPath,
-    [...extraNode, ...args, "-p", "0", "--no-auth", "-t", dir, "--state-dir", join(dir, "state")],
+    [
+      ...extraNode,
+      ...args,
+      "-p",
+      "0",
+      "--no-auth",
+      "-t",
+      dir,
+      "--state-dir",
+      join(dir, "state"),
+      ...serverArgs,
+    ],
     { stdio: ["ignore", "ignore", "pipe"], env: { PATH: "/usr/bin:/bin" } },
   );
   return listening(child).then((address) => ({
@@ -266,7 +285,8 @@ async function main(): Promise<void> {
     : [];
   const servers: Srv[] = [await start("this", undefined, [...NODE_FLAGS, ...prof])];
   const baselineBin = process.env.BENCH_BASELINE ? resolve(process.env.BENCH_BASELINE) : undefined;
-  if (baselineBin) servers.push(await start("baseline", baselineBin, NODE_FLAGS));
+  const baselineArgs = (process.env.BENCH_BASELINE_ARGS ?? "").split(/\s+/).filter(Boolean);
+  if (baselineBin) servers.push(await start("baseline", baselineBin, NODE_FLAGS, baselineArgs));
   const results = new Map<Srv, Result>();
   try {
     await new Promise((r) => setTimeout(r, 300));

@@ -28,6 +28,8 @@ XCPU node server: a 9P file server (9P2000.u, 9P2000) whose files start and cont
   -a, --admin-key FILE  admin public key (default ${DEFAULT_ADMIN_KEY})
   -s, --same-user       run every program as the server's user (implied when not root)
   -r, --retain          keep session directories after sessions end
+      --no-fork-helper  start programs from xcpufs itself, not through its small perl helper
+                        (the helper forks faster; without perl, spawn() is used anyway)
   -m, --msize N         largest 9P message (default 1048600; the original's was 32792)
   -u, --unix-users      add the node's groups and the users with ~/.ssh/id_rsa.pub to the pool
   -d, --debug           print every 9P message, one line each, on stderr
@@ -68,6 +70,7 @@ export async function main(
         "admin-key": { type: "string", short: "a" },
         "same-user": { type: "boolean", short: "s" },
         retain: { type: "boolean", short: "r" },
+        "no-fork-helper": { type: "boolean" },
         debug: { type: "boolean", short: "d" },
         "client-debug": { type: "boolean", short: "D" },
         "state-dir": { type: "string" },
@@ -132,6 +135,7 @@ export async function main(
       adminKeyFile: values["admin-key"],
       sameUser: values["same-user"] ?? false,
       retain: values.retain ?? false,
+      noForkHelper: values["no-fork-helper"] ?? false,
       stateDir: values["state-dir"] ?? defaultStateDir(),
       noAuth: values["no-auth"] ?? false,
       arch: values.arch,

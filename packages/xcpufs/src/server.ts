@@ -38,6 +38,8 @@ export interface XcpufsOptions {
   sameUser?: boolean;
   /** Keep session directories after sessions end (`-r`). */
   retain?: boolean;
+  /** Start programs with Node's spawn() instead of the fork helper (`--no-fork-helper`). */
+  noForkHelper?: boolean;
   /** Persist the user pool in `<stateDir>/users.json`. Default: in memory only. */
   stateDir?: string;
   /** Accept unauthenticated attaches; only allowed on loopback addresses and Unix sockets. */
@@ -205,6 +207,7 @@ export async function startXcpufs(opts: XcpufsOptions = {}): Promise<XcpufsHandl
     noAuth: opts.noAuth ?? false,
     sameUser: opts.sameUser ?? false,
     retain: opts.retain ?? false,
+    forkHelper: !opts.noForkHelper,
     env,
     log,
     clientTrace: opts.trace ? (l) => opts.trace?.(`client ${l}`) : undefined,

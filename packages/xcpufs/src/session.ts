@@ -6,6 +6,7 @@ import { type FileHandle, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { XcpuError } from "./errors.js";
+import { type ForkHelper, type HelperChild, StartError } from "./fork-helper.js";
 import { removeWithin } from "./local-files.js";
 import { QuoteError, quote, tokenize } from "./quote.js";
 import { waitStatus } from "./signals.js";
@@ -20,11 +21,13 @@ export interface ExecIdentity {
   /** Switch to this uid/gid (server runs as root and not in same-user mode). */
   uid?: number;
   gid?: number;
-  /** Supplementary group ids (applied through setpriv when not empty). */
+  /** Supplementary group ids (set by the fork helper, else through setpriv, when not empty). */
   groups?: number[];
 }
 
 export interface SessionHost {
+  /** The resident process that starts programs (fork-helper.ts); undefined: spawn() them. */
+  forkHelper?: () => ForkHelper | undefined;
   /**
    * setpriv (util-linux) and env (coreutils), used to start programs of users with supplementary
    * groups; undefined when either is missing.
@@ -207,6 +210,13 @@ export class Session {
     }
     const argv0 = argTokens[0] ?? path;
     const args = argTokens.slice(1);
+    const noRedirects = !this.redirects.stdin && !this.redirects.stdout && !this.redirects.stderr;
+    const helper = noRedirects ? this.host.forkHelper?.() : undefined;
+    if (helper?.alive) {
+      const req = { file: path, argv0, args, cwd: dir, env, ...ident };
+      if (await this.startByHelper(helper, path, req, fullEnv)) return;
+      if ((this.state as State) === State.Wiped) throw new XcpuError("session wiped");
+    }
     const opts: SpawnOptions = {
       cwd: dir,
       env,
@@ -287,6 +297,58 @@ export class Session {
     }
     this.closeRedirects();
     this.host.log.debug({ sid: this.id, pid: child.pid, path }, "exec");
+  }
+
+  /**
+   * exec through the fork helper: the same states, streams and reports as with spawn(). False when
+   * the helper failed (it is gone): nothing was started, and the caller uses spawn().
+   */
+  private async startByHelper(
+    helper: ForkHelper,
+    path: string,
+    req: Parameters<ForkHelper["spawn"]>[0],
+    fullEnv: Buffer,
+  ): Promise<boolean> {
+    // Running from here on: a second exec is refused while the helper forks.
+    this.state = State.Running;
+    this.dirUsed = true;
+    const env = this.env;
+    this.env = fullEnv;
+    let child: HelperChild;
+    try {
+      child = await helper.spawn(req);
+    } catch (err) {
+      if (!(err instanceof StartError)) {
+        this.host.log.warn({ err, sid: this.id }, "fork helper failed; starting the program with spawn()");
+        if ((this.state as State) === State.Running) this.state = State.Initializing;
+        this.env = env;
+        return false;
+      }
+      // Like a child whose execve failed.
+      this.stdout.attach(Readable.from([]));
+      this.stderr.attach(Readable.from([Buffer.from(`${path}: ${err.message}\n`)]));
+      this.stdin.detach();
+      this.ended(err.errno << 8 || ENOENT_STATUS);
+      return true;
+    }
+    this.pid = child.pid;
+    this.pgid = child.pid;
+    child.onExit((code, sig) => this.ended(waitStatus(code, sig)));
+    if ((this.state as State) === State.Wiped) {
+      // Wiped while it was being started: it goes at once.
+      child.stdin?.destroy();
+      child.stdout.destroy();
+      child.stderr.destroy();
+      this.killGroup(child.pid, "SIGKILL");
+      return true;
+    }
+    if (child.stdin) this.stdin.attach(child.stdin);
+    else this.stdin.detach();
+    this.stdout.attach(child.stdout);
+    this.stderr.attach(child.stderr);
+    this.host.changed(this);
+    this.host.log.debug({ sid: this.id, pid: child.pid, path }, "exec");
+    return true;
   }
 
   private ended(status: number): void {

@@ -10,6 +10,7 @@ import { Ename, Errno, FsError } from "@clustermatic/ninep/errors";
 import type { Identity, Node, RequestContext, StatChanges } from "@clustermatic/ninep/server";
 import { type PassthroughBackend, passthrough } from "@clustermatic/ninep/server";
 import { XcpuError } from "./errors.js";
+import { ForkHelper } from "./fork-helper.js";
 import { RootDir, SessionDir } from "./fsys.js";
 import { type LocalOwner, openRedirect } from "./local-files.js";
 import type { ProcTag } from "./procs.js";
@@ -38,6 +39,8 @@ export interface XcpufsConfig {
   sameUser: boolean;
   /** Keep session directories (`-r`). */
   retain: boolean;
+  /** Start programs through the fork helper (fork-helper.ts) when perl is there; else spawn(). */
+  forkHelper?: boolean;
   /** Initial root `env` content. */
   env: string;
   log: Log;
@@ -57,6 +60,8 @@ export class Xcpufs {
   /** Programs run as the session owner's uid/gid (root server, not same-user mode). */
   readonly switchUsers: boolean;
   readonly log: Log;
+  /** The fork helper once started. */
+  private forkHelper: ForkHelper | undefined;
   rootEnv: { data: Buffer; read(o: bigint, c: number): Buffer; write(o: bigint, d: Uint8Array): number };
   rootState: { data: Buffer; read(o: bigint, c: number): Buffer; write(o: bigint, d: Uint8Array): number };
   /** Owner and mode of `clone` after a wstat (restricting who may create sessions). */
@@ -94,7 +99,18 @@ export class Xcpufs {
     const setprivPath = ["/usr/bin/setpriv", "/bin/setpriv"].find((p) => existsSync(p));
     const envPath = ["/usr/bin/env", "/bin/env"].find((p) => existsSync(p));
     const setpriv = setprivPath && envPath ? { setpriv: setprivPath, env: envPath } : undefined;
+    let helper: ForkHelper | undefined;
+    let helperTried = cfg.forkHelper === false;
     this.host = {
+      // Started at the first program, not before: a node nobody uses pays nothing.
+      forkHelper: () => {
+        if (!helperTried) {
+          helperTried = true;
+          helper = ForkHelper.start(this.log);
+          this.forkHelper = helper;
+        }
+        return helper;
+      },
       setpriv,
       retain: cfg.retain,
       destroyed: (s) => {
@@ -460,6 +476,7 @@ export class Xcpufs {
   async shutdown(): Promise<void> {
     this.closing = true;
     await Promise.all([...this.sessions.values()].map((s) => s.shutdown()));
+    this.forkHelper?.close();
     // Retained session directories stay, and with them the directory that holds them.
     if (this.switchUsers && !this.host.retain) await rmdir(this.sessionRoot).catch(() => {});
   }

@@ -9,7 +9,14 @@ const [count, work] = [Number(process.argv[2] ?? 1), process.argv[3] ?? "/tmp"];
 const nodes: XcpufsHandle[] = [];
 for (let i = 0; i < count; i++) {
   nodes.push(
-    await startXcpufs({ listen: "127.0.0.1", port: 0, tmpdir: mkdtempSync(join(work, "n")), noAuth: true }),
+    await startXcpufs({
+      listen: "127.0.0.1",
+      port: 0,
+      tmpdir: mkdtempSync(join(work, "n")),
+      noAuth: true,
+      // BENCH_NO_FORK_HELPER=1: nodes start programs with spawn(), as xcpufs --no-fork-helper
+      noForkHelper: process.env.BENCH_NO_FORK_HELPER === "1",
+    }),
   );
 }
 process.stdout.write(`${JSON.stringify(nodes.map((n) => n.port))}\n`);

@@ -1,0 +1,330 @@
+// Program start through a small resident process. A spawn() from xcpufs forks the whole Node
+// process (tens of MB of page tables copied, then torn down again by the child's exec), and the
+// event loop waits for it: about 2-3 ms of a launch. The helper is a short perl script (perl-base
+// is essential on Debian) a few MB in size that forks cheaply. It makes each program's pipes, forks,
+// drops privileges (with supplementary groups, which spawn() cannot set), reports the pid, and
+// later the raw wait status; xcpufs opens its ends of the pipes through /proc/<helper>/fd.
+//
+// Requests (xcpufs -> helper): u32 LE length, then NUL-separated fields:
+//   S id uid gid groups cwd file argv0 nargs arg... env...   start a program ("" uid: keep ours)
+//   C id                                                     the pipes of id are open here: close yours
+// Replies (helper -> xcpufs), one line each:
+//   P id pid fd-stdin fd-stdout fd-stderr    started; the helper's ends of the three pipes
+//   F id errno                               could not make the pipes or fork
+// A program that cannot be started (working directory, credentials, exec) exits with the errno as
+// its status after writing "FILE: spawn FILE ENOENT" (or EACCES, ...) on its stderr: what xcpufs
+// reports for a program spawn() could not start.
+//   X pid status                             a program ended (raw wait status)
+import { type ChildProcess, spawn } from "node:child_process";
+import { closeSync, constants, existsSync, openSync } from "node:fs";
+import { Socket } from "node:net";
+import { constants as osConstants } from "node:os";
+
+const SCRIPT = String.raw`
+$0 = 'xcpufs-fork-helper'; delete $ENV{XCPUFS_FORK_HELPER};
+use strict; use warnings; use POSIX (); use Fcntl qw(F_SETFL O_NONBLOCK);
+binmode STDIN; binmode STDOUT; $| = 1;
+pipe(my $wake_r, my $wake_w) or die "pipe: $!";
+fcntl($_, F_SETFL, O_NONBLOCK) for $wake_r, $wake_w;
+$SIG{CHLD} = sub { syswrite($wake_w, "x") };
+my (%held, $buf);
+$buf = '';
+sub reply { syswrite(STDOUT, $_[0]) }
+sub reap { while ((my $pid = waitpid(-1, POSIX::WNOHANG())) > 0) { reply("X $pid $?\n") } }
+sub start {
+  my ($id, $uid, $gid, $groups, $cwd, $file, $argv0, $nargs, @rest) = @_;
+  my @args = splice(@rest, 0, $nargs);
+  my (@p, $e);
+  for (1 .. 3) { pipe(my $r, my $w) or do { $e = $! + 0; last }; push @p, $r, $w }
+  if ($e) { reply("F $id $e\n"); return }
+  my ($in_r, $in_w, $out_r, $out_w, $err_r, $err_w) = @p;
+  my $pid = fork();
+  if (!defined $pid) { reply("F $id " . ($! + 0) . "\n"); close($_) for @p; return }
+  if ($pid == 0) {
+    $SIG{CHLD} = 'DEFAULT';
+    POSIX::sigprocmask(POSIX::SIG_SETMASK(), POSIX::SigSet->new());
+    # Each step that fails dies with its errno. The program then "exits" with that errno as its
+    # status after saying so on its stderr, as a failed spawn() is reported to clients.
+    eval {
+      POSIX::setsid();
+      POSIX::dup2(fileno($in_r), 0) // die(($! + 0) . "\n");
+      POSIX::dup2(fileno($out_w), 1) // die(($! + 0) . "\n");
+      POSIX::dup2(fileno($err_w), 2) // die(($! + 0) . "\n");
+      # As spawn() does: the directory is entered before the identity changes.
+      chdir($cwd) or die(($! + 0) . "\n");
+      if ($uid ne '') {
+        $! = 0;
+        $) = join(' ', $gid, $gid, $groups eq '' ? () : split(/,/, $groups));
+        die(($! + 0) . "\n") if $!;
+        POSIX::setgid($gid) or die(($! + 0) . "\n");
+        POSIX::setuid($uid) or die(($! + 0) . "\n");
+      }
+      %ENV = ();
+      for (@rest) { my $i = index($_, '='); $ENV{substr($_, 0, $i)} = substr($_, $i + 1) if $i > 0 }
+      { no warnings 'exec'; exec { $file } $argv0, @args; }
+      die(($! + 0) . "\n");
+    };
+    my $errno = ($@ =~ /^(\d+)/ ? $1 : 0) || 1;
+    $! = $errno;
+    my ($name) = grep { $!{$_} } keys %!;
+    syswrite(STDERR, "$file: spawn $file " . ($name // "errno $errno") . "\n");
+    POSIX::_exit($errno & 0xff);
+  }
+  close($_) for $in_r, $out_w, $err_w;
+  # Answered at once: whether the exec worked shows in the status, as above.
+  $held{$id} = [$in_w, $out_r, $err_r];
+  reply(sprintf("P %s %d %d %d %d\n", $id, $pid, fileno($in_w), fileno($out_r), fileno($err_r)));
+}
+while (1) {
+  my $rin = '';
+  vec($rin, fileno(STDIN), 1) = 1;
+  vec($rin, fileno($wake_r), 1) = 1;
+  my $n = select(my $rout = $rin, undef, undef, undef);
+  if ($n < 0) { next if $!{EINTR}; die "select: $!" }
+  if (vec($rout, fileno($wake_r), 1)) { 1 while sysread($wake_r, my $x, 256) }
+  reap();
+  next unless vec($rout, fileno(STDIN), 1);
+  my $got = sysread(STDIN, $buf, 65536, length $buf);
+  if (!defined $got) { next if $!{EINTR}; exit 0 }
+  exit 0 if $got == 0;
+  while (length($buf) >= 4) {
+    my $len = unpack('V', $buf);
+    last if length($buf) < 4 + $len;
+    my @f = split(/\0/, substr($buf, 4, $len), -1);
+    substr($buf, 0, 4 + $len) = '';
+    my $op = shift @f;
+    if ($op eq 'S') { start(@f) }
+    elsif ($op eq 'C') { my $h = delete $held{$f[0]}; close($_) for @{ $h || [] } }
+  }
+}
+`;
+
+const PERL_PATHS = ["/usr/bin/perl", "/bin/perl"];
+
+export interface HelperSpawn {
+  file: string;
+  argv0: string;
+  args: string[];
+  cwd: string;
+  env: Record<string, string>;
+  /** Switch to this identity (root only); groups are the supplementary groups. */
+  uid?: number;
+  gid?: number;
+  groups?: number[];
+}
+
+/** A program started by the helper: its pid and xcpufs's ends of its pipes. */
+export class HelperChild {
+  private status: [code: number | null, signal: string | null] | undefined;
+  private readonly listeners: Array<(code: number | null, signal: string | null) => void> = [];
+
+  constructor(
+    readonly pid: number,
+    readonly stdin: Socket | null,
+    readonly stdout: Socket,
+    readonly stderr: Socket,
+  ) {}
+
+  /**
+   * Calls `fn` once the program has ended (at once if it has): its exit may be reported in the
+   * same read as its start, before whoever awaited the start had a chance to listen.
+   */
+  onExit(fn: (code: number | null, signal: string | null) => void): void {
+    if (this.status) fn(...this.status);
+    else this.listeners.push(fn);
+  }
+
+  exited(code: number | null, signal: string | null): void {
+    if (this.status) return;
+    this.status = [code, signal];
+    for (const fn of this.listeners.splice(0)) fn(code, signal);
+  }
+}
+
+/** An error like spawn()'s when the program could not start (code: ENOENT, EACCES, ...). */
+export class StartError extends Error {
+  constructor(
+    readonly errno: number,
+    readonly code: string,
+    file: string,
+  ) {
+    super(`spawn ${file} ${code}`);
+  }
+}
+
+const ERRNO_NAMES = new Map(Object.entries(osConstants.errno).map(([name, n]) => [n, name]));
+const SIGNAL_NAMES = new Map(Object.entries(osConstants.signals).map(([name, n]) => [n, name]));
+
+export class ForkHelper {
+  private readonly proc: ChildProcess;
+  private readonly pending = new Map<
+    string,
+    { req: HelperSpawn; resolve(c: HelperChild): void; reject(e: Error): void }
+  >();
+  private readonly children = new Map<number, HelperChild>();
+  private nextId = 1;
+  private lines = "";
+  private deadFlag = false;
+
+  /** Starts the helper, or returns undefined when perl is not installed. */
+  static start(log?: { warn(o: object, msg?: string): void }): ForkHelper | undefined {
+    const perl = PERL_PATHS.find((p) => existsSync(p));
+    return perl ? new ForkHelper(perl, log) : undefined;
+  }
+
+  private constructor(
+    perl: string,
+    private readonly log?: { warn(o: object, msg?: string): void },
+  ) {
+    // Its own environment is nobody's business: the programs get theirs with each request.
+    // The script travels in the environment, not on the command line, so that ps shows a name.
+    this.proc = spawn(perl, ["-e", "eval $ENV{XCPUFS_FORK_HELPER}; die $@ if $@"], {
+      stdio: ["pipe", "pipe", "inherit"],
+      env: { PATH: "/usr/bin:/bin", XCPUFS_FORK_HELPER: SCRIPT },
+    });
+    this.proc.stdout!.setEncoding("latin1");
+    this.proc.stdout!.on("data", (d: string) => this.onData(d));
+    this.proc.stdin!.on("error", () => {});
+    this.proc.on("error", (err) => this.died(err));
+    this.proc.on("exit", (code, sig) => this.died(new Error(`fork helper exited (${sig ?? code})`)));
+    // It must not keep xcpufs alive on its own.
+    this.proc.unref();
+    (this.proc.stdout as Socket).unref?.();
+    (this.proc.stdin as unknown as Socket).unref?.();
+  }
+
+  /** False once the helper is gone; programs are then started by spawn() again. */
+  get alive(): boolean {
+    return !this.deadFlag;
+  }
+
+  spawn(req: HelperSpawn): Promise<HelperChild> {
+    if (this.deadFlag) return Promise.reject(new Error("fork helper is gone"));
+    const id = String(this.nextId++);
+    const fields = [
+      "S",
+      id,
+      req.uid === undefined ? "" : String(req.uid),
+      String(req.gid ?? req.uid ?? ""),
+      (req.groups ?? []).join(","),
+      req.cwd,
+      req.file,
+      req.argv0,
+      String(req.args.length),
+      ...req.args,
+      ...Object.entries(req.env).map(([k, v]) => `${k}=${v}`),
+    ];
+    if (fields.some((f) => f.includes("\0"))) return Promise.reject(new Error("a NUL byte in an argument"));
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { req, resolve, reject });
+      this.send(fields);
+    });
+  }
+
+  /** Ends the helper (programs it started keep running; xcpufs ends them itself). */
+  close(): void {
+    this.deadFlag = true;
+    this.proc.stdin?.end();
+  }
+
+  private send(fields: string[]) {
+    const body = Buffer.from(fields.join("\0"));
+    const head = Buffer.allocUnsafe(4);
+    head.writeUInt32LE(body.length, 0);
+    this.proc.stdin!.write(Buffer.concat([head, body]));
+  }
+
+  private onData(d: string) {
+    this.lines += d;
+    let nl = this.lines.indexOf("\n");
+    while (nl >= 0) {
+      const line = this.lines.slice(0, nl);
+      this.lines = this.lines.slice(nl + 1);
+      this.onLine(line.split(" "));
+      nl = this.lines.indexOf("\n");
+    }
+  }
+
+  private onLine([kind, a, b, ...rest]: string[]) {
+    if (kind === "X") {
+      const pid = Number(a);
+      const child = this.children.get(pid);
+      if (!child) return;
+      this.children.delete(pid);
+      const status = Number(b);
+      const sig = status & 0x7f;
+      if (sig === 0) child.exited((status >> 8) & 0xff, null);
+      else child.exited(null, SIGNAL_NAMES.get(sig) ?? `SIG${sig}`);
+      return;
+    }
+    const p = this.pending.get(a ?? "");
+    if (!p) return;
+    this.pending.delete(a!);
+    if (kind === "F") {
+      const errno = Number(b);
+      p.reject(new StartError(errno, ERRNO_NAMES.get(errno) ?? `errno ${errno}`, p.req.file));
+      return;
+    }
+    // P id pid in out err
+    const pid = Number(b);
+    const [inFd, outFd, errFd] = rest.map(Number) as [number, number, number];
+    try {
+      const child = new HelperChild(
+        pid,
+        this.openEnd(inFd, constants.O_WRONLY),
+        this.openEnd(outFd, constants.O_RDONLY)!,
+        this.openEnd(errFd, constants.O_RDONLY)!,
+      );
+      this.children.set(pid, child);
+      p.resolve(child);
+    } catch (err) {
+      try {
+        process.kill(-pid, "SIGKILL");
+      } catch {}
+      p.reject(err as Error);
+    } finally {
+      this.send(["C", a!]);
+    }
+  }
+
+  /**
+   * xcpufs's own descriptor for one of the helper's pipe ends, as a socket-like stream. Opened
+   * non-blocking: a pipe opened through /proc behaves like a FIFO, and the program may be gone
+   * already (then its stdin has no reader: ENXIO, and there is nothing to feed).
+   */
+  private openEnd(fd: number, mode: number): Socket | null {
+    let own: number;
+    try {
+      own = openSync(`/proc/${this.proc.pid}/fd/${fd}`, mode | constants.O_NONBLOCK);
+    } catch (err) {
+      if (mode === constants.O_WRONLY && (err as NodeJS.ErrnoException).code === "ENXIO") return null;
+      throw err;
+    }
+    try {
+      return new Socket({
+        fd: own,
+        readable: mode === constants.O_RDONLY,
+        writable: mode === constants.O_WRONLY,
+      });
+    } catch (err) {
+      closeSync(own);
+      throw err;
+    }
+  }
+
+  private died(err: Error) {
+    if (this.deadFlag && this.pending.size === 0 && this.children.size === 0) return;
+    if (!this.deadFlag) this.log?.warn({ err }, "fork helper gone; programs start with spawn() from now on");
+    this.deadFlag = true;
+    for (const p of this.pending.values()) p.reject(err);
+    this.pending.clear();
+    // Their exit would never be reported: end them, and report them ended.
+    for (const [pid, child] of this.children) {
+      try {
+        process.kill(-pid, "SIGKILL");
+      } catch {}
+      child.exited(null, "SIGKILL");
+    }
+    this.children.clear();
+  }
+}

@@ -1,0 +1,199 @@
+// The fork helper (src/fork-helper.ts): real programs started through a real perl process.
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { mount } from "@clustermatic/ninep/client";
+import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { ForkHelper, type HelperChild } from "../src/fork-helper.js";
+import { startXcpufs } from "../src/index.js";
+import { run } from "./helpers.js";
+
+const perl = ForkHelper.start();
+const isRoot = process.getuid?.() === 0;
+const work = mkdtempSync(join(tmpdir(), "xcpufs-forkhelper-"));
+const helpers: ForkHelper[] = [];
+afterEach(() => {
+  for (const h of helpers.splice(0)) h.close();
+});
+afterAll(() => {
+  perl?.close();
+  rmSync(work, { recursive: true, force: true });
+});
+
+function helper(): ForkHelper {
+  const h = ForkHelper.start()!;
+  helpers.push(h);
+  return h;
+}
+
+/** Everything a program wrote and how it ended. */
+async function outcome(c: HelperChild) {
+  const read = (s: NodeJS.ReadableStream) =>
+    new Promise<string>((resolve) => {
+      let text = "";
+      s.on("data", (d) => (text += d));
+      s.on("end", () => resolve(text));
+      s.on("close", () => resolve(text));
+      // read to the end already, by nobody (the test waited on purpose)
+      if ((s as NodeJS.ReadableStream & { destroyed?: boolean }).destroyed) resolve(text);
+    });
+  const [stdout, stderr, [code, signal]] = await Promise.all([
+    read(c.stdout),
+    read(c.stderr),
+    new Promise<[number | null, string | null]>((r) => c.onExit((a, b) => r([a, b]))),
+  ]);
+  return { stdout, stderr, code, signal };
+}
+
+describe.skipIf(!perl)("fork helper", () => {
+  it("starts a program with exactly the given argv, argv0, environment and directory", async () => {
+    const h = helper();
+    const c = await h.spawn({
+      file: "/bin/sh",
+      argv0: "my-sh",
+      args: [
+        "-c",
+        'tr "\\0" "\\n" < /proc/$$/cmdline; printf "%s\\n" "$A" "$(pwd)" $(env | wc -l); echo err >&2; exit 7',
+        "one two",
+      ],
+      cwd: work,
+      env: { A: "a b=c", PATH: "/usr/bin:/bin" },
+    });
+    // sh adds PWD (and perhaps SHLVL, _) to what it was given: at most a few more than 2.
+    const r = await outcome(c);
+    const [zero, dashC, , one, a, pwd, count] = r.stdout.trim().split("\n");
+    expect([zero, dashC, one, a, pwd]).toEqual(["my-sh", "-c", "one two", "a b=c", work]);
+    expect(Number(count)).toBeLessThanOrEqual(5);
+    expect(r).toMatchObject({ stderr: "err\n", code: 7, signal: null });
+  });
+
+  it("feeds standard input and closes it", async () => {
+    const c = await helper().spawn({ file: "/bin/cat", argv0: "cat", args: [], cwd: "/", env: {} });
+    c.stdin!.end("through the pipe\n");
+    expect(await outcome(c)).toMatchObject({ stdout: "through the pipe\n", code: 0 });
+  });
+
+  it("reports the exit of a program that ended before anyone listened", async () => {
+    const h = helper();
+    const c = await h.spawn({ file: "/bin/true", argv0: "true", args: [], cwd: "/", env: {} });
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await outcome(c)).toMatchObject({ code: 0, signal: null });
+  });
+
+  it("reports a signal by name", async () => {
+    const c = await helper().spawn({ file: "/bin/sleep", argv0: "sleep", args: ["30"], cwd: "/", env: {} });
+    process.kill(c.pid, "SIGTERM");
+    expect(await outcome(c)).toMatchObject({ code: null, signal: "SIGTERM" });
+  });
+
+  it("puts each program in a process group and session of its own", async () => {
+    const c = await helper().spawn({ file: "/bin/sleep", argv0: "sleep", args: ["30"], cwd: "/", env: {} });
+    const stat = readFileSync(`/proc/${c.pid}/stat`, "utf8");
+    const [pgrp, session] = stat
+      .slice(stat.lastIndexOf(")") + 2)
+      .split(" ")
+      .slice(2, 4)
+      .map(Number);
+    expect([pgrp, session]).toEqual([c.pid, c.pid]);
+    process.kill(-c.pid, "SIGKILL");
+    expect(await outcome(c)).toMatchObject({ signal: "SIGKILL" });
+  });
+
+  it("reports what cannot run as spawn() failures are reported: the errno as status, a line on stderr", async () => {
+    const h = helper();
+    const notExec = join(work, "plain");
+    writeFileSync(notExec, "data");
+    chmodSync(notExec, 0o644);
+    const denied = await outcome(
+      await h.spawn({ file: notExec, argv0: "plain", args: [], cwd: "/", env: {} }),
+    );
+    expect(denied).toEqual({
+      stdout: "",
+      stderr: `${notExec}: spawn ${notExec} EACCES\n`,
+      code: 13,
+      signal: null,
+    });
+    const noDir = await outcome(
+      await h.spawn({ file: "/bin/true", argv0: "true", args: [], cwd: join(work, "missing"), env: {} }),
+    );
+    expect(noDir).toMatchObject({ stderr: "/bin/true: spawn /bin/true ENOENT\n", code: 2 });
+    // and it carries on
+    const ok = await h.spawn({ file: "/bin/echo", argv0: "echo", args: ["ok"], cwd: "/", env: {} });
+    expect((await outcome(ok)).stdout).toBe("ok\n");
+  });
+
+  it.skipIf(!isRoot)("switches to the given uid, gid and supplementary groups", async () => {
+    const c = await helper().spawn({
+      file: "/bin/sh",
+      argv0: "sh",
+      args: ["-c", "id -u; id -g; id -G"],
+      cwd: "/",
+      env: { PATH: "/usr/bin:/bin" },
+      uid: 4321,
+      gid: 4322,
+      groups: [4323, 4324],
+    });
+    const lines = (await outcome(c)).stdout.trim().split("\n");
+    expect(lines[0]).toBe("4321");
+    expect(lines[1]).toBe("4322");
+    expect(lines[2]!.split(" ").map(Number).sort()).toEqual([4322, 4323, 4324]);
+  });
+
+  it.skipIf(!isRoot)("drops every supplementary group when none are given", async () => {
+    const c = await helper().spawn({
+      file: "/usr/bin/id",
+      argv0: "id",
+      args: ["-G"],
+      cwd: "/",
+      env: {},
+      uid: 4321,
+      gid: 4322,
+    });
+    expect((await outcome(c)).stdout.trim()).toBe("4322");
+  });
+
+  it("when the helper dies, ends the programs it started, reports them killed, and refuses more", async () => {
+    const h = helper();
+    const c = await h.spawn({ file: "/bin/sleep", argv0: "sleep", args: ["30"], cwd: "/", env: {} });
+    const helperPid = Number(readFileSync(`/proc/${c.pid}/stat`, "utf8").split(") ")[1]!.split(" ")[1]);
+    process.kill(helperPid, "SIGKILL");
+    expect(await outcome(c)).toMatchObject({ signal: "SIGKILL" });
+    expect(h.alive).toBe(false);
+    await expect(h.spawn({ file: "/bin/true", argv0: "true", args: [], cwd: "/", env: {} })).rejects.toThrow(
+      /fork helper/,
+    );
+  });
+
+  it("refuses an argument with a NUL byte", async () => {
+    await expect(
+      helper().spawn({ file: "/bin/echo", argv0: "echo", args: ["a\0b"], cwd: "/", env: {} }),
+    ).rejects.toThrow(/NUL/);
+  });
+});
+
+describe.skipIf(!perl)("xcpufs starts programs", () => {
+  /** The parent pid of a program run on a fresh node started with `opts`. */
+  async function parentOfProgram(opts: { noForkHelper?: boolean }): Promise<number> {
+    const node = await startXcpufs({ port: 0, noAuth: true, tmpdir: work, ...opts });
+    const fs = await mount(node.address, {
+      uname: "tester",
+      n_uname: process.getuid?.() ?? 0,
+      authenticate: async () => {},
+    });
+    try {
+      const r = await run(fs, "/bin/sh", "sh -c 'echo $PPID'");
+      expect(r.status).toBe("0");
+      return Number(r.out.trim());
+    } finally {
+      await fs.close();
+      await node.close();
+    }
+  }
+
+  it("through the fork helper, or with spawn() when told so", async () => {
+    const helperParent = await parentOfProgram({});
+    expect(helperParent).not.toBe(process.pid);
+    const spawnParent = await parentOfProgram({ noForkHelper: true });
+    expect(spawnParent).toBe(process.pid);
+  });
+});
