@@ -280,6 +280,16 @@ describe.skipIf(!built)("xrxd in the background", () => {
     rmSync(runtime, { recursive: true, force: true });
   });
 
+  it("with -t, exits once it has had no run for that long, and removes its socket", async () => {
+    const sock = join(tempDir("xrxd-idle-"), "sock");
+    const started = Date.now();
+    const r = await run(join(BIN, "xrxd.js"), ["-D", "-s", "-a", sock, "-t", "0.5"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`XRXD_SOCK=${sock};`);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(500);
+    expect(existsSync(sock)).toBe(false);
+  });
+
   it("explains what is wrong: no XRXD_PID for -k, a bad -t, a live socket", async () => {
     const noPid = await run(join(BIN, "xrxd.js"), ["-k"], { env: { XRXD_PID: "" } });
     expect(noPid.code).toBe(1);
