@@ -6,7 +6,8 @@
 // later the raw wait status; xcpufs opens its ends of the pipes through /proc/<helper>/fd.
 //
 // Requests (xcpufs -> helper): u32 LE length, then NUL-separated fields:
-//   S id uid gid groups cwd file argv0 nargs arg... env...   start a program ("" uid: keep ours)
+//   S id uid gid groups cwd usercwd file argv0 nargs arg... env...
+//                                                            start a program ("" uid: keep ours)
 //   C id                                                     the pipes of id are open here: close yours
 // Replies (helper -> xcpufs), one line each:
 //   P id pid fd-stdin fd-stdout fd-stderr    started; the helper's ends of the three pipes
@@ -32,7 +33,7 @@ $buf = '';
 sub reply { syswrite(STDOUT, $_[0]) }
 sub reap { while ((my $pid = waitpid(-1, POSIX::WNOHANG())) > 0) { reply("X $pid $?\n") } }
 sub start {
-  my ($id, $uid, $gid, $groups, $cwd, $file, $argv0, $nargs, @rest) = @_;
+  my ($id, $uid, $gid, $groups, $cwd, $usercwd, $file, $argv0, $nargs, @rest) = @_;
   my @args = splice(@rest, 0, $nargs);
   my (@p, $e);
   for (1 .. 3) { pipe(my $r, my $w) or do { $e = $! + 0; last }; push @p, $r, $w }
@@ -50,7 +51,9 @@ sub start {
       POSIX::dup2(fileno($in_r), 0) // die(($! + 0) . "\n");
       POSIX::dup2(fileno($out_w), 1) // die(($! + 0) . "\n");
       POSIX::dup2(fileno($err_w), 2) // die(($! + 0) . "\n");
-      # As spawn() does: the directory is entered before the identity changes.
+      # The session directory is entered before the identity changes (the server made it for
+      # the user); a directory the user named, after, with the user's rights, and if that fails
+      # the program stays in the session directory, as the original's ignored a failing chdir.
       chdir($cwd) or die(($! + 0) . "\n");
       if ($uid ne '') {
         $! = 0;
@@ -59,6 +62,7 @@ sub start {
         POSIX::setgid($gid) or die(($! + 0) . "\n");
         POSIX::setuid($uid) or die(($! + 0) . "\n");
       }
+      chdir($usercwd) if $usercwd ne '';
       %ENV = ();
       for (@rest) { my $i = index($_, '='); $ENV{substr($_, 0, $i)} = substr($_, $i + 1) if $i > 0 }
       { no warnings 'exec'; exec { $file } $argv0, @args; }
@@ -105,7 +109,10 @@ export interface HelperSpawn {
   file: string;
   argv0: string;
   args: string[];
+  /** Entered before the identity changes (the session directory). */
   cwd: string;
+  /** Then entered as the new identity, if it may; else the program stays in `cwd`. */
+  userCwd?: string;
   env: Record<string, string>;
   /** Switch to this identity (root only); groups are the supplementary groups. */
   uid?: number;
@@ -208,6 +215,7 @@ export class ForkHelper {
       String(req.gid ?? req.uid ?? ""),
       (req.groups ?? []).join(","),
       req.cwd,
+      req.userCwd ?? "",
       req.file,
       req.argv0,
       String(req.args.length),

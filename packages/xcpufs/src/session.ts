@@ -213,7 +213,10 @@ export class Session {
     const noRedirects = !this.redirects.stdin && !this.redirects.stdout && !this.redirects.stderr;
     const helper = noRedirects ? this.host.forkHelper?.() : undefined;
     if (helper?.alive) {
-      const req = { file: path, argv0, args, cwd: dir, env, ...ident };
+      // A directory the client named is entered with the program's own rights (a user must not
+      // land in a directory they could not enter); the session directory with the server's.
+      const userCwd = dir === this.dir ? undefined : dir;
+      const req = { file: path, argv0, args, cwd: this.dir, userCwd, env, ...ident };
       if (await this.startByHelper(helper, path, req, fullEnv)) return;
       if ((this.state as State) === State.Wiped) throw new XcpuError("session wiped");
     }

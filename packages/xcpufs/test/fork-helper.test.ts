@@ -152,6 +152,33 @@ describe.skipIf(!perl)("fork helper", () => {
     expect((await outcome(c)).stdout.trim()).toBe("4322");
   });
 
+  it.skipIf(!isRoot)(
+    "enters a named directory with the program's rights, else stays in the first",
+    async () => {
+      const h = helper();
+      const closed = mkdtempSync(join(tmpdir(), "xcpufs-closed-"));
+      chmodSync(closed, 0o700);
+      try {
+        const asUser = { uid: 4321, gid: 4321, env: {}, args: [], argv0: "pwd", file: "/bin/pwd" };
+        const refused = await h.spawn({ ...asUser, cwd: "/tmp", userCwd: closed });
+        expect((await outcome(refused)).stdout).toBe("/tmp\n");
+        const open = await h.spawn({ ...asUser, cwd: "/tmp", userCwd: "/usr" });
+        expect((await outcome(open)).stdout).toBe("/usr\n");
+        const asRoot = await h.spawn({
+          file: "/bin/pwd",
+          argv0: "pwd",
+          args: [],
+          env: {},
+          cwd: "/tmp",
+          userCwd: closed,
+        });
+        expect((await outcome(asRoot)).stdout).toBe(`${closed}\n`);
+      } finally {
+        rmSync(closed, { recursive: true, force: true });
+      }
+    },
+  );
+
   it("when the helper dies, ends the programs it started, reports them killed, and refuses more", async () => {
     const h = helper();
     const c = await h.spawn({ file: "/bin/sleep", argv0: "sleep", args: ["30"], cwd: "/", env: {} });
@@ -189,6 +216,23 @@ describe.skipIf(!perl)("xcpufs starts programs", () => {
       await node.close();
     }
   }
+
+  it.skipIf(!isRoot)("in the directory `exec` names only when the user may enter it", async () => {
+    const closed = mkdtempSync(join(tmpdir(), "xcpufs-closed-"));
+    const node = await startXcpufs({ port: 0, noAuth: true, tmpdir: work });
+    const fs = await mount(node.address, { uname: "ann", n_uname: 4301, authenticate: async () => {} });
+    try {
+      const inClosed = await run(fs, `/bin/pwd ${closed}`, "pwd", { keep: true });
+      const sessionDir = node.xcpufs.sessions.get(Number(inClosed.sid))?.dir;
+      expect(inClosed.out).toBe(`${sessionDir}\n`);
+      await inClosed.job.close();
+      expect((await run(fs, "/bin/pwd /usr", "pwd")).out).toBe("/usr\n");
+    } finally {
+      await fs.close();
+      await node.close();
+      rmSync(closed, { recursive: true, force: true });
+    }
+  });
 
   it("through the fork helper, or with spawn() when told so", async () => {
     const helperParent = await parentOfProgram({});
