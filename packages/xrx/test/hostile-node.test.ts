@@ -11,10 +11,11 @@ import { PassThrough } from "node:stream";
 import type * as T from "@clustermatic/ninep/codec";
 import { Dialect, decode, dontTouchStat, encode, Framer, MsgType, QTDIR } from "@clustermatic/ninep/codec";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { main as xrxMain } from "../src/cli/xrx.js";
 import { type JobOptions, type JobResult, runJob } from "../src/job.js";
 import { xcpuNodes } from "../src/nodes.js";
 import { userIdentity, XcpuNode } from "../src/xcpu.js";
-import { cleanupAll, sessionDirCount, startNode, type TestNode, until } from "./harness.js";
+import { cleanupAll, runCli, sessionDirCount, startNode, type TestNode, until } from "./harness.js";
 
 const escaped: unknown[] = [];
 const onEscape = (err: unknown) => escaped.push(err);
@@ -359,6 +360,26 @@ describe("a hostile node next to a real one", () => {
 
   it("the node falls silent after the attach: the call time limit ends it", async () => {
     await expectIsolated({ silentAfterAttach: true }, /timed out/, { callTimeoutMs: 1000 });
+  });
+
+  it("xrx --call-timeout sets that limit from the command line", async () => {
+    const fake = await startFakeNode({ silentAfterAttach: true }, realArch);
+    try {
+      const r = await runCli(xrxMain, [
+        "--no-key",
+        "-S",
+        "--call-timeout",
+        "0.5",
+        `${fake.spec},${real.spec}`,
+        "/bin/true",
+      ]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(new RegExp(`xrx: ${fake.spec.replaceAll("!", "\\!")}: error: .*timed out`));
+      const bad = await runCli(xrxMain, ["--no-key", "--call-timeout", "soon", real.spec, "/bin/true"]);
+      expect(bad.code).toBe(2);
+    } finally {
+      await fake.close();
+    }
   });
 
   it("an Rerror of 60000 bytes with escape sequences: one short, escaped line", async () => {

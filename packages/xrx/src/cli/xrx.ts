@@ -40,6 +40,8 @@ Options:
   -k FILE       private key (RSA PEM or OpenSSH RSA/Ed25519; default ~/.ssh/id_ed25519 or id_rsa)
   --no-key      do not authenticate with a key (key-less users, --no-auth nodes)
   -t, --timeout SECONDS   connect timeout per node (default 5)
+  --call-timeout SECONDS  time limit of each control or staging request once connected (default
+                          60; output, status and stdin have none)
   --max-connecting N      connection attempts in flight (default 32)
   -v            phase timings and how files reached the nodes, on stderr
   -d            print 9P traffic on stderr
@@ -72,6 +74,7 @@ const OPTIONS = {
   k: { type: "string", short: "k" },
   "no-key": { type: "boolean" },
   timeout: { type: "string", short: "t" },
+  "call-timeout": { type: "string" },
   "max-connecting": { type: "string" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean", short: "V" },
@@ -140,6 +143,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
       env: io.env.XCPUENV ? decodeXcpuEnv(io.env.XCPUENV) : undefined,
       msize,
       connectTimeoutMs: secondsOption(v.timeout as string | undefined, "--timeout") ?? 5000,
+      callTimeoutMs: secondsOption(v["call-timeout"] as string | undefined, "--call-timeout"),
       maxConnecting: intOption(v["max-connecting"] as string | undefined, "--max-connecting", 1),
       lines: !!v.L,
       prefix: !!v.p,
