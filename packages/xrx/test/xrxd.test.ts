@@ -213,6 +213,37 @@ describe.skipIf(!built)("xrxd", () => {
     expect(r).toEqual({ code: 0, stdout: "alone\n", stderr: "" });
   });
 
+  it("drops a client that sends input after being asked to pause, and wipes its run", async () => {
+    const s = connect(sock);
+    const closed = new Promise<void>((r) => s.once("close", () => r()));
+    s.on("error", () => {});
+    s.on("data", () => {});
+    await new Promise((r) => s.once("connect", r));
+    s.write(
+      encodeFrame(
+        Frame.Start,
+        JSON.stringify({
+          protocol: XRXD_PROTOCOL,
+          version: JSON.parse(readFileSync(join(PKG, "package.json"), "utf8")).version,
+          argv: ["--no-key", node.spec, "/bin/sleep", "600"],
+          env: { PATH: process.env.PATH },
+          cwd: "/",
+          stdin: "stream",
+          tty: { stdin: false, stdout: false, stderr: false },
+        }),
+      ),
+    );
+    // 64 MiB, paced by the socket only: far more than xrxd keeps for a run that does not read it.
+    const chunk = encodeFrame(Frame.Stdin, Buffer.alloc(1 << 20, 0x61));
+    for (let i = 0; i < 64 && !s.destroyed; i++) {
+      if (!s.write(chunk)) await Promise.race([new Promise((r) => s.once("drain", r)), closed]);
+    }
+    await closed;
+    await until(() => sessionDirCount(node.tmp) === 0, 20_000, "the run's session to be wiped");
+    const r = await run(join(BIN, "xrx.js"), ["--no-key", node.spec, "/bin/echo", "still up"], { env });
+    expect(r.stdout).toBe("still up\n");
+  });
+
   it("refuses a client of another version or a malformed start, and stays up", async () => {
     const ask = (frame: Buffer) =>
       new Promise<{ type: number; text: string }>((resolve, reject) => {

@@ -43,6 +43,8 @@ export interface XrxdServer {
 
 const FORWARDED = new Set(["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT"]);
 const STOP_GRACE_MS = 5000;
+/** Standard input xrxd holds for a run at most (the client is asked to pause well before). */
+const MAX_UNREAD_INPUT = 16 * 1024 * 1024;
 
 export async function serveXrxd(opts: XrxdOptions): Promise<XrxdServer> {
   const runs = new Set<Run>();
@@ -219,7 +221,14 @@ class Run {
   private onFrame(type: number, payload: Buffer) {
     switch (type) {
       case Frame.Stdin:
-        if (this.input && !this.input.readableEnded && !this.input.push(Buffer.from(payload))) {
+        if (!this.input || this.input.readableEnded) break;
+        // A client that goes on sending after PauseStdin is not an xrx: it does not get to fill
+        // xrxd's memory.
+        if (this.input.readableLength > MAX_UNREAD_INPUT) {
+          this.sock.destroy();
+          break;
+        }
+        if (!this.input.push(Buffer.from(payload))) {
           this.inputPaused = true;
           this.send(encodeFrame(Frame.PauseStdin));
         }
