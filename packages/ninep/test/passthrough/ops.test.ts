@@ -647,6 +647,8 @@ describe("9P2000.L operations", () => {
     const se = await sio.readdir!(0n, 4096, c);
     expect(se.map((e) => e.name)).toEqual([".", ".."]);
     expect(se[1]!.qid.path).toBe(r.qid.path);
+    await sio.clunk?.(c);
+    await io.clunk?.(c);
   });
 
   it("unlinkat and rename errors follow Linux", async () => {
@@ -808,6 +810,7 @@ describe("names that are not UTF-8", () => {
           ? (await io.readdir!(0n, 1 << 16, c)).map((e) => e.name)
           : (await io.list!(c)).map((s) => s.name);
       expect(names.filter((n) => n !== "." && n !== "..")).toEqual(["good-ünïcödé"]);
+      await io.clunk?.(c);
     }
   });
 });
