@@ -36,9 +36,9 @@ sub start {
   my ($id, $uid, $gid, $groups, $cwd, $usercwd, $file, $argv0, $nargs, @rest) = @_;
   my @args = splice(@rest, 0, $nargs);
   my (@p, $e);
-  for (1 .. 3) { pipe(my $r, my $w) or do { $e = $! + 0; last }; push @p, $r, $w }
-  if ($e) { reply("F $id $e\n"); return }
-  my ($in_r, $in_w, $out_r, $out_w, $err_r, $err_w) = @p;
+  for (1 .. 4) { pipe(my $r, my $w) or do { $e = $! + 0; last }; push @p, $r, $w }
+  if ($e) { reply("F $id $e\n"); close($_) for @p; return }
+  my ($in_r, $in_w, $out_r, $out_w, $err_r, $err_w, $sync_r, $sync_w) = @p;
   my $pid = fork();
   if (!defined $pid) { reply("F $id " . ($! + 0) . "\n"); close($_) for @p; return }
   if ($pid == 0) {
@@ -48,6 +48,9 @@ sub start {
     # status after saying so on its stderr, as a failed spawn() is reported to clients.
     eval {
       POSIX::setsid();
+      # Its process group exists from here: xcpufs may signal it as soon as it has the pid.
+      syswrite($sync_w, "s");
+      close($sync_w);
       POSIX::dup2(fileno($in_r), 0) // die(($! + 0) . "\n");
       POSIX::dup2(fileno($out_w), 1) // die(($! + 0) . "\n");
       POSIX::dup2(fileno($err_w), 2) // die(($! + 0) . "\n");
@@ -74,8 +77,10 @@ sub start {
     syswrite(STDERR, "$file: spawn $file " . ($name // "errno $errno") . "\n");
     POSIX::_exit($errno & 0xff);
   }
-  close($_) for $in_r, $out_w, $err_w;
-  # Answered at once: whether the exec worked shows in the status, as above.
+  close($_) for $in_r, $out_w, $err_w, $sync_w;
+  sysread($sync_r, my $synced, 1);
+  close($sync_r);
+  # Answered without waiting for the exec: whether it worked shows in the status, as above.
   $held{$id} = [$in_w, $out_r, $err_r];
   reply(sprintf("P %s %d %d %d %d\n", $id, $pid, fileno($in_w), fileno($out_r), fileno($err_r)));
 }
