@@ -63,34 +63,12 @@ for (const out of binFiles) {
   const src = out.replace(/^\.\/dist\//, "src/").replace(/\.js$/, ".ts");
   if (!existsSync(src)) throw new Error(`bin source ${src} missing for ${out}`);
   const bundle = out.replace(/\.js$/, ".cjs");
-  await esbuild.build({
-    ...shared,
-    format: "cjs",
-    entryPoints: [src],
-    outfile: bundle,
-    conditions: [SOURCE],
-    plugins: [keepExternal],
-    // The one import.meta in a bin is src/version.ts's package.json fallback, which the define
-    // above leaves unreachable; esbuild would still warn that CommonJS has no import.meta.
-    logOverride: { "empty-import-meta": "silent" },
-  });
-  asciiOnly(bundle);
+  await bundleCjs(src, bundle);
   const name = basename(out, ".js");
   const hash = createHash("sha256").update(readFileSync(bundle)).digest("hex").slice(0, 16);
   const handOff = HANDOFFS[name];
   const handOffFile = handOff ? `${name}-handoff.cjs` : "";
-  if (handOff) {
-    await esbuild.build({
-      ...shared,
-      format: "cjs",
-      entryPoints: [handOff.source],
-      outfile: join(dirname(out), handOffFile),
-      conditions: [SOURCE],
-      plugins: [keepExternal],
-      logOverride: { "empty-import-meta": "silent" },
-    });
-    asciiOnly(join(dirname(out), handOffFile));
-  }
+  if (handOff) await bundleCjs(handOff.source, join(dirname(out), handOffFile));
   const shim = launcher
     .replace(/^(\/\/.*\n)+/, "")
     .replaceAll("__HANDOFF__", handOffFile)
@@ -103,6 +81,22 @@ for (const out of binFiles) {
     `${interpreterLine(name)}// ${name}: starts ${basename(bundle)} through a V8 code cache (CLUSTERMATIC_COMPILE_CACHE=0 turns it off).\n${shim}`,
   );
   chmodSync(out, 0o755);
+}
+
+/** One CommonJS bundle of a bin's entry (workspace packages inlined), made pure ASCII. */
+async function bundleCjs(entry, outfile) {
+  await esbuild.build({
+    ...shared,
+    format: "cjs",
+    entryPoints: [entry],
+    outfile,
+    conditions: [SOURCE],
+    plugins: [keepExternal],
+    // The one import.meta in a bin is src/version.ts's package.json fallback, which the define
+    // above leaves unreachable; esbuild would still warn that CommonJS has no import.meta.
+    logOverride: { "empty-import-meta": "silent" },
+  });
+  asciiOnly(outfile);
 }
 
 /**

@@ -4,7 +4,7 @@ import { type SpawnOptions, spawn } from "node:child_process";
 import { chownSync, lstatSync, mkdtempSync, opendirSync, rmdirSync, unlinkSync } from "node:fs";
 import { type FileHandle, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { Readable } from "node:stream";
+import { Readable, type Writable } from "node:stream";
 import { XcpuError } from "./errors.js";
 import { type ForkHelper, type HelperChild, StartError } from "./fork-helper.js";
 import { removeWithin } from "./local-files.js";
@@ -276,12 +276,7 @@ export class Session {
       child.on("error", (err: NodeJS.ErrnoException) => {
         if (done || child.pid !== undefined) return;
         done = true;
-        // The program could not be started: report like a child whose execve failed.
-        const errno = errnoOf(err.code);
-        this.stdout.attach(Readable.from([]));
-        this.stderr.attach(Readable.from([Buffer.from(`${path}: ${err.message}\n`)]));
-        this.stdin.detach();
-        this.ended(errno << 8 || ENOENT_STATUS);
+        this.notStarted(`${path}: ${err.message}`, errnoOf(err.code));
       });
       child.once("exit", (code, sig) => {
         if (done) return;
@@ -289,15 +284,7 @@ export class Session {
         this.ended(waitStatus(code, sig));
       });
     }
-    if (child.pid !== undefined) {
-      this.pid = child.pid;
-      this.pgid = child.pid;
-      if (child.stdin) this.stdin.attach(child.stdin);
-      else this.stdin.detach();
-      this.stdout.attach(child.stdout ?? Readable.from([]));
-      this.stderr.attach(child.stderr ?? Readable.from([]));
-      this.host.changed(this);
-    }
+    if (child.pid !== undefined) this.started(child.pid, child.stdin, child.stdout, child.stderr);
     this.closeRedirects();
     this.host.log.debug({ sid: this.id, pid: child.pid, path }, "exec");
   }
@@ -327,31 +314,47 @@ export class Session {
         this.env = env;
         return false;
       }
-      // Like a child whose execve failed.
-      this.stdout.attach(Readable.from([]));
-      this.stderr.attach(Readable.from([Buffer.from(`${path}: ${err.message}\n`)]));
-      this.stdin.detach();
-      this.ended(err.errno << 8 || ENOENT_STATUS);
+      this.notStarted(`${path}: ${err.message}`, err.errno);
       return true;
     }
-    this.pid = child.pid;
-    this.pgid = child.pid;
     child.onExit((code, sig) => this.ended(waitStatus(code, sig)));
     if ((this.state as State) === State.Wiped) {
       // Wiped while it was being started: it goes at once.
+      this.pid = child.pid;
+      this.pgid = child.pid;
       child.stdin?.destroy();
       child.stdout.destroy();
       child.stderr.destroy();
       this.killGroup(child.pid, "SIGKILL");
       return true;
     }
-    if (child.stdin) this.stdin.attach(child.stdin);
-    else this.stdin.detach();
-    this.stdout.attach(child.stdout);
-    this.stderr.attach(child.stderr);
-    this.host.changed(this);
+    this.started(child.pid, child.stdin, child.stdout, child.stderr);
     this.host.log.debug({ sid: this.id, pid: child.pid, path }, "exec");
     return true;
+  }
+
+  /** The main process runs: its pid is the session's process group; its pipes are the streams. */
+  private started(
+    pid: number,
+    stdin: Writable | null,
+    stdout: Readable | null,
+    stderr: Readable | null,
+  ): void {
+    this.pid = pid;
+    this.pgid = pid;
+    if (stdin) this.stdin.attach(stdin);
+    else this.stdin.detach();
+    this.stdout.attach(stdout ?? Readable.from([]));
+    this.stderr.attach(stderr ?? Readable.from([]));
+    this.host.changed(this);
+  }
+
+  /** The program could not be started: reported like a child whose execve failed. */
+  private notStarted(message: string, errno: number): void {
+    this.stdout.attach(Readable.from([]));
+    this.stderr.attach(Readable.from([Buffer.from(`${message}\n`)]));
+    this.stdin.detach();
+    this.ended(errno << 8 || ENOENT_STATUS);
   }
 
   private ended(status: number): void {

@@ -99,17 +99,15 @@ export class Xcpufs {
     const setprivPath = ["/usr/bin/setpriv", "/bin/setpriv"].find((p) => existsSync(p));
     const envPath = ["/usr/bin/env", "/bin/env"].find((p) => existsSync(p));
     const setpriv = setprivPath && envPath ? { setpriv: setprivPath, env: envPath } : undefined;
-    let helper: ForkHelper | undefined;
     let helperTried = cfg.forkHelper === false;
     this.host = {
       // Started at the first program, not before: a node nobody uses pays nothing.
       forkHelper: () => {
         if (!helperTried) {
           helperTried = true;
-          helper = ForkHelper.start(this.log);
-          this.forkHelper = helper;
+          this.forkHelper = ForkHelper.start(this.log);
         }
-        return helper;
+        return this.forkHelper;
       },
       setpriv,
       retain: cfg.retain,

@@ -1,9 +1,9 @@
 // Command-line parsing in the original tools' POSIX style: options first, parsing stops at the
 // first non-option (so `xrx n1 ls -l` passes `-l` to ls), short options may be clustered (`-pL`),
 // values may be attached (`-n8`) or separate (`-n 8`). Long options are parsed by node:util.
-import { fstatSync, statSync } from "node:fs";
 import { Readable } from "node:stream";
 import { parseArgs } from "node:util";
+import { isDevNull } from "../dev-null.js";
 
 /** A usage error: the CLI prints it with the usage line and exits 2. */
 export class UsageError extends Error {
@@ -107,7 +107,7 @@ export function processIo(): CliIo {
     // Made on first use: xps and xk never read it, and xrx started from a script with its input
     // on /dev/null gets an empty stream instead of Node's file reader (a few ms of start-up).
     get stdin() {
-      stdin ??= isDevNull(0) ? emptyInput() : process.stdin;
+      stdin ??= devNullInput(0) ? emptyInput() : process.stdin;
       return stdin;
     },
     stdout: process.stdout,
@@ -146,15 +146,6 @@ export function isEmptyInput(s: NodeJS.ReadableStream): boolean {
   return (s as { [EMPTY_INPUT]?: boolean })[EMPTY_INPUT] === true;
 }
 
-function isDevNull(fd: number): boolean {
-  try {
-    const st = fstatSync(fd);
-    return st.isCharacterDevice() && st.rdev === statSync("/dev/null").rdev;
-  } catch {
-    return false;
-  }
-}
-
 /** Parses a positive integer option. */
 export function intOption(value: string | undefined, name: string, min = 0): number | undefined {
   if (value === undefined) return undefined;
@@ -172,4 +163,13 @@ export function secondsOption(value: string | undefined, name: string): number |
     throw new UsageError(`bad ${name} value "${value}": expected seconds > 0`);
   }
   return Math.round(n * 1000);
+}
+
+/** Input known to be /dev/null (a descriptor that is not open is not). */
+function devNullInput(fd: number): boolean {
+  try {
+    return isDevNull(fd);
+  } catch {
+    return false;
+  }
 }

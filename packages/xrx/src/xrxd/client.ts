@@ -2,9 +2,9 @@
 // the run to xrxd and relays standard streams, signals and the exit status. It loads nothing of
 // xrx itself; that is the point (xrxd's copy is already loaded and compiled). When xrxd cannot be
 // reached or declines the run, xrx runs the job itself, with nothing read from its input yet.
-import { fstatSync, statSync } from "node:fs";
 import { connect } from "node:net";
 import { isatty } from "node:tty";
+import { isDevNull } from "../dev-null.js";
 import { PACKAGE_VERSION } from "../version.js";
 import {
   encodeFrame,
@@ -135,8 +135,7 @@ export function run(runHere: () => void): void {
 /** "null" for /dev/null, "stream" for anything else readable, undefined when fd 0 is not open. */
 function inputKind(): StartRequest["stdin"] | undefined {
   try {
-    const st = fstatSync(0);
-    return st.isCharacterDevice() && st.rdev === statSync("/dev/null").rdev ? "null" : "stream";
+    return isDevNull(0) ? "null" : "stream";
   } catch {
     return undefined;
   }
