@@ -39,6 +39,14 @@ describe("expandNodeList", () => {
     expect(expandNodeList("n[1-5]", { maxNodes: 5 })).toHaveLength(5);
     expect(() => expandNodeList("n[1-6]", { maxNodes: 5 })).toThrow(/too many/);
   });
+  it("refuses a huge range without making its names first", () => {
+    // Each of these would build 10^11 strings (and run out of memory) before counting them.
+    expect(() => expandNodeList("n[1-100000000000]")).toThrow(/too many/);
+    expect(() => expandNodeList("n[1-3,5-100000000000]")).toThrow(/too many/);
+    expect(() => expandNodeList("r[1-2]n[1-100000000000]")).toThrow(/too many/);
+    expect(() => expandNodeList("a,b,n[1-99999]", { maxNodes: 100_000 })).toThrow(/too many/);
+    expect(expandNodeList("a,n[1-99999]", { maxNodes: 100_000 })).toHaveLength(100_000);
+  });
 });
 
 describe("splitNodeName / parseNodeList", () => {

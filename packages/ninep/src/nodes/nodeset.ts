@@ -58,8 +58,11 @@ function splitTopLevel(spec: string): string[] {
   return parts.map((p) => p.trim()).filter((p) => p.length > 0);
 }
 
-/** Expands the inside of one bracket group: `01-16`, `1-3,7`, `a-c`. */
-function expandGroup(element: string, inner: string): string[] {
+/**
+ * Expands the inside of one bracket group: `01-16`, `1-3,7`, `a-c`. Refuses more than `budget`
+ * names before making them (`n[1-100000000]` must not build a hundred million strings first).
+ */
+function expandGroup(element: string, inner: string, budget: number): string[] {
   const out: string[] = [];
   for (const raw of inner.split(",")) {
     const item = raw.trim();
@@ -72,6 +75,8 @@ function expandGroup(element: string, inner: string): string[] {
       const hi = Number(hiText);
       // A leading zero asks for fixed-width names, as wide as the wider bound.
       const width = loText.length > 1 && loText.startsWith("0") ? Math.max(loText.length, hiText.length) : 0;
+      if (hi >= lo && out.length + (hi - lo + 1) > budget)
+        throw new NodeListError(element, "expands to too many nodes");
       for (let n = lo; n <= hi; n++) out.push(width ? String(n).padStart(width, "0") : String(n));
       continue;
     }
@@ -110,7 +115,7 @@ function expandElement(element: string, budget: number): string[] {
     }
     const close = rest.indexOf("]", open);
     const prefix = rest.slice(0, open);
-    const group = expandGroup(element, rest.slice(open + 1, close));
+    const group = expandGroup(element, rest.slice(open + 1, close), budget);
     const next: string[] = [];
     for (const n of names) {
       for (const g of group) {
