@@ -18,7 +18,15 @@ export interface StatfsClientOptions {
   timeoutMs?: number;
   /** One line per 9P message. */
   trace?: (line: string) => void;
+  /**
+   * Largest `state` or `json` document accepted, bytes (default 64 MiB: the table of 100,000 nodes
+   * is about 8 MiB). A server whose file never ends is refused instead of filling memory.
+   */
+  maxBytes?: number;
 }
+
+/** Default limit on a document read from statfs. */
+export const MAX_DOCUMENT_BYTES = 64 << 20;
 
 export class StatfsUnreachableError extends Error {
   readonly code = "ESTATFS_UNREACHABLE";
@@ -33,7 +41,12 @@ function me(): { uname: string; uid: number } {
   }
 }
 
-async function readWhole(fs: Fsys, path: string, timeoutMs: number): Promise<Buffer> {
+/** The server sent more than a statfs document can hold. */
+export class StatfsTooLargeError extends Error {
+  readonly code = "ESTATFS_TOO_LARGE";
+}
+
+async function readWhole(fs: Fsys, path: string, timeoutMs: number, maxBytes: number): Promise<Buffer> {
   const fid = await fs.open(path, OREAD, { timeoutMs });
   try {
     const parts: Buffer[] = [];
@@ -41,6 +54,10 @@ async function readWhole(fs: Fsys, path: string, timeoutMs: number): Promise<Buf
     for (;;) {
       const b = await fid.read(off, fid.iounit, { timeoutMs });
       if (b.length === 0) break;
+      if (off + b.length > maxBytes)
+        throw new StatfsTooLargeError(
+          `${path} is larger than ${maxBytes} bytes (a statfs document never is; is this a statfs server?)`,
+        );
       parts.push(Buffer.from(b));
       off += b.length;
     }
@@ -56,6 +73,7 @@ export class StatfsClient {
     private readonly fs: Fsys,
     readonly address: string,
     private readonly timeoutMs: number,
+    private readonly maxBytes: number,
   ) {}
 
   static async connect(address: string, opts: StatfsClientOptions = {}): Promise<StatfsClient> {
@@ -71,7 +89,7 @@ export class StatfsClient {
         msize: 65536 + 24,
         trace: opts.trace,
       });
-      return new StatfsClient(fs, address, timeoutMs);
+      return new StatfsClient(fs, address, timeoutMs, opts.maxBytes ?? MAX_DOCUMENT_BYTES);
     } catch (err) {
       throw new StatfsUnreachableError(`cannot reach statfs at ${address}: ${(err as Error).message}`);
     }
@@ -79,7 +97,7 @@ export class StatfsClient {
 
   /** The raw `state` table. */
   async stateText(): Promise<string> {
-    return (await readWhole(this.fs, "state", this.timeoutMs)).toString("utf8");
+    return (await readWhole(this.fs, "state", this.timeoutMs, this.maxBytes)).toString("utf8");
   }
 
   async state(): Promise<ParsedRow[]> {
@@ -89,7 +107,9 @@ export class StatfsClient {
   /** Every node with details, or null when the server has no `/json` (an original statfs). */
   async nodes(): Promise<NodeView[] | null> {
     try {
-      const doc = JSON.parse((await readWhole(this.fs, "json", this.timeoutMs)).toString("utf8")) as {
+      const doc = JSON.parse(
+        (await readWhole(this.fs, "json", this.timeoutMs, this.maxBytes)).toString("utf8"),
+      ) as {
         nodes: NodeView[];
       };
       return doc.nodes;

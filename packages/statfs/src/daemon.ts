@@ -2,14 +2,14 @@
 // and the optional hold file that keeps admin holds across restarts.
 
 import type { KeyObject } from "node:crypto";
-import { readFile, rename, writeFile } from "node:fs/promises";
+import { readFile, rename, rm, writeFile } from "node:fs/promises";
 import { type Address, formatAddress, parseAddress } from "@clustermatic/ninep/client";
 import { Server } from "@clustermatic/ninep/server";
 import { adminUid } from "./auth.js";
 import { type Config, loadConfig, type PollSettings } from "./config.js";
 import { statfsBackend } from "./fs.js";
 import { type HttpServer, startHttp } from "./http.js";
-import { type Connector, Monitor } from "./monitor.js";
+import { type Connector, holdReasonProblem, Monitor } from "./monitor.js";
 import type { Exposition } from "./prom.js";
 import { XcpufsConnector } from "./xcpufs-session.js";
 
@@ -95,27 +95,47 @@ export async function startStatfs(opts: StatfsOptions): Promise<Statfs> {
   const monitor: Monitor = new Monitor(config, { connector });
 
   if (opts.holdFile) {
+    const holdFile = opts.holdFile;
+    // The text last written (or read): a change event that leaves the holds as they were (most
+    // are status changes) writes nothing.
+    let saved: string | undefined;
     try {
-      const saved = JSON.parse(await readFile(opts.holdFile, "utf8")) as { holds?: Record<string, string> };
-      for (const [name, reason] of Object.entries(saved.holds ?? {})) {
-        if (monitor.node(name)) monitor.setHold(name, reason);
+      const text = await readFile(holdFile, "utf8");
+      const doc = JSON.parse(text) as unknown;
+      const holds = (doc as { holds?: unknown } | null)?.holds;
+      if (holds === null || typeof holds !== "object" || Array.isArray(holds))
+        throw new Error('expected {"holds": {"NODE": "reason", ...}}');
+      for (const [name, reason] of Object.entries(holds)) {
+        const problem = holdReasonProblem(reason);
+        if (problem) log(`hold file ${holdFile}: ${JSON.stringify(name)}: ${problem}; not restored`);
+        else if (monitor.node(name)) monitor.setHold(name, reason as string);
       }
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== "ENOENT")
-        log(`cannot read hold file ${opts.holdFile}: ${(err as Error).message}`);
+        log(`cannot read hold file ${holdFile}: ${(err as Error).message}`);
     }
     let saving = Promise.resolve();
-    monitor.on("change", () => {
+    const holdsText = () => {
       const holds: Record<string, string> = {};
       for (const n of monitor.nodes()) if (n.hold !== undefined) holds[n.config.name] = n.hold;
-      const text = `${JSON.stringify({ holds }, null, 1)}\n`;
-      const file = opts.holdFile!;
+      return `${JSON.stringify({ holds }, null, 1)}\n`;
+    };
+    // What the file holds once read (or restored) is what is in force now: rewriting it would only
+    // drop the entries that were refused, which the log names.
+    saved = holdsText();
+    monitor.on("change", () => {
       saving = saving.then(async () => {
+        const text = holdsText();
+        if (text === saved) return;
+        const tmp = `${holdFile}.tmp`;
         try {
-          await writeFile(`${file}.tmp`, text);
-          await rename(`${file}.tmp`, file);
+          await writeFile(tmp, text);
+          await rename(tmp, holdFile);
+          saved = text;
         } catch (err) {
-          log(`cannot write hold file ${file}: ${(err as Error).message}`);
+          // A full disk: the previous file stays whole; take the partial copy away.
+          await rm(tmp, { force: true }).catch(() => {});
+          log(`cannot write hold file ${holdFile}: ${(err as Error).message}`);
         }
       });
     });

@@ -26,7 +26,7 @@ import type {
   RequestContext,
 } from "@clustermatic/ninep/server";
 import { newChallenge, verifyResponse } from "./auth.js";
-import { type Monitor, type NodeRecord, statusOf, viewOf } from "./monitor.js";
+import { holdReasonProblem, type Monitor, type NodeRecord, statusOf, viewOf } from "./monitor.js";
 
 export interface StatfsTreeOptions {
   /** Admin key: an attach authenticated with it may write ctl files. */
@@ -188,8 +188,8 @@ async function nodeCommand(mon: Monitor, node: string, line: string): Promise<vo
   switch (cmd) {
     case "down": {
       const reason = rest || "admin";
-      if (/[\t\n()]/.test(reason)) throw new FsError("bad reason: no tabs, newlines or parentheses");
-      if (Buffer.byteLength(`down(${reason})`) > 63) throw new FsError("reason too long");
+      const problem = holdReasonProblem(reason);
+      if (problem) throw new FsError(problem);
       mon.setHold(node, reason);
       return;
     }

@@ -10,7 +10,14 @@ export {
   signChallenge,
   verifyResponse,
 } from "./auth.js";
-export { MOUNTED_STATE, readMountedState, StatfsClient, StatfsUnreachableError } from "./client.js";
+export {
+  MAX_DOCUMENT_BYTES,
+  MOUNTED_STATE,
+  readMountedState,
+  StatfsClient,
+  StatfsTooLargeError,
+  StatfsUnreachableError,
+} from "./client.js";
 export {
   type Config,
   ConfigError,

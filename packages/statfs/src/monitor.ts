@@ -119,6 +119,14 @@ export interface MonitorOptions {
 /** Poll latency buckets in seconds. */
 export const LATENCY_BOUNDS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
 
+/** Why `reason` cannot be an admin hold (it is shown as `down(<reason>)` in the table), or undefined. */
+export function holdReasonProblem(reason: unknown): string | undefined {
+  if (typeof reason !== "string" || reason === "") return "bad reason: expected a non-empty string";
+  if (/[\t\n()]/.test(reason)) return "bad reason: no tabs, newlines or parentheses";
+  if (Buffer.byteLength(`down(${reason})`) > 63) return "reason too long";
+  return undefined;
+}
+
 export function statusOf(n: NodeRecord): Buffer {
   return n.hold !== undefined ? Buffer.from(`down(${n.hold})`) : n.polled;
 }

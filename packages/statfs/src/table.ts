@@ -1,9 +1,12 @@
 // The original statfs `state` table: one line per configured node, in configuration order,
 //   <name> TAB <address> TAB <arch> TAB <status> TAB <numjobs> NL
 // `arch` and `status` are what the node's own `arch` and `state` files held, copied byte for byte
-// (cut at a NUL byte and at 63 bytes, like the original's 64-byte buffers). A node whose `arch` ends
-// in a newline therefore puts that newline inside the line: the original tools read the table by
-// splitting on tabs and only end a record at the newline after `numjobs`, so they cope with it.
+// (cut at a NUL byte and at 63 bytes, like the original's 64-byte buffers), except that a TAB
+// becomes a space. A node whose `arch` ends in a newline therefore puts that newline inside the
+// line: the original tools read the table by splitting on tabs and only end a record at the
+// newline after `numjobs`, so they cope with it. A tab, though, would shift the fields, and a node
+// writing `up\t0\nghost\taddr\tarch\tup` into its `state` would add a node of its choosing that
+// `xrx -a` then trusts; so tabs never pass.
 
 /** Bytes kept of a node's `arch` and `state` (the original stores them in 64-byte C strings). */
 export const FIELD_MAX = 63;
@@ -21,11 +24,13 @@ export interface TableRow {
   numjobs: number;
 }
 
-/** Applies the original's C-string limits to bytes read from a node. */
+/** Applies the original's C-string limits to bytes read from a node, and turns tabs into spaces. */
 export function clampField(bytes: Uint8Array): Buffer {
   let end = bytes.indexOf(0);
   if (end < 0) end = bytes.length;
-  return Buffer.from(bytes.subarray(0, Math.min(end, FIELD_MAX)));
+  const out = Buffer.from(bytes.subarray(0, Math.min(end, FIELD_MAX)));
+  for (let i = out.indexOf(0x09); i >= 0; i = out.indexOf(0x09, i + 1)) out[i] = 0x20;
+  return out;
 }
 
 const TAB = Buffer.from("\t");

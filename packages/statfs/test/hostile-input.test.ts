@@ -1,0 +1,234 @@
+// What a node, a statfs impostor or a hand-edited hold file can put in front of statfs and xstat:
+// a node state with tabs must not forge table rows, a `state` that never ends must not fill
+// xstat's memory, and a hold file with bad entries (or a full disk) must not corrupt the table
+// or leave a partial file behind.
+
+import { execFileSync } from "node:child_process";
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { formatAddress, mount } from "@clustermatic/ninep/client";
+import { OTRUNC, OWRITE, QTDIR, QTFILE, type Stat } from "@clustermatic/ninep/codec";
+import { Ename, FsError } from "@clustermatic/ninep/errors";
+import { type Node, Server } from "@clustermatic/ninep/server";
+import { startXcpufs, type XcpufsHandle } from "@clustermatic/xcpufs";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { main as xstat } from "../src/cli/xstat.js";
+import { type Statfs, startStatfs } from "../src/daemon.js";
+import { parseTable } from "../src/table.js";
+import { capture } from "./helpers/io.js";
+import { waitFor } from "./helpers/net.js";
+
+const POLL = { intervalMs: 10_000, connectTimeoutMs: 5000, readTimeoutMs: 5000 };
+
+describe("a node's state text", () => {
+  let dir: string;
+  let node: XcpufsHandle;
+  let statfs: Statfs;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "statfs-hostile-"));
+    node = await startXcpufs({ listen: "tcp!127.0.0.1!0", noAuth: true, tmpdir: dir });
+    const conf = join(dir, "statfs.conf");
+    await writeFile(conf, `n1=${node.address}\n`);
+    statfs = await startStatfs({
+      configFile: conf,
+      listen: ["tcp!127.0.0.1!0"],
+      http: null,
+      pollOverrides: POLL,
+    });
+  });
+  afterAll(async () => {
+    await statfs?.close();
+    await node?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("cannot add rows to the table with tabs and newlines", async () => {
+    const mon = statfs.monitor;
+    await waitFor(() => mon.node("n1")!.polled.toString() === "up", 20_000, "n1 up");
+    const forged = "up\t0\nghost\ttcp!127.0.0.1!1\t/Linux/x86_64\tup";
+    const admin = await mount(node.address, { uname: "xcpu-admin", n_uname: 65530 });
+    try {
+      const f = await admin.open("state", OWRITE | OTRUNC);
+      await f.write(0, forged);
+      await f.clunk();
+    } finally {
+      await admin.close();
+    }
+    mon.pollNow("n1");
+    await waitFor(() => mon.node("n1")!.polled.toString() !== "up", 20_000, "n1's new state");
+
+    const cap = capture();
+    expect(await xstat(["-a", statfs.addresses[0]!], cap.io)).toBe(0);
+    const rows = parseTable(cap.out);
+    expect(rows.map((r) => r.name)).toEqual(["n1"]);
+    expect(rows[0]!.status).toBe("up 0\nghost tcp!127.0.0.1!1 /Linux/x86_64 up");
+    expect(rows[0]!.numjobs).toBe(0);
+
+    const up = capture();
+    expect(await xstat(["-a", statfs.addresses[0]!, "status=up"], up.io)).toBe(0);
+    expect(up.out).toBe("");
+  });
+});
+
+/** A 9P server whose `state` file answers every read with more table lines: it never ends. */
+async function endlessStatfs(): Promise<{ address: string; close(): Promise<void> }> {
+  const line = Buffer.from("n1\ttcp!127.0.0.1!6667\t/Linux/x86_64\tup\t0\n");
+  const stat = (name: string, qid: Node["qid"], mode: number): Stat => ({
+    type: 0,
+    dev: 0,
+    qid,
+    mode,
+    atime: 0,
+    mtime: 0,
+    length: 0n,
+    name,
+    uid: "root",
+    gid: "root",
+    muid: "root",
+    extension: "",
+    n_uid: 0,
+    n_gid: 0,
+    n_muid: 0,
+  });
+  const state: Node = {
+    qid: { type: QTFILE, version: 0, path: 2n },
+    stat: async () => stat("state", state.qid, 0o444),
+    open: async () => ({
+      read: async (_offset, count) => {
+        const out = Buffer.alloc(count);
+        for (let o = 0; o < count; o += line.length) line.copy(out, o);
+        return out;
+      },
+    }),
+  };
+  const root: Node = {
+    qid: { type: QTDIR, version: 0, path: 1n },
+    stat: async () => stat("/", root.qid, 0o555 | 0x80000000),
+    walk1: async (name) => {
+      if (name === "state") return state;
+      throw new FsError(Ename.NotFound);
+    },
+  };
+  const server = new Server({ backend: { attach: async () => root }, name: "endless" });
+  const address = formatAddress(await server.listen("tcp!127.0.0.1!0"));
+  return { address, close: () => server.close(0) };
+}
+
+describe("xstat against a server whose state never ends", () => {
+  it("gives up with a clear error instead of reading forever", async () => {
+    const srv = await endlessStatfs();
+    try {
+      const cap = capture();
+      expect(await xstat(["-a", srv.address], cap.io)).toBe(1);
+      expect(cap.out).toBe("");
+      expect(cap.err).toMatch(
+        /^xstat: cannot read statfs at tcp!127\.0\.0\.1!\d+: state is larger than 67108864 bytes/,
+      );
+    } finally {
+      await srv.close();
+    }
+  });
+});
+
+describe("the hold file", () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "statfs-holds-"));
+    // Nodes nobody answers for: only the holds matter here.
+    await writeFile(
+      join(dir, "statfs.conf"),
+      "n1=127.0.0.1!1\nn2=127.0.0.1!1\nn3=127.0.0.1!1\nn4=127.0.0.1!1\n",
+    );
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("restores good holds only, and says which it refused", async () => {
+    const holdFile = join(dir, "holds.json");
+    writeFileSync(
+      holdFile,
+      JSON.stringify({ holds: { n1: "a\tb", n2: 5, n3: { x: 1 }, n4: "maintenance" } }),
+    );
+    const log: string[] = [];
+    const statfs = await startStatfs({
+      configFile: join(dir, "statfs.conf"),
+      listen: ["tcp!127.0.0.1!0"],
+      http: null,
+      holdFile,
+      log: (l) => log.push(l),
+      pollOverrides: POLL,
+    });
+    try {
+      const cap = capture();
+      expect(await xstat(["-a", statfs.addresses[0]!], cap.io)).toBe(0);
+      const rows = parseTable(cap.out);
+      expect(rows.map((r) => r.name)).toEqual(["n1", "n2", "n3", "n4"]);
+      expect(rows[3]!.status).toBe("down(maintenance)");
+      for (const r of rows.slice(0, 3)) expect(r.status).not.toMatch(/^down\((a|5|\[object)/);
+      expect(statfs.monitor.nodes().map((n) => n.hold)).toEqual([
+        undefined,
+        undefined,
+        undefined,
+        "maintenance",
+      ]);
+      expect(log.filter((l) => l.includes("not restored"))).toEqual([
+        `hold file ${holdFile}: "n1": bad reason: no tabs, newlines or parentheses; not restored`,
+        `hold file ${holdFile}: "n2": bad reason: expected a non-empty string; not restored`,
+        `hold file ${holdFile}: "n3": bad reason: expected a non-empty string; not restored`,
+      ]);
+    } finally {
+      await statfs.close();
+    }
+  });
+
+  it("a full disk leaves the previous hold file whole and no temporary file", async (ctx) => {
+    if (process.getuid?.() !== 0) {
+      console.log("hold-file full-disk test skipped: mounting a small tmpfs needs root");
+      ctx.skip();
+    }
+    const small = join(dir, "small");
+    mkdirSync(small);
+    try {
+      execFileSync("mount", ["-t", "tmpfs", "-o", "size=64k", "tmpfs", small], { stdio: "pipe" });
+    } catch (err) {
+      console.log(`hold-file full-disk test skipped: cannot mount a tmpfs (${(err as Error).message})`);
+      ctx.skip();
+    }
+    const log: string[] = [];
+    let statfs: Statfs | undefined;
+    try {
+      const holdFile = join(small, "holds.json");
+      const before = `${JSON.stringify({ holds: { n4: "maintenance" } }, null, 1)}\n`;
+      writeFileSync(holdFile, before);
+      statfs = await startStatfs({
+        configFile: join(dir, "statfs.conf"),
+        listen: ["tcp!127.0.0.1!0"],
+        http: null,
+        holdFile,
+        log: (l) => log.push(l),
+        pollOverrides: POLL,
+      });
+      // Fill the file system, then change a hold: the new file cannot be written.
+      writeFileSync(join(small, "fill"), Buffer.alloc(60 * 1024));
+      try {
+        writeFileSync(join(small, "fill2"), Buffer.alloc(64 * 1024));
+      } catch {}
+      statfs.monitor.setHold("n1", "disk");
+      await waitFor(
+        () => log.some((l) => l.startsWith("cannot write hold file")),
+        20_000,
+        "the write failure",
+      );
+      expect(readFileSync(holdFile, "utf8")).toBe(before);
+      expect(readdirSync(small)).toContain("holds.json");
+      expect(readdirSync(small)).not.toContain("holds.json.tmp");
+    } finally {
+      await statfs?.close();
+      execFileSync("umount", ["-l", small]);
+    }
+  });
+});
