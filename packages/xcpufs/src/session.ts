@@ -1,8 +1,8 @@
 // Sessions: one program, its standard streams, argv/env buffers, job id and private directory.
 
 import { type SpawnOptions, spawn } from "node:child_process";
-import { chownSync, lstatSync, mkdtempSync, opendirSync, rmdirSync, unlinkSync } from "node:fs";
-import { type FileHandle, stat } from "node:fs/promises";
+import { chownSync, lstatSync, mkdtempSync, readdirSync, unlinkSync } from "node:fs";
+import { type FileHandle, rmdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { Readable, type Writable } from "node:stream";
 import { XcpuError } from "./errors.js";
@@ -485,34 +485,36 @@ function errnoOf(code: string | undefined): number {
  * Remove a session directory and everything in it, as fs.rm does (recursive, force), in fewer
  * file system calls: an unused directory takes one rmdir; one with files takes lstat, a listing,
  * one unlink per file and rmdir. Like fs.rm the directory is checked with lstat (or by rmdir,
- * which does not follow a symbolic link) before it is listed. The calls are synchronous (a few
- * microseconds each on a local disk, against tens of microseconds of CPU for each round trip
- * through the thread pool) while the directory is small and flat, the usual session; a
- * subdirectory, more than SYNC_REMOVE_MAX entries, a file that turned into a directory or any
- * other error leaves the rest to removeWithin (asynchronous, and never led out of the directory by
- * a link the session's programs put there).
+ * which does not follow a symbolic link) before it is listed. The listing and the unlinks are
+ * synchronous while the directory is small and flat, the usual session (tens of microseconds
+ * each, about the CPU of one round trip through the thread pool); the rmdir goes through the
+ * thread pool: on ext4 it takes a few hundred microseconds (the directory's inode passes through
+ * the orphan list), which the server's other clients would otherwise wait for. A subdirectory, more
+ * than SYNC_REMOVE_MAX entries, a file that turned into a directory or any other error leaves
+ * the rest to removeWithin (asynchronous, and never led out of the directory by a link the
+ * session's programs put there).
  */
 export async function removeTree(dir: string, used: boolean): Promise<void> {
   try {
     if (!used) {
       try {
-        rmdirSync(dir);
+        await rmdir(dir);
         return;
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
         if (code !== "ENOTEMPTY" && code !== "EEXIST") throw err;
       }
-    } else if (!lstatSync(dir).isDirectory()) {
-      throw new Error("not a directory");
     }
-    for (const name of smallFlatListing(dir)) {
+    const st = lstatSync(dir);
+    if (!st.isDirectory()) throw new Error("not a directory");
+    for (const name of smallFlatListing(dir, st.size)) {
       try {
         unlinkSync(join(dir, name));
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
       }
     }
-    rmdirSync(dir);
+    await rmdir(dir);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
     await removeWithin(dir);
@@ -520,21 +522,23 @@ export async function removeTree(dir: string, used: boolean): Promise<void> {
 }
 
 const SYNC_REMOVE_MAX = 64;
+/** Above this directory size (bytes, as lstat gives it) the listing is not read synchronously. */
+const SYNC_LIST_MAX_SIZE = 64 * 1024;
 
-/** The names in `dir`; throws when there are more than SYNC_REMOVE_MAX or a subdirectory. */
-function smallFlatListing(dir: string): string[] {
-  const d = opendirSync(dir);
-  try {
-    const names: string[] = [];
-    for (let e = d.readSync(); e !== null; e = d.readSync()) {
-      if (e.isDirectory()) throw new Error("subdirectories");
-      if (names.length === SYNC_REMOVE_MAX) throw new Error("many files");
-      names.push(e.name);
-    }
-    return names;
-  } finally {
-    d.closeSync();
+/**
+ * The names in `dir`, whose lstat size is `size`; throws when the directory is large, holds more
+ * than SYNC_REMOVE_MAX entries or a subdirectory.
+ */
+function smallFlatListing(dir: string, size: number): string[] {
+  if (size > SYNC_LIST_MAX_SIZE) throw new Error("large directory");
+  const entries = readdirSync(dir, { withFileTypes: true });
+  if (entries.length > SYNC_REMOVE_MAX) throw new Error("many files");
+  const names: string[] = [];
+  for (const e of entries) {
+    if (e.isDirectory()) throw new Error("subdirectories");
+    names.push(e.name);
   }
+  return names;
 }
 
 async function exists(p: string): Promise<boolean> {
