@@ -1,5 +1,5 @@
 // The `bootcfg` command: main(argv, io) so tests run it in-process; src/bin/bootcfg.ts calls it.
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { type ParseArgsConfig, parseArgs } from "node:util";
@@ -7,7 +7,7 @@ import { checkCluster } from "./check.js";
 import { Cluster } from "./cluster/resolve.js";
 import { cbfstoolCommandLine, corebootConfig, payloadBuildCommandLine } from "./coreboot.js";
 import { BootcfgError } from "./errors.js";
-import { FileCache, writeOutput } from "./files.js";
+import { FileCache, OutputBatch, withOutputs, writeOutput } from "./files.js";
 import { writeBeoboot } from "./formats/beoboot.js";
 import { extractVmlinux, isBzImage, parseBzImage } from "./formats/bzimage.js";
 import { CBFS_TYPE_SELF, cbfsAddFile, createCbfs, elfToSelf } from "./formats/cbfs.js";
@@ -397,53 +397,61 @@ export async function main(argv: string[], io: Io): Promise<number> {
         const files = new FileCache();
         const p = planNode(c, c.resolve(need(a.positionals[0], "NODE")), new PlanCache(files));
         const dir = a.values.output ? abs(a.values.output as string) : join(tmpdir(), "bootcfg");
-        mkdirSync(dir, { recursive: true });
         const initrdPath = join(dir, `${p.node.name}.initrd`);
         const initrd = combinedInitrd(p, files);
-        writeOutput(initrdPath, initrd);
-        const cfg = corebootConfig(p, initrdPath, {
-          ...(a.values.rom ? { rom: abs(a.values.rom as string) } : {}),
-          ...(a.values.linuxboot ? { linuxboot: true } : {}),
-        });
-        // the payload bootcfg would build: does its fixed layout fit the node?
-        let payloadLayout: Record<string, unknown> | undefined;
-        if (cfg.payloadBuild && p.kernelFormat === "bzImage") {
-          try {
-            const l = bzImageToSelf(files.read(p.kernelPath), { cmdline: p.cmdline, initrd }, p.kernelPath);
-            payloadLayout = {
-              entry: l.entry,
-              kernelLoad: l.kernelLoad,
-              initrd: l.initrd ?? null,
-              minMemory: l.minMemory,
-            };
-            if (p.node.memory && l.minMemory > p.node.memory)
-              cfg.warnings.push(
-                `${p.node.name}: the payload's layout needs RAM up to ${formatBytes(l.minMemory)}, the node has ${formatBytes(p.node.memory)}`,
-              );
-          } catch (err) {
-            if (!(err instanceof BootcfgError)) throw err;
-            cfg.warnings.push(`${p.node.name}: \`bootcfg payload build\` would fail: ${err.message}`);
+        // The initrd and the node's .config change together (see OutputBatch).
+        const outputs = new OutputBatch();
+        try {
+          outputs.mkdir(dir);
+          outputs.write(initrdPath, initrd);
+          const cfg = corebootConfig(p, initrdPath, {
+            ...(a.values.rom ? { rom: abs(a.values.rom as string) } : {}),
+            ...(a.values.linuxboot ? { linuxboot: true } : {}),
+          });
+          // the payload bootcfg would build: does its fixed layout fit the node?
+          let payloadLayout: Record<string, unknown> | undefined;
+          if (cfg.payloadBuild && p.kernelFormat === "bzImage") {
+            try {
+              const l = bzImageToSelf(files.read(p.kernelPath), { cmdline: p.cmdline, initrd }, p.kernelPath);
+              payloadLayout = {
+                entry: l.entry,
+                kernelLoad: l.kernelLoad,
+                initrd: l.initrd ?? null,
+                minMemory: l.minMemory,
+              };
+              if (p.node.memory && l.minMemory > p.node.memory)
+                cfg.warnings.push(
+                  `${p.node.name}: the payload's layout needs RAM up to ${formatBytes(l.minMemory)}, the node has ${formatBytes(p.node.memory)}`,
+                );
+            } catch (err) {
+              if (!(err instanceof BootcfgError)) throw err;
+              cfg.warnings.push(`${p.node.name}: \`bootcfg payload build\` would fail: ${err.message}`);
+            }
           }
-        }
-        for (const w of cfg.warnings) io.stderr(`warning: ${w}\n`);
-        const fmt = (a.values.format as string | undefined) ?? (a.values.json ? "json" : "kconfig");
-        if (a.values.output) writeOutput(join(dir, `${p.node.name}.config`), cfg.kconfig);
-        if (fmt === "json")
-          io.stdout(
-            `${toJson({ ...cfg, initrd: initrdPath, ...(payloadLayout ? { payloadLayout } : {}) })}\n`,
-          );
-        else if (fmt === "kconfig") io.stdout(cfg.kconfig);
-        else if (fmt === "cbfstool") io.stdout(`${cbfstoolCommandLine(cfg)}\n`);
-        else if (fmt === "payload") {
-          const line = payloadBuildCommandLine(cfg);
-          if (!line)
-            throw new BootcfgError(
-              "ECHECK",
-              `${p.node.name}: \`bootcfg payload build\` makes x86 payloads from a bzImage or ELF; this node has ${p.node.arch} ${p.kernelFormat}`,
+          for (const w of cfg.warnings) io.stderr(`warning: ${w}\n`);
+          const fmt = (a.values.format as string | undefined) ?? (a.values.json ? "json" : "kconfig");
+          if (a.values.output) outputs.write(join(dir, `${p.node.name}.config`), cfg.kconfig);
+          outputs.commit();
+          if (fmt === "json")
+            io.stdout(
+              `${toJson({ ...cfg, initrd: initrdPath, ...(payloadLayout ? { payloadLayout } : {}) })}\n`,
             );
-          io.stdout(`${line}\n`);
-        } else if (fmt === "config.lb") io.stdout(cfg.configLb);
-        else throw new UsageError(`--format ${fmt}: use kconfig, payload, cbfstool, config.lb or json`);
+          else if (fmt === "kconfig") io.stdout(cfg.kconfig);
+          else if (fmt === "cbfstool") io.stdout(`${cbfstoolCommandLine(cfg)}\n`);
+          else if (fmt === "payload") {
+            const line = payloadBuildCommandLine(cfg);
+            if (!line)
+              throw new BootcfgError(
+                "ECHECK",
+                `${p.node.name}: \`bootcfg payload build\` makes x86 payloads from a bzImage or ELF; this node has ${p.node.arch} ${p.kernelFormat}`,
+              );
+            io.stdout(`${line}\n`);
+          } else if (fmt === "config.lb") io.stdout(cfg.configLb);
+          else throw new UsageError(`--format ${fmt}: use kconfig, payload, cbfstool, config.lb or json`);
+        } catch (err) {
+          outputs.abort(); // (nothing left to drop once committed)
+          throw err;
+        }
         return 0;
       }
       case "pxe":
@@ -454,52 +462,55 @@ export async function main(argv: string[], io: Io): Promise<number> {
         const dir = abs(need(a.values.output, "-o DIR"));
         const cache = new PlanCache(new FileCache());
         const index: Record<string, string[]> = {};
-        for (const name of c.nodes()) {
-          const r = c.resolve(name);
-          if (r.delivery !== cmd) continue;
-          if (!r.mac) throw new BootcfgError("ECHECK", `${name}: delivery "${cmd}" needs a mac address`);
-          const p = planNode(c, r, cache);
-          const written: string[] = [];
-          if (cmd === "pxe") {
-            mkdirSync(join(dir, "pxelinux.cfg"), { recursive: true });
-            const text = renderPxelinux(p);
-            const f = `pxelinux.cfg/${pxeMacName(r.mac)}`;
-            writeOutput(join(dir, f), text);
-            written.push(f);
-            if (a.values["by-ip"] && r.ip) {
-              const g = `pxelinux.cfg/${pxeIpName(r.ip)}`;
-              writeOutput(join(dir, g), text);
-              written.push(g);
+        // Every node's files or none (see OutputBatch).
+        withOutputs((o) => {
+          for (const name of c.nodes()) {
+            const r = c.resolve(name);
+            if (r.delivery !== cmd) continue;
+            if (!r.mac) throw new BootcfgError("ECHECK", `${name}: delivery "${cmd}" needs a mac address`);
+            const p = planNode(c, r, cache);
+            const written: string[] = [];
+            if (cmd === "pxe") {
+              o.mkdir(join(dir, "pxelinux.cfg"));
+              const text = renderPxelinux(p);
+              const f = `pxelinux.cfg/${pxeMacName(r.mac)}`;
+              o.write(join(dir, f), text);
+              written.push(f);
+              if (a.values["by-ip"] && r.ip) {
+                const g = `pxelinux.cfg/${pxeIpName(r.ip)}`;
+                o.write(join(dir, g), text);
+                written.push(g);
+              }
+            } else {
+              o.mkdir(join(dir, "ipxe"));
+              const f = `ipxe/${r.mac.replaceAll(":", "-")}.ipxe`;
+              o.write(join(dir, f), renderIpxe(p));
+              written.push(f);
             }
+            const names = publishedNames(p);
+            o.write(join(dir, names.initrds.at(-1)!), p.overlay);
+            // iPXE outside x86 takes one initrd: publish the concatenation the script names
+            if (cmd === "ipxe" && r.arch !== "x86_64" && r.arch !== "i386") {
+              o.write(join(dir, names.combined), combinedInitrd(p, cache.files));
+              written.push(names.combined);
+            }
+            index[name] = written;
+          }
+          if (cmd === "pxe") {
+            o.mkdir(join(dir, "pxelinux.cfg"));
+            o.write(
+              join(dir, "pxelinux.cfg/default"),
+              `# written by ${TOOL}: nodes without their own file boot from disk\nDEFAULT local\nPROMPT 0\nLABEL local\n  LOCALBOOT 0\n`,
+            );
           } else {
-            mkdirSync(join(dir, "ipxe"), { recursive: true });
-            const f = `ipxe/${r.mac.replaceAll(":", "-")}.ipxe`;
-            writeOutput(join(dir, f), renderIpxe(p));
-            written.push(f);
+            const first = c
+              .nodes()
+              .map((n) => c.resolve(n))
+              .find((r) => r.delivery === "ipxe");
+            o.write(join(dir, "boot.ipxe"), renderIpxeDispatch(first?.baseUrl));
           }
-          const names = publishedNames(p);
-          writeOutput(join(dir, names.initrds.at(-1)!), p.overlay);
-          // iPXE outside x86 takes one initrd: publish the concatenation the script names
-          if (cmd === "ipxe" && r.arch !== "x86_64" && r.arch !== "i386") {
-            writeOutput(join(dir, names.combined), combinedInitrd(p, cache.files));
-            written.push(names.combined);
-          }
-          index[name] = written;
-        }
-        if (cmd === "pxe") {
-          mkdirSync(join(dir, "pxelinux.cfg"), { recursive: true });
-          writeOutput(
-            join(dir, "pxelinux.cfg/default"),
-            `# written by ${TOOL}: nodes without their own file boot from disk\nDEFAULT local\nPROMPT 0\nLABEL local\n  LOCALBOOT 0\n`,
-          );
-        } else {
-          const first = c
-            .nodes()
-            .map((n) => c.resolve(n))
-            .find((r) => r.delivery === "ipxe");
-          writeOutput(join(dir, "boot.ipxe"), renderIpxeDispatch(first?.baseUrl));
-        }
-        writeOutput(join(dir, `${cmd}-index.json`), `${toJson(index)}\n`);
+          o.write(join(dir, `${cmd}-index.json`), `${toJson(index)}\n`);
+        });
         out(
           a.values.json
             ? `${toJson(index)}\n`
@@ -732,19 +743,22 @@ export function manifestSet(file: string): Record<string, Record<string, unknown
 /** Writes every node's plan, manifest, cmdline and overlay under DIR/<node>/. */
 export function renderCluster(c: Cluster, dir: string): number {
   const cache = new PlanCache(new FileCache());
-  let count = 0;
-  for (const name of c.nodes()) {
-    const p = planNode(c, c.resolve(name), cache);
-    const d = join(dir, name);
-    mkdirSync(d, { recursive: true });
-    writeOutput(join(d, "kexec.sh"), renderKexecSh(p), 0o755);
-    writeOutput(join(d, "plan.json"), `${toJson(renderPlanJson(c, p))}\n`);
-    writeOutput(join(d, "manifest.json"), `${toJson(manifest(c, p))}\n`);
-    writeOutput(join(d, "cmdline"), `${p.cmdline}\n`);
-    writeOutput(join(d, "overlay.cpio"), p.overlay);
-    if (p.node.delivery === "pxe") writeOutput(join(d, "pxelinux.cfg"), renderPxelinux(p));
-    if (p.node.delivery === "ipxe") writeOutput(join(d, "boot.ipxe"), renderIpxe(p));
-    count++;
-  }
-  return count;
+  // All nodes or none: a node whose plan fails, or a full disk, leaves the previous render whole.
+  return withOutputs((out) => {
+    let count = 0;
+    for (const name of c.nodes()) {
+      const p = planNode(c, c.resolve(name), cache);
+      const d = join(dir, name);
+      out.mkdir(d);
+      out.write(join(d, "kexec.sh"), renderKexecSh(p), 0o755);
+      out.write(join(d, "plan.json"), `${toJson(renderPlanJson(c, p))}\n`);
+      out.write(join(d, "manifest.json"), `${toJson(manifest(c, p))}\n`);
+      out.write(join(d, "cmdline"), `${p.cmdline}\n`);
+      out.write(join(d, "overlay.cpio"), p.overlay);
+      if (p.node.delivery === "pxe") out.write(join(d, "pxelinux.cfg"), renderPxelinux(p));
+      if (p.node.delivery === "ipxe") out.write(join(d, "boot.ipxe"), renderIpxe(p));
+      count++;
+    }
+    return count;
+  });
 }

@@ -4,11 +4,14 @@ import { createHash, type Hash } from "node:crypto";
 import {
   closeSync,
   fstatSync,
+  mkdirSync,
   openSync,
+  readdirSync,
   readFileSync,
   readSync,
   realpathSync,
   renameSync,
+  rmdirSync,
   rmSync,
   statSync,
   writeFileSync,
@@ -71,6 +74,95 @@ export async function writeOutputWith(path: string, write: (file: string) => Pro
   } catch (err) {
     throw outputError(path, err, plan?.tmp);
   }
+}
+
+/**
+ * Outputs that change together (`render`, `pxe`, `ipxe`, `coreboot -o`): each file is staged in a
+ * temporary file beside its target and nothing is renamed into place until `commit()`, so a full
+ * disk, or a node whose plan fails half-way through, leaves every previous output as it was instead
+ * of a mix of old and new files. `abort()` removes the temporary files and the directories the
+ * batch created (when they are still empty).
+ */
+export class OutputBatch {
+  private readonly staged = new Map<string, { path: string; tmp: string }>();
+  private readonly dirs: string[] = [];
+
+  /** Creates `dir` (and its parents); the ones that did not exist are removed again on abort. */
+  mkdir(dir: string): void {
+    const first = mkdirSync(dir, { recursive: true });
+    if (first) this.dirs.push(first);
+  }
+
+  /** Stages `data` for `path` (a device or FIFO is written at once: there is nothing to keep). */
+  write(path: string, data: string | Uint8Array, mode?: number): void {
+    let plan: { target: string; tmp?: string } | undefined;
+    try {
+      plan = outputPlan(path);
+      writeFileSync(plan.tmp ?? plan.target, data, mode === undefined ? undefined : { mode });
+      if (plan.tmp) this.staged.set(plan.target, { path, tmp: plan.tmp });
+    } catch (err) {
+      const e = outputError(path, err, plan?.tmp);
+      this.abort();
+      throw new BootcfgError(
+        "EIO",
+        `${e.message.replace(/; it is left as it was$/, "")}; no output was changed`,
+        { cause: err },
+      );
+    }
+  }
+
+  /** Renames every staged file into place. */
+  commit(): void {
+    for (const [target, { path, tmp }] of this.staged) {
+      try {
+        renameSync(tmp, target);
+        this.staged.delete(target);
+      } catch (err) {
+        this.abort();
+        throw outputError(path, err, undefined);
+      }
+    }
+    this.dirs.length = 0;
+  }
+
+  /** Drops every staged file and the directories this batch made, if empty. */
+  abort(): void {
+    for (const { tmp } of this.staged.values()) rmSync(tmp, { force: true });
+    this.staged.clear();
+    for (const d of this.dirs.reverse()) removeEmptyTree(d);
+    this.dirs.length = 0;
+  }
+}
+
+/** Removes `dir` and its subdirectories if they hold no files. */
+function removeEmptyTree(dir: string): void {
+  let entries: string[];
+  try {
+    entries = readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const e of entries) {
+    const p = join(dir, e);
+    if (statSync(p, { throwIfNoEntry: false })?.isDirectory()) removeEmptyTree(p);
+  }
+  try {
+    rmdirSync(dir);
+  } catch {}
+}
+
+/** Runs `fill` against a new batch; commits if it returns, aborts if it throws. */
+export function withOutputs<T>(fill: (batch: OutputBatch) => T): T {
+  const batch = new OutputBatch();
+  let result: T;
+  try {
+    result = fill(batch);
+  } catch (err) {
+    batch.abort();
+    throw err;
+  }
+  batch.commit();
+  return result;
 }
 
 /** Feeds a file into `hash` in chunks; returns its size. */

@@ -8,7 +8,7 @@ import { type CbfsInfo, isCbfs, parseCbfs } from "./formats/cbfs.js";
 import { type Compression, detectCompression } from "./formats/compress.js";
 import { isCpio } from "./formats/cpio.js";
 import { type ElfInfo, isElf, parseElf } from "./formats/elf.js";
-import { type InitramfsMember, splitInitramfs } from "./formats/initramfs.js";
+import { gunzipMember, type InitramfsMember, splitInitramfs } from "./formats/initramfs.js";
 import { isUImage, parseUImage, type UImageInfo } from "./formats/uimage.js";
 import { sha256 } from "./util.js";
 
@@ -39,8 +39,25 @@ export type Inspection = (
 /** The kernel formats a node can boot, as named in cluster files and plans. */
 export type KernelFormat = "bzImage" | "elf" | "arm64-image" | "riscv-image" | "uimage";
 
-/** Identifies and decodes `buf`. Throws EUNKNOWN for bytes in no known format. */
+/** Identifies and decodes `buf`. Throws EUNKNOWN for bytes in no known format, EFORMAT for damaged ones. */
 export function inspectBuffer(buf: Uint8Array, what = "input"): Inspection {
+  try {
+    return inspectUnchecked(buf, what);
+  } catch (err) {
+    // A decoder that missed a bounds check reads outside the file: still a damaged file, not a crash.
+    if (err instanceof RangeError)
+      throw new BootcfgError(
+        "EFORMAT",
+        `${what}: damaged: a field points outside the file (${err.message})`,
+        {
+          cause: err,
+        },
+      );
+    throw err;
+  }
+}
+
+function inspectUnchecked(buf: Uint8Array, what: string): Inspection {
   const base = { size: buf.length, sha256: sha256(buf) };
   if (isBzImage(buf)) return { ...parseBzImage(buf, what), ...base };
   if (isElf(buf)) return { ...parseElf(buf, what), ...base };
@@ -52,7 +69,10 @@ export function inspectBuffer(buf: Uint8Array, what = "input"): Inspection {
   if (comp === "gzip") {
     try {
       return { format: "initramfs", members: splitInitramfs(buf, what), ...base };
-    } catch {
+    } catch (err) {
+      // Not an initramfs: gzip of something else, unless the gzip data itself is damaged or it
+      // holds a cpio archive that is (then the initramfs error is the one to report).
+      if (isCpio(gunzipMember(buf, what).data)) throw err;
       return { format: "compressed", compression: comp, ...base };
     }
   }

@@ -9,8 +9,9 @@ export function hex(n: number | bigint, width = 0): string {
   return `0x${n.toString(16).padStart(width, "0")}`;
 }
 
-/** Reads a NUL-terminated ASCII string starting at `off` (at most `max` bytes). */
+/** Reads a NUL-terminated ASCII string starting at `off` (at most `max` bytes; "" outside `buf`). */
 export function cstring(buf: Uint8Array, off: number, max = 4096): string {
+  if (!(off >= 0 && off < buf.length)) return "";
   let end = off;
   const limit = Math.min(buf.length, off + max);
   while (end < limit && buf[end] !== 0) end++;

@@ -35,8 +35,11 @@ export function parseBeoboot(buf: Uint8Array, what = "beoboot image"): BeobootIn
   const be = dv.getUint16(6, false);
   const order = fits(le) || !fits(be) ? "little" : "big";
   const cmdlineSize = order === "little" ? le : be;
-  if (16 + cmdlineSize + kernelSize > buf.length)
-    throw formatError(what, "sizes in the header exceed the file length");
+  if (16 + cmdlineSize + kernelSize + initrdSize > buf.length)
+    throw formatError(
+      what,
+      `sizes in the header (command line ${cmdlineSize}, kernel ${kernelSize}, initrd ${initrdSize}) exceed the file length ${buf.length}: truncated?`,
+    );
   return {
     format: "beoboot",
     arch: ARCHES[buf[4]!] ?? `arch ${buf[4]}`,

@@ -126,8 +126,34 @@ export function parseSetupHeader(buf: Uint8Array, what = "bzImage"): SetupHeader
   };
 }
 
+/**
+ * Refuses a bzImage whose file is shorter than its header says: the setup code, the protected-mode
+ * kernel (`syssize`, protocol 2.04+) and the compressed payload (2.08+) must all be in the file.
+ * A kernel cut short (an interrupted copy or download) would otherwise be planned, converted and
+ * booted, and fail only on the node.
+ */
+export function checkBzImageComplete(h: SetupHeader, buf: Uint8Array, what: string): void {
+  const cut = (need: number, part: string) =>
+    formatError(
+      what,
+      `truncated: the file is ${buf.length} bytes but its ${part} ends at ${need} (cut short during a copy?)`,
+    );
+  if (buf.length <= h.setupSize)
+    throw formatError(
+      what,
+      `no protected-mode kernel after the setup code (${h.setupSize} bytes of setup, file of ${buf.length}): truncated?`,
+    );
+  // syssize counts 16-byte paragraphs, rounded up: the file may end up to 15 bytes before.
+  if (h.version >= 0x204 && h.syssize > 0 && h.setupSize + h.syssize * 16 - 15 > buf.length)
+    throw cut(h.setupSize + h.syssize * 16, "protected-mode kernel (syssize)");
+  const payloadEnd = h.setupSize + h.payloadOffset + h.payloadLength;
+  if (h.version >= 0x208 && h.payloadLength > 0 && payloadEnd > buf.length)
+    throw cut(payloadEnd, "compressed payload (payload_offset + payload_length)");
+}
+
 export function parseBzImage(buf: Uint8Array, what = "bzImage"): BzImageInfo {
   const h = parseSetupHeader(buf, what);
+  checkBzImageComplete(h, buf, what);
   const versionString = h.kernelVersionOffset ? cstring(buf, h.kernelVersionOffset + 0x200, 512) : "";
   const payloadStart = h.setupSize + h.payloadOffset;
   let compression: BzImageInfo["payload"]["compression"] = "unknown";

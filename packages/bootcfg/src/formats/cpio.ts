@@ -230,18 +230,26 @@ function typeOf(mode: number): CpioEntryType {
 /**
  * Lists the entries of one or several concatenated newc archives (NUL padding between them is
  * skipped, as the kernel does). Stops at the end of input or at bytes that are not a newc header
- * (returning where it stopped, so callers can look for a compressed member there).
+ * (returning where it stopped, so callers can look for a compressed member there). An archive cut
+ * short is an error: a header cut in the middle, or entries with no `TRAILER!!!` after them.
  */
 export function readCpio(buf: Uint8Array, what = "cpio archive"): { entries: CpioListEntry[]; end: number } {
   const entries: CpioListEntry[] = [];
   const text = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
   let pos = 0;
   let archive = 0;
+  /** Entries read since the last trailer (an archive still open). */
+  let open = 0;
   for (;;) {
     while (pos < buf.length && buf[pos] === 0) pos++;
-    if (pos + 110 > buf.length) break;
-    const magic = text.toString("latin1", pos, pos + 6);
-    if (magic !== "070701" && magic !== "070702") break;
+    const magic = text.toString("latin1", pos, Math.min(pos + 6, buf.length));
+    const isMagic = magic === "070701" || magic === "070702";
+    if (pos + 110 > buf.length) {
+      if (pos < buf.length && (isMagic || (open > 0 && "070701".startsWith(magic))))
+        throw formatError(what, `truncated header at offset ${pos} (${buf.length - pos} of 110 bytes)`);
+      break;
+    }
+    if (!isMagic) break;
     const field = (i: number) => {
       const s = text.toString("latin1", pos + 6 + i * 8, pos + 14 + i * 8);
       if (!/^[0-9a-fA-F]{8}$/.test(s)) throw formatError(what, `bad hex field at offset ${pos + 6 + i * 8}`);
@@ -260,8 +268,10 @@ export function readCpio(buf: Uint8Array, what = "cpio archive"): { entries: Cpi
     if (name === "TRAILER!!!") {
       pos = next;
       archive++;
+      open = 0;
       continue;
     }
+    open++;
     entries.push({
       name,
       mode,
@@ -280,6 +290,11 @@ export function readCpio(buf: Uint8Array, what = "cpio archive"): { entries: Cpi
     });
     pos = next;
   }
+  if (open > 0)
+    throw formatError(
+      what,
+      `the archive ends after "${entries.at(-1)!.name}" without its TRAILER!!! entry (truncated?)`,
+    );
   return { entries, end: Math.min(pos, buf.length) };
 }
 

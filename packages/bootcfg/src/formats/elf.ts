@@ -53,6 +53,10 @@ export interface ElfInfo {
   pvhEntry?: number;
 }
 
+function align4(n: number): number {
+  return Math.ceil(n / 4) * 4;
+}
+
 export function isElf(buf: Uint8Array): boolean {
   return buf.length >= 16 && buf[0] === 0x7f && buf[1] === 0x45 && buf[2] === 0x4c && buf[3] === 0x46;
 }
@@ -73,6 +77,9 @@ export function parseElf(buf: Uint8Array, what = "ELF"): ElfInfo {
   const phoff = Number(word(is64 ? 32 : 28));
   const phentsize = u16(is64 ? 54 : 42);
   const phnum = u16(is64 ? 56 : 44);
+  const phMin = is64 ? 56 : 32;
+  if (phnum > 0 && phentsize < phMin)
+    throw formatError(what, `e_phentsize ${phentsize} is smaller than a program header (${phMin} bytes)`);
   if (phnum > 0 && phoff + phnum * phentsize > buf.length)
     throw formatError(what, "program headers past the end of the file");
   const programHeaders: ElfProgramHeader[] = [];
@@ -112,8 +119,9 @@ export function parseElf(buf: Uint8Array, what = "ELF"): ElfInfo {
       const descsz = u32(o + 4);
       const type = u32(o + 8);
       const nameOff = o + 12;
-      const descOff = nameOff + ((namesz + 3) & ~3);
-      const next = descOff + ((descsz + 3) & ~3);
+      // (arithmetic, not `& ~3`: sizes near 2^32 would turn negative and walk backwards)
+      const descOff = nameOff + align4(namesz);
+      const next = descOff + align4(descsz);
       if (next > end) break;
       notes.push({
         name: cstring(buf, nameOff, namesz),
@@ -123,6 +131,27 @@ export function parseElf(buf: Uint8Array, what = "ELF"): ElfInfo {
       o = next;
     }
   }
+  // A loader copies p_filesz bytes from p_offset and clears up to p_memsz at p_paddr: each must
+  // make sense, or the image is damaged (a vmlinux cut short, a corrupted header).
+  const addrEnd = is64 ? 1n << 64n : 1n << 32n;
+  programHeaders.forEach((ph, i) => {
+    if (ph.type !== PT_LOAD) return;
+    if (ph.filesz > 0 && ph.offset + ph.filesz > buf.length)
+      throw formatError(
+        what,
+        `PT_LOAD ${i} (${ph.filesz} bytes at file offset 0x${ph.offset.toString(16)}) runs past the end of the file (${buf.length} bytes): truncated?`,
+      );
+    if (ph.filesz > ph.memsz)
+      throw formatError(
+        what,
+        `PT_LOAD ${i}: file size ${ph.filesz} is larger than its memory size ${ph.memsz}`,
+      );
+    if (ph.paddr + BigInt(ph.memsz) > addrEnd)
+      throw formatError(
+        what,
+        `PT_LOAD ${i}: ${ph.memsz} bytes at 0x${ph.paddr.toString(16)} run past the end of the address space`,
+      );
+  });
   const pvh = notes.find((n) => n.name === "Xen" && n.type === 18);
   let pvhEntry: number | undefined;
   if (pvh && pvh.desc.length >= 4) {

@@ -26,11 +26,15 @@ export function gunzipMember(buf: Uint8Array, what = "gzip member"): { data: Buf
   if (flg & 8) while (p < buf.length && buf[p++] !== 0);
   if (flg & 16) while (p < buf.length && buf[p++] !== 0);
   if (flg & 2) p += 2;
-  const r = inflateRawSync(buf.subarray(p), { info: true }) as unknown as {
-    buffer: Buffer;
-    engine: { bytesWritten: number };
-  };
-  return { data: r.buffer, length: p + r.engine.bytesWritten + 8 };
+  let r: { buffer: Buffer; engine: { bytesWritten: number } };
+  try {
+    r = inflateRawSync(buf.subarray(p), { info: true }) as unknown as typeof r;
+  } catch (err) {
+    throw formatError(what, `damaged gzip data (${(err as Error).message})`);
+  }
+  const length = p + r.engine.bytesWritten + 8;
+  if (length > buf.length) throw formatError(what, "gzip member cut short (no CRC32/ISIZE trailer)");
+  return { data: r.buffer, length };
 }
 
 export function splitInitramfs(buf: Uint8Array, what = "initramfs"): InitramfsMember[] {
@@ -45,7 +49,17 @@ export function splitInitramfs(buf: Uint8Array, what = "initramfs"): InitramfsMe
     const comp = detectCompression(rest);
     if (comp === "gzip") {
       const { data, length } = gunzipMember(rest, `${what} at offset ${pos}`);
-      const { entries } = readCpio(data, `${what}: gzip member at offset ${pos}`);
+      const inner = `${what}: gzip member at offset ${pos}`;
+      const { entries, end } = readCpio(data, inner);
+      // The kernel refuses anything inside a compressed member that is not cpio (or NUL padding).
+      const junk = data.subarray(end).findIndex((b) => b !== 0);
+      if (junk >= 0)
+        throw formatError(
+          inner,
+          end === 0
+            ? "does not hold a cpio archive"
+            : `${data.length - end - junk} bytes after the archive are not cpio (at offset ${end + junk})`,
+        );
       out.push({ offset: pos, length, compression: "gzip", entries, size: data.length });
       pos += length;
     } else if (comp) {

@@ -13,7 +13,7 @@
 // The E820 table is left empty here: the trampoline fills it from the coreboot tables at boot.
 import { BootcfgError, formatError } from "../errors.js";
 import { align, hex } from "../util.js";
-import { parseSetupHeader, type SetupHeader } from "./bzimage.js";
+import { checkBzImageComplete, parseSetupHeader, type SetupHeader } from "./bzimage.js";
 import { type SelfInput, writeSelf } from "./cbfs.js";
 import { buildTrampoline, type Trampoline } from "./trampoline-x86.js";
 
@@ -149,7 +149,7 @@ export function bzImageToSelf(
     );
   if (!(h.loadflags & 1))
     throw formatError(what, "not loaded high (LOADED_HIGH clear): a zImage, not a bzImage");
-  if (bz.length <= h.setupSize) throw formatError(what, "no protected-mode kernel after the setup code");
+  checkBzImageComplete(h, bz, what);
   const cmdline = opts.cmdline ?? "";
   if (cmdline.includes("\0")) throw new BootcfgError("EUSAGE", "the command line contains a NUL byte");
   const cmdBytes = Buffer.from(`${cmdline}\0`, "latin1");

@@ -1,0 +1,197 @@
+// Damaged and truncated boot files: every command that reads them says what is wrong and exits 1;
+// none crashes, and none writes an output built from a file that is not whole.
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { gzipSync } from "node:zlib";
+import { afterAll, describe, expect, it } from "vitest";
+import { writeBeoboot } from "../src/formats/beoboot.js";
+import { writeCpio } from "../src/formats/cpio.js";
+import { KERNEL_AMD64, need, run, tempDir } from "./helpers.js";
+import { synthBzImage, synthElf } from "./synth.js";
+
+const t = tempDir();
+afterAll(() => t.cleanup());
+
+function put(name: string, data: Uint8Array): string {
+  const p = join(t.dir, name);
+  writeFileSync(p, data);
+  return p;
+}
+
+/** A synthetic bzImage whose syssize covers its protected-mode part, as a real one's does. */
+function wholeBzImage(): Buffer {
+  const b = synthBzImage({ payload: gzipSync(synthElf()) });
+  b.writeUInt32LE(Math.ceil((b.length - 1024) / 16), 0x1f4);
+  return b;
+}
+
+/** inspect and `payload build` both refuse the file with `message`, and write nothing. */
+async function refused(file: string, message: RegExp): Promise<void> {
+  const i = await run(["inspect", file]);
+  expect(i, "inspect").toMatchObject({ code: 1, stdout: "" });
+  expect(i.stderr).toMatch(message);
+  const out = `${file}.self`;
+  const p = await run(["payload", "build", file, "-o", out]);
+  expect(p.code, "payload build").toBe(1);
+  expect(p.stderr).toMatch(message);
+  expect(existsSync(out)).toBe(false);
+}
+
+describe("a truncated bzImage", () => {
+  it("is accepted whole, refused cut short (inspect, payload build, check)", async () => {
+    const whole = wholeBzImage();
+    expect((await run(["inspect", put("whole.bz", whole)])).code).toBe(0);
+    expect(
+      (await run(["payload", "build", join(t.dir, "whole.bz"), "-o", join(t.dir, "whole.self")])).code,
+    ).toBe(0);
+
+    const half = put("half.bz", whole.subarray(0, whole.length - 16));
+    await refused(
+      half,
+      /half\.bz: truncated: the file is \d+ bytes but its protected-mode kernel \(syssize\) ends at \d+/,
+    );
+
+    // check: every node with the kernel fails, naming the file
+    writeFileSync(
+      join(t.dir, "cluster.yaml"),
+      "profiles:\n  x86: {arch: x86_64, kernel: half.bz}\nnodes:\n  - {name: n1, profiles: [x86]}\n",
+    );
+    const c = await run(["check", join(t.dir, "cluster.yaml")]);
+    expect(c.code).toBe(1);
+    expect(c.stdout + c.stderr).toMatch(/n1: kernel .*half\.bz: truncated/);
+  });
+
+  it("a file that ends inside the setup code or the payload is refused, not a crash", async () => {
+    const whole = wholeBzImage();
+    // 600 bytes: the header is there, the version string it points to (0x300) is not
+    await refused(
+      put("hdr.bz", whole.subarray(0, 600)),
+      /hdr\.bz: no protected-mode kernel after the setup code/,
+    );
+    const badPayload = Buffer.from(whole);
+    badPayload.writeUInt32LE(0xfffffff0, 0x248); // payload_offset far past the end
+    await refused(put("payload.bz", badPayload), /payload\.bz: truncated: .*compressed payload/);
+  });
+
+  it("the Debian kernel cut in half is refused", async (ctx) => {
+    need(ctx, { files: [KERNEL_AMD64] });
+    const k = readFileSync(KERNEL_AMD64);
+    await refused(put("vmlinuz.half", k.subarray(0, k.length >> 1)), /truncated: the file is \d+ bytes/);
+  });
+});
+
+describe("an ELF with bad program headers", () => {
+  const elf = () => synthElf({ loads: [{ paddr: 0x100000, data: Buffer.alloc(256, 0x90), memsz: 512 }] });
+  const PH = 64; // program headers follow the 64-byte ELF64 header in synthElf
+
+  it("e_phentsize smaller than a program header", async () => {
+    const small = elf();
+    small.writeUInt16LE(8, 54);
+    small.writeBigUInt64LE(BigInt(small.length - 8), 32); // phoff: the last 8 bytes
+    await refused(put("phent8.elf", small), /e_phentsize 8 is smaller than a program header \(56 bytes\)/);
+    const zero = elf();
+    zero.writeUInt16LE(0, 54);
+    zero.writeUInt16LE(3, 56);
+    await refused(put("phent0.elf", zero), /e_phentsize 0 is smaller/);
+  });
+
+  it("PT_LOAD past the end, file size above memory size, a segment wrapping the address space", async () => {
+    const past = elf();
+    past.writeBigUInt64LE(0x100000n, PH + 32); // p_filesz 1 MiB in a file of a few hundred bytes
+    past.writeBigUInt64LE(0x100000n, PH + 40);
+    await refused(
+      put("past.elf", past),
+      /PT_LOAD 0 \(1048576 bytes at file offset 0x\w+\) runs past the end/,
+    );
+    const big = elf();
+    big.writeBigUInt64LE(16n, PH + 40); // p_memsz < p_filesz
+    await refused(put("memsz.elf", big), /PT_LOAD 0: file size 256 is larger than its memory size 16/);
+    const wrap = elf();
+    wrap.writeBigUInt64LE(0xfffffffffffff000n, PH + 24); // p_paddr + p_memsz > 2^64
+    wrap.writeBigUInt64LE(0x20000n, PH + 40);
+    await refused(
+      put("wrap.elf", wrap),
+      /PT_LOAD 0: 131072 bytes at 0xfffffffffffff000 run past the end of the address space/,
+    );
+  });
+
+  it("a PT_NOTE with absurd sizes is skipped, not a crash", async () => {
+    const e = synthElf({ pvh: 0x1000000 });
+    const note = e.length - 20; // the note is last: namesz, descsz, type, "Xen\0", entry
+    e.writeUInt32LE(0x90909090, note); // namesz near 2^32
+    const r = await run(["inspect", put("note.elf", e), "--json"]);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ format: "elf", notes: [] });
+  });
+});
+
+describe("damaged initramfs images", () => {
+  const archive = writeCpio([
+    { name: "etc", type: "dir", perm: 0o755 },
+    { name: "etc/hello", type: "file", perm: 0o644, data: Buffer.from("hello\n") },
+    { name: "init", type: "file", perm: 0o755, data: Buffer.from("#!/bin/sh\n") },
+  ]);
+  /** Offset of the n-th header (0-based). */
+  const header = (n: number) => {
+    let at = -1;
+    for (let i = 0; i <= n; i++) at = archive.indexOf("070701", at + 1, "latin1");
+    return at;
+  };
+
+  it("the whole archive (plain and gzip) is read", async () => {
+    for (const [name, data] of [
+      ["good.cpio", archive],
+      ["good.cpio.gz", gzipSync(archive)],
+    ] as const) {
+      const r = await run(["inspect", put(name, data)]);
+      expect(r.code, name).toBe(0);
+      expect(r.stdout).toContain("etc/hello");
+    }
+  });
+
+  it("cut short: no trailer, a header cut in the middle, a gzip member cut", async () => {
+    const cases: Array<[string, Uint8Array, RegExp]> = [
+      ["no-trailer.cpio", archive.subarray(0, header(3)), /ends after "init" without its TRAILER!!! entry/],
+      [
+        "half-header.cpio",
+        archive.subarray(0, header(2) + 50),
+        /truncated header at offset \d+ \(50 of 110 bytes\)/,
+      ],
+      [
+        "gz-cut.cpio",
+        Buffer.concat([archive, gzipSync(archive).subarray(0, 40)]),
+        /at offset \d+: damaged gzip data/,
+      ],
+      ["cut.cpio.gz", gzipSync(archive).subarray(0, 40), /cut\.cpio\.gz: damaged gzip data/],
+    ];
+    for (const [name, data, message] of cases) {
+      const r = await run(["inspect", put(name, data)]);
+      expect(r.code, name).toBe(1);
+      expect(r.stderr, name).toMatch(message);
+    }
+  });
+
+  it("a gzip member that holds no cpio archive, or junk after one", async () => {
+    const text = gzipSync(Buffer.from("just some text, not an archive\n".repeat(8)));
+    let r = await run(["inspect", put("cpio+text.gz", Buffer.concat([archive, text]))]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/gzip member at offset \d+: does not hold a cpio archive/);
+    r = await run(["inspect", put("junk.gz", gzipSync(Buffer.concat([archive, Buffer.from("JUNK")])))]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/4 bytes after the archive are not cpio/);
+    // gzip of something else, alone, is a compressed file, not an initramfs
+    r = await run(["inspect", put("text.gz", text), "--json"]);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ format: "compressed", compression: "gzip" });
+  });
+});
+
+describe("a beoboot image", () => {
+  it("whose initrd is cut short is refused", async () => {
+    const img = writeBeoboot(wholeBzImage(), Buffer.alloc(4096, 7), "console=ttyS0");
+    expect((await run(["inspect", put("ok.beoboot", img)])).code).toBe(0);
+    const r = await run(["inspect", put("cut.beoboot", img.subarray(0, img.length - 100))]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/initrd 4096\) exceed the file length \d+: truncated\?/);
+  });
+});

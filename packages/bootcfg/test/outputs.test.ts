@@ -1,0 +1,128 @@
+// Commands that write many files (render, pxe, ipxe, coreboot -o) change all of them or none: a
+// node whose plan fails half-way through, or a full disk, leaves the previous output as it was.
+import { execFileSync } from "node:child_process";
+import { cpSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { join, relative } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { run, tempDir } from "./helpers.js";
+import { synthBzImage } from "./synth.js";
+
+const t = tempDir();
+afterAll(() => t.cleanup());
+
+/** Every file under `dir` with its contents, and every directory. */
+function snapshot(dir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  const walk = (d: string) => {
+    for (const e of readdirSync(d).sort()) {
+      const p = join(d, e);
+      if (statSync(p).isDirectory()) {
+        out[`${relative(dir, p)}/`] = "";
+        walk(p);
+      } else out[relative(dir, p)] = readFileSync(p, "latin1");
+    }
+  };
+  walk(dir);
+  return out;
+}
+
+function cluster(dir: string, cmdline: string): void {
+  writeFileSync(
+    join(dir, "cluster.yaml"),
+    `defaults:\n  cmdline: [console=ttyS0, ${cmdline}]\nprofiles:\n  x86: {arch: x86_64}\nnodes:\n` +
+      `  - {name: "n[1-3]", profiles: [x86], kernel: bz, mac: "52:54:00:00:00:01", delivery: pxe}\n` +
+      `  - {name: n4, profiles: [x86], kernel: bz4, mac: "52:54:00:00:01:01", delivery: pxe}\n`,
+  );
+}
+
+describe("multi-file outputs", () => {
+  const src = join(t.dir, "src");
+  mkdirSync(src);
+  writeFileSync(join(src, "bz"), synthBzImage({ xloadflags: 0x7f }));
+  writeFileSync(join(src, "bz4"), synthBzImage({ xloadflags: 0x7f }));
+
+  for (const [cmd, extra] of [
+    ["render", []],
+    ["pxe", ["--by-ip"]],
+  ] as const) {
+    it(`${cmd}: a node that fails half-way leaves the previous output whole`, async () => {
+      const out = join(t.dir, `${cmd}-out`);
+      cluster(src, "v=1");
+      const first = await run([cmd, "-c", join(src, "cluster.yaml"), "-o", out, ...extra]);
+      expect(first.code, first.stderr).toBe(0);
+      const before = snapshot(out);
+      expect(Object.keys(before).length).toBeGreaterThan(4);
+
+      // n1..n3 would change, then n4's kernel is missing: nothing may change
+      cluster(src, "v=2");
+      rmSync(join(src, "bz4"));
+      try {
+        const r = await run([cmd, "-c", join(src, "cluster.yaml"), "-o", out, ...extra]);
+        expect(r.code).toBe(1);
+        expect(r.stderr).toMatch(/bz4/);
+        expect(snapshot(out)).toEqual(before);
+      } finally {
+        writeFileSync(join(src, "bz4"), synthBzImage({ xloadflags: 0x7f }));
+      }
+      // and once n4 is back, the new output replaces the old one completely
+      const again = await run([cmd, "-c", join(src, "cluster.yaml"), "-o", out, ...extra]);
+      expect(again.code, again.stderr).toBe(0);
+      const after = snapshot(out);
+      expect(Object.keys(after)).toEqual(Object.keys(before));
+      expect(Object.values(after).join("")).toContain("v=2");
+      expect(Object.values(after).join("")).not.toContain("v=1");
+    });
+  }
+
+  it("a first render that fails leaves no directories or temporary files behind", async () => {
+    cluster(src, "v=3");
+    rmSync(join(src, "bz4"));
+    try {
+      const out = join(t.dir, "fresh", "render");
+      const r = await run(["render", "-c", join(src, "cluster.yaml"), "-o", out]);
+      expect(r.code).toBe(1);
+      expect(readdirSync(t.dir)).not.toContain("fresh");
+    } finally {
+      writeFileSync(join(src, "bz4"), synthBzImage({ xloadflags: 0x7f }));
+    }
+  });
+
+  it("render on a full disk: the previous render stays whole, nothing partial", async (ctx) => {
+    if (process.getuid?.() !== 0) {
+      console.log("full-disk render test skipped: mounting a small tmpfs needs root");
+      ctx.skip();
+    }
+    const small = join(t.dir, "small");
+    mkdirSync(small);
+    try {
+      execFileSync("mount", ["-t", "tmpfs", "-o", "size=512k", "tmpfs", small], { stdio: "pipe" });
+    } catch (err) {
+      console.log(`full-disk render test skipped: cannot mount a tmpfs (${(err as Error).message})`);
+      ctx.skip();
+    }
+    try {
+      cluster(src, "v=4");
+      const out = join(small, "render");
+      expect((await run(["render", "-c", join(src, "cluster.yaml"), "-o", out])).code).toBe(0);
+      const before = snapshot(out);
+      // Fill the disk except a few KiB: the first files of the next render fit, the rest do not.
+      cpSync(join(src, "bz"), join(small, "filler0"));
+      for (let i = 1; ; i++) {
+        try {
+          writeFileSync(join(small, `filler${i}`), Buffer.alloc(4096, 1));
+        } catch {
+          rmSync(join(small, `filler${i}`), { force: true });
+          rmSync(join(small, `filler${i - 1}`), { force: true });
+          break;
+        }
+      }
+      cluster(src, "v=5");
+      const r = await run(["render", "-c", join(src, "cluster.yaml"), "-o", out]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/cannot write it \(no space left on device\); no output was changed\n$/);
+      expect(snapshot(out)).toEqual(before);
+    } finally {
+      execFileSync("umount", ["-l", small]);
+    }
+  });
+});
