@@ -110,6 +110,35 @@ while (1) {
 
 const PERL_PATHS = ["/usr/bin/perl", "/bin/perl"];
 
+/** perl's path, or undefined when perl is not installed. */
+export function findPerl(): string | undefined {
+  return PERL_PATHS.find((p) => existsSync(p));
+}
+
+/**
+ * For programs started with spawn(), which enters its working directory before it drops
+ * privileges: a command that, already running as the user, enters `dir` if the user may (else
+ * stays where it is, as the fork helper does) and then executes `file` as `argv0` with `args`. An
+ * exec that fails is reported as the fork helper reports it ("FILE: spawn FILE ENOENT" on stderr,
+ * the errno as exit status). Without perl, sh does it, and the program's argv[0] is then `file`.
+ */
+export function enterAsUser(dir: string, file: string, argv0: string, args: string[]): [string, string[]] {
+  const perl = findPerl();
+  if (perl) return [perl, ["-e", ENTER_AS_USER, "--", dir, file, argv0, ...args]];
+  return ["/bin/sh", ["-c", 'cd -- "$1" 2>/dev/null; shift; exec "$@"', "sh", dir, file, ...args]];
+}
+
+const ENTER_AS_USER = String.raw`
+my ($dir, $file, @argv) = @ARGV;
+chdir($dir);
+{ no warnings 'exec'; exec { $file } @argv; }
+my $errno = $! + 0;
+my ($name) = grep { $!{$_} } keys %!;
+syswrite(STDERR, "$file: spawn $file " . ($name // "errno $errno") . "
+");
+exit(($errno & 0xff) || 1);
+`;
+
 export interface HelperSpawn {
   file: string;
   argv0: string;
@@ -180,7 +209,7 @@ export class ForkHelper {
 
   /** Starts the helper, or returns undefined when perl is not installed. */
   static start(log?: { warn(o: object, msg?: string): void }): ForkHelper | undefined {
-    const perl = PERL_PATHS.find((p) => existsSync(p));
+    const perl = findPerl();
     return perl ? new ForkHelper(perl, log) : undefined;
   }
 

@@ -6,7 +6,7 @@ import { type FileHandle, rmdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { Readable, type Writable } from "node:stream";
 import { XcpuError } from "./errors.js";
-import { type ForkHelper, type HelperChild, StartError } from "./fork-helper.js";
+import { enterAsUser, type ForkHelper, type HelperChild, StartError } from "./fork-helper.js";
 import { removeWithin } from "./local-files.js";
 import { QuoteError, quote, tokenize } from "./quote.js";
 import { waitStatus } from "./signals.js";
@@ -233,15 +233,22 @@ export class Session {
     };
     let file = path;
     let fileArgs = args;
+    if (ident.uid !== undefined && dir !== this.dir) {
+      // spawn() enters its cwd before it drops privileges: a directory the client named is entered
+      // by a command already running as the user (a user must not land in a directory they could
+      // not enter), as with the fork helper; spawn() enters the session directory.
+      opts.cwd = this.dir;
+      [file, fileArgs] = enterAsUser(dir, path, argv0, args);
+      opts.argv0 = undefined;
+    }
     const groups = ident.groups ?? [];
     if (ident.uid !== undefined && groups.length > 0 && this.host.setpriv) {
       // Node cannot set supplementary groups for a child; setpriv (util-linux) sets uid, gid and
       // groups and then executes the program. setpriv runs as root, so it gets none of the
       // session's variables (LD_LIBRARY_PATH names the user's directory, and a user may set
       // LD_PRELOAD): env(1), started by setpriv as the user, puts them back for the program.
-      if (path.includes("=")) throw new XcpuError("cannot run a program whose path contains '='");
+      if (file.includes("=")) throw new XcpuError("cannot run a program whose path contains '='");
       const { setpriv, env: envTool } = this.host.setpriv;
-      file = setpriv;
       fileArgs = [
         `--reuid=${ident.uid}`,
         `--regid=${ident.gid ?? ident.uid}`,
@@ -251,9 +258,10 @@ export class Session {
         "-i",
         "--",
         ...Object.entries(env).map(([k, v]) => `${k}=${v}`),
-        path,
-        ...args,
+        file,
+        ...fileArgs,
       ];
+      file = setpriv;
       opts.env = { PATH: "/usr/bin:/bin" };
       opts.argv0 = undefined;
     } else if (ident.uid !== undefined) {

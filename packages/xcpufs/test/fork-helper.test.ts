@@ -6,7 +6,7 @@ import { mount } from "@clustermatic/ninep/client";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { ForkHelper, type HelperChild } from "../src/fork-helper.js";
 import { startXcpufs } from "../src/index.js";
-import { run } from "./helpers.js";
+import { cmd, login, rsaKey, run } from "./helpers.js";
 
 const perl = ForkHelper.start();
 const isRoot = process.getuid?.() === 0;
@@ -217,22 +217,58 @@ describe.skipIf(!perl)("xcpufs starts programs", () => {
     }
   }
 
-  it.skipIf(!isRoot)("in the directory `exec` names only when the user may enter it", async () => {
-    const closed = mkdtempSync(join(tmpdir(), "xcpufs-closed-"));
-    const node = await startXcpufs({ port: 0, noAuth: true, tmpdir: work });
-    const fs = await mount(node.address, { uname: "ann", n_uname: 4301, authenticate: async () => {} });
-    try {
-      const inClosed = await run(fs, `/bin/pwd ${closed}`, "pwd", { keep: true });
-      const sessionDir = node.xcpufs.sessions.get(Number(inClosed.sid))?.dir;
-      expect(inClosed.out).toBe(`${sessionDir}\n`);
-      await inClosed.job.close();
-      expect((await run(fs, "/bin/pwd /usr", "pwd")).out).toBe("/usr\n");
-    } finally {
-      await fs.close();
-      await node.close();
-      rmSync(closed, { recursive: true, force: true });
-    }
-  });
+  for (const noForkHelper of [false, true]) {
+    it.skipIf(!isRoot)(
+      `in the directory \`exec\` names only when the user may enter it (${noForkHelper ? "spawn()" : "fork helper"})`,
+      async () => {
+        const closed = mkdtempSync(join(tmpdir(), "xcpufs-closed-"));
+        const admin = rsaKey();
+        const node = await startXcpufs({
+          port: 0,
+          listen: "127.0.0.1",
+          tmpdir: work,
+          adminKey: admin.line,
+          noForkHelper,
+        });
+        const a = await login(node.address, { uname: "xcpu-admin", uid: 65530, key: admin.privateKey });
+        await cmd(
+          a,
+          "ctl",
+          "group-add crew 4300\ngroup-add extra 4302\nuser-add ann 4301 crew ''\nuser-add bo 4303 crew ''\nuser-add-group bo extra\n",
+        );
+        await a.close();
+        // ann: no supplementary groups (spawn() switches identity itself); bo: one (setpriv does)
+        for (const [uname, uid] of [
+          ["ann", 4301],
+          ["bo", 4303],
+        ] as const) {
+          const fs = await login(node.address, { uname, uid });
+          try {
+            const inClosed = await run(
+              fs,
+              `/bin/sh ${closed}`,
+              'my-sh -c \'pwd; cat /proc/$$/cmdline | tr "\\0" " "\'',
+              {
+                keep: true,
+              },
+            );
+            const sessionDir = node.xcpufs.sessions.get(Number(inClosed.sid))?.dir;
+            expect(inClosed.out).toBe(`${sessionDir}\nmy-sh -c pwd; cat /proc/$$/cmdline | tr "\\0" " " `);
+            await inClosed.job.close();
+            expect((await run(fs, "/bin/pwd /usr", "pwd")).out).toBe("/usr\n");
+            // a program that cannot start after the directory change is reported as before
+            const missing = await run(fs, "/no-such-dir-for-xcpufs/prog /usr", "prog");
+            expect(missing.err).toBe("/no-such-dir-for-xcpufs/prog: spawn /no-such-dir-for-xcpufs/prog ENOENT\n");
+            expect(missing.status).toBe("512");
+          } finally {
+            await fs.close();
+          }
+        }
+        await node.close();
+        rmSync(closed, { recursive: true, force: true });
+      },
+    );
+  }
 
   it("through the fork helper, or with spawn() when told so", async () => {
     const helperParent = await parentOfProgram({});
