@@ -134,8 +134,7 @@ chdir($dir);
 { no warnings 'exec'; exec { $file } @argv; }
 my $errno = $! + 0;
 my ($name) = grep { $!{$_} } keys %!;
-syswrite(STDERR, "$file: spawn $file " . ($name // "errno $errno") . "
-");
+syswrite(STDERR, "$file: spawn $file " . ($name // "errno $errno") . "\n");
 exit(($errno & 0xff) || 1);
 `;
 
