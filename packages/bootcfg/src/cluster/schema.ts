@@ -115,9 +115,24 @@ class Validator {
   }
 
   str(v: unknown, path: string): string | undefined {
-    if (typeof v === "string" && v.length > 0) return v;
+    if (typeof v === "string" && v.length > 0) return this.printable(v, path);
     if (typeof v === "number") return String(v);
     this.err(path, `expected a non-empty string, got ${JSON.stringify(v)}`);
+    return undefined;
+  }
+
+  /**
+   * Settings end up in line-based files (pxelinux configs, iPXE scripts, kexec.sh, Kconfig) and on
+   * the kernel command line: a newline would start a new directive there (`APPEND a` then
+   * `DEFAULT evil`), a NUL would end the command line. Only overlay file contents may hold them.
+   */
+  printable(v: string, path: string): string | undefined {
+    const bad = /[\x00-\x1f\x7f]/.exec(v);
+    if (!bad) return v;
+    this.err(
+      path,
+      `control character ${JSON.stringify(bad[0])} in ${JSON.stringify(v)} (not allowed: it would end or split a line of the generated files)`,
+    );
     return undefined;
   }
 
@@ -128,7 +143,14 @@ class Validator {
   }
 
   strList(v: unknown, path: string, splitString = false): string[] | undefined {
-    if (typeof v === "string") return splitString ? v.split(/\s+/).filter(Boolean) : [v];
+    if (typeof v === "string") {
+      if (splitString)
+        return v
+          .split(/\s+/)
+          .filter(Boolean)
+          .filter((x) => this.printable(x, path) !== undefined);
+      return this.printable(v, path) === undefined ? undefined : [v];
+    }
     if (!Array.isArray(v)) {
       this.err(path, `expected a list of strings${splitString ? " or one string" : ""}`);
       return undefined;
@@ -138,7 +160,7 @@ class Validator {
       const s = typeof x === "number" || typeof x === "boolean" ? String(x) : x;
       if (typeof s !== "string" || s === "")
         this.err(`${path}.${i}`, `expected a non-empty string, got ${JSON.stringify(x)}`);
-      else out.push(s);
+      else if (this.printable(s, `${path}.${i}`) !== undefined) out.push(s);
     });
     return out;
   }
@@ -213,7 +235,9 @@ class Validator {
         for (const [file, content] of Object.entries(o)) {
           if (!file.startsWith("/"))
             this.err(`${p("overlay")}.${file}`, `overlay paths must be absolute (write "/${file}")`);
-          else if (typeof content !== "string")
+          else if (this.printable(file, `${p("overlay")}.${JSON.stringify(file)}`) === undefined) {
+            // reported
+          } else if (typeof content !== "string")
             this.err(`${p("overlay")}.${file}`, "file content must be a string");
           else s.overlay[file] = content;
         }
@@ -253,7 +277,7 @@ export function validateCluster(src: SourceDoc): ClusterDef {
   if ("version" in top && top.version !== 1)
     v.err("version", `only version 1 is understood, got ${JSON.stringify(top.version)}`);
   const def: ClusterDef = { defaults: {}, profiles: new Map(), nodes: [] };
-  if (typeof top.name === "string") def.name = top.name;
+  if (typeof top.name === "string" && v.printable(top.name, "name") !== undefined) def.name = top.name;
   if ("defaults" in top) {
     if (!v.isObj(top.defaults)) v.err("defaults", "expected a map of settings");
     else {
@@ -266,6 +290,7 @@ export function validateCluster(src: SourceDoc): ClusterDef {
     else
       for (const [name, body] of Object.entries(top.profiles)) {
         const path = `profiles.${name}`;
+        if (v.printable(name, "profiles") === undefined) continue;
         if (!v.isObj(body)) {
           v.err(path, "expected a map of settings");
           continue;
