@@ -1,5 +1,5 @@
 // The `bootcfg` command: main(argv, io) so tests run it in-process; src/bin/bootcfg.ts calls it.
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { type ParseArgsConfig, parseArgs } from "node:util";
@@ -688,11 +688,14 @@ export async function main(argv: string[], io: Io): Promise<number> {
         if (eq <= 0) throw new UsageError(`--file ${f}: write DEST=SRC (e.g. bin/busybox=/bin/busybox)`);
         const src = abs(f.slice(eq + 1));
         if (!existsSync(src)) throw new BootcfgError("EIO", `--file ${f}: ${src}: no such file`);
+        if (statSync(src).isDirectory())
+          throw new BootcfgError("EIO", `--file ${f}: ${src} is a directory (copy directories with --tree)`);
         entries.push({ name: f.slice(0, eq), type: "file", perm: 0o755, source: src });
       }
       const trees = ((a.values.tree as string[] | undefined) ?? []).map(abs);
       for (const t of trees)
         if (!existsSync(t)) throw new BootcfgError("EIO", `--tree ${t}: no such directory`);
+        else if (!statSync(t).isDirectory()) throw new BootcfgError("EIO", `--tree ${t}: not a directory`);
       if (!trees.length && !entries.length)
         throw new UsageError("initrd build: give at least one --tree, --file or --dev");
       const level = a.values.level ? Number(a.values.level) : undefined;

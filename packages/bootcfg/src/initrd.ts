@@ -123,7 +123,11 @@ function* specEntries(spec: InitramfsSpec): Generator<CpioEntry> {
     }
   }
   for (const e of spec.entries ?? []) {
-    const name = e.name.replace(/^\/+/, "");
+    // As in the overlay: "dev/../x" is "x", and "../../etc/x" cannot climb above the archive root
+    // (no "..", "." or empty components reach the archive, where `cpio -i` would follow them).
+    const name = posix.normalize(`/${e.name}`).replace(/^\/+/, "").replace(/\/+$/, "");
+    if (name === "")
+      throw new BootcfgError("EUSAGE", `"${e.name}": names the archive root, not a file in it`);
     for (const p of parents(name, seen)) yield p;
     seen.add(name);
     yield { ...e, name };

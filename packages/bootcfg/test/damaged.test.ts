@@ -195,3 +195,41 @@ describe("a beoboot image", () => {
     expect(r.stderr).toMatch(/initrd 4096\) exceed the file length \d+: truncated\?/);
   });
 });
+
+describe("initrd build inputs", () => {
+  it("a DEST with .. components stays inside the archive", async () => {
+    const out = join(t.dir, "dots.cpio");
+    const src = put("hello", Buffer.from("hi\n"));
+    const r = await run([
+      "initrd",
+      "build",
+      "--no-gzip",
+      "-o",
+      out,
+      "--file",
+      `../../etc/x=${src}`,
+      "--dev",
+      "dev/../console:c:5:1",
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    const names = (await run(["inspect", out, "--json"])).stdout;
+    const entries = (JSON.parse(names).members[0].entries as Array<{ name: string }>).map((e) => e.name);
+    expect(entries.sort()).toEqual(["console", "etc", "etc/x"]);
+    expect((await run(["initrd", "build", "-o", out, "--file", `/=${src}`])).stderr).toMatch(
+      /names the archive root/,
+    );
+  });
+
+  it("a directory given to --file, a file given to --tree: clear errors naming the option", async () => {
+    const out = join(t.dir, "x.cpio");
+    let r = await run(["initrd", "build", "-o", out, "--file", `x=${t.dir}`]);
+    expect(r).toMatchObject({
+      code: 1,
+      stderr: `bootcfg: --file x=${t.dir}: ${t.dir} is a directory (copy directories with --tree)\n`,
+    });
+    const file = put("plain", Buffer.from("x"));
+    r = await run(["initrd", "build", "-o", out, "--tree", file]);
+    expect(r).toMatchObject({ code: 1, stderr: `bootcfg: --tree ${file}: not a directory\n` });
+    expect(existsSync(out)).toBe(false);
+  });
+});
