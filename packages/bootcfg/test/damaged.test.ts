@@ -233,3 +233,32 @@ describe("initrd build inputs", () => {
     expect(existsSync(out)).toBe(false);
   });
 });
+
+describe("uimage", () => {
+  it("refuses a load or entry address that does not fit 32 bits, instead of cutting it", async () => {
+    const k = put("Image.bin", Buffer.alloc(4096, 1));
+    const out = join(t.dir, "u.img");
+    for (const load of ["0x1ffffffff", "4294967296"]) {
+      const r = await run(["uimage", k, "-o", out, "--arch", "arm64", "--load", load]);
+      expect(r.code, load).toBe(2);
+      expect(r.stderr).toMatch(/uImage load address 0x1[0f]+ does not fit the header's 32 bits/);
+    }
+    const e = await run([
+      "uimage",
+      k,
+      "-o",
+      out,
+      "--arch",
+      "arm64",
+      "--load",
+      "0x80080000",
+      "--entry",
+      "0x100000000",
+    ]);
+    expect(e.stderr).toMatch(/uImage entry address 0x100000000 does not fit/);
+    expect(existsSync(out)).toBe(false);
+    const ok = await run(["uimage", k, "-o", out, "--arch", "arm64", "--load", "0xffffffff"]);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect((await run(["inspect", out])).stdout).toMatch(/load \/ entry:\s+0xffffffff \/ 0xffffffff/);
+  });
+});

@@ -1,6 +1,6 @@
 // Legacy U-Boot image: a 64-byte big-endian header, CRC32 of header and data.
 import { crc32 } from "node:zlib";
-import { formatError } from "../errors.js";
+import { BootcfgError, formatError } from "../errors.js";
 import { cstring, view } from "../util.js";
 
 export const UIMAGE_MAGIC = 0x27051956;
@@ -91,14 +91,23 @@ export interface UImageOptions {
 
 /** Wraps `data` (uncompressed) in a legacy uImage header. */
 export function writeUImage(data: Uint8Array, opts: UImageOptions): Buffer {
+  for (const [what, v] of [
+    ["load", opts.load],
+    ["entry", opts.entry],
+  ] as const)
+    if (!(Number.isInteger(v) && v >= 0 && v <= 0xffffffff))
+      throw new BootcfgError(
+        "EUSAGE",
+        `uImage ${what} address ${Number.isFinite(v) ? `0x${v.toString(16)}` : v} does not fit the header's 32 bits`,
+      );
   const out = Buffer.alloc(64 + data.length);
   const code = (table: Record<number, string>, name: string) =>
     Number(Object.entries(table).find(([, v]) => v === name)![0]);
   out.writeUInt32BE(UIMAGE_MAGIC, 0);
   out.writeUInt32BE(opts.time ?? 0, 8);
   out.writeUInt32BE(data.length, 12);
-  out.writeUInt32BE(opts.load >>> 0, 16);
-  out.writeUInt32BE(opts.entry >>> 0, 20);
+  out.writeUInt32BE(opts.load, 16);
+  out.writeUInt32BE(opts.entry, 20);
   out.writeUInt32BE(crc32(data), 24);
   out[28] = 5;
   out[29] = code(ARCH, opts.arch);
