@@ -19,6 +19,7 @@ import {
   tempDir,
   writeBaseInitrd,
 } from "./helpers.js";
+import { synthElf } from "./synth.js";
 
 const t = tempDir();
 afterAll(() => t.cleanup());
@@ -339,6 +340,32 @@ describe("F7/F8 coreboot payloads judged by cbfstool", () => {
       sh("cbfstool", [ours, "extract", "-n", "fallback/payload", "-f", join(t.dir, "back.elf"), "-m", "x86"])
         .status,
     ).toBe(0);
+  });
+  it("F8: an ELF with a BSS-only PT_LOAD between two others: equal bytes to cbfstool add-payload", async (ctx) => {
+    need(ctx, { tools: ["cbfstool"] });
+    const elf = join(t.dir, "bss.elf");
+    writeFileSync(
+      elf,
+      synthElf({
+        loads: [
+          { paddr: 0x100000, data: Buffer.alloc(256, 0x90), memsz: 512, flags: 5 },
+          { paddr: 0x200000, data: Buffer.alloc(0), memsz: 4096, flags: 6 },
+          { paddr: 0x300000, data: Buffer.alloc(128, 0x11), flags: 6 },
+        ],
+      }),
+    );
+    const created = join(t.dir, "bss-empty.rom");
+    const theirs = join(t.dir, "bss-theirs.rom");
+    const mine = join(t.dir, "bss-mine.rom");
+    expect(sh("cbfstool", [created, "create", "-m", "x86", "-s", "1M"]).status).toBe(0);
+    sh("cp", [created, theirs]);
+    expect(
+      sh("cbfstool", [theirs, "add-payload", "-f", elf, "-n", "fallback/payload", "-c", "none"]).status,
+    ).toBe(0);
+    const r = await run(["payload", "build", elf, "--rom", created, "-o", mine]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(cbfstoolSegments(mine)).toEqual(cbfstoolSegments(theirs));
+    expect(readFileSync(mine).equals(readFileSync(theirs))).toBe(true);
   });
 });
 

@@ -164,7 +164,8 @@ const SEG_CODE: Record<SelfInput["type"], number> = {
 /**
  * Writes a SELF payload: the 28-byte segment table (the given segments, then ENTR at `entry`),
  * then each segment's bytes in table order. No compression (coreboot forces none for Linux
- * payloads). A segment without file bytes has offset 0.
+ * payloads). A segment without file bytes (BSS) has the offset where its bytes would start, as
+ * cbfstool writes it (so the same ELF gives the same bytes).
  */
 export function writeSelf(segments: SelfInput[], entry: bigint): Buffer {
   const table = Buffer.alloc((segments.length + 1) * 28);
@@ -173,7 +174,7 @@ export function writeSelf(segments: SelfInput[], entry: bigint): Buffer {
     const o = i * 28;
     table.writeUInt32BE(SEG_CODE[s.type], o);
     table.writeUInt32BE(0, o + 4);
-    table.writeUInt32BE(s.data.length ? dataPos : 0, o + 8);
+    table.writeUInt32BE(dataPos, o + 8);
     table.writeBigUInt64BE(s.load, o + 12);
     table.writeUInt32BE(s.data.length, o + 20);
     table.writeUInt32BE(s.memLen, o + 24);
