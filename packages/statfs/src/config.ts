@@ -192,6 +192,15 @@ function parseLegacy(text: string, file: string): Config {
       issues.push({ file, line: lineNo, message: `${bad} (spaces around "=" are not allowed)` });
       return;
     }
+    if (/^\s/.test(address)) {
+      // (the original kept the space and then failed to resolve the address)
+      issues.push({
+        file,
+        line: lineNo,
+        message: `bad address "${address}" (spaces around "=" are not allowed)`,
+      });
+      return;
+    }
     const first = seen.get(name);
     if (first !== undefined) {
       issues.push({ file, line: lineNo, message: `duplicate node name "${name}" (first at line ${first})` });

@@ -31,7 +31,8 @@ describe("statfs.conf (original format)", () => {
   });
 
   it("reports every bad line with file and line number", () => {
-    const text = "ok=127.0.0.1\nnoequals\nx1 =10.0.0.1\nbadport=10.0.0.1!99999\nok=127.0.0.2\n=1.2.3.4\n";
+    const text =
+      "ok=127.0.0.1\nnoequals\nx1 =10.0.0.1\nbadport=10.0.0.1!99999\nok=127.0.0.2\n=1.2.3.4\nx2= 10.0.0.2\n";
     expect(() => parseConfig(text, "s.conf")).toThrow(/^s\.conf:2: invalid format: noequals/);
     expect(issues(() => parseConfig(text, "s.conf"))).toEqual([
       "2||invalid format: noequals (expected name=address)",
@@ -39,6 +40,7 @@ describe("statfs.conf (original format)", () => {
       '4||invalid port format in "10.0.0.1!99999"',
       '5||duplicate node name "ok" (first at line 1)',
       '6||empty node name (spaces around "=" are not allowed)',
+      '7||bad address " 10.0.0.2" (spaces around "=" are not allowed)',
     ]);
   });
 });
