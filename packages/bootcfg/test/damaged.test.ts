@@ -262,3 +262,43 @@ describe("uimage", () => {
     expect((await run(["inspect", out])).stdout).toMatch(/load \/ entry:\s+0xffffffff \/ 0xffffffff/);
   });
 });
+
+describe("a CBFS image with a damaged SELF payload", () => {
+  it("a segment past the end of the payload, or longer than its memory length, is refused", async () => {
+    const elf = put(
+      "small.elf",
+      synthElf({ loads: [{ paddr: 0x100000, data: Buffer.alloc(256, 0x90), memsz: 512 }] }),
+    );
+    const rom = join(t.dir, "good.rom");
+    expect((await run(["payload", "build", elf, "--create-rom", "64K", "-o", rom])).code).toBe(0);
+    expect((await run(["inspect", rom])).code).toBe(0);
+    const good = readFileSync(rom);
+    const code = good.indexOf("CODE", 0, "latin1");
+    const long = Buffer.from(good);
+    long.writeUInt32BE(0x7fffffff, code + 20);
+    let r = await run(["inspect", put("long.rom", long)]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(
+      /long\.rom: fallback\/payload: segment 0 \(code\) has 2147483647 bytes at offset 0x38, past the end of the \d+-byte payload/,
+    );
+    const short = Buffer.from(good);
+    short.writeUInt32BE(16, code + 24);
+    r = await run(["inspect", put("short.rom", short)]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/segment 0 \(code\) has 256 bytes of data but a memory length of 16/);
+    // and nothing is added to such an image
+    r = await run([
+      "payload",
+      "build",
+      elf,
+      "--rom",
+      join(t.dir, "long.rom"),
+      "--name",
+      "other",
+      "-o",
+      join(t.dir, "out.rom"),
+    ]);
+    expect(r.code).toBe(1);
+    expect(existsSync(join(t.dir, "out.rom"))).toBe(false);
+  });
+});

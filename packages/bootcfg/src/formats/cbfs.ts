@@ -74,14 +74,27 @@ export function parseSelf(buf: Uint8Array, what = "SELF payload"): SelfSegment[]
     const type = SEG_NAME[dv.getUint32(o, false)];
     if (!type)
       throw formatError(what, `unknown segment type 0x${dv.getUint32(o, false).toString(16)} at offset ${o}`);
-    segs.push({
+    const seg: SelfSegment = {
       type,
       compression: COMPRESSION[dv.getUint32(o + 4, false)] ?? `comp ${dv.getUint32(o + 4, false)}`,
       offset: dv.getUint32(o + 8, false),
       load: dv.getBigUint64(o + 12, false),
       len: dv.getUint32(o + 20, false),
       memLen: dv.getUint32(o + 24, false),
-    });
+    };
+    // A loader copies `len` bytes from `offset` and clears up to `memLen`: both must hold.
+    const n = segs.length;
+    if ((type === "code" || type === "data" || type === "params") && seg.offset + seg.len > buf.length)
+      throw formatError(
+        what,
+        `segment ${n} (${type}) has ${seg.len} bytes at offset 0x${seg.offset.toString(16)}, past the end of the ${buf.length}-byte payload (damaged or truncated)`,
+      );
+    if ((type === "code" || type === "data") && seg.compression === "none" && seg.len > seg.memLen)
+      throw formatError(
+        what,
+        `segment ${n} (${type}) has ${seg.len} bytes of data but a memory length of ${seg.memLen}`,
+      );
+    segs.push(seg);
     if (type === "entry") return segs;
   }
   throw formatError(what, "no ENTR segment");
