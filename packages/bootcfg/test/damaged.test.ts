@@ -302,3 +302,16 @@ describe("a CBFS image with a damaged SELF payload", () => {
     expect(existsSync(join(t.dir, "out.rom"))).toBe(false);
   });
 });
+
+describe("extract-vmlinux", () => {
+  it("a bzImage whose gzip payload is damaged: a clear error, no output", async () => {
+    const payload = gzipSync(Buffer.concat([synthElf(), Buffer.alloc(100_000, 7)]));
+    for (let i = 20; i < payload.length - 8; i += 7) payload[i]! ^= 0x55;
+    const bz = put("gzbad.bz", synthBzImage({ payload }));
+    const out = join(t.dir, "gzbad.elf");
+    const r = await run(["extract-vmlinux", bz, "-o", out]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^bootcfg: .*gzbad\.bz payload: damaged gzip data \(.+\)\n$/);
+    expect(existsSync(out)).toBe(false);
+  });
+});

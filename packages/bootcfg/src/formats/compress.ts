@@ -39,7 +39,13 @@ export const EXTERNAL_DECODER: Record<Compression, string> = {
 /** Decompresses gzip or LZ4-legacy; other formats raise an error naming the tool to use. */
 export function decompress(buf: Uint8Array, what = "input"): Uint8Array {
   const kind = detectCompression(buf);
-  if (kind === "gzip") return gunzipSync(buf);
+  if (kind === "gzip") {
+    try {
+      return gunzipSync(buf);
+    } catch (err) {
+      throw formatError(what, `damaged gzip data (${(err as Error).message})`);
+    }
+  }
   if (kind === "lz4-legacy") return lz4LegacyDecode(buf, what);
   if (kind === undefined) throw formatError(what, "not compressed in a known format");
   throw formatError(what, `${kind} is not decoded by bootcfg; decode it with \`${EXTERNAL_DECODER[kind]}\``);
