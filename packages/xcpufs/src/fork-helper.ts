@@ -309,16 +309,24 @@ export class ForkHelper {
     // P id pid in out err
     const pid = Number(b);
     const [inFd, outFd, errFd] = rest.map(Number) as [number, number, number];
+    // Ends opened so far: closed again when a later one cannot be opened (EMFILE).
+    const opened: Socket[] = [];
+    const open = (fd: number, mode: number) => {
+      const s = this.openEnd(fd, mode);
+      if (s) opened.push(s);
+      return s;
+    };
     try {
       const child = new HelperChild(
         pid,
-        this.openEnd(inFd, constants.O_WRONLY),
-        this.openEnd(outFd, constants.O_RDONLY)!,
-        this.openEnd(errFd, constants.O_RDONLY)!,
+        open(inFd, constants.O_WRONLY),
+        open(outFd, constants.O_RDONLY)!,
+        open(errFd, constants.O_RDONLY)!,
       );
       this.children.set(pid, child);
       p.resolve(child);
     } catch (err) {
+      for (const s of opened) s.destroy();
       try {
         process.kill(-pid, "SIGKILL");
       } catch {}

@@ -3,6 +3,7 @@
 import { type SpawnOptions, spawn } from "node:child_process";
 import { chownSync, lstatSync, mkdtempSync, readdirSync, unlinkSync } from "node:fs";
 import { type FileHandle, rmdir, stat } from "node:fs/promises";
+import { constants as osConstants } from "node:os";
 import { join } from "node:path";
 import { Readable, type Writable } from "node:stream";
 import { XcpuError } from "./errors.js";
@@ -468,25 +469,10 @@ export class Session {
   }
 }
 
+/** The errno of a spawn() error code (ENOENT, EACCES, EMFILE, ...); 2 when unknown. */
 function errnoOf(code: string | undefined): number {
-  switch (code) {
-    case "ENOENT":
-      return 2;
-    case "EACCES":
-      return 13;
-    case "ENOEXEC":
-      return 8;
-    case "ENOTDIR":
-      return 20;
-    case "E2BIG":
-      return 7;
-    case "ENOMEM":
-      return 12;
-    case "EPERM":
-      return 1;
-    default:
-      return 2;
-  }
+  const n = code === undefined ? undefined : (osConstants.errno as Record<string, number>)[code];
+  return n ?? 2;
 }
 
 /**

@@ -77,7 +77,9 @@ export class Xcpufs {
    * sticky, world-writable tmpdir (/tmp) its owner could rename it and put a link to anywhere in
    * its place, which the server would then follow as root. Otherwise the tmpdir itself.
    */
-  private readonly sessionRoot: string;
+  private sessionRoot: string;
+  /** The configured tmpdir (where a removed session root is made again). */
+  private readonly tmpdir: string;
   readonly clientTrace: ((line: string) => void) | undefined;
   private closing = false;
 
@@ -86,6 +88,7 @@ export class Xcpufs {
     this.arch = Buffer.from(cfg.arch);
     this.noAuth = cfg.noAuth;
     this.switchUsers = process.getuid?.() === 0 && !cfg.sameUser;
+    this.tmpdir = cfg.tmpdir;
     if (this.switchUsers) {
       this.sessionRoot = mkdtempSync(join(cfg.tmpdir, "xcpufs-"));
       chmodSync(this.sessionRoot, 0o711);
@@ -151,6 +154,25 @@ export class Xcpufs {
     return d;
   }
 
+  /**
+   * The server's own session root was removed from under it (a temporary-file cleaner, an
+   * operator): makes a new one, with a fresh name (in a shared tmpdir the old name may be
+   * anybody's by now). False when there is none to make (not root) or it cannot be made.
+   */
+  private newSessionRoot(): boolean {
+    if (!this.switchUsers) return false;
+    try {
+      const root = mkdtempSync(join(this.tmpdir, "xcpufs-"));
+      chmodSync(root, 0o711);
+      this.log.warn({ old: this.sessionRoot, root }, "session root directory was removed; made a new one");
+      this.sessionRoot = root;
+      return true;
+    } catch (err) {
+      this.log.warn({ err }, "cannot make a new session root directory");
+      return false;
+    }
+  }
+
   /** Open of `clone`: a new session owned by the opener. */
   async newSession(user: User, _ctx: RequestContext): Promise<Session> {
     if (this.closing) throw new FsError("server shutting down", Errno.EIO);
@@ -165,8 +187,17 @@ export class Xcpufs {
     try {
       dir = await makeSessionDir(this.sessionRoot, owner);
     } catch (err) {
-      this.log.warn({ err }, "cannot create session directory");
-      throw new FsError(`cannot create session directory: ${(err as Error).message}`, Errno.EIO);
+      const again = (err as NodeJS.ErrnoException).code === "ENOENT" ? this.newSessionRoot() : undefined;
+      if (!again) {
+        this.log.warn({ err }, "cannot create session directory");
+        throw new FsError(`cannot create session directory: ${(err as Error).message}`, Errno.EIO);
+      }
+      try {
+        dir = await makeSessionDir(this.sessionRoot, owner);
+      } catch (err2) {
+        this.log.warn({ err: err2 }, "cannot create session directory");
+        throw new FsError(`cannot create session directory: ${(err2 as Error).message}`, Errno.EIO);
+      }
     }
     if (this.closing) {
       void rm(dir, { recursive: true, force: true }).catch(() => {});

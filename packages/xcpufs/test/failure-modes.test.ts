@@ -1,0 +1,137 @@
+// What a node does when its own resources fail: no file descriptors left, its session root
+// removed from under it. Real servers (a child process under prlimit where the limit matters).
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Fid } from "@clustermatic/ninep/client";
+import { mount } from "@clustermatic/ninep/client";
+import { OREAD, OWRITE } from "@clustermatic/ninep/codec";
+import { afterAll, describe, expect, it } from "vitest";
+import { findPerl } from "../src/fork-helper.js";
+import { startXcpufs } from "../src/index.js";
+import { openJob, readAll, run, sessionDirsIn, until, write } from "./helpers.js";
+
+const pkg = join(import.meta.dirname, "..");
+const work = mkdtempSync(join(tmpdir(), "xcpufs-failure-"));
+const children: ChildProcess[] = [];
+afterAll(() => {
+  for (const c of children) if (c.exitCode === null) c.kill("SIGKILL");
+  rmSync(work, { recursive: true, force: true });
+});
+
+const uid = process.getuid?.() ?? 0;
+const isRoot = uid === 0;
+const prlimit = ["/usr/bin/prlimit", "/bin/prlimit"].find((p) => existsSync(p));
+const anon = (address: string) =>
+  mount(address, { uname: "t", n_uname: uid, msize: 65536, authenticate: async () => {} });
+
+/** xcpufs from source as a child process with at most `nofile` descriptors. */
+async function startLimited(nofile: number, tmp: string): Promise<{ child: ChildProcess; address: string }> {
+  const child = spawn(
+    prlimit!,
+    [
+      `--nofile=${nofile}`,
+      process.execPath,
+      "--conditions=@clustermatic/source",
+      "--import",
+      "tsx",
+      join(pkg, "src/bin/xcpufs.ts"),
+      "--no-auth",
+      "--listen",
+      "127.0.0.1",
+      "-p",
+      "0",
+      "-t",
+      tmp,
+      "--state-dir",
+      tmp,
+    ],
+    { cwd: pkg, stdio: ["ignore", "pipe", "pipe"] },
+  );
+  children.push(child);
+  let err = "";
+  child.stderr?.on("data", (d) => {
+    err += d;
+  });
+  child.stdout?.resume();
+  await until(() => /listening on (\S+)/.test(err) || child.exitCode !== null, 60_000);
+  const m = /listening on (\S+)/.exec(err);
+  if (!m) throw new Error(`xcpufs did not start: ${err}`);
+  return { child, address: m[1] as string };
+}
+
+describe.skipIf(!prlimit || !findPerl())("a node out of file descriptors", () => {
+  it("fails the exec with EMFILE, keeps no descriptor of the failed start, and recovers", async () => {
+    const tmp = mkdtempSync(join(work, "nofile-"));
+    const { child, address } = await startLimited(128, tmp);
+    const fs = await anon(address);
+    try {
+      expect((await run(fs, "/bin/echo", "echo warm")).out).toBe("warm\n");
+      const job = await openJob(fs);
+      await write(fs, `${job.sid}/argv`, "sh -c 'echo never'");
+      await (await fs.create(`${job.sid}/fs/filler`, 0o644, OWRITE)).clunk();
+      // Each open fid of a file in fs/ holds one of the server's descriptors: take them all.
+      const held: Fid[] = [];
+      for (;;) {
+        try {
+          held.push(await fs.open(`${job.sid}/fs/filler`, OREAD));
+        } catch (err) {
+          expect(String(err)).toMatch(/too many open files|EMFILE/i);
+          break;
+        }
+        if (held.length > 256) throw new Error("the descriptor limit did not apply");
+      }
+      // Two free: the fork helper's start gets two of the program's three pipe ends, not the third.
+      await held.pop()!.clunk();
+      await held.pop()!.clunk();
+      await job.ctl.write(0, "exec /bin/sh\n");
+      const [out, err, status] = await Promise.all([
+        readAll(job.stdout),
+        readAll(job.stderr),
+        readAll(job.wait),
+      ]);
+      expect(out.toString()).toBe("");
+      expect(err.toString()).toMatch(/EMFILE/);
+      // The exit status is the errno (EMFILE = 24), as for any program that could not start.
+      expect(Number(status.toString()) >> 8).toBe(24);
+      await job.close();
+      // The two descriptors are free again: nothing of the failed start kept them.
+      held.push(await fs.open(`${job.sid}/fs/filler`, OREAD));
+      held.push(await fs.open(`${job.sid}/fs/filler`, OREAD));
+      await Promise.all(held.splice(0).map((f) => f.clunk()));
+      expect((await run(fs, "/bin/echo", "echo recovered")).out).toBe("recovered\n");
+      expect(child.exitCode).toBeNull();
+    } finally {
+      await fs.close();
+      child.kill("SIGTERM");
+    }
+  });
+});
+
+describe.skipIf(!isRoot)("a node whose session root is removed", () => {
+  it("makes a new one and goes on creating sessions", async () => {
+    const tmp = mkdtempSync(join(work, "root-"));
+    const node = await startXcpufs({ listen: "127.0.0.1", port: 0, tmpdir: tmp, noAuth: true });
+    const fs = await anon(node.address);
+    try {
+      expect((await run(fs, "/bin/echo", "echo before")).out).toBe("before\n");
+      const roots = readdirSync(tmp).filter((n) => n.startsWith("xcpufs-"));
+      expect(roots).toHaveLength(1);
+      rmSync(join(tmp, roots[0]!), { recursive: true, force: true });
+      const r = await run(fs, "/bin/sh", "sh -c 'echo after; echo $XCPUPATH'");
+      const [text, path] = r.out.trim().split("\n");
+      expect(text).toBe("after");
+      const now = readdirSync(tmp).filter((n) => n.startsWith("xcpufs-"));
+      expect(now).toHaveLength(1);
+      expect(now[0]).not.toBe(roots[0]);
+      expect(path!.startsWith(join(tmp, now[0]!))).toBe(true);
+    } finally {
+      await fs.close();
+      await node.close();
+    }
+    expect(sessionDirsIn(tmp)).toEqual([]);
+    // close() removes the new root as it removed the first.
+    expect(readdirSync(tmp)).toEqual([]);
+  });
+});
