@@ -528,6 +528,24 @@ export async function main(argv: string[], io: Io): Promise<number> {
           memory: { type: "string" },
         });
         if (a.values.help) return helpFor("qemu");
+        // Options first: a bad one must not start (or write the initrd for) a QEMU run.
+        const accel = (a.values.accel as string | undefined) ?? "tcg";
+        if (!["tcg", "kvm", "auto"].includes(accel))
+          throw new UsageError(`--accel ${accel}: use tcg, kvm or auto`);
+        const memOpt = a.values.memory as string | undefined;
+        const memArg = memOpt === undefined ? undefined : parseSize(memOpt);
+        if (memOpt !== undefined && !memArg)
+          throw new UsageError(`--memory ${memOpt}: expected a size such as 512M or 2G`);
+        const timeoutText = (a.values.timeout as string | undefined) ?? "60";
+        const timeout = Number(timeoutText) * 1000;
+        if (!(timeout > 0 && Number.isFinite(timeout)))
+          throw new UsageError(`--timeout ${timeoutText}: expected a number of seconds greater than 0`);
+        let marker: RegExp;
+        try {
+          marker = new RegExp((a.values.marker as string | undefined) ?? "reboot: Power down");
+        } catch (err) {
+          throw new UsageError(`--marker: ${(err as Error).message}`);
+        }
         const c = loadCluster(a.values.cluster as string | undefined);
         const files = new FileCache();
         const p = planNode(c, c.resolve(need(a.positionals[0], "NODE")), new PlanCache(files));
@@ -535,14 +553,14 @@ export async function main(argv: string[], io: Io): Promise<number> {
           (a.values["initrd-out"] as string | undefined) ?? join(tmpdir(), `bootcfg-${p.node.name}.initrd`),
         );
         writeOutput(initrdOut, combinedInitrd(p, files));
-        const mem = a.values.memory ? parseSize(a.values.memory as string) : p.node.memory;
+        const mem = memArg ?? p.node.memory;
         const argv = qemuArgs({
           arch: p.node.arch,
           kernel: p.kernelPath,
           initrd: initrdOut,
           append: p.cmdline,
           memory: mem ? Math.max(64, Math.round(mem / 1024 ** 2)) : 512,
-          accel: (a.values.accel as string | undefined) ?? "tcg",
+          accel,
         });
         if (!p.cmdline.includes(`console=${consoleFor(p.node.arch)}`))
           io.stderr(
@@ -556,8 +574,6 @@ export async function main(argv: string[], io: Io): Promise<number> {
           );
           return 0;
         }
-        const marker = new RegExp((a.values.marker as string | undefined) ?? "reboot: Power down");
-        const timeout = Number((a.values.timeout as string | undefined) ?? "60") * 1000;
         const r = await runUntil(
           argv,
           marker,
@@ -733,10 +749,20 @@ export async function main(argv: string[], io: Io): Promise<number> {
 export function manifestSet(file: string): Record<string, Record<string, unknown>> {
   const text = readFileSync(file, "utf8");
   if (file.endsWith(".json")) {
+    let j: unknown;
     try {
-      const j = JSON.parse(text) as { manifests?: Record<string, Record<string, unknown>> };
-      if (j && typeof j === "object" && j.manifests) return j.manifests;
+      j = JSON.parse(text);
     } catch {}
+    if (j && typeof j === "object" && "manifests" in j) {
+      const m = (j as { manifests: unknown }).manifests;
+      const isMap = (v: unknown) => v !== null && typeof v === "object" && !Array.isArray(v);
+      if (!isMap(m) || !Object.values(m as object).every(isMap))
+        throw new BootcfgError(
+          "EFORMAT",
+          `${file}: "manifests" is not a map of node → manifest (write it with \`bootcfg manifest --all\`)`,
+        );
+      return m as Record<string, Record<string, unknown>>;
+    }
   }
   const c = Cluster.parse(text, file);
   const cache = new PlanCache(new FileCache());

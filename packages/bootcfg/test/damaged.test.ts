@@ -315,3 +315,37 @@ describe("extract-vmlinux", () => {
     expect(existsSync(out)).toBe(false);
   });
 });
+
+describe("bad option values and manifest sets", () => {
+  const cl = join(t.dir, "q.yaml");
+  writeFileSync(join(t.dir, "qbz"), synthBzImage({ xloadflags: 0x7f }));
+  writeFileSync(cl, "nodes:\n  - {name: n1, kernel: qbz, cmdline: [console=ttyS0]}\n");
+
+  it("qemu: a bad --marker, --timeout, --memory or --accel is a usage error; nothing runs", async () => {
+    const initrd = join(t.dir, "q.initrd");
+    for (const [opt, val, msg] of [
+      ["--marker", "(", /--marker: Invalid regular expression/],
+      ["--timeout", "abc", /--timeout abc: expected a number of seconds/],
+      ["--timeout", "0", /--timeout 0: expected/],
+      ["--memory", "lots", /--memory lots: expected a size/],
+      ["--accel", "foo", /--accel foo: use tcg, kvm or auto/],
+    ] as const) {
+      const r = await run(["qemu", "n1", "-c", cl, "--run", "--initrd-out", initrd, opt, val]);
+      expect(r.code, `${opt} ${val}`).toBe(2);
+      expect(r.stderr).toMatch(msg);
+      expect(existsSync(initrd)).toBe(false);
+    }
+  });
+
+  it("diff: a JSON file whose manifests are not a map of manifests is refused", async () => {
+    const good = await run(["manifest", "--all", "-c", cl]);
+    expect(good.code, good.stderr).toBe(0);
+    const ok = put("m-ok.json", Buffer.from(good.stdout));
+    expect((await run(["diff", ok, ok])).code).toBe(0);
+    for (const body of ['{"manifests": 5}', '{"manifests": [1]}', '{"manifests": {"n1": "x"}}']) {
+      const r = await run(["diff", put("m-bad.json", Buffer.from(body)), ok]);
+      expect(r.code, body).toBe(1);
+      expect(r.stderr).toMatch(/m-bad\.json: "manifests" is not a map of node → manifest/);
+    }
+  });
+});
