@@ -373,7 +373,18 @@ export async function main(argv: string[], io: Io): Promise<number> {
         else if (fmt === "sh") out(renderKexecSh(p), a.values.output as string | undefined);
         else if (fmt === "xbootfs") {
           const idx = c.nodes().indexOf(p.node.name);
-          const base = a.values.baseport ? Number(a.values.baseport) : 20002 + 2 * idx;
+          const given = a.values.baseport as string | undefined;
+          const base = given !== undefined ? Number(given) : 20002 + 2 * idx;
+          // xbootfs serves the kernel on BASEPORT and the initrd on BASEPORT+1
+          if (given !== undefined && !(Number.isInteger(base) && base >= 1 && base <= 65534))
+            throw new UsageError(
+              `--baseport ${given}: expected a port from 1 to 65534 (the initrd uses the next one)`,
+            );
+          if (base > 65534)
+            throw new BootcfgError(
+              "ECHECK",
+              `${p.node.name}: the default BASEPORT for node number ${idx + 1} would be ${base}, past the last port; give --baseport`,
+            );
           out(renderXbootfs(p, base), a.values.output as string | undefined);
         } else if (fmt === "beoboot") {
           if (p.kernelFormat !== "bzImage")

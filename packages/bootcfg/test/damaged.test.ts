@@ -349,3 +349,31 @@ describe("bad option values and manifest sets", () => {
     }
   });
 });
+
+describe("kexec-plan --format xbootfs", () => {
+  it("refuses a BASEPORT that is not a port (NaN, past 65534)", async () => {
+    const cl = join(t.dir, "xb.yaml");
+    writeFileSync(join(t.dir, "xbz"), synthBzImage({ xloadflags: 0x7f }));
+    writeFileSync(cl, "nodes:\n  - {name: n1, kernel: xbz}\n");
+    expect((await run(["kexec-plan", "n1", "-c", cl, "--format", "xbootfs"])).stdout).toContain(
+      "BASEPORT=20002\n",
+    );
+    expect(
+      (await run(["kexec-plan", "n1", "-c", cl, "--format", "xbootfs", "--baseport", "30000"])).stdout,
+    ).toContain("BASEPORT=30000\n");
+    for (const bad of ["abc", "65535", "0", "1.5"]) {
+      const r = await run(["kexec-plan", "n1", "-c", cl, "--format", "xbootfs", "--baseport", bad]);
+      expect(r, bad).toMatchObject({ code: 2, stdout: "" });
+      expect(r.stderr).toMatch(/expected a port from 1 to 65534/);
+    }
+    // the default, two ports per node from 20002, runs out after 22,767 nodes
+    const many = join(t.dir, "xb-many.yaml");
+    writeFileSync(many, 'nodes:\n  - {name: "n[1-30000]", kernel: xbz}\n');
+    expect((await run(["kexec-plan", "n22767", "-c", many, "--format", "xbootfs"])).stdout).toContain(
+      "BASEPORT=65534\n",
+    );
+    const r = await run(["kexec-plan", "n22768", "-c", many, "--format", "xbootfs"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/n22768: the default BASEPORT for node number 22768 would be 65536/);
+  });
+});
