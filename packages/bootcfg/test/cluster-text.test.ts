@@ -58,3 +58,29 @@ describe("control characters in cluster files", () => {
     expect(r.stderr).not.toMatch(/profiles\.ok\.cmdline/);
   });
 });
+
+describe("ip and mac incremented over a range", () => {
+  it("may not pass the last address (they wrapped to 0.0.0.0 and 00:00:00:00:00:00)", async () => {
+    const file = join(t.dir, "wrap.yaml");
+    writeFileSync(file, 'nodes:\n  - {name: "n[1-3]", kernel: bz, ip: 255.255.255.254}\n');
+    let r = await run(["check", file]);
+    expect(r).toMatchObject({ code: 1, stdout: "" });
+    expect(r.stderr).toBe(
+      `bootcfg: ${file}:2: nodes.0.ip: 255.255.255.254 + 2 (for 3 nodes) passes the last IPv4 address\n`,
+    );
+    writeFileSync(file, 'nodes:\n  - {name: "n[1-3]", kernel: bz, mac: "ff:ff:ff:ff:ff:fe"}\n');
+    r = await run(["show", "n1", "-c", file]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(
+      /nodes\.0\.mac: ff:ff:ff:ff:ff:fe \+ 2 \(for 3 nodes\) passes the last MAC address/,
+    );
+    // up to the last address is fine, and carries into the next octet
+    writeFileSync(
+      file,
+      'nodes:\n  - {name: "n[1-2]", kernel: bz, ip: 10.0.0.255, mac: "ff:ff:ff:ff:ff:fe"}\n',
+    );
+    r = await run(["show", "n2", "-c", file, "--json"]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ ip: "10.0.1.0", mac: "ff:ff:ff:ff:ff:ff" });
+  });
+});

@@ -47,9 +47,13 @@ const DEFAULTS = {
 };
 const BUILTIN: Origin = "(built-in default)";
 
-function ipAdd(ip: string, n: number): string {
+function ipValue(ip: string): number {
   const parts = ip.split(".").map(Number);
-  let v = ((parts[0]! << 24) >>> 0) + (parts[1]! << 16) + (parts[2]! << 8) + parts[3]! + n;
+  return ((parts[0]! << 24) >>> 0) + (parts[1]! << 16) + (parts[2]! << 8) + parts[3]!;
+}
+
+function ipAdd(ip: string, n: number): string {
+  let v = ipValue(ip) + n;
   const out: number[] = [];
   for (let i = 0; i < 4; i++) {
     out.unshift(v & 255);
@@ -140,6 +144,19 @@ export class Cluster {
         }
         list.push({ entry, position: position++ });
       }
+      // The first address is incremented per node: the last one must still be an address.
+      const last = position - 1;
+      const overflow = (key: "ip" | "mac", value: string, max: number, next: number) => {
+        if (next <= max) return;
+        const line = this.src.lines.get(`${entry.path}.${key}`) ?? this.src.lines.get(entry.path) ?? 1;
+        throw new BootcfgError(
+          "ECLUSTER",
+          `${this.file}:${line}: ${entry.path}.${key}: ${value} + ${last} (for ${position} nodes) passes the last ${key === "ip" ? "IPv4" : "MAC"} address`,
+        );
+      };
+      if (entry.ip && last > 0) overflow("ip", entry.ip, 0xffffffff, ipValue(entry.ip) + last);
+      if (entry.mac && last > 0)
+        overflow("mac", entry.mac, 0xffffffffffff, Number.parseInt(entry.mac.replaceAll(":", ""), 16) + last);
     }
   }
 
