@@ -124,6 +124,8 @@ interface Slot {
   session?: Session;
   arch?: string;
   outcome?: NodeOutcome;
+  /** Its main process has ended (wait answered); output may still be held open by its children. */
+  mainEnded?: boolean;
 }
 
 /** Runs a job on every node and returns per-node outcomes and the exit code. */
@@ -172,7 +174,16 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
       for (const s of live()) wipe(s);
       return;
     }
+    const orphaned = live().filter((s) => s.mainEnded);
     for (const s of live()) void s.session!.signal(SIGNALS[name] ?? 15).catch(() => {});
+    // A session whose main process has ended has nobody to take the signal: what keeps it going
+    // is a process it left behind holding its output open (a daemon). Such sessions are wiped.
+    if (orphaned.length > 0) {
+      note(
+        `${name}: wiping ${orphaned.length} session(s) whose program ended but whose output is still held open`,
+      );
+      for (const s of orphaned) wipe(s);
+    }
   };
   // Our stdout went away (`xrx … | head -1`): nobody reads the output any more, end the job.
   let outputClosed = false;
@@ -314,7 +325,10 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
       const streams = mux.streams(slot.spec.name);
       const out = session.pump("stdout", (b) => streams.stdout.write(b));
       const err = session.pump("stderr", (b) => streams.stderr.write(b));
-      const status = session.wait();
+      const status = session.wait().then((st) => {
+        slot.mainEnded = true;
+        return st;
+      });
       // Reads are parked on the node before the program starts, so nothing is missed.
       try {
         if (opts.attach === undefined) {

@@ -5,6 +5,7 @@ import {
   accessSync,
   constants,
   existsSync,
+  lstatSync,
   readdirSync,
   readFileSync,
   realpathSync,
@@ -130,6 +131,14 @@ function isElfFile(path: string): boolean {
   }
 }
 
+/** A file name's bytes for a message: printable ASCII as is, anything else as \xNN. */
+function escapeBytes(raw: Buffer): string {
+  let out = "";
+  for (const b of raw)
+    out += b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : `\\x${b.toString(16).padStart(2, "0")}`;
+  return out;
+}
+
 /** Builds the staging plan for one architecture. */
 export function planStaging(opts: PlanOptions): StagePlan {
   const host = lookupProgram(opts.program, { path: opts.path, sysroot: opts.sysroot, cwd: opts.cwd });
@@ -151,14 +160,29 @@ export function planStaging(opts: PlanOptions): StagePlan {
       const real = realpathSync(dir);
       if (seen.has(real)) return; // symlink loop
       seen.add(real);
-      for (const name of readdirSync(dir).sort()) {
+      const raws = readdirSync(dir, { encoding: "buffer" });
+      for (const raw of raws) {
+        // 9P names are UTF-8: a name that is not cannot be created on a node (nor even be
+        // named here: as a string it would stand for another file).
+        if (!Buffer.from(raw.toString("utf8")).equals(raw))
+          throw new StagingError(
+            `cannot stage ${join(dir, escapeBytes(raw))}: the file name is not valid UTF-8`,
+          );
+      }
+      for (const name of raws.map((raw) => raw.toString("utf8")).sort()) {
         const local = join(dir, name);
         const remote = rel ? `${rel}/${name}` : name;
         let s: ReturnType<typeof statSync>;
         try {
           s = statSync(local); // follows symlinks, as the original
-        } catch {
-          throw new StagingError(`cannot stage ${local}: broken symbolic link`);
+        } catch (err) {
+          let link = false;
+          try {
+            link = lstatSync(local).isSymbolicLink();
+          } catch {}
+          throw new StagingError(
+            `cannot stage ${local}: ${link ? "broken symbolic link" : (err as Error).message}`,
+          );
         }
         if (s.isDirectory()) {
           plan.dirs.push({ remote, mode: s.mode & 0o7777 });

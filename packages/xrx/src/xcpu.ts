@@ -54,6 +54,35 @@ export function onNode(node: string, err: unknown): XcpuError {
   return err instanceof XcpuError ? err : new XcpuError(node, reasonOf(err), { cause: err });
 }
 
+/**
+ * Files staged at once into one session. Each has a walk, a create and a window of writes in
+ * flight, and a node answers requests beyond its per-connection limit (1024 for xcpufs) with
+ * "too many outstanding requests": a directory of thousands of files must not send them all.
+ */
+const FILES_IN_FLIGHT = 32;
+
+/** Runs `fn` on every item, at most `limit` at once; rejects with the first error. */
+async function forEachLimited<T>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  let failed = false;
+  const worker = async () => {
+    while (!failed && next < items.length) {
+      const item = items[next++]!;
+      try {
+        await fn(item);
+      } catch (err) {
+        failed = true;
+        throw err;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
+
 /** For calls that legitimately block as long as the program runs (stdio, wait, clone). */
 const NO_TIMEOUT: CallOptions = { timeoutMs: 0 };
 
@@ -436,7 +465,15 @@ export class Session {
 
   /** Replaces the argument list. */
   setArgv(argv: readonly string[]): Promise<void> {
-    return this.node.writeFile(`${this.id}/argv`, quoteArgs(argv), true);
+    const text = quoteArgs(argv);
+    return this.node
+      .writeFile(`${this.id}/argv`, text, true)
+      .catch((err) => this.failed(err, `writing the argument list, ${Buffer.byteLength(text)} bytes`));
+  }
+
+  /** Rethrows a node error with what was being done (the node's "file too large" names no file). */
+  private failed(err: unknown, doing: string): never {
+    throw new XcpuError(this.node.name, `${reasonOf(err)} (${doing})`, { cause: err });
   }
 
   /** Appends env-file text to the session environment (the node default stays). */
@@ -449,7 +486,9 @@ export class Session {
       });
       try {
         const prefix = st.length > 0n ? "\n" : "";
-        await f.write(st.length, prefix + text);
+        await f
+          .write(st.length, prefix + text)
+          .catch((err) => this.failed(err, `adding ${Buffer.byteLength(text)} bytes to the environment`));
       } finally {
         void f.clunk().catch(() => {});
       }
@@ -480,7 +519,9 @@ export class Session {
             void parent.clunk().catch(() => {});
           }
         }
-        await Promise.all(plan.files.map((file) => this.stageFile(fs, [], file, contents, onBytes)));
+        await forEachLimited(plan.files, FILES_IN_FLIGHT, (file) =>
+          this.stageFile(fs, [], file, contents, onBytes),
+        );
       } finally {
         void fs.clunk().catch(() => {});
       }
@@ -500,12 +541,18 @@ export class Session {
     if (!data) throw new Error(`no data for ${file.local}`);
     // The walk to the directory, the create and the first window of data leave together (the
     // node runs a fid's requests in order). The clunk waits for the writes' replies.
-    const { fid: f } = await from.walkThen([...prefix, ...parts.slice(0, -1)], async (d) => {
-      await Promise.all([
-        d.create(parts.at(-1)!, (file.mode & 0o777) | 0o600, OWRITE),
-        data.length > 0 ? writePipelined(d, data, 8, onBytes) : undefined,
-      ]);
-    });
+    let f: Fid;
+    try {
+      ({ fid: f } = await from.walkThen([...prefix, ...parts.slice(0, -1)], async (d) => {
+        await Promise.all([
+          d.create(parts.at(-1)!, (file.mode & 0o777) | 0o600, OWRITE),
+          data.length > 0 ? writePipelined(d, data, 8, onBytes) : undefined,
+        ]);
+      }));
+    } catch (err) {
+      // Which file could not be staged ("no space left on device" alone leaves one guessing).
+      throw new Error(`${reasonOf(err)} (staging ${file.local} as fs/${file.remote})`, { cause: err });
+    }
     // The file must be closed on the node before the program starts.
     await f.clunk().catch(() => {});
   }
@@ -514,22 +561,20 @@ export class Session {
   async verify(plan: StagePlan): Promise<string[]> {
     return this.node.guard(async () => {
       const bad: string[] = [];
-      await Promise.all(
-        plan.files.map(async (file) => {
+      await forEachLimited(plan.files, FILES_IN_FLIGHT * 4, async (file) => {
+        try {
+          const f = await this.dir.walk(["fs", ...file.remote.split("/")]);
           try {
-            const f = await this.dir.walk(["fs", ...file.remote.split("/")]);
-            try {
-              const st = await f.stat();
-              if (Number(st.length) !== file.size) bad.push(file.remote);
-            } finally {
-              void f.clunk().catch(() => {});
-            }
-          } catch (err) {
-            if (err instanceof RemoteError) bad.push(file.remote);
-            else throw err;
+            const st = await f.stat();
+            if (Number(st.length) !== file.size) bad.push(file.remote);
+          } finally {
+            void f.clunk().catch(() => {});
           }
-        }),
-      );
+        } catch (err) {
+          if (err instanceof RemoteError) bad.push(file.remote);
+          else throw err;
+        }
+      });
       return bad;
     });
   }

@@ -1,0 +1,136 @@
+// xrx when things go wrong on the way: big directories, names 9P cannot carry, a node that
+// refuses an argument list or runs out of disk, a program that leaves a daemon holding its output.
+import { execFileSync } from "node:child_process";
+import { EventEmitter } from "node:events";
+import { chmodSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { main as xrx } from "../src/cli/xrx.js";
+import {
+  cleanupAll,
+  onCleanup,
+  runCli,
+  sessionDirCount,
+  startNode,
+  type TestNode,
+  tempDir,
+  until,
+} from "./harness.js";
+
+afterAll(cleanupAll);
+
+let node: TestNode;
+beforeAll(async () => {
+  node = await startNode();
+});
+
+/** Live (non-zombie) processes whose command line contains `marker`. */
+function liveWith(marker: string): number[] {
+  const out: number[] = [];
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const cmd = readFileSync(`/proc/${name}/cmdline`, "latin1");
+      const st = readFileSync(`/proc/${name}/stat`, "latin1");
+      if (cmd.includes(marker) && st.slice(st.lastIndexOf(")") + 2)[0] !== "Z") out.push(Number(name));
+    } catch {
+      // gone
+    }
+  }
+  return out;
+}
+
+describe("staging", () => {
+  it("copies a directory of thousands of files (a node limits the requests in flight)", async () => {
+    const dir = tempDir("xrx-many-");
+    mkdirSync(join(dir, "data"));
+    for (let i = 0; i < 2000; i++) writeFileSync(join(dir, "data", `f${i}`), `${i}\n`);
+    writeFileSync(join(dir, "run"), "#!/bin/sh\nls data | wc -l\ncat data/f1999\n");
+    chmodSync(join(dir, "run"), 0o755);
+    const r = await runCli(xrx, ["--no-key", "-S", "-e", "run", node.spec, dir]);
+    expect({ code: r.code, out: r.stdout, err: r.stderr }).toEqual({ code: 0, out: "2000\n1999\n", err: "" });
+    await until(() => sessionDirCount(node.tmp) === 0, 20_000, "session cleanup");
+  });
+
+  it("refuses a file name that is not UTF-8, naming it", async () => {
+    const dir = tempDir("xrx-names-");
+    writeFileSync(join(dir, "run"), "#!/bin/sh\necho ran\n");
+    chmodSync(join(dir, "run"), 0o755);
+    writeFileSync(Buffer.from(`${dir}/bad\xff\xfe.dat`, "latin1"), "x");
+    const r = await runCli(xrx, ["--no-key", "-S", "-e", "run", node.spec, dir]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`cannot stage ${dir}/bad\\xff\\xfe.dat: the file name is not valid UTF-8`);
+    expect(r.stdout).toBe("");
+    await until(() => sessionDirCount(node.tmp) === 0, 20_000, "session cleanup");
+  });
+
+  it("says which argument list the node refused and how big it was", async () => {
+    const big = "a".repeat(100_000);
+    const args = Array.from({ length: 12 }, () => big);
+    const r = await runCli(xrx, ["--no-key", "-l", node.spec, "/bin/true", ...args]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(
+      new RegExp(
+        `xrx: ${node.spec.replace("!", "\\!")}: error: file too large \\(writing the argument list, \\d+ bytes\\)`,
+      ),
+    );
+    await until(() => sessionDirCount(node.tmp) === 0, 20_000, "session cleanup");
+  });
+});
+
+const isRoot = process.getuid?.() === 0;
+if (!isRoot) console.warn("skipping the full-disk staging test: mounting a small tmpfs needs root");
+
+describe("a node whose disk is too small for the program", () => {
+  it.skipIf(!isRoot)("names the file it could not stage", async (ctx) => {
+    const small = tempDir("xrx-small-");
+    try {
+      execFileSync("mount", ["-t", "tmpfs", "-o", "size=256k,mode=0755", "tmpfs", small], { stdio: "pipe" });
+    } catch (err) {
+      console.warn(`skipping the full-disk staging test: cannot mount a tmpfs (${(err as Error).message})`);
+      ctx.skip();
+    }
+    onCleanup(() => {
+      execFileSync("umount", ["-l", small]);
+    });
+    const full = await startNode({ tmpdir: small });
+    const work = tempDir("xrx-small-prog-");
+    const prog = join(work, "big.sh");
+    writeFileSync(prog, `#!/bin/sh\necho ran\n#${"x".repeat(1024 * 1024)}\n`);
+    chmodSync(prog, 0o755);
+    const r = await runCli(xrx, ["--no-key", "-S", full.spec, prog]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(
+      `xrx: ${full.spec}: error: no space left on device (staging ${prog} as fs/big.sh)`,
+    );
+    await until(() => sessionDirCount(small) === 0, 20_000, "session cleanup on the full node");
+  });
+});
+
+describe("a program that leaves a daemon holding its output", () => {
+  it("ends on SIGTERM: the session is wiped, the daemon with it", async () => {
+    const marker = `${9000 + (process.pid % 900)}.${Date.now() % 1000}`;
+    const work = tempDir("xrx-daemon-");
+    const prog = join(work, "daemonize");
+    // The daemon keeps the session's stdout and stderr; the main process exits at once.
+    writeFileSync(prog, `#!/bin/sh\nsleep ${marker} &\necho started\nexit 0\n`);
+    chmodSync(prog, 0o755);
+    const signals = new EventEmitter();
+    let ended = false;
+    const run = runCli(xrx, ["--no-key", "-S", node.spec, prog], { signals }).finally(() => {
+      ended = true;
+    });
+    await until(() => liveWith(marker).length > 0, 20_000, "the daemon to start");
+    // Until the main process is known to have ended, a SIGTERM goes to it; afterwards it wipes.
+    while (!ended) {
+      signals.emit("SIGTERM");
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const r = await run;
+    expect(r.stderr).toContain(
+      "SIGTERM: wiping 1 session(s) whose program ended but whose output is still held open",
+    );
+    await until(() => liveWith(marker).length === 0, 20_000, "the daemon to end");
+    await until(() => sessionDirCount(node.tmp) === 0, 20_000, "session cleanup");
+  });
+});
