@@ -5,6 +5,7 @@ import { BootcfgError } from "./errors.js";
 import type { FileCache, FileFacts } from "./files.js";
 import { buildOverlay } from "./initrd.js";
 import { type Inspection, kernelFormatOf } from "./inspect.js";
+import { publishedNameProblems } from "./pxe.js";
 import { formatBytes, hex } from "./util.js";
 
 export interface CheckResult {
@@ -260,6 +261,26 @@ export function checkCluster(cluster: Cluster, files: FileCache, only?: readonly
     res.ok = res.errors.length === 0;
     nodes.push(res);
     errors.push(...res.errors);
+  }
+  // pxelinux configs (and, apart, iPXE scripts) name files by base name in one published directory
+  const resolved = nodes.flatMap((res) => {
+    try {
+      return [{ res, node: cluster.resolve(res.node) }];
+    } catch {
+      return [];
+    }
+  });
+  const problems = (["pxe", "ipxe"] as const).flatMap((d) =>
+    publishedNameProblems(
+      resolved.map((r) => r.node).filter((n) => n.delivery === d),
+      (p) => cluster.path(p),
+    ),
+  );
+  for (const problem of problems) {
+    const res = resolved.find((r) => problem.startsWith(`${r.node.name}: `))!.res;
+    res.errors.push(problem);
+    res.ok = false;
+    errors.push(problem);
   }
   return { ok: errors.length === 0, nodes, errors };
 }

@@ -29,6 +29,7 @@ import {
   TOOL,
 } from "./plan.js";
 import {
+  publishedNameProblems,
   publishedNames,
   pxeIpName,
   pxeMacName,
@@ -471,6 +472,14 @@ export async function main(argv: string[], io: Io): Promise<number> {
         if (a.values.help) return helpFor(cmd);
         const c = loadCluster(a.values.cluster as string | undefined);
         const dir = abs(need(a.values.output, "-o DIR"));
+        const problems = publishedNameProblems(
+          c
+            .nodes()
+            .map((n) => c.resolve(n))
+            .filter((r) => r.delivery === cmd),
+          (p) => c.path(p),
+        );
+        if (problems.length) throw new BootcfgError("ECHECK", problems.join("\n"));
         const cache = new PlanCache(new FileCache());
         const index: Record<string, string[]> = {};
         // Every node's files or none (see OutputBatch).

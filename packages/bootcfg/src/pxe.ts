@@ -1,5 +1,6 @@
 // pxelinux configuration files and iPXE scripts per node.
 import { basename } from "node:path";
+import type { ResolvedNode } from "./cluster/resolve.js";
 import type { NodePlan } from "./plan.js";
 import { TOOL } from "./plan.js";
 
@@ -29,6 +30,60 @@ export function publishedNames(plan: NodePlan): PublishedNames {
     p.kind === "overlay" ? `${plan.node.name}.cpio` : basename(p.path!),
   );
   return { kernel: basename(plan.kernelPath), initrds: parts, combined: `${plan.node.name}.initrd` };
+}
+
+/** One published file: where it comes from, for messages. */
+interface Publication {
+  source: string;
+  node: string;
+  what: string;
+}
+
+/**
+ * Problems with the names the pxelinux configs and iPXE scripts give a set of nodes' files: they
+ * name each by its base name in one published directory, so two different files with the same
+ * base name (`x86/vmlinuz`, `i386/vmlinuz`) would be one file there and some nodes would boot the
+ * other's kernel; and a name (or iPXE base URL) with white space — or, for pxelinux's INITRD
+ * list, a comma — does not survive the line it is written on.
+ */
+export function publishedNameProblems(
+  nodes: ReadonlyArray<Pick<ResolvedNode, "name" | "arch" | "delivery" | "kernel" | "initrds" | "baseUrl">>,
+  resolvePath: (p: string) => string,
+): string[] {
+  const problems: string[] = [];
+  const seen = new Map<string, Publication>();
+  for (const n of nodes) {
+    if (n.delivery !== "pxe" && n.delivery !== "ipxe") continue;
+    const files: Array<[string, Publication]> = [
+      [basename(n.kernel.path), { source: resolvePath(n.kernel.path), node: n.name, what: "kernel" }],
+      ...n.initrds.map((p): [string, Publication] => [
+        basename(p),
+        { source: resolvePath(p), node: n.name, what: "initrd" },
+      ]),
+      [`${n.name}.cpio`, { source: `(the overlay of ${n.name})`, node: n.name, what: "overlay" }],
+    ];
+    if (n.delivery === "ipxe" && n.arch !== "x86_64" && n.arch !== "i386")
+      files.push([
+        `${n.name}.initrd`,
+        { source: `(the initrds of ${n.name})`, node: n.name, what: "combined initrd" },
+      ]);
+    for (const [name, pub] of files) {
+      const bad = n.delivery === "pxe" ? /[\s,]/ : /\s/;
+      if (bad.test(name))
+        problems.push(
+          `${n.name}: ${pub.what} ${pub.source} is published as "${name}", which ${n.delivery === "pxe" ? "a pxelinux config" : "an iPXE script"} cannot name (white space${n.delivery === "pxe" ? " or a comma" : ""}): rename the file`,
+        );
+      const other = seen.get(name);
+      if (!other) seen.set(name, pub);
+      else if (other.source !== pub.source)
+        problems.push(
+          `${n.name}: ${pub.what} ${pub.source} and ${other.node}'s ${other.what} ${other.source} are both published as "${name}": rename one`,
+        );
+    }
+    if (n.delivery === "ipxe" && n.baseUrl && /\s/.test(n.baseUrl))
+      problems.push(`${n.name}: baseUrl "${n.baseUrl}" has white space, which an iPXE script cannot hold`);
+  }
+  return problems;
 }
 
 export function renderPxelinux(plan: NodePlan, names = publishedNames(plan)): string {

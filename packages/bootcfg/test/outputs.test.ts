@@ -126,3 +126,49 @@ describe("multi-file outputs", () => {
     }
   });
 });
+
+describe("names in pxelinux configs and iPXE scripts", () => {
+  const d = join(t.dir, "names");
+  mkdirSync(join(d, "x86"), { recursive: true });
+  mkdirSync(join(d, "old"), { recursive: true });
+  writeFileSync(join(d, "x86/vmlinuz"), synthBzImage({ xloadflags: 0x7f }));
+  writeFileSync(join(d, "old/vmlinuz"), synthBzImage({ xloadflags: 0x7f, cmdlineSize: 255 }));
+  writeFileSync(join(d, "my kernel"), synthBzImage({ xloadflags: 0x7f }));
+
+  it("two different kernels with one base name would be one published file: refused", async () => {
+    const file = join(d, "clash.yaml");
+    writeFileSync(
+      file,
+      'nodes:\n  - {name: n1, kernel: x86/vmlinuz, delivery: pxe, mac: "52:54:00:00:00:01"}\n' +
+        '  - {name: n2, kernel: old/vmlinuz, delivery: pxe, mac: "52:54:00:00:00:02"}\n' +
+        '  - {name: n3, kernel: x86/vmlinuz, delivery: pxe, mac: "52:54:00:00:00:03"}\n',
+    );
+    const message = `n2: kernel ${join(d, "old/vmlinuz")} and n1's kernel ${join(d, "x86/vmlinuz")} are both published as "vmlinuz": rename one`;
+    const c = await run(["check", file]);
+    expect(c.code).toBe(1);
+    expect(c.stdout.split("\n").filter((l) => l.startsWith("error:"))).toEqual([`error: ${message}`]);
+    expect(c.stdout).toMatch(/3 nodes checked: 2 ok, 1 failed/);
+    const out = join(d, "pxe");
+    expect(await run(["pxe", "-c", file, "-o", out])).toMatchObject({
+      code: 1,
+      stderr: `bootcfg: ${message}\n`,
+    });
+    expect(readdirSync(d)).not.toContain("pxe");
+  });
+
+  it("a file name with white space, and an iPXE baseUrl with white space: refused", async () => {
+    const file = join(d, "space.yaml");
+    writeFileSync(
+      file,
+      'nodes:\n  - {name: n1, kernel: "my kernel", delivery: pxe, mac: "52:54:00:00:00:01"}\n' +
+        '  - {name: n2, kernel: x86/vmlinuz, delivery: ipxe, mac: "52:54:00:00:00:02", baseUrl: "http://h/a b"}\n',
+    );
+    const c = await run(["check", file]);
+    expect(c.code).toBe(1);
+    expect(c.stdout.split("\n").filter((l) => l.startsWith("error:"))).toEqual([
+      `error: n1: kernel ${join(d, "my kernel")} is published as "my kernel", which a pxelinux config cannot name (white space or a comma): rename the file`,
+      'error: n2: baseUrl "http://h/a b" has white space, which an iPXE script cannot hold',
+    ]);
+    expect((await run(["ipxe", "-c", file, "-o", join(d, "ipxe")])).code).toBe(1);
+  });
+});
