@@ -221,7 +221,14 @@ export async function startXcpufs(opts: XcpufsOptions = {}): Promise<XcpufsHandl
     closeGraceMs: 1000,
     ...(opts.handshakeTimeoutMs !== undefined ? { handshakeTimeoutMs: opts.handshakeTimeoutMs } : {}),
   });
-  const bound = await server.listen(listen);
+  let bound: Awaited<ReturnType<typeof server.listen>>;
+  try {
+    bound = await server.listen(listen);
+  } catch (err) {
+    // Nothing served: the session root made for this server (and its fork helper) go again.
+    await xcpufs.shutdown();
+    throw err;
+  }
   const address = bound.network === "unix" ? `unix!${bound.path}` : `tcp!${bound.host}!${bound.port}`;
   log.info(
     { address, arch: arch.trim(), noAuth: xcpufs.noAuth, switchUsers: xcpufs.switchUsers },

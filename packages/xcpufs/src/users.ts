@@ -343,8 +343,18 @@ export class UserDb {
       if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
       throw err;
     }
+    try {
+      this.loadText(text);
+    } catch (err) {
+      // The file is named: "Unexpected token" or "not iterable" alone sends nobody to it.
+      const msg = (err as Error).message;
+      throw new Error(msg.startsWith(this.file) ? msg : `${this.file}: broken user pool file: ${msg}`);
+    }
+  }
+
+  private loadText(text: string): void {
     const st = JSON.parse(text) as StateFile;
-    if (st.version !== 1) throw new Error(`${this.file}: unknown state file version`);
+    if (st?.version !== 1) throw new Error(`${this.file}: unknown state file version`);
     for (const g of st.groups) {
       if (g.name === ADMIN_NAME) continue;
       this.groups.set(g.name, { name: g.name, gid: g.gid, members: new Set() });

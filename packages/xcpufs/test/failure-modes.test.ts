@@ -1,7 +1,7 @@
 // What a node does when its own resources fail: no file descriptors left, its session root
 // removed from under it. Real servers (a child process under prlimit where the limit matters).
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Fid } from "@clustermatic/ninep/client";
@@ -132,6 +132,37 @@ describe.skipIf(!isRoot)("a node whose session root is removed", () => {
     }
     expect(sessionDirsIn(tmp)).toEqual([]);
     // close() removes the new root as it removed the first.
+    expect(readdirSync(tmp)).toEqual([]);
+  });
+});
+
+describe("a node that cannot start", () => {
+  it.skipIf(!isRoot)("leaves no session root behind when its port is taken", async () => {
+    const tmp = mkdtempSync(join(work, "busy-"));
+    const first = await startXcpufs({ listen: "127.0.0.1", port: 0, tmpdir: tmp, noAuth: true });
+    try {
+      const before = readdirSync(tmp);
+      expect(before).toHaveLength(1);
+      await expect(
+        startXcpufs({ listen: "127.0.0.1", port: first.port, tmpdir: tmp, noAuth: true }),
+      ).rejects.toThrow(/EADDRINUSE|in use/i);
+      expect(readdirSync(tmp)).toEqual(before);
+    } finally {
+      await first.close();
+    }
+    expect(readdirSync(tmp)).toEqual([]);
+  });
+
+  it("names a user pool file it cannot read", async () => {
+    const state = mkdtempSync(join(work, "state-"));
+    const tmp = mkdtempSync(join(work, "pool-"));
+    const file = join(state, "users.json");
+    for (const text of ['{"users": [garbage', '{"version":1,"groups":5,"users":[]}']) {
+      writeFileSync(file, text);
+      await expect(
+        startXcpufs({ listen: "127.0.0.1", port: 0, tmpdir: tmp, noAuth: true, stateDir: state }),
+      ).rejects.toThrow(`${file}: broken user pool file: `);
+    }
     expect(readdirSync(tmp)).toEqual([]);
   });
 });
