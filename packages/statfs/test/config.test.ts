@@ -144,6 +144,12 @@ describe("YAML/JSON configuration", () => {
     ]);
   });
 
+  it("refuses a huge range at once (its names are not made first)", () => {
+    expect(issues(() => parseConfig('nodes: [{name: "n[1-100000000000]"}]\n', "c.yaml"))).toEqual([
+      "1|nodes[0].name|syntax error: 'n[1-100000000000]' not a valid node description (expands to too many nodes)",
+    ]);
+  });
+
   it("checks poll settings against each other", () => {
     expect(
       issues(() => parseConfig("poll: { interval: 1s, readTimeout: 3s }\nnodes: [a]\n", "p.yaml")),
