@@ -126,6 +126,8 @@ interface Slot {
   outcome?: NodeOutcome;
   /** Its main process has ended (wait answered); output may still be held open by its children. */
   mainEnded?: boolean;
+  /** Why this run wiped the session (its outcome, when the wipe leaves no exit status). */
+  wipedBy?: string;
 }
 
 /** Runs a job on every node and returns per-node outcomes and the exit code. */
@@ -144,7 +146,8 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
   // Wipes a session. A node that goes on answering its reads afterwards (broken, or not an xcpufs)
   // would keep the job running for ever: after a grace period its connection is dropped, which
   // ends the reads.
-  const wipe = (s: Slot) => {
+  const wipe = (s: Slot, why: string) => {
+    s.wipedBy ??= why;
     void s.session!.wipe().catch(() => {});
     setTimeout(() => {
       if (s.outcome) return;
@@ -171,7 +174,7 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
     if (name === "SIGINT") interrupts++;
     if (interrupts >= 2) {
       note("wiping sessions");
-      for (const s of live()) wipe(s);
+      for (const s of live()) wipe(s, "wiped after a second SIGINT");
       return;
     }
     const orphaned = live().filter((s) => s.mainEnded);
@@ -182,7 +185,7 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
       note(
         `${name}: wiping ${orphaned.length} session(s) whose program ended but whose output is still held open`,
       );
-      for (const s of orphaned) wipe(s);
+      for (const s of orphaned) wipe(s, `wiped on ${name}`);
     }
   };
   // Our stdout went away (`xrx … | head -1`): nobody reads the output any more, end the job.
@@ -195,7 +198,7 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
       abort?.("SIGPIPE");
       return;
     }
-    for (const s of live()) wipe(s);
+    for (const s of live()) wipe(s, "wiped: output closed");
   };
   const handlers = [
     ...Object.keys(SIGNALS).map((name) => [name, () => onSignal(name)] as const),
@@ -348,7 +351,8 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
       } catch (e) {
         streams.stdout.end();
         streams.stderr.end();
-        fail(slot, e);
+        // A session this run wiped ends without a status: say why rather than "no status".
+        fail(slot, slot.wipedBy ? new XcpuError(slot.spec.name, slot.wipedBy, { cause: e }) : e);
         // The session cannot be followed any more (exec refused, a read failed, the node went
         // away): end it and the connection, so that the parked reads settle.
         await Promise.race([session.wipe().catch(() => {}), new Promise((r) => setTimeout(r, 2000).unref())]);

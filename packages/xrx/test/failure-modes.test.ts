@@ -67,7 +67,7 @@ describe("staging", () => {
   it("says which argument list the node refused and how big it was", async () => {
     const big = "a".repeat(100_000);
     const args = Array.from({ length: 12 }, () => big);
-    const r = await runCli(xrx, ["--no-key", "-l", node.spec, "/bin/true", ...args]);
+    const r = await runCli(xrx, ["--no-key", "-l", "-c", "/", node.spec, "/bin/true", ...args]);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(
       new RegExp(
@@ -131,6 +131,27 @@ describe("a program that leaves a daemon holding its output", () => {
       "SIGTERM: wiping 1 session(s) whose program ended but whose output is still held open",
     );
     await until(() => liveWith(marker).length === 0, 20_000, "the daemon to end");
+    await until(() => sessionDirCount(node.tmp) === 0, 20_000, "session cleanup");
+  });
+});
+
+describe("a program that ignores SIGINT and SIGTERM", () => {
+  it("is forwarded the first Ctrl-C and wiped (killed) by the second, which the summary says", async () => {
+    const marker = `${8000 + (process.pid % 900)}.${Date.now() % 1000}`;
+    const signals = new EventEmitter();
+    const run = runCli(
+      xrx,
+      ["--no-key", "-l", node.spec, "/bin/sh", "-c", `trap "" INT TERM; exec sleep ${marker}`],
+      { signals, cwd: tempDir("xrx-int-cwd-") },
+    );
+    await until(() => liveWith(marker).length > 0, 20_000, "the program to start");
+    signals.emit("SIGINT");
+    signals.emit("SIGINT");
+    const r = await run;
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("xrx: wiping sessions");
+    expect(r.stderr).toContain(`xrx: ${node.spec}: error: wiped after a second SIGINT`);
+    await until(() => liveWith(marker).length === 0, 20_000, "the program to be killed");
     await until(() => sessionDirCount(node.tmp) === 0, 20_000, "session cleanup");
   });
 });
