@@ -132,6 +132,16 @@ export async function startHttp(mon: Monitor, opts: HttpOptions): Promise<HttpSe
   mon.on("reload", onReload);
 
   const server = http.createServer((req, res) => {
+    // Whatever a client sends, it gets an answer and statfs keeps running (a bad %-escape in a node
+    // name, or a request target that is no URL, used to throw out of this handler and end statfs).
+    try {
+      handle(req, res);
+    } catch {
+      if (!res.headersSent) res.writeHead(400, { "content-type": "text/plain" });
+      res.end("bad request\n");
+    }
+  });
+  const handle = (req: http.IncomingMessage, res: http.ServerResponse) => {
     const url = new URL(req.url ?? "/", "http://statfs");
     if (req.method !== "GET" && req.method !== "HEAD") {
       res.writeHead(405, { allow: "GET, HEAD", "content-type": "text/plain" }).end("method not allowed\n");
@@ -183,7 +193,7 @@ export async function startHttp(mon: Monitor, opts: HttpOptions): Promise<HttpSe
       return;
     }
     res.writeHead(404, { "content-type": "text/plain" }).end("not found\n");
-  });
+  };
   server.keepAliveTimeout = 5000;
   const keepAlive = setInterval(
     () => {

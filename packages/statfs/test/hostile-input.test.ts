@@ -6,6 +6,7 @@
 import { execFileSync } from "node:child_process";
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { formatAddress, mount } from "@clustermatic/ninep/client";
@@ -230,5 +231,49 @@ describe("the hold file", () => {
       await statfs?.close();
       execFileSync("umount", ["-l", small]);
     }
+  });
+});
+
+/** Sends raw bytes to the HTTP port and returns the status line of the answer. */
+function rawHttp(port: number, request: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect(port, "127.0.0.1", () => s.write(request));
+    let got = "";
+    s.on("data", (b) => {
+      got += b.toString("latin1");
+    });
+    s.on("error", reject);
+    s.on("close", () => resolve(got.split("\r\n")[0] ?? ""));
+  });
+}
+
+describe("the HTTP side against malformed requests", () => {
+  let dir: string;
+  let statfs: Statfs;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "statfs-http-"));
+    await writeFile(join(dir, "statfs.conf"), "n1=127.0.0.1!1\n");
+    statfs = await startStatfs({
+      configFile: join(dir, "statfs.conf"),
+      listen: ["tcp!127.0.0.1!0"],
+      http: "127.0.0.1:0",
+      pollOverrides: POLL,
+    });
+  });
+  afterAll(async () => {
+    await statfs?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("answers 400 to a bad %-escape or a target that is no URL, and keeps serving", async () => {
+    const port = statfs.http!.address.port;
+    for (const target of ["/api/nodes/%ZZ", "/api/nodes/n%E0%A4%A", "http://[::1/api/nodes"])
+      expect(
+        await rawHttp(port, `GET ${target} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n`),
+        target,
+      ).toBe("HTTP/1.1 400 Bad Request");
+    const ok = await fetch(`http://127.0.0.1:${port}/api/nodes/n1`);
+    expect(ok.status).toBe(200);
+    expect(((await ok.json()) as { name: string }).name).toBe("n1");
   });
 });
