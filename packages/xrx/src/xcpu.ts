@@ -662,7 +662,13 @@ export class Session {
       const raw = Number(text);
       // A signed decimal wait(2) status: an int.
       if (!/^-?\d+$/.test(text) || raw < -0x80000000 || raw > 0x7fffffff)
-        throw new Error(text ? `bad exit status ${quoted(text)}` : "session ended without a status");
+        throw new Error(
+          text
+            ? `bad exit status ${quoted(text)}`
+            : // An empty wait: the node wiped the session while the program ran (its shutdown, or
+              // a wipe from elsewhere).
+              "the node ended the session before the program exited (node shutting down, or wiped)",
+        );
       return decodeWaitStatus(raw);
     });
   }

@@ -155,3 +155,20 @@ describe("a program that ignores SIGINT and SIGTERM", () => {
     await until(() => sessionDirCount(node.tmp) === 0, 20_000, "session cleanup");
   });
 });
+
+describe("a node that shuts down while its program runs", () => {
+  it("is reported as such, and the job fails", async () => {
+    const marker = `${7000 + (process.pid % 900)}.${Date.now() % 1000}`;
+    const other = await startNode();
+    const run = runCli(xrx, ["--no-key", "-l", "-c", "/", other.spec, "/bin/sleep", marker]);
+    await until(() => liveWith(marker).length > 0, 20_000, "the program to start");
+    await other.stop();
+    const r = await run;
+    expect(r.code).toBe(1);
+    // The node wipes its sessions (answering the parked wait with nothing) before it closes.
+    expect(r.stderr).toContain(
+      `xrx: ${other.spec}: error: the node ended the session before the program exited (node shutting down, or wiped)`,
+    );
+    expect(liveWith(marker)).toEqual([]);
+  });
+});
