@@ -285,7 +285,12 @@ export class Session {
       child.on("error", (err: NodeJS.ErrnoException) => {
         if (done || child.pid !== undefined) return;
         done = true;
-        this.notStarted(`${path}: ${err.message}`, errnoOf(err.code));
+        // Node's message names what it ran (setpriv or the directory-entering perl, perhaps):
+        // the client asked for `path`.
+        this.notStarted(
+          `${path}: ${err.code ? `spawn ${path} ${err.code}` : err.message}`,
+          errnoOf(err.code),
+        );
       });
       child.once("exit", (code, sig) => {
         if (done) return;
