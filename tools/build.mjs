@@ -33,7 +33,17 @@ const shared = {
   define,
 };
 if (libEntries.length) {
-  await esbuild.build({ ...shared, entryPoints: libEntries, outdir: "dist", packages: "external" });
+  // Code shared by several entries goes into chunks, so that every entry sees the same module:
+  // bundled apart, each entry had its own copy of the error classes, and an FsError from
+  // "@clustermatic/ninep/errors" was not an FsError to the server from "@clustermatic/ninep/server".
+  await esbuild.build({
+    ...shared,
+    entryPoints: libEntries,
+    outdir: "dist",
+    packages: "external",
+    splitting: true,
+    chunkNames: "chunks/[name]-[hash]",
+  });
 }
 
 const workspaceDeps = Object.keys({ ...pkg.dependencies }).filter((d) => d.startsWith("@clustermatic/"));

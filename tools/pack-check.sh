@@ -2,7 +2,8 @@
 # Checks what an operator gets from npm: packs every package the way it would be published,
 # installs the tarballs into a throwaway prefix with npm (their npm dependencies come from the
 # registry), runs every installed command with --version, then runs a job through an installed
-# xcpufs (loopback, --no-auth) with the installed xrx. Needs a build (pnpm run build) first.
+# xcpufs (loopback, --no-auth) with the installed xrx, and checks that the libraries' export
+# entries share their classes (tools/pack-check-lib.mjs). Needs a build (pnpm run build) first.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,6 +25,10 @@ done
 npm install -g --prefix "$work/prefix" --no-fund --no-audit "$work"/tgz/*.tgz >/dev/null ||
   fail "npm cannot install the packed tarballs"
 bin="$work/prefix/bin"
+
+# The libraries as a program that imports them sees them (from next to their node_modules).
+cp "$root/tools/pack-check-lib.mjs" "$work/prefix/lib/pack-check-lib.mjs"
+(cd "$work/prefix/lib" && node pack-check-lib.mjs) || fail "the installed libraries do not work together"
 
 commands=0
 for dir in "$root"/packages/*/; do
