@@ -11,8 +11,14 @@ import * as errors from "@clustermatic/ninep/errors";
 import { CtlTable, Server, SynthDir, treeBackend } from "@clustermatic/ninep/server";
 import { startXcpufs } from "@clustermatic/xcpufs";
 
-for (const name of ["FsError", "RemoteError", "ProtocolError", "ConnectionError", "NinepError"])
-  assert.equal(root[name], errors[name], `${name} of "@clustermatic/ninep" is not the one of ".../errors"`);
+for (const [name, a, b] of [
+  ["FsError", root.FsError, errors.FsError],
+  ["RemoteError", root.RemoteError, errors.RemoteError],
+  ["ProtocolError", root.ProtocolError, errors.ProtocolError],
+  ["ConnectionError", root.ConnectionError, errors.ConnectionError],
+  ["NinepError", root.NinepError, errors.NinepError],
+])
+  assert.equal(a, b, `${name} of "@clustermatic/ninep" is not the one of ".../errors"`);
 
 /** The RemoteError a client of ".../client" gets, checked against the root entry's class. */
 async function remoteError(promise) {
