@@ -509,7 +509,11 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
                     note(
                       `${d.spec.name}: ${missing.length} files missing after tree spawn; copying directly`,
                     );
-                  await direct(d, plan);
+                  // Only what is missing, over what the tree left half-written.
+                  const want = new Set(missing);
+                  const rest = { ...plan, files: plan.files.filter((f) => want.has(f.remote)) };
+                  stats.direct++;
+                  await d.session!.stage(rest, contents, onBytes, { overwrite: true });
                   const still = await d.session!.verify(plan);
                   if (still.length > 0)
                     throw new XcpuError(d.spec.name, `staging incomplete: ${still.join(", ")}`);

@@ -499,11 +499,17 @@ export class Session {
    * Copies a staging plan into fs/: directories first, then every file, data pipelined.
    * `contents` maps host path -> bytes (read once per job and shared by all sessions).
    */
-  stage(plan: StagePlan, contents: Map<string, Buffer>, onBytes?: (n: number) => void): Promise<void> {
+  stage(
+    plan: StagePlan,
+    contents: Map<string, Buffer>,
+    onBytes?: (n: number) => void,
+    opts: { overwrite?: boolean } = {},
+  ): Promise<void> {
+    const overwrite = opts.overwrite ?? false;
     return this.node.guard(async () => {
       if (plan.dirs.length === 0 && plan.files.length === 1) {
         // One file (the usual -S launch): walk to its directory from the session at once.
-        await this.stageFile(this.dir, ["fs"], plan.files[0]!, contents, onBytes);
+        await this.stageFile(this.dir, ["fs"], plan.files[0]!, contents, onBytes, overwrite);
         return;
       }
       const fs = await this.dir.walk("fs");
@@ -520,7 +526,7 @@ export class Session {
           }
         }
         await forEachLimited(plan.files, FILES_IN_FLIGHT, (file) =>
-          this.stageFile(fs, [], file, contents, onBytes),
+          this.stageFile(fs, [], file, contents, onBytes, overwrite),
         );
       } finally {
         void fs.clunk().catch(() => {});
@@ -535,6 +541,7 @@ export class Session {
     file: StagePlan["files"][number],
     contents: Map<string, Buffer>,
     onBytes?: (n: number) => void,
+    overwrite = false,
   ): Promise<void> {
     const parts = file.remote.split("/");
     const data = contents.get(file.local);
@@ -550,8 +557,19 @@ export class Session {
         ]);
       }));
     } catch (err) {
-      // Which file could not be staged ("no space left on device" alone leaves one guessing).
-      throw new Error(`${reasonOf(err)} (staging ${file.local} as fs/${file.remote})`, { cause: err });
+      try {
+        // A file a tree spawn left incomplete is already there: it is truncated and written again.
+        if (!(overwrite && err instanceof RemoteError && /exist/i.test(err.ename))) throw err;
+        ({ fid: f } = await from.walkThen([...prefix, ...parts], async (d) => {
+          await Promise.all([
+            d.open(OWRITE | OTRUNC),
+            data.length > 0 ? writePipelined(d, data, 8, onBytes) : undefined,
+          ]);
+        }));
+      } catch (err2) {
+        // Which file could not be staged ("no space left on device" alone leaves one guessing).
+        throw new Error(`${reasonOf(err2)} (staging ${file.local} as fs/${file.remote})`, { cause: err2 });
+      }
     }
     // The file must be closed on the node before the program starts.
     await f.clunk().catch(() => {});

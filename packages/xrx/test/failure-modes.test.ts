@@ -6,6 +6,9 @@ import { chmodSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { main as xrx } from "../src/cli/xrx.js";
+import { xcpuNodes } from "../src/nodes.js";
+import { planStaging } from "../src/staging.js";
+import { userIdentity, XcpuNode } from "../src/xcpu.js";
 import {
   cleanupAll,
   onCleanup,
@@ -170,5 +173,42 @@ describe("a node that shuts down while its program runs", () => {
       `xrx: ${other.spec}: error: the node ended the session before the program exited (node shutting down, or wiped)`,
     );
     expect(liveWith(marker)).toEqual([]);
+  });
+});
+
+describe("a tree spawn that left files half-written", () => {
+  it("is completed by the direct copy, written over the partial files", async () => {
+    const dir = tempDir("xrx-partial-");
+    mkdirSync(join(dir, "sub"));
+    writeFileSync(join(dir, "a"), "A".repeat(100_000));
+    writeFileSync(join(dir, "sub", "b"), "B".repeat(5000));
+    writeFileSync(join(dir, "run"), "#!/bin/sh\ncat a sub/b | wc -c\n");
+    chmodSync(join(dir, "run"), 0o755);
+    const plan = planStaging({ program: dir, args: [], execName: "run", noLibraries: true });
+    const full = new Map(plan.files.map((f) => [f.local, readFileSync(f.local)]));
+    // What an interrupted copy leaves: every file there, each cut short.
+    const cut = new Map([...full].map(([k, v]) => [k, v.subarray(0, Math.floor(v.length / 2))]));
+    const xnode = await XcpuNode.connect(xcpuNodes(node.spec)[0]!, { identity: userIdentity(null) });
+    try {
+      const s = await xnode.createSession();
+      await s.stage(plan, cut);
+      expect((await s.verify(plan)).sort()).toEqual(["a", "run", "sub/b"]);
+      // A plain copy cannot create them again...
+      expect(String(await s.stage(plan, full).catch((e) => e))).toMatch(/file exists \(staging /);
+      // ...the retry after a tree spawn writes over them.
+      await s.stage(plan, full, undefined, { overwrite: true });
+      expect(await s.verify(plan)).toEqual([]);
+      await s.setArgv(plan.argv);
+      let out = "";
+      const pump = s.pump("stdout", (b) => (out += b));
+      await s.exec(plan.command, { closeStdin: true });
+      expect((await s.wait()).code).toBe(0);
+      await pump;
+      expect(out.trim()).toBe("105000");
+      await s.release();
+    } finally {
+      xnode.close();
+    }
+    await until(() => sessionDirCount(node.tmp) === 0, 20_000, "session cleanup");
   });
 });
