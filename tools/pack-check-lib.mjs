@@ -10,6 +10,7 @@ import { OWRITE } from "@clustermatic/ninep/codec";
 import * as errors from "@clustermatic/ninep/errors";
 import { CtlTable, Server, SynthDir, treeBackend } from "@clustermatic/ninep/server";
 import { startXcpufs } from "@clustermatic/xcpufs";
+import { userIdentity, XcpuNode, xcpuNodes } from "@clustermatic/xrx";
 
 for (const [name, a, b] of [
   ["FsError", root.FsError, errors.FsError],
@@ -51,10 +52,27 @@ assert.equal((await remoteError(f.write(0, "refuse\n"))).ename, "refused here");
 await fs.close();
 await server.close();
 
-// xcpufs as a library: its errors keep their text on the wire.
+// xcpufs as a library: its errors keep their text on the wire; and a program run on it through
+// the xrx library, as xrx's README shows.
 const node = await startXcpufs({ port: 0, listen: "127.0.0.1", noAuth: true, logLevel: "silent" });
 const nfs = await mount(node.address, { uname: "user", n_uname: 4000, authenticate: async () => {} });
 assert.equal((await remoteError(nfs.open("ctl", OWRITE))).ename, "permission denied");
 await nfs.close();
+const [spec] = xcpuNodes(`127.0.0.1!${node.port}`);
+const xnode = await XcpuNode.connect(spec, { identity: userIdentity(null) });
+const session = await xnode.createSession();
+await session.setArgv(["sh", "-c", "echo hi from $XCPUSID"]);
+let out = "";
+const pumped = session.pump("stdout", (b) => {
+  out += b;
+});
+await session.exec("/bin/sh");
+await session.closeStdin();
+await session.wait();
+await pumped;
+xnode.close();
+assert.match(out, /^hi from \d+\n$/);
 await node.close();
-console.log("pack-check: the libraries' entries share one copy of their classes");
+console.log(
+  "pack-check: the libraries' entries share one copy of their classes; a job ran through the xrx and xcpufs libraries",
+);
