@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import type { NodeSpec } from "@clustermatic/ninep/nodes";
 import { formatBytes, OutputMux, Progress, type Sink } from "./output.js";
 import { jobMainProcesses } from "./procs.js";
-import { fanout, planLocal, planStaging, type StagePlan, sysrootFor } from "./staging.js";
+import { fanout, planLocal, planStaging, type StagePlan, StagingError, sysrootFor } from "./staging.js";
 import { aggregateExit, type NodeOutcome, summarize } from "./status.js";
 import { type Identity, reasonOf, type Session, XcpuError, XcpuNode } from "./xcpu.js";
 
@@ -301,8 +301,21 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
               cwd: opts.localCwd,
             });
           }
-          for (const f of plan.files)
-            if (!contents.has(f.local)) contents.set(f.local, readFileSync(f.local));
+          for (const f of plan.files) {
+            let data = contents.get(f.local);
+            if (!data) {
+              try {
+                data = readFileSync(f.local);
+              } catch (err) {
+                // Node's "File size (…) is greater than 2 GiB" names no file.
+                throw new StagingError(`cannot stage ${f.local}: ${(err as Error).message}`);
+              }
+              contents.set(f.local, data);
+            }
+            // What is sent, should the file have changed since it was listed (verify compares).
+            plan.bytes += data.length - f.size;
+            f.size = data.length;
+          }
           plans.set(arch, plan);
         } catch (err) {
           // A plan error for every architecture is a plain error; for one of several, those nodes fail.

@@ -2,7 +2,7 @@
 // refuses an argument list or runs out of disk, a program that leaves a daemon holding its output.
 import { execFileSync } from "node:child_process";
 import { EventEmitter } from "node:events";
-import { chmodSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, readdirSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { main as xrx } from "../src/cli/xrx.js";
@@ -64,6 +64,18 @@ describe("staging", () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toContain(`cannot stage ${dir}/bad\\xff\\xfe.dat: the file name is not valid UTF-8`);
     expect(r.stdout).toBe("");
+    await until(() => sessionDirCount(node.tmp) === 0, 20_000, "session cleanup");
+  });
+
+  it("names a file too big to read (a sparse 3 GiB file)", async () => {
+    const dir = tempDir("xrx-huge-");
+    writeFileSync(join(dir, "run"), "#!/bin/sh\necho ran\n");
+    chmodSync(join(dir, "run"), 0o755);
+    writeFileSync(join(dir, "huge"), "");
+    truncateSync(join(dir, "huge"), 3 * 2 ** 30);
+    const r = await runCli(xrx, ["--no-key", "-S", "-e", "run", node.spec, dir]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`cannot stage ${join(dir, "huge")}: `);
     await until(() => sessionDirCount(node.tmp) === 0, 20_000, "session cleanup");
   });
 
