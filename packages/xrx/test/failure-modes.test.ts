@@ -79,6 +79,20 @@ describe("staging", () => {
     await until(() => sessionDirCount(node.tmp) === 0, 20_000, "session cleanup");
   });
 
+  it("says which environment the node refused and how big it was", async () => {
+    const vars = Array.from({ length: 12 }, (_, i) => `V${i}=${"e".repeat(100_000)}`).join("\\n");
+    const r = await runCli(xrx, ["--no-key", "-l", "-c", "/", node.spec, "/bin/true"], {
+      env: { XCPUENV: vars },
+    });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(
+      new RegExp(
+        `xrx: ${node.spec.replace("!", "\\!")}: error: file too large \\(adding \\d+ bytes to the environment\\)`,
+      ),
+    );
+    await until(() => sessionDirCount(node.tmp) === 0, 20_000, "session cleanup");
+  });
+
   it("says which argument list the node refused and how big it was", async () => {
     const big = "a".repeat(100_000);
     const args = Array.from({ length: 12 }, () => big);
