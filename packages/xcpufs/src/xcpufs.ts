@@ -1,6 +1,6 @@
 // The node server's state: user pool, sessions, root buffers, and the ctl command interpreters.
 
-import { chmodSync, constants, existsSync, mkdtempSync } from "node:fs";
+import { chmodSync, constants, existsSync, lstatSync, mkdtempSync, readdirSync, readlinkSync } from "node:fs";
 import { type FileHandle, lchown, open, readdir, rm, rmdir } from "node:fs/promises";
 import { machine as machineName, type as osType } from "node:os";
 import { isAbsolute, join } from "node:path";
@@ -12,7 +12,7 @@ import { type PassthroughBackend, passthrough } from "@clustermatic/ninep/server
 import { XcpuError } from "./errors.js";
 import { ForkHelper } from "./fork-helper.js";
 import { RootDir, SessionDir } from "./fsys.js";
-import { type LocalOwner, openRedirect } from "./local-files.js";
+import { type LocalOwner, openRedirect, removeWithin } from "./local-files.js";
 import type { ProcTag } from "./procs.js";
 import { QuoteError, quote, tokenize } from "./quote.js";
 import { makeSessionDir, Session, type SessionHost, State } from "./session.js";
@@ -89,13 +89,9 @@ export class Xcpufs {
     this.noAuth = cfg.noAuth;
     this.switchUsers = process.getuid?.() === 0 && !cfg.sameUser;
     this.tmpdir = cfg.tmpdir;
-    if (this.switchUsers) {
-      this.sessionRoot = mkdtempSync(join(cfg.tmpdir, "xcpufs-"));
-      chmodSync(this.sessionRoot, 0o711);
-    } else {
-      this.sessionRoot = cfg.tmpdir;
-    }
+    this.sessionRoot = this.switchUsers ? makeSessionRoot(cfg.tmpdir) : cfg.tmpdir;
     this.log = cfg.log;
+    if (this.switchUsers && !cfg.retain) this.removeStaleRoots();
     this.clientTrace = cfg.clientTrace;
     this.rootEnv = growable(Buffer.from(cfg.env));
     this.rootState = growable(Buffer.alloc(0));
@@ -162,14 +158,42 @@ export class Xcpufs {
   private newSessionRoot(): boolean {
     if (!this.switchUsers) return false;
     try {
-      const root = mkdtempSync(join(this.tmpdir, "xcpufs-"));
-      chmodSync(root, 0o711);
+      const root = makeSessionRoot(this.tmpdir);
       this.log.warn({ old: this.sessionRoot, root }, "session root directory was removed; made a new one");
       this.sessionRoot = root;
       return true;
     } catch (err) {
       this.log.warn({ err }, "cannot make a new session root directory");
       return false;
+    }
+  }
+
+  /**
+   * Removes what a server of this pid namespace that was killed (SIGKILL, a crash) left in the
+   * tmpdir: its `xcpufs-<ns>-<pid>-XXXXXX` directory, root's, when no process has that pid any
+   * more. In the background, never following a link (removeWithin).
+   */
+  private removeStaleRoots(): void {
+    const ns = pidNamespace();
+    if (!ns) return;
+    let names: string[];
+    try {
+      names = readdirSync(this.tmpdir);
+    } catch {
+      return;
+    }
+    for (const name of names) {
+      const m = /^xcpufs-(\d+)-(\d+)-[A-Za-z0-9]{6}$/.exec(name);
+      if (!m || m[1] !== ns || Number(m[2]) === process.pid || processExists(Number(m[2]))) continue;
+      const dir = join(this.tmpdir, name);
+      try {
+        const st = lstatSync(dir);
+        if (!st.isDirectory() || st.uid !== 0) continue;
+      } catch {
+        continue;
+      }
+      this.log.warn({ dir }, "removing the directory of an xcpufs that is gone");
+      void removeWithin(dir).catch((err) => this.log.warn({ err, dir }, "cannot remove an old session root"));
     }
   }
 
@@ -509,6 +533,36 @@ export class Xcpufs {
     // Retained session directories stay, and with them the directory that holds them.
     if (this.switchUsers && !this.host.retain) await rmdir(this.sessionRoot).catch(() => {});
   }
+}
+
+/** The inode of this process's pid namespace ("4026531836"), or "" where it cannot be read. */
+function pidNamespace(): string {
+  try {
+    return /^pid:\[(\d+)\]$/.exec(readlinkSync("/proc/self/ns/pid"))?.[1] ?? "";
+  } catch {
+    return "";
+  }
+}
+
+function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/**
+ * The server's own directory in the tmpdir (root only): `xcpufs-<pid namespace>-<pid>-XXXXXX`,
+ * mode 0711. The name says whose it is, so that a later server can remove it should this one be
+ * killed before it could.
+ */
+function makeSessionRoot(tmpdir: string): string {
+  const ns = pidNamespace();
+  const root = mkdtempSync(join(tmpdir, ns ? `xcpufs-${ns}-${process.pid}-` : "xcpufs-"));
+  chmodSync(root, 0o711);
+  return root;
 }
 
 const unwrap = new WeakMap<object, object>();

@@ -1,7 +1,16 @@
 // What a node does when its own resources fail: no file descriptors left, its session root
 // removed from under it. Real servers (a child process under prlimit where the limit matters).
-import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readlinkSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Fid } from "@clustermatic/ninep/client";
@@ -166,5 +175,41 @@ describe("a node that cannot start", () => {
       ).rejects.toThrow(`${file}: broken user pool file: `);
     }
     expect(readdirSync(tmp)).toEqual([]);
+  });
+});
+
+describe.skipIf(!isRoot)("a node started after one that was killed", () => {
+  it("removes the directory the dead server left, and only that", async () => {
+    const ns = /^pid:\[(\d+)\]$/.exec(readlinkSync("/proc/self/ns/pid"))?.[1];
+    expect(ns).toBeDefined();
+    const tmp = mkdtempSync(join(work, "stale-"));
+    const gone = spawnSync("/bin/true").pid!;
+    const alive = spawn("/bin/sleep", ["600"]);
+    children.push(alive);
+    const outside = mkdtempSync(join(work, "outside-"));
+    writeFileSync(join(outside, "canary"), "keep");
+    const make = (name: string) => {
+      const d = join(tmp, name);
+      mkdirSync(join(d, "xcpu-abcdef"), { recursive: true });
+      writeFileSync(join(d, "xcpu-abcdef", "output"), "left behind");
+      // A program of the dead session may have left a link out: it must not be followed.
+      symlinkSync(outside, join(d, "xcpu-abcdef", "link"));
+      return d;
+    };
+    const stale = make(`xcpufs-${ns}-${gone}-Abc123`);
+    const kept = [
+      make(`xcpufs-${ns}-${alive.pid}-Def456`), // its server still runs
+      make(`xcpufs-1-${gone}-Ghi789`), // another pid namespace's
+      make("xcpufs-Jkl012"), // not named by its pid
+    ];
+    const node = await startXcpufs({ listen: "127.0.0.1", port: 0, tmpdir: tmp, noAuth: true });
+    try {
+      await until(() => !existsSync(stale));
+      for (const d of kept) expect(existsSync(join(d, "xcpu-abcdef", "output"))).toBe(true);
+      expect(existsSync(join(outside, "canary"))).toBe(true);
+    } finally {
+      await node.close();
+      alive.kill("SIGKILL");
+    }
   });
 });
