@@ -1,8 +1,18 @@
 // xrx when things go wrong on the way: big directories, names 9P cannot carry, a node that
 // refuses an argument list or runs out of disk, a program that leaves a daemon holding its output.
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { EventEmitter } from "node:events";
-import { chmodSync, mkdirSync, readdirSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  truncateSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { main as xrx } from "../src/cli/xrx.js";
@@ -12,6 +22,7 @@ import { userIdentity, XcpuNode } from "../src/xcpu.js";
 import {
   cleanupAll,
   onCleanup,
+  PKG,
   runCli,
   sessionDirCount,
   startNode,
@@ -235,6 +246,40 @@ describe("a tree spawn that left files half-written", () => {
     } finally {
       xnode.close();
     }
+    await until(() => sessionDirCount(node.tmp) === 0, 20_000, "session cleanup");
+  });
+});
+
+describe.skipIf(!existsSync("/dev/full"))("standard output on a full disk", () => {
+  it("ends the job with a message and status 1 (output lost is an error, not a closed pipe)", async () => {
+    const full = openSync("/dev/full", "w");
+    const child = spawn(
+      process.execPath,
+      [
+        "--conditions=@clustermatic/source",
+        "--import",
+        "tsx",
+        join(PKG, "src/bin/xrx.ts"),
+        "--no-key",
+        "-l",
+        "-c",
+        "/",
+        node.spec,
+        "/bin/sh",
+        "-c",
+        "while :; do echo y; sleep 0.05; done",
+      ],
+      { cwd: PKG, stdio: ["ignore", full, "pipe"], env: { ...process.env, XRXD_SOCK: "" } },
+    );
+    closeSync(full);
+    onCleanup(() => {
+      if (child.exitCode === null) child.kill("SIGKILL");
+    });
+    let stderr = "";
+    child.stderr!.on("data", (d) => (stderr += d));
+    const code = await new Promise<number | null>((r) => child.on("close", (c) => r(c)));
+    expect(stderr).toContain("xrx: cannot write standard output (ENOSPC: no space left on device, write)");
+    expect(code).toBe(1);
     await until(() => sessionDirCount(node.tmp) === 0, 20_000, "session cleanup");
   });
 });

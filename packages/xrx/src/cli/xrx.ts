@@ -125,8 +125,12 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
       treeWidth = n > nodes.length ? "sqrt" : n;
     }
     const signals = io.signals;
+    // Output that cannot be written (a full disk, an I/O error) ends the job as a closed pipe does:
+    // nobody would get it. Unlike a closed pipe it is an error worth a message and status 1.
+    let outputError: NodeJS.ErrnoException | undefined;
     io.stdout.on?.("error", (e: NodeJS.ErrnoException) => {
-      if (e.code === "EPIPE" || e.code === "ERR_STREAM_DESTROYED") signals?.emit(OUTPUT_CLOSED);
+      if (e.code !== "EPIPE" && e.code !== "ERR_STREAM_DESTROYED") outputError ??= e;
+      signals?.emit(OUTPUT_CLOSED);
     });
     const identity = launchIdentity(localPath(v.k as string | undefined, io.cwd), io.env, !!v["no-key"]);
     const result = await runJob({
@@ -162,6 +166,10 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
       verbose: !!v.v,
       trace: v.d ? (line) => io.stderr.write(`${line}\n`) : undefined,
     });
+    if (outputError) {
+      io.stderr.write(`xrx: cannot write standard output (${outputError.message}): the job was ended\n`);
+      return 1;
+    }
     if (!identity.key && !v["no-key"] && result.outcomes.some((o) => o.error === "authentication failed")) {
       io.stderr.write(
         "xrx: no key was used: ~/.ssh/id_ed25519 and ~/.ssh/id_rsa do not exist; give one with -k FILE\n",

@@ -66,6 +66,7 @@ export function run(runHere: () => void): void {
     }
   };
   let inputListening = false;
+  let outputError: NodeJS.ErrnoException | undefined;
   const reader = new FrameReader((type, payload) => {
     if (!accepted) {
       if (type === Frame.Ready) {
@@ -115,6 +116,11 @@ export function run(runHere: () => void): void {
       process.stderr.write(`xrx: lost xrxd (${XRXD_SOCK_ENV}=${path}) during the run\n`);
       exitCode = 1;
     }
+    if (outputError) {
+      // As without xrxd: a full disk or an I/O error is not a closed pipe.
+      process.stderr.write(`xrx: cannot write standard output (${outputError.message}): the job was ended\n`);
+      exitCode = 1;
+    }
     const code = exitCode;
     process.exitCode = code;
     process.stdout.write("", () => process.exit(code));
@@ -123,7 +129,8 @@ export function run(runHere: () => void): void {
   function onAccepted() {
     for (const sig of FORWARDED) process.on(sig, () => send(encodeFrame(Frame.Signal, sig)));
     // EPIPE (`xrx ... | head -1`) or any other failure: nobody gets the output any more.
-    process.stdout.on("error", () => {
+    process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+      if (e.code !== "EPIPE") outputError ??= e;
       if (stdoutGone) return;
       stdoutGone = true;
       send(encodeFrame(Frame.OutputClosed));
