@@ -283,3 +283,32 @@ describe.skipIf(!existsSync("/dev/full"))("standard output on a full disk", () =
     await until(() => sessionDirCount(node.tmp) === 0, 20_000, "session cleanup");
   });
 });
+
+describe.skipIf(!existsSync("/dev/full"))("xps listing to a full disk", () => {
+  it("fails with a message instead of losing the listing silently", async () => {
+    const full = openSync("/dev/full", "w");
+    const child = spawn(
+      process.execPath,
+      [
+        "--conditions=@clustermatic/source",
+        "--import",
+        "tsx",
+        join(PKG, "src/bin/xps.ts"),
+        "--no-key",
+        node.spec,
+      ],
+      { cwd: PKG, stdio: ["ignore", full, "pipe"] },
+    );
+    closeSync(full);
+    onCleanup(() => {
+      if (child.exitCode === null) child.kill("SIGKILL");
+    });
+    let stderr = "";
+    child.stderr!.on("data", (d) => (stderr += d));
+    const code = await new Promise<number | null>((r) => child.on("close", (c) => r(c)));
+    expect({ code, stderr }).toEqual({
+      code: 1,
+      stderr: "xps: cannot write standard output (ENOSPC: no space left on device, write)\n",
+    });
+  });
+});

@@ -1,6 +1,7 @@
 // Command-line parsing in the original tools' POSIX style: options first, parsing stops at the
 // first non-option (so `xrx n1 ls -l` passes `-l` to ls), short options may be clustered (`-pL`),
 // values may be attached (`-n8`) or separate (`-n 8`). Long options are parsed by node:util.
+import { basename } from "node:path";
 import { Readable } from "node:stream";
 import { parseArgs } from "node:util";
 import { isDevNull } from "../dev-null.js";
@@ -123,10 +124,28 @@ export function processIo(): CliIo {
  * process exits once its output is flushed, whatever stdin or leftover handles still hold.
  */
 export function runAsProcess(main: (argv: readonly string[], io: CliIo) => Promise<number>): void {
+  // Output that could not be written (a full disk, an I/O error; not a reader that went away) is
+  // a failure: the listing or the output is lost. Also keeps such an error from ending the process
+  // in the middle of the work with a stack trace.
+  let outputError: NodeJS.ErrnoException | undefined;
+  process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+    if (e.code !== "EPIPE") outputError ??= e;
+  });
   main(process.argv.slice(2), processIo()).then(
     (code) => {
+      const finish = () => {
+        if (outputError && code === 0) {
+          const prog = basename(process.argv[1] ?? "xrx").replace(/\.(c?js|ts)$/, "");
+          process.stderr.write(`${prog}: cannot write standard output (${outputError.message})\n`);
+          code = 1;
+        }
+        process.exit(code);
+      };
       process.exitCode = code;
-      process.stdout.write("", () => process.exit(code));
+      process.stdout.write("", (e?: NodeJS.ErrnoException | null) => {
+        if (e && e.code !== "EPIPE" && e.code !== "ERR_STREAM_DESTROYED") outputError ??= e;
+        finish();
+      });
     },
     (err) => {
       process.stderr.write(`Error: ${err instanceof Error ? err.message : String(err)}\n`);
