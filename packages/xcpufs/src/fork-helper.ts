@@ -14,12 +14,44 @@
 //   F id errno                               could not make the pipes or fork
 // A program that cannot be started (working directory, credentials, exec) exits with the errno as
 // its status after writing "FILE: spawn FILE ENOENT" (or EACCES, ...) on its stderr: what xcpufs
-// reports for a program spawn() could not start.
+// reports for a program spawn() could not start. A script whose #! interpreter is missing gets
+// " (interpreter PATH not found)" after the ENOENT.
 //   X pid status                             a program ended (raw wait status)
 import { type ChildProcess, spawn } from "node:child_process";
-import { closeSync, constants, existsSync, openSync } from "node:fs";
+import { closeSync, constants, existsSync, openSync, readSync } from "node:fs";
 import { Socket } from "node:net";
 import { constants as osConstants } from "node:os";
+
+const MISSING_INTERPRETER = String.raw`# ENOENT for a file that exists: the interpreter its #! line names is missing (the kernel's
+# ENOENT names no file; "spawn FILE ENOENT" alone sends one looking for FILE).
+sub missing_interpreter {
+  my ($f) = @_;
+  return '' unless $!{ENOENT} && -f $f && open(my $fh, '<', $f);
+  my $line = <$fh> // '';
+  return $line =~ /^#!\s*(\S+)/ ? " (interpreter $1 not found)" : '';
+}`;
+
+/**
+ * What the helper adds to "FILE: spawn FILE ENOENT" for a script whose #! interpreter is missing,
+ * for programs started with spawn(): " (interpreter /x/y not found)", or "".
+ */
+export function missingInterpreter(file: string): string {
+  let fd: number | undefined;
+  try {
+    fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
+    const head = Buffer.alloc(256);
+    const line = head
+      .subarray(0, readSync(fd, head, 0, 256, 0))
+      .toString("latin1")
+      .split("\n")[0]!;
+    const m = /^#!\s*(\S+)/.exec(line);
+    return m ? ` (interpreter ${m[1]} not found)` : "";
+  } catch {
+    return "";
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
 
 const SCRIPT = String.raw`
 $0 = 'xcpufs-fork-helper'; delete $ENV{XCPUFS_FORK_HELPER};
@@ -31,6 +63,7 @@ $SIG{CHLD} = sub { syswrite($wake_w, "x") };
 my (%held, $buf);
 $buf = '';
 sub reply { syswrite(STDOUT, $_[0]) }
+${MISSING_INTERPRETER}
 sub reap { while ((my $pid = waitpid(-1, POSIX::WNOHANG())) > 0) { reply("X $pid $?\n") } }
 sub start {
   my ($id, $uid, $gid, $groups, $cwd, $usercwd, $file, $argv0, $nargs, @rest) = @_;
@@ -69,12 +102,12 @@ sub start {
       %ENV = ();
       for (@rest) { my $i = index($_, '='); $ENV{substr($_, 0, $i)} = substr($_, $i + 1) if $i > 0 }
       { no warnings 'exec'; exec { $file } $argv0, @args; }
-      die(($! + 0) . "\n");
+      die(($! + 0) . missing_interpreter($file) . "\n");
     };
-    my $errno = ($@ =~ /^(\d+)/ ? $1 : 0) || 1;
+    my ($errno, $why) = $@ =~ /^(\d+)(.*)/ ? ($1 || 1, $2) : (1, '');
     $! = $errno;
     my ($name) = grep { $!{$_} } keys %!;
-    syswrite(STDERR, "$file: spawn $file " . ($name // "errno $errno") . "\n");
+    syswrite(STDERR, "$file: spawn $file " . ($name // "errno $errno") . "$why\n");
     POSIX::_exit($errno & 0xff);
   }
   close($_) for $in_r, $out_w, $err_w, $sync_w;
@@ -129,12 +162,15 @@ export function enterAsUser(dir: string, file: string, argv0: string, args: stri
 }
 
 const ENTER_AS_USER = String.raw`
+${MISSING_INTERPRETER}
 my ($dir, $file, @argv) = @ARGV;
 chdir($dir);
 { no warnings 'exec'; exec { $file } @argv; }
 my $errno = $! + 0;
+my $why = missing_interpreter($file);
+$! = $errno;
 my ($name) = grep { $!{$_} } keys %!;
-syswrite(STDERR, "$file: spawn $file " . ($name // "errno $errno") . "\n");
+syswrite(STDERR, "$file: spawn $file " . ($name // "errno $errno") . "$why\n");
 exit(($errno & 0xff) || 1);
 `;
 

@@ -7,7 +7,13 @@ import { constants as osConstants } from "node:os";
 import { join } from "node:path";
 import { Readable, type Writable } from "node:stream";
 import { XcpuError } from "./errors.js";
-import { enterAsUser, type ForkHelper, type HelperChild, StartError } from "./fork-helper.js";
+import {
+  enterAsUser,
+  type ForkHelper,
+  type HelperChild,
+  missingInterpreter,
+  StartError,
+} from "./fork-helper.js";
 import { removeWithin } from "./local-files.js";
 import { QuoteError, quote, tokenize } from "./quote.js";
 import { waitStatus } from "./signals.js";
@@ -287,8 +293,9 @@ export class Session {
         done = true;
         // Node's message names what it ran (setpriv or the directory-entering perl, perhaps):
         // the client asked for `path`.
+        const why = err.code === "ENOENT" ? missingInterpreter(path) : "";
         this.notStarted(
-          `${path}: ${err.code ? `spawn ${path} ${err.code}` : err.message}`,
+          `${path}: ${err.code ? `spawn ${path} ${err.code}${why}` : err.message}`,
           errnoOf(err.code),
         );
       });

@@ -213,3 +213,43 @@ describe.skipIf(!isRoot)("a node started after one that was killed", () => {
     }
   });
 });
+
+describe("a script whose interpreter is missing", () => {
+  for (const noForkHelper of [false, true]) {
+    for (const cwd of ["", " /"]) {
+      it(`is reported with the interpreter's name (${noForkHelper ? "spawn()" : "fork helper"}${cwd ? ", a working directory" : ""})`, async () => {
+        const tmp = mkdtempSync(join(work, "interp-"));
+        const node = await startXcpufs({
+          listen: "127.0.0.1",
+          port: 0,
+          tmpdir: tmp,
+          noAuth: true,
+          noForkHelper,
+        });
+        const fs = await anon(node.address);
+        try {
+          const job = await openJob(fs);
+          const f = await fs.create(`${job.sid}/fs/script`, 0o755, OWRITE);
+          await f.write(0, "#!/no-such-dir-for-xcpufs/interp -x\necho never\n");
+          await f.clunk();
+          await write(fs, `${job.sid}/argv`, "script");
+          await job.ctl.write(0, `exec script${cwd}\n`);
+          const [out, err, status] = await Promise.all([
+            readAll(job.stdout),
+            readAll(job.stderr),
+            readAll(job.wait),
+          ]);
+          expect(out.toString()).toBe("");
+          expect(err.toString()).toMatch(
+            /^\/\S+\/script: spawn \/\S+\/script ENOENT \(interpreter \/no-such-dir-for-xcpufs\/interp not found\)\n$/,
+          );
+          expect(Number(status.toString()) >> 8).toBe(2);
+          await job.close();
+        } finally {
+          await fs.close();
+          await node.close();
+        }
+      });
+    }
+  }
+});
