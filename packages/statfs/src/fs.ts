@@ -46,6 +46,9 @@ const START = Math.floor(Date.now() / 1000);
 
 type Content = () => Buffer;
 
+/** Longest error text a ctl write answers with (characters). */
+const MAX_ENAME = 200;
+
 /** A read-only or control file. */
 interface FileSpec {
   name: string;
@@ -137,7 +140,15 @@ class FileNode implements Node {
         return sliceAt(snapshot, offset, count);
       },
       write: async (_offset, data, ctx) => {
-        await spec.write!(Buffer.from(data).toString("utf8"), ctx);
+        try {
+          await spec.write!(Buffer.from(data).toString("utf8"), ctx);
+        } catch (err) {
+          // Errors quote what was written: keep them short, or a 64 KiB line would make an Rerror
+          // larger than the connection's msize (which cannot be sent, and the writer waits forever).
+          if (err instanceof FsError && err.ename.length > MAX_ENAME)
+            throw new FsError(`${err.ename.slice(0, MAX_ENAME - 1)}…`, err.errno);
+          throw err;
+        }
         return data.length;
       },
     };

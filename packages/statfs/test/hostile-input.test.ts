@@ -277,3 +277,33 @@ describe("the HTTP side against malformed requests", () => {
     expect(((await ok.json()) as { name: string }).name).toBe("n1");
   });
 });
+
+describe("ctl errors quoting a long write", () => {
+  it("are cut short, so the answer fits the connection (the writer used to wait forever)", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "statfs-ctl-"));
+    await writeFile(join(dir, "statfs.conf"), "n1=127.0.0.1!1\n");
+    const statfs = await startStatfs({
+      configFile: join(dir, "statfs.conf"),
+      listen: ["tcp!127.0.0.1!0"],
+      http: null,
+      ctlWithoutAuth: true,
+      pollOverrides: POLL,
+    });
+    try {
+      const fs = await mount(statfs.addresses[0]!, { uname: "someone", msize: 8216, timeoutMs: 20_000 });
+      try {
+        const ctl = await fs.open("ctl", OWRITE);
+        const err = await ctl.write(0, `${"x".repeat(8000)}\n`).catch((e: Error) => e);
+        expect(err).toBeInstanceOf(Error);
+        expect((err as Error).message).toMatch(/^usage: x{100,}…$/);
+        expect((err as Error).message.length).toBeLessThanOrEqual(200);
+        await ctl.clunk();
+      } finally {
+        await fs.close();
+      }
+    } finally {
+      await statfs.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
