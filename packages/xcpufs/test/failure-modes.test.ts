@@ -70,6 +70,18 @@ async function startLimited(nofile: number, tmp: string): Promise<{ child: Child
   return { child, address: m[1] as string };
 }
 
+/** Waits until process `pid` has had the same number of open descriptors for a few polls. */
+async function settled(pid: number): Promise<void> {
+  let last = -1;
+  let same = 0;
+  await until(() => {
+    const n = readdirSync(`/proc/${pid}/fd`).length;
+    same = n === last ? same + 1 : 0;
+    last = n;
+    return same >= 5;
+  });
+}
+
 describe.skipIf(!prlimit || !findPerl())("a node out of file descriptors", () => {
   it("fails the exec with EMFILE, keeps no descriptor of the failed start, and recovers", async () => {
     const tmp = mkdtempSync(join(work, "nofile-"));
@@ -77,6 +89,9 @@ describe.skipIf(!prlimit || !findPerl())("a node out of file descriptors", () =>
     const fs = await anon(address);
     try {
       expect((await run(fs, "/bin/echo", "echo warm")).out).toBe("warm\n");
+      // The warm-up's pipe ends close as their streams end: wait until the server's descriptors
+      // stop changing, so that the count taken below stays what it is.
+      await settled(child.pid!);
       const job = await openJob(fs);
       await write(fs, `${job.sid}/argv`, "sh -c 'echo never'");
       await (await fs.create(`${job.sid}/fs/filler`, 0o644, OWRITE)).clunk();
@@ -117,7 +132,7 @@ describe.skipIf(!prlimit || !findPerl())("a node out of file descriptors", () =>
       await fs.close();
       child.kill("SIGTERM");
     }
-  });
+  }, 120_000);
 });
 
 describe.skipIf(!isRoot)("a node whose session root is removed", () => {
