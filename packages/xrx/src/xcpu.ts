@@ -270,6 +270,15 @@ export class XcpuNode {
     } catch (err) {
       client?.destroy();
       if (ac.signal.aborted && ac.signal.reason instanceof XcpuError) throw ac.signal.reason;
+      const code = ((err as Error).cause as NodeJS.ErrnoException | undefined)?.code;
+      if (code === "EMFILE" || code === "ENFILE") {
+        // One descriptor per node: a job on more nodes than `ulimit -n` allows fails here.
+        throw new XcpuError(
+          spec.name,
+          `${reasonOf(err)} (out of file descriptors here: one per node is needed; raise \`ulimit -n\`)`,
+          { cause: err },
+        );
+      }
       throw onNode(spec.name, err);
     } finally {
       cancelTimeout();

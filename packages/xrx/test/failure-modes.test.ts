@@ -312,3 +312,45 @@ describe.skipIf(!existsSync("/dev/full"))("xps listing to a full disk", () => {
     });
   });
 });
+
+describe("xrx out of file descriptors", () => {
+  it("says so for each node it cannot connect to, and how to get more", async () => {
+    const nodes: TestNode[] = [];
+    for (let i = 0; i < 10; i++) nodes.push(await startNode());
+    const list = nodes.map((n) => n.spec).join(",");
+    // A child that takes all but a few of the descriptors it may have (looking up its user takes
+    // some for a moment), then runs xrx's main() on ten nodes: one descriptor each.
+    const code = `
+      import { closeSync, openSync } from "node:fs";
+      import { EventEmitter } from "node:events";
+      const { main } = await import(${JSON.stringify(join(PKG, "src/cli/xrx.ts"))});
+      const { emptyInput } = await import(${JSON.stringify(join(PKG, "src/cli/args.ts"))});
+      const held = [];
+      for (;;) { try { held.push(openSync("/dev/null", "r")); } catch { break; } }
+      for (const fd of held.splice(-4)) closeSync(fd);
+      const io = { stdin: emptyInput(), stdout: process.stdout, stderr: process.stderr, env: {},
+        cwd: "/", signals: new EventEmitter() };
+      process.exitCode = await main(["--no-key", "-l", "-c", "/", "${list}", "/bin/true"], io);
+    `;
+    const child = spawn(
+      process.execPath,
+      ["--conditions=@clustermatic/source", "--import", "tsx", "--input-type=module", "-e", code],
+      { cwd: PKG, stdio: ["ignore", "pipe", "pipe"] },
+    );
+    onCleanup(() => {
+      if (child.exitCode === null) child.kill("SIGKILL");
+    });
+    let stderr = "";
+    child.stderr!.on("data", (d) => (stderr += d));
+    child.stdout!.resume();
+    const status = await new Promise<number | null>((r) => child.on("close", (c) => r(c)));
+    expect(status).toBe(1);
+    const failed = stderr.split("\n").filter((l) => / error: /.test(l));
+    expect(failed.length).toBeGreaterThan(0);
+    for (const line of failed)
+      expect(line).toMatch(
+        /^xrx: 127\.0\.0\.1!\d+: error: cannot connect to tcp!127\.0\.0\.1!\d+: EMFILE \(out of file descriptors here: one per node is needed; raise `ulimit -n`\)$/,
+      );
+    for (const n of nodes) await until(() => sessionDirCount(n.tmp) === 0, 20_000, "session cleanup");
+  });
+});
