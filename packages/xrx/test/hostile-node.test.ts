@@ -10,6 +10,7 @@ import net from "node:net";
 import { PassThrough } from "node:stream";
 import type * as T from "@clustermatic/ninep/codec";
 import { Dialect, decode, dontTouchStat, encode, Framer, MsgType, QTDIR } from "@clustermatic/ninep/codec";
+import { Server, SynthDir, SynthFile, treeBackend } from "@clustermatic/ninep/server";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { main as xrxMain } from "../src/cli/xrx.js";
 import { type JobOptions, type JobResult, runJob } from "../src/job.js";
@@ -407,4 +408,37 @@ describe("a hostile node next to a real one", () => {
       expect(run.stderr).toContain("xrx: wiping sessions");
     });
   }
+});
+
+describe("a statfs source that never ends (-a)", () => {
+  it("is refused past 64 MiB, from a file and from a 9P statfs", async () => {
+    const fromFile = await runCli(xrxMain, ["--no-key", "-a", "--statfs", "/dev/zero", "/bin/true"]);
+    expect(fromFile.code).toBe(1);
+    expect(fromFile.stderr).toContain("/dev/zero is larger than 64 MiB");
+
+    // A statfs whose `state` file reads as a full block forever.
+    const line = Buffer.from(`${"n1\t127.0.0.1!1\t/Linux/x86_64\tup\t0\n".repeat(1500)}`);
+    const root = new SynthDir("/", { mode: 0o555 });
+    root.add(
+      new SynthFile("state", {
+        mode: 0o444,
+        read: (_h, _offset, count) => line.subarray(0, Math.min(count, line.length)),
+      }),
+    );
+    const server = new Server({ backend: treeBackend(root) });
+    try {
+      const { port } = (await server.listen("tcp!127.0.0.1!0")) as { port: number };
+      const fromServer = await runCli(xrxMain, [
+        "--no-key",
+        "-a",
+        "--statfs",
+        `127.0.0.1!${port}`,
+        "/bin/true",
+      ]);
+      expect(fromServer.code).toBe(1);
+      expect(fromServer.stderr).toContain("its state is larger than 64 MiB");
+    } finally {
+      await server.close();
+    }
+  }, 60_000);
 });

@@ -1,6 +1,6 @@
 // Pieces shared by the xrx, xk and xps command lines: identity selection, node lists (with -a and
 // $NODES), statfs lookups, error reporting.
-import { existsSync, readFileSync } from "node:fs";
+import { closeSync, existsSync, openSync, readFileSync, readSync } from "node:fs";
 import { Client } from "@clustermatic/ninep/client";
 import { OREAD } from "@clustermatic/ninep/codec";
 import { ADMIN_KEY, defaultKeyFiles, KeyError, loadPrivateKey } from "../keys.js";
@@ -68,10 +68,10 @@ function readable(file: string): boolean {
 /** Reads a statfs table from a file path or a statfs address (`host[!port]`). */
 export async function readStatfs(source: string | undefined, timeoutMs = 5000): Promise<string> {
   if (source === undefined) {
-    if (existsSync(STATFS_STATE_FILE)) return readFileSync(STATFS_STATE_FILE, "utf8");
+    if (existsSync(STATFS_STATE_FILE)) return readStateFile(STATFS_STATE_FILE);
     source = `localhost!${STAT_PORT}`;
   }
-  if (source.startsWith("/") || source.startsWith(".")) return readFileSync(source, "utf8");
+  if (source.startsWith("/") || source.startsWith(".")) return readStateFile(source);
   const client = await Client.connect(
     source.includes("!") || source.includes(":") ? source : `${source}!${STAT_PORT}`,
     {
@@ -93,10 +93,34 @@ export async function readStatfs(source: string | undefined, timeoutMs = 5000): 
       if (b.length === 0) break;
       parts.push(Buffer.from(b));
       off += b.length;
+      if (off > MAX_STATFS_STATE) throw new Error(`its state is larger than ${MAX_STATFS_STATE >> 20} MiB`);
     }
     return Buffer.concat(parts).toString("utf8");
   } finally {
     client.destroy();
+  }
+}
+
+/** More than any cluster's state; a statfs (or file) that goes on past it is not one. */
+const MAX_STATFS_STATE = 64 * 1024 * 1024;
+
+/** A statfs state file (`/mnt/statfs/state`-style), refused past MAX_STATFS_STATE bytes. */
+function readStateFile(path: string): string {
+  const fd = openSync(path, "r");
+  try {
+    const parts: Buffer[] = [];
+    let total = 0;
+    for (;;) {
+      const b = Buffer.allocUnsafe(64 * 1024);
+      const n = readSync(fd, b, 0, b.length, null);
+      if (n === 0) break;
+      parts.push(b.subarray(0, n));
+      total += n;
+      if (total > MAX_STATFS_STATE) throw new Error(`${path} is larger than ${MAX_STATFS_STATE >> 20} MiB`);
+    }
+    return Buffer.concat(parts).toString("utf8");
+  } finally {
+    closeSync(fd);
   }
 }
 
