@@ -179,6 +179,15 @@ type Handler = (msg: TMessage, req: Req) => Outcome | Promise<Outcome>;
 
 const EIO_GENERIC = Ename.Io;
 
+/** `text` cut to at most `bytes` bytes of UTF-8, never inside a character. */
+function cutUtf8(text: string, bytes: number): string {
+  const b = Buffer.from(text);
+  if (b.length <= bytes) return text;
+  let end = bytes;
+  while (end > 0 && (b[end]! & 0xc0) === 0x80) end--;
+  return b.subarray(0, end).toString("utf8");
+}
+
 /** The request behind a RequestContext (see #reqCtx). */
 const CTX_REQ = Symbol("ninep.request");
 function ctxSignal(this: { [CTX_REQ]: Req }): AbortSignal {
@@ -502,26 +511,25 @@ export class ServerConnection {
   #send(msg: DistributiveOmit<RMessage, "tag">, tag: number): void {
     if (this.#isClosed || this.#transport.closed) return;
     const dialect = this.#dialect ?? Dialect.P2000;
+    if (msg.type === MsgType.Rerror) {
+      // Only error strings may be truncated (E3): one that does not fit in msize, or in a 9P
+      // string at all (65535 bytes), is cut; otherwise the reply could not be sent and the client
+      // would wait for it forever.
+      const room = Math.min(0xffff, this.#msize - (7 + 2 + (dialect === Dialect.P2000u ? 4 : 0)));
+      if (Buffer.byteLength(msg.ename) > room) msg = { ...msg, ename: cutUtf8(msg.ename, Math.max(room, 0)) };
+    }
     let frame: Buffer;
     try {
       frame = encodeTagged(msg, tag, dialect);
     } catch (err) {
       // A backend produced something unencodable (a NUL in a name, a number out of range...).
       this.#core.logger.error({ conn: this.info.id, err }, "9p: reply could not be encoded");
-      if (msg.type === MsgType.Rerror || msg.type === MsgType.Rlerror) return;
+      // An error reply that cannot be encoded still gets a reply: the plain one.
+      if ((msg.type === MsgType.Rerror && msg.ename === EIO_GENERIC) || msg.type === MsgType.Rlerror) return;
       this.#sendError(tag, new FsError(EIO_GENERIC, Errno.EIO));
       return;
     }
     if (frame.length > this.#msize) {
-      if (msg.type === MsgType.Rerror) {
-        // Only error strings may be truncated (E3).
-        const ename = Buffer.from(msg.ename)
-          .subarray(0, 100)
-          .toString("utf8")
-          .replace(/\uFFFD+$/, "");
-        this.#send({ ...msg, ename }, tag);
-        return;
-      }
       // V7/E3: never send more than msize; answer an error instead of truncating data.
       this.#sendError(tag, new FsError("reply too large for msize", Errno.EIO));
       return;

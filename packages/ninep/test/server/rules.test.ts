@@ -20,7 +20,7 @@ import type { Message } from "../../src/codec/types.js";
 import { encode } from "../../src/codec/wire.js";
 import { Ename, FsError } from "../../src/errors.js";
 import type { AuthFile, Backend } from "../../src/server/backend.js";
-import { BytesFile, Server, SynthDir, staticFile, treeBackend } from "../../src/server/index.js";
+import { BytesFile, Server, SynthDir, SynthFile, staticFile, treeBackend } from "../../src/server/index.js";
 import { RawClient } from "../../src/testing/raw.js";
 import { type Fixture, startFixture } from "./fixture.js";
 
@@ -507,6 +507,45 @@ describe("remove, stat and wstat", () => {
     expect(ename(await c.call({ type: MsgType.Tread, fid: 0, offset: 0n, count: 232 }))).toBe(Ename.Short);
     // The connection is still fine.
     expect((await c.call({ type: MsgType.Tclunk, fid: 1 })).type).toBe(MsgType.Rclunk);
+  });
+
+  it("cuts an error string that does not fit in msize or in a 9P string, at a character boundary, and still answers (E3)", async () => {
+    let text = "";
+    const root = new SynthDir("/", { mode: 0o555 });
+    root.add(
+      new SynthFile("refuse", {
+        mode: 0o666,
+        write: () => {
+          throw new FsError(text, 5);
+        },
+      }),
+    );
+    const server = new Server({ backend: treeBackend(root) });
+    servers.push(server);
+    const address = await server.listen("tcp!127.0.0.1!0");
+    for (const [version, room] of [
+      ["9P2000", 8216 - 9],
+      ["9P2000.u", 8216 - 13],
+    ] as const) {
+      const c = await RawClient.connect(address);
+      clients.push(c);
+      await c.version(8216, version);
+      await c.attach(0);
+      expect((await c.walk(0, 1, "refuse")).type).toBe(MsgType.Rwalk);
+      expect((await c.call({ type: MsgType.Topen, fid: 1, mode: OWRITE })).type).toBe(MsgType.Ropen);
+      // "é" is two bytes: a cut that would split one leaves the whole character out.
+      const cases: [string, string][] = [
+        ["x".repeat(room), "x".repeat(room)],
+        ["x".repeat(room + 1), "x".repeat(room)],
+        [`${"x".repeat(room - 1)}é`, "x".repeat(room - 1)],
+        ["y".repeat(70_000), "y".repeat(room)],
+      ];
+      for (const [given, expected] of cases) {
+        text = given;
+        const r = await c.call({ type: MsgType.Twrite, fid: 1, offset: 0n, data: Buffer.from("w") });
+        expect(ename(r)).toBe(expected);
+      }
+    }
   });
 });
 
