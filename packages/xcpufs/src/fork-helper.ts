@@ -22,13 +22,20 @@ import { closeSync, constants, existsSync, openSync, readSync } from "node:fs";
 import { Socket } from "node:net";
 import { constants as osConstants } from "node:os";
 
-const MISSING_INTERPRETER = String.raw`# ENOENT for a file that exists: the interpreter its #! line names is missing (the kernel's
+const START_REPORTS = String.raw`# ENOENT for a file that exists: the interpreter its #! line names is missing (the kernel's
 # ENOENT names no file; "spawn FILE ENOENT" alone sends one looking for FILE).
 sub missing_interpreter {
   my ($f) = @_;
   return '' unless $!{ENOENT} && -f $f && open(my $fh, '<', $f);
   my $line = <$fh> // '';
   return $line =~ /^#!\s*(\S+)/ ? " (interpreter $1 not found)" : '';
+}
+# What spawn() reports for a program it could not start: "FILE: spawn FILE ENOENT" on stderr.
+sub spawn_failed {
+  my ($file, $errno, $why) = @_;
+  $! = $errno;
+  my ($name) = grep { $!{$_} } keys %!;
+  syswrite(STDERR, "$file: spawn $file " . ($name // "errno $errno") . "$why\n");
 }`;
 
 /**
@@ -63,7 +70,7 @@ $SIG{CHLD} = sub { syswrite($wake_w, "x") };
 my (%held, $buf);
 $buf = '';
 sub reply { syswrite(STDOUT, $_[0]) }
-${MISSING_INTERPRETER}
+${START_REPORTS}
 sub reap { while ((my $pid = waitpid(-1, POSIX::WNOHANG())) > 0) { reply("X $pid $?\n") } }
 sub start {
   my ($id, $uid, $gid, $groups, $cwd, $usercwd, $file, $argv0, $nargs, @rest) = @_;
@@ -105,9 +112,7 @@ sub start {
       die(($! + 0) . missing_interpreter($file) . "\n");
     };
     my ($errno, $why) = $@ =~ /^(\d+)(.*)/ ? ($1 || 1, $2) : (1, '');
-    $! = $errno;
-    my ($name) = grep { $!{$_} } keys %!;
-    syswrite(STDERR, "$file: spawn $file " . ($name // "errno $errno") . "$why\n");
+    spawn_failed($file, $errno, $why);
     POSIX::_exit($errno & 0xff);
   }
   close($_) for $in_r, $out_w, $err_w, $sync_w;
@@ -161,16 +166,13 @@ export function enterAsUser(dir: string, file: string, argv0: string, args: stri
   return ["/bin/sh", ["-c", 'cd -- "$1" 2>/dev/null; shift; exec "$@"', "sh", dir, file, ...args]];
 }
 
-const ENTER_AS_USER = String.raw`
-${MISSING_INTERPRETER}
+const ENTER_AS_USER = `
+${START_REPORTS}
 my ($dir, $file, @argv) = @ARGV;
 chdir($dir);
 { no warnings 'exec'; exec { $file } @argv; }
 my $errno = $! + 0;
-my $why = missing_interpreter($file);
-$! = $errno;
-my ($name) = grep { $!{$_} } keys %!;
-syswrite(STDERR, "$file: spawn $file " . ($name // "errno $errno") . "$why\n");
+spawn_failed($file, $errno, missing_interpreter($file));
 exit(($errno & 0xff) || 1);
 `;
 

@@ -209,19 +209,16 @@ export class Xcpufs {
     const owner = this.switchUsers ? { uid: user.uid, gid: user.gid } : undefined;
     let dir: string;
     try {
-      dir = await makeSessionDir(this.sessionRoot, owner);
-    } catch (err) {
-      const again = (err as NodeJS.ErrnoException).code === "ENOENT" ? this.newSessionRoot() : undefined;
-      if (!again) {
-        this.log.warn({ err }, "cannot create session directory");
-        throw new FsError(`cannot create session directory: ${(err as Error).message}`, Errno.EIO);
-      }
       try {
         dir = await makeSessionDir(this.sessionRoot, owner);
-      } catch (err2) {
-        this.log.warn({ err: err2 }, "cannot create session directory");
-        throw new FsError(`cannot create session directory: ${(err2 as Error).message}`, Errno.EIO);
+      } catch (err) {
+        // Once more in a new session root, when the old one was removed from under the server.
+        if ((err as NodeJS.ErrnoException).code !== "ENOENT" || !this.newSessionRoot()) throw err;
+        dir = await makeSessionDir(this.sessionRoot, owner);
       }
+    } catch (err) {
+      this.log.warn({ err }, "cannot create session directory");
+      throw new FsError(`cannot create session directory: ${(err as Error).message}`, Errno.EIO);
     }
     if (this.closing) {
       void rm(dir, { recursive: true, force: true }).catch(() => {});

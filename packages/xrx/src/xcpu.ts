@@ -145,7 +145,13 @@ export function answerChallenge(key: PrivateKey, challenge: Uint8Array): Buffer 
   return key.type === "rsa" ? sign("sha1", challenge, key.key) : sign(null, challenge, key.key);
 }
 
-async function readAll(fid: Fid, limit = 64 * 1024 * 1024, opts?: CallOptions): Promise<Buffer> {
+/** The whole of an open file; past `limit` bytes it fails with `tooLarge`. */
+export async function readAll(
+  fid: Fid,
+  limit = 64 * 1024 * 1024,
+  opts?: CallOptions,
+  tooLarge = "file too large",
+): Promise<Buffer> {
   const parts: Buffer[] = [];
   let off = 0;
   for (;;) {
@@ -153,7 +159,7 @@ async function readAll(fid: Fid, limit = 64 * 1024 * 1024, opts?: CallOptions): 
     if (b.length === 0) break;
     parts.push(Buffer.from(b));
     off += b.length;
-    if (off > limit) throw new Error("file too large");
+    if (off > limit) throw new Error(tooLarge);
   }
   return Buffer.concat(parts);
 }

@@ -25,6 +25,7 @@ import {
   PKG,
   runCli,
   sessionDirCount,
+  spawnCli,
   startNode,
   type TestNode,
   tempDir,
@@ -250,34 +251,29 @@ describe("a tree spawn that left files half-written", () => {
   });
 });
 
+/** Runs a command of the package with its standard output on /dev/full. */
+function toFullDisk(name: "xrx" | "xps", argv: string[]) {
+  const full = openSync("/dev/full", "w");
+  try {
+    return spawnCli(name, argv, { env: { XRXD_SOCK: "" }, stdin: "", stdoutFd: full });
+  } finally {
+    closeSync(full);
+  }
+}
+
 describe.skipIf(!existsSync("/dev/full"))("standard output on a full disk", () => {
   it("ends the job with a message and status 1 (output lost is an error, not a closed pipe)", async () => {
-    const full = openSync("/dev/full", "w");
-    const child = spawn(
-      process.execPath,
-      [
-        "--conditions=@clustermatic/source",
-        "--import",
-        "tsx",
-        join(PKG, "src/bin/xrx.ts"),
-        "--no-key",
-        "-l",
-        "-c",
-        "/",
-        node.spec,
-        "/bin/sh",
-        "-c",
-        "while :; do echo y; sleep 0.05; done",
-      ],
-      { cwd: PKG, stdio: ["ignore", full, "pipe"], env: { ...process.env, XRXD_SOCK: "" } },
-    );
-    closeSync(full);
-    onCleanup(() => {
-      if (child.exitCode === null) child.kill("SIGKILL");
-    });
-    let stderr = "";
-    child.stderr!.on("data", (d) => (stderr += d));
-    const code = await new Promise<number | null>((r) => child.on("close", (c) => r(c)));
+    const { done } = toFullDisk("xrx", [
+      "--no-key",
+      "-l",
+      "-c",
+      "/",
+      node.spec,
+      "/bin/sh",
+      "-c",
+      "while :; do echo y; sleep 0.05; done",
+    ]);
+    const { code, stderr } = await done;
     expect(stderr).toContain("xrx: cannot write standard output (ENOSPC: no space left on device, write)");
     expect(code).toBe(1);
     await until(() => sessionDirCount(node.tmp) === 0, 20_000, "session cleanup");
@@ -286,26 +282,8 @@ describe.skipIf(!existsSync("/dev/full"))("standard output on a full disk", () =
 
 describe.skipIf(!existsSync("/dev/full"))("xps listing to a full disk", () => {
   it("fails with a message instead of losing the listing silently", async () => {
-    const full = openSync("/dev/full", "w");
-    const child = spawn(
-      process.execPath,
-      [
-        "--conditions=@clustermatic/source",
-        "--import",
-        "tsx",
-        join(PKG, "src/bin/xps.ts"),
-        "--no-key",
-        node.spec,
-      ],
-      { cwd: PKG, stdio: ["ignore", full, "pipe"] },
-    );
-    closeSync(full);
-    onCleanup(() => {
-      if (child.exitCode === null) child.kill("SIGKILL");
-    });
-    let stderr = "";
-    child.stderr!.on("data", (d) => (stderr += d));
-    const code = await new Promise<number | null>((r) => child.on("close", (c) => r(c)));
+    const { done } = toFullDisk("xps", ["--no-key", node.spec]);
+    const { code, stderr } = await done;
     expect({ code, stderr }).toEqual({
       code: 1,
       stderr: "xps: cannot write standard output (ENOSPC: no space left on device, write)\n",

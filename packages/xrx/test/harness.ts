@@ -212,7 +212,7 @@ export async function runCli(
 export function spawnCli(
   name: "xrx" | "xk" | "xps",
   argv: string[],
-  opts: { env?: NodeJS.ProcessEnv; stdin?: string } = {},
+  opts: { env?: NodeJS.ProcessEnv; stdin?: string; stdoutFd?: number } = {},
 ): { child: ChildProcess; done: Promise<RunResult> } {
   const child = spawn(
     process.execPath,
@@ -220,7 +220,8 @@ export function spawnCli(
     {
       cwd: PKG,
       env: { ...process.env, ...opts.env },
-      stdio: ["pipe", "pipe", "pipe"],
+      // stdoutFd: the command writes there itself (a file, /dev/full), not to a pipe of ours
+      stdio: ["pipe", opts.stdoutFd ?? "pipe", "pipe"],
     },
   );
   onCleanup(() => {
@@ -228,7 +229,7 @@ export function spawnCli(
   });
   let stdout = "";
   let stderr = "";
-  child.stdout!.on("data", (d) => (stdout += d));
+  child.stdout?.on("data", (d) => (stdout += d));
   child.stderr!.on("data", (d) => (stderr += d));
   if (opts.stdin !== undefined) child.stdin!.end(opts.stdin);
   const done = new Promise<RunResult>((resolve) => {

@@ -12,7 +12,7 @@ import {
   STATFS_STATE_FILE,
   xcpuNodes,
 } from "../nodes.js";
-import { adminIdentity, type Identity, userIdentity, XcpuNode } from "../xcpu.js";
+import { adminIdentity, type Identity, readAll, userIdentity, XcpuNode } from "../xcpu.js";
 import { type CliIo, secondsOption, UsageError } from "./args.js";
 
 /**
@@ -86,16 +86,8 @@ export async function readStatfs(source: string | undefined, timeoutMs = 5000): 
     const root = await client.attach(me.user, "", { n_uname: me.uid });
     const f = await root.walk("state");
     await f.open(OREAD);
-    const parts: Buffer[] = [];
-    let off = 0;
-    for (;;) {
-      const b = await f.read(off);
-      if (b.length === 0) break;
-      parts.push(Buffer.from(b));
-      off += b.length;
-      if (off > MAX_STATFS_STATE) throw new Error(`its state is larger than ${MAX_STATFS_STATE >> 20} MiB`);
-    }
-    return Buffer.concat(parts).toString("utf8");
+    const tooLarge = `its state is larger than ${MAX_STATFS_STATE >> 20} MiB`;
+    return (await readAll(f, MAX_STATFS_STATE, undefined, tooLarge)).toString("utf8");
   } finally {
     client.destroy();
   }
