@@ -72,7 +72,13 @@ describe("splitNodeName / parseNodeList", () => {
     ]);
     expect(() => parseNodeList("[1-2]:7000x")).toThrow(NodeListError);
   });
-  it.each(["h!x", "h!70000", "h!0", "a!b!c!d", "[zz]:1"])("rejects %j", (name) => {
+  it("takes an IPv6 address in brackets in the ! forms", () => {
+    expect(parseNodeList("[::1]!7000,tcp![fe80::2]!7001,::1!7002,n[1-2]!7003").map((n) => n.address)).toEqual(
+      ["tcp!::1!7000", "tcp!fe80::2!7001", "tcp!::1!7002", "tcp!n1!7003", "tcp!n2!7003"],
+    );
+    expect(parseNodeList("[::1]!7000")[0]).toMatchObject({ name: "[::1]!7000", host: "::1", port: 7000 });
+  });
+  it.each(["h!x", "h!70000", "h!0", "a!b!c!d", "[zz]:1", "[::1!7", "[z]!7"])("rejects %j", (name) => {
     expect(() => splitNodeName(name)).toThrow(NodeListError);
   });
 });

@@ -102,8 +102,9 @@ const NAME_CHARS = /^[A-Za-z0-9._:\-![\]]+$/;
 
 /** Expands one element (no top-level commas) into names. */
 function expandElement(element: string, budget: number): string[] {
-  // `[::1]:6667`: brackets around an IPv6 address (it has colons, which no range has), not a range.
-  if (/^\[[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*\](?::\d+)?$/.test(element)) return [element];
+  // `[::1]:6667`, `[::1]!6667`, `tcp![::1]!6667`: brackets around an IPv6 address (it has colons,
+  // which no range has), not a range.
+  if (/^(?:(?:tcp|net)!)?\[[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*\](?:[:!]\d+)?$/.test(element)) return [element];
   if (!NAME_CHARS.test(element.replace(/\[[^\]]*\]/g, ""))) throw new NodeListError(element);
   let names = [""];
   let rest = element;
@@ -146,7 +147,8 @@ export function expandNodeList(spec: string, opts: NodeListOptions = {}): string
 
 /**
  * Splits one node name into host and port. Accepted: `host`, `host!port`, `tcp!host!port`,
- * `net!host!port`, `host:port`, `[v6addr]:port`, `[v6addr]`.
+ * `net!host!port`, `host:port`, `[v6addr]:port`, `[v6addr]`; in the `!` forms an IPv6 host may be
+ * written with or without brackets (`[::1]!port`, `::1!port`).
  */
 export function splitNodeName(name: string, defaultPort = 6667): NodeSpec {
   let host = name;
@@ -157,6 +159,9 @@ export function splitNodeName(name: string, defaultPort = 6667): NodeSpec {
     if (parts.length !== 2 || !parts[0]) throw new NodeListError(name, "expected host!port");
     host = parts[0];
     portText = parts[1];
+    const v6 = /^\[([0-9A-Fa-f:.]+)\]$/.exec(host);
+    if (v6) host = v6[1]!;
+    else if (host.includes("[") || host.includes("]")) throw new NodeListError(name, "bad IPv6 address");
   } else if (name.startsWith("[")) {
     const m = /^\[([0-9A-Fa-f:.]+)\](?::(\d+))?$/.exec(name);
     if (!m) throw new NodeListError(name, "bad IPv6 address");

@@ -16,6 +16,9 @@ describe("parseAddress", () => {
     ["localhost", { network: "tcp", host: "localhost", port: 564 }],
     ["/run/9p.sock", { network: "unix", path: "/run/9p.sock" }],
     ["host:0", { network: "tcp", host: "host", port: 0 }],
+    ["tcp![::1]!564", { network: "tcp", host: "::1", port: 564 }],
+    ["[fe80::2]!6667", { network: "tcp", host: "fe80::2", port: 6667 }],
+    ["::1!6667", { network: "tcp", host: "::1", port: 6667 }],
   ];
   for (const [text, want] of ok) {
     it(`parses ${text}`, () => expect(parseAddress(text)).toEqual(want));
@@ -38,6 +41,8 @@ describe("parseAddress", () => {
     ["unix!", /missing socket path/],
     ["[::1", /missing "]"/],
     ["[::1]x", /unexpected "x"/],
+    ["tcp![node]!564", /bad host "\[node\]"/],
+    ["[::1!564", /bad host "\[::1"/],
   ];
   for (const [text, msg] of bad) {
     it(`rejects ${JSON.stringify(text)}`, () => {

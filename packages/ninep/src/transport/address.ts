@@ -29,15 +29,18 @@ function parsePort(text: string, whole: string): number {
   return port;
 }
 
-function checkHost(host: string, whole: string): string {
+function checkHost(written: string, whole: string): string {
+  // An IPv6 address may keep its brackets in a dial string: `tcp![::1]!564`.
+  const host = /^\[[0-9A-Fa-f.]*:[0-9A-Fa-f:.%\w]*\]$/.test(written) ? written.slice(1, -1) : written;
   if (host === "") throw new AddressError(`missing host in address "${whole}"`);
-  if (/[\s/!]/.test(host)) throw new AddressError(`bad host "${host}" in address "${whole}"`);
+  if (/[\s/![\]]/.test(host)) throw new AddressError(`bad host "${host}" in address "${whole}"`);
   return host;
 }
 
 /**
  * Parses `tcp!host!port`, `net!host!port`, `unix!/path`, `host!port`, `host:port`, `[::1]:port`,
- * a bare `host` (then `defaultPort`), or a path starting with `/` (a Unix socket).
+ * a bare `host` (then `defaultPort`), or a path starting with `/` (a Unix socket). An IPv6 host in
+ * a dial string may be written with or without brackets (`tcp![::1]!564`, `::1!564`).
  * Dial strings are read from the right: the text after the last `!` is the port.
  *
  * @example parseAddress("tcp!10.0.0.5!564") // { network: "tcp", host: "10.0.0.5", port: 564 }
