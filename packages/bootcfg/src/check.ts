@@ -107,6 +107,7 @@ export function checkNode(cluster: Cluster, node: ResolvedNode, files: FileCache
       const f = files.stat(cluster.path(p));
       res.initrds.push(f);
       initrdTotal += f.size;
+      for (const u of files.initramfs(f.path).unverified) warnings.push(`${n}: initrd ${u}`);
     } catch (err) {
       if (err instanceof BootcfgError) errors.push(`${n}: initrd ${err.message}`);
       else throw err;

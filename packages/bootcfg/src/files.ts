@@ -18,6 +18,8 @@ import {
 } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { BootcfgError } from "./errors.js";
+import { decodeWithTool } from "./formats/compress.js";
+import { splitInitramfs } from "./formats/initramfs.js";
 import { type Inspection, inspectBuffer } from "./inspect.js";
 
 export interface FileFacts {
@@ -195,6 +197,7 @@ export function hashFileInto(path: string, hash: Hash): number {
 export class FileCache {
   private readonly facts = new Map<string, FileFacts>();
   private readonly kernels = new Map<string, Inspection>();
+  private readonly initrds = new Map<string, { unverified: string[] } | { error: BootcfgError }>();
 
   /** Size and hash of a file; throws EIO naming the file when it cannot be read. */
   stat(path: string): FileFacts {
@@ -215,6 +218,33 @@ export class FileCache {
     } catch (err) {
       throw ioError(path, err);
     }
+  }
+
+  /**
+   * Whether an initrd is something the kernel can unpack (see splitInitramfs): throws a
+   * BootcfgError naming the file, the offset and the problem; returns what could not be verified
+   * (a compressed member whose decoder is not installed). Decoded once per path.
+   */
+  initramfs(path: string): { unverified: string[] } {
+    let v = this.initrds.get(path);
+    if (!v) {
+      try {
+        const members = splitInitramfs(this.read(path), path, { decode: decodeWithTool });
+        v = {
+          unverified: members.flatMap((m) =>
+            m.unverified
+              ? [`${path}: ${m.compression} member at offset ${m.offset} not verified: ${m.unverified}`]
+              : [],
+          ),
+        };
+      } catch (err) {
+        if (!(err instanceof BootcfgError)) throw err;
+        v = { error: err };
+      }
+      this.initrds.set(path, v);
+    }
+    if ("error" in v) throw v.error;
+    return v;
   }
 
   /** The decoded kernel header (any format inspect knows); the file's bytes are not kept. */

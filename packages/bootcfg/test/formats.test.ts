@@ -191,7 +191,9 @@ describe("cpio newc", () => {
     const overlay = writeCpio([
       { name: "etc/bootcfg/node.conf", type: "file", perm: 0o644, data: "node=n1" },
     ]);
-    const members = splitInitramfs(Buffer.concat([base, Buffer.alloc(3), overlay]));
+    // NUL padding up to the next 4-byte boundary, where the kernel looks for the next cpio header
+    const pad = Buffer.alloc(((4 - (base.length % 4)) % 4) + 4);
+    const members = splitInitramfs(Buffer.concat([base, pad, overlay]));
     expect(members.map((m) => m.compression)).toEqual(["gzip", "none"]);
     expect(members[1]!.entries!.map((e) => e.name)).toEqual(["etc/bootcfg/node.conf"]);
   });

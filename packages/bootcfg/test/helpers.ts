@@ -42,6 +42,9 @@ const PKG: Record<string, string> = {
   file: "file",
   lz4: "lz4",
   gzip: "gzip",
+  xz: "xz-utils",
+  zstd: "zstd",
+  bzip2: "bzip2",
 };
 
 export function which(tool: string): string | undefined {

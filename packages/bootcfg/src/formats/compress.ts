@@ -1,6 +1,7 @@
 // Compression wrappers found in kernels and initramfs images: recognised by magic; gzip is
 // decoded with node:zlib, the kernel's LZ4 legacy format by the decoder below. Other formats are
 // recognised and named, so callers can say which external tool would decode them.
+import { spawnSync } from "node:child_process";
 import { gunzipSync } from "node:zlib";
 import { formatError } from "../errors.js";
 import { startsWith } from "../util.js";
@@ -35,6 +36,44 @@ export const EXTERNAL_DECODER: Record<Compression, string> = {
   bzip2: "bzip2 -dc",
   lzo: "lzop -dc",
 };
+
+/** The Debian package that installs each tool of EXTERNAL_DECODER. */
+export const DECODER_PACKAGE: Record<Compression, string> = {
+  gzip: "gzip",
+  xz: "xz-utils",
+  zstd: "zstd",
+  "lz4-legacy": "lz4",
+  lz4: "lz4",
+  lzma: "xz-utils",
+  bzip2: "bzip2",
+  lzo: "lzop",
+};
+
+/**
+ * Decodes `data` with the format's own tool (EXTERNAL_DECODER), when it is installed: returns the
+ * decoded bytes, or `missing` naming the tool and its Debian package; throws when the tool says
+ * the data is damaged (its first line of complaint is quoted).
+ */
+export function decodeWithTool(
+  kind: Compression,
+  data: Uint8Array,
+  what = "input",
+): { data: Uint8Array } | { missing: string } {
+  const [tool, ...args] = EXTERNAL_DECODER[kind].split(" ") as [string, ...string[]];
+  const r = spawnSync(tool, args, { input: data, maxBuffer: 2 ** 32 - 1 });
+  if ((r.error as NodeJS.ErrnoException | undefined)?.code === "ENOENT")
+    return { missing: `${tool} is not installed (Debian package ${DECODER_PACKAGE[kind]})` };
+  if (r.error) throw formatError(what, `${tool} could not decode it (${r.error.message})`);
+  if (r.status !== 0) {
+    const why = r.stderr
+      .toString("utf8")
+      .split("\n")
+      .map((l) => l.trim())
+      .find((l) => l !== "");
+    throw formatError(what, `does not decompress (${tool}: ${why ?? `exit status ${r.status ?? r.signal}`})`);
+  }
+  return { data: r.stdout };
+}
 
 /** Decompresses gzip or LZ4-legacy; other formats raise an error naming the tool to use. */
 export function decompress(buf: Uint8Array, what = "input"): Uint8Array {

@@ -242,6 +242,10 @@ export function readCpio(buf: Uint8Array, what = "cpio archive"): { entries: Cpi
   let open = 0;
   for (;;) {
     while (pos < buf.length && buf[pos] === 0) pos++;
+    // The kernel skips NULs between entries and archives one by one, but what follows them must
+    // start on a 4-byte boundary ("broken padding" otherwise).
+    if (pos < buf.length && pos & 3)
+      throw formatError(what, `broken padding: data resumes at offset ${pos}, not on a 4-byte boundary`);
     const magic = text.toString("latin1", pos, Math.min(pos + 6, buf.length));
     const isMagic = magic === "070701" || magic === "070702";
     if (pos + 110 > buf.length) {
@@ -265,6 +269,17 @@ export function readCpio(buf: Uint8Array, what = "cpio archive"): { entries: Cpi
     const dataOffset = (nameStart + namesize + 3) & ~3;
     const next = (dataOffset + size + 3) & ~3;
     if (dataOffset + size > buf.length) throw formatError(what, `entry "${name}" data runs past the end`);
+    // "crc" archives carry the sum of a regular file's bytes, which the kernel verifies.
+    if (magic === "070702" && (mode & S_IFMT) === S_IFREG) {
+      let sum = 0;
+      for (let i = dataOffset; i < dataOffset + size; i++) sum = (sum + buf[i]!) >>> 0;
+      const want = field(12);
+      if (sum !== want)
+        throw formatError(
+          what,
+          `entry "${name}" at offset ${pos}: data checksum 0x${sum.toString(16)} differs from the header's 0x${want.toString(16)}`,
+        );
+    }
     if (name === "TRAILER!!!") {
       pos = next;
       archive++;
