@@ -6,7 +6,14 @@ import { readFile, rename, rm, writeFile } from "node:fs/promises";
 import { type Address, formatAddress, parseAddress } from "@clustermatic/ninep/client";
 import { Server } from "@clustermatic/ninep/server";
 import { adminUid } from "./auth.js";
-import { type Config, loadConfig, type PollSettings } from "./config.js";
+import {
+  type Config,
+  ConfigError,
+  type ConfigIssue,
+  checkPoll,
+  loadConfig,
+  type PollSettings,
+} from "./config.js";
 import { statfsBackend } from "./fs.js";
 import { type HttpServer, startHttp } from "./http.js";
 import { type Connector, holdReasonProblem, Monitor } from "./monitor.js";
@@ -72,6 +79,11 @@ function applyOverrides(config: Config, o: Partial<PollSettings> | undefined): C
       poll.backoffInitialMs = Math.min(poll.backoffInitialMs, poll.intervalMs);
     }
   }
+  // The file's own settings were checked when it was read; what the overrides changed is checked
+  // by the same rules (a timeout longer than the interval is refused here as in the file).
+  const issues: ConfigIssue[] = [];
+  checkPoll(poll, "command line", issues);
+  if (issues.length > 0) throw new ConfigError(issues);
   return { ...config, poll };
 }
 

@@ -225,6 +225,9 @@ async function nodeCommand(mon: Monitor, node: string, line: string): Promise<vo
   }
 }
 
+/** Commands of the root ctl: the per-node ones, each followed by the node's name. */
+const ROOT_COMMANDS = ["down", "up", "state", "poll"];
+
 async function runLines(text: string, fn: (line: string) => Promise<void>): Promise<void> {
   for (const line of text.split("\n")) if (line.trim() !== "") await fn(line);
 }
@@ -281,8 +284,12 @@ class View {
           this.mon.pollNow();
           return;
         }
+        if (!ROOT_COMMANDS.includes(cmd))
+          throw new FsError(
+            `unknown command "${cmd}" (down NODE [reason], up NODE, state NODE TEXT, poll [NODE])`,
+          );
         const [node, args] = splitCommand(rest);
-        if (!node) throw new FsError(`usage: ${cmd || "down"} NODE …`);
+        if (!node) throw new FsError(`usage: ${cmd} NODE …`);
         if (!this.mon.node(node)) throw new FsError(`unknown node "${node}"`);
         await nodeCommand(this.mon, node, `${cmd} ${args}`);
       }),
