@@ -791,6 +791,15 @@ export function manifestSet(file: string): Record<string, Record<string, unknown
 
 /** Writes every node's plan, manifest, cmdline and overlay under DIR/<node>/. */
 export function renderCluster(c: Cluster, dir: string): number {
+  // The pxelinux configs and iPXE scripts written here name files as `pxe` and `ipxe` publish them.
+  const resolved = c.nodes().map((n) => c.resolve(n));
+  const problems = (["pxe", "ipxe"] as const).flatMap((d) =>
+    publishedNameProblems(
+      resolved.filter((r) => r.delivery === d),
+      (p) => c.path(p),
+    ),
+  );
+  if (problems.length) throw new BootcfgError("ECHECK", problems.join("\n"));
   const cache = new PlanCache(new FileCache());
   // All nodes or none: a node whose plan fails, or a full disk, leaves the previous render whole.
   return withOutputs((out) => {

@@ -154,6 +154,12 @@ describe("names in pxelinux configs and iPXE scripts", () => {
       stderr: `bootcfg: ${message}\n`,
     });
     expect(readdirSync(d)).not.toContain("pxe");
+    // render writes the same pxelinux configs (one per node directory): refused alike
+    expect(await run(["render", "-c", file, "-o", join(d, "render")])).toMatchObject({
+      code: 1,
+      stderr: `bootcfg: ${message}\n`,
+    });
+    expect(readdirSync(d)).not.toContain("render");
   });
 
   it("a file name with white space, and an iPXE baseUrl with white space: refused", async () => {
@@ -170,5 +176,30 @@ describe("names in pxelinux configs and iPXE scripts", () => {
       'error: n2: baseUrl "http://h/a b" has white space, which an iPXE script cannot hold',
     ]);
     expect((await run(["ipxe", "-c", file, "-o", join(d, "ipxe")])).code).toBe(1);
+    const r = await run(["render", "-c", file, "-o", join(d, "render")]);
+    expect(r.code).toBe(1);
+    expect(r.stderr.split("\n")).toEqual([
+      `bootcfg: n1: kernel ${join(d, "my kernel")} is published as "my kernel", which a pxelinux config cannot name (white space or a comma): rename the file`,
+      'n2: baseUrl "http://h/a b" has white space, which an iPXE script cannot hold',
+      "",
+    ]);
+    expect(readdirSync(d)).not.toContain("render");
+  });
+
+  it('a node named "." or ".." is refused: render would write outside its directory', async () => {
+    const out = join(d, "dots", "render");
+    for (const name of ["..", "."]) {
+      const file = join(d, "dots.yaml");
+      writeFileSync(
+        file,
+        `nodes:\n  - {name: n1, kernel: x86/vmlinuz}\n  - {name: "${name}", kernel: x86/vmlinuz}\n`,
+      );
+      const r = await run(["render", "-c", file, "-o", out]);
+      expect(r).toMatchObject({
+        code: 1,
+        stderr: `bootcfg: ${file}:3: nodes.1: "${name}" cannot be a node name (it names a directory, not a node, in render output and in serve's tree)\n`,
+      });
+    }
+    expect(readdirSync(d)).not.toContain("dots");
   });
 });

@@ -136,6 +136,12 @@ export class Cluster {
       let position = 0;
       for (const n of names) {
         if (excluded.has(n)) continue;
+        // A node's name is a directory name in `render` output and in `serve`'s tree.
+        if (n === "." || n === "..")
+          throw new BootcfgError(
+            "ECLUSTER",
+            `${this.file}:${this.src.lines.get(entry.path) ?? 1}: ${entry.path}: "${n}" cannot be a node name (it names a directory, not a node, in render output and in serve's tree)`,
+          );
         let list = this.entriesByNode.get(n);
         if (!list) {
           list = [];
