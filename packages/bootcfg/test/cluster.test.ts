@@ -1,5 +1,6 @@
 // Cluster file: validation errors with file/line/key, merging with provenance, node ranges.
 import { describe, expect, it } from "vitest";
+import { jsonSyntaxError } from "../src/cluster/json.js";
 import { applyCmdline, Cluster } from "../src/cluster/resolve.js";
 import { BootcfgError } from "../src/errors.js";
 import { renderShow } from "../src/report.js";
@@ -197,5 +198,121 @@ describe("validation errors name file, line and key", () => {
       Cluster.parse("defaults:\n  arch: sparc\n  firmware: efi\nnodes: [{name: n1}]\n", "c.yaml"),
     );
     expect(e.message.split("\n")).toHaveLength(2);
+  });
+});
+
+describe("JSON cluster files: syntax errors in JSON's terms, with line and column", () => {
+  const json = (text: string, file = "c.json") => errorOf(() => Cluster.parse(text, file));
+  it("a missing comma, a trailing comma, a comment, a missing colon, an unterminated string", () => {
+    const cases: Array<[string, string]> = [
+      [
+        '{\n  "nodes": [\n    {"name": "n1" "kernel": "k"}\n  ]\n}\n',
+        'c.json:3:19: JSON syntax error: expected "," or "}" after a property value, found "\\""',
+      ],
+      [
+        '{\n  "nodes": [\n    {"name": "n1", "kernel": "k",}\n  ]\n}\n',
+        'c.json:3:34: JSON syntax error: expected a property name in double quotes after ",", found "}" (JSON allows no comma before it)',
+      ],
+      [
+        '{"nodes": [{"name": "n1", "kernel": "k"},\n]}',
+        'c.json:2:1: JSON syntax error: expected a value after ",", found "]" (JSON allows no comma before it)',
+      ],
+      [
+        '{\n  // the nodes\n  "nodes": []\n}',
+        "c.json:2:3: JSON syntax error: expected a property name in double quotes after \"{\", found '//' (JSON has no comments)",
+      ],
+      [
+        '{"nodes": [{"name": "n1", "kernel" "k"}]}',
+        'c.json:1:36: JSON syntax error: expected ":" after the property name "kernel", found "\\""',
+      ],
+      [
+        '{"nodes": [{"name": \'n1\'}]}',
+        'c.json:1:21: JSON syntax error: expected a value after "name":, found "\'n1\'" (JSON strings are in double quotes)',
+      ],
+      [
+        '{"nodes": [{"name": "n1}]}\n',
+        "c.json:1:27: JSON syntax error: control character U+000A in a string (write it escaped, \\n; a string cannot span lines)",
+      ],
+      [
+        '{"nodes": [{"name": "n1}]}',
+        "c.json:1:21: JSON syntax error: unterminated string: no closing quote before the end of the file",
+      ],
+      [
+        '{"nodes": []} {"x": 1}',
+        'c.json:1:15: JSON syntax error: expected the end of the file after the top-level value, found "{"',
+      ],
+      [
+        '{"nodes": [], "memory": 01}',
+        'c.json:1:26: JSON syntax error: expected "," or "}" after a property value, found "1"',
+      ],
+      [
+        '{"nodes": [], "arch": x86_64}',
+        "c.json:1:23: JSON syntax error: expected a value after \"arch\":, found 'x86_64'",
+      ],
+      [
+        '{"nodes": [{"name": "n\\q"}]}',
+        'c.json:1:23: JSON syntax error: bad escape "\\q" in a string (JSON has \\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX)',
+      ],
+    ];
+    for (const [text, message] of cases) {
+      const e = json(text);
+      expect(e.code).toBe("ECLUSTER");
+      expect(e.message, text).toBe(message);
+    }
+  });
+  it("a file not named .json is JSON when it opens with { or [; a .yaml file keeps the YAML parser's words", () => {
+    expect(json('{"nodes": [}', "cluster").message).toBe(
+      'cluster:1:12: JSON syntax error: expected a value after "[", found "}"',
+    );
+    const y = json('{"nodes": [}', "c.yaml").message;
+    expect(y).toMatch(/^c\.yaml:1: /);
+    expect(y).not.toMatch(/JSON/);
+    // valid JSON still reads, with lines for later errors
+    expect(json('{\n"defaults": {"arch": "sparc"},\n"nodes": [{"name": "n1"}]\n}').message).toBe(
+      'c.json:2: defaults.arch: must be one of x86_64, i386, arm64, riscv64, ppc64le; got "sparc"',
+    );
+  });
+  it("deep nesting is an error, not a stack overflow", () => {
+    expect(json("[".repeat(200_000)).message).toBe(
+      'c.json:1:200001: JSON syntax error: expected a value after "[", found the end of the file',
+    );
+  });
+  it("agrees with JSON.parse on what is JSON, over thousands of damaged texts", () => {
+    const good = JSON.stringify(
+      {
+        defaults: { cmdline: ["a=1", "b"], memory: "2G", n: -1.5e3, t: true, f: false, z: null },
+        nodes: [{ name: "n[1-4]", e: '\\u00e9"' }],
+        x: [],
+      },
+      null,
+      1,
+    );
+    const alphabet = " {}[],:\"\\\n\tabcenrtu0123456789-+.eE/'";
+    let seed = 42;
+    const rand = (n: number) => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+      return seed % n;
+    };
+    let invalid = 0;
+    for (let k = 0; k < 5000; k++) {
+      const chars = [...good];
+      for (let m = 1 + rand(3); m > 0; m--) {
+        const at = rand(chars.length);
+        const op = rand(3);
+        if (op === 0) chars.splice(at, 1);
+        else if (op === 1) chars.splice(at, 0, alphabet[rand(alphabet.length)]!);
+        else chars[at] = alphabet[rand(alphabet.length)]!;
+      }
+      const text = chars.join("");
+      let parses = true;
+      try {
+        JSON.parse(text);
+      } catch {
+        parses = false;
+      }
+      if (!parses) invalid++;
+      expect(jsonSyntaxError(text) === undefined, text).toBe(parses);
+    }
+    expect(invalid).toBeGreaterThan(1000);
   });
 });

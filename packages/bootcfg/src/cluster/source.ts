@@ -3,6 +3,7 @@
 import { readFileSync } from "node:fs";
 import { isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from "yaml";
 import { BootcfgError } from "../errors.js";
+import { isJsonSource, jsonSyntaxError } from "./json.js";
 
 export interface SourceDoc {
   file: string;
@@ -13,6 +14,12 @@ export interface SourceDoc {
 }
 
 export function parseSource(text: string, file: string): SourceDoc {
+  // A JSON file's syntax errors are told in JSON's terms (the YAML parser's are about YAML).
+  if (isJsonSource(file, text)) {
+    const e = jsonSyntaxError(text);
+    if (e)
+      throw new BootcfgError("ECLUSTER", `${file}:${e.line}:${e.column}: JSON syntax error: ${e.message}`);
+  }
   const lc = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
   if (doc.errors.length) {
