@@ -17,13 +17,13 @@ export interface CliIo {
 }
 
 export const USAGE = `usage: xcpufs [-p port] [--listen ADDR] [-t tmpdir] [-a adminkey] [-s] [-r] [-u] [-m msize] [-d] [-D]
-              [--state-dir DIR] [--no-auth] [--arch STRING] [--log-level LEVEL]
+              [--state-dir DIR] [--no-auth] [--arch STRING] [--log-level LEVEL] [--no-fork-helper]
 
 XCPU node server: a 9P file server (9P2000.u, 9P2000) whose files start and control processes.
 
   -p, --port PORT       TCP port (default ${DEFAULT_PORT})
-      --listen ADDR     listen address: host, tcp!host!port, or a Unix socket path
-                        (default 0.0.0.0; 127.0.0.1 with --no-auth)
+      --listen ADDR     listen address: host, tcp!host!port (its port wins over -p), or a
+                        Unix socket path (default 0.0.0.0; 127.0.0.1 with --no-auth)
   -t, --tmpdir DIR      where session directories are created (default: system temp dir)
   -a, --admin-key FILE  admin public key (default ${DEFAULT_ADMIN_KEY})
   -s, --same-user       run every program as the server's user (implied when not root)
@@ -40,12 +40,35 @@ XCPU node server: a 9P file server (9P2000.u, 9P2000) whose files start and cont
       --arch STRING     report this architecture, e.g. /Linux/aarch64 (foreign binaries run
                         through qemu-user-static and binfmt_misc)
       --log-level LVL   fatal, error, warn, info, debug (default warn; XCPUFS_LOG also works)
+  -n                    accepted, no effect (as by the original)
   -h, --help            show this help
   -V, --version         print "xcpufs <version>"
 
 On SIGTERM or SIGINT every session is wiped (process groups killed, directories removed) and
 xcpufs exits with status 0.
 `;
+
+/** The options main() accepts (every one is named in USAGE). */
+export const OPTIONS = {
+  port: { type: "string", short: "p" },
+  listen: { type: "string" },
+  tmpdir: { type: "string", short: "t" },
+  "admin-key": { type: "string", short: "a" },
+  "same-user": { type: "boolean", short: "s" },
+  retain: { type: "boolean", short: "r" },
+  "no-fork-helper": { type: "boolean" },
+  debug: { type: "boolean", short: "d" },
+  "client-debug": { type: "boolean", short: "D" },
+  "state-dir": { type: "string" },
+  "no-auth": { type: "boolean" },
+  arch: { type: "string" },
+  "log-level": { type: "string" },
+  msize: { type: "string", short: "m" },
+  "unix-users": { type: "boolean", short: "u" },
+  help: { type: "boolean", short: "h" },
+  version: { type: "boolean", short: "V" },
+  n: { type: "boolean", short: "n" },
+} as const;
 
 function defaultStateDir(): string {
   if (process.getuid?.() === 0) return "/var/lib/xcpufs";
@@ -60,30 +83,7 @@ export async function main(
 ): Promise<number> {
   let values: ReturnType<typeof parse>["values"];
   function parse(args: string[]) {
-    return parseArgs({
-      args,
-      allowPositionals: false,
-      options: {
-        port: { type: "string", short: "p" },
-        listen: { type: "string" },
-        tmpdir: { type: "string", short: "t" },
-        "admin-key": { type: "string", short: "a" },
-        "same-user": { type: "boolean", short: "s" },
-        retain: { type: "boolean", short: "r" },
-        "no-fork-helper": { type: "boolean" },
-        debug: { type: "boolean", short: "d" },
-        "client-debug": { type: "boolean", short: "D" },
-        "state-dir": { type: "string" },
-        "no-auth": { type: "boolean" },
-        arch: { type: "string" },
-        "log-level": { type: "string" },
-        msize: { type: "string", short: "m" },
-        "unix-users": { type: "boolean", short: "u" },
-        help: { type: "boolean", short: "h" },
-        version: { type: "boolean", short: "V" },
-        n: { type: "boolean", short: "n" },
-      },
-    });
+    return parseArgs({ args, allowPositionals: false, options: OPTIONS });
   }
   try {
     values = parse(argv).values;
@@ -154,8 +154,9 @@ export async function main(
     return 1;
   }
   io.ready?.(handle.address);
-  // With an ephemeral port nobody could find the server otherwise.
-  if (handle.port !== port && port === 0) io.stderr.write(`xcpufs: listening on ${handle.address}\n`);
+  // With an ephemeral port (-p 0, or port 0 in a --listen dial string, whose port wins over -p)
+  // nobody could find the server otherwise; any other port than -p's is named as well.
+  if (handle.port !== 0 && handle.port !== port) io.stderr.write(`xcpufs: listening on ${handle.address}\n`);
   const stop =
     io.stop ??
     new Promise<string>((resolve) => {

@@ -1,0 +1,68 @@
+// The command line against its help text: every option the parser takes is named in --help, and
+// a port chosen by the system is printed whichever way port 0 was asked for.
+
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, describe, expect, it } from "vitest";
+import { main, OPTIONS } from "../src/cli.js";
+import { until } from "./helpers.js";
+
+const pkg = dirname(dirname(fileURLToPath(import.meta.url)));
+const tmp = mkdtempSync(join(tmpdir(), "xcpufs-cmdline-"));
+const children: ChildProcess[] = [];
+afterAll(() => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+describe("xcpufs command line", () => {
+  it("--help names every option the parser accepts", async () => {
+    let out = "";
+    const code = await main(["--help"], {
+      stdout: { write: (s: string) => (out += s) },
+      stderr: { write: () => true },
+    });
+    expect(code).toBe(0);
+    const spellings = Object.entries(OPTIONS as Record<string, { short?: string }>).flatMap(([name, o]) => [
+      ...(name.length > 1 ? [`--${name}`] : []),
+      ...(o.short ? [`-${o.short}`] : []),
+    ]);
+    const missing = spellings.filter((s) => !new RegExp(`(?<![\\w-])${s}(?![\\w-])`).test(out));
+    expect(missing).toEqual([]);
+  });
+
+  it("prints the address when port 0 comes from a --listen dial string (whose port wins over -p)", async () => {
+    const child = spawn(
+      process.execPath,
+      [
+        "--conditions=@clustermatic/source",
+        "--import",
+        "tsx",
+        join(pkg, "src/bin/xcpufs.ts"),
+        "--no-auth",
+        "--listen",
+        "tcp!127.0.0.1!0",
+        "-t",
+        tmp,
+        "--state-dir",
+        tmp,
+      ],
+      { cwd: pkg, stdio: ["ignore", "ignore", "pipe"] },
+    );
+    children.push(child);
+    let err = "";
+    child.stderr?.on("data", (d) => {
+      err += d;
+    });
+    await until(() => /listening on \S+\n/.test(err) || child.exitCode !== null, 60_000);
+    const m = /^xcpufs: listening on tcp!127\.0\.0\.1!(\d+)$/m.exec(err);
+    expect(m, err).not.toBeNull();
+    expect(Number(m![1])).toBeGreaterThan(0);
+    const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+    child.kill("SIGTERM");
+    expect(await exited).toBe(0);
+  }, 90_000);
+});
