@@ -7,7 +7,8 @@ import { reasonOf } from "../xcpu.js";
 import { type CliIo, parseCommandLine, reportError, UsageError } from "./args.js";
 import { connectTool, nodeList, statfsNodes, TOOL_OPTIONS, toolConnection } from "./common.js";
 
-export const XK_USAGE = "usage: xk [-dhjm] [-A adminkey] [-k key] sig host:<pid|jid> [host:<pid|jid> ...]";
+export const XK_USAGE =
+  "usage: xk [-dhjm] [-A adminkey] [-k key] [-t secs] [--statfs src] sig host:<pid|jid> [host:<pid|jid> ...]";
 
 const HELP = `${XK_USAGE}
 
@@ -18,18 +19,22 @@ Send a signal to processes on xcpufs nodes.
   host:job/rank every process of that job rank (children inherit the job id)
   host:/job     every process of job "job" (any rank); /N with N numeric is rank N of the empty job
   -m            the id is a job name: match every process whose job part equals it
+  -j            accepted, no effect (as in the original)
   nodes may be a node list (n[1-4]:123); without "host:" every node statfs knows is used
-  -A FILE       admin private key (default /etc/xcpu/admin_key when readable); as admin the
-                exact pid is signalled (root ctl "kill"), otherwise the session's main process
+  --statfs SRC  where to ask for those nodes: a table file or statfs address
+  -A FILE       admin private key (default /etc/xcpu/admin_key when readable; -a FILE is the
+                same); as admin the exact pid is signalled (root ctl "kill"), otherwise the
+                session's main process
   -k FILE       user key; --no-key to connect without one
-  -t SECONDS    connect timeout (default 5)
+  -t, --timeout SECONDS  connect timeout (default 5)
+  -d            print 9P traffic
   -h, --help    this text
   -V, --version print "xk <version>"
 
 Exit status: 0 when every target was signalled, 1 when one was not found or failed, 2 usage.
 `;
 
-const OPTIONS = {
+export const OPTIONS = {
   ...TOOL_OPTIONS,
   j: { type: "boolean", short: "j" },
   m: { type: "boolean", short: "m" },

@@ -9,26 +9,30 @@ import { type CliIo, parseCommandLine, reportError, UsageError } from "./args.js
 import { connectTool, nodeList, statfsNodes, TOOL_OPTIONS, toolConnection } from "./common.js";
 
 export const XPS_USAGE =
-  "usage: xps [-dax] [--json] [-A adminkey] [-k key] [-J JobId] [--statfs src] host,...";
+  "usage: xps [-dax] [--json] [-A adminkey] [-k key] [-J JobId] [-p statport] [--statfs src] host,...";
 
 const HELP = `${XPS_USAGE}
 
 List processes on xcpufs nodes. Columns (tab-separated): NODE PID TTY STAT TIME JOBID COMMAND.
 
-  -a            all nodes statfs reports up (--statfs SRC: table file or statfs address)
+  -a            all nodes statfs reports up (-p PORT: statfs port on localhost; --statfs SRC:
+                table file or statfs address)
   -x            only processes that belong to a job (have a job id)
   -J JOB        only processes of job JOB (job ids starting with "JOB/")
   --json        one JSON array of process objects instead of the table
   -A FILE       admin private key (default /etc/xcpu/admin_key when readable)
   -k FILE       user key when not acting as admin
   --no-key      connect without a key
-  -t SECONDS    connect timeout (default 5)
+  -t, --timeout SECONDS  connect timeout (default 5)
   -d            print 9P traffic
   -h, --help    this text
   -V, --version print "xps <version>"
+
+Exit status: 0 when every node answered, 1 when one failed (printed as "xps: <node>: <message>"),
+2 usage error.
 `;
 
-const OPTIONS = {
+export const OPTIONS = {
   ...TOOL_OPTIONS,
   a: { type: "boolean", short: "a" },
   x: { type: "boolean", short: "x" },

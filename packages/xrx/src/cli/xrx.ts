@@ -15,7 +15,7 @@ import {
 import { launchIdentity, nodeList, statfsNodes } from "./common.js";
 
 export const XRX_USAGE =
-  "usage: xrx [-dvlsSLp] [-a [statfs]] [-e exec] [-n N|.] [-j jobid] [-J jobid] [-c cwd] [-m msize] [-k privkey] nodes program [args...]";
+  "usage: xrx [-dvlsSLp] [-a] [--statfs src] [-e exec] [-n N|.] [-j jobid] [-J jobid] [-c cwd] [-m msize] [-k privkey] nodes program [args...]";
 
 const HELP = `${XRX_USAGE}
 
@@ -31,7 +31,7 @@ Options:
   -s / -S       copy shared libraries (default) / do not
   -e NAME       the program is a directory: copy all of it and run NAME inside it
   -n N|.        tree spawn: at most N direct copies from here, nodes copy to the rest
-                (. = about sqrt(nodes)); 0 = flat
+                (. or N above the node count = about sqrt(nodes)); 0 = flat
   -L            line-buffered output; -p prefixes each line with "node: " (implies -L)
   -j JOB        job id (default $JOBID); ranks are 1..N
   -J JOB        attach to the running job JOB's output instead of launching
@@ -51,11 +51,12 @@ Options:
 Environment: NODES, XCPUENV (extra environment, "\\n" separates entries), XCPU_SYSROOT
 (<root>/<arch> trees for other architectures), XCPU_LD_LIBRARY_PATH, JOBID, PATH.
 
-Exit status: the program's when every node agrees; otherwise non-zero (largest program code, or 1
-when a node failed), with a per-node summary on stderr. 2 = usage error.
+Exit status: the program's when every node agrees; otherwise non-zero (the largest non-zero program
+code, or 1 when a node failed and no program exited non-zero), with a per-node summary on stderr.
+2 = usage error.
 `;
 
-const OPTIONS = {
+export const OPTIONS = {
   d: { type: "boolean", short: "d" },
   v: { type: "boolean", short: "v" },
   l: { type: "boolean", short: "l" },

@@ -35,7 +35,7 @@ Options:
 A run in progress when xrxd stops has its sessions wiped, and its xrx exits with status 1.
 `;
 
-const OPTIONS = {
+export const OPTIONS = {
   D: { type: "boolean", short: "D" },
   a: { type: "string", short: "a" },
   t: { type: "string", short: "t" },
