@@ -116,7 +116,9 @@ sub start {
     POSIX::_exit($errno & 0xff);
   }
   close($_) for $in_r, $out_w, $err_w, $sync_w;
-  sysread($sync_r, my $synced, 1);
+  # A SIGCHLD (another program ending) interrupts the read: it must not end the wait, or the
+  # child's write would find no reader and SIGPIPE would end it before its program ran.
+  1 until defined(sysread($sync_r, my $synced, 1)) || !$!{EINTR};
   close($sync_r);
   # Answered without waiting for the exec: whether it worked shows in the status, as above.
   $held{$id} = [$in_w, $out_r, $err_r];

@@ -191,6 +191,17 @@ describe.skipIf(!perl)("fork helper", () => {
     );
   });
 
+  it("starts many programs at once, each whole, while others end around the starts", async () => {
+    const h = helper();
+    const results = await Promise.all(
+      Array.from({ length: 60 }, async (_, i) =>
+        outcome(await h.spawn({ file: "/bin/echo", argv0: "echo", args: [`n${i}`], cwd: "/", env: {} })),
+      ),
+    );
+    for (const [i, r] of results.entries())
+      expect(r).toMatchObject({ stdout: `n${i}\n`, code: 0, signal: null });
+  });
+
   it("refuses an argument with a NUL byte", async () => {
     await expect(
       helper().spawn({ file: "/bin/echo", argv0: "echo", args: ["a\0b"], cwd: "/", env: {} }),
