@@ -235,7 +235,7 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
         if (opts.attach !== undefined) {
           const mains = jobMainProcesses(await slot.node.procs(), opts.attach);
           if (mains.length === 0) {
-            slot.outcome = { node: slot.spec.name, error: `no sessions of job ${opts.attach}` };
+            slot.outcome = { node: slot.spec.name, error: `no sessions found (job ${opts.attach})` };
             return;
           }
           try {

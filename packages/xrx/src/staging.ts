@@ -38,7 +38,7 @@ export interface StagePlan {
   files: StageFile[];
   /** Program name given to `exec` (relative → inside the session directory, absolute → node path). */
   command: string;
-  /** argv tokens; argv[0] is the program name as typed. */
+  /** argv tokens; argv[0] is the staged file's base name, or the program as typed for -l. */
   argv: string[];
   /** Total bytes to copy per node. */
   bytes: number;
@@ -204,7 +204,8 @@ export function planStaging(opts: PlanOptions): StagePlan {
     add(host, basename(host));
     addLibraries(host);
     plan.command = basename(host);
-    plan.argv = [opts.program, ...opts.args];
+    // argv[0] is the name the node runs, the base name (the original sends `cat` for /bin/cat).
+    plan.argv = [plan.command, ...opts.args];
   } else {
     throw new StagingError(`cannot stage ${opts.program}: not a regular file or directory`);
   }

@@ -66,6 +66,15 @@ describe("a node like the original xcpufs 1.2.3, with a key-less pool user (--no
     await until(() => node.sessions.size === 0, 20_000, "session released");
   });
 
+  it("names the program by its base name in argv (/bin/sh → sh, as the original's argv file); -l sends the path as typed", async () => {
+    const first = 'tr "\\000" "\\n" < /proc/$$/cmdline | head -n 1';
+    const staged = await runCli(xrx, ["--no-key", node.spec, "/bin/sh", "-c", first]);
+    expect(staged).toEqual({ code: 0, stdout: "sh\n", stderr: "" });
+    const local = await runCli(xrx, ["--no-key", "-l", node.spec, "/bin/sh", "-c", first]);
+    expect(local).toEqual({ code: 0, stdout: "/bin/sh\n", stderr: "" });
+    expectWireClean(node);
+  });
+
   it("feeds stdin to cat, with -p and with -L", async () => {
     const text = Array.from({ length: 2000 }, (_, i) => `line ${i}`).join("\n");
     const p = await runCli(xrx, ["--no-key", "-p", node.spec, "cat"], { stdin: `${text}\n` });

@@ -128,7 +128,14 @@ describe("jobs: -J attach, xps, xk", () => {
       30_000,
       "kjob",
     );
-    expect((await runCli(xk, ["--no-key", "KILL", `${four.nodes[0]!.spec}:${pid}`])).code).toBe(0);
+    // A target that is no pid is skipped with the original's message; the others are signalled.
+    const killed = await runCli(xk, [
+      "--no-key",
+      "KILL",
+      `${four.nodes[0]!.spec}:abc`,
+      `${four.nodes[0]!.spec}:${pid}`,
+    ]);
+    expect(killed).toEqual({ code: 1, stdout: "", stderr: "xk: bad process id: abc; skipping\n" });
     expect((await job).code).toBe(137);
     const missing = await runCli(xk, ["--no-key", "9", `${four.nodes[0]!.spec}:999999`]);
     expect(missing.code).toBe(1);
@@ -139,7 +146,7 @@ describe("jobs: -J attach, xps, xk", () => {
   it("-J with no such job fails", async () => {
     const r = await runCli(xrx, ["--no-key", "-J", "nosuchjob", four.list]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain("no sessions of job nosuchjob");
+    expect(r.stderr).toContain("no sessions found (job nosuchjob)");
   });
 });
 
@@ -390,6 +397,19 @@ describe("command line", () => {
       const r = await runCli(m, [...argv]);
       expect(r.code, argv.join(" ")).toBe(2);
       expect(r.stderr).toMatch(/usage:/);
+    }
+  });
+  it("a node list that names no node gets the original's zero-nodes error, status 1", async () => {
+    for (const [argv, env] of [
+      [["n[3-1]", "true"], {}],
+      [[",,", "true"], {}],
+      [["true"], { NODES: "n[9-2]" }],
+    ] as const) {
+      const r = await runCli(xrx, ["--no-key", ...argv], { env: { ...env } });
+      expect(r.code, argv.join(" ")).toBe(1);
+      expect(r.stderr).toMatch(
+        /^Error: attempt to execute command to zero nodes \(the node list "[^"]+" names none\)\n$/,
+      );
     }
   });
   it("an unknown node is reported by name", async () => {

@@ -127,11 +127,14 @@ export async function statfsNodes(source: string | undefined, all = false): Prom
   return nodesFromStatfs(parseStatfsState(text), all);
 }
 
-/** Parses a node list argument, turning syntax errors into usage errors. */
-export function nodeList(spec: string): NodeSpec[] {
+/**
+ * Parses a node list argument, turning syntax errors into usage errors. A list that names no node
+ * (`,`, `n[3-1]`) is one too, unless `allowEmpty`.
+ */
+export function nodeList(spec: string, allowEmpty = false): NodeSpec[] {
   try {
     const nodes = xcpuNodes(spec);
-    if (nodes.length === 0) throw new UsageError(`empty node list "${spec}"`);
+    if (nodes.length === 0 && !allowEmpty) throw new UsageError(`empty node list "${spec}"`);
     return nodes;
   } catch (err) {
     if (err instanceof UsageError) throw err;

@@ -31,7 +31,8 @@ Send a signal to processes on xcpufs nodes.
   -h, --help    this text
   -V, --version print "xk <version>"
 
-Exit status: 0 when every target was signalled, 1 when one was not found or failed, 2 usage.
+Exit status: 0 when every target was signalled, 1 when one was skipped, not found or failed,
+2 usage.
 `;
 
 export const OPTIONS = {
@@ -113,12 +114,19 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
     }
     if (positionals.length < 2) throw new UsageError("need a signal and at least one target");
     const sig = parseSignal(positionals[0]!);
-    const targets: Target[] = positionals.slice(1).map((t) => {
+    // A target whose id is neither a job id nor a pid is skipped, as by the original (the others
+    // are still signalled); it makes the exit status 1.
+    let failures = 0;
+    const targets: Target[] = positionals.slice(1).flatMap((t) => {
       const i = t.lastIndexOf(":");
       const id = i >= 0 ? t.slice(i + 1) : t;
       if (!id) throw new UsageError(`bad target "${t}"`);
-      if (!id.includes("/") && !v.m && !/^\d+$/.test(id)) throw new UsageError(`bad process id: ${id}`);
-      return i >= 0 ? { nodes: t.slice(0, i), id } : { id };
+      if (!id.includes("/") && !v.m && !/^\d+$/.test(id)) {
+        io.stderr.write(`xk: bad process id: ${id}; skipping\n`);
+        failures++;
+        return [];
+      }
+      return [i >= 0 ? { nodes: t.slice(0, i), id } : { id }];
     });
     const conn = toolConnection(v, (v.A ?? v.a) as string | undefined, io);
     // Group ids by node.
@@ -131,7 +139,6 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
         byNode.set(s.name, e);
       }
     }
-    let failures = 0;
     const entries = [...byNode.values()];
     const results = await mapLimit(entries, 32, async ({ spec, ids }) => {
       const node = await connectTool(spec, conn);

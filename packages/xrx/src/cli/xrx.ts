@@ -106,12 +106,15 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
         err("Error: attempt to execute command to zero nodes (statfs reports none up)");
         return 1;
       }
-    } else if (io.env.NODES) {
-      nodes = nodeList(io.env.NODES);
     } else {
-      const spec = rest.shift();
+      const spec = io.env.NODES || rest.shift();
       if (spec === undefined) throw new UsageError("missing node list");
-      nodes = nodeList(spec);
+      nodes = nodeList(spec, true);
+      // A list that expands to nothing (a reversed range, only commas): the original's message.
+      if (nodes.length === 0) {
+        err(`Error: attempt to execute command to zero nodes (the node list "${spec}" names none)`);
+        return 1;
+      }
     }
     const attach = v.J as string | undefined;
     const program = rest.shift();
