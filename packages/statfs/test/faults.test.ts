@@ -122,7 +122,10 @@ describe("broken nodes", () => {
     expect(code).toBe(1);
     expect(c.out).toBe("");
     expect(c.err).toMatch(
-      new RegExp(`^xstat: cannot reach statfs at tcp!127\\.0\\.0\\.1!${dead}: .*refused`, "i"),
+      new RegExp(
+        `^xstat: could not obtain node list from statfs: cannot reach statfs at tcp!127\\.0\\.0\\.1!${dead}: .*refused`,
+        "i",
+      ),
     );
   });
 });

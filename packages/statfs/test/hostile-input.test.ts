@@ -126,7 +126,7 @@ describe("xstat against a server whose state never ends", () => {
       expect(await xstat(["-a", srv.address], cap.io)).toBe(1);
       expect(cap.out).toBe("");
       expect(cap.err).toMatch(
-        /^xstat: cannot read statfs at tcp!127\.0\.0\.1!\d+: state is larger than 67108864 bytes/,
+        /^xstat: could not obtain node list from statfs: cannot read statfs at tcp!127\.0\.0\.1!\d+: state is larger than 67108864 bytes/,
       );
     } finally {
       await srv.close();

@@ -72,6 +72,9 @@ function rowsToJson(rows: ParsedRow[]): Partial<NodeView>[] {
   }));
 }
 
+/** The original xstat's words for a statfs it could not read (scripts look for them). */
+const NO_LIST = "could not obtain node list from statfs";
+
 interface Snapshot {
   text: string;
 }
@@ -163,7 +166,7 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
       io.stdout.write((await snapshot()).text);
       return EXIT_OK;
     } catch (err) {
-      io.stderr.write(`xstat: ${(err as Error).message}\n`);
+      io.stderr.write(`xstat: ${NO_LIST}: ${(err as Error).message}\n`);
       return EXIT_FAIL;
     } finally {
       await client?.close().catch(() => {});
@@ -178,7 +181,7 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
   try {
     last = (await snapshot()).text;
   } catch (err) {
-    io.stderr.write(`xstat: ${(err as Error).message}\n`);
+    io.stderr.write(`xstat: ${NO_LIST}: ${(err as Error).message}\n`);
     return EXIT_FAIL;
   }
   const draw = (text: string, note = "") => {
