@@ -910,16 +910,19 @@ export class ServerConnection {
     } finally {
       fid.opening = false;
     }
+    // What was opened decides how it is read: a symbolic link opened through to a directory
+    // (Tlopen and Topen follow links) is read as the directory its Ropen/Rlopen qid names.
+    const qid = file.qid ?? node.qid;
     const state: OpenState = {
       file,
       readable: access === OREAD || access === ORDWR || access === OEXEC,
       writable: access === OWRITE || access === ORDWR,
       rclose: flags.rclose,
-      isDir,
+      isDir: isDir || (qid.type & QTDIR) !== 0,
       exclKey,
     };
     return {
-      reply: reply(file.qid ?? node.qid, this.#iounit(file)),
+      reply: reply(qid, this.#iounit(file)),
       commit: () => {
         this.#stillThere(fid);
         if (fid.open) throw new FsError(Ename.AlreadyOpen, Errno.EBADF);

@@ -6,8 +6,9 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { L_O, MsgType, NOFID } from "../../src/codec/constants.js";
-import { dontTouchStat } from "../../src/codec/stat.js";
+import { L_O, MsgType, NOFID, QTDIR } from "../../src/codec/constants.js";
+import { decodeDirents } from "../../src/codec/index.js";
+import { decodeStats, dontTouchStat } from "../../src/codec/stat.js";
 import type { Message } from "../../src/codec/types.js";
 import { Ename, Errno } from "../../src/errors.js";
 import type { SetAttr } from "../../src/server/backend.js";
@@ -28,6 +29,7 @@ function seed(dir: string): void {
   fs.chmodSync(path.join(dir, "d"), 0o777);
   fs.writeFileSync(path.join(dir, "d", "x"), "x");
   fs.symlinkSync("f", path.join(dir, "lnk"));
+  fs.symlinkSync("d", path.join(dir, "dlnk"));
   // Owned by the server's user (root in CI): "nobody" gets the other bits only.
   fs.writeFileSync(path.join(dir, "ro"), "ro");
   fs.chmodSync(path.join(dir, "ro"), 0o644);
@@ -167,6 +169,63 @@ describe("9P2000.L cases the spec leaves open: the passthrough answers as diod d
       ],
       ["Rwalk", "Rlopen", E(Errno.EINVAL), "Rwalk", "Rlopen", E(Errno.EBADF), E(Errno.EISDIR)],
     );
+  });
+
+  it("a symbolic link to a directory, opened through (Tlopen follows links), is read as that directory", async () => {
+    // Rlopen names a directory, so the fid is an open directory: Treaddir lists it, Tread is
+    // EISDIR and Twrite EBADF, as for the directory itself; opening it for writing is EISDIR.
+    const names = async (steps: Request[], address: string | Address, aname: string) => {
+      const c = await connect(address, "9P2000.L", aname);
+      const out: string[] = [];
+      for (const s of steps) {
+        const r = await c.call(s, 10_000);
+        if (r.type === MsgType.Rlopen) out.push(`Rlopen qt=${r.qid.type}`);
+        else if (r.type === MsgType.Rreaddir)
+          out.push(
+            `Rreaddir ${decodeDirents(r.data)
+              .map((e) => e.name)
+              .sort()
+              .join(",")}`,
+          );
+        else out.push(outcome(r));
+      }
+      c.destroy();
+      return out;
+    };
+    const steps: Request[] = [
+      walk(0, 1, "dlnk"),
+      lopen(1, L_O.WRONLY),
+      lopen(1, L_O.RDONLY),
+      { type: MsgType.Treaddir, fid: 1, offset: 0n, count: 4096 },
+      { type: MsgType.Tread, fid: 1, offset: 0n, count: 100 },
+      { type: MsgType.Twrite, fid: 1, offset: 0n, data: Buffer.from("x") },
+    ];
+    const expected = [
+      "Rwalk",
+      E(Errno.EISDIR),
+      `Rlopen qt=${QTDIR}`,
+      "Rreaddir .,..,x",
+      E(Errno.EISDIR),
+      E(Errno.EBADF),
+    ];
+    expect(await names(steps, ours.addr, "")).toEqual(expected);
+    if (diod) expect(await names(steps, diod.h.address, diod.t.dir)).toEqual(expected);
+  });
+});
+
+describe("9P2000.u: a symbolic link opened through", () => {
+  it("to a directory is read as that directory (D1): whole stat entries of its members", async () => {
+    const c = await connect(ours.addr, "9P2000.u", "");
+    expect((await c.call(walk(0, 1, "dlnk"))).type).toBe(MsgType.Rwalk);
+    expect(outcome(await c.call({ type: MsgType.Topen, fid: 1, mode: 1 }))).toBe(`Rerror ${Ename.IsDir}`);
+    const op = await c.call({ type: MsgType.Topen, fid: 1, mode: 0 });
+    expect(op.type === MsgType.Ropen && op.qid.type).toBe(QTDIR);
+    const r = await c.call({ type: MsgType.Tread, fid: 1, offset: 0n, count: 4096 });
+    if (r.type !== MsgType.Rread) throw new Error(`expected Rread, got ${outcome(r)}`);
+    expect(decodeStats(r.data, "9P2000.u").map((st) => st.name)).toEqual(["x"]);
+    const w = await c.call({ type: MsgType.Twrite, fid: 1, offset: 0n, data: Buffer.from("x") });
+    expect(outcome(w)).toBe(`Rerror ${Ename.IsDir}`);
+    c.destroy();
   });
 });
 
