@@ -195,8 +195,8 @@ export interface HelperSpawn {
 
 /** A program started by the helper: its pid and xcpufs's ends of its pipes. */
 export class HelperChild {
-  private status: [code: number | null, signal: string | null] | undefined;
-  private readonly listeners: Array<(code: number | null, signal: string | null) => void> = [];
+  private status: [code: number | null, signal: string | null, core: boolean] | undefined;
+  private readonly listeners: Array<(code: number | null, signal: string | null, core: boolean) => void> = [];
 
   constructor(
     readonly pid: number,
@@ -207,17 +207,18 @@ export class HelperChild {
 
   /**
    * Calls `fn` once the program has ended (at once if it has): its exit may be reported in the
-   * same read as its start, before whoever awaited the start had a chance to listen.
+   * same read as its start, before whoever awaited the start had a chance to listen. `core`: a
+   * signal ended it and it dumped core (the 0x80 bit of the raw wait status).
    */
-  onExit(fn: (code: number | null, signal: string | null) => void): void {
+  onExit(fn: (code: number | null, signal: string | null, core: boolean) => void): void {
     if (this.status) fn(...this.status);
     else this.listeners.push(fn);
   }
 
-  exited(code: number | null, signal: string | null): void {
+  exited(code: number | null, signal: string | null, core = false): void {
     if (this.status) return;
-    this.status = [code, signal];
-    for (const fn of this.listeners.splice(0)) fn(code, signal);
+    this.status = [code, signal, core];
+    for (const fn of this.listeners.splice(0)) fn(code, signal, core);
   }
 }
 
@@ -335,7 +336,7 @@ export class ForkHelper {
       const status = Number(b);
       const sig = status & 0x7f;
       if (sig === 0) child.exited((status >> 8) & 0xff, null);
-      else child.exited(null, SIGNAL_NAMES.get(sig) ?? `SIG${sig}`);
+      else child.exited(null, SIGNAL_NAMES.get(sig) ?? `SIG${sig}`, (status & 0x80) !== 0);
       return;
     }
     const p = this.pending.get(a ?? "");

@@ -338,7 +338,8 @@ export class Session {
       this.notStarted(`${path}: ${err.message}`, err.errno);
       return true;
     }
-    child.onExit((code, sig) => this.ended(waitStatus(code, sig)));
+    // The raw status keeps the core-dump bit (signal + 128), as wait(2) gives it.
+    child.onExit((code, sig, core) => this.ended(waitStatus(code, sig) | (sig && core ? 0x80 : 0)));
     if ((this.state as State) === State.Wiped) {
       // Wiped while it was being started: it goes at once.
       this.pid = child.pid;
