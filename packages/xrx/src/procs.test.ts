@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { jobMainProcesses, parseProcs } from "./procs.js";
+import { commandColumn, jobMainProcesses, parseProcs, statColumn, timeColumn } from "./procs.js";
 
 const HEADER =
   "(pid (cmdline) state ppid pgrp psid tty tpgid utime stime etime priority nice wchan euid suid fsuid egid sgid fsgid vmsize rssize shsize txtsize datsize xcpusid xcpujid ) ";
@@ -78,5 +78,35 @@ describe("parseProcs (the original xcpufs procs format)", () => {
   it("gives nothing for the Darwin placeholder or an empty file", () => {
     expect(parseProcs("((Not) (Implemented) (Yet))\n")).toEqual([]);
     expect(parseProcs("")).toEqual([]);
+  });
+
+  it("gives the xps columns of the original: STAT letters, TIME M:SS, COMMAND as procs quotes it", () => {
+    const p = parseProcs(
+      [
+        HEADER,
+        // 8.4's example record: session leader, no terminal, 10 ms of CPU.
+        rec(
+          4711,
+          "/var/xcpu/xcpu-Ab12Cd/a.out -n 3",
+          "S 4100 4711 4711 ?? -1 10 0 5230 5 0 0 1000 1000 1000 100 100 100 5476352 1048576 856064 4096 135168 3 job7/2",
+        ),
+        // A niced foreground process of a terminal, 65.4 s of CPU, arguments that need quotes.
+        rec(
+          4800,
+          "echo 'it''s here' 'a b' plain",
+          "R 4711 4800 4711 pts/1 4800 60000 5400 9000 20 5 0 0 0 0 0 0 0 0 0 0 0 0 '' ''",
+        ),
+        rec(4900, "sleep 1", "Z 1 1 1 ?? -1 0 0 0 0 -5 0 0 0 0 0 0 0 0 0 0 0 0 '' ''"),
+        rec(5000, "x", "W 1 1 1 ?? -1 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 '' ''"),
+        "",
+      ].join("\n"),
+    );
+    const row = (x: (typeof p)[number]) => [statColumn(x), timeColumn(x), commandColumn(x)];
+    expect(p.map(row)).toEqual([
+      ["Ss", "0:00", "/var/xcpu/xcpu-Ab12Cd/a.out -n 3"],
+      ["RN+", "1:05", "echo 'it''s here' 'a b' plain"],
+      ["Z<", "0:00", "sleep 1"],
+      ["?", "0:00", "x"],
+    ]);
   });
 });

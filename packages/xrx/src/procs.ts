@@ -1,7 +1,7 @@
 // The xcpufs `procs` file: one parenthesised record per process, the first a header of field
 // names; the command line is itself a parenthesised list of quoted tokens. Also the xps view of a
 // record (STAT letters, TIME).
-import { tokenize } from "./quote.js";
+import { quoteArgs, tokenize } from "./quote.js";
 
 /** One process as reported by a node. Numeric fields that could not be read are undefined. */
 export interface ProcRecord {
@@ -151,16 +151,16 @@ export function timeColumn(p: ProcRecord): string {
 const CONTROL_ESCAPES: Record<string, string> = { "\n": "\\n", "\t": "\\t", "\r": "\\r" };
 
 /**
- * The COMMAND column: the argv joined by spaces, with control characters made visible (`\n`,
- * `\t`, `\xNN`) so that every process stays on one tab-separated line whatever its arguments hold.
+ * The COMMAND column: the command line as the node's `procs` has it, the original xps's column
+ * (every argument quoted where it holds a space, tab or quote, `sh -c 'sleep 1; date'`), with
+ * control characters made visible (`\n`, `\t`, `\xNN`) so that every process stays on one
+ * tab-separated line whatever its arguments hold.
  */
 export function commandColumn(p: ProcRecord): string {
-  return p.cmdline
-    .join(" ")
-    .replace(
-      /[\u0000-\u001f\u007f]/g,
-      (c) => CONTROL_ESCAPES[c] ?? `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`,
-    );
+  return quoteArgs(p.cmdline).replace(
+    /[\u0000-\u001f\u007f]/g,
+    (c) => CONTROL_ESCAPES[c] ?? `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`,
+  );
 }
 
 /** Main processes of a job: job id `job/…`, parent without that job. */

@@ -289,8 +289,8 @@ describe("the original's RSA challenge–response", () => {
     const sleeper = rows.find((f) => f[6] === "sleep 600")!;
     expect(sleeper[0]).toBe(node.spec);
     expect(sleeper[3]).toMatch(/^S/);
-    // COMMAND is the argument list joined by spaces (the original prints it still quoted).
-    expect(rows.some((f) => f[6] === "sh -c sleep 600; echo after")).toBe(true);
+    // COMMAND is the command line as procs quotes it, as the original xps prints it.
+    expect(rows.some((f) => f[6] === "sh -c 'sleep 600; echo after'")).toBe(true);
     const j = await runCli(xps, ["-A", admin.file, "-x", "-J", "sleepy", node.spec]);
     expect(j.stdout.split("\n").filter((l) => l.includes("\tsleepy/1\t"))).toHaveLength(2);
     const k = await runCli(xk, ["-A", admin.file, "9", `${node.spec}:${sleeper[1]}`]);

@@ -108,9 +108,10 @@ describe("jobs: -J attach, xps, xk", () => {
     );
     for (const l of lines) expect(l.split("\t")).toHaveLength(7);
     // The node sends a line break inside a command line as "?" (the original xps reads procs line
-    // by line); xps shows the other control characters escaped.
+    // by line); COMMAND keeps the node's quoting, as the original xps, and shows the other control
+    // characters escaped.
     expect(lines.find((l) => l.includes("two"))).toMatch(
-      /\tsh -c sleep 30 <\/dev\/null >\/dev\/null 2>&1; : two\?lines\\tand a tab\\x01$/,
+      /\tsh -c 'sleep 30 <\/dev\/null >\/dev\/null 2>&1; :' 'two\?lines\\tand a tab\\x01'$/,
     );
     await runCli(xk, ["--no-key", "KILL", `${four.nodes[0]!.spec}:/nljob`]);
     expect((await job).code).toBe(137);
