@@ -535,7 +535,9 @@ export class PtFile implements Node, DirSource {
       if (!this.sh.access.isRoot(ctx.user)) throw new FsError("operation not permitted", Errno.EPERM);
       await L.makeDevice(p, m[1] === "b" ? S_IFBLK : S_IFCHR, Number(m[2]), Number(m[3]));
     } else {
-      throw new FsError("cannot create sockets", Errno.EOPNOTSUPP);
+      // DMSOCKET (spec 6): a socket file, as 9P2000.L's Tmknod of S_IFSOCK makes (Linux sends
+      // it when a program binds a Unix socket to a name on the mount).
+      await L.makeSocket(path.dirname(p), req.name);
     }
     await this.finishNew(p, this.sh.access.allowedMode(perm, group, ctx.user, false), owner, group);
     const created = await this.child(node);

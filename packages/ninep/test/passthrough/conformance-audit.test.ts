@@ -6,7 +6,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { L_O, MsgType, NOFID, QTDIR } from "../../src/codec/constants.js";
+import { DMSOCKET, L_O, MsgType, NOFID, QTDIR } from "../../src/codec/constants.js";
 import { decodeDirents } from "../../src/codec/index.js";
 import { decodeStats, dontTouchStat } from "../../src/codec/stat.js";
 import type { Message } from "../../src/codec/types.js";
@@ -210,6 +210,29 @@ describe("9P2000.L cases the spec leaves open: the passthrough answers as diod d
     ];
     expect(await names(steps, ours.addr, "")).toEqual(expected);
     if (diod) expect(await names(steps, diod.h.address, diod.t.dir)).toEqual(expected);
+  });
+});
+
+describe("9P2000.u special files (spec 6)", () => {
+  it("Tcreate with DMSOCKET and an empty extension makes a socket file, which stats with DMSOCKET", async () => {
+    const c = await connect(ours.addr, "9P2000.u", "");
+    expect((await c.call(walk(0, 1, "d"))).type).toBe(MsgType.Rwalk);
+    const cr = await c.call({
+      type: MsgType.Tcreate,
+      fid: 1,
+      name: "sock",
+      perm: (DMSOCKET | 0o600) >>> 0,
+      mode: 0,
+      extension: "",
+    });
+    expect(outcome(cr)).toBe("Rcreate");
+    expect(fs.lstatSync(path.join(ours.t.dir, "d", "sock")).isSocket()).toBe(true);
+    expect((await c.call(walk(0, 2, "d", "sock"))).type).toBe(MsgType.Rwalk);
+    const st = await c.stat(2);
+    expect(st.mode & DMSOCKET).toBe(DMSOCKET);
+    expect(st.extension).toBe("");
+    expect(outcome(await c.call({ type: MsgType.Tremove, fid: 2 }))).toBe("Rremove");
+    c.destroy();
   });
 });
 
