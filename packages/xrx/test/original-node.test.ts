@@ -315,6 +315,28 @@ describe("the original's RSA challenge–response", () => {
     expectWireClean(node);
   }, 150_000);
 
+  it("xk -m JOB kills the processes whose job part is exactly JOB (another job mjx stays); -j is accepted", async () => {
+    const mj = spawnCli("xrx", ["-k", user.file, "-j", "mj", node.spec, "sh", "-c", "sleep 600; :"]);
+    const mjx = spawnCli("xrx", ["-k", user.file, "-j", "mjx", node.spec, "sh", "-c", "sleep 600; :"]);
+    await until(
+      async () => {
+        const out = (await runCli(xps, ["-A", admin.file, node.spec])).stdout;
+        return out.includes("\tmj/1\tsleep 600") && out.includes("\tmjx/1\tsleep 600");
+      },
+      60_000,
+      "mj and mjx in xps",
+    );
+    const k = await runCli(xk, ["-A", admin.file, "-jm", "KILL", `${node.spec}:mj`]);
+    expect(k).toMatchObject({ code: 0, stderr: "" });
+    expect((await mj.done).code).toBe(137);
+    const left = (await runCli(xps, ["-A", admin.file, "-x", node.spec])).stdout;
+    expect(left).toContain("\tmjx/1\t");
+    expect(left).not.toContain("\tmj/1\t");
+    expect(await runCli(xk, ["-A", admin.file, "-m", "9", `${node.spec}:mjx`])).toMatchObject({ code: 0 });
+    expect((await mjx.done).code).toBe(137);
+    expectWireClean(node);
+  }, 150_000);
+
   it("xk as the user by job id signals the session (the root ctl is xcpu-admin's)", async () => {
     const started = spawnCli("xrx", ["-k", user.file, "-j", "job2", "-l", node.spec, "/bin/sleep", "600"]);
     await until(
