@@ -8,12 +8,12 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Fsys } from "@clustermatic/ninep/client";
-import { DMNAMEDPIPE, DMSYMLINK, ORDWR, OREAD, OWRITE } from "@clustermatic/ninep/codec";
+import { DMNAMEDPIPE, DMSYMLINK, ORDWR, OREAD, OTRUNC, OWRITE } from "@clustermatic/ninep/codec";
 import { RemoteError } from "@clustermatic/ninep/errors";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { findPerl } from "../src/fork-helper.js";
 import { quote, startXcpufs, tokenize, type XcpufsHandle } from "../src/index.js";
-import { cmd, login, openJob, readAll, rsaKey, run, write } from "./helpers.js";
+import { cmd, decryptPasskey, login, openJob, readAll, rsaKey, run, until, write } from "./helpers.js";
 
 const EIO = 5;
 const EPERM = 1;
@@ -299,5 +299,90 @@ describe("11.1 xk without the admin key", () => {
     await ctl.clunk();
     expect((await readAll(job.wait)).toString()).toBe("9");
     await job.close();
+  });
+});
+
+describe("4.3 and 5: streams, wipe and other sessions", () => {
+  it("4.3 stdout: several pending reads on one fid get consecutive pieces; a reader that comes later does not see what was delivered", async () => {
+    const job = await openJob(fs);
+    await write(fs, `${job.sid}/argv`, "cat");
+    await job.ctl.write(0, "exec /bin/cat\n");
+    const a = job.stdout.read(0, 3);
+    const b = job.stdout.read(0, 3);
+    // Both reads are parked before the data comes (a read of an empty pipe waits).
+    await new Promise((r) => setTimeout(r, 50));
+    await job.stdin.write(0, "abcdef");
+    expect([(await a).toString(), (await b).toString()]).toEqual(["abc", "def"]);
+    const late = await fs.open(`${job.sid}/stdout`, OREAD);
+    const next = late.read(0, 100);
+    await job.stdin.write(0, "xyz");
+    expect((await next).toString()).toBe("xyz");
+    await job.ctl.write(0, "close stdin\n");
+    expect((await readAll(job.wait)).toString()).toBe("0");
+    await late.clunk();
+    await job.close();
+  });
+
+  it("5.2: wiping a running session answers its parked wait read at once (status not known yet) and ends the program", async () => {
+    const job = await openJob(fs);
+    await write(fs, `${job.sid}/argv`, "sleep 30");
+    await job.ctl.write(0, "exec /bin/sleep\n");
+    const pid = Number((await fs.readFile(`${job.sid}/ctl`)).toString());
+    const w = job.wait.read(0, 64);
+    await cmd(fs, `${job.sid}/ctl`, "wipe\n");
+    expect((await w).length).toBe(0);
+    expect((await fs.readdir("")).map((s) => s.name)).not.toContain(job.sid);
+    await until(() => {
+      try {
+        process.kill(pid, 0);
+        return false;
+      } catch {
+        return true;
+      }
+    });
+    await job.close();
+  });
+
+  it("5.3: a program holds the pipes of its own session only (another session's end of file never waits for it)", async () => {
+    const jobs = await Promise.all([openJob(fs), openJob(fs), openJob(fs)]);
+    const script = "sleep 0.3; for f in /proc/$$/fd/*; do echo $(basename $f) $(readlink $f); done";
+    await Promise.all(jobs.map((j) => write(fs, `${j.sid}/argv`, `sh -c ${quote(script)}`)));
+    await Promise.all(jobs.map((j) => j.ctl.write(0, "exec /bin/sh\n")));
+    const fds = await Promise.all(
+      jobs.map(async (j) => {
+        const m = new Map<number, string>();
+        for (const l of (await readAll(j.stdout)).toString().split("\n").filter(Boolean)) {
+          const [fd, target] = l.split(" ");
+          m.set(Number(fd), target ?? "");
+        }
+        return m;
+      }),
+    );
+    const own = fds.map((m) => [0, 1, 2].map((fd) => m.get(fd)));
+    for (const [i, o] of own.entries()) {
+      // stdin, stdout and stderr: three pipes of its own
+      expect(new Set(o).size, `session ${i}: ${o}`).toBe(3);
+      for (const t of o) expect(t).toMatch(/^pipe:\[\d+\]$/);
+    }
+    for (const [i, m] of fds.entries()) {
+      const others = new Set(own.filter((_, k) => k !== i).flat());
+      for (const [fd, target] of m) expect(others.has(target), `session ${i} fd ${fd}`).toBe(false);
+    }
+    await Promise.all(jobs.map((j) => j.close()));
+  });
+});
+
+describe("7.2 tree spawn", () => {
+  it("empty env and argv buffers are not copied: the child keeps its own", async () => {
+    const src = await openJob(fs);
+    const dst = await openJob(fs);
+    await (await fs.open(`${src.sid}/env`, OWRITE | OTRUNC)).clunk();
+    await write(fs, `${dst.sid}/argv`, "echo child");
+    const pk = decryptPasskey(alice.privateKey, await fs.readFile("passkey"));
+    await src.ctl.write(0, `clone 1 127.0.0.1!${h.port}/${dst.sid}/${pk}\n`);
+    expect((await fs.readFile(`${dst.sid}/env`)).toString()).toBe("PATH=/usr/bin:/bin\n");
+    expect((await fs.readFile(`${dst.sid}/argv`)).toString()).toBe("echo child");
+    await src.close();
+    await dst.close();
   });
 });
