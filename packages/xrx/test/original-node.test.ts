@@ -1,4 +1,4 @@
-// xrx, xps and xk against a node that behaves like the ORIGINAL xcpufs 1.2.3 (test/original/):
+// xrx, xps, xk and the user-pool tools against a node that behaves like the ORIGINAL xcpufs 1.2.3 (test/original/):
 // msize capped at 32792 (and 8216), iounit 0 on every open/create, the original's root files and
 // formats, its session-file semantics, its RSA challenge–response and its quirks. A proxy in front
 // of the node checks that no message exceeds the negotiated msize and no read asks for more than
@@ -10,9 +10,12 @@ import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import { BytesFile, Server, SynthDir, treeBackend } from "@clustermatic/ninep/server";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { main as xgetent } from "../src/cli/xgetent.js";
+import { main as xgroupset } from "../src/cli/xgroupset.js";
 import { main as xk } from "../src/cli/xk.js";
 import { main as xps } from "../src/cli/xps.js";
 import { main as xrx } from "../src/cli/xrx.js";
+import { main as xuserset } from "../src/cli/xuserset.js";
 import { runJob } from "../src/job.js";
 import { publicKeyLine } from "../src/keys.js";
 import { xcpuNodes } from "../src/nodes.js";
@@ -336,6 +339,32 @@ describe("the original's RSA challenge–response", () => {
     expect((await mjx.done).code).toBe(137);
     expectWireClean(node);
   }, 150_000);
+
+  it("xgroupset and xuserset write root ctl lines the original takes; xgetent lists its pwent and grent", async () => {
+    const glenda = rsaKeyFiles(dir, "glenda");
+    writeFileSync(`${glenda.file}.pub`, `${glenda.line} glenda@host\n`);
+    const g = await runCli(xgroupset, ["add", "-A", admin.file, node.spec, "mammals", "4242"]);
+    expect(g).toEqual({ code: 0, stdout: "", stderr: "" });
+    const u = await runCli(xuserset, [
+      "add",
+      "-A",
+      admin.file,
+      node.spec,
+      "glenda",
+      "5000",
+      "mammals",
+      `${glenda.file}.pub`,
+    ]);
+    expect(u).toEqual({ code: 0, stdout: "", stderr: "" });
+    const pw = await runCli(xgetent, ["-A", admin.file, "passwd", node.spec]);
+    expect(pw.code).toBe(0);
+    expect(pw.stdout).toMatch(new RegExp(`^Password Database From Node: ${node.spec}\n`));
+    expect(pw.stdout.split("\n")).toContain("glenda:5000:4242:mammals");
+    const gr = await runCli(xgetent, ["-A", admin.file, "group", node.spec]);
+    expect(gr.stdout).toMatch(new RegExp(`^Group Database From Node: ${node.spec}\n`));
+    expect(gr.stdout.split("\n")).toContain("mammals:4242");
+    expectWireClean(node);
+  });
 
   it("xk as the user by job id signals the session (the root ctl is xcpu-admin's)", async () => {
     const started = spawnCli("xrx", ["-k", user.file, "-j", "job2", "-l", node.spec, "/bin/sleep", "600"]);
