@@ -1349,7 +1349,12 @@ export class ServerConnection {
       const msg = m as Extract<TMessage, { type: 126 }>;
       const fid = this.#fileFid(msg.fid);
       const node = fid.node;
-      const changes = wstatChanges(msg.stat, (node.qid.type & QTDIR) !== 0);
+      const asked = wstatChanges(msg.stat, (node.qid.type & QTDIR) !== 0);
+      // Linux's v9fs renames with a Twstat of the new name whose muid is the mount's user name.
+      // A muid naming the user who makes the change is what the server records anyway: it is
+      // not taken as a request to change muid (S2), which any other muid still is.
+      const { muid, ...rest } = asked;
+      const changes: StatChanges = muid === undefined || muid === fid.user.uname ? rest : asked;
       const ctx = this.#reqCtx(fid.user, req);
       if (Object.keys(changes).length === 0) {
         // S3: all "don't touch" = commit to stable storage.

@@ -236,6 +236,29 @@ describe("9P2000.u special files (spec 6)", () => {
   });
 });
 
+describe("rename as Linux v9fs sends it on 9P2000 and 9P2000.u mounts (S2)", () => {
+  for (const version of ["9P2000", "9P2000.u"]) {
+    it(`a Twstat of a new name with muid = the attached user renames a file someone else owns (${version})`, async () => {
+      // The file belongs to the server's user; the client is attached as nobody, whose name
+      // Linux sends as muid. Another muid is still a refused change of muid.
+      fs.writeFileSync(path.join(ours.t.dir, `mv-${version}`), "m");
+      const c = await connect(ours.addr, version, "");
+      expect((await c.call(walk(0, 1, `mv-${version}`))).type).toBe(MsgType.Rwalk);
+      const rename = (muid: string): Request => ({
+        type: MsgType.Twstat,
+        fid: 1,
+        stat: dontTouchStat({ name: `moved-${version}`, muid }),
+      });
+      expect((await c.call(rename("someone-else"))).type).toBe(MsgType.Rerror);
+      expect(outcome(await c.call(rename("nobody")))).toBe("Rwstat");
+      expect(fs.readdirSync(ours.t.dir)).toContain(`moved-${version}`);
+      expect(fs.readdirSync(ours.t.dir)).not.toContain(`mv-${version}`);
+      fs.rmSync(path.join(ours.t.dir, `moved-${version}`));
+      c.destroy();
+    });
+  }
+});
+
 describe("9P2000.u: a symbolic link opened through", () => {
   it("to a directory is read as that directory (D1): whole stat entries of its members", async () => {
     const c = await connect(ours.addr, "9P2000.u", "");

@@ -565,6 +565,26 @@ describe("wstat as Linux v9fs sends it (S2, S4)", () => {
   });
 });
 
+describe("rename as Linux v9fs sends it (S2)", () => {
+  it("a Twstat of a new name whose muid is the renaming user's name renames; another muid is refused", async () => {
+    const c = await session("9P2000.u");
+    await ok(c, walk(0, 1, "data"), MsgType.Rwalk);
+    // fs/9p's rename on 9P2000 and 9P2000.u mounts: name = the new name, muid = the mount's uname.
+    expect(
+      await err(c, { type: MsgType.Twstat, fid: 1, stat: dontTouchStat({ name: "moved", muid: "bob" }) }),
+    ).toBe(Ename.WstatProhibited);
+    expect((await c.stat(1)).name).toBe("data");
+    await ok(
+      c,
+      { type: MsgType.Twstat, fid: 1, stat: dontTouchStat({ name: "moved", muid: "glenda" }) },
+      MsgType.Rwstat,
+    );
+    expect((await c.stat(1)).name).toBe("moved");
+    expect(await err(c, walk(0, 2, "data"))).toBe(Ename.NotFound);
+    await ok(c, walk(0, 2, "moved"), MsgType.Rwalk);
+  });
+});
+
 describe("times (4.10)", () => {
   it("creating, renaming and removing a member each change the directory's qid.vers and muid", async () => {
     const c = await session();
