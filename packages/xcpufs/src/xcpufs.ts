@@ -447,7 +447,9 @@ export class Xcpufs {
           : {};
         const remote = ctx.connection.remote;
         const colon = remote.lastIndexOf(":");
-        const parent = colon > 0 ? `${remote.slice(0, colon)}!${remote.slice(colon + 1)}` : remote;
+        // `a.b.c.d!port`, also for an IPv4 client of a server listening on IPv6 (`::ffff:a.b.c.d`).
+        const host = colon > 0 ? remote.slice(0, colon).replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/i, "") : "";
+        const parent = colon > 0 ? `${host}!${remote.slice(colon + 1)}` : remote;
         await s.exec(a[0], a[1], ident, parent);
         return;
       }

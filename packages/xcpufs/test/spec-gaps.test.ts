@@ -386,3 +386,33 @@ describe("7.2 tree spawn", () => {
     await dst.close();
   });
 });
+
+describe("5.4 injected variables", () => {
+  it("XCPU_PARENT is a.b.c.d!port also when an IPv4 client reaches a node listening on IPv6", async () => {
+    let h6: XcpufsHandle;
+    try {
+      h6 = await startXcpufs({
+        port: 0,
+        listen: "::ffff:127.0.0.1",
+        adminKey: admin.line,
+        sameUser: true,
+        tmpdir: tmp,
+        stateDir: join(tmp, "v6"),
+      });
+    } catch (err) {
+      console.log(`skipped: cannot listen on ::ffff:127.0.0.1 (${(err as Error).message})`);
+      return;
+    }
+    try {
+      const f = await login(`tcp!127.0.0.1!${h6.port}`, adminLogin);
+      try {
+        const r = await run(f, "/bin/sh", "sh -c 'echo $XCPU_PARENT'");
+        expect(r.out).toMatch(/^127\.0\.0\.1!\d+\n$/);
+      } finally {
+        await f.close();
+      }
+    } finally {
+      await h6.close();
+    }
+  });
+});
