@@ -413,10 +413,18 @@ describe("command line", () => {
       );
     }
   });
-  it("an unknown node is reported by name", async () => {
+  it("an unknown or refusing node is reported by name, with the original's words", async () => {
     const r = await runCli(xrx, ["--no-key", "-t", "2", "no-such-node.invalid", "true"]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/no-such-node\.invalid: error: /);
+    // With the original's words, which scripts look for.
+    expect(r.stderr).toMatch(
+      /no-such-node\.invalid: error: .*\(cannot resolve name: no-such-node\.invalid\)\n/,
+    );
+    const x = await runCli(xps, ["--no-key", "127.0.0.1!1"]);
+    expect(x.code).toBe(1);
+    expect(x.stderr).toBe(
+      "xps: 127.0.0.1!1: cannot connect to tcp!127.0.0.1!1: ECONNREFUSED (Connection refused:127.0.0.1)\n",
+    );
   });
   it("a -l program missing on the node: its error and status come back", async () => {
     const r = await runCli(xrx, ["--no-key", "-l", four.nodes[0]!.spec, "/no/such/program"]);
