@@ -4,7 +4,7 @@
 // the test pins the fixed behaviour and says so.
 
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Fsys } from "@clustermatic/ninep/client";
@@ -415,4 +415,49 @@ describe("5.4 injected variables", () => {
       await h6.close();
     }
   });
+});
+
+describe("3.3 a node without an admin key", () => {
+  it.skipIf(existsSync("/etc/xcpu/admin_key.pub"))(
+    "refuses every admin login and a user's wrong answer with 'authentication failed', and goes on serving (the original likely crashed)",
+    async () => {
+      const bob = rsaKey();
+      const stateDir = join(tmp, "nokey");
+      // The pool is made on a node with the admin key, then served by one without any.
+      const h1 = await startXcpufs({
+        port: 0,
+        listen: "127.0.0.1",
+        adminKey: admin.line,
+        sameUser: true,
+        tmpdir: tmp,
+        stateDir,
+      });
+      const a1 = await login(h1.address, adminLogin);
+      await cmd(
+        a1,
+        "ctl",
+        `group-add users 5000\nuser-add bob 5002 users '${bob.line}'\nuser-add carol 5003 users ''\n`,
+      );
+      await a1.close();
+      await h1.close();
+      const h2 = await startXcpufs({ port: 0, listen: "127.0.0.1", sameUser: true, tmpdir: tmp, stateDir });
+      try {
+        await expect(login(h2.address, adminLogin)).rejects.toThrow("authentication failed");
+        await expect(login(h2.address, { uname: "bob", uid: 5002, key: alice.privateKey })).rejects.toThrow(
+          "authentication failed",
+        );
+        await expect(
+          login(h2.address, { uname: "bob", uid: 5002, raw: Buffer.alloc(256, 3) }),
+        ).rejects.toThrow("authentication failed");
+        const b = await login(h2.address, { uname: "bob", uid: 5002, key: bob.privateKey });
+        expect((await run(b, "/bin/echo", "echo still here")).out).toBe("still here\n");
+        await b.close();
+        const c = await login(h2.address, { uname: "carol", uid: 5003 });
+        expect((await c.readFile("arch")).length).toBeGreaterThan(0);
+        await c.close();
+      } finally {
+        await h2.close();
+      }
+    },
+  );
 });
