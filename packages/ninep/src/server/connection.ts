@@ -5,6 +5,7 @@
 import { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import {
+  AT_REMOVEDIR,
   Dialect,
   DMAUTH,
   DMDIR,
@@ -1676,13 +1677,23 @@ export class ServerConnection {
       const msg = m as Extract<TMessage, { type: 76 }>;
       const dir = this.#fileFid(msg.dirfd);
       this.#checkName(msg.name);
+      // unlinkat(2): AT_REMOVEDIR is the only flag (EINVAL otherwise); with it the name must be
+      // a directory (ENOTDIR), without it must not be one (EISDIR).
+      if ((msg.flags & ~AT_REMOVEDIR) !== 0) throw new FsError("invalid argument", Errno.EINVAL);
       const ctx = this.#reqCtx(dir.user, req);
       const node = dir.node;
       if (node.unlinkat) await node.unlinkat(msg.name, msg.flags, ctx);
       else if (node.walk1) {
         const child = await node.walk1(msg.name, ctx);
-        if (!child.remove) throw notSupported();
-        await child.remove(ctx);
+        try {
+          const isDir = (child.qid.type & QTDIR) !== 0;
+          if ((msg.flags & AT_REMOVEDIR) !== 0 && !isDir) throw new FsError(Ename.NotDir, Errno.ENOTDIR);
+          if ((msg.flags & AT_REMOVEDIR) === 0 && isDir) throw new FsError(Ename.IsDir, Errno.EISDIR);
+          if (!child.remove) throw notSupported();
+          await child.remove(ctx);
+        } finally {
+          this.#dropNode(child, dir.user);
+        }
       } else throw notSupported();
       return { reply: { type: MsgType.Runlinkat } };
     },

@@ -6,6 +6,7 @@
 
 import { afterEach, describe, expect, it } from "vitest";
 import {
+  AT_REMOVEDIR,
   DMAPPEND,
   DMEXCL,
   L_O,
@@ -484,6 +485,25 @@ describe("9P2000.L open state (errnos as diod answers them)", () => {
       wqid: [expect.anything()],
     });
     expect(await err(c, { type: MsgType.Tclunk, fid: 1 })).toBe(Errno.EBADF);
+  });
+
+  it("Tunlinkat as unlinkat(2): flags other than AT_REMOVEDIR are EINVAL, AT_REMOVEDIR of a file ENOTDIR, a directory without it EISDIR", async () => {
+    const c = await session("9P2000.L");
+    const unlinkat = (name: string, flags: number): Request => ({
+      type: MsgType.Tunlinkat,
+      dirfd: 1,
+      name,
+      flags,
+    });
+    await ok(c, walk(0, 1, "dir"), MsgType.Rwalk);
+    expect(await err(c, unlinkat("entry--0", 0x1))).toBe(Errno.EINVAL);
+    expect(await err(c, unlinkat("entry--0", AT_REMOVEDIR))).toBe(Errno.ENOTDIR);
+    expect(await err(c, unlinkat("sub", 0))).toBe(Errno.EISDIR);
+    expect(await err(c, unlinkat("sub", AT_REMOVEDIR))).toBe(Errno.ENOTEMPTY);
+    await ok(c, walk(0, 2, "dir", "entry--0"), MsgType.Rwalk);
+    await ok(c, unlinkat("entry--0", 0), MsgType.Runlinkat);
+    expect(await err(c, walk(1, 3, "entry--0"))).toBe(Errno.ENOENT);
+    await ok(c, walk(0, 3, "dir", "sub", "leaf"), MsgType.Rwalk);
   });
 });
 
