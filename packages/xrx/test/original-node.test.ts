@@ -482,6 +482,16 @@ describe("two original nodes", () => {
     expectWireClean(b);
   });
 
+  it("-p prefixes stdout and stderr lines separately (the capture's run: echo out, echo err, exit 3)", async () => {
+    const r = await runCli(xrx, ["--no-key", "-p", list, "sh", "-c", "echo out; echo err 1>&2; exit 3"]);
+    expect(r.code).toBe(3);
+    expect(r.stdout.split("\n").filter(Boolean).sort()).toEqual([`${a.spec}: out`, `${b.spec}: out`].sort());
+    const errs = r.stderr.split("\n").filter((l) => l.endsWith(": err"));
+    expect(errs.sort()).toEqual([`${a.spec}: err`, `${b.spec}: err`].sort());
+    expectWireClean(a);
+    expectWireClean(b);
+  });
+
   it("-J attaches to a running job; later output and the status reach both runs", async () => {
     const script = "echo started; read x; echo late; exit 5";
     const job = spawnCli("xrx", ["--no-key", "-j", "attachme", list, "sh", "-c", script]);
