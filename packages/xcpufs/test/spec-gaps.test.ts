@@ -4,10 +4,11 @@
 // the test pins the fixed behaviour and says so.
 
 import { spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Fsys } from "@clustermatic/ninep/client";
+import { Client, type Fsys } from "@clustermatic/ninep/client";
 import { DMNAMEDPIPE, DMSYMLINK, ORDWR, OREAD, OTRUNC, OWRITE } from "@clustermatic/ninep/codec";
 import { RemoteError } from "@clustermatic/ninep/errors";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -460,4 +461,65 @@ describe("3.3 a node without an admin key", () => {
       }
     },
   );
+});
+
+describe("3.3/3.4 passkey answers over challenges with zero bytes", () => {
+  it("the whole 16-byte challenge is hashed, zero bytes included, as the original tree-spawn client hashes it (its server stopped at the first zero byte)", async () => {
+    const pk = decryptPasskey(alice.privateKey, await fs.readFile("passkey"));
+    const c = await Client.connect(h.address, { msize: 32792 });
+    try {
+      /** A Tauth whose challenge has a zero byte before its end (about one in sixteen). */
+      const zeroChallenge = async () => {
+        for (let i = 0; i < 2000; i++) {
+          const afid = await c.auth("alice", "", { n_uname: 5001 });
+          if (!afid) throw new Error("no auth fid");
+          const ch = await afid.read(64);
+          expect(ch.length).toBe(16);
+          const z = ch.indexOf(0);
+          if (z >= 0 && z < 15) return { afid, ch, z };
+          await afid.clunk();
+        }
+        throw new Error("no challenge with a zero byte in 2000");
+      };
+      const sha1 = (...parts: (Buffer | string)[]) => {
+        const hash = createHash("sha1");
+        for (const p of parts) hash.update(p);
+        return hash.digest();
+      };
+      // What a client hashing only up to the zero byte would send: refused, the passkey stays.
+      const a = await zeroChallenge();
+      await a.afid.write(sha1(a.ch.subarray(0, a.z), pk));
+      expect((await rerror(c.attach("alice", "", { afid: a.afid, n_uname: 5001 }))).ename).toBe(
+        "authentication failed",
+      );
+      // The original client's answer: SHA-1 over all 16 bytes, then the 32 hex characters.
+      const b = await zeroChallenge();
+      await b.afid.write(sha1(b.ch, pk));
+      const root = await c.attach("alice", "", { afid: b.afid, n_uname: 5001 });
+      expect((await root.stat()).qid.type).toBe(0x80);
+    } finally {
+      await c.close();
+    }
+  });
+});
+
+describe("6: root ctl buffers are per open file", () => {
+  it("a partial line on one connection is not glued to another connection's command (the original shared one buffer)", async () => {
+    const adm2 = await login(h.address, adminLogin);
+    const a = await adm.open("ctl", OWRITE);
+    const b = await adm2.open("ctl", OWRITE);
+    try {
+      expect(await a.write(0, "group-add ga ")).toBe(13);
+      expect(await b.write(0, "group-add gb 7101\n")).toBe(18);
+      await a.write(0, "7100\n");
+      const gr = (await adm.readFile("grent")).toString();
+      expect(gr).toContain("ga:7100\n");
+      expect(gr).toContain("gb:7101\n");
+      await a.write(0, "group-del ga\ngroup-del gb\n");
+    } finally {
+      await a.clunk();
+      await b.clunk();
+      await adm2.close();
+    }
+  });
 });
