@@ -3,10 +3,12 @@
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { BytesFile, Server, SynthDir, treeBackend } from "@clustermatic/ninep/server";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { localGroups, localRsaKey, localUsers } from "../src/cli/admin.js";
 import { main as xgetent } from "../src/cli/xgetent.js";
 import { main as xgroupset } from "../src/cli/xgroupset.js";
+import { main as xps } from "../src/cli/xps.js";
 import { main as xrx } from "../src/cli/xrx.js";
 import { main as xuserset } from "../src/cli/xuserset.js";
 import { PACKAGE_VERSION } from "../src/version.js";
@@ -124,6 +126,23 @@ describe.skipIf(!sshKeygen)("xgroupset, xuserset, xgetent", () => {
       ...ok,
       stdout: "Group Database From Node: alpha\nextra:4343\nxrxusers:4242\nxcpu-admin:65530\n",
     });
+    // The original's spelling: -a with -p PORT, a statfs on this machine at that port.
+    const statfs = new Server({ backend: treeBackend(statfsTree(readFileSync(state, "latin1"))) });
+    const port = ((await statfs.listen("tcp!127.0.0.1!0")) as { port: number }).port;
+    try {
+      expect(await run(xgetent, [...A, "-p", String(port), "group", "-a"])).toEqual({
+        ...ok,
+        stdout: "Group Database From Node: alpha\nextra:4343\nxrxusers:4242\nxcpu-admin:65530\n",
+      });
+      const ps = await run(xps, [...A, "-a", "-p", String(port)]);
+      expect(ps.code).toBe(0);
+      const rows = ps.stdout.split("\n").filter(Boolean);
+      expect(rows[0]).toBe("NODE\tPID\tTTY\tSTAT\tTIME\tJOBID\tCOMMAND");
+      expect(rows.length).toBeGreaterThan(1);
+      expect(rows.slice(1).every((l) => l.startsWith("alpha\t"))).toBe(true);
+    } finally {
+      await statfs.close(0);
+    }
 
     // Flushes.
     expect(await run(xuserset, ["flush", ...A, two.list])).toEqual(ok);
@@ -301,3 +320,10 @@ describe("the local databases -u reads", () => {
     ]);
   });
 });
+
+/** A statfs's tree as the original serves it: one `state` file, readable by anyone. */
+function statfsTree(table: string): SynthDir {
+  const root = new SynthDir("/", { uid: "root", gid: "root" });
+  root.add(new BytesFile("state", table, { uid: "root", gid: "root", mode: 0o444 }));
+  return root;
+}
