@@ -136,7 +136,10 @@ export async function procsText(tags: ReadonlyMap<number, ProcTag>): Promise<str
   for (const r of raws) {
     const t = tagOf(r.pid);
     const sid = t ? String(t.sid) : "''";
-    const jid = t ? quote(t.jid).replace(/[\n\r]/g, "?") : "''";
+    // The job id is the client's text. xps and xk take the record's last `)` as the end of the
+    // command line, so a `)` in a job id would make them reject every record of the node: shown as `?`,
+    // as line breaks are.
+    const jid = t ? quote(t.jid).replace(/[\n\r)]/g, "?") : "''";
     out += `(${r.fields.join(" ")} ${sid} ${jid} ) \n`;
   }
   return out;

@@ -523,3 +523,54 @@ describe("6: root ctl buffers are per open file", () => {
     }
   });
 });
+
+/**
+ * One `procs` record read the way the original xps and xk read it (libxcpu's parser): trailing
+ * blanks dropped, `(` pid ` (`, the command line up to the line's last `)`, then exactly 25 tokens
+ * whose numeric fields must parse whole. Returns the tokens, or null where the original gives up on
+ * the whole node ("syntax error").
+ */
+function xpsParse(line: string): { pid: number; cmdline: string; toks: string[] } | null {
+  const p = line.replace(/[ \t]+$/, "");
+  if (!p.startsWith("(") || !p.endsWith(")")) return null;
+  const body = p.slice(0, -1);
+  const m = /^\((\d+) \(/.exec(body);
+  if (!m) return null;
+  const close = body.lastIndexOf(")");
+  if (close < m[0].length - 1) return null;
+  let toks: string[];
+  try {
+    toks = tokenize(body.slice(close + 1));
+  } catch {
+    return null;
+  }
+  if (toks.length !== 25) return null;
+  for (const i of [1, 2, 3, 5, 6, 7, 8, 9, 10, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22]) {
+    if (!/^[-+]?\d*$/.test(toks[i] as string)) return null;
+  }
+  return { pid: Number(m[1]), cmdline: body.slice(m[0].length, close), toks };
+}
+
+describe("8.4 procs with a job id the client chose", () => {
+  it("a `)` in a job id shows as `?`, so that xps and xk still read every record of the node (the original printed it and they rejected the node's whole list)", async () => {
+    const job = await openJob(fs);
+    await write(fs, `${job.sid}/argv`, "sleep 30");
+    await job.ctl.write(0, "id 'x) y/1'\nexec /bin/sleep\n");
+    expect((await fs.readFile(`${job.sid}/id`)).toString()).toBe("x) y/1");
+    const pid = Number((await fs.readFile(`${job.sid}/ctl`)).toString());
+    const lines = (await fs.readFile("procs")).toString("latin1").split("\n");
+    expect(lines.pop()).toBe("");
+    lines.shift();
+    let mine: { cmdline: string; toks: string[] } | null = null;
+    for (const l of lines) {
+      const r = xpsParse(l);
+      expect(r, l).not.toBeNull();
+      if (r?.pid === pid) mine = r;
+    }
+    expect(mine?.cmdline).toBe("sleep 30");
+    expect(mine?.toks.slice(-2)).toEqual([job.sid, "x? y/1"]);
+    await job.ctl.write(0, "signal 9\n");
+    expect((await readAll(job.wait)).toString()).toBe("9");
+    await job.close();
+  });
+});
