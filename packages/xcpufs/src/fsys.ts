@@ -391,7 +391,10 @@ function makeRootFiles(fs: Xcpufs): RootFile[] {
         return {
           read: async (offset, count) =>
             wire(async () => {
-              if (!snap) {
+              // Every read from the start mints a new passkey, as the original did: libxcpu keeps
+              // the file open and reads it at offset 0 whenever it needs another one. A read further
+              // on continues the current one (a client reading the ciphertext in pieces).
+              if (!snap || offset === 0n) {
                 const pk = fs.users.mintPasskey(user);
                 snap = user.key ? encryptPasskey(user.key, pk) : Buffer.from(pk);
               }

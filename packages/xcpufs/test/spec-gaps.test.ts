@@ -574,3 +574,35 @@ describe("8.4 procs with a job id the client chose", () => {
     await job.close();
   });
 });
+
+describe("3.4 passkey reads", () => {
+  it("every read from offset 0 of one open passkey file mints a new passkey (libxcpu keeps the file open and rereads it); a read further on continues the same one", async () => {
+    const f = await fs.open("passkey", OREAD);
+    try {
+      const a = decryptPasskey(alice.privateKey, await f.read(0, 4095));
+      const b = decryptPasskey(alice.privateKey, await f.read(0, 4095));
+      expect(a).toMatch(/^[0-9a-f]{32}$/);
+      expect(b).toMatch(/^[0-9a-f]{32}$/);
+      expect(b).not.toBe(a);
+      // Both are good, once each.
+      for (const pk of [a, b]) {
+        const p = await login(h.address, { ...aliceLogin, key: undefined, passkey: pk });
+        await p.close();
+        await expect(login(h.address, { ...aliceLogin, key: undefined, passkey: pk })).rejects.toThrow(
+          "authentication failed",
+        );
+      }
+      // In pieces: the pieces belong to one passkey.
+      const head = await f.read(0, 100);
+      const tail = await f.read(100, 4095);
+      expect(head.length + tail.length).toBe(256);
+      const c = decryptPasskey(alice.privateKey, Buffer.concat([head, tail]));
+      expect(c).toMatch(/^[0-9a-f]{32}$/);
+      expect((await f.read(256, 4095)).length).toBe(0);
+      const p = await login(h.address, { ...aliceLogin, key: undefined, passkey: c });
+      await p.close();
+    } finally {
+      await f.clunk();
+    }
+  });
+});
