@@ -606,3 +606,40 @@ describe("3.4 passkey reads", () => {
     }
   });
 });
+
+describe("9 attach by job id (xrx -J) over procs", () => {
+  it("libxcpu's rule — job id `<j>/…`, parent listed and without a job id — picks exactly each session's main process", async () => {
+    const jobs = [await openJob(fs), await openJob(fs)];
+    const mains: number[] = [];
+    for (const [i, job] of jobs.entries()) {
+      await write(fs, `${job.sid}/argv`, "sh -c 'sleep 30 & sleep 31; wait'");
+      await job.ctl.write(0, `id jj/${i + 1}\nexec /bin/sh\n`);
+      mains.push(Number((await fs.readFile(`${job.sid}/ctl`)).toString()));
+    }
+    const parse = async () => {
+      const lines = (await fs.readFile("procs")).toString("latin1").split("\n").slice(1, -1);
+      return lines.map((l) => xpsParse(l)).filter((r) => r !== null);
+    };
+    // Wait until both shells have their two children.
+    let recs = await parse();
+    await until(async () => {
+      recs = await parse();
+      return recs.filter((r) => r.toks[24]?.startsWith("jj/")).length >= 6;
+    });
+    const byPid = new Map(recs.map((r) => [r.pid, r]));
+    const picked = recs.filter((r) => {
+      const jid = r.toks[24] ?? "";
+      const parent = byPid.get(Number(r.toks[1]));
+      return jid.startsWith("jj/") && parent !== undefined && (parent.toks[24] ?? "") === "";
+    });
+    const byFirst = (a: unknown[], b: unknown[]) => Number(a[0]) - Number(b[0]);
+    expect(picked.map((r) => [r.pid, r.toks[23], r.toks[24]]).sort(byFirst)).toEqual(
+      mains.map((pid, i) => [pid, jobs[i]?.sid, `jj/${i + 1}`]).sort(byFirst),
+    );
+    for (const job of jobs) {
+      await job.ctl.write(0, "kill\n");
+      await readAll(job.wait);
+      await job.close();
+    }
+  });
+});
