@@ -1,6 +1,7 @@
 // The statfs program as a process: start-up errors, SIGHUP reload (a broken file keeps the old
 // configuration), and a restart that serves again and keeps admin holds.
 
+import { readdirSync, readFileSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -67,6 +68,34 @@ describe("statfs process", () => {
     expect(nokey.stderr()).toMatch(/cannot read admin key .*missing_key: ENOENT/);
   }, 120_000);
 
+  it("goes into the background once it serves, as the original (its own session), unless -f", async () => {
+    const port = await deadPort();
+    const addr = `tcp!127.0.0.1!${port}`;
+    const conf = join(dir, "background.conf");
+    await writeFile(conf, `n1=127.0.0.1!${await deadPort()}\n`);
+    const starter = spawnStatfs(["-c", conf, "--no-auth", "-l", addr, "--http", "off"]);
+    expect(await starter.exited).toBe(0);
+    expect(starter.stderr()).toMatch(/^statfs: serving 1 nodes on /m);
+    const pid = daemonOf(conf);
+    expect(pid).toBeDefined();
+    try {
+      // A session of its own (setsid), and it answers.
+      expect(readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")[3]).toBe(String(pid));
+      expect((await table(addr))?.map((r) => r.name)).toEqual(["n1"]);
+    } finally {
+      process.kill(pid!, "SIGTERM");
+    }
+    await waitFor(() => daemonOf(conf) === undefined, 30_000, "the background statfs stopped");
+    // A second one on an address in use: the failure comes back to the starter, status 1.
+    const held = spawnStatfs(["-f", "-c", conf, "--no-auth", "-l", addr, "--http", "off"]);
+    await held.waitStderr(/serving 1 nodes/, 60_000);
+    const second = spawnStatfs(["-c", conf, "--no-auth", "-l", addr, "--http", "off"]);
+    expect(await second.exited).toBe(1);
+    expect(second.stderr()).toMatch(/^statfs: .*127\.0\.0\.1/m);
+    held.kill("SIGTERM");
+    expect(await held.exited).toBe(0);
+  }, 120_000);
+
   it("reloads on SIGHUP, keeps the old configuration on error, and keeps serving across a restart", async () => {
     const port = await deadPort();
     const addr = `tcp!127.0.0.1!${port}`;
@@ -75,6 +104,7 @@ describe("statfs process", () => {
     const two = `n1=tcp!127.0.0.1!${nodes[0]!.port}\nn2=tcp!127.0.0.1!${nodes[1]!.port}\n`;
     await writeFile(conf, two);
     const args = [
+      "-f",
       "-c",
       conf,
       "-a",
@@ -153,3 +183,19 @@ describe("statfs process", () => {
     expect(await s2.exited).toBe(0);
   }, 180_000);
 });
+
+/** The pid of the background statfs started with config file `conf`, if one runs. */
+function daemonOf(conf: string): number | undefined {
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    let argv: string[];
+    try {
+      argv = readFileSync(`/proc/${entry}/cmdline`, "latin1").split("\0");
+    } catch {
+      continue; // gone
+    }
+    if (argv.includes(conf) && argv.some((a) => a.endsWith("statfs.ts") || a.endsWith("statfs.js")))
+      return Number(entry);
+  }
+  return undefined;
+}

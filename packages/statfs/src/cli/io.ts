@@ -7,6 +7,11 @@ export interface CliIo {
   signal?: AbortSignal;
   /** Install SIGHUP/SIGINT/SIGTERM handlers (default true; tests pass false). */
   handleSignals?: boolean;
+  /**
+   * statfs is this process (the bin entry): without -f, -d or -D it may detach into the
+   * background as the original did. In-process callers leave it unset and stay in the foreground.
+   */
+  detach?: boolean;
 }
 
 export const processIo: CliIo = { stdout: process.stdout, stderr: process.stderr };

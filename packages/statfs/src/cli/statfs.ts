@@ -1,5 +1,6 @@
 // statfs: polls every configured xcpufs node and serves the cluster status over 9P and HTTP.
 
+import { spawn } from "node:child_process";
 import { parseArgs } from "node:util";
 import { KeyError, loadPrivateKey } from "../auth.js";
 import { ConfigError, type PollSettings, parseDuration } from "../config.js";
@@ -28,10 +29,16 @@ options:
       --read-timeout DUR    read timeout per poll (default 2s)
       --hold-file FILE      keep admin holds (ctl "down") in FILE across restarts
       --ctl-noauth          let unauthenticated 9P clients write ctl files (development)
-  -d, --debug               trace the 9P server on stderr
-  -D, --debug-client        trace the 9P traffic to the nodes on stderr
+  -f, --foreground          stay in the foreground, logging on stderr (for systemd and
+                            other supervisors); without it statfs goes into the background
+                            once it serves, as the original did
+  -d, --debug               trace the 9P server on stderr (stays in the foreground)
+  -D, --debug-client        trace the 9P traffic to the nodes on stderr (foreground)
   -h, --help                show this help
   -V, --version             print "statfs <version>"
+
+Started in the background, statfs prints its start-up messages (or what stopped it, with
+exit status 1) and returns once it serves; it then logs nothing.
 
 Signals: SIGHUP re-reads the configuration (a broken file is reported and the old
 configuration stays in force); SIGTERM and SIGINT stop.
@@ -58,6 +65,7 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
         "read-timeout": { type: "string" },
         "hold-file": { type: "string" },
         "ctl-noauth": { type: "boolean" },
+        foreground: { type: "boolean", short: "f" },
         debug: { type: "boolean", short: "d" },
         "debug-client": { type: "boolean", short: "D" },
         help: { type: "boolean", short: "h" },
@@ -106,7 +114,15 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
     listen = [`tcp!0.0.0.0!${values.port}`];
   }
   if (values["no-auth"] && values["admin-key"]) return usage("--no-auth and --admin-key exclude each other");
-  const log = (line: string) => io.stderr.write(`statfs: ${line}\n`);
+  const foreground = values.foreground || values.debug || values["debug-client"];
+  // The background process: its messages go to the starting process until it serves, then nowhere.
+  const daemonChild = process.env[DAEMON_ENV] === "1" && typeof process.send === "function";
+  if (io.detach && !foreground && !daemonChild) return detach(argv, io);
+  let toParent = daemonChild;
+  const log = (line: string) => {
+    if (toParent && process.connected) process.send?.({ log: line });
+    else if (!daemonChild) io.stderr.write(`statfs: ${line}\n`);
+  };
 
   let key: Awaited<ReturnType<typeof loadPrivateKey>> | undefined;
   if (!values["no-auth"]) {
@@ -139,6 +155,16 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
     if (err instanceof ConfigError) log(`configuration rejected:\n${err.message}`);
     else log((err as Error).message);
     return EXIT_FAIL;
+  }
+
+  if (daemonChild) {
+    toParent = false;
+    if (process.connected) {
+      // Disconnect once the message has left (the channel may be gone if the starter died).
+      process.send?.({ ready: true }, undefined, {}, () => {
+        if (process.connected) process.disconnect?.();
+      });
+    }
   }
 
   return new Promise<number>((resolve) => {
@@ -184,4 +210,48 @@ function positiveDuration(text: string, flag: string): number {
   }
   if (ms <= 0) throw new Error(`${flag}: must be greater than zero`);
   return ms;
+}
+
+/** Marks the background process that {@link detach} starts. */
+const DAEMON_ENV = "STATFS_BACKGROUND_CHILD";
+
+/**
+ * Goes into the background as the original statfs did (it forked, called setsid and carried on):
+ * starts this program again in a session of its own with the same arguments, relays its start-up
+ * messages, and returns 0 once it serves, or its status when it stops before (bad configuration,
+ * unreadable key, address in use).
+ */
+function detach(argv: string[], io: CliIo): Promise<number> {
+  const script = process.argv[1];
+  if (!script) {
+    io.stderr.write("statfs: cannot go into the background: no script path; use -f\n");
+    return Promise.resolve(EXIT_FAIL);
+  }
+  const child = spawn(process.execPath, [...process.execArgv, script, ...argv], {
+    detached: true,
+    stdio: ["ignore", "ignore", "ignore", "ipc"],
+    env: { ...process.env, [DAEMON_ENV]: "1" },
+  });
+  return new Promise<number>((resolve) => {
+    let settled = false;
+    const settle = (code: number) => {
+      if (settled) return;
+      settled = true;
+      if (child.connected) child.disconnect();
+      child.unref();
+      resolve(code);
+    };
+    child.on("message", (m: { log?: unknown; ready?: unknown }) => {
+      if (typeof m?.log === "string") io.stderr.write(`statfs: ${m.log}\n`);
+      if (m?.ready === true) settle(EXIT_OK);
+    });
+    child.on("exit", (code, signal) => {
+      if (!settled && signal) io.stderr.write(`statfs: the background process was killed by ${signal}\n`);
+      settle(code ?? EXIT_FAIL);
+    });
+    child.on("error", (err) => {
+      io.stderr.write(`statfs: cannot go into the background: ${err.message}\n`);
+      settle(EXIT_FAIL);
+    });
+  });
 }
