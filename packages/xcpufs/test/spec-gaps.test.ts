@@ -643,3 +643,16 @@ describe("9 attach by job id (xrx -J) over procs", () => {
     }
   });
 });
+
+describe("7.1 session ctl offsets", () => {
+  it("a ctl write runs whatever its offset (libxcpu writes each session's `id`/`exec` and `signal` lines at offsets summed over all sessions)", async () => {
+    const job = await openJob(fs);
+    await write(fs, `${job.sid}/argv`, "sh -c 'echo started; sleep 30'");
+    expect(await job.ctl.write(12345n, "id j/7\nexec /bin/sh\n")).toBe(20);
+    expect((await job.stdout.read(0, 100)).toString()).toBe("started\n");
+    expect((await fs.readFile(`${job.sid}/id`)).toString()).toBe("j/7");
+    expect(await job.ctl.write(99999n, "signal 15\n")).toBe(10);
+    expect((await readAll(job.wait)).toString()).toBe("15");
+    await job.close();
+  });
+});
