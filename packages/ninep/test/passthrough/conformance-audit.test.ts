@@ -213,6 +213,44 @@ describe("9P2000.L cases the spec leaves open: the passthrough answers as diod d
   });
 });
 
+describe("counts beyond msize on 9P2000.L (V7, R4)", () => {
+  it("Tread and Treaddir asking for 2^32-1 bytes are clamped to msize - IOHDRSZ, and the listing resumes whole", async () => {
+    const big = path.join(ours.t.dir, "many");
+    fs.mkdirSync(big);
+    const names = Array.from({ length: 400 }, (_, i) => `member-${String(i).padStart(4, "0")}`);
+    for (const n of names) fs.writeFileSync(path.join(big, n), "");
+    fs.writeFileSync(path.join(ours.t.dir, "large"), Buffer.alloc(20_000, 7));
+    try {
+      const c = await connect(ours.addr, "9P2000.L", ""); // msize 8192 + 24
+      expect((await c.call(walk(0, 1, "large"))).type).toBe(MsgType.Rwalk);
+      expect((await c.call(lopen(1, L_O.RDONLY))).type).toBe(MsgType.Rlopen);
+      const r = await c.call({ type: MsgType.Tread, fid: 1, offset: 0n, count: 0xffffffff });
+      expect(r.type === MsgType.Rread && r.data.length).toBe(8192);
+      expect((await c.call(walk(0, 2, "many"))).type).toBe(MsgType.Rwalk);
+      expect((await c.call(lopen(2, L_O.RDONLY))).type).toBe(MsgType.Rlopen);
+      const seen: string[] = [];
+      let offset = 0n;
+      let replies = 0;
+      for (;;) {
+        const d = await c.call({ type: MsgType.Treaddir, fid: 2, offset, count: 0xffffffff });
+        if (d.type !== MsgType.Rreaddir) throw new Error(`expected Rreaddir, got ${outcome(d)}`);
+        expect(d.data.length).toBeLessThanOrEqual(8192);
+        const ents = decodeDirents(d.data);
+        if (ents.length === 0) break;
+        replies++;
+        seen.push(...ents.map((e) => e.name));
+        offset = ents.at(-1)!.offset;
+      }
+      expect(replies).toBeGreaterThan(1);
+      expect(seen.filter((n) => n !== "." && n !== "..").sort()).toEqual(names);
+      c.destroy();
+    } finally {
+      fs.rmSync(big, { recursive: true, force: true });
+      fs.rmSync(path.join(ours.t.dir, "large"), { force: true });
+    }
+  });
+});
+
 describe("9P2000.u special files (spec 6)", () => {
   it("Tcreate with DMSOCKET and an empty extension makes a socket file, which stats with DMSOCKET", async () => {
     const c = await connect(ours.addr, "9P2000.u", "");
