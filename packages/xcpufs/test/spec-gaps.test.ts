@@ -656,3 +656,19 @@ describe("7.1 session ctl offsets", () => {
     await job.close();
   });
 });
+
+describe("2.1/7.2 a child node that cannot be dialled", () => {
+  it("is reported with the original's words after the cause: `Connection refused:<ip>`", async () => {
+    const { createServer } = await import("node:net");
+    const srv = createServer();
+    await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+    const port = (srv.address() as import("node:net").AddressInfo).port;
+    await new Promise<void>((r) => srv.close(() => r()));
+    const src = await openJob(fs);
+    const e = await rerror(src.ctl.write(0, `clone 0 127.0.0.1!${port}/0\n`));
+    expect(e.ename).toMatch(
+      new RegExp(`^127\\.0\\.0\\.1!${port}: .*\\(Connection refused:127\\.0\\.0\\.1\\),$`),
+    );
+    await src.close();
+  });
+});
