@@ -8,7 +8,8 @@ import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { userInfo } from "node:os";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
-import { BytesFile, Server, SynthDir, treeBackend } from "@clustermatic/ninep/server";
+import { Errno, FsError } from "@clustermatic/ninep/errors";
+import { BytesFile, Server, SynthDir, SynthFile, treeBackend } from "@clustermatic/ninep/server";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { main as xgetent } from "../src/cli/xgetent.js";
 import { main as xgroupset } from "../src/cli/xgroupset.js";
@@ -381,6 +382,68 @@ describe("the original's RSA challenge–response", () => {
     await until(() => node.sessions.size === 0, 20_000, "sessions released");
     expectWireClean(node);
   }, 150_000);
+});
+
+describe("xk's way to a session ctl", () => {
+  // A node whose root ctl answers every kill with `answer`; procs lists process 4242 of session 1.
+  async function killNode(answer: FsError): Promise<{ spec: string; sessionCtl: string[] }> {
+    const dir = tempDir("xrx-xk-node-");
+    const sessionCtl: string[] = [];
+    const own = { uid: "root", gid: "root", mode: 0o666 };
+    const root = new SynthDir("/", { uid: "root", gid: "root", mode: 0o555 });
+    root.add(
+      new BytesFile(
+        "procs",
+        `${PROCS_HEADER}\n(4242 (sleep 600) S 1 4242 4242 ?? -1 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 1 j/1 ) \n`,
+        { ...own, mode: 0o444 },
+      ),
+    );
+    root.add(
+      new SynthFile("ctl", {
+        ...own,
+        write: () => {
+          throw answer;
+        },
+      }),
+    );
+    const session = root.add(new SynthDir("1", { uid: "root", gid: "root", mode: 0o555 }));
+    session.add(
+      new SynthFile("ctl", {
+        ...own,
+        write: (_h, _off, data) => {
+          sessionCtl.push(Buffer.from(data).toString());
+          return data.length;
+        },
+      }),
+    );
+    const server = new Server({ backend: treeBackend(root) });
+    const sock = join(dir, "node.sock");
+    await server.listen(`unix!${sock}`);
+    const wire = await OriginalWire.start(sock, 32792);
+    onCleanup(async () => {
+      await wire.close();
+      await server.close(0);
+    });
+    return { spec: `127.0.0.1!${wire.port}`, sessionCtl };
+  }
+
+  it("signals the session when the root ctl refuses this user, as the original", async () => {
+    const n = await killNode(new FsError("permission denied", Errno.EACCES));
+    expect(await runCli(xk, ["--no-key", "9", `${n.spec}:4242`])).toEqual({
+      code: 0,
+      stdout: "",
+      stderr: "",
+    });
+    expect(n.sessionCtl).toEqual(["signal 9\n"]);
+  });
+
+  it("does not signal the session's main process when the kill itself failed (the process ended)", async () => {
+    const n = await killNode(new FsError("No such process", 3 /* ESRCH */));
+    const r = await runCli(xk, ["--no-key", "9", `${n.spec}:4242`]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(`xk: ${n.spec}: error killing process 4242: No such process\n`);
+    expect(n.sessionCtl).toEqual([]);
+  });
 });
 
 describe("a node that offers msize 8216", () => {

@@ -1,4 +1,5 @@
 // xk: send a signal to processes or jobs on nodes.
+import { RemoteError } from "@clustermatic/ninep/errors";
 import { mapLimit } from "../job.js";
 import type { NodeSpec } from "../nodes.js";
 import type { ProcRecord } from "../procs.js";
@@ -90,6 +91,15 @@ interface Target {
   id: string;
 }
 
+/** The node refused the root ctl to this user (it is the admin's). */
+function refused(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e && depth < 8; e = (e as { cause?: unknown }).cause, depth++) {
+    if (e instanceof RemoteError)
+      return e.errno === 1 || e.errno === 13 || /permission denied|not permitted/i.test(e.ename);
+  }
+  return false;
+}
+
 function matches(p: ProcRecord, id: string, jobPart: boolean): boolean {
   if (jobPart) return p.jobid.split("/")[0] === id.replace(/\//g, "");
   if (id.includes("/")) {
@@ -158,8 +168,10 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
             try {
               await node.kill(sig, p.pid);
             } catch (err) {
-              // Not admin: signal the session's main process instead.
-              if (!p.sid) {
+              // Not admin (the root ctl refuses): signal the session's main process instead, as the
+              // original did when it could not open the root ctl. Any other failure (the process
+              // ended since the listing) is this target's: its session's main process is another.
+              if (!p.sid || !refused(err)) {
                 msgs.push(`xk: ${spec.name}: error killing process ${p.pid}: ${reasonOf(err)}`);
                 bad++;
                 continue;
