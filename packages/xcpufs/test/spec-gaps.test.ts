@@ -220,7 +220,7 @@ describe("6 and 7: commands with missing arguments", () => {
     await job.ctl.write(0, "signal SIGKILL\n");
     expect((await readAll(job.wait)).toString()).toBe("9");
     await job.close();
-  });
+  }, 90_000);
 });
 
 describe("6: the root ctl, env and state belong to group xcpu-admin", () => {
