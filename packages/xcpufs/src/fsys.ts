@@ -288,7 +288,9 @@ class LineBuffer {
       this.pending = this.pending.slice(nl + 1);
       nl = this.pending.indexOf("\n");
     }
-    if (this.pending.length > 65536) {
+    // A tree-spawn `clone` line lists every delegated target (about 60 bytes each): with a small
+    // fan-out on a large cluster it runs to tens of KiB, written in msize-sized pieces.
+    if (this.pending.length > 1 << 20) {
       this.pending = "";
       throw new XcpuError("command too long");
     }

@@ -672,3 +672,37 @@ describe("2.1/7.2 a child node that cannot be dialled", () => {
     await src.close();
   });
 });
+
+describe("7.1/7.2 long ctl lines", () => {
+  it("a clone line of more than 64 KiB, written in msize-sized pieces, runs (1200 delegated targets with `xrx -n 1`); past 1 MiB it is 'command too long'", async () => {
+    const src = await openJob(fs);
+    const dst = await openJob(fs);
+    await write(fs, `${src.sid}/argv`, "echo cloned");
+    const pk = decryptPasskey(alice.privateKey, await fs.readFile("passkey"));
+    // One real target and 100 000 empty elements (skipped, as trailing commas are).
+    const line = Buffer.from(`clone 1 127.0.0.1!${h.port}/${dst.sid}/${pk}${",".repeat(100_000)}\n`);
+    const piece = 32768 - 24;
+    for (let off = 0; off < line.length; off += piece) {
+      expect(await src.ctl.write(0, line.subarray(off, off + piece))).toBe(
+        Math.min(piece, line.length - off),
+      );
+    }
+    expect((await fs.readFile(`${dst.sid}/argv`)).toString()).toBe("echo cloned");
+    const big = Buffer.alloc(piece, 0x61);
+    let err: { ename: string } | undefined;
+    for (let i = 0; i < 40 && !err; i++) {
+      try {
+        await src.ctl.write(0, big);
+      } catch (e) {
+        if (!(e instanceof RemoteError)) throw e;
+        err = { ename: e.message };
+      }
+    }
+    expect(err?.ename).toBe("command too long");
+    // The buffer starts afresh.
+    await src.ctl.write(0, "id z/3\n");
+    expect((await fs.readFile(`${src.sid}/id`)).toString()).toBe("z/3");
+    await src.close();
+    await dst.close();
+  });
+});
