@@ -120,7 +120,8 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
   if (io.detach && !foreground && !daemonChild) return detach(argv, io);
   let toParent = daemonChild;
   const log = (line: string) => {
-    if (toParent && process.connected) process.send?.({ log: line });
+    // (A callback: a channel that closes meanwhile must not raise an unhandled 'error'.)
+    if (toParent && process.connected) process.send?.({ log: line }, undefined, {}, () => {});
     else if (!daemonChild) io.stderr.write(`statfs: ${line}\n`);
   };
 
