@@ -1,7 +1,7 @@
 // The statfs program as a process: start-up errors, SIGHUP reload (a broken file keeps the old
 // configuration), and a restart that serves again and keeps admin holds.
 
-import { readdirSync, readFileSync } from "node:fs";
+import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -79,8 +79,9 @@ describe("statfs process", () => {
     const pid = daemonOf(conf);
     expect(pid).toBeDefined();
     try {
-      // A session of its own (setsid), and it answers.
+      // A session of its own (setsid), out of the directory it was started in, and it answers.
       expect(readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")[3]).toBe(String(pid));
+      expect(readlinkSync(`/proc/${pid}/cwd`)).toBe("/");
       expect((await table(addr))?.map((r) => r.name)).toEqual(["n1"]);
     } finally {
       process.kill(pid!, "SIGTERM");

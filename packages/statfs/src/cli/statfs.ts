@@ -1,6 +1,7 @@
 // statfs: polls every configured xcpufs node and serves the cluster status over 9P and HTTP.
 
 import { spawn } from "node:child_process";
+import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { KeyError, loadPrivateKey } from "../auth.js";
 import { ConfigError, type PollSettings, parseDuration } from "../config.js";
@@ -119,6 +120,7 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
   const daemonChild = process.env[DAEMON_ENV] === "1" && typeof process.send === "function";
   if (io.detach && !foreground && !daemonChild) return detach(argv, io);
   let toParent = daemonChild;
+  const inDir = (file: string) => (daemonChild ? resolve(file) : file);
   const log = (line: string) => {
     // (A callback: a channel that closes meanwhile must not raise an unhandled 'error'.)
     if (toParent && process.connected) process.send?.({ log: line }, undefined, {}, () => {});
@@ -141,13 +143,14 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
   let statfs: Statfs;
   try {
     statfs = await startStatfs({
-      configFile: values.config ?? "/etc/xcpu/statfs.conf",
+      // The background process leaves its directory (below): its files are named from the start.
+      configFile: inDir(values.config ?? "/etc/xcpu/statfs.conf"),
       adminKey: key,
       listen,
       http: values.http === "off" ? null : values.http,
       pollOverrides: overrides,
       ctlWithoutAuth: values["ctl-noauth"],
-      holdFile: values["hold-file"],
+      holdFile: values["hold-file"] === undefined ? undefined : inDir(values["hold-file"]),
       log,
       traceServer: values.debug ? (l) => io.stderr.write(`9p ${l}\n`) : undefined,
       traceClient: values["debug-client"] ? (node, l) => io.stderr.write(`${node} ${l}\n`) : undefined,
@@ -159,6 +162,8 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
   }
 
   if (daemonChild) {
+    // As the original daemon: out of the directory it was started in (which may be unmounted).
+    process.chdir("/");
     toParent = false;
     if (process.connected) {
       // Disconnect once the message has left (the channel may be gone if the starter died).
