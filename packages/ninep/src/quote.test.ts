@@ -18,6 +18,9 @@ describe("quote/tokenize (xcpu 8.1)", () => {
   it("writes env entries as one quoted token a line (the spec example)", () => {
     expect(envLine("PATH", "/bin") + envLine("MSG", "hello world")).toBe("PATH=/bin\n'MSG=hello world'\n");
   });
+  it("splits on space, tab and newline only: a carriage return is part of its token, as in libstrutil", () => {
+    expect(tokenize(" a\tb\nc\r d\re ")).toEqual(["a", "b", "c\r", "d\re"]);
+  });
   it("throws QuoteError on an unterminated quote", () => {
     expect(() => tokenize("echo 'oops")).toThrow(QuoteError);
   });

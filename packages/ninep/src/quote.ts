@@ -30,9 +30,13 @@ export function quoteAll(tokens: readonly string[]): string {
   return tokens.map(quote).join(" ");
 }
 
-/** True for the token separators of {@link tokenize}: space, tab, newline and carriage return. */
+/**
+ * True for the token separators of {@link tokenize}: space, tab and newline, as libstrutil's. A
+ * carriage return is part of a token there: an original client does not quote an argument that
+ * holds one, and it must reach the program whole.
+ */
 export function isSeparator(c: string | undefined): boolean {
-  return c === " " || c === "\t" || c === "\n" || c === "\r";
+  return c === " " || c === "\t" || c === "\n";
 }
 
 /**
@@ -59,8 +63,8 @@ export function readQuoted(text: string, start: number): { token: string; end: n
 }
 
 /**
- * Splits a buffer into tokens. Separators are space, tab and newline (a carriage return is treated
- * as a separator too). A token starting with `'` is read by {@link readQuoted}; the character after
+ * Splits a buffer into tokens. Separators are space, tab and newline (a carriage return is not
+ * one). A token starting with `'` is read by {@link readQuoted}; the character after
  * the closing quote starts a new token. Other tokens end at a separator and may contain quotes
  * literally. An unterminated quote throws {@link QuoteError}.
  *

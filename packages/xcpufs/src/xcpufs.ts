@@ -599,7 +599,8 @@ const USER_CTX_SIGNAL: PropertyDescriptor = {
 
 function tokens_(line: string, msg: string): string[] {
   try {
-    return tokenize(line);
+    // A command line may end in CRLF (typed at a terminal or written by a Windows tool).
+    return tokenize(line.endsWith("\r") ? line.slice(0, -1) : line);
   } catch (err) {
     if (err instanceof QuoteError) throw new XcpuError(msg);
     throw err;

@@ -121,6 +121,18 @@ describe("5.3 and 8.5: exec and the exit status", () => {
     await job.close();
   });
 
+  it("8.1: a carriage return is part of its token (an original client does not quote it); a ctl line may end in CRLF", async () => {
+    const job = await openJob(fs);
+    await write(fs, `${job.sid}/argv`, "printf [%s] a\rb c\r");
+    await write(fs, `${job.sid}/env`, "A=x\ry\n");
+    await job.ctl.write(0, "exec /usr/bin/printf\r\n");
+    expect((await readAll(job.stdout)).toString()).toBe("[a\rb][c\r]");
+    expect((await readAll(job.wait)).toString()).toBe("0");
+    await job.close();
+    const r = await run(fs, "/bin/sh", "sh -c 'printf %s \"$A\"'", { env: "A=x\ry\n" });
+    expect(r.out).toBe("x\ry");
+  });
+
   const perl = findPerl();
   it.skipIf(!perl)(
     "8.5: a program that dumped core shows signal + 128 in wait, as the raw wait(2) status",
