@@ -5,7 +5,7 @@ import { BootcfgError } from "./errors.js";
 import type { FileCache, FileFacts } from "./files.js";
 import { buildOverlay } from "./initrd.js";
 import { type Inspection, kernelFormatOf } from "./inspect.js";
-import { publishedNameProblems } from "./pxe.js";
+import { loaderCmdline, publishedNameProblems } from "./pxe.js";
 import { formatBytes, hex } from "./util.js";
 
 export interface CheckResult {
@@ -34,8 +34,47 @@ const UIMAGE_ARCH: Record<string, string[]> = {
   riscv64: ["riscv"],
   ppc64le: ["ppc"],
 };
-/** COMMAND_LINE_SIZE - 1 for architectures whose limit is not in the image header. */
-const CMDLINE_LIMIT: Record<string, number> = { arm64: 2047, riscv64: 1023, ppc64le: 2047 };
+/**
+ * COMMAND_LINE_SIZE - 1 for kernels whose limit is not in an image header (ELF kernels, arm64 and
+ * RISC-V Images): a longer command line is cut there without a word.
+ */
+const CMDLINE_LIMIT: Record<string, number> = {
+  x86_64: 2047,
+  i386: 2047,
+  arm64: 2047,
+  riscv64: 1023,
+  ppc64le: 2047,
+};
+/** Bytes of `cmdline_size` that kexec_file_load keeps free for a crash kernel's `elfcorehdr=0x…`. */
+const ELFCOREHDR_ROOM = 30;
+
+/**
+ * The longest command line (bytes, NUL excluded) that reaches a node's kernel whole, and why.
+ * A bzImage's own limit is `cmdline_size`, which direct loaders (QEMU, pxelinux, iPXE, coreboot)
+ * honour; kexec-tools counts the terminating NUL against it (`Kernel command line too long for
+ * kernel!` at cmdline_size bytes), and the kernel's kexec_file_load also keeps room for
+ * `elfcorehdr=` (EINVAL otherwise), whether or not the kernel is a crash kernel.
+ */
+export function cmdlineLimit(node: ResolvedNode, k: Inspection): { limit: number; says: string } | undefined {
+  if (k.format !== "bzImage") {
+    const limit = CMDLINE_LIMIT[node.arch];
+    return limit === undefined ? undefined : { limit, says: `kernel accepts ${limit}` };
+  }
+  const size = k.header.cmdlineSize;
+  if (node.delivery === "kexec" && node.kexec.syscall === "kexec_file_load") {
+    const limit = Math.max(0, size - 1 - ELFCOREHDR_ROOM);
+    return {
+      limit,
+      says: `kexec_file_load accepts ${limit} (cmdline_size ${size} less the NUL and ${ELFCOREHDR_ROOM} bytes kept for elfcorehdr=)`,
+    };
+  }
+  // before protocol 2.06 kexec-tools only warns past 255 bytes, and the kernel cuts the line there
+  if (node.delivery === "kexec" && k.header.version >= 0x206) {
+    const limit = Math.max(0, size - 1);
+    return { limit, says: `kexec accepts ${limit} (it counts the NUL against cmdline_size ${size})` };
+  }
+  return { limit: size, says: `kernel accepts ${size}` };
+}
 
 /** Human name of a kernel for messages. */
 export function describeKernel(i: Inspection): string {
@@ -126,13 +165,19 @@ export function checkNode(cluster: Cluster, node: ResolvedNode, files: FileCache
         );
       const mismatch = archMatches(node.arch, kernel);
       if (mismatch) errors.push(`${n}: ${mismatch} (${kpath})`);
-      // command line limit
-      let limit: number | undefined = CMDLINE_LIMIT[node.arch];
-      if (kernel.format === "bzImage") limit = kernel.header.cmdlineSize;
-      if (limit !== undefined) {
-        res.cmdlineLimit = limit;
-        if (cmdlineBytes > limit)
-          errors.push(`${n}: command line is ${cmdlineBytes} bytes, kernel accepts ${limit}`);
+      // command line limit, counting what the loader adds to the node's command line
+      const lim = cmdlineLimit(node, kernel);
+      if (lim) {
+        res.cmdlineLimit = lim.limit;
+        const { before, after } = loaderCmdline(node);
+        const added = Buffer.byteLength(before + after);
+        const loader = node.delivery === "pxe" ? "pxelinux" : "iPXE";
+        if (cmdlineBytes + added > lim.limit)
+          errors.push(
+            added
+              ? `${n}: command line is ${cmdlineBytes} bytes, ${cmdlineBytes + added} with the ${added} bytes ${loader} adds (${[before.trim(), after.trim()].filter(Boolean).join(" … ")}), ${lim.says}`
+              : `${n}: command line is ${cmdlineBytes} bytes, ${lim.says}`,
+          );
       }
       if (kernel.format === "uimage" && (!kernel.headerCrcOk || !kernel.dataCrcOk))
         errors.push(

@@ -26,10 +26,44 @@ export interface PublishedNames {
 }
 
 export function publishedNames(plan: NodePlan): PublishedNames {
-  const parts = plan.initrdParts.map((p) =>
-    p.kind === "overlay" ? `${plan.node.name}.cpio` : basename(p.path!),
-  );
-  return { kernel: basename(plan.kernelPath), initrds: parts, combined: `${plan.node.name}.initrd` };
+  return publishedNamesOf(plan.node);
+}
+
+/** The same names from a node's settings alone (every plan ends its initrds with the overlay). */
+export function publishedNamesOf(node: Pick<ResolvedNode, "name" | "kernel" | "initrds">): PublishedNames {
+  return {
+    kernel: basename(node.kernel.path),
+    initrds: [...node.initrds.map((p) => basename(p)), `${node.name}.cpio`],
+    combined: `${node.name}.initrd`,
+  };
+}
+
+/** The initrd names an iPXE script loads: several on x86, elsewhere the one concatenation. */
+function ipxeInitrds(node: Pick<ResolvedNode, "arch">, names: PublishedNames): string[] {
+  return node.arch === "x86_64" || node.arch === "i386" ? names.initrds : [names.combined];
+}
+
+/**
+ * What a node's loader adds to the command line it hands the kernel, as [before, after]:
+ * pxelinux (syslinux) puts `BOOT_IMAGE=<kernel> ` in front and ` initrd=<INITRD list>` after;
+ * iPXE on UEFI boots the kernel's EFI stub, which finds its initrds by the `initrd=<name>`
+ * arguments the script adds (iPXE names each image after the last part of its URL). Those bytes
+ * count against the kernel's command line limit like the node's own.
+ */
+export function loaderCmdline(
+  node: Pick<ResolvedNode, "name" | "arch" | "delivery" | "firmware" | "kernel" | "initrds">,
+  names = publishedNamesOf(node),
+): { before: string; after: string } {
+  if (node.delivery === "pxe")
+    return { before: `BOOT_IMAGE=${names.kernel} `, after: ` initrd=${names.initrds.join(",")}` };
+  if (node.delivery === "ipxe" && node.firmware === "uefi")
+    return {
+      before: "",
+      after: ipxeInitrds(node, names)
+        .map((i) => ` initrd=${i}`)
+        .join(""),
+    };
+  return { before: "", after: "" };
 }
 
 /** One published file: where it comes from, for messages. */
@@ -106,14 +140,15 @@ export function renderPxelinux(plan: NodePlan, names = publishedNames(plan)): st
 export function renderIpxe(plan: NodePlan, names = publishedNames(plan)): string {
   const n = plan.node;
   const base = n.baseUrl ? `${n.baseUrl}/` : "";
-  const x86 = n.arch === "x86_64" || n.arch === "i386";
   // iPXE composes several initrds into one initramfs on x86 only; elsewhere send the concatenation
-  const initrds = x86 ? names.initrds : [names.combined];
+  const initrds = ipxeInitrds(n, names);
+  // on UEFI the kernel's EFI stub loads the initrds named by initrd= arguments
+  const { after } = loaderCmdline(n, names);
   return [
     "#!ipxe",
     `# iPXE script for ${n.name} (${n.arch}), written by ${TOOL}`,
     `echo bootcfg: ${n.name} ${n.arch} on \${platform}/\${buildarch}`,
-    `kernel ${base}${names.kernel} ${plan.cmdline} || goto failed`,
+    `kernel ${base}${names.kernel} ${plan.cmdline}${after} || goto failed`,
     ...initrds.map((i) => `initrd ${base}${i} || goto failed`),
     "boot || goto failed",
     ":failed",

@@ -154,3 +154,75 @@ describe("check", () => {
     });
   });
 });
+
+// The command line limit a node meets depends on who hands the line to the kernel: direct loaders
+// honour cmdline_size; kexec-tools counts the NUL against it (`kexec -d -l` on the Debian kernel
+// refuses 2047 bytes with "Kernel command line too long for kernel!", see fixture.test.ts);
+// kexec_file_load also keeps 30 bytes for elfcorehdr=; pxelinux and iPXE on UEFI add their own.
+describe("check: command line limits per delivery path", () => {
+  const line = (n: number) => [`x=${"a".repeat(n - 2)}`];
+  const mac = '    mac: "52:54:00:00:00:01"\n';
+  const limits: Array<[string, string, number, string | null]> = [
+    ["qemu: cmdline_size itself", "    kernel: bz64\n    delivery: qemu\n", 2047, null],
+    [
+      "qemu: one byte more",
+      "    kernel: bz64\n    delivery: qemu\n",
+      2048,
+      "n1: command line is 2048 bytes, kernel accepts 2047",
+    ],
+    ["kexec_load: cmdline_size less the NUL", "    kernel: bz64\n", 2046, null],
+    [
+      "kexec_load: cmdline_size bytes",
+      "    kernel: bz64\n",
+      2047,
+      "n1: command line is 2047 bytes, kexec accepts 2046 (it counts the NUL against cmdline_size 2047)",
+    ],
+    [
+      "kexec_load of a 2.05 kernel: the kernel's 255 (kexec-tools only warns)",
+      "    arch: i386\n    kernel: bz205\n",
+      256,
+      "n1: command line is 256 bytes, kernel accepts 255",
+    ],
+    [
+      "kexec_file_load: room for elfcorehdr=",
+      "    kernel: bz64\n    kexec: {syscall: kexec_file_load}\n",
+      2016,
+      null,
+    ],
+    [
+      "kexec_file_load: one byte more",
+      "    kernel: bz64\n    kexec: {syscall: kexec_file_load}\n",
+      2017,
+      "n1: command line is 2017 bytes, kexec_file_load accepts 2016 (cmdline_size 2047 less the NUL and 30 bytes kept for elfcorehdr=)",
+    ],
+    // "BOOT_IMAGE=bz64 " + " initrd=initrd,n1.cpio" = 38 bytes
+    ["pxelinux: with what it adds", `    kernel: bz64\n    delivery: pxe\n${mac}`, 2047 - 38, null],
+    [
+      "pxelinux: one byte more",
+      `    kernel: bz64\n    delivery: pxe\n${mac}`,
+      2047 - 37,
+      "n1: command line is 2010 bytes, 2048 with the 38 bytes pxelinux adds (BOOT_IMAGE=bz64 … initrd=initrd,n1.cpio), kernel accepts 2047",
+    ],
+    // iPXE on BIOS passes the line as it is; on UEFI " initrd=initrd initrd=n1.cpio" (29 bytes)
+    ["iPXE on BIOS", `    kernel: bz64\n    delivery: ipxe\n    baseUrl: http://h\n${mac}`, 2047, null],
+    [
+      "iPXE on UEFI",
+      `    kernel: bz64\n    delivery: ipxe\n    firmware: uefi\n    baseUrl: http://h\n${mac}`,
+      2047 - 28,
+      "n1: command line is 2019 bytes, 2048 with the 29 bytes iPXE adds (initrd=initrd initrd=n1.cpio), kernel accepts 2047",
+    ],
+    ["ELF kernel on x86_64: COMMAND_LINE_SIZE - 1", "    kernel: elf64\n", 2047, null],
+    [
+      "ELF kernel on x86_64: one byte more",
+      "    kernel: elf64\n",
+      2048,
+      "n1: command line is 2048 bytes, kernel accepts 2047",
+    ],
+  ];
+  for (const [name, extra, bytes, err] of limits)
+    it(name, () => {
+      const r = check("n1", { extra, cmdline: line(bytes) });
+      expect(r.nodes[0]!.cmdlineBytes).toBe(bytes);
+      expect(r.errors).toEqual(err === null ? [] : [err]);
+    });
+});

@@ -220,6 +220,24 @@ describe("bootcfg CLI", () => {
     const combined = readFileSync(join(out, "a1.initrd"));
     expect(readCpio(combined).entries.map((e) => e.name)).toContain("etc/motd");
   });
+  it("ipxe on UEFI: the kernel line names each initrd (initrd=NAME) for the EFI stub; not on BIOS", async () => {
+    writeFileSync(
+      join(t.dir, "efiipxe.yaml"),
+      `${readFileSync(join(t.dir, "cluster.yaml"), "utf8")}  - {name: n2, firmware: uefi, baseUrl: "http://10.0.0.1/boot"}\n  - {name: a1, delivery: ipxe, firmware: uefi, mac: "52:54:00:00:0a:01"}\n`,
+    );
+    const out = join(t.dir, "efiipxe");
+    expect((await run(["ipxe", "-c", join(t.dir, "efiipxe.yaml"), "-o", out])).code).toBe(0);
+    const kernelLine = (mac: string) =>
+      readFileSync(join(out, `ipxe/${mac}.ipxe`), "utf8").match(/^kernel .*/m)?.[0];
+    // iPXE names an image after the last part of its URL: the names the EFI stub asks for
+    expect(kernelLine("52-54-00-00-00-02")).toBe(
+      "kernel http://10.0.0.1/boot/bz console=ttyS0 initrd=base.gz initrd=n2.cpio || goto failed",
+    );
+    expect(kernelLine("52-54-00-00-0a-01")).toBe(
+      "kernel Image console=ttyAMA0 initrd=a1.initrd || goto failed",
+    );
+    expect(kernelLine("52-54-00-00-00-01")).toBe("kernel bz console=ttyS0 || goto failed");
+  });
   it("qemu prints a command with no network and no display", async () => {
     const j = JSON.parse(
       (await run(["qemu", "a1", "--json", "--initrd-out", join(t.dir, "a1.img")], t.dir)).stdout,

@@ -145,7 +145,9 @@ describe("F2 checks against the fixture kernel", () => {
     const c = Cluster.load(join(t.dir, "long.yaml"));
     const r = checkCluster(c, new FileCache(), ["n07"]);
     expect(c.resolve("n07").cmdline.join(" ")).toHaveLength(2100);
-    expect(r.errors).toEqual(["n07: command line is 2100 bytes, kernel accepts 2047"]);
+    expect(r.errors).toEqual([
+      "n07: command line is 2100 bytes, kexec accepts 2046 (it counts the NUL against cmdline_size 2047)",
+    ]);
   });
   it("the mixed cluster checks clean: x86_64 nodes against the bzImage, arm64 nodes against the Image", async (ctx) => {
     need(ctx, { files: [KERNEL_AMD64, KERNEL_ARM64] });
@@ -233,6 +235,33 @@ describe("F6 kexec plans judged by the real kexec (parse only: no kexec on the h
     writeFileSync(bad, k);
     const r2 = sh("kexec", ["-d", "-l", bad, `--initrd=${join(t.dir, "n01.initrd")}`]);
     expect(r2.stdout + r2.stderr).toMatch(/Cannot determine the file type/);
+  });
+  it("the command line limit check agrees with kexec's: cmdline_size - 1 bytes load, cmdline_size bytes are refused", async (ctx) => {
+    need(ctx, { tools: ["kexec"], files: [KERNEL_AMD64] });
+    const cmdlineSize = parseBzImage(readFileSync(KERNEL_AMD64)).header.cmdlineSize;
+    for (const bytes of [cmdlineSize - 1, cmdlineSize]) {
+      const long = `x=${"a".repeat(bytes - 2 - "console=ttyS0 panic=-1 quiet ".length)}`;
+      const file = join(t.dir, `limit${bytes}.yaml`);
+      writeFileSync(file, `${clusterYaml()}  - name: n07\n    profiles: [x86]\n    cmdline: ["${long}"]\n`);
+      const c = Cluster.load(file);
+      const files = new FileCache();
+      const check = checkCluster(c, files, ["n07"]);
+      const p = planNode(c, c.resolve("n07"), new PlanCache(files));
+      expect(p.cmdline).toHaveLength(bytes);
+      const args = p.kexecArgs.slice(1).map((a) => (a === "/boot/bootcfg/kernel" ? KERNEL_AMD64 : a));
+      const k = sh("kexec", ["-d", ...args.filter((a) => !a.startsWith("--initrd="))]);
+      const out = k.stdout + k.stderr;
+      if (bytes < cmdlineSize) {
+        expect(check.errors).toEqual([]);
+        expect(out).toMatch(/nr_segments = \d+/);
+      } else {
+        expect(check.errors).toEqual([
+          `n07: command line is ${bytes} bytes, kexec accepts ${cmdlineSize - 1} (it counts the NUL against cmdline_size ${cmdlineSize})`,
+        ]);
+        expect(out).toContain("Kernel command line too long for kernel!");
+        expect(out).not.toMatch(/nr_segments/);
+      }
+    }
   });
   it("a beoboot image of the plan is accepted by kexec's beoboot-x86 loader with the plan's initrd", async (ctx) => {
     need(ctx, { tools: ["kexec"], files: [KERNEL_AMD64] });
