@@ -1,6 +1,7 @@
 // The statfs program as a process: start-up errors, SIGHUP reload (a broken file keeps the old
 // configuration), and a restart that serves again and keeps admin holds.
 
+import { execFileSync } from "node:child_process";
 import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -37,7 +38,14 @@ describe("statfs process", () => {
     keys = await makeAdminKey(dir);
     nodes.push(await startNode(keys, dir), await startNode(keys, dir));
   });
+  // Background processes the tests found, stopped here whatever an assertion did.
+  const daemons = new Set<number>();
   afterAll(async () => {
+    for (const pid of daemons) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {}
+    }
     for (const c of children) {
       c.kill("SIGKILL");
       await c.exited;
@@ -74,9 +82,11 @@ describe("statfs process", () => {
     const conf = join(dir, "background.conf");
     await writeFile(conf, `n1=127.0.0.1!${await deadPort()}\n`);
     const starter = spawnStatfs(["-c", conf, "--no-auth", "-l", addr, "--http", "off"]);
-    expect(await starter.exited).toBe(0);
-    expect(starter.stderr()).toMatch(/^statfs: serving 1 nodes on /m);
+    const status = await starter.exited;
     const pid = daemonOf(conf);
+    if (pid) daemons.add(pid);
+    expect(status).toBe(0);
+    expect(starter.stderr()).toMatch(/^statfs: serving 1 nodes on /m);
     expect(pid).toBeDefined();
     try {
       // A session of its own (setsid), out of the directory it was started in, and it answers.
@@ -95,6 +105,23 @@ describe("statfs process", () => {
     expect(second.stderr()).toMatch(/^statfs: .*127\.0\.0\.1/m);
     held.kill("SIGTERM");
     expect(await held.exited).toBe(0);
+  }, 120_000);
+
+  it("stopped before it serves (Ctrl-C, its terminal closed), the starter stops the background process too", async () => {
+    const conf = join(dir, "interrupted.conf");
+    await writeFile(conf, `n1=127.0.0.1!${await deadPort()}\n`);
+    // A key file that is a fifo nobody writes: the background process waits in its start-up.
+    const key = join(dir, "key-fifo");
+    execFileSync("mkfifo", [key]);
+    for (const sig of ["SIGINT", "SIGHUP"] as const) {
+      const starter = spawnStatfs(["-c", conf, "-a", key, "-l", "tcp!127.0.0.1!0", "--http", "off"]);
+      const pid = (await waitFor(() => daemonOf(conf, true), 60_000, "the background process")) as number;
+      daemons.add(pid);
+      starter.kill(sig);
+      expect(await starter.exited).toBe(1);
+      expect(starter.stderr()).toBe(`statfs: stopped by ${sig} before serving\n`);
+      await waitFor(() => daemonOf(conf, true) === undefined, 30_000, "the background process gone");
+    }
   }, 120_000);
 
   it("reloads on SIGHUP, keeps the old configuration on error, and keeps serving across a restart", async () => {
@@ -185,16 +212,22 @@ describe("statfs process", () => {
   }, 180_000);
 });
 
-/** The pid of the background statfs started with config file `conf`, if one runs. */
-function daemonOf(conf: string): number | undefined {
+/**
+ * The pid of the background statfs started with config file `conf`, if one runs (`marked`: only a
+ * process started as the background one, not a starter still waiting for it).
+ */
+function daemonOf(conf: string, marked = false): number | undefined {
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
     let argv: string[];
+    let env = "";
     try {
       argv = readFileSync(`/proc/${entry}/cmdline`, "latin1").split("\0");
+      if (marked) env = readFileSync(`/proc/${entry}/environ`, "latin1");
     } catch {
       continue; // gone
     }
+    if (marked && !env.split("\0").includes("STATFS_BACKGROUND_CHILD=1")) continue;
     if (argv.includes(conf) && argv.some((a) => a.endsWith("statfs.ts") || a.endsWith("statfs.js")))
       return Number(entry);
   }

@@ -240,20 +240,32 @@ function detach(argv: string[], io: CliIo): Promise<number> {
   });
   return new Promise<number>((resolve) => {
     let settled = false;
+    // Stopped before the background process serves (Ctrl-C, its terminal closed, a supervisor
+    // giving up): that process is stopped too, rather than left to start serving unseen.
+    let stopped: NodeJS.Signals | undefined;
+    const stop = (sig: NodeJS.Signals) => {
+      stopped = sig;
+      child.kill("SIGTERM");
+    };
+    const signals: NodeJS.Signals[] = io.handleSignals === false ? [] : ["SIGINT", "SIGTERM", "SIGHUP"];
+    for (const s of signals) process.on(s, stop);
     const settle = (code: number) => {
       if (settled) return;
       settled = true;
+      for (const s of signals) process.off(s, stop);
       if (child.connected) child.disconnect();
       child.unref();
       resolve(code);
     };
     child.on("message", (m: { log?: unknown; ready?: unknown }) => {
       if (typeof m?.log === "string") io.stderr.write(`statfs: ${m.log}\n`);
-      if (m?.ready === true) settle(EXIT_OK);
+      if (m?.ready === true && !stopped) settle(EXIT_OK);
     });
     child.on("exit", (code, signal) => {
-      if (!settled && signal) io.stderr.write(`statfs: the background process was killed by ${signal}\n`);
-      settle(code ?? EXIT_FAIL);
+      if (!settled && stopped) io.stderr.write(`statfs: stopped by ${stopped} before serving\n`);
+      else if (!settled && signal)
+        io.stderr.write(`statfs: the background process was killed by ${signal}\n`);
+      settle(stopped ? EXIT_FAIL : (code ?? EXIT_FAIL));
     });
     child.on("error", (err) => {
       io.stderr.write(`statfs: cannot go into the background: ${err.message}\n`);
