@@ -1,5 +1,6 @@
+import net from "node:net";
 import { describe, expect, it } from "vitest";
-import { Ename, Errno, FsError, fsErrorFromCode, toFsError } from "./errors.js";
+import { connectFailureWords, Ename, Errno, FsError, fsErrorFromCode, toFsError } from "./errors.js";
 
 function nodeError(code: string, message: string): Error {
   return Object.assign(new Error(message), { code });
@@ -24,5 +25,49 @@ describe("Node error codes to FsError", () => {
     expect([e.ename, e.errno]).toEqual(["too many levels of symbolic links", Errno.ELOOP]);
     const f = toFsError(new Error("boom"));
     expect([f.ename, f.errno]).toEqual([Ename.Io, Errno.EIO]);
+  });
+});
+
+/** The error of a real connect to `port` on loopback, `lookup` giving the addresses of a host name. */
+function refusedBy(port: number, addresses: { address: string; family: number }[]): Promise<Error> {
+  return new Promise((resolve) => {
+    const s = net.connect({
+      host: "node.test",
+      port,
+      lookup: (_h, o, cb) =>
+        o.all
+          ? (cb as (e: null, a: typeof addresses) => void)(null, addresses)
+          : cb(null, addresses[0]!.address, addresses[0]!.family),
+    });
+    s.on("error", resolve);
+  });
+}
+
+describe("connectFailureWords", () => {
+  it("names the address that refused, also for a host name with IPv6 and IPv4 addresses", async () => {
+    // A port nobody listens on.
+    const port = await new Promise<number>((resolve) => {
+      const srv = net.createServer().listen(0, "127.0.0.1", () => {
+        const p = (srv.address() as net.AddressInfo).port;
+        srv.close(() => resolve(p));
+      });
+    });
+    const one = await refusedBy(port, [{ address: "127.0.0.1", family: 4 }]);
+    expect(connectFailureWords(one)).toBe(" (Connection refused:127.0.0.1)");
+    // Both loopback addresses refuse: Node reports an AggregateError without an address of its own.
+    const both = await refusedBy(port, [
+      { address: "::1", family: 6 },
+      { address: "127.0.0.1", family: 4 },
+    ]);
+    expect(connectFailureWords(both)).toBe(" (Connection refused:127.0.0.1)");
+  });
+  it("names a host that does not resolve, and is empty for other failures", () => {
+    const notFound = Object.assign(new Error("getaddrinfo ENOTFOUND n9"), {
+      code: "ENOTFOUND",
+      hostname: "n9",
+    });
+    expect(connectFailureWords(notFound)).toBe(" (cannot resolve name: n9)");
+    expect(connectFailureWords(Object.assign(new Error("x"), { code: "ETIMEDOUT" }))).toBe("");
+    expect(connectFailureWords(undefined)).toBe("");
   });
 });

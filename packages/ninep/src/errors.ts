@@ -271,3 +271,23 @@ export function fsErrorFromCode(err: unknown, code: string): FsError {
   const short = /^[A-Z]+: ([^,]+)/.exec(msg)?.[1] ?? code.toLowerCase();
   return new FsError(short, errno ?? Errno.EIO);
 }
+
+/**
+ * The original XCPU tools' words for the two usual dial failures, which scripts look for, from a
+ * failed connect's Node error (a ConnectionError's `cause`): ` (cannot resolve name: HOST)`,
+ * ` (Connection refused:IP)`, or "" for any other failure. A host name with several addresses fails
+ * with an AggregateError of one error per address tried: the IPv4 address that refused is named
+ * (the original tools dialled IPv4), else the first that refused.
+ */
+export function connectFailureWords(cause: unknown): string {
+  type DialError = NodeJS.ErrnoException & { hostname?: string; address?: string; errors?: unknown[] };
+  const e = cause as DialError | undefined;
+  if (!e || typeof e !== "object") return "";
+  if ((e.code === "ENOTFOUND" || e.code === "EAI_AGAIN") && e.hostname)
+    return ` (cannot resolve name: ${e.hostname})`;
+  const tried = Array.isArray(e.errors) ? (e.errors as DialError[]) : [e];
+  const refused = tried.filter((x) => x && typeof x === "object" && x.code === "ECONNREFUSED");
+  if (refused.length === 0) return "";
+  const named = refused.find((x) => x.address && !x.address.includes(":")) ?? refused[0]!;
+  return ` (Connection refused:${named.address ?? ""})`;
+}

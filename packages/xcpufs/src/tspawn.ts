@@ -6,6 +6,7 @@ import { lstat, readdir, realpath } from "node:fs/promises";
 import { join } from "node:path";
 import { type Fid, type Fsys, mount } from "@clustermatic/ninep/client";
 import { OTRUNC, OWRITE } from "@clustermatic/ninep/codec";
+import { connectFailureWords } from "@clustermatic/ninep/errors";
 import { XcpuError } from "./errors.js";
 import { openFileInside, resolvesInside } from "./local-files.js";
 import { DEFAULT_MSIZE } from "./server.js";
@@ -88,26 +89,12 @@ export async function cloneSession(
   results.forEach((r, i) => {
     if (r.status === "rejected") {
       const reason =
-        (r.reason instanceof Error ? r.reason.message : String(r.reason)) + connectWords(r.reason);
+        (r.reason instanceof Error ? r.reason.message : String(r.reason)) +
+        connectFailureWords((r.reason as { cause?: unknown } | undefined)?.cause);
       err += `${children[i]?.target.addr}: ${reason},`;
     }
   });
   if (err) throw new XcpuError(err);
-}
-
-/**
- * The original's words for the two usual dial failures (`cannot resolve name: HOST`,
- * `Connection refused:IP`, spec 2.1), after the cause's own text.
- */
-function connectWords(err: unknown): string {
-  const e = (err as { cause?: unknown } | undefined)?.cause as
-    | (NodeJS.ErrnoException & { hostname?: string; address?: string })
-    | undefined;
-  if (!e || typeof e !== "object") return "";
-  if ((e.code === "ENOTFOUND" || e.code === "EAI_AGAIN") && e.hostname)
-    return ` (cannot resolve name: ${e.hostname})`;
-  if (e.code === "ECONNREFUSED") return ` (Connection refused:${e.address ?? ""})`;
-  return "";
 }
 
 /** Connect to a child node as `user`, answering the challenge with the passkey. */

@@ -5,7 +5,7 @@ import { readFileSync } from "node:fs";
 import { userInfo } from "node:os";
 import { type AuthFid, afterIoTimeout, type CallOptions, Client, type Fid } from "@clustermatic/ninep/client";
 import { DMDIR, ORDWR, OREAD, OTRUNC, OWRITE } from "@clustermatic/ninep/codec";
-import { ConnectionError, RemoteError } from "@clustermatic/ninep/errors";
+import { ConnectionError, connectFailureWords, RemoteError } from "@clustermatic/ninep/errors";
 import type { NodeSpec } from "@clustermatic/ninep/nodes";
 import { crypto, ed25519PasskeyDecrypt, type PrivateKey, rsaPkcs1Decrypt } from "./keys.js";
 import { type ProcRecord, parseProcs } from "./procs.js";
@@ -29,21 +29,8 @@ export class XcpuError extends Error {
 export function reasonOf(err: unknown): string {
   if (err instanceof XcpuError) return err.reason;
   if (err instanceof RemoteError) return printable(err.ename);
-  if (err instanceof ConnectionError) return printable(`${err.message}${connectWords(err.cause)}`);
+  if (err instanceof ConnectionError) return printable(`${err.message}${connectFailureWords(err.cause)}`);
   return printable(err instanceof Error ? err.message : String(err));
-}
-
-/**
- * The original tools' words for the two usual connect failures, which scripts look for:
- * `cannot resolve name: HOST` and `Connection refused:IP`.
- */
-function connectWords(cause: unknown): string {
-  const e = cause as (NodeJS.ErrnoException & { hostname?: string; address?: string }) | undefined;
-  if (!e || typeof e !== "object") return "";
-  if ((e.code === "ENOTFOUND" || e.code === "EAI_AGAIN") && e.hostname)
-    return ` (cannot resolve name: ${e.hostname})`;
-  if (e.code === "ECONNREFUSED") return ` (Connection refused:${e.address ?? ""})`;
-  return "";
 }
 
 /**
