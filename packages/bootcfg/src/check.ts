@@ -3,6 +3,7 @@
 import type { Cluster, ResolvedNode } from "./cluster/resolve.js";
 import { BootcfgError } from "./errors.js";
 import type { FileCache, FileFacts } from "./files.js";
+import { isBzImage64 } from "./formats/bzimage.js";
 import { buildOverlay } from "./initrd.js";
 import { type Inspection, kernelFormatOf } from "./inspect.js";
 import { loaderCmdline, publishedNameProblems } from "./pxe.js";
@@ -210,13 +211,17 @@ export function checkNode(cluster: Cluster, node: ResolvedNode, files: FileCache
       const d = node.delivery;
       if (d === "kexec" && node.kexec.syscall === "kexec_file_load") {
         const ok =
-          (format === "bzImage" && kernel.format === "bzImage" && kernel.is64) ||
+          (format === "bzImage" && kernel.format === "bzImage" && isBzImage64(kernel)) ||
           format === "arm64-image" ||
           format === "riscv-image" ||
           (format === "elf" && node.arch === "ppc64le");
+        const why =
+          kernel.format === "bzImage" && kernel.is64
+            ? " (it takes a relocatable bzImage64: protocol 2.12+, LOADED_HIGH, XLF_KERNEL_64 and XLF_CAN_BE_LOADED_ABOVE_4G)"
+            : "";
         if (!ok)
           errors.push(
-            `${n}: kexec_file_load cannot load ${describeKernel(kernel)}; use kexec.syscall: kexec_load`,
+            `${n}: kexec_file_load cannot load ${describeKernel(kernel)}${why}; use kexec.syscall: kexec_load`,
           );
       }
       if (
@@ -291,6 +296,7 @@ export function checkCluster(cluster: Cluster, files: FileCache, only?: readonly
         cmdline: "",
         cmdlineBytes: 0,
       });
+      errors.push(err.message);
       continue;
     }
     const res = checkNode(cluster, r, files);

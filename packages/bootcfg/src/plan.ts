@@ -5,6 +5,7 @@ import { relative } from "node:path";
 import type { Cluster, ResolvedNode } from "./cluster/resolve.js";
 import { BootcfgError } from "./errors.js";
 import { type FileCache, hashFileInto } from "./files.js";
+import { isBzImage64 } from "./formats/bzimage.js";
 import { buildOverlay } from "./initrd.js";
 import { type Inspection, kernelFormatOf } from "./inspect.js";
 import { sha256 } from "./util.js";
@@ -84,7 +85,7 @@ export class PlanCache {
 export function kexecType(arch: string, k: Inspection): string | undefined {
   const f = kernelFormatOf(k);
   if (arch === "x86_64" || arch === "i386") {
-    if (k.format === "bzImage") return k.is64 && arch === "x86_64" ? "bzImage64" : "bzImage";
+    if (k.format === "bzImage") return isBzImage64(k) && arch === "x86_64" ? "bzImage64" : "bzImage";
     if (f === "elf") return arch === "x86_64" ? "elf-x86_64" : "elf-x86";
   }
   if (arch === "arm64") {

@@ -6,7 +6,7 @@ import { checkCluster } from "../src/check.js";
 import { Cluster } from "../src/cluster/resolve.js";
 import { FileCache } from "../src/files.js";
 import { writeUImage } from "../src/formats/uimage.js";
-import { tempDir } from "./helpers.js";
+import { run, tempDir } from "./helpers.js";
 import { synthArm64Image, synthBzImage, synthElf } from "./synth.js";
 
 const t = tempDir();
@@ -19,6 +19,7 @@ f("bz64", synthBzImage({ xloadflags: 0x7f }));
 f("bz32", synthBzImage({ xloadflags: 0 }));
 f("bz205", synthBzImage({ version: 0x0205, xloadflags: 0 }));
 f("bzhuge", synthBzImage({ xloadflags: 1, initSize: 0x40000000 }));
+f("bz64below4g", synthBzImage({ xloadflags: 1 })); // XLF_KERNEL_64 without CAN_BE_LOADED_ABOVE_4G
 f("Image", synthArm64Image());
 f("elf64", synthElf({ machine: 0x3e }));
 f("elfa64", synthElf({ machine: 0xb7 }));
@@ -97,6 +98,12 @@ const cases: Array<[string, string, RegExp | null, string[]?]> = [
     /kexec_file_load cannot load ELF64 x86_64; use kexec\.syscall: kexec_load/,
   ],
   [
+    "kexec_file_load of a 64-bit bzImage that cannot be loaded above 4 GiB",
+    "    kernel: bz64below4g\n    kexec: {syscall: kexec_file_load}\n",
+    /n1: kexec_file_load cannot load bzImage \(boot protocol 2\.15, 64-bit\) \(it takes a relocatable bzImage64: protocol 2\.12\+, LOADED_HIGH, XLF_KERNEL_64 and XLF_CAN_BE_LOADED_ABOVE_4G\); use kexec\.syscall: kexec_load/,
+  ],
+  ["kexec_load of the same kernel", "    kernel: bz64below4g\n", null],
+  [
     "payload without coreboot",
     "    kernel: bz64\n    delivery: payload\n",
     /delivery "payload" needs firmware: coreboot/,
@@ -141,6 +148,14 @@ describe("check", () => {
       "n2: MAC 52:54:00:00:00:01 is also used by n1",
       "n2: IP 10.0.0.1 is also used by n1",
     ]);
+  });
+  it("a node that cannot be resolved (no kernel) fails the whole check: exit 1", async () => {
+    const r = check("n1", { extra: "  - name: n2\n    kernel: bz64\n" });
+    expect(r.ok).toBe(false);
+    expect(r.errors).toEqual([expect.stringMatching(/c\.yaml:\d+: n1: no kernel set/)]);
+    const cli = await run(["check", join(t.dir, "c.yaml")]);
+    expect(cli.stdout).toContain("2 nodes checked: 1 ok, 1 failed");
+    expect(cli.code).toBe(1);
   });
   it("records each file's size and hash", () => {
     const r = check("n1", { extra: "    kernel: bz64\n" });

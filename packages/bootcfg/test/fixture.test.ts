@@ -263,6 +263,34 @@ describe("F6 kexec plans judged by the real kexec (parse only: no kexec on the h
       }
     }
   });
+  it("a 64-bit kernel that cannot be loaded above 4 GiB gets -t bzImage, which kexec takes (it refuses -t bzImage64)", async (ctx) => {
+    need(ctx, { tools: ["kexec"], files: [KERNEL_AMD64] });
+    const k = readFileSync(KERNEL_AMD64);
+    k.writeUInt16LE(k.readUInt16LE(0x236) & ~2, 0x236); // clear XLF_CAN_BE_LOADED_ABOVE_4G
+    const below = join(t.dir, "vmlinuz-below4g");
+    writeFileSync(below, k);
+    writeFileSync(
+      join(t.dir, "below.yaml"),
+      `${clusterYaml({ kernel: below })}  - {name: s2, profiles: [compute], kexec: {syscall: kexec_file_load}}\n`,
+    );
+    const c = Cluster.load(join(t.dir, "below.yaml"));
+    const files = new FileCache();
+    const p = planNode(c, c.resolve("s1"), new PlanCache(files));
+    expect(p.kexecArgs.slice(0, 4)).toEqual(["kexec", "-l", "-t", "bzImage"]);
+    const args = p.kexecArgs
+      .slice(1)
+      .filter((a) => !a.startsWith("--initrd="))
+      .map((a) => (a === "/boot/bootcfg/kernel" ? below : a));
+    const ok = sh("kexec", ["-d", ...args]);
+    expect(ok.stdout + ok.stderr).toMatch(/nr_segments = \d+/);
+    const refused = sh("kexec", ["-d", "-l", "-t", "bzImage64", below, "--command-line=x"]);
+    expect(refused.stdout + refused.stderr).toContain("Wrong file type bzImage64, file matches type bzImage");
+    expect(checkCluster(c, files, ["s2"]).errors).toEqual([
+      expect.stringMatching(
+        /^s2: kexec_file_load cannot load bzImage \(boot protocol 2\.15, 64-bit\) \(it takes a relocatable bzImage64/,
+      ),
+    ]);
+  });
   it("a beoboot image of the plan is accepted by kexec's beoboot-x86 loader with the plan's initrd", async (ctx) => {
     need(ctx, { tools: ["kexec"], files: [KERNEL_AMD64] });
     const beo = join(t.dir, "n01.beo");

@@ -180,6 +180,17 @@ export function parseBzImage(buf: Uint8Array, what = "bzImage"): BzImageInfo {
 }
 
 /**
+ * Whether a bzImage is a relocatable 64-bit one: boot protocol 2.12 or later, LOADED_HIGH,
+ * XLF_KERNEL_64 and XLF_CAN_BE_LOADED_ABOVE_4G. kexec-tools' `bzImage64` loader and the kernel's
+ * kexec_file_load take only such kernels; a 64-bit kernel without bit 1 of xloadflags (built
+ * without CONFIG_RELOCATABLE) is loaded by the `bzImage` loader through its 32-bit entry.
+ */
+export function isBzImage64(info: Pick<BzImageInfo, "header">): boolean {
+  const h = info.header;
+  return h.version >= 0x20c && (h.loadflags & 1) !== 0 && (h.xloadflags & 3) === 3;
+}
+
+/**
  * Returns the decompressed payload of a bzImage (the `vmlinux` ELF), checking its size against
  * the 4-byte trailer the kernel build appends to the compressed data.
  */
