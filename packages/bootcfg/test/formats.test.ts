@@ -123,6 +123,40 @@ describe("arm64 Image", () => {
   });
 });
 
+describe("RISC-V Image", () => {
+  // Laid out as riscv/boot-image-header.rst has it: code0, code1, text_offset, image_size, flags,
+  // version, res1, res2, magic "RISCV\0\0\0" at 48, magic2 "RSC\x05" at 56, res3 (PE offset).
+  const rv = Buffer.alloc(4096);
+  rv.writeUInt32LE(0x5a4d, 0); // "MZ" of an EFI stub
+  rv.writeBigUInt64LE(0x200000n, 8);
+  rv.writeBigUInt64LE(0x1400000n, 16);
+  rv.writeBigUInt64LE(0n, 24);
+  rv.writeUInt32LE(0x2, 32); // header version 0.2
+  rv.write("RISCV\0\0\0", 48, "latin1");
+  rv.write("RSC\x05", 56, "latin1");
+  rv.writeUInt32LE(0x40, 60);
+  it("is found by its magic at 56 and decoded", () => {
+    expect(inspectBuffer(rv).format).toBe("riscv-image");
+    expect(parseKernelImage(rv)).toMatchObject({
+      arch: "riscv64",
+      textOffset: 0x200000n,
+      imageSize: 0x1400000n,
+      bigEndian: false,
+      pageSize: "unspecified",
+      physicalPlacementAnywhere: false,
+      efiStub: true,
+      peOffset: 0x40,
+    });
+  });
+  it("either magic is enough (header 0.1 has only the one at 48); neither is no Image", () => {
+    const old = Buffer.from(rv);
+    old.fill(0, 56, 60);
+    expect(inspectBuffer(old).format).toBe("riscv-image");
+    old.fill(0, 48, 56);
+    expect(() => parseKernelImage(old)).toThrow(/no "ARM\\x64" or "RSC\\x05" magic at offset 56/);
+  });
+});
+
 describe("uImage", () => {
   it("round-trips and verifies both CRCs", () => {
     const data = Buffer.from("kernel bytes");
