@@ -2,7 +2,7 @@
 // configuration), and a restart that serves again and keeps admin holds.
 
 import { execFileSync } from "node:child_process";
-import { readdirSync, readFileSync, readlinkSync } from "node:fs";
+import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -54,8 +54,8 @@ describe("statfs process", () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  const spawnStatfs = (args: string[]) => {
-    const c = run("statfs", args);
+  const spawnStatfs = (args: string[], opts: { cwd?: string } = {}) => {
+    const c = run("statfs", args, opts);
     children.push(c);
     return c;
   };
@@ -122,6 +122,25 @@ describe("statfs process", () => {
       expect(starter.stderr()).toBe(`statfs: stopped by ${sig} before serving\n`);
       await waitFor(() => daemonOf(conf, true) === undefined, 30_000, "the background process gone");
     }
+  }, 120_000);
+
+  it("in the background, a Unix socket named relative to where it was started is served and removed there", async () => {
+    const conf = join(dir, "unix.conf");
+    await writeFile(conf, `n1=127.0.0.1!${await deadPort()}\n`);
+    const starter = spawnStatfs(["-c", conf, "--no-auth", "-l", "unix!statfs-rel.sock", "--http", "off"], {
+      cwd: dir,
+    });
+    const status = await starter.exited;
+    const pid = daemonOf(conf);
+    if (pid) daemons.add(pid);
+    expect(status, starter.stderr()).toBe(0);
+    const sock = join(dir, "statfs-rel.sock");
+    expect(starter.stderr()).toContain(`serving 1 nodes on unix!${sock}`);
+    expect(lstatSync(sock).isSocket()).toBe(true);
+    expect((await table(`unix!${sock}`))?.map((r) => r.name)).toEqual(["n1"]);
+    process.kill(pid!, "SIGTERM");
+    await waitFor(() => daemonOf(conf) === undefined, 30_000, "the background statfs stopped");
+    expect(existsSync(sock)).toBe(false);
   }, 120_000);
 
   it("reloads on SIGHUP, keeps the old configuration on error, and keeps serving across a restart", async () => {

@@ -1,8 +1,9 @@
 // statfs: polls every configured xcpufs node and serves the cluster status over 9P and HTTP.
 
 import { spawn } from "node:child_process";
-import { resolve } from "node:path";
+import { isAbsolute, resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { parseAddress } from "@clustermatic/ninep/client";
 import { KeyError, loadPrivateKey } from "../auth.js";
 import { ConfigError, type PollSettings, parseDuration } from "../config.js";
 import { DEFAULT_HTTP, STATFS_PORT, type Statfs, startStatfs } from "../daemon.js";
@@ -121,6 +122,17 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
   if (io.detach && !foreground && !daemonChild) return detach(argv, io);
   let toParent = daemonChild;
   const inDir = (file: string) => (daemonChild ? resolve(file) : file);
+  // A Unix socket named relative to where statfs was started: its file is removed at exit, when
+  // the background process works from `/`.
+  const listenIn = (addr: string) => {
+    let a: ReturnType<typeof parseAddress>;
+    try {
+      a = parseAddress(addr, STATFS_PORT);
+    } catch {
+      return addr; // refused with its message by startStatfs
+    }
+    return a.network === "unix" && !isAbsolute(a.path) ? `unix!${inDir(a.path)}` : addr;
+  };
   const log = (line: string) => {
     // (A callback: a channel that closes meanwhile must not raise an unhandled 'error'.)
     if (toParent && process.connected) process.send?.({ log: line }, undefined, {}, () => {});
@@ -146,7 +158,7 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
       // The background process leaves its directory (below): its files are named from the start.
       configFile: inDir(values.config ?? "/etc/xcpu/statfs.conf"),
       adminKey: key,
-      listen,
+      listen: daemonChild ? listen?.map(listenIn) : listen,
       http: values.http === "off" ? null : values.http,
       pollOverrides: overrides,
       ctlWithoutAuth: values["ctl-noauth"],

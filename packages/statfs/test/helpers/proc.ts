@@ -2,9 +2,13 @@
 // through tsx, resolving workspace packages to their sources).
 
 import { type ChildProcess, spawn } from "node:child_process";
+import { createRequire } from "node:module";
 import { join } from "node:path";
+import { pathToFileURL } from "node:url";
 
 const bin = (name: string) => join(import.meta.dirname, "..", "..", "src", "bin", `${name}.ts`);
+// By its file: `--import tsx` would be looked up from the process's working directory.
+const tsx = pathToFileURL(createRequire(import.meta.url).resolve("tsx")).href;
 
 export interface Child {
   proc: ChildProcess;
@@ -16,12 +20,13 @@ export interface Child {
   kill(signal?: NodeJS.Signals): void;
 }
 
-export function run(name: "statfs" | "xstat", args: string[]): Child {
+export function run(name: "statfs" | "xstat", args: string[], opts: { cwd?: string } = {}): Child {
   const proc = spawn(
     process.execPath,
-    ["--conditions=@clustermatic/source", "--import", "tsx", bin(name), ...args],
+    ["--conditions=@clustermatic/source", "--import", tsx, bin(name), ...args],
     {
       stdio: ["ignore", "pipe", "pipe"],
+      cwd: opts.cwd,
     },
   );
   let out = "";
