@@ -1,4 +1,6 @@
 // Format codecs on synthetic inputs built in the test (a few hundred bytes each).
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { crc32, gzipSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
 import { BootcfgError } from "../src/errors.js";
@@ -18,8 +20,9 @@ import { detectCompression, lz4BlockDecode, lz4LegacyDecode } from "../src/forma
 import { readCpio, writeCpio } from "../src/formats/cpio.js";
 import { parseElf } from "../src/formats/elf.js";
 import { splitInitramfs } from "../src/formats/initramfs.js";
-import { parseUImage, writeUImage } from "../src/formats/uimage.js";
+import { parseUImage, type UImageOptions, writeUImage } from "../src/formats/uimage.js";
 import { inspectBuffer } from "../src/inspect.js";
+import { need, sh, tempDir } from "./helpers.js";
 import { synthArm64Image, synthBzImage, synthElf } from "./synth.js";
 
 describe("bzImage", () => {
@@ -158,6 +161,36 @@ describe("RISC-V Image", () => {
 });
 
 describe("uImage", () => {
+  it("architecture codes are U-Boot's, as file(1) names them", (ctx) => {
+    need(ctx, { tools: ["file"] });
+    const t = tempDir();
+    try {
+      const names: Record<string, string> = {
+        arm: "Linux/ARM,",
+        arm64: "Linux/ARM 64-bit,",
+        i386: "Linux/Intel x86,",
+        x86_64: "Linux/x86_64,",
+        ppc: "Linux/PowerPC,",
+        riscv: "Linux/RISC-V,",
+      };
+      for (const [arch, name] of Object.entries(names)) {
+        const img = writeUImage(Buffer.from("kernel"), {
+          arch: arch as UImageOptions["arch"],
+          load: 0x80000,
+          entry: 0x80000,
+          name: "L",
+        });
+        const f = join(t.dir, `${arch}.uimg`);
+        writeFileSync(f, img);
+        expect(sh("file", ["-b", f]).stdout, arch).toContain(
+          `u-boot legacy uImage, L, ${name} OS Kernel Image (Not compressed), 6 bytes`,
+        );
+        expect(parseUImage(img).arch).toBe(arch);
+      }
+    } finally {
+      t.cleanup();
+    }
+  });
   it("round-trips and verifies both CRCs", () => {
     const data = Buffer.from("kernel bytes");
     const img = writeUImage(data, { arch: "arm64", load: 0x80080000, entry: 0x80080000, name: "Linux test" });

@@ -4,14 +4,15 @@ import { BootcfgError, formatError } from "../errors.js";
 import { cstring, view } from "../util.js";
 
 export const UIMAGE_MAGIC = 0x27051956;
+/** U-Boot's IH_ARCH_* codes (include/image.h). */
 const ARCH: Record<number, string> = {
   2: "arm",
   3: "i386",
   7: "ppc",
-  15: "sh",
+  9: "sh",
   22: "arm64",
+  24: "x86_64",
   26: "riscv",
-  31: "x86_64",
 };
 const TYPE: Record<number, string> = {
   1: "standalone",
