@@ -220,6 +220,29 @@ describe("bootcfg CLI", () => {
     const combined = readFileSync(join(out, "a1.initrd"));
     expect(readCpio(combined).entries.map((e) => e.name)).toContain("etc/motd");
   });
+  it("pxe --by-ip: pxelinux's file names, 01-<mac in lower case with dashes> and the upper-case hex IP", async () => {
+    writeFileSync(
+      join(t.dir, "pxe.yaml"),
+      `${readFileSync(join(t.dir, "cluster.yaml"), "utf8")}  - {name: p1, profiles: [x86], delivery: pxe, mac: "52:54:00:AB:CD:EF", ip: 192.0.2.91}\n`,
+    );
+    const out = join(t.dir, "pxeout");
+    const r = await run(["pxe", "-c", join(t.dir, "pxe.yaml"), "-o", out, "--by-ip", "--json"]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout).p1).toEqual(["pxelinux.cfg/01-52-54-00-ab-cd-ef", "pxelinux.cfg/C000025B"]);
+    const cfg = readFileSync(join(out, "pxelinux.cfg/01-52-54-00-ab-cd-ef"), "utf8");
+    expect(readFileSync(join(out, "pxelinux.cfg/C000025B"), "utf8")).toBe(cfg);
+    expect(cfg.split("\n").slice(1)).toEqual([
+      "DEFAULT p1",
+      "PROMPT 0",
+      "TIMEOUT 0",
+      "SERIAL 0 115200",
+      "LABEL p1",
+      "  KERNEL bz",
+      "  INITRD base.gz,p1.cpio",
+      "  APPEND console=ttyS0",
+      "",
+    ]);
+  });
   it("ipxe on UEFI: the kernel line names each initrd (initrd=NAME) for the EFI stub; not on BIOS", async () => {
     writeFileSync(
       join(t.dir, "efiipxe.yaml"),
