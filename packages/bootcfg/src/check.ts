@@ -233,6 +233,19 @@ export function checkNode(cluster: Cluster, node: ResolvedNode, files: FileCache
         node.initrds.length
       )
         warnings.push(`${n}: ELF kernel without a PVH note: kexec needs --args-linux (bootcfg plans add it)`);
+      // QEMU's x86 -kernel takes a bzImage, or an ELF through a multiboot header (tried first;
+      // ELF32 only: "Cannot load x86-64 image, give a 32bit one.") or a PVH note ("Error loading
+      // uncompressed kernel without PVH ELF Note" otherwise)
+      if (d === "qemu" && kernel.format === "elf" && (node.arch === "x86_64" || node.arch === "i386")) {
+        if (kernel.multibootHeader !== undefined && kernel.machine === 0x3e)
+          errors.push(
+            `${n}: QEMU loads an ELF with a multiboot header as multiboot, which takes no x86-64 ELF (${kpath}); give it the bzImage`,
+          );
+        else if (kernel.multibootHeader === undefined && kernel.pvhEntry === undefined)
+          errors.push(
+            `${n}: QEMU boots an x86 ELF kernel only through a PVH note (XEN_ELFNOTE_PHYS32_ENTRY) or a multiboot header, and ${kpath} has neither; give it the bzImage`,
+          );
+      }
       if (d === "payload") {
         if (node.firmware !== "coreboot")
           errors.push(`${n}: delivery "payload" needs firmware: coreboot (node has ${node.firmware})`);

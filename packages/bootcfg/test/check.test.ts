@@ -6,7 +6,7 @@ import { checkCluster } from "../src/check.js";
 import { Cluster } from "../src/cluster/resolve.js";
 import { FileCache } from "../src/files.js";
 import { writeUImage } from "../src/formats/uimage.js";
-import { run, tempDir } from "./helpers.js";
+import { need, run, sh, tempDir } from "./helpers.js";
 import { synthArm64Image, synthBzImage, synthElf } from "./synth.js";
 
 const t = tempDir();
@@ -239,5 +239,51 @@ describe("check: command line limits per delivery path", () => {
       const r = check("n1", { extra, cmdline: line(bytes) });
       expect(r.nodes[0]!.cmdlineBytes).toBe(bytes);
       expect(r.errors).toEqual(err === null ? [] : [err]);
+    });
+});
+
+// QEMU's x86 -kernel: a bzImage, an ELF32 with a multiboot header, or an ELF with a PVH note.
+// Judged by QEMU itself: it loads the kernel when the machine is made (-S: before any code runs)
+// and quits on the monitor's "quit", or refuses the file and exits 1.
+describe("check: delivery qemu with ELF kernels, judged by qemu-system-x86_64", () => {
+  const mb = Buffer.alloc(4096);
+  mb.writeUInt32LE(0x1badb002, 0);
+  mb.writeUInt32LE(-0x1badb002 >>> 0, 8);
+  const elfs: Array<[string, Buffer, string | null]> = [
+    ["ELF64 with neither note nor header", synthElf({ machine: 0x3e }), "has neither"],
+    [
+      "ELF64 with a multiboot header",
+      synthElf({ machine: 0x3e, loads: [{ paddr: 0x100000, data: mb, flags: 5 }] }),
+      "which takes no x86-64 ELF",
+    ],
+    ["ELF32 with neither", synthElf({ machine: 3, class: 32 }), "has neither"],
+    [
+      "ELF32 with a multiboot header",
+      synthElf({ machine: 3, class: 32, loads: [{ paddr: 0x100000, data: mb, flags: 5 }] }),
+      null,
+    ],
+  ];
+  for (const [name, elf, err] of elfs)
+    it(name, (ctx) => {
+      need(ctx, { tools: ["qemu-system-x86_64"] });
+      const file = f(`qemu-${name.replaceAll(" ", "-")}`, elf);
+      const r = check("n1", {
+        extra: `    arch: ${elf[4] === 1 ? "i386" : "x86_64"}\n    kernel: ${file}\n    delivery: qemu\n`,
+      });
+      if (err === null) expect(r.errors).toEqual([]);
+      else expect(r.errors).toEqual([expect.stringContaining(err)]);
+      const q = sh(
+        "qemu-system-x86_64",
+        ["-machine", "pc", "-accel", "tcg", "-m", "64", "-display", "none", "-nic", "none", "-S"].concat([
+          "-serial",
+          "none",
+          "-monitor",
+          "stdio",
+          "-kernel",
+          join(t.dir, file),
+        ]),
+        { input: Buffer.from("quit\n") },
+      );
+      expect(q.status, q.stderr).toBe(err === null ? 0 : 1);
     });
 });

@@ -51,6 +51,24 @@ export interface ElfInfo {
   notes: ElfNote[];
   /** XEN_ELFNOTE_PHYS32_ENTRY (type 18 in a "Xen" note): the PVH entry point, if present. */
   pvhEntry?: number;
+  /** File offset of a multiboot (v1) header, if the image has one. */
+  multibootHeader?: number;
+}
+
+const MULTIBOOT_MAGIC = 0x1badb002;
+
+/**
+ * Finds a multiboot v1 header: the magic 0x1BADB002 on a 4-byte boundary within the first 8192
+ * bytes, followed by flags and a checksum that make the three words sum to 0 (mod 2^32).
+ */
+export function findMultibootHeader(buf: Uint8Array): number | undefined {
+  const dv = view(buf);
+  const end = Math.min(buf.length, 8192) - 12;
+  for (let o = 0; o <= end; o += 4) {
+    if (dv.getUint32(o, true) !== MULTIBOOT_MAGIC) continue;
+    if ((MULTIBOOT_MAGIC + dv.getUint32(o + 4, true) + dv.getUint32(o + 8, true)) >>> 0 === 0) return o;
+  }
+  return undefined;
 }
 
 function align4(n: number): number {
@@ -158,6 +176,7 @@ export function parseElf(buf: Uint8Array, what = "ELF"): ElfInfo {
     const d = view(pvh.desc);
     pvhEntry = pvh.desc.length >= 8 ? Number(d.getBigUint64(0, le)) : d.getUint32(0, le);
   }
+  const multibootHeader = findMultibootHeader(buf);
   return {
     format: "elf",
     class: is64 ? 64 : 32,
@@ -172,6 +191,7 @@ export function parseElf(buf: Uint8Array, what = "ELF"): ElfInfo {
     programHeaders,
     notes,
     ...(pvhEntry !== undefined ? { pvhEntry } : {}),
+    ...(multibootHeader !== undefined ? { multibootHeader } : {}),
   };
 }
 
