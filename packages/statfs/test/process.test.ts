@@ -107,6 +107,19 @@ describe("statfs process", () => {
     expect(await held.exited).toBe(0);
   }, 120_000);
 
+  it("in the background, a long refusal (every error of a large broken file) reaches the starter whole", async () => {
+    const conf = join(dir, "large-bad.conf");
+    const lines = Array.from({ length: 20_000 }, (_, i) => `this line ${i} is wrong ${"x".repeat(60)}\n`);
+    await writeFile(conf, lines.join(""));
+    const starter = spawnStatfs(["-c", conf, "--no-auth", "-l", "tcp!127.0.0.1!0", "--http", "off"]);
+    // Its stderr read to the end (it may still be coming when the process has exited).
+    const closed = new Promise((resolve) => starter.proc.once("close", resolve));
+    expect(await starter.exited).toBe(1);
+    await closed;
+    expect(starter.stderr()).toMatch(/^statfs: configuration rejected:\n/);
+    expect(starter.stderr()).toContain(`${conf}:20000: invalid format: this line 19999 is wrong`);
+  }, 120_000);
+
   it("stopped before it serves (Ctrl-C, its terminal closed), the starter stops the background process too", async () => {
     const conf = join(dir, "interrupted.conf");
     await writeFile(conf, `n1=127.0.0.1!${await deadPort()}\n`);

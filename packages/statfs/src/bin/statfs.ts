@@ -1,4 +1,4 @@
-import { processIo } from "../cli/io.js";
+import { exitWhenWritten, processIo } from "../cli/io.js";
 import { main } from "../cli/statfs.js";
 
-main(process.argv.slice(2), { ...processIo, detach: true }).then((code) => process.exit(code));
+main(process.argv.slice(2), { ...processIo, detach: true }).then(exitWhenWritten);

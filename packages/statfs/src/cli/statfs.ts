@@ -133,10 +133,18 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
     }
     return a.network === "unix" && !isAbsolute(a.path) ? `unix!${inDir(a.path)}` : addr;
   };
+  // Messages on their way to the starting process: a failing start waits for them before it
+  // returns (and the process exits), or a long one (a configuration's every error) would be lost.
+  const sending: Promise<void>[] = [];
   const log = (line: string) => {
     // (A callback: a channel that closes meanwhile must not raise an unhandled 'error'.)
-    if (toParent && process.connected) process.send?.({ log: line }, undefined, {}, () => {});
+    if (toParent && process.connected)
+      sending.push(new Promise((sent) => process.send?.({ log: line }, undefined, {}, () => sent())));
     else if (!daemonChild) io.stderr.write(`statfs: ${line}\n`);
+  };
+  const failed = async () => {
+    await Promise.all(sending);
+    return EXIT_FAIL;
   };
 
   let key: Awaited<ReturnType<typeof loadPrivateKey>> | undefined;
@@ -148,7 +156,7 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
       log(
         `${(err as Error).message}${err instanceof KeyError && !values["admin-key"] ? " (use -a FILE, or --no-auth for nodes without authentication)" : ""}`,
       );
-      return EXIT_FAIL;
+      return failed();
     }
   }
 
@@ -170,7 +178,7 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
   } catch (err) {
     if (err instanceof ConfigError) log(`configuration rejected:\n${err.message}`);
     else log((err as Error).message);
-    return EXIT_FAIL;
+    return failed();
   }
 
   if (daemonChild) {
@@ -273,7 +281,8 @@ function detach(argv: string[], io: CliIo): Promise<number> {
       if (typeof m?.log === "string") io.stderr.write(`statfs: ${m.log}\n`);
       if (m?.ready === true && !stopped) settle(EXIT_OK);
     });
-    child.on("exit", (code, signal) => {
+    // 'close', not 'exit': the messages sent before the process ended are all read by then.
+    child.on("close", (code, signal) => {
       if (!settled && stopped) io.stderr.write(`statfs: stopped by ${stopped} before serving\n`);
       else if (!settled && signal)
         io.stderr.write(`statfs: the background process was killed by ${signal}\n`);
