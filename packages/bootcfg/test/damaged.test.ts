@@ -1,12 +1,13 @@
 // Damaged and truncated boot files: every command that reads them says what is wrong and exits 1;
 // none crashes, and none writes an output built from a file that is not whole.
+import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { afterAll, describe, expect, it } from "vitest";
 import { writeBeoboot } from "../src/formats/beoboot.js";
 import { writeCpio } from "../src/formats/cpio.js";
-import { KERNEL_AMD64, need, run, tempDir } from "./helpers.js";
+import { KERNEL_AMD64, need, run, sh, tempDir } from "./helpers.js";
 import { synthBzImage, synthElf } from "./synth.js";
 
 const t = tempDir();
@@ -300,6 +301,39 @@ describe("a CBFS image with a damaged SELF payload", () => {
     ]);
     expect(r.code).toBe(1);
     expect(existsSync(join(t.dir, "out.rom"))).toBe(false);
+  });
+});
+
+describe("cbfstool's failed LZMA payload", () => {
+  it("segments whose LZMA data is 0 bytes (cbfstool add-payload -c lzma exits 0 after 'LzmaEnc_Encode failed') are refused", async (ctx) => {
+    need(ctx, { tools: ["cbfstool"] });
+    // an incompressible kernel, as a real LZ4-compressed bzImage is, makes the encoder fail
+    const bz = put("random.bz", synthBzImage({ xloadflags: 0x7f, payload: randomBytes(65536) }));
+    const initrd = put("random.initrd", randomBytes(4096));
+    const rom = join(t.dir, "lzma.rom");
+    expect(sh("cbfstool", [rom, "create", "-m", "x86", "-s", "1M"]).status).toBe(0);
+    const add = sh("cbfstool", [
+      rom,
+      "add-payload",
+      "-f",
+      bz,
+      "-n",
+      "fallback/payload",
+      "-C",
+      "console=ttyS0",
+      "-I",
+      initrd,
+      "-c",
+      "lzma",
+    ]);
+    const listed = sh("cbfstool", [rom, "print", "-v"]).stdout;
+    if (!/LZMA compression, .*length: 0\/65536/.test(listed))
+      return ctx.skip(`this cbfstool compressed the payload (${add.stderr.trim() || "no error"})`);
+    const r = await run(["inspect", rom]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(
+      /lzma\.rom: fallback\/payload: segment 1 \(code, LZMA\) holds 0 bytes for 65536 bytes of memory: its data was lost \(a failed `cbfstool add-payload -c lzma`\? use -c none\)/,
+    );
   });
 });
 

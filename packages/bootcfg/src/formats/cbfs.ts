@@ -94,6 +94,13 @@ export function parseSelf(buf: Uint8Array, what = "SELF payload"): SelfSegment[]
         what,
         `segment ${n} (${type}) has ${seg.len} bytes of data but a memory length of ${seg.memLen}`,
       );
+    // no compressed stream is empty: Debian's cbfstool 4.15 writes such segments (and exits 0)
+    // when its LZMA encoder fails ("LzmaEnc_Encode failed 9"), dropping the data
+    if ((type === "code" || type === "data") && seg.compression !== "none" && seg.len === 0 && seg.memLen > 0)
+      throw formatError(
+        what,
+        `segment ${n} (${type}, ${seg.compression}) holds 0 bytes for ${seg.memLen} bytes of memory: its data was lost (a failed \`cbfstool add-payload -c lzma\`? use -c none)`,
+      );
     segs.push(seg);
     if (type === "entry") return segs;
   }
