@@ -120,13 +120,13 @@ describe("statfs process", () => {
     expect(starter.stderr()).toContain(`${conf}:20000: invalid format: this line 19999 is wrong`);
   }, 120_000);
 
-  it("stopped before it serves (Ctrl-C, its terminal closed), the starter stops the background process too", async () => {
+  it("stopped before it serves (Ctrl-C, SIGTERM), the starter stops the background process too", async () => {
     const conf = join(dir, "interrupted.conf");
     await writeFile(conf, `n1=127.0.0.1!${await deadPort()}\n`);
     // A key file that is a fifo nobody writes: the background process waits in its start-up.
     const key = join(dir, "key-fifo");
     execFileSync("mkfifo", [key]);
-    for (const sig of ["SIGINT", "SIGHUP"] as const) {
+    for (const sig of ["SIGINT", "SIGTERM"] as const) {
       const starter = spawnStatfs(["-c", conf, "-a", key, "-l", "tcp!127.0.0.1!0", "--http", "off"]);
       const pid = (await waitFor(() => daemonOf(conf, true), 60_000, "the background process")) as number;
       daemons.add(pid);

@@ -260,14 +260,15 @@ function detach(argv: string[], io: CliIo): Promise<number> {
   });
   return new Promise<number>((resolve) => {
     let settled = false;
-    // Stopped before the background process serves (Ctrl-C, its terminal closed, a supervisor
-    // giving up): that process is stopped too, rather than left to start serving unseen.
+    // Stopped before the background process serves (Ctrl-C, a supervisor giving up): that process
+    // is stopped too, rather than left to start serving unseen. Not on SIGHUP: a closed terminal
+    // (or nohup) leaves the background process to carry on, as it does once it serves.
     let stopped: NodeJS.Signals | undefined;
     const stop = (sig: NodeJS.Signals) => {
       stopped = sig;
       child.kill("SIGTERM");
     };
-    const signals: NodeJS.Signals[] = io.handleSignals === false ? [] : ["SIGINT", "SIGTERM", "SIGHUP"];
+    const signals: NodeJS.Signals[] = io.handleSignals === false ? [] : ["SIGINT", "SIGTERM"];
     for (const s of signals) process.on(s, stop);
     const settle = (code: number) => {
       if (settled) return;
