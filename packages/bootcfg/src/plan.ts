@@ -86,6 +86,8 @@ export function kexecType(arch: string, k: Inspection): string | undefined {
   const f = kernelFormatOf(k);
   if (arch === "x86_64" || arch === "i386") {
     if (k.format === "bzImage") return isBzImage64(k) && arch === "x86_64" ? "bzImage64" : "bzImage";
+    // a multiboot kernel wants multiboot's entry state and info, not Linux's zero page
+    if (k.format === "elf" && k.class === 32 && k.multibootHeader !== undefined) return "multiboot-x86";
     if (f === "elf") return arch === "x86_64" ? "elf-x86_64" : "elf-x86";
   }
   if (arch === "arm64") {
@@ -135,7 +137,8 @@ export function planNode(cluster: Cluster, node: ResolvedNode, cache: PlanCache)
     ...(!fileLoad && type ? ["-t", type] : []),
     ...(!fileLoad && type?.startsWith("elf-x86") ? ["--args-linux"] : []),
     `${dir}/kernel`,
-    `--initrd=${dir}/initrd`,
+    // multiboot-x86 takes the initrd as a module (it refuses --initrd)
+    type === "multiboot-x86" && !fileLoad ? `--module=${dir}/initrd` : `--initrd=${dir}/initrd`,
     `--command-line=${cmdline}`,
   ];
   const urootArgs = ["kexec", "-l", "--initrd", `${dir}/initrd`, "--cmdline", cmdline, `${dir}/kernel`];

@@ -14,8 +14,8 @@ import {
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { readCpio } from "../src/formats/cpio.js";
-import { run, tempDir } from "./helpers.js";
-import { synthArm64Image, synthBzImage } from "./synth.js";
+import { need, run, tempDir } from "./helpers.js";
+import { synthArm64Image, synthBzImage, synthElf } from "./synth.js";
 
 const t = tempDir();
 afterAll(() => t.cleanup());
@@ -172,6 +172,54 @@ describe("bootcfg CLI", () => {
         "--command-line=console=ttyS0",
       ],
     });
+  });
+  it("a multiboot ELF32 gets kexec's multiboot-x86 loader, its initrd as a module; kexec parses the plan", async (ctx) => {
+    const mb = Buffer.alloc(4096);
+    mb.writeUInt32LE(0x1badb002, 0);
+    mb.writeUInt32LE(-0x1badb002 >>> 0, 8);
+    writeFileSync(
+      join(t.dir, "mb.elf"),
+      synthElf({ machine: 3, class: 32, loads: [{ paddr: 0x100000, data: mb, flags: 5 }] }),
+    );
+    writeFileSync(join(t.dir, "plain32.elf"), synthElf({ machine: 3, class: 32 }));
+    writeFileSync(
+      join(t.dir, "mb.yaml"),
+      `${readFileSync(join(t.dir, "cluster.yaml"), "utf8")}  - {name: m1, arch: i386, kernel: mb.elf, initrds: [base.gz]}\n  - {name: m2, arch: i386, kernel: plain32.elf, initrds: [base.gz]}\n`,
+    );
+    const plan = async (node: string) =>
+      JSON.parse((await run(["kexec-plan", node, "-c", join(t.dir, "mb.yaml"), "--json"])).stdout).kexec
+        .argv as string[];
+    const m1 = await plan("m1");
+    expect(m1).toEqual([
+      "kexec",
+      "-l",
+      "-t",
+      "multiboot-x86",
+      "/boot/bootcfg/kernel",
+      "--module=/boot/bootcfg/initrd",
+      "--command-line=console=ttyS0",
+    ]);
+    // a Linux ELF (no multiboot header) keeps the Linux boot protocol
+    expect((await plan("m2")).slice(0, 5)).toEqual(["kexec", "-l", "-t", "elf-x86", "--args-linux"]);
+    need(ctx, { tools: ["kexec"] });
+    writeFileSync(join(t.dir, "mod.bin"), Buffer.alloc(4096, 1)); // the node's initrd (never empty: it has the overlay)
+    const local = (argv: string[], kernel: string) =>
+      argv
+        .slice(1)
+        .map((a) =>
+          a.replace("/boot/bootcfg/kernel", kernel).replace("/boot/bootcfg/initrd", join(t.dir, "mod.bin")),
+        );
+    const k = spawnSync("kexec", ["-d", ...local(m1, join(t.dir, "mb.elf"))]);
+    expect(`${k.stdout}${k.stderr}`).toMatch(/nr_segments = 4/); // kernel, module, multiboot info, purgatory
+    const refused = spawnSync("kexec", [
+      "-d",
+      "-l",
+      "-t",
+      "multiboot-x86",
+      join(t.dir, "mb.elf"),
+      `--initrd=${join(t.dir, "mod.bin")}`,
+    ]);
+    expect(`${refused.stderr}`).toContain("unrecognized option '--initrd=");
   });
   it("beoboot image from a plan reads back with the plan's cmdline", async () => {
     const out = join(t.dir, "n1.beo");
