@@ -4,6 +4,7 @@ import { randomBytes } from "node:crypto";
 import { type FileHandle, readFile } from "node:fs/promises";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
+import { StringDecoder } from "node:string_decoder";
 import type { Qid, Stat } from "@clustermatic/ninep/codec";
 import {
   Dialect,
@@ -275,12 +276,14 @@ function textFile(text: () => Buffer | string): (user: User, mode: number) => Pr
 /** Per-fid command buffer of a ctl file: complete lines run in order, a partial tail waits. */
 class LineBuffer {
   private pending = "";
+  /** A character split between two writes is decoded whole. */
+  private decoder = new StringDecoder("utf8");
   /** Append data; return the complete lines (without newlines). */
   push(data: Uint8Array): string[] {
     // C clients may send a fixed-size buffer: the command ends at the first NUL byte.
     const buf = Buffer.from(data);
     const nul = buf.indexOf(0);
-    this.pending += (nul >= 0 ? buf.subarray(0, nul) : buf).toString("utf8");
+    this.pending += this.decoder.write(nul >= 0 ? buf.subarray(0, nul) : buf);
     const lines: string[] = [];
     let nl = this.pending.indexOf("\n");
     while (nl >= 0) {
@@ -292,12 +295,14 @@ class LineBuffer {
     // fan-out on a large cluster it runs to tens of KiB, written in msize-sized pieces.
     if (this.pending.length > 1 << 20) {
       this.pending = "";
+      this.decoder = new StringDecoder("utf8");
       throw new XcpuError("command too long");
     }
     return lines;
   }
   clear(): void {
     this.pending = "";
+    this.decoder = new StringDecoder("utf8");
   }
 }
 

@@ -727,4 +727,13 @@ describe("7.1/7.2 long ctl lines", () => {
     await src.close();
     await dst.close();
   });
+  it("a character split between two writes of one line is read whole", async () => {
+    const job = await openJob(fs);
+    const line = Buffer.from("id jöb/4\n");
+    const cut = line.indexOf(0xb6); // the second byte of ö
+    await job.ctl.write(0, line.subarray(0, cut));
+    await job.ctl.write(0, line.subarray(cut));
+    expect((await fs.readFile(`${job.sid}/id`)).toString()).toBe("jöb/4");
+    await job.close();
+  });
 });
