@@ -69,7 +69,15 @@ fcntl($_, F_SETFL, O_NONBLOCK) for $wake_r, $wake_w;
 $SIG{CHLD} = sub { syswrite($wake_w, "x") };
 my (%held, $buf);
 $buf = '';
-sub reply { syswrite(STDOUT, $_[0]) }
+# A write that waits for room in a full pipe may be interrupted by SIGCHLD: it carries on.
+sub reply {
+  my ($line, $off) = ($_[0], 0);
+  while ($off < length $line) {
+    my $n = syswrite(STDOUT, $line, length($line) - $off, $off);
+    if (!defined $n) { next if $!{EINTR}; exit 0 }
+    $off += $n;
+  }
+}
 ${START_REPORTS}
 sub reap { while ((my $pid = waitpid(-1, POSIX::WNOHANG())) > 0) { reply("X $pid $?\n") } }
 sub start {
