@@ -37,6 +37,8 @@ f("initrd", Buffer.alloc(4096));
 const small = synthBzImage({ xloadflags: 1 });
 small.writeUInt32LE(0x1200000 - 1, 0x22c); // initrd_addr_max: 1 MiB of room after the kernel
 f("bzlow", small);
+small.writeUInt16LE(0x7f, 0x236);
+f("bzlow64", small); // the same, a relocatable bzImage64
 f("initrd2m", Buffer.alloc(2 << 20));
 
 function check(node: string, opts: { extra?: string; cmdline?: string[] } = {}) {
@@ -90,6 +92,16 @@ const cases: Array<[string, string, RegExp | null, string[]?]> = [
   [
     "initrd above initrd_addr_max",
     "    kernel: bzlow\n    initrds: [initrd2m]\n",
+    /initrds total 2\.0 MiB, but only 1\.0 MiB fit below initrd_addr_max 0x11fffff/,
+  ],
+  [
+    "initrd above initrd_addr_max of a bzImage64, kexec: loaded high, not refused",
+    "    kernel: bzlow64\n    initrds: [initrd2m]\n",
+    null,
+  ],
+  [
+    "initrd above initrd_addr_max of a bzImage64 booted by pxelinux",
+    "    kernel: bzlow64\n    initrds: [initrd2m]\n    delivery: pxe\n    mac: 52:54:00:00:00:09\n",
     /initrds total 2\.0 MiB, but only 1\.0 MiB fit below initrd_addr_max 0x11fffff/,
   ],
   [

@@ -291,6 +291,36 @@ describe("F6 kexec plans judged by the real kexec (parse only: no kexec on the h
       ),
     ]);
   });
+  it("initrd_addr_max binds pxelinux, not kexec's bzImage64 loader (it loads the initrd high)", async (ctx) => {
+    need(ctx, { tools: ["kexec"], files: [KERNEL_AMD64] });
+    const k = readFileSync(KERNEL_AMD64);
+    k.writeUInt32LE(0x11fffff, 0x22c); // initrd_addr_max 18 MiB: under the kernel's own footprint
+    const low = join(t.dir, "vmlinuz-lowmax");
+    writeFileSync(low, k);
+    writeFileSync(
+      join(t.dir, "lowmax.yaml"),
+      `${clusterYaml({ kernel: low })}  - {name: p1, profiles: [compute], delivery: pxe, mac: "52:54:00:00:01:01"}\n`,
+    );
+    const c = Cluster.load(join(t.dir, "lowmax.yaml"));
+    const files = new FileCache();
+    const r = checkCluster(c, files, ["s1", "p1"]);
+    expect(r.nodes[0]!.errors).toEqual([]);
+    expect(r.nodes[1]!.errors).toEqual([
+      expect.stringMatching(/^p1: initrds total .* fit below initrd_addr_max 0x11fffff after the kernel$/),
+    ]);
+    const p = planNode(c, c.resolve("s1"), new PlanCache(files));
+    const initrd = join(t.dir, "s1.initrd");
+    writeFileSync(initrd, combinedInitrd(p, files));
+    const args = p.kexecArgs
+      .slice(1)
+      .map((a) => (a === "/boot/bootcfg/kernel" ? low : a.replace("/boot/bootcfg/initrd", initrd)));
+    expect(args).toContain("bzImage64");
+    const out = sh("kexec", ["-d", ...args]);
+    const at = /Loaded initrd at 0x([0-9a-f]+)/.exec(out.stdout + out.stderr);
+    expect(at, out.stderr).not.toBeNull();
+    expect(Number.parseInt(at![1]!, 16)).toBeGreaterThan(0x11fffff);
+    expect(out.stdout + out.stderr).toMatch(/nr_segments = \d+/);
+  });
   it("a beoboot image of the plan is accepted by kexec's beoboot-x86 loader with the plan's initrd", async (ctx) => {
     need(ctx, { tools: ["kexec"], files: [KERNEL_AMD64] });
     const beo = join(t.dir, "n01.beo");
