@@ -5,6 +5,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Fid, type Fsys, mount } from "@clustermatic/ninep/client";
 import { OREAD, OTRUNC, OWRITE } from "@clustermatic/ninep/codec";
+import { RemoteError } from "@clustermatic/ninep/errors";
 import { passkeyResponse, toOpenSshLine } from "../src/keys.js";
 
 export interface KeyPair {
@@ -187,4 +188,15 @@ export function sessionDirsIn(tmpdir: string): string[] {
       for (const m of readdirSync(join(tmpdir, n))) if (m.startsWith("xcpu-")) out.push(`${n}/${m}`);
   }
   return out;
+}
+
+/** The Rerror of a failing call: its text and 9P2000.u errno. */
+export async function rerror(p: Promise<unknown>): Promise<{ ename: string; errno: number | undefined }> {
+  try {
+    await p;
+  } catch (err) {
+    if (err instanceof RemoteError) return { ename: err.message, errno: err.errno };
+    throw err;
+  }
+  throw new Error("the call succeeded");
 }

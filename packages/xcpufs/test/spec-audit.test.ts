@@ -8,10 +8,20 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Client, type Fsys } from "@clustermatic/ninep/client";
 import { DMDIR, ORCLOSE, ORDWR, OREAD, OTRUNC, OWRITE, QTDIR, QTFILE } from "@clustermatic/ninep/codec";
-import { RemoteError } from "@clustermatic/ninep/errors";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PROCS_HEADER, startXcpufs, tokenize, type XcpufsHandle } from "../src/index.js";
-import { cmd, decryptPasskey, login, openJob, readAll, rsaKey, run, until, write } from "./helpers.js";
+import {
+  cmd,
+  decryptPasskey,
+  login,
+  openJob,
+  readAll,
+  rerror,
+  rsaKey,
+  run,
+  until,
+  write,
+} from "./helpers.js";
 
 const EPERM = 1;
 const ENOENT = 2;
@@ -25,17 +35,6 @@ const tmp = mkdtempSync(join(tmpdir(), "xcpufs-audit-"));
 let h: XcpufsHandle;
 let adm: Fsys;
 let fs: Fsys;
-
-/** The Rerror of a failing call: its text and 9P2000.u errno. */
-async function rerror(p: Promise<unknown>): Promise<{ ename: string; errno: number | undefined }> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof RemoteError) return { ename: err.message, errno: err.errno };
-    throw err;
-  }
-  throw new Error("the call succeeded");
-}
 
 async function ctlError(f: Fsys, path: string, text: string): Promise<{ ename: string; errno?: number }> {
   const fid = await f.open(path, OWRITE);

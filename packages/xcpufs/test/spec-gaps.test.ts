@@ -14,7 +14,18 @@ import { RemoteError } from "@clustermatic/ninep/errors";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { findPerl } from "../src/fork-helper.js";
 import { quote, startXcpufs, tokenize, type XcpufsHandle } from "../src/index.js";
-import { cmd, decryptPasskey, login, openJob, readAll, rsaKey, run, until, write } from "./helpers.js";
+import {
+  cmd,
+  decryptPasskey,
+  login,
+  openJob,
+  readAll,
+  rerror,
+  rsaKey,
+  run,
+  until,
+  write,
+} from "./helpers.js";
 
 const EIO = 5;
 const EPERM = 1;
@@ -27,17 +38,6 @@ const tmp = mkdtempSync(join(tmpdir(), "xcpufs-gaps-"));
 let h: XcpufsHandle;
 let adm: Fsys;
 let fs: Fsys;
-
-/** The Rerror of a failing call: its text and 9P2000.u errno. */
-async function rerror(p: Promise<unknown>): Promise<{ ename: string; errno: number | undefined }> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof RemoteError) return { ename: err.message, errno: err.errno };
-    throw err;
-  }
-  throw new Error("the call succeeded");
-}
 
 async function rootCtlError(f: Fsys, line: string): Promise<{ ename: string; errno: number | undefined }> {
   const fid = await f.open("ctl", OWRITE);
