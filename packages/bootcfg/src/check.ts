@@ -276,6 +276,12 @@ export function checkNode(cluster: Cluster, node: ResolvedNode, files: FileCache
         );
       if ((d === "pxe" || d === "ipxe") && !node.mac)
         errors.push(`${n}: delivery "${d}" needs a mac address to name the node's config file`);
+      // iPXE expands ${name} anywhere on a command line (a backslash does not stop it), so the
+      // kernel would get the setting's value: ipxe.lkrn turns "\${platform}" into "\pcbios"
+      if (d === "ipxe" && cmdline.includes("${"))
+        errors.push(
+          `${n}: the command line holds "\${", which iPXE expands as one of its settings before the kernel sees it`,
+        );
       if (d === "ipxe" && !node.baseUrl)
         warnings.push(`${n}: no baseUrl: iPXE scripts will use relative file names`);
     }

@@ -186,6 +186,23 @@ describe("check", () => {
 // honour cmdline_size; kexec-tools counts the NUL against it (`kexec -d -l` on the Debian kernel
 // refuses 2047 bytes with "Kernel command line too long for kernel!", see fixture.test.ts);
 // kexec_file_load also keeps 30 bytes for elfcorehdr=; pxelinux and iPXE on UEFI add their own.
+describe("check: what iPXE does to a command line", () => {
+  // measured with Debian's ipxe.lkrn: quotes and backslashes pass as they are, ${…} is expanded
+  it("an iPXE setting reference ($ and {) is refused for iPXE nodes, kept for others", () => {
+    const mac = '    mac: "52:54:00:00:00:01"\n    baseUrl: http://h\n';
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: an iPXE setting, on purpose
+    const line = ["console=ttyS0", 'x="${platform}"'];
+    expect(
+      check("n1", { extra: `    kernel: bz64\n    delivery: ipxe\n${mac}`, cmdline: line }).errors,
+    ).toEqual([
+      'n1: the command line holds "${", which iPXE expands as one of its settings before the kernel sees it',
+    ]);
+    expect(check("n1", { extra: `    kernel: bz64\n    delivery: qemu\n`, cmdline: line }).errors).toEqual(
+      [],
+    );
+  });
+});
+
 describe("check: command line limits per delivery path", () => {
   const line = (n: number) => [`x=${"a".repeat(n - 2)}`];
   const mac = '    mac: "52:54:00:00:00:01"\n';
