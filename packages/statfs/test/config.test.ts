@@ -185,7 +185,9 @@ describe("loadConfig", () => {
     // A label longer than 63 bytes: the resolver refuses the name without sending a query.
     const unknown = `${"n".repeat(64)}.invalid`;
     await writeFile(f, `a=127.0.0.1\nb=${unknown}!6667\n`);
-    await expect(loadConfig(f)).rejects.toThrow(`${f}:2: ${unknown}!6667 is not resolvable to a host address`);
+    await expect(loadConfig(f)).rejects.toThrow(
+      `${f}:2: ${unknown}!6667 is not resolvable to a host address`,
+    );
     await writeFile(f, "a=127.0.0.1\nb=localhost!6667\n");
     expect((await loadConfig(f)).nodes).toHaveLength(2);
   });
