@@ -2,7 +2,7 @@
 // configuration), and a restart that serves again and keeps admin holds.
 
 import { execFileSync } from "node:child_process";
-import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
+import { existsSync, lstatSync, readFileSync, readlinkSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -15,7 +15,7 @@ import { main as xstat } from "../src/cli/xstat.js";
 import { type ParsedRow, parseTable } from "../src/table.js";
 import { type AdminKeys, makeAdminKey, startNode } from "./helpers/cluster.js";
 import { deadPort, waitFor } from "./helpers/net.js";
-import { type Child, run } from "./helpers/proc.js";
+import { type Child, daemonOf, run } from "./helpers/proc.js";
 
 async function table(addr: string): Promise<ParsedRow[] | undefined> {
   let out = "";
@@ -243,25 +243,3 @@ describe("statfs process", () => {
     expect(await s2.exited).toBe(0);
   }, 180_000);
 });
-
-/**
- * The pid of the background statfs started with config file `conf`, if one runs (`marked`: only a
- * process started as the background one, not a starter still waiting for it).
- */
-function daemonOf(conf: string, marked = false): number | undefined {
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
-    let argv: string[];
-    let env = "";
-    try {
-      argv = readFileSync(`/proc/${entry}/cmdline`, "latin1").split("\0");
-      if (marked) env = readFileSync(`/proc/${entry}/environ`, "latin1");
-    } catch {
-      continue; // gone
-    }
-    if (marked && !env.split("\0").includes("STATFS_BACKGROUND_CHILD=1")) continue;
-    if (argv.includes(conf) && argv.some((a) => a.endsWith("statfs.ts") || a.endsWith("statfs.js")))
-      return Number(entry);
-  }
-  return undefined;
-}

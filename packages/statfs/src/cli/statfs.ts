@@ -8,6 +8,7 @@ import { KeyError, loadPrivateKey } from "../auth.js";
 import { ConfigError, type PollSettings, parseDuration } from "../config.js";
 import { DEFAULT_HTTP, STATFS_PORT, type Statfs, startStatfs } from "../daemon.js";
 import { PACKAGE_VERSION } from "../version.js";
+import { LogFile, readPidFile, removePidFile, writePidFile } from "./daemon-files.js";
 import { type CliIo, EXIT_FAIL, EXIT_OK, EXIT_USAGE, processIo } from "./io.js";
 
 export const STATFS_USAGE = `usage: statfs [options]
@@ -31,6 +32,11 @@ options:
       --read-timeout DUR    read timeout per poll (default 2s)
       --hold-file FILE      keep admin holds (ctl "down") in FILE across restarts
       --ctl-noauth          let unauthenticated 9P clients write ctl files (development)
+      --pid-file FILE       write the pid of the serving process to FILE once it serves
+                            (removed when it stops); refuse to start while FILE names a
+                            running statfs
+      --log-file FILE       append the messages (otherwise on stderr) to FILE, each after
+                            an ISO 8601 UTC timestamp; SIGHUP reopens it (logrotate)
   -f, --foreground          stay in the foreground, logging on stderr (for systemd and
                             other supervisors); without it statfs goes into the background
                             once it serves, as the original did
@@ -40,40 +46,40 @@ options:
   -V, --version             print "statfs <version>"
 
 Started in the background, statfs prints its start-up messages (or what stopped it, with
-exit status 1) and returns once it serves; it then logs nothing.
+exit status 1) and returns once it serves; it then logs only to --log-file, if given.
 
 Signals: SIGHUP re-reads the configuration (a broken file is reported and the old
-configuration stays in force); SIGTERM and SIGINT stop.
+configuration stays in force) and reopens --log-file; SIGTERM and SIGINT stop.
 `;
+
+/** The options of the statfs command line (the help test holds STATFS_USAGE to them). */
+export const OPTIONS = {
+  config: { type: "string", short: "c" },
+  "admin-key": { type: "string", short: "a" },
+  "no-auth": { type: "boolean" },
+  port: { type: "string", short: "p" },
+  listen: { type: "string", short: "l", multiple: true },
+  http: { type: "string" },
+  interval: { type: "string", short: "i" },
+  concurrency: { type: "string" },
+  "connect-timeout": { type: "string" },
+  "read-timeout": { type: "string" },
+  "hold-file": { type: "string" },
+  "ctl-noauth": { type: "boolean" },
+  "pid-file": { type: "string" },
+  "log-file": { type: "string" },
+  foreground: { type: "boolean", short: "f" },
+  debug: { type: "boolean", short: "d" },
+  "debug-client": { type: "boolean", short: "D" },
+  help: { type: "boolean", short: "h" },
+  version: { type: "boolean", short: "V" },
+} as const;
 
 /** Runs statfs until a signal (or io.signal) stops it. Resolves with the exit code. */
 export async function main(argv: string[], io: CliIo = processIo): Promise<number> {
   let values: ReturnType<typeof parse>["values"];
   function parse(args: string[]) {
-    return parseArgs({
-      args,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        config: { type: "string", short: "c" },
-        "admin-key": { type: "string", short: "a" },
-        "no-auth": { type: "boolean" },
-        port: { type: "string", short: "p" },
-        listen: { type: "string", short: "l", multiple: true },
-        http: { type: "string" },
-        interval: { type: "string", short: "i" },
-        concurrency: { type: "string" },
-        "connect-timeout": { type: "string" },
-        "read-timeout": { type: "string" },
-        "hold-file": { type: "string" },
-        "ctl-noauth": { type: "boolean" },
-        foreground: { type: "boolean", short: "f" },
-        debug: { type: "boolean", short: "d" },
-        "debug-client": { type: "boolean", short: "D" },
-        help: { type: "boolean", short: "h" },
-        version: { type: "boolean", short: "V" },
-      },
-    });
+    return parseArgs({ args, strict: true, allowPositionals: false, options: OPTIONS });
   }
   const usage = (msg: string) => {
     io.stderr.write(`statfs: ${msg}\n${STATFS_USAGE.split("\n")[0]}\n(statfs --help for the options)\n`);
@@ -116,11 +122,19 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
     listen = [`tcp!0.0.0.0!${values.port}`];
   }
   if (values["no-auth"] && values["admin-key"]) return usage("--no-auth and --admin-key exclude each other");
+  if (values["pid-file"] === "") return usage("--pid-file: expected a file name");
+  if (values["log-file"] === "") return usage("--log-file: expected a file name");
   const foreground = values.foreground || values.debug || values["debug-client"];
-  // The background process: its messages go to the starting process until it serves, then nowhere.
+  // The background process: its messages go to the starting process until it serves, then only
+  // to the log file.
   const daemonChild = process.env[DAEMON_ENV] === "1" && typeof process.send === "function";
-  if (io.detach && !foreground && !daemonChild) return detach(argv, io);
+  // Named from where statfs was started (the background process works from / once it serves,
+  // and reopens the log file there).
+  const pidFile = values["pid-file"] === undefined ? undefined : resolve(values["pid-file"]);
+  const logPath = values["log-file"] === undefined ? undefined : resolve(values["log-file"]);
   let toParent = daemonChild;
+  let logFile: LogFile | undefined;
+  let staleNote: string | undefined;
   const inDir = (file: string) => (daemonChild ? resolve(file) : file);
   // A Unix socket named relative to where statfs was started: its file is removed at exit, when
   // the background process works from `/`.
@@ -137,15 +151,60 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
   // returns (and the process exits), or a long one (a configuration's every error) would be lost.
   const sending: Promise<void>[] = [];
   const log = (line: string) => {
+    logFile?.write(line);
     // (A callback: a channel that closes meanwhile must not raise an unhandled 'error'.)
     if (toParent && process.connected)
       sending.push(new Promise((sent) => process.send?.({ log: line }, undefined, {}, () => sent())));
-    else if (!daemonChild) io.stderr.write(`statfs: ${line}\n`);
+    else if (!daemonChild && !logFile) io.stderr.write(`statfs: ${line}\n`);
   };
   const failed = async () => {
     await Promise.all(sending);
+    logFile?.close();
     return EXIT_FAIL;
   };
+  // A refusal before anything else is opened: on stderr (or to the starting process).
+  const refuse = (msg: string) => {
+    if (daemonChild) {
+      log(msg);
+      return failed();
+    }
+    io.stderr.write(`statfs: ${msg}\n`);
+    return EXIT_FAIL;
+  };
+
+  // A second statfs given the pid file of one that runs is refused before it goes into the
+  // background or takes any address; a stale file is replaced once this one serves.
+  if (pidFile) {
+    // A stale file may name, pids having been reused, this process or the command that started it.
+    const ours = daemonChild ? [process.pid, process.ppid] : [process.pid];
+    let state: ReturnType<typeof readPidFile>;
+    try {
+      state = readPidFile(pidFile, ours);
+    } catch (err) {
+      return refuse((err as Error).message);
+    }
+    if (state.kind === "running")
+      return refuse(
+        `already running as pid ${state.pid} (pid file ${pidFile}); stop it first or use another --pid-file`,
+      );
+    // Said once, by the process that will serve.
+    if (state.kind === "stale" && (daemonChild || !io.detach || foreground))
+      staleNote = `replacing stale pid file ${pidFile}: ${state.reason}`;
+  }
+  // The log file must open before going into the background, where its failure would go unseen.
+  if (logPath) {
+    try {
+      logFile = new LogFile(logPath);
+    } catch (err) {
+      return refuse((err as Error).message);
+    }
+  }
+  if (io.detach && !foreground && !daemonChild) {
+    logFile?.close();
+    logFile = undefined;
+    return detach(argv, io);
+  }
+  if (staleNote) log(staleNote);
 
   let key: Awaited<ReturnType<typeof loadPrivateKey>> | undefined;
   if (!values["no-auth"]) {
@@ -180,6 +239,15 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
     else log((err as Error).message);
     return failed();
   }
+  if (pidFile) {
+    try {
+      writePidFile(pidFile, process.pid);
+    } catch (err) {
+      log(`${(err as Error).message}; stopped`);
+      await statfs.close();
+      return failed();
+    }
+  }
 
   if (daemonChild) {
     // As the original daemon: out of the directory it was started in (which may be unmounted).
@@ -200,10 +268,18 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
       stopping = true;
       cleanup();
       await statfs.close();
+      if (pidFile) removePidFile(pidFile, process.pid);
       log("stopped");
+      logFile?.close();
       resolve(EXIT_OK);
     };
     const hup = () => {
+      // logrotate renamed the file: carry on in a new one of that name.
+      try {
+        logFile?.reopen();
+      } catch (err) {
+        log(`${(err as Error).message}; still writing to the file opened before`);
+      }
       statfs.reload().catch((err) => {
         log(`reload rejected, keeping the running configuration:\n${(err as Error).message}`);
       });

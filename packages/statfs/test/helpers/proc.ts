@@ -2,6 +2,7 @@
 // through tsx, resolving workspace packages to their sources).
 
 import { type ChildProcess, spawn } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -63,4 +64,26 @@ export function run(name: "statfs" | "xstat", args: string[], opts: { cwd?: stri
       }
     },
   };
+}
+
+/**
+ * The pid of the background statfs started with config file `conf`, if one runs (`marked`: only a
+ * process started as the background one, not a starter still waiting for it).
+ */
+export function daemonOf(conf: string, marked = false): number | undefined {
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    let argv: string[];
+    let env = "";
+    try {
+      argv = readFileSync(`/proc/${entry}/cmdline`, "latin1").split("\0");
+      if (marked) env = readFileSync(`/proc/${entry}/environ`, "latin1");
+    } catch {
+      continue; // gone
+    }
+    if (marked && !env.split("\0").includes("STATFS_BACKGROUND_CHILD=1")) continue;
+    if (argv.includes(conf) && argv.some((a) => a.endsWith("statfs.ts") || a.endsWith("statfs.js")))
+      return Number(entry);
+  }
+  return undefined;
 }

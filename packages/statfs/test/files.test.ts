@@ -1,0 +1,221 @@
+// The pid file and log file of a statfs process: written once it serves, a second instance
+// refused, a stale pid file replaced, messages (a rejected reload) in the log file, and the log
+// file reopened on SIGHUP after logrotate renamed it.
+
+import { execFileSync } from "node:child_process";
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { mkdtemp, rename, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { deadPort, waitFor } from "./helpers/net.js";
+import { type Child, daemonOf, run } from "./helpers/proc.js";
+
+/** The first line of each message in the log file: an ISO 8601 UTC time, then the stderr line. */
+const STAMPED = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z statfs: /;
+
+const read = (file: string) => (existsSync(file) ? readFileSync(file, "utf8") : "");
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+describe("statfs --pid-file and --log-file", () => {
+  let dir: string;
+  const children: Child[] = [];
+  // Background processes the tests found, stopped here whatever an assertion did.
+  const daemons = new Set<number>();
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "statfs-files-"));
+  });
+  afterAll(async () => {
+    for (const pid of daemons) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {}
+    }
+    for (const c of children) {
+      c.kill("SIGKILL");
+      await c.exited;
+    }
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const spawnStatfs = (args: string[], opts: { cwd?: string } = {}) => {
+    const c = run("statfs", args, opts);
+    children.push(c);
+    return c;
+  };
+  const config = async (name: string) => {
+    const conf = join(dir, name);
+    await writeFile(conf, `n1=127.0.0.1!${await deadPort()}\n`);
+    return conf;
+  };
+
+  it("in the background: pid file of the serving process, second instance refused, log file with reloads, reopened on SIGHUP, pid file removed at SIGTERM", async () => {
+    const conf = await config("bg.conf");
+    const pidFile = join(dir, "statfs.pid");
+    const logFile = join(dir, "statfs.log");
+    const common = ["--no-auth", "--http", "off", "--pid-file", "statfs.pid", "--log-file", "statfs.log"];
+    // Relative names, taken from where it was started (the background process works from /).
+    const starter = spawnStatfs(["-c", conf, "-l", "tcp!127.0.0.1!0", ...common], { cwd: dir });
+    const status = await starter.exited;
+    const pid = daemonOf(conf);
+    if (pid) daemons.add(pid);
+    expect(status, starter.stderr()).toBe(0);
+    expect(pid).toBeDefined();
+    try {
+      // Written before the starter returned, by the process that serves.
+      expect(readFileSync(pidFile, "utf8")).toBe(`${pid}\n`);
+      expect(statSync(pidFile).mode & 0o777).toBe(0o644);
+      // The start-up messages go to the starter's stderr and to the log file.
+      expect(starter.stderr()).toMatch(/^statfs: serving 1 nodes on /m);
+      const first = read(logFile);
+      expect(first).toMatch(/serving 1 nodes on /);
+      expect(first.split("\n")[0]).toMatch(STAMPED);
+
+      // A second statfs with the same pid file is refused before it goes into the background.
+      const conf2 = await config("second.conf");
+      const second = spawnStatfs(["-c", conf2, "-l", "tcp!127.0.0.1!0", ...common], { cwd: dir });
+      const secondStatus = await second.exited;
+      const leaked = daemonOf(conf2);
+      if (leaked) daemons.add(leaked);
+      expect(secondStatus).toBe(1);
+      expect(second.stderr()).toBe(
+        `statfs: already running as pid ${pid} (pid file ${pidFile}); stop it first or use another --pid-file\n`,
+      );
+      expect(leaked).toBeUndefined();
+      expect(readFileSync(pidFile, "utf8")).toBe(`${pid}\n`);
+      // So is one in the foreground.
+      const third = spawnStatfs(["-f", "-c", conf2, "-l", "tcp!127.0.0.1!0", ...common], { cwd: dir });
+      expect(await third.exited).toBe(1);
+      expect(third.stderr()).toMatch(/^statfs: already running as pid \d+ /);
+
+      // A broken configuration on SIGHUP: reported in the log file, the old one stays.
+      await writeFile(conf, `n1=127.0.0.1!1\nthis is wrong\n`);
+      process.kill(pid!, "SIGHUP");
+      await waitFor(() => read(logFile).includes("reload rejected"), 60_000, "the rejected reload logged");
+      const rejected = read(logFile).split("\n");
+      const at = rejected.findIndex((l) => l.includes("reload rejected"));
+      expect(rejected[at]).toMatch(STAMPED);
+      expect(rejected[at]).toMatch(/ statfs: reload rejected, keeping the running configuration:$/);
+      expect(rejected[at + 1]).toContain(`${conf}:2: invalid format: this is wrong`);
+
+      // logrotate: the file renamed, then SIGHUP; the messages go to a new file of that name.
+      await rename(logFile, `${logFile}.1`);
+      await writeFile(conf, `n1=127.0.0.1!1\nn2=127.0.0.1!2\n`);
+      process.kill(pid!, "SIGHUP");
+      await waitFor(() => read(logFile).includes("reloaded"), 60_000, "the reload logged in a new file");
+      expect(read(logFile)).toMatch(new RegExp(`^${STAMPED.source.slice(1)}reloaded ${conf}: 2 nodes\n$`));
+      expect(read(`${logFile}.1`)).not.toContain("reloaded");
+    } finally {
+      process.kill(pid!, "SIGTERM");
+    }
+    await waitFor(() => !alive(pid!), 30_000, "the background statfs stopped");
+    expect(existsSync(pidFile)).toBe(false);
+    expect(read(logFile)).toMatch(/ statfs: stopped\n$/);
+  }, 180_000);
+
+  it("replaces a stale pid file (a dead pid, another program, no pid) in the foreground, and logs only to the log file", async () => {
+    const conf = await config("stale.conf");
+    const pidFile = join(dir, "stale.pid");
+    const logFile = join(dir, "stale.log");
+    const dead = Number(execFileSync("sh", ["-c", "echo $$"], { encoding: "utf8" }).trim());
+    const cases: [string, string][] = [
+      [`${dead}\n`, `pid ${dead} is not running`],
+      [`${process.pid}\n`, `pid ${process.pid} is not a statfs`],
+      ["garbage\n", "it holds no pid"],
+    ];
+    for (const [content, reason] of cases) {
+      await writeFile(pidFile, content);
+      await rm(logFile, { force: true });
+      const s = spawnStatfs([
+        "-f",
+        "-c",
+        conf,
+        "--no-auth",
+        "-l",
+        "tcp!127.0.0.1!0",
+        "--http",
+        "off",
+        "--pid-file",
+        pidFile,
+        "--log-file",
+        logFile,
+      ]);
+      try {
+        await waitFor(() => read(pidFile) === `${s.proc.pid}\n`, 60_000, "the pid file written");
+        await waitFor(() => read(logFile).includes("serving"), 60_000, "the start logged");
+        const lines = read(logFile).split("\n");
+        expect(lines[0]).toMatch(STAMPED);
+        expect(lines[0]!.replace(STAMPED, "")).toBe(`replacing stale pid file ${pidFile}: ${reason}`);
+        expect(lines[1]).toMatch(STAMPED);
+      } finally {
+        s.kill("SIGTERM");
+      }
+      expect(await s.exited).toBe(0);
+      expect(s.stderr()).toBe("");
+      expect(existsSync(pidFile)).toBe(false);
+      expect(read(logFile)).toMatch(/ statfs: stopped\n$/);
+    }
+  }, 180_000);
+
+  it("leaves a pid file alone at exit that another instance has taken over", async () => {
+    const conf = await config("taken.conf");
+    const pidFile = join(dir, "taken.pid");
+    const args = [
+      "-f",
+      "-c",
+      conf,
+      "--no-auth",
+      "-l",
+      "tcp!127.0.0.1!0",
+      "--http",
+      "off",
+      "--pid-file",
+      pidFile,
+    ];
+    const t = spawnStatfs(args);
+    try {
+      await waitFor(() => read(pidFile) === `${t.proc.pid}\n`, 60_000, "the pid file written");
+      await writeFile(pidFile, "4194304\n");
+    } finally {
+      t.kill("SIGTERM");
+    }
+    expect(await t.exited).toBe(0);
+    expect(read(pidFile)).toBe("4194304\n");
+  }, 120_000);
+
+  it("a log file or pid file it cannot write: exit 1 with the reason, nothing left running", async () => {
+    const conf = await config("unwritable.conf");
+    const missing = join(dir, "no-such-dir");
+    const base = ["-c", conf, "--no-auth", "-l", "tcp!127.0.0.1!0", "--http", "off"];
+    // The log file is opened before going into the background.
+    const log = spawnStatfs([...base, "--log-file", join(missing, "statfs.log")]);
+    expect(await log.exited).toBe(1);
+    expect(log.stderr()).toBe(
+      `statfs: cannot open log file ${join(missing, "statfs.log")}: ENOENT: no such file or directory, open '${join(missing, "statfs.log")}'\n`,
+    );
+    // The pid file is written by the background process once it serves: it reports the failure
+    // to the starter and stops.
+    const pid = spawnStatfs([...base, "--pid-file", join(missing, "statfs.pid")]);
+    const status = await pid.exited;
+    const leaked = daemonOf(conf);
+    if (leaked) daemons.add(leaked);
+    expect(status).toBe(1);
+    expect(pid.stderr()).toMatch(/^statfs: serving 1 nodes on /m);
+    expect(pid.stderr()).toMatch(
+      new RegExp(`^statfs: cannot write pid file ${missing}/statfs\\.pid: ENOENT.*; stopped$`, "m"),
+    );
+    expect(leaked).toBeUndefined();
+
+    const empty = spawnStatfs([...base, "--pid-file="]);
+    expect(await empty.exited).toBe(2);
+    expect(empty.stderr()).toMatch(/^statfs: --pid-file: expected a file name\n/);
+  }, 120_000);
+});
