@@ -7,7 +7,10 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import { mkdtemp, rename, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { XcpufsHandle } from "@clustermatic/xcpufs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { main as xstat } from "../src/cli/xstat.js";
+import { makeAdminKey, startNode } from "./helpers/cluster.js";
 import { deadPort, waitFor } from "./helpers/net.js";
 import { type Child, daemonOf, run } from "./helpers/proc.js";
 
@@ -24,9 +27,26 @@ const alive = (pid: number) => {
   }
 };
 
+/** The status column of the table served at `addr`, or undefined while it cannot be read. */
+async function statuses(addr: string): Promise<string[] | undefined> {
+  let out = "";
+  const code = await xstat(["-a", addr, "-t", "10s"], {
+    stdout: { write: (s: string) => (out += s) },
+    stderr: { write: () => {} },
+    handleSignals: false,
+  });
+  return code === 0
+    ? out
+        .split("\n")
+        .filter(Boolean)
+        .map((l) => l.split("\t")[3]!)
+    : undefined;
+}
+
 describe("statfs --pid-file and --log-file", () => {
   let dir: string;
   const children: Child[] = [];
+  const nodes: XcpufsHandle[] = [];
   // Background processes the tests found, stopped here whatever an assertion did.
   const daemons = new Set<number>();
 
@@ -43,6 +63,7 @@ describe("statfs --pid-file and --log-file", () => {
       c.kill("SIGKILL");
       await c.exited;
     }
+    for (const n of nodes) await n.close();
     await rm(dir, { recursive: true, force: true });
   });
 
@@ -218,4 +239,50 @@ describe("statfs --pid-file and --log-file", () => {
     expect(await empty.exited).toBe(2);
     expect(empty.stderr()).toMatch(/^statfs: --pid-file: expected a file name\n/);
   }, 120_000);
+
+  it("in the background, logs a node going down and coming back", async () => {
+    const keys = await makeAdminKey(dir);
+    const first = await startNode(keys, dir);
+    nodes.push(first);
+    const conf = join(dir, "outage.conf");
+    await writeFile(conf, `n1=tcp!127.0.0.1!${first.port}\n`);
+    const logFile = join(dir, "outage.log");
+    const addr = `tcp!127.0.0.1!${await deadPort()}`;
+    // Timeouts of seconds: the node answers from this process, which a loaded machine may slow.
+    const args = ["-c", conf, "-a", keys.privateFile, "-l", addr, "--http", "off", "-i", "5s"];
+    const starter = spawnStatfs([
+      ...args,
+      "--connect-timeout",
+      "5s",
+      "--read-timeout",
+      "5s",
+      "--log-file",
+      logFile,
+    ]);
+    const status = await starter.exited;
+    const pid = daemonOf(conf);
+    if (pid) daemons.add(pid);
+    expect(status, starter.stderr()).toBe(0);
+    try {
+      await waitFor(async () => (await statuses(addr))?.[0] === "up", 60_000, "n1 up");
+      // The first status of a node is not a change.
+      expect(read(logFile)).not.toContain("node n1");
+      await first.close();
+      await waitFor(() => read(logFile).includes("node n1 is down: "), 60_000, "n1 down logged");
+      expect(read(logFile)).toMatch(/ statfs: node n1 is down: down\([a-z_]+\)/);
+      // Back on the same port.
+      nodes.push(await startNode(keys, dir, first.port));
+      await waitFor(() => read(logFile).includes("node n1 is up"), 60_000, "n1 up logged");
+      const lines = read(logFile)
+        .split("\n")
+        .filter((l) => l.includes("node n1"));
+      expect(lines.slice(0, 2).map((l) => l.replace(STAMPED, "").replace(/: down.*/, ""))).toEqual([
+        "node n1 is down",
+        "node n1 is up",
+      ]);
+    } finally {
+      process.kill(pid!, "SIGTERM");
+    }
+    await waitFor(() => !alive(pid!), 30_000, "the background statfs stopped");
+  }, 180_000);
 });

@@ -239,6 +239,7 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
     else log((err as Error).message);
     return failed();
   }
+  logOutages(statfs, log);
   if (pidFile) {
     try {
       writePidFile(pidFile, process.pid);
@@ -300,6 +301,33 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
     }
     if (io.signal?.aborted) void stop();
     io.signal?.addEventListener("abort", stop);
+  });
+}
+
+/**
+ * Logs a node going down (`node n2 is down: down(connect_failed) (connect ECONNREFUSED …)`) and
+ * coming back (`node n2 is up`), so that a log shows outages. A node's first status (at start, or
+ * when a reload adds it) is not a change and is not logged: the table shows it.
+ */
+function logOutages(statfs: Statfs, log: (line: string) => void): void {
+  const wasUp = new Map<string, boolean>();
+  // The status is the node's own text: no control character of it may break a log line.
+  const printable = (s: string) =>
+    s.replace(/\p{Cc}/gu, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
+  statfs.monitor.on("change", (v) => {
+    if (v.status === "down(initializing)") return;
+    const before = wasUp.get(v.name);
+    wasUp.set(v.name, v.up);
+    if (before === undefined || before === v.up) return;
+    log(
+      v.up
+        ? `node ${v.name} is up`
+        : `node ${v.name} is down: ${printable(v.status)}${v.error ? ` (${printable(v.error)})` : ""}`,
+    );
+  });
+  statfs.monitor.on("reload", (config) => {
+    const names = new Set(config.nodes.map((n) => n.name));
+    for (const name of wasUp.keys()) if (!names.has(name)) wasUp.delete(name);
   });
 }
 
