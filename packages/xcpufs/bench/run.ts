@@ -283,12 +283,15 @@ async function main(): Promise<void> {
   const prof = process.env.BENCH_PROF
     ? ["--cpu-prof", "--cpu-prof-dir", resolve(process.env.BENCH_PROF)]
     : [];
-  const servers: Srv[] = [await start("this", undefined, [...NODE_FLAGS, ...prof])];
   const baselineBin = process.env.BENCH_BASELINE ? resolve(process.env.BENCH_BASELINE) : undefined;
   const baselineArgs = (process.env.BENCH_BASELINE_ARGS ?? "").split(/\s+/).filter(Boolean);
-  if (baselineBin) servers.push(await start("baseline", baselineBin, NODE_FLAGS, baselineArgs));
+  const servers: Srv[] = [];
   const results = new Map<Srv, Result>();
   try {
+    // Inside the try: a baseline that cannot start (a wrong path, missing modules) must not leave
+    // the first server running.
+    servers.push(await start("this", undefined, [...NODE_FLAGS, ...prof]));
+    if (baselineBin) servers.push(await start("baseline", baselineBin, NODE_FLAGS, baselineArgs));
     await new Promise((r) => setTimeout(r, 300));
     for (const s of servers) s.idleKiB = memKiB(s.pid).rss;
     const mounts = new Map<Srv, Fsys>();
