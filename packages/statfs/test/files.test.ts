@@ -7,12 +7,11 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import { mkdtemp, rename, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { XcpufsHandle } from "@clustermatic/xcpufs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { main as xstat } from "../src/cli/xstat.js";
 import { makeAdminKey, startNode } from "./helpers/cluster.js";
 import { deadPort, waitFor } from "./helpers/net.js";
-import { type Child, daemonOf, run } from "./helpers/proc.js";
+import { daemonOf, processScope } from "./helpers/proc.js";
 
 /** The first line of each message in the log file: an ISO 8601 UTC time, then the stderr line. */
 const STAMPED = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z statfs: /;
@@ -45,33 +44,19 @@ async function statuses(addr: string): Promise<string[] | undefined> {
 
 describe("statfs --pid-file and --log-file", () => {
   let dir: string;
-  const children: Child[] = [];
-  const nodes: XcpufsHandle[] = [];
-  // Background processes the tests found, stopped here whatever an assertion did.
-  const daemons = new Set<number>();
+  // Everything the tests start (background processes they found too), stopped whatever an
+  // assertion did.
+  const scope = processScope();
+  const { daemons, spawnStatfs } = scope;
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), "statfs-files-"));
   });
   afterAll(async () => {
-    for (const pid of daemons) {
-      try {
-        process.kill(pid, "SIGKILL");
-      } catch {}
-    }
-    for (const c of children) {
-      c.kill("SIGKILL");
-      await c.exited;
-    }
-    for (const n of nodes) await n.close();
+    await scope.stop();
     await rm(dir, { recursive: true, force: true });
   });
 
-  const spawnStatfs = (args: string[], opts: { cwd?: string } = {}) => {
-    const c = run("statfs", args, opts);
-    children.push(c);
-    return c;
-  };
   const config = async (name: string) => {
     const conf = join(dir, name);
     await writeFile(conf, `n1=127.0.0.1!${await deadPort()}\n`);
@@ -243,7 +228,7 @@ describe("statfs --pid-file and --log-file", () => {
   it("in the background, logs a node going down and coming back", async () => {
     const keys = await makeAdminKey(dir);
     const first = await startNode(keys, dir);
-    nodes.push(first);
+    scope.keep(first);
     const conf = join(dir, "outage.conf");
     await writeFile(conf, `n1=tcp!127.0.0.1!${first.port}\n`);
     const logFile = join(dir, "outage.log");
@@ -271,7 +256,7 @@ describe("statfs --pid-file and --log-file", () => {
       await waitFor(() => read(logFile).includes("node n1 is down: "), 60_000, "n1 down logged");
       expect(read(logFile)).toMatch(/ statfs: node n1 is down: down\([a-z_]+\)/);
       // Back on the same port.
-      nodes.push(await startNode(keys, dir, first.port));
+      scope.keep(await startNode(keys, dir, first.port));
       await waitFor(() => read(logFile).includes("node n1 is up"), 60_000, "n1 up logged");
       const lines = read(logFile)
         .split("\n")

@@ -15,7 +15,7 @@ import { main as xstat } from "../src/cli/xstat.js";
 import { type ParsedRow, parseTable } from "../src/table.js";
 import { type AdminKeys, makeAdminKey, startNode } from "./helpers/cluster.js";
 import { deadPort, waitFor } from "./helpers/net.js";
-import { type Child, daemonOf, run } from "./helpers/proc.js";
+import { daemonOf, processScope } from "./helpers/proc.js";
 
 async function table(addr: string): Promise<ParsedRow[] | undefined> {
   let out = "";
@@ -31,34 +31,20 @@ describe("statfs process", () => {
   let dir: string;
   let keys: AdminKeys;
   const nodes: XcpufsHandle[] = [];
-  const children: Child[] = [];
+  // Everything the tests start (background processes they found too), stopped whatever an
+  // assertion did.
+  const scope = processScope();
+  const { daemons, spawnStatfs } = scope;
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), "statfs-proc-"));
     keys = await makeAdminKey(dir);
-    nodes.push(await startNode(keys, dir), await startNode(keys, dir));
+    nodes.push(scope.keep(await startNode(keys, dir)), scope.keep(await startNode(keys, dir)));
   });
-  // Background processes the tests found, stopped here whatever an assertion did.
-  const daemons = new Set<number>();
   afterAll(async () => {
-    for (const pid of daemons) {
-      try {
-        process.kill(pid, "SIGKILL");
-      } catch {}
-    }
-    for (const c of children) {
-      c.kill("SIGKILL");
-      await c.exited;
-    }
-    for (const n of nodes) await n.close();
+    await scope.stop();
     await rm(dir, { recursive: true, force: true });
   });
-
-  const spawnStatfs = (args: string[], opts: { cwd?: string } = {}) => {
-    const c = run("statfs", args, opts);
-    children.push(c);
-    return c;
-  };
 
   it("refuses a broken configuration at start-up with file and line, and bad usage with 2", async () => {
     const conf = join(dir, "bad.conf");

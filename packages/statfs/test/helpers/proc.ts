@@ -87,3 +87,39 @@ export function daemonOf(conf: string, marked = false): number | undefined {
   }
   return undefined;
 }
+
+/**
+ * What a test file starts: statfs children, background statfs processes it found (by pid) and
+ * xcpufs nodes. `stop()` ends them all, whatever an assertion did.
+ */
+export function processScope() {
+  const children: Child[] = [];
+  const daemons = new Set<number>();
+  const nodes: { close(): Promise<void> }[] = [];
+  return {
+    daemons,
+    /** Starts statfs with `args`, to be stopped by stop(). */
+    spawnStatfs(args: string[], opts: { cwd?: string } = {}): Child {
+      const c = run("statfs", args, opts);
+      children.push(c);
+      return c;
+    },
+    /** Closes `node` at stop(); returns it. */
+    keep<T extends { close(): Promise<void> }>(node: T): T {
+      nodes.push(node);
+      return node;
+    },
+    async stop(): Promise<void> {
+      for (const pid of daemons) {
+        try {
+          process.kill(pid, "SIGKILL");
+        } catch {}
+      }
+      for (const c of children) {
+        c.kill("SIGKILL");
+        await c.exited;
+      }
+      for (const n of nodes) await n.close();
+    },
+  };
+}
