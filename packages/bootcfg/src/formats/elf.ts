@@ -1,6 +1,6 @@
 // ELF32/ELF64 headers, program headers and notes (System V ABI). Both byte orders.
 import { formatError } from "../errors.js";
-import { cstring, view } from "../util.js";
+import { align, cstring, view } from "../util.js";
 
 export const PT_LOAD = 1;
 export const PT_NOTE = 4;
@@ -71,10 +71,6 @@ export function findMultibootHeader(buf: Uint8Array): number | undefined {
   return undefined;
 }
 
-function align4(n: number): number {
-  return Math.ceil(n / 4) * 4;
-}
-
 export function isElf(buf: Uint8Array): boolean {
   return buf.length >= 16 && buf[0] === 0x7f && buf[1] === 0x45 && buf[2] === 0x4c && buf[3] === 0x46;
 }
@@ -138,8 +134,8 @@ export function parseElf(buf: Uint8Array, what = "ELF"): ElfInfo {
       const type = u32(o + 8);
       const nameOff = o + 12;
       // (arithmetic, not `& ~3`: sizes near 2^32 would turn negative and walk backwards)
-      const descOff = nameOff + align4(namesz);
-      const next = descOff + align4(descsz);
+      const descOff = nameOff + align(namesz, 4);
+      const next = descOff + align(descsz, 4);
       if (next > end) break;
       notes.push({
         name: cstring(buf, nameOff, namesz),
