@@ -47,11 +47,16 @@ function outputPlan(path: string): { target: string; tmp?: string } {
   return { target, tmp: join(dirname(target), `.${basename(target)}.${process.pid}.tmp`) };
 }
 
-function outputError(path: string, err: unknown, tmp: string | undefined): BootcfgError {
+function outputError(
+  path: string,
+  err: unknown,
+  tmp: string | undefined,
+  outcome = "it is left as it was",
+): BootcfgError {
   if (tmp) rmSync(tmp, { force: true });
   const e = err as NodeJS.ErrnoException;
   const why = e.code === "ENOSPC" ? "no space left on device" : (e.code ?? e.message);
-  return new BootcfgError("EIO", `${path}: cannot write it (${why}); it is left as it was`, { cause: err });
+  return new BootcfgError("EIO", `${path}: cannot write it (${why}); ${outcome}`, { cause: err });
 }
 
 /** Writes an output file whole or not at all (see outputPlan). */
@@ -103,13 +108,9 @@ export class OutputBatch {
       writeFileSync(plan.tmp ?? plan.target, data, mode === undefined ? undefined : { mode });
       if (plan.tmp) this.staged.set(plan.target, { path, tmp: plan.tmp });
     } catch (err) {
-      const e = outputError(path, err, plan?.tmp);
+      const e = outputError(path, err, plan?.tmp, "no output was changed");
       this.abort();
-      throw new BootcfgError(
-        "EIO",
-        `${e.message.replace(/; it is left as it was$/, "")}; no output was changed`,
-        { cause: err },
-      );
+      throw e;
     }
   }
 
