@@ -56,7 +56,7 @@ const ELFCOREHDR_ROOM = 30;
  * kernel!` at cmdline_size bytes), and the kernel's kexec_file_load also keeps room for
  * `elfcorehdr=` (EINVAL otherwise), whether or not the kernel is a crash kernel.
  */
-export function cmdlineLimit(node: ResolvedNode, k: Inspection): { limit: number; says: string } | undefined {
+function cmdlineLimit(node: ResolvedNode, k: Inspection): { limit: number; says: string } | undefined {
   if (k.format !== "bzImage") {
     const limit = CMDLINE_LIMIT[node.arch];
     return limit === undefined ? undefined : { limit, says: `kernel accepts ${limit}` };
@@ -303,6 +303,7 @@ export function checkCluster(cluster: Cluster, files: FileCache, only?: readonly
   const errors: string[] = [];
   const macs = new Map<string, string>();
   const ips = new Map<string, string>();
+  const resolved: Array<{ res: CheckResult; node: ResolvedNode }> = [];
   for (const name of names) {
     let r: ResolvedNode;
     try {
@@ -334,21 +335,13 @@ export function checkCluster(cluster: Cluster, files: FileCache, only?: readonly
     }
     res.ok = res.errors.length === 0;
     nodes.push(res);
+    resolved.push({ res, node: r });
     errors.push(...res.errors);
   }
   // pxelinux configs (and, apart, iPXE scripts) name files by base name in one published directory
-  const resolved = nodes.flatMap((res) => {
-    try {
-      return [{ res, node: cluster.resolve(res.node) }];
-    } catch {
-      return [];
-    }
-  });
-  const problems = (["pxe", "ipxe"] as const).flatMap((d) =>
-    publishedNameProblems(
-      resolved.map((r) => r.node).filter((n) => n.delivery === d),
-      (p) => cluster.path(p),
-    ),
+  const problems = publishedNameProblems(
+    resolved.map((r) => r.node),
+    (p) => cluster.path(p),
   );
   for (const problem of problems) {
     const res = resolved.find((r) => problem.startsWith(`${r.node.name}: `))!.res;

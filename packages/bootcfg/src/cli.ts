@@ -472,21 +472,18 @@ export async function main(argv: string[], io: Io): Promise<number> {
         if (a.values.help) return helpFor(cmd);
         const c = loadCluster(a.values.cluster as string | undefined);
         const dir = abs(need(a.values.output, "-o DIR"));
-        const problems = publishedNameProblems(
-          c
-            .nodes()
-            .map((n) => c.resolve(n))
-            .filter((r) => r.delivery === cmd),
-          (p) => c.path(p),
-        );
+        const published = c
+          .nodes()
+          .map((n) => c.resolve(n))
+          .filter((r) => r.delivery === cmd);
+        const problems = publishedNameProblems(published, (p) => c.path(p));
         if (problems.length) throw new BootcfgError("ECHECK", problems.join("\n"));
         const cache = new PlanCache(new FileCache());
         const index: Record<string, string[]> = {};
         // Every node's files or none (see OutputBatch).
         withOutputs((o) => {
-          for (const name of c.nodes()) {
-            const r = c.resolve(name);
-            if (r.delivery !== cmd) continue;
+          for (const r of published) {
+            const name = r.name;
             if (!r.mac) throw new BootcfgError("ECHECK", `${name}: delivery "${cmd}" needs a mac address`);
             const p = planNode(c, r, cache);
             const written: string[] = [];
@@ -523,11 +520,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
               `# written by ${TOOL}: nodes without their own file boot from disk\nDEFAULT local\nPROMPT 0\nLABEL local\n  LOCALBOOT 0\n`,
             );
           } else {
-            const first = c
-              .nodes()
-              .map((n) => c.resolve(n))
-              .find((r) => r.delivery === "ipxe");
-            o.write(join(dir, "boot.ipxe"), renderIpxeDispatch(first?.baseUrl));
+            o.write(join(dir, "boot.ipxe"), renderIpxeDispatch(published[0]?.baseUrl));
           }
           o.write(join(dir, `${cmd}-index.json`), `${toJson(index)}\n`);
         });
@@ -793,20 +786,15 @@ export function manifestSet(file: string): Record<string, Record<string, unknown
 export function renderCluster(c: Cluster, dir: string): number {
   // The pxelinux configs and iPXE scripts written here name files as `pxe` and `ipxe` publish them.
   const resolved = c.nodes().map((n) => c.resolve(n));
-  const problems = (["pxe", "ipxe"] as const).flatMap((d) =>
-    publishedNameProblems(
-      resolved.filter((r) => r.delivery === d),
-      (p) => c.path(p),
-    ),
-  );
+  const problems = publishedNameProblems(resolved, (p) => c.path(p));
   if (problems.length) throw new BootcfgError("ECHECK", problems.join("\n"));
   const cache = new PlanCache(new FileCache());
   // All nodes or none: a node whose plan fails, or a full disk, leaves the previous render whole.
   return withOutputs((out) => {
     let count = 0;
-    for (const name of c.nodes()) {
-      const p = planNode(c, c.resolve(name), cache);
-      const d = join(dir, name);
+    for (const r of resolved) {
+      const p = planNode(c, r, cache);
+      const d = join(dir, r.name);
       out.mkdir(d);
       out.write(join(d, "kexec.sh"), renderKexecSh(p), 0o755);
       out.write(join(d, "plan.json"), `${toJson(renderPlanJson(c, p))}\n`);

@@ -78,16 +78,31 @@ interface Publication {
  * name each by its base name in one published directory, so two different files with the same
  * base name (`x86/vmlinuz`, `i386/vmlinuz`) would be one file there and some nodes would boot the
  * other's kernel; and a name (or iPXE base URL) with white space — or, for pxelinux's INITRD
- * list, a comma — does not survive the line it is written on.
+ * list, a comma — does not survive the line it is written on. pxelinux configs and iPXE scripts
+ * are published apart: names are compared among the nodes of one delivery (pxe's problems first).
  */
 export function publishedNameProblems(
-  nodes: ReadonlyArray<Pick<ResolvedNode, "name" | "arch" | "delivery" | "kernel" | "initrds" | "baseUrl">>,
+  nodes: ReadonlyArray<PublishedNode>,
+  resolvePath: (p: string) => string,
+): string[] {
+  return (["pxe", "ipxe"] as const).flatMap((d) =>
+    deliveryNameProblems(
+      nodes.filter((n) => n.delivery === d),
+      resolvePath,
+    ),
+  );
+}
+
+type PublishedNode = Pick<ResolvedNode, "name" | "arch" | "delivery" | "kernel" | "initrds" | "baseUrl">;
+
+/** publishedNameProblems for nodes of one delivery. */
+function deliveryNameProblems(
+  nodes: ReadonlyArray<PublishedNode>,
   resolvePath: (p: string) => string,
 ): string[] {
   const problems: string[] = [];
   const seen = new Map<string, Publication>();
   for (const n of nodes) {
-    if (n.delivery !== "pxe" && n.delivery !== "ipxe") continue;
     const files: Array<[string, Publication]> = [
       [basename(n.kernel.path), { source: resolvePath(n.kernel.path), node: n.name, what: "kernel" }],
       ...n.initrds.map((p): [string, Publication] => [
