@@ -62,8 +62,12 @@ function ipAdd(ip: string, n: number): string {
   return out.join(".");
 }
 
+function macValue(mac: string): number {
+  return Number.parseInt(mac.replaceAll(":", ""), 16); // 48 bits: exact in a double
+}
+
 function macAdd(mac: string, n: number): string {
-  let v = Number.parseInt(mac.replaceAll(":", ""), 16) + n; // 48 bits: exact in a double
+  let v = macValue(mac) + n;
   const out: string[] = [];
   for (let i = 0; i < 6; i++) {
     out.unshift((v % 256).toString(16).padStart(2, "0"));
@@ -161,8 +165,7 @@ export class Cluster {
         );
       };
       if (entry.ip && last > 0) overflow("ip", entry.ip, 0xffffffff, ipValue(entry.ip) + last);
-      if (entry.mac && last > 0)
-        overflow("mac", entry.mac, 0xffffffffffff, Number.parseInt(entry.mac.replaceAll(":", ""), 16) + last);
+      if (entry.mac && last > 0) overflow("mac", entry.mac, 0xffffffffffff, macValue(entry.mac) + last);
     }
   }
 
