@@ -3,25 +3,26 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join, relative } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join, relative } from "node:path";
 import { type Fsys, mount } from "@clustermatic/ninep/client";
 import { OWRITE } from "@clustermatic/ninep/codec";
 import { afterAll, describe, expect, it } from "vitest";
 import { main } from "../src/cli.js";
 import {
   cmd,
+  listeningOn,
   liveWithMarker,
   login,
   openJob,
+  PKG,
   readAll,
   rsaKey,
   sessionDirsIn,
   until,
   write,
+  xcpufsArgs,
 } from "./helpers.js";
 
-const pkg = dirname(dirname(fileURLToPath(import.meta.url)));
 const tmp = mkdtempSync(join(tmpdir(), "xcpufs-cli-"));
 const children: ChildProcess[] = [];
 const onExit: (() => void)[] = [];
@@ -35,28 +36,12 @@ afterAll(() => {
 async function startCli(
   args: string[],
 ): Promise<{ child: ChildProcess; address: string; stderr: () => string }> {
-  const child = spawn(
-    process.execPath,
-    [
-      "--conditions=@clustermatic/source",
-      "--import",
-      "tsx",
-      join(pkg, "src/bin/xcpufs.ts"),
-      "-p",
-      "0",
-      ...args,
-    ],
-    { cwd: pkg, stdio: ["ignore", "pipe", "pipe"] },
-  );
-  children.push(child);
-  let err = "";
-  child.stderr?.on("data", (d) => {
-    err += d;
+  const child = spawn(process.execPath, xcpufsArgs("-p", "0", ...args), {
+    cwd: PKG,
+    stdio: ["ignore", "pipe", "pipe"],
   });
-  await until(() => /listening on (\S+)/.test(err) || child.exitCode !== null, 60_000);
-  const m = /listening on (\S+)/.exec(err);
-  if (!m) throw new Error(`xcpufs did not start: ${err}`);
-  return { child, address: m[1] as string, stderr: () => err };
+  children.push(child);
+  return { child, ...(await listeningOn(child)) };
 }
 
 function exited(child: ChildProcess): Promise<number | null> {
@@ -74,22 +59,14 @@ const anon = (address: string) => mount(address, { uname: "t", n_uname: uid, aut
 
 describe("xcpufs command", () => {
   it("prints usage and rejects bad options", async () => {
-    const c = spawn(
-      process.execPath,
-      ["--conditions=@clustermatic/source", "--import", "tsx", join(pkg, "src/bin/xcpufs.ts"), "-p", "x"],
-      { cwd: pkg },
-    );
+    const c = spawn(process.execPath, xcpufsArgs("-p", "x"), { cwd: PKG });
     let err = "";
     c.stderr.on("data", (d) => {
       err += d;
     });
     expect(await exited(c)).toBe(2);
     expect(err).toContain("invalid port");
-    const m = spawn(
-      process.execPath,
-      ["--conditions=@clustermatic/source", "--import", "tsx", join(pkg, "src/bin/xcpufs.ts"), "-m", "100"],
-      { cwd: pkg },
-    );
+    const m = spawn(process.execPath, xcpufsArgs("-m", "100"), { cwd: PKG });
     let merr = "";
     m.stderr.on("data", (d) => {
       merr += d;
@@ -99,7 +76,7 @@ describe("xcpufs command", () => {
   }, 120_000);
 
   it("--version and -V print the package's version and exit 0", async () => {
-    const { version } = JSON.parse(readFileSync(join(pkg, "package.json"), "utf8"));
+    const { version } = JSON.parse(readFileSync(join(PKG, "package.json"), "utf8"));
     const run = async (argv: string[]) => {
       let out = "";
       let err = "";
@@ -135,10 +112,10 @@ describe("xcpufs command", () => {
   it("takes a relative -t against its working directory and runs programs staged there", async () => {
     // Relative paths as an operator may type them, resolved against the directory xcpufs starts
     // in (the package directory here; node_modules keeps the scratch files out of the sources).
-    const work = mkdtempSync(join(pkg, "node_modules", ".xcpufs-cli-rel-"));
+    const work = mkdtempSync(join(PKG, "node_modules", ".xcpufs-cli-rel-"));
     onExit.push(() => rmSync(work, { recursive: true, force: true }));
     mkdirSync(join(work, "sessions"));
-    const rel = relative(pkg, work);
+    const rel = relative(PKG, work);
     const { child, address } = await startCli([
       "--no-auth",
       "-t",

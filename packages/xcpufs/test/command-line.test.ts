@@ -4,13 +4,11 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { main, OPTIONS } from "../src/cli.js";
-import { until } from "./helpers.js";
+import { listeningOn, PKG, xcpufsArgs } from "./helpers.js";
 
-const pkg = dirname(dirname(fileURLToPath(import.meta.url)));
 const tmp = mkdtempSync(join(tmpdir(), "xcpufs-cmdline-"));
 const children: ChildProcess[] = [];
 afterAll(() => {
@@ -37,27 +35,11 @@ describe("xcpufs command line", () => {
   it("prints the address when port 0 comes from a --listen dial string (whose port wins over -p)", async () => {
     const child = spawn(
       process.execPath,
-      [
-        "--conditions=@clustermatic/source",
-        "--import",
-        "tsx",
-        join(pkg, "src/bin/xcpufs.ts"),
-        "--no-auth",
-        "--listen",
-        "tcp!127.0.0.1!0",
-        "-t",
-        tmp,
-        "--state-dir",
-        tmp,
-      ],
-      { cwd: pkg, stdio: ["ignore", "ignore", "pipe"] },
+      xcpufsArgs("--no-auth", "--listen", "tcp!127.0.0.1!0", "-t", tmp, "--state-dir", tmp),
+      { cwd: PKG, stdio: ["ignore", "ignore", "pipe"] },
     );
     children.push(child);
-    let err = "";
-    child.stderr?.on("data", (d) => {
-      err += d;
-    });
-    await until(() => /listening on \S+\n/.test(err) || child.exitCode !== null, 60_000);
+    const err = (await listeningOn(child)).stderr();
     const m = /^xcpufs: listening on tcp!127\.0\.0\.1!(\d+)$/m.exec(err);
     expect(m, err).not.toBeNull();
     expect(Number(m![1])).toBeGreaterThan(0);

@@ -19,9 +19,18 @@ import { OREAD, OWRITE } from "@clustermatic/ninep/codec";
 import { afterAll, describe, expect, it } from "vitest";
 import { findPerl } from "../src/fork-helper.js";
 import { startXcpufs } from "../src/index.js";
-import { openJob, readAll, run, sessionDirsIn, until, write } from "./helpers.js";
+import {
+  listeningOn,
+  openJob,
+  PKG,
+  readAll,
+  run,
+  sessionDirsIn,
+  until,
+  write,
+  xcpufsArgs,
+} from "./helpers.js";
 
-const pkg = join(import.meta.dirname, "..");
 const work = mkdtempSync(join(tmpdir(), "xcpufs-failure-"));
 const children: ChildProcess[] = [];
 afterAll(() => {
@@ -42,32 +51,13 @@ async function startLimited(nofile: number, tmp: string): Promise<{ child: Child
     [
       `--nofile=${nofile}`,
       process.execPath,
-      "--conditions=@clustermatic/source",
-      "--import",
-      "tsx",
-      join(pkg, "src/bin/xcpufs.ts"),
-      "--no-auth",
-      "--listen",
-      "127.0.0.1",
-      "-p",
-      "0",
-      "-t",
-      tmp,
-      "--state-dir",
-      tmp,
+      ...xcpufsArgs("--no-auth", "--listen", "127.0.0.1", "-p", "0", "-t", tmp, "--state-dir", tmp),
     ],
-    { cwd: pkg, stdio: ["ignore", "pipe", "pipe"] },
+    { cwd: PKG, stdio: ["ignore", "pipe", "pipe"] },
   );
   children.push(child);
-  let err = "";
-  child.stderr?.on("data", (d) => {
-    err += d;
-  });
   child.stdout?.resume();
-  await until(() => /listening on (\S+)/.test(err) || child.exitCode !== null, 60_000);
-  const m = /listening on (\S+)/.exec(err);
-  if (!m) throw new Error(`xcpufs did not start: ${err}`);
-  return { child, address: m[1] as string };
+  return { child, address: (await listeningOn(child)).address };
 }
 
 /** Waits until process `pid` has had the same number of open descriptors for a few polls. */

@@ -1,8 +1,10 @@
 // Test helpers: keys, authenticated mounts, running a job through the session files.
 
+import type { ChildProcess } from "node:child_process";
 import { generateKeyPairSync, type KeyObject, sign } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { type Fid, type Fsys, mount } from "@clustermatic/ninep/client";
 import { OREAD, OTRUNC, OWRITE } from "@clustermatic/ninep/codec";
 import { RemoteError } from "@clustermatic/ninep/errors";
@@ -199,4 +201,27 @@ export async function rerror(p: Promise<unknown>): Promise<{ ename: string; errn
     throw err;
   }
   throw new Error("the call succeeded");
+}
+
+/** This package's directory. */
+export const PKG = dirname(dirname(fileURLToPath(import.meta.url)));
+
+/** Node's arguments that run the xcpufs command from its sources with `args`. */
+export function xcpufsArgs(...args: string[]): string[] {
+  return ["--conditions=@clustermatic/source", "--import", "tsx", join(PKG, "src/bin/xcpufs.ts"), ...args];
+}
+
+/**
+ * The address a starting xcpufs child prints (`listening on ADDRESS`) and all it wrote on stderr
+ * so far; throws with that text when it exits first.
+ */
+export async function listeningOn(child: ChildProcess): Promise<{ address: string; stderr: () => string }> {
+  let err = "";
+  child.stderr?.on("data", (d) => {
+    err += d;
+  });
+  await until(() => /listening on \S+\n/.test(err) || child.exitCode !== null, 60_000);
+  const m = /listening on (\S+)\n/.exec(err);
+  if (!m) throw new Error(`xcpufs did not start: ${err}`);
+  return { address: m[1] as string, stderr: () => err };
 }

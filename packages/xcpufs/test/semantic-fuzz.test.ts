@@ -7,13 +7,12 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { MsgType } from "@clustermatic/ninep/codec";
 import { RawClient } from "@clustermatic/ninep/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { xcpufsArgs } from "./helpers.js";
 
-const pkg = dirname(dirname(fileURLToPath(import.meta.url)));
 const work = mkdtempSync(join(tmpdir(), "xcpufs-fuzz-"));
 const decoy = join(work, "decoy");
 let srv: ChildProcess;
@@ -39,11 +38,7 @@ beforeAll(async () => {
   mkdirSync(join(work, "state"));
   srv = spawn(
     process.execPath,
-    [
-      "--conditions=@clustermatic/source",
-      "--import",
-      "tsx",
-      join(pkg, "src/bin/xcpufs.ts"),
+    xcpufsArgs(
       "--no-auth",
       "-p",
       "0",
@@ -55,7 +50,7 @@ beforeAll(async () => {
       join(work, "state"),
       "--log-level",
       "error",
-    ],
+    ),
     { stdio: ["ignore", "pipe", "pipe"] },
   );
   srv.stdout?.on("data", (d) => (log += d));

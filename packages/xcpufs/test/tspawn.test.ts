@@ -3,8 +3,7 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import type { Fsys } from "@clustermatic/ninep/client";
 import { DMDIR, OREAD, OWRITE } from "@clustermatic/ninep/codec";
 import { afterAll, describe, expect, it } from "vitest";
@@ -16,13 +15,14 @@ import {
   type KeyPair,
   login,
   openJob,
+  PKG,
   readAll,
   rsaKey,
   until,
   write,
+  xcpufsArgs,
 } from "./helpers.js";
 
-const pkg = dirname(dirname(fileURLToPath(import.meta.url)));
 const tmp = mkdtempSync(join(tmpdir(), "xcpufs-tspawn-"));
 const admin = rsaKey();
 const alice = rsaKey();
@@ -256,23 +256,21 @@ describe("tree spawn", () => {
               "exec",
               ns,
               process.execPath,
-              "--conditions=@clustermatic/source",
-              "--import",
-              "tsx",
-              join(pkg, "src/bin/xcpufs.ts"),
-              "--listen",
-              `${net}.${i + 1}`,
-              "-p",
-              "6667",
-              "-s",
-              "-a",
-              join(dir, "admin.pub"),
-              "-t",
-              dir,
-              "--state-dir",
-              join(dir, "state"),
+              ...xcpufsArgs(
+                "--listen",
+                `${net}.${i + 1}`,
+                "-p",
+                "6667",
+                "-s",
+                "-a",
+                join(dir, "admin.pub"),
+                "-t",
+                dir,
+                "--state-dir",
+                join(dir, "state"),
+              ),
             ],
-            { cwd: pkg, stdio: ["ignore", "ignore", "pipe"] },
+            { cwd: PKG, stdio: ["ignore", "ignore", "pipe"] },
           );
           nodeProcs.push(child);
           children.push(child);
