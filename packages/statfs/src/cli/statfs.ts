@@ -128,6 +128,8 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
   // The background process: its messages go to the starting process until it serves, then only
   // to the log file.
   const daemonChild = process.env[DAEMON_ENV] === "1" && typeof process.send === "function";
+  // The command that starts the background process and returns once that one serves.
+  const starter = io.detach && !foreground && !daemonChild;
   // Named from where statfs was started (the background process works from / once it serves,
   // and reopens the log file there).
   const pidFile = values["pid-file"] === undefined ? undefined : resolve(values["pid-file"]);
@@ -157,19 +159,15 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
       sending.push(new Promise((sent) => process.send?.({ log: line }, undefined, {}, () => sent())));
     else if (!daemonChild && !logFile) io.stderr.write(`statfs: ${line}\n`);
   };
+  // A start that cannot go on: once what it logged has left, exit status 1.
   const failed = async () => {
     await Promise.all(sending);
     logFile?.close();
     return EXIT_FAIL;
   };
-  // A refusal before anything else is opened: on stderr (or to the starting process).
-  const refuse = (msg: string) => {
-    if (daemonChild) {
-      log(msg);
-      return failed();
-    }
-    io.stderr.write(`statfs: ${msg}\n`);
-    return EXIT_FAIL;
+  const fail = (msg: string) => {
+    log(msg);
+    return failed();
   };
 
   // A second statfs given the pid file of one that runs is refused before it goes into the
@@ -181,14 +179,14 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
     try {
       state = readPidFile(pidFile, ours);
     } catch (err) {
-      return refuse((err as Error).message);
+      return fail((err as Error).message);
     }
     if (state.kind === "running")
-      return refuse(
+      return fail(
         `already running as pid ${state.pid} (pid file ${pidFile}); stop it first or use another --pid-file`,
       );
     // Said once, by the process that will serve.
-    if (state.kind === "stale" && (daemonChild || !io.detach || foreground))
+    if (state.kind === "stale" && !starter)
       staleNote = `replacing stale pid file ${pidFile}: ${state.reason}`;
   }
   // The log file must open before going into the background, where its failure would go unseen.
@@ -196,10 +194,10 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
     try {
       logFile = new LogFile(logPath);
     } catch (err) {
-      return refuse((err as Error).message);
+      return fail((err as Error).message);
     }
   }
-  if (io.detach && !foreground && !daemonChild) {
+  if (starter) {
     logFile?.close();
     logFile = undefined;
     return detach(argv, io);
@@ -212,10 +210,9 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
     try {
       key = await loadPrivateKey(path);
     } catch (err) {
-      log(
+      return fail(
         `${(err as Error).message}${err instanceof KeyError && !values["admin-key"] ? " (use -a FILE, or --no-auth for nodes without authentication)" : ""}`,
       );
-      return failed();
     }
   }
 
@@ -235,9 +232,9 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
       traceClient: values["debug-client"] ? (node, l) => io.stderr.write(`${node} ${l}\n`) : undefined,
     });
   } catch (err) {
-    if (err instanceof ConfigError) log(`configuration rejected:\n${err.message}`);
-    else log((err as Error).message);
-    return failed();
+    return fail(
+      err instanceof ConfigError ? `configuration rejected:\n${err.message}` : (err as Error).message,
+    );
   }
   logOutages(statfs, log);
   if (pidFile) {
