@@ -1,7 +1,7 @@
 // @clustermatic/xrx: the client library behind xrx, xk and xps.
 export { type CliIo, parseCommandLine, UsageError } from "./cli/args.js";
 export { ElfError, type ElfInfo, isElf, machineName, parseElf } from "./elf.js";
-export { type JobOptions, type JobResult, mapLimit, runJob } from "./job.js";
+export { type JobOptions, type JobResult, runJob } from "./job.js";
 export {
   ADMIN_KEY,
   defaultKeyFile,
@@ -22,6 +22,7 @@ export {
   type LibrarySet,
   readLdSoConf,
 } from "./libs.js";
+export { mapLimit } from "./limit.js";
 export * from "./nodes.js";
 export { formatBytes, type MuxOptions, OutputMux, Progress, type Sink, StreamMux } from "./output.js";
 export { jobMainProcesses, type ProcRecord, parseProcs, statColumn, timeColumn } from "./procs.js";

@@ -5,33 +5,12 @@
 // others.
 import { readFileSync } from "node:fs";
 import type { NodeSpec } from "@clustermatic/ninep/nodes";
+import { mapLimit } from "./limit.js";
 import { formatBytes, OutputMux, Progress, type Sink } from "./output.js";
 import { jobMainProcesses } from "./procs.js";
 import { fanout, planLocal, planStaging, type StagePlan, StagingError, sysrootFor } from "./staging.js";
 import { aggregateExit, type NodeOutcome, summarize } from "./status.js";
 import { type Identity, reasonOf, type Session, XcpuError, XcpuNode } from "./xcpu.js";
-
-/** Runs `fn` over items with at most `limit` running at once. */
-export async function mapLimit<T, R>(
-  items: readonly T[],
-  limit: number,
-  fn: (item: T, i: number) => Promise<R>,
-) {
-  const results = new Array<PromiseSettledResult<R>>(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      try {
-        results[i] = { status: "fulfilled", value: await fn(items[i]!, i) };
-      } catch (reason) {
-        results[i] = { status: "rejected", reason };
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
-  return results;
-}
 
 export interface JobOptions {
   nodes: NodeSpec[];

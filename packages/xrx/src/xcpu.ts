@@ -8,6 +8,7 @@ import { DMDIR, ORDWR, OREAD, OTRUNC, OWRITE } from "@clustermatic/ninep/codec";
 import { ConnectionError, connectFailureWords, RemoteError } from "@clustermatic/ninep/errors";
 import type { NodeSpec } from "@clustermatic/ninep/nodes";
 import { crypto, ed25519PasskeyDecrypt, type PrivateKey, rsaPkcs1Decrypt } from "./keys.js";
+import { forEachLimited } from "./limit.js";
 import { type ProcRecord, parseProcs } from "./procs.js";
 import { quoteArgs } from "./quote.js";
 import type { StagePlan } from "./staging.js";
@@ -61,28 +62,6 @@ export function onNode(node: string, err: unknown): XcpuError {
  * "too many outstanding requests": a directory of thousands of files must not send them all.
  */
 const FILES_IN_FLIGHT = 32;
-
-/** Runs `fn` on every item, at most `limit` at once; rejects with the first error. */
-async function forEachLimited<T>(
-  items: readonly T[],
-  limit: number,
-  fn: (item: T) => Promise<void>,
-): Promise<void> {
-  let next = 0;
-  let failed = false;
-  const worker = async () => {
-    while (!failed && next < items.length) {
-      const item = items[next++]!;
-      try {
-        await fn(item);
-      } catch (err) {
-        failed = true;
-        throw err;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-}
 
 /** For calls that legitimately block as long as the program runs (stdio, wait, clone). */
 const NO_TIMEOUT: CallOptions = { timeoutMs: 0 };

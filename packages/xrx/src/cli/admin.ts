@@ -3,7 +3,7 @@
 // number of arguments, and one admin connection per node, all at once, with errors per node.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { mapLimit } from "../job.js";
+import { mapLimit } from "../limit.js";
 import type { NodeSpec } from "../nodes.js";
 import { PACKAGE_VERSION } from "../version.js";
 import { reasonOf, type XcpuNode } from "../xcpu.js";

@@ -1,6 +1,6 @@
 // xk: send a signal to processes or jobs on nodes.
 import { RemoteError } from "@clustermatic/ninep/errors";
-import { mapLimit } from "../job.js";
+import { mapLimit } from "../limit.js";
 import type { NodeSpec } from "../nodes.js";
 import type { ProcRecord } from "../procs.js";
 import { PACKAGE_VERSION } from "../version.js";

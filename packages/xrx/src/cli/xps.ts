@@ -1,6 +1,6 @@
 // xps: list processes on nodes, in the original's columns or as JSON.
 
-import { mapLimit } from "../job.js";
+import { mapLimit } from "../limit.js";
 import type { NodeSpec } from "../nodes.js";
 import { commandColumn, type ProcRecord, statColumn, timeColumn } from "../procs.js";
 import { PACKAGE_VERSION } from "../version.js";
