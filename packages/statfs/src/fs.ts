@@ -143,8 +143,8 @@ class FileNode implements Node {
         try {
           await spec.write!(Buffer.from(data).toString("utf8"), ctx);
         } catch (err) {
-          // Errors quote what was written: keep them short, or a 64 KiB line would make an Rerror
-          // larger than the connection's msize (which cannot be sent, and the writer waits forever).
+          // Errors quote what was written: keep them short (the 9P server itself cuts an error
+          // only where it would no longer fit in msize, which leaves a 64 KiB line nearly whole).
           if (err instanceof FsError && err.ename.length > MAX_ENAME)
             throw new FsError(`${err.ename.slice(0, MAX_ENAME - 1)}…`, err.errno);
           throw err;
