@@ -7,7 +7,7 @@ import { checkCluster } from "./check.js";
 import { Cluster } from "./cluster/resolve.js";
 import { cbfstoolCommandLine, corebootConfig, payloadBuildCommandLine } from "./coreboot.js";
 import { BootcfgError } from "./errors.js";
-import { FileCache, OutputBatch, withOutputs, writeOutput } from "./files.js";
+import { FileCache, withOutputs, writeOutput } from "./files.js";
 import { writeBeoboot } from "./formats/beoboot.js";
 import { extractVmlinux, isBzImage, parseBzImage } from "./formats/bzimage.js";
 import { CBFS_TYPE_SELF, cbfsAddFile, createCbfs, elfToSelf } from "./formats/cbfs.js";
@@ -412,8 +412,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
         const initrdPath = join(dir, `${p.node.name}.initrd`);
         const initrd = combinedInitrd(p, files);
         // The initrd and the node's .config change together (see OutputBatch).
-        const outputs = new OutputBatch();
-        try {
+        const { cfg, payloadLayout } = withOutputs((outputs) => {
           outputs.mkdir(dir);
           outputs.write(initrdPath, initrd);
           const cfg = corebootConfig(p, initrdPath, {
@@ -441,29 +440,26 @@ export async function main(argv: string[], io: Io): Promise<number> {
             }
           }
           for (const w of cfg.warnings) io.stderr(`warning: ${w}\n`);
-          const fmt = (a.values.format as string | undefined) ?? (a.values.json ? "json" : "kconfig");
           if (a.values.output) outputs.write(join(dir, `${p.node.name}.config`), cfg.kconfig);
-          outputs.commit();
-          if (fmt === "json")
-            io.stdout(
-              `${toJson({ ...cfg, initrd: initrdPath, ...(payloadLayout ? { payloadLayout } : {}) })}\n`,
+          return { cfg, payloadLayout };
+        });
+        const fmt = (a.values.format as string | undefined) ?? (a.values.json ? "json" : "kconfig");
+        if (fmt === "json")
+          io.stdout(
+            `${toJson({ ...cfg, initrd: initrdPath, ...(payloadLayout ? { payloadLayout } : {}) })}\n`,
+          );
+        else if (fmt === "kconfig") io.stdout(cfg.kconfig);
+        else if (fmt === "cbfstool") io.stdout(`${cbfstoolCommandLine(cfg)}\n`);
+        else if (fmt === "payload") {
+          const line = payloadBuildCommandLine(cfg);
+          if (!line)
+            throw new BootcfgError(
+              "ECHECK",
+              `${p.node.name}: \`bootcfg payload build\` makes x86 payloads from a bzImage or ELF; this node has ${p.node.arch} ${p.kernelFormat}`,
             );
-          else if (fmt === "kconfig") io.stdout(cfg.kconfig);
-          else if (fmt === "cbfstool") io.stdout(`${cbfstoolCommandLine(cfg)}\n`);
-          else if (fmt === "payload") {
-            const line = payloadBuildCommandLine(cfg);
-            if (!line)
-              throw new BootcfgError(
-                "ECHECK",
-                `${p.node.name}: \`bootcfg payload build\` makes x86 payloads from a bzImage or ELF; this node has ${p.node.arch} ${p.kernelFormat}`,
-              );
-            io.stdout(`${line}\n`);
-          } else if (fmt === "config.lb") io.stdout(cfg.configLb);
-          else throw new UsageError(`--format ${fmt}: use kconfig, payload, cbfstool, config.lb or json`);
-        } catch (err) {
-          outputs.abort(); // (nothing left to drop once committed)
-          throw err;
-        }
+          io.stdout(`${line}\n`);
+        } else if (fmt === "config.lb") io.stdout(cfg.configLb);
+        else throw new UsageError(`--format ${fmt}: use kconfig, payload, cbfstool, config.lb or json`);
         return 0;
       }
       case "pxe":
