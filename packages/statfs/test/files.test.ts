@@ -62,6 +62,20 @@ describe("statfs --pid-file and --log-file", () => {
     await writeFile(conf, `n1=127.0.0.1!${await deadPort()}\n`);
     return conf;
   };
+  /** A foreground statfs of `conf` (no authentication, no HTTP) keeping `pidFile`, and `more`. */
+  const withPidFile = (conf: string, pidFile: string, ...more: string[]) => [
+    "-f",
+    "-c",
+    conf,
+    "--no-auth",
+    "-l",
+    "tcp!127.0.0.1!0",
+    "--http",
+    "off",
+    "--pid-file",
+    pidFile,
+    ...more,
+  ];
 
   it("in the background: pid file of the serving process, second instance refused, log file with reloads, reopened on SIGHUP, pid file removed at SIGTERM", async () => {
     const conf = await config("bg.conf");
@@ -140,20 +154,7 @@ describe("statfs --pid-file and --log-file", () => {
     for (const [content, reason] of cases) {
       await writeFile(pidFile, content);
       await rm(logFile, { force: true });
-      const s = spawnStatfs([
-        "-f",
-        "-c",
-        conf,
-        "--no-auth",
-        "-l",
-        "tcp!127.0.0.1!0",
-        "--http",
-        "off",
-        "--pid-file",
-        pidFile,
-        "--log-file",
-        logFile,
-      ]);
+      const s = spawnStatfs(withPidFile(conf, pidFile, "--log-file", logFile));
       try {
         await waitFor(() => read(pidFile) === `${s.proc.pid}\n`, 60_000, "the pid file written");
         await waitFor(() => read(logFile).includes("serving"), 60_000, "the start logged");
@@ -174,19 +175,7 @@ describe("statfs --pid-file and --log-file", () => {
   it("leaves a pid file alone at exit that another instance has taken over", async () => {
     const conf = await config("taken.conf");
     const pidFile = join(dir, "taken.pid");
-    const args = [
-      "-f",
-      "-c",
-      conf,
-      "--no-auth",
-      "-l",
-      "tcp!127.0.0.1!0",
-      "--http",
-      "off",
-      "--pid-file",
-      pidFile,
-    ];
-    const t = spawnStatfs(args);
+    const t = spawnStatfs(withPidFile(conf, pidFile));
     try {
       await waitFor(() => read(pidFile) === `${t.proc.pid}\n`, 60_000, "the pid file written");
       await writeFile(pidFile, "4194304\n");

@@ -147,6 +147,16 @@ describe("the hold file", () => {
   afterAll(async () => {
     await rm(dir, { recursive: true, force: true });
   });
+  /** A statfs of the four nodes keeping its holds in `holdFile`, logging into `log`. */
+  const start = (holdFile: string, log: string[]) =>
+    startStatfs({
+      configFile: join(dir, "statfs.conf"),
+      listen: ["tcp!127.0.0.1!0"],
+      http: null,
+      holdFile,
+      log: (l) => log.push(l),
+      pollOverrides: POLL,
+    });
 
   it("restores good holds only, and says which it refused", async () => {
     const holdFile = join(dir, "holds.json");
@@ -155,14 +165,7 @@ describe("the hold file", () => {
       JSON.stringify({ holds: { n1: "a\tb", n2: 5, n3: { x: 1 }, n4: "maintenance" } }),
     );
     const log: string[] = [];
-    const statfs = await startStatfs({
-      configFile: join(dir, "statfs.conf"),
-      listen: ["tcp!127.0.0.1!0"],
-      http: null,
-      holdFile,
-      log: (l) => log.push(l),
-      pollOverrides: POLL,
-    });
+    const statfs = await start(holdFile, log);
     try {
       const cap = capture();
       expect(await xstat(["-a", statfs.addresses[0]!], cap.io)).toBe(0);
@@ -205,14 +208,7 @@ describe("the hold file", () => {
       const holdFile = join(small, "holds.json");
       const before = `${JSON.stringify({ holds: { n4: "maintenance" } }, null, 1)}\n`;
       writeFileSync(holdFile, before);
-      statfs = await startStatfs({
-        configFile: join(dir, "statfs.conf"),
-        listen: ["tcp!127.0.0.1!0"],
-        http: null,
-        holdFile,
-        log: (l) => log.push(l),
-        pollOverrides: POLL,
-      });
+      statfs = await start(holdFile, log);
       // Fill the file system, then change a hold: the new file cannot be written.
       writeFileSync(join(small, "fill"), Buffer.alloc(60 * 1024));
       try {
