@@ -159,7 +159,7 @@ export function splitInitramfs(
       );
     } else if (comp === "gzip") {
       const { data, length } = gunzipMember(rest, `${what} at offset ${pos}`);
-      const { entries } = readMember(data, `${what}: gzip member at offset ${pos}`);
+      const { entries } = readMember(data, inner);
       out.push({ offset: pos, length, compression: "gzip", entries, size: data.length });
       pos += length;
     } else if (comp === "lz4") {
