@@ -203,6 +203,19 @@ export async function rerror(p: Promise<unknown>): Promise<{ ename: string; errn
   throw new Error("the call succeeded");
 }
 
+/** The Rerror of writing `line` to the root `ctl` of `f`. */
+export async function rootCtlError(
+  f: Fsys,
+  line: string,
+): Promise<{ ename: string; errno: number | undefined }> {
+  const fid = await f.open("ctl", OWRITE);
+  try {
+    return await rerror(fid.write(0, line));
+  } finally {
+    await fid.clunk();
+  }
+}
+
 /** This package's directory. */
 export const PKG = dirname(dirname(fileURLToPath(import.meta.url)));
 

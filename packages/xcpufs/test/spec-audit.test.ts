@@ -17,6 +17,7 @@ import {
   openJob,
   readAll,
   rerror,
+  rootCtlError,
   rsaKey,
   run,
   until,
@@ -35,15 +36,6 @@ const tmp = mkdtempSync(join(tmpdir(), "xcpufs-audit-"));
 let h: XcpufsHandle;
 let adm: Fsys;
 let fs: Fsys;
-
-async function ctlError(f: Fsys, path: string, text: string): Promise<{ ename: string; errno?: number }> {
-  const fid = await f.open(path, OWRITE);
-  try {
-    return await rerror(fid.write(0, text));
-  } finally {
-    await fid.clunk();
-  }
-}
 
 beforeAll(async () => {
   h = await startXcpufs({
@@ -687,11 +679,11 @@ describe("6 root ctl", () => {
       ["frobnicate\n", "unknown command"],
     ];
     for (const [line, ename] of cases) {
-      expect(await ctlError(adm, "ctl", line), line).toEqual({ ename, errno: EIO });
+      expect(await rootCtlError(adm, line), line).toEqual({ ename, errno: EIO });
     }
   });
   it("6: the first failing line discards the rest of the write; earlier lines stay done", async () => {
-    expect((await ctlError(adm, "ctl", "group-add g1 7001\nbogus\ngroup-add g2 7002\n")).ename).toBe(
+    expect((await rootCtlError(adm, "group-add g1 7001\nbogus\ngroup-add g2 7002\n")).ename).toBe(
       "unknown command",
     );
     const gr = (await adm.readFile("grent")).toString();
@@ -717,7 +709,7 @@ describe("6 root ctl", () => {
     expect((await adm.readFile("pwent")).toString()).not.toContain("bob:");
   });
   it("6: group-del of a group with members is refused (deliberate: the original kept it and reported success)", async () => {
-    expect((await ctlError(adm, "ctl", "group-del users\n")).ename).toBe("users:group not empty");
+    expect((await rootCtlError(adm, "group-del users\n")).ename).toBe("users:group not empty");
   });
   it("6: kill signals a node process by pid; signal names and numbers", async () => {
     const job = await openJob(fs);
@@ -726,7 +718,7 @@ describe("6 root ctl", () => {
     const pid = (await fs.readFile(`${job.sid}/ctl`)).toString();
     await cmd(adm, "ctl", `kill SIGTERM ${pid}\n`);
     expect((await readAll(job.wait)).toString()).toBe("15");
-    expect((await ctlError(adm, "ctl", `kill 9 ${pid}\n`)).ename).toMatch(/^No such process$/);
+    expect((await rootCtlError(adm, `kill 9 ${pid}\n`)).ename).toMatch(/^No such process$/);
     await job.close();
   });
   it("6: user-flush keeps only xcpu-admin; group-flush keeps only the xcpu-admin group", async () => {

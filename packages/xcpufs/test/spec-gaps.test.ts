@@ -21,6 +21,7 @@ import {
   openJob,
   readAll,
   rerror,
+  rootCtlError,
   rsaKey,
   run,
   until,
@@ -38,15 +39,6 @@ const tmp = mkdtempSync(join(tmpdir(), "xcpufs-gaps-"));
 let h: XcpufsHandle;
 let adm: Fsys;
 let fs: Fsys;
-
-async function rootCtlError(f: Fsys, line: string): Promise<{ ename: string; errno: number | undefined }> {
-  const fid = await f.open("ctl", OWRITE);
-  try {
-    return await rerror(fid.write(0, line));
-  } finally {
-    await fid.clunk();
-  }
-}
 
 beforeAll(async () => {
   h = await startXcpufs({
