@@ -144,10 +144,20 @@ export function checkNode(cluster: Cluster, node: ResolvedNode, files: FileCache
   let initrdTotal = 0;
   for (const p of node.initrds) {
     try {
-      const f = files.stat(cluster.path(p));
+      // read once: unpacked first, its size and hash kept for stat (a failed read stats on its own)
+      const path = cluster.path(p);
+      let unpacked: { unverified: string[] } | BootcfgError;
+      try {
+        unpacked = files.initramfs(path);
+      } catch (err) {
+        if (!(err instanceof BootcfgError)) throw err;
+        unpacked = err;
+      }
+      const f = files.stat(path);
       res.initrds.push(f);
       initrdTotal += f.size;
-      for (const u of files.initramfs(f.path).unverified) warnings.push(`${n}: initrd ${u}`);
+      if (unpacked instanceof BootcfgError) throw unpacked;
+      for (const u of unpacked.unverified) warnings.push(`${n}: initrd ${u}`);
     } catch (err) {
       if (err instanceof BootcfgError) errors.push(`${n}: initrd ${err.message}`);
       else throw err;

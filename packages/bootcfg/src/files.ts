@@ -21,6 +21,7 @@ import { BootcfgError } from "./errors.js";
 import { decodeWithTool } from "./formats/compress.js";
 import { splitInitramfs } from "./formats/initramfs.js";
 import { type Inspection, inspectBuffer } from "./inspect.js";
+import { sha256 } from "./util.js";
 
 export interface FileFacts {
   path: string;
@@ -222,15 +223,36 @@ export class FileCache {
   }
 
   /**
+   * The whole of a regular file (EIO for anything else, as stat() says it), keeping its size and
+   * hash so that a later stat() does not read it again.
+   */
+  private readRegular(path: string): Buffer {
+    let fd: number | undefined;
+    let buf: Buffer;
+    try {
+      fd = openSync(path, "r");
+      if (!fstatSync(fd).isFile()) throw Object.assign(new Error("not a regular file"), { code: "EISDIR" });
+      buf = readFileSync(fd);
+    } catch (err) {
+      throw ioError(path, err);
+    } finally {
+      if (fd !== undefined) closeSync(fd);
+    }
+    if (!this.facts.has(path)) this.facts.set(path, { path, size: buf.length, sha256: sha256(buf) });
+    return buf;
+  }
+
+  /**
    * Whether an initrd is something the kernel can unpack (see splitInitramfs): throws a
    * BootcfgError naming the file, the offset and the problem; returns what could not be verified
-   * (a compressed member whose decoder is not installed). Decoded once per path.
+   * (a compressed member whose decoder is not installed). Read and decoded once per path; the
+   * read also gives stat() its facts.
    */
   initramfs(path: string): { unverified: string[] } {
     let v = this.initrds.get(path);
     if (!v) {
       try {
-        const members = splitInitramfs(this.read(path), path, { decode: decodeWithTool });
+        const members = splitInitramfs(this.readRegular(path), path, { decode: decodeWithTool });
         v = {
           unverified: members.flatMap((m) =>
             m.unverified
