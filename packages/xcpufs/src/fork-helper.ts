@@ -66,8 +66,15 @@ use strict; use warnings; use POSIX (); use Fcntl qw(F_SETFL O_NONBLOCK);
 binmode STDIN; binmode STDOUT; $| = 1;
 pipe(my $wake_r, my $wake_w) or die "pipe: $!";
 fcntl($_, F_SETFL, O_NONBLOCK) for $wake_r, $wake_w;
-$SIG{CHLD} = sub { syswrite($wake_w, "x") };
-my (%held, $buf);
+# Perl runs a signal handler between two of its own steps, not when the signal arrives: a SIGCHLD
+# that lands after the last such step before select() writes to the wake pipe only once select()
+# has returned, and select() may wait forever. While programs run, select() therefore also wakes
+# up on its own to look for ended ones. (XCPUFS_FORK_HELPER_NO_SIGCHLD: tests show that this
+# alone finds every ended program.)
+$SIG{CHLD} = sub { syswrite($wake_w, "x") } unless delete $ENV{XCPUFS_FORK_HELPER_NO_SIGCHLD};
+my $RECHECK = 0.05;
+my (%held, $buf, $running);
+$running = 0;
 $buf = '';
 # A write that waits for room in a full pipe may be interrupted by SIGCHLD: it carries on.
 sub reply {
@@ -79,7 +86,7 @@ sub reply {
   }
 }
 ${START_REPORTS}
-sub reap { while ((my $pid = waitpid(-1, POSIX::WNOHANG())) > 0) { reply("X $pid $?\n") } }
+sub reap { while ((my $pid = waitpid(-1, POSIX::WNOHANG())) > 0) { $running--; reply("X $pid $?\n") } }
 sub start {
   my ($id, $uid, $gid, $groups, $cwd, $usercwd, $file, $argv0, $nargs, @rest) = @_;
   my @args = splice(@rest, 0, $nargs);
@@ -89,6 +96,7 @@ sub start {
   my ($in_r, $in_w, $out_r, $out_w, $err_r, $err_w, $sync_r, $sync_w) = @p;
   my $pid = fork();
   if (!defined $pid) { reply("F $id " . ($! + 0) . "\n"); close($_) for @p; return }
+  $running++ if $pid;
   if ($pid == 0) {
     $SIG{CHLD} = 'DEFAULT';
     POSIX::sigprocmask(POSIX::SIG_SETMASK(), POSIX::SigSet->new());
@@ -136,7 +144,7 @@ while (1) {
   my $rin = '';
   vec($rin, fileno(STDIN), 1) = 1;
   vec($rin, fileno($wake_r), 1) = 1;
-  my $n = select(my $rout = $rin, undef, undef, undef);
+  my $n = select(my $rout = $rin, undef, undef, $running > 0 ? $RECHECK : undef);
   if ($n < 0) { next if $!{EINTR}; die "select: $!" }
   if (vec($rout, fileno($wake_r), 1)) { 1 while sysread($wake_r, my $x, 256) }
   reap();
@@ -244,6 +252,14 @@ export class StartError extends Error {
 const ERRNO_NAMES = new Map(Object.entries(osConstants.errno).map(([name, n]) => [n, name]));
 const SIGNAL_NAMES = new Map(Object.entries(osConstants.signals).map(([name, n]) => [n, name]));
 
+export interface ForkHelperOptions {
+  /**
+   * false: the helper does not listen for SIGCHLD, and finds ended programs only by looking for
+   * them while programs run (tests: that way alone finds them all).
+   */
+  childSignals?: boolean;
+}
+
 export class ForkHelper {
   private readonly proc: ChildProcess;
   private readonly pending = new Map<
@@ -256,20 +272,28 @@ export class ForkHelper {
   private deadFlag = false;
 
   /** Starts the helper, or returns undefined when perl is not installed. */
-  static start(log?: { warn(o: object, msg?: string): void }): ForkHelper | undefined {
+  static start(
+    log?: { warn(o: object, msg?: string): void },
+    opts: ForkHelperOptions = {},
+  ): ForkHelper | undefined {
     const perl = findPerl();
-    return perl ? new ForkHelper(perl, log) : undefined;
+    return perl ? new ForkHelper(perl, log, opts) : undefined;
   }
 
   private constructor(
     perl: string,
     private readonly log?: { warn(o: object, msg?: string): void },
+    opts: ForkHelperOptions = {},
   ) {
     // Its own environment is nobody's business: the programs get theirs with each request.
     // The script travels in the environment, not on the command line, so that ps shows a name.
     this.proc = spawn(perl, ["-e", "eval $ENV{XCPUFS_FORK_HELPER}; die $@ if $@"], {
       stdio: ["pipe", "pipe", "inherit"],
-      env: { PATH: "/usr/bin:/bin", XCPUFS_FORK_HELPER: SCRIPT },
+      env: {
+        PATH: "/usr/bin:/bin",
+        XCPUFS_FORK_HELPER: SCRIPT,
+        ...(opts.childSignals === false ? { XCPUFS_FORK_HELPER_NO_SIGCHLD: "1" } : {}),
+      },
     });
     this.proc.stdout!.setEncoding("latin1");
     this.proc.stdout!.on("data", (d: string) => this.onData(d));
