@@ -67,6 +67,11 @@ export interface CallOptions {
 /** Internal: called when a reply (or, with `undefined`, the Rflush) arrives for an abandoned call. */
 export interface LateHandler {
   onLate?: (reply: T.RMessage | undefined) => void;
+  /**
+   * Called when the call fails before its request was sent (closed client, signal already
+   * aborted, a message too large): nothing happened on the server.
+   */
+  onUnsent?: () => void;
 }
 
 /** Any T-message without its tag (the client picks tags). */
@@ -412,22 +417,50 @@ export class Client {
    * timeout sends Tflush and rejects at once, keeping the tag reserved until Rflush (FL5).
    */
   async rpc<R extends Request>(msg: R, opts: CallOptions & LateHandler = {}): Promise<ReplyFor<R>> {
-    if (this.#closedErr) throw this.#closedError();
-    if (this.#closing) throw new ClosedError(`client for ${this.label} is closing`);
+    const unsent = (err: unknown): unknown => {
+      opts.onUnsent?.();
+      return err;
+    };
+    if (this.#closedErr) throw unsent(this.#closedError());
+    if (this.#closing) throw unsent(new ClosedError(`client for ${this.label} is closing`));
     const { signal } = opts;
-    if (signal?.aborted) throw abortReason(signal);
+    if (signal?.aborted) throw unsent(abortReason(signal));
     // A free tag is taken at once (the request goes out in this turn, no promise hop); only
     // when all 65535 are in flight does the call wait for one.
+    const timeoutMs = opts.timeoutMs ?? this.#defaultTimeout;
+    let timeLeft = timeoutMs;
     let tag = this.#tags.tryAlloc();
     if (tag === undefined) {
-      tag = await this.#tags.alloc();
+      // Waiting for a tag ends with the call's abort, its time limit (which counts the wait),
+      // and the connection.
+      const started = now();
+      const limit = new AbortController();
+      const timer =
+        timeoutMs > 0
+          ? setTimeout(() => {
+              const name = messageName(msg.type) ?? `type ${msg.type}`;
+              limit.abort(
+                new TimeoutError(
+                  `${name} to ${this.label} timed out after ${timeoutMs} ms (waiting for a free tag)`,
+                ),
+              );
+            }, timeoutMs)
+          : undefined;
+      try {
+        tag = await this.#tags.alloc(signal ? AbortSignal.any([signal, limit.signal]) : limit.signal);
+      } catch (err) {
+        throw unsent(err);
+      } finally {
+        clearTimeout(timer);
+      }
+      if (timeoutMs > 0) timeLeft = Math.max(1, timeoutMs - (now() - started));
       if (this.#closedErr) {
         this.#tags.free(tag);
-        throw this.#closedError();
+        throw unsent(this.#closedError());
       }
       if (signal?.aborted) {
         this.#tags.free(tag);
-        throw abortReason(signal);
+        throw unsent(abortReason(signal));
       }
     }
     const reply = new Promise<ReplyFor<R>>((resolve, reject) => {
@@ -448,11 +481,10 @@ export class Client {
         this.#pending.delete(tag);
         this.#tags.free(tag);
         this.#checkIdle();
-        reject(err);
+        reject(unsent(err));
         return;
       }
-      const timeoutMs = opts.timeoutMs ?? this.#defaultTimeout;
-      if (timeoutMs > 0) this.#time(entry, timeoutMs);
+      if (timeoutMs > 0) this.#time(entry, timeLeft, timeoutMs);
       if (!signal) return;
       const onAbort = () => this.#abandon(entry, abortReason(signal));
       signal.addEventListener("abort", onAbort, { once: true });
@@ -471,10 +503,10 @@ export class Client {
   }
 
   /** Puts a call in the timed set (deadline `ms` from now) and makes sure the timer runs by then. */
-  #time(entry: Pending, ms: number): void {
+  #time(entry: Pending, ms: number, limitMs = ms): void {
     const deadline = now() + ms;
     entry.deadline = deadline;
-    entry.timeoutMs = ms;
+    entry.timeoutMs = limitMs;
     this.#timed.add(entry);
     if (deadline < this.#timerAt) this.#arm(deadline);
     else if (!this.#timerRef) {
@@ -677,6 +709,8 @@ export class Client {
 
   #failAll(reason: Error): void {
     if (!this.#closedErr) this.#closedErr = reason;
+    // Calls waiting for a tag (all 65535 in flight) would otherwise wait for a reply that never comes.
+    this.#tags.cancel(reason);
     const entries = [...this.#pending.values()];
     this.#pending.clear();
     if (this.#timer) clearTimeout(this.#timer);
@@ -763,11 +797,15 @@ export class Client {
     opts: { n_uname?: number } & CallOptions = {},
   ): Promise<{ afid: AuthFid | null; value: Promise<R> }> {
     const afid = this.fids.alloc();
+    let unsent = false;
     const authed = this.rpc(
       { type: MsgType.Tauth, afid, uname, aname, n_uname: opts.n_uname ?? NONUNAME },
       {
         ...opts,
         onLate: (r) => (r?.type === MsgType.Rauth ? this.#clunkLater(afid) : this.fids.free(afid)),
+        onUnsent: () => {
+          unsent = true;
+        },
       },
     );
     // The AuthFid exists before Rauth so that `then` can send on it; its qid comes with the reply.
@@ -788,7 +826,7 @@ export class Client {
       const notRequired =
         err instanceof RemoteError &&
         (this.dialect === Dialect.P2000L || /not required|no auth/i.test(err.ename));
-      if (err instanceof RemoteError || err instanceof ProtocolError) {
+      if (err instanceof RemoteError || err instanceof ProtocolError || unsent) {
         // Nothing was made on the server; the number is reused once what `then` sent is answered.
         await Promise.allSettled([value]);
         this.fids.free(afid);
@@ -819,6 +857,7 @@ export class Client {
         {
           ...opts,
           onLate: (r) => (r?.type === MsgType.Rattach ? this.#clunkLater(fid) : this.fids.free(fid)),
+          onUnsent: () => this.fids.free(fid),
         },
       );
     } catch (err) {

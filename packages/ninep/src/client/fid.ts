@@ -123,6 +123,8 @@ export class Fid {
                 else if (late === undefined) client.fids.free(newfid);
                 else client.fids.quarantine(newfid);
               },
+              // Never sent: newfid is as it was before this step.
+              onUnsent: () => (first ? client.fids.free(newfid) : client.clunkLater(newfid)),
             },
           );
         } catch (err) {
@@ -180,6 +182,7 @@ export class Fid {
     const client = this.client;
     const newfid = client.fids.alloc();
     const fid = new Fid(client, newfid, this.qid, names[names.length - 1] ?? this.name);
+    let unsent = false;
     const walked = client.rpc(
       { type: MsgType.Twalk, fid: this.num, newfid, wname: names },
       {
@@ -189,6 +192,9 @@ export class Fid {
           if (late?.type === MsgType.Rwalk && late.wqid.length === names.length) client.clunkLater(newfid);
           else if (late === undefined) client.fids.free(newfid);
           else client.fids.quarantine(newfid);
+        },
+        onUnsent: () => {
+          unsent = true;
         },
       },
     );
@@ -202,11 +208,13 @@ export class Fid {
     if (w.status === "rejected") {
       fid.#gone = true;
       const err = w.reason;
-      if (!(err instanceof RemoteError)) throw err; // aborted or timed out: onLate settles newfid
+      // Aborted or timed out in flight: onLate settles newfid.
+      if (!(err instanceof RemoteError) && !unsent) throw err;
       // Nothing was made on the server. The number is reused only if the requests sent after
       // the walk are all answered (an abandoned one may still be on its way).
       if (r.status === "fulfilled" || r.reason instanceof RemoteError) client.fids.free(newfid);
       else client.fids.quarantine(newfid);
+      if (!(err instanceof RemoteError)) throw err;
       throw new WalkError(err.ename, err.errno, 0, names);
     }
     if (w.value.wqid.length < names.length) {

@@ -6,7 +6,7 @@ import { NOFID, NOTAG } from "../codec/index.js";
 export class TagPool {
   #inUse = new Set<number>();
   #next = 0;
-  #waiters: Array<(tag: number) => void> = [];
+  #waiters: Array<{ resolve(tag: number): void; reject(err: unknown): void }> = [];
 
   get size(): number {
     return this.#inUse.size;
@@ -22,18 +22,47 @@ export class TagPool {
     return tag;
   }
 
-  /** A free tag, waiting for one to be released if necessary. */
-  alloc(): Promise<number> {
+  /**
+   * A free tag, waiting for one to be released if necessary. The wait ends with a rejection when
+   * `signal` aborts (with its reason) or when `cancel` is called.
+   */
+  alloc(signal?: AbortSignal): Promise<number> {
     const tag = this.tryAlloc();
     if (tag !== undefined) return Promise.resolve(tag);
-    return new Promise((resolve) => this.#waiters.push(resolve));
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    return new Promise((resolve, reject) => {
+      const onAbort = () => {
+        const i = this.#waiters.indexOf(waiter);
+        if (i >= 0) this.#waiters.splice(i, 1);
+        reject(signal?.reason);
+      };
+      const waiter = {
+        resolve: (t: number) => {
+          signal?.removeEventListener("abort", onAbort);
+          resolve(t);
+        },
+        reject: (err: unknown) => {
+          signal?.removeEventListener("abort", onAbort);
+          reject(err);
+        },
+      };
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.#waiters.push(waiter);
+    });
+  }
+
+  /** Ends every wait in `alloc` with `err`. */
+  cancel(err: unknown): void {
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const w of waiters) w.reject(err);
   }
 
   free(tag: number): void {
     if (!this.#inUse.has(tag)) return;
     const waiter = this.#waiters.shift();
     if (waiter)
-      waiter(tag); // hand it straight over; stays in use
+      waiter.resolve(tag); // hand it straight over; stays in use
     else this.#inUse.delete(tag);
   }
 }
