@@ -164,9 +164,15 @@ export class InputStream {
     if (this.closed) sink.end();
   }
 
-  /** The program has exited (or never started): further writes are discarded. */
+  /**
+   * The program has exited (or never started): further writes are discarded, and the pipe is let
+   * go (as Node does with a spawned child's stdin at its exit). A pipe the fork helper handed over
+   * is xcpufs's own descriptor: nothing else closes it, and one was kept per job whose program
+   * ended before `close stdin`.
+   */
   detach(): void {
     this.gone = true;
+    this.sink?.destroy();
     const held = this.held;
     this.held = [];
     for (const w of held) w.resolve(w.data.length);

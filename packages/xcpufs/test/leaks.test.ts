@@ -1,0 +1,69 @@
+// What a long-running node must not accumulate job after job: descriptors, processes, directories.
+
+import { mkdtempSync, readdirSync, readlinkSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Fsys } from "@clustermatic/ninep/client";
+import { mount } from "@clustermatic/ninep/client";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { findPerl } from "../src/fork-helper.js";
+import { startXcpufs, type XcpufsHandle } from "../src/index.js";
+import { openJob, readAll, sessionDirsIn, until, write } from "./helpers.js";
+
+const tmp = mkdtempSync(join(tmpdir(), "xcpufs-leaks-"));
+let h: XcpufsHandle;
+let fs: Fsys;
+const uid = process.getuid?.() ?? 0;
+
+/** This process's open pipes. */
+function pipes(): Set<string> {
+  const out = new Set<string>();
+  for (const n of readdirSync("/proc/self/fd")) {
+    try {
+      const l = readlinkSync(`/proc/self/fd/${n}`);
+      if (l.startsWith("pipe:")) out.add(`${n} ${l}`);
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return out;
+}
+
+/** One job: `prog` with `argv`, stdin left open (or closed first), to its end; files clunked. */
+async function job(prog: string, argv: string, closeStdin: boolean): Promise<string> {
+  const j = await openJob(fs);
+  await write(fs, `${j.sid}/argv`, argv);
+  await j.ctl.write(0, `exec ${prog}\n`);
+  if (closeStdin) await j.ctl.write(0, "close stdin\n");
+  const [, , status] = await Promise.all([readAll(j.stdout), readAll(j.stderr), readAll(j.wait)]);
+  await j.close();
+  await until(() => !h.xcpufs.sessions.has(Number(j.sid)));
+  return status.toString();
+}
+
+beforeAll(async () => {
+  h = await startXcpufs({ port: 0, noAuth: true, tmpdir: tmp, env: { PATH: "/usr/bin:/bin" } });
+  fs = await mount(h.address, { uname: "tester", n_uname: uid, authenticate: async () => {} });
+});
+afterAll(async () => {
+  await fs?.close();
+  await h?.close();
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+describe.skipIf(!findPerl())("nothing left behind by jobs (fork helper)", () => {
+  // xcpufs opens its own end of each program's stdin pipe from the fork helper; when the program
+  // ended before `close stdin` (or the client never sent it), that descriptor stayed open for
+  // the life of the server: one pipe per job, until the server ran out of descriptors.
+  it("a program that ends with its stdin still open leaves no pipe open in the server", async () => {
+    // The fork helper (and its pipes) starts with the first program.
+    expect(await job("/bin/true", "true", true)).toBe("0");
+    const before = pipes();
+    for (let i = 0; i < 8; i++) expect(await job("/bin/true", "true", false)).toBe("0");
+    // Ended before the client's `close stdin` came.
+    for (let i = 0; i < 4; i++) expect(await job("/bin/sh", "sh -c 'exec 0<&-; exit 0'", false)).toBe("0");
+    const left = [...pipes()].filter((p) => !before.has(p));
+    expect(left).toEqual([]);
+    expect(sessionDirsIn(tmp)).toEqual([]);
+  });
+});
