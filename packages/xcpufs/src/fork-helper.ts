@@ -10,7 +10,8 @@
 //                                                            start a program ("" uid: keep ours)
 //   C id                                                     the pipes of id are open here: close yours
 // Replies (helper -> xcpufs), one line each:
-//   P id pid fd-stdin fd-stdout fd-stderr    started; the helper's ends of the three pipes
+//   P id pid fd-stdin fd-stdout fd-stderr    forked (its session and group follow at once); the
+//                                            helper's ends of the three pipes
 //   F id errno                               could not make the pipes or fork
 // A program that cannot be started (working directory, credentials, exec) exits with the errno as
 // its status after writing "FILE: spawn FILE ENOENT" (or EACCES, ...) on its stderr: what xcpufs
@@ -91,9 +92,9 @@ sub start {
   my ($id, $uid, $gid, $groups, $cwd, $usercwd, $file, $argv0, $nargs, @rest) = @_;
   my @args = splice(@rest, 0, $nargs);
   my (@p, $e);
-  for (1 .. 4) { pipe(my $r, my $w) or do { $e = $! + 0; last }; push @p, $r, $w }
+  for (1 .. 3) { pipe(my $r, my $w) or do { $e = $! + 0; last }; push @p, $r, $w }
   if ($e) { reply("F $id $e\n"); close($_) for @p; return }
-  my ($in_r, $in_w, $out_r, $out_w, $err_r, $err_w, $sync_r, $sync_w) = @p;
+  my ($in_r, $in_w, $out_r, $out_w, $err_r, $err_w) = @p;
   my $pid = fork();
   if (!defined $pid) { reply("F $id " . ($! + 0) . "\n"); close($_) for @p; return }
   $running++ if $pid;
@@ -103,10 +104,8 @@ sub start {
     # Each step that fails dies with its errno. The program then "exits" with that errno as its
     # status after saying so on its stderr, as a failed spawn() is reported to clients.
     eval {
+      # Until this is done, xcpufs signals the process itself (its group does not exist yet).
       POSIX::setsid();
-      # Its process group exists from here: xcpufs may signal it as soon as it has the pid.
-      syswrite($sync_w, "s");
-      close($sync_w);
       POSIX::dup2(fileno($in_r), 0) // die(($! + 0) . "\n");
       POSIX::dup2(fileno($out_w), 1) // die(($! + 0) . "\n");
       POSIX::dup2(fileno($err_w), 2) // die(($! + 0) . "\n");
@@ -131,12 +130,9 @@ sub start {
     spawn_failed($file, $errno, $why);
     POSIX::_exit($errno & 0xff);
   }
-  close($_) for $in_r, $out_w, $err_w, $sync_w;
-  # A SIGCHLD (another program ending) interrupts the read: it must not end the wait, or the
-  # child's write would find no reader and SIGPIPE would end it before its program ran.
-  1 until defined(sysread($sync_r, my $synced, 1)) || !$!{EINTR};
-  close($sync_r);
-  # Answered without waiting for the exec: whether it worked shows in the status, as above.
+  close($_) for $in_r, $out_w, $err_w;
+  # Answered at once, while the child makes its session and executes the program: whether that
+  # worked shows in the status, as above.
   $held{$id} = [$in_w, $out_r, $err_r];
   reply(sprintf("P %s %d %d %d %d\n", $id, $pid, fileno($in_w), fileno($out_r), fileno($err_r)));
 }
@@ -246,6 +242,16 @@ export class StartError extends Error {
     file: string,
   ) {
     super(`spawn ${file} ${code}`);
+  }
+}
+
+/** Kills a program the helper started, and its group once it has made one (just after the fork). */
+function killStarted(pid: number): void {
+  for (const target of [-pid, pid]) {
+    try {
+      process.kill(target, "SIGKILL");
+      return;
+    } catch {}
   }
 }
 
@@ -400,9 +406,7 @@ export class ForkHelper {
       p.resolve(child);
     } catch (err) {
       for (const s of opened) s.destroy();
-      try {
-        process.kill(-pid, "SIGKILL");
-      } catch {}
+      killStarted(pid);
       p.reject(err as Error);
     } finally {
       this.send(["C", a!]);
@@ -442,9 +446,7 @@ export class ForkHelper {
     this.pending.clear();
     // Their exit would never be reported: end them, and report them ended.
     for (const [pid, child] of this.children) {
-      try {
-        process.kill(-pid, "SIGKILL");
-      } catch {}
+      killStarted(pid);
       child.exited(null, "SIGKILL");
     }
     this.children.clear();

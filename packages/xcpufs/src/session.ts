@@ -411,8 +411,14 @@ export class Session {
     if (pgid <= 0) return;
     try {
       process.kill(-pgid, sig);
-    } catch {
-      // no such group
+    } catch (err) {
+      // A program the fork helper has just forked makes its group a moment later; until then it is
+      // signalled itself. Only while it has not been reported ended: its pid is not reused then.
+      if ((err as NodeJS.ErrnoException).code === "ESRCH" && pgid === this.pid) {
+        try {
+          process.kill(pgid, sig);
+        } catch {}
+      }
     }
   }
 

@@ -6,7 +6,7 @@ import { mount } from "@clustermatic/ninep/client";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { ForkHelper, type HelperChild } from "../src/fork-helper.js";
 import { startXcpufs } from "../src/index.js";
-import { cmd, login, rsaKey, run } from "./helpers.js";
+import { cmd, liveWithMarker, login, openJob, readAll, rsaKey, run, until } from "./helpers.js";
 
 const perl = ForkHelper.start();
 const isRoot = process.getuid?.() === 0;
@@ -88,6 +88,8 @@ describe.skipIf(!perl)("fork helper", () => {
 
   it("puts each program in a process group and session of its own", async () => {
     const c = await helper().spawn({ file: "/bin/sleep", argv0: "sleep", args: ["30"], cwd: "/", env: {} });
+    // The start is reported at the fork; the program makes its session before it executes.
+    await until(() => readFileSync(`/proc/${c.pid}/cmdline`, "latin1").startsWith("sleep\0"));
     const stat = readFileSync(`/proc/${c.pid}/stat`, "utf8");
     const [pgrp, session] = stat
       .slice(stat.lastIndexOf(")") + 2)
@@ -308,6 +310,37 @@ describe.skipIf(!perl)("xcpufs starts programs", () => {
       },
     );
   }
+
+  // The start is answered at the fork, before the program has made its process group: a `kill`
+  // or wipe right then must still end it (it is signalled itself until its group exists).
+  it("ends a program killed or wiped right after its exec", async () => {
+    const node = await startXcpufs({ port: 0, noAuth: true, tmpdir: work });
+    const fs = await mount(node.address, {
+      uname: "tester",
+      n_uname: process.getuid?.() ?? 0,
+      authenticate: async () => {},
+    });
+    try {
+      for (let i = 0; i < 20; i++) {
+        const job = await openJob(fs);
+        await cmd(fs, `${job.sid}/argv`, "sleep 30");
+        await job.ctl.write(0, "exec /bin/sleep\nkill\n");
+        expect((await readAll(job.wait)).toString()).toBe("9");
+        await job.close();
+      }
+      const marker = `xcpufs-wipe-at-start-${process.pid}`;
+      for (let i = 0; i < 20; i++) {
+        const job = await openJob(fs);
+        await cmd(fs, `${job.sid}/argv`, `sh -c 'sleep 30; :' ${marker}`);
+        await job.ctl.write(0, "exec /bin/sh\nwipe\n");
+        await job.close();
+      }
+      await until(() => liveWithMarker(marker).length === 0, 5000);
+    } finally {
+      await fs.close();
+      await node.close();
+    }
+  });
 
   it("through the fork helper, or with spawn() when told so", async () => {
     const helperParent = await parentOfProgram({});
