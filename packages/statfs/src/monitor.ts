@@ -79,6 +79,12 @@ export interface NodeRecord {
   /** Internal. */
   session: NodeSession | undefined;
   wake: (() => void) | undefined;
+  /**
+   * Internal: a poll was asked for (ctl `poll`, a `state` write) while the loop was not asleep,
+   * e.g. during a poll that may have read the node before the change: the loop polls again at once
+   * instead of at the next interval.
+   */
+  pollAsked: boolean;
   active: boolean;
   looping: boolean;
   /** Bumped on every change that matters to readers of the table. */
@@ -333,12 +339,22 @@ export class Monitor extends EventEmitter<MonitorEvents> {
     if (!n) throw new Error(`unknown node "${name}"`);
     if (!n.session) throw new Error(`node ${name} is not connected (${statusOf(n).toString()})`);
     await n.session.writeState(text);
-    n.wake?.();
+    this.askPoll(n);
   }
 
   /** Asks for an immediate poll of a node (or all nodes). */
   pollNow(name?: string): void {
-    for (const n of name ? [this.records.get(name)] : this.order) n?.wake?.();
+    for (const n of name ? [this.records.get(name)] : this.order) if (n) this.askPoll(n);
+  }
+
+  /**
+   * Polls `n` at once: wakes its loop if it sleeps; otherwise (a poll or a connection attempt is
+   * running, which may have read the node before what the caller changed) the loop goes round
+   * again without sleeping.
+   */
+  private askPoll(n: NodeRecord): void {
+    if (n.wake) n.wake();
+    else n.pollAsked = true;
   }
 
   private setNodes(nodes: readonly NodeConfig[], old?: Map<string, NodeRecord>): void {
@@ -374,6 +390,7 @@ export class Monitor extends EventEmitter<MonitorEvents> {
         since: t,
         session: undefined,
         wake: undefined,
+        pollAsked: false,
         active: true,
         looping: false,
         version: 0,
@@ -433,6 +450,10 @@ export class Monitor extends EventEmitter<MonitorEvents> {
   }
 
   private sleep(n: NodeRecord, ms: number): Promise<void> {
+    if (n.pollAsked) {
+      n.pollAsked = false;
+      return Promise.resolve();
+    }
     return new Promise((resolve) => {
       const timer = setTimeout(done, ms);
       function done() {
@@ -453,6 +474,8 @@ export class Monitor extends EventEmitter<MonitorEvents> {
       const started = performance.now();
       this.queueWait.observe((started - queuedAt) / 1000);
       const wall = this.now();
+      // This poll answers every request made before it starts.
+      n.pollAsked = false;
       try {
         if (n.active && this.running) await this.pollOnce(n);
       } catch {

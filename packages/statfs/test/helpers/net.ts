@@ -70,3 +70,64 @@ export async function waitFor<T>(check: () => T | Promise<T>, ms: number, what: 
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+/** A TCP relay to a node whose answers can be held back (a slow link), and released. */
+export interface HoldingRelay {
+  port: number;
+  /** Keep what the node sends from now on, until release(). */
+  hold(): void;
+  /** Forward what was held, and everything after it. */
+  release(): void;
+  /** Whole 9P messages the node sent while held, not yet forwarded. */
+  readonly heldMessages: number;
+  close(): Promise<void>;
+}
+
+export async function holdingRelay(targetPort: number): Promise<HoldingRelay> {
+  let holding = false;
+  const pending: { to: net.Socket; data: Buffer }[] = [];
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    const node = net.connect(targetPort, "127.0.0.1");
+    for (const s of [client, node]) {
+      sockets.add(s);
+      s.on("error", () => {});
+      s.on("close", () => {
+        sockets.delete(s);
+        client.destroy();
+        node.destroy();
+      });
+    }
+    client.on("data", (d) => node.write(d));
+    node.on("data", (d) => {
+      if (holding) pending.push({ to: client, data: d });
+      else client.write(d);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    hold: () => {
+      holding = true;
+    },
+    release: () => {
+      holding = false;
+      for (const p of pending.splice(0)) p.to.write(p.data);
+    },
+    get heldMessages() {
+      const bytes = Buffer.concat(pending.map((p) => p.data));
+      let n = 0;
+      for (let at = 0; at + 4 <= bytes.length; n++) {
+        const size = bytes.readUInt32LE(at);
+        if (size < 7 || at + size > bytes.length) break;
+        at += size;
+      }
+      return n;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
