@@ -338,8 +338,13 @@ export class Session {
       this.notStarted(`${path}: ${err.message}`, err.errno);
       return true;
     }
-    // The raw status keeps the core-dump bit (signal + 128), as wait(2) gives it.
-    child.onExit((code, sig, core) => this.ended(waitStatus(code, sig) | (sig && core ? 0x80 : 0)));
+    // The raw status keeps the core-dump bit (signal + 128), as wait(2) gives it. Listened to
+    // only once the start is recorded: a program that ended at once may have been reported ended
+    // in the same read as started, and onExit then calls back at once; ended() before started()
+    // left the session with the pid of a reaped process (which `kill` or `signal` would then
+    // hit, whoever has it now) and a stdin pipe nothing would close.
+    const onExit = () =>
+      child.onExit((code, sig, core) => this.ended(waitStatus(code, sig) | (sig && core ? 0x80 : 0)));
     if ((this.state as State) === State.Wiped) {
       // Wiped while it was being started: it goes at once.
       this.pid = child.pid;
@@ -347,10 +352,13 @@ export class Session {
       child.stdin?.destroy();
       child.stdout.destroy();
       child.stderr.destroy();
-      this.killGroup(child.pid, "SIGKILL");
+      onExit();
+      // Not when it was reported ended already (ended() has done it): its pid may be reused.
+      if (this.pid === child.pid) this.killGroup(child.pid, "SIGKILL");
       return true;
     }
     this.started(child.pid, child.stdin, child.stdout, child.stderr);
+    onExit();
     this.host.log.debug({ sid: this.id, pid: child.pid, path }, "exec");
     return true;
   }

@@ -6,14 +6,17 @@ import { join } from "node:path";
 import type { Fsys } from "@clustermatic/ninep/client";
 import { mount } from "@clustermatic/ninep/client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { findPerl } from "../src/fork-helper.js";
+import { ForkHelper, findPerl, type HelperChild } from "../src/fork-helper.js";
 import { startXcpufs, type XcpufsHandle } from "../src/index.js";
+import { makeSessionDir, Session, type SessionHost } from "../src/session.js";
+import type { User } from "../src/users.js";
 import { openJob, readAll, sessionDirsIn, until, write } from "./helpers.js";
 
 const tmp = mkdtempSync(join(tmpdir(), "xcpufs-leaks-"));
 let h: XcpufsHandle;
 let fs: Fsys;
 const uid = process.getuid?.() ?? 0;
+const TEST_USER: User = { name: "u", uid, gid: process.getgid?.() ?? 0, groups: new Set(), key: undefined };
 
 /** This process's open pipes. */
 function pipes(): Set<string> {
@@ -65,5 +68,50 @@ describe.skipIf(!findPerl())("nothing left behind by jobs (fork helper)", () => 
     const left = [...pipes()].filter((p) => !before.has(p));
     expect(left).toEqual([]);
     expect(sessionDirsIn(tmp)).toEqual([]);
+  });
+});
+
+describe.skipIf(!findPerl())("a program reported ended as soon as started", () => {
+  // The helper's report of a start and of the end of a program that ended at once can come in
+  // one read: the session then learnt of the end before it had recorded the start, and kept the
+  // pid of a process already reaped (a later `kill` or `signal` went to whoever had the pid by
+  // then) and the program's stdin pipe. Here the helper's answer is held back until the program
+  // has ended, which makes that order certain.
+  it("leaves the session with no pid and its stdin pipe closed", async () => {
+    const helper = ForkHelper.start()!;
+    const children: HelperChild[] = [];
+    const late = {
+      alive: true,
+      async spawn(req: Parameters<ForkHelper["spawn"]>[0]): Promise<HelperChild> {
+        const c = await helper.spawn(req);
+        await new Promise<void>((r) => c.onExit(() => r()));
+        children.push(c);
+        return c;
+      },
+    } as unknown as ForkHelper;
+    const host: SessionHost = {
+      forkHelper: () => late,
+      setpriv: undefined,
+      retain: false,
+      destroyed: () => {},
+      changed: () => {},
+      log: { debug: () => {}, warn: () => {} },
+    };
+    try {
+      for (let i = 0; i < 3; i++) {
+        const s = new Session(i, TEST_USER, await makeSessionDir(tmp, undefined), Buffer.from(""), host);
+        s.incref();
+        s.argv = Buffer.from("sh -c 'exit 5'");
+        await s.exec("/bin/sh", undefined, {}, "x");
+        await s.waitExit();
+        expect(s.waitText).toBe(String(5 << 8));
+        expect(s.pid).toBe(-1);
+        expect(children[i]?.stdin?.destroyed ?? true).toBe(true);
+        s.decref();
+        await s.gone;
+      }
+    } finally {
+      helper.close();
+    }
   });
 });
