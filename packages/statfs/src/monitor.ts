@@ -407,6 +407,9 @@ export class Monitor extends EventEmitter<MonitorEvents> {
     n.session?.close();
     n.session = undefined;
     n.wake?.();
+    // A node that will not be polled again no longer holds up the round (a node removed while it
+    // waited for its next poll used to leave the round, and the round time, unfinished for good).
+    this.roundDone(n);
   }
 
   private invalidate(): void {
