@@ -80,6 +80,27 @@ function processesWith(marker: string): number {
   return n;
 }
 
+/** Pids of the processes whose command line contains `text`. */
+function pidsWith(text: string): number[] {
+  const out: number[] = [];
+  for (const pid of readdirSync("/proc")) {
+    if (!/^\d+$/.test(pid)) continue;
+    try {
+      if (readFileSync(`/proc/${pid}/cmdline`, "latin1").includes(text)) out.push(Number(pid));
+    } catch {}
+  }
+  return out;
+}
+
+/** Is the process asleep in a write to a full pipe? */
+function blockedOnPipe(pid: number): boolean {
+  try {
+    return /pipe_write/.test(readFileSync(`/proc/${pid}/wchan`, "latin1"));
+  } catch {
+    return false;
+  }
+}
+
 describe.skipIf(!built)("xrxd", () => {
   let node: TestNode;
   let sock: string;
@@ -158,6 +179,62 @@ describe.skipIf(!built)("xrxd", () => {
     const r = await run(join(BIN, "xrx.js"), ["--no-key", node.spec, "/bin/cat"], { env, input: text });
     expect(r.code).toBe(0);
     expect(r.stdout).toBe(text);
+  });
+
+  it("forwards a fast input of many megabytes whole (xrx waits for its socket, not only for xrxd's pause)", async () => {
+    // xrxd asks for a pause a round trip late. While it is slow to read (here: stopped), xrx must
+    // stop reading its input once the socket is full; had it read on, all it read would reach
+    // xrxd after the pause (the program takes nothing yet), more than xrxd keeps for a run, and
+    // the run would be dropped.
+    // A size of its own: the source is found by its command line.
+    const size = 64 * 1024 * 1024 + (process.pid % 1000);
+    const marker = `xrxd-fast-input-${process.pid}`;
+    const go = join(tempDir("xrxd-fast-input-"), "go");
+    const program = `while [ ! -e ${go} ]; do sleep 0.1; done; wc -c; : ${marker}`;
+    // A shell pipe, as a user's `head … | xrx …` (a pipe that holds 64 KiB, not a socket pair).
+    const client = spawn(
+      "/bin/sh",
+      [
+        "-c",
+        `head -c ${size} /dev/zero | "${join(BIN, "xrx.js")}" --no-key ${node.spec} /bin/sh -c '${program}'`,
+      ],
+      { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"], detached: true },
+    );
+    onCleanup(() => {
+      if (client.exitCode === null) process.kill(-client.pid!, "SIGKILL");
+    });
+    let stdout = "";
+    let stderr = "";
+    client.stdout!.on("data", (d) => (stdout += d));
+    client.stderr!.on("data", (d) => (stderr += d));
+    let ended = false;
+    const code = new Promise<number | null>((r) =>
+      client.on("close", (c) => {
+        ended = true;
+        r(c);
+      }),
+    );
+    await until(() => processesWith(marker) > 0, 20_000, "the program to start");
+    const source = pidsWith(`head\0-c\0${size}\0`);
+    // The source sleeps on its full pipe: xrx stopped reading it. No source: it wrote all.
+    const stopped = async () => {
+      if (sourceDone() || !source.every(blockedOnPipe)) return false;
+      await new Promise((r) => setTimeout(r, 300));
+      return source.every(blockedOnPipe);
+    };
+    const sourceDone = () => pidsWith(`head\0-c\0${size}\0`).length === 0;
+    xrxd.kill("SIGSTOP");
+    try {
+      await until(async () => sourceDone() || (await stopped()), 30_000, "xrx to read on or stop");
+    } finally {
+      xrxd.kill("SIGCONT");
+    }
+    // What xrx read meanwhile reaches xrxd now; the program starts reading only once that is over.
+    await until(async () => ended || (await stopped()), 30_000, "xrxd to take what was sent");
+    writeFileSync(go, "");
+    expect(await code).toBe(0);
+    expect({ stdout, stderr }).toEqual({ stdout: `${size}\n`, stderr: "" });
+    expect(xrxd.exitCode).toBeNull();
   });
 
   it("forwards signals to the program, and wipes the sessions of an xrx that is killed", async () => {

@@ -59,6 +59,25 @@ export function run(runHere: () => void): void {
   const send = (frame: Buffer) => {
     if (!sock.destroyed) sock.write(frame);
   };
+  // Standard input flows while xrxd asks for it AND the socket takes it. xrxd's PauseStdin comes
+  // a round trip late; without the socket's own backpressure a fast input (a file, `cat big |`)
+  // would be read on into this process's socket buffer meanwhile, megabytes of it, all of which
+  // reach xrxd after it asked to pause (it drops a client that sends it more than it may hold).
+  let inputWanted = false;
+  let socketFull = false;
+  const flowInput = () => {
+    if (inputWanted && !socketFull) process.stdin.resume();
+    else process.stdin.pause();
+  };
+  const sendInput = (frame: Buffer) => {
+    if (sock.destroyed || sock.write(frame)) return;
+    socketFull = true;
+    flowInput();
+  };
+  sock.on("drain", () => {
+    socketFull = false;
+    flowInput();
+  });
   const out = (stream: NodeJS.WriteStream, data: Buffer) => {
     if (!stream.write(data)) {
       sock.pause();
@@ -86,14 +105,16 @@ export function run(runHere: () => void): void {
       case Frame.ResumeStdin:
         if (!inputListening) {
           inputListening = true;
-          process.stdin.on("data", (d: Buffer) => send(encodeFrame(Frame.Stdin, d)));
+          process.stdin.on("data", (d: Buffer) => sendInput(encodeFrame(Frame.Stdin, d)));
           process.stdin.once("end", () => send(encodeFrame(Frame.StdinEnd)));
           process.stdin.once("error", () => send(encodeFrame(Frame.StdinEnd)));
         }
-        process.stdin.resume();
+        inputWanted = true;
+        flowInput();
         break;
       case Frame.PauseStdin:
-        process.stdin.pause();
+        inputWanted = false;
+        flowInput();
         break;
       case Frame.Exit:
         exitCode = payload.length >= 4 ? payload.readUInt32LE(0) : 1;
