@@ -202,15 +202,22 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
     // 1. Connect and create sessions (or find the job's sessions with -J).
     let connected = 0;
     const connectAll = mapLimit(slots, opts.maxConnecting ?? 32, async (slot) => {
+      // After an interrupt no node is dialled, and a connection that completes only afterwards is
+      // closed here: the clean-up has already run, and in xrxd nothing else would ever close it.
+      if (abortedBy) return;
       try {
-        slot.node = await XcpuNode.connect(slot.spec, {
+        const node = await XcpuNode.connect(slot.spec, {
           identity: opts.identity,
           msize: opts.msize,
           timeoutMs: opts.connectTimeoutMs,
           callTimeoutMs: opts.callTimeoutMs,
           trace: opts.trace,
         });
-        if (abortedBy) return;
+        if (abortedBy) {
+          node.close();
+          return;
+        }
+        slot.node = node;
         if (opts.attach !== undefined) {
           const mains = jobMainProcesses(await slot.node.procs(), opts.attach);
           if (mains.length === 0) {

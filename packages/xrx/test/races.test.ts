@@ -1,0 +1,101 @@
+// Races found by running the built commands thousands of times: what must hold whatever moment a
+// signal, a closed output or a slow node picks. Each case pins the moment down so it fails the
+// same way every time without the fix.
+import { EventEmitter } from "node:events";
+import { connect, createServer, type Socket } from "node:net";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { main as xrx } from "../src/cli/xrx.js";
+import { cleanupAll, onCleanup, runCli, startCluster, type TestNode, until } from "./harness.js";
+
+afterAll(cleanupAll);
+
+let nodes: TestNode[];
+beforeAll(async () => {
+  ({ nodes } = await startCluster(3));
+});
+
+/**
+ * A TCP relay in front of a node that counts the connections open through it. While `held`, what
+ * a client sends waits in the relay (the node answers nothing yet): a connect that is slow to
+ * finish.
+ */
+async function relay(target: TestNode, hold = false) {
+  let held = hold;
+  const waiting: Array<() => void> = [];
+  const open = new Set<Socket>();
+  let accepted = 0;
+  const server = createServer((client) => {
+    accepted++;
+    open.add(client);
+    let upstream: Socket | undefined;
+    const pipe = () => {
+      if (client.destroyed) return;
+      upstream = connect(target.port, "127.0.0.1");
+      upstream.on("close", gone);
+      upstream.on("error", gone);
+      client.pipe(upstream).pipe(client);
+    };
+    const gone = () => {
+      open.delete(client);
+      client.destroy();
+      upstream?.destroy();
+    };
+    client.on("close", gone);
+    client.on("error", gone);
+    if (held) {
+      client.pause();
+      waiting.push(() => {
+        client.resume();
+        pipe();
+      });
+    } else pipe();
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  onCleanup(
+    () =>
+      new Promise<void>((r) => {
+        for (const s of open) s.destroy();
+        server.close(() => r());
+      }),
+  );
+  const port = (server.address() as { port: number }).port;
+  return {
+    spec: `127.0.0.1!${port}`,
+    get open() {
+      return open.size;
+    },
+    get accepted() {
+      return accepted;
+    },
+    release() {
+      held = false;
+      for (const w of waiting.splice(0)) w();
+    },
+  };
+}
+
+describe("a signal while xrx is still connecting", () => {
+  it("leaves no connection open, even to nodes that answer only afterwards (xrxd runs on)", async () => {
+    // One connection attempt at a time: the first node is slow to answer, the others wait their
+    // turn. The Ctrl-C comes while the first is still connecting.
+    const slow = await relay(nodes[0]!, true);
+    const rest = await Promise.all(nodes.slice(1).map((n) => relay(n)));
+    const signals = new EventEmitter();
+    const run = runCli(
+      xrx,
+      ["--no-key", "--max-connecting", "1", [slow, ...rest].map((r) => r.spec).join(","), "/bin/true"],
+      { signals },
+    );
+    await until(() => slow.accepted === 1, 20_000, "the first connection");
+    signals.emit("SIGINT");
+    const r = await run;
+    expect(r.code).toBe(130);
+    expect(r.stderr).toContain("interrupted by SIGINT before the program started");
+    // The slow node answers now. Its connection, and any made after the interrupt, must not
+    // stay open in the process (xrxd's, which runs for hours).
+    slow.release();
+    await until(() => slow.open === 0, 20_000, "the slow node's connection to close");
+    expect(rest.map((x) => x.accepted)).toEqual(rest.map(() => 0));
+    expect(rest.map((x) => x.open)).toEqual(rest.map(() => 0));
+  });
+});
