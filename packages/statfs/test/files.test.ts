@@ -3,11 +3,12 @@
 // file reopened on SIGHUP after logrotate renamed it.
 
 import { execFileSync } from "node:child_process";
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { mkdtemp, rename, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { PidFileTakenError, writePidFile } from "../src/cli/daemon-files.js";
 import { main as xstat } from "../src/cli/xstat.js";
 import { makeAdminKey, startNode } from "./helpers/cluster.js";
 import { deadPort, waitFor } from "./helpers/net.js";
@@ -184,6 +185,31 @@ describe("statfs --pid-file and --log-file", () => {
     }
     expect(await t.exited).toBe(0);
     expect(read(pidFile)).toBe("4194304\n");
+  }, 120_000);
+
+  it("does not take a pid file over from a statfs that wrote it after this one started", async () => {
+    // Two statfs started at once both find no pid file; the one that writes it second must not
+    // replace the first's (which would run on, named by no pid file). The second's write is
+    // called here as the second instance would, once the first has written its pid.
+    const conf = await config("race.conf");
+    const pidFile = join(dir, "race.pid");
+    const first = spawnStatfs(withPidFile(conf, pidFile));
+    try {
+      await waitFor(() => read(pidFile) === `${first.proc.pid}\n`, 60_000, "the first's pid file");
+      expect(() => writePidFile(pidFile, process.pid)).toThrow(
+        new PidFileTakenError(pidFile, first.proc.pid!),
+      );
+      expect(read(pidFile)).toBe(`${first.proc.pid}\n`);
+      expect(readdirSync(dir).filter((f) => f.startsWith("race.pid."))).toEqual([]);
+    } finally {
+      first.kill("SIGTERM");
+    }
+    expect(await first.exited).toBe(0);
+    expect(existsSync(pidFile)).toBe(false);
+    // A stale file (a dead pid) is still replaced.
+    await writeFile(pidFile, `${execFileSync("sh", ["-c", "echo $$"], { encoding: "utf8" }).trim()}\n`);
+    writePidFile(pidFile, process.pid);
+    expect(read(pidFile)).toBe(`${process.pid}\n`);
   }, 120_000);
 
   it("a log file or pid file it cannot write: exit 1 with the reason, nothing left running", async () => {

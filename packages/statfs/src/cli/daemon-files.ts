@@ -5,6 +5,7 @@ import {
   closeSync,
   fchmodSync,
   fsyncSync,
+  linkSync,
   openSync,
   readFileSync,
   renameSync,
@@ -71,12 +72,29 @@ export function isStatfs(pid: number): boolean {
   return rest.some((a) => /^statfs(\.[cm]?[jt]s)?$/.test(basename(a)));
 }
 
+/** The pid file names another running statfs: this one must not serve. */
+export class PidFileTakenError extends Error {
+  constructor(
+    readonly file: string,
+    readonly pid: number,
+  ) {
+    super(`already running as pid ${pid} (pid file ${file}); stop it first or use another --pid-file`);
+  }
+}
+
 /**
  * Writes `pid` and a newline to `file`, mode 0644 whatever the umask, through a temporary file in
- * the same directory renamed over it: a reader sees the old file or the whole new one.
+ * the same directory linked to its name: a reader sees the old file or the whole new one.
+ *
+ * The file is claimed, not overwritten: two statfs started at once both find no pid file when they
+ * start, and the second to get here must not take the file over from the first (which would then
+ * run on, named by no pid file, out of reach of the init script). A file naming another running
+ * statfs is left alone ({@link PidFileTakenError}); a stale one (see {@link readPidFile}, `ours`) is
+ * moved aside and replaced, unless another statfs replaced it meanwhile.
  */
-export function writePidFile(file: string, pid: number): void {
+export function writePidFile(file: string, pid: number, ours: number[] = [pid]): void {
   const tmp = `${file}.${pid}.tmp`;
+  const aside = `${file}.${pid}.stale`;
   let fd: number | undefined;
   try {
     fd = openSync(tmp, "w", 0o644);
@@ -85,11 +103,46 @@ export function writePidFile(file: string, pid: number): void {
     fsyncSync(fd);
     closeSync(fd);
     fd = undefined;
-    renameSync(tmp, file);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        linkSync(tmp, file);
+        return;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== "EEXIST" || attempt >= 10) throw err;
+      }
+      let stale: string;
+      try {
+        stale = readFileSync(file, "latin1");
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === "ENOENT") continue;
+        throw err;
+      }
+      const state = readPidFile(file, ours);
+      if (state.kind === "running") throw new PidFileTakenError(file, state.pid);
+      if (state.kind === "absent") continue;
+      // Move the stale file aside. What arrives there may be another statfs's claim that replaced
+      // the stale file after we read it: that one goes back (and wins).
+      try {
+        renameSync(file, aside);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === "ENOENT") continue;
+        throw err;
+      }
+      if (readFileSync(aside, "latin1") !== stale) {
+        try {
+          linkSync(aside, file);
+        } catch {
+          // Yet another file took the name: the next round reads whichever it is.
+        }
+      }
+      rmSync(aside, { force: true });
+    }
   } catch (err) {
+    if (err instanceof PidFileTakenError) throw err;
+    throw new Error(`cannot write pid file ${file}: ${(err as Error).message}`);
+  } finally {
     if (fd !== undefined) closeSync(fd);
     rmSync(tmp, { force: true });
-    throw new Error(`cannot write pid file ${file}: ${(err as Error).message}`);
   }
 }
 

@@ -170,11 +170,11 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
     return failed();
   };
 
+  // A stale pid file may name, pids having been reused, this process or the command that started it.
+  const ours = daemonChild ? [process.pid, process.ppid] : [process.pid];
   // A second statfs given the pid file of one that runs is refused before it goes into the
   // background or takes any address; a stale file is replaced once this one serves.
   if (pidFile) {
-    // A stale file may name, pids having been reused, this process or the command that started it.
-    const ours = daemonChild ? [process.pid, process.ppid] : [process.pid];
     let state: ReturnType<typeof readPidFile>;
     try {
       state = readPidFile(pidFile, ours);
@@ -239,7 +239,9 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
   logOutages(statfs, log);
   if (pidFile) {
     try {
-      writePidFile(pidFile, process.pid);
+      // Another statfs may have started at the same time, found no pid file either, and written
+      // it first: that one keeps it, this one stops.
+      writePidFile(pidFile, process.pid, ours);
     } catch (err) {
       log(`${(err as Error).message}; stopped`);
       await statfs.close();
