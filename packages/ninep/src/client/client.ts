@@ -133,6 +133,10 @@ interface Pending {
   cleanup?: () => void;
   /** For a Tflush: the tag it flushes. */
   oldtag?: number;
+  /** The request (for the fids it names, should it be abandoned). */
+  msg?: Request;
+  /** The fids an abandoned call names, counted in the client's #abandonedOnFid. */
+  fids?: number[];
   /** When the call times out (monotonic ms, see `now`), while it is in the client's timed set. */
   deadline?: number;
   /** Its time limit, for the error message. */
@@ -186,6 +190,22 @@ function amountOf(reply: T.RMessage): [number, string] | undefined {
   }
 }
 
+/** The existing fids a request names (not the one a walk, attach or auth makes). */
+function fidsOf(msg: Request): number[] {
+  const m = msg as {
+    fid?: number;
+    dfid?: number;
+    olddirfid?: number;
+    newdirfid?: number;
+    dirfd?: number;
+  };
+  const fids: number[] = [];
+  for (const f of [m.fid, m.dfid, m.olddirfid, m.newdirfid, m.dirfd]) {
+    if (f !== undefined && !fids.includes(f)) fids.push(f);
+  }
+  return fids;
+}
+
 function abortReason(signal: AbortSignal): unknown {
   return signal.reason ?? new DOMException("The operation was aborted", "AbortError");
 }
@@ -219,6 +239,11 @@ export class Client {
   #closing = false;
   #closedErr: Error | undefined;
   #idleWaiters: Array<() => void> = [];
+  /**
+   * fid number → how many abandoned calls naming it are still on the server (no Rflush or reply
+   * yet), and who waits for them to end (see `fidSettled`).
+   */
+  readonly #abandonedOnFid = new Map<number, { count: number; waiters: Array<() => void> }>();
   /**
    * Calls with a time limit. One timer for the connection, set to the earliest deadline, instead
    * of a timer per call: most calls are answered long before their limit.
@@ -473,6 +498,7 @@ export class Client {
         replied: false,
         onLate: opts.onLate,
         limit: limitOf(msg),
+        msg,
       };
       try {
         this.#pending.set(tag, entry);
@@ -561,6 +587,14 @@ export class Client {
     if (entry.abandoned || this.#pending.get(entry.tag) !== entry) return;
     this.#release(entry);
     entry.abandoned = true;
+    if (entry.msg) {
+      entry.fids = fidsOf(entry.msg);
+      for (const f of entry.fids) {
+        const a = this.#abandonedOnFid.get(f);
+        if (a) a.count++;
+        else this.#abandonedOnFid.set(f, { count: 1, waiters: [] });
+      }
+    }
     entry.reject(err);
     this.#checkIdle(); // close() waits for it no longer
     const flushTag = this.#tags.tryAlloc();
@@ -627,8 +661,7 @@ export class Client {
       this.#settle(entry, reply);
       const old = this.#pending.get(entry.oldtag);
       if (old?.abandoned) {
-        this.#pending.delete(old.tag);
-        this.#tags.free(old.tag);
+        this.#endAbandoned(old);
         if (!old.replied) old.onLate?.(undefined);
         this.#checkIdle();
       }
@@ -642,8 +675,7 @@ export class Client {
       }
       if (!entry.flushing) {
         // No Tflush went out for it: the tag is free once the reply is in.
-        this.#pending.delete(entry.tag);
-        this.#tags.free(entry.tag);
+        this.#endAbandoned(entry);
         this.#checkIdle();
       }
       return;
@@ -689,8 +721,24 @@ export class Client {
       this.destroy(err instanceof Error ? err : new ProtocolError("unexpected", String(err)));
       return;
     }
+    if (entry.oldtag !== undefined) {
+      // An unreadable answer to a Tflush still ends the flush. What the flushed call did is
+      // unknown: its onLate is not called (a fid it may have made is never reused).
+      this.#settle(entry, undefined, err);
+      const old = this.#pending.get(entry.oldtag);
+      if (old?.abandoned) {
+        old.replied = true;
+        this.#endAbandoned(old);
+        this.#checkIdle();
+      }
+      return;
+    }
     if (entry.abandoned) {
       entry.replied = true;
+      if (!entry.flushing) {
+        this.#endAbandoned(entry);
+        this.#checkIdle();
+      }
       return;
     }
     this.#settle(entry, undefined, err);
@@ -721,7 +769,43 @@ export class Client {
       this.#release(e);
       if (!e.abandoned && e.oldtag === undefined) e.reject(reason);
     }
+    // Nothing is on the server any more.
+    const abandoned = [...this.#abandonedOnFid.values()];
+    this.#abandonedOnFid.clear();
+    for (const a of abandoned) for (const w of a.waiters) w();
     this.#checkIdle();
+  }
+
+  /** An abandoned call is over on the server (its Rflush, or its reply when no Tflush went out). */
+  #endAbandoned(entry: Pending): void {
+    this.#pending.delete(entry.tag);
+    this.#tags.free(entry.tag);
+    if (!entry.fids) return;
+    for (const f of entry.fids) {
+      const a = this.#abandonedOnFid.get(f);
+      if (!a || --a.count > 0) continue;
+      this.#abandonedOnFid.delete(f);
+      for (const w of a.waiters) w();
+    }
+  }
+
+  /**
+   * @internal Undefined when no abandoned call (aborted or timed out, its Tflush not yet
+   * answered) names fid `num`; else a promise that resolves once none does. A server may still be
+   * running such a call: a Tclunk sent before it ends would let the fid number be reused while
+   * the old call still holds it there.
+   */
+  fidSettled(num: number): Promise<void> | undefined {
+    const a = this.#abandonedOnFid.get(num);
+    if (!a) return undefined;
+    return new Promise((resolve) => {
+      // With a default time limit, a server that never answers the Tflush holds the wait no longer.
+      const t = this.#defaultTimeout > 0 ? setTimeout(resolve, this.#defaultTimeout) : undefined;
+      a.waiters.push(() => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
   }
 
   /**
@@ -802,7 +886,9 @@ export class Client {
       { type: MsgType.Tauth, afid, uname, aname, n_uname: opts.n_uname ?? NONUNAME },
       {
         ...opts,
-        onLate: (r) => (r?.type === MsgType.Rauth ? this.#clunkLater(afid) : this.fids.free(afid)),
+        // (With no reply at all, as for a walk: a Tclunk tells whether the afid exists.)
+        onLate: (r) =>
+          r === undefined || r.type === MsgType.Rauth ? this.#clunkLater(afid) : this.fids.free(afid),
         onUnsent: () => {
           unsent = true;
         },
@@ -856,7 +942,8 @@ export class Client {
         { type: MsgType.Tattach, fid, afid, uname, aname, n_uname: opts.n_uname ?? NONUNAME },
         {
           ...opts,
-          onLate: (r) => (r?.type === MsgType.Rattach ? this.#clunkLater(fid) : this.fids.free(fid)),
+          onLate: (r) =>
+            r === undefined || r.type === MsgType.Rattach ? this.#clunkLater(fid) : this.fids.free(fid),
           onUnsent: () => this.fids.free(fid),
         },
       );
@@ -870,10 +957,15 @@ export class Client {
   /** @internal clunk a fid nobody holds any more (an abandoned walk/attach that happened after all). */
   #clunkLater(fid: number): void {
     if (this.closed) return;
-    this.rpc({ type: MsgType.Tclunk, fid }).then(
-      () => this.fids.free(fid),
-      (err) => (err instanceof RemoteError ? this.fids.free(fid) : undefined),
-    );
+    const clunk = () =>
+      this.rpc({ type: MsgType.Tclunk, fid }).then(
+        () => this.fids.free(fid),
+        (err) => (err instanceof RemoteError ? this.fids.free(fid) : undefined),
+      );
+    // After the abandoned calls on it, as Fid.clunk does.
+    const settled = this.fidSettled(fid);
+    if (settled) void settled.then(clunk);
+    else void clunk();
   }
 
   /** @internal */

@@ -116,11 +116,12 @@ export class Fid {
             {
               ...opts,
               onLate: (late) => {
-                // The walk was abandoned; settle what the server did with newfid.
-                if (!first) client.clunkLater(newfid);
+                // The walk was abandoned; settle what the server did with newfid. With no reply
+                // at all (Rflush alone) it should not have happened, but some servers (diod)
+                // finish a flushed walk and drop its reply: a Tclunk tells, either way.
+                if (!first || late === undefined) client.clunkLater(newfid);
                 else if (late?.type === MsgType.Rwalk && late.wqid.length === chunk.length)
                   client.clunkLater(newfid);
-                else if (late === undefined) client.fids.free(newfid);
                 else client.fids.quarantine(newfid);
               },
               // Never sent: newfid is as it was before this step.
@@ -189,8 +190,8 @@ export class Fid {
         ...opts,
         onLate: (late) => {
           // Abandoned: settle what the server did with newfid (as walk does).
-          if (late?.type === MsgType.Rwalk && late.wqid.length === names.length) client.clunkLater(newfid);
-          else if (late === undefined) client.fids.free(newfid);
+          if (late === undefined || (late.type === MsgType.Rwalk && late.wqid.length === names.length))
+            client.clunkLater(newfid);
           else client.fids.quarantine(newfid);
         },
         onUnsent: () => {
@@ -381,6 +382,7 @@ export class Fid {
     this.#check();
     this.#gone = true;
     try {
+      await this.#settled();
       await this.client.rpc({ type: MsgType.Tremove, fid: this.num }, { timeoutMs: opts?.timeoutMs });
       this.client.fids.free(this.num);
     } catch (err) {
@@ -389,12 +391,27 @@ export class Fid {
     }
   }
 
-  /** Forgets the fid; safe to call twice. The number is reused only after the server answered (C1). */
+  /**
+   * Waits until no aborted or timed-out call on this fid is still on the server (its Tflush not
+   * yet answered). A server that runs requests concurrently may still be running such a call: a
+   * Tclunk or Tremove that overtook it would free the number while the server still holds the
+   * fid, and the next walk to that number would find it taken.
+   */
+  async #settled(): Promise<void> {
+    const settled = this.client.fidSettled(this.num);
+    if (settled) await settled;
+  }
+
+  /**
+   * Forgets the fid; safe to call twice. The number is reused only after the server answered (C1).
+   * The Tclunk waits for the Rflush of calls on this fid that were aborted or timed out.
+   */
   async clunk(): Promise<void> {
     if (this.#gone) return;
     this.#gone = true;
     if (this.client.closed) return;
     try {
+      await this.#settled();
       // Under the client's time limit, if it has one: a server that never answers must not
       // hold the caller forever.
       await this.client.rpc({ type: MsgType.Tclunk, fid: this.num });
