@@ -6,7 +6,7 @@
 import { readFileSync } from "node:fs";
 import type { NodeSpec } from "@clustermatic/ninep/nodes";
 import { mapLimit } from "./limit.js";
-import { formatBytes, OutputMux, Progress, type Sink } from "./output.js";
+import { DrainGate, formatBytes, OutputMux, Progress, type Sink } from "./output.js";
 import { jobMainProcesses } from "./procs.js";
 import { fanout, planLocal, planStaging, type StagePlan, StagingError, sysrootFor } from "./staging.js";
 import { aggregateExit, type NodeOutcome, summarize } from "./status.js";
@@ -167,11 +167,15 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
       for (const s of orphaned) wipe(s, `wiped on ${name}`);
     }
   };
+  const stdoutGate = new DrainGate(opts.stdout);
+  const stderrGate = new DrainGate(opts.stderr);
   // Our stdout went away (`xrx … | head -1`): nobody reads the output any more, end the job.
   let outputClosed = false;
   const onOutputClosed = () => {
     if (outputClosed) return;
     outputClosed = true;
+    // Reads waiting for the output to drain go on (what they read is dropped) until the wipe ends them.
+    stdoutGate.release();
     if (!started) {
       abortedBy ??= "SIGPIPE";
       abort?.("SIGPIPE");
@@ -325,8 +329,10 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
     const done = running.map(async (slot) => {
       const session = slot.session!;
       const streams = mux.streams(slot.spec.name);
-      const out = session.pump("stdout", (b) => streams.stdout.write(b));
-      const err = session.pump("stderr", (b) => streams.stderr.write(b));
+      // The next read waits while our own output is full: memory stays bounded by one read per
+      // stream and node however slowly the output is taken.
+      const out = session.pump("stdout", (b) => streams.stdout.write(b) || stdoutGate.wait());
+      const err = session.pump("stderr", (b) => streams.stderr.write(b) || stderrGate.wait());
       const status = session.wait().then((st) => {
         slot.mainEnded = true;
         return st;

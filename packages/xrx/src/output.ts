@@ -3,7 +3,58 @@
 // nodes never interleave mid-line; a partial last line is delivered at end of stream.
 
 export interface Sink {
+  /** `false` (a Writable past its high-water mark) asks the writer to wait for "drain". */
   write(chunk: string | Uint8Array): unknown;
+}
+
+/**
+ * Waiting for a sink to take more: the nodes' output is read only as fast as xrx's own output
+ * takes it (a slow pipe, a terminal scrolling, xrxd's client), so xrx holds at most one read per
+ * stream and node instead of everything the programs write. A sink that is not an event emitter
+ * (or is gone) never makes anybody wait.
+ */
+export class DrainGate {
+  private waiting: Promise<void> | undefined;
+  private wake: (() => void) | undefined;
+  private released = false;
+  constructor(private readonly sink: Sink) {}
+
+  /** Resolves once the sink asks for more data (drain), closes or fails, or on release(). */
+  wait(): Promise<void> {
+    const s = this.sink as Sink &
+      Partial<NodeJS.EventEmitter> & { writableNeedDrain?: boolean; destroyed?: boolean };
+    if (
+      this.released ||
+      typeof s.once !== "function" ||
+      typeof s.off !== "function" ||
+      s.destroyed ||
+      s.writableNeedDrain === false
+    )
+      return Promise.resolve();
+    // One set of listeners for every writer of the sink (dozens of nodes would trip Node's
+    // leak warning, on the very stderr the output goes to).
+    this.waiting ??= new Promise<void>((resolve) => {
+      const done = () => {
+        s.off!("drain", done);
+        s.off!("close", done);
+        s.off!("error", done);
+        this.waiting = undefined;
+        this.wake = undefined;
+        resolve();
+      };
+      this.wake = done;
+      s.once!("drain", done);
+      s.once!("close", done);
+      s.once!("error", done);
+    });
+    return this.waiting;
+  }
+
+  /** Ends every wait, now and later (nobody takes the output any more). */
+  release(): void {
+    this.released = true;
+    this.wake?.();
+  }
 }
 
 export interface MuxOptions {
@@ -28,13 +79,11 @@ export class StreamMux {
     private readonly maxLine: number,
   ) {}
 
-  write(data: Uint8Array): void {
-    if (data.length === 0) return;
+  /** Returns false when the sink asked the writer to wait for it (see DrainGate). */
+  write(data: Uint8Array): boolean {
+    if (data.length === 0) return true;
     const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-    if (!this.lines) {
-      this.sink.write(Buffer.from(buf));
-      return;
-    }
+    if (!this.lines) return this.sink.write(Buffer.from(buf)) !== false;
     const out: Buffer[] = [];
     let start = 0;
     for (;;) {
@@ -60,7 +109,7 @@ export class StreamMux {
         this.pendingLen = 0;
       }
     }
-    if (out.length > 0) this.sink.write(Buffer.concat(out));
+    return out.length === 0 || this.sink.write(Buffer.concat(out)) !== false;
   }
 
   /** End of stream: deliver a buffered partial line (terminated, so the next line starts clean). */

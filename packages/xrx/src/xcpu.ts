@@ -651,8 +651,11 @@ export class Session {
     return this.ctl("close stdin");
   }
 
-  /** Streams stdout or stderr to `onData` until EOF. */
-  pump(which: "stdout" | "stderr", onData: (b: Buffer) => void): Promise<void> {
+  /**
+   * Streams stdout or stderr to `onData` until EOF. When `onData` returns a promise, the next
+   * read waits for it (the consumer's backpressure: the program then blocks on its full pipe).
+   */
+  pump(which: "stdout" | "stderr", onData: (b: Buffer) => unknown): Promise<void> {
     const fid = which === "stdout" ? this.stdoutFid : this.stderrFid;
     return this.node.guard(async () => {
       let off = 0;
@@ -660,7 +663,8 @@ export class Session {
         const b = await fid.read(off, fid.iounit, NO_TIMEOUT);
         if (b.length === 0) return;
         off += b.length;
-        onData(b);
+        const taken = onData(b);
+        if (taken instanceof Promise) await taken;
       }
     });
   }

@@ -2,10 +2,13 @@
 // signal, a closed output or a slow node picks. Each case pins the moment down so it fails the
 // same way every time without the fix.
 import { EventEmitter } from "node:events";
+import { readdirSync, readFileSync } from "node:fs";
 import { connect, createServer, type Socket } from "node:net";
+import { PassThrough, Writable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { CliIo } from "../src/cli/args.js";
 import { main as xrx } from "../src/cli/xrx.js";
-import { cleanupAll, onCleanup, runCli, startCluster, type TestNode, until } from "./harness.js";
+import { cleanupAll, onCleanup, runCli, startCluster, type TestNode, tempDir, until } from "./harness.js";
 
 afterAll(cleanupAll);
 
@@ -97,5 +100,81 @@ describe("a signal while xrx is still connecting", () => {
     await until(() => slow.open === 0, 20_000, "the slow node's connection to close");
     expect(rest.map((x) => x.accepted)).toEqual(rest.map(() => 0));
     expect(rest.map((x) => x.open)).toEqual(rest.map(() => 0));
+  });
+});
+
+/** Pids of live processes whose command line contains `marker`. */
+function pidsWith(marker: string): number[] {
+  const out: number[] = [];
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      if (readFileSync(`/proc/${name}/cmdline`, "latin1").includes(marker)) out.push(Number(name));
+    } catch {
+      // gone
+    }
+  }
+  return out;
+}
+
+/** Is the process asleep in a write to a full pipe? */
+function blockedOnPipe(pid: number): boolean {
+  try {
+    return /pipe_write/.test(readFileSync(`/proc/${pid}/wchan`, "latin1"));
+  } catch {
+    return false;
+  }
+}
+
+describe("output to a reader that does not keep up", () => {
+  it("is read from the nodes only as fast as it is taken: xrx (and xrxd) memory stays bounded", async () => {
+    const marker = `xrx-slow-reader-${process.pid}-${Date.now()}`;
+    // A standard output that takes nothing until released (a pipe to a reader that is busy).
+    let release: (() => void) | undefined;
+    const held: Array<() => void> = [];
+    const stdout = new Writable({
+      highWaterMark: 64 * 1024,
+      write(_chunk, _enc, cb) {
+        if (release) cb();
+        else held.push(cb);
+      },
+    });
+    release = undefined;
+    const signals = new EventEmitter();
+    const io: CliIo = {
+      stdin: new PassThrough().end(),
+      stdout,
+      stderr: new PassThrough().resume(),
+      env: { PATH: process.env.PATH, HOME: process.env.HOME },
+      cwd: tempDir("xrx-slow-reader-"),
+      signals,
+    };
+    const list = nodes.map((n) => n.spec).join(",");
+    // Every node's `yes` writes as fast as it can, for ever.
+    const run = xrx(["--no-key", "-l", list, "/usr/bin/yes", marker], io);
+    await until(() => pidsWith(marker).length === nodes.length, 20_000, "the programs to start");
+    // Either every program ends up asleep on its full pipe (xrx stopped reading: what must
+    // happen), or xrx goes on reading into memory. 64 MiB is far more than xrx may hold: one
+    // read per node and stream, and the sink's own buffer.
+    const limit = 64 * 1024 * 1024;
+    let steady = false;
+    await until(
+      async () => {
+        if (stdout.writableLength > limit) return true;
+        const before = stdout.writableLength;
+        if (!pidsWith(marker).every(blockedOnPipe)) return false;
+        await new Promise((r) => setTimeout(r, 300));
+        steady = stdout.writableLength === before && pidsWith(marker).every(blockedOnPipe);
+        return steady;
+      },
+      120_000,
+      "the programs to block or xrx to buffer",
+    );
+    expect(stdout.writableLength).toBeLessThan(limit);
+    expect(steady).toBe(true);
+    release = () => {};
+    for (const cb of held.splice(0)) cb();
+    signals.emit("SIGTERM");
+    expect(await run).toBe(143);
   });
 });
