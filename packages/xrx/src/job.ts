@@ -337,6 +337,11 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
         slot.mainEnded = true;
         return st;
       });
+      // Any of them may fail while the exec below is still under way (a wipe answers the parked
+      // wait at once, and the node carries out the exec asynchronously). They are awaited after
+      // the exec; until then such a failure is not an unhandled rejection, which would end the
+      // whole process with a stack trace.
+      for (const p of [out, err, status]) p.catch(() => {});
       // Reads are parked on the node before the program starts, so nothing is missed.
       try {
         if (opts.attach === undefined) {

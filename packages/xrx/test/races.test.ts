@@ -8,7 +8,19 @@ import { PassThrough, Writable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { CliIo } from "../src/cli/args.js";
 import { main as xrx } from "../src/cli/xrx.js";
-import { cleanupAll, onCleanup, runCli, startCluster, type TestNode, tempDir, until } from "./harness.js";
+import { OUTPUT_CLOSED } from "../src/job.js";
+import {
+  cleanupAll,
+  onCleanup,
+  runCli,
+  sessionDirCount,
+  startCluster,
+  type TestNode,
+  tempDir,
+  until,
+} from "./harness.js";
+
+const sessionCount = (n: TestNode) => sessionDirCount(n.tmp);
 
 afterAll(cleanupAll);
 
@@ -20,11 +32,13 @@ beforeAll(async () => {
 /**
  * A TCP relay in front of a node that counts the connections open through it. While `held`, what
  * a client sends waits in the relay (the node answers nothing yet): a connect that is slow to
- * finish.
+ * finish. `holdWrite` picks 9P writes (by their data) that wait in the relay while the client's
+ * later requests go on: a request the node is slow to carry out, as an exec whose fork takes long.
  */
-async function relay(target: TestNode, hold = false) {
+async function relay(target: TestNode, hold = false, holdWrite?: (data: Buffer) => boolean) {
   let held = hold;
   const waiting: Array<() => void> = [];
+  const heldWrites: Array<() => void> = [];
   const open = new Set<Socket>();
   let accepted = 0;
   const server = createServer((client) => {
@@ -36,7 +50,22 @@ async function relay(target: TestNode, hold = false) {
       upstream = connect(target.port, "127.0.0.1");
       upstream.on("close", gone);
       upstream.on("error", gone);
-      client.pipe(upstream).pipe(client);
+      upstream.pipe(client);
+      if (!holdWrite) {
+        client.pipe(upstream);
+        return;
+      }
+      // 9P messages: size[4] type[1] tag[2] ...; Twrite (118) is fid[4] offset[8] count[4] data.
+      let pending = Buffer.alloc(0);
+      client.on("data", (chunk: Buffer) => {
+        pending = Buffer.concat([pending, chunk]);
+        while (pending.length >= 4 && pending.length >= pending.readUInt32LE(0)) {
+          const msg = pending.subarray(0, pending.readUInt32LE(0));
+          pending = pending.subarray(msg.length);
+          if (msg[4] === 118 && holdWrite(msg.subarray(23))) heldWrites.push(() => upstream?.write(msg));
+          else upstream!.write(msg);
+        }
+      });
     };
     const gone = () => {
       open.delete(client);
@@ -73,6 +102,12 @@ async function relay(target: TestNode, hold = false) {
     release() {
       held = false;
       for (const w of waiting.splice(0)) w();
+    },
+    get heldWrites() {
+      return heldWrites.length;
+    },
+    releaseWrites() {
+      for (const w of heldWrites.splice(0)) w();
     },
   };
 }
@@ -176,5 +211,35 @@ describe("output to a reader that does not keep up", () => {
     for (const cb of held.splice(0)) cb();
     signals.emit("SIGTERM");
     expect(await run).toBe(143);
+  });
+});
+
+describe("a session wiped while its exec is still under way on the node", () => {
+  it("is reported like any failed node: no unhandled rejection ends xrx with a stack trace", async () => {
+    // The node carries out `exec` asynchronously (a fork under load takes a while) and a wipe
+    // meanwhile answers the parked wait at once. Here the exec waits in a relay while the wipe
+    // (our output went away) goes through.
+    const slow = await relay(nodes[0]!, false, (data) => /(^|\n)exec /.test(data.toString("latin1")));
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on("unhandledRejection", onUnhandled);
+    try {
+      const signals = new EventEmitter();
+      const run = runCli(xrx, ["--no-key", "-l", slow.spec, "/bin/sleep", "30"], {
+        signals,
+        cwd: tempDir("xrx-exec-wipe-"),
+      });
+      await until(() => slow.heldWrites === 1, 20_000, "the exec to be sent");
+      signals.emit(OUTPUT_CLOSED);
+      // The wait's empty answer comes back and is settled before the exec is let through.
+      await until(() => sessionCount(nodes[0]!) === 0, 20_000, "the session to be wiped");
+      await new Promise((r) => setTimeout(r, 200));
+      slow.releaseWrites();
+      const r = await run;
+      expect(r.code).toBe(141);
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off("unhandledRejection", onUnhandled);
+    }
   });
 });
