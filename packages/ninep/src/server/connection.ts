@@ -218,6 +218,10 @@ export class ServerConnection {
   #resolveClosed!: () => void;
   #cancelHandshake: (() => void) | undefined;
   #idleTimer: NodeJS.Timeout | undefined;
+  /** The idle timer's verdict, run after the I/O that was pending when it fired. */
+  #idleVerdict: NodeJS.Immediate | undefined;
+  /** A frame arrived since the idle timer last fired. */
+  #idleSeen = false;
   #paused = false;
   /** Replies go to a socket, which copies them: large Rread frames can be reused once written. */
   readonly #poolFrames: boolean;
@@ -609,17 +613,27 @@ export class ServerConnection {
   #armIdle(): void {
     const ms = this.#core.opts.idleTimeoutMs;
     if (ms <= 0 || this.#isClosed) return;
+    this.#idleSeen = true;
     if (this.#idleTimer) {
       this.#idleTimer.refresh();
       return;
     }
     this.#idleTimer = setTimeout(() => {
-      if (this.#inflight.size > 0) {
-        this.#idleTimer?.refresh();
-        return;
-      }
-      this.#core.logger.info({ conn: this.info.id }, "9p: idle timeout; closing");
-      this.destroy();
+      // Decided after the pending I/O, as the handshake timeout is: Node runs due timers before
+      // it reads its sockets, so after a stalled loop a request that came in time would
+      // otherwise find its connection closed under it.
+      this.#idleSeen = false;
+      this.#idleVerdict = setImmediate(() => {
+        this.#idleVerdict = undefined;
+        if (this.#isClosed) return;
+        if (this.#idleSeen || this.#inflight.size > 0) {
+          this.#idleTimer?.refresh();
+          return;
+        }
+        this.#core.logger.info({ conn: this.info.id }, "9p: idle timeout; closing");
+        this.destroy();
+      });
+      this.#idleVerdict.unref();
     }, ms);
     this.#idleTimer.unref();
   }
@@ -664,6 +678,7 @@ export class ServerConnection {
     this.#isClosed = true;
     this.#cancelHandshake?.();
     clearTimeout(this.#idleTimer);
+    if (this.#idleVerdict) clearImmediate(this.#idleVerdict);
     if (err && !(err.name === "ConnectionError")) {
       this.#core.logger.info({ conn: this.info.id, err: err.message }, "9p: connection dropped");
     }

@@ -805,6 +805,19 @@ describe("lifecycle", () => {
     expect(c.closed).toBe(false);
   });
 
+  it("reads a request that came in time before its idle timeout decides, after a stalled loop", async () => {
+    // A second: a slow client is not closed between the messages of its handshake.
+    fx = await startFixture({ idleTimeoutMs: 1000 });
+    const c = await connect();
+    // The Tstat leaves in time; the stall keeps the server from reading it until its idle timer
+    // is due as well. The request came before the deadline: it is answered.
+    c.send({ type: MsgType.Tstat, tag: 5, fid: 0 });
+    const end = Date.now() + 1300;
+    while (Date.now() < end) {}
+    expect((await c.reply(5)).type).toBe(MsgType.Rstat);
+    expect(c.closed).toBe(false);
+  });
+
   it("keeps an idle-timed connection open while a request is outstanding", async () => {
     // Seconds, so that a slow client is not closed between the messages of its handshake.
     fx = await startFixture({ idleTimeoutMs: 1500 });
