@@ -105,6 +105,8 @@ interface Slot {
   outcome?: NodeOutcome;
   /** Its main process has ended (wait answered); output may still be held open by its children. */
   mainEnded?: boolean;
+  /** Settles once the node has answered the exec (started the program or refused). */
+  execAnswered?: Promise<unknown>;
   /** Why this run wiped the session (its outcome, when the wipe leaves no exit status). */
   wipedBy?: string;
 }
@@ -157,7 +159,14 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
       return;
     }
     const orphaned = live().filter((s) => s.mainEnded);
-    for (const s of live()) void s.session!.signal(SIGNALS[name] ?? 15).catch(() => {});
+    // The node carries out an exec asynchronously and drops a signal for a program it has not
+    // started yet: a signal is sent once the node has answered the session's exec.
+    for (const s of live()) {
+      const session = s.session!;
+      void (s.execAnswered ?? Promise.resolve())
+        .then(() => session.signal(SIGNALS[name] ?? 15))
+        .catch(() => {});
+    }
     // A session whose main process has ended has nobody to take the signal: what keeps it going
     // is a process it left behind holding its output open (a daemon). Such sessions are wiped.
     if (orphaned.length > 0) {
@@ -347,12 +356,14 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
         if (opts.attach === undefined) {
           const plan = plansByArch.get(slot.arch ?? "");
           if (!plan) throw new Error("nothing staged");
-          await session.exec(plan.command, {
+          const exec = session.exec(plan.command, {
             job: opts.jobId ?? "",
             rank: slot.rank,
             cwd: opts.cwd ?? (opts.localProgram ? localCwd : undefined),
             closeStdin: !opts.stdin,
           });
+          slot.execAnswered = exec.catch(() => {});
+          await exec;
         }
         const [, , st] = await Promise.all([out, err, status]);
         streams.stdout.end();

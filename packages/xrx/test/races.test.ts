@@ -39,6 +39,9 @@ async function relay(target: TestNode, hold = false, holdWrite?: (data: Buffer) 
   let held = hold;
   const waiting: Array<() => void> = [];
   const heldWrites: Array<() => void> = [];
+  // Writes let through, and the tags the node has answered (with holdWrite).
+  const writes: Array<{ tag: number; data: string }> = [];
+  const answered = new Set<number>();
   const open = new Set<Socket>();
   let accepted = 0;
   const server = createServer((client) => {
@@ -50,11 +53,20 @@ async function relay(target: TestNode, hold = false, holdWrite?: (data: Buffer) 
       upstream = connect(target.port, "127.0.0.1");
       upstream.on("close", gone);
       upstream.on("error", gone);
-      upstream.pipe(client);
       if (!holdWrite) {
+        upstream.pipe(client);
         client.pipe(upstream);
         return;
       }
+      let replies = Buffer.alloc(0);
+      upstream.on("data", (chunk: Buffer) => {
+        client.write(chunk);
+        replies = Buffer.concat([replies, chunk]);
+        while (replies.length >= 4 && replies.length >= replies.readUInt32LE(0)) {
+          answered.add(replies.readUInt16LE(5));
+          replies = replies.subarray(replies.readUInt32LE(0));
+        }
+      });
       // 9P messages: size[4] type[1] tag[2] ...; Twrite (118) is fid[4] offset[8] count[4] data.
       let pending = Buffer.alloc(0);
       client.on("data", (chunk: Buffer) => {
@@ -62,8 +74,15 @@ async function relay(target: TestNode, hold = false, holdWrite?: (data: Buffer) 
         while (pending.length >= 4 && pending.length >= pending.readUInt32LE(0)) {
           const msg = pending.subarray(0, pending.readUInt32LE(0));
           pending = pending.subarray(msg.length);
-          if (msg[4] === 118 && holdWrite(msg.subarray(23))) heldWrites.push(() => upstream?.write(msg));
-          else upstream!.write(msg);
+          const data = msg[4] === 118 ? msg.subarray(23).toString("latin1") : undefined;
+          if (data !== undefined && holdWrite(msg.subarray(23))) heldWrites.push(() => upstream?.write(msg));
+          else {
+            if (data !== undefined) {
+              answered.delete(msg.readUInt16LE(5));
+              writes.push({ tag: msg.readUInt16LE(5), data });
+            }
+            upstream!.write(msg);
+          }
         }
       });
     };
@@ -108,6 +127,10 @@ async function relay(target: TestNode, hold = false, holdWrite?: (data: Buffer) 
     },
     releaseWrites() {
       for (const w of heldWrites.splice(0)) w();
+    },
+    /** Has the node answered a write (let through) whose data matches `re`? */
+    answeredWrite(re: RegExp) {
+      return writes.some((w) => re.test(w.data) && answered.has(w.tag));
     },
   };
 }
@@ -241,5 +264,26 @@ describe("a session wiped while its exec is still under way on the node", () => 
     } finally {
       process.off("unhandledRejection", onUnhandled);
     }
+  });
+});
+
+describe("a Ctrl-C while the node is still carrying out the exec", () => {
+  it("reaches the program once it runs (the node drops a signal for a program not started yet)", async () => {
+    // The exec waits in the relay; the signal goes through and is answered first.
+    const slow = await relay(nodes[1]!, false, (data) => /(^|\n)exec /.test(data.toString("latin1")));
+    const signals = new EventEmitter();
+    const run = runCli(xrx, ["--no-key", "-l", slow.spec, "/bin/sleep", "20"], {
+      signals,
+      cwd: tempDir("xrx-exec-signal-"),
+    });
+    await until(() => slow.heldWrites === 1, 20_000, "the exec to be sent");
+    signals.emit("SIGINT");
+    // A forwarded signal would be answered now; one kept back for the exec is not sent yet.
+    await new Promise((r) => setTimeout(r, 500));
+    slow.releaseWrites();
+    const r = await run;
+    expect(r.code).toBe(130);
+    expect(r.stderr).toContain(`xrx: ${slow.spec}: killed by signal 2`);
+    expect(slow.answeredWrite(/^signal 2/)).toBe(true);
   });
 });
