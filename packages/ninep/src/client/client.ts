@@ -239,6 +239,8 @@ export class Client {
   #closing = false;
   #closedErr: Error | undefined;
   #idleWaiters: Array<() => void> = [];
+  /** Calls in flight per abort signal, and the signal's one listener (see #watch). */
+  readonly #bySignal = new Map<AbortSignal, { calls: Set<Pending>; onAbort: () => void }>();
   /**
    * fid number → how many abandoned calls naming it are still on the server (no Rflush or reply
    * yet), and who waits for them to end (see `fidSettled`).
@@ -512,9 +514,8 @@ export class Client {
       }
       if (timeoutMs > 0) this.#time(entry, timeLeft, timeoutMs);
       if (!signal) return;
-      const onAbort = () => this.#abandon(entry, abortReason(signal));
-      signal.addEventListener("abort", onAbort, { once: true });
-      entry.cleanup = () => signal.removeEventListener("abort", onAbort);
+      this.#watch(signal, entry);
+      entry.cleanup = () => this.#unwatch(signal, entry);
     });
     try {
       return await reply;
@@ -526,6 +527,35 @@ export class Client {
       }
       throw err;
     }
+  }
+
+  /**
+   * Calls in flight under `signal`. One abort listener per signal, not one per call: a window of
+   * reads or writes under one signal would otherwise pass the signal's listener limit and make
+   * Node warn of a leak (MaxListenersExceededWarning) on the caller's stderr.
+   */
+  #watch(signal: AbortSignal, entry: Pending): void {
+    let w = this.#bySignal.get(signal);
+    if (!w) {
+      const calls = new Set<Pending>();
+      const onAbort = () => {
+        this.#bySignal.delete(signal);
+        for (const e of calls) this.#abandon(e, abortReason(signal));
+      };
+      w = { calls, onAbort };
+      this.#bySignal.set(signal, w);
+      signal.addEventListener("abort", onAbort, { once: true });
+    }
+    w.calls.add(entry);
+  }
+
+  #unwatch(signal: AbortSignal, entry: Pending): void {
+    const w = this.#bySignal.get(signal);
+    if (!w) return;
+    w.calls.delete(entry);
+    if (w.calls.size > 0) return;
+    this.#bySignal.delete(signal);
+    signal.removeEventListener("abort", w.onAbort);
   }
 
   /** Puts a call in the timed set (deadline `ms` from now) and makes sure the timer runs by then. */

@@ -2,6 +2,7 @@
 // the fid number they took, and calls waiting for a free tag (all 65535 in flight) end with their
 // abort, their time limit or the connection, instead of waiting for ever.
 
+import { getEventListeners } from "node:events";
 import type { Duplex } from "node:stream";
 import { afterEach, describe, expect, it } from "vitest";
 import { Client, memoryPair } from "../../src/client/index.js";
@@ -105,4 +106,34 @@ describe("a call waiting for a free tag", () => {
     for (const e of await Promise.all(calls)) expect(e).toBeInstanceOf(ConnectionError);
     expect(c.fids.size).toBe(1);
   }, 120_000); // 65535 calls in flight: seconds of work on a loaded machine
+});
+
+describe("many calls under one abort signal", () => {
+  it("share one listener on it: no leak warning, and every call aborts", async () => {
+    const { near, seen } = silentPeer();
+    const c = await Client.connect(near, { version: Dialect.P2000u });
+    cleanup.push(() => c.destroy());
+    await c.attach("glenda", "");
+    const warnings: Error[] = [];
+    const onWarning = (w: Error) => warnings.push(w);
+    process.on("warning", onWarning);
+    cleanup.push(() => process.off("warning", onWarning));
+    const ac = new AbortController();
+    const calls = Array.from({ length: 32 }, (_, i) =>
+      c.rpc({ type: MsgType.Tclunk, fid: 100 + i }, { signal: ac.signal }).catch((e) => e),
+    );
+    while (seen() < 32) await new Promise((r) => setTimeout(r, 2));
+    expect(getEventListeners(ac.signal, "abort").length).toBe(1);
+    ac.abort();
+    for (const e of await Promise.all(calls)) expect(e).toMatchObject({ name: "AbortError" });
+    expect(getEventListeners(ac.signal, "abort").length).toBe(0);
+    // A call that ends normally takes its listener away too.
+    const other = new AbortController();
+    const attached = c.attach("glenda", "", { signal: other.signal });
+    expect(getEventListeners(other.signal, "abort").length).toBe(1);
+    await attached;
+    expect(getEventListeners(other.signal, "abort").length).toBe(0);
+    await new Promise((r) => setTimeout(r, 10)); // warnings are emitted on a later tick
+    expect(warnings.filter((w) => w.name === "MaxListenersExceededWarning")).toEqual([]);
+  });
 });
