@@ -88,6 +88,7 @@ export class Session {
   private released = false;
   /** Process group of the program (kept after it exits, to end its leftover children). */
   private pgid = -1;
+  private execDone: Promise<unknown> = Promise.resolve();
   private resolveGone!: () => void;
   /** Resolves once the session is wiped, its program gone and its directory removed. */
   readonly gone: Promise<void> = new Promise((r) => {
@@ -161,7 +162,22 @@ export class Session {
    * `exec [program [cwd]]`: start the main process in its own process group (and session), with
    * stdio connected to the session streams.
    */
-  async exec(
+  exec(program: string | undefined, cwd: string | undefined, ident: ExecIdentity, parent: string): Promise<void> {
+    const run = this.startProgram(program, cwd, ident, parent);
+    this.execDone = run.catch(() => {});
+    return run;
+  }
+
+  /**
+   * `signal` and `kill` from another fid or connection while an exec is under way wait for it to
+   * end, as with the original, whose exec was done before its next request: the program they are
+   * meant for has no pid yet.
+   */
+  async afterExec(): Promise<void> {
+    await this.execDone;
+  }
+
+  private async startProgram(
     program: string | undefined,
     cwd: string | undefined,
     ident: ExecIdentity,

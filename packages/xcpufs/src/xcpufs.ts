@@ -470,10 +470,12 @@ export class Xcpufs {
         if (a.length < 1) throw new XcpuError("argument expected");
         const sig = parseSignal(a[0] as string);
         if (sig === undefined) throw new XcpuError("unsupported signal");
+        await s.afterExec();
         s.signal(sig);
         return;
       }
       case "kill":
+        await s.afterExec();
         s.killGroup(s.pid, "SIGKILL");
         return;
       case "type":

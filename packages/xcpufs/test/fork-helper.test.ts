@@ -3,6 +3,7 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { mount } from "@clustermatic/ninep/client";
+import { OWRITE } from "@clustermatic/ninep/codec";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { ForkHelper, type HelperChild } from "../src/fork-helper.js";
 import { startXcpufs } from "../src/index.js";
@@ -339,6 +340,38 @@ describe.skipIf(!perl)("xcpufs starts programs", () => {
     } finally {
       await fs.close();
       await node.close();
+    }
+  });
+
+  // With the original, an exec was done before the next request was read: a `signal` or `kill`
+  // written on another fid while the exec is under way is for the program it starts.
+  it("delivers a signal or kill written on another fid while the exec is under way", async () => {
+    for (const noForkHelper of [false, true]) {
+      const node = await startXcpufs({ port: 0, noAuth: true, tmpdir: work, noForkHelper });
+      const fs = await mount(node.address, {
+        uname: "tester",
+        n_uname: process.getuid?.() ?? 0,
+        authenticate: async () => {},
+      });
+      try {
+        for (const [i, command, status] of [
+          [0, "signal 15", "15"],
+          [1, "kill", "9"],
+          [2, "signal 15", "15"],
+          [3, "kill", "9"],
+        ] as const) {
+          const job = await openJob(fs);
+          await cmd(fs, `${job.sid}/argv`, "sleep 30");
+          const other = await fs.open(`${job.sid}/ctl`, OWRITE);
+          await Promise.all([job.ctl.write(0, "exec /bin/sleep\n"), other.write(0, `${command}\n`)]);
+          expect([i, (await readAll(job.wait)).toString()]).toEqual([i, status]);
+          await other.clunk();
+          await job.close();
+        }
+      } finally {
+        await fs.close();
+        await node.close();
+      }
     }
   });
 
