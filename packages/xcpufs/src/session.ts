@@ -162,7 +162,12 @@ export class Session {
    * `exec [program [cwd]]`: start the main process in its own process group (and session), with
    * stdio connected to the session streams.
    */
-  exec(program: string | undefined, cwd: string | undefined, ident: ExecIdentity, parent: string): Promise<void> {
+  exec(
+    program: string | undefined,
+    cwd: string | undefined,
+    ident: ExecIdentity,
+    parent: string,
+  ): Promise<void> {
     const run = this.startProgram(program, cwd, ident, parent);
     this.execDone = run.catch(() => {});
     return run;
