@@ -381,7 +381,15 @@ export class ServerConnection {
       this.#sendError(t.tag, new FsError(Ename.DuplicateTag, Errno.EINVAL));
       return;
     }
-    if (t.type !== MsgType.Tflush && this.#inflight.size >= this.#core.opts.maxOutstandingPerConnection) {
+    // Tflush is never refused; nor are Tclunk and Tremove: the fid is gone after them whatever
+    // the answer (C1, C2), so a client reuses its number once answered, and a refused one would
+    // leave the fid behind under that number. (Each ends a fid: they stay bounded by maxFids.)
+    if (
+      t.type !== MsgType.Tflush &&
+      t.type !== MsgType.Tclunk &&
+      t.type !== MsgType.Tremove &&
+      this.#inflight.size >= this.#core.opts.maxOutstandingPerConnection
+    ) {
       this.#sendError(t.tag, new FsError(Ename.TooManyRequests, Errno.EAGAIN));
       return;
     }

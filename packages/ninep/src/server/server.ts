@@ -34,7 +34,7 @@ export interface ServerOptions {
   dialects?: readonly Dialect[];
   /** Fids per connection; more → Rerror "too many fids". Default 4096. */
   maxFidsPerConnection?: number;
-  /** Requests being processed per connection; more → Rerror "too many outstanding requests" (Tflush exempt). Default 1024. */
+  /** Requests being processed per connection; more → Rerror "too many outstanding requests" (Tflush, Tclunk and Tremove exempt). Default 1024. */
   maxOutstandingPerConnection?: number;
   /** Close a connection that has not completed Tversion in this time. 0 = never. Default 30 000. */
   handshakeTimeoutMs?: number;

@@ -173,6 +173,25 @@ describe("tags and flush", () => {
     expect((await c.call({ type: MsgType.Tflush, oldtag: tags[0]! })).type).toBe(MsgType.Rflush);
     expect((await c.call({ type: MsgType.Tstat, fid: 0 })).type).toBe(MsgType.Rstat);
   });
+
+  it("at maxOutstandingPerConnection still clunks and removes: a fid is gone after Tclunk, whatever the answer (C1)", async () => {
+    const c = await setup("9P2000", "glenda", { maxOutstandingPerConnection: 2 });
+    for (let i = 0; i < 2; i++) await openPath(c, 10 + i, ["block"], OREAD);
+    expect((await c.walk(0, 20)).type).toBe(MsgType.Rwalk);
+    expect((await c.walk(0, 21)).type).toBe(MsgType.Rwalk);
+    for (let i = 0; i < 2; i++) {
+      c.send({ type: MsgType.Tread, tag: c.tag(), fid: 10 + i, offset: 0n, count: 10 });
+    }
+    await expect.poll(() => fx!.blocked()).toBe(2);
+    const conn = fx!.server.connections[0]!;
+    const before = conn.fidCount;
+    expect(ename(await c.call({ type: MsgType.Tstat, fid: 0 }))).toBe(Ename.TooManyRequests);
+    // A client frees the number once Tclunk is answered, error or not: a refused Tclunk would
+    // leave the fid behind, and the number's next walk would find it taken.
+    expect((await c.call({ type: MsgType.Tclunk, fid: 20 })).type).toBe(MsgType.Rclunk);
+    expect(ename(await c.call({ type: MsgType.Tremove, fid: 21 }))).toBeDefined(); // not removable, but clunked (C2)
+    expect(conn.fidCount).toBe(before - 2);
+  });
 });
 
 describe("fids", () => {
