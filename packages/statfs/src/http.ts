@@ -11,9 +11,22 @@ export interface HttpOptions {
   port: number;
   /** Seconds between SSE keep-alive comments. Default 15. */
   keepAliveSec?: number;
+  /**
+   * Bytes of events an `/api/events` client may leave unread (beyond what the kernel buffers)
+   * before it is disconnected. Default {@link EVENTS_MAX_BUFFERED}.
+   */
+  eventsMaxBuffered?: number;
   /** Extra gauges from the daemon (reload status…). */
   extraMetrics?: (e: Exposition) => void;
 }
+
+/**
+ * Default limit on the events an `/api/events` client leaves unread: a client that stopped reading
+ * (a stopped process, a stuck proxy) is disconnected instead of having every later event kept for
+ * it in statfs's memory. Far above the burst a reader that keeps up sees (a snapshot of 1,000 nodes
+ * is about 500 KiB); an EventSource reconnects and starts again from a snapshot.
+ */
+export const EVENTS_MAX_BUFFERED = 8 << 20;
 
 /** Renders the metrics document for a monitor. */
 export function renderMetrics(mon: Monitor, extra?: (e: Exposition) => void): string {
@@ -118,7 +131,14 @@ export interface HttpServer {
 export async function startHttp(mon: Monitor, opts: HttpOptions): Promise<HttpServer> {
   const clients = new Set<http.ServerResponse>();
   let eventId = 0;
+  const maxBuffered = opts.eventsMaxBuffered ?? EVENTS_MAX_BUFFERED;
   const send = (res: http.ServerResponse, event: string, data: unknown) => {
+    // A client that does not read would otherwise keep every event in memory here, for good.
+    if (res.writableLength > maxBuffered) {
+      clients.delete(res);
+      res.destroy();
+      return;
+    }
     res.write(`id: ${++eventId}\nevent: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
   };
   const onChange = (v: NodeView) => {
@@ -197,7 +217,12 @@ export async function startHttp(mon: Monitor, opts: HttpOptions): Promise<HttpSe
   server.keepAliveTimeout = 5000;
   const keepAlive = setInterval(
     () => {
-      for (const c of clients) c.write(": keep-alive\n\n");
+      for (const c of clients) {
+        if (c.writableLength > maxBuffered) {
+          clients.delete(c);
+          c.destroy();
+        } else c.write(": keep-alive\n\n");
+      }
     },
     (opts.keepAliveSec ?? 15) * 1000,
   );
