@@ -188,7 +188,8 @@ class Semaphore {
     return new Promise((resolve) => this.queue.push(resolve));
   }
   release(): void {
-    const next = this.queue.shift();
+    // Above a limit that a reload lowered, a slot that ends is not handed on.
+    const next = this.active > this.limit ? undefined : this.queue.shift();
     if (next) next();
     else this.active--;
   }
