@@ -28,10 +28,20 @@ export class OutputStream {
   private src: Readable | undefined;
   private buf: Buffer = EMPTY;
   private eof = false;
+  /** `close` was asked for (perhaps before the program started). */
+  private closed = false;
   private readonly pending: PendingRead[] = [];
 
-  /** Connect the process's pipe. */
+  /**
+   * Connect the process's pipe. One closed before the program started is let go at once: its
+   * writes fail (EPIPE, SIGPIPE) instead of filling a pipe nobody would ever read, which stopped
+   * the program for good and its `wait` with it.
+   */
   attach(src: Readable): void {
+    if (this.closed) {
+      src.destroy();
+      return;
+    }
     this.src = src;
     src.on("readable", () => this.pump());
     src.on("end", () => this.finish());
@@ -82,6 +92,7 @@ export class OutputStream {
 
   /** Stop reading from the process (its writes then fail with EPIPE) and end the stream. */
   close(): void {
+    this.closed = true;
     const src = this.src;
     this.src = undefined;
     src?.destroy();

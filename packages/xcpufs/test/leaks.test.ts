@@ -115,3 +115,49 @@ describe.skipIf(!findPerl())("a program reported ended as soon as started", () =
     }
   });
 });
+
+describe("close stdout or stderr before exec", () => {
+  // `close stdout` before the program started marked the stream ended, but the program's pipe,
+  // attached at the start, was then never read nor closed: once it was full the program stopped
+  // for good, and with it the session's `wait`. Its writes now fail, as after a later `close`.
+  for (const [label, noForkHelper] of [
+    ["fork helper", false],
+    ["spawn()", true],
+  ] as const) {
+    it(`the program's writes fail and its wait returns (${label})`, async () => {
+      const node = await startXcpufs({ port: 0, noAuth: true, tmpdir: tmp, noForkHelper });
+      const f = await mount(node.address, { uname: "tester", n_uname: uid, authenticate: async () => {} });
+      try {
+        for (const [stream, redirect] of [
+          ["stdout", ""],
+          ["stderr", " >&2"],
+        ] as const) {
+          const j = await openJob(f);
+          await write(f, `${j.sid}/argv`, `sh -c 'exec head -c 300000 /dev/zero${redirect}'`);
+          await j.ctl.write(0, `close ${stream}\nexec /bin/sh\n`);
+          let timer: NodeJS.Timeout | undefined;
+          const outcome = await Promise.race([
+            Promise.all([readAll(j.stdout), readAll(j.stderr), readAll(j.wait)]).then(([o, e, w]) => ({
+              out: o.length,
+              err: e.length,
+              status: w.toString(),
+            })),
+            new Promise<string>((r) => {
+              timer = setTimeout(
+                () => r(`close ${stream}: the program's wait did not return within 20 s`),
+                20_000,
+              );
+            }),
+          ]).finally(() => clearTimeout(timer));
+          // head ends by SIGPIPE (13) at its first write into the closed pipe.
+          expect(outcome).toEqual({ out: 0, err: 0, status: "13" });
+          await j.close();
+        }
+      } finally {
+        // The node first: it ends a program still running, and with it the reads still waiting.
+        await node.close();
+        await f.close();
+      }
+    }, 60_000);
+  }
+});
