@@ -7,7 +7,7 @@
 import type { Duplex } from "node:stream";
 import { afterEach, describe, expect, it } from "vitest";
 import { Client, memoryPair } from "../../src/client/index.js";
-import { Dialect, decode, encode, Framer, MsgType, OREAD } from "../../src/codec/index.js";
+import { Dialect, decode, encode, encodeDirents, Framer, MsgType, OREAD } from "../../src/codec/index.js";
 import type * as T from "../../src/codec/types.js";
 
 const cleanup: Array<() => unknown> = [];
@@ -23,7 +23,7 @@ const FILE: T.Qid = { type: 0, version: 0, path: 2n };
  * Tclunk are answered at once unless `hold` says otherwise; held requests and every Tflush wait
  * for the test to answer them. `log` lists what arrived, in order.
  */
-function peer(hold: (m: T.TMessage) => boolean) {
+function peer(hold: (m: T.TMessage) => boolean, answer?: (m: T.TMessage) => T.RMessage | undefined) {
   const [near, far] = memoryPair();
   const framer = new Framer({ maxSize: 1 << 20 });
   const log: string[] = [];
@@ -49,6 +49,8 @@ function peer(hold: (m: T.TMessage) => boolean) {
         reply({ type: MsgType.Rversion, tag: m.tag, msize: 8192, version: "9P2000.L" });
       } else if (m.type === MsgType.Tflush || hold(m)) {
         held.push(m);
+      } else if (answer?.(m)) {
+        reply(answer(m)!);
       } else if (m.type === MsgType.Tattach) {
         reply({ type: MsgType.Rattach, tag: m.tag, qid: DIR });
       } else if (m.type === MsgType.Twalk) {
@@ -177,5 +179,45 @@ describe("a walk flushed without a reply", () => {
     expect(f.num).toBe(walk.newfid);
     expect(c.fids.size).toBe(2);
     await f.open(OREAD);
+  });
+});
+
+describe("a 9P2000.L readdir whose entry lookups fail part way", () => {
+  it("rejects only once the lookups from the directory still in flight have ended", async () => {
+    const names = ["a", "b", "c"];
+    const p = peer(
+      (m) => m.type === MsgType.Twalk && (m.wname[0] === "b" || m.wname[0] === "c"),
+      (m) => {
+        if (m.type === MsgType.Treaddir) {
+          const data =
+            m.offset === 0n
+              ? encodeDirents(names.map((name, i) => ({ qid: FILE, offset: BigInt(i + 1), type: 0, name })))
+              : Buffer.alloc(0);
+          return { type: MsgType.Rreaddir, tag: m.tag, data };
+        }
+        if (m.type === MsgType.Twalk && m.wname[0] === "a")
+          return { type: MsgType.Rlerror, tag: m.tag, ecode: 2 };
+        return undefined;
+      },
+    );
+    const c = await Client.connect(p.near, { version: Dialect.P2000L });
+    cleanup.push(() => c.destroy());
+    const root = await c.attach("glenda", "");
+    const dir = await root.walk([]);
+    let settled = false;
+    const listing = dir.readdir().finally(() => {
+      settled = true;
+    });
+    listing.catch(() => {});
+    await until(() => p.held.length === 2, "the lookups of b and c");
+    await settle();
+    // "a" failed, but the walks of b and c from this directory are still on the server.
+    expect(settled).toBe(false);
+    for (const m of p.held.splice(0)) p.reply({ type: MsgType.Rwalk, tag: m.tag, wqid: [FILE] });
+    await expect(listing).rejects.toMatchObject({ errno: 2 });
+    await dir.clunk();
+    // The directory is clunked after every walk from it was answered.
+    const lastWalk = Math.max(...p.log.map((l, i) => (l.startsWith(`Twalk ${dir.num}->`) ? i : -1)));
+    expect(p.log.indexOf(`Tclunk ${dir.num}`)).toBeGreaterThan(lastWalk);
   });
 });
