@@ -65,6 +65,12 @@ const SCRIPT = String.raw`
 $0 = 'xcpufs-fork-helper'; delete $ENV{XCPUFS_FORK_HELPER};
 use strict; use warnings; use POSIX (); use Fcntl qw(F_SETFL O_NONBLOCK);
 binmode STDIN; binmode STDOUT; $| = 1;
+# Descriptors the server itself inherited without close-on-exec are no business of the programs.
+if (opendir(my $fds, '/proc/self/fd')) {
+  my @stray = grep { /^\d+$/ && $_ > 2 } readdir($fds);
+  closedir($fds);
+  POSIX::close($_) for @stray;
+}
 pipe(my $wake_r, my $wake_w) or die "pipe: $!";
 fcntl($_, F_SETFL, O_NONBLOCK) for $wake_r, $wake_w;
 # Perl runs a signal handler between two of its own steps, not when the signal arrives: a SIGCHLD

@@ -1,4 +1,5 @@
 // The fork helper (src/fork-helper.ts): real programs started through a real perl process.
+import { spawn } from "node:child_process";
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -7,7 +8,19 @@ import { OWRITE } from "@clustermatic/ninep/codec";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { ForkHelper, type HelperChild } from "../src/fork-helper.js";
 import { startXcpufs } from "../src/index.js";
-import { cmd, liveWithMarker, login, openJob, readAll, rsaKey, run, until } from "./helpers.js";
+import {
+  cmd,
+  listeningOn,
+  liveWithMarker,
+  login,
+  openJob,
+  PKG,
+  readAll,
+  rsaKey,
+  run,
+  until,
+  xcpufsArgs,
+} from "./helpers.js";
 
 const perl = ForkHelper.start();
 const isRoot = process.getuid?.() === 0;
@@ -372,6 +385,30 @@ describe.skipIf(!perl)("xcpufs starts programs", () => {
         await fs.close();
         await node.close();
       }
+    }
+  });
+
+  it("gives a program only its standard input, output and error, whatever the server inherited", async () => {
+    // The server inherits fd 40 without close-on-exec, as a careless launcher leaves one (Node
+    // marks low ones close-on-exec itself, not this one).
+    const server = [process.execPath, ...xcpufsArgs("-p", "0", "--no-auth", "-t", work)];
+    const child = spawn("/bin/bash", ["-c", 'exec 40</dev/null; exec "$0" "$@"', ...server], {
+      cwd: PKG,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    try {
+      const fs = await mount((await listeningOn(child)).address, {
+        uname: "tester",
+        n_uname: process.getuid?.() ?? 0,
+        authenticate: async () => {},
+      });
+      const r = await run(fs, "/bin/ls", "ls /proc/self/fd");
+      await fs.close();
+      // 3: the listing ls itself has open
+      expect(r.out.split("\n").filter(Boolean).map(Number)).toEqual([0, 1, 2, 3]);
+    } finally {
+      child.kill("SIGTERM");
+      if (child.exitCode === null) await new Promise((r) => child.once("exit", r));
     }
   });
 
