@@ -388,29 +388,35 @@ describe.skipIf(!perl)("xcpufs starts programs", () => {
     }
   });
 
-  it("gives a program only its standard input, output and error, whatever the server inherited", async () => {
-    // The server inherits fd 40 without close-on-exec, as a careless launcher leaves one (Node
-    // marks low ones close-on-exec itself, not this one).
-    const server = [process.execPath, ...xcpufsArgs("-p", "0", "--no-auth", "-t", work)];
-    const child = spawn("/bin/bash", ["-c", 'exec 40</dev/null; exec "$0" "$@"', ...server], {
-      cwd: PKG,
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    try {
-      const fs = await mount((await listeningOn(child)).address, {
-        uname: "tester",
-        n_uname: process.getuid?.() ?? 0,
-        authenticate: async () => {},
+  it.each([
+    ["fork helper", []],
+    ["spawn()", ["--no-fork-helper"]],
+  ])(
+    "gives a program only its standard input, output and error, whatever the server inherited (%s)",
+    async (_, extra) => {
+      // The server inherits fd 40 without close-on-exec, as a careless launcher leaves one (Node
+      // marks low ones close-on-exec itself, not this one).
+      const server = [process.execPath, ...xcpufsArgs("-p", "0", "--no-auth", "-t", work, ...extra)];
+      const child = spawn("/bin/bash", ["-c", 'exec 40</dev/null; exec "$0" "$@"', ...server], {
+        cwd: PKG,
+        stdio: ["ignore", "pipe", "pipe"],
       });
-      const r = await run(fs, "/bin/ls", "ls /proc/self/fd");
-      await fs.close();
-      // 3: the listing ls itself has open
-      expect(r.out.split("\n").filter(Boolean).map(Number)).toEqual([0, 1, 2, 3]);
-    } finally {
-      child.kill("SIGTERM");
-      if (child.exitCode === null) await new Promise((r) => child.once("exit", r));
-    }
-  });
+      try {
+        const fs = await mount((await listeningOn(child)).address, {
+          uname: "tester",
+          n_uname: process.getuid?.() ?? 0,
+          authenticate: async () => {},
+        });
+        const r = await run(fs, "/bin/ls", "ls /proc/self/fd");
+        await fs.close();
+        // 3: the listing ls itself has open
+        expect(r.out.split("\n").filter(Boolean).map(Number)).toEqual([0, 1, 2, 3]);
+      } finally {
+        child.kill("SIGTERM");
+        if (child.exitCode === null) await new Promise((r) => child.once("exit", r));
+      }
+    },
+  );
 
   it("through the fork helper, or with spawn() when told so", async () => {
     const helperParent = await parentOfProgram({});

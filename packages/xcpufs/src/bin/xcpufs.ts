@@ -1,5 +1,7 @@
 import { main } from "../cli.js";
+import { closeInheritedDescriptors } from "../inherited-fds.js";
 
+closeInheritedDescriptors();
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err) => {
