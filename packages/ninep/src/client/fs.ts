@@ -100,7 +100,7 @@ export class PipelinedWriter {
 
   /** Queues `data`; resolves when there is room for more (window not full). */
   async write(data: Uint8Array): Promise<void> {
-    if (this.#error) throw this.#error;
+    if (this.#error) return this.#fail();
     this.#pending.push(Buffer.from(data.buffer, data.byteOffset, data.length));
     this.#pendingBytes += data.length;
     const unit = this.fid.iounit;
@@ -125,9 +125,18 @@ export class PipelinedWriter {
     return chunk;
   }
 
+  /**
+   * Throws the first error, once the writes still in flight have ended: the caller clunks the fid
+   * next, and a Tclunk must not overtake writes a server may still be running on it.
+   */
+  async #fail(): Promise<never> {
+    await Promise.allSettled([...this.#inflight]);
+    throw this.#error;
+  }
+
   async #send(chunk: Buffer): Promise<void> {
     while (this.#inflight.size >= this.#window) await Promise.race(this.#inflight);
-    if (this.#error) throw this.#error;
+    if (this.#error) return this.#fail();
     const off = this.#offset;
     this.#offset += BigInt(chunk.length);
     const p = this.fid.client

@@ -6,7 +6,7 @@
 
 import type { Duplex } from "node:stream";
 import { afterEach, describe, expect, it } from "vitest";
-import { Client, memoryPair } from "../../src/client/index.js";
+import { Client, Fsys, memoryPair } from "../../src/client/index.js";
 import { Dialect, decode, encode, encodeDirents, Framer, MsgType, OREAD } from "../../src/codec/index.js";
 import type * as T from "../../src/codec/types.js";
 
@@ -46,7 +46,7 @@ function peer(hold: (m: T.TMessage) => boolean, answer?: (m: T.TMessage) => T.RM
       const m = decode(frame, Dialect.P2000L) as T.TMessage;
       log.push(describe(m));
       if (m.type === MsgType.Tversion) {
-        reply({ type: MsgType.Rversion, tag: m.tag, msize: 8192, version: "9P2000.L" });
+        reply({ type: MsgType.Rversion, tag: m.tag, msize: Math.min(m.msize, 8192), version: "9P2000.L" });
       } else if (m.type === MsgType.Tflush || hold(m)) {
         held.push(m);
       } else if (answer?.(m)) {
@@ -219,5 +219,32 @@ describe("a 9P2000.L readdir whose entry lookups fail part way", () => {
     // The directory is clunked after every walk from it was answered.
     const lastWalk = Math.max(...p.log.map((l, i) => (l.startsWith(`Twalk ${dir.num}->`) ? i : -1)));
     expect(p.log.indexOf(`Tclunk ${dir.num}`)).toBeGreaterThan(lastWalk);
+  });
+});
+
+describe("a pipelined writeFile whose first write fails", () => {
+  it("throws, and clunks the file, only once the writes still in flight have ended", async () => {
+    let writes = 0;
+    const p = peer(
+      (m) => m.type === MsgType.Twrite && writes++ > 0,
+      (m) => (m.type === MsgType.Twrite ? { type: MsgType.Rlerror, tag: m.tag, ecode: 28 } : undefined),
+    );
+    const c = await Client.connect(p.near, { version: Dialect.P2000L, msize: 4096 + 24 });
+    cleanup.push(() => c.destroy());
+    const fs = new Fsys(c, await c.attach("glenda", ""));
+    let settled = false;
+    // Eight iounits, four in flight: the fifth waits for room, and finds the error instead.
+    const writing = fs.writeFile("f", Buffer.alloc(8 * 4096, 1), { window: 4 }).finally(() => {
+      settled = true;
+    });
+    writing.catch(() => {});
+    await until(() => p.held.length === 3, "three writes held");
+    await settle();
+    // The first write failed (ENOSPC); three more are on the server.
+    expect(settled).toBe(false);
+    expect(p.log.some((l) => l.startsWith("Tclunk"))).toBe(false);
+    for (const m of p.held.splice(0)) p.reply({ type: MsgType.Rwrite, tag: m.tag, count: 4096 });
+    await expect(writing).rejects.toMatchObject({ errno: 28 });
+    expect(p.log.filter((l) => l.startsWith("Tclunk")).length).toBe(1);
   });
 });
