@@ -251,15 +251,15 @@ describe.skipIf(!perl)("fork helper", () => {
   });
 });
 
+/** A connection to a `--no-auth` node as the user running the tests. */
+const mountAnon = (address: string) =>
+  mount(address, { uname: "tester", n_uname: process.getuid?.() ?? 0, authenticate: async () => {} });
+
 describe.skipIf(!perl)("xcpufs starts programs", () => {
   /** The parent pid of a program run on a fresh node started with `opts`. */
   async function parentOfProgram(opts: { noForkHelper?: boolean }): Promise<number> {
     const node = await startXcpufs({ port: 0, noAuth: true, tmpdir: work, ...opts });
-    const fs = await mount(node.address, {
-      uname: "tester",
-      n_uname: process.getuid?.() ?? 0,
-      authenticate: async () => {},
-    });
+    const fs = await mountAnon(node.address);
     try {
       const r = await run(fs, "/bin/sh", "sh -c 'echo $PPID'");
       expect(r.status).toBe("0");
@@ -329,11 +329,7 @@ describe.skipIf(!perl)("xcpufs starts programs", () => {
   // or wipe right then must still end it (it is signalled itself until its group exists).
   it("ends a program killed or wiped right after its exec", async () => {
     const node = await startXcpufs({ port: 0, noAuth: true, tmpdir: work });
-    const fs = await mount(node.address, {
-      uname: "tester",
-      n_uname: process.getuid?.() ?? 0,
-      authenticate: async () => {},
-    });
+    const fs = await mountAnon(node.address);
     try {
       for (let i = 0; i < 20; i++) {
         const job = await openJob(fs);
@@ -361,11 +357,7 @@ describe.skipIf(!perl)("xcpufs starts programs", () => {
   it("delivers a signal or kill written on another fid while the exec is under way", async () => {
     for (const noForkHelper of [false, true]) {
       const node = await startXcpufs({ port: 0, noAuth: true, tmpdir: work, noForkHelper });
-      const fs = await mount(node.address, {
-        uname: "tester",
-        n_uname: process.getuid?.() ?? 0,
-        authenticate: async () => {},
-      });
+      const fs = await mountAnon(node.address);
       try {
         for (const [i, command, status] of [
           [0, "signal 15", "15"],
@@ -402,11 +394,7 @@ describe.skipIf(!perl)("xcpufs starts programs", () => {
         stdio: ["ignore", "pipe", "pipe"],
       });
       try {
-        const fs = await mount((await listeningOn(child)).address, {
-          uname: "tester",
-          n_uname: process.getuid?.() ?? 0,
-          authenticate: async () => {},
-        });
+        const fs = await mountAnon((await listeningOn(child)).address);
         const r = await run(fs, "/bin/ls", "ls /proc/self/fd");
         await fs.close();
         // 3: the listing ls itself has open
