@@ -2,13 +2,17 @@
 // signal, a closed output or a slow node picks. Each case pins the moment down so it fails the
 // same way every time without the fix.
 import { EventEmitter } from "node:events";
-import { readdirSync, readFileSync } from "node:fs";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { connect, createServer, type Socket } from "node:net";
+import { join } from "node:path";
 import { PassThrough, Writable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { CliIo } from "../src/cli/args.js";
 import { main as xrx } from "../src/cli/xrx.js";
 import { OUTPUT_CLOSED } from "../src/job.js";
+import { PACKAGE_VERSION } from "../src/version.js";
+import { encodeFrame, Frame, FrameReader, XRXD_PROTOCOL } from "../src/xrxd/protocol.js";
+import { serveXrxd } from "../src/xrxd/server.js";
 import {
   cleanupAll,
   onCleanup,
@@ -285,5 +289,44 @@ describe("a Ctrl-C while the node is still carrying out the exec", () => {
     expect(r.code).toBe(130);
     expect(r.stderr).toContain(`xrx: ${slow.spec}: killed by signal 2`);
     expect(slow.answeredWrite(/^signal 2/)).toBe(true);
+  });
+});
+
+describe("a Ctrl-C that reaches xrxd while the run is still finding its nodes (-a)", () => {
+  it("ends the run before anything starts, as it ends xrx itself, instead of being dropped", async () => {
+    const dir = tempDir("xrxd-early-signal-");
+    const table = join(dir, "state");
+    writeFileSync(table, `n1\ttcp!127.0.0.1!${nodes[2]!.port}\t/Linux/x86_64\tup\t0\n`);
+    const server = await serveXrxd({ socketPath: join(dir, "sock"), main: xrx });
+    onCleanup(() => server.close());
+    const sock = connect(server.socketPath);
+    onCleanup(() => {
+      sock.destroy();
+    });
+    let exit: number | undefined;
+    let stderr = "";
+    const reader = new FrameReader((type, payload) => {
+      if (type === Frame.Exit) exit = payload.readUInt32LE(0);
+      if (type === Frame.Stderr) stderr += payload.toString();
+    });
+    sock.on("data", (d: Buffer) => reader.push(d));
+    const closed = new Promise((r) => sock.once("close", r));
+    await new Promise((r) => sock.once("connect", r));
+    // The start and the signal in one write: xrxd reads the signal while the run reads the table.
+    const start = {
+      protocol: XRXD_PROTOCOL,
+      version: PACKAGE_VERSION,
+      argv: ["--no-key", "--statfs", table, "/bin/sleep", "20"],
+      env: { PATH: process.env.PATH ?? "/usr/bin:/bin" },
+      cwd: dir,
+      stdin: "null",
+      tty: { stdin: false, stdout: false, stderr: false },
+    };
+    sock.write(
+      Buffer.concat([encodeFrame(Frame.Start, JSON.stringify(start)), encodeFrame(Frame.Signal, "SIGINT")]),
+    );
+    await closed;
+    expect(exit).toBe(130);
+    expect(stderr).toContain("interrupted by SIGINT before the program started");
   });
 });

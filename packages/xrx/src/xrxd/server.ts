@@ -103,11 +103,36 @@ export async function serveXrxd(opts: XrxdOptions): Promise<XrxdServer> {
   };
 }
 
+/**
+ * The signals of one run. xrx itself dies of a signal that comes before it listens for signals;
+ * a run in xrxd listens only once it has found its nodes (`-a` reads statfs first), and a signal
+ * emitted before that would be lost and the job run anyway. Such a signal, and a closed output,
+ * is kept and delivered as soon as the run listens for it.
+ */
+class RunSignals extends EventEmitter {
+  private readonly kept = new Set<string | symbol>();
+  constructor() {
+    super();
+    this.on("newListener", (event: string | symbol) => {
+      // Emitted before the listener is added: deliver once it is.
+      if (this.kept.delete(event)) process.nextTick(() => this.emit(event));
+    });
+  }
+
+  override emit(event: string | symbol, ...args: unknown[]): boolean {
+    if (event !== "newListener" && this.listenerCount(event) === 0) {
+      this.kept.add(event);
+      return false;
+    }
+    return super.emit(event, ...args);
+  }
+}
+
 /** One client connection: waits for START, then runs main() with the client's I/O. */
 class Run {
   readonly done: Promise<void>;
   private finish!: () => void;
-  private signals = new EventEmitter();
+  private signals = new RunSignals();
   private input: Readable | undefined;
   private inputPaused = true;
   private clientGone = false;
