@@ -2,7 +2,7 @@
 // a test must kill one), and xrx/xk/xps runs with captured output.
 import { type ChildProcess, spawn } from "node:child_process";
 import { EventEmitter } from "node:events";
-import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { PassThrough, Readable } from "node:stream";
@@ -252,4 +252,27 @@ export async function until(
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error(`timed out waiting for ${what}`);
+}
+
+/** Pids of the processes whose command line contains `text` (programs started on the nodes). */
+export function pidsWith(text: string): number[] {
+  const out: number[] = [];
+  for (const pid of readdirSync("/proc")) {
+    if (!/^\d+$/.test(pid)) continue;
+    try {
+      if (readFileSync(`/proc/${pid}/cmdline`, "latin1").includes(text)) out.push(Number(pid));
+    } catch {
+      // gone
+    }
+  }
+  return out;
+}
+
+/** Is the process asleep in a write to a full pipe? */
+export function blockedOnPipe(pid: number): boolean {
+  try {
+    return /pipe_write/.test(readFileSync(`/proc/${pid}/wchan`, "latin1"));
+  } catch {
+    return false;
+  }
 }

@@ -2,7 +2,7 @@
 // signal, a closed output or a slow node picks. Each case pins the moment down so it fails the
 // same way every time without the fix.
 import { EventEmitter } from "node:events";
-import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { connect, createServer, type Socket } from "node:net";
 import { join } from "node:path";
 import { PassThrough, Writable } from "node:stream";
@@ -14,8 +14,10 @@ import { PACKAGE_VERSION } from "../src/version.js";
 import { encodeFrame, Frame, FrameReader, XRXD_PROTOCOL } from "../src/xrxd/protocol.js";
 import { serveXrxd } from "../src/xrxd/server.js";
 import {
+  blockedOnPipe,
   cleanupAll,
   onCleanup,
+  pidsWith,
   runCli,
   sessionDirCount,
   startCluster,
@@ -164,29 +166,6 @@ describe("a signal while xrx is still connecting", () => {
     expect(rest.map((x) => x.open)).toEqual(rest.map(() => 0));
   });
 });
-
-/** Pids of live processes whose command line contains `marker`. */
-function pidsWith(marker: string): number[] {
-  const out: number[] = [];
-  for (const name of readdirSync("/proc")) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      if (readFileSync(`/proc/${name}/cmdline`, "latin1").includes(marker)) out.push(Number(name));
-    } catch {
-      // gone
-    }
-  }
-  return out;
-}
-
-/** Is the process asleep in a write to a full pipe? */
-function blockedOnPipe(pid: number): boolean {
-  try {
-    return /pipe_write/.test(readFileSync(`/proc/${pid}/wchan`, "latin1"));
-  } catch {
-    return false;
-  }
-}
 
 describe("output to a reader that does not keep up", () => {
   it("is read from the nodes only as fast as it is taken: xrx (and xrxd) memory stays bounded", async () => {

@@ -1,24 +1,17 @@
 // xrxd and the hand-off of xrx runs to it, with the built commands (the hand-off lives in the
 // built xrx's start-up shim) against real xcpufs nodes.
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import {
-  chmodSync,
-  copyFileSync,
-  existsSync,
-  mkdirSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from "node:fs";
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { encodeFrame, Frame, FrameReader, XRXD_PROTOCOL } from "../src/xrxd/protocol.js";
 import {
+  blockedOnPipe,
   cleanupAll,
   onCleanup,
   PKG,
+  pidsWith,
   sessionDirCount,
   startNode,
   type TestNode,
@@ -67,39 +60,6 @@ function start(
 
 const run = (file: string, args: string[], opts: Parameters<typeof start>[2] = {}) =>
   start(file, args, opts).done;
-
-/** Processes whose command line contains `marker` (programs started on the nodes). */
-function processesWith(marker: string): number {
-  let n = 0;
-  for (const pid of readdirSync("/proc")) {
-    if (!/^\d+$/.test(pid)) continue;
-    try {
-      if (readFileSync(`/proc/${pid}/cmdline`, "latin1").includes(marker)) n++;
-    } catch {}
-  }
-  return n;
-}
-
-/** Pids of the processes whose command line contains `text`. */
-function pidsWith(text: string): number[] {
-  const out: number[] = [];
-  for (const pid of readdirSync("/proc")) {
-    if (!/^\d+$/.test(pid)) continue;
-    try {
-      if (readFileSync(`/proc/${pid}/cmdline`, "latin1").includes(text)) out.push(Number(pid));
-    } catch {}
-  }
-  return out;
-}
-
-/** Is the process asleep in a write to a full pipe? */
-function blockedOnPipe(pid: number): boolean {
-  try {
-    return /pipe_write/.test(readFileSync(`/proc/${pid}/wchan`, "latin1"));
-  } catch {
-    return false;
-  }
-}
 
 describe.skipIf(!built)("xrxd", () => {
   let node: TestNode;
@@ -214,7 +174,7 @@ describe.skipIf(!built)("xrxd", () => {
         r(c);
       }),
     );
-    await until(() => processesWith(marker) > 0, 20_000, "the program to start");
+    await until(() => pidsWith(marker).length > 0, 20_000, "the program to start");
     const source = pidsWith(`head\0-c\0${size}\0`);
     // The source sleeps on its full pipe: xrx stopped reading it. No source: it wrote all.
     const stopped = async () => {
@@ -246,11 +206,11 @@ describe.skipIf(!built)("xrxd", () => {
         env,
       },
     );
-    await until(() => processesWith(marker) > 0, 20_000, "the program to start");
+    await until(() => pidsWith(marker).length > 0, 20_000, "the program to start");
     term.child.kill("SIGTERM");
     const r = await term.done;
     expect(r.code).toBe(128 + 15);
-    await until(() => processesWith(marker) === 0 && sessionDirCount(node.tmp) === 0, 20_000, "cleanup");
+    await until(() => pidsWith(marker).length === 0 && sessionDirCount(node.tmp) === 0, 20_000, "cleanup");
 
     const killed = start(
       join(BIN, "xrx.js"),
@@ -259,11 +219,11 @@ describe.skipIf(!built)("xrxd", () => {
         env,
       },
     );
-    await until(() => processesWith(marker) > 0, 20_000, "the program to start");
+    await until(() => pidsWith(marker).length > 0, 20_000, "the program to start");
     killed.child.kill("SIGKILL");
     await killed.done;
     await until(
-      () => processesWith(marker) === 0 && sessionDirCount(node.tmp) === 0,
+      () => pidsWith(marker).length === 0 && sessionDirCount(node.tmp) === 0,
       20_000,
       "sessions wiped",
     );
