@@ -223,8 +223,9 @@ export class XcpuNode {
       for (let i = 0; ; i++) {
         const k = keys[i] ?? null;
         const attach = (afid?: AuthFid) => client!.attach(user, "", { afid, n_uname: uid, ...call });
-        // What follows Tauth leaves with it (the node runs a fid's requests in order): with a key
-        // the read of the challenge; without one, where there is nothing to answer, the attach.
+        // What follows Tauth leaves with it (a node holds a request on a fid until the earlier ones
+        // that make or open it are done): with a key the read of the challenge; without one, where
+        // there is nothing to answer, the attach.
         const { afid, value: next } = await client.authThen<Buffer | Fid>(
           user,
           "",
@@ -297,7 +298,8 @@ export class XcpuNode {
   writeFile(path: string, data: string | Uint8Array, truncate = false): Promise<void> {
     return this.guard(async () => {
       const buf = typeof data === "string" ? Buffer.from(data) : data;
-      // Walk, open and write leave together (the node runs a fid's requests in order).
+      // Walk, open and write leave together (a node holds a request on a fid until the earlier
+      // ones that make or open it are done).
       const { fid, value: n } = await this.root.walkThen(path, async (f) => {
         const [, n] = await Promise.all([f.open(OWRITE | (truncate ? OTRUNC : 0)), f.write(0, buf)]);
         return n;
@@ -542,7 +544,8 @@ export class Session {
     const data = contents.get(file.local);
     if (!data) throw new Error(`no data for ${file.local}`);
     // The walk to the directory, the create and the first window of data leave together (the
-    // node runs a fid's requests in order). The clunk waits for the writes' replies.
+    // node holds a request on a fid until the earlier ones that make or open it are done; the writes
+    // themselves may run at once). The clunk waits for the writes' replies.
     let f: Fid;
     try {
       ({ fid: f } = await from.walkThen([...prefix, ...parts.slice(0, -1)], async (d) => {
