@@ -1,6 +1,6 @@
 // statfs: polls every configured xcpufs node and serves the cluster status over 9P and HTTP.
 
-import { spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { isAbsolute, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { parseAddress } from "@clustermatic/ninep/client";
@@ -356,23 +356,33 @@ function detach(argv: string[], io: CliIo): Promise<number> {
     io.stderr.write("statfs: cannot go into the background: no script path; use -f\n");
     return Promise.resolve(EXIT_FAIL);
   }
-  const child = spawn(process.execPath, [...process.execArgv, script, ...argv], {
-    detached: true,
-    stdio: ["ignore", "ignore", "ignore", "ipc"],
-    env: { ...process.env, [DAEMON_ENV]: "1" },
-  });
+  // Stopped before the background process serves (Ctrl-C, a supervisor giving up): that process
+  // is stopped too, rather than left to start serving unseen. Not on SIGHUP: a closed terminal
+  // (or nohup) leaves the background process to carry on, as it does once it serves. Listened to
+  // before the process is started: it exists (and can be seen) before spawn() returns.
+  let started: ChildProcess | undefined;
+  let stopped: NodeJS.Signals | undefined;
+  const stop = (sig: NodeJS.Signals) => {
+    stopped = sig;
+    started?.kill("SIGTERM");
+  };
+  const signals: NodeJS.Signals[] = io.handleSignals === false ? [] : ["SIGINT", "SIGTERM"];
+  for (const s of signals) process.on(s, stop);
+  let child: ChildProcess;
+  try {
+    child = spawn(process.execPath, [...process.execArgv, script, ...argv], {
+      detached: true,
+      stdio: ["ignore", "ignore", "ignore", "ipc"],
+      env: { ...process.env, [DAEMON_ENV]: "1" },
+    });
+  } catch (err) {
+    for (const s of signals) process.off(s, stop);
+    io.stderr.write(`statfs: cannot go into the background: ${(err as Error).message}\n`);
+    return Promise.resolve(EXIT_FAIL);
+  }
+  started = child;
   return new Promise<number>((resolve) => {
     let settled = false;
-    // Stopped before the background process serves (Ctrl-C, a supervisor giving up): that process
-    // is stopped too, rather than left to start serving unseen. Not on SIGHUP: a closed terminal
-    // (or nohup) leaves the background process to carry on, as it does once it serves.
-    let stopped: NodeJS.Signals | undefined;
-    const stop = (sig: NodeJS.Signals) => {
-      stopped = sig;
-      child.kill("SIGTERM");
-    };
-    const signals: NodeJS.Signals[] = io.handleSignals === false ? [] : ["SIGINT", "SIGTERM"];
-    for (const s of signals) process.on(s, stop);
     const settle = (code: number) => {
       if (settled) return;
       settled = true;
