@@ -2,12 +2,14 @@
 
 import type { ChildProcess } from "node:child_process";
 import { generateKeyPairSync, type KeyObject, sign } from "node:crypto";
-import { readdirSync, readFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Fid, type Fsys, mount } from "@clustermatic/ninep/client";
 import { OREAD, OTRUNC, OWRITE } from "@clustermatic/ninep/codec";
 import { RemoteError } from "@clustermatic/ninep/errors";
+import { startXcpufs, type XcpufsHandle } from "../src/index.js";
 import { passkeyResponse, toOpenSshLine } from "../src/keys.js";
 
 export interface KeyPair {
@@ -54,6 +56,45 @@ export function login(address: string, who: Login): Promise<Fsys> {
 }
 
 export { decryptPasskey } from "../src/keys.js";
+
+/**
+ * The node of the tests that check the original's behaviour statement by statement: an admin key,
+ * one user, alice (uid 5001, group users 5000), and once started a connection as each.
+ */
+export function adminAndAlice(tmpPrefix: string) {
+  const admin = rsaKey();
+  const alice = rsaKey();
+  const tmp = mkdtempSync(join(tmpdir(), tmpPrefix));
+  const adminLogin = { uname: "xcpu-admin", uid: 65530, key: admin.privateKey };
+  const aliceLogin = { uname: "alice", uid: 5001, key: alice.privateKey };
+  return {
+    admin,
+    alice,
+    tmp,
+    adminLogin,
+    aliceLogin,
+    async start(env: Record<string, string>): Promise<{ h: XcpufsHandle; adm: Fsys; fs: Fsys }> {
+      const h = await startXcpufs({
+        port: 0,
+        listen: "127.0.0.1",
+        adminKey: admin.line,
+        sameUser: true,
+        tmpdir: tmp,
+        stateDir: tmp,
+        env,
+      });
+      const adm = await login(h.address, adminLogin);
+      await cmd(adm, "ctl", `group-add users 5000\nuser-add alice 5001 users '${alice.line}'\n`);
+      return { h, adm, fs: await login(h.address, aliceLogin) };
+    },
+    async stop(started: { h?: XcpufsHandle; adm?: Fsys; fs?: Fsys }): Promise<void> {
+      await started.fs?.close();
+      await started.adm?.close();
+      await started.h?.close();
+      rmSync(tmp, { recursive: true, force: true });
+    },
+  };
+}
 
 export async function readAll(fid: Fid, count = 8192): Promise<Buffer> {
   const parts: Buffer[] = [];

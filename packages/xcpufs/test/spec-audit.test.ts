@@ -3,14 +3,13 @@
 // the section it checks. Where our server deliberately differs (a fixed [BUG] or a hardening),
 // the test pins our behaviour and says so.
 
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Client, type Fsys } from "@clustermatic/ninep/client";
 import { DMDIR, ORCLOSE, ORDWR, OREAD, OTRUNC, OWRITE, QTDIR, QTFILE } from "@clustermatic/ninep/codec";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PROCS_HEADER, startXcpufs, tokenize, type XcpufsHandle } from "../src/index.js";
 import {
+  adminAndAlice,
   cmd,
   decryptPasskey,
   login,
@@ -18,7 +17,6 @@ import {
   readAll,
   rerror,
   rootCtlError,
-  rsaKey,
   run,
   until,
   write,
@@ -28,35 +26,16 @@ const EPERM = 1;
 const ENOENT = 2;
 const EIO = 5;
 
-const admin = rsaKey();
-const alice = rsaKey();
-const adminLogin = { uname: "xcpu-admin", uid: 65530, key: admin.privateKey };
-const aliceLogin = { uname: "alice", uid: 5001, key: alice.privateKey };
-const tmp = mkdtempSync(join(tmpdir(), "xcpufs-audit-"));
+const node = adminAndAlice("xcpufs-audit-");
+const { admin, alice, adminLogin, aliceLogin, tmp } = node;
 let h: XcpufsHandle;
 let adm: Fsys;
 let fs: Fsys;
 
 beforeAll(async () => {
-  h = await startXcpufs({
-    port: 0,
-    listen: "127.0.0.1",
-    adminKey: admin.line,
-    sameUser: true,
-    tmpdir: tmp,
-    stateDir: tmp,
-    env: { PATH: "/usr/bin:/bin", MSG: "a b" },
-  });
-  adm = await login(h.address, adminLogin);
-  await cmd(adm, "ctl", `group-add users 5000\nuser-add alice 5001 users '${alice.line}'\n`);
-  fs = await login(h.address, aliceLogin);
+  ({ h, adm, fs } = await node.start({ PATH: "/usr/bin:/bin", MSG: "a b" }));
 });
-afterAll(async () => {
-  await fs?.close();
-  await adm?.close();
-  await h?.close();
-  rmSync(tmp, { recursive: true, force: true });
-});
+afterAll(() => node.stop({ h, adm, fs }));
 
 describe("2 transport and dialect", () => {
   it("2: Tversion 9P2000.u at msize 32792 is answered 9P2000.u, msize not above the client's", async () => {

@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { findPerl } from "../src/fork-helper.js";
 import { quote, startXcpufs, tokenize, type XcpufsHandle } from "../src/index.js";
 import {
+  adminAndAlice,
   cmd,
   decryptPasskey,
   login,
@@ -31,35 +32,16 @@ import {
 const EIO = 5;
 const EPERM = 1;
 
-const admin = rsaKey();
-const alice = rsaKey();
-const adminLogin = { uname: "xcpu-admin", uid: 65530, key: admin.privateKey };
-const aliceLogin = { uname: "alice", uid: 5001, key: alice.privateKey };
-const tmp = mkdtempSync(join(tmpdir(), "xcpufs-gaps-"));
+const node = adminAndAlice("xcpufs-gaps-");
+const { admin, alice, adminLogin, aliceLogin, tmp } = node;
 let h: XcpufsHandle;
 let adm: Fsys;
 let fs: Fsys;
 
 beforeAll(async () => {
-  h = await startXcpufs({
-    port: 0,
-    listen: "127.0.0.1",
-    adminKey: admin.line,
-    sameUser: true,
-    tmpdir: tmp,
-    stateDir: tmp,
-    env: { PATH: "/usr/bin:/bin" },
-  });
-  adm = await login(h.address, adminLogin);
-  await cmd(adm, "ctl", `group-add users 5000\nuser-add alice 5001 users '${alice.line}'\n`);
-  fs = await login(h.address, aliceLogin);
+  ({ h, adm, fs } = await node.start({ PATH: "/usr/bin:/bin" }));
 });
-afterAll(async () => {
-  await fs?.close();
-  await adm?.close();
-  await h?.close();
-  rmSync(tmp, { recursive: true, force: true });
-});
+afterAll(() => node.stop({ h, adm, fs }));
 
 /**
  * Whether a program killed by SIGSEGV after `ulimit -c unlimited` dumps core on this machine (core
