@@ -251,12 +251,18 @@ export class StartError extends Error {
   }
 }
 
-/** Kills a program the helper started, and its group once it has made one (just after the fork). */
-function killStarted(pid: number): void {
-  for (const target of [-pid, pid]) {
+/**
+ * Signals the process group of a program the helper started, or the program itself while it has
+ * no group yet (the helper answers at the fork; the child makes its group a moment later). Only
+ * for a program not yet reported ended: its pid cannot have been reused.
+ */
+export function signalStarted(pid: number, sig: NodeJS.Signals | number = "SIGKILL"): void {
+  try {
+    process.kill(-pid, sig);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ESRCH") return;
     try {
-      process.kill(target, "SIGKILL");
-      return;
+      process.kill(pid, sig);
     } catch {}
   }
 }
@@ -412,7 +418,7 @@ export class ForkHelper {
       p.resolve(child);
     } catch (err) {
       for (const s of opened) s.destroy();
-      killStarted(pid);
+      signalStarted(pid);
       p.reject(err as Error);
     } finally {
       this.send(["C", a!]);
@@ -452,7 +458,7 @@ export class ForkHelper {
     this.pending.clear();
     // Their exit would never be reported: end them, and report them ended.
     for (const [pid, child] of this.children) {
-      killStarted(pid);
+      signalStarted(pid);
       child.exited(null, "SIGKILL");
     }
     this.children.clear();

@@ -13,6 +13,7 @@ import {
   type HelperChild,
   missingInterpreter,
   StartError,
+  signalStarted,
 } from "./fork-helper.js";
 import { removeWithin } from "./local-files.js";
 import { QuoteError, quote, tokenize } from "./quote.js";
@@ -438,16 +439,12 @@ export class Session {
   /** `kill`: signal the whole process group of the session. */
   killGroup(pgid = this.pid, sig: NodeJS.Signals | number = "SIGTERM"): void {
     if (pgid <= 0) return;
+    // The main process, not reported ended: perhaps just forked, before it has made its group.
+    if (pgid === this.pid) return signalStarted(pgid, sig);
     try {
       process.kill(-pgid, sig);
-    } catch (err) {
-      // A program the fork helper has just forked makes its group a moment later; until then it is
-      // signalled itself. Only while it has not been reported ended: its pid is not reused then.
-      if ((err as NodeJS.ErrnoException).code === "ESRCH" && pgid === this.pid) {
-        try {
-          process.kill(pgid, sig);
-        } catch {}
-      }
+    } catch {
+      // no such group
     }
   }
 
