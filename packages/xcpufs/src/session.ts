@@ -440,7 +440,10 @@ export class Session {
   killGroup(pgid = this.pid, sig: NodeJS.Signals | number = "SIGTERM"): void {
     if (pgid <= 0) return;
     // The main process, not reported ended: perhaps just forked, before it has made its group.
-    if (pgid === this.pid) return signalStarted(pgid, sig);
+    if (pgid === this.pid) {
+      signalStarted(pgid, sig);
+      return;
+    }
     try {
       process.kill(-pgid, sig);
     } catch {
