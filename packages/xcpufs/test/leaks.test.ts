@@ -149,8 +149,16 @@ describe("close stdout or stderr before exec", () => {
               );
             }),
           ]).finally(() => clearTimeout(timer));
-          // head ends by SIGPIPE (13) at its first write into the closed pipe.
-          expect(outcome).toEqual({ out: 0, err: 0, status: "13" });
+          if (!noForkHelper || (typeof outcome === "object" && outcome.status === "13")) {
+            // head ends by SIGPIPE (13) at its first write into the closed pipe.
+            expect(outcome).toEqual({ out: 0, err: 0, status: "13" });
+          } else {
+            // spawn()'s stdio are socket pairs: when head had written before the server let go
+            // of its end, the kernel fails the next write with ECONNRESET (no SIGPIPE), and head
+            // says so and exits 1. The write still fails and wait still returns.
+            expect(outcome).toMatchObject({ out: 0, status: String(1 << 8) });
+            if (stream === "stdout" && typeof outcome === "object") expect(outcome.err).toBeGreaterThan(0);
+          }
           await j.close();
         }
       } finally {
