@@ -64,6 +64,37 @@ describe("Session", () => {
     await s.waitExit();
     await expect(s.stdin.write(Buffer.from("x"))).rejects.toThrow("stdin closed");
   });
+  it("withdraws a flushed stdin write the pipe has not taken, and keeps the order of the rest", async () => {
+    // 1 MiB, more than the pipe (a socket pair with spawn()) and Node's buffer take; cat reads later.
+    const s = await session("sh -c 'sleep 0.5; exec cat'");
+    await s.exec("/bin/sh", undefined, {}, "x");
+    const chunk = (i: number) => Buffer.alloc(16384, 48 + (i % 64));
+    const flush = new AbortController();
+    const writes = Array.from({ length: 64 }, (_, i) =>
+      s.stdin.write(chunk(i), i === 60 ? flush.signal : undefined),
+    );
+    flush.abort(new Error("flushed"));
+    await expect(writes[60]).rejects.toThrow("flushed");
+    const out = readAll(s, "stdout");
+    for (const [i, w] of writes.entries()) if (i !== 60) expect(await w).toBe(16384);
+    s.stdin.close();
+    const want = Buffer.concat(Array.from({ length: 64 }, (_, i) => (i === 60 ? Buffer.alloc(0) : chunk(i))));
+    expect(Buffer.from(await out).equals(want)).toBe(true);
+    await s.waitExit();
+    expect(s.waitText).toBe("0");
+  });
+  it("answers a flushed stdin write at once when the program does not read", async () => {
+    const s = await session("sleep 30");
+    await s.exec("/bin/sleep", undefined, {}, "x");
+    const flush = new AbortController();
+    const writes = Array.from({ length: 64 }, () => s.stdin.write(Buffer.alloc(16384), flush.signal));
+    await until(async () => (await Promise.race([writes[0], undefined])) === 16384);
+    flush.abort(new Error("flushed"));
+    const settled = await Promise.allSettled(writes);
+    expect(settled.filter((r) => r.status === "rejected").length).toBeGreaterThan(0);
+    s.signal(9);
+    await s.waitExit();
+  });
   it("reports exit codes and signals as wait statuses", async () => {
     const a = await session("sh -c 'exit 3'");
     await a.exec("/bin/sh", undefined, {}, "x");

@@ -152,15 +152,28 @@ interface PendingWrite {
 /** Bytes accepted for stdin before the program starts (the capacity of a pipe). */
 export const PRESTART_CAPACITY = 65536;
 
+/** Bytes handed to the program's pipe (Node's buffer included) ahead of the program's reading. */
+const SINK_AHEAD = 65536;
+
 /**
  * The stdin of a session. Before the program starts, writes are kept (up to a pipe's capacity; a
  * write beyond that waits for the start). Afterwards a write is answered once all its bytes went
  * into the pipe, so a program that does not read its input stops the writer.
+ *
+ * Writes wait in the stream's own queue, not in Node's, so that a flushed write the program has
+ * not taken yet is withdrawn and the flush answered at once; one already handed to the pipe is
+ * answered as flushed too, though its bytes may still reach the program (like an interrupted
+ * write to a pipe).
  */
 export class InputStream {
   private sink: Writable | undefined;
+  /** Written before the program started (kept for it). */
   private held: PendingWrite[] = [];
   private heldBytes = 0;
+  /** Written since, waiting for room in the pipe. */
+  private readonly queue: PendingWrite[] = [];
+  /** Handed to the pipe, waiting for it to take them. */
+  private readonly inSink = new Set<PendingWrite>();
   private closed = false;
   private gone = false;
 
@@ -168,11 +181,10 @@ export class InputStream {
   attach(sink: Writable): void {
     this.sink = sink;
     sink.on("error", () => this.detach());
-    const held = this.held;
+    this.queue.unshift(...this.held);
     this.held = [];
     this.heldBytes = 0;
-    for (const w of held) this.toSink(w);
-    if (this.closed) sink.end();
+    this.pump();
   }
 
   /**
@@ -184,9 +196,12 @@ export class InputStream {
   detach(): void {
     this.gone = true;
     this.sink?.destroy();
-    const held = this.held;
+    const waiting = [...this.held, ...this.queue, ...this.inSink];
     this.held = [];
-    for (const w of held) w.resolve(w.data.length);
+    this.heldBytes = 0;
+    this.queue.length = 0;
+    this.inSink.clear();
+    for (const w of waiting) w.resolve(w.data.length);
   }
 
   write(data: Buffer, signal?: AbortSignal): Promise<number> {
@@ -194,32 +209,36 @@ export class InputStream {
     if (this.gone || data.length === 0) return Promise.resolve(data.length);
     if (signal?.aborted) return Promise.reject(signal.reason);
     return new Promise<number>((resolve, reject) => {
-      const w: PendingWrite = { data: Buffer.from(data), resolve, reject };
-      if (this.sink) {
-        this.toSink(w);
-        return;
-      }
-      if (this.heldBytes + data.length <= PRESTART_CAPACITY) {
+      let settled = false;
+      const w: PendingWrite = {
+        data: Buffer.from(data),
+        resolve: (n) => {
+          if (settled) return;
+          settled = true;
+          signal?.removeEventListener("abort", onAbort);
+          resolve(n);
+        },
+        reject: (err) => {
+          if (settled) return;
+          settled = true;
+          reject(err);
+        },
+      };
+      const onAbort = (): void => this.withdraw(w, signal?.reason);
+      if (!this.sink && this.heldBytes + data.length <= PRESTART_CAPACITY) {
         this.held.push(w);
         this.heldBytes += data.length;
-        resolve(data.length);
-        w.resolve = () => {};
+        w.resolve(data.length);
         return;
       }
-      this.held.push(w);
-      this.heldBytes += data.length;
-      signal?.addEventListener(
-        "abort",
-        () => {
-          const i = this.held.indexOf(w);
-          if (i >= 0) {
-            this.held.splice(i, 1);
-            this.heldBytes -= w.data.length;
-            reject(signal.reason);
-          }
-        },
-        { once: true },
-      );
+      signal?.addEventListener("abort", onAbort, { once: true });
+      if (!this.sink) {
+        this.held.push(w);
+        this.heldBytes += data.length;
+        return;
+      }
+      this.queue.push(w);
+      this.pump();
     });
   }
 
@@ -227,15 +246,40 @@ export class InputStream {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    if (this.sink && !this.gone) this.sink.end();
+    this.pump();
   }
 
-  private toSink(w: PendingWrite): void {
-    const sink = this.sink as Writable;
+  /** A flushed write: taken back if the pipe does not have it yet, and answered as flushed. */
+  private withdraw(w: PendingWrite, reason: unknown): void {
+    const held = this.held.indexOf(w);
+    if (held >= 0) {
+      this.held.splice(held, 1);
+      this.heldBytes -= w.data.length;
+    }
+    const queued = this.queue.indexOf(w);
+    if (queued >= 0) this.queue.splice(queued, 1);
+    this.inSink.delete(w);
+    w.reject(reason);
+    this.pump();
+  }
+
+  /** Hand queued writes to the pipe while it has room; end it after the last one once closed. */
+  private pump(): void {
+    const sink = this.sink;
+    if (!sink) return;
     if (this.gone || sink.destroyed || sink.writableEnded) {
-      w.resolve(w.data.length);
+      for (const w of this.queue.splice(0)) w.resolve(w.data.length);
       return;
     }
-    sink.write(w.data, () => w.resolve(w.data.length));
+    while (this.queue.length > 0 && sink.writableLength < SINK_AHEAD) {
+      const w = this.queue.shift() as PendingWrite;
+      this.inSink.add(w);
+      sink.write(w.data, () => {
+        this.inSink.delete(w);
+        w.resolve(w.data.length);
+        this.pump();
+      });
+    }
+    if (this.closed && this.queue.length === 0) sink.end();
   }
 }

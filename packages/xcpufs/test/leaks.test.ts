@@ -169,3 +169,42 @@ describe("close stdout or stderr before exec", () => {
     }, 60_000);
   }
 });
+
+describe("a flushed stdin write", () => {
+  // A stdin write the program did not take went on to the program even when flushed, and its
+  // Tflush was held until the server gave up on it (a second). Now the write is withdrawn.
+  for (const [label, noForkHelper] of [
+    ["fork helper", false],
+    ["spawn()", true],
+  ] as const) {
+    it(`is answered at once and withdrawn while the program does not read (${label})`, async () => {
+      const node = await startXcpufs({ port: 0, noAuth: true, tmpdir: tmp, noForkHelper });
+      const f = await mount(node.address, { uname: "tester", n_uname: uid, authenticate: async () => {} });
+      try {
+        const j = await openJob(f);
+        await write(f, `${j.sid}/argv`, "sh -c 'sleep 2; exec wc -c'");
+        await j.ctl.write(0, "exec /bin/sh\n");
+        const flush = new AbortController();
+        const writes = Array.from({ length: 64 }, (_, i) =>
+          j.stdin.write(i * 16384, Buffer.alloc(16384), { signal: flush.signal }),
+        );
+        await writes[0];
+        flush.abort();
+        const settled = await Promise.allSettled(writes);
+        const answered = settled.filter((r) => r.status === "fulfilled").length * 16384;
+        expect(answered).toBeLessThan(64 * 16384);
+        await j.stdin.clunk();
+        await j.ctl.write(0, "close stdin\n");
+        const delivered = Number((await readAll(j.stdout)).toString().trim());
+        // What was answered arrived; of the rest, at most what had gone into the pipe already.
+        expect(delivered).toBeGreaterThanOrEqual(answered);
+        expect(delivered).toBeLessThanOrEqual(answered + 65536 + 16384);
+        expect((await readAll(j.wait)).toString()).toBe("0");
+        await j.close();
+      } finally {
+        await node.close();
+        await f.close();
+      }
+    }, 30_000);
+  }
+});
