@@ -100,6 +100,12 @@ class Req {
   dead = false;
   /** The fids whose gate this request holds (see #dispatch) until it settles. */
   gates: readonly number[] | undefined;
+  /**
+   * The requests this one waits for (their gates), while they run. A request flushed while it
+   * waits ends at once, but the gates it holds open only after these: a later request on the same
+   * fid must not overtake them.
+   */
+  waitingFor: Promise<unknown> | undefined;
   #ctl: AbortController | undefined;
   #aborted = false;
   #reason: unknown;
@@ -151,6 +157,26 @@ class Req {
   settle(): void {
     this.#settled = true;
     this.#resolve?.();
+  }
+
+  /** What a later request on a fid whose gate this one holds waits for. */
+  get released(): Promise<unknown> {
+    return this.waitingFor ? Promise.all([this.waitingFor, this.done]) : this.done;
+  }
+
+  /** Resolves with `ready`, or rejects with the abort reason as soon as the request is aborted. */
+  untilReadyOrAborted(ready: Promise<unknown>): Promise<void> {
+    if (this.#aborted) return Promise.reject(this.#reason);
+    const signal = this.signal;
+    return new Promise<void>((resolve, reject) => {
+      const onAbort = (): void => reject(this.#reason);
+      signal.addEventListener("abort", onAbort, { once: true });
+      void ready.then(() => {
+        signal.removeEventListener("abort", onAbort);
+        if (this.#aborted) reject(this.#reason);
+        else resolve();
+      });
+    });
   }
 }
 
@@ -413,24 +439,27 @@ export class ServerConnection {
     if (gates.size > 0) {
       for (const f of usedFids(t)) {
         const g = gates.get(f);
-        if (g) (waitFor ??= []).push(g.done);
+        if (g) (waitFor ??= []).push(g.released);
       }
     }
     if (changes.length > 0) {
       for (const f of changes) {
         const g = gates.get(f);
-        if (g) (waitFor ??= []).push(g.done);
+        if (g) (waitFor ??= []).push(g.released);
         gates.set(f, req);
       }
       req.gates = changes;
     }
     if (waitFor) {
+      // A Tflush of a request still waiting is answered at once (the handler never runs).
+      const ready = Promise.all(waitFor);
+      req.waitingFor = ready;
+      void ready.then(() => {
+        req.waitingFor = undefined;
+      });
       this.#finishLater(
         req,
-        Promise.all(waitFor).then(() => {
-          if (req.aborted) throw req.reason;
-          return handler(t, req);
-        }),
+        req.untilReadyOrAborted(ready).then(() => handler(t, req)),
       );
       return;
     }
@@ -488,7 +517,13 @@ export class ServerConnection {
       this.#sendError(req.tag, this.#toFsError(err, req.type));
     } finally {
       const held = req.gates;
-      if (held) for (const f of held) if (this.#fidGates.get(f) === req) this.#fidGates.delete(f);
+      if (held) {
+        const open = (): void => {
+          for (const f of held) if (this.#fidGates.get(f) === req) this.#fidGates.delete(f);
+        };
+        if (req.waitingFor) void req.waitingFor.then(open);
+        else open();
+      }
       req.settle();
       this.#maybeResume();
     }

@@ -27,9 +27,9 @@ export interface Fixture {
   release(text: string): void;
   /** Number of /block reads currently waiting. */
   blocked(): number;
-  /** Resolves the pending reads of /stubborn (which ignore their abort signal) with this text. */
+  /** Resolves the pending reads of /stubborn and opens of /stubbornopen (which ignore their abort signal). */
   finishStubborn(text: string): void;
-  /** Number of /stubborn reads not finished yet. */
+  /** Number of /stubborn reads and /stubbornopen opens not finished yet. */
   stubborn(): number;
   /** Lines accepted by /ctl. */
   ctlLog: string[];
@@ -104,6 +104,21 @@ export function buildTree(f: {
           };
           stubborn.add(w);
         }),
+    }),
+  );
+  // An open that ignores its abort signal: it holds its fid's gate until the test finishes it.
+  root.add(
+    new SynthFile<undefined>("stubbornopen", {
+      mode: 0o444,
+      open: () =>
+        new Promise<undefined>((resolve) => {
+          const w = () => {
+            stubborn.delete(w);
+            resolve(undefined);
+          };
+          stubborn.add(w);
+        }),
+      read: () => "opened",
     }),
   );
   root.add(

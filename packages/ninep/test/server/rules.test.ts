@@ -103,6 +103,31 @@ describe("tags and flush", () => {
     expect(c.log.some((m) => m.tag === tag)).toBe(false);
   });
 
+  it("answers Tflush of a request still waiting for its fid's gate at once, and keeps the fid's order", async () => {
+    // A flush timeout longer than any test: the Rflush must not wait for the open ahead.
+    const c = await setup("9P2000", "glenda", { flushTimeoutMs: 600_000 });
+    expect((await c.walk(0, 1, "stubbornopen")).type).toBe(MsgType.Rwalk);
+    const open = c.tag();
+    c.send({ type: MsgType.Topen, tag: open, fid: 1, mode: OREAD });
+    await expect.poll(() => fx!.stubborn()).toBe(1);
+    // A clunk of the fid waits for the open (it changes the fid); it is flushed while it waits.
+    const clunk = c.tag();
+    c.send({ type: MsgType.Tclunk, tag: clunk, fid: 1 });
+    expect((await c.call({ type: MsgType.Tflush, oldtag: clunk })).type).toBe(MsgType.Rflush);
+    // A stat of the fid sent now still comes after the open, though the clunk it queued behind is gone.
+    const stat = c.tag();
+    c.send({ type: MsgType.Tstat, tag: stat, fid: 1 });
+    await c.stat(0);
+    expect(c.log.some((m) => m.tag === stat || m.tag === open)).toBe(false);
+    fx!.finishStubborn("");
+    expect((await c.reply(open)).type).toBe(MsgType.Ropen);
+    expect((await c.reply(stat)).type).toBe(MsgType.Rstat);
+    expect(c.log.findIndex((m) => m.tag === open)).toBeLessThan(c.log.findIndex((m) => m.tag === stat));
+    // The flushed clunk never ran: the fid is still open and readable.
+    expect(await readText(c, 1)).toBe("opened");
+    expect(c.log.some((m) => m.tag === clunk && m.type !== MsgType.Rflush)).toBe(false);
+  });
+
   it("sends the reply of a request that completes before the flush is processed, then Rflush", async () => {
     const c = await setup();
     const tag = c.tag();
