@@ -268,6 +268,24 @@ export function pidsWith(text: string): number[] {
   return out;
 }
 
+/**
+ * Pids of the processes whose command line is exactly `argv`: a program started on a node, and
+ * not the xrx (or shell) that asked for it, whose command line holds the same words after others.
+ */
+export function pidsOf(argv: readonly string[]): number[] {
+  const want = `${argv.join("\0")}\0`;
+  const out: number[] = [];
+  for (const pid of readdirSync("/proc")) {
+    if (!/^\d+$/.test(pid)) continue;
+    try {
+      if (readFileSync(`/proc/${pid}/cmdline`, "latin1") === want) out.push(Number(pid));
+    } catch {
+      // gone
+    }
+  }
+  return out;
+}
+
 /** Is the process asleep in a write to a full pipe? */
 export function blockedOnPipe(pid: number): boolean {
   try {

@@ -11,6 +11,7 @@ import {
   cleanupAll,
   onCleanup,
   PKG,
+  pidsOf,
   pidsWith,
   sessionDirCount,
   startNode,
@@ -174,7 +175,9 @@ describe.skipIf(!built)("xrxd", () => {
         r(c);
       }),
     );
-    await until(() => pidsWith(marker).length > 0, 20_000, "the program to start");
+    // The program itself (sh, as xrx names a program it copies): the shell and the xrx that
+    // started it have the marker in their command lines from the start.
+    await until(() => pidsOf(["sh", "-c", program]).length > 0, 20_000, "the program to start");
     const source = pidsWith(`head\0-c\0${size}\0`);
     // The source sleeps on its full pipe: xrx stopped reading it. No source: it wrote all.
     const stopped = async () => {
@@ -199,27 +202,21 @@ describe.skipIf(!built)("xrxd", () => {
 
   it("forwards signals to the program, and wipes the sessions of an xrx that is killed", async () => {
     const marker = `xrxd-signal-${process.pid}`;
-    const term = start(
-      join(BIN, "xrx.js"),
-      ["--no-key", node.spec, "/bin/sh", "-c", `sleep 30; : ${marker}`],
-      {
-        env,
-      },
-    );
-    await until(() => pidsWith(marker).length > 0, 20_000, "the program to start");
+    // The program as the node runs it: xrx's own command line holds the same words, after others.
+    const program = ["sh", "-c", `sleep 30; : ${marker}`];
+    const term = start(join(BIN, "xrx.js"), ["--no-key", node.spec, "/bin/sh", ...program.slice(1)], {
+      env,
+    });
+    await until(() => pidsOf(program).length > 0, 20_000, "the program to start");
     term.child.kill("SIGTERM");
     const r = await term.done;
     expect(r.code).toBe(128 + 15);
     await until(() => pidsWith(marker).length === 0 && sessionDirCount(node.tmp) === 0, 20_000, "cleanup");
 
-    const killed = start(
-      join(BIN, "xrx.js"),
-      ["--no-key", node.spec, "/bin/sh", "-c", `sleep 30; : ${marker}`],
-      {
-        env,
-      },
-    );
-    await until(() => pidsWith(marker).length > 0, 20_000, "the program to start");
+    const killed = start(join(BIN, "xrx.js"), ["--no-key", node.spec, "/bin/sh", ...program.slice(1)], {
+      env,
+    });
+    await until(() => pidsOf(program).length > 0, 20_000, "the program to start");
     killed.child.kill("SIGKILL");
     await killed.done;
     await until(
