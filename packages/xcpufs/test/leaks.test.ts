@@ -1,6 +1,6 @@
 // What a long-running node must not accumulate job after job: descriptors, processes, directories.
 
-import { mkdtempSync, readdirSync, readlinkSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Fsys } from "@clustermatic/ninep/client";
@@ -180,9 +180,12 @@ describe("a flushed stdin write", () => {
     it(`is answered at once and withdrawn while the program does not read (${label})`, async () => {
       const node = await startXcpufs({ port: 0, noAuth: true, tmpdir: tmp, noForkHelper });
       const f = await mount(node.address, { uname: "tester", n_uname: uid, authenticate: async () => {} });
+      // The program reads nothing until the test says so (a fixed sleep could end, on a busy
+      // machine, before the writes are flushed, and then every write would be taken).
+      const go = join(tmp, `go-${noForkHelper ? "spawn" : "helper"}`);
       try {
         const j = await openJob(f);
-        await write(f, `${j.sid}/argv`, "sh -c 'sleep 2; exec wc -c'");
+        await write(f, `${j.sid}/argv`, `sh -c 'while [ ! -e ${go} ]; do sleep 0.05; done; exec wc -c'`);
         await j.ctl.write(0, "exec /bin/sh\n");
         const flush = new AbortController();
         const writes = Array.from({ length: 64 }, (_, i) =>
@@ -195,6 +198,7 @@ describe("a flushed stdin write", () => {
         expect(answered).toBeLessThan(64 * 16384);
         await j.stdin.clunk();
         await j.ctl.write(0, "close stdin\n");
+        writeFileSync(go, "");
         const delivered = Number((await readAll(j.stdout)).toString().trim());
         // What was answered arrived; of the rest, at most what had gone into the pipe already.
         expect(delivered).toBeGreaterThanOrEqual(answered);
