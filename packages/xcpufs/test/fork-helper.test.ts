@@ -232,7 +232,9 @@ describe.skipIf(!perl)("fork helper", () => {
       return Promise.race([
         new Promise<[number | null, string | null]>((r) => c.onExit((code, sig) => r([code, sig]))),
         new Promise<string>((r) => {
-          timer = setTimeout(() => r(`pid ${c.pid} not reported ended within 2 s`), 2000);
+          // An end the helper misses is never reported: the bound need only be far above the
+          // delays of a busy machine.
+          timer = setTimeout(() => r(`pid ${c.pid} not reported ended within 20 s`), 20_000);
         }),
       ]).finally(() => clearTimeout(timer));
     };
@@ -242,7 +244,7 @@ describe.skipIf(!perl)("fork helper", () => {
       [0, null],
       [3, null],
     ]);
-  });
+  }, 60_000);
 
   it("refuses an argument with a NUL byte", async () => {
     await expect(
@@ -345,7 +347,7 @@ describe.skipIf(!perl)("xcpufs starts programs", () => {
         await job.ctl.write(0, "exec /bin/sh\nwipe\n");
         await job.close();
       }
-      await until(() => liveWithMarker(marker).length === 0, 5000);
+      await until(() => liveWithMarker(marker).length === 0);
     } finally {
       await fs.close();
       await node.close();
