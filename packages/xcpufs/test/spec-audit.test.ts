@@ -775,8 +775,16 @@ describe("7 session ctl", () => {
   });
   it("7.1: close stdout: the program's writes to it fail with SIGPIPE", async () => {
     const job = await openJob(fs);
-    await write(fs, `${job.sid}/argv`, "sh -c 'sleep 0.3; echo x; echo survived >&2'");
+    // The program writes once `close stdout` has been done: it waits for a file the test makes
+    // after the ctl write (a fixed sleep could end first on a busy machine, and then the write
+    // went into the pipe and the program exited 0).
+    await write(
+      fs,
+      `${job.sid}/argv`,
+      "sh -c 'while [ ! -e go ]; do sleep 0.05; done; echo x; echo survived >&2'",
+    );
     await job.ctl.write(0, "exec /bin/sh\nclose stdout\n");
+    await (await fs.create(`${job.sid}/fs/go`, 0o644, OWRITE)).clunk();
     expect((await readAll(job.stdout)).length).toBe(0);
     expect((await readAll(job.wait)).toString()).toBe("13");
     expect((await readAll(job.stderr)).toString()).toBe("");
