@@ -5,10 +5,12 @@
 import { execFileSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { mkdtemp, rename, rm, writeFile } from "node:fs/promises";
+import { createRequire, syncBuiltinESMExports } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PidFileTakenError, writePidFile } from "../src/cli/daemon-files.js";
+import { main as statfs } from "../src/cli/statfs.js";
 import { main as xstat } from "../src/cli/xstat.js";
 import { makeAdminKey, startNode } from "./helpers/cluster.js";
 import { deadPort, waitFor } from "./helpers/net.js";
@@ -212,6 +214,41 @@ describe("statfs --pid-file and --log-file", () => {
     await writeFile(pidFile, `${execFileSync("sh", ["-c", "echo $$"], { encoding: "utf8" }).trim()}\n`);
     writePidFile(pidFile, process.pid);
     expect(read(pidFile)).toBe(`${process.pid}\n`);
+  }, 120_000);
+
+  it("listens for SIGTERM before its pid file names it (a stop sent as soon as the file appears is handled)", async () => {
+    // The moment the pid file appears is its link into place: a SIGTERM sent on the file's word
+    // must find statfs listening then (it used to die at once, the file left behind, when the
+    // signal came before the handlers, which were installed after the file was written).
+    const conf = await config("listening.conf");
+    const pidFile = join(dir, "listening.pid");
+    const fsm = createRequire(import.meta.url)("node:fs") as Record<string, unknown>;
+    const realLink = fsm.linkSync as (a: string, b: string) => void;
+    const before = process.listenerCount("SIGTERM");
+    let atLink: number | undefined;
+    fsm.linkSync = (a: string, b: string) => {
+      if (b === pidFile) atLink = process.listenerCount("SIGTERM");
+      return realLink(a, b);
+    };
+    syncBuiltinESMExports();
+    const ac = new AbortController();
+    let code: Promise<number> | undefined;
+    try {
+      code = statfs(withPidFile(conf, pidFile), {
+        stdout: { write: () => {} },
+        stderr: { write: () => {} },
+        signal: ac.signal,
+      });
+      await waitFor(() => read(pidFile) === `${process.pid}\n`, 60_000, "the pid file written");
+    } finally {
+      fsm.linkSync = realLink;
+      syncBuiltinESMExports();
+      ac.abort();
+    }
+    expect(await code).toBe(0);
+    expect(atLink).toBe(before + 1);
+    expect(existsSync(pidFile)).toBe(false);
+    expect(process.listenerCount("SIGTERM")).toBe(before);
   }, 120_000);
 
   it("a log file or pid file it cannot write: exit 1 with the reason, nothing left running", async () => {

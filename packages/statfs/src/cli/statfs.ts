@@ -237,29 +237,6 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
     );
   }
   logOutages(statfs, log);
-  if (pidFile) {
-    try {
-      // Another statfs may have started at the same time, found no pid file either, and written
-      // it first: that one keeps it, this one stops.
-      writePidFile(pidFile, process.pid, ours);
-    } catch (err) {
-      log(`${(err as Error).message}; stopped`);
-      await statfs.close();
-      return failed();
-    }
-  }
-
-  if (daemonChild) {
-    // As the original daemon: out of the directory it was started in (which may be unmounted).
-    process.chdir("/");
-    toParent = false;
-    if (process.connected) {
-      // Disconnect once the message has left (the channel may be gone if the starter died).
-      process.send?.({ ready: true }, undefined, {}, () => {
-        if (process.connected) process.disconnect?.();
-      });
-    }
-  }
 
   return new Promise<number>((resolve) => {
     let stopping = false;
@@ -293,10 +270,38 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
       }
       io.signal?.removeEventListener("abort", stop);
     };
+    // Listened to before the pid file names this process: a SIGTERM sent as soon as the file
+    // appears (a supervisor, a stop script) found no handler yet, and the process died at once,
+    // leaving the file behind.
     if (handle) {
       process.on("SIGHUP", hup);
       process.on("SIGTERM", stop);
       process.on("SIGINT", stop);
+    }
+    if (pidFile) {
+      try {
+        // Another statfs may have started at the same time, found no pid file either, and written
+        // it first: that one keeps it, this one stops.
+        writePidFile(pidFile, process.pid, ours);
+      } catch (err) {
+        cleanup();
+        stopping = true;
+        log(`${(err as Error).message}; stopped`);
+        resolve(statfs.close().then(failed));
+        return;
+      }
+    }
+
+    if (daemonChild) {
+      // As the original daemon: out of the directory it was started in (which may be unmounted).
+      process.chdir("/");
+      toParent = false;
+      if (process.connected) {
+        // Disconnect once the message has left (the channel may be gone if the starter died).
+        process.send?.({ ready: true }, undefined, {}, () => {
+          if (process.connected) process.disconnect?.();
+        });
+      }
     }
     if (io.signal?.aborted) void stop();
     io.signal?.addEventListener("abort", stop);
