@@ -126,6 +126,18 @@ export async function main(
   }
   const logger = pino({ name: "xcpufs", level }, pino.destination(2));
   const trace = values.debug ? (line: string) => io.stderr.write(`${line}\n`) : undefined;
+  // Listened to from before the server listens: a SIGTERM sent as soon as it could be reached, or
+  // as soon as it said where it listens (a supervisor, a test), found no handler yet, and the
+  // process died at once without wiping its sessions. One that comes during the start stops the
+  // server once it has started.
+  let stopWith: (why: string) => void = () => {};
+  const stop = io.stop ?? new Promise<string>((resolve) => (stopWith = resolve));
+  const onTerm = () => stopWith("SIGTERM");
+  const onInt = () => stopWith("SIGINT");
+  if (!io.stop) {
+    process.once("SIGTERM", onTerm);
+    process.once("SIGINT", onInt);
+  }
   let handle: Awaited<ReturnType<typeof startXcpufs>>;
   try {
     handle = await startXcpufs({
@@ -150,6 +162,8 @@ export async function main(
       logger,
     });
   } catch (err) {
+    process.off("SIGTERM", onTerm);
+    process.off("SIGINT", onInt);
     io.stderr.write(`Error: ${(err as Error).message}\n`);
     return 1;
   }
@@ -157,12 +171,6 @@ export async function main(
   // With an ephemeral port (-p 0, or port 0 in a --listen dial string, whose port wins over -p)
   // nobody could find the server otherwise; any other port than -p's is named as well.
   if (handle.port !== 0 && handle.port !== port) io.stderr.write(`xcpufs: listening on ${handle.address}\n`);
-  const stop =
-    io.stop ??
-    new Promise<string>((resolve) => {
-      process.once("SIGTERM", () => resolve("SIGTERM"));
-      process.once("SIGINT", () => resolve("SIGINT"));
-    });
   process.on("SIGPIPE", () => {});
   // A bug must not leave programs running without their server: wipe everything, then exit 1.
   const fatal = (err: unknown) => {

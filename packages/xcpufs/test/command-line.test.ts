@@ -2,6 +2,7 @@
 // a port chosen by the system is printed whichever way port 0 was asked for.
 
 import { type ChildProcess, spawn } from "node:child_process";
+import type { EventEmitter } from "node:events";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -47,4 +48,31 @@ describe("xcpufs command line", () => {
     child.kill("SIGTERM");
     expect(await exited).toBe(0);
   }, 90_000);
+
+  it("listens for SIGTERM before it says it listens (a stop sent at once is handled, not fatal)", async () => {
+    // A SIGTERM sent as soon as the address was printed used to find no handler yet: the process
+    // died at once, its sessions not wiped. Here main() runs in this process; what it adds to the
+    // process's listeners is taken away afterwards.
+    const proc = process as EventEmitter;
+    const events = ["SIGTERM", "SIGINT", "SIGPIPE", "uncaughtException", "unhandledRejection"];
+    const before = new Map(events.map((e) => [e, proc.listeners(e)]));
+    let atReady: number | undefined;
+    try {
+      const code = await main(["--no-auth", "--listen", "tcp!127.0.0.1!0", "-t", tmp, "--state-dir", tmp], {
+        stdout: { write: () => true },
+        stderr: { write: () => true },
+        ready: () => {
+          atReady = process.listenerCount("SIGTERM");
+          setImmediate(() => process.emit("SIGTERM", "SIGTERM"));
+        },
+      });
+      expect(code).toBe(0);
+      expect(atReady).toBe(before.get("SIGTERM")!.length + 1);
+    } finally {
+      for (const e of events) {
+        const had = new Set(before.get(e));
+        for (const l of proc.listeners(e)) if (!had.has(l)) proc.off(e, l as () => void);
+      }
+    }
+  }, 60_000);
 });
