@@ -2,13 +2,14 @@
 // signal, a closed output or a slow node picks. Each case pins the moment down so it fails the
 // same way every time without the fix.
 import { EventEmitter } from "node:events";
-import { writeFileSync } from "node:fs";
+import { existsSync, writeFileSync } from "node:fs";
 import { connect, createServer, type Socket } from "node:net";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { PassThrough, Writable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { CliIo } from "../src/cli/args.js";
 import { main as xrx } from "../src/cli/xrx.js";
+import { main as xrxd } from "../src/cli/xrxd.js";
 import { OUTPUT_CLOSED } from "../src/job.js";
 import { PACKAGE_VERSION } from "../src/version.js";
 import { encodeFrame, Frame, FrameReader, XRXD_PROTOCOL } from "../src/xrxd/protocol.js";
@@ -307,5 +308,35 @@ describe("a Ctrl-C that reaches xrxd while the run is still finding its nodes (-
     await closed;
     expect(exit).toBe(130);
     expect(stderr).toContain("interrupted by SIGINT before the program started");
+  });
+});
+
+describe("a stop sent as soon as xrxd has printed its lines", () => {
+  it("is listened for already: xrxd stops and removes its socket (it died and left the socket)", async () => {
+    const sock = join(tempDir("xrxd-early-stop-"), "sock");
+    const signals = new EventEmitter();
+    let listening: number | undefined;
+    const stdout = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        // The lines that name xrxd: a supervisor or `xrxd -k` may signal it from now on.
+        if (chunk.toString().includes("XRXD_PID=")) {
+          listening = signals.listenerCount("SIGTERM");
+          setImmediate(() => signals.emit("SIGTERM"));
+        }
+        cb();
+      },
+    });
+    const io: CliIo = {
+      stdin: new PassThrough().end(),
+      stdout,
+      stderr: new PassThrough().resume(),
+      env: { PATH: process.env.PATH, HOME: process.env.HOME },
+      cwd: dirname(sock),
+      signals,
+    };
+    const code = await xrxd(["-D", "-s", "-a", sock], io);
+    expect(listening).toBe(1);
+    expect(code).toBe(0);
+    expect(existsSync(sock)).toBe(false);
   });
 });

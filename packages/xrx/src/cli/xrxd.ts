@@ -79,11 +79,13 @@ async function serveForeground(socketPath: string, idleMs: number | undefined, c
     stop = r;
   });
   const server = await serveXrxd({ socketPath, main: xrxMain, idleMs, onIdle: () => stop() });
+  // Listened to before the lines name this process: a stop sent as soon as they are read
+  // (`eval "$(xrxd)"; xrxd -k`) found no handler yet, and xrxd died leaving its socket behind.
+  for (const sig of STOP_SIGNALS) io.signals?.on(sig, () => stop());
   io.stdout.write(shellLines(socketPath, process.pid, csh));
   // Whoever started us may stop reading (the background start does, once it has the lines).
   io.stdout.on?.("error", () => {});
   io.stderr.on?.("error", () => {});
-  for (const sig of STOP_SIGNALS) io.signals?.on(sig, () => stop());
   await stopped;
   await server.close();
   removeOwnDir(socketPath);
