@@ -435,7 +435,7 @@ export class ServerConnection {
     // reads is worked out only while some gate is open.
     const changes = changedFids(t);
     const gates = this.#fidGates;
-    let waitFor: Promise<void>[] | undefined;
+    let waitFor: Promise<unknown>[] | undefined;
     if (gates.size > 0) {
       for (const f of usedFids(t)) {
         const g = gates.get(f);
