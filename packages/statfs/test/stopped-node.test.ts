@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Statfs, startStatfs } from "../src/daemon.js";
 import { type NodeView, statusOf } from "../src/monitor.js";
-import { deadPort, waitFor } from "./helpers/net.js";
+import { waitFor } from "./helpers/net.js";
 
 // The same read timeout must fire for the frozen node and not for the live one, which answers from
 // another process on a machine that may be busy: seconds, not half of one. It stays at half the
@@ -19,12 +19,13 @@ const xcpufsBin = join(import.meta.dirname, "helpers", "xcpufs-process.ts");
 
 describe("a node process that stops answering", () => {
   let dir: string;
-  let port: number;
   let child: ReturnType<typeof spawn> | undefined;
   let statfs: Statfs;
 
-  const startNodeProcess = () =>
-    spawn(
+  // Port 0: a port picked beforehand could be taken (by some other test's outgoing connection)
+  // before the node binds it, and the node would never answer.
+  const startNodeProcess = async (): Promise<string> => {
+    const c = spawn(
       process.execPath,
       [
         "--conditions=@clustermatic/source",
@@ -33,7 +34,7 @@ describe("a node process that stops answering", () => {
         xcpufsBin,
         "--no-auth",
         "-p",
-        String(port),
+        "0",
         "--state-dir",
         join(dir, "st"),
         "-t",
@@ -41,20 +42,31 @@ describe("a node process that stops answering", () => {
       ],
       { stdio: ["ignore", "ignore", "pipe"] },
     );
+    child = c;
+    let err = "";
+    return new Promise<string>((resolve, reject) => {
+      c.stderr!.setEncoding("utf8");
+      c.stderr!.on("data", (d: string) => {
+        err += d;
+        const m = /listening on (\S+)/.exec(err);
+        if (m) resolve(m[1]!);
+      });
+      c.once("exit", (code, sig) => reject(new Error(`the node process ended (${sig ?? code}): ${err}`)));
+    });
+  };
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), "statfs-stop-"));
-    port = await deadPort();
-    child = startNodeProcess();
+    const address = await startNodeProcess();
     const conf = join(dir, "statfs.conf");
-    await writeFile(conf, `frozen=tcp!127.0.0.1!${port}\n`);
+    await writeFile(conf, `frozen=${address}\n`);
     statfs = await startStatfs({
       configFile: conf,
       listen: ["tcp!127.0.0.1!0"],
       http: null,
       pollOverrides: { intervalMs: INTERVAL, connectTimeoutMs: TIMEOUT, readTimeoutMs: TIMEOUT },
     });
-  });
+  }, 120_000);
   afterAll(async () => {
     await statfs?.close();
     if (child && child.exitCode === null && child.signalCode === null) {
