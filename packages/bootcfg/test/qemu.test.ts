@@ -262,7 +262,7 @@ describe.sequential("QEMU boots of the fixture kernel", () => {
     );
     const hex16 = (n: number) => `0x${n.toString(16).padStart(16, "0")}`;
     const e820 = r.lines.map((l) => /BIOS-e820: (\[mem \S+\] \S+)/.exec(l)?.[1]).filter((x) => x);
-    expect(e820).toEqual(
+    expect(e820, r.lines.filter((l) => /e820|BIOS/.test(l)).join("\n")).toEqual(
       ranges.map(
         (m) =>
           `[mem ${hex16(m.start)}-${hex16(m.start + m.size - 1)}] ${m.type === 1 ? "usable" : "reserved"}`,

@@ -1,4 +1,5 @@
 // The console runner behind `bootcfg qemu --run` and the boot tests, on plain shell children.
+import { existsSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { qemuArgs, runUntil } from "../src/qemu.js";
 
@@ -29,6 +30,22 @@ describe("runUntil", () => {
   it("reports an exit before the marker with the exit code", async () => {
     const r = await runUntil(["sh", "-c", "echo partial; exit 3"], /never/, 60_000);
     expect(r).toMatchObject({ ok: false, reason: "exit", exitCode: 3 });
+  });
+  it("reads a -serial stdio console from a file of its own, apart from stderr, and removes it", async () => {
+    // A stand-in for QEMU: writes the console to the file named by `-serial file:PATH`, half a
+    // line, then a warning on stderr, then the rest. Through one pipe the warning split the line.
+    const script = [
+      'f=$(printf %s "$2" | sed "s/^file://"); echo "$f"',
+      'printf "BIOS-e" >> "$f"; sleep 0.1',
+      'echo "qemu: warning: something" >&2; sleep 0.1',
+      'printf "820: usable\\nMARK\\n" >> "$f"; exec sleep 30',
+    ].join("; ");
+    const r = await runUntil(["sh", "-c", script, "sh", "-serial", "stdio"], /^MARK/, 30_000);
+    expect(r).toMatchObject({ ok: true, reason: "marker" });
+    const [file, ...rest] = r.lines;
+    expect(file).toMatch(/bootcfg-serial-.*\/console$/);
+    expect(rest.sort()).toEqual(["BIOS-e820: usable", "MARK", "qemu: warning: something"]);
+    expect(existsSync(file!)).toBe(false);
   });
   it("rejects when the program does not exist", async () => {
     await expect(runUntil(["/nonexistent/qemu"], /x/, 60_000)).rejects.toThrow(/\/nonexistent\/qemu/);
