@@ -8,6 +8,7 @@
 
 import { execFile, spawn } from "node:child_process";
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
@@ -94,6 +95,11 @@ export function runVm(
   versions: readonly string[],
   timeoutMs = 240_000,
 ): Promise<VmRun> {
+  // The console goes to a file, not to a pipe: QEMU writes it a byte at a time, a few hundred
+  // unread bytes fill the socket pair Node gives a child, and the guest's console driver then
+  // overwrites characters (a busy machine lost a character of a STEP line so).
+  const consoleDir = fs.mkdtempSync(path.join(os.tmpdir(), "ninep-vm-console-"));
+  const consoleFile = path.join(consoleDir, "console");
   return new Promise((resolve, reject) => {
     const args = [
       // TCG by default: nested KVM is often present but unusable (it hung silently here).
@@ -112,7 +118,7 @@ export function runVm(
       "-display",
       "none",
       "-serial",
-      "stdio",
+      `file:${consoleFile}`,
       "-monitor",
       "none",
       "-no-reboot",
@@ -120,20 +126,29 @@ export function runVm(
       `user,model=e1000,restrict=on,guestfwd=tcp:10.0.2.100:564-tcp:127.0.0.1:${port}`,
     ];
     const child = spawn("/usr/bin/qemu-system-x86_64", args, { stdio: ["ignore", "pipe", "pipe"] });
-    let text = "";
+    let qemuOut = "";
     child.stdout.on("data", (d) => {
-      text += d;
+      qemuOut += d;
     });
     child.stderr.on("data", (d) => {
-      text += d;
+      qemuOut += d;
     });
     const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
     child.once("error", (err) => {
       clearTimeout(timer);
+      fs.rmSync(consoleDir, { recursive: true, force: true });
       reject(err);
     });
-    child.once("exit", () => {
+    child.once("close", () => {
       clearTimeout(timer);
+      let text = "";
+      try {
+        text = fs.readFileSync(consoleFile, "utf8");
+      } catch {
+        // QEMU never started the guest: what it said is below
+      }
+      fs.rmSync(consoleDir, { recursive: true, force: true });
+      text += qemuOut;
       const steps: VmRun["steps"] = [];
       for (const line of text.replace(/\r/g, "").split("\n")) {
         const m = /^STEP (\S+) rc=(\d+)$/.exec(line);
