@@ -251,6 +251,33 @@ describe("statfs --pid-file and --log-file", () => {
     expect(process.listenerCount("SIGTERM")).toBe(before);
   }, 120_000);
 
+  it("listens for SIGTERM from before it says it serves (a stop sent on that line is handled)", async () => {
+    // `serving …` is written by the start itself, before the command went on to install its
+    // handlers: a SIGTERM sent as soon as that line appeared killed the process outright.
+    const conf = await config("serving.conf");
+    const pidFile = join(dir, "serving.pid");
+    const before = process.listenerCount("SIGTERM");
+    let atServing: number | undefined;
+    const ac = new AbortController();
+    const code = statfs(withPidFile(conf, pidFile), {
+      stdout: { write: () => {} },
+      stderr: {
+        write: (t: string) => {
+          if (t.includes("serving")) atServing ??= process.listenerCount("SIGTERM");
+        },
+      },
+      signal: ac.signal,
+    });
+    try {
+      await waitFor(() => read(pidFile) === `${process.pid}\n`, 60_000, "the pid file written");
+    } finally {
+      ac.abort();
+    }
+    expect(await code).toBe(0);
+    expect(atServing).toBe(before + 1);
+    expect(process.listenerCount("SIGTERM")).toBe(before);
+  }, 120_000);
+
   it("a log file or pid file it cannot write: exit 1 with the reason, nothing left running", async () => {
     const conf = await config("unwritable.conf");
     const missing = join(dir, "no-such-dir");

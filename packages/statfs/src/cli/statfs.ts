@@ -216,6 +216,23 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
     }
   }
 
+  // A SIGTERM or SIGINT from the moment statfs may have said it serves (a supervisor that stops
+  // it as soon as it reads that line) is kept, and honoured once it is up: with no handler yet it
+  // killed the process at once, before it could clean up.
+  const handle = io.handleSignals !== false;
+  let stopAsked = false;
+  const askStop = () => {
+    stopAsked = true;
+  };
+  if (handle) {
+    process.on("SIGTERM", askStop);
+    process.on("SIGINT", askStop);
+  }
+  const dropEarlyHandlers = () => {
+    if (!handle) return;
+    process.off("SIGTERM", askStop);
+    process.off("SIGINT", askStop);
+  };
   let statfs: Statfs;
   try {
     statfs = await startStatfs({
@@ -232,6 +249,7 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
       traceClient: values["debug-client"] ? (node, l) => io.stderr.write(`${node} ${l}\n`) : undefined,
     });
   } catch (err) {
+    dropEarlyHandlers();
     return fail(
       err instanceof ConfigError ? `configuration rejected:\n${err.message}` : (err as Error).message,
     );
@@ -261,7 +279,6 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
         log(`reload rejected, keeping the running configuration:\n${(err as Error).message}`);
       });
     };
-    const handle = io.handleSignals !== false;
     const cleanup = () => {
       if (handle) {
         process.off("SIGHUP", hup);
@@ -277,6 +294,11 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
       process.on("SIGHUP", hup);
       process.on("SIGTERM", stop);
       process.on("SIGINT", stop);
+    }
+    dropEarlyHandlers();
+    if (stopAsked) {
+      void stop();
+      return;
     }
     if (pidFile) {
       try {
