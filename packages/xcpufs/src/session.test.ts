@@ -65,8 +65,10 @@ describe("Session", () => {
     await expect(s.stdin.write(Buffer.from("x"))).rejects.toThrow("stdin closed");
   });
   it("withdraws a flushed stdin write the pipe has not taken, and keeps the order of the rest", async () => {
-    // 1 MiB, more than the pipe (a socket pair with spawn()) and Node's buffer take; cat reads later.
-    const s = await session("sh -c 'sleep 0.5; exec cat'");
+    // 1 MiB, more than the pipe (a socket pair with spawn()) and Node's buffer take; cat reads
+    // only once the flush is done (a file the test makes then), however slow the machine.
+    const go = join(base, `go-${next}`);
+    const s = await session(`sh -c 'while [ ! -e ${go} ]; do sleep 0.01; done; exec cat'`);
     await s.exec("/bin/sh", undefined, {}, "x");
     const chunk = (i: number) => Buffer.alloc(16384, 48 + (i % 64));
     const flush = new AbortController();
@@ -75,6 +77,7 @@ describe("Session", () => {
     );
     flush.abort(new Error("flushed"));
     await expect(writes[60]).rejects.toThrow("flushed");
+    writeFileSync(go, "");
     const out = readAll(s, "stdout");
     for (const [i, w] of writes.entries()) if (i !== 60) expect(await w).toBe(16384);
     s.stdin.close();
