@@ -68,7 +68,9 @@ describe("Session", () => {
     // 1 MiB, more than the pipe (a socket pair with spawn()) and Node's buffer take; cat reads
     // only once the flush is done (a file the test makes then), however slow the machine.
     const go = join(base, `go-${next}`);
-    const s = await session(`sh -c 'while [ ! -e ${go} ]; do sleep 0.01; done; exec cat'`);
+    // (At most a minute: no server wipes this session if the test dies first.)
+    const wait = `i=0; while [ ! -e ${go} ] && [ $i -lt 6000 ]; do sleep 0.01; i=$((i+1)); done`;
+    const s = await session(`sh -c '${wait}; exec cat'`);
     await s.exec("/bin/sh", undefined, {}, "x");
     const chunk = (i: number) => Buffer.alloc(16384, 48 + (i % 64));
     const flush = new AbortController();
