@@ -1,6 +1,7 @@
 // The root `procs` file: the node's process table from /proc, as s-expression records.
 
 import { readdir, readFile } from "node:fs/promises";
+import { mapLimit } from "@clustermatic/ninep/server";
 import { quote } from "./quote.js";
 
 export const PROCS_HEADER =
@@ -123,15 +124,7 @@ export async function procsText(tags: ReadonlyMap<number, ProcTag>): Promise<str
   // A few processes at a time: all at once opened five files per process together (750 for 150
   // processes, per reader of `procs`) and queued them all ahead of the server's other file system
   // work, whose requests (an exec's stat, a session directory's removal) then waited for all of them.
-  const found: (Raw | undefined)[] = new Array(pids.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < pids.length) {
-      const i = next++;
-      found[i] = await readProc(pids[i] as number, uptimeMs);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(PROCS_AT_ONCE, pids.length) }, worker));
+  const found = await mapLimit(pids, PROCS_AT_ONCE, (pid) => readProc(pid, uptimeMs));
   const raws = found.filter((r): r is Raw => r !== undefined);
   const parent = new Map<number, number>();
   for (const r of raws) parent.set(r.pid, r.ppid);

@@ -167,11 +167,10 @@ const SINK_AHEAD = 65536;
  */
 export class InputStream {
   private sink: Writable | undefined;
-  /** Written before the program started (kept for it). */
-  private held: PendingWrite[] = [];
-  private heldBytes = 0;
-  /** Written since, waiting for room in the pipe. */
+  /** Waiting for the program to start, or for room in its pipe. */
   private readonly queue: PendingWrite[] = [];
+  /** Bytes queued before the program started. */
+  private heldBytes = 0;
   /** Handed to the pipe, waiting for it to take them. */
   private readonly inSink = new Set<PendingWrite>();
   private closed = false;
@@ -181,8 +180,6 @@ export class InputStream {
   attach(sink: Writable): void {
     this.sink = sink;
     sink.on("error", () => this.detach());
-    this.queue.unshift(...this.held);
-    this.held = [];
     this.heldBytes = 0;
     this.pump();
   }
@@ -196,8 +193,7 @@ export class InputStream {
   detach(): void {
     this.gone = true;
     this.sink?.destroy();
-    const waiting = [...this.held, ...this.queue, ...this.inSink];
-    this.held = [];
+    const waiting = [...this.queue, ...this.inSink];
     this.heldBytes = 0;
     this.queue.length = 0;
     this.inSink.clear();
@@ -225,20 +221,15 @@ export class InputStream {
         },
       };
       const onAbort = (): void => this.withdraw(w, signal?.reason);
-      if (!this.sink && this.heldBytes + data.length <= PRESTART_CAPACITY) {
-        this.held.push(w);
-        this.heldBytes += data.length;
-        w.resolve(data.length);
-        return;
-      }
-      signal?.addEventListener("abort", onAbort, { once: true });
-      if (!this.sink) {
-        this.held.push(w);
-        this.heldBytes += data.length;
-        return;
-      }
       this.queue.push(w);
-      this.pump();
+      if (this.sink) {
+        signal?.addEventListener("abort", onAbort, { once: true });
+        this.pump();
+        return;
+      }
+      this.heldBytes += data.length;
+      if (this.heldBytes <= PRESTART_CAPACITY) w.resolve(data.length);
+      else signal?.addEventListener("abort", onAbort, { once: true });
     });
   }
 
@@ -251,13 +242,11 @@ export class InputStream {
 
   /** A flushed write: taken back if the pipe does not have it yet, and answered as flushed. */
   private withdraw(w: PendingWrite, reason: unknown): void {
-    const held = this.held.indexOf(w);
-    if (held >= 0) {
-      this.held.splice(held, 1);
-      this.heldBytes -= w.data.length;
-    }
     const queued = this.queue.indexOf(w);
-    if (queued >= 0) this.queue.splice(queued, 1);
+    if (queued >= 0) {
+      this.queue.splice(queued, 1);
+      if (!this.sink) this.heldBytes -= w.data.length;
+    }
     this.inSink.delete(w);
     w.reject(reason);
     this.pump();

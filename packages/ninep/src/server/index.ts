@@ -1,5 +1,8 @@
 // Public face of @clustermatic/ninep/server: the 9P server framework (Server, the Backend seam,
 // a synthetic file tree and Cmdtab-style control files).
+
+/** Bounded concurrency for a handler's own work (the passthrough's directory reads use it too). */
+export { mapLimit } from "../map-limit.js";
 export type * from "./backend.js";
 export { attrFromStat, MIN_MSIZE, ServerConnection, wstatChanges } from "./connection.js";
 export { type CtlCommand, CtlTable, parseFields, quoteField } from "./ctl.js";
