@@ -69,7 +69,8 @@ SRC
         -o "APT::Architecture=arm64" -o "APT::Architectures::=arm64" -o "APT::Sandbox::User=root")
   # refresh the private arm64 index at most once a day
   if [ -z "$(find "$a/lists" -maxdepth 1 -name '*Packages*' -mtime -1 2>/dev/null | head -n1)" ]; then
-    apt-get "${opts[@]}" update >/dev/null
+    # a mirror in the middle of a sync fails one index now and then: try again, then go on
+    for i in 1 2 3; do apt-get "${opts[@]}" update >/dev/null && break; sleep $((i * 5)); done
   fi
   fetch_kernel arm64 "${opts[@]}"
   if [ ! -x "$dest/arm64/busybox" ]; then
