@@ -17,7 +17,8 @@ export interface CliIo {
 }
 
 export const USAGE = `usage: xcpufs [-p port] [--listen ADDR] [-t tmpdir] [-a adminkey] [-s] [-r] [-u] [-m msize] [-d] [-D]
-              [--state-dir DIR] [--no-auth] [--arch STRING] [--log-level LEVEL] [--no-fork-helper]
+              [--state-dir DIR] [--no-auth] [--arch STRING] [--log-level LEVEL]
+              [--fork-helper KIND] [--no-fork-helper]
 
 XCPU node server: a 9P file server (9P2000.u, 9P2000) whose files start and control processes.
 
@@ -28,8 +29,11 @@ XCPU node server: a 9P file server (9P2000.u, 9P2000) whose files start and cont
   -a, --admin-key FILE  admin public key (default ${DEFAULT_ADMIN_KEY})
   -s, --same-user       run every program as the server's user (implied when not root)
   -r, --retain          keep session directories after sessions end
-      --no-fork-helper  start programs from xcpufs itself, not through its small perl helper
-                        (the helper forks faster; without perl, spawn() is used anyway)
+      --fork-helper K   how programs start: native (a small C program built with the node's
+                        C compiler on first use, kept in ~/.cache/clustermatic), perl (a perl
+                        script) or auto (default: native when it can be built, else perl)
+      --no-fork-helper  start programs from xcpufs itself, not through a fork helper (the
+                        helpers fork faster; without perl or a compiler, spawn() is used anyway)
   -m, --msize N         largest 9P message (default 1048600; the original's was 32792)
   -u, --unix-users      add the node's groups and the users with ~/.ssh/id_rsa.pub to the pool
   -d, --debug           print every 9P message, one line each, on stderr
@@ -57,6 +61,7 @@ export const OPTIONS = {
   "same-user": { type: "boolean", short: "s" },
   retain: { type: "boolean", short: "r" },
   "no-fork-helper": { type: "boolean" },
+  "fork-helper": { type: "string" },
   debug: { type: "boolean", short: "d" },
   "client-debug": { type: "boolean", short: "D" },
   "state-dir": { type: "string" },
@@ -119,6 +124,11 @@ export async function main(
     }
     msize = Number(values.msize);
   }
+  const forkHelper = values["fork-helper"] ?? "auto";
+  if (forkHelper !== "auto" && forkHelper !== "native" && forkHelper !== "perl") {
+    io.stderr.write(`xcpufs: invalid fork helper: ${forkHelper} (auto, native or perl)\n`);
+    return 2;
+  }
   const level = values["log-level"] ?? process.env.XCPUFS_LOG ?? "warn";
   if (!["fatal", "error", "warn", "info", "debug", "trace", "silent"].includes(level)) {
     io.stderr.write(`xcpufs: invalid log level: ${level}\n`);
@@ -148,6 +158,7 @@ export async function main(
       sameUser: values["same-user"] ?? false,
       retain: values.retain ?? false,
       noForkHelper: values["no-fork-helper"] ?? false,
+      forkHelper,
       stateDir: values["state-dir"] ?? defaultStateDir(),
       noAuth: values["no-auth"] ?? false,
       arch: values.arch,

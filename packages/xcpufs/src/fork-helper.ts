@@ -271,6 +271,8 @@ const ERRNO_NAMES = new Map(Object.entries(osConstants.errno).map(([name, n]) =>
 const SIGNAL_NAMES = new Map(Object.entries(osConstants.signals).map(([name, n]) => [n, name]));
 
 export interface ForkHelperOptions {
+  /** The native helper's binary (native-helper.ts): used instead of the perl script. */
+  native?: string;
   /**
    * false: the helper does not listen for SIGCHLD, and finds ended programs only by looking for
    * them while programs run (tests: that way alone finds them all).
@@ -289,30 +291,39 @@ export class ForkHelper {
   private lines = "";
   private deadFlag = false;
 
-  /** Starts the helper, or returns undefined when perl is not installed. */
+  /**
+   * Starts the helper: the native one when `opts.native` names it, else the perl script; undefined
+   * when neither is there (no perl).
+   */
   static start(
     log?: { warn(o: object, msg?: string): void },
     opts: ForkHelperOptions = {},
   ): ForkHelper | undefined {
+    if (opts.native) return new ForkHelper("native", opts.native, log, opts);
     const perl = findPerl();
-    return perl ? new ForkHelper(perl, log, opts) : undefined;
+    return perl ? new ForkHelper("perl", perl, log, opts) : undefined;
   }
 
   private constructor(
-    perl: string,
+    /** Which helper runs: the C program or the perl script. */
+    readonly kind: "native" | "perl",
+    file: string,
     private readonly log?: { warn(o: object, msg?: string): void },
     opts: ForkHelperOptions = {},
   ) {
     // Its own environment is nobody's business: the programs get theirs with each request.
     // The script travels in the environment, not on the command line, so that ps shows a name.
-    this.proc = spawn(perl, ["-e", "eval $ENV{XCPUFS_FORK_HELPER}; die $@ if $@"], {
-      stdio: ["pipe", "pipe", "inherit"],
-      env: {
-        PATH: "/usr/bin:/bin",
-        XCPUFS_FORK_HELPER: SCRIPT,
-        ...(opts.childSignals === false ? { XCPUFS_FORK_HELPER_NO_SIGCHLD: "1" } : {}),
-      },
-    });
+    const env: NodeJS.ProcessEnv = {
+      PATH: "/usr/bin:/bin",
+      ...(opts.childSignals === false ? { XCPUFS_FORK_HELPER_NO_SIGCHLD: "1" } : {}),
+    };
+    this.proc =
+      kind === "native"
+        ? spawn(file, [], { stdio: ["pipe", "pipe", "inherit"], env, argv0: "xcpufs-fork-helper" })
+        : spawn(file, ["-e", "eval $ENV{XCPUFS_FORK_HELPER}; die $@ if $@"], {
+            stdio: ["pipe", "pipe", "inherit"],
+            env: { ...env, XCPUFS_FORK_HELPER: SCRIPT },
+          });
     this.proc.stdout!.setEncoding("latin1");
     this.proc.stdout!.on("data", (d: string) => this.onData(d));
     this.proc.stdin!.on("error", () => {});

@@ -21,6 +21,7 @@ export {
   DEFAULT_ADMIN_KEY,
   DEFAULT_MSIZE,
   DEFAULT_PORT,
+  type ForkHelperKind,
   isLoopback,
   startXcpufs,
   XCPU_MSIZE,

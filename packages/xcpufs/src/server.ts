@@ -9,6 +9,7 @@ import { parseAddress } from "@clustermatic/ninep/client";
 import { Server } from "@clustermatic/ninep/server";
 import { xcpuBackend } from "./fsys.js";
 import { type PublicKey, parsePublicKey } from "./keys.js";
+import { nativeForkHelper } from "./native-helper.js";
 import { ADMIN_NAME, DEFAULT_ADMIN_ID, importUnixUsers, UserDb } from "./users.js";
 import { environmentText, type Log, localArch, Xcpufs } from "./xcpufs.js";
 
@@ -40,6 +41,12 @@ export interface XcpufsOptions {
   retain?: boolean;
   /** Start programs with Node's spawn() instead of the fork helper (`--no-fork-helper`). */
   noForkHelper?: boolean;
+  /**
+   * Which fork helper (`--fork-helper`): "native" (a small C program built with the node's C
+   * compiler on first use; startXcpufs fails when it cannot be built), "perl" (the perl script),
+   * "auto" (default: native when it can be built, else perl).
+   */
+  forkHelper?: ForkHelperKind;
   /** Persist the user pool in `<stateDir>/users.json`. Default: in memory only. */
   stateDir?: string;
   /** Accept unauthenticated attaches; only allowed on loopback addresses and Unix sockets. */
@@ -208,6 +215,7 @@ export async function startXcpufs(opts: XcpufsOptions = {}): Promise<XcpufsHandl
     sameUser: opts.sameUser ?? false,
     retain: opts.retain ?? false,
     forkHelper: !opts.noForkHelper,
+    nativeHelper: opts.noForkHelper ? undefined : await chooseNativeHelper(opts.forkHelper ?? "auto", log),
     env,
     log,
     clientTrace: opts.trace ? (l) => opts.trace?.(`client ${l}`) : undefined,
@@ -247,4 +255,17 @@ export async function startXcpufs(opts: XcpufsOptions = {}): Promise<XcpufsHandl
       return closing;
     },
   };
+}
+
+export type ForkHelperKind = "auto" | "native" | "perl";
+
+/** The native helper's binary when it is to be used (built now if it was not yet). */
+async function chooseNativeHelper(kind: ForkHelperKind, log: Log): Promise<string | undefined> {
+  if (kind === "perl") return undefined;
+  const native = await nativeForkHelper(log);
+  if (!native && kind === "native")
+    throw new Error(
+      "the native fork helper cannot be built here (no C compiler, a failed build or a cache directory others may write; --log-level info says which)",
+    );
+  return native;
 }

@@ -41,6 +41,8 @@ export interface XcpufsConfig {
   retain: boolean;
   /** Start programs through the fork helper (fork-helper.ts) when perl is there; else spawn(). */
   forkHelper?: boolean;
+  /** The native fork helper's binary (native-helper.ts): used instead of the perl script. */
+  nativeHelper?: string;
   /** Initial root `env` content. */
   env: string;
   log: Log;
@@ -104,7 +106,7 @@ export class Xcpufs {
       forkHelper: () => {
         if (!helperTried) {
           helperTried = true;
-          this.forkHelper = ForkHelper.start(this.log);
+          this.forkHelper = ForkHelper.start(this.log, { native: cfg.nativeHelper });
         }
         return this.forkHelper;
       },

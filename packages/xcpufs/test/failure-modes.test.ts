@@ -25,6 +25,7 @@ import {
   PKG,
   readAll,
   run,
+  STARTERS,
   sessionDirsIn,
   until,
   write,
@@ -220,16 +221,16 @@ describe.skipIf(!isRoot)("a node started after one that was killed", () => {
 });
 
 describe("a script whose interpreter is missing", () => {
-  for (const noForkHelper of [false, true]) {
+  for (const { label, opts } of STARTERS) {
     for (const cwd of ["", " /"]) {
-      it(`is reported with the interpreter's name (${noForkHelper ? "spawn()" : "fork helper"}${cwd ? ", a working directory" : ""})`, async () => {
+      it(`is reported with the interpreter's name (${label}${cwd ? ", a working directory" : ""})`, async () => {
         const tmp = mkdtempSync(join(work, "interp-"));
         const node = await startXcpufs({
           listen: "127.0.0.1",
           port: 0,
           tmpdir: tmp,
           noAuth: true,
-          noForkHelper,
+          ...opts,
         });
         const fs = await anon(node.address);
         try {

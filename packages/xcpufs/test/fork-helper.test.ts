@@ -1,6 +1,7 @@
-// The fork helper (src/fork-helper.ts): real programs started through a real perl process.
+// The fork helpers (src/fork-helper.ts, src/native-helper.ts): real programs started through a real
+// perl process and through the C program built here.
 import { spawn } from "node:child_process";
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { mount } from "@clustermatic/ninep/client";
@@ -8,6 +9,7 @@ import { OWRITE } from "@clustermatic/ninep/codec";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { ForkHelper, type HelperChild } from "../src/fork-helper.js";
 import { startXcpufs } from "../src/index.js";
+import { nativeForkHelper } from "../src/native-helper.js";
 import {
   cmd,
   listeningOn,
@@ -18,11 +20,13 @@ import {
   readAll,
   rsaKey,
   run,
+  STARTERS,
   until,
   xcpufsArgs,
 } from "./helpers.js";
 
 const perl = ForkHelper.start();
+const native = await nativeForkHelper();
 const isRoot = process.getuid?.() === 0;
 const work = mkdtempSync(join(tmpdir(), "xcpufs-forkhelper-"));
 const helpers: ForkHelper[] = [];
@@ -34,11 +38,11 @@ afterAll(() => {
   rmSync(work, { recursive: true, force: true });
 });
 
-function helper(): ForkHelper {
-  const h = ForkHelper.start()!;
-  helpers.push(h);
-  return h;
-}
+/** The helpers these tests run: the perl script, and the C program where it can be built. */
+const KINDS = [
+  ...(perl ? [{ kind: "perl", native: undefined }] : []),
+  ...(native ? [{ kind: "native", native }] : []),
+] as const;
 
 /** Everything a program wrote and how it ended. */
 async function outcome(c: HelperChild) {
@@ -59,7 +63,14 @@ async function outcome(c: HelperChild) {
   return { stdout, stderr, code, signal };
 }
 
-describe.skipIf(!perl)("fork helper", () => {
+describe.each(KINDS)("fork helper ($kind)", ({ kind, native }) => {
+  function helper(): ForkHelper {
+    const h = ForkHelper.start(undefined, { native })!;
+    expect(h.kind).toBe(kind);
+    helpers.push(h);
+    return h;
+  }
+
   it("starts a program with exactly the given argv, argv0, environment and directory", async () => {
     const h = helper();
     const c = await h.spawn({
@@ -223,7 +234,7 @@ describe.skipIf(!perl)("fork helper", () => {
   // job's wait never returned (about once in 1,500 starts one after another here). The helper
   // looks for ended programs while any run; shown here with SIGCHLD not listened to at all.
   it("finds every ended program even when no SIGCHLD wakes it", async () => {
-    const h = ForkHelper.start(undefined, { childSignals: false })!;
+    const h = ForkHelper.start(undefined, { childSignals: false, native })!;
     helpers.push(h);
     const start = (file: string, ...args: string[]) =>
       h.spawn({ file, argv0: file, args, cwd: "/", env: {} });
@@ -258,23 +269,26 @@ const mountAnon = (address: string) =>
   mount(address, { uname: "tester", n_uname: process.getuid?.() ?? 0, authenticate: async () => {} });
 
 describe.skipIf(!perl)("xcpufs starts programs", () => {
-  /** The parent pid of a program run on a fresh node started with `opts`. */
-  async function parentOfProgram(opts: { noForkHelper?: boolean }): Promise<number> {
+  /** The parent of a program run on a fresh node started with `opts`: its pid and executable. */
+  async function parentOfProgram(
+    opts: (typeof STARTERS)[number]["opts"],
+  ): Promise<{ pid: number; exe: string }> {
     const node = await startXcpufs({ port: 0, noAuth: true, tmpdir: work, ...opts });
     const fs = await mountAnon(node.address);
     try {
       const r = await run(fs, "/bin/sh", "sh -c 'echo $PPID'");
       expect(r.status).toBe("0");
-      return Number(r.out.trim());
+      const pid = Number(r.out.trim());
+      return { pid, exe: readlinkSync(`/proc/${pid}/exe`) };
     } finally {
       await fs.close();
       await node.close();
     }
   }
 
-  for (const noForkHelper of [false, true]) {
+  for (const { label, opts } of STARTERS) {
     it.skipIf(!isRoot)(
-      `in the directory \`exec\` names only when the user may enter it (${noForkHelper ? "spawn()" : "fork helper"})`,
+      `in the directory \`exec\` names only when the user may enter it (${label})`,
       async () => {
         const closed = mkdtempSync(join(tmpdir(), "xcpufs-closed-"));
         const admin = rsaKey();
@@ -283,7 +297,7 @@ describe.skipIf(!perl)("xcpufs starts programs", () => {
           listen: "127.0.0.1",
           tmpdir: work,
           adminKey: admin.line,
-          noForkHelper,
+          ...opts,
         });
         const a = await login(node.address, { uname: "xcpu-admin", uid: 65530, key: admin.privateKey });
         await cmd(
@@ -357,8 +371,8 @@ describe.skipIf(!perl)("xcpufs starts programs", () => {
   // With the original, an exec was done before the next request was read: a `signal` or `kill`
   // written on another fid while the exec is under way is for the program it starts.
   it("delivers a signal or kill written on another fid while the exec is under way", async () => {
-    for (const noForkHelper of [false, true]) {
-      const node = await startXcpufs({ port: 0, noAuth: true, tmpdir: work, noForkHelper });
+    for (const { opts } of STARTERS) {
+      const node = await startXcpufs({ port: 0, noAuth: true, tmpdir: work, ...opts });
       const fs = await mountAnon(node.address);
       try {
         for (const [i, command, status] of [
@@ -382,10 +396,7 @@ describe.skipIf(!perl)("xcpufs starts programs", () => {
     }
   });
 
-  it.each([
-    ["fork helper", []],
-    ["spawn()", ["--no-fork-helper"]],
-  ])(
+  it.each(STARTERS.map((s) => [s.label, s.args]))(
     "gives a program only its standard input, output and error, whatever the server inherited (%s)",
     async (_, extra) => {
       // The server inherits fd 40 without close-on-exec, as a careless launcher leaves one (Node
@@ -408,10 +419,16 @@ describe.skipIf(!perl)("xcpufs starts programs", () => {
     },
   );
 
-  it("through the fork helper, or with spawn() when told so", async () => {
-    const helperParent = await parentOfProgram({});
-    expect(helperParent).not.toBe(process.pid);
-    const spawnParent = await parentOfProgram({ noForkHelper: true });
-    expect(spawnParent).toBe(process.pid);
-  });
+  it.skipIf(!native)(
+    "through the native fork helper by default, the perl one or spawn() when told so",
+    async () => {
+      const nativeParent = await parentOfProgram({});
+      expect(nativeParent.pid).not.toBe(process.pid);
+      expect(nativeParent.exe).toBe(native);
+      const perlParent = await parentOfProgram({ forkHelper: "perl" });
+      expect(perlParent.pid).not.toBe(process.pid);
+      expect(perlParent.exe).toMatch(/\/perl[\d.]*$/);
+      expect((await parentOfProgram({ noForkHelper: true })).pid).toBe(process.pid);
+    },
+  );
 });

@@ -11,6 +11,27 @@ import { OREAD, OTRUNC, OWRITE } from "@clustermatic/ninep/codec";
 import { RemoteError } from "@clustermatic/ninep/errors";
 import { startXcpufs, type XcpufsHandle } from "../src/index.js";
 import { passkeyResponse, toOpenSshLine } from "../src/keys.js";
+import { nativeForkHelper } from "../src/native-helper.js";
+import type { XcpufsOptions } from "../src/server.js";
+
+/** The ways a node starts programs, for tests of what they must all do alike. */
+export const STARTERS: ReadonlyArray<{
+  label: string;
+  opts: Pick<XcpufsOptions, "forkHelper" | "noForkHelper">;
+  args: string[];
+}> = [
+  ...((await nativeForkHelper())
+    ? [
+        {
+          label: "native fork helper",
+          opts: { forkHelper: "native" as const },
+          args: ["--fork-helper", "native"],
+        },
+      ]
+    : []),
+  { label: "perl fork helper", opts: { forkHelper: "perl" }, args: ["--fork-helper", "perl"] },
+  { label: "spawn()", opts: { noForkHelper: true }, args: ["--no-fork-helper"] },
+];
 
 export interface KeyPair {
   privateKey: KeyObject;

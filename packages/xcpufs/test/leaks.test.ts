@@ -10,7 +10,7 @@ import { ForkHelper, findPerl, type HelperChild } from "../src/fork-helper.js";
 import { startXcpufs, type XcpufsHandle } from "../src/index.js";
 import { makeSessionDir, Session, type SessionHost } from "../src/session.js";
 import type { User } from "../src/users.js";
-import { openJob, readAll, sessionDirsIn, until, write } from "./helpers.js";
+import { openJob, readAll, STARTERS, sessionDirsIn, until, write } from "./helpers.js";
 
 const tmp = mkdtempSync(join(tmpdir(), "xcpufs-leaks-"));
 let h: XcpufsHandle;
@@ -120,12 +120,9 @@ describe("close stdout or stderr before exec", () => {
   // `close stdout` before the program started marked the stream ended, but the program's pipe,
   // attached at the start, was then never read nor closed: once it was full the program stopped
   // for good, and with it the session's `wait`. Its writes now fail, as after a later `close`.
-  for (const [label, noForkHelper] of [
-    ["fork helper", false],
-    ["spawn()", true],
-  ] as const) {
+  for (const { label, opts } of STARTERS) {
     it(`the program's writes fail and its wait returns (${label})`, async () => {
-      const node = await startXcpufs({ port: 0, noAuth: true, tmpdir: tmp, noForkHelper });
+      const node = await startXcpufs({ port: 0, noAuth: true, tmpdir: tmp, ...opts });
       const f = await mount(node.address, { uname: "tester", n_uname: uid, authenticate: async () => {} });
       try {
         for (const [stream, redirect] of [
@@ -149,7 +146,7 @@ describe("close stdout or stderr before exec", () => {
               );
             }),
           ]).finally(() => clearTimeout(timer));
-          if (!noForkHelper || (typeof outcome === "object" && outcome.status === "13")) {
+          if (!opts.noForkHelper || (typeof outcome === "object" && outcome.status === "13")) {
             // head ends by SIGPIPE (13) at its first write into the closed pipe.
             expect(outcome).toEqual({ out: 0, err: 0, status: "13" });
           } else {
@@ -173,16 +170,13 @@ describe("close stdout or stderr before exec", () => {
 describe("a flushed stdin write", () => {
   // A stdin write the program did not take went on to the program even when flushed, and its
   // Tflush was held until the server gave up on it (a second). Now the write is withdrawn.
-  for (const [label, noForkHelper] of [
-    ["fork helper", false],
-    ["spawn()", true],
-  ] as const) {
+  for (const [i, { label, opts }] of STARTERS.entries()) {
     it(`is answered at once and withdrawn while the program does not read (${label})`, async () => {
-      const node = await startXcpufs({ port: 0, noAuth: true, tmpdir: tmp, noForkHelper });
+      const node = await startXcpufs({ port: 0, noAuth: true, tmpdir: tmp, ...opts });
       const f = await mount(node.address, { uname: "tester", n_uname: uid, authenticate: async () => {} });
       // The program reads nothing until the test says so (a fixed sleep could end, on a busy
       // machine, before the writes are flushed, and then every write would be taken).
-      const go = join(tmp, `go-${noForkHelper ? "spawn" : "helper"}`);
+      const go = join(tmp, `go-${i}`);
       try {
         const j = await openJob(f);
         await write(f, `${j.sid}/argv`, `sh -c 'while [ ! -e ${go} ]; do sleep 0.05; done; exec wc -c'`);
