@@ -3,7 +3,7 @@
 // ports as one JSON line; ends its nodes when its standard input closes.
 import { mkdtempSync } from "node:fs";
 import { join } from "node:path";
-import { startXcpufs, type XcpufsHandle } from "@clustermatic/xcpufs";
+import { type ForkHelperKind, startXcpufs, type XcpufsHandle } from "@clustermatic/xcpufs";
 
 const [count, work] = [Number(process.argv[2] ?? 1), process.argv[3] ?? "/tmp"];
 const nodes: XcpufsHandle[] = [];
@@ -14,8 +14,10 @@ for (let i = 0; i < count; i++) {
       port: 0,
       tmpdir: mkdtempSync(join(work, "n")),
       noAuth: true,
-      // BENCH_NO_FORK_HELPER=1: nodes start programs with spawn(), as xcpufs --no-fork-helper
+      // BENCH_NO_FORK_HELPER=1: nodes start programs with spawn(), as xcpufs --no-fork-helper;
+      // BENCH_FORK_HELPER=perl|native: that fork helper, as xcpufs --fork-helper (default auto)
       noForkHelper: process.env.BENCH_NO_FORK_HELPER === "1",
+      forkHelper: (process.env.BENCH_FORK_HELPER ?? "auto") as ForkHelperKind,
     }),
   );
 }

@@ -11,6 +11,8 @@
 //   BENCH_BASELINE=/path/xrx.js (a second build run in turn with this one, run by run: two columns)
 //   BENCH_XRXD=0               (no "through xrxd" columns: each case is also run handed to an xrxd
 //                               started for the benchmark, in turn with the plain runs)
+//   BENCH_FORK_HELPER=perl     (the nodes' fork helper, as xcpufs --fork-helper: native, perl or
+//                               auto, the default; BENCH_NO_FORK_HELPER=1: spawn())
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import {
   accessSync,
