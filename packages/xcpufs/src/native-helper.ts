@@ -426,17 +426,20 @@ function ownedPrivately(path: string): boolean {
   }
 }
 
+/** The native helper's binary, or why there is none. */
+export type NativeHelper = { path: string; why?: undefined } | { path?: undefined; why: string };
+
 /** Builds under way or done, by cache directory. */
-const builds = new Map<string, Promise<string | undefined>>();
+const builds = new Map<string, Promise<NativeHelper>>();
 
 /**
  * The path of the native fork helper, built first if this source has not been built here yet;
- * undefined when it cannot be (no compiler, a failed build, a cache directory others may write).
- * `log` hears why.
+ * or why it cannot be (no compiler, a failed build, a cache directory others may write), which
+ * `log` hears too.
  */
-export function nativeForkHelper(log?: { info(o: object, msg?: string): void }): Promise<string | undefined> {
+export function nativeForkHelper(log?: { info(o: object, msg?: string): void }): Promise<NativeHelper> {
   const dir = nativeHelperDir();
-  if (!dir) return Promise.resolve(undefined);
+  if (!dir) return Promise.resolve({ why: "turned off (XCPUFS_HELPER_CACHE=0, or no home directory)" });
   let built = builds.get(dir);
   if (!built) {
     built = build(dir, log);
@@ -445,28 +448,22 @@ export function nativeForkHelper(log?: { info(o: object, msg?: string): void }):
   return built;
 }
 
-async function build(
-  dir: string,
-  log?: { info(o: object, msg?: string): void },
-): Promise<string | undefined> {
+async function build(dir: string, log?: { info(o: object, msg?: string): void }): Promise<NativeHelper> {
   const binary = join(dir, BINARY);
+  const without = (why: string): NativeHelper => {
+    log?.info({ dir }, `no native fork helper: ${why}; programs start through the perl one`);
+    return { why };
+  };
   if (existsSync(binary)) {
-    if (ownedPrivately(dir) && ownedPrivately(binary)) return binary;
-    log?.info(
-      { binary },
-      "the native fork helper may be written by others: programs start through the perl one",
-    );
-    return undefined;
+    if (ownedPrivately(dir) && ownedPrivately(binary)) return { path: binary };
+    return without(`${binary} may be written by other users`);
   }
   const cc = process.env.CC || ["/usr/bin/cc", "/usr/bin/gcc", "/usr/bin/clang"].find((p) => existsSync(p));
-  if (!cc) {
-    log?.info({}, "no C compiler: programs start through the perl fork helper");
-    return undefined;
-  }
+  if (!cc) return without("no C compiler (cc, gcc or clang in /usr/bin, or $CC)");
   let work: string | undefined;
   try {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
-    if (!ownedPrivately(dir)) throw new Error(`${dir} may be written by others`);
+    if (!ownedPrivately(dir)) throw new Error(`${dir} may be written by other users`);
     work = mkdtempSync(join(dir, ".build-"));
     writeFileSync(join(work, "fork-helper.c"), NATIVE_SOURCE);
     await new Promise<void>((resolve, reject) => {
@@ -484,10 +481,9 @@ async function build(
       throw new Error(`the built helper does not run (${check.error?.message ?? check.status})`);
     chmodSync(join(work, "fork-helper"), 0o700);
     renameSync(join(work, "fork-helper"), binary);
-    return binary;
+    return { path: binary };
   } catch (err) {
-    log?.info({ err, dir }, "cannot build the native fork helper: programs start through the perl one");
-    return undefined;
+    return without(`cannot build it: ${(err as Error).message}`);
   } finally {
     if (work) rmSync(work, { recursive: true, force: true });
   }

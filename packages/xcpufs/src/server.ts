@@ -263,9 +263,7 @@ export type ForkHelperKind = "auto" | "native" | "perl";
 async function chooseNativeHelper(kind: ForkHelperKind, log: Log): Promise<string | undefined> {
   if (kind === "perl") return undefined;
   const native = await nativeForkHelper(log);
-  if (!native && kind === "native")
-    throw new Error(
-      "the native fork helper cannot be built here (no C compiler, a failed build or a cache directory others may write; --log-level info says which)",
-    );
-  return native;
+  if (native.why !== undefined && kind === "native")
+    throw new Error(`the native fork helper cannot be used: ${native.why}`);
+  return native.path;
 }

@@ -26,7 +26,7 @@ import {
 } from "./helpers.js";
 
 const perl = ForkHelper.start();
-const native = await nativeForkHelper();
+const native = (await nativeForkHelper()).path;
 const isRoot = process.getuid?.() === 0;
 const work = mkdtempSync(join(tmpdir(), "xcpufs-forkhelper-"));
 const helpers: ForkHelper[] = [];

@@ -20,7 +20,7 @@ export const STARTERS: ReadonlyArray<{
   opts: Pick<XcpufsOptions, "forkHelper" | "noForkHelper">;
   args: string[];
 }> = [
-  ...((await nativeForkHelper())
+  ...((await nativeForkHelper()).path
     ? [
         {
           label: "native fork helper",
