@@ -1,13 +1,22 @@
 // The fork helpers (src/fork-helper.ts, src/native-helper.ts): real programs started through a real
 // perl process and through the C program built here.
-import { spawn } from "node:child_process";
-import { chmodSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
+import {
+  chmodSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { mount } from "@clustermatic/ninep/client";
 import { OWRITE } from "@clustermatic/ninep/codec";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { ForkHelper, type HelperChild } from "../src/fork-helper.js";
+import { ForkHelper, type HelperChild, type HelperSpawn, signalStarted } from "../src/fork-helper.js";
 import { startXcpufs } from "../src/index.js";
 import { nativeForkHelper } from "../src/native-helper.js";
 import {
@@ -62,6 +71,28 @@ async function outcome(c: HelperChild) {
   ]);
   return { stdout, stderr, code, signal };
 }
+
+/**
+ * Starts `req` with these environment entries exactly as they travel to the helper.
+ * ForkHelper.spawn sends each as NAME=value; an entry without "=" (which the helper must drop) can
+ * only be sent through its framing, reached here past the class's privacy.
+ */
+function spawnWithEntries(h: ForkHelper, req: HelperSpawn, entries: string[]): Promise<HelperChild> {
+  const inner = h as unknown as {
+    nextId: number;
+    pending: Map<string, { req: HelperSpawn; resolve(c: HelperChild): void; reject(e: Error): void }>;
+    send(fields: string[]): void;
+  };
+  const id = String(inner.nextId++);
+  const fields = ["S", id, "", "", "", req.cwd, "", req.file, req.argv0, String(req.args.length)];
+  return new Promise((resolve, reject) => {
+    inner.pending.set(id, { req, resolve, reject });
+    inner.send([...fields, ...req.args, ...entries]);
+  });
+}
+
+/** Lines of a /proc/PID/status text whose names match `names`. */
+const statusLines = (status: string, names: RegExp) => status.split("\n").filter((l) => names.test(l));
 
 describe.each(KINDS)("fork helper ($kind)", ({ kind, native }) => {
   function helper(): ForkHelper {
@@ -256,6 +287,278 @@ describe.each(KINDS)("fork helper ($kind)", ({ kind, native }) => {
       [3, null],
     ]);
   }, 60_000);
+
+  // What follows pins, for both helpers alike, what a program sees of how it was started: the C
+  // helper must do what the perl one does (and, where it can tell, what Node's spawn() does).
+
+  it("gives the program exactly the environment entries given; a name given twice keeps its last value", async () => {
+    const h = helper();
+    const env = { file: "/usr/bin/env", argv0: "env", args: [], cwd: "/", env: {} };
+    const raw = await outcome(
+      await spawnWithEntries(h, env, ["B=1", "NOEQ", "=x", "A=first", "", "C=", "A=last", "D=e=f", "B=2 3"]),
+    );
+    expect(raw).toMatchObject({ stderr: "", code: 0, signal: null });
+    expect(raw.stdout.split("\n").filter(Boolean).sort()).toEqual(["A=last", "B=2 3", "C=", "D=e=f"]);
+    // through ForkHelper.spawn: a name with "=" in it is cut there, an empty name dropped
+    const viaSpawn = await h.spawn({ ...env, env: { A: "1", "A=x": "2", "": "none", E: "é" } });
+    viaSpawn.stdout.setEncoding("utf8");
+    expect((await outcome(viaSpawn)).stdout.split("\n").filter(Boolean).sort()).toEqual(["A=x=2", "E=é"]);
+  });
+
+  it("looks a bare program name up in the PATH of the given environment, else in /bin:/usr/bin", async () => {
+    const h = helper();
+    const bin = join(work, `bin-${kind}`);
+    const denied = join(work, `denied-${kind}`);
+    mkdirSync(bin);
+    mkdirSync(denied);
+    writeFileSync(join(bin, "xcpufs-probe"), '#!/bin/sh\necho probe "$0" "$@"\n');
+    chmodSync(join(bin, "xcpufs-probe"), 0o755);
+    writeFileSync(join(denied, "xcpufs-probe"), "#!/bin/sh\necho not me\n");
+    chmodSync(join(denied, "xcpufs-probe"), 0o644);
+    const start = async (file: string, env: Record<string, string>) =>
+      outcome(await h.spawn({ file, argv0: file, args: file === "env" ? [] : ["a"], cwd: "/", env }));
+    // the helper's own PATH (/usr/bin:/bin) does not have it; one not executable is passed over
+    expect(await start("xcpufs-probe", { PATH: `/no-such-dir:${denied}:${bin}` })).toEqual({
+      stdout: `probe ${bin}/xcpufs-probe a\n`,
+      stderr: "",
+      code: 0,
+      signal: null,
+    });
+    expect(await start("xcpufs-probe", { PATH: denied })).toEqual({
+      stdout: "",
+      stderr: "xcpufs-probe: spawn xcpufs-probe EACCES\n",
+      code: 13,
+      signal: null,
+    });
+    expect(await start("xcpufs-probe", { PATH: "/usr/bin:/bin" })).toEqual({
+      stdout: "",
+      stderr: "xcpufs-probe: spawn xcpufs-probe ENOENT\n",
+      code: 2,
+      signal: null,
+    });
+    // no PATH: the C library's default, /bin:/usr/bin
+    expect(await start("env", { X: "1" })).toMatchObject({ stdout: "X=1\n", code: 0 });
+    expect(await start("xcpufs-probe", {})).toEqual({
+      stdout: "",
+      stderr: "xcpufs-probe: spawn xcpufs-probe ENOENT\n",
+      code: 2,
+      signal: null,
+    });
+  });
+
+  it("runs an executable text file without #! through /bin/sh, as execvp does", async () => {
+    const file = join(work, `no-magic-${kind}`);
+    writeFileSync(file, 'echo "sh runs $0 with $# arguments: $*"\n');
+    chmodSync(file, 0o755);
+    const r = await outcome(
+      await helper().spawn({ file, argv0: "custom", args: ["a", "b c"], cwd: "/", env: {} }),
+    );
+    expect(r).toEqual({
+      stdout: `sh runs ${file} with 2 arguments: a b c\n`,
+      stderr: "",
+      code: 0,
+      signal: null,
+    });
+  });
+
+  it("names the missing #! interpreter of a script it cannot start", async () => {
+    const h = helper();
+    for (const [name, head] of [
+      ["plain", "#!/x/y\n"],
+      ["spaced", "#! /x/y -e\necho\n"],
+      ["unended", "#!/x/y"],
+    ] as const) {
+      const file = join(work, `missing-interpreter-${name}-${kind}`);
+      writeFileSync(file, head);
+      chmodSync(file, 0o755);
+      expect(await outcome(await h.spawn({ file, argv0: name, args: [], cwd: "/", env: {} }))).toEqual({
+        stdout: "",
+        stderr: `${file}: spawn ${file} ENOENT (interpreter /x/y not found)\n`,
+        code: 2,
+        signal: null,
+      });
+    }
+  });
+
+  it("passes empty arguments, spaces, newlines and non-ASCII text unchanged, argv0 apart from file", async () => {
+    const args = [
+      "",
+      "a b",
+      " lead and trail ",
+      "line\nbreak",
+      "tab\there",
+      "grüße 日本 🙂",
+      "",
+      "$HOME *",
+      "",
+    ];
+    const script = "cat /proc/$$/cmdline; exit 0";
+    const c = await helper().spawn({
+      file: "/bin/sh",
+      argv0: "not sh ✓",
+      args: ["-c", script, ...args],
+      cwd: "/",
+      env: {},
+    });
+    c.stdout.setEncoding("utf8");
+    expect(await outcome(c)).toEqual({
+      stdout: ["not sh ✓", "-c", script, ...args].map((a) => `${a}\0`).join(""),
+      stderr: "",
+      code: 0,
+      signal: null,
+    });
+  });
+
+  it("passes a large argument list whole; an argument longer than the kernel takes fails with E2BIG", async () => {
+    const h = helper();
+    const sh = (script: string, args: string[]) =>
+      h.spawn({ file: "/bin/sh", argv0: "sh", args: ["-c", script, "sh", ...args], cwd: "/", env: {} });
+    const many = Array.from({ length: 10_000 }, (_, i) => `arg ${i}`);
+    expect(await outcome(await sh('echo "$#"; printf "%s\\n" "$@"', many))).toEqual({
+      stdout: `10000\n${many.join("\n")}\n`,
+      stderr: "",
+      code: 0,
+      signal: null,
+    });
+    // Linux takes at most 128 KiB (with its NUL) in one argument: 512 KiB in four is the most
+    const quarter = (n: number) =>
+      Array.from(
+        { length: 128 * 1024 - 1 },
+        (_, i) => "abcdefghijklmnopqrstuvwxyz0123456789"[(i + n) % 36],
+      ).join("");
+    const quarters = [0, 1, 2, 3].map(quarter);
+    expect(await outcome(await sh('printf "%s|" "$@"', quarters))).toEqual({
+      stdout: `${quarters.join("|")}|`,
+      stderr: "",
+      code: 0,
+      signal: null,
+    });
+    // as spawn() throws E2BIG for it
+    expect(await outcome(await sh("exit 0", ["x".repeat(512 * 1024)]))).toEqual({
+      stdout: "",
+      stderr: "/bin/sh: spawn /bin/sh E2BIG\n",
+      code: 7,
+      signal: null,
+    });
+  });
+
+  it.skipIf(!isRoot)("gives the program exactly the uid, gid and group list asked for", async () => {
+    const h = helper();
+    const ids = async (who: Pick<HelperSpawn, "uid" | "gid" | "groups">) => {
+      const r = await outcome(
+        await h.spawn({
+          file: "/bin/cat",
+          argv0: "cat",
+          args: ["/proc/self/status"],
+          cwd: "/",
+          env: {},
+          ...who,
+        }),
+      );
+      expect(r).toMatchObject({ stderr: "", code: 0 });
+      return statusLines(r.stdout, /^(Uid|Gid|Groups):/).map((l) => l.split(/\s+/).filter(Boolean).join(" "));
+    };
+    expect(await ids({ uid: 4321, gid: 4322, groups: [4325, 4323, 4324] })).toEqual([
+      "Uid: 4321 4321 4321 4321",
+      "Gid: 4322 4322 4322 4322",
+      "Groups: 4322 4323 4324 4325",
+    ]);
+    // none given: the gid alone
+    expect(await ids({ uid: 4321, gid: 4322, groups: [] })).toEqual([
+      "Uid: 4321 4321 4321 4321",
+      "Gid: 4322 4322 4322 4322",
+      "Groups: 4322",
+    ]);
+    // no gid: the uid's number; the gid among the groups: there twice
+    expect(await ids({ uid: 4321 })).toEqual([
+      "Uid: 4321 4321 4321 4321",
+      "Gid: 4321 4321 4321 4321",
+      "Groups: 4321",
+    ]);
+    expect((await ids({ uid: 4321, gid: 4322, groups: [4323, 4322] }))[2]).toBe("Groups: 4322 4322 4323");
+    // no uid: ours, groups and all
+    const own = statusLines(readFileSync("/proc/self/status", "latin1"), /^(Uid|Gid|Groups):/);
+    expect(await ids({})).toEqual(own.map((l) => l.split(/\s+/).filter(Boolean).join(" ")));
+  });
+
+  it("stays in the first directory when the one the user named does not exist", async () => {
+    const c = await helper().spawn({
+      file: "/bin/pwd",
+      argv0: "pwd",
+      args: [],
+      cwd: "/tmp",
+      userCwd: join(work, "no-such-dir"),
+      env: {},
+    });
+    expect(await outcome(c)).toEqual({ stdout: "/tmp\n", stderr: "", code: 0, signal: null });
+  });
+
+  it("fails a program whose directory is missing or no directory before anything else", async () => {
+    const h = helper();
+    const notDir = join(work, `not-a-dir-${kind}`);
+    writeFileSync(notDir, "");
+    const start = async (file: string, cwd: string) =>
+      outcome(await h.spawn({ file, argv0: "p", args: [], cwd, env: {}, ...(isRoot ? { uid: 4321 } : {}) }));
+    expect(await start("/bin/true", join(work, "missing"))).toEqual({
+      stdout: "",
+      stderr: "/bin/true: spawn /bin/true ENOENT\n",
+      code: 2,
+      signal: null,
+    });
+    expect(await start("/no/such/program", notDir)).toEqual({
+      stdout: "",
+      stderr: "/no/such/program: spawn /no/such/program ENOTDIR\n",
+      code: 20,
+      signal: null,
+    });
+  });
+
+  it("gives each program only descriptors 0, 1 and 2, however many others run", async () => {
+    const h = helper();
+    const sleep = () => h.spawn({ file: "/bin/sleep", argv0: "sleep", args: ["30"], cwd: "/", env: {} });
+    const ls = () => h.spawn({ file: "/bin/ls", argv0: "ls", args: ["/proc/self/fd"], cwd: "/", env: {} });
+    // one started among the others (the helper may still hold their pipes), one after them all
+    const started = await Promise.all(Array.from({ length: 21 }, (_, i) => (i === 10 ? ls() : sleep())));
+    const [among] = started.splice(10, 1);
+    const sleepers = started;
+    try {
+      // 3: the directory ls reads
+      expect(await outcome(among!)).toEqual({ stdout: "0\n1\n2\n3\n", stderr: "", code: 0, signal: null });
+      expect(await outcome(await ls())).toEqual({
+        stdout: "0\n1\n2\n3\n",
+        stderr: "",
+        code: 0,
+        signal: null,
+      });
+      for (const s of sleepers) {
+        // the kernel names the process after the program once it has closed the others' descriptors
+        await until(() => readFileSync(`/proc/${s.pid}/comm`, "latin1") === "sleep\n");
+        expect(readdirSync(`/proc/${s.pid}/fd`).map(Number).sort()).toEqual([0, 1, 2]);
+      }
+    } finally {
+      for (const s of sleepers) signalStarted(s.pid);
+    }
+    for (const s of sleepers) expect(await outcome(s)).toMatchObject({ signal: "SIGKILL" });
+  });
+
+  it("starts a program with no signal blocked, ignored or pending, as spawn() does", async () => {
+    const signals = /^(SigPnd|ShdPnd|SigBlk|SigIgn|SigCgt):/;
+    const r = await outcome(
+      await helper().spawn({
+        file: "/bin/cat",
+        argv0: "cat",
+        args: ["/proc/self/status"],
+        cwd: "/",
+        env: {},
+      }),
+    );
+    const lines = statusLines(r.stdout, signals);
+    expect(lines).toEqual(
+      ["SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt"].map((n) => `${n}:\t0000000000000000`),
+    );
+    const bySpawn = spawnSync("/bin/cat", ["/proc/self/status"], { encoding: "latin1" }).stdout;
+    expect(lines).toEqual(statusLines(bySpawn, signals));
+  });
 
   it("refuses an argument with a NUL byte", async () => {
     await expect(
