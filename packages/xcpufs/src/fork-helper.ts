@@ -35,7 +35,8 @@ sub missing_interpreter {
 sub spawn_failed {
   my ($file, $errno, $why) = @_;
   $! = $errno;
-  my ($name) = grep { $!{$_} } keys %!;
+  # sorted: an errno with two names (EAGAIN and EWOULDBLOCK) gets the one Node gives, every time
+  my ($name) = sort grep { $!{$_} } keys %!;
   syswrite(STDERR, "$file: spawn $file " . ($name // "errno $errno") . "$why\n");
 }`;
 
