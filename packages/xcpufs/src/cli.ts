@@ -29,11 +29,15 @@ XCPU node server: a 9P file server (9P2000.u, 9P2000) whose files start and cont
   -a, --admin-key FILE  admin public key (default ${DEFAULT_ADMIN_KEY})
   -s, --same-user       run every program as the server's user (implied when not root)
   -r, --retain          keep session directories after sessions end
-      --fork-helper K   how programs start: native (a small C program built with the node's
-                        C compiler on first use, kept in ~/.cache/clustermatic), perl (a perl
-                        script) or auto (default: native when it can be built, else perl)
-      --no-fork-helper  start programs from xcpufs itself, not through a fork helper (the
-                        helpers fork faster; without perl or a compiler, spawn() is used anyway)
+      --fork-helper K   how programs start: native (a small C program; a start that finds no
+                        binary of it in the cache compiles one with cc, which needs the libc
+                        headers), perl (a perl script) or auto (default: native when it can be
+                        built or used, else perl, with the reason logged at info). native: exit
+                        1 when it cannot. Cache: $XCPUFS_HELPER_CACHE (0: no native helper),
+                        else $XDG_CACHE_HOME/clustermatic, else ~/.cache/clustermatic
+      --no-fork-helper  start programs from xcpufs itself, not through a fork helper; wins over
+                        --fork-helper (the helpers fork faster; when neither can be used,
+                        spawn() is used anyway)
   -m, --msize N         largest 9P message (default 1048600; the original's was 32792)
   -u, --unix-users      add the node's groups and the users with ~/.ssh/id_rsa.pub to the pool
   -d, --debug           print every 9P message, one line each, on stderr
