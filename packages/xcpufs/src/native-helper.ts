@@ -7,7 +7,9 @@
 import { execFile, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import {
+  accessSync,
   chmodSync,
+  constants,
   existsSync,
   mkdirSync,
   mkdtempSync,
@@ -33,6 +35,7 @@ export const NATIVE_SOURCE = String.raw`/* xcpufs fork helper, native build (see
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -364,6 +367,8 @@ static void handle(char *body, size_t len)
 
 int main(void)
 {
+	/* The process name ps shows (ps -C xcpufs-fork-helper), as the perl helper's. */
+	prctl(PR_SET_NAME, "xcpufs-fork-helper", 0, 0, 0);
 	close_strays();
 	int sigchld = getenv("XCPUFS_FORK_HELPER_NO_SIGCHLD") == NULL;
 	unsetenv("XCPUFS_FORK_HELPER_NO_SIGCHLD");
@@ -488,11 +493,22 @@ export function nativeForkHelper(log?: { info(o: object, msg?: string): void }):
 async function build(dir: string, log?: { info(o: object, msg?: string): void }): Promise<NativeHelper> {
   const binary = join(dir, BINARY);
   const without = (why: string): NativeHelper => {
-    log?.info({ dir }, `no native fork helper: ${why}; programs start through the perl one`);
+    log?.info(
+      { dir },
+      `no native fork helper: ${why}; programs start through the perl one (spawn() without perl)`,
+    );
     return { why };
   };
   if (existsSync(binary)) {
-    if (ownedPrivately(dir) && ownedPrivately(binary)) return { path: binary };
+    if (ownedPrivately(dir) && ownedPrivately(binary)) {
+      // A cache on a file system mounted noexec: access() says so (the build's trial run would have).
+      try {
+        accessSync(binary, constants.X_OK);
+      } catch (err) {
+        return without(`${binary} cannot be executed here (${(err as NodeJS.ErrnoException).code})`);
+      }
+      return { path: binary };
+    }
     return without(`${binary} may be written by other users`);
   }
   const cc = process.env.CC || ["/usr/bin/cc", "/usr/bin/gcc", "/usr/bin/clang"].find((p) => existsSync(p));

@@ -1,18 +1,20 @@
 // The native fork helper's build, cache and choice (src/native-helper.ts), through real xcpufs
 // processes: each has its own cache directory and compiler setting, as an operator's would.
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import {
   chmodSync,
+  copyFileSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
+  readFileSync,
   readlinkSync,
   rmSync,
   statSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { mount } from "@clustermatic/ninep/client";
 import { afterAll, describe, expect, it } from "vitest";
 import { findPerl } from "../src/fork-helper.js";
@@ -54,7 +56,10 @@ async function starter(env: Record<string, string>, ...args: string[]): Promise<
   try {
     const r = await run(fs, "/bin/sh", "sh -c 'echo $PPID'");
     expect(r.status).toBe("0");
-    return readlinkSync(`/proc/${Number(r.out.trim())}/exe`);
+    const helper = Number(r.out.trim());
+    // Either kind shows in ps under the same name (ps -C xcpufs-fork-helper).
+    expect(readFileSync(`/proc/${helper}/comm`, "utf8")).toBe("xcpufs-fork-hel\n");
+    return readlinkSync(`/proc/${helper}/exe`);
   } finally {
     await fs.close();
     child.kill("SIGTERM");
@@ -114,6 +119,22 @@ describe.skipIf(!haveCompiler || !findPerl())("the native fork helper", () => {
     chmodSync(open, 0o777);
     expect(await starter({ XCPUFS_HELPER_CACHE: open })).toMatch(PERL);
     expect(readdirSync(open)).toEqual([]);
+  });
+
+  it.skipIf(process.getuid?.() !== 0)("is not run from a cache on a file system mounted noexec", async () => {
+    const built = await starter({ XCPUFS_HELPER_CACHE: join(work, "cache-f") });
+    const noexec = join(work, "noexec");
+    mkdirSync(noexec);
+    execFileSync("mount", ["-t", "tmpfs", "-o", "noexec,mode=0700", "tmpfs", noexec]);
+    try {
+      copyFileSync(built, join(noexec, basename(built)));
+      chmodSync(join(noexec, basename(built)), 0o700);
+      expect(await starter({ XCPUFS_HELPER_CACHE: noexec })).toMatch(PERL);
+      const r = await refused({ XCPUFS_HELPER_CACHE: noexec }, "--fork-helper", "native");
+      expect(r.err).toMatch(/cannot be executed here \(EACCES\)/);
+    } finally {
+      execFileSync("umount", [noexec]);
+    }
   });
 
   it("is left alone with --fork-helper perl or XCPUFS_HELPER_CACHE=0", async () => {
