@@ -1,9 +1,10 @@
-// The fork helper as a small C program, compiled with the node's C compiler on first use and kept
-// in a per-user cache. It speaks the perl script's protocol (fork-helper.ts) and does the same
-// steps in the same order, but a process of a few hundred KB forks in a fraction of the time perl
-// takes, and its child makes system calls only, where perl's child writes to (and so copies) many
-// of its pages before it gets to exec: about 5 ms less per program on a small virtual machine.
-// Without a compiler (or when the build fails) xcpufs uses the perl script.
+// The fork helper as a small C program, compiled with the node's C compiler when a server starts
+// and finds no binary of this source in its per-user cache. It speaks the perl script's protocol
+// (fork-helper.ts) and does the same steps in the same order, but it is a process of a few dozen
+// KB that starts each program with vfork(), where perl's forked child writes to (and so copies)
+// many of the interpreter's pages before it gets to exec: a job's round trip about 7 ms shorter on
+// a small virtual machine (README). Without a compiler, or when the build fails, xcpufs uses the
+// perl script.
 import { execFile, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import {
