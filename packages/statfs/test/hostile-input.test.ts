@@ -222,7 +222,14 @@ describe("the hold file", () => {
       );
       expect(readFileSync(holdFile, "utf8")).toBe(before);
       expect(readdirSync(small)).toContain("holds.json");
-      expect(readdirSync(small)).not.toContain("holds.json.tmp");
+      // Every later change (a poll's) tries the write again, and its partial copy exists until
+      // that attempt fails too: what must not happen is a copy left behind.
+      await waitFor(
+        () => !readdirSync(small).includes("holds.json.tmp"),
+        20_000,
+        "the partial hold file removed",
+      );
+      expect(readFileSync(holdFile, "utf8")).toBe(before);
     } finally {
       await statfs?.close();
       execFileSync("umount", ["-l", small]);
