@@ -237,6 +237,7 @@ export async function startXcpufs(opts: XcpufsOptions = {}): Promise<XcpufsHandl
     await xcpufs.shutdown();
     throw err;
   }
+  xcpufs.startForkHelper();
   const address = bound.network === "unix" ? `unix!${bound.path}` : `tcp!${bound.host}!${bound.port}`;
   log.info(
     { address, arch: arch.trim(), noAuth: xcpufs.noAuth, switchUsers: xcpufs.switchUsers },

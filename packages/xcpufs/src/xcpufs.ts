@@ -102,7 +102,8 @@ export class Xcpufs {
     const setpriv = setprivPath && envPath ? { setpriv: setprivPath, env: envPath } : undefined;
     let helperTried = cfg.forkHelper === false;
     this.host = {
-      // Started at the first program, not before: a node nobody uses pays nothing.
+      // Started by startXcpufs once the server listens (see startForkHelper), or at the first
+      // program when that comes first.
       forkHelper: () => {
         if (!helperTried) {
           helperTried = true;
@@ -121,6 +122,16 @@ export class Xcpufs {
       log: this.log,
     };
     this.root = new RootDir(this);
+  }
+
+  /**
+   * Starts the fork helper now rather than at the first program: starting it forks the server
+   * (10-20 ms of a first job otherwise, more on a busy node), and a user's first job should not
+   * pay for it. An idle helper is a process of well under 1 MB (the native one) that waits on
+   * its pipe.
+   */
+  startForkHelper(): void {
+    this.host.forkHelper?.();
   }
 
   /** The pool user behind a 9P identity: by numeric uid when present, else by name. */
