@@ -350,15 +350,14 @@ static void reap(void)
 /* One request; body[len] is a NUL the caller added after the last field. */
 static void handle(char *body, size_t len)
 {
-	char **f = NULL;
-	size_t nf = 0;
-	for (size_t i = 0, s = 0; i <= len; i++) {
-		if (i < len && body[i])
-			continue;
-		f = grow(f, (nf + 1) * sizeof *f);
-		f[nf++] = body + s;
-		s = i + 1;
-	}
+	size_t nf = 1;
+	for (size_t i = 0; i < len; i++)
+		nf += body[i] == 0;
+	char **f = grow(NULL, nf * sizeof *f);
+	f[0] = body;
+	for (size_t i = 0, k = 1; i < len; i++)
+		if (body[i] == 0)
+			f[k++] = body + i + 1;
 	if (nf > 0 && strcmp(f[0], "S") == 0)
 		start(f + 1, nf - 1);
 	else if (nf > 1 && strcmp(f[0], "C") == 0)

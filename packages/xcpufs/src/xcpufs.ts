@@ -39,7 +39,7 @@ export interface XcpufsConfig {
   sameUser: boolean;
   /** Keep session directories (`-r`). */
   retain: boolean;
-  /** Start programs through the fork helper (fork-helper.ts) when perl is there; else spawn(). */
+  /** Start programs through a fork helper (native or perl) when one can run; else spawn(). */
   forkHelper?: boolean;
   /** The native fork helper's binary (native-helper.ts): used instead of the perl script. */
   nativeHelper?: string;
