@@ -18,6 +18,7 @@ import { OWRITE } from "@clustermatic/ninep/codec";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { ForkHelper, type HelperChild, type HelperSpawn, signalStarted } from "../src/fork-helper.js";
 import { startXcpufs } from "../src/index.js";
+import { isRuntimeLog } from "../src/inherited-fds.js";
 import { nativeForkHelper } from "../src/native-helper.js";
 import {
   cmd,
@@ -721,6 +722,47 @@ describe.skipIf(!perl)("xcpufs starts programs", () => {
       }
     },
   );
+
+  it.each(STARTERS.map((s) => [s.label, s.args]))(
+    "runs programs while V8 writes a profiler map (node --perf-basic-prof) (%s)",
+    async (label, extra) => {
+      // V8 opens /tmp/perf-PID.map without close-on-exec before any script runs. Closed as an
+      // inherited descriptor, its number went to the fork helper's request pipe, V8's map lines
+      // went to the helper, and every exec hung.
+      const server = ["--perf-basic-prof", ...xcpufsArgs("-p", "0", "--no-auth", "-t", work, ...extra)];
+      const child = spawn(process.execPath, server, { cwd: PKG, stdio: ["ignore", "pipe", "pipe"] });
+      const map = `/tmp/perf-${child.pid}.map`;
+      try {
+        const fs = await mountAnon((await listeningOn(child)).address);
+        for (let i = 0; i < 3; i++) {
+          expect(await run(fs, "/bin/echo", `echo job ${i}`)).toMatchObject({
+            out: `job ${i}\n`,
+            status: "0",
+          });
+        }
+        const r = await run(fs, "/bin/ls", "ls -l /proc/self/fd");
+        await fs.close();
+        // Through a fork helper a program gets nothing else; spawn() passes the map on.
+        if (!label.startsWith("spawn")) expect(r.out).not.toContain("perf-");
+        expect(readFileSync(map, "latin1")).toMatch(/ JS:/);
+      } finally {
+        child.kill("SIGTERM");
+        if (child.exitCode === null) await new Promise((r) => child.once("exit", r));
+        rmSync(map, { force: true });
+      }
+    },
+  );
+
+  it("keeps V8's profiler logs open, by their names or --logfile", () => {
+    expect(isRuntimeLog("/tmp/perf-4242.map", 4242, [])).toBe(true);
+    expect(isRuntimeLog("/srv/jit-4242.dump", 4242, [])).toBe(true);
+    expect(isRuntimeLog("/srv/isolate-0x55d1c3a0-4242-v8.log", 4242, [])).toBe(true);
+    expect(isRuntimeLog("/tmp/perf-42421.map", 4242, [])).toBe(false);
+    expect(isRuntimeLog("/var/log/launcher.log", 4242, [])).toBe(false);
+    expect(isRuntimeLog("pipe:[4242]", 4242, [])).toBe(false);
+    expect(isRuntimeLog(join(process.cwd(), "v8.log"), 4242, ["--prof", "--logfile=v8.log"])).toBe(true);
+    expect(isRuntimeLog("/var/log/prof.log", 4242, ["--logfile", "/var/log/prof.log"])).toBe(true);
+  });
 
   it.skipIf(!native)(
     "through the native fork helper by default, the perl one or spawn() when told so",
