@@ -31,6 +31,26 @@ sub missing_interpreter {
   my $line = <$fh> // '';
   return $line =~ /^#!\s*(\S+)/ ? " (interpreter $1 not found)" : '';
 }
+# EACCES for a file on a file system mounted noexec: the mount whose point is the longest prefix of
+# the file's resolved path (the latest of those mounted on one point), as noexec.ts finds it.
+sub noexec_mount {
+  my ($f, $errno) = @_;
+  { local $! = $errno; return '' unless $!{EACCES}; }
+  require Cwd;
+  my $real = Cwd::realpath($f);
+  return '' unless defined $real && open(my $mi, '<', '/proc/self/mountinfo');
+  my ($best, $noexec) = (-1, 0);
+  while (my $line = <$mi>) {
+    my @f = split(/ /, $line);
+    next if @f < 6;
+    (my $point = $f[4]) =~ s/\\([0-7]{3})/chr(oct($1))/ge;
+    next unless $point eq '/' || $real eq $point || index($real, "$point/") == 0;
+    next if length($point) < $best;
+    $best = length($point);
+    $noexec = grep { $_ eq 'noexec' } split(/,/, $f[5]);
+  }
+  return $noexec ? ' (on a file system mounted noexec)' : '';
+}
 # What spawn() reports for a program it could not start: "FILE: spawn FILE ENOENT" on stderr.
 sub spawn_failed {
   my ($file, $errno, $why) = @_;
@@ -131,7 +151,8 @@ sub start {
       %ENV = ();
       for (@rest) { my $i = index($_, '='); $ENV{substr($_, 0, $i)} = substr($_, $i + 1) if $i > 0 }
       { no warnings 'exec'; exec { $file } $argv0, @args; }
-      die(($! + 0) . missing_interpreter($file) . "\n");
+      my $e = $! + 0;
+      die($e . missing_interpreter($file) . noexec_mount($file, $e) . "\n");
     };
     my ($errno, $why) = $@ =~ /^(\d+)(.*)/ ? ($1 || 1, $2) : (1, '');
     spawn_failed($file, $errno, $why);
@@ -193,7 +214,7 @@ my ($dir, $file, @argv) = @ARGV;
 chdir($dir);
 { no warnings 'exec'; exec { $file } @argv; }
 my $errno = $! + 0;
-spawn_failed($file, $errno, missing_interpreter($file));
+spawn_failed($file, $errno, missing_interpreter($file) . noexec_mount($file, $errno));
 exit(($errno & 0xff) || 1);
 `;
 

@@ -38,6 +38,8 @@ export const NATIVE_SOURCE = String.raw`/* xcpufs fork helper, native build (see
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/statfs.h>
+#include <sys/statvfs.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -141,6 +143,14 @@ static void missing_interpreter(const char *file, char *out, size_t size)
 	append(out, size, " not found)");
 }
 
+/* " (on a file system mounted noexec)" for an EACCES of a file on such a mount, else "". */
+static void noexec_mount(const char *file, int err, char *out, size_t size)
+{
+	struct statfs sf;
+	if (err == EACCES && statfs(file, &sf) == 0 && (sf.f_flags & ST_NOEXEC))
+		append(out, size, " (on a file system mounted noexec)");
+}
+
 /* In the child: what spawn() reports for a program it could not start, then the errno as status.
  * One write, built without allocating (see append). */
 static _Noreturn void start_failed(const char *file, int err, int check_interpreter)
@@ -148,6 +158,7 @@ static _Noreturn void start_failed(const char *file, int err, int check_interpre
 	char why[300] = "";
 	if (check_interpreter && err == ENOENT)
 		missing_interpreter(file, why, sizeof why);
+	noexec_mount(file, err, why, sizeof why);
 	const char *name = strerrorname_np(err);
 	char num[32] = "errno ";
 	if (!name) {

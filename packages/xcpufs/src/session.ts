@@ -16,6 +16,7 @@ import {
   signalStarted,
 } from "./fork-helper.js";
 import { removeWithin } from "./local-files.js";
+import { NOEXEC_WHY, onNoexecMount } from "./noexec.js";
 import { QuoteError, quote, tokenize } from "./quote.js";
 import { waitStatus } from "./signals.js";
 import { InputStream, OutputStream } from "./streams.js";
@@ -315,7 +316,12 @@ export class Session {
         done = true;
         // Node's message names what it ran (setpriv or the directory-entering perl, perhaps):
         // the client asked for `path`.
-        const why = err.code === "ENOENT" ? missingInterpreter(path) : "";
+        const why =
+          err.code === "ENOENT"
+            ? missingInterpreter(path)
+            : err.code === "EACCES" && onNoexecMount(path)
+              ? NOEXEC_WHY
+              : "";
         this.notStarted(
           `${path}: ${err.code ? `spawn ${path} ${err.code}${why}` : err.message}`,
           errnoOf(err.code),

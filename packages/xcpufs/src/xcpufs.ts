@@ -13,6 +13,7 @@ import { XcpuError } from "./errors.js";
 import { ForkHelper } from "./fork-helper.js";
 import { RootDir, SessionDir } from "./fsys.js";
 import { type LocalOwner, openRedirect, removeWithin } from "./local-files.js";
+import { onNoexecMount } from "./noexec.js";
 import type { ProcTag } from "./procs.js";
 import { QuoteError, quote, tokenize } from "./quote.js";
 import { makeSessionDir, Session, type SessionHost, State } from "./session.js";
@@ -94,6 +95,12 @@ export class Xcpufs {
     this.sessionRoot = this.switchUsers ? makeSessionRoot(cfg.tmpdir) : cfg.tmpdir;
     this.log = cfg.log;
     if (this.switchUsers && !cfg.retain) this.removeStaleRoots();
+    if (onNoexecMount(this.sessionRoot)) {
+      this.log.warn(
+        { dir: this.sessionRoot },
+        "the session directory is on a file system mounted noexec: programs copied into sessions cannot run (-t names another directory)",
+      );
+    }
     this.clientTrace = cfg.clientTrace;
     this.rootEnv = growable(Buffer.from(cfg.env));
     this.rootState = growable(Buffer.alloc(0));

@@ -1,8 +1,9 @@
 // The fork helpers (src/fork-helper.ts, src/native-helper.ts): real programs started through a real
 // perl process and through the C program built here.
-import { spawn, spawnSync } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import {
   chmodSync,
+  copyFileSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
@@ -20,6 +21,7 @@ import { ForkHelper, type HelperChild, type HelperSpawn, signalStarted } from ".
 import { startXcpufs } from "../src/index.js";
 import { isRuntimeLog } from "../src/inherited-fds.js";
 import { nativeForkHelper } from "../src/native-helper.js";
+import { noexecIn, onNoexecMount } from "../src/noexec.js";
 import {
   cmd,
   listeningOn,
@@ -380,6 +382,37 @@ describe.each(KINDS)("fork helper ($kind)", ({ kind, native }) => {
       });
     }
   });
+
+  it.skipIf(!isRoot)(
+    "says so when a program cannot start because its file system is mounted noexec",
+    async () => {
+      const h = helper();
+      const dir = join(work, `noexec-${kind}`);
+      mkdirSync(dir);
+      execFileSync("mount", ["-t", "tmpfs", "-o", "noexec,size=4m", "tmpfs", dir]);
+      try {
+        const file = join(dir, "true");
+        copyFileSync("/bin/true", file);
+        chmodSync(file, 0o755);
+        expect(await outcome(await h.spawn({ file, argv0: "true", args: [], cwd: "/", env: {} }))).toEqual({
+          stdout: "",
+          stderr: `${file}: spawn ${file} EACCES (on a file system mounted noexec)\n`,
+          code: 13,
+          signal: null,
+        });
+      } finally {
+        execFileSync("umount", [dir]);
+      }
+      // An EACCES for another reason (no execute bit) says nothing more.
+      const plain = join(work, `not-executable-${kind}`);
+      writeFileSync(plain, "#!/bin/sh\n");
+      chmodSync(plain, 0o644);
+      const r = await outcome(
+        await h.spawn({ file: plain, argv0: "x", args: [], cwd: "/", env: {}, uid: 4321, gid: 4321 }),
+      );
+      expect(r).toMatchObject({ stderr: `${plain}: spawn ${plain} EACCES\n`, code: 13 });
+    },
+  );
 
   it("passes empty arguments, spaces, newlines and non-ASCII text unchanged, argv0 apart from file", async () => {
     const args = [
@@ -752,6 +785,71 @@ describe.skipIf(!perl)("xcpufs starts programs", () => {
       }
     },
   );
+
+  it.skipIf(!isRoot).each(STARTERS.map((s) => [s.label, s.args]))(
+    "warns of a session directory on a noexec mount, and says why a program there cannot start (%s)",
+    async (label, extra) => {
+      const dir = join(work, `noexec-tmpdir-${label.replace(/\W/g, "-")}`);
+      mkdirSync(dir);
+      execFileSync("mount", ["-t", "tmpfs", "-o", "noexec,size=4m", "tmpfs", dir]);
+      const server = xcpufsArgs(
+        "-p",
+        "0",
+        "--no-auth",
+        "-t",
+        dir,
+        "--state-dir",
+        join(work, "state"),
+        ...extra,
+      );
+      const child = spawn(process.execPath, server, { cwd: PKG, stdio: ["ignore", "pipe", "pipe"] });
+      try {
+        const started = await listeningOn(child);
+        expect(started.stderr()).toMatch(
+          /the session directory is on a file system mounted noexec: programs copied into sessions cannot run/,
+        );
+        const fs = await mountAnon(started.address);
+        const job = await openJob(fs);
+        const f = await fs.create(`${job.sid}/fs/hello.sh`, 0o755, OWRITE);
+        await f.write(0, "#!/bin/sh\necho copied\n");
+        await f.clunk();
+        await job.ctl.write(0, "exec hello.sh\n");
+        const [err, status] = await Promise.all([readAll(job.stderr), readAll(job.wait)]);
+        expect(err.toString()).toMatch(
+          /\/hello\.sh: spawn \S+\/hello\.sh EACCES \(on a file system mounted noexec\)\n$/,
+        );
+        expect(status.toString()).toBe(String(13 << 8)); // the raw status, as wait(2) gives it
+        await job.close();
+        await fs.close();
+      } finally {
+        child.kill("SIGTERM");
+        if (child.exitCode === null) await new Promise((r) => child.once("exit", r));
+        execFileSync("umount", [dir]);
+      }
+    },
+  );
+
+  it("reads noexec from the mount table: the longest mount point, the latest mount on it", () => {
+    const table = [
+      "22 1 8:1 / / rw,relatime - ext4 /dev/sda1 rw",
+      "30 22 0:40 / /tmp rw,nosuid,nodev,noexec - tmpfs tmpfs rw",
+      "31 30 0:41 / /tmp/jobs rw - tmpfs tmpfs rw",
+      "32 22 0:42 / /srv/with\\040space rw,noexec - tmpfs tmpfs rw",
+      "33 22 0:43 / /opt rw,noexec - tmpfs tmpfs rw",
+      "34 33 0:44 / /opt rw - tmpfs tmpfs rw",
+      "",
+    ].join("\n");
+    expect(noexecIn(table, "/")).toBe(false);
+    expect(noexecIn(table, "/etc/passwd")).toBe(false);
+    expect(noexecIn(table, "/tmp")).toBe(true);
+    expect(noexecIn(table, "/tmp/x/y")).toBe(true);
+    expect(noexecIn(table, "/tmpfoo/x")).toBe(false);
+    expect(noexecIn(table, "/tmp/jobs/1/prog")).toBe(false);
+    expect(noexecIn(table, "/srv/with space/prog")).toBe(true);
+    expect(noexecIn(table, "/srv/with\\040space/prog")).toBe(false);
+    expect(noexecIn(table, "/opt/prog")).toBe(false);
+    expect(onNoexecMount(join(work, "no-such-file"))).toBe(false);
+  });
 
   it("keeps V8's profiler logs open, by their names or --logfile", () => {
     expect(isRuntimeLog("/tmp/perf-4242.map", 4242, [])).toBe(true);
