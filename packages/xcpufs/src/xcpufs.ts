@@ -63,6 +63,8 @@ export class Xcpufs {
   /** Programs run as the session owner's uid/gid (root server, not same-user mode). */
   readonly switchUsers: boolean;
   readonly log: Log;
+  /** This process's uid and gid (a system call each to ask; they never change). */
+  private readonly own = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
   /** The fork helper once started. */
   private forkHelper: ForkHelper | undefined;
   rootEnv: { data: Buffer; read(o: bigint, c: number): Buffer; write(o: bigint, d: Uint8Array): number };
@@ -90,7 +92,7 @@ export class Xcpufs {
     this.users = cfg.users;
     this.arch = Buffer.from(cfg.arch);
     this.noAuth = cfg.noAuth;
-    this.switchUsers = process.getuid?.() === 0 && !cfg.sameUser;
+    this.switchUsers = this.own.uid === 0 && !cfg.sameUser;
     this.tmpdir = cfg.tmpdir;
     this.sessionRoot = this.switchUsers ? makeSessionRoot(cfg.tmpdir) : cfg.tmpdir;
     this.log = cfg.log;
@@ -147,11 +149,11 @@ export class Xcpufs {
     const u = byNum ? this.users.byUid(id.n_uname) : this.users.byName(id.uname);
     if (u) return u;
     if (this.noAuth) {
-      const uid = byNum ? id.n_uname : (process.getuid?.() ?? 0);
+      const uid = byNum ? id.n_uname : this.own.uid;
       const key = `${id.uname}\0${uid}`;
       let t = this.transient.get(key);
       if (!t) {
-        const gid = byNum ? uid : (process.getgid?.() ?? 0);
+        const gid = byNum ? uid : this.own.gid;
         t = { name: id.uname || String(uid), uid, gid, groups: new Set(), key: undefined, transient: true };
         if (this.transient.size > 10000) this.transient.clear();
         this.transient.set(key, t);
