@@ -106,7 +106,14 @@ export class UserDb {
       alwaysFail: opts.adminKey === undefined,
     });
     if (opts.stateDir) {
-      mkdirSync(opts.stateDir, { recursive: true, mode: 0o700 });
+      try {
+        mkdirSync(opts.stateDir, { recursive: true, mode: 0o700 });
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        const why =
+          code === "EEXIST" || code === "ENOTDIR" ? "not a directory" : (code ?? (err as Error).message);
+        throw new Error(`cannot use state directory ${opts.stateDir}: ${why}`);
+      }
       this.file = join(opts.stateDir, "users.json");
       this.load();
     }

@@ -182,6 +182,21 @@ describe("a node that cannot start", () => {
     }
     expect(readdirSync(tmp)).toEqual([]);
   });
+
+  it("names a state directory it cannot use", async () => {
+    const tmp = mkdtempSync(join(work, "pool-"));
+    const file = join(work, "state-is-a-file");
+    writeFileSync(file, "");
+    for (const [stateDir, why] of [
+      [file, "not a directory"],
+      [join(file, "below"), "not a directory"],
+    ]) {
+      await expect(
+        startXcpufs({ listen: "127.0.0.1", port: 0, tmpdir: tmp, noAuth: true, stateDir }),
+      ).rejects.toThrow(`cannot use state directory ${stateDir}: ${why}`);
+    }
+    expect(readdirSync(tmp)).toEqual([]);
+  });
 });
 
 describe.skipIf(!isRoot)("a node started after one that was killed", () => {
