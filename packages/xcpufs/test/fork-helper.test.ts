@@ -16,7 +16,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { mount } from "@clustermatic/ninep/client";
 import { OWRITE } from "@clustermatic/ninep/codec";
-import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { afterAll, afterEach, describe, expect, it, onTestFinished } from "vitest";
 import { ForkHelper, type HelperChild, type HelperSpawn, signalStarted } from "../src/fork-helper.js";
 import { startXcpufs } from "../src/index.js";
 import { isRuntimeLog } from "../src/inherited-fds.js";
@@ -33,6 +33,7 @@ import {
   rsaKey,
   run,
   STARTERS,
+  stopChild,
   until,
   xcpufsArgs,
 } from "./helpers.js";
@@ -743,6 +744,7 @@ describe.skipIf(!perl)("xcpufs starts programs", () => {
         cwd: PKG,
         stdio: ["ignore", "pipe", "pipe"],
       });
+      onTestFinished(() => stopChild(child));
       try {
         const fs = await mountAnon((await listeningOn(child)).address);
         const r = await run(fs, "/bin/ls", "ls /proc/self/fd");
@@ -750,8 +752,7 @@ describe.skipIf(!perl)("xcpufs starts programs", () => {
         // 3: the listing ls itself has open
         expect(r.out.split("\n").filter(Boolean).map(Number)).toEqual([0, 1, 2, 3]);
       } finally {
-        child.kill("SIGTERM");
-        if (child.exitCode === null) await new Promise((r) => child.once("exit", r));
+        await stopChild(child);
       }
     },
   );
@@ -764,6 +765,8 @@ describe.skipIf(!perl)("xcpufs starts programs", () => {
       // went to the helper, and every exec hung.
       const server = ["--perf-basic-prof", ...xcpufsArgs("-p", "0", "--no-auth", "-t", work, ...extra)];
       const child = spawn(process.execPath, server, { cwd: PKG, stdio: ["ignore", "pipe", "pipe"] });
+      // Also when the test times out (a hung server never reaches the finally below).
+      onTestFinished(() => stopChild(child));
       const map = `/tmp/perf-${child.pid}.map`;
       try {
         const fs = await mountAnon((await listeningOn(child)).address);
@@ -779,8 +782,7 @@ describe.skipIf(!perl)("xcpufs starts programs", () => {
         if (!label.startsWith("spawn")) expect(r.out).not.toContain("perf-");
         expect(readFileSync(map, "latin1")).toMatch(/ JS:/);
       } finally {
-        child.kill("SIGTERM");
-        if (child.exitCode === null) await new Promise((r) => child.once("exit", r));
+        await stopChild(child);
         rmSync(map, { force: true });
       }
     },
@@ -803,6 +805,8 @@ describe.skipIf(!perl)("xcpufs starts programs", () => {
         ...extra,
       );
       const child = spawn(process.execPath, server, { cwd: PKG, stdio: ["ignore", "pipe", "pipe"] });
+      // Also when the test times out (a hung server never reaches the finally below).
+      onTestFinished(() => stopChild(child));
       try {
         const started = await listeningOn(child);
         expect(started.stderr()).toMatch(
@@ -822,8 +826,7 @@ describe.skipIf(!perl)("xcpufs starts programs", () => {
         await job.close();
         await fs.close();
       } finally {
-        child.kill("SIGTERM");
-        if (child.exitCode === null) await new Promise((r) => child.once("exit", r));
+        await stopChild(child);
         execFileSync("umount", [dir]);
       }
     },

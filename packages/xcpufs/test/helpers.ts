@@ -300,3 +300,16 @@ export async function listeningOn(child: ChildProcess): Promise<{ address: strin
   if (!m) throw new Error(`xcpufs did not start: ${err}`);
   return { address: m[1] as string, stderr: () => err };
 }
+
+/**
+ * Stops an xcpufs child: SIGTERM, then SIGKILL if it has not exited within `ms` (a server that
+ * a regression left hung must not outlive its test).
+ */
+export async function stopChild(child: ChildProcess, ms = 10_000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once("exit", r));
+  child.kill("SIGTERM");
+  const timer = setTimeout(() => child.kill("SIGKILL"), ms);
+  await exited;
+  clearTimeout(timer);
+}
