@@ -302,6 +302,17 @@ export class Session {
     try {
       child = spawn(file, fileArgs, opts);
     } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if ((err as NodeJS.ErrnoException).syscall === "spawn" && code === "E2BIG") {
+        // The child's execve refused the arguments or environment; spawn() throws for that one
+        // instead of emitting an error. Reported as the fork helpers and the original report a
+        // failed execve: on stderr, with the errno as exit status.
+        this.state = State.Running;
+        this.dirUsed = true;
+        this.env = fullEnv;
+        this.notStarted(`${path}: spawn ${path} ${code}`, errnoOf(code));
+        return;
+      }
       // Arguments Node refuses before forking (a NUL byte in a token, an out-of-range id).
       this.host.log.warn({ err, sid: this.id }, "cannot start program");
       throw new XcpuError(`cannot fork: ${(err as Error).message}`);

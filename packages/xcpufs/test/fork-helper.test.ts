@@ -625,6 +625,27 @@ describe.skipIf(!perl)("xcpufs starts programs", () => {
   }
 
   for (const { label, opts } of STARTERS) {
+    it(`reports an argument longer than the kernel takes as a failed execve: E2BIG, status 7 (${label})`, async () => {
+      const node = await startXcpufs({ port: 0, noAuth: true, tmpdir: work, ...opts });
+      const fs = await mountAnon(node.address);
+      try {
+        const job = await openJob(fs);
+        await fs.writeFile(`${job.sid}/argv`, `sh ${"x".repeat(200 * 1024)}`);
+        await job.ctl.write(0, "exec /bin/sh\n");
+        const [err, status] = await Promise.all([readAll(job.stderr), readAll(job.wait)]);
+        expect([err.toString(), status.toString()]).toEqual([
+          "/bin/sh: spawn /bin/sh E2BIG\n",
+          String(7 << 8),
+        ]);
+        await job.close();
+        // The session is done with, not broken: the next job on the node runs.
+        expect(await run(fs, "/bin/echo", "echo next")).toMatchObject({ out: "next\n", status: "0" });
+      } finally {
+        await fs.close();
+        await node.close();
+      }
+    });
+
     it.skipIf(!isRoot)(
       `in the directory \`exec\` names only when the user may enter it (${label})`,
       async () => {
