@@ -22,16 +22,13 @@ export function closeInheritedDescriptors(): number[] {
   for (const name of names) {
     const fd = Number(name);
     if (!Number.isInteger(fd) || fd <= 2) continue;
-    let flags: string | undefined;
-    let target: string;
     try {
-      flags = /^flags:\s*([0-7]+)$/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, "latin1"))?.[1];
-      target = readlinkSync(`/proc/self/fd/${fd}`);
+      const flags = /^flags:\s*([0-7]+)$/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, "latin1"))?.[1];
+      if (flags === undefined || (Number.parseInt(flags, 8) & O_CLOEXEC) !== 0) continue;
+      if (isRuntimeLog(readlinkSync(`/proc/self/fd/${fd}`))) continue;
     } catch {
       continue; // the listing's own descriptor, gone by now
     }
-    if (flags === undefined || (Number.parseInt(flags, 8) & O_CLOEXEC) !== 0) continue;
-    if (isRuntimeLog(target)) continue;
     try {
       closeSync(fd);
       closed.push(fd);

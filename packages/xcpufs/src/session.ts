@@ -298,28 +298,26 @@ export class Session {
       opts.uid = ident.uid;
       opts.gid = ident.gid ?? ident.uid;
     }
-    let child: ReturnType<typeof spawn>;
+    let child: ReturnType<typeof spawn> | undefined;
     try {
       child = spawn(file, fileArgs, opts);
     } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if ((err as NodeJS.ErrnoException).syscall === "spawn" && code === "E2BIG") {
-        // The child's execve refused the arguments or environment; spawn() throws for that one
-        // instead of emitting an error. Reported as the fork helpers and the original report a
-        // failed execve: on stderr, with the errno as exit status.
-        this.state = State.Running;
-        this.dirUsed = true;
-        this.env = fullEnv;
-        this.notStarted(`${path}: spawn ${path} ${code}`, errnoOf(code));
-        return;
+      const { code, syscall } = err as NodeJS.ErrnoException;
+      // The child's execve refusing the arguments or environment: spawn() throws for that errno
+      // instead of emitting an error; it is reported below as any failed execve.
+      if (syscall !== "spawn" || code !== "E2BIG") {
+        // Arguments Node refuses before forking (a NUL byte in a token, an out-of-range id).
+        this.host.log.warn({ err, sid: this.id }, "cannot start program");
+        throw new XcpuError(`cannot fork: ${(err as Error).message}`);
       }
-      // Arguments Node refuses before forking (a NUL byte in a token, an out-of-range id).
-      this.host.log.warn({ err, sid: this.id }, "cannot start program");
-      throw new XcpuError(`cannot fork: ${(err as Error).message}`);
     }
     this.state = State.Running;
     this.dirUsed = true;
     this.env = fullEnv;
+    if (!child) {
+      this.notStarted(`${path}: spawn ${path} E2BIG`, errnoOf("E2BIG"));
+      return;
+    }
     {
       let done = false;
       child.on("error", (err: NodeJS.ErrnoException) => {

@@ -19,7 +19,7 @@ import { mount } from "@clustermatic/ninep/client";
 import { afterAll, describe, expect, it } from "vitest";
 import { findPerl } from "../src/fork-helper.js";
 import { nativeForkHelper } from "../src/native-helper.js";
-import { listeningOn, PKG, run, xcpufsArgs } from "./helpers.js";
+import { listeningOn, PKG, run, stopChild, xcpufsArgs } from "./helpers.js";
 
 const work = mkdtempSync(join(tmpdir(), "xcpufs-native-"));
 const haveCompiler = (await nativeForkHelper()).path !== undefined;
@@ -62,8 +62,7 @@ async function starter(env: Record<string, string>, ...args: string[]): Promise<
     return readlinkSync(`/proc/${helper}/exe`);
   } finally {
     await fs.close();
-    child.kill("SIGTERM");
-    await new Promise((r) => child.once("exit", r));
+    await stopChild(child);
   }
 }
 
