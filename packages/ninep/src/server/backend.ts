@@ -167,8 +167,16 @@ export interface Node {
   sync?(ctx: RequestContext): Promise<void>;
 
   /**
+   * A fid names this node from now on (Tattach, the fid a Twalk made or moved, a clone, the fid a
+   * create moved to the new file). Each hold is later matched by one release().
+   */
+  hold?(): void;
+
+  /**
    * A fid naming this node went away (Tclunk, Tremove, Tversion, disconnect), after its OpenFile
-   * (if any) was clunked. Called once per fid, including clones. Errors are logged, never sent.
+   * (if any) was clunked. Called once per fid, including clones; also for a node the backend
+   * produced that no fid came to hold (an attach or create that was flushed), without a hold
+   * before it. Errors are logged, never sent.
    */
   release?(ctx: RequestContext): void | Promise<void>;
 

@@ -1019,6 +1019,7 @@ export class ServerConnection {
         if (fid.open) throw new FsError(Ename.AlreadyOpen, Errno.EBADF);
         fid.node = node;
         fid.open = state;
+        node.hold?.();
         this.#dropNode(dirNode, fid.user);
       },
       discard: () => {
@@ -1121,6 +1122,7 @@ export class ServerConnection {
         commit: () => {
           this.#checkNewFid(msg.fid);
           this.#fids.set(msg.fid, fid);
+          root.hold?.();
         },
         discard: () => this.#dropNode(root, user),
       };
@@ -1200,6 +1202,7 @@ export class ServerConnection {
             if (target !== fid.node) {
               const old = fid.node;
               fid.node = target;
+              target.hold?.();
               this.#dropNode(old, fid.user);
             }
           } else {
@@ -1213,6 +1216,7 @@ export class ServerConnection {
               open: undefined,
               opening: false,
             });
+            target.hold?.();
           }
         },
       };
@@ -1581,6 +1585,7 @@ export class ServerConnection {
           } else {
             this.#checkNewFid(msg.newfid);
             this.#fids.set(msg.newfid, { ...fid, num: msg.newfid, node, open: state, opening: false });
+            node.hold?.();
           }
         },
         discard: () => this.#dropFile(file, undefined, fid.user),

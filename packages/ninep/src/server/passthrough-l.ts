@@ -11,7 +11,15 @@ import { AT_REMOVEDIR, L_O, NONUNAME, SETATTR } from "../codec/constants.js";
 import { Ename, Errno, FsError } from "../errors.js";
 import type { Attr, Created, Node, OpenFile, RequestContext, SetAttr, StatFs } from "./backend.js";
 import { R_OK, W_OK, X_OK } from "./passthrough-access.js";
-import { chownNew, discardNew, newDirMode, PtFile, runTool, setUpNew } from "./passthrough-node.js";
+import {
+  chownNew,
+  discardNew,
+  followRename,
+  newDirMode,
+  PtFile,
+  runTool,
+  setUpNew,
+} from "./passthrough-node.js";
 import { openFd } from "./passthrough-open.js";
 import { changedError, checkName, pinnedForChild } from "./passthrough-path.js";
 import {
@@ -115,6 +123,33 @@ export async function setattr(f: PtFile, a: SetAttr, ctx: RequestContext): Promi
     acc.check(st, ctx.user, W_OK);
   }
 
+  const ms = Date.now();
+  const now: TimeSpec = { sec: BigInt(Math.floor(ms / 1000)), nsec: BigInt(ms % 1000) * 1_000_000n };
+  const times = (): [TimeSpec | undefined, TimeSpec | undefined] => [
+    !(v & SETATTR.ATIME) ? undefined : v & SETATTR.ATIME_SET ? { sec: a.atime_sec, nsec: a.atime_nsec } : now,
+    !(v & SETATTR.MTIME) ? undefined : v & SETATTR.MTIME_SET ? { sec: a.mtime_sec, nsec: a.mtime_nsec } : now,
+  ];
+  const fd = f.openDescriptor();
+  if (fd !== undefined && (await f.nameGone())) {
+    const [at, mt] = times();
+    await f.changeUnlinked(
+      fd,
+      {
+        size: v & SETATTR.SIZE ? Number(a.size) : undefined,
+        uid: newUid,
+        gid: newGid,
+        mode:
+          v & SETATTR.MODE
+            ? acc.allowedMode(a.mode & 0o7777, newGid ?? Number(st.gid), ctx.user, false)
+            : undefined,
+        atime: at && uvSeconds(at),
+        mtime: mt && uvSeconds(mt),
+      },
+      ctx.user,
+    );
+    return;
+  }
+
   // Every change goes to the file that was checked, not to whatever the name holds by then.
   await f.sh.root.withPinned(f.node.rel, st, async (p) => {
     const link = fmt === S_IFLNK;
@@ -130,18 +165,7 @@ export async function setattr(f: PtFile, a: SetAttr, ctx: RequestContext): Promi
       await fsp.chmod(p, acc.allowedMode(a.mode & 0o7777, gid, ctx.user, fmt === S_IFDIR));
     }
     if (v & (SETATTR.ATIME | SETATTR.MTIME)) {
-      const ms = Date.now();
-      const now: TimeSpec = { sec: BigInt(Math.floor(ms / 1000)), nsec: BigInt(ms % 1000) * 1_000_000n };
-      const at = !(v & SETATTR.ATIME)
-        ? undefined
-        : v & SETATTR.ATIME_SET
-          ? { sec: a.atime_sec, nsec: a.atime_nsec }
-          : now;
-      const mt = !(v & SETATTR.MTIME)
-        ? undefined
-        : v & SETATTR.MTIME_SET
-          ? { sec: a.mtime_sec, nsec: a.mtime_nsec }
-          : now;
+      const [at, mt] = times();
       await setTimes({ p, follow: !link, named: await f.hostPath() }, at, mt);
     }
   });
@@ -445,7 +469,7 @@ export async function rename(f: PtFile, dirNode: Node, name: string, ctx: Reques
       fsp.rename(path.join(src, from[from.length - 1]!), path.join(dst, name)),
     ),
   );
-  f.node = { rel: [...dir.node.rel, name], name };
+  followRename(f.sh, from, [...dir.node.rel, name], f);
 }
 
 export async function renameat(
@@ -471,6 +495,7 @@ export async function renameat(
       fsp.rename(path.join(src, oldname), path.join(dst, newname)),
     ),
   );
+  followRename(dir.sh, [...dir.node.rel, oldname], [...newDir.node.rel, newname]);
 }
 
 /** A rename onto an existing entry removes it: the sticky-directory rule applies to it too. */

@@ -12,12 +12,15 @@ import {
   fchown as fchownCb,
   fchownSync,
   fstatSync,
+  ftruncate as ftruncateCb,
+  futimes as futimesCb,
   lstatSync,
   openSync,
   unlinkSync,
 } from "node:fs";
 import * as fsp from "node:fs/promises";
 import * as path from "node:path";
+import { promisify } from "node:util";
 import {
   Dialect,
   DMDEVICE,
@@ -92,6 +95,42 @@ export interface PtShared {
   readonly syncIo: boolean;
   /** Tcreate keeps the requested permission bits (PassthroughOptions.exactMode). */
   readonly exactMode: boolean;
+  /** The files some fid names (on any connection): renames made through 9P move them along. */
+  readonly held: Set<PtFile>;
+}
+
+/**
+ * After `from` was renamed to `to` (components below the root): every file a fid names at or
+ * below `from` is named at `to` from now on, as a fid stays on its file whatever its path does
+ * (a shell's working directory, a kernel client's cached fids, an open file). `also`: a file that
+ * no fid may hold yet (the one renamed).
+ */
+export function followRename(
+  sh: PtShared,
+  from: readonly string[],
+  to: readonly string[],
+  also?: PtFile,
+): void {
+  const moved = (rel: readonly string[]) =>
+    rel.length >= from.length && from.every((c, i) => rel[i] === c)
+      ? [...to, ...rel.slice(from.length)]
+      : undefined;
+  const apply = (f: PtFile) => {
+    const { rel, name, via } = f.node;
+    const newRel = moved(rel);
+    const newVia = via ? moved(via) : undefined;
+    if (!newRel && !newVia) return;
+    // The reported name changes only when the entry clients see (a followed link's own) is `from`.
+    const entry = via ?? rel;
+    const itself = entry.length === from.length && (via ? newVia : newRel) !== undefined;
+    f.node = {
+      rel: newRel ?? rel,
+      name: itself ? (to[to.length - 1] as string) : name,
+      ...(via ? { via: newVia ?? via } : {}),
+    };
+  };
+  for (const f of sh.held) apply(f);
+  if (also && !sh.held.has(also)) apply(also);
 }
 
 /** Linux/Plan 9 "append" bit some 9P2000.u clients put in Topen modes (P9_OAPPEND). */
@@ -196,6 +235,11 @@ export async function discardNew(fd: number, p: string, sync: boolean): Promise<
 }
 
 export class PtFile implements Node, DirSource {
+  /** How many fids name this file (it is in sh.held while any does). */
+  #holds = 0;
+  /** Its regular files open on some fid: an unlinked file is still reached through them. */
+  #open: Set<FileIo> | undefined;
+
   constructor(
     readonly sh: PtShared,
     public node: PtNode,
@@ -208,22 +252,95 @@ export class PtFile implements Node, DirSource {
     return this.sh.qids.qid(this.st, this.unix);
   }
 
+  hold(): void {
+    if (this.#holds++ === 0) this.sh.held.add(this);
+  }
+
+  release(): void {
+    if (this.#holds > 0 && --this.#holds === 0) this.sh.held.delete(this);
+  }
+
+  /** Is this file's name gone (unlinked), so that only a descriptor open on a fid reaches it? */
+  async nameGone(): Promise<boolean> {
+    try {
+      await fsp.lstat(await this.hostPath());
+      return false;
+    } catch (err) {
+      return (err as { code?: string }).code === "ENOENT";
+    }
+  }
+
+  /**
+   * Changes already checked, made through descriptor `fd` to this file, unlinked while open on a
+   * fid (a kernel client's ftruncate or fchmod of a deleted file). `mode`: the final mode bits;
+   * times in seconds (microseconds are kept). A truncation clears set-ID bits as through the name.
+   */
+  async changeUnlinked(
+    fd: number,
+    c: { size?: number; uid?: number; gid?: number; mode?: number; atime?: number; mtime?: number },
+    user: Identity,
+  ): Promise<void> {
+    const mode = Number(this.st.mode);
+    if (c.size !== undefined) {
+      await promisify(ftruncateCb)(fd, c.size);
+      const kill = setIdBits(mode);
+      if (c.mode === undefined && kill !== 0 && this.sh.access.dropsSetId(user))
+        await promisify(fchmodCb)(fd, mode & 0o7777 & ~kill);
+    }
+    if (c.uid !== undefined || c.gid !== undefined) await promisify(fchownCb)(fd, c.uid ?? -1, c.gid ?? -1);
+    if (c.mode !== undefined) await promisify(fchmodCb)(fd, c.mode);
+    if (c.atime !== undefined || c.mtime !== undefined) {
+      const cur = await fstatFd(fd, false);
+      // half a microsecond up: libuv truncates the double back to the same microsecond
+      const seconds = (ns: bigint) => (Number(ns / 1000n) + 0.5) / 1e6;
+      await promisify(futimesCb)(fd, c.atime ?? seconds(cur.atimeNs), c.mtime ?? seconds(cur.mtimeNs));
+    }
+    await this.refresh().catch(() => {});
+  }
+
+  /** A descriptor of this file open on some fid, if any. */
+  openDescriptor(): number | undefined {
+    if (this.#open) for (const io of this.#open) if (io.descriptor !== undefined) return io.descriptor;
+    return undefined;
+  }
+
   get isDir(): boolean {
     return fmtOf(this.st) === S_IFDIR;
   }
 
-  /** Re-reads the file's metadata (lstat) and returns it. */
+  /**
+   * Re-reads the file's metadata (lstat) and returns it; a file whose name is gone (unlinked) but
+   * that is open on some fid is read through that descriptor, as fstat(2) would.
+   */
   async refresh(): Promise<BigIntStats> {
     if (this.sh.syncIo) return this.refreshSync();
-    const p = await this.sh.root.checkedPath(this.node.rel);
-    this.st = await fsp.lstat(p, { bigint: true });
+    try {
+      const p = await this.sh.root.checkedPath(this.node.rel);
+      this.st = await fsp.lstat(p, { bigint: true });
+    } catch (err) {
+      const fd = this.#unlinkedDescriptor(err);
+      if (fd === undefined) throw err;
+      this.st = await fstatFd(fd, false);
+    }
     return this.st;
   }
 
   /** refresh() with synchronous system calls (PtShared.syncIo). */
   refreshSync(): BigIntStats {
-    this.st = lstatSync(this.sh.root.checkedPathSync(this.node.rel), { bigint: true });
+    try {
+      this.st = lstatSync(this.sh.root.checkedPathSync(this.node.rel), { bigint: true });
+    } catch (err) {
+      const fd = this.#unlinkedDescriptor(err);
+      if (fd === undefined) throw err;
+      this.st = fstatSync(fd, { bigint: true });
+    }
     return this.st;
+  }
+
+  /** After a lookup of this file's path failed with `err`: its open descriptor if it was unlinked. */
+  #unlinkedDescriptor(err: unknown): number | undefined {
+    if ((err as { code?: string }).code !== "ENOENT") return undefined;
+    return this.openDescriptor();
   }
 
   /** Host path (parent re-checked). */
@@ -379,7 +496,8 @@ export class PtFile implements Node, DirSource {
    * O_WRONLY or O_RDWR); `stream`: a FIFO or device. Its fstats keep this.st current.
    */
   fileIo(fd: number, acc: number, stream = false): FileIo {
-    return new FileIo({
+    const open = (this.#open ??= new Set());
+    const io = new FileIo({
       fd,
       syncMeta: this.sh.syncIo,
       qid: this.qid,
@@ -393,7 +511,10 @@ export class PtFile implements Node, DirSource {
       },
       mode: Number(this.st.mode),
       dropsSetId: (u) => this.sh.access.dropsSetId(u),
+      onClose: () => open.delete(io),
     });
+    open.add(io);
+    return io;
   }
 
   async open(mode: number, ctx: RequestContext): Promise<OpenFile> {
@@ -641,6 +762,25 @@ export class PtFile implements Node, DirSource {
       if (exists) throw new FsError(Ename.Exists, Errno.EEXIST);
     }
 
+    const fd = newPath === undefined ? this.openDescriptor() : undefined;
+    if (fd !== undefined && (await this.nameGone())) {
+      await this.changeUnlinked(
+        fd,
+        {
+          size: newLength === undefined ? undefined : Number(newLength),
+          gid: newGid,
+          mode:
+            newMode === undefined
+              ? undefined
+              : acc.allowedMode(newMode, newGid ?? Number(st.gid), ctx.user, false),
+          atime: ch.atime,
+          mtime: ch.mtime,
+        },
+        ctx.user,
+      );
+      return;
+    }
+
     // Apply, to the file that was checked, not to whatever the name holds by then.
     await this.sh.root.withPinned(this.node.rel, st, async (pp) => {
       const link = fmt === S_IFLNK;
@@ -667,9 +807,7 @@ export class PtFile implements Node, DirSource {
       await this.sh.root.withPinnedDir(entry.slice(0, -1), (dir) =>
         fsp.rename(path.join(dir, entry[entry.length - 1]!), path.join(dir, newName)),
       );
-      const via = this.node.via;
-      if (via) this.node = { rel: this.node.rel, name: newName, via: [...via.slice(0, -1), newName] };
-      else this.node = { rel: [...this.node.rel.slice(0, -1), newName], name: newName };
+      followRename(this.sh, entry, [...entry.slice(0, -1), newName], this);
     }
     await this.refresh().catch(() => {});
   }

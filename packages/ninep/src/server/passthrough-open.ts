@@ -218,6 +218,8 @@ export interface FileIoOptions {
   mode?: number;
   /** Must a write made for `user` clear set-ID bits? (Access.dropsSetId) */
   dropsSetId?: (user: Identity) => boolean;
+  /** Called once at clunk, before the descriptor is closed. */
+  onClose?: () => void;
 }
 
 /** Minimum time between the fstat calls that keep a written file's qid version current. */
@@ -260,6 +262,7 @@ export class FileIo implements OpenFile {
   /** Last known mode (from open, then the fstat after writes). */
   private mode: number;
   private readonly dropsSetId: ((user: Identity) => boolean) | undefined;
+  private readonly onClose: (() => void) | undefined;
   read?: OpenFile["read"];
   readInto?: OpenFile["readInto"];
   write?: OpenFile["write"];
@@ -274,6 +277,7 @@ export class FileIo implements OpenFile {
     this.syncMeta = o.syncMeta ?? false;
     this.mode = o.mode ?? 0;
     this.dropsSetId = o.stream ? undefined : o.dropsSetId;
+    this.onClose = o.onClose;
     if (o.canRead) {
       this.read = (offset, count, ctx) => this.doRead(offset, count, ctx);
       this.readInto = (offset, buf, ctx) => this.doReadInto(offset, buf, ctx);
@@ -414,9 +418,15 @@ export class FileIo implements OpenFile {
     return Promise.resolve(this.locks.getlock(this.qid.path, lockOwner(req, ctx), req));
   }
 
+  /** The open descriptor (undefined once clunked). */
+  get descriptor(): number | undefined {
+    return this.closed ? undefined : this.fd;
+  }
+
   async clunk(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.onClose?.();
     this.locks.release(this);
     if (this.inflight > 0) await new Promise<void>((resolve) => (this.drained = resolve));
     await closeFd(this.fd, this.syncMeta);

@@ -92,6 +92,7 @@ export function passthrough(
         followLinks9P: opts.followSymlinks ?? true,
         syncIo,
         exactMode: opts.exactMode ?? false,
+        held: new Set(),
       };
     })();
     // A root that is missing now may appear later: do not keep the failure.

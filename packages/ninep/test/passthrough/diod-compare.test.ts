@@ -1479,9 +1479,20 @@ describe.skipIf(missing !== undefined)("edge probes against diod and the passthr
         // A symbolic link to a file outside the export can be seen and read as a link, never
         // opened through (EACCES); diod opens /etc/hostname. (Linux resolves links itself.)
         "lopen escaping": ["Rlopen qt=0 iounit=max", "Rlerror:13"],
-        // Files are addressed by path: an open directory renamed through another fid cannot be
-        // read any more (ENOENT); diod reads it through its descriptor.
-        "readdir renamed-away dir": ["Rreaddir ..:4:128 .:4:128", "Rlerror:2"],
+        // A fid stays on its file through renames made through 9P, and an unlinked file open on
+        // a fid is stat'ed through its descriptor; diod looks each fid's old name up (ENOENT).
+        "getattr renamed via other fid": [
+          "Rlerror:2",
+          "Rgetattr valid=0x7ff qt=0 mode=0100600 uid=65534 gid=65534 nlink=2 size=1 blocks=8 blksize=4096 rdev=0",
+        ],
+        "getattr unlinked open file": [
+          "Rlerror:2",
+          "Rgetattr valid=0x7ff qt=0 mode=0100600 uid=65534 gid=65534 nlink=1 size=1 blocks=8 blksize=4096 rdev=0",
+        ],
+        "getattr child after parent rename": [
+          "Rlerror:2",
+          "Rgetattr valid=0x7ff qt=0 mode=0100644 uid=65534 gid=65534 nlink=1 size=0 blocks=0 blksize=4096 rdev=0",
+        ],
         // diod does positional I/O on a FIFO (ESPIPE); ours streams through it.
         "write fifo2": ["Rlerror:29", "Rwrite 7"],
         "read fifo2": ["Rlerror:29", 'Rread "through"'],

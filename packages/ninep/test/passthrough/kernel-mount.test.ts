@@ -1,6 +1,7 @@
 // The Linux kernel's v9fs client mounting the passthrough and using it with ordinary tools (ls,
 // cat, cp, cmp, mkdir, ln -s, readlink, mv, >>, chmod, truncate, stat, touch -d, rm -r), in
-// 9P2000.L, 9P2000.u and 9P2000.
+// 9P2000.L, 9P2000.u and 9P2000, including a working directory renamed away under a shell and
+// open files renamed or unlinked (the kernel keeps using its fids of them).
 //
 // Two ways, whichever is available (each skips with the reason printed otherwise):
 // - host: as root, when the running kernel has 9p (/proc/filesystems); always unmounts;
@@ -103,7 +104,7 @@ describe.skipIf(typeof vmKernel === "string")("Linux v9fs in a VM mounts the pas
         mustFail.has(name) ? s.rc === 0 : s.rc !== 0,
       );
       expect(wrong.map(([, s]) => `${s.name} rc=${s.rc}: ${s.out}`)).toEqual([]);
-      expect(steps.size).toBe(23);
+      expect(steps.size).toBe(26);
       expect(steps.get("cat")?.out).toBe("hello through the kernel\n");
       if (links) {
         expect(steps.get("readlink")?.out).toBe("../hello.txt\n");
@@ -116,6 +117,10 @@ describe.skipIf(typeof vmKernel === "string")("Linux v9fs in a VM mounts the pas
       expect(steps.get("append")?.out).toBe("one\ntwo\n");
       expect(steps.get("stat")?.out).toBe("600 5 regular file\n");
       expect(steps.get("mtime")?.out).toBe("1000000000\n");
+      // the kernel's fids of a renamed directory and of renamed or unlinked open files still work
+      expect(steps.get("cwd-renamed")?.out).toBe("x\nnew\n");
+      expect(steps.get("open-renamed")?.out).toBe("3\n600\n");
+      expect(steps.get("open-unlinked")?.out).toBe("3\nww\n");
       expect(steps.get("ls-after")?.out).toBe("hello.txt\nkept.txt\n");
       expect(steps.get("missing")?.out).toMatch(/No such file or directory/);
       checkHost(exported, v);

@@ -45,6 +45,10 @@ for V in $(echo "$VERSIONS" | tr , ' '); do
   step touch-date touch -d '2001-09-09 01:46:40' $D/a/app.txt
   step mtime stat -c '%Y' $D/a/app.txt
   step keep cp $D/a/app.txt $D/kept.txt
+  # fids the kernel keeps (a working directory, open files) follow a rename and outlive an unlink
+  step cwd-renamed sh -c "mkdir $D/r1 && echo x > $D/r1/f && cd $D/r1 && mv $D/r1 $D/r2 && cat f && echo new > n && cat $D/r2/n && cd / && rm -r $D/r2"
+  step open-renamed sh -c "echo zz > $D/h && exec 3<>$D/h && mv $D/h $D/h2 && stat -L -c %s /proc/\$\$/fd/3 && chmod 600 /proc/\$\$/fd/3 && stat -c %a $D/h2 && rm $D/h2"
+  step open-unlinked sh -c "echo ww > $D/u && exec 3<$D/u && rm $D/u && stat -L -c %s /proc/\$\$/fd/3 && cat <&3"
   step rm rm -r $D/a
   step ls-after ls $D
   step missing cat $D/no-such-file
