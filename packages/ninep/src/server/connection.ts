@@ -234,6 +234,8 @@ export class ServerConnection {
   #dialect: Dialect | undefined;
   #msize: number;
   #fids = new Map<number, Fid>();
+  /** The unames attached with since the session began (a Linux mount's own name among them). */
+  #attachedNames = new Set<string>();
   #inflight = new Map<number, Req>();
   /** fid number → the latest request creating or changing that fid, until it has finished. */
   #fidGates = new Map<number, Req>();
@@ -693,6 +695,7 @@ export class ServerConnection {
     this.#fidGates.clear();
     const fids = [...this.#fids.values()];
     this.#fids.clear();
+    this.#attachedNames.clear();
     if (fids.length === 0) return;
     const ctlr = new AbortController();
     const closing = Promise.allSettled(
@@ -1122,6 +1125,7 @@ export class ServerConnection {
         commit: () => {
           this.#checkNewFid(msg.fid);
           this.#fids.set(msg.fid, fid);
+          this.#attachedNames.add(msg.uname);
           root.hold?.();
         },
         discard: () => this.#dropNode(root, user),
@@ -1413,11 +1417,14 @@ export class ServerConnection {
       const fid = this.#fileFid(msg.fid);
       const node = fid.node;
       const asked = wstatChanges(msg.stat, (node.qid.type & QTDIR) !== 0);
-      // Linux's v9fs renames with a Twstat of the new name whose muid is the mount's user name.
-      // A muid naming the user who makes the change is what the server records anyway: it is
-      // not taken as a request to change muid (S2), which any other muid still is.
+      // Linux's v9fs renames with a Twstat of the new name whose muid is the mount's user name,
+      // which is not the fid's own when each local user attaches for itself (access=user: the
+      // mount attaches as "nobody", then root as n_uname 0). A muid naming the user who makes the
+      // change, or a name attached with on this connection, is not taken as a request to change
+      // muid (S2), which any other muid still is.
       const { muid, ...rest } = asked;
-      const changes: StatChanges = muid === undefined || muid === fid.user.uname ? rest : asked;
+      const changes: StatChanges =
+        muid === undefined || muid === fid.user.uname || this.#attachedNames.has(muid) ? rest : asked;
       const ctx = this.#reqCtx(fid.user, req);
       if (Object.keys(changes).length === 0) {
         // S3: all "don't touch" = commit to stable storage.

@@ -469,7 +469,7 @@ export async function rename(f: PtFile, dirNode: Node, name: string, ctx: Reques
       fsp.rename(path.join(src, from[from.length - 1]!), path.join(dst, name)),
     ),
   );
-  followRename(f.sh, from, [...dir.node.rel, name], f);
+  followRename(f.sh, from, [...dir.node.rel, name], f, f.st);
 }
 
 export async function renameat(
@@ -484,18 +484,15 @@ export async function renameat(
   checkName(newname);
   const from = await writableDir(dir, ctx);
   const to = await writableDir(newDir, ctx);
-  dir.sh.access.checkUnlink(
-    dir.st,
-    (await fsp.lstat(path.join(from, oldname), { bigint: true })).uid,
-    ctx.user,
-  );
+  const moving = await fsp.lstat(path.join(from, oldname), { bigint: true });
+  dir.sh.access.checkUnlink(dir.st, moving.uid, ctx.user);
   await checkReplace(newDir, path.join(to, newname), ctx);
   await dir.sh.root.withPinnedDir(dir.node.rel, (src) =>
     dir.sh.root.withPinnedDir(newDir.node.rel, (dst) =>
       fsp.rename(path.join(src, oldname), path.join(dst, newname)),
     ),
   );
-  followRename(dir.sh, [...dir.node.rel, oldname], [...newDir.node.rel, newname]);
+  followRename(dir.sh, [...dir.node.rel, oldname], [...newDir.node.rel, newname], undefined, moving);
 }
 
 /** A rename onto an existing entry removes it: the sticky-directory rule applies to it too. */

@@ -110,7 +110,17 @@ export function followRename(
   from: readonly string[],
   to: readonly string[],
   also?: PtFile,
+  movedFile?: BigIntStats,
 ): void {
+  const same = (a: readonly string[], b: readonly string[]) =>
+    a.length === b.length && a.every((c, i) => b[i] === c);
+  if (same(from, to)) return;
+  // Files named `to` before were replaced (unlinked) by the rename, unless they are the moved
+  // file itself (a rename between two links of one file changes nothing).
+  for (const f of sh.held) {
+    const ownLink = movedFile && f.st.ino === movedFile.ino && f.st.dev === movedFile.dev;
+    if (!ownLink && same(f.node.via ?? f.node.rel, to)) f.markReplaced();
+  }
   const moved = (rel: readonly string[]) =>
     rel.length >= from.length && from.every((c, i) => rel[i] === c)
       ? [...to, ...rel.slice(from.length)]
@@ -239,6 +249,8 @@ export class PtFile implements Node, DirSource {
   #holds = 0;
   /** Its regular files open on some fid: an unlinked file is still reached through them. */
   #open: Set<FileIo> | undefined;
+  /** Another file was renamed over this one's name: the name is not this file's any more. */
+  #replaced = false;
 
   constructor(
     readonly sh: PtShared,
@@ -260,8 +272,14 @@ export class PtFile implements Node, DirSource {
     if (this.#holds > 0 && --this.#holds === 0) this.sh.held.delete(this);
   }
 
+  /** Another file was renamed over this one's name (followRename). */
+  markReplaced(): void {
+    this.#replaced = true;
+  }
+
   /** Is this file's name gone (unlinked), so that only a descriptor open on a fid reaches it? */
   async nameGone(): Promise<boolean> {
+    if (this.#replaced) return true;
     try {
       await fsp.lstat(await this.hostPath());
       return false;
@@ -313,7 +331,7 @@ export class PtFile implements Node, DirSource {
    * that is open on some fid is read through that descriptor, as fstat(2) would.
    */
   async refresh(): Promise<BigIntStats> {
-    if (this.sh.syncIo) return this.refreshSync();
+    if (this.sh.syncIo || this.#replaced) return this.refreshSync();
     try {
       const p = await this.sh.root.checkedPath(this.node.rel);
       this.st = await fsp.lstat(p, { bigint: true });
@@ -328,6 +346,7 @@ export class PtFile implements Node, DirSource {
   /** refresh() with synchronous system calls (PtShared.syncIo). */
   refreshSync(): BigIntStats {
     try {
+      if (this.#replaced) throw new FsError(Ename.NotFound, Errno.ENOENT);
       this.st = lstatSync(this.sh.root.checkedPathSync(this.node.rel), { bigint: true });
     } catch (err) {
       const fd = this.#unlinkedDescriptor(err);
@@ -339,12 +358,13 @@ export class PtFile implements Node, DirSource {
 
   /** After a lookup of this file's path failed with `err`: its open descriptor if it was unlinked. */
   #unlinkedDescriptor(err: unknown): number | undefined {
-    if ((err as { code?: string }).code !== "ENOENT") return undefined;
+    if ((err as { code?: string }).code !== "ENOENT" && !this.#replaced) return undefined;
     return this.openDescriptor();
   }
 
   /** Host path (parent re-checked). */
   hostPath(): Promise<string> {
+    if (this.#replaced) return Promise.reject(new FsError(Ename.NotFound, Errno.ENOENT));
     return this.sh.root.checkedPath(this.node.rel);
   }
 
@@ -422,6 +442,7 @@ export class PtFile implements Node, DirSource {
   // ---- walk -----------------------------------------------------------------------------------
 
   async walk1(name: string, ctx: RequestContext): Promise<Node> {
+    if (this.#replaced) throw new FsError(Ename.NotFound, Errno.ENOENT);
     // One realpath check of this directory and one lstat per name (walks are the hot path of a
     // kernel mount); `..` and links followed in 9P2000 go through walkOne's rules.
     const sync = this.sh.syncIo;

@@ -248,6 +248,34 @@ describe("an unlinked file still open on a fid", () => {
     }
   });
 
+  it("a file another was renamed over: open fids keep the old file, others see it gone; links of one file are left alone", async () => {
+    const d = area("ud");
+    fs.writeFileSync(path.join(d, "o1"), "old");
+    fs.writeFileSync(path.join(d, "o2"), "newer");
+    fs.writeFileSync(path.join(d, "l1"), "linked");
+    fs.linkSync(path.join(d, "l1"), path.join(d, "l2"));
+    const s = await session();
+    try {
+      await s.walk(1, 10, "ud");
+      await s.walk(1, 11, "ud", "o1");
+      await s.rpc({ type: MsgType.Tlopen, fid: 11, flags: L_O.RDONLY });
+      await s.walk(1, 12, "ud", "o1");
+      await s.walk(1, 13, "ud", "l2");
+      await s.rpc({ type: MsgType.Trenameat, olddirfid: 10, oldname: "o2", newdirfid: 10, newname: "o1" });
+      const open = await s.getattr(11);
+      expect([open.nlink, open.size]).toEqual([0n, 3n]);
+      expect(await s.read(11)).toBe("old");
+      await expect(s.getattr(12)).rejects.toMatchObject({ errno: 2 });
+      await s.walk(1, 14, "ud", "o1");
+      expect((await s.getattr(14)).size).toBe(5n);
+      // rename(2) between two links of one file changes nothing: the fid on l2 stays good
+      await s.rpc({ type: MsgType.Trenameat, olddirfid: 10, oldname: "l1", newdirfid: 10, newname: "l2" });
+      expect((await s.getattr(13)).size).toBe(6n);
+    } finally {
+      await s.c.close();
+    }
+  });
+
   it("without an open descriptor the name's absence is an error, as before", async () => {
     const d = area("ub");
     fs.writeFileSync(path.join(d, "h"), "h");

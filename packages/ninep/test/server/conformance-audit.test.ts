@@ -603,6 +603,23 @@ describe("rename as Linux v9fs sends it (S2)", () => {
     expect(await err(c, walk(0, 2, "data"))).toBe(Ename.NotFound);
     await ok(c, walk(0, 2, "moved"), MsgType.Rwalk);
   });
+
+  it("with a user attached for itself (access=user), the muid is the mount's name: renames too", async () => {
+    const c = await session("9P2000.u");
+    // the mount attached as glenda (fid 0); a local user then attaches for itself
+    await c.attach(5, "bob");
+    await ok(c, walk(5, 6, "data"), MsgType.Rwalk);
+    await ok(
+      c,
+      { type: MsgType.Twstat, fid: 6, stat: dontTouchStat({ name: "by-bob", muid: "glenda" }) },
+      MsgType.Rwstat,
+    );
+    expect((await c.stat(6)).name).toBe("by-bob");
+    // a name nobody attached with is still a request to change muid
+    expect(
+      await err(c, { type: MsgType.Twstat, fid: 6, stat: dontTouchStat({ name: "data", muid: "carol" }) }),
+    ).toBe(Ename.WstatProhibited);
+  });
 });
 
 describe("times (4.10)", () => {
