@@ -13,6 +13,8 @@
 //   P id pid fd-stdin fd-stdout fd-stderr    forked (its session and group follow at once); the
 //                                            helper's ends of the three pipes
 //   F id errno                               could not make the pipes or fork
+//   R id                                     answers C: the helper's ends of id's pipes are closed
+//                                            (until then the program's stdout still has a reader)
 // A program that cannot be started (working directory, credentials, exec) exits with the errno as
 // its status after writing "FILE: spawn FILE ENOENT" (or EACCES, ...) on its stderr: what xcpufs
 // reports for a program spawn() could not start. A script whose #! interpreter is missing gets
@@ -100,6 +102,8 @@ fcntl($_, F_SETFL, O_NONBLOCK) for $wake_r, $wake_w;
 # up on its own to look for ended ones. (XCPUFS_FORK_HELPER_NO_SIGCHLD: tests show that this
 # alone finds every ended program.)
 $SIG{CHLD} = sub { syswrite($wake_w, "x") } unless delete $ENV{XCPUFS_FORK_HELPER_NO_SIGCHLD};
+# (tests) wait this long before closing the pipes of a release
+my $release_delay = delete $ENV{XCPUFS_FORK_HELPER_RELEASE_DELAY_MS} || 0;
 my $RECHECK = 0.05;
 my (%held, $buf, $running);
 $running = 0;
@@ -183,7 +187,10 @@ while (1) {
     substr($buf, 0, 4 + $len) = '';
     my $op = shift @f;
     if ($op eq 'S') { start(@f) }
-    elsif ($op eq 'C') { my $h = delete $held{$f[0]}; close($_) for @{ $h || [] } }
+    elsif ($op eq 'C') {
+      select(undef, undef, undef, $release_delay / 1000) if $release_delay;
+      my $h = delete $held{$f[0]}; close($_) for @{ $h || [] }; reply("R $f[0]\n");
+    }
   }
 }
 `;
@@ -237,6 +244,14 @@ export interface HelperSpawn {
 export class HelperChild {
   private status: [code: number | null, signal: string | null, core: boolean] | undefined;
   private readonly listeners: Array<(code: number | null, signal: string | null, core: boolean) => void> = [];
+  private markReleased!: () => void;
+  /**
+   * Resolves once the helper has closed its own ends of the pipes (R), or is gone: from then on
+   * xcpufs's ends are the only ones, so closing stdout leaves the program's writes no reader.
+   */
+  readonly released = new Promise<void>((resolve) => {
+    this.markReleased = resolve;
+  });
 
   constructor(
     readonly pid: number,
@@ -253,6 +268,11 @@ export class HelperChild {
   onExit(fn: (code: number | null, signal: string | null, core: boolean) => void): void {
     if (this.status) fn(...this.status);
     else this.listeners.push(fn);
+  }
+
+  /** The helper answered the release of the pipes (or is gone). */
+  pipesReleased(): void {
+    this.markReleased();
   }
 
   exited(code: number | null, signal: string | null, core = false): void {
@@ -309,6 +329,8 @@ export class ForkHelper {
     { req: HelperSpawn; resolve(c: HelperChild): void; reject(e: Error): void }
   >();
   private readonly children = new Map<number, HelperChild>();
+  /** Started programs whose pipes the helper has been asked to let go of (C sent, R not yet). */
+  private readonly releasing = new Map<string, HelperChild>();
   private nextId = 1;
   private lines = "";
   private deadFlag = false;
@@ -338,6 +360,11 @@ export class ForkHelper {
     const env: NodeJS.ProcessEnv = {
       PATH: "/usr/bin:/bin",
       ...(opts.childSignals === false ? { XCPUFS_FORK_HELPER_NO_SIGCHLD: "1" } : {}),
+      // Tests: the helper holds released pipes this long (the window in which a program's stdout
+      // still has a reader after `close stdout`).
+      ...(process.env.XCPUFS_FORK_HELPER_RELEASE_DELAY_MS
+        ? { XCPUFS_FORK_HELPER_RELEASE_DELAY_MS: process.env.XCPUFS_FORK_HELPER_RELEASE_DELAY_MS }
+        : {}),
     };
     this.proc =
       kind === "native"
@@ -411,6 +438,11 @@ export class ForkHelper {
   }
 
   private onLine([kind, a, b, ...rest]: string[]) {
+    if (kind === "R") {
+      this.releasing.get(a ?? "")?.pipesReleased();
+      this.releasing.delete(a ?? "");
+      return;
+    }
     if (kind === "X") {
       const pid = Number(a);
       const child = this.children.get(pid);
@@ -448,6 +480,7 @@ export class ForkHelper {
         open(errFd, constants.O_RDONLY)!,
       );
       this.children.set(pid, child);
+      this.releasing.set(a!, child);
       p.resolve(child);
     } catch (err) {
       for (const s of opened) s.destroy();
@@ -484,11 +517,15 @@ export class ForkHelper {
   }
 
   private died(err: Error) {
-    if (this.deadFlag && this.pending.size === 0 && this.children.size === 0) return;
+    if (this.deadFlag && this.pending.size === 0 && this.children.size === 0 && this.releasing.size === 0)
+      return;
     if (!this.deadFlag) this.log?.warn({ err }, "fork helper gone; programs start with spawn() from now on");
     this.deadFlag = true;
     for (const p of this.pending.values()) p.reject(err);
     this.pending.clear();
+    // A helper that is gone holds no pipe ends.
+    for (const c of this.releasing.values()) c.pipesReleased();
+    this.releasing.clear();
     // Their exit would never be reported: end them, and report them ended.
     for (const [pid, child] of this.children) {
       signalStarted(pid);

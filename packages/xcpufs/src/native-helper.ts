@@ -55,6 +55,8 @@ struct held {
 static struct held *held;
 static size_t nheld, capheld;
 static int running;
+/* XCPUFS_FORK_HELPER_RELEASE_DELAY_MS (tests): wait this long before closing released pipes. */
+static long release_delay_ms;
 
 static void *grow(void *p, size_t n)
 {
@@ -333,17 +335,22 @@ out:
 	free(groups);
 }
 
-/* C id: xcpufs has its own ends of the pipes now. */
+/* C id: xcpufs has its own ends of the pipes now. Answered once they are closed here. */
 static void release(const char *id)
 {
+	char line[64];
+	if (release_delay_ms > 0)
+		poll(NULL, 0, (int)release_delay_ms);
 	for (size_t i = 0; i < nheld; i++) {
 		if (strcmp(held[i].id, id) != 0)
 			continue;
 		for (int j = 0; j < 3; j++)
 			close(held[i].fds[j]);
 		held[i] = held[--nheld];
-		return;
+		break;
 	}
+	snprintf(line, sizeof line, "R %.40s\n", id);
+	reply(line);
 }
 
 static void reap(void)
@@ -383,6 +390,9 @@ int main(void)
 	close_strays();
 	int sigchld = getenv("XCPUFS_FORK_HELPER_NO_SIGCHLD") == NULL;
 	unsetenv("XCPUFS_FORK_HELPER_NO_SIGCHLD");
+	const char *delay = getenv("XCPUFS_FORK_HELPER_RELEASE_DELAY_MS");
+	release_delay_ms = delay ? strtol(delay, NULL, 10) : 0;
+	unsetenv("XCPUFS_FORK_HELPER_RELEASE_DELAY_MS");
 	signal(SIGPIPE, SIG_DFL);
 	int sfd = -1;
 	if (sigchld) {

@@ -75,6 +75,12 @@ export class Session {
   cloning = false;
   /** Streams taken from or sent to node-local files (`redirect`), until the program starts. */
   redirects: Partial<Record<"stdin" | "stdout" | "stderr", FileHandle>> = {};
+  /**
+   * Resolves once the server's ends of the program's pipes are the only ones (a fork helper
+   * holds copies until it has answered their release): `close stdout` waits for it, so that the
+   * program's next write finds no reader.
+   */
+  pipesReleased: Promise<void> = Promise.resolve();
   /** Streams that were redirected when the program started: their files answer an error. */
   readonly redirected = new Set<string>();
   /** The staged legacy `exec` file has a writer. */
@@ -395,6 +401,7 @@ export class Session {
       return true;
     }
     this.started(child.pid, child.stdin, child.stdout, child.stderr);
+    this.pipesReleased = child.released;
     onExit();
     this.host.log.debug({ sid: this.id, pid: child.pid, path }, "exec");
     return true;

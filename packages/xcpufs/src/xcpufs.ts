@@ -511,6 +511,9 @@ export class Xcpufs {
         else if (a[0] === "stdout") s.stdout.close();
         else if (a[0] === "stderr") s.stderr.close();
         else throw new XcpuError("invalid argument");
+        // stdout/stderr: answered once no other copy of that pipe end is left, so the program's
+        // next write gets SIGPIPE. (stdin needs no wait: its end of file follows on its own.)
+        if (a[0] !== "stdin") await s.pipesReleased;
         return;
       case "id": {
         if (a.length < 1) throw new XcpuError("argument expected");

@@ -600,6 +600,32 @@ describe.each(KINDS)("fork helper ($kind)", ({ kind, native }) => {
       helper().spawn({ file: "/bin/echo", argv0: "echo", args: ["a\0b"], cwd: "/", env: {} }),
     ).rejects.toThrow(/NUL/);
   });
+
+  it("answers a release once its own pipe ends are closed: then a write to a closed stdout is SIGPIPE", async () => {
+    // The helper holds released pipes 300 ms first: the window in which the program's stdout
+    // still had a reader after xcpufs closed its own end.
+    process.env.XCPUFS_FORK_HELPER_RELEASE_DELAY_MS = "300";
+    let h: ForkHelper;
+    try {
+      h = helper();
+    } finally {
+      delete process.env.XCPUFS_FORK_HELPER_RELEASE_DELAY_MS;
+    }
+    const dir = mkdtempSync(join(work, "release-"));
+    const c = await h.spawn({
+      file: "/bin/sh",
+      argv0: "sh",
+      args: ["-c", "while [ ! -e go ]; do sleep 0.02; done; echo x; echo survived >&2"],
+      cwd: dir,
+      env: { PATH: "/usr/bin:/bin" },
+    });
+    const t0 = Date.now();
+    c.stdout.destroy();
+    await c.released;
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(250);
+    writeFileSync(join(dir, "go"), "");
+    expect(await outcome(c)).toMatchObject({ signal: "SIGPIPE", stderr: "" });
+  });
 });
 
 /** A connection to a `--no-auth` node as the user running the tests. */
@@ -607,6 +633,35 @@ const mountAnon = (address: string) =>
   mount(address, { uname: "tester", n_uname: process.getuid?.() ?? 0, authenticate: async () => {} });
 
 describe.skipIf(!perl)("xcpufs starts programs", () => {
+  for (const { label, opts } of STARTERS) {
+    it(`answers close stdout only when the program has no reader left: its next write is SIGPIPE (${label})`, async () => {
+      // The fork helpers hold released pipe ends 400 ms before closing them (XCPUFS_FORK_HELPER_
+      // RELEASE_DELAY_MS): a close answered before the helper let go let the write through.
+      process.env.XCPUFS_FORK_HELPER_RELEASE_DELAY_MS = "400";
+      const node = await startXcpufs({ port: 0, noAuth: true, tmpdir: work, ...opts }).finally(() => {
+        delete process.env.XCPUFS_FORK_HELPER_RELEASE_DELAY_MS;
+      });
+      const fs = await mountAnon(node.address);
+      try {
+        const job = await openJob(fs);
+        await fs.writeFile(
+          `${job.sid}/argv`,
+          "sh -c 'while [ ! -e go ]; do sleep 0.02; done; echo x; echo survived >&2'",
+        );
+        await job.ctl.write(0, "exec /bin/sh\nclose stdout\n");
+        await (await fs.create(`${job.sid}/fs/go`, 0o644, OWRITE)).clunk();
+        const [status, err] = await Promise.all([readAll(job.wait), readAll(job.stderr)]);
+        // spawn() gives socket pairs: a write may fail with ECONNRESET instead (README)
+        if (opts.noForkHelper) expect(["13", String(1 << 8)]).toContain(status.toString());
+        else expect([status.toString(), err.toString()]).toEqual(["13", ""]);
+        await job.close();
+      } finally {
+        await fs.close();
+        await node.close();
+      }
+    });
+  }
+
   /** The parent of a program run on a fresh node started with `opts`: its pid and executable. */
   async function parentOfProgram(
     opts: (typeof STARTERS)[number]["opts"],
