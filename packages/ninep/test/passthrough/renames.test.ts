@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Request } from "../../src/client/index.js";
 import { Client } from "../../src/client/index.js";
 import { GETATTR, L_O, MsgType, NOFID, SETATTR } from "../../src/codec/constants.js";
+import { dontTouchStat } from "../../src/codec/index.js";
 import type { Rgetattr, RMessage, Rread, Rstat } from "../../src/codec/types.js";
 import { passthrough } from "../../src/server/passthrough.js";
 import { Server } from "../../src/server/server.js";
@@ -48,25 +49,6 @@ async function session(version: "9P2000.L" | "9P2000.u" = "9P2000.L") {
     Buffer.from((await rpc<Rread>({ type: MsgType.Tread, fid, offset: 0n, count: 4096 })).data).toString();
   return { c, rpc, walk, getattr, read };
 }
-
-/** A 9P2000.u stat that changes nothing ("don't touch" in every field), for Twstat. */
-const KEEP = {
-  type: 0xffff,
-  dev: 0xffffffff,
-  qid: { type: 0xff, version: 0xffffffff, path: 0xffffffffffffffffn },
-  mode: 0xffffffff,
-  atime: 0xffffffff,
-  mtime: 0xffffffff,
-  length: 0xffffffffffffffffn,
-  name: "",
-  uid: "",
-  gid: "",
-  muid: "",
-  extension: "",
-  n_uid: 0xffffffff,
-  n_gid: 0xffffffff,
-  n_muid: 0xffffffff,
-};
 
 /** A fresh directory of the export for one test, made on the host. */
 function area(name: string): string {
@@ -169,7 +151,7 @@ describe("fids follow renames made through 9P", () => {
     try {
       await s.walk(1, 11, "rd", "u1");
       await s.walk(1, 12, "rd", "u1", "g");
-      await s.rpc({ type: MsgType.Twstat, fid: 11, stat: { ...KEEP, name: "u2" } } as Request);
+      await s.rpc({ type: MsgType.Twstat, fid: 11, stat: dontTouchStat({ name: "u2" }) });
       expect(fs.readdirSync(d)).toEqual(["u2"]);
       const st = (await s.rpc({ type: MsgType.Tstat, fid: 11 })) as Rstat;
       expect(st.stat.name).toBe("u2");
@@ -237,7 +219,7 @@ describe("an unlinked file still open on a fid", () => {
       await s.walk(1, 12, "uc", "v");
       await s.rpc({ type: MsgType.Tremove, fid: 12 });
       expect(fs.readdirSync(d)).toEqual([]);
-      await s.rpc({ type: MsgType.Twstat, fid: 11, stat: { ...KEEP, length: 3n, mode: 0o640 } } as Request);
+      await s.rpc({ type: MsgType.Twstat, fid: 11, stat: dontTouchStat({ length: 3n, mode: 0o640 }) });
       const st = (await s.rpc({ type: MsgType.Tstat, fid: 11 })) as Rstat;
       expect(st.stat.length).toBe(3n);
       expect(st.stat.mode & 0o777).toBe(0o640);
