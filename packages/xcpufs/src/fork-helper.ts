@@ -208,16 +208,39 @@ export function findPerl(): string | undefined {
  * stays where it is, as the fork helper does) and then executes `file` as `argv0` with `args`. An
  * exec that fails is reported as the fork helper reports it ("FILE: spawn FILE ENOENT" on stderr,
  * the errno as exit status). Without perl, sh does it, and the program's argv[0] is then `file`.
+ * `loader`: NAME=value entries (the dynamic loader's LD_ variables) set for the program only, so
+ * that the host's perl or sh does not load the libraries a job staged for itself.
  */
-export function enterAsUser(dir: string, file: string, argv0: string, args: string[]): [string, string[]] {
+export function enterAsUser(
+  dir: string,
+  file: string,
+  argv0: string,
+  args: string[],
+  loader: string[] = [],
+): [string, string[]] {
   const perl = findPerl();
-  if (perl) return [perl, ["-e", ENTER_AS_USER, "--", dir, file, argv0, ...args]];
-  return ["/bin/sh", ["-c", 'cd -- "$1" 2>/dev/null; shift; exec "$@"', "sh", dir, file, ...args]];
+  const n = String(loader.length);
+  if (perl) return [perl, ["-e", ENTER_AS_USER, "--", dir, n, ...loader, file, argv0, ...args]];
+  return [
+    "/bin/sh",
+    [
+      "-c",
+      'cd -- "$1" 2>/dev/null; n=$2; shift 2; while [ "$n" -gt 0 ]; do export "$1"; shift; n=$((n-1)); done; exec "$@"',
+      "sh",
+      dir,
+      n,
+      ...loader,
+      file,
+      ...args,
+    ],
+  ];
 }
 
 const ENTER_AS_USER = `
 ${START_REPORTS}
-my ($dir, $file, @argv) = @ARGV;
+my ($dir, $n, @rest) = @ARGV;
+for my $kv (splice(@rest, 0, $n)) { my ($k, $v) = split(/=/, $kv, 2); $ENV{$k} = $v; }
+my ($file, @argv) = @rest;
 chdir($dir);
 { no warnings 'exec'; exec { $file } @argv; }
 my $errno = $! + 0;

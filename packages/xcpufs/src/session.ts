@@ -269,12 +269,21 @@ export class Session {
     };
     let file = path;
     let fileArgs = args;
+    let startEnv = env;
     if (ident.uid !== undefined && dir !== this.dir) {
       // spawn() enters its cwd before it drops privileges: a directory the client named is entered
       // by a command already running as the user (a user must not land in a directory they could
-      // not enter), as with the fork helper; spawn() enters the session directory.
+      // not enter), as with the fork helper; spawn() enters the session directory. That command
+      // is the host's perl (or sh): the loader's variables (LD_LIBRARY_PATH names the session
+      // directory, where a job may have staged a libc of its own) reach only the program.
+      const isLoader = (k: string) => k.startsWith("LD_");
+      startEnv = Object.fromEntries(Object.entries(env).filter(([k]) => !isLoader(k)));
+      const loader = Object.entries(env)
+        .filter(([k]) => isLoader(k))
+        .map(([k, v]) => `${k}=${v}`);
       opts.cwd = this.dir;
-      [file, fileArgs] = enterAsUser(dir, path, argv0, args);
+      opts.env = startEnv;
+      [file, fileArgs] = enterAsUser(dir, path, argv0, args, loader);
       opts.argv0 = undefined;
     }
     const groups = ident.groups ?? [];
@@ -293,7 +302,7 @@ export class Session {
         envTool,
         "-i",
         "--",
-        ...Object.entries(env).map(([k, v]) => `${k}=${v}`),
+        ...Object.entries(startEnv).map(([k, v]) => `${k}=${v}`),
         file,
         ...fileArgs,
       ];
