@@ -163,7 +163,12 @@ export function clusterTree(cluster: Cluster): SynthDir {
 }
 
 export async function serveCluster(cluster: Cluster, listen: string): Promise<ServeHandle> {
-  const server = new Server({ backend: treeBackend(clusterTree(cluster)), name: "bootcfg" });
+  // 9P2000.L too: a Linux boot kernel's plain `mount -t 9p` asks for it, and without it falls
+  // back to 9P2000, where errors are bare strings ("Unknown error 526" for an unknown node).
+  const server = new Server({
+    backend: treeBackend(clusterTree(cluster), { dialects: ["9P2000", "9P2000.u", "9P2000.L"] }),
+    name: "bootcfg",
+  });
   const bound = await server.listen(listen);
   return { server, bound, address: formatAddress(bound), close: () => server.close(1000) };
 }

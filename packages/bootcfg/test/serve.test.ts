@@ -125,6 +125,21 @@ describe("bootcfg serve", () => {
     await expect(fs!.readFile("/broken1/kernel")).rejects.toThrow(/missing\.bin: no such file/);
   });
 
+  it("speaks 9P2000.L too, as a Linux boot kernel's plain mount asks: readdir, files, ENOENT for an unknown node", async (ctx) => {
+    need(ctx, { files: [KERNEL_AMD64, KERNEL_ARM64] });
+    const l = await mount(address, { uname: "nobody", version: "9P2000.L" });
+    try {
+      expect(l.client.dialect).toBe("9P2000.L");
+      const names = (await l.readdir("/")).map((s) => s.name);
+      expect(names).toEqual(expect.arrayContaining(["nodes", "n01", "a1"]));
+      expect(sha(await l.readFile("/n01/kernel"))).toBe(sha(readFileSync(KERNEL_AMD64)));
+      // an errno, not only a string: Linux shows "No such file or directory"
+      await expect(l.stat("/n99/kernel")).rejects.toMatchObject({ errno: 2 });
+    } finally {
+      await l.close();
+    }
+  });
+
   it("streams a 100 MiB initrd in msize chunks with bounded server memory", {
     timeout: 120_000,
   }, async (ctx) => {
