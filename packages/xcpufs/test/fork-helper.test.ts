@@ -839,7 +839,14 @@ describe.skipIf(!perl)("xcpufs starts programs", () => {
       // V8 opens /tmp/perf-PID.map without close-on-exec before any script runs. Closed as an
       // inherited descriptor, its number went to the fork helper's request pipe, V8's map lines
       // went to the helper, and every exec hung.
-      const server = ["--perf-basic-prof", ...xcpufsArgs("-p", "0", "--no-auth", "-t", work, ...extra)];
+      // --perf-basic-prof also starts V8's code log (isolate-…-v8.log in the working directory,
+      // the package here): one file in the test's directory instead.
+      const log = ["--no-logfile-per-isolate", `--logfile=${join(work, "v8.log")}`];
+      const server = [
+        "--perf-basic-prof",
+        ...log,
+        ...xcpufsArgs("-p", "0", "--no-auth", "-t", work, ...extra),
+      ];
       const child = spawn(process.execPath, server, { cwd: PKG, stdio: ["ignore", "pipe", "pipe"] });
       // Also when the test times out (a hung server never reaches the finally below).
       onTestFinished(() => stopChild(child));
