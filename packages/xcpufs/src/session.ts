@@ -276,11 +276,12 @@ export class Session {
       // not enter), as with the fork helper; spawn() enters the session directory. That command
       // is the host's perl (or sh): the loader's variables (LD_LIBRARY_PATH names the session
       // directory, where a job may have staged a libc of its own) reach only the program.
-      const isLoader = (k: string) => k.startsWith("LD_");
-      startEnv = Object.fromEntries(Object.entries(env).filter(([k]) => !isLoader(k)));
-      const loader = Object.entries(env)
-        .filter(([k]) => isLoader(k))
-        .map(([k, v]) => `${k}=${v}`);
+      const loader: string[] = [];
+      startEnv = {};
+      for (const [k, v] of Object.entries(env)) {
+        if (k.startsWith("LD_")) loader.push(`${k}=${v}`);
+        else startEnv[k] = v;
+      }
       opts.cwd = this.dir;
       opts.env = startEnv;
       [file, fileArgs] = enterAsUser(dir, path, argv0, args, loader);

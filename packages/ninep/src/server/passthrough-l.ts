@@ -130,7 +130,8 @@ export async function setattr(f: PtFile, a: SetAttr, ctx: RequestContext): Promi
     !(v & SETATTR.MTIME) ? undefined : v & SETATTR.MTIME_SET ? { sec: a.mtime_sec, nsec: a.mtime_nsec } : now,
   ];
   const fd = f.openDescriptor();
-  if (fd !== undefined && (await f.nameGone())) {
+  // (The refresh above found out whether the name is gone.)
+  if (fd !== undefined && f.nameGone) {
     const [at, mt] = times();
     await f.changeUnlinked(
       fd,

@@ -251,6 +251,8 @@ export class PtFile implements Node, DirSource {
   #open: Set<FileIo> | undefined;
   /** Another file was renamed over this one's name: the name is not this file's any more. */
   #replaced = false;
+  /** The last refresh found the name gone and read the file through an open descriptor. */
+  #nameGone = false;
 
   constructor(
     readonly sh: PtShared,
@@ -277,15 +279,12 @@ export class PtFile implements Node, DirSource {
     this.#replaced = true;
   }
 
-  /** Is this file's name gone (unlinked), so that only a descriptor open on a fid reaches it? */
-  async nameGone(): Promise<boolean> {
-    if (this.#replaced) return true;
-    try {
-      await fsp.lstat(await this.hostPath());
-      return false;
-    } catch (err) {
-      return (err as { code?: string }).code === "ENOENT";
-    }
+  /**
+   * Was this file's name gone (unlinked, or another file renamed over it) at the last refresh, so
+   * that only a descriptor open on a fid reaches it?
+   */
+  get nameGone(): boolean {
+    return this.#nameGone;
   }
 
   /**
@@ -335,10 +334,12 @@ export class PtFile implements Node, DirSource {
     try {
       const p = await this.sh.root.checkedPath(this.node.rel);
       this.st = await fsp.lstat(p, { bigint: true });
+      this.#nameGone = false;
     } catch (err) {
       const fd = this.#unlinkedDescriptor(err);
       if (fd === undefined) throw err;
       this.st = await fstatFd(fd, false);
+      this.#nameGone = true;
     }
     return this.st;
   }
@@ -348,10 +349,12 @@ export class PtFile implements Node, DirSource {
     try {
       if (this.#replaced) throw new FsError(Ename.NotFound, Errno.ENOENT);
       this.st = lstatSync(this.sh.root.checkedPathSync(this.node.rel), { bigint: true });
+      this.#nameGone = false;
     } catch (err) {
       const fd = this.#unlinkedDescriptor(err);
       if (fd === undefined) throw err;
       this.st = fstatSync(fd, { bigint: true });
+      this.#nameGone = true;
     }
     return this.st;
   }
@@ -784,7 +787,8 @@ export class PtFile implements Node, DirSource {
     }
 
     const fd = newPath === undefined ? this.openDescriptor() : undefined;
-    if (fd !== undefined && (await this.nameGone())) {
+    // (The refresh above found out whether the name is gone.)
+    if (fd !== undefined && this.nameGone) {
       await this.changeUnlinked(
         fd,
         {
