@@ -33,7 +33,7 @@ import type {
 } from "@clustermatic/ninep/server";
 import { XcpuError } from "./errors.js";
 import { CHALLENGE_SIZE, encryptPasskey, MAX_RESPONSE, verifyPasskey, verifyResponse } from "./keys.js";
-import { openExecFile } from "./local-files.js";
+import { openExecFile, truncateExecFile } from "./local-files.js";
 import { procsText } from "./procs.js";
 import { type Session, State } from "./session.js";
 import type { User } from "./users.js";
@@ -580,7 +580,7 @@ class SessionFile extends Synth {
 
   async wstat(changes: StatChanges, ctx: RequestContext): Promise<void> {
     const s = this.dir.session;
-    this.dir.ownerOnly(ctx);
+    const user = this.dir.ownerOnly(ctx);
     // A length, as the original takes it (times may come with it: see onlyLengthAndTimes).
     if (!onlyLengthAndTimes(changes) || changes.length === undefined) {
       throw new FsError("unsupported operation", Errno.EPERM);
@@ -602,6 +602,9 @@ class SessionFile extends Synth {
       case "stdout":
       case "stderr":
         return;
+      case "exec":
+        // The original had no wstat here, so `cp prog N/exec` through a kernel mount failed.
+        return wire(() => truncateExecFile(join(s.dir, "exec"), n, this.fs.localOwner(user)));
       default:
         throw new FsError(Ename.Perm, Errno.EPERM);
     }

@@ -91,6 +91,40 @@ export async function openExecFile(
 }
 
 /**
+ * Sets the length of the session's staged `exec` file (a wstat of `exec`: what a kernel v9fs
+ * client sends after a truncating open, as `cp prog N/exec` does), with the same care as
+ * openExecFile: no link followed, a regular file only, the owner's write permission. Nothing
+ * staged is already of length 0.
+ */
+export async function truncateExecFile(
+  path: string,
+  length: number,
+  owner: LocalOwner | undefined,
+): Promise<void> {
+  let fh: FileHandle;
+  try {
+    fh = await open(path, constants.O_WRONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "ENOENT") {
+      if (length === 0) return;
+      throw new XcpuError("No such file or directory");
+    }
+    if (code === "ELOOP") throw new XcpuError("exec is a symbolic link");
+    if (code === "ENXIO") throw new XcpuError("exec is not a regular file");
+    throw err;
+  }
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) throw new XcpuError("exec is not a regular file");
+    if (owner && !unixAllows(st, owner.uid, owner.gids, WRITE)) throw new XcpuError("permission denied");
+    await fh.truncate(length);
+  } finally {
+    await fh.close().catch(() => {});
+  }
+}
+
+/**
  * Opens the target of `redirect` for reading or writing (never creating it): a regular file, a
  * character device or a FIFO that the owner may read or write. The file is checked before it is
  * opened and the open is checked to be that same file, so a path swapped in between is refused.

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Fsys } from "@clustermatic/ninep/client";
 import { mount } from "@clustermatic/ninep/client";
-import { OREAD, OWRITE } from "@clustermatic/ninep/codec";
+import { OREAD, OTRUNC, OWRITE } from "@clustermatic/ninep/codec";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PROCS_HEADER, startXcpufs, type XcpufsHandle } from "../src/index.js";
 import {
@@ -349,6 +349,26 @@ describe("jobs", () => {
     await write(fs, `${job.sid}/argv`, "exec");
     await job.ctl.write(0, "exec\n");
     expect((await readAll(job.stdout)).toString()).toBe("staged\n");
+    await job.close();
+  });
+  it("legacy exec file staged as `cp prog N/exec` through a kernel mount: truncating open, then a wstat of length and times", async () => {
+    const job = await openJob(fs);
+    const now = Math.floor(Date.now() / 1000);
+    const probe = await fs.walk(`${job.sid}/exec`);
+    // nothing staged yet: a truncation to 0 has nothing to do, a longer length no file to grow
+    await probe.wstat({ length: 0n, mtime: now });
+    await expect(probe.wstat({ length: 5n })).rejects.toThrow("No such file or directory");
+    const ex = await fs.open(`${job.sid}/exec`, OWRITE | OTRUNC);
+    await ex.wstat({ length: 0n, mtime: now, atime: now });
+    await ex.write(0, "#!/bin/sh\necho staged\n# a tail cut off below\n");
+    await ex.wstat({ length: 22n });
+    await expect(ex.wstat({ length: 0n, mode: 0o600 })).rejects.toThrow("unsupported operation");
+    await ex.clunk();
+    expect((await fs.readFile(`${job.sid}/fs/exec`)).toString()).toBe("#!/bin/sh\necho staged\n");
+    await write(fs, `${job.sid}/argv`, "exec");
+    await job.ctl.write(0, "exec\n");
+    expect((await readAll(job.stdout)).toString()).toBe("staged\n");
+    await probe.clunk();
     await job.close();
   });
 });

@@ -1,8 +1,9 @@
 // The Linux kernel's v9fs client (9P2000.u) mounting xcpufs in a throwaway QEMU guest, and an
 // operator driving it with busybox tools only: cat arch, ls, a session held by an open clone
 // descriptor, argv/env written with shell redirections, `exec` through ctl, a script copied into
-// fs/ with cp, stdin fed by echo and closed through ctl, procs, wipe (guest script:
-// vm/guest-xcpufs.sh). The programs run on this host: xcpufs runs in this process.
+// fs/ with cp, one copied onto the legacy `exec` file (the papers' way), stdin fed by echo and
+// closed through ctl, procs, wipe (guest script: vm/guest-xcpufs.sh). The programs run on this
+// host: xcpufs runs in this process.
 //
 // Uses the VM of the ninep package's tests (a Debian kernel unpacked by
 // packages/ninep/scripts/fetch-test-kernel.sh); skips with the reason printed where it cannot run.
@@ -97,6 +98,12 @@ describe.skipIf(typeof vmKernel === "string")("Linux v9fs (9P2000.u) in a VM dri
     expect(step("script-wait").out).toBe("768\n");
   });
 
+  it("a script copied onto the legacy exec file with cp runs by a bare exec", () => {
+    const sid = step("clone-6").out.trim();
+    expect(step("legacy-stdout").out).toBe(`script legacy in session ${sid}\n`);
+    expect(step("legacy-wait").out).toBe("768\n");
+  });
+
   it("stdin written with echo, closed through ctl; procs lists the running program", () => {
     const sid = step("clone-5").out.trim();
     const line =
@@ -112,9 +119,11 @@ describe.skipIf(typeof vmKernel === "string")("Linux v9fs (9P2000.u) in a VM dri
     const [a, b, c] = ["clone-3", "clone-4", "clone-5"].map((n) => step(n).out.trim());
     const listed = (name: string) => step(name).out.split("\n").filter(Boolean);
     expect(listed("ls-wiped")).not.toContain(a);
-    expect(listed("ls-wiped")).toEqual(expect.arrayContaining([b, c]));
+    const d = step("clone-6").out.trim();
+    expect(listed("ls-wiped")).toEqual(expect.arrayContaining([b, c, d]));
     expect(listed("ls-end")).not.toContain(b);
     expect(listed("ls-end")).not.toContain(c);
+    expect(listed("ls-end")).not.toContain(d);
   });
 
   // Not ours to fix: with cache=loose the kernel reads through the page cache up to the size stat

@@ -14,11 +14,11 @@ ip link set eth0 up
 ip addr add 10.0.2.15/24 dev eth0
 mkdir -p /mnt
 # A step that blocks for good (a read the server never answers) is killed, so the rest still runs.
-# The session descriptors (3-5) are closed for the step: busybox timeout leaves a watcher process
+# The session descriptors (3-6) are closed for the step: busybox timeout leaves a watcher process
 # behind for up to a second, which would otherwise keep the sessions (and the mount) busy.
 step() {
   name=$1
-  out=$(timeout -s KILL 240 sh -c "$2" 2>&1 3<&- 4<&- 5<&-)
+  out=$(timeout -s KILL 240 sh -c "$2" 2>&1 3<&- 4<&- 5<&- 6<&-)
   rc=$?
   echo "STEP $name rc=$rc"
   [ -n "$out" ] && echo "$out" | sed 's/^/  | /'
@@ -69,12 +69,22 @@ step stdin-close 'echo "close stdin" > /mnt/$C/ctl'
 step stdin-stdout 'cat /mnt/$C/stdout'
 step stdin-wait 'cat /mnt/$C/wait'
 
+# 3b. The papers' way: the program copied onto the session's legacy `exec` file, run by a bare
+# `exec` (cp opens it with O_TRUNC, and the kernel then sends a wstat of length and times).
+session 6
+export D=$sid
+step legacy-cp 'cp /tmp/run.sh /mnt/$D/exec'
+step legacy-argv 'echo "run.sh legacy" > /mnt/$D/argv'
+step legacy-exec 'echo exec > /mnt/$D/ctl'
+step legacy-stdout 'cat /mnt/$D/stdout'
+step legacy-wait 'cat /mnt/$D/wait'
+
 # 4. wipe: the directory leaves the listing at once, while the clone descriptor is still open.
 step wipe 'echo wipe > /mnt/$A/ctl'
 step ls-wiped 'ls /mnt'
-exec 3<&- 4<&- 5<&-
+exec 3<&- 4<&- 5<&- 6<&-
 # Closing the last descriptor of a finished session ends it; listed until then (60 s at most).
-step ls-end 'for i in $(seq 60); do ls /mnt | grep -qx -e "$B" -e "$C" || break; sleep 1; done; ls /mnt'
+step ls-end 'for i in $(seq 60); do ls /mnt | grep -qx -e "$B" -e "$C" -e "$D" || break; sleep 1; done; ls /mnt'
 step umount 'for i in $(seq 30); do umount /mnt 2>/dev/null && exit 0; sleep 1; done; umount /mnt'
 
 # 5. With cache=loose the kernel reads through the page cache and stops at the size stat reports:
