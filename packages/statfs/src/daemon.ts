@@ -44,6 +44,11 @@ export interface StatfsOptions {
   connector?: Connector;
   /** Diagnostics (one line each). */
   log?: (line: string) => void;
+  /**
+   * Milliseconds a 9P client may take to send Tversion after connecting (0: no limit); the 9P
+   * server's default otherwise.
+   */
+  handshakeTimeoutMs?: number;
   /** 9P server trace and node client trace. */
   traceServer?: (line: string) => void;
   traceClient?: (node: string, line: string) => void;
@@ -169,6 +174,7 @@ export async function startStatfs(opts: StatfsOptions): Promise<Statfs> {
     name: "statfs",
     trace: opts.traceServer,
     maxMsize: 65536 + 24,
+    ...(opts.handshakeTimeoutMs !== undefined ? { handshakeTimeoutMs: opts.handshakeTimeoutMs } : {}),
   });
   let http: HttpServer | undefined;
   const addresses: string[] = [];

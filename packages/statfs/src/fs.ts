@@ -15,7 +15,7 @@ import type { KeyObject } from "node:crypto";
 import { userInfo } from "node:os";
 import type { Qid, Stat } from "@clustermatic/ninep/codec";
 import { DMDIR, OTRUNC, QTAUTH, QTDIR, QTFILE } from "@clustermatic/ninep/codec";
-import { Ename, FsError } from "@clustermatic/ninep/errors";
+import { Ename, Errno, FsError } from "@clustermatic/ninep/errors";
 import type {
   AttachRequest,
   AuthFile,
@@ -24,6 +24,7 @@ import type {
   Node,
   OpenFile,
   RequestContext,
+  StatChanges,
 } from "@clustermatic/ninep/server";
 import { newChallenge, verifyResponse } from "./auth.js";
 import { holdReasonProblem, type Monitor, type NodeRecord, statusOf, viewOf } from "./monitor.js";
@@ -119,6 +120,20 @@ class FileNode implements Node {
   async walk1(name: string): Promise<Node> {
     if (name === "..") return this.parent();
     throw new FsError(Ename.WalkNoDir);
+  }
+
+  /**
+   * A ctl file takes a truncation to 0, with or without times, from whoever may write it: what
+   * Linux v9fs sends after the truncating open of `echo down > ctl` on a mounted statfs. There is
+   * nothing to truncate; anything else is refused.
+   */
+  async wstat(changes: StatChanges): Promise<void> {
+    const truncation =
+      changes.length === 0n &&
+      Object.entries(changes).every(([k, v]) => v === undefined || ["length", "mtime", "atime"].includes(k));
+    if (!truncation || !this.spec.write || (!this.admin && !this.ctlOpen)) {
+      throw new FsError(Ename.WstatProhibited, Errno.EPERM);
+    }
   }
 
   async open(mode: number): Promise<OpenFile> {

@@ -6,7 +6,7 @@ import http from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { mount } from "@clustermatic/ninep/client";
-import { OREAD, OWRITE } from "@clustermatic/ninep/codec";
+import { OREAD, OTRUNC, OWRITE } from "@clustermatic/ninep/codec";
 import type { XcpufsHandle } from "@clustermatic/xcpufs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { signChallenge } from "../src/auth.js";
@@ -254,6 +254,9 @@ describe("statfs with 8 xcpufs nodes", () => {
     try {
       await expect(anon.open("ctl", OWRITE)).rejects.toThrow(/permission denied/);
       await expect(anon.open("nodes/n2/ctl", OWRITE)).rejects.toThrow(/permission denied/);
+      const walked = await anon.walk("ctl");
+      await expect(walked.wstat({ length: 0n })).rejects.toThrow(/wstat prohibited/);
+      await walked.clunk();
     } finally {
       await anon.close();
     }
@@ -286,9 +289,18 @@ describe("statfs with 8 xcpufs nodes", () => {
       expect(fams.get("statfs_node_held")!.samples.find((s) => s.labels.node === "n2")!.value).toBe(1);
       expect(fams.get("statfs_node_up")!.samples.find((s) => s.labels.node === "n2")!.value).toBe(0);
 
-      const n2 = await admin.open("nodes/n2/ctl", OWRITE);
+      // As `echo up > nodes/n2/ctl` through a Linux v9fs mount: a truncating open, then a wstat
+      // of length 0 with times. Other changes, or an anonymous attach, are still refused.
+      const n2 = await admin.open("nodes/n2/ctl", OWRITE | OTRUNC);
+      const now = Math.floor(Date.now() / 1000);
+      await n2.wstat({ length: 0n, mtime: now, atime: now });
+      await expect(n2.wstat({ length: 0n, mode: 0o600 })).rejects.toThrow(/wstat prohibited/);
+      await expect(n2.wstat({ length: 3n })).rejects.toThrow(/wstat prohibited/);
       await n2.write(0, "up\n");
       await n2.clunk();
+      const state = await admin.walk("state");
+      await expect(state.wstat({ length: 0n })).rejects.toThrow(/wstat prohibited/);
+      await state.clunk();
       await waitFor(() => status("n2") === "up", 10_000, "n2 up after the hold");
 
       // `state` writes the node's own state file, as an operator would on the node.
