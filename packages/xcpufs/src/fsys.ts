@@ -92,6 +92,16 @@ interface Owner {
 }
 
 /** A growable byte buffer with positional reads and writes. */
+/** Largest in-memory file (argv, env, state): a write or wstat past it is "file too large". */
+const BUF_LIMIT = 1 << 20;
+
+/** `buf` cut or zero-extended to `length` by a wstat, within BUF_LIMIT. */
+function resized(buf: Buffer, length: bigint): Buffer {
+  if (length > BigInt(BUF_LIMIT)) throw new FsError("file too large", Errno.EFBIG);
+  const n = Number(length);
+  return n <= buf.length ? buf.subarray(0, n) : Buffer.concat([buf, Buffer.alloc(n - buf.length)]);
+}
+
 class ByteBuf {
   data: Buffer;
   constructor(init: Buffer = Buffer.alloc(0)) {
@@ -100,7 +110,7 @@ class ByteBuf {
   read(offset: bigint, count: number): Buffer {
     return slice(this.data, offset, count);
   }
-  write(offset: bigint, chunk: Uint8Array, limit = 1 << 20): number {
+  write(offset: bigint, chunk: Uint8Array, limit = BUF_LIMIT): number {
     const end = Number(offset) + chunk.length;
     if (offset > BigInt(limit) || end > limit) throw new FsError("file too large", Errno.EFBIG);
     const o = Number(offset);
@@ -323,10 +333,8 @@ function makeRootFiles(fs: Xcpufs): RootFile[] {
       if (!fs.users.isAdmin(user) && !fs.users.inGroup(user, fs.users.admin.gid)) {
         throw new FsError(Ename.Perm, Errno.EPERM);
       }
-      const n = Number(changes.length);
       const b = get();
-      b.data =
-        n <= b.data.length ? b.data.subarray(0, n) : Buffer.concat([b.data, Buffer.alloc(n - b.data.length)]);
+      b.data = resized(b.data, changes.length);
     },
   });
   return [
@@ -588,14 +596,10 @@ class SessionFile extends Synth {
     const n = Number(changes.length);
     switch (this.name) {
       case "argv":
-        s.argv =
-          n <= s.argv.length
-            ? s.argv.subarray(0, n)
-            : Buffer.concat([s.argv, Buffer.alloc(n - s.argv.length)]);
+        s.argv = resized(s.argv, changes.length);
         return;
       case "env":
-        s.env =
-          n <= s.env.length ? s.env.subarray(0, n) : Buffer.concat([s.env, Buffer.alloc(n - s.env.length)]);
+        s.env = resized(s.env, changes.length);
         return;
       case "ctl":
       case "stdin":
@@ -604,6 +608,7 @@ class SessionFile extends Synth {
         return;
       case "exec":
         // The original had no wstat here, so `cp prog N/exec` through a kernel mount failed.
+        if (!Number.isSafeInteger(n)) throw new FsError("file too large", Errno.EFBIG);
         return wire(() => truncateExecFile(join(s.dir, "exec"), n, this.fs.localOwner(user)));
       default:
         throw new FsError(Ename.Perm, Errno.EPERM);

@@ -159,6 +159,15 @@ describe("jobs", () => {
     await argv.write(0, "prog one two");
     await argv.clunk();
     const again = await fs.walk(`${job.sid}/argv`);
+    // growing is bounded as writing is (1 MiB): a wstat must not make the server allocate more
+    for (const big of [2n ** 20n + 1n, 2n ** 40n, 2n ** 63n - 1n]) {
+      await expect(again.wstat({ length: big })).rejects.toThrow("file too large");
+    }
+    const past = await fs.open(`${job.sid}/argv`, OWRITE);
+    await expect(past.write(2 ** 20 - 2, "xyz")).rejects.toThrow("file too large");
+    await past.clunk();
+    await again.wstat({ length: 2n ** 20n });
+    expect((await fs.stat(`${job.sid}/argv`)).length).toBe(2n ** 20n);
     await again.wstat({ length: 4n, mtime: now });
     await again.clunk();
     expect((await fs.readFile(`${job.sid}/argv`)).toString()).toBe("prog");
@@ -173,6 +182,20 @@ describe("jobs", () => {
     const rootEnv = await fs.walk("env");
     await expect(rootEnv.wstat({ length: 0n, mtime: now })).rejects.toThrow("permission denied");
     await rootEnv.clunk();
+    const admin = await mount(h.address, {
+      uname: "xcpu-admin",
+      n_uname: 65530,
+      authenticate: async () => {},
+    });
+    try {
+      for (const name of ["env", "state"]) {
+        const f = await admin.walk(name);
+        await expect(f.wstat({ length: 2n ** 40n })).rejects.toThrow("file too large");
+        await f.clunk();
+      }
+    } finally {
+      await admin.close();
+    }
   });
   it("arguments Node cannot pass are an error, and the session stays usable", async () => {
     const job = await openJob(fs);
@@ -363,6 +386,7 @@ describe("jobs", () => {
     await ex.write(0, "#!/bin/sh\necho staged\n# a tail cut off below\n");
     await ex.wstat({ length: 22n });
     await expect(ex.wstat({ length: 0n, mode: 0o600 })).rejects.toThrow("unsupported operation");
+    await expect(ex.wstat({ length: 2n ** 62n })).rejects.toThrow("file too large");
     await ex.clunk();
     expect((await fs.readFile(`${job.sid}/fs/exec`)).toString()).toBe("#!/bin/sh\necho staged\n");
     await write(fs, `${job.sid}/argv`, "exec");
