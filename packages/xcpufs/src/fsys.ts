@@ -389,7 +389,7 @@ function makeRootFiles(fs: Xcpufs): RootFile[] {
     ),
     new RootFile(fs, "procs", 6, 0o444, {
       open: async () => {
-        const snap = Buffer.from(await procsText(fs.procTags()));
+        const snap = Buffer.from(await procsText(fs.procTags()), "latin1");
         return { read: async (offset, count) => slice(snap, offset, count) };
       },
     }),

@@ -112,7 +112,9 @@ async function readProc(pid: number, uptimeMs: number): Promise<Raw | undefined>
 
 /**
  * Build the `procs` text. `tags` maps the pid of each session's main process to its session and job
- * ids; descendants inherit them through the ppid chain.
+ * ids; descendants inherit them through the ppid chain. One character per byte of the file (serve
+ * it with `Buffer.from(text, "latin1")`): command lines are the bytes /proc holds, as the original
+ * copied them, and job ids are UTF-8.
  */
 export async function procsText(tags: ReadonlyMap<number, ProcTag>): Promise<string> {
   const uptime = await read("/proc/uptime");
@@ -144,7 +146,7 @@ export async function procsText(tags: ReadonlyMap<number, ProcTag>): Promise<str
     // The job id is the client's text. xps and xk take the record's last `)` as the end of the
     // command line, so a `)` in a job id would make them reject every record of the node: shown as `?`,
     // as line breaks are.
-    const jid = t ? quote(t.jid).replace(/[\n\r)]/g, "?") : "''";
+    const jid = t ? Buffer.from(quote(t.jid).replace(/[\n\r)]/g, "?")).toString("latin1") : "''";
     out += `(${r.fields.join(" ")} ${sid} ${jid} ) \n`;
   }
   return out;

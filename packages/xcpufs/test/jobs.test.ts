@@ -304,6 +304,27 @@ describe("jobs", () => {
     await job.close();
     await until(() => liveInGroup(pid).length === 0);
   });
+  it("procs holds command lines and job ids as UTF-8, each byte once", async () => {
+    const marker = `utf8-${process.pid}`;
+    const job = await openJob(fs);
+    await write(fs, `${job.sid}/argv`, `sh -c 'sleep 30' ${marker} café`);
+    await job.ctl.write(0, "id jöb/2\nexec /bin/sh\n");
+    const pid = Number((await fs.readFile(`${job.sid}/ctl`)).toString());
+    await until(() => liveInGroup(pid).length >= 1);
+    const bytes = await fs.readFile("procs");
+    const line = bytes
+      .toString("utf8")
+      .split("\n")
+      .find((l) => l.includes(marker));
+    expect(line).toMatch(
+      new RegExp(`^\\(${pid} \\(sh -c 'sleep 30' ${marker} café\\) .* ${job.sid} jöb/2 \\) $`),
+    );
+    // not encoded twice (é is c3 a9, ö is c3 b6)
+    expect(bytes.includes(Buffer.from("café jöb", "latin1"))).toBe(false);
+    expect(bytes.includes(Buffer.from(`${marker} caf\u00c3\u00a9`, "utf8"))).toBe(false);
+    await job.close();
+    await until(() => liveInGroup(pid).length === 0);
+  });
   it("a client that disconnects mid-run leaves no process and no directory", async () => {
     const marker = `disc-${process.pid}`;
     const c = await mount(h.address, { uname: "tester", n_uname: uid, authenticate: async () => {} });
