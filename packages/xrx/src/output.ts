@@ -1,6 +1,10 @@
 // Output multiplexing: many nodes' stdout/stderr onto one stdout/stderr. In line mode every
 // write carries whole lines only (optionally prefixed with the node name), so lines from different
-// nodes never interleave mid-line; a partial last line is delivered at end of stream.
+// nodes never interleave mid-line; a partial last line is delivered at end of stream. Line mode
+// (-L) adds no byte: a line longer than maxLine is passed on in pieces as it comes (as the
+// original did with a full buffer), and an unterminated last line stays unterminated. With
+// prefixes (-p) every piece is a prefixed line of its own, ended by a newline, so that a piece of
+// another node's line never continues one of this node's.
 
 export interface Sink {
   /** `false` (a Writable past its high-water mark) asks the writer to wait for "drain". */
@@ -62,7 +66,7 @@ export interface MuxOptions {
   prefix?: boolean;
   /** Deliver whole lines only. */
   lines?: boolean;
-  /** A partial line longer than this is delivered as is (default 64 KiB). */
+  /** A partial line this long is delivered before its end (default 64 KiB; see above). */
   maxLine?: number;
 }
 
@@ -103,8 +107,8 @@ export class StreamMux {
       this.pending.push(Buffer.from(buf.subarray(start)));
       this.pendingLen += buf.length - start;
       if (this.pendingLen >= this.maxLine) {
-        if (this.prefixText) out.push(this.prefixText);
-        out.push(...this.pending, Buffer.from("\n"));
+        if (this.prefixText) out.push(this.prefixText, ...this.pending, Buffer.from("\n"));
+        else out.push(...this.pending);
         this.pending = [];
         this.pendingLen = 0;
       }
@@ -112,13 +116,15 @@ export class StreamMux {
     return out.length === 0 || this.sink.write(Buffer.concat(out)) !== false;
   }
 
-  /** End of stream: deliver a buffered partial line (terminated, so the next line starts clean). */
+  /**
+   * End of stream: deliver a buffered partial line, as it is with -L; with -p prefixed and
+   * terminated, so that the next node's line starts clean.
+   */
   end(): void {
     if (this.pendingLen === 0) return;
-    const out = this.prefixText ? [this.prefixText, ...this.pending] : [...this.pending];
+    const out = this.prefixText ? [this.prefixText, ...this.pending, Buffer.from("\n")] : [...this.pending];
     this.pending = [];
     this.pendingLen = 0;
-    out.push(Buffer.from("\n"));
     this.sink.write(Buffer.concat(out));
   }
 }

@@ -132,6 +132,28 @@ describe("output multiplexing", () => {
     b.stdout.end();
     expect(out).toEqual(["n2: x\n", "n1: hello\n", "n1: wor\n", "n2: y\n"]);
   });
+  it("-L adds no byte: a line longer than the limit goes on in pieces, a last partial line stays unterminated", () => {
+    const out: string[] = [];
+    const sink = { write: (c: string | Uint8Array) => out.push(Buffer.from(c).toString()) };
+    const mux = new OutputMux(sink, sink, { lines: true, maxLine: 8 });
+    const a = mux.streams("n1");
+    const b = mux.streams("n2");
+    a.stdout.write(Buffer.from("0123456789"));
+    b.stdout.write(Buffer.from("short\nend"));
+    a.stdout.write(Buffer.from("abc\nde"));
+    a.stdout.end();
+    b.stdout.end();
+    expect(out).toEqual(["0123456789", "short\n", "abc\n", "de", "end"]);
+    expect(out.join("").length).toBe("0123456789abc\nde".length + "short\nend".length);
+  });
+  it("-p ends each piece of a line longer than the limit as a prefixed line of its own", () => {
+    const out: string[] = [];
+    const sink = { write: (c: string | Uint8Array) => out.push(Buffer.from(c).toString()) };
+    const s = new OutputMux(sink, sink, { prefix: true, maxLine: 8 }).streams("n1");
+    s.stdout.write(Buffer.from("0123456789"));
+    s.stdout.write(Buffer.from("abc\n"));
+    expect(out).toEqual(["n1: 0123456789\n", "n1: abc\n"]);
+  });
   it("passes chunks through without -L", () => {
     const out: string[] = [];
     const sink = { write: (c: string | Uint8Array) => out.push(Buffer.from(c).toString()) };
