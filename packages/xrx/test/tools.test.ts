@@ -392,8 +392,15 @@ describe("command line", () => {
       [xrx, ["-l", "-e", "x", "n1", "d"]],
       [xrx, ["n[1-", "true"]],
       [xrx, ["-n", "x", "n1", "true"]],
+      [xrx, ["-n"]],
+      [xrx, ["-n", "-3", "n1", "true"]],
+      [xrx, ["-m", "4294967296", "n1", "true"]],
+      [xrx, ["--no-key", "-k", "key", "n1", "true"]],
+      [xrx, ["-j", "a/b", "n1", "true"]],
       [xk, ["9"]],
+      [xk, ["--no-key", "-A", "admin_key", "9", "n1:1"]],
       [xps, []],
+      [xps, ["--no-key", "-k", "key", "n1"]],
     ] as const) {
       const r = await runCli(m, [...argv]);
       expect(r.code, argv.join(" ")).toBe(2);

@@ -7,6 +7,7 @@ import { encryptPasskey, parsePublicKey, toOpenSshLine } from "@clustermatic/xcp
 import { fc, test as fcTest } from "@fast-check/vitest";
 import { afterAll, describe, expect, it } from "vitest";
 import { parseCommandLine, UsageError } from "../src/cli/args.js";
+import { readStatfs } from "../src/cli/common.js";
 import {
   ed25519PasskeyDecrypt,
   KeyError,
@@ -115,6 +116,18 @@ describe("command line", () => {
   });
   it("rejects unknown options as usage errors", () => {
     expect(() => parseCommandLine(["-z", "n1", "ls"], spec)).toThrow(UsageError);
+  });
+});
+
+describe("--statfs source", () => {
+  it("reads a plain name of a file in the current directory as a table file, not a host", async () => {
+    const name = `statfs-state-${process.pid}`;
+    writeFileSync(name, "n1\ttcp!127.0.0.1!6667\t/Linux/x86_64\tup\t0\n");
+    try {
+      expect(await readStatfs(name)).toContain("n1\ttcp!127.0.0.1!6667");
+    } finally {
+      rmSync(name, { force: true });
+    }
   });
 });
 

@@ -81,13 +81,25 @@ export function parseCommandLine(
   try {
     parsed = parseArgs({ args: [...optionPart], options, strict: true, allowPositionals: false });
   } catch (err) {
-    const msg = (err as Error).message.replace(/\. To specify a positional argument.*$/s, "");
-    throw new UsageError(msg);
+    throw new UsageError(usageText((err as Error).message));
   }
   return {
     values: parsed.values as Record<string, string | boolean | string[] | undefined>,
     positionals: rest,
   };
+}
+
+/** parseArgs' complaint in the words of a command line (it names options by their spec keys). */
+function usageText(message: string): string {
+  const missing = /^Option '(?:(-\w), )?(--[\w-]+) <value>' argument missing/.exec(message);
+  if (missing) return `option ${missing[1] ?? missing[2]} needs a value`;
+  const dashed = /^Option '(-\w|--[\w-]+)' argument is ambiguous/.exec(message);
+  if (dashed) {
+    const name = dashed[1]!;
+    const attached = name.startsWith("--") ? `${name}=VALUE` : `${name}VALUE`;
+    return `option ${name} needs a value (the next argument starts with "-"; attach it: ${attached})`;
+  }
+  return message.replace(/\. To specify a positional argument.*$/s, "");
 }
 
 /** The I/O a CLI main() works with; the bin files pass the process's own. */
@@ -166,10 +178,16 @@ export function isEmptyInput(s: NodeJS.ReadableStream): boolean {
 }
 
 /** Parses a positive integer option. */
-export function intOption(value: string | undefined, name: string, min = 0): number | undefined {
+export function intOption(
+  value: string | undefined,
+  name: string,
+  min = 0,
+  max = Number.MAX_SAFE_INTEGER,
+): number | undefined {
   if (value === undefined) return undefined;
-  if (!/^\d+$/.test(value) || Number(value) < min) {
-    throw new UsageError(`bad ${name} value "${value}": expected an integer >= ${min}`);
+  if (!/^\d+$/.test(value) || Number(value) < min || Number(value) > max) {
+    const range = max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `from ${min} to ${max}`;
+    throw new UsageError(`bad ${name} value "${value}": expected an integer ${range}`);
   }
   return Number(value);
 }

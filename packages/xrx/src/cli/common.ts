@@ -1,6 +1,6 @@
 // Pieces shared by the xrx, xk and xps command lines: identity selection, node lists (with -a and
 // $NODES), statfs lookups, error reporting.
-import { closeSync, existsSync, openSync, readFileSync, readSync } from "node:fs";
+import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from "node:fs";
 import { Client } from "@clustermatic/ninep/client";
 import { OREAD } from "@clustermatic/ninep/codec";
 import { ADMIN_KEY, defaultKeyFiles, KeyError, loadPrivateKey } from "../keys.js";
@@ -71,7 +71,9 @@ export async function readStatfs(source: string | undefined, timeoutMs = 5000): 
     if (existsSync(STATFS_STATE_FILE)) return readStateFile(STATFS_STATE_FILE);
     source = `localhost!${STAT_PORT}`;
   }
-  if (source.startsWith("/") || source.startsWith(".")) return readStateFile(source);
+  // A path, or a plain name of an existing file here (a host name otherwise).
+  if (source.startsWith("/") || source.startsWith(".") || isPlainFileName(source))
+    return readStateFile(source);
   const client = await Client.connect(
     source.includes("!") || source.includes(":") ? source : `${source}!${STAT_PORT}`,
     {
@@ -90,6 +92,15 @@ export async function readStatfs(source: string | undefined, timeoutMs = 5000): 
     return (await readAll(f, MAX_STATFS_STATE, undefined, tooLarge)).toString("utf8");
   } finally {
     client.destroy();
+  }
+}
+
+function isPlainFileName(source: string): boolean {
+  if (source.includes("!") || source.includes(":")) return false;
+  try {
+    return statSync(source).isFile();
+  } catch {
+    return false;
   }
 }
 
@@ -170,6 +181,9 @@ export function toolConnection(
   adminKey: string | undefined,
   io: Pick<CliIo, "env" | "stderr">,
 ): ToolConnection {
+  if (v["no-key"] && (adminKey !== undefined || v.k !== undefined)) {
+    throw new UsageError(`--no-key cannot be used with ${adminKey !== undefined ? "-A" : "-k"}`);
+  }
   const identities = v["no-key"]
     ? toolIdentities(undefined, io.env)
         .slice(-1)

@@ -9,7 +9,7 @@ import { type CliIo, parseCommandLine, reportError, UsageError } from "./args.js
 import { connectTool, nodeList, statfsNodes, TOOL_OPTIONS, toolConnection } from "./common.js";
 
 export const XK_USAGE =
-  "usage: xk [-dhjm] [-A adminkey] [-k key] [-t secs] [--statfs src] sig host:<pid|jid> [host:<pid|jid> ...]";
+  "usage: xk [-dhjm] [-A adminkey] [-k key | --no-key] [-t secs] [--statfs src] sig host:<pid|jid> [host:<pid|jid> ...]";
 
 const HELP = `${XK_USAGE}
 

@@ -9,7 +9,7 @@ import { type CliIo, parseCommandLine, reportError, UsageError } from "./args.js
 import { connectTool, nodeList, statfsNodes, TOOL_OPTIONS, toolConnection } from "./common.js";
 
 export const XPS_USAGE =
-  "usage: xps [-dax] [--json] [-A adminkey] [-k key] [-J JobId] [-p statport] [--statfs src] host,...";
+  "usage: xps [-dax] [--json] [-A adminkey] [-k key | --no-key] [-t secs] [-J JobId] [-p statport] [--statfs src] host,...";
 
 const HELP = `${XPS_USAGE}
 

@@ -15,7 +15,7 @@ import {
 import { launchIdentity, nodeList, statfsNodes } from "./common.js";
 
 export const XRX_USAGE =
-  "usage: xrx [-dvlsSLp] [-a] [--statfs src] [-e exec] [-n N|.] [-j jobid] [-J jobid] [-c cwd] [-m msize] [-k privkey] nodes program [args...]";
+  "usage: xrx [-dvlsSLp] [-a] [--statfs src] [-e exec] [-n N|.] [-j jobid] [-J jobid] [-c cwd] [-m msize] [-k privkey | --no-key] [-t secs] [--call-timeout secs] [--max-connecting N] nodes program [args...]";
 
 const HELP = `${XRX_USAGE}
 
@@ -117,10 +117,18 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
       }
     }
     const attach = v.J as string | undefined;
+    const jobId = (v.j as string | undefined) ?? io.env.JOBID ?? "";
+    // The node takes `id JOB/RANK` up to the first slash, in one line.
+    if (/[/\n\r\0]/.test(jobId)) {
+      throw new UsageError(
+        `bad job id ${JSON.stringify(jobId)}${v.j === undefined ? " (from JOBID)" : ""}: it cannot hold "/" or a line break`,
+      );
+    }
     const program = rest.shift();
     if (attach === undefined && program === undefined) throw new UsageError("missing program");
     if (attach !== undefined && program !== undefined) throw new UsageError("-J takes no program");
-    const msize = intOption(v.m as string | undefined, "-m", 256);
+    // 9P carries msize in 32 bits.
+    const msize = intOption(v.m as string | undefined, "-m", 256, 0xffffffff);
     const tree = v.n as string | undefined;
     let treeWidth: number | "sqrt" = 0;
     if (tree === ".") treeWidth = "sqrt";
@@ -136,6 +144,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
       if (e.code !== "EPIPE" && e.code !== "ERR_STREAM_DESTROYED") outputError ??= e;
       signals?.emit(OUTPUT_CLOSED);
     });
+    if (v["no-key"] && v.k !== undefined) throw new UsageError("--no-key cannot be used with -k");
     const identity = launchIdentity(localPath(v.k as string | undefined, io.cwd), io.env, !!v["no-key"]);
     const result = await runJob({
       nodes,
@@ -146,7 +155,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
       noLibraries: !!v.S,
       localProgram: !!v.l,
       treeWidth,
-      jobId: (v.j as string | undefined) ?? io.env.JOBID ?? "",
+      jobId,
       cwd: v.c as string | undefined,
       env: io.env.XCPUENV ? decodeXcpuEnv(io.env.XCPUENV) : undefined,
       msize,
