@@ -259,6 +259,10 @@ export async function main(argv: string[], io: Io): Promise<number> {
             const size = parseSize(a.values["create-rom"] as string);
             if (!size)
               throw new UsageError(`--create-rom: "${a.values["create-rom"]}" is not a size (write 1M, 32M)`);
+            if (size > 0xffffffff)
+              throw new UsageError(
+                `--create-rom ${a.values["create-rom"]}: a CBFS image is below 4 GiB (its sizes are 32-bit fields)`,
+              );
             rom = createCbfs(size);
           }
           writeOutput(abs(output), cbfsAddFile(rom, name, CBFS_TYPE_SELF, self));

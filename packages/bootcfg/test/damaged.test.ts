@@ -116,6 +116,40 @@ describe("an ELF with bad program headers", () => {
     );
   });
 
+  it("payload build: a PT_LOAD whose memory size does not fit SELF's 32 bits is refused, not a crash", async () => {
+    for (const memsz of [0xffffffffffn, 0x100000000n]) {
+      const huge = elf();
+      huge.writeBigUInt64LE(memsz, PH + 40);
+      const file = put(`huge-${memsz.toString(16)}.elf`, huge);
+      const out = join(t.dir, "huge.self");
+      const r = await run(["payload", "build", file, "-o", out]);
+      expect(r, memsz.toString(16)).toMatchObject({ code: 1, stdout: "" });
+      expect(r.stderr).toBe(
+        `bootcfg: ${file}: PT_LOAD 0: memory size 0x${memsz.toString(16)} (at 0x100000) does not fit a SELF segment's 32-bit memory length\n`,
+      );
+      expect(existsSync(out)).toBe(false);
+    }
+    // the largest memory size that fits is converted
+    const max = elf();
+    max.writeBigUInt64LE(0xffffffffn, PH + 40);
+    const ok = await run(["payload", "build", put("max.elf", max), "-o", join(t.dir, "max.self")]);
+    expect(ok.code, ok.stderr).toBe(0);
+    // a CBFS image's sizes are 32-bit too
+    const rom = await run([
+      "payload",
+      "build",
+      put("small.elf", elf()),
+      "-o",
+      join(t.dir, "r.rom"),
+      "--create-rom",
+      "4G",
+    ]);
+    expect(rom).toMatchObject({
+      code: 2,
+      stderr: expect.stringMatching(/--create-rom 4G: a CBFS image is below 4 GiB/),
+    });
+  });
+
   it("a PT_NOTE with absurd sizes is skipped, not a crash", async () => {
     const e = synthElf({ pvh: 0x1000000 });
     const note = e.length - 20; // the note is last: namesz, descsz, type, "Xen\0", entry

@@ -1,6 +1,6 @@
 // coreboot CBFS files and SELF payloads (coreboot commonlib cbfs_serialized.h). Big-endian.
 import { formatError } from "../errors.js";
-import { align, cstring, view } from "../util.js";
+import { align, cstring, hex, view } from "../util.js";
 import { type ElfInfo, loadSegments, PF_X, parseElf } from "./elf.js";
 
 export const CBFS_MAGIC = "LARCHIVE";
@@ -190,6 +190,21 @@ const SEG_CODE: Record<SelfInput["type"], number> = {
 export function writeSelf(segments: SelfInput[], entry: bigint): Buffer {
   const table = Buffer.alloc((segments.length + 1) * 28);
   let dataPos = table.length;
+  // offsets and lengths are 32-bit fields: a value past them would be written cut (or throw)
+  segments.forEach((s, i) => {
+    for (const [field, v] of [
+      ["data offset", dataPos],
+      ["file length", s.data.length],
+      ["memory length", s.memLen],
+    ] as const)
+      if (!(v >= 0 && v <= 0xffffffff))
+        throw formatError(
+          "SELF payload",
+          `segment ${i} (${s.type}): ${field} ${hex(v)} does not fit the segment's 32-bit field`,
+        );
+    dataPos += s.data.length;
+  });
+  dataPos = table.length;
   segments.forEach((s, i) => {
     const o = i * 28;
     table.writeUInt32BE(SEG_CODE[s.type], o);
@@ -218,6 +233,12 @@ export function elfToSelf(elf: Uint8Array, opts: SelfOptions = {}, what = "ELF")
   const segs: SelfInput[] = [];
   for (const ph of loads) {
     if (ph.offset + ph.filesz > elf.length) throw formatError(what, "PT_LOAD past the end of the file");
+    // a SELF segment's lengths are 32 bits (coreboot loads payloads below 4 GiB)
+    if (ph.memsz > 0xffffffff)
+      throw formatError(
+        what,
+        `PT_LOAD ${info.programHeaders.indexOf(ph)}: memory size ${hex(ph.memsz)} (at ${hex(ph.paddr)}) does not fit a SELF segment's 32-bit memory length`,
+      );
     segs.push({
       type: ph.filesz === 0 ? "bss" : ph.flags & PF_X ? "code" : "data",
       load: ph.paddr,
