@@ -220,18 +220,29 @@ function parseLegacy(text: string, file: string): Config {
 
 /** Parses a duration: a number of seconds, or text like `500ms`, `5s`, `1m`. Returns milliseconds. */
 export function parseDuration(value: unknown): number {
-  if (typeof value === "number" && Number.isFinite(value) && value >= 0) return Math.round(value * 1000);
+  let ms: number | undefined;
+  if (typeof value === "number" && Number.isFinite(value) && value >= 0) ms = Math.round(value * 1000);
   if (typeof value === "string") {
     const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(value);
     if (m) {
       const n = Number(m[1]);
       const unit = m[2] ?? "s";
       const mult = unit === "ms" ? 1 : unit === "s" ? 1000 : unit === "m" ? 60_000 : 3_600_000;
-      return Math.round(n * mult);
+      ms = Math.round(n * mult);
     }
   }
-  throw new Error(`expected a duration like 5s, 500ms or a number of seconds, got ${JSON.stringify(value)}`);
+  if (ms === undefined) {
+    throw new Error(
+      `expected a duration like 5s, 500ms or a number of seconds, got ${JSON.stringify(value)}`,
+    );
+  }
+  // Timers take at most 2^31 - 1 ms; a longer one would fire at once (and 1e308 s is Infinity).
+  if (!(ms <= MAX_DURATION_MS)) throw new Error(`duration ${JSON.stringify(value)} is longer than 24 days`);
+  return ms;
 }
+
+/** The longest duration statfs takes (the largest timer delay Node honours), in milliseconds. */
+export const MAX_DURATION_MS = 2 ** 31 - 1;
 
 const LABEL_RE = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
 const RESERVED_LABELS = new Set(["node", "address", "arch", "status", "le", "quantile"]);

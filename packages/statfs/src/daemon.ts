@@ -98,6 +98,15 @@ function splitHostPort(text: string): { host: string; port: number } {
   return { host: a.host, port: a.port };
 }
 
+/** Why an HTTP listen failed, for the usual errno codes. */
+const LISTEN_ERRORS: Record<string, string> = {
+  ENOTFOUND: "no such host (ENOTFOUND)",
+  EAI_AGAIN: "the name cannot be resolved now (EAI_AGAIN)",
+  EADDRINUSE: "address already in use (EADDRINUSE)",
+  EADDRNOTAVAIL: "not an address of this machine (EADDRNOTAVAIL)",
+  EACCES: "permission denied (EACCES)",
+};
+
 /** Starts statfs. Rejects (and leaves nothing running) when the config, key or a listen fails. */
 export async function startStatfs(opts: StatfsOptions): Promise<Statfs> {
   const log = opts.log ?? (() => {});
@@ -140,8 +149,9 @@ export async function startStatfs(opts: StatfsOptions): Promise<Statfs> {
     // What the file holds once read (or restored) is what is in force now: rewriting it would only
     // drop the entries that were refused, which the log names.
     saved = holdsText();
-    monitor.on("change", () => {
-      saving = saving.then(async () => {
+    // One save at a time, in order; each writes the holds in force when it runs.
+    const save = (): Promise<void> => {
+      const run = saving.then(async () => {
         const text = holdsText();
         if (text === saved) return;
         const tmp = `${holdFile}.tmp`;
@@ -152,10 +162,17 @@ export async function startStatfs(opts: StatfsOptions): Promise<Statfs> {
         } catch (err) {
           // A full disk: the previous file stays whole; take the partial copy away.
           await rm(tmp, { force: true }).catch(() => {});
-          log(`cannot write hold file ${holdFile}: ${(err as Error).message}`);
+          const e = err as NodeJS.ErrnoException;
+          const why = `cannot write hold file ${holdFile}: ${e.code ?? e.message}`;
+          log(why);
+          throw new Error(why);
         }
       });
-    });
+      saving = run.catch(() => {});
+      return run;
+    };
+    monitor.on("change", () => void save().catch(() => {}));
+    monitor.persistHolds = save;
   }
 
   let lastReloadOk = 1;
@@ -183,7 +200,16 @@ export async function startStatfs(opts: StatfsOptions): Promise<Statfs> {
       addresses.push(formatAddress(await server.listen(parseAddress(a, STATFS_PORT))));
     }
     const httpAddr = opts.http === undefined ? DEFAULT_HTTP : opts.http;
-    if (httpAddr !== null) http = await startHttp(monitor, { ...splitHostPort(httpAddr), extraMetrics });
+    if (httpAddr !== null) {
+      const where = splitHostPort(httpAddr);
+      try {
+        http = await startHttp(monitor, { ...where, extraMetrics });
+      } catch (err) {
+        const e = err as NodeJS.ErrnoException;
+        const why = e.code ? (LISTEN_ERRORS[e.code] ?? e.code) : e.message;
+        throw new Error(`cannot listen for HTTP on ${httpAddr}: ${why}`, { cause: err });
+      }
+    }
   } catch (err) {
     await server.close(0);
     await http?.close();

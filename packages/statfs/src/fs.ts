@@ -217,12 +217,12 @@ async function nodeCommand(mon: Monitor, node: string, line: string): Promise<vo
       const problem = holdReasonProblem(reason);
       if (problem) throw new FsError(problem);
       mon.setHold(node, reason);
-      return;
+      return persisted(mon);
     }
     case "up":
       if (rest) throw new FsError("usage: up");
       mon.setHold(node, undefined);
-      return;
+      return persisted(mon);
     case "state":
       if (/[\t\n]/.test(rest)) throw new FsError("bad state text: no tabs or newlines");
       try {
@@ -237,6 +237,15 @@ async function nodeCommand(mon: Monitor, node: string, line: string): Promise<vo
       return;
     default:
       throw new FsError(`unknown command "${cmd}" (down [reason], up, state TEXT, poll)`);
+  }
+}
+
+/** A hold is in force at once; the writer learns when it will not outlive a restart. */
+async function persisted(mon: Monitor): Promise<void> {
+  try {
+    await mon.persistHolds?.();
+  } catch (err) {
+    throw new FsError(`in force, but not saved: ${(err as Error).message}`);
   }
 }
 

@@ -225,6 +225,11 @@ export class Monitor extends EventEmitter<MonitorEvents> {
   private running = false;
   private watchdog: NodeJS.Timeout | undefined;
   private tableCache: Buffer | undefined;
+  /**
+   * Makes the admin holds in force now survive a restart (the daemon's hold file); rejects when
+   * they could not be saved. Awaited by the ctl commands that set or clear a hold.
+   */
+  persistHolds: (() => Promise<void>) | undefined;
   /** Poll latency histogram over all nodes. */
   readonly latency = new Histogram(LATENCY_BOUNDS);
   /** Time polls waited for a free slot (scheduler lag), seconds. */

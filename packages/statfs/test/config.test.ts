@@ -164,6 +164,13 @@ describe("helpers", () => {
     expect(parseDuration("1.5s")).toBe(1500);
     expect(parseDuration("2m")).toBe(120000);
     expect(() => parseDuration("-1s")).toThrow(/duration/);
+    // No timer waits longer than 2^31 - 1 ms; 1e308 s (a YAML number) is Infinity ms.
+    expect(parseDuration("596h")).toBe(596 * 3_600_000);
+    for (const v of [1e308, "597h", "99999999999999s", 2 ** 31])
+      expect(() => parseDuration(v)).toThrow(/24 days/);
+    expect(issues(() => parseConfig("poll: { interval: 1e308 }\nnodes: [a]\n", "p.yaml"))[0]).toMatch(
+      /24 days/,
+    );
   });
   it("expands address patterns", () => {
     expect(expandPattern("10.0.{n}.{n+100}:{num}", "rack2n007")).toBe("10.0.7.107:007");

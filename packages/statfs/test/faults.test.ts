@@ -2,6 +2,7 @@
 // serving its 9P table, JSON and metrics.
 
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -127,5 +128,30 @@ describe("broken nodes", () => {
         "i",
       ),
     );
+  });
+});
+
+describe("an HTTP address statfs cannot listen on", () => {
+  it("is named with the reason, and nothing is left listening", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "statfs-http-"));
+    const busy = createServer();
+    await new Promise<void>((resolve) => busy.listen(0, "127.0.0.1", resolve));
+    try {
+      const conf = join(dir, "statfs.conf");
+      await writeFile(conf, `n1=tcp!127.0.0.1!${await deadPort()}\n`);
+      const port = (busy.address() as AddressInfo).port;
+      const base = { configFile: conf, listen: ["tcp!127.0.0.1!0"] };
+      await expect(startStatfs({ ...base, http: `127.0.0.1:${port}` })).rejects.toThrow(
+        `cannot listen for HTTP on 127.0.0.1:${port}: address already in use (EADDRINUSE)`,
+      );
+      // A label longer than 63 bytes: the resolver refuses the name without sending a query.
+      const host = `${"h".repeat(64)}.invalid`;
+      await expect(startStatfs({ ...base, http: `${host}:8080` })).rejects.toThrow(
+        `cannot listen for HTTP on ${host}:8080: no such host (ENOTFOUND)`,
+      );
+    } finally {
+      busy.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

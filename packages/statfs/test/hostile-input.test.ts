@@ -156,6 +156,7 @@ describe("the hold file", () => {
       holdFile,
       log: (l) => log.push(l),
       pollOverrides: POLL,
+      ctlWithoutAuth: true,
     });
 
   it("restores good holds only, and says which it refused", async () => {
@@ -229,6 +230,19 @@ describe("the hold file", () => {
         20_000,
         "the partial hold file removed",
       );
+      expect(readFileSync(holdFile, "utf8")).toBe(before);
+      // Through ctl the writer learns it: the hold is in force, and will not outlive a restart.
+      const c = await mount(statfs.addresses[0]!, { uname: "nobody" });
+      try {
+        const ctl = await c.open("ctl", OWRITE);
+        await expect(ctl.write(0, "down n2 disk2\n")).rejects.toThrow(
+          `in force, but not saved: cannot write hold file ${holdFile}: ENOSPC`,
+        );
+        await ctl.clunk();
+      } finally {
+        await c.close();
+      }
+      expect(statfs.monitor.node("n2")?.hold).toBe("disk2");
       expect(readFileSync(holdFile, "utf8")).toBe(before);
     } finally {
       await statfs?.close();
