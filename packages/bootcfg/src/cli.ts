@@ -650,11 +650,12 @@ export async function main(argv: string[], io: Io): Promise<number> {
       case "serve": {
         const a = parse(rest, { listen: { type: "string" }, msize: { type: "string" } });
         if (a.values.help) return helpFor("serve");
+        const listen = need(a.values.listen, "--listen ADDR");
         const c = loadCluster(
           (a.positionals[0] as string | undefined) ?? (a.values.cluster as string | undefined),
         );
         const { serveCluster } = await import("./serve.js");
-        const srv = await serveCluster(c, need(a.values.listen, "--listen ADDR"));
+        const srv = await serveCluster(c, listen);
         io.onListen?.(srv.address);
         io.stderr(`bootcfg: serving ${c.nodes().length} nodes of ${c.file} on ${srv.address}\n`);
         await (io.until ??

@@ -1,7 +1,8 @@
 // F13: `bootcfg serve` as a real child process on a loopback port, read through the ninep client.
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { closeSync, existsSync, openSync, readFileSync, writeFileSync, writeSync } from "node:fs";
+import { createServer } from "node:net";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Fsys, mount } from "@clustermatic/ninep/client";
@@ -166,5 +167,61 @@ describe("bootcfg serve", () => {
     expect(h.digest("hex")).toBe(p.initrd.sha256);
     // the server's peak resident memory grew by far less than the file it served
     expect((after - before) * 1024).toBeLessThan(32 << 20);
+  });
+});
+
+describe("bootcfg serve --listen errors", () => {
+  /** Runs `bootcfg serve` as a child process; it must exit by itself (no server starts). */
+  function serveExit(listen: string): { status: number | null; stderr: string } {
+    const cluster = join(t.dir, "listen.yaml");
+    writeFileSync(cluster, "nodes:\n  - {name: n1, kernel: vmlinuz}\n");
+    const r = spawnSync(
+      process.execPath,
+      [
+        "--conditions=@clustermatic/source",
+        "--import",
+        "tsx",
+        "src/bin/bootcfg.ts",
+        "serve",
+        cluster,
+        "--listen",
+        listen,
+      ],
+      { cwd: PKG, timeout: 20_000, encoding: "utf8" },
+    );
+    return { status: r.status, stderr: r.stderr };
+  }
+
+  it("a bad address is a usage error (2) on one line, not an uncaught exception", () => {
+    for (const [listen, msg] of [
+      ["udp!x!1", 'unknown network "udp"'],
+      ["127.0.0.1:99999", "bad port 99999"],
+    ] as const) {
+      const r = serveExit(listen);
+      expect(r.status, r.stderr).toBe(2);
+      expect(r.stderr).toMatch(
+        new RegExp(`^bootcfg: --listen ${listen.replace(/[.!]/g, "\\$&")}: .*${msg}[^\n]*\n$`),
+      );
+    }
+  });
+
+  it("an address in use, or a socket in a missing directory: exit 1, one line with the address and errno", async () => {
+    const busy = createServer();
+    await new Promise<void>((res) => busy.listen(0, "127.0.0.1", res));
+    const port = (busy.address() as { port: number }).port;
+    try {
+      const r = serveExit(`127.0.0.1:${port}`);
+      expect(r).toEqual({
+        status: 1,
+        stderr: `bootcfg: cannot listen on tcp!127.0.0.1!${port}: address already in use (EADDRINUSE)\n`,
+      });
+    } finally {
+      await new Promise((res) => busy.close(res));
+    }
+    expect(serveExit("unix!/nonexistent/dir/s")).toEqual({
+      status: 1,
+      stderr:
+        "bootcfg: cannot listen on unix!/nonexistent/dir/s: no such file or directory (ENOENT): /nonexistent/dir does not exist\n",
+    });
   });
 });
