@@ -117,6 +117,27 @@ describe("jobs: -J attach, xps, xk", () => {
     expect((await job).code).toBe(137);
   }, 60_000);
 
+  it("xk of a job over more nodes than run it: no error for the others; a job found nowhere is one", async () => {
+    const [a, b] = [four.nodes[0]!.spec, four.nodes[1]!.spec];
+    const job = runCli(xrx, ["--no-key", "-j", "fewjob", a, "sleep", "30"]);
+    await until(
+      async () => (await runCli(xps, ["--no-key", "-J", "fewjob", a])).stdout.includes("fewjob/"),
+      30_000,
+      "fewjob",
+    );
+    expect(await runCli(xk, ["--no-key", "KILL", `${a},${b}:/fewjob`])).toEqual({
+      code: 0,
+      stdout: "",
+      stderr: "",
+    });
+    expect((await job).code).toBe(137);
+    const none = await runCli(xk, ["--no-key", "KILL", `${a},${b}:/nosuchjob`]);
+    expect(none.code).toBe(1);
+    expect(none.stderr.split("\n").filter(Boolean).sort()).toEqual(
+      [`xk: ${a}: no process /nosuchjob`, `xk: ${b}: no process /nosuchjob`].sort(),
+    );
+  }, 60_000);
+
   it("xk by pid, and errors for missing targets and bad signals", async () => {
     const job = runCli(xrx, ["--no-key", "-j", "kjob", four.nodes[0]!.spec, "sleep", "30"]);
     let pid = "";

@@ -154,16 +154,25 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
       const node = await connectTool(spec, conn);
       const msgs: string[] = [];
       let bad = 0;
+      // Job ids found on this node, and those it does not run (an error only if no node does).
+      const foundJobs = new Set<string>();
+      const missingJobs: string[] = [];
       try {
         const procs = await node.procs();
         const signalledSessions = new Set<string>();
         for (const id of ids) {
           const hit = procs.filter((p) => matches(p, id, !!v.m));
+          const isJob = id.includes("/") || !!v.m;
           if (hit.length === 0) {
+            if (isJob) {
+              missingJobs.push(id);
+              continue;
+            }
             msgs.push(`xk: ${spec.name}: no process ${id}`);
             bad++;
             continue;
           }
+          if (isJob) foundJobs.add(id);
           for (const p of hit) {
             try {
               await node.kill(sig, p.pid);
@@ -190,8 +199,12 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
       } finally {
         node.close();
       }
-      return { msgs, bad };
+      return { msgs, bad, foundJobs, missingJobs };
     });
+    // A job runs on some of the nodes named: those without it are no error, as long as one has it.
+    const jobsFound = new Set<string>();
+    for (const r of results)
+      if (r.status === "fulfilled") for (const j of r.value.foundJobs) jobsFound.add(j);
     results.forEach((r, i) => {
       if (r.status === "rejected") {
         failures++;
@@ -199,6 +212,11 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
       } else {
         failures += r.value.bad;
         for (const m of r.value.msgs) io.stderr.write(`${m}\n`);
+        for (const id of r.value.missingJobs) {
+          if (jobsFound.has(id)) continue;
+          io.stderr.write(`xk: ${entries[i]!.spec.name}: no process ${id}\n`);
+          failures++;
+        }
       }
     });
     return failures > 0 ? 1 : 0;
