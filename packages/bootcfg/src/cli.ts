@@ -1,5 +1,5 @@
 // The `bootcfg` command: main(argv, io) so tests run it in-process; src/bin/bootcfg.ts calls it.
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { existsSync, fstatSync, readFileSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { type ParseArgsConfig, parseArgs } from "node:util";
@@ -140,6 +140,9 @@ export async function main(argv: string[], io: Io): Promise<number> {
     if (file) writeOutput(abs(file), text);
     else io.stdout(text);
   };
+  // what a command says about a file it wrote: on stderr when that file is our standard output
+  // (`-o /dev/stdout`), whose bytes must be the artifact alone
+  const report = (output: string) => (isStdout(abs(output)) ? io.stderr : io.stdout);
   const need = (v: unknown, what: string): string => {
     if (typeof v !== "string" || v === "") throw new UsageError(`${cmd}: ${what} is required`);
     return v;
@@ -188,7 +191,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
           entry: e.entry,
           pvhEntry: e.pvhEntry,
         };
-        out(
+        report(output)(
           a.values.json
             ? `${toJson(summary)}\n`
             : `${output}: ${elf.length} bytes, ELF${e.class} ${e.machineName}, entry ${e.entry.toString(16)} (from ${info.payload.compression} payload)\n`,
@@ -267,8 +270,9 @@ export async function main(argv: string[], io: Io): Promise<number> {
           }
           writeOutput(abs(output), cbfsAddFile(rom, name, CBFS_TYPE_SELF, self));
         } else writeOutput(abs(output), self);
+        const say = report(output);
         if (a.values.json)
-          out(
+          say(
             `${toJson({
               output: abs(output),
               selfSize: self.length,
@@ -289,13 +293,13 @@ export async function main(argv: string[], io: Io): Promise<number> {
           );
         else {
           const where = inRom ? ` as ${name}` : "";
-          io.stdout(`${output}: SELF payload of ${self.length} bytes${where}\n`);
+          say(`${output}: SELF payload of ${self.length} bytes${where}\n`);
           if (linux) {
             for (const g of linux.ranges)
-              io.stdout(
+              say(
                 `  ${g.type.padEnd(4)} ${g.name.padEnd(12)} load ${hex(g.start, 8)}  length ${g.len}/${g.memLen}\n`,
               );
-            io.stdout(
+            say(
               `  entry ${hex(linux.entry, 8)} (trampoline); needs RAM up to ${hex(linux.minMemory)} (${formatBytes(linux.minMemory)})\n`,
             );
           }
@@ -580,7 +584,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
             `warning: ${p.node.name}: command line has no console=${consoleFor(p.node.arch)}; serial output may be empty\n`,
           );
         if (!a.values.run) {
-          out(
+          report(initrdOut)(
             a.values.json
               ? `${toJson(argv)}\n`
               : `${argv.map((s) => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replaceAll("'", "'\\''")}'`)).join(" ")}\n`,
@@ -742,7 +746,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
         output,
         { compress: !a.values["no-gzip"], ...(level !== undefined ? { level } : {}) },
       );
-      if (a.values.json) io.stdout(`${toJson({ output, cpioBytes: r2.cpioBytes })}\n`);
+      if (a.values.json) report(output)(`${toJson({ output, cpioBytes: r2.cpioBytes })}\n`);
       return 0;
     }
     if (sub === "overlay" || sub === "combine") {
@@ -756,6 +760,18 @@ export async function main(argv: string[], io: Io): Promise<number> {
       return 0;
     }
     return usage(`initrd: unknown subcommand ${sub ?? "(none)"}; use build, overlay or combine`);
+  }
+}
+
+/** Whether `path` is this process's standard output: /dev/stdout, or the file or pipe fd 1 is. */
+function isStdout(path: string): boolean {
+  if (["/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"].includes(path)) return true;
+  try {
+    const a = statSync(path);
+    const b = fstatSync(1);
+    return a.dev === b.dev && a.ino === b.ino;
+  } catch {
+    return false;
   }
 }
 

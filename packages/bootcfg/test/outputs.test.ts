@@ -1,11 +1,13 @@
 // Commands that write many files (render, pxe, ipxe, coreboot -o) change all of them or none: a
 // node whose plan fails half-way through, or a full disk, leaves the previous output as it was.
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { cpSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { join, relative } from "node:path";
+import { dirname, join, relative } from "node:path";
+import { fileURLToPath } from "node:url";
+import { gzipSync } from "node:zlib";
 import { afterAll, describe, expect, it } from "vitest";
 import { run, tempDir } from "./helpers.js";
-import { synthBzImage } from "./synth.js";
+import { synthBzImage, synthElf } from "./synth.js";
 
 const t = tempDir();
 afterAll(() => t.cleanup());
@@ -201,5 +203,81 @@ describe("names in pxelinux configs and iPXE scripts", () => {
       });
     }
     expect(readdirSync(d)).not.toContain("dots");
+  });
+});
+
+describe("-o /dev/stdout", () => {
+  const PKG = join(dirname(fileURLToPath(import.meta.url)), "..");
+  /** The CLI as a child process with its stdout on a pipe (`bootcfg … | cat`); stdout as bytes. */
+  function bin(args: string[]): { status: number | null; stdout: Buffer; stderr: string } {
+    const r = spawnSync(
+      "bash",
+      [
+        "-o",
+        "pipefail",
+        "-c",
+        '"$@" | cat',
+        "bash",
+        process.execPath,
+        "--conditions=@clustermatic/source",
+        "--import",
+        "tsx",
+        join(PKG, "src/bin/bootcfg.ts"),
+        ...args,
+      ],
+      { cwd: PKG, timeout: 20_000, maxBuffer: 64 << 20 },
+    );
+    return { status: r.status, stdout: r.stdout, stderr: r.stderr.toString() };
+  }
+
+  it("stdout holds exactly the artifact; the summary goes to stderr", async () => {
+    const elf = synthElf({ loads: [{ paddr: 0x100000, data: Buffer.alloc(4096, 0x90), memsz: 8192 }] });
+    const bz = synthBzImage({ payload: gzipSync(elf) });
+    bz.writeUInt32LE(Math.ceil((bz.length - 1024) / 16), 0x1f4);
+    writeFileSync(join(t.dir, "std.bz"), bz);
+    writeFileSync(join(t.dir, "std.elf"), elf);
+
+    const x = bin(["extract-vmlinux", join(t.dir, "std.bz"), "-o", "/dev/stdout"]);
+    expect(x.status, x.stderr).toBe(0);
+    expect(x.stdout.equals(elf)).toBe(true);
+    expect(x.stderr).toBe(
+      `/dev/stdout: ${elf.length} bytes, ELF64 x86_64, entry 100000 (from gzip payload)\n`,
+    );
+
+    // payload build, for a bzImage, an ELF, into a new ROM and with --json: the bytes a file gets
+    for (const [input, extra] of [
+      ["std.bz", ["--cmdline", "console=ttyS0"]],
+      ["std.elf", []],
+      ["std.elf", ["--create-rom", "64K"]],
+      ["std.elf", ["--json"]],
+    ] as const) {
+      const file = join(t.dir, "std.out");
+      expect((await run(["payload", "build", join(t.dir, input), "-o", file, ...extra])).code).toBe(0);
+      const p = bin(["payload", "build", join(t.dir, input), "-o", "/dev/stdout", ...extra]);
+      expect(p.status, p.stderr).toBe(0);
+      expect(p.stdout.equals(readFileSync(file)), `${input} ${extra.join(" ")}`).toBe(true);
+      expect(p.stderr).toMatch(
+        extra.includes("--json") ? /"selfSize"/ : /^\/dev\/stdout: SELF payload of \d+ bytes/,
+      );
+    }
+
+    // initrd build --json: the JSON summary is not mixed into the archive
+    writeFileSync(join(t.dir, "hello"), "hi\n");
+    const file = join(t.dir, "std.cpio.gz");
+    expect((await run(["initrd", "build", "--file", `hello=${join(t.dir, "hello")}`, "-o", file])).code).toBe(
+      0,
+    );
+    const i = bin([
+      "initrd",
+      "build",
+      "--file",
+      `hello=${join(t.dir, "hello")}`,
+      "-o",
+      "/dev/stdout",
+      "--json",
+    ]);
+    expect(i.status, i.stderr).toBe(0);
+    expect(i.stdout.equals(readFileSync(file))).toBe(true);
+    expect(JSON.parse(i.stderr)).toMatchObject({ output: "/dev/stdout" });
   });
 });
