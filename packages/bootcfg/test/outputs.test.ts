@@ -245,12 +245,13 @@ describe("-o /dev/stdout", () => {
     );
 
     // payload build, for a bzImage, an ELF, into a new ROM and with --json: the bytes a file gets
-    for (const [input, extra] of [
+    const cases: Array<[string, string[]]> = [
       ["std.bz", ["--cmdline", "console=ttyS0"]],
       ["std.elf", []],
       ["std.elf", ["--create-rom", "64K"]],
       ["std.elf", ["--json"]],
-    ] as const) {
+    ];
+    for (const [input, extra] of cases) {
       const file = join(t.dir, "std.out");
       expect((await run(["payload", "build", join(t.dir, input), "-o", file, ...extra])).code).toBe(0);
       const p = bin(["payload", "build", join(t.dir, input), "-o", "/dev/stdout", ...extra]);
