@@ -45,7 +45,7 @@ export async function loadPrivateKey(path: string): Promise<KeyObject> {
     const e = err as NodeJS.ErrnoException;
     throw new KeyError(`cannot read admin key ${path}: ${e.code ?? e.message}`);
   }
-  return parsePrivateKey(text, path);
+  return parsePrivateKey(text, `admin key ${path}`);
 }
 
 /** Answers a challenge with `key`. */

@@ -227,6 +227,16 @@ export async function startStatfs(opts: StatfsOptions): Promise<Statfs> {
     reloading = (async () => {
       try {
         const next = applyOverrides(await loadConfig(opts.configFile), opts.pollOverrides);
+        // An emptied file (an editor's save caught half-way, a truncation) would drop every node.
+        if (next.nodes.length === 0 && config.nodes.length > 0) {
+          throw new ConfigError([
+            {
+              file: opts.configFile,
+              line: 0,
+              message: `names no node; the ${config.nodes.length} configured stay (restart statfs to run it without nodes)`,
+            },
+          ]);
+        }
         monitor.reload(next);
         config = next;
         lastReloadOk = 1;

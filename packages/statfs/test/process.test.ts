@@ -182,6 +182,12 @@ describe("statfs process", () => {
       ["n1", "up"],
       ["n2", "up"],
     ]);
+    // An emptied file does not drop the cluster.
+    await writeFile(conf, "# being edited\n");
+    s1.kill("SIGHUP");
+    await s1.waitStderr(/names no node/, 60_000);
+    expect(s1.stderr()).toContain(`${conf}: names no node; the 2 configured stay`);
+    expect((await table(addr))!.map((r) => r.name)).toEqual(["n1", "n2"]);
 
     // A 9P client connected before the reload keeps its connection.
     const held = await mount(addr, { uname: "nobody" });
