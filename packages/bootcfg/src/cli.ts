@@ -732,6 +732,11 @@ export async function main(argv: string[], io: Io): Promise<number> {
         else if (!statSync(t).isDirectory()) throw new BootcfgError("EIO", `--tree ${t}: not a directory`);
       if (!trees.length && !entries.length)
         throw new UsageError("initrd build: give at least one --tree, --file or --dev");
+      const mtimeText = a.values.mtime as string | undefined;
+      if (mtimeText !== undefined && !(/^\d+$/.test(mtimeText) && Number(mtimeText) <= 0xffffffff))
+        throw new UsageError(
+          `--mtime ${mtimeText}: expected seconds since 1970 from 0 to 4294967295 (newc's 32 bits)`,
+        );
       const level = a.values.level ? Number(a.values.level) : undefined;
       if (level !== undefined && !(level >= 0 && level <= 9)) throw new UsageError("--level must be 0..9");
       const r2 = await writeInitramfs(

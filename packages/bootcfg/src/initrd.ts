@@ -26,12 +26,23 @@ export function parseDeviceSpec(spec: string): CpioEntry {
       "EUSAGE",
       `bad device "${spec}": write PATH:c:MAJOR:MINOR[:MODE], PATH:b:MAJOR:MINOR or PATH:p`,
     );
+  // Linux's initramfs unpacker makes the device number with MKDEV: 12 bits of major, 20 of minor
+  // (a larger number, or one past newc's 32-bit fields, would name another device)
+  const number = (text: string | undefined, what: string, max: number): number => {
+    const n = Number(text ?? 0);
+    if (n > max)
+      throw new BootcfgError(
+        "EUSAGE",
+        `bad device "${spec}": ${what} ${text} is larger than ${max}, the largest Linux device ${what}`,
+      );
+    return n;
+  };
   return {
     name: m[1]!.replace(/^\/+/, ""),
     type: m[2] === "c" ? "char" : m[2] === "b" ? "block" : "fifo",
     perm: m[5] ? Number.parseInt(m[5], 8) : 0o600,
-    rdevMajor: Number(m[3] ?? 0),
-    rdevMinor: Number(m[4] ?? 0),
+    rdevMajor: number(m[3], "major", 0xfff),
+    rdevMinor: number(m[4], "minor", 0xfffff),
   };
 }
 

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { afterAll, describe, expect, it } from "vitest";
 import { writeBeoboot } from "../src/formats/beoboot.js";
-import { writeCpio } from "../src/formats/cpio.js";
+import { readCpio, writeCpio } from "../src/formats/cpio.js";
 import { KERNEL_AMD64, need, run, sh, tempDir } from "./helpers.js";
 import { synthBzImage, synthElf } from "./synth.js";
 
@@ -232,6 +232,50 @@ describe("a beoboot image", () => {
 });
 
 describe("initrd build inputs", () => {
+  it("--dev numbers and --mtime that do not fit are usage errors naming the value, not wrapped", async () => {
+    const out = join(t.dir, "dev.cpio");
+    for (const [spec, msg] of [
+      [
+        "/dev/x:c:99999999999:1",
+        /bad device "\/dev\/x:c:99999999999:1": major 99999999999 is larger than 4095/,
+      ],
+      ["/dev/x:c:4294967296:4294967297", /major 4294967296 is larger than 4095/],
+      ["/dev/x:b:8:4294967297", /minor 4294967297 is larger than 1048575/],
+      ["/dev/x:c:4096:0", /major 4096 is larger than 4095, the largest Linux device major/],
+    ] as const) {
+      const r = await run(["initrd", "build", "--no-gzip", "--dev", spec, "-o", out]);
+      expect(r.code, spec).toBe(2);
+      expect(r.stderr).toMatch(msg);
+      expect(existsSync(out)).toBe(false);
+    }
+    const m = await run([
+      "initrd",
+      "build",
+      "--no-gzip",
+      "--dev",
+      "/dev/x:p",
+      "--mtime",
+      "4294967296",
+      "-o",
+      out,
+    ]);
+    expect(m).toMatchObject({
+      code: 2,
+      stderr: expect.stringMatching(/--mtime 4294967296: expected seconds/),
+    });
+    // the writer itself refuses what newc cannot hold instead of cutting it
+    expect(() =>
+      writeCpio([{ name: "x", type: "char", perm: 0o600, rdevMajor: 2 ** 32, rdevMinor: 0 }]),
+    ).toThrow(/cpio entry "x": rdevmajor 4294967296 does not fit newc's 32-bit field/);
+    // the largest numbers Linux has are stored as they are
+    const ok = await run(["initrd", "build", "--no-gzip", "--dev", "/dev/x:c:4095:1048575", "-o", out]);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(readCpio(readFileSync(out)).entries.find((e) => e.name === "dev/x")).toMatchObject({
+      rdevMajor: 4095,
+      rdevMinor: 1048575,
+    });
+  });
+
   it("a DEST with .. components stays inside the archive", async () => {
     const out = join(t.dir, "dots.cpio");
     const src = put("hello", Buffer.from("hi\n"));

@@ -64,6 +64,22 @@ function putHex8(out: Buffer, at: number, n: number): void {
 
 const ZEROS = new Uint8Array(4);
 
+const NEWC_FIELDS = [
+  "inode",
+  "mode",
+  "uid",
+  "gid",
+  "nlink",
+  "mtime",
+  "file size",
+  "devmajor",
+  "devminor",
+  "rdevmajor",
+  "rdevminor",
+  "namesize",
+  "check",
+];
+
 /** The numeric fields of a newc header besides the mode. */
 export interface NewcFields {
   ino: number;
@@ -102,7 +118,13 @@ export function newcHeader(name: string, mode: number, f: NewcFields): Buffer {
     namesize,
     0,
   ];
-  for (let i = 0; i < 13; i++) putHex8(out, 6 + i * 8, fields[i]!);
+  for (let i = 0; i < 13; i++) {
+    const v = fields[i]!;
+    // 8 hex digits: a larger value would be stored cut to its low 32 bits
+    if (!(v >= 0 && v <= 0xffffffff && Number.isInteger(v)))
+      throw formatError(`cpio entry "${name}"`, `${NEWC_FIELDS[i]} ${v} does not fit newc's 32-bit field`);
+    putHex8(out, 6 + i * 8, v);
+  }
   nameBytes.copy(out, 110);
   return out;
 }
