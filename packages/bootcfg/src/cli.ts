@@ -486,6 +486,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
         const index: Record<string, string[]> = {};
         // Every node's files or none (see OutputBatch).
         withOutputs((o) => {
+          o.mkdir(dir); // also with no node of this delivery: the index and boot.ipxe go there
           for (const r of published) {
             const name = r.name;
             if (!r.mac) throw new BootcfgError("ECHECK", `${name}: delivery "${cmd}" needs a mac address`);

@@ -206,6 +206,23 @@ describe("names in pxelinux configs and iPXE scripts", () => {
   });
 });
 
+describe("pxe and ipxe without a node of their delivery", () => {
+  it("create the output directory and write the index (and boot.ipxe, pxelinux.cfg/default)", async () => {
+    const d = join(t.dir, "nodeless");
+    mkdirSync(d);
+    writeFileSync(join(d, "bz"), synthBzImage());
+    writeFileSync(join(d, "cluster.yaml"), "nodes:\n  - {name: n1, kernel: bz}\n");
+    for (const cmd of ["ipxe", "pxe"]) {
+      const out = join(d, `new-${cmd}`, "sub");
+      const r = await run([cmd, "-o", out], d);
+      expect(r, cmd).toEqual({ code: 0, stdout: `0 ${cmd} node configs written to ${out}\n`, stderr: "" });
+      expect(JSON.parse(readFileSync(join(out, `${cmd}-index.json`), "utf8"))).toEqual({});
+    }
+    expect(readFileSync(join(d, "new-ipxe/sub/boot.ipxe"), "utf8")).toMatch(/^#!ipxe/);
+    expect(readFileSync(join(d, "new-pxe/sub/pxelinux.cfg/default"), "utf8")).toMatch(/DEFAULT local/);
+  });
+});
+
 describe("-o /dev/stdout", () => {
   const PKG = join(dirname(fileURLToPath(import.meta.url)), "..");
   /** The CLI as a child process with its stdout on a pipe (`bootcfg … | cat`); stdout as bytes. */
