@@ -4,6 +4,7 @@ import type { Cluster, ResolvedNode } from "./cluster/resolve.js";
 import { BootcfgError } from "./errors.js";
 import type { FileCache, FileFacts } from "./files.js";
 import { isBzImage64 } from "./formats/bzimage.js";
+import { uimageProblem } from "./formats/uimage.js";
 import { buildOverlay } from "./initrd.js";
 import { type Inspection, kernelFormatOf } from "./inspect.js";
 import { loaderCmdline, publishedNameProblems } from "./pxe.js";
@@ -190,10 +191,8 @@ export function checkNode(cluster: Cluster, node: ResolvedNode, files: FileCache
               : `${n}: command line is ${cmdlineBytes} bytes, ${lim.says}`,
           );
       }
-      if (kernel.format === "uimage" && (!kernel.headerCrcOk || !kernel.dataCrcOk))
-        errors.push(
-          `${n}: ${kpath}: uImage ${kernel.headerCrcOk ? "data" : "header"} CRC mismatch (file damaged?)`,
-        );
+      const uProblem = kernel.format === "uimage" ? uimageProblem(kernel, kernel.size) : undefined;
+      if (uProblem) errors.push(`${n}: ${kpath}: ${uProblem}`);
       // initrd placement and memory
       if (kernel.format === "bzImage") {
         const h = kernel.header;

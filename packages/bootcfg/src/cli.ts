@@ -14,7 +14,7 @@ import { CBFS_TYPE_SELF, cbfsAddFile, createCbfs, elfToSelf } from "./formats/cb
 import type { CpioEntry } from "./formats/cpio.js";
 import { isElf, parseElf } from "./formats/elf.js";
 import { bzImageToSelf, type LinuxPayload } from "./formats/self-linux.js";
-import { writeUImage } from "./formats/uimage.js";
+import { uimageProblem, writeUImage } from "./formats/uimage.js";
 import { buildOverlay, parseDeviceSpec, writeInitramfs } from "./initrd.js";
 import { inspectFile } from "./inspect.js";
 import {
@@ -171,6 +171,12 @@ export async function main(argv: string[], io: Io): Promise<number> {
         const file = need(a.positionals[0], "FILE");
         const info = inspectFile(abs(file));
         out(a.values.json ? `${toJson(info)}\n` : renderInspection(info));
+        // what was found is printed; a kernel its loader would refuse is still a damaged file
+        const problem = info.format === "uimage" ? uimageProblem(info, info.size) : undefined;
+        if (problem) {
+          io.stderr(`bootcfg: ${abs(file)}: ${problem}\n`);
+          return 1;
+        }
         return 0;
       }
       case "extract-vmlinux": {

@@ -6,6 +6,7 @@ import type { Cluster, ResolvedNode } from "./cluster/resolve.js";
 import { BootcfgError } from "./errors.js";
 import { type FileCache, hashFileInto } from "./files.js";
 import { isBzImage64 } from "./formats/bzimage.js";
+import { uimageProblem } from "./formats/uimage.js";
 import { buildOverlay } from "./initrd.js";
 import { type Inspection, kernelFormatOf } from "./inspect.js";
 import { sha256 } from "./util.js";
@@ -111,6 +112,9 @@ export function planNode(cluster: Cluster, node: ResolvedNode, cache: PlanCache)
   const kernelFormat = kernelFormatOf(kernel);
   if (!kernelFormat)
     throw new BootcfgError("ECHECK", `${node.name}: ${kernelPath} is a ${kernel.format} file, not a kernel`);
+  // a kernel the boot loader would refuse is no plan (check says the same)
+  const uProblem = kernel.format === "uimage" ? uimageProblem(kernel, kernel.size) : undefined;
+  if (uProblem) throw new BootcfgError("ECHECK", `${node.name}: ${kernelPath}: ${uProblem}`);
   const paths = node.initrds.map((p) => cluster.path(p));
   const parts: InitrdPart[] = paths.map((path) => {
     const f = cache.files.stat(path);

@@ -76,7 +76,7 @@ export function renderInspection(i: Inspection): string {
       kv("format", `uImage ${i.os} ${i.arch} ${i.type}, ${i.compression}`);
       kv("name", i.name);
       kv("load / entry", `${hex(i.load)} / ${hex(i.entry)}`);
-      kv("data size", i.size);
+      kv("data size", i.dataSize);
       kv("crc", `header ${i.headerCrcOk ? "ok" : "BAD"}, data ${i.dataCrcOk ? "ok" : "BAD"}`);
       break;
     case "beoboot":

@@ -342,6 +342,52 @@ describe("uimage", () => {
   });
 });
 
+describe("a damaged uImage", () => {
+  it("inspect prints what it found and exits 1; check and kexec-plan refuse it with one message", async () => {
+    const k = put("Image.raw", Buffer.alloc(4096, 1));
+    const good = join(t.dir, "good.uimg");
+    expect((await run(["uimage", k, "-o", good, "--arch", "arm64", "--load", "0x80080000"])).code).toBe(0);
+    const whole = readFileSync(good);
+    const i = await run(["inspect", good]);
+    expect(i.code, i.stderr).toBe(0);
+    expect(i.stdout).toMatch(/data size:\s+4096\n/); // the header's size, not the file's 4160
+    expect(i.stdout).toMatch(/crc:\s+header ok, data ok/);
+
+    const data = Buffer.from(whole);
+    data[100] = data[100]! ^ 1;
+    const hdr = Buffer.from(whole);
+    hdr[40] = hdr[40]! ^ 1; // a byte of the name
+    const cut = whole.subarray(0, whole.length - 10);
+    for (const [name, bytes, crc, problem] of [
+      ["data.uimg", data, /crc:\s+header ok, data BAD/, "uImage data CRC mismatch (file damaged?)"],
+      ["hdr.uimg", hdr, /crc:\s+header BAD, data ok/, "uImage header CRC mismatch (file damaged?)"],
+      [
+        "cut.uimg",
+        cut,
+        /crc:\s+header ok, data BAD/,
+        "uImage data is cut short: the header says 4096 bytes, the file holds 4086 (truncated?)",
+      ],
+    ] as const) {
+      const file = put(name, bytes);
+      const r = await run(["inspect", file]);
+      expect(r.code, name).toBe(1);
+      expect(r.stdout).toMatch(crc);
+      expect(r.stderr).toBe(`bootcfg: ${file}: ${problem}\n`);
+      const j = await run(["inspect", file, "--json"]);
+      expect(j.code).toBe(1);
+      expect(JSON.parse(j.stdout)).toMatchObject({ format: "uimage", dataSize: 4096, size: bytes.length });
+
+      const cl = join(t.dir, `${name}.yaml`);
+      writeFileSync(cl, `nodes:\n  - {name: u1, arch: arm64, kernel: ${name}, cmdline: [console=ttyAMA0]}\n`);
+      const c = await run(["check", cl]);
+      expect(c.code).toBe(1);
+      expect(c.stdout).toContain(`error: u1: ${file}: ${problem}\n`);
+      const p = await run(["kexec-plan", "u1", "-c", cl]);
+      expect(p).toEqual({ code: 1, stdout: "", stderr: `bootcfg: u1: ${file}: ${problem}\n` });
+    }
+  });
+});
+
 describe("a CBFS image with a damaged SELF payload", () => {
   it("a segment past the end of the payload, or longer than its memory length, is refused", async () => {
     const elf = put(

@@ -200,7 +200,7 @@ describe("uImage", () => {
       os: "linux",
       type: "kernel",
       name: "Linux test",
-      size: data.length,
+      dataSize: data.length,
       headerCrcOk: true,
       dataCrcOk: true,
     });

@@ -39,7 +39,8 @@ export interface UImageInfo {
   headerCrc: number;
   headerCrcOk: boolean;
   time: number;
-  size: number;
+  /** The data size the header gives (the file is 64 bytes more when whole). */
+  dataSize: number;
   load: number;
   entry: number;
   dataCrc: number;
@@ -67,7 +68,7 @@ export function parseUImage(buf: Uint8Array, what = "uImage"): UImageInfo {
     headerCrc: dv.getUint32(4, false),
     headerCrcOk: crc32(hdr) === dv.getUint32(4, false),
     time: dv.getUint32(8, false),
-    size,
+    dataSize: size,
     load: dv.getUint32(16, false),
     entry: dv.getUint32(20, false),
     dataCrc: dv.getUint32(24, false),
@@ -78,6 +79,18 @@ export function parseUImage(buf: Uint8Array, what = "uImage"): UImageInfo {
     compression: COMP[buf[31]!] ?? `comp ${buf[31]}`,
     name: cstring(buf, 32, 32),
   };
+}
+
+/**
+ * What makes a uImage unbootable (U-Boot's bootm refuses it: "Bad Header Checksum", "Bad Data
+ * CRC"), or undefined when both CRCs hold. The same words for inspect, check and plans.
+ */
+export function uimageProblem(i: UImageInfo, fileSize: number): string | undefined {
+  if (!i.headerCrcOk) return "uImage header CRC mismatch (file damaged?)";
+  if (fileSize < 64 + i.dataSize)
+    return `uImage data is cut short: the header says ${i.dataSize} bytes, the file holds ${fileSize - 64} (truncated?)`;
+  if (!i.dataCrcOk) return "uImage data CRC mismatch (file damaged?)";
+  return undefined;
 }
 
 export interface UImageOptions {
