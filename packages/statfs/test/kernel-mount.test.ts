@@ -13,7 +13,13 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { XcpufsHandle } from "@clustermatic/xcpufs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildInitramfs, findVmKernel, runVm, type VmRun } from "../../ninep/test/passthrough/vm/vm.js";
+import {
+  buildInitramfs,
+  findVmKernel,
+  runVm,
+  stepOf,
+  type VmRun,
+} from "../../ninep/test/passthrough/vm/vm.js";
 import { type Statfs, startStatfs } from "../src/daemon.js";
 import { statusOf } from "../src/monitor.js";
 import { type AdminKeys, makeAdminKey, startNode } from "./helpers/cluster.js";
@@ -29,12 +35,7 @@ describe.skipIf(typeof vmKernel === "string")("Linux v9fs in a VM reads and driv
   let node: XcpufsHandle | undefined;
   let statfs: Statfs | undefined;
   let result: VmRun;
-  let steps: Map<string, { rc: number; out: string }>;
-  const step = (name: string) => {
-    const s = steps.get(name);
-    if (!s) throw new Error(`the guest did not run step ${name}`);
-    return s;
-  };
+  const step = (name: string) => stepOf(result, name);
 
   beforeAll(async () => {
     if (typeof vmKernel === "string") return;
@@ -65,7 +66,6 @@ describe.skipIf(typeof vmKernel === "string")("Linux v9fs in a VM reads and driv
     const initramfs = await buildInitramfs(vmKernel, dir, GUEST);
     const port = Number(statfs.addresses[0]!.split("!").pop());
     result = await runVm(vmKernel, initramfs, port, ["9p2000.u"], 600_000);
-    steps = new Map(result.steps.map((s) => [s.name, s]));
   }, 660_000);
 
   afterAll(async () => {

@@ -68,11 +68,7 @@ export async function openExecFile(
       fh = await open(path, base | access);
     }
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === "ELOOP") throw new XcpuError("exec is a symbolic link");
-    // A FIFO opened for writing without a reader (O_NONBLOCK).
-    if (code === "ENXIO") throw new XcpuError("exec is not a regular file");
-    throw err;
+    throw execOpenError(err);
   }
   try {
     const st = await fh.stat();
@@ -88,6 +84,15 @@ export async function openExecFile(
     await fh.close().catch(() => {});
     throw err;
   }
+}
+
+/** What an open of the `exec` file that failed tells the client. */
+function execOpenError(err: unknown): unknown {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === "ELOOP") return new XcpuError("exec is a symbolic link");
+  // A FIFO opened for writing without a reader (O_NONBLOCK).
+  if (code === "ENXIO") return new XcpuError("exec is not a regular file");
+  return err;
 }
 
 /**
@@ -110,9 +115,7 @@ export async function truncateExecFile(
       if (length === 0) return;
       throw new XcpuError("No such file or directory");
     }
-    if (code === "ELOOP") throw new XcpuError("exec is a symbolic link");
-    if (code === "ENXIO") throw new XcpuError("exec is not a regular file");
-    throw err;
+    throw execOpenError(err);
   }
   try {
     const st = await fh.stat();

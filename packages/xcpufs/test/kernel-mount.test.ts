@@ -15,7 +15,13 @@ import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildInitramfs, findVmKernel, runVm, type VmRun } from "../../ninep/test/passthrough/vm/vm.js";
+import {
+  buildInitramfs,
+  findVmKernel,
+  runVm,
+  stepOf,
+  type VmRun,
+} from "../../ninep/test/passthrough/vm/vm.js";
 import { startXcpufs, type XcpufsHandle } from "../src/index.js";
 import { liveWithMarker, sessionDirsIn, until } from "./helpers.js";
 
@@ -33,12 +39,7 @@ describe.skipIf(typeof vmKernel === "string")("Linux v9fs (9P2000.u) in a VM dri
   let nodeTmp: string;
   let h: XcpufsHandle | undefined;
   let result: VmRun;
-  let steps: Map<string, { rc: number; out: string }>;
-  const step = (name: string) => {
-    const s = steps.get(name);
-    if (!s) throw new Error(`the guest did not run step ${name}`);
-    return s;
-  };
+  const step = (name: string) => stepOf(result, name);
 
   beforeAll(async () => {
     if (typeof vmKernel === "string") return;
@@ -58,7 +59,6 @@ describe.skipIf(typeof vmKernel === "string")("Linux v9fs (9P2000.u) in a VM dri
     });
     result = await runVm(vmKernel, initramfs, h.port, ["9p2000.u"], 600_000);
     if (consoleFile) fs.writeFileSync(consoleFile, result.console);
-    steps = new Map(result.steps.map((s) => [s.name, s]));
   }, 660_000);
 
   afterAll(async () => {

@@ -4,18 +4,11 @@
 # squashed user nobody, and runs one command per step, printing "STEP L/<name> rc=<n>" and the
 # output indented by "  | ". Outputs carry no times or inode numbers, so that two servers can be
 # compared line for line. Ends with NINEP-VM-DONE and powers off.
-/bin/busybox --install -s /bin
-mount -t proc proc /proc
-mount -t sysfs sys /sys
-mount -t devtmpfs dev /dev 2>/dev/null
-for m in netfs fscache 9pnet 9pnet_fd 9p e1000; do insmod /lib/mod/$m.ko || echo "STEP insmod-$m rc=1"; done
+. /bin/vm-prelude.sh
 ANAME=
 for arg in $(cat /proc/cmdline); do
   case "$arg" in ninep_versions=*aname=*) ANAME="${arg#*aname=}" ;; esac
 done
-ip link set lo up
-ip link set eth0 up
-ip addr add 10.0.2.15/24 dev eth0
 mkdir -p /mnt
 step() {
   name=$1

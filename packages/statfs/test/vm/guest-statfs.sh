@@ -3,14 +3,7 @@
 # (reached through QEMU's guestfwd at 10.0.2.100:564) where the tools look for it, and read and
 # drive it with busybox tools. Each step prints "STEP <name> rc=<n>" and its output indented by
 # "  | ". Ends with NINEP-VM-DONE and powers off.
-/bin/busybox --install -s /bin
-mount -t proc proc /proc
-mount -t sysfs sys /sys
-mount -t devtmpfs dev /dev 2>/dev/null
-for m in netfs fscache 9pnet 9pnet_fd 9p e1000; do insmod /lib/mod/$m.ko || echo "STEP insmod-$m rc=1"; done
-ip link set lo up
-ip link set eth0 up
-ip addr add 10.0.2.15/24 dev eth0
+. /bin/vm-prelude.sh
 step() {
   name=$1
   out=$(timeout -s KILL 120 sh -c "$2" 2>&1)

@@ -4,14 +4,7 @@
 # 9P2000.u, and drive it with busybox tools the way an operator does. Each step is a shell
 # snippet run under `timeout`, printed as "STEP <name> rc=<n>" with its output indented by
 # "  | ". Ends with NINEP-VM-DONE and powers off.
-/bin/busybox --install -s /bin
-mount -t proc proc /proc
-mount -t sysfs sys /sys
-mount -t devtmpfs dev /dev 2>/dev/null
-for m in netfs fscache 9pnet 9pnet_fd 9p e1000; do insmod /lib/mod/$m.ko || echo "STEP insmod-$m rc=1"; done
-ip link set lo up
-ip link set eth0 up
-ip addr add 10.0.2.15/24 dev eth0
+. /bin/vm-prelude.sh
 mkdir -p /mnt
 # A step that blocks for good (a read the server never answers) is killed, so the rest still runs.
 # The session descriptors (3-6) are closed for the step: busybox timeout leaves a watcher process

@@ -2,18 +2,11 @@
 # /init of the test VM: load the 9p modules, bring up the NIC, mount the server under test
 # (reached through QEMU's guestfwd at 10.0.2.100:564) and run one command per step, printing
 # "STEP <name> rc=<n>" and the output indented by "  | ". Ends with NINEP-VM-DONE and powers off.
-/bin/busybox --install -s /bin
-mount -t proc proc /proc
-mount -t sysfs sys /sys
-mount -t devtmpfs dev /dev 2>/dev/null
-for m in netfs fscache 9pnet 9pnet_fd 9p e1000; do insmod /lib/mod/$m.ko || echo "STEP insmod-$m rc=1"; done
+. /bin/vm-prelude.sh
 VERSIONS=9p2000.L
 for arg in $(cat /proc/cmdline); do
   case "$arg" in ninep_versions=*) VERSIONS="${arg#ninep_versions=}" ;; esac
 done
-ip link set lo up
-ip link set eth0 up
-ip addr add 10.0.2.15/24 dev eth0
 mkdir -p /mnt
 # A workload of everyday tools whose output holds no times or inode numbers: its output on a
 # 9P2000.L mount must equal its output on tmpfs, line for line.

@@ -54,7 +54,8 @@ export function findVmKernel(): VmKernel | string {
 /**
  * Builds the initramfs (busybox, the modules, /init) in `dir`; returns its path. `/init` is
  * `initScript` (a busybox sh script printing "STEP <name> rc=<n>" lines, see guest-init.sh),
- * by default guest-init.sh.
+ * by default guest-init.sh; it starts with `. /bin/vm-prelude.sh` (guest-prelude.sh: modules and
+ * network).
  */
 export async function buildInitramfs(
   k: VmKernel,
@@ -69,6 +70,7 @@ export async function buildInitramfs(
   fs.chmodSync(path.join(tree, "bin", "busybox"), 0o755);
   for (const [m, p] of Object.entries(k.modules))
     fs.copyFileSync(p, path.join(tree, "lib", "mod", `${m}.ko`));
+  fs.copyFileSync(new URL("guest-prelude.sh", import.meta.url), path.join(tree, "bin", "vm-prelude.sh"));
   const init = path.join(tree, "init");
   fs.copyFileSync(initScript, init);
   fs.chmodSync(init, 0o755);
@@ -82,6 +84,13 @@ export interface VmRun {
   steps: { name: string; rc: number; out: string }[];
   done: boolean;
   console: string;
+}
+
+/** The step `name` of a run; throws when the guest did not get to it. */
+export function stepOf(run: VmRun, name: string): { rc: number; out: string } {
+  const s = run.steps.find((x) => x.name === name);
+  if (!s) throw new Error(`the guest did not run step ${name}`);
+  return s;
 }
 
 /**
