@@ -461,6 +461,83 @@ describe("cbfstool's failed LZMA payload", () => {
   });
 });
 
+describe("a damaged gzip bzImage payload", () => {
+  /** A bzImage (syssize covering it) around a gzip payload. */
+  const bzWith = (payload: Buffer) => {
+    const b = synthBzImage({ payload });
+    b.writeUInt32LE(Math.ceil((b.length - 1024) / 16), 0x1f4);
+    return b;
+  };
+
+  /** inspect, payload build, check and kexec-plan all refuse `file` with `message`. */
+  async function refusedEverywhere(file: string, message: RegExp): Promise<void> {
+    await refused(file, message);
+    const cl = join(t.dir, "gz.yaml");
+    writeFileSync(cl, `nodes:\n  - {name: g1, kernel: ${file}, cmdline: [console=ttyS0]}\n`);
+    const c = await run(["check", cl]);
+    expect(c.code, "check").toBe(1);
+    expect(c.stdout + c.stderr).toMatch(message);
+    const p = await run(["kexec-plan", "g1", "-c", cl]);
+    expect(p, "kexec-plan").toMatchObject({ code: 1, stdout: "" });
+    expect(p.stderr).toMatch(message);
+  }
+
+  it("zeroed bytes inside the compressed data, a bad CRC32, a payload_length that does not match", async () => {
+    const elf = Buffer.concat([synthElf(), randomBytes(200_000)]);
+    const gz = gzipSync(elf);
+    expect((await run(["inspect", put("gzok.bz", bzWith(gz))])).code).toBe(0);
+    const zeroed = Buffer.from(gz);
+    zeroed.fill(0, 5000, 5040);
+    await refusedEverywhere(put("gzzero.bz", bzWith(zeroed)), /gzzero\.bz payload: damaged gzip data \(.+\)/);
+    const crc = Buffer.from(gz);
+    crc[crc.length - 8] = crc[crc.length - 8]! ^ 1;
+    await refusedEverywhere(
+      put("gzcrc.bz", bzWith(crc)),
+      /gzcrc\.bz payload: damaged gzip data \(CRC32 0x[0-9a-f]+ of the data, 0x[0-9a-f]+ in the trailer\)/,
+    );
+    // payload_length 16 bytes longer than the gzip member it holds
+    const long = bzWith(Buffer.concat([gz, Buffer.alloc(16)]));
+    await refusedEverywhere(
+      put("gzlen.bz", long),
+      new RegExp(
+        `gzlen\\.bz: payload_length is ${gz.length + 16} bytes but its gzip data ends after ${gz.length}`,
+      ),
+    );
+  });
+
+  it("a gzip bomb (1 GiB of zeros in a few MB) is refused past 512 MiB without holding what it decodes to", async () => {
+    // one fixed-Huffman block: a literal 0, then matches of 258 bytes at distance 1 (13 bits each)
+    const matches = Math.ceil((1 << 30) / 258);
+    const body = Buffer.alloc(Math.ceil((3 + 8 + matches * 13 + 7) / 8) + 8);
+    let bitPos = 0;
+    const put1 = (bit: number) => {
+      if (bit) body[bitPos >> 3] = body[bitPos >> 3]! | (1 << (bitPos & 7));
+      bitPos++;
+    };
+    const code = (c: number, n: number) => {
+      for (let i = n - 1; i >= 0; i--) put1((c >> i) & 1); // Huffman codes go most significant bit first
+    };
+    put1(1); // BFINAL
+    put1(1); // BTYPE 01: fixed codes, written least significant bit first
+    put1(0);
+    code(0b00110000, 8); // literal 0
+    for (let i = 0; i < matches; i++) {
+      code(0b11000101, 8); // length symbol 285: 258 bytes
+      code(0, 5); // distance symbol 0: distance 1
+    }
+    code(0, 7); // end of block
+    const header = Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3]);
+    const bomb = Buffer.concat([header, body.subarray(0, (bitPos + 7) >> 3), Buffer.alloc(8)]);
+    const file = put("bomb.bz", bzWith(bomb));
+    const before = process.resourceUsage().maxRSS;
+    const r = await run(["inspect", file]);
+    expect(r).toMatchObject({ code: 1, stdout: "" });
+    expect(r.stderr).toMatch(/bomb\.bz payload: damaged gzip data \(it decodes to more than 536870912 bytes/);
+    // the peak resident size grew by far less than the 512 MiB a buffered decode would hold
+    expect(process.resourceUsage().maxRSS - before).toBeLessThan(128 * 1024);
+  });
+});
+
 describe("extract-vmlinux", () => {
   it("a bzImage whose gzip payload is damaged: a clear error, no output", async () => {
     const payload = gzipSync(Buffer.concat([synthElf(), Buffer.alloc(100_000, 7)]));

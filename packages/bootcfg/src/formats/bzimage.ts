@@ -3,6 +3,7 @@
 import { formatError } from "../errors.js";
 import { cstring, view } from "../util.js";
 import { type Compression, decompress, detectCompression, lz4LegacyDecode } from "./compress.js";
+import { verifyGzip } from "./inflate.js";
 
 export interface SetupHeader {
   setupSects: number;
@@ -149,6 +150,18 @@ export function checkBzImageComplete(h: SetupHeader, buf: Uint8Array, what: stri
   const payloadEnd = h.setupSize + h.payloadOffset + h.payloadLength;
   if (h.version >= 0x208 && h.payloadLength > 0 && payloadEnd > buf.length)
     throw cut(payloadEnd, "compressed payload (payload_offset + payload_length)");
+  // A gzip payload is decoded whole, as the kernel's decompressor will (every block, CRC32 and
+  // size), without keeping what it decodes to; its member must be what payload_length says.
+  const payloadStart = h.setupSize + h.payloadOffset;
+  if (h.version >= 0x208 && h.payloadLength > 0 && detectCompression(buf, payloadStart) === "gzip") {
+    const payload = buf.subarray(payloadStart, payloadEnd);
+    const { length } = verifyGzip(payload, `${what} payload`);
+    if (length !== h.payloadLength)
+      throw formatError(
+        what,
+        `payload_length is ${h.payloadLength} bytes but its gzip data ends after ${length} (damaged header or payload)`,
+      );
+  }
 }
 
 export function parseBzImage(buf: Uint8Array, what = "bzImage"): BzImageInfo {

@@ -5,6 +5,7 @@ import { spawnSync } from "node:child_process";
 import { gunzipSync } from "node:zlib";
 import { formatError } from "../errors.js";
 import { startsWith } from "../util.js";
+import { GZIP_VERIFY_LIMIT } from "./inflate.js";
 
 export type Compression = "gzip" | "xz" | "zstd" | "lz4-legacy" | "lz4" | "lzma" | "bzip2" | "lzo";
 
@@ -80,7 +81,7 @@ export function decompress(buf: Uint8Array, what = "input"): Uint8Array {
   const kind = detectCompression(buf);
   if (kind === "gzip") {
     try {
-      return gunzipSync(buf);
+      return gunzipSync(buf, { maxOutputLength: GZIP_VERIFY_LIMIT });
     } catch (err) {
       throw formatError(what, `damaged gzip data (${(err as Error).message})`);
     }
