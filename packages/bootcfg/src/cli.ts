@@ -1,5 +1,5 @@
 // The `bootcfg` command: main(argv, io) so tests run it in-process; src/bin/bootcfg.ts calls it.
-import { existsSync, fstatSync, readFileSync, statSync } from "node:fs";
+import { existsSync, fstatSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { type ParseArgsConfig, parseArgs } from "node:util";
@@ -422,13 +422,21 @@ export async function main(argv: string[], io: Io): Promise<number> {
         const c = loadCluster(a.values.cluster as string | undefined);
         const files = new FileCache();
         const p = planNode(c, c.resolve(need(a.positionals[0], "NODE")), new PlanCache(files));
-        const dir = a.values.output ? abs(a.values.output as string) : join(tmpdir(), "bootcfg");
-        const initrdPath = join(dir, `${p.node.name}.initrd`);
+        // Without -o nothing is written: the configuration names the initrd as NODE.initrd, which
+        // `initrd combine` writes (a fixed name in a shared /tmp could be planted by another user).
+        const dir = a.values.output ? abs(a.values.output as string) : undefined;
+        const initrdPath = dir ? join(dir, `${p.node.name}.initrd`) : `${p.node.name}.initrd`;
         const initrd = combinedInitrd(p, files);
+        if (!dir)
+          io.stderr(
+            `note: ${initrdPath} is not written without -o DIR; \`bootcfg initrd combine ${p.node.name} -o ${initrdPath}\` writes it\n`,
+          );
         // The initrd and the node's .config change together (see OutputBatch).
         const { cfg, payloadLayout } = withOutputs((outputs) => {
-          outputs.mkdir(dir);
-          outputs.write(initrdPath, initrd);
+          if (dir) {
+            outputs.mkdir(dir);
+            outputs.write(initrdPath, initrd);
+          }
           const cfg = corebootConfig(p, initrdPath, {
             ...(a.values.rom ? { rom: abs(a.values.rom as string) } : {}),
             ...(a.values.linuxboot ? { linuxboot: true } : {}),
@@ -454,7 +462,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
             }
           }
           for (const w of cfg.warnings) io.stderr(`warning: ${w}\n`);
-          if (a.values.output) outputs.write(join(dir, `${p.node.name}.config`), cfg.kconfig);
+          if (dir) outputs.write(join(dir, `${p.node.name}.config`), cfg.kconfig);
           return { cfg, payloadLayout };
         });
         const fmt = (a.values.format as string | undefined) ?? (a.values.json ? "json" : "kconfig");
@@ -573,10 +581,22 @@ export async function main(argv: string[], io: Io): Promise<number> {
         const c = loadCluster(a.values.cluster as string | undefined);
         const files = new FileCache();
         const p = planNode(c, c.resolve(need(a.positionals[0], "NODE")), new PlanCache(files));
-        const initrdOut = abs(
-          (a.values["initrd-out"] as string | undefined) ?? join(tmpdir(), `bootcfg-${p.node.name}.initrd`),
-        );
-        writeOutput(initrdOut, combinedInitrd(p, files));
+        // The combined initrd goes where --initrd-out says; for --run without it, into a fresh
+        // private directory removed after the run; printing the command writes nothing.
+        const given = a.values["initrd-out"] as string | undefined;
+        let privateDir: string | undefined;
+        let initrdOut: string;
+        if (given !== undefined) initrdOut = abs(given);
+        else if (a.values.run) {
+          privateDir = mkdtempSync(join(tmpdir(), "bootcfg-qemu-"));
+          initrdOut = join(privateDir, `${p.node.name}.initrd`);
+        } else {
+          initrdOut = `${p.node.name}.initrd`;
+          io.stderr(
+            `note: ${initrdOut} is not written without --initrd-out FILE or --run; \`bootcfg initrd combine ${p.node.name} -o ${initrdOut}\` writes it\n`,
+          );
+        }
+        if (given !== undefined || privateDir) writeOutput(initrdOut, combinedInitrd(p, files));
         const mem = memArg ?? p.node.memory;
         const argv = qemuArgs({
           arch: p.node.arch,
@@ -598,12 +618,12 @@ export async function main(argv: string[], io: Io): Promise<number> {
           );
           return 0;
         }
-        const r = await runUntil(
-          argv,
-          marker,
-          timeout,
-          a.values.json ? undefined : (l) => io.stdout(`${l}\n`),
-        );
+        let r: Awaited<ReturnType<typeof runUntil>>;
+        try {
+          r = await runUntil(argv, marker, timeout, a.values.json ? undefined : (l) => io.stdout(`${l}\n`));
+        } finally {
+          if (privateDir) rmSync(privateDir, { recursive: true, force: true });
+        }
         if (a.values.json) out(`${toJson({ ok: r.ok, reason: r.reason, ms: r.ms, match: r.match, argv })}\n`);
         else
           io.stderr(

@@ -3,6 +3,7 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import {
   copyFileSync,
+  existsSync,
   lstatSync,
   mkdirSync,
   readdirSync,
@@ -11,6 +12,7 @@ import {
   symlinkSync,
   writeFileSync,
 } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { readCpio } from "../src/formats/cpio.js";
@@ -363,5 +365,41 @@ describe("outputs are written whole or not at all", () => {
     expect((await run(["initrd", "build", "--tree", tree, "--no-gzip", "-o", link])).code).toBe(0);
     expect(lstatSync(link).isSymbolicLink()).toBe(true);
     expect(readCpio(readFileSync(real)).entries.map((e) => e.name)).toContain("etc/motd");
+  });
+});
+
+describe("commands that only print write no files", () => {
+  it("coreboot without -o and qemu without --run or --initrd-out: nothing in /tmp or the working directory", async () => {
+    const node = `p${process.pid}`; // a name no earlier run has used
+    const d = join(t.dir, "printonly");
+    mkdirSync(d);
+    copyFileSync(join(t.dir, "bz"), join(d, "bz"));
+    writeFileSync(
+      join(d, "cluster.yaml"),
+      `nodes:\n  - {name: ${node}, kernel: bz, cmdline: [console=ttyS0], memory: 512M}\n`,
+    );
+    const before = readdirSync(d).sort();
+    const note = `\`bootcfg initrd combine ${node} -o ${node}.initrd\` writes it`;
+    for (const fmt of ["payload", "kconfig", "json"]) {
+      const c = await run(["coreboot", node, "--format", fmt], d);
+      expect(c.code, `${fmt}: ${c.stderr}`).toBe(0);
+      expect(c.stderr).toContain(`note: ${node}.initrd is not written without -o DIR; ${note}`);
+      expect(c.stdout).toContain(`${node}.initrd`);
+    }
+    const q = await run(["qemu", node], d);
+    expect(q.code, q.stderr).toBe(0);
+    expect(q.stdout).toContain(` -initrd ${node}.initrd `);
+    expect(q.stderr).toContain(
+      `note: ${node}.initrd is not written without --initrd-out FILE or --run; ${note}`,
+    );
+    expect(existsSync(join(tmpdir(), "bootcfg", `${node}.initrd`))).toBe(false);
+    expect(existsSync(join(tmpdir(), `bootcfg-${node}.initrd`))).toBe(false);
+    expect(readdirSync(d).sort()).toEqual(before);
+    // the initrd the note names is the one `initrd combine` writes, and `coreboot -o` still writes it
+    expect((await run(["initrd", "combine", node, "-o", `${node}.initrd`], d)).code).toBe(0);
+    expect((await run(["coreboot", node, "-o", "cb"], d)).code).toBe(0);
+    expect(
+      readFileSync(join(d, "cb", `${node}.initrd`)).equals(readFileSync(join(d, `${node}.initrd`))),
+    ).toBe(true);
   });
 });
