@@ -143,6 +143,11 @@ export async function main(argv: string[], io: Io): Promise<number> {
   // what a command says about a file it wrote: on stderr when that file is our standard output
   // (`-o /dev/stdout`), whose bytes must be the artifact alone
   const report = (output: string) => (isStdout(abs(output)) ? io.stderr : io.stdout);
+  // more arguments than a command takes are a mistake (a second file would be silently ignored)
+  const atMost = (positionals: string[], n: number, takes: string) => {
+    if (positionals.length > n)
+      throw new UsageError(`${cmd}: unexpected argument "${positionals[n]}" (${cmd} takes ${takes})`);
+  };
   const need = (v: unknown, what: string): string => {
     if (typeof v !== "string" || v === "") throw new UsageError(`${cmd}: ${what} is required`);
     return v;
@@ -168,6 +173,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
       case "inspect": {
         const a = parse(rest, {});
         if (a.values.help) return helpFor("inspect");
+        atMost(a.positionals, 1, "one FILE");
         const file = need(a.positionals[0], "FILE");
         const info = inspectFile(abs(file));
         out(a.values.json ? `${toJson(info)}\n` : renderInspection(info));
@@ -182,6 +188,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
       case "extract-vmlinux": {
         const a = parse(rest, {});
         if (a.values.help) return helpFor("extract-vmlinux");
+        atMost(a.positionals, 1, "one BZIMAGE");
         const file = abs(need(a.positionals[0], "BZIMAGE"));
         const output = need(a.values.output, "-o OUT");
         const buf = readFileSync(file);
@@ -221,6 +228,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
           return sub === "build" || a.values.help
             ? helpFor("payload build")
             : usage(`payload: unknown subcommand ${sub ?? "(none)"}; use "payload build"`);
+        atMost(a.positionals, 1, "one KERNEL");
         const kernelPath = abs(need(a.positionals[0], "KERNEL"));
         const output = need(a.values.output, "-o OUT");
         if (a.values.rom && a.values["create-rom"])
@@ -320,6 +328,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
           name: { type: "string" },
         });
         if (a.values.help) return helpFor("uimage");
+        atMost(a.positionals, 1, "one KERNEL");
         const k = abs(need(a.positionals[0], "KERNEL"));
         const arch = need(a.values.arch, "--arch") as "arm64";
         if (!["arm", "arm64", "riscv", "x86_64", "i386", "ppc"].includes(arch))
@@ -340,6 +349,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
       case "nodes": {
         const a = parse(rest, {});
         if (a.values.help) return helpFor("nodes");
+        atMost(a.positionals, 0, "no arguments");
         const c = loadCluster(a.values.cluster as string | undefined);
         out(a.values.json ? `${toJson(c.nodes())}\n` : `${c.nodes().join("\n")}\n`);
         return 0;
@@ -347,6 +357,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
       case "show": {
         const a = parse(rest, {});
         if (a.values.help) return helpFor("show");
+        atMost(a.positionals, 1, "one NODE");
         const c = loadCluster(a.values.cluster as string | undefined);
         const n = c.resolve(need(a.positionals[0], "NODE"));
         out(a.values.json ? `${toJson(n)}\n` : renderShow(n));
@@ -355,6 +366,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
       case "check": {
         const a = parse(rest, { node: { type: "string" } });
         if (a.values.help) return helpFor("check");
+        atMost(a.positionals, 1, "at most one CLUSTERFILE");
         const c = loadCluster(
           (a.positionals[0] as string | undefined) ?? (a.values.cluster as string | undefined),
         );
@@ -380,6 +392,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
       case "kexec-plan": {
         const a = parse(rest, { format: { type: "string" }, baseport: { type: "string" } });
         if (a.values.help) return helpFor("kexec-plan");
+        atMost(a.positionals, 1, "one NODE");
         const c = loadCluster(a.values.cluster as string | undefined);
         const files = new FileCache();
         const p = planNode(c, c.resolve(need(a.positionals[0], "NODE")), new PlanCache(files));
@@ -419,6 +432,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
           linuxboot: { type: "boolean" },
         });
         if (a.values.help) return helpFor("coreboot");
+        atMost(a.positionals, 1, "one NODE");
         const c = loadCluster(a.values.cluster as string | undefined);
         const files = new FileCache();
         const p = planNode(c, c.resolve(need(a.positionals[0], "NODE")), new PlanCache(files));
@@ -488,6 +502,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
       case "ipxe": {
         const a = parse(rest, { "by-ip": { type: "boolean" } });
         if (a.values.help) return helpFor(cmd);
+        atMost(a.positionals, 0, "no arguments besides -o DIR");
         const c = loadCluster(a.values.cluster as string | undefined);
         const dir = abs(need(a.values.output, "-o DIR"));
         const published = c
@@ -560,6 +575,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
           memory: { type: "string" },
         });
         if (a.values.help) return helpFor("qemu");
+        atMost(a.positionals, 1, "one NODE");
         // Options first: a bad one must not start (or write the initrd for) a QEMU run.
         const accel = (a.values.accel as string | undefined) ?? "tcg";
         if (!["tcg", "kvm", "auto"].includes(accel))
@@ -634,6 +650,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
       case "manifest": {
         const a = parse(rest, { all: { type: "boolean" } });
         if (a.values.help) return helpFor("manifest");
+        atMost(a.positionals, 1, "one NODE or --all");
         const c = loadCluster(a.values.cluster as string | undefined);
         const cache = new PlanCache(new FileCache());
         if (a.values.all) {
@@ -651,6 +668,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
       case "render": {
         const a = parse(rest, {});
         if (a.values.help) return helpFor("render");
+        atMost(a.positionals, 0, "no arguments besides -o DIR");
         const c = loadCluster(a.values.cluster as string | undefined);
         const dir = abs(need(a.values.output, "-o DIR"));
         const n = renderCluster(c, dir);
@@ -660,11 +678,10 @@ export async function main(argv: string[], io: Io): Promise<number> {
       case "diff": {
         const a = parse(rest, {});
         if (a.values.help) return helpFor("diff");
-        const load = (f: string) => manifestSet(abs(f));
-        const changes = diffManifests(
-          load(need(a.positionals[0], "OLD")),
-          load(need(a.positionals[1], "NEW")),
-        );
+        atMost(a.positionals, 2, "OLD and NEW");
+        const oldFile = need(a.positionals[0], "OLD");
+        const newFile = need(a.positionals[1], "NEW");
+        const changes = diffManifests(manifestSet(abs(oldFile)), manifestSet(abs(newFile)));
         if (a.values.json) out(`${toJson(changes)}\n`);
         else if (changes.length === 0) out("no node boots differently\n");
         else
@@ -681,6 +698,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
       case "serve": {
         const a = parse(rest, { listen: { type: "string" }, msize: { type: "string" } });
         if (a.values.help) return helpFor("serve");
+        atMost(a.positionals, 1, "one CLUSTERFILE");
         const listen = need(a.values.listen, "--listen ADDR");
         const c = loadCluster(
           (a.positionals[0] as string | undefined) ?? (a.values.cluster as string | undefined),
@@ -742,6 +760,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
     if (a.values.help) return helpFor(`initrd ${sub ?? "build"}`);
     const output = abs(need(a.values.output, "-o OUT"));
     if (sub === "build") {
+      atMost(a.positionals, 0, "no arguments besides its options (--tree, --file, --dev)");
       const entries: CpioEntry[] = [];
       for (const d of (a.values.dev as string[] | undefined) ?? []) entries.push(parseDeviceSpec(d));
       for (const f of (a.values.file as string[] | undefined) ?? []) {
@@ -782,6 +801,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
       return 0;
     }
     if (sub === "overlay" || sub === "combine") {
+      atMost(a.positionals, 1, "one NODE");
       const c = loadCluster(a.values.cluster as string | undefined);
       const node = c.resolve(need(a.positionals[0], "NODE"));
       if (sub === "overlay") writeOutput(output, buildOverlay(node));
@@ -809,7 +829,17 @@ function isStdout(path: string): boolean {
 
 /** Reads a manifest set: a cluster file (manifests computed now) or `manifest --all` JSON output. */
 export function manifestSet(file: string): Record<string, Record<string, unknown>> {
-  const text = readFileSync(file, "utf8");
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw new BootcfgError(
+      "EIO",
+      `${file}: cannot read it (${e.code === "ENOENT" ? "no such file" : e.code === "EISDIR" ? "a directory" : (e.code ?? e.message)}); diff compares two cluster files or \`manifest --all\` outputs`,
+      { cause: err },
+    );
+  }
   if (file.endsWith(".json")) {
     let j: unknown;
     try {

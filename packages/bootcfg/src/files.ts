@@ -97,7 +97,19 @@ export class OutputBatch {
 
   /** Creates `dir` (and its parents); the ones that did not exist are removed again on abort. */
   mkdir(dir: string): void {
-    const first = mkdirSync(dir, { recursive: true });
+    let first: string | undefined;
+    try {
+      first = mkdirSync(dir, { recursive: true });
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === "EEXIST" || code === "ENOTDIR")
+        throw new BootcfgError(
+          "EIO",
+          `${dir}: not a directory (${code === "EEXIST" ? "a file of that name exists" : "a part of the path is a file"}); -o names the directory to write into`,
+          { cause: err },
+        );
+      throw err;
+    }
     if (first) this.dirs.push(first);
   }
 

@@ -403,3 +403,53 @@ describe("commands that only print write no files", () => {
     ).toBe(true);
   });
 });
+
+describe("argument mistakes", () => {
+  it("more arguments than a command takes are usage errors (2) naming the first extra one", async () => {
+    const bz = join(t.dir, "bz");
+    for (const [argv, msg] of [
+      [["inspect", bz, "b"], 'inspect: unexpected argument "b" (inspect takes one FILE)'],
+      [["kexec-plan", "n1", "n2"], 'kexec-plan: unexpected argument "n2" (kexec-plan takes one NODE)'],
+      [["show", "n1", "n2"], 'show: unexpected argument "n2"'],
+      [["nodes", "x"], 'nodes: unexpected argument "x"'],
+      [["extract-vmlinux", bz, "x", "-o", join(t.dir, "never")], 'extract-vmlinux: unexpected argument "x"'],
+      [["payload", "build", bz, "x", "-o", join(t.dir, "never")], 'payload: unexpected argument "x"'],
+      [
+        ["initrd", "build", "x", "--dev", "/dev/x:p", "-o", join(t.dir, "never")],
+        'initrd: unexpected argument "x"',
+      ],
+      [["diff", "a", "b", "c"], 'diff: unexpected argument "c" (diff takes OLD and NEW)'],
+      [["ipxe", "x", "-o", join(t.dir, "never")], 'ipxe: unexpected argument "x"'],
+    ] as const) {
+      const r = await run([...argv], t.dir);
+      expect(r, argv.join(" ")).toMatchObject({ code: 2, stdout: "" });
+      expect(r.stderr.startsWith(`bootcfg: ${msg}`), r.stderr).toBe(true);
+      expect(r.stderr.split("\n")).toHaveLength(2); // one line
+    }
+    expect(existsSync(join(t.dir, "never"))).toBe(false);
+  });
+
+  it("diff: a missing NEW is a usage error, a missing file a clear error naming it", async () => {
+    expect(await run(["diff", "a"], t.dir)).toMatchObject({
+      code: 2,
+      stderr: "bootcfg: diff: NEW is required\n",
+    });
+    const r = await run(["diff", "missing.yaml", "cluster.yaml"], t.dir);
+    expect(r).toEqual({
+      code: 1,
+      stdout: "",
+      stderr: `bootcfg: ${join(t.dir, "missing.yaml")}: cannot read it (no such file); diff compares two cluster files or \`manifest --all\` outputs\n`,
+    });
+  });
+
+  it("coreboot -o naming a file, not a directory: a clear error, not a raw EEXIST", async () => {
+    for (const out of ["/dev/null", join(t.dir, "cluster.yaml")]) {
+      const r = await run(["coreboot", "n1", "-o", out], t.dir);
+      expect(r, out).toEqual({
+        code: 1,
+        stdout: "",
+        stderr: `bootcfg: ${out}: not a directory (a file of that name exists); -o names the directory to write into\n`,
+      });
+    }
+  });
+});
