@@ -191,7 +191,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
         atMost(a.positionals, 1, "one BZIMAGE");
         const file = abs(need(a.positionals[0], "BZIMAGE"));
         const output = need(a.values.output, "-o OUT");
-        const buf = readFileSync(file);
+        const buf = readInput(file);
         const info = parseBzImage(buf, file);
         const elf = extractVmlinux(buf, file);
         const e = parseElf(elf, "extracted vmlinux");
@@ -233,7 +233,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
         const output = need(a.values.output, "-o OUT");
         if (a.values.rom && a.values["create-rom"])
           throw new UsageError("payload build: give --rom or --create-rom, not both");
-        const input = readFileSync(kernelPath);
+        const input = readInput(kernelPath);
         const cmdline = a.values.cmdline as string | undefined;
         const initrdPath = a.values.initrd ? abs(a.values.initrd as string) : undefined;
         let initrdAddress: number | undefined;
@@ -249,7 +249,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
             input,
             {
               ...(cmdline !== undefined ? { cmdline } : {}),
-              ...(initrdPath ? { initrd: readFileSync(initrdPath) } : {}),
+              ...(initrdPath ? { initrd: readInput(initrdPath) } : {}),
               ...(initrdAddress !== undefined ? { initrdAddress } : {}),
             },
             kernelPath,
@@ -271,7 +271,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
         const inRom = Boolean(a.values.rom || a.values["create-rom"]);
         if (inRom) {
           let rom: Buffer;
-          if (a.values.rom) rom = readFileSync(abs(a.values.rom as string));
+          if (a.values.rom) rom = readInput(abs(a.values.rom as string));
           else {
             const size = parseSize(a.values["create-rom"] as string);
             if (!size)
@@ -337,7 +337,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
         const entry = a.values.entry ? Number(a.values.entry) : load;
         if (!Number.isInteger(load) || !Number.isInteger(entry))
           throw new UsageError("--load/--entry must be numbers (0x80080000)");
-        const img = writeUImage(readFileSync(k), {
+        const img = writeUImage(readInput(k), {
           arch,
           load,
           entry,
@@ -812,6 +812,24 @@ export async function main(argv: string[], io: Io): Promise<number> {
       return 0;
     }
     return usage(`initrd: unknown subcommand ${sub ?? "(none)"}; use build, overlay or combine`);
+  }
+}
+
+/** Reads an input file; what stops it (missing, a directory, past Node's 2 GiB) is one line naming it. */
+function readInput(path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    const why =
+      e.code === "ENOENT"
+        ? "no such file"
+        : e.code === "EISDIR"
+          ? "a directory"
+          : e.code === "ERR_FS_FILE_TOO_LARGE"
+            ? e.message
+            : (e.code ?? e.message);
+    throw new BootcfgError("EIO", `${path}: cannot read it (${why})`, { cause: err });
   }
 }
 

@@ -1,7 +1,7 @@
 // Damaged and truncated boot files: every command that reads them says what is wrong and exits 1;
 // none crashes, and none writes an output built from a file that is not whole.
 import { randomBytes } from "node:crypto";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { afterAll, describe, expect, it } from "vitest";
@@ -134,6 +134,21 @@ describe("an ELF with bad program headers", () => {
     max.writeBigUInt64LE(0xffffffffn, PH + 40);
     const ok = await run(["payload", "build", put("max.elf", max), "-o", join(t.dir, "max.self")]);
     expect(ok.code, ok.stderr).toBe(0);
+    // an input past what can be read at once (a sparse 3 GiB file) is one line, not a stack trace
+    const big = join(t.dir, "big.sparse");
+    writeFileSync(big, "");
+    truncateSync(big, 3 * 1024 ** 3);
+    for (const argv of [
+      ["payload", "build", big, "-o", join(t.dir, "big.self")],
+      ["extract-vmlinux", big, "-o", join(t.dir, "big.elf")],
+      ["uimage", big, "-o", join(t.dir, "big.uimg"), "--arch", "arm64", "--load", "0x80080000"],
+    ])
+      expect(await run(argv), argv[0]).toEqual({
+        code: 1,
+        stdout: "",
+        stderr: `bootcfg: ${big}: cannot read it (File size (3221225472) is greater than 2 GiB)\n`,
+      });
+    rmSync(big);
     // a CBFS image's sizes are 32-bit too
     const rom = await run([
       "payload",
