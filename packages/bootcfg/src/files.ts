@@ -5,6 +5,7 @@ import {
   closeSync,
   fstatSync,
   mkdirSync,
+  mkdtempSync,
   openSync,
   readdirSync,
   readFileSync,
@@ -15,7 +16,9 @@ import {
   rmSync,
   statSync,
   writeFileSync,
+  writeSync,
 } from "node:fs";
+import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { BootcfgError } from "./errors.js";
 import { decodeWithTool } from "./formats/compress.js";
@@ -60,8 +63,36 @@ function outputError(
   return new BootcfgError("EIO", `${path}: cannot write it (${why}); ${outcome}`, { cause: err });
 }
 
+/** Names of standard output: such an output is written to descriptor 1 as it is. */
+const STDOUT_NAMES = new Set(["/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"]);
+const PAUSE = new Int32Array(new SharedArrayBuffer(4));
+
+/**
+ * Writes all of `data` to standard output's descriptor, waiting while a pipe or socket that Node
+ * made non-blocking is full. (Opening /dev/stdout fails with ENXIO when it is a socket, which is
+ * what a Node parent's `spawn` gives its child.)
+ */
+function writeStdout(data: Uint8Array): void {
+  for (let off = 0; off < data.length; ) {
+    try {
+      off += writeSync(1, data, off, Math.min(data.length - off, 1 << 20));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EAGAIN") throw err;
+      Atomics.wait(PAUSE, 0, 0, 5);
+    }
+  }
+}
+
 /** Writes an output file whole or not at all (see outputPlan). */
 export function writeOutput(path: string, data: string | Uint8Array, mode?: number): void {
+  if (STDOUT_NAMES.has(path)) {
+    try {
+      writeStdout(typeof data === "string" ? Buffer.from(data) : data);
+    } catch (err) {
+      throw outputError(path, err, undefined, "the output was cut short");
+    }
+    return;
+  }
   let plan: { target: string; tmp?: string } | undefined;
   try {
     plan = outputPlan(path);
@@ -74,6 +105,26 @@ export function writeOutput(path: string, data: string | Uint8Array, mode?: numb
 
 /** Like writeOutput, for data that `write` streams into the file it is given. */
 export async function writeOutputWith(path: string, write: (file: string) => Promise<void>): Promise<void> {
+  if (STDOUT_NAMES.has(path)) {
+    // written whole into a private directory first, then copied to standard output
+    const dir = mkdtempSync(join(tmpdir(), "bootcfg-out-"));
+    try {
+      await write(join(dir, "out"));
+      const fd = openSync(join(dir, "out"), "r");
+      try {
+        const buf = Buffer.alloc(1 << 20);
+        for (let n: number; (n = readSync(fd, buf, 0, buf.length, null)) > 0; )
+          writeStdout(buf.subarray(0, n));
+      } finally {
+        closeSync(fd);
+      }
+    } catch (err) {
+      throw outputError(path, err, undefined, "the output was cut short");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    return;
+  }
   let plan: { target: string; tmp?: string } | undefined;
   try {
     plan = outputPlan(path);

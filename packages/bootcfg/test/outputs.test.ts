@@ -225,23 +225,22 @@ describe("pxe and ipxe without a node of their delivery", () => {
 
 describe("-o /dev/stdout", () => {
   const PKG = join(dirname(fileURLToPath(import.meta.url)), "..");
-  /** The CLI as a child process with its stdout on a pipe (`bootcfg … | cat`); stdout as bytes. */
-  function bin(args: string[]): { status: number | null; stdout: Buffer; stderr: string } {
+  /**
+   * The CLI as a child process, its stdout on a pipe (`bootcfg … | cat`) or, with `socket`, on
+   * the socket a Node parent gives (where opening /dev/stdout fails with ENXIO); stdout as bytes.
+   */
+  function bin(args: string[], socket = false): { status: number | null; stdout: Buffer; stderr: string } {
+    const cli = [
+      process.execPath,
+      "--conditions=@clustermatic/source",
+      "--import",
+      "tsx",
+      join(PKG, "src/bin/bootcfg.ts"),
+      ...args,
+    ];
     const r = spawnSync(
-      "bash",
-      [
-        "-o",
-        "pipefail",
-        "-c",
-        '"$@" | cat',
-        "bash",
-        process.execPath,
-        "--conditions=@clustermatic/source",
-        "--import",
-        "tsx",
-        join(PKG, "src/bin/bootcfg.ts"),
-        ...args,
-      ],
+      socket ? cli[0]! : "bash",
+      socket ? cli.slice(1) : ["-o", "pipefail", "-c", '"$@" | cat', "bash", ...cli],
       { cwd: PKG, timeout: 20_000, maxBuffer: 64 << 20 },
     );
     return { status: r.status, stdout: r.stdout, stderr: r.stderr.toString() };
@@ -297,5 +296,13 @@ describe("-o /dev/stdout", () => {
     expect(i.status, i.stderr).toBe(0);
     expect(i.stdout.equals(readFileSync(file))).toBe(true);
     expect(JSON.parse(i.stderr)).toMatchObject({ output: "/dev/stdout" });
+
+    // stdout on a socket: the same bytes (opening /dev/stdout would fail with ENXIO)
+    const xs = bin(["extract-vmlinux", join(t.dir, "std.bz"), "-o", "/dev/stdout"], true);
+    expect(xs.status, xs.stderr).toBe(0);
+    expect(xs.stdout.equals(elf)).toBe(true);
+    const is = bin(["initrd", "build", "--file", `hello=${join(t.dir, "hello")}`, "-o", "/dev/stdout"], true);
+    expect(is.status, is.stderr).toBe(0);
+    expect(is.stdout.equals(readFileSync(file))).toBe(true);
   });
 });
