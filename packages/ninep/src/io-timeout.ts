@@ -11,11 +11,12 @@ export function afterIoTimeout(
   opts: { unref?: boolean } = {},
 ): () => void {
   let verdict: NodeJS.Immediate | undefined;
+  // Only the timer is unref'd (the timeout alone does not keep the process alive). The verdict
+  // never is: an unref'd immediate does not keep the loop from sleeping in its poll, so on a quiet
+  // process it would wait for the next unrelated event (a silent connection stayed open for good).
   const timer = setTimeout(() => {
     verdict = setImmediate(onTimeout);
-    if (opts.unref) verdict.unref();
   }, ms);
-  // unref: the timeout alone does not keep the process alive.
   if (opts.unref) timer.unref();
   return () => {
     clearTimeout(timer);

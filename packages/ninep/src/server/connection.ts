@@ -678,7 +678,7 @@ export class ServerConnection {
         this.#core.logger.info({ conn: this.info.id }, "9p: idle timeout; closing");
         this.destroy();
       });
-      this.#idleVerdict.unref();
+      // Not unref'd (see afterIoTimeout): it must run on a process that has nothing else to do.
     }, ms);
     this.#idleTimer.unref();
   }
