@@ -10,7 +10,7 @@ import { PACKAGE_VERSION } from "./version.js";
 export interface CliIo {
   stdout: { write(s: string): unknown };
   stderr: { write(s: string): unknown };
-  /** Resolves when the server should stop (default: SIGTERM or SIGINT). */
+  /** Resolves when the server should stop (default: SIGTERM, SIGINT or SIGHUP). */
   stop?: Promise<unknown>;
   /** Called once the server listens, with its address. */
   ready?: (address: string) => void;
@@ -52,8 +52,8 @@ XCPU node server: a 9P file server (9P2000.u, 9P2000) whose files start and cont
   -h, --help            show this help
   -V, --version         print "xcpufs <version>"
 
-On SIGTERM or SIGINT every session is wiped (process groups killed, directories removed) and
-xcpufs exits with status 0.
+On SIGTERM, SIGINT or SIGHUP every session is wiped (process groups killed, directories removed)
+and xcpufs exits with status 0.
 `;
 
 /** The options main() accepts (every one is named in USAGE). */
@@ -148,9 +148,12 @@ export async function main(
   const stop = io.stop ?? new Promise<string>((resolve) => (stopWith = resolve));
   const onTerm = () => stopWith("SIGTERM");
   const onInt = () => stopWith("SIGINT");
+  // A hangup (the terminal it was started from went away) ends it too, but as cleanly.
+  const onHup = () => stopWith("SIGHUP");
   if (!io.stop) {
     process.once("SIGTERM", onTerm);
     process.once("SIGINT", onInt);
+    process.once("SIGHUP", onHup);
   }
   let handle: Awaited<ReturnType<typeof startXcpufs>>;
   try {
@@ -179,6 +182,7 @@ export async function main(
   } catch (err) {
     process.off("SIGTERM", onTerm);
     process.off("SIGINT", onInt);
+    process.off("SIGHUP", onHup);
     io.stderr.write(`Error: ${(err as Error).message}\n`);
     return 1;
   }

@@ -139,30 +139,40 @@ describe("xcpufs command", () => {
     expect(await exited(child)).toBe(0);
   }, 120_000);
 
-  it("on SIGTERM wipes every session, leaves no orphan, exits 0", async () => {
-    const work = mkdtempSync(join(tmp, "term-"));
-    const { child, address } = await startCli(["--no-auth", "-t", work, "--state-dir", join(work, "state")]);
-    const marker = `term-${process.pid}`;
-    const fs = await anon(address);
-    for (let i = 0; i < 3; i++) {
-      const job = await openJob(fs);
-      await write(fs, `${job.sid}/argv`, `sh -c 'sleep 300 & sleep 300 & wait' ${marker}`);
-      await job.ctl.write(0, "type persistent\nexec /bin/sh\n");
-    }
-    await until(() => liveWithMarker(marker).length >= 3);
-    // three session directories
-    await until(() => sessionDirsIn(work).length === 3);
-    child.kill("SIGTERM");
-    expect(await exited(child)).toBe(0);
-    await fs.close().catch(() => {});
-    // the sleeps run in the sessions' process groups: all gone, and so are the directories
-    await until(
-      () => liveWithMarker(marker).length === 0 && liveWithMarker("sleep 300").length === 0,
-      30_000,
-    ).catch(() => {});
-    expect(liveWithMarker(marker)).toEqual([]);
-    expect(sessionDirsIn(work)).toEqual([]);
-  }, 120_000);
+  it.each(["SIGTERM", "SIGHUP"] as const)(
+    "on %s wipes every session, leaves no orphan, exits 0",
+    async (signal) => {
+      const work = mkdtempSync(join(tmp, "term-"));
+      const { child, address } = await startCli([
+        "--no-auth",
+        "-t",
+        work,
+        "--state-dir",
+        join(work, "state"),
+      ]);
+      const marker = `term-${signal}-${process.pid}`;
+      const fs = await anon(address);
+      for (let i = 0; i < 3; i++) {
+        const job = await openJob(fs);
+        await write(fs, `${job.sid}/argv`, `sh -c 'sleep 300 & sleep 300 & wait' ${marker}`);
+        await job.ctl.write(0, "type persistent\nexec /bin/sh\n");
+      }
+      await until(() => liveWithMarker(marker).length >= 3);
+      // three session directories
+      await until(() => sessionDirsIn(work).length === 3);
+      child.kill(signal);
+      expect(await exited(child)).toBe(0);
+      await fs.close().catch(() => {});
+      // the sleeps run in the sessions' process groups: all gone, and so are the directories
+      await until(
+        () => liveWithMarker(marker).length === 0 && liveWithMarker("sleep 300").length === 0,
+        30_000,
+      ).catch(() => {});
+      expect(liveWithMarker(marker)).toEqual([]);
+      expect(sessionDirsIn(work)).toEqual([]);
+    },
+    120_000,
+  );
 
   it("streams 256 MiB to a slow reader with bounded server memory", async () => {
     const work = mkdtempSync(join(tmp, "big-"));
