@@ -1,6 +1,15 @@
 // The node server's state: user pool, sessions, root buffers, and the ctl command interpreters.
 
-import { chmodSync, constants, existsSync, lstatSync, mkdtempSync, readdirSync, readlinkSync } from "node:fs";
+import {
+  chmodSync,
+  constants,
+  existsSync,
+  lstatSync,
+  mkdtempSync,
+  readdirSync,
+  readlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { type FileHandle, lchown, open, readdir, rm, rmdir } from "node:fs/promises";
 import { machine as machineName, type as osType } from "node:os";
 import { isAbsolute, join } from "node:path";
@@ -96,6 +105,7 @@ export class Xcpufs {
     this.tmpdir = cfg.tmpdir;
     this.sessionRoot = this.switchUsers ? makeSessionRoot(cfg.tmpdir) : cfg.tmpdir;
     this.log = cfg.log;
+    if (this.switchUsers && cfg.retain) markRetained(this.sessionRoot);
     if (this.switchUsers && !cfg.retain) this.removeStaleRoots();
     if (onNoexecMount(this.sessionRoot)) {
       this.log.warn(
@@ -211,6 +221,8 @@ export class Xcpufs {
       try {
         const st = lstatSync(dir);
         if (!st.isDirectory() || st.uid !== 0) continue;
+        // Kept on purpose (-r): the operator removes it.
+        if (existsSync(join(dir, RETAINED_MARK))) continue;
       } catch {
         continue;
       }
@@ -558,6 +570,17 @@ export class Xcpufs {
     this.forkHelper?.close();
     // Retained session directories stay, and with them the directory that holds them.
     if (this.switchUsers && !this.host.retain) await rmdir(this.sessionRoot).catch(() => {});
+  }
+}
+
+/** A file in the session root of a server run with -r: a later server leaves that root alone. */
+const RETAINED_MARK = ".retained";
+
+function markRetained(root: string): void {
+  try {
+    writeFileSync(join(root, RETAINED_MARK), "kept by xcpufs -r: remove the directory by hand\n");
+  } catch {
+    // Without the mark a later server takes the root for a crashed server's and removes it.
   }
 }
 

@@ -218,10 +218,14 @@ describe.skipIf(!isRoot)("a node started after one that was killed", () => {
       return d;
     };
     const stale = make(`xcpufs-${ns}-${gone}-Abc123`);
+    // A server run with -r marks its root to be kept: its server is gone, but it stays.
+    const retained = make(`xcpufs-${ns}-${gone}-Mno345`);
+    writeFileSync(join(retained, ".retained"), "");
     const kept = [
       make(`xcpufs-${ns}-${alive.pid}-Def456`), // its server still runs
       make(`xcpufs-1-${gone}-Ghi789`), // another pid namespace's
       make("xcpufs-Jkl012"), // not named by its pid
+      retained,
     ];
     const node = await startXcpufs({ listen: "127.0.0.1", port: 0, tmpdir: tmp, noAuth: true });
     try {
