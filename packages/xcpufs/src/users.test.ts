@@ -94,6 +94,47 @@ describe("UserDb", () => {
     expect(again.byUid(500)?.key?.kind).toBe("rsa");
     expect(again.byUid(501)?.key).toBeUndefined();
   });
+  it("a pool file edited into a broken shape or breaking user-add's rules is refused, naming the entry", () => {
+    const dir = mkdtempSync(join(tmpdir(), "xcpufs-users-"));
+    dirs.push(dir);
+    const file = join(dir, "users.json");
+    const user = (name: string, uid: number) => ({ name, uid, gid: 100, groups: ["mammals"] });
+    const cases: [object, string][] = [
+      [{ version: 1, groups: "x", users: [] }, '"groups" is not a list'],
+      [{ version: 1, groups: [], users: {} }, '"users" is not a list'],
+      [{ version: 1, groups: [{ name: "g", gid: -1 }], users: [] }, "groups[0]: expected"],
+      [
+        {
+          version: 1,
+          groups: [
+            { name: "g", gid: 1 },
+            { name: "h", gid: 1 },
+          ],
+          users: [],
+        },
+        "groups[1]: 1:group exists",
+      ],
+      [
+        { version: 1, groups: [], users: [user("eve", 3000), user("eve2", 3000)] },
+        "users[1]: 3000:user exists",
+      ],
+      [
+        { version: 1, groups: [], users: [user("eve", 3000), user("eve", 3001)] },
+        "users[1]: eve:user exists",
+      ],
+      [
+        { version: 1, groups: [], users: [{ name: "a b", uid: 1, gid: 1, groups: [] }] },
+        "users[0]: expected",
+      ],
+      [{ version: 1, groups: [], users: [{ name: "a", uid: 1, gid: 1 }] }, "users[0]: expected"],
+    ];
+    for (const [doc, message] of cases) {
+      writeFileSync(file, JSON.stringify(doc));
+      expect(() => new UserDb({ stateDir: dir }), message).toThrow(
+        `${file}: broken user pool file: ${message}`,
+      );
+    }
+  });
   it("a change that cannot be saved is not made (full disk, unwritable state file)", () => {
     const dir = mkdtempSync(join(tmpdir(), "xcpufs-users-"));
     dirs.push(dir);

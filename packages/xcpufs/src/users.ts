@@ -47,6 +47,48 @@ interface StateFile {
 
 const ID_RE = /^\d+$/;
 
+/**
+ * The shape and the uniqueness rules of user-add and group-add, for a pool file edited by hand:
+ * a file that breaks them is refused (naming the entry) rather than loaded half-way.
+ */
+function checkStateFile(st: StateFile): void {
+  const isId = (v: unknown) => Number.isSafeInteger(v) && (v as number) >= 0 && (v as number) <= 0xfffffffe;
+  const isGroupName = (v: unknown) => typeof v === "string" && v !== "";
+  const isUserName = (v: unknown) => typeof v === "string" && /^[^\s:/,]+$/.test(v);
+  if (!Array.isArray(st.groups)) throw new Error('"groups" is not a list');
+  if (!Array.isArray(st.users)) throw new Error('"users" is not a list');
+  const gnames = new Set<string>();
+  const gids = new Set<number>();
+  st.groups.forEach((g, i) => {
+    if (!isGroupName(g?.name) || !isId(g?.gid))
+      throw new Error(`groups[${i}]: expected {"name": NAME, "gid": NUMBER}`);
+    if (gnames.has(g.name)) throw new Error(`groups[${i}]: ${g.name}:group exists`);
+    if (gids.has(g.gid)) throw new Error(`groups[${i}]: ${g.gid}:group exists`);
+    gnames.add(g.name);
+    gids.add(g.gid);
+  });
+  const unames = new Set<string>();
+  const uids = new Set<number>();
+  st.users.forEach((u, i) => {
+    const shape =
+      isUserName(u?.name) &&
+      isId(u?.uid) &&
+      isId(u?.gid) &&
+      Array.isArray(u?.groups) &&
+      u.groups.every((n) => typeof n === "string") &&
+      (u.key === undefined || typeof u.key === "string");
+    if (!shape) {
+      throw new Error(
+        `users[${i}]: expected {"name": NAME, "uid": NUMBER, "gid": NUMBER, "groups": [NAME, ...], "key"?: TEXT}`,
+      );
+    }
+    if (unames.has(u.name)) throw new Error(`users[${i}]: ${u.name}:user exists`);
+    if (uids.has(u.uid)) throw new Error(`users[${i}]: ${u.uid}:user exists`);
+    unames.add(u.name);
+    uids.add(u.uid);
+  });
+}
+
 /** A Map that counts its changes, so that indexes built from it know when to rebuild. */
 class CountedMap<V> extends Map<string, V> {
   changes = 0;
@@ -362,6 +404,7 @@ export class UserDb {
   private loadText(text: string): void {
     const st = JSON.parse(text) as StateFile;
     if (st?.version !== 1) throw new Error(`${this.file}: unknown state file version`);
+    checkStateFile(st);
     for (const g of st.groups) {
       if (g.name === ADMIN_NAME) continue;
       this.groups.set(g.name, { name: g.name, gid: g.gid, members: new Set() });
