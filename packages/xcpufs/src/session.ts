@@ -197,7 +197,7 @@ export class Session {
     parent: string,
   ): Promise<void> {
     if (this.state === State.Wiped) throw new XcpuError("session wiped");
-    if (this.state !== State.Initializing) throw new XcpuError("session already running");
+    if (this.state !== State.Initializing) throw this.startedError();
     let path: string;
     if (program === undefined || program === "") {
       path = join(this.dir, "exec");
@@ -212,7 +212,7 @@ export class Session {
     // Re-check after the awaits: a wipe or another exec may have happened meanwhile.
     const now = this.state as State;
     if (now === State.Wiped) throw new XcpuError("session wiped");
-    if (now !== State.Initializing) throw new XcpuError("session already running");
+    if (now !== State.Initializing) throw this.startedError();
 
     let extra = "";
     for (const [k, v] of [
@@ -512,6 +512,15 @@ export class Session {
       this.killGroup(this.pgid, "SIGKILL");
       this.release();
     }
+  }
+
+  /** What a command that needs a session not started yet (exec, redirect) answers afterwards. */
+  startedError(): XcpuError {
+    return new XcpuError(
+      this.state === State.Finished
+        ? "session already ran its program (one per session)"
+        : "session already running",
+    );
   }
 
   /** Close the files opened by `redirect` (the child has its own copies once started). */

@@ -548,7 +548,7 @@ export class Xcpufs {
         const stream = a[0] as string;
         if (stream !== "stdin" && stream !== "stdout" && stream !== "stderr")
           throw new XcpuError("invalid stream");
-        if (s.state !== State.Initializing) throw new XcpuError("session already running");
+        if (s.state !== State.Initializing) throw s.startedError();
         const path = isAbsolute(a[1] as string) ? (a[1] as string) : join(s.dir, a[1] as string);
         const fh = await openRedirect(path, a[1] as string, stream === "stdin", this.localOwner(user));
         await s.redirects[stream]?.close();

@@ -380,7 +380,10 @@ describe("jobs", () => {
     expect((await readAll(job.stdout)).toString()).toBe("");
     expect((await fs.readFile(`${job.sid}/fs/out.txt`)).toString()).toBe("from a file\n");
     await expect(fs.open(`${job.sid}/stdout`, OREAD)).rejects.toThrow("redirected to local file");
-    await expect(job.ctl.write(0, "redirect stderr out.txt\n")).rejects.toThrow("session already running");
+    await expect(job.ctl.write(0, "redirect stderr out.txt\n")).rejects.toThrow(
+      "session already ran its program (one per session)",
+    );
+    await expect(job.ctl.write(0, "exec /bin/cat\n")).rejects.toThrow("session already ran its program");
     await job.close();
   });
   it("legacy exec file: stage, run, one writer only", async () => {
