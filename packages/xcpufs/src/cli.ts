@@ -128,6 +128,16 @@ export async function main(
     }
     msize = Number(values.msize);
   }
+  for (const [flag, dir] of [
+    ["-t", values.tmpdir],
+    ["--state-dir", values["state-dir"]],
+  ] as const) {
+    // An empty name would mean the directory xcpufs was started from.
+    if (dir === "") {
+      io.stderr.write(`xcpufs: ${flag} needs a directory name\n`);
+      return 2;
+    }
+  }
   const forkHelper = values["fork-helper"] ?? "auto";
   if (forkHelper !== "auto" && forkHelper !== "native" && forkHelper !== "perl") {
     io.stderr.write(`xcpufs: invalid fork helper: ${forkHelper} (auto, native or perl)\n`);

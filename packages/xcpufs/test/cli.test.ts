@@ -73,6 +73,15 @@ describe("xcpufs command", () => {
     });
     expect(await exited(m)).toBe(2);
     expect(merr).toContain("invalid msize");
+    for (const flag of ["-t", "--state-dir"]) {
+      const e = spawn(process.execPath, xcpufsArgs(flag, ""), { cwd: PKG });
+      let eerr = "";
+      e.stderr.on("data", (d) => {
+        eerr += d;
+      });
+      expect(await exited(e)).toBe(2);
+      expect(eerr).toBe(`xcpufs: ${flag} needs a directory name\n`);
+    }
   }, 120_000);
 
   it("--version and -V print the package's version and exit 0", async () => {
