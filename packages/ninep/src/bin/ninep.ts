@@ -5,7 +5,11 @@ const stop = new AbortController();
 process.once("SIGINT", () => stop.abort());
 process.once("SIGTERM", () => stop.abort());
 process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+  // A reader that went away (`| head`) wants no more; anything else (a full disk, /dev/full) is
+  // the command's failure: said, not waited on (a write that failed never drains).
   if (err.code === "EPIPE") process.exit(0);
+  process.stderr.write(`ninep: cannot write standard output (${err.code ?? err.message})\n`);
+  process.exit(1);
 });
 main(process.argv.slice(2), {
   stdout: process.stdout,

@@ -101,6 +101,9 @@ const VERBS: Record<string, Verb> = {
     positionals: 2,
     run: (c) =>
       withFs(c, "cat", async (fs, path) => {
+        // A directory reads as stat records in 9P2000 and .u (and fails in .L): refused alike.
+        const st = await fs.stat(path);
+        if (st.mode & DMDIR) throw new ExitError(1, `ninep cat ${c.positionals[0]} ${path}: is a directory`);
         for await (const chunk of fs.createReadStream(path)) {
           if (c.io.stdout.write(chunk) === false && c.io.stdout.once) {
             await new Promise<void>((r) => c.io.stdout.once?.("drain", () => r()));
@@ -225,12 +228,28 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
   }
 }
 
-function parseNumber(text: string | undefined, flag: string, verb: string): number | undefined {
+function parseNumber(
+  text: string | undefined,
+  flag: string,
+  verb: string,
+  range?: [number, number],
+): number | undefined {
   if (text === undefined) return undefined;
   if (!/^\d+$/.test(text))
     throw new ExitError(2, `ninep ${verb}: --${flag} wants a number, got "${text}"`, verbUsage(verb));
-  return Number(text);
+  const n = Number(text);
+  if (range && (n < range[0] || n > range[1])) {
+    throw new ExitError(
+      2,
+      `ninep ${verb}: --${flag} wants a number from ${range[0]} to ${range[1]}, got ${text}`,
+      verbUsage(verb),
+    );
+  }
+  return n;
 }
+
+/** The msize 9P can carry (32 bits) and the least that holds a header and some data. */
+const MSIZE_RANGE: [number, number] = [256, 0xffffffff];
 
 function parseDialect(text: string | undefined, verb: string): Dialect | undefined {
   if (text === undefined) return undefined;
@@ -254,7 +273,7 @@ async function withFs(
   const [addr, path] = c.positionals as [string, string];
   const v = c.values;
   const version = parseDialect(v.version as string | undefined, verb);
-  const msize = parseNumber(v.msize as string | undefined, "msize", verb);
+  const msize = parseNumber(v.msize as string | undefined, "msize", verb, MSIZE_RANGE);
   const timeoutMs = parseNumber(v.timeout as string | undefined, "timeout", verb);
   const trace = v.trace ? (line: string) => c.io.stderr.write(`${line}\n`) : undefined;
   let fs: Awaited<ReturnType<typeof mount>> | undefined;
@@ -307,7 +326,7 @@ async function serve(c: VerbContext): Promise<number> {
     const hit = parseDialect(d.trim(), "serve");
     return hit as Dialect;
   });
-  const maxMsize = parseNumber(v.msize as string | undefined, "msize", "serve");
+  const maxMsize = parseNumber(v.msize as string | undefined, "msize", "serve", MSIZE_RANGE);
   const { Server, passthrough } = await import("../server/index.js");
   const backend = passthrough(dir, { readOnly: Boolean(v.ro), dialects });
   try {

@@ -50,6 +50,34 @@ describe.skipIf(missing !== undefined)("the ninep binary", () => {
     const bad = await run(process.execPath, [BIN, "cat", addr, "/missing"]).catch((e) => e);
     expect(bad.code).toBe(1);
     expect(bad.stderr).toBe(`ninep cat ${addr} /missing: file not found\n`);
+    // A directory is refused in every dialect (9P2000 and .u would read its stat records).
+    for (const version of ["9P2000", "9P2000.u", "9P2000.L"]) {
+      const dirCat = await run(process.execPath, [BIN, "cat", addr, "/", "--version", version]).catch(
+        (e) => e,
+      );
+      expect(dirCat.code, version).toBe(1);
+      expect(dirCat.stderr, version).toBe(`ninep cat ${addr} /: is a directory\n`);
+    }
+    // Output that cannot be written is the command's failure, said at once (it waited for good).
+    const full = await run(
+      "/bin/sh",
+      ["-c", `exec "$0" "$1" cat "$2" /greeting > /dev/full`, process.execPath, BIN, addr],
+      {
+        timeout: 30_000,
+      },
+    ).catch((e) => e);
+    expect(full.code).toBe(1);
+    expect(full.stderr).toBe("ninep: cannot write standard output (ENOSPC)\n");
+    // An msize 9P cannot carry, or too small to hold a message, is a usage error.
+    for (const argv of [
+      ["cat", addr, "/greeting", "--msize", "0"],
+      ["serve", dir, "--listen", "tcp!127.0.0.1!0", "--msize", "10"],
+      ["serve", dir, "--listen", "tcp!127.0.0.1!0", "--msize", "99999999999"],
+    ]) {
+      const r = await run(process.execPath, [BIN, ...argv]).catch((e) => e);
+      expect(r.code, argv.join(" ")).toBe(2);
+      expect(r.stderr, argv.join(" ")).toContain("--msize wants a number from 256 to 4294967295");
+    }
     const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
     child.kill("SIGTERM");
     expect(await exited).toBe(0);
