@@ -5,7 +5,7 @@ import type { Readable, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { parseArgs } from "node:util";
 import { mount } from "../client/index.js";
-import { Dialect, DMDIR, DMSYMLINK } from "../codec/index.js";
+import { Dialect, DMDEVICE, DMDIR, DMNAMEDPIPE, DMSOCKET, DMSYMLINK } from "../codec/index.js";
 import type { Stat } from "../codec/types.js";
 import { NinepError } from "../errors.js";
 import { PACKAGE_VERSION } from "../version.js";
@@ -302,7 +302,21 @@ async function withFs(
 
 function modeString(mode: number): string {
   const kind =
-    mode & DMDIR ? "d" : mode & DMSYMLINK ? "L" : mode & 0x40000000 ? "a" : mode & 0x20000000 ? "l" : "-";
+    mode & DMDIR
+      ? "d"
+      : mode & DMSYMLINK
+        ? "L"
+        : mode & DMNAMEDPIPE
+          ? "p"
+          : mode & DMSOCKET
+            ? "s"
+            : mode & DMDEVICE
+              ? "D"
+              : mode & 0x40000000
+                ? "a"
+                : mode & 0x20000000
+                  ? "l"
+                  : "-";
   let s = "";
   for (const shift of [6, 3, 0]) {
     const bits = (mode >>> shift) & 7;

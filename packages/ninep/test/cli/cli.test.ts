@@ -1,5 +1,6 @@
 // The ninep CLI through main(argv, io): real server, captured output, exit statuses.
 
+import { execFileSync } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -38,6 +39,7 @@ describe("ninep CLI", () => {
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), "ninep-cli-"));
     await writeFile(join(dir, "hello.txt"), "hello\n");
+    execFileSync("mkfifo", ["-m", "644", join(dir, "fifo")]);
     const out = new Capture();
     const err = new Capture();
     serving = main(["serve", dir, "--listen", "tcp!127.0.0.1!0"], {
@@ -77,6 +79,11 @@ describe("ninep CLI", () => {
       );
       const ll = await run(["ls", "-l", addr, "/hello.txt", ...v]);
       expect(ll.out).toMatch(/^-rw-r--r-- .* 6 .* hello\.txt\n$/);
+      if (version !== "9P2000") {
+        // 9P2000 has no mode bit for a FIFO (the passthrough shows it as a file there).
+        const fifo = await run(["ls", "-l", addr, "/fifo", ...v]);
+        expect(fifo.out).toMatch(/^prw-r--r-- .* fifo\n$/);
+      }
       const st = await run(["stat", addr, "hello.txt", ...v]);
       expect(st.out).toMatch(/^name +hello\.txt$/m);
       expect(st.out).toMatch(/^length +6$/m);
