@@ -91,8 +91,8 @@ describe("a node like the original xcpufs 1.2.3, with a key-less pool user (--no
     );
     const l = await runCli(xrx, ["--no-key", "-L", node.spec, "cat"], { stdin: "a\nb\nno newline" });
     expect(l.code).toBe(0);
-    // (Unlike the original, our -L delivers a last line without newline, ended by one.)
-    expect(l.stdout).toBe("a\nb\nno newline\n");
+    // (Unlike the original, which dropped it, our -L delivers a last line without newline, as is.)
+    expect(l.stdout).toBe("a\nb\nno newline");
     expectWireClean(node);
   });
 
@@ -612,11 +612,12 @@ describe("the original's session ctl quirk", () => {
     await s.release();
     conn.close();
     await until(() => node.sessions.size === 0, 20_000, "session released");
-    // A job id with a slash: the original reads "a" as the job and "b/1" as a bad rank.
+    // A job id with a slash, which the original would read as job "a" and the bad rank "b/1":
+    // refused before any node is contacted.
     const r = await runCli(xrx, ["--no-key", "-j", "a/b", node.spec, "/bin/true"]);
-    expect(r.code).toBe(1);
-    expect(r.stderr).toContain("syntax error");
-    await until(() => node.sessions.size === 0, 20_000, "failed session released");
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('bad job id "a/b"');
+    expect(node.sessions.size).toBe(0);
   });
 });
 

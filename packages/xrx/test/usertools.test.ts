@@ -240,7 +240,7 @@ describe.skipIf(!sshKeygen)("xgroupset, xuserset, xgetent", () => {
       [xuserset, ["add", two.list, "u", "500", "g"], /missing arguments/],
       [xuserset, ["add", two.list, "u", "x500", "g", `${rsa}.pub`], /bad uid "x500"/],
       [xuserset, ["delete", two.list, "u", "v"], /too many arguments/],
-      [xuserset, ["flush", "-p"], /argument missing/],
+      [xuserset, ["flush", "-p"], /option -p needs a value/],
       [xuserset, ["flush", "-a", two.list], /-a takes no node list/],
       [xuserset, ["flush", "-u", two.list], /flush takes no -u/],
       [xuserset, ["add", two.list, "u", "-u"], /-u stands for the arguments/],
