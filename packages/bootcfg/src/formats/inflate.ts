@@ -224,6 +224,20 @@ class Verifier {
 }
 
 /**
+ * Where the deflate data of the gzip member at the start of `buf` begins (RFC 1952: the fixed 10
+ * bytes, then the optional extra field, name, comment and header CRC its flags announce).
+ */
+export function gzipHeaderEnd(buf: Uint8Array): number {
+  const flg = buf[3]!;
+  let p = 10;
+  if (flg & 4) p += 2 + (buf[p]! | (buf[p + 1]! << 8));
+  if (flg & 8) while (p < buf.length && buf[p++] !== 0);
+  if (flg & 16) while (p < buf.length && buf[p++] !== 0);
+  if (flg & 2) p += 2;
+  return p;
+}
+
+/**
  * Decodes the gzip member at the start of `buf` only to verify it, as the kernel's decompressor
  * would: every block, then the CRC32 and size (mod 2^32) in its trailer. Returns the decoded size
  * and the member's length in bytes. Memory stays at about 1 MiB whatever the data decodes to;
@@ -237,13 +251,7 @@ export function verifyGzip(
   if (buf.length < 18 || buf[0] !== 0x1f || buf[1] !== 0x8b)
     throw formatError(what, "damaged gzip data (no gzip header)");
   if (buf[2] !== 8) throw formatError(what, `damaged gzip data (compression method ${buf[2]}, not deflate)`);
-  const flg = buf[3]!;
-  let p = 10;
-  if (flg & 4) p += 2 + (buf[p]! | (buf[p + 1]! << 8));
-  if (flg & 8) while (p < buf.length && buf[p++] !== 0);
-  if (flg & 16) while (p < buf.length && buf[p++] !== 0);
-  if (flg & 2) p += 2;
-  const v = new Verifier(buf, p, limit);
+  const v = new Verifier(buf, gzipHeaderEnd(buf), limit);
   try {
     v.run();
   } catch (err) {

@@ -11,6 +11,7 @@ import { crc32, inflateRawSync } from "node:zlib";
 import { formatError } from "../errors.js";
 import { type Compression, detectCompression, lz4LegacyDecode } from "./compress.js";
 import { type CpioListEntry, readCpio } from "./cpio.js";
+import { gzipHeaderEnd } from "./inflate.js";
 
 export interface InitramfsMember {
   offset: number;
@@ -41,12 +42,7 @@ export interface SplitOptions {
 export function gunzipMember(buf: Uint8Array, what = "gzip member"): { data: Buffer; length: number } {
   if (buf.length < 18 || buf[0] !== 0x1f || buf[1] !== 0x8b || buf[2] !== 8)
     throw formatError(what, "not a gzip member");
-  const flg = buf[3]!;
-  let p = 10;
-  if (flg & 4) p += 2 + (buf[p]! | (buf[p + 1]! << 8));
-  if (flg & 8) while (p < buf.length && buf[p++] !== 0);
-  if (flg & 16) while (p < buf.length && buf[p++] !== 0);
-  if (flg & 2) p += 2;
+  const p = gzipHeaderEnd(buf);
   let r: { buffer: Buffer; engine: { bytesWritten: number } };
   try {
     r = inflateRawSync(buf.subarray(p), { info: true }) as unknown as typeof r;
