@@ -7,7 +7,7 @@ import { checkCluster } from "./check.js";
 import { Cluster } from "./cluster/resolve.js";
 import { cbfstoolCommandLine, corebootConfig, payloadBuildCommandLine } from "./coreboot.js";
 import { BootcfgError } from "./errors.js";
-import { FileCache, withOutputs, writeOutput } from "./files.js";
+import { FileCache, STDOUT_NAMES, withOutputs, writeOutput } from "./files.js";
 import { writeBeoboot } from "./formats/beoboot.js";
 import { extractVmlinux, isBzImage, parseBzImage } from "./formats/bzimage.js";
 import { CBFS_TYPE_SELF, cbfsAddFile, createCbfs, elfToSelf } from "./formats/cbfs.js";
@@ -835,7 +835,7 @@ function readInput(path: string): Buffer {
 
 /** Whether `path` is this process's standard output: /dev/stdout, or the file or pipe fd 1 is. */
 function isStdout(path: string): boolean {
-  if (["/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"].includes(path)) return true;
+  if (STDOUT_NAMES.has(path)) return true;
   try {
     const a = statSync(path);
     const b = fstatSync(1);
@@ -849,12 +849,12 @@ function isStdout(path: string): boolean {
 export function manifestSet(file: string): Record<string, Record<string, unknown>> {
   let text: string;
   try {
-    text = readFileSync(file, "utf8");
+    text = readInput(file).toString("utf8");
   } catch (err) {
-    const e = err as NodeJS.ErrnoException;
+    if (!(err instanceof BootcfgError)) throw err;
     throw new BootcfgError(
       "EIO",
-      `${file}: cannot read it (${e.code === "ENOENT" ? "no such file" : e.code === "EISDIR" ? "a directory" : (e.code ?? e.message)}); diff compares two cluster files or \`manifest --all\` outputs`,
+      `${err.message}; diff compares two cluster files or \`manifest --all\` outputs`,
       { cause: err },
     );
   }

@@ -64,7 +64,7 @@ function outputError(
 }
 
 /** Names of standard output: such an output is written to descriptor 1 as it is. */
-const STDOUT_NAMES = new Set(["/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"]);
+export const STDOUT_NAMES: ReadonlySet<string> = new Set(["/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"]);
 const PAUSE = new Int32Array(new SharedArrayBuffer(4));
 
 /**

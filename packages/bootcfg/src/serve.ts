@@ -7,9 +7,7 @@
 //   /<node>/manifest.json   inputs by hash
 // the successor of the original suite's xbootfs/xget. Large files are read where they lie, one
 // Tread at a time, so memory does not grow with their size.
-import { statSync } from "node:fs";
 import { type FileHandle, open } from "node:fs/promises";
-import { dirname } from "node:path";
 import { type Address, formatAddress, parseAddress } from "@clustermatic/ninep/client";
 import { Errno, FsError } from "@clustermatic/ninep/errors";
 import {
@@ -182,48 +180,8 @@ export async function serveCluster(cluster: Cluster, listen: string): Promise<Se
   try {
     bound = await server.listen(addr);
   } catch (err) {
-    throw listenFailure(addr, err as NodeJS.ErrnoException);
+    // The server's own words: "cannot listen on ADDR: address already in use (EADDRINUSE)".
+    throw new BootcfgError("EIO", (err as Error).message, { cause: err });
   }
   return { server, bound, address: formatAddress(bound), close: () => server.close(1000) };
-}
-
-const LISTEN_ERRNO: Record<string, string> = {
-  EADDRINUSE: "address already in use",
-  EADDRNOTAVAIL: "no such local address",
-  EACCES: "permission denied",
-  EPERM: "permission denied",
-  ENOENT: "no such file or directory",
-  ENOTDIR: "not a directory",
-  EROFS: "read-only file system",
-  ENAMETOOLONG: "socket path too long",
-  EINVAL: "invalid argument",
-};
-
-/** One line naming the address and the errno: `cannot listen on ADDR: address already in use (EADDRINUSE)`. */
-function listenFailure(addr: Address, err: NodeJS.ErrnoException): BootcfgError {
-  const cause = (err.cause ?? err) as NodeJS.ErrnoException;
-  let code = typeof cause.code === "string" ? cause.code : typeof err.code === "string" ? err.code : "";
-  let detail = "";
-  if (addr.network === "unix") {
-    // libuv reports a bind() in a missing directory as EACCES; say what is really wrong
-    const dir = dirname(addr.path);
-    try {
-      if (!statSync(dir).isDirectory()) {
-        code = "ENOTDIR";
-        detail = `: ${dir} is not a directory`;
-      }
-    } catch (e) {
-      const c = (e as NodeJS.ErrnoException).code;
-      if (c === "ENOENT" || c === "ENOTDIR") {
-        code = c;
-        detail = c === "ENOENT" ? `: ${dir} does not exist` : `: a part of ${dir} is not a directory`;
-      }
-    }
-  }
-  const why = LISTEN_ERRNO[code]
-    ? `${LISTEN_ERRNO[code]} (${code})`
-    : code
-      ? `${cause.message} (${code})`
-      : cause.message;
-  return new BootcfgError("EIO", `cannot listen on ${formatAddress(addr)}: ${why}${detail}`, { cause: err });
 }

@@ -102,7 +102,8 @@ function resized(buf: Buffer, length: bigint): Buffer {
   return n <= buf.length ? buf.subarray(0, n) : Buffer.concat([buf, Buffer.alloc(n - buf.length)]);
 }
 
-class ByteBuf {
+/** An in-memory file's bytes (argv, env, state), grown by writes up to BUF_LIMIT. */
+export class ByteBuf {
   data: Buffer;
   constructor(init: Buffer = Buffer.alloc(0)) {
     this.data = init;

@@ -20,7 +20,7 @@ import type { Identity, Node, RequestContext, StatChanges } from "@clustermatic/
 import { type PassthroughBackend, passthrough } from "@clustermatic/ninep/server";
 import { XcpuError } from "./errors.js";
 import { ForkHelper } from "./fork-helper.js";
-import { RootDir, SessionDir } from "./fsys.js";
+import { ByteBuf, RootDir, SessionDir } from "./fsys.js";
 import { type LocalOwner, openRedirect, removeWithin } from "./local-files.js";
 import { onNoexecMount } from "./noexec.js";
 import type { ProcTag } from "./procs.js";
@@ -76,8 +76,8 @@ export class Xcpufs {
   private readonly own = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
   /** The fork helper once started. */
   private forkHelper: ForkHelper | undefined;
-  rootEnv: { data: Buffer; read(o: bigint, c: number): Buffer; write(o: bigint, d: Uint8Array): number };
-  rootState: { data: Buffer; read(o: bigint, c: number): Buffer; write(o: bigint, d: Uint8Array): number };
+  rootEnv: ByteBuf;
+  rootState: ByteBuf;
   /** Owner and mode of `clone` after a wstat (restricting who may create sessions). */
   cloneOwner: { uname: string; uid: number; gname: string; gid: number } | undefined;
   private nextSid = 0;
@@ -114,8 +114,8 @@ export class Xcpufs {
       );
     }
     this.clientTrace = cfg.clientTrace;
-    this.rootEnv = growable(Buffer.from(cfg.env));
-    this.rootState = growable(Buffer.alloc(0));
+    this.rootEnv = new ByteBuf(Buffer.from(cfg.env));
+    this.rootState = new ByteBuf();
     const setprivPath = ["/usr/bin/setpriv", "/bin/setpriv"].find((p) => existsSync(p));
     const envPath = ["/usr/bin/env", "/bin/env"].find((p) => existsSync(p));
     const setpriv = setprivPath && envPath ? { setpriv: setprivPath, env: envPath } : undefined;
@@ -655,27 +655,6 @@ function tokens_(line: string, msg: string): string[] {
     if (err instanceof QuoteError) throw new XcpuError(msg);
     throw err;
   }
-}
-
-function growable(init: Buffer) {
-  return {
-    data: init,
-    read(offset: bigint, count: number): Buffer {
-      if (offset >= BigInt(this.data.length)) return Buffer.alloc(0);
-      return this.data.subarray(Number(offset), Number(offset) + count);
-    },
-    write(offset: bigint, d: Uint8Array): number {
-      const end = Number(offset) + d.length;
-      if (end > 1 << 20) throw new FsError("file too large", Errno.EFBIG);
-      if (end > this.data.length) {
-        const g = Buffer.alloc(end);
-        this.data.copy(g);
-        this.data = g;
-      }
-      Buffer.from(d).copy(this.data, Number(offset));
-      return d.length;
-    },
-  };
 }
 
 /**

@@ -1,8 +1,9 @@
 // The 9P server: listens on TCP or Unix sockets (or serves any Duplex), owns the options, the
 // backend and the server-wide DMEXCL locks, and hands each stream to a ServerConnection.
 
-import { lstatSync, rmSync } from "node:fs";
+import { lstatSync, rmSync, statSync } from "node:fs";
 import net from "node:net";
+import { dirname } from "node:path";
 import type { Duplex } from "node:stream";
 import { Dialect, IOHDRSZ } from "../codec/constants.js";
 import { type Address, formatAddress, parseAddress } from "../transport/address.js";
@@ -300,13 +301,40 @@ const LISTEN_FAILURES: Record<string, string> = {
   EADDRNOTAVAIL: "no such local address",
   EACCES: "permission denied",
   EPERM: "permission denied",
+  ENOENT: "no such file or directory",
+  ENOTDIR: "not a directory",
+  EROFS: "read-only file system",
+  ENAMETOOLONG: "socket path too long",
+  EINVAL: "invalid argument",
 };
 
-/** "cannot listen on tcp!127.0.0.1!6667: address already in use (EADDRINUSE)", keeping `code`. */
+/**
+ * "cannot listen on tcp!127.0.0.1!6667: address already in use (EADDRINUSE)", keeping `code`. For
+ * a Unix socket whose directory is missing (libuv reports that bind as EACCES) it says so.
+ */
 function listenError(addr: Address, err: NodeJS.ErrnoException): Error {
-  const why =
-    err.code && LISTEN_FAILURES[err.code] ? `${LISTEN_FAILURES[err.code]} (${err.code})` : err.message;
-  return Object.assign(new Error(`cannot listen on ${formatAddress(addr)}: ${why}`, { cause: err }), {
-    code: err.code,
-  });
+  let code = typeof err.code === "string" ? err.code : undefined;
+  let detail = "";
+  if (addr.network === "unix") {
+    const dir = dirname(addr.path);
+    try {
+      if (!statSync(dir).isDirectory()) {
+        code = "ENOTDIR";
+        detail = `: ${dir} is not a directory`;
+      }
+    } catch (e) {
+      const c = (e as NodeJS.ErrnoException).code;
+      if (c === "ENOENT" || c === "ENOTDIR") {
+        code = c;
+        detail = c === "ENOENT" ? `: ${dir} does not exist` : `: a part of ${dir} is not a directory`;
+      }
+    }
+  }
+  const why = code ? `${LISTEN_FAILURES[code] ?? err.message} (${code})` : err.message;
+  return Object.assign(
+    new Error(`cannot listen on ${formatAddress(addr)}: ${why}${detail}`, { cause: err }),
+    {
+      code,
+    },
+  );
 }

@@ -45,6 +45,15 @@ describe("listening", () => {
         `cannot listen on tcp!127.0.0.1!${a.port}: address already in use (EADDRINUSE)`,
       );
       expect(err?.code).toBe("EADDRINUSE");
+      // libuv reports a socket in a missing directory as EACCES: the error names the real cause
+      const unix = await second.listen("unix!/nonexistent/dir/s").then(
+        () => undefined,
+        (e: NodeJS.ErrnoException) => e,
+      );
+      expect(unix?.message).toBe(
+        "cannot listen on unix!/nonexistent/dir/s: no such file or directory (ENOENT): /nonexistent/dir does not exist",
+      );
+      expect(unix?.code).toBe("ENOENT");
       expect(logged).toEqual([]);
     } finally {
       await second.close();
