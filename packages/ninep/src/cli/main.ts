@@ -46,7 +46,8 @@ const CLIENT_FLAGS = `Options:
   --msize N      largest message to offer (default 65560)
   --uname U      user name to attach as (default $USER)
   --aname A      tree to attach (default "")
-  --timeout MS   per-request timeout (default none)
+  --timeout MS   time limit for connecting and for each request (default: 10 s to
+                 connect, none per request)
   --trace        print every 9P message to stderr
 ADDR is tcp!host!port, host:port, [::1]:port, unix!/path or /path (port 564 by default).`;
 
@@ -130,8 +131,8 @@ const VERBS: Record<string, Verb> = {
           ["qid", `path ${q.path} vers ${q.version} type 0x${q.type.toString(16).padStart(2, "0")}`],
           ["mode", `${modeString(st.mode)} (0x${(st.mode >>> 0).toString(16).padStart(8, "0")})`],
           ["length", String(st.length)],
-          ["atime", new Date(st.atime * 1000).toISOString()],
-          ["mtime", new Date(st.mtime * 1000).toISOString()],
+          ["atime", isoTime(st.atime)],
+          ["mtime", isoTime(st.mtime)],
           ["uid", st.uid],
           ["gid", st.gid],
           ["muid", st.muid],
@@ -282,6 +283,8 @@ async function withFs(
       version,
       msize,
       timeoutMs,
+      // A --timeout bounds the connection and version negotiation too, not only the requests.
+      ...(timeoutMs !== undefined ? { connectTimeoutMs: timeoutMs } : {}),
       trace,
       uname: (v.uname as string | undefined) ?? c.io.env.USER ?? "nobody",
       aname: (v.aname as string | undefined) ?? "",
@@ -325,8 +328,15 @@ function modeString(mode: number): string {
   return `${kind}${s}`;
 }
 
+/** Seconds since 1970 as ISO 8601; a time past what a Date holds (±275,000 years) as its number. */
+function isoTime(sec: number): string {
+  const d = new Date(sec * 1000);
+  return Number.isNaN(d.getTime()) ? `${sec} s since 1970` : d.toISOString();
+}
+
 function longLine(e: Stat): string {
-  const when = new Date(e.mtime * 1000).toISOString().replace("T", " ").slice(0, 16);
+  const iso = isoTime(e.mtime);
+  const when = iso.includes("T") ? iso.replace("T", " ").slice(0, 16) : String(e.mtime);
   return `${modeString(e.mode)} ${e.uid.padEnd(8)} ${e.gid.padEnd(8)} ${String(e.length).padStart(10)} ${when} ${e.name}${e.mode & DMDIR ? "/" : ""}`;
 }
 

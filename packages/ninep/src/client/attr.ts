@@ -49,12 +49,15 @@ export function linuxFlagsFromOpenMode(mode: number): number {
   return flags;
 }
 
+/** A 9P2000.L time in seconds: a u64 on the wire that Linux reads as signed (before 1970: negative). */
 function secs(t: bigint): number {
-  const n = Number(t);
-  return n < 0 ? 0 : Math.min(n, 0xffffffff);
+  return Number(BigInt.asIntN(64, t));
 }
 
-/** Rgetattr → Stat (name supplied by the caller; uid/gid are the numbers as text). */
+/**
+ * Rgetattr → Stat (name supplied by the caller; uid/gid are the numbers as text). Times are the
+ * server's whole signed seconds, not squeezed into the u32 of a 9P2000 stat.
+ */
 export function statFromAttr(name: string, a: Omit<Rgetattr, "type" | "tag">): Stat {
   const isDir = (a.mode & S_IF.MT) === S_IF.DIR;
   return {

@@ -15,7 +15,7 @@ import {
   NOTAG,
 } from "../codec/index.js";
 import type * as T from "../codec/types.js";
-import { encodeTagged } from "../codec/wire.js";
+import { encodeTagged, HEADER_SIZE } from "../codec/wire.js";
 import {
   ClosedError,
   ConnectionError,
@@ -158,6 +158,21 @@ function tryDecode(frame: Buffer, msize: number): T.Message | undefined {
     } catch {}
   }
   return undefined;
+}
+
+/**
+ * An Rerror whose whole body is a u32 errno, as some 9P2000.L servers send in place of Rlerror
+ * (Linux's client reads it so): read as the Rlerror it stands for. Any other frame: undefined.
+ */
+function bareErrnoReply(frame: Buffer): T.Rlerror | undefined {
+  if (frame.length !== HEADER_SIZE + 4 || frame[4] !== MsgType.Rerror) return undefined;
+  return { type: MsgType.Rlerror, tag: frame.readUInt16LE(5), ecode: frame.readUInt32LE(HEADER_SIZE) };
+}
+
+/** The first bytes of a frame in hex, for a trace line. */
+function hexOf(frame: Buffer): string {
+  const shown = frame.subarray(0, 64).toString("hex");
+  return frame.length > 64 ? `${shown}… (${frame.length} bytes)` : shown;
 }
 
 /** What a reply to `msg` may carry at most (see Pending.limit). */
@@ -675,8 +690,9 @@ export class Client {
       }
       // A server that does not know our dialect may answer Tversion with the error reply of
       // another one (plain Rerror, or diod's Rlerror): accept either for the version reply.
-      const retry = tag === NOTAG ? tryDecode(frame, this.msize) : undefined;
+      const retry = (tag === NOTAG ? tryDecode(frame, this.msize) : undefined) ?? bareErrnoReply(frame);
       if (!retry) {
+        if (this.#trace) this.#trace(`<- undecodable (${(err as Error).message}): ${hexOf(frame)}`);
         this.#failReply(tag, err);
         return;
       }

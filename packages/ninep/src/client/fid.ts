@@ -13,6 +13,7 @@ import {
   MAXWELEM,
   MsgType,
   OREAD,
+  OTRUNC,
   SETATTR,
 } from "../codec/index.js";
 import type * as T from "../codec/types.js";
@@ -248,7 +249,11 @@ export class Fid {
     this.#check();
     if (this.#dotL) {
       const flags = linuxFlagsFromOpenMode(mode) | (isDirQid(this.qid) ? L_O.DIRECTORY : 0);
-      return this.lopen(flags, opts);
+      await this.lopen(flags, opts);
+      // Some servers (nfs-ganesha) open with O_TRUNC and keep the data: truncate as Linux's own
+      // client does, with a setattr after the open. Refused (a FIFO, a device): the open stands.
+      if (mode & OTRUNC && !isDirQid(this.qid)) await this.setattr({ size: 0 }, opts).catch(() => {});
+      return;
     }
     const r = await this.client.rpc({ type: MsgType.Topen, fid: this.num, mode }, opts);
     this.#opened(r.qid, r.iounit);
@@ -503,7 +508,7 @@ export class Fid {
 
   // ---- 9P2000.L operations ----
 
-  /** 9P2000.L Tgetattr. */
+  /** 9P2000.L Tgetattr. Times' seconds are signed (before 1970: negative). */
   async getattr(mask: bigint = GETATTR.ALL, opts?: CallOptions): Promise<GetattrResult> {
     this.#check();
     const r = await this.client.rpc({ type: MsgType.Tgetattr, fid: this.num, request_mask: mask }, opts);
@@ -519,13 +524,14 @@ export class Fid {
       size: r.size,
       blksize: r.blksize,
       blocks: r.blocks,
-      atime_sec: r.atime_sec,
+      // Seconds are signed in Linux (a time before 1970 is negative), a bare u64 on the wire.
+      atime_sec: BigInt.asIntN(64, r.atime_sec),
       atime_nsec: r.atime_nsec,
-      mtime_sec: r.mtime_sec,
+      mtime_sec: BigInt.asIntN(64, r.mtime_sec),
       mtime_nsec: r.mtime_nsec,
-      ctime_sec: r.ctime_sec,
+      ctime_sec: BigInt.asIntN(64, r.ctime_sec),
       ctime_nsec: r.ctime_nsec,
-      btime_sec: r.btime_sec,
+      btime_sec: BigInt.asIntN(64, r.btime_sec),
       btime_nsec: r.btime_nsec,
       gen: r.gen,
       data_version: r.data_version,
@@ -542,7 +548,16 @@ export class Fid {
       if (t === "now") return [0n, 0n];
       valid |= setBit;
       const ms = t instanceof Date ? t.getTime() : t * 1000;
-      return [BigInt(Math.floor(ms / 1000)), BigInt(Math.round((ms % 1000) * 1e6))];
+      if (!Number.isFinite(ms)) throw new RangeError(`setattr: invalid time ${String(t)}`);
+      // Whole seconds down, nanoseconds up from there (so a time before 1970 has them positive);
+      // the seconds go out as the u64 Linux reads back as signed.
+      let sec = Math.floor(ms / 1000);
+      let nsec = Math.round((ms - sec * 1000) * 1e6);
+      if (nsec >= 1e9) {
+        sec += 1;
+        nsec -= 1e9;
+      }
+      return [BigInt.asUintN(64, BigInt(sec)), BigInt(nsec)];
     };
     if (attrs.mode !== undefined) valid |= SETATTR.MODE;
     if (attrs.uid !== undefined) valid |= SETATTR.UID;

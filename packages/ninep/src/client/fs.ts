@@ -2,9 +2,10 @@
 // stat, listing, remove, mkdir, and Node streams that pipeline several iounit-sized requests.
 
 import { Readable, Writable } from "node:stream";
-import { Dialect, DMDIR, L_O, MsgType, OREAD, OTRUNC, OWRITE } from "../codec/index.js";
+import { AT_REMOVEDIR, Dialect, DMDIR, L_O, MsgType, OREAD, OTRUNC, OWRITE } from "../codec/index.js";
 import type { Stat } from "../codec/types.js";
 import { RemoteError } from "../errors.js";
+import { isDirQid } from "./attr.js";
 import type { CallOptions, Client } from "./client.js";
 import { WalkError } from "./errors.js";
 import { type Fid, splitPath } from "./fid.js";
@@ -285,10 +286,31 @@ export class Fsys {
     }
   }
 
-  /** Removes `path` (a directory must be empty). */
+  /**
+   * Removes `path` (a directory must be empty). In 9P2000.L by Tunlinkat in its directory, as
+   * Linux does: some servers (nfs-ganesha) remove the wrong file on a Tremove of a fid walked
+   * through several names.
+   */
   async remove(path: string, opts?: CallOptions): Promise<void> {
-    const fid = await this.walk(path, opts);
-    await fid.remove(opts);
+    const names = splitPath(path);
+    if (!this.#dotL || names.length === 0) {
+      const fid = await this.walk(path, opts);
+      await fid.remove(opts);
+      return;
+    }
+    // The file itself (does it exist, is it a directory) and its directory, asked at once.
+    const [target, dir] = await Promise.allSettled([
+      this.root.walk(names, opts),
+      this.root.walk(names.slice(0, -1), opts),
+    ]);
+    try {
+      if (target.status === "rejected") throw target.reason;
+      if (dir.status === "rejected") throw dir.reason;
+      const flags = isDirQid(target.value.qid) ? AT_REMOVEDIR : 0;
+      await dir.value.unlinkat(names[names.length - 1] as string, flags, opts);
+    } finally {
+      for (const f of [target, dir]) if (f.status === "fulfilled") await f.value.clunk().catch(() => {});
+    }
   }
 
   /** Makes directory `path` (its parent must exist). `perm` is the permission bits, default 0o755. */

@@ -2,6 +2,7 @@
 
 import { execFileSync } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable, Writable } from "node:stream";
@@ -111,6 +112,21 @@ describe("ninep CLI", () => {
     const r = await run(["ls", "127.0.0.1:1", "/"]);
     expect(r.status).toBe(1);
     expect(r.err).toMatch(/^ninep ls 127\.0\.0\.1:1 \/: cannot connect to tcp!127\.0\.0\.1!1: ECONNREFUSED/);
+  });
+
+  it("--timeout bounds a server that accepts and never answers Tversion (exit 1)", async () => {
+    const silent = net.createServer(() => {});
+    await new Promise<void>((r) => silent.listen(0, "127.0.0.1", () => r()));
+    const port = (silent.address() as net.AddressInfo).port;
+    try {
+      const started = Date.now();
+      const r = await run(["ls", `127.0.0.1:${port}`, "/", "--timeout", "300"]);
+      expect(r.status).toBe(1);
+      expect(r.err).toMatch(/version negotiation with .* timed out after 300 ms/);
+      expect(Date.now() - started).toBeLessThan(8000); // not the 10 s default
+    } finally {
+      silent.close();
+    }
   });
 
   it("usage errors exit 2 and print usage", async () => {

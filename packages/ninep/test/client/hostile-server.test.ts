@@ -482,6 +482,34 @@ describe("replies that are wrong after the handshake", () => {
     );
   });
 
+  it("an Rerror carrying only an errno (nfs-ganesha's error on every dialect) is that errno", async () => {
+    const errnoOnly = (tag: number, errno: number) => {
+      const body = Buffer.alloc(4);
+      body.writeUInt32LE(errno, 0);
+      return rawFrame(MsgType.Rerror, tag, body);
+    };
+    await against(
+      honestExcept((m, c) => {
+        if (m.type === MsgType.Tread && m.offset < 2n) c.send(errnoOnly(m.tag, m.offset === 0n ? 2 : 17));
+        else if (m.type === MsgType.Tversion && m.version === Dialect.P2000) c.send(errnoOnly(m.tag, 2));
+        else return false;
+        return true;
+      }),
+      async (connect) => {
+        for (const version of [Dialect.P2000L, Dialect.P2000u]) {
+          const c = await connect({ version });
+          const { f } = await openFile(c);
+          const enoent = await expectError(f.read(0, 10), RemoteError);
+          expect([enoent.errno, enoent.ename]).toEqual([2, "file not found"]);
+          expect((await expectError(f.read(1, 10), RemoteError)).errno).toBe(17);
+          expect((await expectOk(f.read(2, 3))).toString()).toBe("234"); // the connection goes on
+        }
+        const refused = await expectError(connect({ version: Dialect.P2000 }), VersionError);
+        expect(refused.message).toMatch(/refused version 9P2000: file not found/);
+      },
+    );
+  });
+
   it("an Rread with more bytes than asked for is refused, not returned", async () => {
     await against(
       honestExcept((m, c) => {
