@@ -62,7 +62,9 @@ Image files:
   inspect FILE [--json]                     decode a kernel, initrd, CBFS, uImage, beoboot file
   extract-vmlinux BZIMAGE -o OUT            decompress the ELF vmlinux inside a bzImage
   initrd build -o OUT [--tree DIR]... [--dev PATH:c:MAJ:MIN[:MODE]]... [--file DEST=SRC]...
-                                            write a reproducible newc initramfs (gzip unless --no-gzip)
+                      [--no-gzip] [--level 0-9] [--keep-mtime] [--mtime SECONDS] [--json]
+                                            write a reproducible newc initramfs (gzip unless --no-gzip;
+                                            every mtime 0 unless --mtime, tree files' own with --keep-mtime)
   payload build KERNEL -o OUT [--cmdline S] [--initrd FILE [--initrd-addr ADDR]]
                       [--rom ROM | --create-rom SIZE] [--name NAME] [--json]
                                             coreboot SELF payload from an x86 bzImage (with our own
@@ -70,7 +72,7 @@ Image files:
   uimage KERNEL -o OUT --arch ARCH --load ADDR [--entry ADDR] [--name NAME]
                                             wrap a kernel in a legacy U-Boot header
 
-Cluster file (-c FILE, $BOOTCFG_CLUSTER, or ./cluster.yaml|cluster.json):
+Cluster file (-c FILE, $BOOTCFG_CLUSTER, or ./cluster.yaml|cluster.yml|cluster.json):
   nodes [--json]                            list nodes
   show NODE [--json]                        merged settings of a node and where each came from
   check [CLUSTERFILE] [--node LIST] [--json]  prove every node's kernel, initrds, cmdline and delivery fit
@@ -81,7 +83,8 @@ Cluster file (-c FILE, $BOOTCFG_CLUSTER, or ./cluster.yaml|cluster.json):
                                             payload: the recommended \`bootcfg payload build\` command (x86)
   pxe -o DIR [--by-ip]                      pxelinux.cfg/01-<mac> (and hex-IP) files for pxe nodes
   ipxe -o DIR                               ipxe/<mac>.ipxe per ipxe node, and boot.ipxe
-  qemu NODE [--run] [--marker RE] [--timeout SEC] [--accel tcg|kvm|auto] [--initrd-out FILE] [--json]
+  qemu NODE [--run] [--marker RE] [--timeout SEC] [--accel tcg|kvm|auto] [--memory SIZE] [--initrd-out FILE]
+                      [--json]
   manifest (NODE | --all) [--json]          inputs by hash, tool, profile chain
   render -o DIR                             every node's plan, manifest, overlay and loader files
   diff OLD NEW [--json]                     which nodes boot differently (cluster files or manifest sets)
@@ -133,7 +136,9 @@ export async function main(argv: string[], io: Io): Promise<number> {
       env.BOOTCFG_CLUSTER ??
       ["cluster.yaml", "cluster.yml", "cluster.json"].map((f) => join(cwd, f)).find((f) => existsSync(f));
     if (!file)
-      throw new UsageError("no cluster file: pass -c FILE, set BOOTCFG_CLUSTER, or create ./cluster.yaml");
+      throw new UsageError(
+        "no cluster file: pass -c FILE, set BOOTCFG_CLUSTER, or create ./cluster.yaml (or cluster.yml, cluster.json)",
+      );
     return Cluster.load(abs(file));
   };
   const out = (text: string, file?: string) => {
@@ -768,9 +773,11 @@ export async function main(argv: string[], io: Io): Promise<number> {
         if (eq <= 0) throw new UsageError(`--file ${f}: write DEST=SRC (e.g. bin/busybox=/bin/busybox)`);
         const src = abs(f.slice(eq + 1));
         if (!existsSync(src)) throw new BootcfgError("EIO", `--file ${f}: ${src}: no such file`);
-        if (statSync(src).isDirectory())
+        const st = statSync(src);
+        if (st.isDirectory())
           throw new BootcfgError("EIO", `--file ${f}: ${src} is a directory (copy directories with --tree)`);
-        entries.push({ name: f.slice(0, eq), type: "file", perm: 0o755, source: src });
+        // The source's permission bits, as --tree keeps them (a script stays executable, a config file does not become so).
+        entries.push({ name: f.slice(0, eq), type: "file", perm: st.mode & 0o7777, source: src });
       }
       const trees = ((a.values.tree as string[] | undefined) ?? []).map(abs);
       for (const t of trees)

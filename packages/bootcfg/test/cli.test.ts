@@ -2,6 +2,7 @@
 import { execFileSync, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import {
+  chmodSync,
   copyFileSync,
   existsSync,
   lstatSync,
@@ -78,6 +79,43 @@ describe("bootcfg CLI", () => {
       cmdline: ["console=ttyAMA0"],
       overlay: { "/etc/motd": "hi a1" },
     });
+  });
+  it("finds ./cluster.yml too; with no cluster file the help and the error name all three names", async () => {
+    const d = join(t.dir, "yml");
+    mkdirSync(d);
+    copyFileSync(join(t.dir, "bz"), join(d, "bz"));
+    writeFileSync(join(d, "cluster.yml"), "defaults: {kernel: bz}\nnodes:\n  - {name: y1}\n");
+    expect(await run(["nodes"], d)).toEqual({ code: 0, stdout: "y1\n", stderr: "" });
+    const empty = join(t.dir, "nocluster");
+    mkdirSync(empty);
+    expect(await run(["nodes"], empty)).toMatchObject({
+      code: 2,
+      stderr: expect.stringContaining(
+        "bootcfg: no cluster file: pass -c FILE, set BOOTCFG_CLUSTER, or create ./cluster.yaml (or cluster.yml, cluster.json)\n",
+      ),
+    });
+    expect((await run(["--help"])).stdout).toContain(
+      "Cluster file (-c FILE, $BOOTCFG_CLUSTER, or ./cluster.yaml|cluster.yml|cluster.json):",
+    );
+  });
+  it("initrd build --help and qemu --help name every option they take", async () => {
+    const r = await run(["initrd", "build", "--help"]);
+    expect(r.code).toBe(0);
+    for (const opt of [
+      "-o OUT",
+      "--tree DIR",
+      "--dev",
+      "--file DEST=SRC",
+      "--no-gzip",
+      "--level 0-9",
+      "--keep-mtime",
+      "--mtime SECONDS",
+      "--json",
+    ])
+      expect(r.stdout, opt).toContain(opt);
+    const q = await run(["qemu", "--help"]);
+    for (const opt of ["--accel tcg|kvm|auto", "--memory SIZE", "--initrd-out FILE", "[--json]"])
+      expect(q.stdout, opt).toContain(opt);
   });
   it("an unknown node is exit 1 with the cluster file named", async () => {
     const r = await run(["show", "n9"], t.dir);
@@ -365,6 +403,34 @@ describe("outputs are written whole or not at all", () => {
     expect((await run(["initrd", "build", "--tree", tree, "--no-gzip", "-o", link])).code).toBe(0);
     expect(lstatSync(link).isSymbolicLink()).toBe(true);
     expect(readCpio(readFileSync(real)).entries.map((e) => e.name)).toContain("etc/motd");
+  });
+});
+
+describe("initrd build --file", () => {
+  it("keeps the source's permission bits, as --tree does", async () => {
+    const d = join(t.dir, "filemodes");
+    mkdirSync(d);
+    const modes: Record<string, number> = { script: 0o755, conf: 0o644, secret: 0o600, tool: 0o4755 };
+    for (const [name, mode] of Object.entries(modes)) {
+      writeFileSync(join(d, name), `${name}\n`);
+      chmodSync(join(d, name), mode);
+    }
+    const out = join(d, "out.cpio");
+    const r = await run([
+      "initrd",
+      "build",
+      "--no-gzip",
+      "-o",
+      out,
+      ...Object.keys(modes).flatMap((n) => ["--file", `etc/${n}=${join(d, n)}`]),
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    const got = Object.fromEntries(
+      readCpio(readFileSync(out))
+        .entries.filter((e) => e.type === "file")
+        .map((e) => [e.name, e.perm]),
+    );
+    expect(got).toEqual(Object.fromEntries(Object.entries(modes).map(([n, m]) => [`etc/${n}`, m])));
   });
 });
 
