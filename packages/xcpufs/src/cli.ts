@@ -39,11 +39,13 @@ XCPU node server: a 9P file server (9P2000.u, 9P2000) whose files start and cont
                         --fork-helper (the helpers fork faster; when neither can be used,
                         spawn() is used anyway)
   -m, --msize N         largest 9P message (default 1048600; the original's was 32792)
-  -u, --unix-users      add the node's groups and the users with ~/.ssh/id_rsa.pub to the pool
+  -u, --unix-users      add the node's groups and the users with a readable ~/.ssh/id_rsa.pub
+                        (else ~/.ssh/id_ed25519.pub) to the pool
   -d, --debug           print every 9P message, one line each, on stderr
   -D, --client-debug    print the 9P messages of this node's own connections (tree spawn)
       --state-dir DIR   keep the user/group pool in DIR/users.json
-                        (default /var/lib/xcpufs as root, else ~/.local/state/xcpufs)
+                        (default /var/lib/xcpufs as root, else $XDG_STATE_HOME/xcpufs, else
+                        ~/.local/state/xcpufs)
       --no-auth         accept attaches without authentication (loopback only; development)
       --arch STRING     report this architecture, e.g. /Linux/aarch64 (foreign binaries run
                         through qemu-user-static and binfmt_misc)

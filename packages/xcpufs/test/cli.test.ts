@@ -98,6 +98,17 @@ describe("xcpufs command", () => {
     expect((await run(["--help"])).out).toContain("-V, --version");
   });
 
+  it("--help names the keys -u reads and every default of --state-dir", async () => {
+    let out = "";
+    const io = { stdout: { write: (s: string) => (out += s) }, stderr: { write: (_s: string) => true } };
+    expect(await main(["--help"], io)).toBe(0);
+    const flat = out.replace(/\s+/g, " ");
+    expect(flat).toContain("readable ~/.ssh/id_rsa.pub (else ~/.ssh/id_ed25519.pub)");
+    expect(flat).toContain(
+      "(default /var/lib/xcpufs as root, else $XDG_STATE_HOME/xcpufs, else ~/.local/state/xcpufs)",
+    );
+  });
+
   it("refuses at start a -t it could not make session directories in (exit 1, the reason)", async () => {
     const run = async (argv: string[]) => {
       let err = "";
