@@ -221,7 +221,9 @@ export function poolHelp(prog: string, ok: string): string {
   -a            every node statfs reports up (-p PORT: statfs port; --statfs SRC: table file
                 or statfs address)
   -A FILE       admin private key (default /etc/xcpu/admin_key when readable, else your own key)
-  -t SECONDS    connect timeout (default 5)
+  -k FILE       your own key, tried after the admin key (default ~/.ssh/id_ed25519 or id_rsa);
+                --no-key: connect without a key
+  -t, --timeout SECONDS  connect timeout (default 5)
   -d            print 9P traffic
   -h, --help    this text
   -V, --version print "${prog} <version>"

@@ -2,7 +2,8 @@
 import { onEveryNode, poolHelp, poolNodes, runPoolCommand } from "./admin.js";
 import { type CliIo, UsageError } from "./args.js";
 
-export const XGETENT_USAGE = "usage: xgetent [-d] [-A adminkey] [-p statport] <passwd|group> {-a | nodeset}";
+export const XGETENT_USAGE =
+  "usage: xgetent [-d] [-A adminkey] [-k key | --no-key] [-t secs] [-p statport] [--statfs src] <passwd|group> {-a | nodeset}";
 
 const HELP = `${XGETENT_USAGE}
 

@@ -8,6 +8,7 @@ export const XGROUPSET_USAGE = [
   "usage: xgroupset add    [-A adminkey] {-a | nodeset} {-u | gname gid}",
   "       xgroupset delete [-A adminkey] {-a | nodeset} {-u | gname}",
   "       xgroupset flush  [-A adminkey] {-a | nodeset}",
+  "       (every form also takes [-d] [-k key | --no-key] [-t secs] [-p statport] [--statfs src])",
 ].join("\n");
 
 const HELP = `${XGROUPSET_USAGE}

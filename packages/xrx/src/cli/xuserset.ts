@@ -20,6 +20,7 @@ export const XUSERSET_USAGE = [
   "       xuserset flush    [-A adminkey] {-a | nodeset}",
   "       xuserset addgroup [-A adminkey] {-a | nodeset} user group",
   "       xuserset delgroup [-A adminkey] {-a | nodeset} user group",
+  "       (every form also takes [-d] [-k key | --no-key] [-t secs] [-p statport] [--statfs src])",
 ].join("\n");
 
 const HELP = `${XUSERSET_USAGE}
