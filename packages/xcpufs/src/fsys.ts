@@ -704,7 +704,8 @@ class SessionFile extends Synth {
           read: async () => {
             throw new FsError("Cannot read", Errno.EINVAL);
           },
-          write: async (_o, data, c) => wire(() => s.stdin.write(Buffer.from(data), c.signal)),
+          write: async (_o, data, c) => wire(() => s.stdin.write(data, c.signal, key)),
+          clunk: () => s.stdin.cancel(key),
         };
       case "stdout":
       case "stderr": {
@@ -717,16 +718,31 @@ class SessionFile extends Synth {
       case "stdio":
         return {
           read: async (_o, count, c) => s.stdout.read(key, count, c.signal),
-          write: async (_o, data, c) => wire(() => s.stdin.write(Buffer.from(data), c.signal)),
-          clunk: () => s.stdout.cancel(key),
-        };
-      case "wait":
-        return {
-          read: async (offset, count, c) => {
-            if (s.state === State.Initializing || s.state === State.Running) await s.waitExit(c.signal);
-            return slice(Buffer.from(s.waitText), offset, count);
+          write: async (_o, data, c) => wire(() => s.stdin.write(data, c.signal, key)),
+          clunk: () => {
+            s.stdout.cancel(key);
+            s.stdin.cancel(key);
           },
         };
+      case "wait": {
+        // A clunk of this fid ends its parked reads with no data, as stdout's do: the fid is
+        // gone, and a read left parked would hold its tag (and a request slot) until the end.
+        const closed = new AbortController();
+        return {
+          read: async (offset, count, c) => {
+            if (s.state === State.Initializing || s.state === State.Running) {
+              try {
+                await s.waitExit(AbortSignal.any([c.signal, closed.signal]));
+              } catch (err) {
+                if (closed.signal.aborted && !c.signal.aborted) return Buffer.alloc(0);
+                throw err;
+              }
+            }
+            return slice(Buffer.from(s.waitText), offset, count);
+          },
+          clunk: () => closed.abort(),
+        };
+      }
       case "id":
         return { read: async (offset, count) => slice(Buffer.from(s.idText), offset, count) };
     }

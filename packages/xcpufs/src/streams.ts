@@ -1,6 +1,7 @@
 // Standard streams of a session: output fan-out with backpressure, and input with bounded buffering.
 
 import type { Readable, Writable } from "node:stream";
+import { Errno, FsError } from "@clustermatic/ninep/errors";
 import { XcpuError } from "./errors.js";
 
 interface PendingRead {
@@ -145,9 +146,16 @@ export class OutputStream {
 
 interface PendingWrite {
   data: Buffer;
+  /** The open file it came through (its clunk withdraws it), when given. */
+  key?: object;
+  /** Its reply has been sent (a write held before the program started is answered at once). */
+  answered?: boolean;
   resolve(n: number): void;
   reject(err: unknown): void;
 }
+
+/** Bytes of stdin writes one session may hold waiting for its program's pipe. */
+export const STDIN_QUEUE_LIMIT = 16 * 1024 * 1024;
 
 /** Bytes accepted for stdin before the program starts (the capacity of a pipe). */
 export const PRESTART_CAPACITY = 65536;
@@ -173,6 +181,8 @@ export class InputStream {
   private heldBytes = 0;
   /** Handed to the pipe, waiting for it to take them. */
   private readonly inSink = new Set<PendingWrite>();
+  /** Bytes of the writes in `queue` and `inSink`. */
+  private waitingBytes = 0;
   private closed = false;
   private gone = false;
 
@@ -195,31 +205,53 @@ export class InputStream {
     this.sink?.destroy();
     const waiting = [...this.queue, ...this.inSink];
     this.heldBytes = 0;
+    this.waitingBytes = 0;
     this.queue.length = 0;
     this.inSink.clear();
+    // Answered as written, like writes after the exit (README: the original's clients abort on
+    // a failed stdin write, and a program may well end before reading all its input).
     for (const w of waiting) w.resolve(w.data.length);
   }
 
-  write(data: Buffer, signal?: AbortSignal): Promise<number> {
+  /**
+   * Queues `data` for the program; resolves once the pipe took all of it. `key` names the open
+   * file it came through: `cancel(key)` (its clunk) withdraws what the pipe has not taken.
+   */
+  write(data: Uint8Array, signal?: AbortSignal, key?: object): Promise<number> {
     if (this.closed) return Promise.reject(new XcpuError("stdin closed"));
     if (this.gone || data.length === 0) return Promise.resolve(data.length);
     if (signal?.aborted) return Promise.reject(signal.reason);
+    if (this.waitingBytes + data.length > STDIN_QUEUE_LIMIT) {
+      // Held in memory until the program reads: a client that sends far ahead of it waits.
+      return Promise.reject(
+        new FsError(
+          `stdin: ${this.waitingBytes} bytes already wait for the program to read; write again when earlier writes are answered`,
+          Errno.EAGAIN,
+        ),
+      );
+    }
     return new Promise<number>((resolve, reject) => {
       let settled = false;
       const w: PendingWrite = {
         data: Buffer.from(data),
+        key,
         resolve: (n) => {
           if (settled) return;
           settled = true;
+          w.answered = true;
+          this.waitingBytes -= w.data.length;
           signal?.removeEventListener("abort", onAbort);
           resolve(n);
         },
         reject: (err) => {
           if (settled) return;
           settled = true;
+          this.waitingBytes -= w.data.length;
+          signal?.removeEventListener("abort", onAbort);
           reject(err);
         },
       };
+      this.waitingBytes += w.data.length;
       const onAbort = (): void => this.withdraw(w, signal?.reason);
       this.queue.push(w);
       if (this.sink) {
@@ -231,6 +263,18 @@ export class InputStream {
       if (this.heldBytes <= PRESTART_CAPACITY) w.resolve(data.length);
       else signal?.addEventListener("abort", onAbort, { once: true });
     });
+  }
+
+  /**
+   * The open file `key` was clunked: its writes still waiting for an answer are withdrawn (the
+   * ones answered before the program started stay queued for it), or answered if the pipe has them.
+   */
+  cancel(key: object): void {
+    for (const w of this.queue.filter((q) => q.key === key && !q.answered)) {
+      this.withdraw(w, new FsError("file closed", Errno.EBADF));
+    }
+    // Already handed to the pipe: the program gets them when it reads; answered as written.
+    for (const w of this.inSink) if (w.key === key) w.resolve(w.data.length);
   }
 
   /** `close stdin`: the program sees end of file once it has read what was written. */

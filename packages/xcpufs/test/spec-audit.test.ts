@@ -5,6 +5,7 @@
 
 import { join } from "node:path";
 import { Client, type Fsys } from "@clustermatic/ninep/client";
+import type { RemoteError } from "@clustermatic/ninep/errors";
 import { DMDIR, ORCLOSE, ORDWR, OREAD, OTRUNC, OWRITE, QTDIR, QTFILE } from "@clustermatic/ninep/codec";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PROCS_HEADER, startXcpufs, tokenize, type XcpufsHandle } from "../src/index.js";
@@ -117,6 +118,61 @@ describe("2 transport and dialect", () => {
     await job.ctl.write(0, "exec /bin/echo\n");
     expect((await readAll(job.stdout)).toString()).toBe("after\n");
     expect((await readAll(job.wait)).toString()).toBe("0");
+    await job.close();
+  });
+  it("2: a clunk of wait or stdout ends its parked read with no data (C1); the session goes on", async () => {
+    const job = await openJob(fs);
+    const w = job.wait.read(0, 64);
+    const o = job.stdout.read(0, 64);
+    await new Promise((r) => setTimeout(r, 50));
+    await Promise.all([job.wait.clunk(), job.stdout.clunk()]);
+    const late = new Promise((r) => setTimeout(() => r("still parked"), 5000));
+    expect(await Promise.race([w.then((b) => b.length), late])).toBe(0);
+    expect(await Promise.race([o.then((b) => b.length), late])).toBe(0);
+    await write(fs, `${job.sid}/argv`, "echo after");
+    await job.ctl.write(0, "exec /bin/echo\n");
+    const wait = await fs.open(`${job.sid}/wait`, OREAD);
+    expect((await readAll(wait)).toString()).toBe("0");
+    await wait.clunk();
+    await job.close();
+  });
+  it("2: a clunk of stdin ends its write parked on a full pipe (C1)", async () => {
+    const job = await openJob(fs);
+    await write(fs, `${job.sid}/argv`, "sleep 30");
+    await job.ctl.write(0, "exec /bin/sleep\n");
+    // Far more than a pipe holds: the write parks until the program reads, which it never does.
+    const parked = job.stdin.write(0, Buffer.alloc(1 << 20)).then(
+      (n) => `wrote ${n}`,
+      (e: Error) => `failed: ${e.message}`,
+    );
+    await new Promise((r) => setTimeout(r, 100));
+    await job.stdin.clunk();
+    const late = new Promise((r) => setTimeout(() => r("still parked"), 5000));
+    expect(await Promise.race([parked, late])).not.toBe("still parked");
+    await job.ctl.write(0, "kill\n");
+    expect((await readAll(job.wait)).toString()).toBe("9");
+    await job.close();
+  });
+  it("2: stdin holds at most 16 MiB waiting for a program that does not read; more is EAGAIN", async () => {
+    const job = await openJob(fs);
+    await write(fs, `${job.sid}/argv`, "sleep 30");
+    await job.ctl.write(0, "exec /bin/sleep\n");
+    const chunk = Buffer.alloc(32 * 1024);
+    // 20 MiB of writes in flight at once, none of which the program takes beyond its pipe.
+    const answers: string[] = [];
+    const writes = Array.from({ length: 640 }, () =>
+      job.stdin.write(0, chunk).then(
+        () => answers.push("written"),
+        (e: RemoteError) => answers.push(String(e.errno)),
+      ),
+    );
+    // The refused ones are answered at once; the others stay parked until the kill.
+    await until(() => answers.length >= 640 - (16 * 1024 * 1024) / chunk.length, 10_000);
+    expect(answers.filter((a) => a === "11").length).toBeGreaterThan(0);
+    expect(answers.filter((a) => a !== "11").length).toBeLessThanOrEqual(64); // taken by the pipe before the kill
+    await job.ctl.write(0, "kill\n");
+    expect((await readAll(job.wait)).toString()).toBe("9");
+    await Promise.all(writes);
     await job.close();
   });
   it("2: the permission check needs every requested bit (deliberate: the original granted read-write on a read-only file)", async () => {
