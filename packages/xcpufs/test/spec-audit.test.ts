@@ -5,8 +5,8 @@
 
 import { join } from "node:path";
 import { Client, type Fsys } from "@clustermatic/ninep/client";
-import type { RemoteError } from "@clustermatic/ninep/errors";
 import { DMDIR, ORCLOSE, ORDWR, OREAD, OTRUNC, OWRITE, QTDIR, QTFILE } from "@clustermatic/ninep/codec";
+import type { RemoteError } from "@clustermatic/ninep/errors";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PROCS_HEADER, startXcpufs, tokenize, type XcpufsHandle } from "../src/index.js";
 import {
