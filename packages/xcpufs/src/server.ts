@@ -64,8 +64,9 @@ export interface XcpufsOptions {
   /** Initial root `env` (default: the server's own environment). */
   env?: Record<string, string>;
   /**
-   * How long a new connection may stay silent before Tversion (ms; 0 = no limit). Default: the
-   * 9P server's default. A VM's port forward connects long before its kernel mounts.
+   * How long a new connection may take to attach (Tversion, then a successful Tattach; ms; 0 = no
+   * limit). Default: the 9P server's default. A VM's port forward connects long before its
+   * kernel mounts.
    */
   handshakeTimeoutMs?: number;
 }

@@ -245,6 +245,8 @@ export class ServerConnection {
   #shuttingDown = false;
   #resolveClosed!: () => void;
   #cancelHandshake: (() => void) | undefined;
+  /** A Tattach has succeeded on this connection (which ends the handshake timeout). */
+  #attached = false;
   #idleTimer: NodeJS.Timeout | undefined;
   /** The idle timer's verdict, run after the I/O that was pending when it fired. */
   #idleVerdict: NodeJS.Immediate | undefined;
@@ -277,8 +279,13 @@ export class ServerConnection {
       this.#cancelHandshake = afterIoTimeout(
         hs,
         () => {
-          if (this.#dialect === undefined && !this.#isClosed) {
-            core.logger.info({ conn: info.id }, "9p: no Tversion before handshake timeout; closing");
+          if (!this.#attached && !this.#isClosed) {
+            core.logger.info(
+              { conn: info.id },
+              this.#dialect === undefined
+                ? "9p: no Tversion before handshake timeout; closing"
+                : "9p: no attach before handshake timeout; closing",
+            );
             this.destroy();
           }
         },
@@ -783,7 +790,6 @@ export class ServerConnection {
       this.#send({ type: MsgType.Rversion, msize, version: chosen }, msg.tag);
       this.#dialect = chosen;
       this.#transport.maxSize = msize;
-      this.#cancelHandshake?.();
     } finally {
       const held: Buffer[] = this.#held ?? [];
       this.#held = undefined;
@@ -1127,6 +1133,10 @@ export class ServerConnection {
           this.#fids.set(msg.fid, fid);
           this.#attachedNames.add(msg.uname);
           root.hold?.();
+          // The handshake is over once a Tattach succeeded: a peer that only negotiated (or
+          // failed to authenticate) does not hold a connection forever.
+          this.#attached = true;
+          this.#cancelHandshake?.();
         },
         discard: () => this.#dropNode(root, user),
       };

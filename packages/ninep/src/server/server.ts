@@ -10,6 +10,9 @@ import { type Address, formatAddress, parseAddress } from "../transport/address.
 import type { Backend } from "./backend.js";
 import { MIN_MSIZE, ServerConnection } from "./connection.js";
 
+/** Idle time before TCP keepalive probes start on a served connection. */
+const KEEPALIVE_DELAY_MS = 60_000;
+
 /** A pino-compatible logger: any object with these four methods (pino, console-like wrappers). */
 export interface Logger {
   debug(obj: unknown, msg?: string): void;
@@ -37,7 +40,7 @@ export interface ServerOptions {
   maxFidsPerConnection?: number;
   /** Requests being processed per connection; more → Rerror "too many outstanding requests" (Tflush, Tclunk and Tremove exempt). Default 1024. */
   maxOutstandingPerConnection?: number;
-  /** Close a connection that has not completed Tversion in this time. 0 = never. Default 30 000. */
+  /** Close a connection that has not attached (Tversion, then a successful Tattach) in this time. 0 = never. Default 30 000. */
   handshakeTimeoutMs?: number;
   /** Close a connection with no traffic and no outstanding request for this long. 0 = never (default). */
   idleTimeoutMs?: number;
@@ -239,7 +242,13 @@ export class Server {
       return;
     }
     // Small RPC replies must not wait for Nagle's algorithm (spec section 8).
-    if (sock.remoteAddress) sock.setNoDelay(true);
+    if (sock.remoteAddress) {
+      sock.setNoDelay(true);
+      // A client whose host vanished (power, cable, firewall) never closes its connection; without
+      // probes its fids, and xcpufs's sessions and programs, would stay forever. The kernel's
+      // default probe interval and count apply after this first delay (about 12 min on Linux).
+      sock.setKeepAlive(true, KEEPALIVE_DELAY_MS);
+    }
     const remote = sock.remoteAddress ? `${sock.remoteAddress}:${sock.remotePort}` : "unix";
     this.serveDuplex(sock, remote);
   }

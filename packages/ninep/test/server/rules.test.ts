@@ -843,10 +843,26 @@ describe("lifecycle", () => {
     // The Tversion leaves at once; the stall keeps the server from reading it until its 50 ms
     // handshake timer is due as well.
     const reply = c.version(8216, "9P2000");
+    // The attach that ends the handshake leaves with it.
+    c.send({ type: MsgType.Tattach, tag: 1, fid: 0, afid: NOFID, uname: "glenda", aname: "" });
     const end = Date.now() + 300;
     while (Date.now() < end) {}
     expect((await reply).version).toBe("9P2000");
+    expect((await c.reply(1)).type).toBe(MsgType.Rattach);
+    await new Promise((r) => setTimeout(r, 200));
     expect(c.closed).toBe(false);
+  });
+
+  it("closes a connection that negotiated a version but never attached (handshakeTimeoutMs)", async () => {
+    fx = await startFixture({ handshakeTimeoutMs: 200 });
+    const lingering = await RawClient.connect(fx.addr);
+    clients.push(lingering);
+    await lingering.version(8216, "9P2000");
+    await lingering.waitClosed(10_000);
+    // One that attached stays past the limit.
+    const attached = await connect();
+    await new Promise((r) => setTimeout(r, 500));
+    expect(attached.closed).toBe(false);
   });
 
   it("reads a request that came in time before its idle timeout decides, after a stalled loop", async () => {

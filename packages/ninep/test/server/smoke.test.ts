@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import { afterEach, describe, expect, it } from "vitest";
 import { MsgType, OREAD } from "../../src/codec/constants.js";
 import { Server, SynthDir, treeBackend } from "../../src/server/index.js";
@@ -21,6 +22,20 @@ describe("server smoke", () => {
     const r = await c.call({ type: MsgType.Tread, fid: 1, offset: 0n, count: 100 });
     expect(r.type).toBe(MsgType.Rread);
     if (r.type === MsgType.Rread) expect(Buffer.from(r.data).toString()).toBe("hello, world\n");
+    await c.close();
+  });
+});
+
+describe("dead clients", () => {
+  it("a served TCP connection has keepalive probes armed (a vanished host's connection ends)", async () => {
+    fx = await startFixture();
+    const c = await RawClient.connect(fx.addr);
+    await c.version(8192, "9P2000");
+    if (fx.addr.network !== "tcp") throw new Error("tcp expected");
+    const port = fx.addr.port;
+    // The server's end of the connection, as the kernel shows its timers.
+    const out = execFileSync("ss", ["-tnoH", "state", "established", `( sport = :${port} )`], { encoding: "utf8" });
+    expect(out).toMatch(/timer:\(keepalive,/);
     await c.close();
   });
 });
