@@ -302,6 +302,13 @@ class LineBuffer {
       this.pending = this.pending.slice(nl + 1);
       nl = this.pending.indexOf("\n");
     }
+    if (nul >= 0 && this.pending.length > 0) {
+      // The NUL ended the command (the rest is the buffer's padding): run it, do not join it to
+      // whatever the next write brings.
+      lines.push(this.pending + this.decoder.end());
+      this.pending = "";
+      this.decoder = new StringDecoder("utf8");
+    }
     // A tree-spawn `clone` line lists every delegated target (about 60 bytes each): with a small
     // fan-out on a large cluster it runs to tens of KiB, written in msize-sized pieces.
     if (this.pending.length > 1 << 20) {

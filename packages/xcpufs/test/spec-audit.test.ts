@@ -175,6 +175,14 @@ describe("2 transport and dialect", () => {
     await Promise.all(writes);
     await job.close();
   });
+  it("2: a NUL ends a ctl command (C clients write fixed-size buffers); the next write starts afresh", async () => {
+    const job = await openJob(fs);
+    expect(await job.ctl.write(0, "id j/7\0\nexec /bin/true\n")).toBe(23);
+    expect(await job.ctl.write(0, "type persistent\n")).toBe(16);
+    expect((await fs.readFile(`${job.sid}/id`)).toString()).toMatch(/^j\/7\b/);
+    await job.ctl.write(0, "type normal\n");
+    await job.close();
+  });
   it("2: the permission check needs every requested bit (deliberate: the original granted read-write on a read-only file)", async () => {
     expect((await rerror(fs.open("arch", ORDWR))).ename).toBe("permission denied");
   });
