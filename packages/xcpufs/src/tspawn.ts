@@ -136,9 +136,10 @@ async function copyTo(
   const remote = await connect(fs, user, c.target, signal);
   const base = String(c.target.sid);
   try {
+    // Before the files: an empty argv or env is copied too (the copy is identical, and a target
+    // that is this very session refuses these writes while it clones, before any file is touched).
     for (const name of ["env", "argv"] as const) {
       const data = s[name];
-      if (data.length === 0) continue;
       const fid = await remote.open(`${base}/${name}`, OWRITE | OTRUNC, { signal });
       try {
         await writeAll(fid, data, signal);

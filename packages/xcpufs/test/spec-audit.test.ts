@@ -891,6 +891,18 @@ describe("7 session ctl", () => {
     await src.close();
     await dst.close();
   });
+  it("7.2: a clone naming its own session as the target is refused before any file is touched", async () => {
+    const src = await openJob(fs);
+    const data = Buffer.alloc(100_000, 7);
+    const f = await fs.create(`${src.sid}/fs/data`, 0o644, OWRITE);
+    await f.write(0, data);
+    await f.clunk();
+    const pk = decryptPasskey(alice.privateKey, await fs.readFile("passkey"));
+    const err = await rerror(src.ctl.write(0, `clone 1 127.0.0.1!${h.port}/${src.sid}/${pk},\n`));
+    expect(err.ename).toMatch(/cannot write while the session is cloning/);
+    expect((await fs.readFile(`${src.sid}/fs/data`)).equals(data)).toBe(true);
+    await src.close();
+  });
   it("7.1/7.2: the clone write is withheld until the children are done; meanwhile other ctl writes get 'cannot write while the session is cloning'", async () => {
     const { createServer } = await import("node:net");
     const held: import("node:net").Socket[] = [];
