@@ -1,11 +1,13 @@
-// The xcpufs challenge–response ("xauth") as seen by statfs: loading the admin private key, signing
-// a node's challenge with it, and checking responses when statfs itself asks for one (its `ctl`).
+// The xcpufs challenge–response ("xauth") as seen by statfs: loading the admin private key (its
+// formats read by @clustermatic/ninep/keys, as xrx reads them), signing a node's challenge with it,
+// and checking responses when statfs itself asks for one (its `ctl`).
 //
 // Protocol: the server hands out 16 random bytes on the auth fid; the client answers with an RSA
 // PKCS#1 v1.5 signature over SHA-1(challenge) (RSA keys) or an Ed25519 signature over the bytes.
 
-import { createPrivateKey, createPublicKey, type KeyObject, randomBytes, sign, verify } from "node:crypto";
+import { createPublicKey, type KeyObject, randomBytes, sign, verify } from "node:crypto";
 import { readFile } from "node:fs/promises";
+import { parsePrivateKey as parseKey, KeyError as SharedKeyError } from "@clustermatic/ninep/keys";
 
 /** User name and default uid the tools use for the admin identity. */
 export const ADMIN_USER = "xcpu-admin";
@@ -16,25 +18,18 @@ export class KeyError extends Error {
   readonly code = "ESTATFS_KEY";
 }
 
-/** Parses a PEM private key (PKCS#1 `RSA PRIVATE KEY`, PKCS#8; RSA or Ed25519). */
-export function parsePrivateKey(pem: string | Buffer, where = "key"): KeyObject {
-  const text = pem.toString();
-  if (text.includes("BEGIN OPENSSH PRIVATE KEY")) {
-    throw new KeyError(
-      `${where}: OpenSSH-format private keys are not supported; convert with ssh-keygen -p -m PEM -f FILE`,
-    );
-  }
-  if (text.includes("ENCRYPTED")) throw new KeyError(`${where}: passphrase-protected keys are not supported`);
-  let key: KeyObject;
+/**
+ * Parses a private key: PEM (PKCS#1 `RSA PRIVATE KEY`, PKCS#8; RSA or Ed25519) or OpenSSH
+ * (`OPENSSH PRIVATE KEY`, RSA or Ed25519, unencrypted), as xrx reads them
+ * (@clustermatic/ninep/keys). Anything else is a KeyError `WHERE: reason`.
+ */
+export function parsePrivateKey(text: string | Buffer, where = "key"): KeyObject {
   try {
-    key = createPrivateKey(text);
+    return parseKey(text.toString(), where).key;
   } catch (err) {
-    throw new KeyError(`${where}: not a PEM private key (${(err as Error).message})`);
+    if (err instanceof SharedKeyError) throw new KeyError(`${where}: ${err.reason}`);
+    throw err;
   }
-  if (key.asymmetricKeyType !== "rsa" && key.asymmetricKeyType !== "ed25519") {
-    throw new KeyError(`${where}: unsupported key type ${key.asymmetricKeyType} (use RSA or Ed25519)`);
-  }
-  return key;
 }
 
 export async function loadPrivateKey(path: string): Promise<KeyObject> {

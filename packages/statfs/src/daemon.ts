@@ -120,8 +120,13 @@ export async function startStatfs(opts: StatfsOptions): Promise<Statfs> {
     );
   const monitor: Monitor = new Monitor(config, { connector });
 
+  // With a hold file, what a reload does to the holds of nodes it removes or brings back.
+  let holdsAcrossReload: { before(next: Config): void; after(): void } | undefined;
   if (opts.holdFile) {
     const holdFile = opts.holdFile;
+    // Holds of nodes the configuration does not name now (taken out for a while): kept in the file
+    // as they are, and in force again when a reload or a restart brings the node back.
+    const kept = new Map<string, string>();
     // The text last written (or read): a change event that leaves the holds as they were (most
     // are status changes) writes nothing.
     let saved: string | undefined;
@@ -135,6 +140,12 @@ export async function startStatfs(opts: StatfsOptions): Promise<Statfs> {
         const problem = holdReasonProblem(reason);
         if (problem) log(`hold file ${holdFile}: ${JSON.stringify(name)}: ${problem}; not restored`);
         else if (monitor.node(name)) monitor.setHold(name, reason as string);
+        else {
+          kept.set(name, reason as string);
+          log(
+            `hold file ${holdFile}: ${JSON.stringify(name)}: not in the configuration; its hold (${reason}) stays in the file for when it returns`,
+          );
+        }
       }
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== "ENOENT")
@@ -144,6 +155,7 @@ export async function startStatfs(opts: StatfsOptions): Promise<Statfs> {
     const holdsText = () => {
       const holds: Record<string, string> = {};
       for (const n of monitor.nodes()) if (n.hold !== undefined) holds[n.config.name] = n.hold;
+      for (const [name, reason] of kept) if (!monitor.node(name)) holds[name] = reason;
       return `${JSON.stringify({ holds }, null, 1)}\n`;
     };
     // What the file holds once read (or restored) is what is in force now: rewriting it would only
@@ -173,6 +185,27 @@ export async function startStatfs(opts: StatfsOptions): Promise<Statfs> {
     };
     monitor.on("change", () => void save().catch(() => {}));
     monitor.persistHolds = save;
+    holdsAcrossReload = {
+      before(next) {
+        const names = new Set(next.nodes.map((n) => n.name));
+        for (const n of monitor.nodes()) {
+          if (n.hold === undefined || names.has(n.config.name)) continue;
+          kept.set(n.config.name, n.hold);
+          log(
+            `node ${n.config.name} left the configuration; its hold (${n.hold}) stays in ${holdFile} for when it returns`,
+          );
+        }
+      },
+      after() {
+        for (const [name, reason] of kept) {
+          if (!monitor.node(name)) continue;
+          kept.delete(name);
+          monitor.setHold(name, reason);
+          log(`node ${name} is back in the configuration; its hold (${reason}) is in force again`);
+        }
+        void save().catch(() => {});
+      },
+    };
   }
 
   let lastReloadOk = 1;
@@ -217,7 +250,7 @@ export async function startStatfs(opts: StatfsOptions): Promise<Statfs> {
   }
   monitor.start();
   log(
-    `serving ${config.nodes.length} nodes on ${addresses.join(", ")}${http ? ` and http://${hostPort(http)}` : ""}, polling every ${config.poll.intervalMs / 1000} s`,
+    `serving ${countNodes(config.nodes.length)} on ${addresses.join(", ")}${http ? ` and http://${hostPort(http)}` : ""}, polling every ${config.poll.intervalMs / 1000} s`,
   );
 
   let reloading: Promise<Config> | undefined;
@@ -237,10 +270,12 @@ export async function startStatfs(opts: StatfsOptions): Promise<Statfs> {
             },
           ]);
         }
+        holdsAcrossReload?.before(next);
         monitor.reload(next);
+        holdsAcrossReload?.after();
         config = next;
         lastReloadOk = 1;
-        log(`reloaded ${opts.configFile}: ${next.nodes.length} nodes`);
+        log(`reloaded ${opts.configFile}: ${countNodes(next.nodes.length)}`);
         return next;
       } catch (err) {
         lastReloadOk = 0;
@@ -266,6 +301,11 @@ export async function startStatfs(opts: StatfsOptions): Promise<Statfs> {
       await server.close(500);
     },
   };
+}
+
+/** "1 node", "2 nodes". */
+function countNodes(n: number): string {
+  return `${n} ${n === 1 ? "node" : "nodes"}`;
 }
 
 function hostPort(h: HttpServer): string {

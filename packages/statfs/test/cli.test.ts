@@ -2,7 +2,7 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { OPTIONS, main as statfs } from "../src/cli/statfs.js";
-import { main as xstat } from "../src/cli/xstat.js";
+import { XSTAT_OPTIONS, XSTAT_USAGE, main as xstat } from "../src/cli/xstat.js";
 import { capture } from "./helpers/io.js";
 
 const { version } = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8"));
@@ -28,14 +28,38 @@ describe.each([
   });
 });
 
-// Every option the parser accepts is named in --help, so an operator reading it finds each one.
-describe("statfs --help", () => {
-  it("names every option of the parser", async () => {
+// Every option the parser accepts is named in --help and in the README, so an operator reading
+// either finds each one, long name and letter.
+type Options = Record<string, { type: string; short?: string }>;
+const spellings = (options: Options) =>
+  Object.entries(options).flatMap(([name, spec]) => [`--${name}`, ...(spec.short ? [`-${spec.short}`] : [])]);
+const unnamed = (options: Options, text: string) =>
+  spellings(options).filter((s) => !new RegExp(`(?<![\\w-])${s}(?![\\w-])`).test(text));
+const readme = readFileSync(new URL("../README.md", import.meta.url), "utf8");
+/** The README's section for a program: from its heading to the next of the same level. */
+const section = (name: string) => readme.split(/^## /m).find((s) => s.startsWith(`${name}\n`)) ?? "";
+
+describe.each([
+  ["statfs", statfs, OPTIONS],
+  ["xstat", xstat, XSTAT_OPTIONS],
+] as const)("%s options", (name, main, options) => {
+  it("--help names every option of the parser", async () => {
     const c = capture();
-    expect(await statfs(["--help"], c.io)).toBe(0);
-    const missing = Object.entries(OPTIONS as Record<string, { short?: string }>)
-      .flatMap(([name, spec]) => [`--${name}`, ...(spec.short ? [`-${spec.short}`] : [])])
-      .filter((s) => !new RegExp(`(?<![\\w-])${s}(?![\\w-])`).test(c.out));
-    expect(missing).toEqual([]);
+    expect(await main(["--help"], c.io)).toBe(0);
+    expect(unnamed(options, c.out)).toEqual([]);
+  });
+
+  it("the README's section names every option of the parser", () => {
+    expect(section(name)).not.toBe("");
+    expect(unnamed(options, section(name))).toEqual([]);
+  });
+});
+
+describe("xstat usage line", () => {
+  it("is the README's synopsis, and names the options that take a value or change the output", () => {
+    const line = XSTAT_USAGE.split("\n")[0]!;
+    expect(section("xstat")).toContain(`\`\`\`\n${line.replace(/^usage: /, "")}\n\`\`\``);
+    for (const s of ["-a ADDR", "--json", "-w", "--every DUR", "-t DUR", "-d"])
+      expect(line).toContain(`[${s}]`);
   });
 });

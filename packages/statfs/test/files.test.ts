@@ -97,9 +97,9 @@ describe("statfs --pid-file and --log-file", () => {
       expect(readFileSync(pidFile, "utf8")).toBe(`${pid}\n`);
       expect(statSync(pidFile).mode & 0o777).toBe(0o644);
       // The start-up messages go to the starter's stderr and to the log file.
-      expect(starter.stderr()).toMatch(/^statfs: serving 1 nodes on /m);
+      expect(starter.stderr()).toMatch(/^statfs: serving 1 node on /m);
       const first = read(logFile);
-      expect(first).toMatch(/serving 1 nodes on /);
+      expect(first).toMatch(/serving 1 node on /);
       expect(first.split("\n")[0]).toMatch(STAMPED);
 
       // A second statfs with the same pid file is refused before it goes into the background.
@@ -295,7 +295,7 @@ describe("statfs --pid-file and --log-file", () => {
     const leaked = daemonOf(conf);
     if (leaked) daemons.add(leaked);
     expect(status).toBe(1);
-    expect(pid.stderr()).toMatch(/^statfs: serving 1 nodes on /m);
+    expect(pid.stderr()).toMatch(/^statfs: serving 1 node on /m);
     expect(pid.stderr()).toMatch(
       new RegExp(`^statfs: cannot write pid file ${missing}/statfs\\.pid: ENOENT.*; stopped$`, "m"),
     );

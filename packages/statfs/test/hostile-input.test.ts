@@ -190,6 +190,72 @@ describe("the hold file", () => {
     }
   });
 
+  it("keeps the holds of nodes the configuration does not name, and restores them when they return", async () => {
+    const conf = join(dir, "comings-and-goings.conf");
+    writeFileSync(conf, "n1=127.0.0.1!1\nn2=127.0.0.1!1\n");
+    const holdFile = join(dir, "kept.json");
+    writeFileSync(holdFile, JSON.stringify({ holds: { n2: "maint", zz: "x" } }));
+    const saved = () => JSON.parse(readFileSync(holdFile, "utf8")).holds as Record<string, string>;
+    const log: string[] = [];
+    const open = () =>
+      startStatfs({
+        configFile: conf,
+        listen: ["tcp!127.0.0.1!0"],
+        http: null,
+        holdFile,
+        log: (l) => log.push(l),
+        pollOverrides: POLL,
+        ctlWithoutAuth: true,
+      });
+    const ctl = async (statfs: Statfs, line: string) => {
+      const c = await mount(statfs.addresses[0]!, { uname: "nobody" });
+      try {
+        const f = await c.open("ctl", OWRITE);
+        await f.write(0, line);
+        await f.clunk();
+      } finally {
+        await c.close();
+      }
+    };
+    const status = async (statfs: Statfs) => {
+      const cap = capture();
+      expect(await xstat(["-a", statfs.addresses[0]!], cap.io)).toBe(0);
+      return Object.fromEntries(parseTable(cap.out).map((r) => [r.name, r.status]));
+    };
+
+    let statfs = await open();
+    try {
+      expect(statfs.monitor.nodes().map((n) => n.hold)).toEqual([undefined, "maint"]);
+      expect(log).toContain(
+        `hold file ${holdFile}: "zz": not in the configuration; its hold (x) stays in the file for when it returns`,
+      );
+      // A save (another hold set through ctl) keeps zz's entry.
+      await ctl(statfs, "down n1 disk\n");
+      expect(saved()).toEqual({ n1: "disk", n2: "maint", zz: "x" });
+      // A reload brings zz back, held as it was, and takes n2 out: its hold stays in the file.
+      writeFileSync(conf, "n1=127.0.0.1!1\nzz=127.0.0.1!1\n");
+      await statfs.reload();
+      expect(await status(statfs)).toEqual({ n1: "down(disk)", zz: "down(x)" });
+      expect(log).toContain(
+        `node n2 left the configuration; its hold (maint) stays in ${holdFile} for when it returns`,
+      );
+      expect(log).toContain("node zz is back in the configuration; its hold (x) is in force again");
+      await ctl(statfs, "up zz\n");
+      expect(saved()).toEqual({ n1: "disk", n2: "maint" });
+    } finally {
+      await statfs.close();
+    }
+    // A restart with n2 configured again finds its hold.
+    writeFileSync(conf, "n1=127.0.0.1!1\nn2=127.0.0.1!1\n");
+    statfs = await open();
+    try {
+      expect(await status(statfs)).toEqual({ n1: "down(disk)", n2: "down(maint)" });
+      expect(saved()).toEqual({ n1: "disk", n2: "maint" });
+    } finally {
+      await statfs.close();
+    }
+  });
+
   it("a full disk leaves the previous hold file whole and no temporary file", async (ctx) => {
     if (process.getuid?.() !== 0) {
       console.log("hold-file full-disk test skipped: mounting a small tmpfs needs root");

@@ -72,7 +72,7 @@ describe("statfs process", () => {
     const pid = daemonOf(conf);
     if (pid) daemons.add(pid);
     expect(status).toBe(0);
-    expect(starter.stderr()).toMatch(/^statfs: serving 1 nodes on /m);
+    expect(starter.stderr()).toMatch(/^statfs: serving 1 node on /m);
     expect(pid).toBeDefined();
     try {
       // A session of its own (setsid), out of the directory it was started in, and it answers.
@@ -85,7 +85,7 @@ describe("statfs process", () => {
     await waitFor(() => daemonOf(conf) === undefined, 30_000, "the background statfs stopped");
     // A second one on an address in use: the failure comes back to the starter, status 1.
     const held = spawnStatfs(["-f", "-c", conf, "--no-auth", "-l", addr, "--http", "off"]);
-    await held.waitStderr(/serving 1 nodes/, 60_000);
+    await held.waitStderr(/serving 1 node/, 60_000);
     const second = spawnStatfs(["-c", conf, "--no-auth", "-l", addr, "--http", "off"]);
     expect(await second.exited).toBe(1);
     expect(second.stderr()).toMatch(/^statfs: .*127\.0\.0\.1/m);
@@ -134,7 +134,7 @@ describe("statfs process", () => {
     if (pid) daemons.add(pid);
     expect(status, starter.stderr()).toBe(0);
     const sock = join(dir, "statfs-rel.sock");
-    expect(starter.stderr()).toContain(`serving 1 nodes on unix!${sock}`);
+    expect(starter.stderr()).toContain(`serving 1 node on unix!${sock}`);
     expect(lstatSync(sock).isSocket()).toBe(true);
     expect((await table(`unix!${sock}`))?.map((r) => r.name)).toEqual(["n1"]);
     process.kill(pid!, "SIGTERM");

@@ -19,8 +19,9 @@ table and per-node files over 9P, Prometheus metrics and JSON over HTTP.
 options:
   -c, --config FILE         node list: statfs.conf (name=address lines) or .yaml/.yml/.json
                             (default /etc/xcpu/statfs.conf)
-  -a, --admin-key FILE      admin private key (PEM, RSA or Ed25519) used to log in to the
-                            nodes as xcpu-admin (default /etc/xcpu/admin_key)
+  -a, --admin-key FILE      admin private key (RSA or Ed25519; PEM or OpenSSH format,
+                            unencrypted) used to log in to the nodes as xcpu-admin
+                            (default /etc/xcpu/admin_key)
       --no-auth             log in without a key (nodes run xcpufs --no-auth)
   -p, --port PORT           9P port on all IPv4 addresses (default ${STATFS_PORT})
   -l, --listen ADDR         9P listen address instead (tcp!host!port, host:port,
@@ -28,8 +29,9 @@ options:
       --http ADDR           HTTP listen address host:port (default ${DEFAULT_HTTP}), or "off"
   -i, --interval DUR        poll interval (default 5s; the config file's poll.interval wins)
       --concurrency N       polls in flight at once (default 128)
-      --connect-timeout DUR connect timeout (default 2s)
-      --read-timeout DUR    read timeout per poll (default 2s)
+      --connect-timeout DUR connect timeout (default 2s, or the interval if shorter; a
+                            longer one than the interval is refused)
+      --read-timeout DUR    read timeout per poll (default and limit as --connect-timeout)
       --hold-file FILE      keep admin holds (ctl "down") in FILE across restarts
       --ctl-noauth          let unauthenticated 9P clients write ctl files (development)
       --pid-file FILE       write the pid of the serving process to FILE once it serves

@@ -9,14 +9,15 @@ import { formatParsed, type ParsedRow, parseTable } from "../table.js";
 import { PACKAGE_VERSION } from "../version.js";
 import { type CliIo, EXIT_FAIL, EXIT_OK, EXIT_USAGE, processIo } from "./io.js";
 
-export const XSTAT_USAGE = `usage: xstat [-a ADDR] [--json] [--watch] [filter...]
+export const XSTAT_USAGE = `usage: xstat [-a ADDR] [--json] [-w] [--every DUR] [-t DUR] [-d] [filter...]
 
 Prints the status of the cluster's nodes from statfs, one line per node:
 name, address, arch, status, session count (tab-separated, as the original xstat).
 
 options:
-  -a, -s, --addr ADDR   statfs address (default: ${MOUNTED_STATE} if mounted, else
+  -a, --addr ADDR       statfs address (default: ${MOUNTED_STATE} if mounted, else
                         tcp!localhost!20003; a bare host uses port 20003)
+  -s, --server ADDR     the same as -a
       --json            print JSON (with load, memory, uptime when statfs has them)
   -w, --watch           redraw whenever the status changes (Ctrl-C stops)
       --every DUR       how often --watch asks statfs (default 1s)
@@ -32,6 +33,19 @@ filters (a node must match all given kinds; several of one kind are alternatives
 
 exit status: 0 ok, 1 statfs unreachable or unreadable, 2 usage error
 `;
+
+/** The options of the xstat command line (the help test holds XSTAT_USAGE to them). */
+export const XSTAT_OPTIONS = {
+  addr: { type: "string", short: "a" },
+  server: { type: "string", short: "s" },
+  json: { type: "boolean" },
+  watch: { type: "boolean", short: "w" },
+  every: { type: "string" },
+  timeout: { type: "string", short: "t" },
+  debug: { type: "boolean", short: "d" },
+  help: { type: "boolean", short: "h" },
+  version: { type: "boolean", short: "V" },
+} as const;
 
 interface Filters {
   names?: Set<string>;
@@ -82,22 +96,7 @@ interface Snapshot {
 export async function main(argv: string[], io: CliIo = processIo): Promise<number> {
   let parsed: ReturnType<typeof parse>;
   function parse(args: string[]) {
-    return parseArgs({
-      args,
-      strict: true,
-      allowPositionals: true,
-      options: {
-        addr: { type: "string", short: "a" },
-        server: { type: "string", short: "s" },
-        json: { type: "boolean" },
-        watch: { type: "boolean", short: "w" },
-        every: { type: "string" },
-        timeout: { type: "string", short: "t" },
-        debug: { type: "boolean", short: "d" },
-        help: { type: "boolean", short: "h" },
-        version: { type: "boolean", short: "V" },
-      },
-    });
+    return parseArgs({ args, strict: true, allowPositionals: true, options: XSTAT_OPTIONS });
   }
   const usage = (msg: string) => {
     io.stderr.write(`xstat: ${msg}\n${XSTAT_USAGE.split("\n")[0]}\n`);
