@@ -16,6 +16,7 @@ import {
   MsgType,
   NOFID,
   NONUNAME,
+  NOTAG,
   OCEXEC,
   OEXEC,
   ORCLOSE,
@@ -409,6 +410,11 @@ export class ServerConnection {
     if (this.#dialect === undefined) {
       // V1: nothing but Tversion before a session exists.
       this.#sendError(t.tag, new FsError(Ename.Botch, Errno.EPROTO));
+      return;
+    }
+    if (t.tag === NOTAG) {
+      // T1: NOTAG belongs to Tversion; a request under it could not be told from one (or flushed).
+      this.#sendError(t.tag, new FsError("tag NOTAG is only for Tversion", Errno.EINVAL));
       return;
     }
     // T3: a tag already in flight is a client bug; answer the second request, keep the first.

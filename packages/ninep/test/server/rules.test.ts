@@ -740,6 +740,15 @@ describe("auth (A3, A4)", () => {
 });
 
 describe("version negotiation edge cases", () => {
+  it("answers a request tagged NOTAG with Rerror (T1: NOTAG is only for Tversion); the connection goes on", async () => {
+    fx = await startFixture();
+    const c = await connect();
+    c.send({ type: MsgType.Tstat, tag: NOTAG, fid: 0 });
+    const r = await c.reply(NOTAG);
+    expect(r).toMatchObject({ type: MsgType.Rerror, ename: "tag NOTAG is only for Tversion" });
+    expect((await c.call({ type: MsgType.Tstat, fid: 0 })).type).toBe(MsgType.Rstat);
+  });
+
   it("refuses requests before Tversion and keeps the first Tversion's NOTAG", async () => {
     fx = await startFixture();
     const c = await RawClient.connect(fx.addr);
