@@ -144,14 +144,17 @@ export function clusterTree(cluster: Cluster): SynthDir {
   };
   const root = new SynthDir("/", {
     mode: 0o555,
-    // listing shows every node; lookups of unknown names get a message naming the cluster file
+    // listing shows every node; lookups of unknown names get a message pointing to /nodes
     dynamic: () => cluster.nodes().map(nodeDir),
   });
   root.add(staticFile("nodes", `${cluster.nodes().join("\n")}\n`));
   const walk1 = root.walk1.bind(root);
   root.walk1 = async (name, ctx) => {
-    if (name !== ".." && name !== "nodes" && !cluster.has(name))
-      throw new FsError(`${name}: no such node in ${cluster.file} (read /nodes for the list)`, Errno.ENOENT);
+    if (name !== ".." && name !== "nodes" && !cluster.has(name)) {
+      // The client's name, cut to a readable length; the server's file paths stay its own.
+      const shown = name.length > 64 ? `${name.slice(0, 64)}…` : name;
+      throw new FsError(`${shown}: no such node (read /nodes for the list)`, Errno.ENOENT);
+    }
     if (name !== ".." && name !== "nodes") {
       const d = nodeDir(name);
       d.parent ??= root;
