@@ -232,6 +232,37 @@ describe("output closed", () => {
 
 describe("authentication", () => {
   it.skipIf(!sshKeygen)(
+    "a node that never answers costs xk and xps one -t, not one per identity tried (-A and -k)",
+    async () => {
+      const dir = tempDir("xrx-silent-");
+      for (const name of ["admin", "user"]) {
+        execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", join(dir, name)]);
+      }
+      const { createServer } = await import("node:net");
+      const held: import("node:net").Socket[] = [];
+      const silent = createServer((sock) => held.push(sock));
+      await new Promise<void>((r) => silent.listen(0, "127.0.0.1", r));
+      onCleanup(async () => {
+        for (const s of held) s.destroy();
+        await new Promise((r) => silent.close(r));
+      });
+      const port = (silent.address() as import("node:net").AddressInfo).port;
+      const keys = ["-A", join(dir, "admin"), "-k", join(dir, "user"), "-t", "1"];
+      for (const [tool, args] of [
+        [xk, [...keys, "TERM", `127.0.0.1!${port}:/job`]],
+        [xps, [...keys, `127.0.0.1!${port}`]],
+      ] as const) {
+        const started = Date.now();
+        const r = await runCli(tool, [...args]);
+        const took = Date.now() - started;
+        expect(r.code).toBe(1);
+        expect(r.stderr).toContain("within 1000 ms");
+        expect(took).toBeLessThan(1900); // not 2 s: the user key is not tried after a silent node
+      }
+    },
+    30_000,
+  );
+  it.skipIf(!sshKeygen)(
     "authenticates with RSA PEM and Ed25519 OpenSSH keys; a wrong key is refused",
     async () => {
       const dir = tempDir("xrx-auth-");

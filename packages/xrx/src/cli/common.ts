@@ -3,6 +3,7 @@
 import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from "node:fs";
 import { Client } from "@clustermatic/ninep/client";
 import { OREAD } from "@clustermatic/ninep/codec";
+import { RemoteError } from "@clustermatic/ninep/errors";
 import { ADMIN_KEY, defaultKeyFiles, KeyError, loadPrivateKey } from "../keys.js";
 import {
   type NodeSpec,
@@ -194,7 +195,11 @@ export function toolConnection(
   return { identities, timeoutMs, trace };
 }
 
-/** Connects with the first identity that works. */
+/**
+ * Connects with the first identity that works. Only a node that answered (refused the key, did
+ * not know the user) is tried with the next one: one that cannot be reached or never answers
+ * fails once, within one timeout.
+ */
 export async function connectTool(spec: NodeSpec, conn: ToolConnection): Promise<XcpuNode> {
   let last: unknown;
   for (const identity of conn.identities) {
@@ -202,7 +207,16 @@ export async function connectTool(spec: NodeSpec, conn: ToolConnection): Promise
       return await XcpuNode.connect(spec, { identity, timeoutMs: conn.timeoutMs, trace: conn.trace });
     } catch (err) {
       last = err;
+      if (!answeredByNode(err)) break;
     }
   }
   throw last;
+}
+
+/** Whether `err` (or an error it wraps) is the node's own answer. */
+function answeredByNode(err: unknown): boolean {
+  for (let e = err, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
+    if (e instanceof RemoteError) return true;
+  }
+  return false;
 }
