@@ -61,13 +61,26 @@ describe("connectFailureWords", () => {
     ]);
     expect(connectFailureWords(both)).toBe(" (Connection refused:127.0.0.1)");
   });
+  it("gives the C library's text and the address for other connect errors, as the original printed them", () => {
+    const at = (code: string, address: string) => Object.assign(new Error(code), { code, address });
+    expect(connectFailureWords(at("EHOSTUNREACH", "198.18.0.20"))).toBe(" (No route to host:198.18.0.20)");
+    expect(connectFailureWords(at("ETIMEDOUT", "10.0.0.7"))).toBe(" (Connection timed out:10.0.0.7)");
+    expect(connectFailureWords(at("ENETUNREACH", "10.0.0.7"))).toBe(" (Network is unreachable:10.0.0.7)");
+    // Several addresses: a refusal is named before other failures, IPv4 before IPv6.
+    const all = Object.assign(new AggregateError([at("EHOSTUNREACH", "::1"), at("ECONNREFUSED", "127.0.0.1")]), {
+      code: "ECONNREFUSED",
+    });
+    expect(connectFailureWords(all)).toBe(" (Connection refused:127.0.0.1)");
+    const unreachable = new AggregateError([at("ENETUNREACH", "fe80::1"), at("EHOSTUNREACH", "10.1.2.3")]);
+    expect(connectFailureWords(unreachable)).toBe(" (No route to host:10.1.2.3)");
+  });
   it("names a host that does not resolve, and is empty for other failures", () => {
     const notFound = Object.assign(new Error("getaddrinfo ENOTFOUND n9"), {
       code: "ENOTFOUND",
       hostname: "n9",
     });
     expect(connectFailureWords(notFound)).toBe(" (cannot resolve name: n9)");
-    expect(connectFailureWords(Object.assign(new Error("x"), { code: "ETIMEDOUT" }))).toBe("");
+    expect(connectFailureWords(Object.assign(new Error("x"), { code: "EPROTO" }))).toBe("");
     expect(connectFailureWords(undefined)).toBe("");
   });
 });

@@ -272,12 +272,25 @@ export function fsErrorFromCode(err: unknown, code: string): FsError {
   return new FsError(short, errno ?? Errno.EIO);
 }
 
+/** The C library's text (strerror) for the errors a connect(2) ends with, as the original printed it. */
+const CONNECT_ERROR_TEXT: Record<string, string> = {
+  ECONNREFUSED: "Connection refused",
+  EHOSTUNREACH: "No route to host",
+  ENETUNREACH: "Network is unreachable",
+  ETIMEDOUT: "Connection timed out",
+  ECONNRESET: "Connection reset by peer",
+  EADDRNOTAVAIL: "Cannot assign requested address",
+  EACCES: "Permission denied",
+  EPERM: "Operation not permitted",
+};
+
 /**
- * The original XCPU tools' words for the two usual dial failures, which scripts look for, from a
- * failed connect's Node error (a ConnectionError's `cause`): ` (cannot resolve name: HOST)`,
- * ` (Connection refused:IP)`, or "" for any other failure. A host name with several addresses fails
- * with an AggregateError of one error per address tried: the IPv4 address that refused is named
- * (the original tools dialled IPv4), else the first that refused.
+ * The original XCPU tools' words for a failed dial, which scripts look for, from a failed
+ * connect's Node error (a ConnectionError's `cause`): ` (cannot resolve name: HOST)`, or the C
+ * library's text of the connect error and the address (` (Connection refused:IP)`,
+ * ` (No route to host:IP)`, …), or "" for any other failure. A host name with several addresses
+ * fails with an AggregateError of one error per address tried: the IPv4 address is named (the
+ * original tools dialled IPv4), a refusal first, else the first address tried.
  */
 export function connectFailureWords(cause: unknown): string {
   type DialError = NodeJS.ErrnoException & { hostname?: string; address?: string; errors?: unknown[] };
@@ -285,9 +298,12 @@ export function connectFailureWords(cause: unknown): string {
   if (!e || typeof e !== "object") return "";
   if ((e.code === "ENOTFOUND" || e.code === "EAI_AGAIN") && e.hostname)
     return ` (cannot resolve name: ${e.hostname})`;
-  const tried = Array.isArray(e.errors) ? (e.errors as DialError[]) : [e];
-  const refused = tried.filter((x) => x && typeof x === "object" && x.code === "ECONNREFUSED");
-  if (refused.length === 0) return "";
-  const named = refused.find((x) => x.address && !x.address.includes(":")) ?? refused[0]!;
-  return ` (Connection refused:${named.address ?? ""})`;
+  const tried = (Array.isArray(e.errors) ? (e.errors as DialError[]) : [e]).filter(
+    (x) => x && typeof x === "object" && x.code !== undefined && x.code in CONNECT_ERROR_TEXT,
+  );
+  if (tried.length === 0) return "";
+  const refused = tried.filter((x) => x.code === "ECONNREFUSED");
+  const pool = refused.length > 0 ? refused : tried;
+  const named = pool.find((x) => x.address && !x.address.includes(":")) ?? pool[0]!;
+  return ` (${CONNECT_ERROR_TEXT[named.code as string]}:${named.address ?? ""})`;
 }
