@@ -388,7 +388,10 @@ export class ServerConnection {
         e = new FsError(Ename.UnknownMessage, Errno.ENOSYS);
       else if (type === MsgType.Twstat && reason === "bad-stat")
         e = new FsError(Ename.BadWstat, Errno.EINVAL);
-      else e = new FsError(Ename.Botch, Errno.EPROTO);
+      else if (err instanceof ProtocolError) {
+        // What was wrong, for the client's developer: "9P protocol botch: type 110: …".
+        e = new FsError(`${Ename.Botch}: ${err.message.slice(0, 200)}`, Errno.EPROTO);
+      } else e = new FsError(Ename.Botch, Errno.EPROTO);
       this.#sendError(tag, e);
       return;
     }
