@@ -143,7 +143,12 @@ class FileNode implements Node {
     if (wantsRead && !this.spec.read) throw new FsError(Ename.Perm);
     if (wantsWrite) {
       if (!this.spec.write) throw new FsError(Ename.Perm);
-      if (!this.admin && !this.ctlOpen) throw new FsError(Ename.Perm);
+      if (!this.admin && !this.ctlOpen) {
+        throw new FsError(
+          `${Ename.Perm}: ctl writes need an attach authenticated with the admin key (or statfs --ctl-noauth)`,
+          Errno.EACCES,
+        );
+      }
     }
     const spec = this.spec;
     let snapshot: Buffer | undefined;

@@ -252,7 +252,9 @@ describe("statfs with 8 xcpufs nodes", () => {
   it("lets only the admin set a node's state through ctl", async () => {
     const anon = await mount(statfs.addresses[0]!, { uname: "nobody" });
     try {
-      await expect(anon.open("ctl", OWRITE)).rejects.toThrow(/permission denied/);
+      await expect(anon.open("ctl", OWRITE)).rejects.toThrow(
+        /permission denied: ctl writes need an attach authenticated with the admin key \(or statfs --ctl-noauth\)/,
+      );
       await expect(anon.open("nodes/n2/ctl", OWRITE)).rejects.toThrow(/permission denied/);
       const walked = await anon.walk("ctl");
       await expect(walked.wstat({ length: 0n })).rejects.toThrow(/wstat prohibited/);
