@@ -978,7 +978,7 @@ export class Client {
   async attach(
     uname: string,
     aname = "",
-    opts: { afid?: AuthFid | number; n_uname?: number } & CallOptions = {},
+    opts: { afid?: AuthFid | number; n_uname?: number; gid?: number } & CallOptions = {},
   ): Promise<Fid> {
     const fid = this.fids.alloc();
     const afid = opts.afid === undefined ? NOFID : typeof opts.afid === "number" ? opts.afid : opts.afid.num;
@@ -997,7 +997,9 @@ export class Client {
       if (err instanceof RemoteError || err instanceof ProtocolError) this.fids.free(fid);
       throw err;
     }
-    return new Fid(this, fid, reply.qid, "/");
+    const root = new Fid(this, fid, reply.qid, "/");
+    root.createGid = opts.gid;
+    return root;
   }
 
   /** @internal clunk a fid nobody holds any more (an abandoned walk/attach that happened after all). */

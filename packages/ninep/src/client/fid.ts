@@ -68,6 +68,11 @@ export class Fid {
   opened = false;
   /** Largest count per read/write for this fid (the server's iounit, else msize - IOHDRSZ). */
   iounit: number;
+  /**
+   * 9P2000.L: the group files made through this fid get when a call names none (Tlcreate, Tmkdir,
+   * Tsymlink, Tmknod): the attach's `gid`, inherited by walks; unset, this process's gid.
+   */
+  createGid: number | undefined;
   #gone = false;
 
   /** @internal use Client.attach or Fid.walk */
@@ -149,7 +154,9 @@ export class Fid {
       } while (walked < names.length);
     }
     const last = names[names.length - 1];
-    return new Fid(client, newfid, qid, last ?? this.name);
+    const fid = new Fid(client, newfid, qid, last ?? this.name);
+    fid.createGid = this.createGid;
+    return fid;
   }
 
   /**
@@ -184,6 +191,7 @@ export class Fid {
     const client = this.client;
     const newfid = client.fids.alloc();
     const fid = new Fid(client, newfid, this.qid, names[names.length - 1] ?? this.name);
+    fid.createGid = this.createGid;
     let unsent = false;
     const walked = client.rpc(
       { type: MsgType.Twalk, fid: this.num, newfid, wname: names },
@@ -311,7 +319,7 @@ export class Fid {
     name: string,
     flags: number,
     mode = 0o644,
-    gid = defaultGid(),
+    gid = this.createGid ?? defaultGid(),
     opts?: CallOptions,
   ): Promise<void> {
     this.#check();
@@ -584,13 +592,23 @@ export class Fid {
   }
 
   /** 9P2000.L Tmkdir in this directory; resolves with the new directory's qid. */
-  async mkdir(name: string, mode = 0o755, gid = defaultGid(), opts?: CallOptions): Promise<T.Qid> {
+  async mkdir(
+    name: string,
+    mode = 0o755,
+    gid = this.createGid ?? defaultGid(),
+    opts?: CallOptions,
+  ): Promise<T.Qid> {
     this.#check();
     return (await this.client.rpc({ type: MsgType.Tmkdir, dfid: this.num, name, mode, gid }, opts)).qid;
   }
 
   /** 9P2000.L Tsymlink: makes `name` in this directory pointing at `target`. */
-  async symlink(name: string, target: string, gid = defaultGid(), opts?: CallOptions): Promise<T.Qid> {
+  async symlink(
+    name: string,
+    target: string,
+    gid = this.createGid ?? defaultGid(),
+    opts?: CallOptions,
+  ): Promise<T.Qid> {
     this.#check();
     return (await this.client.rpc({ type: MsgType.Tsymlink, fid: this.num, name, symtgt: target, gid }, opts))
       .qid;
@@ -602,7 +620,7 @@ export class Fid {
     mode: number,
     major = 0,
     minor = 0,
-    gid = defaultGid(),
+    gid = this.createGid ?? defaultGid(),
     opts?: CallOptions,
   ): Promise<T.Qid> {
     this.#check();

@@ -212,7 +212,11 @@ export class Fsys {
     try {
       return await this.open(path, OWRITE | OTRUNC, opts);
     } catch (err) {
-      if (!(err instanceof WalkError) || err.walked !== names.length - 1) throw err;
+      // Only the last name missing: create it. Some servers (nfs-ganesha) answer a walk of several
+      // names that fails anywhere with an error for the first: the walk to the parent tells.
+      const lastMissing =
+        err instanceof WalkError && (err.walked === names.length - 1 || (err.walked === 0 && names.length > 1));
+      if (!lastMissing) throw err;
     }
     try {
       if (this.#dotL) {

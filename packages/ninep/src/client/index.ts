@@ -48,6 +48,11 @@ export interface MountOptions extends ClientOptions {
   aname?: string;
   /** Numeric uid for .u/.L (NONUNAME when absent). */
   n_uname?: number;
+  /**
+   * 9P2000.L: the group of files this mount creates (Tlcreate, Tmkdir, Tsymlink, Tmknod). Default:
+   * this process's gid, which a server refuses (EPERM) when the attached user is not in it.
+   */
+  gid?: number;
   /** Run an authentication protocol on the afid before attaching (not called when auth is not required). */
   authenticate?: (afid: AuthFid) => Promise<void>;
 }
@@ -63,7 +68,11 @@ export async function mount(address: string | Address | Duplex, opts: MountOptio
       afid = await client.auth(uname, aname, { n_uname: opts.n_uname });
       if (afid) await opts.authenticate(afid);
     }
-    const root = await client.attach(uname, aname, { afid: afid ?? undefined, n_uname: opts.n_uname });
+    const root = await client.attach(uname, aname, {
+      afid: afid ?? undefined,
+      n_uname: opts.n_uname,
+      gid: opts.gid,
+    });
     return new Fsys(client, root, { ownsClient: true });
   } catch (err) {
     client.destroy();

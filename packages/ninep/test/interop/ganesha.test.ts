@@ -10,6 +10,7 @@
 import { execFileSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import {
+  chmod,
   stat as fsStat,
   writeFile as fsWriteFile,
   mkdir,
@@ -115,6 +116,28 @@ describe.skipIf(missing !== undefined)("client against nfs-ganesha (9P2000.L)", 
     const err = await fs.remove("full").catch((e) => e);
     expect(err).toBeInstanceOf(RemoteError);
     expect(await readFile(join(dir, "full", "f"), "utf8")).toBe("x");
+    await stillServing();
+  });
+
+  it("creates files in the group the mount names (gid), which ganesha checks against the user", async () => {
+    await mkdir(join(dir, "shared"), { mode: 0o777 });
+    await chmod(join(dir, "shared"), 0o777);
+    const nobody = await Client.connect(ganesha.address, { version: "9P2000.L" });
+    try {
+      const root = await nobody.attach("nobody", dir, { n_uname: 65534, gid: 65534 });
+      const asNobody = new Fsys(nobody, root);
+      await asNobody.writeFile("shared/mine.txt", "x");
+      await asNobody.mkdir("shared/sub");
+      expect((await fsStat(join(dir, "shared", "mine.txt"))).gid).toBe(65534);
+      expect((await fsStat(join(dir, "shared", "sub"))).gid).toBe(65534);
+      // Without it: this process's group (root's), which nobody is not in.
+      const plain = new Fsys(nobody, await nobody.attach("nobody", dir, { n_uname: 65534 }));
+      const refused = await plain.writeFile("shared/theirs.txt", "x").catch((e) => e);
+      expect(refused).toBeInstanceOf(RemoteError);
+      expect(refused.errno).toBe(1);
+    } finally {
+      await nobody.close();
+    }
     await stillServing();
   });
 
