@@ -121,7 +121,9 @@ describe("bootcfg serve", () => {
 
   it("an unknown node gets an error naming the node (cut when long) and pointing to /nodes", async (ctx) => {
     need(ctx, { files: [KERNEL_AMD64, KERNEL_ARM64] });
-    await expect(fs!.stat("/n99/kernel")).rejects.toThrow(/^n99: no such node \(read \/nodes for the list\) \(walked 0/);
+    await expect(fs!.stat("/n99/kernel")).rejects.toThrow(
+      /^n99: no such node \(read \/nodes for the list\) \(walked 0/,
+    );
     // A long name is cut, and the server's own paths are not shown to clients.
     const long = await fs!.stat(`/${"x".repeat(600)}`).catch((e: { ename: string }) => e.ename);
     expect(long).toBe(`${"x".repeat(64)}…: no such node (read /nodes for the list)`);

@@ -67,9 +67,12 @@ describe("connectFailureWords", () => {
     expect(connectFailureWords(at("ETIMEDOUT", "10.0.0.7"))).toBe(" (Connection timed out:10.0.0.7)");
     expect(connectFailureWords(at("ENETUNREACH", "10.0.0.7"))).toBe(" (Network is unreachable:10.0.0.7)");
     // Several addresses: a refusal is named before other failures, IPv4 before IPv6.
-    const all = Object.assign(new AggregateError([at("EHOSTUNREACH", "::1"), at("ECONNREFUSED", "127.0.0.1")]), {
-      code: "ECONNREFUSED",
-    });
+    const all = Object.assign(
+      new AggregateError([at("EHOSTUNREACH", "::1"), at("ECONNREFUSED", "127.0.0.1")]),
+      {
+        code: "ECONNREFUSED",
+      },
+    );
     expect(connectFailureWords(all)).toBe(" (Connection refused:127.0.0.1)");
     const unreachable = new AggregateError([at("ENETUNREACH", "fe80::1"), at("EHOSTUNREACH", "10.1.2.3")]);
     expect(connectFailureWords(unreachable)).toBe(" (No route to host:10.1.2.3)");

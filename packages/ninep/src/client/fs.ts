@@ -215,7 +215,8 @@ export class Fsys {
       // Only the last name missing: create it. Some servers (nfs-ganesha) answer a walk of several
       // names that fails anywhere with an error for the first: the walk to the parent tells.
       const lastMissing =
-        err instanceof WalkError && (err.walked === names.length - 1 || (err.walked === 0 && names.length > 1));
+        err instanceof WalkError &&
+        (err.walked === names.length - 1 || (err.walked === 0 && names.length > 1));
       if (!lastMissing) throw err;
     }
     try {

@@ -34,7 +34,9 @@ describe("dead clients", () => {
     if (fx.addr.network !== "tcp") throw new Error("tcp expected");
     const port = fx.addr.port;
     // The server's end of the connection, as the kernel shows its timers.
-    const out = execFileSync("ss", ["-tnoH", "state", "established", `( sport = :${port} )`], { encoding: "utf8" });
+    const out = execFileSync("ss", ["-tnoH", "state", "established", `( sport = :${port} )`], {
+      encoding: "utf8",
+    });
     expect(out).toMatch(/timer:\(keepalive,/);
     await c.close();
   });
