@@ -629,7 +629,11 @@ class SessionFile extends Synth {
       this.dir.alive();
       const user = this.dir.ownerOnly(ctx);
       this.checkOpen(mode, ctx);
-      if (s.cloning && (this.name === "argv" || this.name === "env") && ((mode & 3) !== OREAD || mode & OTRUNC)) {
+      if (
+        s.cloning &&
+        (this.name === "argv" || this.name === "env") &&
+        ((mode & 3) !== OREAD || mode & OTRUNC)
+      ) {
         // What a clone is copying stays as it is until the copies are made. (A `clone` naming
         // this very session as its target would otherwise empty the files it copies.)
         throw new XcpuError("cannot write while the session is cloning");
