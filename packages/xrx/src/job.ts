@@ -4,6 +4,7 @@
 // signals, and collect one outcome per node. A node that fails is reported and never stalls the
 // others.
 import { readFileSync } from "node:fs";
+import { TimeoutError } from "@clustermatic/ninep/errors";
 import type { NodeSpec } from "@clustermatic/ninep/nodes";
 import { mapLimit } from "./limit.js";
 import { DrainGate, formatBytes, OutputMux, Progress, type Sink } from "./output.js";
@@ -36,6 +37,13 @@ export interface JobOptions {
   connectTimeoutMs?: number;
   /** Time limit of each control and staging request once connected (default 60000, see ConnectOptions). */
   callTimeoutMs?: number;
+  /**
+   * While the programs run, each node that has not finished is asked a cheap question (a stat of
+   * its session directory, answered by xcpufs itself, not by the program) every
+   * {@link aliveIntervalOf} ms; a node that gives no answer within this many ms is reported as
+   * lost, its session abandoned, and the others go on (default 30000; 0 = never ask).
+   */
+  aliveTimeoutMs?: number;
   /** Connection attempts in flight at once (default 32). */
   maxConnecting?: number;
   /** -L / -p */
@@ -93,6 +101,28 @@ const SIGNALS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGT
 /** How long a wiped session may take to end before its node's connection is dropped. */
 const WIPE_GRACE_MS = 5000;
 
+/** Default of JobOptions.aliveTimeoutMs. */
+export const ALIVE_TIMEOUT_MS = 30_000;
+
+/** How often a running node is asked whether it is alive: every 10 s, or a third of a shorter limit. */
+export function aliveIntervalOf(aliveTimeoutMs: number): number {
+  return Math.min(10_000, Math.max(50, Math.round(aliveTimeoutMs / 3)));
+}
+
+/** How long the wipe of a lost node's session is waited for before its connection is dropped. */
+const LOST_WIPE_MS = 1000;
+
+/** A duration for a message: `30 s`, `1.5 s`. */
+function seconds(ms: number): string {
+  return `${Number((ms / 1000).toFixed(3))} s`;
+}
+
+/** Did a call fail for want of an answer in time (not refused, not disconnected)? */
+function noAnswer(err: unknown): boolean {
+  for (let e = err; e instanceof Error; e = e.cause) if (e instanceof TimeoutError) return true;
+  return false;
+}
+
 /** Event on JobOptions.signals meaning "our standard output is gone (EPIPE)". */
 export const OUTPUT_CLOSED = "xrx:output-closed";
 
@@ -114,6 +144,8 @@ interface Slot {
 /** Runs a job on every node and returns per-node outcomes and the exit code. */
 export async function runJob(opts: JobOptions): Promise<JobResult> {
   const prog = opts.prog ?? "xrx";
+  const callTimeoutMs = opts.callTimeoutMs ?? 60_000;
+  const aliveTimeoutMs = opts.aliveTimeoutMs ?? ALIVE_TIMEOUT_MS;
   const note = (msg: string) => opts.stderr.write(`${prog}: ${msg}\n`);
   const progress = new Progress(opts.stderr, opts.progress ?? !!opts.stderr.isTTY);
   const slots: Slot[] = opts.nodes.map((spec, i) => ({ spec, rank: i + 1 }));
@@ -124,6 +156,21 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
   const stats: StageStats = { direct: 0, byTree: 0, retried: 0, cloneFailed: 0 };
   let stopStdin: (() => void) | undefined;
   const live = () => slots.filter((s) => !s.outcome && s.session);
+  // A node that stopped answering while its program ran (link down, its xcpufs stopped): its
+  // outcome is settled now, its session wiped if the wipe gets through at once, and its
+  // connection dropped, which ends its reads; the other nodes go on.
+  const lose = (s: Slot, why: string) => {
+    if (s.outcome) return;
+    s.outcome = { node: s.spec.name, error: why };
+    note(`${s.spec.name}: error: ${why}`);
+    const session = s.session;
+    const gone = () => s.node?.close();
+    if (!session) return gone();
+    void Promise.race([
+      session.wipe().catch(() => {}),
+      new Promise((r) => setTimeout(r, LOST_WIPE_MS).unref()),
+    ]).then(gone);
+  };
   // Wipes a session. A node that goes on answering its reads afterwards (broken, or not an xcpufs)
   // would keep the job running for ever: after a grace period its connection is dropped, which
   // ends the reads.
@@ -161,11 +208,16 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
     const orphaned = live().filter((s) => s.mainEnded);
     // The node carries out an exec asynchronously and drops a signal for a program it has not
     // started yet: a signal is sent once the node has answered the session's exec.
+    // A node that does not take the signal within the call time limit is silent: it is given up
+    // on rather than waited for.
     for (const s of live()) {
       const session = s.session!;
       void (s.execAnswered ?? Promise.resolve())
         .then(() => session.signal(SIGNALS[name] ?? 15))
-        .catch(() => {});
+        .catch((e) => {
+          if (noAnswer(e))
+            lose(s, `no answer to ${name} for ${seconds(callTimeoutMs)}; giving up on this node`);
+        });
     }
     // A session whose main process has ended has nobody to take the signal: what keeps it going
     // is a process it left behind holding its output open (a daemon). Such sessions are wiped.
@@ -223,7 +275,7 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
           identity: opts.identity,
           msize: opts.msize,
           timeoutMs: opts.connectTimeoutMs,
-          callTimeoutMs: opts.callTimeoutMs,
+          callTimeoutMs,
           trace: opts.trace,
         });
         if (abortedBy) {
@@ -335,8 +387,34 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
     started = true;
     progress.clear();
     const localCwd = opts.localCwd ?? process.cwd();
+    // Liveness: output, status and stdin have no time limit (a program may be quiet for days), so
+    // a node that falls silent would be waited for without end. Each node still running is asked
+    // a question its xcpufs answers at once, every few seconds, within aliveTimeoutMs.
+    let allEnded = false;
+    const probeTimers = new Set<NodeJS.Timeout>();
+    const watch = (slot: Slot) => {
+      if (aliveTimeoutMs <= 0) return;
+      const t = setTimeout(() => {
+        probeTimers.delete(t);
+        if (slot.outcome || allEnded) return;
+        slot.session!.alive(aliveTimeoutMs).then(
+          () => watch(slot),
+          (e) => {
+            if (noAnswer(e))
+              lose(
+                slot,
+                `no answer for ${seconds(aliveTimeoutMs)} while the program ran; giving up on this node`,
+              );
+            // Any other failure (the connection is gone) ends the node's reads as well.
+          },
+        );
+      }, aliveIntervalOf(aliveTimeoutMs));
+      t.unref();
+      probeTimers.add(t);
+    };
     const done = running.map(async (slot) => {
       const session = slot.session!;
+      watch(slot);
       const streams = mux.streams(slot.spec.name);
       // The next read waits while our own output is full: memory stays bounded by one read per
       // stream and node however slowly the output is taken.
@@ -368,7 +446,8 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
         const [, , st] = await Promise.all([out, err, status]);
         streams.stdout.end();
         streams.stderr.end();
-        slot.outcome = { node: slot.spec.name, status: st };
+        // (A node given up on keeps that verdict, whatever it says afterwards.)
+        slot.outcome ??= { node: slot.spec.name, status: st };
       } catch (e) {
         streams.stdout.end();
         streams.stderr.end();
@@ -383,6 +462,8 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
     });
     const stdinDone = opts.attach === undefined ? feedStdin(running) : Promise.resolve();
     await Promise.all(done);
+    allEnded = true;
+    for (const t of probeTimers) clearTimeout(t);
     phase("all ended");
     stopStdin?.();
     await stdinDone;

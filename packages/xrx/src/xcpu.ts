@@ -637,6 +637,16 @@ export class Session {
     return this.ctl("wipe");
   }
 
+  /**
+   * Asks the node a question its xcpufs answers at once whatever the program does (a stat of the
+   * session directory): fails with a time-out error when no answer comes within `timeoutMs`.
+   */
+  alive(timeoutMs: number): Promise<void> {
+    return this.node.guard(async () => {
+      await this.dir.stat({ timeoutMs });
+    });
+  }
+
   /** Writes to the program's standard input. */
   writeStdin(data: Uint8Array): Promise<void> {
     const fid = this.stdinFid;

@@ -23,8 +23,9 @@ function toAddress(addr: string | Address, defaultPort: number): Address {
 
 /**
  * Connects to a TCP or Unix-socket address. TCP sockets get `setNoDelay` (9P is request/response,
- * Nagle only adds latency). A refused or failed connect rejects with ConnectionError naming the
- * address (the Node error is `cause`); a connect timeout rejects with TimeoutError.
+ * Nagle only adds latency) and keepalive probes after a minute idle. A refused or failed connect
+ * rejects with ConnectionError naming the address (the Node error is `cause`); a connect timeout
+ * rejects with TimeoutError.
  */
 export function dial(addr: string | Address, opts: DialOptions = {}): Promise<net.Socket> {
   let address: Address;
@@ -55,7 +56,13 @@ export function dial(addr: string | Address, opts: DialOptions = {}): Promise<ne
     };
     const onConnect = () => {
       cleanup();
-      if (address.network === "tcp") socket.setNoDelay(true);
+      if (address.network === "tcp") {
+        socket.setNoDelay(true);
+        // A backstop for a peer that vanished (link down) while nothing was being sent: the kernel
+        // probes an idle connection after a minute and ends it when the probes go unanswered (with
+        // the system's default counts, some ten minutes later).
+        socket.setKeepAlive(true, 60_000);
+      }
       resolve(socket);
     };
     const onError = (err: Error) => {

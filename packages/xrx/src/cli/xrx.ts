@@ -15,7 +15,7 @@ import {
 import { launchIdentity, nodeList, statfsNodes } from "./common.js";
 
 export const XRX_USAGE =
-  "usage: xrx [-dvlsSLp] [-a] [--statfs src] [-e exec] [-n N|.] [-j jobid] [-J jobid] [-c cwd] [-m msize] [-k privkey | --no-key] [-t secs] [--call-timeout secs] [--max-connecting N] nodes program [args...]";
+  "usage: xrx [-dvlsSLp] [-a] [--statfs src] [-e exec] [-n N|.] [-j jobid] [-J jobid] [-c cwd] [-m msize] [-k privkey | --no-key] [-t secs] [--call-timeout secs] [--alive-timeout secs] [--max-connecting N] nodes program [args...]";
 
 const HELP = `${XRX_USAGE}
 
@@ -42,6 +42,10 @@ Options:
   -t, --timeout SECONDS   connect timeout per node (default 5)
   --call-timeout SECONDS  time limit of each control or staging request once connected (default
                           60; output, status and stdin have none)
+  --alive-timeout SECONDS while the programs run, each node not yet done is asked every 10 s
+                          (a third of a shorter limit) for a stat its xcpufs answers at once; one
+                          that gives no answer this long is reported lost and left (default 30;
+                          0 = never ask). A quiet program is never mistaken for a lost node
   --max-connecting N      connection attempts in flight (default 32)
   -v            phase timings and how files reached the nodes, on stderr
   -d            print 9P traffic on stderr
@@ -76,6 +80,7 @@ export const OPTIONS = {
   "no-key": { type: "boolean" },
   timeout: { type: "string", short: "t" },
   "call-timeout": { type: "string" },
+  "alive-timeout": { type: "string" },
   "max-connecting": { type: "string" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean", short: "V" },
@@ -161,6 +166,7 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
       msize,
       connectTimeoutMs: secondsOption(v.timeout as string | undefined, "--timeout") ?? 5000,
       callTimeoutMs: secondsOption(v["call-timeout"] as string | undefined, "--call-timeout"),
+      aliveTimeoutMs: aliveOption(v["alive-timeout"] as string | undefined),
       maxConnecting: intOption(v["max-connecting"] as string | undefined, "--max-connecting", 1),
       lines: !!v.L,
       prefix: !!v.p,
@@ -192,6 +198,12 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
   } catch (e) {
     return reportError(e, "xrx", XRX_USAGE, io.stderr);
   }
+}
+
+/** --alive-timeout: seconds, or 0 for no liveness questions. */
+function aliveOption(value: string | undefined): number | undefined {
+  if (value !== undefined && /^(0+(\.0*)?|\.0+)$/.test(value)) return 0;
+  return secondsOption(value, "--alive-timeout");
 }
 
 /**
