@@ -8,7 +8,9 @@
 import type { Stats } from "node:fs";
 import { constants, existsSync } from "node:fs";
 import {
+  chmod,
   type FileHandle,
+  lstat,
   open,
   readdir,
   readlink,
@@ -210,10 +212,51 @@ export async function removeWithin(path: string): Promise<void> {
   await removeDir(path);
 }
 
+/** The server's effective uid; undefined where there is none (root needs no permission bits). */
+const euid = process.geteuid?.();
+
+/**
+ * Opens a directory to be removed, without following a link. Not running as root, a directory of
+ * the server's own that a program left without read, write or search permission for its owner
+ * (`chmod 000 d`) is given them first: the server may, and without them it could neither list
+ * nor empty it.
+ */
+async function openToRemove(path: string): Promise<FileHandle> {
+  const flags = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
+  let dir: FileHandle;
+  try {
+    dir = await open(path, flags);
+  } catch (err) {
+    if (code(err) !== "EACCES" || !euid) throw err;
+    const st = await lstat(path);
+    // A link (or anything else) is not changed: chmod would follow it.
+    if (!st.isDirectory() || st.uid !== euid) throw err;
+    await chmod(path, (st.mode & 0o7777) | 0o700);
+    dir = await open(path, flags);
+    const now = await dir.stat();
+    if (now.ino !== st.ino || now.dev !== st.dev) {
+      // Swapped meanwhile: whatever took its place is not removed through this handle.
+      await dir.close();
+      throw err;
+    }
+    return dir;
+  }
+  if (euid) {
+    try {
+      const st = await dir.stat();
+      // Write and search on it to remove its entries (fchmod: no path, so no link, involved).
+      if (st.uid === euid && (st.mode & 0o700) !== 0o700) await dir.chmod((st.mode & 0o7777) | 0o700);
+    } catch {
+      // left as it is: the removals below report what fails
+    }
+  }
+  return dir;
+}
+
 async function removeDir(path: string): Promise<void> {
   let dir: FileHandle;
   try {
-    dir = await open(path, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
+    dir = await openToRemove(path);
   } catch (err) {
     if (code(err) === "ENOENT") return;
     // Not a directory (any more): a link or a file, removed as such.

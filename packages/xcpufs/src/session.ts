@@ -46,6 +46,11 @@ export interface SessionHost {
   retain: boolean;
   /** Called once when the session is wiped and fully released. */
   destroyed(s: Session): void;
+  /**
+   * Ends the processes of a session whose program has ended or was killed that carry its
+   * XCPUPATH: those that left its process group (escapees.ts). Resolves when done.
+   */
+  sweep?(s: Session): Promise<void>;
   /** Called when the main process starts or ends (for the procs tags). */
   changed(s: Session): void;
   log: { debug(o: object, msg?: string): void; warn(o: object, msg?: string): void };
@@ -97,6 +102,13 @@ export class Session {
   /** Process group of the program (kept after it exits, to end its leftover children). */
   private pgid = -1;
   private execDone: Promise<unknown> = Promise.resolve();
+  /**
+   * The main process's pid and start time (Date.now()), once a program started (it may have left
+   * processes outside its group).
+   */
+  programStart: { pid: number; at: number } | undefined;
+  /** Resolves once the processes of the session that left its group are ended (see release). */
+  private swept: Promise<void> = Promise.resolve();
   private resolveGone!: () => void;
   /** Resolves once the session is wiped, its program gone and its directory removed. */
   readonly gone: Promise<void> = new Promise((r) => {
@@ -400,6 +412,7 @@ export class Session {
       child.onExit((code, sig, core) => this.ended(waitStatus(code, sig) | (sig && core ? 0x80 : 0)));
     if ((this.state as State) === State.Wiped) {
       // Wiped while it was being started: it goes at once.
+      this.programStart = { pid: child.pid, at: Date.now() };
       this.pid = child.pid;
       this.pgid = child.pid;
       child.stdin?.destroy();
@@ -426,6 +439,7 @@ export class Session {
   ): void {
     this.pid = pid;
     this.pgid = pid;
+    this.programStart = { pid, at: Date.now() };
     if (stdin) this.stdin.attach(stdin);
     else this.stdin.detach();
     this.stdout.attach(stdout ?? Readable.from([]));
@@ -538,6 +552,9 @@ export class Session {
     this.closeRedirects();
     this.released = true;
     if (this.killTimer) clearTimeout(this.killTimer);
+    // Its process group is killed; processes that left the group are found by their XCPUPATH, in
+    // the background (batched with other sessions': a /proc scan, see escapees.ts).
+    if (this.programStart && this.host.sweep) this.swept = this.host.sweep(this);
     const done = () => {
       this.host.destroyed(this);
       this.resolveGone();
@@ -545,6 +562,12 @@ export class Session {
     if (this.host.retain) done();
     else
       removeTree(this.dir, this.dirUsed)
+        .catch(async (err) => {
+          // A process that left the group may have been filling it: once more after it is ended.
+          if (!this.programStart) throw err;
+          await this.swept;
+          await removeWithin(this.dir);
+        })
         .catch((err) => this.host.log.warn({ err, dir: this.dir }, "cannot remove session directory"))
         .finally(done);
   }
@@ -555,6 +578,7 @@ export class Session {
     this.wipe();
     if (pgid > 0) this.killGroup(pgid, "SIGKILL");
     await this.gone;
+    await this.swept;
   }
 }
 

@@ -19,6 +19,7 @@ import { Ename, Errno, FsError } from "@clustermatic/ninep/errors";
 import type { Identity, Node, RequestContext, StatChanges } from "@clustermatic/ninep/server";
 import { type PassthroughBackend, passthrough } from "@clustermatic/ninep/server";
 import { XcpuError } from "./errors.js";
+import { processAlive, Sweeper } from "./escapees.js";
 import { ForkHelper } from "./fork-helper.js";
 import { ByteBuf, RootDir, SessionDir } from "./fsys.js";
 import { type LocalOwner, openRedirect, removeWithin } from "./local-files.js";
@@ -96,6 +97,10 @@ export class Xcpufs {
   private readonly tmpdir: string;
   readonly clientTrace: ((line: string) => void) | undefined;
   private closing = false;
+  /** Ends the processes of ended sessions that left their process group (escapees.ts). */
+  private readonly sweeper: Sweeper;
+  /** Every session root this server made (a removed one is made again under a new name). */
+  private readonly roots: string[] = [];
 
   constructor(cfg: XcpufsConfig) {
     this.users = cfg.users;
@@ -104,7 +109,9 @@ export class Xcpufs {
     this.switchUsers = this.own.uid === 0 && !cfg.sameUser;
     this.tmpdir = cfg.tmpdir;
     this.sessionRoot = this.switchUsers ? makeSessionRoot(cfg.tmpdir) : cfg.tmpdir;
+    if (this.switchUsers) this.roots.push(this.sessionRoot);
     this.log = cfg.log;
+    this.sweeper = new Sweeper({ log: this.log });
     if (this.switchUsers && cfg.retain) markRetained(this.sessionRoot);
     if (this.switchUsers && !cfg.retain) this.removeStaleRoots();
     if (onNoexecMount(this.sessionRoot)) {
@@ -132,6 +139,7 @@ export class Xcpufs {
       },
       setpriv,
       retain: cfg.retain,
+      sweep: (s) => this.sweeper.request({ exact: [s.dir], since: s.programStart }),
       destroyed: (s) => {
         this.sessions.delete(s.id);
         this.dirs.delete(s);
@@ -193,6 +201,7 @@ export class Xcpufs {
       const root = makeSessionRoot(this.tmpdir);
       this.log.warn({ old: this.sessionRoot, root }, "session root directory was removed; made a new one");
       this.sessionRoot = root;
+      this.roots.push(root);
       return true;
     } catch (err) {
       this.log.warn({ err }, "cannot make a new session root directory");
@@ -203,7 +212,9 @@ export class Xcpufs {
   /**
    * Removes what a server of this pid namespace that was killed (SIGKILL, a crash) left in the
    * tmpdir: its `xcpufs-<ns>-<pid>-XXXXXX` directory, root's, when no process has that pid any
-   * more. In the background, never following a link (removeWithin).
+   * more (or only its zombie). Its programs may still run there (killed with their server, they
+   * were not): the processes whose XCPUPATH lies in that directory are ended first. In the
+   * background, never following a link (removeWithin).
    */
   private removeStaleRoots(): void {
     const ns = pidNamespace();
@@ -216,18 +227,22 @@ export class Xcpufs {
     }
     for (const name of names) {
       const m = /^xcpufs-(\d+)-(\d+)-[A-Za-z0-9]{6}$/.exec(name);
-      if (!m || m[1] !== ns || Number(m[2]) === process.pid || processExists(Number(m[2]))) continue;
+      if (!m || m[1] !== ns || Number(m[2]) === process.pid || processAlive(Number(m[2]))) continue;
       const dir = join(this.tmpdir, name);
+      let retained: boolean;
       try {
         const st = lstatSync(dir);
         if (!st.isDirectory() || st.uid !== 0) continue;
-        // Kept on purpose (-r): the operator removes it.
-        if (existsSync(join(dir, RETAINED_MARK))) continue;
+        // Kept on purpose (-r): the operator removes it (its programs end all the same).
+        retained = existsSync(join(dir, RETAINED_MARK));
       } catch {
         continue;
       }
-      this.log.warn({ dir }, "removing the directory of an xcpufs that is gone");
-      void removeWithin(dir).catch((err) => this.log.warn({ err, dir }, "cannot remove an old session root"));
+      if (!retained) this.log.warn({ dir }, "removing the directory of an xcpufs that is gone");
+      void this.sweeper
+        .request({ under: [dir] })
+        .then(() => (retained ? undefined : removeWithin(dir)))
+        .catch((err) => this.log.warn({ err, dir }, "cannot remove an old session root"));
     }
   }
 
@@ -566,7 +581,13 @@ export class Xcpufs {
   /** Wipe every session and wait until their programs and directories are gone. */
   async shutdown(): Promise<void> {
     this.closing = true;
+    this.sweeper.hurry = true;
     await Promise.all([...this.sessions.values()].map((s) => s.shutdown()));
+    // As root every program's XCPUPATH lies in a root of this server's: one more sweep of those
+    // ends whatever a session's own sweep could not have seen.
+    if (this.roots.length > 0) await this.sweeper.request({ under: this.roots });
+    // Sessions that ended just before, whose sweep had not run yet.
+    await this.sweeper.drain();
     this.forkHelper?.close();
     // Retained session directories stay, and with them the directory that holds them.
     if (this.switchUsers && !this.host.retain) await rmdir(this.sessionRoot).catch(() => {});
@@ -590,15 +611,6 @@ function pidNamespace(): string {
     return /^pid:\[(\d+)\]$/.exec(readlinkSync("/proc/self/ns/pid"))?.[1] ?? "";
   } catch {
     return "";
-  }
-}
-
-function processExists(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
   }
 }
 
