@@ -17,7 +17,7 @@ export interface CliIo {
 }
 
 export const USAGE = `usage: xcpufs [-p port] [--listen ADDR] [-t tmpdir] [-a adminkey] [-s] [-r] [-u] [-m msize] [-d] [-D]
-              [--state-dir DIR] [--no-auth] [--arch STRING] [--log-level LEVEL]
+              [--state-dir DIR] [--no-auth] [--arch STRING] [--log-level LEVEL] [--max-sessions N]
               [--fork-helper KIND] [--no-fork-helper]
 
 XCPU node server: a 9P file server (9P2000.u, 9P2000) whose files start and control processes.
@@ -39,6 +39,7 @@ XCPU node server: a 9P file server (9P2000.u, 9P2000) whose files start and cont
                         --fork-helper (the helpers fork faster; when neither can be used,
                         spawn() is used anyway)
   -m, --msize N         largest 9P message (default 1048600; the original's was 32792)
+      --max-sessions N  sessions one user may hold at once (default 1024)
   -u, --unix-users      add the node's groups and the users with a readable ~/.ssh/id_rsa.pub
                         (else ~/.ssh/id_ed25519.pub) to the pool
   -d, --debug           print every 9P message, one line each, on stderr
@@ -75,6 +76,7 @@ export const OPTIONS = {
   arch: { type: "string" },
   "log-level": { type: "string" },
   msize: { type: "string", short: "m" },
+  "max-sessions": { type: "string" },
   "unix-users": { type: "boolean", short: "u" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean", short: "V" },
@@ -130,6 +132,15 @@ export async function main(
     }
     msize = Number(values.msize);
   }
+  let maxSessionsPerUser: number | undefined;
+  if (values["max-sessions"] !== undefined) {
+    const n = values["max-sessions"];
+    if (!/^\d+$/.test(n) || Number(n) < 1 || Number(n) > 1_000_000) {
+      io.stderr.write(`xcpufs: invalid --max-sessions: ${n} (1 to 1000000)\n`);
+      return 2;
+    }
+    maxSessionsPerUser = Number(n);
+  }
   for (const [flag, dir] of [
     ["-t", values.tmpdir],
     ["--state-dir", values["state-dir"]],
@@ -182,6 +193,7 @@ export async function main(
       noAuth: values["no-auth"] ?? false,
       arch: values.arch,
       msize,
+      maxSessionsPerUser,
       importUnixUsers: values["unix-users"] ?? false,
       trace:
         trace || values["client-debug"]

@@ -69,6 +69,8 @@ export interface XcpufsOptions {
    * kernel mounts.
    */
   handshakeTimeoutMs?: number;
+  /** Sessions one user may hold at once (default 1024); beyond, opening `clone` fails with EAGAIN. */
+  maxSessionsPerUser?: number;
 }
 
 export interface XcpufsHandle {
@@ -220,6 +222,7 @@ export async function startXcpufs(opts: XcpufsOptions = {}): Promise<XcpufsHandl
     env,
     log,
     clientTrace: opts.trace ? (l) => opts.trace?.(`client ${l}`) : undefined,
+    maxSessionsPerUser: opts.maxSessionsPerUser,
   });
   const server = new Server({
     backend: xcpuBackend(xcpufs),

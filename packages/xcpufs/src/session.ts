@@ -251,6 +251,10 @@ export class Session {
       if (err instanceof QuoteError) throw new XcpuError("arguments bad format");
       throw err;
     }
+    // A C string ends at a NUL: no program could receive such a token (and the fork helper would
+    // refuse it as an internal error).
+    if (argTokens.some((t) => t.includes("\0"))) throw new XcpuError("arguments bad format (NUL byte)");
+    if (envTokens.some((t) => t.includes("\0"))) throw new XcpuError("environment bad format (NUL byte)");
     const env: Record<string, string> = {};
     for (const t of envTokens) {
       const eq = t.indexOf("=");

@@ -59,9 +59,14 @@ export interface XcpufsConfig {
   log: Log;
   /** Trace of this node's own client connections (tree spawn), one line per message. */
   clientTrace?: (line: string) => void;
+  /** Sessions one user may hold at once (DEFAULT_MAX_SESSIONS_PER_USER). */
+  maxSessionsPerUser?: number;
 }
 
 const MAX_SID = 0x7fffffff;
+
+/** Sessions one user may hold at once unless configured: each has a directory and a little memory. */
+export const DEFAULT_MAX_SESSIONS_PER_USER = 1024;
 
 export class Xcpufs {
   readonly users: UserDb;
@@ -96,6 +101,7 @@ export class Xcpufs {
   /** The configured tmpdir (where a removed session root is made again). */
   private readonly tmpdir: string;
   readonly clientTrace: ((line: string) => void) | undefined;
+  readonly maxSessionsPerUser: number;
   private closing = false;
   /** Ends the processes of ended sessions that left their process group (escapees.ts). */
   private readonly sweeper: Sweeper;
@@ -121,6 +127,7 @@ export class Xcpufs {
       );
     }
     this.clientTrace = cfg.clientTrace;
+    this.maxSessionsPerUser = cfg.maxSessionsPerUser ?? DEFAULT_MAX_SESSIONS_PER_USER;
     this.rootEnv = new ByteBuf(Buffer.from(cfg.env));
     this.rootState = new ByteBuf();
     const setprivPath = ["/usr/bin/setpriv", "/bin/setpriv"].find((p) => existsSync(p));
@@ -249,6 +256,16 @@ export class Xcpufs {
   /** Open of `clone`: a new session owned by the opener. */
   async newSession(user: User, _ctx: RequestContext): Promise<Session> {
     if (this.closing) throw new FsError("server shutting down", Errno.EIO);
+    let held = 0;
+    for (const other of this.sessions.values()) {
+      if (other.state !== State.Wiped && other.owner.name === user.name) held++;
+    }
+    if (held >= this.maxSessionsPerUser) {
+      throw new FsError(
+        `too many sessions: ${user.name} holds ${held} (the most one user may); wipe some first`,
+        Errno.EAGAIN,
+      );
+    }
     let id = this.nextSid;
     for (let tries = 0; this.sessions.has(id); tries++) {
       if (tries > MAX_SID) throw new FsError("too many sessions", Errno.EAGAIN);
@@ -267,7 +284,9 @@ export class Xcpufs {
       }
     } catch (err) {
       this.log.warn({ err }, "cannot create session directory");
-      throw new FsError(`cannot create session directory: ${(err as Error).message}`, Errno.EIO);
+      // The reason without the server's own paths ("ENOSPC: no space left on device, mkdtemp '/…'").
+      const reason = (err as Error).message.split(", ")[0];
+      throw new FsError(`cannot create session directory: ${reason}`, Errno.EIO);
     }
     if (this.closing) {
       void rm(dir, { recursive: true, force: true }).catch(() => {});

@@ -183,6 +183,17 @@ describe("2 transport and dialect", () => {
     await job.ctl.write(0, "type normal\n");
     await job.close();
   });
+  it("8: a NUL byte in argv or env is a format error at exec, not an internal one", async () => {
+    for (const [file, text, message] of [
+      ["argv", "echo a\0b", "arguments bad format (NUL byte)"],
+      ["env", "A=b\0c", "environment bad format (NUL byte)"],
+    ] as const) {
+      const job = await openJob(fs);
+      await write(fs, `${job.sid}/${file}`, text);
+      expect((await rerror(job.ctl.write(0, "exec /bin/echo\n"))).ename).toBe(message);
+      await job.close();
+    }
+  });
   it("2: the permission check needs every requested bit (deliberate: the original granted read-write on a read-only file)", async () => {
     expect((await rerror(fs.open("arch", ORDWR))).ename).toBe("permission denied");
   });
