@@ -8,6 +8,7 @@ import * as root from "@clustermatic/ninep";
 import { mount } from "@clustermatic/ninep/client";
 import { OWRITE } from "@clustermatic/ninep/codec";
 import * as errors from "@clustermatic/ninep/errors";
+import { KeyError, parsePrivateKey } from "@clustermatic/ninep/keys";
 import { CtlTable, Server, SynthDir, treeBackend } from "@clustermatic/ninep/server";
 import { startXcpufs } from "@clustermatic/xcpufs";
 import { userIdentity, XcpuNode, xcpuNodes } from "@clustermatic/xrx";
@@ -20,6 +21,12 @@ for (const [name, a, b] of [
   ["NinepError", root.NinepError, errors.NinepError],
 ])
   assert.equal(a, b, `${name} of "@clustermatic/ninep" is not the one of ".../errors"`);
+
+// The key reader of ".../keys" refuses what is no key with its own error, naming the file.
+assert.throws(
+  () => parsePrivateKey("not a key", "bad.key"),
+  (e) => e instanceof KeyError && /^bad\.key: /.test(e.message),
+);
 
 /** The RemoteError a client of ".../client" gets, checked against the root entry's class. */
 async function remoteError(promise) {
