@@ -136,11 +136,14 @@ async function copyTo(
   const remote = await connect(fs, user, c.target, signal);
   const base = String(c.target.sid);
   try {
-    // Before the files: an empty argv or env is copied too (the copy is identical, and a target
-    // that is this very session refuses these writes while it clones, before any file is touched).
+    // Before the files. An empty argv or env is not copied (the child keeps its own, as with the
+    // original) but still opened for writing: a target that is this very session refuses that
+    // while it clones, before any file is touched.
     for (const name of ["env", "argv"] as const) {
       const data = s[name];
-      const fid = await remote.open(`${base}/${name}`, OWRITE | OTRUNC, { signal });
+      const fid = await remote.open(`${base}/${name}`, data.length > 0 ? OWRITE | OTRUNC : OWRITE, {
+        signal,
+      });
       try {
         await writeAll(fid, data, signal);
       } finally {
