@@ -743,20 +743,33 @@ class SessionFile extends Synth {
       case "wait": {
         // A clunk of this fid ends its parked reads with no data, as stdout's do: the fid is
         // gone, and a read left parked would hold its tag (and a request slot) until the end.
-        const closed = new AbortController();
+        // (One controller per parked read, not AbortSignal.any: no composite signals kept per job.)
+        const parked = new Set<AbortController>();
+        let closed = false;
         return {
           read: async (offset, count, c) => {
             if (s.state === State.Initializing || s.state === State.Running) {
+              if (c.signal.aborted) throw c.signal.reason;
+              const ac = new AbortController();
+              const onFlush = () => ac.abort(c.signal.reason);
+              c.signal.addEventListener("abort", onFlush, { once: true });
+              parked.add(ac);
               try {
-                await s.waitExit(AbortSignal.any([c.signal, closed.signal]));
+                await s.waitExit(ac.signal);
               } catch (err) {
-                if (closed.signal.aborted && !c.signal.aborted) return Buffer.alloc(0);
+                if (closed && !c.signal.aborted) return Buffer.alloc(0);
                 throw err;
+              } finally {
+                parked.delete(ac);
+                c.signal.removeEventListener("abort", onFlush);
               }
             }
             return slice(Buffer.from(s.waitText), offset, count);
           },
-          clunk: () => closed.abort(),
+          clunk: () => {
+            closed = true;
+            for (const ac of parked) ac.abort(new Error("clunked"));
+          },
         };
       }
       case "id":
