@@ -3,12 +3,20 @@
 // processes, kill. Every error raised here names the node (XcpuError).
 import { readFileSync } from "node:fs";
 import { userInfo } from "node:os";
-import { type AuthFid, afterIoTimeout, type CallOptions, Client, type Fid } from "@clustermatic/ninep/client";
+import {
+  type AuthFid,
+  afterIoTimeout,
+  type CallOptions,
+  Client,
+  dial,
+  type Fid,
+} from "@clustermatic/ninep/client";
 import { DMDIR, ORDWR, OREAD, OTRUNC, OWRITE } from "@clustermatic/ninep/codec";
 import { ConnectionError, connectFailureWords, RemoteError } from "@clustermatic/ninep/errors";
 import type { NodeSpec } from "@clustermatic/ninep/nodes";
 import { crypto, ed25519PasskeyDecrypt, type PrivateKey, rsaPkcs1Decrypt } from "./keys.js";
 import { forEachLimited } from "./limit.js";
+import { XCPU_PORT } from "./nodes.js";
 import { type ProcRecord, parseProcs } from "./procs.js";
 import { quoteArgs } from "./quote.js";
 import type { StagePlan } from "./staging.js";
@@ -203,12 +211,24 @@ export class XcpuNode {
   static async connect(spec: NodeSpec, opts: ConnectOptions): Promise<XcpuNode> {
     const timeoutMs = opts.timeoutMs ?? 5000;
     const ac = new AbortController();
+    // Which part went unanswered tells a firewall or a dead host from a hung server.
+    let connected = false;
     const cancelTimeout = afterIoTimeout(timeoutMs, () =>
-      ac.abort(new XcpuError(spec.name, `no answer from ${spec.address} within ${timeoutMs} ms`)),
+      ac.abort(
+        new XcpuError(
+          spec.name,
+          `no answer from ${spec.address} within ${timeoutMs} ms ${
+            connected ? "(connected, but no 9P reply)" : "(no TCP connection made)"
+          }`,
+        ),
+      ),
     );
     let client: Client | undefined;
+    let socket: Awaited<ReturnType<typeof dial>> | undefined;
     try {
-      client = await Client.connect(spec.address, {
+      socket = await dial(spec.address, { defaultPort: XCPU_PORT, timeoutMs, signal: ac.signal });
+      connected = true;
+      client = await Client.connect(socket, {
         msize: opts.msize ?? DEFAULT_MSIZE,
         version: "9P2000.u",
         connectTimeoutMs: timeoutMs,
@@ -256,6 +276,7 @@ export class XcpuNode {
       }
     } catch (err) {
       client?.destroy();
+      socket?.destroy();
       if (ac.signal.aborted && ac.signal.reason instanceof XcpuError) throw ac.signal.reason;
       const code = ((err as Error).cause as NodeJS.ErrnoException | undefined)?.code;
       if (code === "EMFILE" || code === "ENFILE") {

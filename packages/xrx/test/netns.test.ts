@@ -158,4 +158,16 @@ describe.skipIf(why !== undefined)("xrx across network namespaces", () => {
       expect(tree.stdout.trim().split("\n").sort()).toEqual(["/1", "/2", "/3", "/4"]);
     }
   }, 120_000);
+
+  it("says when a host never took the connection (an address on the bridge nobody has)", async () => {
+    const ghost = `${net}.99`; // no namespace has it: nothing answers its ARP, no SYN gets through
+    const started = Date.now();
+    const r = await runCli(xrx, ["-k", userKey, "-t", "1", `${addr(1)},${ghost}`, "echo", "up"]);
+    expect(r.stdout).toBe("up\n");
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(
+      `${ghost}: error: no answer from tcp!${ghost}!6667 within 1000 ms (no TCP connection made)`,
+    );
+    expect(Date.now() - started).toBeLessThan(20_000);
+  }, 60_000);
 });

@@ -4,7 +4,8 @@
 //
 // ganesha listens on every address of its network namespace and cannot be told otherwise, so it
 // runs in a namespace of its own, reached over a veth pair whose two ends have addresses from
-// 198.19.0.0/16 (part of the benchmarking range 198.18.0.0/15) that exist only on that link.
+// 198.18.251.0-198.18.254.255 (part of the benchmarking range 198.18.0.0/15, apart from the /24s
+// other namespace tests take by their pid) that exist only on that link.
 
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -45,7 +46,7 @@ export function ganeshaUnavailable(): string | undefined {
 }
 
 export interface GaneshaHandle {
-  /** tcp!198.19.N.2!5641 */
+  /** tcp!198.18.N.2!5641 */
   address: string;
   child: ChildProcess;
   /** ganesha's log so far (for a failing test's message). */
@@ -78,7 +79,7 @@ export async function startGanesha(dir: string, work: string): Promise<GaneshaHa
   const tag = String(process.pid % 10000);
   const ns = `ngns${tag}`;
   const hostEnd = `ngv${tag}`;
-  const net24 = `198.19.${(process.pid % 250) + 1}`;
+  const net24 = `198.18.${251 + (process.pid % 4)}`;
   const ip = (args: string[]) => execFileSync("ip", args, { stdio: "pipe" });
   const removeNetwork = () => {
     try {
