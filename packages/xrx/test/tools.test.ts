@@ -351,6 +351,8 @@ describe("node sources and options", () => {
     writeFileSync(join(dir, "state"), `${table}\n`);
     const r = await runCli(xrx, ["--no-key", "-p", "--statfs", join(dir, "state"), "echo", "up"]);
     expect(r.stdout.trim().split("\n").sort()).toEqual(["alpha: up", "gamma: up"]);
+    // The node left out is named, with what statfs says of it.
+    expect(r.stderr).toBe("xrx: 2 of 3 nodes are up; not running on beta (down)\n");
     const n = await runCli(xrx, ["--no-key", "echo", "from", "NODES"], {
       env: { NODES: `${a!.spec},${b!.spec}` },
     });
@@ -383,7 +385,7 @@ describe("node sources and options", () => {
     await until(
       async () => {
         const r = await runCli(xrx, ["--no-key", "-a", "--statfs", addr, "true"]);
-        return r.code === 0 && !r.stderr;
+        return r.code === 0 && r.stderr === "xrx: 2 of 3 nodes are up; not running on gone (down(connect_failed))\n";
       },
       30_000,
       "statfs to see the nodes up",

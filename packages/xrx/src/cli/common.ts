@@ -11,6 +11,7 @@ import {
   parseStatfsState,
   STAT_PORT,
   STATFS_STATE_FILE,
+  type StatfsRow,
   xcpuNodes,
 } from "../nodes.js";
 import { adminIdentity, type Identity, readAll, userIdentity, XcpuNode } from "../xcpu.js";
@@ -129,14 +130,29 @@ function readStateFile(path: string): string {
 }
 
 /** Nodes from -a (statfs, up only). */
-export async function statfsNodes(source: string | undefined, all = false): Promise<NodeSpec[]> {
+export async function statfsNodes(
+  source: string | undefined,
+  all = false,
+  onNotUp?: (rows: StatfsRow[], listed: number) => void,
+): Promise<NodeSpec[]> {
   let text: string;
   try {
     text = await readStatfs(source);
   } catch (err) {
     throw new Error(`cannot obtain node list from statfs: ${(err as Error).message}`);
   }
-  return nodesFromStatfs(parseStatfsState(text), all);
+  const rows = parseStatfsState(text);
+  if (!all && onNotUp) {
+    const notUp = rows.filter((r) => r.status !== "up");
+    if (notUp.length > 0) onNotUp(notUp, rows.length);
+  }
+  return nodesFromStatfs(rows, all);
+}
+
+/** `n3 (down(read_failed)), n7 (down(connect_failed))` — at most `max` named, then how many more. */
+export function describeNotUp(rows: readonly StatfsRow[], max = 8): string {
+  const named = rows.slice(0, max).map((r) => `${r.name} (${r.status})`);
+  return rows.length > max ? `${named.join(", ")} and ${rows.length - max} more` : named.join(", ");
 }
 
 /**

@@ -12,7 +12,7 @@ import {
   secondsOption,
   UsageError,
 } from "./args.js";
-import { launchIdentity, nodeList, statfsNodes } from "./common.js";
+import { describeNotUp, launchIdentity, nodeList, statfsNodes } from "./common.js";
 
 export const XRX_USAGE =
   "usage: xrx [-dvlsSLp] [-a] [--statfs src] [-e exec] [-n N|.] [-j jobid] [-J jobid] [-c cwd] [-m msize] [-k privkey | --no-key] [-t secs] [--call-timeout secs] [--alive-timeout secs] [--max-connecting N] nodes program [args...]";
@@ -106,7 +106,15 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
     if (v.a || v.statfs) {
       const source = v.statfs as string | undefined;
       // A statfs table file starts with "." or "/"; anything else is a statfs address.
-      nodes = await statfsNodes(source?.startsWith(".") ? resolve(io.cwd, source) : source);
+      // The nodes left out are named: a node marked down a moment ago would otherwise just not run.
+      nodes = await statfsNodes(
+        source?.startsWith(".") ? resolve(io.cwd, source) : source,
+        false,
+        (notUp, listed) =>
+          err(
+            `xrx: ${listed - notUp.length} of ${listed} nodes are up; not running on ${describeNotUp(notUp)}`,
+          ),
+      );
       if (nodes.length === 0) {
         err("Error: attempt to execute command to zero nodes (statfs reports none up)");
         return 1;
