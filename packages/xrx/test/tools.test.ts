@@ -385,7 +385,10 @@ describe("node sources and options", () => {
     await until(
       async () => {
         const r = await runCli(xrx, ["--no-key", "-a", "--statfs", addr, "true"]);
-        return r.code === 0 && r.stderr === "xrx: 2 of 3 nodes are up; not running on gone (down(connect_failed))\n";
+        return (
+          r.code === 0 &&
+          r.stderr === "xrx: 2 of 3 nodes are up; not running on gone (down(connect_failed))\n"
+        );
       },
       30_000,
       "statfs to see the nodes up",
