@@ -3,6 +3,7 @@
 // else serves (the `state` table, per-node files, JSON, metrics, events).
 
 import { EventEmitter } from "node:events";
+import { TimeoutError } from "@clustermatic/ninep/errors";
 import type { Config, NodeConfig, PollSettings } from "./config.js";
 import { Histogram } from "./prom.js";
 import { ARCH_UNKNOWN, clampField, formatTable, type TableRow } from "./table.js";
@@ -550,10 +551,15 @@ export class Monitor extends EventEmitter<MonitorEvents> {
       r = await s.poll();
     } catch (err) {
       if (n.session !== s) return; // the watchdog or a reload dropped this session meanwhile
+      const firstMiss = n.failures === 0 && err instanceof TimeoutError;
       n.failures++;
       n.pollErrors++;
       n.session = undefined;
       s.close();
+      // A node that was answering and is late once is busy, not down: asked again at once (after
+      // the first backoff, on a new connection) before it is marked down. A job started from the
+      // table meanwhile (xrx -a) would otherwise leave it out.
+      if (firstMiss) return;
       this.setPolled(n, Status.readFailed, errorText(err));
       return;
     }
