@@ -498,14 +498,26 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
     plans: Map<string, StagePlan>,
     contents: Map<string, Buffer>,
   ) {
+    // Bytes this process sends: one copy per node staged directly (with -n, the tree's first
+    // level; a node whose clone failed is added when it is copied to directly).
     let totalBytes = 0;
+    const counted = new Set<Slot>();
     let sent = 0;
     let nodesDone = 0;
     let nodesTotal = 0;
-    for (const [arch, members] of groups) {
+    const widthFor = (n: number) =>
+      opts.treeWidth === "sqrt" ? Math.ceil(Math.sqrt(n)) : Math.min(opts.treeWidth ?? 0, n);
+    for (const [arch, members0] of groups) {
       const plan = plans.get(arch);
-      if (plan) nodesTotal += members.filter((m) => !m.outcome).length;
-      if (plan) totalBytes += plan.bytes * members.filter((m) => !m.outcome).length;
+      if (!plan) continue;
+      const members = members0.filter((m) => !m.outcome);
+      nodesTotal += members.length;
+      const width = widthFor(members.length);
+      const flat = plan.files.length === 0 || width <= 0 || width >= members.length;
+      for (const m of flat ? members : fanout(members, width).map((t) => t.child)) {
+        counted.add(m);
+        totalBytes += plan.bytes;
+      }
     }
     const show = (force = false) =>
       progress.update(
@@ -518,6 +530,10 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
     };
     const direct = async (slot: Slot, plan: StagePlan) => {
       stats.direct++;
+      if (!counted.has(slot)) {
+        counted.add(slot);
+        totalBytes += plan.bytes;
+      }
       await slot.session!.stage(plan, contents, onBytes);
     };
     const prepare = async (slot: Slot, plan: StagePlan) => {
@@ -530,10 +546,7 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
         if (!plan) return;
         plansByArch.set(arch, plan);
         const members = members0.filter((m) => !m.outcome);
-        const width =
-          opts.treeWidth === "sqrt"
-            ? Math.ceil(Math.sqrt(members.length))
-            : Math.min(opts.treeWidth ?? 0, members.length);
+        const width = widthFor(members.length);
         if (plan.files.length === 0 || width <= 0 || width >= members.length) {
           // Flat: argv/env and files go in parallel.
           await mapLimit(members, 64, async (m) => {

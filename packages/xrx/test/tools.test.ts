@@ -416,6 +416,14 @@ describe("node sources and options", () => {
     const tty = await runCli(xrx, ["--no-key", four.list, "true"], { ttyStderr: true });
     expect(tty.stderr).toMatch(/\r\x1b\[Kxrx: staging \d+\/4 nodes/);
     expect(tty.stderr.endsWith("\r\x1b[K")).toBe(true);
+    // With tree spawn the total is what this process sends (the first level), and it is reached.
+    for (const args of [[], ["-n", "2"]]) {
+      const t = await runCli(xrx, ["--no-key", ...args, four.list, "/bin/true"], { ttyStderr: true });
+      expect(t.code).toBe(0);
+      const last = [...t.stderr.matchAll(/staging 4\/4 nodes, (\S+ \S+) of (\S+ \S+)/g)].at(-1);
+      expect(last, t.stderr).toBeDefined();
+      expect(last![1]).toBe(last![2]);
+    }
   });
 });
 
