@@ -190,7 +190,11 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
               try {
                 await node.signalSession(p.sid, sig);
               } catch (err2) {
-                msgs.push(`xk: ${spec.name}: error killing process ${p.pid}: ${reasonOf(err2)}`);
+                // Its session is gone since the listing: the process ended on its own meanwhile.
+                const ended = /file not found/.test(reasonOf(err2));
+                msgs.push(
+                  `xk: ${spec.name}: error killing process ${p.pid}: ${ended ? "No such process (its session ended)" : reasonOf(err2)}`,
+                );
                 bad++;
               }
             }
