@@ -102,6 +102,8 @@ export class Xcpufs {
   private readonly tmpdir: string;
   readonly clientTrace: ((line: string) => void) | undefined;
   readonly maxSessionsPerUser: number;
+  /** Sessions being made, per user name (see newSession). */
+  private readonly makingFor = new Map<string, number>();
   private closing = false;
   /** Ends the processes of ended sessions that left their process group (escapees.ts). */
   private readonly sweeper: Sweeper;
@@ -256,7 +258,9 @@ export class Xcpufs {
   /** Open of `clone`: a new session owned by the opener. */
   async newSession(user: User, _ctx: RequestContext): Promise<Session> {
     if (this.closing) throw new FsError("server shutting down", Errno.EIO);
-    let held = 0;
+    // Sessions being made count too: clones opened together all pass the count before any of
+    // them is in the table.
+    let held = this.makingFor.get(user.name) ?? 0;
     for (const other of this.sessions.values()) {
       if (other.state !== State.Wiped && other.owner.name === user.name) held++;
     }
@@ -266,6 +270,17 @@ export class Xcpufs {
         Errno.EAGAIN,
       );
     }
+    this.makingFor.set(user.name, (this.makingFor.get(user.name) ?? 0) + 1);
+    try {
+      return await this.makeSession(user, _ctx);
+    } finally {
+      const left = (this.makingFor.get(user.name) ?? 1) - 1;
+      if (left > 0) this.makingFor.set(user.name, left);
+      else this.makingFor.delete(user.name);
+    }
+  }
+
+  private async makeSession(user: User, _ctx: RequestContext): Promise<Session> {
     let id = this.nextSid;
     for (let tries = 0; this.sessions.has(id); tries++) {
       if (tries > MAX_SID) throw new FsError("too many sessions", Errno.EAGAIN);
@@ -295,7 +310,7 @@ export class Xcpufs {
     // The id may have been taken while the directory was made (another clone on the same tick).
     if (this.sessions.has(id)) {
       void rm(dir, { recursive: true, force: true }).catch(() => {});
-      return this.newSession(user, _ctx);
+      return this.makeSession(user, _ctx);
     }
     const s = new Session(id, user, dir, this.rootEnv.data, this.host);
     s.incref();

@@ -34,6 +34,25 @@ describe("sessions per user", () => {
     }
   });
 
+  it("holds when many clones are opened at once", async () => {
+    const h = await startXcpufs({ port: 0, noAuth: true, tmpdir: work, maxSessionsPerUser: 3 });
+    const fs = await mount(h.address, { uname: "tester", authenticate: async () => {} });
+    try {
+      const opened = await Promise.allSettled(Array.from({ length: 20 }, () => fs.open("clone", OREAD)));
+      const held = opened
+        .filter((r) => r.status === "fulfilled")
+        .map((r) => (r as PromiseFulfilledResult<Fid>).value);
+      expect(held).toHaveLength(3);
+      for (const r of opened) {
+        if (r.status === "rejected") expect((r.reason as RemoteError).errno).toBe(11);
+      }
+      for (const f of held) await f.clunk();
+    } finally {
+      await fs.close();
+      await h.close();
+    }
+  });
+
   it("--max-sessions takes a positive count; anything else is a usage error", async () => {
     for (const bad of ["0", "many", "1e3", "2000000"]) {
       let err = "";

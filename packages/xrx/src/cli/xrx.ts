@@ -211,7 +211,11 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
 /** --alive-timeout: seconds, or 0 for no liveness questions. */
 function aliveOption(value: string | undefined): number | undefined {
   if (value !== undefined && /^(0+(\.0*)?|\.0+)$/.test(value)) return 0;
-  return secondsOption(value, "--alive-timeout");
+  try {
+    return secondsOption(value, "--alive-timeout");
+  } catch {
+    throw new UsageError(`bad --alive-timeout value "${value}": expected seconds > 0, or 0 for no checks`);
+  }
 }
 
 /**
