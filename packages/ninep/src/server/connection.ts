@@ -274,26 +274,32 @@ export class ServerConnection {
       },
       { maxSize: core.maxMsize, label: info.remote },
     );
-    const hs = core.opts.handshakeTimeoutMs;
-    if (hs > 0) {
-      // Decided after the pending I/O: a Tversion that arrived while the loop was stalled is read first.
-      this.#cancelHandshake = afterIoTimeout(
-        hs,
-        () => {
-          if (!this.#attached && !this.#isClosed) {
-            core.logger.info(
-              { conn: info.id },
-              this.#dialect === undefined
-                ? "9p: no Tversion before handshake timeout; closing"
-                : "9p: no attach before handshake timeout; closing",
-            );
-            this.destroy();
-          }
-        },
-        { unref: true },
-      );
-    }
+    this.#armHandshake();
     this.#armIdle();
+  }
+
+  /** Closes the connection unless it has attached within the handshake timeout. */
+  #armHandshake(): void {
+    const core = this.#core;
+    const hs = core.opts.handshakeTimeoutMs;
+    if (hs <= 0) return;
+    this.#cancelHandshake?.();
+    // Decided after the pending I/O: a Tversion that arrived while the loop was stalled is read first.
+    this.#cancelHandshake = afterIoTimeout(
+      hs,
+      () => {
+        if (!this.#attached && !this.#isClosed) {
+          core.logger.info(
+            { conn: this.info.id },
+            this.#dialect === undefined
+              ? "9p: no Tversion before handshake timeout; closing"
+              : "9p: no attach before handshake timeout; closing",
+          );
+          this.destroy();
+        }
+      },
+      { unref: true },
+    );
   }
 
   /** Negotiated dialect, or undefined before a successful Tversion. */
@@ -368,6 +374,12 @@ export class ServerConnection {
     }
     const type = frame[4] as number;
     const tag = frame.readUInt16LE(5);
+    if (this.#dialect === undefined && type !== MsgType.Tversion && type % 2 === 0) {
+      // V1: nothing but Tversion before a session exists (its body would be read in the wrong
+      // dialect, and its faults blamed on it).
+      this.#sendError(tag, new FsError(Ename.Botch, Errno.EPROTO));
+      return;
+    }
     // R-messages (odd types) are never requests (3.5): no need to look at the body.
     if (type % 2 === 1) {
       this.#trace(`<- unexpected reply type=${type} tag=${tag}`);
@@ -770,6 +782,11 @@ export class ServerConnection {
       await this.#resetSession("Tversion");
       this.#dialect = undefined;
       if (this.#isClosed) return;
+      if (this.#attached) {
+        // Every fid is gone: the connection must attach again, within the same limit.
+        this.#attached = false;
+        this.#armHandshake();
+      }
       if (msg.msize < MIN_MSIZE) {
         if (this.#core.chooseDialect(msg.version) === Dialect.P2000L) {
           // A 9P2000.L client parses every error as Rlerror (spec 7); diod answers a refused

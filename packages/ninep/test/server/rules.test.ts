@@ -3,6 +3,7 @@
 
 import { afterEach, describe, expect, it } from "vitest";
 import {
+  Dialect,
   DMAUTH,
   DMDIR,
   MsgType,
@@ -872,6 +873,20 @@ describe("lifecycle", () => {
     const attached = await connect();
     await new Promise((r) => setTimeout(r, 500));
     expect(attached.closed).toBe(false);
+    // Until a second Tversion takes its fids away: then it must attach again within the limit.
+    await attached.version(8216, "9P2000");
+    await attached.waitClosed(10_000);
+  });
+
+  it("answers a request before Tversion with a plain botch, whatever its body", async () => {
+    fx = await startFixture();
+    const c = await RawClient.connect(fx.addr);
+    clients.push(c);
+    // A 9P2000.u Tattach (n_uname at the end) would read as 9P2000 with trailing bytes.
+    c.dialect = Dialect.P2000u;
+    c.send({ type: MsgType.Tattach, tag: 1, fid: 0, afid: NOFID, uname: "u", aname: "", n_uname: 5 });
+    c.dialect = Dialect.P2000; // the reply: no session, no errno
+    expect(ename(await c.reply(1))).toBe(Ename.Botch);
   });
 
   it("reads a request that came in time before its idle timeout decides, after a stalled loop", async () => {
