@@ -138,7 +138,9 @@ describe("--alive-timeout", () => {
   it("takes seconds > 0, or 0 to ask nothing", async () => {
     const r = await runCli(xrx, ["--no-key", "--alive-timeout", "soon", "127.0.0.1!1", "/bin/true"]);
     expect(r.code).toBe(2);
-    expect(r.stderr).toContain('xrx: bad --alive-timeout value "soon": expected seconds > 0, or 0 for no checks\n');
+    expect(r.stderr).toContain(
+      'xrx: bad --alive-timeout value "soon": expected seconds > 0, or 0 for no checks\n',
+    );
     const neg = await runCli(xrx, ["--no-key", "--alive-timeout", "-1", "127.0.0.1!1", "/bin/true"]);
     expect(neg.code).toBe(2);
     // 0 is taken (the launch then fails on the node nobody listens on, not on the option).
