@@ -11,7 +11,7 @@ import { DrainGate, formatBytes, OutputMux, Progress, type Sink } from "./output
 import { jobMainProcesses } from "./procs.js";
 import { fanout, planLocal, planStaging, type StagePlan, StagingError, sysrootFor } from "./staging.js";
 import { aggregateExit, type NodeOutcome, summarize } from "./status.js";
-import { type Identity, reasonOf, type Session, XcpuError, XcpuNode } from "./xcpu.js";
+import { causeOf, type Identity, reasonOf, type Session, XcpuError, XcpuNode } from "./xcpu.js";
 
 export interface JobOptions {
   nodes: NodeSpec[];
@@ -119,8 +119,7 @@ function seconds(ms: number): string {
 
 /** Did a call fail for want of an answer in time (not refused, not disconnected)? */
 function noAnswer(err: unknown): boolean {
-  for (let e = err; e instanceof Error; e = e.cause) if (e instanceof TimeoutError) return true;
-  return false;
+  return causeOf(err, TimeoutError) !== undefined;
 }
 
 /** Event on JobOptions.signals meaning "our standard output is gone (EPIPE)". */

@@ -34,6 +34,17 @@ export class XcpuError extends Error {
   }
 }
 
+/** The first error of class `cls` in `err`'s chain of causes (err itself included), if any. */
+export function causeOf<E extends Error>(
+  err: unknown,
+  cls: abstract new (...a: never[]) => E,
+): E | undefined {
+  for (let e = err, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
+    if (e instanceof cls) return e;
+  }
+  return undefined;
+}
+
 /** The message of any error, without a node prefix, fit for one line of a terminal. */
 export function reasonOf(err: unknown): string {
   if (err instanceof XcpuError) return err.reason;

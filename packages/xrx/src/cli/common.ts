@@ -14,7 +14,7 @@ import {
   type StatfsRow,
   xcpuNodes,
 } from "../nodes.js";
-import { adminIdentity, type Identity, readAll, userIdentity, XcpuNode } from "../xcpu.js";
+import { adminIdentity, causeOf, type Identity, readAll, userIdentity, XcpuNode } from "../xcpu.js";
 import { type CliIo, secondsOption, UsageError } from "./args.js";
 
 /**
@@ -231,8 +231,5 @@ export async function connectTool(spec: NodeSpec, conn: ToolConnection): Promise
 
 /** Whether `err` (or an error it wraps) is the node's own answer. */
 function answeredByNode(err: unknown): boolean {
-  for (let e = err, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
-    if (e instanceof RemoteError) return true;
-  }
-  return false;
+  return causeOf(err, RemoteError) !== undefined;
 }

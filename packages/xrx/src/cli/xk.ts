@@ -4,7 +4,7 @@ import { mapLimit } from "../limit.js";
 import type { NodeSpec } from "../nodes.js";
 import type { ProcRecord } from "../procs.js";
 import { PACKAGE_VERSION } from "../version.js";
-import { reasonOf } from "../xcpu.js";
+import { causeOf, reasonOf } from "../xcpu.js";
 import { type CliIo, parseCommandLine, reportError, UsageError } from "./args.js";
 import { connectTool, nodeList, statfsNodes, TOOL_OPTIONS, toolConnection } from "./common.js";
 
@@ -93,11 +93,10 @@ interface Target {
 
 /** The node refused the root ctl to this user (it is the admin's). */
 function refused(err: unknown): boolean {
-  for (let e: unknown = err, depth = 0; e && depth < 8; e = (e as { cause?: unknown }).cause, depth++) {
-    if (e instanceof RemoteError)
-      return e.errno === 1 || e.errno === 13 || /permission denied|not permitted/i.test(e.ename);
-  }
-  return false;
+  const e = causeOf(err, RemoteError);
+  return (
+    e !== undefined && (e.errno === 1 || e.errno === 13 || /permission denied|not permitted/i.test(e.ename))
+  );
 }
 
 function matches(p: ProcRecord, id: string, jobPart: boolean): boolean {
