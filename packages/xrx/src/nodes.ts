@@ -19,9 +19,12 @@ export const STAT_PORT = 20003;
 /** Where a mounted statfs publishes its table. */
 export const STATFS_STATE_FILE = "/mnt/statfs/state";
 
-/** Parses a node list with the xcpufs default port. */
-export function xcpuNodes(spec: string): NodeSpec[] {
-  return parseList(spec, { defaultPort: XCPU_PORT });
+/**
+ * Parses a node list with the xcpufs default port. With `keepDuplicates` a node listed twice is
+ * two entries (xrx runs a copy for each, as the original did).
+ */
+export function xcpuNodes(spec: string, opts: { keepDuplicates?: boolean } = {}): NodeSpec[] {
+  return parseList(spec, { defaultPort: XCPU_PORT, keepDuplicates: opts.keepDuplicates });
 }
 
 /** One row of the statfs table. */

@@ -52,6 +52,17 @@ describe("xrx on 1, 4 and 16 nodes", () => {
     }
   });
 
+  it("runs one copy for each time a node is listed, as the original did, flat and in a tree", async () => {
+    const n = one.nodes[0]!.spec;
+    for (const tree of [[], ["-n", "1"]]) {
+      const r = await runCli(xrx, ["--no-key", "-p", ...tree, `${n},${n},${n}`, "sh", "-c", "echo $XCPUID"]);
+      expect(r.stderr).toBe("");
+      expect(r.code).toBe(0);
+      expect(r.stdout.trim().split("\n").sort()).toEqual([`${n}: /1`, `${n}: /2`, `${n}: /3`]);
+    }
+    await until(() => sessionsLeft(one.nodes) === 0, 20_000, "session cleanup");
+  });
+
   it("closes stdin with the exec when xrx's input is known empty (/dev/null): no message of its own", async () => {
     const trace: string[] = [];
     const node = await startNode({ trace: (l) => trace.push(l) });

@@ -14,6 +14,17 @@ describe("expandNodeList", () => {
   it("skips empty elements and duplicates", () => {
     expect(expandNodeList("a,,b,a,")).toEqual(["a", "b"]);
   });
+  it("keeps each listing of a name with keepDuplicates, still skipping empty elements", () => {
+    expect(expandNodeList("a,,b,a,n[1-2],n2", { keepDuplicates: true })).toEqual([
+      "a",
+      "b",
+      "a",
+      "n1",
+      "n2",
+      "n2",
+    ]);
+    expect(() => expandNodeList("a,a,a", { keepDuplicates: true, maxNodes: 2 })).toThrow(/too many/);
+  });
   it("expands letter ranges, lists in brackets and several groups", () => {
     expect(expandNodeList("rack[b-d]")).toEqual(["rackb", "rackc", "rackd"]);
     expect(expandNodeList("n[1-2,7]")).toEqual(["n1", "n2", "n7"]);

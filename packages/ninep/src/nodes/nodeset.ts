@@ -31,6 +31,11 @@ export interface NodeListOptions {
   defaultPort?: number;
   /** Refuse lists that expand to more names than this (default 100,000). */
   maxNodes?: number;
+  /**
+   * Keep a name each time it is listed (`n1,n1` is two nodes), as the original launcher did to
+   * run several copies on one node. By default a name listed again is left out.
+   */
+  keepDuplicates?: boolean;
 }
 
 const DEFAULT_MAX = 100_000;
@@ -130,16 +135,20 @@ function expandElement(element: string, budget: number): string[] {
   return names;
 }
 
-/** Expands a node list into names, in order, duplicates kept out (first occurrence wins). */
+/**
+ * Expands a node list into names, in order, duplicates kept out (first occurrence wins) unless
+ * `keepDuplicates`.
+ */
 export function expandNodeList(spec: string, opts: NodeListOptions = {}): string[] {
   const max = opts.maxNodes ?? DEFAULT_MAX;
   const seen = new Set<string>();
   const out: string[] = [];
   for (const element of splitTopLevel(spec)) {
     for (const name of expandElement(element, max - out.length)) {
-      if (seen.has(name)) continue;
+      if (seen.has(name) && !opts.keepDuplicates) continue;
       seen.add(name);
       out.push(name);
+      if (out.length > max) throw new NodeListError(element, "expands to too many nodes");
     }
   }
   return out;

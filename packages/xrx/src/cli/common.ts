@@ -157,11 +157,12 @@ export function describeNotUp(rows: readonly StatfsRow[], max = 8): string {
 
 /**
  * Parses a node list argument, turning syntax errors into usage errors. A list that names no node
- * (`,`, `n[3-1]`) is one too, unless `allowEmpty`.
+ * (`,`, `n[3-1]`) is one too, unless `allowEmpty`. A node listed twice is kept twice only with
+ * `keepDuplicates` (xrx: one copy of the program each).
  */
-export function nodeList(spec: string, allowEmpty = false): NodeSpec[] {
+export function nodeList(spec: string, allowEmpty = false, keepDuplicates = false): NodeSpec[] {
   try {
-    const nodes = xcpuNodes(spec);
+    const nodes = xcpuNodes(spec, { keepDuplicates });
     if (nodes.length === 0 && !allowEmpty) throw new UsageError(`empty node list "${spec}"`);
     return nodes;
   } catch (err) {

@@ -122,7 +122,8 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
     } else {
       const spec = io.env.NODES || rest.shift();
       if (spec === undefined) throw new UsageError("missing node list");
-      nodes = nodeList(spec, true);
+      // A node named twice runs two copies, as the original did (-J attaches once per node).
+      nodes = nodeList(spec, true, !v.J);
       // A list that expands to nothing (a reversed range, only commas): the original's message.
       if (nodes.length === 0) {
         err(`Error: attempt to execute command to zero nodes (the node list "${spec}" names none)`);
