@@ -10,15 +10,25 @@
 // the sources even when a build exists), BENCH_BASELINE (see above), BENCH_BASELINE_ARGS (xcpufs
 // options of the baseline server, e.g. BENCH_BASELINE=dist/bin/xcpufs.js
 // BENCH_BASELINE_ARGS=--no-fork-helper compares the fork helper with spawn()), BENCH_PROF=DIR (CPU
-// profile of this build's server written to DIR).
+// profile of this build's server written to DIR), BENCH_ORIGINAL=DIR (a directory with the original
+// C xcpufs and xuserset: that server becomes a column too, jobs interleaved with this build's; it
+// runs as on a node, in the background, and the client logs in with a throwaway admin key).
 
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
+import { sign } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Fid, type Fsys, mount, type Request } from "@clustermatic/ninep/client";
 import { MsgType, OREAD, OTRUNC, OWRITE } from "@clustermatic/ninep/codec";
+import {
+  makeOriginalKeys,
+  type OriginalKeys,
+  originalDir,
+  startOriginalXcpufs,
+  stopOriginal,
+} from "../../../tools/bench/original.js";
 import { listening, stop } from "./server.js";
 
 const pkg = dirname(dirname(fileURLToPath(import.meta.url)));
@@ -32,11 +42,13 @@ const work = mkdtempSync(join(tmpdir(), "xcpufs-bench-"));
 
 interface Srv {
   label: string;
-  child: ChildProcess;
   address: string;
   how: string;
   pid: number;
   idleKiB: number;
+  stop: () => Promise<void>;
+  /** Set for the original server: log in as xcpu-admin with this key (it has no --no-auth). */
+  admin?: OriginalKeys["admin"];
 }
 
 function start(
@@ -80,12 +92,26 @@ function start(
   );
   return listening(child).then((address) => ({
     label,
-    child,
     address,
     how,
     pid: child.pid as number,
     idleKiB: 0,
+    stop: () => stop(child),
   }));
+}
+
+async function startOriginal(dir: string): Promise<Srv> {
+  const keys: OriginalKeys = makeOriginalKeys(join(work, "original-keys"));
+  const node = await startOriginalXcpufs(dir, mkdtempSync(join(work, "original-")), keys.adminPub);
+  return {
+    label: "original",
+    address: node.address,
+    how: `${join(dir, "xcpufs")} (C), as xcpu-admin`,
+    pid: node.pid,
+    idleKiB: 0,
+    stop: () => stopOriginal(node),
+    admin: keys.admin,
+  };
 }
 
 function memKiB(pid: number): { rss: number; anon: number } {
@@ -224,13 +250,23 @@ async function localSpawn(): Promise<{ call: number; exit: number }> {
   return { call: t1 - t0, exit: performance.now() - t0 };
 }
 
-const connect = (address: string) =>
-  mount(address, {
-    uname: "bench",
-    n_uname: process.getuid?.() ?? 0,
+/** The original's admin user: its uid when the node has no xcpu-admin account. */
+const XCPU_ADMIN_UID = 65530;
+
+const connect = (s: Srv) => {
+  const admin = s.admin;
+  return mount(s.address, {
+    uname: admin ? "xcpu-admin" : "bench",
+    n_uname: admin ? XCPU_ADMIN_UID : (process.getuid?.() ?? 0),
     msize: 32792,
-    authenticate: async () => {},
+    authenticate: admin
+      ? async (afid) => {
+          const challenge = await afid.read(4096);
+          await afid.write(sign("sha1", challenge, admin));
+        }
+      : async () => {},
   });
+};
 
 interface Result {
   seq: Steps;
@@ -246,7 +282,7 @@ interface Result {
 const newSteps = (...names: string[]): Steps => Object.fromEntries(names.map((n) => [n, [] as number[]]));
 
 async function sessionsPerSecond(s: Srv, seconds: number): Promise<{ ms: number; done: number }> {
-  const clients = await Promise.all(Array.from({ length: 16 }, () => connect(s.address)));
+  const clients = await Promise.all(Array.from({ length: 16 }, () => connect(s)));
   let done = 0;
   const t0 = performance.now();
   const stopAt = Date.now() + seconds * 1000;
@@ -292,10 +328,12 @@ async function main(): Promise<void> {
     // the first server running.
     servers.push(await start("this", undefined, [...NODE_FLAGS, ...prof]));
     if (baselineBin) servers.push(await start("baseline", baselineBin, NODE_FLAGS, baselineArgs));
+    const original = originalDir();
+    if (original) servers.push(await startOriginal(original));
     await new Promise((r) => setTimeout(r, 300));
     for (const s of servers) s.idleKiB = memKiB(s.pid).rss;
     const mounts = new Map<Srv, Fsys>();
-    for (const s of servers) mounts.set(s, await connect(s.address));
+    for (const s of servers) mounts.set(s, await connect(s));
     const fsA = mounts.get(servers[0] as Srv) as Fsys;
 
     // baseline: local spawn of /bin/true
@@ -449,7 +487,7 @@ async function main(): Promise<void> {
       );
     }
   } finally {
-    for (const s of servers) await stop(s.child);
+    for (const s of servers) await s.stop();
     rmSync(work, { recursive: true, force: true });
   }
 }

@@ -13,6 +13,9 @@
 //                               started for the benchmark, in turn with the plain runs)
 //   BENCH_FORK_HELPER=perl     (the nodes' fork helper, as xcpufs --fork-helper: native, perl or
 //                               auto, the default; BENCH_NO_FORK_HELPER=1: spawn())
+//   BENCH_ORIGINAL=DIR         (the original C xcpufs, xrx and xuserset: every case is also run by
+//                               the original xrx against 64 original xcpufs daemons, in turn with
+//                               this build's runs; throwaway keys, the user registered with xuserset)
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import {
   accessSync,
@@ -31,6 +34,15 @@ import {
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import {
+  makeOriginalKeys,
+  type OriginalKeys,
+  type OriginalNode,
+  originalDir,
+  registerOriginalUser,
+  startOriginalXcpufs,
+  stopOriginal,
+} from "../../../tools/bench/original.js";
 
 const PKG = join(dirname(fileURLToPath(import.meta.url)), "..");
 const XRX = process.env.BENCH_XRX ?? join(PKG, "dist/bin/xrx.js");
@@ -38,6 +50,7 @@ const REPS = Number(process.env.BENCH_REPS ?? 5);
 const BASELINE = process.env.BENCH_BASELINE;
 const WARMUP = Math.max(0, Number(process.env.BENCH_WARMUP ?? 10));
 const XRXD = process.env.BENCH_XRXD !== "0" ? join(dirname(XRX), "xrxd.js") : undefined;
+const ORIGINAL = originalDir();
 
 if (!existsSync(XRX)) {
   console.error(`bench: ${XRX} is missing: run "pnpm build" first`);
@@ -50,7 +63,10 @@ const nodes: { port: number }[] = [];
 const hosts: ChildProcess[] = [];
 let xrxd: ChildProcess | undefined;
 let xrxdSock: string | undefined;
+const originalNodes: OriginalNode[] = [];
+let originalKeys: OriginalKeys | undefined;
 const cleanup = async () => {
+  await Promise.all(originalNodes.map((n) => stopOriginal(n)));
   if (xrxd && xrxd.exitCode === null) {
     const gone = new Promise((r) => xrxd!.once("exit", r));
     xrxd.kill("SIGTERM");
@@ -146,6 +162,29 @@ function runOnce(
   });
 }
 
+/**
+ * One run of the original xrx against the original nodes (it exits 0 even when a node failed: a
+ * message on stderr counts as a failure here). `signal` is set when it died of one.
+ */
+function runOriginal(args: string[]): Promise<{ ms: number; code: number; err: string; signal?: string }> {
+  return new Promise((resolve) => {
+    const t0 = performance.now();
+    const child = spawn(join(ORIGINAL!, "xrx"), ["-k", originalKeys!.userKey, ...args], {
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    let err = "";
+    child.stderr.on("data", (d) => (err += d));
+    child.on("close", (code, signal) =>
+      resolve({
+        ms: performance.now() - t0,
+        code: code === 0 && err.trim() !== "" ? 1 : (code ?? 1),
+        err,
+        signal: signal ?? undefined,
+      }),
+    );
+  });
+}
+
 const cacheDirs = new Map<string, string>();
 function cacheDirFor(xrx: string): string {
   let dir = cacheDirs.get(xrx);
@@ -176,8 +215,8 @@ const median = (xs: number[]) => {
 };
 
 /** The node list of the first `n` nodes. */
-const list = (n: number) =>
-  nodes
+const list = (n: number, of: readonly { port: number }[] = nodes) =>
+  of
     .slice(0, n)
     .map((h) => `127.0.0.1!${h.port}`)
     .join(",");
@@ -186,6 +225,9 @@ async function bench(label: string, n: number, args: (nodeList: string) => strin
   await runOnce(args(list(n))); // warm-up
   if (BASELINE) await runOnce(args(list(n)), BASELINE);
   if (xrxdSock) await runOnce(args(list(n)), XRX, true);
+  if (ORIGINAL) await runOriginal(args(list(n, originalNodes)));
+  const origTimes: number[] = [];
+  const origFailures: string[] = [];
   const times: number[] = [];
   const baseTimes: number[] = [];
   const xrxdTimes: number[] = [];
@@ -203,10 +245,25 @@ async function bench(label: string, n: number, args: (nodeList: string) => strin
       if (x.code !== 0) throw new Error(`through xrxd: ${label} on ${n} nodes failed (${x.code}): ${x.err}`);
       xrxdTimes.push(x.ms);
     }
+    // The original xrx sometimes dies of SIGSEGV as it tears its sessions down (its stdin
+    // handler writes to a session already freed), and its tree spawn loses nodes ("Text file
+    // busy"): such runs are counted, their first message kept, and run again.
+    for (let tries = 0; ORIGINAL && tries < 5; tries++) {
+      const o = await runOriginal(args(list(n, originalNodes)));
+      if (o.signal || o.code !== 0) {
+        origFailures.push(o.signal ?? (o.err.trim().split("\n")[0] || `exit ${o.code}`));
+        continue;
+      }
+      origTimes.push(o.ms);
+      break;
+    }
   }
   const baseline = BASELINE ? median(baseTimes) : undefined;
   const viaXrxd = xrxdSock ? { median: median(xrxdTimes), min: Math.min(...xrxdTimes) } : undefined;
-  return { label, n, median: median(times), min: Math.min(...times), reps, baseline, viaXrxd };
+  const original = ORIGINAL
+    ? { median: origTimes.length > 0 ? median(origTimes) : undefined, failures: origFailures }
+    : undefined;
+  return { label, n, median: median(times), min: Math.min(...times), reps, baseline, viaXrxd, original };
 }
 
 async function main() {
@@ -215,6 +272,12 @@ async function main() {
     Array.from({ length: HOSTS }, (_, i) => startHost(Math.ceil((64 - i) / HOSTS))),
   );
   for (let i = 0; nodes.length < 64; i++) nodes.push({ port: perHost[i % HOSTS]![Math.floor(i / HOSTS)]! });
+  if (ORIGINAL) {
+    originalKeys = makeOriginalKeys(join(work, "original-keys"));
+    for (let i = 0; i < 64; i++)
+      originalNodes.push(await startOriginalXcpufs(ORIGINAL, join(work, `o${i}`), originalKeys.adminPub));
+    registerOriginalUser(ORIGINAL, originalKeys, originalNodes);
+  }
   const bin = makeBinary();
   // Baseline in the same run: starting node with an empty script (process start cost).
   const empty = join(work, "empty.mjs");
@@ -273,6 +336,7 @@ async function main() {
   const head = ["case", "nodes", "median ms", "min ms"];
   if (BASELINE) head.push("baseline median ms");
   if (xrxdSock) head.push("through xrxd median ms", "through xrxd min ms");
+  if (ORIGINAL) head.push("original C xrx and xcpufs median ms");
   console.log(`| ${head.join(" | ")} |`);
   console.log(
     `|---|${head
@@ -284,9 +348,20 @@ async function main() {
     const cells = [r.label, String(r.n), r.median.toFixed(0), r.min.toFixed(0)];
     if (r.baseline !== undefined) cells.push(r.baseline.toFixed(0));
     if (r.viaXrxd) cells.push(r.viaXrxd.median.toFixed(0), r.viaXrxd.min.toFixed(0));
+    if (r.original) {
+      const failed = r.original.failures;
+      const why = [...new Set(failed)].join("; ");
+      const cell = r.original.median === undefined ? "every run failed" : r.original.median.toFixed(0);
+      cells.push(failed.length > 0 ? `${cell} (${failed.length} runs failed: ${why})` : cell);
+    }
     console.log(`| ${cells.join(" | ")} |`);
   }
-  console.log("\nThe original C xrx/xcpufs are not installed here: no side-by-side column.");
+  if (ORIGINAL)
+    console.log(
+      `\noriginal: ${ORIGINAL}/xrx against 64 ${ORIGINAL}/xcpufs daemons on loopback, run in turn with this build;` +
+        " a run that failed (it exits 0 then, with a message) or died of a signal was run again, up to 5 times",
+    );
+  else console.log("\nNo original C xrx/xcpufs given (BENCH_ORIGINAL=DIR): no side-by-side column.");
 }
 
 main()
