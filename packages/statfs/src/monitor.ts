@@ -46,6 +46,12 @@ export interface Connector {
   connect(node: NodeConfig, opts: ConnectOptions): Promise<NodeSession>;
 }
 
+/**
+ * A connector's failure when the TCP connection was made but the node did not answer the login in
+ * time (a hung or stopped xcpufs: its kernel still accepts connections).
+ */
+export class NoAnswerError extends TimeoutError {}
+
 /** Status strings of the original, plus the admin hold. */
 export const Status = {
   up: "up",
@@ -521,7 +527,10 @@ export class Monitor extends EventEmitter<MonitorEvents> {
       } catch (err) {
         n.failures++;
         n.pollErrors++;
-        this.setPolled(n, Status.connectFailed, errorText(err));
+        // A node that answered before and now takes connections without answering has hung:
+        // the original's down(no_contact). Never reached, or refusing: down(connect_failed).
+        const hung = err instanceof NoAnswerError && n.lastContact > 0;
+        this.setPolled(n, hung ? Status.noContact : Status.connectFailed, errorText(err));
         return;
       }
       if (!n.active || !this.running) {

@@ -12,7 +12,13 @@ import { OREAD, OTRUNC, OWRITE } from "@clustermatic/ninep/codec";
 import { RemoteError, TimeoutError } from "@clustermatic/ninep/errors";
 import { ADMIN_UID_DEFAULT, ADMIN_USER, signChallenge } from "./auth.js";
 import type { NodeConfig } from "./config.js";
-import type { ConnectOptions, Connector, NodeSession, PollResult } from "./monitor.js";
+import {
+  type ConnectOptions,
+  type Connector,
+  NoAnswerError,
+  type NodeSession,
+  type PollResult,
+} from "./monitor.js";
 import { FIELD_MAX } from "./table.js";
 
 export interface XcpufsConnectorOptions {
@@ -330,6 +336,7 @@ export class XcpufsConnector implements Connector {
     } catch (err) {
       client?.destroy();
       socket.destroy();
+      if (err instanceof TimeoutError) throw new NoAnswerError(`connected, but no answer: ${err.message}`);
       throw err;
     }
   }
