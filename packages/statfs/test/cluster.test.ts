@@ -328,6 +328,17 @@ describe("statfs with 8 xcpufs nodes", () => {
     const some = capture();
     expect(await xstat(["-a", statfs.addresses[0]!, "n[1-2],mute"], some.io)).toBe(0);
     expect(parseTable(some.out).map((r) => r.name)).toEqual(["n1", "n2", "mute"]);
+    expect(some.err).toBe("");
+
+    // Named nodes the table lacks are said; none known at all is a failure, as in the original.
+    const partly = capture();
+    expect(await xstat(["-a", statfs.addresses[0]!, "n1,zz"], partly.io)).toBe(0);
+    expect(parseTable(partly.out).map((r) => r.name)).toEqual(["n1"]);
+    expect(partly.err).toBe("xstat: not in the statfs table: zz\n");
+    const none = capture();
+    expect(await xstat(["-a", statfs.addresses[0]!, "zz,n[98-99]"], none.io)).toBe(1);
+    expect(none.out).toBe("");
+    expect(none.err).toBe("xstat: not in the statfs table: zz, n98, n99\n");
 
     const up = capture();
     expect(await xstat(["-a", statfs.addresses[0]!, "--json", "status=up", "n[1-3],junk"], up.io)).toBe(0);

@@ -31,7 +31,8 @@ filters (a node must match all given kinds; several of one kind are alternatives
   status=TEXT           e.g. status=up
   arch=TEXT             e.g. arch=/Linux/x86_64
 
-exit status: 0 ok, 1 statfs unreachable or unreadable, 2 usage error
+exit status: 0 ok, 1 statfs unreachable or unreadable, or none of the named nodes is in its
+table (names it lacks are listed on stderr), 2 usage error
 `;
 
 /** The options of the xstat command line (the help test holds XSTAT_USAGE to them). */
@@ -91,6 +92,8 @@ const NO_LIST = "could not obtain node list from statfs";
 
 interface Snapshot {
   text: string;
+  /** Names the filters asked for that the table does not have. */
+  missing: string[];
 }
 
 export async function main(argv: string[], io: CliIo = processIo): Promise<number> {
@@ -154,16 +157,22 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
   };
   const render = (rows: ParsedRow[], nodes: NodeView[] | null): Snapshot => {
     const kept = rows.filter((r) => keep(filters, r.name, r.status, r.arch));
-    if (!v.json) return { text: formatParsed(kept) };
+    const inTable = new Set(rows.map((r) => r.name));
+    const missing = [...(filters.names ?? [])].filter((n) => !inTable.has(n));
+    if (!v.json) return { text: formatParsed(kept), missing };
     const names = new Set(kept.map((r) => r.name));
     const out = nodes ? nodes.filter((n) => names.has(n.name)) : rowsToJson(kept);
-    return { text: v.watch ? `${JSON.stringify(out)}\n` : `${JSON.stringify(out, null, 2)}\n` };
+    return { text: v.watch ? `${JSON.stringify(out)}\n` : `${JSON.stringify(out, null, 2)}\n`, missing };
   };
 
   if (!v.watch) {
     try {
-      io.stdout.write((await snapshot()).text);
-      return EXIT_OK;
+      const s = await snapshot();
+      io.stdout.write(s.text);
+      if (s.missing.length === 0) return EXIT_OK;
+      // Named nodes statfs does not know: said, and a failure when none of the names is known.
+      io.stderr.write(`xstat: not in the statfs table: ${s.missing.join(", ")}\n`);
+      return s.missing.length === filters.names?.size ? EXIT_FAIL : EXIT_OK;
     } catch (err) {
       io.stderr.write(`xstat: ${NO_LIST}: ${(err as Error).message}\n`);
       return EXIT_FAIL;
