@@ -63,7 +63,8 @@ describe("jobs: -J attach, xps, xk", () => {
     const sleepers = lines.filter((l) => l.endsWith("\tsleep 30"));
     expect(sleepers).toHaveLength(4);
     for (const l of sleepers) expect(l.split("\t")).toHaveLength(7);
-    const json = JSON.parse((await runCli(xps, ["--no-key", "--json", "-J", "pjob", four.list])).stdout);
+    // Options after the node list too, as the original's getopt took them.
+    const json = JSON.parse((await runCli(xps, ["--no-key", four.list, "--json", "-J", "pjob"])).stdout);
     expect(json.filter((p: { command: string[] }) => p.command[0] === "sleep")).toHaveLength(4);
 
     // -J attaches to the running job and waits for its end. The kill comes once it has attached to

@@ -117,6 +117,16 @@ describe("command line", () => {
   it("rejects unknown options as usage errors", () => {
     expect(() => parseCommandLine(["-z", "n1", "ls"], spec)).toThrow(UsageError);
   });
+  it("with permute takes options after the positionals too, until --", () => {
+    const r = parseCommandLine(["n1", "-p", "n2", "-k", "key", "--timeout", "3", "-n8"], spec, {
+      permute: true,
+    });
+    expect(r.values).toMatchObject({ p: true, k: "key", timeout: "3", n: "8" });
+    expect(r.positionals).toEqual(["n1", "n2"]);
+    expect(parseCommandLine(["n1", "--", "-p"], spec, { permute: true }).positionals).toEqual(["n1", "-p"]);
+    expect(() => parseCommandLine(["n1", "-k"], spec, { permute: true })).toThrow(/-k needs a value/);
+    expect(() => parseCommandLine(["n1", "-z"], spec, { permute: true })).toThrow(UsageError);
+  });
 });
 
 describe("--statfs source", () => {

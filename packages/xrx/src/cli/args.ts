@@ -37,11 +37,15 @@ export type OptionSpec = Record<string, { type: "string" | "boolean"; short?: st
 
 /**
  * Splits argv into the option part and the rest at the first non-option (or after `--`), then
- * parses the option part strictly. Returns the parsed values and the positionals.
+ * parses the option part strictly. Returns the parsed values and the positionals. With `permute`
+ * options may also follow the positionals (`xps n1 -x`), as GNU getopt let the original's tools
+ * take them; only `--` ends the options then. xrx does not permute: what follows its program is
+ * the program's.
  */
 export function parseCommandLine(
   argv: readonly string[],
   options: OptionSpec,
+  opts: { permute?: boolean } = {},
 ): { values: Record<string, string | boolean | string[] | undefined>; positionals: string[] } {
   const takesValue = new Set<string>();
   const longTakesValue = new Set<string>();
@@ -51,32 +55,36 @@ export function parseCommandLine(
       if (o.short) takesValue.add(o.short);
     }
   }
+  const optionPart: string[] = [];
+  const skipped: string[] = [];
   let i = 0;
   for (; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === "--") {
+      i++;
       break;
     }
     if (a.startsWith("--")) {
+      optionPart.push(a);
       const name = a.slice(2).split("=")[0]!;
-      if (longTakesValue.has(name) && !a.includes("=")) i++;
+      if (longTakesValue.has(name) && !a.includes("=") && i + 1 < argv.length) optionPart.push(argv[++i]!);
       continue;
     }
     if (a.startsWith("-") && a.length > 1) {
+      optionPart.push(a);
       // A cluster: a value-taking letter consumes the rest, or the next argument.
       for (let j = 1; j < a.length; j++) {
         if (takesValue.has(a[j]!)) {
-          if (j === a.length - 1) i++;
+          if (j === a.length - 1 && i + 1 < argv.length) optionPart.push(argv[++i]!);
           break;
         }
       }
       continue;
     }
-    break;
+    if (!opts.permute) break;
+    skipped.push(a);
   }
-  const optionPart = argv.slice(0, Math.min(i, argv.length));
-  let rest = argv.slice(Math.min(i, argv.length));
-  if (rest[0] === "--") rest = rest.slice(1);
+  const rest = [...skipped, ...argv.slice(i)];
   let parsed: ReturnType<typeof parseArgs>;
   try {
     parsed = parseArgs({ args: [...optionPart], options, strict: true, allowPositionals: false });

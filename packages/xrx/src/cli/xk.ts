@@ -112,7 +112,7 @@ function matches(p: ProcRecord, id: string, jobPart: boolean): boolean {
 
 export async function main(argv: readonly string[], io: CliIo): Promise<number> {
   try {
-    const { values: v, positionals } = parseCommandLine(argv, OPTIONS);
+    const { values: v, positionals } = parseCommandLine(argv, OPTIONS, { permute: true });
     if (v.help) {
       io.stdout.write(HELP);
       return 0;

@@ -43,7 +43,7 @@ export const OPTIONS = {
 
 export async function main(argv: readonly string[], io: CliIo): Promise<number> {
   try {
-    const { values: v, positionals } = parseCommandLine(argv, OPTIONS);
+    const { values: v, positionals } = parseCommandLine(argv, OPTIONS, { permute: true });
     if (v.help) {
       io.stdout.write(HELP);
       return 0;
