@@ -131,6 +131,8 @@ interface Slot {
   node?: XcpuNode;
   session?: Session;
   arch?: string;
+  /** The node can pass a tree spawn on (asked only for -n); the original xcpufs cannot. */
+  relays?: boolean;
   outcome?: NodeOutcome;
   /** Its main process has ended (wait answered); output may still be held open by its children. */
   mainEnded?: boolean;
@@ -300,12 +302,14 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
             return;
           }
         } else {
-          const [arch, session] = await Promise.all([
+          const [arch, session, relays] = await Promise.all([
             slot.node.arch(),
             slot.node.createSession({ stdin: Boolean(opts.stdin) }),
+            opts.treeWidth ? slot.node.relaysTreeSpawn() : false,
           ]);
           slot.arch = arch;
           slot.session = session;
+          slot.relays = relays;
         }
         connected++;
         progress.update(`${prog}: connected ${connected}/${slots.length} nodes`);
@@ -492,6 +496,35 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
     return { outcomes, exitCode: 128 + (SIGNALS[sig] ?? (sig === "SIGPIPE" ? 13 : 2)), stats };
   }
 
+  /**
+   * Asks `slot`'s node a question its xcpufs answers at once, every few seconds, until the
+   * returned function is called; aborts `ac` when one goes unanswered for aliveTimeoutMs.
+   */
+  function probeWhile(slot: Slot, ac: AbortController, what: string): () => void {
+    if (aliveTimeoutMs <= 0) return () => {};
+    let stopped = false;
+    let timer: NodeJS.Timeout | undefined;
+    const next = () => {
+      timer = setTimeout(() => {
+        slot.session!.alive(aliveTimeoutMs).then(
+          () => {
+            if (!stopped) next();
+          },
+          (e) => {
+            if (!stopped && noAnswer(e))
+              ac.abort(new Error(`no answer for ${seconds(aliveTimeoutMs)} ${what}`));
+          },
+        );
+      }, aliveIntervalOf(aliveTimeoutMs));
+      timer.unref();
+    };
+    next();
+    return () => {
+      stopped = true;
+      clearTimeout(timer);
+    };
+  }
+
   async function stageAll(
     groups: Map<string, Slot[]>,
     plans: Map<string, StagePlan>,
@@ -506,14 +539,26 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
     let nodesTotal = 0;
     const widthFor = (n: number) =>
       opts.treeWidth === "sqrt" ? Math.ceil(Math.sqrt(n)) : Math.min(opts.treeWidth ?? 0, n);
+    // Only nodes that relay a tree spawn reliably form the tree; the others (the original
+    // xcpufs) are copied to directly, beside it.
+    const treeOf = (members: Slot[]) => {
+      const relays = members.filter((m) => m.relays);
+      const width = widthFor(relays.length);
+      return {
+        relays,
+        leaves: members.filter((m) => !m.relays),
+        width,
+        flat: width <= 0 || width >= relays.length,
+      };
+    };
     for (const [arch, members0] of groups) {
       const plan = plans.get(arch);
       if (!plan) continue;
       const members = members0.filter((m) => !m.outcome);
       nodesTotal += members.length;
-      const width = widthFor(members.length);
-      const flat = plan.files.length === 0 || width <= 0 || width >= members.length;
-      for (const m of flat ? members : fanout(members, width).map((t) => t.child)) {
+      const t = treeOf(members);
+      const flat = plan.files.length === 0 || t.flat;
+      for (const m of flat ? members : [...fanout(t.relays, t.width).map((x) => x.child), ...t.leaves]) {
         counted.add(m);
         totalBytes += plan.bytes;
       }
@@ -545,8 +590,8 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
         if (!plan) return;
         plansByArch.set(arch, plan);
         const members = members0.filter((m) => !m.outcome);
-        const width = widthFor(members.length);
-        if (plan.files.length === 0 || width <= 0 || width >= members.length) {
+        const { relays, leaves, width, flat } = treeOf(members);
+        if (plan.files.length === 0 || flat) {
           // Flat: argv/env and files go in parallel.
           await mapLimit(members, 64, async (m) => {
             await Promise.all([prepare(m, plan), direct(m, plan)]).catch((e) => fail(m, e));
@@ -557,11 +602,26 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
         }
         // Tree: a node copies its argv/env on to its subtree, so they must be in place first.
         await Promise.all(members.map((m) => prepare(m, plan).catch((e) => fail(m, e))));
-        await treeStage(
-          members.filter((m) => !m.outcome),
-          plan,
-          width,
-        );
+        if (leaves.length > 0 && opts.verbose)
+          note(
+            `${leaves.length} nodes cannot relay a tree spawn (no sysinfo: the original xcpufs); copying to them directly`,
+          );
+        await Promise.all([
+          treeStage(
+            relays.filter((m) => !m.outcome),
+            plan,
+            width,
+          ),
+          mapLimit(
+            leaves.filter((m) => !m.outcome),
+            64,
+            async (m) => {
+              await direct(m, plan).catch((e) => fail(m, e));
+              nodesDone++;
+              show();
+            },
+          ),
+        ]);
       }),
     );
     show(true);
@@ -605,11 +665,18 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
               sid: d.session!.id,
               passkey: keys.get(d),
             }));
+            // The clone's reply waits for the whole subtree, however long that takes; a relay
+            // that falls silent meanwhile is given up on like a silent node in the run.
+            const giveUp = new AbortController();
+            const stopProbes = probeWhile(child, giveUp, "while it passed the tree spawn on");
             try {
-              await child.session!.cloneTo(width0, targets);
+              await child.session!.cloneTo(width0, targets, giveUp.signal);
             } catch (e) {
               stats.cloneFailed++;
-              if (opts.verbose) note(`${child.spec.name}: clone failed (${reasonOf(e)}); copying directly`);
+              if (opts.verbose || giveUp.signal.aborted)
+                note(`${child.spec.name}: clone failed (${reasonOf(e)}); copying directly`);
+            } finally {
+              stopProbes();
             }
           }
           // Verify every delegated node and copy directly to any the tree did not reach.

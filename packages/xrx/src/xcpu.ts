@@ -362,6 +362,23 @@ export class XcpuNode {
     return arch;
   }
 
+  /**
+   * Whether the node can pass a tree spawn on (`clone` to further nodes) reliably: true for this
+   * suite's xcpufs, known by its `sysinfo` file. The original xcpufs lacks it; as a relay it leaves
+   * its copies open for writing (the program then fails with "Text file busy") and loops for ever
+   * on a directory that holds one, so it only ever receives copies.
+   */
+  async relaysTreeSpawn(): Promise<boolean> {
+    try {
+      const fid = await this.guard(() => this.root.walk(["sysinfo"]));
+      void fid.clunk().catch(() => {});
+      return true;
+    } catch (err) {
+      if (causeOf(err, RemoteError)) return false;
+      throw err;
+    }
+  }
+
   /** The node's process table. */
   async procs(): Promise<ProcRecord[]> {
     return parseProcs((await this.readFile("procs")).toString());
@@ -631,15 +648,17 @@ export class Session {
    * Tree spawn: asks this session's node to copy the session (env, argv, fs/) to the target
    * sessions, delegating onwards with at most `width` direct children per level. Resolves when
    * the whole subtree is done. Targets are `{ address, sid, passkey }` (passkey from
-   * `XcpuNode.passkey()` on the target's node).
+   * `XcpuNode.passkey()` on the target's node). `signal` gives up on the request (Tflush).
    */
   cloneTo(
     width: number,
     targets: ReadonlyArray<{ address: string; sid: string; passkey?: string }>,
+    signal?: AbortSignal,
   ): Promise<void> {
     const list = targets.map((t) => `${t.address}/${t.sid}${t.passkey ? `/${t.passkey}` : ""},`).join("");
-    // The reply comes when the whole subtree is copied: no call timeout.
-    return this.ctl(`clone ${width} ${list}`, NO_TIMEOUT);
+    // The reply comes when the whole subtree is copied: no call timeout (the caller watches the
+    // node's liveness instead).
+    return this.ctl(`clone ${width} ${list}`, { timeoutMs: 0, signal });
   }
 
   /**

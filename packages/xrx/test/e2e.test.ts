@@ -234,6 +234,55 @@ describe("xrx on 1, 4 and 16 nodes", () => {
     await until(() => sessionsLeft(four.nodes) === 0, 20_000, "session cleanup on live nodes");
   }, 120_000);
 
+  it("gives up on a relay that falls silent during a tree spawn and copies to its subtree directly", async () => {
+    const relay = await startChildNode(["-d"]);
+    const dir = tempDir("xrx-relay-");
+    const prog = join(dir, "big.sh");
+    // Large enough that the relay is still copying when it is stopped.
+    writeFileSync(prog, `#!/bin/sh\necho "ran $XCPUID"\nexit 0\n${"#".repeat(40 * 1024 * 1024)}\n`);
+    chmodSync(prog, 0o755);
+    // Stopped as its trace shows the clone command arrive.
+    const cloneHex = Buffer.from("clone 1 ").toString("hex");
+    let trace = "";
+    let stopped = false;
+    relay.child.stderr!.on("data", (d) => {
+      trace = (trace + String(d)).slice(-4096);
+      if (!stopped && trace.includes(cloneHex)) {
+        stopped = true;
+        process.kill(-relay.child.pid!, "SIGSTOP");
+      }
+    });
+    onCleanup(() => {
+      try {
+        process.kill(-relay.child.pid!, "SIGCONT");
+      } catch {}
+    });
+    const targets = four.nodes.slice(0, 2).map((n) => n.spec);
+    const list = [relay.spec, ...targets].join(",");
+    const r = await runCli(xrx, [
+      "--no-key",
+      "-v",
+      "-S",
+      "-n",
+      "1",
+      "--alive-timeout",
+      "2",
+      "--call-timeout",
+      "10",
+      "-p",
+      list,
+      prog,
+    ]);
+    expect(stopped).toBe(true);
+    expect(r.stderr).toContain(
+      `${relay.spec}: clone failed (no answer for 2 s while it passed the tree spawn on); copying directly`,
+    );
+    expect(r.stdout.trim().split("\n").sort()).toEqual(targets.map((t, i) => `${t}: ran /${i + 2}`).sort());
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain(`${relay.spec}: error: `);
+    await until(() => sessionsLeft(four.nodes) === 0, 20_000, "session cleanup on live nodes");
+  }, 120_000);
+
   it("gives up on a node that accepts but never answers, after the timeout", async () => {
     const silent = createServer(() => {});
     await new Promise<void>((r) => silent.listen(0, "127.0.0.1", () => r()));
