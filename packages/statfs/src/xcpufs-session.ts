@@ -251,7 +251,9 @@ class XcpufsSession implements NodeSession {
       );
     }
     let table: ReturnType<typeof countJobs> | undefined;
-    if (procs && this.procs()) {
+    // Not from the original xcpufs (no sysinfo): it can crash on a read of procs while a process
+    // ends (a free of an unset pointer), and polling would read it every interval.
+    if (procs && this.hasSysinfo && this.procs()) {
       extra.push(readFile(this.root, "procs", 16 << 20).then((b) => void (table = countJobs(b.toString()))));
     }
     await Promise.all(extra);
