@@ -352,7 +352,11 @@ async function main() {
       const failed = r.original.failures;
       const why = [...new Set(failed)].join("; ");
       const cell = r.original.median === undefined ? "every run failed" : r.original.median.toFixed(0);
-      cells.push(failed.length > 0 ? `${cell} (${failed.length} runs failed: ${why})` : cell);
+      cells.push(
+        failed.length > 0
+          ? `${cell} (${failed.length} ${failed.length === 1 ? "run" : "runs"} failed: ${why})`
+          : cell,
+      );
     }
     console.log(`| ${cells.join(" | ")} |`);
   }
