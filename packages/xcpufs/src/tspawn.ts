@@ -6,7 +6,7 @@ import { lstat, readdir, realpath } from "node:fs/promises";
 import { join } from "node:path";
 import { type Fid, type Fsys, mount } from "@clustermatic/ninep/client";
 import { OTRUNC, OWRITE } from "@clustermatic/ninep/codec";
-import { connectFailureWords } from "@clustermatic/ninep/errors";
+import { connectFailureWords, TimeoutError } from "@clustermatic/ninep/errors";
 import { XcpuError } from "./errors.js";
 import { openFileInside, resolvesInside } from "./local-files.js";
 import { DEFAULT_MSIZE } from "./server.js";
@@ -125,6 +125,44 @@ async function writeAll(fid: Fid, data: Buffer, signal: AbortSignal): Promise<vo
   }
 }
 
+/**
+ * How long a child node relaying a tree spawn may leave a liveness question (a stat of its root)
+ * unanswered before it is given up on; asked every third of that. XCPUFS_CLONE_ALIVE_MS overrides.
+ */
+function cloneAliveMs(): number {
+  const v = Number(process.env.XCPUFS_CLONE_ALIVE_MS);
+  return Number.isFinite(v) && v > 0 ? v : 30_000;
+}
+
+/** Stats `remote`'s root every third of cloneAliveMs() until stopped; aborts `ac` when one goes unanswered. */
+function probeWhile(remote: Fsys, ac: AbortController): () => void {
+  const limit = cloneAliveMs();
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+  const next = () => {
+    timer = setTimeout(
+      () => {
+        remote.root.stat({ timeoutMs: limit }).then(
+          () => {
+            if (!stopped) next();
+          },
+          (err) => {
+            if (!stopped && err instanceof TimeoutError)
+              ac.abort(new XcpuError(`no answer for ${limit / 1000} s while it passed the copy on`));
+          },
+        );
+      },
+      Math.max(50, Math.round(limit / 3)),
+    );
+    timer.unref();
+  };
+  next();
+  return () => {
+    stopped = true;
+    clearTimeout(timer);
+  };
+}
+
 async function copyTo(
   fs: Xcpufs,
   s: Session,
@@ -135,6 +173,7 @@ async function copyTo(
 ): Promise<void> {
   const remote = await connect(fs, user, c.target, signal);
   const base = String(c.target.sid);
+  const silent = new AbortController();
   try {
     // Before the files. An empty argv or env is not copied (the child keeps its own, as with the
     // original) but still opened for writing: a target that is this very session refuses that
@@ -153,17 +192,26 @@ async function copyTo(
     await copyDir(remote, await realpath(s.dir), s.dir, `${base}/fs`, signal);
     if (c.delegated.length > 0) {
       const fid = await remote.open(`${base}/ctl`, OWRITE, { signal });
+      // The reply comes when the child's whole subtree is copied, however long that takes; a
+      // child that stops answering meanwhile is given up on (its subtree is then found
+      // incomplete by whoever started the tree spawn, and copied to directly).
+      const stopProbes = probeWhile(remote, silent);
       try {
         await fid.write(0, Buffer.from(`clone ${K} ${formatTargets(c.delegated)}\n`), {
-          signal,
+          signal: AbortSignal.any([signal, silent.signal]),
           timeoutMs: 0,
         });
       } finally {
-        await fid.clunk().catch(() => {});
+        stopProbes();
+        // A silent child would hold the clunk's reply too.
+        const clunked = fid.clunk().catch(() => {});
+        if (!silent.signal.aborted) await clunked;
       }
     }
   } finally {
-    await remote.close().catch(() => {});
+    // A silent child would hold a clean close (its clunks) for ever: the connection is dropped.
+    if (silent.signal.aborted) remote.client.destroy();
+    else await remote.close().catch(() => {});
   }
 }
 

@@ -604,7 +604,7 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
         await Promise.all(members.map((m) => prepare(m, plan).catch((e) => fail(m, e))));
         if (leaves.length > 0 && opts.verbose)
           note(
-            `${leaves.length} nodes cannot relay a tree spawn (no sysinfo: the original xcpufs); copying to them directly`,
+            `${leaves.length} ${leaves.length === 1 ? "node" : "nodes"} cannot relay a tree spawn (no sysinfo: the original xcpufs); copying to ${leaves.length === 1 ? "it" : "them"} directly`,
           );
         await Promise.all([
           treeStage(

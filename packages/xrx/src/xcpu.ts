@@ -605,11 +605,15 @@ export class Session {
       }));
     } catch (err) {
       try {
-        // A file a tree spawn left incomplete is already there: it is truncated and written again.
+        // A file a tree spawn left incomplete is already there: it is removed and made again. Not
+        // truncated in place: a relay given up on may still hold it open for writing, and the
+        // program could then not be started from it ("Text file busy").
         if (!(overwrite && err instanceof RemoteError && /exist/i.test(err.ename))) throw err;
-        ({ fid: f } = await from.walkThen([...prefix, ...parts], async (d) => {
+        const old = await from.walk([...prefix, ...parts]);
+        await old.remove();
+        ({ fid: f } = await from.walkThen([...prefix, ...parts.slice(0, -1)], async (d) => {
           await Promise.all([
-            d.open(OWRITE | OTRUNC),
+            d.create(parts.at(-1)!, (file.mode & 0o777) | 0o600, OWRITE),
             data.length > 0 ? writePipelined(d, data, 8, onBytes) : undefined,
           ]);
         }));

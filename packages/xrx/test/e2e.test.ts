@@ -283,6 +283,60 @@ describe("xrx on 1, 4 and 16 nodes", () => {
     await until(() => sessionsLeft(four.nodes) === 0, 20_000, "session cleanup on live nodes");
   }, 120_000);
 
+  it("a relay deeper in the tree that falls silent is given up on by its parent; its subtree is copied to directly", async () => {
+    // Chain (-n 1): xrx → A → B → C, D. B is stopped as the clone for C and D reaches it; A gives
+    // up on it (XCPUFS_CLONE_ALIVE_MS, read by the in-process nodes) and answers; xrx copies to C, D.
+    const b = await startChildNode(["-d"]);
+    const [a, c, d] = [four.nodes[0]!, four.nodes[1]!, four.nodes[2]!];
+    const dir = tempDir("xrx-deep-relay-");
+    const prog = join(dir, "big.sh");
+    writeFileSync(prog, `#!/bin/sh\necho "ran $XCPUID"\nexit 0\n${"#".repeat(8 * 1024 * 1024)}\n`);
+    chmodSync(prog, 0o755);
+    const cloneHex = Buffer.from("clone 1 ").toString("hex");
+    let trace = "";
+    let stopped = false;
+    b.child.stderr!.on("data", (chunk) => {
+      trace = (trace + String(chunk)).slice(-4096);
+      if (!stopped && trace.includes(cloneHex)) {
+        stopped = true;
+        process.kill(-b.child.pid!, "SIGSTOP");
+      }
+    });
+    onCleanup(() => {
+      try {
+        process.kill(-b.child.pid!, "SIGCONT");
+      } catch {}
+    });
+    const saved = process.env.XCPUFS_CLONE_ALIVE_MS;
+    process.env.XCPUFS_CLONE_ALIVE_MS = "2000";
+    try {
+      const list = [a.spec, b.spec, c.spec, d.spec].join(",");
+      const r = await runCli(xrx, [
+        "--no-key",
+        "-v",
+        "-S",
+        "-n",
+        "1",
+        "--alive-timeout",
+        "5",
+        "--call-timeout",
+        "10",
+        "-p",
+        list,
+        prog,
+      ]);
+      expect(stopped).toBe(true);
+      const out = r.stdout.trim().split("\n").sort();
+      expect(out).toEqual([`${a.spec}: ran /1`, `${c.spec}: ran /3`, `${d.spec}: ran /4`].sort());
+      expect(r.stderr).toContain(`${b.spec}: error: `);
+      expect(r.code).not.toBe(0);
+    } finally {
+      if (saved === undefined) delete process.env.XCPUFS_CLONE_ALIVE_MS;
+      else process.env.XCPUFS_CLONE_ALIVE_MS = saved;
+    }
+    await until(() => sessionsLeft(four.nodes) === 0, 20_000, "session cleanup on live nodes");
+  }, 120_000);
+
   it("gives up on a node that accepts but never answers, after the timeout", async () => {
     const silent = createServer(() => {});
     await new Promise<void>((r) => silent.listen(0, "127.0.0.1", () => r()));

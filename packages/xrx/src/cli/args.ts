@@ -38,8 +38,8 @@ export type OptionSpec = Record<string, { type: "string" | "boolean"; short?: st
 /**
  * Splits argv into the option part and the rest at the first non-option (or after `--`), then
  * parses the option part strictly. Returns the parsed values and the positionals. With `permute`
- * options may also follow the positionals (`xps n1 -x`), as GNU getopt let the original's tools
- * take them; only `--` ends the options then. xrx does not permute: what follows its program is
+ * options may also follow the positionals (`xps n1 -x`; the original's tools stopped at the first
+ * non-option and ignored the rest); only `--` ends the options then. xrx does not permute: what follows its program is
  * the program's.
  */
 export function parseCommandLine(
