@@ -283,6 +283,53 @@ describe("xrx on 1, 4 and 16 nodes", () => {
     await until(() => sessionsLeft(four.nodes) === 0, 20_000, "session cleanup on live nodes");
   }, 120_000);
 
+  it("a relay stopped while it writes a file to a node: that file is made again, the program starts", async () => {
+    // -D: the relay's trace shows its own requests; it is stopped at its first create on a
+    // target, whose file it then holds open for writing (in place, the program could not start).
+    const relay = await startChildNode(["-D"]);
+    const dir = tempDir("xrx-relay-open-");
+    const prog = join(dir, "big.sh");
+    writeFileSync(prog, `#!/bin/sh\necho "ran $XCPUID"\nexit 0\n${"#".repeat(8 * 1024 * 1024)}\n`);
+    chmodSync(prog, 0o755);
+    let trace = "";
+    let stopped = false;
+    relay.child.stderr!.on("data", (chunk) => {
+      trace = (trace + String(chunk)).slice(-4096);
+      if (!stopped && /Tcreate/.test(trace)) {
+        stopped = true;
+        process.kill(-relay.child.pid!, "SIGSTOP");
+      }
+    });
+    onCleanup(() => {
+      try {
+        process.kill(-relay.child.pid!, "SIGCONT");
+      } catch {}
+    });
+    const targets = four.nodes.slice(2, 4).map((n) => n.spec);
+    const list = [relay.spec, ...targets].join(",");
+    const r = await runCli(xrx, [
+      "--no-key",
+      "-v",
+      "-S",
+      "-n",
+      "1",
+      "--alive-timeout",
+      "2",
+      "--call-timeout",
+      "10",
+      "-p",
+      list,
+      prog,
+    ]);
+    expect(stopped).toBe(true);
+    expect(r.stderr).not.toContain("ETXTBSY");
+    expect(r.stdout.trim().split("\n").sort()).toEqual(targets.map((t, i) => `${t}: ran /${i + 2}`).sort());
+    expect(r.stderr).toContain(`${relay.spec}: error: `);
+    // The stopped relay's connections still hold the targets' sessions: they go with it.
+    relay.kill();
+    await until(() => sessionsLeft(four.nodes) === 0, 20_000, "session cleanup on live nodes");
+  }, 120_000);
+
   it("a relay deeper in the tree that falls silent is given up on by its parent; its subtree is copied to directly", async () => {
     // Chain (-n 1): xrx → A → B → C, D. B is stopped as the clone for C and D reaches it; A gives
     // up on it (XCPUFS_CLONE_ALIVE_MS, read by the in-process nodes) and answers; xrx copies to C, D.
