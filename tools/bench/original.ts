@@ -41,30 +41,16 @@ export interface OriginalKeys {
   admin: KeyObject;
 }
 
-function mpint(b64url: string): Buffer {
-  let b = Buffer.from(b64url, "base64url");
-  if (b[0]! & 0x80) b = Buffer.concat([Buffer.alloc(1), b]);
-  const len = Buffer.alloc(4);
-  len.writeUInt32BE(b.length);
-  return Buffer.concat([len, b]);
-}
+/** How a public key is written as an OpenSSH line (`@clustermatic/ninep/keys`' publicKeyLine). */
+export type PublicKeyLine = (key: KeyObject, comment?: string) => string;
 
-function sshRsaLine(pub: KeyObject, comment: string): string {
-  const jwk = pub.export({ format: "jwk" });
-  const type = Buffer.from("ssh-rsa");
-  const typeLen = Buffer.alloc(4);
-  typeLen.writeUInt32BE(type.length);
-  const blob = Buffer.concat([typeLen, type, mpint(jwk.e as string), mpint(jwk.n as string)]);
-  return `ssh-rsa ${blob.toString("base64")} ${comment}\n`;
-}
-
-export function makeOriginalKeys(dir: string): OriginalKeys {
+export function makeOriginalKeys(dir: string, publicKeyLine: PublicKeyLine): OriginalKeys {
   mkdirSync(dir, { recursive: true });
   const write = (name: string) => {
     const { privateKey, publicKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
     const key = join(dir, name);
     writeFileSync(key, privateKey.export({ type: "pkcs1", format: "pem" }), { mode: 0o600 });
-    writeFileSync(`${key}.pub`, sshRsaLine(publicKey, `bench-${name}`));
+    writeFileSync(`${key}.pub`, `${publicKeyLine(publicKey, `bench-${name}`)}\n`);
     return { key, pub: `${key}.pub`, privateKey };
   };
   const admin = write("admin_key");

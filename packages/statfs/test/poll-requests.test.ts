@@ -2,48 +2,32 @@
 // already running is not lost: that running poll may have read the node before the change, so the
 // node is polled again as soon as it ends, not an interval later.
 
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { type Fsys, mount } from "@clustermatic/ninep/client";
 import { OTRUNC, OWRITE } from "@clustermatic/ninep/codec";
-import { startXcpufs, type XcpufsHandle } from "@clustermatic/xcpufs";
+import type { XcpufsHandle } from "@clustermatic/xcpufs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type Statfs, startStatfs } from "../src/daemon.js";
-import { type HoldingRelay, holdingRelay, waitFor } from "./helpers/net.js";
+import type { Statfs } from "../src/daemon.js";
+import { type HoldingRelay, waitFor } from "./helpers/net.js";
+import { type RelayedNode, relayedNode } from "./helpers/relayed-node.js";
 
 // Long enough that only an asked-for poll can show the change within the test.
 const POLL = { intervalMs: 600_000, connectTimeoutMs: 60_000, readTimeoutMs: 60_000 };
 
 describe("a poll asked for during a poll", () => {
-  let dir: string;
+  let fixture: RelayedNode;
   let node: XcpufsHandle;
   let relay: HoldingRelay;
   let statfs: Statfs;
   let client: Fsys;
 
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), "statfs-poll-requests-"));
-    node = await startXcpufs({ listen: "tcp!127.0.0.1!0", noAuth: true, tmpdir: dir });
-    relay = await holdingRelay(Number(node.address.split("!")[2]));
-    const conf = join(dir, "statfs.conf");
-    await writeFile(conf, `n1=tcp!127.0.0.1!${relay.port}\n`);
-    statfs = await startStatfs({
-      configFile: conf,
-      listen: ["tcp!127.0.0.1!0"],
-      http: null,
-      ctlWithoutAuth: true,
-      pollOverrides: POLL,
-    });
+    fixture = await relayedNode("statfs-poll-requests-", POLL);
+    ({ node, relay, statfs } = fixture);
     client = await mount(statfs.addresses[0]!, { uname: "someone", timeoutMs: 30_000 });
   });
   afterAll(async () => {
     await client?.close();
-    await statfs?.close();
-    relay?.release();
-    await relay?.close();
-    await node?.close();
-    await rm(dir, { recursive: true, force: true });
+    await fixture?.close();
   });
 
   const ctl = async (line: string) => {

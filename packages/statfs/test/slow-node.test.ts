@@ -1,45 +1,27 @@
 // A node that was answering and is late once (busy, a slow moment on the link) stays `up`: it is
 // asked again on a new connection before it is marked down. A node that stays silent goes down.
 
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { startXcpufs, type XcpufsHandle } from "@clustermatic/xcpufs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type Statfs, startStatfs } from "../src/daemon.js";
+import type { Statfs } from "../src/daemon.js";
 import type { NodeView } from "../src/monitor.js";
-import { type HoldingRelay, holdingRelay, waitFor } from "./helpers/net.js";
+import { type HoldingRelay, waitFor } from "./helpers/net.js";
+import { type RelayedNode, relayedNode } from "./helpers/relayed-node.js";
 
 // A read timeout the held poll surely passes, an interval long enough that only the retry after
 // the miss (the first backoff, one second) polls again within the test.
 const POLL = { intervalMs: 600_000, connectTimeoutMs: 10_000, readTimeoutMs: 1500 };
 
 describe("a node late for one poll", () => {
-  let dir: string;
-  let node: XcpufsHandle;
+  let fixture: RelayedNode;
   let relay: HoldingRelay;
   let statfs: Statfs;
 
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), "statfs-slow-"));
-    node = await startXcpufs({ listen: "tcp!127.0.0.1!0", noAuth: true, tmpdir: dir });
-    relay = await holdingRelay(Number(node.address.split("!")[2]));
-    const conf = join(dir, "statfs.conf");
-    await writeFile(conf, `n1=tcp!127.0.0.1!${relay.port}\n`);
-    statfs = await startStatfs({
-      configFile: conf,
-      listen: ["tcp!127.0.0.1!0"],
-      http: null,
-      ctlWithoutAuth: true,
-      pollOverrides: POLL,
-    });
+    fixture = await relayedNode("statfs-slow-", POLL);
+    ({ relay, statfs } = fixture);
   });
   afterAll(async () => {
-    await statfs?.close();
-    relay?.release();
-    await relay?.close();
-    await node?.close();
-    await rm(dir, { recursive: true, force: true });
+    await fixture?.close();
   });
 
   it("stays up when one poll times out and the next is answered; goes down when none is", {

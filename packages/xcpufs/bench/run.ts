@@ -22,6 +22,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Fid, type Fsys, mount, type Request } from "@clustermatic/ninep/client";
 import { MsgType, OREAD, OTRUNC, OWRITE } from "@clustermatic/ninep/codec";
+import { publicKeyLine } from "@clustermatic/ninep/keys";
 import {
   makeOriginalKeys,
   type OriginalKeys,
@@ -101,7 +102,7 @@ function start(
 }
 
 async function startOriginal(dir: string): Promise<Srv> {
-  const keys: OriginalKeys = makeOriginalKeys(join(work, "original-keys"));
+  const keys: OriginalKeys = makeOriginalKeys(join(work, "original-keys"), publicKeyLine);
   const node = await startOriginalXcpufs(dir, mkdtempSync(join(work, "original-")), keys.adminPub);
   return {
     label: "original",

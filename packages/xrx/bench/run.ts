@@ -34,6 +34,7 @@ import {
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { publicKeyLine } from "@clustermatic/ninep/keys";
 import {
   makeOriginalKeys,
   type OriginalKeys,
@@ -273,7 +274,7 @@ async function main() {
   );
   for (let i = 0; nodes.length < 64; i++) nodes.push({ port: perHost[i % HOSTS]![Math.floor(i / HOSTS)]! });
   if (ORIGINAL) {
-    originalKeys = makeOriginalKeys(join(work, "original-keys"));
+    originalKeys = makeOriginalKeys(join(work, "original-keys"), publicKeyLine);
     for (let i = 0; i < 64; i++)
       originalNodes.push(await startOriginalXcpufs(ORIGINAL, join(work, `o${i}`), originalKeys.adminPub));
     registerOriginalUser(ORIGINAL, originalKeys, originalNodes);

@@ -393,31 +393,12 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
     // Liveness: output, status and stdin have no time limit (a program may be quiet for days), so
     // a node that falls silent would be waited for without end. Each node still running is asked
     // a question its xcpufs answers at once, every few seconds, within aliveTimeoutMs.
-    let allEnded = false;
-    const probeTimers = new Set<NodeJS.Timeout>();
-    const watch = (slot: Slot) => {
-      if (aliveTimeoutMs <= 0) return;
-      const t = setTimeout(() => {
-        probeTimers.delete(t);
-        if (slot.outcome || allEnded) return;
-        slot.session!.alive(aliveTimeoutMs).then(
-          () => watch(slot),
-          (e) => {
-            if (noAnswer(e))
-              lose(
-                slot,
-                `no answer for ${seconds(aliveTimeoutMs)} while the program ran; giving up on this node`,
-              );
-            // Any other failure (the connection is gone) ends the node's reads as well.
-          },
-        );
-      }, aliveIntervalOf(aliveTimeoutMs));
-      t.unref();
-      probeTimers.add(t);
-    };
+    const stopWatches: (() => void)[] = [];
     const done = running.map(async (slot) => {
       const session = slot.session!;
-      watch(slot);
+      stopWatches.push(
+        probeWhile(slot, (silence) => lose(slot, `${silence} while the program ran; giving up on this node`)),
+      );
       const streams = mux.streams(slot.spec.name);
       // The next read waits while our own output is full: memory stays bounded by one read per
       // stream and node however slowly the output is taken.
@@ -465,8 +446,7 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
     });
     const stdinDone = opts.attach === undefined ? feedStdin(running) : Promise.resolve();
     await Promise.all(done);
-    allEnded = true;
-    for (const t of probeTimers) clearTimeout(t);
+    for (const stop of stopWatches) stop();
     phase("all ended");
     stopStdin?.();
     await stdinDone;
@@ -498,21 +478,23 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
 
   /**
    * Asks `slot`'s node a question its xcpufs answers at once, every few seconds, until the
-   * returned function is called; aborts `ac` when one goes unanswered for aliveTimeoutMs.
+   * returned function is called or the node has an outcome; calls `onSilent` (with `no answer for
+   * N s`) when one goes unanswered for aliveTimeoutMs. Any other failure (the connection is gone)
+   * ends the questions: the node's other requests fail with it.
    */
-  function probeWhile(slot: Slot, ac: AbortController, what: string): () => void {
+  function probeWhile(slot: Slot, onSilent: (silence: string) => void): () => void {
     if (aliveTimeoutMs <= 0) return () => {};
     let stopped = false;
     let timer: NodeJS.Timeout | undefined;
     const next = () => {
       timer = setTimeout(() => {
+        if (stopped || slot.outcome) return;
         slot.session!.alive(aliveTimeoutMs).then(
           () => {
             if (!stopped) next();
           },
           (e) => {
-            if (!stopped && noAnswer(e))
-              ac.abort(new Error(`no answer for ${seconds(aliveTimeoutMs)} ${what}`));
+            if (!stopped && noAnswer(e)) onSilent(`no answer for ${seconds(aliveTimeoutMs)}`);
           },
         );
       }, aliveIntervalOf(aliveTimeoutMs));
@@ -668,7 +650,9 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
             // The clone's reply waits for the whole subtree, however long that takes; a relay
             // that falls silent meanwhile is given up on like a silent node in the run.
             const giveUp = new AbortController();
-            const stopProbes = probeWhile(child, giveUp, "while it passed the tree spawn on");
+            const stopProbes = probeWhile(child, (silence) =>
+              giveUp.abort(new Error(`${silence} while it passed the tree spawn on`)),
+            );
             try {
               await child.session!.cloneTo(width0, targets, giveUp.signal);
             } catch (e) {

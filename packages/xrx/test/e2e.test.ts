@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { emptyInput } from "../src/cli/args.js";
 import { main as xrx } from "../src/cli/xrx.js";
 import {
+  type ChildNode,
   cleanupAll,
   onCleanup,
   runCli,
@@ -22,6 +23,57 @@ import {
 afterAll(cleanupAll);
 
 const sessionsLeft = (nodes: TestNode[]) => nodes.reduce((n, x) => n + sessionDirCount(x.tmp), 0);
+
+/** A script that prints its rank, padded to `mib` MiB so that copying it takes a while. */
+function paddedScript(dirPrefix: string, mib: number): string {
+  const prog = join(tempDir(dirPrefix), "big.sh");
+  writeFileSync(prog, `#!/bin/sh\necho "ran $XCPUID"\nexit 0\n${"#".repeat(mib * 1024 * 1024)}\n`);
+  chmodSync(prog, 0o755);
+  return prog;
+}
+
+/** What a node's trace shows of a `clone 1 …` ctl write (its data in hex). */
+const CLONE_HEX = Buffer.from("clone 1 ").toString("hex");
+
+/**
+ * Stops a child node's process group (SIGSTOP) as soon as its trace on stderr satisfies `when`,
+ * and lets it go on (SIGCONT) at clean-up. Returns a function saying whether it was stopped.
+ */
+function stopOnTrace(node: ChildNode, when: (trace: string) => boolean): () => boolean {
+  let trace = "";
+  let stopped = false;
+  node.child.stderr!.on("data", (chunk) => {
+    trace = (trace + String(chunk)).slice(-4096);
+    if (!stopped && when(trace)) {
+      stopped = true;
+      process.kill(-node.child.pid!, "SIGSTOP");
+    }
+  });
+  onCleanup(() => {
+    try {
+      process.kill(-node.child.pid!, "SIGCONT");
+    } catch {}
+  });
+  return () => stopped;
+}
+
+/** xrx's arguments for a -n 1 tree spawn of `prog` over `nodes` with short liveness and call limits. */
+function treeArgs(nodes: string[], prog: string, aliveSeconds = "2"): string[] {
+  return [
+    "--no-key",
+    "-v",
+    "-S",
+    "-n",
+    "1",
+    "--alive-timeout",
+    aliveSeconds,
+    "--call-timeout",
+    "10",
+    "-p",
+    nodes.join(","),
+    prog,
+  ];
+}
 
 describe("xrx on 1, 4 and 16 nodes", () => {
   let one: { nodes: TestNode[]; list: string };
@@ -236,44 +288,12 @@ describe("xrx on 1, 4 and 16 nodes", () => {
 
   it("gives up on a relay that falls silent during a tree spawn and copies to its subtree directly", async () => {
     const relay = await startChildNode(["-d"]);
-    const dir = tempDir("xrx-relay-");
-    const prog = join(dir, "big.sh");
     // Large enough that the relay is still copying when it is stopped.
-    writeFileSync(prog, `#!/bin/sh\necho "ran $XCPUID"\nexit 0\n${"#".repeat(40 * 1024 * 1024)}\n`);
-    chmodSync(prog, 0o755);
-    // Stopped as its trace shows the clone command arrive.
-    const cloneHex = Buffer.from("clone 1 ").toString("hex");
-    let trace = "";
-    let stopped = false;
-    relay.child.stderr!.on("data", (d) => {
-      trace = (trace + String(d)).slice(-4096);
-      if (!stopped && trace.includes(cloneHex)) {
-        stopped = true;
-        process.kill(-relay.child.pid!, "SIGSTOP");
-      }
-    });
-    onCleanup(() => {
-      try {
-        process.kill(-relay.child.pid!, "SIGCONT");
-      } catch {}
-    });
+    const prog = paddedScript("xrx-relay-", 40);
+    const stopped = stopOnTrace(relay, (t) => t.includes(CLONE_HEX));
     const targets = four.nodes.slice(0, 2).map((n) => n.spec);
-    const list = [relay.spec, ...targets].join(",");
-    const r = await runCli(xrx, [
-      "--no-key",
-      "-v",
-      "-S",
-      "-n",
-      "1",
-      "--alive-timeout",
-      "2",
-      "--call-timeout",
-      "10",
-      "-p",
-      list,
-      prog,
-    ]);
-    expect(stopped).toBe(true);
+    const r = await runCli(xrx, treeArgs([relay.spec, ...targets], prog));
+    expect(stopped()).toBe(true);
     expect(r.stderr).toContain(
       `${relay.spec}: clone failed (no answer for 2 s while it passed the tree spawn on); copying directly`,
     );
@@ -287,41 +307,11 @@ describe("xrx on 1, 4 and 16 nodes", () => {
     // -D: the relay's trace shows its own requests; it is stopped at its first create on a
     // target, whose file it then holds open for writing (in place, the program could not start).
     const relay = await startChildNode(["-D"]);
-    const dir = tempDir("xrx-relay-open-");
-    const prog = join(dir, "big.sh");
-    writeFileSync(prog, `#!/bin/sh\necho "ran $XCPUID"\nexit 0\n${"#".repeat(8 * 1024 * 1024)}\n`);
-    chmodSync(prog, 0o755);
-    let trace = "";
-    let stopped = false;
-    relay.child.stderr!.on("data", (chunk) => {
-      trace = (trace + String(chunk)).slice(-4096);
-      if (!stopped && /Tcreate/.test(trace)) {
-        stopped = true;
-        process.kill(-relay.child.pid!, "SIGSTOP");
-      }
-    });
-    onCleanup(() => {
-      try {
-        process.kill(-relay.child.pid!, "SIGCONT");
-      } catch {}
-    });
+    const prog = paddedScript("xrx-relay-open-", 8);
+    const stopped = stopOnTrace(relay, (t) => /Tcreate/.test(t));
     const targets = four.nodes.slice(2, 4).map((n) => n.spec);
-    const list = [relay.spec, ...targets].join(",");
-    const r = await runCli(xrx, [
-      "--no-key",
-      "-v",
-      "-S",
-      "-n",
-      "1",
-      "--alive-timeout",
-      "2",
-      "--call-timeout",
-      "10",
-      "-p",
-      list,
-      prog,
-    ]);
-    expect(stopped).toBe(true);
+    const r = await runCli(xrx, treeArgs([relay.spec, ...targets], prog));
+    expect(stopped()).toBe(true);
     expect(r.stderr).not.toContain("ETXTBSY");
     expect(r.stdout.trim().split("\n").sort()).toEqual(targets.map((t, i) => `${t}: ran /${i + 2}`).sort());
     expect(r.stderr).toContain(`${relay.spec}: error: `);
@@ -335,44 +325,13 @@ describe("xrx on 1, 4 and 16 nodes", () => {
     // up on it (XCPUFS_CLONE_ALIVE_MS, read by the in-process nodes) and answers; xrx copies to C, D.
     const b = await startChildNode(["-d"]);
     const [a, c, d] = [four.nodes[0]!, four.nodes[1]!, four.nodes[2]!];
-    const dir = tempDir("xrx-deep-relay-");
-    const prog = join(dir, "big.sh");
-    writeFileSync(prog, `#!/bin/sh\necho "ran $XCPUID"\nexit 0\n${"#".repeat(8 * 1024 * 1024)}\n`);
-    chmodSync(prog, 0o755);
-    const cloneHex = Buffer.from("clone 1 ").toString("hex");
-    let trace = "";
-    let stopped = false;
-    b.child.stderr!.on("data", (chunk) => {
-      trace = (trace + String(chunk)).slice(-4096);
-      if (!stopped && trace.includes(cloneHex)) {
-        stopped = true;
-        process.kill(-b.child.pid!, "SIGSTOP");
-      }
-    });
-    onCleanup(() => {
-      try {
-        process.kill(-b.child.pid!, "SIGCONT");
-      } catch {}
-    });
+    const prog = paddedScript("xrx-deep-relay-", 8);
+    const stopped = stopOnTrace(b, (t) => t.includes(CLONE_HEX));
     const saved = process.env.XCPUFS_CLONE_ALIVE_MS;
     process.env.XCPUFS_CLONE_ALIVE_MS = "2000";
     try {
-      const list = [a.spec, b.spec, c.spec, d.spec].join(",");
-      const r = await runCli(xrx, [
-        "--no-key",
-        "-v",
-        "-S",
-        "-n",
-        "1",
-        "--alive-timeout",
-        "5",
-        "--call-timeout",
-        "10",
-        "-p",
-        list,
-        prog,
-      ]);
-      expect(stopped).toBe(true);
+      const r = await runCli(xrx, treeArgs([a.spec, b.spec, c.spec, d.spec], prog, "5"));
+      expect(stopped()).toBe(true);
       const out = r.stdout.trim().split("\n").sort();
       expect(out).toEqual([`${a.spec}: ran /1`, `${c.spec}: ran /3`, `${d.spec}: ran /4`].sort());
       expect(r.stderr).toContain(`${b.spec}: error: `);

@@ -44,6 +44,22 @@ async function originalNode(opts: Parameters<typeof OriginalNode.start>[0] = {})
   return n;
 }
 
+/** `count` original nodes on which this user is registered (group `users`) with the key `keyLine`. */
+async function originalNodesWithMe(
+  count: number,
+  keyLine: string,
+  opts: Parameters<typeof OriginalNode.start>[0] = {},
+): Promise<OriginalNode[]> {
+  const nodes: OriginalNode[] = [];
+  for (let i = 0; i < count; i++) {
+    const n = await originalNode(opts);
+    n.addGroup("users", 100);
+    n.addUser(me.username, me.uid, "users", keyLine);
+    nodes.push(n);
+  }
+  return nodes;
+}
+
 /** What the original could not have served must never have been sent. */
 function expectWireClean(n: { wire: OriginalWire }): void {
   expect(n.wire.violations).toEqual([]);
@@ -625,13 +641,7 @@ describe("tree spawn with original nodes", () => {
   it("-n 1 over 4 original nodes: none is asked to relay (no sysinfo), each is copied to directly", async () => {
     const dir = tempDir("xrx-orig-tree-");
     const user = rsaKeyFiles(dir, "id_rsa");
-    const nodes: OriginalNode[] = [];
-    for (let i = 0; i < 4; i++) {
-      const n = await originalNode();
-      n.addGroup("users", 100);
-      n.addUser(me.username, me.uid, "users", user.line);
-      nodes.push(n);
-    }
+    const nodes = await originalNodesWithMe(4, user.line);
     const list = nodes.map((n) => n.spec).join(",");
     const r = await runCli(xrx, [
       "-v",
@@ -660,13 +670,7 @@ describe("tree spawn with original nodes", () => {
   it("-n 1 over our nodes and original ones: the tree is ours, the originals are copied to beside it", async () => {
     const dir = tempDir("xrx-mixed-tree-");
     const user = rsaKeyFiles(dir, "id_rsa");
-    const originals: OriginalNode[] = [];
-    for (let i = 0; i < 2; i++) {
-      const n = await originalNode();
-      n.addGroup("users", 100);
-      n.addUser(me.username, me.uid, "users", user.line);
-      originals.push(n);
-    }
+    const originals = await originalNodesWithMe(2, user.line);
     const ours = await startCluster(2, { noAuth: true });
     const names = [ours.nodes[0]!.spec, originals[0]!.spec, ours.nodes[1]!.spec, originals[1]!.spec];
     const r = await runCli(xrx, [
@@ -711,13 +715,7 @@ describe("a clone command longer than one message", () => {
 
 describe("node lists from an original statfs (msize 8216, arch with its newline in the table)", () => {
   it("xrx -a, xps -a and xk without a node list read the table and reach the nodes that are up", async () => {
-    const nodes: OriginalNode[] = [];
-    for (let i = 0; i < 2; i++) {
-      const n = await originalNode({ arch: "/Linux/x86_64\n" });
-      n.addGroup("users", 100);
-      n.addUser(me.username, me.uid, "users", "");
-      nodes.push(n);
-    }
+    const nodes = await originalNodesWithMe(2, "", { arch: "/Linux/x86_64\n" });
     // 8.10: name, address, arch (with the newline of the node's arch file), status, jobs.
     const table =
       nodes.map((n, i) => `n${i + 1}\ttcp!127.0.0.1!${n.port}\t/Linux/x86_64\n\tup\t0\n`).join("") +
