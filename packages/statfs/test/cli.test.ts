@@ -63,3 +63,14 @@ describe("xstat usage line", () => {
       expect(line).toContain(`[${s}]`);
   });
 });
+
+describe("xstat node filter", () => {
+  it("a filter that names no node is a usage error, not an empty table", async () => {
+    for (const filter of [",", " , "]) {
+      const c = capture();
+      expect(await xstat(["-a", "tcp!127.0.0.1!1", filter], c.io)).toBe(2);
+      expect(c.err).toMatch(/^xstat: no node named in '.*'\nusage: xstat /);
+      expect(c.out).toBe("");
+    }
+  });
+});

@@ -63,8 +63,10 @@ function parseFilters(args: string[]): Filters {
       (f[key] ??= new Set()).add(a.slice(eq + 1));
       continue;
     }
+    const names = expandNodeList(a);
+    if (names.length === 0) throw new Error(`no node named in '${a}'`);
     f.names ??= new Set();
-    for (const n of expandNodeList(a)) f.names.add(n);
+    for (const n of names) f.names.add(n);
   }
   return f;
 }
