@@ -267,6 +267,7 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
   try {
     // 1. Connect and create sessions (or find the job's sessions with -J).
     let connected = 0;
+    const attachedCopies: Slot[] = [];
     const connectAll = mapLimit(slots, opts.maxConnecting ?? 32, async (slot) => {
       // After an interrupt no node is dialled, and a connection that completes only afterwards is
       // closed here: the clean-up has already run, and in xrxd nothing else would ever close it.
@@ -301,6 +302,16 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
             };
             return;
           }
+          // A job run twice on one node (the node listed twice) has a session per copy: each is
+          // followed, as its launch printed each.
+          for (const more of mains.slice(1)) {
+            try {
+              const session = await node.attachSession(more.sid);
+              attachedCopies.push({ spec: slot.spec, rank: slot.rank, node, session });
+            } catch {
+              // That copy ended since the listing; the others are followed.
+            }
+          }
         } else {
           const [arch, session, relays] = await Promise.all([
             slot.node.arch(),
@@ -319,6 +330,7 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
     });
     await Promise.race([connectAll, aborted]);
     if (abortedBy) return finishAborted();
+    slots.push(...attachedCopies);
     phase("sessions ready");
 
     if (opts.attach !== undefined) {

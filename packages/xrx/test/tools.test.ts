@@ -86,6 +86,40 @@ describe("jobs: -J attach, xps, xk", () => {
     expect(a.stderr).toContain("killed by signal 15");
   }, 120_000);
 
+  it("-J follows every copy of a job that runs twice on one node", async () => {
+    const flag = join(tempDir("xrx-twice-"), "go");
+    const a = four.nodes[0]!.spec;
+    const job = runCli(xrx, [
+      "--no-key",
+      "-j",
+      "twicejob",
+      `${a},${a}`,
+      "sh",
+      "-c",
+      `while [ ! -e ${flag} ]; do sleep 0.1; done; echo copy $XCPUID`,
+    ]);
+    await until(
+      async () =>
+        (await runCli(xps, ["--no-key", "-J", "twicejob", a])).stdout
+          .split("\n")
+          .filter((l) => l.includes("\ttwicejob/")).length >= 2,
+      30_000,
+      "both copies in xps",
+    );
+    let ready!: () => void;
+    const attachedAll = new Promise<void>((r) => (ready = r));
+    const attached = runCli(xrx, ["--no-key", "-v", "-J", "twicejob", a], {
+      onStderr: (text) => /^xrx: sessions ready at/m.test(text) && ready(),
+    });
+    await Promise.race([attachedAll, attached]);
+    writeFileSync(flag, "");
+    const [j, at] = await Promise.all([job, attached]);
+    expect(j.code).toBe(0);
+    expect(at.code).toBe(0);
+    expect(at.stdout.split("\n").filter(Boolean).sort()).toEqual(j.stdout.split("\n").filter(Boolean).sort());
+    expect(at.stdout.split("\n").filter(Boolean)).toHaveLength(2);
+  }, 60_000);
+
   it("keeps one line per process when an argument holds newlines or tabs", async () => {
     const job = runCli(xrx, [
       "--no-key",

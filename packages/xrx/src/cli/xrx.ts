@@ -122,7 +122,8 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
     } else {
       const spec = io.env.NODES || rest.shift();
       if (spec === undefined) throw new UsageError("missing node list");
-      // A node named twice runs two copies, as the original did (-J attaches once per node).
+      // A node named twice runs two copies, as the original did. -J names a node once and follows
+      // every copy of the job it finds there.
       nodes = nodeList(spec, true, !v.J);
       // A list that expands to nothing (a reversed range, only commas): the original's message.
       if (nodes.length === 0) {
