@@ -16,17 +16,18 @@
 //   R id                                     answers C: the helper's ends of id's pipes are closed
 //                                            (until then the program's stdout still has a reader)
 // A program that cannot be started (working directory, credentials, exec) exits with the errno as
-// its status after writing "FILE: spawn FILE ENOENT" (or EACCES, ...) on its stderr: what xcpufs
-// reports for a program spawn() could not start. A script whose #! interpreter is missing gets
-// " (interpreter PATH not found)" after the ENOENT.
+// its status after writing "FILE: No such file or directory" (the C library's text for the errno)
+// on its stderr, as xcpufs reports a program spawn() could not start. A script whose #!
+// interpreter is missing gets " (interpreter PATH not found)" after it.
 //   X pid status                             a program ended (raw wait status)
 import { type ChildProcess, spawn } from "node:child_process";
 import { closeSync, constants, existsSync, openSync, readSync } from "node:fs";
 import { Socket } from "node:net";
 import { constants as osConstants } from "node:os";
+import { getSystemErrorMap } from "node:util";
 
 const START_REPORTS = String.raw`# ENOENT for a file that exists: the interpreter its #! line names is missing (the kernel's
-# ENOENT names no file; "spawn FILE ENOENT" alone sends one looking for FILE).
+# ENOENT names no file; "FILE: No such file or directory" alone sends one looking for FILE).
 sub missing_interpreter {
   my ($f) = @_;
   return '' unless $!{ENOENT} && -f $f && open(my $fh, '<', $f);
@@ -53,17 +54,16 @@ sub noexec_mount {
   }
   return $noexec ? ' (on a file system mounted noexec)' : '';
 }
-# What spawn() reports for a program it could not start: "FILE: spawn FILE ENOENT" on stderr.
+# A program that could not start, on its stderr: "FILE: No such file or directory" (the C
+# library's text for the errno; $! is not translated outside "use locale").
 sub spawn_failed {
   my ($file, $errno, $why) = @_;
   $! = $errno;
-  # sorted: an errno with two names (EAGAIN and EWOULDBLOCK) gets the one Node gives, every time
-  my ($name) = sort grep { $!{$_} } keys %!;
-  syswrite(STDERR, "$file: spawn $file " . ($name // "errno $errno") . "$why\n");
+  syswrite(STDERR, "$file: $!$why\n");
 }`;
 
 /**
- * What the helper adds to "FILE: spawn FILE ENOENT" for a script whose #! interpreter is missing,
+ * What the helper adds to "FILE: No such file or directory" for a script whose #! interpreter is missing,
  * for programs started with spawn(): " (interpreter /x/y not found)", or "".
  */
 export function missingInterpreter(file: string): string {
@@ -305,15 +305,34 @@ export class HelperChild {
   }
 }
 
-/** An error like spawn()'s when the program could not start (code: ENOENT, EACCES, ...). */
+/** The program could not be started (code: ENOENT, EACCES, ...); the message is errnoText's. */
 export class StartError extends Error {
   constructor(
     readonly errno: number,
     readonly code: string,
-    file: string,
   ) {
-    super(`spawn ${file} ${code}`);
+    super(errnoText(errno));
   }
+}
+
+// libuv's texts, where they differ from the C library's beyond the capital letter.
+const C_LIBRARY_TEXTS: Record<string, string> = {
+  ETXTBSY: "Text file busy",
+  ELOOP: "Too many levels of symbolic links",
+  ENOSYS: "Function not implemented",
+  E2BIG: "Argument list too long",
+};
+const SYSTEM_ERRORS = getSystemErrorMap();
+
+/**
+ * The C library's text for an errno, as strerror() and perror() print it in the C locale
+ * ("No such file or directory"), for a program xcpufs could not start.
+ */
+export function errnoText(errno: number): string {
+  const known = SYSTEM_ERRORS.get(-errno);
+  if (!known) return `Unknown error ${errno}`;
+  const [name, text] = known;
+  return C_LIBRARY_TEXTS[name] ?? text.charAt(0).toUpperCase() + text.slice(1);
 }
 
 /**
@@ -482,7 +501,7 @@ export class ForkHelper {
     this.pending.delete(a!);
     if (kind === "F") {
       const errno = Number(b);
-      p.reject(new StartError(errno, ERRNO_NAMES.get(errno) ?? `errno ${errno}`, p.req.file));
+      p.reject(new StartError(errno, ERRNO_NAMES.get(errno) ?? `errno ${errno}`));
       return;
     }
     // P id pid in out err

@@ -153,7 +153,7 @@ static void noexec_mount(const char *file, int err, char *out, size_t size)
 		append(out, size, " (on a file system mounted noexec)");
 }
 
-/* In the child: what spawn() reports for a program it could not start, then the errno as status.
+/* In the child: "FILE: <the errno's text>" for a program it could not start, then the errno as status.
  * One write, built without allocating (see append). */
 static _Noreturn void start_failed(const char *file, int err, int check_interpreter)
 {
@@ -161,9 +161,10 @@ static _Noreturn void start_failed(const char *file, int err, int check_interpre
 	if (check_interpreter && err == ENOENT)
 		missing_interpreter(file, why, sizeof why);
 	noexec_mount(file, err, why, sizeof why);
-	const char *name = strerrorname_np(err);
-	char num[32] = "errno ";
-	if (!name) {
+	/* The C library's text without translation, as perror() prints it in the C locale. */
+	const char *text = strerrordesc_np(err);
+	char unknown[40] = "Unknown error ";
+	if (!text) {
 		char digits[12];
 		int i = sizeof digits - 1;
 		unsigned v = (unsigned)err;
@@ -171,12 +172,12 @@ static _Noreturn void start_failed(const char *file, int err, int check_interpre
 		do
 			digits[--i] = (char)('0' + v % 10);
 		while ((v /= 10) && i > 0);
-		append(num, sizeof num, digits + i);
-		name = num;
+		append(unknown, sizeof unknown, digits + i);
+		text = unknown;
 	}
 	struct iovec iov[] = {
-		{ (void *)file, strlen(file) }, { ": spawn ", 8 }, { (void *)file, strlen(file) }, { " ", 1 },
-		{ (void *)name, strlen(name) }, { why, strlen(why) }, { "\n", 1 },
+		{ (void *)file, strlen(file) }, { ": ", 2 }, { (void *)text, strlen(text) },
+		{ why, strlen(why) }, { "\n", 1 },
 	};
 	(void)!writev(2, iov, sizeof iov / sizeof iov[0]);
 	_exit((err & 0xff) ? (err & 0xff) : 1);

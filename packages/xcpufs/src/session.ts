@@ -11,6 +11,7 @@ import {
   enterAsUser,
   type ForkHelper,
   type HelperChild,
+  errnoText,
   missingInterpreter,
   StartError,
   signalStarted,
@@ -347,7 +348,7 @@ export class Session {
     this.dirUsed = true;
     this.env = fullEnv;
     if (!child) {
-      this.notStarted(`${path}: spawn ${path} E2BIG`, errnoOf("E2BIG"));
+      this.notStarted(`${path}: ${errnoText(errnoOf("E2BIG"))}`, errnoOf("E2BIG"));
       return;
     }
     {
@@ -364,7 +365,7 @@ export class Session {
               ? NOEXEC_WHY
               : "";
         this.notStarted(
-          `${path}: ${err.code ? `spawn ${path} ${err.code}${why}` : err.message}`,
+          `${path}: ${err.code ? `${errnoText(errnoOf(err.code))}${why}` : err.message}`,
           errnoOf(err.code),
         );
       });

@@ -109,7 +109,7 @@ describe.skipIf(!prlimit || !findPerl())("a node out of file descriptors", () =>
         readAll(job.wait),
       ]);
       expect(out.toString()).toBe("");
-      expect(err.toString()).toBe("/bin/sh: spawn /bin/sh EMFILE\n");
+      expect(err.toString()).toBe("/bin/sh: Too many open files\n");
       // The exit status is the errno (EMFILE = 24), as for any program that could not start.
       expect(Number(status.toString()) >> 8).toBe(24);
       await job.close();
@@ -266,7 +266,7 @@ describe("a script whose interpreter is missing", () => {
           ]);
           expect(out.toString()).toBe("");
           expect(err.toString()).toMatch(
-            /^\/\S+\/script: spawn \/\S+\/script ENOENT \(interpreter \/no-such-dir-for-xcpufs\/interp not found\)\n$/,
+            /^\/\S+\/script: No such file or directory \(interpreter \/no-such-dir-for-xcpufs\/interp not found\)\n$/,
           );
           expect(Number(status.toString()) >> 8).toBe(2);
           await job.close();
