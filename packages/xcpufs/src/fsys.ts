@@ -45,7 +45,7 @@ const X = 1;
 
 /** Convert anything thrown by the xcpufs modules to the error the client sees. */
 export function toWire(err: unknown): unknown {
-  if (err instanceof XcpuError) return new FsError(err.message, Errno.EIO);
+  if (err instanceof XcpuError) return new FsError(err.message, err.errno ?? Errno.EIO);
   return err;
 }
 
@@ -801,7 +801,7 @@ class SessionFile extends Synth {
         fh = await openExecFile(path, { write: false, read: true }, owner);
       } catch (err) {
         if (err instanceof XcpuError) throw err;
-        throw new XcpuError("No such file or directory");
+        throw new XcpuError("No such file or directory", Errno.ENOENT);
       }
     }
     return {

@@ -20,6 +20,7 @@ import {
   stat,
   unlink,
 } from "node:fs/promises";
+import { Errno } from "@clustermatic/ninep/errors";
 import { XcpuError } from "./errors.js";
 
 /** The session owner's identity, when the server checks permissions for it (running as root). */
@@ -115,7 +116,7 @@ export async function truncateExecFile(
     const code = (err as NodeJS.ErrnoException).code;
     if (code === "ENOENT") {
       if (length === 0) return;
-      throw new XcpuError("No such file or directory");
+      throw new XcpuError("No such file or directory", Errno.ENOENT);
     }
     throw execOpenError(err);
   }

@@ -9,9 +9,9 @@ import { Readable, type Writable } from "node:stream";
 import { XcpuError } from "./errors.js";
 import {
   enterAsUser,
+  errnoText,
   type ForkHelper,
   type HelperChild,
-  errnoText,
   missingInterpreter,
   StartError,
   signalStarted,

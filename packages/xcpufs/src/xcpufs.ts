@@ -11,7 +11,7 @@ import {
   writeFileSync,
 } from "node:fs";
 import { type FileHandle, lchown, open, readdir, rm, rmdir } from "node:fs/promises";
-import { machine as machineName, type as osType } from "node:os";
+import { machine as machineName, constants as osConstants, type as osType } from "node:os";
 import { isAbsolute, join } from "node:path";
 import type { Stat } from "@clustermatic/ninep/codec";
 import { NONUNAME } from "@clustermatic/ninep/codec";
@@ -509,9 +509,9 @@ export class Xcpufs {
       try {
         process.kill(Number(pidText), sig);
       } catch (err) {
-        throw new XcpuError(
-          (err as NodeJS.ErrnoException).code === "ESRCH" ? "No such process" : (err as Error).message,
-        );
+        if ((err as NodeJS.ErrnoException).code === "ESRCH")
+          throw new XcpuError("No such process", osConstants.errno.ESRCH);
+        throw new XcpuError((err as Error).message);
       }
       return;
     }

@@ -448,7 +448,10 @@ describe("4.3 session directory", () => {
   });
   it("4.3 exec: reading before staging is 'No such file or directory'; one writer ever ('Text file busy'); staged file seen as fs/exec and run by a bare `exec`", async () => {
     const job = await openJob(fs);
-    expect((await rerror(fs.open(`${job.sid}/exec`, OREAD))).ename).toBe("No such file or directory");
+    expect(await rerror(fs.open(`${job.sid}/exec`, OREAD))).toMatchObject({
+      ename: "No such file or directory",
+      errno: 2,
+    });
     const ex = await fs.open(`${job.sid}/exec`, OWRITE);
     await ex.write(0, "#!/bin/sh\necho staged\n");
     expect((await rerror(fs.open(`${job.sid}/exec`, OWRITE))).ename).toBe("Text file busy");
@@ -772,7 +775,7 @@ describe("6 root ctl", () => {
     const pid = (await fs.readFile(`${job.sid}/ctl`)).toString();
     await cmd(adm, "ctl", `kill SIGTERM ${pid}\n`);
     expect((await readAll(job.wait)).toString()).toBe("15");
-    expect((await rootCtlError(adm, `kill 9 ${pid}\n`)).ename).toMatch(/^No such process$/);
+    expect(await rootCtlError(adm, `kill 9 ${pid}\n`)).toMatchObject({ ename: "No such process", errno: 3 });
     await job.close();
   });
   it("6: user-flush keeps only xcpu-admin; group-flush keeps only the xcpu-admin group", async () => {
