@@ -21,9 +21,9 @@ export const POOL_OPTIONS = {
 export type OptionValues = Record<string, string | boolean | string[] | undefined>;
 
 /**
- * Parses `[options] word [options] args...`: options may come before and after the first word
- * (`xuserset add -A key ...`, `xgetent -A key passwd ...`). Returns the word (undefined when
- * absent) and the arguments after the second option block.
+ * Parses `[options] word args...` with options anywhere until `--`, as the original's getopt
+ * took them (`xuserset add -A key ...`, `xgroupset add nodes g 7 -A key`, `{-a | nodes} -u`).
+ * Returns the word (undefined when absent) and the arguments after it.
  */
 export function parseWordLine(argv: readonly string[]): {
   values: OptionValues;
@@ -33,17 +33,10 @@ export function parseWordLine(argv: readonly string[]): {
   const first = parseCommandLine(argv, POOL_OPTIONS);
   const [word, ...rest] = first.positionals;
   if (word === undefined) return { values: first.values, word, args: [] };
-  const second = parseCommandLine(rest, POOL_OPTIONS);
+  const second = parseCommandLine(rest, POOL_OPTIONS, { permute: true });
   const values: OptionValues = { ...first.values };
   for (const [k, val] of Object.entries(second.values)) if (val !== undefined) values[k] = val;
-  const args = second.positionals;
-  // `{-a | nodeset} {-u | ...}`: a -u after the node list.
-  if (args.length === 2 && args[1] === "-u") {
-    values.u = true;
-    args.pop();
-  }
-  if (args.includes("-u")) throw new UsageError("-u stands for the arguments after the node list");
-  return { values, word, args };
+  return { values, word, args: second.positionals };
 }
 
 /**

@@ -38,9 +38,8 @@ export type OptionSpec = Record<string, { type: "string" | "boolean"; short?: st
 /**
  * Splits argv into the option part and the rest at the first non-option (or after `--`), then
  * parses the option part strictly. Returns the parsed values and the positionals. With `permute`
- * options may also follow the positionals (`xps n1 -x`; the original's tools stopped at the first
- * non-option and ignored the rest); only `--` ends the options then. xrx does not permute: what follows its program is
- * the program's.
+ * options may also follow the positionals (`xps n1 -x`), as the original's getopt took them; only
+ * `--` ends the options then. xrx does not permute: what follows its program is the program's.
  */
 export function parseCommandLine(
   argv: readonly string[],
@@ -70,7 +69,8 @@ export function parseCommandLine(
       if (longTakesValue.has(name) && !a.includes("=") && i + 1 < argv.length) optionPart.push(argv[++i]!);
       continue;
     }
-    if (a.startsWith("-") && a.length > 1) {
+    // A negative number is an argument (a gid of -1 gets "bad gid", not "unknown option").
+    if (a.startsWith("-") && a.length > 1 && !/^-\d+$/.test(a)) {
       optionPart.push(a);
       // A cluster: a value-taking letter consumes the rest, or the next argument.
       for (let j = 1; j < a.length; j++) {
