@@ -109,7 +109,10 @@ export interface PlanOptions {
   /** The program as typed. */
   program: string;
   args: string[];
-  /** -e: the file inside a directory program to execute. */
+  /**
+   * -e: what the node executes instead of the copied program's own name: a file inside the copied
+   * directory, or an absolute path of a program already on the node (the copy is then its data).
+   */
   execName?: string;
   /** -S: do not copy shared libraries. */
   noLibraries?: boolean;
@@ -194,18 +197,22 @@ export function planStaging(opts: PlanOptions): StagePlan {
     };
     walk(host, "", new Set());
     const exe = opts.execName ?? basename(host);
-    const exeLocal = join(host, exe);
-    if (!existsSync(exeLocal)) throw new StagingError(`no file "${exe}" in directory ${opts.program}`);
-    addLibraries(exeLocal);
+    if (!isAbsolute(exe)) {
+      const exeLocal = join(host, exe);
+      if (!existsSync(exeLocal)) throw new StagingError(`no file "${exe}" in directory ${opts.program}`);
+      addLibraries(exeLocal);
+    }
     plan.command = exe;
     plan.argv = [exe, ...opts.args];
   } else if (st.isFile()) {
-    if (opts.execName) throw new StagingError(`-e needs a directory, and ${opts.program} is a file`);
     add(host, basename(host));
     addLibraries(host);
-    plan.command = basename(host);
     // argv[0] is the name the node runs, the base name (the original sends `cat` for /bin/cat).
-    plan.argv = [plan.command, ...opts.args];
+    const exe = opts.execName ?? basename(host);
+    if (!isAbsolute(exe) && exe !== basename(host) && exe !== `./${basename(host)}`)
+      throw new StagingError(`-e ${exe}: the only file copied is ${basename(host)}`);
+    plan.command = exe;
+    plan.argv = [exe, ...opts.args];
   } else {
     throw new StagingError(`cannot stage ${opts.program}: not a regular file or directory`);
   }

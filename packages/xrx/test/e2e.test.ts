@@ -192,6 +192,32 @@ describe("xrx on 1, 4 and 16 nodes", () => {
     ]);
   });
 
+  it("-e with an absolute path runs a program already on the nodes over what was copied, as the original", async () => {
+    const d = tempDir("xrx-eabs-");
+    mkdirSync(join(d, "app"));
+    writeFileSync(join(d, "app/msg"), "copied data\n");
+    writeFileSync(join(d, "notes"), "a copied file\n");
+    const onDir = await runCli(xrx, ["--no-key", "-e", "/bin/cat", one.list, join(d, "app"), "msg"]);
+    expect(onDir).toMatchObject({ code: 0, stdout: "copied data\n", stderr: "" });
+    const onFile = await runCli(xrx, ["--no-key", "-e", "/bin/cat", one.list, join(d, "notes"), "notes"]);
+    expect(onFile).toMatchObject({ code: 0, stdout: "a copied file\n", stderr: "" });
+    // A relative name must be something copied: said here, not by each node.
+    const missing = await runCli(xrx, ["--no-key", "-e", "other", one.list, join(d, "notes")]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain("-e other: the only file copied is notes");
+  });
+
+  it("-s and -S: the last one given counts, as in the original", async () => {
+    const staged = async (flags: string) => {
+      const r = await runCli(xrx, ["--no-key", flags, one.list, "/bin/sh", "-c", 'ls "$XCPUPATH"']);
+      expect(r.code).toBe(0);
+      return r.stdout.split("\n").filter(Boolean);
+    };
+    expect(await staged("-sS")).toEqual(["sh"]);
+    expect(await staged("-Ss")).toContain("libc.so.6");
+    expect(await staged("-Ss")).toContain("sh");
+  });
+
   it("runs a program that is already on the nodes with -l", async () => {
     const r = await runCli(xrx, ["--no-key", "-l", one.list, "/bin/sh", "-c", "echo $0"]);
     expect(r.stdout).toBe("/bin/sh\n");

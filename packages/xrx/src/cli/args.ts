@@ -45,7 +45,12 @@ export function parseCommandLine(
   argv: readonly string[],
   options: OptionSpec,
   opts: { permute?: boolean } = {},
-): { values: Record<string, string | boolean | string[] | undefined>; positionals: string[] } {
+): {
+  values: Record<string, string | boolean | string[] | undefined>;
+  positionals: string[];
+  /** The options given, by their spec keys, in the order given (repeats included). */
+  order: string[];
+} {
   const takesValue = new Set<string>();
   const longTakesValue = new Set<string>();
   for (const [name, o] of Object.entries(options)) {
@@ -87,13 +92,20 @@ export function parseCommandLine(
   const rest = [...skipped, ...argv.slice(i)];
   let parsed: ReturnType<typeof parseArgs>;
   try {
-    parsed = parseArgs({ args: [...optionPart], options, strict: true, allowPositionals: false });
+    parsed = parseArgs({
+      args: [...optionPart],
+      options,
+      strict: true,
+      allowPositionals: false,
+      tokens: true,
+    });
   } catch (err) {
     throw new UsageError(usageText((err as Error).message));
   }
   return {
     values: parsed.values as Record<string, string | boolean | string[] | undefined>,
     positionals: rest,
+    order: (parsed.tokens ?? []).flatMap((t) => (t.kind === "option" ? [t.name] : [])),
   };
 }
 

@@ -29,7 +29,8 @@ Options:
                 --statfs SRC takes another table file or statfs address
   -l            the program is already on the nodes (absolute path); nothing is copied
   -s / -S       copy shared libraries (default) / do not
-  -e NAME       the program is a directory: copy all of it and run NAME inside it
+  -e NAME       run NAME: a file inside a directory program (all of it is copied),
+                or an absolute path already on the nodes (run on what was copied)
   -n N|.        tree spawn: at most N direct copies from here, nodes copy to the rest
                 (. or N above the node count = about sqrt(nodes)); 0 = flat
   -L            line-buffered output; -p prefixes each line with "node: " (implies -L)
@@ -90,7 +91,7 @@ export const OPTIONS = {
 export async function main(argv: readonly string[], io: CliIo): Promise<number> {
   const err = (msg: string) => io.stderr.write(`${msg}\n`);
   try {
-    const { values: v, positionals } = parseCommandLine(argv, OPTIONS);
+    const { values: v, positionals, order } = parseCommandLine(argv, OPTIONS);
     if (v.help) {
       io.stdout.write(HELP);
       return 0;
@@ -167,7 +168,8 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
       program,
       args: rest,
       execName: v.e as string | undefined,
-      noLibraries: !!v.S,
+      // -s and -S: the last one given counts, as in the original.
+      noLibraries: order.filter((o) => o === "s" || o === "S").pop() === "S",
       localProgram: !!v.l,
       treeWidth,
       jobId,
