@@ -633,6 +633,10 @@ describe("the original's session ctl quirk", () => {
     const r = await runCli(xrx, ["--no-key", "-j", "a/b", node.spec, "/bin/true"]);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('bad job id "a/b"');
+    // A blank: the original's tokenizer took "a" alone.
+    const blank = await runCli(xrx, ["--no-key", "-j", "a b", node.spec, "/bin/true"]);
+    expect(blank.code).toBe(2);
+    expect(blank.stderr).toContain('bad job id "a b"');
     expect(node.sessions.size).toBe(0);
   });
 });

@@ -134,10 +134,11 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
     }
     const attach = v.J as string | undefined;
     const jobId = (v.j as string | undefined) ?? io.env.JOBID ?? "";
-    // The node takes `id JOB/RANK` up to the first slash, in one line.
-    if (/[/\n\r\0]/.test(jobId)) {
+    // The node takes `id JOB/RANK` as one word (the original's tokenizer stops at a blank) up to
+    // the first slash, in one line.
+    if (/[/\s\0]/.test(jobId)) {
       throw new UsageError(
-        `bad job id ${JSON.stringify(jobId)}${v.j === undefined ? " (from JOBID)" : ""}: it cannot hold "/" or a line break`,
+        `bad job id ${JSON.stringify(jobId)}${v.j === undefined ? " (from JOBID)" : ""}: it cannot hold "/", a blank or a line break`,
       );
     }
     const program = rest.shift();
