@@ -91,7 +91,8 @@ export async function cloneSession(
       const reason =
         (r.reason instanceof Error ? r.reason.message : String(r.reason)) +
         connectFailureWords((r.reason as { cause?: unknown } | undefined)?.cause);
-      err += `${children[i]?.target.addr}: ${reason},`;
+      // A child's own clone failure is its list of failed targets, each ending in a comma.
+      err += `${children[i]?.target.addr}: ${reason.replace(/,$/, "")},`;
     }
   });
   if (err) throw new XcpuError(err);
@@ -106,7 +107,9 @@ async function connect(fs: Xcpufs, user: User, t: Target, signal: AbortSignal): 
     msize: DEFAULT_MSIZE,
     signal,
     connectTimeoutMs: 10_000,
-    timeoutMs: 60_000,
+    // A child that stops answering while it logs in fails within the liveness limit too (the
+    // probes start once it is attached).
+    timeoutMs: cloneAliveMs(),
     trace: fs.clientTrace,
     authenticate: async (afid) => {
       const challenge = await afid.read(4096);
@@ -126,8 +129,9 @@ async function writeAll(fid: Fid, data: Buffer, signal: AbortSignal): Promise<vo
 }
 
 /**
- * How long a child node relaying a tree spawn may leave a liveness question (a stat of its root)
- * unanswered before it is given up on; asked every third of that. XCPUFS_CLONE_ALIVE_MS overrides.
+ * How long a child node of a tree spawn (being copied to, or passing the copy on) may leave a
+ * liveness question (a stat of its root) unanswered before it is given up on; asked every third
+ * of that. XCPUFS_CLONE_ALIVE_MS overrides.
  */
 function cloneAliveMs(): number {
   const v = Number(process.env.XCPUFS_CLONE_ALIVE_MS);
@@ -148,7 +152,7 @@ function probeWhile(remote: Fsys, ac: AbortController): () => void {
           },
           (err) => {
             if (!stopped && err instanceof TimeoutError)
-              ac.abort(new XcpuError(`no answer for ${limit / 1000} s while it passed the copy on`));
+              ac.abort(new XcpuError(`no answer for ${limit / 1000} s during the copy`));
           },
         );
       },
@@ -173,45 +177,59 @@ async function copyTo(
 ): Promise<void> {
   const remote = await connect(fs, user, c.target, signal);
   const base = String(c.target.sid);
+  // A child that stops answering is given up on at once: its connection is dropped, which fails
+  // whatever request waits on it (each would otherwise wait out its own timeout, and then a flush
+  // and a clunk theirs), and the copy fails with why.
   const silent = new AbortController();
+  silent.signal.addEventListener("abort", () => remote.client.destroy(), { once: true });
+  const stopProbes = probeWhile(remote, silent);
   try {
-    // Before the files. An empty argv or env is not copied (the child keeps its own, as with the
-    // original) but still opened for writing: a target that is this very session refuses that
-    // while it clones, before any file is touched.
-    for (const name of ["env", "argv"] as const) {
-      const data = s[name];
-      const fid = await remote.open(`${base}/${name}`, data.length > 0 ? OWRITE | OTRUNC : OWRITE, {
-        signal,
-      });
-      try {
-        await writeAll(fid, data, signal);
-      } finally {
-        await fid.clunk().catch(() => {});
-      }
-    }
-    await copyDir(remote, await realpath(s.dir), s.dir, `${base}/fs`, signal);
-    if (c.delegated.length > 0) {
-      const fid = await remote.open(`${base}/ctl`, OWRITE, { signal });
-      // The reply comes when the child's whole subtree is copied, however long that takes; a
-      // child that stops answering meanwhile is given up on (its subtree is then found
-      // incomplete by whoever started the tree spawn, and copied to directly).
-      const stopProbes = probeWhile(remote, silent);
-      try {
-        await fid.write(0, Buffer.from(`clone ${K} ${formatTargets(c.delegated)}\n`), {
-          signal: AbortSignal.any([signal, silent.signal]),
-          timeoutMs: 0,
-        });
-      } finally {
-        stopProbes();
-        // A silent child would hold the clunk's reply too.
-        const clunked = fid.clunk().catch(() => {});
-        if (!silent.signal.aborted) await clunked;
-      }
-    }
+    await copyFiles(remote, s, base, c, K, signal, silent.signal);
+  } catch (err) {
+    throw silent.signal.aborted ? silent.signal.reason : err;
   } finally {
-    // A silent child would hold a clean close (its clunks) for ever: the connection is dropped.
-    if (silent.signal.aborted) remote.client.destroy();
-    else await remote.close().catch(() => {});
+    stopProbes();
+    if (!silent.signal.aborted) await remote.close().catch(() => {});
+  }
+}
+
+async function copyFiles(
+  remote: Fsys,
+  s: Session,
+  base: string,
+  c: Child,
+  K: number,
+  signal: AbortSignal,
+  silent: AbortSignal,
+): Promise<void> {
+  // Before the files. An empty argv or env is not copied (the child keeps its own, as with the
+  // original) but still opened for writing: a target that is this very session refuses that
+  // while it clones, before any file is touched.
+  for (const name of ["env", "argv"] as const) {
+    const data = s[name];
+    const fid = await remote.open(`${base}/${name}`, data.length > 0 ? OWRITE | OTRUNC : OWRITE, {
+      signal,
+    });
+    try {
+      await writeAll(fid, data, signal);
+    } finally {
+      await fid.clunk().catch(() => {});
+    }
+  }
+  await copyDir(remote, await realpath(s.dir), s.dir, `${base}/fs`, signal);
+  if (c.delegated.length > 0) {
+    const fid = await remote.open(`${base}/ctl`, OWRITE, { signal });
+    // The reply comes when the child's whole subtree is copied, however long that takes; a
+    // child that stops answering meanwhile is given up on (its subtree is then found
+    // incomplete by whoever started the tree spawn, and copied to directly).
+    try {
+      await fid.write(0, Buffer.from(`clone ${K} ${formatTargets(c.delegated)}\n`), {
+        signal: AbortSignal.any([signal, silent]),
+        timeoutMs: 0,
+      });
+    } finally {
+      await fid.clunk().catch(() => {});
+    }
   }
 }
 

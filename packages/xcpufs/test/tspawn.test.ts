@@ -13,11 +13,13 @@ import {
   decryptPasskey,
   edKey,
   type KeyPair,
+  listeningOn,
   login,
   openJob,
   PKG,
   readAll,
   rsaKey,
+  stopChild,
   until,
   write,
   xcpufsArgs,
@@ -182,6 +184,128 @@ describe("tree spawn", () => {
     await job.close();
     await fs.close();
   });
+
+  it("nests a child's own failures in its entry, one comma each", async () => {
+    const dirs = ["nest-a", "nest-b"].map((d) => join(tmp, d));
+    const [a, b] = await Promise.all(
+      dirs.map(async (d) => {
+        mkdirSync(d);
+        const h = await startXcpufs({
+          port: 0,
+          listen: "127.0.0.1",
+          adminKey: admin.line,
+          sameUser: true,
+          tmpdir: d,
+        });
+        handles.push(h);
+        await addAlice(h.address);
+        return h;
+      }),
+    );
+    const fsA = await login(a!.address, { uname: "alice", uid: 6001, key: alice.privateKey });
+    const fsB = await login(b!.address, { uname: "alice", uid: 6001, key: alice.privateKey });
+    const jobA = await openJob(fsA);
+    const jobB = await openJob(fsB);
+    const pk = decryptPasskey(alice.privateKey, await fsB.readFile("passkey"));
+    // -n 1 over B and a refused address: B is the only direct child and passes the copy on.
+    const err = await jobA.ctl
+      .write(0, `clone 1 ${b!.address}/${jobB.sid}/${pk},127.0.0.1!1/0/${"0".repeat(32)}\n`)
+      .then(
+        () => "",
+        (e: Error) => e.message,
+      );
+    expect(err).toMatch(
+      new RegExp(`^${b!.address.replace(/[.!]/g, "\\$&")}: 127\\.0\\.0\\.1!1: .*refused.*[^,],$`, "i"),
+    );
+    await jobA.close();
+    await jobB.close();
+    await fsA.close();
+    await fsB.close();
+  });
+
+  it("gives up on a child that stops answering while files are copied to it, within the liveness limit", async () => {
+    // The child is another xcpufs process, stopped (SIGSTOP) as its trace shows the copy's first
+    // file created: every request of the copy then waits. The relay must give up after
+    // XCPUFS_CLONE_ALIVE_MS, not after a request timeout (60 s) plus a flush's and a clunk's.
+    const dir = join(tmp, "stopped-child");
+    mkdirSync(join(dir, "state"), { recursive: true });
+    writeFileSync(
+      join(dir, "state", "users.json"),
+      JSON.stringify({
+        version: 1,
+        groups: [
+          { name: "xcpu-admin", gid: 65530 },
+          { name: "users", gid: 6000 },
+        ],
+        users: [{ name: "alice", uid: 6001, gid: 6000, groups: ["users"], key: alice.line }],
+      }),
+    );
+    writeFileSync(join(dir, "admin.pub"), admin.line);
+    const child = spawn(
+      process.execPath,
+      xcpufsArgs(
+        "-d",
+        "--listen",
+        "127.0.0.1",
+        "-p",
+        "0",
+        "-s",
+        "-a",
+        join(dir, "admin.pub"),
+        "-t",
+        dir,
+        "--state-dir",
+        join(dir, "state"),
+      ),
+      { cwd: PKG, stdio: ["ignore", "ignore", "pipe"] },
+    );
+    children.push(child);
+    const { address, stderr } = await listeningOn(child);
+    mkdirSync(join(dir, "relay"));
+    const relay = await startXcpufs({
+      port: 0,
+      listen: "127.0.0.1",
+      adminKey: admin.line,
+      sameUser: true,
+      tmpdir: join(dir, "relay"),
+    });
+    handles.push(relay);
+    await addAlice(relay.address);
+    const fs = await login(relay.address, { uname: "alice", uid: 6001, key: alice.privateKey });
+    const target = await login(address, { uname: "alice", uid: 6001, key: alice.privateKey });
+    const job = await openJob(fs);
+    const targetJob = await openJob(target);
+    const big = await fs.create(`${job.sid}/fs/big.bin`, 0o600, OWRITE);
+    const chunk = Buffer.alloc(32768, 1);
+    for (let off = 0; off < 1 << 20; off += chunk.length) await big.write(off, chunk);
+    await big.clunk();
+    const pk = decryptPasskey(alice.privateKey, await target.readFile("passkey"));
+    const seen = stderr().length;
+    const watch = setInterval(() => {
+      if (/Tcreate/.test(stderr().slice(seen)) && child.signalCode === null) {
+        child.kill("SIGSTOP");
+        clearInterval(watch);
+      }
+    }, 5);
+    const saved = process.env.XCPUFS_CLONE_ALIVE_MS;
+    process.env.XCPUFS_CLONE_ALIVE_MS = "2000";
+    const started = Date.now();
+    try {
+      await expect(job.ctl.write(0, `clone 0 ${address}/${targetJob.sid}/${pk}\n`)).rejects.toThrow(
+        `${address}: no answer for 2 s during the copy,`,
+      );
+      expect(Date.now() - started).toBeLessThan(20_000);
+    } finally {
+      clearInterval(watch);
+      if (saved === undefined) delete process.env.XCPUFS_CLONE_ALIVE_MS;
+      else process.env.XCPUFS_CLONE_ALIVE_MS = saved;
+      child.kill("SIGCONT");
+    }
+    await job.close();
+    await fs.close();
+    target.client.destroy();
+    await stopChild(child);
+  }, 90_000);
 
   const root = process.getuid?.() === 0;
   let ip = "";
