@@ -206,7 +206,7 @@ export function findPerl(): string | undefined {
  * For programs started with spawn(), which enters its working directory before it drops
  * privileges: a command that, already running as the user, enters `dir` if the user may (else
  * stays where it is, as the fork helper does) and then executes `file` as `argv0` with `args`. An
- * exec that fails is reported as the fork helper reports it ("FILE: spawn FILE ENOENT" on stderr,
+ * exec that fails is reported as the fork helper reports it ("FILE: No such file or directory" on stderr,
  * the errno as exit status). Without perl, sh does it, and the program's argv[0] is then `file`.
  * `loader`: NAME=value entries (the dynamic loader's LD_ variables) set for the program only, so
  * that the host's perl or sh does not load the libraries a job staged for itself.
