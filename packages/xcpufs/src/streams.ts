@@ -1,5 +1,6 @@
 // Standard streams of a session: output fan-out with backpressure, and input with bounded buffering.
 
+import { constants as osConstants } from "node:os";
 import type { Readable, Writable } from "node:stream";
 import { Errno, FsError } from "@clustermatic/ninep/errors";
 import { XcpuError } from "./errors.js";
@@ -218,7 +219,8 @@ export class InputStream {
    * file it came through: `cancel(key)` (its clunk) withdraws what the pipe has not taken.
    */
   write(data: Uint8Array, signal?: AbortSignal, key?: object): Promise<number> {
-    if (this.closed) return Promise.reject(new XcpuError("stdin closed"));
+    // EPIPE, as a write to the closed pipe got from the original (its text was "Broken pipe").
+    if (this.closed) return Promise.reject(new XcpuError("stdin closed", osConstants.errno.EPIPE));
     if (this.gone || data.length === 0) return Promise.resolve(data.length);
     if (signal?.aborted) return Promise.reject(signal.reason);
     if (this.waitingBytes + data.length > STDIN_QUEUE_LIMIT) {

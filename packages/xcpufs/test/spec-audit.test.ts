@@ -503,6 +503,8 @@ describe("4.3 session directory", () => {
     await job.ctl.write(0, "close stdin\n");
     expect((await job.stdout.read(0, 100)).length).toBe(0);
     expect((await job.stdout.read(0, 100)).length).toBe(0);
+    // Writing after the close: EPIPE, as the original's write to the closed pipe.
+    expect(await rerror(job.stdin.write(0, "late\n"))).toEqual({ ename: "stdin closed", errno: 32 });
     await second.clunk();
     await job.close();
   });
