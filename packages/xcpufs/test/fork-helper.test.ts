@@ -741,9 +741,7 @@ describe.skipIf(!perl)("xcpufs starts programs", () => {
             expect((await run(fs, "/bin/pwd /usr", "pwd")).out).toBe("/usr\n");
             // a program that cannot start after the directory change is reported as before
             const missing = await run(fs, "/no-such-dir-for-xcpufs/prog /usr", "prog");
-            expect(missing.err).toBe(
-              "/no-such-dir-for-xcpufs/prog: No such file or directory\n",
-            );
+            expect(missing.err).toBe("/no-such-dir-for-xcpufs/prog: No such file or directory\n");
             expect(missing.status).toBe("512");
           } finally {
             await fs.close();
