@@ -11,8 +11,10 @@ import { FileCache, STDOUT_NAMES, withOutputs, writeOutput } from "./files.js";
 import { writeBeoboot } from "./formats/beoboot.js";
 import { extractVmlinux, isBzImage, parseBzImage } from "./formats/bzimage.js";
 import { CBFS_TYPE_SELF, cbfsAddFile, createCbfs, elfToSelf } from "./formats/cbfs.js";
+import { decodeWithTool } from "./formats/compress.js";
 import type { CpioEntry } from "./formats/cpio.js";
 import { isElf, parseElf } from "./formats/elf.js";
+import { splitInitramfs } from "./formats/initramfs.js";
 import { bzImageToSelf, type LinuxPayload } from "./formats/self-linux.js";
 import { uimageProblem, writeUImage } from "./formats/uimage.js";
 import { buildOverlay, parseDeviceSpec, writeInitramfs } from "./initrd.js";
@@ -254,7 +256,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
             input,
             {
               ...(cmdline !== undefined ? { cmdline } : {}),
-              ...(initrdPath ? { initrd: readInput(initrdPath) } : {}),
+              ...(initrdPath ? { initrd: readInitramfs(initrdPath) } : {}),
               ...(initrdAddress !== undefined ? { initrdAddress } : {}),
             },
             kernelPath,
@@ -838,6 +840,13 @@ function readInput(path: string): Buffer {
             : (e.code ?? e.message);
     throw new BootcfgError("EIO", `${path}: cannot read it (${why})`, { cause: err });
   }
+}
+
+/** An initrd's bytes, refused (naming the offset and the problem) when the kernel could not unpack it. */
+function readInitramfs(path: string): Buffer {
+  const data = readInput(path);
+  splitInitramfs(data, path, { decode: decodeWithTool });
+  return data;
 }
 
 /** Whether `path` is this process's standard output: /dev/stdout, or the file or pipe fd 1 is. */

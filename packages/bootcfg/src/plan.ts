@@ -116,6 +116,16 @@ export function planNode(cluster: Cluster, node: ResolvedNode, cache: PlanCache)
   const uProblem = kernel.format === "uimage" ? uimageProblem(kernel, kernel.size) : undefined;
   if (uProblem) throw new BootcfgError("ECHECK", `${node.name}: ${kernelPath}: ${uProblem}`);
   const paths = node.initrds.map((p) => cluster.path(p));
+  // An initrd the kernel could not unpack is no plan either (check says the same).
+  for (const path of paths) {
+    try {
+      cache.files.initramfs(path);
+    } catch (err) {
+      if (err instanceof BootcfgError)
+        throw new BootcfgError("ECHECK", `${node.name}: initrd ${err.message}`);
+      throw err;
+    }
+  }
   const parts: InitrdPart[] = paths.map((path) => {
     const f = cache.files.stat(path);
     return { kind: "file", path, size: f.size, sha256: f.sha256, pad: pad4(f.size) };

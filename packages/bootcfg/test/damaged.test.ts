@@ -1,7 +1,7 @@
 // Damaged and truncated boot files: every command that reads them says what is wrong and exits 1;
 // none crashes, and none writes an output built from a file that is not whole.
 import { randomBytes } from "node:crypto";
-import { existsSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { afterAll, describe, expect, it } from "vitest";
@@ -233,6 +233,101 @@ describe("damaged initramfs images", () => {
     r = await run(["inspect", put("text.gz", text), "--json"]);
     expect(r.code).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ format: "compressed", compression: "gzip" });
+  });
+});
+
+describe("a damaged initrd named by a node", () => {
+  it("every command that builds from it refuses it, naming the file; none writes an output", async () => {
+    const archive = writeCpio([
+      { name: "init", type: "file", perm: 0o755, data: Buffer.from("#!/bin/sh\n") },
+    ]);
+    const dir = join(t.dir, "bad-initrd");
+    const sub = (name: string) => join(dir, name);
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir);
+    writeFileSync(sub("k.bz"), wholeBzImage());
+    for (const [name, data, message] of [
+      ["cut.gz", gzipSync(archive).subarray(0, 30), /cut\.gz at offset 0: damaged gzip data/],
+      [
+        "random.img",
+        randomBytes(4096),
+        /random\.img: offset \d+: neither a cpio archive nor compressed data/,
+      ],
+    ] as const) {
+      writeFileSync(sub(name), data);
+      writeFileSync(
+        sub("cluster.yaml"),
+        `profiles:\n  x86: {arch: x86_64, kernel: k.bz, initrds: [${name}], delivery: pxe}\nnodes:\n  - {name: n1, profiles: [x86], mac: "52:54:00:00:00:01"}\n`,
+      );
+      const c = ["-c", sub("cluster.yaml")];
+      for (const [argv, out] of [
+        [["kexec-plan", "n1", "-o", sub("plan.json")], sub("plan.json")],
+        [["initrd", "combine", "n1", "-o", sub("combined")], sub("combined")],
+        [["coreboot", "n1", "-o", sub("cb")], sub("cb")],
+        [["render", "-o", sub("rendered")], sub("rendered")],
+        [["pxe", "-o", sub("pxe")], sub("pxe")],
+      ] as const) {
+        const r = await run([...argv, ...c]);
+        expect({ argv, code: r.code }).toEqual({ argv, code: 1 });
+        expect(r.stderr, argv.join(" ")).toMatch(message);
+        expect(existsSync(out), out).toBe(false);
+      }
+      const p = await run(["payload", "build", sub("k.bz"), "--initrd", sub(name), "-o", sub("p.self")]);
+      expect(p.code).toBe(1);
+      expect(p.stderr).toMatch(message);
+      expect(existsSync(sub("p.self"))).toBe(false);
+    }
+  });
+});
+
+describe("a file that is not a cluster file given as one", () => {
+  it("binary data: one line naming the file, not a syntax error per line", async () => {
+    const bin = put("not-a-cluster.bin", Buffer.concat([wholeBzImage(), randomBytes(65536)]));
+    for (const argv of [
+      ["check", bin],
+      ["show", "-c", bin, "n1"],
+      ["nodes", "-c", bin],
+    ]) {
+      const r = await run(argv);
+      expect({ argv, code: r.code }).toEqual({ argv, code: 1 });
+      expect(r.stderr).toMatch(
+        /^bootcfg: \S+not-a-cluster\.bin: not a YAML or JSON cluster file \(binary data at byte \d+\)\n$/,
+      );
+    }
+  });
+
+  it("text that is not YAML: the first syntax errors and a count of the rest", async () => {
+    const junk = put(
+      "junk.yaml",
+      Buffer.from(Array.from({ length: 400 }, (_, i) => `a: [${i}\n  - }{ ]]`).join("\n")),
+    );
+    const r = await run(["check", junk]);
+    expect(r.code).toBe(1);
+    expect(r.stderr.split("\n").length).toBeLessThan(10);
+    expect(r.stderr).toMatch(/more syntax errors/);
+  });
+});
+
+describe("node entries that name no node or a bad address", () => {
+  it("a reversed range and an IPv4 byte past 255 are errors naming the line, not an empty cluster or a wrapped address", async () => {
+    const k = put("k-entries.bz", wholeBzImage());
+    for (const [node, message] of [
+      [
+        "{name: 'n[3-1]'}",
+        /cluster-entries\.yaml:4: nodes\.0: syntax error: 'n\[3-1\]' not a valid node description \(it names no node\)/,
+      ],
+      ["{name: n1, ip: 10.0.0.256}", /nodes\.0\.ip: "10\.0\.0\.256" is not an IPv4 address/],
+    ] as const) {
+      const file = put(
+        "cluster-entries.yaml",
+        Buffer.from(
+          `profiles:\n  x86: {arch: x86_64, kernel: ${k}}\nnodes:\n  - ${node.replace("}", ", profiles: [x86]}")}\n`,
+        ),
+      );
+      const r = await run(["check", file]);
+      expect(r.code, node).toBe(1);
+      expect(r.stderr, node).toMatch(message);
+    }
   });
 });
 

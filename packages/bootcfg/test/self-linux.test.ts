@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { BootcfgError } from "../src/errors.js";
 import { parseSelf } from "../src/formats/cbfs.js";
+import { writeCpio } from "../src/formats/cpio.js";
 import {
   bzImageToSelf,
   CMDLINE_ADDR,
@@ -240,7 +241,8 @@ describe("CLI", () => {
     const k = join(t.dir, "bzImage");
     const i = join(t.dir, "initrd");
     writeFileSync(k, bz({ relocatable: true }));
-    writeFileSync(i, Buffer.alloc(5000, 1));
+    const initrd = writeCpio([{ name: "data", type: "file", perm: 0o644, data: Buffer.alloc(5000, 1) }]);
+    writeFileSync(i, initrd);
     const r = await run([
       "payload",
       "build",
@@ -280,7 +282,7 @@ describe("CLI", () => {
       protocol: "2.15",
       kernelLoad: 0x1000000,
       cmdline: "console=ttyS0",
-      initrd: { address: 0x1300000, size: 5000 },
+      initrd: { address: 0x1300000, size: initrd.length },
     });
     expect(o.segments.map((s: { name: string }) => s.name)).toEqual([
       "zero page",
@@ -329,7 +331,8 @@ describe("CLI", () => {
     const k = join(t.dir, "bz2");
     writeFileSync(k, bz({ relocatable: true }));
     const rd = join(t.dir, "rd2");
-    writeFileSync(rd, Buffer.alloc(100, 1));
+    const rdData = writeCpio([{ name: "d", type: "file", perm: 0o644, data: Buffer.alloc(100, 1) }]);
+    writeFileSync(rd, rdData);
     const at = await run([
       "payload",
       "build",
@@ -343,7 +346,7 @@ describe("CLI", () => {
       "--json",
     ]);
     expect(at.code, at.stderr).toBe(0);
-    expect(JSON.parse(at.stdout).initrd).toEqual({ address: 0x8000000, size: 100 });
+    expect(JSON.parse(at.stdout).initrd).toEqual({ address: 0x8000000, size: rdData.length });
     expect(
       (await run(["payload", "build", k, "--initrd-addr", "0x8000000", "-o", join(t.dir, "y")])).code,
     ).toBe(2);

@@ -26,17 +26,26 @@ function vmHwmKiB(pid: number): number {
   return Number(m?.[1] ?? 0);
 }
 
+/** A newc header (and its padded name) for a regular file of `size` bytes; `size` a multiple of 4. */
+function newcHeader(name: string, size: number): Buffer {
+  const fields = [1, 0o100644, 0, 0, 1, 0, size, 0, 0, 0, 0, name.length + 1, 0];
+  const head = `070701${fields.map((f) => f.toString(16).padStart(8, "0")).join("")}${name}\0`;
+  return Buffer.from(head.padEnd(Math.ceil(head.length / 4) * 4, "\0"), "latin1");
+}
+
 beforeAll(async () => {
   if (!ready) return;
   writeBaseInitrd(join(t.dir, "base.gz"));
   writeBaseInitrd(join(t.dir, "basea64.gz"));
-  // a 100 MiB initrd of non-repeating bytes, written in 1 MiB chunks
+  // a 100 MiB initrd: a newc archive of one file of non-repeating bytes, written in 1 MiB chunks
   const fd = openSync(join(t.dir, "big.img"), "w");
+  writeSync(fd, newcHeader("big", BIG));
   const chunk = Buffer.alloc(1 << 20);
   for (let i = 0; i < BIG >> 20; i++) {
     for (let j = 0; j < chunk.length; j += 4) chunk.writeUInt32LE((i * 0x9e3779b1 + j * 2654435761) >>> 0, j);
     writeSync(fd, chunk);
   }
+  writeSync(fd, newcHeader("TRAILER!!!", 0));
   closeSync(fd);
   writeFileSync(
     join(t.dir, "cluster.yaml"),

@@ -132,6 +132,8 @@ export class Cluster {
       try {
         names = expandNodeList(entry.names);
         if (entry.exclude) excluded = new Set(expandNodeList(entry.exclude));
+        // A reversed range (n[3-1]) names nobody: a mistake, not an empty cluster that checks fine.
+        if (names.length === 0) throw new NodeListError(entry.names, "it names no node");
       } catch (err) {
         const line = this.src.lines.get(entry.path) ?? 1;
         const detail = err instanceof NodeListError ? err.message : String(err);

@@ -317,7 +317,11 @@ export function validateCluster(src: SourceDoc): ClusterDef {
     }
     if ("ip" in body) {
       const ip = v.str(body.ip, `${path}.ip`);
-      if (ip && !/^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.test(ip))
+      if (
+        ip &&
+        (!/^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.test(ip) ||
+          ip.split(".").some((b) => Number(b) > 255))
+      )
         v.err(`${path}.ip`, `"${ip}" is not an IPv4 address`);
       else if (ip) entry.ip = ip;
     }

@@ -23,10 +23,14 @@ export function parseSource(text: string, file: string): SourceDoc {
   const lc = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
   if (doc.errors.length) {
-    const msgs = doc.errors.map((e) => {
+    // The first few: a file that is not YAML at all would give one per line.
+    const msgs = doc.errors.slice(0, MAX_SYNTAX_ERRORS).map((e) => {
       const line = e.linePos?.[0]?.line ?? (e.pos ? lc.linePos(e.pos[0]).line : 0);
-      return `${file}:${line}: ${e.message.split("\n")[0]}`;
+      const text = e.message.split("\n")[0] ?? "";
+      return `${file}:${line}: ${text.length > 200 ? `${text.slice(0, 200)}…` : text}`;
     });
+    if (doc.errors.length > MAX_SYNTAX_ERRORS)
+      msgs.push(`${file}: ${doc.errors.length - MAX_SYNTAX_ERRORS} more syntax errors`);
     throw new BootcfgError("ECLUSTER", msgs.join("\n"));
   }
   const lines = new Map<string, number>();
@@ -57,12 +61,22 @@ export function parseSource(text: string, file: string): SourceDoc {
   return { file, value, lines, text };
 }
 
+const MAX_SYNTAX_ERRORS = 5;
+
 export function readSource(path: string): SourceDoc {
-  let text: string;
+  let raw: Buffer;
   try {
-    text = readFileSync(path, "utf8");
+    raw = readFileSync(path);
   } catch (err) {
     throw new BootcfgError("EIO", `${path}: ${(err as Error).message}`, { cause: err });
   }
+  // A kernel or an initrd given where the cluster file goes: said in one line.
+  const nul = raw.indexOf(0);
+  const text = raw.toString("utf8");
+  if (nul >= 0 || !Buffer.from(text, "utf8").equals(raw))
+    throw new BootcfgError(
+      "ECLUSTER",
+      `${path}: not a YAML or JSON cluster file (binary data${nul >= 0 ? ` at byte ${nul}` : ", not UTF-8 text"})`,
+    );
   return parseSource(text, path);
 }
