@@ -1,6 +1,7 @@
 // The `ninep` command: serve a directory over 9P, and small client verbs (ls, cat, write, stat,
 // rm, mkdir) for poking at any 9P server.
 
+import { readFileSync } from "node:fs";
 import type { Readable, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { parseArgs } from "node:util";
@@ -67,7 +68,8 @@ interface VerbContext {
 
 const VERBS: Record<string, Verb> = {
   serve: {
-    usage: "ninep serve DIR --listen ADDR [--listen ADDR...] [--ro] [--trace] [--dialects LIST] [--msize N]",
+    usage:
+      "ninep serve DIR --listen ADDR [--listen ADDR...] [--ro] [--trace] [--dialects LIST] [--msize N] [--squash USER] [--max-fids N] [--handshake-timeout SEC]",
     summary: "export the directory DIR over 9P",
     extra: {
       listen: { type: "string", multiple: true },
@@ -75,6 +77,9 @@ const VERBS: Record<string, Verb> = {
       trace: { type: "boolean" },
       dialects: { type: "string" },
       msize: { type: "string" },
+      squash: { type: "string" },
+      "max-fids": { type: "string" },
+      "handshake-timeout": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
     positionals: 1,
@@ -171,6 +176,13 @@ Export DIR over 9P2000, 9P2000.u and 9P2000.L until interrupted.
   --ro            refuse every change (read-only export)
   --dialects L    comma-separated subset of 9P2000,9P2000.u,9P2000.L (default all)
   --msize N       largest msize to agree to (default 1048600)
+  --squash USER   every client acts as USER (name or uid), whoever it says it is (when run as
+                  root; without it an attach's uid is taken on trust)
+  --max-fids N    fids one connection may hold (default ${SERVE_MAX_FIDS}; a Linux mount with
+                  cache=loose keeps a few per cached file)
+  --handshake-timeout SEC
+                  close a connection that has not attached within SEC seconds (default 30;
+                  0: never, for a VM whose forwarded connection opens long before it mounts)
   --trace         print every 9P message to stderr`;
   }
   return `usage: ${v.usage}\n${v.summary}\n${CLIENT_FLAGS}`;
@@ -340,6 +352,26 @@ function longLine(e: Stat): string {
   return `${modeString(e.mode)} ${e.uid.padEnd(8)} ${e.gid.padEnd(8)} ${String(e.length).padStart(10)} ${when} ${e.name}${e.mode & DMDIR ? "/" : ""}`;
 }
 
+/**
+ * Fids per connection for `serve`: a kernel mount with cache=loose or mmap keeps a few per cached
+ * file, so the library's default (meant for synthetic trees) would run out on a few thousand files.
+ */
+const SERVE_MAX_FIDS = 65536;
+
+/** `--squash`: a uid, or a user name looked up in /etc/passwd. */
+function squashUidOf(text: string): number {
+  if (/^\d+$/.test(text)) return Number(text);
+  let passwd = "";
+  try {
+    passwd = readFileSync("/etc/passwd", "utf8");
+  } catch {}
+  const line = passwd.split("\n").find((l) => l.split(":")[0] === text);
+  const uid = line?.split(":")[2];
+  if (uid === undefined || !/^\d+$/.test(uid))
+    throw new ExitError(2, `ninep serve: --squash: no user "${text}" in /etc/passwd`, verbUsage("serve"));
+  return Number(uid);
+}
+
 async function serve(c: VerbContext): Promise<number> {
   const v = c.values;
   const [dir] = c.positionals as [string];
@@ -351,15 +383,34 @@ async function serve(c: VerbContext): Promise<number> {
     return hit as Dialect;
   });
   const maxMsize = parseNumber(v.msize as string | undefined, "msize", "serve", MSIZE_RANGE);
+  const maxFids = parseNumber(v["max-fids"] as string | undefined, "max-fids", "serve", [16, 1 << 24]);
+  const handshake = parseNumber(
+    v["handshake-timeout"] as string | undefined,
+    "handshake-timeout",
+    "serve",
+    [0, 86_400],
+  );
+  const squashUid = v.squash === undefined ? undefined : squashUidOf(v.squash as string);
   const { Server, passthrough } = await import("../server/index.js");
-  const backend = passthrough(dir, { readOnly: Boolean(v.ro), dialects });
+  const backend = passthrough(dir, {
+    readOnly: Boolean(v.ro),
+    dialects,
+    ...(squashUid !== undefined ? { squashUid } : {}),
+  });
   try {
     await backend.ready();
   } catch (err) {
     throw new ExitError(1, `ninep serve: cannot export ${dir}: ${(err as Error).message}`);
   }
   const trace = v.trace ? (line: string) => c.io.stderr.write(`${line}\n`) : undefined;
-  const server = new Server({ backend, dialects, maxMsize, trace });
+  const server = new Server({
+    backend,
+    dialects,
+    maxMsize,
+    trace,
+    maxFidsPerConnection: maxFids ?? SERVE_MAX_FIDS,
+    ...(handshake !== undefined ? { handshakeTimeoutMs: handshake * 1000 } : {}),
+  });
   try {
     for (const l of listens) {
       let addr: Awaited<ReturnType<typeof server.listen>>;

@@ -42,6 +42,8 @@ export class Access {
   constructor(
     readonly mode: PermissionMode,
     private readonly ids: IdNames,
+    /** Every attached user acts as this uid (diod's -S); undefined: as who they say they are. */
+    private readonly squashUid?: number,
   ) {}
 
   /** The host user behind a 9P identity (cached briefly). */
@@ -50,7 +52,7 @@ export class Access {
     const now = Date.now();
     const hit = this.cache.get(key);
     if (hit && now - hit.at < 2000) return hit.who;
-    const uid = user.n_uname !== NONUNAME ? user.n_uname : this.ids.uidOf(user.uname);
+    const uid = this.squashUid ?? (user.n_uname !== NONUNAME ? user.n_uname : this.ids.uidOf(user.uname));
     const who: Who = { uid, gids: uid === undefined ? new Set() : this.ids.groupsOf(uid) };
     if (this.cache.size > 1000) this.cache.clear();
     this.cache.set(key, { who, at: now });

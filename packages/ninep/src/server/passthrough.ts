@@ -47,6 +47,13 @@ export interface PassthroughOptions {
    * Default false.
    */
   exactMode?: boolean;
+  /**
+   * Every attached user acts as this host uid, whoever they say they are (diod's -S, "squash"):
+   * permissions are checked, and files made are owned, as that user. Without authentication an
+   * attach's uid is otherwise taken on trust (a Linux mount's writeback fid attaches as uid 0).
+   * Only meaningful with permissions "user" (a server running as root). Default: none.
+   */
+  squashUid?: number;
   /** Alternative passwd/group files for names (tests). */
   passwdFile?: string;
   groupFile?: string;
@@ -86,7 +93,7 @@ export function passthrough(
         root: er,
         qids: new QidMapper(er.st.dev),
         ids,
-        access: new Access(mode, ids),
+        access: new Access(mode, ids, opts.squashUid),
         readOnly: opts.readOnly ?? false,
         locks: new LockTable(),
         followLinks9P: opts.followSymlinks ?? true,
