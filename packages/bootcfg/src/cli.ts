@@ -765,6 +765,9 @@ export async function main(argv: string[], io: Io): Promise<number> {
       mtime: { type: "string" },
     });
     if (a.values.help) return helpFor(`initrd ${sub ?? "build"}`);
+    if (sub === undefined) throw new UsageError("initrd: give build, overlay or combine");
+    if (!["build", "overlay", "combine"].includes(sub))
+      throw new UsageError(`initrd: unknown command "${sub}" (build, overlay or combine)`);
     const output = abs(need(a.values.output, "-o OUT"));
     if (sub === "build") {
       atMost(a.positionals, 0, "no arguments besides its options (--tree, --file, --dev)");
@@ -778,6 +781,12 @@ export async function main(argv: string[], io: Io): Promise<number> {
         const st = statSync(src);
         if (st.isDirectory())
           throw new BootcfgError("EIO", `--file ${f}: ${src} is a directory (copy directories with --tree)`);
+        // A FIFO or a device would be read for ever, or its contents taken for a file's.
+        if (!st.isFile())
+          throw new BootcfgError(
+            "EIO",
+            `--file ${f}: ${src} is not a regular file (make device nodes with --dev)`,
+          );
         // The source's permission bits, as --tree keeps them (a script stays executable, a config file does not become so).
         entries.push({ name: f.slice(0, eq), type: "file", perm: st.mode & 0o7777, source: src });
       }

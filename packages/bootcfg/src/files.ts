@@ -99,6 +99,11 @@ export function writeOutput(path: string, data: string | Uint8Array, mode?: numb
     writeFileSync(plan.tmp ?? plan.target, data, mode === undefined ? undefined : { mode });
     if (plan.tmp) renameSync(plan.tmp, plan.target);
   } catch (err) {
+    if (err instanceof BootcfgError) {
+      // An input that could not be read: the output is left as it was, the input named.
+      if (plan?.tmp) rmSync(plan.tmp, { force: true });
+      throw err;
+    }
     throw outputError(path, err, plan?.tmp);
   }
 }
@@ -119,6 +124,8 @@ export async function writeOutputWith(path: string, write: (file: string) => Pro
         closeSync(fd);
       }
     } catch (err) {
+      // An input that could not be read is that input's error, not the output's.
+      if (err instanceof BootcfgError) throw err;
       throw outputError(path, err, undefined, "the output was cut short");
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -131,6 +138,11 @@ export async function writeOutputWith(path: string, write: (file: string) => Pro
     await write(plan.tmp ?? plan.target);
     if (plan.tmp) renameSync(plan.tmp, plan.target);
   } catch (err) {
+    if (err instanceof BootcfgError) {
+      // An input that could not be read: the output is left as it was, the input named.
+      if (plan?.tmp) rmSync(plan.tmp, { force: true });
+      throw err;
+    }
     throw outputError(path, err, plan?.tmp);
   }
 }

@@ -159,7 +159,16 @@ export async function writeInitramfs(
   for (const [g, n] of counts) w.declareLinks(g, n);
   function* chunks(): Generator<Uint8Array> {
     for (const e of all) {
-      w.entry(e);
+      try {
+        w.entry(e);
+      } catch (err) {
+        // A file it could not read (permissions, gone since the listing): named as an input.
+        const code = (err as NodeJS.ErrnoException).code;
+        if (e.source === undefined || !code) throw err;
+        throw new BootcfgError("EIO", `${e.source}: cannot read it (${code}); nothing was written`, {
+          cause: err,
+        });
+      }
       yield* w.drain();
     }
     yield* w.end();
