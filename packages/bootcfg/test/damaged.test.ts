@@ -94,6 +94,14 @@ describe("a truncated bzImage", () => {
     const k = readFileSync(KERNEL_AMD64);
     await refused(put("vmlinuz.half", k.subarray(0, k.length >> 1)), /truncated: the file is \d+ bytes/);
   });
+
+  it("the Debian kernel with 8 bytes of its LZ4 payload overwritten is refused (LZ4 has no checksum)", async (ctx) => {
+    need(ctx, { files: [KERNEL_AMD64] });
+    const k = Buffer.from(readFileSync(KERNEL_AMD64));
+    expect((await run(["inspect", KERNEL_AMD64])).stdout).toMatch(/lz4/i);
+    k.set([0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88], 5_000_000);
+    await refused(put("vmlinuz.damaged", k), /vmlinuz\.damaged payload: /);
+  });
 });
 
 describe("an ELF with bad program headers", () => {

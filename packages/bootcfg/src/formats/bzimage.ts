@@ -162,6 +162,18 @@ export function checkBzImageComplete(h: SetupHeader, buf: Uint8Array, what: stri
         `payload_length is ${h.payloadLength} bytes but its gzip data ends after ${length} (damaged header or payload)`,
       );
   }
+  // LZ4 (legacy, as the kernel build writes it) has no checksum: it is decoded whole and must come
+  // to the size the build's trailer gives, as the kernel's decompressor needs.
+  if (h.version >= 0x208 && h.payloadLength > 4 && detectCompression(buf, payloadStart) === "lz4-legacy") {
+    const payload = buf.subarray(payloadStart, payloadEnd);
+    const trailer = view(buf).getUint32(payloadEnd - 4, true);
+    const out = lz4LegacyDecode(payload.subarray(0, payload.length - 4), `${what} payload`, trailer);
+    if (out.length !== trailer)
+      throw formatError(
+        what,
+        `payload decompressed to ${out.length} bytes, trailer says ${trailer} (damaged payload)`,
+      );
+  }
 }
 
 export function parseBzImage(buf: Uint8Array, what = "bzImage"): BzImageInfo {
