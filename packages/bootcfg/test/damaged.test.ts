@@ -332,7 +332,7 @@ describe("a file that is not a cluster file given as one", () => {
 });
 
 describe("node entries that name no node or a bad address", () => {
-  it("a reversed range and an IPv4 byte past 255 are errors naming the line, not an empty cluster or a wrapped address", async () => {
+  it("a reversed range, an IPv4 byte past 255, an overlay path that names a directory and an unknown template variable are errors naming the line", async () => {
     const k = put("k-entries.bz", wholeBzImage());
     for (const [node, message] of [
       [
@@ -340,11 +340,21 @@ describe("node entries that name no node or a bad address", () => {
         /cluster-entries\.yaml:4: nodes\.0: syntax error: 'n\[3-1\]' not a valid node description \(it names no node\)/,
       ],
       ["{name: n1, ip: 10.0.0.256}", /nodes\.0\.ip: "10\.0\.0\.256" is not an IPv4 address/],
+      ['{name: n1, overlay: {"/": x}}', /nodes\.0\.overlay\.\/: an overlay path names a file/],
+      ['{name: n1, overlay: {"/etc/": x}}', /nodes\.0\.overlay\.\/etc\/: an overlay path names a file/],
+      [
+        '{name: n1, overlay: {"/etc/motd": "{{nodee}}"}}',
+        /nodes\.0\.overlay\.\/etc\/motd: unknown template variable \{\{nodee\}\} \(known: \{\{node\}\}/,
+      ],
+      [
+        '{name: n1, cmdline: ["x={{archh}}"]}',
+        /nodes\.0\.cmdline\.0: unknown template variable \{\{archh\}\}/,
+      ],
     ] as const) {
       const file = put(
         "cluster-entries.yaml",
         Buffer.from(
-          `profiles:\n  x86: {arch: x86_64, kernel: ${k}}\nnodes:\n  - ${node.replace("}", ", profiles: [x86]}")}\n`,
+          `profiles:\n  x86: {arch: x86_64, kernel: ${k}}\nnodes:\n  - ${`${node.slice(0, -1)}, profiles: [x86]}`}\n`,
         ),
       );
       const r = await run(["check", file]);

@@ -1,5 +1,6 @@
 // The cluster file: defaults → profiles (ordered, may include others) → nodes (range syntax).
 // Validation is hand-written so every error names file, line and key and says what to write.
+import { posix } from "node:path";
 import { BootcfgError } from "../errors.js";
 import { parseSize } from "../util.js";
 import type { SourceDoc } from "./source.js";
@@ -65,6 +66,8 @@ const SETTING_KEYS = [
   "baseUrl",
 ];
 const TOP_KEYS = ["version", "name", "defaults", "profiles", "nodes"];
+/** The variables cmdline tokens and overlay contents may use (resolve.ts fills them in). */
+export const TEMPLATE_VARIABLES = ["node", "arch", "ip", "mac", "profile"];
 const NODE_KEYS = [...SETTING_KEYS, "name", "names", "exclude", "profiles", "ip", "mac"];
 
 function distance(a: string, b: string): number {
@@ -126,6 +129,19 @@ class Validator {
    * the kernel command line: a newline would start a new directive there (`APPEND a` then
    * `DEFAULT evil`), a NUL would end the command line. Only overlay file contents may hold them.
    */
+  /** Every {{name}} in `text` is a known template variable; false (reported) when not. */
+  templates(text: string, path: string): boolean {
+    const unknown = [...text.matchAll(/\{\{\s*(\w+)\s*\}\}/g)]
+      .map((m) => m[1] as string)
+      .filter((name) => !TEMPLATE_VARIABLES.includes(name));
+    if (unknown.length === 0) return true;
+    this.err(
+      path,
+      `unknown template variable {{${unknown[0]}}} (known: ${TEMPLATE_VARIABLES.map((v) => `{{${v}}}`).join(" ")})`,
+    );
+    return false;
+  }
+
   printable(v: string, path: string): string | undefined {
     const bad = /[\x00-\x1f\x7f]/.exec(v);
     if (!bad) return v;
@@ -193,7 +209,10 @@ class Validator {
     }
     if ("cmdline" in obj) {
       const l = this.strList(obj.cmdline, p("cmdline"), true);
-      if (l) s.cmdline = l;
+      if (l) {
+        l.forEach((t, i) => this.templates(t, `${p("cmdline")}.${i}`));
+        s.cmdline = l;
+      }
     }
     if ("firmware" in obj) {
       const f = this.oneOf(obj.firmware, p("firmware"), FIRMWARES);
@@ -237,9 +256,14 @@ class Validator {
             this.err(`${p("overlay")}.${file}`, `overlay paths must be absolute (write "/${file}")`);
           else if (this.printable(file, `${p("overlay")}.${JSON.stringify(file)}`) === undefined) {
             // reported
-          } else if (typeof content !== "string")
+          } else if (file.endsWith("/") || posix.normalize(file) === "/" || file.split("/").includes(".."))
+            this.err(
+              `${p("overlay")}.${file}`,
+              `an overlay path names a file (not a directory, not "..": "${file}")`,
+            );
+          else if (typeof content !== "string")
             this.err(`${p("overlay")}.${file}`, "file content must be a string");
-          else s.overlay[file] = content;
+          else if (this.templates(content, `${p("overlay")}.${file}`)) s.overlay[file] = content;
         }
       }
     }
