@@ -218,6 +218,8 @@ export function checkNode(cluster: Cluster, node: ResolvedNode, files: FileCache
           errors.push(
             `${n}: needs about ${formatBytes(need)} (image_size + initrds, unpacked) but memory is ${formatBytes(node.memory)}`,
           );
+      } else if (kernel.format === "elf") {
+        errors.push(...elfKernelProblems(kernel, node, initrdTotal).map((e) => `${n}: ${kpath}: ${e}`));
       }
       // delivery path
       const d = node.delivery;
@@ -359,4 +361,39 @@ export function checkCluster(cluster: Cluster, files: FileCache, only?: readonly
     errors.push(problem);
   }
   return { ok: errors.length === 0, nodes, errors };
+}
+
+const PT_LOAD = 1;
+const ET_EXEC = 2;
+
+/**
+ * What stops an ELF from being loaded as a kernel: no loadable segment, not an executable (a
+ * shared object or a PIE program is no kernel), segments at addresses kexec refuses (kexec_load
+ * takes page-aligned physical addresses), or segments that end past the node's memory.
+ */
+function elfKernelProblems(
+  elf: Extract<Inspection, { format: "elf" }>,
+  node: { delivery: string; memory?: number },
+  initrdTotal: number,
+): string[] {
+  const out: string[] = [];
+  const loads = elf.programHeaders.filter((p) => p.type === PT_LOAD && p.memsz > 0);
+  if (elf.type !== ET_EXEC)
+    out.push(
+      `an ELF of type ${elf.type === 3 ? "ET_DYN (a shared object or position-independent program)" : elf.type}, not an executable (ET_EXEC) kernel`,
+    );
+  if (loads.length === 0) out.push("an ELF with no loadable segment (PT_LOAD): there is nothing to boot");
+  const unaligned = loads.find((p) => p.paddr % 4096n !== 0n);
+  if (unaligned && node.delivery === "kexec")
+    out.push(
+      `a loadable segment at physical address 0x${unaligned.paddr.toString(16)}, not page aligned: kexec refuses it (a kernel's are aligned; is this a program?)`,
+    );
+  if (node.memory !== undefined && loads.length) {
+    const end = loads.reduce((m, p) => (p.paddr + BigInt(p.memsz) > m ? p.paddr + BigInt(p.memsz) : m), 0n);
+    if (end + BigInt(initrdTotal) > BigInt(node.memory))
+      out.push(
+        `its segments end at 0x${end.toString(16)}${initrdTotal ? ` (and the initrds take ${formatBytes(initrdTotal)})` : ""} but memory is ${formatBytes(node.memory)}`,
+      );
+  }
+  return out;
 }

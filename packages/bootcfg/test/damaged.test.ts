@@ -364,6 +364,57 @@ describe("node entries that name no node or a bad address", () => {
   });
 });
 
+describe("ELF files that are no kernel", () => {
+  it("check refuses a program (PIE or static with unaligned segments), an ELF with no segment, and one past the node's memory", async () => {
+    const cases: Array<[string, Uint8Array | string, string, RegExp]> = [
+      [
+        "pie",
+        readFileSync("/bin/ls"),
+        "",
+        /an ELF of type ET_DYN \(a shared object or position-independent program\), not an executable \(ET_EXEC\) kernel/,
+      ],
+      ["empty", synthElf({ loads: [] }), "", /no loadable segment \(PT_LOAD\)/],
+      [
+        "unaligned",
+        synthElf({ loads: [{ paddr: 0x5db708, data: Buffer.alloc(64, 0x90) }] }),
+        "",
+        /physical address 0x5db708, not page aligned: kexec refuses it/,
+      ],
+      [
+        "huge",
+        synthElf({ loads: [{ paddr: 0x1000000, data: Buffer.alloc(64, 0x90), memsz: 0x7ff000000 }] }),
+        ", memory: 2G",
+        /segments end at 0x800000000 but memory is 2/,
+      ],
+    ];
+    for (const [name, data, extra, message] of cases) {
+      const k = put(`elf-${name}`, typeof data === "string" ? Buffer.from(data) : data);
+      const file = put(
+        `cluster-elf-${name}.yaml`,
+        Buffer.from(
+          `profiles:\n  x86: {arch: x86_64, kernel: ${k}, delivery: kexec${extra}}\nnodes:\n  - {name: n1, profiles: [x86]}\n`,
+        ),
+      );
+      const r = await run(["check", file]);
+      expect({ name, code: r.code }).toEqual({ name, code: 1 });
+      expect(r.stdout + r.stderr, name).toMatch(message);
+    }
+    // a kernel-like ELF still passes
+    const good = put(
+      "elf-good",
+      synthElf({ loads: [{ paddr: 0x1000000, data: Buffer.alloc(64, 0x90) }], pvh: 0x1000000 }),
+    );
+    const ok = put(
+      "cluster-elf-good.yaml",
+      Buffer.from(
+        `profiles:\n  x86: {arch: x86_64, kernel: ${good}, delivery: kexec}\nnodes:\n  - {name: n1, profiles: [x86]}\n`,
+      ),
+    );
+    const r = await run(["check", ok]);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+  });
+});
+
 describe("a beoboot image", () => {
   it("whose initrd is cut short is refused", async () => {
     const img = writeBeoboot(wholeBzImage(), Buffer.alloc(4096, 7), "console=ttyS0");
