@@ -210,7 +210,7 @@ class Validator {
     if ("cmdline" in obj) {
       const l = this.strList(obj.cmdline, p("cmdline"), true);
       if (l) {
-        l.forEach((t, i) => this.templates(t, `${p("cmdline")}.${i}`));
+        for (const [i, t] of l.entries()) this.templates(t, `${p("cmdline")}.${i}`);
         s.cmdline = l;
       }
     }
