@@ -9,7 +9,7 @@ import { cbfstoolCommandLine, corebootConfig, payloadBuildCommandLine } from "./
 import { BootcfgError } from "./errors.js";
 import { FileCache, STDOUT_NAMES, withOutputs, writeOutput } from "./files.js";
 import { writeBeoboot } from "./formats/beoboot.js";
-import { extractVmlinux, isBzImage, parseBzImage } from "./formats/bzimage.js";
+import { extractVmlinux, isBzImage } from "./formats/bzimage.js";
 import { CBFS_TYPE_SELF, cbfsAddFile, createCbfs, elfToSelf } from "./formats/cbfs.js";
 import { decodeWithTool } from "./formats/compress.js";
 import type { CpioEntry } from "./formats/cpio.js";
@@ -199,8 +199,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
         const file = abs(need(a.positionals[0], "BZIMAGE"));
         const output = need(a.values.output, "-o OUT");
         const buf = readInput(file);
-        const info = parseBzImage(buf, file);
-        const elf = extractVmlinux(buf, file);
+        const { elf, info } = extractVmlinux(buf, file);
         const e = parseElf(elf, "extracted vmlinux");
         writeOutput(abs(output), elf);
         const summary = {

@@ -50,7 +50,7 @@ describe("bzImage", () => {
   it("extracts a gzip payload and checks the trailing size", () => {
     const elf = synthElf();
     const b = synthBzImage({ payload: gzipSync(elf) });
-    expect(Buffer.from(extractVmlinux(b)).equals(elf)).toBe(true);
+    expect(Buffer.from(extractVmlinux(b).elf).equals(elf)).toBe(true);
   });
   it("rejects a missing HdrS signature", () => {
     const b = synthBzImage();

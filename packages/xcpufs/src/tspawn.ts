@@ -184,7 +184,7 @@ async function copyTo(
   silent.signal.addEventListener("abort", () => remote.client.destroy(), { once: true });
   const stopProbes = probeWhile(remote, silent);
   try {
-    await copyFiles(remote, s, base, c, K, signal, silent.signal);
+    await copyFiles(remote, s, base, c, K, signal);
   } catch (err) {
     throw silent.signal.aborted ? silent.signal.reason : err;
   } finally {
@@ -200,7 +200,6 @@ async function copyFiles(
   c: Child,
   K: number,
   signal: AbortSignal,
-  silent: AbortSignal,
 ): Promise<void> {
   // Before the files. An empty argv or env is not copied (the child keeps its own, as with the
   // original) but still opened for writing: a target that is this very session refuses that
@@ -220,11 +219,11 @@ async function copyFiles(
   if (c.delegated.length > 0) {
     const fid = await remote.open(`${base}/ctl`, OWRITE, { signal });
     // The reply comes when the child's whole subtree is copied, however long that takes; a
-    // child that stops answering meanwhile is given up on (its subtree is then found
-    // incomplete by whoever started the tree spawn, and copied to directly).
+    // child that stops answering meanwhile is given up on by copyTo's probes (its subtree is then
+    // found incomplete by whoever started the tree spawn, and copied to directly).
     try {
       await fid.write(0, Buffer.from(`clone ${K} ${formatTargets(c.delegated)}\n`), {
-        signal: AbortSignal.any([signal, silent]),
+        signal,
         timeoutMs: 0,
       });
     } finally {

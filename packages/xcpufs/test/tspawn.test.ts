@@ -128,6 +128,27 @@ async function treeJob(
   }
 }
 
+/**
+ * A directory for an xcpufs started as a process: `state/` whose user pool already holds alice,
+ * and `admin.pub`. Returns `dir`.
+ */
+function nodeDirWithAlice(dir: string): string {
+  mkdirSync(join(dir, "state"), { recursive: true });
+  writeFileSync(
+    join(dir, "state", "users.json"),
+    JSON.stringify({
+      version: 1,
+      groups: [
+        { name: "xcpu-admin", gid: 65530 },
+        { name: "users", gid: 6000 },
+      ],
+      users: [{ name: "alice", uid: 6001, gid: 6000, groups: ["users"], key: alice.line }],
+    }),
+  );
+  writeFileSync(join(dir, "admin.pub"), admin.line);
+  return dir;
+}
+
 async function addAlice(address: string): Promise<void> {
   const fs = await login(address, { uname: "xcpu-admin", uid: 65530, key: admin.privateKey });
   await cmd(fs, "ctl", `group-add users 6000\nuser-add alice 6001 users '${alice.line}'\n`);
@@ -227,20 +248,7 @@ describe("tree spawn", () => {
     // The child is another xcpufs process, stopped (SIGSTOP) as its trace shows the copy's first
     // file created: every request of the copy then waits. The relay must give up after
     // XCPUFS_CLONE_ALIVE_MS, not after a request timeout (60 s) plus a flush's and a clunk's.
-    const dir = join(tmp, "stopped-child");
-    mkdirSync(join(dir, "state"), { recursive: true });
-    writeFileSync(
-      join(dir, "state", "users.json"),
-      JSON.stringify({
-        version: 1,
-        groups: [
-          { name: "xcpu-admin", gid: 65530 },
-          { name: "users", gid: 6000 },
-        ],
-        users: [{ name: "alice", uid: 6001, gid: 6000, groups: ["users"], key: alice.line }],
-      }),
-    );
-    writeFileSync(join(dir, "admin.pub"), admin.line);
+    const dir = nodeDirWithAlice(join(tmp, "stopped-child"));
     const child = spawn(
       process.execPath,
       xcpufsArgs(
@@ -358,21 +366,7 @@ describe("tree spawn", () => {
           sh(["-n", ns, "addr", "add", `${net}.${i + 1}/24`, "dev", "eth0"]);
           sh(["-n", ns, "link", "set", "eth0", "up"]);
           sh(["-n", ns, "link", "set", "lo", "up"]);
-          // each host starts with alice already in its pool (state directory)
-          const dir = join(tmp, `ns${i}`);
-          mkdirSync(join(dir, "state"), { recursive: true });
-          writeFileSync(
-            join(dir, "state", "users.json"),
-            JSON.stringify({
-              version: 1,
-              groups: [
-                { name: "xcpu-admin", gid: 65530 },
-                { name: "users", gid: 6000 },
-              ],
-              users: [{ name: "alice", uid: 6001, gid: 6000, groups: ["users"], key: alice.line }],
-            }),
-          );
-          writeFileSync(join(dir, "admin.pub"), admin.line);
+          const dir = nodeDirWithAlice(join(tmp, `ns${i}`));
           const child = spawn(
             "ip",
             [

@@ -641,25 +641,18 @@ describe("the original's session ctl quirk", () => {
   });
 });
 
+/** xrx -v -n 1 -p over `list` with `key`, each node printing its job/rank. */
+function treeRanks(key: string, list: string) {
+  return runCli(xrx, ["-v", "-k", key, "-n", "1", "-p", list, "/bin/busybox", "sh", "-c", 'echo "$XCPUID"']);
+}
+
 describe("tree spawn with original nodes", () => {
   it("-n 1 over 4 original nodes: none is asked to relay (no sysinfo), each is copied to directly", async () => {
     const dir = tempDir("xrx-orig-tree-");
     const user = rsaKeyFiles(dir, "id_rsa");
     const nodes = await originalNodesWithMe(4, user.line);
     const list = nodes.map((n) => n.spec).join(",");
-    const r = await runCli(xrx, [
-      "-v",
-      "-k",
-      user.file,
-      "-n",
-      "1",
-      "-p",
-      list,
-      "/bin/busybox",
-      "sh",
-      "-c",
-      'echo "$XCPUID"',
-    ]);
+    const r = await treeRanks(user.file, list);
     // The original as a relay leaves its copies open for writing (the program then fails with
     // "Text file busy") and loops for ever on a directory that holds one: it only receives.
     expect(r.stderr).toContain("staging: 4 direct, 0 by tree spawn, 0 retried directly, 0 clone failures");
@@ -677,19 +670,7 @@ describe("tree spawn with original nodes", () => {
     const originals = await originalNodesWithMe(2, user.line);
     const ours = await startCluster(2, { noAuth: true });
     const names = [ours.nodes[0]!.spec, originals[0]!.spec, ours.nodes[1]!.spec, originals[1]!.spec];
-    const r = await runCli(xrx, [
-      "-v",
-      "-k",
-      user.file,
-      "-n",
-      "1",
-      "-p",
-      names.join(","),
-      "/bin/busybox",
-      "sh",
-      "-c",
-      'echo "$XCPUID"',
-    ]);
+    const r = await treeRanks(user.file, names.join(","));
     expect(r.stderr).toContain("2 nodes cannot relay a tree spawn");
     expect(r.stderr).toContain("staging: 3 direct, 1 by tree spawn, 0 retried directly, 0 clone failures");
     expect(r.code).toBe(0);

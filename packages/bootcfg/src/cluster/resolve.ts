@@ -5,7 +5,7 @@ import { expandNodeList, NodeListError } from "@clustermatic/ninep/nodes";
 import { BootcfgError } from "../errors.js";
 import { sha256 } from "../util.js";
 import type { Arch, ClusterDef, Delivery, Firmware, NodeEntry, Settings } from "./schema.js";
-import { validateCluster } from "./schema.js";
+import { TEMPLATE, validateCluster } from "./schema.js";
 import { parseSource, readSource, type SourceDoc } from "./source.js";
 
 /** Where a value came from: "cluster.yaml:12 profiles.compute.arch". */
@@ -107,7 +107,7 @@ export function applyCmdline(base: CmdlineToken[], layer: readonly string[], ori
 }
 
 function render(template: string, vars: Record<string, string>): string {
-  return template.replace(/\{\{\s*(\w+)\s*\}\}/g, (m, k: string) => vars[k] ?? m);
+  return template.replace(TEMPLATE, (m, k: string) => vars[k] ?? m);
 }
 
 export class Cluster {

@@ -68,6 +68,8 @@ const SETTING_KEYS = [
 const TOP_KEYS = ["version", "name", "defaults", "profiles", "nodes"];
 /** The variables cmdline tokens and overlay contents may use (resolve.ts fills them in). */
 export const TEMPLATE_VARIABLES = ["node", "arch", "ip", "mac", "profile"];
+/** A `{{name}}` in a cmdline token or an overlay file. */
+export const TEMPLATE = /\{\{\s*(\w+)\s*\}\}/g;
 const NODE_KEYS = [...SETTING_KEYS, "name", "names", "exclude", "profiles", "ip", "mac"];
 
 function distance(a: string, b: string): number {
@@ -131,7 +133,7 @@ class Validator {
    */
   /** Every {{name}} in `text` is a known template variable; false (reported) when not. */
   templates(text: string, path: string): boolean {
-    const unknown = [...text.matchAll(/\{\{\s*(\w+)\s*\}\}/g)]
+    const unknown = [...text.matchAll(TEMPLATE)]
       .map((m) => m[1] as string)
       .filter((name) => !TEMPLATE_VARIABLES.includes(name));
     if (unknown.length === 0) return true;

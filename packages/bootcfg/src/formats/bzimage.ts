@@ -133,7 +133,13 @@ export function parseSetupHeader(buf: Uint8Array, what = "bzImage"): SetupHeader
  * A kernel cut short (an interrupted copy or download) would otherwise be planned, converted and
  * booted, and fail only on the node.
  */
-export function checkBzImageComplete(h: SetupHeader, buf: Uint8Array, what: string): void {
+/** `lz4Decoded`: the caller decodes an LZ4 payload itself and checks it (extractVmlinux). */
+export function checkBzImageComplete(
+  h: SetupHeader,
+  buf: Uint8Array,
+  what: string,
+  opts: { lz4Decoded?: boolean } = {},
+): void {
   const cut = (need: number, part: string) =>
     formatError(
       what,
@@ -164,7 +170,12 @@ export function checkBzImageComplete(h: SetupHeader, buf: Uint8Array, what: stri
   }
   // LZ4 (legacy, as the kernel build writes it) has no checksum: it is decoded whole and must come
   // to the size the build's trailer gives, as the kernel's decompressor needs.
-  if (h.version >= 0x208 && h.payloadLength > 4 && detectCompression(buf, payloadStart) === "lz4-legacy") {
+  if (
+    !opts.lz4Decoded &&
+    h.version >= 0x208 &&
+    h.payloadLength > 4 &&
+    detectCompression(buf, payloadStart) === "lz4-legacy"
+  ) {
     const payload = buf.subarray(payloadStart, payloadEnd);
     const trailer = view(buf).getUint32(payloadEnd - 4, true);
     const out = lz4LegacyDecode(payload.subarray(0, payload.length - 4), `${what} payload`, trailer);
@@ -176,9 +187,13 @@ export function checkBzImageComplete(h: SetupHeader, buf: Uint8Array, what: stri
   }
 }
 
-export function parseBzImage(buf: Uint8Array, what = "bzImage"): BzImageInfo {
+export function parseBzImage(
+  buf: Uint8Array,
+  what = "bzImage",
+  opts: { lz4Decoded?: boolean } = {},
+): BzImageInfo {
   const h = parseSetupHeader(buf, what);
-  checkBzImageComplete(h, buf, what);
+  checkBzImageComplete(h, buf, what, opts);
   const versionString = h.kernelVersionOffset ? cstring(buf, h.kernelVersionOffset + 0x200, 512) : "";
   const payloadStart = h.setupSize + h.payloadOffset;
   let compression: BzImageInfo["payload"]["compression"] = "unknown";
@@ -219,8 +234,9 @@ export function isBzImage64(info: Pick<BzImageInfo, "header">): boolean {
  * Returns the decompressed payload of a bzImage (the `vmlinux` ELF), checking its size against
  * the 4-byte trailer the kernel build appends to the compressed data.
  */
-export function extractVmlinux(buf: Uint8Array, what = "bzImage"): Uint8Array {
-  const info = parseBzImage(buf, what);
+export function extractVmlinux(buf: Uint8Array, what = "bzImage"): { elf: Uint8Array; info: BzImageInfo } {
+  // The payload is decoded here once, checked against the trailer below.
+  const info = parseBzImage(buf, what, { lz4Decoded: true });
   const { offset, length, compression, decompressedSize } = info.payload;
   if (length === 0)
     throw formatError(what, `boot protocol ${info.protocol} has no payload fields (needs 2.08)`);
@@ -233,5 +249,5 @@ export function extractVmlinux(buf: Uint8Array, what = "bzImage"): Uint8Array {
       : decompress(payload, `${what} payload`);
   if (out.length !== decompressedSize)
     throw formatError(what, `payload decompressed to ${out.length} bytes, trailer says ${decompressedSize}`);
-  return out;
+  return { elf: out, info };
 }

@@ -1,7 +1,6 @@
 // The `ninep` command: serve a directory over 9P, and small client verbs (ls, cat, write, stat,
 // rm, mkdir) for poking at any 9P server.
 
-import { readFileSync } from "node:fs";
 import type { Readable, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { parseArgs } from "node:util";
@@ -358,20 +357,6 @@ function longLine(e: Stat): string {
  */
 const SERVE_MAX_FIDS = 65536;
 
-/** `--squash`: a uid, or a user name looked up in /etc/passwd. */
-function squashUidOf(text: string): number {
-  if (/^\d+$/.test(text)) return Number(text);
-  let passwd = "";
-  try {
-    passwd = readFileSync("/etc/passwd", "utf8");
-  } catch {}
-  const line = passwd.split("\n").find((l) => l.split(":")[0] === text);
-  const uid = line?.split(":")[2];
-  if (uid === undefined || !/^\d+$/.test(uid))
-    throw new ExitError(2, `ninep serve: --squash: no user "${text}" in /etc/passwd`, verbUsage("serve"));
-  return Number(uid);
-}
-
 async function serve(c: VerbContext): Promise<number> {
   const v = c.values;
   const [dir] = c.positionals as [string];
@@ -390,8 +375,12 @@ async function serve(c: VerbContext): Promise<number> {
     "serve",
     [0, 86_400],
   );
-  const squashUid = v.squash === undefined ? undefined : squashUidOf(v.squash as string);
   const { Server, passthrough } = await import("../server/index.js");
+  const { IdNames } = await import("../server/passthrough-stat.js");
+  // --squash: a uid, or a user name of /etc/passwd.
+  const squashUid = v.squash === undefined ? undefined : new IdNames().uidOf(v.squash as string);
+  if (v.squash !== undefined && squashUid === undefined)
+    throw new ExitError(2, `ninep serve: --squash: no user "${v.squash}" in /etc/passwd`, verbUsage("serve"));
   const backend = passthrough(dir, {
     readOnly: Boolean(v.ro),
     dialects,
