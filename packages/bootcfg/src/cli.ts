@@ -439,6 +439,9 @@ export async function main(argv: string[], io: Io): Promise<number> {
         });
         if (a.values.help) return helpFor("coreboot");
         atMost(a.positionals, 1, "one NODE");
+        const fmt = (a.values.format as string | undefined) ?? (a.values.json ? "json" : "kconfig");
+        if (!["json", "kconfig", "cbfstool", "payload", "config.lb"].includes(fmt))
+          throw new UsageError(`--format ${fmt}: use kconfig, payload, cbfstool, config.lb or json`);
         const c = loadCluster(a.values.cluster as string | undefined);
         const files = new FileCache();
         const p = planNode(c, c.resolve(need(a.positionals[0], "NODE")), new PlanCache(files));
@@ -482,10 +485,11 @@ export async function main(argv: string[], io: Io): Promise<number> {
             }
           }
           for (const w of cfg.warnings) io.stderr(`warning: ${w}\n`);
+          if (fmt !== "payload" && fmt !== "config.lb")
+            for (const w of cfg.cbfstoolWarnings) io.stderr(`warning: ${w}\n`);
           if (dir) outputs.write(join(dir, `${p.node.name}.config`), cfg.kconfig);
           return { cfg, payloadLayout };
         });
-        const fmt = (a.values.format as string | undefined) ?? (a.values.json ? "json" : "kconfig");
         if (fmt === "json")
           io.stdout(
             `${toJson({ ...cfg, initrd: initrdPath, ...(payloadLayout ? { payloadLayout } : {}) })}\n`,

@@ -1,7 +1,9 @@
 // coreboot payload configuration: Kconfig fragment, the equivalent cbfstool command, and the
 // LinuxBIOS v2 Config.lb lines, for a node's kernel, initrd and command line.
+import type { SetupHeader } from "./formats/bzimage.js";
 import type { NodePlan } from "./plan.js";
 import { shQuote, TOOL } from "./plan.js";
+import { hex } from "./util.js";
 
 export interface CorebootConfig {
   node: string;
@@ -17,6 +19,36 @@ export interface CorebootConfig {
   cbfstool: string[];
   configLb: string;
   warnings: string[];
+  /**
+   * Problems of the cbfstool route only (`--format cbfstool`, and the Kconfig, whose coreboot
+   * build runs the same conversion); not printed when the bootcfg route is asked for.
+   */
+  cbfstoolWarnings: string[];
+}
+
+/** Where cbfstool's bzImage conversion loads the initrd (a fixed 64 MiB, lowered below initrd_addr_max). */
+const CBFSTOOL_INITRD_BASE = 0x4000000;
+
+/**
+ * cbfstool (`add-payload`, also run by coreboot's build for CONFIG_PAYLOAD_LINUX) loads the kernel
+ * at pref_address and the initrd at 64 MiB whatever the kernel's size. A kernel whose working area
+ * (load address + init_size) reaches past 64 MiB then overwrites the initrd while it decompresses.
+ */
+export function cbfstoolInitrdClash(
+  h: SetupHeader,
+  initrdSize: number,
+): { kernelStart: number; kernelEnd: number; initrdStart: number } | undefined {
+  if (initrdSize === 0 || h.initSize === 0) return undefined;
+  const kernelStart =
+    h.relocatableKernel && h.version >= 0x20a && h.prefAddress >= 0x100000n && h.prefAddress < 0x100000000n
+      ? Number(h.prefAddress)
+      : 0x100000;
+  const kernelEnd = kernelStart + h.initSize;
+  let initrdStart = CBFSTOOL_INITRD_BASE;
+  if (h.initrdAddrMax > 0 && initrdStart + initrdSize > h.initrdAddrMax)
+    initrdStart = h.initrdAddrMax - initrdSize;
+  const clash = initrdStart < kernelEnd && kernelStart < initrdStart + initrdSize;
+  return clash ? { kernelStart, kernelEnd, initrdStart } : undefined;
 }
 
 function kq(s: string): string {
@@ -48,6 +80,14 @@ export function corebootConfig(
     warnings.push(
       `${n.name}: ${opts.compression} compression requested, but coreboot forces none for Linux payloads (cbfstool's LZMA path fails on large kernels)`,
     );
+  const cbfstoolWarnings: string[] = [];
+  if (x86 && plan.kernel.format === "bzImage") {
+    const c = cbfstoolInitrdClash(plan.kernel.header, plan.initrd.size);
+    if (c)
+      cbfstoolWarnings.push(
+        `${n.name}: cbfstool's conversion (\`cbfstool add-payload\`, CONFIG_PAYLOAD_LINUX) loads the initrd at ${hex(c.initrdStart)}, inside the kernel's working area ${hex(c.kernelStart)}-${hex(c.kernelEnd)} (load address + init_size), which the kernel uses while it decompresses; \`bootcfg payload build\` (--format payload) places it above`,
+      );
+  }
   const lines = [`# coreboot payload for ${n.name} (${n.arch}), written by ${TOOL}`];
   if (opts.linuxboot) {
     const a =
@@ -120,6 +160,7 @@ export function corebootConfig(
     cbfstool,
     configLb,
     warnings,
+    cbfstoolWarnings,
   };
 }
 

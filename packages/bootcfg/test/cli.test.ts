@@ -519,3 +519,43 @@ describe("argument mistakes", () => {
     }
   });
 });
+
+describe("bootcfg coreboot: the cbfstool route's fixed initrd address", () => {
+  // cbfstool add-payload (and coreboot's build with CONFIG_PAYLOAD_LINUX) puts the initrd at
+  // 64 MiB; a kernel whose load address + init_size reaches past it would overwrite it.
+  const d = join(t.dir, "cbfs-route");
+  mkdirSync(d, { recursive: true });
+  writeFileSync(join(d, "big"), synthBzImage({ xloadflags: 0x7f, initSize: 0x4000000 }));
+  writeFileSync(join(d, "small"), synthBzImage({ xloadflags: 0x7f, initSize: 0x1000000 }));
+  writeFileSync(
+    join(d, "cluster.yaml"),
+    `nodes:\n  - {name: big1, arch: x86_64, kernel: big, firmware: coreboot, delivery: payload, overlay: {/etc/motd: "hi"}}\n  - {name: small1, arch: x86_64, kernel: small, firmware: coreboot, delivery: payload, overlay: {/etc/motd: "hi"}}\n`,
+  );
+  const warning =
+    /^warning: big1: cbfstool's conversion \(`cbfstool add-payload`, CONFIG_PAYLOAD_LINUX\) loads the initrd at 0x4000000, inside the kernel's working area 0x100000-0x4100000 \(load address \+ init_size\)/m;
+
+  it("is warned about for the Kconfig, cbfstool and JSON outputs, not for --format payload", async () => {
+    for (const fmt of ["kconfig", "cbfstool", "json"]) {
+      const r = await run(["coreboot", "big1", "--format", fmt], d);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr, fmt).toMatch(warning);
+    }
+    const p = await run(["coreboot", "big1", "--format", "payload"], d);
+    expect(p.code, p.stderr).toBe(0);
+    expect(p.stderr).not.toMatch(/cbfstool/);
+    expect(p.stdout).toMatch(/^bootcfg payload build /);
+  });
+
+  it("is not warned about when the kernel's working area ends below 64 MiB", async () => {
+    const r = await run(["coreboot", "small1", "--format", "cbfstool"], d);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).not.toMatch(/warning/);
+  });
+
+  it("an unknown --format is refused before anything is written", async () => {
+    const r = await run(["coreboot", "small1", "--format", "bogus", "-o", "out"], d);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe("bootcfg: --format bogus: use kconfig, payload, cbfstool, config.lb or json\n");
+    expect(existsSync(join(d, "out"))).toBe(false);
+  });
+});
