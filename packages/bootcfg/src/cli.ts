@@ -111,9 +111,15 @@ const common: Opts = {
   output: { type: "string", short: "o" },
 };
 
-function parse(args: string[], options: Opts) {
+function parse(args: string[], options: Opts, dirOutput = false) {
   try {
-    return parseArgs({ args, options: { ...common, ...options }, allowPositionals: true, strict: true });
+    const a = parseArgs({ args, options: { ...common, ...options }, allowPositionals: true, strict: true });
+    // `-o -` is standard output, as for most tools (not a file named "-"); a directory cannot be
+    if (a.values.output === "-") {
+      if (dirOutput) throw new UsageError("-o -: -o names a directory here, not standard output");
+      a.values.output = "/dev/stdout";
+    }
+    return a;
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
@@ -432,11 +438,15 @@ export async function main(argv: string[], io: Io): Promise<number> {
         return 0;
       }
       case "coreboot": {
-        const a = parse(rest, {
-          format: { type: "string" },
-          rom: { type: "string" },
-          linuxboot: { type: "boolean" },
-        });
+        const a = parse(
+          rest,
+          {
+            format: { type: "string" },
+            rom: { type: "string" },
+            linuxboot: { type: "boolean" },
+          },
+          true,
+        );
         if (a.values.help) return helpFor("coreboot");
         atMost(a.positionals, 1, "one NODE");
         const fmt = (a.values.format as string | undefined) ?? (a.values.json ? "json" : "kconfig");
@@ -510,7 +520,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
       }
       case "pxe":
       case "ipxe": {
-        const a = parse(rest, { "by-ip": { type: "boolean" } });
+        const a = parse(rest, { "by-ip": { type: "boolean" } }, true);
         if (a.values.help) return helpFor(cmd);
         atMost(a.positionals, 0, "no arguments besides -o DIR");
         const c = loadCluster(a.values.cluster as string | undefined);
@@ -661,6 +671,8 @@ export async function main(argv: string[], io: Io): Promise<number> {
         const a = parse(rest, { all: { type: "boolean" } });
         if (a.values.help) return helpFor("manifest");
         atMost(a.positionals, 1, "one NODE or --all");
+        if (a.values.all && a.positionals.length > 0)
+          throw new UsageError(`manifest: NODE (${a.positionals[0]}) or --all, not both`);
         const c = loadCluster(a.values.cluster as string | undefined);
         const cache = new PlanCache(new FileCache());
         if (a.values.all) {
@@ -676,7 +688,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
         return 0;
       }
       case "render": {
-        const a = parse(rest, {});
+        const a = parse(rest, {}, true);
         if (a.values.help) return helpFor("render");
         atMost(a.positionals, 0, "no arguments besides -o DIR");
         const c = loadCluster(a.values.cluster as string | undefined);

@@ -559,3 +559,65 @@ describe("bootcfg coreboot: the cbfstool route's fixed initrd address", () => {
     expect(existsSync(join(d, "out"))).toBe(false);
   });
 });
+
+describe("bootcfg: argument and cluster-file mistakes that used to pass silently", () => {
+  const d = join(t.dir, "mistakes");
+  mkdirSync(d, { recursive: true });
+  writeFileSync(join(d, "bz"), synthBzImage({ xloadflags: 0x7f }));
+  const node = (extra: string) => `nodes:\n  - {name: n1, arch: x86_64, kernel: bz${extra}}\n`;
+
+  it("a template variable the node has no value for is an error naming where it is used", async () => {
+    writeFileSync(join(d, "ip.yaml"), node(', cmdline: ["ip={{ip}}::198.18.0.1"]'));
+    const r = await run(["show", "n1", "-c", "ip.yaml"], d);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(
+      `bootcfg: n1: cmdline "ip={{ip}}::198.18.0.1" (${join(d, "ip.yaml")}:2 nodes.0.cmdline) uses {{ip}}, but the node has no ip (set "ip:" on its node entry)\n`,
+    );
+    writeFileSync(join(d, "profile.yaml"), node(', overlay: {/etc/p: "{{profile}}"}'));
+    const p = await run(["initrd", "overlay", "n1", "-c", "profile.yaml", "-o", "o.cpio"], d);
+    expect(p.code).toBe(1);
+    expect(p.stderr).toMatch(/n1: overlay \/etc\/p uses \{\{profile\}\}, but the node has no profile/);
+    expect(existsSync(join(d, "o.cpio"))).toBe(false);
+    writeFileSync(join(d, "ok.yaml"), node(', ip: 198.18.0.9, cmdline: ["ip={{ip}}"]'));
+    expect((await run(["show", "n1", "-c", "ok.yaml", "--json"], d)).stdout).toContain('"ip=198.18.0.9"');
+  });
+
+  it("memory without a unit or beyond any machine is refused", async () => {
+    for (const [m, want] of [
+      [
+        "512",
+        /nodes\.0\.memory: 512 is 512 bytes, less than any kernel boots in \(a unit missing\? e\.g\. 512M\)/,
+      ],
+      ['"99999T"', /nodes\.0\.memory: "99999T" is more than a node can address \(4 PiB\)/],
+    ] as const) {
+      writeFileSync(join(d, "mem.yaml"), node(`, memory: ${m}`));
+      const r = await run(["show", "n1", "-c", "mem.yaml"], d);
+      expect(r.code, m).toBe(1);
+      expect(r.stderr).toMatch(want);
+    }
+    writeFileSync(join(d, "mem.yaml"), node(", memory: 2T"));
+    expect((await run(["show", "n1", "-c", "mem.yaml"], d)).code).toBe(0);
+  });
+
+  it("manifest with both NODE and --all is a usage error", async () => {
+    writeFileSync(join(d, "cluster.yaml"), node(""));
+    expect(await run(["manifest", "n1", "--all"], d)).toEqual({
+      code: 2,
+      stdout: "",
+      stderr: "bootcfg: manifest: NODE (n1) or --all, not both\n",
+    });
+  });
+
+  it("-o - is a usage error where -o names a directory; no file named -", async () => {
+    writeFileSync(join(d, "cluster.yaml"), node(""));
+    for (const cmd of [["coreboot", "n1"], ["pxe"], ["render"]]) {
+      const e = await run([...cmd, "-o", "-"], d);
+      expect(e, cmd[0]).toEqual({
+        code: 2,
+        stdout: "",
+        stderr: "bootcfg: -o -: -o names a directory here, not standard output\n",
+      });
+    }
+    expect(existsSync(join(d, "-"))).toBe(false);
+  });
+});

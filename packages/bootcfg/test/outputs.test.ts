@@ -1,7 +1,7 @@
 // Commands that write many files (render, pxe, ipxe, coreboot -o) change all of them or none: a
 // node whose plan fails half-way through, or a full disk, leaves the previous output as it was.
 import { execFileSync, spawnSync } from "node:child_process";
-import { cpSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
@@ -259,6 +259,11 @@ describe("-o /dev/stdout", () => {
     expect(x.stderr).toBe(
       `/dev/stdout: ${elf.length} bytes, ELF64 x86_64, entry 100000 (from gzip payload)\n`,
     );
+    // `-o -` is the same, not a file named "-"
+    const dash = bin(["extract-vmlinux", join(t.dir, "std.bz"), "-o", "-"]);
+    expect(dash.status, dash.stderr).toBe(0);
+    expect(dash.stdout.equals(elf)).toBe(true);
+    expect(existsSync(join(PKG, "-"))).toBe(false);
 
     // payload build, for a bzImage, an ELF, into a new ROM and with --json: the bytes a file gets
     const cases: Array<[string, string[]]> = [

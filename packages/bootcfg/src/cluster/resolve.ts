@@ -106,8 +106,18 @@ export function applyCmdline(base: CmdlineToken[], layer: readonly string[], ori
   return out;
 }
 
-function render(template: string, vars: Record<string, string>): string {
-  return template.replace(TEMPLATE, (m, k: string) => vars[k] ?? m);
+/** Fills `{{var}}`; a variable the node has no value for (no ip, mac or profile) is an error, not "". */
+function render(template: string, vars: Record<string, string>, node: string, where: string): string {
+  return template.replace(TEMPLATE, (m, k: string) => {
+    const v = vars[k];
+    if (v === undefined) return m;
+    if (v === "")
+      throw new BootcfgError(
+        "ECLUSTER",
+        `${node}: ${where} uses {{${k}}}, but the node has no ${k} (${k === "profile" ? 'list one in its "profiles:"' : `set "${k}:" on its node entry`})`,
+      );
+    return v;
+  });
 }
 
 export class Cluster {
@@ -331,9 +341,11 @@ export class Cluster {
     const resolved: ResolvedNode = {
       ...out,
       kernel: out.kernel,
-      cmdline: cmdline.map((t) => render(t.token, vars)),
+      cmdline: cmdline.map((t) => render(t.token, vars, node, `cmdline "${t.token}" (${t.origin})`)),
       cmdlineOrigins: cmdline.map((t) => t.origin),
-      overlay: Object.fromEntries(Object.entries(out.overlay).map(([f, c]) => [f, render(c, vars)])),
+      overlay: Object.fromEntries(
+        Object.entries(out.overlay).map(([f, c]) => [f, render(c, vars, node, `overlay ${f}`)]),
+      ),
       profiles,
       origins,
     };

@@ -13,6 +13,9 @@ export const DELIVERIES = ["payload", "kexec", "pxe", "ipxe", "qemu"] as const;
 export type Delivery = (typeof DELIVERIES)[number];
 export const KERNEL_FORMATS = ["bzImage", "elf", "arm64-image", "riscv-image", "uimage"] as const;
 export const KEXEC_SYSCALLS = ["kexec_load", "kexec_file_load"] as const;
+/** A `memory` below 1 MiB is a missing unit ("512" for 512M); above 4 PiB no node addresses it. */
+const MIN_MEMORY = 2 ** 20;
+const MAX_MEMORY = 2 ** 52;
 
 /** Settings that defaults, profiles and node entries may carry. */
 export interface Settings {
@@ -228,6 +231,13 @@ class Validator {
       const m = parseSize(obj.memory as string | number);
       if (m === undefined || m === 0)
         this.err(p("memory"), `expected a size such as 512M or 2G, got ${JSON.stringify(obj.memory)}`);
+      else if (m < MIN_MEMORY)
+        this.err(
+          p("memory"),
+          `${JSON.stringify(obj.memory)} is ${m} bytes, less than any kernel boots in (a unit missing? e.g. 512M)`,
+        );
+      else if (m > MAX_MEMORY)
+        this.err(p("memory"), `${JSON.stringify(obj.memory)} is more than a node can address (4 PiB)`);
       else s.memory = m;
     }
     if ("kexec" in obj) {
