@@ -1,6 +1,7 @@
 // The `ninep` command: serve a directory over 9P, and small client verbs (ls, cat, write, stat,
 // rm, mkdir) for poking at any 9P server.
 
+import { userInfo } from "node:os";
 import type { Readable, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { parseArgs } from "node:util";
@@ -20,14 +21,46 @@ export interface CliIO {
   signal?: AbortSignal;
 }
 
-/** Thrown to end the command with an exit status (2 = usage error, which also prints usage). */
+/**
+ * Thrown to end the command with an exit status. `help` (a usage error, status 2) names the help
+ * that explains the mistake: the message ends with "(see ninep VERB --help)".
+ */
 export class ExitError extends Error {
   readonly status: number;
-  readonly usage: string | undefined;
-  constructor(status: number, message: string, usage?: string) {
+  readonly help: string | undefined;
+  constructor(status: number, message: string, help?: string) {
     super(message);
     this.status = status;
-    this.usage = usage;
+    this.help = help;
+  }
+}
+
+/**
+ * What an error of Node's parseArgs says, in our words: its own text suggests a `--` whose quote
+ * it never closes and runs over several lines.
+ */
+export function argsMistake(err: unknown): string {
+  const text = err instanceof Error ? err.message : String(err);
+  let m = /^Unknown option '([^']*)'/.exec(text);
+  if (m) return `unknown option ${m[1]}`;
+  m = /^Option '(?:-[^-], )?(\S+?)(?: <value>)?' argument missing/.exec(text);
+  if (m) return `option ${m[1]} needs a value`;
+  m = /^Option '(?:-[^-], )?(\S+?)' does not take an argument/.exec(text);
+  if (m) return `option ${m[1]} takes no value`;
+  m = /^Option '(\S+?)' argument is ambiguous/.exec(text);
+  if (m) return `option ${m[1]} needs a value (one starting with "-" is written ${m[1]}=VALUE)`;
+  m = /^Unexpected argument '([^']*)'/.exec(text);
+  if (m) return `unexpected argument "${m[1]}"`;
+  return text.split("\n")[0] as string;
+}
+
+/** The user a client verb attaches as without --uname: $USER, else the effective user's name. */
+export function defaultUname(env: Record<string, string | undefined>): string {
+  if (env.USER) return env.USER;
+  try {
+    return userInfo().username;
+  } catch {
+    return "nobody"; // a uid with no passwd entry
   }
 }
 
@@ -44,7 +77,8 @@ const CLIENT_OPTIONS = {
 const CLIENT_FLAGS = `Options:
   --version V    9P2000, 9P2000.u (default) or 9P2000.L
   --msize N      largest message to offer (default 65560)
-  --uname U      user name to attach as (default $USER)
+  --uname U      user name to attach as (default $USER; unset or empty: the name of the
+                 user running ninep, from the password database; nobody if it has none)
   --aname A      tree to attach (default "")
   --timeout MS   time limit for connecting and for each request (default: 10 s to
                  connect, none per request)
@@ -191,6 +225,7 @@ Export DIR over 9P2000, 9P2000.u and 9P2000.L until interrupted.
 export async function main(argv: string[], io: CliIO): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined || name === "--help" || name === "-h" || name === "help") {
+    // no verb at all: the verbs are the answer, on stderr as for every usage error
     (name === undefined ? io.stderr : io.stdout).write(`${mainUsage()}\n`);
     return name === undefined ? 2 : 0;
   }
@@ -201,7 +236,8 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
   }
   const verb = VERBS[name];
   if (!verb) {
-    io.stderr.write(`ninep: unknown verb "${name}"\n${mainUsage()}\n`);
+    const what = name.startsWith("-") ? `unknown option ${name}` : `unknown verb "${name}"`;
+    io.stderr.write(`ninep: ${what} (see ninep --help)\n`);
     return 2;
   }
   try {
@@ -214,15 +250,20 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
         strict: true,
       });
     } catch (err) {
-      throw new ExitError(2, `ninep ${name}: ${(err as Error).message}`, verbUsage(name));
+      throw new ExitError(2, `ninep ${name}: ${argsMistake(err)}`, name);
     }
     if (parsed.values.help) {
       io.stdout.write(`${verbUsage(name)}\n`);
       return 0;
     }
-    if (parsed.positionals.length !== verb.positionals) {
-      const what = verb.positionals === 1 ? "DIR" : "ADDR and PATH";
-      throw new ExitError(2, `ninep ${name}: expected ${what}`, verbUsage(name));
+    const got = parsed.positionals.length;
+    if (got !== verb.positionals) {
+      const names = verb.positionals === 1 ? ["DIR"] : ["ADDR", "PATH"];
+      const what =
+        got > verb.positionals
+          ? `unexpected argument "${parsed.positionals[verb.positionals]}": ${name} takes ${names.join(" and ")}`
+          : `missing ${names.slice(got).join(" and ")}`;
+      throw new ExitError(2, `ninep ${name}: ${what}`, name);
     }
     return await verb.run({
       io,
@@ -231,8 +272,7 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
     });
   } catch (err) {
     if (err instanceof ExitError) {
-      if (err.usage) io.stderr.write(`${err.usage}\n`);
-      io.stderr.write(`${err.message}\n`);
+      io.stderr.write(`${err.message}${err.help ? ` (see ninep ${err.help} --help)` : ""}\n`);
       return err.status;
     }
     io.stderr.write(`ninep ${name}: internal error: ${(err as Error)?.stack ?? String(err)}\n`);
@@ -248,13 +288,13 @@ function parseNumber(
 ): number | undefined {
   if (text === undefined) return undefined;
   if (!/^\d+$/.test(text))
-    throw new ExitError(2, `ninep ${verb}: --${flag} wants a number, got "${text}"`, verbUsage(verb));
+    throw new ExitError(2, `ninep ${verb}: --${flag} wants a number, got "${text}"`, verb);
   const n = Number(text);
   if (range && (n < range[0] || n > range[1])) {
     throw new ExitError(
       2,
       `ninep ${verb}: --${flag} wants a number from ${range[0]} to ${range[1]}, got ${text}`,
-      verbUsage(verb),
+      verb,
     );
   }
   return n;
@@ -269,11 +309,7 @@ function parseDialect(text: string | undefined, verb: string): Dialect | undefin
   // Accept Linux's lower-case spellings too (9p2000.L, 9p2000.u).
   const hit = all.find((d) => d.toLowerCase() === text.toLowerCase());
   if (!hit)
-    throw new ExitError(
-      2,
-      `ninep ${verb}: unknown 9P version "${text}" (use ${all.join(", ")})`,
-      verbUsage(verb),
-    );
+    throw new ExitError(2, `ninep ${verb}: unknown 9P version "${text}" (use ${all.join(", ")})`, verb);
   return hit as Dialect;
 }
 
@@ -297,7 +333,7 @@ async function withFs(
       // A --timeout bounds the connection and version negotiation too, not only the requests.
       ...(timeoutMs !== undefined ? { connectTimeoutMs: timeoutMs } : {}),
       trace,
-      uname: (v.uname as string | undefined) ?? c.io.env.USER ?? "nobody",
+      uname: (v.uname as string | undefined) ?? defaultUname(c.io.env),
       aname: (v.aname as string | undefined) ?? "",
     });
     await body(fs, path);
@@ -361,8 +397,7 @@ async function serve(c: VerbContext): Promise<number> {
   const v = c.values;
   const [dir] = c.positionals as [string];
   const listens = (v.listen as string[] | undefined) ?? [];
-  if (listens.length === 0)
-    throw new ExitError(2, "ninep serve: --listen ADDR is required", verbUsage("serve"));
+  if (listens.length === 0) throw new ExitError(2, "ninep serve: --listen ADDR is required", "serve");
   const dialects = ((v.dialects as string | undefined)?.split(",") ?? undefined)?.map((d) => {
     const hit = parseDialect(d.trim(), "serve");
     return hit as Dialect;
@@ -380,7 +415,7 @@ async function serve(c: VerbContext): Promise<number> {
   // --squash: a uid, or a user name of /etc/passwd.
   const squashUid = v.squash === undefined ? undefined : new IdNames().uidOf(v.squash as string);
   if (v.squash !== undefined && squashUid === undefined)
-    throw new ExitError(2, `ninep serve: --squash: no user "${v.squash}" in /etc/passwd`, verbUsage("serve"));
+    throw new ExitError(2, `ninep serve: --squash: no user "${v.squash}" in /etc/passwd`, "serve");
   const backend = passthrough(dir, {
     readOnly: Boolean(v.ro),
     dialects,

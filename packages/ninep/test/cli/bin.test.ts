@@ -28,7 +28,7 @@ describe.skipIf(missing !== undefined)("the ninep binary", () => {
 
   it("serves a directory until SIGTERM and exits 0; cat and ls read it", async () => {
     dir = await mkdtemp(join(tmpdir(), "ninep-bin-"));
-    await chmod(dir, 0o755); // readable by whoever $USER is (nobody when unset)
+    await chmod(dir, 0o755); // readable by whoever the client attaches as ($USER, else the user running it)
     await writeFile(join(dir, "greeting"), "hello from a child\n");
     const child = spawn(process.execPath, [BIN, "serve", dir, "--listen", "tcp!127.0.0.1!0"], {
       stdio: ["ignore", "pipe", "pipe"],

@@ -3,7 +3,7 @@
 import { execFileSync } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import net from "node:net";
-import { tmpdir } from "node:os";
+import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
 import { Readable, Writable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -23,10 +23,11 @@ class Capture extends Writable {
 async function run(
   argv: string[],
   stdin = "",
+  env: CliIO["env"] = { USER: "root" },
 ): Promise<{ status: number; out: string; err: string; raw: Buffer }> {
   const stdout = new Capture();
   const stderr = new Capture();
-  const io: CliIO = { stdout, stderr, stdin: Readable.from([Buffer.from(stdin)]), env: { USER: "root" } };
+  const io: CliIO = { stdout, stderr, stdin: Readable.from([Buffer.from(stdin)]), env };
   const status = await main(argv, io);
   return { status, out: stdout.text, err: stderr.text, raw: Buffer.concat(stdout.chunks) };
 }
@@ -129,21 +130,64 @@ describe("ninep CLI", () => {
     }
   });
 
-  it("usage errors exit 2 and print usage", async () => {
-    for (const argv of [
-      [],
-      ["frob"],
-      ["cat", addr],
-      ["cat", addr, "/x", "--bogus"],
-      ["cat", addr, "/x", "--msize", "big"],
-      ["cat", addr, "/x", "--version", "9P1999"],
-      ["serve", dir],
-    ]) {
+  it("usage errors exit 2 with one line on stderr that names the mistake and the help", async () => {
+    const cases: Array<[string[], string]> = [
+      [["frob"], 'ninep: unknown verb "frob" (see ninep --help)'],
+      [["--bogus"], "ninep: unknown option --bogus (see ninep --help)"],
+      [["ls"], "ninep ls: missing ADDR and PATH (see ninep ls --help)"],
+      [["cat", addr], "ninep cat: missing PATH (see ninep cat --help)"],
+      [
+        ["cat", addr, "/x", "/y"],
+        'ninep cat: unexpected argument "/y": cat takes ADDR and PATH (see ninep cat --help)',
+      ],
+      [["cat", addr, "/x", "--bogus"], "ninep cat: unknown option --bogus (see ninep cat --help)"],
+      [["ls", addr, "/", "-lz"], "ninep ls: unknown option -z (see ninep ls --help)"],
+      [["cat", addr, "/x", "--msize"], "ninep cat: option --msize needs a value (see ninep cat --help)"],
+      [["cat", addr, "/x", "--trace=yes"], "ninep cat: option --trace takes no value (see ninep cat --help)"],
+      [
+        ["cat", addr, "/x", "--msize", "big"],
+        'ninep cat: --msize wants a number, got "big" (see ninep cat --help)',
+      ],
+      [
+        ["cat", addr, "/x", "--version", "9P1999"],
+        'ninep cat: unknown 9P version "9P1999" (use 9P2000, 9P2000.u, 9P2000.L) (see ninep cat --help)',
+      ],
+      [["serve"], "ninep serve: missing DIR (see ninep serve --help)"],
+      [["serve", dir], "ninep serve: --listen ADDR is required (see ninep serve --help)"],
+      [["serve", dir, "--bogus"], "ninep serve: unknown option --bogus (see ninep serve --help)"],
+    ];
+    for (const [argv, message] of cases) {
       const r = await run(argv);
-      expect(r.status, argv.join(" ")).toBe(2);
-      expect(r.err, argv.join(" ")).toMatch(/usage: ninep/);
+      expect({ argv, status: r.status, err: r.err, out: r.out }).toEqual({
+        argv,
+        status: 2,
+        err: `${message}\n`,
+        out: "",
+      });
     }
+    // No verb at all: the verbs, on stderr.
+    const bare = await run([]);
+    expect(bare.status).toBe(2);
+    expect(bare.err).toMatch(/^usage: ninep VERB/);
     expect((await run(["cat", "host:99999", "/x"])).status).toBe(1);
+  });
+
+  it("attaches as the effective user when USER is unset (systemd, cron, env -i)", async () => {
+    // A file only its owner may read: attached as nobody (the old default), it was refused.
+    await writeFile(join(dir, "owner-only"), "mine\n", { mode: 0o600 });
+    const me = userInfo().username;
+    for (const env of [{}, { USER: "" }]) {
+      const r = await run(["cat", addr, "/owner-only", "--trace"], "", env);
+      expect(r.err).toContain(`Tattach tag 0 fid 0 afid 4294967295 uname "${me}"`);
+      expect({ status: r.status, out: r.out }).toEqual({ status: 0, out: "mine\n" });
+    }
+    // $USER, when set, still wins; and --uname over both.
+    expect((await run(["cat", addr, "/owner-only", "--trace"], "", { USER: "someone" })).err).toContain(
+      'uname "someone"',
+    );
+    const asNobody = await run(["cat", addr, "/owner-only", "--uname", "nobody", "--trace"], "", {});
+    expect(asNobody.err).toContain('uname "nobody"');
+    if (process.getuid?.() === 0) expect(asNobody.status).toBe(1); // the server acts as that user
   });
 
   it("--help prints usage for every verb and exits 0", async () => {
