@@ -103,6 +103,28 @@ class UsageError extends BootcfgError {
   }
 }
 
+/** A command line the option parser refused; main() adds where the command's help is. */
+class OptionError extends UsageError {}
+
+/**
+ * What an error of Node's parseArgs says, in our words: its own text suggests a `--` whose quote
+ * it never closes and runs over several lines.
+ */
+function argsMistake(err: unknown): string {
+  const text = err instanceof Error ? err.message : String(err);
+  let m = /^Unknown option '([^']*)'/.exec(text);
+  if (m) return `unknown option ${m[1]}`;
+  m = /^Option '(?:(-[^-]), )?(\S+?)(?: <value>)?' argument missing/.exec(text);
+  if (m) return `option ${m[1] ? `${m[1]}/` : ""}${m[2]} needs a value`;
+  m = /^Option '(?:(-[^-]), )?(\S+?)' does not take an argument/.exec(text);
+  if (m) return `option ${m[1] ? `${m[1]}/` : ""}${m[2]} takes no value`;
+  m = /^Option '(\S+?)' argument is ambiguous/.exec(text);
+  if (m) return `option ${m[1]} needs a value (one starting with "-" is written ${m[1]}=VALUE)`;
+  m = /^Unexpected argument '([^']*)'/.exec(text);
+  if (m) return `unexpected argument "${m[1]}"`;
+  return text.split("\n")[0] as string;
+}
+
 type Opts = NonNullable<ParseArgsConfig["options"]>;
 const common: Opts = {
   help: { type: "boolean", short: "h" },
@@ -121,7 +143,8 @@ function parse(args: string[], options: Opts, dirOutput = false) {
     }
     return a;
   } catch (err) {
-    throw new UsageError((err as Error).message);
+    if (err instanceof UsageError) throw err;
+    throw new OptionError(argsMistake(err));
   }
 }
 
@@ -131,7 +154,9 @@ export async function main(argv: string[], io: Io): Promise<number> {
   const abs = (p: string) => resolve(cwd, p);
   const [cmd, ...rest] = argv;
   if (!cmd || cmd === "--help" || cmd === "-h" || cmd === "help") {
-    io.stdout(USAGE);
+    // no command at all is a usage error: the commands are the answer, on stderr
+    if (cmd) io.stdout(USAGE);
+    else io.stderr(USAGE);
     return cmd ? 0 : 2;
   }
   if (cmd === "--version" || cmd === "-V") {
@@ -738,9 +763,13 @@ export async function main(argv: string[], io: Io): Promise<number> {
         return 0;
       }
       default:
-        return usage(`unknown command "${cmd}"`);
+        return usage(cmd.startsWith("-") ? `unknown option ${cmd}` : `unknown command "${cmd}"`);
     }
   } catch (err) {
+    if (err instanceof OptionError) {
+      io.stderr(`bootcfg: ${err.message} (see bootcfg ${cmd} --help)\n`);
+      return 2;
+    }
     if (err instanceof BootcfgError) {
       io.stderr(`bootcfg: ${err.message}\n`);
       return err.code === "EUSAGE" ? 2 : 1;
@@ -763,7 +792,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
   }
 
   function usage(msg: string): number {
-    io.stderr(`bootcfg: ${msg}\n${USAGE}`);
+    io.stderr(`bootcfg: ${msg} (see bootcfg --help)\n`);
     return 2;
   }
 

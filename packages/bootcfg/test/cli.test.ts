@@ -36,7 +36,12 @@ describe("bootcfg CLI", () => {
       code: 0,
       stdout: expect.stringMatching(/^usage: bootcfg COMMAND/),
     });
-    expect((await run([])).code).toBe(2);
+    // No command is a usage error: the usage goes to stderr, as every usage error's message does.
+    expect(await run([])).toMatchObject({
+      code: 2,
+      stdout: "",
+      stderr: expect.stringMatching(/^usage: bootcfg COMMAND/),
+    });
     for (const cmd of [
       "inspect",
       "check",
@@ -56,15 +61,22 @@ describe("bootcfg CLI", () => {
       expect(await run([flag])).toEqual({ code: 0, stdout: `bootcfg ${version}\n`, stderr: "" });
     expect((await run(["--help"])).stdout).toContain("--version");
   });
-  it("unknown commands and options are usage errors (2)", async () => {
-    expect(await run(["frobnicate"])).toMatchObject({
-      code: 2,
-      stderr: expect.stringMatching(/unknown command "frobnicate"/),
-    });
-    expect(await run(["inspect", "--bogus", "x"])).toMatchObject({
-      code: 2,
-      stderr: expect.stringMatching(/--bogus/),
-    });
+  it("unknown commands and options are usage errors (2): one line that says where the help is", async () => {
+    const cases: Array<[string[], string]> = [
+      [["frobnicate"], 'bootcfg: unknown command "frobnicate" (see bootcfg --help)'],
+      [["--bogus"], "bootcfg: unknown option --bogus (see bootcfg --help)"],
+      [["inspect", "--bogus", "x"], "bootcfg: unknown option --bogus (see bootcfg inspect --help)"],
+      [["check", "-c"], "bootcfg: option -c/--cluster needs a value (see bootcfg check --help)"],
+      [["nodes", "--json=yes"], "bootcfg: option --json takes no value (see bootcfg nodes --help)"],
+      [["initrd", "build", "-x"], "bootcfg: unknown option -x (see bootcfg initrd --help)"],
+    ];
+    for (const [argv, message] of cases)
+      expect({ argv, ...(await run(argv, t.dir)) }).toEqual({
+        argv,
+        code: 2,
+        stdout: "",
+        stderr: `${message}\n`,
+      });
     expect(await run(["show"], t.dir)).toMatchObject({
       code: 2,
       stderr: expect.stringMatching(/NODE is required/),
