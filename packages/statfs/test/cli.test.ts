@@ -69,8 +69,35 @@ describe("xstat node filter", () => {
     for (const filter of [",", " , "]) {
       const c = capture();
       expect(await xstat(["-a", "tcp!127.0.0.1!1", filter], c.io)).toBe(2);
-      expect(c.err).toMatch(/^xstat: no node named in '.*'\nusage: xstat /);
+      expect(c.err).toMatch(/^xstat: no node named in '.*' \(see xstat --help\)\n$/);
       expect(c.out).toBe("");
+    }
+  });
+});
+
+describe.each([
+  ["statfs", statfs],
+  ["xstat", xstat],
+] as const)("%s usage errors", (name, main) => {
+  it("are one line on stderr that names the mistake and the help, exit 2", async () => {
+    const cases: Array<[string[], string]> = [
+      [["--bogus"], "unknown option --bogus"],
+      [["-Z"], "unknown option -Z"],
+      [["-a"], "option -a/--addr needs a value"],
+      [["--help=yes"], "option -h/--help takes no value"],
+    ];
+    if (name === "statfs") {
+      cases[2] = [["-c"], "option -c/--config needs a value"];
+      cases.push([["extra"], 'unexpected argument "extra"']);
+    }
+    for (const [argv, message] of cases) {
+      const c = capture();
+      expect({ argv, status: await main(argv, c.io), err: c.err, out: c.out }).toEqual({
+        argv,
+        status: 2,
+        err: `${name}: ${message} (see ${name} --help)\n`,
+        out: "",
+      });
     }
   });
 });

@@ -9,7 +9,7 @@ import { ConfigError, type PollSettings, parseDuration } from "../config.js";
 import { DEFAULT_HTTP, STATFS_PORT, type Statfs, startStatfs } from "../daemon.js";
 import { PACKAGE_VERSION } from "../version.js";
 import { LogFile, readPidFile, removePidFile, writePidFile } from "./daemon-files.js";
-import { type CliIo, EXIT_FAIL, EXIT_OK, EXIT_USAGE, processIo } from "./io.js";
+import { argsMistake, type CliIo, EXIT_FAIL, EXIT_OK, EXIT_USAGE, processIo } from "./io.js";
 
 export const STATFS_USAGE = `usage: statfs [options]
 
@@ -84,13 +84,13 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
     return parseArgs({ args, strict: true, allowPositionals: false, options: OPTIONS });
   }
   const usage = (msg: string) => {
-    io.stderr.write(`statfs: ${msg}\n${STATFS_USAGE.split("\n")[0]}\n(statfs --help for the options)\n`);
+    io.stderr.write(`statfs: ${msg} (see statfs --help)\n`);
     return EXIT_USAGE;
   };
   try {
     values = parse(argv).values;
   } catch (err) {
-    return usage((err as Error).message);
+    return usage(argsMistake(err));
   }
   if (values.help) {
     io.stdout.write(STATFS_USAGE);

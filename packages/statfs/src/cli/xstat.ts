@@ -7,7 +7,7 @@ import { parseDuration } from "../config.js";
 import type { NodeView } from "../monitor.js";
 import { formatParsed, type ParsedRow, parseTable } from "../table.js";
 import { PACKAGE_VERSION } from "../version.js";
-import { type CliIo, EXIT_FAIL, EXIT_OK, EXIT_USAGE, processIo } from "./io.js";
+import { argsMistake, type CliIo, EXIT_FAIL, EXIT_OK, EXIT_USAGE, processIo } from "./io.js";
 
 export const XSTAT_USAGE = `usage: xstat [-a ADDR] [--json] [-w] [--every DUR] [-t DUR] [-d] [filter...]
 
@@ -104,13 +104,13 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
     return parseArgs({ args, strict: true, allowPositionals: true, options: XSTAT_OPTIONS });
   }
   const usage = (msg: string) => {
-    io.stderr.write(`xstat: ${msg}\n${XSTAT_USAGE.split("\n")[0]}\n`);
+    io.stderr.write(`xstat: ${msg} (see xstat --help)\n`);
     return EXIT_USAGE;
   };
   try {
     parsed = parse(argv);
   } catch (err) {
-    return usage((err as Error).message);
+    return usage(argsMistake(err));
   }
   const v = parsed.values;
   if (v.help) {
