@@ -248,6 +248,10 @@ export class ServerConnection {
   #cancelHandshake: (() => void) | undefined;
   /** A Tattach has succeeded on this connection (which ends the handshake timeout). */
   #attached = false;
+  /** A Tattach has succeeded on this connection (and no Tversion has reset it since). */
+  get attached(): boolean {
+    return this.#attached;
+  }
   #idleTimer: NodeJS.Timeout | undefined;
   /** The idle timer's verdict, run after the I/O that was pending when it fired. */
   #idleVerdict: NodeJS.Immediate | undefined;
@@ -900,6 +904,14 @@ export class ServerConnection {
       throw new FsError(Ename.TooManyFids, Errno.EMFILE);
   }
 
+  /** Auth fids cost the backend state (a challenge, a response) before anyone is known: few per connection. */
+  #checkAuthFids(): void {
+    let n = 0;
+    for (const f of this.#fids.values()) if (f.auth) n++;
+    if (n >= this.#core.opts.maxAuthFidsPerConnection)
+      throw new FsError("too many authentication fids", Errno.EMFILE);
+  }
+
   /** Commit-time check that `fid` is still the same live fid (it may have been clunked meanwhile). */
   #stillThere(fid: Fid): void {
     if (this.#fids.get(fid.num) !== fid) throw new FsError(Ename.UnknownFid, Errno.EBADF);
@@ -1104,6 +1116,7 @@ export class ServerConnection {
       // "authentication not required" and attaches without an afid; any other errno is fatal there.
       if (!backend.auth) throw new FsError(`${this.#core.name}: ${Ename.NoAuth}`, Errno.ENOENT);
       this.#checkNewFid(msg.afid);
+      this.#checkAuthFids();
       const auth = await backend.auth(user, this.#reqCtx(user, req));
       const fid: Fid = {
         num: msg.afid,
@@ -1118,6 +1131,7 @@ export class ServerConnection {
         reply: { type: MsgType.Rauth, aqid: auth.qid },
         commit: () => {
           this.#checkNewFid(msg.afid);
+          this.#checkAuthFids();
           this.#fids.set(msg.afid, fid);
         },
         discard: () => {

@@ -38,6 +38,15 @@ export interface ServerOptions {
   dialects?: readonly Dialect[];
   /** Fids per connection; more → Rerror "too many fids". Default 4096. */
   maxFidsPerConnection?: number;
+  /** Auth fids per connection (Tauth); more → Rerror "too many authentication fids". Default 4. */
+  maxAuthFidsPerConnection?: number;
+  /** Open connections; a new one beyond it is closed at once. Default 4096. */
+  maxConnections?: number;
+  /**
+   * Connections that have not attached yet (nobody known behind them); a new one beyond it is
+   * closed at once, so unauthenticated clients cannot hold the server's memory. Default 1024.
+   */
+  maxUnattachedConnections?: number;
   /** Requests being processed per connection; more → Rerror "too many outstanding requests" (Tflush, Tclunk and Tremove exempt). Default 1024. */
   maxOutstandingPerConnection?: number;
   /** Close a connection that has not attached (Tversion, then a successful Tattach) in this time. 0 = never. Default 30 000. */
@@ -62,6 +71,9 @@ export interface ServerOptions {
 /** Resolved options, shared with connections. */
 export interface ResolvedOptions {
   maxFidsPerConnection: number;
+  maxAuthFidsPerConnection: number;
+  maxConnections: number;
+  maxUnattachedConnections: number;
   maxOutstandingPerConnection: number;
   handshakeTimeoutMs: number;
   idleTimeoutMs: number;
@@ -100,6 +112,7 @@ export class Server {
   readonly name: string;
   #dialects: Dialect[];
   #conns = new Set<ServerConnection>();
+  #lastRefusalLog = 0;
   #listeners: { server: net.Server; address: Address; unixPath?: string }[] = [];
   #nextId = 1;
   #excl = new Set<bigint>();
@@ -127,6 +140,9 @@ export class Server {
       throw new RangeError("Server: no dialect is both allowed and supported by the backend");
     this.opts = {
       maxFidsPerConnection: positive(opts.maxFidsPerConnection, 4096, "maxFidsPerConnection"),
+      maxAuthFidsPerConnection: positive(opts.maxAuthFidsPerConnection, 4, "maxAuthFidsPerConnection"),
+      maxConnections: positive(opts.maxConnections, 4096, "maxConnections"),
+      maxUnattachedConnections: positive(opts.maxUnattachedConnections, 1024, "maxUnattachedConnections"),
       maxOutstandingPerConnection: positive(
         opts.maxOutstandingPerConnection,
         1024,
@@ -241,6 +257,19 @@ export class Server {
       sock.destroy();
       return;
     }
+    const refused = this.#overLimit();
+    if (refused) {
+      sock.destroy();
+      const now = Date.now();
+      if (now - this.#lastRefusalLog >= 10_000) {
+        this.#lastRefusalLog = now;
+        this.logger.warn(
+          { remote: sock.remoteAddress, limit: refused },
+          `9p: too many connections (${refused}); refusing new ones`,
+        );
+      }
+      return;
+    }
     // Small RPC replies must not wait for Nagle's algorithm (spec section 8).
     if (sock.remoteAddress) {
       sock.setNoDelay(true);
@@ -251,6 +280,16 @@ export class Server {
     }
     const remote = sock.remoteAddress ? `${sock.remoteAddress}:${sock.remotePort}` : "unix";
     this.serveDuplex(sock, remote);
+  }
+
+  /** The limit a new connection would pass, if any. */
+  #overLimit(): string | undefined {
+    if (this.#conns.size >= this.opts.maxConnections) return `maxConnections ${this.opts.maxConnections}`;
+    let unattached = 0;
+    for (const c of this.#conns) if (!c.attached) unattached++;
+    if (unattached >= this.opts.maxUnattachedConnections)
+      return `maxUnattachedConnections ${this.opts.maxUnattachedConnections}`;
+    return undefined;
   }
 
   /** Serves 9P on any Duplex (a socket, a child's stdio pair, an in-memory pair). */

@@ -732,6 +732,40 @@ describe("auth (A3, A4)", () => {
     expect(ename(await c.walk(5, 6))).toBe("operation not allowed on an auth fid");
   });
 
+  it("keeps few auth fids per connection and few connections that have not attached", async () => {
+    const server = new Server({
+      backend: authBackend(),
+      maxAuthFidsPerConnection: 2,
+      maxUnattachedConnections: 3,
+    });
+    servers.push(server);
+    const addr = await server.listen("tcp!127.0.0.1!0");
+    const c = await RawClient.connect(addr);
+    clients.push(c);
+    await c.version(8192, "9P2000");
+    const tauth = (afid: number) => c.call({ type: MsgType.Tauth, afid, uname: "glenda", aname: "" });
+    expect((await tauth(1)).type).toBe(MsgType.Rauth);
+    expect((await tauth(2)).type).toBe(MsgType.Rauth);
+    expect(ename(await tauth(3))).toBe("too many authentication fids");
+    expect((await c.call({ type: MsgType.Tclunk, fid: 1 })).type).toBe(MsgType.Rclunk);
+    expect((await tauth(3)).type).toBe(MsgType.Rauth);
+    // two more unattached connections are served; a fourth is closed at once
+    const more = [await RawClient.connect(addr), await RawClient.connect(addr)];
+    clients.push(...more);
+    for (const m of more) expect((await m.version(8192, "9P2000")).version).toBe("9P2000");
+    const over = await RawClient.connect(addr);
+    clients.push(over);
+    await expect(over.version(8192, "9P2000")).rejects.toThrow();
+    // once one attaches, there is room again
+    await c.call({ type: MsgType.Twrite, fid: 2, offset: 0n, data: Buffer.from("please") });
+    expect((await c.call({ type: MsgType.Tattach, fid: 0, afid: 2, uname: "glenda", aname: "" })).type).toBe(
+      MsgType.Rattach,
+    );
+    const next = await RawClient.connect(addr);
+    clients.push(next);
+    expect((await next.version(8192, "9P2000")).version).toBe("9P2000");
+  });
+
   it("answers Tauth with an error when the backend needs no authentication", async () => {
     const c = await setup();
     expect(ename(await c.call({ type: MsgType.Tauth, afid: 7, uname: "glenda", aname: "" }))).toBe(
