@@ -211,6 +211,10 @@ export async function main(
     return 1;
   }
   io.ready?.(handle.address);
+  if (values["no-auth"] && process.getuid?.() === 0)
+    io.stderr.write(
+      "xcpufs: warning: --no-auth as root: any local user who can connect runs programs as root or as any other user (development only)\n",
+    );
   // With an ephemeral port (-p 0, or port 0 in a --listen dial string, whose port wins over -p)
   // nobody could find the server otherwise; any other port than -p's is named as well.
   if (handle.port !== 0 && handle.port !== port) io.stderr.write(`xcpufs: listening on ${handle.address}\n`);

@@ -36,7 +36,7 @@ import { CHALLENGE_SIZE, encryptPasskey, MAX_RESPONSE, verifyPasskey, verifyResp
 import { openExecFile, truncateExecFile } from "./local-files.js";
 import { procsText } from "./procs.js";
 import { type Session, State } from "./session.js";
-import type { User } from "./users.js";
+import { sameUser, type User } from "./users.js";
 import type { Xcpufs } from "./xcpufs.js";
 
 const R = 4;
@@ -485,9 +485,19 @@ function sessionOwner(fs: Xcpufs, s: Session): Owner {
   return { uname: s.owner.name, uid: s.owner.uid, gname: g?.name ?? String(s.owner.gid), gid: s.owner.gid };
 }
 
-/** Same person: name and uid both match (a transient `--no-auth` user may reuse a pool name). */
-function sameUser(a: User, b: User): boolean {
-  return a.name === b.name && a.uid === b.uid;
+/**
+ * Makes every I/O method of an open file (`read`, `write`, directory listing, …) first call
+ * `check` with its request context, which throws when the requester may no longer use it.
+ */
+export function ownerChecked(file: Record<string, unknown>, check: (ctx: RequestContext) => unknown): void {
+  for (const name of ["read", "readInto", "write", "list", "readdir", "fsync", "lock", "getlock"]) {
+    const fn = file[name];
+    if (typeof fn !== "function") continue;
+    file[name] = (...a: unknown[]) => {
+      check(a[a.length - 1] as RequestContext);
+      return (fn as (...x: unknown[]) => unknown).apply(file, a);
+    };
+  }
 }
 
 /** A session directory `N/`. */
@@ -656,6 +666,11 @@ class SessionFile extends Synth {
         throw new XcpuError("redirected to local file");
       }
       const file = await this.openImpl(s, user, mode, ctx);
+      // given to another user (wstat of the session's owner), the session's files are theirs
+      // alone, also for fids opened before
+      ownerChecked(file as unknown as Record<string, unknown>, (c: RequestContext) => {
+        if (!sameUser(this.user(c), s.owner)) throw new FsError(Ename.Perm, Errno.EPERM);
+      });
       s.incref();
       let closed = false;
       const inner = file.clunk;

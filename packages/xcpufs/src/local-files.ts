@@ -20,6 +20,7 @@ import {
   stat,
   unlink,
 } from "node:fs/promises";
+import { dirname } from "node:path";
 import { Errno } from "@clustermatic/ninep/errors";
 import { XcpuError } from "./errors.js";
 
@@ -33,8 +34,9 @@ export interface LocalOwner {
 
 const READ = 4;
 const WRITE = 2;
+const SEARCH = 1;
 
-/** Unix permission check of `want` (4 read, 2 write) for a uid and its groups; uid 0 passes. */
+/** Unix permission check of `want` (4 read, 2 write, 1 search) for a uid and its groups; uid 0 passes. */
 export function unixAllows(st: Stats, uid: number, gids: readonly number[], want: number): boolean {
   if (uid === 0) return true;
   let bits = st.mode & 7;
@@ -130,10 +132,23 @@ export async function truncateExecFile(
   }
 }
 
+/** Character devices any user may be given: /dev/null, zero, full, random, urandom (major 1). */
+const HARMLESS_DEVICES = new Set([3, 5, 7, 8, 9]);
+
+function under(path: string, dir: string): boolean {
+  return path === dir || path.startsWith(`${dir}/`);
+}
+
 /**
  * Opens the target of `redirect` for reading or writing (never creating it): a regular file, a
- * character device or a FIFO that the owner may read or write. The file is checked before it is
- * opened and the open is checked to be that same file, so a path swapped in between is refused.
+ * harmless character device, or for an output a FIFO, that the owner may read or write. The server opens it with
+ * its own (root's) rights, so the owner's are checked first along the whole real path: search
+ * permission on every directory, then the file's own bits. /proc and /sys, and devices other than
+ * /dev/null, zero, full, random and urandom, are refused to users other than root: the kernel
+ * checks some of those at open time against the opener (the kernel log, kernel addresses,
+ * another process's memory map). The open is checked to be the file examined, so a path swapped
+ * meanwhile is refused; it never blocks (O_NONBLOCK: an output FIFO must have a reader already),
+ * and the program gets the descriptor back in blocking mode (spawn clears O_NONBLOCK on its stdio).
  * `shown` is the name as the user wrote it, for error messages.
  */
 export async function openRedirect(
@@ -142,18 +157,51 @@ export async function openRedirect(
   reading: boolean,
   owner: LocalOwner | undefined,
 ): Promise<FileHandle> {
+  let real: string;
   let before: Stats;
   try {
-    before = await stat(path);
+    real = await realpath(path);
+    before = await stat(real);
   } catch {
-    throw new XcpuError(`${shown}: No such file or directory`);
+    throw new XcpuError(`${shown}: No such file or directory`, Errno.ENOENT);
   }
-  const usable = (st: Stats) => st.isFile() || st.isCharacterDevice() || st.isFIFO();
-  if (!usable(before)) throw new XcpuError(`${shown}: not a file`);
-  if (owner && !unixAllows(before, owner.uid, owner.gids, reading ? READ : WRITE)) {
-    throw new XcpuError(`${shown}: Permission denied`);
+  const user = owner && owner.uid !== 0 ? owner : undefined;
+  if (!(before.isFile() || before.isCharacterDevice() || before.isFIFO()))
+    throw new XcpuError(`${shown}: not a file`);
+  // Opened without waiting for a writer, a FIFO would give the program end of file at once; opened
+  // waiting, it would hold one of the server's I/O threads until a writer came.
+  if (reading && before.isFIFO())
+    throw new XcpuError(`${shown}: a FIFO cannot be stdin (the program may open it itself)`, Errno.EINVAL);
+  if (user) {
+    if (under(real, "/proc") || under(real, "/sys"))
+      throw new XcpuError(`${shown}: files under /proc and /sys cannot be redirected`, Errno.EACCES);
+    if (before.isCharacterDevice() && !(before.rdev >> 8 === 1 && HARMLESS_DEVICES.has(before.rdev & 0xff)))
+      throw new XcpuError(
+        `${shown}: of devices only /dev/null, zero, full, random and urandom can be redirected`,
+        Errno.EACCES,
+      );
+    for (let dir = dirname(real); ; dir = dirname(dir)) {
+      const st = await stat(dir).catch(() => undefined);
+      if (!st || !unixAllows(st, user.uid, user.gids, SEARCH))
+        throw new XcpuError(`${shown}: Permission denied`, Errno.EACCES);
+      if (dir === "/") break;
+    }
+    if (!unixAllows(before, user.uid, user.gids, reading ? READ : WRITE))
+      throw new XcpuError(`${shown}: Permission denied`, Errno.EACCES);
   }
-  const fh = await open(path, reading ? constants.O_RDONLY : constants.O_WRONLY);
+  let fh: FileHandle;
+  try {
+    fh = await open(
+      real,
+      (reading ? constants.O_RDONLY : constants.O_WRONLY) | constants.O_NONBLOCK | constants.O_NOCTTY,
+    );
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "ENXIO") throw new XcpuError(`${shown}: no process reads this FIFO`, Errno.ENXIO);
+    if (code === "EACCES" || code === "EPERM")
+      throw new XcpuError(`${shown}: Permission denied`, Errno.EACCES);
+    throw new XcpuError(`${shown}: ${(err as Error).message}`);
+  }
   try {
     const after = await fh.stat();
     if (after.dev !== before.dev || after.ino !== before.ino) {

@@ -42,6 +42,9 @@ describe("UserDb", () => {
     expect(db.byUid(500)).toBeUndefined();
     run(db, "user-add other 500 mammals ''");
     expect(db.byUid(500)?.name).toBe("other");
+    // without a key anyone may log in as the user: never as uid 0
+    expect(() => run(db, "user-add toor 0 mammals ''")).toThrow("toor: a user with uid 0 needs a key");
+    expect(db.byUid(0)).toBeUndefined();
     run(db, "user-del other");
     run(db, "group-del mammals");
     expect(db.groupByGid(100)).toBeUndefined();

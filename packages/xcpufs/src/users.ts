@@ -33,6 +33,11 @@ export interface User {
   transient?: boolean;
 }
 
+/** Same person: name and uid both match (a transient `--no-auth` user may reuse a pool name). */
+export function sameUser(a: User, b: User): boolean {
+  return a.name === b.name && a.uid === b.uid;
+}
+
 export interface Group {
   name: string;
   gid: number;
@@ -320,6 +325,8 @@ export class UserDb {
     if (this.users.has(name)) throw new XcpuError(`${name}:user exists`);
     if (this.byUid(uid)) throw new XcpuError(`${uid}:user exists`);
     const key = keyText === "" ? undefined : parsePublicKey(keyText);
+    // A user without a key logs in without proof; as uid 0 that would be anyone, as root.
+    if (!key && uid === 0) throw new XcpuError(`${name}: a user with uid 0 needs a key`);
     this.users.set(name, { name, uid, gid: g.gid, groups: new Set([g.name]), key });
     g.members.add(name);
   }

@@ -10,7 +10,7 @@ import {
   readlinkSync,
   writeFileSync,
 } from "node:fs";
-import { type FileHandle, lchown, open, readdir, rm, rmdir } from "node:fs/promises";
+import { type FileHandle, lchown, lstat, open, readdir, rm, rmdir } from "node:fs/promises";
 import { machine as machineName, constants as osConstants, type as osType } from "node:os";
 import { isAbsolute, join } from "node:path";
 import type { Stat } from "@clustermatic/ninep/codec";
@@ -21,7 +21,7 @@ import { type PassthroughBackend, passthrough } from "@clustermatic/ninep/server
 import { XcpuError } from "./errors.js";
 import { processAlive, Sweeper } from "./escapees.js";
 import { ForkHelper } from "./fork-helper.js";
-import { ByteBuf, RootDir, SessionDir } from "./fsys.js";
+import { ByteBuf, ownerChecked, RootDir, SessionDir } from "./fsys.js";
 import { type LocalOwner, openRedirect, removeWithin } from "./local-files.js";
 import { onNoexecMount } from "./noexec.js";
 import type { ProcTag } from "./procs.js";
@@ -29,7 +29,7 @@ import { QuoteError, quote, tokenize } from "./quote.js";
 import { makeSessionDir, Session, type SessionHost, State } from "./session.js";
 import { parseSignal } from "./signals.js";
 import { cloneSession } from "./tspawn.js";
-import type { User, UserDb } from "./users.js";
+import { sameUser, type User, type UserDb } from "./users.js";
 
 export interface Log {
   debug(o: object, msg?: string): void;
@@ -255,15 +255,22 @@ export class Xcpufs {
     }
   }
 
-  /** Open of `clone`: a new session owned by the opener. */
-  async newSession(user: User, _ctx: RequestContext): Promise<Session> {
-    if (this.closing) throw new FsError("server shutting down", Errno.EIO);
-    // Sessions being made count too: clones opened together all pass the count before any of
-    // them is in the table.
+  /**
+   * Sessions `user` holds against its limit. Sessions being made count too: clones opened
+   * together all pass the count before any of them is in the table.
+   */
+  private sessionsHeld(user: User): number {
     let held = this.makingFor.get(user.name) ?? 0;
     for (const other of this.sessions.values()) {
       if (other.state !== State.Wiped && other.owner.name === user.name) held++;
     }
+    return held;
+  }
+
+  /** Open of `clone`: a new session owned by the opener. */
+  async newSession(user: User, _ctx: RequestContext): Promise<Session> {
+    if (this.closing) throw new FsError("server shutting down", Errno.EIO);
+    const held = this.sessionsHeld(user);
     if (held >= this.maxSessionsPerUser) {
       throw new FsError(
         `too many sessions: ${user.name} holds ${held} (the most one user may); wipe some first`,
@@ -361,8 +368,19 @@ export class Xcpufs {
 
   /** Give a session (files and private directory) to another pool user. */
   async chownSession(s: Session, target: User): Promise<void> {
+    const from = s.owner;
+    if (sameUser(from, target)) return;
+    // A session given away counts against its new owner's limit, which it may not pass: giving
+    // sessions away is no way around one's own limit, nor a way to use up somebody else's.
+    const held = this.sessionsHeld(target);
+    if (held >= this.maxSessionsPerUser) {
+      throw new FsError(
+        `too many sessions: ${target.name} holds ${held} (the most one user may)`,
+        Errno.EAGAIN,
+      );
+    }
     s.owner = target;
-    if (this.switchUsers) await chownTree(s.dir, target.uid, target.gid);
+    if (this.switchUsers) await chownTree(s.dir, from.uid, target.uid, target.gid);
   }
 
   /** The `fs/` directory of a session: the session's private directory, served as is. */
@@ -403,10 +421,18 @@ export class Xcpufs {
     const s = dir.session;
     const fs = this;
     const userCtx = (ctx: RequestContext) => fs.asUser(ctx, fs.userOf(ctx.user));
+    // A session given to another user (wstat of its owner) is no longer the old owner's: fids
+    // walked or opened before then are refused from then on, not only new walks.
+    const owned = (ctx: RequestContext): RequestContext => {
+      const user = fs.userOf(ctx.user);
+      if (!sameUser(user, s.owner)) throw new FsError(Ename.Perm, Errno.EPERM);
+      return fs.asUser(ctx, user);
+    };
     // The open file gets its own clunk (not a new object with the file as its prototype: V8 gives
     // every object used as a prototype a map of its own, and the file's methods then see a new
     // map on each file).
     const holdOpen = <T extends { clunk?: (c: RequestContext) => void | Promise<void> }>(f: T): T => {
+      ownerChecked(f as Record<string, unknown>, owned);
       s.incref();
       let closed = false;
       const inner = f.clunk;
@@ -434,25 +460,26 @@ export class Xcpufs {
             return async (name: string, ctx: RequestContext) => {
               if (top && name === "..") return dir;
               alive();
-              return fs.wrapFs((await fn.call(target, name, userCtx(ctx))) as Node, dir, false);
+              return fs.wrapFs((await fn.call(target, name, owned(ctx))) as Node, dir, false);
             };
           case "stat":
             return async (ctx: RequestContext) => {
-              const st = (await fn.call(target, userCtx(ctx))) as Stat;
+              // (a session directory's listing, by anyone, includes the stat of its fs/)
+              const st = (await fn.call(target, top ? userCtx(ctx) : owned(ctx))) as Stat;
               return top ? { ...st, name: "fs" } : st;
             };
           case "open":
           case "lopen":
             return async (mode: number, ctx: RequestContext) => {
               alive();
-              return holdOpen((await fn.call(target, mode, userCtx(ctx))) as { clunk?: () => void });
+              return holdOpen((await fn.call(target, mode, owned(ctx))) as { clunk?: () => void });
             };
           case "create":
             return async (req: { perm: number }, ctx: RequestContext) => {
               alive();
               // Files get the permission bits asked for (the passthrough's exactMode), as the
               // original's open(2) gave them, not the 9P mask of the session directory (0700).
-              const c = (await fn.call(target, req, userCtx(ctx))) as {
+              const c = (await fn.call(target, req, owned(ctx))) as {
                 node: Node;
                 file: { clunk?: () => void };
               };
@@ -462,7 +489,7 @@ export class Xcpufs {
             return async (...a: unknown[]) => {
               alive();
               const ctx = a[a.length - 1] as RequestContext;
-              const c = (await fn.call(target, ...a.slice(0, -1), userCtx(ctx))) as {
+              const c = (await fn.call(target, ...a.slice(0, -1), owned(ctx))) as {
                 node: Node;
                 file: { clunk?: () => void };
               };
@@ -474,7 +501,7 @@ export class Xcpufs {
             return (...a: unknown[]) => {
               const last = a[a.length - 1] as RequestContext | undefined;
               if (last && typeof last === "object" && "signal" in last && "user" in last) {
-                a[a.length - 1] = userCtx(last);
+                a[a.length - 1] = owned(last);
               }
               // Link/rename targets may be wrapped nodes: hand over the real ones.
               return fn.apply(
@@ -704,31 +731,56 @@ function tokens_(line: string, msg: string): string[] {
 }
 
 /**
- * Gives a session directory and everything in it to uid:gid without following any link. The
- * directory is in the user's hands (the session's programs write there) while the server, as root,
- * walks it: each directory is held open (O_NOFOLLOW) and its entries are reached through
- * /proc/self/fd, so one swapped for a link to elsewhere after the listing is not entered.
+ * Gives a session directory and what the previous owner (`from`) owns in it to uid:gid, without
+ * following any link. The directory is in the user's hands (the session's programs write there)
+ * while the server, as root, walks it: each directory is held open (O_NOFOLLOW) and its entries are
+ * reached through /proc/self/fd, so one swapped for a link to elsewhere after the listing is not
+ * entered. A hard link the session's program made to somebody else's file (or, without
+ * protected_hardlinks, to any file) keeps its owner. A regular file is changed through a
+ * descriptor (opened without following links or blocking), so the file checked is the file changed.
  */
-async function chownTree(path: string, uid: number, gid: number, top = true): Promise<void> {
+async function chownTree(path: string, from: number, uid: number, gid: number, top = true): Promise<void> {
   let dir: FileHandle;
   try {
     dir = await open(path, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
   } catch (err) {
     if (top) throw err;
-    // Not a directory any more (a link, or gone): only the entry itself changes hands.
-    await lchown(path, uid, gid).catch(() => {});
+    await chownEntry(path, from, uid, gid);
     return;
   }
   try {
-    await dir.chown(uid, gid);
+    if ((await dir.stat()).uid === from) await dir.chown(uid, gid);
     const here = `/proc/self/fd/${dir.fd}`;
     for (const e of await readdir(here, { withFileTypes: true })) {
       const p = `${here}/${e.name}`;
-      if (e.isDirectory()) await chownTree(p, uid, gid, false);
-      else await lchown(p, uid, gid).catch(() => {});
+      if (e.isDirectory()) await chownTree(p, from, uid, gid, false);
+      else await chownEntry(p, from, uid, gid);
     }
   } finally {
     await dir.close();
+  }
+}
+
+async function chownEntry(path: string, from: number, uid: number, gid: number): Promise<void> {
+  const st = await lstat(path).catch(() => undefined);
+  if (!st || st.uid !== from) return;
+  if (!st.isFile()) {
+    // a link, FIFO, socket or device: changed by name (never opened)
+    await lchown(path, uid, gid).catch(() => {});
+    return;
+  }
+  let fh: FileHandle | undefined;
+  try {
+    fh = await open(
+      path,
+      constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK | constants.O_NOCTTY,
+    );
+    // the file opened, not whatever the name leads to now
+    if ((await fh.stat()).uid === from) await fh.chown(uid, gid);
+  } catch {
+    // swapped or gone meanwhile: nothing to give
+  } finally {
+    await fh?.close().catch(() => {});
   }
 }
 

@@ -6,10 +6,15 @@ import { execFileSync } from "node:child_process";
 import {
   chmodSync,
   chownSync,
+  closeSync,
+  constants,
   lstatSync,
+  mkdirSync,
   mkdtempSync,
+  openSync,
   readdirSync,
   readFileSync,
+  readSync,
   rmSync,
   statSync,
   writeFileSync,
@@ -19,7 +24,7 @@ import { dirname, join } from "node:path";
 import { OREAD, OWRITE } from "@clustermatic/ninep/codec";
 import { afterAll, describe, expect, it } from "vitest";
 import { startXcpufs, type XcpufsHandle } from "../src/index.js";
-import { cmd, decryptPasskey, login, openJob, readAll, rsaKey, write } from "./helpers.js";
+import { cmd, decryptPasskey, login, openJob, readAll, rsaKey, until, write } from "./helpers.js";
 
 const root = process.getuid?.() === 0;
 if (!root) console.log("skipping the exec link tests: not root");
@@ -91,6 +96,25 @@ describe.skipIf(!root)("the exec file and symbolic links (server as root)", () =
     const job4 = await openJob(fs);
     await expect(job4.ctl.write(0, `redirect stdin ${secret}\n`)).rejects.toThrow(/Permission denied/);
     await expect(job4.ctl.write(0, `redirect stdout ${secret}\n`)).rejects.toThrow(/Permission denied/);
+    // a world-readable file in a directory the user cannot enter is refused too (the server
+    // opens with root's rights, so every directory on the way is checked for the user)
+    const priv = join(outside, "priv");
+    mkdirSync(priv, { mode: 0o700 });
+    writeFileSync(join(priv, "note"), "behind a closed door\n", { mode: 0o644 });
+    await expect(job4.ctl.write(0, `redirect stdin ${join(priv, "note")}\n`)).rejects.toThrow(
+      /note: Permission denied/,
+    );
+    // files the kernel checks against the opener, and devices other than the harmless ones
+    for (const [f, why] of [
+      ["/proc/self/maps", /under \/proc and \/sys cannot be redirected/],
+      ["/proc/kallsyms", /under \/proc and \/sys cannot be redirected/],
+      ["/sys/kernel/notes", /under \/proc and \/sys cannot be redirected/],
+      ["/dev/kmsg", /of devices only \/dev\/null, zero, full, random and urandom/],
+    ] as const) {
+      await expect(job4.ctl.write(0, `redirect stdin ${f}\n`), f).rejects.toThrow(why);
+    }
+    await job4.ctl.write(0, "redirect stdin /dev/null\n");
+    chmodSync(outside, 0o711);
     const theirs = join(outside, "theirs");
     writeFileSync(theirs, "");
     chownSync(theirs, 6201, 6200);
@@ -148,9 +172,130 @@ describe.skipIf(!root)("the exec file and symbolic links (server as root)", () =
     const w = await fs.open(`${job.sid}/exec`, OWRITE);
     await w.clunk();
     expect(lstatSync(dir).isDirectory()).toBe(true);
-    expect(readdirSync(outside).sort()).toEqual(["secret", "theirs"]);
+    expect(readdirSync(outside).sort()).toEqual(["priv", "secret", "theirs"]);
     await job.close();
     await fs.close();
+  });
+
+  it("redirect and FIFOs: never a wait in the server; stdin from one refused, output to one with a reader", async () => {
+    const fs = await login(h!.address, { uname: "mal", uid: 6201, key: user.privateKey });
+    const job = await openJob(fs);
+    const dir = h!.xcpufs.sessions.get(Number(job.sid))?.dir as string;
+    const fifo = join(dir, "ff");
+    execFileSync("mkfifo", ["-m", "600", fifo]);
+    chownSync(fifo, 6201, 6200);
+    // more attempts than the server has I/O threads: an open waiting for the other end would
+    // hold them all and stall every user's file operations
+    for (let i = 0; i < 6; i++) {
+      await expect(job.ctl.write(0, "redirect stdin ff\n")).rejects.toThrow(
+        /ff: a FIFO cannot be stdin \(the program may open it itself\)/,
+      );
+      await expect(job.ctl.write(0, "redirect stdout ff\n")).rejects.toThrow(
+        /ff: no process reads this FIFO/,
+      );
+    }
+    const other = await openJob(fs);
+    const note = await fs.create(`${other.sid}/fs/note`, 0o644, OWRITE);
+    await note.write(0, "still served");
+    await note.clunk();
+    expect((await fs.readFile(`${other.sid}/fs/note`)).toString()).toBe("still served");
+    // with a reader, output goes to the FIFO
+    const reader = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
+    try {
+      await job.ctl.write(0, "redirect stdout ff\n");
+      await write(fs, `${job.sid}/argv`, "echo through the fifo");
+      await job.ctl.write(0, "exec /bin/echo\n");
+      expect((await readAll(job.wait)).toString()).toBe("0");
+      const buf = Buffer.alloc(100);
+      expect(buf.subarray(0, readSync(reader, buf)).toString()).toBe("through the fifo\n");
+    } finally {
+      closeSync(reader);
+    }
+    await job.close();
+    await other.close();
+    await fs.close();
+  }, 60_000);
+
+  it("a session given to another user: the old owner's open fids are refused, only the old owner's files change hands, the new owner's limit holds", async () => {
+    const other = rsaKey();
+    const a = await login(h!.address, { uname: "xcpu-admin", uid: 65530, key: admin.privateKey });
+    await cmd(a, "ctl", `user-add bob 6203 crew '${other.line}'\n`);
+    await a.close();
+    const fs = await login(h!.address, { uname: "mal", uid: 6201, key: user.privateKey });
+    const job = await openJob(fs);
+    const dir = h!.xcpufs.sessions.get(Number(job.sid))?.dir as string;
+    // somebody else's file the user may write, hard-linked into the session by its program
+    const shared = join(outside, "shared.txt");
+    writeFileSync(shared, "not mal's\n", { mode: 0o666 });
+    chmodSync(shared, 0o666);
+    await write(fs, `${job.sid}/argv`, `sh -c 'ln ${shared} h && echo mine > own.txt'`);
+    await job.ctl.write(0, "exec /bin/sh\n");
+    expect((await readAll(job.wait)).toString()).toBe("0");
+    const argv = await fs.open(`${job.sid}/argv`, OWRITE);
+    const own = await fs.open(`${job.sid}/fs/own.txt`, OREAD);
+    const fsDir = await fs.walk(`${job.sid}/fs`);
+    const d = await fs.walk(job.sid);
+    await d.wstat({ uid: "bob" });
+    await d.clunk();
+    expect(statSync(join(dir, "own.txt")).uid).toBe(6203);
+    expect(statSync(dir).uid).toBe(6203);
+    expect(statSync(shared).uid).toBe(0); // not taken over through the link
+    expect(statSync(join(dir, "h")).uid).toBe(0);
+    // fids opened or walked before the change no longer serve the old owner
+    for (const [what, p] of [
+      ["ctl", job.ctl.write(0, "signal KILL\n")],
+      ["argv", argv.write(0, "sh -c 'echo planted'")],
+      ["stdout", job.stdout.read(0, 100)],
+      ["fs/own.txt", own.read(0n, 100)],
+      ["walk in fs/", fsDir.walk("own.txt")],
+    ] as const) {
+      await expect(p, what).rejects.toThrow(/permission denied/);
+    }
+    // the new owner finds the session as it was left
+    const fb = await login(h!.address, { uname: "bob", uid: 6203, key: other.privateKey });
+    expect((await fb.readFile(`${job.sid}/fs/own.txt`)).toString()).toBe("mine\n");
+    expect((await fb.readFile(`${job.sid}/argv`)).toString()).toContain("ln ");
+    await Promise.all([argv, own, fsDir].map((f) => f.clunk().catch(() => {})));
+    await job.close();
+    await fb.close();
+    await fs.close();
+  });
+
+  it("a session cannot be given to a user who already holds as many as the limit allows", async () => {
+    const other = rsaKey();
+    const h3 = await startXcpufs({
+      port: 0,
+      listen: "127.0.0.1",
+      adminKey: admin.line,
+      maxSessionsPerUser: 2,
+    });
+    try {
+      const a = await login(h3.address, { uname: "xcpu-admin", uid: 65530, key: admin.privateKey });
+      await cmd(
+        a,
+        "ctl",
+        `group-add crew 6200\nuser-add mal 6201 crew '${user.line}'\nuser-add bob 6203 crew '${other.line}'\n`,
+      );
+      await a.close();
+      const fs = await login(h3.address, { uname: "mal", uid: 6201, key: user.privateKey });
+      const fb = await login(h3.address, { uname: "bob", uid: 6203, key: other.privateKey });
+      const jobs = [await openJob(fs), await openJob(fs)];
+      const bobs = [await openJob(fb), await openJob(fb)];
+      const d = await fs.walk(jobs[0]!.sid);
+      await expect(d.wstat({ uid: "bob" })).rejects.toThrow(/too many sessions: bob holds 2/);
+      await d.clunk();
+      await bobs[0]!.close();
+      await bobs[0]!.ctl.clunk().catch(() => {});
+      await until(() => h3.xcpufs.sessions.size === 3);
+      const d2 = await fs.walk(jobs[0]!.sid);
+      await d2.wstat({ uid: "bob" });
+      await d2.clunk();
+      for (const j of [...jobs, ...bobs]) await j.close();
+      await fs.close();
+      await fb.close();
+    } finally {
+      await h3.close();
+    }
   });
 
   it("the helper that sets supplementary groups runs as root without the session's loader variables", async () => {

@@ -2,6 +2,7 @@
 
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Fsys } from "@clustermatic/ninep/client";
@@ -204,6 +205,28 @@ describe("tree spawn", () => {
     ).rejects.toThrow(/127\.0\.0\.1!1: .*refused/i);
     await job.close();
     await fs.close();
+  });
+
+  it("a child address where another service answers: said to be no 9P server, its greeting not echoed", async () => {
+    const h = handles[0] as XcpufsHandle;
+    const other = createServer((sock) => sock.end("SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n"));
+    await new Promise<void>((r) => other.listen(0, "127.0.0.1", r));
+    const port = (other.address() as AddressInfo).port;
+    const fs = await login(h.address, { uname: "alice", uid: 6001, key: alice.privateKey });
+    const job = await openJob(fs);
+    try {
+      const err = await job.ctl
+        .write(0, `clone 1 127.0.0.1!${port}/0/00000000000000000000000000000000\n`)
+        .then(
+          () => undefined,
+          (e: Error) => e,
+        );
+      expect(err?.message).toBe(`127.0.0.1!${port}: not a 9P server (its reply is not a 9P message),`);
+    } finally {
+      await job.close();
+      await fs.close();
+      other.close();
+    }
   });
 
   it("nests a child's own failures in its entry, one comma each", async () => {
