@@ -144,6 +144,7 @@ describe("ninep CLI", () => {
       [["ls", addr, "/", "-lz"], "ninep ls: unknown option -z (see ninep ls --help)"],
       [["cat", addr, "/x", "--msize"], "ninep cat: option --msize needs a value (see ninep cat --help)"],
       [["cat", addr, "/x", "--trace=yes"], "ninep cat: option --trace takes no value (see ninep cat --help)"],
+      [["ls", addr, "/", "--long=yes"], "ninep ls: option -l/--long takes no value (see ninep ls --help)"],
       [
         ["cat", addr, "/x", "--msize", "big"],
         'ninep cat: --msize wants a number, got "big" (see ninep cat --help)',
