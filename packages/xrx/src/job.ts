@@ -243,6 +243,15 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
       abort?.("SIGPIPE");
       return;
     }
+    if (opts.attach !== undefined) {
+      // A viewer (-J) whose output is gone stops watching; the job is not its to end. (Its
+      // connections close: a normal session that nobody else holds open ends then, as always.)
+      for (const s of live()) {
+        s.outcome = { node: s.spec.name, error: "stopped watching: output closed" };
+        s.node?.close();
+      }
+      return;
+    }
     for (const s of live()) wipe(s, "wiped: output closed");
   };
   const handlers = [

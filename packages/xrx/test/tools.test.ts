@@ -265,6 +265,37 @@ describe("output closed", () => {
   }, 120_000);
 });
 
+describe("output closed while attached (-J)", () => {
+  it("a viewer whose output goes away stops watching; the job it watched goes on", async () => {
+    const flag = join(tempDir("xrx-viewer-"), "go");
+    const job = runCli(xrx, [
+      "--no-key",
+      "-j",
+      "viewedjob",
+      four.list,
+      "sh",
+      "-c",
+      `while [ ! -e ${flag} ]; do echo y; sleep 0.05; done; echo done`,
+    ]);
+    await until(
+      async () =>
+        (await runCli(xps, ["--no-key", "-J", "viewedjob", four.list])).stdout
+          .split("\n")
+          .filter((l) => l.includes("\tviewedjob/")).length >= 4,
+      30_000,
+      "job in xps",
+    );
+    const { child, done } = spawnCli("xrx", ["--no-key", "-J", "viewedjob", four.list]);
+    await new Promise<void>((resolve) => child.stdout!.once("data", () => resolve()));
+    child.stdout!.destroy();
+    expect((await done).code).toBe(141);
+    writeFileSync(flag, "");
+    const j = await job;
+    expect(j.code).toBe(0);
+    expect(j.stdout.split("\n").filter((l) => l === "done")).toHaveLength(4);
+  }, 120_000);
+});
+
 describe("authentication", () => {
   it.skipIf(!sshKeygen)(
     "a node that never answers costs xk and xps one -t, not one per identity tried (-A and -k)",
