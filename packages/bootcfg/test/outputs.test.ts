@@ -1,7 +1,18 @@
 // Commands that write many files (render, pxe, ipxe, coreboot -o) change all of them or none: a
 // node whose plan fails half-way through, or a full disk, leaves the previous output as it was.
 import { execFileSync, spawnSync } from "node:child_process";
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  closeSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
@@ -245,6 +256,23 @@ describe("-o /dev/stdout", () => {
     );
     return { status: r.status, stdout: r.stdout, stderr: r.stderr.toString() };
   }
+
+  it("stdout that cannot be written (/dev/full): one line and exit 1, no stack trace", () => {
+    const full = openSync("/dev/full", "w");
+    try {
+      const r = spawnSync(
+        process.execPath,
+        ["--conditions=@clustermatic/source", "--import", "tsx", join(PKG, "src/bin/bootcfg.ts"), "--help"],
+        { cwd: PKG, stdio: ["ignore", full, "pipe"], encoding: "utf8", timeout: 20_000 },
+      );
+      expect(r.status).toBe(1);
+      expect(r.stderr).toBe(
+        "bootcfg: cannot write standard output (ENOSPC: no space left on device, write)\n",
+      );
+    } finally {
+      closeSync(full);
+    }
+  });
 
   it("stdout holds exactly the artifact; the summary goes to stderr", async () => {
     const elf = synthElf({ loads: [{ paddr: 0x100000, data: Buffer.alloc(4096, 0x90), memsz: 8192 }] });

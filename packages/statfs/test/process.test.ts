@@ -1,8 +1,8 @@
 // The statfs program as a process: start-up errors, SIGHUP reload (a broken file keeps the old
 // configuration), and a restart that serves again and keeps admin holds.
 
-import { execFileSync } from "node:child_process";
-import { existsSync, lstatSync, readFileSync, readlinkSync } from "node:fs";
+import { execFileSync, spawnSync } from "node:child_process";
+import { closeSync, existsSync, lstatSync, openSync, readFileSync, readlinkSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -61,6 +61,31 @@ describe("statfs process", () => {
     expect(await nokey.exited).toBe(1);
     expect(nokey.stderr()).toMatch(/cannot read admin key .*missing_key: ENOENT/);
   }, 120_000);
+
+  it("statfs and xstat with a standard output that cannot be written (/dev/full): one line and exit 1", () => {
+    const full = openSync("/dev/full", "w");
+    try {
+      for (const name of ["statfs", "xstat"]) {
+        const r = spawnSync(
+          process.execPath,
+          [
+            "--conditions=@clustermatic/source",
+            "--import",
+            "tsx",
+            join(import.meta.dirname, "..", "src", "bin", `${name}.ts`),
+            "--help",
+          ],
+          { stdio: ["ignore", full, "pipe"], encoding: "utf8", timeout: 20_000 },
+        );
+        expect(r.status, name).toBe(1);
+        expect(r.stderr).toBe(
+          `${name}: cannot write standard output (ENOSPC: no space left on device, write)\n`,
+        );
+      }
+    } finally {
+      closeSync(full);
+    }
+  });
 
   it("goes into the background once it serves, as the original (its own session), unless -f", async () => {
     const port = await deadPort();

@@ -1,7 +1,16 @@
 // The xcpufs command run as a child process: SIGTERM cleanup, bounded memory, restarts.
 
-import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { type Fsys, mount } from "@clustermatic/ninep/client";
@@ -127,6 +136,23 @@ describe("xcpufs command", () => {
       code: 1,
       err: `Error: cannot make session directories in ${file}: not a directory\n`,
     });
+  });
+
+  it("--version to a standard output that cannot be written (/dev/full): one line and exit 1", () => {
+    const full = openSync("/dev/full", "w");
+    try {
+      const r = spawnSync(process.execPath, xcpufsArgs("--version"), {
+        stdio: ["ignore", full, "pipe"],
+        encoding: "utf8",
+        timeout: 20_000,
+      });
+      expect(r.status).toBe(1);
+      expect(r.stderr).toBe(
+        "xcpufs: cannot write standard output (ENOSPC: no space left on device, write)\n",
+      );
+    } finally {
+      closeSync(full);
+    }
   });
 
   it("takes a relative -t against its working directory and runs programs staged there", async () => {

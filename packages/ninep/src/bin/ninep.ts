@@ -1,9 +1,11 @@
 // Entry point of the `ninep` binary: wires the process to main() and exits with its status.
 import { main } from "../cli/main.js";
+import { writeFilesFully } from "../stdio.js";
 
 const stop = new AbortController();
 process.once("SIGINT", () => stop.abort());
 process.once("SIGTERM", () => stop.abort());
+writeFilesFully(process.stdout);
 process.stdout.on("error", (err: NodeJS.ErrnoException) => {
   // A reader that went away (`| head`) wants no more; anything else (a full disk, /dev/full) is
   // the command's failure: said, not waited on (a write that failed never drains).

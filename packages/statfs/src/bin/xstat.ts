@@ -1,4 +1,5 @@
-import { exitWhenWritten } from "../cli/io.js";
+import { guardStdout } from "@clustermatic/ninep/stdio";
 import { main } from "../cli/xstat.js";
 
-main(process.argv.slice(2)).then(exitWhenWritten);
+const output = guardStdout("xstat");
+main(process.argv.slice(2)).then((code) => output.finish(code));

@@ -39,17 +39,3 @@ export function argsMistake(err: unknown): string {
 export const EXIT_OK = 0;
 export const EXIT_FAIL = 1;
 export const EXIT_USAGE = 2;
-
-/**
- * Ends the process with `code` once everything written to stdout and stderr has gone out: a pipe
- * whose reader is slower takes writes asynchronously, and process.exit() at once would drop what
- * is still queued (all but the first 64 KiB of a long table or error list).
- */
-export function exitWhenWritten(code: number): void {
-  let left = 2;
-  const done = () => {
-    if (--left === 0) process.exit(code);
-  };
-  process.stdout.write("", done);
-  process.stderr.write("", done);
-}

@@ -4,6 +4,7 @@
 import { basename } from "node:path";
 import { Readable } from "node:stream";
 import { parseArgs } from "node:util";
+import { writeFilesFully } from "@clustermatic/ninep/stdio";
 import { isDevNull } from "../dev-null.js";
 
 /** A usage error: the CLI prints it with the usage line and exits 2. */
@@ -160,6 +161,7 @@ export function runAsProcess(main: (argv: readonly string[], io: CliIo) => Promi
   // a failure: the listing or the output is lost. Also keeps such an error from ending the process
   // in the middle of the work with a stack trace.
   let outputError: NodeJS.ErrnoException | undefined;
+  writeFilesFully(process.stdout);
   process.stdout.on("error", (e: NodeJS.ErrnoException) => {
     if (e.code !== "EPIPE") outputError ??= e;
   });
