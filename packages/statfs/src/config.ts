@@ -89,9 +89,22 @@ export class ConfigError extends Error {
   }
 }
 
+/** Longest message of one issue: a binary or one-line file must not come back whole. */
+const MAX_ISSUE_TEXT = 300;
+
 function formatIssue(i: ConfigIssue): string {
   const where = i.line > 0 ? `${i.file}:${i.line}` : i.file;
-  return i.key ? `${where}: ${i.key}: ${i.message}` : `${where}: ${i.message}`;
+  return i.key ? `${where}: ${i.key}: ${printable(i.message)}` : `${where}: ${printable(i.message)}`;
+}
+
+/** What a file's bytes may show on a terminal: control characters escaped, cut short when long. */
+function printable(text: string): string {
+  let t = text.replace(
+    /[\u0000-\u001f\u007f-\u009f]/g,
+    (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`,
+  );
+  if (t.length > MAX_ISSUE_TEXT) t = `${t.slice(0, MAX_ISSUE_TEXT)}… (${text.length} characters)`;
+  return t;
 }
 
 export interface LoadOptions {

@@ -2,7 +2,7 @@
 // and the optional hold file that keeps admin holds across restarts.
 
 import type { KeyObject } from "node:crypto";
-import { readFile, rename, rm, writeFile } from "node:fs/promises";
+import { open, readFile, rename, rm } from "node:fs/promises";
 import { type Address, formatAddress, parseAddress } from "@clustermatic/ninep/client";
 import { Server } from "@clustermatic/ninep/server";
 import { adminUid } from "./auth.js";
@@ -148,8 +148,11 @@ export async function startStatfs(opts: StatfsOptions): Promise<Statfs> {
         }
       }
     } catch (err) {
+      // Serving without the holds and then writing the file would lose them: refuse to start.
       if ((err as NodeJS.ErrnoException).code !== "ENOENT")
-        log(`cannot read hold file ${holdFile}: ${(err as Error).message}`);
+        throw new Error(
+          `cannot read hold file ${holdFile}: ${(err as Error).message}; not started, so that the file is not overwritten (mend or remove it)`,
+        );
     }
     let saving = Promise.resolve();
     const holdsText = () => {
@@ -168,7 +171,14 @@ export async function startStatfs(opts: StatfsOptions): Promise<Statfs> {
         if (text === saved) return;
         const tmp = `${holdFile}.tmp`;
         try {
-          await writeFile(tmp, text);
+          // On the disk before the rename, so a crash leaves the old file or the new one, whole.
+          const fh = await open(tmp, "w", 0o644);
+          try {
+            await fh.writeFile(text);
+            await fh.sync();
+          } finally {
+            await fh.close();
+          }
           await rename(tmp, holdFile);
           saved = text;
         } catch (err) {

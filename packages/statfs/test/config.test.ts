@@ -43,6 +43,20 @@ describe("statfs.conf (original format)", () => {
       '7||bad address " 10.0.0.2" (spaces around "=" are not allowed)',
     ]);
   });
+  it("shows a bad line's control characters escaped and a long one cut short", () => {
+    const text = `n1=127.0.0.1\n\x1b]0;pwned\x07\x1b[31mRED\n${"a".repeat(5000)}\n`;
+    const err = (() => {
+      try {
+        parseConfig(text, "s.conf");
+      } catch (e) {
+        return e as Error;
+      }
+    })();
+    expect(err?.message.split("\n")).toEqual([
+      "s.conf:2: invalid format: \\x1b]0;pwned\\x07\\x1b[31mRED (expected name=address)",
+      `s.conf:3: invalid format: ${"a".repeat(300 - "invalid format: ".length)}… (5040 characters)`,
+    ]);
+  });
 });
 
 describe("YAML/JSON configuration", () => {

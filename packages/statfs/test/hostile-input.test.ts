@@ -159,6 +159,20 @@ describe("the hold file", () => {
       ctlWithoutAuth: true,
     });
 
+  it("a hold file that cannot be read (damaged, a directory) stops statfs from starting; the file is left as it was", async () => {
+    const damaged = join(dir, "damaged.json");
+    const text = '{"holds":{"n1":"maint","zz":"keepme"';
+    writeFileSync(damaged, text);
+    await expect(start(damaged, [])).rejects.toThrow(`cannot read hold file ${damaged}: `);
+    await expect(start(damaged, [])).rejects.toThrow(
+      /not started, so that the file is not overwritten \(mend or remove it\)$/,
+    );
+    expect(readFileSync(damaged, "utf8")).toBe(text);
+    const asDir = join(dir, "holds-dir");
+    mkdirSync(asDir);
+    await expect(start(asDir, [])).rejects.toThrow(`cannot read hold file ${asDir}: EISDIR`);
+  });
+
   it("restores good holds only, and says which it refused", async () => {
     const holdFile = join(dir, "holds.json");
     writeFileSync(
