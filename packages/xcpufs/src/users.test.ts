@@ -137,6 +137,10 @@ describe("UserDb", () => {
         `${file}: broken user pool file: ${message}`,
       );
     }
+    // not readable at all (here a directory in its place): named too
+    rmSync(file);
+    mkdirSync(file);
+    expect(() => new UserDb({ stateDir: dir })).toThrow(`${file}: cannot read the user pool file: EISDIR`);
   });
   it("a change that cannot be saved is not made (full disk, unwritable state file)", () => {
     const dir = mkdtempSync(join(tmpdir(), "xcpufs-users-"));

@@ -397,7 +397,7 @@ export class UserDb {
       text = readFileSync(this.file, "utf8");
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
-      throw err;
+      throw new Error(`${this.file}: cannot read the user pool file: ${(err as Error).message}`);
     }
     try {
       this.loadText(text);
