@@ -487,15 +487,24 @@ function sessionOwner(fs: Xcpufs, s: Session): Owner {
 
 /**
  * Makes every I/O method of an open file (`read`, `write`, directory listing, …) first call
- * `check` with its request context, which throws when the requester may no longer use it.
+ * `check` with its request context, which throws when the requester may no longer use it; and
+ * fail, rather than answer, a call that was still waiting when the session changed hands
+ * (`owners()` counts the changes; Session.changeOwner wakes the waiting reads).
  */
-export function ownerChecked(file: Record<string, unknown>, check: (ctx: RequestContext) => unknown): void {
+export function ownerChecked(
+  file: Record<string, unknown>,
+  check: (ctx: RequestContext) => unknown,
+  owners: () => number,
+): void {
   for (const name of ["read", "readInto", "write", "list", "readdir", "fsync", "lock", "getlock"]) {
     const fn = file[name];
     if (typeof fn !== "function") continue;
-    file[name] = (...a: unknown[]) => {
+    file[name] = async (...a: unknown[]) => {
       check(a[a.length - 1] as RequestContext);
-      return (fn as (...x: unknown[]) => unknown).apply(file, a);
+      const before = owners();
+      const r = await (fn as (...x: unknown[]) => unknown).apply(file, a);
+      if (owners() !== before) throw new FsError(Ename.Perm, Errno.EPERM);
+      return r;
     };
   }
 }
@@ -668,9 +677,13 @@ class SessionFile extends Synth {
       const file = await this.openImpl(s, user, mode, ctx);
       // given to another user (wstat of the session's owner), the session's files are theirs
       // alone, also for fids opened before
-      ownerChecked(file as unknown as Record<string, unknown>, (c: RequestContext) => {
-        if (!sameUser(this.user(c), s.owner)) throw new FsError(Ename.Perm, Errno.EPERM);
-      });
+      ownerChecked(
+        file as unknown as Record<string, unknown>,
+        (c: RequestContext) => {
+          if (!sameUser(this.user(c), s.owner)) throw new FsError(Ename.Perm, Errno.EPERM);
+        },
+        () => s.owners,
+      );
       s.incref();
       let closed = false;
       const inner = file.clunk;

@@ -17,10 +17,8 @@ import {
   realpath,
   rm,
   rmdir,
-  stat,
   unlink,
 } from "node:fs/promises";
-import { dirname } from "node:path";
 import { Errno } from "@clustermatic/ninep/errors";
 import { XcpuError } from "./errors.js";
 
@@ -139,17 +137,89 @@ function under(path: string, dir: string): boolean {
   return path === dir || path.startsWith(`${dir}/`);
 }
 
+/** Symbolic links followed in one name, as the kernel's own limit. */
+const MAX_LINKS = 40;
+
+/**
+ * Finds the file `path` (absolute) names, one component at a time, each looked up in the directory
+ * opened before it (through /proc/self/fd) and never through a link (O_NOFOLLOW): the server
+ * follows symbolic links itself, so a rename elsewhere cannot lead a later step astray. `user`
+ * must have search permission on every directory looked into. Returns the directory holding the
+ * file (open; the caller closes it), the file's name there and its real path.
+ */
+async function resolveAnchored(
+  path: string,
+  user: LocalOwner | undefined,
+  shown: string,
+): Promise<{ dir: FileHandle; name: string; real: string }> {
+  const O_DIR = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
+  const dirs: FileHandle[] = [await open("/", O_DIR)];
+  const names: string[] = [];
+  let pending = path.split("/").filter((c) => c !== "" && c !== ".");
+  let links = 0;
+  try {
+    for (;;) {
+      const dir = dirs[dirs.length - 1] as FileHandle;
+      const name = pending.shift();
+      if (name === undefined) throw new XcpuError(`${shown}: not a file`);
+      if (user && !unixAllows(await dir.stat(), user.uid, user.gids, SEARCH))
+        throw new XcpuError(`${shown}: Permission denied`, Errno.EACCES);
+      if (name === "..") {
+        if (dirs.length > 1) {
+          await dirs.pop()?.close();
+          names.pop();
+        }
+        continue;
+      }
+      const at = `/proc/self/fd/${dir.fd}/${name}`;
+      let st: Stats;
+      try {
+        st = await lstat(at);
+      } catch {
+        throw new XcpuError(`${shown}: No such file or directory`, Errno.ENOENT);
+      }
+      if (st.isSymbolicLink()) {
+        if (++links > MAX_LINKS)
+          throw new XcpuError(`${shown}: Too many levels of symbolic links`, Errno.ELOOP);
+        const target = await readlink(at).catch(() => {
+          throw new XcpuError(`${shown}: changed while it was opened`);
+        });
+        if (target.startsWith("/")) {
+          for (const d of dirs.splice(1)) await d.close();
+          names.length = 0;
+        }
+        pending = [...target.split("/").filter((c) => c !== "" && c !== "."), ...pending];
+        continue;
+      }
+      if (pending.length === 0) {
+        dirs.pop();
+        return { dir, name, real: `/${[...names, name].join("/")}` };
+      }
+      if (!st.isDirectory()) throw new XcpuError(`${shown}: No such file or directory`, Errno.ENOTDIR);
+      try {
+        dirs.push(await open(at, O_DIR));
+      } catch {
+        throw new XcpuError(`${shown}: changed while it was opened`);
+      }
+      names.push(name);
+    }
+  } finally {
+    for (const d of dirs) await d.close().catch(() => {});
+  }
+}
+
 /**
  * Opens the target of `redirect` for reading or writing (never creating it): a regular file, a
- * harmless character device, or for an output a FIFO, that the owner may read or write. The server opens it with
- * its own (root's) rights, so the owner's are checked first along the whole real path: search
- * permission on every directory, then the file's own bits. /proc and /sys, and devices other than
- * /dev/null, zero, full, random and urandom, are refused to users other than root: the kernel
- * checks some of those at open time against the opener (the kernel log, kernel addresses,
- * another process's memory map). The open is checked to be the file examined, so a path swapped
- * meanwhile is refused; it never blocks (O_NONBLOCK: an output FIFO must have a reader already),
- * and the program gets the descriptor back in blocking mode (spawn clears O_NONBLOCK on its stdio).
- * `shown` is the name as the user wrote it, for error messages.
+ * harmless character device, or for an output a FIFO, that the owner may read or write. The server
+ * opens it with its own (root's) rights, so the owner's are checked first: the name is resolved
+ * one directory at a time (resolveAnchored: search permission on each, links followed by the
+ * server, nothing a rename elsewhere can redirect), the file is examined before it is opened and
+ * the open checked to be that file, then its own bits. /proc and /sys, and devices other than
+ * /dev/null, zero, full, random and urandom, are refused to users other than root (never opened:
+ * the kernel checks some such files against the opener, and opening some devices does something).
+ * Nothing waits (O_NONBLOCK: an output FIFO must have a reader already); the program gets the
+ * descriptor back in blocking mode (spawn clears O_NONBLOCK on its stdio). Access control lists
+ * are not consulted, only the mode bits. `shown` is the name as the user wrote it.
  */
 export async function openRedirect(
   path: string,
@@ -157,60 +227,58 @@ export async function openRedirect(
   reading: boolean,
   owner: LocalOwner | undefined,
 ): Promise<FileHandle> {
-  let real: string;
-  let before: Stats;
-  try {
-    real = await realpath(path);
-    before = await stat(real);
-  } catch {
-    throw new XcpuError(`${shown}: No such file or directory`, Errno.ENOENT);
-  }
   const user = owner && owner.uid !== 0 ? owner : undefined;
-  if (!(before.isFile() || before.isCharacterDevice() || before.isFIFO()))
-    throw new XcpuError(`${shown}: not a file`);
-  // Opened without waiting for a writer, a FIFO would give the program end of file at once; opened
-  // waiting, it would hold one of the server's I/O threads until a writer came.
-  if (reading && before.isFIFO())
-    throw new XcpuError(`${shown}: a FIFO cannot be stdin (the program may open it itself)`, Errno.EINVAL);
-  if (user) {
-    if (under(real, "/proc") || under(real, "/sys"))
-      throw new XcpuError(`${shown}: files under /proc and /sys cannot be redirected`, Errno.EACCES);
-    if (before.isCharacterDevice() && !(before.rdev >> 8 === 1 && HARMLESS_DEVICES.has(before.rdev & 0xff)))
-      throw new XcpuError(
-        `${shown}: of devices only /dev/null, zero, full, random and urandom can be redirected`,
-        Errno.EACCES,
-      );
-    for (let dir = dirname(real); ; dir = dirname(dir)) {
-      const st = await stat(dir).catch(() => undefined);
-      if (!st || !unixAllows(st, user.uid, user.gids, SEARCH))
+  const { dir, name, real } = await resolveAnchored(path, user, shown);
+  try {
+    const at = `/proc/self/fd/${dir.fd}/${name}`;
+    const before = await lstat(at).catch(() => {
+      throw new XcpuError(`${shown}: No such file or directory`, Errno.ENOENT);
+    });
+    if (!(before.isFile() || before.isCharacterDevice() || before.isFIFO()))
+      throw new XcpuError(`${shown}: not a file`);
+    // Opened without waiting for a writer, a FIFO would give the program end of file at once;
+    // opened waiting, it would hold one of the server's I/O threads until a writer came.
+    if (reading && before.isFIFO())
+      throw new XcpuError(`${shown}: a FIFO cannot be stdin (the program may open it itself)`, Errno.EINVAL);
+    if (user) {
+      if (under(real, "/proc") || under(real, "/sys"))
+        throw new XcpuError(`${shown}: files under /proc and /sys cannot be redirected`, Errno.EACCES);
+      if (before.isCharacterDevice() && !(before.rdev >> 8 === 1 && HARMLESS_DEVICES.has(before.rdev & 0xff)))
+        throw new XcpuError(
+          `${shown}: of devices only /dev/null, zero, full, random and urandom can be redirected`,
+          Errno.EACCES,
+        );
+      if (!unixAllows(before, user.uid, user.gids, reading ? READ : WRITE))
         throw new XcpuError(`${shown}: Permission denied`, Errno.EACCES);
-      if (dir === "/") break;
     }
-    if (!unixAllows(before, user.uid, user.gids, reading ? READ : WRITE))
-      throw new XcpuError(`${shown}: Permission denied`, Errno.EACCES);
-  }
-  let fh: FileHandle;
-  try {
-    fh = await open(
-      real,
-      (reading ? constants.O_RDONLY : constants.O_WRONLY) | constants.O_NONBLOCK | constants.O_NOCTTY,
-    );
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === "ENXIO") throw new XcpuError(`${shown}: no process reads this FIFO`, Errno.ENXIO);
-    if (code === "EACCES" || code === "EPERM")
-      throw new XcpuError(`${shown}: Permission denied`, Errno.EACCES);
-    throw new XcpuError(`${shown}: ${(err as Error).message}`);
-  }
-  try {
-    const after = await fh.stat();
-    if (after.dev !== before.dev || after.ino !== before.ino) {
-      throw new XcpuError(`${shown}: changed while it was opened`);
+    let fh: FileHandle;
+    try {
+      fh = await open(
+        at,
+        (reading ? constants.O_RDONLY : constants.O_WRONLY) |
+          constants.O_NONBLOCK |
+          constants.O_NOCTTY |
+          constants.O_NOFOLLOW,
+      );
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === "ENXIO") throw new XcpuError(`${shown}: no process reads this FIFO`, Errno.ENXIO);
+      if (code === "EACCES" || code === "EPERM")
+        throw new XcpuError(`${shown}: Permission denied`, Errno.EACCES);
+      if (code === "ELOOP") throw new XcpuError(`${shown}: changed while it was opened`);
+      throw new XcpuError(`${shown}: ${(err as Error).message}`);
     }
-    return fh;
-  } catch (err) {
-    await fh.close().catch(() => {});
-    throw err;
+    try {
+      const after = await fh.stat();
+      if (after.dev !== before.dev || after.ino !== before.ino)
+        throw new XcpuError(`${shown}: changed while it was opened`);
+      return fh;
+    } catch (err) {
+      await fh.close().catch(() => {});
+      throw err;
+    }
+  } finally {
+    await dir.close().catch(() => {});
   }
 }
 

@@ -77,6 +77,8 @@ export class Session {
   readonly stderr = new OutputStream();
   /** References: the opening fid of `clone` and every open file of the session (fs/ included). */
   refs = 0;
+  /** Times the session changed hands (changeOwner): a call begun before a change fails. */
+  owners = 0;
   /** A `clone` command is running (other ctl writes are refused). */
   cloning = false;
   /** Streams taken from or sent to node-local files (`redirect`), until the program starts. */
@@ -474,6 +476,19 @@ export class Session {
       if (pgid > 0) this.killGroup(pgid, "SIGKILL");
       this.release();
     }
+  }
+
+  /**
+   * The session is given to `owner` (wstat of its owner): the reads of its files still waiting
+   * (stdout, stderr, stdio, wait) are woken, and fail, as the calls of the previous owner's fids
+   * do from now on (fsys.ts ownerChecked); what they waited for stays for the new owner.
+   */
+  changeOwner(owner: User): void {
+    this.owner = owner;
+    this.owners++;
+    this.stdout.wakeAll();
+    this.stderr.wakeAll();
+    for (const w of this.waiters.splice(0)) w.resolve();
   }
 
   /** Send a signal to the main process (no-op when nothing runs). */

@@ -92,6 +92,11 @@ export class OutputStream {
     }
   }
 
+  /** Every waiting read ends now with no data (none is taken from the stream). */
+  wakeAll(): void {
+    for (const p of this.pending.splice(0)) this.settle(p, EMPTY);
+  }
+
   /** Stop reading from the process (its writes then fail with EPIPE) and end the stream. */
   close(): void {
     this.closed = true;

@@ -10,7 +10,7 @@ import {
   readlinkSync,
   writeFileSync,
 } from "node:fs";
-import { type FileHandle, lchown, lstat, open, readdir, rm, rmdir } from "node:fs/promises";
+import { type FileHandle, lstat, open, readdir, rm, rmdir } from "node:fs/promises";
 import { machine as machineName, constants as osConstants, type as osType } from "node:os";
 import { isAbsolute, join } from "node:path";
 import type { Stat } from "@clustermatic/ninep/codec";
@@ -379,7 +379,7 @@ export class Xcpufs {
         Errno.EAGAIN,
       );
     }
-    s.owner = target;
+    s.changeOwner(target);
     if (this.switchUsers) await chownTree(s.dir, from.uid, target.uid, target.gid);
   }
 
@@ -432,7 +432,7 @@ export class Xcpufs {
     // every object used as a prototype a map of its own, and the file's methods then see a new
     // map on each file).
     const holdOpen = <T extends { clunk?: (c: RequestContext) => void | Promise<void> }>(f: T): T => {
-      ownerChecked(f as Record<string, unknown>, owned);
+      ownerChecked(f as Record<string, unknown>, owned, () => s.owners);
       s.incref();
       let closed = false;
       const inner = f.clunk;
@@ -737,7 +737,8 @@ function tokens_(line: string, msg: string): string[] {
  * reached through /proc/self/fd, so one swapped for a link to elsewhere after the listing is not
  * entered. A hard link the session's program made to somebody else's file (or, without
  * protected_hardlinks, to any file) keeps its owner. A regular file is changed through a
- * descriptor (opened without following links or blocking), so the file checked is the file changed.
+ * descriptor (opened without following links or blocking), so the file checked is the file changed;
+ * other entries (links, FIFOs, sockets) keep their owner.
  */
 async function chownTree(path: string, from: number, uid: number, gid: number, top = true): Promise<void> {
   let dir: FileHandle;
@@ -763,12 +764,10 @@ async function chownTree(path: string, from: number, uid: number, gid: number, t
 
 async function chownEntry(path: string, from: number, uid: number, gid: number): Promise<void> {
   const st = await lstat(path).catch(() => undefined);
-  if (!st || st.uid !== from) return;
-  if (!st.isFile()) {
-    // a link, FIFO, socket or device: changed by name (never opened)
-    await lchown(path, uid, gid).catch(() => {});
-    return;
-  }
+  // Only regular files change hands, through a descriptor: a link, FIFO or socket keeps its owner
+  // (changed by name, the name could meanwhile be a hard link to somebody else's file); the new
+  // owner may remove such an entry from the directory, which is theirs.
+  if (!st || st.uid !== from || !st.isFile()) return;
   let fh: FileHandle | undefined;
   try {
     fh = await open(

@@ -30,6 +30,7 @@ const root = process.getuid?.() === 0;
 if (!root) console.log("skipping the exec link tests: not root");
 const admin = rsaKey();
 const user = rsaKey();
+const bob = rsaKey();
 let h: XcpufsHandle | undefined;
 let h2: XcpufsHandle | undefined;
 const outside = mkdtempSync(join(tmpdir(), "xcpufs-secret-"));
@@ -177,6 +178,39 @@ describe.skipIf(!root)("the exec file and symbolic links (server as root)", () =
     await fs.close();
   });
 
+  it("redirect cannot be raced: a program swapping a link and a file while redirect is written never gets a file its owner cannot open", async () => {
+    const priv = join(outside, "race");
+    mkdirSync(priv, { mode: 0o700 });
+    writeFileSync(join(priv, "note"), "behind a closed door\n", { mode: 0o644 });
+    const fs = await login(h!.address, { uname: "mal", uid: 6201, key: user.privateKey });
+    const swapper = await openJob(fs);
+    // x: the user's own file, mode 000; l: a link to the file in a directory the user cannot enter
+    await write(
+      fs,
+      `${swapper.sid}/argv`,
+      `perl -e 'open(F, ">x"); close F; chmod 0, "x"; symlink "${join(priv, "note")}", "l"; print "ready\\n"; $| = 1; for (1 .. 3000000) { rename "x", "t"; rename "l", "x"; rename "t", "l"; }'`,
+    );
+    await swapper.ctl.write(0, "exec /usr/bin/perl\n");
+    expect((await swapper.stdout.read(0n, 100)).toString()).toBe("ready\n");
+    const target = join(h!.xcpufs.sessions.get(Number(swapper.sid))?.dir as string, "x");
+    const job = await openJob(fs);
+    let opened = 0;
+    for (let i = 0; i < 300; i++) {
+      if (
+        await job.ctl.write(0, `redirect stdin ${target}\n`).then(
+          () => true,
+          () => false,
+        )
+      )
+        opened++;
+    }
+    await swapper.ctl.write(0, "kill\n");
+    await swapper.close();
+    await job.close();
+    await fs.close();
+    expect(opened).toBe(0);
+  }, 60_000);
+
   it("redirect and FIFOs: never a wait in the server; stdin from one refused, output to one with a reader", async () => {
     const fs = await login(h!.address, { uname: "mal", uid: 6201, key: user.privateKey });
     const job = await openJob(fs);
@@ -217,7 +251,7 @@ describe.skipIf(!root)("the exec file and symbolic links (server as root)", () =
   }, 60_000);
 
   it("a session given to another user: the old owner's open fids are refused, only the old owner's files change hands, the new owner's limit holds", async () => {
-    const other = rsaKey();
+    const other = bob;
     const a = await login(h!.address, { uname: "xcpu-admin", uid: 65530, key: admin.privateKey });
     await cmd(a, "ctl", `user-add bob 6203 crew '${other.line}'\n`);
     await a.close();
@@ -259,6 +293,27 @@ describe.skipIf(!root)("the exec file and symbolic links (server as root)", () =
     await job.close();
     await fb.close();
     await fs.close();
+  });
+
+  it("reads the old owner left waiting when a session is given fail; the output stays for the new owner", async () => {
+    const a = await login(h!.address, { uname: "xcpu-admin", uid: 65530, key: admin.privateKey });
+    const fs = await login(h!.address, { uname: "mal", uid: 6201, key: user.privateKey });
+    const job = await openJob(fs);
+    const parked = [job.stdout.read(0n, 100), job.stdout.read(0n, 100), job.wait.read(0n, 100)];
+    for (const p of parked) p.catch(() => {});
+    const d = await a.walk(job.sid);
+    await d.wstat({ uid: "bob" });
+    await d.clunk();
+    for (const p of parked) await expect(p).rejects.toThrow(/permission denied/);
+    const fb = await login(h!.address, { uname: "bob", uid: 6203, key: bob.privateKey });
+    const out = await fb.open(`${job.sid}/stdout`, OREAD);
+    await write(fb, `${job.sid}/argv`, "echo for bob");
+    await cmd(fb, `${job.sid}/ctl`, "exec /bin/echo\n");
+    expect((await readAll(out)).toString()).toBe("for bob\n");
+    await job.close();
+    await fb.close();
+    await fs.close();
+    await a.close();
   });
 
   it("a session cannot be given to a user who already holds as many as the limit allows", async () => {
