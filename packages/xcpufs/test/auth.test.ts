@@ -113,6 +113,39 @@ describe("authentication", () => {
     const d = await login(h.address, { uname: "dave", uid: 5004 });
     await d.close();
   });
+  it("a keyless user with uid 0 found in a saved pool file logs in only with the admin key", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "xcpufs-keyless0-"));
+    try {
+      writeFileSync(
+        join(dir, "users.json"),
+        JSON.stringify({
+          version: 1,
+          groups: [{ name: "users", gid: 5000 }],
+          users: [
+            { name: "r00t", uid: 0, gid: 5000, groups: ["users"], key: "" },
+            { name: "dave", uid: 5004, gid: 5000, groups: ["users"], key: "" },
+          ],
+        }),
+      );
+      const h2 = await startXcpufs({
+        port: 0,
+        listen: "127.0.0.1",
+        adminKey: admin.line,
+        sameUser: true,
+        stateDir: dir,
+      });
+      try {
+        await expect(login(h2.address, { uname: "r00t", uid: 0 })).rejects.toThrow(/authentication failed/);
+        await (await login(h2.address, { uname: "dave", uid: 5004 })).close();
+        await (await login(h2.address, { uname: "r00t", uid: 0, key: admin.privateKey })).close();
+      } finally {
+        await h2.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("passkeys are one-shot and encrypted for their user", async () => {
     const fs = await login(h.address, { uname: "alice", uid: 5001, key: alice.privateKey });
     const enc = await fs.readFile("passkey");
