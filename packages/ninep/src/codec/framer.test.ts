@@ -58,4 +58,36 @@ describe("Framer", () => {
     const g = new Framer({ maxSize: 11 });
     expect(g.push(tclunk)).toHaveLength(1);
   });
+
+  it("a frame trickled in byte by byte is gathered into one buffer, not kept as a view per byte", () => {
+    const body = Buffer.alloc(20_000, 0x5a);
+    const frame = Buffer.concat([Buffer.alloc(4), body]);
+    frame.writeUInt32LE(frame.length, 0);
+    frame[4] = 118; // Twrite, not that the framer looks
+    const f = new Framer({ maxSize: 1 << 20 });
+    let out: Buffer[] = [];
+    for (let i = 0; i < frame.length; i++) {
+      out = f.push(frame.subarray(i, i + 1));
+      const held = f as unknown as { pieces: Buffer[]; gathered?: Buffer };
+      expect(held.pieces.length).toBeLessThanOrEqual(8);
+      expect(held.gathered?.length ?? 0).toBeLessThanOrEqual(frame.length);
+      if (i < frame.length - 1) expect(out).toEqual([]);
+    }
+    expect(out).toHaveLength(1);
+    expect(out[0]!.equals(frame)).toBe(true);
+    // and frames after it are found as before
+    expect(f.push(Buffer.concat([tclunk, rclunk])).map((b) => b.toString("hex"))).toEqual([
+      tclunk.toString("hex"),
+      rclunk.toString("hex"),
+    ]);
+  });
+
+  it("firstMaxSize bounds the first frame only", () => {
+    const f = new Framer({ maxSize: 1 << 20, firstMaxSize: 10 });
+    expect(() => f.push(tclunk)).toThrow("message of 11 bytes exceeds the limit of 10");
+    const g = new Framer({ maxSize: 1 << 20, firstMaxSize: 11 });
+    const big = Buffer.alloc(100);
+    big.writeUInt32LE(100, 0);
+    expect(g.push(Buffer.concat([tclunk, big]))).toHaveLength(2);
+  });
 });

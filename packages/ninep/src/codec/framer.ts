@@ -10,7 +10,15 @@ export const FRAMER_DEFAULT_MAX = 8 * 1024 * 1024;
 export interface FramerOptions {
   /** Largest acceptable frame, size field included (the msize once negotiated). */
   maxSize?: number;
+  /**
+   * Largest acceptable first frame, when smaller than maxSize: a server's first message is a
+   * Tversion of a few dozen bytes, and until it is read nobody is known on the connection.
+   */
+  firstMaxSize?: number;
 }
+
+/** Views of an incomplete frame kept before they are gathered into one buffer. */
+const MAX_PIECES = 8;
 
 /**
  * Accumulates chunks of a 9P byte stream and returns whole frames. A frame lying inside one chunk
@@ -33,13 +41,63 @@ export class Framer {
   maxSize: number;
   /** Pieces of the incomplete frame (views of earlier chunks). */
   private pieces: Buffer[] = [];
+  /**
+   * The incomplete frame gathered in one buffer (bytes 0..pending), once it came in more than
+   * MAX_PIECES pieces: a peer sending a frame a byte at a time would otherwise make the server
+   * keep one small Buffer per byte, hundreds of bytes of memory for each byte sent. It grows by
+   * doubling, never past the frame's size.
+   */
+  private gathered: Buffer | undefined;
   private pending = 0;
   /** Size of the incomplete frame, or -1 while fewer than 4 bytes of it are there. */
   private expect = -1;
   private failed: ProtocolError | undefined;
+  private firstMaxSize: number | undefined;
 
   constructor(opts?: FramerOptions) {
     this.maxSize = opts?.maxSize ?? FRAMER_DEFAULT_MAX;
+    this.firstMaxSize = opts?.firstMaxSize;
+  }
+
+  /** Keeps `piece` as part of the incomplete frame of `expect` bytes. */
+  private keep(piece: Buffer): void {
+    if (this.gathered === undefined && this.pieces.length < MAX_PIECES) {
+      this.pieces.push(piece);
+    } else {
+      const need = this.pending + piece.length;
+      let g = this.gathered;
+      if (g === undefined || g.length < need) {
+        const cap = Math.min(Math.max(need, 2 * (g?.length ?? 0), 4096), Math.max(this.expect, need));
+        const grown = Buffer.allocUnsafe(cap);
+        if (g) g.copy(grown, 0, 0, this.pending);
+        else Buffer.concat(this.pieces, this.pending).copy(grown, 0);
+        this.pieces = [];
+        g = this.gathered = grown;
+      }
+      piece.copy(g, this.pending);
+    }
+    this.pending += piece.length;
+  }
+
+  /** The incomplete frame's bytes so far plus `last`, as one buffer of `total` bytes. */
+  private complete(last: Buffer, total: number): Buffer {
+    let frame: Buffer;
+    if (this.gathered) {
+      const g =
+        this.gathered.length >= total
+          ? this.gathered
+          : Buffer.concat([this.gathered.subarray(0, this.pending)], total);
+      last.copy(g, this.pending);
+      frame = g.subarray(0, total);
+    } else {
+      this.pieces.push(last);
+      frame = Buffer.concat(this.pieces, total);
+    }
+    this.pieces = [];
+    this.gathered = undefined;
+    this.pending = 0;
+    this.expect = -1;
+    return frame;
   }
 
   /** Bytes held back: the start of a frame whose end has not arrived yet. */
@@ -67,25 +125,18 @@ export class Framer {
       }
       const need = this.expect - this.pending;
       if (n - pos < need) {
-        if (n > pos) {
-          this.pieces.push(c.subarray(pos));
-          this.pending += n - pos;
-        }
+        if (n > pos) this.keep(c.subarray(pos));
         return out;
       }
-      this.pieces.push(c.subarray(pos, pos + need));
-      out.push(Buffer.concat(this.pieces, this.expect));
+      const total = this.expect;
+      out.push(this.complete(c.subarray(pos, pos + need), total));
       pos += need;
-      this.pieces = [];
-      this.pending = 0;
-      this.expect = -1;
     }
     while (n - pos >= 4) {
       const size = this.check(c.readUInt32LE(pos));
       if (n - pos < size) {
-        this.pieces.push(c.subarray(pos));
-        this.pending = n - pos;
         this.expect = size;
+        this.keep(c.subarray(pos));
         return out;
       }
       out.push(c.subarray(pos, pos + size));
@@ -100,10 +151,10 @@ export class Framer {
 
   private check(size: number): number {
     if (size < 7) this.fail(new ProtocolError("bad-size", `size field ${size} is smaller than 7`));
-    if (size > this.maxSize) {
-      this.fail(
-        new ProtocolError("too-large", `message of ${size} bytes exceeds the limit of ${this.maxSize}`),
-      );
+    const max = this.firstMaxSize !== undefined ? Math.min(this.firstMaxSize, this.maxSize) : this.maxSize;
+    this.firstMaxSize = undefined;
+    if (size > max) {
+      this.fail(new ProtocolError("too-large", `message of ${size} bytes exceeds the limit of ${max}`));
     }
     return size;
   }

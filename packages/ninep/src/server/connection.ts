@@ -61,6 +61,9 @@ const LOCK_FLAGS = 1 | 2; // BLOCK | RECLAIM
 const OFFSET_LIMIT_L = 1n << 63n;
 
 /** Smallest msize accepted in Tversion (lib9p uses the same bound). */
+
+/** Largest first frame a server reads: a Tversion with a version string of up to 8 KiB. */
+const FIRST_FRAME_MAX = 8192 + 13;
 export const MIN_MSIZE = 256;
 
 /** What a fid names: a file of the tree, or the auth file of a Tauth. */
@@ -276,7 +279,9 @@ export class ServerConnection {
         onClose: (err) => void this.#onClose(err),
         onBacklog: () => this.#onBacklog(),
       },
-      { maxSize: core.maxMsize, label: info.remote },
+      // The first message must be a Tversion, a few dozen bytes: until it is read nobody is known,
+      // and a peer announcing a frame of msize bytes would have the server keep what it trickles in.
+      { maxSize: core.maxMsize, label: info.remote, firstMaxSize: FIRST_FRAME_MAX },
     );
     this.#armHandshake();
     this.#armIdle();

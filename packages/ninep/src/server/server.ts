@@ -43,10 +43,11 @@ export interface ServerOptions {
   /** Open connections; a new one beyond it is closed at once. Default 4096. */
   maxConnections?: number;
   /**
-   * Connections that have not attached yet (nobody known behind them); a new one beyond it is
-   * closed at once, so unauthenticated clients cannot hold the server's memory. Default 1024.
+   * Connections from one address that have not attached yet (nobody known behind them); a new one
+   * from that address beyond it is closed at once, so that clients nobody knows cannot hold the
+   * server's memory, nor, from one address, lock the others out. Default 256.
    */
-  maxUnattachedConnections?: number;
+  maxUnattachedPerAddress?: number;
   /** Requests being processed per connection; more → Rerror "too many outstanding requests" (Tflush, Tclunk and Tremove exempt). Default 1024. */
   maxOutstandingPerConnection?: number;
   /** Close a connection that has not attached (Tversion, then a successful Tattach) in this time. 0 = never. Default 30 000. */
@@ -73,7 +74,7 @@ export interface ResolvedOptions {
   maxFidsPerConnection: number;
   maxAuthFidsPerConnection: number;
   maxConnections: number;
-  maxUnattachedConnections: number;
+  maxUnattachedPerAddress: number;
   maxOutstandingPerConnection: number;
   handshakeTimeoutMs: number;
   idleTimeoutMs: number;
@@ -142,7 +143,7 @@ export class Server {
       maxFidsPerConnection: positive(opts.maxFidsPerConnection, 4096, "maxFidsPerConnection"),
       maxAuthFidsPerConnection: positive(opts.maxAuthFidsPerConnection, 4, "maxAuthFidsPerConnection"),
       maxConnections: positive(opts.maxConnections, 4096, "maxConnections"),
-      maxUnattachedConnections: positive(opts.maxUnattachedConnections, 1024, "maxUnattachedConnections"),
+      maxUnattachedPerAddress: positive(opts.maxUnattachedPerAddress, 256, "maxUnattachedPerAddress"),
       maxOutstandingPerConnection: positive(
         opts.maxOutstandingPerConnection,
         1024,
@@ -257,7 +258,7 @@ export class Server {
       sock.destroy();
       return;
     }
-    const refused = this.#overLimit();
+    const refused = this.#overLimit(sock.remoteAddress);
     if (refused) {
       sock.destroy();
       const now = Date.now();
@@ -282,13 +283,14 @@ export class Server {
     this.serveDuplex(sock, remote);
   }
 
-  /** The limit a new connection would pass, if any. */
-  #overLimit(): string | undefined {
+  /** The limit a new connection from `host` would pass, if any. */
+  #overLimit(host: string | undefined): string | undefined {
     if (this.#conns.size >= this.opts.maxConnections) return `maxConnections ${this.opts.maxConnections}`;
+    const prefix = host ? `${host}:` : "unix";
     let unattached = 0;
-    for (const c of this.#conns) if (!c.attached) unattached++;
-    if (unattached >= this.opts.maxUnattachedConnections)
-      return `maxUnattachedConnections ${this.opts.maxUnattachedConnections}`;
+    for (const c of this.#conns) if (!c.attached && c.info.remote.startsWith(prefix)) unattached++;
+    if (unattached >= this.opts.maxUnattachedPerAddress)
+      return `maxUnattachedPerAddress ${this.opts.maxUnattachedPerAddress}`;
     return undefined;
   }
 

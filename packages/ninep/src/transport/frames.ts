@@ -27,6 +27,8 @@ export interface FrameTransportOptions {
   maxSize: number;
   /** How the peer is named in error messages, e.g. "tcp!127.0.0.1!564". */
   label?: string;
+  /** Largest first frame received, when smaller (a server's: the Tversion). */
+  firstMaxSize?: number;
 }
 
 /** Frames at least this large are written at once instead of being corked until the next tick. */
@@ -85,7 +87,10 @@ export class FrameTransport {
     this.label = opts.label ?? "peer";
     this.#handlers = handlers;
     this.#maxSize = opts.maxSize;
-    this.#framer = new Framer({ maxSize: opts.maxSize });
+    this.#framer = new Framer({
+      maxSize: opts.maxSize,
+      ...(opts.firstMaxSize !== undefined ? { firstMaxSize: opts.firstMaxSize } : {}),
+    });
     stream.on("data", this.#onData);
     stream.on("error", this.#onError);
     stream.on("end", this.#onEnd);

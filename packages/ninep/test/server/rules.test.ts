@@ -736,7 +736,7 @@ describe("auth (A3, A4)", () => {
     const server = new Server({
       backend: authBackend(),
       maxAuthFidsPerConnection: 2,
-      maxUnattachedConnections: 3,
+      maxUnattachedPerAddress: 3,
     });
     servers.push(server);
     const addr = await server.listen("tcp!127.0.0.1!0");
