@@ -116,12 +116,14 @@ export class Xcpufs {
     this.noAuth = cfg.noAuth;
     this.switchUsers = this.own.uid === 0 && !cfg.sameUser;
     this.tmpdir = cfg.tmpdir;
-    this.sessionRoot = this.switchUsers ? makeSessionRoot(cfg.tmpdir) : cfg.tmpdir;
-    if (this.switchUsers) this.roots.push(this.sessionRoot);
+    // Every server keeps its sessions in a directory of its own, named by its pid namespace and
+    // pid, so that the next one finds what a killed one left (removeStaleRoots).
+    this.sessionRoot = makeSessionRoot(cfg.tmpdir);
+    this.roots.push(this.sessionRoot);
     this.log = cfg.log;
     this.sweeper = new Sweeper({ log: this.log });
-    if (this.switchUsers && cfg.retain) markRetained(this.sessionRoot);
-    if (this.switchUsers && !cfg.retain) this.removeStaleRoots();
+    if (cfg.retain) markRetained(this.sessionRoot);
+    else this.removeStaleRoots();
     if (onNoexecMount(this.sessionRoot)) {
       this.log.warn(
         { dir: this.sessionRoot },
@@ -202,10 +204,9 @@ export class Xcpufs {
   /**
    * The server's own session root was removed from under it (a temporary-file cleaner, an
    * operator): makes a new one, with a fresh name (in a shared tmpdir the old name may be
-   * anybody's by now). False when there is none to make (not root) or it cannot be made.
+   * anybody's by now). False when it cannot be made.
    */
   private newSessionRoot(): boolean {
-    if (!this.switchUsers) return false;
     try {
       const root = makeSessionRoot(this.tmpdir);
       this.log.warn({ old: this.sessionRoot, root }, "session root directory was removed; made a new one");
@@ -241,7 +242,8 @@ export class Xcpufs {
       let retained: boolean;
       try {
         const st = lstatSync(dir);
-        if (!st.isDirectory() || st.uid !== 0) continue;
+        // Only a server of the same user's: another user's are theirs to clean.
+        if (!st.isDirectory() || st.uid !== this.own.uid) continue;
         // Kept on purpose (-r): the operator removes it (its programs end all the same).
         retained = existsSync(join(dir, RETAINED_MARK));
       } catch {
@@ -651,7 +653,7 @@ export class Xcpufs {
     await this.sweeper.drain();
     this.forkHelper?.close();
     // Retained session directories stay, and with them the directory that holds them.
-    if (this.switchUsers && !this.host.retain) await rmdir(this.sessionRoot).catch(() => {});
+    if (!this.host.retain) await rmdir(this.sessionRoot).catch(() => {});
   }
 }
 
@@ -676,9 +678,9 @@ function pidNamespace(): string {
 }
 
 /**
- * The server's own directory in the tmpdir (root only): `xcpufs-<pid namespace>-<pid>-XXXXXX`,
- * mode 0711. The name says whose it is, so that a later server can remove it should this one be
- * killed before it could.
+ * The server's own directory in the tmpdir: `xcpufs-<pid namespace>-<pid>-XXXXXX`, mode 0711.
+ * The name says whose it is, so that a later server (of the same user) can remove it, and end
+ * its programs, should this one be killed before it could.
  */
 function makeSessionRoot(tmpdir: string): string {
   const ns = pidNamespace();

@@ -283,53 +283,70 @@ describe("a program that left its process group", () => {
 });
 
 describe.skipIf(!isRoot)("the programs of a server killed with SIGKILL", () => {
-  it("are killed by the next server on the same tmpdir, before it removes their directory", async () => {
-    const tmp = mkdtempSync(join(work, "killed-"));
-    // The server's parent never reaps it: once killed it stays a zombie, as under a supervisor
-    // that has not looked yet.
-    const holder = spawn(
-      "/bin/sh",
-      [
-        "-c",
-        '"$@" & echo "$!"; exec sleep 600',
-        "sh",
-        process.execPath,
-        ...xcpufsArgs("--no-auth", "--listen", "127.0.0.1", "-p", "0", "-t", tmp, "--state-dir", tmp),
-      ],
-      { cwd: PKG, stdio: ["ignore", "pipe", "pipe"] },
-    );
-    children.push(holder);
-    let out = "";
-    holder.stdout?.on("data", (d) => {
-      out += d;
-    });
-    const { address } = await listeningOn(holder);
-    await until(() => /^\d+\n/.test(out));
-    const serverPid = Number(out.trim());
-    const fs = await anon(address);
-    const escaped = mark();
-    const inGroup = mark();
-    await startEscapee(fs, `setsid ${sleep(escaped)} & exec ${sleep(inGroup)}`, escaped);
-    await until(() => liveWithMarker(inGroup).length === 1);
-    const roots = readdirSync(tmp).filter((n) => n.startsWith("xcpufs-"));
-    expect(roots).toHaveLength(1);
-    process.kill(serverPid, "SIGKILL");
-    await until(() => readFileSync(`/proc/${serverPid}/stat`, "latin1").includes(") Z "));
-    fs.close().catch(() => {});
-    // Killed with their server, they were not.
-    expect(liveWithMarker(escaped)).toHaveLength(1);
-    expect(liveWithMarker(inGroup)).toHaveLength(1);
-    const next = await startXcpufs({ listen: "127.0.0.1", port: 0, tmpdir: tmp, noAuth: true });
-    try {
-      await gone(escaped);
-      await gone(inGroup);
-      await until(() => !existsSync(join(tmp, roots[0] as string)));
-    } finally {
-      await next.close();
-      holder.kill("SIGKILL");
-    }
-    expect(readdirSync(tmp)).toEqual([]);
-  });
+  it.each([
+    ["", false],
+    [" (-s: programs run as the server's user)", true],
+  ])(
+    "are killed by the next server on the same tmpdir, before it removes their directory%s",
+    async (_label, sameUser) => {
+      const tmp = mkdtempSync(join(work, "killed-"));
+      // The server's parent never reaps it: once killed it stays a zombie, as under a supervisor
+      // that has not looked yet.
+      const holder = spawn(
+        "/bin/sh",
+        [
+          "-c",
+          '"$@" & echo "$!"; exec sleep 600',
+          "sh",
+          process.execPath,
+          ...xcpufsArgs(
+            "--no-auth",
+            "--listen",
+            "127.0.0.1",
+            "-p",
+            "0",
+            "-t",
+            tmp,
+            "--state-dir",
+            tmp,
+            ...(sameUser ? ["-s"] : []),
+          ),
+        ],
+        { cwd: PKG, stdio: ["ignore", "pipe", "pipe"] },
+      );
+      children.push(holder);
+      let out = "";
+      holder.stdout?.on("data", (d) => {
+        out += d;
+      });
+      const { address } = await listeningOn(holder);
+      await until(() => /^\d+\n/.test(out));
+      const serverPid = Number(out.trim());
+      const fs = await anon(address);
+      const escaped = mark();
+      const inGroup = mark();
+      await startEscapee(fs, `setsid ${sleep(escaped)} & exec ${sleep(inGroup)}`, escaped);
+      await until(() => liveWithMarker(inGroup).length === 1);
+      const roots = readdirSync(tmp).filter((n) => n.startsWith("xcpufs-"));
+      expect(roots).toHaveLength(1);
+      process.kill(serverPid, "SIGKILL");
+      await until(() => readFileSync(`/proc/${serverPid}/stat`, "latin1").includes(") Z "));
+      fs.close().catch(() => {});
+      // Killed with their server, they were not.
+      expect(liveWithMarker(escaped)).toHaveLength(1);
+      expect(liveWithMarker(inGroup)).toHaveLength(1);
+      const next = await startXcpufs({ listen: "127.0.0.1", port: 0, tmpdir: tmp, noAuth: true, sameUser });
+      try {
+        await gone(escaped);
+        await gone(inGroup);
+        await until(() => !existsSync(join(tmp, roots[0] as string)));
+      } finally {
+        await next.close();
+        holder.kill("SIGKILL");
+      }
+      expect(readdirSync(tmp)).toEqual([]);
+    },
+  );
 });
 
 /** A uid that is not root, for a server that must not have root's rights. */

@@ -878,7 +878,10 @@ describe("7 session ctl", () => {
     const job = await openJob(fs);
     await write(fs, `${job.sid}/argv`, "pwd");
     await job.ctl.write(0, "exec /bin/pwd /nonexistent/dir\n");
-    expect((await readAll(job.stdout)).toString()).toMatch(new RegExp(`^${tmp}/xcpu-\\w+\\n$`));
+    // (the session directory, inside the server's own directory in the tmpdir)
+    expect((await readAll(job.stdout)).toString()).toMatch(
+      new RegExp(`^${tmp}/xcpufs-[\\w-]+/xcpu-\\w+\\n$`),
+    );
     await job.close();
     const job2 = await openJob(fs);
     await write(fs, `${job2.sid}/argv`, "pwd");
