@@ -3,6 +3,7 @@ import { existsSync, fstatSync, mkdtempSync, readFileSync, rmSync, statSync } fr
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { type ParseArgsConfig, parseArgs } from "node:util";
+import { argsMistake } from "@clustermatic/ninep/args";
 import { checkCluster } from "./check.js";
 import { Cluster } from "./cluster/resolve.js";
 import { cbfstoolCommandLine, corebootConfig, payloadBuildCommandLine } from "./coreboot.js";
@@ -105,25 +106,6 @@ class UsageError extends BootcfgError {
 
 /** A command line the option parser refused; main() adds where the command's help is. */
 class OptionError extends UsageError {}
-
-/**
- * What an error of Node's parseArgs says, in our words: its own text suggests a `--` whose quote
- * it never closes and runs over several lines.
- */
-function argsMistake(err: unknown): string {
-  const text = err instanceof Error ? err.message : String(err);
-  let m = /^Unknown option '([^']*)'/.exec(text);
-  if (m) return `unknown option ${m[1]}`;
-  m = /^Option '(?:(-[^-]), )?(\S+?)(?: <value>)?' argument missing/.exec(text);
-  if (m) return `option ${m[1] ? `${m[1]}/` : ""}${m[2]} needs a value`;
-  m = /^Option '(?:(-[^-]), )?(\S+?)' does not take an argument/.exec(text);
-  if (m) return `option ${m[1] ? `${m[1]}/` : ""}${m[2]} takes no value`;
-  m = /^Option '(\S+?)' argument is ambiguous/.exec(text);
-  if (m) return `option ${m[1]} needs a value (one starting with "-" is written ${m[1]}=VALUE)`;
-  m = /^Unexpected argument '([^']*)'/.exec(text);
-  if (m) return `unexpected argument "${m[1]}"`;
-  return text.split("\n")[0] as string;
-}
 
 type Opts = NonNullable<ParseArgsConfig["options"]>;
 const common: Opts = {

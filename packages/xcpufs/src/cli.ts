@@ -3,6 +3,7 @@
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { argsMistake } from "@clustermatic/ninep/args";
 import { pino } from "pino";
 import { DEFAULT_ADMIN_KEY, DEFAULT_PORT, startXcpufs } from "./server.js";
 import { PACKAGE_VERSION } from "./version.js";
@@ -101,7 +102,7 @@ export async function main(
   try {
     values = parse(argv).values;
   } catch (err) {
-    io.stderr.write(`xcpufs: ${(err as Error).message}\n${USAGE}`);
+    io.stderr.write(`xcpufs: ${argsMistake(err)} (see xcpufs --help)\n`);
     return 2;
   }
   if (values.help) {

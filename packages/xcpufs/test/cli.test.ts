@@ -91,6 +91,29 @@ describe("xcpufs command", () => {
       expect(await exited(e)).toBe(2);
       expect(eerr).toBe(`xcpufs: ${flag} needs a directory name\n`);
     }
+    // unknown or incomplete options: one line, in the words the other tools use
+    for (const [argv, text] of [
+      [["--bogus"], "xcpufs: unknown option --bogus (see xcpufs --help)\n"],
+      [["-p"], "xcpufs: option -p/--port needs a value (see xcpufs --help)\n"],
+    ] as const) {
+      let out = "";
+      let err = "";
+      const code = await main([...argv], {
+        stdout: {
+          write: (t: string) => {
+            out += t;
+            return true;
+          },
+        },
+        stderr: {
+          write: (t: string) => {
+            err += t;
+            return true;
+          },
+        },
+      } as never);
+      expect([code, out, err], argv[0]).toEqual([2, "", text]);
+    }
   }, 120_000);
 
   it("--version and -V print the package's version and exit 0", async () => {

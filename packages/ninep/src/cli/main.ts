@@ -5,11 +5,14 @@ import { userInfo } from "node:os";
 import type { Readable, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { parseArgs } from "node:util";
+import { argsMistake } from "../args.js";
 import { mount } from "../client/index.js";
 import { Dialect, DMDEVICE, DMDIR, DMNAMEDPIPE, DMSOCKET, DMSYMLINK } from "../codec/index.js";
 import type { Stat } from "../codec/types.js";
 import { NinepError } from "../errors.js";
 import { PACKAGE_VERSION } from "../version.js";
+
+export { argsMistake };
 
 /** What main() talks to; tests pass their own. */
 export interface CliIO {
@@ -33,25 +36,6 @@ export class ExitError extends Error {
     this.status = status;
     this.help = help;
   }
-}
-
-/**
- * What an error of Node's parseArgs says, in our words: its own text suggests a `--` whose quote
- * it never closes and runs over several lines.
- */
-export function argsMistake(err: unknown): string {
-  const text = err instanceof Error ? err.message : String(err);
-  let m = /^Unknown option '([^']*)'/.exec(text);
-  if (m) return `unknown option ${m[1]}`;
-  m = /^Option '(?:(-[^-]), )?(\S+?)(?: <value>)?' argument missing/.exec(text);
-  if (m) return `option ${m[1] ? `${m[1]}/` : ""}${m[2]} needs a value`;
-  m = /^Option '(?:(-[^-]), )?(\S+?)' does not take an argument/.exec(text);
-  if (m) return `option ${m[1] ? `${m[1]}/` : ""}${m[2]} takes no value`;
-  m = /^Option '(\S+?)' argument is ambiguous/.exec(text);
-  if (m) return `option ${m[1]} needs a value (one starting with "-" is written ${m[1]}=VALUE)`;
-  m = /^Unexpected argument '([^']*)'/.exec(text);
-  if (m) return `unexpected argument "${m[1]}"`;
-  return text.split("\n")[0] as string;
 }
 
 /** The user a client verb attaches as without --uname: $USER, else the effective user's name. */
