@@ -521,8 +521,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
               `${p.node.name}: \`bootcfg payload build\` makes x86 payloads from a bzImage or ELF; this node has ${p.node.arch} ${p.kernelFormat}`,
             );
           io.stdout(`${line}\n`);
-        } else if (fmt === "config.lb") io.stdout(cfg.configLb);
-        else throw new UsageError(`--format ${fmt}: use kconfig, payload, cbfstool, config.lb or json`);
+        } else io.stdout(cfg.configLb); // config.lb: the format was checked before anything was written
         return 0;
       }
       case "pxe":

@@ -307,3 +307,14 @@ export function connectFailureWords(cause: unknown): string {
   const named = pool.find((x) => x.address && !x.address.includes(":")) ?? pool[0]!;
   return ` (${CONNECT_ERROR_TEXT[named.code as string]}:${named.address ?? ""})`;
 }
+
+/** The first error of class `cls` in `err`'s chain of causes (err itself included), if any. */
+export function causeOf<E extends Error>(
+  err: unknown,
+  cls: abstract new (...a: never[]) => E,
+): E | undefined {
+  for (let e = err, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
+    if (e instanceof cls) return e;
+  }
+  return undefined;
+}

@@ -34,7 +34,7 @@ export function writeFilesFully(stream: NodeJS.WritableStream = process.stdout):
  * is not a failure), and `finish(code)` that exits once stdout and stderr are flushed, with 1 and
  * `PROG: cannot write standard output (…)` on stderr when output was lost and `code` said 0.
  */
-export function guardStdout(prog: string): { finish(code: number): void; failure(): Error | undefined } {
+export function guardStdout(prog: string): { finish(code: number): void } {
   writeFilesFully(process.stdout);
   let failure: (Error & { code?: string }) | undefined;
   const note = (e: (Error & { code?: string }) | null | undefined) => {
@@ -42,7 +42,6 @@ export function guardStdout(prog: string): { finish(code: number): void; failure
   };
   process.stdout.on("error", note);
   return {
-    failure: () => failure,
     finish(code: number) {
       let left = 2;
       const done = () => {

@@ -6,7 +6,7 @@ import { lstat, readdir, realpath } from "node:fs/promises";
 import { join } from "node:path";
 import { type Fid, type Fsys, mount } from "@clustermatic/ninep/client";
 import { OTRUNC, OWRITE } from "@clustermatic/ninep/codec";
-import { connectFailureWords, ProtocolError, TimeoutError } from "@clustermatic/ninep/errors";
+import { causeOf, connectFailureWords, ProtocolError, TimeoutError } from "@clustermatic/ninep/errors";
 import { XcpuError } from "./errors.js";
 import { openFileInside, resolvesInside } from "./local-files.js";
 import { DEFAULT_MSIZE } from "./server.js";
@@ -90,7 +90,7 @@ export async function cloneSession(
     if (r.status === "rejected") {
       // Whatever answers at an address that is not a 9P server is not repeated back: the first
       // bytes of another service's greeting (read as a message size) tell nothing useful.
-      const reason = notNinep(r.reason)
+      const reason = causeOf(r.reason, ProtocolError)
         ? "not a 9P server (its reply is not a 9P message)"
         : (r.reason instanceof Error ? r.reason.message : String(r.reason)) +
           connectFailureWords((r.reason as { cause?: unknown } | undefined)?.cause);
@@ -290,12 +290,4 @@ async function copyDir(
       }
     }
   }
-}
-
-/** A protocol error anywhere in the chain of causes: the peer does not speak 9P. */
-function notNinep(err: unknown): boolean {
-  for (let e = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
-    if (e instanceof ProtocolError) return true;
-  }
-  return false;
 }

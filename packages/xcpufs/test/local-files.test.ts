@@ -34,6 +34,10 @@ const bob = rsaKey();
 let h: XcpufsHandle | undefined;
 let h2: XcpufsHandle | undefined;
 const outside = mkdtempSync(join(tmpdir(), "xcpufs-secret-"));
+/** The directory of a session of the first server (`h`). */
+const sessionDir = (job: { sid: string }) => h!.xcpufs.sessions.get(Number(job.sid))?.dir as string;
+/** A connection to the first server as the pool user "mal" (6201). */
+const asMal = () => login(h!.address, { uname: "mal", uid: 6201, key: user.privateKey });
 afterAll(async () => {
   await h?.close();
   await h2?.close();
@@ -51,7 +55,7 @@ describe.skipIf(!root)("the exec file and symbolic links (server as root)", () =
     await a.close();
     const fs = await login(h.address, { uname: "mal", uid: 6201, key: user.privateKey });
     const job = await openJob(fs);
-    const dir = h.xcpufs.sessions.get(Number(job.sid))?.dir as string;
+    const dir = sessionDir(job);
     // The session's own program (running as the user) puts the link in place.
     await write(fs, `${job.sid}/argv`, `sh -c 'ln -s ${secret} exec; echo ready; sleep 30'`);
     await job.ctl.write(0, "exec /bin/sh\n");
@@ -67,7 +71,7 @@ describe.skipIf(!root)("the exec file and symbolic links (server as root)", () =
     // A file of someone else's at exec (here root's, as a hard link would be), and a FIFO: the
     // first is refused without being truncated, the second without waiting for a writer.
     const job2 = await openJob(fs);
-    const dir2 = h.xcpufs.sessions.get(Number(job2.sid))?.dir as string;
+    const dir2 = sessionDir(job2);
     writeFileSync(join(dir2, "exec"), "root's\n", { mode: 0o600 });
     await expect(fs.open(`${job2.sid}/exec`, OREAD)).rejects.toThrow(/permission denied/);
     await expect(fs.open(`${job2.sid}/exec`, OWRITE)).rejects.toThrow(/permission denied/);
@@ -80,7 +84,7 @@ describe.skipIf(!root)("the exec file and symbolic links (server as root)", () =
 
     // The legacy way still works: the owner writes exec, reads it back and runs it.
     const job3 = await openJob(fs);
-    const dir3 = h.xcpufs.sessions.get(Number(job3.sid))?.dir as string;
+    const dir3 = sessionDir(job3);
     const script = "#!/bin/sh\necho from exec\n";
     const w = await fs.open(`${job3.sid}/exec`, OWRITE);
     await w.write(0, script);
@@ -135,7 +139,7 @@ describe.skipIf(!root)("the exec file and symbolic links (server as root)", () =
     const a = await login(h2.address, { uname: "xcpu-admin", uid: 65530, key: admin.privateKey });
     await cmd(a, "ctl", `group-add crew 6200\nuser-add mal 6201 crew '${user.line}'\n`);
     await a.close();
-    const fsA = await login(h!.address, { uname: "mal", uid: 6201, key: user.privateKey });
+    const fsA = await asMal();
     const fsB = await login(h2.address, { uname: "mal", uid: 6201, key: user.privateKey });
     const jobA = await openJob(fsA);
     const jobB = await openJob(fsB);
@@ -159,9 +163,9 @@ describe.skipIf(!root)("the exec file and symbolic links (server as root)", () =
   }, 60_000);
 
   it("a session directory cannot be renamed and replaced by a link by its own program", async () => {
-    const fs = await login(h!.address, { uname: "mal", uid: 6201, key: user.privateKey });
+    const fs = await asMal();
     const job = await openJob(fs);
-    const dir = h!.xcpufs.sessions.get(Number(job.sid))?.dir as string;
+    const dir = sessionDir(job);
     expect(statSync(dirname(dir)).uid).toBe(0);
     await write(
       fs,
@@ -182,7 +186,7 @@ describe.skipIf(!root)("the exec file and symbolic links (server as root)", () =
     const priv = join(outside, "race");
     mkdirSync(priv, { mode: 0o700 });
     writeFileSync(join(priv, "note"), "behind a closed door\n", { mode: 0o644 });
-    const fs = await login(h!.address, { uname: "mal", uid: 6201, key: user.privateKey });
+    const fs = await asMal();
     const swapper = await openJob(fs);
     // x: the user's own file, mode 000; l: a link to the file in a directory the user cannot enter
     await write(
@@ -192,7 +196,7 @@ describe.skipIf(!root)("the exec file and symbolic links (server as root)", () =
     );
     await swapper.ctl.write(0, "exec /usr/bin/perl\n");
     expect((await swapper.stdout.read(0n, 100)).toString()).toBe("ready\n");
-    const target = join(h!.xcpufs.sessions.get(Number(swapper.sid))?.dir as string, "x");
+    const target = join(sessionDir(swapper), "x");
     const job = await openJob(fs);
     let opened = 0;
     for (let i = 0; i < 300; i++) {
@@ -212,9 +216,9 @@ describe.skipIf(!root)("the exec file and symbolic links (server as root)", () =
   }, 60_000);
 
   it("redirect and FIFOs: never a wait in the server; stdin from one refused, output to one with a reader", async () => {
-    const fs = await login(h!.address, { uname: "mal", uid: 6201, key: user.privateKey });
+    const fs = await asMal();
     const job = await openJob(fs);
-    const dir = h!.xcpufs.sessions.get(Number(job.sid))?.dir as string;
+    const dir = sessionDir(job);
     const fifo = join(dir, "ff");
     execFileSync("mkfifo", ["-m", "600", fifo]);
     chownSync(fifo, 6201, 6200);
@@ -255,9 +259,9 @@ describe.skipIf(!root)("the exec file and symbolic links (server as root)", () =
     const a = await login(h!.address, { uname: "xcpu-admin", uid: 65530, key: admin.privateKey });
     await cmd(a, "ctl", `user-add bob 6203 crew '${other.line}'\n`);
     await a.close();
-    const fs = await login(h!.address, { uname: "mal", uid: 6201, key: user.privateKey });
+    const fs = await asMal();
     const job = await openJob(fs);
-    const dir = h!.xcpufs.sessions.get(Number(job.sid))?.dir as string;
+    const dir = sessionDir(job);
     // somebody else's file the user may write, hard-linked into the session by its program
     const shared = join(outside, "shared.txt");
     writeFileSync(shared, "not mal's\n", { mode: 0o666 });
@@ -297,7 +301,7 @@ describe.skipIf(!root)("the exec file and symbolic links (server as root)", () =
 
   it("reads the old owner left waiting when a session is given fail; the output stays for the new owner", async () => {
     const a = await login(h!.address, { uname: "xcpu-admin", uid: 65530, key: admin.privateKey });
-    const fs = await login(h!.address, { uname: "mal", uid: 6201, key: user.privateKey });
+    const fs = await asMal();
     const job = await openJob(fs);
     const parked = [job.stdout.read(0n, 100), job.stdout.read(0n, 100), job.wait.read(0n, 100)];
     for (const p of parked) p.catch(() => {});
@@ -357,7 +361,7 @@ describe.skipIf(!root)("the exec file and symbolic links (server as root)", () =
     const a = await login(h!.address, { uname: "xcpu-admin", uid: 65530, key: admin.privateKey });
     await cmd(a, "ctl", "group-add extra 6202\nuser-add-group mal extra\n");
     await a.close();
-    const fs = await login(h!.address, { uname: "mal", uid: 6201, key: user.privateKey });
+    const fs = await asMal();
     const job = await openJob(fs);
     // A library of the helper's, broken, where the session's LD_LIBRARY_PATH points.
     const lib = await fs.create(`${job.sid}/fs/libcap-ng.so.0`, 0o755, OWRITE);
@@ -365,7 +369,7 @@ describe.skipIf(!root)("the exec file and symbolic links (server as root)", () =
     await lib.clunk();
     await write(fs, `${job.sid}/argv`, "sh -c 'id -G; echo \"$LD_LIBRARY_PATH\"'");
     await job.ctl.write(0, "exec /bin/sh\n");
-    const dir = h!.xcpufs.sessions.get(Number(job.sid))?.dir as string;
+    const dir = sessionDir(job);
     expect((await readAll(job.stdout)).toString()).toBe(`6200 6202\n${dir}\n`);
     expect((await readAll(job.wait)).toString()).toBe("0");
     await job.close();

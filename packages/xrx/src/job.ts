@@ -4,14 +4,14 @@
 // signals, and collect one outcome per node. A node that fails is reported and never stalls the
 // others.
 import { readFileSync } from "node:fs";
-import { TimeoutError } from "@clustermatic/ninep/errors";
+import { causeOf, TimeoutError } from "@clustermatic/ninep/errors";
 import type { NodeSpec } from "@clustermatic/ninep/nodes";
 import { mapLimit } from "./limit.js";
 import { DrainGate, formatBytes, OutputMux, Progress, type Sink } from "./output.js";
 import { jobMainProcesses } from "./procs.js";
 import { fanout, planLocal, planStaging, type StagePlan, StagingError, sysrootFor } from "./staging.js";
 import { aggregateExit, type NodeOutcome, summarize } from "./status.js";
-import { causeOf, type Identity, reasonOf, type Session, XcpuError, XcpuNode } from "./xcpu.js";
+import { type Identity, reasonOf, type Session, XcpuError, XcpuNode } from "./xcpu.js";
 
 export interface JobOptions {
   nodes: NodeSpec[];

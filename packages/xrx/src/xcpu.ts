@@ -12,7 +12,7 @@ import {
   type Fid,
 } from "@clustermatic/ninep/client";
 import { DMDIR, ORDWR, OREAD, OTRUNC, OWRITE } from "@clustermatic/ninep/codec";
-import { ConnectionError, connectFailureWords, RemoteError } from "@clustermatic/ninep/errors";
+import { ConnectionError, causeOf, connectFailureWords, RemoteError } from "@clustermatic/ninep/errors";
 import type { NodeSpec } from "@clustermatic/ninep/nodes";
 import { crypto, ed25519PasskeyDecrypt, type PrivateKey, rsaPkcs1Decrypt } from "./keys.js";
 import { forEachLimited } from "./limit.js";
@@ -32,17 +32,6 @@ export class XcpuError extends Error {
     super(`${node}: ${reason}`, options);
     this.name = "XcpuError";
   }
-}
-
-/** The first error of class `cls` in `err`'s chain of causes (err itself included), if any. */
-export function causeOf<E extends Error>(
-  err: unknown,
-  cls: abstract new (...a: never[]) => E,
-): E | undefined {
-  for (let e = err, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
-    if (e instanceof cls) return e;
-  }
-  return undefined;
 }
 
 /** The message of any error, without a node prefix, fit for one line of a terminal. */

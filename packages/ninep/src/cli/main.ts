@@ -12,8 +12,6 @@ import type { Stat } from "../codec/types.js";
 import { NinepError } from "../errors.js";
 import { PACKAGE_VERSION } from "../version.js";
 
-export { argsMistake };
-
 /** What main() talks to; tests pass their own. */
 export interface CliIO {
   stdout: Pick<Writable, "write"> & Partial<Writable>;

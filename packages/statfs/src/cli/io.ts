@@ -16,8 +16,6 @@ export interface CliIo {
 
 export const processIo: CliIo = { stdout: process.stdout, stderr: process.stderr };
 
-export { argsMistake } from "@clustermatic/ninep/args";
-
 /** Exit codes shared by the CLIs. */
 export const EXIT_OK = 0;
 export const EXIT_FAIL = 1;

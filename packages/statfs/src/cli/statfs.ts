@@ -3,13 +3,14 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { isAbsolute, resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { argsMistake } from "@clustermatic/ninep/args";
 import { parseAddress } from "@clustermatic/ninep/client";
 import { KeyError, loadPrivateKey } from "../auth.js";
 import { ConfigError, type PollSettings, parseDuration } from "../config.js";
 import { DEFAULT_HTTP, STATFS_PORT, type Statfs, startStatfs } from "../daemon.js";
 import { PACKAGE_VERSION } from "../version.js";
 import { LogFile, readPidFile, removePidFile, writePidFile } from "./daemon-files.js";
-import { argsMistake, type CliIo, EXIT_FAIL, EXIT_OK, EXIT_USAGE, processIo } from "./io.js";
+import { type CliIo, EXIT_FAIL, EXIT_OK, EXIT_USAGE, processIo } from "./io.js";
 
 export const STATFS_USAGE = `usage: statfs [options]
 

@@ -1,13 +1,14 @@
 // xstat: prints the cluster status table from statfs.
 
 import { parseArgs } from "node:util";
+import { argsMistake } from "@clustermatic/ninep/args";
 import { expandNodeList } from "@clustermatic/ninep/nodes";
 import { MOUNTED_STATE, readMountedState, StatfsClient } from "../client.js";
 import { parseDuration } from "../config.js";
 import type { NodeView } from "../monitor.js";
 import { formatParsed, type ParsedRow, parseTable } from "../table.js";
 import { PACKAGE_VERSION } from "../version.js";
-import { argsMistake, type CliIo, EXIT_FAIL, EXIT_OK, EXIT_USAGE, processIo } from "./io.js";
+import { type CliIo, EXIT_FAIL, EXIT_OK, EXIT_USAGE, processIo } from "./io.js";
 
 export const XSTAT_USAGE = `usage: xstat [-a ADDR] [--json] [-w] [--every DUR] [-t DUR] [-d] [filter...]
 

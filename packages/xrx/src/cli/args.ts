@@ -4,7 +4,7 @@
 import { basename } from "node:path";
 import { Readable } from "node:stream";
 import { parseArgs } from "node:util";
-import { writeFilesFully } from "@clustermatic/ninep/stdio";
+import { guardStdout } from "@clustermatic/ninep/stdio";
 import { isDevNull } from "../dev-null.js";
 
 /** A usage error: the CLI prints it with the usage line and exits 2. */
@@ -158,29 +158,10 @@ export function processIo(): CliIo {
  */
 export function runAsProcess(main: (argv: readonly string[], io: CliIo) => Promise<number>): void {
   // Output that could not be written (a full disk, an I/O error; not a reader that went away) is
-  // a failure: the listing or the output is lost. Also keeps such an error from ending the process
-  // in the middle of the work with a stack trace.
-  let outputError: NodeJS.ErrnoException | undefined;
-  writeFilesFully(process.stdout);
-  process.stdout.on("error", (e: NodeJS.ErrnoException) => {
-    if (e.code !== "EPIPE") outputError ??= e;
-  });
+  // a failure: the listing or the output is lost, and said so once everything is flushed.
+  const output = guardStdout(basename(process.argv[1] ?? "xrx").replace(/\.(c?js|ts)$/, ""));
   main(process.argv.slice(2), processIo()).then(
-    (code) => {
-      const finish = () => {
-        if (outputError && code === 0) {
-          const prog = basename(process.argv[1] ?? "xrx").replace(/\.(c?js|ts)$/, "");
-          process.stderr.write(`${prog}: cannot write standard output (${outputError.message})\n`);
-          code = 1;
-        }
-        process.exit(code);
-      };
-      process.exitCode = code;
-      process.stdout.write("", (e?: NodeJS.ErrnoException | null) => {
-        if (e && e.code !== "EPIPE" && e.code !== "ERR_STREAM_DESTROYED") outputError ??= e;
-        finish();
-      });
-    },
+    (code) => output.finish(code),
     (err) => {
       process.stderr.write(`Error: ${err instanceof Error ? err.message : String(err)}\n`);
       process.exit(1);

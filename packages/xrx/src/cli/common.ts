@@ -3,7 +3,7 @@
 import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from "node:fs";
 import { Client } from "@clustermatic/ninep/client";
 import { OREAD } from "@clustermatic/ninep/codec";
-import { RemoteError } from "@clustermatic/ninep/errors";
+import { causeOf, RemoteError } from "@clustermatic/ninep/errors";
 import { ADMIN_KEY, defaultKeyFiles, KeyError, loadPrivateKey } from "../keys.js";
 import {
   type NodeSpec,
@@ -14,7 +14,7 @@ import {
   type StatfsRow,
   xcpuNodes,
 } from "../nodes.js";
-import { adminIdentity, causeOf, type Identity, readAll, userIdentity, XcpuNode } from "../xcpu.js";
+import { adminIdentity, type Identity, readAll, userIdentity, XcpuNode } from "../xcpu.js";
 import { type CliIo, secondsOption, UsageError } from "./args.js";
 
 /**

@@ -1,10 +1,10 @@
 // xk: send a signal to processes or jobs on nodes.
-import { RemoteError } from "@clustermatic/ninep/errors";
+import { causeOf, RemoteError } from "@clustermatic/ninep/errors";
 import { mapLimit } from "../limit.js";
 import type { NodeSpec } from "../nodes.js";
 import type { ProcRecord } from "../procs.js";
 import { PACKAGE_VERSION } from "../version.js";
-import { causeOf, reasonOf } from "../xcpu.js";
+import { reasonOf } from "../xcpu.js";
 import { type CliIo, parseCommandLine, reportError, UsageError } from "./args.js";
 import { connectTool, nodeList, statfsNodes, TOOL_OPTIONS, toolConnection } from "./common.js";
 
