@@ -47,7 +47,9 @@ if (libEntries.length) {
 }
 
 const workspaceDeps = Object.keys({ ...pkg.dependencies }).filter((d) => d.startsWith("@clustermatic/"));
-const binFiles = Object.values(typeof pkg.bin === "string" ? { [pkg.name]: pkg.bin } : (pkg.bin ?? {}));
+const binNames = Object.keys(
+  typeof pkg.bin === "string" ? { [pkg.name.split("/").pop()]: pkg.bin } : (pkg.bin ?? {}),
+);
 const keepExternal = {
   name: "external-npm-deps",
   setup(build) {
@@ -61,7 +63,7 @@ const keepExternal = {
 // that compiles it through a per-user V8 code cache (tools/bin-launcher.cjs). dist/bin gets its own
 // package.json so that the shims load as CommonJS: Node's ESM loader costs ~10 ms per start.
 const launcher = readFileSync(new URL("./bin-launcher.cjs", import.meta.url), "utf8");
-if (binFiles.length) {
+if (binNames.length) {
   mkdirSync("dist/bin", { recursive: true });
   writeFileSync("dist/bin/package.json", `${JSON.stringify({ type: "commonjs" })}\n`);
 }
@@ -69,12 +71,12 @@ if (binFiles.length) {
 // client module is bundled on its own (dist/bin/<name>-handoff.cjs) so the shim can try it before
 // loading the command's bundle.
 const HANDOFFS = { xrx: { env: "XRXD_SOCK", source: "src/xrxd/client.ts" } };
-for (const out of binFiles) {
-  const src = out.replace(/^\.\/dist\//, "src/").replace(/\.js$/, ".ts");
-  if (!existsSync(src)) throw new Error(`bin source ${src} missing for ${out}`);
-  const bundle = out.replace(/\.js$/, ".cjs");
+for (const name of binNames) {
+  const src = `src/bin/${name}.ts`;
+  if (!existsSync(src)) throw new Error(`bin source ${src} missing for ${name}`);
+  const out = `dist/bin/${name}.js`;
+  const bundle = `dist/bin/${name}.cjs`;
   await bundleCjs(src, bundle);
-  const name = basename(out, ".js");
   const hash = createHash("sha256").update(readFileSync(bundle)).digest("hex").slice(0, 16);
   const handOff = HANDOFFS[name];
   const handOffFile = handOff ? `${name}-handoff.cjs` : "";
@@ -91,6 +93,32 @@ for (const out of binFiles) {
     `${interpreterLine(name)}// ${name}: starts ${basename(bundle)} through a V8 code cache (CLUSTERMATIC_COMPILE_CACHE=0 turns it off).\n${shim}`,
   );
   chmodSync(out, 0o755);
+  installedBin(name, pkg.bin[name] ?? pkg.bin);
+}
+
+/**
+ * The file a `bin` entry names (bin/<name>.cjs, committed): it runs dist/bin/<name>.js. It exists
+ * before anything is built, so that `pnpm install` in a fresh checkout can link the commands of
+ * workspace packages (a `bin` naming a file under dist/ got a "Failed to create bin" warning per
+ * command and dependent). Written here when missing or different, so a new command gets one.
+ */
+function installedBin(name, path) {
+  if (path !== `./bin/${name}.cjs`) throw new Error(`the bin ${name} must be ./bin/${name}.cjs, not ${path}`);
+  const text = `${interpreterLine(name)}// The ${name} command: it runs the build, dist/bin/${name}.js (pnpm build makes it).
+"use strict";
+const built = require("node:path").join(__dirname, "../dist/bin/${name}.js");
+if (!require("node:fs").existsSync(built)) {
+  process.stderr.write(\`${name}: \${built} is missing: build the package first (pnpm build)\\n\`);
+  process.exit(1);
+}
+require(built);
+`;
+  const file = `bin/${name}.cjs`;
+  if (existsSync(file) && readFileSync(file, "utf8") === text) return;
+  mkdirSync("bin", { recursive: true });
+  writeFileSync(file, text);
+  chmodSync(file, 0o755);
+  console.log(`wrote ${file}`);
 }
 
 /** One CommonJS bundle of a bin's entry (workspace packages inlined), made pure ASCII. */

@@ -1,8 +1,8 @@
 // End to end: the built `ninep` binary serving a directory in one process and reading it in another.
 
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { existsSync } from "node:fs";
-import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { chmod, copyFile, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -82,4 +82,37 @@ describe.skipIf(missing !== undefined)("the ninep binary", () => {
     child.kill("SIGTERM");
     expect(await exited).toBe(0);
   }, 120_000); // four node processes, one after the other
+});
+
+describe("the installed command", () => {
+  const pkgDir = join(dirname(fileURLToPath(import.meta.url)), "../..");
+  const launcher = join(pkgDir, "bin/ninep.cjs");
+
+  it("is the committed bin/ninep.cjs, so a fresh checkout links it before anything is built", () => {
+    const pkg = JSON.parse(readFileSync(join(pkgDir, "package.json"), "utf8"));
+    expect(pkg.bin).toEqual({ ninep: "./bin/ninep.cjs" });
+    expect(pkg.files).toContain("bin");
+    expect(statSync(launcher).mode & 0o111).toBe(0o111);
+  });
+
+  it.skipIf(missing !== undefined)("runs the build when started as a command (through sh)", async () => {
+    const { stdout } = await run(launcher, ["--version"]);
+    expect(stdout).toMatch(/^ninep \d+\.\d+\.\d+/);
+  });
+
+  it("says the package needs building when there is no build beside it (exit 1)", async () => {
+    const pkgCopy = await mkdtemp(join(tmpdir(), "ninep-unbuilt-"));
+    try {
+      await mkdir(join(pkgCopy, "bin"));
+      await copyFile(launcher, join(pkgCopy, "bin/ninep.cjs"));
+      await chmod(join(pkgCopy, "bin/ninep.cjs"), 0o755);
+      const err = await run(join(pkgCopy, "bin/ninep.cjs"), ["--version"]).catch((e) => e);
+      expect(err.code).toBe(1);
+      expect(err.stderr).toBe(
+        `ninep: ${join(pkgCopy, "dist/bin/ninep.js")} is missing: build the package first (pnpm build)\n`,
+      );
+    } finally {
+      await rm(pkgCopy, { recursive: true, force: true });
+    }
+  });
 });

@@ -1,0 +1,10 @@
+#!/bin/sh
+":" //; unset NODE_EXTRA_CA_CERTS; exec node "$0" "$@"
+// The xuserset command: it runs the build, dist/bin/xuserset.js (pnpm build makes it).
+"use strict";
+const built = require("node:path").join(__dirname, "../dist/bin/xuserset.js");
+if (!require("node:fs").existsSync(built)) {
+  process.stderr.write(`xuserset: ${built} is missing: build the package first (pnpm build)\n`);
+  process.exit(1);
+}
+require(built);
