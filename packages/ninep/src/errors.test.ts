@@ -1,6 +1,10 @@
 import net from "node:net";
 import { describe, expect, it } from "vitest";
+import * as client from "./client/index.js";
+import * as codec from "./codec/index.js";
+import * as errors from "./errors.js";
 import { connectFailureWords, Ename, Errno, FsError, fsErrorFromCode, toFsError } from "./errors.js";
+import * as server from "./server/index.js";
 
 function nodeError(code: string, message: string): Error {
   return Object.assign(new Error(message), { code });
@@ -85,5 +89,31 @@ describe("connectFailureWords", () => {
     expect(connectFailureWords(notFound)).toBe(" (cannot resolve name: n9)");
     expect(connectFailureWords(Object.assign(new Error("x"), { code: "EPROTO" }))).toBe("");
     expect(connectFailureWords(undefined)).toBe("");
+  });
+});
+
+describe("where the errors are exported", () => {
+  it("each entry exports the errors its users meet, the same classes as ./errors", () => {
+    const pairs: [string, unknown, unknown][] = [
+      ["client NinepError", client.NinepError, errors.NinepError],
+      ["client RemoteError", client.RemoteError, errors.RemoteError],
+      ["client ProtocolError", client.ProtocolError, errors.ProtocolError],
+      ["client MessageTooLargeError", client.MessageTooLargeError, errors.MessageTooLargeError],
+      ["client ConnectionError", client.ConnectionError, errors.ConnectionError],
+      ["client TimeoutError", client.TimeoutError, errors.TimeoutError],
+      ["client ClosedError", client.ClosedError, errors.ClosedError],
+      ["client connectFailureWords", client.connectFailureWords, errors.connectFailureWords],
+      ["client causeOf", client.causeOf, errors.causeOf],
+      ["server FsError", server.FsError, errors.FsError],
+      ["server Ename", server.Ename, errors.Ename],
+      ["server Errno", server.Errno, errors.Errno],
+      ["server toFsError", server.toFsError, errors.toFsError],
+      ["server errnoForEname", server.errnoForEname, errors.errnoForEname],
+      ["codec ProtocolError", codec.ProtocolError, errors.ProtocolError],
+    ];
+    for (const [what, exported, original] of pairs) {
+      expect(exported, what).toBeDefined();
+      expect(exported, what).toBe(original);
+    }
   });
 });

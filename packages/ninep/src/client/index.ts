@@ -5,6 +5,18 @@ import type { Address } from "../transport/index.js";
 import { type AuthFid, Client, type ClientOptions } from "./client.js";
 import { Fsys } from "./fs.js";
 
+// The errors a client call can end with (one copy shared with every entry: instanceof holds across them).
+export {
+  ClosedError,
+  ConnectionError,
+  causeOf,
+  connectFailureWords,
+  MessageTooLargeError,
+  NinepError,
+  ProtocolError,
+  RemoteError,
+  TimeoutError,
+} from "../errors.js";
 export { afterIoTimeout } from "../io-timeout.js";
 export {
   type Address,

@@ -1,4 +1,7 @@
 // The 9P codec: bytes ↔ message objects for 9P2000, 9P2000.u and 9P2000.L. Pure and synchronous.
+
+/** Every decoding failure is a ProtocolError, its `reason` one of ProtocolErrorReason. */
+export { ProtocolError, type ProtocolErrorReason } from "../errors.js";
 export * from "./constants.js";
 export { decodeDirents, direntSize, encodeDirent, encodeDirents } from "./dirent.js";
 export { formatData, formatMessage, formatQid, formatStat } from "./format.js";

@@ -1,6 +1,8 @@
 // Public face of @clustermatic/ninep/server: the 9P server framework (Server, the Backend seam,
 // a synthetic file tree and Cmdtab-style control files).
 
+/** What handlers throw to answer Rerror (FsError(Ename.X)), and the errno each name maps to. */
+export { Ename, Errno, errnoForEname, FsError, toFsError } from "../errors.js";
 /** Bounded concurrency for a handler's own work (the passthrough's directory reads use it too). */
 export { mapLimit } from "../map-limit.js";
 export type * from "./backend.js";
