@@ -57,7 +57,7 @@ export interface Io {
   onListen?(address: string): void;
 }
 
-const USAGE = `usage: bootcfg COMMAND [options]
+const USAGE = `usage: bootcfg [-c FILE] COMMAND [options]
 
 Describe, check, build and hand over the boot artifacts of every node of a cluster.
 
@@ -130,11 +130,31 @@ function parse(args: string[], options: Opts, dirOutput = false) {
   }
 }
 
+/**
+ * `bootcfg -c FILE COMMAND …` as well as `bootcfg COMMAND -c FILE …`: a cluster file given before
+ * the command is moved after it, where every command's options are parsed.
+ */
+function clusterFirst(argv: string[]): string[] {
+  const args = [...argv];
+  const moved: string[] = [];
+  for (;;) {
+    const first = args[0];
+    if ((first === "-c" || first === "--cluster") && args.length >= 2)
+      moved.push("--cluster", ...args.splice(0, 2).slice(1));
+    else if (first?.startsWith("--cluster=")) moved.push(args.shift() as string);
+    else if (first?.startsWith("-c") && first.length > 2)
+      moved.push("--cluster", (args.shift() as string).slice(2));
+    else break;
+  }
+  const [cmd, ...rest] = args;
+  return cmd === undefined ? [] : [cmd, ...moved, ...rest];
+}
+
 export async function main(argv: string[], io: Io): Promise<number> {
   const cwd = io.cwd ?? process.cwd();
   const env = io.env ?? process.env;
   const abs = (p: string) => resolve(cwd, p);
-  const [cmd, ...rest] = argv;
+  const [cmd, ...rest] = clusterFirst(argv);
   if (!cmd || cmd === "--help" || cmd === "-h" || cmd === "help") {
     // no command at all is a usage error: the commands are the answer, on stderr
     if (cmd) io.stdout(USAGE);

@@ -34,13 +34,13 @@ describe("bootcfg CLI", () => {
   it("--help exits 0, no command exits 2 with usage", async () => {
     expect(await run(["--help"])).toMatchObject({
       code: 0,
-      stdout: expect.stringMatching(/^usage: bootcfg COMMAND/),
+      stdout: expect.stringMatching(/^usage: bootcfg \[-c FILE\] COMMAND/),
     });
     // No command is a usage error: the usage goes to stderr, as every usage error's message does.
     expect(await run([])).toMatchObject({
       code: 2,
       stdout: "",
-      stderr: expect.stringMatching(/^usage: bootcfg COMMAND/),
+      stderr: expect.stringMatching(/^usage: bootcfg \[-c FILE\] COMMAND/),
     });
     for (const cmd of [
       "inspect",
@@ -90,6 +90,26 @@ describe("bootcfg CLI", () => {
       arch: "arm64",
       cmdline: ["console=ttyAMA0"],
       overlay: { "/etc/motd": "hi a1" },
+    });
+  });
+  it("takes -c FILE before the command as well as after it", async () => {
+    const d = join(t.dir, "elsewhere");
+    mkdirSync(d);
+    const file = join(t.dir, "cluster.yaml");
+    const want = { code: 0, stdout: "n1\nn2\nn3\na1\n", stderr: "" };
+    for (const argv of [
+      ["-c", file, "nodes"],
+      [`-c${file}`, "nodes"],
+      [`--cluster=${file}`, "nodes"],
+      ["--cluster", file, "nodes"],
+      ["nodes", "-c", file],
+    ])
+      expect({ argv, ...(await run(argv, d)) }).toEqual({ argv, ...want });
+    // given twice, the one after the command counts (as for any option given twice)
+    expect(await run(["-c", join(d, "nosuch.yaml"), "nodes", "-c", file], d)).toEqual(want);
+    expect(await run(["-c", file], d)).toMatchObject({
+      code: 2,
+      stderr: expect.stringMatching(/^usage: bootcfg/),
     });
   });
   it("finds ./cluster.yml too; with no cluster file the help and the error name all three names", async () => {

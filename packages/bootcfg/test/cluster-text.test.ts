@@ -68,6 +68,14 @@ describe("ip and mac incremented over a range", () => {
     expect(r.stderr).toBe(
       `bootcfg: ${file}:2: nodes.0.ip: 255.255.255.254 + 2 (for 3 nodes) passes the last IPv4 address\n`,
     );
+    // An excluded name keeps its place: n4 is +3 even with n2 excluded; a last name excluded adds nothing.
+    writeFileSync(file, 'nodes:\n  - {name: "n[1-4]", exclude: n2, kernel: bz, ip: 255.255.255.253}\n');
+    r = await run(["check", file]);
+    expect(r.stderr).toBe(
+      `bootcfg: ${file}:2: nodes.0.ip: 255.255.255.253 + 3 (for n4, name 4 of 4) passes the last IPv4 address\n`,
+    );
+    writeFileSync(file, 'nodes:\n  - {name: "n[1-4]", exclude: n4, kernel: bz, ip: 255.255.255.253}\n');
+    expect((await run(["nodes", "-c", file])).stdout).toBe("n1\nn2\nn3\n");
     writeFileSync(file, 'nodes:\n  - {name: "n[1-3]", kernel: bz, mac: "ff:ff:ff:ff:ff:fe"}\n');
     r = await run(["show", "n1", "-c", file]);
     expect(r.code).toBe(1);

@@ -66,9 +66,13 @@ describe("node ranges", () => {
   });
   it("increments IP and MAC along the range, carrying into the next octet", () => {
     expect(c.resolve("n01").ip).toBe("10.0.0.250");
-    expect(c.resolve("n06").ip).toBe("10.0.0.254"); // excluded nodes take no address
-    expect(c.resolve("n08").ip).toBe("10.0.0.255");
-    expect(c.resolve("n09").ip).toBe("10.0.1.0");
+    expect(c.resolve("n04").ip).toBe("10.0.0.253");
+    // Excluded names keep their place: n06 is +5 and n08 +7 with n05 and n07 excluded, so that
+    // excluding a node moves no other node's address.
+    expect(c.resolve("n06").ip).toBe("10.0.0.255");
+    expect(c.resolve("n08").ip).toBe("10.0.1.1");
+    expect(c.resolve("n09").ip).toBe("10.0.1.2");
+    expect(c.resolve("n08").mac).toBe("52:54:00:00:01:05");
     expect(c.resolve("n02").mac).toBe("52:54:00:00:00:ff");
     expect(c.resolve("n03").mac).toBe("52:54:00:00:01:00");
   });
@@ -110,8 +114,8 @@ cmdline        console=ttyS1       ← cluster.yaml:27 nodes.1.cmdline
 firmware       bios                ← (built-in default)
 delivery       kexec               ← (built-in default)
 memory         8.0 GiB             ← cluster.yaml:17 profiles.big.memory
-ip             10.0.1.7            ← cluster.yaml:22 nodes.0.ip +13
-mac            52:54:00:00:01:0b   ← cluster.yaml:23 nodes.0.mac +13
+ip             10.0.1.9            ← cluster.yaml:22 nodes.0.ip +15
+mac            52:54:00:00:01:0d   ← cluster.yaml:23 nodes.0.mac +15
 kexec.syscall  kexec_load          ← (built-in default)
 kexec.dir      /boot/bootcfg       ← (built-in default)
 payload.name   fallback/payload    ← (built-in default)

@@ -149,9 +149,18 @@ export class Cluster {
         const detail = err instanceof NodeListError ? err.message : String(err);
         throw new BootcfgError("ECLUSTER", `${this.file}:${line}: ${entry.path}: ${detail}`);
       }
-      let position = 0;
+      // A node's place in the range, excluded names included: n08 of n[01-16] is +7 whether or
+      // not n07 is excluded, so excluding a node does not move the addresses of those after it.
+      let position = -1;
+      let last = -1;
+      let lastName = "";
+      let count = 0;
       for (const n of names) {
+        position++;
         if (excluded.has(n)) continue;
+        last = position;
+        lastName = n;
+        count++;
         // A node's name is a directory name in `render` output and in `serve`'s tree.
         if (n === "." || n === "..")
           throw new BootcfgError(
@@ -164,16 +173,15 @@ export class Cluster {
           this.entriesByNode.set(n, list);
           this.order.push(n);
         }
-        list.push({ entry, position: position++ });
+        list.push({ entry, position });
       }
-      // The first address is incremented per node: the last one must still be an address.
-      const last = position - 1;
+      // The first address plus each node's place: the last node's must still be an address.
       const overflow = (key: "ip" | "mac", value: string, max: number, next: number) => {
         if (next <= max) return;
         const line = this.src.lines.get(`${entry.path}.${key}`) ?? this.src.lines.get(entry.path) ?? 1;
         throw new BootcfgError(
           "ECLUSTER",
-          `${this.file}:${line}: ${entry.path}.${key}: ${value} + ${last} (for ${position} nodes) passes the last ${key === "ip" ? "IPv4" : "MAC"} address`,
+          `${this.file}:${line}: ${entry.path}.${key}: ${value} + ${last} (for ${count === last + 1 ? `${count} nodes` : `${lastName}, name ${last + 1} of ${names.length}`}) passes the last ${key === "ip" ? "IPv4" : "MAC"} address`,
         );
       };
       if (entry.ip && last > 0) overflow("ip", entry.ip, 0xffffffff, ipValue(entry.ip) + last);
