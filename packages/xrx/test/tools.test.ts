@@ -329,6 +329,28 @@ describe("authentication", () => {
     30_000,
   );
   it.skipIf(!sshKeygen)(
+    "a -k key that cannot be used is an error even when there is an admin key (xps, xk)",
+    async () => {
+      const dir = tempDir("xrx-badk-");
+      execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", join(dir, "admin")]);
+      execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "secret", "-f", join(dir, "locked")]);
+      for (const [tool, args] of [
+        [xps, ["127.0.0.1!1"]],
+        [xk, ["TERM", "127.0.0.1!1:/job"]],
+      ] as const) {
+        for (const [key, why] of [
+          ["locked", /locked: passphrase-protected keys are not supported/],
+          ["missing", /missing: cannot read key/],
+        ] as const) {
+          const r = await runCli(tool, ["-A", join(dir, "admin"), "-k", join(dir, key), ...args]);
+          expect(r.code, `${key} ${args.join(" ")}`).toBe(1);
+          expect(r.stderr).toMatch(why);
+        }
+      }
+    },
+    30_000,
+  );
+  it.skipIf(!sshKeygen)(
     "authenticates with RSA PEM and Ed25519 OpenSSH keys; a wrong key is refused",
     async () => {
       const dir = tempDir("xrx-auth-");
@@ -532,10 +554,25 @@ describe("command line", () => {
       [xk, ["--no-key", "-A", "admin_key", "9", "n1:1"]],
       [xps, []],
       [xps, ["--no-key", "-k", "key", "n1"]],
+      // refused before statfs is asked (nobody listens there)
+      [xps, ["-a", "n1", "--statfs", "127.0.0.1!1"]],
     ] as const) {
       const r = await runCli(m, [...argv]);
       expect(r.code, argv.join(" ")).toBe(2);
       expect(r.stderr).toMatch(/usage:/);
+    }
+  });
+  it("an unknown option is named in the words of the suite's other tools, then the usage", async () => {
+    for (const [m, name] of [
+      [xrx, "xrx"],
+      [xk, "xk"],
+      [xps, "xps"],
+    ] as const) {
+      const r = await runCli(m, ["--bogus", "n1"]);
+      expect(r.code, name).toBe(2);
+      expect(r.stderr, name).toMatch(new RegExp(`^${name}: unknown option --bogus\nusage: ${name} `));
+      const v = await runCli(m, ["--version=3"]);
+      expect(v.stderr, name).toMatch(new RegExp(`^${name}: option -V/--version takes no value\n`));
     }
   });
   it("a node list that names no node gets the original's zero-nodes error, status 1", async () => {

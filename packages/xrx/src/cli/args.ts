@@ -4,6 +4,7 @@
 import { basename } from "node:path";
 import { Readable } from "node:stream";
 import { parseArgs } from "node:util";
+import { argsMistake } from "@clustermatic/ninep/args";
 import { guardStdout } from "@clustermatic/ninep/stdio";
 import { isDevNull } from "../dev-null.js";
 
@@ -101,7 +102,7 @@ export function parseCommandLine(
       tokens: true,
     });
   } catch (err) {
-    throw new UsageError(usageText((err as Error).message));
+    throw new UsageError(usageText(err));
   }
   return {
     values: parsed.values as Record<string, string | boolean | string[] | undefined>,
@@ -111,7 +112,8 @@ export function parseCommandLine(
 }
 
 /** parseArgs' complaint in the words of a command line (it names options by their spec keys). */
-function usageText(message: string): string {
+function usageText(err: unknown): string {
+  const message = err instanceof Error ? err.message : String(err);
   const missing = /^Option '(?:(-\w), )?(--[\w-]+) <value>' argument missing/.exec(message);
   if (missing) return `option ${missing[1] ?? missing[2]} needs a value`;
   const dashed = /^Option '(-\w|--[\w-]+)' argument is ambiguous/.exec(message);
@@ -120,7 +122,7 @@ function usageText(message: string): string {
     const attached = name.startsWith("--") ? `${name}=VALUE` : `${name}VALUE`;
     return `option ${name} needs a value (the next argument starts with "-"; attach it: ${attached})`;
   }
-  return message.replace(/\. To specify a positional argument.*$/s, "");
+  return argsMistake(err);
 }
 
 /** The I/O a CLI main() works with; the bin files pass the process's own. */

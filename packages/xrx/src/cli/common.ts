@@ -53,7 +53,9 @@ export function toolIdentities(
   try {
     out.push(launchIdentity(keyFile, env));
   } catch (err) {
-    if (out.length === 0 || !(err instanceof KeyError)) throw err;
+    // A user key that was looked for (~/.ssh) and is not there is not needed with the admin key;
+    // one named with -k that cannot be used is an error, whatever other key there is.
+    if (keyFile !== undefined || out.length === 0 || !(err instanceof KeyError)) throw err;
   }
   return out;
 }

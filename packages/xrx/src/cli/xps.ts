@@ -55,8 +55,8 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
     let nodes: NodeSpec[];
     if (v.a || v.statfs) {
       const src = (v.statfs as string | undefined) ?? (v.p ? `localhost!${v.p}` : undefined);
-      nodes = await statfsNodes(src);
       if (positionals.length > 0) throw new UsageError("-a takes no node list");
+      nodes = await statfsNodes(src);
     } else {
       if (positionals.length !== 1)
         throw new UsageError(positionals.length ? "too many arguments" : "missing node list");
