@@ -162,7 +162,7 @@ export async function runJob(opts: JobOptions): Promise<JobResult> {
   // connection dropped, which ends its reads; the other nodes go on.
   const lose = (s: Slot, why: string) => {
     if (s.outcome) return;
-    s.outcome = { node: s.spec.name, error: why };
+    s.outcome = { node: s.spec.name, error: why, announced: true };
     note(`${s.spec.name}: error: ${why}`);
     const session = s.session;
     const gone = () => s.node?.close();

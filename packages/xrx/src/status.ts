@@ -29,6 +29,8 @@ export interface NodeOutcome {
   status?: ExitStatus;
   /** Set when the node failed (connection lost, launch refused…); the message names the cause. */
   error?: string;
+  /** The error was printed when it happened (a node given up on while the others ran on). */
+  announced?: boolean;
 }
 
 /** Describes one outcome in a word or two: `exit 3`, `killed by signal 9`, `error: …`. */
@@ -56,7 +58,11 @@ export function aggregateExit(outcomes: readonly NodeOutcome[]): number {
 export function summarize(outcomes: readonly NodeOutcome[], prog = "xrx"): string[] {
   const bad = outcomes.filter((o) => o.error !== undefined || !o.status || shellCode(o.status) !== 0);
   if (bad.length === 0) return [];
-  const lines = bad.map((o) => `${prog}: ${o.node}: ${describeOutcome(o)}`);
+  // With one node the summary would only repeat the error printed as it happened; with more it
+  // gathers every node's outcome in one place.
+  const lines = bad
+    .filter((o) => !(o.announced && outcomes.length === 1))
+    .map((o) => `${prog}: ${o.node}: ${describeOutcome(o)}`);
   lines.push(`${prog}: ${outcomes.length - bad.length} of ${outcomes.length} nodes exited 0`);
   return lines;
 }

@@ -201,6 +201,14 @@ describe("exit status", () => {
       "xrx: 1 of 2 nodes exited 0",
     ]);
     expect(summarize([ok("a", 0)])).toEqual([]);
+    // An error printed as it happened is not repeated for a single node; with more it is gathered.
+    expect(summarize([{ node: "b", error: "gone", announced: true }])).toEqual([
+      "xrx: 0 of 1 nodes exited 0",
+    ]);
+    expect(summarize([ok("a", 0), { node: "b", error: "gone", announced: true }])).toEqual([
+      "xrx: b: error: gone",
+      "xrx: 1 of 2 nodes exited 0",
+    ]);
   });
 });
 
