@@ -712,7 +712,11 @@ class SessionFile extends Synth {
       case "ctl": {
         const lines = new LineBuffer();
         return {
-          read: async (offset, count) => slice(Buffer.from(String(s.pid)), offset, count),
+          // The pid of a program being started once it has one (the exec is answered before).
+          read: async (offset, count) => {
+            await s.afterExec();
+            return slice(Buffer.from(String(s.pid)), offset, count);
+          },
           write: async (_offset, data, c) =>
             wire(async () => {
               if (s.cloning) throw new XcpuError("cannot write while the session is cloning");

@@ -191,9 +191,30 @@ export class Session {
     ident: ExecIdentity,
     parent: string,
   ): Promise<void> {
-    const run = this.startProgram(program, cwd, ident, parent);
-    this.execDone = run.catch(() => {});
-    return run;
+    // Answered once the program is on its way (the fork helper has the request), as the original
+    // answered right after its fork, before the program's execve; else once the start is over
+    // (spawn(), or an error refusing the exec). A client that sends its next requests at once
+    // (reads of stdout and wait, input) is not kept waiting for the program's start; requests
+    // that need its pid wait for it (afterExec).
+    let answered = false;
+    let answer!: () => void;
+    const accepted = new Promise<void>((resolve) => {
+      answer = () => {
+        answered = true;
+        resolve();
+      };
+    });
+    const run = this.startProgram(program, cwd, ident, parent, answer);
+    // A second exec, refused at once, must not stand for the first one's start still under way.
+    const before = this.execDone;
+    this.execDone = Promise.all([
+      before,
+      run.catch((err) => {
+        if (answered && !(err instanceof XcpuError))
+          this.host.log.warn({ err, sid: this.id }, "exec failed after it was answered");
+      }),
+    ]);
+    return Promise.race([accepted, run]);
   }
 
   /**
@@ -210,6 +231,7 @@ export class Session {
     cwd: string | undefined,
     ident: ExecIdentity,
     parent: string,
+    answer: () => void,
   ): Promise<void> {
     if (this.state === State.Wiped) throw new XcpuError("session wiped");
     if (this.state !== State.Initializing) throw this.startedError();
@@ -272,9 +294,36 @@ export class Session {
       // land in a directory they could not enter); the session directory with the server's.
       const userCwd = dir === this.dir ? undefined : dir;
       const req = { file: path, argv0, args, cwd: this.dir, userCwd, env, ...ident };
-      if (await this.startByHelper(helper, path, req, fullEnv)) return;
-      if ((this.state as State) === State.Wiped) throw new XcpuError("session wiped");
+      // The request is with the helper once startByHelper returns (it sends it before its first
+      // await): the exec is answered now.
+      const byHelper = this.startByHelper(helper, path, req, fullEnv);
+      answer();
+      if (await byHelper) return;
+      if ((this.state as State) === State.Wiped) return;
+      // The helper is gone: spawn() starts the program; the client has had its answer, so what
+      // stops it reaches the client as any failed start does, through stderr and wait.
+      try {
+        this.startBySpawn(path, argv0, args, env, fullEnv, dir, ident);
+      } catch (err) {
+        if (!(err instanceof XcpuError)) throw err;
+        this.state = State.Running;
+        this.notStarted(`${path}: ${err.message}`, osConstants.errno.EIO);
+      }
+      return;
     }
+    this.startBySpawn(path, argv0, args, env, fullEnv, dir, ident);
+  }
+
+  /** exec with Node's spawn(): no fork helper, or a session with a `redirect`. */
+  private startBySpawn(
+    path: string,
+    argv0: string,
+    args: string[],
+    env: Record<string, string>,
+    fullEnv: Buffer,
+    dir: string,
+    ident: ExecIdentity,
+  ): void {
     const opts: SpawnOptions = {
       cwd: dir,
       env,

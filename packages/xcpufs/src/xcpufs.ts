@@ -597,6 +597,8 @@ export class Xcpufs {
         }
         throw new XcpuError("invalid session type");
       case "close":
+        // After a start under way, as `signal`: a pipe closed now is one the program has.
+        await s.afterExec();
         if (a[0] === "stdin") s.stdin.close();
         else if (a[0] === "stdout") s.stdout.close();
         else if (a[0] === "stderr") s.stderr.close();

@@ -662,6 +662,52 @@ describe.skipIf(!perl)("xcpufs starts programs", () => {
     });
   }
 
+  for (const { label, opts } of STARTERS.filter((st) => !st.opts.noForkHelper)) {
+    it(`answers exec once the helper has the request; the pid (ctl) and signal wait for the start (${label})`, async () => {
+      const node = await startXcpufs({ port: 0, noAuth: true, tmpdir: work, ...opts });
+      const fs = await mountAnon(node.address);
+      let helper = 0;
+      try {
+        expect((await run(fs, "/bin/echo", "echo warm")).out).toBe("warm\n");
+        // The helper: this process's child that started the program above.
+        for (const name of readdirSync("/proc")) {
+          if (!/^\d+$/.test(name)) continue;
+          try {
+            const stat = readFileSync(`/proc/${name}/stat`, "utf8");
+            const [comm, rest] = [
+              stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")),
+              stat.slice(stat.lastIndexOf(")") + 2),
+            ];
+            if (Number(rest.split(" ")[1]) === process.pid && comm.startsWith("xcpufs-fork"))
+              helper = Number(name);
+          } catch {}
+        }
+        expect(helper).toBeGreaterThan(0);
+        // A stopped helper starts nothing: exec is answered all the same.
+        process.kill(helper, "SIGSTOP");
+        const job = await openJob(fs);
+        await fs.writeFile(`${job.sid}/argv`, "sleep 30");
+        await job.ctl.write(0, "exec /bin/sleep\n");
+        let pid: number | undefined;
+        const pidRead = fs.readFile(`${job.sid}/ctl`).then((b) => (pid = Number(b.toString())));
+        const signalled = job.ctl.write(0, "signal 15\n");
+        await new Promise((r) => setTimeout(r, 300));
+        expect(pid).toBeUndefined(); // no pid yet: the read waits for the start
+        process.kill(helper, "SIGCONT");
+        await pidRead;
+        expect(pid).toBeGreaterThan(0);
+        await signalled;
+        // The signal reached the program it was meant for (not lost for want of a pid).
+        expect((await readAll(job.wait)).toString()).toBe("15");
+        await job.close();
+      } finally {
+        if (helper > 0) process.kill(helper, "SIGCONT");
+        await fs.close();
+        await node.close();
+      }
+    });
+  }
+
   /** The parent of a program run on a fresh node started with `opts`: its pid and executable. */
   async function parentOfProgram(
     opts: (typeof STARTERS)[number]["opts"],
