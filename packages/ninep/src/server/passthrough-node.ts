@@ -12,6 +12,7 @@ import {
   fchown as fchownCb,
   fchownSync,
   fstatSync,
+  fsync,
   ftruncate as ftruncateCb,
   futimes as futimesCb,
   lstatSync,
@@ -838,6 +839,13 @@ export class PtFile implements Node, DirSource {
   }
 
   async sync(): Promise<void> {
+    // A file open on some fid is synced through that descriptor: its name may be gone (unlinked or
+    // renamed away since), as fsync(2) on an open file does not care.
+    const fd = this.openDescriptor();
+    if (fd !== undefined) {
+      await new Promise<void>((resolve, reject) => fsync(fd, (err) => (err ? reject(err) : resolve())));
+      return;
+    }
     const target = await this.ioTarget().catch(() => this);
     const fmt = fmtOf(target.st);
     if (fmt !== S_IFREG && fmt !== S_IFDIR) return;

@@ -209,7 +209,7 @@ describe("an unlinked file still open on a fid", () => {
     }
   });
 
-  it("9P2000.u: Tstat and a wstat of the length and mode go through its descriptor", async () => {
+  it("9P2000.u: Tstat, a sync and a wstat of the length and mode go through its descriptor", async () => {
     const d = area("uc");
     fs.writeFileSync(path.join(d, "v"), "vanishing");
     const s = await session("9P2000.u");
@@ -219,6 +219,8 @@ describe("an unlinked file still open on a fid", () => {
       await s.walk(1, 12, "uc", "v");
       await s.rpc({ type: MsgType.Tremove, fid: 12 });
       expect(fs.readdirSync(d)).toEqual([]);
+      // An all-"don't touch" wstat is a sync (v9fs sends it for fsync(2)): through the descriptor too.
+      await s.rpc({ type: MsgType.Twstat, fid: 11, stat: dontTouchStat({}) });
       await s.rpc({ type: MsgType.Twstat, fid: 11, stat: dontTouchStat({ length: 3n, mode: 0o640 }) });
       const st = (await s.rpc({ type: MsgType.Tstat, fid: 11 })) as Rstat;
       expect(st.stat.length).toBe(3n);
