@@ -130,7 +130,10 @@ describe("a node whose program is quiet", () => {
     const answers = lines.filter((l) => l.startsWith("<- Rstat "));
     // A few apiece at least (the interval timer may run late on a loaded machine).
     expect(questions.length).toBeGreaterThanOrEqual(6);
-    expect(answers.length).toBe(questions.length);
+    // Every question is answered, but for one per node asked just as its program ended: the run
+    // closes the connection without waiting for that answer (the node was not lost).
+    expect(answers.length).toBeLessThanOrEqual(questions.length);
+    expect(answers.length).toBeGreaterThanOrEqual(questions.length - nodes.length);
   });
 });
 
