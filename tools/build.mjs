@@ -47,8 +47,9 @@ if (libEntries.length) {
 }
 
 const workspaceDeps = Object.keys({ ...pkg.dependencies }).filter((d) => d.startsWith("@clustermatic/"));
-const binNames = Object.keys(
-  typeof pkg.bin === "string" ? { [pkg.name.split("/").pop()]: pkg.bin } : (pkg.bin ?? {}),
+/** Command name → the path its `bin` entry names. */
+const bins = new Map(
+  Object.entries(typeof pkg.bin === "string" ? { [pkg.name.split("/").pop()]: pkg.bin } : (pkg.bin ?? {})),
 );
 const keepExternal = {
   name: "external-npm-deps",
@@ -63,7 +64,7 @@ const keepExternal = {
 // that compiles it through a per-user V8 code cache (tools/bin-launcher.cjs). dist/bin gets its own
 // package.json so that the shims load as CommonJS: Node's ESM loader costs ~10 ms per start.
 const launcher = readFileSync(new URL("./bin-launcher.cjs", import.meta.url), "utf8");
-if (binNames.length) {
+if (bins.size) {
   mkdirSync("dist/bin", { recursive: true });
   writeFileSync("dist/bin/package.json", `${JSON.stringify({ type: "commonjs" })}\n`);
 }
@@ -71,7 +72,7 @@ if (binNames.length) {
 // client module is bundled on its own (dist/bin/<name>-handoff.cjs) so the shim can try it before
 // loading the command's bundle.
 const HANDOFFS = { xrx: { env: "XRXD_SOCK", source: "src/xrxd/client.ts" } };
-for (const name of binNames) {
+for (const [name, binPath] of bins) {
   const src = `src/bin/${name}.ts`;
   if (!existsSync(src)) throw new Error(`bin source ${src} missing for ${name}`);
   const out = `dist/bin/${name}.js`;
@@ -93,7 +94,7 @@ for (const name of binNames) {
     `${interpreterLine(name)}// ${name}: starts ${basename(bundle)} through a V8 code cache (CLUSTERMATIC_COMPILE_CACHE=0 turns it off).\n${shim}`,
   );
   chmodSync(out, 0o755);
-  installedBin(name, pkg.bin[name] ?? pkg.bin);
+  installedBin(name, binPath);
 }
 
 /**

@@ -843,7 +843,7 @@ export class PtFile implements Node, DirSource {
     // renamed away since), as fsync(2) on an open file does not care.
     const fd = this.openDescriptor();
     if (fd !== undefined) {
-      await new Promise<void>((resolve, reject) => fsync(fd, (err) => (err ? reject(err) : resolve())));
+      await promisify(fsync)(fd);
       return;
     }
     const target = await this.ioTarget().catch(() => this);
