@@ -82,6 +82,38 @@ describe("Framer", () => {
     ]);
   });
 
+  it("a large frame read in socket-sized chunks is kept as views and copied once, at its end", () => {
+    const frame = Buffer.alloc((1 << 20) + 24, 0x33);
+    frame.writeUInt32LE(frame.length, 0);
+    const f = new Framer({ maxSize: 2 << 20 });
+    const held = f as unknown as { pieces: Buffer[]; gathered?: Buffer };
+    let out: Buffer[] = [];
+    for (let at = 0; at < frame.length; at += 65536) {
+      out = f.push(frame.subarray(at, at + 65536));
+      expect(held.gathered).toBeUndefined();
+    }
+    expect(out).toHaveLength(1);
+    expect(out[0]!.equals(frame)).toBe(true);
+  });
+
+  it("large pieces followed by a trickle are gathered once the pieces are small on average", () => {
+    const frame = Buffer.alloc(200_000, 0x44);
+    frame.writeUInt32LE(frame.length, 0);
+    const f = new Framer({ maxSize: 1 << 20 });
+    const held = f as unknown as { pieces: Buffer[]; gathered?: Buffer };
+    let at = 0;
+    for (; at < 8 * 16384; at += 16384) f.push(frame.subarray(at, at + 16384));
+    let out: Buffer[] = [];
+    for (; at < frame.length; at++) {
+      out = f.push(frame.subarray(at, at + 1));
+      // never more views than one per 4 KiB held, plus the first few
+      expect(held.pieces.length).toBeLessThanOrEqual(8 + Math.ceil(at / 4096));
+    }
+    expect(held.gathered).toBeUndefined(); // handed over with the frame
+    expect(out).toHaveLength(1);
+    expect(out[0]!.equals(frame)).toBe(true);
+  });
+
   it("firstMaxSize bounds the first frame only", () => {
     const f = new Framer({ maxSize: 1 << 20, firstMaxSize: 10 });
     expect(() => f.push(tclunk)).toThrow("message of 11 bytes exceeds the limit of 10");

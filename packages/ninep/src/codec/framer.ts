@@ -17,8 +17,13 @@ export interface FramerOptions {
   firstMaxSize?: number;
 }
 
-/** Views of an incomplete frame kept before they are gathered into one buffer. */
+/** Views of an incomplete frame kept before they are gathered into one buffer... */
 const MAX_PIECES = 8;
+/**
+ * ...unless its pieces are this large on average: a big frame read from a socket in 64 KiB
+ * chunks is then copied once, at its end, instead of into buffers that grow by doubling.
+ */
+const LARGE_PIECE = 4096;
 
 /**
  * Accumulates chunks of a 9P byte stream and returns whole frames. A frame lying inside one chunk
@@ -43,9 +48,9 @@ export class Framer {
   private pieces: Buffer[] = [];
   /**
    * The incomplete frame gathered in one buffer (bytes 0..pending), once it came in more than
-   * MAX_PIECES pieces: a peer sending a frame a byte at a time would otherwise make the server
-   * keep one small Buffer per byte, hundreds of bytes of memory for each byte sent. It grows by
-   * doubling, never past the frame's size.
+   * MAX_PIECES pieces smaller than LARGE_PIECE on average: a peer sending a frame a byte at a time
+   * would otherwise make the server keep one small Buffer per byte, hundreds of bytes of memory
+   * for each byte sent. It grows by doubling, never past the frame's size.
    */
   private gathered: Buffer | undefined;
   private pending = 0;
@@ -61,7 +66,11 @@ export class Framer {
 
   /** Keeps `piece` as part of the incomplete frame of `expect` bytes. */
   private keep(piece: Buffer): void {
-    if (this.gathered === undefined && this.pieces.length < MAX_PIECES) {
+    if (
+      this.gathered === undefined &&
+      (this.pieces.length < MAX_PIECES ||
+        this.pending + piece.length >= (this.pieces.length + 1) * LARGE_PIECE)
+    ) {
       this.pieces.push(piece);
     } else {
       const need = this.pending + piece.length;
