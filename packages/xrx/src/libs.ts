@@ -2,9 +2,18 @@
 // dynamic loader would (RPATH, the extra search path, RUNPATH, ld.so.conf, default directories),
 // optionally inside an architecture's sysroot. Only libraries of the program's ELF class and
 // machine are accepted, so the set found can run where the program runs.
-import { closeSync, openSync, readdirSync, readFileSync, readSync, realpathSync, statSync } from "node:fs";
+import {
+  closeSync,
+  constants,
+  fstatSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  realpathSync,
+} from "node:fs";
 import { basename, dirname, isAbsolute, join } from "node:path";
-import { type ElfInfo, isElf, parseElf } from "./elf.js";
+import { type ElfInfo, isElf, parseElfFile } from "./elf.js";
 
 export interface LibraryOptions {
   /** Root that prefixes every search directory (an architecture's sysroot); "" or "/" for none. */
@@ -51,19 +60,26 @@ function multiarchDirs(info: ElfInfo): string[] {
   return t.flatMap((d) => [`/lib/${d}`, `/usr/lib/${d}`]);
 }
 
-/** Reads the first bytes of a file (enough for the headers) or the whole file for small ones. */
-function readElfFile(path: string): Uint8Array {
-  return readFileSync(path);
-}
-
-function peekIsElf(path: string): boolean {
+/**
+ * The ELF identification of a regular file (class, byte order and machine), read from its first
+ * 64 bytes; undefined for anything else (not there, not a regular file, not ELF, too short).
+ */
+function peekElfKind(path: string): { bits: 32 | 64; littleEndian: boolean; machine: number } | undefined {
   let fd: number | undefined;
   try {
-    fd = openSync(path, "r");
-    const b = Buffer.alloc(4);
-    return readSync(fd, b, 0, 4, 0) === 4 && isElf(b);
+    // O_NONBLOCK: a FIFO among the search directories must not stop the search.
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+    if (!fstatSync(fd).isFile()) return undefined;
+    const head = Buffer.alloc(64);
+    if (readSync(fd, head, 0, 64, 0) < 20 || !isElf(head)) return undefined;
+    const le = head[5] === 1;
+    return {
+      bits: head[4] === 1 ? 32 : 64,
+      littleEndian: le,
+      machine: le ? head.readUInt16LE(18) : head.readUInt16BE(18),
+    };
   } catch {
-    return false;
+    return undefined;
   } finally {
     if (fd !== undefined) closeSync(fd);
   }
@@ -123,7 +139,7 @@ function expandOrigin(dir: string, origin: string): string {
  */
 export function findLibraries(program: string, opts: LibraryOptions = {}): LibrarySet {
   const root = opts.sysroot && opts.sysroot !== "/" ? opts.sysroot : "";
-  const prog = parseElf(readElfFile(program), program);
+  const prog = parseElfFile(program);
   const confDirs = opts.confDirs ?? readLdSoConf("/etc/ld.so.conf", root);
   const fallback = [...confDirs, ...multiarchDirs(prog), ...DEFAULT_DIRS];
   const libraries = new Map<string, string>();
@@ -137,18 +153,13 @@ export function findLibraries(program: string, opts: LibraryOptions = {}): Libra
     }
   }
   const matches = (path: string): boolean => {
-    if (!peekIsElf(path)) return false;
-    try {
-      const st = statSync(path);
-      if (!st.isFile()) return false;
-      const head = readFileSync(path).subarray(0, 64);
-      const cls = head[4] === 1 ? 32 : 64;
-      const le = head[5] === 1;
-      const machine = le ? head.readUInt16LE(18) : head.readUInt16BE(18);
-      return cls === prog.bits && le === prog.littleEndian && machine === prog.machine;
-    } catch {
-      return false;
-    }
+    const kind = peekElfKind(path);
+    return (
+      kind !== undefined &&
+      kind.bits === prog.bits &&
+      kind.littleEndian === prog.littleEndian &&
+      kind.machine === prog.machine
+    );
   };
   const queue: Array<{ info: ElfInfo; path: string }> = [{ info: prog, path: program }];
   const done = new Set<string>();
@@ -187,7 +198,7 @@ export function findLibraries(program: string, opts: LibraryOptions = {}): Libra
       // The interpreter is loaded by the kernel, never through DT_NEEDED lookup on the node.
       if (result.interpreter && real === result.interpreter) continue;
       libraries.set(lib, real);
-      queue.push({ info: parseElf(readElfFile(real), real), path: found });
+      queue.push({ info: parseElfFile(real), path: found });
     }
   }
   return result;

@@ -3,11 +3,13 @@
 // command and its argv. Pure local work: no network.
 import {
   accessSync,
+  closeSync,
   constants,
   existsSync,
   lstatSync,
+  openSync,
   readdirSync,
-  readFileSync,
+  readSync,
   realpathSync,
   statSync,
 } from "node:fs";
@@ -126,11 +128,15 @@ export interface PlanOptions {
 }
 
 function isElfFile(path: string): boolean {
+  let fd: number | undefined;
   try {
-    const b = readFileSync(path).subarray(0, 4);
-    return isElf(b);
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+    const b = Buffer.alloc(4);
+    return readSync(fd, b, 0, 4, 0) === 4 && isElf(b);
   } catch {
     return false;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
   }
 }
 

@@ -11,7 +11,7 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { ElfError, parseElf } from "../src/elf.js";
+import { ElfError, parseElf, parseElfFile } from "../src/elf.js";
 import { findLibraries, LibraryNotFoundError, readLdSoConf } from "../src/libs.js";
 
 /**
@@ -150,7 +150,62 @@ describe("parseElf", () => {
   });
 });
 
+describe("parseElfFile", () => {
+  const outcome = (f: () => unknown) => {
+    try {
+      return { ok: f() };
+    } catch (err) {
+      return { err: err instanceof ElfError ? err.message : `not an ElfError: ${err}` };
+    }
+  };
+
+  it("reads real files as parseElf reads them whole", () => {
+    const libc = findLibraries("/bin/ls").libraries.get("libc.so.6") as string;
+    for (const f of ["/bin/ls", "/bin/true", libc]) {
+      expect(parseElfFile(f)).toEqual(parseElf(readFileSync(f), f));
+    }
+  });
+
+  it("gives parseElf's answer for every prefix of a file, in either class and byte order", () => {
+    const d = mkdtempSync(join(tmpdir(), "xrx-elf-"));
+    dirs.push(d);
+    for (const bits of [32, 64] as const) {
+      for (const le of [true, false]) {
+        const img = buildElf({
+          bits,
+          le,
+          machine: 62,
+          interp: "/lib/ld.so",
+          needed: ["a.so", "b.so"],
+          runpath: `/r${"x".repeat(600)}`, // longer than one read of a string
+        });
+        expect(parseElf(img, "p").runpath[0]).toHaveLength(602);
+        for (let n = 0; n <= img.length; n++) {
+          const f = join(d, `p${bits}${le ? "l" : "b"}`);
+          writeFileSync(f, img.subarray(0, n));
+          expect(
+            outcome(() => parseElfFile(f, "p")),
+            `${bits}-bit ${le}, ${n} bytes`,
+          ).toEqual(outcome(() => parseElf(img.subarray(0, n), "p")));
+        }
+      }
+    }
+  });
+
+  it("reports a file that cannot be opened with the system's error", () => {
+    expect(() => parseElfFile("/nonexistent/x")).toThrow(/ENOENT/);
+  });
+});
+
 describe("findLibraries", () => {
+  it("passes over a FIFO in a search directory instead of waiting for a writer", () => {
+    const d = mkdtempSync(join(tmpdir(), "xrx-fifo-"));
+    dirs.push(d);
+    execFileSync("mkfifo", [join(d, "libc.so.6")]);
+    const set = findLibraries("/bin/true", { extraPath: [d] });
+    expect(set.libraries.get("libc.so.6")).toMatch(/^\/(usr\/)?lib/);
+  });
+
   it("resolves the closure of /bin/ls to files of the same machine, interpreter apart", () => {
     const set = findLibraries("/bin/ls");
     expect([...set.libraries.keys()]).toContain("libc.so.6");
