@@ -15,6 +15,12 @@ export interface FramerOptions {
    * Tversion of a few dozen bytes, and until it is read nobody is known on the connection.
    */
   firstMaxSize?: number;
+  /**
+   * Where a frame that came in several chunks is put together: a buffer of at least `size` bytes
+   * (its first `size` bytes become the frame), or undefined for a new one. A server reuses the
+   * memory of large frames this way instead of faulting in fresh pages for each.
+   */
+  alloc?: (size: number) => Buffer | undefined;
 }
 
 /** Views of an incomplete frame kept before they are gathered into one buffer... */
@@ -58,10 +64,12 @@ export class Framer {
   private expect = -1;
   private failed: ProtocolError | undefined;
   private firstMaxSize: number | undefined;
+  private readonly alloc: ((size: number) => Buffer | undefined) | undefined;
 
   constructor(opts?: FramerOptions) {
     this.maxSize = opts?.maxSize ?? FRAMER_DEFAULT_MAX;
     this.firstMaxSize = opts?.firstMaxSize;
+    this.alloc = opts?.alloc;
   }
 
   /** Keeps `piece` as part of the incomplete frame of `expect` bytes. */
@@ -100,7 +108,14 @@ export class Framer {
       frame = g.subarray(0, total);
     } else {
       this.pieces.push(last);
-      frame = Buffer.concat(this.pieces, total);
+      const into = this.alloc?.(total);
+      if (into !== undefined && into.length >= total) {
+        let at = 0;
+        for (const piece of this.pieces) at += piece.copy(into, at);
+        frame = into.subarray(0, total);
+      } else {
+        frame = Buffer.concat(this.pieces, total);
+      }
     }
     this.pieces = [];
     this.gathered = undefined;

@@ -259,6 +259,13 @@ export interface OpenFile {
   write?(offset: bigint, data: Uint8Array, ctx: RequestContext): Promise<number>;
 
   /**
+   * True when nothing refers to `data` any more once the promise `write` returned has settled
+   * (no copy kept, no write still running): the server may then reuse the memory of the frame
+   * the data came in.
+   */
+  readonly releasesWriteData?: boolean;
+
+  /**
    * Directory listing for 9P2000/.u directory reads (and the .L Treaddir fallback): one stat per
    * member, no "." or "..". The server calls it on the first read and on every read at offset 0,
    * keeps the result as the fid's snapshot and cuts it into whole entries (D1–D4).

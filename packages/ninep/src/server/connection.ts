@@ -44,7 +44,13 @@ import type {
   RequestContext,
   StatChanges,
 } from "./backend.js";
-import { POOLED_FRAME_MIN, replyFramePool } from "./frame-pool.js";
+import {
+  POOLED_FRAME_MIN,
+  POOLED_RECEIVE_MIN,
+  receiveFrame,
+  releaseReceived,
+  replyFramePool,
+} from "./frame-pool.js";
 import type { ServerCore } from "./server.js";
 
 /** 9P2000.u open-mode bits accepted besides Plan 9's: Linux P9_OAPPEND and spfs's exclusive bit. */
@@ -281,7 +287,19 @@ export class ServerConnection {
       },
       // The first message must be a Tversion, a few dozen bytes: until it is read nobody is known,
       // and a peer announcing a frame of msize bytes would have the server keep what it trickles in.
-      { maxSize: core.maxMsize, label: info.remote, firstMaxSize: FIRST_FRAME_MAX },
+      {
+        maxSize: core.maxMsize,
+        label: info.remote,
+        firstMaxSize: FIRST_FRAME_MAX,
+        // Large frames from a socket (a Twrite of a big file, in 64 KiB chunks) are put together
+        // in reused memory; the Twrite handler gives it back when the file is done with the data.
+        ...(this.#poolFrames
+          ? {
+              frameAlloc: (size: number) =>
+                size >= POOLED_RECEIVE_MIN ? receiveFrame(size, this.#msize) : undefined,
+            }
+          : {}),
+      },
     );
     this.#armHandshake();
     this.#armIdle();
@@ -1395,7 +1413,12 @@ export class ServerConnection {
       if (!open.writable) throw new FsError(Ename.Perm, Errno.EBADF); // R1
       this.#checkOffsetL(msg.offset);
       if (!open.file.write) throw new FsError(Ename.Perm, Errno.EACCES);
-      const n = await open.file.write(msg.offset, msg.data, ctx);
+      let n: number;
+      try {
+        n = await open.file.write(msg.offset, msg.data, ctx);
+      } finally {
+        if (open.file.releasesWriteData) releaseReceived(msg.data);
+      }
       return { reply: { type: MsgType.Rwrite, count: Math.max(0, Math.min(n, msg.data.length)) } };
     },
 

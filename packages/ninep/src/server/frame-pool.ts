@@ -1,4 +1,5 @@
-// Reusable buffers for large reply frames (Rread read in place). Allocating a fresh 64 KiB–1 MiB
+// Reusable buffers for large frames: reply frames (Rread read in place) and received frames (a
+// large Twrite put together from socket chunks, given back once the file has written its data). Allocating a fresh 64 KiB–1 MiB
 // buffer per Tread costs a malloc (an mmap plus page faults for the large ones) and adds external
 // memory that makes V8 collect more often; a buffer whose write has completed can serve the next
 // read instead.
@@ -54,3 +55,27 @@ export const POOLED_FRAME_MIN = 16 * 1024;
 
 /** Shared by every connection of the process: at most 32 MiB kept. */
 export const replyFramePool = new FramePool(32 * 1024 * 1024);
+
+/** Smallest received frame put together in a pooled buffer. */
+export const POOLED_RECEIVE_MIN = 128 * 1024;
+
+/** Received frames, shared by every connection of the process: at most 32 MiB kept. */
+export const receiveFramePool = new FramePool(32 * 1024 * 1024);
+
+/** The memory of every buffer receiveFrame() handed out (a frame's data is a view into one). */
+const received = new WeakSet<ArrayBufferLike>();
+
+/** A pooled buffer of at least `size` bytes (`capacity` when larger) for a received frame. */
+export function receiveFrame(size: number, capacity: number): Buffer {
+  const b = receiveFramePool.take(Math.max(size, capacity));
+  received.add(b.buffer);
+  return b;
+}
+
+/**
+ * Gives back the received frame that `view` lies in, if it came from receiveFrame(); call it
+ * once, when nothing refers to that frame's memory any more.
+ */
+export function releaseReceived(view: Uint8Array): void {
+  if (received.has(view.buffer)) receiveFramePool.give(Buffer.from(view.buffer));
+}

@@ -266,6 +266,8 @@ export class FileIo implements OpenFile {
   read?: OpenFile["read"];
   readInto?: OpenFile["readInto"];
   write?: OpenFile["write"];
+  /** doWrite waits for each pwrite and keeps nothing of the data. */
+  readonly releasesWriteData = true;
 
   constructor(o: FileIoOptions) {
     this.fd = o.fd;

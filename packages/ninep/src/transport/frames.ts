@@ -29,6 +29,8 @@ export interface FrameTransportOptions {
   label?: string;
   /** Largest first frame received, when smaller (a server's: the Tversion). */
   firstMaxSize?: number;
+  /** Memory for frames received in several chunks (Framer's `alloc`). */
+  frameAlloc?: (size: number) => Buffer | undefined;
 }
 
 /** Frames at least this large are written at once instead of being corked until the next tick. */
@@ -90,6 +92,7 @@ export class FrameTransport {
     this.#framer = new Framer({
       maxSize: opts.maxSize,
       ...(opts.firstMaxSize !== undefined ? { firstMaxSize: opts.firstMaxSize } : {}),
+      ...(opts.frameAlloc !== undefined ? { alloc: opts.frameAlloc } : {}),
     });
     stream.on("data", this.#onData);
     stream.on("error", this.#onError);
