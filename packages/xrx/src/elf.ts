@@ -66,6 +66,24 @@ export function parseElf(data: Uint8Array, name = "<buffer>"): ElfInfo {
 }
 
 /**
+ * The first `n` bytes of the regular file at `path` (fewer when it is shorter); undefined when it
+ * cannot be read or is not a regular file. Opened without waiting on a FIFO put in its place.
+ */
+export function readFileHead(path: string, n: number): Buffer | undefined {
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+    if (!fstatSync(fd).isFile()) return undefined;
+    const head = Buffer.alloc(n);
+    return head.subarray(0, readSync(fd, head, 0, n, 0));
+  } catch {
+    return undefined;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+/**
  * Parses the headers and dynamic section of the ELF file at `path`, reading only those (a few
  * KiB, where reading a whole 2 MB libc into fresh memory costs milliseconds). Throws what
  * parseElf throws for the same bytes, and the file system's error when the file cannot be read.

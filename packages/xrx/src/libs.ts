@@ -2,18 +2,9 @@
 // dynamic loader would (RPATH, the extra search path, RUNPATH, ld.so.conf, default directories),
 // optionally inside an architecture's sysroot. Only libraries of the program's ELF class and
 // machine are accepted, so the set found can run where the program runs.
-import {
-  closeSync,
-  constants,
-  fstatSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  readSync,
-  realpathSync,
-} from "node:fs";
+import { readdirSync, readFileSync, realpathSync } from "node:fs";
 import { basename, dirname, isAbsolute, join } from "node:path";
-import { type ElfInfo, isElf, parseElfFile } from "./elf.js";
+import { type ElfInfo, isElf, parseElfFile, readFileHead } from "./elf.js";
 
 export interface LibraryOptions {
   /** Root that prefixes every search directory (an architecture's sysroot); "" or "/" for none. */
@@ -62,27 +53,18 @@ function multiarchDirs(info: ElfInfo): string[] {
 
 /**
  * The ELF identification of a regular file (class, byte order and machine), read from its first
- * 64 bytes; undefined for anything else (not there, not a regular file, not ELF, too short).
+ * bytes; undefined for anything else (not there, not a regular file, not ELF, too short). A FIFO
+ * among the search directories does not stop the search.
  */
 function peekElfKind(path: string): { bits: 32 | 64; littleEndian: boolean; machine: number } | undefined {
-  let fd: number | undefined;
-  try {
-    // O_NONBLOCK: a FIFO among the search directories must not stop the search.
-    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
-    if (!fstatSync(fd).isFile()) return undefined;
-    const head = Buffer.alloc(64);
-    if (readSync(fd, head, 0, 64, 0) < 20 || !isElf(head)) return undefined;
-    const le = head[5] === 1;
-    return {
-      bits: head[4] === 1 ? 32 : 64,
-      littleEndian: le,
-      machine: le ? head.readUInt16LE(18) : head.readUInt16BE(18),
-    };
-  } catch {
-    return undefined;
-  } finally {
-    if (fd !== undefined) closeSync(fd);
-  }
+  const head = readFileHead(path, 20);
+  if (head === undefined || head.length < 20 || !isElf(head)) return undefined;
+  const le = head[5] === 1;
+  return {
+    bits: head[4] === 1 ? 32 : 64,
+    littleEndian: le,
+    machine: le ? head.readUInt16LE(18) : head.readUInt16BE(18),
+  };
 }
 
 function globToRegExp(glob: string): RegExp {

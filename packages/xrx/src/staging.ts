@@ -1,21 +1,10 @@
 // What goes to a node: program lookup on PATH (inside an architecture's sysroot), the set of
 // files copied into a session's fs/ (program, its libraries, or a whole directory), the remote
 // command and its argv. Pure local work: no network.
-import {
-  accessSync,
-  closeSync,
-  constants,
-  existsSync,
-  lstatSync,
-  openSync,
-  readdirSync,
-  readSync,
-  realpathSync,
-  statSync,
-} from "node:fs";
+import { accessSync, constants, existsSync, lstatSync, readdirSync, realpathSync, statSync } from "node:fs";
 import { machine, type } from "node:os";
 import { basename, isAbsolute, join, resolve } from "node:path";
-import { isElf } from "./elf.js";
+import { isElf, readFileHead } from "./elf.js";
 import { findLibraries } from "./libs.js";
 
 /** Raised for a launch that cannot be prepared; the message is what the user sees. */
@@ -128,16 +117,8 @@ export interface PlanOptions {
 }
 
 function isElfFile(path: string): boolean {
-  let fd: number | undefined;
-  try {
-    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
-    const b = Buffer.alloc(4);
-    return readSync(fd, b, 0, 4, 0) === 4 && isElf(b);
-  } catch {
-    return false;
-  } finally {
-    if (fd !== undefined) closeSync(fd);
-  }
+  const head = readFileHead(path, 4);
+  return head !== undefined && isElf(head);
 }
 
 /** A file name's bytes for a message: printable ASCII as is, anything else as \xNN. */

@@ -151,15 +151,11 @@ export class Cluster {
       }
       // A node's place in the range, excluded names included: n08 of n[01-16] is +7 whether or
       // not n07 is excluded, so excluding a node does not move the addresses of those after it.
-      let position = -1;
       let last = -1;
-      let lastName = "";
       let count = 0;
-      for (const n of names) {
-        position++;
+      for (const [position, n] of names.entries()) {
         if (excluded.has(n)) continue;
         last = position;
-        lastName = n;
         count++;
         // A node's name is a directory name in `render` output and in `serve`'s tree.
         if (n === "." || n === "..")
@@ -181,7 +177,7 @@ export class Cluster {
         const line = this.src.lines.get(`${entry.path}.${key}`) ?? this.src.lines.get(entry.path) ?? 1;
         throw new BootcfgError(
           "ECLUSTER",
-          `${this.file}:${line}: ${entry.path}.${key}: ${value} + ${last} (for ${count === last + 1 ? `${count} nodes` : `${lastName}, name ${last + 1} of ${names.length}`}) passes the last ${key === "ip" ? "IPv4" : "MAC"} address`,
+          `${this.file}:${line}: ${entry.path}.${key}: ${value} + ${last} (for ${count === last + 1 ? `${count} nodes` : `${names[last]}, name ${last + 1} of ${names.length}`}) passes the last ${key === "ip" ? "IPv4" : "MAC"} address`,
         );
       };
       if (entry.ip && last > 0) overflow("ip", entry.ip, 0xffffffff, ipValue(entry.ip) + last);

@@ -1,8 +1,8 @@
 // Reusable buffers for large frames: reply frames (Rread read in place) and received frames (a
-// large Twrite put together from socket chunks, given back once the file has written its data). Allocating a fresh 64 KiB–1 MiB
-// buffer per Tread costs a malloc (an mmap plus page faults for the large ones) and adds external
-// memory that makes V8 collect more often; a buffer whose write has completed can serve the next
-// read instead.
+// large Twrite put together from socket chunks, given back once the file has written its data).
+// Allocating a fresh 64 KiB–1 MiB buffer per frame costs a malloc (an mmap plus page faults for
+// the large ones) and adds external memory that makes V8 collect more often; a buffer that is
+// done with can serve the next frame instead.
 
 /** A bounded free list of buffers, by exact capacity. */
 export class FramePool {
