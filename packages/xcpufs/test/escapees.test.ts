@@ -151,9 +151,12 @@ describe("the sweep itself", () => {
   });
 
   it("takes a zombie for a process that is gone", async () => {
-    const holder = spawn("/bin/sh", ["-c", "/bin/true & echo $!; exec sleep 600"], {
-      stdio: ["ignore", "pipe", "ignore"],
-    });
+    // A parent that never waits: a shell could reap its background job before it execs.
+    const holder = spawn(
+      "perl",
+      ["-e", '$| = 1; my $p = fork(); if ($p == 0) { exit 0 } print "$p\\n"; sleep 600'],
+      { stdio: ["ignore", "pipe", "ignore"] },
+    );
     children.push(holder);
     let out = "";
     holder.stdout?.on("data", (d) => {
