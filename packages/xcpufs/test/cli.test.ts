@@ -20,7 +20,7 @@ import { main } from "../src/cli.js";
 import {
   cmd,
   listeningOn,
-  liveWithMarker,
+  liveInGroup,
   login,
   openJob,
   PKG,
@@ -226,23 +226,23 @@ describe("xcpufs command", () => {
       ]);
       const marker = `term-${signal}-${process.pid}`;
       const fs = await anon(address);
+      const groups: number[] = [];
       for (let i = 0; i < 3; i++) {
         const job = await openJob(fs);
         await write(fs, `${job.sid}/argv`, `sh -c 'sleep 300 & sleep 300 & wait' ${marker}`);
         await job.ctl.write(0, "type persistent\nexec /bin/sh\n");
+        groups.push(Number((await fs.readFile(`${job.sid}/ctl`)).toString()));
       }
-      await until(() => liveWithMarker(marker).length >= 3);
+      // each session's shell and its two sleeps
+      await until(() => groups.every((g) => liveInGroup(g).length === 3));
       // three session directories
       await until(() => sessionDirsIn(work).length === 3);
       child.kill(signal);
       expect(await exited(child)).toBe(0);
       await fs.close().catch(() => {});
       // the sleeps run in the sessions' process groups: all gone, and so are the directories
-      await until(
-        () => liveWithMarker(marker).length === 0 && liveWithMarker("sleep 300").length === 0,
-        30_000,
-      ).catch(() => {});
-      expect(liveWithMarker(marker)).toEqual([]);
+      await until(() => groups.every((g) => liveInGroup(g).length === 0), 30_000).catch(() => {});
+      expect(groups.flatMap(liveInGroup)).toEqual([]);
       expect(sessionDirsIn(work)).toEqual([]);
     },
     120_000,

@@ -93,10 +93,17 @@ async function startEscapee(fs: Fsys, script: string, m: string) {
   const job = await openJob(fs);
   await write(fs, `${job.sid}/argv`, `sh -c '${script}'`);
   await job.ctl.write(0, "exec /bin/sh\n");
-  await until(() => liveWithMarker(m).length === 1);
-  const [pid] = liveWithMarker(m) as [number];
-  // A session (and process group) of its own.
-  expect(sessionOf(pid)).toBe(pid);
+  // A session (and process group) of its own: setsid has the mark before it makes the session.
+  let pid = 0;
+  await until(() => {
+    const found = liveWithMarker(m);
+    pid = found[0] ?? 0;
+    try {
+      return found.length === 1 && sessionOf(pid) === pid;
+    } catch {
+      return false;
+    }
+  });
   return { job, pid };
 }
 
@@ -138,6 +145,8 @@ describe("the sweep itself", () => {
     const unmarked = start(other, `${dir}-not`);
     children.push(unmarked);
     await until(() => liveWithMarker(m).length === 1 && liveWithMarker(other).length === 1);
+    // The starting shells carry the mark too until they have exited (and been reaped).
+    await until(() => first.exitCode !== null && unmarked.exitCode !== null);
     const floor = pidFloor({ pid: first.pid as number, at: Date.now() });
     // Right after a start only newer processes are read (unless pids wrapped around meanwhile:
     // with a pid_max of 32768 another user's forks may do that; then every one is).

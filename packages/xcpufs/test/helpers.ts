@@ -215,6 +215,21 @@ export function liveInGroup(pgid: number): number[] {
   return out;
 }
 
+/**
+ * Waits until process `pid` runs the program named `argv0`. The server hands out a job's pid as
+ * soon as it forks; until the child has exec'd, /proc shows the fork helper's command line (and
+ * during the exec, an empty one).
+ */
+export async function untilExecuted(pid: number | string, argv0: string): Promise<void> {
+  await until(() => {
+    try {
+      return readFileSync(`/proc/${pid}/cmdline`, "latin1").split("\0")[0] === argv0;
+    } catch {
+      return false;
+    }
+  });
+}
+
 /** Live processes whose command line contains `marker`. */
 export function liveWithMarker(marker: string): number[] {
   const out: number[] = [];

@@ -16,6 +16,7 @@ import {
   run,
   sessionDirsIn,
   until,
+  untilExecuted,
   write,
 } from "./helpers.js";
 
@@ -310,7 +311,7 @@ describe("jobs", () => {
     await write(fs, `${job.sid}/argv`, `sh -c 'sleep 30' ${marker} café`);
     await job.ctl.write(0, "id jöb/2\nexec /bin/sh\n");
     const pid = Number((await fs.readFile(`${job.sid}/ctl`)).toString());
-    await until(() => liveInGroup(pid).length >= 1);
+    await untilExecuted(pid, "sh");
     const bytes = await fs.readFile("procs");
     const line = bytes
       .toString("utf8")

@@ -20,6 +20,7 @@ import {
   rootCtlError,
   run,
   until,
+  untilExecuted,
   write,
 } from "./helpers.js";
 
@@ -972,6 +973,7 @@ describe("8 formats", () => {
     await write(fs, `${job.sid}/argv`, "sleep 30");
     await job.ctl.write(0, "id job9/4\nexec /bin/sleep\n");
     const pid = (await fs.readFile(`${job.sid}/ctl`)).toString();
+    await untilExecuted(pid, "sleep");
     const text = (await fs.readFile("procs")).toString();
     const lines = text.split("\n").filter((l) => l !== "");
     for (const l of lines) expect(l.endsWith(" ) ")).toBe(true);
@@ -990,6 +992,7 @@ describe("8 formats", () => {
     await write(fs, `${job.sid}/argv`, `sh -c 'sleep 30; : "a\nb"' ${"x".repeat(40000)}`);
     await job.ctl.write(0, "id 'j k/1'\nexec /bin/sh\n");
     const pid = (await fs.readFile(`${job.sid}/ctl`)).toString();
+    await untilExecuted(pid, "sh");
     // xps reads from increasing offsets until a read returns nothing
     const procs = await fs.open("procs", OREAD);
     const text = (await readAll(procs, 16384)).toString("latin1");

@@ -26,6 +26,7 @@ import {
   rsaKey,
   run,
   until,
+  untilExecuted,
   write,
 } from "./helpers.js";
 
@@ -555,6 +556,7 @@ describe("8.4 procs with a job id the client chose", () => {
     await job.ctl.write(0, "id 'x) y/1'\nexec /bin/sleep\n");
     expect((await fs.readFile(`${job.sid}/id`)).toString()).toBe("x) y/1");
     const pid = Number((await fs.readFile(`${job.sid}/ctl`)).toString());
+    await untilExecuted(pid, "sleep");
     const lines = (await fs.readFile("procs")).toString("latin1").split("\n");
     expect(lines.pop()).toBe("");
     lines.shift();

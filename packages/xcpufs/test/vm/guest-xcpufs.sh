@@ -56,7 +56,8 @@ session 5
 export C=$sid
 step stdin-argv "echo \"sh -c 'cat; echo end' kmount-marker\" > /mnt/\$C/argv"
 step stdin-exec 'echo "exec /bin/sh" > /mnt/$C/ctl'
-step procs 'cat /mnt/procs | grep kmount-marker'
+# (the pid is out before the program has exec'd: until then procs shows the fork helper)
+step procs 'for i in $(seq 30); do grep kmount-marker /mnt/procs && exit 0; sleep 1; done; exit 1'
 step stdin-write 'echo "line one" > /mnt/$C/stdin && echo "line two" > /mnt/$C/stdin'
 step stdin-close 'echo "close stdin" > /mnt/$C/ctl'
 step stdin-stdout 'cat /mnt/$C/stdout'
