@@ -300,7 +300,8 @@ describe("the original's RSA challenge–response", () => {
         const lines = r.stdout.split("\n");
         header = lines[0] ?? "";
         rows = lines.map((l) => l.split("\t")).filter((f) => f[5] === "sleepy/1");
-        return rows.some((f) => f[6] === "sleep 600");
+        // Just after its exec the sleep may still be running (R) before it sleeps (S).
+        return rows.some((f) => f[6] === "sleep 600" && /^S/.test(f[3] ?? ""));
       },
       60_000,
       "the job's processes in xps",
