@@ -903,8 +903,14 @@ describe("lifecycle", () => {
     clients.push(lingering);
     await lingering.version(8216, "9P2000");
     await lingering.waitClosed(10_000);
-    // One that attached stays past the limit.
-    const attached = await connect();
+    // One that attached stays past the limit. Its Tattach leaves with its Tversion: waiting for
+    // the Rversion first could take the whole limit on a stalled loop.
+    const attached = await RawClient.connect(fx.addr);
+    clients.push(attached);
+    const negotiated = attached.version(8216, "9P2000");
+    attached.send({ type: MsgType.Tattach, tag: 1, fid: 0, afid: NOFID, uname: "glenda", aname: "" });
+    await negotiated;
+    expect((await attached.reply(1)).type).toBe(MsgType.Rattach);
     await new Promise((r) => setTimeout(r, 500));
     expect(attached.closed).toBe(false);
     // Until a second Tversion takes its fids away: then it must attach again within the limit.
