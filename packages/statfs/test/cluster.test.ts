@@ -16,7 +16,7 @@ import { type NodeView, statusOf } from "../src/monitor.js";
 import { parseTable } from "../src/table.js";
 import { type AdminKeys, makeAdminKey, startNode } from "./helpers/cluster.js";
 import { capture } from "./helpers/io.js";
-import { garbageServer, type RawServer, silentServer, waitFor } from "./helpers/net.js";
+import { deadPort, garbageServer, type RawServer, silentServer, waitFor } from "./helpers/net.js";
 import { parsePrometheusText } from "./helpers/prom-parse.js";
 
 // Every node but one answers from this process. Its read timeout is half the interval (as by
@@ -36,7 +36,8 @@ describe("statfs with 8 xcpufs nodes", () => {
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), "statfs-cluster-"));
     keys = await makeAdminKey(dir);
-    for (let i = 0; i < 8; i++) nodes.push(await startNode(keys, dir));
+    // n3 on a port the kernel hands to no one else: it is restarted on it.
+    for (let i = 0; i < 8; i++) nodes.push(await startNode(keys, dir, i === 2 ? await deadPort() : 0));
     garbage = await garbageServer();
     silent = await silentServer();
     conf = join(dir, "cluster.yaml");

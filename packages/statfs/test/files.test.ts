@@ -308,7 +308,8 @@ describe("statfs --pid-file and --log-file", () => {
 
   it("in the background, logs a node going down and coming back", async () => {
     const keys = await makeAdminKey(dir);
-    const first = await startNode(keys, dir);
+    // On a port the kernel hands to no one else: the node comes back on it.
+    const first = await startNode(keys, dir, await deadPort());
     scope.keep(first);
     const conf = join(dir, "outage.conf");
     await writeFile(conf, `n1=tcp!127.0.0.1!${first.port}\n`);

@@ -1,5 +1,6 @@
 // Small raw TCP servers that misbehave like broken nodes, and a port nobody listens on.
 
+import { readFileSync } from "node:fs";
 import net from "node:net";
 
 export interface RawServer {
@@ -51,8 +52,48 @@ export function silentServer(): Promise<RawServer> {
   return serve(() => {});
 }
 
-/** A loopback port with nothing listening on it (connects are refused). */
+/** Where this worker's ports come from: below the kernel's ephemeral range, a slice per worker. */
+const PORTS_FROM = 10_000;
+const PORTS_PER_WORKER = 1000;
+let nextPortInSlice = Math.floor(Math.random() * PORTS_PER_WORKER);
+
+function ephemeralLow(): number {
+  try {
+    const low = Number(readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0]);
+    return Number.isInteger(low) && low > 0 ? low : 32768;
+  } catch {
+    return 32768;
+  }
+}
+
+function listensOn(port: number): Promise<boolean> {
+  const s = net.createServer();
+  return new Promise((resolve) => {
+    s.once("error", () => resolve(true));
+    s.listen(port, "127.0.0.1", () => s.close(() => resolve(false)));
+  });
+}
+
+/**
+ * A loopback port with nothing listening on it (connects are refused), which a test may also bind
+ * later, or bind again after a restart. A port that `listen(0)` handed out and was then released
+ * could go to any other `listen(0)` or outgoing connection meanwhile; this one comes from below the
+ * ephemeral range, which the kernel never hands out, from a slice of its own for each concurrently
+ * running test worker.
+ */
 export async function deadPort(): Promise<number> {
+  const slices = Math.floor((ephemeralLow() - PORTS_FROM) / PORTS_PER_WORKER);
+  const worker = Number(process.env.VITEST_POOL_ID ?? process.env.VITEST_WORKER_ID ?? 1);
+  if (slices < 1 || !Number.isInteger(worker)) return releasedPort();
+  const base = PORTS_FROM + ((worker - 1) % slices) * PORTS_PER_WORKER;
+  for (let tries = 0; tries < PORTS_PER_WORKER; tries++) {
+    const port = base + (nextPortInSlice++ % PORTS_PER_WORKER);
+    if (!(await listensOn(port))) return port;
+  }
+  return releasedPort();
+}
+
+async function releasedPort(): Promise<number> {
   const s = net.createServer();
   await new Promise<void>((resolve) => s.listen(0, "127.0.0.1", resolve));
   const port = (s.address() as net.AddressInfo).port;
