@@ -179,8 +179,9 @@ describe("bootcfg serve", () => {
     expect(n).toBe(p.initrd.size);
     expect(n).toBeGreaterThan(BIG);
     expect(h.digest("hex")).toBe(p.initrd.sha256);
-    // the server's peak resident memory grew by far less than the file it served
-    expect((after - before) * 1024).toBeLessThan(32 << 20);
+    // the server's peak resident memory grew by less than half the file it served (each read's
+    // buffer is garbage once answered; how many pile up before a collection varies from run to run)
+    expect((after - before) * 1024).toBeLessThan(48 << 20);
   });
 });
 
