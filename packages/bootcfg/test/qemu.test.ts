@@ -152,7 +152,7 @@ describe.sequential("QEMU boots of the fixture kernel", () => {
   it("iPXE runs the generated script (echo markers; fetching fails without network)", {
     timeout: BOOT_TIMEOUT,
   }, async (ctx) => {
-    need(ctx, { tools: ["qemu-system-x86_64"], files: ["/usr/lib/ipxe/ipxe.lkrn"] });
+    need(ctx, { tools: ["qemu-system-x86_64"], files: [KERNEL_AMD64, "/usr/lib/ipxe/ipxe.lkrn"] });
     const out = join(t.dir, "ipxe");
     expect((await run(["ipxe", "-c", cluster(), "-o", out])).code).toBe(0);
     const script = join(out, "ipxe/52-54-00-00-00-04.ipxe");
