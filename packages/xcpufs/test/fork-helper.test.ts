@@ -35,6 +35,7 @@ import {
   STARTERS,
   stopChild,
   until,
+  untilExecuted,
   xcpufsArgs,
 } from "./helpers.js";
 
@@ -149,7 +150,7 @@ describe.each(KINDS)("fork helper ($kind)", ({ kind, native }) => {
   it("puts each program in a process group and session of its own", async () => {
     const c = await helper().spawn({ file: "/bin/sleep", argv0: "sleep", args: ["30"], cwd: "/", env: {} });
     // The start is reported at the fork; the program makes its session before it executes.
-    await until(() => readFileSync(`/proc/${c.pid}/cmdline`, "latin1").startsWith("sleep\0"));
+    await untilExecuted(c.pid, "sleep");
     const stat = readFileSync(`/proc/${c.pid}/stat`, "utf8");
     const [pgrp, session] = stat
       .slice(stat.lastIndexOf(")") + 2)

@@ -52,21 +52,32 @@ export function silentServer(): Promise<RawServer> {
   return serve(() => {});
 }
 
-/** Where this worker's ports come from: below the kernel's ephemeral range, a slice per worker. */
 const PORTS_FROM = 10_000;
 const PORTS_PER_WORKER = 1000;
+
+/**
+ * First port of this worker's slice, below the kernel's ephemeral range; undefined when that range
+ * leaves no room for one.
+ */
+const sliceBase = ((): number | undefined => {
+  let low = 32768;
+  try {
+    const read = Number(
+      readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0],
+    );
+    if (Number.isInteger(read) && read > 0) low = read;
+  } catch {
+    // the usual default
+  }
+  const slices = Math.floor((low - PORTS_FROM) / PORTS_PER_WORKER);
+  const worker = Number(process.env.VITEST_POOL_ID ?? process.env.VITEST_WORKER_ID ?? 1);
+  if (slices < 1 || !Number.isInteger(worker)) return undefined;
+  return PORTS_FROM + ((worker - 1) % slices) * PORTS_PER_WORKER;
+})();
 let nextPortInSlice = Math.floor(Math.random() * PORTS_PER_WORKER);
 
-function ephemeralLow(): number {
-  try {
-    const low = Number(readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0]);
-    return Number.isInteger(low) && low > 0 ? low : 32768;
-  } catch {
-    return 32768;
-  }
-}
-
-function listensOn(port: number): Promise<boolean> {
+/** Whether `port` on 127.0.0.1 cannot be bound now (something listens there). */
+function portTaken(port: number): Promise<boolean> {
   const s = net.createServer();
   return new Promise((resolve) => {
     s.once("error", () => resolve(true));
@@ -82,13 +93,10 @@ function listensOn(port: number): Promise<boolean> {
  * running test worker.
  */
 export async function deadPort(): Promise<number> {
-  const slices = Math.floor((ephemeralLow() - PORTS_FROM) / PORTS_PER_WORKER);
-  const worker = Number(process.env.VITEST_POOL_ID ?? process.env.VITEST_WORKER_ID ?? 1);
-  if (slices < 1 || !Number.isInteger(worker)) return releasedPort();
-  const base = PORTS_FROM + ((worker - 1) % slices) * PORTS_PER_WORKER;
+  if (sliceBase === undefined) return releasedPort();
   for (let tries = 0; tries < PORTS_PER_WORKER; tries++) {
-    const port = base + (nextPortInSlice++ % PORTS_PER_WORKER);
-    if (!(await listensOn(port))) return port;
+    const port = sliceBase + (nextPortInSlice++ % PORTS_PER_WORKER);
+    if (!(await portTaken(port))) return port;
   }
   return releasedPort();
 }
